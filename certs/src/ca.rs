@@ -1,0 +1,466 @@
+//! The certificate authority: every operation on a CA directory.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use gongwen_common::fsutil::{create_private_dir, write_atomic, write_new};
+use gongwen_common::id::NodeId;
+use gongwen_common::pki::{CertIdentity, Role, SAN_NODE_PREFIX, SAN_ROLE_PREFIX, serial_hex};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams,
+    CertificateSigningRequestParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, RevocationReason,
+    RevokedCertParams, SanType, SerialNumber,
+};
+use ring::rand::{SecureRandom, SystemRandom};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use time::OffsetDateTime;
+
+use crate::error::CaError;
+use crate::registry::{Entry, ListRow, Registry, Status};
+
+pub const CA_KEY: &str = "ca.key";
+pub const CA_CERT: &str = "ca.crt";
+pub const CRL_FILE: &str = "crl.pem";
+pub const REGISTRY: &str = "registry.json";
+
+/// How long a CRL stays fresh unless told otherwise. Past it the hub
+/// refuses every node, so renew it (`gongwen-certs crl`) well before.
+pub const DEFAULT_CRL_DAYS: u32 = 30;
+
+/// Certificates are dated a few minutes into the past so that a unit whose
+/// clock runs slightly behind can use a certificate issued just now.
+const BACKDATE: time::Duration = time::Duration::minutes(5);
+
+/// The period a certificate is valid for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+}
+
+impl Validity {
+    /// From a few minutes ago until `days` from now.
+    pub fn days_from(now: OffsetDateTime, days: u32) -> Validity {
+        Validity {
+            not_before: now - BACKDATE,
+            not_after: now + time::Duration::days(i64::from(days)),
+        }
+    }
+}
+
+/// What to issue.
+#[derive(Debug, Clone)]
+pub struct IssueRequest {
+    pub id: NodeId,
+    pub role: Role,
+    /// Display name, e.g. 哈尔滨市人民政府.
+    pub name: Option<String>,
+    /// Extra DNS names (hub only; the hub's id is always one).
+    pub dns: Vec<String>,
+    /// IP addresses (hub only).
+    pub ips: Vec<IpAddr>,
+    pub validity: Validity,
+    /// Issue even though the id has a valid certificate.
+    pub renew: bool,
+}
+
+/// A certificate with the private key generated for it.
+#[derive(Debug)]
+pub struct Issued {
+    pub cert_pem: String,
+    /// PKCS#8 PEM; write it with mode 0600.
+    pub key_pem: String,
+    pub serial: String,
+}
+
+/// An open CA directory.
+#[derive(Debug)]
+pub struct Ca {
+    dir: PathBuf,
+    key: KeyPair,
+    cert_pem: String,
+    cert_der: CertificateDer<'static>,
+    registry: Registry,
+}
+
+fn random_serial() -> Result<SerialNumber, CaError> {
+    let mut b = [0u8; 16];
+    SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| CaError::InvalidRequest("the system random generator failed".into()))?;
+    // Positive and without a leading zero octet, so that the DER integer is
+    // exactly these 16 bytes and every tool prints the same serial.
+    b[0] = (b[0] & 0x7f) | 0x40;
+    Ok(SerialNumber::from_slice(&b))
+}
+
+fn ia5(s: String) -> Result<rcgen::string::Ia5String, CaError> {
+    s.clone()
+        .try_into()
+        .map_err(|_| CaError::InvalidRequest(format!("{s:?} is not an ASCII name")))
+}
+
+impl Ca {
+    /// Create a CA in `dir`: key, self-signed certificate, empty CRL and
+    /// registry. Refuses if any of those files exists.
+    pub fn init(
+        dir: &Path,
+        name: &str,
+        now: OffsetDateTime,
+        days: u32,
+        crl_days: u32,
+    ) -> Result<Ca, CaError> {
+        for f in [CA_KEY, CA_CERT, REGISTRY, CRL_FILE] {
+            if dir.join(f).exists() {
+                return Err(CaError::AlreadyExists(dir.to_owned(), f));
+            }
+        }
+        if name.trim().is_empty() {
+            return Err(CaError::InvalidRequest("the CA needs a name (--name)".into()));
+        }
+        create_private_dir(dir).map_err(CaError::io(dir))?;
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, name);
+        dn.push(DnType::OrganizationName, "gongwen");
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.serial_number = Some(random_serial()?);
+        let v = Validity::days_from(now, days);
+        params.not_before = v.not_before;
+        params.not_after = v.not_after;
+        let cert = params.self_signed(&key)?;
+        // The key is written first and with create_new: if two inits race,
+        // one of them fails here before anything else is written.
+        write_new(&dir.join(CA_KEY), key.serialize_pem().as_bytes(), 0o600)
+            .map_err(CaError::io(dir.join(CA_KEY)))?;
+        write_atomic(&dir.join(CA_CERT), cert.pem().as_bytes(), 0o644)
+            .map_err(CaError::io(dir.join(CA_CERT)))?;
+        let mut ca = Ca {
+            dir: dir.to_owned(),
+            key,
+            cert_pem: cert.pem(),
+            cert_der: cert.der().clone(),
+            registry: Registry::default(),
+        };
+        ca.write_crl(now, crl_days)?;
+        Ok(ca)
+    }
+
+    /// Open an existing CA directory.
+    pub fn open(dir: &Path) -> Result<Ca, CaError> {
+        let key_path = dir.join(CA_KEY);
+        if !key_path.exists() {
+            return Err(CaError::NotFound(dir.to_owned()));
+        }
+        let key_pem = std::fs::read_to_string(&key_path).map_err(CaError::io(&key_path))?;
+        let key = KeyPair::from_pem(&key_pem).map_err(|e| CaError::Corrupt {
+            path: key_path.clone(),
+            detail: e.to_string(),
+        })?;
+        let cert_path = dir.join(CA_CERT);
+        let cert_pem = std::fs::read_to_string(&cert_path).map_err(CaError::io(&cert_path))?;
+        let cert_der =
+            CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| CaError::Corrupt {
+                path: cert_path.clone(),
+                detail: e.to_string(),
+            })?;
+        let registry = Registry::load(&dir.join(REGISTRY))?;
+        Ok(Ca {
+            dir: dir.to_owned(),
+            key,
+            cert_pem,
+            cert_der,
+            registry,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The CA certificate in PEM form.
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    pub fn cert_der(&self) -> &CertificateDer<'static> {
+        &self.cert_der
+    }
+
+    fn issuer(&self) -> Result<Issuer<'static, &KeyPair>, CaError> {
+        Ok(Issuer::from_ca_cert_der(&self.cert_der, &self.key)?)
+    }
+
+    fn refuse_duplicate(&self, id: &NodeId, now: OffsetDateTime) -> Result<(), CaError> {
+        if let Some(e) = self
+            .registry
+            .certificates
+            .iter()
+            .find(|e| e.id == id.as_str() && e.status(now) == Status::Valid)
+        {
+            return Err(CaError::AlreadyIssued {
+                id: e.id.clone(),
+                serial: e.serial.clone(),
+                not_after: gongwen_common::timefmt::rfc3339(e.not_after),
+            });
+        }
+        Ok(())
+    }
+
+    fn leaf_params(&self, req: &IssueRequest) -> Result<CertificateParams, CaError> {
+        if req.role != Role::Hub && (!req.dns.is_empty() || !req.ips.is_empty()) {
+            return Err(CaError::InvalidRequest(
+                "--dns and --ip are only for the hub's certificate".into(),
+            ));
+        }
+        if req.validity.not_after <= req.validity.not_before {
+            return Err(CaError::InvalidRequest(
+                "the certificate would expire before it becomes valid".into(),
+            ));
+        }
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, req.id.as_str());
+        if let Some(name) = &req.name {
+            dn.push(DnType::OrganizationName, name.as_str());
+        }
+        dn.push(DnType::OrganizationalUnitName, req.role.as_str());
+        params.distinguished_name = dn;
+        params.subject_alt_names = vec![
+            SanType::URI(ia5(format!("{SAN_NODE_PREFIX}{}", req.id))?),
+            SanType::URI(ia5(format!("{SAN_ROLE_PREFIX}{}", req.role))?),
+        ];
+        if req.role == Role::Hub {
+            params
+                .subject_alt_names
+                .push(SanType::DnsName(ia5(req.id.to_string())?));
+            for d in &req.dns {
+                params.subject_alt_names.push(SanType::DnsName(ia5(d.clone())?));
+            }
+            for ip in &req.ips {
+                params.subject_alt_names.push(SanType::IpAddress(*ip));
+            }
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        } else {
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        }
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.use_authority_key_identifier_extension = true;
+        params.serial_number = Some(random_serial()?);
+        params.not_before = req.validity.not_before;
+        params.not_after = req.validity.not_after;
+        Ok(params)
+    }
+
+    fn record(&mut self, cert_der: &[u8], req: &IssueRequest, from_csr: bool) -> Result<String, CaError> {
+        let ident = CertIdentity::from_der(cert_der)?;
+        let serial = serial_hex(&ident.serial);
+        self.registry.certificates.push(Entry {
+            id: req.id.to_string(),
+            name: req.name.clone(),
+            role: req.role.to_string(),
+            serial: serial.clone(),
+            not_before: ident.not_before,
+            not_after: ident.not_after,
+            from_csr,
+            revoked_at: None,
+            revocation_reason: None,
+        });
+        self.registry.save(&self.dir.join(REGISTRY))?;
+        Ok(serial)
+    }
+
+    /// Issue a certificate with a fresh key (ECDSA P-256).
+    pub fn issue(&mut self, req: &IssueRequest, now: OffsetDateTime) -> Result<Issued, CaError> {
+        if !req.renew {
+            self.refuse_duplicate(&req.id, now)?;
+        }
+        let params = self.leaf_params(req)?;
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let cert = params.signed_by(&key, &self.issuer()?)?;
+        let serial = self.record(cert.der(), req, false)?;
+        Ok(Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            serial,
+        })
+    }
+
+    /// Sign a CSR made by `gongwen-agent keygen`. The id is the CSR's CN;
+    /// everything else the CSR asks for is ignored — the CA decides.
+    pub fn sign_csr(
+        &mut self,
+        csr_pem: &str,
+        role: Role,
+        name: Option<String>,
+        validity: Validity,
+        renew: bool,
+        now: OffsetDateTime,
+    ) -> Result<(NodeId, String), CaError> {
+        if role == Role::Hub {
+            return Err(CaError::InvalidRequest(
+                "the hub's certificate is made with `issue --role hub`, not from a CSR".into(),
+            ));
+        }
+        let der = rustls_pki_types::CertificateSigningRequestDer::from_pem_slice(csr_pem.as_bytes())
+            .map_err(|e| CaError::BadCsr(format!("not a PEM certificate request ({e})")))?;
+        // Checks the CSR's self-signature: whoever made it holds the key.
+        let csr = CertificateSigningRequestParams::from_der(&der)
+            .map_err(|e| CaError::BadCsr(e.to_string()))?;
+        if csr.public_key.algorithm() != &PKCS_ECDSA_P256_SHA256 {
+            return Err(CaError::BadCsr(
+                "the key is not ECDSA P-256; make it with `gongwen-agent keygen`".into(),
+            ));
+        }
+        let cn = match csr.params.distinguished_name.get(&DnType::CommonName) {
+            Some(rcgen::DnValue::Utf8String(s)) => s.clone(),
+            Some(rcgen::DnValue::PrintableString(s)) => s.as_str().to_owned(),
+            _ => return Err(CaError::BadCsr("it names no node id (CN)".into())),
+        };
+        let id = NodeId::parse(&cn).map_err(|e| CaError::BadCsr(e.to_string()))?;
+        let req = IssueRequest {
+            id: id.clone(),
+            role,
+            name,
+            dns: Vec::new(),
+            ips: Vec::new(),
+            validity,
+            renew,
+        };
+        if !renew {
+            self.refuse_duplicate(&id, now)?;
+        }
+        let params = self.leaf_params(&req)?;
+        let cert = params.signed_by(&csr.public_key, &self.issuer()?)?;
+        self.record(cert.der(), &req, true)?;
+        Ok((id, cert.pem()))
+    }
+
+    /// Revoke every unrevoked certificate of `id` and write a fresh CRL.
+    pub fn revoke(
+        &mut self,
+        id: &NodeId,
+        reason: &str,
+        now: OffsetDateTime,
+        crl_days: u32,
+    ) -> Result<Vec<String>, CaError> {
+        if reason_from_name(reason).is_none() {
+            return Err(CaError::InvalidRequest(format!(
+                "unknown revocation reason {reason:?}; use one of: {}",
+                REASONS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        let mut any = false;
+        let mut serials = Vec::new();
+        for e in self.registry.certificates.iter_mut().filter(|e| e.id == id.as_str()) {
+            any = true;
+            if e.revoked_at.is_none() {
+                e.revoked_at = Some(now);
+                e.revocation_reason = Some(reason.to_owned());
+                serials.push(e.serial.clone());
+            }
+        }
+        if !any {
+            return Err(CaError::UnknownId(id.to_string()));
+        }
+        if serials.is_empty() {
+            return Err(CaError::AlreadyRevoked(id.to_string()));
+        }
+        self.write_crl(now, crl_days)?;
+        Ok(serials)
+    }
+
+    /// Sign and write a new CRL listing every revoked certificate, fresh
+    /// for `days` days. The registry is saved first, so a crash between the
+    /// two leaves the revocation recorded and the next CRL write carries it.
+    pub fn write_crl(&mut self, now: OffsetDateTime, days: u32) -> Result<(), CaError> {
+        self.write_crl_until(now, now + time::Duration::days(i64::from(days.max(1))))
+    }
+
+    /// Like [`Ca::write_crl`] with an explicit next-update time (tests use
+    /// it to make a stale CRL).
+    pub fn write_crl_until(
+        &mut self,
+        this_update: OffsetDateTime,
+        next_update: OffsetDateTime,
+    ) -> Result<(), CaError> {
+        self.registry.crl_number += 1;
+        self.registry.save(&self.dir.join(REGISTRY))?;
+        let mut revoked = Vec::new();
+        for e in &self.registry.certificates {
+            if let Some(at) = e.revoked_at {
+                let bytes = hex_decode(&e.serial).ok_or_else(|| CaError::Corrupt {
+                    path: self.dir.join(REGISTRY),
+                    detail: format!("serial {:?} of {} is not hex", e.serial, e.id),
+                })?;
+                revoked.push(RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(&bytes),
+                    revocation_time: at,
+                    reason_code: e.revocation_reason.as_deref().and_then(reason_from_name),
+                    invalidity_date: None,
+                });
+            }
+        }
+        let params = CertificateRevocationListParams {
+            this_update,
+            next_update,
+            crl_number: SerialNumber::from(self.registry.crl_number),
+            issuing_distribution_point: None,
+            revoked_certs: revoked,
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        let crl = params.signed_by(&self.issuer()?)?;
+        let path = self.dir.join(CRL_FILE);
+        write_atomic(&path, crl.pem()?.as_bytes(), 0o644).map_err(CaError::io(&path))
+    }
+
+    /// One row per certificate, in issue order.
+    pub fn list(&self, now: OffsetDateTime) -> Vec<ListRow> {
+        self.registry.certificates.iter().map(|e| e.row(now)).collect()
+    }
+
+    /// Write `ID.crt`, `ID.key` (0600) and `ca.crt` into `out`.
+    pub fn write_issued(&self, out: &Path, id: &NodeId, issued: &Issued) -> Result<(), CaError> {
+        std::fs::create_dir_all(out).map_err(CaError::io(out))?;
+        let key = out.join(format!("{id}.key"));
+        write_atomic(&key, issued.key_pem.as_bytes(), 0o600).map_err(CaError::io(&key))?;
+        let crt = out.join(format!("{id}.crt"));
+        write_atomic(&crt, issued.cert_pem.as_bytes(), 0o644).map_err(CaError::io(&crt))?;
+        let ca = out.join(CA_CERT);
+        write_atomic(&ca, self.cert_pem.as_bytes(), 0o644).map_err(CaError::io(&ca))
+    }
+}
+
+/// The reasons `revoke --reason` takes, by their RFC 5280 names in kebab case.
+pub const REASONS: &[(&str, RevocationReason)] = &[
+    ("unspecified", RevocationReason::Unspecified),
+    ("key-compromise", RevocationReason::KeyCompromise),
+    ("affiliation-changed", RevocationReason::AffiliationChanged),
+    ("superseded", RevocationReason::Superseded),
+    ("cessation-of-operation", RevocationReason::CessationOfOperation),
+    ("privilege-withdrawn", RevocationReason::PrivilegeWithdrawn),
+];
+
+pub fn reason_from_name(name: &str) -> Option<RevocationReason> {
+    REASONS.iter().find(|(n, _)| *n == name).map(|(_, r)| *r)
+}
+
+fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}

@@ -1,0 +1,245 @@
+//! `gongwen-certs`: the administrator's certificate authority tool.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use gongwen_certs::ca::{CA_CERT, DEFAULT_CRL_DAYS, REASONS};
+use gongwen_certs::{Ca, IssueRequest, Validity};
+use gongwen_common::fsutil::write_atomic;
+use gongwen_common::{NodeId, Role};
+use time::OffsetDateTime;
+
+/// gongwen's certificate authority: issue, sign, revoke and list the
+/// certificates of the hub and of every unit.
+#[derive(Debug, Parser)]
+#[command(name = "gongwen-certs", version)]
+struct Cli {
+    /// Directory of the CA (ca.key, ca.crt, crl.pem, registry.json).
+    #[arg(long, global = true, env = "GONGWEN_CA_DIR", value_name = "DIR")]
+    ca_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Hub,
+    Node,
+    Supervisor,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Role {
+        match r {
+            RoleArg::Hub => Role::Hub,
+            RoleArg::Node => Role::Node,
+            RoleArg::Supervisor => Role::Supervisor,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum NodeRoleArg {
+    Node,
+    Supervisor,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a new CA: key (0600), self-signed certificate, empty CRL, registry.
+    Init {
+        /// The CA's name, e.g. "黑龙江省公文交换 CA".
+        #[arg(long)]
+        name: String,
+        /// Validity of the CA certificate in days.
+        #[arg(long, default_value_t = 3650)]
+        days: u32,
+        /// Days until the CRL must be renewed (past that the hub refuses everyone).
+        #[arg(long, default_value_t = DEFAULT_CRL_DAYS)]
+        crl_days: u32,
+    },
+    /// Issue a certificate and a fresh key for the hub or a unit.
+    Issue {
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// Node id: lower-case letters, digits and '-', e.g. harbin-gov.
+        #[arg(long)]
+        id: String,
+        /// Display name, e.g. 哈尔滨市人民政府.
+        #[arg(long)]
+        name: Option<String>,
+        /// Extra DNS name of the hub (repeatable).
+        #[arg(long)]
+        dns: Vec<String>,
+        /// IP address of the hub (repeatable).
+        #[arg(long)]
+        ip: Vec<IpAddr>,
+        /// Validity in days.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        /// Directory to write ID.crt, ID.key and ca.crt into.
+        #[arg(long)]
+        out: PathBuf,
+        /// Issue even though the id already has a valid certificate.
+        #[arg(long)]
+        renew: bool,
+    },
+    /// Sign a CSR made on the unit by `gongwen-agent keygen` (the key stays there).
+    Sign {
+        /// The CSR file (ID.csr).
+        #[arg(long)]
+        csr: PathBuf,
+        #[arg(long, value_enum)]
+        role: NodeRoleArg,
+        /// Display name, e.g. 大庆市人民政府.
+        #[arg(long)]
+        name: Option<String>,
+        /// Validity in days.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        /// Where to write the certificate; ca.crt is written beside it.
+        #[arg(long)]
+        out: PathBuf,
+        /// Sign even though the id already has a valid certificate.
+        #[arg(long)]
+        renew: bool,
+    },
+    /// Revoke every certificate of a node and write a fresh CRL.
+    Revoke {
+        #[arg(long)]
+        id: String,
+        /// Why: unspecified, key-compromise, affiliation-changed, superseded,
+        /// cessation-of-operation, privilege-withdrawn.
+        #[arg(long, default_value = "unspecified")]
+        reason: String,
+        /// Days until the new CRL must be renewed.
+        #[arg(long, default_value_t = DEFAULT_CRL_DAYS)]
+        crl_days: u32,
+    },
+    /// Re-sign the CRL with a fresh next-update time (run it before it goes stale).
+    Crl {
+        /// Days until the CRL must be renewed again.
+        #[arg(long, default_value_t = DEFAULT_CRL_DAYS)]
+        days: u32,
+    },
+    /// List every certificate issued: id, name, role, serial, not_after, status.
+    List {
+        /// Print a JSON array of objects.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gongwen-certs: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn node_id(s: &str) -> anyhow::Result<NodeId> {
+    Ok(NodeId::parse(s)?)
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let Some(dir) = cli.ca_dir else {
+        bail!("say which CA to use with --ca-dir DIR (or GONGWEN_CA_DIR)");
+    };
+    let now = OffsetDateTime::now_utc();
+    match cli.command {
+        Command::Init { name, days, crl_days } => {
+            Ca::init(&dir, &name, now, days, crl_days)?;
+            println!("created CA {name:?} in {}", dir.display());
+            println!("  certificate: {}", dir.join(CA_CERT).display());
+            println!("  CRL:         {} (renew within {crl_days} days: gongwen-certs crl)", dir.join("crl.pem").display());
+        }
+        Command::Issue { role, id, name, dns, ip, days, out, renew } => {
+            let id = node_id(&id)?;
+            let mut ca = Ca::open(&dir)?;
+            let req = IssueRequest {
+                id: id.clone(),
+                role: role.into(),
+                name,
+                dns,
+                ips: ip,
+                validity: Validity::days_from(now, days),
+                renew,
+            };
+            let issued = ca.issue(&req, now)?;
+            ca.write_issued(&out, &id, &issued)?;
+            println!(
+                "issued {} certificate for {id} (serial {}, valid {days} days)",
+                req.role, issued.serial
+            );
+            for f in [format!("{id}.crt"), format!("{id}.key"), CA_CERT.to_owned()] {
+                println!("  {}", out.join(f).display());
+            }
+        }
+        Command::Sign { csr, role, name, days, out, renew } => {
+            let role = match role {
+                NodeRoleArg::Node => Role::Node,
+                NodeRoleArg::Supervisor => Role::Supervisor,
+            };
+            let csr_pem = std::fs::read_to_string(&csr)
+                .with_context(|| format!("cannot read {}", csr.display()))?;
+            let mut ca = Ca::open(&dir)?;
+            let (id, cert_pem) =
+                ca.sign_csr(&csr_pem, role, name, Validity::days_from(now, days), renew, now)?;
+            write_atomic(&out, cert_pem.as_bytes(), 0o644)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            let ca_out = out.parent().unwrap_or(Path::new(".")).join(CA_CERT);
+            write_atomic(&ca_out, ca.cert_pem().as_bytes(), 0o644)
+                .with_context(|| format!("cannot write {}", ca_out.display()))?;
+            println!("signed {role} certificate for {id}: {}", out.display());
+            println!("  CA certificate: {}", ca_out.display());
+        }
+        Command::Revoke { id, reason, crl_days } => {
+            let id = node_id(&id)?;
+            if !REASONS.iter().any(|(n, _)| *n == reason) {
+                let names: Vec<_> = REASONS.iter().map(|(n, _)| *n).collect();
+                bail!("unknown reason {reason:?}; use one of: {}", names.join(", "));
+            }
+            let mut ca = Ca::open(&dir)?;
+            let serials = ca.revoke(&id, &reason, now, crl_days)?;
+            println!(
+                "revoked {id} (serial {}); new CRL written to {}",
+                serials.join(", "),
+                dir.join("crl.pem").display()
+            );
+            println!("  the hub picks it up by itself and cuts {id} off");
+        }
+        Command::Crl { days } => {
+            let mut ca = Ca::open(&dir)?;
+            ca.write_crl(now, days)?;
+            println!("CRL renewed for {days} days: {}", dir.join("crl.pem").display());
+        }
+        Command::List { json } => {
+            let ca = Ca::open(&dir)?;
+            let rows = ca.list(now);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!("{:<24} {:<11} {:<34} {:<21} {:<8} NAME", "ID", "ROLE", "SERIAL", "NOT AFTER", "STATUS");
+                for r in rows {
+                    println!(
+                        "{:<24} {:<11} {:<34} {:<21} {:<8} {}",
+                        r.id,
+                        r.role,
+                        r.serial,
+                        r.not_after,
+                        r.status.as_str(),
+                        r.name.unwrap_or_default()
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}

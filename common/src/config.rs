@@ -1,0 +1,465 @@
+//! `hub.toml` and `agent.toml`: parsed strictly (unknown keys refused),
+//! checked once, with every relative path taken relative to the file.
+//! Every error names the file, the key and what is wrong.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::id::NodeId;
+use crate::timefmt::parse_duration;
+
+/// A configuration file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("configuration file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("configuration file {path}: key `{key}`: {problem}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        problem: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHub {
+    listen: String,
+    data_dir: PathBuf,
+    tls: RawHubTls,
+    #[serde(default)]
+    groups: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    deadlines: RawDeadlines,
+    #[serde(default)]
+    escalation: Vec<RawEscalation>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHubTls {
+    cert: PathBuf,
+    key: PathBuf,
+    ca: PathBuf,
+    crl: PathBuf,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDeadlines {
+    normal: Option<String>,
+    urgent: Option<String>,
+    #[serde(rename = "extra-urgent")]
+    extra_urgent: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEscalation {
+    after: String,
+    action: String,
+    #[serde(default)]
+    notify: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    node_id: String,
+    hub: String,
+    hub_name: String,
+    root: PathBuf,
+    tls: RawAgentTls,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgentTls {
+    cert: PathBuf,
+    key: PathBuf,
+    ca: PathBuf,
+}
+
+/// The hub's TLS material.
+#[derive(Debug, Clone)]
+pub struct HubTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+    pub crl: PathBuf,
+}
+
+/// Acknowledgment deadline for each urgency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deadlines {
+    pub normal: Duration,
+    pub urgent: Duration,
+    pub extra_urgent: Duration,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Deadlines {
+            normal: Duration::from_secs(24 * 3600),
+            urgent: Duration::from_secs(4 * 3600),
+            extra_urgent: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// What an escalation step does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EscalationAction {
+    /// 催办: an urging notice to the unit that has not signed for it.
+    Urge,
+    /// 督办: an escalation notice to the supervisors listed in `notify`.
+    Supervise,
+}
+
+/// One `[[escalation]]` step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EscalationStep {
+    /// How long after the deadline the step runs.
+    pub after: Duration,
+    pub action: EscalationAction,
+    pub notify: Vec<NodeId>,
+}
+
+/// A checked `hub.toml`.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// The file it came from (for messages).
+    pub path: PathBuf,
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub tls: HubTls,
+    pub groups: BTreeMap<String, Vec<NodeId>>,
+    pub deadlines: Deadlines,
+    pub escalation: Vec<EscalationStep>,
+}
+
+/// The agent's TLS material.
+#[derive(Debug, Clone)]
+pub struct AgentTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+}
+
+/// A checked `agent.toml`.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub path: PathBuf,
+    pub node_id: NodeId,
+    /// `host:port` of the hub, resolved at each connection attempt.
+    pub hub: String,
+    /// The name the hub's certificate must carry.
+    pub hub_name: String,
+    pub root: PathBuf,
+    pub tls: AgentTls,
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(path: &Path, text: &str) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        // toml's message names the key and shows the line; keep it whole
+        // but on as few lines as it needs.
+        message: e.to_string().trim_end().to_owned(),
+    })
+}
+
+fn base_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn invalid(path: &Path, key: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        path: path.to_owned(),
+        key: key.to_owned(),
+        problem: problem.into(),
+    }
+}
+
+fn duration(path: &Path, key: &str, s: &str) -> Result<Duration, ConfigError> {
+    parse_duration(s).map_err(|e| invalid(path, key, e.to_string()))
+}
+
+fn node_id(path: &Path, key: &str, s: &str) -> Result<NodeId, ConfigError> {
+    NodeId::parse(s).map_err(|e| invalid(path, key, e.to_string()))
+}
+
+impl HubConfig {
+    /// Read and check a hub configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::from_toml(path, &read(path)?)
+    }
+
+    /// Check a hub configuration given as text; `path` locates relative paths.
+    pub fn from_toml(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let raw: RawHub = parse(path, text)?;
+        let base = base_dir(path);
+        let listen = raw.listen.parse::<SocketAddr>().map_err(|_| {
+            invalid(
+                path,
+                "listen",
+                format!(
+                    "{:?} is not an address:port such as \"127.0.0.1:7443\" or \"[::]:7443\"",
+                    raw.listen
+                ),
+            )
+        })?;
+        let mut groups = BTreeMap::new();
+        for (name, members) in raw.groups {
+            let key = format!("groups.{name}");
+            // Group names share the outbox namespace with node ids.
+            NodeId::parse(&name).map_err(|e| invalid(path, &key, e.to_string()))?;
+            if members.is_empty() {
+                return Err(invalid(path, &key, "a group needs at least one member"));
+            }
+            let members = members
+                .iter()
+                .map(|m| node_id(path, &key, m))
+                .collect::<Result<Vec<_>, _>>()?;
+            groups.insert(name, members);
+        }
+        let defaults = Deadlines::default();
+        let d = &raw.deadlines;
+        let deadlines = Deadlines {
+            normal: d
+                .normal
+                .as_deref()
+                .map(|s| duration(path, "deadlines.normal", s))
+                .transpose()?
+                .unwrap_or(defaults.normal),
+            urgent: d
+                .urgent
+                .as_deref()
+                .map(|s| duration(path, "deadlines.urgent", s))
+                .transpose()?
+                .unwrap_or(defaults.urgent),
+            extra_urgent: d
+                .extra_urgent
+                .as_deref()
+                .map(|s| duration(path, "deadlines.extra-urgent", s))
+                .transpose()?
+                .unwrap_or(defaults.extra_urgent),
+        };
+        let mut escalation = Vec::new();
+        for (i, step) in raw.escalation.iter().enumerate() {
+            let key = |k: &str| format!("escalation[{i}].{k}");
+            let action = match step.action.as_str() {
+                "urge" => EscalationAction::Urge,
+                "supervise" => EscalationAction::Supervise,
+                other => {
+                    return Err(invalid(
+                        path,
+                        &key("action"),
+                        format!("{other:?} is not an action: use \"urge\" or \"supervise\""),
+                    ));
+                }
+            };
+            let notify = step
+                .notify
+                .iter()
+                .map(|n| node_id(path, &key("notify"), n))
+                .collect::<Result<Vec<_>, _>>()?;
+            if action == EscalationAction::Supervise && notify.is_empty() {
+                return Err(invalid(
+                    path,
+                    &key("notify"),
+                    "a \"supervise\" step must name at least one supervisor node",
+                ));
+            }
+            let after = duration(path, &key("after"), &step.after)?;
+            if let Some(prev) = escalation.last().map(|s: &EscalationStep| s.after)
+                && after < prev
+            {
+                return Err(invalid(
+                    path,
+                    &key("after"),
+                    "steps must be listed in order of `after`",
+                ));
+            }
+            escalation.push(EscalationStep {
+                after,
+                action,
+                notify,
+            });
+        }
+        Ok(HubConfig {
+            path: path.to_owned(),
+            listen,
+            data_dir: base.join(raw.data_dir),
+            tls: HubTls {
+                cert: base.join(raw.tls.cert),
+                key: base.join(raw.tls.key),
+                ca: base.join(raw.tls.ca),
+                crl: base.join(raw.tls.crl),
+            },
+            groups,
+            deadlines,
+            escalation,
+        })
+    }
+}
+
+impl AgentConfig {
+    /// Read and check an agent configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::from_toml(path, &read(path)?)
+    }
+
+    /// Check an agent configuration given as text.
+    pub fn from_toml(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let raw: RawAgent = parse(path, text)?;
+        let base = base_dir(path);
+        let node_id = node_id(path, "node_id", &raw.node_id)?;
+        if raw.hub.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) {
+            return Err(invalid(
+                path,
+                "hub",
+                format!("{:?} is not host:port such as \"127.0.0.1:7443\"", raw.hub),
+            ));
+        }
+        if raw.hub_name.is_empty() {
+            return Err(invalid(path, "hub_name", "must name the hub's certificate"));
+        }
+        Ok(AgentConfig {
+            path: path.to_owned(),
+            node_id,
+            hub: raw.hub,
+            hub_name: raw.hub_name,
+            root: base.join(raw.root),
+            tls: AgentTls {
+                cert: base.join(raw.tls.cert),
+                key: base.join(raw.tls.key),
+                ca: base.join(raw.tls.ca),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HUB: &str = r#"
+listen   = "127.0.0.1:7443"
+data_dir = "hub-data"
+[tls]
+cert = "hub.crt"
+key  = "hub.key"
+ca   = "ca.crt"
+crl  = "crl.pem"
+[groups]
+cities = ["harbin-gov", "daqing-gov"]
+[deadlines]
+normal       = "24h"
+urgent       = "4h"
+extra-urgent = "1h"
+[[escalation]]
+after  = "0s"
+action = "urge"
+[[escalation]]
+after  = "2h"
+action = "supervise"
+notify = ["prov-supervision"]
+"#;
+
+    const AGENT: &str = r#"
+node_id   = "harbin-gov"
+hub       = "127.0.0.1:7443"
+hub_name  = "hub"
+root      = "harbin-data"
+[tls]
+cert = "harbin-gov.crt"
+key  = "harbin-gov.key"
+ca   = "ca.crt"
+"#;
+
+    #[test]
+    fn the_design_documents_hub_example_loads() {
+        let c = HubConfig::from_toml(Path::new("/etc/gongwen/hub.toml"), HUB).unwrap();
+        assert_eq!(c.listen.port(), 7443);
+        assert_eq!(c.data_dir, Path::new("/etc/gongwen/hub-data"));
+        assert_eq!(c.tls.crl, Path::new("/etc/gongwen/crl.pem"));
+        assert_eq!(c.groups["cities"].len(), 2);
+        assert_eq!(c.deadlines.urgent, Duration::from_secs(4 * 3600));
+        assert_eq!(c.escalation[1].action, EscalationAction::Supervise);
+        assert_eq!(c.escalation[1].notify[0].as_str(), "prov-supervision");
+    }
+
+    #[test]
+    fn the_design_documents_agent_example_loads() {
+        let c = AgentConfig::from_toml(Path::new("conf/agent.toml"), AGENT).unwrap();
+        assert_eq!(c.node_id.as_str(), "harbin-gov");
+        assert_eq!(c.root, Path::new("conf/harbin-data"));
+        assert_eq!(c.tls.key, Path::new("conf/harbin-gov.key"));
+    }
+
+    fn hub_error(text: &str) -> String {
+        HubConfig::from_toml(Path::new("hub.toml"), text)
+            .unwrap_err()
+            .to_string()
+    }
+
+    fn agent_error(text: &str) -> String {
+        AgentConfig::from_toml(Path::new("agent.toml"), text)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn invalid_hub_configs_name_file_and_key() {
+        let cases = [
+            (HUB.replace("data_dir", "dta_dir"), "dta_dir"),
+            (format!("{HUB}\n[extra]\nx = 1\n"), "extra"),
+            (HUB.replace("127.0.0.1:7443", "localhost"), "listen"),
+            (HUB.replace("\"4h\"", "\"4 hours\""), "deadlines.urgent"),
+            (HUB.replace("\"urge\"", "\"nag\""), "escalation[0].action"),
+            (HUB.replace("\"harbin-gov\",", "\"Harbin\","), "groups.cities"),
+            (HUB.replace("notify = [\"prov-supervision\"]", ""), "escalation[1].notify"),
+            (HUB.replace("crl  = \"crl.pem\"", ""), "crl"),
+        ];
+        for (text, key) in cases {
+            let e = hub_error(&text);
+            assert!(e.contains("hub.toml"), "{e}");
+            assert!(e.contains(key), "{key} not named in: {e}");
+        }
+    }
+
+    #[test]
+    fn invalid_agent_configs_name_file_and_key() {
+        let cases = [
+            (AGENT.replace("harbin-gov\"\nhub", "Harbin\"\nhub"), "node_id"),
+            (AGENT.replace("127.0.0.1:7443", "127.0.0.1"), "hub"),
+            (format!("{AGENT}\nspeed = 3\n"), "speed"),
+            (AGENT.replace("[tls]", "[tsl]"), "tsl"),
+        ];
+        for (text, key) in cases {
+            let e = agent_error(&text);
+            assert!(e.contains("agent.toml"), "{e}");
+            assert!(e.contains(key), "{key} not named in: {e}");
+        }
+    }
+}

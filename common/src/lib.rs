@@ -1,0 +1,49 @@
+//! # gongwen-common
+//!
+//! The library every gongwen program shares. gongwen carries official
+//! documents (公文) between government units: a hub and one agent per unit
+//! talk over QUIC with mutual TLS 1.3, and every unit is known only by the
+//! certificate the deployment's own CA issued to it.
+//!
+//! ```text
+//!   gongwen-certs ──issues──▶ certificates (id + role inside)
+//!                                   │
+//!   agent ══QUIC/mTLS, ALPN gongwen/1══ hub ══ agent
+//!     hello ──────────▶ (first bidirectional stream)
+//!     ◀────────── welcome | refused
+//! ```
+//!
+//! Everything here is plain values and functions: no sockets, no files
+//! except the small loaders in [`pki`] and [`config`] that read key
+//! material and configuration once at start.
+//!
+//! ## Layout
+//! - [`id`]: [`NodeId`], the validated name of a unit (`harbin-gov`).
+//! - [`pki`]: roles, what a certificate says about its holder, TLS
+//!   configurations for hub and agent, CRL inspection.
+//! - [`wire`]: the frame codec and message vocabulary (sans-IO).
+//! - [`stream`]: whole messages on QUIC streams, with read deadlines (edge).
+//! - [`fsutil`]: durable writes (temp, fsync, rename, fsync dir).
+//! - [`config`]: `hub.toml` and `agent.toml`, strictly parsed.
+//! - [`tls`]: TLS 1.3 + QUIC configurations for hub and agent.
+//! - [`timefmt`]: durations such as `"4h"` and RFC 3339 time stamps.
+//! - [`error`]: the crate's error enum.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod error;
+pub mod fsutil;
+pub mod id;
+pub mod pki;
+pub mod stream;
+pub mod timefmt;
+pub mod tls;
+pub mod wire;
+
+pub use error::Error;
+pub use id::NodeId;
+pub use pki::Role;
+
+/// The protocol name carried in ALPN; a peer that does not speak it is refused
+/// during the handshake.
+pub const ALPN: &[u8] = b"gongwen/1";

@@ -1,0 +1,56 @@
+//! Reading and writing whole messages on QUIC streams, with a deadline on
+//! every read. The only place where wire frames meet sockets.
+
+use std::time::Duration;
+
+use crate::wire::{self, Message, WireError, LEN_PREFIX};
+
+/// How long a peer may take to deliver one frame once we expect it.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Errors moving a message over a stream.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StreamError {
+    #[error("the peer sent nothing for {0:?}")]
+    Timeout(Duration),
+    #[error("the stream ended")]
+    Finished,
+    #[error("reading from the peer failed: {0}")]
+    Read(#[from] quinn::ReadExactError),
+    #[error("writing to the peer failed: {0}")]
+    Write(#[from] quinn::WriteError),
+    #[error("the peer sent an invalid frame: {0}")]
+    Wire(#[from] WireError),
+}
+
+/// Read one message, giving up after `timeout`.
+pub async fn read_message(
+    recv: &mut quinn::RecvStream,
+    timeout: Duration,
+) -> Result<Message, StreamError> {
+    match tokio::time::timeout(timeout, read_message_inner(recv)).await {
+        Ok(r) => r,
+        Err(_) => Err(StreamError::Timeout(timeout)),
+    }
+}
+
+async fn read_message_inner(recv: &mut quinn::RecvStream) -> Result<Message, StreamError> {
+    let mut prefix = [0u8; LEN_PREFIX];
+    match recv.read_exact(&mut prefix).await {
+        Ok(()) => {}
+        Err(quinn::ReadExactError::FinishedEarly(0)) => return Err(StreamError::Finished),
+        Err(e) => return Err(e.into()),
+    }
+    // frame_len checks the bound before anything is allocated.
+    let len = wire::frame_len(&prefix)?.ok_or(WireError::Truncated)?;
+    let mut body = vec![0u8; len];
+    recv.read_exact(&mut body).await?;
+    Ok(wire::decode_body(&body)?)
+}
+
+/// Write one message.
+pub async fn write_message(send: &mut quinn::SendStream, msg: &Message) -> Result<(), StreamError> {
+    send.write_all(&wire::to_frame(msg)).await?;
+    Ok(())
+}

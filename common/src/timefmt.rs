@@ -1,0 +1,87 @@
+//! Durations written as `"90s"`, `"4h"`, `"2d"`, and RFC 3339 UTC time stamps.
+
+use std::time::{Duration, SystemTime};
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// Why a duration string was not understood.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0:?} is not a duration: write a whole number followed by a unit, e.g. \"500ms\", \"90s\", \"30m\", \"4h\", \"2d\""
+)]
+pub struct InvalidDuration(pub String);
+
+/// Parse `"<n><unit>"` with unit `ms`, `s`, `m`, `h` or `d`.
+pub fn parse_duration(s: &str) -> Result<Duration, InvalidDuration> {
+    let err = || InvalidDuration(s.to_owned());
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
+    let (num, unit) = t.split_at(split);
+    if num.is_empty() {
+        return Err(err());
+    }
+    let n: u64 = num.parse().map_err(|_| err())?;
+    let secs = |mult: u64| n.checked_mul(mult).map(Duration::from_secs).ok_or_else(err);
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => secs(1),
+        "m" => secs(60),
+        "h" => secs(3600),
+        "d" => secs(86_400),
+        _ => Err(err()),
+    }
+}
+
+/// Format a time as RFC 3339 in UTC, whole seconds (`2026-11-28T07:57:18Z`).
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    let t = t
+        .to_offset(time::UtcOffset::UTC)
+        .replace_nanosecond(0)
+        .unwrap_or(t);
+    // Formatting a valid OffsetDateTime with a year in 0..=9999 cannot fail;
+    // fall back to the debug form rather than panic on exotic years.
+    t.format(&Rfc3339).unwrap_or_else(|_| format!("{t:?}"))
+}
+
+/// Format a `SystemTime` as RFC 3339 UTC.
+pub fn rfc3339_system(t: SystemTime) -> String {
+    rfc3339(OffsetDateTime::from(t))
+}
+
+/// Parse an RFC 3339 time stamp.
+pub fn parse_rfc3339(s: &str) -> Result<OffsetDateTime, time::error::Parse> {
+    OffsetDateTime::parse(s, &Rfc3339)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_each_unit() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("4h"), Ok(Duration::from_secs(4 * 3600)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(2 * 86_400)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+    }
+
+    #[test]
+    fn refuses_what_it_does_not_understand() {
+        for bad in ["", "h", "4", "4x", "-4h", "4 h", "1.5h", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn formats_utc_whole_seconds() {
+        let t = OffsetDateTime::from_unix_timestamp(1_795_000_000)
+            .unwrap()
+            .replace_nanosecond(123)
+            .unwrap();
+        assert_eq!(rfc3339(t), "2026-11-18T09:06:40Z");
+        assert_eq!(parse_rfc3339(&rfc3339(t)).unwrap().unix_timestamp(), 1_795_000_000);
+    }
+}

@@ -1,0 +1,161 @@
+//! TLS 1.3 and QUIC configurations for the hub and the agents.
+//!
+//! Both sides use the ring provider only, TLS 1.3 only, ALPN `gongwen/1`
+//! and no 0-RTT (early data could be replayed; nothing we send is safe to
+//! replay). The hub requires a client certificate chained to the
+//! deployment's CA and checks it against the CRL, refusing everyone when
+//! the CRL is stale. The agent checks the hub's certificate against the CA,
+//! the configured `hub_name`, and the role written in the certificate, so a
+//! node certificate cannot pose as the hub.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{CertificateError, DigitallySignedStruct, OtherError, RootCertStore, SignatureScheme};
+
+use crate::pki::{CertIdentity, Crl, PkiError, Role};
+use crate::ALPN;
+
+/// How long a connection may stay silent before QUIC declares it dead. The
+/// agent sends keep-alives well inside this.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Interval of the agent's keep-alive packets.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
+
+/// The only cryptography provider gongwen uses.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn roots(ca: &CertificateDer<'static>) -> Result<Arc<RootCertStore>, PkiError> {
+    let mut roots = RootCertStore::empty();
+    roots.add(ca.clone())?;
+    Ok(Arc::new(roots))
+}
+
+fn transport(keep_alive: Option<Duration>) -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    // IDLE_TIMEOUT is far below the VarInt limit, so the conversion holds.
+    t.max_idle_timeout(quinn::IdleTimeout::try_from(IDLE_TIMEOUT).ok());
+    t.keep_alive_interval(keep_alive);
+    Arc::new(t)
+}
+
+/// The hub's QUIC server configuration for the given certificate, CA and CRL.
+pub fn hub_server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    ca: &CertificateDer<'static>,
+    crl: &Crl,
+) -> Result<quinn::ServerConfig, PkiError> {
+    let provider = provider();
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca)?, provider.clone())
+        .with_crls([crl.der.clone()])
+        .enforce_revocation_expiration()
+        .build()?;
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    tls.max_early_data_size = 0;
+    let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+        .map_err(|e| PkiError::Quic(e.to_string()))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    config.transport_config(transport(None));
+    Ok(config)
+}
+
+/// An agent's QUIC client configuration: its own certificate, and the CA
+/// the hub's certificate must chain to.
+pub fn agent_client_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    ca: &CertificateDer<'static>,
+) -> Result<quinn::ClientConfig, PkiError> {
+    let provider = provider();
+    let webpki = WebPkiServerVerifier::builder_with_provider(roots(ca)?, provider.clone()).build()?;
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(HubVerifier { webpki }))
+        .with_client_auth_cert(chain, key)?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    tls.enable_early_data = false;
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| PkiError::Quic(e.to_string()))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(quic));
+    config.transport_config(transport(Some(KEEP_ALIVE)));
+    Ok(config)
+}
+
+/// The error an agent's verifier reports when a certificate that chains to
+/// the CA and carries the right name was not issued for the hub role.
+#[derive(Debug, thiserror::Error)]
+#[error("the peer's certificate is for a {role} ({id}), not for the hub")]
+pub struct NotTheHub {
+    pub id: String,
+    pub role: Role,
+}
+
+/// webpki's checks (CA, validity, purpose, name) plus the gongwen role.
+#[derive(Debug)]
+struct HubVerifier {
+    webpki: Arc<WebPkiServerVerifier>,
+}
+
+impl ServerCertVerifier for HubVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verified = self.webpki.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        let identity = CertIdentity::from_der(end_entity)
+            .map_err(|e| CertificateError::Other(OtherError(Arc::new(e))))?;
+        if identity.role != Role::Hub {
+            return Err(CertificateError::Other(OtherError(Arc::new(NotTheHub {
+                id: identity.id.to_string(),
+                role: identity.role,
+            })))
+            .into());
+        }
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
