@@ -1,1 +1,31 @@
+//! # gongwen-agent
+//!
+//! The daemon at each unit. It keeps one QUIC connection to the hub,
+//! authenticated both ways with certificates from the deployment's CA, and
+//! is admitted only when the hub answers its hello with a welcome.
+//!
+//! ```text
+//! Agent::run ── resolve hub ── QUIC + mTLS handshake ── hello ─▶ hub
+//!     ▲                                                ◀─ welcome
+//!     │  connection ends (hub restart, revoked, network)      │
+//!     └──── capped exponential backoff with jitter ◀──────────┘
+//! ```
+//!
+//! ## Layout
+//! - [`client`]: [`Agent`]: the connection loop and [`LinkState`].
+//! - [`link_error`]: [`LinkError`], why a connection failed, in plain words,
+//!   classified from QUIC/TLS errors by pure functions.
+//! - [`backoff`]: the reconnect schedule.
+//! - [`keygen`]: a key and CSR made on the unit's own machine.
+//! - [`error`]: [`AgentError`].
+#![forbid(unsafe_code)]
 
+pub mod backoff;
+pub mod client;
+pub mod error;
+pub mod keygen;
+pub mod link_error;
+
+pub use client::{Agent, LinkState};
+pub use error::AgentError;
+pub use link_error::LinkError;

@@ -16,7 +16,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{CertificateError, DigitallySignedStruct, OtherError, RootCertStore, SignatureScheme};
+use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use crate::pki::{CertIdentity, Crl, PkiError, Role};
 use crate::ALPN;
@@ -94,15 +94,6 @@ pub fn agent_client_config(
     Ok(config)
 }
 
-/// The error an agent's verifier reports when a certificate that chains to
-/// the CA and carries the right name was not issued for the hub role.
-#[derive(Debug, thiserror::Error)]
-#[error("the peer's certificate is for a {role} ({id}), not for the hub")]
-pub struct NotTheHub {
-    pub id: String,
-    pub role: Role,
-}
-
 /// webpki's checks (CA, validity, purpose, name) plus the gongwen role.
 #[derive(Debug)]
 struct HubVerifier {
@@ -125,14 +116,23 @@ impl ServerCertVerifier for HubVerifier {
             ocsp_response,
             now,
         )?;
-        let identity = CertIdentity::from_der(end_entity)
-            .map_err(|e| CertificateError::Other(OtherError(Arc::new(e))))?;
-        if identity.role != Role::Hub {
-            return Err(CertificateError::Other(OtherError(Arc::new(NotTheHub {
-                id: identity.id.to_string(),
-                role: identity.role,
-            })))
-            .into());
+        // A certificate that chains to our CA and names the hub but was not
+        // issued for the hub role is someone else's: refuse it with a
+        // distinct alert (access_denied) and say in the log whose it is.
+        match CertIdentity::from_der(end_entity) {
+            Ok(identity) if identity.role == Role::Hub => {}
+            Ok(identity) => {
+                tracing::warn!(
+                    "the server presented the {} certificate of {}, not the hub's",
+                    identity.role,
+                    identity.id
+                );
+                return Err(CertificateError::ApplicationVerificationFailure.into());
+            }
+            Err(e) => {
+                tracing::warn!("the server's certificate names no gongwen hub: {e}");
+                return Err(CertificateError::ApplicationVerificationFailure.into());
+            }
         }
         Ok(verified)
     }

@@ -1,1 +1,33 @@
+//! # gongwen-hub
+//!
+//! The daemon every unit's agent connects to. It admits only agents whose
+//! certificate chains to the deployment's CA and is not revoked, takes the
+//! node id and role from that certificate alone, and answers supervisors'
+//! queries over a local control socket.
+//!
+//! ```text
+//!            UDP (rcvbuf raised)                       <data_dir>/hub.sock (0600)
+//! agents ──▶ quinn Endpoint ──▶ server::admit ──▶ Registry ◀── control (nodes, …)
+//!                  ▲                                  ▲
+//!                  └──── revocation watcher ──────────┘
+//!                        (new CRL → new handshakes refused, live connections cut)
+//! ```
+//!
+//! ## Layout
+//! - [`server`]: [`Hub::bind`] and [`Hub::run`]: the socket, the accept
+//!   loop, and admission of each connection (handshake, hello, welcome).
+//! - [`registry`]: which nodes the hub knows and which are connected.
+//! - [`revocation`]: watches the CRL file; reloads, cuts revoked nodes,
+//!   fails closed when the list is stale.
+//! - [`control`]: the local query socket and its client.
+//! - [`error`]: [`HubError`].
+#![forbid(unsafe_code)]
 
+pub mod control;
+pub mod error;
+pub mod registry;
+pub mod revocation;
+pub mod server;
+
+pub use error::HubError;
+pub use server::Hub;

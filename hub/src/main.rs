@@ -1,1 +1,110 @@
-fn main() {}
+//! `gongwen-hub`: parse flags, load the configuration, call the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use gongwen_common::config::HubConfig;
+use gongwen_hub::Hub;
+use gongwen_hub::control::{self, Request};
+use gongwen_hub::registry::NodeRow;
+
+/// The gongwen hub: every unit's agent connects to it.
+#[derive(Debug, Parser)]
+#[command(name = "gongwen-hub", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the hub until Ctrl-C or SIGTERM.
+    Serve {
+        /// The hub's configuration file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// List the nodes the running hub knows and whether they are connected.
+    Nodes {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Print a JSON array of objects.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("gongwen-hub: error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gongwen-hub: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { config } => {
+            let config = HubConfig::load(&config)?;
+            let hub = Hub::bind(config).await?;
+            hub.run(shutdown_signal()).await?;
+        }
+        Command::Nodes { config, json } => {
+            let config = HubConfig::load(&config)?;
+            let value = control::query(&config.data_dir, &Request::Nodes).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                let rows: Vec<NodeRow> = serde_json::from_value(value)?;
+                println!("{:<24} {:<11} {:<10} {:<21} {:<22} NAME", "ID", "ROLE", "CONNECTED", "SINCE", "ADDRESS");
+                for r in rows {
+                    println!(
+                        "{:<24} {:<11} {:<10} {:<21} {:<22} {}",
+                        r.id,
+                        r.role.as_str(),
+                        if r.connected { "yes" } else { "no" },
+                        r.since,
+                        r.addr,
+                        r.name.unwrap_or_default()
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}

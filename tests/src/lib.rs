@@ -1,1 +1,313 @@
+//! Test fixtures: a real CA, a real hub and real agents on 127.0.0.1 with
+//! port 0, each in its own temporary directory. Everything is waited for
+//! through readiness signals with a bounded wait and a clear message.
+#![forbid(unsafe_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test fixtures: failing loudly is the point
 
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use gongwen_agent::{Agent, LinkState};
+use gongwen_certs::{Ca, IssueRequest, Validity};
+use gongwen_common::config::{AgentConfig, HubConfig};
+use gongwen_common::{NodeId, Role};
+use gongwen_hub::Hub;
+use gongwen_hub::control::{self, Request};
+use gongwen_hub::registry::NodeRow;
+use tempfile::TempDir;
+use time::OffsetDateTime;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+/// The longest any single readiness wait may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// Log to the test's captured output (shown when a test fails).
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// A deployment in a temporary directory: a CA and the hub's certificate.
+#[derive(Debug)]
+pub struct Net {
+    pub dir: TempDir,
+    ca: Mutex<Ca>,
+}
+
+impl Net {
+    pub fn new() -> Net {
+        init_logging();
+        let dir = tempfile::tempdir().unwrap();
+        let now = OffsetDateTime::now_utc();
+        let ca = Ca::init(&dir.path().join("ca"), "test CA", now, 30, 30).unwrap();
+        let net = Net {
+            dir,
+            ca: Mutex::new(ca),
+        };
+        net.issue("hub", Role::Hub);
+        net
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn ca(&self) -> std::sync::MutexGuard<'_, Ca> {
+        self.ca.lock().unwrap()
+    }
+
+    /// Issue a certificate valid from now for 30 days into `<dir>/<id>/`.
+    pub fn issue(&self, id: &str, role: Role) -> PathBuf {
+        let now = OffsetDateTime::now_utc();
+        self.issue_with(id, role, Validity::days_from(now, 30))
+    }
+
+    pub fn issue_with(&self, id: &str, role: Role, validity: Validity) -> PathBuf {
+        let out = self.path().join(id);
+        let id = NodeId::parse(id).unwrap();
+        let req = IssueRequest {
+            id: id.clone(),
+            role,
+            name: None,
+            dns: Vec::new(),
+            ips: Vec::new(),
+            validity,
+            renew: true,
+        };
+        let mut ca = self.ca();
+        let issued = ca.issue(&req, OffsetDateTime::now_utc()).unwrap();
+        ca.write_issued(&out, &id, &issued).unwrap();
+        out
+    }
+
+    pub fn revoke(&self, id: &str) {
+        let id = NodeId::parse(id).unwrap();
+        self.ca()
+            .revoke(&id, "key-compromise", OffsetDateTime::now_utc(), 30)
+            .unwrap();
+    }
+
+    /// Write `hub.toml` listening on `listen` and load it.
+    pub fn hub_config(&self, listen: SocketAddr) -> HubConfig {
+        let path = self.path().join("hub.toml");
+        let text = format!(
+            r#"
+listen   = "{listen}"
+data_dir = "hub-data"
+[tls]
+cert = "hub/hub.crt"
+key  = "hub/hub.key"
+ca   = "ca/ca.crt"
+crl  = "ca/crl.pem"
+[groups]
+cities = ["harbin-gov", "daqing-gov"]
+"#
+        );
+        std::fs::write(&path, text).unwrap();
+        HubConfig::load(&path).unwrap()
+    }
+
+    /// Write `<id>.toml` for an agent whose certificate is in `<dir>/<id>/`.
+    pub fn agent_config(&self, id: &str, hub: SocketAddr) -> AgentConfig {
+        let path = self.path().join(format!("{id}.toml"));
+        let text = format!(
+            r#"
+node_id  = "{id}"
+hub      = "{hub}"
+hub_name = "hub"
+root     = "{id}-data"
+[tls]
+cert = "{id}/{id}.crt"
+key  = "{id}/{id}.key"
+ca   = "{id}/ca.crt"
+"#
+        );
+        std::fs::write(&path, text).unwrap();
+        AgentConfig::load(&path).unwrap()
+    }
+
+    pub async fn start_hub(&self) -> RunningHub {
+        self.start_hub_on("127.0.0.1:0".parse().unwrap()).await
+    }
+
+    pub async fn start_hub_on(&self, listen: SocketAddr) -> RunningHub {
+        let config = self.hub_config(listen);
+        let data_dir = config.data_dir.clone();
+        let hub = Hub::bind(config).await.unwrap();
+        let addr = hub.local_addr();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(hub.run(async {
+            let _ = stopped.await;
+        }));
+        RunningHub {
+            addr,
+            data_dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Start an agent whose certificate was issued with [`Net::issue`].
+    pub fn start_agent(&self, id: &str, hub: SocketAddr) -> RunningAgent {
+        RunningAgent::start(self.agent_config(id, hub))
+    }
+}
+
+impl Default for Net {
+    fn default() -> Self {
+        Net::new()
+    }
+}
+
+/// A hub running in this process.
+#[derive(Debug)]
+pub struct RunningHub {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), gongwen_hub::HubError>>>,
+}
+
+impl RunningHub {
+    /// Stop and wait until the socket is released.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            tokio::time::timeout(WAIT, t)
+                .await
+                .expect("hub did not stop within the wait")
+                .unwrap()
+                .unwrap();
+        }
+    }
+
+    pub async fn nodes(&self) -> Vec<NodeRow> {
+        let v = control::query(&self.data_dir, &Request::Nodes).await.unwrap();
+        serde_json::from_value(v).unwrap()
+    }
+
+    /// Wait until `nodes` satisfies `pred`.
+    pub async fn wait_nodes(&self, what: &str, pred: impl Fn(&[NodeRow]) -> bool) -> Vec<NodeRow> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let rows = self.nodes().await;
+            if pred(&rows) {
+                return rows;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "waited {WAIT:?} for the hub to show {what}; it shows {rows:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for RunningHub {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// An agent running in this process.
+#[derive(Debug)]
+pub struct RunningAgent {
+    pub link: watch::Receiver<LinkState>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), gongwen_agent::AgentError>>>,
+}
+
+impl RunningAgent {
+    pub fn start(config: AgentConfig) -> RunningAgent {
+        let agent = Agent::new(config).unwrap();
+        let link = agent.link();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(agent.run(async {
+            let _ = stopped.await;
+        }));
+        RunningAgent {
+            link,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Wait until the link state satisfies `pred`; return that state.
+    pub async fn wait(&mut self, what: &str, pred: impl Fn(&LinkState) -> bool) -> LinkState {
+        wait_link(&mut self.link, what, pred).await
+    }
+
+    pub async fn wait_connected(&mut self) -> LinkState {
+        self.wait("connected", |s| matches!(s, LinkState::Connected { .. }))
+            .await
+    }
+
+    /// Wait for the first failure and return its error.
+    pub async fn wait_error(&mut self) -> gongwen_agent::LinkError {
+        match self
+            .wait("a connection failure", |s| {
+                matches!(s, LinkState::Disconnected { .. })
+            })
+            .await
+        {
+            LinkState::Disconnected { error, .. } => error,
+            _ => unreachable!(),
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(WAIT, t).await;
+        }
+    }
+}
+
+impl Drop for RunningAgent {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+pub async fn wait_link(
+    rx: &mut watch::Receiver<LinkState>,
+    what: &str,
+    pred: impl Fn(&LinkState) -> bool,
+) -> LinkState {
+    let r = tokio::time::timeout(WAIT, async {
+        rx.wait_for(|s| pred(s)).await.map(|state| state.clone())
+    })
+    .await;
+    match r {
+        Ok(Ok(state)) => state,
+        Ok(Err(_)) => panic!("the agent stopped while we waited for it to be {what}"),
+        Err(_) => panic!(
+            "waited {WAIT:?} for the agent to be {what}; its link is {:?}",
+            *rx.borrow()
+        ),
+    }
+}
+
+/// Run `fut` with the standard bound, failing with `what` on timeout.
+pub async fn bounded<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, fut)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish within {WAIT:?}"))
+}

@@ -1,0 +1,82 @@
+//! The reconnect schedule: exponential, capped, with jitter so that 194
+//! agents do not all knock on a restarted hub in the same millisecond.
+
+use std::time::Duration;
+
+/// Delays between connection attempts.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    min: Duration,
+    max: Duration,
+    failures: u32,
+}
+
+impl Backoff {
+    pub const DEFAULT_MIN: Duration = Duration::from_millis(200);
+    pub const DEFAULT_MAX: Duration = Duration::from_secs(30);
+
+    pub fn new(min: Duration, max: Duration) -> Self {
+        Backoff {
+            min,
+            max: max.max(min),
+            failures: 0,
+        }
+    }
+
+    /// The delay before the next attempt; `jitter` in `[0, 1)` picks a point
+    /// in the upper half of the window, so the delay never collapses to 0.
+    pub fn next_delay(&mut self, jitter: f64) -> Duration {
+        let exp = self.min.saturating_mul(1u32 << self.failures.min(20));
+        let window = exp.min(self.max);
+        self.failures = self.failures.saturating_add(1);
+        window.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+    }
+
+    /// Start over after a successful connection.
+    pub fn reset(&mut self) {
+        self.failures = 0;
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff::new(Self::DEFAULT_MIN, Self::DEFAULT_MAX)
+    }
+}
+
+/// A jitter value in `[0, 1)` from the system's random source.
+pub fn random_jitter() -> f64 {
+    use ring::rand::{SecureRandom, SystemRandom};
+    let mut b = [0u8; 4];
+    match SystemRandom::new().fill(&mut b) {
+        Ok(()) => f64::from(u32::from_be_bytes(b)) / (f64::from(u32::MAX) + 1.0),
+        Err(_) => 0.5,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_double_until_the_cap() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let d: Vec<_> = (0..6).map(|_| b.next_delay(1.0 - f64::EPSILON)).collect();
+        assert!(d[0] <= Duration::from_millis(100) && d[0] >= Duration::from_millis(99));
+        assert!(d[1] > d[0] && d[2] > d[1] && d[3] > d[2]);
+        assert!(d[4] <= Duration::from_secs(1) && d[5] <= Duration::from_secs(1));
+    }
+
+    #[test]
+    fn jitter_stays_in_the_upper_half_and_reset_starts_over() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
+        assert_eq!(b.next_delay(0.0), Duration::from_millis(50));
+        b.next_delay(0.0);
+        b.reset();
+        assert_eq!(b.next_delay(0.0), Duration::from_millis(50));
+        for _ in 0..100 {
+            let j = random_jitter();
+            assert!((0.0..1.0).contains(&j));
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! The agent's link to the hub: connect, hello/welcome, hold, reconnect.
+
+use std::future::Future;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::Duration;
+
+use gongwen_common::config::AgentConfig;
+use gongwen_common::pki::{self, CertIdentity, Role};
+use gongwen_common::stream::{READ_TIMEOUT, read_message, write_message};
+use gongwen_common::tls::agent_client_config;
+use gongwen_common::wire::{Message, PROTOCOL_VERSION};
+use gongwen_common::NodeId;
+use time::OffsetDateTime;
+use tokio::sync::watch;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::backoff::{Backoff, random_jitter};
+use crate::error::AgentError;
+use crate::link_error::{LinkError, classify, classify_stream};
+
+/// How long a handshake may take before the hub counts as unreachable.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the agent's link to the hub is doing, for status displays and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkState {
+    /// The first attempt has not finished yet.
+    Starting,
+    /// Admitted by the hub.
+    Connected { hub: NodeId, addr: SocketAddr },
+    /// Not connected; `error` says why, the agent retries by itself.
+    Disconnected { error: LinkError, retry_in: Duration },
+}
+
+/// A configured agent, ready to run.
+pub struct Agent {
+    config: AgentConfig,
+    client: quinn::ClientConfig,
+    identity: CertIdentity,
+    state: watch::Sender<LinkState>,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("node_id", &self.config.node_id)
+            .field("hub", &self.config.hub)
+            .finish()
+    }
+}
+
+/// One admitted connection; the streams stay open while it lives.
+struct Session {
+    conn: quinn::Connection,
+    _control: (quinn::SendStream, quinn::RecvStream),
+}
+
+impl Agent {
+    /// Load the agent's certificate and key and check them against the
+    /// configuration.
+    pub fn new(config: AgentConfig) -> Result<Agent, AgentError> {
+        let chain = pki::load_certs(&config.tls.cert)?;
+        let key = pki::load_private_key(&config.tls.key)?;
+        let ca = pki::load_certs(&config.tls.ca)?.remove(0);
+        let identity = CertIdentity::from_der(&chain[0])?;
+        if identity.id != config.node_id {
+            return Err(AgentError::CertificateMismatch {
+                path: config.tls.cert.clone(),
+                cert_id: identity.id.to_string(),
+                config_id: config.node_id.to_string(),
+            });
+        }
+        if identity.role == Role::Hub {
+            return Err(AgentError::HubCertificate {
+                path: config.tls.cert.clone(),
+            });
+        }
+        let now = OffsetDateTime::now_utc();
+        if now > identity.not_after {
+            error!(
+                "our certificate {} expired at {}; the hub will refuse it: ask the administrator for a new one",
+                config.tls.cert.display(),
+                gongwen_common::timefmt::rfc3339(identity.not_after)
+            );
+        }
+        let client = agent_client_config(chain, key, &ca)?;
+        std::fs::create_dir_all(&config.root).map_err(|source| AgentError::Dir {
+            path: config.root.clone(),
+            source,
+        })?;
+        let (state, _) = watch::channel(LinkState::Starting);
+        Ok(Agent {
+            config,
+            client,
+            identity,
+            state,
+        })
+    }
+
+    /// Watch the link's state.
+    pub fn link(&self) -> watch::Receiver<LinkState> {
+        self.state.subscribe()
+    }
+
+    pub fn node_id(&self) -> &NodeId {
+        &self.identity.id
+    }
+
+    /// Keep connected to the hub until `shutdown` completes.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
+        let span = info_span!("agent", node = %self.identity.id);
+        self.run_inner(shutdown).instrument(span).await
+    }
+
+    async fn run_inner(self, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
+        tokio::pin!(shutdown);
+        let mut endpoints = Endpoints::default();
+        let mut backoff = Backoff::default();
+        loop {
+            let attempt = async {
+                let session = self.connect_once(&mut endpoints).await?;
+                backoff.reset();
+                Ok::<_, LinkError>(self.hold(session).await)
+            };
+            let error = tokio::select! {
+                _ = &mut shutdown => break,
+                r = attempt => match r { Ok(e) | Err(e) => e },
+            };
+            let mut retry_in = backoff.next_delay(random_jitter());
+            if error.needs_administrator() {
+                // Knocking every 200 ms will not fix a certificate.
+                retry_in = retry_in.max(Duration::from_secs(5));
+            }
+            warn!("{error}; retrying in {:.1} s", retry_in.as_secs_f64());
+            self.state.send_replace(LinkState::Disconnected { error, retry_in });
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tokio::time::sleep(retry_in) => {}
+            }
+        }
+        endpoints.close();
+        Ok(())
+    }
+
+    async fn resolve(&self) -> Result<SocketAddr, LinkError> {
+        let hub = &self.config.hub;
+        let resolve_err = |detail: String| LinkError::Resolve {
+            hub: hub.clone(),
+            detail,
+        };
+        tokio::net::lookup_host(hub.as_str())
+            .await
+            .map_err(|e| resolve_err(e.to_string()))?
+            .next()
+            .ok_or_else(|| resolve_err("no addresses".into()))
+    }
+
+    async fn connect_once(&self, endpoints: &mut Endpoints) -> Result<Session, LinkError> {
+        let addr = self.resolve().await?;
+        let endpoint = endpoints
+            .for_addr(addr)
+            .map_err(|e| LinkError::Lost(format!("cannot create a UDP socket: {e}")))?;
+        let hub_name = &self.config.hub_name;
+        let connecting = endpoint
+            .connect_with(self.client.clone(), addr, hub_name)
+            .map_err(|e| LinkError::WrongHub(format!("cannot connect to {hub_name:?}: {e}")))?;
+        let conn = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+            Err(_) => {
+                return Err(LinkError::Unreachable {
+                    addr,
+                    after: CONNECT_TIMEOUT,
+                });
+            }
+            Ok(Err(quinn::ConnectionError::TimedOut)) => {
+                return Err(LinkError::Unreachable {
+                    addr,
+                    after: CONNECT_TIMEOUT,
+                });
+            }
+            Ok(Err(e)) => return Err(classify(&e, hub_name)),
+            Ok(Ok(c)) => c,
+        };
+        // With TLS 1.3 the handshake can look complete to us while the hub
+        // is still refusing our certificate; only a welcome admits us.
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| classify(&e, hub_name))?;
+        let hello = Message::Hello {
+            version: PROTOCOL_VERSION,
+            software: format!("gongwen-agent {}", env!("CARGO_PKG_VERSION")),
+        };
+        write_message(&mut send, &hello)
+            .await
+            .map_err(|e| classify_stream(&e, hub_name))?;
+        match read_message(&mut recv, READ_TIMEOUT).await {
+            Ok(Message::Welcome { node, hub, hub_time_ms, .. }) => {
+                let skew_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
+                    as i64
+                    - hub_time_ms;
+                if skew_ms.abs() > 60_000 {
+                    warn!(
+                        "this machine's clock is {:.0} s off the hub's; deadlines follow the hub's clock",
+                        skew_ms as f64 / 1000.0
+                    );
+                }
+                info!(%hub, %addr, "connected to the hub as {node}");
+                self.state.send_replace(LinkState::Connected { hub, addr });
+                Ok(Session {
+                    conn,
+                    _control: (send, recv),
+                })
+            }
+            Ok(Message::Refused { message, .. }) => Err(LinkError::Refused(message)),
+            Ok(other) => Err(LinkError::Protocol(format!("expected welcome, got {other:?}"))),
+            Err(e) => Err(classify_stream(&e, hub_name)),
+        }
+    }
+
+    /// Hold an admitted connection until it ends; say why it ended.
+    async fn hold(&self, session: Session) -> LinkError {
+        let err = session.conn.closed().await;
+        classify(&err, &self.config.hub_name)
+    }
+}
+
+/// One client endpoint per address family, made on first use.
+#[derive(Default)]
+struct Endpoints {
+    v4: Option<quinn::Endpoint>,
+    v6: Option<quinn::Endpoint>,
+}
+
+impl Endpoints {
+    fn for_addr(&mut self, addr: SocketAddr) -> std::io::Result<&quinn::Endpoint> {
+        let (slot, bind): (_, SocketAddr) = if addr.is_ipv4() {
+            (&mut self.v4, (std::net::Ipv4Addr::UNSPECIFIED, 0).into())
+        } else {
+            (&mut self.v6, (std::net::Ipv6Addr::UNSPECIFIED, 0).into())
+        };
+        if slot.is_none() {
+            let socket = UdpSocket::bind(bind)?;
+            let ep = quinn::Endpoint::new(
+                quinn::EndpointConfig::default(),
+                None,
+                socket,
+                Arc::new(quinn::TokioRuntime),
+            )?;
+            *slot = Some(ep);
+        }
+        slot.as_ref()
+            .ok_or_else(|| std::io::Error::other("endpoint missing"))
+    }
+
+    fn close(self) {
+        for ep in [self.v4, self.v6].into_iter().flatten() {
+            ep.close(quinn::VarInt::from_u32(0), b"agent stopping");
+        }
+    }
+}

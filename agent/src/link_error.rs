@@ -1,0 +1,216 @@
+//! Why the link to the hub failed, in words a unit's administrator can act
+//! on. The classification is pure: QUIC and TLS errors in, [`LinkError`] out.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use gongwen_common::stream::StreamError;
+use gongwen_common::wire::RefuseCode;
+
+/// TLS alert numbers (RFC 8446 §6) as they appear in QUIC crypto errors
+/// (0x100 + alert).
+mod alert {
+    pub const BAD_CERTIFICATE: u8 = 42;
+    pub const UNSUPPORTED_CERTIFICATE: u8 = 43;
+    pub const CERTIFICATE_REVOKED: u8 = 44;
+    pub const CERTIFICATE_EXPIRED: u8 = 45;
+    pub const UNKNOWN_CA: u8 = 48;
+    pub const ACCESS_DENIED: u8 = 49;
+    pub const DECRYPT_ERROR: u8 = 51;
+    pub const NO_APPLICATION_PROTOCOL: u8 = 120;
+}
+
+/// Why a connection attempt failed or a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinkError {
+    #[error("cannot resolve the hub's address {hub}: {detail}")]
+    Resolve { hub: String, detail: String },
+    #[error(
+        "hub unreachable at {addr}: no answer within {after:?} (is the hub running, and are `hub` and the firewall right?)"
+    )]
+    Unreachable { addr: SocketAddr, after: Duration },
+    #[error("the hub refused our certificate: it has been revoked; ask the administrator for a new one")]
+    Revoked,
+    #[error(
+        "the hub refused our certificate: it has expired or is not valid yet; check this machine's clock, or ask the administrator to renew it"
+    )]
+    Expired,
+    #[error(
+        "the hub does not accept our certificate: it was issued by another CA, or the hub's revocation list has gone stale"
+    )]
+    UnknownCa,
+    #[error("the hub refused our certificate: {0}")]
+    CertificateRefused(String),
+    #[error("wrong hub: {0}")]
+    WrongHub(String),
+    #[error("the hub's certificate cannot be trusted: {0}")]
+    HubCertificate(String),
+    #[error("the hub cut us off: our certificate has been revoked")]
+    RevokedWhileConnected,
+    #[error(
+        "the hub's revocation list has gone stale; it refuses every unit until the administrator renews it (gongwen-certs crl)"
+    )]
+    HubCrlStale,
+    #[error("another agent with our certificate connected to the hub (are two agents running as this unit?)")]
+    Replaced,
+    #[error("the hub is shutting down")]
+    HubShuttingDown,
+    #[error("the hub refused us: {0}")]
+    Refused(String),
+    #[error("the hub broke off the handshake: {0}")]
+    Protocol(String),
+    #[error("connection to the hub lost: {0}")]
+    Lost(String),
+}
+
+impl LinkError {
+    /// True when retrying cannot help until someone changes a certificate
+    /// or the configuration (the agent still retries, more patiently).
+    pub fn needs_administrator(&self) -> bool {
+        matches!(
+            self,
+            LinkError::Revoked
+                | LinkError::Expired
+                | LinkError::UnknownCa
+                | LinkError::CertificateRefused(_)
+                | LinkError::WrongHub(_)
+                | LinkError::HubCertificate(_)
+                | LinkError::RevokedWhileConnected
+                | LinkError::Replaced
+        )
+    }
+}
+
+fn crypto_alert(code: quinn::TransportErrorCode) -> Option<u8> {
+    let c = u64::from(code);
+    (0x100..=0x1ff).contains(&c).then_some((c - 0x100) as u8)
+}
+
+/// Classify the error that ended (or prevented) a connection.
+pub fn classify(err: &quinn::ConnectionError, hub_name: &str) -> LinkError {
+    use quinn::ConnectionError as E;
+    match err {
+        // The hub's TLS stack refused us: the alert says why.
+        E::ConnectionClosed(close) => match crypto_alert(close.error_code) {
+            Some(alert::CERTIFICATE_REVOKED) => LinkError::Revoked,
+            Some(alert::CERTIFICATE_EXPIRED) => LinkError::Expired,
+            // decrypt_error: the signature on our certificate does not verify
+            // with the hub's CA key, i.e. another CA (perhaps of the same
+            // name) issued it.
+            Some(alert::UNKNOWN_CA | alert::DECRYPT_ERROR) => LinkError::UnknownCa,
+            Some(alert::BAD_CERTIFICATE | alert::UNSUPPORTED_CERTIFICATE) => {
+                LinkError::CertificateRefused(
+                    "it is not a valid unit certificate (wrong purpose or damaged)".into(),
+                )
+            }
+            Some(alert::ACCESS_DENIED) => LinkError::CertificateRefused("access denied".into()),
+            Some(alert::NO_APPLICATION_PROTOCOL) => {
+                LinkError::WrongHub("the server does not speak gongwen/1".into())
+            }
+            Some(a) => LinkError::Protocol(format!("TLS alert {a}")),
+            None => LinkError::Protocol(close.to_string()),
+        },
+        // Our own TLS stack refused the hub.
+        E::TransportError(te) => match crypto_alert(te.code) {
+            Some(alert::UNKNOWN_CA) => LinkError::WrongHub(format!(
+                "its certificate is not issued by our CA ({})",
+                te.reason
+            )),
+            Some(alert::BAD_CERTIFICATE) => LinkError::WrongHub(format!(
+                "its certificate is not for hub_name {hub_name:?} ({})",
+                te.reason
+            )),
+            Some(alert::CERTIFICATE_EXPIRED) => LinkError::HubCertificate(format!(
+                "it has expired or is not valid yet; check this machine's clock ({})",
+                te.reason
+            )),
+            Some(alert::UNSUPPORTED_CERTIFICATE) => LinkError::WrongHub(format!(
+                "its certificate is not a server certificate ({})",
+                te.reason
+            )),
+            Some(alert::ACCESS_DENIED) => LinkError::WrongHub(
+                "its certificate is from our CA but issued to a unit, not to the hub".into(),
+            ),
+            Some(alert::DECRYPT_ERROR) => LinkError::WrongHub(format!(
+                "its certificate is not signed by our CA ({})",
+                te.reason
+            )),
+            Some(_) => LinkError::HubCertificate(te.reason.clone()),
+            None => LinkError::Protocol(te.to_string()),
+        },
+        E::ApplicationClosed(close) => {
+            let reason = String::from_utf8_lossy(&close.reason).into_owned();
+            let code = u16::try_from(close.error_code.into_inner())
+                .map(RefuseCode::from_u16)
+                .unwrap_or(RefuseCode::Other);
+            match code {
+                RefuseCode::Revoked => LinkError::RevokedWhileConnected,
+                RefuseCode::CrlStale => LinkError::HubCrlStale,
+                RefuseCode::Replaced => LinkError::Replaced,
+                RefuseCode::ShuttingDown => LinkError::HubShuttingDown,
+                _ => LinkError::Refused(reason),
+            }
+        }
+        E::Reset => LinkError::Lost("the hub reset the connection (it may have restarted)".into()),
+        E::TimedOut => LinkError::Lost("no answer from the hub for 30 s".into()),
+        E::LocallyClosed => LinkError::Lost("closed by this agent".into()),
+        E::VersionMismatch => LinkError::WrongHub("the server speaks another QUIC version".into()),
+        E::CidsExhausted => LinkError::Lost("out of connection ids".into()),
+    }
+}
+
+/// Classify a failure while exchanging hello and welcome.
+pub fn classify_stream(err: &StreamError, hub_name: &str) -> LinkError {
+    match err {
+        StreamError::Read(quinn::ReadExactError::ReadError(quinn::ReadError::ConnectionLost(
+            e,
+        )))
+        | StreamError::Write(quinn::WriteError::ConnectionLost(e)) => classify(e, hub_name),
+        other => LinkError::Protocol(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quinn::TransportErrorCode;
+
+    fn closed_with_alert(alert: u8) -> quinn::ConnectionError {
+        // Build the error as quinn reports a peer's CONNECTION_CLOSE.
+        let te = quinn_proto::TransportError {
+            code: TransportErrorCode::crypto(alert),
+            frame: None,
+            reason: String::new(),
+        };
+        quinn::ConnectionError::ConnectionClosed(te.into())
+    }
+
+    #[test]
+    fn hub_alerts_become_plain_reasons() {
+        assert_eq!(classify(&closed_with_alert(44), "hub"), LinkError::Revoked);
+        assert_eq!(classify(&closed_with_alert(45), "hub"), LinkError::Expired);
+        assert_eq!(classify(&closed_with_alert(48), "hub"), LinkError::UnknownCa);
+        assert_eq!(classify(&closed_with_alert(51), "hub"), LinkError::UnknownCa);
+        assert!(matches!(
+            classify(&closed_with_alert(43), "hub"),
+            LinkError::CertificateRefused(_)
+        ));
+    }
+
+    #[test]
+    fn our_own_refusals_name_the_hub_as_wrong() {
+        let local = |alert, reason: &str| {
+            quinn::ConnectionError::TransportError(quinn_proto::TransportError {
+                code: TransportErrorCode::crypto(alert),
+                frame: None,
+                reason: reason.into(),
+            })
+        };
+        assert!(matches!(classify(&local(48, "UnknownIssuer"), "hub"), LinkError::WrongHub(_)));
+        let e = classify(&local(42, "NotValidForName"), "hub.prov");
+        assert!(e.to_string().contains("hub.prov"), "{e}");
+        let e = classify(&local(49, "ApplicationVerificationFailure"), "hub");
+        assert!(matches!(e, LinkError::WrongHub(ref s) if s.contains("not to the hub")), "{e}");
+    }
+}

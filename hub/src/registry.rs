@@ -1,0 +1,137 @@
+//! Which nodes the hub knows, and the live connection of each.
+//!
+//! One owner (the `Registry` behind a mutex, never held across an await);
+//! the accept loop registers and unregisters, the revocation watcher cuts,
+//! the control socket reads.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use gongwen_common::timefmt::rfc3339;
+use gongwen_common::wire::RefuseCode;
+use gongwen_common::{NodeId, Role};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// A node as `gongwen-hub nodes` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Deserialize)]
+pub struct NodeRow {
+    pub id: String,
+    pub name: Option<String>,
+    pub role: Role,
+    pub connected: bool,
+    /// When it connected (if connected) or last disconnected.
+    pub since: String,
+    /// Its last address.
+    pub addr: String,
+}
+
+#[derive(Debug)]
+struct Entry {
+    role: Role,
+    name: Option<String>,
+    serial: Vec<u8>,
+    addr: SocketAddr,
+    since: OffsetDateTime,
+    /// The live connection and the ticket that owns it.
+    live: Option<(u64, quinn::Connection)>,
+}
+
+/// Every node seen since the hub started.
+#[derive(Debug, Default)]
+pub struct Registry {
+    nodes: BTreeMap<NodeId, Entry>,
+    next_ticket: u64,
+}
+
+/// What registering a connection needs to know about it.
+#[derive(Debug)]
+pub struct Admission {
+    pub id: NodeId,
+    pub role: Role,
+    pub name: Option<String>,
+    pub serial: Vec<u8>,
+    pub conn: quinn::Connection,
+}
+
+pub fn close(conn: &quinn::Connection, code: RefuseCode, reason: &str) {
+    conn.close(quinn::VarInt::from(code as u16 as u32), reason.as_bytes());
+}
+
+impl Registry {
+    /// Record a newly admitted connection, replacing (and closing) any
+    /// earlier connection of the same node. Returns a ticket for
+    /// [`Registry::disconnect`].
+    pub fn connect(&mut self, a: Admission, now: OffsetDateTime) -> u64 {
+        self.next_ticket += 1;
+        let ticket = self.next_ticket;
+        let addr = a.conn.remote_address();
+        let entry = Entry {
+            role: a.role,
+            name: a.name,
+            serial: a.serial,
+            addr,
+            since: now,
+            live: Some((ticket, a.conn)),
+        };
+        if let Some(old) = self.nodes.insert(a.id, entry)
+            && let Some((_, conn)) = old.live
+        {
+            close(
+                &conn,
+                RefuseCode::Replaced,
+                "a newer connection with the same certificate replaced this one",
+            );
+        }
+        ticket
+    }
+
+    /// Mark a node disconnected, unless a newer connection replaced it.
+    pub fn disconnect(&mut self, id: &NodeId, ticket: u64, now: OffsetDateTime) {
+        if let Some(e) = self.nodes.get_mut(id)
+            && e.live.as_ref().is_some_and(|(t, _)| *t == ticket)
+        {
+            e.live = None;
+            e.since = now;
+        }
+    }
+
+    /// Close every live connection for which `cut` says so; returns their ids.
+    pub fn cut_where(
+        &mut self,
+        mut cut: impl FnMut(&NodeId, &[u8]) -> bool,
+        code: RefuseCode,
+        reason: &str,
+    ) -> Vec<NodeId> {
+        let mut cut_ids = Vec::new();
+        for (id, e) in &mut self.nodes {
+            if let Some((_, conn)) = &e.live
+                && cut(id, &e.serial)
+            {
+                close(conn, code, reason);
+                cut_ids.push(id.clone());
+            }
+        }
+        cut_ids
+    }
+
+    pub fn is_connected(&self, id: &NodeId) -> bool {
+        self.nodes.get(id).is_some_and(|e| e.live.is_some())
+    }
+
+    /// Rows for `gongwen-hub nodes`, ordered by id.
+    pub fn rows(&self) -> Vec<NodeRow> {
+        self.nodes
+            .iter()
+            .map(|(id, e)| NodeRow {
+                id: id.to_string(),
+                name: e.name.clone(),
+                role: e.role,
+                connected: e.live.is_some(),
+                since: rfc3339(e.since),
+                addr: e.addr.to_string(),
+            })
+            .collect()
+    }
+}
