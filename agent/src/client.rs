@@ -5,12 +5,12 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
+use gongwen_common::NodeId;
 use gongwen_common::config::AgentConfig;
 use gongwen_common::pki::{self, CertIdentity, Role};
 use gongwen_common::stream::{READ_TIMEOUT, read_message, write_message};
 use gongwen_common::tls::agent_client_config;
 use gongwen_common::wire::{Message, PROTOCOL_VERSION};
-use gongwen_common::NodeId;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 use tracing::{Instrument, error, info, info_span, warn};
@@ -18,9 +18,6 @@ use tracing::{Instrument, error, info, info_span, warn};
 use crate::backoff::{Backoff, random_jitter};
 use crate::error::AgentError;
 use crate::link_error::{LinkError, classify, classify_stream};
-
-/// How long a handshake may take before the hub counts as unreachable.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the agent's link to the hub is doing, for status displays and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +27,10 @@ pub enum LinkState {
     /// Admitted by the hub.
     Connected { hub: NodeId, addr: SocketAddr },
     /// Not connected; `error` says why, the agent retries by itself.
-    Disconnected { error: LinkError, retry_in: Duration },
+    Disconnected {
+        error: LinkError,
+        retry_in: Duration,
+    },
 }
 
 /// A configured agent, ready to run.
@@ -133,7 +133,8 @@ impl Agent {
                 retry_in = retry_in.max(Duration::from_secs(5));
             }
             warn!("{error}; retrying in {:.1} s", retry_in.as_secs_f64());
-            self.state.send_replace(LinkState::Disconnected { error, retry_in });
+            self.state
+                .send_replace(LinkState::Disconnected { error, retry_in });
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = tokio::time::sleep(retry_in) => {}
@@ -165,18 +166,10 @@ impl Agent {
         let connecting = endpoint
             .connect_with(self.client.clone(), addr, hub_name)
             .map_err(|e| LinkError::WrongHub(format!("cannot connect to {hub_name:?}: {e}")))?;
-        let conn = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
-            Err(_) => {
-                return Err(LinkError::Unreachable {
-                    addr,
-                    after: CONNECT_TIMEOUT,
-                });
-            }
-            Ok(Err(quinn::ConnectionError::TimedOut)) => {
-                return Err(LinkError::Unreachable {
-                    addr,
-                    after: CONNECT_TIMEOUT,
-                });
+        let after = self.config.connect_timeout;
+        let conn = match tokio::time::timeout(after, connecting).await {
+            Err(_) | Ok(Err(quinn::ConnectionError::TimedOut)) => {
+                return Err(LinkError::Unreachable { addr, after });
             }
             Ok(Err(e)) => return Err(classify(&e, hub_name)),
             Ok(Ok(c)) => c,
@@ -192,9 +185,13 @@ impl Agent {
             .await
             .map_err(|e| classify_stream(&e, hub_name))?;
         match read_message(&mut recv, READ_TIMEOUT).await {
-            Ok(Message::Welcome { node, hub, hub_time_ms, .. }) => {
-                let skew_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
-                    as i64
+            Ok(Message::Welcome {
+                node,
+                hub,
+                hub_time_ms,
+                ..
+            }) => {
+                let skew_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
                     - hub_time_ms;
                 if skew_ms.abs() > 60_000 {
                     warn!(
@@ -210,7 +207,9 @@ impl Agent {
                 })
             }
             Ok(Message::Refused { message, .. }) => Err(LinkError::Refused(message)),
-            Ok(other) => Err(LinkError::Protocol(format!("expected welcome, got {other:?}"))),
+            Ok(other) => Err(LinkError::Protocol(format!(
+                "expected welcome, got {other:?}"
+            ))),
             Err(e) => Err(classify_stream(&e, hub_name)),
         }
     }

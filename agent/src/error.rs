@@ -12,7 +12,9 @@ pub enum AgentError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Pki(#[from] PkiError),
-    #[error("{path} is the certificate of {cert_id}, but the configuration says node_id = {config_id}")]
+    #[error(
+        "{path} is the certificate of {cert_id}, but the configuration says node_id = {config_id}"
+    )]
     CertificateMismatch {
         path: PathBuf,
         cert_id: String,

@@ -3,10 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
+use gongwen_common::NodeId;
 use gongwen_common::fsutil::{write_atomic, write_new};
 use gongwen_common::pki::SAN_NODE_PREFIX;
-use gongwen_common::NodeId;
-use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, PKCS_ECDSA_P256_SHA256, SanType};
+use rcgen::{
+    CertificateParams, DistinguishedName, DnType, KeyPair, PKCS_ECDSA_P256_SHA256, SanType,
+};
 
 use crate::error::AgentError;
 

@@ -12,12 +12,12 @@
 //! ```
 //!
 //! ## Layout
-//! - [`client`]: [`Agent`]: the connection loop and [`LinkState`].
-//! - [`link_error`]: [`LinkError`], why a connection failed, in plain words,
+//! - [`client`] — [`Agent`]: the connection loop and [`LinkState`].
+//! - [`link_error`] — [`LinkError`], why a connection failed, in plain words,
 //!   classified from QUIC/TLS errors by pure functions.
-//! - [`backoff`]: the reconnect schedule.
-//! - [`keygen`]: a key and CSR made on the unit's own machine.
-//! - [`error`]: [`AgentError`].
+//! - [`backoff`] — the reconnect schedule.
+//! - [`keygen`] — a key and CSR made on the unit's own machine.
+//! - [`error`] — [`AgentError`].
 #![forbid(unsafe_code)]
 
 pub mod backoff;

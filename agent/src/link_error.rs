@@ -30,7 +30,9 @@ pub enum LinkError {
         "hub unreachable at {addr}: no answer within {after:?} (is the hub running, and are `hub` and the firewall right?)"
     )]
     Unreachable { addr: SocketAddr, after: Duration },
-    #[error("the hub refused our certificate: it has been revoked; ask the administrator for a new one")]
+    #[error(
+        "the hub refused our certificate: it has been revoked; ask the administrator for a new one"
+    )]
     Revoked,
     #[error(
         "the hub refused our certificate: it has expired or is not valid yet; check this machine's clock, or ask the administrator to renew it"
@@ -52,7 +54,9 @@ pub enum LinkError {
         "the hub's revocation list has gone stale; it refuses every unit until the administrator renews it (gongwen-certs crl)"
     )]
     HubCrlStale,
-    #[error("another agent with our certificate connected to the hub (are two agents running as this unit?)")]
+    #[error(
+        "another agent with our certificate connected to the hub (are two agents running as this unit?)"
+    )]
     Replaced,
     #[error("the hub is shutting down")]
     HubShuttingDown,
@@ -190,8 +194,14 @@ mod tests {
     fn hub_alerts_become_plain_reasons() {
         assert_eq!(classify(&closed_with_alert(44), "hub"), LinkError::Revoked);
         assert_eq!(classify(&closed_with_alert(45), "hub"), LinkError::Expired);
-        assert_eq!(classify(&closed_with_alert(48), "hub"), LinkError::UnknownCa);
-        assert_eq!(classify(&closed_with_alert(51), "hub"), LinkError::UnknownCa);
+        assert_eq!(
+            classify(&closed_with_alert(48), "hub"),
+            LinkError::UnknownCa
+        );
+        assert_eq!(
+            classify(&closed_with_alert(51), "hub"),
+            LinkError::UnknownCa
+        );
         assert!(matches!(
             classify(&closed_with_alert(43), "hub"),
             LinkError::CertificateRefused(_)
@@ -207,10 +217,16 @@ mod tests {
                 reason: reason.into(),
             })
         };
-        assert!(matches!(classify(&local(48, "UnknownIssuer"), "hub"), LinkError::WrongHub(_)));
+        assert!(matches!(
+            classify(&local(48, "UnknownIssuer"), "hub"),
+            LinkError::WrongHub(_)
+        ));
         let e = classify(&local(42, "NotValidForName"), "hub.prov");
         assert!(e.to_string().contains("hub.prov"), "{e}");
         let e = classify(&local(49, "ApplicationVerificationFailure"), "hub");
-        assert!(matches!(e, LinkError::WrongHub(ref s) if s.contains("not to the hub")), "{e}");
+        assert!(
+            matches!(e, LinkError::WrongHub(ref s) if s.contains("not to the hub")),
+            "{e}"
+        );
     }
 }

@@ -118,7 +118,9 @@ impl Ca {
             }
         }
         if name.trim().is_empty() {
-            return Err(CaError::InvalidRequest("the CA needs a name (--name)".into()));
+            return Err(CaError::InvalidRequest(
+                "the CA needs a name (--name)".into(),
+            ));
         }
         create_private_dir(dir).map_err(CaError::io(dir))?;
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
@@ -216,6 +218,20 @@ impl Ca {
         Ok(())
     }
 
+    /// A renewal without `--name` keeps the name the unit had.
+    fn with_previous_name(&self, mut req: IssueRequest) -> IssueRequest {
+        if req.name.is_none() {
+            req.name = self
+                .registry
+                .certificates
+                .iter()
+                .rev()
+                .find(|e| e.id == req.id.as_str())
+                .and_then(|e| e.name.clone());
+        }
+        req
+    }
+
     fn leaf_params(&self, req: &IssueRequest) -> Result<CertificateParams, CaError> {
         if req.role != Role::Hub && (!req.dns.is_empty() || !req.ips.is_empty()) {
             return Err(CaError::InvalidRequest(
@@ -244,7 +260,9 @@ impl Ca {
                 .subject_alt_names
                 .push(SanType::DnsName(ia5(req.id.to_string())?));
             for d in &req.dns {
-                params.subject_alt_names.push(SanType::DnsName(ia5(d.clone())?));
+                params
+                    .subject_alt_names
+                    .push(SanType::DnsName(ia5(d.clone())?));
             }
             for ip in &req.ips {
                 params.subject_alt_names.push(SanType::IpAddress(*ip));
@@ -262,7 +280,12 @@ impl Ca {
         Ok(params)
     }
 
-    fn record(&mut self, cert_der: &[u8], req: &IssueRequest, from_csr: bool) -> Result<String, CaError> {
+    fn record(
+        &mut self,
+        cert_der: &[u8],
+        req: &IssueRequest,
+        from_csr: bool,
+    ) -> Result<String, CaError> {
         let ident = CertIdentity::from_der(cert_der)?;
         let serial = serial_hex(&ident.serial);
         self.registry.certificates.push(Entry {
@@ -285,6 +308,7 @@ impl Ca {
         if !req.renew {
             self.refuse_duplicate(&req.id, now)?;
         }
+        let req = &self.with_previous_name(req.clone());
         let params = self.leaf_params(req)?;
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
         let cert = params.signed_by(&key, &self.issuer()?)?;
@@ -312,8 +336,9 @@ impl Ca {
                 "the hub's certificate is made with `issue --role hub`, not from a CSR".into(),
             ));
         }
-        let der = rustls_pki_types::CertificateSigningRequestDer::from_pem_slice(csr_pem.as_bytes())
-            .map_err(|e| CaError::BadCsr(format!("not a PEM certificate request ({e})")))?;
+        let der =
+            rustls_pki_types::CertificateSigningRequestDer::from_pem_slice(csr_pem.as_bytes())
+                .map_err(|e| CaError::BadCsr(format!("not a PEM certificate request ({e})")))?;
         // Checks the CSR's self-signature: whoever made it holds the key.
         let csr = CertificateSigningRequestParams::from_der(&der)
             .map_err(|e| CaError::BadCsr(e.to_string()))?;
@@ -340,6 +365,7 @@ impl Ca {
         if !renew {
             self.refuse_duplicate(&id, now)?;
         }
+        let req = self.with_previous_name(req);
         let params = self.leaf_params(&req)?;
         let cert = params.signed_by(&csr.public_key, &self.issuer()?)?;
         self.record(cert.der(), &req, true)?;
@@ -357,12 +383,21 @@ impl Ca {
         if reason_from_name(reason).is_none() {
             return Err(CaError::InvalidRequest(format!(
                 "unknown revocation reason {reason:?}; use one of: {}",
-                REASONS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                REASONS
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
         let mut any = false;
         let mut serials = Vec::new();
-        for e in self.registry.certificates.iter_mut().filter(|e| e.id == id.as_str()) {
+        for e in self
+            .registry
+            .certificates
+            .iter_mut()
+            .filter(|e| e.id == id.as_str())
+        {
             any = true;
             if e.revoked_at.is_none() {
                 e.revoked_at = Some(now);
@@ -426,7 +461,11 @@ impl Ca {
 
     /// One row per certificate, in issue order.
     pub fn list(&self, now: OffsetDateTime) -> Vec<ListRow> {
-        self.registry.certificates.iter().map(|e| e.row(now)).collect()
+        self.registry
+            .certificates
+            .iter()
+            .map(|e| e.row(now))
+            .collect()
     }
 
     /// Write `ID.crt`, `ID.key` (0600) and `ca.crt` into `out`.
@@ -447,7 +486,10 @@ pub const REASONS: &[(&str, RevocationReason)] = &[
     ("key-compromise", RevocationReason::KeyCompromise),
     ("affiliation-changed", RevocationReason::AffiliationChanged),
     ("superseded", RevocationReason::Superseded),
-    ("cessation-of-operation", RevocationReason::CessationOfOperation),
+    (
+        "cessation-of-operation",
+        RevocationReason::CessationOfOperation,
+    ),
     ("privilege-withdrawn", RevocationReason::PrivilegeWithdrawn),
 ];
 
@@ -456,7 +498,7 @@ pub fn reason_from_name(name: &str) -> Option<RevocationReason> {
 }
 
 fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())

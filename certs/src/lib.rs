@@ -14,9 +14,9 @@
 //! ```
 //!
 //! ## Layout
-//! - [`ca`]: [`Ca`]: init, open, issue, sign a CSR, revoke, write the CRL, list.
-//! - [`registry`]: the record of issued certificates.
-//! - [`error`]: [`CaError`].
+//! - [`ca`] — [`Ca`]: init, open, issue, sign a CSR, revoke, write the CRL, list.
+//! - [`registry`] — the record of issued certificates.
+//! - [`error`] — [`CaError`].
 #![forbid(unsafe_code)]
 
 pub mod ca;

@@ -154,13 +154,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let now = OffsetDateTime::now_utc();
     match cli.command {
-        Command::Init { name, days, crl_days } => {
+        Command::Init {
+            name,
+            days,
+            crl_days,
+        } => {
             Ca::init(&dir, &name, now, days, crl_days)?;
             println!("created CA {name:?} in {}", dir.display());
             println!("  certificate: {}", dir.join(CA_CERT).display());
-            println!("  CRL:         {} (renew within {crl_days} days: gongwen-certs crl)", dir.join("crl.pem").display());
+            println!(
+                "  CRL:         {} (renew within {crl_days} days: gongwen-certs crl)",
+                dir.join("crl.pem").display()
+            );
         }
-        Command::Issue { role, id, name, dns, ip, days, out, renew } => {
+        Command::Issue {
+            role,
+            id,
+            name,
+            dns,
+            ip,
+            days,
+            out,
+            renew,
+        } => {
             let id = node_id(&id)?;
             let mut ca = Ca::open(&dir)?;
             let req = IssueRequest {
@@ -182,7 +198,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("  {}", out.join(f).display());
             }
         }
-        Command::Sign { csr, role, name, days, out, renew } => {
+        Command::Sign {
+            csr,
+            role,
+            name,
+            days,
+            out,
+            renew,
+        } => {
             let role = match role {
                 NodeRoleArg::Node => Role::Node,
                 NodeRoleArg::Supervisor => Role::Supervisor,
@@ -190,8 +213,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let csr_pem = std::fs::read_to_string(&csr)
                 .with_context(|| format!("cannot read {}", csr.display()))?;
             let mut ca = Ca::open(&dir)?;
-            let (id, cert_pem) =
-                ca.sign_csr(&csr_pem, role, name, Validity::days_from(now, days), renew, now)?;
+            let (id, cert_pem) = ca.sign_csr(
+                &csr_pem,
+                role,
+                name,
+                Validity::days_from(now, days),
+                renew,
+                now,
+            )?;
             write_atomic(&out, cert_pem.as_bytes(), 0o644)
                 .with_context(|| format!("cannot write {}", out.display()))?;
             let ca_out = out.parent().unwrap_or(Path::new(".")).join(CA_CERT);
@@ -200,11 +229,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("signed {role} certificate for {id}: {}", out.display());
             println!("  CA certificate: {}", ca_out.display());
         }
-        Command::Revoke { id, reason, crl_days } => {
+        Command::Revoke {
+            id,
+            reason,
+            crl_days,
+        } => {
             let id = node_id(&id)?;
             if !REASONS.iter().any(|(n, _)| *n == reason) {
                 let names: Vec<_> = REASONS.iter().map(|(n, _)| *n).collect();
-                bail!("unknown reason {reason:?}; use one of: {}", names.join(", "));
+                bail!(
+                    "unknown reason {reason:?}; use one of: {}",
+                    names.join(", ")
+                );
             }
             let mut ca = Ca::open(&dir)?;
             let serials = ca.revoke(&id, &reason, now, crl_days)?;
@@ -218,7 +254,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Crl { days } => {
             let mut ca = Ca::open(&dir)?;
             ca.write_crl(now, days)?;
-            println!("CRL renewed for {days} days: {}", dir.join("crl.pem").display());
+            println!(
+                "CRL renewed for {days} days: {}",
+                dir.join("crl.pem").display()
+            );
         }
         Command::List { json } => {
             let ca = Ca::open(&dir)?;
@@ -226,7 +265,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                println!("{:<24} {:<11} {:<34} {:<21} {:<8} NAME", "ID", "ROLE", "SERIAL", "NOT AFTER", "STATUS");
+                println!(
+                    "{:<24} {:<11} {:<34} {:<21} {:<8} NAME",
+                    "ID", "ROLE", "SERIAL", "NOT AFTER", "STATUS"
+                );
                 for r in rows {
                     println!(
                         "{:<24} {:<11} {:<34} {:<21} {:<8} {}",

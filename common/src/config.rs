@@ -79,6 +79,7 @@ struct RawAgent {
     hub: String,
     hub_name: String,
     root: PathBuf,
+    connect_timeout: Option<String>,
     tls: RawAgentTls,
 }
 
@@ -166,6 +167,9 @@ pub struct AgentConfig {
     /// The name the hub's certificate must carry.
     pub hub_name: String,
     pub root: PathBuf,
+    /// How long a connection attempt may go unanswered before the hub
+    /// counts as unreachable (default 10 s).
+    pub connect_timeout: Duration,
     pub tls: AgentTls,
 }
 
@@ -334,7 +338,11 @@ impl AgentConfig {
         let raw: RawAgent = parse(path, text)?;
         let base = base_dir(path);
         let node_id = node_id(path, "node_id", &raw.node_id)?;
-        if raw.hub.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) {
+        if raw
+            .hub
+            .rsplit_once(':')
+            .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+        {
             return Err(invalid(
                 path,
                 "hub",
@@ -344,12 +352,20 @@ impl AgentConfig {
         if raw.hub_name.is_empty() {
             return Err(invalid(path, "hub_name", "must name the hub's certificate"));
         }
+        let connect_timeout = match raw.connect_timeout.as_deref() {
+            Some(s) => duration(path, "connect_timeout", s)?,
+            None => Duration::from_secs(10),
+        };
+        if connect_timeout.is_zero() {
+            return Err(invalid(path, "connect_timeout", "must be longer than 0s"));
+        }
         Ok(AgentConfig {
             path: path.to_owned(),
             node_id,
             hub: raw.hub,
             hub_name: raw.hub_name,
             root: base.join(raw.root),
+            connect_timeout,
             tls: AgentTls {
                 cert: base.join(raw.tls.cert),
                 key: base.join(raw.tls.key),
@@ -437,8 +453,14 @@ ca   = "ca.crt"
             (HUB.replace("127.0.0.1:7443", "localhost"), "listen"),
             (HUB.replace("\"4h\"", "\"4 hours\""), "deadlines.urgent"),
             (HUB.replace("\"urge\"", "\"nag\""), "escalation[0].action"),
-            (HUB.replace("\"harbin-gov\",", "\"Harbin\","), "groups.cities"),
-            (HUB.replace("notify = [\"prov-supervision\"]", ""), "escalation[1].notify"),
+            (
+                HUB.replace("\"harbin-gov\",", "\"Harbin\","),
+                "groups.cities",
+            ),
+            (
+                HUB.replace("notify = [\"prov-supervision\"]", ""),
+                "escalation[1].notify",
+            ),
             (HUB.replace("crl  = \"crl.pem\"", ""), "crl"),
         ];
         for (text, key) in cases {
@@ -451,7 +473,10 @@ ca   = "ca.crt"
     #[test]
     fn invalid_agent_configs_name_file_and_key() {
         let cases = [
-            (AGENT.replace("harbin-gov\"\nhub", "Harbin\"\nhub"), "node_id"),
+            (
+                AGENT.replace("harbin-gov\"\nhub", "Harbin\"\nhub"),
+                "node_id",
+            ),
             (AGENT.replace("127.0.0.1:7443", "127.0.0.1"), "hub"),
             (format!("{AGENT}\nspeed = 3\n"), "speed"),
             (AGENT.replace("[tls]", "[tsl]"), "tsl"),

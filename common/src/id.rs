@@ -92,7 +92,14 @@ mod tests {
 
     #[test]
     fn accepts_the_ids_of_real_units() {
-        for ok in ["harbin-gov", "prov-finance", "hub", "a1", "0x", &"a".repeat(63)] {
+        for ok in [
+            "harbin-gov",
+            "prov-finance",
+            "hub",
+            "a1",
+            "0x",
+            &"a".repeat(63),
+        ] {
             assert!(NodeId::parse(ok).is_ok(), "{ok} should be valid");
         }
     }
@@ -100,7 +107,16 @@ mod tests {
     #[test]
     fn refuses_ids_that_could_confuse_paths_or_names() {
         for bad in [
-            "", "a", "-abc", "Harbin", "har bin", "../etc", "a/b", "a.b", "哈尔滨", "a_b",
+            "",
+            "a",
+            "-abc",
+            "Harbin",
+            "har bin",
+            "../etc",
+            "a/b",
+            "a.b",
+            "哈尔滨",
+            "a_b",
             &"a".repeat(64),
         ] {
             assert!(NodeId::parse(bad).is_err(), "{bad:?} should be refused");

@@ -18,16 +18,16 @@
 //! material and configuration once at start.
 //!
 //! ## Layout
-//! - [`id`]: [`NodeId`], the validated name of a unit (`harbin-gov`).
-//! - [`pki`]: roles, what a certificate says about its holder, TLS
+//! - [`id`] — [`NodeId`], the validated name of a unit (`harbin-gov`).
+//! - [`pki`] — roles, what a certificate says about its holder, TLS
 //!   configurations for hub and agent, CRL inspection.
-//! - [`wire`]: the frame codec and message vocabulary (sans-IO).
-//! - [`stream`]: whole messages on QUIC streams, with read deadlines (edge).
-//! - [`fsutil`]: durable writes (temp, fsync, rename, fsync dir).
-//! - [`config`]: `hub.toml` and `agent.toml`, strictly parsed.
-//! - [`tls`]: TLS 1.3 + QUIC configurations for hub and agent.
-//! - [`timefmt`]: durations such as `"4h"` and RFC 3339 time stamps.
-//! - [`error`]: the crate's error enum.
+//! - [`wire`] — the frame codec and message vocabulary (sans-IO).
+//! - [`stream`] — whole messages on QUIC streams, with read deadlines (edge).
+//! - [`fsutil`] — durable writes (temp, fsync, rename, fsync dir).
+//! - [`config`] — `hub.toml` and `agent.toml`, strictly parsed.
+//! - [`tls`] — TLS 1.3 + QUIC configurations for hub and agent.
+//! - [`timefmt`] — durations such as `"4h"` and RFC 3339 time stamps.
+//! - [`error`] — the crate's error enum.
 #![forbid(unsafe_code)]
 
 pub mod config;

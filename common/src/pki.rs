@@ -10,10 +10,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use ::time::OffsetDateTime;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
-use ::time::OffsetDateTime;
 use x509_parser::prelude::{GeneralName, parse_x509_certificate, parse_x509_crl};
 
 use crate::id::{InvalidNodeId, NodeId};
@@ -290,7 +290,10 @@ mod tests {
         for r in [Role::Hub, Role::Node, Role::Supervisor] {
             assert_eq!(r.as_str().parse::<Role>().unwrap(), r);
         }
-        assert!(matches!("admin".parse::<Role>(), Err(PkiError::UnknownRole(_))));
+        assert!(matches!(
+            "admin".parse::<Role>(),
+            Err(PkiError::UnknownRole(_))
+        ));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::wire::{self, Message, WireError, LEN_PREFIX};
+use crate::wire::{self, LEN_PREFIX, Message, WireError};
 
 /// How long a peer may take to deliver one frame once we expect it.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);

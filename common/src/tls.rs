@@ -11,15 +11,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use crate::pki::{CertIdentity, Crl, PkiError, Role};
 use crate::ALPN;
+use crate::pki::{CertIdentity, Crl, PkiError, Role};
 
 /// How long a connection may stay silent before QUIC declares it dead. The
 /// agent sends keep-alives well inside this.
@@ -79,7 +79,8 @@ pub fn agent_client_config(
     ca: &CertificateDer<'static>,
 ) -> Result<quinn::ClientConfig, PkiError> {
     let provider = provider();
-    let webpki = WebPkiServerVerifier::builder_with_provider(roots(ca)?, provider.clone()).build()?;
+    let webpki =
+        WebPkiServerVerifier::builder_with_provider(roots(ca)?, provider.clone()).build()?;
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()

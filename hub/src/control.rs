@@ -64,12 +64,12 @@ pub(crate) async fn bind(data_dir: &Path) -> Result<UnixListener, HubError> {
     // The data directory is 0700 already; this makes the socket private
     // even if someone loosens the directory.
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(
-        |source| HubError::DataDir {
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
+        HubError::DataDir {
             path: path.clone(),
             source,
-        },
-    )?;
+        }
+    })?;
     Ok(listener)
 }
 

@@ -14,7 +14,9 @@ pub enum HubError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Pki(#[from] PkiError),
-    #[error("{path} is a {role} certificate ({id}); the hub needs a certificate issued with --role hub")]
+    #[error(
+        "{path} is a {role} certificate ({id}); the hub needs a certificate issued with --role hub"
+    )]
     NotAHubCertificate {
         path: PathBuf,
         id: String,

@@ -14,13 +14,13 @@
 //! ```
 //!
 //! ## Layout
-//! - [`server`]: [`Hub::bind`] and [`Hub::run`]: the socket, the accept
+//! - [`server`] — [`Hub::bind`] and [`Hub::run`]: the socket, the accept
 //!   loop, and admission of each connection (handshake, hello, welcome).
-//! - [`registry`]: which nodes the hub knows and which are connected.
-//! - [`revocation`]: watches the CRL file; reloads, cuts revoked nodes,
+//! - [`registry`] — which nodes the hub knows and which are connected.
+//! - [`revocation`] — watches the CRL file; reloads, cuts revoked nodes,
 //!   fails closed when the list is stale.
-//! - [`control`]: the local query socket and its client.
-//! - [`error`]: [`HubError`].
+//! - [`control`] — the local query socket and its client.
+//! - [`error`] — [`HubError`].
 #![forbid(unsafe_code)]
 
 pub mod control;

@@ -75,7 +75,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&value)?);
             } else {
                 let rows: Vec<NodeRow> = serde_json::from_value(value)?;
-                println!("{:<24} {:<11} {:<10} {:<21} {:<22} NAME", "ID", "ROLE", "CONNECTED", "SINCE", "ADDRESS");
+                println!(
+                    "{:<24} {:<11} {:<10} {:<21} {:<22} NAME",
+                    "ID", "ROLE", "CONNECTED", "SINCE", "ADDRESS"
+                );
                 for r in rows {
                     println!(
                         "{:<24} {:<11} {:<10} {:<21} {:<22} {}",

@@ -14,8 +14,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 /// A node as `gongwen-hub nodes` shows it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-#[derive(Deserialize)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Deserialize)]
 pub struct NodeRow {
     pub id: String,
     pub name: Option<String>,

@@ -51,7 +51,10 @@ pub(crate) async fn watch(shared: Arc<Shared>, interval: Duration) {
         match tokio::fs::read(&path).await {
             Err(e) => {
                 if !read_error_reported {
-                    error!("cannot read the revocation list {}: {e}; keeping the previous one", path.display());
+                    error!(
+                        "cannot read the revocation list {}: {e}; keeping the previous one",
+                        path.display()
+                    );
                     read_error_reported = true;
                 }
             }

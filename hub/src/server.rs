@@ -5,12 +5,12 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use gongwen_common::NodeId;
 use gongwen_common::config::HubConfig;
 use gongwen_common::pki::{self, CertIdentity, Crl, Role};
 use gongwen_common::stream::{READ_TIMEOUT, read_message, write_message};
 use gongwen_common::tls::hub_server_config;
 use gongwen_common::wire::{Message, PROTOCOL_VERSION, RefuseCode};
-use gongwen_common::NodeId;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use time::OffsetDateTime;
 use tokio::net::UnixListener;
@@ -130,7 +130,9 @@ impl Hub {
             error!(
                 "the revocation list {} went stale at {}: every node will be refused until it is renewed (gongwen-certs crl)",
                 config.tls.crl.display(),
-                crl.next_update.map(gongwen_common::timefmt::rfc3339).unwrap_or_default()
+                crl.next_update
+                    .map(gongwen_common::timefmt::rfc3339)
+                    .unwrap_or_default()
             );
         }
         let server_config = hub_server_config(chain.clone(), key.clone_key(), &ca, &crl)?;
@@ -274,7 +276,11 @@ async fn admit(incoming: quinn::Incoming, shared: Arc<Shared>) {
 async fn serve_connection(conn: quinn::Connection, ident: CertIdentity, shared: Arc<Shared>) {
     if ident.role == Role::Hub {
         warn!("refused: a hub certificate cannot connect as a unit");
-        close(&conn, RefuseCode::RoleNotAllowed, "a hub certificate cannot connect as a unit");
+        close(
+            &conn,
+            RefuseCode::RoleNotAllowed,
+            "a hub certificate cannot connect as a unit",
+        );
         return;
     }
     let (mut send, mut recv) = match tokio::time::timeout(READ_TIMEOUT, conn.accept_bi()).await {

@@ -193,7 +193,9 @@ impl RunningHub {
     }
 
     pub async fn nodes(&self) -> Vec<NodeRow> {
-        let v = control::query(&self.data_dir, &Request::Nodes).await.unwrap();
+        let v = control::query(&self.data_dir, &Request::Nodes)
+            .await
+            .unwrap();
         serde_json::from_value(v).unwrap()
     }
 

@@ -28,7 +28,9 @@ async fn a_valid_node_connects_and_the_hub_lists_it() {
     }
     sup.wait_connected().await;
     let rows = hub
-        .wait_nodes("two connected nodes", |r| r.iter().filter(|n| n.connected).count() == 2)
+        .wait_nodes("two connected nodes", |r| {
+            r.iter().filter(|n| n.connected).count() == 2
+        })
         .await;
     let harbin_row = rows.iter().find(|r| r.id == "harbin-gov").unwrap();
     assert_eq!(harbin_row.role, Role::Node);
@@ -62,7 +64,10 @@ async fn a_revoked_node_is_refused_at_the_handshake() {
     let hub = net.start_hub().await;
     let mut agent = net.start_agent("daqing-gov", hub.addr);
     assert_eq!(agent.wait_error().await, LinkError::Revoked);
-    assert!(hub.nodes().await.is_empty(), "a refused node must not be listed");
+    assert!(
+        hub.nodes().await.is_empty(),
+        "a refused node must not be listed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,12 +91,23 @@ async fn a_connected_node_is_cut_off_when_the_crl_revokes_it() {
     // Its next attempt is refused by TLS with the new CRL.
     daqing
         .wait("refused as revoked at the handshake", |s| {
-            matches!(s, LinkState::Disconnected { error: LinkError::Revoked, .. })
+            matches!(
+                s,
+                LinkState::Disconnected {
+                    error: LinkError::Revoked,
+                    ..
+                }
+            )
         })
         .await;
     // The other unit was not touched.
     assert!(matches!(*harbin.link.borrow(), LinkState::Connected { .. }));
-    assert!(hub.nodes().await.iter().any(|n| n.id == "harbin-gov" && n.connected));
+    assert!(
+        hub.nodes()
+            .await
+            .iter()
+            .any(|n| n.id == "harbin-gov" && n.connected)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,7 +147,9 @@ async fn a_node_certificate_presented_as_the_hub_is_refused_by_the_agent() {
     let net = Net::new();
     net.issue("impostor", Role::Node);
     net.issue("harbin-gov", Role::Node);
-    let ca = pki::load_certs(&net.path().join("ca/ca.crt")).unwrap().remove(0);
+    let ca = pki::load_certs(&net.path().join("ca/ca.crt"))
+        .unwrap()
+        .remove(0);
     let crl = Crl::load(&net.path().join("ca/crl.pem"), &ca).unwrap();
     // A server that is not our hub: it presents a real node certificate.
     let chain = pki::load_certs(&net.path().join("impostor/impostor.crt")).unwrap();
@@ -149,14 +167,21 @@ async fn a_server_certificate_with_the_hub_name_but_a_node_role_is_refused() {
     let net = Net::new();
     net.issue("harbin-gov", Role::Node);
     let ca_dir = net.path().join("ca");
-    let ca_key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(ca_dir.join("ca.key")).unwrap()).unwrap();
+    let ca_key =
+        rcgen::KeyPair::from_pem(&std::fs::read_to_string(ca_dir.join("ca.key")).unwrap()).unwrap();
     let ca_pem = std::fs::read_to_string(ca_dir.join("ca.crt")).unwrap();
     let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_pem, &ca_key).unwrap();
     let mut params = rcgen::CertificateParams::new(vec!["hub".to_owned()]).unwrap();
     params.distinguished_name = rcgen::DistinguishedName::new();
-    params.distinguished_name.push(rcgen::DnType::CommonName, "hub");
-    params.subject_alt_names.push(rcgen::SanType::URI("gongwen:node/hub".try_into().unwrap()));
-    params.subject_alt_names.push(rcgen::SanType::URI("gongwen:role/node".try_into().unwrap()));
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "hub");
+    params
+        .subject_alt_names
+        .push(rcgen::SanType::URI("gongwen:node/hub".try_into().unwrap()));
+    params
+        .subject_alt_names
+        .push(rcgen::SanType::URI("gongwen:role/node".try_into().unwrap()));
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     let now = OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::hours(1);
@@ -224,7 +249,10 @@ async fn a_crl_going_stale_while_connected_cuts_everyone_off() {
     agent.wait_connected().await;
     let now = OffsetDateTime::now_utc();
     net.ca()
-        .write_crl_until(now - time::Duration::days(2), now - time::Duration::seconds(1))
+        .write_crl_until(
+            now - time::Duration::days(2),
+            now - time::Duration::seconds(1),
+        )
         .unwrap();
     assert_eq!(agent.wait_error().await, LinkError::HubCrlStale);
 }
@@ -237,7 +265,11 @@ async fn an_unparsable_crl_keeps_the_previous_one() {
     let hub = net.start_hub().await;
     let mut harbin = net.start_agent("harbin-gov", hub.addr);
     harbin.wait_connected().await;
-    std::fs::write(net.path().join("ca/crl.pem"), b"-----BEGIN X509 CRL-----\ngarbage\n").unwrap();
+    std::fs::write(
+        net.path().join("ca/crl.pem"),
+        b"-----BEGIN X509 CRL-----\ngarbage\n",
+    )
+    .unwrap();
     // A second unit still gets in under the previous (valid) CRL, and the
     // first is not disturbed.
     let mut daqing = net.start_agent("daqing-gov", hub.addr);
@@ -258,7 +290,14 @@ async fn a_key_made_on_the_node_and_signed_from_its_csr_connects() {
     let now = OffsetDateTime::now_utc();
     let (signed_id, cert_pem) = net
         .ca()
-        .sign_csr(&csr, Role::Node, None, Validity::days_from(now, 30), false, now)
+        .sign_csr(
+            &csr,
+            Role::Node,
+            None,
+            Validity::days_from(now, 30),
+            false,
+            now,
+        )
         .unwrap();
     assert_eq!(signed_id, id);
     std::fs::write(out.join("daqing-gov.crt"), cert_pem).unwrap();
@@ -312,5 +351,26 @@ async fn the_agent_refuses_to_start_with_someone_elses_certificate() {
     let mut config = net.agent_config("harbin-gov", "127.0.0.1:9".parse().unwrap());
     config.node_id = NodeId::parse("daqing-gov").unwrap();
     let err = gongwen_agent::Agent::new(config).unwrap_err().to_string();
-    assert!(err.contains("harbin-gov") && err.contains("daqing-gov"), "{err}");
+    assert!(
+        err.contains("harbin-gov") && err.contains("daqing-gov"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_hub_is_reported_as_unreachable() {
+    let net = Net::new();
+    net.issue("harbin-gov", Role::Node);
+    // A bound UDP port where nobody answers QUIC.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let mut config = net.agent_config("harbin-gov", addr);
+    config.connect_timeout = std::time::Duration::from_millis(300);
+    let mut agent = RunningAgent::start(config);
+    let err = agent.wait_error().await;
+    assert!(
+        matches!(err, LinkError::Unreachable { addr: a, .. } if a == addr),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("hub unreachable"), "{err}");
 }

@@ -1,0 +1,83 @@
+//! `gongwen-agent` as a unit's administrator runs it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn agent(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gongwen-agent"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn err(out: Output) -> String {
+    assert!(!out.status.success(), "should have failed: {out:?}");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+fn write_config(dir: &Path, extra: &str) -> String {
+    let p = dir.join("agent.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "node_id = \"harbin-gov\"\nhub = \"127.0.0.1:7443\"\nhub_name = \"hub\"\nroot = \"data\"\n{extra}\n[tls]\ncert = \"harbin-gov.crt\"\nkey = \"harbin-gov.key\"\nca = \"ca.crt\"\n"
+        ),
+    )
+    .unwrap();
+    p.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn an_unknown_config_key_is_named_with_its_file() {
+    let d = tempfile::tempdir().unwrap();
+    let p = write_config(d.path(), "speed = 3");
+    let e = err(agent(&["run", "--config", &p]));
+    assert!(e.contains("agent.toml") && e.contains("speed"), "{e}");
+}
+
+#[test]
+fn a_missing_certificate_is_named() {
+    let d = tempfile::tempdir().unwrap();
+    let p = write_config(d.path(), "");
+    let e = err(agent(&["run", "--config", &p]));
+    assert!(
+        e.contains("harbin-gov.crt") && e.contains("No such file"),
+        "{e}"
+    );
+}
+
+#[test]
+fn keygen_writes_a_private_key_and_a_csr_and_never_overwrites_the_key() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("keys");
+    let o = out.to_str().unwrap();
+    let r = agent(&["keygen", "--id", "daqing-gov", "--out", o]);
+    assert!(r.status.success(), "{r:?}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(out.join("daqing-gov.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let csr = std::fs::read_to_string(out.join("daqing-gov.csr")).unwrap();
+    assert!(csr.starts_with("-----BEGIN CERTIFICATE REQUEST-----"));
+    let key = std::fs::read(out.join("daqing-gov.key")).unwrap();
+
+    let e = err(agent(&["keygen", "--id", "daqing-gov", "--out", o]));
+    assert!(e.contains("already exists"), "{e}");
+    assert_eq!(std::fs::read(out.join("daqing-gov.key")).unwrap(), key);
+
+    let e = err(agent(&["keygen", "--id", "Daqing", "--out", o]));
+    assert!(e.contains("not a valid node id"), "{e}");
+}
+
+#[test]
+fn every_command_has_help() {
+    for sub in [&[][..], &["run"], &["keygen"]] {
+        let mut args: Vec<&str> = sub.to_vec();
+        args.push("--help");
+        let out = agent(&args);
+        assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Usage"));
+    }
+}
