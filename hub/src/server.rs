@@ -195,6 +195,7 @@ impl Hub {
         let watcher = tokio::spawn(revocation::watch(shared.clone(), revocation::POLL_INTERVAL));
         let control_task = tokio::spawn(control::serve(control, shared.clone()));
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let mut connections = tokio::task::JoinSet::new();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -207,11 +208,13 @@ impl Hub {
                         continue;
                     };
                     let shared = shared.clone();
-                    tokio::spawn(async move {
+                    connections.spawn(async move {
                         admit(incoming, shared).await;
                         drop(permit);
                     });
                 }
+                // Reap finished connection tasks so the set stays small.
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
             }
         }
         info!("shutting down");
@@ -221,6 +224,18 @@ impl Hub {
             quinn::VarInt::from(RefuseCode::ShuttingDown as u16 as u32),
             b"the hub is shutting down",
         );
+        // Closing the endpoint ends every connection, so each task returns;
+        // wait for them (and the aborted tasks) so that nothing of this hub
+        // outlives run().
+        let _ = watcher.await;
+        let _ = control_task.await;
+        let drain = async { while connections.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(5), drain)
+            .await
+            .is_err()
+        {
+            connections.abort_all();
+        }
         let _ = tokio::time::timeout(Duration::from_secs(2), shared.endpoint.wait_idle()).await;
         let _ = std::fs::remove_file(control::socket_path(&shared.config.data_dir));
         Ok(())

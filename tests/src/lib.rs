@@ -139,10 +139,25 @@ ca   = "{id}/ca.crt"
         self.start_hub_on("127.0.0.1:0".parse().unwrap()).await
     }
 
+    /// Start a hub on `listen`. A port given explicitly (a restart on the
+    /// same port) may still be held for a moment by the previous hub's
+    /// QUIC driver task, which releases the socket after the hub is gone;
+    /// wait for it, bounded.
     pub async fn start_hub_on(&self, listen: SocketAddr) -> RunningHub {
         let config = self.hub_config(listen);
         let data_dir = config.data_dir.clone();
-        let hub = Hub::bind(config).await.unwrap();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let hub = loop {
+            match Hub::bind(config.clone()).await {
+                Ok(hub) => break hub,
+                Err(gongwen_hub::HubError::AddressInUse { .. })
+                    if listen.port() != 0 && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("the hub did not start on {listen}: {e}"),
+            }
+        };
         let addr = hub.local_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(hub.run(async {
