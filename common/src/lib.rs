@@ -24,6 +24,7 @@
 //! - [`wire`] — the frame codec and message vocabulary (sans-IO).
 //! - [`stream`] — whole messages on QUIC streams, with read deadlines (edge).
 //! - [`fsutil`] — durable writes (temp, fsync, rename, fsync dir).
+//! - [`daemon`] — logging and shutdown signals for the binaries (edge).
 //! - [`config`] — `hub.toml` and `agent.toml`, strictly parsed.
 //! - [`tls`] — TLS 1.3 + QUIC configurations for hub and agent.
 //! - [`timefmt`] — durations such as `"4h"` and RFC 3339 time stamps.
@@ -31,6 +32,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod daemon;
 pub mod error;
 pub mod fsutil;
 pub mod id;
