@@ -206,7 +206,7 @@ impl Agent {
                     _control: (send, recv),
                 })
             }
-            Ok(Message::Refused { message, .. }) => Err(LinkError::Refused(message)),
+            Ok(Message::Error { message, .. }) => Err(LinkError::Refused(message)),
             Ok(other) => Err(LinkError::Protocol(format!(
                 "expected welcome, got {other:?}"
             ))),

@@ -21,6 +21,9 @@
 //! - [`id`] — [`NodeId`], the validated name of a unit (`harbin-gov`).
 //! - [`pki`] — roles, what a certificate says about its holder, TLS
 //!   configurations for hub and agent, CRL inspection.
+//! - [`codec`] — the canonical byte encoding under wire frames and signatures.
+//! - [`envelope`] — seal and open documents: metadata, HPKE key wrap, chunked AES-GCM.
+//! - [`signed`] — signed statements (ECDSA P-256, DER) and the signer.
 //! - [`wire`] — the frame codec and message vocabulary (sans-IO).
 //! - [`stream`] — whole messages on QUIC streams, with read deadlines (edge).
 //! - [`fsutil`] — durable writes (temp, fsync, rename, fsync dir).
@@ -31,19 +34,22 @@
 //! - [`error`] — the crate's error enum.
 #![forbid(unsafe_code)]
 
+pub mod codec;
 pub mod config;
 pub mod daemon;
+pub mod envelope;
 pub mod error;
 pub mod fsutil;
 pub mod id;
 pub mod pki;
+pub mod signed;
 pub mod stream;
 pub mod timefmt;
 pub mod tls;
 pub mod wire;
 
 pub use error::Error;
-pub use id::NodeId;
+pub use id::{DocId, NodeId};
 pub use pki::Role;
 
 /// The protocol name carried in ALPN; a peer that does not speak it is refused

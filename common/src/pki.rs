@@ -9,6 +9,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use ::time::OffsetDateTime;
 use rustls::pki_types::pem::PemObject;
@@ -104,6 +105,14 @@ pub enum PkiError {
     Verifier(#[from] rustls::client::VerifierBuilderError),
     #[error("the TLS configuration cannot be used for QUIC: {0}")]
     Quic(String),
+    #[error("the private key is not an ECDSA P-256 key in PKCS#8 form")]
+    KeyNotEcdsaP256,
+    #[error("the private key does not belong to the certificate")]
+    KeyDoesNotMatchCertificate,
+    #[error("signing failed")]
+    SigningFailed,
+    #[error("the certificate of {id} is not valid: {reason}")]
+    Invalid { id: String, reason: String },
 }
 
 /// The identity a verified certificate establishes.
@@ -278,6 +287,89 @@ impl Crl {
     /// True when `now` is past the list's next-update time.
     pub fn is_stale(&self, now: OffsetDateTime) -> bool {
         self.next_update.is_some_and(|next| now > next)
+    }
+}
+
+/// Checks certificates met outside a handshake (signers of documents,
+/// receipts and key bindings) by the same rules as the handshake: chain to
+/// the CA, validity at `now`, purpose, and the CRL when there is one.
+#[derive(Debug, Clone)]
+pub struct CertChecker {
+    units: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    hub: Arc<rustls::client::WebPkiServerVerifier>,
+}
+
+impl CertChecker {
+    pub fn new(ca: &CertificateDer<'static>, crl: Option<&Crl>) -> Result<Self, PkiError> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.clone())?;
+        let roots = Arc::new(roots);
+        let provider = crate::tls::provider();
+        let mut units = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            roots.clone(),
+            provider.clone(),
+        );
+        let mut hub = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider);
+        if let Some(crl) = crl {
+            units = units.with_crls([crl.der.clone()]);
+            hub = hub.with_crls([crl.der.clone()]);
+        }
+        Ok(CertChecker {
+            units: units.build()?,
+            hub: hub.build()?,
+        })
+    }
+
+    /// Check a certificate at `now` and return whose it is. Unit
+    /// certificates (node, supervisor) and the hub's are checked each for
+    /// its own purpose.
+    pub fn check(&self, cert: &[u8], now: OffsetDateTime) -> Result<CertIdentity, PkiError> {
+        let identity = CertIdentity::from_der(cert)?;
+        let der = CertificateDer::from(cert);
+        let secs = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+        let at =
+            rustls::pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs));
+        let result =
+            if identity.role == Role::Hub {
+                let name = rustls::pki_types::ServerName::try_from(identity.id.to_string())
+                    .map_err(|e| PkiError::Invalid {
+                        id: identity.id.to_string(),
+                        reason: e.to_string(),
+                    })?;
+                rustls::client::danger::ServerCertVerifier::verify_server_cert(
+                    self.hub.as_ref(),
+                    &der,
+                    &[],
+                    &name,
+                    &[],
+                    at,
+                )
+                .map(|_| ())
+            } else {
+                self.units.verify_client_cert(&der, &[], at).map(|_| ())
+            };
+        result.map_err(|e| PkiError::Invalid {
+            id: identity.id.to_string(),
+            reason: match e {
+                rustls::Error::InvalidCertificate(c) => describe_cert_error(&c),
+                other => other.to_string(),
+            },
+        })?;
+        Ok(identity)
+    }
+}
+
+fn describe_cert_error(e: &rustls::CertificateError) -> String {
+    use rustls::CertificateError as C;
+    match e {
+        C::Revoked => "it has been revoked".into(),
+        C::Expired | C::ExpiredContext { .. } => "it has expired".into(),
+        C::NotValidYet | C::NotValidYetContext { .. } => "it is not valid yet".into(),
+        C::UnknownIssuer | C::BadSignature => "it was not issued by this deployment's CA".into(),
+        C::ExpiredRevocationList | C::ExpiredRevocationListContext { .. } => {
+            "the revocation list is stale".into()
+        }
+        other => format!("{other:?}"),
     }
 }
 

@@ -1,0 +1,1433 @@
+//! The document envelope: one document, many recipients, readable only by
+//! them, provably from its sender. Pure functions and small state machines
+//! over bytes; files and sockets are the callers' business.
+//!
+//! ```text
+//! sealed document = header statement (signed by the sender) + content
+//!
+//! header  = metadata (sender, to, cc, 发文字号, 文种, 标题, urgency, deadline,
+//!           operator, note, secrecy, files: name/kind/size/SHA-256)
+//!           content_len, content SHA-256,
+//!           wrapped content keys: HPKE(X25519, HKDF-SHA256, ChaCha20-Poly1305)
+//!           of the 32-byte content key, one per recipient
+//! content = files concatenated, AES-256-GCM in 256 KiB chunks;
+//!           nonce = chunk index ‖ last-chunk flag, AAD = doc id
+//! ```
+//!
+//! The signature covers the metadata, the file digests, the ciphertext
+//! digest and every wrapped key, so neither the hub nor anyone on the way
+//! can change a byte of any of them unnoticed. The chunk nonces make a
+//! truncated or reordered content fail to open.
+
+use std::collections::BTreeSet;
+
+use hpke::{Deserializable, Kem as _, Serializable};
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use ring::rand::{SecureRandom, SystemRandom};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::codec::{CodecError, Reader, Writer};
+use crate::id::{DocId, NodeId};
+use crate::pki::{CertChecker, CertIdentity, PkiError, Role};
+use crate::signed::{SignedError, Signer, Statement, StatementKind};
+
+/// Plaintext bytes per content chunk.
+pub const CHUNK_LEN: usize = 256 * 1024;
+/// AES-GCM tag bytes per chunk.
+pub const TAG_LEN: usize = 16;
+/// Longest title (标题), in characters.
+pub const MAX_TITLE_CHARS: usize = 160;
+/// Most recipients of one document (to and cc together).
+pub const MAX_RECIPIENTS: usize = 1000;
+/// Most files in one document.
+pub const MAX_FILES: usize = 100;
+/// Longest file name, in bytes (the usual file-system limit).
+pub const MAX_NAME_BYTES: usize = 255;
+
+type Kem = hpke::kem::X25519HkdfSha256;
+type Kdf = hpke::kdf::HkdfSha256;
+type HpkeAead = hpke::aead::ChaCha20Poly1305;
+const HPKE_INFO: &[u8] = b"gongwen/1 content-key";
+
+/// 紧急程度.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Urgency {
+    /// 平件
+    #[default]
+    Normal,
+    /// 加急
+    Urgent,
+    /// 特急
+    ExtraUrgent,
+}
+
+impl Urgency {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Urgency::Normal => "normal",
+            Urgency::Urgent => "urgent",
+            Urgency::ExtraUrgent => "extra-urgent",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Urgency> {
+        match s {
+            "normal" | "平件" => Some(Urgency::Normal),
+            "urgent" | "加急" => Some(Urgency::Urgent),
+            "extra-urgent" | "特急" => Some(Urgency::ExtraUrgent),
+            _ => None,
+        }
+    }
+    fn code(self) -> u8 {
+        match self {
+            Urgency::Normal => 0,
+            Urgency::Urgent => 1,
+            Urgency::ExtraUrgent => 2,
+        }
+    }
+    fn from_code(c: u8) -> Result<Self, CodecError> {
+        match c {
+            0 => Ok(Urgency::Normal),
+            1 => Ok(Urgency::Urgent),
+            2 => Ok(Urgency::ExtraUrgent),
+            other => Err(CodecError::BadCode {
+                what: "urgency",
+                code: other.into(),
+            }),
+        }
+    }
+}
+
+/// 正文 or 附件.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileKind {
+    /// 正文: the main text.
+    Main,
+    /// 附件: an attachment.
+    Attachment,
+}
+
+/// One file of a document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileEntry {
+    pub name: String,
+    pub kind: FileKind,
+    pub size: u64,
+    pub sha256: [u8; 32],
+}
+
+/// 经办人.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Operator {
+    pub name: String,
+    pub phone: String,
+}
+
+/// Everything about a document that the hub may read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocMeta {
+    pub doc_id: DocId,
+    pub sender: NodeId,
+    /// 主送
+    pub to: Vec<NodeId>,
+    /// 抄送
+    pub cc: Vec<NodeId>,
+    /// 发文字号, e.g. 黑政发〔2026〕12号
+    pub doc_number: String,
+    /// 文种: 通知, 函, 报告, 请示, 纪要 …
+    pub doc_type: String,
+    /// 标题
+    pub title: String,
+    pub urgency: Urgency,
+    /// Acknowledgment deadline (Unix seconds), if the sender set one.
+    pub deadline: Option<i64>,
+    /// When the sender made it (Unix milliseconds).
+    pub created_ms: i64,
+    pub operator: Operator,
+    /// 附注 / cover note
+    pub note: String,
+    pub files: Vec<FileEntry>,
+}
+
+/// A recipient's content key, sealed to its X25519 key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrappedKey {
+    pub recipient: NodeId,
+    /// HPKE encapsulated key.
+    pub enc: [u8; 32],
+    /// HPKE ciphertext of the 32-byte content key (48 bytes).
+    pub sealed: Vec<u8>,
+}
+
+/// The signed part of a sealed document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub meta: DocMeta,
+    pub content_len: u64,
+    pub content_sha256: [u8; 32],
+    pub wrapped: Vec<WrappedKey>,
+}
+
+/// Why metadata is not acceptable; each says what to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MetaError {
+    #[error("the document has no main recipient (主送)")]
+    NoRecipient,
+    #[error("more than {MAX_RECIPIENTS} recipients")]
+    TooManyRecipients,
+    #[error("{0} is listed twice among the recipients")]
+    DuplicateRecipient(NodeId),
+    #[error("a unit cannot send a document to itself ({0})")]
+    SelfAddressed(NodeId),
+    #[error(
+        "the title is empty; give it in the sidecar (title = \"...\") or name the file after it"
+    )]
+    EmptyTitle,
+    #[error("the title is {0} characters long; at most {MAX_TITLE_CHARS} are allowed")]
+    TitleTooLong(usize),
+    #[error("the {field} is {len} characters long; at most {max} are allowed")]
+    FieldTooLong {
+        field: &'static str,
+        len: usize,
+        max: usize,
+    },
+    #[error("the {0} contains control characters")]
+    ControlCharacters(&'static str),
+    #[error("a document needs at least one file")]
+    NoFiles,
+    #[error("more than {MAX_FILES} files in one document")]
+    TooManyFiles,
+    #[error("a document needs exactly one main text (正文); it has {0}")]
+    MainTextCount(usize),
+    #[error("file name {0:?} is not allowed: {1}")]
+    BadFileName(String, &'static str),
+    #[error("two files are named {0:?}")]
+    DuplicateFileName(String),
+    #[error(
+        "secrecy level {0:?} is refused: this network carries only non-classified documents (密级 none)"
+    )]
+    Classified(String),
+}
+
+/// Why a sealed document cannot be opened or trusted. Each names what is
+/// wrong, so a quarantine reason says which part was tampered with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnvelopeError {
+    #[error("the header is not a signed document statement: {0}")]
+    Statement(SignedError),
+    #[error("the header's fields are malformed: {0}")]
+    HeaderMalformed(CodecError),
+    #[error("the header's metadata is not acceptable: {0}")]
+    Meta(#[from] MetaError),
+    #[error("the wrapped keys do not match the recipients")]
+    WrappedKeysMismatch,
+    #[error("the header's signature does not verify (header, wrapped keys or signature altered)")]
+    BadSignature,
+    #[error("the document claims sender {claimed} but is signed by {signer}")]
+    SignerNotSender { claimed: NodeId, signer: NodeId },
+    #[error("the document is signed with a {0} certificate; only units send documents")]
+    SignerRole(Role),
+    #[error("the sender's certificate is not valid: {0}")]
+    SignerCertificate(String),
+    #[error("this unit ({0}) is not a recipient of the document")]
+    NotARecipient(NodeId),
+    #[error("the wrapped content key cannot be opened (altered, or sealed for another key)")]
+    KeyUnwrap,
+    #[error("the content is {got} bytes; the header promises {expected}")]
+    ContentLength { expected: u64, got: u64 },
+    #[error("the content's SHA-256 does not match the signed header (content altered)")]
+    ContentDigest,
+    #[error("content chunk {0} fails authentication (content altered or truncated)")]
+    ChunkAuth(u64),
+    #[error("file {0:?} does not match its signed SHA-256")]
+    FileDigest(String),
+    #[error("the content key could not be made or used")]
+    Crypto,
+}
+
+impl From<SignedError> for EnvelopeError {
+    fn from(e: SignedError) -> Self {
+        match e {
+            SignedError::BadSignature => EnvelopeError::BadSignature,
+            other => EnvelopeError::Statement(other),
+        }
+    }
+}
+
+impl From<CodecError> for EnvelopeError {
+    fn from(e: CodecError) -> Self {
+        EnvelopeError::HeaderMalformed(e)
+    }
+}
+
+/// Check a file name from another unit before it becomes a path: one
+/// plain name, no separators, no `..`, no NUL or control characters.
+pub fn check_file_name(name: &str) -> Result<(), MetaError> {
+    let bad = |why| Err(MetaError::BadFileName(name.to_owned(), why));
+    if name.is_empty() {
+        return bad("it is empty");
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return bad("it is longer than 255 bytes");
+    }
+    if name == "." || name == ".." {
+        return bad("it names a directory");
+    }
+    if name.contains('/') || name.contains('\\') {
+        return bad("it contains a path separator");
+    }
+    if name.chars().any(char::is_control) {
+        return bad("it contains control characters (NUL, newline …)");
+    }
+    Ok(())
+}
+
+fn check_text(field: &'static str, s: &str, max: usize) -> Result<(), MetaError> {
+    let len = s.chars().count();
+    if len > max {
+        return Err(MetaError::FieldTooLong { field, len, max });
+    }
+    if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(MetaError::ControlCharacters(field));
+    }
+    Ok(())
+}
+
+/// Check a secrecy level (密级): only none is carried.
+pub fn check_secrecy(level: &str) -> Result<(), MetaError> {
+    match level.trim() {
+        "" | "none" | "无" | "非密" => Ok(()),
+        other => Err(MetaError::Classified(other.to_owned())),
+    }
+}
+
+impl DocMeta {
+    /// Every recipient, main ones first, each once.
+    pub fn recipients(&self) -> Vec<NodeId> {
+        let mut seen = BTreeSet::new();
+        self.to
+            .iter()
+            .chain(&self.cc)
+            .filter(|id| seen.insert((*id).clone()))
+            .cloned()
+            .collect()
+    }
+
+    /// Total plaintext bytes.
+    pub fn plain_len(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+
+    /// Everything a sender must get right; recipients check it again.
+    pub fn validate(&self) -> Result<(), MetaError> {
+        if self.to.is_empty() {
+            return Err(MetaError::NoRecipient);
+        }
+        if self.to.len() + self.cc.len() > MAX_RECIPIENTS {
+            return Err(MetaError::TooManyRecipients);
+        }
+        let mut seen = BTreeSet::new();
+        for id in self.to.iter().chain(&self.cc) {
+            if !seen.insert(id) {
+                return Err(MetaError::DuplicateRecipient(id.clone()));
+            }
+            if *id == self.sender {
+                return Err(MetaError::SelfAddressed(id.clone()));
+            }
+        }
+        let title_len = self.title.chars().count();
+        if self.title.trim().is_empty() {
+            return Err(MetaError::EmptyTitle);
+        }
+        if title_len > MAX_TITLE_CHARS {
+            return Err(MetaError::TitleTooLong(title_len));
+        }
+        check_text("title", &self.title, MAX_TITLE_CHARS)?;
+        check_text("document number", &self.doc_number, 64)?;
+        check_text("document type", &self.doc_type, 16)?;
+        check_text("note", &self.note, 2000)?;
+        check_text("operator name", &self.operator.name, 64)?;
+        check_text("operator phone", &self.operator.phone, 32)?;
+        if self.files.is_empty() {
+            return Err(MetaError::NoFiles);
+        }
+        if self.files.len() > MAX_FILES {
+            return Err(MetaError::TooManyFiles);
+        }
+        let mains = self
+            .files
+            .iter()
+            .filter(|f| f.kind == FileKind::Main)
+            .count();
+        if mains != 1 {
+            return Err(MetaError::MainTextCount(mains));
+        }
+        let mut names = BTreeSet::new();
+        for f in &self.files {
+            check_file_name(&f.name)?;
+            if !names.insert(f.name.as_str()) {
+                return Err(MetaError::DuplicateFileName(f.name.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    fn encode(&self, w: &mut Writer<'_>) {
+        w.raw(self.doc_id.as_bytes());
+        w.str(self.sender.as_str());
+        w.node_ids(&self.to);
+        w.node_ids(&self.cc);
+        w.str(&self.doc_number);
+        w.str(&self.doc_type);
+        w.str(&self.title);
+        w.u8(self.urgency.code());
+        match self.deadline {
+            Some(d) => {
+                w.u8(1);
+                w.i64(d);
+            }
+            None => w.u8(0),
+        }
+        w.i64(self.created_ms);
+        w.str(&self.operator.name);
+        w.str(&self.operator.phone);
+        w.str(&self.note);
+        // Secrecy: only "none" (0) exists on this network.
+        w.u8(0);
+        w.u16(self.files.len().min(u16::MAX as usize) as u16);
+        for f in &self.files {
+            w.str(&f.name);
+            w.u8(match f.kind {
+                FileKind::Main => 0,
+                FileKind::Attachment => 1,
+            });
+            w.u64(f.size);
+            w.raw(&f.sha256);
+        }
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<DocMeta, EnvelopeError> {
+        let doc_id = DocId::from_bytes(r.array()?);
+        let sender = r.node_id()?;
+        let to = r.node_ids(MAX_RECIPIENTS)?;
+        let cc = r.node_ids(MAX_RECIPIENTS)?;
+        let doc_number = r.string()?;
+        let doc_type = r.string()?;
+        let title = r.string()?;
+        let urgency = Urgency::from_code(r.u8()?)?;
+        let deadline = match r.u8()? {
+            0 => None,
+            1 => Some(r.i64()?),
+            other => {
+                return Err(CodecError::BadCode {
+                    what: "deadline flag",
+                    code: other.into(),
+                }
+                .into());
+            }
+        };
+        let created_ms = r.i64()?;
+        let operator = Operator {
+            name: r.string()?,
+            phone: r.string()?,
+        };
+        let note = r.string()?;
+        let secrecy = r.u8()?;
+        if secrecy != 0 {
+            return Err(MetaError::Classified(format!("level code {secrecy}")).into());
+        }
+        let n = r.u16()? as usize;
+        if n > MAX_FILES {
+            return Err(MetaError::TooManyFiles.into());
+        }
+        let mut files = Vec::with_capacity(n);
+        for _ in 0..n {
+            let name = r.string()?;
+            let kind = match r.u8()? {
+                0 => FileKind::Main,
+                1 => FileKind::Attachment,
+                other => {
+                    return Err(CodecError::BadCode {
+                        what: "file kind",
+                        code: other.into(),
+                    }
+                    .into());
+                }
+            };
+            files.push(FileEntry {
+                name,
+                kind,
+                size: r.u64()?,
+                sha256: r.array()?,
+            });
+        }
+        Ok(DocMeta {
+            doc_id,
+            sender,
+            to,
+            cc,
+            doc_number,
+            doc_type,
+            title,
+            urgency,
+            deadline,
+            created_ms,
+            operator,
+            note,
+            files,
+        })
+    }
+}
+
+impl Header {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut w = Writer(&mut out);
+        self.meta.encode(&mut w);
+        w.u64(self.content_len);
+        w.raw(&self.content_sha256);
+        w.u16(self.wrapped.len().min(u16::MAX as usize) as u16);
+        for k in &self.wrapped {
+            w.str(k.recipient.as_str());
+            w.raw(&k.enc);
+            w.bytes(&k.sealed);
+        }
+        out
+    }
+
+    /// Parse and check a header body for internal consistency.
+    pub fn decode(body: &[u8]) -> Result<Header, EnvelopeError> {
+        let mut r = Reader::new(body);
+        let meta = DocMeta::decode(&mut r)?;
+        let content_len = r.u64()?;
+        let content_sha256 = r.array()?;
+        let n = r.u16()? as usize;
+        if n > MAX_RECIPIENTS {
+            return Err(MetaError::TooManyRecipients.into());
+        }
+        let mut wrapped = Vec::with_capacity(n);
+        for _ in 0..n {
+            wrapped.push(WrappedKey {
+                recipient: r.node_id()?,
+                enc: r.array()?,
+                sealed: r.bytes(64)?.to_vec(),
+            });
+        }
+        r.finish()?;
+        meta.validate()?;
+        let recipients: BTreeSet<_> = meta.recipients().into_iter().collect();
+        let wrapped_for: BTreeSet<_> = wrapped.iter().map(|k| k.recipient.clone()).collect();
+        if recipients != wrapped_for || wrapped_for.len() != wrapped.len() {
+            return Err(EnvelopeError::WrappedKeysMismatch);
+        }
+        if content_len != content_len_for(meta.plain_len()) {
+            return Err(EnvelopeError::ContentLength {
+                expected: content_len_for(meta.plain_len()),
+                got: content_len,
+            });
+        }
+        Ok(Header {
+            meta,
+            content_len,
+            content_sha256,
+            wrapped,
+        })
+    }
+}
+
+/// A parsed (not yet trusted) sealed-document header.
+#[derive(Debug, Clone)]
+pub struct SealedHeader {
+    pub statement: Statement,
+    pub header: Header,
+}
+
+impl SealedHeader {
+    /// Parse the bytes of a header statement.
+    pub fn parse(bytes: &[u8]) -> Result<SealedHeader, EnvelopeError> {
+        let statement = Statement::decode(bytes, StatementKind::Document)?;
+        let header = Header::decode(&statement.body)?;
+        Ok(SealedHeader { statement, header })
+    }
+
+    pub fn meta(&self) -> &DocMeta {
+        &self.header.meta
+    }
+
+    /// SHA-256 of the signed header: the document's fingerprint, which
+    /// receipts cite.
+    pub fn digest(&self) -> [u8; 32] {
+        self.statement.digest()
+    }
+
+    /// The signature verifies, the signer is the stated sender, and (with
+    /// a checker) the signer's certificate is valid at `now`.
+    pub fn verify(
+        &self,
+        checker: Option<&CertChecker>,
+        now: OffsetDateTime,
+    ) -> Result<CertIdentity, EnvelopeError> {
+        let signer = self.statement.verify_signature()?;
+        if signer.id != self.header.meta.sender {
+            return Err(EnvelopeError::SignerNotSender {
+                claimed: self.header.meta.sender.clone(),
+                signer: signer.id,
+            });
+        }
+        if signer.role == Role::Hub {
+            return Err(EnvelopeError::SignerRole(signer.role));
+        }
+        if let Some(checker) = checker {
+            checker
+                .check(&self.statement.cert, now)
+                .map_err(|e| match e {
+                    PkiError::Invalid { reason, .. } => EnvelopeError::SignerCertificate(reason),
+                    other => EnvelopeError::SignerCertificate(other.to_string()),
+                })?;
+        }
+        Ok(signer)
+    }
+}
+
+/// Ciphertext bytes for `plain` plaintext bytes (every chunk, even an empty
+/// last one, carries a tag).
+pub fn content_len_for(plain: u64) -> u64 {
+    let chunks = plain.div_ceil(CHUNK_LEN as u64).max(1);
+    plain + chunks * TAG_LEN as u64
+}
+
+/// The random key that encrypts one document's content.
+pub struct ContentKey([u8; 32]);
+
+impl std::fmt::Debug for ContentKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ContentKey(..)")
+    }
+}
+
+impl ContentKey {
+    pub fn generate() -> Result<ContentKey, EnvelopeError> {
+        let mut k = [0u8; 32];
+        SystemRandom::new()
+            .fill(&mut k)
+            .map_err(|_| EnvelopeError::Crypto)?;
+        Ok(ContentKey(k))
+    }
+
+    fn aead(&self) -> Result<LessSafeKey, EnvelopeError> {
+        Ok(LessSafeKey::new(
+            UnboundKey::new(&AES_256_GCM, &self.0).map_err(|_| EnvelopeError::Crypto)?,
+        ))
+    }
+
+    /// Seal this key for `recipient`'s X25519 public key.
+    pub fn wrap(
+        &self,
+        doc_id: DocId,
+        recipient: &NodeId,
+        public: &[u8; 32],
+    ) -> Result<WrappedKey, EnvelopeError> {
+        let pk =
+            <Kem as hpke::Kem>::PublicKey::from_bytes(public).map_err(|_| EnvelopeError::Crypto)?;
+        let (enc, sealed) = hpke::single_shot_seal::<HpkeAead, Kdf, Kem>(
+            &hpke::OpModeS::Base,
+            &pk,
+            HPKE_INFO,
+            &self.0,
+            &wrap_aad(doc_id, recipient),
+        )
+        .map_err(|_| EnvelopeError::Crypto)?;
+        let mut enc_bytes = [0u8; 32];
+        enc_bytes.copy_from_slice(&enc.to_bytes());
+        Ok(WrappedKey {
+            recipient: recipient.clone(),
+            enc: enc_bytes,
+            sealed,
+        })
+    }
+
+    /// Open the key wrapped for `me` in `header`.
+    pub fn unwrap(
+        header: &Header,
+        me: &NodeId,
+        key: &EncryptionKey,
+    ) -> Result<ContentKey, EnvelopeError> {
+        let wrapped = header
+            .wrapped
+            .iter()
+            .find(|k| &k.recipient == me)
+            .ok_or_else(|| EnvelopeError::NotARecipient(me.clone()))?;
+        let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(&wrapped.enc)
+            .map_err(|_| EnvelopeError::KeyUnwrap)?;
+        let plain = hpke::single_shot_open::<HpkeAead, Kdf, Kem>(
+            &hpke::OpModeR::Base,
+            &key.secret,
+            &enc,
+            HPKE_INFO,
+            &wrapped.sealed,
+            &wrap_aad(header.meta.doc_id, me),
+        )
+        .map_err(|_| EnvelopeError::KeyUnwrap)?;
+        let bytes: [u8; 32] = plain.try_into().map_err(|_| EnvelopeError::KeyUnwrap)?;
+        Ok(ContentKey(bytes))
+    }
+}
+
+fn wrap_aad(doc_id: DocId, recipient: &NodeId) -> Vec<u8> {
+    let mut aad = doc_id.as_bytes().to_vec();
+    aad.extend_from_slice(recipient.as_str().as_bytes());
+    aad
+}
+
+fn chunk_nonce(index: u64, last: bool) -> Nonce {
+    let mut n = [0u8; 12];
+    n[..8].copy_from_slice(&index.to_be_bytes());
+    n[8] = u8::from(last);
+    Nonce::assume_unique_for_key(n)
+}
+
+/// Encrypts a document's content chunk by chunk (feed exactly
+/// [`CHUNK_LEN`] bytes each time, fewer only for the last chunk).
+pub struct ContentSealer {
+    key: LessSafeKey,
+    doc_id: DocId,
+    index: u64,
+    remaining: u64,
+    finished: bool,
+}
+
+impl std::fmt::Debug for ContentSealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContentSealer")
+            .field("index", &self.index)
+            .finish()
+    }
+}
+
+impl ContentSealer {
+    pub fn new(key: &ContentKey, doc_id: DocId, plain_len: u64) -> Result<Self, EnvelopeError> {
+        Ok(ContentSealer {
+            key: key.aead()?,
+            doc_id,
+            index: 0,
+            remaining: plain_len,
+            finished: false,
+        })
+    }
+
+    /// Encrypt the next chunk in place and append the tag.
+    pub fn seal_chunk(&mut self, chunk: &mut Vec<u8>) -> Result<(), EnvelopeError> {
+        let n = chunk.len() as u64;
+        let expected = self.remaining.min(CHUNK_LEN as u64);
+        if self.finished || n != expected {
+            return Err(EnvelopeError::ContentLength { expected, got: n });
+        }
+        self.remaining -= n;
+        let last = self.remaining == 0;
+        self.key
+            .seal_in_place_append_tag(
+                chunk_nonce(self.index, last),
+                Aad::from(self.doc_id.as_bytes()),
+                chunk,
+            )
+            .map_err(|_| EnvelopeError::Crypto)?;
+        self.index += 1;
+        self.finished = last;
+        Ok(())
+    }
+
+    /// True once the last chunk was sealed.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+}
+
+/// Decrypts a document's content chunk by chunk, in order.
+pub struct ContentOpener {
+    key: LessSafeKey,
+    doc_id: DocId,
+    index: u64,
+    remaining: u64,
+}
+
+impl std::fmt::Debug for ContentOpener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContentOpener")
+            .field("index", &self.index)
+            .finish()
+    }
+}
+
+impl ContentOpener {
+    pub fn new(key: &ContentKey, header: &Header) -> Result<Self, EnvelopeError> {
+        Ok(ContentOpener {
+            key: key.aead()?,
+            doc_id: header.meta.doc_id,
+            index: 0,
+            remaining: header.content_len,
+        })
+    }
+
+    /// Bytes of ciphertext the next chunk has (0 when done).
+    pub fn next_chunk_len(&self) -> usize {
+        self.remaining.min((CHUNK_LEN + TAG_LEN) as u64) as usize
+    }
+
+    /// Decrypt the next chunk in place; returns its plaintext length.
+    pub fn open_chunk(&mut self, chunk: &mut [u8]) -> Result<usize, EnvelopeError> {
+        let expected = self.next_chunk_len();
+        if chunk.len() != expected || expected < TAG_LEN {
+            return Err(EnvelopeError::ChunkAuth(self.index));
+        }
+        self.remaining -= expected as u64;
+        let last = self.remaining == 0;
+        let plain = self
+            .key
+            .open_in_place(
+                chunk_nonce(self.index, last),
+                Aad::from(self.doc_id.as_bytes()),
+                chunk,
+            )
+            .map_err(|_| EnvelopeError::ChunkAuth(self.index))?;
+        let n = plain.len();
+        self.index += 1;
+        Ok(n)
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.remaining == 0
+    }
+}
+
+/// A unit's X25519 key for receiving documents.
+pub struct EncryptionKey {
+    secret: <Kem as hpke::Kem>::PrivateKey,
+    public: [u8; 32],
+}
+
+impl std::fmt::Debug for EncryptionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncryptionKey")
+            .field("public", &crate::pki::serial_hex(&self.public))
+            .finish()
+    }
+}
+
+impl EncryptionKey {
+    /// A fresh key from the system's random source.
+    pub fn generate() -> Result<EncryptionKey, EnvelopeError> {
+        let mut ikm = [0u8; 32];
+        SystemRandom::new()
+            .fill(&mut ikm)
+            .map_err(|_| EnvelopeError::Crypto)?;
+        let (secret, _) = Kem::derive_keypair(&ikm);
+        Ok(Self::from_secret(secret))
+    }
+
+    fn from_secret(secret: <Kem as hpke::Kem>::PrivateKey) -> EncryptionKey {
+        let mut public = [0u8; 32];
+        public.copy_from_slice(&Kem::sk_to_pk(&secret).to_bytes());
+        EncryptionKey { secret, public }
+    }
+
+    /// From the 32 secret bytes [`EncryptionKey::secret_bytes`] gave.
+    pub fn from_secret_bytes(bytes: &[u8]) -> Result<EncryptionKey, EnvelopeError> {
+        let secret =
+            <Kem as hpke::Kem>::PrivateKey::from_bytes(bytes).map_err(|_| EnvelopeError::Crypto)?;
+        Ok(Self::from_secret(secret))
+    }
+
+    pub fn secret_bytes(&self) -> Vec<u8> {
+        self.secret.to_bytes().to_vec()
+    }
+
+    pub fn public(&self) -> &[u8; 32] {
+        &self.public
+    }
+}
+
+/// "This X25519 key is how to reach node N", signed by N's certificate key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyBinding {
+    pub node: NodeId,
+    pub public: [u8; 32],
+    pub created_ms: i64,
+}
+
+impl KeyBinding {
+    pub fn sign(&self, signer: &Signer) -> Result<Statement, PkiError> {
+        let mut body = Vec::new();
+        let mut w = Writer(&mut body);
+        w.str(self.node.as_str());
+        w.raw(&self.public);
+        w.i64(self.created_ms);
+        signer.sign(StatementKind::KeyBinding, body)
+    }
+
+    /// Parse and verify a binding: signed by the node it names, with a
+    /// certificate valid at `now` (when a checker is given).
+    pub fn verify(
+        bytes: &[u8],
+        checker: Option<&CertChecker>,
+        now: OffsetDateTime,
+    ) -> Result<KeyBinding, EnvelopeError> {
+        let st = Statement::decode(bytes, StatementKind::KeyBinding)?;
+        let signer = st.verify_signature()?;
+        let mut r = Reader::new(&st.body);
+        let binding = KeyBinding {
+            node: r.node_id()?,
+            public: r.array()?,
+            created_ms: r.i64()?,
+        };
+        r.finish()?;
+        if signer.id != binding.node {
+            return Err(EnvelopeError::SignerNotSender {
+                claimed: binding.node,
+                signer: signer.id,
+            });
+        }
+        if let Some(checker) = checker {
+            checker
+                .check(&st.cert, now)
+                .map_err(|e| EnvelopeError::SignerCertificate(e.to_string()))?;
+        }
+        Ok(binding)
+    }
+}
+
+/// Build and sign a header for content already sealed with `key`.
+pub fn seal_header(
+    meta: DocMeta,
+    key: &ContentKey,
+    recipients: &[(NodeId, [u8; 32])],
+    content_sha256: [u8; 32],
+    signer: &Signer,
+) -> Result<Statement, EnvelopeError> {
+    meta.validate()?;
+    let wanted: BTreeSet<_> = meta.recipients().into_iter().collect();
+    let have: BTreeSet<_> = recipients.iter().map(|(id, _)| id.clone()).collect();
+    if wanted != have {
+        return Err(EnvelopeError::WrappedKeysMismatch);
+    }
+    let wrapped = recipients
+        .iter()
+        .map(|(id, pk)| key.wrap(meta.doc_id, id, pk))
+        .collect::<Result<Vec<_>, _>>()?;
+    let header = Header {
+        content_len: content_len_for(meta.plain_len()),
+        meta,
+        content_sha256,
+        wrapped,
+    };
+    signer
+        .sign(StatementKind::Document, header.encode())
+        .map_err(|_| EnvelopeError::Crypto)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signed::sha256;
+
+    /// A throwaway CA and certificates, made with rcgen, for signing tests.
+    pub(crate) struct TestPki {
+        pub ca: rustls::pki_types::CertificateDer<'static>,
+        issuer_key: rcgen::KeyPair,
+        issuer_params: rcgen::CertificateParams,
+    }
+
+    impl TestPki {
+        pub fn new() -> TestPki {
+            let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+            let mut params = rcgen::CertificateParams::default();
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            params.key_usages = vec![
+                rcgen::KeyUsagePurpose::KeyCertSign,
+                rcgen::KeyUsagePurpose::CrlSign,
+            ];
+            let now = OffsetDateTime::now_utc();
+            params.not_before = now - time::Duration::days(1);
+            params.not_after = now + time::Duration::days(10);
+            let ca = params.self_signed(&key).unwrap().der().clone();
+            TestPki {
+                ca,
+                issuer_key: key,
+                issuer_params: params,
+            }
+        }
+
+        pub fn signer(&self, id: &str, role: Role) -> Signer {
+            let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+            let mut p = rcgen::CertificateParams::default();
+            p.distinguished_name = rcgen::DistinguishedName::new();
+            p.distinguished_name.push(rcgen::DnType::CommonName, id);
+            p.subject_alt_names = vec![
+                rcgen::SanType::URI(format!("gongwen:node/{id}").try_into().unwrap()),
+                rcgen::SanType::URI(format!("gongwen:role/{role}").try_into().unwrap()),
+            ];
+            p.extended_key_usages = vec![if role == Role::Hub {
+                rcgen::ExtendedKeyUsagePurpose::ServerAuth
+            } else {
+                rcgen::ExtendedKeyUsagePurpose::ClientAuth
+            }];
+            if role == Role::Hub {
+                p.subject_alt_names
+                    .push(rcgen::SanType::DnsName(id.to_string().try_into().unwrap()));
+            }
+            let now = OffsetDateTime::now_utc();
+            p.not_before = now - time::Duration::days(1);
+            p.not_after = now + time::Duration::days(5);
+            let issuer = rcgen::Issuer::from_params(&self.issuer_params, &self.issuer_key);
+            let cert = p.signed_by(&key, &issuer).unwrap().der().clone();
+            let der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+            Signer::new(&der, cert).unwrap()
+        }
+
+        pub fn checker(&self) -> CertChecker {
+            CertChecker::new(&self.ca, None).unwrap()
+        }
+    }
+
+    fn id(s: &str) -> NodeId {
+        NodeId::parse(s).unwrap()
+    }
+
+    struct Sealed {
+        header_bytes: Vec<u8>,
+        content: Vec<u8>,
+    }
+
+    fn meta(files: &[(&str, &[u8])], to: &[&str]) -> DocMeta {
+        DocMeta {
+            doc_id: DocId::generate(),
+            sender: id("prov-gov"),
+            to: to.iter().map(|s| id(s)).collect(),
+            cc: vec![],
+            doc_number: "黑政发〔2026〕12号".into(),
+            doc_type: "通知".into(),
+            title: "关于做好冬季安全生产工作的通知".into(),
+            urgency: Urgency::Urgent,
+            deadline: Some(1_800_000_000),
+            created_ms: 1_700_000_000_000,
+            operator: Operator {
+                name: "张三".into(),
+                phone: "0451-12345678".into(),
+            },
+            note: String::new(),
+            files: files
+                .iter()
+                .enumerate()
+                .map(|(i, (name, data))| FileEntry {
+                    name: (*name).into(),
+                    kind: if i == 0 {
+                        FileKind::Main
+                    } else {
+                        FileKind::Attachment
+                    },
+                    size: data.len() as u64,
+                    sha256: sha256(data),
+                })
+                .collect(),
+        }
+    }
+
+    fn seal(
+        signer: &Signer,
+        meta: DocMeta,
+        data: &[u8],
+        recipients: &[(NodeId, [u8; 32])],
+    ) -> Sealed {
+        let key = ContentKey::generate().unwrap();
+        let mut sealer = ContentSealer::new(&key, meta.doc_id, data.len() as u64).unwrap();
+        let mut content = Vec::new();
+        let mut rest = data;
+        loop {
+            let n = rest.len().min(CHUNK_LEN);
+            let mut chunk = rest[..n].to_vec();
+            rest = &rest[n..];
+            sealer.seal_chunk(&mut chunk).unwrap();
+            content.extend_from_slice(&chunk);
+            if sealer.is_finished() {
+                break;
+            }
+        }
+        let st = seal_header(meta, &key, recipients, sha256(&content), signer).unwrap();
+        Sealed {
+            header_bytes: st.encode(),
+            content,
+        }
+    }
+
+    /// What a recipient does: parse, verify, check the content digest,
+    /// unwrap, decrypt, check file digests.
+    fn open(
+        s: &Sealed,
+        me: &NodeId,
+        key: &EncryptionKey,
+        checker: &CertChecker,
+    ) -> Result<Vec<u8>, EnvelopeError> {
+        let h = SealedHeader::parse(&s.header_bytes)?;
+        h.verify(Some(checker), OffsetDateTime::now_utc())?;
+        if s.content.len() as u64 != h.header.content_len {
+            return Err(EnvelopeError::ContentLength {
+                expected: h.header.content_len,
+                got: s.content.len() as u64,
+            });
+        }
+        if sha256(&s.content) != h.header.content_sha256 {
+            return Err(EnvelopeError::ContentDigest);
+        }
+        let ck = ContentKey::unwrap(&h.header, me, key)?;
+        let mut opener = ContentOpener::new(&ck, &h.header)?;
+        let mut out = Vec::new();
+        let mut pos = 0;
+        while !opener.is_finished() {
+            let n = opener.next_chunk_len();
+            let mut chunk = s.content[pos..pos + n].to_vec();
+            pos += n;
+            let p = opener.open_chunk(&mut chunk)?;
+            out.extend_from_slice(&chunk[..p]);
+        }
+        let mut at = 0usize;
+        for f in &h.header.meta.files {
+            let end = at + f.size as usize;
+            if sha256(&out[at..end]) != f.sha256 {
+                return Err(EnvelopeError::FileDigest(f.name.clone()));
+            }
+            at = end;
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn one_recipient_round_trip() {
+        let pki = TestPki::new();
+        let sender = pki.signer("prov-gov", Role::Node);
+        let k = EncryptionKey::generate().unwrap();
+        let data = b"\xe7\xac\xac\xe4\xb8\x80\xe6\x9d\xa1 ...".to_vec();
+        let s = seal(
+            &sender,
+            meta(&[("正文.txt", &data)], &["harbin-gov"]),
+            &data,
+            &[(id("harbin-gov"), *k.public())],
+        );
+        assert_eq!(
+            open(&s, &id("harbin-gov"), &k, &pki.checker()).unwrap(),
+            data
+        );
+    }
+
+    #[test]
+    fn many_recipients_and_several_chunks_round_trip_and_non_recipients_cannot_open() {
+        let pki = TestPki::new();
+        let sender = pki.signer("prov-gov", Role::Node);
+        let ids: Vec<String> = (0..20).map(|i| format!("unit-{i:02}")).collect();
+        let keys: Vec<EncryptionKey> = ids
+            .iter()
+            .map(|_| EncryptionKey::generate().unwrap())
+            .collect();
+        let main: Vec<u8> = (0..CHUNK_LEN * 2 + 17).map(|i| (i % 251) as u8).collect();
+        let att = vec![7u8; 1000];
+        let mut all = main.clone();
+        all.extend_from_slice(&att);
+        let recips: Vec<(NodeId, [u8; 32])> = ids
+            .iter()
+            .zip(&keys)
+            .map(|(i, k)| (id(i), *k.public()))
+            .collect();
+        let to: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let s = seal(
+            &sender,
+            meta(&[("正文.pdf", &main), ("附件1.xlsx", &att)], &to),
+            &all,
+            &recips,
+        );
+        for (i, k) in ids.iter().zip(&keys) {
+            assert_eq!(open(&s, &id(i), k, &pki.checker()).unwrap(), all);
+        }
+        let outsider = EncryptionKey::generate().unwrap();
+        assert_eq!(
+            open(&s, &id("daqing-gov"), &outsider, &pki.checker()),
+            Err(EnvelopeError::NotARecipient(id("daqing-gov")))
+        );
+        // A recipient's id with someone else's key cannot open it either.
+        assert_eq!(
+            open(&s, &id("unit-00"), &outsider, &pki.checker()),
+            Err(EnvelopeError::KeyUnwrap)
+        );
+    }
+
+    #[test]
+    fn an_empty_file_still_has_one_authenticated_chunk() {
+        let pki = TestPki::new();
+        let sender = pki.signer("prov-gov", Role::Node);
+        let k = EncryptionKey::generate().unwrap();
+        let s = seal(
+            &sender,
+            meta(&[("空.txt", b"")], &["harbin-gov"]),
+            b"",
+            &[(id("harbin-gov"), *k.public())],
+        );
+        assert_eq!(s.content.len(), TAG_LEN);
+        assert_eq!(
+            open(&s, &id("harbin-gov"), &k, &pki.checker()).unwrap(),
+            b""
+        );
+    }
+
+    fn sealed_fixture() -> (TestPki, Sealed, EncryptionKey) {
+        let pki = TestPki::new();
+        let sender = pki.signer("prov-gov", Role::Node);
+        let k = EncryptionKey::generate().unwrap();
+        let data: Vec<u8> = (0..CHUNK_LEN + 100).map(|i| (i * 7 % 256) as u8).collect();
+        let s = seal(
+            &sender,
+            meta(&[("正文.doc", &data)], &["harbin-gov"]),
+            &data,
+            &[(id("harbin-gov"), *k.public())],
+        );
+        (pki, s, k)
+    }
+
+    #[test]
+    fn flipping_any_byte_of_the_header_statement_is_detected() {
+        let (pki, s, k) = sealed_fixture();
+        let st = Statement::decode(&s.header_bytes, StatementKind::Document).unwrap();
+        let body_start = 4 + 1 + 4;
+        let body_end = body_start + st.body.len();
+        let sig_start = s.header_bytes.len() - st.signature.len();
+        for i in 0..s.header_bytes.len() {
+            let mut t = Sealed {
+                header_bytes: s.header_bytes.clone(),
+                content: s.content.clone(),
+            };
+            t.header_bytes[i] ^= 0x01;
+            let e = open(&t, &id("harbin-gov"), &k, &pki.checker())
+                .expect_err(&format!("flip at {i} went unnoticed"));
+            if (body_start..body_end).contains(&i) {
+                // Metadata or wrapped keys: either no longer parse, or the
+                // signature fails.
+                assert!(
+                    matches!(
+                        e,
+                        EnvelopeError::BadSignature
+                            | EnvelopeError::HeaderMalformed(_)
+                            | EnvelopeError::Meta(_)
+                            | EnvelopeError::WrappedKeysMismatch
+                            | EnvelopeError::ContentLength { .. }
+                            | EnvelopeError::NotARecipient(_)
+                            | EnvelopeError::Statement(_)
+                    ),
+                    "flip at {i}: {e:?}"
+                );
+            } else if i >= sig_start {
+                assert!(
+                    matches!(e, EnvelopeError::BadSignature | EnvelopeError::Statement(_)),
+                    "flip at {i}: {e:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_changed_wrapped_key_fails_the_signature() {
+        let (pki, s, k) = sealed_fixture();
+        let st = Statement::decode(&s.header_bytes, StatementKind::Document).unwrap();
+        let mut h = Header::decode(&st.body).unwrap();
+        h.wrapped[0].sealed[0] ^= 1;
+        let forged = Statement {
+            body: h.encode(),
+            ..st
+        };
+        let t = Sealed {
+            header_bytes: forged.encode(),
+            content: s.content.clone(),
+        };
+        assert_eq!(
+            open(&t, &id("harbin-gov"), &k, &pki.checker()),
+            Err(EnvelopeError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn flipping_a_ciphertext_byte_is_detected_by_digest_and_by_chunk_tag() {
+        let (pki, s, k) = sealed_fixture();
+        for i in [
+            0,
+            5,
+            CHUNK_LEN,
+            CHUNK_LEN + TAG_LEN + 3,
+            s.content.len() - 1,
+        ] {
+            let mut t = Sealed {
+                header_bytes: s.header_bytes.clone(),
+                content: s.content.clone(),
+            };
+            t.content[i] ^= 0x80;
+            assert_eq!(
+                open(&t, &id("harbin-gov"), &k, &pki.checker()),
+                Err(EnvelopeError::ContentDigest)
+            );
+        }
+        // Past the digest (a hub that also forged it could not sign it):
+        // the chunk tag alone still catches the change.
+        let h = SealedHeader::parse(&s.header_bytes).unwrap();
+        let ck = ContentKey::unwrap(&h.header, &id("harbin-gov"), &k).unwrap();
+        let mut opener = ContentOpener::new(&ck, &h.header).unwrap();
+        let mut first = s.content[..CHUNK_LEN + TAG_LEN].to_vec();
+        first[10] ^= 1;
+        assert_eq!(
+            opener.open_chunk(&mut first),
+            Err(EnvelopeError::ChunkAuth(0))
+        );
+    }
+
+    #[test]
+    fn truncated_or_reordered_content_fails() {
+        let (_pki, s, k) = sealed_fixture();
+        let h = SealedHeader::parse(&s.header_bytes).unwrap();
+        let ck = ContentKey::unwrap(&h.header, &id("harbin-gov"), &k).unwrap();
+        // Present the last chunk first: its nonce says "last", index 1.
+        let mut opener = ContentOpener::new(&ck, &h.header).unwrap();
+        let mut last = s.content[CHUNK_LEN + TAG_LEN..].to_vec();
+        assert!(opener.open_chunk(&mut last).is_err());
+    }
+
+    #[test]
+    fn a_document_signed_by_another_node_than_its_sender_is_refused() {
+        let pki = TestPki::new();
+        let impostor = pki.signer("daqing-gov", Role::Node);
+        let k = EncryptionKey::generate().unwrap();
+        let data = b"x".to_vec();
+        // meta() says the sender is prov-gov; daqing-gov signs it.
+        let s = seal(
+            &impostor,
+            meta(&[("a.txt", &data)], &["harbin-gov"]),
+            &data,
+            &[(id("harbin-gov"), *k.public())],
+        );
+        assert_eq!(
+            open(&s, &id("harbin-gov"), &k, &pki.checker()),
+            Err(EnvelopeError::SignerNotSender {
+                claimed: id("prov-gov"),
+                signer: id("daqing-gov")
+            })
+        );
+    }
+
+    #[test]
+    fn a_signer_from_another_ca_is_refused() {
+        let pki = TestPki::new();
+        let rogue = TestPki::new();
+        let sender = rogue.signer("prov-gov", Role::Node);
+        let k = EncryptionKey::generate().unwrap();
+        let s = seal(
+            &sender,
+            meta(&[("a.txt", b"x")], &["harbin-gov"]),
+            b"x",
+            &[(id("harbin-gov"), *k.public())],
+        );
+        assert!(matches!(
+            open(&s, &id("harbin-gov"), &k, &pki.checker()),
+            Err(EnvelopeError::SignerCertificate(_))
+        ));
+    }
+
+    #[test]
+    fn classified_secrecy_is_refused() {
+        assert!(check_secrecy("none").is_ok());
+        assert!(check_secrecy("").is_ok());
+        for level in ["秘密", "机密", "绝密", "secret", "confidential"] {
+            assert_eq!(
+                check_secrecy(level),
+                Err(MetaError::Classified(level.into()))
+            );
+        }
+        // And a header carrying any secrecy code other than none does not parse.
+        let (_, s, _) = sealed_fixture();
+        let st = Statement::decode(&s.header_bytes, StatementKind::Document).unwrap();
+        let h = Header::decode(&st.body).unwrap();
+        let mut body = Vec::new();
+        h.meta.encode(&mut Writer(&mut body));
+        // The secrecy byte sits right before the file count (u16) and entries.
+        let files_len: usize = h
+            .meta
+            .files
+            .iter()
+            .map(|f| 2 + f.name.len() + 1 + 8 + 32)
+            .sum();
+        let pos = body.len() - files_len - 2 - 1;
+        assert_eq!(body[pos], 0);
+        let mut tampered = st.body.clone();
+        tampered[pos] = 2;
+        assert!(matches!(
+            Header::decode(&tampered),
+            Err(EnvelopeError::Meta(MetaError::Classified(_)))
+        ));
+    }
+
+    #[test]
+    fn metadata_rules_name_what_to_fix() {
+        let mut m = meta(&[("a.txt", b"x")], &["harbin-gov"]);
+        assert!(m.validate().is_ok());
+        m.title = "长".repeat(161);
+        assert_eq!(m.validate(), Err(MetaError::TitleTooLong(161)));
+        let mut m = meta(&[("a.txt", b"x")], &["prov-gov"]);
+        assert!(matches!(m.validate(), Err(MetaError::SelfAddressed(_))));
+        m.to = vec![];
+        assert_eq!(m.validate(), Err(MetaError::NoRecipient));
+        for bad in [
+            "../etc/passwd",
+            "a/b",
+            "..",
+            "a\0b",
+            "x\ny",
+            &"名".repeat(100),
+        ] {
+            assert!(check_file_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_file_name("关于做好冬季安全生产工作的通知（定稿）.docx").is_ok());
+    }
+
+    #[test]
+    fn key_bindings_verify_only_for_the_node_that_signed_them() {
+        let pki = TestPki::new();
+        let harbin = pki.signer("harbin-gov", Role::Node);
+        let k = EncryptionKey::generate().unwrap();
+        let b = KeyBinding {
+            node: id("harbin-gov"),
+            public: *k.public(),
+            created_ms: 1,
+        };
+        let bytes = b.sign(&harbin).unwrap().encode();
+        assert_eq!(
+            KeyBinding::verify(&bytes, Some(&pki.checker()), OffsetDateTime::now_utc()).unwrap(),
+            b
+        );
+        // A binding for daqing-gov signed by harbin-gov (a hub substituting keys).
+        let forged = KeyBinding {
+            node: id("daqing-gov"),
+            ..b.clone()
+        }
+        .sign(&harbin)
+        .unwrap()
+        .encode();
+        assert!(matches!(
+            KeyBinding::verify(&forged, Some(&pki.checker()), OffsetDateTime::now_utc()),
+            Err(EnvelopeError::SignerNotSender { .. })
+        ));
+        let mut flipped = bytes.clone();
+        let n = flipped.len();
+        flipped[n - 80] ^= 1;
+        assert!(
+            KeyBinding::verify(&flipped, Some(&pki.checker()), OffsetDateTime::now_utc()).is_err()
+        );
+        // The secret survives a round trip through its bytes.
+        let again = EncryptionKey::from_secret_bytes(&k.secret_bytes()).unwrap();
+        assert_eq!(again.public(), k.public());
+    }
+}
