@@ -929,7 +929,7 @@ pub fn seal_header(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::signed::sha256;
 

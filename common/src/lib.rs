@@ -23,6 +23,7 @@
 //!   configurations for hub and agent, CRL inspection.
 //! - [`codec`] — the canonical byte encoding under wire frames and signatures.
 //! - [`envelope`] — seal and open documents: metadata, HPKE key wrap, chunked AES-GCM.
+//! - [`receipt`] — receipts (accepted, delivered, quarantined, acknowledged, rejected).
 //! - [`signed`] — signed statements (ECDSA P-256, DER) and the signer.
 //! - [`wire`] — the frame codec and message vocabulary (sans-IO).
 //! - [`stream`] — whole messages on QUIC streams, with read deadlines (edge).
@@ -42,6 +43,7 @@ pub mod error;
 pub mod fsutil;
 pub mod id;
 pub mod pki;
+pub mod receipt;
 pub mod signed;
 pub mod stream;
 pub mod timefmt;
