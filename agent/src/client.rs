@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use gongwen_common::NodeId;
 use gongwen_common::config::AgentConfig;
-use gongwen_common::pki::{self, CertIdentity, Role};
+use gongwen_common::pki::{self, CertChecker, CertIdentity, Crl, Role};
+use gongwen_common::signed::Signer;
 use gongwen_common::stream::{READ_TIMEOUT, read_message, write_message};
 use gongwen_common::tls::agent_client_config;
 use gongwen_common::wire::{Message, PROTOCOL_VERSION};
@@ -16,8 +17,13 @@ use tokio::sync::watch;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::backoff::{Backoff, random_jitter};
+use crate::context::AgentContext;
+use crate::control;
 use crate::error::AgentError;
 use crate::link_error::{LinkError, classify, classify_stream};
+use crate::outbox;
+use crate::state::{self, Folders};
+use crate::store::Store;
 
 /// What the agent's link to the hub is doing, for status displays and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +45,8 @@ pub struct Agent {
     client: quinn::ClientConfig,
     identity: CertIdentity,
     state: watch::Sender<LinkState>,
+    ctx: Arc<AgentContext>,
+    control: tokio::net::UnixListener,
 }
 
 impl std::fmt::Debug for Agent {
@@ -84,18 +92,43 @@ impl Agent {
                 gongwen_common::timefmt::rfc3339(identity.not_after)
             );
         }
+        let signer = Signer::new(&key, chain[0].clone())?;
         let client = agent_client_config(chain, key, &ca)?;
-        std::fs::create_dir_all(&config.root).map_err(|source| AgentError::Dir {
-            path: config.root.clone(),
-            source,
-        })?;
+        let folders = Folders::new(&config.root);
+        folders.create()?;
+        // First, so a second agent on this root is told so plainly.
+        let control = control::bind(&folders.control_socket())?;
+        let store = Store::open(&folders.store(), !folders.has_history())?;
+        let enc_key = state::encryption_key(&folders.state)?;
+        // The last CRL the hub sent, if any; the hub sends a fresh one on
+        // every connection.
+        let crl = std::fs::read(folders.crl())
+            .ok()
+            .and_then(|der| Crl::parse(&der, &ca).ok());
+        let checker = CertChecker::new(&ca, crl.as_ref())?;
+        let ctx = Arc::new(AgentContext::new(
+            config.clone(),
+            folders,
+            store,
+            signer,
+            enc_key,
+            ca,
+            checker,
+        ));
         let (state, _) = watch::channel(LinkState::Starting);
         Ok(Agent {
             config,
             client,
             identity,
             state,
+            ctx,
+            control,
         })
+    }
+
+    /// The agent's shared state (for tests and the control socket).
+    pub fn context(&self) -> Arc<AgentContext> {
+        self.ctx.clone()
     }
 
     /// Watch the link's state.
@@ -115,6 +148,37 @@ impl Agent {
 
     async fn run_inner(self, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
         tokio::pin!(shutdown);
+        let mut background = tokio::task::JoinSet::new();
+        background.spawn(outbox::watch(self.ctx.clone()).in_current_span());
+        let control = self.control;
+        let ctx = self.ctx.clone();
+        let link = self.state.subscribe();
+        background.spawn(control::serve(control, ctx, link).in_current_span());
+        let this = Running {
+            config: self.config,
+            client: self.client,
+            state: self.state,
+            ctx: self.ctx,
+        };
+        this.connect_loop(shutdown.as_mut()).await;
+        background.abort_all();
+        while background.join_next().await.is_some() {}
+        let _ = std::fs::remove_file(this.ctx.folders.control_socket());
+        Ok(())
+    }
+}
+
+/// The parts of an agent the connection loop uses.
+struct Running {
+    config: AgentConfig,
+    client: quinn::ClientConfig,
+    state: watch::Sender<LinkState>,
+    ctx: Arc<AgentContext>,
+}
+
+impl Running {
+    async fn connect_loop(&self, shutdown: std::pin::Pin<&mut impl Future<Output = ()>>) {
+        let mut shutdown = shutdown;
         let mut endpoints = Endpoints::default();
         let mut backoff = Backoff::default();
         loop {
@@ -141,7 +205,6 @@ impl Agent {
             }
         }
         endpoints.close();
-        Ok(())
     }
 
     async fn resolve(&self) -> Result<SocketAddr, LinkError> {
@@ -214,8 +277,13 @@ impl Agent {
         }
     }
 
-    /// Hold an admitted connection until it ends; say why it ended.
+    /// Work an admitted connection until it ends; say why it ended.
     async fn hold(&self, session: Session) -> LinkError {
+        let conn = session.conn.clone();
+        tokio::select! {
+            _ = crate::session::run(conn.clone(), self.ctx.clone()) => {}
+            _ = conn.closed() => {}
+        }
         let err = session.conn.closed().await;
         classify(&err, &self.config.hub_name)
     }

@@ -38,4 +38,17 @@ pub enum AgentError {
     Socket(std::io::Error),
     #[error("key generation failed: {0}")]
     Keygen(#[from] rcgen::Error),
+    #[error("{path} is damaged: {detail}")]
+    Damaged { path: PathBuf, detail: String },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("the agent's control socket {path}: {detail}")]
+    Control { path: PathBuf, detail: String },
+    #[error("the agent is not running (no control socket at {path}): {source}")]
+    NotRunning {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("another agent is already running with root {0}")]
+    AlreadyRunning(PathBuf),
 }

@@ -22,9 +22,19 @@
 
 pub mod backoff;
 pub mod client;
+pub mod context;
+pub mod control;
+pub mod draft;
 pub mod error;
+pub mod inbox;
 pub mod keygen;
 pub mod link_error;
+pub mod metadata;
+pub mod outbox;
+pub mod sender;
+pub mod session;
+pub mod state;
+pub mod store;
 
 pub use client::{Agent, LinkState};
 pub use error::AgentError;

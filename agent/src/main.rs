@@ -5,9 +5,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use gongwen_agent::Agent;
+use gongwen_agent::control::{self, DocStatus, Request};
 use gongwen_agent::keygen::keygen;
-use gongwen_common::NodeId;
+use gongwen_agent::state::Folders;
 use gongwen_common::config::AgentConfig;
+use gongwen_common::{DocId, NodeId};
 
 /// The gongwen agent: one per unit, connected to the hub.
 #[derive(Debug, Parser)]
@@ -24,6 +26,16 @@ enum Command {
         /// The agent's configuration file.
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
+    },
+    /// Show documents this unit sent, with each recipient's state and receipts.
+    Status {
+        /// One document's id (default: all).
+        doc: Option<String>,
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Print JSON (an object for one document, an array for all).
+        #[arg(long)]
+        json: bool,
     },
     /// Make this unit's key (ID.key, 0600) and a CSR (ID.csr) for the administrator.
     Keygen {
@@ -58,6 +70,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 agent.run(gongwen_common::daemon::shutdown_signal()).await
             })?;
         }
+        Command::Status { doc, config, json } => {
+            let config = AgentConfig::load(&config)?;
+            let doc = doc.map(|d| DocId::parse(&d)).transpose()?;
+            let socket = Folders::new(&config.root).control_socket();
+            let runtime = tokio::runtime::Runtime::new()?;
+            let value = runtime.block_on(control::query(&socket, &Request::Status { doc }))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                let docs: Vec<DocStatus> = if doc.is_some() {
+                    vec![serde_json::from_value(value)?]
+                } else {
+                    serde_json::from_value(value)?
+                };
+                print_status(&docs);
+            }
+        }
         Command::Keygen { id, out } => {
             let id = NodeId::parse(&id)?;
             let files = keygen(&id, &out)?;
@@ -69,4 +98,37 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn print_status(docs: &[DocStatus]) {
+    if docs.is_empty() {
+        println!("no documents sent yet");
+    }
+    for d in docs {
+        println!(
+            "{}  {}  {}{}",
+            d.doc_id,
+            d.sent_at
+                .as_deref()
+                .unwrap_or("(not yet accepted by the hub)"),
+            d.title,
+            if d.doc_number.is_empty() {
+                String::new()
+            } else {
+                format!("  {}", d.doc_number)
+            }
+        );
+        for r in &d.recipients {
+            println!(
+                "    {:<24} {:<12} {}{}",
+                r.recipient,
+                r.state,
+                r.delivered_at.as_deref().unwrap_or(""),
+                r.reason
+                    .as_deref()
+                    .map(|x| format!("  ({x})"))
+                    .unwrap_or_default()
+            );
+        }
+    }
 }

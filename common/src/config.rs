@@ -43,6 +43,7 @@ struct RawHub {
     deadlines: RawDeadlines,
     #[serde(default)]
     escalation: Vec<RawEscalation>,
+    max_document_size: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -80,6 +81,9 @@ struct RawAgent {
     hub_name: String,
     root: PathBuf,
     connect_timeout: Option<String>,
+    max_document_size: Option<String>,
+    outbox_settle: Option<String>,
+    outbox_rescan: Option<String>,
     tls: RawAgentTls,
 }
 
@@ -147,6 +151,8 @@ pub struct HubConfig {
     pub groups: BTreeMap<String, Vec<NodeId>>,
     pub deadlines: Deadlines,
     pub escalation: Vec<EscalationStep>,
+    /// Largest document (ciphertext bytes) the hub takes.
+    pub max_document_size: u64,
 }
 
 /// The agent's TLS material.
@@ -170,6 +176,12 @@ pub struct AgentConfig {
     /// How long a connection attempt may go unanswered before the hub
     /// counts as unreachable (default 10 s).
     pub connect_timeout: Duration,
+    /// Largest document (all files together) the agent sends.
+    pub max_document_size: u64,
+    /// How long a drop must stay unchanged before it is taken (default 1 s).
+    pub outbox_settle: Duration,
+    /// How often the outbox is rescanned without file-system events (2 s).
+    pub outbox_rescan: Duration,
     pub tls: AgentTls,
 }
 
@@ -206,6 +218,36 @@ fn invalid(path: &Path, key: &str, problem: impl Into<String>) -> ConfigError {
 
 fn duration(path: &Path, key: &str, s: &str) -> Result<Duration, ConfigError> {
     parse_duration(s).map_err(|e| invalid(path, key, e.to_string()))
+}
+
+/// Largest document by default: 4 GiB.
+pub const DEFAULT_MAX_DOCUMENT: u64 = 4 << 30;
+
+/// Parse a size such as `"512KiB"`, `"64MiB"`, `"4GiB"` or a plain byte count.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" | "KB" => 1 << 10,
+        "MiB" | "M" | "MB" => 1 << 20,
+        "GiB" | "G" | "GB" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+fn size(path: &Path, key: &str, s: &str) -> Result<u64, ConfigError> {
+    match parse_size(s) {
+        Some(0) | None => Err(invalid(
+            path,
+            key,
+            format!("{s:?} is not a size: write e.g. \"64MiB\" or \"4GiB\""),
+        )),
+        Some(n) => Ok(n),
+    }
 }
 
 fn node_id(path: &Path, key: &str, s: &str) -> Result<NodeId, ConfigError> {
@@ -310,8 +352,13 @@ impl HubConfig {
                 notify,
             });
         }
+        let max_document_size = match raw.max_document_size.as_deref() {
+            Some(s) => size(path, "max_document_size", s)?,
+            None => DEFAULT_MAX_DOCUMENT,
+        };
         Ok(HubConfig {
             path: path.to_owned(),
+            max_document_size,
             listen,
             data_dir: base.join(raw.data_dir),
             tls: HubTls {
@@ -359,8 +406,24 @@ impl AgentConfig {
         if connect_timeout.is_zero() {
             return Err(invalid(path, "connect_timeout", "must be longer than 0s"));
         }
+        let optional = |key: &str, v: &Option<String>, default: Duration| match v.as_deref() {
+            Some(s) => duration(path, key, s),
+            None => Ok(default),
+        };
+        let outbox_settle = optional("outbox_settle", &raw.outbox_settle, Duration::from_secs(1))?;
+        let outbox_rescan = optional("outbox_rescan", &raw.outbox_rescan, Duration::from_secs(2))?;
+        if outbox_rescan.is_zero() {
+            return Err(invalid(path, "outbox_rescan", "must be longer than 0s"));
+        }
+        let max_document_size = match raw.max_document_size.as_deref() {
+            Some(s) => size(path, "max_document_size", s)?,
+            None => DEFAULT_MAX_DOCUMENT,
+        };
         Ok(AgentConfig {
             path: path.to_owned(),
+            max_document_size,
+            outbox_settle,
+            outbox_rescan,
             node_id,
             hub: raw.hub,
             hub_name: raw.hub_name,

@@ -38,6 +38,8 @@ pub const CHUNK_LEN: usize = 256 * 1024;
 pub const TAG_LEN: usize = 16;
 /// Longest title (标题), in characters.
 pub const MAX_TITLE_CHARS: usize = 160;
+/// The file gongwen writes beside a document's files in sent/ and inbox/.
+pub const RESERVED_NAME: &str = "metadata.json";
 /// Most recipients of one document (to and cc together).
 pub const MAX_RECIPIENTS: usize = 1000;
 /// Most files in one document.
@@ -282,6 +284,9 @@ pub fn check_file_name(name: &str) -> Result<(), MetaError> {
     }
     if name.chars().any(char::is_control) {
         return bad("it contains control characters (NUL, newline …)");
+    }
+    if name.eq_ignore_ascii_case(RESERVED_NAME) {
+        return bad("metadata.json is gongwen's own record beside the files; rename the file");
     }
     Ok(())
 }

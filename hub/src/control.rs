@@ -12,7 +12,11 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tracing::{debug, warn};
 
+use gongwen_common::pki::CertIdentity;
+use gongwen_common::signed::{Statement, StatementKind};
+
 use crate::error::HubError;
+use crate::registry::NodeRow;
 use crate::server::Shared;
 
 /// Socket file name inside the data directory.
@@ -92,13 +96,47 @@ pub(crate) async fn serve(listener: UnixListener, shared: Arc<Shared>) {
     }
 }
 
-fn answer(request: &Request, shared: &Shared) -> Response {
-    match request {
-        Request::Nodes => match serde_json::to_value(shared.registry().rows()) {
-            Ok(v) => Response::Ok(v),
-            Err(e) => Response::Error(e.to_string()),
-        },
+async fn answer(request: &Request, shared: &Shared) -> Response {
+    let result = match request {
+        Request::Nodes => nodes(shared).await,
+    };
+    match result {
+        Ok(v) => Response::Ok(v),
+        Err(e) => Response::Error(e),
     }
+}
+
+/// Connected nodes and every node known from its published key.
+async fn nodes(shared: &Shared) -> Result<serde_json::Value, String> {
+    let mut rows = shared.registry().rows();
+    let known = shared
+        .store
+        .run(|s| s.bindings())
+        .await
+        .map_err(|e| e.to_string())?;
+    for (id, binding) in known {
+        if let Some(row) = rows.iter_mut().find(|r| r.id == id.as_str()) {
+            row.can_receive = true;
+            continue;
+        }
+        let Ok(st) = Statement::decode(&binding, StatementKind::KeyBinding) else {
+            continue;
+        };
+        let Ok(ident) = CertIdentity::from_der(&st.cert) else {
+            continue;
+        };
+        rows.push(NodeRow {
+            id: id.to_string(),
+            name: ident.name,
+            role: ident.role,
+            connected: false,
+            since: None,
+            addr: None,
+            can_receive: true,
+        });
+    }
+    rows.sort_by(|a, b| a.id.cmp(&b.id));
+    serde_json::to_value(rows).map_err(|e| e.to_string())
 }
 
 async fn handle(stream: UnixStream, shared: &Shared) -> std::io::Result<()> {
@@ -109,7 +147,7 @@ async fn handle(stream: UnixStream, shared: &Shared) -> std::io::Result<()> {
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no request"))??;
     let response = match serde_json::from_str::<Request>(line.trim()) {
-        Ok(req) => answer(&req, shared),
+        Ok(req) => answer(&req, shared).await,
         Err(e) => Response::Error(format!("not a request the hub understands: {e}")),
     };
     let mut out = serde_json::to_vec(&response)

@@ -47,4 +47,6 @@ pub enum HubError {
     },
     #[error("control socket {path}: {detail}")]
     Control { path: PathBuf, detail: String },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }

@@ -19,6 +19,10 @@
 //! - [`registry`] — which nodes the hub knows and which are connected.
 //! - [`revocation`] — watches the CRL file; reloads, cuts revoked nodes,
 //!   fails closed when the list is stale.
+//! - [`session`] — one agent's requests (keys, lookup, uploads, receipts)
+//!   and the hub's pushes to it (documents, receipts, CRL).
+//! - [`store`] — the redb store: documents, queues, receipts, bindings.
+//! - [`spool`] — ciphertext files, written durably before `accepted`.
 //! - [`control`] — the local query socket and its client.
 //! - [`error`] — [`HubError`].
 #![forbid(unsafe_code)]
@@ -28,6 +32,9 @@ pub mod error;
 pub mod registry;
 pub mod revocation;
 pub mod server;
+pub mod session;
+pub mod spool;
+pub mod store;
 
 pub use error::HubError;
 pub use server::Hub;

@@ -69,17 +69,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 let rows: Vec<NodeRow> = serde_json::from_value(value)?;
                 println!(
-                    "{:<24} {:<11} {:<10} {:<21} {:<22} NAME",
-                    "ID", "ROLE", "CONNECTED", "SINCE", "ADDRESS"
+                    "{:<24} {:<11} {:<10} {:<8} {:<21} {:<22} NAME",
+                    "ID", "ROLE", "CONNECTED", "KEY", "SINCE", "ADDRESS"
                 );
                 for r in rows {
                     println!(
-                        "{:<24} {:<11} {:<10} {:<21} {:<22} {}",
+                        "{:<24} {:<11} {:<10} {:<8} {:<21} {:<22} {}",
                         r.id,
                         r.role.as_str(),
                         if r.connected { "yes" } else { "no" },
-                        r.since,
-                        r.addr,
+                        if r.can_receive { "yes" } else { "no" },
+                        r.since.as_deref().unwrap_or("-"),
+                        r.addr.as_deref().unwrap_or("-"),
                         r.name.unwrap_or_default()
                     );
                 }

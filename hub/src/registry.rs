@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use gongwen_common::timefmt::rfc3339;
 use gongwen_common::wire::RefuseCode;
@@ -20,10 +21,15 @@ pub struct NodeRow {
     pub name: Option<String>,
     pub role: Role,
     pub connected: bool,
-    /// When it connected (if connected) or last disconnected.
-    pub since: String,
-    /// Its last address.
-    pub addr: String,
+    /// When it connected (if connected) or last disconnected; null if it
+    /// has not connected since the hub started.
+    pub since: Option<String>,
+    /// Its last address, if it connected since the hub started.
+    pub addr: Option<String>,
+    /// Whether it published an encryption key, so documents can be
+    /// addressed to it.
+    #[serde(default)]
+    pub can_receive: bool,
 }
 
 #[derive(Debug)]
@@ -33,8 +39,21 @@ struct Entry {
     serial: Vec<u8>,
     addr: SocketAddr,
     since: OffsetDateTime,
-    /// The live connection and the ticket that owns it.
-    live: Option<(u64, quinn::Connection)>,
+    /// The live connection, the ticket that owns it, and how to wake its
+    /// pushers.
+    live: Option<(u64, quinn::Connection, Arc<Wake>)>,
+}
+
+/// Wake-ups for one connection's pushers. `notify_one` keeps a permit when
+/// the pusher is busy, so no wake-up is lost.
+#[derive(Debug, Default)]
+pub struct Wake {
+    /// A document was queued for this node.
+    pub deliveries: tokio::sync::Notify,
+    /// A receipt was queued for this node (as sender).
+    pub receipts: tokio::sync::Notify,
+    /// The CRL changed.
+    pub crl: tokio::sync::Notify,
 }
 
 /// Every node seen since the hub started.
@@ -62,9 +81,10 @@ impl Registry {
     /// Record a newly admitted connection, replacing (and closing) any
     /// earlier connection of the same node. Returns a ticket for
     /// [`Registry::disconnect`].
-    pub fn connect(&mut self, a: Admission, now: OffsetDateTime) -> u64 {
+    pub fn connect(&mut self, a: Admission, now: OffsetDateTime) -> (u64, Arc<Wake>) {
         self.next_ticket += 1;
         let ticket = self.next_ticket;
+        let wake = Arc::new(Wake::default());
         let addr = a.conn.remote_address();
         let entry = Entry {
             role: a.role,
@@ -72,10 +92,10 @@ impl Registry {
             serial: a.serial,
             addr,
             since: now,
-            live: Some((ticket, a.conn)),
+            live: Some((ticket, a.conn, wake.clone())),
         };
         if let Some(old) = self.nodes.insert(a.id, entry)
-            && let Some((_, conn)) = old.live
+            && let Some((_, conn, _)) = old.live
         {
             close(
                 &conn,
@@ -83,13 +103,29 @@ impl Registry {
                 "a newer connection with the same certificate replaced this one",
             );
         }
-        ticket
+        (ticket, wake)
+    }
+
+    /// The wake-ups of a connected node.
+    pub fn wake(&self, id: &NodeId) -> Option<Arc<Wake>> {
+        self.nodes
+            .get(id)
+            .and_then(|e| e.live.as_ref())
+            .map(|(_, _, w)| w.clone())
+    }
+
+    /// Wake-ups of every connected node.
+    pub fn all_wakes(&self) -> Vec<Arc<Wake>> {
+        self.nodes
+            .values()
+            .filter_map(|e| e.live.as_ref().map(|(_, _, w)| w.clone()))
+            .collect()
     }
 
     /// Mark a node disconnected, unless a newer connection replaced it.
     pub fn disconnect(&mut self, id: &NodeId, ticket: u64, now: OffsetDateTime) {
         if let Some(e) = self.nodes.get_mut(id)
-            && e.live.as_ref().is_some_and(|(t, _)| *t == ticket)
+            && e.live.as_ref().is_some_and(|(t, _, _)| *t == ticket)
         {
             e.live = None;
             e.since = now;
@@ -105,7 +141,7 @@ impl Registry {
     ) -> Vec<NodeId> {
         let mut cut_ids = Vec::new();
         for (id, e) in &mut self.nodes {
-            if let Some((_, conn)) = &e.live
+            if let Some((_, conn, _)) = &e.live
                 && cut(id, &e.serial)
             {
                 close(conn, code, reason);
@@ -128,8 +164,9 @@ impl Registry {
                 name: e.name.clone(),
                 role: e.role,
                 connected: e.live.is_some(),
-                since: rfc3339(e.since),
-                addr: e.addr.to_string(),
+                since: Some(rfc3339(e.since)),
+                addr: Some(e.addr.to_string()),
+                can_receive: false,
             })
             .collect()
     }

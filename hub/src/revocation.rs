@@ -29,6 +29,7 @@ pub(crate) fn apply(shared: &Shared, crl: Crl) -> Result<(), PkiError> {
     let t = &shared.tls;
     let config = hub_server_config(t.chain.clone(), t.key.clone_key(), &t.ca, &crl)?;
     shared.endpoint.set_server_config(Some(config));
+    shared.set_checker(gongwen_common::pki::CertChecker::new(&t.ca, Some(&crl))?);
     let cut = shared.registry().cut_where(
         |_, serial| crl.is_revoked(serial),
         RefuseCode::Revoked,
@@ -38,6 +39,10 @@ pub(crate) fn apply(shared: &Shared, crl: Crl) -> Result<(), PkiError> {
         warn!(node = %id, "certificate revoked: connection closed");
     }
     *shared.crl() = crl;
+    // Agents check documents and receipts against the CRL too: push it.
+    for wake in shared.registry().all_wakes() {
+        wake.crl.notify_one();
+    }
     Ok(())
 }
 

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use gongwen_common::NodeId;
 use gongwen_common::config::HubConfig;
-use gongwen_common::pki::{self, CertIdentity, Crl, Role};
+use gongwen_common::pki::{self, CertChecker, CertIdentity, Crl, Role};
+use gongwen_common::signed::Signer;
 use gongwen_common::stream::{READ_TIMEOUT, read_message, write_message};
 use gongwen_common::tls::hub_server_config;
 use gongwen_common::wire::{Message, PROTOCOL_VERSION, RefuseCode};
@@ -21,6 +22,9 @@ use crate::control;
 use crate::error::HubError;
 use crate::registry::{Admission, Registry, close};
 use crate::revocation;
+use crate::session;
+use crate::spool::Spool;
+use crate::store::Store;
 
 /// UDP receive buffer asked for; with many agents sending at once the
 /// default buffer drops datagrams (measured here: 2.5x aggregate
@@ -47,8 +51,13 @@ pub(crate) struct Shared {
     pub endpoint: quinn::Endpoint,
     pub tls: TlsMaterial,
     pub config: HubConfig,
+    pub store: Store,
+    pub spool: Spool,
+    /// Signs the hub's `accepted` receipts.
+    pub signer: Signer,
     registry: Mutex<Registry>,
     crl: Mutex<Crl>,
+    checker: Mutex<Arc<CertChecker>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -63,6 +72,14 @@ impl Shared {
     }
     pub fn crl(&self) -> MutexGuard<'_, Crl> {
         lock(&self.crl)
+    }
+    /// Checks signers of documents, receipts and key bindings against the
+    /// CA and the current CRL.
+    pub fn checker(&self) -> Arc<CertChecker> {
+        lock(&self.checker).clone()
+    }
+    pub fn set_checker(&self, checker: CertChecker) {
+        *lock(&self.checker) = Arc::new(checker);
     }
 }
 
@@ -144,6 +161,15 @@ impl Hub {
             }
         })?;
         let control = control::bind(&config.data_dir).await?;
+        let data_err = |path: &std::path::Path| {
+            let path = path.to_owned();
+            move |source| HubError::DataDir { path, source }
+        };
+        let fresh_ok = !Spool::holds_documents(&config.data_dir);
+        let store = Store::open(&config.data_dir.join("store.redb"), fresh_ok)?;
+        let spool = Spool::open(&config.data_dir).map_err(data_err(&config.data_dir))?;
+        let signer = Signer::new(&key, chain[0].clone())?;
+        let checker = CertChecker::new(&ca, Some(&crl))?;
 
         let socket = udp_socket(config.listen)?;
         let endpoint = quinn::Endpoint::new(
@@ -165,8 +191,12 @@ impl Hub {
             endpoint,
             tls: TlsMaterial { chain, key, ca },
             config,
+            store,
+            spool,
+            signer,
             registry: Mutex::new(Registry::default()),
             crl: Mutex::new(crl),
+            checker: Mutex::new(Arc::new(checker)),
         });
         Ok(Hub {
             shared,
@@ -332,7 +362,7 @@ async fn serve_connection(conn: quinn::Connection, ident: CertIdentity, shared: 
             return;
         }
     }
-    let ticket = shared.registry().connect(
+    let (ticket, wake) = shared.registry().connect(
         Admission {
             id: ident.id.clone(),
             role: ident.role,
@@ -357,6 +387,13 @@ async fn serve_connection(conn: quinn::Connection, ident: CertIdentity, shared: 
         info!("could not send welcome: {e}");
     } else {
         info!(role = %ident.role, "connected");
+    }
+    // The control stream stays open for the session's life; everything
+    // else runs on streams of its own.
+    let _control = (send, recv);
+    tokio::select! {
+        _ = session::run(conn.clone(), ident.clone(), shared.clone(), wake) => {}
+        _ = conn.closed() => {}
     }
     let reason = conn.closed().await;
     shared

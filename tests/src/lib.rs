@@ -125,6 +125,8 @@ node_id  = "{id}"
 hub      = "{hub}"
 hub_name = "hub"
 root     = "{id}-data"
+outbox_settle = "100ms"
+outbox_rescan = "200ms"
 [tls]
 cert = "{id}/{id}.crt"
 key  = "{id}/{id}.key"
@@ -171,6 +173,30 @@ ca   = "{id}/ca.crt"
         }
     }
 
+    /// The agent root of `id`.
+    pub fn root(&self, id: &str) -> PathBuf {
+        self.path().join(format!("{id}-data"))
+    }
+
+    /// Drop a file the way a careful program does: write it under a
+    /// temporary name, then rename it into `outbox/<to>/`.
+    pub fn drop_file(&self, from: &str, to: &str, name: &str, bytes: &[u8]) -> PathBuf {
+        let dir = self.root(from).join("outbox").join(to);
+        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = dir.join(format!(".{name}.part"));
+        std::fs::write(&tmp, bytes).unwrap();
+        let dest = dir.join(name);
+        std::fs::rename(&tmp, &dest).unwrap();
+        dest
+    }
+
+    /// Write a sidecar for a drop (before the drop itself).
+    pub fn sidecar(&self, from: &str, to: &str, name: &str, toml: &str) {
+        let dir = self.root(from).join("outbox").join(to);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.meta.toml")), toml).unwrap();
+    }
+
     /// Start an agent whose certificate was issued with [`Net::issue`].
     pub fn start_agent(&self, id: &str, hub: SocketAddr) -> RunningAgent {
         RunningAgent::start(self.agent_config(id, hub))
@@ -212,6 +238,17 @@ impl RunningHub {
             .await
             .unwrap();
         serde_json::from_value(v).unwrap()
+    }
+
+    /// Wait until every id in `ids` is connected and can receive.
+    pub async fn wait_ready(&self, ids: &[&str]) {
+        self.wait_nodes("every unit connected with a published key", |rows| {
+            ids.iter().all(|id| {
+                rows.iter()
+                    .any(|r| r.id == *id && r.connected && r.can_receive)
+            })
+        })
+        .await;
     }
 
     /// Wait until `nodes` satisfies `pred`.
@@ -319,6 +356,79 @@ pub async fn wait_link(
             "waited {WAIT:?} for the agent to be {what}; its link is {:?}",
             *rx.borrow()
         ),
+    }
+}
+
+/// Wait until `probe` returns something, polling; fail with `what`.
+pub async fn wait_until<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited {WAIT:?} for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The document folders in `<root>/inbox/<sender>/`.
+pub fn inbox_docs(root: &Path, sender: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(root.join("inbox").join(sender))
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.retain(|p| {
+        !p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+    });
+    v.sort();
+    v
+}
+
+/// Wait for exactly `n` documents from `sender` in `root`'s inbox.
+pub async fn wait_inbox(root: &Path, sender: &str, n: usize) -> Vec<PathBuf> {
+    wait_until(
+        &format!("{n} document(s) from {sender} in {}", root.display()),
+        || {
+            let docs = inbox_docs(root, sender);
+            (docs.len() >= n).then_some(docs)
+        },
+    )
+    .await
+}
+
+/// `gongwen-agent status --json` for the agent at `root`.
+pub async fn agent_status(root: &Path) -> Vec<gongwen_agent::control::DocStatus> {
+    let socket = gongwen_agent::state::Folders::new(root).control_socket();
+    let v = gongwen_agent::control::query(
+        &socket,
+        &gongwen_agent::control::Request::Status { doc: None },
+    )
+    .await
+    .unwrap();
+    serde_json::from_value(v).unwrap()
+}
+
+/// Wait until the sender at `root` holds `delivered` from every recipient
+/// of `n` sent documents.
+pub async fn wait_all_delivered(root: &Path, n: usize) -> Vec<gongwen_agent::control::DocStatus> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let st = agent_status(root).await;
+        let done = st
+            .iter()
+            .filter(|d| d.stage == "sent" && d.recipients.iter().all(|r| r.state == "delivered"))
+            .count();
+        if done >= n {
+            return st;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited {WAIT:?} for {n} fully delivered document(s); status is {st:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -34,8 +34,14 @@ async fn a_valid_node_connects_and_the_hub_lists_it() {
         .await;
     let harbin_row = rows.iter().find(|r| r.id == "harbin-gov").unwrap();
     assert_eq!(harbin_row.role, Role::Node);
-    assert!(harbin_row.addr.starts_with("127.0.0.1:"));
-    gongwen_common::timefmt::parse_rfc3339(&harbin_row.since).unwrap();
+    assert!(
+        harbin_row
+            .addr
+            .as_deref()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
+    gongwen_common::timefmt::parse_rfc3339(harbin_row.since.as_deref().unwrap()).unwrap();
     let sup_row = rows.iter().find(|r| r.id == "prov-supervision").unwrap();
     assert_eq!(sup_row.role, Role::Supervisor);
 
@@ -317,7 +323,16 @@ async fn a_second_agent_with_the_same_certificate_replaces_the_first() {
     let hub = net.start_hub().await;
     let mut first = net.start_agent("harbin-gov", hub.addr);
     first.wait_connected().await;
-    let mut second = net.start_agent("harbin-gov", hub.addr);
+    // The same root twice on one machine is refused outright.
+    let same_root = gongwen_agent::Agent::new(net.agent_config("harbin-gov", hub.addr));
+    assert!(
+        matches!(same_root, Err(gongwen_agent::AgentError::AlreadyRunning(_))),
+        "{same_root:?}"
+    );
+    // A copy of the certificate on another machine (another root).
+    let mut config = net.agent_config("harbin-gov", hub.addr);
+    config.root = net.path().join("harbin-gov-copy");
+    let mut second = RunningAgent::start(config);
     second.wait_connected().await;
     assert_eq!(first.wait_error().await, LinkError::Replaced);
     let rows = hub.nodes().await;

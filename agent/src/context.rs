@@ -1,0 +1,79 @@
+//! What every part of a running agent shares: configuration, folders,
+//! store, keys, and the current certificate checker.
+
+use std::sync::{Arc, Mutex};
+
+use gongwen_common::NodeId;
+use gongwen_common::config::AgentConfig;
+use gongwen_common::envelope::EncryptionKey;
+use gongwen_common::pki::{CertChecker, Crl};
+use gongwen_common::signed::Signer;
+use rustls_pki_types::CertificateDer;
+use tokio::sync::Notify;
+
+use crate::state::Folders;
+use crate::store::Store;
+
+pub struct AgentContext {
+    pub config: AgentConfig,
+    pub folders: Folders,
+    pub store: Store,
+    /// Signs documents and receipts with the certificate's key.
+    pub signer: Signer,
+    /// Receives documents.
+    pub enc_key: EncryptionKey,
+    pub ca: CertificateDer<'static>,
+    checker: Mutex<Arc<CertChecker>>,
+    /// Woken when a drop was claimed (or a send should be retried).
+    pub outbox_wake: Notify,
+}
+
+impl std::fmt::Debug for AgentContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentContext")
+            .field("node", &self.config.node_id)
+            .finish()
+    }
+}
+
+impl AgentContext {
+    pub fn new(
+        config: AgentConfig,
+        folders: Folders,
+        store: Store,
+        signer: Signer,
+        enc_key: EncryptionKey,
+        ca: CertificateDer<'static>,
+        checker: CertChecker,
+    ) -> Self {
+        AgentContext {
+            config,
+            folders,
+            store,
+            signer,
+            enc_key,
+            ca,
+            checker: Mutex::new(Arc::new(checker)),
+            outbox_wake: Notify::new(),
+        }
+    }
+
+    pub fn node_id(&self) -> &NodeId {
+        &self.config.node_id
+    }
+
+    /// Checks signers against the CA and the latest CRL the hub sent.
+    pub fn checker(&self) -> Arc<CertChecker> {
+        self.checker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Take a new CRL (already checked against the CA).
+    pub fn set_crl(&self, crl: &Crl) -> Result<(), gongwen_common::pki::PkiError> {
+        let checker = CertChecker::new(&self.ca, Some(crl))?;
+        *self.checker.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(checker);
+        Ok(())
+    }
+}

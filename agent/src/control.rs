@@ -1,0 +1,283 @@
+//! The agent's local control socket (`state/agent.sock`, mode 0600): one
+//! JSON request line, one JSON response line. `gongwen-agent status` and
+//! later clerk commands use it.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gongwen_common::DocId;
+use gongwen_common::receipt::{Receipt, ReceiptKind};
+use gongwen_common::timefmt::rfc3339;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::watch;
+use tracing::debug;
+
+use crate::client::LinkState;
+use crate::context::AgentContext;
+use crate::error::AgentError;
+use crate::outbox::read_claim;
+use crate::store::{SentRecord, Store, StoreError};
+
+const MAX_REQUEST: u64 = 64 * 1024;
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "query", rename_all = "snake_case")]
+pub enum Request {
+    /// Sent documents (all, or one) with per-recipient state.
+    Status { doc: Option<DocId> },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Response {
+    Ok(serde_json::Value),
+    Error(String),
+}
+
+/// One recipient's state in `status`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RecipientStatus {
+    pub recipient: String,
+    /// queued (at the hub), delivered, quarantined
+    pub state: String,
+    pub delivered_at: Option<String>,
+    /// Receipt kinds held from this recipient.
+    pub receipts: Vec<ReceiptKind>,
+    pub reason: Option<String>,
+}
+
+/// One document in `status`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DocStatus {
+    pub doc_id: String,
+    pub title: String,
+    pub doc_number: String,
+    /// sending (still with this agent) or sent (accepted by the hub)
+    pub stage: String,
+    pub sent_at: Option<String>,
+    pub recipients: Vec<RecipientStatus>,
+}
+
+pub(crate) fn bind(path: &Path) -> Result<UnixListener, AgentError> {
+    let control_err = |detail: String| AgentError::Control {
+        path: path.to_owned(),
+        detail,
+    };
+    if path.as_os_str().len() > 107 {
+        return Err(control_err(
+            "the path is too long for a Unix socket; use a shorter root".into(),
+        ));
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(AgentError::AlreadyRunning(
+                path.parent()
+                    .and_then(Path::parent)
+                    .unwrap_or(path)
+                    .to_owned(),
+            ));
+        }
+        std::fs::remove_file(path).map_err(|e| control_err(e.to_string()))?;
+    }
+    let listener = UnixListener::bind(path).map_err(|e| control_err(e.to_string()))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| control_err(e.to_string()))?;
+    Ok(listener)
+}
+
+pub(crate) async fn serve(
+    listener: UnixListener,
+    ctx: Arc<AgentContext>,
+    _link: watch::Receiver<LinkState>,
+) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = handle(stream, &ctx).await {
+                debug!("control client: {e}");
+            }
+        });
+    }
+}
+
+async fn handle(stream: UnixStream, ctx: &Arc<AgentContext>) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    let mut reader = BufReader::new(read.take(MAX_REQUEST));
+    tokio::time::timeout(IO_TIMEOUT, reader.read_line(&mut line))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no request"))??;
+    let response = match serde_json::from_str::<Request>(line.trim()) {
+        Ok(req) => answer(req, ctx).await,
+        Err(e) => Response::Error(format!("not a request the agent understands: {e}")),
+    };
+    let mut out = serde_json::to_vec(&response)
+        .unwrap_or_else(|_| br#"{"error":"response could not be encoded"}"#.to_vec());
+    out.push(b'\n');
+    write.write_all(&out).await?;
+    write.shutdown().await
+}
+
+async fn answer(req: Request, ctx: &Arc<AgentContext>) -> Response {
+    let spool = ctx.folders.spool.clone();
+    let result = match req {
+        Request::Status { doc } => ctx.store.run(move |s| status(s, &spool, doc)).await,
+    };
+    match result {
+        Ok(v) => Response::Ok(v),
+        Err(e) => Response::Error(e.to_string()),
+    }
+}
+
+fn ms_time(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .map(rfc3339)
+        .unwrap_or_default()
+}
+
+fn doc_status(store: &Store, rec: &SentRecord) -> Result<DocStatus, StoreError> {
+    let receipts = store.receipts(rec.doc_id)?;
+    let recipients = rec
+        .recipients
+        .iter()
+        .map(|r| {
+            let mine: Vec<_> = receipts.iter().filter(|(who, _, _)| who == r).collect();
+            let kinds: Vec<ReceiptKind> = mine.iter().map(|(_, k, _)| *k).collect();
+            let parsed = |kind: ReceiptKind| {
+                mine.iter()
+                    .find(|(_, k, _)| *k == kind)
+                    .and_then(|(_, _, b)| Receipt::verify(b, None, OffsetDateTime::now_utc()).ok())
+                    .map(|(r, _)| r)
+            };
+            let delivered = parsed(ReceiptKind::Delivered);
+            let quarantined = parsed(ReceiptKind::Quarantined);
+            let state = if quarantined.is_some() {
+                "quarantined"
+            } else if delivered.is_some() {
+                "delivered"
+            } else {
+                "queued"
+            };
+            RecipientStatus {
+                recipient: r.to_string(),
+                state: state.into(),
+                delivered_at: delivered
+                    .as_ref()
+                    .or(quarantined.as_ref())
+                    .map(|r| ms_time(r.time_ms)),
+                receipts: kinds,
+                reason: quarantined.map(|q| q.reason),
+            }
+        })
+        .collect();
+    Ok(DocStatus {
+        doc_id: rec.doc_id.to_string(),
+        title: rec.title.clone(),
+        doc_number: rec.doc_number.clone(),
+        stage: "sent".into(),
+        sent_at: Some(ms_time(rec.sent_ms)),
+        recipients,
+    })
+}
+
+fn status(
+    store: &Store,
+    spool: &Path,
+    doc: Option<DocId>,
+) -> Result<serde_json::Value, StoreError> {
+    match doc {
+        Some(id) => match store.sent(id)? {
+            Some(rec) => to_json(&doc_status(store, &rec)?),
+            None if spool.join(id.to_string()).exists() => to_json(&outgoing(spool, id)),
+            None => Err(StoreError::Record(format!(
+                "no document {id} was sent from this unit"
+            ))),
+        },
+        None => {
+            let mut all: Vec<DocStatus> = store
+                .all_sent()?
+                .iter()
+                .map(|r| doc_status(store, r))
+                .collect::<Result<_, _>>()?;
+            if let Ok(entries) = std::fs::read_dir(spool) {
+                let mut ids: Vec<DocId> = entries
+                    .filter_map(|e| e.ok())
+                    .filter_map(|e| DocId::parse(&e.file_name().to_string_lossy()).ok())
+                    .collect();
+                ids.sort();
+                all.extend(ids.into_iter().map(|id| outgoing(spool, id)));
+            }
+            to_json(&all)
+        }
+    }
+}
+
+fn outgoing(spool: &Path, id: DocId) -> DocStatus {
+    let claim = read_claim(&spool.join(id.to_string())).ok();
+    DocStatus {
+        doc_id: id.to_string(),
+        title: claim
+            .as_ref()
+            .map(|c| crate::draft::default_title(&c.name))
+            .unwrap_or_default(),
+        doc_number: String::new(),
+        stage: "sending".into(),
+        sent_at: None,
+        recipients: claim
+            .map(|c| {
+                vec![RecipientStatus {
+                    recipient: c.to,
+                    state: "waiting".into(),
+                    delivered_at: None,
+                    receipts: vec![],
+                    reason: None,
+                }]
+            })
+            .unwrap_or_default(),
+    }
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<serde_json::Value, StoreError> {
+    serde_json::to_value(v).map_err(|e| StoreError::Record(e.to_string()))
+}
+
+/// Ask the agent running with `root` one question.
+pub async fn query(socket: &Path, request: &Request) -> Result<serde_json::Value, AgentError> {
+    let control_err = |detail: String| AgentError::Control {
+        path: socket.to_owned(),
+        detail,
+    };
+    let stream = UnixStream::connect(socket)
+        .await
+        .map_err(|source| AgentError::NotRunning {
+            path: socket.to_owned(),
+            source,
+        })?;
+    let (read, mut write) = stream.into_split();
+    let mut req = serde_json::to_vec(request).map_err(|e| control_err(e.to_string()))?;
+    req.push(b'\n');
+    write
+        .write_all(&req)
+        .await
+        .map_err(|e| control_err(e.to_string()))?;
+    let mut line = String::new();
+    tokio::time::timeout(IO_TIMEOUT, BufReader::new(read).read_line(&mut line))
+        .await
+        .map_err(|_| control_err("no answer within 10 s".into()))?
+        .map_err(|e| control_err(e.to_string()))?;
+    match serde_json::from_str::<Response>(&line) {
+        Ok(Response::Ok(v)) => Ok(v),
+        Ok(Response::Error(e)) => Err(control_err(e)),
+        Err(e) => Err(control_err(format!("unreadable answer: {e}"))),
+    }
+}

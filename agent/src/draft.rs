@@ -1,0 +1,408 @@
+//! From a claimed drop to a draft: what the clerk asked for, checked.
+//!
+//! A drop is `outbox/<to>/<file>` (one main text) or `outbox/<to>/<folder>/`
+//! (a main text and attachments), with an optional sidecar
+//! `<file>.meta.toml` / `<folder>.meta.toml`:
+//!
+//! ```toml
+//! title      = "关于做好冬季安全生产工作的通知"   # default: the file or folder name
+//! doc_number = "黑政发〔2026〕12号"
+//! doc_type   = "通知"
+//! urgency    = "urgent"                         # normal | urgent | extra-urgent (平件/加急/特急)
+//! deadline   = "2026-12-01T17:00:00+08:00"      # or a duration from now: "3d"
+//! to         = ["daqing-gov"]                   # more main recipients
+//! cc         = ["prov-finance"]                 # copies (抄送)
+//! note       = "请于12月1日前反馈"
+//! operator   = "张三"                            # 经办人
+//! phone      = "0451-12345678"
+//! secrecy    = "none"                           # anything else is refused
+//! main       = "正文.pdf"                        # folder drops: which file is the main text
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use gongwen_common::envelope::{FileKind, Operator, Urgency, check_file_name, check_secrecy};
+use gongwen_common::timefmt::{parse_duration, parse_rfc3339};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// The sidecar as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sidecar {
+    pub title: Option<String>,
+    pub doc_number: Option<String>,
+    pub doc_type: Option<String>,
+    pub urgency: Option<String>,
+    pub deadline: Option<toml::Value>,
+    #[serde(default)]
+    pub to: Names,
+    #[serde(default)]
+    pub cc: Names,
+    pub note: Option<String>,
+    pub operator: Option<String>,
+    pub phone: Option<String>,
+    pub secrecy: Option<String>,
+    pub main: Option<String>,
+}
+
+/// One name or a list of names.
+#[derive(Debug, Default, Deserialize)]
+#[serde(untagged)]
+pub enum Names {
+    #[default]
+    None,
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Names {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            Names::None => vec![],
+            Names::One(s) => vec![s],
+            Names::Many(v) => v,
+        }
+    }
+}
+
+/// Why a drop cannot become a document; each says what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DraftError {
+    #[error(
+        "the sidecar {file} is not valid: {detail}\nFix it (unknown keys are refused) and drop the document again."
+    )]
+    Sidecar { file: String, detail: String },
+    #[error("{0}\nOnly non-classified documents may be sent on this network.")]
+    Classified(String),
+    #[error("urgency {0:?} is not known: use normal, urgent or extra-urgent (平件, 加急, 特急)")]
+    Urgency(String),
+    #[error(
+        "deadline {0:?} is neither a time such as 2026-12-01T17:00:00+08:00 nor a duration such as \"3d\""
+    )]
+    Deadline(String),
+    #[error(
+        "the file is empty (0 bytes). If it is still being written, write it under a temporary name (.part) and rename it when done."
+    )]
+    Empty,
+    #[error("the folder holds no files")]
+    EmptyFolder,
+    #[error(
+        "the folder holds a sub-folder ({0}); put every file of the document directly in the folder"
+    )]
+    NestedFolder(String),
+    #[error("the sidecar names main = {0:?}, but the folder has no such file")]
+    MainMissing(String),
+    #[error("{0}")]
+    Name(String),
+    #[error("the document is {size} bytes; at most {limit} bytes may be sent")]
+    TooLarge { size: u64, limit: u64 },
+    #[error("cannot read the dropped file: {0}")]
+    Unreadable(String),
+}
+
+/// One file of a draft.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DraftFile {
+    pub path: PathBuf,
+    pub name: String,
+    pub kind: FileKind,
+    pub size: u64,
+}
+
+/// A document ready to be addressed and sealed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Draft {
+    /// Names to resolve (node ids or groups): the outbox folder and `to`.
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
+    pub title: String,
+    pub doc_number: String,
+    pub doc_type: String,
+    pub urgency: Urgency,
+    pub deadline: Option<i64>,
+    pub operator: Operator,
+    pub note: String,
+    pub files: Vec<DraftFile>,
+}
+
+impl Draft {
+    pub fn size(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+}
+
+/// Parse a sidecar's text.
+pub fn parse_sidecar(name: &str, text: &str) -> Result<Sidecar, DraftError> {
+    toml::from_str(text).map_err(|e| DraftError::Sidecar {
+        file: name.to_owned(),
+        detail: e.to_string().trim_end().to_owned(),
+    })
+}
+
+fn parse_deadline(v: &toml::Value, now: OffsetDateTime) -> Result<i64, DraftError> {
+    let text = match v {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Datetime(d) => d.to_string(),
+        other => return Err(DraftError::Deadline(other.to_string())),
+    };
+    if let Ok(t) = parse_rfc3339(&text) {
+        return Ok(t.unix_timestamp());
+    }
+    if let Ok(d) = parse_duration(&text) {
+        return Ok((now + d).unix_timestamp());
+    }
+    Err(DraftError::Deadline(text))
+}
+
+/// The title a file name gives: the name without its extension.
+pub fn default_title(name: &str) -> String {
+    match name.rsplit_once('.') {
+        Some((stem, _)) if !stem.is_empty() => stem.to_owned(),
+        _ => name.to_owned(),
+    }
+}
+
+/// Build a draft from a claimed drop: `files_dir` holds the dropped file
+/// (or the dropped folder's files), `name` is what was dropped, `to` the
+/// outbox folder it was dropped in.
+pub fn build(
+    to: &str,
+    name: &str,
+    is_folder: bool,
+    files_dir: &Path,
+    sidecar: Option<Sidecar>,
+    now: OffsetDateTime,
+    limit: u64,
+) -> Result<Draft, DraftError> {
+    let sc = sidecar.unwrap_or_default();
+    if let Some(level) = &sc.secrecy {
+        check_secrecy(level).map_err(|e| DraftError::Classified(e.to_string()))?;
+    }
+    let urgency = match &sc.urgency {
+        Some(u) => Urgency::parse(u.trim()).ok_or_else(|| DraftError::Urgency(u.clone()))?,
+        None => Urgency::Normal,
+    };
+    let deadline = sc
+        .deadline
+        .as_ref()
+        .map(|d| parse_deadline(d, now))
+        .transpose()?;
+    let mut files = Vec::new();
+    let read_err = |e: std::io::Error| DraftError::Unreadable(e.to_string());
+    if is_folder {
+        let mut entries: Vec<_> = std::fs::read_dir(files_dir)
+            .map_err(read_err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(read_err)?;
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let fname = e.file_name().to_string_lossy().into_owned();
+            let meta = std::fs::symlink_metadata(e.path()).map_err(read_err)?;
+            if meta.is_dir() {
+                return Err(DraftError::NestedFolder(fname));
+            }
+            if !meta.is_file() {
+                return Err(DraftError::Name(format!(
+                    "{fname} is not a regular file (symbolic links are not sent; copy the file in)"
+                )));
+            }
+            check_file_name(&fname).map_err(|e| DraftError::Name(e.to_string()))?;
+            files.push(DraftFile {
+                path: e.path(),
+                name: fname,
+                kind: FileKind::Attachment,
+                size: meta.len(),
+            });
+        }
+        if files.is_empty() {
+            return Err(DraftError::EmptyFolder);
+        }
+        let main = match &sc.main {
+            Some(m) => files
+                .iter()
+                .position(|f| &f.name == m)
+                .ok_or_else(|| DraftError::MainMissing(m.clone()))?,
+            None => files
+                .iter()
+                .position(|f| f.name.starts_with("正文"))
+                .unwrap_or(0),
+        };
+        files[main].kind = FileKind::Main;
+        // The main text first, attachments in name order.
+        let m = files.remove(main);
+        files.insert(0, m);
+    } else {
+        let path = files_dir.join(name);
+        let meta = std::fs::symlink_metadata(&path).map_err(read_err)?;
+        check_file_name(name).map_err(|e| DraftError::Name(e.to_string()))?;
+        files.push(DraftFile {
+            path,
+            name: name.to_owned(),
+            kind: FileKind::Main,
+            size: meta.len(),
+        });
+    }
+    if files.iter().all(|f| f.size == 0) {
+        return Err(DraftError::Empty);
+    }
+    let size: u64 = files.iter().map(|f| f.size).sum();
+    if size > limit {
+        return Err(DraftError::TooLarge { size, limit });
+    }
+    let mut to_names = vec![to.to_owned()];
+    to_names.extend(sc.to.into_vec());
+    let title = sc
+        .title
+        .filter(|t| !t.trim().is_empty())
+        .unwrap_or_else(|| {
+            if is_folder {
+                name.to_owned()
+            } else {
+                default_title(name)
+            }
+        });
+    Ok(Draft {
+        to: to_names,
+        cc: sc.cc.into_vec(),
+        title,
+        doc_number: sc.doc_number.unwrap_or_default(),
+        doc_type: sc.doc_type.unwrap_or_default(),
+        urgency,
+        deadline,
+        operator: Operator {
+            name: sc.operator.unwrap_or_default(),
+            phone: sc.phone.unwrap_or_default(),
+        },
+        note: sc.note.unwrap_or_default(),
+        files,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap()
+    }
+
+    #[test]
+    fn a_full_sidecar_is_understood() {
+        let sc = parse_sidecar(
+            "x.meta.toml",
+            r#"
+title = "关于做好冬季安全生产工作的通知"
+doc_number = "黑政发〔2026〕12号"
+doc_type = "通知"
+urgency = "加急"
+deadline = "3d"
+to = "daqing-gov"
+cc = ["prov-finance", "prov-edu"]
+note = "请于12月1日前反馈"
+operator = "张三"
+phone = "0451-12345678"
+secrecy = "none"
+"#,
+        )
+        .unwrap();
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("通知.pdf"), b"%PDF").unwrap();
+        let draft = build(
+            "cities",
+            "通知.pdf",
+            false,
+            d.path(),
+            Some(sc),
+            now(),
+            1 << 30,
+        )
+        .unwrap();
+        assert_eq!(draft.to, vec!["cities", "daqing-gov"]);
+        assert_eq!(draft.cc.len(), 2);
+        assert_eq!(draft.urgency, Urgency::Urgent);
+        assert_eq!(draft.deadline, Some(1_700_000_000 + 3 * 86_400));
+        assert_eq!(draft.title, "关于做好冬季安全生产工作的通知");
+        assert_eq!(draft.operator.name, "张三");
+    }
+
+    #[test]
+    fn the_title_defaults_to_the_file_name() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("关于召开会议的通知.docx"), b"x").unwrap();
+        let draft = build(
+            "harbin-gov",
+            "关于召开会议的通知.docx",
+            false,
+            d.path(),
+            None,
+            now(),
+            100,
+        )
+        .unwrap();
+        assert_eq!(draft.title, "关于召开会议的通知");
+        assert_eq!(draft.files[0].kind, FileKind::Main);
+    }
+
+    #[test]
+    fn bad_sidecars_and_drops_say_what_is_wrong() {
+        assert!(matches!(
+            parse_sidecar("a.meta.toml", "titel = \"x\""),
+            Err(DraftError::Sidecar { .. })
+        ));
+        assert!(matches!(
+            parse_sidecar("a.meta.toml", "title = "),
+            Err(DraftError::Sidecar { .. })
+        ));
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("a.txt"), b"x").unwrap();
+        let sc = parse_sidecar("a.meta.toml", "secrecy = \"秘密\"").unwrap();
+        let e = build("h1", "a.txt", false, d.path(), Some(sc), now(), 100).unwrap_err();
+        assert!(e.to_string().contains("non-classified"), "{e}");
+        let sc = parse_sidecar("a.meta.toml", "urgency = \"asap\"").unwrap();
+        assert!(matches!(
+            build("h1", "a.txt", false, d.path(), Some(sc), now(), 100),
+            Err(DraftError::Urgency(_))
+        ));
+        let sc = parse_sidecar("a.meta.toml", "deadline = \"tomorrow\"").unwrap();
+        assert!(matches!(
+            build("h1", "a.txt", false, d.path(), Some(sc), now(), 100),
+            Err(DraftError::Deadline(_))
+        ));
+        std::fs::write(d.path().join("empty.txt"), b"").unwrap();
+        assert_eq!(
+            build("h1", "empty.txt", false, d.path(), None, now(), 100),
+            Err(DraftError::Empty)
+        );
+        assert!(matches!(
+            build("h1", "a.txt", false, d.path(), None, now(), 0),
+            Err(DraftError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn a_folder_drop_has_one_main_text_and_attachments() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("附件1.xlsx"), b"1").unwrap();
+        std::fs::write(d.path().join("正文.pdf"), b"2").unwrap();
+        std::fs::write(d.path().join("附件2.docx"), b"3").unwrap();
+        let draft = build("cities", "冬季安全生产", true, d.path(), None, now(), 100).unwrap();
+        assert_eq!(draft.title, "冬季安全生产");
+        assert_eq!(draft.files[0].name, "正文.pdf");
+        assert_eq!(draft.files[0].kind, FileKind::Main);
+        assert!(
+            draft.files[1..]
+                .iter()
+                .all(|f| f.kind == FileKind::Attachment)
+        );
+        let sc = parse_sidecar("x", "main = \"附件2.docx\"").unwrap();
+        let draft = build("cities", "x", true, d.path(), Some(sc), now(), 100).unwrap();
+        assert_eq!(draft.files[0].name, "附件2.docx");
+        let sc = parse_sidecar("x", "main = \"nope\"").unwrap();
+        assert!(matches!(
+            build("cities", "x", true, d.path(), Some(sc), now(), 100),
+            Err(DraftError::MainMissing(_))
+        ));
+    }
+}

@@ -1,0 +1,517 @@
+//! Receiving a document: download (resuming a broken transfer), verify,
+//! decrypt, write atomically to `inbox/<sender>/<doc_id>/`, and answer with
+//! a signed `delivered` receipt. Anything that fails a check goes to
+//! `quarantine/<doc_id>/` with `reason.txt`, never to the inbox, and the
+//! answer is a signed `quarantined` receipt naming the reason.
+//!
+//! A document already received is answered with the receipt given the
+//! first time, so a redelivery never makes a second inbox copy.
+
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use gongwen_common::envelope::{
+    ContentKey, ContentOpener, EnvelopeError, FileEntry, SealedHeader, TAG_LEN,
+};
+use gongwen_common::fsutil::{sync_dir, write_atomic};
+use gongwen_common::receipt::{Receipt, ReceiptKind};
+use gongwen_common::signed::sha256;
+use gongwen_common::stream::{READ_TIMEOUT, write_message};
+use gongwen_common::wire::{ErrorCode, Message};
+use gongwen_common::{DocId, NodeId};
+use time::OffsetDateTime;
+use tokio::io::AsyncWriteExt;
+use tracing::{info, warn};
+
+use crate::context::AgentContext;
+use crate::metadata::MetadataJson;
+use crate::outbox::now_ms;
+use crate::store::{ReceivedRecord, ReceivedState};
+
+const IO_CHUNK: usize = 256 * 1024;
+/// The download is made durable at least this often, so a broken transfer
+/// resumes from here.
+const DURABLE_EVERY: u64 = 8 << 20;
+
+fn part_path(ctx: &AgentContext, doc_id: DocId) -> PathBuf {
+    ctx.folders.incoming.join(format!("{doc_id}.part"))
+}
+
+fn offset_path(ctx: &AgentContext, doc_id: DocId) -> PathBuf {
+    ctx.folders.incoming.join(format!("{doc_id}.offset"))
+}
+
+fn durable_offset(ctx: &AgentContext, doc_id: DocId) -> u64 {
+    std::fs::read_to_string(offset_path(ctx, doc_id))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+async fn error(send: &mut quinn::SendStream, code: ErrorCode, message: String) {
+    let _ = write_message(send, &Message::Error { code, message }).await;
+    let _ = send.finish();
+}
+
+/// Handle one `DeliverBegin` from the hub.
+pub async fn receive(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    ctx: Arc<AgentContext>,
+    doc_id: DocId,
+    header: Vec<u8>,
+    content_len: u64,
+) {
+    let already = ctx.store.run(move |s| s.received(doc_id)).await;
+    match already {
+        Ok(Some((_, receipt))) => {
+            info!(doc = %doc_id, "already received; answering with the same receipt");
+            let _ = write_message(&mut send, &Message::Delivered { receipt }).await;
+            let _ = send.finish();
+            return;
+        }
+        Ok(None) => {}
+        Err(e) => {
+            error(&mut send, ErrorCode::Storage, e.to_string()).await;
+            return;
+        }
+    }
+    if content_len
+        > ctx
+            .config
+            .max_document_size
+            .saturating_add(ctx.config.max_document_size / 64 + 1024)
+    {
+        // Never bigger than what a document of the allowed size encrypts to.
+        error(
+            &mut send,
+            ErrorCode::TooLarge,
+            format!("{content_len} bytes is more than this unit takes"),
+        )
+        .await;
+        return;
+    }
+    // Resume: keep what was made durable, cut anything after it.
+    let part = part_path(&ctx, doc_id);
+    let mut offset = durable_offset(&ctx, doc_id).min(content_len);
+    let file = tokio::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&part)
+        .await;
+    let mut file = match file {
+        Ok(f) => f,
+        Err(e) => {
+            error(
+                &mut send,
+                ErrorCode::Storage,
+                format!("cannot write the download: {e}"),
+            )
+            .await;
+            return;
+        }
+    };
+    let on_disk = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+    if on_disk < offset {
+        offset = 0;
+    }
+    if let Err(e) = file.set_len(offset).await {
+        error(&mut send, ErrorCode::Storage, e.to_string()).await;
+        return;
+    }
+    if let Err(e) = tokio::io::AsyncSeekExt::seek(&mut file, std::io::SeekFrom::Start(offset)).await
+    {
+        error(&mut send, ErrorCode::Storage, e.to_string()).await;
+        return;
+    }
+    if offset > 0 {
+        info!(doc = %doc_id, "resuming download at byte {offset} of {content_len}");
+    }
+    if write_message(&mut send, &Message::DeliverFrom { offset })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut received = offset;
+    let mut durable = offset;
+    let mut buf = vec![0u8; IO_CHUNK];
+    loop {
+        let n = match tokio::time::timeout(READ_TIMEOUT, recv.read(&mut buf)).await {
+            Err(_) | Ok(Err(_)) => return, // keep the partial file; the hub retries
+            Ok(Ok(None)) => break,
+            Ok(Ok(Some(n))) => n,
+        };
+        received += n as u64;
+        if received > content_len {
+            error(
+                &mut send,
+                ErrorCode::ContentMismatch,
+                "more content than announced".into(),
+            )
+            .await;
+            return;
+        }
+        if let Err(e) = file.write_all(&buf[..n]).await {
+            warn!(doc = %doc_id, "cannot write the download: {e}");
+            error(
+                &mut send,
+                ErrorCode::Storage,
+                format!("this unit cannot store the document now: {e}"),
+            )
+            .await;
+            return;
+        }
+        if received - durable >= DURABLE_EVERY {
+            if file.sync_data().await.is_err() {
+                return;
+            }
+            durable = received;
+            let _ = write_atomic(
+                &offset_path(&ctx, doc_id),
+                durable.to_string().as_bytes(),
+                0o600,
+            );
+        }
+    }
+    if received != content_len {
+        return;
+    }
+    if let Err(e) = file.sync_all().await {
+        error(&mut send, ErrorCode::Storage, e.to_string()).await;
+        return;
+    }
+    drop(file);
+    let ctx2 = ctx.clone();
+    let outcome = tokio::task::spawn_blocking(move || accept(&ctx2, doc_id, &header)).await;
+    match outcome {
+        Ok(Ok(receipt)) => {
+            let _ = write_message(&mut send, &Message::Delivered { receipt }).await;
+            let _ = send.finish();
+        }
+        Ok(Err(e)) => {
+            warn!(doc = %doc_id, "cannot store the document: {e}");
+            error(
+                &mut send,
+                ErrorCode::Storage,
+                format!("this unit cannot store the document now: {e}"),
+            )
+            .await;
+        }
+        Err(e) => error(&mut send, ErrorCode::Internal, e.to_string()).await,
+    }
+}
+
+/// Why a downloaded document cannot be filed (not a verification failure:
+/// those quarantine it).
+#[derive(Debug, thiserror::Error)]
+enum LocalError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("signing the receipt failed: {0}")]
+    Sign(#[from] gongwen_common::pki::PkiError),
+}
+
+/// Verify and file a complete download; returns our signed receipt.
+fn accept(ctx: &AgentContext, doc_id: DocId, header: &[u8]) -> Result<Vec<u8>, LocalError> {
+    match verify_and_write(ctx, doc_id, header) {
+        Ok((sealed, dir)) => {
+            let meta = sealed.meta();
+            let receipt = sign_receipt(ctx, doc_id, sealed.digest(), ReceiptKind::Delivered, "")?;
+            let rec = ReceivedRecord {
+                doc_id,
+                sender: meta.sender.clone(),
+                title: meta.title.clone(),
+                doc_number: meta.doc_number.clone(),
+                doc_type: meta.doc_type.clone(),
+                urgency: meta.urgency,
+                deadline: meta.deadline,
+                received_ms: now_ms(),
+                state: ReceivedState::Delivered,
+                reason: None,
+            };
+            ctx.store.record_received(&rec, &receipt)?;
+            clean_incoming(ctx, doc_id);
+            info!(doc = %doc_id, from = %meta.sender, "delivered to {}", dir.display());
+            Ok(receipt)
+        }
+        Err(Verdict::Local(e)) => Err(e),
+        Err(Verdict::Quarantine(why)) => quarantine(ctx, doc_id, header, &why),
+    }
+}
+
+enum Verdict {
+    Quarantine(EnvelopeError),
+    Local(LocalError),
+}
+
+impl From<std::io::Error> for Verdict {
+    fn from(e: std::io::Error) -> Self {
+        Verdict::Local(e.into())
+    }
+}
+
+impl From<EnvelopeError> for Verdict {
+    fn from(e: EnvelopeError) -> Self {
+        Verdict::Quarantine(e)
+    }
+}
+
+fn verify_and_write(
+    ctx: &AgentContext,
+    doc_id: DocId,
+    header: &[u8],
+) -> Result<(SealedHeader, PathBuf), Verdict> {
+    let sealed = SealedHeader::parse(header)?;
+    let h = &sealed.header;
+    if h.meta.doc_id != doc_id {
+        return Err(
+            EnvelopeError::HeaderMalformed(gongwen_common::codec::CodecError::BadCode {
+                what: "document id",
+                code: 0,
+            })
+            .into(),
+        );
+    }
+    sealed.verify(Some(&ctx.checker()), OffsetDateTime::now_utc())?;
+    let key = ContentKey::unwrap(h, ctx.node_id(), &ctx.enc_key)?;
+    let mut opener = ContentOpener::new(&key, h)?;
+
+    let sender_dir = ctx.folders.inbox.join(h.meta.sender.as_str());
+    let dest = sender_dir.join(doc_id.to_string());
+    let tmp = ctx.folders.inbox.join(format!(".{doc_id}.tmp"));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp)?;
+
+    let mut content = std::fs::File::open(part_path(ctx, doc_id))?;
+    let len = content.metadata()?.len();
+    if len != h.content_len {
+        return Err(EnvelopeError::ContentLength {
+            expected: h.content_len,
+            got: len,
+        }
+        .into());
+    }
+    content.rewind()?;
+    let mut content_hash = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut splitter = Splitter::new(&tmp, &h.meta.files)?;
+    let mut chunk = vec![0u8; IO_CHUNK + TAG_LEN];
+    while !opener.is_finished() {
+        let n = opener.next_chunk_len();
+        let buf = &mut chunk[..n];
+        content.read_exact(buf)?;
+        content_hash.update(buf);
+        let plain_len = opener.open_chunk(buf)?;
+        splitter.write(&buf[..plain_len])?;
+    }
+    splitter.finish()?;
+    if content_hash.finish().as_ref() != h.content_sha256 {
+        return Err(EnvelopeError::ContentDigest.into());
+    }
+    let meta_json = serde_json::to_vec_pretty(&MetadataJson::from_sealed(&sealed))
+        .map_err(|e| Verdict::Local(LocalError::Io(std::io::Error::other(e))))?;
+    write_atomic(&tmp.join("metadata.json"), &meta_json, 0o644)?;
+    sync_dir(&tmp)?;
+    std::fs::create_dir_all(&sender_dir)?;
+    if dest.exists() {
+        // Written before a crash that came before the store recorded it.
+        std::fs::remove_dir_all(&tmp)?;
+    } else {
+        std::fs::rename(&tmp, &dest)?;
+    }
+    sync_dir(&sender_dir)?;
+    sync_dir(&ctx.folders.inbox)?;
+    Ok((sealed, dest))
+}
+
+/// Writes decrypted content across the document's files, in order, and
+/// checks each file's SHA-256 as it completes.
+struct Splitter<'a> {
+    dir: &'a Path,
+    files: &'a [FileEntry],
+    index: usize,
+    left: u64,
+    out: Option<std::io::BufWriter<std::fs::File>>,
+    hash: ring::digest::Context,
+}
+
+impl<'a> Splitter<'a> {
+    fn new(dir: &'a Path, files: &'a [FileEntry]) -> Result<Self, Verdict> {
+        let mut s = Splitter {
+            dir,
+            files,
+            index: 0,
+            left: 0,
+            out: None,
+            hash: ring::digest::Context::new(&ring::digest::SHA256),
+        };
+        s.open_current()?;
+        Ok(s)
+    }
+
+    /// Open the file at `index`, finishing empty files on the way.
+    fn open_current(&mut self) -> Result<(), Verdict> {
+        while let Some(f) = self.files.get(self.index) {
+            let file = std::fs::File::create(self.dir.join(&f.name))?;
+            self.out = Some(std::io::BufWriter::with_capacity(IO_CHUNK, file));
+            self.hash = ring::digest::Context::new(&ring::digest::SHA256);
+            self.left = f.size;
+            if f.size > 0 {
+                return Ok(());
+            }
+            self.finish_current()?;
+        }
+        Ok(())
+    }
+
+    fn finish_current(&mut self) -> Result<(), Verdict> {
+        let Some(w) = self.out.take() else {
+            return Ok(());
+        };
+        let file = w
+            .into_inner()
+            .map_err(|e| Verdict::Local(LocalError::Io(e.into_error())))?;
+        file.sync_all()?;
+        let entry = &self.files[self.index];
+        let hash = std::mem::replace(
+            &mut self.hash,
+            ring::digest::Context::new(&ring::digest::SHA256),
+        );
+        if hash.finish().as_ref() != entry.sha256 {
+            return Err(EnvelopeError::FileDigest(entry.name.clone()).into());
+        }
+        self.index += 1;
+        Ok(())
+    }
+
+    fn write(&mut self, mut data: &[u8]) -> Result<(), Verdict> {
+        while !data.is_empty() {
+            let Some(out) = self.out.as_mut() else {
+                return Err(EnvelopeError::ChunkAuth(0).into());
+            };
+            let take = (self.left.min(data.len() as u64)) as usize;
+            out.write_all(&data[..take])?;
+            self.hash.update(&data[..take]);
+            self.left -= take as u64;
+            data = &data[take..];
+            if self.left == 0 {
+                self.finish_current()?;
+                self.open_current()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<(), Verdict> {
+        if self.index != self.files.len() {
+            let name = self
+                .files
+                .get(self.index)
+                .map(|f| f.name.clone())
+                .unwrap_or_default();
+            return Err(EnvelopeError::FileDigest(name).into());
+        }
+        Ok(())
+    }
+}
+
+fn sign_receipt(
+    ctx: &AgentContext,
+    doc_id: DocId,
+    digest: [u8; 32],
+    kind: ReceiptKind,
+    reason: &str,
+) -> Result<Vec<u8>, LocalError> {
+    let me: NodeId = ctx.node_id().clone();
+    Ok(Receipt {
+        doc_id,
+        kind,
+        recipient: me.clone(),
+        issuer: me,
+        doc_digest: digest,
+        time_ms: now_ms(),
+        by: String::new(),
+        reason: reason.to_owned(),
+    }
+    .sign(&ctx.signer)?
+    .encode())
+}
+
+/// File a document that failed verification under quarantine/, and sign a
+/// `quarantined` receipt saying why.
+fn quarantine(
+    ctx: &AgentContext,
+    doc_id: DocId,
+    header: &[u8],
+    why: &EnvelopeError,
+) -> Result<Vec<u8>, LocalError> {
+    warn!(doc = %doc_id, "quarantined: {why}");
+    let dir = ctx.folders.quarantine.join(doc_id.to_string());
+    std::fs::create_dir_all(&dir)?;
+    let _ = std::fs::remove_dir_all(ctx.folders.inbox.join(format!(".{doc_id}.tmp")));
+    let parsed = SealedHeader::parse(header).ok();
+    let sender = parsed
+        .as_ref()
+        .map(|p| p.meta().sender.to_string())
+        .unwrap_or_else(|| "(unreadable)".into());
+    let title = parsed
+        .as_ref()
+        .map(|p| p.meta().title.clone())
+        .unwrap_or_default();
+    let reason = format!(
+        "This document was NOT delivered to the inbox: it failed verification.\n\n\
+         Document: {doc_id}\nSender (as claimed): {sender}\nTitle (as claimed): {title}\n\n\
+         Why: {why}\n\n\
+         What to do: tell the sender and your administrator. Do not open the content;\n\
+         header.bin and content.bin are kept here as evidence.\n"
+    );
+    write_atomic(&dir.join("reason.txt"), reason.as_bytes(), 0o644)?;
+    write_atomic(&dir.join("header.bin"), header, 0o644)?;
+    let part = part_path(ctx, doc_id);
+    if part.exists() {
+        std::fs::rename(&part, dir.join("content.bin"))?;
+    }
+    sync_dir(&dir)?;
+    // The digest the hub knows this document by: the signed header's, if
+    // the statement can be read at all.
+    let digest = gongwen_common::signed::Statement::decode(
+        header,
+        gongwen_common::signed::StatementKind::Document,
+    )
+    .map(|st| st.digest())
+    .unwrap_or_else(|_| sha256(header));
+    let receipt = sign_receipt(
+        ctx,
+        doc_id,
+        digest,
+        ReceiptKind::Quarantined,
+        &why.to_string(),
+    )?;
+    let meta = parsed.as_ref().map(|p| p.meta());
+    let rec = ReceivedRecord {
+        doc_id,
+        sender: meta
+            .map(|m| m.sender.clone())
+            .unwrap_or_else(|| ctx.node_id().clone()),
+        title,
+        doc_number: meta.map(|m| m.doc_number.clone()).unwrap_or_default(),
+        doc_type: meta.map(|m| m.doc_type.clone()).unwrap_or_default(),
+        urgency: meta.map(|m| m.urgency).unwrap_or_default(),
+        deadline: meta.and_then(|m| m.deadline),
+        received_ms: now_ms(),
+        state: ReceivedState::Quarantined,
+        reason: Some(why.to_string()),
+    };
+    ctx.store.record_received(&rec, &receipt)?;
+    clean_incoming(ctx, doc_id);
+    Ok(receipt)
+}
+
+fn clean_incoming(ctx: &AgentContext, doc_id: DocId) {
+    let _ = std::fs::remove_file(part_path(ctx, doc_id));
+    let _ = std::fs::remove_file(offset_path(ctx, doc_id));
+}

@@ -1,0 +1,75 @@
+//! `metadata.json`: what a person (or a script) reads beside a document's
+//! files in `sent/` and `inbox/`.
+
+use gongwen_common::envelope::{FileKind, Operator, SealedHeader, Urgency};
+use gongwen_common::pki::serial_hex;
+use gongwen_common::timefmt::rfc3339;
+use gongwen_common::{DocId, NodeId};
+use serde::Serialize;
+use time::OffsetDateTime;
+
+#[derive(Debug, Serialize)]
+pub struct FileJson {
+    pub name: String,
+    pub kind: FileKind,
+    pub size: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MetadataJson {
+    pub doc_id: DocId,
+    pub sender: NodeId,
+    pub to: Vec<NodeId>,
+    pub cc: Vec<NodeId>,
+    pub title: String,
+    pub doc_number: String,
+    pub doc_type: String,
+    pub urgency: Urgency,
+    pub deadline: Option<String>,
+    pub created_at: String,
+    pub operator: Operator,
+    pub note: String,
+    pub secrecy: &'static str,
+    pub files: Vec<FileJson>,
+    /// SHA-256 of the signed header: what receipts cite.
+    pub digest: String,
+}
+
+fn time_of(secs: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(secs)
+        .map(rfc3339)
+        .unwrap_or_default()
+}
+
+impl MetadataJson {
+    pub fn from_sealed(h: &SealedHeader) -> MetadataJson {
+        let m = h.meta();
+        MetadataJson {
+            doc_id: m.doc_id,
+            sender: m.sender.clone(),
+            to: m.to.clone(),
+            cc: m.cc.clone(),
+            title: m.title.clone(),
+            doc_number: m.doc_number.clone(),
+            doc_type: m.doc_type.clone(),
+            urgency: m.urgency,
+            deadline: m.deadline.map(time_of),
+            created_at: time_of(m.created_ms.div_euclid(1000)),
+            operator: m.operator.clone(),
+            note: m.note.clone(),
+            secrecy: "none",
+            files: m
+                .files
+                .iter()
+                .map(|f| FileJson {
+                    name: f.name.clone(),
+                    kind: f.kind,
+                    size: f.size,
+                    sha256: serial_hex(&f.sha256),
+                })
+                .collect(),
+            digest: serial_hex(&h.digest()),
+        }
+    }
+}

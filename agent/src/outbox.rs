@@ -1,0 +1,536 @@
+//! The outbox: find complete drops, claim them atomically into the spool,
+//! and send back to `failed/` what cannot be sent, with a reason.
+//!
+//! File-system events make pick-up quick; a periodic rescan is the source
+//! of truth, so a missed or overflowed event loses nothing. A drop is taken
+//! only when complete: temporary names are ignored and its size and
+//! modification time must stay the same for the settle time.
+//!
+//! A claim is a rename into `state/spool/<doc_id>/` (same file system), so a
+//! drop is either in the outbox or ours, never both and never lost:
+//!
+//! ```text
+//! state/spool/<doc_id>/claim.json   written first: where it came from
+//!                     /meta.toml    the sidecar, if any
+//!                     /files/...    the dropped file, or the dropped folder's files
+//!                     /content      ciphertext   } written when sealed,
+//!                     /header       signed header} header last
+//! ```
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use gongwen_common::DocId;
+use gongwen_common::fsutil::{sync_dir, write_atomic};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::state::Folders;
+
+pub const SIDECAR_SUFFIX: &str = ".meta.toml";
+pub const ERROR_SUFFIX: &str = ".error.txt";
+
+/// Names a clerk's program uses while still writing, and our own files.
+pub fn is_ignored(name: &str) -> bool {
+    name.starts_with('.')
+        || name.starts_with("~$")
+        || name.ends_with(".part")
+        || name.ends_with(".tmp")
+        || name.ends_with(".crdownload")
+        || name.ends_with(".swp")
+        || name.ends_with(SIDECAR_SUFFIX)
+        || name.ends_with(ERROR_SUFFIX)
+}
+
+/// Where a claimed document came from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Claim {
+    /// The outbox folder it was dropped in (a node id or group name).
+    pub to: String,
+    /// The dropped file or folder name.
+    pub name: String,
+    pub is_folder: bool,
+    pub has_sidecar: bool,
+    pub claimed_ms: i64,
+}
+
+/// A drop seen in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drop {
+    pub to: String,
+    pub name: String,
+    pub path: PathBuf,
+    pub is_folder: bool,
+    pub is_symlink: bool,
+}
+
+/// What a drop looked like at one scan: total size and latest change.
+type Shape = (u64, Option<SystemTime>, usize);
+
+/// Decides when a drop has stopped changing. Pure over its observations.
+#[derive(Debug, Default)]
+pub struct Stability {
+    seen: HashMap<PathBuf, (Shape, Instant)>,
+}
+
+impl Stability {
+    /// Record what `path` looks like at `now`; true once it has looked the
+    /// same for at least `settle`.
+    pub fn observe(&mut self, path: &Path, shape: Shape, now: Instant, settle: Duration) -> bool {
+        match self.seen.get(path) {
+            Some((s, since)) if *s == shape => now.duration_since(*since) >= settle,
+            _ => {
+                self.seen.insert(path.to_owned(), (shape, now));
+                false
+            }
+        }
+    }
+
+    /// Forget everything not seen in the latest scan.
+    pub fn retain(&mut self, present: &HashSet<PathBuf>) {
+        self.seen.retain(|p, _| present.contains(p));
+    }
+
+    pub fn pending(&self) -> usize {
+        self.seen.len()
+    }
+}
+
+fn shape_of(path: &Path, is_folder: bool) -> std::io::Result<Shape> {
+    let meta = std::fs::symlink_metadata(path)?;
+    if !is_folder {
+        return Ok((meta.len(), meta.modified().ok(), 1));
+    }
+    let mut size = 0;
+    let mut latest = meta.modified().ok();
+    let mut count = 0;
+    for e in std::fs::read_dir(path)? {
+        let e = e?;
+        let m = e.metadata()?;
+        size += m.len();
+        count += 1;
+        latest = latest.max(m.modified().ok());
+        if is_ignored(&e.file_name().to_string_lossy()) {
+            // A temporary file inside: the folder is still being filled.
+            count += 1_000_000;
+        }
+    }
+    Ok((size, latest, count))
+}
+
+/// Every drop in the outbox now, and files dropped at the top level (which
+/// have no recipient folder).
+pub fn scan(outbox: &Path) -> std::io::Result<(Vec<Drop>, Vec<PathBuf>)> {
+    let mut drops = Vec::new();
+    let mut stray = Vec::new();
+    for to_entry in std::fs::read_dir(outbox)? {
+        let to_entry = to_entry?;
+        let to = to_entry.file_name().to_string_lossy().into_owned();
+        if is_ignored(&to) {
+            continue;
+        }
+        if !to_entry.file_type()?.is_dir() {
+            stray.push(to_entry.path());
+            continue;
+        }
+        for e in std::fs::read_dir(to_entry.path())? {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if is_ignored(&name) {
+                continue;
+            }
+            let ft = e.file_type()?;
+            drops.push(Drop {
+                to: to.clone(),
+                name,
+                path: e.path(),
+                is_folder: ft.is_dir(),
+                is_symlink: ft.is_symlink(),
+            });
+        }
+    }
+    drops.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok((drops, stray))
+}
+
+/// Scan once and return the drops that are complete.
+pub fn ready_drops(
+    outbox: &Path,
+    stability: &mut Stability,
+    settle: Duration,
+    now: Instant,
+) -> std::io::Result<(Vec<Drop>, Vec<PathBuf>)> {
+    let (drops, stray) = scan(outbox)?;
+    let mut present = HashSet::new();
+    let mut ready = Vec::new();
+    for d in drops {
+        present.insert(d.path.clone());
+        if d.is_symlink {
+            // Refused at once: never follow a link out of the outbox.
+            ready.push(d);
+            continue;
+        }
+        let Ok(shape) = shape_of(&d.path, d.is_folder) else {
+            continue; // vanished between listing and looking: next scan
+        };
+        let sidecar = sidecar_path(&d.path);
+        let side_shape = shape_of(&sidecar, false).ok();
+        let combined = (shape.0, shape.1.max(side_shape.and_then(|s| s.1)), shape.2);
+        if stability.observe(&d.path, combined, now, settle) {
+            ready.push(d);
+        }
+    }
+    stability.retain(&present);
+    Ok((ready, stray))
+}
+
+pub fn sidecar_path(drop: &Path) -> PathBuf {
+    let mut s = drop.as_os_str().to_owned();
+    s.push(SIDECAR_SUFFIX);
+    PathBuf::from(s)
+}
+
+pub fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// Move a complete drop (and its sidecar) into the spool. Blocking.
+pub fn claim(folders: &Folders, drop: &Drop) -> std::io::Result<DocId> {
+    let doc_id = DocId::generate();
+    let dir = folders.spool.join(doc_id.to_string());
+    std::fs::create_dir(&dir)?;
+    let sidecar = sidecar_path(&drop.path);
+    let has_sidecar = sidecar.exists();
+    let c = Claim {
+        to: drop.to.clone(),
+        name: drop.name.clone(),
+        is_folder: drop.is_folder,
+        has_sidecar,
+        claimed_ms: now_ms(),
+    };
+    let text = serde_json::to_vec_pretty(&c).map_err(std::io::Error::other)?;
+    write_atomic(&dir.join("claim.json"), &text, 0o600)?;
+    if has_sidecar {
+        std::fs::rename(&sidecar, dir.join("meta.toml"))?;
+    }
+    if drop.is_folder {
+        std::fs::rename(&drop.path, dir.join("files"))?;
+    } else {
+        std::fs::create_dir(dir.join("files"))?;
+        std::fs::rename(&drop.path, dir.join("files").join(&drop.name))?;
+    }
+    sync_dir(&dir)?;
+    sync_dir(&folders.spool)?;
+    if let Some(parent) = drop.path.parent() {
+        sync_dir(parent)?;
+    }
+    info!(doc = %doc_id, "claimed {}/{}", drop.to, drop.name);
+    Ok(doc_id)
+}
+
+pub fn read_claim(dir: &Path) -> std::io::Result<Claim> {
+    let bytes = std::fs::read(dir.join("claim.json"))?;
+    serde_json::from_slice(&bytes).map_err(std::io::Error::other)
+}
+
+/// The claimed documents in the spool, oldest first. Repairs claims a crash
+/// interrupted: a claim whose drop never moved is undone (the drop is still
+/// in the outbox and will be claimed again).
+pub fn recover(folders: &Folders) -> std::io::Result<Vec<DocId>> {
+    let mut ids = Vec::new();
+    for e in std::fs::read_dir(&folders.spool)? {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Ok(doc_id) = DocId::parse(&name) else {
+            continue;
+        };
+        let dir = e.path();
+        let claim = match read_claim(&dir) {
+            Ok(c) => c,
+            Err(_) => {
+                // Made before claim.json was durable: nothing moved yet.
+                std::fs::remove_dir_all(&dir)?;
+                continue;
+            }
+        };
+        let files = dir.join("files");
+        let moved = if claim.is_folder {
+            files.is_dir()
+        } else {
+            files.join(&claim.name).exists()
+        };
+        if !moved {
+            let origin = folders.outbox.join(&claim.to).join(&claim.name);
+            if dir.join("meta.toml").exists() {
+                std::fs::rename(dir.join("meta.toml"), sidecar_path(&origin))?;
+            }
+            std::fs::remove_dir_all(&dir)?;
+            continue;
+        }
+        ids.push(doc_id);
+    }
+    ids.sort();
+    Ok(ids)
+}
+
+/// A name in `dir` not used yet: `name`, `name (2)`, `name (3)` …
+fn free_name(dir: &Path, name: &str) -> PathBuf {
+    let first = dir.join(name);
+    if !first.exists() && !dir.join(format!("{name}{ERROR_SUFFIX}")).exists() {
+        return first;
+    }
+    let (stem, ext) = match name.rsplit_once('.') {
+        Some((s, e)) if !s.is_empty() => (s.to_owned(), format!(".{e}")),
+        _ => (name.to_owned(), String::new()),
+    };
+    (2..)
+        .map(|i| dir.join(format!("{stem} ({i}){ext}")))
+        .find(|p| !p.exists())
+        .unwrap_or(first)
+}
+
+/// Write `<failed>/<name>.error.txt` with what happened and what to do.
+fn write_error(failed_path: &Path, why: &str) -> std::io::Result<()> {
+    let mut p = failed_path.as_os_str().to_owned();
+    p.push(ERROR_SUFFIX);
+    let text = format!(
+        "gongwen could not send this document.\n\nWhat happened:\n{why}\n\nWhat to do:\nFix the cause, then move the file back into outbox/<recipient>/ to send it again.\n"
+    );
+    write_atomic(Path::new(&p), text.as_bytes(), 0o644)
+}
+
+/// Give up on a drop still in the outbox (symlinks, stray files).
+pub fn fail_drop(folders: &Folders, path: &Path, why: &str) -> std::io::Result<PathBuf> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "unnamed".into());
+    let dest = free_name(&folders.failed, &name);
+    std::fs::rename(path, &dest)?;
+    let sidecar = sidecar_path(path);
+    if sidecar.exists() {
+        std::fs::rename(&sidecar, sidecar_path(&dest))?;
+    }
+    write_error(&dest, why)?;
+    sync_dir(&folders.failed)?;
+    warn!("{} moved to failed/: {why}", name);
+    Ok(dest)
+}
+
+/// Give up on a claimed document: its files go to `failed/` with a reason.
+pub fn fail_claimed(folders: &Folders, doc_id: DocId, why: &str) -> std::io::Result<PathBuf> {
+    let dir = folders.spool.join(doc_id.to_string());
+    let claim = read_claim(&dir)?;
+    let dest = free_name(&folders.failed, &claim.name);
+    if claim.is_folder {
+        std::fs::rename(dir.join("files"), &dest)?;
+    } else {
+        std::fs::rename(dir.join("files").join(&claim.name), &dest)?;
+    }
+    if dir.join("meta.toml").exists() {
+        std::fs::rename(dir.join("meta.toml"), sidecar_path(&dest))?;
+    }
+    write_error(&dest, why)?;
+    sync_dir(&folders.failed)?;
+    std::fs::remove_dir_all(&dir)?;
+    warn!(doc = %doc_id, "{} moved to failed/: {why}", claim.name);
+    Ok(dest)
+}
+
+/// Watch the outbox for the agent's whole life: claim complete drops and
+/// wake the uploader. Runs whether or not the hub is reachable, so drops
+/// queue in the spool while it is not.
+pub async fn watch(ctx: std::sync::Arc<crate::context::AgentContext>) {
+    let outbox = ctx.folders.outbox.clone();
+    let (tx, mut events) = tokio::sync::mpsc::channel::<()>(1);
+    let watcher = notify::recommended_watcher(move |_event| {
+        // Any event (including an overflow `Rescan`) means "look again";
+        // the scan decides what changed.
+        let _ = tx.try_send(());
+    })
+    .and_then(|mut w| {
+        notify::Watcher::watch(&mut w, &outbox, notify::RecursiveMode::Recursive).map(|()| w)
+    });
+    let _watcher = match watcher {
+        Ok(w) => Some(w),
+        Err(e) => {
+            warn!("file-system events unavailable ({e}); relying on the periodic rescan");
+            None
+        }
+    };
+    let settle = ctx.config.outbox_settle;
+    let rescan = ctx.config.outbox_rescan;
+    let mut stability = Stability::default();
+    let mut stray_stability = Stability::default();
+    loop {
+        let c = ctx.clone();
+        let scanned = tokio::task::spawn_blocking(move || {
+            let mut st = stability;
+            let mut ss = stray_stability;
+            let now = Instant::now();
+            let result =
+                ready_drops(&c.folders.outbox, &mut st, settle, now).map(|(ready, stray)| {
+                    let stray_ready: Vec<PathBuf> = stray
+                        .into_iter()
+                        .filter(|p| {
+                            shape_of(p, false)
+                                .map(|shape| ss.observe(p, shape, now, settle))
+                                .unwrap_or(false)
+                        })
+                        .collect();
+                    (ready, stray_ready)
+                });
+            let claimed = match &result {
+                Ok((ready, stray)) => act_on(&c.folders, ready, stray),
+                Err(e) => {
+                    warn!("cannot scan the outbox {}: {e}", c.folders.outbox.display());
+                    0
+                }
+            };
+            (st, ss, claimed)
+        })
+        .await;
+        let claimed = match scanned {
+            Ok((st, ss, claimed)) => {
+                stability = st;
+                stray_stability = ss;
+                claimed
+            }
+            Err(e) => {
+                warn!("outbox scan failed: {e}");
+                stability = Stability::default();
+                stray_stability = Stability::default();
+                0
+            }
+        };
+        if claimed > 0 {
+            ctx.outbox_wake.notify_one();
+        }
+        let next = if stability.pending() + stray_stability.pending() > 0 {
+            (settle / 2).clamp(Duration::from_millis(20), rescan)
+        } else {
+            rescan
+        };
+        tokio::select! {
+            Some(()) = events.recv() => {
+                // Let a burst of events settle into one scan.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                while events.try_recv().is_ok() {}
+            }
+            _ = tokio::time::sleep(next) => {}
+        }
+    }
+}
+
+/// Claim the ready drops and refuse the ones that can never be sent.
+/// Returns how many were claimed. Blocking.
+fn act_on(folders: &Folders, ready: &[Drop], stray: &[PathBuf]) -> usize {
+    let mut claimed = 0;
+    for d in ready {
+        let result = if d.is_symlink {
+            fail_drop(
+                folders,
+                &d.path,
+                "it is a symbolic link; gongwen sends only files placed in the outbox. Copy the file itself into the outbox.",
+            )
+            .map(|_| ())
+        } else {
+            claim(folders, d).map(|_| claimed += 1)
+        };
+        if let Err(e) = result {
+            warn!("cannot take {}: {e}", d.path.display());
+        }
+    }
+    for p in stray {
+        let why = "it was dropped directly in outbox/; put it in outbox/<recipient>/, where <recipient> is a unit's id or a group name.";
+        if let Err(e) = fail_drop(folders, p, why) {
+            warn!("cannot move {}: {e}", p.display());
+        }
+    }
+    claimed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporary_names_and_our_own_files_are_ignored() {
+        for n in [
+            ".hidden",
+            "~$报告.docx",
+            "a.part",
+            "a.tmp",
+            "x.crdownload",
+            "a.pdf.meta.toml",
+            "a.pdf.error.txt",
+        ] {
+            assert!(is_ignored(n), "{n}");
+        }
+        for n in ["关于召开会议的通知.docx", "report.pdf", "a"] {
+            assert!(!is_ignored(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn a_drop_is_ready_only_after_it_stopped_changing_for_the_settle_time() {
+        let mut s = Stability::default();
+        let p = Path::new("/o/h/a.pdf");
+        let t0 = Instant::now();
+        let settle = Duration::from_millis(500);
+        let shape = (10, None, 1);
+        assert!(!s.observe(p, shape, t0, settle));
+        assert!(!s.observe(p, shape, t0 + Duration::from_millis(300), settle));
+        // It grew: start over.
+        let grown = (20, None, 1);
+        assert!(!s.observe(p, grown, t0 + Duration::from_millis(600), settle));
+        assert!(!s.observe(p, grown, t0 + Duration::from_millis(900), settle));
+        assert!(s.observe(p, grown, t0 + Duration::from_millis(1100), settle));
+    }
+
+    #[test]
+    fn claim_moves_the_drop_and_recover_undoes_half_claims() {
+        let d = tempfile::tempdir().unwrap();
+        let f = Folders::new(d.path());
+        f.create().unwrap();
+        std::fs::create_dir(f.outbox.join("harbin-gov")).unwrap();
+        let file = f.outbox.join("harbin-gov").join("通知.pdf");
+        std::fs::write(&file, b"x").unwrap();
+        std::fs::write(sidecar_path(&file), b"title = \"t\"").unwrap();
+        let drop = Drop {
+            to: "harbin-gov".into(),
+            name: "通知.pdf".into(),
+            path: file.clone(),
+            is_folder: false,
+            is_symlink: false,
+        };
+        let id = claim(&f, &drop).unwrap();
+        assert!(!file.exists());
+        let dir = f.spool.join(id.to_string());
+        assert!(dir.join("files/通知.pdf").exists() && dir.join("meta.toml").exists());
+        assert_eq!(recover(&f).unwrap(), vec![id]);
+
+        // A claim interrupted before the file moved is undone.
+        std::fs::write(&file, b"y").unwrap();
+        let half = f.spool.join(DocId::generate().to_string());
+        std::fs::create_dir(&half).unwrap();
+        let c = Claim {
+            to: "harbin-gov".into(),
+            name: "通知.pdf".into(),
+            is_folder: false,
+            has_sidecar: false,
+            claimed_ms: 0,
+        };
+        std::fs::write(half.join("claim.json"), serde_json::to_vec(&c).unwrap()).unwrap();
+        assert_eq!(recover(&f).unwrap(), vec![id]);
+        assert!(!half.exists() && file.exists());
+
+        let failed = fail_claimed(&f, id, "unknown recipient").unwrap();
+        assert_eq!(std::fs::read(&failed).unwrap(), b"x");
+        assert!(!dir.exists());
+        let err = std::fs::read_to_string(format!("{}{ERROR_SUFFIX}", failed.display())).unwrap();
+        assert!(err.contains("unknown recipient"));
+        assert!(sidecar_path(&failed).exists());
+    }
+}

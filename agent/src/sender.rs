@@ -1,0 +1,427 @@
+//! Sending a claimed document: address it, seal it in the spool, upload it
+//! (resuming where an earlier attempt stopped), and file it under `sent/`
+//! once the hub's `accepted` receipt is durable here.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gongwen_common::envelope::{
+    CHUNK_LEN, ContentKey, ContentSealer, DocMeta, FileEntry, KeyBinding, SealedHeader, seal_header,
+};
+use gongwen_common::fsutil::{sync_dir, write_atomic};
+use gongwen_common::pki::serial_hex;
+use gongwen_common::receipt::{Receipt, ReceiptKind};
+use gongwen_common::stream::{READ_TIMEOUT, read_message, write_message};
+use gongwen_common::wire::{ErrorCode, Message};
+use gongwen_common::{DocId, NodeId};
+use time::OffsetDateTime;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tracing::{Instrument, debug, info, warn};
+
+use crate::context::AgentContext;
+use crate::draft::{self, Draft};
+use crate::metadata::MetadataJson;
+use crate::outbox::{self, read_claim};
+use crate::store::SentRecord;
+
+/// How long the hub may take to check and store a document after its last
+/// byte (hashing and fsync of a large document).
+const ACCEPT_TIMEOUT: Duration = Duration::from_secs(600);
+const IO_CHUNK: usize = 256 * 1024;
+
+/// Why sending stopped.
+#[derive(Debug)]
+pub enum SendError {
+    /// The connection broke: try again when it is back.
+    Connection(String),
+    /// Cannot succeed as it stands: the document goes to `failed/`.
+    Permanent(String),
+    /// May succeed later (hub disk full, local I/O trouble).
+    Later(String),
+}
+
+fn later(e: impl std::fmt::Display) -> SendError {
+    SendError::Later(e.to_string())
+}
+
+/// Send every claimed document in the spool, oldest first.
+pub async fn send_pending(
+    conn: &quinn::Connection,
+    ctx: &Arc<AgentContext>,
+) -> Result<(), SendError> {
+    let folders = ctx.folders.clone();
+    let ids = tokio::task::spawn_blocking(move || outbox::recover(&folders))
+        .await
+        .map_err(later)?
+        .map_err(later)?;
+    for doc_id in ids {
+        let span = tracing::info_span!("send", doc = %doc_id);
+        match send_one(conn, ctx, doc_id).instrument(span).await {
+            Ok(()) => {}
+            Err(SendError::Permanent(why)) => {
+                let folders = ctx.folders.clone();
+                tokio::task::spawn_blocking(move || outbox::fail_claimed(&folders, doc_id, &why))
+                    .await
+                    .map_err(later)?
+                    .map_err(later)?;
+            }
+            Err(SendError::Later(why)) => {
+                warn!(doc = %doc_id, "will retry: {why}");
+                return Err(SendError::Later(why));
+            }
+            Err(e @ SendError::Connection(_)) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+async fn send_one(
+    conn: &quinn::Connection,
+    ctx: &Arc<AgentContext>,
+    doc_id: DocId,
+) -> Result<(), SendError> {
+    let dir = ctx.folders.spool.join(doc_id.to_string());
+    if !dir.join("header").exists() {
+        address_and_seal(conn, ctx, doc_id, &dir).await?;
+    }
+    let receipt = upload(conn, &dir, doc_id).await?;
+    let ctx2 = ctx.clone();
+    tokio::task::spawn_blocking(move || finish(&ctx2, doc_id, &receipt))
+        .await
+        .map_err(later)??;
+    Ok(())
+}
+
+async fn address_and_seal(
+    conn: &quinn::Connection,
+    ctx: &Arc<AgentContext>,
+    doc_id: DocId,
+    dir: &Path,
+) -> Result<(), SendError> {
+    let limit = ctx.config.max_document_size;
+    let d = dir.to_owned();
+    let draft = tokio::task::spawn_blocking(move || -> Result<Draft, SendError> {
+        let claim = read_claim(&d).map_err(later)?;
+        let sidecar = if claim.has_sidecar {
+            let text = std::fs::read_to_string(d.join("meta.toml"))
+                .map_err(|e| SendError::Permanent(format!("the sidecar cannot be read: {e}")))?;
+            Some(
+                draft::parse_sidecar(&format!("{}{}", claim.name, outbox::SIDECAR_SUFFIX), &text)
+                    .map_err(|e| SendError::Permanent(e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        draft::build(
+            &claim.to,
+            &claim.name,
+            claim.is_folder,
+            &d.join("files"),
+            sidecar,
+            OffsetDateTime::now_utc(),
+            limit,
+        )
+        .map_err(|e| SendError::Permanent(e.to_string()))
+    })
+    .await
+    .map_err(later)??;
+
+    // Resolve names to units and fetch their keys.
+    let mut names = draft.to.clone();
+    names.extend(draft.cc.iter().cloned());
+    let reply = request(conn, &Message::Lookup { names }).await?;
+    let Message::Directory {
+        resolved,
+        unknown,
+        bindings,
+    } = reply
+    else {
+        return Err(SendError::Later(format!(
+            "unexpected answer to lookup: {reply:?}"
+        )));
+    };
+    if !unknown.is_empty() {
+        return Err(SendError::Permanent(format!(
+            "unknown recipient: {}. No unit or group of that name is known to the hub (a unit becomes known when its agent first connects). Check the outbox folder name and the sidecar's to/cc.",
+            unknown.join(", ")
+        )));
+    }
+    let me = ctx.node_id().clone();
+    let members = |list: &[String]| -> Vec<NodeId> {
+        let mut out: Vec<NodeId> = Vec::new();
+        for name in list {
+            if let Some(r) = resolved.iter().find(|r| &r.name == name) {
+                for m in &r.members {
+                    if *m != me && !out.contains(m) {
+                        out.push(m.clone());
+                    }
+                }
+            }
+        }
+        out
+    };
+    let to = members(&draft.to);
+    let cc: Vec<NodeId> = members(&draft.cc)
+        .into_iter()
+        .filter(|c| !to.contains(c))
+        .collect();
+    if to.is_empty() {
+        return Err(SendError::Permanent(
+            "no main recipient besides this unit itself".into(),
+        ));
+    }
+    let checker = ctx.checker();
+    let now = OffsetDateTime::now_utc();
+    let mut keys = Vec::new();
+    for b in &bindings {
+        let binding = KeyBinding::verify(b, Some(&checker), now).map_err(|e| {
+            SendError::Permanent(format!(
+                "a recipient's encryption key cannot be trusted: {e}"
+            ))
+        })?;
+        if to.contains(&binding.node) || cc.contains(&binding.node) {
+            keys.push((binding.node, binding.public));
+        }
+    }
+    for r in to.iter().chain(&cc) {
+        if !keys.iter().any(|(id, _)| id == r) {
+            return Err(SendError::Permanent(format!(
+                "the hub has no encryption key for {r}"
+            )));
+        }
+    }
+    let ctx = ctx.clone();
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || seal(&ctx, &dir, doc_id, draft, to, cc, &keys))
+        .await
+        .map_err(later)?
+}
+
+/// Encrypt the files into `content` and write the signed `header` (last,
+/// so a header on disk means the document is sealed).
+fn seal(
+    ctx: &AgentContext,
+    dir: &Path,
+    doc_id: DocId,
+    draft: Draft,
+    to: Vec<NodeId>,
+    cc: Vec<NodeId>,
+    keys: &[(NodeId, [u8; 32])],
+) -> Result<(), SendError> {
+    let key = ContentKey::generate().map_err(later)?;
+    let plain_len = draft.size();
+    let mut sealer = ContentSealer::new(&key, doc_id, plain_len).map_err(later)?;
+    let part = dir.join("content.part");
+    let mut out =
+        std::io::BufWriter::with_capacity(IO_CHUNK, std::fs::File::create(&part).map_err(later)?);
+    let mut content_hash = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut entries = Vec::new();
+    let mut chunk: Vec<u8> = Vec::with_capacity(CHUNK_LEN + 16);
+    let mut flush = |chunk: &mut Vec<u8>,
+                     sealer: &mut ContentSealer,
+                     out: &mut std::io::BufWriter<std::fs::File>|
+     -> Result<(), SendError> {
+        sealer.seal_chunk(chunk).map_err(later)?;
+        content_hash.update(chunk);
+        out.write_all(chunk).map_err(later)?;
+        chunk.clear();
+        Ok(())
+    };
+    for f in &draft.files {
+        let mut file = std::fs::File::open(&f.path)
+            .map_err(|e| SendError::Permanent(format!("{} cannot be read: {e}", f.name)))?;
+        let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut size = 0u64;
+        loop {
+            let room = CHUNK_LEN - chunk.len();
+            let start = chunk.len();
+            chunk.resize(CHUNK_LEN, 0);
+            let n = file
+                .read(&mut chunk[start..start + room])
+                .map_err(|e| SendError::Permanent(format!("{} cannot be read: {e}", f.name)))?;
+            chunk.truncate(start + n);
+            if n == 0 {
+                break;
+            }
+            hash.update(&chunk[start..start + n]);
+            size += n as u64;
+            if size > f.size {
+                return Err(SendError::Permanent(format!(
+                    "{} changed while it was being sent",
+                    f.name
+                )));
+            }
+            if chunk.len() == CHUNK_LEN {
+                flush(&mut chunk, &mut sealer, &mut out)?;
+            }
+        }
+        if size != f.size {
+            return Err(SendError::Permanent(format!(
+                "{} changed while it was being sent",
+                f.name
+            )));
+        }
+        let mut sha256 = [0u8; 32];
+        sha256.copy_from_slice(hash.finish().as_ref());
+        entries.push(FileEntry {
+            name: f.name.clone(),
+            kind: f.kind,
+            size,
+            sha256,
+        });
+    }
+    if !sealer.is_finished() {
+        flush(&mut chunk, &mut sealer, &mut out)?;
+    }
+    let file = out.into_inner().map_err(|e| later(e.error()))?;
+    file.sync_all().map_err(later)?;
+    drop(file);
+    std::fs::rename(&part, dir.join("content")).map_err(later)?;
+    let mut digest = [0u8; 32];
+    digest.copy_from_slice(content_hash.finish().as_ref());
+    let meta = DocMeta {
+        doc_id,
+        sender: ctx.node_id().clone(),
+        to,
+        cc,
+        doc_number: draft.doc_number,
+        doc_type: draft.doc_type,
+        title: draft.title,
+        urgency: draft.urgency,
+        deadline: draft.deadline,
+        created_ms: outbox::now_ms(),
+        operator: draft.operator,
+        note: draft.note,
+        files: entries,
+    };
+    let st = seal_header(meta, &key, keys, digest, &ctx.signer)
+        .map_err(|e| SendError::Permanent(e.to_string()))?;
+    write_atomic(&dir.join("header"), &st.encode(), 0o600).map_err(later)?;
+    sync_dir(dir).map_err(later)?;
+    info!(doc = %doc_id, "sealed for {} recipients", keys.len());
+    Ok(())
+}
+
+/// One request on a fresh stream, one answer.
+pub async fn request(conn: &quinn::Connection, msg: &Message) -> Result<Message, SendError> {
+    let (mut send, mut recv) = conn
+        .open_bi()
+        .await
+        .map_err(|e| SendError::Connection(e.to_string()))?;
+    write_message(&mut send, msg)
+        .await
+        .map_err(|e| SendError::Connection(e.to_string()))?;
+    let _ = send.finish();
+    read_message(&mut recv, READ_TIMEOUT)
+        .await
+        .map_err(|e| SendError::Connection(e.to_string()))
+}
+
+fn refused(code: ErrorCode, message: String) -> SendError {
+    if code.is_retryable() {
+        SendError::Later(format!("the hub: {message}"))
+    } else {
+        SendError::Permanent(format!("the hub refused the document: {message}"))
+    }
+}
+
+/// Upload a sealed document; returns the hub's `accepted` receipt.
+async fn upload(conn: &quinn::Connection, dir: &Path, doc_id: DocId) -> Result<Vec<u8>, SendError> {
+    let header = tokio::fs::read(dir.join("header")).await.map_err(later)?;
+    let content_path = dir.join("content");
+    let content_len = tokio::fs::metadata(&content_path)
+        .await
+        .map_err(later)?
+        .len();
+    let conn_err = |e: &dyn std::fmt::Display| SendError::Connection(e.to_string());
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| conn_err(&e))?;
+    write_message(
+        &mut send,
+        &Message::UploadBegin {
+            doc_id,
+            header,
+            content_len,
+        },
+    )
+    .await
+    .map_err(|e| conn_err(&e))?;
+    let offset = match read_message(&mut recv, READ_TIMEOUT)
+        .await
+        .map_err(|e| conn_err(&e))?
+    {
+        Message::Accepted { receipt } => return Ok(receipt),
+        Message::UploadFrom { offset } => offset.min(content_len),
+        Message::Error { code, message } => return Err(refused(code, message)),
+        other => return Err(SendError::Later(format!("unexpected answer {other:?}"))),
+    };
+    if offset > 0 {
+        info!(doc = %doc_id, "resuming upload at byte {offset} of {content_len}");
+    }
+    let mut file = tokio::fs::File::open(&content_path).await.map_err(later)?;
+    file.seek(std::io::SeekFrom::Start(offset))
+        .await
+        .map_err(later)?;
+    let mut buf = vec![0u8; IO_CHUNK];
+    loop {
+        let n = file.read(&mut buf).await.map_err(later)?;
+        if n == 0 {
+            break;
+        }
+        send.write_all(&buf[..n]).await.map_err(|e| conn_err(&e))?;
+    }
+    send.finish().map_err(|e| conn_err(&e))?;
+    match read_message(&mut recv, ACCEPT_TIMEOUT)
+        .await
+        .map_err(|e| conn_err(&e))?
+    {
+        Message::Accepted { receipt } => Ok(receipt),
+        Message::Error { code, message } => Err(refused(code, message)),
+        other => Err(SendError::Later(format!("unexpected answer {other:?}"))),
+    }
+}
+
+/// Check the hub's receipt, record it, and file the document under sent/.
+fn finish(ctx: &AgentContext, doc_id: DocId, receipt: &[u8]) -> Result<(), SendError> {
+    let dir = ctx.folders.spool.join(doc_id.to_string());
+    let header = std::fs::read(dir.join("header")).map_err(later)?;
+    let sealed = SealedHeader::parse(&header).map_err(|e| SendError::Permanent(e.to_string()))?;
+    let (r, _) = Receipt::verify(receipt, Some(&ctx.checker()), OffsetDateTime::now_utc())
+        .map_err(|e| SendError::Later(format!("the hub's receipt does not verify: {e}")))?;
+    if r.kind != ReceiptKind::Accepted || r.doc_id != doc_id || r.doc_digest != sealed.digest() {
+        return Err(SendError::Later(
+            "the hub's receipt is for another document".into(),
+        ));
+    }
+    let meta = sealed.meta();
+    let record = SentRecord {
+        doc_id,
+        title: meta.title.clone(),
+        doc_number: meta.doc_number.clone(),
+        urgency: meta.urgency,
+        recipients: meta.recipients(),
+        sent_ms: r.time_ms,
+        digest: serial_hex(&sealed.digest()),
+    };
+    ctx.store
+        .record_sent(&record, receipt, &r.issuer)
+        .map_err(later)?;
+    // Files go to sent/<doc_id>/ with the metadata; then the spool entry goes.
+    let dest = ctx.folders.sent.join(doc_id.to_string());
+    if !dest.exists() {
+        let tmp = ctx.folders.sent.join(format!(".{doc_id}.tmp"));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::rename(dir.join("files"), &tmp).map_err(later)?;
+        let meta_json = MetadataJson::from_sealed(&sealed);
+        let text = serde_json::to_vec_pretty(&meta_json).map_err(later)?;
+        write_atomic(&tmp.join("metadata.json"), &text, 0o644).map_err(later)?;
+        std::fs::rename(&tmp, &dest).map_err(later)?;
+        sync_dir(&ctx.folders.sent).map_err(later)?;
+    }
+    std::fs::remove_dir_all(&dir).map_err(later)?;
+    sync_dir(&ctx.folders.spool).map_err(later)?;
+    info!(doc = %doc_id, "accepted by the hub; filed under sent/");
+    debug!("receipt from {}", r.issuer);
+    Ok(())
+}

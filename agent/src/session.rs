@@ -1,0 +1,172 @@
+//! One admitted connection's work: publish our key, take what the hub
+//! pushes (documents, receipts, CRL), and send what the outbox claimed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gongwen_common::envelope::KeyBinding;
+use gongwen_common::pki::Crl;
+use gongwen_common::receipt::Receipt;
+use gongwen_common::stream::{READ_TIMEOUT, read_message, write_message};
+use gongwen_common::wire::{ErrorCode, Message};
+use time::OffsetDateTime;
+use tracing::{Instrument, debug, info, warn};
+
+use crate::context::AgentContext;
+use crate::inbox;
+use crate::outbox::now_ms;
+use crate::sender::{self, SendError};
+
+/// Run until the connection ends.
+pub async fn run(conn: quinn::Connection, ctx: Arc<AgentContext>) {
+    if let Err(e) = publish_key(&conn, &ctx).await {
+        warn!("could not publish our encryption key: {e}");
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(uploader(conn.clone(), ctx.clone()).in_current_span());
+    loop {
+        tokio::select! {
+            stream = conn.accept_bi() => match stream {
+                Ok((send, recv)) => {
+                    tasks.spawn(serve_push(send, recv, ctx.clone()).in_current_span());
+                }
+                Err(_) => break,
+            },
+            Some(_) = tasks.join_next() => {}
+        }
+    }
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn publish_key(conn: &quinn::Connection, ctx: &AgentContext) -> Result<(), String> {
+    let binding = KeyBinding {
+        node: ctx.node_id().clone(),
+        public: *ctx.enc_key.public(),
+        created_ms: now_ms(),
+    }
+    .sign(&ctx.signer)
+    .map_err(|e| e.to_string())?
+    .encode();
+    match sender::request(conn, &Message::PublishKey { binding }).await {
+        Ok(Message::Ok) => Ok(()),
+        Ok(Message::Error { message, .. }) => Err(message),
+        Ok(other) => Err(format!("unexpected answer {other:?}")),
+        Err(SendError::Connection(e) | SendError::Later(e) | SendError::Permanent(e)) => Err(e),
+    }
+}
+
+/// Send claimed documents now, whenever the outbox claims more, and
+/// periodically (retrying what the hub could not take).
+async fn uploader(conn: quinn::Connection, ctx: Arc<AgentContext>) {
+    loop {
+        let pause = match sender::send_pending(&conn, &ctx).await {
+            Ok(()) => Duration::from_secs(30),
+            Err(SendError::Connection(e)) => {
+                debug!("sending stopped: {e}");
+                return;
+            }
+            Err(SendError::Later(_)) => Duration::from_secs(5),
+            Err(SendError::Permanent(e)) => {
+                warn!("{e}");
+                Duration::from_secs(5)
+            }
+        };
+        let _ = tokio::time::timeout(pause, ctx.outbox_wake.notified()).await;
+    }
+}
+
+async fn serve_push(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    ctx: Arc<AgentContext>,
+) {
+    let msg = match read_message(&mut recv, READ_TIMEOUT).await {
+        Ok(m) => m,
+        Err(e) => {
+            debug!("push stream: {e}");
+            return;
+        }
+    };
+    let reply = match msg {
+        Message::DeliverBegin {
+            doc_id,
+            header,
+            content_len,
+        } => {
+            let span = tracing::info_span!("receive", doc = %doc_id);
+            inbox::receive(send, recv, ctx, doc_id, header, content_len)
+                .instrument(span)
+                .await;
+            return;
+        }
+        Message::ReceiptNotice { receipt } => take_receipt(&ctx, receipt).await,
+        Message::CrlUpdate { crl } => take_crl(&ctx, crl).await,
+        other => Message::Error {
+            code: ErrorCode::BadRequest,
+            message: format!("an agent does not take {other:?}"),
+        },
+    };
+    let _ = write_message(&mut send, &reply).await;
+    let _ = send.finish();
+}
+
+/// A receipt for a document we sent: verify and keep it.
+async fn take_receipt(ctx: &Arc<AgentContext>, bytes: Vec<u8>) -> Message {
+    let (r, _) = match Receipt::verify(&bytes, Some(&ctx.checker()), OffsetDateTime::now_utc()) {
+        Ok(v) => v,
+        Err(e) => {
+            warn!("security: a receipt from the hub does not verify: {e}");
+            return Message::Error {
+                code: ErrorCode::BadSignature,
+                message: e.to_string(),
+            };
+        }
+    };
+    // Kept even if our record of the send is not written yet (a crash
+    // between the hub's accepted and ours): the receipt is evidence.
+    let (doc_id, recipient, kind) = (r.doc_id, r.recipient.clone(), r.kind);
+    match ctx
+        .store
+        .run(move |s| s.add_receipt(doc_id, &recipient, kind, &bytes))
+        .await
+    {
+        Ok(true) => {
+            info!(doc = %r.doc_id, "{} by {}", r.kind.as_str(), r.recipient);
+            Message::Ok
+        }
+        Ok(false) => Message::Ok,
+        Err(e) => Message::Error {
+            code: ErrorCode::Storage,
+            message: e.to_string(),
+        },
+    }
+}
+
+async fn take_crl(ctx: &Arc<AgentContext>, der: Vec<u8>) -> Message {
+    let crl = match Crl::parse(&der, &ctx.ca) {
+        Ok(c) => c,
+        Err(e) => {
+            warn!("the hub sent a revocation list that is not from our CA: {e}");
+            return Message::Error {
+                code: ErrorCode::BadSignature,
+                message: e.to_string(),
+            };
+        }
+    };
+    let path = ctx.folders.crl();
+    let written = tokio::task::spawn_blocking(move || {
+        gongwen_common::fsutil::write_atomic(&path, &der, 0o600)
+    })
+    .await;
+    if !matches!(written, Ok(Ok(()))) {
+        warn!("could not save the revocation list");
+    }
+    match ctx.set_crl(&crl) {
+        Ok(()) => Message::Ok,
+        Err(e) => Message::Error {
+            code: ErrorCode::Internal,
+            message: e.to_string(),
+        },
+    }
+}

@@ -1,0 +1,110 @@
+//! The agent's folders, and the keys and lists it keeps between runs.
+//!
+//! ```text
+//! <root>/outbox/<to>/<file>      clerks drop documents here
+//! <root>/sent/<doc_id>/          what the hub accepted (files + metadata.json)
+//! <root>/failed/<file>           what could not be sent, with <file>.error.txt
+//! <root>/inbox/<sender>/<doc_id>/ received documents (files + metadata.json)
+//! <root>/quarantine/<doc_id>/    received documents that failed verification
+//! <root>/state/                  agent.redb, enc.key (0600), crl.der,
+//!                                spool/ (claimed outgoing), incoming/ (partial downloads),
+//!                                agent.sock (control, 0600)
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use gongwen_common::envelope::EncryptionKey;
+use gongwen_common::fsutil::{create_private_dir, write_new};
+
+use crate::error::AgentError;
+
+/// Every path the agent uses under its root.
+#[derive(Debug, Clone)]
+pub struct Folders {
+    pub root: PathBuf,
+    pub outbox: PathBuf,
+    pub sent: PathBuf,
+    pub failed: PathBuf,
+    pub inbox: PathBuf,
+    pub quarantine: PathBuf,
+    pub state: PathBuf,
+    pub spool: PathBuf,
+    pub incoming: PathBuf,
+}
+
+impl Folders {
+    pub fn new(root: &Path) -> Folders {
+        let state = root.join("state");
+        Folders {
+            root: root.to_owned(),
+            outbox: root.join("outbox"),
+            sent: root.join("sent"),
+            failed: root.join("failed"),
+            inbox: root.join("inbox"),
+            quarantine: root.join("quarantine"),
+            spool: state.join("spool"),
+            incoming: state.join("incoming"),
+            state,
+        }
+    }
+
+    /// Create every folder (state private to the agent's user).
+    pub fn create(&self) -> Result<(), AgentError> {
+        let dir_err = |path: &Path| {
+            let path = path.to_owned();
+            move |source| AgentError::Dir { path, source }
+        };
+        for d in [
+            &self.outbox,
+            &self.sent,
+            &self.failed,
+            &self.inbox,
+            &self.quarantine,
+        ] {
+            std::fs::create_dir_all(d).map_err(dir_err(d))?;
+        }
+        for d in [&self.state, &self.spool, &self.incoming] {
+            create_private_dir(d).map_err(dir_err(d))?;
+        }
+        Ok(())
+    }
+
+    pub fn store(&self) -> PathBuf {
+        self.state.join("agent.redb")
+    }
+
+    pub fn crl(&self) -> PathBuf {
+        self.state.join("crl.der")
+    }
+
+    pub fn control_socket(&self) -> PathBuf {
+        self.state.join("agent.sock")
+    }
+
+    /// Whether documents were ever sent or received here.
+    pub fn has_history(&self) -> bool {
+        let non_empty = |d: &Path| std::fs::read_dir(d).is_ok_and(|mut e| e.next().is_some());
+        non_empty(&self.sent) || non_empty(&self.inbox)
+    }
+}
+
+/// Load this unit's X25519 key, making one on first start.
+pub fn encryption_key(state: &Path) -> Result<EncryptionKey, AgentError> {
+    let path = state.join("enc.key");
+    match std::fs::read(&path) {
+        Ok(bytes) => EncryptionKey::from_secret_bytes(&bytes).map_err(|_| AgentError::Damaged {
+            path,
+            detail: "not a 32-byte X25519 key".into(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = EncryptionKey::generate().map_err(|e| AgentError::Damaged {
+                path: path.clone(),
+                detail: e.to_string(),
+            })?;
+            write_new(&path, &key.secret_bytes(), 0o600)
+                .map_err(|source| AgentError::Write { path, source })?;
+            Ok(key)
+        }
+        Err(source) => Err(AgentError::Write { path, source }),
+    }
+}

@@ -1,0 +1,298 @@
+//! The agent's durable state, in one redb database (`state/agent.redb`).
+//!
+//! | table         | key                        | value                                  |
+//! |---------------|----------------------------|----------------------------------------|
+//! | `sent`        | doc id                     | [`SentRecord`] (JSON)                  |
+//! | `receipts`    | (doc id, recipient, kind)  | signed receipt (for documents we sent) |
+//! | `received`    | doc id                     | [`ReceivedRecord`] (JSON)              |
+//! | `my_receipts` | doc id                     | our own delivered/quarantined receipt  |
+//!
+//! Outgoing documents not yet accepted by the hub are not here: their
+//! spool directory is the record (see [`crate::outbox`]).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use gongwen_common::envelope::Urgency;
+use gongwen_common::receipt::ReceiptKind;
+use gongwen_common::{DocId, NodeId};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+const SENT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sent");
+const RECEIPTS: TableDefinition<(&[u8], &str, u8), &[u8]> = TableDefinition::new("receipts");
+const RECEIVED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("received");
+const MY_RECEIPTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("my_receipts");
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("the agent's store {path} cannot be opened: {detail}")]
+    Open { path: String, detail: String },
+    #[error(
+        "the agent's store {0} is missing but sent/ or inbox/ hold documents; refusing to start with an empty store (restore it from backup)"
+    )]
+    Missing(String),
+    #[error("store: {0}")]
+    Db(#[from] redb::Error),
+    #[error("store record is damaged: {0}")]
+    Record(String),
+    #[error("the store task failed: {0}")]
+    Task(String),
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// A document the hub accepted from us.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SentRecord {
+    pub doc_id: DocId,
+    pub title: String,
+    pub doc_number: String,
+    pub urgency: Urgency,
+    pub recipients: Vec<NodeId>,
+    /// When the hub accepted it (Unix ms).
+    pub sent_ms: i64,
+    /// Hex SHA-256 of the signed header.
+    pub digest: String,
+}
+
+/// What happened to a document delivered to us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReceivedState {
+    Delivered,
+    Quarantined,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReceivedRecord {
+    pub doc_id: DocId,
+    pub sender: NodeId,
+    pub title: String,
+    pub doc_number: String,
+    pub doc_type: String,
+    pub urgency: Urgency,
+    pub deadline: Option<i64>,
+    pub received_ms: i64,
+    pub state: ReceivedState,
+    pub reason: Option<String>,
+}
+
+fn json<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(v).map_err(|e| StoreError::Record(e.to_string()))
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(b: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(b).map_err(|e| StoreError::Record(e.to_string()))
+}
+
+pub fn kind_code(k: ReceiptKind) -> u8 {
+    match k {
+        ReceiptKind::Accepted => 1,
+        ReceiptKind::Delivered => 2,
+        ReceiptKind::Quarantined => 3,
+        ReceiptKind::Acknowledged => 4,
+        ReceiptKind::Rejected => 5,
+    }
+}
+
+fn kind_from(c: u8) -> Option<ReceiptKind> {
+    Some(match c {
+        1 => ReceiptKind::Accepted,
+        2 => ReceiptKind::Delivered,
+        3 => ReceiptKind::Quarantined,
+        4 => ReceiptKind::Acknowledged,
+        5 => ReceiptKind::Rejected,
+        _ => return None,
+    })
+}
+
+/// The agent's store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
+impl Store {
+    /// Open the store; create it only when `fresh_ok`. A damaged file is an
+    /// error, never replaced.
+    pub fn open(path: &Path, fresh_ok: bool) -> Result<Store, StoreError> {
+        let shown = path.display().to_string();
+        let db = if path.exists() {
+            Database::open(path)
+        } else if fresh_ok {
+            Database::create(path)
+        } else {
+            return Err(StoreError::Missing(shown));
+        }
+        .map_err(|e| StoreError::Open {
+            path: shown.clone(),
+            detail: e.to_string(),
+        })?;
+        let txn = db.begin_write()?;
+        {
+            txn.open_table(SENT)?;
+            txn.open_table(RECEIPTS)?;
+            txn.open_table(RECEIVED)?;
+            txn.open_table(MY_RECEIPTS)?;
+        }
+        txn.commit()?;
+        Ok(Store { db: Arc::new(db) })
+    }
+
+    /// Run blocking store work off the async threads.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// Record a document the hub accepted, with its `accepted` receipt.
+    pub fn record_sent(
+        &self,
+        rec: &SentRecord,
+        accepted: &[u8],
+        hub: &NodeId,
+    ) -> Result<(), StoreError> {
+        let key = rec.doc_id.as_bytes().as_slice();
+        let txn = self.db.begin_write()?;
+        {
+            txn.open_table(SENT)?.insert(key, json(rec)?.as_slice())?;
+            txn.open_table(RECEIPTS)?.insert(
+                (key, hub.as_str(), kind_code(ReceiptKind::Accepted)),
+                accepted,
+            )?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn sent(&self, doc_id: DocId) -> Result<Option<SentRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(SENT)?;
+        t.get(doc_id.as_bytes().as_slice())?
+            .map(|g| parse(g.value()))
+            .transpose()
+    }
+
+    /// Every sent document, oldest first.
+    pub fn all_sent(&self) -> Result<Vec<SentRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(SENT)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (_, v) = row?;
+            out.push(parse(v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Store a receipt about a document we sent; false if already held.
+    pub fn add_receipt(
+        &self,
+        doc_id: DocId,
+        recipient: &NodeId,
+        kind: ReceiptKind,
+        receipt: &[u8],
+    ) -> Result<bool, StoreError> {
+        let key = doc_id.as_bytes().as_slice();
+        let txn = self.db.begin_write()?;
+        let new = {
+            let mut t = txn.open_table(RECEIPTS)?;
+            let k = (key, recipient.as_str(), kind_code(kind));
+            let new = t.get(k)?.is_none();
+            if new {
+                t.insert(k, receipt)?;
+            }
+            new
+        };
+        txn.commit()?;
+        Ok(new)
+    }
+
+    /// Receipts held for a sent document: (recipient, kind, time).
+    pub fn receipts(
+        &self,
+        doc_id: DocId,
+    ) -> Result<Vec<(NodeId, ReceiptKind, Vec<u8>)>, StoreError> {
+        let key = doc_id.as_bytes().as_slice();
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(RECEIPTS)?;
+        let mut out = Vec::new();
+        for row in t.range((key, "", 0u8)..(key, "\u{10ffff}", u8::MAX))? {
+            let (k, v) = row?;
+            let (_, r, kind) = k.value();
+            if let (Ok(id), Some(kind)) = (NodeId::parse(r), kind_from(kind)) {
+                out.push((id, kind, v.value().to_vec()));
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn received(&self, doc_id: DocId) -> Result<Option<(ReceivedRecord, Vec<u8>)>, StoreError> {
+        let key = doc_id.as_bytes().as_slice();
+        let txn = self.db.begin_read()?;
+        let rec = txn.open_table(RECEIVED)?;
+        let mine = txn.open_table(MY_RECEIPTS)?;
+        let r = rec
+            .get(key)?
+            .map(|g| parse::<ReceivedRecord>(g.value()))
+            .transpose()?;
+        let m = mine.get(key)?.map(|g| g.value().to_vec());
+        Ok(r.zip(m))
+    }
+
+    /// Record a document delivered to us (or quarantined) with our receipt.
+    pub fn record_received(
+        &self,
+        rec: &ReceivedRecord,
+        my_receipt: &[u8],
+    ) -> Result<(), StoreError> {
+        let key = rec.doc_id.as_bytes().as_slice();
+        let txn = self.db.begin_write()?;
+        {
+            txn.open_table(RECEIVED)?
+                .insert(key, json(rec)?.as_slice())?;
+            txn.open_table(MY_RECEIPTS)?.insert(key, my_receipt)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Every document delivered to us, oldest first.
+    pub fn all_received(&self) -> Result<Vec<ReceivedRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(RECEIVED)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (_, v) = row?;
+            out.push(parse(v.value())?);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,807 @@
+//! One admitted agent's session: its requests (key publication, lookup,
+//! uploads, receipts) and the hub's pushes to it (documents, receipts for
+//! its own documents, the CRL). Everything ends with the connection.
+//!
+//! ```text
+//!            ┌── requests: one task per stream the agent opens
+//! session ───┼── deliverer: pending documents → DeliverBegin …  ← Delivered(receipt)
+//!            ├── forwarder: receipts for documents it sent → ReceiptNotice
+//!            └── crl: current CRL on start and on every change
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gongwen_common::envelope::{FileKind, SealedHeader};
+use gongwen_common::pki::{CertIdentity, serial_hex};
+use gongwen_common::receipt::{Receipt, ReceiptKind};
+use gongwen_common::stream::{READ_TIMEOUT, StreamError, read_message, write_message};
+use gongwen_common::wire::{ErrorCode, Message, Resolved};
+use gongwen_common::{DocId, NodeId};
+use time::OffsetDateTime;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::registry::Wake;
+use crate::server::Shared;
+use crate::store::{DocRecord, FileRow, PartialUpload, StoreError};
+
+/// Bytes read from the network or a file at a time.
+const IO_CHUNK: usize = 256 * 1024;
+/// Content is made durable (fsync + recorded offset) at least this often
+/// during an upload, so an interrupted upload resumes from here.
+const DURABLE_EVERY: u64 = 8 << 20;
+/// How long a recipient may take to verify, decrypt and write a document
+/// after its last byte arrived.
+const DELIVERY_ANSWER_TIMEOUT: Duration = Duration::from_secs(600);
+/// Pushers look at the store at least this often even without a wake-up.
+const RESCAN: Duration = Duration::from_secs(30);
+
+/// A refusal to send back to the agent.
+#[derive(Debug)]
+struct Refusal {
+    code: ErrorCode,
+    message: String,
+}
+
+impl Refusal {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Refusal {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<StoreError> for Refusal {
+    fn from(e: StoreError) -> Self {
+        tracing::error!("store: {e}");
+        Refusal::new(
+            ErrorCode::Storage,
+            "the hub cannot store this now (its disk may be full); the agent keeps the document and retries",
+        )
+    }
+}
+
+fn io_refusal(e: std::io::Error) -> Refusal {
+    tracing::error!("spool: {e}");
+    Refusal::new(
+        ErrorCode::Storage,
+        format!("the hub cannot write its spool ({e}); the agent keeps the document and retries"),
+    )
+}
+
+fn now_ms() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// Run a session until the connection ends.
+pub(crate) async fn run(
+    conn: quinn::Connection,
+    ident: CertIdentity,
+    shared: Arc<Shared>,
+    wake: Arc<Wake>,
+) {
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(
+        deliverer(conn.clone(), ident.id.clone(), shared.clone(), wake.clone()).in_current_span(),
+    );
+    tasks.spawn(
+        forwarder(conn.clone(), ident.id.clone(), shared.clone(), wake.clone()).in_current_span(),
+    );
+    tasks.spawn(crl_pusher(conn.clone(), shared.clone(), wake).in_current_span());
+    loop {
+        tokio::select! {
+            stream = conn.accept_bi() => match stream {
+                Ok((send, recv)) => {
+                    let shared = shared.clone();
+                    let ident = ident.clone();
+                    tasks.spawn(
+                        async move { handle_request(send, recv, &ident, &shared).await }
+                            .in_current_span(),
+                    );
+                }
+                Err(_) => break,
+            },
+            Some(_) = tasks.join_next() => {}
+        }
+    }
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn answer(send: &mut quinn::SendStream, msg: &Message) {
+    if let Err(e) = write_message(send, msg).await {
+        debug!("could not answer: {e}");
+    }
+    let _ = send.finish();
+}
+
+async fn handle_request(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    ident: &CertIdentity,
+    shared: &Shared,
+) {
+    let request = match read_message(&mut recv, READ_TIMEOUT).await {
+        Ok(m) => m,
+        Err(e) => {
+            debug!("request stream: {e}");
+            return;
+        }
+    };
+    let reply = match request {
+        Message::PublishKey { binding } => publish_key(&binding, ident, shared).await,
+        Message::Lookup { names } => lookup(names, shared).await,
+        Message::UploadBegin {
+            doc_id,
+            header,
+            content_len,
+        } => {
+            let span = info_span!("upload", doc = %doc_id);
+            receive_upload(
+                &mut send,
+                &mut recv,
+                ident,
+                shared,
+                doc_id,
+                header,
+                content_len,
+            )
+            .instrument(span)
+            .await
+        }
+        Message::SubmitReceipt { receipt } => submit_receipt(&receipt, ident, shared).await,
+        other => Err(Refusal::new(
+            ErrorCode::BadRequest,
+            format!("the hub does not take {other:?} from an agent"),
+        )),
+    };
+    let msg = match reply {
+        Ok(m) => m,
+        Err(r) => {
+            debug!("refused: {}", r.message);
+            Message::Error {
+                code: r.code,
+                message: r.message,
+            }
+        }
+    };
+    answer(&mut send, &msg).await;
+}
+
+async fn publish_key(
+    binding: &[u8],
+    ident: &CertIdentity,
+    shared: &Shared,
+) -> Result<Message, Refusal> {
+    let checker = shared.checker();
+    let b = gongwen_common::envelope::KeyBinding::verify(
+        binding,
+        Some(&checker),
+        OffsetDateTime::now_utc(),
+    )
+    .map_err(|e| Refusal::new(ErrorCode::BadSignature, e.to_string()))?;
+    if b.node != ident.id {
+        warn!(claimed = %b.node, "security: a node published a key binding for another node");
+        return Err(Refusal::new(
+            ErrorCode::NotTheSender,
+            "a node may publish only its own key",
+        ));
+    }
+    let (node, bytes) = (ident.id.clone(), binding.to_vec());
+    shared
+        .store
+        .run(move |s| s.put_binding(&node, &bytes))
+        .await?;
+    debug!("encryption key published");
+    Ok(Message::Ok)
+}
+
+async fn lookup(names: Vec<String>, shared: &Shared) -> Result<Message, Refusal> {
+    let groups = shared.config.groups.clone();
+    shared
+        .store
+        .run(move |store| {
+            let mut resolved = Vec::new();
+            let mut unknown = Vec::new();
+            let mut bindings = Vec::new();
+            let mut seen = std::collections::BTreeSet::new();
+            for name in names {
+                let members = if let Some(members) = groups.get(&name) {
+                    members.clone()
+                } else if let Ok(id) = NodeId::parse(&name) {
+                    vec![id]
+                } else {
+                    unknown.push(name);
+                    continue;
+                };
+                let mut all_known = true;
+                for m in &members {
+                    match store.binding(m)? {
+                        Some(b) => {
+                            if seen.insert(m.clone()) {
+                                bindings.push(b);
+                            }
+                        }
+                        None => all_known = false,
+                    }
+                }
+                if all_known {
+                    resolved.push(Resolved { name, members });
+                } else if groups.contains_key(&name) {
+                    // A group member that never connected: name it.
+                    for m in members {
+                        if store.binding(&m)?.is_none() {
+                            unknown.push(format!("{m} (member of group {name})"));
+                        }
+                    }
+                } else {
+                    unknown.push(name);
+                }
+            }
+            Ok(Message::Directory {
+                resolved,
+                unknown,
+                bindings,
+            })
+        })
+        .await
+        .map_err(Refusal::from)
+}
+
+/// Receive, check and durably store one uploaded document, then sign
+/// `accepted`. Resumes from the last durable offset of an earlier attempt.
+async fn receive_upload(
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+    ident: &CertIdentity,
+    shared: &Shared,
+    doc_id: DocId,
+    header_bytes: Vec<u8>,
+    content_len: u64,
+) -> Result<Message, Refusal> {
+    let sealed = SealedHeader::parse(&header_bytes)
+        .map_err(|e| Refusal::new(ErrorCode::Malformed, e.to_string()))?;
+    let meta = sealed.meta().clone();
+    if meta.doc_id != doc_id {
+        return Err(Refusal::new(
+            ErrorCode::Malformed,
+            "the header names another document",
+        ));
+    }
+    if meta.sender != ident.id {
+        warn!(claimed = %meta.sender, "security: a document claims another sender");
+        return Err(Refusal::new(
+            ErrorCode::NotTheSender,
+            format!(
+                "the document claims sender {}, but this connection is {}",
+                meta.sender, ident.id
+            ),
+        ));
+    }
+    sealed
+        .verify(Some(&shared.checker()), OffsetDateTime::now_utc())
+        .map_err(|e| Refusal::new(ErrorCode::BadSignature, e.to_string()))?;
+    if content_len != sealed.header.content_len {
+        return Err(Refusal::new(
+            ErrorCode::ContentMismatch,
+            "content length differs from the header",
+        ));
+    }
+    let limit = shared.config.max_document_size;
+    if content_len > limit {
+        return Err(Refusal::new(
+            ErrorCode::TooLarge,
+            format!("the document is {content_len} bytes; this hub takes at most {limit}"),
+        ));
+    }
+    let digest = serial_hex(&sealed.digest());
+    let recipients = meta.recipients();
+    let (existing, accepted, partial, unknown) = {
+        let recipients = recipients.clone();
+        shared
+            .store
+            .run(move |s| {
+                let unknown: Vec<NodeId> = recipients
+                    .iter()
+                    .filter(|r| s.binding(r).ok().flatten().is_none())
+                    .cloned()
+                    .collect();
+                Ok((
+                    s.doc(doc_id)?,
+                    s.accepted_receipt(doc_id)?,
+                    s.partial(doc_id)?,
+                    unknown,
+                ))
+            })
+            .await?
+    };
+    if let Some(doc) = existing {
+        if doc.digest == digest
+            && let Some(receipt) = accepted
+        {
+            info!("already accepted; answering with the original receipt");
+            return Ok(Message::Accepted { receipt });
+        }
+        warn!(sender = %ident.id, "security: document id reused for different content; refused");
+        return Err(Refusal::new(
+            ErrorCode::Conflict,
+            "this document id was already used for a different document",
+        ));
+    }
+    if !unknown.is_empty() {
+        let names: Vec<String> = unknown.iter().map(ToString::to_string).collect();
+        return Err(Refusal::new(
+            ErrorCode::UnknownRecipient,
+            format!("unknown recipient: {}", names.join(", ")),
+        ));
+    }
+
+    let spool = &shared.spool;
+    let part_path = spool.partial(doc_id);
+    let mut offset = match &partial {
+        Some(p) if p.digest == digest => p.durable,
+        _ => 0,
+    };
+    let mut file = tokio::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&part_path)
+        .await
+        .map_err(io_refusal)?;
+    let on_disk = file.metadata().await.map_err(io_refusal)?.len();
+    if on_disk < offset {
+        offset = 0;
+    }
+    // Anything past the durable offset may be torn: cut it off.
+    file.set_len(offset).await.map_err(io_refusal)?;
+    let mut hasher = ring::digest::Context::new(&ring::digest::SHA256);
+    if offset > 0 {
+        file.seek(std::io::SeekFrom::Start(0))
+            .await
+            .map_err(io_refusal)?;
+        let mut buf = vec![0u8; IO_CHUNK];
+        let mut left = offset;
+        while left > 0 {
+            let n = file
+                .read(&mut buf[..left.min(IO_CHUNK as u64) as usize])
+                .await
+                .map_err(io_refusal)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            left -= n as u64;
+        }
+        info!("resuming upload at byte {offset} of {content_len}");
+    }
+    file.seek(std::io::SeekFrom::Start(offset))
+        .await
+        .map_err(io_refusal)?;
+    if write_message(send, &Message::UploadFrom { offset })
+        .await
+        .is_err()
+    {
+        return Err(Refusal::new(ErrorCode::Internal, "connection lost"));
+    }
+
+    let mut received = offset;
+    let mut durable = offset;
+    let mut buf = vec![0u8; IO_CHUNK];
+    loop {
+        let n = match tokio::time::timeout(READ_TIMEOUT, recv.read(&mut buf)).await {
+            Err(_) => {
+                return Err(Refusal::new(ErrorCode::BadRequest, "the upload stalled"));
+            }
+            Ok(Err(e)) => {
+                info!("upload interrupted at byte {received}: {e}");
+                return Err(Refusal::new(ErrorCode::Internal, "upload interrupted"));
+            }
+            Ok(Ok(None)) => break,
+            Ok(Ok(Some(n))) => n,
+        };
+        received += n as u64;
+        if received > content_len {
+            return Err(Refusal::new(
+                ErrorCode::ContentMismatch,
+                "more content than the header promises",
+            ));
+        }
+        hasher.update(&buf[..n]);
+        file.write_all(&buf[..n]).await.map_err(io_refusal)?;
+        if received - durable >= DURABLE_EVERY {
+            file.sync_data().await.map_err(io_refusal)?;
+            durable = received;
+            let p = PartialUpload {
+                digest: digest.clone(),
+                durable,
+            };
+            shared.store.run(move |s| s.set_partial(doc_id, &p)).await?;
+        }
+    }
+    if received != content_len {
+        return Err(Refusal::new(
+            ErrorCode::ContentMismatch,
+            format!("the upload ended at byte {received} of {content_len}"),
+        ));
+    }
+    if hasher.finish().as_ref() != sealed.header.content_sha256 {
+        let _ = tokio::fs::remove_file(&part_path).await;
+        return Err(Refusal::new(
+            ErrorCode::ContentMismatch,
+            "the content does not match the SHA-256 in the signed header",
+        ));
+    }
+    file.sync_all().await.map_err(io_refusal)?;
+    drop(file);
+    let final_path = spool.content(doc_id);
+    tokio::fs::rename(&part_path, &final_path)
+        .await
+        .map_err(io_refusal)?;
+    spool.sync().await.map_err(io_refusal)?;
+
+    let now = now_ms();
+    let receipt = Receipt {
+        doc_id,
+        kind: ReceiptKind::Accepted,
+        recipient: shared.hub_id.clone(),
+        issuer: shared.hub_id.clone(),
+        doc_digest: sealed.digest(),
+        time_ms: now,
+        by: String::new(),
+        reason: String::new(),
+    }
+    .sign(&shared.signer)
+    .map_err(|e| Refusal::new(ErrorCode::Internal, e.to_string()))?
+    .encode();
+    let record = DocRecord {
+        doc_id,
+        sender: meta.sender.clone(),
+        to: meta.to.clone(),
+        cc: meta.cc.clone(),
+        title: meta.title.clone(),
+        doc_number: meta.doc_number.clone(),
+        doc_type: meta.doc_type.clone(),
+        urgency: meta.urgency,
+        deadline: meta.deadline,
+        created_ms: meta.created_ms,
+        accepted_ms: now,
+        digest,
+        content_len,
+        files: meta
+            .files
+            .iter()
+            .map(|f| FileRow {
+                name: f.name.clone(),
+                kind: match f.kind {
+                    FileKind::Main => "main".into(),
+                    FileKind::Attachment => "attachment".into(),
+                },
+                size: f.size,
+            })
+            .collect(),
+        content_removed: false,
+    };
+    {
+        let receipt = receipt.clone();
+        shared
+            .store
+            .run(move |s| s.accept(&record, &header_bytes, &receipt))
+            .await?;
+    }
+    info!(recipients = recipients.len(), "accepted");
+    let registry = shared.registry();
+    for r in &recipients {
+        if let Some(w) = registry.wake(r) {
+            w.deliveries.notify_one();
+        }
+    }
+    Ok(Message::Accepted { receipt })
+}
+
+/// A receipt the agent sends on its own (e.g. a delivery receipt it could
+/// not hand over during the delivery).
+async fn submit_receipt(
+    bytes: &[u8],
+    ident: &CertIdentity,
+    shared: &Shared,
+) -> Result<Message, Refusal> {
+    record_receipt(bytes, &ident.id, None, shared).await?;
+    Ok(Message::Ok)
+}
+
+/// Verify a recipient's receipt and record it; wake the sender.
+async fn record_receipt(
+    bytes: &[u8],
+    from: &NodeId,
+    expect_doc: Option<DocId>,
+    shared: &Shared,
+) -> Result<ReceiptKind, Refusal> {
+    let (receipt, _) = Receipt::verify(bytes, Some(&shared.checker()), OffsetDateTime::now_utc())
+        .map_err(|e| Refusal::new(ErrorCode::BadSignature, e.to_string()))?;
+    if &receipt.issuer != from {
+        warn!(issuer = %receipt.issuer, "security: a node sent a receipt issued by another");
+        return Err(Refusal::new(
+            ErrorCode::NotTheSender,
+            "a node may submit only its own receipts",
+        ));
+    }
+    if expect_doc.is_some_and(|d| d != receipt.doc_id) {
+        return Err(Refusal::new(
+            ErrorCode::Malformed,
+            "the receipt is for another document",
+        ));
+    }
+    let doc_id = receipt.doc_id;
+    let doc = shared.store.run(move |s| s.doc(doc_id)).await?;
+    let Some(doc) = doc else {
+        return Err(Refusal::new(
+            ErrorCode::UnknownDocument,
+            format!("the hub never accepted document {doc_id}"),
+        ));
+    };
+    if serial_hex(&receipt.doc_digest) != doc.digest {
+        return Err(Refusal::new(
+            ErrorCode::ContentMismatch,
+            "the receipt cites a different version of the document",
+        ));
+    }
+    if !doc.recipients().contains(&receipt.recipient) {
+        return Err(Refusal::new(
+            ErrorCode::BadRequest,
+            "the issuer is not a recipient of this document",
+        ));
+    }
+    match receipt.kind {
+        ReceiptKind::Delivered | ReceiptKind::Quarantined => {}
+        other => {
+            return Err(Refusal::new(
+                ErrorCode::BadRequest,
+                format!("{} receipts are not taken yet", other.as_str()),
+            ));
+        }
+    }
+    let kind = receipt.kind;
+    let bytes = bytes.to_vec();
+    let recorded = {
+        let recipient = receipt.recipient.clone();
+        let reason = (kind == ReceiptKind::Quarantined).then(|| receipt.reason.clone());
+        shared
+            .store
+            .run(move |s| {
+                s.record_delivery(doc_id, &recipient, kind, receipt.time_ms, reason, &bytes)
+            })
+            .await?
+    };
+    if recorded.new {
+        if kind == ReceiptKind::Quarantined {
+            warn!(doc = %doc_id, recipient = %from, "recipient quarantined the document");
+        }
+        if let Some(w) = shared.registry().wake(&recorded.sender) {
+            w.receipts.notify_one();
+        }
+    }
+    if recorded.all_delivered && !doc.content_removed {
+        // Every recipient has it: the ciphertext has done its job.
+        let path = shared.spool.content(doc_id);
+        let _ = tokio::fs::remove_file(&path).await;
+        shared
+            .store
+            .run(move |s| s.mark_content_removed(doc_id))
+            .await?;
+    }
+    Ok(kind)
+}
+
+/// Wait for a wake-up or the periodic rescan.
+async fn wait(notify: &tokio::sync::Notify) {
+    let _ = tokio::time::timeout(RESCAN, notify.notified()).await;
+}
+
+async fn deliverer(conn: quinn::Connection, node: NodeId, shared: Arc<Shared>, wake: Arc<Wake>) {
+    loop {
+        let pending = {
+            let node = node.clone();
+            match shared.store.run(move |s| s.pending_for(&node, 64)).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!("store: {e}");
+                    Vec::new()
+                }
+            }
+        };
+        if pending.is_empty() {
+            wait(&wake.deliveries).await;
+            continue;
+        }
+        for doc_id in pending {
+            let span = info_span!("deliver", doc = %doc_id);
+            match deliver_one(&conn, &node, doc_id, &shared)
+                .instrument(span)
+                .await
+            {
+                Ok(()) => {}
+                Err(DeliverError::Connection(e)) => {
+                    debug!("delivery stopped: {e}");
+                    return;
+                }
+                Err(DeliverError::Refused(r)) => {
+                    warn!(doc = %doc_id, "delivery refused: {}", r.message);
+                    // Try again on the next wake-up or rescan, not in a loop.
+                    wait(&wake.deliveries).await;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+enum DeliverError {
+    Connection(String),
+    Refused(Refusal),
+}
+
+impl From<StreamError> for DeliverError {
+    fn from(e: StreamError) -> Self {
+        DeliverError::Connection(e.to_string())
+    }
+}
+
+impl From<Refusal> for DeliverError {
+    fn from(r: Refusal) -> Self {
+        DeliverError::Refused(r)
+    }
+}
+
+async fn deliver_one(
+    conn: &quinn::Connection,
+    node: &NodeId,
+    doc_id: DocId,
+    shared: &Shared,
+) -> Result<(), DeliverError> {
+    let (header, doc) = shared
+        .store
+        .run(move |s| Ok((s.header(doc_id)?, s.doc(doc_id)?)))
+        .await
+        .map_err(Refusal::from)?;
+    let (Some(header), Some(doc)) = (header, doc) else {
+        return Err(Refusal::new(
+            ErrorCode::Internal,
+            "pending document missing from the store",
+        )
+        .into());
+    };
+    let (mut send, mut recv) = conn
+        .open_bi()
+        .await
+        .map_err(|e| DeliverError::Connection(e.to_string()))?;
+    write_message(
+        &mut send,
+        &Message::DeliverBegin {
+            doc_id,
+            header,
+            content_len: doc.content_len,
+        },
+    )
+    .await?;
+    let receipt = match read_message(&mut recv, READ_TIMEOUT).await? {
+        Message::Delivered { receipt } => receipt,
+        Message::DeliverFrom { offset } => {
+            stream_content(&mut send, shared, doc_id, offset.min(doc.content_len)).await?;
+            match read_message(&mut recv, DELIVERY_ANSWER_TIMEOUT).await? {
+                Message::Delivered { receipt } => receipt,
+                Message::Error { code, message } => {
+                    return Err(Refusal::new(code, message).into());
+                }
+                other => {
+                    return Err(Refusal::new(
+                        ErrorCode::BadRequest,
+                        format!("unexpected {other:?}"),
+                    )
+                    .into());
+                }
+            }
+        }
+        Message::Error { code, message } => return Err(Refusal::new(code, message).into()),
+        other => {
+            return Err(Refusal::new(ErrorCode::BadRequest, format!("unexpected {other:?}")).into());
+        }
+    };
+    let kind = record_receipt(&receipt, node, Some(doc_id), shared).await?;
+    info!("{}", kind.as_str());
+    Ok(())
+}
+
+async fn stream_content(
+    send: &mut quinn::SendStream,
+    shared: &Shared,
+    doc_id: DocId,
+    offset: u64,
+) -> Result<(), DeliverError> {
+    let mut file = tokio::fs::File::open(shared.spool.content(doc_id))
+        .await
+        .map_err(io_refusal)?;
+    file.seek(std::io::SeekFrom::Start(offset))
+        .await
+        .map_err(io_refusal)?;
+    let mut buf = vec![0u8; IO_CHUNK];
+    loop {
+        let n = file.read(&mut buf).await.map_err(io_refusal)?;
+        if n == 0 {
+            break;
+        }
+        send.write_all(&buf[..n])
+            .await
+            .map_err(|e| DeliverError::Connection(e.to_string()))?;
+    }
+    send.finish()
+        .map_err(|e| DeliverError::Connection(e.to_string()))?;
+    Ok(())
+}
+
+async fn forwarder(conn: quinn::Connection, node: NodeId, shared: Arc<Shared>, wake: Arc<Wake>) {
+    loop {
+        let queue = {
+            let node = node.clone();
+            shared
+                .store
+                .run(move |s| s.forward_queue(&node, 256))
+                .await
+                .unwrap_or_default()
+        };
+        if queue.is_empty() {
+            wait(&wake.receipts).await;
+            continue;
+        }
+        for (seq, receipt) in queue {
+            let sent = async {
+                let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+                write_message(&mut send, &Message::ReceiptNotice { receipt })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let _ = send.finish();
+                match read_message(&mut recv, READ_TIMEOUT).await {
+                    Ok(Message::Ok) => Ok(()),
+                    Ok(other) => Err(format!("unexpected answer {other:?}")),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            .await;
+            if let Err(e) = sent {
+                debug!("receipt forwarding stopped: {e}");
+                return;
+            }
+            let node = node.clone();
+            if let Err(e) = shared.store.run(move |s| s.forwarded(&node, seq)).await {
+                tracing::error!("store: {e}");
+            }
+        }
+    }
+}
+
+async fn crl_pusher(conn: quinn::Connection, shared: Arc<Shared>, wake: Arc<Wake>) {
+    loop {
+        let crl = shared.crl().der.to_vec();
+        let pushed = async {
+            let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+            write_message(&mut send, &Message::CrlUpdate { crl })
+                .await
+                .map_err(|e| e.to_string())?;
+            let _ = send.finish();
+            read_message(&mut recv, READ_TIMEOUT)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+        .await;
+        if let Err(e) = pushed {
+            debug!("CRL push stopped: {e}");
+            return;
+        }
+        wake.crl.notified().await;
+    }
+}
