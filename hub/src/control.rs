@@ -31,6 +31,8 @@ const IO_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum Request {
     /// Every node the hub knows, connected or not.
     Nodes,
+    /// Counters since the hub started.
+    Stats,
 }
 
 /// The hub's answer.
@@ -99,6 +101,7 @@ pub(crate) async fn serve(listener: UnixListener, shared: Arc<Shared>) {
 async fn answer(request: &Request, shared: &Shared) -> Response {
     let result = match request {
         Request::Nodes => nodes(shared).await,
+        Request::Stats => Ok(shared.stats.to_json()),
     };
     match result {
         Ok(v) => Response::Ok(v),

@@ -25,6 +25,14 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Counters since the running hub started (documents, bytes, resumed uploads).
+    Stats {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the nodes the running hub knows and whether they are connected.
     Nodes {
         #[arg(long, value_name = "FILE")]
@@ -60,6 +68,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = HubConfig::load(&config)?;
             let hub = Hub::bind(config).await?;
             hub.run(gongwen_common::daemon::shutdown_signal()).await?;
+        }
+        Command::Stats { config, json } => {
+            let config = HubConfig::load(&config)?;
+            let value = control::query(&config.data_dir, &Request::Stats).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else if let Some(map) = value.as_object() {
+                for (k, v) in map {
+                    println!("{k:<22} {v}");
+                }
+            }
         }
         Command::Nodes { config, json } => {
             let config = HubConfig::load(&config)?;

@@ -55,9 +55,36 @@ pub(crate) struct Shared {
     pub spool: Spool,
     /// Signs the hub's `accepted` receipts.
     pub signer: Signer,
+    pub stats: Stats,
     registry: Mutex<Registry>,
     crl: Mutex<Crl>,
     checker: Mutex<Arc<CertChecker>>,
+}
+
+/// Counters since the hub started, for operators (`gongwen-hub stats`).
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub documents_accepted: std::sync::atomic::AtomicU64,
+    pub bytes_received: std::sync::atomic::AtomicU64,
+    pub uploads_resumed: std::sync::atomic::AtomicU64,
+    pub bytes_not_resent: std::sync::atomic::AtomicU64,
+    pub deliveries: std::sync::atomic::AtomicU64,
+}
+
+impl Stats {
+    pub fn add(counter: &std::sync::atomic::AtomicU64, n: u64) {
+        counter.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+    pub fn to_json(&self) -> serde_json::Value {
+        let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        serde_json::json!({
+            "documents_accepted": get(&self.documents_accepted),
+            "bytes_received": get(&self.bytes_received),
+            "uploads_resumed": get(&self.uploads_resumed),
+            "bytes_not_resent": get(&self.bytes_not_resent),
+            "deliveries": get(&self.deliveries),
+        })
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -173,7 +200,7 @@ impl Hub {
 
         let socket = udp_socket(config.listen)?;
         let endpoint = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
+            endpoint_config(&config.data_dir).map_err(data_err(&config.data_dir))?,
             Some(server_config),
             socket,
             Arc::new(quinn::TokioRuntime),
@@ -194,6 +221,7 @@ impl Hub {
             store,
             spool,
             signer,
+            stats: Stats::default(),
             registry: Mutex::new(Registry::default()),
             crl: Mutex::new(crl),
             checker: Mutex::new(Arc::new(checker)),
@@ -270,6 +298,36 @@ impl Hub {
         let _ = std::fs::remove_file(control::socket_path(&shared.config.data_dir));
         Ok(())
     }
+}
+
+/// The endpoint's stateless-reset key and connection-id key, kept across
+/// restarts: after a crash the new hub recognises the old connections' ids
+/// and answers their packets with resets the agents accept, so they
+/// reconnect at once instead of waiting out the idle timeout.
+fn endpoint_config(data_dir: &std::path::Path) -> std::io::Result<quinn::EndpointConfig> {
+    use ring::rand::SecureRandom;
+    let path = data_dir.join("reset.key");
+    let bytes = match std::fs::read(&path) {
+        Ok(b) if b.len() == 32 => b,
+        Ok(_) | Err(_) => {
+            let mut b = vec![0u8; 32];
+            ring::rand::SystemRandom::new()
+                .fill(&mut b)
+                .map_err(|_| std::io::Error::other("the system random generator failed"))?;
+            gongwen_common::fsutil::write_atomic(&path, &b, 0o600)?;
+            b
+        }
+    };
+    let reset_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &bytes);
+    let tag = ring::hmac::sign(&reset_key, b"gongwen connection-id key");
+    let mut cid_key = [0u8; 8];
+    cid_key.copy_from_slice(&tag.as_ref()[..8]);
+    let cid_key = u64::from_be_bytes(cid_key);
+    let mut config = quinn::EndpointConfig::new(Arc::new(reset_key));
+    config.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+    });
+    Ok(config)
 }
 
 fn peer_identity(conn: &quinn::Connection) -> Option<CertIdentity> {

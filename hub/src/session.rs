@@ -23,7 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::registry::Wake;
-use crate::server::Shared;
+use crate::server::{Shared, Stats};
 use crate::store::{DocRecord, FileRow, PartialUpload, StoreError};
 
 /// Bytes read from the network or a file at a time.
@@ -377,6 +377,8 @@ async fn receive_upload(
             left -= n as u64;
         }
         info!("resuming upload at byte {offset} of {content_len}");
+        Stats::add(&shared.stats.uploads_resumed, 1);
+        Stats::add(&shared.stats.bytes_not_resent, offset);
     }
     file.seek(std::io::SeekFrom::Start(offset))
         .await
@@ -412,6 +414,7 @@ async fn receive_upload(
         }
         hasher.update(&buf[..n]);
         file.write_all(&buf[..n]).await.map_err(io_refusal)?;
+        Stats::add(&shared.stats.bytes_received, n as u64);
         if received - durable >= DURABLE_EVERY {
             file.sync_data().await.map_err(io_refusal)?;
             durable = received;
@@ -493,6 +496,7 @@ async fn receive_upload(
             .await?;
     }
     info!(recipients = recipients.len(), "accepted");
+    Stats::add(&shared.stats.documents_accepted, 1);
     let registry = shared.registry();
     for r in &recipients {
         if let Some(w) = registry.wake(r) {
@@ -708,10 +712,13 @@ async fn deliver_one(
         }
         Message::Error { code, message } => return Err(Refusal::new(code, message).into()),
         other => {
-            return Err(Refusal::new(ErrorCode::BadRequest, format!("unexpected {other:?}")).into());
+            return Err(
+                Refusal::new(ErrorCode::BadRequest, format!("unexpected {other:?}")).into(),
+            );
         }
     };
     let kind = record_receipt(&receipt, node, Some(doc_id), shared).await?;
+    Stats::add(&shared.stats.deliveries, 1);
     info!("{}", kind.as_str());
     Ok(())
 }

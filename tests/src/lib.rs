@@ -2,7 +2,9 @@
 //! port 0, each in its own temporary directory. Everything is waited for
 //! through readiness signals with a bounded wait and a clear message.
 #![forbid(unsafe_code)]
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test fixtures: failing loudly is the point
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test fixtures: failing loudly is the point
+
+pub mod raw;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -437,4 +439,86 @@ pub async fn bounded<T>(what: &str, fut: impl Future<Output = T>) -> T {
     tokio::time::timeout(WAIT, fut)
         .await
         .unwrap_or_else(|_| panic!("{what} did not finish within {WAIT:?}"))
+}
+
+/// Path of a workspace binary, building it if this test run did not.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).unwrap().to_owned();
+    let path = dir.join(name);
+    if !path.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--bin", name])
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .status()
+            .unwrap();
+        assert!(status.success(), "cargo build --bin {name} failed");
+    }
+    path
+}
+
+/// The hub as a separate process (so it can be killed with SIGKILL).
+#[derive(Debug)]
+pub struct HubProcess {
+    child: std::process::Child,
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+}
+
+impl HubProcess {
+    /// Start `gongwen-hub serve` on `listen` and wait for its address.
+    pub async fn start(net: &Net, listen: SocketAddr) -> HubProcess {
+        let config = net.hub_config(listen);
+        let log = net.path().join(format!("hub-{}.log", std::process::id()));
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let _ = std::fs::remove_file(&log);
+            let mut child = std::process::Command::new(bin("gongwen-hub"))
+                .args(["serve", "--config"])
+                .arg(&config.path)
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap();
+            loop {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                if let Some(rest) = text.split("listening on ").nth(1) {
+                    let addr = rest.split_whitespace().next().unwrap().parse().unwrap();
+                    return HubProcess {
+                        child,
+                        addr,
+                        data_dir: config.data_dir.clone(),
+                        log,
+                    };
+                }
+                if let Ok(Some(status)) = child.try_wait() {
+                    // The previous process may still hold the port for a moment.
+                    assert!(
+                        text.contains("already in use") && tokio::time::Instant::now() < deadline,
+                        "the hub exited ({status}): {text}"
+                    );
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the hub did not start: {text}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for HubProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
 }

@@ -147,3 +147,309 @@ async fn a_recipient_offline_for_the_send_gets_it_when_it_connects() {
     );
     wait_all_delivered(&net.root("prov-gov"), 1).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hub_killed_after_accepted_and_restarted_still_delivers() {
+    let net = Net::new();
+    net.issue("prov-gov", Role::Node);
+    net.issue("harbin-gov", Role::Node);
+    let mut hub = gongwen_tests::HubProcess::start(&net, "127.0.0.1:0".parse().unwrap()).await;
+    let addr = hub.addr;
+    let _prov = net.start_agent("prov-gov", addr);
+    let harbin = net.start_agent("harbin-gov", addr);
+    harbin.stop().await;
+    // Give the hub a moment to have stored harbin's key: wait for its row.
+    let rows = |data: &std::path::Path| {
+        let data = data.to_owned();
+        async move {
+            gongwen_hub::control::query(&data, &gongwen_hub::control::Request::Nodes)
+                .await
+                .ok()
+                .and_then(|v| serde_json::from_value::<Vec<gongwen_hub::registry::NodeRow>>(v).ok())
+                .unwrap_or_default()
+        }
+    };
+    let deadline = tokio::time::Instant::now() + gongwen_tests::WAIT;
+    while !rows(&hub.data_dir)
+        .await
+        .iter()
+        .any(|r| r.id == "harbin-gov" && r.can_receive)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "harbin-gov's key never reached the hub"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    net.drop_file("prov-gov", "harbin-gov", "请示.txt", b"survives SIGKILL");
+    wait_until("accepted by the hub", || {
+        std::fs::read_dir(net.root("prov-gov").join("sent"))
+            .ok()?
+            .next()
+            .map(|_| ())
+    })
+    .await;
+    hub.kill9();
+    let _hub = gongwen_tests::HubProcess::start(&net, addr).await;
+    let _harbin = net.start_agent("harbin-gov", addr);
+    let docs = wait_inbox(&net.root("harbin-gov"), "prov-gov", 1).await;
+    assert_eq!(
+        std::fs::read(docs[0].join("请示.txt")).unwrap(),
+        b"survives SIGKILL"
+    );
+    wait_all_delivered(&net.root("prov-gov"), 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_upload_after_a_lost_accepted_gives_one_inbox_copy() {
+    use gongwen_common::wire::{ErrorCode, Message};
+    let net = Net::new();
+    net.issue("prov-gov", Role::Node);
+    net.issue("harbin-gov", Role::Node);
+    let hub = net.start_hub().await;
+    let _harbin = net.start_agent("harbin-gov", hub.addr);
+    hub.wait_ready(&["harbin-gov"]).await;
+    let raw =
+        gongwen_tests::raw::RawAgent::connect(&net.path().join("prov-gov"), "prov-gov", hub.addr)
+            .await;
+    let doc_id = gongwen_common::DocId::generate();
+    let doc = raw
+        .seal(doc_id, &["harbin-gov"], "函.txt", b"exactly once")
+        .await;
+    let first = raw.upload(&doc).await;
+    let Message::Accepted { receipt } = &first else {
+        panic!("{first:?}")
+    };
+    // The sender never saw that answer and sends the same document again.
+    let again = raw.upload(&doc).await;
+    assert_eq!(
+        again,
+        Message::Accepted {
+            receipt: receipt.clone()
+        },
+        "a retry gets the original receipt"
+    );
+    let docs = wait_inbox(&net.root("harbin-gov"), "prov-gov", 1).await;
+    assert_eq!(
+        std::fs::read(docs[0].join("函.txt")).unwrap(),
+        b"exactly once"
+    );
+    // Once more after delivery: still one copy.
+    assert!(matches!(raw.upload(&doc).await, Message::Accepted { .. }));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(inbox_docs(&net.root("harbin-gov"), "prov-gov").len(), 1);
+
+    // The same id for different content is refused.
+    let other = raw
+        .seal(doc_id, &["harbin-gov"], "函.txt", b"something else")
+        .await;
+    match raw.upload(&other).await {
+        Message::Error { code, .. } => assert_eq!(code, ErrorCode::Conflict),
+        m => panic!("{m:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_spool_file_is_quarantined_at_the_recipient() {
+    let net = Net::new();
+    net.issue("prov-gov", Role::Node);
+    net.issue("harbin-gov", Role::Node);
+    let hub = net.start_hub().await;
+    let _prov = net.start_agent("prov-gov", hub.addr);
+    let harbin = net.start_agent("harbin-gov", hub.addr);
+    hub.wait_ready(&["prov-gov", "harbin-gov"]).await;
+    harbin.stop().await;
+    net.drop_file("prov-gov", "harbin-gov", "纪要.txt", &vec![b'x'; 100_000]);
+    let spool = hub.data_dir.join("spool");
+    let ct = wait_until("the ciphertext in the hub's spool", || {
+        std::fs::read_dir(&spool)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "ct"))
+    })
+    .await;
+    let mut bytes = std::fs::read(&ct).unwrap();
+    bytes[5000] ^= 0x20;
+    std::fs::write(&ct, bytes).unwrap();
+
+    let _harbin = net.start_agent("harbin-gov", hub.addr);
+    let quarantine = net.root("harbin-gov").join("quarantine");
+    let reason = wait_until("a quarantine reason", || {
+        let dir = std::fs::read_dir(&quarantine)
+            .ok()?
+            .flatten()
+            .next()?
+            .path();
+        std::fs::read_to_string(dir.join("reason.txt")).ok()
+    })
+    .await;
+    assert!(reason.contains("NOT delivered"), "{reason}");
+    assert!(reason.contains("altered"), "{reason}");
+    assert!(inbox_docs(&net.root("harbin-gov"), "prov-gov").is_empty());
+    let deadline = tokio::time::Instant::now() + gongwen_tests::WAIT;
+    loop {
+        let st = agent_status(&net.root("prov-gov")).await;
+        if st
+            .first()
+            .is_some_and(|d| d.recipients[0].state == "quarantined")
+        {
+            assert!(
+                st[0].recipients[0]
+                    .reason
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("altered")
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "sender never learned: {st:#?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_still_growing_is_not_sent_until_complete() {
+    use std::io::Write;
+    let net = Net::new();
+    net.issue("prov-gov", Role::Node);
+    net.issue("harbin-gov", Role::Node);
+    let hub = net.start_hub().await;
+    let _prov = net.start_agent("prov-gov", hub.addr);
+    let _harbin = net.start_agent("harbin-gov", hub.addr);
+    hub.wait_ready(&["prov-gov", "harbin-gov"]).await;
+    // Written in place, slowly, under its final name (settle is 100 ms).
+    let dir = net.root("prov-gov").join("outbox/harbin-gov");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut f = std::fs::File::create(dir.join("slow.txt")).unwrap();
+    let mut expected = Vec::new();
+    for i in 0..25u8 {
+        let piece = vec![b'a' + (i % 26); 1000];
+        f.write_all(&piece).unwrap();
+        f.flush().unwrap();
+        expected.extend_from_slice(&piece);
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        assert!(
+            inbox_docs(&net.root("harbin-gov"), "prov-gov").is_empty(),
+            "sent while still being written"
+        );
+    }
+    drop(f);
+    let docs = wait_inbox(&net.root("harbin-gov"), "prov-gov", 1).await;
+    assert_eq!(std::fs::read(docs[0].join("slow.txt")).unwrap(), expected);
+}
+
+/// Peak resident memory of this process (all of hub and agents run here).
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+fn hash_file(path: &std::path::Path) -> [u8; 32] {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).unwrap();
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        ctx.update(&buf[..n]);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_64_mib_document_goes_through_with_bounded_memory_and_resumes_after_a_cut() {
+    use std::io::Write;
+    const SIZE: usize = 64 << 20;
+    let net = Net::new();
+    net.issue("prov-gov", Role::Node);
+    net.issue("harbin-gov", Role::Node);
+    let hub = net.start_hub().await;
+    let addr = hub.addr;
+    let _prov = net.start_agent("prov-gov", addr);
+    let _harbin = net.start_agent("harbin-gov", addr);
+    hub.wait_ready(&["prov-gov", "harbin-gov"]).await;
+    let before = peak_rss_kib();
+
+    // Written in 1 MiB pieces so the test itself never holds 64 MiB.
+    let dir = net.root("prov-gov").join("outbox/harbin-gov");
+    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = dir.join(".big.part");
+    let mut f = std::fs::File::create(&tmp).unwrap();
+    let mut block = vec![0u8; 1 << 20];
+    let mut x: u32 = 0x9e37_79b9;
+    for _ in 0..SIZE / block.len() {
+        for b in block.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            *b = x as u8;
+        }
+        f.write_all(&block).unwrap();
+    }
+    drop(f);
+    let expected = hash_file(&tmp);
+    let started = std::time::Instant::now();
+    std::fs::rename(&tmp, dir.join("大文件.bin")).unwrap();
+
+    // Cut the transfer once the hub holds at least 24 MiB of it.
+    let partial_dir = hub.data_dir.join("spool/partial");
+    let cut_at = wait_until("the upload to pass 24 MiB", || {
+        let len = std::fs::read_dir(&partial_dir)
+            .ok()?
+            .flatten()
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .max()?;
+        (len >= 24 << 20).then_some(len)
+    })
+    .await;
+    hub.stop().await;
+    let hub = net.start_hub_on(addr).await;
+
+    let docs = wait_inbox(&net.root("harbin-gov"), "prov-gov", 1).await;
+    assert_eq!(
+        hash_file(&docs[0].join("大文件.bin")),
+        expected,
+        "the 64 MiB file differs"
+    );
+    wait_all_delivered(&net.root("prov-gov"), 1).await;
+    let elapsed = started.elapsed();
+
+    let stats = gongwen_hub::control::query(&hub.data_dir, &gongwen_hub::control::Request::Stats)
+        .await
+        .unwrap();
+    assert_eq!(stats["uploads_resumed"], 1, "{stats}");
+    let kept = stats["bytes_not_resent"].as_u64().unwrap();
+    assert!(
+        kept >= 8 << 20,
+        "resumed from byte {kept} only (cut at {cut_at}): {stats}"
+    );
+
+    // Streaming keeps memory far below the document's size.
+    let grown_mib = (peak_rss_kib().saturating_sub(before)) / 1024;
+    eprintln!(
+        "64 MiB document: cut at {} MiB, resumed from {} MiB, {:.1} s end to end, peak RSS grew {} MiB",
+        cut_at >> 20,
+        kept >> 20,
+        elapsed.as_secs_f64(),
+        grown_mib
+    );
+    assert!(
+        grown_mib < 48,
+        "peak memory grew by {grown_mib} MiB for a 64 MiB document"
+    );
+}

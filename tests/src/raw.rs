@@ -1,0 +1,165 @@
+//! A minimal agent built from the library's parts, for tests that must
+//! control the protocol step by step (e.g. resend an upload whose
+//! `accepted` never arrived).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use gongwen_common::envelope::{
+    CHUNK_LEN, ContentKey, ContentSealer, DocMeta, FileEntry, FileKind, KeyBinding, Operator,
+    Urgency, seal_header,
+};
+use gongwen_common::pki::{self, CertChecker};
+use gongwen_common::signed::{Signer, sha256};
+use gongwen_common::stream::{READ_TIMEOUT, read_message, write_message};
+use gongwen_common::tls::agent_client_config;
+use gongwen_common::wire::{Message, PROTOCOL_VERSION};
+use gongwen_common::{DocId, NodeId};
+use time::OffsetDateTime;
+
+/// A connection to the hub as one unit, by hand.
+#[derive(Debug)]
+pub struct RawAgent {
+    pub conn: quinn::Connection,
+    pub signer: Signer,
+    checker: Arc<CertChecker>,
+    _endpoint: quinn::Endpoint,
+    _control: (quinn::SendStream, quinn::RecvStream),
+}
+
+/// A sealed document held in memory.
+#[derive(Debug, Clone)]
+pub struct SealedDoc {
+    pub doc_id: DocId,
+    pub header: Vec<u8>,
+    pub content: Vec<u8>,
+}
+
+impl RawAgent {
+    /// Connect as the unit whose certificate is in `dir` (`ID.crt`, `ID.key`, `ca.crt`).
+    pub async fn connect(dir: &Path, id: &str, hub: SocketAddr) -> RawAgent {
+        let chain = pki::load_certs(&dir.join(format!("{id}.crt"))).unwrap();
+        let key = pki::load_private_key(&dir.join(format!("{id}.key"))).unwrap();
+        let ca = pki::load_certs(&dir.join("ca.crt")).unwrap().remove(0);
+        let signer = Signer::new(&key, chain[0].clone()).unwrap();
+        let config = agent_client_config(chain, key, &ca).unwrap();
+        let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        let conn = endpoint
+            .connect_with(config, hub, "hub")
+            .unwrap()
+            .await
+            .unwrap();
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        write_message(
+            &mut send,
+            &Message::Hello {
+                version: PROTOCOL_VERSION,
+                software: "raw".into(),
+            },
+        )
+        .await
+        .unwrap();
+        let welcome = read_message(&mut recv, READ_TIMEOUT).await.unwrap();
+        assert!(matches!(welcome, Message::Welcome { .. }), "{welcome:?}");
+        RawAgent {
+            conn,
+            signer,
+            checker: Arc::new(CertChecker::new(&ca, None).unwrap()),
+            _endpoint: endpoint,
+            _control: (send, recv),
+        }
+    }
+
+    pub async fn request(&self, msg: &Message) -> Message {
+        let (mut send, mut recv) = self.conn.open_bi().await.unwrap();
+        write_message(&mut send, msg).await.unwrap();
+        let _ = send.finish();
+        read_message(&mut recv, READ_TIMEOUT).await.unwrap()
+    }
+
+    /// Seal `body` as one file for `to`, fetching their keys from the hub.
+    pub async fn seal(&self, doc_id: DocId, to: &[&str], name: &str, body: &[u8]) -> SealedDoc {
+        let reply = self
+            .request(&Message::Lookup {
+                names: to.iter().map(|s| s.to_string()).collect(),
+            })
+            .await;
+        let Message::Directory { bindings, .. } = reply else {
+            panic!("{reply:?}")
+        };
+        let keys: Vec<(NodeId, [u8; 32])> = bindings
+            .iter()
+            .map(|b| {
+                let b =
+                    KeyBinding::verify(b, Some(&self.checker), OffsetDateTime::now_utc()).unwrap();
+                (b.node, b.public)
+            })
+            .collect();
+        let key = ContentKey::generate().unwrap();
+        let mut sealer = ContentSealer::new(&key, doc_id, body.len() as u64).unwrap();
+        let mut content = Vec::new();
+        let mut rest = body;
+        loop {
+            let n = rest.len().min(CHUNK_LEN);
+            let mut chunk = rest[..n].to_vec();
+            rest = &rest[n..];
+            sealer.seal_chunk(&mut chunk).unwrap();
+            content.extend_from_slice(&chunk);
+            if sealer.is_finished() {
+                break;
+            }
+        }
+        let meta = DocMeta {
+            doc_id,
+            sender: self.signer.identity().id.clone(),
+            to: to.iter().map(|s| NodeId::parse(s).unwrap()).collect(),
+            cc: vec![],
+            doc_number: String::new(),
+            doc_type: "函".into(),
+            title: name.into(),
+            urgency: Urgency::Normal,
+            deadline: None,
+            created_ms: 0,
+            operator: Operator::default(),
+            note: String::new(),
+            files: vec![FileEntry {
+                name: name.into(),
+                kind: FileKind::Main,
+                size: body.len() as u64,
+                sha256: sha256(body),
+            }],
+        };
+        let st = seal_header(meta, &key, &keys, sha256(&content), &self.signer).unwrap();
+        SealedDoc {
+            doc_id,
+            header: st.encode(),
+            content,
+        }
+    }
+
+    /// Upload a sealed document; returns the hub's final answer.
+    pub async fn upload(&self, doc: &SealedDoc) -> Message {
+        let (mut send, mut recv) = self.conn.open_bi().await.unwrap();
+        write_message(
+            &mut send,
+            &Message::UploadBegin {
+                doc_id: doc.doc_id,
+                header: doc.header.clone(),
+                content_len: doc.content.len() as u64,
+            },
+        )
+        .await
+        .unwrap();
+        match read_message(&mut recv, READ_TIMEOUT).await.unwrap() {
+            Message::UploadFrom { offset } => {
+                send.write_all(&doc.content[offset as usize..])
+                    .await
+                    .unwrap();
+                send.finish().unwrap();
+                read_message(&mut recv, READ_TIMEOUT).await.unwrap()
+            }
+            other => other,
+        }
+    }
+}
