@@ -157,30 +157,25 @@ async fn the_hub_killed_after_accepted_and_restarted_still_delivers() {
     let addr = hub.addr;
     let _prov = net.start_agent("prov-gov", addr);
     let harbin = net.start_agent("harbin-gov", addr);
-    harbin.stop().await;
-    // Give the hub a moment to have stored harbin's key: wait for its row.
-    let rows = |data: &std::path::Path| {
-        let data = data.to_owned();
-        async move {
-            gongwen_hub::control::query(&data, &gongwen_hub::control::Request::Nodes)
+    // Both publish their keys; then the recipient goes away.
+    let deadline = tokio::time::Instant::now() + gongwen_tests::WAIT;
+    loop {
+        let rows: Vec<gongwen_hub::registry::NodeRow> =
+            gongwen_hub::control::query(&hub.data_dir, &gongwen_hub::control::Request::Nodes)
                 .await
                 .ok()
-                .and_then(|v| serde_json::from_value::<Vec<gongwen_hub::registry::NodeRow>>(v).ok())
-                .unwrap_or_default()
+                .and_then(|v| serde_json::from_value(v).ok())
+                .unwrap_or_default();
+        if rows.iter().filter(|r| r.can_receive && r.connected).count() == 2 {
+            break;
         }
-    };
-    let deadline = tokio::time::Instant::now() + gongwen_tests::WAIT;
-    while !rows(&hub.data_dir)
-        .await
-        .iter()
-        .any(|r| r.id == "harbin-gov" && r.can_receive)
-    {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "harbin-gov's key never reached the hub"
+            "units never ready: {rows:?}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    harbin.stop().await;
 
     net.drop_file("prov-gov", "harbin-gov", "请示.txt", b"survives SIGKILL");
     wait_until("accepted by the hub", || {
