@@ -26,6 +26,10 @@ pub struct AgentContext {
     checker: Mutex<Arc<CertChecker>>,
     /// Woken when a drop was claimed (or a send should be retried).
     pub outbox_wake: Notify,
+    /// Upload progress of documents being sent: (bytes sent, total).
+    pub progress: Mutex<std::collections::HashMap<gongwen_common::DocId, (u64, u64)>>,
+    /// Why documents sent from the command line failed (this run only).
+    pub failures: Mutex<std::collections::HashMap<gongwen_common::DocId, String>>,
 }
 
 impl std::fmt::Debug for AgentContext {
@@ -55,6 +59,8 @@ impl AgentContext {
             ca,
             checker: Mutex::new(Arc::new(checker)),
             outbox_wake: Notify::new(),
+            progress: Mutex::new(Default::default()),
+            failures: Mutex::new(Default::default()),
         }
     }
 

@@ -30,6 +30,8 @@ const IO_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum Request {
     /// Sent documents (all, or one) with per-recipient state.
     Status { doc: Option<DocId> },
+    /// Queue files for sending (copies are taken; the originals stay).
+    Send(crate::outbox::SendRequest),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,8 +59,14 @@ pub struct DocStatus {
     pub doc_id: String,
     pub title: String,
     pub doc_number: String,
-    /// sending (still with this agent) or sent (accepted by the hub)
+    /// sending (still with this agent), sent (accepted by the hub), or
+    /// failed (moved to failed/; `reason` says why)
     pub stage: String,
+    /// Upload progress while sending: bytes sent and total.
+    #[serde(default)]
+    pub progress: Option<(u64, u64)>,
+    #[serde(default)]
+    pub reason: Option<String>,
     pub sent_at: Option<String>,
     pub recipients: Vec<RecipientStatus>,
 }
@@ -129,14 +137,75 @@ async fn handle(stream: UnixStream, ctx: &Arc<AgentContext>) -> std::io::Result<
 }
 
 async fn answer(req: Request, ctx: &Arc<AgentContext>) -> Response {
-    let spool = ctx.folders.spool.clone();
-    let result = match req {
-        Request::Status { doc } => ctx.store.run(move |s| status(s, &spool, doc)).await,
-    };
-    match result {
-        Ok(v) => Response::Ok(v),
-        Err(e) => Response::Error(e.to_string()),
+    match req {
+        Request::Status { doc } => {
+            let spool = ctx.folders.spool.clone();
+            match ctx.store.run(move |s| status(s, &spool, doc)).await {
+                Ok(v) => Response::Ok(with_progress(v, ctx)),
+                Err(e) => {
+                    // A document sent from the command line that failed is
+                    // no longer in the spool; say why it failed.
+                    let failed = doc.and_then(|id| {
+                        let reason = ctx
+                            .failures
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get(&id)
+                            .cloned()?;
+                        to_json(&DocStatus {
+                            doc_id: id.to_string(),
+                            title: String::new(),
+                            doc_number: String::new(),
+                            stage: "failed".into(),
+                            progress: None,
+                            reason: Some(reason),
+                            sent_at: None,
+                            recipients: vec![],
+                        })
+                        .ok()
+                    });
+                    match failed {
+                        Some(v) => Response::Ok(v),
+                        None => Response::Error(e.to_string()),
+                    }
+                }
+            }
+        }
+        Request::Send(req) => {
+            let folders = ctx.folders.clone();
+            let queued =
+                tokio::task::spawn_blocking(move || crate::outbox::claim_copies(&folders, &req))
+                    .await;
+            match queued {
+                Ok(Ok(doc_id)) => {
+                    ctx.outbox_wake.notify_one();
+                    Response::Ok(serde_json::json!({ "doc_id": doc_id }))
+                }
+                Ok(Err(e)) => Response::Error(e),
+                Err(e) => Response::Error(e.to_string()),
+            }
+        }
     }
+}
+
+/// Fill in upload progress for documents still being sent.
+fn with_progress(mut v: serde_json::Value, ctx: &AgentContext) -> serde_json::Value {
+    let progress = ctx
+        .progress
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let fill = |d: &mut serde_json::Value| {
+        let id = d["doc_id"].as_str().and_then(|s| DocId::parse(s).ok());
+        if let Some(p) = id.and_then(|id| progress.get(&id)) {
+            d["progress"] = serde_json::json!([p.0, p.1]);
+        }
+    };
+    match &mut v {
+        serde_json::Value::Array(docs) => docs.iter_mut().for_each(fill),
+        d => fill(d),
+    }
+    v
 }
 
 fn ms_time(ms: i64) -> String {
@@ -185,6 +254,8 @@ fn doc_status(store: &Store, rec: &SentRecord) -> Result<DocStatus, StoreError> 
         title: rec.title.clone(),
         doc_number: rec.doc_number.clone(),
         stage: "sent".into(),
+        progress: None,
+        reason: None,
         sent_at: Some(ms_time(rec.sent_ms)),
         recipients,
     })
@@ -232,6 +303,8 @@ fn outgoing(spool: &Path, id: DocId) -> DocStatus {
             .unwrap_or_default(),
         doc_number: String::new(),
         stage: "sending".into(),
+        progress: None,
+        reason: None,
         sent_at: None,
         recipients: claim
             .map(|c| {

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use gongwen_agent::Agent;
 use gongwen_agent::control::{self, DocStatus, Request};
 use gongwen_agent::keygen::keygen;
+use gongwen_agent::outbox::SendRequest;
 use gongwen_agent::state::Folders;
 use gongwen_common::config::AgentConfig;
 use gongwen_common::{DocId, NodeId};
@@ -26,6 +27,42 @@ enum Command {
         /// The agent's configuration file.
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
+    },
+    /// Send files as one document (the first is the main text, the rest
+    /// attachments) through the running agent, and wait until the hub has it.
+    Send {
+        /// The files; the originals stay where they are.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Main recipients (主送): unit ids or group names, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        to: Vec<String>,
+        /// Copies (抄送): unit ids or group names, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        cc: Vec<String>,
+        /// 标题 (default: the first file's name without extension).
+        #[arg(long)]
+        title: Option<String>,
+        /// 发文字号, e.g. 黑政发〔2026〕12号.
+        #[arg(long)]
+        doc_number: Option<String>,
+        /// 文种: 通知, 函, 报告, 请示, 纪要 …
+        #[arg(long)]
+        doc_type: Option<String>,
+        /// normal | urgent | extra-urgent (平件 / 加急 / 特急).
+        #[arg(long)]
+        urgency: Option<String>,
+        /// Acknowledgment deadline: a time (2026-12-01T17:00:00+08:00) or a duration ("3d").
+        #[arg(long)]
+        deadline: Option<String>,
+        /// Cover note.
+        #[arg(long)]
+        note: Option<String>,
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Return as soon as the document is queued, without waiting for the hub.
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Show documents this unit sent, with each recipient's state and receipts.
     Status {
@@ -69,6 +106,42 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let agent = Agent::new(config)?;
                 agent.run(gongwen_common::daemon::shutdown_signal()).await
             })?;
+        }
+        Command::Send {
+            files,
+            to,
+            cc,
+            title,
+            doc_number,
+            doc_type,
+            urgency,
+            deadline,
+            note,
+            config,
+            no_wait,
+        } => {
+            let config = AgentConfig::load(&config)?;
+            let socket = Folders::new(&config.root).control_socket();
+            // The agent runs elsewhere: give it absolute paths.
+            let files = files
+                .iter()
+                .map(|f| {
+                    std::fs::canonicalize(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let req = SendRequest {
+                files,
+                to,
+                cc,
+                title,
+                doc_number,
+                doc_type,
+                urgency,
+                deadline,
+                note,
+            };
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(send(&socket, req, no_wait))?;
         }
         Command::Status { doc, config, json } => {
             let config = AgentConfig::load(&config)?;
@@ -130,5 +203,64 @@ fn print_status(docs: &[DocStatus]) {
                     .unwrap_or_default()
             );
         }
+    }
+}
+
+/// Queue a document and follow it until the hub accepts it.
+async fn send(socket: &std::path::Path, req: SendRequest, no_wait: bool) -> anyhow::Result<()> {
+    use std::io::{IsTerminal, Write};
+    let v = control::query(socket, &Request::Send(req)).await?;
+    let doc = v["doc_id"]
+        .as_str()
+        .and_then(|s| DocId::parse(s).ok())
+        .ok_or_else(|| anyhow::anyhow!("the agent gave no document id"))?;
+    println!("{doc}");
+    if no_wait {
+        eprintln!("queued; follow it with: gongwen-agent status {doc}");
+        return Ok(());
+    }
+    let tty = std::io::stderr().is_terminal();
+    let mut drew = false;
+    loop {
+        let v = control::query(socket, &Request::Status { doc: Some(doc) }).await?;
+        let st: DocStatus = serde_json::from_value(v)?;
+        match st.stage.as_str() {
+            "sent" => {
+                if drew {
+                    eprintln!();
+                }
+                eprintln!(
+                    "accepted by the hub at {}; follow delivery with: gongwen-agent status {doc}",
+                    st.sent_at.unwrap_or_default()
+                );
+                return Ok(());
+            }
+            "failed" => {
+                if drew {
+                    eprintln!();
+                }
+                anyhow::bail!("not sent: {}", st.reason.unwrap_or_default());
+            }
+            _ => {
+                if let Some((sent, total)) = st.progress
+                    && tty
+                    && total > 1 << 20
+                {
+                    let width = 30;
+                    let done = (sent.min(total) * width / total.max(1)) as usize;
+                    eprint!(
+                        "\r[{}{}] {:>3}%  {:.1}/{:.1} MiB",
+                        "#".repeat(done),
+                        ".".repeat(width as usize - done),
+                        sent * 100 / total.max(1),
+                        sent as f64 / 1048576.0,
+                        total as f64 / 1048576.0
+                    );
+                    let _ = std::io::stderr().flush();
+                    drew = true;
+                }
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }

@@ -338,6 +338,116 @@ pub fn fail_claimed(folders: &Folders, doc_id: DocId, why: &str) -> std::io::Res
     Ok(dest)
 }
 
+/// What `gongwen-agent send` asks for.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct SendRequest {
+    /// The first is the main text (正文), the rest attachments.
+    pub files: Vec<PathBuf>,
+    pub to: Vec<String>,
+    #[serde(default)]
+    pub cc: Vec<String>,
+    pub title: Option<String>,
+    pub doc_number: Option<String>,
+    pub doc_type: Option<String>,
+    pub urgency: Option<String>,
+    pub deadline: Option<String>,
+    pub note: Option<String>,
+}
+
+/// The sidecar `send` writes for its claim.
+#[derive(Debug, Serialize)]
+struct SidecarOut<'a> {
+    main: &'a str,
+    to: &'a [String],
+    cc: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    title: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    doc_number: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    doc_type: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    urgency: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deadline: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<&'a str>,
+}
+
+/// Claim copies of files named on the command line (the originals stay
+/// where they are). Blocking.
+pub fn claim_copies(folders: &Folders, req: &SendRequest) -> Result<DocId, String> {
+    let (Some(_), Some(first_to)) = (req.files.first(), req.to.first()) else {
+        return Err("name at least one file and one recipient (--to)".into());
+    };
+    let mut names = Vec::new();
+    for f in &req.files {
+        let meta = std::fs::metadata(f).map_err(|e| format!("{}: {e}", f.display()))?;
+        if !meta.is_file() {
+            return Err(format!("{} is not a regular file", f.display()));
+        }
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| format!("{} has no file name", f.display()))?;
+        gongwen_common::envelope::check_file_name(&name).map_err(|e| e.to_string())?;
+        if names.contains(&name) {
+            return Err(format!("two files are named {name:?}"));
+        }
+        names.push(name);
+    }
+    let io = |e: std::io::Error| e.to_string();
+    let doc_id = DocId::generate();
+    let dir = folders.spool.join(doc_id.to_string());
+    std::fs::create_dir(&dir).map_err(io)?;
+    let files = dir.join("files");
+    std::fs::create_dir(&files).map_err(io)?;
+    let result = (|| -> Result<(), String> {
+        let sidecar = SidecarOut {
+            main: &names[0],
+            to: &req.to[1..],
+            cc: &req.cc,
+            title: req.title.as_deref(),
+            doc_number: req.doc_number.as_deref(),
+            doc_type: req.doc_type.as_deref(),
+            urgency: req.urgency.as_deref(),
+            deadline: req.deadline.as_deref(),
+            note: req.note.as_deref(),
+        };
+        let text = toml::to_string(&sidecar).map_err(|e| e.to_string())?;
+        // Check it the way the sender will, so a bad option fails here.
+        crate::draft::parse_sidecar("send", &text).map_err(|e| e.to_string())?;
+        write_atomic(&dir.join("meta.toml"), text.as_bytes(), 0o600).map_err(io)?;
+        for (f, name) in req.files.iter().zip(&names) {
+            let dest = files.join(name);
+            std::fs::copy(f, &dest).map_err(|e| format!("{}: {e}", f.display()))?;
+            std::fs::File::open(&dest)
+                .and_then(|d| d.sync_all())
+                .map_err(io)?;
+        }
+        sync_dir(&files).map_err(io)?;
+        let title_name = crate::draft::default_title(&names[0]);
+        let c = Claim {
+            to: first_to.clone(),
+            name: title_name,
+            is_folder: true,
+            has_sidecar: true,
+            claimed_ms: now_ms(),
+        };
+        // claim.json last: until it exists, recovery removes the directory.
+        let text = serde_json::to_vec_pretty(&c).map_err(|e| e.to_string())?;
+        write_atomic(&dir.join("claim.json"), &text, 0o600).map_err(io)?;
+        sync_dir(&dir).map_err(io)?;
+        sync_dir(&folders.spool).map_err(io)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(e);
+    }
+    info!(doc = %doc_id, "queued {} file(s) from the command line", names.len());
+    Ok(doc_id)
+}
+
 /// Watch the outbox for the agent's whole life: claim complete drops and
 /// wake the uploader. Runs whether or not the hub is reachable, so drops
 /// queue in the spool while it is not.

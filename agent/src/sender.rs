@@ -61,6 +61,10 @@ pub async fn send_pending(
         match send_one(conn, ctx, doc_id).instrument(span).await {
             Ok(()) => {}
             Err(SendError::Permanent(why)) => {
+                ctx.failures
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(doc_id, why.clone());
                 let folders = ctx.folders.clone();
                 tokio::task::spawn_blocking(move || outbox::fail_claimed(&folders, doc_id, &why))
                     .await
@@ -86,7 +90,12 @@ async fn send_one(
     if !dir.join("header").exists() {
         address_and_seal(conn, ctx, doc_id, &dir).await?;
     }
-    let receipt = upload(conn, &dir, doc_id).await?;
+    let receipt = upload(conn, &dir, doc_id, ctx).await;
+    ctx.progress
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&doc_id);
+    let receipt = receipt?;
     let ctx2 = ctx.clone();
     tokio::task::spawn_blocking(move || finish(&ctx2, doc_id, &receipt))
         .await
@@ -328,7 +337,12 @@ fn refused(code: ErrorCode, message: String) -> SendError {
 }
 
 /// Upload a sealed document; returns the hub's `accepted` receipt.
-async fn upload(conn: &quinn::Connection, dir: &Path, doc_id: DocId) -> Result<Vec<u8>, SendError> {
+async fn upload(
+    conn: &quinn::Connection,
+    dir: &Path,
+    doc_id: DocId,
+    ctx: &AgentContext,
+) -> Result<Vec<u8>, SendError> {
     let header = tokio::fs::read(dir.join("header")).await.map_err(later)?;
     let content_path = dir.join("content");
     let content_len = tokio::fs::metadata(&content_path)
@@ -364,12 +378,18 @@ async fn upload(conn: &quinn::Connection, dir: &Path, doc_id: DocId) -> Result<V
         .await
         .map_err(later)?;
     let mut buf = vec![0u8; IO_CHUNK];
+    let mut sent = offset;
     loop {
         let n = file.read(&mut buf).await.map_err(later)?;
         if n == 0 {
             break;
         }
         send.write_all(&buf[..n]).await.map_err(|e| conn_err(&e))?;
+        sent += n as u64;
+        ctx.progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(doc_id, (sent, content_len));
     }
     send.finish().map_err(|e| conn_err(&e))?;
     match read_message(&mut recv, ACCEPT_TIMEOUT)

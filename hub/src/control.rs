@@ -33,6 +33,8 @@ pub enum Request {
     Nodes,
     /// Counters since the hub started.
     Stats,
+    /// One document: metadata (never content) and each recipient's state.
+    Status { doc: gongwen_common::DocId },
 }
 
 /// The hub's answer.
@@ -102,11 +104,75 @@ async fn answer(request: &Request, shared: &Shared) -> Response {
     let result = match request {
         Request::Nodes => nodes(shared).await,
         Request::Stats => Ok(shared.stats.to_json()),
+        Request::Status { doc } => doc_status(shared, *doc).await,
     };
     match result {
         Ok(v) => Response::Ok(v),
         Err(e) => Response::Error(e),
     }
+}
+
+/// A document's metadata and per-recipient state, as the hub knows it.
+async fn doc_status(
+    shared: &Shared,
+    doc_id: gongwen_common::DocId,
+) -> Result<serde_json::Value, String> {
+    let (doc, deliveries, kinds) = shared
+        .store
+        .run(move |s| {
+            Ok((
+                s.doc(doc_id)?,
+                s.deliveries(doc_id)?,
+                s.receipt_kinds(doc_id)?,
+            ))
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let Some(doc) = doc else {
+        return Err(format!("the hub has no document {doc_id}"));
+    };
+    let time = |ms: i64| {
+        time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+            .map(gongwen_common::timefmt::rfc3339)
+            .ok()
+    };
+    let recipients: Vec<serde_json::Value> = doc
+        .recipients()
+        .iter()
+        .map(|r| {
+            let d = deliveries.iter().find(|(id, _)| id == r).map(|(_, d)| d);
+            let mut held: Vec<&str> = kinds
+                .iter()
+                .filter(|(id, _)| id == r)
+                .map(|(_, k)| k.as_str())
+                .collect();
+            held.sort();
+            serde_json::json!({
+                "recipient": r,
+                "copy": if doc.to.contains(r) { "to" } else { "cc" },
+                "state": d.map(|d| d.state),
+                "delivered_at": d.and_then(|d| d.delivered_ms).and_then(time),
+                "reason": d.and_then(|d| d.reason.clone()),
+                "receipts": held,
+            })
+        })
+        .collect();
+    Ok(serde_json::json!({
+        "doc_id": doc.doc_id,
+        "sender": doc.sender,
+        "title": doc.title,
+        "doc_number": doc.doc_number,
+        "doc_type": doc.doc_type,
+        "urgency": doc.urgency,
+        "deadline": doc.deadline.and_then(|s| time(s * 1000)),
+        "created_at": time(doc.created_ms),
+        "accepted_at": time(doc.accepted_ms),
+        "digest": doc.digest,
+        "content_len": doc.content_len,
+        "content_removed": doc.content_removed,
+        "files": doc.files,
+        "recipients": recipients,
+    }))
 }
 
 /// Connected nodes and every node known from its published key.

@@ -25,6 +25,16 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// One document: its metadata (never its content) and each recipient's state.
+    Status {
+        /// The document id.
+        doc: String,
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Counters since the running hub started (documents, bytes, resumed uploads).
     Stats {
         #[arg(long, value_name = "FILE")]
@@ -68,6 +78,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = HubConfig::load(&config)?;
             let hub = Hub::bind(config).await?;
             hub.run(gongwen_common::daemon::shutdown_signal()).await?;
+        }
+        Command::Status { doc, config, json } => {
+            let doc = gongwen_common::DocId::parse(&doc)?;
+            let config = HubConfig::load(&config)?;
+            let v = control::query(&config.data_dir, &Request::Status { doc }).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let s = |k: &str| v[k].as_str().unwrap_or("").to_owned();
+                println!("{}  {}", s("doc_id"), s("title"));
+                println!(
+                    "  from {}  {}  {}  {}  accepted {}",
+                    s("sender"),
+                    s("doc_number"),
+                    s("doc_type"),
+                    s("urgency"),
+                    s("accepted_at")
+                );
+                for r in v["recipients"].as_array().into_iter().flatten() {
+                    println!(
+                        "    {:<24} {:<3} {:<12} {}",
+                        r["recipient"].as_str().unwrap_or(""),
+                        r["copy"].as_str().unwrap_or(""),
+                        r["state"].as_str().unwrap_or(""),
+                        r["delivered_at"].as_str().unwrap_or("")
+                    );
+                }
+            }
         }
         Command::Stats { config, json } => {
             let config = HubConfig::load(&config)?;

@@ -448,3 +448,104 @@ async fn a_64_mib_document_goes_through_with_bounded_memory_and_resumes_after_a_
         "peak memory grew by {grown_mib} MiB for a 64 MiB document"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_on_the_command_line_delivers_main_text_and_attachment_and_hub_status_shows_it() {
+    let net = Net::new();
+    net.issue("prov-gov", Role::Node);
+    net.issue("harbin-gov", Role::Node);
+    let hub = net.start_hub().await;
+    let _prov = net.start_agent("prov-gov", hub.addr);
+    let _harbin = net.start_agent("harbin-gov", hub.addr);
+    hub.wait_ready(&["prov-gov", "harbin-gov"]).await;
+    let src = net.path().join("docs");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("正文.txt"), "关于召开全省政务工作会议的通知").unwrap();
+    std::fs::write(
+        src.join("附件1 参会回执.xlsx"),
+        b"\x50\x4b\x03\x04 fake xlsx",
+    )
+    .unwrap();
+    let config = net.path().join("prov-gov.toml");
+    let out = tokio::process::Command::new(gongwen_tests::bin("gongwen-agent"))
+        .arg("send")
+        .arg(src.join("正文.txt"))
+        .arg(src.join("附件1 参会回执.xlsx"))
+        .args([
+            "--to",
+            "harbin-gov",
+            "--title",
+            "关于召开全省政务工作会议的通知",
+            "--doc-type",
+            "通知",
+            "--urgency",
+            "特急",
+            "--config",
+        ])
+        .arg(&config)
+        .output();
+    let out = gongwen_tests::bounded("gongwen-agent send", out)
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc_id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("accepted by the hub"));
+    // The originals stay where they were.
+    assert!(src.join("正文.txt").exists() && src.join("附件1 参会回执.xlsx").exists());
+
+    let docs = wait_inbox(&net.root("harbin-gov"), "prov-gov", 1).await;
+    assert!(docs[0].ends_with(&doc_id));
+    assert_eq!(
+        std::fs::read_to_string(docs[0].join("正文.txt")).unwrap(),
+        "关于召开全省政务工作会议的通知"
+    );
+    assert_eq!(
+        std::fs::read(docs[0].join("附件1 参会回执.xlsx")).unwrap(),
+        b"\x50\x4b\x03\x04 fake xlsx"
+    );
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(docs[0].join("metadata.json")).unwrap()).unwrap();
+    assert_eq!(meta["files"][0]["kind"], "main");
+    assert_eq!(meta["files"][1]["kind"], "attachment");
+    assert_eq!(meta["urgency"], "extra-urgent");
+    wait_all_delivered(&net.root("prov-gov"), 1).await;
+
+    // The hub's view: metadata and per-recipient state, never content.
+    let v = gongwen_hub::control::query(
+        &hub.data_dir,
+        &gongwen_hub::control::Request::Status {
+            doc: doc_id.parse().unwrap(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(v["title"], "关于召开全省政务工作会议的通知");
+    assert_eq!(v["sender"], "prov-gov");
+    let r = &v["recipients"][0];
+    assert_eq!(r["recipient"], "harbin-gov");
+    assert_eq!(r["state"], "delivered");
+    assert!(r["delivered_at"].is_string());
+    assert_eq!(r["receipts"], serde_json::json!(["delivered"]));
+    assert_eq!(
+        v["content_removed"], true,
+        "ciphertext is dropped once everyone has it"
+    );
+
+    // A refusal comes back as a clear error and a non-zero exit.
+    let out = tokio::process::Command::new(gongwen_tests::bin("gongwen-agent"))
+        .arg("send")
+        .arg(src.join("正文.txt"))
+        .args(["--to", "nowhere-gov", "--config"])
+        .arg(&config)
+        .output();
+    let out = gongwen_tests::bounded("gongwen-agent send", out)
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown recipient: nowhere-gov"), "{err}");
+}
