@@ -84,7 +84,7 @@ done
 
 connected=0
 for _ in $(seq 200); do
-  connected=$("$bin/gongwen-hub" nodes --config hub.toml --json 2>/dev/null | grep -c '"connected": true' || true)
+  connected=$("$bin/gongwen-hub" nodes --config hub.toml --json 2>/dev/null | grep -c '"can_receive": true' || true)
   [[ "$connected" -ge 3 ]] && break
   sleep 0.1
 done
@@ -94,10 +94,62 @@ if [[ "$connected" -lt 3 ]]; then
   echo "only $connected of 3 agents connected within 20 s; see demo/*.log" >&2
   exit 1
 fi
+
 echo
-echo "All three agents are connected. Try, in another terminal (from $demo):"
-echo "  $bin/gongwen-hub nodes --config hub.toml --json"
+echo "==> prov-gov sends a notice with an attachment to the group 'cities'"
+title="关于做好冬季安全生产工作的通知"
+outbox="prov-gov-data/outbox/cities"
+mkdir -p "$outbox/.$title"
+printf '各市人民政府：\n\n为切实做好冬季安全生产工作，现将有关事项通知如下……\n\n黑龙江省人民政府\n2026年11月28日\n' \
+  > "$outbox/.$title/正文.txt"
+printf '单位,联系人,电话\n哈尔滨市,,\n大庆市,,\n' > "$outbox/.$title/附件1 安全检查汇总表.csv"
+cat > "$outbox/$title.meta.toml" <<TOML
+doc_number = "黑政发〔2026〕12号"
+doc_type   = "通知"
+urgency    = "urgent"
+operator   = "张三"
+phone      = "0451-12345678"
+TOML
+# A folder is filled under a hidden name and then moved in, so it is
+# taken only when complete.
+mv "$outbox/.$title" "$outbox/$title"
+echo "    dropped $outbox/$title/ (正文.txt + 附件1 安全检查汇总表.csv)"
+
+arrived=0
+for _ in $(seq 200); do
+  arrived=0
+  for id in harbin-gov daqing-gov; do
+    ls "$id-data/inbox/prov-gov/"*/正文.txt >/dev/null 2>&1 && arrived=$((arrived + 1))
+  done
+  [[ $arrived -ge 2 ]] && break
+  sleep 0.1
+done
+if [[ $arrived -lt 2 ]]; then
+  echo "the notice did not arrive within 20 s; see demo/*.log" >&2
+  exit 1
+fi
+for id in harbin-gov daqing-gov; do
+  echo "    $id received:"
+  (cd "$id-data/inbox" && find . -type f | sort | sed 's/^/      /')
+done
+# The delivered receipts travel back to the sender.
+for _ in $(seq 100); do
+  [[ $("$bin/gongwen-agent" status --config prov-gov.toml --json | grep -c '"state": "delivered"') -ge 2 ]] && break
+  sleep 0.1
+done
+echo
+echo "==> gongwen-agent status (at prov-gov): signed receipts from each unit"
+"$bin/gongwen-agent" status --config prov-gov.toml
+
+echo
+echo "Everything runs in $demo. Try, in another terminal, from there:"
+echo "  cp SOME_FILE prov-gov-data/outbox/harbin-gov/    # send a file from prov-gov to harbin-gov"
+echo "  cp SOME_FILE harbin-gov-data/outbox/cities/      # send from harbin-gov to the group 'cities'"
+echo "  $bin/gongwen-agent send SOME_FILE --to daqing-gov --config prov-gov.toml"
+echo "  $bin/gongwen-agent status --config prov-gov.toml"
+echo "  $bin/gongwen-hub nodes --config hub.toml"
 echo "  $bin/gongwen-certs --ca-dir ca revoke --id daqing-gov   # the hub cuts daqing-gov off"
+echo "Received documents appear in <unit>-data/inbox/<sender>/<doc_id>/."
 [[ $once == 1 ]] && exit 0
 echo "Press Ctrl-C to stop."
 wait

@@ -80,6 +80,20 @@ impl RawAgent {
 
     /// Seal `body` as one file for `to`, fetching their keys from the hub.
     pub async fn seal(&self, doc_id: DocId, to: &[&str], name: &str, body: &[u8]) -> SealedDoc {
+        let me = self.signer.identity().id.to_string();
+        self.seal_as(&me, doc_id, to, name, body).await
+    }
+
+    /// Like [`RawAgent::seal`], but naming `sender` in the metadata (still
+    /// signed with this connection's key).
+    pub async fn seal_as(
+        &self,
+        sender: &str,
+        doc_id: DocId,
+        to: &[&str],
+        name: &str,
+        body: &[u8],
+    ) -> SealedDoc {
         let reply = self
             .request(&Message::Lookup {
                 names: to.iter().map(|s| s.to_string()).collect(),
@@ -112,7 +126,7 @@ impl RawAgent {
         }
         let meta = DocMeta {
             doc_id,
-            sender: self.signer.identity().id.clone(),
+            sender: NodeId::parse(sender).unwrap(),
             to: to.iter().map(|s| NodeId::parse(s).unwrap()).collect(),
             cc: vec![],
             doc_number: String::new(),

@@ -549,3 +549,39 @@ async fn send_on_the_command_line_delivers_main_text_and_attachment_and_hub_stat
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown recipient: nowhere-gov"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_claiming_another_sender_is_refused_by_the_hub() {
+    use gongwen_common::wire::{ErrorCode, Message};
+    let net = Net::new();
+    for id in ["prov-gov", "harbin-gov", "daqing-gov"] {
+        net.issue(id, Role::Node);
+    }
+    let hub = net.start_hub().await;
+    let _harbin = net.start_agent("harbin-gov", hub.addr);
+    hub.wait_ready(&["harbin-gov"]).await;
+    let raw =
+        gongwen_tests::raw::RawAgent::connect(&net.path().join("prov-gov"), "prov-gov", hub.addr)
+            .await;
+    let forged = raw
+        .seal_as(
+            "daqing-gov",
+            gongwen_common::DocId::generate(),
+            &["harbin-gov"],
+            "假.txt",
+            b"forged",
+        )
+        .await;
+    match raw.upload(&forged).await {
+        Message::Error { code, message } => {
+            assert_eq!(code, ErrorCode::NotTheSender, "{message}");
+            assert!(
+                message.contains("daqing-gov") && message.contains("prov-gov"),
+                "{message}"
+            );
+        }
+        m => panic!("{m:?}"),
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(inbox_docs(&net.root("harbin-gov"), "daqing-gov").is_empty());
+}
