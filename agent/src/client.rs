@@ -150,10 +150,7 @@ impl Agent {
         tokio::pin!(shutdown);
         let mut background = tokio::task::JoinSet::new();
         background.spawn(outbox::watch(self.ctx.clone()).in_current_span());
-        let control = self.control;
-        let ctx = self.ctx.clone();
-        let link = self.state.subscribe();
-        background.spawn(control::serve(control, ctx, link).in_current_span());
+        background.spawn(control::serve(self.control, self.ctx.clone()).in_current_span());
         let this = Running {
             config: self.config,
             client: self.client,

@@ -4,26 +4,19 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use gongwen_common::DocId;
+use gongwen_common::control::{self, ControlError, Response};
 use gongwen_common::receipt::{Receipt, ReceiptKind};
 use gongwen_common::timefmt::rfc3339;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::watch;
-use tracing::debug;
+use tokio::net::UnixListener;
 
-use crate::client::LinkState;
 use crate::context::AgentContext;
 use crate::error::AgentError;
 use crate::outbox::read_claim;
 use crate::store::{SentRecord, Store, StoreError};
-
-const MAX_REQUEST: u64 = 64 * 1024;
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "query", rename_all = "snake_case")]
@@ -32,13 +25,6 @@ pub enum Request {
     Status { doc: Option<DocId> },
     /// Queue files for sending (copies are taken; the originals stay).
     Send(crate::outbox::SendRequest),
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Response {
-    Ok(serde_json::Value),
-    Error(String),
 }
 
 /// One recipient's state in `status`.
@@ -72,68 +58,27 @@ pub struct DocStatus {
 }
 
 pub(crate) fn bind(path: &Path) -> Result<UnixListener, AgentError> {
-    let control_err = |detail: String| AgentError::Control {
-        path: path.to_owned(),
-        detail,
-    };
-    if path.as_os_str().len() > 107 {
-        return Err(control_err(
-            "the path is too long for a Unix socket; use a shorter root".into(),
-        ));
-    }
-    if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(AgentError::AlreadyRunning(
-                path.parent()
-                    .and_then(Path::parent)
-                    .unwrap_or(path)
-                    .to_owned(),
-            ));
-        }
-        std::fs::remove_file(path).map_err(|e| control_err(e.to_string()))?;
-    }
-    let listener = UnixListener::bind(path).map_err(|e| control_err(e.to_string()))?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| control_err(e.to_string()))?;
-    Ok(listener)
+    control::bind(path).map_err(|e| match e {
+        // state/agent.sock → the root is two levels up.
+        ControlError::AlreadyRunning(_) => AgentError::AlreadyRunning(
+            path.parent()
+                .and_then(Path::parent)
+                .unwrap_or(path)
+                .to_owned(),
+        ),
+        other => AgentError::Control {
+            path: path.to_owned(),
+            detail: other.to_string(),
+        },
+    })
 }
 
-pub(crate) async fn serve(
-    listener: UnixListener,
-    ctx: Arc<AgentContext>,
-    _link: watch::Receiver<LinkState>,
-) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        };
+pub(crate) async fn serve(listener: UnixListener, ctx: Arc<AgentContext>) {
+    control::serve(listener, move |req: Request| {
         let ctx = ctx.clone();
-        tokio::spawn(async move {
-            if let Err(e) = handle(stream, &ctx).await {
-                debug!("control client: {e}");
-            }
-        });
-    }
-}
-
-async fn handle(stream: UnixStream, ctx: &Arc<AgentContext>) -> std::io::Result<()> {
-    let (read, mut write) = stream.into_split();
-    let mut line = String::new();
-    let mut reader = BufReader::new(read.take(MAX_REQUEST));
-    tokio::time::timeout(IO_TIMEOUT, reader.read_line(&mut line))
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no request"))??;
-    let response = match serde_json::from_str::<Request>(line.trim()) {
-        Ok(req) => answer(req, ctx).await,
-        Err(e) => Response::Error(format!("not a request the agent understands: {e}")),
-    };
-    let mut out = serde_json::to_vec(&response)
-        .unwrap_or_else(|_| br#"{"error":"response could not be encoded"}"#.to_vec());
-    out.push(b'\n');
-    write.write_all(&out).await?;
-    write.shutdown().await
+        async move { answer(req, &ctx).await }
+    })
+    .await;
 }
 
 async fn answer(req: Request, ctx: &Arc<AgentContext>) -> Response {
@@ -324,33 +269,16 @@ fn to_json<T: Serialize>(v: &T) -> Result<serde_json::Value, StoreError> {
     serde_json::to_value(v).map_err(|e| StoreError::Record(e.to_string()))
 }
 
-/// Ask the agent running with `root` one question.
+/// Ask the agent behind `socket` one question.
 pub async fn query(socket: &Path, request: &Request) -> Result<serde_json::Value, AgentError> {
-    let control_err = |detail: String| AgentError::Control {
-        path: socket.to_owned(),
-        detail,
-    };
-    let stream = UnixStream::connect(socket)
-        .await
-        .map_err(|source| AgentError::NotRunning {
+    control::query(socket, request).await.map_err(|e| match e {
+        ControlError::NotRunning { source, .. } => AgentError::NotRunning {
             path: socket.to_owned(),
             source,
-        })?;
-    let (read, mut write) = stream.into_split();
-    let mut req = serde_json::to_vec(request).map_err(|e| control_err(e.to_string()))?;
-    req.push(b'\n');
-    write
-        .write_all(&req)
-        .await
-        .map_err(|e| control_err(e.to_string()))?;
-    let mut line = String::new();
-    tokio::time::timeout(IO_TIMEOUT, BufReader::new(read).read_line(&mut line))
-        .await
-        .map_err(|_| control_err("no answer within 10 s".into()))?
-        .map_err(|e| control_err(e.to_string()))?;
-    match serde_json::from_str::<Response>(&line) {
-        Ok(Response::Ok(v)) => Ok(v),
-        Ok(Response::Error(e)) => Err(control_err(e)),
-        Err(e) => Err(control_err(format!("unreadable answer: {e}"))),
-    }
+        },
+        other => AgentError::Control {
+            path: socket.to_owned(),
+            detail: other.to_string(),
+        },
+    })
 }

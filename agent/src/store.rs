@@ -24,38 +24,8 @@ const RECEIPTS: TableDefinition<(&[u8], &str, u8), &[u8]> = TableDefinition::new
 const RECEIVED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("received");
 const MY_RECEIPTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("my_receipts");
 
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    #[error("the agent's store {path} cannot be opened: {detail}")]
-    Open { path: String, detail: String },
-    #[error(
-        "the agent's store {0} is missing but sent/ or inbox/ hold documents; refusing to start with an empty store (restore it from backup)"
-    )]
-    Missing(String),
-    #[error("store: {0}")]
-    Db(#[from] redb::Error),
-    #[error("store record is damaged: {0}")]
-    Record(String),
-    #[error("the store task failed: {0}")]
-    Task(String),
-}
-
-macro_rules! from_redb {
-    ($($t:ty),*) => {$(
-        impl From<$t> for StoreError {
-            fn from(e: $t) -> Self {
-                StoreError::Db(e.into())
-            }
-        }
-    )*};
-}
-from_redb!(
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
+pub use gongwen_common::kvstore::StoreError;
+use gongwen_common::kvstore::{from_json as parse, to_json as json};
 
 /// A document the hub accepted from us.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -93,35 +63,6 @@ pub struct ReceivedRecord {
     pub reason: Option<String>,
 }
 
-fn json<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(v).map_err(|e| StoreError::Record(e.to_string()))
-}
-
-fn parse<T: for<'de> Deserialize<'de>>(b: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(b).map_err(|e| StoreError::Record(e.to_string()))
-}
-
-pub fn kind_code(k: ReceiptKind) -> u8 {
-    match k {
-        ReceiptKind::Accepted => 1,
-        ReceiptKind::Delivered => 2,
-        ReceiptKind::Quarantined => 3,
-        ReceiptKind::Acknowledged => 4,
-        ReceiptKind::Rejected => 5,
-    }
-}
-
-fn kind_from(c: u8) -> Option<ReceiptKind> {
-    Some(match c {
-        1 => ReceiptKind::Accepted,
-        2 => ReceiptKind::Delivered,
-        3 => ReceiptKind::Quarantined,
-        4 => ReceiptKind::Acknowledged,
-        5 => ReceiptKind::Rejected,
-        _ => return None,
-    })
-}
-
 /// The agent's store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -138,18 +79,7 @@ impl Store {
     /// Open the store; create it only when `fresh_ok`. A damaged file is an
     /// error, never replaced.
     pub fn open(path: &Path, fresh_ok: bool) -> Result<Store, StoreError> {
-        let shown = path.display().to_string();
-        let db = if path.exists() {
-            Database::open(path)
-        } else if fresh_ok {
-            Database::create(path)
-        } else {
-            return Err(StoreError::Missing(shown));
-        }
-        .map_err(|e| StoreError::Open {
-            path: shown.clone(),
-            detail: e.to_string(),
-        })?;
+        let db = gongwen_common::kvstore::open(path, fresh_ok, "sent/ or inbox/ hold documents")?;
         let txn = db.begin_write()?;
         {
             txn.open_table(SENT)?;
@@ -166,10 +96,7 @@ impl Store {
         &self,
         f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || f(&store))
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))?
+        gongwen_common::kvstore::blocking(self, f).await
     }
 
     /// Record a document the hub accepted, with its `accepted` receipt.
@@ -183,10 +110,8 @@ impl Store {
         let txn = self.db.begin_write()?;
         {
             txn.open_table(SENT)?.insert(key, json(rec)?.as_slice())?;
-            txn.open_table(RECEIPTS)?.insert(
-                (key, hub.as_str(), kind_code(ReceiptKind::Accepted)),
-                accepted,
-            )?;
+            txn.open_table(RECEIPTS)?
+                .insert((key, hub.as_str(), ReceiptKind::Accepted.code()), accepted)?;
         }
         txn.commit()?;
         Ok(())
@@ -224,7 +149,7 @@ impl Store {
         let txn = self.db.begin_write()?;
         let new = {
             let mut t = txn.open_table(RECEIPTS)?;
-            let k = (key, recipient.as_str(), kind_code(kind));
+            let k = (key, recipient.as_str(), kind.code());
             let new = t.get(k)?.is_none();
             if new {
                 t.insert(k, receipt)?;
@@ -247,7 +172,7 @@ impl Store {
         for row in t.range((key, "", 0u8)..(key, "\u{10ffff}", u8::MAX))? {
             let (k, v) = row?;
             let (_, r, kind) = k.value();
-            if let (Ok(id), Some(kind)) = (NodeId::parse(r), kind_from(kind)) {
+            if let (Ok(id), Some(kind)) = (NodeId::parse(r), ReceiptKind::from_code(kind).ok()) {
                 out.push((id, kind, v.value().to_vec()));
             }
         }

@@ -29,6 +29,8 @@
 //! - [`stream`] — whole messages on QUIC streams, with read deadlines (edge).
 //! - [`fsutil`] — durable writes (temp, fsync, rename, fsync dir).
 //! - [`daemon`] — logging and shutdown signals for the binaries (edge).
+//! - [`control`] — local control sockets: one JSON line each way (edge).
+//! - [`kvstore`] — what the redb stores share (open, records, blocking).
 //! - [`config`] — `hub.toml` and `agent.toml`, strictly parsed.
 //! - [`tls`] — TLS 1.3 + QUIC configurations for hub and agent.
 //! - [`timefmt`] — durations such as `"4h"` and RFC 3339 time stamps.
@@ -37,11 +39,13 @@
 
 pub mod codec;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod envelope;
 pub mod error;
 pub mod fsutil;
 pub mod id;
+pub mod kvstore;
 pub mod pki;
 pub mod receipt;
 pub mod signed;

@@ -40,7 +40,8 @@ impl ReceiptKind {
             ReceiptKind::Rejected => "rejected",
         }
     }
-    fn code(self) -> u8 {
+    /// The byte that stands for this kind in encodings and store keys.
+    pub fn code(self) -> u8 {
         match self {
             ReceiptKind::Accepted => 1,
             ReceiptKind::Delivered => 2,
@@ -49,7 +50,7 @@ impl ReceiptKind {
             ReceiptKind::Rejected => 5,
         }
     }
-    fn from_code(c: u8) -> Result<Self, CodecError> {
+    pub fn from_code(c: u8) -> Result<Self, CodecError> {
         Ok(match c {
             1 => ReceiptKind::Accepted,
             2 => ReceiptKind::Delivered,

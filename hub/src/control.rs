@@ -5,12 +5,10 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
+use gongwen_common::control::{self, ControlError, Response};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{UnixListener, UnixStream};
-use tracing::{debug, warn};
+use tokio::net::UnixListener;
 
 use gongwen_common::pki::CertIdentity;
 use gongwen_common::signed::{Statement, StatementKind};
@@ -21,9 +19,6 @@ use crate::server::Shared;
 
 /// Socket file name inside the data directory.
 pub const SOCKET_NAME: &str = "hub.sock";
-/// Longest request line accepted.
-const MAX_REQUEST: u64 = 64 * 1024;
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A query to the running hub.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -37,67 +32,28 @@ pub enum Request {
     Status { doc: gongwen_common::DocId },
 }
 
-/// The hub's answer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Response {
-    Ok(serde_json::Value),
-    Error(String),
-}
-
 pub fn socket_path(data_dir: &Path) -> PathBuf {
     data_dir.join(SOCKET_NAME)
 }
 
-/// Bind the control socket, refusing if another hub answers on it and
-/// removing a stale socket file left by a hub that died.
+/// Bind the control socket (refusing if another hub answers on it).
 pub(crate) async fn bind(data_dir: &Path) -> Result<UnixListener, HubError> {
-    let path = socket_path(data_dir);
-    if path.as_os_str().len() > 107 {
-        return Err(HubError::SocketPathTooLong(path));
-    }
-    if path.exists() {
-        if UnixStream::connect(&path).await.is_ok() {
-            return Err(HubError::AlreadyRunning(data_dir.to_owned()));
-        }
-        std::fs::remove_file(&path).map_err(|source| HubError::DataDir {
-            path: path.clone(),
-            source,
-        })?;
-    }
-    let listener = UnixListener::bind(&path).map_err(|source| HubError::DataDir {
-        path: path.clone(),
-        source,
-    })?;
-    // The data directory is 0700 already; this makes the socket private
-    // even if someone loosens the directory.
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
-        HubError::DataDir {
-            path: path.clone(),
-            source,
-        }
-    })?;
-    Ok(listener)
+    control::bind(&socket_path(data_dir)).map_err(|e| match e {
+        ControlError::AlreadyRunning(_) => HubError::AlreadyRunning(data_dir.to_owned()),
+        ControlError::TooLong(p) => HubError::SocketPathTooLong(p),
+        other => HubError::Control {
+            path: socket_path(data_dir),
+            detail: other.to_string(),
+        },
+    })
 }
 
 pub(crate) async fn serve(listener: UnixListener, shared: Arc<Shared>) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                let shared = shared.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = handle(stream, &shared).await {
-                        debug!("control client: {e}");
-                    }
-                });
-            }
-            Err(e) => {
-                warn!("control socket accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
+    control::serve(listener, move |req: Request| {
+        let shared = shared.clone();
+        async move { answer(&req, &shared).await }
+    })
+    .await;
 }
 
 async fn answer(request: &Request, shared: &Shared) -> Response {
@@ -208,52 +164,17 @@ async fn nodes(shared: &Shared) -> Result<serde_json::Value, String> {
     serde_json::to_value(rows).map_err(|e| e.to_string())
 }
 
-async fn handle(stream: UnixStream, shared: &Shared) -> std::io::Result<()> {
-    let (read, mut write) = stream.into_split();
-    let mut line = String::new();
-    let mut reader = BufReader::new(read.take(MAX_REQUEST));
-    tokio::time::timeout(IO_TIMEOUT, reader.read_line(&mut line))
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no request"))??;
-    let response = match serde_json::from_str::<Request>(line.trim()) {
-        Ok(req) => answer(&req, shared).await,
-        Err(e) => Response::Error(format!("not a request the hub understands: {e}")),
-    };
-    let mut out = serde_json::to_vec(&response)
-        .unwrap_or_else(|_| br#"{"error":"response could not be encoded"}"#.to_vec());
-    out.push(b'\n');
-    write.write_all(&out).await?;
-    write.shutdown().await
-}
-
 /// Ask the hub running with `data_dir` one question.
 pub async fn query(data_dir: &Path, request: &Request) -> Result<serde_json::Value, HubError> {
     let path = socket_path(data_dir);
-    let control_err = |detail: String| HubError::Control {
-        path: path.clone(),
-        detail,
-    };
-    let stream = UnixStream::connect(&path)
-        .await
-        .map_err(|source| HubError::NotRunning {
+    control::query(&path, request).await.map_err(|e| match e {
+        ControlError::NotRunning { source, .. } => HubError::NotRunning {
             path: path.clone(),
             source,
-        })?;
-    let (read, mut write) = stream.into_split();
-    let mut req = serde_json::to_vec(request).map_err(|e| control_err(e.to_string()))?;
-    req.push(b'\n');
-    write
-        .write_all(&req)
-        .await
-        .map_err(|e| control_err(e.to_string()))?;
-    let mut line = String::new();
-    tokio::time::timeout(IO_TIMEOUT, BufReader::new(read).read_line(&mut line))
-        .await
-        .map_err(|_| control_err("no answer within 10 s".into()))?
-        .map_err(|e| control_err(e.to_string()))?;
-    match serde_json::from_str::<Response>(&line) {
-        Ok(Response::Ok(v)) => Ok(v),
-        Ok(Response::Error(e)) => Err(control_err(e)),
-        Err(e) => Err(control_err(format!("unreadable answer: {e}"))),
-    }
+        },
+        other => HubError::Control {
+            path: path.clone(),
+            detail: other.to_string(),
+        },
+    })
 }

@@ -38,49 +38,8 @@ const BINDINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("bindings");
 const PARTIAL: TableDefinition<&[u8], &[u8]> = TableDefinition::new("partial");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 
-/// A store operation that failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    #[error("the hub's store {path} cannot be opened: {detail}")]
-    Open { path: String, detail: String },
-    #[error(
-        "the hub's store {0} is missing but its spool holds documents; refusing to start with an empty store (restore the file from backup)"
-    )]
-    Missing(String),
-    #[error("store: {0}")]
-    Db(#[from] redb::Error),
-    #[error("store record is damaged: {0}")]
-    Record(String),
-    #[error("the store task failed: {0}")]
-    Task(String),
-}
-
-macro_rules! from_redb {
-    ($($t:ty),*) => {$(
-        impl From<$t> for StoreError {
-            fn from(e: $t) -> Self {
-                StoreError::Db(e.into())
-            }
-        }
-    )*};
-}
-from_redb!(
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
-
-impl StoreError {
-    /// True when the cause is the disk (full, I/O error): worth retrying.
-    pub fn is_storage(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Db(redb::Error::Io(_)) | StoreError::Db(redb::Error::PreviousIo)
-        )
-    }
-}
+pub use gongwen_common::kvstore::StoreError;
+use gongwen_common::kvstore::{from_json as parse, to_json as json};
 
 /// A document the hub accepted.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -170,52 +129,12 @@ impl std::fmt::Debug for Store {
     }
 }
 
-fn json<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(v).map_err(|e| StoreError::Record(e.to_string()))
-}
-
-fn parse<T: for<'de> Deserialize<'de>>(b: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(b).map_err(|e| StoreError::Record(e.to_string()))
-}
-
-fn kind_code(k: ReceiptKind) -> u8 {
-    match k {
-        ReceiptKind::Accepted => 1,
-        ReceiptKind::Delivered => 2,
-        ReceiptKind::Quarantined => 3,
-        ReceiptKind::Acknowledged => 4,
-        ReceiptKind::Rejected => 5,
-    }
-}
-
-fn kind_from(c: u8) -> Option<ReceiptKind> {
-    Some(match c {
-        1 => ReceiptKind::Accepted,
-        2 => ReceiptKind::Delivered,
-        3 => ReceiptKind::Quarantined,
-        4 => ReceiptKind::Acknowledged,
-        5 => ReceiptKind::Rejected,
-        _ => return None,
-    })
-}
-
 impl Store {
     /// Open the store at `path`. A missing file is created only when
     /// `fresh_ok` (nothing else in the data directory says a store existed);
     /// a damaged file is an error, never replaced.
     pub fn open(path: &Path, fresh_ok: bool) -> Result<Store, StoreError> {
-        let shown = path.display().to_string();
-        let db = if path.exists() {
-            Database::open(path)
-        } else if fresh_ok {
-            Database::create(path)
-        } else {
-            return Err(StoreError::Missing(shown));
-        }
-        .map_err(|e| StoreError::Open {
-            path: shown.clone(),
-            detail: e.to_string(),
-        })?;
+        let db = gongwen_common::kvstore::open(path, fresh_ok, "the hub's spool holds documents")?;
         let txn = db.begin_write()?;
         {
             txn.open_table(DOCS)?;
@@ -238,10 +157,7 @@ impl Store {
         &self,
         f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || f(&store))
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))?
+        gongwen_common::kvstore::blocking(self, f).await
     }
 
     pub fn put_binding(&self, node: &NodeId, binding: &[u8]) -> Result<(), StoreError> {
@@ -406,7 +322,7 @@ impl Store {
                 };
                 delivery.insert((key, recipient.as_str()), json(&rec)?.as_slice())?;
                 txn.open_table(RECEIPTS)?
-                    .insert((key, recipient.as_str(), kind_code(kind)), receipt)?;
+                    .insert((key, recipient.as_str(), kind.code()), receipt)?;
                 let mut counters = txn.open_table(COUNTERS)?;
                 let seq = counters.get("forward")?.map(|g| g.value()).unwrap_or(0) + 1;
                 counters.insert("forward", seq)?;
@@ -483,7 +399,7 @@ impl Store {
         for row in t.range((key, "", 0u8)..(key, "\u{10ffff}", u8::MAX))? {
             let (k, _) = row?;
             let (_, r, kind) = k.value();
-            if let (Ok(id), Some(kind)) = (NodeId::parse(r), kind_from(kind)) {
+            if let (Ok(id), Some(kind)) = (NodeId::parse(r), ReceiptKind::from_code(kind).ok()) {
                 out.push((id, kind));
             }
         }
