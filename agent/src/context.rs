@@ -30,6 +30,8 @@ pub struct AgentContext {
     pub progress: Mutex<std::collections::HashMap<gongwen_common::DocId, (u64, u64)>>,
     /// Why documents sent from the command line failed (this run only).
     pub failures: Mutex<std::collections::HashMap<gongwen_common::DocId, String>>,
+    /// The admitted connection to the hub, while there is one.
+    pub conn: Mutex<Option<quinn::Connection>>,
 }
 
 impl std::fmt::Debug for AgentContext {
@@ -61,6 +63,7 @@ impl AgentContext {
             outbox_wake: Notify::new(),
             progress: Mutex::new(Default::default()),
             failures: Mutex::new(Default::default()),
+            conn: Mutex::new(None),
         }
     }
 
@@ -74,6 +77,15 @@ impl AgentContext {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// The connection to the hub, if admitted now.
+    pub fn connection(&self) -> Option<quinn::Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_connection(&self, conn: Option<quinn::Connection>) {
+        *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = conn;
     }
 
     /// Take a new CRL (already checked against the CA).

@@ -25,6 +25,16 @@ pub enum Request {
     Status { doc: Option<DocId> },
     /// Queue files for sending (copies are taken; the originals stay).
     Send(crate::outbox::SendRequest),
+    /// Documents received (or only those still to sign for).
+    Inbox { pending: bool },
+    /// Sign for a received document (签收).
+    Ack { doc: DocId, by: String },
+    /// Return a received document (退回).
+    Reject { doc: DocId, reason: String },
+    /// Withdraw a document this unit sent (撤回).
+    Recall { doc: DocId, reason: String },
+    /// Ask the hub a supervision question (supervisor units only).
+    Supervise { question: serde_json::Value },
 }
 
 /// One recipient's state in `status`.
@@ -36,7 +46,13 @@ pub struct RecipientStatus {
     pub delivered_at: Option<String>,
     /// Receipt kinds held from this recipient.
     pub receipts: Vec<ReceiptKind>,
+    /// Why it was quarantined or returned.
     pub reason: Option<String>,
+    /// Who signed for it.
+    #[serde(default)]
+    pub acknowledged_by: Option<String>,
+    #[serde(default)]
+    pub acknowledged_at: Option<String>,
 }
 
 /// One document in `status`.
@@ -116,6 +132,55 @@ async fn answer(req: Request, ctx: &Arc<AgentContext>) -> Response {
                 }
             }
         }
+        Request::Inbox { pending } => match ctx.store.run(|s| s.all_received()).await {
+            Ok(records) => match to_json(&crate::clerk::inbox_rows(records, pending)) {
+                Ok(v) => Response::Ok(v),
+                Err(e) => Response::Error(e.to_string()),
+            },
+            Err(e) => Response::Error(e.to_string()),
+        },
+        Request::Ack { doc, by } => act(ctx, doc, ReceiptKind::Acknowledged, by).await,
+        Request::Reject { doc, reason } => act(ctx, doc, ReceiptKind::Rejected, reason).await,
+        Request::Recall { doc, reason } => {
+            match hub_request(
+                ctx,
+                &gongwen_common::wire::Message::Recall {
+                    doc_id: doc,
+                    reason,
+                },
+            )
+            .await
+            {
+                Ok(v) => {
+                    let mut from: Vec<gongwen_common::NodeId> = Vec::new();
+                    for key in ["withdrawn_at_hub", "recalled_from"] {
+                        from.extend(
+                            serde_json::from_value::<Vec<gongwen_common::NodeId>>(v[key].clone())
+                                .unwrap_or_default(),
+                        );
+                    }
+                    let now = crate::outbox::now_ms();
+                    if let Err(e) = ctx
+                        .store
+                        .run(move |s| s.mark_recalled(doc, &from, now))
+                        .await
+                    {
+                        return Response::Error(e.to_string());
+                    }
+                    Response::Ok(v)
+                }
+                Err(e) => Response::Error(e),
+            }
+        }
+        Request::Supervise { question } => {
+            let msg = gongwen_common::wire::Message::Supervise {
+                query: question.to_string().into_bytes(),
+            };
+            match hub_request(ctx, &msg).await {
+                Ok(v) => Response::Ok(v),
+                Err(e) => Response::Error(e),
+            }
+        }
         Request::Send(req) => {
             let folders = ctx.folders.clone();
             let queued =
@@ -130,6 +195,39 @@ async fn answer(req: Request, ctx: &Arc<AgentContext>) -> Response {
                 Err(e) => Response::Error(e.to_string()),
             }
         }
+    }
+}
+
+async fn act(ctx: &Arc<AgentContext>, doc: DocId, kind: ReceiptKind, detail: String) -> Response {
+    let c = ctx.clone();
+    match tokio::task::spawn_blocking(move || crate::clerk::answer(&c, doc, kind, &detail)).await {
+        Ok(Ok(rec)) => {
+            ctx.outbox_wake.notify_one();
+            Response::Ok(serde_json::json!({
+                "doc_id": rec.doc_id,
+                "state": rec.state.as_str(),
+                "submitted": ctx.connection().is_some(),
+            }))
+        }
+        Ok(Err(e)) => Response::Error(e.to_string()),
+        Err(e) => Response::Error(e.to_string()),
+    }
+}
+
+/// One request to the hub over the live connection; its JSON answer.
+async fn hub_request(
+    ctx: &AgentContext,
+    msg: &gongwen_common::wire::Message,
+) -> Result<serde_json::Value, String> {
+    use gongwen_common::wire::Message;
+    let Some(conn) = ctx.connection() else {
+        return Err("the agent is not connected to the hub right now; try again when it is".into());
+    };
+    match crate::sender::request(&conn, msg).await {
+        Ok(Message::Json { body }) => serde_json::from_slice(&body).map_err(|e| e.to_string()),
+        Ok(Message::Error { message, .. }) => Err(format!("the hub refused: {message}")),
+        Ok(other) => Err(format!("unexpected answer from the hub: {other:?}")),
+        Err(e) => Err(format!("{e:?}")),
     }
 }
 
@@ -175,7 +273,15 @@ fn doc_status(store: &Store, rec: &SentRecord) -> Result<DocStatus, StoreError> 
             };
             let delivered = parsed(ReceiptKind::Delivered);
             let quarantined = parsed(ReceiptKind::Quarantined);
-            let state = if quarantined.is_some() {
+            let acknowledged = parsed(ReceiptKind::Acknowledged);
+            let rejected = parsed(ReceiptKind::Rejected);
+            let state = if rejected.is_some() {
+                "rejected"
+            } else if acknowledged.is_some() {
+                "acknowledged"
+            } else if rec.recalled.contains(r) {
+                "recalled"
+            } else if quarantined.is_some() {
                 "quarantined"
             } else if delivered.is_some() {
                 "delivered"
@@ -190,7 +296,12 @@ fn doc_status(store: &Store, rec: &SentRecord) -> Result<DocStatus, StoreError> 
                     .or(quarantined.as_ref())
                     .map(|r| ms_time(r.time_ms)),
                 receipts: kinds,
-                reason: quarantined.map(|q| q.reason),
+                reason: rejected
+                    .as_ref()
+                    .map(|x| x.reason.clone())
+                    .or(quarantined.map(|q| q.reason)),
+                acknowledged_by: acknowledged.as_ref().map(|a| a.by.clone()),
+                acknowledged_at: acknowledged.as_ref().map(|a| ms_time(a.time_ms)),
             }
         })
         .collect();
@@ -259,6 +370,8 @@ fn outgoing(spool: &Path, id: DocId) -> DocStatus {
                     delivered_at: None,
                     receipts: vec![],
                     reason: None,
+                    acknowledged_by: None,
+                    acknowledged_at: None,
                 }]
             })
             .unwrap_or_default(),

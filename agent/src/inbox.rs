@@ -233,6 +233,11 @@ fn accept(ctx: &AgentContext, doc_id: DocId, header: &[u8]) -> Result<Vec<u8>, L
                 received_ms: now_ms(),
                 state: ReceivedState::Delivered,
                 reason: None,
+                digest: gongwen_common::pki::serial_hex(&sealed.digest()),
+                urge_count: 0,
+                answer: None,
+                answered_ms: None,
+                recall_reason: None,
             };
             ctx.store.record_received(&rec, &receipt)?;
             clean_incoming(ctx, doc_id);
@@ -505,6 +510,11 @@ fn quarantine(
         received_ms: now_ms(),
         state: ReceivedState::Quarantined,
         reason: Some(why.to_string()),
+        digest: gongwen_common::pki::serial_hex(&digest),
+        urge_count: 0,
+        answer: None,
+        answered_ms: None,
+        recall_reason: None,
     };
     ctx.store.record_received(&rec, &receipt)?;
     clean_incoming(ctx, doc_id);

@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backoff;
+pub mod clerk;
 pub mod client;
 pub mod context;
 pub mod control;

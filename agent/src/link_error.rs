@@ -88,7 +88,7 @@ impl LinkError {
 
 fn crypto_alert(code: quinn::TransportErrorCode) -> Option<u8> {
     let c = u64::from(code);
-    (0x100..=0x1ff).contains(&c).then_some((c - 0x100) as u8)
+    (0x100..=0x1ff).contains(&c).then(|| (c - 0x100) as u8)
 }
 
 /// Classify the error that ended (or prevented) a connection.
@@ -205,6 +205,33 @@ mod tests {
         assert!(matches!(
             classify(&closed_with_alert(43), "hub"),
             LinkError::CertificateRefused(_)
+        ));
+    }
+
+    #[test]
+    fn application_close_codes_below_the_crypto_range_do_not_panic() {
+        for code in [0u32, 1, 3, 6, 99, 0xff] {
+            let close = quinn_proto::ApplicationClose {
+                error_code: quinn::VarInt::from_u32(code),
+                reason: Default::default(),
+            };
+            let _ = classify(&quinn::ConnectionError::ApplicationClosed(close), "hub");
+            let te = quinn_proto::TransportError {
+                code: TransportErrorCode::crypto(0),
+                frame: None,
+                reason: String::new(),
+            };
+            let _ = classify(&quinn::ConnectionError::TransportError(te), "hub");
+        }
+        // A transport (not crypto) close code from the peer.
+        let close = quinn_proto::ConnectionClose {
+            error_code: TransportErrorCode::PROTOCOL_VIOLATION,
+            frame_type: None,
+            reason: Default::default(),
+        };
+        assert!(matches!(
+            classify(&quinn::ConnectionError::ConnectionClosed(close), "hub"),
+            LinkError::Protocol(_)
         ));
     }
 

@@ -5,11 +5,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use gongwen_agent::Agent;
+use gongwen_agent::clerk::InboxRow;
 use gongwen_agent::control::{self, DocStatus, Request};
 use gongwen_agent::keygen::keygen;
 use gongwen_agent::outbox::SendRequest;
 use gongwen_agent::state::Folders;
 use gongwen_common::config::AgentConfig;
+use gongwen_common::display;
 use gongwen_common::{DocId, NodeId};
 
 /// The gongwen agent: one per unit, connected to the hub.
@@ -64,6 +66,52 @@ enum Command {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Documents this unit received: sender, title, number, urgency,
+    /// deadline, state, how often urged.
+    Inbox {
+        /// Only those still to sign for or return.
+        #[arg(long)]
+        pending: bool,
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sign for a received document (签收); the sender gets a receipt
+    /// signed by this unit naming the person.
+    Ack {
+        doc: String,
+        /// Who signs for it.
+        #[arg(long)]
+        by: String,
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Return a received document (退回) with a reason the sender sees.
+    Reject {
+        doc: String,
+        /// Why it is returned (required).
+        #[arg(long)]
+        reason: String,
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Withdraw a document this unit sent (撤回) from every unit that has
+    /// not signed for it yet.
+    Recall {
+        doc: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Supervision queries through the hub (supervisor units only).
+    Supervise {
+        #[command(subcommand)]
+        query: SuperviseQuery,
+    },
     /// Show documents this unit sent, with each recipient's state and receipts.
     Status {
         /// One document's id (default: all).
@@ -82,6 +130,36 @@ enum Command {
         /// Directory to write ID.key and ID.csr into.
         #[arg(long)]
         out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SuperviseQuery {
+    /// One document: each unit's state, deadline, lateness, escalation.
+    Status {
+        doc: String,
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every (document, unit) past its deadline without being signed for.
+    Overdue {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Per-unit and per-sender figures over a period.
+    Report {
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -159,6 +237,115 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 };
                 print_status(&docs);
             }
+        }
+        Command::Inbox {
+            pending,
+            config,
+            json,
+        } => {
+            let v = ask(&config, &Request::Inbox { pending })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let rows: Vec<InboxRow> = serde_json::from_value(v)?;
+                if rows.is_empty() {
+                    println!("no documents");
+                }
+                for r in rows {
+                    println!(
+                        "{}  {:<13} {:<12} from {:<16} {}  {}{}",
+                        r.doc_id,
+                        r.state,
+                        r.urgency,
+                        r.sender,
+                        r.doc_number,
+                        r.title,
+                        if r.urge_count > 0 {
+                            format!("  (urged {}x)", r.urge_count)
+                        } else {
+                            String::new()
+                        }
+                    );
+                }
+            }
+        }
+        Command::Ack { doc, by, config } => {
+            let doc = DocId::parse(&doc)?;
+            ask(&config, &Request::Ack { doc, by })?;
+            println!("signed for {doc}; the receipt goes to the sender");
+        }
+        Command::Reject {
+            doc,
+            reason,
+            config,
+        } => {
+            let doc = DocId::parse(&doc)?;
+            ask(&config, &Request::Reject { doc, reason })?;
+            println!("returned {doc}; the sender will see the reason");
+        }
+        Command::Recall {
+            doc,
+            reason,
+            config,
+            json,
+        } => {
+            let doc = DocId::parse(&doc)?;
+            let v = ask(&config, &Request::Recall { doc, reason })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let list = |k: &str| {
+                    v[k].as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|x| x.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        })
+                        .filter(|s| !s.is_empty())
+                        .unwrap_or_else(|| "-".into())
+                };
+                println!("recalled {doc}");
+                println!("  withdrawn before delivery: {}", list("withdrawn_at_hub"));
+                println!("  recalled from:             {}", list("recalled_from"));
+                println!(
+                    "  already signed for/returned (they keep it): {}",
+                    list("already_answered")
+                );
+            }
+        }
+        Command::Supervise { query } => {
+            let (config, json, question) = match query {
+                SuperviseQuery::Status { doc, config, json } => {
+                    let doc = DocId::parse(&doc)?;
+                    (
+                        config,
+                        json,
+                        serde_json::json!({"query": "status", "doc": doc}),
+                    )
+                }
+                SuperviseQuery::Overdue { config, json } => {
+                    (config, json, serde_json::json!({"query": "overdue"}))
+                }
+                SuperviseQuery::Report {
+                    since,
+                    until,
+                    config,
+                    json,
+                } => (
+                    config,
+                    json,
+                    serde_json::json!({"query": "report", "since": since, "until": until}),
+                ),
+            };
+            let kind = question["query"].as_str().unwrap_or("").to_owned();
+            let v = ask(&config, &Request::Supervise { question })?;
+            let text = match kind.as_str() {
+                "overdue" => display::overdue(&v, json),
+                "report" => display::report(&v, json),
+                _ => display::doc_status(&v, json),
+            };
+            print!("{text}");
         }
         Command::Keygen { id, out } => {
             let id = NodeId::parse(&id)?;
@@ -263,4 +450,12 @@ async fn send(socket: &std::path::Path, req: SendRequest, no_wait: bool) -> anyh
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
+}
+
+/// One question to the running agent named by `config`.
+fn ask(config: &std::path::Path, request: &Request) -> anyhow::Result<serde_json::Value> {
+    let config = AgentConfig::load(config)?;
+    let socket = Folders::new(&config.root).control_socket();
+    let runtime = tokio::runtime::Runtime::new()?;
+    Ok(runtime.block_on(control::query(&socket, request))?)
 }

@@ -423,6 +423,8 @@ fn finish(ctx: &AgentContext, doc_id: DocId, receipt: &[u8]) -> Result<(), SendE
         recipients: meta.recipients(),
         sent_ms: r.time_ms,
         digest: serial_hex(&sealed.digest()),
+        recalled: Vec::new(),
+        recalled_ms: None,
     };
     ctx.store
         .record_sent(&record, receipt, &r.issuer)

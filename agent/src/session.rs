@@ -19,6 +19,13 @@ use crate::sender::{self, SendError};
 
 /// Run until the connection ends.
 pub async fn run(conn: quinn::Connection, ctx: Arc<AgentContext>) {
+    ctx.set_connection(Some(conn.clone()));
+    run_inner(&conn, &ctx).await;
+    ctx.set_connection(None);
+}
+
+async fn run_inner(conn: &quinn::Connection, ctx: &Arc<AgentContext>) {
+    let (conn, ctx) = (conn.clone(), ctx.clone());
     if let Err(e) = publish_key(&conn, &ctx).await {
         warn!("could not publish our encryption key: {e}");
     }
@@ -60,6 +67,9 @@ async fn publish_key(conn: &quinn::Connection, ctx: &AgentContext) -> Result<(),
 /// periodically (retrying what the hub could not take).
 async fn uploader(conn: quinn::Connection, ctx: Arc<AgentContext>) {
     loop {
+        if !crate::clerk::submit_answers(&conn, &ctx).await {
+            return;
+        }
         let pause = match sender::send_pending(&conn, &ctx).await {
             Ok(()) => Duration::from_secs(30),
             Err(SendError::Connection(e)) => {
@@ -102,6 +112,7 @@ async fn serve_push(
         }
         Message::ReceiptNotice { receipt } => take_receipt(&ctx, receipt).await,
         Message::CrlUpdate { crl } => take_crl(&ctx, crl).await,
+        Message::Notice { body } => take_notice(&ctx, body).await,
         other => Message::Error {
             code: ErrorCode::BadRequest,
             message: format!("an agent does not take {other:?}"),
@@ -138,6 +149,27 @@ async fn take_receipt(ctx: &Arc<AgentContext>, bytes: Vec<u8>) -> Message {
         Ok(false) => Message::Ok,
         Err(e) => Message::Error {
             code: ErrorCode::Storage,
+            message: e.to_string(),
+        },
+    }
+}
+
+async fn take_notice(ctx: &Arc<AgentContext>, body: Vec<u8>) -> Message {
+    let Some(notice) = gongwen_common::notice::Notice::from_bytes(&body) else {
+        return Message::Error {
+            code: ErrorCode::Malformed,
+            message: "not a notice".into(),
+        };
+    };
+    let c = ctx.clone();
+    match tokio::task::spawn_blocking(move || crate::clerk::take_notice(&c, &notice)).await {
+        Ok(Ok(())) => Message::Ok,
+        Ok(Err(e)) => Message::Error {
+            code: ErrorCode::Storage,
+            message: e.to_string(),
+        },
+        Err(e) => Message::Error {
+            code: ErrorCode::Internal,
             message: e.to_string(),
         },
     }

@@ -6,6 +6,7 @@
 //! <root>/failed/<file>           what could not be sent, with <file>.error.txt
 //! <root>/inbox/<sender>/<doc_id>/ received documents (files + metadata.json)
 //! <root>/quarantine/<doc_id>/    received documents that failed verification
+//! <root>/recalled/<sender>/<doc_id>/ documents their sender withdrew (never deleted)
 //! <root>/state/                  agent.redb, enc.key (0600), crl.der,
 //!                                spool/ (claimed outgoing), incoming/ (partial downloads),
 //!                                agent.sock (control, 0600)
@@ -27,6 +28,7 @@ pub struct Folders {
     pub failed: PathBuf,
     pub inbox: PathBuf,
     pub quarantine: PathBuf,
+    pub recalled: PathBuf,
     pub state: PathBuf,
     pub spool: PathBuf,
     pub incoming: PathBuf,
@@ -42,6 +44,7 @@ impl Folders {
             failed: root.join("failed"),
             inbox: root.join("inbox"),
             quarantine: root.join("quarantine"),
+            recalled: root.join("recalled"),
             spool: state.join("spool"),
             incoming: state.join("incoming"),
             state,

@@ -6,6 +6,8 @@
 //! | `receipts`    | (doc id, recipient, kind)  | signed receipt (for documents we sent) |
 //! | `received`    | doc id                     | [`ReceivedRecord`] (JSON)              |
 //! | `my_receipts` | doc id                     | our own delivered/quarantined receipt  |
+//! | `answers`     | doc id                     | our acknowledged/rejected receipt      |
+//! | `to_submit`   | doc id                     | an answer the hub has not confirmed    |
 //!
 //! Outgoing documents not yet accepted by the hub are not here: their
 //! spool directory is the record (see [`crate::outbox`]).
@@ -23,6 +25,8 @@ const SENT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sent");
 const RECEIPTS: TableDefinition<(&[u8], &str, u8), &[u8]> = TableDefinition::new("receipts");
 const RECEIVED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("received");
 const MY_RECEIPTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("my_receipts");
+const ANSWERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("answers");
+const TO_SUBMIT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("to_submit");
 
 pub use gongwen_common::kvstore::StoreError;
 use gongwen_common::kvstore::{from_json as parse, to_json as json};
@@ -39,6 +43,11 @@ pub struct SentRecord {
     pub sent_ms: i64,
     /// Hex SHA-256 of the signed header.
     pub digest: String,
+    /// Recipients the document was recalled from, and when.
+    #[serde(default)]
+    pub recalled: Vec<NodeId>,
+    #[serde(default)]
+    pub recalled_ms: Option<i64>,
 }
 
 /// What happened to a document delivered to us.
@@ -47,6 +56,24 @@ pub struct SentRecord {
 pub enum ReceivedState {
     Delivered,
     Quarantined,
+    /// Signed for (签收).
+    Acknowledged,
+    /// Returned (退回).
+    Rejected,
+    /// Withdrawn by its sender (撤回); the copy is in recalled/.
+    Recalled,
+}
+
+impl ReceivedState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReceivedState::Delivered => "delivered",
+            ReceivedState::Quarantined => "quarantined",
+            ReceivedState::Acknowledged => "acknowledged",
+            ReceivedState::Rejected => "rejected",
+            ReceivedState::Recalled => "recalled",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -60,7 +87,21 @@ pub struct ReceivedRecord {
     pub deadline: Option<i64>,
     pub received_ms: i64,
     pub state: ReceivedState,
+    /// Why it was quarantined.
     pub reason: Option<String>,
+    /// Hex SHA-256 of the signed header (what our receipts cite).
+    #[serde(default)]
+    pub digest: String,
+    #[serde(default)]
+    pub urge_count: u32,
+    /// Who signed for it, or why it was returned.
+    #[serde(default)]
+    pub answer: Option<String>,
+    #[serde(default)]
+    pub answered_ms: Option<i64>,
+    /// The sender's reason for recalling it.
+    #[serde(default)]
+    pub recall_reason: Option<String>,
 }
 
 /// The agent's store; cheap to clone.
@@ -86,6 +127,8 @@ impl Store {
             txn.open_table(RECEIPTS)?;
             txn.open_table(RECEIVED)?;
             txn.open_table(MY_RECEIPTS)?;
+            txn.open_table(ANSWERS)?;
+            txn.open_table(TO_SUBMIT)?;
         }
         txn.commit()?;
         Ok(Store { db: Arc::new(db) })
@@ -97,6 +140,35 @@ impl Store {
         f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         gongwen_common::kvstore::blocking(self, f).await
+    }
+
+    /// Note that `from` no longer hold the document (recalled).
+    pub fn mark_recalled(
+        &self,
+        doc_id: DocId,
+        from: &[NodeId],
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        let key = doc_id.as_bytes().as_slice();
+        let txn = self.db.begin_write()?;
+        {
+            let mut t = txn.open_table(SENT)?;
+            let rec = t
+                .get(key)?
+                .map(|g| parse::<SentRecord>(g.value()))
+                .transpose()?;
+            if let Some(mut rec) = rec {
+                for r in from {
+                    if !rec.recalled.contains(r) {
+                        rec.recalled.push(r.clone());
+                    }
+                }
+                rec.recalled_ms = Some(at_ms);
+                t.insert(key, json(&rec)?.as_slice())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
     }
 
     /// Record a document the hub accepted, with its `accepted` receipt.
@@ -205,6 +277,59 @@ impl Store {
                 .insert(key, json(rec)?.as_slice())?;
             txn.open_table(MY_RECEIPTS)?.insert(key, my_receipt)?;
         }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Update the record of a received document.
+    pub fn update_received(&self, rec: &ReceivedRecord) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(RECEIVED)?
+            .insert(rec.doc_id.as_bytes().as_slice(), json(rec)?.as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Record a clerk's answer and queue its receipt for the hub, together.
+    pub fn record_answer(&self, rec: &ReceivedRecord, receipt: &[u8]) -> Result<(), StoreError> {
+        let key = rec.doc_id.as_bytes().as_slice();
+        let txn = self.db.begin_write()?;
+        {
+            txn.open_table(RECEIVED)?
+                .insert(key, json(rec)?.as_slice())?;
+            txn.open_table(ANSWERS)?.insert(key, receipt)?;
+            txn.open_table(TO_SUBMIT)?.insert(key, receipt)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Our own answer receipt for a document, if any.
+    pub fn answer(&self, doc_id: DocId) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(ANSWERS)?;
+        Ok(t.get(doc_id.as_bytes().as_slice())?
+            .map(|g| g.value().to_vec()))
+    }
+
+    /// Answers the hub has not confirmed yet.
+    pub fn to_submit(&self) -> Result<Vec<(DocId, Vec<u8>)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(TO_SUBMIT)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            if let Ok(b) = <[u8; 16]>::try_from(k.value()) {
+                out.push((DocId::from_bytes(b), v.value().to_vec()));
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn submitted(&self, doc_id: DocId) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(TO_SUBMIT)?
+            .remove(doc_id.as_bytes().as_slice())?;
         txn.commit()?;
         Ok(())
     }

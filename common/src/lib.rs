@@ -21,13 +21,16 @@
 //! - [`id`] — [`NodeId`], the validated name of a unit (`harbin-gov`).
 //! - [`pki`] — roles, what a certificate says about its holder, TLS
 //!   configurations for hub and agent, CRL inspection.
+//! - [`clock`] — injected time: the system clock, or a manual one in tests.
 //! - [`codec`] — the canonical byte encoding under wire frames and signatures.
 //! - [`envelope`] — seal and open documents: metadata, HPKE key wrap, chunked AES-GCM.
+//! - [`notice`] — urge, supervise and recall notices from the hub.
 //! - [`receipt`] — receipts (accepted, delivered, quarantined, acknowledged, rejected).
 //! - [`signed`] — signed statements (ECDSA P-256, DER) and the signer.
 //! - [`wire`] — the frame codec and message vocabulary (sans-IO).
 //! - [`stream`] — whole messages on QUIC streams, with read deadlines (edge).
 //! - [`fsutil`] — durable writes (temp, fsync, rename, fsync dir).
+//! - [`display`] — supervision answers as tables for people.
 //! - [`daemon`] — logging and shutdown signals for the binaries (edge).
 //! - [`control`] — local control sockets: one JSON line each way (edge).
 //! - [`kvstore`] — what the redb stores share (open, records, blocking).
@@ -37,15 +40,18 @@
 //! - [`error`] — the crate's error enum.
 #![forbid(unsafe_code)]
 
+pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod display;
 pub mod envelope;
 pub mod error;
 pub mod fsutil;
 pub mod id;
 pub mod kvstore;
+pub mod notice;
 pub mod pki;
 pub mod receipt;
 pub mod signed;

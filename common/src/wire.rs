@@ -17,7 +17,9 @@
 //! agent → hub   SubmitReceipt                  ← Ok | Error
 //! hub → agent   DeliverBegin                   ← DeliverFrom | Delivered | Error
 //!               [raw content from offset, FIN] ← Delivered | Error
-//! hub → agent   ReceiptNotice | CrlUpdate      ← Ok | Error
+//! hub → agent   ReceiptNotice | Notice | CrlUpdate  ← Ok | Error
+//! agent → hub   Recall                         ← Json | Error
+//! agent → hub   Supervise (supervisors only)   ← Json | Error
 //! ```
 //!
 //! Documents, receipts and key bindings travel as the signed statements of
@@ -206,6 +208,14 @@ pub enum Message {
     ReceiptNotice { receipt: Vec<u8> },
     /// Hub → agent: the current certificate revocation list (DER).
     CrlUpdate { crl: Vec<u8> },
+    /// Hub → agent: a notice (urge, supervise, recall), JSON.
+    Notice { body: Vec<u8> },
+    /// Agent → hub: the sender withdraws a document.
+    Recall { doc_id: DocId, reason: String },
+    /// Agent (supervisor) → hub: a supervision query, JSON.
+    Supervise { query: Vec<u8> },
+    /// An answer carried as JSON (recall outcome, supervision data).
+    Json { body: Vec<u8> },
     /// The request succeeded and needs no other answer.
     Ok,
     /// The request failed.
@@ -226,6 +236,10 @@ const T_DELIVER_FROM: u8 = 0x41;
 const T_DELIVERED: u8 = 0x42;
 const T_RECEIPT_NOTICE: u8 = 0x50;
 const T_CRL_UPDATE: u8 = 0x51;
+const T_NOTICE: u8 = 0x52;
+const T_RECALL: u8 = 0x53;
+const T_SUPERVISE: u8 = 0x54;
+const T_JSON: u8 = 0x55;
 const T_OK: u8 = 0x60;
 const T_ERROR: u8 = 0x7f;
 
@@ -361,6 +375,23 @@ pub fn encode(msg: &Message, out: &mut Vec<u8>) {
         Message::CrlUpdate { crl } => {
             w.u8(T_CRL_UPDATE);
             w.bytes(crl);
+        }
+        Message::Notice { body } => {
+            w.u8(T_NOTICE);
+            w.bytes(body);
+        }
+        Message::Recall { doc_id, reason } => {
+            w.u8(T_RECALL);
+            w.raw(doc_id.as_bytes());
+            w.str(reason);
+        }
+        Message::Supervise { query } => {
+            w.u8(T_SUPERVISE);
+            w.bytes(query);
+        }
+        Message::Json { body } => {
+            w.u8(T_JSON);
+            w.bytes(body);
         }
         Message::Ok => w.u8(T_OK),
         Message::Error { code, message } => {
@@ -502,6 +533,19 @@ pub fn decode_body(frame: &[u8]) -> Result<Message, WireError> {
             receipt: blob(&mut r)?,
         },
         T_CRL_UPDATE => Message::CrlUpdate { crl: blob(&mut r)? },
+        T_NOTICE => Message::Notice {
+            body: blob(&mut r)?,
+        },
+        T_RECALL => Message::Recall {
+            doc_id: DocId::from_bytes(r.array()?),
+            reason: r.string()?,
+        },
+        T_SUPERVISE => Message::Supervise {
+            query: blob(&mut r)?,
+        },
+        T_JSON => Message::Json {
+            body: blob(&mut r)?,
+        },
         T_OK => Message::Ok,
         T_ERROR => Message::Error {
             code: ErrorCode::from_u16(r.u16()?),
@@ -573,6 +617,19 @@ mod tests {
                 receipt: vec![1; 9],
             },
             Message::CrlUpdate { crl: vec![0; 400] },
+            Message::Notice {
+                body: b"{}".to_vec(),
+            },
+            Message::Recall {
+                doc_id,
+                reason: "文号有误".into(),
+            },
+            Message::Supervise {
+                query: b"{}".to_vec(),
+            },
+            Message::Json {
+                body: b"[]".to_vec(),
+            },
             Message::Ok,
             Message::Error {
                 code: ErrorCode::UnknownRecipient,

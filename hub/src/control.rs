@@ -16,6 +16,7 @@ use gongwen_common::signed::{Statement, StatementKind};
 use crate::error::HubError;
 use crate::registry::NodeRow;
 use crate::server::Shared;
+use crate::supervision::{self, Query};
 
 /// Socket file name inside the data directory.
 pub const SOCKET_NAME: &str = "hub.sock";
@@ -30,6 +31,13 @@ pub enum Request {
     Stats,
     /// One document: metadata (never content) and each recipient's state.
     Status { doc: gongwen_common::DocId },
+    /// Every (document, recipient) past its deadline without an answer.
+    Overdue,
+    /// Per-unit and per-sender figures over a period (RFC 3339 bounds).
+    Report {
+        since: Option<String>,
+        until: Option<String>,
+    },
 }
 
 pub fn socket_path(data_dir: &Path) -> PathBuf {
@@ -60,7 +68,18 @@ async fn answer(request: &Request, shared: &Shared) -> Response {
     let result = match request {
         Request::Nodes => nodes(shared).await,
         Request::Stats => Ok(shared.stats.to_json()),
-        Request::Status { doc } => doc_status(shared, *doc).await,
+        Request::Status { doc } => supervise(shared, &Query::Status { doc: *doc }).await,
+        Request::Overdue => supervise(shared, &Query::Overdue).await,
+        Request::Report { since, until } => {
+            supervise(
+                shared,
+                &Query::Report {
+                    since: since.clone(),
+                    until: until.clone(),
+                },
+            )
+            .await
+        }
     };
     match result {
         Ok(v) => Response::Ok(v),
@@ -68,67 +87,89 @@ async fn answer(request: &Request, shared: &Shared) -> Response {
     }
 }
 
-/// A document's metadata and per-recipient state, as the hub knows it.
-async fn doc_status(
-    shared: &Shared,
-    doc_id: gongwen_common::DocId,
-) -> Result<serde_json::Value, String> {
-    let (doc, deliveries, kinds) = shared
-        .store
-        .run(move |s| {
-            Ok((
-                s.doc(doc_id)?,
-                s.deliveries(doc_id)?,
-                s.receipt_kinds(doc_id)?,
-            ))
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-    let Some(doc) = doc else {
-        return Err(format!("the hub has no document {doc_id}"));
-    };
-    let time = |ms: i64| {
-        time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
-            .map(gongwen_common::timefmt::rfc3339)
-            .ok()
-    };
-    let recipients: Vec<serde_json::Value> = doc
-        .recipients()
-        .iter()
-        .map(|r| {
-            let d = deliveries.iter().find(|(id, _)| id == r).map(|(_, d)| d);
-            let mut held: Vec<&str> = kinds
-                .iter()
-                .filter(|(id, _)| id == r)
-                .map(|(_, k)| k.as_str())
-                .collect();
-            held.sort();
-            serde_json::json!({
-                "recipient": r,
-                "copy": if doc.to.contains(r) { "to" } else { "cc" },
-                "state": d.map(|d| d.state),
-                "delivered_at": d.and_then(|d| d.delivered_ms).and_then(time),
-                "reason": d.and_then(|d| d.reason.clone()),
-                "receipts": held,
+/// Answer a supervision query (from this socket or a supervisor's agent).
+pub(crate) async fn supervise(shared: &Shared, q: &Query) -> Result<serde_json::Value, String> {
+    let now = shared.clock.now_ms();
+    let parse_time = |t: &Option<String>| -> Result<Option<i64>, String> {
+        t.as_deref()
+            .map(|s| {
+                gongwen_common::timefmt::parse_rfc3339(s)
+                    .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+                    .map_err(|_| {
+                        format!("{s:?} is not an RFC 3339 time such as 2026-11-01T00:00:00Z")
+                    })
             })
-        })
-        .collect();
-    Ok(serde_json::json!({
-        "doc_id": doc.doc_id,
-        "sender": doc.sender,
-        "title": doc.title,
-        "doc_number": doc.doc_number,
-        "doc_type": doc.doc_type,
-        "urgency": doc.urgency,
-        "deadline": doc.deadline.and_then(|s| time(s * 1000)),
-        "created_at": time(doc.created_ms),
-        "accepted_at": time(doc.accepted_ms),
-        "digest": doc.digest,
-        "content_len": doc.content_len,
-        "content_removed": doc.content_removed,
-        "files": doc.files,
-        "recipients": recipients,
-    }))
+            .transpose()
+    };
+    let value = match q {
+        Query::Status { doc } => {
+            let doc_id = *doc;
+            let (doc, deliveries, kinds) = shared
+                .store
+                .run(move |s| {
+                    Ok((
+                        s.doc(doc_id)?,
+                        s.deliveries(doc_id)?,
+                        s.receipt_kinds(doc_id)?,
+                    ))
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            let Some(doc) = doc else {
+                return Err(format!("the hub has no document {doc_id}"));
+            };
+            let recipients: Vec<supervision::RecipientRow> = doc
+                .recipients()
+                .iter()
+                .filter_map(|r| {
+                    let (_, d) = deliveries.iter().find(|(id, _)| id == r)?;
+                    let mut held: Vec<String> = kinds
+                        .iter()
+                        .filter(|(id, _)| id == r)
+                        .map(|(_, k)| k.as_str().to_owned())
+                        .collect();
+                    held.sort();
+                    Some(supervision::recipient_row(&doc, r, d, held, now))
+                })
+                .collect();
+            serde_json::json!({
+                "doc_id": doc.doc_id,
+                "sender": doc.sender,
+                "to": doc.to,
+                "cc": doc.cc,
+                "title": doc.title,
+                "doc_number": doc.doc_number,
+                "doc_type": doc.doc_type,
+                "urgency": doc.urgency,
+                "created_at": supervision::time_ms(doc.created_ms),
+                "accepted_at": supervision::time_ms(doc.accepted_ms),
+                "digest": doc.digest,
+                "content_len": doc.content_len,
+                "content_removed": doc.content_removed,
+                "files": doc.files,
+                "recipients": recipients,
+            })
+        }
+        Query::Overdue => {
+            let data = shared
+                .store
+                .run(|s| s.all_deliveries())
+                .await
+                .map_err(|e| e.to_string())?;
+            serde_json::to_value(supervision::overdue(&data, now)).map_err(|e| e.to_string())?
+        }
+        Query::Report { since, until } => {
+            let (since, until) = (parse_time(since)?, parse_time(until)?);
+            let data = shared
+                .store
+                .run(|s| s.all_deliveries())
+                .await
+                .map_err(|e| e.to_string())?;
+            serde_json::to_value(supervision::report(&data, since, until, now))
+                .map_err(|e| e.to_string())?
+        }
+    };
+    Ok(value)
 }
 
 /// Connected nodes and every node known from its published key.

@@ -23,18 +23,24 @@
 //!   and the hub's pushes to it (documents, receipts, CRL).
 //! - [`store`] — the redb store: documents, queues, receipts, bindings.
 //! - [`spool`] — ciphertext files, written durably before `accepted`.
+//! - [`escalation`] — when to urge and when to escalate (pure).
+//! - [`scheduler`] — runs the escalation ladder on the injected clock.
+//! - [`supervision`] — status, overdue and report over the records (pure).
 //! - [`control`] — the local query socket and its client.
 //! - [`error`] — [`HubError`].
 #![forbid(unsafe_code)]
 
 pub mod control;
 pub mod error;
+pub mod escalation;
 pub mod registry;
 pub mod revocation;
+pub mod scheduler;
 pub mod server;
 pub mod session;
 pub mod spool;
 pub mod store;
+pub mod supervision;
 
 pub use error::HubError;
-pub use server::Hub;
+pub use server::{Hub, HubHandle};

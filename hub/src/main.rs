@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use gongwen_common::config::HubConfig;
+use gongwen_common::display;
 use gongwen_hub::Hub;
 use gongwen_hub::control::{self, Request};
 use gongwen_hub::registry::NodeRow;
@@ -29,6 +30,31 @@ enum Command {
     Status {
         /// The document id.
         doc: String,
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every (document, unit) past its deadline without being signed for:
+    /// how late, and how far escalated.
+    Overdue {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Per unit (汇总): received, signed for on time / late, returned,
+    /// pending, overdue now, median time to sign for; per sender: sent,
+    /// fully signed for.
+    Report {
+        /// Documents accepted at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Documents accepted before this time (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
         /// Print JSON.
@@ -83,29 +109,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let doc = gongwen_common::DocId::parse(&doc)?;
             let config = HubConfig::load(&config)?;
             let v = control::query(&config.data_dir, &Request::Status { doc }).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                let s = |k: &str| v[k].as_str().unwrap_or("").to_owned();
-                println!("{}  {}", s("doc_id"), s("title"));
-                println!(
-                    "  from {}  {}  {}  {}  accepted {}",
-                    s("sender"),
-                    s("doc_number"),
-                    s("doc_type"),
-                    s("urgency"),
-                    s("accepted_at")
-                );
-                for r in v["recipients"].as_array().into_iter().flatten() {
-                    println!(
-                        "    {:<24} {:<3} {:<12} {}",
-                        r["recipient"].as_str().unwrap_or(""),
-                        r["copy"].as_str().unwrap_or(""),
-                        r["state"].as_str().unwrap_or(""),
-                        r["delivered_at"].as_str().unwrap_or("")
-                    );
-                }
-            }
+            print!("{}", display::doc_status(&v, json));
+        }
+        Command::Overdue { config, json } => {
+            let config = HubConfig::load(&config)?;
+            let v = control::query(&config.data_dir, &Request::Overdue).await?;
+            print!("{}", display::overdue(&v, json));
+        }
+        Command::Report {
+            since,
+            until,
+            config,
+            json,
+        } => {
+            let config = HubConfig::load(&config)?;
+            let v = control::query(&config.data_dir, &Request::Report { since, until }).await?;
+            print!("{}", display::report(&v, json));
         }
         Command::Stats { config, json } => {
             let config = HubConfig::load(&config)?;

@@ -22,9 +22,11 @@ use crate::control;
 use crate::error::HubError;
 use crate::registry::{Admission, Registry, close};
 use crate::revocation;
+use crate::scheduler;
 use crate::session;
 use crate::spool::Spool;
 use crate::store::Store;
+use gongwen_common::clock::Clock;
 
 /// UDP receive buffer asked for; with many agents sending at once the
 /// default buffer drops datagrams (measured here: 2.5x aggregate
@@ -56,6 +58,10 @@ pub(crate) struct Shared {
     /// Signs the hub's `accepted` receipts.
     pub signer: Signer,
     pub stats: Stats,
+    /// Time for deadlines, escalation and receipts (injected in tests).
+    pub clock: Arc<dyn Clock>,
+    /// Wakes the escalation scheduler (new deadlines, tests).
+    pub escalation: tokio::sync::Notify,
     registry: Mutex<Registry>,
     crl: Mutex<Crl>,
     checker: Mutex<Arc<CertChecker>>,
@@ -155,8 +161,17 @@ fn udp_socket(addr: SocketAddr) -> Result<UdpSocket, HubError> {
 
 impl Hub {
     /// Load the certificates, bind the QUIC socket and the control socket.
-    /// Every problem a operator can fix is reported here, before running.
+    /// Every problem an operator can fix is reported here, before running.
     pub async fn bind(config: HubConfig) -> Result<Hub, HubError> {
+        Self::bind_with_clock(config, gongwen_common::clock::system()).await
+    }
+
+    /// [`Hub::bind`] with another clock (tests run weeks of deadlines in
+    /// milliseconds with a manual one).
+    pub async fn bind_with_clock(
+        config: HubConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Hub, HubError> {
         let chain = pki::load_certs(&config.tls.cert)?;
         let key = pki::load_private_key(&config.tls.key)?;
         let ca = pki::load_certs(&config.tls.ca)?.remove(0);
@@ -222,6 +237,8 @@ impl Hub {
             spool,
             signer,
             stats: Stats::default(),
+            clock,
+            escalation: tokio::sync::Notify::new(),
             registry: Mutex::new(Registry::default()),
             crl: Mutex::new(crl),
             checker: Mutex::new(Arc::new(checker)),
@@ -238,6 +255,13 @@ impl Hub {
         self.local_addr
     }
 
+    /// A handle that outlives [`Hub::run`]'s borrow, for tests and tools.
+    pub fn handle(&self) -> HubHandle {
+        HubHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
     /// Serve until `shutdown` completes.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), HubError> {
         let Hub {
@@ -251,6 +275,7 @@ impl Hub {
             control::socket_path(&shared.config.data_dir).display()
         );
         let watcher = tokio::spawn(revocation::watch(shared.clone(), revocation::POLL_INTERVAL));
+        let scheduler = tokio::spawn(scheduler::run(shared.clone()));
         let control_task = tokio::spawn(control::serve(control, shared.clone()));
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let mut connections = tokio::task::JoinSet::new();
@@ -278,6 +303,8 @@ impl Hub {
         info!("shutting down");
         watcher.abort();
         control_task.abort();
+        scheduler.abort();
+        let _ = scheduler.await;
         shared.endpoint.close(
             quinn::VarInt::from(RefuseCode::ShuttingDown as u16 as u32),
             b"the hub is shutting down",
@@ -328,6 +355,26 @@ fn endpoint_config(data_dir: &std::path::Path) -> std::io::Result<quinn::Endpoin
         Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
     });
     Ok(config)
+}
+
+/// Reaches into a running hub (tests, tools).
+#[derive(Clone)]
+pub struct HubHandle {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for HubHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HubHandle")
+    }
+}
+
+impl HubHandle {
+    /// Run every escalation step due now, by the hub's clock, as the
+    /// scheduler would; returns how many ran.
+    pub async fn escalate_now(&self) -> Result<usize, HubError> {
+        Ok(scheduler::run_due(&self.shared).await?)
+    }
 }
 
 fn peer_identity(conn: &quinn::Connection) -> Option<CertIdentity> {

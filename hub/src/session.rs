@@ -71,10 +71,6 @@ fn io_refusal(e: std::io::Error) -> Refusal {
     )
 }
 
-fn now_ms() -> i64 {
-    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
-
 /// Run a session until the connection ends.
 pub(crate) async fn run(
     conn: quinn::Connection,
@@ -152,6 +148,8 @@ async fn handle_request(
             .await
         }
         Message::SubmitReceipt { receipt } => submit_receipt(&receipt, ident, shared).await,
+        Message::Recall { doc_id, reason } => recall(doc_id, reason, ident, shared).await,
+        Message::Supervise { query } => supervise(&query, ident, shared).await,
         other => Err(Refusal::new(
             ErrorCode::BadRequest,
             format!("the hub does not take {other:?} from an agent"),
@@ -446,7 +444,7 @@ async fn receive_upload(
         .map_err(io_refusal)?;
     spool.sync().await.map_err(io_refusal)?;
 
-    let now = now_ms();
+    let now = shared.clock.now_ms();
     let receipt = Receipt {
         doc_id,
         kind: ReceiptKind::Accepted,
@@ -460,6 +458,9 @@ async fn receive_upload(
     .sign(&shared.signer)
     .map_err(|e| Refusal::new(ErrorCode::Internal, e.to_string()))?
     .encode();
+    let deadline =
+        crate::escalation::deadline_ms(meta.deadline, meta.urgency, &shared.config.deadlines, now);
+    let first_due = crate::escalation::next_due_ms(deadline, 0, &shared.config.escalation);
     let record = DocRecord {
         doc_id,
         sender: meta.sender.clone(),
@@ -492,11 +493,12 @@ async fn receive_upload(
         let receipt = receipt.clone();
         shared
             .store
-            .run(move |s| s.accept(&record, &header_bytes, &receipt))
+            .run(move |s| s.accept(&record, &header_bytes, &receipt, deadline, first_due))
             .await?;
     }
     info!(recipients = recipients.len(), "accepted");
     Stats::add(&shared.stats.documents_accepted, 1);
+    shared.escalation.notify_one();
     let registry = shared.registry();
     for r in &recipients {
         if let Some(w) = registry.wake(r) {
@@ -561,10 +563,13 @@ async fn record_receipt(
     }
     match receipt.kind {
         ReceiptKind::Delivered | ReceiptKind::Quarantined => {}
-        other => {
+        ReceiptKind::Acknowledged | ReceiptKind::Rejected => {
+            return record_answer(receipt, bytes, shared).await;
+        }
+        ReceiptKind::Accepted => {
             return Err(Refusal::new(
                 ErrorCode::BadRequest,
-                format!("{} receipts are not taken yet", other.as_str()),
+                "an accepted receipt comes from the hub, not from a unit",
             ));
         }
     }
@@ -598,6 +603,140 @@ async fn record_receipt(
             .await?;
     }
     Ok(kind)
+}
+
+/// A clerk's signed answer: signed for (签收) or returned (退回).
+async fn record_answer(
+    receipt: Receipt,
+    bytes: &[u8],
+    shared: &Shared,
+) -> Result<ReceiptKind, Refusal> {
+    let kind = receipt.kind;
+    let detail = if kind == ReceiptKind::Acknowledged {
+        receipt.by.clone()
+    } else {
+        receipt.reason.clone()
+    };
+    if detail.trim().is_empty() {
+        return Err(Refusal::new(
+            ErrorCode::Malformed,
+            if kind == ReceiptKind::Acknowledged {
+                "a signed-for receipt must name the person who signed"
+            } else {
+                "a returned receipt must give the reason"
+            },
+        ));
+    }
+    let (doc_id, recipient, bytes) = (receipt.doc_id, receipt.recipient.clone(), bytes.to_vec());
+    let now = shared.clock.now_ms();
+    let outcome = shared
+        .store
+        .run(move |s| s.record_answer(doc_id, &recipient, kind, &detail, &bytes, now))
+        .await?;
+    match outcome {
+        Ok((sender, new)) => {
+            if new {
+                info!(doc = %doc_id, recipient = %receipt.recipient, "{}", kind.as_str());
+                if let Some(w) = shared.registry().wake(&sender) {
+                    w.receipts.notify_one();
+                }
+            }
+            Ok(kind)
+        }
+        Err(e) => Err(Refusal::new(ErrorCode::BadRequest, e.to_string())),
+    }
+}
+
+/// The sender withdraws a document (撤回).
+async fn recall(
+    doc_id: DocId,
+    reason: String,
+    ident: &CertIdentity,
+    shared: &Shared,
+) -> Result<Message, Refusal> {
+    let doc = shared.store.run(move |s| s.doc(doc_id)).await?;
+    let Some(doc) = doc else {
+        return Err(Refusal::new(
+            ErrorCode::UnknownDocument,
+            format!("the hub has no document {doc_id}"),
+        ));
+    };
+    if doc.sender != ident.id {
+        warn!(doc = %doc_id, "security: a unit tried to recall a document it did not send");
+        return Err(Refusal::new(
+            ErrorCode::NotTheSender,
+            "only the sender may recall a document",
+        ));
+    }
+    let now = shared.clock.now_ms();
+    let at = crate::supervision::time_ms(now).unwrap_or_default();
+    let notice = move |r: &NodeId| {
+        gongwen_common::notice::Notice {
+            kind: gongwen_common::notice::NoticeKind::Recall,
+            doc_id,
+            sender: doc.sender.clone(),
+            title: doc.title.clone(),
+            doc_number: doc.doc_number.clone(),
+            recipient: r.clone(),
+            deadline: None,
+            late_seconds: 0,
+            urge_count: 0,
+            escalation_level: 0,
+            at: at.clone(),
+            reason: reason.clone(),
+        }
+        .to_bytes()
+    };
+    let (withdrawn, notified, answered) = shared
+        .store
+        .run(move |s| s.recall(doc_id, &notice, now))
+        .await?;
+    info!(doc = %doc_id, "recalled: {} withdrawn at the hub, {} notified, {} had already answered",
+        withdrawn.len(), notified.len(), answered.len());
+    {
+        let registry = shared.registry();
+        for r in &notified {
+            if let Some(w) = registry.wake(r) {
+                w.receipts.notify_one();
+            }
+        }
+    }
+    let body = serde_json::json!({
+        "doc_id": doc_id,
+        "withdrawn_at_hub": withdrawn,
+        "recalled_from": notified,
+        "already_answered": answered,
+    });
+    Ok(Message::Json {
+        body: body.to_string().into_bytes(),
+    })
+}
+
+/// A supervisor's query through its agent.
+async fn supervise(
+    query: &[u8],
+    ident: &CertIdentity,
+    shared: &Shared,
+) -> Result<Message, Refusal> {
+    if ident.role != gongwen_common::Role::Supervisor {
+        warn!("security: a {} unit asked for supervision data", ident.role);
+        return Err(Refusal::new(
+            ErrorCode::BadRequest,
+            "only supervisor units may query supervision data",
+        ));
+    }
+    let q: crate::supervision::Query = serde_json::from_slice(query).map_err(|e| {
+        Refusal::new(
+            ErrorCode::Malformed,
+            format!("not a supervision query: {e}"),
+        )
+    })?;
+    let v = crate::control::supervise(shared, &q)
+        .await
+        .map_err(|e| Refusal::new(ErrorCode::BadRequest, e))?;
+    Ok(Message::Json {
+        body: v.to_string().into_bytes(),
+    })
 }
 
 /// Wait for a wake-up or the periodic rescan.
@@ -767,7 +906,11 @@ async fn forwarder(conn: quinn::Connection, node: NodeId, shared: Arc<Shared>, w
         for (seq, receipt) in queue {
             let sent = async {
                 let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
-                write_message(&mut send, &Message::ReceiptNotice { receipt })
+                let msg = match receipt {
+                    crate::store::Push::Receipt(receipt) => Message::ReceiptNotice { receipt },
+                    crate::store::Push::Notice(body) => Message::Notice { body },
+                };
+                write_message(&mut send, &msg)
                     .await
                     .map_err(|e| e.to_string())?;
                 let _ = send.finish();

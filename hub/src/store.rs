@@ -13,10 +13,11 @@
 //! | `delivery`   | (doc id, recipient)         | [`DeliveryRecord`] (JSON)          |
 //! | `pending`    | (recipient, doc id)         | () — documents still to push       |
 //! | `receipts`   | (doc id, recipient, kind)   | signed receipt                     |
-//! | `forward`    | (sender, sequence)          | receipt to pass on to the sender   |
+//! | `forward`    | (node, sequence)            | [`Push`]: a receipt or notice for it|
 //! | `bindings`   | node id                     | signed encryption-key binding      |
 //! | `partial`    | doc id                      | [`PartialUpload`] (JSON)           |
 //! | `counters`   | name                        | u64                                |
+//! | `ladder`     | (due ms, doc id, recipient) | next escalation step to run        |
 
 use std::path::Path;
 use std::sync::Arc;
@@ -37,6 +38,7 @@ const FORWARD: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("forwa
 const BINDINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("bindings");
 const PARTIAL: TableDefinition<&[u8], &[u8]> = TableDefinition::new("partial");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+const LADDER: TableDefinition<(u64, &[u8], &str), u32> = TableDefinition::new("ladder");
 
 pub use gongwen_common::kvstore::StoreError;
 use gongwen_common::kvstore::{from_json as parse, to_json as json};
@@ -91,13 +93,130 @@ pub enum DeliveryState {
     Queued,
     Delivered,
     Quarantined,
+    Acknowledged,
+    Rejected,
+    Recalled,
+}
+
+impl DeliveryState {
+    /// No more urging: signed for, returned or withdrawn.
+    pub fn is_closed(self) -> bool {
+        matches!(
+            self,
+            DeliveryState::Acknowledged | DeliveryState::Rejected | DeliveryState::Recalled
+        )
+    }
+}
+
+/// One escalation step that ran.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StepRun {
+    pub step: u32,
+    pub action: String,
+    pub at_ms: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DeliveryRecord {
     pub state: DeliveryState,
     pub delivered_ms: Option<i64>,
+    /// Why it was quarantined.
     pub reason: Option<String>,
+    #[serde(default)]
+    pub deadline_ms: i64,
+    #[serde(default)]
+    pub acknowledged_ms: Option<i64>,
+    #[serde(default)]
+    pub acknowledged_by: Option<String>,
+    #[serde(default)]
+    pub rejected_ms: Option<i64>,
+    #[serde(default)]
+    pub rejected_reason: Option<String>,
+    #[serde(default)]
+    pub recalled_ms: Option<i64>,
+    /// Signed for or returned after the deadline.
+    #[serde(default)]
+    pub late: bool,
+    #[serde(default)]
+    pub urge_count: u32,
+    /// How many escalation steps have run.
+    #[serde(default)]
+    pub escalation_level: u32,
+    #[serde(default)]
+    pub steps_run: Vec<StepRun>,
+}
+
+impl DeliveryRecord {
+    #[cfg(test)]
+    pub fn queued_for_tests(deadline_ms: i64) -> Self {
+        Self::queued(deadline_ms)
+    }
+
+    fn queued(deadline_ms: i64) -> Self {
+        DeliveryRecord {
+            state: DeliveryState::Queued,
+            delivered_ms: None,
+            reason: None,
+            deadline_ms,
+            acknowledged_ms: None,
+            acknowledged_by: None,
+            rejected_ms: None,
+            rejected_reason: None,
+            recalled_ms: None,
+            late: false,
+            urge_count: 0,
+            escalation_level: 0,
+            steps_run: Vec::new(),
+        }
+    }
+}
+
+/// Something queued for a node: a receipt for a document it sent, or a
+/// notice (urge, supervision, recall).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Push {
+    Receipt(Vec<u8>),
+    Notice(Vec<u8>),
+}
+
+impl Push {
+    fn encode(&self) -> Vec<u8> {
+        let (tag, body) = match self {
+            Push::Receipt(b) => (0u8, b),
+            Push::Notice(b) => (1u8, b),
+        };
+        let mut v = Vec::with_capacity(body.len() + 1);
+        v.push(tag);
+        v.extend_from_slice(body);
+        v
+    }
+    fn decode(b: &[u8]) -> Option<Push> {
+        match b.split_first()? {
+            (0, rest) => Some(Push::Receipt(rest.to_vec())),
+            (1, rest) => Some(Push::Notice(rest.to_vec())),
+            _ => None,
+        }
+    }
+}
+
+/// An escalation step run by [`Store::run_due`]: who must be woken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ran {
+    pub doc_id: DocId,
+    pub recipient: NodeId,
+    pub step: u32,
+    pub notified: Vec<NodeId>,
+}
+
+/// Why a clerk's answer (acknowledged / rejected) was not recorded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnswerError {
+    #[error("the document was recalled by its sender")]
+    Recalled,
+    #[error("the document was already {0}")]
+    AlreadyAnswered(&'static str),
+    #[error("the document has not been delivered to this unit")]
+    NotDelivered,
 }
 
 /// An upload that has not finished: how much content is durable.
@@ -129,6 +248,16 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Queue `push` for `node` inside `txn`.
+fn queue_push(txn: &redb::WriteTransaction, node: &NodeId, push: &Push) -> Result<(), StoreError> {
+    let mut counters = txn.open_table(COUNTERS)?;
+    let seq = counters.get("forward")?.map(|g| g.value()).unwrap_or(0) + 1;
+    counters.insert("forward", seq)?;
+    txn.open_table(FORWARD)?
+        .insert((node.as_str(), seq), push.encode().as_slice())?;
+    Ok(())
+}
+
 impl Store {
     /// Open the store at `path`. A missing file is created only when
     /// `fresh_ok` (nothing else in the data directory says a store existed);
@@ -147,6 +276,7 @@ impl Store {
             txn.open_table(BINDINGS)?;
             txn.open_table(PARTIAL)?;
             txn.open_table(COUNTERS)?;
+            txn.open_table(LADDER)?;
         }
         txn.commit()?;
         Ok(Store { db: Arc::new(db) })
@@ -234,13 +364,11 @@ impl Store {
         doc: &DocRecord,
         header: &[u8],
         accepted: &[u8],
+        deadline_ms: i64,
+        first_due_ms: Option<i64>,
     ) -> Result<(), StoreError> {
         let key = doc.doc_id.as_bytes().as_slice();
-        let queued = json(&DeliveryRecord {
-            state: DeliveryState::Queued,
-            delivered_ms: None,
-            reason: None,
-        })?;
+        let queued = json(&DeliveryRecord::queued(deadline_ms))?;
         let txn = self.db.begin_write()?;
         {
             txn.open_table(DOCS)?.insert(key, json(doc)?.as_slice())?;
@@ -248,9 +376,13 @@ impl Store {
             txn.open_table(ACCEPTED)?.insert(key, accepted)?;
             let mut delivery = txn.open_table(DELIVERY)?;
             let mut pending = txn.open_table(PENDING)?;
+            let mut ladder = txn.open_table(LADDER)?;
             for r in doc.recipients() {
                 delivery.insert((key, r.as_str()), queued.as_slice())?;
                 pending.insert((r.as_str(), key), ())?;
+                if let Some(due) = first_due_ms {
+                    ladder.insert((due.max(0) as u64, key, r.as_str()), 0u32)?;
+                }
             }
             txn.open_table(PARTIAL)?.remove(key)?;
         }
@@ -309,25 +441,18 @@ impl Store {
                     ..
                 })
             );
-            if new {
-                let state = if kind == ReceiptKind::Delivered {
+            if let (true, Some(mut rec)) = (new, current) {
+                rec.state = if kind == ReceiptKind::Delivered {
                     DeliveryState::Delivered
                 } else {
                     DeliveryState::Quarantined
                 };
-                let rec = DeliveryRecord {
-                    state,
-                    delivered_ms: Some(time_ms),
-                    reason,
-                };
+                rec.delivered_ms = Some(time_ms);
+                rec.reason = reason;
                 delivery.insert((key, recipient.as_str()), json(&rec)?.as_slice())?;
                 txn.open_table(RECEIPTS)?
                     .insert((key, recipient.as_str(), kind.code()), receipt)?;
-                let mut counters = txn.open_table(COUNTERS)?;
-                let seq = counters.get("forward")?.map(|g| g.value()).unwrap_or(0) + 1;
-                counters.insert("forward", seq)?;
-                txn.open_table(FORWARD)?
-                    .insert((doc.sender.as_str(), seq), receipt)?;
+                queue_push(&txn, &doc.sender, &Push::Receipt(receipt.to_vec()))?;
             }
             txn.open_table(PENDING)?.remove((recipient.as_str(), key))?;
             let mut all_delivered = true;
@@ -349,12 +474,12 @@ impl Store {
         Ok(recorded)
     }
 
-    /// Receipts waiting to be passed on to `node` (as sender).
+    /// Receipts and notices waiting to be passed on to `node`.
     pub fn forward_queue(
         &self,
         node: &NodeId,
         limit: usize,
-    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    ) -> Result<Vec<(u64, Push)>, StoreError> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(FORWARD)?;
         let mut out = Vec::new();
@@ -363,7 +488,260 @@ impl Store {
             .take(limit)
         {
             let (k, v) = row?;
-            out.push((k.value().1, v.value().to_vec()));
+            if let Some(p) = Push::decode(v.value()) {
+                out.push((k.value().1, p));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Record a clerk's answer (acknowledged or rejected) from a recipient,
+    /// and queue the receipt for the sender. Returns the sender and whether
+    /// it was new; the same answer twice changes nothing.
+    pub fn record_answer(
+        &self,
+        doc_id: DocId,
+        recipient: &NodeId,
+        kind: ReceiptKind,
+        detail: &str,
+        receipt: &[u8],
+        now_ms: i64,
+    ) -> Result<Result<(NodeId, bool), AnswerError>, StoreError> {
+        let key = doc_id.as_bytes().as_slice();
+        let txn = self.db.begin_write()?;
+        let outcome = {
+            let doc: DocRecord = match txn.open_table(DOCS)?.get(key)? {
+                Some(g) => parse(g.value())?,
+                None => return Err(StoreError::Record(format!("no document {doc_id}"))),
+            };
+            let mut delivery = txn.open_table(DELIVERY)?;
+            let current = delivery
+                .get((key, recipient.as_str()))?
+                .map(|g| parse::<DeliveryRecord>(g.value()))
+                .transpose()?;
+            let Some(mut rec) = current else {
+                return Err(StoreError::Record(format!(
+                    "{recipient} is not a recipient"
+                )));
+            };
+            match rec.state {
+                DeliveryState::Recalled => Err(AnswerError::Recalled),
+                DeliveryState::Acknowledged if kind == ReceiptKind::Acknowledged => Ok(false),
+                DeliveryState::Rejected if kind == ReceiptKind::Rejected => Ok(false),
+                DeliveryState::Acknowledged => Err(AnswerError::AlreadyAnswered("acknowledged")),
+                DeliveryState::Rejected => Err(AnswerError::AlreadyAnswered("rejected")),
+                DeliveryState::Queued | DeliveryState::Quarantined => {
+                    Err(AnswerError::NotDelivered)
+                }
+                DeliveryState::Delivered => {
+                    // Late is judged by the hub's clock when the answer
+                    // arrives (a unit's own clock may be off).
+                    rec.late = now_ms > rec.deadline_ms;
+                    if kind == ReceiptKind::Acknowledged {
+                        rec.state = DeliveryState::Acknowledged;
+                        rec.acknowledged_ms = Some(now_ms);
+                        rec.acknowledged_by = Some(detail.to_owned());
+                    } else {
+                        rec.state = DeliveryState::Rejected;
+                        rec.rejected_ms = Some(now_ms);
+                        rec.rejected_reason = Some(detail.to_owned());
+                    }
+                    delivery.insert((key, recipient.as_str()), json(&rec)?.as_slice())?;
+                    txn.open_table(RECEIPTS)?
+                        .insert((key, recipient.as_str(), kind.code()), receipt)?;
+                    queue_push(&txn, &doc.sender, &Push::Receipt(receipt.to_vec()))?;
+                    Ok(true)
+                }
+            }
+            .map(|new| (doc.sender.clone(), new))
+        };
+        txn.commit()?;
+        Ok(outcome)
+    }
+
+    /// Withdraw a document for every recipient that has not answered.
+    /// Returns (recipients whose queued copy was withdrawn at the hub,
+    /// recipients holding it who were sent a recall notice, recipients
+    /// that had already acknowledged or rejected it).
+    #[allow(clippy::type_complexity)]
+    pub fn recall(
+        &self,
+        doc_id: DocId,
+        notice: &dyn Fn(&NodeId) -> Vec<u8>,
+        now_ms: i64,
+    ) -> Result<(Vec<NodeId>, Vec<NodeId>, Vec<NodeId>), StoreError> {
+        let key = doc_id.as_bytes().as_slice();
+        let txn = self.db.begin_write()?;
+        let mut withdrawn = Vec::new();
+        let mut notified = Vec::new();
+        let mut answered = Vec::new();
+        {
+            let doc: DocRecord = match txn.open_table(DOCS)?.get(key)? {
+                Some(g) => parse(g.value())?,
+                None => return Err(StoreError::Record(format!("no document {doc_id}"))),
+            };
+            let mut delivery = txn.open_table(DELIVERY)?;
+            let mut pending = txn.open_table(PENDING)?;
+            for r in doc.recipients() {
+                let current = delivery
+                    .get((key, r.as_str()))?
+                    .map(|g| parse::<DeliveryRecord>(g.value()))
+                    .transpose()?;
+                let Some(mut rec) = current else {
+                    continue;
+                };
+                match rec.state {
+                    DeliveryState::Acknowledged | DeliveryState::Rejected => {
+                        answered.push(r.clone());
+                        continue;
+                    }
+                    DeliveryState::Recalled => continue,
+                    DeliveryState::Queued => {
+                        pending.remove((r.as_str(), key))?;
+                        withdrawn.push(r.clone());
+                    }
+                    DeliveryState::Delivered | DeliveryState::Quarantined => {
+                        queue_push(&txn, &r, &Push::Notice(notice(&r)))?;
+                        notified.push(r.clone());
+                    }
+                }
+                rec.state = DeliveryState::Recalled;
+                rec.recalled_ms = Some(now_ms);
+                delivery.insert((key, r.as_str()), json(&rec)?.as_slice())?;
+            }
+        }
+        txn.commit()?;
+        Ok((withdrawn, notified, answered))
+    }
+
+    /// Run every escalation step due at `now_ms`, each exactly once: the
+    /// step's record, its notices and the next step's place in the ladder
+    /// are written in one transaction. `notice` makes a step's notices:
+    /// (node to notify, body).
+    pub fn run_due(
+        &self,
+        now_ms: i64,
+        steps: &[gongwen_common::config::EscalationStep],
+        notice: impl Fn(&DocRecord, &NodeId, &DeliveryRecord, u32) -> Vec<(NodeId, Vec<u8>)>,
+    ) -> Result<Vec<Ran>, StoreError> {
+        let txn = self.db.begin_write()?;
+        let mut ran = Vec::new();
+        {
+            let mut ladder = txn.open_table(LADDER)?;
+            loop {
+                let first = ladder.first()?.map(|(k, v)| {
+                    let (due, d, r) = k.value();
+                    (due, d.to_vec(), r.to_owned(), v.value())
+                });
+                let Some((due, doc_key, recipient, step)) = first else {
+                    break;
+                };
+                if due > now_ms.max(0) as u64 {
+                    break;
+                }
+                ladder.remove((due, doc_key.as_slice(), recipient.as_str()))?;
+                let (Ok(doc_bytes), Ok(recipient_id)) = (
+                    <[u8; 16]>::try_from(doc_key.as_slice()),
+                    NodeId::parse(&recipient),
+                ) else {
+                    continue;
+                };
+                let doc = txn
+                    .open_table(DOCS)?
+                    .get(doc_key.as_slice())?
+                    .map(|g| parse::<DocRecord>(g.value()))
+                    .transpose()?;
+                let Some(doc) = doc else {
+                    continue;
+                };
+                let mut delivery = txn.open_table(DELIVERY)?;
+                let current = delivery
+                    .get((doc_key.as_slice(), recipient.as_str()))?
+                    .map(|g| parse::<DeliveryRecord>(g.value()))
+                    .transpose()?;
+                let Some(mut rec) = current else {
+                    continue;
+                };
+                // Answered, withdrawn, or this step already ran: nothing to do.
+                if rec.state.is_closed() || rec.escalation_level != step {
+                    continue;
+                }
+                let Some(s) = steps.get(step as usize) else {
+                    continue;
+                };
+                rec.escalation_level += 1;
+                let action = match s.action {
+                    gongwen_common::config::EscalationAction::Urge => {
+                        rec.urge_count += 1;
+                        "urge"
+                    }
+                    gongwen_common::config::EscalationAction::Supervise => "supervise",
+                };
+                rec.steps_run.push(StepRun {
+                    step,
+                    action: action.into(),
+                    at_ms: now_ms,
+                });
+                let mut notified = Vec::new();
+                for (node, body) in notice(&doc, &recipient_id, &rec, step) {
+                    queue_push(&txn, &node, &Push::Notice(body))?;
+                    notified.push(node);
+                }
+                delivery.insert(
+                    (doc_key.as_slice(), recipient.as_str()),
+                    json(&rec)?.as_slice(),
+                )?;
+                let next = crate::escalation::next_due_ms(
+                    rec.deadline_ms,
+                    rec.escalation_level as usize,
+                    steps,
+                );
+                if let Some(next) = next {
+                    ladder.insert(
+                        (next.max(0) as u64, doc_key.as_slice(), recipient.as_str()),
+                        rec.escalation_level,
+                    )?;
+                }
+                ran.push(Ran {
+                    doc_id: DocId::from_bytes(doc_bytes),
+                    recipient: recipient_id,
+                    step,
+                    notified,
+                });
+            }
+        }
+        txn.commit()?;
+        Ok(ran)
+    }
+
+    /// When the next escalation step is due (Unix ms), if any.
+    pub fn next_due(&self) -> Result<Option<i64>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(LADDER)?;
+        Ok(t.first()?.map(|(k, _)| k.value().0 as i64))
+    }
+
+    /// Every document with every recipient's record (for supervision).
+    #[allow(clippy::type_complexity)]
+    pub fn all_deliveries(
+        &self,
+    ) -> Result<Vec<(DocRecord, Vec<(NodeId, DeliveryRecord)>)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let docs = txn.open_table(DOCS)?;
+        let delivery = txn.open_table(DELIVERY)?;
+        let mut out = Vec::new();
+        for row in docs.iter()? {
+            let (k, v) = row?;
+            let doc: DocRecord = parse(v.value())?;
+            let key = k.value();
+            let mut rows = Vec::new();
+            for r in delivery.range((key, "")..(key, "\u{10ffff}"))? {
+                let (rk, rv) = r?;
+                if let Ok(id) = NodeId::parse(rk.value().1) {
+                    rows.push((id, parse(rv.value())?));
+                }
+            }
+            out.push((doc, rows));
         }
         Ok(out)
     }

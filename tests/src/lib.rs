@@ -105,6 +105,7 @@ impl Net {
             r#"
 listen   = "{listen}"
 data_dir = "hub-data"
+max_document_size = "256MiB"
 [tls]
 cert = "hub/hub.crt"
 key  = "hub/hub.key"
@@ -112,6 +113,17 @@ ca   = "ca/ca.crt"
 crl  = "ca/crl.pem"
 [groups]
 cities = ["harbin-gov", "daqing-gov"]
+[deadlines]
+normal       = "24h"
+urgent       = "4h"
+extra-urgent = "1h"
+[[escalation]]
+after  = "0s"
+action = "urge"
+[[escalation]]
+after  = "2h"
+action = "supervise"
+notify = ["prov-supervision"]
 "#
         );
         std::fs::write(&path, text).unwrap();
@@ -148,11 +160,21 @@ ca   = "{id}/ca.crt"
     /// QUIC driver task, which releases the socket after the hub is gone;
     /// wait for it, bounded.
     pub async fn start_hub_on(&self, listen: SocketAddr) -> RunningHub {
+        self.start_hub_with(listen, gongwen_common::clock::system())
+            .await
+    }
+
+    /// Start a hub whose deadlines follow `clock`.
+    pub async fn start_hub_with(
+        &self,
+        listen: SocketAddr,
+        clock: std::sync::Arc<dyn gongwen_common::clock::Clock>,
+    ) -> RunningHub {
         let config = self.hub_config(listen);
         let data_dir = config.data_dir.clone();
         let deadline = tokio::time::Instant::now() + WAIT;
         let hub = loop {
-            match Hub::bind(config.clone()).await {
+            match Hub::bind_with_clock(config.clone(), clock.clone()).await {
                 Ok(hub) => break hub,
                 Err(gongwen_hub::HubError::AddressInUse { .. })
                     if listen.port() != 0 && tokio::time::Instant::now() < deadline =>
@@ -163,6 +185,7 @@ ca   = "{id}/ca.crt"
             }
         };
         let addr = hub.local_addr();
+        let handle = hub.handle();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(hub.run(async {
             let _ = stopped.await;
@@ -170,6 +193,7 @@ ca   = "{id}/ca.crt"
         RunningHub {
             addr,
             data_dir,
+            handle,
             stop: Some(stop),
             task: Some(task),
         }
@@ -216,6 +240,7 @@ impl Default for Net {
 pub struct RunningHub {
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
+    pub handle: gongwen_hub::HubHandle,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), gongwen_hub::HubError>>>,
 }
@@ -399,6 +424,25 @@ pub async fn wait_inbox(root: &Path, sender: &str, n: usize) -> Vec<PathBuf> {
         },
     )
     .await
+}
+
+/// Ask the agent at `root` anything its control socket answers.
+pub async fn ask_agent(
+    root: &Path,
+    request: &gongwen_agent::control::Request,
+) -> Result<serde_json::Value, gongwen_agent::AgentError> {
+    let socket = gongwen_agent::state::Folders::new(root).control_socket();
+    gongwen_agent::control::query(&socket, request).await
+}
+
+/// Ask the hub a control question.
+pub async fn ask_hub(
+    data_dir: &Path,
+    request: &gongwen_hub::control::Request,
+) -> serde_json::Value {
+    gongwen_hub::control::query(data_dir, request)
+        .await
+        .unwrap()
 }
 
 /// `gongwen-agent status --json` for the agent at `root`.

@@ -1,0 +1,302 @@
+//! What a unit's clerk does with received documents: sign for (签收) or
+//! return (退回) them, and what happens when the hub urges (催办),
+//! escalates (督办) or the sender recalls (撤回).
+//!
+//! Each act is a receipt signed with this unit's key, recorded here and
+//! queued for the hub in one transaction; the session hands queued answers
+//! to the hub whenever it is connected.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use gongwen_common::DocId;
+use gongwen_common::fsutil::{sync_dir, write_atomic};
+use gongwen_common::notice::{Notice, NoticeKind};
+use gongwen_common::receipt::{Receipt, ReceiptKind};
+use gongwen_common::timefmt::rfc3339;
+use serde::Serialize;
+use time::OffsetDateTime;
+use tracing::{info, warn};
+
+use crate::context::AgentContext;
+use crate::outbox::now_ms;
+use crate::store::{ReceivedRecord, ReceivedState, StoreError};
+
+/// Why a clerk's act was refused; nothing changed.
+#[derive(Debug, thiserror::Error)]
+pub enum ActError {
+    #[error("no document {0} was received by this unit")]
+    Unknown(DocId),
+    #[error(
+        "document {0} failed verification and is in quarantine/; it cannot be signed for or returned"
+    )]
+    Quarantined(DocId),
+    #[error("document {0} was recalled by its sender{1}")]
+    Recalled(DocId, String),
+    #[error("document {0} was already {1}")]
+    Answered(DocId, String),
+    #[error("{0}")]
+    Missing(&'static str),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("signing failed: {0}")]
+    Sign(#[from] gongwen_common::pki::PkiError),
+}
+
+fn parse_digest(hex: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if hex.len() != 64 {
+        return None;
+    }
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Sign for (`Acknowledged`, `detail` = the person) or return
+/// (`Rejected`, `detail` = the reason) a received document. Blocking.
+pub fn answer(
+    ctx: &AgentContext,
+    doc_id: DocId,
+    kind: ReceiptKind,
+    detail: &str,
+) -> Result<ReceivedRecord, ActError> {
+    if detail.trim().is_empty() {
+        return Err(ActError::Missing(if kind == ReceiptKind::Acknowledged {
+            "say who signs for it: --by NAME"
+        } else {
+            "a returned document needs a reason: --reason TEXT"
+        }));
+    }
+    let Some((mut rec, _)) = ctx.store.received(doc_id)? else {
+        return Err(ActError::Unknown(doc_id));
+    };
+    match rec.state {
+        ReceivedState::Delivered => {}
+        ReceivedState::Quarantined => return Err(ActError::Quarantined(doc_id)),
+        ReceivedState::Recalled => {
+            let why = rec
+                .recall_reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default();
+            return Err(ActError::Recalled(doc_id, why));
+        }
+        ReceivedState::Acknowledged => {
+            return Err(ActError::Answered(
+                doc_id,
+                format!("signed for by {}", rec.answer.as_deref().unwrap_or("?")),
+            ));
+        }
+        ReceivedState::Rejected => {
+            return Err(ActError::Answered(
+                doc_id,
+                format!("returned ({})", rec.answer.as_deref().unwrap_or("")),
+            ));
+        }
+    }
+    let digest = parse_digest(&rec.digest).ok_or(ActError::Unknown(doc_id))?;
+    let me = ctx.node_id().clone();
+    let now = now_ms();
+    let receipt = Receipt {
+        doc_id,
+        kind,
+        recipient: me.clone(),
+        issuer: me,
+        doc_digest: digest,
+        time_ms: now,
+        by: if kind == ReceiptKind::Acknowledged {
+            detail.to_owned()
+        } else {
+            String::new()
+        },
+        reason: if kind == ReceiptKind::Rejected {
+            detail.to_owned()
+        } else {
+            String::new()
+        },
+    }
+    .sign(&ctx.signer)?
+    .encode();
+    rec.state = if kind == ReceiptKind::Acknowledged {
+        ReceivedState::Acknowledged
+    } else {
+        ReceivedState::Rejected
+    };
+    rec.answer = Some(detail.to_owned());
+    rec.answered_ms = Some(now);
+    ctx.store.record_answer(&rec, &receipt)?;
+    info!(doc = %doc_id, "{} ({detail})", kind.as_str());
+    Ok(rec)
+}
+
+/// Hand queued answers to the hub. Returns false if the connection broke.
+pub async fn submit_answers(conn: &quinn::Connection, ctx: &Arc<AgentContext>) -> bool {
+    use gongwen_common::wire::Message;
+    let queued = ctx.store.run(|s| s.to_submit()).await.unwrap_or_default();
+    for (doc_id, receipt) in queued {
+        match crate::sender::request(conn, &Message::SubmitReceipt { receipt }).await {
+            Ok(Message::Ok) => {}
+            Ok(Message::Error { code, message }) if !code.is_retryable() => {
+                // e.g. recalled meanwhile: the hub's word is final.
+                warn!(doc = %doc_id, "the hub did not take our answer: {message}");
+            }
+            Ok(other) => {
+                warn!(doc = %doc_id, "answer not confirmed ({other:?}); will retry");
+                continue;
+            }
+            Err(_) => return false,
+        }
+        if let Err(e) = ctx.store.run(move |s| s.submitted(doc_id)).await {
+            warn!("store: {e}");
+        }
+    }
+    true
+}
+
+fn seconds_text(s: i64) -> String {
+    format!("{}小时{}分钟 ({s} s)", s / 3600, s % 3600 / 60)
+}
+
+/// Take a notice from the hub. Blocking.
+pub fn take_notice(ctx: &AgentContext, n: &Notice) -> Result<(), std::io::Error> {
+    let f = &ctx.folders;
+    let io = |e: StoreError| std::io::Error::other(e.to_string());
+    match n.kind {
+        NoticeKind::Urge => {
+            let doc_dir = f.inbox.join(n.sender.as_str()).join(n.doc_id.to_string());
+            let text = format!(
+                "催办通知 (urging notice) #{}\n\n文件 (document): {} {}\n来文单位 (sender): {}\n签收期限 (deadline): {}\n已逾期 (late by): {}\n\n请尽快签收或退回: gongwen-agent ack {} --by 姓名 / gongwen-agent reject {} --reason 理由\n",
+                n.urge_count,
+                n.doc_number,
+                n.title,
+                n.sender,
+                n.deadline.as_deref().unwrap_or("-"),
+                seconds_text(n.late_seconds),
+                n.doc_id,
+                n.doc_id
+            );
+            if doc_dir.is_dir() {
+                write_atomic(
+                    &doc_dir.join(format!("催办通知-{}.txt", n.urge_count)),
+                    text.as_bytes(),
+                    0o644,
+                )?;
+            }
+            if let Some((mut rec, _)) = ctx.store.received(n.doc_id).map_err(io)? {
+                rec.urge_count = rec.urge_count.max(n.urge_count);
+                ctx.store.update_received(&rec).map_err(io)?;
+            }
+            warn!(doc = %n.doc_id, "urged (催办) #{}: not signed for, {} s late", n.urge_count, n.late_seconds);
+        }
+        NoticeKind::Supervise => {
+            let dir = f.inbox.join("督办");
+            std::fs::create_dir_all(&dir)?;
+            let text = format!(
+                "督办通知 (supervision notice), level {}\n\n单位 (unit): {}\n文件 (document): {} {}\n来文单位 (sender): {}\n签收期限 (deadline): {}\n已逾期 (late by): {}\n已催办 (urged): {} 次\n文件编号 (doc id): {}\n",
+                n.escalation_level,
+                n.recipient,
+                n.doc_number,
+                n.title,
+                n.sender,
+                n.deadline.as_deref().unwrap_or("-"),
+                seconds_text(n.late_seconds),
+                n.urge_count,
+                n.doc_id
+            );
+            let name = format!("{}-{}-{}.txt", n.doc_id, n.recipient, n.escalation_level);
+            write_atomic(&dir.join(name), text.as_bytes(), 0o644)?;
+            sync_dir(&dir)?;
+            warn!(doc = %n.doc_id, unit = %n.recipient, "supervision notice (督办): {} s late", n.late_seconds);
+        }
+        NoticeKind::Recall => {
+            let Some((mut rec, _)) = ctx.store.received(n.doc_id).map_err(io)? else {
+                return Ok(());
+            };
+            // The state first, so no clerk can sign for it from here on;
+            // the move below is idempotent, so a notice re-sent after a
+            // crash completes it.
+            if rec.state != ReceivedState::Recalled {
+                rec.state = ReceivedState::Recalled;
+                rec.recall_reason = Some(n.reason.clone());
+                ctx.store.update_received(&rec).map_err(io)?;
+            }
+            let from = f.inbox.join(n.sender.as_str()).join(n.doc_id.to_string());
+            let to_dir = f.recalled.join(n.sender.as_str());
+            let to = to_dir.join(n.doc_id.to_string());
+            std::fs::create_dir_all(&to_dir)?;
+            if from.exists() && !to.exists() {
+                std::fs::rename(&from, &to)?;
+            }
+            if to.exists() {
+                let text = format!(
+                    "撤回说明 (recall notice)\n\n来文单位 {} 于 {} 撤回此文件。\nThe sender {} recalled this document at {}.\n理由 (reason): {}\n",
+                    n.sender, n.at, n.sender, n.at, n.reason
+                );
+                write_atomic(&to.join("撤回说明.txt"), text.as_bytes(), 0o644)?;
+            }
+            sync_dir(&to_dir)?;
+            if let Some(parent) = from.parent() {
+                let _ = sync_dir(parent);
+            }
+            info!(doc = %n.doc_id, "recalled by {}: moved to recalled/", n.sender);
+        }
+    }
+    Ok(())
+}
+
+/// One row of `gongwen-agent inbox`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct InboxRow {
+    pub doc_id: String,
+    pub sender: String,
+    pub title: String,
+    pub doc_number: String,
+    pub doc_type: String,
+    pub urgency: String,
+    pub deadline: Option<String>,
+    pub received_at: Option<String>,
+    pub state: String,
+    pub urge_count: u32,
+    /// Who signed for it, or why it was returned.
+    pub answer: Option<String>,
+    pub reason: Option<String>,
+}
+
+fn time_of(ms: i64) -> Option<String> {
+    OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .map(rfc3339)
+        .ok()
+}
+
+pub fn inbox_rows(records: Vec<ReceivedRecord>, pending_only: bool) -> Vec<InboxRow> {
+    records
+        .into_iter()
+        .filter(|r| !pending_only || r.state == ReceivedState::Delivered)
+        .map(|r| InboxRow {
+            doc_id: r.doc_id.to_string(),
+            sender: r.sender.to_string(),
+            title: r.title,
+            doc_number: r.doc_number,
+            doc_type: r.doc_type,
+            urgency: r.urgency.as_str().into(),
+            deadline: r.deadline.and_then(|s| time_of(s * 1000)),
+            received_at: time_of(r.received_ms),
+            state: r.state.as_str().into(),
+            urge_count: r.urge_count,
+            answer: r.answer,
+            reason: r.reason.or(r.recall_reason),
+        })
+        .collect()
+}
+
+/// Where a received document's files are now.
+pub fn document_dir(ctx: &AgentContext, rec: &ReceivedRecord) -> std::path::PathBuf {
+    let base: &Path = match rec.state {
+        ReceivedState::Recalled => &ctx.folders.recalled,
+        ReceivedState::Quarantined => return ctx.folders.quarantine.join(rec.doc_id.to_string()),
+        _ => &ctx.folders.inbox,
+    };
+    base.join(rec.sender.as_str()).join(rec.doc_id.to_string())
+}

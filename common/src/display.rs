@@ -1,0 +1,133 @@
+//! Tables for people: the supervision answers (`overdue`, `report`) as the
+//! hub's and a supervisor agent's command lines print them.
+
+use std::fmt::Write;
+
+/// `overdue` as a table, or pretty JSON.
+pub fn overdue(v: &serde_json::Value, json: bool) -> String {
+    if json {
+        return serde_json::to_string_pretty(v).unwrap_or_default() + "\n";
+    }
+    let mut out = String::new();
+    let rows = v.as_array().cloned().unwrap_or_default();
+    if rows.is_empty() {
+        out.push_str("nothing is overdue\n");
+    }
+    for r in rows {
+        let late = r["late_seconds"].as_i64().unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "{:<20} late {:>3}h{:02}m  level {}  urged {}x  {}  {}  {}",
+            r["recipient"].as_str().unwrap_or(""),
+            late / 3600,
+            late % 3600 / 60,
+            r["escalation_level"],
+            r["urge_count"],
+            r["doc_number"].as_str().unwrap_or(""),
+            r["title"].as_str().unwrap_or(""),
+            r["doc_id"].as_str().unwrap_or("")
+        );
+    }
+    out
+}
+
+/// `report` as two tables, or pretty JSON.
+pub fn report(v: &serde_json::Value, json: bool) -> String {
+    if json {
+        return serde_json::to_string_pretty(v).unwrap_or_default() + "\n";
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<20} {:>8} {:>8} {:>6} {:>8} {:>7} {:>8} {:>12}",
+        "UNIT", "RECEIVED", "ON TIME", "LATE", "RETURNED", "PENDING", "OVERDUE", "MEDIAN SIGN"
+    );
+    for u in v["units"].as_array().into_iter().flatten() {
+        let median = u["median_sign_seconds"]
+            .as_f64()
+            .map(|s| format!("{:.1}h", s / 3600.0))
+            .unwrap_or_else(|| "-".into());
+        let _ = writeln!(
+            out,
+            "{:<20} {:>8} {:>8} {:>6} {:>8} {:>7} {:>8} {:>12}",
+            u["unit"].as_str().unwrap_or(""),
+            u["received"],
+            u["acknowledged_on_time"],
+            u["acknowledged_late"],
+            u["rejected"],
+            u["pending"],
+            u["overdue_now"],
+            median
+        );
+    }
+    out.push('\n');
+    let _ = writeln!(
+        out,
+        "{:<20} {:>6} {:>18}",
+        "SENDER", "SENT", "FULLY SIGNED FOR"
+    );
+    for s in v["senders"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "{:<20} {:>6} {:>18}",
+            s["sender"].as_str().unwrap_or(""),
+            s["sent"],
+            s["fully_acknowledged"]
+        );
+    }
+    out
+}
+
+/// A document's `status` as the hub knows it, or pretty JSON.
+pub fn doc_status(v: &serde_json::Value, json: bool) -> String {
+    if json {
+        return serde_json::to_string_pretty(v).unwrap_or_default() + "\n";
+    }
+    let s = |k: &str| v[k].as_str().unwrap_or("").to_owned();
+    let mut out = String::new();
+    let _ = writeln!(out, "{}  {}", s("doc_id"), s("title"));
+    let _ = writeln!(
+        out,
+        "  from {}  {}  {}  {}  accepted {}",
+        s("sender"),
+        s("doc_number"),
+        s("doc_type"),
+        s("urgency"),
+        s("accepted_at")
+    );
+    for r in v["recipients"].as_array().into_iter().flatten() {
+        let detail = r["acknowledged_by"]
+            .as_str()
+            .map(|b| format!("by {b}"))
+            .or_else(|| {
+                r["rejected_reason"]
+                    .as_str()
+                    .map(|x| format!("returned: {x}"))
+            })
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "    {:<20} {:<3} {:<13} {:<21} deadline {:<21} {}{}{}",
+            r["recipient"].as_str().unwrap_or(""),
+            r["copy"].as_str().unwrap_or(""),
+            r["state"].as_str().unwrap_or(""),
+            r["acknowledged_at"]
+                .as_str()
+                .or(r["delivered_at"].as_str())
+                .unwrap_or("-"),
+            r["deadline"].as_str().unwrap_or("-"),
+            if r["overdue"].as_bool() == Some(true) {
+                "OVERDUE "
+            } else {
+                ""
+            },
+            if r["late"].as_bool() == Some(true) {
+                "late "
+            } else {
+                ""
+            },
+            detail
+        );
+    }
+    out
+}

@@ -1,0 +1,681 @@
+//! Sign-for, return and recall; deadlines, urging and escalation driven by
+//! an injected clock; supervision queries. Real hub, real agents.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gongwen_agent::control::{DocStatus, Request};
+use gongwen_common::Role;
+use gongwen_common::clock::ManualClock;
+use gongwen_hub::control::Request as HubRequest;
+use gongwen_tests::{
+    Net, RunningHub, agent_status, ask_agent, ask_hub, inbox_docs, wait_all_delivered, wait_inbox,
+    wait_until,
+};
+use time::OffsetDateTime;
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+struct World {
+    net: Net,
+    clock: ManualClock,
+    hub: RunningHub,
+    _agents: Vec<gongwen_tests::RunningAgent>,
+}
+
+/// prov-gov sends; the listed units receive; prov-supervision supervises.
+async fn world(units: &[&str]) -> World {
+    let net = Net::new();
+    net.issue("prov-gov", Role::Node);
+    net.issue("prov-supervision", Role::Supervisor);
+    for u in units {
+        net.issue(u, Role::Node);
+    }
+    let clock = ManualClock::new(OffsetDateTime::now_utc());
+    let hub = net
+        .start_hub_with("127.0.0.1:0".parse().unwrap(), Arc::new(clock.clone()))
+        .await;
+    let mut all = vec!["prov-gov", "prov-supervision"];
+    all.extend_from_slice(units);
+    let agents = all.iter().map(|id| net.start_agent(id, hub.addr)).collect();
+    hub.wait_ready(&all).await;
+    World {
+        net,
+        clock,
+        hub,
+        _agents: agents,
+    }
+}
+
+/// Send an urgent document (deadline 4 h) to `to`; wait until everyone
+/// has it; return its id.
+async fn send_urgent(w: &World, to: &str, n: usize) -> String {
+    let name = format!("通知{n}.txt");
+    w.net.sidecar(
+        "prov-gov",
+        to,
+        &name,
+        "urgency = \"urgent\"\ndoc_number = \"黑政发〔2026〕12号\"\n",
+    );
+    w.net
+        .drop_file("prov-gov", to, &name, format!("正文 {n}").as_bytes());
+    let st = wait_all_delivered(&w.net.root("prov-gov"), n).await;
+    st.iter()
+        .find(|d| d.title == format!("通知{n}"))
+        .unwrap()
+        .doc_id
+        .clone()
+}
+
+async fn act(w: &World, unit: &str, req: Request) -> Result<serde_json::Value, String> {
+    ask_agent(&w.net.root(unit), &req)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn recipient<'a>(
+    st: &'a [DocStatus],
+    doc: &str,
+    unit: &str,
+) -> &'a gongwen_agent::control::RecipientStatus {
+    st.iter()
+        .find(|d| d.doc_id == doc)
+        .unwrap()
+        .recipients
+        .iter()
+        .find(|r| r.recipient == unit)
+        .unwrap()
+}
+
+async fn wait_sender_state(w: &World, doc: &str, unit: &str, state: &str) -> Vec<DocStatus> {
+    let deadline = tokio::time::Instant::now() + gongwen_tests::WAIT;
+    loop {
+        let st = agent_status(&w.net.root("prov-gov")).await;
+        if st.iter().any(|d| {
+            d.doc_id == doc
+                && d.recipients
+                    .iter()
+                    .any(|r| r.recipient == unit && r.state == state)
+        }) {
+            return st;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{unit} never reached {state}: {st:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn hub_row(w: &World, doc: &str, unit: &str) -> serde_json::Value {
+    let v = ask_hub(
+        &w.hub.data_dir,
+        &HubRequest::Status {
+            doc: doc.parse().unwrap(),
+        },
+    )
+    .await;
+    v["recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["recipient"] == unit)
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ack_and_reject_reach_the_sender_signed_by_the_recipient_with_name_and_reason() {
+    let w = world(&["harbin-gov", "daqing-gov"]).await;
+    let doc = send_urgent(&w, "cities", 1).await;
+    let id = doc.parse().unwrap();
+
+    act(
+        &w,
+        "harbin-gov",
+        Request::Ack {
+            doc: id,
+            by: "李四".into(),
+        },
+    )
+    .await
+    .unwrap();
+    act(
+        &w,
+        "daqing-gov",
+        Request::Reject {
+            doc: id,
+            reason: "文号有误，请更正后重发".into(),
+        },
+    )
+    .await
+    .unwrap();
+
+    wait_sender_state(&w, &doc, "harbin-gov", "acknowledged").await;
+    let st = wait_sender_state(&w, &doc, "daqing-gov", "rejected").await;
+    let h = recipient(&st, &doc, "harbin-gov");
+    assert_eq!(h.acknowledged_by.as_deref(), Some("李四"));
+    assert!(
+        h.receipts
+            .contains(&gongwen_common::receipt::ReceiptKind::Acknowledged)
+    );
+    let d = recipient(&st, &doc, "daqing-gov");
+    assert_eq!(d.reason.as_deref(), Some("文号有误，请更正后重发"));
+
+    // The hub holds the same answers.
+    let hr = hub_row(&w, &doc, "harbin-gov").await;
+    assert_eq!(
+        (hr["state"].as_str(), hr["acknowledged_by"].as_str()),
+        (Some("acknowledged"), Some("李四"))
+    );
+    let dr = hub_row(&w, &doc, "daqing-gov").await;
+    assert_eq!(dr["rejected_reason"], "文号有误，请更正后重发");
+
+    // Acting again, or on something unknown, is refused and changes nothing.
+    let again = act(
+        &w,
+        "harbin-gov",
+        Request::Ack {
+            doc: id,
+            by: "王五".into(),
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(again.contains("already signed for by 李四"), "{again}");
+    let flip = act(
+        &w,
+        "harbin-gov",
+        Request::Reject {
+            doc: id,
+            reason: "x".into(),
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(flip.contains("already"), "{flip}");
+    let unknown = act(
+        &w,
+        "harbin-gov",
+        Request::Ack {
+            doc: gongwen_common::DocId::generate(),
+            by: "x".into(),
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(unknown.contains("no document"), "{unknown}");
+    let no_reason = act(
+        &w,
+        "daqing-gov",
+        Request::Reject {
+            doc: id,
+            reason: " ".into(),
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(no_reason.contains("reason"), "{no_reason}");
+    assert_eq!(
+        hub_row(&w, &doc, "harbin-gov").await["acknowledged_by"],
+        "李四"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recall_withdraws_unanswered_copies_and_leaves_signed_ones() {
+    let w = world(&["harbin-gov", "daqing-gov"]).await;
+    let doc = send_urgent(&w, "cities", 1).await;
+    let id = doc.parse().unwrap();
+    act(
+        &w,
+        "harbin-gov",
+        Request::Ack {
+            doc: id,
+            by: "李四".into(),
+        },
+    )
+    .await
+    .unwrap();
+    wait_sender_state(&w, &doc, "harbin-gov", "acknowledged").await;
+
+    let v = act(
+        &w,
+        "prov-gov",
+        Request::Recall {
+            doc: id,
+            reason: "内容有误".into(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(v["recalled_from"], serde_json::json!(["daqing-gov"]));
+    assert_eq!(v["already_answered"], serde_json::json!(["harbin-gov"]));
+
+    // daqing-gov's copy moves to recalled/, never deleted; harbin keeps its own.
+    let moved = w
+        .net
+        .root("daqing-gov")
+        .join("recalled/prov-gov")
+        .join(&doc);
+    let note = wait_until("the recalled copy", || {
+        std::fs::read_to_string(moved.join("撤回说明.txt")).ok()
+    })
+    .await;
+    assert!(note.contains("内容有误"), "{note}");
+    assert!(moved.join("通知1.txt").exists());
+    assert!(inbox_docs(&w.net.root("daqing-gov"), "prov-gov").is_empty());
+    assert_eq!(inbox_docs(&w.net.root("harbin-gov"), "prov-gov").len(), 1);
+    let e = act(
+        &w,
+        "daqing-gov",
+        Request::Ack {
+            doc: id,
+            by: "x".into(),
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(e.contains("recalled"), "{e}");
+    let inbox: Vec<gongwen_agent::clerk::InboxRow> = serde_json::from_value(
+        act(&w, "daqing-gov", Request::Inbox { pending: false })
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(inbox[0].state, "recalled");
+    let st = agent_status(&w.net.root("prov-gov")).await;
+    assert_eq!(recipient(&st, &doc, "daqing-gov").state, "recalled");
+    assert_eq!(recipient(&st, &doc, "harbin-gov").state, "acknowledged");
+    assert_eq!(hub_row(&w, &doc, "daqing-gov").await["state"], "recalled");
+
+    // Only the sender may recall.
+    let e = act(
+        &w,
+        "harbin-gov",
+        Request::Recall {
+            doc: id,
+            reason: String::new(),
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(e.contains("only the sender"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_queued_for_an_offline_unit_is_withdrawn_at_the_hub() {
+    let mut w = world(&["harbin-gov"]).await;
+    // harbin-gov goes offline.
+    let harbin = w._agents.pop().unwrap();
+    harbin.stop().await;
+    w.hub
+        .wait_nodes("harbin-gov offline", |r| {
+            r.iter().any(|n| n.id == "harbin-gov" && !n.connected)
+        })
+        .await;
+    w.net
+        .drop_file("prov-gov", "harbin-gov", "撤回测试.txt", b"never delivered");
+    let st = wait_until("accepted by the hub", || {
+        std::fs::read_dir(w.net.root("prov-gov").join("sent"))
+            .ok()?
+            .next()
+    })
+    .await;
+    let doc = st.unwrap().file_name().to_string_lossy().into_owned();
+    let v = act(
+        &w,
+        "prov-gov",
+        Request::Recall {
+            doc: doc.parse().unwrap(),
+            reason: "发错".into(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(v["withdrawn_at_hub"], serde_json::json!(["harbin-gov"]));
+
+    // When harbin-gov returns it gets the next document, not the recalled one.
+    let _harbin = w.net.start_agent("harbin-gov", w.hub.addr);
+    w.net
+        .drop_file("prov-gov", "harbin-gov", "下一件.txt", b"next");
+    let docs = wait_inbox(&w.net.root("harbin-gov"), "prov-gov", 1).await;
+    assert_eq!(docs.len(), 1);
+    assert!(docs[0].join("下一件.txt").exists());
+    assert!(!docs[0].ends_with(&doc));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clock_drives_urge_then_supervise_exactly_once_each_across_a_hub_restart() {
+    let w = world(&["harbin-gov"]).await;
+    let doc = send_urgent(&w, "harbin-gov", 1).await;
+    let h = &w.hub.handle;
+
+    // Deadline is 4 h after acceptance; nothing happens before.
+    w.clock.advance(4 * HOUR - Duration::from_secs(60));
+    assert_eq!(h.escalate_now().await.unwrap(), 0);
+    assert_eq!(hub_row(&w, &doc, "harbin-gov").await["urge_count"], 0);
+
+    // At the deadline: urge (催办), once.
+    w.clock.advance(Duration::from_secs(120));
+    assert_eq!(h.escalate_now().await.unwrap(), 1);
+    assert_eq!(h.escalate_now().await.unwrap(), 0, "a step runs once");
+    let row = hub_row(&w, &doc, "harbin-gov").await;
+    assert_eq!(
+        (row["urge_count"].as_u64(), row["escalation_level"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(row["overdue"], true);
+    let notice = w
+        .net
+        .root("harbin-gov")
+        .join("inbox/prov-gov")
+        .join(&doc)
+        .join("催办通知-1.txt");
+    let text = wait_until("the urging notice in harbin-gov's inbox", || {
+        std::fs::read_to_string(&notice).ok()
+    })
+    .await;
+    assert!(
+        text.contains("催办") && text.contains("黑政发〔2026〕12号"),
+        "{text}"
+    );
+    wait_until("urge count in harbin-gov's inbox", || {
+        let v = futures_lite_block(ask_agent(
+            &w.net.root("harbin-gov"),
+            &Request::Inbox { pending: true },
+        ));
+        let rows: Vec<gongwen_agent::clerk::InboxRow> = serde_json::from_value(v.ok()?).ok()?;
+        (rows.first()?.urge_count == 1).then_some(())
+    })
+    .await;
+
+    // The hub restarts in the middle of the ladder.
+    let addr = w.hub.addr;
+    let World {
+        net,
+        clock,
+        hub,
+        _agents,
+    } = w;
+    hub.stop().await;
+    let hub = net.start_hub_with(addr, Arc::new(clock.clone())).await;
+    let w = World {
+        net,
+        clock,
+        hub,
+        _agents,
+    };
+    let h = &w.hub.handle;
+    assert_eq!(
+        h.escalate_now().await.unwrap(),
+        0,
+        "the urge does not run again after a restart"
+    );
+
+    // Two hours after the deadline: supervise (督办), once, to the supervisor.
+    w.clock.advance(2 * HOUR);
+    assert_eq!(h.escalate_now().await.unwrap(), 1);
+    assert_eq!(h.escalate_now().await.unwrap(), 0);
+    let row = hub_row(&w, &doc, "harbin-gov").await;
+    assert_eq!(
+        (row["urge_count"].as_u64(), row["escalation_level"].as_u64()),
+        (Some(1), Some(2))
+    );
+    let dir = w.net.root("prov-supervision").join("inbox/督办");
+    let text = wait_until("the supervision notice at prov-supervision", || {
+        let f = std::fs::read_dir(&dir).ok()?.flatten().next()?.path();
+        std::fs::read_to_string(f).ok()
+    })
+    .await;
+    assert!(text.contains("harbin-gov") && text.contains(&doc), "{text}");
+
+    // Weeks later: nothing more runs.
+    w.clock.advance(24 * 14 * HOUR);
+    assert_eq!(h.escalate_now().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_due_while_the_hub_was_down_run_once_when_it_starts() {
+    let w = world(&["harbin-gov"]).await;
+    let doc = send_urgent(&w, "harbin-gov", 1).await;
+    let addr = w.hub.addr;
+    let World {
+        net,
+        clock,
+        hub,
+        _agents,
+    } = w;
+    hub.stop().await;
+    // Down through the deadline and the supervision step.
+    clock.advance(10 * HOUR);
+    let hub = net.start_hub_with(addr, Arc::new(clock.clone())).await;
+    let w = World {
+        net,
+        clock,
+        hub,
+        _agents,
+    };
+    // The scheduler runs on start by itself.
+    let row = wait_until_row(&w, &doc, |r| r["escalation_level"] == 2).await;
+    assert_eq!(row["urge_count"], 1);
+    assert_eq!(w.hub.handle.escalate_now().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ack_after_escalation_stops_the_ladder_and_is_marked_late() {
+    let w = world(&["harbin-gov"]).await;
+    let doc = send_urgent(&w, "harbin-gov", 1).await;
+    w.clock.advance(4 * HOUR + Duration::from_secs(60));
+    assert_eq!(w.hub.handle.escalate_now().await.unwrap(), 1);
+    act(
+        &w,
+        "harbin-gov",
+        Request::Ack {
+            doc: doc.parse().unwrap(),
+            by: "李四".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let row = wait_until_row(&w, &doc, |r| r["state"] == "acknowledged").await;
+    assert_eq!(row["late"], true);
+    assert_eq!(row["overdue"], false);
+    w.clock.advance(3 * HOUR);
+    assert_eq!(
+        w.hub.handle.escalate_now().await.unwrap(),
+        0,
+        "no supervision after the ack"
+    );
+    assert_eq!(hub_row(&w, &doc, "harbin-gov").await["escalation_level"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overdue_and_report_give_the_right_figures_for_a_scripted_scenario() {
+    let units = ["harbin-gov", "daqing-gov", "qiqihar-gov", "mudanjiang-gov"];
+    let w = world(&units).await;
+    let dir = w.net.root("prov-gov").join("outbox");
+    let _ = dir;
+    w.net.sidecar(
+        "prov-gov",
+        "harbin-gov",
+        "全省通知.txt",
+        "urgency = \"urgent\"\ncc = [\"daqing-gov\", \"qiqihar-gov\", \"mudanjiang-gov\"]\n",
+    );
+    w.net
+        .drop_file("prov-gov", "harbin-gov", "全省通知.txt", b"body");
+    let st = wait_all_delivered(&w.net.root("prov-gov"), 1).await;
+    let doc = st[0].doc_id.clone();
+    let id = doc.parse().unwrap();
+
+    w.clock.advance(HOUR); // on time
+    act(
+        &w,
+        "harbin-gov",
+        Request::Ack {
+            doc: id,
+            by: "甲".into(),
+        },
+    )
+    .await
+    .unwrap();
+    wait_until_row(&w, &doc, |r| r["state"] == "acknowledged").await;
+    w.clock.advance(HOUR); // at 2 h: returned
+    act(
+        &w,
+        "qiqihar-gov",
+        Request::Reject {
+            doc: id,
+            reason: "非本单位业务".into(),
+        },
+    )
+    .await
+    .unwrap();
+    wait_until_row_of(&w, &doc, "qiqihar-gov", |r| r["state"] == "rejected").await;
+    w.clock.advance(4 * HOUR); // at 6 h: late
+    act(
+        &w,
+        "daqing-gov",
+        Request::Ack {
+            doc: id,
+            by: "乙".into(),
+        },
+    )
+    .await
+    .unwrap();
+    wait_until_row_of(&w, &doc, "daqing-gov", |r| r["state"] == "acknowledged").await;
+    w.clock.advance(4 * HOUR); // now 10 h: mudanjiang never answered
+
+    let overdue = ask_hub(&w.hub.data_dir, &HubRequest::Overdue).await;
+    let rows = overdue.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{overdue:#}");
+    assert_eq!(rows[0]["recipient"], "mudanjiang-gov");
+    assert_eq!(rows[0]["late_seconds"], 6 * 3600);
+    assert_eq!(rows[0]["doc_id"], doc);
+
+    let report = ask_hub(
+        &w.hub.data_dir,
+        &HubRequest::Report {
+            since: None,
+            until: None,
+        },
+    )
+    .await;
+    let unit = |u: &str| {
+        report["units"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["unit"] == u)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(unit("harbin-gov")["acknowledged_on_time"], 1);
+    assert_eq!(unit("harbin-gov")["median_sign_seconds"], 3600.0);
+    assert_eq!(unit("daqing-gov")["acknowledged_late"], 1);
+    assert_eq!(unit("daqing-gov")["median_sign_seconds"], 6.0 * 3600.0);
+    assert_eq!(unit("qiqihar-gov")["rejected"], 1);
+    assert_eq!(unit("mudanjiang-gov")["pending"], 1);
+    assert_eq!(unit("mudanjiang-gov")["overdue_now"], 1);
+    for u in units {
+        assert_eq!(unit(u)["received"], 1);
+    }
+    let sender = &report["senders"][0];
+    assert_eq!(
+        (
+            sender["sender"].as_str(),
+            sender["sent"].as_u64(),
+            sender["fully_acknowledged"].as_u64()
+        ),
+        (Some("prov-gov"), Some(1), Some(0))
+    );
+
+    // A period that ends before the document: nothing.
+    let since =
+        gongwen_common::timefmt::rfc3339(OffsetDateTime::now_utc() + time::Duration::days(30));
+    let empty = ask_hub(
+        &w.hub.data_dir,
+        &HubRequest::Report {
+            since: Some(since),
+            until: None,
+        },
+    )
+    .await;
+    assert!(empty["units"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_supervisor_units_get_supervision_data_through_their_agent() {
+    let w = world(&["harbin-gov"]).await;
+    let doc = send_urgent(&w, "harbin-gov", 1).await;
+    w.clock.advance(5 * HOUR);
+    let q = serde_json::json!({"query": "overdue"});
+    let refused = act(
+        &w,
+        "harbin-gov",
+        Request::Supervise {
+            question: q.clone(),
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(refused.contains("only supervisor units"), "{refused}");
+    let v = act(&w, "prov-supervision", Request::Supervise { question: q })
+        .await
+        .unwrap();
+    assert_eq!(v[0]["doc_id"], doc);
+    assert_eq!(v[0]["recipient"], "harbin-gov");
+    let status = act(
+        &w,
+        "prov-supervision",
+        Request::Supervise {
+            question: serde_json::json!({"query": "status", "doc": doc}),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(status["recipients"][0]["overdue"], true);
+}
+
+async fn wait_until_row(
+    w: &World,
+    doc: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let v = ask_hub(
+        &w.hub.data_dir,
+        &HubRequest::Status {
+            doc: doc.parse().unwrap(),
+        },
+    )
+    .await;
+    let unit = v["recipients"][0]["recipient"].as_str().unwrap().to_owned();
+    wait_until_row_of(w, doc, &unit, pred).await
+}
+
+async fn wait_until_row_of(
+    w: &World,
+    doc: &str,
+    unit: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + gongwen_tests::WAIT;
+    loop {
+        let row = hub_row(w, doc, unit).await;
+        if pred(&row) {
+            return row;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "row never matched: {row:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Run a future to completion from a synchronous probe (inside a
+/// multi-thread runtime).
+fn futures_lite_block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
+}
