@@ -29,6 +29,7 @@ certs issue --role hub --id hub --ip 127.0.0.1 --out hub
 certs issue --role node --id prov-gov --name "黑龙江省人民政府" --out prov-gov
 certs issue --role node --id harbin-gov --name "哈尔滨市人民政府" --out harbin-gov
 certs issue --role node --id daqing-gov --name "大庆市人民政府" --out daqing-gov
+certs issue --role supervisor --id prov-supervision --name "省政府督查室" --out prov-supervision
 "$bin/gongwen-certs" --ca-dir ca list
 
 cat > hub.toml <<TOML
@@ -41,6 +42,18 @@ ca   = "ca/ca.crt"
 crl  = "ca/crl.pem"
 [groups]
 cities = ["harbin-gov", "daqing-gov"]
+# Short deadlines so the demo shows urging (催办) and escalation (督办) live.
+[deadlines]
+normal       = "1h"
+urgent       = "10s"
+extra-urgent = "5s"
+[[escalation]]
+after  = "0s"
+action = "urge"
+[[escalation]]
+after  = "10s"
+action = "supervise"
+notify = ["prov-supervision"]
 TOML
 
 pids=()
@@ -66,7 +79,8 @@ done
 [[ -n "$addr" ]] || { cat hub.log; echo "the hub did not report its address within 10 s" >&2; exit 1; }
 echo "    hub listening on $addr"
 
-for id in prov-gov harbin-gov daqing-gov; do
+agents="prov-gov harbin-gov daqing-gov prov-supervision"
+for id in $agents; do
   cat > "$id.toml" <<TOML
 node_id  = "$id"
 hub      = "$addr"
@@ -85,13 +99,13 @@ done
 connected=0
 for _ in $(seq 200); do
   connected=$("$bin/gongwen-hub" nodes --config hub.toml --json 2>/dev/null | grep -c '"can_receive": true' || true)
-  [[ "$connected" -ge 3 ]] && break
+  [[ "$connected" -ge 4 ]] && break
   sleep 0.1
 done
 echo
 "$bin/gongwen-hub" nodes --config hub.toml
-if [[ "$connected" -lt 3 ]]; then
-  echo "only $connected of 3 agents connected within 20 s; see demo/*.log" >&2
+if [[ "$connected" -lt 4 ]]; then
+  echo "only $connected of 4 agents connected within 20 s; see demo/*.log" >&2
   exit 1
 fi
 
@@ -141,6 +155,50 @@ echo
 echo "==> gongwen-agent status (at prov-gov): signed receipts from each unit"
 "$bin/gongwen-agent" status --config prov-gov.toml
 
+doc=$(ls harbin-gov-data/inbox/prov-gov/)
+echo
+echo "==> harbin-gov signs for it (签收); daqing-gov does not"
+"$bin/gongwen-agent" ack "$doc" --by "李四" --config harbin-gov.toml
+for _ in $(seq 100); do
+  "$bin/gongwen-agent" status --config prov-gov.toml --json | grep -q '"state": "acknowledged"' && break
+  sleep 0.1
+done
+"$bin/gongwen-agent" status --config prov-gov.toml
+
+echo
+echo "==> the notice is urgent: 10 s to sign for it. Waiting for the hub to urge daqing-gov (催办)…"
+urge=""
+for _ in $(seq 400); do
+  urge=$(ls daqing-gov-data/inbox/prov-gov/"$doc"/催办通知-*.txt 2>/dev/null | head -n1 || true)
+  [[ -n "$urge" ]] && break
+  sleep 0.1
+done
+[[ -n "$urge" ]] || { echo "no urging notice within 40 s; see demo/hub.log" >&2; exit 1; }
+sed 's/^/    /' "$urge"
+echo "==> …and 10 s later to escalate to the supervision office (督办)"
+sup=""
+for _ in $(seq 400); do
+  sup=$(ls prov-supervision-data/inbox/督办/*.txt 2>/dev/null | head -n1 || true)
+  [[ -n "$sup" ]] && break
+  sleep 0.1
+done
+[[ -n "$sup" ]] || { echo "no supervision notice within 40 s; see demo/hub.log" >&2; exit 1; }
+sed 's/^/    /' "$sup"
+
+echo
+echo "==> gongwen-hub status (who has and has not signed for it)"
+"$bin/gongwen-hub" status "$doc" --config hub.toml
+echo
+echo "==> gongwen-agent supervise overdue (asked by the supervision office through its own agent)"
+"$bin/gongwen-agent" supervise overdue --config prov-supervision.toml
+echo
+echo "==> gongwen-hub report"
+"$bin/gongwen-hub" report --config hub.toml
+echo
+echo "==> evidence: signed statements that openssl alone can check"
+"$bin/gongwen-agent" evidence "$doc" --out evidence --config prov-gov.toml >/dev/null
+sh evidence/verify.sh | sed 's/^/    /'
+
 echo
 echo "Everything runs in $demo. Try, in another terminal, from there:"
 echo "  cp SOME_FILE prov-gov-data/outbox/harbin-gov/    # send a file from prov-gov to harbin-gov"
@@ -148,6 +206,10 @@ echo "  cp SOME_FILE harbin-gov-data/outbox/cities/      # send from harbin-gov 
 echo "  $bin/gongwen-agent send SOME_FILE --to daqing-gov --config prov-gov.toml"
 echo "  $bin/gongwen-agent status --config prov-gov.toml"
 echo "  $bin/gongwen-hub nodes --config hub.toml"
+echo "  $bin/gongwen-agent inbox --pending --config daqing-gov.toml"
+echo "  $bin/gongwen-agent reject $doc --reason '文号有误' --config daqing-gov.toml"
+echo "  $bin/gongwen-hub overdue --config hub.toml"
+echo "  $bin/gongwen-hub audit verify --config hub.toml"
 echo "  $bin/gongwen-certs --ca-dir ca revoke --id daqing-gov   # the hub cuts daqing-gov off"
 echo "Received documents appear in <unit>-data/inbox/<sender>/<doc_id>/."
 [[ $once == 1 ]] && exit 0

@@ -35,6 +35,8 @@ pub enum Request {
     Recall { doc: DocId, reason: String },
     /// Ask the hub a supervision question (supervisor units only).
     Supervise { question: serde_json::Value },
+    /// Write the evidence bundle for a document into a folder.
+    Evidence { doc: DocId, out: std::path::PathBuf },
 }
 
 /// One recipient's state in `status`.
@@ -179,6 +181,16 @@ async fn answer(req: Request, ctx: &Arc<AgentContext>) -> Response {
             match hub_request(ctx, &msg).await {
                 Ok(v) => Response::Ok(v),
                 Err(e) => Response::Error(e),
+            }
+        }
+        Request::Evidence { doc, out } => {
+            let c = ctx.clone();
+            match tokio::task::spawn_blocking(move || crate::evidence::write_bundle(&c, doc, &out))
+                .await
+            {
+                Ok(Ok(dir)) => Response::Ok(serde_json::json!({ "out": dir })),
+                Ok(Err(e)) => Response::Error(e),
+                Err(e) => Response::Error(e.to_string()),
             }
         }
         Request::Send(req) => {

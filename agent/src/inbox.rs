@@ -239,7 +239,7 @@ fn accept(ctx: &AgentContext, doc_id: DocId, header: &[u8]) -> Result<Vec<u8>, L
                 answered_ms: None,
                 recall_reason: None,
             };
-            ctx.store.record_received(&rec, &receipt)?;
+            ctx.store.record_received(&rec, &receipt, header)?;
             clean_incoming(ctx, doc_id);
             info!(doc = %doc_id, from = %meta.sender, "delivered to {}", dir.display());
             Ok(receipt)
@@ -516,7 +516,7 @@ fn quarantine(
         answered_ms: None,
         recall_reason: None,
     };
-    ctx.store.record_received(&rec, &receipt)?;
+    ctx.store.record_received(&rec, &receipt, header)?;
     clean_incoming(ctx, doc_id);
     Ok(receipt)
 }

@@ -27,6 +27,7 @@ pub mod context;
 pub mod control;
 pub mod draft;
 pub mod error;
+pub mod evidence;
 pub mod inbox;
 pub mod keygen;
 pub mod link_error;

@@ -107,6 +107,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a document's evidence (signed header, receipts, certificates,
+    /// CA, CRL) with a verify.sh that checks it with openssl alone.
+    Evidence {
+        doc: String,
+        /// Folder to write into.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Supervision queries through the hub (supervisor units only).
     Supervise {
         #[command(subcommand)]
@@ -346,6 +356,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 _ => display::doc_status(&v, json),
             };
             print!("{text}");
+        }
+        Command::Evidence { doc, out, config } => {
+            let doc = DocId::parse(&doc)?;
+            std::fs::create_dir_all(&out)?;
+            let out = std::fs::canonicalize(&out)?;
+            ask(
+                &config,
+                &Request::Evidence {
+                    doc,
+                    out: out.clone(),
+                },
+            )?;
+            println!(
+                "evidence written to {}; check it with: sh {}/verify.sh",
+                out.display(),
+                out.display()
+            );
         }
         Command::Keygen { id, out } => {
             let id = NodeId::parse(&id)?;

@@ -427,7 +427,7 @@ fn finish(ctx: &AgentContext, doc_id: DocId, receipt: &[u8]) -> Result<(), SendE
         recalled_ms: None,
     };
     ctx.store
-        .record_sent(&record, receipt, &r.issuer)
+        .record_sent(&record, receipt, &r.issuer, &header)
         .map_err(later)?;
     // Files go to sent/<doc_id>/ with the metadata; then the spool entry goes.
     let dest = ctx.folders.sent.join(doc_id.to_string());

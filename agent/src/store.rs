@@ -7,6 +7,7 @@
 //! | `received`    | doc id                     | [`ReceivedRecord`] (JSON)              |
 //! | `my_receipts` | doc id                     | our own delivered/quarantined receipt  |
 //! | `answers`     | doc id                     | our acknowledged/rejected receipt      |
+//! | `headers`     | doc id                     | the document's signed header (evidence)|
 //! | `to_submit`   | doc id                     | an answer the hub has not confirmed    |
 //!
 //! Outgoing documents not yet accepted by the hub are not here: their
@@ -26,6 +27,7 @@ const RECEIPTS: TableDefinition<(&[u8], &str, u8), &[u8]> = TableDefinition::new
 const RECEIVED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("received");
 const MY_RECEIPTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("my_receipts");
 const ANSWERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("answers");
+const HEADERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("headers");
 const TO_SUBMIT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("to_submit");
 
 pub use gongwen_common::kvstore::StoreError;
@@ -129,6 +131,7 @@ impl Store {
             txn.open_table(MY_RECEIPTS)?;
             txn.open_table(ANSWERS)?;
             txn.open_table(TO_SUBMIT)?;
+            txn.open_table(HEADERS)?;
         }
         txn.commit()?;
         Ok(Store { db: Arc::new(db) })
@@ -177,11 +180,13 @@ impl Store {
         rec: &SentRecord,
         accepted: &[u8],
         hub: &NodeId,
+        header: &[u8],
     ) -> Result<(), StoreError> {
         let key = rec.doc_id.as_bytes().as_slice();
         let txn = self.db.begin_write()?;
         {
             txn.open_table(SENT)?.insert(key, json(rec)?.as_slice())?;
+            txn.open_table(HEADERS)?.insert(key, header)?;
             txn.open_table(RECEIPTS)?
                 .insert((key, hub.as_str(), ReceiptKind::Accepted.code()), accepted)?;
         }
@@ -269,12 +274,14 @@ impl Store {
         &self,
         rec: &ReceivedRecord,
         my_receipt: &[u8],
+        header: &[u8],
     ) -> Result<(), StoreError> {
         let key = rec.doc_id.as_bytes().as_slice();
         let txn = self.db.begin_write()?;
         {
             txn.open_table(RECEIVED)?
                 .insert(key, json(rec)?.as_slice())?;
+            txn.open_table(HEADERS)?.insert(key, header)?;
             txn.open_table(MY_RECEIPTS)?.insert(key, my_receipt)?;
         }
         txn.commit()?;
@@ -302,6 +309,14 @@ impl Store {
         }
         txn.commit()?;
         Ok(())
+    }
+
+    /// A document's signed header (sent or received).
+    pub fn header(&self, doc_id: DocId) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(HEADERS)?;
+        Ok(t.get(doc_id.as_bytes().as_slice())?
+            .map(|g| g.value().to_vec()))
     }
 
     /// Our own answer receipt for a document, if any.

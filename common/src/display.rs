@@ -3,6 +3,11 @@
 
 use std::fmt::Write;
 
+/// A count from JSON (serde_json's Display ignores width and alignment).
+fn n(v: &serde_json::Value) -> u64 {
+    v.as_u64().unwrap_or(0)
+}
+
 /// `overdue` as a table, or pretty JSON.
 pub fn overdue(v: &serde_json::Value, json: bool) -> String {
     if json {
@@ -21,8 +26,8 @@ pub fn overdue(v: &serde_json::Value, json: bool) -> String {
             r["recipient"].as_str().unwrap_or(""),
             late / 3600,
             late % 3600 / 60,
-            r["escalation_level"],
-            r["urge_count"],
+            n(&r["escalation_level"]),
+            n(&r["urge_count"]),
             r["doc_number"].as_str().unwrap_or(""),
             r["title"].as_str().unwrap_or(""),
             r["doc_id"].as_str().unwrap_or("")
@@ -51,12 +56,12 @@ pub fn report(v: &serde_json::Value, json: bool) -> String {
             out,
             "{:<20} {:>8} {:>8} {:>6} {:>8} {:>7} {:>8} {:>12}",
             u["unit"].as_str().unwrap_or(""),
-            u["received"],
-            u["acknowledged_on_time"],
-            u["acknowledged_late"],
-            u["rejected"],
-            u["pending"],
-            u["overdue_now"],
+            n(&u["received"]),
+            n(&u["acknowledged_on_time"]),
+            n(&u["acknowledged_late"]),
+            n(&u["rejected"]),
+            n(&u["pending"]),
+            n(&u["overdue_now"]),
             median
         );
     }
@@ -71,8 +76,8 @@ pub fn report(v: &serde_json::Value, json: bool) -> String {
             out,
             "{:<20} {:>6} {:>18}",
             s["sender"].as_str().unwrap_or(""),
-            s["sent"],
-            s["fully_acknowledged"]
+            n(&s["sent"]),
+            n(&s["fully_acknowledged"])
         );
     }
     out
@@ -130,4 +135,23 @@ pub fn doc_status(v: &serde_json::Value, json: bool) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_columns_line_up() {
+        let v = serde_json::json!({
+            "units": [{"unit": "harbin-gov", "received": 12, "acknowledged_on_time": 10,
+                       "acknowledged_late": 1, "rejected": 0, "pending": 1, "overdue_now": 1,
+                       "median_sign_seconds": 5400.0}],
+            "senders": [{"sender": "prov-gov", "sent": 12, "fully_acknowledged": 11}]
+        });
+        let text = report(&v, false);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0].len(), lines[1].len(), "{text}");
+        assert!(lines[1].ends_with("1.5h"), "{text}");
+    }
 }

@@ -26,10 +26,12 @@
 //! - [`escalation`] — when to urge and when to escalate (pure).
 //! - [`scheduler`] — runs the escalation ladder on the injected clock.
 //! - [`supervision`] — status, overdue and report over the records (pure).
+//! - [`audit`] — the append-only, hash-chained receipt log.
 //! - [`control`] — the local query socket and its client.
 //! - [`error`] — [`HubError`].
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod control;
 pub mod error;
 pub mod escalation;

@@ -61,6 +61,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check the hash-chained receipt log (works with the hub stopped too).
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
     /// Counters since the running hub started (documents, bytes, resumed uploads).
     Stats {
         #[arg(long, value_name = "FILE")]
@@ -74,6 +79,17 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
         /// Print a JSON array of objects.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditAction {
+    /// Recompute the chain and name the first entry that was altered.
+    Verify {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
         #[arg(long)]
         json: bool,
     },
@@ -125,6 +141,38 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = HubConfig::load(&config)?;
             let v = control::query(&config.data_dir, &Request::Report { since, until }).await?;
             print!("{}", display::report(&v, json));
+        }
+        Command::Audit {
+            action: AuditAction::Verify { config, json },
+        } => {
+            let config = HubConfig::load(&config)?;
+            let path = config.data_dir.join("audit.log");
+            let v = gongwen_hub::audit::verify(&path)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            }
+            match &v.first_broken {
+                None => {
+                    if !json {
+                        println!(
+                            "audit log intact: {} entries{}",
+                            v.entries,
+                            if v.repeated > 0 {
+                                format!(
+                                    " ({} receipts logged twice after a crash; not tampering)",
+                                    v.repeated
+                                )
+                            } else {
+                                String::new()
+                            }
+                        );
+                    }
+                }
+                Some((n, why)) => {
+                    anyhow::bail!("audit log {} is broken at entry {n}: {why}", path.display())
+                }
+            }
         }
         Command::Stats { config, json } => {
             let config = HubConfig::load(&config)?;

@@ -57,6 +57,8 @@ pub(crate) struct Shared {
     pub spool: Spool,
     /// Signs the hub's `accepted` receipts.
     pub signer: Signer,
+    /// Every receipt recorded, hash-chained.
+    pub audit: Arc<crate::audit::AuditLog>,
     pub stats: Stats,
     /// Time for deadlines, escalation and receipts (injected in tests).
     pub clock: Arc<dyn Clock>,
@@ -211,6 +213,8 @@ impl Hub {
         let store = Store::open(&config.data_dir.join("store.redb"), fresh_ok)?;
         let spool = Spool::open(&config.data_dir).map_err(data_err(&config.data_dir))?;
         let signer = Signer::new(&key, chain[0].clone())?;
+        let audit = crate::audit::AuditLog::open(&config.data_dir.join("audit.log"))
+            .map_err(data_err(&config.data_dir))?;
         let checker = CertChecker::new(&ca, Some(&crl))?;
 
         let socket = udp_socket(config.listen)?;
@@ -236,6 +240,7 @@ impl Hub {
             store,
             spool,
             signer,
+            audit: Arc::new(audit),
             stats: Stats::default(),
             clock,
             escalation: tokio::sync::Notify::new(),

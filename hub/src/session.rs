@@ -445,7 +445,7 @@ async fn receive_upload(
     spool.sync().await.map_err(io_refusal)?;
 
     let now = shared.clock.now_ms();
-    let receipt = Receipt {
+    let accepted = Receipt {
         doc_id,
         kind: ReceiptKind::Accepted,
         recipient: shared.hub_id.clone(),
@@ -454,10 +454,11 @@ async fn receive_upload(
         time_ms: now,
         by: String::new(),
         reason: String::new(),
-    }
-    .sign(&shared.signer)
-    .map_err(|e| Refusal::new(ErrorCode::Internal, e.to_string()))?
-    .encode();
+    };
+    let receipt = accepted
+        .sign(&shared.signer)
+        .map_err(|e| Refusal::new(ErrorCode::Internal, e.to_string()))?
+        .encode();
     let deadline =
         crate::escalation::deadline_ms(meta.deadline, meta.urgency, &shared.config.deadlines, now);
     let first_due = crate::escalation::next_due_ms(deadline, 0, &shared.config.escalation);
@@ -491,9 +492,13 @@ async fn receive_upload(
     };
     {
         let receipt = receipt.clone();
+        let audit = shared.audit.clone();
         shared
             .store
-            .run(move |s| s.accept(&record, &header_bytes, &receipt, deadline, first_due))
+            .run(move |s| {
+                let log = || audit.append(&receipt, &accepted, now);
+                s.accept(&record, &header_bytes, &receipt, deadline, first_due, &log)
+            })
             .await?;
     }
     info!(recipients = recipients.len(), "accepted");
@@ -576,12 +581,12 @@ async fn record_receipt(
     let kind = receipt.kind;
     let bytes = bytes.to_vec();
     let recorded = {
-        let recipient = receipt.recipient.clone();
-        let reason = (kind == ReceiptKind::Quarantined).then(|| receipt.reason.clone());
+        let (audit, r, now) = (shared.audit.clone(), receipt.clone(), shared.clock.now_ms());
         shared
             .store
             .run(move |s| {
-                s.record_delivery(doc_id, &recipient, kind, receipt.time_ms, reason, &bytes)
+                let log = || audit.append(&bytes, &r, now);
+                s.record_delivery(&r, &bytes, &log)
             })
             .await?
     };
@@ -627,11 +632,15 @@ async fn record_answer(
             },
         ));
     }
-    let (doc_id, recipient, bytes) = (receipt.doc_id, receipt.recipient.clone(), bytes.to_vec());
+    let (doc_id, bytes) = (receipt.doc_id, bytes.to_vec());
     let now = shared.clock.now_ms();
+    let (audit, r) = (shared.audit.clone(), receipt.clone());
     let outcome = shared
         .store
-        .run(move |s| s.record_answer(doc_id, &recipient, kind, &detail, &bytes, now))
+        .run(move |s| {
+            let log = || audit.append(&bytes, &r, now);
+            s.record_answer(&r, &bytes, now, &log)
+        })
         .await?;
     match outcome {
         Ok((sender, new)) => {

@@ -23,7 +23,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use gongwen_common::envelope::Urgency;
-use gongwen_common::receipt::ReceiptKind;
+use gongwen_common::receipt::{Receipt, ReceiptKind};
 use gongwen_common::{DocId, NodeId};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -366,6 +366,7 @@ impl Store {
         accepted: &[u8],
         deadline_ms: i64,
         first_due_ms: Option<i64>,
+        log: &dyn Fn() -> std::io::Result<()>,
     ) -> Result<(), StoreError> {
         let key = doc.doc_id.as_bytes().as_slice();
         let queued = json(&DeliveryRecord::queued(deadline_ms))?;
@@ -386,6 +387,7 @@ impl Store {
             }
             txn.open_table(PARTIAL)?.remove(key)?;
         }
+        log().map_err(|e| StoreError::Db(redb::Error::Io(e)))?;
         txn.commit()?;
         Ok(())
     }
@@ -413,13 +415,12 @@ impl Store {
     /// queued for the sender — once; a repeat changes nothing.
     pub fn record_delivery(
         &self,
-        doc_id: DocId,
-        recipient: &NodeId,
-        kind: ReceiptKind,
-        time_ms: i64,
-        reason: Option<String>,
+        r: &Receipt,
         receipt: &[u8],
+        log: &dyn Fn() -> std::io::Result<()>,
     ) -> Result<Recorded, StoreError> {
+        let (doc_id, recipient, kind, time_ms) = (r.doc_id, &r.recipient, r.kind, r.time_ms);
+        let reason = (kind == ReceiptKind::Quarantined).then(|| r.reason.clone());
         let key = doc_id.as_bytes().as_slice();
         let txn = self.db.begin_write()?;
         let recorded = {
@@ -453,6 +454,7 @@ impl Store {
                 txn.open_table(RECEIPTS)?
                     .insert((key, recipient.as_str(), kind.code()), receipt)?;
                 queue_push(&txn, &doc.sender, &Push::Receipt(receipt.to_vec()))?;
+                log().map_err(|e| StoreError::Db(redb::Error::Io(e)))?;
             }
             txn.open_table(PENDING)?.remove((recipient.as_str(), key))?;
             let mut all_delivered = true;
@@ -500,13 +502,17 @@ impl Store {
     /// it was new; the same answer twice changes nothing.
     pub fn record_answer(
         &self,
-        doc_id: DocId,
-        recipient: &NodeId,
-        kind: ReceiptKind,
-        detail: &str,
+        r: &Receipt,
         receipt: &[u8],
         now_ms: i64,
+        log: &dyn Fn() -> std::io::Result<()>,
     ) -> Result<Result<(NodeId, bool), AnswerError>, StoreError> {
+        let (doc_id, recipient, kind) = (r.doc_id, &r.recipient, r.kind);
+        let detail = if kind == ReceiptKind::Acknowledged {
+            &r.by
+        } else {
+            &r.reason
+        };
         let key = doc_id.as_bytes().as_slice();
         let txn = self.db.begin_write()?;
         let outcome = {
@@ -550,6 +556,7 @@ impl Store {
                     txn.open_table(RECEIPTS)?
                         .insert((key, recipient.as_str(), kind.code()), receipt)?;
                     queue_push(&txn, &doc.sender, &Push::Receipt(receipt.to_vec()))?;
+                    log().map_err(|e| StoreError::Db(redb::Error::Io(e)))?;
                     Ok(true)
                 }
             }

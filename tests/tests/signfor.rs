@@ -679,3 +679,148 @@ async fn wait_until_row_of(
 fn futures_lite_block<F: std::future::Future>(f: F) -> F::Output {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
 }
+
+fn have_openssl() -> bool {
+    std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evidence_bundle_verifies_with_openssl_and_fails_after_one_changed_byte() {
+    let w = world(&["harbin-gov"]).await;
+    let doc = send_urgent(&w, "harbin-gov", 1).await;
+    let id = doc.parse().unwrap();
+    act(
+        &w,
+        "harbin-gov",
+        Request::Ack {
+            doc: id,
+            by: "李四".into(),
+        },
+    )
+    .await
+    .unwrap();
+    wait_sender_state(&w, &doc, "harbin-gov", "acknowledged").await;
+
+    let out = w.net.path().join("evidence");
+    act(
+        &w,
+        "prov-gov",
+        Request::Evidence {
+            doc: id,
+            out: out.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".signed"))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "document.signed",
+            "receipt-1-accepted-hub.signed",
+            "receipt-2-delivered-harbin-gov.signed",
+            "receipt-3-acknowledged-harbin-gov.signed"
+        ]
+    );
+    // The recipient's own bundle holds its receipts too.
+    let theirs = w.net.path().join("evidence-harbin");
+    act(
+        &w,
+        "harbin-gov",
+        Request::Evidence {
+            doc: id,
+            out: theirs.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        theirs
+            .join("receipt-2-acknowledged-harbin-gov.signed")
+            .exists()
+    );
+
+    if !have_openssl() {
+        eprintln!("SKIPPED: openssl is not installed; the bundle was not checked with it");
+        return;
+    }
+    let run = |dir: &std::path::Path| {
+        std::process::Command::new("sh")
+            .arg(dir.join("verify.sh"))
+            .output()
+            .unwrap()
+    };
+    let good = run(&out);
+    let text = String::from_utf8_lossy(&good.stdout).into_owned();
+    assert!(good.status.success(), "{text}");
+    assert!(
+        text.contains("evidence verified") && !text.contains("FAIL"),
+        "{text}"
+    );
+    assert!(run(&theirs).status.success());
+
+    // One byte of the acknowledgment changed: the bundle no longer verifies.
+    let f = out.join("receipt-3-acknowledged-harbin-gov.signed");
+    let mut bytes = std::fs::read(&f).unwrap();
+    let last = bytes.len() - 3;
+    bytes[last] ^= 0x01;
+    std::fs::write(&f, bytes).unwrap();
+    let bad = run(&out);
+    let text = String::from_utf8_lossy(&bad.stdout).into_owned();
+    assert!(!bad.status.success(), "{text}");
+    assert!(
+        text.contains("FAIL  signature    receipt-3-acknowledged-harbin-gov"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_chain_holds_and_names_the_first_edited_entry() {
+    let w = world(&["harbin-gov", "daqing-gov"]).await;
+    let doc = send_urgent(&w, "cities", 1).await;
+    let id = doc.parse().unwrap();
+    act(
+        &w,
+        "harbin-gov",
+        Request::Ack {
+            doc: id,
+            by: "李四".into(),
+        },
+    )
+    .await
+    .unwrap();
+    wait_until_row_of(&w, &doc, "harbin-gov", |r| r["state"] == "acknowledged").await;
+    let log = w.hub.data_dir.join("audit.log");
+    let v = gongwen_hub::audit::verify(&log).unwrap();
+    // accepted, delivered ×2, acknowledged.
+    assert_eq!((v.entries, v.first_broken.clone()), (4, None), "{v:?}");
+
+    // Edit entry 3 (change one hex digit of its receipt): the chain breaks there.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let mut e: serde_json::Value = serde_json::from_str(&lines[2]).unwrap();
+    let mut hex = e["receipt"].as_str().unwrap().to_owned();
+    let i = hex.len() - 10;
+    let c = if &hex[i..=i] == "0" { "1" } else { "0" };
+    hex.replace_range(i..=i, c);
+    e["receipt"] = serde_json::Value::String(hex);
+    lines[2] = e.to_string();
+    std::fs::write(&log, lines.join("\n") + "\n").unwrap();
+    let v = gongwen_hub::audit::verify(&log).unwrap();
+    assert_eq!(v.first_broken.as_ref().map(|b| b.0), Some(3), "{v:?}");
+
+    // Dropping an entry is caught too.
+    lines.remove(1);
+    std::fs::write(&log, lines.join("\n") + "\n").unwrap();
+    let v = gongwen_hub::audit::verify(&log).unwrap();
+    assert_eq!(v.first_broken.as_ref().map(|b| b.0), Some(2), "{v:?}");
+}

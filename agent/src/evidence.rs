@@ -1,0 +1,213 @@
+//! Evidence a third party can check without gongwen: for one document,
+//! every signed statement this unit holds (the document's header and each
+//! receipt) as the exact signed bytes, the DER signature and the signer's
+//! certificate, with the CA certificate, the CRL, and a `verify.sh` that
+//! checks it all with openssl:
+//!
+//! ```text
+//! document.signed  document.sig.der  document.signer.pem
+//! receipt-1-accepted-hub.signed  …  receipt-3-acknowledged-harbin-gov.signed …
+//! ca.crt  crl.pem  manifest.json  verify.sh
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use gongwen_common::DocId;
+use gongwen_common::pki::serial_hex;
+use gongwen_common::receipt::{Receipt, ReceiptKind};
+use gongwen_common::signed::{Statement, StatementKind};
+use gongwen_common::timefmt::rfc3339;
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::context::AgentContext;
+
+#[derive(Debug, Serialize)]
+struct ManifestEntry {
+    name: String,
+    kind: String,
+    signer: String,
+    /// The document digest the statement cites (its own, for the header).
+    doc_digest: String,
+    time: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Manifest {
+    doc_id: DocId,
+    statements: Vec<ManifestEntry>,
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    ::pem::encode(&::pem::Pem::new(label, der.to_vec()))
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), String> {
+    std::fs::write(dir.join(name), bytes)
+        .map_err(|e| format!("cannot write {}: {e}", dir.join(name).display()))
+}
+
+/// Write the evidence for `doc_id` into `out`. Blocking.
+pub fn write_bundle(ctx: &AgentContext, doc_id: DocId, out: &Path) -> Result<PathBuf, String> {
+    let store = &ctx.store;
+    let header = store
+        .header(doc_id)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no document {doc_id} was sent or received by this unit"))?;
+    let doc = Statement::decode(&header, StatementKind::Document).map_err(|e| e.to_string())?;
+    let doc_digest = serial_hex(&doc.digest());
+    let mut receipts: Vec<Vec<u8>> = store
+        .receipts(doc_id)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|(_, _, b)| b)
+        .collect();
+    if let Some((_, mine)) = store.received(doc_id).map_err(|e| e.to_string())? {
+        receipts.push(mine);
+    }
+    if let Some(answer) = store.answer(doc_id).map_err(|e| e.to_string())? {
+        receipts.push(answer);
+    }
+    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+
+    let mut manifest = Manifest {
+        doc_id,
+        statements: Vec::new(),
+    };
+    let mut names = Vec::new();
+    let mut put = |name: String,
+                   st: &Statement,
+                   kind: &str,
+                   signer: String,
+                   digest: String,
+                   time: Option<String>|
+     -> Result<(), String> {
+        write(out, &format!("{name}.signed"), &st.signed_message())?;
+        write(out, &format!("{name}.sig.der"), &st.signature)?;
+        write(
+            out,
+            &format!("{name}.signer.pem"),
+            pem("CERTIFICATE", &st.cert).as_bytes(),
+        )?;
+        manifest.statements.push(ManifestEntry {
+            name: name.clone(),
+            kind: kind.into(),
+            signer,
+            doc_digest: digest,
+            time,
+        });
+        names.push(name);
+        Ok(())
+    };
+    let signer = gongwen_common::pki::CertIdentity::from_der(&doc.cert)
+        .map(|c| c.id.to_string())
+        .unwrap_or_default();
+    put(
+        "document".into(),
+        &doc,
+        "document",
+        signer,
+        doc_digest.clone(),
+        None,
+    )?;
+    let mut order: Vec<(Receipt, Statement)> = receipts
+        .iter()
+        .filter_map(|b| Receipt::verify(b, None, OffsetDateTime::now_utc()).ok())
+        .collect();
+    let rank = |k: ReceiptKind| k as u8;
+    order.sort_by_key(|(r, _)| (rank(r.kind), r.time_ms, r.recipient.to_string()));
+    for (i, (r, st)) in order.iter().enumerate() {
+        let name = format!("receipt-{}-{}-{}", i + 1, r.kind.as_str(), r.recipient);
+        let time = OffsetDateTime::from_unix_timestamp(r.time_ms.div_euclid(1000))
+            .map(rfc3339)
+            .ok();
+        put(
+            name,
+            st,
+            r.kind.as_str(),
+            r.issuer.to_string(),
+            serial_hex(&r.doc_digest),
+            time,
+        )?;
+    }
+    write(out, "ca.crt", pem("CERTIFICATE", &ctx.ca).as_bytes())?;
+    let has_crl = match std::fs::read(ctx.folders.crl()) {
+        Ok(der) => {
+            write(out, "crl.pem", pem("X509 CRL", &der).as_bytes())?;
+            true
+        }
+        Err(_) => false,
+    };
+    let text = serde_json::to_vec_pretty(&manifest).map_err(|e| e.to_string())?;
+    write(out, "manifest.json", &text)?;
+    write(out, "verify.sh", verify_script(&names, has_crl).as_bytes())?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(
+            out.join("verify.sh"),
+            std::fs::Permissions::from_mode(0o755),
+        );
+    }
+    Ok(out.to_owned())
+}
+
+fn verify_script(names: &[String], has_crl: bool) -> String {
+    let mut s = String::from(
+        r#"#!/bin/sh
+# Checks this evidence with openssl alone: each statement's ECDSA P-256 /
+# SHA-256 signature, each signer's certificate against the CA, and that
+# every receipt cites this exact document (the SHA-256 of document.signed).
+# Exit status 0 when everything holds.
+set -u
+cd "$(dirname "$0")" || exit 2
+fail=0
+ok() { echo "OK    $*"; }
+bad() { echo "FAIL  $*"; fail=1; }
+check() {
+  openssl x509 -in "$1.signer.pem" -pubkey -noout > "$1.pub.pem" 2>/dev/null || { bad "$1: unreadable certificate"; return; }
+  if openssl dgst -sha256 -verify "$1.pub.pem" -signature "$1.sig.der" "$1.signed" >/dev/null 2>&1; then
+    ok "signature    $1"
+  else
+    bad "signature    $1"
+  fi
+  if openssl verify -CAfile ca.crt "$1.signer.pem" >/dev/null 2>&1; then
+    ok "certificate  $1"
+  else
+    bad "certificate  $1 (not issued by this CA)"
+  fi
+  rm -f "$1.pub.pem"
+}
+"#,
+    );
+    for n in names {
+        s.push_str(&format!("check '{n}'\n"));
+    }
+    s.push_str(
+        r#"digest=$(openssl dgst -sha256 -r document.signed | cut -d' ' -f1)
+for r in receipt-*.signed; do
+  [ -e "$r" ] || continue
+  hex=$(od -An -v -tx1 "$r" | tr -d ' \n')
+  case "$hex" in
+    *"$digest"*) ok "cites        ${r%.signed}" ;;
+    *) bad "cites        ${r%.signed} (names another document)" ;;
+  esac
+done
+"#,
+    );
+    if has_crl {
+        s.push_str(
+            r#"# Revocation today (a certificate revoked after signing still made a valid signature then):
+for c in *.signer.pem; do
+  openssl verify -crl_check -CAfile ca.crt -CRLfile crl.pem "$c" >/dev/null 2>&1 || echo "NOTE  ${c%.signer.pem}: signer's certificate is revoked or the CRL is stale now"
+done
+"#,
+        );
+    }
+    s.push_str(
+        r#"if [ $fail -eq 0 ]; then echo "evidence verified"; else echo "evidence DOES NOT verify"; fi
+exit $fail
+"#,
+    );
+    s
+}
