@@ -62,6 +62,7 @@ pub async fn receive(
     doc_id: DocId,
     header: Vec<u8>,
     content_len: u64,
+    deadline_ms: i64,
 ) {
     let already = ctx.store.run(move |s| s.received(doc_id)).await;
     match already {
@@ -185,7 +186,9 @@ pub async fn receive(
     }
     drop(file);
     let ctx2 = ctx.clone();
-    let outcome = tokio::task::spawn_blocking(move || accept(&ctx2, doc_id, &header)).await;
+    let deadline = (deadline_ms > 0).then(|| deadline_ms.div_euclid(1000));
+    let outcome =
+        tokio::task::spawn_blocking(move || accept(&ctx2, doc_id, &header, deadline)).await;
     match outcome {
         Ok(Ok(receipt)) => {
             let _ = write_message(&mut send, &Message::Delivered { receipt }).await;
@@ -217,7 +220,13 @@ enum LocalError {
 }
 
 /// Verify and file a complete download; returns our signed receipt.
-fn accept(ctx: &AgentContext, doc_id: DocId, header: &[u8]) -> Result<Vec<u8>, LocalError> {
+/// `deadline`: the hub's acknowledgment deadline for this unit (Unix s).
+fn accept(
+    ctx: &AgentContext,
+    doc_id: DocId,
+    header: &[u8],
+    deadline: Option<i64>,
+) -> Result<Vec<u8>, LocalError> {
     match verify_and_write(ctx, doc_id, header) {
         Ok((sealed, dir)) => {
             let meta = sealed.meta();
@@ -229,7 +238,7 @@ fn accept(ctx: &AgentContext, doc_id: DocId, header: &[u8]) -> Result<Vec<u8>, L
                 doc_number: meta.doc_number.clone(),
                 doc_type: meta.doc_type.clone(),
                 urgency: meta.urgency,
-                deadline: meta.deadline,
+                deadline: deadline.or(meta.deadline),
                 received_ms: now_ms(),
                 state: ReceivedState::Delivered,
                 reason: None,

@@ -103,9 +103,10 @@ async fn serve_push(
             doc_id,
             header,
             content_len,
+            deadline_ms,
         } => {
             let span = tracing::info_span!("receive", doc = %doc_id);
-            inbox::receive(send, recv, ctx, doc_id, header, content_len)
+            inbox::receive(send, recv, ctx, doc_id, header, content_len, deadline_ms)
                 .instrument(span)
                 .await;
             return;

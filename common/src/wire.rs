@@ -199,6 +199,9 @@ pub enum Message {
         doc_id: DocId,
         header: Vec<u8>,
         content_len: u64,
+        /// This recipient's acknowledgment deadline by the hub's clock
+        /// (Unix ms): the one urging and escalation follow.
+        deadline_ms: i64,
     },
     /// Agent → hub: send the content from this offset on.
     DeliverFrom { offset: u64 },
@@ -333,20 +336,23 @@ pub fn encode(msg: &Message, out: &mut Vec<u8>) {
             doc_id,
             header,
             content_len,
-        }
-        | Message::DeliverBegin {
-            doc_id,
-            header,
-            content_len,
         } => {
-            w.u8(if matches!(msg, Message::UploadBegin { .. }) {
-                T_UPLOAD_BEGIN
-            } else {
-                T_DELIVER_BEGIN
-            });
+            w.u8(T_UPLOAD_BEGIN);
             w.raw(doc_id.as_bytes());
             w.bytes(header);
             w.u64(*content_len);
+        }
+        Message::DeliverBegin {
+            doc_id,
+            header,
+            content_len,
+            deadline_ms,
+        } => {
+            w.u8(T_DELIVER_BEGIN);
+            w.raw(doc_id.as_bytes());
+            w.bytes(header);
+            w.u64(*content_len);
+            w.i64(*deadline_ms);
         }
         Message::UploadFrom { offset } => {
             w.u8(T_UPLOAD_FROM);
@@ -515,6 +521,7 @@ pub fn decode_body(frame: &[u8]) -> Result<Message, WireError> {
                     doc_id,
                     header,
                     content_len,
+                    deadline_ms: r.i64()?,
                 }
             }
         }
@@ -608,6 +615,7 @@ mod tests {
                 doc_id,
                 header: vec![6; 30],
                 content_len: 16,
+                deadline_ms: 1_700_000_000_000,
             },
             Message::DeliverFrom { offset: 0 },
             Message::Delivered {

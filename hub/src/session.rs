@@ -820,6 +820,19 @@ async fn deliver_one(
         .run(move |s| Ok((s.header(doc_id)?, s.doc(doc_id)?)))
         .await
         .map_err(Refusal::from)?;
+    let deadline_ms = {
+        let node = node.clone();
+        shared
+            .store
+            .run(move |s| {
+                s.deliveries(doc_id)
+                    .map(|d| d.into_iter().find(|(r, _)| *r == node))
+            })
+            .await
+            .map_err(Refusal::from)?
+            .map(|(_, d)| d.deadline_ms)
+            .unwrap_or(0)
+    };
     let (Some(header), Some(doc)) = (header, doc) else {
         return Err(Refusal::new(
             ErrorCode::Internal,
@@ -837,6 +850,7 @@ async fn deliver_one(
             doc_id,
             header,
             content_len: doc.content_len,
+            deadline_ms,
         },
     )
     .await?;
