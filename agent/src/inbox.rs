@@ -30,9 +30,6 @@ use crate::outbox::now_ms;
 use crate::store::{ReceivedRecord, ReceivedState};
 
 const IO_CHUNK: usize = 256 * 1024;
-/// The download is made durable at least this often, so a broken transfer
-/// resumes from here.
-const DURABLE_EVERY: u64 = 8 << 20;
 
 fn part_path(ctx: &AgentContext, doc_id: DocId) -> PathBuf {
     ctx.folders.incoming.join(format!("{doc_id}.part"))
@@ -165,7 +162,7 @@ pub async fn receive(
             .await;
             return;
         }
-        if received - durable >= DURABLE_EVERY {
+        if received - durable >= gongwen_common::stream::checkpoint_interval(content_len) {
             if file.sync_data().await.is_err() {
                 return;
             }

@@ -160,6 +160,7 @@ pub fn ready_drops(
     stability: &mut Stability,
     settle: Duration,
     now: Instant,
+    hints: &Hints,
 ) -> std::io::Result<(Vec<Drop>, Vec<PathBuf>)> {
     let (drops, stray) = scan(outbox)?;
     let mut present = HashSet::new();
@@ -177,12 +178,81 @@ pub fn ready_drops(
         let sidecar = sidecar_path(&d.path);
         let side_shape = shape_of(&sidecar, false).ok();
         let combined = (shape.0, shape.1.max(side_shape.and_then(|s| s.1)), shape.2);
-        if stability.observe(&d.path, combined, now, settle) {
+        // The file system said it is complete (renamed in, or closed after
+        // writing with no write since), and so is its sidecar if it has one.
+        let sidecar_done =
+            side_shape.is_none() || hints.is_complete(&sidecar) || older_than(&sidecar, settle);
+        let told_complete = hints.is_complete(&d.path) && sidecar_done && shape.2 < 1_000_000;
+        if told_complete || stability.observe(&d.path, combined, now, settle) {
             ready.push(d);
         }
     }
     stability.retain(&present);
     Ok((ready, stray))
+}
+
+fn older_than(path: &Path, age: Duration) -> bool {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|e| e >= age)
+}
+
+/// What file-system events said about paths in the outbox. A hint only
+/// speeds a drop up; without one the settle time decides.
+#[derive(Debug, Default)]
+pub struct Hints {
+    complete: HashSet<PathBuf>,
+}
+
+impl Hints {
+    /// Take one event: a rename into the outbox or a close after writing
+    /// marks the path complete; any later change to it cancels that.
+    pub fn take(&mut self, event: &notify::Event) {
+        use notify::EventKind;
+        use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
+        match event.kind {
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)) => {
+                self.complete.extend(event.paths.iter().cloned());
+            }
+            EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => {
+                if let Some(to) = event.paths.last() {
+                    self.complete.insert(to.clone());
+                }
+                if let Some(from) = event.paths.first() {
+                    self.complete.remove(from);
+                }
+            }
+            EventKind::Access(AccessKind::Close(AccessMode::Write)) => {
+                self.complete.extend(event.paths.iter().cloned());
+            }
+            EventKind::Modify(ModifyKind::Name(_)) | EventKind::Remove(_) => {
+                for p in &event.paths {
+                    self.complete.remove(p);
+                }
+            }
+            EventKind::Modify(_) | EventKind::Create(_) => {
+                for p in &event.paths {
+                    self.complete.remove(p);
+                    // A change inside a folder drop: the folder is not done.
+                    if let Some(parent) = p.parent() {
+                        self.complete.remove(parent);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub fn is_complete(&self, path: &Path) -> bool {
+        self.complete.contains(path)
+    }
+
+    /// Forget paths that are gone.
+    pub fn retain_existing(&mut self) {
+        self.complete.retain(|p| p.exists());
+    }
 }
 
 pub fn sidecar_path(drop: &Path) -> PathBuf {
@@ -453,11 +523,11 @@ pub fn claim_copies(folders: &Folders, req: &SendRequest) -> Result<DocId, Strin
 /// queue in the spool while it is not.
 pub async fn watch(ctx: std::sync::Arc<crate::context::AgentContext>) {
     let outbox = ctx.folders.outbox.clone();
-    let (tx, mut events) = tokio::sync::mpsc::channel::<()>(1);
-    let watcher = notify::recommended_watcher(move |_event| {
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel::<Option<notify::Event>>();
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         // Any event (including an overflow `Rescan`) means "look again";
         // the scan decides what changed.
-        let _ = tx.try_send(());
+        let _ = tx.send(event.ok());
     })
     .and_then(|mut w| {
         notify::Watcher::watch(&mut w, &outbox, notify::RecursiveMode::Recursive).map(|()| w)
@@ -473,14 +543,16 @@ pub async fn watch(ctx: std::sync::Arc<crate::context::AgentContext>) {
     let rescan = ctx.config.outbox_rescan;
     let mut stability = Stability::default();
     let mut stray_stability = Stability::default();
+    let mut hints = Hints::default();
     loop {
         let c = ctx.clone();
         let scanned = tokio::task::spawn_blocking(move || {
             let mut st = stability;
             let mut ss = stray_stability;
+            let mut hints = hints;
             let now = Instant::now();
-            let result =
-                ready_drops(&c.folders.outbox, &mut st, settle, now).map(|(ready, stray)| {
+            let result = ready_drops(&c.folders.outbox, &mut st, settle, now, &hints).map(
+                |(ready, stray)| {
                     let stray_ready: Vec<PathBuf> = stray
                         .into_iter()
                         .filter(|p| {
@@ -490,7 +562,8 @@ pub async fn watch(ctx: std::sync::Arc<crate::context::AgentContext>) {
                         })
                         .collect();
                     (ready, stray_ready)
-                });
+                },
+            );
             let claimed = match &result {
                 Ok((ready, stray)) => act_on(&c.folders, ready, stray),
                 Err(e) => {
@@ -498,19 +571,22 @@ pub async fn watch(ctx: std::sync::Arc<crate::context::AgentContext>) {
                     0
                 }
             };
-            (st, ss, claimed)
+            hints.retain_existing();
+            (st, ss, hints, claimed)
         })
         .await;
         let claimed = match scanned {
-            Ok((st, ss, claimed)) => {
+            Ok((st, ss, h, claimed)) => {
                 stability = st;
                 stray_stability = ss;
+                hints = h;
                 claimed
             }
             Err(e) => {
                 warn!("outbox scan failed: {e}");
                 stability = Stability::default();
                 stray_stability = Stability::default();
+                hints = Hints::default();
                 0
             }
         };
@@ -523,10 +599,16 @@ pub async fn watch(ctx: std::sync::Arc<crate::context::AgentContext>) {
             rescan
         };
         tokio::select! {
-            Some(()) = events.recv() => {
-                // Let a burst of events settle into one scan.
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                while events.try_recv().is_ok() {}
+            Some(event) = events.recv() => {
+                if let Some(e) = event {
+                    hints.take(&e);
+                }
+                // Take the rest of a burst into the same scan.
+                while let Ok(event) = events.try_recv() {
+                    if let Some(e) = event {
+                        hints.take(&e);
+                    }
+                }
             }
             _ = tokio::time::sleep(next) => {}
         }
@@ -597,6 +679,35 @@ mod tests {
         assert!(!s.observe(p, grown, t0 + Duration::from_millis(600), settle));
         assert!(!s.observe(p, grown, t0 + Duration::from_millis(900), settle));
         assert!(s.observe(p, grown, t0 + Duration::from_millis(1100), settle));
+    }
+
+    #[test]
+    fn a_drop_renamed_in_is_ready_at_once_and_a_later_write_cancels_a_close_hint() {
+        use notify::event::{AccessKind, AccessMode, DataChange, ModifyKind, RenameMode};
+        use notify::{Event, EventKind};
+        let d = tempfile::tempdir().unwrap();
+        let outbox = d.path();
+        std::fs::create_dir(outbox.join("harbin-gov")).unwrap();
+        let a = outbox.join("harbin-gov/a.txt");
+        let b = outbox.join("harbin-gov/b.txt");
+        std::fs::write(&a, b"renamed in").unwrap();
+        std::fs::write(&b, b"written in place").unwrap();
+        let mut hints = Hints::default();
+        hints.take(
+            &Event::new(EventKind::Modify(ModifyKind::Name(RenameMode::To))).add_path(a.clone()),
+        );
+        hints.take(
+            &Event::new(EventKind::Access(AccessKind::Close(AccessMode::Write)))
+                .add_path(b.clone()),
+        );
+        hints.take(
+            &Event::new(EventKind::Modify(ModifyKind::Data(DataChange::Any))).add_path(b.clone()),
+        );
+        let mut st = Stability::default();
+        let settle = Duration::from_secs(60);
+        let (ready, _) = ready_drops(outbox, &mut st, settle, Instant::now(), &hints).unwrap();
+        let names: Vec<_> = ready.iter().map(|r| r.name.clone()).collect();
+        assert_eq!(names, ["a.txt"], "b.txt was written to after its close");
     }
 
     #[test]

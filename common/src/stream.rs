@@ -8,6 +8,14 @@ use crate::wire::{self, LEN_PREFIX, Message, WireError};
 /// How long a peer may take to deliver one frame once we expect it.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How often a transfer of `len` bytes is made durable (fsync and a
+/// recorded offset), so that a broken transfer resumes from there: an
+/// eighth of it, at least 8 MiB and at most 128 MiB. A resume re-sends at
+/// most about an eighth; a large transfer pays for only eight checkpoints.
+pub fn checkpoint_interval(len: u64) -> u64 {
+    (len / 8).clamp(8 << 20, 128 << 20)
+}
+
 /// Errors moving a message over a stream.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -53,4 +61,18 @@ async fn read_message_inner(recv: &mut quinn::RecvStream) -> Result<Message, Str
 pub async fn write_message(send: &mut quinn::SendStream, msg: &Message) -> Result<(), StreamError> {
     send.write_all(&wire::to_frame(msg)).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::checkpoint_interval;
+
+    #[test]
+    fn checkpoints_scale_with_the_transfer_within_bounds() {
+        assert_eq!(checkpoint_interval(1 << 20), 8 << 20);
+        assert_eq!(checkpoint_interval(64 << 20), 8 << 20);
+        assert_eq!(checkpoint_interval(256 << 20), 32 << 20);
+        assert_eq!(checkpoint_interval(1 << 30), 128 << 20);
+        assert_eq!(checkpoint_interval(8 << 30), 128 << 20);
+    }
 }

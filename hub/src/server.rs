@@ -134,7 +134,9 @@ impl std::fmt::Debug for Hub {
     }
 }
 
-fn udp_socket(addr: SocketAddr) -> Result<UdpSocket, HubError> {
+/// A UDP socket bound to `addr` with the receive buffer raised (the hub's, and
+/// the raw-QUIC benchmark baseline's, so both have the same socket settings).
+pub fn udp_socket(addr: SocketAddr) -> Result<UdpSocket, HubError> {
     use socket2::{Domain, Protocol, Socket, Type};
     let listen_err = |source| HubError::Listen { addr, source };
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))

@@ -28,9 +28,6 @@ use crate::store::{DocRecord, FileRow, PartialUpload, StoreError};
 
 /// Bytes read from the network or a file at a time.
 const IO_CHUNK: usize = 256 * 1024;
-/// Content is made durable (fsync + recorded offset) at least this often
-/// during an upload, so an interrupted upload resumes from here.
-const DURABLE_EVERY: u64 = 8 << 20;
 /// How long a recipient may take to verify, decrypt and write a document
 /// after its last byte arrived.
 const DELIVERY_ANSWER_TIMEOUT: Duration = Duration::from_secs(600);
@@ -413,7 +410,7 @@ async fn receive_upload(
         hasher.update(&buf[..n]);
         file.write_all(&buf[..n]).await.map_err(io_refusal)?;
         Stats::add(&shared.stats.bytes_received, n as u64);
-        if received - durable >= DURABLE_EVERY {
+        if received - durable >= gongwen_common::stream::checkpoint_interval(content_len) {
             file.sync_data().await.map_err(io_refusal)?;
             durable = received;
             let p = PartialUpload {
