@@ -153,6 +153,13 @@ impl Receipt {
         signer.sign(StatementKind::Receipt, self.encode())
     }
 
+    /// Read a receipt this node already verified when it arrived (from its
+    /// own store), without checking the signature again: for display.
+    pub fn decode_stored(bytes: &[u8]) -> Result<Receipt, ReceiptError> {
+        let st = Statement::decode(bytes, StatementKind::Receipt)?;
+        Ok(Receipt::decode(&st.body)?)
+    }
+
     /// Parse a receipt statement and check who signed it: the signature
     /// verifies, the signer is the stated issuer, the issuer is the hub
     /// for `accepted` and the recipient itself otherwise, and (with a
