@@ -40,6 +40,11 @@ impl Drop for Proc {
     }
 }
 
+/// The daemons' log filter: `GONGWEN_BENCH_LOG` if set (for profiling).
+fn log_filter(default: &str) -> String {
+    std::env::var("GONGWEN_BENCH_LOG").unwrap_or_else(|_| default.to_owned())
+}
+
 /// VmHWM and VmRSS of a process, in KiB.
 pub fn memory_kib(pid: u32) -> (u64, u64) {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -54,7 +59,12 @@ pub fn memory_kib(pid: u32) -> (u64, u64) {
 
 impl Env {
     pub fn new(bin: &Path) -> anyhow::Result<Env> {
-        let dir = tempfile::Builder::new().prefix("gongwen-bench").tempdir()?;
+        let mut dir = tempfile::Builder::new().prefix("gongwen-bench").tempdir()?;
+        if std::env::var_os("GONGWEN_BENCH_KEEP").is_some() {
+            // For profiling: keep the logs and data of the run.
+            dir.disable_cleanup(true);
+            eprintln!("keeping {}", dir.path().display());
+        }
         let ca = Ca::init(
             &dir.path().join("ca"),
             "bench CA",
@@ -116,18 +126,26 @@ impl Env {
         let config = self.path().join("hub.toml");
         std::fs::write(&config, text)?;
         let log = self.path().join("hub.log");
+        // Appended, so a restarted hub's log follows the first one's.
+        let start_at = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0) as usize;
         let child = Command::new(self.bin.join("gongwen-hub"))
             .args(["serve", "--config"])
             .arg(&config)
-            .env("RUST_LOG", "warn,gongwen_hub::server=info")
-            .stderr(std::fs::File::create(&log)?)
+            .env("RUST_LOG", log_filter("warn,gongwen_hub::server=info"))
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)?,
+            )
             .stdout(Stdio::null())
             .spawn()
             .context("cannot start gongwen-hub")?;
         let proc = Proc { child, log };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let text = std::fs::read_to_string(&proc.log).unwrap_or_default();
+            let all = std::fs::read_to_string(&proc.log).unwrap_or_default();
+            let text = all.get(start_at..).unwrap_or("");
             if let Some(rest) = text.split("listening on ").nth(1) {
                 let addr = rest.split_whitespace().next().unwrap_or("").parse()?;
                 return Ok((proc, addr));
@@ -155,7 +173,7 @@ impl Env {
         let child = Command::new(self.bin.join("gongwen-agent"))
             .args(["run", "--config"])
             .arg(&config)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", log_filter("warn"))
             .stderr(std::fs::File::create(&log)?)
             .stdout(Stdio::null())
             .spawn()
