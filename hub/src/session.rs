@@ -19,7 +19,7 @@ use gongwen_common::stream::{READ_TIMEOUT, StreamError, read_message, write_mess
 use gongwen_common::wire::{ErrorCode, Message, Resolved};
 use gongwen_common::{DocId, NodeId};
 use time::OffsetDateTime;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::registry::Wake;
@@ -33,6 +33,81 @@ const IO_CHUNK: usize = 256 * 1024;
 const DELIVERY_ANSWER_TIMEOUT: Duration = Duration::from_secs(600);
 /// Pushers look at the store at least this often even without a wake-up.
 const RESCAN: Duration = Duration::from_secs(30);
+
+/// Open an upload's partial file for writing at `offset` (its last durable
+/// point), cutting anything after it, with the hash of what it holds.
+/// Falls back to 0 if the file is shorter than the record says. Blocking.
+fn open_partial(
+    path: &std::path::Path,
+    offset: u64,
+) -> std::io::Result<(std::fs::File, ring::digest::Context, u64)> {
+    use std::io::{Read, Seek};
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)?;
+    let offset = if file.metadata()?.len() < offset {
+        0
+    } else {
+        offset
+    };
+    // Anything past the durable offset may be torn: cut it off.
+    file.set_len(offset)?;
+    let mut hasher = ring::digest::Context::new(&ring::digest::SHA256);
+    file.rewind()?;
+    let mut buf = vec![0u8; IO_CHUNK];
+    let mut left = offset;
+    while left > 0 {
+        let n = file.read(&mut buf[..left.min(IO_CHUNK as u64) as usize])?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        left -= n as u64;
+    }
+    file.seek(std::io::SeekFrom::Start(offset))?;
+    Ok((file, hasher, offset))
+}
+
+#[derive(Debug)]
+enum UploadWriteError {
+    Io(std::io::Error),
+    Store(StoreError),
+}
+
+/// Write an upload's chunks as they come, hashing them, and make it durable
+/// every checkpoint interval (`checkpoint` records the durable offset).
+/// Returns the file, the hash and the bytes written. Blocking.
+fn write_upload(
+    file: std::fs::File,
+    mut hasher: ring::digest::Context,
+    offset: u64,
+    content_len: u64,
+    mut chunks: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    checkpoint: impl Fn(u64) -> Result<(), StoreError>,
+) -> Result<(std::fs::File, ring::digest::Context, u64), UploadWriteError> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::with_capacity(IO_CHUNK, file);
+    let (mut written, mut durable) = (offset, offset);
+    let every = gongwen_common::stream::checkpoint_interval(content_len);
+    while let Some(chunk) = chunks.blocking_recv() {
+        hasher.update(&chunk);
+        out.write_all(&chunk).map_err(UploadWriteError::Io)?;
+        written += chunk.len() as u64;
+        if written - durable >= every {
+            out.flush().map_err(UploadWriteError::Io)?;
+            out.get_ref().sync_data().map_err(UploadWriteError::Io)?;
+            durable = written;
+            checkpoint(durable).map_err(UploadWriteError::Store)?;
+        }
+    }
+    let file = out
+        .into_inner()
+        .map_err(|e| UploadWriteError::Io(e.into_error()))?;
+    Ok((file, hasher, written))
+}
 
 /// A refusal to send back to the agent.
 #[derive(Debug)]
@@ -335,49 +410,26 @@ async fn receive_upload(
 
     let spool = &shared.spool;
     let part_path = spool.partial(doc_id);
-    let mut offset = match &partial {
+    let offset = match &partial {
         Some(p) if p.digest == digest => p.durable,
         _ => 0,
     };
-    let mut file = tokio::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&part_path)
-        .await
-        .map_err(io_refusal)?;
-    let on_disk = file.metadata().await.map_err(io_refusal)?.len();
-    if on_disk < offset {
-        offset = 0;
-    }
-    // Anything past the durable offset may be torn: cut it off.
-    file.set_len(offset).await.map_err(io_refusal)?;
-    let mut hasher = ring::digest::Context::new(&ring::digest::SHA256);
-    if offset > 0 {
-        file.seek(std::io::SeekFrom::Start(0))
+    // All file work for this upload happens on one blocking thread: the
+    // async side only moves chunks from QUIC to it (one hand-off per chunk
+    // instead of one per write, and hashing off the async threads).
+    let prepared = {
+        let part_path = part_path.clone();
+        tokio::task::spawn_blocking(move || open_partial(&part_path, offset))
             .await
-            .map_err(io_refusal)?;
-        let mut buf = vec![0u8; IO_CHUNK];
-        let mut left = offset;
-        while left > 0 {
-            let n = file
-                .read(&mut buf[..left.min(IO_CHUNK as u64) as usize])
-                .await
-                .map_err(io_refusal)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            left -= n as u64;
-        }
+            .map_err(|e| Refusal::new(ErrorCode::Internal, e.to_string()))?
+            .map_err(io_refusal)?
+    };
+    let (file, hasher, offset) = prepared;
+    if offset > 0 {
         info!("resuming upload at byte {offset} of {content_len}");
         Stats::add(&shared.stats.uploads_resumed, 1);
         Stats::add(&shared.stats.bytes_not_resent, offset);
     }
-    file.seek(std::io::SeekFrom::Start(offset))
-        .await
-        .map_err(io_refusal)?;
     if write_message(send, &Message::UploadFrom { offset })
         .await
         .is_err()
@@ -385,45 +437,67 @@ async fn receive_upload(
         return Err(Refusal::new(ErrorCode::Internal, "connection lost"));
     }
 
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(16);
+    let writer = {
+        let store = shared.store.clone();
+        let digest = digest.clone();
+        tokio::task::spawn_blocking(move || {
+            write_upload(file, hasher, offset, content_len, rx, |durable| {
+                store.set_partial(
+                    doc_id,
+                    &PartialUpload {
+                        digest: digest.clone(),
+                        durable,
+                    },
+                )
+            })
+        })
+    };
     let mut received = offset;
-    let mut durable = offset;
-    let mut buf = vec![0u8; IO_CHUNK];
+    let mut failed = None;
     loop {
-        let n = match tokio::time::timeout(READ_TIMEOUT, recv.read(&mut buf)).await {
+        let chunk = match tokio::time::timeout(READ_TIMEOUT, recv.read_chunk(IO_CHUNK, true)).await
+        {
             Err(_) => {
-                return Err(Refusal::new(ErrorCode::BadRequest, "the upload stalled"));
+                failed = Some(Refusal::new(ErrorCode::BadRequest, "the upload stalled"));
+                break;
             }
             Ok(Err(e)) => {
                 info!("upload interrupted at byte {received}: {e}");
-                return Err(Refusal::new(ErrorCode::Internal, "upload interrupted"));
+                failed = Some(Refusal::new(ErrorCode::Internal, "upload interrupted"));
+                break;
             }
             Ok(Ok(None)) => break,
-            Ok(Ok(Some(n))) => n,
+            Ok(Ok(Some(chunk))) => chunk.bytes,
         };
-        received += n as u64;
+        received += chunk.len() as u64;
         if received > content_len {
-            return Err(Refusal::new(
+            failed = Some(Refusal::new(
                 ErrorCode::ContentMismatch,
                 "more content than the header promises",
             ));
+            break;
         }
-        hasher.update(&buf[..n]);
-        file.write_all(&buf[..n]).await.map_err(io_refusal)?;
-        Stats::add(&shared.stats.bytes_received, n as u64);
-        if received - durable >= gongwen_common::stream::checkpoint_interval(content_len) {
-            file.sync_data().await.map_err(io_refusal)?;
-            durable = received;
-            let p = PartialUpload {
-                digest: digest.clone(),
-                durable,
-            };
-            shared.store.run(move |s| s.set_partial(doc_id, &p)).await?;
+        Stats::add(&shared.stats.bytes_received, chunk.len() as u64);
+        if tx.send(chunk).await.is_err() {
+            break; // the writer stopped: its error says why
         }
     }
-    if received != content_len {
+    drop(tx);
+    let written = writer
+        .await
+        .map_err(|e| Refusal::new(ErrorCode::Internal, e.to_string()))?;
+    if let Some(refusal) = failed {
+        return Err(refusal);
+    }
+    let (file, hasher, written) = written.map_err(|e| match e {
+        UploadWriteError::Io(e) => io_refusal(e),
+        UploadWriteError::Store(e) => Refusal::from(e),
+    })?;
+    if written != content_len {
         return Err(Refusal::new(
             ErrorCode::ContentMismatch,
-            format!("the upload ended at byte {received} of {content_len}"),
+            format!("the upload ended at byte {written} of {content_len}"),
         ));
     }
     if hasher.finish().as_ref() != sealed.header.content_sha256 {
@@ -433,8 +507,10 @@ async fn receive_upload(
             "the content does not match the SHA-256 in the signed header",
         ));
     }
-    file.sync_all().await.map_err(io_refusal)?;
-    drop(file);
+    tokio::task::spawn_blocking(move || file.sync_all())
+        .await
+        .map_err(|e| Refusal::new(ErrorCode::Internal, e.to_string()))?
+        .map_err(io_refusal)?;
     let final_path = spool.content(doc_id);
     tokio::fs::rename(&part_path, &final_path)
         .await
