@@ -31,6 +31,8 @@ const IO_CHUNK: usize = 256 * 1024;
 /// How long a recipient may take to verify, decrypt and write a document
 /// after its last byte arrived.
 const DELIVERY_ANSWER_TIMEOUT: Duration = Duration::from_secs(600);
+/// Pause before pushing again after a push failed on a live connection.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// Pushers look at the store at least this often even without a wake-up.
 const RESCAN: Duration = Duration::from_secs(30);
 
@@ -850,8 +852,15 @@ async fn deliverer(conn: quinn::Connection, node: NodeId, shared: Arc<Shared>, w
             {
                 Ok(()) => {}
                 Err(DeliverError::Connection(e)) => {
-                    debug!("delivery stopped: {e}");
-                    return;
+                    if conn.close_reason().is_some() {
+                        debug!("delivery stopped: {e}");
+                        return;
+                    }
+                    // A slow or confused answer is not a lost connection:
+                    // try again shortly.
+                    warn!(doc = %doc_id, "delivery interrupted ({e}); retrying");
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                    break;
                 }
                 Err(DeliverError::Refused(r)) => {
                     warn!(doc = %doc_id, "delivery refused: {}", r.message);
@@ -1018,8 +1027,15 @@ async fn forwarder(conn: quinn::Connection, node: NodeId, shared: Arc<Shared>, w
             }
             .await;
             if let Err(e) = sent {
-                debug!("receipt forwarding stopped: {e}");
-                return;
+                if conn.close_reason().is_some() {
+                    debug!("receipt forwarding stopped: {e}");
+                    return;
+                }
+                // The agent was slow or answered with an error: the receipt
+                // stays queued; try again shortly rather than never.
+                warn!("receipt not taken by {node} ({e}); retrying");
+                tokio::time::sleep(RETRY_PAUSE).await;
+                break;
             }
             let node = node.clone();
             if let Err(e) = shared.store.run(move |s| s.forwarded(&node, seq)).await {
@@ -1045,8 +1061,13 @@ async fn crl_pusher(conn: quinn::Connection, shared: Arc<Shared>, wake: Arc<Wake
         }
         .await;
         if let Err(e) = pushed {
-            debug!("CRL push stopped: {e}");
-            return;
+            if conn.close_reason().is_some() {
+                debug!("CRL push stopped: {e}");
+                return;
+            }
+            warn!("CRL not taken ({e}); retrying");
+            tokio::time::sleep(RETRY_PAUSE).await;
+            continue;
         }
         wake.crl.notified().await;
     }

@@ -152,6 +152,40 @@ impl RawAgent {
         }
     }
 
+    /// Answer the hub's pushes with Ok, except the first `refuse` receipt
+    /// notices, answered with an error; every receipt taken goes to `receipts`.
+    pub fn serve_pushes(
+        &self,
+        refuse: usize,
+        receipts: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+    ) {
+        let conn = self.conn.clone();
+        tokio::spawn(async move {
+            let mut refuse = refuse;
+            while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+                let Ok(msg) = read_message(&mut recv, READ_TIMEOUT).await else {
+                    continue;
+                };
+                let reply = match msg {
+                    Message::ReceiptNotice { .. } if refuse > 0 => {
+                        refuse -= 1;
+                        Message::Error {
+                            code: gongwen_common::wire::ErrorCode::Internal,
+                            message: "busy".into(),
+                        }
+                    }
+                    Message::ReceiptNotice { receipt } => {
+                        let _ = receipts.send(receipt);
+                        Message::Ok
+                    }
+                    _ => Message::Ok,
+                };
+                let _ = write_message(&mut send, &reply).await;
+                let _ = send.finish();
+            }
+        });
+    }
+
     /// Upload a sealed document; returns the hub's final answer.
     pub async fn upload(&self, doc: &SealedDoc) -> Message {
         let (mut send, mut recv) = self.conn.open_bi().await.unwrap();

@@ -585,3 +585,40 @@ async fn a_document_claiming_another_sender_is_refused_by_the_hub() {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert!(inbox_docs(&net.root("harbin-gov"), "daqing-gov").is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_the_sender_failed_to_take_is_pushed_again() {
+    use gongwen_common::receipt::{Receipt, ReceiptKind};
+    let net = Net::new();
+    net.issue("prov-gov", Role::Node);
+    net.issue("harbin-gov", Role::Node);
+    let hub = net.start_hub().await;
+    let _harbin = net.start_agent("harbin-gov", hub.addr);
+    hub.wait_ready(&["harbin-gov"]).await;
+    let raw =
+        gongwen_tests::raw::RawAgent::connect(&net.path().join("prov-gov"), "prov-gov", hub.addr)
+            .await;
+    let (tx, mut receipts) = tokio::sync::mpsc::unbounded_channel();
+    // The sender is busy the first time the hub hands it the receipt.
+    raw.serve_pushes(1, tx);
+    let doc = raw
+        .seal(
+            gongwen_common::DocId::generate(),
+            &["harbin-gov"],
+            "回执.txt",
+            b"x",
+        )
+        .await;
+    assert!(matches!(
+        raw.upload(&doc).await,
+        gongwen_common::wire::Message::Accepted { .. }
+    ));
+    let bytes = gongwen_tests::bounded("the delivered receipt, pushed again", receipts.recv())
+        .await
+        .unwrap();
+    let (r, _) = Receipt::verify(&bytes, None, time::OffsetDateTime::now_utc()).unwrap();
+    assert_eq!(
+        (r.kind, r.recipient.as_str()),
+        (ReceiptKind::Delivered, "harbin-gov")
+    );
+}
