@@ -189,13 +189,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run { config } => {
             let config = AgentConfig::load(&config)?;
-            // One unit's agent is a small daemon: one thread drives its
-            // network and files; sealing, decryption and the store run on
-            // the blocking pool. (Many agents on one machine — the fan-out
-            // benchmark — would otherwise run hundreds of busy threads.)
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
+            let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {
                 let agent = Agent::new(config)?;
                 agent.run(gongwen_common::daemon::shutdown_signal()).await
