@@ -92,7 +92,13 @@ pub async fn receive(
     }
     // Resume: keep what was made durable, cut anything after it.
     let part = part_path(&ctx, doc_id);
-    let mut offset = durable_offset(&ctx, doc_id).min(content_len);
+    let mut offset = {
+        let c = ctx.clone();
+        tokio::task::spawn_blocking(move || durable_offset(&c, doc_id))
+            .await
+            .unwrap_or(0)
+            .min(content_len)
+    };
     let file = tokio::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -167,11 +173,12 @@ pub async fn receive(
                 return;
             }
             durable = received;
-            let _ = write_atomic(
-                &offset_path(&ctx, doc_id),
-                durable.to_string().as_bytes(),
-                0o600,
-            );
+            // Recorded on the blocking pool: it fsyncs.
+            let path = offset_path(&ctx, doc_id);
+            let _ = tokio::task::spawn_blocking(move || {
+                write_atomic(&path, durable.to_string().as_bytes(), 0o600)
+            })
+            .await;
         }
     }
     if received != content_len {
