@@ -201,7 +201,10 @@ async fn answer(req: Request, ctx: &Arc<AgentContext>) -> Response {
             match queued {
                 Ok(Ok(doc_id)) => {
                     ctx.outbox_wake.notify_one();
-                    Response::Ok(serde_json::json!({ "doc_id": doc_id }))
+                    Response::Ok(serde_json::json!({
+                        "doc_id": doc_id,
+                        "connected": ctx.connection().is_some(),
+                    }))
                 }
                 Ok(Err(e)) => Response::Error(e),
                 Err(e) => Response::Error(e.to_string()),

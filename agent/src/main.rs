@@ -232,11 +232,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime.block_on(send(&socket, req, no_wait))?;
         }
         Command::Status { doc, config, json } => {
-            let config = AgentConfig::load(&config)?;
             let doc = doc.map(|d| DocId::parse(&d)).transpose()?;
-            let socket = Folders::new(&config.root).control_socket();
-            let runtime = tokio::runtime::Runtime::new()?;
-            let value = runtime.block_on(control::query(&socket, &Request::Status { doc }))?;
+            let value = ask(&config, &Request::Status { doc })?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&value)?);
             } else {
@@ -429,6 +426,16 @@ async fn send(socket: &std::path::Path, req: SendRequest, no_wait: bool) -> anyh
         .and_then(|s| DocId::parse(s).ok())
         .ok_or_else(|| anyhow::anyhow!("the agent gave no document id"))?;
     println!("{doc}");
+    if v["connected"] == false {
+        eprintln!(
+            "the agent is not connected to the hub right now (see its log for why); the document is queued and goes out when the link is back"
+        );
+        if !no_wait {
+            eprintln!(
+                "waiting for the hub to accept it; Ctrl-C stops waiting and leaves it queued"
+            );
+        }
+    }
     if no_wait {
         eprintln!("queued; follow it with: gongwen-agent status {doc}");
         return Ok(());

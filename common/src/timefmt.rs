@@ -1,6 +1,6 @@
 //! Durations written as `"90s"`, `"4h"`, `"2d"`, and RFC 3339 UTC time stamps.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -42,11 +42,6 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
     // Formatting a valid OffsetDateTime with a year in 0..=9999 cannot fail;
     // fall back to the debug form rather than panic on exotic years.
     t.format(&Rfc3339).unwrap_or_else(|_| format!("{t:?}"))
-}
-
-/// Format a `SystemTime` as RFC 3339 UTC.
-pub fn rfc3339_system(t: SystemTime) -> String {
-    rfc3339(OffsetDateTime::from(t))
 }
 
 /// Parse an RFC 3339 time stamp.

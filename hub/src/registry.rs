@@ -151,10 +151,6 @@ impl Registry {
         cut_ids
     }
 
-    pub fn is_connected(&self, id: &NodeId) -> bool {
-        self.nodes.get(id).is_some_and(|e| e.live.is_some())
-    }
-
     /// Rows for `gongwen-hub nodes`, ordered by id.
     pub fn rows(&self) -> Vec<NodeRow> {
         self.nodes

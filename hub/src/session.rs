@@ -130,10 +130,19 @@ impl Refusal {
 impl From<StoreError> for Refusal {
     fn from(e: StoreError) -> Self {
         tracing::error!("store: {e}");
-        Refusal::new(
-            ErrorCode::Storage,
-            "the hub cannot store this now (its disk may be full); the agent keeps the document and retries",
-        )
+        if e.is_storage() {
+            Refusal::new(
+                ErrorCode::Storage,
+                "the hub cannot store this now (its disk may be full or failing); the agent keeps the document and retries",
+            )
+        } else {
+            // Not the disk: say what failed rather than blame free space.
+            // The agent still keeps the document and retries.
+            Refusal::new(
+                ErrorCode::Internal,
+                format!("the hub's store failed ({e}); the hub's operator should look at its log"),
+            )
+        }
     }
 }
 

@@ -622,3 +622,33 @@ async fn a_receipt_the_sender_failed_to_take_is_pushed_again() {
         (ReceiptKind::Delivered, "harbin-gov")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_while_the_hub_is_unreachable_says_the_document_is_queued() {
+    let net = Net::new();
+    net.issue("prov-gov", Role::Node);
+    // A UDP port where no hub answers.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let _prov = net.start_agent("prov-gov", silent.local_addr().unwrap());
+    let file = net.path().join("待发.txt");
+    std::fs::write(&file, b"queued").unwrap();
+    let out = tokio::process::Command::new(gongwen_tests::bin("gongwen-agent"))
+        .arg("send")
+        .arg(&file)
+        .args(["--to", "harbin-gov", "--no-wait", "--config"])
+        .arg(net.path().join("prov-gov.toml"))
+        .output();
+    let out = gongwen_tests::bounded("gongwen-agent send", out)
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not connected to the hub") && err.contains("queued"),
+        "{err}"
+    );
+    // It is in the spool, waiting, not lost.
+    let st = agent_status(&net.root("prov-gov")).await;
+    assert_eq!(st.len(), 1);
+    assert_eq!(st[0].stage, "sending");
+}
