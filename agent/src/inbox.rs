@@ -18,10 +18,10 @@ use gongwen_common::fsutil::{sync_dir, write_atomic};
 use gongwen_common::receipt::{Receipt, ReceiptKind};
 use gongwen_common::signed::sha256;
 use gongwen_common::stream::{READ_TIMEOUT, write_message};
+use gongwen_common::transfer::{Batches, StreamEnd, receive_to_blocking};
 use gongwen_common::wire::{ErrorCode, Message};
 use gongwen_common::{DocId, NodeId};
 use time::OffsetDateTime;
-use tokio::io::AsyncWriteExt;
 use tracing::{info, warn};
 
 use crate::context::AgentContext;
@@ -92,22 +92,17 @@ pub async fn receive(
     }
     // Resume: keep what was made durable, cut anything after it.
     let part = part_path(&ctx, doc_id);
-    let mut offset = {
+    let durable_at = {
         let c = ctx.clone();
         tokio::task::spawn_blocking(move || durable_offset(&c, doc_id))
             .await
             .unwrap_or(0)
             .min(content_len)
     };
-    let file = tokio::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&part)
-        .await;
-    let mut file = match file {
-        Ok(f) => f,
-        Err(e) => {
+    let opened = tokio::task::spawn_blocking(move || open_download(&part, durable_at)).await;
+    let (file, offset) = match opened {
+        Ok(Ok(f)) => f,
+        Ok(Err(e)) => {
             error(
                 &mut send,
                 ErrorCode::Storage,
@@ -116,20 +111,11 @@ pub async fn receive(
             .await;
             return;
         }
+        Err(e) => {
+            error(&mut send, ErrorCode::Internal, e.to_string()).await;
+            return;
+        }
     };
-    let on_disk = file.metadata().await.map(|m| m.len()).unwrap_or(0);
-    if on_disk < offset {
-        offset = 0;
-    }
-    if let Err(e) = file.set_len(offset).await {
-        error(&mut send, ErrorCode::Storage, e.to_string()).await;
-        return;
-    }
-    if let Err(e) = tokio::io::AsyncSeekExt::seek(&mut file, std::io::SeekFrom::Start(offset)).await
-    {
-        error(&mut send, ErrorCode::Storage, e.to_string()).await;
-        return;
-    }
     if offset > 0 {
         info!(doc = %doc_id, "resuming download at byte {offset} of {content_len}");
     }
@@ -139,17 +125,18 @@ pub async fn receive(
     {
         return;
     }
-    let mut received = offset;
-    let mut durable = offset;
-    let mut buf = vec![0u8; IO_CHUNK];
-    loop {
-        let n = match tokio::time::timeout(READ_TIMEOUT, recv.read(&mut buf)).await {
-            Err(_) | Ok(Err(_)) => return, // keep the partial file; the hub retries
-            Ok(Ok(None)) => break,
-            Ok(Ok(Some(n))) => n,
-        };
-        received += n as u64;
-        if received > content_len {
+    let offset_file = offset_path(&ctx, doc_id);
+    let (end, received, written) = receive_to_blocking(
+        &mut recv,
+        offset,
+        content_len,
+        READ_TIMEOUT,
+        move |batches| write_download(file, offset, content_len, batches, &offset_file),
+    )
+    .await;
+    match end {
+        StreamEnd::Finished => {}
+        StreamEnd::TooLong => {
             error(
                 &mut send,
                 ErrorCode::ContentMismatch,
@@ -158,37 +145,23 @@ pub async fn receive(
             .await;
             return;
         }
-        if let Err(e) = file.write_all(&buf[..n]).await {
-            warn!(doc = %doc_id, "cannot write the download: {e}");
-            error(
-                &mut send,
-                ErrorCode::Storage,
-                format!("this unit cannot store the document now: {e}"),
-            )
-            .await;
-            return;
-        }
-        if received - durable >= gongwen_common::stream::checkpoint_interval(content_len) {
-            if file.sync_data().await.is_err() {
-                return;
-            }
-            durable = received;
-            // Recorded on the blocking pool: it fsyncs.
-            let path = offset_path(&ctx, doc_id);
-            let _ = tokio::task::spawn_blocking(move || {
-                write_atomic(&path, durable.to_string().as_bytes(), 0o600)
-            })
-            .await;
-        }
+        // Keep the partial file; the hub retries.
+        StreamEnd::Stalled | StreamEnd::Broken(_) => return,
+        StreamEnd::WriterGone => {}
+    }
+    if let Err(e) = written {
+        warn!(doc = %doc_id, "cannot write the download: {e}");
+        error(
+            &mut send,
+            ErrorCode::Storage,
+            format!("this unit cannot store the document now: {e}"),
+        )
+        .await;
+        return;
     }
     if received != content_len {
         return;
     }
-    if let Err(e) = file.sync_all().await {
-        error(&mut send, ErrorCode::Storage, e.to_string()).await;
-        return;
-    }
-    drop(file);
     let ctx2 = ctx.clone();
     let deadline = (deadline_ms > 0).then(|| deadline_ms.div_euclid(1000));
     let outcome =
@@ -209,6 +182,57 @@ pub async fn receive(
         }
         Err(e) => error(&mut send, ErrorCode::Internal, e.to_string()).await,
     }
+}
+
+/// Open the download's partial file, keeping the first `durable` bytes if
+/// they are all there (else starting over). Returns the file positioned
+/// at the offset to resume from. Blocking.
+fn open_download(part: &Path, durable: u64) -> std::io::Result<(std::fs::File, u64)> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(part)?;
+    let offset = if file.metadata()?.len() < durable {
+        0
+    } else {
+        durable
+    };
+    file.set_len(offset)?;
+    file.seek(std::io::SeekFrom::Start(offset))?;
+    Ok((file, offset))
+}
+
+/// Write a download's batches as they come and make it durable every
+/// checkpoint interval, recording the durable offset beside it; at the end
+/// the whole file is synced. Blocking.
+fn write_download(
+    file: std::fs::File,
+    offset: u64,
+    content_len: u64,
+    mut batches: Batches,
+    offset_file: &Path,
+) -> std::io::Result<()> {
+    let mut out = std::io::BufWriter::with_capacity(IO_CHUNK, file);
+    let (mut written, mut durable) = (offset, offset);
+    let every = gongwen_common::stream::checkpoint_interval(content_len);
+    while let Some(batch) = batches.next_blocking() {
+        for chunk in &batch {
+            out.write_all(chunk)?;
+            written += chunk.len() as u64;
+        }
+        if written - durable >= every && written < content_len {
+            out.flush()?;
+            out.get_ref().sync_data()?;
+            durable = written;
+            write_atomic(offset_file, durable.to_string().as_bytes(), 0o600)?;
+        }
+    }
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    if written == content_len {
+        file.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Why a downloaded document cannot be filed (not a verification failure:

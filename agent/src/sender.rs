@@ -14,6 +14,7 @@ use gongwen_common::fsutil::{sync_dir, write_atomic};
 use gongwen_common::pki::serial_hex;
 use gongwen_common::receipt::{Receipt, ReceiptKind};
 use gongwen_common::stream::{READ_TIMEOUT, read_message, write_message};
+use gongwen_common::transfer::read_file_chunks;
 use gongwen_common::wire::{ErrorCode, Message};
 use gongwen_common::{DocId, NodeId};
 use time::OffsetDateTime;
@@ -374,8 +375,7 @@ async fn upload(
     }
     // One blocking thread reads the sealed content; chunks go to QUIC
     // without another copy or a thread hand-off per read.
-    let (tx, mut chunks) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(16);
-    let reader = tokio::task::spawn_blocking(move || read_content(&content_path, offset, &tx));
+    let mut chunks = read_file_chunks(content_path, offset);
     let mut sent = offset;
     while let Some(chunk) = chunks.recv().await {
         let chunk = chunk.map_err(later)?;
@@ -387,7 +387,6 @@ async fn upload(
             .unwrap_or_else(|p| p.into_inner())
             .insert(doc_id, (sent, content_len));
     }
-    reader.await.map_err(later)?;
     send.finish().map_err(|e| conn_err(&e))?;
     match read_message(&mut recv, ACCEPT_TIMEOUT)
         .await
@@ -396,43 +395,6 @@ async fn upload(
         Message::Accepted { receipt } => Ok(receipt),
         Message::Error { code, message } => Err(refused(code, message)),
         other => Err(SendError::Later(format!("unexpected answer {other:?}"))),
-    }
-}
-
-/// Read `path` from `offset` in chunks into `tx` until the end (or until
-/// the receiver is gone). Blocking.
-fn read_content(
-    path: &Path,
-    offset: u64,
-    tx: &tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
-) {
-    use std::io::Seek;
-    let opened = std::fs::File::open(path).and_then(|mut f| {
-        f.seek(std::io::SeekFrom::Start(offset))?;
-        Ok(f)
-    });
-    let mut file = match opened {
-        Ok(f) => f,
-        Err(e) => {
-            let _ = tx.blocking_send(Err(e));
-            return;
-        }
-    };
-    loop {
-        let mut buf = vec![0u8; IO_CHUNK];
-        match file.read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => {
-                buf.truncate(n);
-                if tx.blocking_send(Ok(bytes::Bytes::from(buf))).is_err() {
-                    return;
-                }
-            }
-            Err(e) => {
-                let _ = tx.blocking_send(Err(e));
-                return;
-            }
-        }
     }
 }
 

@@ -29,6 +29,10 @@ struct Cli {
     /// Where to write BENCHMARKS.md and bench-results.json.
     #[arg(long, default_value = ".")]
     out: PathBuf,
+    /// Run only these parts (for profiling one path): big, small, latency,
+    /// fanout. Baselines needed for their ratios run too.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
 }
 
 struct Sizes {
@@ -96,6 +100,7 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let bin = std::fs::canonicalize(&cli.bin)?;
+    let want = |part: &str| cli.only.is_empty() || cli.only.iter().any(|o| o == part);
     let mut rows = Vec::new();
     let big_mib = s.big as f64 / MIB;
 
@@ -104,227 +109,237 @@ async fn main() -> anyhow::Result<()> {
     for id in ["bench-a", "bench-b"] {
         env.issue(id, Role::Node)?;
     }
-    eprintln!("baseline C: fsync of 4 KiB records");
-    let fsync = baseline::fsync_rate(env.path(), s.fsync)?;
-    rows.push(
-        Row::new("Baseline C: write 4 KiB + fsync", fsync, "records/s")
-            .note("the disk's durable-write ceiling"),
-    );
+    let pair = want("big") || want("small") || want("latency");
+    if pair {
+        eprintln!("baseline C: fsync of 4 KiB records");
+        let fsync = baseline::fsync_rate(env.path(), s.fsync)?;
+        rows.push(
+            Row::new("Baseline C: write 4 KiB + fsync", fsync, "records/s")
+                .note("the disk's durable-write ceiling"),
+        );
 
-    eprintln!("baseline A: raw QUIC, one connection, {big_mib:.0} MiB");
-    let raw1 = baseline::raw_quic(&env, 1, s.big).await?;
-    let raw1_mbs = big_mib / raw1;
-    rows.push(
-        Row::new(
-            &format!("Baseline A: raw QUIC, 1 connection, {big_mib:.0} MiB"),
-            raw1_mbs,
-            "MiB/s",
-        )
-        .note("same quinn/rustls configs and hub socket"),
-    );
+        eprintln!("baseline A: raw QUIC, one connection, {big_mib:.0} MiB");
+        let raw1 = baseline::raw_quic(&env, 1, s.big).await?;
+        let raw1_mbs = big_mib / raw1;
+        rows.push(
+            Row::new(
+                &format!("Baseline A: raw QUIC, 1 connection, {big_mib:.0} MiB"),
+                raw1_mbs,
+                "MiB/s",
+            )
+            .note("same quinn/rustls configs and hub socket"),
+        );
 
-    eprintln!("baseline B: scp");
-    let scp_file = env.path().join("scp.bin");
-    Env::make_file(&scp_file, s.big)?;
-    let scp = baseline::scp(env.path(), &scp_file);
-    let _ = std::fs::remove_file(&scp_file);
-    let scp_mbs = match &scp {
-        Ok(Some(secs)) => {
-            let v = big_mib / secs;
+        eprintln!("baseline B: scp");
+        let scp_file = env.path().join("scp.bin");
+        Env::make_file(&scp_file, s.big)?;
+        let scp = baseline::scp(env.path(), &scp_file);
+        let _ = std::fs::remove_file(&scp_file);
+        let scp_mbs = match &scp {
+            Ok(Some(secs)) => {
+                let v = big_mib / secs;
+                rows.push(
+                    Row::new(
+                        &format!("Baseline B: scp -c aes128-gcm, {big_mib:.0} MiB"),
+                        v,
+                        "MiB/s",
+                    )
+                    .note("loopback sshd"),
+                );
+                Some(v)
+            }
+            Ok(None) => {
+                rows.push(
+                    Row::new("Baseline B: scp", 0.0, "MiB/s")
+                        .note("skipped: openssh-server not installed"),
+                );
+                None
+            }
+            Err(e) => {
+                rows.push(Row::new("Baseline B: scp", 0.0, "MiB/s").note(&format!("skipped: {e}")));
+                None
+            }
+        };
+
+        let (hub, addr) = env.start_hub(&[])?;
+        let idle = env.start_agent("bench-a", addr)?;
+        let recv = env.start_agent("bench-b", addr)?;
+        env.wait_ready(2).await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (_, idle_rss) = memory_kib(idle.child.id());
+        rows.push(
+            Row::new("Memory: idle agent (RSS)", idle_rss as f64 / 1024.0, "MiB")
+                .target("≤ 10 MiB", idle_rss as f64 / 1024.0 <= 10.0),
+        );
+
+        if want("big") {
+            eprintln!("upload and end to end: {big_mib:.0} MiB");
+            let (up, e2e) = cases::one_document(&env, "bench-a", "bench-b", s.big, 1).await?;
+            let up_mbs = big_mib / up;
+            let e2e_mbs = big_mib / e2e;
             rows.push(
                 Row::new(
-                    &format!("Baseline B: scp -c aes128-gcm, {big_mib:.0} MiB"),
-                    v,
+                    &format!("Upload {big_mib:.0} MiB (drop → accepted)"),
+                    up_mbs,
                     "MiB/s",
                 )
-                .note("loopback sshd"),
+                .vs(raw1_mbs, "A", up_mbs / raw1_mbs)
+                .target("≥ 0.9× A", up_mbs / raw1_mbs >= 0.9)
+                .note("includes claim and sealing to the spool"),
             );
-            Some(v)
-        }
-        Ok(None) => {
+            if let Some(scp) = scp_mbs {
+                rows.push(
+                    Row::new(&format!("Upload {big_mib:.0} MiB vs scp"), up_mbs, "MiB/s")
+                        .vs(scp, "B", up_mbs / scp)
+                        .target("≥ 1.3× B", up_mbs / scp >= 1.3),
+                );
+            }
             rows.push(
-                Row::new("Baseline B: scp", 0.0, "MiB/s")
-                    .note("skipped: openssh-server not installed"),
+                Row::new(
+                    &format!("End to end {big_mib:.0} MiB (drop → delivered receipt)"),
+                    e2e_mbs,
+                    "MiB/s",
+                )
+                .vs(raw1_mbs, "A", e2e_mbs / raw1_mbs)
+                .target("≥ 0.5× A", e2e_mbs / raw1_mbs >= 0.5),
             );
-            None
+            let mem = |p: &env::Proc| memory_kib(p.child.id()).0 as f64 / 1024.0;
+            let (hub_hwm, a_hwm, b_hwm) = (mem(&hub), mem(&idle), mem(&recv));
+            rows.push(
+                Row::new(
+                    &format!("Memory: hub peak during {big_mib:.0} MiB"),
+                    hub_hwm,
+                    "MiB",
+                )
+                .target("< 100 MiB", hub_hwm < 100.0),
+            );
+            rows.push(
+                Row::new(
+                    &format!("Memory: sending agent peak during {big_mib:.0} MiB"),
+                    a_hwm,
+                    "MiB",
+                )
+                .target("< 100 MiB", a_hwm < 100.0),
+            );
+            rows.push(
+                Row::new(
+                    &format!("Memory: receiving agent peak during {big_mib:.0} MiB"),
+                    b_hwm,
+                    "MiB",
+                )
+                .target("< 100 MiB", b_hwm < 100.0),
+            );
         }
-        Err(e) => {
-            rows.push(Row::new("Baseline B: scp", 0.0, "MiB/s").note(&format!("skipped: {e}")));
-            None
+        if want("small") {
+            eprintln!("small documents: {}", s.small);
+            let (acc_rate, del_rate) =
+                cases::small_documents(&env, "bench-a", "bench-b", s.small).await?;
+            rows.push(
+                Row::new(
+                    &format!("Small documents: {} × 4 KiB, accepted", s.small),
+                    acc_rate,
+                    "docs/s",
+                )
+                .vs(fsync, "C", acc_rate / fsync),
+            );
+            rows.push(
+                Row::new(
+                    &format!("Small documents: {} × 4 KiB, end to end", s.small),
+                    del_rate,
+                    "docs/s",
+                )
+                .vs(fsync, "C", del_rate / fsync)
+                .target("≥ 2000 docs/s", del_rate >= 2000.0),
+            );
         }
-    };
-
-    let (hub, addr) = env.start_hub(&[])?;
-    let idle = env.start_agent("bench-a", addr)?;
-    let recv = env.start_agent("bench-b", addr)?;
-    env.wait_ready(2).await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let (_, idle_rss) = memory_kib(idle.child.id());
-    rows.push(
-        Row::new("Memory: idle agent (RSS)", idle_rss as f64 / 1024.0, "MiB")
-            .target("≤ 10 MiB", idle_rss as f64 / 1024.0 <= 10.0),
-    );
-
-    eprintln!("upload and end to end: {big_mib:.0} MiB");
-    let (up, e2e) = cases::one_document(&env, "bench-a", "bench-b", s.big, 1).await?;
-    let up_mbs = big_mib / up;
-    let e2e_mbs = big_mib / e2e;
-    rows.push(
-        Row::new(
-            &format!("Upload {big_mib:.0} MiB (drop → accepted)"),
-            up_mbs,
-            "MiB/s",
-        )
-        .vs(raw1_mbs, "A", up_mbs / raw1_mbs)
-        .target("≥ 0.9× A", up_mbs / raw1_mbs >= 0.9)
-        .note("includes claim and sealing to the spool"),
-    );
-    if let Some(scp) = scp_mbs {
-        rows.push(
-            Row::new(&format!("Upload {big_mib:.0} MiB vs scp"), up_mbs, "MiB/s")
-                .vs(scp, "B", up_mbs / scp)
-                .target("≥ 1.3× B", up_mbs / scp >= 1.3),
-        );
+        if want("latency") {
+            eprintln!("latency: {} single documents", s.latency);
+            let lat = cases::latencies(&env, "bench-a", "bench-b", s.latency).await?;
+            let (p50, p99) = (
+                cases::percentile(&lat, 50.0) * 1000.0,
+                cases::percentile(&lat, 99.0) * 1000.0,
+            );
+            rows.push(
+                Row::new("Latency p50 (drop → recipient inbox)", p50, "ms")
+                    .target("≤ 50 ms", p50 <= 50.0),
+            );
+            rows.push(
+                Row::new("Latency p99 (drop → recipient inbox)", p99, "ms")
+                    .target("≤ 250 ms", p99 <= 250.0),
+            );
+        }
+        drop((idle, recv, hub));
     }
-    rows.push(
-        Row::new(
-            &format!("End to end {big_mib:.0} MiB (drop → delivered receipt)"),
-            e2e_mbs,
-            "MiB/s",
-        )
-        .vs(raw1_mbs, "A", e2e_mbs / raw1_mbs)
-        .target("≥ 0.5× A", e2e_mbs / raw1_mbs >= 0.5),
-    );
-    let mem = |p: &env::Proc| memory_kib(p.child.id()).0 as f64 / 1024.0;
-    let (hub_hwm, a_hwm, b_hwm) = (mem(&hub), mem(&idle), mem(&recv));
-    rows.push(
-        Row::new(
-            &format!("Memory: hub peak during {big_mib:.0} MiB"),
-            hub_hwm,
-            "MiB",
-        )
-        .target("< 100 MiB", hub_hwm < 100.0),
-    );
-    rows.push(
-        Row::new(
-            &format!("Memory: sending agent peak during {big_mib:.0} MiB"),
-            a_hwm,
-            "MiB",
-        )
-        .target("< 100 MiB", a_hwm < 100.0),
-    );
-    rows.push(
-        Row::new(
-            &format!("Memory: receiving agent peak during {big_mib:.0} MiB"),
-            b_hwm,
-            "MiB",
-        )
-        .target("< 100 MiB", b_hwm < 100.0),
-    );
-
-    eprintln!("small documents: {}", s.small);
-    let (acc_rate, del_rate) = cases::small_documents(&env, "bench-a", "bench-b", s.small).await?;
-    rows.push(
-        Row::new(
-            &format!("Small documents: {} × 4 KiB, accepted", s.small),
-            acc_rate,
-            "docs/s",
-        )
-        .vs(fsync, "C", acc_rate / fsync),
-    );
-    rows.push(
-        Row::new(
-            &format!("Small documents: {} × 4 KiB, end to end", s.small),
-            del_rate,
-            "docs/s",
-        )
-        .vs(fsync, "C", del_rate / fsync)
-        .target("≥ 2000 docs/s", del_rate >= 2000.0),
-    );
-
-    eprintln!("latency: {} single documents", s.latency);
-    let lat = cases::latencies(&env, "bench-a", "bench-b", s.latency).await?;
-    let (p50, p99) = (
-        cases::percentile(&lat, 50.0) * 1000.0,
-        cases::percentile(&lat, 99.0) * 1000.0,
-    );
-    rows.push(
-        Row::new("Latency p50 (drop → recipient inbox)", p50, "ms").target("≤ 50 ms", p50 <= 50.0),
-    );
-    rows.push(
-        Row::new("Latency p99 (drop → recipient inbox)", p99, "ms")
-            .target("≤ 250 ms", p99 <= 250.0),
-    );
-    drop((idle, recv, hub));
-
-    // ---- fan-out to many units
-    let n = s.fan_out;
-    let fan = Env::new(&bin)?;
-    let ids: Vec<String> = (0..n).map(|i| format!("unit-{i:03}")).collect();
-    fan.issue("fan-sender", Role::Node)?;
-    for id in &ids {
-        fan.issue(id, Role::Node)?;
-    }
-    eprintln!(
-        "baseline A: raw QUIC, {n} connections × {} MiB",
-        s.fan_size >> 20
-    );
-    let raw_n = baseline::raw_quic(&fan, n, s.fan_size).await?;
-    rows.push(Row::new(
-        &format!(
-            "Baseline A: raw QUIC, {n} connections × {} MiB",
+    if want("fanout") {
+        // ---- fan-out to many units
+        let n = s.fan_out;
+        let fan = Env::new(&bin)?;
+        let ids: Vec<String> = (0..n).map(|i| format!("unit-{i:03}")).collect();
+        fan.issue("fan-sender", Role::Node)?;
+        for id in &ids {
+            fan.issue(id, Role::Node)?;
+        }
+        eprintln!(
+            "baseline A: raw QUIC, {n} connections × {} MiB",
             s.fan_size >> 20
-        ),
-        raw_n,
-        "s",
-    ));
-    let (hub, addr) = fan.start_hub(&[("all", ids.clone())])?;
-    let mut agents = vec![fan.start_agent("fan-sender", addr)?];
-    for id in &ids {
-        agents.push(fan.start_agent(id, addr)?);
-    }
-    fan.wait_ready(n + 1).await?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let (_, hub_rss) = memory_kib(hub.child.id());
-    let hub_mib = hub_rss as f64 / 1024.0;
-    rows.push(
-        Row::new(
-            &format!("Memory: hub with {n} agents connected (RSS)"),
-            hub_mib,
-            "MiB",
-        )
-        .target("≤ 64 MiB", hub_mib <= 64.0),
-    );
-    eprintln!("fan-out: {} MiB to {n} units", s.fan_size >> 20);
-    let (_, fan_secs) = cases::one_document(&fan, "fan-sender", "all", s.fan_size, n).await?;
-    rows.push(
-        Row::new(
+        );
+        let raw_n = baseline::raw_quic(&fan, n, s.fan_size).await?;
+        rows.push(Row::new(
             &format!(
-                "Fan-out: {} MiB to {n} units (drop → last delivered receipt)",
+                "Baseline A: raw QUIC, {n} connections × {} MiB",
                 s.fan_size >> 20
             ),
-            fan_secs,
+            raw_n,
             "s",
-        )
-        .vs(raw_n, "A", fan_secs / raw_n)
-        .target("≤ 1.5× A (time)", fan_secs / raw_n <= 1.5),
-    );
+        ));
+        let (hub, addr) = fan.start_hub(&[("all", ids.clone())])?;
+        let mut agents = vec![fan.start_agent("fan-sender", addr)?];
+        for id in &ids {
+            agents.push(fan.start_agent(id, addr)?);
+        }
+        fan.wait_ready(n + 1).await?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (_, hub_rss) = memory_kib(hub.child.id());
+        let hub_mib = hub_rss as f64 / 1024.0;
+        rows.push(
+            Row::new(
+                &format!("Memory: hub with {n} agents connected (RSS)"),
+                hub_mib,
+                "MiB",
+            )
+            .target("≤ 64 MiB", hub_mib <= 64.0),
+        );
+        eprintln!("fan-out: {} MiB to {n} units", s.fan_size >> 20);
+        let (_, fan_secs) = cases::one_document(&fan, "fan-sender", "all", s.fan_size, n).await?;
+        rows.push(
+            Row::new(
+                &format!(
+                    "Fan-out: {} MiB to {n} units (drop → last delivered receipt)",
+                    s.fan_size >> 20
+                ),
+                fan_secs,
+                "s",
+            )
+            .vs(raw_n, "A", fan_secs / raw_n)
+            .target("≤ 1.5× A (time)", fan_secs / raw_n <= 1.5),
+        );
 
-    eprintln!("reconnect storm: restarting the hub under {n} agents");
-    let port_addr = addr;
-    drop(hub);
-    let (hub, _) = fan.start_hub_at(&[("all", ids.clone())], port_addr)?;
-    let storm = fan.wait_ready(n + 1).await?;
-    rows.push(
-        Row::new(
-            &format!("Reconnect storm: all {n} agents back after a hub restart"),
-            storm.as_secs_f64(),
-            "s",
-        )
-        .target("≤ 5 s", storm.as_secs_f64() <= 5.0),
-    );
-    drop(agents);
-    drop(hub);
+        eprintln!("reconnect storm: restarting the hub under {n} agents");
+        let port_addr = addr;
+        drop(hub);
+        let (hub, _) = fan.start_hub_at(&[("all", ids.clone())], port_addr)?;
+        let storm = fan.wait_ready(n + 1).await?;
+        rows.push(
+            Row::new(
+                &format!("Reconnect storm: all {n} agents back after a hub restart"),
+                storm.as_secs_f64(),
+                "s",
+            )
+            .target("≤ 5 s", storm.as_secs_f64() <= 5.0),
+        );
+        drop(agents);
+        drop(hub);
+    }
 
     let results = Results {
         date: gongwen_common::timefmt::rfc3339(time::OffsetDateTime::now_utc()),

@@ -29,6 +29,7 @@
 //! - [`signed`] — signed statements (ECDSA P-256, DER) and the signer.
 //! - [`wire`] — the frame codec and message vocabulary (sans-IO).
 //! - [`stream`] — whole messages on QUIC streams, with read deadlines (edge).
+//! - [`transfer`] — document bytes between QUIC streams and files, batched (edge).
 //! - [`fsutil`] — durable writes (temp, fsync, rename, fsync dir).
 //! - [`display`] — supervision answers as tables for people.
 //! - [`daemon`] — logging and shutdown signals for the binaries (edge).
@@ -58,6 +59,7 @@ pub mod signed;
 pub mod stream;
 pub mod timefmt;
 pub mod tls;
+pub mod transfer;
 pub mod wire;
 
 pub use error::Error;

@@ -16,10 +16,10 @@ use gongwen_common::envelope::{FileKind, SealedHeader};
 use gongwen_common::pki::{CertIdentity, serial_hex};
 use gongwen_common::receipt::{Receipt, ReceiptKind};
 use gongwen_common::stream::{READ_TIMEOUT, StreamError, read_message, write_message};
+use gongwen_common::transfer::{Batches, StreamEnd, read_file_chunks, receive_to_blocking};
 use gongwen_common::wire::{ErrorCode, Message, Resolved};
 use gongwen_common::{DocId, NodeId};
 use time::OffsetDateTime;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::registry::Wake;
@@ -79,6 +79,12 @@ enum UploadWriteError {
     Store(StoreError),
 }
 
+impl From<std::io::Error> for UploadWriteError {
+    fn from(e: std::io::Error) -> Self {
+        UploadWriteError::Io(e)
+    }
+}
+
 /// Write an upload's chunks as they come, hashing them, and make it durable
 /// every checkpoint interval (`checkpoint` records the durable offset).
 /// Returns the file, the hash and the bytes written. Blocking.
@@ -87,17 +93,19 @@ fn write_upload(
     mut hasher: ring::digest::Context,
     offset: u64,
     content_len: u64,
-    mut chunks: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    mut batches: Batches,
     checkpoint: impl Fn(u64) -> Result<(), StoreError>,
 ) -> Result<(std::fs::File, ring::digest::Context, u64), UploadWriteError> {
     use std::io::Write;
     let mut out = std::io::BufWriter::with_capacity(IO_CHUNK, file);
     let (mut written, mut durable) = (offset, offset);
     let every = gongwen_common::stream::checkpoint_interval(content_len);
-    while let Some(chunk) = chunks.blocking_recv() {
-        hasher.update(&chunk);
-        out.write_all(&chunk).map_err(UploadWriteError::Io)?;
-        written += chunk.len() as u64;
+    while let Some(batch) = batches.next_blocking() {
+        for chunk in &batch {
+            hasher.update(chunk);
+            out.write_all(chunk).map_err(UploadWriteError::Io)?;
+            written += chunk.len() as u64;
+        }
         if written - durable >= every {
             out.flush().map_err(UploadWriteError::Io)?;
             out.get_ref().sync_data().map_err(UploadWriteError::Io)?;
@@ -448,58 +456,37 @@ async fn receive_upload(
         return Err(Refusal::new(ErrorCode::Internal, "connection lost"));
     }
 
-    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(16);
-    let writer = {
-        let store = shared.store.clone();
-        let digest = digest.clone();
-        tokio::task::spawn_blocking(move || {
-            write_upload(file, hasher, offset, content_len, rx, |durable| {
+    let store = shared.store.clone();
+    let partial_digest = digest.clone();
+    let (end, received, written) =
+        receive_to_blocking(recv, offset, content_len, READ_TIMEOUT, move |batches| {
+            write_upload(file, hasher, offset, content_len, batches, |durable| {
                 store.set_partial(
                     doc_id,
                     &PartialUpload {
-                        digest: digest.clone(),
+                        digest: partial_digest.clone(),
                         durable,
                     },
                 )
             })
         })
-    };
-    let mut received = offset;
-    let mut failed = None;
-    loop {
-        let chunk = match tokio::time::timeout(READ_TIMEOUT, recv.read_chunk(IO_CHUNK, true)).await
-        {
-            Err(_) => {
-                failed = Some(Refusal::new(ErrorCode::BadRequest, "the upload stalled"));
-                break;
-            }
-            Ok(Err(e)) => {
-                info!("upload interrupted at byte {received}: {e}");
-                failed = Some(Refusal::new(ErrorCode::Internal, "upload interrupted"));
-                break;
-            }
-            Ok(Ok(None)) => break,
-            Ok(Ok(Some(chunk))) => chunk.bytes,
-        };
-        received += chunk.len() as u64;
-        if received > content_len {
-            failed = Some(Refusal::new(
+        .await;
+    Stats::add(&shared.stats.bytes_received, received - offset);
+    match end {
+        StreamEnd::Finished | StreamEnd::WriterGone => {}
+        StreamEnd::Stalled => {
+            return Err(Refusal::new(ErrorCode::BadRequest, "the upload stalled"));
+        }
+        StreamEnd::Broken(e) => {
+            info!("upload interrupted at byte {received}: {e}");
+            return Err(Refusal::new(ErrorCode::Internal, "upload interrupted"));
+        }
+        StreamEnd::TooLong => {
+            return Err(Refusal::new(
                 ErrorCode::ContentMismatch,
                 "more content than the header promises",
             ));
-            break;
         }
-        Stats::add(&shared.stats.bytes_received, chunk.len() as u64);
-        if tx.send(chunk).await.is_err() {
-            break; // the writer stopped: its error says why
-        }
-    }
-    drop(tx);
-    let written = writer
-        .await
-        .map_err(|e| Refusal::new(ErrorCode::Internal, e.to_string()))?;
-    if let Some(refusal) = failed {
-        return Err(refusal);
     }
     let (file, hasher, written) = written.map_err(|e| match e {
         UploadWriteError::Io(e) => io_refusal(e),
@@ -982,19 +969,9 @@ async fn stream_content(
     doc_id: DocId,
     offset: u64,
 ) -> Result<(), DeliverError> {
-    let mut file = tokio::fs::File::open(shared.spool.content(doc_id))
-        .await
-        .map_err(io_refusal)?;
-    file.seek(std::io::SeekFrom::Start(offset))
-        .await
-        .map_err(io_refusal)?;
-    let mut buf = vec![0u8; IO_CHUNK];
-    loop {
-        let n = file.read(&mut buf).await.map_err(io_refusal)?;
-        if n == 0 {
-            break;
-        }
-        send.write_all(&buf[..n])
+    let mut chunks = read_file_chunks(shared.spool.content(doc_id), offset);
+    while let Some(chunk) = chunks.recv().await {
+        send.write_chunk(chunk.map_err(io_refusal)?)
             .await
             .map_err(|e| DeliverError::Connection(e.to_string()))?;
     }
