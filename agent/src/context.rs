@@ -32,6 +32,8 @@ pub struct AgentContext {
     pub failures: Mutex<std::collections::HashMap<gongwen_common::DocId, String>>,
     /// The admitted connection to the hub, while there is one.
     pub conn: Mutex<Option<quinn::Connection>>,
+    /// Outbox scans since start (an idle agent must stay idle).
+    pub outbox_scans: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for AgentContext {
@@ -64,6 +66,7 @@ impl AgentContext {
             progress: Mutex::new(Default::default()),
             failures: Mutex::new(Default::default()),
             conn: Mutex::new(None),
+            outbox_scans: Default::default(),
         }
     }
 

@@ -209,9 +209,17 @@ pub struct Hints {
 impl Hints {
     /// Take one event: a rename into the outbox or a close after writing
     /// marks the path complete; any later change to it cancels that.
-    pub fn take(&mut self, event: &notify::Event) {
+    /// Returns whether the event can change what a scan finds: opening,
+    /// reading or closing without writing cannot — and the scan itself
+    /// opens the outbox, so reacting to those would rescan forever.
+    pub fn take(&mut self, event: &notify::Event) -> bool {
         use notify::EventKind;
         use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
+        match event.kind {
+            EventKind::Access(AccessKind::Close(AccessMode::Write)) => {}
+            EventKind::Access(_) => return false,
+            _ => {}
+        }
         match event.kind {
             EventKind::Modify(ModifyKind::Name(RenameMode::To)) => {
                 self.complete.extend(event.paths.iter().cloned());
@@ -243,6 +251,7 @@ impl Hints {
             }
             _ => {}
         }
+        true
     }
 
     pub fn is_complete(&self, path: &Path) -> bool {
@@ -545,6 +554,8 @@ pub async fn watch(ctx: std::sync::Arc<crate::context::AgentContext>) {
     let mut stray_stability = Stability::default();
     let mut hints = Hints::default();
     loop {
+        ctx.outbox_scans
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let c = ctx.clone();
         let scanned = tokio::task::spawn_blocking(move || {
             let mut st = stability;
@@ -598,19 +609,22 @@ pub async fn watch(ctx: std::sync::Arc<crate::context::AgentContext>) {
         } else {
             rescan
         };
-        tokio::select! {
-            Some(event) = events.recv() => {
-                if let Some(e) = event {
-                    hints.take(&e);
-                }
-                // Take the rest of a burst into the same scan.
-                while let Ok(event) = events.try_recv() {
-                    if let Some(e) = event {
-                        hints.take(&e);
+        let until = tokio::time::Instant::now() + next;
+        loop {
+            tokio::select! {
+                Some(event) = events.recv() => {
+                    // An overflow (no event) means "look again".
+                    let mut relevant = event.as_ref().is_none_or(|e| hints.take(e));
+                    // Take the rest of a burst into the same scan.
+                    while let Ok(event) = events.try_recv() {
+                        relevant |= event.as_ref().is_none_or(|e| hints.take(e));
+                    }
+                    if relevant {
+                        break;
                     }
                 }
+                _ = tokio::time::sleep_until(until) => break,
             }
-            _ = tokio::time::sleep(next) => {}
         }
     }
 }
@@ -708,6 +722,26 @@ mod tests {
         let (ready, _) = ready_drops(outbox, &mut st, settle, Instant::now(), &hints).unwrap();
         let names: Vec<_> = ready.iter().map(|r| r.name.clone()).collect();
         assert_eq!(names, ["a.txt"], "b.txt was written to after its close");
+    }
+
+    #[test]
+    fn only_events_that_can_change_the_outbox_call_for_a_scan() {
+        use notify::event::{AccessKind, AccessMode, CreateKind};
+        use notify::{Event, EventKind};
+        let p = std::path::PathBuf::from("/outbox/harbin-gov");
+        let mut hints = Hints::default();
+        let event = |k: EventKind| Event::new(k).add_path(p.clone());
+        // The scan opens and reads the outbox itself: no rescan for that.
+        assert!(!hints.take(&event(EventKind::Access(AccessKind::Open(AccessMode::Any)))));
+        assert!(!hints.take(&event(EventKind::Access(AccessKind::Close(
+            AccessMode::Read
+        )))));
+        assert!(!hints.take(&event(EventKind::Access(AccessKind::Read))));
+        assert!(hints.take(&event(EventKind::Access(AccessKind::Close(
+            AccessMode::Write
+        )))));
+        assert!(hints.take(&event(EventKind::Create(CreateKind::File))));
+        assert!(hints.take(&event(EventKind::Any)));
     }
 
     #[test]

@@ -918,6 +918,13 @@ async fn deliver_one(
         )
         .into());
     };
+    // Taken before the recipient is asked, so it never waits on a quiet
+    // stream (its read timeout would cut the delivery).
+    let mut slot = if doc.content_len > crate::server::SMALL_CONTENT {
+        shared.delivery_slots.acquire().await.ok()
+    } else {
+        None
+    };
     let (mut send, mut recv) = conn
         .open_bi()
         .await
@@ -936,6 +943,8 @@ async fn deliver_one(
         Message::Delivered { receipt } => receipt,
         Message::DeliverFrom { offset } => {
             stream_content(&mut send, shared, doc_id, offset.min(doc.content_len)).await?;
+            // The next recipient may start while this one decrypts.
+            drop(slot.take());
             match read_message(&mut recv, DELIVERY_ANSWER_TIMEOUT).await? {
                 Message::Delivered { receipt } => receipt,
                 Message::Error { code, message } => {

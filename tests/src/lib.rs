@@ -307,6 +307,7 @@ impl Drop for RunningHub {
 #[derive(Debug)]
 pub struct RunningAgent {
     pub link: watch::Receiver<LinkState>,
+    pub ctx: std::sync::Arc<gongwen_agent::context::AgentContext>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), gongwen_agent::AgentError>>>,
 }
@@ -315,12 +316,14 @@ impl RunningAgent {
     pub fn start(config: AgentConfig) -> RunningAgent {
         let agent = Agent::new(config).unwrap();
         let link = agent.link();
+        let ctx = agent.context();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(agent.run(async {
             let _ = stopped.await;
         }));
         RunningAgent {
             link,
+            ctx,
             stop: Some(stop),
             task: Some(task),
         }

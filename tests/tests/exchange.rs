@@ -652,3 +652,44 @@ async fn send_while_the_hub_is_unreachable_says_the_document_is_queued() {
     assert_eq!(st.len(), 1);
     assert_eq!(st[0].stage, "sending");
 }
+
+/// The outbox scan opens the outbox, which is itself a file-system event;
+/// reacting to it made every idle agent rescan in a loop (195 agents kept
+/// two cores busy doing nothing). An idle agent scans once and waits; a
+/// drop still wakes it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_agent_does_not_rescan_its_outbox_in_a_loop() {
+    let net = Net::new();
+    for id in ["prov-gov", "harbin-gov"] {
+        net.issue(id, Role::Node);
+    }
+    let hub = net.start_hub().await;
+    let mut config = net.agent_config("prov-gov", hub.addr);
+    config.outbox_rescan = std::time::Duration::from_secs(3600);
+    let prov = gongwen_tests::RunningAgent::start(config);
+    let _harbin = net.start_agent("harbin-gov", hub.addr);
+    hub.wait_ready(&["prov-gov", "harbin-gov"]).await;
+    let scans = || {
+        prov.ctx
+            .outbox_scans
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let before = scans();
+    // Observing that nothing happens needs a window; half a second is
+    // thousands of scans with the loop and none without it.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let idle = scans() - before;
+    assert!(idle <= 1, "{idle} outbox scans in 500 ms while idle");
+
+    net.drop_file(
+        "prov-gov",
+        "harbin-gov",
+        "通知.txt",
+        b"still picked up at once",
+    );
+    let docs = wait_inbox(&net.root("harbin-gov"), "prov-gov", 1).await;
+    assert_eq!(
+        std::fs::read(docs[0].join("通知.txt")).unwrap(),
+        b"still picked up at once"
+    );
+}
