@@ -45,21 +45,23 @@ pub(crate) struct TlsMaterial {
     pub ca: CertificateDer<'static>,
 }
 
-/// State shared by the accept loop, the revocation watcher and the
-/// control socket. Each field has one job; locks are never held across an
-/// await.
 /// How many recipients receive a document's content at once. A fan-out to
 /// 194 units streaming to all of them together shared the link 194 ways:
 /// every transfer finished last, each receiving process woke per packet,
 /// and the hub held 194 send windows. A few at a time keep the link full,
 /// let the first recipients decrypt and answer while the next receive, and
-/// bound the hub's memory. Documents below [`SMALL_CONTENT`] skip the
+/// bound the hub's memory (fan-out of 10 MiB to 194 units on two cores:
+/// 4 slots 8.2 s, 8: 7.5 s, 16: 7.4 s, 64: 11.2 s).
+/// Documents below [`SMALL_CONTENT`] skip the
 /// queue so a big fan-out does not hold up small ones.
-pub const DELIVERY_SLOTS: usize = 8;
+pub const DELIVERY_SLOTS: usize = 16;
 
 /// Content at or below this size streams without waiting for a slot.
 pub const SMALL_CONTENT: u64 = 1 << 20;
 
+/// State shared by the accept loop, the revocation watcher and the
+/// control socket. Each field has one job; locks are never held across an
+/// await.
 pub(crate) struct Shared {
     pub hub_id: NodeId,
     pub endpoint: quinn::Endpoint,
@@ -261,12 +263,7 @@ impl Hub {
             stats: Stats::default(),
             clock,
             escalation: tokio::sync::Notify::new(),
-            delivery_slots: tokio::sync::Semaphore::new(
-                std::env::var("GONGWEN_DELIVERY_SLOTS")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(DELIVERY_SLOTS),
-            ),
+            delivery_slots: tokio::sync::Semaphore::new(DELIVERY_SLOTS),
             registry: Mutex::new(Registry::default()),
             crl: Mutex::new(crl),
             checker: Mutex::new(Arc::new(checker)),

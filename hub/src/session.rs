@@ -824,11 +824,16 @@ async fn wait(notify: &tokio::sync::Notify) {
     let _ = tokio::time::timeout(RESCAN, notify.notified()).await;
 }
 
+/// Deliveries to one unit in flight at once: one at a time, each small
+/// document waited for the unit's fsyncs and a round trip before the next
+/// could start.
+const DELIVERIES_IN_FLIGHT: usize = 32;
+
 async fn deliverer(conn: quinn::Connection, node: NodeId, shared: Arc<Shared>, wake: Arc<Wake>) {
     loop {
         let pending = {
             let node = node.clone();
-            match shared.store.run(move |s| s.pending_for(&node, 64)).await {
+            match shared.store.run(move |s| s.pending_for(&node, 256)).await {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::error!("store: {e}");
@@ -840,13 +845,30 @@ async fn deliverer(conn: quinn::Connection, node: NodeId, shared: Arc<Shared>, w
             wait(&wake.deliveries).await;
             continue;
         }
-        for doc_id in pending {
-            let span = info_span!("deliver", doc = %doc_id);
-            match deliver_one(&conn, &node, doc_id, &shared)
-                .instrument(span)
-                .await
-            {
-                Ok(()) => {}
+        // The whole batch finishes before the next query, so a document
+        // still in flight is never offered twice.
+        let mut pending = pending.into_iter();
+        let mut in_flight = tokio::task::JoinSet::new();
+        let (mut interrupted, mut refused, mut delivered) = (false, false, false);
+        loop {
+            while !interrupted && in_flight.len() < DELIVERIES_IN_FLIGHT {
+                let Some(doc_id) = pending.next() else { break };
+                let (conn, node, shared) = (conn.clone(), node.clone(), shared.clone());
+                let span = info_span!("deliver", doc = %doc_id);
+                in_flight.spawn(
+                    async move { (doc_id, deliver_one(&conn, &node, doc_id, &shared).await) }
+                        .instrument(span),
+                );
+            }
+            let Some(done) = in_flight.join_next().await else {
+                break;
+            };
+            let Ok((doc_id, result)) = done else {
+                interrupted = true;
+                continue;
+            };
+            match result {
+                Ok(()) => delivered = true,
                 Err(DeliverError::Connection(e)) => {
                     if conn.close_reason().is_some() {
                         debug!("delivery stopped: {e}");
@@ -855,16 +877,19 @@ async fn deliverer(conn: quinn::Connection, node: NodeId, shared: Arc<Shared>, w
                     // A slow or confused answer is not a lost connection:
                     // try again shortly.
                     warn!(doc = %doc_id, "delivery interrupted ({e}); retrying");
-                    tokio::time::sleep(RETRY_PAUSE).await;
-                    break;
+                    interrupted = true;
                 }
                 Err(DeliverError::Refused(r)) => {
                     warn!(doc = %doc_id, "delivery refused: {}", r.message);
-                    // Try again on the next wake-up or rescan, not in a loop.
-                    wait(&wake.deliveries).await;
-                    break;
+                    refused = true;
                 }
             }
+        }
+        if interrupted {
+            tokio::time::sleep(RETRY_PAUSE).await;
+        } else if refused && !delivered {
+            // Try again on the next wake-up or rescan, not in a loop.
+            wait(&wake.deliveries).await;
         }
     }
 }
@@ -1003,40 +1028,78 @@ async fn forwarder(conn: quinn::Connection, node: NodeId, shared: Arc<Shared>, w
             wait(&wake.receipts).await;
             continue;
         }
-        for (seq, receipt) in queue {
-            let sent = async {
-                let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
-                let msg = match receipt {
-                    crate::store::Push::Receipt(receipt) => Message::ReceiptNotice { receipt },
-                    crate::store::Push::Notice(body) => Message::Notice { body },
+        // Several pushes in flight, and one commit for all that were taken:
+        // a push repeated after a crash is harmless (the unit records each
+        // receipt once), a receipt forgotten is not.
+        // Notices (urge, supervise, recall) go one at a time, in order.
+        let mut queue = queue.into_iter().peekable();
+        let mut in_flight = tokio::task::JoinSet::new();
+        let (mut taken, mut failed) = (Vec::new(), None);
+        loop {
+            while failed.is_none() && in_flight.len() < PUSHES_IN_FLIGHT {
+                let notice = matches!(queue.peek(), Some((_, crate::store::Push::Notice(_))));
+                if notice && !in_flight.is_empty() {
+                    break;
+                }
+                let Some((seq, push)) = queue.next() else {
+                    break;
                 };
-                write_message(&mut send, &msg)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let _ = send.finish();
-                match read_message(&mut recv, READ_TIMEOUT).await {
-                    Ok(Message::Ok) => Ok(()),
-                    Ok(other) => Err(format!("unexpected answer {other:?}")),
-                    Err(e) => Err(e.to_string()),
+                let conn = conn.clone();
+                in_flight.spawn(async move { (seq, push_one(&conn, push).await) });
+                if notice {
+                    break;
                 }
             }
-            .await;
-            if let Err(e) = sent {
-                if conn.close_reason().is_some() {
-                    debug!("receipt forwarding stopped: {e}");
-                    return;
-                }
-                // The agent was slow or answered with an error: the receipt
-                // stays queued; try again shortly rather than never.
-                warn!("receipt not taken by {node} ({e}); retrying");
-                tokio::time::sleep(RETRY_PAUSE).await;
+            let Some(done) = in_flight.join_next().await else {
                 break;
+            };
+            match done {
+                Ok((seq, Ok(()))) => taken.push(seq),
+                Ok((_, Err(e))) => {
+                    failed.get_or_insert(e);
+                }
+                Err(e) => {
+                    failed.get_or_insert(e.to_string());
+                }
             }
+        }
+        if !taken.is_empty() {
             let node = node.clone();
-            if let Err(e) = shared.store.run(move |s| s.forwarded(&node, seq)).await {
+            if let Err(e) = shared.store.run(move |s| s.forwarded(&node, &taken)).await {
                 tracing::error!("store: {e}");
             }
         }
+        if let Some(e) = failed {
+            if conn.close_reason().is_some() {
+                debug!("receipt forwarding stopped: {e}");
+                return;
+            }
+            // The agent was slow or answered with an error: the receipt
+            // stays queued; try again shortly rather than never.
+            warn!("receipt not taken by {node} ({e}); retrying");
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+}
+
+/// Pushes to one unit in flight at once (see [`forwarder`]).
+const PUSHES_IN_FLIGHT: usize = 32;
+
+/// Push one receipt or notice and wait for the unit's `ok`.
+async fn push_one(conn: &quinn::Connection, push: crate::store::Push) -> Result<(), String> {
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+    let msg = match push {
+        crate::store::Push::Receipt(receipt) => Message::ReceiptNotice { receipt },
+        crate::store::Push::Notice(body) => Message::Notice { body },
+    };
+    write_message(&mut send, &msg)
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = send.finish();
+    match read_message(&mut recv, READ_TIMEOUT).await {
+        Ok(Message::Ok) => Ok(()),
+        Ok(other) => Err(format!("unexpected answer {other:?}")),
+        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -753,9 +753,15 @@ impl Store {
         Ok(out)
     }
 
-    pub fn forwarded(&self, node: &NodeId, seq: u64) -> Result<(), StoreError> {
+    /// Drop pushes the unit has taken, in one commit.
+    pub fn forwarded(&self, node: &NodeId, seqs: &[u64]) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
-        txn.open_table(FORWARD)?.remove((node.as_str(), seq))?;
+        {
+            let mut t = txn.open_table(FORWARD)?;
+            for seq in seqs {
+                t.remove((node.as_str(), *seq))?;
+            }
+        }
         txn.commit()?;
         Ok(())
     }
