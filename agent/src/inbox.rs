@@ -204,8 +204,7 @@ fn open_download(part: &Path, durable: u64) -> std::io::Result<(std::fs::File, u
 }
 
 /// Write a download's batches as they come and make it durable every
-/// checkpoint interval, recording the durable offset beside it; at the end
-/// the whole file is synced. Blocking.
+/// checkpoint interval, recording the durable offset beside it. Blocking.
 fn write_download(
     file: std::fs::File,
     offset: u64,
@@ -228,10 +227,11 @@ fn write_download(
             write_atomic(offset_file, durable.to_string().as_bytes(), 0o600)?;
         }
     }
-    let file = out.into_inner().map_err(|e| e.into_error())?;
-    if written == content_len {
-        file.sync_all()?;
-    }
+    // No sync at the end: the download is read back at once and what must
+    // survive a crash is the decrypted inbox copy, which is synced before
+    // the receipt goes out. Lost unsynced bytes only mean a resume from the
+    // last checkpoint.
+    out.flush()?;
     Ok(())
 }
 
@@ -325,7 +325,8 @@ fn verify_and_write(
 
     let sender_dir = ctx.folders.inbox.join(h.meta.sender.as_str());
     let dest = sender_dir.join(doc_id.to_string());
-    let tmp = ctx.folders.inbox.join(format!(".{doc_id}.tmp"));
+    // Assembled under state/ so the inbox only ever shows whole documents.
+    let tmp = ctx.folders.incoming.join(format!("{doc_id}.tmp"));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp)?;
 
@@ -356,8 +357,9 @@ fn verify_and_write(
     }
     let meta_json = serde_json::to_vec_pretty(&MetadataJson::from_sealed(&sealed))
         .map_err(|e| Verdict::Local(LocalError::Io(std::io::Error::other(e))))?;
+    // Also makes the folder's other entries durable (it syncs `tmp`).
     write_atomic(&tmp.join("metadata.json"), &meta_json, 0o644)?;
-    sync_dir(&tmp)?;
+    let new_sender = !sender_dir.exists();
     std::fs::create_dir_all(&sender_dir)?;
     if dest.exists() {
         // Written before a crash that came before the store recorded it.
@@ -366,7 +368,11 @@ fn verify_and_write(
         std::fs::rename(&tmp, &dest)?;
     }
     sync_dir(&sender_dir)?;
-    sync_dir(&ctx.folders.inbox)?;
+    if new_sender {
+        sync_dir(&ctx.folders.inbox)?;
+    }
+    // incoming/ is not synced: a crash can at worst leave a stale, empty
+    // assembly entry there, never a missing inbox copy.
     Ok((sealed, dest))
 }
 
@@ -494,7 +500,7 @@ fn quarantine(
     warn!(doc = %doc_id, "quarantined: {why}");
     let dir = ctx.folders.quarantine.join(doc_id.to_string());
     std::fs::create_dir_all(&dir)?;
-    let _ = std::fs::remove_dir_all(ctx.folders.inbox.join(format!(".{doc_id}.tmp")));
+    let _ = std::fs::remove_dir_all(ctx.folders.incoming.join(format!("{doc_id}.tmp")));
     let parsed = SealedHeader::parse(header).ok();
     let sender = parsed
         .as_ref()

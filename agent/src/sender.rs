@@ -342,8 +342,9 @@ fn seal(
     };
     let st = seal_header(meta, &key, keys, digest, &ctx.signer)
         .map_err(|e| SendError::Permanent(e.to_string()))?;
+    // Durable with its folder entry (write_atomic syncs the folder, which
+    // also covers the rename of `content` above).
     write_atomic(&dir.join("header"), &st.encode(), 0o600).map_err(later)?;
-    sync_dir(dir).map_err(later)?;
     info!(doc = %doc_id, "sealed for {} recipients", keys.len());
     Ok(())
 }
@@ -460,16 +461,16 @@ fn finish(ctx: &AgentContext, doc_id: DocId, receipt: &[u8]) -> Result<(), SendE
     ctx.store
         .record_sent(&record, receipt, &r.issuer, &header)
         .map_err(later)?;
-    // Files go to sent/<doc_id>/ with the metadata; then the spool entry goes.
+    // The metadata joins the files in the spool, then the whole folder
+    // moves to sent/<doc_id>/ in one rename: sent/ never shows a document
+    // half filed. Then the spool entry goes.
     let dest = ctx.folders.sent.join(doc_id.to_string());
     if !dest.exists() {
-        let tmp = ctx.folders.sent.join(format!(".{doc_id}.tmp"));
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::rename(dir.join("files"), &tmp).map_err(later)?;
+        let files = dir.join("files");
         let meta_json = MetadataJson::from_sealed(&sealed);
         let text = serde_json::to_vec_pretty(&meta_json).map_err(later)?;
-        write_atomic(&tmp.join("metadata.json"), &text, 0o644).map_err(later)?;
-        std::fs::rename(&tmp, &dest).map_err(later)?;
+        write_atomic(&files.join("metadata.json"), &text, 0o644).map_err(later)?;
+        std::fs::rename(&files, &dest).map_err(later)?;
         sync_dir(&ctx.folders.sent).map_err(later)?;
     }
     std::fs::remove_dir_all(&dir).map_err(later)?;

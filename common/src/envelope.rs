@@ -1109,6 +1109,29 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_remembered_certificate_check_does_not_outlive_the_certificate_or_a_clock_set_back() {
+        let pki = TestPki::new();
+        let signer = pki.signer("harbin-gov", Role::Node);
+        let cert = signer.cert().as_ref();
+        let checker = pki.checker();
+        let now = OffsetDateTime::now_utc();
+        assert!(checker.check(cert, now).is_ok());
+        assert!(checker.check(cert, now).is_ok(), "the remembered pass");
+        // The certificate is valid from a day ago for five days.
+        assert!(
+            checker.check(cert, now + time::Duration::days(6)).is_err(),
+            "a pass remembered from before expiry must not outlive it"
+        );
+        assert!(
+            checker.check(cert, now - time::Duration::days(2)).is_err(),
+            "a clock set back before the pass checks again"
+        );
+        let forged = pki.signer("harbin-gov", Role::Node);
+        let other = TestPki::new().checker();
+        assert!(other.check(forged.cert().as_ref(), now).is_err());
+    }
+
+    #[test]
     fn one_recipient_round_trip() {
         let pki = TestPki::new();
         let sender = pki.signer("prov-gov", Role::Node);

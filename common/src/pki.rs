@@ -5,7 +5,7 @@
 //! people reading it with openssl, in the OU), and the unit's display name in
 //! the O attribute. Only the SAN URIs are authoritative.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -297,7 +297,20 @@ impl Crl {
 pub struct CertChecker {
     units: Arc<dyn rustls::server::danger::ClientCertVerifier>,
     hub: Arc<rustls::client::WebPkiServerVerifier>,
+    /// Certificates that passed, by SHA-256, with when they passed. Every
+    /// document and receipt names its signer's certificate, and checking
+    /// the chain again each time (two ECDSA verifications and a parse) was
+    /// a large share of the CPU a busy unit spent. A checker's CRL never
+    /// changes (a new CRL makes a new checker), so a pass stays good until
+    /// the certificate expires — or the clock goes back before the pass.
+    passed: Arc<std::sync::Mutex<PassedCerts>>,
 }
+
+/// Certificate SHA-256 → who it is and when it passed.
+type PassedCerts = HashMap<[u8; 32], (CertIdentity, OffsetDateTime)>;
+
+/// Passed certificates a checker remembers; far more than units exist.
+const PASSED_CAPACITY: usize = 4096;
 
 impl CertChecker {
     pub fn new(ca: &CertificateDer<'static>, crl: Option<&Crl>) -> Result<Self, PkiError> {
@@ -317,6 +330,7 @@ impl CertChecker {
         Ok(CertChecker {
             units: units.build()?,
             hub: hub.build()?,
+            passed: Default::default(),
         })
     }
 
@@ -324,6 +338,29 @@ impl CertChecker {
     /// certificates (node, supervisor) and the hub's are checked each for
     /// its own purpose.
     pub fn check(&self, cert: &[u8], now: OffsetDateTime) -> Result<CertIdentity, PkiError> {
+        let key = crate::signed::sha256(cert);
+        let remembered = self
+            .passed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .cloned();
+        if let Some((identity, passed_at)) = remembered
+            && passed_at <= now
+            && now <= identity.not_after
+        {
+            return Ok(identity);
+        }
+        let identity = self.check_uncached(cert, now)?;
+        let mut passed = self.passed.lock().unwrap_or_else(|p| p.into_inner());
+        if passed.len() >= PASSED_CAPACITY {
+            passed.clear();
+        }
+        passed.insert(key, (identity.clone(), now));
+        Ok(identity)
+    }
+
+    fn check_uncached(&self, cert: &[u8], now: OffsetDateTime) -> Result<CertIdentity, PkiError> {
         let identity = CertIdentity::from_der(cert)?;
         let der = CertificateDer::from(cert);
         let secs = u64::try_from(now.unix_timestamp()).unwrap_or(0);
