@@ -569,3 +569,79 @@ impl Drop for HubProcess {
         self.kill9();
     }
 }
+
+/// An agent as a separate process (so it can be killed with SIGKILL).
+#[derive(Debug)]
+pub struct AgentProcess {
+    child: std::process::Child,
+    pub id: String,
+}
+
+impl AgentProcess {
+    /// Start `gongwen-agent run` for `id` against the hub at `hub`. Does
+    /// not wait for the link: the hub may itself be down at the moment.
+    pub fn start(net: &Net, id: &str, hub: SocketAddr) -> AgentProcess {
+        let config = net.agent_config(id, hub);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(net.path().join(format!("{id}.log")))
+            .unwrap();
+        let child = std::process::Command::new(bin("gongwen-agent"))
+            .args(["run", "--config"])
+            .arg(&config.path)
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        AgentProcess {
+            child,
+            id: id.to_owned(),
+        }
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A small deterministic generator for fault schedules: the seed is
+/// printed so a failing schedule can be replayed (`GONGWEN_FAULT_SEED`).
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn from_env() -> Rng {
+        let seed = std::env::var("GONGWEN_FAULT_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(1)
+            });
+        eprintln!("fault schedule seed: GONGWEN_FAULT_SEED={seed}");
+        Rng(seed | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A value in `lo..hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next_u64() % (hi - lo).max(1)
+    }
+}

@@ -1,0 +1,214 @@
+//! Fault tolerance with real processes: the hub and agents are killed with
+//! SIGKILL at random moments while documents flow, and afterwards every
+//! document is in every recipient's inbox exactly once, byte-identical,
+//! with every `delivered` receipt back at its sender.
+//!
+//! `GONGWEN_CRASH_DOCS` sets the number of documents (default 1000) and
+//! `GONGWEN_FAULT_SEED` replays a schedule (the seed is printed).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use gongwen_common::Role;
+use gongwen_common::receipt::ReceiptKind;
+use gongwen_tests::{AgentProcess, HubProcess, Net, Rng, agent_status};
+
+/// How long the system may take to settle after the last fault.
+const SETTLE: Duration = Duration::from_secs(240);
+
+fn crash_docs() -> usize {
+    std::env::var("GONGWEN_CRASH_DOCS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000)
+}
+
+/// Contents of every document `root` holds from `sender`, with how many
+/// inbox copies each has.
+fn inbox_bodies(root: &Path, sender: &str) -> BTreeMap<Vec<u8>, usize> {
+    let mut out = BTreeMap::new();
+    let Ok(docs) = std::fs::read_dir(root.join("inbox").join(sender)) else {
+        return out;
+    };
+    for doc in docs.flatten() {
+        let Ok(files) = std::fs::read_dir(doc.path()) else {
+            continue;
+        };
+        for f in files.flatten() {
+            if f.file_name() == "metadata.json" {
+                continue;
+            }
+            if let Ok(bytes) = std::fs::read(f.path()) {
+                *out.entry(bytes).or_insert(0) += 1;
+            }
+        }
+    }
+    out
+}
+
+async fn hub_ready(hub: &HubProcess, units: usize) {
+    let deadline = tokio::time::Instant::now() + gongwen_tests::WAIT;
+    loop {
+        let rows: Vec<gongwen_hub::registry::NodeRow> =
+            gongwen_hub::control::query(&hub.data_dir, &gongwen_hub::control::Request::Nodes)
+                .await
+                .ok()
+                .and_then(|v| serde_json::from_value(v).ok())
+                .unwrap_or_default();
+        if rows.iter().filter(|r| r.can_receive && r.connected).count() == units {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "units never ready: {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `delivered` receipts the sender at `root` holds.
+async fn receipts_back(root: &Path) -> usize {
+    agent_status(root)
+        .await
+        .iter()
+        .flat_map(|d| d.recipients.iter())
+        .filter(|r| r.receipts.contains(&ReceiptKind::Delivered))
+        .count()
+}
+
+fn body(sender: &str, to: &str, i: usize) -> Vec<u8> {
+    let mut b = format!("{sender} -> {to} #{i}\n").into_bytes();
+    // Enough to span several QUIC packets; distinct per document.
+    b.extend((0..3000).map(|k| ((i * 31 + k * 7) % 251) as u8));
+    b
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_survive_repeated_sigkills_of_the_hub_and_agents_exactly_once() {
+    let n = crash_docs();
+    let net = Net::new();
+    for id in ["prov-gov", "harbin-gov", "daqing-gov"] {
+        net.issue(id, Role::Node);
+    }
+    let mut rng = Rng::from_env();
+    let mut hub = HubProcess::start(&net, "127.0.0.1:0".parse().unwrap()).await;
+    let addr = hub.addr;
+    // prov-gov sends to the group `cities` (harbin-gov, daqing-gov) and is
+    // killed as a sender; daqing-gov is killed as a recipient; harbin-gov
+    // both sends and receives and is left running.
+    let mut prov = AgentProcess::start(&net, "prov-gov", addr);
+    let _harbin = AgentProcess::start(&net, "harbin-gov", addr);
+    let mut daqing = AgentProcess::start(&net, "daqing-gov", addr);
+    hub_ready(&hub, 3).await;
+
+    let (mut from_prov, mut from_harbin) = (Vec::new(), Vec::new());
+    let rounds = 12;
+    let (mut hub_kills, mut sender_kills, mut recipient_kills) = (0, 0, 0);
+    let mut dropped = 0;
+    for round in 0..rounds {
+        // A batch of drops, then faults while they flow.
+        let batch_end = n * (round + 1) / rounds;
+        while dropped < batch_end {
+            let i = dropped;
+            if i % 5 < 3 {
+                let b = body("prov-gov", "cities", i);
+                net.drop_file("prov-gov", "cities", &format!("{i:05}.txt"), &b);
+                from_prov.push(b);
+            } else {
+                let b = body("harbin-gov", "daqing-gov", i);
+                net.drop_file("harbin-gov", "daqing-gov", &format!("{i:05}.txt"), &b);
+                from_harbin.push(b);
+            }
+            dropped += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.range(150, 900))).await;
+        if (1..=10).contains(&round) {
+            hub.kill9();
+            hub_kills += 1;
+            tokio::time::sleep(Duration::from_millis(rng.range(0, 300))).await;
+            hub = HubProcess::start(&net, addr).await;
+        }
+        if round % 3 == 2 && sender_kills < 3 {
+            prov.kill9();
+            sender_kills += 1;
+            prov = AgentProcess::start(&net, "prov-gov", addr);
+        }
+        if round % 3 == 0 && round > 0 && recipient_kills < 3 {
+            daqing.kill9();
+            recipient_kills += 1;
+            tokio::time::sleep(Duration::from_millis(rng.range(0, 300))).await;
+            daqing = AgentProcess::start(&net, "daqing-gov", addr);
+        }
+    }
+    eprintln!(
+        "{n} documents; SIGKILLs: hub {hub_kills}, sending agent {sender_kills}, receiving agent {recipient_kills}"
+    );
+    assert!(hub_kills >= 10 && sender_kills >= 3 && recipient_kills >= 3);
+
+    // Settle: everything arrives, and every receipt comes back.
+    let expect: Vec<(&str, &str, &Vec<Vec<u8>>)> = vec![
+        ("harbin-gov", "prov-gov", &from_prov),
+        ("daqing-gov", "prov-gov", &from_prov),
+        ("daqing-gov", "harbin-gov", &from_harbin),
+    ];
+    let receipts_wanted = [
+        ("prov-gov", from_prov.len() * 2),
+        ("harbin-gov", from_harbin.len()),
+    ];
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    loop {
+        let inboxes_full = expect.iter().all(|(to, from, bodies)| {
+            inbox_bodies(&net.root(to), from).values().sum::<usize>() >= bodies.len()
+        });
+        let mut receipts_full = inboxes_full;
+        if inboxes_full {
+            for (sender, want) in receipts_wanted {
+                receipts_full &= receipts_back(&net.root(sender)).await >= want;
+            }
+        }
+        if receipts_full {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let mut state = String::new();
+            for (to, from, bodies) in &expect {
+                let got: usize = inbox_bodies(&net.root(to), from).values().sum();
+                state += &format!("\n  {to} from {from}: {got} of {}", bodies.len());
+            }
+            for (sender, want) in receipts_wanted {
+                let got = receipts_back(&net.root(sender)).await;
+                state += &format!("\n  receipts at {sender}: {got} of {want}");
+            }
+            panic!("not settled within {SETTLE:?}:{state}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Exactly once, byte-identical.
+    let (mut lost, mut doubled) = (0, 0);
+    for (to, from, bodies) in &expect {
+        let got = inbox_bodies(&net.root(to), from);
+        for b in bodies.iter() {
+            match got.get(b) {
+                None => lost += 1,
+                Some(1) => {}
+                Some(_) => doubled += 1,
+            }
+        }
+        let unexpected = got.keys().filter(|k| !bodies.contains(k)).count();
+        assert_eq!(
+            unexpected, 0,
+            "{to} holds documents from {from} nobody sent"
+        );
+    }
+    eprintln!("lost {lost}, doubled {doubled}");
+    assert_eq!((lost, doubled), (0, 0), "lost and doubled documents");
+    for (sender, want) in receipts_wanted {
+        assert_eq!(receipts_back(&net.root(sender)).await, want);
+        let failed = std::fs::read_dir(net.root(sender).join("failed"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert_eq!(failed, 0, "{sender} gave up on documents");
+    }
+}
