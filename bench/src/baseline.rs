@@ -123,6 +123,27 @@ pub fn fsync_rate(dir: &Path, records: usize) -> anyhow::Result<f64> {
     Ok(rate)
 }
 
+/// MiB/s writing `bytes` sequentially in 1 MiB blocks and syncing at the
+/// end: the most a durable copy on this disk can go.
+pub fn disk_write(dir: &Path, bytes: u64) -> anyhow::Result<f64> {
+    use std::io::Write;
+    let path = dir.join("disk.bin");
+    let block = vec![7u8; 1 << 20];
+    let start = Instant::now();
+    let mut f = std::fs::File::create(&path)?;
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(block.len() as u64) as usize;
+        f.write_all(&block[..n])?;
+        left -= n as u64;
+    }
+    f.sync_all()?;
+    let rate = bytes as f64 / 1048576.0 / start.elapsed().as_secs_f64();
+    drop(f);
+    let _ = std::fs::remove_file(path);
+    Ok(rate)
+}
+
 /// Seconds for `scp -c aes128-gcm@openssh.com` of `file` to 127.0.0.1,
 /// against a throwaway sshd; `Ok(None)` if openssh is not installed.
 pub fn scp(dir: &Path, file: &Path) -> anyhow::Result<Option<f64>> {

@@ -118,6 +118,17 @@ async fn main() -> anyhow::Result<()> {
                 .note("the disk's durable-write ceiling"),
         );
 
+        eprintln!("baseline D: durable sequential write, {big_mib:.0} MiB");
+        let disk = baseline::disk_write(env.path(), s.big)?;
+        rows.push(
+            Row::new(
+                &format!("Baseline D: write {big_mib:.0} MiB + fsync"),
+                disk,
+                "MiB/s",
+            )
+            .note("the disk's durable-write bandwidth: accepted needs one such copy at the hub"),
+        );
+
         eprintln!("baseline A: raw QUIC, one connection, {big_mib:.0} MiB");
         let raw1 = baseline::raw_quic(&env, 1, s.big).await?;
         let raw1_mbs = big_mib / raw1;
@@ -186,6 +197,14 @@ async fn main() -> anyhow::Result<()> {
                 .vs(raw1_mbs, "A", up_mbs / raw1_mbs)
                 .target("≥ 0.9× A", up_mbs / raw1_mbs >= 0.9)
                 .note("includes claim and sealing to the spool"),
+            );
+            rows.push(
+                Row::new(
+                    &format!("Upload {big_mib:.0} MiB vs a durable disk write"),
+                    up_mbs,
+                    "MiB/s",
+                )
+                .vs(disk, "D", up_mbs / disk),
             );
             if let Some(scp) = scp_mbs {
                 rows.push(
