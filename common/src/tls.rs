@@ -44,6 +44,13 @@ fn roots(ca: &CertificateDer<'static>) -> Result<Arc<RootCertStore>, PkiError> {
 /// bandwidth-delay product of a provincial network many times over.
 pub const HUB_SEND_WINDOW: u64 = 1 << 20;
 
+/// Streams one unit may have open towards the hub at once.
+pub const HUB_STREAMS_PER_UNIT: u32 = 64;
+
+/// Bytes a unit may have sent that the hub has not read yet, across all its
+/// streams (quinn's default is unbounded per connection).
+pub const HUB_RECEIVE_WINDOW: u32 = 16 << 20;
+
 /// Which end a transport configuration is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Side {
@@ -58,6 +65,11 @@ fn transport(side: Side) -> Arc<quinn::TransportConfig> {
     match side {
         Side::Hub => {
             t.send_window(HUB_SEND_WINDOW);
+            // What one unit can make the hub hold: requests open at once
+            // (an agent uses up to ~35) and unread bytes across them.
+            t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(HUB_STREAMS_PER_UNIT));
+            t.max_concurrent_uni_streams(quinn::VarInt::from_u32(0));
+            t.receive_window(quinn::VarInt::from_u32(HUB_RECEIVE_WINDOW));
         }
         // The agent keeps the connection alive (and notices a dead hub).
         Side::Agent => {

@@ -177,15 +177,19 @@ pub(crate) async fn run(
         forwarder(conn.clone(), ident.id.clone(), shared.clone(), wake.clone()).in_current_span(),
     );
     tasks.spawn(crl_pusher(conn.clone(), shared.clone(), wake).in_current_span());
+    let strikes = Arc::new(std::sync::atomic::AtomicU32::new(0));
     loop {
         tokio::select! {
             stream = conn.accept_bi() => match stream {
                 Ok((send, recv)) => {
                     let shared = shared.clone();
                     let ident = ident.clone();
+                    let (conn, strikes) = (conn.clone(), strikes.clone());
                     tasks.spawn(
-                        async move { handle_request(send, recv, &ident, &shared).await }
-                            .in_current_span(),
+                        async move {
+                            handle_request(send, recv, &ident, &shared, &conn, &strikes).await
+                        }
+                        .in_current_span(),
                     );
                 }
                 Err(_) => break,
@@ -196,6 +200,9 @@ pub(crate) async fn run(
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
 }
+
+/// Invalid frames a connection may send before the hub closes it.
+const MAX_INVALID_FRAMES: u32 = 16;
 
 async fn answer(send: &mut quinn::SendStream, msg: &Message) {
     if let Err(e) = write_message(send, msg).await {
@@ -209,9 +216,36 @@ async fn handle_request(
     mut recv: quinn::RecvStream,
     ident: &CertIdentity,
     shared: &Shared,
+    conn: &quinn::Connection,
+    strikes: &std::sync::atomic::AtomicU32,
 ) {
     let request = match read_message(&mut recv, READ_TIMEOUT).await {
         Ok(m) => m,
+        Err(StreamError::Wire(e)) => {
+            // Refused by its length or shape before anything is allocated
+            // for it; the peer is told why. A peer that keeps sending
+            // invalid frames is not a confused agent but a hostile one.
+            answer(
+                &mut send,
+                &Message::Error {
+                    code: ErrorCode::BadRequest,
+                    message: format!("invalid frame: {e}"),
+                },
+            )
+            .await;
+            let n = strikes.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            if n >= MAX_INVALID_FRAMES {
+                warn!(node = %ident.id, "security: {n} invalid frames; closing the connection");
+                crate::registry::close(
+                    conn,
+                    gongwen_common::wire::RefuseCode::ProtocolViolation,
+                    "too many invalid frames",
+                );
+            } else {
+                warn!(node = %ident.id, "invalid frame: {e}");
+            }
+            return;
+        }
         Err(e) => {
             debug!("request stream: {e}");
             return;

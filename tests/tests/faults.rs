@@ -5,6 +5,7 @@
 //!
 //! `GONGWEN_CRASH_DOCS` sets the number of documents (default 1000) and
 //! `GONGWEN_FAULT_SEED` replays a schedule (the seed is printed).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::path::Path;
