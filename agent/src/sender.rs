@@ -416,7 +416,17 @@ async fn upload(
     while let Some(chunk) = chunks.recv().await {
         let chunk = chunk.map_err(later)?;
         let n = chunk.len() as u64;
-        send.write_chunk(chunk).await.map_err(|e| conn_err(&e))?;
+        if let Err(e) = send.write_chunk(chunk).await {
+            // The hub stops reading when it refuses mid-upload (its disk
+            // is full, the content is wrong): its answer says why.
+            if let quinn::WriteError::Stopped(_) = e
+                && let Ok(Message::Error { code, message }) =
+                    read_message(&mut recv, READ_TIMEOUT).await
+            {
+                return Err(refused(code, message));
+            }
+            return Err(conn_err(&e));
+        }
         sent += n;
         ctx.progress
             .lock()

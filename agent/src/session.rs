@@ -73,8 +73,14 @@ async fn uploader(conn: quinn::Connection, ctx: Arc<AgentContext>) {
         let pause = match sender::send_pending(&conn, &ctx).await {
             Ok(()) => Duration::from_secs(30),
             Err(SendError::Connection(e)) => {
-                debug!("sending stopped: {e}");
-                return;
+                if conn.close_reason().is_some() {
+                    debug!("sending stopped: {e}");
+                    return;
+                }
+                // A broken stream on a live connection: try again soon
+                // rather than never (until the next reconnect).
+                warn!("sending interrupted: {e}; retrying");
+                Duration::from_secs(5)
             }
             Err(SendError::Later(_)) => Duration::from_secs(5),
             Err(SendError::Permanent(e)) => {

@@ -1001,7 +1001,20 @@ async fn deliver_one(
     let receipt = match read_message(&mut recv, READ_TIMEOUT).await? {
         Message::Delivered { receipt } => receipt,
         Message::DeliverFrom { offset } => {
-            stream_content(&mut send, shared, doc_id, offset.min(doc.content_len)).await?;
+            if let Err(e) =
+                stream_content(&mut send, shared, doc_id, offset.min(doc.content_len)).await
+            {
+                // A unit that stops reading mid-document (its disk is full)
+                // says why; keep that reason for the log and the retry.
+                if let Ok(Message::Error { message, .. }) =
+                    read_message(&mut recv, Duration::from_secs(2)).await
+                {
+                    return Err(DeliverError::Connection(format!(
+                        "the unit cannot take it now: {message}"
+                    )));
+                }
+                return Err(e);
+            }
             // The next recipient may start while this one decrypts.
             drop(slot.take());
             match read_message(&mut recv, DELIVERY_ANSWER_TIMEOUT).await? {

@@ -213,3 +213,171 @@ async fn documents_survive_repeated_sigkills_of_the_hub_and_agents_exactly_once(
         assert_eq!(failed, 0, "{sender} gave up on documents");
     }
 }
+
+/// A small tmpfs mounted over `dir` for the length of a test; `None` (and
+/// a message) where mounting is not permitted.
+struct SmallDisk {
+    dir: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(dir: &Path, size: &str) -> Option<SmallDisk> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!(
+                "SKIPPED: cannot mount a small tmpfs here (needs root); the disk-full case was not run"
+            );
+            return None;
+        }
+        Some(SmallDisk {
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// Fill the disk up with a file; returns it (remove it to free space).
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let filler = self.dir.join("filler");
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 64 << 10];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+async fn sender_stage(root: &Path, name: &str) -> Option<String> {
+    agent_status(root)
+        .await
+        .into_iter()
+        .find(|d| d.title == name)
+        .map(|d| d.stage)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_at_the_hub_refuses_uploads_retryably_and_sending_resumes_when_space_is_freed()
+{
+    let net = Net::new();
+    let Some(disk) = SmallDisk::mount(&net.path().join("hub-data"), "24m") else {
+        return;
+    };
+    for id in ["prov-gov", "harbin-gov"] {
+        net.issue(id, Role::Node);
+    }
+    let hub = net.start_hub().await;
+    let _prov = net.start_agent("prov-gov", hub.addr);
+    let _harbin = net.start_agent("harbin-gov", hub.addr);
+    hub.wait_ready(&["prov-gov", "harbin-gov"]).await;
+    // Something already stored before the disk fills.
+    net.drop_file(
+        "prov-gov",
+        "harbin-gov",
+        "before.txt",
+        b"stored before the disk filled",
+    );
+    gongwen_tests::wait_all_delivered(&net.root("prov-gov"), 1).await;
+
+    let filler = disk.fill();
+    let big: Vec<u8> = (0..2_000_000u32).map(|i| (i % 253) as u8).collect();
+    net.drop_file("prov-gov", "harbin-gov", "after.bin", &big);
+    // The hub refuses (it cannot spool); the sender keeps the document.
+    let log = gongwen_tests::wait_until("the refusal in the sender's status", || {
+        std::fs::read_dir(net.root("prov-gov").join("state").join("spool"))
+            .ok()
+            .map(|d| d.count())
+            .filter(|n| *n > 0)
+    })
+    .await;
+    assert_eq!(log, 1, "the document waits in the sender's spool");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        sender_stage(&net.root("prov-gov"), "after")
+            .await
+            .as_deref(),
+        Some("sending"),
+        "still the sender's, not failed"
+    );
+    assert_eq!(
+        std::fs::read_dir(net.root("prov-gov").join("failed"))
+            .map(|d| d.count())
+            .unwrap_or(0),
+        0
+    );
+
+    std::fs::remove_file(filler).unwrap();
+    let docs = gongwen_tests::wait_inbox(&net.root("harbin-gov"), "prov-gov", 2).await;
+    let mut bodies: Vec<Vec<u8>> = docs
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).unwrap().flatten())
+        .filter(|f| f.file_name() != "metadata.json")
+        .map(|f| std::fs::read(f.path()).unwrap())
+        .collect();
+    bodies.sort();
+    let mut want = vec![b"stored before the disk filled".to_vec(), big];
+    want.sort();
+    assert_eq!(bodies, want);
+    gongwen_tests::wait_all_delivered(&net.root("prov-gov"), 2).await;
+    // Nothing stored was damaged: the audit chain still verifies.
+    let verdict =
+        gongwen_hub::audit::verify(&net.path().join("hub-data").join("audit.log")).unwrap();
+    assert_eq!(verdict.first_broken, None, "{verdict:?}");
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_at_the_recipient_delays_delivery_until_space_is_freed() {
+    let net = Net::new();
+    let Some(disk) = SmallDisk::mount(&net.root("harbin-gov"), "24m") else {
+        return;
+    };
+    for id in ["prov-gov", "harbin-gov"] {
+        net.issue(id, Role::Node);
+    }
+    let hub = net.start_hub().await;
+    let _prov = net.start_agent("prov-gov", hub.addr);
+    let _harbin = net.start_agent("harbin-gov", hub.addr);
+    hub.wait_ready(&["prov-gov", "harbin-gov"]).await;
+    net.drop_file("prov-gov", "harbin-gov", "before.txt", b"first");
+    gongwen_tests::wait_inbox(&net.root("harbin-gov"), "prov-gov", 1).await;
+
+    let filler = disk.fill();
+    let big: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+    net.drop_file("prov-gov", "harbin-gov", "after.bin", &big);
+    // Accepted by the hub, but the recipient cannot store it yet.
+    gongwen_tests::wait_until("accepted by the hub", || {
+        (std::fs::read_dir(net.root("prov-gov").join("sent"))
+            .ok()?
+            .count()
+            == 2)
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        gongwen_tests::inbox_docs(&net.root("harbin-gov"), "prov-gov").len(),
+        1
+    );
+
+    std::fs::remove_file(filler).unwrap();
+    let docs = gongwen_tests::wait_inbox(&net.root("harbin-gov"), "prov-gov", 2).await;
+    let got = docs
+        .iter()
+        .find_map(|d| std::fs::read(d.join("after.bin")).ok())
+        .unwrap();
+    assert_eq!(got, big);
+    gongwen_tests::wait_all_delivered(&net.root("prov-gov"), 2).await;
+}
