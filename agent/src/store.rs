@@ -19,7 +19,7 @@ use std::sync::Arc;
 use gongwen_common::envelope::Urgency;
 use gongwen_common::receipt::ReceiptKind;
 use gongwen_common::{DocId, NodeId};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 const SENT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sent");
@@ -109,7 +109,7 @@ pub struct ReceivedRecord {
 /// The agent's store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    db: Arc<gongwen_common::kvstore::Db>,
 }
 
 impl std::fmt::Debug for Store {
@@ -134,7 +134,9 @@ impl Store {
             txn.open_table(HEADERS)?;
         }
         txn.commit()?;
-        Ok(Store { db: Arc::new(db) })
+        Ok(Store {
+            db: Arc::new(gongwen_common::kvstore::Db::new(path, db)),
+        })
     }
 
     /// Run blocking store work off the async threads.

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use gongwen_common::envelope::Urgency;
 use gongwen_common::receipt::{Receipt, ReceiptKind};
 use gongwen_common::{DocId, NodeId};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 const DOCS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("docs");
@@ -239,7 +239,7 @@ pub struct Recorded {
 /// The hub's store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    db: Arc<gongwen_common::kvstore::Db>,
 }
 
 impl std::fmt::Debug for Store {
@@ -279,7 +279,9 @@ impl Store {
             txn.open_table(LADDER)?;
         }
         txn.commit()?;
-        Ok(Store { db: Arc::new(db) })
+        Ok(Store {
+            db: Arc::new(gongwen_common::kvstore::Db::new(path, db)),
+        })
     }
 
     /// Run blocking store work off the async threads.
