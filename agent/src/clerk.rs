@@ -184,10 +184,17 @@ pub fn take_notice(ctx: &AgentContext, n: &Notice) -> Result<(), std::io::Error>
                     0o644,
                 )?;
             }
-            if let Some((mut rec, _)) = ctx.store.received(n.doc_id).map_err(io)? {
-                rec.urge_count = rec.urge_count.max(n.urge_count);
-                ctx.store.update_received(&rec).map_err(io)?;
-            }
+            let Some((mut rec, _)) = ctx.store.received(n.doc_id).map_err(io)? else {
+                // The hub pushes notices and documents side by side; an
+                // urge can come first after a reconnect. Refused, it stays
+                // queued at the hub and comes again after the document.
+                return Err(std::io::Error::other(format!(
+                    "document {} has not arrived here yet; urge it again after delivery",
+                    n.doc_id
+                )));
+            };
+            rec.urge_count = rec.urge_count.max(n.urge_count);
+            ctx.store.update_received(&rec).map_err(io)?;
             warn!(doc = %n.doc_id, "urged (催办) #{}: not signed for, {} s late", n.urge_count, n.late_seconds);
         }
         NoticeKind::Supervise => {

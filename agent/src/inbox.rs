@@ -257,6 +257,7 @@ fn accept(
 ) -> Result<Vec<u8>, LocalError> {
     match verify_and_write(ctx, doc_id, header) {
         Ok((sealed, dir)) => {
+            gongwen_common::failpoint::hit("agent-inbox-written");
             let meta = sealed.meta();
             let receipt = sign_receipt(ctx, doc_id, sealed.digest(), ReceiptKind::Delivered, "")?;
             let rec = ReceivedRecord {

@@ -131,6 +131,7 @@ async fn send_one(
         .unwrap_or_else(|p| p.into_inner())
         .remove(&doc_id);
     let receipt = receipt?;
+    gongwen_common::failpoint::hit("agent-sent-accepted");
     let ctx2 = ctx.clone();
     tokio::task::spawn_blocking(move || finish(&ctx2, doc_id, &receipt))
         .await

@@ -39,6 +39,7 @@
 //! - [`tls`] — TLS 1.3 + QUIC configurations for hub and agent.
 //! - [`timefmt`] — durations such as `"4h"` and RFC 3339 time stamps.
 //! - [`error`] — the crate's error enum.
+//! - [`failpoint`] — crash points the fault tests arm by environment.
 #![forbid(unsafe_code)]
 
 pub mod clock;
@@ -49,6 +50,7 @@ pub mod daemon;
 pub mod display;
 pub mod envelope;
 pub mod error;
+pub mod failpoint;
 pub mod fsutil;
 pub mod id;
 pub mod kvstore;

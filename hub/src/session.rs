@@ -539,6 +539,7 @@ async fn receive_upload(
             "the content does not match the SHA-256 in the signed header",
         ));
     }
+    gongwen_common::failpoint::hit("hub-upload-written");
     tokio::task::spawn_blocking(move || file.sync_all())
         .await
         .map_err(|e| Refusal::new(ErrorCode::Internal, e.to_string()))?
@@ -548,6 +549,7 @@ async fn receive_upload(
         .await
         .map_err(io_refusal)?;
     spool.sync().await.map_err(io_refusal)?;
+    gongwen_common::failpoint::hit("hub-upload-synced");
 
     let now = shared.clock.now_ms();
     let accepted = Receipt {
@@ -606,6 +608,7 @@ async fn receive_upload(
             })
             .await?;
     }
+    gongwen_common::failpoint::hit("hub-accepted-committed");
     info!(recipients = recipients.len(), "accepted");
     Stats::add(&shared.stats.documents_accepted, 1);
     shared.escalation.notify_one();
@@ -695,6 +698,7 @@ async fn record_receipt(
             })
             .await?
     };
+    gongwen_common::failpoint::hit("hub-receipt-recorded");
     if recorded.new {
         if kind == ReceiptKind::Quarantined {
             warn!(doc = %doc_id, recipient = %from, "recipient quarantined the document");
@@ -1051,7 +1055,12 @@ async fn stream_content(
     offset: u64,
 ) -> Result<(), DeliverError> {
     let mut chunks = read_file_chunks(shared.spool.content(doc_id), offset);
+    let mut sent = 0usize;
     while let Some(chunk) = chunks.recv().await {
+        sent += 1;
+        if sent == 3 {
+            gongwen_common::failpoint::hit("hub-deliver-mid-content");
+        }
         send.write_chunk(chunk.map_err(io_refusal)?)
             .await
             .map_err(|e| DeliverError::Connection(e.to_string()))?;

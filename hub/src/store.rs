@@ -719,7 +719,13 @@ impl Store {
                 });
             }
         }
+        if !ran.is_empty() {
+            gongwen_common::failpoint::hit("hub-escalation-before-commit");
+        }
         txn.commit()?;
+        if !ran.is_empty() {
+            gongwen_common::failpoint::hit("hub-escalation-committed");
+        }
         Ok(ran)
     }
 

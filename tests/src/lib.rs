@@ -518,17 +518,25 @@ pub struct HubProcess {
 impl HubProcess {
     /// Start `gongwen-hub serve` on `listen` and wait for its address.
     pub async fn start(net: &Net, listen: SocketAddr) -> HubProcess {
+        Self::start_armed(net, listen, None).await
+    }
+
+    /// Like [`HubProcess::start`], with a crash point armed
+    /// (`GONGWEN_FAILPOINT`, see `gongwen_common::failpoint`).
+    pub async fn start_armed(net: &Net, listen: SocketAddr, failpoint: Option<&str>) -> HubProcess {
         let config = net.hub_config(listen);
         let log = net.path().join(format!("hub-{}.log", std::process::id()));
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let _ = std::fs::remove_file(&log);
-            let mut child = std::process::Command::new(bin("gongwen-hub"))
-                .args(["serve", "--config"])
+            let mut cmd = std::process::Command::new(bin("gongwen-hub"));
+            cmd.args(["serve", "--config"])
                 .arg(&config.path)
-                .stderr(std::fs::File::create(&log).unwrap())
-                .spawn()
-                .unwrap();
+                .stderr(std::fs::File::create(&log).unwrap());
+            if let Some(point) = failpoint {
+                cmd.env("GONGWEN_FAILPOINT", point);
+            }
+            let mut child = cmd.spawn().unwrap();
             loop {
                 let text = std::fs::read_to_string(&log).unwrap_or_default();
                 if let Some(rest) = text.split("listening on ").nth(1) {
@@ -563,6 +571,29 @@ impl HubProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// Wait until the process ended by itself (an armed crash point).
+    pub async fn wait_crash(&mut self, what: &str) {
+        wait_exit(&mut self.child, what).await;
+    }
+}
+
+async fn wait_exit(child: &mut std::process::Child, what: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            assert!(
+                !status.success(),
+                "{what}: exited cleanly instead of crashing"
+            );
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: still running after {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 impl Drop for HubProcess {
@@ -582,18 +613,28 @@ impl AgentProcess {
     /// Start `gongwen-agent run` for `id` against the hub at `hub`. Does
     /// not wait for the link: the hub may itself be down at the moment.
     pub fn start(net: &Net, id: &str, hub: SocketAddr) -> AgentProcess {
+        Self::start_armed(net, id, hub, None)
+    }
+
+    /// Like [`AgentProcess::start`], with a crash point armed.
+    pub fn start_armed(
+        net: &Net,
+        id: &str,
+        hub: SocketAddr,
+        failpoint: Option<&str>,
+    ) -> AgentProcess {
         let config = net.agent_config(id, hub);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(net.path().join(format!("{id}.log")))
             .unwrap();
-        let child = std::process::Command::new(bin("gongwen-agent"))
-            .args(["run", "--config"])
-            .arg(&config.path)
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let mut cmd = std::process::Command::new(bin("gongwen-agent"));
+        cmd.args(["run", "--config"]).arg(&config.path).stderr(log);
+        if let Some(point) = failpoint {
+            cmd.env("GONGWEN_FAILPOINT", point);
+        }
+        let child = cmd.spawn().unwrap();
         AgentProcess {
             child,
             id: id.to_owned(),
@@ -604,6 +645,11 @@ impl AgentProcess {
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Wait until the process ended by itself (an armed crash point).
+    pub async fn wait_crash(&mut self, what: &str) {
+        wait_exit(&mut self.child, what).await;
     }
 }
 

@@ -70,8 +70,15 @@ async fn hub_ready(hub: &HubProcess, units: usize) {
 
 /// `delivered` receipts the sender at `root` holds.
 async fn receipts_back(root: &Path) -> usize {
-    agent_status(root)
-        .await
+    // The agent may be restarting (no control socket yet): count nothing.
+    let socket = gongwen_agent::state::Folders::new(root).control_socket();
+    let request = gongwen_agent::control::Request::Status { doc: None };
+    let Ok(v) = gongwen_agent::control::query(&socket, &request).await else {
+        return 0;
+    };
+    let status: Vec<gongwen_agent::control::DocStatus> =
+        serde_json::from_value(v).unwrap_or_default();
+    status
         .iter()
         .flat_map(|d| d.recipients.iter())
         .filter(|r| r.receipts.contains(&ReceiptKind::Delivered))
@@ -467,4 +474,160 @@ async fn documents_cross_a_lossy_reordering_link_that_is_cut_intact_and_once_eac
         dropped > 0,
         "the relay lost nothing: the test tested nothing"
     );
+}
+
+/// Wait until harbin-gov holds every one of `sent` from prov-gov exactly
+/// once and prov-gov holds a delivered receipt for each.
+async fn settled_exactly_once(net: &Net, sent: &[Vec<u8>], after: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = inbox_bodies(&net.root("harbin-gov"), "prov-gov");
+        let receipts = receipts_back(&net.root("prov-gov")).await;
+        if got.values().sum::<usize>() >= sent.len() && receipts >= sent.len() {
+            for b in sent {
+                assert_eq!(
+                    got.get(b),
+                    Some(&1),
+                    "after {after}: a document not exactly once"
+                );
+            }
+            assert_eq!(got.len(), sent.len(), "after {after}: unexpected documents");
+            assert_eq!(receipts, sent.len(), "after {after}: receipts");
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "after {after}: {} of {} documents, {receipts} receipts",
+            got.values().sum::<usize>(),
+            sent.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_at_each_sharp_moment_loses_and_doubles_nothing() {
+    let net = Net::new();
+    for id in ["prov-gov", "harbin-gov"] {
+        net.issue(id, Role::Node);
+    }
+    let mut hub = HubProcess::start(&net, "127.0.0.1:0".parse().unwrap()).await;
+    let addr = hub.addr;
+    let mut prov = AgentProcess::start(&net, "prov-gov", addr);
+    let mut harbin = AgentProcess::start(&net, "harbin-gov", addr);
+    hub_ready(&hub, 2).await;
+    // Several 256 KiB chunks, so a crash can land mid-delivery.
+    let doc = |tag: &str| -> Vec<u8> {
+        let mut b = tag.as_bytes().to_vec();
+        b.extend((0..2_000_000u32).map(|k| (k % 241) as u8));
+        b
+    };
+    let mut sent = Vec::new();
+    for point in [
+        "hub-upload-written",      // received, not yet synced
+        "hub-upload-synced",       // synced, not yet recorded
+        "hub-accepted-committed",  // recorded, `accepted` not yet sent
+        "hub-deliver-mid-content", // halfway through a delivery
+        "hub-receipt-recorded",    // delivered receipt recorded, not forwarded
+    ] {
+        hub.kill9();
+        hub = HubProcess::start_armed(&net, addr, Some(point)).await;
+        let b = doc(point);
+        net.drop_file("prov-gov", "harbin-gov", &format!("{point}.bin"), &b);
+        sent.push(b);
+        hub.wait_crash(point).await;
+        hub = HubProcess::start(&net, addr).await;
+        settled_exactly_once(&net, &sent, point).await;
+    }
+    for (point, who) in [
+        ("agent-sent-accepted", "prov-gov"),   // accepted, not yet filed
+        ("agent-inbox-written", "harbin-gov"), // inbox copy written, not recorded
+    ] {
+        let agent = if who == "prov-gov" {
+            &mut prov
+        } else {
+            &mut harbin
+        };
+        agent.kill9();
+        *agent = AgentProcess::start_armed(&net, who, addr, Some(point));
+        let b = doc(point);
+        net.drop_file("prov-gov", "harbin-gov", &format!("{point}.bin"), &b);
+        sent.push(b);
+        agent.wait_crash(point).await;
+        *agent = AgentProcess::start(&net, who, addr);
+        settled_exactly_once(&net, &sent, point).await;
+    }
+    let filed = std::fs::read_dir(net.root("prov-gov").join("sent"))
+        .unwrap()
+        .count();
+    assert_eq!(filed, sent.len(), "each document filed once under sent/");
+}
+
+async fn urge_count(root: &Path, title: &str) -> Option<u32> {
+    let v = gongwen_tests::ask_agent(
+        root,
+        &gongwen_agent::control::Request::Inbox { pending: false },
+    )
+    .await
+    .ok()?;
+    let rows: Vec<gongwen_agent::clerk::InboxRow> = serde_json::from_value(v).ok()?;
+    rows.into_iter()
+        .find(|r| r.title == title)
+        .map(|r| r.urge_count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_during_an_escalation_step_runs_it_exactly_once() {
+    let net = Net::new();
+    for id in ["prov-gov", "harbin-gov"] {
+        net.issue(id, Role::Node);
+    }
+    let mut hub = HubProcess::start(&net, "127.0.0.1:0".parse().unwrap()).await;
+    let addr = hub.addr;
+    let _prov = net.start_agent("prov-gov", addr);
+    let harbin = net.root("harbin-gov");
+    let _harbin = net.start_agent("harbin-gov", addr);
+    hub_ready(&hub, 2).await;
+    for point in [
+        "hub-escalation-before-commit", // the urge step computed, not recorded
+        "hub-escalation-committed",     // recorded, the notice not yet pushed
+    ] {
+        hub.kill9();
+        hub = HubProcess::start_armed(&net, addr, Some(point)).await;
+        // Due in two seconds; harbin-gov never signs for it.
+        net.sidecar(
+            "prov-gov",
+            "harbin-gov",
+            &format!("{point}.txt"),
+            "deadline = \"2s\"\n",
+        );
+        net.drop_file(
+            "prov-gov",
+            "harbin-gov",
+            &format!("{point}.txt"),
+            b"sign for this",
+        );
+        hub.wait_crash(point).await;
+        hub = HubProcess::start(&net, addr).await;
+        let deadline = tokio::time::Instant::now() + gongwen_tests::WAIT;
+        while urge_count(&harbin, point).await != Some(1) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{point}: urge count {:?}\nhub log:\n{}",
+                urge_count(&harbin, point).await,
+                std::fs::read_to_string(&hub.log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Another restart does not run the step again.
+        hub.kill9();
+        hub = HubProcess::start(&net, addr).await;
+        hub_ready(&hub, 2).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            urge_count(&harbin, point).await,
+            Some(1),
+            "{point}: urged twice"
+        );
+    }
 }
