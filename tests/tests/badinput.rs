@@ -260,3 +260,92 @@ async fn a_damaged_hub_store_stops_the_hub_with_a_clear_message_and_is_not_repla
         std::fs::write(&store, &bytes).unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drops_without_a_recipient_and_bad_sidecars_are_refused_with_reasons() {
+    let (net, _hub, _prov, _harbin) = two_units().await;
+    let root = net.root("prov-gov");
+    // No recipient at all: dropped straight into outbox/.
+    std::fs::write(net.path().join("stray.tmp"), b"where to?").unwrap();
+    std::fs::rename(
+        net.path().join("stray.tmp"),
+        root.join("outbox").join("stray.txt"),
+    )
+    .unwrap();
+    // Addressed only to the sending unit itself.
+    net.drop_file("prov-gov", "prov-gov", "self.txt", b"to myself");
+    // A sidecar that is not TOML, and one with a key nobody knows.
+    net.sidecar(
+        "prov-gov",
+        "harbin-gov",
+        "broken.txt",
+        "title = \"unclosed\n",
+    );
+    net.drop_file("prov-gov", "harbin-gov", "broken.txt", b"x");
+    net.sidecar(
+        "prov-gov",
+        "harbin-gov",
+        "unknown.txt",
+        "titel = \"typo\"\n",
+    );
+    net.drop_file("prov-gov", "harbin-gov", "unknown.txt", b"y");
+
+    let stray = failed_reason(&root, "stray.txt").await;
+    assert!(stray.contains("outbox/<recipient>/"), "{stray}");
+    let own = failed_reason(&root, "self.txt").await;
+    assert!(own.contains("besides this unit itself"), "{own}");
+    let broken = failed_reason(&root, "broken.txt").await;
+    assert!(broken.contains("broken.txt.meta.toml"), "{broken}");
+    let unknown = failed_reason(&root, "unknown.txt").await;
+    assert!(unknown.contains("titel"), "{unknown}");
+    // Nothing was sent, and the refused files are all kept.
+    for name in ["stray.txt", "self.txt", "broken.txt", "unknown.txt"] {
+        assert!(root.join("failed").join(name).exists(), "{name} kept");
+    }
+    assert!(gongwen_tests::inbox_docs(&net.root("harbin-gov"), "prov-gov").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_files_dropped_at_once_all_arrive_once() {
+    // GONGWEN_FLOOD_FILES=10000 for the full case; CI uses fewer.
+    let n: usize = std::env::var("GONGWEN_FLOOD_FILES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let (net, _hub, _prov, _harbin) = two_units().await;
+    let staging = net.path().join("flood");
+    std::fs::create_dir_all(&staging).unwrap();
+    for i in 0..n {
+        std::fs::write(staging.join(format!("{i:05}.txt")), format!("document {i}")).unwrap();
+    }
+    let outbox = net.root("prov-gov").join("outbox").join("harbin-gov");
+    std::fs::create_dir_all(&outbox).unwrap();
+    for i in 0..n {
+        let name = format!("{i:05}.txt");
+        std::fs::rename(staging.join(&name), outbox.join(&name)).unwrap();
+    }
+    let inbox = net.root("harbin-gov");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(150);
+    loop {
+        if gongwen_tests::inbox_docs(&inbox, "prov-gov").len() >= n {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {n} arrived",
+            gongwen_tests::inbox_docs(&inbox, "prov-gov").len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for d in gongwen_tests::inbox_docs(&inbox, "prov-gov") {
+        for f in std::fs::read_dir(&d).unwrap().flatten() {
+            if f.file_name() != "metadata.json" {
+                let body = std::fs::read_to_string(f.path()).unwrap();
+                assert!(seen.insert(body.clone()), "twice: {body}");
+            }
+        }
+    }
+    assert_eq!(seen.len(), n);
+    gongwen_tests::wait_all_delivered(&net.root("prov-gov"), n).await;
+}
