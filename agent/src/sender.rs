@@ -2,13 +2,14 @@
 //! (resuming where an earlier attempt stopped), and file it under `sent/`
 //! once the hub's `accepted` receipt is durable here.
 
-use std::io::{Read, Write};
-use std::path::Path;
+use std::io::{Read, Seek};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use gongwen_common::envelope::{
-    CHUNK_LEN, ContentKey, ContentSealer, DocMeta, FileEntry, KeyBinding, SealedHeader, seal_header,
+    CHUNK_LEN, ContentKey, ContentSealer, DocMeta, FileEntry, KeyBinding, SealedHeader, TAG_LEN,
+    seal_header,
 };
 use gongwen_common::fsutil::{sync_dir, write_atomic};
 use gongwen_common::pki::serial_hex;
@@ -29,7 +30,6 @@ use crate::store::SentRecord;
 /// How long the hub may take to check and store a document after its last
 /// byte (hashing and fsync of a large document).
 const ACCEPT_TIMEOUT: Duration = Duration::from_secs(600);
-const IO_CHUNK: usize = 256 * 1024;
 
 /// Why sending stopped.
 #[derive(Debug)]
@@ -244,8 +244,12 @@ async fn address_and_seal(
         .map_err(later)?
 }
 
-/// Encrypt the files into `content` and write the signed `header` (last,
-/// so a header on disk means the document is sealed).
+/// Seal the document without writing its ciphertext: encrypt the files
+/// once to hash the ciphertext for the signed header, keep the content key
+/// in the spool, and write the `header` last (a header on disk means the
+/// document is sealed). The upload encrypts the files again as it sends —
+/// the same ciphertext, since the nonces depend only on the chunk index —
+/// instead of reading back a second copy of the whole document from disk.
 fn seal(
     ctx: &AgentContext,
     dir: &Path,
@@ -258,19 +262,12 @@ fn seal(
     let key = ContentKey::generate().map_err(later)?;
     let plain_len = draft.size();
     let mut sealer = ContentSealer::new(&key, doc_id, plain_len).map_err(later)?;
-    let part = dir.join("content.part");
-    let mut out =
-        std::io::BufWriter::with_capacity(IO_CHUNK, std::fs::File::create(&part).map_err(later)?);
     let mut content_hash = ring::digest::Context::new(&ring::digest::SHA256);
     let mut entries = Vec::new();
     let mut chunk: Vec<u8> = Vec::with_capacity(CHUNK_LEN + 16);
-    let mut flush = |chunk: &mut Vec<u8>,
-                     sealer: &mut ContentSealer,
-                     out: &mut std::io::BufWriter<std::fs::File>|
-     -> Result<(), SendError> {
+    let mut flush = |chunk: &mut Vec<u8>, sealer: &mut ContentSealer| -> Result<(), SendError> {
         sealer.seal_chunk(chunk).map_err(later)?;
         content_hash.update(chunk);
-        out.write_all(chunk).map_err(later)?;
         chunk.clear();
         Ok(())
     };
@@ -299,7 +296,7 @@ fn seal(
                 )));
             }
             if chunk.len() == CHUNK_LEN {
-                flush(&mut chunk, &mut sealer, &mut out)?;
+                flush(&mut chunk, &mut sealer)?;
             }
         }
         if size != f.size {
@@ -318,12 +315,9 @@ fn seal(
         });
     }
     if !sealer.is_finished() {
-        flush(&mut chunk, &mut sealer, &mut out)?;
+        flush(&mut chunk, &mut sealer)?;
     }
-    let file = out.into_inner().map_err(|e| later(e.error()))?;
-    file.sync_all().map_err(later)?;
-    drop(file);
-    std::fs::rename(&part, dir.join("content")).map_err(later)?;
+    write_atomic(&dir.join("key"), &key.to_bytes(), 0o600).map_err(later)?;
     let mut digest = [0u8; 32];
     digest.copy_from_slice(content_hash.finish().as_ref());
     let meta = DocMeta {
@@ -343,8 +337,6 @@ fn seal(
     };
     let st = seal_header(meta, &key, keys, digest, &ctx.signer)
         .map_err(|e| SendError::Permanent(e.to_string()))?;
-    // Durable with its folder entry (write_atomic syncs the folder, which
-    // also covers the rename of `content` above).
     write_atomic(&dir.join("header"), &st.encode(), 0o600).map_err(later)?;
     info!(doc = %doc_id, "sealed for {} recipients", keys.len());
     Ok(())
@@ -381,11 +373,11 @@ async fn upload(
     ctx: &AgentContext,
 ) -> Result<Vec<u8>, SendError> {
     let header = tokio::fs::read(dir.join("header")).await.map_err(later)?;
+    let sealed = SealedHeader::parse(&header).map_err(|e| SendError::Permanent(e.to_string()))?;
+    let content_len = sealed.header.content_len;
+    // Sealed by an earlier version, the ciphertext itself is in the spool.
     let content_path = dir.join("content");
-    let content_len = tokio::fs::metadata(&content_path)
-        .await
-        .map_err(later)?
-        .len();
+    let stored = tokio::fs::try_exists(&content_path).await.unwrap_or(false);
     let conn_err = |e: &dyn std::fmt::Display| SendError::Connection(e.to_string());
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| conn_err(&e))?;
     write_message(
@@ -412,7 +404,21 @@ async fn upload(
     }
     // One blocking thread reads the sealed content; chunks go to QUIC
     // without another copy or a thread hand-off per read.
-    let mut chunks = read_file_chunks(content_path, offset);
+    let mut chunks = if stored {
+        read_file_chunks(content_path, offset)
+    } else {
+        let key = tokio::fs::read(dir.join("key")).await.map_err(later)?;
+        let key: [u8; 32] = key
+            .try_into()
+            .map_err(|_| SendError::Permanent("the spool's content key is damaged".into()))?;
+        encrypt_files(
+            dir.join("files"),
+            sealed.header.meta.files.clone(),
+            ContentKey::from_bytes(key),
+            doc_id,
+            offset,
+        )
+    };
     let mut sent = offset;
     while let Some(chunk) = chunks.recv().await {
         let chunk = chunk.map_err(later)?;
@@ -442,6 +448,93 @@ async fn upload(
         Message::Accepted { receipt } => Ok(receipt),
         Message::Error { code, message } => Err(refused(code, message)),
         other => Err(SendError::Later(format!("unexpected answer {other:?}"))),
+    }
+}
+
+/// Encrypt the document's files (in `files_dir`, in header order) on a
+/// blocking thread, from ciphertext byte `offset` on, in chunks for QUIC.
+fn encrypt_files(
+    files_dir: PathBuf,
+    files: Vec<FileEntry>,
+    key: ContentKey,
+    doc_id: DocId,
+    offset: u64,
+) -> tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = encrypt_into(&files_dir, &files, &key, doc_id, offset, &tx) {
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    rx
+}
+
+fn encrypt_into(
+    files_dir: &Path,
+    files: &[FileEntry],
+    key: &ContentKey,
+    doc_id: DocId,
+    offset: u64,
+    tx: &tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
+) -> std::io::Result<()> {
+    let invalid = |e: gongwen_common::envelope::EnvelopeError| std::io::Error::other(e.to_string());
+    let plain_len: u64 = files.iter().map(|f| f.size).sum();
+    let sealed_chunk = (CHUNK_LEN + TAG_LEN) as u64;
+    let index = offset / sealed_chunk;
+    let mut skip = (offset % sealed_chunk) as usize;
+    let mut sealer = ContentSealer::starting_at(key, doc_id, plain_len, index).map_err(invalid)?;
+    // Where chunk `index` starts among the concatenated files.
+    let mut at = index * CHUNK_LEN as u64;
+    let mut current = 0;
+    while current < files.len() && at >= files[current].size {
+        at -= files[current].size;
+        current += 1;
+    }
+    // The open file and how much of it the header covers from here on:
+    // never more, so a file that grew in the spool cannot slip bytes in.
+    let mut file: Option<(std::fs::File, u64)> = None;
+    let mut left = plain_len - index * CHUNK_LEN as u64;
+    loop {
+        let want = left.min(CHUNK_LEN as u64) as usize;
+        let mut chunk = Vec::with_capacity(want + TAG_LEN);
+        while chunk.len() < want {
+            let (f, in_file) = match file.as_mut() {
+                Some(open) if open.1 > 0 => open,
+                Some(_) => {
+                    file = None;
+                    current += 1;
+                    continue;
+                }
+                None => {
+                    let entry = files.get(current).ok_or_else(|| {
+                        std::io::Error::other("the spool holds less than the header says")
+                    })?;
+                    let mut f = std::fs::File::open(files_dir.join(&entry.name))?;
+                    f.seek(std::io::SeekFrom::Start(at))?;
+                    let in_file = entry.size - at;
+                    at = 0;
+                    file.insert((f, in_file))
+                }
+            };
+            let start = chunk.len();
+            let room = (want - start).min(usize::try_from(*in_file).unwrap_or(usize::MAX));
+            chunk.resize(start + room, 0);
+            let n = f.read(&mut chunk[start..])?;
+            chunk.truncate(start + n);
+            if n == 0 {
+                return Err(std::io::Error::other(
+                    "a file in the spool is shorter than when it was sealed",
+                ));
+            }
+            *in_file -= n as u64;
+        }
+        left -= want as u64;
+        sealer.seal_chunk(&mut chunk).map_err(invalid)?;
+        let bytes = bytes::Bytes::from(chunk).slice(skip..);
+        skip = 0;
+        if tx.blocking_send(Ok(bytes)).is_err() || sealer.is_finished() {
+            return Ok(());
+        }
     }
 }
 

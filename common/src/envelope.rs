@@ -615,6 +615,17 @@ impl std::fmt::Debug for ContentKey {
 }
 
 impl ContentKey {
+    /// The raw key, for the sender's own spool only: it re-encrypts the
+    /// document's files when an upload resumes (they lie beside it in
+    /// plaintext, so keeping the key there exposes nothing more).
+    pub fn to_bytes(&self) -> [u8; 32] {
+        self.0
+    }
+
+    pub fn from_bytes(bytes: [u8; 32]) -> ContentKey {
+        ContentKey(bytes)
+    }
+
     pub fn generate() -> Result<ContentKey, EnvelopeError> {
         let mut k = [0u8; 32];
         SystemRandom::new()
@@ -720,6 +731,31 @@ impl ContentSealer {
             doc_id,
             index: 0,
             remaining: plain_len,
+            finished: false,
+        })
+    }
+
+    /// A sealer that continues at chunk `index` of the same content: the
+    /// nonces depend only on the index, so it produces the same ciphertext
+    /// from there on as the sealer that started at 0.
+    pub fn starting_at(
+        key: &ContentKey,
+        doc_id: DocId,
+        plain_len: u64,
+        index: u64,
+    ) -> Result<Self, EnvelopeError> {
+        let skipped = index.saturating_mul(CHUNK_LEN as u64);
+        if skipped > plain_len || (skipped == plain_len && plain_len > 0) {
+            return Err(EnvelopeError::ContentLength {
+                expected: plain_len,
+                got: skipped,
+            });
+        }
+        Ok(ContentSealer {
+            key: key.aead()?,
+            doc_id,
+            index,
+            remaining: plain_len - skipped,
             finished: false,
         })
     }
@@ -1106,6 +1142,40 @@ pub(crate) mod tests {
             at = end;
         }
         Ok(out)
+    }
+
+    #[test]
+    fn a_sealer_started_at_a_later_chunk_continues_with_the_same_ciphertext() {
+        let key = ContentKey::generate().unwrap();
+        let doc_id = DocId::generate();
+        let plain: Vec<u8> = (0..(CHUNK_LEN * 3 + 1000))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let seal_from = |index: usize| {
+            let mut s =
+                ContentSealer::starting_at(&key, doc_id, plain.len() as u64, index as u64).unwrap();
+            let mut out = Vec::new();
+            for c in plain[index * CHUNK_LEN..].chunks(CHUNK_LEN) {
+                let mut c = c.to_vec();
+                s.seal_chunk(&mut c).unwrap();
+                out.extend(c);
+            }
+            assert!(s.is_finished());
+            out
+        };
+        let whole = seal_from(0);
+        let mut fresh = ContentSealer::new(&key, doc_id, plain.len() as u64).unwrap();
+        let mut first = plain[..CHUNK_LEN].to_vec();
+        fresh.seal_chunk(&mut first).unwrap();
+        assert_eq!(&whole[..first.len()], first.as_slice());
+        for index in 1..=3 {
+            assert_eq!(
+                seal_from(index),
+                whole[index * (CHUNK_LEN + TAG_LEN)..],
+                "from chunk {index}"
+            );
+        }
+        assert!(ContentSealer::starting_at(&key, doc_id, plain.len() as u64, 5).is_err());
     }
 
     #[test]

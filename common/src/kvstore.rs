@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 #[non_exhaustive]
 pub enum StoreError {
     #[error(
-        "the store {path} cannot be opened: {detail}. It is left exactly as it is; restore it from a backup (moving it away would start an empty store and lose its records)"
+        "the store {path} cannot be opened: {detail}. It is not replaced; restore it from a backup (moving it away would start an empty store and lose its records)"
     )]
     Open { path: String, detail: String },
     #[error(
