@@ -293,11 +293,26 @@ pub fn claim(folders: &Folders, drop: &Drop) -> std::io::Result<DocId> {
     if has_sidecar {
         std::fs::rename(&sidecar, dir.join("meta.toml"))?;
     }
-    if drop.is_folder {
-        std::fs::rename(&drop.path, dir.join("files"))?;
+    let moved = if drop.is_folder {
+        std::fs::rename(&drop.path, dir.join("files"))
     } else {
-        std::fs::create_dir(dir.join("files"))?;
-        std::fs::rename(&drop.path, dir.join("files").join(&drop.name))?;
+        std::fs::create_dir(dir.join("files"))
+            .and_then(|()| std::fs::rename(&drop.path, dir.join("files").join(&drop.name)))
+    };
+    if let Err(e) = moved {
+        // Gone (or unreadable) between the scan and the claim: undo the
+        // claim at once, the sidecar back beside where the drop was.
+        if has_sidecar {
+            let _ = std::fs::rename(dir.join("meta.toml"), &sidecar);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(std::io::Error::new(
+            e.kind(),
+            format!(
+                "{} could not be taken from the outbox ({e}); nothing was sent",
+                drop.name
+            ),
+        ));
     }
     sync_dir(&dir)?;
     sync_dir(&folders.spool)?;
@@ -742,6 +757,36 @@ mod tests {
         )))));
         assert!(hints.take(&event(EventKind::Create(CreateKind::File))));
         assert!(hints.take(&event(EventKind::Any)));
+    }
+
+    #[test]
+    fn a_drop_that_vanishes_before_its_claim_leaves_no_half_claim() {
+        let d = tempfile::tempdir().unwrap();
+        let f = Folders::new(d.path());
+        f.create().unwrap();
+        let dir = f.outbox.join("harbin-gov");
+        std::fs::create_dir(&dir).unwrap();
+        let file = dir.join("通知.pdf");
+        std::fs::write(&file, b"x").unwrap();
+        let sidecar = dir.join("通知.pdf.meta.toml");
+        std::fs::write(&sidecar, b"title = \"t\"").unwrap();
+        let drop = Drop {
+            to: "harbin-gov".into(),
+            name: "通知.pdf".into(),
+            path: file.clone(),
+            is_folder: false,
+            is_symlink: false,
+        };
+        // The clerk deletes it right after the scan saw it.
+        std::fs::remove_file(&file).unwrap();
+        let err = claim(&f, &drop).unwrap_err().to_string();
+        assert!(err.contains("could not be taken"), "{err}");
+        assert_eq!(
+            std::fs::read_dir(&f.spool).unwrap().count(),
+            0,
+            "a half claim remains"
+        );
+        assert!(sidecar.exists(), "the sidecar is back in the outbox");
     }
 
     #[test]
