@@ -317,7 +317,7 @@ fn seal(
     if !sealer.is_finished() {
         flush(&mut chunk, &mut sealer)?;
     }
-    write_atomic(&dir.join("key"), &key.to_bytes(), 0o600).map_err(later)?;
+    write_key(&dir.join("key"), &key.to_bytes()).map_err(later)?;
     let mut digest = [0u8; 32];
     digest.copy_from_slice(content_hash.finish().as_ref());
     let meta = DocMeta {
@@ -449,6 +449,24 @@ async fn upload(
         Message::Error { code, message } => Err(refused(code, message)),
         other => Err(SendError::Later(format!("unexpected answer {other:?}"))),
     }
+}
+
+/// Write the content key, synced but without its own folder sync: the
+/// header's `write_atomic` right after syncs the folder and so makes both
+/// entries durable, and without a header the key is never read (a seal
+/// interrupted before its header runs again and overwrites it).
+fn write_key(path: &Path, key: &[u8; 32]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(key)?;
+    f.sync_all()
 }
 
 /// Encrypt the document's files (in `files_dir`, in header order) on a
