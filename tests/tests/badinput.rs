@@ -332,7 +332,8 @@ async fn thousands_of_files_dropped_at_once_all_arrive_once() {
         std::fs::rename(staging.join(&name), outbox.join(&name)).unwrap();
     }
     let inbox = net.root("harbin-gov");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(150);
+    // A debug build on two busy cores manages ~20-30 documents a second.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60 + n as u64 / 10);
     loop {
         if gongwen_tests::inbox_docs(&inbox, "prov-gov").len() >= n {
             break;
