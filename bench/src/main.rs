@@ -196,7 +196,7 @@ async fn main() -> anyhow::Result<()> {
                 )
                 .vs(raw1_mbs, "A", up_mbs / raw1_mbs)
                 .target("≥ 0.9× A", up_mbs / raw1_mbs >= 0.9)
-                .note("includes claim and sealing to the spool"),
+                .note("includes the claim and the sealing pass"),
             );
             rows.push(
                 Row::new(
