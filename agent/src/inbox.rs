@@ -39,13 +39,6 @@ fn offset_path(ctx: &AgentContext, doc_id: DocId) -> PathBuf {
     ctx.folders.incoming.join(format!("{doc_id}.offset"))
 }
 
-fn durable_offset(ctx: &AgentContext, doc_id: DocId) -> u64 {
-    std::fs::read_to_string(offset_path(ctx, doc_id))
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 async fn error(send: &mut quinn::SendStream, code: ErrorCode, message: String) {
     let _ = write_message(send, &Message::Error { code, message }).await;
     let _ = send.finish();
@@ -91,15 +84,11 @@ pub async fn receive(
         return;
     }
     // Resume: keep what was made durable, cut anything after it.
-    let part = part_path(&ctx, doc_id);
-    let durable_at = {
-        let c = ctx.clone();
-        tokio::task::spawn_blocking(move || durable_offset(&c, doc_id))
-            .await
-            .unwrap_or(0)
-            .min(content_len)
+    let (part, offset_file) = (part_path(&ctx, doc_id), offset_path(&ctx, doc_id));
+    let opened = {
+        let offset_file = offset_file.clone();
+        tokio::task::spawn_blocking(move || open_download(&part, &offset_file, content_len)).await
     };
-    let opened = tokio::task::spawn_blocking(move || open_download(&part, durable_at)).await;
     let (file, offset) = match opened {
         Ok(Ok(f)) => f,
         Ok(Err(e)) => {
@@ -125,7 +114,6 @@ pub async fn receive(
     {
         return;
     }
-    let offset_file = offset_path(&ctx, doc_id);
     let (end, received, written) = receive_to_blocking(
         &mut recv,
         offset,
@@ -184,10 +172,19 @@ pub async fn receive(
     }
 }
 
-/// Open the download's partial file, keeping the first `durable` bytes if
-/// they are all there (else starting over). Returns the file positioned
-/// at the offset to resume from. Blocking.
-fn open_download(part: &Path, durable: u64) -> std::io::Result<(std::fs::File, u64)> {
+/// Open the download's partial file, keeping the bytes its offset file
+/// says were made durable if they are all there (else starting over).
+/// Returns the file positioned at the offset to resume from. Blocking.
+fn open_download(
+    part: &Path,
+    offset_file: &Path,
+    content_len: u64,
+) -> std::io::Result<(std::fs::File, u64)> {
+    let durable = std::fs::read_to_string(offset_file)
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        .min(content_len);
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)

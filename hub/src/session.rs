@@ -1132,7 +1132,7 @@ async fn forwarder(conn: quinn::Connection, node: NodeId, shared: Arc<Shared>, w
             }
             // The agent was slow or answered with an error: the receipt
             // stays queued; try again shortly rather than never.
-            warn!("receipt not taken by {node} ({e}); retrying");
+            warn!("receipt or notice not taken by {node} ({e}); retrying");
             tokio::time::sleep(RETRY_PAUSE).await;
         }
     }

@@ -451,14 +451,23 @@ pub async fn ask_hub(
 
 /// `gongwen-agent status --json` for the agent at `root`.
 pub async fn agent_status(root: &Path) -> Vec<gongwen_agent::control::DocStatus> {
+    try_agent_status(root)
+        .await
+        .unwrap_or_else(|e| panic!("status of {}: {e}", root.display()))
+}
+
+/// Like [`agent_status`], for an agent that may be down or restarting.
+pub async fn try_agent_status(
+    root: &Path,
+) -> Result<Vec<gongwen_agent::control::DocStatus>, String> {
     let socket = gongwen_agent::state::Folders::new(root).control_socket();
     let v = gongwen_agent::control::query(
         &socket,
         &gongwen_agent::control::Request::Status { doc: None },
     )
     .await
-    .unwrap();
-    serde_json::from_value(v).unwrap()
+    .map_err(|e| e.to_string())?;
+    serde_json::from_value(v).map_err(|e| e.to_string())
 }
 
 /// Wait until the sender at `root` holds `delivered` from every recipient
@@ -575,6 +584,26 @@ impl HubProcess {
     /// Wait until the process ended by itself (an armed crash point).
     pub async fn wait_crash(&mut self, what: &str) {
         wait_exit(&mut self.child, what).await;
+    }
+
+    /// Wait until `units` units are connected with a published key.
+    pub async fn wait_units(&self, units: usize) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let rows: Vec<NodeRow> = control::query(&self.data_dir, &Request::Nodes)
+                .await
+                .ok()
+                .and_then(|v| serde_json::from_value(v).ok())
+                .unwrap_or_default();
+            if rows.iter().filter(|r| r.can_receive && r.connected).count() == units {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "units never ready: {rows:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 

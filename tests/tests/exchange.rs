@@ -158,23 +158,7 @@ async fn the_hub_killed_after_accepted_and_restarted_still_delivers() {
     let _prov = net.start_agent("prov-gov", addr);
     let harbin = net.start_agent("harbin-gov", addr);
     // Both publish their keys; then the recipient goes away.
-    let deadline = tokio::time::Instant::now() + gongwen_tests::WAIT;
-    loop {
-        let rows: Vec<gongwen_hub::registry::NodeRow> =
-            gongwen_hub::control::query(&hub.data_dir, &gongwen_hub::control::Request::Nodes)
-                .await
-                .ok()
-                .and_then(|v| serde_json::from_value(v).ok())
-                .unwrap_or_default();
-        if rows.iter().filter(|r| r.can_receive && r.connected).count() == 2 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "units never ready: {rows:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    hub.wait_units(2).await;
     harbin.stop().await;
 
     net.drop_file("prov-gov", "harbin-gov", "请示.txt", b"survives SIGKILL");

@@ -48,37 +48,12 @@ fn inbox_bodies(root: &Path, sender: &str) -> BTreeMap<Vec<u8>, usize> {
     out
 }
 
-async fn hub_ready(hub: &HubProcess, units: usize) {
-    let deadline = tokio::time::Instant::now() + gongwen_tests::WAIT;
-    loop {
-        let rows: Vec<gongwen_hub::registry::NodeRow> =
-            gongwen_hub::control::query(&hub.data_dir, &gongwen_hub::control::Request::Nodes)
-                .await
-                .ok()
-                .and_then(|v| serde_json::from_value(v).ok())
-                .unwrap_or_default();
-        if rows.iter().filter(|r| r.can_receive && r.connected).count() == units {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "units never ready: {rows:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// `delivered` receipts the sender at `root` holds.
 async fn receipts_back(root: &Path) -> usize {
     // The agent may be restarting (no control socket yet): count nothing.
-    let socket = gongwen_agent::state::Folders::new(root).control_socket();
-    let request = gongwen_agent::control::Request::Status { doc: None };
-    let Ok(v) = gongwen_agent::control::query(&socket, &request).await else {
-        return 0;
-    };
-    let status: Vec<gongwen_agent::control::DocStatus> =
-        serde_json::from_value(v).unwrap_or_default();
-    status
+    gongwen_tests::try_agent_status(root)
+        .await
+        .unwrap_or_default()
         .iter()
         .flat_map(|d| d.recipients.iter())
         .filter(|r| r.receipts.contains(&ReceiptKind::Delivered))
@@ -108,7 +83,7 @@ async fn documents_survive_repeated_sigkills_of_the_hub_and_agents_exactly_once(
     let mut prov = AgentProcess::start(&net, "prov-gov", addr);
     let _harbin = AgentProcess::start(&net, "harbin-gov", addr);
     let mut daqing = AgentProcess::start(&net, "daqing-gov", addr);
-    hub_ready(&hub, 3).await;
+    hub.wait_units(3).await;
 
     let (mut from_prov, mut from_harbin) = (Vec::new(), Vec::new());
     let rounds = 12;
@@ -515,7 +490,7 @@ async fn a_crash_at_each_sharp_moment_loses_and_doubles_nothing() {
     let addr = hub.addr;
     let mut prov = AgentProcess::start(&net, "prov-gov", addr);
     let mut harbin = AgentProcess::start(&net, "harbin-gov", addr);
-    hub_ready(&hub, 2).await;
+    hub.wait_units(2).await;
     // Several 256 KiB chunks, so a crash can land mid-delivery.
     let doc = |tag: &str| -> Vec<u8> {
         let mut b = tag.as_bytes().to_vec();
@@ -587,7 +562,7 @@ async fn a_crash_during_an_escalation_step_runs_it_exactly_once() {
     let _prov = net.start_agent("prov-gov", addr);
     let harbin = net.root("harbin-gov");
     let _harbin = net.start_agent("harbin-gov", addr);
-    hub_ready(&hub, 2).await;
+    hub.wait_units(2).await;
     for point in [
         "hub-escalation-before-commit", // the urge step computed, not recorded
         "hub-escalation-committed",     // recorded, the notice not yet pushed
@@ -622,7 +597,7 @@ async fn a_crash_during_an_escalation_step_runs_it_exactly_once() {
         // Another restart does not run the step again.
         hub.kill9();
         hub = HubProcess::start(&net, addr).await;
-        hub_ready(&hub, 2).await;
+        hub.wait_units(2).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(
             urge_count(&harbin, point).await,
