@@ -151,6 +151,19 @@ impl std::fmt::Debug for Hub {
     }
 }
 
+/// Content every recipient already has, left behind by a crash between
+/// recording the last `delivered` receipt and removing the file.
+fn remove_delivered_content(spool: &Spool, store: &Store) -> std::io::Result<()> {
+    for doc_id in spool.stored()? {
+        if let Ok(Some(doc)) = store.doc(doc_id)
+            && doc.content_removed
+        {
+            std::fs::remove_file(spool.content(doc_id))?;
+        }
+    }
+    Ok(())
+}
+
 /// A UDP socket bound to `addr` with the receive buffer raised (the hub's, and
 /// the raw-QUIC benchmark baseline's, so both have the same socket settings).
 pub fn udp_socket(addr: SocketAddr) -> Result<UdpSocket, HubError> {
@@ -231,6 +244,7 @@ impl Hub {
         let fresh_ok = !Spool::holds_documents(&config.data_dir);
         let store = Store::open(&config.data_dir.join("store.redb"), fresh_ok)?;
         let spool = Spool::open(&config.data_dir).map_err(data_err(&config.data_dir))?;
+        remove_delivered_content(&spool, &store).map_err(data_err(&config.data_dir))?;
         let signer = Signer::new(&key, chain[0].clone())?;
         let audit = crate::audit::AuditLog::open(&config.data_dir.join("audit.log"))
             .map_err(data_err(&config.data_dir))?;

@@ -699,6 +699,11 @@ async fn record_receipt(
             .await?
     };
     gongwen_common::failpoint::hit("hub-receipt-recorded");
+    if recorded.content_done {
+        // Every recipient has it: the ciphertext has done its job. (A crash
+        // before this removal leaves a file the next start sweeps away.)
+        let _ = tokio::fs::remove_file(shared.spool.content(doc_id)).await;
+    }
     if recorded.new {
         if kind == ReceiptKind::Quarantined {
             warn!(doc = %doc_id, recipient = %from, "recipient quarantined the document");
@@ -706,15 +711,6 @@ async fn record_receipt(
         if let Some(w) = shared.registry().wake(&recorded.sender) {
             w.receipts.notify_one();
         }
-    }
-    if recorded.all_delivered && !doc.content_removed {
-        // Every recipient has it: the ciphertext has done its job.
-        let path = shared.spool.content(doc_id);
-        let _ = tokio::fs::remove_file(&path).await;
-        shared
-            .store
-            .run(move |s| s.mark_content_removed(doc_id))
-            .await?;
     }
     Ok(kind)
 }

@@ -44,6 +44,20 @@ impl Spool {
             .unwrap_or(false)
     }
 
+    /// Documents whose complete content is in the spool.
+    pub fn stored(&self) -> std::io::Result<Vec<DocId>> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&self.dir)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|x| x == "ct")
+                && let Some(Ok(id)) = path.file_stem().and_then(|s| s.to_str()).map(str::parse)
+            {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
     /// fsync the spool directory (after a rename into it).
     pub async fn sync(&self) -> std::io::Result<()> {
         let dir = self.dir.clone();

@@ -232,8 +232,10 @@ pub struct Recorded {
     /// False when the same receipt kind was already recorded.
     pub new: bool,
     pub sender: NodeId,
-    /// True when no recipient is still waiting for the content.
-    pub all_delivered: bool,
+    /// True when this receipt was the last one the content was kept for:
+    /// the document is marked as having no content in the same commit, and
+    /// the caller removes the spool file.
+    pub content_done: bool,
 }
 
 /// The hub's store; cheap to clone.
@@ -468,10 +470,20 @@ impl Store {
                     }
                 }
             }
+            drop(delivery);
+            // Marked in the receipt's own commit: whoever sees the receipt
+            // (the sender it is forwarded to, a supervisor) sees the hub no
+            // longer keeping the content.
+            let content_done = all_delivered && !doc.content_removed;
+            if content_done {
+                let mut doc = doc.clone();
+                doc.content_removed = true;
+                txn.open_table(DOCS)?.insert(key, json(&doc)?.as_slice())?;
+            }
             Recorded {
                 new,
                 sender: doc.sender.clone(),
-                all_delivered,
+                content_done,
             }
         };
         txn.commit()?;
@@ -803,23 +815,5 @@ impl Store {
             }
         }
         Ok(out)
-    }
-
-    pub fn mark_content_removed(&self, doc_id: DocId) -> Result<(), StoreError> {
-        let key = doc_id.as_bytes().as_slice();
-        let txn = self.db.begin_write()?;
-        {
-            let mut t = txn.open_table(DOCS)?;
-            let doc = t
-                .get(key)?
-                .map(|g| parse::<DocRecord>(g.value()))
-                .transpose()?;
-            if let Some(mut doc) = doc {
-                doc.content_removed = true;
-                t.insert(key, json(&doc)?.as_slice())?;
-            }
-        }
-        txn.commit()?;
-        Ok(())
     }
 }

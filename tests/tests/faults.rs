@@ -514,6 +514,26 @@ async fn a_crash_at_each_sharp_moment_loses_and_doubles_nothing() {
         hub = HubProcess::start(&net, addr).await;
         settled_exactly_once(&net, &sent, point).await;
     }
+    // Everyone has everything, so the hub keeps no content, including the
+    // file the last crash left between recording the receipt and removing it.
+    let spool = hub.data_dir.join("spool");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let kept: Vec<_> = std::fs::read_dir(&spool)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().extension().is_some_and(|x| x == "ct"))
+            .map(|e| e.file_name())
+            .collect();
+        if kept.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the hub still keeps delivered content: {kept:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     for (point, who) in [
         ("agent-sent-accepted", "prov-gov"),   // accepted, not yet filed
         ("agent-inbox-written", "harbin-gov"), // inbox copy written, not recorded
