@@ -19,7 +19,6 @@ use time::OffsetDateTime;
 use tracing::{info, warn};
 
 use crate::context::AgentContext;
-use crate::outbox::now_ms;
 use crate::store::{ReceivedRecord, ReceivedState, StoreError};
 
 /// Why a clerk's act was refused; nothing changed.
@@ -98,7 +97,7 @@ pub fn answer(
     }
     let digest = parse_digest(&rec.digest).ok_or(ActError::Unknown(doc_id))?;
     let me = ctx.node_id().clone();
-    let now = now_ms();
+    let now = ctx.now_ms();
     let receipt = Receipt {
         doc_id,
         kind,

@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gongwen_common::NodeId;
+use gongwen_common::clock::Clock;
 use gongwen_common::config::AgentConfig;
-use gongwen_common::pki::{self, CertChecker, CertIdentity, Crl, Role};
+use gongwen_common::pki::{self, CertIdentity, Role};
 use gongwen_common::signed::Signer;
 use gongwen_common::stream::{READ_TIMEOUT, read_message, write_message};
 use gongwen_common::tls::agent_client_config;
 use gongwen_common::wire::{Message, PROTOCOL_VERSION};
-use time::OffsetDateTime;
 use tokio::sync::watch;
 use tracing::{Instrument, error, info, info_span, warn};
 
@@ -68,6 +68,12 @@ impl Agent {
     /// Load the agent's certificate and key and check them against the
     /// configuration.
     pub fn new(config: AgentConfig) -> Result<Agent, AgentError> {
+        Self::with_clock(config, gongwen_common::clock::system())
+    }
+
+    /// As [`Agent::new`], with this machine's clock given (tests of a unit
+    /// whose clock is off).
+    pub fn with_clock(config: AgentConfig, clock: Arc<dyn Clock>) -> Result<Agent, AgentError> {
         let chain = pki::load_certs(&config.tls.cert)?;
         let key = pki::load_private_key(&config.tls.key)?;
         let ca = pki::load_certs(&config.tls.ca)?.remove(0);
@@ -84,7 +90,7 @@ impl Agent {
                 path: config.tls.cert.clone(),
             });
         }
-        let now = OffsetDateTime::now_utc();
+        let now = clock.now();
         if now > identity.not_after {
             error!(
                 "our certificate {} expired at {}; the hub will refuse it: ask the administrator for a new one",
@@ -93,19 +99,19 @@ impl Agent {
             );
         }
         let signer = Signer::new(&key, chain[0].clone())?;
-        let client = agent_client_config(chain, key, &ca)?;
+        let client = agent_client_config(chain, key, &ca, clock.clone())?;
         let folders = Folders::new(&config.root);
         folders.create()?;
         // First, so a second agent on this root is told so plainly.
         let control = control::bind(&folders.control_socket())?;
         let store = Store::open(&folders.store(), !folders.has_history())?;
+        // Claims a crash interrupted are undone now, before the outbox
+        // watcher or the control socket can claim anything.
+        outbox::recover(&folders).map_err(|source| AgentError::Dir {
+            path: folders.spool.clone(),
+            source,
+        })?;
         let enc_key = state::encryption_key(&folders.state)?;
-        // The last CRL the hub sent, if any; the hub sends a fresh one on
-        // every connection.
-        let crl = std::fs::read(folders.crl())
-            .ok()
-            .and_then(|der| Crl::parse(&der, &ca).ok());
-        let checker = CertChecker::new(&ca, crl.as_ref())?;
         let ctx = Arc::new(AgentContext::new(
             config.clone(),
             folders,
@@ -113,8 +119,8 @@ impl Agent {
             signer,
             enc_key,
             ca,
-            checker,
-        ));
+            clock,
+        )?);
         let (state, _) = watch::channel(LinkState::Starting);
         Ok(Agent {
             config,
@@ -251,8 +257,7 @@ impl Running {
                 hub_time_ms,
                 ..
             }) => {
-                let skew_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-                    - hub_time_ms;
+                let skew_ms = self.ctx.now_ms() - hub_time_ms;
                 if skew_ms.abs() > 60_000 {
                     warn!(
                         "this machine's clock is {:.0} s off the hub's; deadlines follow the hub's clock",

@@ -4,9 +4,10 @@
 use std::sync::{Arc, Mutex};
 
 use gongwen_common::NodeId;
+use gongwen_common::clock::Clock;
 use gongwen_common::config::AgentConfig;
 use gongwen_common::envelope::EncryptionKey;
-use gongwen_common::pki::{CertChecker, Crl};
+use gongwen_common::pki::{CertChecker, Crl, PkiError};
 use gongwen_common::signed::Signer;
 use rustls_pki_types::CertificateDer;
 use tokio::sync::Notify;
@@ -34,6 +35,9 @@ pub struct AgentContext {
     pub conn: Mutex<Option<quinn::Connection>>,
     /// Outbox scans since start (an idle agent must stay idle).
     pub outbox_scans: std::sync::atomic::AtomicU64,
+    /// This machine's clock: times the agent records and certificate
+    /// validity. (Deadlines follow the hub's clock, not this one.)
+    pub clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for AgentContext {
@@ -52,9 +56,15 @@ impl AgentContext {
         signer: Signer,
         enc_key: EncryptionKey,
         ca: CertificateDer<'static>,
-        checker: CertChecker,
-    ) -> Self {
-        AgentContext {
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, PkiError> {
+        // The last CRL the hub sent, if any; the hub sends a fresh one on
+        // every connection.
+        let crl = std::fs::read(folders.crl())
+            .ok()
+            .and_then(|der| Crl::parse(&der, &ca).ok());
+        let checker = CertChecker::new(&ca, crl.as_ref())?;
+        Ok(AgentContext {
             config,
             folders,
             store,
@@ -67,7 +77,13 @@ impl AgentContext {
             failures: Mutex::new(Default::default()),
             conn: Mutex::new(None),
             outbox_scans: Default::default(),
-        }
+            clock,
+        })
+    }
+
+    /// Milliseconds since the Unix epoch by this agent's clock.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     pub fn node_id(&self) -> &NodeId {

@@ -161,7 +161,7 @@ async fn answer(req: Request, ctx: &Arc<AgentContext>) -> Response {
                                 .unwrap_or_default(),
                         );
                     }
-                    let now = crate::outbox::now_ms();
+                    let now = ctx.now_ms();
                     if let Err(e) = ctx
                         .store
                         .run(move |s| s.mark_recalled(doc, &from, now))

@@ -9,7 +9,7 @@
 //! doc_number = "黑政发〔2026〕12号"
 //! doc_type   = "通知"
 //! urgency    = "urgent"                         # normal | urgent | extra-urgent (平件/加急/特急)
-//! deadline   = "2026-12-01T17:00:00+08:00"      # or a duration from now: "3d"
+//! deadline   = "2026-12-01T17:00:00+08:00"      # or a span after the hub accepts it: "3d"
 //! to         = ["daqing-gov"]                   # more main recipients
 //! cc         = ["prov-finance"]                 # copies (抄送)
 //! note       = "请于12月1日前反馈"
@@ -21,10 +21,11 @@
 
 use std::path::{Path, PathBuf};
 
-use gongwen_common::envelope::{FileKind, Operator, Urgency, check_file_name, check_secrecy};
+use gongwen_common::envelope::{
+    Deadline, FileKind, Operator, Urgency, check_file_name, check_secrecy,
+};
 use gongwen_common::timefmt::{parse_duration, parse_rfc3339};
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 
 /// The sidecar as written.
 #[derive(Debug, Default, Deserialize)]
@@ -121,7 +122,7 @@ pub struct Draft {
     pub doc_number: String,
     pub doc_type: String,
     pub urgency: Urgency,
-    pub deadline: Option<i64>,
+    pub deadline: Option<Deadline>,
     pub operator: Operator,
     pub note: String,
     pub files: Vec<DraftFile>,
@@ -141,17 +142,19 @@ pub fn parse_sidecar(name: &str, text: &str) -> Result<Sidecar, DraftError> {
     })
 }
 
-fn parse_deadline(v: &toml::Value, now: OffsetDateTime) -> Result<i64, DraftError> {
+fn parse_deadline(v: &toml::Value) -> Result<Deadline, DraftError> {
     let text = match v {
         toml::Value::String(s) => s.clone(),
         toml::Value::Datetime(d) => d.to_string(),
         other => return Err(DraftError::Deadline(other.to_string())),
     };
     if let Ok(t) = parse_rfc3339(&text) {
-        return Ok(t.unix_timestamp());
+        return Ok(Deadline::At(t.unix_timestamp()));
     }
+    // A span is sent as a span: the hub counts it from its acceptance by
+    // its own clock, whatever this machine's clock says.
     if let Ok(d) = parse_duration(&text) {
-        return Ok((now + d).unix_timestamp());
+        return Ok(Deadline::Within(d.as_secs()));
     }
     Err(DraftError::Deadline(text))
 }
@@ -173,7 +176,6 @@ pub fn build(
     is_folder: bool,
     files_dir: &Path,
     sidecar: Option<Sidecar>,
-    now: OffsetDateTime,
     limit: u64,
 ) -> Result<Draft, DraftError> {
     let sc = sidecar.unwrap_or_default();
@@ -184,11 +186,7 @@ pub fn build(
         Some(u) => Urgency::parse(u.trim()).ok_or_else(|| DraftError::Urgency(u.clone()))?,
         None => Urgency::Normal,
     };
-    let deadline = sc
-        .deadline
-        .as_ref()
-        .map(|d| parse_deadline(d, now))
-        .transpose()?;
+    let deadline = sc.deadline.as_ref().map(parse_deadline).transpose()?;
     let mut files = Vec::new();
     let read_err = |e: std::io::Error| DraftError::Unreadable(e.to_string());
     if is_folder {
@@ -284,10 +282,6 @@ pub fn build(
 mod tests {
     use super::*;
 
-    fn now() -> OffsetDateTime {
-        OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap()
-    }
-
     #[test]
     fn a_full_sidecar_is_understood() {
         let sc = parse_sidecar(
@@ -309,20 +303,11 @@ secrecy = "none"
         .unwrap();
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("通知.pdf"), b"%PDF").unwrap();
-        let draft = build(
-            "cities",
-            "通知.pdf",
-            false,
-            d.path(),
-            Some(sc),
-            now(),
-            1 << 30,
-        )
-        .unwrap();
+        let draft = build("cities", "通知.pdf", false, d.path(), Some(sc), 1 << 30).unwrap();
         assert_eq!(draft.to, vec!["cities", "daqing-gov"]);
         assert_eq!(draft.cc.len(), 2);
         assert_eq!(draft.urgency, Urgency::Urgent);
-        assert_eq!(draft.deadline, Some(1_700_000_000 + 3 * 86_400));
+        assert_eq!(draft.deadline, Some(Deadline::Within(3 * 86_400)));
         assert_eq!(draft.title, "关于做好冬季安全生产工作的通知");
         assert_eq!(draft.operator.name, "张三");
     }
@@ -337,7 +322,6 @@ secrecy = "none"
             false,
             d.path(),
             None,
-            now(),
             100,
         )
         .unwrap();
@@ -358,25 +342,25 @@ secrecy = "none"
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("a.txt"), b"x").unwrap();
         let sc = parse_sidecar("a.meta.toml", "secrecy = \"秘密\"").unwrap();
-        let e = build("h1", "a.txt", false, d.path(), Some(sc), now(), 100).unwrap_err();
+        let e = build("h1", "a.txt", false, d.path(), Some(sc), 100).unwrap_err();
         assert!(e.to_string().contains("non-classified"), "{e}");
         let sc = parse_sidecar("a.meta.toml", "urgency = \"asap\"").unwrap();
         assert!(matches!(
-            build("h1", "a.txt", false, d.path(), Some(sc), now(), 100),
+            build("h1", "a.txt", false, d.path(), Some(sc), 100),
             Err(DraftError::Urgency(_))
         ));
         let sc = parse_sidecar("a.meta.toml", "deadline = \"tomorrow\"").unwrap();
         assert!(matches!(
-            build("h1", "a.txt", false, d.path(), Some(sc), now(), 100),
+            build("h1", "a.txt", false, d.path(), Some(sc), 100),
             Err(DraftError::Deadline(_))
         ));
         std::fs::write(d.path().join("empty.txt"), b"").unwrap();
         assert_eq!(
-            build("h1", "empty.txt", false, d.path(), None, now(), 100),
+            build("h1", "empty.txt", false, d.path(), None, 100),
             Err(DraftError::Empty)
         );
         assert!(matches!(
-            build("h1", "a.txt", false, d.path(), None, now(), 0),
+            build("h1", "a.txt", false, d.path(), None, 0),
             Err(DraftError::TooLarge { .. })
         ));
     }
@@ -387,7 +371,7 @@ secrecy = "none"
         std::fs::write(d.path().join("附件1.xlsx"), b"1").unwrap();
         std::fs::write(d.path().join("正文.pdf"), b"2").unwrap();
         std::fs::write(d.path().join("附件2.docx"), b"3").unwrap();
-        let draft = build("cities", "冬季安全生产", true, d.path(), None, now(), 100).unwrap();
+        let draft = build("cities", "冬季安全生产", true, d.path(), None, 100).unwrap();
         assert_eq!(draft.title, "冬季安全生产");
         assert_eq!(draft.files[0].name, "正文.pdf");
         assert_eq!(draft.files[0].kind, FileKind::Main);
@@ -397,11 +381,11 @@ secrecy = "none"
                 .all(|f| f.kind == FileKind::Attachment)
         );
         let sc = parse_sidecar("x", "main = \"附件2.docx\"").unwrap();
-        let draft = build("cities", "x", true, d.path(), Some(sc), now(), 100).unwrap();
+        let draft = build("cities", "x", true, d.path(), Some(sc), 100).unwrap();
         assert_eq!(draft.files[0].name, "附件2.docx");
         let sc = parse_sidecar("x", "main = \"nope\"").unwrap();
         assert!(matches!(
-            build("cities", "x", true, d.path(), Some(sc), now(), 100),
+            build("cities", "x", true, d.path(), Some(sc), 100),
             Err(DraftError::MainMissing(_))
         ));
     }

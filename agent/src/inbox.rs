@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use gongwen_common::envelope::{
-    ContentKey, ContentOpener, EnvelopeError, FileEntry, SealedHeader, TAG_LEN,
+    ContentKey, ContentOpener, Deadline, EnvelopeError, FileEntry, SealedHeader, TAG_LEN,
 };
 use gongwen_common::fsutil::{sync_dir, write_atomic};
 use gongwen_common::receipt::{Receipt, ReceiptKind};
@@ -21,12 +21,10 @@ use gongwen_common::stream::{READ_TIMEOUT, write_message};
 use gongwen_common::transfer::{Batches, StreamEnd, receive_to_blocking};
 use gongwen_common::wire::{ErrorCode, Message};
 use gongwen_common::{DocId, NodeId};
-use time::OffsetDateTime;
 use tracing::{info, warn};
 
 use crate::context::AgentContext;
 use crate::metadata::MetadataJson;
-use crate::outbox::now_ms;
 use crate::store::{ReceivedRecord, ReceivedState};
 
 const IO_CHUNK: usize = 256 * 1024;
@@ -252,7 +250,7 @@ fn accept(
     header: &[u8],
     deadline: Option<i64>,
 ) -> Result<Vec<u8>, LocalError> {
-    match verify_and_write(ctx, doc_id, header) {
+    match verify_and_write(ctx, doc_id, header, deadline) {
         Ok((sealed, dir)) => {
             gongwen_common::failpoint::hit("agent-inbox-written");
             let meta = sealed.meta();
@@ -264,8 +262,8 @@ fn accept(
                 doc_number: meta.doc_number.clone(),
                 doc_type: meta.doc_type.clone(),
                 urgency: meta.urgency,
-                deadline: deadline.or(meta.deadline),
-                received_ms: now_ms(),
+                deadline,
+                received_ms: ctx.now_ms(),
                 state: ReceivedState::Delivered,
                 reason: None,
                 digest: gongwen_common::pki::serial_hex(&sealed.digest()),
@@ -305,6 +303,7 @@ fn verify_and_write(
     ctx: &AgentContext,
     doc_id: DocId,
     header: &[u8],
+    deadline: Option<i64>,
 ) -> Result<(SealedHeader, PathBuf), Verdict> {
     let sealed = SealedHeader::parse(header)?;
     let h = &sealed.header;
@@ -317,7 +316,7 @@ fn verify_and_write(
             .into(),
         );
     }
-    sealed.verify(Some(&ctx.checker()), OffsetDateTime::now_utc())?;
+    sealed.verify(Some(&ctx.checker()), ctx.clock.now())?;
     let key = ContentKey::unwrap(h, ctx.node_id(), &ctx.enc_key)?;
     let mut opener = ContentOpener::new(&key, h)?;
 
@@ -353,7 +352,7 @@ fn verify_and_write(
     if content_hash.finish().as_ref() != h.content_sha256 {
         return Err(EnvelopeError::ContentDigest.into());
     }
-    let meta_json = serde_json::to_vec_pretty(&MetadataJson::from_sealed(&sealed))
+    let meta_json = serde_json::to_vec_pretty(&MetadataJson::from_sealed(&sealed, deadline))
         .map_err(|e| Verdict::Local(LocalError::Io(std::io::Error::other(e))))?;
     // Also makes the folder's other entries durable (it syncs `tmp`).
     write_atomic(&tmp.join("metadata.json"), &meta_json, 0o644)?;
@@ -479,7 +478,7 @@ fn sign_receipt(
         recipient: me.clone(),
         issuer: me,
         doc_digest: digest,
-        time_ms: now_ms(),
+        time_ms: ctx.now_ms(),
         by: String::new(),
         reason: reason.to_owned(),
     }
@@ -547,8 +546,8 @@ fn quarantine(
         doc_number: meta.map(|m| m.doc_number.clone()).unwrap_or_default(),
         doc_type: meta.map(|m| m.doc_type.clone()).unwrap_or_default(),
         urgency: meta.map(|m| m.urgency).unwrap_or_default(),
-        deadline: meta.and_then(|m| m.deadline),
-        received_ms: now_ms(),
+        deadline: meta.and_then(|m| m.deadline).and_then(Deadline::at),
+        received_ms: ctx.now_ms(),
         state: ReceivedState::Quarantined,
         reason: Some(why.to_string()),
         digest: gongwen_common::pki::serial_hex(&digest),

@@ -43,7 +43,8 @@ fn time_of(secs: i64) -> String {
 }
 
 impl MetadataJson {
-    pub fn from_sealed(h: &SealedHeader) -> MetadataJson {
+    /// `deadline`: the acknowledgment deadline as the hub set it (Unix s).
+    pub fn from_sealed(h: &SealedHeader, deadline: Option<i64>) -> MetadataJson {
         let m = h.meta();
         MetadataJson {
             doc_id: m.doc_id,
@@ -54,7 +55,7 @@ impl MetadataJson {
             doc_number: m.doc_number.clone(),
             doc_type: m.doc_type.clone(),
             urgency: m.urgency,
-            deadline: m.deadline.map(time_of),
+            deadline: deadline.map(time_of),
             created_at: time_of(m.created_ms.div_euclid(1000)),
             operator: m.operator.clone(),
             note: m.note.clone(),

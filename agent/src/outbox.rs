@@ -331,6 +331,39 @@ pub fn read_claim(dir: &Path) -> std::io::Result<Claim> {
 /// The claimed documents in the spool, oldest first. Repairs claims a crash
 /// interrupted: a claim whose drop never moved is undone (the drop is still
 /// in the outbox and will be claimed again).
+/// Claims whose files are in the spool: what there is to send. Read-only,
+/// so it may run while the outbox is claiming more: a claim still being
+/// made is not listed and not touched (the claim wakes the sender when it
+/// is complete). Blocking.
+pub fn claimed(folders: &Folders) -> std::io::Result<Vec<DocId>> {
+    let mut ids = Vec::new();
+    for e in std::fs::read_dir(&folders.spool)? {
+        let e = e?;
+        let Ok(doc_id) = DocId::parse(&e.file_name().to_string_lossy()) else {
+            continue;
+        };
+        let dir = e.path();
+        let Ok(claim) = read_claim(&dir) else {
+            continue;
+        };
+        let files = dir.join("files");
+        let moved = if claim.is_folder {
+            files.is_dir()
+        } else {
+            files.join(&claim.name).exists()
+        };
+        if moved {
+            ids.push(doc_id);
+        }
+    }
+    ids.sort();
+    Ok(ids)
+}
+
+/// At start, before anything claims: undo the claims a crash interrupted
+/// before their files moved (the drop is still in the outbox) and list the
+/// rest. Never while the agent runs: it would take a claim being made for
+/// an interrupted one and delete the file that is moving into it. Blocking.
 pub fn recover(folders: &Folders) -> std::io::Result<Vec<DocId>> {
     let mut ids = Vec::new();
     for e in std::fs::read_dir(&folders.spool)? {
@@ -811,7 +844,24 @@ mod tests {
         assert!(dir.join("files/通知.pdf").exists() && dir.join("meta.toml").exists());
         assert_eq!(recover(&f).unwrap(), vec![id]);
 
-        // A claim interrupted before the file moved is undone.
+        // A claim being made right now (claim.json written, file not moved
+        // yet) is not listed for sending, and left alone.
+        std::fs::write(&file, b"y").unwrap();
+        let half = f.spool.join(DocId::generate().to_string());
+        std::fs::create_dir(&half).unwrap();
+        let c = Claim {
+            to: "harbin-gov".into(),
+            name: "通知.pdf".into(),
+            is_folder: false,
+            has_sidecar: false,
+            claimed_ms: 0,
+        };
+        std::fs::write(half.join("claim.json"), serde_json::to_vec(&c).unwrap()).unwrap();
+        assert_eq!(claimed(&f).unwrap(), vec![id]);
+        assert!(half.join("claim.json").exists() && file.exists());
+        std::fs::remove_dir_all(&half).unwrap();
+
+        // At start, a claim interrupted before the file moved is undone.
         std::fs::write(&file, b"y").unwrap();
         let half = f.spool.join(DocId::generate().to_string());
         std::fs::create_dir(&half).unwrap();

@@ -18,7 +18,6 @@ use gongwen_common::stream::{READ_TIMEOUT, read_message, write_message};
 use gongwen_common::transfer::read_file_chunks;
 use gongwen_common::wire::{ErrorCode, Message};
 use gongwen_common::{DocId, NodeId};
-use time::OffsetDateTime;
 use tracing::{Instrument, debug, info, warn};
 
 use crate::context::AgentContext;
@@ -60,7 +59,7 @@ pub async fn send_pending(
     ctx: &Arc<AgentContext>,
 ) -> Result<(), SendError> {
     let folders = ctx.folders.clone();
-    let ids = tokio::task::spawn_blocking(move || outbox::recover(&folders))
+    let ids = tokio::task::spawn_blocking(move || outbox::claimed(&folders))
         .await
         .map_err(later)?
         .map_err(later)?;
@@ -165,7 +164,6 @@ async fn address_and_seal(
             claim.is_folder,
             &d.join("files"),
             sidecar,
-            OffsetDateTime::now_utc(),
             limit,
         )
         .map_err(|e| SendError::Permanent(e.to_string()))
@@ -218,7 +216,7 @@ async fn address_and_seal(
         ));
     }
     let checker = ctx.checker();
-    let now = OffsetDateTime::now_utc();
+    let now = ctx.clock.now();
     let mut keys = Vec::new();
     for b in &bindings {
         let binding = KeyBinding::verify(b, Some(&checker), now).map_err(|e| {
@@ -330,7 +328,7 @@ fn seal(
         title: draft.title,
         urgency: draft.urgency,
         deadline: draft.deadline,
-        created_ms: outbox::now_ms(),
+        created_ms: ctx.now_ms(),
         operator: draft.operator,
         note: draft.note,
         files: entries,
@@ -561,7 +559,7 @@ fn finish(ctx: &AgentContext, doc_id: DocId, receipt: &[u8]) -> Result<(), SendE
     let dir = ctx.folders.spool.join(doc_id.to_string());
     let header = std::fs::read(dir.join("header")).map_err(later)?;
     let sealed = SealedHeader::parse(&header).map_err(|e| SendError::Permanent(e.to_string()))?;
-    let (r, _) = Receipt::verify(receipt, Some(&ctx.checker()), OffsetDateTime::now_utc())
+    let (r, _) = Receipt::verify(receipt, Some(&ctx.checker()), ctx.clock.now())
         .map_err(|e| SendError::Later(format!("the hub's receipt does not verify: {e}")))?;
     if r.kind != ReceiptKind::Accepted || r.doc_id != doc_id || r.doc_digest != sealed.digest() {
         return Err(SendError::Later(
@@ -589,7 +587,10 @@ fn finish(ctx: &AgentContext, doc_id: DocId, receipt: &[u8]) -> Result<(), SendE
     let dest = ctx.folders.sent.join(doc_id.to_string());
     if !dest.exists() {
         let files = dir.join("files");
-        let meta_json = MetadataJson::from_sealed(&sealed);
+        // A span deadline counts from the hub's acceptance, which the
+        // `accepted` receipt dates by the hub's clock.
+        let deadline = meta.deadline.map(|d| d.resolve(r.time_ms));
+        let meta_json = MetadataJson::from_sealed(&sealed, deadline);
         let text = serde_json::to_vec_pretty(&meta_json).map_err(later)?;
         write_atomic(&files.join("metadata.json"), &text, 0o644).map_err(later)?;
         std::fs::rename(&files, &dest).map_err(later)?;

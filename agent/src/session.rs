@@ -9,12 +9,10 @@ use gongwen_common::pki::Crl;
 use gongwen_common::receipt::Receipt;
 use gongwen_common::stream::{READ_TIMEOUT, read_message, write_message};
 use gongwen_common::wire::{ErrorCode, Message};
-use time::OffsetDateTime;
 use tracing::{Instrument, debug, info, warn};
 
 use crate::context::AgentContext;
 use crate::inbox;
-use crate::outbox::now_ms;
 use crate::sender::{self, SendError};
 
 /// Run until the connection ends.
@@ -50,7 +48,7 @@ async fn publish_key(conn: &quinn::Connection, ctx: &AgentContext) -> Result<(),
     let binding = KeyBinding {
         node: ctx.node_id().clone(),
         public: *ctx.enc_key.public(),
-        created_ms: now_ms(),
+        created_ms: ctx.now_ms(),
     }
     .sign(&ctx.signer)
     .map_err(|e| e.to_string())?
@@ -131,7 +129,7 @@ async fn serve_push(
 
 /// A receipt for a document we sent: verify and keep it.
 async fn take_receipt(ctx: &Arc<AgentContext>, bytes: Vec<u8>) -> Message {
-    let (r, _) = match Receipt::verify(&bytes, Some(&ctx.checker()), OffsetDateTime::now_utc()) {
+    let (r, _) = match Receipt::verify(&bytes, Some(&ctx.checker()), ctx.clock.now()) {
         Ok(v) => v,
         Err(e) => {
             warn!("security: a receipt from the hub does not verify: {e}");

@@ -54,6 +54,7 @@ pub async fn raw_quic(env: &Env, conns: usize, per_conn: u64) -> anyhow::Result<
         pki::load_certs(&dir.join("bench-client/bench-client.crt"))?,
         pki::load_private_key(&dir.join("bench-client/bench-client.key"))?,
         &ca,
+        gongwen_common::clock::system(),
     )?;
     // One client endpoint per connection, as each agent has its own.
     let mut links = Vec::new();

@@ -29,9 +29,12 @@ pub const REGISTRY: &str = "registry.json";
 /// refuses every node, so renew it (`gongwen-certs crl`) well before.
 pub const DEFAULT_CRL_DAYS: u32 = 30;
 
-/// Certificates are dated a few minutes into the past so that a unit whose
-/// clock runs slightly behind can use a certificate issued just now.
-const BACKDATE: time::Duration = time::Duration::minutes(5);
+/// Certificates are dated a day into the past so that a unit whose clock
+/// runs hours behind (a machine without time sync is often off by hours,
+/// or by a time zone) can use a certificate issued just now, and sees the
+/// hub's as valid too. Revocation goes by serial number, not by date, so
+/// the earlier start lets nothing in that the CRL would keep out.
+const BACKDATE: time::Duration = time::Duration::days(1);
 
 /// The period a certificate is valid for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +44,7 @@ pub struct Validity {
 }
 
 impl Validity {
-    /// From a few minutes ago until `days` from now.
+    /// From a day ago until `days` from now.
     pub fn days_from(now: OffsetDateTime, days: u32) -> Validity {
         Validity {
             not_before: now - BACKDATE,

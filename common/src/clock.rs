@@ -56,6 +56,25 @@ impl Clock for ManualClock {
     }
 }
 
+/// The machine's clock, set wrong by a fixed amount (tests of a unit whose
+/// clock is off; `ahead` false means behind).
+#[derive(Debug, Clone, Copy)]
+pub struct SkewedClock {
+    pub by: Duration,
+    pub ahead: bool,
+}
+
+impl Clock for SkewedClock {
+    fn now(&self) -> OffsetDateTime {
+        let now = OffsetDateTime::now_utc();
+        if self.ahead {
+            now + self.by
+        } else {
+            now - self.by
+        }
+    }
+}
+
 /// The clock daemons use unless told otherwise.
 pub fn system() -> Arc<dyn Clock> {
     Arc::new(SystemClock)

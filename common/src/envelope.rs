@@ -127,6 +127,37 @@ pub struct Operator {
     pub phone: String,
 }
 
+/// When recipients must have signed for a document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deadline {
+    /// A moment (Unix seconds): the same instant on every clock.
+    At(i64),
+    /// A span (seconds) after the hub accepts the document. The hub turns
+    /// it into a moment by its own clock, so a sender whose clock is off
+    /// cannot move its recipients' deadline.
+    Within(u64),
+}
+
+impl Deadline {
+    /// The moment (Unix seconds), given when the hub accepted the document.
+    pub fn resolve(self, accepted_ms: i64) -> i64 {
+        match self {
+            Deadline::At(s) => s,
+            Deadline::Within(d) => accepted_ms
+                .div_euclid(1000)
+                .saturating_add(i64::try_from(d).unwrap_or(i64::MAX)),
+        }
+    }
+
+    /// The moment, if it does not depend on the hub's acceptance.
+    pub fn at(self) -> Option<i64> {
+        match self {
+            Deadline::At(s) => Some(s),
+            Deadline::Within(_) => None,
+        }
+    }
+}
+
 /// Everything about a document that the hub may read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DocMeta {
@@ -143,8 +174,8 @@ pub struct DocMeta {
     /// 标题
     pub title: String,
     pub urgency: Urgency,
-    /// Acknowledgment deadline (Unix seconds), if the sender set one.
-    pub deadline: Option<i64>,
+    /// Acknowledgment deadline, if the sender set one.
+    pub deadline: Option<Deadline>,
     /// When the sender made it (Unix milliseconds).
     pub created_ms: i64,
     pub operator: Operator,
@@ -391,11 +422,15 @@ impl DocMeta {
         w.str(&self.title);
         w.u8(self.urgency.code());
         match self.deadline {
-            Some(d) => {
-                w.u8(1);
-                w.i64(d);
-            }
             None => w.u8(0),
+            Some(Deadline::At(s)) => {
+                w.u8(1);
+                w.i64(s);
+            }
+            Some(Deadline::Within(d)) => {
+                w.u8(2);
+                w.u64(d);
+            }
         }
         w.i64(self.created_ms);
         w.str(&self.operator.name);
@@ -426,7 +461,8 @@ impl DocMeta {
         let urgency = Urgency::from_code(r.u8()?)?;
         let deadline = match r.u8()? {
             0 => None,
-            1 => Some(r.i64()?),
+            1 => Some(Deadline::At(r.i64()?)),
+            2 => Some(Deadline::Within(r.u64()?)),
             other => {
                 return Err(CodecError::BadCode {
                     what: "deadline flag",
@@ -1052,7 +1088,7 @@ pub(crate) mod tests {
             doc_type: "通知".into(),
             title: "关于做好冬季安全生产工作的通知".into(),
             urgency: Urgency::Urgent,
-            deadline: Some(1_800_000_000),
+            deadline: Some(Deadline::At(1_800_000_000)),
             created_ms: 1_700_000_000_000,
             operator: Operator {
                 name: "张三".into(),
@@ -1199,6 +1235,32 @@ pub(crate) mod tests {
         let forged = pki.signer("harbin-gov", Role::Node);
         let other = TestPki::new().checker();
         assert!(other.check(forged.cert().as_ref(), now).is_err());
+    }
+
+    #[test]
+    fn a_deadline_is_a_moment_or_a_span_the_hub_turns_into_one() {
+        let pki = TestPki::new();
+        let sender = pki.signer("prov-gov", Role::Node);
+        let k = EncryptionKey::generate().unwrap();
+        for deadline in [
+            None,
+            Some(Deadline::At(1_800_000_000)),
+            Some(Deadline::Within(3 * 86_400)),
+        ] {
+            let mut m = meta(&[("a.txt", b"x")], &["harbin-gov"]);
+            m.deadline = deadline;
+            let s = seal(&sender, m, b"x", &[(id("harbin-gov"), *k.public())]);
+            let h = SealedHeader::parse(&s.header_bytes).unwrap();
+            assert_eq!(h.meta().deadline, deadline);
+        }
+        let accepted_ms = 1_700_000_000_999;
+        assert_eq!(Deadline::At(5).resolve(accepted_ms), 5);
+        assert_eq!(
+            Deadline::Within(60).resolve(accepted_ms),
+            1_700_000_060,
+            "a span counts from the hub's acceptance"
+        );
+        assert_eq!(Deadline::Within(u64::MAX).resolve(accepted_ms), i64::MAX);
     }
 
     #[test]

@@ -19,6 +19,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use crate::ALPN;
+use crate::clock::Clock;
 use crate::pki::{CertIdentity, Crl, PkiError, Role};
 
 /// How long a connection may stay silent before QUIC declares it dead. The
@@ -106,10 +107,13 @@ pub fn hub_server_config(
 
 /// An agent's QUIC client configuration: its own certificate, and the CA
 /// the hub's certificate must chain to.
+/// `clock`: the agent's clock, which judges the hub's certificate's validity
+/// like every other time the agent checks.
 pub fn agent_client_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     ca: &CertificateDer<'static>,
+    clock: Arc<dyn Clock>,
 ) -> Result<quinn::ClientConfig, PkiError> {
     let provider = provider();
     let webpki =
@@ -117,7 +121,7 @@ pub fn agent_client_config(
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(HubVerifier { webpki }))
+        .with_custom_certificate_verifier(Arc::new(HubVerifier { webpki, clock }))
         .with_client_auth_cert(chain, key)?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
     tls.enable_early_data = false;
@@ -132,6 +136,7 @@ pub fn agent_client_config(
 #[derive(Debug)]
 struct HubVerifier {
     webpki: Arc<WebPkiServerVerifier>,
+    clock: Arc<dyn Clock>,
 }
 
 impl ServerCertVerifier for HubVerifier {
@@ -141,8 +146,10 @@ impl ServerCertVerifier for HubVerifier {
         intermediates: &[CertificateDer<'_>],
         server_name: &ServerName<'_>,
         ocsp_response: &[u8],
-        now: UnixTime,
+        _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        let secs = u64::try_from(self.clock.now().unix_timestamp()).unwrap_or(0);
+        let now = UnixTime::since_unix_epoch(Duration::from_secs(secs));
         let verified = self.webpki.verify_server_cert(
             end_entity,
             intermediates,

@@ -9,18 +9,19 @@
 use std::time::Duration;
 
 use gongwen_common::config::{Deadlines, EscalationStep};
-use gongwen_common::envelope::Urgency;
+use gongwen_common::envelope::{Deadline, Urgency};
 
 /// A recipient's acknowledgment deadline (Unix ms): the sender's explicit
-/// deadline, or acceptance time plus the hub's deadline for the urgency.
+/// deadline (a span counted from acceptance by this clock), or acceptance
+/// time plus the hub's deadline for the urgency.
 pub fn deadline_ms(
-    explicit_secs: Option<i64>,
+    explicit: Option<Deadline>,
     urgency: Urgency,
     deadlines: &Deadlines,
     accepted_ms: i64,
 ) -> i64 {
-    match explicit_secs {
-        Some(s) => s.saturating_mul(1000),
+    match explicit {
+        Some(d) => d.resolve(accepted_ms).saturating_mul(1000),
         None => {
             let d = match urgency {
                 Urgency::Normal => deadlines.normal,
@@ -83,8 +84,13 @@ mod tests {
     fn the_deadline_comes_from_the_sender_or_the_urgency() {
         let d = Deadlines::default();
         assert_eq!(
-            deadline_ms(Some(1_800_000_000), Urgency::Normal, &d, 5),
+            deadline_ms(Some(Deadline::At(1_800_000_000)), Urgency::Normal, &d, 5),
             1_800_000_000_000
+        );
+        assert_eq!(
+            deadline_ms(Some(Deadline::Within(3600)), Urgency::Normal, &d, 7_000),
+            7_000 + H,
+            "a span counts from acceptance by the hub's clock"
         );
         assert_eq!(deadline_ms(None, Urgency::Urgent, &d, 1000), 1000 + 4 * H);
         assert_eq!(deadline_ms(None, Urgency::ExtraUrgent, &d, 0), H);

@@ -578,7 +578,7 @@ async fn receive_upload(
         doc_number: meta.doc_number.clone(),
         doc_type: meta.doc_type.clone(),
         urgency: meta.urgency,
-        deadline: meta.deadline,
+        deadline: meta.deadline.map(|d| d.resolve(now)),
         created_ms: meta.created_ms,
         accepted_ms: now,
         digest,
@@ -694,7 +694,7 @@ async fn record_receipt(
             .store
             .run(move |s| {
                 let log = || audit.append(&bytes, &r, now);
-                s.record_delivery(&r, &bytes, &log)
+                s.record_delivery(&r, &bytes, now, &log)
             })
             .await?
     };

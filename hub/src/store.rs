@@ -417,13 +417,16 @@ impl Store {
     /// Record a recipient's `delivered` or `quarantined` receipt: the
     /// delivery row, the receipt, the end of the pending entry, and a copy
     /// queued for the sender — once; a repeat changes nothing.
+    /// `now_ms`: when the receipt arrived by the hub's clock (the unit's
+    /// own time is in the signed receipt; state times follow one clock).
     pub fn record_delivery(
         &self,
         r: &Receipt,
         receipt: &[u8],
+        now_ms: i64,
         log: &dyn Fn() -> std::io::Result<()>,
     ) -> Result<Recorded, StoreError> {
-        let (doc_id, recipient, kind, time_ms) = (r.doc_id, &r.recipient, r.kind, r.time_ms);
+        let (doc_id, recipient, kind) = (r.doc_id, &r.recipient, r.kind);
         let reason = (kind == ReceiptKind::Quarantined).then(|| r.reason.clone());
         let key = doc_id.as_bytes().as_slice();
         let txn = self.db.begin_write()?;
@@ -452,7 +455,7 @@ impl Store {
                 } else {
                     DeliveryState::Quarantined
                 };
-                rec.delivered_ms = Some(time_ms);
+                rec.delivered_ms = Some(now_ms);
                 rec.reason = reason;
                 delivery.insert((key, recipient.as_str()), json(&rec)?.as_slice())?;
                 txn.open_table(RECEIPTS)?

@@ -315,7 +315,15 @@ pub struct RunningAgent {
 
 impl RunningAgent {
     pub fn start(config: AgentConfig) -> RunningAgent {
-        let agent = Agent::new(config).unwrap();
+        Self::start_with_clock(config, gongwen_common::clock::system())
+    }
+
+    /// Start an agent on a machine whose clock is `clock`.
+    pub fn start_with_clock(
+        config: AgentConfig,
+        clock: std::sync::Arc<dyn gongwen_common::clock::Clock>,
+    ) -> RunningAgent {
+        let agent = Agent::with_clock(config, clock).unwrap();
         let link = agent.link();
         let ctx = agent.context();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -583,7 +591,7 @@ impl HubProcess {
 
     /// Wait until the process ended by itself (an armed crash point).
     pub async fn wait_crash(&mut self, what: &str) {
-        wait_exit(&mut self.child, what).await;
+        wait_exit(&mut self.child, what, &self.log).await;
     }
 
     /// Wait until `units` units are connected with a published key.
@@ -607,7 +615,7 @@ impl HubProcess {
     }
 }
 
-async fn wait_exit(child: &mut std::process::Child, what: &str) {
+async fn wait_exit(child: &mut std::process::Child, what: &str, log: &Path) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
@@ -619,10 +627,19 @@ async fn wait_exit(child: &mut std::process::Child, what: &str) {
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "{what}: still running after {WAIT:?}"
+            "{what}: still running after {WAIT:?}; the end of its log ({}):\n{}",
+            log.display(),
+            log_tail(log, 40)
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The last `lines` lines of a process's log.
+pub fn log_tail(log: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 impl Drop for HubProcess {
@@ -636,6 +653,7 @@ impl Drop for HubProcess {
 pub struct AgentProcess {
     child: std::process::Child,
     pub id: String,
+    pub log: PathBuf,
 }
 
 impl AgentProcess {
@@ -653,10 +671,11 @@ impl AgentProcess {
         failpoint: Option<&str>,
     ) -> AgentProcess {
         let config = net.agent_config(id, hub);
+        let log_path = net.path().join(format!("{id}.log"));
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(net.path().join(format!("{id}.log")))
+            .open(&log_path)
             .unwrap();
         let mut cmd = std::process::Command::new(bin("gongwen-agent"));
         cmd.args(["run", "--config"]).arg(&config.path).stderr(log);
@@ -667,6 +686,7 @@ impl AgentProcess {
         AgentProcess {
             child,
             id: id.to_owned(),
+            log: log_path,
         }
     }
 
@@ -678,7 +698,7 @@ impl AgentProcess {
 
     /// Wait until the process ended by itself (an armed crash point).
     pub async fn wait_crash(&mut self, what: &str) {
-        wait_exit(&mut self.child, what).await;
+        wait_exit(&mut self.child, what, &self.log).await;
     }
 }
 

@@ -43,7 +43,7 @@ impl RawAgent {
         let key = pki::load_private_key(&dir.join(format!("{id}.key"))).unwrap();
         let ca = pki::load_certs(&dir.join("ca.crt")).unwrap().remove(0);
         let signer = Signer::new(&key, chain[0].clone()).unwrap();
-        let config = agent_client_config(chain, key, &ca).unwrap();
+        let config = agent_client_config(chain, key, &ca, gongwen_common::clock::system()).unwrap();
         let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
         let conn = endpoint
             .connect_with(config, hub, "hub")

@@ -109,8 +109,12 @@ async fn wait_sender_state(w: &World, doc: &str, unit: &str, state: &str) -> Vec
 }
 
 async fn hub_row(w: &World, doc: &str, unit: &str) -> serde_json::Value {
+    hub_row_at(&w.hub, doc, unit).await
+}
+
+async fn hub_row_at(hub: &RunningHub, doc: &str, unit: &str) -> serde_json::Value {
     let v = ask_hub(
-        &w.hub.data_dir,
+        &hub.data_dir,
         &HubRequest::Status {
             doc: doc.parse().unwrap(),
         },
@@ -123,6 +127,94 @@ async fn hub_row(w: &World, doc: &str, unit: &str) -> serde_json::Value {
         .find(|r| r["recipient"] == unit)
         .unwrap()
         .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn units_whose_clocks_are_two_hours_off_connect_and_deadlines_follow_the_hubs_clock() {
+    use gongwen_common::clock::SkewedClock;
+    let net = Net::new();
+    for id in ["prov-gov", "harbin-gov"] {
+        net.issue(id, Role::Node);
+    }
+    // The hub's clock is right (and held still, so its times are known).
+    let hub_now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    let clock = ManualClock::new(hub_now);
+    let hub = net
+        .start_hub_with("127.0.0.1:0".parse().unwrap(), Arc::new(clock.clone()))
+        .await;
+    // The sender's clock runs two hours ahead, the recipient's two behind;
+    // both hold certificates issued just now.
+    let skewed = |ahead| {
+        Arc::new(SkewedClock {
+            by: 2 * HOUR,
+            ahead,
+        })
+    };
+    let prov = net.agent_config("prov-gov", hub.addr);
+    let harbin = net.agent_config("harbin-gov", hub.addr);
+    let _agents = [
+        gongwen_tests::RunningAgent::start_with_clock(prov, skewed(true)),
+        gongwen_tests::RunningAgent::start_with_clock(harbin, skewed(false)),
+    ];
+    hub.wait_ready(&["prov-gov", "harbin-gov"]).await;
+
+    // "Three days" means three days after the hub accepts it, by the hub's
+    // clock; not by the sender's.
+    net.sidecar("prov-gov", "harbin-gov", "通知.txt", "deadline = \"3d\"\n");
+    net.drop_file("prov-gov", "harbin-gov", "通知.txt", "正文".as_bytes());
+    let st = wait_all_delivered(&net.root("prov-gov"), 1).await;
+    let doc = st[0].doc_id.clone();
+    let at = |t: OffsetDateTime| gongwen_common::timefmt::rfc3339(t);
+    let deadline = at(hub_now + time::Duration::days(3));
+    let row = hub_row_at(&hub, &doc, "harbin-gov").await;
+    assert_eq!(row["deadline"], deadline.as_str(), "{row}");
+    assert_eq!(
+        row["delivered_at"],
+        at(hub_now).as_str(),
+        "delivery is dated by the hub's clock, not the recipient's: {row}"
+    );
+    // Both units show the hub's deadline.
+    let docs = wait_inbox(&net.root("harbin-gov"), "prov-gov", 1).await;
+    let meta = |dir: &std::path::Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(dir.join("metadata.json")).unwrap()).unwrap()
+    };
+    assert_eq!(meta(&docs[0])["deadline"], deadline.as_str());
+    let sent = net.root("prov-gov").join("sent").join(&doc);
+    assert_eq!(meta(&sent)["deadline"], deadline.as_str());
+    let inbox = ask_agent(&net.root("harbin-gov"), &Request::Inbox { pending: true })
+        .await
+        .unwrap();
+    assert_eq!(inbox[0]["deadline"], deadline.as_str(), "{inbox}");
+
+    // Signing for it just before the deadline by the hub's clock is on time,
+    // whatever the recipient's clock says.
+    clock.advance(3 * 24 * HOUR - Duration::from_secs(60));
+    ask_agent(
+        &net.root("harbin-gov"),
+        &Request::Ack {
+            doc: doc.parse().unwrap(),
+            by: "李四".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let deadline_wait = tokio::time::Instant::now() + gongwen_tests::WAIT;
+    loop {
+        let row = hub_row_at(&hub, &doc, "harbin-gov").await;
+        if row["state"] == "acknowledged" {
+            assert_eq!(row["late"], false, "{row}");
+            assert_eq!(
+                row["acknowledged_at"],
+                at(hub_now + time::Duration::days(3) - time::Duration::minutes(1)).as_str()
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline_wait,
+            "never signed for: {row}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
