@@ -234,6 +234,12 @@ pub fn build(
     } else {
         let path = files_dir.join(name);
         let meta = std::fs::symlink_metadata(&path).map_err(read_err)?;
+        if !meta.is_file() {
+            // A pipe would block whoever reads it; a device has no end.
+            return Err(DraftError::Name(format!(
+                "{name} is not a regular file (a pipe, socket or device); only files are sent"
+            )));
+        }
         check_file_name(name).map_err(|e| DraftError::Name(e.to_string()))?;
         files.push(DraftFile {
             path,

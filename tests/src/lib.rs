@@ -384,7 +384,18 @@ pub async fn wait_link(
     what: &str,
     pred: impl Fn(&LinkState) -> bool,
 ) -> LinkState {
-    let r = tokio::time::timeout(WAIT, async {
+    wait_link_within(rx, what, WAIT, pred).await
+}
+
+/// [`wait_link`] with its own bound (for waits that outlast [`WAIT`] by
+/// design, such as a QUIC idle timeout).
+pub async fn wait_link_within(
+    rx: &mut watch::Receiver<LinkState>,
+    what: &str,
+    within: Duration,
+    pred: impl Fn(&LinkState) -> bool,
+) -> LinkState {
+    let r = tokio::time::timeout(within, async {
         rx.wait_for(|s| pred(s)).await.map(|state| state.clone())
     })
     .await;
@@ -392,7 +403,7 @@ pub async fn wait_link(
         Ok(Ok(state)) => state,
         Ok(Err(_)) => panic!("the agent stopped while we waited for it to be {what}"),
         Err(_) => panic!(
-            "waited {WAIT:?} for the agent to be {what}; its link is {:?}",
+            "waited {within:?} for the agent to be {what}; its link is {:?}",
             *rx.borrow()
         ),
     }

@@ -71,6 +71,28 @@ async fn a_symlink_in_the_outbox_is_refused_and_its_target_is_left_alone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_pipe_in_the_outbox_is_refused_without_blocking_the_sender() {
+    let (net, _hub, _prov, _harbin) = two_units().await;
+    let dir = net.root("prov-gov").join("outbox").join("harbin-gov");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Reading a pipe nobody writes to waits forever.
+    let made = std::process::Command::new("mkfifo")
+        .arg(dir.join("管道.txt"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let why = failed_reason(&net.root("prov-gov"), "管道.txt").await;
+    assert!(why.contains("not a regular file"), "{why}");
+    // The sender carries on.
+    net.drop_file("prov-gov", "harbin-gov", "正文.txt", b"after the pipe");
+    let docs = wait_inbox(&net.root("harbin-gov"), "prov-gov", 1).await;
+    assert_eq!(
+        std::fs::read(docs[0].join("正文.txt")).unwrap(),
+        b"after the pipe"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_name_of_the_longest_length_in_chinese_arrives_intact() {
     let (net, _hub, _prov, _harbin) = two_units().await;
     // 83 three-byte characters and ".txt": 253 bytes, near the 255 limit.

@@ -365,6 +365,71 @@ async fn a_full_disk_at_the_recipient_delays_delivery_until_space_is_freed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_reconnect_by_themselves_after_a_cut_longer_than_the_idle_timeout() {
+    use gongwen_agent::LinkState;
+    use gongwen_tests::proxy::{Faults, LossyProxy};
+    let net = Net::new();
+    let units = ["prov-gov", "harbin-gov"];
+    for id in units {
+        net.issue(id, Role::Node);
+    }
+    let hub = net.start_hub().await;
+    let clean = Faults {
+        drop: 0,
+        duplicate: 0,
+        delay: 0,
+    };
+    let proxy = LossyProxy::start(hub.addr, clean, Rng::from_env()).await;
+    let mut agents: Vec<_> = units
+        .iter()
+        .map(|id| net.start_agent(id, proxy.addr))
+        .collect();
+    hub.wait_ready(&units).await;
+    net.drop_file("prov-gov", "harbin-gov", "before.txt", b"before the cut");
+    gongwen_tests::wait_inbox(&net.root("harbin-gov"), "prov-gov", 1).await;
+
+    // The link goes dark for longer than a connection can stay idle: both
+    // ends give the connection up. A document dropped meanwhile waits.
+    proxy.cut(true);
+    net.drop_file(
+        "prov-gov",
+        "harbin-gov",
+        "during.txt",
+        b"dropped during the cut",
+    );
+    let idle = gongwen_common::tls::IDLE_TIMEOUT;
+    for a in &mut agents {
+        gongwen_tests::wait_link_within(
+            &mut a.link,
+            "disconnected by the idle timeout",
+            idle + Duration::from_secs(20),
+            |s| matches!(s, LinkState::Disconnected { .. }),
+        )
+        .await;
+    }
+    proxy.cut(false);
+    // Nobody restarts anything: the agents come back by themselves.
+    for a in &mut agents {
+        a.wait_connected().await;
+    }
+    let docs = gongwen_tests::wait_inbox(&net.root("harbin-gov"), "prov-gov", 2).await;
+    let bodies: Vec<Vec<u8>> = docs
+        .iter()
+        .flat_map(|d| {
+            ["before.txt", "during.txt"]
+                .iter()
+                .filter_map(|n| std::fs::read(d.join(n)).ok())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(
+        bodies.contains(&b"dropped during the cut".to_vec()),
+        "{bodies:?}"
+    );
+    gongwen_tests::wait_all_delivered(&net.root("prov-gov"), 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn documents_cross_a_lossy_reordering_link_that_is_cut_intact_and_once_each() {
     use gongwen_tests::proxy::{Faults, LossyProxy};
     let net = Net::new();
