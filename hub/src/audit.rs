@@ -92,29 +92,43 @@ impl AuditLog {
         receipt: &Receipt,
         at_ms: i64,
     ) -> std::io::Result<()> {
+        self.append_all(&[(receipt_bytes, receipt, at_ms)])
+    }
+
+    /// Append receipts in order with one fsync for all (a group commit).
+    /// Blocking.
+    pub fn append_all(&self, receipts: &[(&[u8], &Receipt, i64)]) -> std::io::Result<()> {
+        if receipts.is_empty() {
+            return Ok(());
+        }
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let (seq, prev) = (state.0 + 1, state.1);
-        let hash = chain_hash(&prev, seq, at_ms, receipt_bytes);
-        let entry = Entry {
-            seq,
-            at: crate::supervision::time_ms(at_ms).unwrap_or_default(),
-            at_ms,
-            doc_id: receipt.doc_id.to_string(),
-            kind: receipt.kind.as_str().into(),
-            recipient: receipt.recipient.to_string(),
-            receipt: serial_hex(receipt_bytes),
-            prev: serial_hex(&prev),
-            hash: serial_hex(&hash),
-        };
-        let mut line = serde_json::to_vec(&entry).map_err(std::io::Error::other)?;
-        line.push(b'\n');
+        let (mut seq, mut prev) = *state;
+        let mut lines = Vec::new();
+        for &(receipt_bytes, receipt, at_ms) in receipts {
+            seq += 1;
+            let hash = chain_hash(&prev, seq, at_ms, receipt_bytes);
+            let entry = Entry {
+                seq,
+                at: crate::supervision::time_ms(at_ms).unwrap_or_default(),
+                at_ms,
+                doc_id: receipt.doc_id.to_string(),
+                kind: receipt.kind.as_str().into(),
+                recipient: receipt.recipient.to_string(),
+                receipt: serial_hex(receipt_bytes),
+                prev: serial_hex(&prev),
+                hash: serial_hex(&hash),
+            };
+            serde_json::to_writer(&mut lines, &entry).map_err(std::io::Error::other)?;
+            lines.push(b'\n');
+            prev = hash;
+        }
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.path)?;
-        f.write_all(&line)?;
+        f.write_all(&lines)?;
         f.sync_data()?;
-        *state = (seq, hash);
+        *state = (seq, prev);
         Ok(())
     }
 }

@@ -67,7 +67,17 @@ pub(crate) async fn serve(listener: UnixListener, shared: Arc<Shared>) {
 async fn answer(request: &Request, shared: &Shared) -> Response {
     let result = match request {
         Request::Nodes => nodes(shared).await,
-        Request::Stats => Ok(shared.stats.to_json()),
+        Request::Stats => {
+            let mut v = shared.stats.to_json();
+            let c = shared.committer.counts();
+            let get =
+                |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+            // Accepts and delivery receipts made durable, and in how many
+            // commits (the group commit's batching).
+            v["writes_committed"] = get(&c.writes).into();
+            v["store_commits"] = get(&c.commits).into();
+            Ok(v)
+        }
         Request::Status { doc } => supervise(shared, &Query::Status { doc: *doc }).await,
         Request::Overdue => supervise(shared, &Query::Overdue).await,
         Request::Report { since, until } => {

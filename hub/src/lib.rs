@@ -32,6 +32,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod commit;
 pub mod control;
 pub mod error;
 pub mod escalation;

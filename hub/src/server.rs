@@ -73,6 +73,8 @@ pub(crate) struct Shared {
     pub signer: Signer,
     /// Every receipt recorded, hash-chained.
     pub audit: Arc<crate::audit::AuditLog>,
+    /// Accepts and delivery receipts, made durable in batches.
+    pub committer: crate::commit::Committer,
     pub stats: Stats,
     /// Time for deadlines, escalation and receipts (injected in tests).
     pub clock: Arc<dyn Clock>,
@@ -265,6 +267,9 @@ impl Hub {
             addr: config.listen,
             source,
         })?;
+        let audit = Arc::new(audit);
+        let committer =
+            crate::commit::Committer::start(store.clone(), audit.clone(), spool.clone());
         let shared = Arc::new(Shared {
             hub_id: me.id,
             endpoint,
@@ -273,7 +278,8 @@ impl Hub {
             store,
             spool,
             signer,
-            audit: Arc::new(audit),
+            audit,
+            committer,
             stats: Stats::default(),
             clock,
             escalation: tokio::sync::Notify::new(),
@@ -361,6 +367,7 @@ impl Hub {
             connections.abort_all();
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), shared.endpoint.wait_idle()).await;
+        shared.committer.stop().await;
         let _ = std::fs::remove_file(control::socket_path(&shared.config.data_dir));
         Ok(())
     }

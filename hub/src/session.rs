@@ -548,7 +548,7 @@ async fn receive_upload(
     tokio::fs::rename(&part_path, &final_path)
         .await
         .map_err(io_refusal)?;
-    spool.sync().await.map_err(io_refusal)?;
+    // (The spool folder is synced with the batch this accept commits in.)
     gongwen_common::failpoint::hit("hub-upload-synced");
 
     let now = shared.clock.now_ms();
@@ -597,17 +597,18 @@ async fn receive_upload(
             .collect(),
         content_removed: false,
     };
-    {
-        let receipt = receipt.clone();
-        let audit = shared.audit.clone();
-        shared
-            .store
-            .run(move |s| {
-                let log = || audit.append(&receipt, &accepted, now);
-                s.accept(&record, &header_bytes, &receipt, deadline, first_due, &log)
-            })
-            .await?;
-    }
+    shared
+        .committer
+        .accept(crate::commit::Accept {
+            record,
+            header: header_bytes,
+            receipt_bytes: receipt.clone(),
+            receipt: accepted,
+            deadline_ms: deadline,
+            first_due_ms: first_due,
+            at_ms: now,
+        })
+        .await?;
     gongwen_common::failpoint::hit("hub-accepted-committed");
     info!(recipients = recipients.len(), "accepted");
     Stats::add(&shared.stats.documents_accepted, 1);
@@ -688,16 +689,14 @@ async fn record_receipt(
     }
     let kind = receipt.kind;
     let bytes = bytes.to_vec();
-    let recorded = {
-        let (audit, r, now) = (shared.audit.clone(), receipt.clone(), shared.clock.now_ms());
-        shared
-            .store
-            .run(move |s| {
-                let log = || audit.append(&bytes, &r, now);
-                s.record_delivery(&r, &bytes, now, &log)
-            })
-            .await?
-    };
+    let recorded = shared
+        .committer
+        .delivery(crate::commit::Delivery {
+            receipt_bytes: bytes,
+            receipt: receipt.clone(),
+            at_ms: shared.clock.now_ms(),
+        })
+        .await?;
     gongwen_common::failpoint::hit("hub-receipt-recorded");
     if recorded.content_done {
         // Every recipient has it: the ciphertext has done its job. (A crash

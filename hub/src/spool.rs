@@ -58,6 +58,11 @@ impl Spool {
         Ok(out)
     }
 
+    /// fsync the spool directory (after a rename into it). Blocking.
+    pub fn sync_blocking(&self) -> std::io::Result<()> {
+        gongwen_common::fsutil::sync_dir(&self.dir)
+    }
+
     /// fsync the spool directory (after a rename into it).
     pub async fn sync(&self) -> std::io::Result<()> {
         let dir = self.dir.clone();

@@ -360,40 +360,39 @@ impl Store {
         Ok(())
     }
 
-    /// Record an accepted document in one transaction: its record, header
-    /// and receipt, a queued delivery row and a pending entry per
-    /// recipient, and the end of its partial upload.
-    pub fn accept(
-        &self,
+    /// Record an accepted document inside `txn`: its record, header and
+    /// receipt, a queued delivery row and a pending entry per recipient,
+    /// and the end of its partial upload.
+    pub(crate) fn accept_in(
+        txn: &redb::WriteTransaction,
         doc: &DocRecord,
         header: &[u8],
         accepted: &[u8],
         deadline_ms: i64,
         first_due_ms: Option<i64>,
-        log: &dyn Fn() -> std::io::Result<()>,
     ) -> Result<(), StoreError> {
         let key = doc.doc_id.as_bytes().as_slice();
         let queued = json(&DeliveryRecord::queued(deadline_ms))?;
-        let txn = self.db.begin_write()?;
-        {
-            txn.open_table(DOCS)?.insert(key, json(doc)?.as_slice())?;
-            txn.open_table(HEADERS)?.insert(key, header)?;
-            txn.open_table(ACCEPTED)?.insert(key, accepted)?;
-            let mut delivery = txn.open_table(DELIVERY)?;
-            let mut pending = txn.open_table(PENDING)?;
-            let mut ladder = txn.open_table(LADDER)?;
-            for r in doc.recipients() {
-                delivery.insert((key, r.as_str()), queued.as_slice())?;
-                pending.insert((r.as_str(), key), ())?;
-                if let Some(due) = first_due_ms {
-                    ladder.insert((due.max(0) as u64, key, r.as_str()), 0u32)?;
-                }
+        txn.open_table(DOCS)?.insert(key, json(doc)?.as_slice())?;
+        txn.open_table(HEADERS)?.insert(key, header)?;
+        txn.open_table(ACCEPTED)?.insert(key, accepted)?;
+        let mut delivery = txn.open_table(DELIVERY)?;
+        let mut pending = txn.open_table(PENDING)?;
+        let mut ladder = txn.open_table(LADDER)?;
+        for r in doc.recipients() {
+            delivery.insert((key, r.as_str()), queued.as_slice())?;
+            pending.insert((r.as_str(), key), ())?;
+            if let Some(due) = first_due_ms {
+                ladder.insert((due.max(0) as u64, key, r.as_str()), 0u32)?;
             }
-            txn.open_table(PARTIAL)?.remove(key)?;
         }
-        log().map_err(|e| StoreError::Db(redb::Error::Io(e)))?;
-        txn.commit()?;
+        txn.open_table(PARTIAL)?.remove(key)?;
         Ok(())
+    }
+
+    /// A write transaction (the group committer's).
+    pub(crate) fn begin_write(&self) -> Result<redb::WriteTransaction, StoreError> {
+        self.db.begin_write()
     }
 
     /// Documents waiting for `node`, oldest first (doc ids are time-ordered).
@@ -414,83 +413,78 @@ impl Store {
         Ok(out)
     }
 
-    /// Record a recipient's `delivered` or `quarantined` receipt: the
-    /// delivery row, the receipt, the end of the pending entry, and a copy
-    /// queued for the sender — once; a repeat changes nothing.
+    /// Record a recipient's `delivered` or `quarantined` receipt inside
+    /// `txn`: the delivery row, the receipt, the end of the pending entry,
+    /// and a copy queued for the sender — once; a repeat changes nothing.
     /// `now_ms`: when the receipt arrived by the hub's clock (the unit's
     /// own time is in the signed receipt; state times follow one clock).
-    pub fn record_delivery(
-        &self,
+    /// `None` (nothing written) for an unknown document; any error may
+    /// leave `txn` half written, so it must not be committed.
+    pub(crate) fn record_delivery_in(
+        txn: &redb::WriteTransaction,
         r: &Receipt,
         receipt: &[u8],
         now_ms: i64,
-        log: &dyn Fn() -> std::io::Result<()>,
-    ) -> Result<Recorded, StoreError> {
+    ) -> Result<Option<Recorded>, StoreError> {
         let (doc_id, recipient, kind) = (r.doc_id, &r.recipient, r.kind);
         let reason = (kind == ReceiptKind::Quarantined).then(|| r.reason.clone());
         let key = doc_id.as_bytes().as_slice();
-        let txn = self.db.begin_write()?;
-        let recorded = {
-            let docs = txn.open_table(DOCS)?;
-            let doc: DocRecord = match docs.get(key)? {
-                Some(g) => parse(g.value())?,
-                None => return Err(StoreError::Record(format!("no document {doc_id}"))),
+        let docs = txn.open_table(DOCS)?;
+        let doc: DocRecord = match docs.get(key)? {
+            Some(g) => parse(g.value())?,
+            None => return Ok(None),
+        };
+        drop(docs);
+        let mut delivery = txn.open_table(DELIVERY)?;
+        let current: Option<DeliveryRecord> = delivery
+            .get((key, recipient.as_str()))?
+            .map(|g| parse(g.value()))
+            .transpose()?;
+        let new = matches!(
+            current,
+            Some(DeliveryRecord {
+                state: DeliveryState::Queued,
+                ..
+            })
+        );
+        if let (true, Some(mut rec)) = (new, current) {
+            rec.state = if kind == ReceiptKind::Delivered {
+                DeliveryState::Delivered
+            } else {
+                DeliveryState::Quarantined
             };
-            drop(docs);
-            let mut delivery = txn.open_table(DELIVERY)?;
-            let current: Option<DeliveryRecord> = delivery
-                .get((key, recipient.as_str()))?
-                .map(|g| parse(g.value()))
-                .transpose()?;
-            let new = matches!(
-                current,
-                Some(DeliveryRecord {
-                    state: DeliveryState::Queued,
-                    ..
-                })
-            );
-            if let (true, Some(mut rec)) = (new, current) {
-                rec.state = if kind == ReceiptKind::Delivered {
-                    DeliveryState::Delivered
-                } else {
-                    DeliveryState::Quarantined
-                };
-                rec.delivered_ms = Some(now_ms);
-                rec.reason = reason;
-                delivery.insert((key, recipient.as_str()), json(&rec)?.as_slice())?;
-                txn.open_table(RECEIPTS)?
-                    .insert((key, recipient.as_str(), kind.code()), receipt)?;
-                queue_push(&txn, &doc.sender, &Push::Receipt(receipt.to_vec()))?;
-                log().map_err(|e| StoreError::Db(redb::Error::Io(e)))?;
-            }
-            txn.open_table(PENDING)?.remove((recipient.as_str(), key))?;
-            let mut all_delivered = true;
-            for r in doc.recipients() {
-                if let Some(g) = delivery.get((key, r.as_str()))? {
-                    let d: DeliveryRecord = parse(g.value())?;
-                    if d.state == DeliveryState::Queued {
-                        all_delivered = false;
-                    }
+            rec.delivered_ms = Some(now_ms);
+            rec.reason = reason;
+            delivery.insert((key, recipient.as_str()), json(&rec)?.as_slice())?;
+            txn.open_table(RECEIPTS)?
+                .insert((key, recipient.as_str(), kind.code()), receipt)?;
+            queue_push(txn, &doc.sender, &Push::Receipt(receipt.to_vec()))?;
+        }
+        txn.open_table(PENDING)?.remove((recipient.as_str(), key))?;
+        let mut all_delivered = true;
+        for r in doc.recipients() {
+            if let Some(g) = delivery.get((key, r.as_str()))? {
+                let d: DeliveryRecord = parse(g.value())?;
+                if d.state == DeliveryState::Queued {
+                    all_delivered = false;
                 }
             }
-            drop(delivery);
-            // Marked in the receipt's own commit: whoever sees the receipt
-            // (the sender it is forwarded to, a supervisor) sees the hub no
-            // longer keeping the content.
-            let content_done = all_delivered && !doc.content_removed;
-            if content_done {
-                let mut doc = doc.clone();
-                doc.content_removed = true;
-                txn.open_table(DOCS)?.insert(key, json(&doc)?.as_slice())?;
-            }
-            Recorded {
-                new,
-                sender: doc.sender.clone(),
-                content_done,
-            }
-        };
-        txn.commit()?;
-        Ok(recorded)
+        }
+        drop(delivery);
+        // Marked in the receipt's own commit: whoever sees the receipt
+        // (the sender it is forwarded to, a supervisor) sees the hub no
+        // longer keeping the content.
+        let content_done = all_delivered && !doc.content_removed;
+        if content_done {
+            let mut doc = doc.clone();
+            doc.content_removed = true;
+            txn.open_table(DOCS)?.insert(key, json(&doc)?.as_slice())?;
+        }
+        Ok(Some(Recorded {
+            new,
+            sender: doc.sender.clone(),
+            content_done,
+        }))
     }
 
     /// Receipts and notices waiting to be passed on to `node`.
