@@ -33,6 +33,9 @@ pub struct AgentContext {
     pub failures: Mutex<std::collections::HashMap<gongwen_common::DocId, String>>,
     /// The admitted connection to the hub, while there is one.
     pub conn: Mutex<Option<quinn::Connection>>,
+    /// Held while claims are being made; listing what to send waits for
+    /// it, so nothing is sent from a claim before its moves are durable.
+    pub claiming: Mutex<()>,
     /// Outbox scans since start (an idle agent must stay idle).
     pub outbox_scans: std::sync::atomic::AtomicU64,
     /// This machine's clock: times the agent records and certificate
@@ -76,6 +79,7 @@ impl AgentContext {
             progress: Mutex::new(Default::default()),
             failures: Mutex::new(Default::default()),
             conn: Mutex::new(None),
+            claiming: Mutex::new(()),
             outbox_scans: Default::default(),
             clock,
         })

@@ -194,10 +194,12 @@ async fn answer(req: Request, ctx: &Arc<AgentContext>) -> Response {
             }
         }
         Request::Send(req) => {
-            let folders = ctx.folders.clone();
-            let queued =
-                tokio::task::spawn_blocking(move || crate::outbox::claim_copies(&folders, &req))
-                    .await;
+            let c = ctx.clone();
+            let queued = tokio::task::spawn_blocking(move || {
+                let _claiming = c.claiming.lock().unwrap_or_else(|p| p.into_inner());
+                crate::outbox::claim_copies(&c.folders, &req)
+            })
+            .await;
             match queued {
                 Ok(Ok(doc_id)) => {
                     ctx.outbox_wake.notify_one();

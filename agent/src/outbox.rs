@@ -18,6 +18,8 @@
 //! ```
 
 use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -276,11 +278,141 @@ pub fn now_ms() -> i64 {
 
 /// Move a complete drop (and its sidecar) into the spool. Blocking.
 pub fn claim(folders: &Folders, drop: &Drop) -> std::io::Result<DocId> {
+    claim_all(folders, &[drop]).remove(0)
+}
+
+/// Move complete drops (and their sidecars) into the spool, together: the
+/// folder syncs that make them durable are shared by the batch. For each
+/// drop, in this order:
+///
+/// 1. a claim folder with `claim.json` (and an empty `files/` for a
+///    dropped file), durable
+///    (file, folder, and the spool's entry for it) — so a crash after the
+///    drop moved always finds the record saying where it came from;
+/// 2. the sidecar and the drop moved in;
+/// 3. both ends of those moves durable (the claim folder and `files/`,
+///    and the recipient folder in the outbox they left) before this
+///    returns — so nothing is sent from a claim a crash could undo (the
+///    drop would reappear in the outbox and be sent twice).
+///
+/// A drop that vanished or cannot be moved undoes its own claim and is
+/// reported in its slot; the others go on. Blocking.
+pub fn claim_all(folders: &Folders, drops: &[&Drop]) -> Vec<std::io::Result<DocId>> {
+    let mut results: Vec<std::io::Result<DocId>> = Vec::with_capacity(drops.len());
+    // 1. Claim records.
+    let mut begun = Vec::new();
+    for (i, d) in drops.iter().enumerate() {
+        match begin_claim(folders, d) {
+            Ok((doc_id, dir, has_sidecar)) => {
+                results.push(Ok(doc_id));
+                begun.push((i, dir, has_sidecar));
+            }
+            Err(e) => results.push(Err(e)),
+        }
+    }
+    if begun.is_empty() {
+        return results;
+    }
+    begun.retain(|(i, dir, _)| match sync_dir(dir) {
+        Ok(()) => true,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(dir);
+            results[*i] = Err(e);
+            false
+        }
+    });
+    if let Err(e) = sync_dir(&folders.spool) {
+        for (i, dir, _) in begun {
+            let _ = std::fs::remove_dir_all(&dir);
+            results[i] = Err(std::io::Error::new(e.kind(), e.to_string()));
+        }
+        return results;
+    }
+    // 2. The moves.
+    begun.retain(|(i, dir, has_sidecar)| {
+        let d = drops[*i];
+        let sidecar = sidecar_path(&d.path);
+        let moved = (|| {
+            if *has_sidecar {
+                std::fs::rename(&sidecar, dir.join("meta.toml"))?;
+            }
+            if d.is_folder {
+                std::fs::rename(&d.path, dir.join("files"))
+            } else {
+                std::fs::rename(&d.path, dir.join("files").join(&d.name))
+            }
+        })();
+        match moved {
+            Ok(()) => true,
+            Err(e) => {
+                // Gone (or unreadable) between the scan and the claim: undo
+                // the claim at once, the sidecar back beside where the drop
+                // was.
+                if *has_sidecar {
+                    let _ = std::fs::rename(dir.join("meta.toml"), &sidecar);
+                }
+                let _ = std::fs::remove_dir_all(dir);
+                results[*i] = Err(std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "{} could not be taken from the outbox ({e}); nothing was sent",
+                        d.name
+                    ),
+                ));
+                false
+            }
+        }
+    });
+    // 3. Both ends of every move durable.
+    let mut left: Vec<&Path> = Vec::new();
+    for (i, dir, has_sidecar) in &begun {
+        let d = drops[*i];
+        let synced = if d.is_folder || *has_sidecar {
+            sync_dir(dir)
+        } else {
+            Ok(())
+        }
+        .and_then(|()| {
+            if d.is_folder {
+                Ok(())
+            } else {
+                sync_dir(&dir.join("files"))
+            }
+        });
+        if let Err(e) = synced {
+            results[*i] = Err(e);
+        }
+        if let Some(parent) = d.path.parent()
+            && !left.contains(&parent)
+        {
+            left.push(parent);
+        }
+    }
+    for parent in left {
+        if let Err(e) = sync_dir(parent) {
+            for (i, _, _) in &begun {
+                if drops[*i].path.parent() == Some(parent) && results[*i].is_ok() {
+                    results[*i] = Err(std::io::Error::new(e.kind(), e.to_string()));
+                }
+            }
+        }
+    }
+    for (i, _, _) in &begun {
+        if let Ok(doc_id) = &results[*i] {
+            let d = drops[*i];
+            info!(doc = %doc_id, "claimed {}/{}", d.to, d.name);
+        }
+    }
+    results
+}
+
+/// Step 1 of a claim: the folder and its durable `claim.json` (the folder
+/// itself is synced by the caller, with the batch).
+fn begin_claim(folders: &Folders, drop: &Drop) -> std::io::Result<(DocId, PathBuf, bool)> {
     let doc_id = DocId::generate();
     let dir = folders.spool.join(doc_id.to_string());
     std::fs::create_dir(&dir)?;
-    let sidecar = sidecar_path(&drop.path);
-    let has_sidecar = sidecar.exists();
+    let has_sidecar = sidecar_path(&drop.path).exists();
     let c = Claim {
         to: drop.to.clone(),
         name: drop.name.clone(),
@@ -288,39 +420,32 @@ pub fn claim(folders: &Folders, drop: &Drop) -> std::io::Result<DocId> {
         has_sidecar,
         claimed_ms: now_ms(),
     };
-    let text = serde_json::to_vec_pretty(&c).map_err(std::io::Error::other)?;
-    write_atomic(&dir.join("claim.json"), &text, 0o600)?;
-    if has_sidecar {
-        std::fs::rename(&sidecar, dir.join("meta.toml"))?;
-    }
-    let moved = if drop.is_folder {
-        std::fs::rename(&drop.path, dir.join("files"))
-    } else {
-        std::fs::create_dir(dir.join("files"))
-            .and_then(|()| std::fs::rename(&drop.path, dir.join("files").join(&drop.name)))
-    };
-    if let Err(e) = moved {
-        // Gone (or unreadable) between the scan and the claim: undo the
-        // claim at once, the sidecar back beside where the drop was.
-        if has_sidecar {
-            let _ = std::fs::rename(dir.join("meta.toml"), &sidecar);
+    let made = (|| {
+        let text = serde_json::to_vec_pretty(&c).map_err(std::io::Error::other)?;
+        // A new private folder: no temporary name needed; a claim.json cut
+        // short by a crash is undone at start like a missing one.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(dir.join("claim.json"))?;
+        f.write_all(&text)?;
+        f.sync_all()?;
+        // A dropped file moves into files/; a dropped folder becomes it
+        // (so recovery's "files/ exists" test means "the folder moved").
+        if drop.is_folder {
+            Ok(())
+        } else {
+            std::fs::create_dir(dir.join("files"))
         }
-        let _ = std::fs::remove_dir_all(&dir);
-        return Err(std::io::Error::new(
-            e.kind(),
-            format!(
-                "{} could not be taken from the outbox ({e}); nothing was sent",
-                drop.name
-            ),
-        ));
+    })();
+    match made {
+        Ok(()) => Ok((doc_id, dir, has_sidecar)),
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            Err(e)
+        }
     }
-    sync_dir(&dir)?;
-    sync_dir(&folders.spool)?;
-    if let Some(parent) = drop.path.parent() {
-        sync_dir(parent)?;
-    }
-    info!(doc = %doc_id, "claimed {}/{}", drop.to, drop.name);
-    Ok(doc_id)
 }
 
 pub fn read_claim(dir: &Path) -> std::io::Result<Claim> {
@@ -624,7 +749,10 @@ pub async fn watch(ctx: std::sync::Arc<crate::context::AgentContext>) {
                 },
             );
             let claimed = match &result {
-                Ok((ready, stray)) => act_on(&c.folders, ready, stray),
+                Ok((ready, stray)) => {
+                    let _claiming = c.claiming.lock().unwrap_or_else(|p| p.into_inner());
+                    act_on(&c.folders, ready, stray)
+                }
                 Err(e) => {
                     warn!("cannot scan the outbox {}: {e}", c.folders.outbox.display());
                     0
@@ -681,19 +809,24 @@ pub async fn watch(ctx: std::sync::Arc<crate::context::AgentContext>) {
 /// Returns how many were claimed. Blocking.
 fn act_on(folders: &Folders, ready: &[Drop], stray: &[PathBuf]) -> usize {
     let mut claimed = 0;
+    let mut to_claim = Vec::new();
     for d in ready {
-        let result = if d.is_symlink {
-            fail_drop(
+        if d.is_symlink {
+            if let Err(e) = fail_drop(
                 folders,
                 &d.path,
                 "it is a symbolic link; gongwen sends only files placed in the outbox. Copy the file itself into the outbox.",
-            )
-            .map(|_| ())
+            ) {
+                warn!("cannot take {}: {e}", d.path.display());
+            }
         } else {
-            claim(folders, d).map(|_| claimed += 1)
-        };
-        if let Err(e) = result {
-            warn!("cannot take {}: {e}", d.path.display());
+            to_claim.push(d);
+        }
+    }
+    for (d, result) in to_claim.iter().zip(claim_all(folders, &to_claim)) {
+        match result {
+            Ok(_) => claimed += 1,
+            Err(e) => warn!("cannot take {}: {e}", d.path.display()),
         }
     }
     for p in stray {
@@ -820,6 +953,64 @@ mod tests {
             "a half claim remains"
         );
         assert!(sidecar.exists(), "the sidecar is back in the outbox");
+    }
+
+    #[test]
+    fn drops_claimed_together_move_with_their_sidecars_and_a_vanished_one_undoes_only_itself() {
+        let d = tempfile::tempdir().unwrap();
+        let f = Folders::new(d.path());
+        f.create().unwrap();
+        let dir = f.outbox.join("harbin-gov");
+        std::fs::create_dir(&dir).unwrap();
+        let drop = |name: &str, is_folder| Drop {
+            to: "harbin-gov".into(),
+            name: name.into(),
+            path: dir.join(name),
+            is_folder,
+            is_symlink: false,
+        };
+        std::fs::write(dir.join("a.txt"), b"a").unwrap();
+        std::fs::write(dir.join("b.txt"), b"b").unwrap();
+        std::fs::write(dir.join("b.txt.meta.toml"), b"title = \"b\"").unwrap();
+        std::fs::create_dir(dir.join("会议材料")).unwrap();
+        std::fs::write(dir.join("会议材料/正文.txt"), b"m").unwrap();
+        std::fs::write(dir.join("会议材料/附件.txt"), b"n").unwrap();
+        std::fs::write(dir.join("gone.txt.meta.toml"), b"title = \"g\"").unwrap();
+        let drops = [
+            drop("a.txt", false),
+            drop("b.txt", false),
+            drop("会议材料", true),
+            drop("gone.txt", false), // deleted after the scan saw it
+        ];
+        let all: Vec<&Drop> = drops.iter().collect();
+        let results = claim_all(&f, &all);
+        let err = results[3].as_ref().unwrap_err().to_string();
+        assert!(err.contains("could not be taken"), "{err}");
+        let ids: Vec<DocId> = results[..3].iter().map(|r| *r.as_ref().unwrap()).collect();
+        // Only the vanished drop's sidecar is left in the outbox.
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("gone.txt.meta.toml")]);
+        let spool = |id: &DocId| f.spool.join(id.to_string());
+        assert_eq!(
+            std::fs::read(spool(&ids[0]).join("files/a.txt")).unwrap(),
+            b"a"
+        );
+        assert!(spool(&ids[1]).join("meta.toml").exists());
+        assert!(!spool(&ids[0]).join("meta.toml").exists());
+        assert_eq!(
+            std::fs::read_dir(spool(&ids[2]).join("files"))
+                .unwrap()
+                .count(),
+            2
+        );
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(claimed(&f).unwrap(), sorted);
+        // Complete claims: recovery at start keeps every one.
+        assert_eq!(recover(&f).unwrap(), sorted);
     }
 
     #[test]

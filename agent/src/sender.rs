@@ -58,11 +58,14 @@ pub async fn send_pending(
     conn: &quinn::Connection,
     ctx: &Arc<AgentContext>,
 ) -> Result<(), SendError> {
-    let folders = ctx.folders.clone();
-    let ids = tokio::task::spawn_blocking(move || outbox::claimed(&folders))
-        .await
-        .map_err(later)?
-        .map_err(later)?;
+    let c = ctx.clone();
+    let ids = tokio::task::spawn_blocking(move || {
+        let _claiming = c.claiming.lock().unwrap_or_else(|p| p.into_inner());
+        outbox::claimed(&c.folders)
+    })
+    .await
+    .map_err(later)?
+    .map_err(later)?;
     let mut ids = ids.into_iter();
     let mut in_flight = tokio::task::JoinSet::new();
     let mut stop: Option<SendError> = None;
