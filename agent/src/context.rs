@@ -33,6 +33,8 @@ pub struct AgentContext {
     pub failures: Mutex<std::collections::HashMap<gongwen_common::DocId, String>>,
     /// The admitted connection to the hub, while there is one.
     pub conn: Mutex<Option<quinn::Connection>>,
+    /// Accepted documents waiting to be filed under sent/.
+    pub filing: crate::sender::Filing,
     /// Held while claims are being made; listing what to send waits for
     /// it, so nothing is sent from a claim before its moves are durable.
     pub claiming: Mutex<()>,
@@ -79,6 +81,7 @@ impl AgentContext {
             progress: Mutex::new(Default::default()),
             failures: Mutex::new(Default::default()),
             conn: Mutex::new(None),
+            filing: Default::default(),
             claiming: Mutex::new(()),
             outbox_scans: Default::default(),
             clock,

@@ -134,11 +134,7 @@ async fn send_one(
         .remove(&doc_id);
     let receipt = receipt?;
     gongwen_common::failpoint::hit("agent-sent-accepted");
-    let ctx2 = ctx.clone();
-    tokio::task::spawn_blocking(move || finish(&ctx2, doc_id, &receipt))
-        .await
-        .map_err(later)??;
-    Ok(())
+    file_accepted(ctx, doc_id, receipt).await
 }
 
 async fn address_and_seal(
@@ -557,12 +553,92 @@ fn encrypt_into(
     }
 }
 
+/// Accepted documents waiting to be filed under sent/, and whether a
+/// filer is at work on them.
+#[derive(Debug, Default)]
+pub struct Filing {
+    queue: std::sync::Mutex<(Vec<FileJob>, bool)>,
+}
+
+#[derive(Debug)]
+struct FileJob {
+    doc_id: DocId,
+    receipt: Vec<u8>,
+    reply: tokio::sync::oneshot::Sender<Result<(), SendError>>,
+}
+
+impl Filing {
+    /// Queue a job; true when the caller must start a filer.
+    fn push(&self, job: FileJob) -> bool {
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        q.0.push(job);
+        !std::mem::replace(&mut q.1, true)
+    }
+
+    /// The jobs queued so far, or `None` (and the filer stops) if none.
+    fn take(&self) -> Option<Vec<FileJob>> {
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if q.0.is_empty() {
+            q.1 = false;
+            None
+        } else {
+            Some(std::mem::take(&mut q.0))
+        }
+    }
+}
+
 /// Check the hub's receipt, record it, and file the document under sent/.
-fn finish(ctx: &AgentContext, doc_id: DocId, receipt: &[u8]) -> Result<(), SendError> {
+/// Documents accepted while others are being filed are filed together
+/// with them (one store commit and one sync of sent/ and of the spool for
+/// the batch); a lone document is filed at once. No task outlives the
+/// work: the first to queue starts a filer, which stops when the queue is
+/// empty.
+async fn file_accepted(
+    ctx: &Arc<AgentContext>,
+    doc_id: DocId,
+    receipt: Vec<u8>,
+) -> Result<(), SendError> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    if ctx.filing.push(FileJob {
+        doc_id,
+        receipt,
+        reply,
+    }) {
+        let ctx = ctx.clone();
+        tokio::task::spawn_blocking(move || {
+            while let Some(batch) = ctx.filing.take() {
+                // A panic must not leave the queue marked as being worked
+                // on with nobody working it: that batch's waiters are told
+                // (their replies drop) and the filer goes on.
+                let filed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    file_batch(&ctx, batch)
+                }));
+                if filed.is_err() {
+                    warn!("filing a batch under sent/ failed; it will be retried");
+                }
+            }
+        });
+    }
+    answer
+        .await
+        .map_err(|_| SendError::Later("filing stopped".into()))?
+}
+
+/// A document whose `accepted` receipt checked out, ready to be filed.
+struct Checked {
+    dir: std::path::PathBuf,
+    header: Vec<u8>,
+    sealed: SealedHeader,
+    receipt: Receipt,
+    record: SentRecord,
+}
+
+fn check_accepted(ctx: &AgentContext, job: &FileJob) -> Result<Checked, SendError> {
+    let doc_id = job.doc_id;
     let dir = ctx.folders.spool.join(doc_id.to_string());
     let header = std::fs::read(dir.join("header")).map_err(later)?;
     let sealed = SealedHeader::parse(&header).map_err(|e| SendError::Permanent(e.to_string()))?;
-    let (r, _) = Receipt::verify(receipt, Some(&ctx.checker()), ctx.clock.now())
+    let (r, _) = Receipt::verify(&job.receipt, Some(&ctx.checker()), ctx.clock.now())
         .map_err(|e| SendError::Later(format!("the hub's receipt does not verify: {e}")))?;
     if r.kind != ReceiptKind::Accepted || r.doc_id != doc_id || r.doc_digest != sealed.digest() {
         return Err(SendError::Later(
@@ -581,27 +657,119 @@ fn finish(ctx: &AgentContext, doc_id: DocId, receipt: &[u8]) -> Result<(), SendE
         recalled: Vec::new(),
         recalled_ms: None,
     };
-    ctx.store
-        .record_sent(&record, receipt, &r.issuer, &header)
-        .map_err(later)?;
-    // The metadata joins the files in the spool, then the whole folder
-    // moves to sent/<doc_id>/ in one rename: sent/ never shows a document
-    // half filed. Then the spool entry goes.
-    let dest = ctx.folders.sent.join(doc_id.to_string());
-    if !dest.exists() {
-        let files = dir.join("files");
+    Ok(Checked {
+        dir,
+        header,
+        sealed,
+        receipt: r,
+        record,
+    })
+}
+
+/// File one batch and answer each job. Blocking.
+fn file_batch(ctx: &AgentContext, jobs: Vec<FileJob>) {
+    let mut outcome: Vec<Result<Checked, SendError>> =
+        jobs.iter().map(|j| check_accepted(ctx, j)).collect();
+    // 1. Recorded, all in one commit.
+    let accepted: Vec<crate::store::Accepted<'_>> = jobs
+        .iter()
+        .zip(&outcome)
+        .filter_map(|(j, o)| {
+            let c = o.as_ref().ok()?;
+            Some(crate::store::Accepted {
+                record: &c.record,
+                receipt: &j.receipt,
+                hub: &c.receipt.issuer,
+                header: &c.header,
+            })
+        })
+        .collect();
+    let recorded = ctx.store.record_sent(&accepted);
+    drop(accepted);
+    if let Err(e) = recorded {
+        fail_all(&mut outcome, &e);
+    }
+    // 2. Each one's metadata joins its files in the spool, then the whole
+    // folder moves to sent/<doc_id>/ in one rename: sent/ never shows a
+    // document half filed.
+    for o in outcome.iter_mut() {
+        let Ok(c) = o else { continue };
+        let dest = ctx.folders.sent.join(c.record.doc_id.to_string());
+        if dest.exists() {
+            continue; // filed before a crash that came before the spool went
+        }
+        let meta = c.sealed.meta();
         // A span deadline counts from the hub's acceptance, which the
         // `accepted` receipt dates by the hub's clock.
-        let deadline = meta.deadline.map(|d| d.resolve(r.time_ms));
-        let meta_json = MetadataJson::from_sealed(&sealed, deadline);
-        let text = serde_json::to_vec_pretty(&meta_json).map_err(later)?;
-        write_atomic(&files.join("metadata.json"), &text, 0o644).map_err(later)?;
-        std::fs::rename(&files, &dest).map_err(later)?;
-        sync_dir(&ctx.folders.sent).map_err(later)?;
+        let deadline = meta.deadline.map(|d| d.resolve(c.receipt.time_ms));
+        let moved = serde_json::to_vec_pretty(&MetadataJson::from_sealed(&c.sealed, deadline))
+            .map_err(std::io::Error::other)
+            .and_then(|text| {
+                let files = c.dir.join("files");
+                write_atomic(&files.join("metadata.json"), &text, 0o644)?;
+                std::fs::rename(&files, &dest)
+            });
+        if let Err(e) = moved {
+            *o = Err(later(e));
+        }
     }
-    std::fs::remove_dir_all(&dir).map_err(later)?;
-    sync_dir(&ctx.folders.spool).map_err(later)?;
-    info!(doc = %doc_id, "accepted by the hub; filed under sent/");
-    debug!("receipt from {}", r.issuer);
-    Ok(())
+    // 3. The filed folders durable, then the spool entries go.
+    if let Err(e) = sync_dir(&ctx.folders.sent) {
+        fail_all(&mut outcome, &e);
+    }
+    for o in outcome.iter_mut() {
+        let Ok(c) = o else { continue };
+        if let Err(e) = std::fs::remove_dir_all(&c.dir) {
+            *o = Err(later(e));
+        }
+    }
+    if let Err(e) = sync_dir(&ctx.folders.spool) {
+        fail_all(&mut outcome, &e);
+    }
+    for (job, o) in jobs.into_iter().zip(outcome) {
+        let answer = o.map(|c| {
+            info!(doc = %job.doc_id, "accepted by the hub; filed under sent/");
+            debug!("receipt from {}", c.receipt.issuer);
+        });
+        let _ = job.reply.send(answer);
+    }
+}
+
+/// A step the whole batch shares failed: every job still going fails with
+/// it (and is retried: the hub answers again with its first `accepted`).
+fn fail_all(outcome: &mut [Result<Checked, SendError>], e: &dyn std::fmt::Display) {
+    for o in outcome.iter_mut().filter(|o| o.is_ok()) {
+        *o = Err(later(e));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job() -> (
+        FileJob,
+        tokio::sync::oneshot::Receiver<Result<(), SendError>>,
+    ) {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let job = FileJob {
+            doc_id: DocId::generate(),
+            receipt: Vec::new(),
+            reply,
+        };
+        (job, rx)
+    }
+
+    #[test]
+    fn the_first_queued_job_starts_a_filer_and_an_empty_queue_stops_it() {
+        let filing = Filing::default();
+        let (a, _ra) = job();
+        let (b, _rb) = job();
+        assert!(filing.push(a), "nobody is filing: start a filer");
+        assert!(!filing.push(b), "a filer is at work: it takes this one too");
+        assert_eq!(filing.take().map(|b| b.len()), Some(2));
+        assert!(filing.take().is_none(), "empty: the filer stops");
+        let (c, _rc) = job();
+        assert!(filing.push(c), "stopped: the next job starts one again");
+    }
 }

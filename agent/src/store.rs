@@ -78,6 +78,16 @@ impl ReceivedState {
     }
 }
 
+/// A document the hub accepted, as [`Store::record_sent`] records it.
+#[derive(Debug, Clone, Copy)]
+pub struct Accepted<'a> {
+    pub record: &'a SentRecord,
+    /// The hub's signed `accepted` receipt.
+    pub receipt: &'a [u8],
+    pub hub: &'a NodeId,
+    pub header: &'a [u8],
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ReceivedRecord {
     pub doc_id: DocId,
@@ -177,20 +187,23 @@ impl Store {
     }
 
     /// Record a document the hub accepted, with its `accepted` receipt.
-    pub fn record_sent(
-        &self,
-        rec: &SentRecord,
-        accepted: &[u8],
-        hub: &NodeId,
-        header: &[u8],
-    ) -> Result<(), StoreError> {
-        let key = rec.doc_id.as_bytes().as_slice();
+    /// Record documents the hub accepted, in one commit: each one's
+    /// record, header and `accepted` receipt.
+    pub fn record_sent(&self, accepted: &[Accepted<'_>]) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
         {
-            txn.open_table(SENT)?.insert(key, json(rec)?.as_slice())?;
-            txn.open_table(HEADERS)?.insert(key, header)?;
-            txn.open_table(RECEIPTS)?
-                .insert((key, hub.as_str(), ReceiptKind::Accepted.code()), accepted)?;
+            let mut sent = txn.open_table(SENT)?;
+            let mut headers = txn.open_table(HEADERS)?;
+            let mut receipts = txn.open_table(RECEIPTS)?;
+            for a in accepted {
+                let key = a.record.doc_id.as_bytes().as_slice();
+                sent.insert(key, json(a.record)?.as_slice())?;
+                headers.insert(key, a.header)?;
+                receipts.insert(
+                    (key, a.hub.as_str(), ReceiptKind::Accepted.code()),
+                    a.receipt,
+                )?;
+            }
         }
         txn.commit()?;
         Ok(())
