@@ -7,6 +7,7 @@ mod cases;
 mod env;
 mod report;
 
+use anyhow::Context as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -80,6 +81,9 @@ fn machine() -> String {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Made (and checked writable) first, not after minutes of measuring.
+    std::fs::create_dir_all(&cli.out)
+        .with_context(|| format!("cannot create the output folder {}", cli.out.display()))?;
     let s = if cli.quick {
         Sizes {
             big: 256 << 20,
