@@ -600,6 +600,29 @@ impl HubProcess {
         let _ = self.child.wait();
     }
 
+    /// SIGTERM, as an operator's `systemctl stop` would: the hub shuts down
+    /// cleanly (closing its store) and exits. Bounded.
+    pub async fn terminate(&mut self) {
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -TERM failed");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                assert!(status.success(), "the hub exited with {status} on SIGTERM");
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the hub did not stop within {WAIT:?} of SIGTERM; the end of its log:\n{}",
+                log_tail(&self.log, 40)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Wait until the process ended by itself (an armed crash point).
     pub async fn wait_crash(&mut self, what: &str) {
         wait_exit(&mut self.child, what, &self.log).await;
