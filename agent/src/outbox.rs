@@ -276,11 +276,6 @@ pub fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-/// Move a complete drop (and its sidecar) into the spool. Blocking.
-pub fn claim(folders: &Folders, drop: &Drop) -> std::io::Result<DocId> {
-    claim_all(folders, &[drop]).remove(0)
-}
-
 /// Move complete drops (and their sidecars) into the spool, together: the
 /// folder syncs that make them durable are shared by the batch. For each
 /// drop, in this order:
@@ -841,6 +836,11 @@ fn act_on(folders: &Folders, ready: &[Drop], stray: &[PathBuf]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One drop claimed on its own.
+    fn claim(folders: &Folders, drop: &Drop) -> std::io::Result<DocId> {
+        claim_all(folders, &[drop]).remove(0)
+    }
 
     #[test]
     fn temporary_names_and_our_own_files_are_ignored() {
