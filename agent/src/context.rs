@@ -34,7 +34,9 @@ pub struct AgentContext {
     /// The admitted connection to the hub, while there is one.
     pub conn: Mutex<Option<quinn::Connection>>,
     /// Accepted documents waiting to be filed under sent/.
-    pub filing: crate::sender::Filing,
+    pub filing: crate::batch::Batches<crate::sender::FileJob>,
+    /// Receipts from recipients waiting to be recorded.
+    pub receipts: crate::batch::Batches<crate::session::ReceiptJob>,
     /// Held while claims are being made; listing what to send waits for
     /// it, so nothing is sent from a claim before its moves are durable.
     pub claiming: Mutex<()>,
@@ -82,6 +84,7 @@ impl AgentContext {
             failures: Mutex::new(Default::default()),
             conn: Mutex::new(None),
             filing: Default::default(),
+            receipts: Default::default(),
             claiming: Mutex::new(()),
             outbox_scans: Default::default(),
             clock,

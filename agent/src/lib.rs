@@ -16,11 +16,14 @@
 //! - [`link_error`] — [`LinkError`], why a connection failed, in plain words,
 //!   classified from QUIC/TLS errors by pure functions.
 //! - [`backoff`] — the reconnect schedule.
+//! - [`batch`] — group commit: writes that arrive together, made durable
+//!   together.
 //! - [`keygen`] — a key and CSR made on the unit's own machine.
 //! - [`error`] — [`AgentError`].
 #![forbid(unsafe_code)]
 
 pub mod backoff;
+pub mod batch;
 pub mod clerk;
 pub mod client;
 pub mod context;

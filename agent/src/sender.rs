@@ -553,72 +553,30 @@ fn encrypt_into(
     }
 }
 
-/// Accepted documents waiting to be filed under sent/, and whether a
-/// filer is at work on them.
-#[derive(Debug, Default)]
-pub struct Filing {
-    queue: std::sync::Mutex<(Vec<FileJob>, bool)>,
-}
-
+/// An accepted document waiting to be filed under sent/.
 #[derive(Debug)]
-struct FileJob {
+pub struct FileJob {
     doc_id: DocId,
     receipt: Vec<u8>,
     reply: tokio::sync::oneshot::Sender<Result<(), SendError>>,
 }
 
-impl Filing {
-    /// Queue a job; true when the caller must start a filer.
-    fn push(&self, job: FileJob) -> bool {
-        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        q.0.push(job);
-        !std::mem::replace(&mut q.1, true)
-    }
-
-    /// The jobs queued so far, or `None` (and the filer stops) if none.
-    fn take(&self) -> Option<Vec<FileJob>> {
-        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        if q.0.is_empty() {
-            q.1 = false;
-            None
-        } else {
-            Some(std::mem::take(&mut q.0))
-        }
-    }
-}
-
 /// Check the hub's receipt, record it, and file the document under sent/.
 /// Documents accepted while others are being filed are filed together
 /// with them (one store commit and one sync of sent/ and of the spool for
-/// the batch); a lone document is filed at once. No task outlives the
-/// work: the first to queue starts a filer, which stops when the queue is
-/// empty.
+/// the batch; see [`crate::batch`]); a lone document is filed at once.
 async fn file_accepted(
     ctx: &Arc<AgentContext>,
     doc_id: DocId,
     receipt: Vec<u8>,
 ) -> Result<(), SendError> {
     let (reply, answer) = tokio::sync::oneshot::channel();
-    if ctx.filing.push(FileJob {
+    let job = FileJob {
         doc_id,
         receipt,
         reply,
-    }) {
-        let ctx = ctx.clone();
-        tokio::task::spawn_blocking(move || {
-            while let Some(batch) = ctx.filing.take() {
-                // A panic must not leave the queue marked as being worked
-                // on with nobody working it: that batch's waiters are told
-                // (their replies drop) and the filer goes on.
-                let filed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    file_batch(&ctx, batch)
-                }));
-                if filed.is_err() {
-                    warn!("filing a batch under sent/ failed; it will be retried");
-                }
-            }
-        });
-    }
+    };
+    crate::batch::Batches::submit(ctx, |c| &c.filing, job, file_batch);
     answer
         .await
         .map_err(|_| SendError::Later("filing stopped".into()))?
@@ -740,36 +698,5 @@ fn file_batch(ctx: &AgentContext, jobs: Vec<FileJob>) {
 fn fail_all(outcome: &mut [Result<Checked, SendError>], e: &dyn std::fmt::Display) {
     for o in outcome.iter_mut().filter(|o| o.is_ok()) {
         *o = Err(later(e));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn job() -> (
-        FileJob,
-        tokio::sync::oneshot::Receiver<Result<(), SendError>>,
-    ) {
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        let job = FileJob {
-            doc_id: DocId::generate(),
-            receipt: Vec::new(),
-            reply,
-        };
-        (job, rx)
-    }
-
-    #[test]
-    fn the_first_queued_job_starts_a_filer_and_an_empty_queue_stops_it() {
-        let filing = Filing::default();
-        let (a, _ra) = job();
-        let (b, _rb) = job();
-        assert!(filing.push(a), "nobody is filing: start a filer");
-        assert!(!filing.push(b), "a filer is at work: it takes this one too");
-        assert_eq!(filing.take().map(|b| b.len()), Some(2));
-        assert!(filing.take().is_none(), "empty: the filer stops");
-        let (c, _rc) = job();
-        assert!(filing.push(c), "stopped: the next job starts one again");
     }
 }

@@ -141,21 +141,61 @@ async fn take_receipt(ctx: &Arc<AgentContext>, bytes: Vec<u8>) -> Message {
     };
     // Kept even if our record of the send is not written yet (a crash
     // between the hub's accepted and ours): the receipt is evidence.
-    let (doc_id, recipient, kind) = (r.doc_id, r.recipient.clone(), r.kind);
-    match ctx
-        .store
-        .run(move |s| s.add_receipt(doc_id, &recipient, kind, &bytes))
-        .await
-    {
-        Ok(true) => {
-            info!(doc = %r.doc_id, "{} by {}", r.kind.as_str(), r.recipient);
-            Message::Ok
-        }
-        Ok(false) => Message::Ok,
-        Err(e) => Message::Error {
+    // Receipts pushed together are recorded in one commit.
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let job = ReceiptJob {
+        receipt: r,
+        bytes,
+        reply,
+    };
+    crate::batch::Batches::submit(ctx, |c| &c.receipts, job, record_receipts);
+    match answer.await {
+        Ok(Ok(())) => Message::Ok,
+        Ok(Err(message)) => Message::Error {
             code: ErrorCode::Storage,
-            message: e.to_string(),
+            message,
         },
+        Err(_) => Message::Error {
+            code: ErrorCode::Storage,
+            message: "recording the receipt stopped".into(),
+        },
+    }
+}
+
+/// A verified receipt from a recipient, waiting to be recorded.
+#[derive(Debug)]
+pub struct ReceiptJob {
+    receipt: Receipt,
+    bytes: Vec<u8>,
+    reply: tokio::sync::oneshot::Sender<Result<(), String>>,
+}
+
+/// Record a batch of receipts in one commit and answer each. Blocking.
+fn record_receipts(ctx: &AgentContext, jobs: Vec<ReceiptJob>) {
+    let rows: Vec<_> = jobs
+        .iter()
+        .map(|j| {
+            let r = &j.receipt;
+            (r.doc_id, &r.recipient, r.kind, j.bytes.as_slice())
+        })
+        .collect();
+    let recorded = ctx.store.add_receipts(&rows);
+    drop(rows);
+    match recorded {
+        Ok(new) => {
+            for (job, new) in jobs.into_iter().zip(new) {
+                if new {
+                    let r = &job.receipt;
+                    info!(doc = %r.doc_id, "{} by {}", r.kind.as_str(), r.recipient);
+                }
+                let _ = job.reply.send(Ok(()));
+            }
+        }
+        Err(e) => {
+            for job in jobs {
+                let _ = job.reply.send(Err(e.to_string()));
+            }
+        }
     }
 }
 

@@ -229,25 +229,29 @@ impl Store {
         Ok(out)
     }
 
-    /// Store a receipt about a document we sent; false if already held.
-    pub fn add_receipt(
+    /// Store receipts about documents we sent, in one commit; for each,
+    /// false if already held.
+    pub fn add_receipts(
         &self,
-        doc_id: DocId,
-        recipient: &NodeId,
-        kind: ReceiptKind,
-        receipt: &[u8],
-    ) -> Result<bool, StoreError> {
-        let key = doc_id.as_bytes().as_slice();
+        receipts: &[(DocId, &NodeId, ReceiptKind, &[u8])],
+    ) -> Result<Vec<bool>, StoreError> {
         let txn = self.db.begin_write()?;
-        let new = {
+        let mut new = Vec::with_capacity(receipts.len());
+        {
             let mut t = txn.open_table(RECEIPTS)?;
-            let k = (key, recipient.as_str(), kind.code());
-            let new = t.get(k)?.is_none();
-            if new {
-                t.insert(k, receipt)?;
+            for &(doc_id, recipient, kind, receipt) in receipts {
+                let k = (
+                    doc_id.as_bytes().as_slice(),
+                    recipient.as_str(),
+                    kind.code(),
+                );
+                let fresh = t.get(k)?.is_none();
+                if fresh {
+                    t.insert(k, receipt)?;
+                }
+                new.push(fresh);
             }
-            new
-        };
+        }
         txn.commit()?;
         Ok(new)
     }
