@@ -837,6 +837,22 @@ fn act_on(folders: &Folders, ready: &[Drop], stray: &[PathBuf]) -> usize {
 mod tests {
     use super::*;
 
+    /// A claim folder with its claim.json and nothing moved into it yet:
+    /// what a claim in progress, or one a crash interrupted, looks like.
+    fn half_claim(f: &Folders, name: &str) -> PathBuf {
+        let half = f.spool.join(DocId::generate().to_string());
+        std::fs::create_dir(&half).unwrap();
+        let c = Claim {
+            to: "harbin-gov".into(),
+            name: name.into(),
+            is_folder: false,
+            has_sidecar: false,
+            claimed_ms: 0,
+        };
+        std::fs::write(half.join("claim.json"), serde_json::to_vec(&c).unwrap()).unwrap();
+        half
+    }
+
     /// One drop claimed on its own.
     fn claim(folders: &Folders, drop: &Drop) -> std::io::Result<DocId> {
         claim_all(folders, &[drop]).remove(0)
@@ -1038,32 +1054,14 @@ mod tests {
         // A claim being made right now (claim.json written, file not moved
         // yet) is not listed for sending, and left alone.
         std::fs::write(&file, b"y").unwrap();
-        let half = f.spool.join(DocId::generate().to_string());
-        std::fs::create_dir(&half).unwrap();
-        let c = Claim {
-            to: "harbin-gov".into(),
-            name: "通知.pdf".into(),
-            is_folder: false,
-            has_sidecar: false,
-            claimed_ms: 0,
-        };
-        std::fs::write(half.join("claim.json"), serde_json::to_vec(&c).unwrap()).unwrap();
+        let half = half_claim(&f, "通知.pdf");
         assert_eq!(claimed(&f).unwrap(), vec![id]);
         assert!(half.join("claim.json").exists() && file.exists());
         std::fs::remove_dir_all(&half).unwrap();
 
         // At start, a claim interrupted before the file moved is undone.
         std::fs::write(&file, b"y").unwrap();
-        let half = f.spool.join(DocId::generate().to_string());
-        std::fs::create_dir(&half).unwrap();
-        let c = Claim {
-            to: "harbin-gov".into(),
-            name: "通知.pdf".into(),
-            is_folder: false,
-            has_sidecar: false,
-            claimed_ms: 0,
-        };
-        std::fs::write(half.join("claim.json"), serde_json::to_vec(&c).unwrap()).unwrap();
+        let half = half_claim(&f, "通知.pdf");
         assert_eq!(recover(&f).unwrap(), vec![id]);
         assert!(!half.exists() && file.exists());
 

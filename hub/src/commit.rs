@@ -184,9 +184,8 @@ async fn run(
 
 /// Make one batch durable and answer each of its writes. Blocking.
 fn commit(batch: Vec<Job>, store: &Store, audit: &AuditLog, spool: &Spool) {
-    let has_accepts = batch.iter().any(|j| matches!(j, Job::Accept(..)));
     let mut replies = Vec::with_capacity(batch.len());
-    match write_batch(&batch, has_accepts, store, audit, spool) {
+    match write_batch(&batch, store, audit, spool) {
         Ok(outcomes) => replies.extend(outcomes.into_iter().map(Ok)),
         Err(e) => {
             let why = e.to_string();
@@ -221,12 +220,11 @@ type Outcome = Option<Recorded>;
 
 fn write_batch(
     batch: &[Job],
-    has_accepts: bool,
     store: &Store,
     audit: &AuditLog,
     spool: &Spool,
 ) -> Result<Vec<Outcome>, StoreError> {
-    if has_accepts {
+    if batch.iter().any(|j| matches!(j, Job::Accept(..))) {
         // The renames into the spool, made durable once for the batch.
         spool
             .sync_blocking()

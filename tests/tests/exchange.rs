@@ -412,6 +412,11 @@ async fn a_64_mib_document_goes_through_with_bounded_memory_and_resumes_after_a_
         .await
         .unwrap();
     assert_eq!(stats["uploads_resumed"], 1, "{stats}");
+    // The restarted hub made two writes durable (the accept and the
+    // delivered receipt), through the group committer.
+    assert_eq!(stats["writes_committed"], 2, "{stats}");
+    let commits = stats["store_commits"].as_u64().unwrap();
+    assert!((1..=2).contains(&commits), "{stats}");
     let kept = stats["bytes_not_resent"].as_u64().unwrap();
     assert!(
         kept >= 8 << 20,
