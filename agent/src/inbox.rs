@@ -1,18 +1,28 @@
-//! Receiving a document: download (resuming a broken transfer), verify,
-//! decrypt, write atomically to `inbox/<sender>/<doc_id>/`, and answer with
-//! a signed `delivered` receipt. Anything that fails a check goes to
-//! `quarantine/<doc_id>/` with `reason.txt`, never to the inbox, and the
-//! answer is a signed `quarantined` receipt naming the reason.
+//! Receiving a document: download (resuming a broken transfer), verify and
+//! decrypt as the content arrives, move the whole document into
+//! `inbox/<sender>/<doc_id>/`, and answer with a signed `delivered`
+//! receipt. Anything that fails a check goes to `quarantine/<doc_id>/`
+//! with `reason.txt`, never to the inbox, and the answer is a signed
+//! `quarantined` receipt naming the reason.
 //!
 //! A document already received is answered with the receipt given the
 //! first time, so a redelivery never makes a second inbox copy.
+//!
+//! The download is decrypted straight into an assembly folder under
+//! `state/incoming/`; the ciphertext is not stored (it would be a second
+//! copy of every byte to write). A broken download resumes from its last
+//! checkpoint: the decrypted files up to a chunk boundary are synced and
+//! the offset recorded, and a resume hashes those files again before
+//! going on. Should a check fail, the content from the failing chunk on is
+//! kept as evidence instead.
 
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use gongwen_common::envelope::{
-    ContentKey, ContentOpener, Deadline, EnvelopeError, FileEntry, SealedHeader, TAG_LEN,
+    CHUNK_LEN, ContentKey, ContentOpener, Deadline, EnvelopeError, FileEntry, SEALED_CHUNK_LEN,
+    SealedHeader,
 };
 use gongwen_common::fsutil::{sync_dir, write_atomic};
 use gongwen_common::receipt::{Receipt, ReceiptKind};
@@ -29,12 +39,20 @@ use crate::store::{ReceivedRecord, ReceivedState};
 
 const IO_CHUNK: usize = 256 * 1024;
 
-fn part_path(ctx: &AgentContext, doc_id: DocId) -> PathBuf {
+/// Where the content of a document that failed a check is kept.
+fn evidence_path(ctx: &AgentContext, doc_id: DocId) -> PathBuf {
     ctx.folders.incoming.join(format!("{doc_id}.part"))
 }
 
+/// How much of the download is decrypted and durable: `<ciphertext bytes>
+/// <SHA-256 of the part of the file being written before that point>`.
 fn offset_path(ctx: &AgentContext, doc_id: DocId) -> PathBuf {
     ctx.folders.incoming.join(format!("{doc_id}.offset"))
+}
+
+/// Where the document is assembled, so the inbox only shows whole ones.
+fn assembly_path(ctx: &AgentContext, doc_id: DocId) -> PathBuf {
+    ctx.folders.incoming.join(format!("{doc_id}.tmp"))
 }
 
 async fn error(send: &mut quinn::SendStream, code: ErrorCode, message: String) {
@@ -81,14 +99,12 @@ pub async fn receive(
         .await;
         return;
     }
-    // Resume: keep what was made durable, cut anything after it.
-    let (part, offset_file) = (part_path(&ctx, doc_id), offset_path(&ctx, doc_id));
-    let opened = {
-        let offset_file = offset_file.clone();
-        tokio::task::spawn_blocking(move || open_download(&part, &offset_file, content_len)).await
+    let prepared = {
+        let (ctx, header) = (ctx.clone(), header.clone());
+        tokio::task::spawn_blocking(move || prepare_download(&ctx, doc_id, &header)).await
     };
-    let (file, offset) = match opened {
-        Ok(Ok(f)) => f,
+    let (offset, sink) = match prepared {
+        Ok(Ok(p)) => p,
         Ok(Err(e)) => {
             error(
                 &mut send,
@@ -112,12 +128,13 @@ pub async fn receive(
     {
         return;
     }
+    let (offset_file, evidence) = (offset_path(&ctx, doc_id), evidence_path(&ctx, doc_id));
     let (end, received, written) = receive_to_blocking(
         &mut recv,
         offset,
         content_len,
         READ_TIMEOUT,
-        move |batches| write_download(file, offset, content_len, batches, &offset_file),
+        move |batches| write_download(sink, offset, content_len, batches, &offset_file, &evidence),
     )
     .await;
     match end {
@@ -131,27 +148,30 @@ pub async fn receive(
             .await;
             return;
         }
-        // Keep the partial file; the hub retries.
+        // Keep what was made durable; the hub retries.
         StreamEnd::Stalled | StreamEnd::Broken(_) => return,
         StreamEnd::WriterGone => {}
     }
-    if let Err(e) = written {
-        warn!(doc = %doc_id, "cannot write the download: {e}");
-        error(
-            &mut send,
-            ErrorCode::Storage,
-            format!("this unit cannot store the document now: {e}"),
-        )
-        .await;
-        return;
-    }
+    let sink = match written {
+        Ok(sink) => sink,
+        Err(e) => {
+            warn!(doc = %doc_id, "cannot write the download: {e}");
+            error(
+                &mut send,
+                ErrorCode::Storage,
+                format!("this unit cannot store the document now: {e}"),
+            )
+            .await;
+            return;
+        }
+    };
     if received != content_len {
         return;
     }
     let ctx2 = ctx.clone();
     let deadline = (deadline_ms > 0).then(|| deadline_ms.div_euclid(1000));
     let outcome =
-        tokio::task::spawn_blocking(move || accept(&ctx2, doc_id, &header, deadline)).await;
+        tokio::task::spawn_blocking(move || accept(&ctx2, doc_id, &header, sink, deadline)).await;
     match outcome {
         Ok(Ok(receipt)) => {
             let _ = write_message(&mut send, &Message::Delivered { receipt }).await;
@@ -170,64 +190,103 @@ pub async fn receive(
     }
 }
 
-/// Open the download's partial file, keeping the bytes its offset file
-/// says were made durable if they are all there (else starting over).
-/// Returns the file positioned at the offset to resume from. Blocking.
-fn open_download(
-    part: &Path,
-    offset_file: &Path,
-    content_len: u64,
-) -> std::io::Result<(std::fs::File, u64)> {
-    let durable = std::fs::read_to_string(offset_file)
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .unwrap_or(0)
-        .min(content_len);
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(part)?;
-    let offset = if file.metadata()?.len() < durable {
-        0
-    } else {
-        durable
-    };
-    file.set_len(offset)?;
-    file.seek(std::io::SeekFrom::Start(offset))?;
-    Ok((file, offset))
+/// Where the content of a download goes.
+enum Sink {
+    /// Decrypted into the assembly folder.
+    Opening(Box<Opening>),
+    /// A check failed: the rest is kept as evidence.
+    Evidence {
+        why: EnvelopeError,
+        file: std::io::BufWriter<std::fs::File>,
+    },
 }
 
-/// Write a download's batches as they come and make it durable every
-/// checkpoint interval, recording the durable offset beside it. Blocking.
+impl Sink {
+    /// Keep, as evidence, `failed` (the raw bytes of the chunk that failed
+    /// the check, if any) and whatever follows.
+    fn evidence(path: &Path, why: EnvelopeError, failed: &[u8]) -> std::io::Result<Sink> {
+        let mut file = std::io::BufWriter::with_capacity(IO_CHUNK, std::fs::File::create(path)?);
+        file.write_all(failed)?;
+        Ok(Sink::Evidence { why, file })
+    }
+}
+
+/// Get ready to take the content: verify the header and open the content
+/// key, then resume after the last checkpoint if its files are intact (else
+/// start over). Returns where the hub is to start. A header that fails a
+/// check is not an error here: the content is then taken as evidence and
+/// the document quarantined once it is all there. Blocking.
+fn prepare_download(
+    ctx: &AgentContext,
+    doc_id: DocId,
+    header: &[u8],
+) -> std::io::Result<(u64, Sink)> {
+    let offset_file = offset_path(ctx, doc_id);
+    let checkpoint = std::fs::read_to_string(&offset_file).ok().and_then(|s| {
+        let (at, digest) = s.trim().split_once(' ')?;
+        Some((at.parse::<u64>().ok()?, digest.to_owned()))
+    });
+    match Opening::start(ctx, doc_id, header, checkpoint.as_ref()) {
+        Ok((opening, offset)) => {
+            if checkpoint.is_some_and(|(at, _)| at != offset) {
+                let _ = std::fs::remove_file(&offset_file);
+            }
+            Ok((offset, Sink::Opening(Box::new(opening))))
+        }
+        Err(Verdict::Quarantine(why)) => {
+            let _ = std::fs::remove_file(&offset_file);
+            let _ = std::fs::remove_dir_all(assembly_path(ctx, doc_id));
+            Ok((0, Sink::evidence(&evidence_path(ctx, doc_id), why, &[])?))
+        }
+        Err(Verdict::Local(e)) => Err(e.into_io()),
+    }
+}
+
+/// Take a download's batches as they come, and every checkpoint interval
+/// make what was decrypted durable and record how far that is. Returns
+/// where the content went. Blocking.
 fn write_download(
-    file: std::fs::File,
+    mut sink: Sink,
     offset: u64,
     content_len: u64,
     mut batches: Batches,
     offset_file: &Path,
-) -> std::io::Result<()> {
-    let mut out = std::io::BufWriter::with_capacity(IO_CHUNK, file);
-    let (mut written, mut durable) = (offset, offset);
+    evidence: &Path,
+) -> std::io::Result<Sink> {
+    let mut durable = offset;
     let every = gongwen_common::stream::checkpoint_interval(content_len);
     while let Some(batch) = batches.next_blocking() {
-        for chunk in &batch {
-            out.write_all(chunk)?;
-            written += chunk.len() as u64;
+        for bytes in &batch {
+            let mut data: &[u8] = bytes;
+            match &mut sink {
+                Sink::Opening(o) => match o.feed(&mut data) {
+                    Ok(()) => {}
+                    Err(Verdict::Quarantine(why)) => {
+                        // The chunk that failed, then the rest.
+                        let mut kept = Sink::evidence(evidence, why, &o.chunk)?;
+                        if let Sink::Evidence { file, .. } = &mut kept {
+                            file.write_all(data)?;
+                        }
+                        sink = kept;
+                    }
+                    Err(Verdict::Local(e)) => return Err(e.into_io()),
+                },
+                Sink::Evidence { file, .. } => file.write_all(data)?,
+            }
         }
-        if written - durable >= every && written < content_len {
-            out.flush()?;
-            out.get_ref().sync_data()?;
-            durable = written;
-            write_atomic(offset_file, durable.to_string().as_bytes(), 0o600)?;
+        if let Sink::Opening(o) = &mut sink {
+            let whole = o.whole_chunks();
+            if whole - durable >= every && whole < content_len {
+                let digest = o.make_durable()?;
+                durable = whole;
+                write_atomic(offset_file, format!("{durable} {digest}").as_bytes(), 0o600)?;
+            }
         }
     }
-    // No sync at the end: the download is read back at once and what must
-    // survive a crash is the decrypted inbox copy, which is synced before
-    // the receipt goes out. Lost unsynced bytes only mean a resume from the
-    // last checkpoint.
-    out.flush()?;
-    Ok(())
+    if let Sink::Evidence { file, .. } = &mut sink {
+        file.flush()?;
+    }
+    Ok(sink)
 }
 
 /// Why a downloaded document cannot be filed (not a verification failure:
@@ -242,15 +301,31 @@ enum LocalError {
     Sign(#[from] gongwen_common::pki::PkiError),
 }
 
-/// Verify and file a complete download; returns our signed receipt.
+impl LocalError {
+    fn into_io(self) -> std::io::Error {
+        match self {
+            LocalError::Io(e) => e,
+            other => std::io::Error::other(other.to_string()),
+        }
+    }
+}
+
+/// File a complete download; returns our signed receipt.
 /// `deadline`: the hub's acknowledgment deadline for this unit (Unix s).
 fn accept(
     ctx: &AgentContext,
     doc_id: DocId,
     header: &[u8],
+    sink: Sink,
     deadline: Option<i64>,
 ) -> Result<Vec<u8>, LocalError> {
-    match verify_and_write(ctx, doc_id, header, deadline) {
+    let filed = match sink {
+        Sink::Opening(opening) => opening
+            .finish()
+            .and_then(|(sealed, tmp)| file_in_inbox(ctx, doc_id, sealed, &tmp, deadline)),
+        Sink::Evidence { why, .. } => Err(Verdict::Quarantine(why)),
+    };
+    match filed {
         Ok((sealed, dir)) => {
             gongwen_common::failpoint::hit("agent-inbox-written");
             let meta = sealed.meta();
@@ -299,59 +374,165 @@ impl From<EnvelopeError> for Verdict {
     }
 }
 
-fn verify_and_write(
+/// A document being decrypted into its assembly folder as its content
+/// arrives.
+///
+/// What makes the content trustworthy is checked here chunk by chunk:
+/// each chunk's AES-GCM tag (the nonce carries its index and whether it is
+/// the last, so chunks cannot be reordered, dropped or cut short), then
+/// each file's SHA-256 against the sender's signed header. The ciphertext's
+/// own SHA-256, also in the header, is for the hub, which cannot decrypt:
+/// content that decrypts to the signed files is the sender's, so checking
+/// it again here would only cost a second hash of every byte.
+struct Opening {
+    sealed: SealedHeader,
+    opener: ContentOpener,
+    splitter: Splitter,
+    /// The ciphertext chunk being gathered, as it came (the evidence, if
+    /// it fails: the check destroys the buffer it decrypts in).
+    chunk: Vec<u8>,
+    /// Where the chunk is decrypted.
+    plain: Vec<u8>,
+    /// Ciphertext bytes taken, from the start of the content.
+    received: u64,
+}
+
+impl Opening {
+    /// Verify the header and get ready to decrypt: after `checkpoint`
+    /// (ciphertext bytes, and the digest [`Opening::make_durable`] gave
+    /// there) if what was decrypted up to it is intact, else from the
+    /// start. Returns where the content is to continue.
+    fn start(
+        ctx: &AgentContext,
+        doc_id: DocId,
+        header: &[u8],
+        checkpoint: Option<&(u64, String)>,
+    ) -> Result<(Opening, u64), Verdict> {
+        let sealed = SealedHeader::parse(header)?;
+        let h = &sealed.header;
+        if h.meta.doc_id != doc_id {
+            return Err(EnvelopeError::HeaderMalformed(
+                gongwen_common::codec::CodecError::BadCode {
+                    what: "document id",
+                    code: 0,
+                },
+            )
+            .into());
+        }
+        sealed.verify(Some(&ctx.checker()), ctx.clock.now())?;
+        let key = ContentKey::unwrap(h, ctx.node_id(), &ctx.enc_key)?;
+        let tmp = assembly_path(ctx, doc_id);
+        let files = h.meta.files.clone();
+        // A checkpoint always falls between chunks, inside the content.
+        let resumable = checkpoint.filter(|(at, _)| {
+            *at > 0 && at.is_multiple_of(SEALED_CHUNK_LEN) && *at < h.content_len
+        });
+        let resumed = if let Some((at, digest)) = resumable {
+            let index = at / SEALED_CHUNK_LEN;
+            let plain = index * CHUNK_LEN as u64;
+            match Splitter::resume(tmp.clone(), files.clone(), plain, digest) {
+                Ok(Some(splitter)) => Some((splitter, index)),
+                Ok(None) => {
+                    warn!(doc = %doc_id, "the kept part of the download is not intact; starting over");
+                    None
+                }
+                Err(e) => {
+                    warn!(doc = %doc_id, "cannot read the kept part of the download ({e}); starting over");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let (splitter, index) = match resumed {
+            Some(r) => r,
+            None => {
+                let _ = std::fs::remove_dir_all(&tmp);
+                std::fs::create_dir_all(&tmp)?;
+                (Splitter::new(tmp, files)?, 0)
+            }
+        };
+        let opener = ContentOpener::at_chunk(&key, h, index)?;
+        let received = index * SEALED_CHUNK_LEN;
+        let opening = Opening {
+            sealed,
+            opener,
+            splitter,
+            chunk: Vec::with_capacity(SEALED_CHUNK_LEN as usize),
+            plain: Vec::with_capacity(SEALED_CHUNK_LEN as usize),
+            received,
+        };
+        Ok((opening, received))
+    }
+
+    /// Take the next bytes of ciphertext, in order. On a failed check,
+    /// `data` is left at the first byte not taken and [`Opening::chunk`]
+    /// holds the chunk that failed.
+    fn feed(&mut self, data: &mut &[u8]) -> Result<(), Verdict> {
+        while !data.is_empty() {
+            let want = self.opener.next_chunk_len();
+            if want == 0 {
+                return Err(EnvelopeError::ContentLength {
+                    expected: self.sealed.header.content_len,
+                    got: self.received + data.len() as u64,
+                }
+                .into());
+            }
+            let take = (want - self.chunk.len()).min(data.len());
+            self.chunk.extend_from_slice(&data[..take]);
+            self.received += take as u64;
+            *data = &data[take..];
+            if self.chunk.len() == want {
+                self.plain.clear();
+                self.plain.extend_from_slice(&self.chunk);
+                let n = self.opener.open_chunk(&mut self.plain)?;
+                self.splitter.write(&self.plain[..n])?;
+                self.chunk.clear();
+            }
+        }
+        Ok(())
+    }
+
+    /// Ciphertext bytes taken in whole chunks (where a checkpoint can be).
+    fn whole_chunks(&self) -> u64 {
+        self.received - self.chunk.len() as u64
+    }
+
+    /// Make everything decrypted so far durable. Returns the SHA-256 (hex)
+    /// of what the file being written holds so far, for a resume to check.
+    fn make_durable(&mut self) -> std::io::Result<String> {
+        self.splitter.make_durable()?;
+        Ok(gongwen_common::pki::serial_hex(
+            self.splitter.hash.clone().finish().as_ref(),
+        ))
+    }
+
+    /// Check that the content was whole; returns the header and the
+    /// assembly folder, every file in it written and synced.
+    fn finish(self) -> Result<(SealedHeader, PathBuf), Verdict> {
+        if !self.opener.is_finished() {
+            return Err(EnvelopeError::ContentLength {
+                expected: self.sealed.header.content_len,
+                got: self.received,
+            }
+            .into());
+        }
+        let tmp = self.splitter.finish()?;
+        Ok((self.sealed, tmp))
+    }
+}
+
+/// Give a decrypted document its metadata and move its folder into the
+/// inbox.
+fn file_in_inbox(
     ctx: &AgentContext,
     doc_id: DocId,
-    header: &[u8],
+    sealed: SealedHeader,
+    tmp: &Path,
     deadline: Option<i64>,
 ) -> Result<(SealedHeader, PathBuf), Verdict> {
-    let sealed = SealedHeader::parse(header)?;
-    let h = &sealed.header;
-    if h.meta.doc_id != doc_id {
-        return Err(
-            EnvelopeError::HeaderMalformed(gongwen_common::codec::CodecError::BadCode {
-                what: "document id",
-                code: 0,
-            })
-            .into(),
-        );
-    }
-    sealed.verify(Some(&ctx.checker()), ctx.clock.now())?;
-    let key = ContentKey::unwrap(h, ctx.node_id(), &ctx.enc_key)?;
-    let mut opener = ContentOpener::new(&key, h)?;
-
-    let sender_dir = ctx.folders.inbox.join(h.meta.sender.as_str());
+    let sender_dir = ctx.folders.inbox.join(sealed.meta().sender.as_str());
     let dest = sender_dir.join(doc_id.to_string());
-    // Assembled under state/ so the inbox only ever shows whole documents.
-    let tmp = ctx.folders.incoming.join(format!("{doc_id}.tmp"));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp)?;
-
-    let mut content = std::fs::File::open(part_path(ctx, doc_id))?;
-    let len = content.metadata()?.len();
-    if len != h.content_len {
-        return Err(EnvelopeError::ContentLength {
-            expected: h.content_len,
-            got: len,
-        }
-        .into());
-    }
-    content.rewind()?;
-    let mut content_hash = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut splitter = Splitter::new(&tmp, &h.meta.files)?;
-    let mut chunk = vec![0u8; IO_CHUNK + TAG_LEN];
-    while !opener.is_finished() {
-        let n = opener.next_chunk_len();
-        let buf = &mut chunk[..n];
-        content.read_exact(buf)?;
-        content_hash.update(buf);
-        let plain_len = opener.open_chunk(buf)?;
-        splitter.write(&buf[..plain_len])?;
-    }
-    splitter.finish()?;
-    if content_hash.finish().as_ref() != h.content_sha256 {
-        return Err(EnvelopeError::ContentDigest.into());
-    }
     let meta_json = serde_json::to_vec_pretty(&MetadataJson::from_sealed(&sealed, deadline))
         .map_err(|e| Verdict::Local(LocalError::Io(std::io::Error::other(e))))?;
     // Also makes the folder's other entries durable (it syncs `tmp`).
@@ -360,9 +541,9 @@ fn verify_and_write(
     std::fs::create_dir_all(&sender_dir)?;
     if dest.exists() {
         // Written before a crash that came before the store recorded it.
-        std::fs::remove_dir_all(&tmp)?;
+        std::fs::remove_dir_all(tmp)?;
     } else {
-        std::fs::rename(&tmp, &dest)?;
+        std::fs::rename(tmp, &dest)?;
     }
     sync_dir(&sender_dir)?;
     if new_sender {
@@ -375,17 +556,17 @@ fn verify_and_write(
 
 /// Writes decrypted content across the document's files, in order, and
 /// checks each file's SHA-256 as it completes.
-struct Splitter<'a> {
-    dir: &'a Path,
-    files: &'a [FileEntry],
+struct Splitter {
+    dir: PathBuf,
+    files: Vec<FileEntry>,
     index: usize,
     left: u64,
     out: Option<std::io::BufWriter<std::fs::File>>,
     hash: ring::digest::Context,
 }
 
-impl<'a> Splitter<'a> {
-    fn new(dir: &'a Path, files: &'a [FileEntry]) -> Result<Self, Verdict> {
+impl Splitter {
+    fn new(dir: PathBuf, files: Vec<FileEntry>) -> Result<Self, Verdict> {
         let mut s = Splitter {
             dir,
             files,
@@ -396,6 +577,65 @@ impl<'a> Splitter<'a> {
         };
         s.open_current()?;
         Ok(s)
+    }
+
+    /// The state a splitter was in after `plain` bytes, rebuilt from the
+    /// files a checkpoint made durable: files finished before it must be
+    /// whole and match their signed SHA-256; the file it falls in must
+    /// match `prefix_digest` (hex) up to it, and is cut there. `None` if
+    /// they are not intact.
+    fn resume(
+        dir: PathBuf,
+        files: Vec<FileEntry>,
+        plain: u64,
+        prefix_digest: &str,
+    ) -> std::io::Result<Option<Self>> {
+        let mut start = 0u64;
+        for index in 0..files.len() {
+            let (size, end) = (files[index].size, start + files[index].size);
+            let path = dir.join(&files[index].name);
+            if end <= plain {
+                let mut file = std::fs::File::open(&path)?;
+                let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
+                if file.metadata()?.len() != size
+                    || !hash_prefix(&mut file, size, &mut hash)?
+                    || hash.finish().as_ref() != files[index].sha256
+                {
+                    return Ok(None);
+                }
+                start = end;
+                continue;
+            }
+            let have = plain.saturating_sub(start);
+            let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
+            let file = if have == 0 {
+                std::fs::File::create(&path)?
+            } else {
+                let mut file = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&path)?;
+                if file.metadata()?.len() < have || !hash_prefix(&mut file, have, &mut hash)? {
+                    return Ok(None);
+                }
+                file.set_len(have)?;
+                file.seek(std::io::SeekFrom::Start(have))?;
+                file
+            };
+            if gongwen_common::pki::serial_hex(hash.clone().finish().as_ref()) != prefix_digest {
+                return Ok(None);
+            }
+            return Ok(Some(Splitter {
+                dir,
+                files,
+                index,
+                left: size - have,
+                out: Some(std::io::BufWriter::with_capacity(IO_CHUNK, file)),
+                hash,
+            }));
+        }
+        // Past every file: no download stops there.
+        Ok(None)
     }
 
     /// Open the file at `index`, finishing empty files on the way.
@@ -451,7 +691,18 @@ impl<'a> Splitter<'a> {
         Ok(())
     }
 
-    fn finish(self) -> Result<(), Verdict> {
+    /// Make what was written durable: the file being written (those before
+    /// it were synced as they finished) and the folder's entries.
+    fn make_durable(&mut self) -> std::io::Result<()> {
+        if let Some(out) = self.out.as_mut() {
+            out.flush()?;
+            out.get_ref().sync_data()?;
+        }
+        sync_dir(&self.dir)
+    }
+
+    /// Every file written; returns the folder they are in.
+    fn finish(self) -> Result<PathBuf, Verdict> {
         if self.index != self.files.len() {
             let name = self
                 .files
@@ -460,8 +711,30 @@ impl<'a> Splitter<'a> {
                 .unwrap_or_default();
             return Err(EnvelopeError::FileDigest(name).into());
         }
-        Ok(())
+        Ok(self.dir)
     }
+}
+
+/// Hash the first `len` bytes of `file` into `hash`; false if it is
+/// shorter.
+fn hash_prefix(
+    file: &mut std::fs::File,
+    len: u64,
+    hash: &mut ring::digest::Context,
+) -> std::io::Result<bool> {
+    file.rewind()?;
+    let mut left = len;
+    let mut buf = vec![0u8; IO_CHUNK];
+    while left > 0 {
+        let want = left.min(IO_CHUNK as u64) as usize;
+        let n = file.read(&mut buf[..want])?;
+        if n == 0 {
+            return Ok(false);
+        }
+        hash.update(&buf[..n]);
+        left -= n as u64;
+    }
+    Ok(true)
 }
 
 fn sign_receipt(
@@ -497,7 +770,7 @@ fn quarantine(
     warn!(doc = %doc_id, "quarantined: {why}");
     let dir = ctx.folders.quarantine.join(doc_id.to_string());
     std::fs::create_dir_all(&dir)?;
-    let _ = std::fs::remove_dir_all(ctx.folders.incoming.join(format!("{doc_id}.tmp")));
+    let _ = std::fs::remove_dir_all(assembly_path(ctx, doc_id));
     let parsed = SealedHeader::parse(header).ok();
     let sender = parsed
         .as_ref()
@@ -512,11 +785,12 @@ fn quarantine(
          Document: {doc_id}\nSender (as claimed): {sender}\nTitle (as claimed): {title}\n\n\
          Why: {why}\n\n\
          What to do: tell the sender and your administrator. Do not open the content;\n\
-         header.bin and content.bin are kept here as evidence.\n"
+         header.bin is kept here as evidence, and content.bin if there is one: the content\n\
+         as received, from the first part that failed a check.\n"
     );
     write_atomic(&dir.join("reason.txt"), reason.as_bytes(), 0o644)?;
     write_atomic(&dir.join("header.bin"), header, 0o644)?;
-    let part = part_path(ctx, doc_id);
+    let part = evidence_path(ctx, doc_id);
     if part.exists() {
         std::fs::rename(&part, dir.join("content.bin"))?;
     }
@@ -562,6 +836,6 @@ fn quarantine(
 }
 
 fn clean_incoming(ctx: &AgentContext, doc_id: DocId) {
-    let _ = std::fs::remove_file(part_path(ctx, doc_id));
+    let _ = std::fs::remove_file(evidence_path(ctx, doc_id));
     let _ = std::fs::remove_file(offset_path(ctx, doc_id));
 }

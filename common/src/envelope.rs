@@ -36,6 +36,8 @@ use crate::signed::{SignedError, Signer, Statement, StatementKind};
 pub const CHUNK_LEN: usize = 256 * 1024;
 /// AES-GCM tag bytes per chunk.
 pub const TAG_LEN: usize = 16;
+/// Ciphertext bytes per content chunk (all but the last chunk).
+pub const SEALED_CHUNK_LEN: u64 = (CHUNK_LEN + TAG_LEN) as u64;
 /// Longest title (标题), in characters.
 pub const MAX_TITLE_CHARS: usize = 160;
 /// The file gongwen writes beside a document's files in sent/ and inbox/.
@@ -849,6 +851,24 @@ impl ContentOpener {
         })
     }
 
+    /// An opener that continues at chunk `index` (a resumed download whose
+    /// earlier chunks were already decrypted).
+    pub fn at_chunk(key: &ContentKey, header: &Header, index: u64) -> Result<Self, EnvelopeError> {
+        let skipped = index.saturating_mul(SEALED_CHUNK_LEN);
+        if skipped >= header.content_len && index > 0 {
+            return Err(EnvelopeError::ContentLength {
+                expected: header.content_len,
+                got: skipped,
+            });
+        }
+        Ok(ContentOpener {
+            key: key.aead()?,
+            doc_id: header.meta.doc_id,
+            index,
+            remaining: header.content_len - skipped,
+        })
+    }
+
     /// Bytes of ciphertext the next chunk has (0 when done).
     pub fn next_chunk_len(&self) -> usize {
         self.remaining.min((CHUNK_LEN + TAG_LEN) as u64) as usize
@@ -1455,6 +1475,30 @@ pub(crate) mod tests {
         let mut opener = ContentOpener::new(&ck, &h.header).unwrap();
         let mut last = s.content[CHUNK_LEN + TAG_LEN..].to_vec();
         assert!(opener.open_chunk(&mut last).is_err());
+    }
+
+    #[test]
+    fn an_opener_resumed_at_a_chunk_decrypts_the_rest_and_no_further() {
+        let (_pki, s, k) = sealed_fixture();
+        let h = SealedHeader::parse(&s.header_bytes).unwrap();
+        let ck = ContentKey::unwrap(&h.header, &id("harbin-gov"), &k).unwrap();
+        assert!(
+            s.content.len() > CHUNK_LEN + TAG_LEN,
+            "the fixture has two chunks"
+        );
+        let mut opener = ContentOpener::at_chunk(&ck, &h.header, 1).unwrap();
+        assert_eq!(
+            opener.next_chunk_len(),
+            s.content.len() - (CHUNK_LEN + TAG_LEN)
+        );
+        let mut last = s.content[CHUNK_LEN + TAG_LEN..].to_vec();
+        opener.open_chunk(&mut last).unwrap();
+        assert!(opener.is_finished());
+        // Chunk 1 presented as chunk 0 fails; an index past the end is refused.
+        let mut first = ContentOpener::at_chunk(&ck, &h.header, 0).unwrap();
+        let mut last = s.content[CHUNK_LEN + TAG_LEN..].to_vec();
+        assert!(first.open_chunk(&mut last).is_err());
+        assert!(ContentOpener::at_chunk(&ck, &h.header, 2).is_err());
     }
 
     #[test]

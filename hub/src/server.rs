@@ -96,6 +96,8 @@ pub struct Stats {
     pub uploads_resumed: std::sync::atomic::AtomicU64,
     pub bytes_not_resent: std::sync::atomic::AtomicU64,
     pub deliveries: std::sync::atomic::AtomicU64,
+    pub deliveries_resumed: std::sync::atomic::AtomicU64,
+    pub bytes_not_redelivered: std::sync::atomic::AtomicU64,
 }
 
 impl Stats {
@@ -110,6 +112,8 @@ impl Stats {
             "uploads_resumed": get(&self.uploads_resumed),
             "bytes_not_resent": get(&self.bytes_not_resent),
             "deliveries": get(&self.deliveries),
+            "deliveries_resumed": get(&self.deliveries_resumed),
+            "bytes_not_redelivered": get(&self.bytes_not_redelivered),
         })
     }
 }

@@ -1000,6 +1000,10 @@ async fn deliver_one(
     let receipt = match read_message(&mut recv, READ_TIMEOUT).await? {
         Message::Delivered { receipt } => receipt,
         Message::DeliverFrom { offset } => {
+            if offset > 0 {
+                Stats::add(&shared.stats.deliveries_resumed, 1);
+                Stats::add(&shared.stats.bytes_not_redelivered, offset);
+            }
             if let Err(e) =
                 stream_content(&mut send, shared, doc_id, offset.min(doc.content_len)).await
             {

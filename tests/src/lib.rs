@@ -361,12 +361,24 @@ impl RunningAgent {
         }
     }
 
+    /// Stop, and wait until nothing of the agent's still holds its state:
+    /// tasks its run aborted, and blocking work they started, can outlive
+    /// the run by a moment, and an agent started on the same folder before
+    /// they end would find its store in use.
     pub async fn stop(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
         if let Some(t) = self.task.take() {
             let _ = tokio::time::timeout(WAIT, t).await;
+        }
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while std::sync::Arc::strong_count(&self.ctx) > 1 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the stopped agent still holds its state after {WAIT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 }

@@ -251,7 +251,7 @@ async fn a_tampered_spool_file_is_quarantined_at_the_recipient() {
     .await;
     let mut bytes = std::fs::read(&ct).unwrap();
     bytes[5000] ^= 0x20;
-    std::fs::write(&ct, bytes).unwrap();
+    std::fs::write(&ct, &bytes).unwrap();
 
     let _harbin = net.start_agent("harbin-gov", hub.addr);
     let quarantine = net.root("harbin-gov").join("quarantine");
@@ -266,6 +266,19 @@ async fn a_tampered_spool_file_is_quarantined_at_the_recipient() {
     .await;
     assert!(reason.contains("NOT delivered"), "{reason}");
     assert!(reason.contains("altered"), "{reason}");
+    // The evidence is the content as the hub sent it (one chunk, the one
+    // that failed), not what decrypting it left in memory.
+    let kept = std::fs::read_dir(&quarantine)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path()
+        .join("content.bin");
+    assert!(
+        std::fs::read(&kept).unwrap() == bytes,
+        "content.bin is not the content as received"
+    );
     assert!(inbox_docs(&net.root("harbin-gov"), "prov-gov").is_empty());
     let deadline = tokio::time::Instant::now() + gongwen_tests::WAIT;
     loop {
@@ -349,9 +362,26 @@ fn hash_file(path: &std::path::Path) -> [u8; 32] {
     out
 }
 
+/// A file of `size` bytes that do not compress, written in 1 MiB pieces so
+/// the test itself never holds it all.
+fn write_noise(path: &std::path::Path, size: usize) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).unwrap();
+    let mut block = vec![0u8; 1 << 20];
+    let mut x: u32 = 0x9e37_79b9;
+    for _ in 0..size / block.len() {
+        for b in block.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            *b = x as u8;
+        }
+        f.write_all(&block).unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_64_mib_document_goes_through_with_bounded_memory_and_resumes_after_a_cut() {
-    use std::io::Write;
     const SIZE: usize = 64 << 20;
     let net = Net::new();
     net.issue("prov-gov", Role::Node);
@@ -363,23 +393,10 @@ async fn a_64_mib_document_goes_through_with_bounded_memory_and_resumes_after_a_
     hub.wait_ready(&["prov-gov", "harbin-gov"]).await;
     let before = peak_rss_kib();
 
-    // Written in 1 MiB pieces so the test itself never holds 64 MiB.
     let dir = net.root("prov-gov").join("outbox/harbin-gov");
     std::fs::create_dir_all(&dir).unwrap();
     let tmp = dir.join(".big.part");
-    let mut f = std::fs::File::create(&tmp).unwrap();
-    let mut block = vec![0u8; 1 << 20];
-    let mut x: u32 = 0x9e37_79b9;
-    for _ in 0..SIZE / block.len() {
-        for b in block.iter_mut() {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            *b = x as u8;
-        }
-        f.write_all(&block).unwrap();
-    }
-    drop(f);
+    write_noise(&tmp, SIZE);
     let expected = hash_file(&tmp);
     let started = std::time::Instant::now();
     std::fs::rename(&tmp, dir.join("大文件.bin")).unwrap();
@@ -436,6 +453,92 @@ async fn a_64_mib_document_goes_through_with_bounded_memory_and_resumes_after_a_
         grown_mib < 48,
         "peak memory grew by {grown_mib} MiB for a 64 MiB document"
     );
+}
+
+/// The recipient decrypts while it downloads; a download cut after a
+/// checkpoint resumes there, hashing the files it kept again first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_cut_at_the_recipient_resumes_from_its_checkpoint_and_arrives_whole() {
+    cut_a_download_at_the_recipient(false).await;
+}
+
+/// Kept files that were changed while the recipient was down are not
+/// trusted: the download starts over, and the document still arrives whole
+/// (it is not quarantined: the damage is local, not the sender's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_whose_kept_part_was_damaged_starts_over_and_arrives_whole() {
+    cut_a_download_at_the_recipient(true).await;
+}
+
+async fn cut_a_download_at_the_recipient(damage_kept_part: bool) {
+    const SIZE: usize = 40 << 20;
+    let net = Net::new();
+    net.issue("prov-gov", Role::Node);
+    net.issue("harbin-gov", Role::Node);
+    let hub = net.start_hub().await;
+    let _prov = net.start_agent("prov-gov", hub.addr);
+    let harbin = net.start_agent("harbin-gov", hub.addr);
+    hub.wait_ready(&["prov-gov", "harbin-gov"]).await;
+
+    let dir = net.root("prov-gov").join("outbox/harbin-gov");
+    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = dir.join(".big.part");
+    write_noise(&tmp, SIZE);
+    let expected = hash_file(&tmp);
+    std::fs::rename(&tmp, dir.join("报告.bin")).unwrap();
+
+    // Stop the recipient once it has made part of the download durable.
+    let incoming = net.root("harbin-gov").join("state/incoming");
+    let (offset_file, checkpoint) = wait_until("the recipient's first download checkpoint", || {
+        std::fs::read_dir(&incoming)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "offset"))
+            .find_map(|p| {
+                // "<bytes> <digest>"
+                let record = std::fs::read_to_string(&p).ok()?;
+                let at = record.split_whitespace().next()?.parse::<u64>().ok()?;
+                Some((p, at))
+            })
+    })
+    .await;
+    harbin.stop().await;
+    if damage_kept_part {
+        let kept = offset_file.with_extension("tmp").join("报告.bin");
+        let mut bytes = std::fs::read(&kept).unwrap();
+        bytes[1000] ^= 0x01;
+        std::fs::write(&kept, bytes).unwrap();
+    }
+    let _harbin = net.start_agent("harbin-gov", hub.addr);
+
+    let docs = wait_inbox(&net.root("harbin-gov"), "prov-gov", 1).await;
+    assert_eq!(
+        hash_file(&docs[0].join("报告.bin")),
+        expected,
+        "the resumed download decrypted to a different file"
+    );
+    wait_all_delivered(&net.root("prov-gov"), 1).await;
+    let stats = gongwen_hub::control::query(&hub.data_dir, &gongwen_hub::control::Request::Stats)
+        .await
+        .unwrap();
+    if damage_kept_part {
+        assert_eq!(stats["deliveries_resumed"], 0, "{stats}");
+    } else {
+        assert_eq!(stats["deliveries_resumed"], 1, "{stats}");
+        let kept = stats["bytes_not_redelivered"].as_u64().unwrap();
+        assert!(
+            kept >= checkpoint,
+            "resumed from byte {kept}, before the checkpoint at {checkpoint}: {stats}"
+        );
+    }
+    // Nothing of the download is left behind.
+    let left: Vec<_> = std::fs::read_dir(&incoming)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "left in state/incoming: {left:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
