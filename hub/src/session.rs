@@ -698,11 +698,6 @@ async fn record_receipt(
         })
         .await?;
     gongwen_common::failpoint::hit("hub-receipt-recorded");
-    if recorded.content_done {
-        // Every recipient has it: the ciphertext has done its job. (A crash
-        // before this removal leaves a file the next start sweeps away.)
-        let _ = tokio::fs::remove_file(shared.spool.content(doc_id)).await;
-    }
     if recorded.new {
         if kind == ReceiptKind::Quarantined {
             warn!(doc = %doc_id, recipient = %from, "recipient quarantined the document");
@@ -710,6 +705,13 @@ async fn record_receipt(
         if let Some(w) = shared.registry().wake(&recorded.sender) {
             w.receipts.notify_one();
         }
+    }
+    if recorded.content_done {
+        // Every recipient has it: the ciphertext has done its job. (A crash
+        // before this removal leaves a file the next start sweeps away.)
+        // After the wake: unlinking a big file takes a while (0.2 s for a
+        // GiB here), and the sender need not wait for it.
+        let _ = tokio::fs::remove_file(shared.spool.content(doc_id)).await;
     }
     Ok(kind)
 }
