@@ -3,12 +3,12 @@
 
 use std::sync::{Arc, Mutex};
 
-use gongwen_common::NodeId;
 use gongwen_common::clock::Clock;
 use gongwen_common::config::AgentConfig;
 use gongwen_common::envelope::EncryptionKey;
 use gongwen_common::pki::{CertChecker, Crl, PkiError};
 use gongwen_common::signed::Signer;
+use gongwen_common::{DocId, NodeId};
 use rustls_pki_types::CertificateDer;
 use tokio::sync::Notify;
 
@@ -45,6 +45,28 @@ pub struct AgentContext {
     /// This machine's clock: times the agent records and certificate
     /// validity. (Deadlines follow the hub's clock, not this one.)
     pub clock: Arc<dyn Clock>,
+    /// Documents being received now, and a wake-up when one is done.
+    receiving: Mutex<std::collections::HashSet<DocId>>,
+    receiving_ended: Notify,
+}
+
+/// Holds a document's download for one delivery attempt; see
+/// [`AgentContext::receive_alone`].
+#[derive(Debug)]
+pub struct Receiving {
+    ctx: Arc<AgentContext>,
+    doc_id: DocId,
+}
+
+impl Drop for Receiving {
+    fn drop(&mut self) {
+        self.ctx
+            .receiving
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.doc_id);
+        self.ctx.receiving_ended.notify_waiters();
+    }
 }
 
 impl std::fmt::Debug for AgentContext {
@@ -88,7 +110,44 @@ impl AgentContext {
             claiming: Mutex::new(()),
             outbox_scans: Default::default(),
             clock,
+            receiving: Mutex::new(Default::default()),
+            receiving_ended: Notify::new(),
         })
+    }
+
+    /// Wait until no other attempt is receiving `doc_id`, and hold it while
+    /// the returned guard lives; `None` if that took longer than `within`.
+    ///
+    /// A delivery retried on a new connection can arrive while the file
+    /// work of the attempt the old connection broke is still finishing on
+    /// a blocking thread; both writing the same assembly files would
+    /// corrupt what the resumed attempt checked. The guard is kept by that
+    /// file work, not only by the task that started it.
+    pub async fn receive_alone(
+        self: &Arc<Self>,
+        doc_id: DocId,
+        within: std::time::Duration,
+    ) -> Option<Receiving> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let ended = self.receiving_ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            let claimed = self
+                .receiving
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(doc_id);
+            if claimed {
+                return Some(Receiving {
+                    ctx: self.clone(),
+                    doc_id,
+                });
+            }
+            if tokio::time::timeout_at(deadline, ended).await.is_err() {
+                return None;
+            }
+        }
     }
 
     /// Milliseconds since the Unix epoch by this agent's clock.

@@ -70,6 +70,17 @@ pub async fn receive(
     content_len: u64,
     deadline_ms: i64,
 ) {
+    // Held by every step below, including their blocking file work.
+    let Some(alone) = ctx.receive_alone(doc_id, READ_TIMEOUT).await else {
+        error(
+            &mut send,
+            ErrorCode::Storage,
+            "this document is still being received on an earlier connection".into(),
+        )
+        .await;
+        return;
+    };
+    let alone = Arc::new(alone);
     let already = ctx.store.run(move |s| s.received(doc_id)).await;
     match already {
         Ok(Some((_, receipt))) => {
@@ -100,8 +111,12 @@ pub async fn receive(
         return;
     }
     let prepared = {
-        let (ctx, header) = (ctx.clone(), header.clone());
-        tokio::task::spawn_blocking(move || prepare_download(&ctx, doc_id, &header)).await
+        let (ctx, header, alone) = (ctx.clone(), header.clone(), alone.clone());
+        tokio::task::spawn_blocking(move || {
+            let _alone = alone;
+            prepare_download(&ctx, doc_id, &header)
+        })
+        .await
     };
     let (offset, sink) = match prepared {
         Ok(Ok(p)) => p,
@@ -129,12 +144,16 @@ pub async fn receive(
         return;
     }
     let (offset_file, evidence) = (offset_path(&ctx, doc_id), evidence_path(&ctx, doc_id));
+    let writing = alone.clone();
     let (end, received, written) = receive_to_blocking(
         &mut recv,
         offset,
         content_len,
         READ_TIMEOUT,
-        move |batches| write_download(sink, offset, content_len, batches, &offset_file, &evidence),
+        move |batches| {
+            let _alone = writing;
+            write_download(sink, offset, content_len, batches, &offset_file, &evidence)
+        },
     )
     .await;
     match end {
@@ -170,8 +189,11 @@ pub async fn receive(
     }
     let ctx2 = ctx.clone();
     let deadline = (deadline_ms > 0).then(|| deadline_ms.div_euclid(1000));
-    let outcome =
-        tokio::task::spawn_blocking(move || accept(&ctx2, doc_id, &header, sink, deadline)).await;
+    let outcome = tokio::task::spawn_blocking(move || {
+        let _alone = alone;
+        accept(&ctx2, doc_id, &header, sink, deadline)
+    })
+    .await;
     match outcome {
         Ok(Ok(receipt)) => {
             let _ = write_message(&mut send, &Message::Delivered { receipt }).await;
@@ -283,8 +305,12 @@ fn write_download(
             }
         }
     }
-    if let Sink::Evidence { file, .. } = &mut sink {
-        file.flush()?;
+    // Nothing may be left buffered: the caller drops its hold on the
+    // document when this returns, and a buffer written out after that
+    // could land in the files of a newer attempt.
+    match &mut sink {
+        Sink::Evidence { file, .. } => file.flush()?,
+        Sink::Opening(o) => o.splitter.flush()?,
     }
     Ok(sink)
 }
@@ -691,11 +717,19 @@ impl Splitter {
         Ok(())
     }
 
+    /// Write out what is buffered.
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self.out.as_mut() {
+            Some(out) => out.flush(),
+            None => Ok(()),
+        }
+    }
+
     /// Make what was written durable: the file being written (those before
     /// it were synced as they finished) and the folder's entries.
     fn make_durable(&mut self) -> std::io::Result<()> {
-        if let Some(out) = self.out.as_mut() {
-            out.flush()?;
+        self.flush()?;
+        if let Some(out) = self.out.as_ref() {
             out.get_ref().sync_data()?;
         }
         sync_dir(&self.dir)

@@ -470,6 +470,49 @@ async fn a_download_whose_kept_part_was_damaged_starts_over_and_arrives_whole() 
     cut_a_download_at_the_recipient(true).await;
 }
 
+/// One attempt at a time receives a document: a retry that arrives on a
+/// new connection while the broken attempt's file work still runs waits
+/// for it (or gives up, and the hub retries later); other documents go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_attempt_to_receive_the_same_document_waits_for_the_first() {
+    let net = Net::new();
+    net.issue("harbin-gov", Role::Node);
+    let hub = net.start_hub().await;
+    let harbin = net.start_agent("harbin-gov", hub.addr);
+    let ctx = harbin.ctx.clone();
+    let (doc, other) = (
+        gongwen_common::DocId::generate(),
+        gongwen_common::DocId::generate(),
+    );
+    let short = std::time::Duration::from_millis(50);
+    let first = ctx.receive_alone(doc, short).await;
+    assert!(first.is_some(), "nobody held the document");
+    assert!(
+        ctx.receive_alone(doc, short).await.is_none(),
+        "a second attempt got in while the first held the document"
+    );
+    assert!(
+        ctx.receive_alone(other, short).await.is_some(),
+        "another document was held up"
+    );
+    let waiter = {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            ctx.receive_alone(doc, gongwen_tests::WAIT)
+                .await
+                .map(|_| ())
+        })
+    };
+    drop(first);
+    let second = gongwen_tests::bounded("the second attempt", waiter).await;
+    assert!(
+        matches!(second, Ok(Some(()))),
+        "the second attempt did not get the document once the first let go: {second:?}"
+    );
+    drop(ctx);
+    harbin.stop().await;
+}
+
 async fn cut_a_download_at_the_recipient(damage_kept_part: bool) {
     const SIZE: usize = 40 << 20;
     let net = Net::new();
