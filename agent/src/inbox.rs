@@ -480,12 +480,14 @@ impl Opening {
         };
         let opener = ContentOpener::at_chunk(&key, h, index)?;
         let received = index * SEALED_CHUNK_LEN;
+        // A chunk at most, and no more than a small document needs.
+        let chunk_cap = SEALED_CHUNK_LEN.min(h.content_len) as usize;
         let opening = Opening {
             sealed,
             opener,
             splitter,
-            chunk: Vec::with_capacity(SEALED_CHUNK_LEN as usize),
-            plain: Vec::with_capacity(SEALED_CHUNK_LEN as usize),
+            chunk: Vec::with_capacity(chunk_cap),
+            plain: Vec::with_capacity(chunk_cap),
             received,
         };
         Ok((opening, received))
