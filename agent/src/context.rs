@@ -37,6 +37,8 @@ pub struct AgentContext {
     pub filing: crate::batch::Batches<crate::sender::FileJob>,
     /// Receipts from recipients waiting to be recorded.
     pub receipts: crate::batch::Batches<crate::session::ReceiptJob>,
+    /// Received documents waiting to be recorded.
+    pub recording: crate::batch::Batches<crate::inbox::RecordJob>,
     /// Held while claims are being made; listing what to send waits for
     /// it, so nothing is sent from a claim before its moves are durable.
     pub claiming: Mutex<()>,
@@ -107,6 +109,7 @@ impl AgentContext {
             conn: Mutex::new(None),
             filing: Default::default(),
             receipts: Default::default(),
+            recording: Default::default(),
             claiming: Mutex::new(()),
             outbox_scans: Default::default(),
             clock,

@@ -33,7 +33,7 @@ use gongwen_common::wire::{ErrorCode, Message};
 use gongwen_common::{DocId, NodeId};
 use tracing::{info, warn};
 
-use crate::context::AgentContext;
+use crate::context::{AgentContext, Receiving};
 use crate::metadata::MetadataJson;
 use crate::store::{ReceivedRecord, ReceivedState};
 
@@ -41,7 +41,7 @@ const IO_CHUNK: usize = 256 * 1024;
 
 /// Where the content of a document that failed a check is kept.
 fn evidence_path(ctx: &AgentContext, doc_id: DocId) -> PathBuf {
-    ctx.folders.incoming.join(format!("{doc_id}.part"))
+    ctx.folders.incoming.join(format!("{doc_id}.evidence"))
 }
 
 /// How much of the download is decrypted and durable: `<ciphertext bytes>
@@ -189,17 +189,27 @@ pub async fn receive(
     }
     let ctx2 = ctx.clone();
     let deadline = (deadline_ms > 0).then(|| deadline_ms.div_euclid(1000));
+    let filing = alone.clone();
     let outcome = tokio::task::spawn_blocking(move || {
-        let _alone = alone;
+        let _alone = filing;
         accept(&ctx2, doc_id, &header, sink, deadline)
     })
     .await;
-    match outcome {
-        Ok(Ok(receipt)) => {
+    let recorded = match outcome {
+        Ok(Ok(Accepted::Answered(receipt))) => Ok(receipt),
+        Ok(Ok(Accepted::InInbox(filed))) => record(&ctx, *filed, alone).await,
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => {
+            error(&mut send, ErrorCode::Internal, e.to_string()).await;
+            return;
+        }
+    };
+    match recorded {
+        Ok(receipt) => {
             let _ = write_message(&mut send, &Message::Delivered { receipt }).await;
             let _ = send.finish();
         }
-        Ok(Err(e)) => {
+        Err(e) => {
             warn!(doc = %doc_id, "cannot store the document: {e}");
             error(
                 &mut send,
@@ -208,7 +218,94 @@ pub async fn receive(
             )
             .await;
         }
-        Err(e) => error(&mut send, ErrorCode::Internal, e.to_string()).await,
+    }
+}
+
+/// A document moved into the inbox whose record and receipt are still to
+/// be made durable.
+#[derive(Debug)]
+struct InInbox {
+    rec: ReceivedRecord,
+    receipt: Vec<u8>,
+    header: Vec<u8>,
+    /// Its folder, and its sender's folder in the inbox (to sync), which
+    /// may be new (then the inbox folder is synced too).
+    dir: PathBuf,
+    sender_dir: PathBuf,
+    new_sender: bool,
+}
+
+/// A document waiting for the next batch of records.
+#[derive(Debug)]
+pub struct RecordJob {
+    filed: InInbox,
+    /// The document stays held until its record is durable.
+    _alone: Arc<Receiving>,
+    reply: tokio::sync::oneshot::Sender<Result<(), String>>,
+}
+
+/// Make a received document's record durable; documents that arrive while
+/// others are being recorded are recorded with them (one sync of each
+/// sender's inbox folder and one store commit for the batch; see
+/// [`crate::batch`]). Returns the receipt to answer with.
+async fn record(
+    ctx: &Arc<AgentContext>,
+    filed: InInbox,
+    alone: Arc<Receiving>,
+) -> Result<Vec<u8>, String> {
+    let receipt = filed.receipt.clone();
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let job = RecordJob {
+        filed,
+        _alone: alone,
+        reply,
+    };
+    crate::batch::Batches::submit(ctx, |c| &c.recording, job, record_batch);
+    match answer.await {
+        Ok(Ok(())) => Ok(receipt),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err("recording stopped".into()),
+    }
+}
+
+/// Record one batch and answer each job. Blocking.
+fn record_batch(ctx: &AgentContext, jobs: Vec<RecordJob>) {
+    let recorded = (|| -> Result<(), LocalError> {
+        // 1. The moves into the inbox durable.
+        let mut dirs: Vec<&Path> = jobs.iter().map(|j| j.filed.sender_dir.as_path()).collect();
+        dirs.sort();
+        dirs.dedup();
+        for dir in dirs {
+            sync_dir(dir)?;
+        }
+        if jobs.iter().any(|j| j.filed.new_sender) {
+            sync_dir(&ctx.folders.inbox)?;
+        }
+        // 2. Recorded, all in one commit.
+        let items: Vec<_> = jobs
+            .iter()
+            .map(|j| {
+                (
+                    &j.filed.rec,
+                    j.filed.receipt.as_slice(),
+                    j.filed.header.as_slice(),
+                )
+            })
+            .collect();
+        ctx.store.record_received_all(&items)?;
+        Ok(())
+    })();
+    for job in jobs {
+        let f = &job.filed;
+        let answer = match &recorded {
+            Ok(()) => {
+                clean_incoming(ctx, f.rec.doc_id);
+                info!(doc = %f.rec.doc_id, from = %f.rec.sender, "delivered to {}", f.dir.display());
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        let _ = job.reply.send(answer);
     }
 }
 
@@ -336,15 +433,24 @@ impl LocalError {
     }
 }
 
-/// File a complete download; returns our signed receipt.
-/// `deadline`: the hub's acknowledgment deadline for this unit (Unix s).
+/// What became of a complete download.
+enum Accepted {
+    /// Quarantined and recorded: answer with this receipt.
+    Answered(Vec<u8>),
+    /// In the inbox, with our signed receipt; to be recorded.
+    InInbox(Box<InInbox>),
+}
+
+/// File a complete download in the inbox (or quarantine) and sign our
+/// receipt. `deadline`: the hub's acknowledgment deadline for this unit
+/// (Unix s).
 fn accept(
     ctx: &AgentContext,
     doc_id: DocId,
     header: &[u8],
     sink: Sink,
     deadline: Option<i64>,
-) -> Result<Vec<u8>, LocalError> {
+) -> Result<Accepted, LocalError> {
     let filed = match sink {
         Sink::Opening(opening) => opening
             .finish()
@@ -352,7 +458,7 @@ fn accept(
         Sink::Evidence { why, .. } => Err(Verdict::Quarantine(why)),
     };
     match filed {
-        Ok((sealed, dir)) => {
+        Ok((sealed, moved)) => {
             gongwen_common::failpoint::hit("agent-inbox-written");
             let meta = sealed.meta();
             let receipt = sign_receipt(ctx, doc_id, sealed.digest(), ReceiptKind::Delivered, "")?;
@@ -373,13 +479,19 @@ fn accept(
                 answered_ms: None,
                 recall_reason: None,
             };
-            ctx.store.record_received(&rec, &receipt, header)?;
-            clean_incoming(ctx, doc_id);
-            info!(doc = %doc_id, from = %meta.sender, "delivered to {}", dir.display());
-            Ok(receipt)
+            Ok(Accepted::InInbox(Box::new(InInbox {
+                rec,
+                receipt,
+                header: header.to_vec(),
+                dir: moved.dir,
+                sender_dir: moved.sender_dir,
+                new_sender: moved.new_sender,
+            })))
         }
         Err(Verdict::Local(e)) => Err(e),
-        Err(Verdict::Quarantine(why)) => quarantine(ctx, doc_id, header, &why),
+        Err(Verdict::Quarantine(why)) => {
+            quarantine(ctx, doc_id, header, &why).map(Accepted::Answered)
+        }
     }
 }
 
@@ -550,15 +662,22 @@ impl Opening {
     }
 }
 
+/// Where [`file_in_inbox`] moved a document.
+struct Moved {
+    dir: PathBuf,
+    sender_dir: PathBuf,
+    new_sender: bool,
+}
+
 /// Give a decrypted document its metadata and move its folder into the
-/// inbox.
+/// inbox. The move is made durable with the batch that records it.
 fn file_in_inbox(
     ctx: &AgentContext,
     doc_id: DocId,
     sealed: SealedHeader,
     tmp: &Path,
     deadline: Option<i64>,
-) -> Result<(SealedHeader, PathBuf), Verdict> {
+) -> Result<(SealedHeader, Moved), Verdict> {
     let sender_dir = ctx.folders.inbox.join(sealed.meta().sender.as_str());
     let dest = sender_dir.join(doc_id.to_string());
     let meta_json = serde_json::to_vec_pretty(&MetadataJson::from_sealed(&sealed, deadline))
@@ -573,13 +692,16 @@ fn file_in_inbox(
     } else {
         std::fs::rename(tmp, &dest)?;
     }
-    sync_dir(&sender_dir)?;
-    if new_sender {
-        sync_dir(&ctx.folders.inbox)?;
-    }
     // incoming/ is not synced: a crash can at worst leave a stale, empty
     // assembly entry there, never a missing inbox copy.
-    Ok((sealed, dest))
+    Ok((
+        sealed,
+        Moved {
+            dir: dest,
+            sender_dir,
+            new_sender,
+        },
+    ))
 }
 
 /// Writes decrypted content across the document's files, in order, and

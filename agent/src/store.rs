@@ -295,13 +295,26 @@ impl Store {
         my_receipt: &[u8],
         header: &[u8],
     ) -> Result<(), StoreError> {
-        let key = rec.doc_id.as_bytes().as_slice();
+        self.record_received_all(&[(rec, my_receipt, header)])
+    }
+
+    /// Record received documents (record, our receipt, header), all in one
+    /// commit.
+    pub fn record_received_all(
+        &self,
+        items: &[(&ReceivedRecord, &[u8], &[u8])],
+    ) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
         {
-            txn.open_table(RECEIVED)?
-                .insert(key, json(rec)?.as_slice())?;
-            txn.open_table(HEADERS)?.insert(key, header)?;
-            txn.open_table(MY_RECEIPTS)?.insert(key, my_receipt)?;
+            let mut received = txn.open_table(RECEIVED)?;
+            let mut headers = txn.open_table(HEADERS)?;
+            let mut receipts = txn.open_table(MY_RECEIPTS)?;
+            for (rec, my_receipt, header) in items {
+                let key = rec.doc_id.as_bytes().as_slice();
+                received.insert(key, json(rec)?.as_slice())?;
+                headers.insert(key, *header)?;
+                receipts.insert(key, *my_receipt)?;
+            }
         }
         txn.commit()?;
         Ok(())
