@@ -123,9 +123,12 @@ impl AgentContext {
     ///
     /// A delivery retried on a new connection can arrive while the file
     /// work of the attempt the old connection broke is still finishing on
-    /// a blocking thread; both writing the same assembly files would
-    /// corrupt what the resumed attempt checked. The guard is kept by that
-    /// file work, not only by the task that started it.
+    /// a blocking thread, in the same assembly folder. Late writes of the
+    /// same bytes to the same places would be harmless; clearing and moving
+    /// the folder are not: a new attempt clearing it just before the old
+    /// one moves it into the inbox would file an incomplete copy under a
+    /// signed `delivered` receipt. The guard is kept by that file work, not
+    /// only by the task that started it.
     pub async fn receive_alone(
         self: &Arc<Self>,
         doc_id: DocId,

@@ -403,8 +403,8 @@ fn write_download(
         }
     }
     // Nothing may be left buffered: the caller drops its hold on the
-    // document when this returns, and a buffer written out after that
-    // could land in the files of a newer attempt.
+    // document when this returns, and nothing of this attempt should touch
+    // the assembly folder after that.
     match &mut sink {
         Sink::Evidence { file, .. } => file.flush()?,
         Sink::Opening(o) => o.splitter.flush()?,
