@@ -16,7 +16,7 @@
 //! going on. Should a check fail, the content from the failing chunk on is
 //! kept as evidence instead.
 
-use std::io::{Read, Seek, Write};
+use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -28,7 +28,7 @@ use gongwen_common::fsutil::{sync_dir, write_atomic};
 use gongwen_common::receipt::{Receipt, ReceiptKind};
 use gongwen_common::signed::sha256;
 use gongwen_common::stream::{READ_TIMEOUT, write_message};
-use gongwen_common::transfer::{Batches, StreamEnd, receive_to_blocking};
+use gongwen_common::transfer::{Batches, StreamEnd, hash_kept, receive_to_blocking};
 use gongwen_common::wire::{ErrorCode, Message};
 use gongwen_common::{DocId, NodeId};
 use tracing::{info, warn};
@@ -173,16 +173,7 @@ pub async fn receive(
     }
     let sink = match written {
         Ok(sink) => sink,
-        Err(e) => {
-            warn!(doc = %doc_id, "cannot write the download: {e}");
-            error(
-                &mut send,
-                ErrorCode::Storage,
-                format!("this unit cannot store the document now: {e}"),
-            )
-            .await;
-            return;
-        }
+        Err(e) => return cannot_store(&mut send, doc_id, &e).await,
     };
     if received != content_len {
         return;
@@ -209,16 +200,23 @@ pub async fn receive(
             let _ = write_message(&mut send, &Message::Delivered { receipt }).await;
             let _ = send.finish();
         }
-        Err(e) => {
-            warn!(doc = %doc_id, "cannot store the document: {e}");
-            error(
-                &mut send,
-                ErrorCode::Storage,
-                format!("this unit cannot store the document now: {e}"),
-            )
-            .await;
-        }
+        Err(e) => cannot_store(&mut send, doc_id, &e).await,
     }
+}
+
+/// Tell the hub this unit cannot store the document now (it retries).
+async fn cannot_store(
+    send: &mut quinn::SendStream,
+    doc_id: DocId,
+    e: &(dyn std::fmt::Display + Sync),
+) {
+    warn!(doc = %doc_id, "cannot store the document: {e}");
+    error(
+        send,
+        ErrorCode::Storage,
+        format!("this unit cannot store the document now: {e}"),
+    )
+    .await;
 }
 
 /// A document moved into the inbox whose record and receipt are still to
@@ -748,7 +746,7 @@ impl Splitter {
                 let mut file = std::fs::File::open(&path)?;
                 let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
                 if file.metadata()?.len() != size
-                    || !hash_prefix(&mut file, size, &mut hash)?
+                    || !hash_kept(&mut file, size, &mut hash)?
                     || hash.finish().as_ref() != files[index].sha256
                 {
                     return Ok(None);
@@ -765,7 +763,7 @@ impl Splitter {
                     .read(true)
                     .write(true)
                     .open(&path)?;
-                if file.metadata()?.len() < have || !hash_prefix(&mut file, have, &mut hash)? {
+                if file.metadata()?.len() < have || !hash_kept(&mut file, have, &mut hash)? {
                     return Ok(None);
                 }
                 file.set_len(have)?;
@@ -871,28 +869,6 @@ impl Splitter {
         }
         Ok(self.dir)
     }
-}
-
-/// Hash the first `len` bytes of `file` into `hash`; false if it is
-/// shorter.
-fn hash_prefix(
-    file: &mut std::fs::File,
-    len: u64,
-    hash: &mut ring::digest::Context,
-) -> std::io::Result<bool> {
-    file.rewind()?;
-    let mut left = len;
-    let mut buf = vec![0u8; IO_CHUNK];
-    while left > 0 {
-        let want = left.min(IO_CHUNK as u64) as usize;
-        let n = file.read(&mut buf[..want])?;
-        if n == 0 {
-            return Ok(false);
-        }
-        hash.update(&buf[..n]);
-        left -= n as u64;
-    }
-    Ok(true)
 }
 
 fn sign_receipt(

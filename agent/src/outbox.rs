@@ -466,18 +466,22 @@ pub fn claimed(folders: &Folders) -> std::io::Result<Vec<DocId>> {
         let Ok(claim) = read_claim(&dir) else {
             continue;
         };
-        let files = dir.join("files");
-        let moved = if claim.is_folder {
-            files.is_dir()
-        } else {
-            files.join(&claim.name).exists()
-        };
-        if moved {
+        if files_moved(&dir, &claim) {
             ids.push(doc_id);
         }
     }
     ids.sort();
     Ok(ids)
+}
+
+/// Whether the drop a claim (in `dir`) names has moved into it.
+fn files_moved(dir: &Path, claim: &Claim) -> bool {
+    let files = dir.join("files");
+    if claim.is_folder {
+        files.is_dir()
+    } else {
+        files.join(&claim.name).exists()
+    }
 }
 
 /// At start, before anything claims: undo the claims a crash interrupted
@@ -501,13 +505,7 @@ pub fn recover(folders: &Folders) -> std::io::Result<Vec<DocId>> {
                 continue;
             }
         };
-        let files = dir.join("files");
-        let moved = if claim.is_folder {
-            files.is_dir()
-        } else {
-            files.join(&claim.name).exists()
-        };
-        if !moved {
+        if !files_moved(&dir, &claim) {
             let origin = folders.outbox.join(&claim.to).join(&claim.name);
             if dir.join("meta.toml").exists() {
                 std::fs::rename(dir.join("meta.toml"), sidecar_path(&origin))?;

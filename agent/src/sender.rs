@@ -5,7 +5,6 @@
 use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use gongwen_common::envelope::{
     CHUNK_LEN, ContentKey, ContentSealer, DocMeta, FileEntry, KeyBinding, SealedHeader, TAG_LEN,
@@ -14,7 +13,7 @@ use gongwen_common::envelope::{
 use gongwen_common::fsutil::{sync_dir, write_atomic};
 use gongwen_common::pki::serial_hex;
 use gongwen_common::receipt::{Receipt, ReceiptKind};
-use gongwen_common::stream::{READ_TIMEOUT, read_message, write_message};
+use gongwen_common::stream::{DOCUMENT_WORK_TIMEOUT, READ_TIMEOUT, read_message, write_message};
 use gongwen_common::transfer::read_file_chunks;
 use gongwen_common::wire::{ErrorCode, Message};
 use gongwen_common::{DocId, NodeId};
@@ -25,10 +24,6 @@ use crate::draft::{self, Draft};
 use crate::metadata::MetadataJson;
 use crate::outbox::{self, read_claim};
 use crate::store::SentRecord;
-
-/// How long the hub may take to check and store a document after its last
-/// byte (hashing and fsync of a large document).
-const ACCEPT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Why sending stopped.
 #[derive(Debug)]
@@ -387,7 +382,8 @@ async fn upload(
     )
     .await
     .map_err(|e| conn_err(&e))?;
-    let offset = match read_message(&mut recv, READ_TIMEOUT)
+    // The hub may first hash what it kept of an earlier attempt.
+    let offset = match read_message(&mut recv, DOCUMENT_WORK_TIMEOUT)
         .await
         .map_err(|e| conn_err(&e))?
     {
@@ -438,7 +434,7 @@ async fn upload(
             .insert(doc_id, (sent, content_len));
     }
     send.finish().map_err(|e| conn_err(&e))?;
-    match read_message(&mut recv, ACCEPT_TIMEOUT)
+    match read_message(&mut recv, DOCUMENT_WORK_TIMEOUT)
         .await
         .map_err(|e| conn_err(&e))?
     {

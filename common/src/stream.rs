@@ -8,6 +8,14 @@ use crate::wire::{self, LEN_PREFIX, Message, WireError};
 /// How long a peer may take to deliver one frame once we expect it.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a peer may take to answer when the answer waits on work over a
+/// whole document: before a transfer, re-reading and hashing what an
+/// earlier attempt kept (to resume from it); after one, checking and
+/// syncing the document. For a 4 GiB document on a cold disk that is far
+/// longer than [`READ_TIMEOUT`]; a peer that is gone is found by QUIC's idle
+/// timeout instead.
+pub const DOCUMENT_WORK_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// How often a transfer of `len` bytes is made durable (fsync and a
 /// recorded offset), so that a broken transfer resumes from there: an
 /// eighth of it, at least 8 MiB and at most 128 MiB. A resume re-sends at

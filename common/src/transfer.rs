@@ -104,6 +104,29 @@ where
     (end, received, written)
 }
 
+/// Hash the first `len` bytes of `file` (what an earlier attempt kept)
+/// into `hash`, leaving the file positioned at `len`; false if the file is
+/// shorter. Blocking.
+pub fn hash_kept(
+    file: &mut std::fs::File,
+    len: u64,
+    hash: &mut ring::digest::Context,
+) -> std::io::Result<bool> {
+    file.rewind()?;
+    let mut left = len;
+    let mut buf = vec![0u8; BATCH.min(len as usize)];
+    while left > 0 {
+        let want = left.min(BATCH as u64) as usize;
+        let n = file.read(&mut buf[..want])?;
+        if n == 0 {
+            return Ok(false);
+        }
+        hash.update(&buf[..n]);
+        left -= n as u64;
+    }
+    Ok(true)
+}
+
 /// Read `path` from `offset` to its end on a blocking thread, in chunks of
 /// [`BATCH`] bytes. The reader stops when the receiver is dropped.
 pub fn read_file_chunks(path: PathBuf, offset: u64) -> mpsc::Receiver<std::io::Result<Bytes>> {

@@ -15,7 +15,9 @@ use std::time::Duration;
 use gongwen_common::envelope::{FileKind, SealedHeader};
 use gongwen_common::pki::{CertIdentity, serial_hex};
 use gongwen_common::receipt::{Receipt, ReceiptKind};
-use gongwen_common::stream::{READ_TIMEOUT, StreamError, read_message, write_message};
+use gongwen_common::stream::{
+    DOCUMENT_WORK_TIMEOUT, READ_TIMEOUT, StreamError, read_message, write_message,
+};
 use gongwen_common::transfer::{Batches, StreamEnd, read_file_chunks, receive_to_blocking};
 use gongwen_common::wire::{ErrorCode, Message, Resolved};
 use gongwen_common::{DocId, NodeId};
@@ -28,9 +30,6 @@ use crate::store::{DocRecord, FileRow, PartialUpload, StoreError};
 
 /// Bytes read from the network or a file at a time.
 const IO_CHUNK: usize = 256 * 1024;
-/// How long a recipient may take to verify, decrypt and write a document
-/// after its last byte arrived.
-const DELIVERY_ANSWER_TIMEOUT: Duration = Duration::from_secs(600);
 /// Pause before pushing again after a push failed on a live connection.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// Pushers look at the store at least this often even without a wake-up.
@@ -43,7 +42,7 @@ fn open_partial(
     path: &std::path::Path,
     offset: u64,
 ) -> std::io::Result<(std::fs::File, ring::digest::Context, u64)> {
-    use std::io::{Read, Seek};
+    use std::io::Seek;
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -58,17 +57,13 @@ fn open_partial(
     // Anything past the durable offset may be torn: cut it off.
     file.set_len(offset)?;
     let mut hasher = ring::digest::Context::new(&ring::digest::SHA256);
-    file.rewind()?;
-    let mut buf = vec![0u8; IO_CHUNK];
-    let mut left = offset;
-    while left > 0 {
-        let n = file.read(&mut buf[..left.min(IO_CHUNK as u64) as usize])?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        left -= n as u64;
-    }
+    let offset = if gongwen_common::transfer::hash_kept(&mut file, offset, &mut hasher)? {
+        offset
+    } else {
+        hasher = ring::digest::Context::new(&ring::digest::SHA256);
+        file.set_len(0)?;
+        0
+    };
     file.seek(std::io::SeekFrom::Start(offset))?;
     Ok((file, hasher, offset))
 }
@@ -999,7 +994,8 @@ async fn deliver_one(
         },
     )
     .await?;
-    let receipt = match read_message(&mut recv, READ_TIMEOUT).await? {
+    // The unit may first hash what it kept of an earlier attempt.
+    let receipt = match read_message(&mut recv, DOCUMENT_WORK_TIMEOUT).await? {
         Message::Delivered { receipt } => receipt,
         Message::DeliverFrom { offset } => {
             if offset > 0 {
@@ -1022,7 +1018,7 @@ async fn deliver_one(
             }
             // The next recipient may start while this one decrypts.
             drop(slot.take());
-            match read_message(&mut recv, DELIVERY_ANSWER_TIMEOUT).await? {
+            match read_message(&mut recv, DOCUMENT_WORK_TIMEOUT).await? {
                 Message::Delivered { receipt } => receipt,
                 Message::Error { code, message } => {
                     return Err(Refusal::new(code, message).into());

@@ -362,11 +362,15 @@ fn hash_file(path: &std::path::Path) -> [u8; 32] {
     out
 }
 
-/// A file of `size` bytes that do not compress, written in 1 MiB pieces so
-/// the test itself never holds it all.
-fn write_noise(path: &std::path::Path, size: usize) {
+/// Drop `name` from prov-gov for harbin-gov: `size` bytes that do not
+/// compress, written under a temporary name (in 1 MiB pieces, so the test
+/// never holds it all) and renamed into place. Returns its SHA-256.
+fn drop_noise(net: &Net, name: &str, size: usize) -> [u8; 32] {
     use std::io::Write;
-    let mut f = std::fs::File::create(path).unwrap();
+    let dir = net.root("prov-gov").join("outbox/harbin-gov");
+    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = dir.join(".big.part");
+    let mut f = std::fs::File::create(&tmp).unwrap();
     let mut block = vec![0u8; 1 << 20];
     let mut x: u32 = 0x9e37_79b9;
     for _ in 0..size / block.len() {
@@ -378,6 +382,10 @@ fn write_noise(path: &std::path::Path, size: usize) {
         }
         f.write_all(&block).unwrap();
     }
+    drop(f);
+    let expected = hash_file(&tmp);
+    std::fs::rename(&tmp, dir.join(name)).unwrap();
+    expected
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -393,13 +401,8 @@ async fn a_64_mib_document_goes_through_with_bounded_memory_and_resumes_after_a_
     hub.wait_ready(&["prov-gov", "harbin-gov"]).await;
     let before = peak_rss_kib();
 
-    let dir = net.root("prov-gov").join("outbox/harbin-gov");
-    std::fs::create_dir_all(&dir).unwrap();
-    let tmp = dir.join(".big.part");
-    write_noise(&tmp, SIZE);
-    let expected = hash_file(&tmp);
+    let expected = drop_noise(&net, "大文件.bin", SIZE);
     let started = std::time::Instant::now();
-    std::fs::rename(&tmp, dir.join("大文件.bin")).unwrap();
 
     // Cut the transfer once the hub holds at least 24 MiB of it.
     let partial_dir = hub.data_dir.join("spool/partial");
@@ -523,12 +526,7 @@ async fn cut_a_download_at_the_recipient(damage_kept_part: bool) {
     let harbin = net.start_agent("harbin-gov", hub.addr);
     hub.wait_ready(&["prov-gov", "harbin-gov"]).await;
 
-    let dir = net.root("prov-gov").join("outbox/harbin-gov");
-    std::fs::create_dir_all(&dir).unwrap();
-    let tmp = dir.join(".big.part");
-    write_noise(&tmp, SIZE);
-    let expected = hash_file(&tmp);
-    std::fs::rename(&tmp, dir.join("报告.bin")).unwrap();
+    let expected = drop_noise(&net, "报告.bin", SIZE);
 
     // Stop the recipient once it has made part of the download durable.
     let incoming = net.root("harbin-gov").join("state/incoming");
