@@ -47,27 +47,28 @@ pub struct AgentContext {
     /// This machine's clock: times the agent records and certificate
     /// validity. (Deadlines follow the hub's clock, not this one.)
     pub clock: Arc<dyn Clock>,
-    /// Documents being received now, and a wake-up when one is done.
-    receiving: Mutex<std::collections::HashSet<DocId>>,
-    receiving_ended: Notify,
+    /// Documents being sent or received now, and a wake-up when one is
+    /// let go.
+    held: Mutex<std::collections::HashSet<DocId>>,
+    held_ended: Notify,
 }
 
-/// Holds a document's download for one delivery attempt; see
-/// [`AgentContext::receive_alone`].
+/// Holds a document for one attempt at sending or receiving it; see
+/// [`AgentContext::hold`].
 #[derive(Debug)]
-pub struct Receiving {
+pub struct Hold {
     ctx: Arc<AgentContext>,
     doc_id: DocId,
 }
 
-impl Drop for Receiving {
+impl Drop for Hold {
     fn drop(&mut self) {
         self.ctx
-            .receiving
+            .held
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.doc_id);
-        self.ctx.receiving_ended.notify_waiters();
+        self.ctx.held_ended.notify_waiters();
     }
 }
 
@@ -113,39 +114,45 @@ impl AgentContext {
             claiming: Mutex::new(()),
             outbox_scans: Default::default(),
             clock,
-            receiving: Mutex::new(Default::default()),
-            receiving_ended: Notify::new(),
+            held: Mutex::new(Default::default()),
+            held_ended: Notify::new(),
         })
     }
 
-    /// Wait until no other attempt is receiving `doc_id`, and hold it while
-    /// the returned guard lives; `None` if that took longer than `within`.
+    /// Wait until no other attempt is working on `doc_id` (sending or
+    /// receiving it), and hold it while the returned guard lives; `None` if
+    /// that took longer than `within`.
     ///
-    /// A delivery retried on a new connection can arrive while the file
-    /// work of the attempt the old connection broke is still finishing on
-    /// a blocking thread, in the same assembly folder. Late writes of the
-    /// same bytes to the same places would be harmless; clearing and moving
-    /// the folder are not: a new attempt clearing it just before the old
-    /// one moves it into the inbox would file an incomplete copy under a
-    /// signed `delivered` receipt. The guard is kept by that file work, not
-    /// only by the task that started it.
-    pub async fn receive_alone(
+    /// When the connection to the hub breaks, the tasks of its session are
+    /// aborted, but file work they started on blocking threads runs on, and
+    /// the next session can start on the same document meanwhile:
+    /// - receiving, in the same assembly folder: a new attempt clearing it
+    ///   just before the old one moves it into the inbox would file an
+    ///   incomplete copy under a signed `delivered` receipt;
+    /// - sending, in the same spool entry: two seals each write a fresh
+    ///   content key and then a header, and the key of one with the header
+    ///   of the other makes content the hub refuses for good.
+    ///
+    /// (Late writes of the same bytes to the same places would be
+    /// harmless.) So the guard is kept by that file work itself, not only
+    /// by the task that started it.
+    pub async fn hold(
         self: &Arc<Self>,
         doc_id: DocId,
         within: std::time::Duration,
-    ) -> Option<Receiving> {
+    ) -> Option<Hold> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            let ended = self.receiving_ended.notified();
+            let ended = self.held_ended.notified();
             tokio::pin!(ended);
             ended.as_mut().enable();
             let claimed = self
-                .receiving
+                .held
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(doc_id);
             if claimed {
-                return Some(Receiving {
+                return Some(Hold {
                     ctx: self.clone(),
                     doc_id,
                 });

@@ -33,7 +33,7 @@ use gongwen_common::wire::{ErrorCode, Message};
 use gongwen_common::{DocId, NodeId};
 use tracing::{info, warn};
 
-use crate::context::{AgentContext, Receiving};
+use crate::context::{AgentContext, Hold};
 use crate::metadata::MetadataJson;
 use crate::store::{ReceivedRecord, ReceivedState};
 
@@ -71,7 +71,7 @@ pub async fn receive(
     deadline_ms: i64,
 ) {
     // Held by every step below, including their blocking file work.
-    let Some(alone) = ctx.receive_alone(doc_id, READ_TIMEOUT).await else {
+    let Some(alone) = ctx.hold(doc_id, READ_TIMEOUT).await else {
         error(
             &mut send,
             ErrorCode::Storage,
@@ -238,7 +238,7 @@ struct InInbox {
 pub struct RecordJob {
     filed: InInbox,
     /// The document stays held until its record is durable.
-    _alone: Arc<Receiving>,
+    _alone: Arc<Hold>,
     reply: tokio::sync::oneshot::Sender<Result<(), String>>,
 }
 
@@ -249,7 +249,7 @@ pub struct RecordJob {
 async fn record(
     ctx: &Arc<AgentContext>,
     filed: InInbox,
-    alone: Arc<Receiving>,
+    alone: Arc<Hold>,
 ) -> Result<Vec<u8>, String> {
     let receipt = filed.receipt.clone();
     let (reply, answer) = tokio::sync::oneshot::channel();

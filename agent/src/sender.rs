@@ -118,9 +118,20 @@ async fn send_one(
     ctx: &Arc<AgentContext>,
     doc_id: DocId,
 ) -> Result<(), SendError> {
+    // One attempt at a time: a seal the last session started may still
+    // be running on a blocking thread (see AgentContext::hold).
+    let Some(hold) = ctx.hold(doc_id, DOCUMENT_WORK_TIMEOUT).await else {
+        return Err(SendError::Later(
+            "an earlier attempt is still sealing this document".into(),
+        ));
+    };
+    let hold = Arc::new(hold);
     let dir = ctx.folders.spool.join(doc_id.to_string());
+    if !dir.exists() {
+        return Ok(()); // filed by that earlier attempt
+    }
     if !dir.join("header").exists() {
-        address_and_seal(conn, ctx, doc_id, &dir).await?;
+        address_and_seal(conn, ctx, doc_id, &dir, hold.clone()).await?;
     }
     let receipt = upload(conn, &dir, doc_id, ctx).await;
     ctx.progress
@@ -137,6 +148,7 @@ async fn address_and_seal(
     ctx: &Arc<AgentContext>,
     doc_id: DocId,
     dir: &Path,
+    hold: Arc<crate::context::Hold>,
 ) -> Result<(), SendError> {
     let limit = ctx.config.max_document_size;
     let d = dir.to_owned();
@@ -231,9 +243,12 @@ async fn address_and_seal(
     }
     let ctx = ctx.clone();
     let dir = dir.to_owned();
-    tokio::task::spawn_blocking(move || seal(&ctx, &dir, doc_id, draft, to, cc, &keys))
-        .await
-        .map_err(later)?
+    tokio::task::spawn_blocking(move || {
+        let _hold = hold;
+        seal(&ctx, &dir, doc_id, draft, to, cc, &keys)
+    })
+    .await
+    .map_err(later)?
 }
 
 /// Seal the document without writing its ciphertext: encrypt the files

@@ -488,23 +488,19 @@ async fn a_second_attempt_to_receive_the_same_document_waits_for_the_first() {
         gongwen_common::DocId::generate(),
     );
     let short = std::time::Duration::from_millis(50);
-    let first = ctx.receive_alone(doc, short).await;
+    let first = ctx.hold(doc, short).await;
     assert!(first.is_some(), "nobody held the document");
     assert!(
-        ctx.receive_alone(doc, short).await.is_none(),
+        ctx.hold(doc, short).await.is_none(),
         "a second attempt got in while the first held the document"
     );
     assert!(
-        ctx.receive_alone(other, short).await.is_some(),
+        ctx.hold(other, short).await.is_some(),
         "another document was held up"
     );
     let waiter = {
         let ctx = ctx.clone();
-        tokio::spawn(async move {
-            ctx.receive_alone(doc, gongwen_tests::WAIT)
-                .await
-                .map(|_| ())
-        })
+        tokio::spawn(async move { ctx.hold(doc, gongwen_tests::WAIT).await.map(|_| ()) })
     };
     drop(first);
     let second = gongwen_tests::bounded("the second attempt", waiter).await;
