@@ -142,7 +142,7 @@ pub async fn submit_answers(conn: &quinn::Connection, ctx: &Arc<AgentContext>) -
                 warn!(doc = %doc_id, "the hub did not take our answer: {message}");
             }
             Ok(other) => {
-                warn!(doc = %doc_id, "answer not confirmed ({other:?}); will retry");
+                warn!(doc = %doc_id, "answer not confirmed ({}); will retry", other.describe());
                 continue;
             }
             Err(_) => return false,

@@ -271,9 +271,12 @@ impl Running {
                     _control: (send, recv),
                 })
             }
-            Ok(Message::Error { message, .. }) => Err(LinkError::Refused(message)),
+            Ok(Message::Error { message, .. }) => Err(LinkError::Refused(
+                gongwen_common::logsafe::Clipped(&message).to_string(),
+            )),
             Ok(other) => Err(LinkError::Protocol(format!(
-                "expected welcome, got {other:?}"
+                "expected welcome, got {}",
+                other.describe()
             ))),
             Err(e) => Err(classify_stream(&e, hub_name)),
         }

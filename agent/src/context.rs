@@ -25,6 +25,8 @@ pub struct AgentContext {
     pub enc_key: EncryptionKey,
     pub ca: CertificateDer<'static>,
     checker: Mutex<Arc<CertChecker>>,
+    /// When the CRL behind `checker` was issued (none yet: `None`).
+    crl_this_update: Mutex<Option<time::OffsetDateTime>>,
     /// Woken when a drop was claimed (or a send should be retried).
     pub outbox_wake: Notify,
     /// Upload progress of documents being sent: (bytes sent, total).
@@ -104,6 +106,7 @@ impl AgentContext {
             enc_key,
             ca,
             checker: Mutex::new(Arc::new(checker)),
+            crl_this_update: Mutex::new(crl.as_ref().map(|c| c.this_update)),
             outbox_wake: Notify::new(),
             progress: Mutex::new(Default::default()),
             failures: Mutex::new(Default::default()),
@@ -193,6 +196,18 @@ impl AgentContext {
     pub fn set_crl(&self, crl: &Crl) -> Result<(), gongwen_common::pki::PkiError> {
         let checker = CertChecker::new(&self.ca, Some(crl))?;
         *self.checker.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(checker);
+        *self
+            .crl_this_update
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(crl.this_update);
         Ok(())
+    }
+
+    /// When the CRL in use was issued, if there is one.
+    pub fn crl_this_update(&self) -> Option<time::OffsetDateTime> {
+        *self
+            .crl_this_update
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -243,7 +243,10 @@ async fn hub_request(
     match crate::sender::request(&conn, msg).await {
         Ok(Message::Json { body }) => serde_json::from_slice(&body).map_err(|e| e.to_string()),
         Ok(Message::Error { message, .. }) => Err(format!("the hub refused: {message}")),
-        Ok(other) => Err(format!("unexpected answer from the hub: {other:?}")),
+        Ok(other) => Err(format!(
+            "unexpected answer from the hub: {}",
+            other.describe()
+        )),
         Err(e) => Err(format!("{e:?}")),
     }
 }

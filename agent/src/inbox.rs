@@ -120,6 +120,11 @@ pub async fn receive(
     };
     let (offset, sink) = match prepared {
         Ok(Ok(p)) => p,
+        Ok(Err(LocalError::NotNow(why))) => {
+            warn!(doc = %doc_id, "not received now: {why}");
+            error(&mut send, ErrorCode::NotNow, why.to_string()).await;
+            return;
+        }
         Ok(Err(e)) => {
             error(
                 &mut send,
@@ -337,7 +342,7 @@ fn prepare_download(
     ctx: &AgentContext,
     doc_id: DocId,
     header: &[u8],
-) -> std::io::Result<(u64, Sink)> {
+) -> Result<(u64, Sink), LocalError> {
     let offset_file = offset_path(ctx, doc_id);
     let checkpoint = std::fs::read_to_string(&offset_file).ok().and_then(|s| {
         let (at, digest) = s.trim().split_once(' ')?;
@@ -355,7 +360,7 @@ fn prepare_download(
             let _ = std::fs::remove_dir_all(assembly_path(ctx, doc_id));
             Ok((0, Sink::evidence(&evidence_path(ctx, doc_id), why, &[])?))
         }
-        Err(Verdict::Local(e)) => Err(e.into_io()),
+        Err(Verdict::Local(e)) => Err(e),
     }
 }
 
@@ -420,6 +425,10 @@ enum LocalError {
     Store(#[from] crate::store::StoreError),
     #[error("signing the receipt failed: {0}")]
     Sign(#[from] gongwen_common::pki::PkiError),
+    /// The document cannot be judged now (its signer's revocation status is
+    /// unknown); not its fault, so not quarantined: the hub retries.
+    #[error("{0}")]
+    NotNow(EnvelopeError),
 }
 
 impl LocalError {
@@ -506,7 +515,11 @@ impl From<std::io::Error> for Verdict {
 
 impl From<EnvelopeError> for Verdict {
     fn from(e: EnvelopeError) -> Self {
-        Verdict::Quarantine(e)
+        if e.is_transient() {
+            Verdict::Local(LocalError::NotNow(e))
+        } else {
+            Verdict::Quarantine(e)
+        }
     }
 }
 

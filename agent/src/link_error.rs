@@ -150,6 +150,7 @@ pub fn classify(err: &quinn::ConnectionError, hub_name: &str) -> LinkError {
                 .unwrap_or(RefuseCode::Other);
             match code {
                 RefuseCode::Revoked => LinkError::RevokedWhileConnected,
+                RefuseCode::Expired => LinkError::Expired,
                 RefuseCode::CrlStale => LinkError::HubCrlStale,
                 RefuseCode::Replaced => LinkError::Replaced,
                 RefuseCode::ShuttingDown => LinkError::HubShuttingDown,

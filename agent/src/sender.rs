@@ -188,7 +188,8 @@ async fn address_and_seal(
     } = reply
     else {
         return Err(SendError::Later(format!(
-            "unexpected answer to lookup: {reply:?}"
+            "unexpected answer to lookup: {}",
+            reply.describe()
         )));
     };
     if !unknown.is_empty() {
@@ -405,7 +406,12 @@ async fn upload(
         Message::Accepted { receipt } => return Ok(receipt),
         Message::UploadFrom { offset } => offset.min(content_len),
         Message::Error { code, message } => return Err(refused(code, message)),
-        other => return Err(SendError::Later(format!("unexpected answer {other:?}"))),
+        other => {
+            return Err(SendError::Later(format!(
+                "unexpected answer: {}",
+                other.describe()
+            )));
+        }
     };
     if offset > 0 {
         info!(doc = %doc_id, "resuming upload at byte {offset} of {content_len}");
@@ -455,7 +461,10 @@ async fn upload(
     {
         Message::Accepted { receipt } => Ok(receipt),
         Message::Error { code, message } => Err(refused(code, message)),
-        other => Err(SendError::Later(format!("unexpected answer {other:?}"))),
+        other => Err(SendError::Later(format!(
+            "unexpected answer: {}",
+            other.describe()
+        ))),
     }
 }
 

@@ -56,7 +56,7 @@ async fn publish_key(conn: &quinn::Connection, ctx: &AgentContext) -> Result<(),
     match sender::request(conn, &Message::PublishKey { binding }).await {
         Ok(Message::Ok) => Ok(()),
         Ok(Message::Error { message, .. }) => Err(message),
-        Ok(other) => Err(format!("unexpected answer {other:?}")),
+        Ok(other) => Err(format!("unexpected answer: {}", other.describe())),
         Err(SendError::Connection(e) | SendError::Later(e) | SendError::Permanent(e)) => Err(e),
     }
 }
@@ -120,7 +120,7 @@ async fn serve_push(
         Message::Notice { body } => take_notice(&ctx, body).await,
         other => Message::Error {
             code: ErrorCode::BadRequest,
-            message: format!("an agent does not take {other:?}"),
+            message: format!("an agent does not take a {}", other.kind()),
         },
     };
     let _ = write_message(&mut send, &reply).await;
@@ -131,6 +131,15 @@ async fn serve_push(
 async fn take_receipt(ctx: &Arc<AgentContext>, bytes: Vec<u8>) -> Message {
     let (r, _) = match Receipt::verify(&bytes, Some(&ctx.checker()), ctx.clock.now()) {
         Ok(v) => v,
+        Err(e) if e.is_transient() => {
+            // Its signer cannot be judged until a fresh CRL arrives; the
+            // hub keeps it and pushes it again.
+            debug!("a receipt waits: {e}");
+            return Message::Error {
+                code: ErrorCode::NotNow,
+                message: e.to_string(),
+            };
+        }
         Err(e) => {
             warn!("security: a receipt from the hub does not verify: {e}");
             return Message::Error {
@@ -231,6 +240,20 @@ async fn take_crl(ctx: &Arc<AgentContext>, der: Vec<u8>) -> Message {
             };
         }
     };
+    if let Some(held) = ctx.crl_this_update()
+        && crl.this_update < held
+    {
+        // An older list could un-revoke a unit: only the CA's newest counts.
+        warn!(
+            "security: the hub sent a revocation list of {}, older than the one held ({})",
+            gongwen_common::timefmt::rfc3339(crl.this_update),
+            gongwen_common::timefmt::rfc3339(held)
+        );
+        return Message::Error {
+            code: ErrorCode::BadRequest,
+            message: "this unit holds a newer revocation list".into(),
+        };
+    }
     let path = ctx.folders.crl();
     let written = tokio::task::spawn_blocking(move || {
         gongwen_common::fsutil::write_atomic(&path, &der, 0o600)

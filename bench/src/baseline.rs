@@ -24,6 +24,7 @@ pub async fn raw_quic(env: &Env, conns: usize, per_conn: u64) -> anyhow::Result<
         pki::load_private_key(&dir.join("hub/hub.key"))?,
         &ca,
         &crl,
+        gongwen_common::clock::system(),
     )?;
     let socket = gongwen_hub::server::udp_socket("127.0.0.1:0".parse()?)?;
     let server = quinn::Endpoint::new(
@@ -38,6 +39,8 @@ pub async fn raw_quic(env: &Env, conns: usize, per_conn: u64) -> anyhow::Result<
         while let Some(incoming) = accept.accept().await {
             tokio::spawn(async move {
                 let Ok(conn) = incoming.await else { return };
+                // As the hub raises them once it welcomes a unit.
+                gongwen_common::tls::admitted_limits(&conn);
                 while let Ok((mut send, mut recv)) = conn.accept_bi().await {
                     tokio::spawn(async move {
                         let mut buf = vec![0u8; 256 * 1024];

@@ -268,6 +268,10 @@ pub enum EnvelopeError {
     SignerRole(Role),
     #[error("the sender's certificate is not valid: {0}")]
     SignerCertificate(String),
+    /// Not a fault of the document: the signer cannot be judged now (the
+    /// revocation list is stale). Try again when a fresh one arrives.
+    #[error("the sender's certificate cannot be checked now: {0}")]
+    SignerUnjudged(String),
     #[error("this unit ({0}) is not a recipient of the document")]
     NotARecipient(NodeId),
     #[error("the wrapped content key cannot be opened (altered, or sealed for another key)")]
@@ -282,6 +286,26 @@ pub enum EnvelopeError {
     FileDigest(String),
     #[error("the content key could not be made or used")]
     Crypto,
+}
+
+impl EnvelopeError {
+    fn from_signer_check(e: PkiError) -> Self {
+        match e {
+            PkiError::Invalid { problem, .. } if problem.is_transient() => {
+                EnvelopeError::SignerUnjudged(problem.to_string())
+            }
+            PkiError::Invalid { problem, .. } => {
+                EnvelopeError::SignerCertificate(problem.to_string())
+            }
+            other => EnvelopeError::SignerCertificate(other.to_string()),
+        }
+    }
+
+    /// True when the same document may pass later (see
+    /// [`EnvelopeError::SignerUnjudged`]); every other error is final.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, EnvelopeError::SignerUnjudged(_))
+    }
 }
 
 impl From<SignedError> for EnvelopeError {
@@ -627,10 +651,7 @@ impl SealedHeader {
         if let Some(checker) = checker {
             checker
                 .check(&self.statement.cert, now)
-                .map_err(|e| match e {
-                    PkiError::Invalid { reason, .. } => EnvelopeError::SignerCertificate(reason),
-                    other => EnvelopeError::SignerCertificate(other.to_string()),
-                })?;
+                .map_err(EnvelopeError::from_signer_check)?;
         }
         Ok(signer)
     }
@@ -990,7 +1011,7 @@ impl KeyBinding {
         if let Some(checker) = checker {
             checker
                 .check(&st.cert, now)
-                .map_err(|e| EnvelopeError::SignerCertificate(e.to_string()))?;
+                .map_err(EnvelopeError::from_signer_check)?;
         }
         Ok(binding)
     }

@@ -32,6 +32,7 @@
 //! - [`transfer`] — document bytes between QUIC streams and files, batched (edge).
 //! - [`fsutil`] — durable writes (temp, fsync, rename, fsync dir).
 //! - [`display`] — supervision answers as tables for people.
+//! - [`logsafe`] — names and peer text escaped (and clipped) for log lines.
 //! - [`daemon`] — logging and shutdown signals for the binaries (edge).
 //! - [`control`] — local control sockets: one JSON line each way (edge).
 //! - [`kvstore`] — what the redb stores share (open, records, blocking).
@@ -54,6 +55,7 @@ pub mod failpoint;
 pub mod fsutil;
 pub mod id;
 pub mod kvstore;
+pub mod logsafe;
 pub mod notice;
 pub mod pki;
 pub mod receipt;

@@ -111,8 +111,51 @@ pub enum PkiError {
     KeyDoesNotMatchCertificate,
     #[error("signing failed")]
     SigningFailed,
-    #[error("the certificate of {id} is not valid: {reason}")]
-    Invalid { id: String, reason: String },
+    #[error("the certificate of {id} is not valid: {problem}")]
+    Invalid { id: String, problem: CertProblem },
+}
+
+/// Why a certificate was refused when it was checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CertProblem {
+    Revoked,
+    Expired,
+    NotYetValid,
+    /// Not issued (or not signed) by this deployment's CA.
+    NotFromCa,
+    /// The revocation list is past its next-update time, so whether the
+    /// certificate is revoked cannot be known: nothing is trusted until a
+    /// fresh list arrives (fail closed, but try again later).
+    RevocationListStale {
+        since: OffsetDateTime,
+    },
+    Other(String),
+}
+
+impl CertProblem {
+    /// True when the certificate itself may be fine and the same check can
+    /// pass later without anyone changing it (a fresh CRL arrives).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, CertProblem::RevocationListStale { .. })
+    }
+}
+
+impl fmt::Display for CertProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CertProblem::Revoked => f.write_str("it has been revoked"),
+            CertProblem::Expired => f.write_str("it has expired"),
+            CertProblem::NotYetValid => f.write_str("it is not valid yet"),
+            CertProblem::NotFromCa => f.write_str("it was not issued by this deployment's CA"),
+            CertProblem::RevocationListStale { since } => write!(
+                f,
+                "the revocation list went stale at {}, so revocation cannot be checked",
+                crate::timefmt::rfc3339(*since)
+            ),
+            CertProblem::Other(s) => f.write_str(s),
+        }
+    }
 }
 
 /// The identity a verified certificate establishes.
@@ -290,19 +333,24 @@ impl Crl {
     }
 }
 
-/// Checks certificates met outside a handshake (signers of documents,
-/// receipts and key bindings) by the same rules as the handshake: chain to
-/// the CA, validity at `now`, purpose, and the CRL when there is one.
+/// Checks certificates by the rules of admission: chain to the CA,
+/// validity at `now`, purpose, and — when there is a CRL — not revoked by
+/// a CRL that is itself fresh at `now`. The hub judges every connection
+/// with it (resumed or not), and hub and agents judge every signer of a
+/// document, receipt or key binding with it.
 #[derive(Debug, Clone)]
 pub struct CertChecker {
     units: Arc<dyn rustls::server::danger::ClientCertVerifier>,
     hub: Arc<rustls::client::WebPkiServerVerifier>,
+    /// The CRL's next-update time: past it nothing passes.
+    crl_next_update: Option<OffsetDateTime>,
     /// Certificates that passed, by SHA-256, with when they passed. Every
     /// document and receipt names its signer's certificate, and checking
     /// the chain again each time (two ECDSA verifications and a parse) was
     /// a large share of the CPU a busy unit spent. A checker's CRL never
     /// changes (a new CRL makes a new checker), so a pass stays good until
-    /// the certificate expires — or the clock goes back before the pass.
+    /// the certificate expires or the CRL goes stale — or the clock goes
+    /// back before the pass.
     passed: Arc<std::sync::Mutex<PassedCerts>>,
 }
 
@@ -324,12 +372,17 @@ impl CertChecker {
         );
         let mut hub = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider);
         if let Some(crl) = crl {
-            units = units.with_crls([crl.der.clone()]);
-            hub = hub.with_crls([crl.der.clone()]);
+            units = units
+                .with_crls([crl.der.clone()])
+                .enforce_revocation_expiration();
+            hub = hub
+                .with_crls([crl.der.clone()])
+                .enforce_revocation_expiration();
         }
         Ok(CertChecker {
             units: units.build()?,
             hub: hub.build()?,
+            crl_next_update: crl.and_then(|c| c.next_update),
             passed: Default::default(),
         })
     }
@@ -338,6 +391,13 @@ impl CertChecker {
     /// certificates (node, supervisor) and the hub's are checked each for
     /// its own purpose.
     pub fn check(&self, cert: &[u8], now: OffsetDateTime) -> Result<CertIdentity, PkiError> {
+        if let Some(since) = self.crl_next_update.filter(|next| now > *next) {
+            let id = CertIdentity::from_der(cert)?.id.to_string();
+            return Err(PkiError::Invalid {
+                id,
+                problem: CertProblem::RevocationListStale { since },
+            });
+        }
         let key = crate::signed::sha256(cert);
         let remembered = self
             .passed
@@ -363,15 +423,13 @@ impl CertChecker {
     fn check_uncached(&self, cert: &[u8], now: OffsetDateTime) -> Result<CertIdentity, PkiError> {
         let identity = CertIdentity::from_der(cert)?;
         let der = CertificateDer::from(cert);
-        let secs = u64::try_from(now.unix_timestamp()).unwrap_or(0);
-        let at =
-            rustls::pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs));
+        let at = crate::tls::unix_time(now);
         let result =
             if identity.role == Role::Hub {
                 let name = rustls::pki_types::ServerName::try_from(identity.id.to_string())
                     .map_err(|e| PkiError::Invalid {
                         id: identity.id.to_string(),
-                        reason: e.to_string(),
+                        problem: CertProblem::Other(e.to_string()),
                     })?;
                 rustls::client::danger::ServerCertVerifier::verify_server_cert(
                     self.hub.as_ref(),
@@ -387,26 +445,32 @@ impl CertChecker {
             };
         result.map_err(|e| PkiError::Invalid {
             id: identity.id.to_string(),
-            reason: match e {
-                rustls::Error::InvalidCertificate(c) => describe_cert_error(&c),
-                other => other.to_string(),
+            problem: match e {
+                rustls::Error::InvalidCertificate(c) => cert_problem(&c, self.crl_next_update),
+                other => CertProblem::Other(other.to_string()),
             },
         })?;
         Ok(identity)
     }
 }
 
-fn describe_cert_error(e: &rustls::CertificateError) -> String {
+/// What rustls's refusal of a certificate means, in our terms.
+pub fn cert_problem(
+    e: &rustls::CertificateError,
+    crl_next_update: Option<OffsetDateTime>,
+) -> CertProblem {
     use rustls::CertificateError as C;
     match e {
-        C::Revoked => "it has been revoked".into(),
-        C::Expired | C::ExpiredContext { .. } => "it has expired".into(),
-        C::NotValidYet | C::NotValidYetContext { .. } => "it is not valid yet".into(),
-        C::UnknownIssuer | C::BadSignature => "it was not issued by this deployment's CA".into(),
+        C::Revoked => CertProblem::Revoked,
+        C::Expired | C::ExpiredContext { .. } => CertProblem::Expired,
+        C::NotValidYet | C::NotValidYetContext { .. } => CertProblem::NotYetValid,
+        C::UnknownIssuer | C::BadSignature => CertProblem::NotFromCa,
         C::ExpiredRevocationList | C::ExpiredRevocationListContext { .. } => {
-            "the revocation list is stale".into()
+            CertProblem::RevocationListStale {
+                since: crl_next_update.unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            }
         }
-        other => format!("{other:?}"),
+        other => CertProblem::Other(format!("{other:?}")),
     }
 }
 

@@ -106,6 +106,17 @@ pub enum ReceiptError {
     },
     #[error("the signer's certificate is not valid: {0}")]
     Certificate(String),
+    /// The signer cannot be judged now (the revocation list is stale); the
+    /// same receipt may pass later.
+    #[error("the signer's certificate cannot be checked now: {0}")]
+    SignerUnjudged(String),
+}
+
+impl ReceiptError {
+    /// True when the same receipt may pass later.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ReceiptError::SignerUnjudged(_))
+    }
 }
 
 impl From<SignedError> for ReceiptError {
@@ -197,9 +208,12 @@ impl Receipt {
             _ => {}
         }
         if let Some(checker) = checker {
-            checker
-                .check(&st.cert, now)
-                .map_err(|e| ReceiptError::Certificate(e.to_string()))?;
+            checker.check(&st.cert, now).map_err(|e| match e {
+                crate::pki::PkiError::Invalid { problem, .. } if problem.is_transient() => {
+                    ReceiptError::SignerUnjudged(problem.to_string())
+                }
+                other => ReceiptError::Certificate(other.to_string()),
+            })?;
         }
         Ok((receipt, st))
     }

@@ -45,13 +45,26 @@ pub async fn read_message(
     recv: &mut quinn::RecvStream,
     timeout: Duration,
 ) -> Result<Message, StreamError> {
-    match tokio::time::timeout(timeout, read_message_inner(recv)).await {
+    read_message_within(recv, timeout, wire::MAX_FRAME_LEN).await
+}
+
+/// [`read_message`] for a frame of at most `max_len` bytes; a longer one
+/// is refused by its length prefix, before anything is allocated for it.
+pub async fn read_message_within(
+    recv: &mut quinn::RecvStream,
+    timeout: Duration,
+    max_len: usize,
+) -> Result<Message, StreamError> {
+    match tokio::time::timeout(timeout, read_message_inner(recv, max_len)).await {
         Ok(r) => r,
         Err(_) => Err(StreamError::Timeout(timeout)),
     }
 }
 
-async fn read_message_inner(recv: &mut quinn::RecvStream) -> Result<Message, StreamError> {
+async fn read_message_inner(
+    recv: &mut quinn::RecvStream,
+    max_len: usize,
+) -> Result<Message, StreamError> {
     let mut prefix = [0u8; LEN_PREFIX];
     match recv.read_exact(&mut prefix).await {
         Ok(()) => {}
@@ -59,7 +72,7 @@ async fn read_message_inner(recv: &mut quinn::RecvStream) -> Result<Message, Str
         Err(e) => return Err(e.into()),
     }
     // frame_len checks the bound before anything is allocated.
-    let len = wire::frame_len(&prefix)?.ok_or(WireError::Truncated)?;
+    let len = wire::frame_len_within(&prefix, max_len)?.ok_or(WireError::Truncated)?;
     let mut body = vec![0u8; len];
     recv.read_exact(&mut body).await?;
     Ok(wire::decode_body(&body)?)

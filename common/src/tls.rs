@@ -7,6 +7,18 @@
 //! the CRL is stale. The agent checks the hub's certificate against the CA,
 //! the configured `hub_name`, and the role written in the certificate, so a
 //! node certificate cannot pose as the hub.
+//!
+//! Neither side resumes TLS sessions. rustls does not run the certificate
+//! verifier on a resumed session, so a session ticket taken while a
+//! certificate was valid would outlive its expiry, its revocation and the
+//! CRL's freshness. What resumption saves is one signature and one
+//! verification per connection, and a unit holds one long-lived
+//! connection: nothing that matters here. The hub also judges every
+//! connection again after the handshake ([`crate::pki::CertChecker`]).
+//!
+//! Before the hub welcomes a connection it grants it one stream and a
+//! small receive window ([`PRE_WELCOME_RECEIVE_WINDOW`]); the full limits
+//! ([`admitted_limits`]) come with the welcome.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +64,36 @@ pub const HUB_STREAMS_PER_UNIT: u32 = 64;
 /// streams (quinn's default is unbounded per connection).
 pub const HUB_RECEIVE_WINDOW: u32 = 16 << 20;
 
+/// Bytes a connection may send the hub before it is welcomed: a hello
+/// (at most [`crate::wire::MAX_HELLO_LEN`]) and room to spare. Hundreds of
+/// unadmitted connections then cost the hub little memory.
+pub const PRE_WELCOME_RECEIVE_WINDOW: u32 = 16 << 10;
+
+/// Raise a welcomed connection's limits from the pre-welcome ones to what
+/// an admitted unit may use.
+pub fn admitted_limits(conn: &quinn::Connection) {
+    conn.set_receive_window(quinn::VarInt::from_u32(HUB_RECEIVE_WINDOW));
+    conn.set_max_concurrent_bi_streams(quinn::VarInt::from_u32(HUB_STREAMS_PER_UNIT));
+}
+
+/// `now` as rustls counts time.
+pub fn unix_time(now: time::OffsetDateTime) -> UnixTime {
+    let secs = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+    UnixTime::since_unix_epoch(Duration::from_secs(secs))
+}
+
+/// rustls's time from an injected [`Clock`], so certificate validity and
+/// CRL freshness in the handshake follow the same clock as everything the
+/// hub or agent judges after it.
+#[derive(Debug)]
+struct ClockTime(Arc<dyn Clock>);
+
+impl rustls::time_provider::TimeProvider for ClockTime {
+    fn current_time(&self) -> Option<UnixTime> {
+        Some(unix_time(self.0.now()))
+    }
+}
+
 /// Which end a transport configuration is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Side {
@@ -66,11 +108,13 @@ fn transport(side: Side) -> Arc<quinn::TransportConfig> {
     match side {
         Side::Hub => {
             t.send_window(HUB_SEND_WINDOW);
-            // What one unit can make the hub hold: requests open at once
-            // (an agent uses up to ~35) and unread bytes across them.
-            t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(HUB_STREAMS_PER_UNIT));
+            // Until the welcome: the hello stream and a few KiB. After it
+            // (admitted_limits), what one unit can make the hub hold:
+            // requests open at once (an agent uses up to ~35) and unread
+            // bytes across them.
+            t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(1));
             t.max_concurrent_uni_streams(quinn::VarInt::from_u32(0));
-            t.receive_window(quinn::VarInt::from_u32(HUB_RECEIVE_WINDOW));
+            t.receive_window(quinn::VarInt::from_u32(PRE_WELCOME_RECEIVE_WINDOW));
         }
         // The agent keeps the connection alive (and notices a dead hub).
         Side::Agent => {
@@ -80,24 +124,30 @@ fn transport(side: Side) -> Arc<quinn::TransportConfig> {
     Arc::new(t)
 }
 
-/// The hub's QUIC server configuration for the given certificate, CA and CRL.
+/// The hub's QUIC server configuration for the given certificate, CA and
+/// CRL; `clock` judges certificate validity and the CRL's freshness.
 pub fn hub_server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     ca: &CertificateDer<'static>,
     crl: &Crl,
+    clock: Arc<dyn Clock>,
 ) -> Result<quinn::ServerConfig, PkiError> {
     let provider = provider();
     let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca)?, provider.clone())
         .with_crls([crl.der.clone()])
         .enforce_revocation_expiration()
         .build()?;
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+    let mut tls = rustls::ServerConfig::builder_with_details(provider, Arc::new(ClockTime(clock)))
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
     tls.max_early_data_size = 0;
+    // No resumption (see the module's documentation): no session cache,
+    // no tickets.
+    tls.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    tls.send_tls13_tickets = 0;
     let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
         .map_err(|e| PkiError::Quic(e.to_string()))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
@@ -125,6 +175,9 @@ pub fn agent_client_config(
         .with_client_auth_cert(chain, key)?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
     tls.enable_early_data = false;
+    // Every connection runs HubVerifier in full (see the module's
+    // documentation).
+    tls.resumption = rustls::client::Resumption::disabled();
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| PkiError::Quic(e.to_string()))?;
     let mut config = quinn::ClientConfig::new(Arc::new(quic));
@@ -148,8 +201,7 @@ impl ServerCertVerifier for HubVerifier {
         ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let secs = u64::try_from(self.clock.now().unix_timestamp()).unwrap_or(0);
-        let now = UnixTime::since_unix_epoch(Duration::from_secs(secs));
+        let now = unix_time(self.clock.now());
         let verified = self.webpki.verify_server_cert(
             end_entity,
             intermediates,

@@ -40,13 +40,16 @@ pub const LEN_PREFIX: usize = 4;
 pub const MAX_BLOB: usize = MAX_FRAME_LEN - 1024;
 /// Most names or statements in one message.
 pub const MAX_ITEMS: usize = 4096;
+/// Largest frame the hub reads before it has welcomed a connection: a
+/// hello is a version and a software name.
+pub const MAX_HELLO_LEN: usize = 4 << 10;
 
 /// Why bytes are not a valid frame.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum WireError {
-    #[error("frame of {0} bytes is larger than the {MAX_FRAME_LEN}-byte limit")]
-    Oversize(usize),
+    #[error("frame of {len} bytes is larger than the {max}-byte limit")]
+    Oversize { len: usize, max: usize },
     #[error("empty frame")]
     Empty,
     #[error("unknown message type {0:#04x}")]
@@ -75,6 +78,10 @@ pub enum RefuseCode {
     ShuttingDown = 6,
     /// The peer broke the protocol.
     ProtocolViolation = 7,
+    /// The certificate has expired (or is not valid yet) by the hub's clock.
+    Expired = 8,
+    /// The hub holds as many connections as it takes; try again later.
+    Busy = 9,
     /// Anything else, explained in the message.
     Other = 99,
 }
@@ -89,6 +96,8 @@ impl RefuseCode {
             5 => RefuseCode::CrlStale,
             6 => RefuseCode::ShuttingDown,
             7 => RefuseCode::ProtocolViolation,
+            8 => RefuseCode::Expired,
+            9 => RefuseCode::Busy,
             _ => RefuseCode::Other,
         }
     }
@@ -121,6 +130,9 @@ pub enum ErrorCode {
     BadRequest = 21,
     /// The document failed the recipient's checks and was quarantined.
     Quarantined = 22,
+    /// It cannot be judged now (a signer's revocation status is unknown
+    /// while the revocation list is stale): retry later.
+    NotNow = 23,
     /// Anything else.
     Internal = 99,
 }
@@ -139,13 +151,17 @@ impl ErrorCode {
             20 => ErrorCode::Storage,
             21 => ErrorCode::BadRequest,
             22 => ErrorCode::Quarantined,
+            23 => ErrorCode::NotNow,
             _ => ErrorCode::Internal,
         }
     }
 
     /// Whether trying the same request again later can succeed.
     pub fn is_retryable(self) -> bool {
-        matches!(self, ErrorCode::Storage | ErrorCode::Internal)
+        matches!(
+            self,
+            ErrorCode::Storage | ErrorCode::Internal | ErrorCode::NotNow
+        )
     }
 }
 
@@ -223,6 +239,46 @@ pub enum Message {
     Ok,
     /// The request failed.
     Error { code: ErrorCode, message: String },
+}
+
+impl Message {
+    /// The message's name, for logs and refusals: what a peer sent is
+    /// described by its kind and length, never echoed.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Hello { .. } => "Hello",
+            Message::Welcome { .. } => "Welcome",
+            Message::PublishKey { .. } => "PublishKey",
+            Message::Lookup { .. } => "Lookup",
+            Message::Directory { .. } => "Directory",
+            Message::UploadBegin { .. } => "UploadBegin",
+            Message::UploadFrom { .. } => "UploadFrom",
+            Message::Accepted { .. } => "Accepted",
+            Message::SubmitReceipt { .. } => "SubmitReceipt",
+            Message::DeliverBegin { .. } => "DeliverBegin",
+            Message::DeliverFrom { .. } => "DeliverFrom",
+            Message::Delivered { .. } => "Delivered",
+            Message::ReceiptNotice { .. } => "ReceiptNotice",
+            Message::CrlUpdate { .. } => "CrlUpdate",
+            Message::Notice { .. } => "Notice",
+            Message::Recall { .. } => "Recall",
+            Message::Supervise { .. } => "Supervise",
+            Message::Json { .. } => "Json",
+            Message::Ok => "Ok",
+            Message::Error { .. } => "Error",
+        }
+    }
+
+    /// "a Lookup message of 1048576 bytes": what a log line or a refusal
+    /// may say about a message a peer sent.
+    pub fn describe(&self) -> String {
+        format!("a {} message of {} bytes", self.kind(), encoded_len(self))
+    }
+}
+
+/// Bytes of `msg`'s frame, prefix included.
+pub fn encoded_len(msg: &Message) -> usize {
+    to_frame(msg).len()
 }
 
 const T_HELLO: u8 = 0x01;
@@ -421,6 +477,12 @@ pub fn to_frame(msg: &Message) -> Vec<u8> {
 
 /// Read the length prefix of a frame: `Ok(None)` until 4 bytes are there.
 pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, WireError> {
+    frame_len_within(buf, MAX_FRAME_LEN)
+}
+
+/// [`frame_len`] with a smaller bound than [`MAX_FRAME_LEN`] (a hello).
+pub fn frame_len_within(buf: &[u8], max: usize) -> Result<Option<usize>, WireError> {
+    let max = max.min(MAX_FRAME_LEN);
     let Some(prefix) = buf.get(..LEN_PREFIX) else {
         return Ok(None);
     };
@@ -430,8 +492,8 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, WireError> {
     if len == 0 {
         return Err(WireError::Empty);
     }
-    if len > MAX_FRAME_LEN {
-        return Err(WireError::Oversize(len));
+    if len > max {
+        return Err(WireError::Oversize { len, max });
     }
     Ok(Some(len))
 }
@@ -668,7 +730,13 @@ mod tests {
     fn oversize_length_is_refused_before_the_body_arrives() {
         let mut f = ((MAX_FRAME_LEN + 1) as u32).to_be_bytes().to_vec();
         f.push(T_HELLO);
-        assert_eq!(decode(&f), Err(WireError::Oversize(MAX_FRAME_LEN + 1)));
+        assert_eq!(
+            decode(&f),
+            Err(WireError::Oversize {
+                len: MAX_FRAME_LEN + 1,
+                max: MAX_FRAME_LEN
+            })
+        );
     }
 
     #[test]

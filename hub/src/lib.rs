@@ -16,6 +16,9 @@
 //! ## Layout
 //! - [`server`] — [`Hub::bind`] and [`Hub::run`]: the socket, the accept
 //!   loop, and admission of each connection (handshake, hello, welcome).
+//! - [`admission`] — who gets in (pure): the handshake gate with QUIC
+//!   Retry, the certificate judged at admission, the pre-welcome bounds.
+//! - [`loglimit`] — warnings about peers, rate-limited per peer.
 //! - [`registry`] — which nodes the hub knows and which are connected.
 //! - [`revocation`] — watches the CRL file; reloads, cuts revoked nodes,
 //!   fails closed when the list is stale.
@@ -31,11 +34,13 @@
 //! - [`error`] — [`HubError`].
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod audit;
 pub mod commit;
 pub mod control;
 pub mod error;
 pub mod escalation;
+pub mod loglimit;
 pub mod registry;
 pub mod revocation;
 pub mod scheduler;

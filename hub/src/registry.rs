@@ -37,6 +37,8 @@ struct Entry {
     role: Role,
     name: Option<String>,
     serial: Vec<u8>,
+    /// When its certificate expires: the connection is cut then.
+    not_after: OffsetDateTime,
     addr: SocketAddr,
     since: OffsetDateTime,
     /// The live connection, the ticket that owns it, and how to wake its
@@ -70,6 +72,7 @@ pub struct Admission {
     pub role: Role,
     pub name: Option<String>,
     pub serial: Vec<u8>,
+    pub not_after: OffsetDateTime,
     pub conn: quinn::Connection,
 }
 
@@ -90,6 +93,7 @@ impl Registry {
             role: a.role,
             name: a.name,
             serial: a.serial,
+            not_after: a.not_after,
             addr,
             since: now,
             live: Some((ticket, a.conn, wake.clone())),
@@ -145,6 +149,25 @@ impl Registry {
                 && cut(id, &e.serial)
             {
                 close(conn, code, reason);
+                cut_ids.push(id.clone());
+            }
+        }
+        cut_ids
+    }
+
+    /// Close every live connection whose certificate has expired at `now`;
+    /// returns their ids.
+    pub fn cut_expired(&mut self, now: OffsetDateTime) -> Vec<NodeId> {
+        let mut cut_ids = Vec::new();
+        for (id, e) in &mut self.nodes {
+            if let Some((_, conn, _)) = &e.live
+                && now > e.not_after
+            {
+                close(
+                    conn,
+                    RefuseCode::Expired,
+                    "certificate expired: ask the administrator for a new one",
+                );
                 cut_ids.push(id.clone());
             }
         }

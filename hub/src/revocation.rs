@@ -1,4 +1,5 @@
-//! Keeps the hub's view of revocation current.
+//! Keeps admission current: the hub's view of revocation, and connections
+//! whose certificates expired.
 //!
 //! Polls the CRL file (a new file is usually written by rename, which
 //! file-system watchers report unreliably; polling a few hundred bytes
@@ -6,7 +7,9 @@
 //! handshakes a new server configuration and closes live connections of
 //! nodes it now revokes. A CRL that does not parse, or is not signed by the
 //! CA, is logged and the previous one kept. A stale CRL (past next-update)
-//! closes every connection: the hub fails closed.
+//! closes every connection: the hub fails closed. A connection whose
+//! certificate expires is closed within a poll of its expiry. All by the
+//! hub's clock.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +18,6 @@ use gongwen_common::pki::{Crl, PkiError};
 use gongwen_common::timefmt::rfc3339;
 use gongwen_common::tls::hub_server_config;
 use gongwen_common::wire::RefuseCode;
-use time::OffsetDateTime;
 use tracing::{error, info, warn};
 
 use crate::server::Shared;
@@ -27,7 +29,13 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// connections it revokes are closed.
 pub(crate) fn apply(shared: &Shared, crl: Crl) -> Result<(), PkiError> {
     let t = &shared.tls;
-    let config = hub_server_config(t.chain.clone(), t.key.clone_key(), &t.ca, &crl)?;
+    let config = hub_server_config(
+        t.chain.clone(),
+        t.key.clone_key(),
+        &t.ca,
+        &crl,
+        shared.clock.clone(),
+    )?;
     shared.endpoint.set_server_config(Some(config));
     shared.set_checker(gongwen_common::pki::CertChecker::new(&t.ca, Some(&crl))?);
     let cut = shared.registry().cut_where(
@@ -79,7 +87,10 @@ pub(crate) async fn watch(shared: Arc<Shared>, interval: Duration) {
             }
             Ok(_) => {}
         }
-        let now = OffsetDateTime::now_utc();
+        let now = shared.clock.now();
+        for id in shared.registry().cut_expired(now) {
+            warn!(node = %id, "certificate expired: connection closed");
+        }
         let stale_since = {
             let crl = shared.crl();
             crl.is_stale(now).then(|| crl.next_update)

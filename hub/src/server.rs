@@ -7,19 +7,22 @@ use std::time::Duration;
 
 use gongwen_common::NodeId;
 use gongwen_common::config::HubConfig;
+use gongwen_common::logsafe::Clipped;
 use gongwen_common::pki::{self, CertChecker, CertIdentity, Crl, Role};
 use gongwen_common::signed::Signer;
-use gongwen_common::stream::{READ_TIMEOUT, read_message, write_message};
-use gongwen_common::tls::hub_server_config;
-use gongwen_common::wire::{Message, PROTOCOL_VERSION, RefuseCode};
+use gongwen_common::stream::{read_message_within, write_message};
+use gongwen_common::tls::{admitted_limits, hub_server_config};
+use gongwen_common::wire::{MAX_HELLO_LEN, Message, PROTOCOL_VERSION, RefuseCode};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use time::OffsetDateTime;
 use tokio::net::UnixListener;
 use tokio::sync::Semaphore;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
+use crate::admission::{self, Gate, Held, Limits, Pending, Pressure, judge};
 use crate::control;
 use crate::error::HubError;
+use crate::loglimit::Warnings;
 use crate::registry::{Admission, Registry, close};
 use crate::revocation;
 use crate::scheduler;
@@ -32,10 +35,6 @@ use gongwen_common::clock::Clock;
 /// default buffer drops datagrams (measured here: 2.5x aggregate
 /// throughput with 194 senders at 4 MiB).
 pub const UDP_RECV_BUFFER: usize = 4 << 20;
-/// How long a TLS handshake may take.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Most simultaneous connections (a province has a few hundred units).
-pub const MAX_CONNECTIONS: usize = 4096;
 
 /// The certificate material the hub serves with, kept to rebuild the
 /// server configuration when the CRL changes.
@@ -224,7 +223,7 @@ impl Hub {
                 role: me.role.to_string(),
             });
         }
-        let now = OffsetDateTime::now_utc();
+        let now = clock.now();
         if crl.is_stale(now) {
             error!(
                 "the revocation list {} went stale at {}: every node will be refused until it is renewed (gongwen-certs crl)",
@@ -234,7 +233,8 @@ impl Hub {
                     .unwrap_or_default()
             );
         }
-        let server_config = hub_server_config(chain.clone(), key.clone_key(), &ca, &crl)?;
+        let server_config =
+            hub_server_config(chain.clone(), key.clone_key(), &ca, &crl, clock.clone())?;
 
         gongwen_common::fsutil::create_private_dir(&config.data_dir).map_err(|source| {
             HubError::DataDir {
@@ -326,7 +326,8 @@ impl Hub {
         let watcher = tokio::spawn(revocation::watch(shared.clone(), revocation::POLL_INTERVAL));
         let scheduler = tokio::spawn(scheduler::run(shared.clone()));
         let control_task = tokio::spawn(control::serve(control, shared.clone()));
-        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let door = Arc::new(Door::new(Limits::DEFAULT));
+        let mut pressure = Pressure::default();
         let mut connections = tokio::task::JoinSet::new();
         tokio::pin!(shutdown);
         loop {
@@ -334,16 +335,23 @@ impl Hub {
                 _ = &mut shutdown => break,
                 incoming = shared.endpoint.accept() => {
                     let Some(incoming) = incoming else { break };
-                    let Ok(permit) = slots.clone().try_acquire_owned() else {
-                        warn!("{MAX_CONNECTIONS} connections open; refusing {}", incoming.remote_address());
-                        incoming.refuse();
-                        continue;
-                    };
-                    let shared = shared.clone();
-                    connections.spawn(async move {
-                        admit(incoming, shared).await;
-                        drop(permit);
-                    });
+                    match door.gate(&incoming) {
+                        Ok(handshake) => {
+                            let (shared, door) = (shared.clone(), door.clone());
+                            connections.spawn(admit(incoming, handshake, shared, door));
+                        }
+                        Err(gate) => {
+                            door.turn_away(incoming, gate);
+                            if let Some(r) = pressure.note(gate, std::time::Instant::now()) {
+                                warn!(
+                                    "security: {} unfinished handshakes; in the last moments {} new clients were asked to prove their address (QUIC Retry) and {} refused",
+                                    door.pending.handshakes.total(),
+                                    r.retried,
+                                    r.refused
+                                );
+                            }
+                        }
+                    }
                 }
                 // Reap finished connection tasks so the set stays small.
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -427,17 +435,75 @@ impl HubHandle {
     }
 }
 
-fn peer_identity(conn: &quinn::Connection) -> Option<CertIdentity> {
+/// What the accept loop and the admission tasks share: the bounds, the
+/// connections not admitted yet, the places for admitted ones, and the
+/// rate-limited warnings about peers.
+struct Door {
+    limits: Limits,
+    pending: Pending,
+    admitted: Arc<Semaphore>,
+    warnings: Arc<Warnings>,
+}
+
+impl Door {
+    fn new(limits: Limits) -> Door {
+        Door {
+            limits,
+            pending: Pending::default(),
+            admitted: Arc::new(Semaphore::new(limits.max_connections)),
+            warnings: Arc::default(),
+        }
+    }
+
+    /// A place among the unfinished handshakes, or what to do instead.
+    fn gate(&self, incoming: &quinn::Incoming) -> Result<Held<std::net::IpAddr>, Gate> {
+        let validated = incoming.remote_address_validated();
+        self.pending
+            .handshakes
+            .enter(
+                incoming.remote_address().ip(),
+                |total, from_addr| match admission::gate(total, from_addr, validated, &self.limits)
+                {
+                    Gate::Accept => Ok(()),
+                    other => Err(other),
+                },
+            )
+    }
+
+    fn turn_away(&self, incoming: quinn::Incoming, gate: Gate) {
+        match gate {
+            Gate::Retry => {
+                // Stateless: the hub keeps nothing until the client comes
+                // back with the token. A client that already did and is
+                // asked again cannot be (quinn refuses a second Retry).
+                if let Err(e) = incoming.retry() {
+                    e.into_incoming().refuse();
+                }
+            }
+            Gate::Refuse(_) | Gate::Accept => incoming.refuse(),
+        }
+    }
+}
+
+/// The certificate the peer authenticated with, as DER.
+fn peer_certificate(conn: &quinn::Connection) -> Option<CertificateDer<'static>> {
     let certs = conn
         .peer_identity()?
         .downcast::<Vec<CertificateDer<'static>>>()
         .ok()?;
-    CertIdentity::from_der(certs.first()?).ok()
+    certs.first().cloned()
 }
 
-/// Handshake, hello, welcome; then hold the connection until it ends.
-async fn admit(incoming: quinn::Incoming, shared: Arc<Shared>) {
+/// Handshake, admission, hello, welcome; then hold the connection until it
+/// ends.
+async fn admit(
+    incoming: quinn::Incoming,
+    handshake: Held<std::net::IpAddr>,
+    shared: Arc<Shared>,
+    door: Arc<Door>,
+) {
     let addr = incoming.remote_address();
+    let addr_key = addr.ip().to_string();
     let connecting = match incoming.accept() {
         Ok(c) => c,
         Err(e) => {
@@ -445,76 +511,144 @@ async fn admit(incoming: quinn::Incoming, shared: Arc<Shared>) {
             return;
         }
     };
-    let conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting).await {
+    let timeout = door.limits.handshake_timeout;
+    let conn = match tokio::time::timeout(timeout, connecting).await {
         Err(_) => {
-            info!(%addr, "handshake did not finish within {HANDSHAKE_TIMEOUT:?}");
+            debug!(%addr, "handshake did not finish within {timeout:?}");
             return;
         }
         Ok(Err(e)) => {
             // Unknown CA, revoked, expired, stale CRL: rustls has already
             // sent the matching alert; the log says which.
-            warn!(%addr, "refused during handshake: {e}");
+            if let Some(held_back) = door.warnings.allow(&addr_key) {
+                // The peer's own close frame may carry its words: clipped.
+                let e = e.to_string();
+                warn!(%addr, "refused during handshake: {}{held_back}", Clipped(&e));
+            }
             return;
         }
         Ok(Ok(conn)) => conn,
     };
-    let Some(ident) = peer_identity(&conn) else {
-        // The verifier accepted the chain, so this is a CA-issued
-        // certificate without gongwen's names: refuse it plainly.
-        warn!(%addr, "refused: certificate names no gongwen node and role");
+    drop(handshake);
+    let Ok(_place) = door.admitted.clone().try_acquire_owned() else {
+        if let Some(held_back) = door.warnings.allow("admitted connections") {
+            warn!(
+                %addr,
+                "{} connections open; refusing{held_back}",
+                door.limits.max_connections
+            );
+        }
         close(
             &conn,
-            RefuseCode::RoleNotAllowed,
-            "certificate names no gongwen node and role",
+            RefuseCode::Busy,
+            "the hub holds as many connections as it takes; try again later",
         );
         return;
     };
+    let Some(cert) = peer_certificate(&conn) else {
+        close(&conn, RefuseCode::ProtocolViolation, "no certificate");
+        return;
+    };
+    // Judged now by the hub's clock, whether or not TLS ran its checks
+    // (it does not on a resumed session, which the hub does not offer but
+    // a peer may attempt).
+    let ident = match judge(&cert, &shared.checker(), shared.clock.now()) {
+        Ok(ident) => ident,
+        Err(refused) => {
+            if let Some(held_back) = door.warnings.allow(&addr_key) {
+                warn!(%addr, "refused: {}{held_back}", refused.reason);
+            }
+            close(&conn, refused.code, &refused.reason);
+            return;
+        }
+    };
     let span = info_span!("conn", node = %ident.id, %addr);
-    serve_connection(conn, ident, shared).instrument(span).await;
+    serve_connection(conn, ident, cert, shared, door)
+        .instrument(span)
+        .await;
 }
 
-async fn serve_connection(conn: quinn::Connection, ident: CertIdentity, shared: Arc<Shared>) {
-    if ident.role == Role::Hub {
-        warn!("refused: a hub certificate cannot connect as a unit");
+/// Wait for the unit's hello (small, soon), then register and welcome it.
+/// `None` if it was refused or left (and the connection closed).
+async fn hello_and_welcome(
+    conn: &quinn::Connection,
+    ident: &CertIdentity,
+    cert: &CertificateDer<'static>,
+    shared: &Shared,
+    door: &Door,
+) -> Option<(
+    u64,
+    Arc<crate::registry::Wake>,
+    (quinn::SendStream, quinn::RecvStream),
+)> {
+    let key = ident.id.as_str();
+    let max = door.limits.max_hellos_per_unit;
+    let Ok(_waiting) =
+        door.pending.hellos.enter(
+            ident.id.clone(),
+            |_, mine| if mine < max { Ok(()) } else { Err(()) },
+        )
+    else {
+        if let Some(held_back) = door.warnings.allow(key) {
+            warn!(
+                "refused: {max} connections of this unit are already waiting for their hello{held_back}"
+            );
+        }
         close(
-            &conn,
-            RefuseCode::RoleNotAllowed,
-            "a hub certificate cannot connect as a unit",
+            conn,
+            RefuseCode::Busy,
+            "too many connections of this unit are waiting to be admitted",
         );
-        return;
-    }
-    let (mut send, mut recv) = match tokio::time::timeout(READ_TIMEOUT, conn.accept_bi()).await {
+        return None;
+    };
+    let timeout = door.limits.hello_timeout;
+    let (mut send, mut recv) = match tokio::time::timeout(timeout, conn.accept_bi()).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             info!("connection ended before hello: {e}");
-            return;
+            return None;
         }
         Err(_) => {
-            warn!("no hello within {READ_TIMEOUT:?}; closing");
-            close(&conn, RefuseCode::ProtocolViolation, "no hello");
-            return;
+            if let Some(held_back) = door.warnings.allow(key) {
+                warn!("no hello within {timeout:?}; closing{held_back}");
+            }
+            close(conn, RefuseCode::ProtocolViolation, "no hello");
+            return None;
         }
     };
-    match read_message(&mut recv, READ_TIMEOUT).await {
+    match read_message_within(&mut recv, timeout, MAX_HELLO_LEN).await {
         Ok(Message::Hello { version, .. }) if version == PROTOCOL_VERSION => {}
         Ok(Message::Hello { version, software }) => {
-            warn!("refused {software}: protocol version {version}, hub speaks {PROTOCOL_VERSION}");
+            if let Some(held_back) = door.warnings.allow(key) {
+                warn!(
+                    "refused {}: protocol version {version}, hub speaks {PROTOCOL_VERSION}{held_back}",
+                    Clipped(&software)
+                );
+            }
             close(
-                &conn,
+                conn,
                 RefuseCode::UnsupportedVersion,
                 &format!("the hub speaks protocol version {PROTOCOL_VERSION}, not {version}"),
             );
-            return;
+            return None;
         }
         Ok(other) => {
-            warn!("expected hello, got {other:?}; closing");
-            close(&conn, RefuseCode::ProtocolViolation, "expected hello");
-            return;
+            // Described, never echoed: the peer chose its content.
+            if let Some(held_back) = door.warnings.allow(key) {
+                warn!(
+                    "expected hello, got {}; closing{held_back}",
+                    other.describe()
+                );
+            }
+            close(conn, RefuseCode::ProtocolViolation, "expected hello");
+            return None;
         }
         Err(e) => {
-            warn!("no valid hello: {e}; closing");
-            close(&conn, RefuseCode::ProtocolViolation, "no valid hello");
-            return;
+            if let Some(held_back) = door.warnings.allow(key) {
+                warn!("no valid hello: {e}; closing{held_back}");
+            }
+            close(conn, RefuseCode::ProtocolViolation, "no valid hello");
+            return None;
         }
     }
     let (ticket, wake) = shared.registry().connect(
@@ -523,15 +657,20 @@ async fn serve_connection(conn: quinn::Connection, ident: CertIdentity, shared: 
             role: ident.role,
             name: ident.name.clone(),
             serial: ident.serial.clone(),
+            not_after: ident.not_after,
             conn: conn.clone(),
         },
         OffsetDateTime::now_utc(),
     );
-    // The CRL may have changed between this handshake and the registration
-    // above; the watcher only cuts registered connections, so check here.
-    if shared.crl().is_revoked(&ident.serial) {
-        close(&conn, RefuseCode::Revoked, "certificate revoked");
+    // The CRL (or the time) may have changed since the certificate was
+    // judged; the watcher only cuts registered connections, so judge again
+    // now that this one is registered.
+    if let Err(refused) = judge(cert, &shared.checker(), shared.clock.now()) {
+        warn!("refused: {}", refused.reason);
+        close(conn, refused.code, &refused.reason);
+        return Some((ticket, wake, (send, recv)));
     }
+    admitted_limits(conn);
     let welcome = Message::Welcome {
         node: ident.id.clone(),
         role: ident.role,
@@ -543,11 +682,26 @@ async fn serve_connection(conn: quinn::Connection, ident: CertIdentity, shared: 
     } else {
         info!(role = %ident.role, "connected");
     }
+    Some((ticket, wake, (send, recv)))
+}
+
+async fn serve_connection(
+    conn: quinn::Connection,
+    ident: CertIdentity,
+    cert: CertificateDer<'static>,
+    shared: Arc<Shared>,
+    door: Arc<Door>,
+) {
+    let Some((ticket, wake, control)) =
+        hello_and_welcome(&conn, &ident, &cert, &shared, &door).await
+    else {
+        return;
+    };
     // The control stream stays open for the session's life; everything
     // else runs on streams of its own.
-    let _control = (send, recv);
+    let _control = control;
     tokio::select! {
-        _ = session::run(conn.clone(), ident.clone(), shared.clone(), wake) => {}
+        _ = session::run(conn.clone(), ident.clone(), shared.clone(), wake, door.warnings.clone()) => {}
         _ = conn.closed() => {}
     }
     let reason = conn.closed().await;

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gongwen_common::envelope::{FileKind, SealedHeader};
+use gongwen_common::logsafe::Clipped;
 use gongwen_common::pki::{CertIdentity, serial_hex};
 use gongwen_common::receipt::{Receipt, ReceiptKind};
 use gongwen_common::stream::{
@@ -21,9 +22,9 @@ use gongwen_common::stream::{
 use gongwen_common::transfer::{Batches, StreamEnd, read_file_chunks, receive_to_blocking};
 use gongwen_common::wire::{ErrorCode, Message, Resolved};
 use gongwen_common::{DocId, NodeId};
-use time::OffsetDateTime;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::loglimit::Warnings;
 use crate::registry::Wake;
 use crate::server::{Shared, Stats};
 use crate::store::{DocRecord, FileRow, PartialUpload, StoreError};
@@ -128,6 +129,22 @@ impl Refusal {
             message: message.into(),
         }
     }
+
+    /// A document or key binding whose signature or signer did not pass:
+    /// final, unless the signer merely cannot be judged now.
+    fn signature(e: gongwen_common::envelope::EnvelopeError) -> Self {
+        let code = if e.is_transient() {
+            ErrorCode::NotNow
+        } else {
+            ErrorCode::BadSignature
+        };
+        Refusal::new(code, e.to_string())
+    }
+
+    /// A refusal the unit sent: its words, escaped and cut for the log.
+    fn from_peer(code: ErrorCode, message: &str) -> Self {
+        Refusal::new(code, Clipped(message).to_string())
+    }
 }
 
 impl From<StoreError> for Refusal {
@@ -163,6 +180,7 @@ pub(crate) async fn run(
     ident: CertIdentity,
     shared: Arc<Shared>,
     wake: Arc<Wake>,
+    warnings: Arc<Warnings>,
 ) {
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(
@@ -180,9 +198,11 @@ pub(crate) async fn run(
                     let shared = shared.clone();
                     let ident = ident.clone();
                     let (conn, strikes) = (conn.clone(), strikes.clone());
+                    let warnings = warnings.clone();
                     tasks.spawn(
                         async move {
-                            handle_request(send, recv, &ident, &shared, &conn, &strikes).await
+                            let peer = Peer { ident: &ident, conn: &conn, strikes: &strikes, warnings: &warnings };
+                            handle_request(send, recv, &peer, &shared).await
                         }
                         .in_current_span(),
                     );
@@ -206,14 +226,23 @@ async fn answer(send: &mut quinn::SendStream, msg: &Message) {
     let _ = send.finish();
 }
 
+/// The admitted unit a request came from, and what its misbehaviour has
+/// earned so far.
+struct Peer<'a> {
+    ident: &'a CertIdentity,
+    conn: &'a quinn::Connection,
+    /// Invalid frames so far.
+    strikes: &'a std::sync::atomic::AtomicU32,
+    warnings: &'a Warnings,
+}
+
 async fn handle_request(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
-    ident: &CertIdentity,
+    peer: &Peer<'_>,
     shared: &Shared,
-    conn: &quinn::Connection,
-    strikes: &std::sync::atomic::AtomicU32,
 ) {
+    let (ident, conn, strikes) = (peer.ident, peer.conn, peer.strikes);
     let request = match read_message(&mut recv, READ_TIMEOUT).await {
         Ok(m) => m,
         Err(StreamError::Wire(e)) => {
@@ -237,7 +266,9 @@ async fn handle_request(
                     "too many invalid frames",
                 );
             } else {
-                warn!(node = %ident.id, "invalid frame: {e}");
+                if let Some(held_back) = peer.warnings.allow(ident.id.as_str()) {
+                    warn!(node = %ident.id, "invalid frame: {e}{held_back}");
+                }
             }
             return;
         }
@@ -272,7 +303,7 @@ async fn handle_request(
         Message::Supervise { query } => supervise(&query, ident, shared).await,
         other => Err(Refusal::new(
             ErrorCode::BadRequest,
-            format!("the hub does not take {other:?} from an agent"),
+            format!("the hub does not take a {} from an agent", other.kind()),
         )),
     };
     let msg = match reply {
@@ -294,12 +325,9 @@ async fn publish_key(
     shared: &Shared,
 ) -> Result<Message, Refusal> {
     let checker = shared.checker();
-    let b = gongwen_common::envelope::KeyBinding::verify(
-        binding,
-        Some(&checker),
-        OffsetDateTime::now_utc(),
-    )
-    .map_err(|e| Refusal::new(ErrorCode::BadSignature, e.to_string()))?;
+    let b =
+        gongwen_common::envelope::KeyBinding::verify(binding, Some(&checker), shared.clock.now())
+            .map_err(Refusal::signature)?;
     if b.node != ident.id {
         warn!(claimed = %b.node, "security: a node published a key binding for another node");
         return Err(Refusal::new(
@@ -399,8 +427,8 @@ async fn receive_upload(
         ));
     }
     sealed
-        .verify(Some(&shared.checker()), OffsetDateTime::now_utc())
-        .map_err(|e| Refusal::new(ErrorCode::BadSignature, e.to_string()))?;
+        .verify(Some(&shared.checker()), shared.clock.now())
+        .map_err(Refusal::signature)?;
     if content_len != sealed.header.content_len {
         return Err(Refusal::new(
             ErrorCode::ContentMismatch,
@@ -635,8 +663,15 @@ async fn record_receipt(
     expect_doc: Option<DocId>,
     shared: &Shared,
 ) -> Result<ReceiptKind, Refusal> {
-    let (receipt, _) = Receipt::verify(bytes, Some(&shared.checker()), OffsetDateTime::now_utc())
-        .map_err(|e| Refusal::new(ErrorCode::BadSignature, e.to_string()))?;
+    let (receipt, _) = Receipt::verify(bytes, Some(&shared.checker()), shared.clock.now())
+        .map_err(|e| {
+            let code = if e.is_transient() {
+                ErrorCode::NotNow
+            } else {
+                ErrorCode::BadSignature
+            };
+            Refusal::new(code, e.to_string())
+        })?;
     if &receipt.issuer != from {
         warn!(issuer = %receipt.issuer, "security: a node sent a receipt issued by another");
         return Err(Refusal::new(
@@ -1011,7 +1046,8 @@ async fn deliver_one(
                     read_message(&mut recv, Duration::from_secs(2)).await
                 {
                     return Err(DeliverError::Connection(format!(
-                        "the unit cannot take it now: {message}"
+                        "the unit cannot take it now: {}",
+                        Clipped(&message)
                     )));
                 }
                 return Err(e);
@@ -1021,22 +1057,26 @@ async fn deliver_one(
             match read_message(&mut recv, DOCUMENT_WORK_TIMEOUT).await? {
                 Message::Delivered { receipt } => receipt,
                 Message::Error { code, message } => {
-                    return Err(Refusal::new(code, message).into());
+                    return Err(Refusal::from_peer(code, &message).into());
                 }
                 other => {
                     return Err(Refusal::new(
                         ErrorCode::BadRequest,
-                        format!("unexpected {other:?}"),
+                        format!("unexpected {}", other.describe()),
                     )
                     .into());
                 }
             }
         }
-        Message::Error { code, message } => return Err(Refusal::new(code, message).into()),
+        Message::Error { code, message } => {
+            return Err(Refusal::from_peer(code, &message).into());
+        }
         other => {
-            return Err(
-                Refusal::new(ErrorCode::BadRequest, format!("unexpected {other:?}")).into(),
-            );
+            return Err(Refusal::new(
+                ErrorCode::BadRequest,
+                format!("unexpected {}", other.describe()),
+            )
+            .into());
         }
     };
     let kind = record_receipt(&receipt, node, Some(doc_id), shared).await?;
@@ -1151,7 +1191,7 @@ async fn push_one(conn: &quinn::Connection, push: crate::store::Push) -> Result<
     let _ = send.finish();
     match read_message(&mut recv, READ_TIMEOUT).await {
         Ok(Message::Ok) => Ok(()),
-        Ok(other) => Err(format!("unexpected answer {other:?}")),
+        Ok(other) => Err(format!("unexpected answer: {}", other.describe())),
         Err(e) => Err(e.to_string()),
     }
 }

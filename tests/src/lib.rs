@@ -4,8 +4,10 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test fixtures: failing loudly is the point
 
+pub mod flood;
 pub mod proxy;
 pub mod raw;
+pub mod resume;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -610,6 +612,11 @@ impl HubProcess {
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// The hub's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGTERM, as an operator's `systemctl stop` would: the hub shuts down

@@ -36,14 +36,43 @@ pub struct SealedDoc {
     pub content: Vec<u8>,
 }
 
+/// A unit's QUIC client configuration and its signer, from `dir`.
+fn unit_config(dir: &Path, id: &str) -> (quinn::ClientConfig, Signer, CertChecker) {
+    let chain = pki::load_certs(&dir.join(format!("{id}.crt"))).unwrap();
+    let key = pki::load_private_key(&dir.join(format!("{id}.key"))).unwrap();
+    let ca = pki::load_certs(&dir.join("ca.crt")).unwrap().remove(0);
+    let signer = Signer::new(&key, chain[0].clone()).unwrap();
+    let config = agent_client_config(chain, key, &ca, gongwen_common::clock::system()).unwrap();
+    (config, signer, CertChecker::new(&ca, None).unwrap())
+}
+
+/// Connections of one unit that finish the TLS handshake and then say
+/// nothing (no hello): what a misbehaving unit can open before it is
+/// admitted.
+pub async fn connect_without_hello(
+    dir: &Path,
+    id: &str,
+    hub: SocketAddr,
+    n: usize,
+) -> (quinn::Endpoint, Vec<quinn::Connection>) {
+    let (config, _, _) = unit_config(dir, id);
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let mut conns = Vec::new();
+    for _ in 0..n {
+        let conn = endpoint
+            .connect_with(config.clone(), hub, "hub")
+            .unwrap()
+            .await
+            .unwrap();
+        conns.push(conn);
+    }
+    (endpoint, conns)
+}
+
 impl RawAgent {
     /// Connect as the unit whose certificate is in `dir` (`ID.crt`, `ID.key`, `ca.crt`).
     pub async fn connect(dir: &Path, id: &str, hub: SocketAddr) -> RawAgent {
-        let chain = pki::load_certs(&dir.join(format!("{id}.crt"))).unwrap();
-        let key = pki::load_private_key(&dir.join(format!("{id}.key"))).unwrap();
-        let ca = pki::load_certs(&dir.join("ca.crt")).unwrap().remove(0);
-        let signer = Signer::new(&key, chain[0].clone()).unwrap();
-        let config = agent_client_config(chain, key, &ca, gongwen_common::clock::system()).unwrap();
+        let (config, signer, checker) = unit_config(dir, id);
         let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
         let conn = endpoint
             .connect_with(config, hub, "hub")
@@ -65,7 +94,7 @@ impl RawAgent {
         RawAgent {
             conn,
             signer,
-            checker: Arc::new(CertChecker::new(&ca, None).unwrap()),
+            checker: Arc::new(checker),
             _endpoint: endpoint,
             _control: (send, recv),
         }

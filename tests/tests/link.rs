@@ -5,6 +5,7 @@
 use gongwen_agent::keygen::keygen;
 use gongwen_agent::{LinkError, LinkState};
 use gongwen_certs::Validity;
+use gongwen_common::clock;
 use gongwen_common::pki::{self, Crl};
 use gongwen_common::tls::hub_server_config;
 use gongwen_common::{NodeId, Role};
@@ -160,7 +161,7 @@ async fn a_node_certificate_presented_as_the_hub_is_refused_by_the_agent() {
     // A server that is not our hub: it presents a real node certificate.
     let chain = pki::load_certs(&net.path().join("impostor/impostor.crt")).unwrap();
     let key = pki::load_private_key(&net.path().join("impostor/impostor.key")).unwrap();
-    let fake = fake_hub(hub_server_config(chain, key, &ca, &crl).unwrap());
+    let fake = fake_hub(hub_server_config(chain, key, &ca, &crl, clock::system()).unwrap());
     let mut agent = net.start_agent("harbin-gov", fake.local_addr().unwrap());
     let err = agent.wait_error().await;
     assert!(matches!(err, LinkError::WrongHub(_)), "{err:?}");
@@ -198,7 +199,16 @@ async fn a_server_certificate_with_the_hub_name_but_a_node_role_is_refused() {
     let ca = pki::load_certs(&ca_dir.join("ca.crt")).unwrap().remove(0);
     let crl = Crl::load(&ca_dir.join("crl.pem"), &ca).unwrap();
     let key_der = rustls_key(&key);
-    let fake = fake_hub(hub_server_config(vec![cert.der().clone()], key_der, &ca, &crl).unwrap());
+    let fake = fake_hub(
+        hub_server_config(
+            vec![cert.der().clone()],
+            key_der,
+            &ca,
+            &crl,
+            clock::system(),
+        )
+        .unwrap(),
+    );
     let mut agent = net.start_agent("harbin-gov", fake.local_addr().unwrap());
     let err = agent.wait_error().await;
     assert!(
