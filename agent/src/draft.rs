@@ -9,7 +9,7 @@
 //! doc_number = "黑政发〔2026〕12号"
 //! doc_type   = "通知"
 //! urgency    = "urgent"                         # normal | urgent | extra-urgent (平件/加急/特急)
-//! deadline   = "2026-12-01T17:00:00+08:00"      # or a span after the hub accepts it: "3d"
+//! deadline   = "2027-03-01T17:00:00+08:00"      # or a span after the hub accepts it: "3d"
 //! to         = ["daqing-gov"]                   # more main recipients
 //! cc         = ["prov-finance"]                 # copies (抄送)
 //! note       = "请于12月1日前反馈"
@@ -22,10 +22,11 @@
 use std::path::{Path, PathBuf};
 
 use gongwen_common::envelope::{
-    Deadline, FileKind, Operator, Urgency, check_file_name, check_secrecy,
+    Deadline, FileKind, MAX_TITLE_CHARS, Operator, Urgency, check_file_name, check_secrecy,
 };
 use gongwen_common::timefmt::{parse_duration, parse_rfc3339};
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 
 /// The sidecar as written.
 #[derive(Debug, Default, Deserialize)]
@@ -80,9 +81,13 @@ pub enum DraftError {
     #[error("urgency {0:?} is not known: use normal, urgent or extra-urgent (平件, 加急, 特急)")]
     Urgency(String),
     #[error(
-        "deadline {0:?} is neither a time such as 2026-12-01T17:00:00+08:00 nor a duration such as \"3d\""
+        "deadline {0:?} is neither a time such as 2027-03-01T17:00:00+08:00 nor a duration such as \"3d\""
     )]
     Deadline(String),
+    #[error(
+        "deadline {0:?} has already passed; give a time still to come, or a span such as \"3d\" counted from when the hub accepts the document"
+    )]
+    DeadlinePast(String),
     #[error(
         "the file is empty (0 bytes). If it is still being written, write it under a temporary name (.part) and rename it when done."
     )]
@@ -142,13 +147,17 @@ pub fn parse_sidecar(name: &str, text: &str) -> Result<Sidecar, DraftError> {
     })
 }
 
-fn parse_deadline(v: &toml::Value) -> Result<Deadline, DraftError> {
+/// A sidecar's deadline; a moment must still be to come at `now`.
+fn parse_deadline(v: &toml::Value, now: OffsetDateTime) -> Result<Deadline, DraftError> {
     let text = match v {
         toml::Value::String(s) => s.clone(),
         toml::Value::Datetime(d) => d.to_string(),
         other => return Err(DraftError::Deadline(other.to_string())),
     };
     if let Ok(t) = parse_rfc3339(&text) {
+        if t <= now {
+            return Err(DraftError::DeadlinePast(text));
+        }
         return Ok(Deadline::At(t.unix_timestamp()));
     }
     // A span is sent as a span: the hub counts it from its acceptance by
@@ -159,17 +168,36 @@ fn parse_deadline(v: &toml::Value) -> Result<Deadline, DraftError> {
     Err(DraftError::Deadline(text))
 }
 
-/// The title a file name gives: the name without its extension.
+/// The title a file name gives: the name without its extension, cut to
+/// the longest title allowed (a file name may be longer than a title, and
+/// a clerk who set no title should not be told the title is too long).
 pub fn default_title(name: &str) -> String {
-    match name.rsplit_once('.') {
-        Some((stem, _)) if !stem.is_empty() => stem.to_owned(),
-        _ => name.to_owned(),
+    let stem = match name.rsplit_once('.') {
+        Some((stem, _)) if !stem.is_empty() => stem,
+        _ => name,
+    };
+    stem.chars().take(MAX_TITLE_CHARS).collect()
+}
+
+/// Check what can be checked of a sidecar before anything is claimed
+/// (`gongwen-agent send`): the same rules [`build`] applies.
+pub fn check_sidecar(sc: &Sidecar, now: OffsetDateTime) -> Result<(), DraftError> {
+    if let Some(level) = &sc.secrecy {
+        check_secrecy(level).map_err(|e| DraftError::Classified(e.to_string()))?;
     }
+    if let Some(u) = &sc.urgency {
+        Urgency::parse(u.trim()).ok_or_else(|| DraftError::Urgency(u.clone()))?;
+    }
+    if let Some(d) = &sc.deadline {
+        parse_deadline(d, now)?;
+    }
+    Ok(())
 }
 
 /// Build a draft from a claimed drop: `files_dir` holds the dropped file
 /// (or the dropped folder's files), `name` is what was dropped, `to` the
-/// outbox folder it was dropped in.
+/// outbox folder it was dropped in; `now` is this machine's time (a
+/// deadline must be after it).
 pub fn build(
     to: &str,
     name: &str,
@@ -177,16 +205,19 @@ pub fn build(
     files_dir: &Path,
     sidecar: Option<Sidecar>,
     limit: u64,
+    now: OffsetDateTime,
 ) -> Result<Draft, DraftError> {
     let sc = sidecar.unwrap_or_default();
-    if let Some(level) = &sc.secrecy {
-        check_secrecy(level).map_err(|e| DraftError::Classified(e.to_string()))?;
-    }
+    check_sidecar(&sc, now)?;
     let urgency = match &sc.urgency {
         Some(u) => Urgency::parse(u.trim()).ok_or_else(|| DraftError::Urgency(u.clone()))?,
         None => Urgency::Normal,
     };
-    let deadline = sc.deadline.as_ref().map(parse_deadline).transpose()?;
+    let deadline = sc
+        .deadline
+        .as_ref()
+        .map(|d| parse_deadline(d, now))
+        .transpose()?;
     let mut files = Vec::new();
     let read_err = |e: std::io::Error| DraftError::Unreadable(e.to_string());
     if is_folder {
@@ -196,7 +227,12 @@ pub fn build(
             .map_err(read_err)?;
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
-            let fname = e.file_name().to_string_lossy().into_owned();
+            let Some(fname) = e.file_name().to_str().map(str::to_owned) else {
+                return Err(DraftError::Name(format!(
+                    "a file in the folder has a name that is not valid UTF-8 ({}); rename it and drop the folder again",
+                    gongwen_common::logsafe::Escaped(&e.file_name().to_string_lossy())
+                )));
+            };
             let meta = std::fs::symlink_metadata(e.path()).map_err(read_err)?;
             if meta.is_dir() {
                 return Err(DraftError::NestedFolder(fname));
@@ -262,7 +298,7 @@ pub fn build(
         .filter(|t| !t.trim().is_empty())
         .unwrap_or_else(|| {
             if is_folder {
-                name.to_owned()
+                name.chars().take(MAX_TITLE_CHARS).collect()
             } else {
                 default_title(name)
             }
@@ -288,6 +324,10 @@ pub fn build(
 mod tests {
     use super::*;
 
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+
     #[test]
     fn a_full_sidecar_is_understood() {
         let sc = parse_sidecar(
@@ -309,7 +349,16 @@ secrecy = "none"
         .unwrap();
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("通知.pdf"), b"%PDF").unwrap();
-        let draft = build("cities", "通知.pdf", false, d.path(), Some(sc), 1 << 30).unwrap();
+        let draft = build(
+            "cities",
+            "通知.pdf",
+            false,
+            d.path(),
+            Some(sc),
+            1 << 30,
+            now(),
+        )
+        .unwrap();
         assert_eq!(draft.to, vec!["cities", "daqing-gov"]);
         assert_eq!(draft.cc.len(), 2);
         assert_eq!(draft.urgency, Urgency::Urgent);
@@ -329,6 +378,7 @@ secrecy = "none"
             d.path(),
             None,
             100,
+            now(),
         )
         .unwrap();
         assert_eq!(draft.title, "关于召开会议的通知");
@@ -348,27 +398,62 @@ secrecy = "none"
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("a.txt"), b"x").unwrap();
         let sc = parse_sidecar("a.meta.toml", "secrecy = \"秘密\"").unwrap();
-        let e = build("h1", "a.txt", false, d.path(), Some(sc), 100).unwrap_err();
+        let e = build("h1", "a.txt", false, d.path(), Some(sc), 100, now()).unwrap_err();
         assert!(e.to_string().contains("non-classified"), "{e}");
         let sc = parse_sidecar("a.meta.toml", "urgency = \"asap\"").unwrap();
         assert!(matches!(
-            build("h1", "a.txt", false, d.path(), Some(sc), 100),
+            build("h1", "a.txt", false, d.path(), Some(sc), 100, now()),
             Err(DraftError::Urgency(_))
         ));
         let sc = parse_sidecar("a.meta.toml", "deadline = \"tomorrow\"").unwrap();
         assert!(matches!(
-            build("h1", "a.txt", false, d.path(), Some(sc), 100),
+            build("h1", "a.txt", false, d.path(), Some(sc), 100, now()),
             Err(DraftError::Deadline(_))
         ));
         std::fs::write(d.path().join("empty.txt"), b"").unwrap();
         assert_eq!(
-            build("h1", "empty.txt", false, d.path(), None, 100),
+            build("h1", "empty.txt", false, d.path(), None, 100, now()),
             Err(DraftError::Empty)
         );
         assert!(matches!(
-            build("h1", "a.txt", false, d.path(), None, 0),
+            build("h1", "a.txt", false, d.path(), None, 0, now()),
             Err(DraftError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn a_deadline_already_past_is_refused_with_a_plain_reason() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("a.txt"), b"x").unwrap();
+        let sc = parse_sidecar("a.meta.toml", "deadline = \"2020-12-01T17:00:00+08:00\"").unwrap();
+        let e = build("h1", "a.txt", false, d.path(), Some(sc), 100, now()).unwrap_err();
+        assert_eq!(
+            e,
+            DraftError::DeadlinePast("2020-12-01T17:00:00+08:00".into())
+        );
+        assert!(e.to_string().contains("already passed"), "{e}");
+        // A TOML date-time, too; and a span is always to come.
+        let sc = parse_sidecar("a.meta.toml", "deadline = 2020-12-01T17:00:00+08:00").unwrap();
+        assert!(matches!(
+            check_sidecar(&sc, now()),
+            Err(DraftError::DeadlinePast(_))
+        ));
+        let sc = parse_sidecar("a.meta.toml", "deadline = \"2d\"").unwrap();
+        assert!(check_sidecar(&sc, now()).is_ok());
+    }
+
+    #[test]
+    fn a_long_file_name_gives_a_title_cut_to_the_limit() {
+        let d = tempfile::tempdir().unwrap();
+        let name = format!("{}.txt", "长".repeat(80)); // 244 bytes, 80 characters
+        std::fs::write(d.path().join(&name), b"x").unwrap();
+        let draft = build("h1", &name, false, d.path(), None, 100, now()).unwrap();
+        assert_eq!(draft.title, "长".repeat(80));
+        let name = format!("{}.txt", "a".repeat(200));
+        std::fs::write(d.path().join(&name), b"x").unwrap();
+        let draft = build("h1", &name, false, d.path(), None, 100, now()).unwrap();
+        assert_eq!(draft.title.chars().count(), MAX_TITLE_CHARS);
+        assert!(name.starts_with(&draft.title));
     }
 
     #[test]
@@ -377,7 +462,7 @@ secrecy = "none"
         std::fs::write(d.path().join("附件1.xlsx"), b"1").unwrap();
         std::fs::write(d.path().join("正文.pdf"), b"2").unwrap();
         std::fs::write(d.path().join("附件2.docx"), b"3").unwrap();
-        let draft = build("cities", "冬季安全生产", true, d.path(), None, 100).unwrap();
+        let draft = build("cities", "冬季安全生产", true, d.path(), None, 100, now()).unwrap();
         assert_eq!(draft.title, "冬季安全生产");
         assert_eq!(draft.files[0].name, "正文.pdf");
         assert_eq!(draft.files[0].kind, FileKind::Main);
@@ -387,11 +472,11 @@ secrecy = "none"
                 .all(|f| f.kind == FileKind::Attachment)
         );
         let sc = parse_sidecar("x", "main = \"附件2.docx\"").unwrap();
-        let draft = build("cities", "x", true, d.path(), Some(sc), 100).unwrap();
+        let draft = build("cities", "x", true, d.path(), Some(sc), 100, now()).unwrap();
         assert_eq!(draft.files[0].name, "附件2.docx");
         let sc = parse_sidecar("x", "main = \"nope\"").unwrap();
         assert!(matches!(
-            build("cities", "x", true, d.path(), Some(sc), 100),
+            build("cities", "x", true, d.path(), Some(sc), 100, now()),
             Err(DraftError::MainMissing(_))
         ));
     }

@@ -54,7 +54,7 @@ enum Command {
         /// normal | urgent | extra-urgent (平件 / 加急 / 特急).
         #[arg(long)]
         urgency: Option<String>,
-        /// Acknowledgment deadline: a time (2026-12-01T17:00:00+08:00) or a duration ("3d").
+        /// Acknowledgment deadline: a time (2027-03-01T17:00:00+08:00) or a duration ("3d").
         #[arg(long)]
         deadline: Option<String>,
         /// Cover note.

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use gongwen_common::DocId;
 use gongwen_common::fsutil::{sync_dir, write_atomic};
+use gongwen_common::logsafe::{Escaped, EscapedPath};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
@@ -121,29 +122,71 @@ fn shape_of(path: &Path, is_folder: bool) -> std::io::Result<Shape> {
     Ok((size, latest, count))
 }
 
-/// Every drop in the outbox now, and files dropped at the top level (which
-/// have no recipient folder).
-pub fn scan(outbox: &Path) -> std::io::Result<(Vec<Drop>, Vec<PathBuf>)> {
-    let mut drops = Vec::new();
-    let mut stray = Vec::new();
+/// What one look at the outbox found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Drops in recipient folders.
+    pub drops: Vec<Drop>,
+    /// Files dropped at the top level (they have no recipient folder), and
+    /// entries whose names are not valid UTF-8: neither can be sent.
+    pub refused: Vec<(PathBuf, &'static str)>,
+    /// Sidecars whose drop is not beside them: waiting for it, or orphaned
+    /// (their drop went out before they arrived).
+    pub lonely_sidecars: Vec<LonelySidecar>,
+}
+
+/// A sidecar in `outbox/<to>/` without the drop it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LonelySidecar {
+    pub to: String,
+    /// The drop it names (its own name without `.meta.toml`).
+    pub name: String,
+    pub path: PathBuf,
+}
+
+/// Why a file at the top of the outbox is not sent.
+const STRAY: &str = "it was dropped directly in outbox/; put it in outbox/<recipient>/, where <recipient> is a unit's id or a group name.";
+/// Why a name that is not UTF-8 is not sent.
+const NOT_UTF8: &str = "its name is not valid UTF-8 (it was perhaps made on a system with another character set), so it cannot be carried as it is. Rename it (Chinese names are fine) and drop it again.";
+
+/// Every drop in the outbox now, and what cannot be one.
+pub fn scan(outbox: &Path) -> std::io::Result<Scan> {
+    let mut found = Scan::default();
     for to_entry in std::fs::read_dir(outbox)? {
         let to_entry = to_entry?;
-        let to = to_entry.file_name().to_string_lossy().into_owned();
+        let Some(to) = to_entry.file_name().to_str().map(str::to_owned) else {
+            found.refused.push((to_entry.path(), NOT_UTF8));
+            continue;
+        };
         if is_ignored(&to) {
             continue;
         }
         if !to_entry.file_type()?.is_dir() {
-            stray.push(to_entry.path());
+            found.refused.push((to_entry.path(), STRAY));
             continue;
         }
         for e in std::fs::read_dir(to_entry.path())? {
             let e = e?;
-            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(name) = e.file_name().to_str().map(str::to_owned) else {
+                found.refused.push((e.path(), NOT_UTF8));
+                continue;
+            };
+            if let Some(drop_name) = name.strip_suffix(SIDECAR_SUFFIX)
+                && !drop_name.is_empty()
+                && !to_entry.path().join(drop_name).exists()
+            {
+                found.lonely_sidecars.push(LonelySidecar {
+                    to: to.clone(),
+                    name: drop_name.to_owned(),
+                    path: e.path(),
+                });
+                continue;
+            }
             if is_ignored(&name) {
                 continue;
             }
             let ft = e.file_type()?;
-            drops.push(Drop {
+            found.drops.push(Drop {
                 to: to.clone(),
                 name,
                 path: e.path(),
@@ -152,8 +195,8 @@ pub fn scan(outbox: &Path) -> std::io::Result<(Vec<Drop>, Vec<PathBuf>)> {
             });
         }
     }
-    drops.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok((drops, stray))
+    found.drops.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(found)
 }
 
 /// Scan once and return the drops that are complete.
@@ -163,11 +206,11 @@ pub fn ready_drops(
     settle: Duration,
     now: Instant,
     hints: &Hints,
-) -> std::io::Result<(Vec<Drop>, Vec<PathBuf>)> {
-    let (drops, stray) = scan(outbox)?;
+) -> std::io::Result<(Vec<Drop>, Scan)> {
+    let mut scan = scan(outbox)?;
     let mut present = HashSet::new();
     let mut ready = Vec::new();
-    for d in drops {
+    for d in std::mem::take(&mut scan.drops) {
         present.insert(d.path.clone());
         if d.is_symlink {
             // Refused at once: never follow a link out of the outbox.
@@ -190,7 +233,7 @@ pub fn ready_drops(
         }
     }
     stability.retain(&present);
-    Ok((ready, stray))
+    Ok((ready, scan))
 }
 
 fn older_than(path: &Path, age: Duration) -> bool {
@@ -351,7 +394,7 @@ pub fn claim_all(folders: &Folders, drops: &[&Drop]) -> Vec<std::io::Result<DocI
                     e.kind(),
                     format!(
                         "{} could not be taken from the outbox ({e}); nothing was sent",
-                        d.name
+                        Escaped(&d.name)
                     ),
                 ));
                 false
@@ -395,7 +438,7 @@ pub fn claim_all(folders: &Folders, drops: &[&Drop]) -> Vec<std::io::Result<DocI
     for (i, _, _) in &begun {
         if let Ok(doc_id) = &results[*i] {
             let d = drops[*i];
-            info!(doc = %doc_id, "claimed {}/{}", d.to, d.name);
+            info!(doc = %doc_id, "claimed {}/{}", Escaped(&d.to), Escaped(&d.name));
         }
     }
     results
@@ -519,37 +562,49 @@ pub fn recover(folders: &Folders) -> std::io::Result<Vec<DocId>> {
     Ok(ids)
 }
 
-/// A name in `dir` not used yet: `name`, `name (2)`, `name (3)` …
-fn free_name(dir: &Path, name: &str) -> PathBuf {
+/// A name in `dir` not used yet: `name`, `name (2)`, `name (3)` … (a name
+/// that is not UTF-8 is kept as it is, numbered at its end).
+fn free_name(dir: &Path, name: &std::ffi::OsStr) -> PathBuf {
     let first = dir.join(name);
-    if !first.exists() && !dir.join(format!("{name}{ERROR_SUFFIX}")).exists() {
+    let mut error_file = name.to_owned();
+    error_file.push(ERROR_SUFFIX);
+    if !first.exists() && !dir.join(&error_file).exists() {
         return first;
     }
-    let (stem, ext) = match name.rsplit_once('.') {
-        Some((s, e)) if !s.is_empty() => (s.to_owned(), format!(".{e}")),
+    let (stem, ext) = match name.to_str().and_then(|n| n.rsplit_once('.')) {
+        Some((s, e)) if !s.is_empty() => (std::ffi::OsString::from(s), format!(".{e}")),
         _ => (name.to_owned(), String::new()),
     };
     (2..)
-        .map(|i| dir.join(format!("{stem} ({i}){ext}")))
+        .map(|i| {
+            let mut n = stem.clone();
+            n.push(format!(" ({i}){ext}"));
+            dir.join(n)
+        })
         .find(|p| !p.exists())
         .unwrap_or(first)
 }
 
+/// The usual advice for a drop that could not be sent.
+const RESEND: &str =
+    "Fix the cause, then move the file back into outbox/<recipient>/ to send it again.";
+
 /// Write `<failed>/<name>.error.txt` with what happened and what to do.
-fn write_error(failed_path: &Path, why: &str) -> std::io::Result<()> {
+fn write_error(failed_path: &Path, happened: &str, todo: &str) -> std::io::Result<()> {
     let mut p = failed_path.as_os_str().to_owned();
     p.push(ERROR_SUFFIX);
     let text = format!(
-        "gongwen could not send this document.\n\nWhat happened:\n{why}\n\nWhat to do:\nFix the cause, then move the file back into outbox/<recipient>/ to send it again.\n"
+        "gongwen could not send this document.\n\nWhat happened:\n{happened}\n\nWhat to do:\n{todo}\n"
     );
     write_atomic(Path::new(&p), text.as_bytes(), 0o644)
 }
 
-/// Give up on a drop still in the outbox (symlinks, stray files).
+/// Give up on a drop still in the outbox (symlinks, stray files, names
+/// that are not UTF-8). Its name is kept byte for byte.
 pub fn fail_drop(folders: &Folders, path: &Path, why: &str) -> std::io::Result<PathBuf> {
     let name = path
         .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
+        .map(|n| n.to_owned())
         .unwrap_or_else(|| "unnamed".into());
     let dest = free_name(&folders.failed, &name);
     std::fs::rename(path, &dest)?;
@@ -557,9 +612,9 @@ pub fn fail_drop(folders: &Folders, path: &Path, why: &str) -> std::io::Result<P
     if sidecar.exists() {
         std::fs::rename(&sidecar, sidecar_path(&dest))?;
     }
-    write_error(&dest, why)?;
+    write_error(&dest, why, RESEND)?;
     sync_dir(&folders.failed)?;
-    warn!("{} moved to failed/: {why}", name);
+    warn!("{} moved to failed/: {why}", EscapedPath(path));
     Ok(dest)
 }
 
@@ -567,7 +622,7 @@ pub fn fail_drop(folders: &Folders, path: &Path, why: &str) -> std::io::Result<P
 pub fn fail_claimed(folders: &Folders, doc_id: DocId, why: &str) -> std::io::Result<PathBuf> {
     let dir = folders.spool.join(doc_id.to_string());
     let claim = read_claim(&dir)?;
-    let dest = free_name(&folders.failed, &claim.name);
+    let dest = free_name(&folders.failed, std::ffi::OsStr::new(&claim.name));
     if claim.is_folder {
         std::fs::rename(dir.join("files"), &dest)?;
     } else {
@@ -576,10 +631,10 @@ pub fn fail_claimed(folders: &Folders, doc_id: DocId, why: &str) -> std::io::Res
     if dir.join("meta.toml").exists() {
         std::fs::rename(dir.join("meta.toml"), sidecar_path(&dest))?;
     }
-    write_error(&dest, why)?;
+    write_error(&dest, why, RESEND)?;
     sync_dir(&folders.failed)?;
     std::fs::remove_dir_all(&dir)?;
-    warn!(doc = %doc_id, "{} moved to failed/: {why}", claim.name);
+    warn!(doc = %doc_id, "{} moved to failed/: {why}", Escaped(&claim.name));
     Ok(dest)
 }
 
@@ -661,7 +716,9 @@ pub fn claim_copies(folders: &Folders, req: &SendRequest) -> Result<DocId, Strin
         };
         let text = toml::to_string(&sidecar).map_err(|e| e.to_string())?;
         // Check it the way the sender will, so a bad option fails here.
-        crate::draft::parse_sidecar("send", &text).map_err(|e| e.to_string())?;
+        let sc = crate::draft::parse_sidecar("send", &text).map_err(|e| e.to_string())?;
+        crate::draft::check_sidecar(&sc, time::OffsetDateTime::now_utc())
+            .map_err(|e| e.to_string())?;
         write_atomic(&dir.join("meta.toml"), text.as_bytes(), 0o600).map_err(io)?;
         for (f, name) in req.files.iter().zip(&names) {
             let dest = files.join(name);
@@ -719,6 +776,8 @@ pub async fn watch(ctx: std::sync::Arc<crate::context::AgentContext>) {
     let mut stability = Stability::default();
     let mut stray_stability = Stability::default();
     let mut hints = Hints::default();
+    // Claims still in the spool (made before a restart) count as recent.
+    let mut recent = RecentClaims::from_spool(&ctx.folders);
     loop {
         ctx.outbox_scans
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -727,24 +786,22 @@ pub async fn watch(ctx: std::sync::Arc<crate::context::AgentContext>) {
             let mut st = stability;
             let mut ss = stray_stability;
             let mut hints = hints;
+            let mut recent = recent;
             let now = Instant::now();
             let result = ready_drops(&c.folders.outbox, &mut st, settle, now, &hints).map(
-                |(ready, stray)| {
-                    let stray_ready: Vec<PathBuf> = stray
-                        .into_iter()
-                        .filter(|p| {
-                            shape_of(p, false)
-                                .map(|shape| ss.observe(p, shape, now, settle))
-                                .unwrap_or(false)
-                        })
-                        .collect();
-                    (ready, stray_ready)
+                |(ready, mut scan)| {
+                    scan.refused.retain(|(p, _)| {
+                        shape_of(p, false)
+                            .map(|shape| ss.observe(p, shape, now, settle))
+                            .unwrap_or(false)
+                    });
+                    (ready, scan)
                 },
             );
             let claimed = match &result {
-                Ok((ready, stray)) => {
+                Ok((ready, scan)) => {
                     let _claiming = c.claiming.lock().unwrap_or_else(|p| p.into_inner());
-                    act_on(&c.folders, ready, stray)
+                    act_on(&c.folders, ready, scan, &mut recent, settle)
                 }
                 Err(e) => {
                     warn!("cannot scan the outbox {}: {e}", c.folders.outbox.display());
@@ -752,14 +809,15 @@ pub async fn watch(ctx: std::sync::Arc<crate::context::AgentContext>) {
                 }
             };
             hints.retain_existing();
-            (st, ss, hints, claimed)
+            (st, ss, hints, recent, claimed)
         })
         .await;
         let claimed = match scanned {
-            Ok((st, ss, h, claimed)) => {
+            Ok((st, ss, h, r, claimed)) => {
                 stability = st;
                 stray_stability = ss;
                 hints = h;
+                recent = r;
                 claimed
             }
             Err(e) => {
@@ -767,6 +825,7 @@ pub async fn watch(ctx: std::sync::Arc<crate::context::AgentContext>) {
                 stability = Stability::default();
                 stray_stability = Stability::default();
                 hints = Hints::default();
+                recent = RecentClaims::from_spool(&ctx.folders);
                 0
             }
         };
@@ -798,9 +857,16 @@ pub async fn watch(ctx: std::sync::Arc<crate::context::AgentContext>) {
     }
 }
 
-/// Claim the ready drops and refuse the ones that can never be sent.
-/// Returns how many were claimed. Blocking.
-fn act_on(folders: &Folders, ready: &[Drop], stray: &[PathBuf]) -> usize {
+/// Claim the ready drops and refuse the ones that can never be sent, and
+/// sidecars that came after their drop had gone. Returns how many were
+/// claimed. Blocking.
+fn act_on(
+    folders: &Folders,
+    ready: &[Drop],
+    scan: &Scan,
+    recent: &mut RecentClaims,
+    settle: Duration,
+) -> usize {
     let mut claimed = 0;
     let mut to_claim = Vec::new();
     for d in ready {
@@ -810,25 +876,173 @@ fn act_on(folders: &Folders, ready: &[Drop], stray: &[PathBuf]) -> usize {
                 &d.path,
                 "it is a symbolic link; gongwen sends only files placed in the outbox. Copy the file itself into the outbox.",
             ) {
-                warn!("cannot take {}: {e}", d.path.display());
+                warn!("cannot take {}: {e}", EscapedPath(&d.path));
             }
         } else {
             to_claim.push(d);
         }
     }
-    for (d, result) in to_claim.iter().zip(claim_all(folders, &to_claim)) {
+    let now = SystemTime::now();
+    let alone: Vec<bool> = to_claim
+        .iter()
+        .map(|d| !sidecar_path(&d.path).exists())
+        .collect();
+    for ((d, result), alone) in to_claim
+        .iter()
+        .zip(claim_all(folders, &to_claim))
+        .zip(alone)
+    {
         match result {
-            Ok(_) => claimed += 1,
-            Err(e) => warn!("cannot take {}: {e}", d.path.display()),
+            Ok(doc_id) => {
+                claimed += 1;
+                if alone {
+                    recent.record(RecentClaim {
+                        to: d.to.clone(),
+                        name: d.name.clone(),
+                        doc_id,
+                        at: now,
+                    });
+                }
+            }
+            Err(e) => warn!("cannot take {}: {e}", EscapedPath(&d.path)),
         }
     }
-    for p in stray {
-        let why = "it was dropped directly in outbox/; put it in outbox/<recipient>/, where <recipient> is a unit's id or a group name.";
+    for (p, why) in &scan.refused {
         if let Err(e) = fail_drop(folders, p, why) {
-            warn!("cannot move {}: {e}", p.display());
+            warn!("cannot move {}: {e}", EscapedPath(p));
+        }
+    }
+    recent.forget_before(
+        now.checked_sub(ORPHAN_WINDOW)
+            .unwrap_or(SystemTime::UNIX_EPOCH),
+    );
+    for sidecar in &scan.lonely_sidecars {
+        // Only once it has stopped changing: it may still be being written.
+        if !older_than(&sidecar.path, settle) {
+            continue;
+        }
+        let Some(written) = std::fs::metadata(&sidecar.path)
+            .and_then(|m| m.modified())
+            .ok()
+        else {
+            continue;
+        };
+        if let Some(went) = recent.orphaned_by(sidecar, written)
+            && let Err(e) = fail_orphan(folders, sidecar, went)
+        {
+            warn!("cannot move {}: {e}", EscapedPath(&sidecar.path));
         }
     }
     claimed
+}
+
+/// How long after a drop was taken a sidecar of the same name counts as
+/// having come too late for it (rather than being for a new drop of the
+/// same name, which would come after its sidecar).
+pub const ORPHAN_WINDOW: Duration = Duration::from_secs(10 * 60);
+
+/// A drop taken from the outbox lately.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecentClaim {
+    pub to: String,
+    pub name: String,
+    pub doc_id: DocId,
+    pub at: SystemTime,
+}
+
+/// Drops taken without a sidecar lately: a sidecar that turns up for one of
+/// them came too late. Pure over what it is told.
+#[derive(Debug, Default)]
+pub struct RecentClaims {
+    claims: Vec<RecentClaim>,
+}
+
+impl RecentClaims {
+    /// The claims in the spool that were made without a sidecar (they
+    /// survive a restart; the ones already filed under sent/ do not).
+    pub fn from_spool(folders: &Folders) -> RecentClaims {
+        let mut recent = RecentClaims::default();
+        let Ok(entries) = std::fs::read_dir(&folders.spool) else {
+            return recent;
+        };
+        for e in entries.flatten() {
+            let Some(doc_id) = e.file_name().to_str().and_then(|n| DocId::parse(n).ok()) else {
+                continue;
+            };
+            if let Ok(c) = read_claim(&e.path())
+                && !c.has_sidecar
+            {
+                let ms = u64::try_from(c.claimed_ms).unwrap_or(0);
+                recent.record(RecentClaim {
+                    to: c.to,
+                    name: c.name,
+                    doc_id,
+                    at: SystemTime::UNIX_EPOCH + Duration::from_millis(ms),
+                });
+            }
+        }
+        recent
+    }
+
+    /// Remember a drop taken without a sidecar.
+    pub fn record(&mut self, claim: RecentClaim) {
+        self.claims.push(claim);
+    }
+
+    pub fn forget_before(&mut self, t: SystemTime) {
+        self.claims.retain(|c| c.at >= t);
+    }
+
+    /// The drop `sidecar` was meant for, if that drop was taken without it
+    /// shortly before the sidecar was written.
+    pub fn orphaned_by(
+        &self,
+        sidecar: &LonelySidecar,
+        written: SystemTime,
+    ) -> Option<&RecentClaim> {
+        // A sidecar written a moment before the claim looked for it also
+        // missed it (file-system times are coarse).
+        let slack = Duration::from_secs(2);
+        self.claims
+            .iter()
+            .filter(|c| c.to == sidecar.to && c.name == sidecar.name)
+            .filter(|c| {
+                written + slack >= c.at
+                    && written.duration_since(c.at).unwrap_or_default() <= ORPHAN_WINDOW
+            })
+            .max_by_key(|c| c.at)
+    }
+}
+
+/// Move a sidecar that came after its drop went out to `failed/`, saying
+/// which document went without it and what to do.
+fn fail_orphan(
+    folders: &Folders,
+    sidecar: &LonelySidecar,
+    went: &RecentClaim,
+) -> std::io::Result<()> {
+    let file_name = format!("{}{SIDECAR_SUFFIX}", sidecar.name);
+    let dest = free_name(&folders.failed, std::ffi::OsStr::new(&file_name));
+    std::fs::rename(&sidecar.path, &dest)?;
+    let happened = format!(
+        "{file_name} arrived in outbox/{to}/ after {name}, which had already been taken for sending without it: document {doc}, with the default details (title from the file name, urgency normal, no document number or deadline). The details in this sidecar were not applied to it.",
+        to = sidecar.to,
+        name = sidecar.name,
+        doc = went.doc_id,
+    );
+    let todo = format!(
+        "If the document must carry these details, recall it (gongwen-agent recall {doc}) and send it again with the sidecar in place BEFORE the file: write {file_name} first and then drop {name}, or drop a folder that holds both. If the document went out as it should, delete this sidecar.",
+        doc = went.doc_id,
+        name = sidecar.name,
+    );
+    write_error(&dest, &happened, &todo)?;
+    sync_dir(&folders.failed)?;
+    warn!(
+        doc = %went.doc_id,
+        "{} came after its file had gone out without it; moved to failed/",
+        Escaped(&file_name)
+    );
+    Ok(())
 }
 
 #[cfg(test)]
@@ -854,6 +1068,89 @@ mod tests {
     /// One drop claimed on its own.
     fn claim(folders: &Folders, drop: &Drop) -> std::io::Result<DocId> {
         claim_all(folders, &[drop]).remove(0)
+    }
+
+    #[test]
+    fn a_sidecar_written_after_its_drop_was_taken_is_orphaned_and_one_for_a_new_drop_is_not() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let doc_id = DocId::generate();
+        let mut recent = RecentClaims::default();
+        recent.record(RecentClaim {
+            to: "harbin-gov".into(),
+            name: "通知.pdf".into(),
+            doc_id,
+            at: t0,
+        });
+        let sidecar = |to: &str, name: &str| LonelySidecar {
+            to: to.into(),
+            name: name.into(),
+            path: PathBuf::from(format!("/o/{to}/{name}.meta.toml")),
+        };
+        let late = sidecar("harbin-gov", "通知.pdf");
+        let after = |secs| t0 + Duration::from_secs(secs);
+        assert_eq!(
+            recent.orphaned_by(&late, after(3)).map(|c| c.doc_id),
+            Some(doc_id)
+        );
+        // Written a moment before the claim looked for it: missed it too.
+        assert!(
+            recent
+                .orphaned_by(&late, t0 - Duration::from_secs(1))
+                .is_some()
+        );
+        // Long after, it is for a new drop of the same name, still to come.
+        assert!(
+            recent
+                .orphaned_by(&late, after(ORPHAN_WINDOW.as_secs() + 1))
+                .is_none()
+        );
+        // Written well before the claim: not about that drop.
+        assert!(
+            recent
+                .orphaned_by(&late, t0 - Duration::from_secs(60))
+                .is_none()
+        );
+        // Another name, another recipient folder.
+        assert!(
+            recent
+                .orphaned_by(&sidecar("harbin-gov", "报告.pdf"), after(3))
+                .is_none()
+        );
+        assert!(
+            recent
+                .orphaned_by(&sidecar("daqing-gov", "通知.pdf"), after(3))
+                .is_none()
+        );
+        recent.forget_before(after(1));
+        assert!(recent.orphaned_by(&late, after(3)).is_none());
+    }
+
+    #[test]
+    fn a_scan_finds_lonely_sidecars_stray_files_and_names_that_are_not_utf8() {
+        use std::os::unix::ffi::OsStrExt;
+        let d = tempfile::tempdir().unwrap();
+        let outbox = d.path();
+        let to = outbox.join("harbin-gov");
+        std::fs::create_dir(&to).unwrap();
+        std::fs::write(to.join("有伴.pdf"), b"x").unwrap();
+        std::fs::write(to.join("有伴.pdf.meta.toml"), b"").unwrap();
+        std::fs::write(to.join("孤单.pdf.meta.toml"), b"").unwrap();
+        std::fs::write(to.join(std::ffi::OsStr::from_bytes(b"\xff\xfe.txt")), b"x").unwrap();
+        std::fs::write(outbox.join("stray.txt"), b"x").unwrap();
+        let found = scan(outbox).unwrap();
+        assert_eq!(found.drops.len(), 1);
+        assert_eq!(found.drops[0].name, "有伴.pdf");
+        assert_eq!(
+            found.lonely_sidecars,
+            vec![LonelySidecar {
+                to: "harbin-gov".into(),
+                name: "孤单.pdf".into(),
+                path: to.join("孤单.pdf.meta.toml"),
+            }]
+        );
+        let refused: Vec<_> = found.refused.iter().map(|(_, why)| *why).collect();
+        assert_eq!(refused.len(), 2, "{refused:?}");
+        assert!(refused.contains(&STRAY) && refused.contains(&NOT_UTF8));
     }
 
     #[test]

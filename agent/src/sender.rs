@@ -151,6 +151,7 @@ async fn address_and_seal(
     hold: Arc<crate::context::Hold>,
 ) -> Result<(), SendError> {
     let limit = ctx.config.max_document_size;
+    let now = ctx.clock.now();
     let d = dir.to_owned();
     let draft = tokio::task::spawn_blocking(move || -> Result<Draft, SendError> {
         let claim = read_claim(&d).map_err(later)?;
@@ -171,6 +172,7 @@ async fn address_and_seal(
             &d.join("files"),
             sidecar,
             limit,
+            now,
         )
         .map_err(|e| SendError::Permanent(e.to_string()))
     })

@@ -380,3 +380,150 @@ async fn thousands_of_files_dropped_at_once_all_arrive_once() {
     assert_eq!(seen.len(), n);
     gongwen_tests::wait_all_delivered(&net.root("prov-gov"), n).await;
 }
+
+/// The `metadata.json` of a received document.
+fn received_meta(doc: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(doc.join("metadata.json")).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sidecar_written_after_its_file_went_out_ends_in_failed_naming_the_document() {
+    let (net, _hub, _prov, _harbin) = two_units().await;
+    let root = net.root("prov-gov");
+    net.drop_file("prov-gov", "harbin-gov", "通知.pdf", b"%PDF sent as it was");
+    let docs = wait_inbox(&net.root("harbin-gov"), "prov-gov", 1).await;
+    let doc_id = docs[0].file_name().unwrap().to_string_lossy().into_owned();
+    // The clerk remembers the details a few seconds too late.
+    net.sidecar(
+        "prov-gov",
+        "harbin-gov",
+        "通知.pdf",
+        "urgency = \"extra-urgent\"\ntitle = \"关于做好冬季安全生产工作的通知\"\n",
+    );
+    let why = failed_reason(&root, "通知.pdf.meta.toml").await;
+    assert!(
+        why.contains(&doc_id),
+        "the reason does not name {doc_id}: {why}"
+    );
+    assert!(why.contains("not applied"), "{why}");
+    assert!(why.contains("BEFORE the file"), "{why}");
+    assert!(
+        !root.join("outbox/harbin-gov/通知.pdf.meta.toml").exists(),
+        "the orphaned sidecar stayed in the outbox"
+    );
+    // The document that went out kept its defaults; nothing else was sent.
+    assert_eq!(received_meta(&docs[0])["urgency"], "normal");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        gongwen_tests::inbox_docs(&net.root("harbin-gov"), "prov-gov").len(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sidecar_written_before_its_file_still_waits_for_it() {
+    let (net, _hub, _prov, _harbin) = two_units().await;
+    net.sidecar(
+        "prov-gov",
+        "harbin-gov",
+        "报告.pdf",
+        "urgency = \"urgent\"\n",
+    );
+    // Longer than the settle time: a sidecar alone is not an orphan.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        !net.root("prov-gov")
+            .join("failed")
+            .join("报告.pdf.meta.toml")
+            .exists()
+    );
+    net.drop_file("prov-gov", "harbin-gov", "报告.pdf", b"%PDF");
+    let docs = wait_inbox(&net.root("harbin-gov"), "prov-gov", 1).await;
+    assert_eq!(received_meta(&docs[0])["urgency"], "urgent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_name_that_is_not_utf8_is_refused_and_kept_byte_for_byte() {
+    use std::os::unix::ffi::OsStrExt;
+    let (net, _hub, _prov, _harbin) = two_units().await;
+    let root = net.root("prov-gov");
+    let dir = root.join("outbox").join("harbin-gov");
+    std::fs::create_dir_all(&dir).unwrap();
+    // "报告.txt" in GBK, as a Windows share might write it.
+    let gbk = std::ffi::OsStr::from_bytes(b"\xb1\xa8\xb8\xe6.txt");
+    assert!(gbk.to_str().is_none());
+    std::fs::write(net.path().join("gbk.tmp"), b"gbk name").unwrap();
+    std::fs::rename(net.path().join("gbk.tmp"), dir.join(gbk)).unwrap();
+    let mut error_name = gbk.to_owned();
+    error_name.push(".error.txt");
+    let failed = root.join("failed");
+    let why = wait_until("the GBK-named file in failed/", || {
+        std::fs::read_to_string(failed.join(&error_name)).ok()
+    })
+    .await;
+    assert!(why.contains("not valid UTF-8"), "{why}");
+    assert_eq!(std::fs::read(failed.join(gbk)).unwrap(), b"gbk name");
+    assert!(gongwen_tests::inbox_docs(&net.root("harbin-gov"), "prov-gov").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_already_past_is_refused_with_a_plain_reason() {
+    let (net, _hub, _prov, _harbin) = two_units().await;
+    net.sidecar(
+        "prov-gov",
+        "harbin-gov",
+        "旧通知.txt",
+        "deadline = \"2020-12-01T17:00:00+08:00\"\n",
+    );
+    net.drop_file("prov-gov", "harbin-gov", "旧通知.txt", b"too late");
+    let why = failed_reason(&net.root("prov-gov"), "旧通知.txt").await;
+    assert!(why.contains("2020-12-01T17:00:00+08:00"), "{why}");
+    assert!(why.contains("already passed"), "{why}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_file_name_without_a_sidecar_gives_a_title_cut_to_the_limit() {
+    let (net, _hub, _prov, _harbin) = two_units().await;
+    let name = format!("{}.txt", "a".repeat(200));
+    net.drop_file("prov-gov", "harbin-gov", &name, b"long name, no sidecar");
+    let docs = wait_inbox(&net.root("harbin-gov"), "prov-gov", 1).await;
+    let title = received_meta(&docs[0])["title"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(title, "a".repeat(gongwen_common::envelope::MAX_TITLE_CHARS));
+    assert_eq!(
+        std::fs::read(docs[0].join(&name)).unwrap(),
+        b"long name, no sidecar"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newline_in_a_dropped_name_cannot_split_or_forge_a_log_record() {
+    let net = Net::new();
+    for id in ["prov-gov", "harbin-gov"] {
+        net.issue(id, Role::Node);
+    }
+    let hub = net.start_hub().await;
+    let prov = gongwen_tests::AgentProcess::start(&net, "prov-gov", hub.addr);
+    let _harbin = net.start_agent("harbin-gov", hub.addr);
+    hub.wait_ready(&["prov-gov", "harbin-gov"]).await;
+    let forged = "2026-12-06T00:00:00.000000Z ERROR forged record";
+    let name = format!("通知\n{forged}.txt");
+    net.drop_file("prov-gov", "harbin-gov", &name, b"x");
+    // Refused (a control character in a name), and said so in the log.
+    failed_reason(&net.root("prov-gov"), &name).await;
+    let log = wait_until("the refusal in the agent's log", || {
+        let log = std::fs::read_to_string(&prov.log).ok()?;
+        log.contains("moved to failed/").then_some(log)
+    })
+    .await;
+    assert!(
+        log.contains("通知\\n2026-12-06"),
+        "the name is not escaped:\n{log}"
+    );
+    assert!(
+        !log.lines().any(|l| l.starts_with(forged)),
+        "a dropped name forged a log record:\n{log}"
+    );
+}
