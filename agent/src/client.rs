@@ -8,8 +8,8 @@ use std::time::Duration;
 use gongwen_common::NodeId;
 use gongwen_common::clock::Clock;
 use gongwen_common::config::AgentConfig;
-use gongwen_common::pki::{self, CertIdentity, Role};
-use gongwen_common::signed::Signer;
+use gongwen_common::material::{self, OwnTls};
+use gongwen_common::pki::{CertIdentity, Role};
 use gongwen_common::stream::{READ_TIMEOUT, read_message, write_message};
 use gongwen_common::tls::agent_client_config;
 use gongwen_common::wire::{Message, PROTOCOL_VERSION};
@@ -74,10 +74,19 @@ impl Agent {
     /// As [`Agent::new`], with this machine's clock given (tests of a unit
     /// whose clock is off).
     pub fn with_clock(config: AgentConfig, clock: Arc<dyn Clock>) -> Result<Agent, AgentError> {
-        let chain = pki::load_certs(&config.tls.cert)?;
-        let key = pki::load_private_key(&config.tls.key)?;
-        let ca = pki::load_certs(&config.tls.ca)?.remove(0);
-        let identity = CertIdentity::from_der(&chain[0])?;
+        let OwnTls {
+            chain,
+            key,
+            ca,
+            identity,
+            signer,
+        } = material::load_own_tls(
+            &config.path,
+            &config.tls.cert,
+            &config.tls.key,
+            &config.tls.ca,
+        )?;
+        material::check_data_dir(&config.path, "root", &config.root)?;
         if identity.id != config.node_id {
             return Err(AgentError::CertificateMismatch {
                 path: config.tls.cert.clone(),
@@ -98,7 +107,6 @@ impl Agent {
                 gongwen_common::timefmt::rfc3339(identity.not_after)
             );
         }
-        let signer = Signer::new(&key, chain[0].clone())?;
         let client = agent_client_config(chain, key, &ca, clock.clone())?;
         let folders = Folders::new(&config.root);
         folders.create()?;

@@ -179,7 +179,10 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("gongwen-agent: error: {e:#}");
+            eprintln!(
+                "gongwen-agent: error: {}",
+                gongwen_common::material::one_line(e.as_ref())
+            );
             ExitCode::FAILURE
         }
     }

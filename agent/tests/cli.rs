@@ -81,3 +81,89 @@ fn every_command_has_help() {
         assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Usage"));
     }
 }
+
+/// A CA with the certificates of harbin-gov and daqing-gov, and a CA
+/// certificate, in `dir` (`<id>.crt`, `<id>.key`, `ca.crt`).
+fn two_units(dir: &Path) {
+    use gongwen_certs::{Ca, IssueRequest, Validity};
+    let now = time::OffsetDateTime::now_utc();
+    let mut ca = Ca::init(&dir.join("ca"), "test", now, 30, 30).unwrap();
+    for id in ["harbin-gov", "daqing-gov"] {
+        let id = gongwen_common::NodeId::parse(id).unwrap();
+        let req = IssueRequest {
+            id: id.clone(),
+            role: gongwen_common::Role::Node,
+            name: None,
+            dns: vec![],
+            ips: vec![],
+            validity: Validity::days_from(now, 30),
+            renew: false,
+        };
+        let issued = ca.issue(&req, now).unwrap();
+        std::fs::write(dir.join(format!("{id}.crt")), issued.cert_pem).unwrap();
+        std::fs::write(dir.join(format!("{id}.key")), issued.key_pem).unwrap();
+    }
+    std::fs::copy(dir.join("ca/ca.crt"), dir.join("ca.crt")).unwrap();
+}
+
+#[test]
+fn each_bad_file_in_the_config_is_named_with_the_config_file_and_key_once() {
+    // (what to put wrong in agent.toml, the key, words the error must hold)
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            "key = \"daqing-gov.key\"",
+            "tls.key",
+            &[
+                "daqing-gov.key is not the private key of the certificate",
+                "harbin-gov.crt",
+            ],
+        ),
+        (
+            "ca = \"daqing-gov.crt\"",
+            "tls.ca",
+            &["is not a CA certificate", "node certificate of daqing-gov"],
+        ),
+        (
+            "root = \"occupied\"",
+            "root",
+            &["occupied is a file, not a folder"],
+        ),
+    ];
+    for (line, key, words) in cases {
+        let d = tempfile::tempdir().unwrap();
+        two_units(d.path());
+        std::fs::write(d.path().join("occupied"), b"a file").unwrap();
+        let p = d.path().join("agent.toml");
+        let mut text = "node_id = \"harbin-gov\"\nhub = \"127.0.0.1:7443\"\nhub_name = \"hub\"\nroot = \"data\"\n[tls]\ncert = \"harbin-gov.crt\"\nkey = \"harbin-gov.key\"\nca = \"ca.crt\"\n".to_owned();
+        let (k, _) = line.split_once(" = ").unwrap();
+        text = text
+            .lines()
+            .map(|l| {
+                if l.starts_with(&format!("{k} = ")) {
+                    (*line).to_owned()
+                } else {
+                    l.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(&p, text).unwrap();
+        let e = err(agent(&["run", "--config", p.to_str().unwrap()]));
+        assert!(
+            e.contains("agent.toml"),
+            "{key}: the config file is not named: {e}"
+        );
+        assert!(
+            e.contains(&format!("`{key}`")),
+            "{key}: the key is not named: {e}"
+        );
+        for w in *words {
+            assert_eq!(
+                e.matches(w).count(),
+                1,
+                "{key}: {w:?} not said exactly once: {e}"
+            );
+        }
+        assert_eq!(e.lines().count(), 1, "{key}: one line: {e}");
+    }
+}

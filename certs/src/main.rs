@@ -138,7 +138,10 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("gongwen-certs: error: {e:#}");
+            eprintln!(
+                "gongwen-certs: error: {}",
+                gongwen_common::material::one_line(e.as_ref())
+            );
             ExitCode::FAILURE
         }
     }

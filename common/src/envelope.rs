@@ -1108,6 +1108,23 @@ pub(crate) mod tests {
         pub fn checker(&self) -> CertChecker {
             CertChecker::new(&self.ca, None).unwrap()
         }
+
+        /// A checker with an empty CRL from this CA, fresh until
+        /// `next_update`.
+        pub fn checker_with_crl(&self, next_update: OffsetDateTime) -> CertChecker {
+            let params = rcgen::CertificateRevocationListParams {
+                this_update: next_update - time::Duration::days(7),
+                next_update,
+                crl_number: rcgen::SerialNumber::from(1u64),
+                issuing_distribution_point: None,
+                revoked_certs: vec![],
+                key_identifier_method: rcgen::KeyIdMethod::Sha256,
+            };
+            let issuer = rcgen::Issuer::from_params(&self.issuer_params, &self.issuer_key);
+            let crl = params.signed_by(&issuer).unwrap();
+            let crl = crate::pki::Crl::parse(crl.der(), &self.ca).unwrap();
+            CertChecker::new(&self.ca, Some(&crl)).unwrap()
+        }
     }
 
     fn id(s: &str) -> NodeId {
@@ -1253,6 +1270,47 @@ pub(crate) mod tests {
             );
         }
         assert!(ContentSealer::starting_at(&key, doc_id, plain.len() as u64, 5).is_err());
+    }
+
+    #[test]
+    fn a_signer_is_not_judged_once_the_crl_is_stale_and_that_is_not_the_documents_fault() {
+        let pki = TestPki::new();
+        let prov = pki.signer("prov-gov", Role::Node);
+        let now = OffsetDateTime::now_utc();
+        let checker = pki.checker_with_crl(now + time::Duration::days(1));
+        let k = EncryptionKey::generate().unwrap();
+        let s = seal(
+            &prov,
+            meta(&[("正文.txt", b"x")], &["harbin-gov"]),
+            b"x",
+            &[(id("harbin-gov"), *k.public())],
+        );
+        let h = SealedHeader::parse(&s.header_bytes).unwrap();
+        assert!(h.verify(Some(&checker), now).is_ok());
+        // Two days on the CRL is stale: the pass remembered above does not
+        // carry over, and the refusal says the signer cannot be judged now.
+        let later = now + time::Duration::days(2);
+        let e = h.verify(Some(&checker), later).unwrap_err();
+        assert!(matches!(e, EnvelopeError::SignerUnjudged(_)), "{e:?}");
+        assert!(e.is_transient());
+        assert!(e.to_string().contains("revocation list"), "{e}");
+        let receipt = crate::receipt::Receipt {
+            doc_id: h.meta().doc_id,
+            kind: crate::receipt::ReceiptKind::Delivered,
+            recipient: id("prov-gov"),
+            issuer: id("prov-gov"),
+            doc_digest: h.digest(),
+            time_ms: 1_700_000_000_000,
+            by: String::new(),
+            reason: String::new(),
+        };
+        let bytes = receipt.sign(&prov).unwrap().encode();
+        assert!(crate::receipt::Receipt::verify(&bytes, Some(&checker), now).is_ok());
+        let e = crate::receipt::Receipt::verify(&bytes, Some(&checker), later).unwrap_err();
+        assert!(e.is_transient(), "{e:?}");
+        // Other failures stay final.
+        let other = TestPki::new().checker();
+        assert!(!h.verify(Some(&other), now).unwrap_err().is_transient());
     }
 
     #[test]

@@ -37,6 +37,8 @@
 //! - [`control`] — local control sockets: one JSON line each way (edge).
 //! - [`kvstore`] — what the redb stores share (open, records, blocking).
 //! - [`config`] — `hub.toml` and `agent.toml`, strictly parsed.
+//! - [`material`] — the certificate, key, CA and CRL a configuration names,
+//!   loaded and checked against each other (errors name file and key).
 //! - [`tls`] — TLS 1.3 + QUIC configurations for hub and agent.
 //! - [`timefmt`] — durations such as `"4h"` and RFC 3339 time stamps.
 //! - [`error`] — the crate's error enum.
@@ -56,6 +58,7 @@ pub mod fsutil;
 pub mod id;
 pub mod kvstore;
 pub mod logsafe;
+pub mod material;
 pub mod notice;
 pub mod pki;
 pub mod receipt;

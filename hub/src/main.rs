@@ -108,7 +108,10 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("gongwen-hub: error: {e:#}");
+            eprintln!(
+                "gongwen-hub: error: {}",
+                gongwen_common::material::one_line(e.as_ref())
+            );
             ExitCode::FAILURE
         }
     }

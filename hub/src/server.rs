@@ -8,7 +8,8 @@ use std::time::Duration;
 use gongwen_common::NodeId;
 use gongwen_common::config::HubConfig;
 use gongwen_common::logsafe::Clipped;
-use gongwen_common::pki::{self, CertChecker, CertIdentity, Crl, Role};
+use gongwen_common::material::{self, OwnTls};
+use gongwen_common::pki::{CertChecker, CertIdentity, Crl, Role};
 use gongwen_common::signed::Signer;
 use gongwen_common::stream::{read_message_within, write_message};
 use gongwen_common::tls::{admitted_limits, hub_server_config};
@@ -211,11 +212,20 @@ impl Hub {
         config: HubConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Hub, HubError> {
-        let chain = pki::load_certs(&config.tls.cert)?;
-        let key = pki::load_private_key(&config.tls.key)?;
-        let ca = pki::load_certs(&config.tls.ca)?.remove(0);
-        let crl = Crl::load(&config.tls.crl, &ca)?;
-        let me = CertIdentity::from_der(&chain[0])?;
+        let OwnTls {
+            chain,
+            key,
+            ca,
+            identity: me,
+            signer,
+        } = material::load_own_tls(
+            &config.path,
+            &config.tls.cert,
+            &config.tls.key,
+            &config.tls.ca,
+        )?;
+        let crl = material::load_crl(&config.path, &config.tls.crl, &ca)?;
+        material::check_data_dir(&config.path, "data_dir", &config.data_dir)?;
         if me.role != Role::Hub {
             return Err(HubError::NotAHubCertificate {
                 path: config.tls.cert.clone(),
@@ -251,7 +261,6 @@ impl Hub {
         let store = Store::open(&config.data_dir.join("store.redb"), fresh_ok)?;
         let spool = Spool::open(&config.data_dir).map_err(data_err(&config.data_dir))?;
         remove_delivered_content(&spool, &store).map_err(data_err(&config.data_dir))?;
-        let signer = Signer::new(&key, chain[0].clone())?;
         let audit = crate::audit::AuditLog::open(&config.data_dir.join("audit.log"))
             .map_err(data_err(&config.data_dir))?;
         let checker = CertChecker::new(&ca, Some(&crl))?;

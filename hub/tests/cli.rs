@@ -199,3 +199,83 @@ fn every_command_has_help() {
         assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Usage"));
     }
 }
+
+/// A complete hub.toml with some keys set otherwise.
+fn config_with(dir: &Path, set: &[(&str, &str)]) -> std::path::PathBuf {
+    let get = |k: &str, default: &str| {
+        set.iter()
+            .find(|(key, _)| *key == k)
+            .map_or(default.to_owned(), |(_, v)| (*v).to_owned())
+    };
+    let p = dir.join("hub.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n[tls]\ncert = \"{}\"\nkey = \"{}\"\nca = \"{}\"\ncrl = \"{}\"\n",
+            get("data_dir", "data"),
+            get("tls.cert", "hub/hub.crt"),
+            get("tls.key", "hub/hub.key"),
+            get("tls.ca", "ca/ca.crt"),
+            get("tls.crl", "ca/crl.pem"),
+        ),
+    )
+    .unwrap();
+    p
+}
+
+#[test]
+fn each_bad_file_in_the_config_is_named_with_the_config_file_and_key_once() {
+    // (the key set wrongly, its value, words the error must hold)
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            "tls.ca",
+            "harbin-gov/harbin-gov.crt",
+            &["is not a CA certificate", "node certificate of harbin-gov"],
+        ),
+        (
+            "tls.key",
+            "harbin-gov/harbin-gov.key",
+            &[
+                "harbin-gov.key is not the private key of the certificate",
+                "hub.crt",
+            ],
+        ),
+        (
+            "data_dir",
+            "occupied",
+            &["occupied is a file, not a folder"],
+        ),
+        (
+            "tls.cert",
+            "hub/missing.crt",
+            &["missing.crt", "No such file"],
+        ),
+        ("tls.crl", "ca/ca.crt", &["ca.crt", "revocation list"]),
+    ];
+    for (key, value, words) in cases {
+        let d = tempfile::tempdir().unwrap();
+        setup(d.path());
+        std::fs::write(d.path().join("occupied"), b"a file").unwrap();
+        let p = config_with(d.path(), &[(key, value)]);
+        let e = err(hub(&["serve", "--config", p.to_str().unwrap()])
+            .output()
+            .unwrap());
+        assert!(
+            e.contains("hub.toml"),
+            "{key}: the config file is not named: {e}"
+        );
+        assert!(
+            e.contains(&format!("`{key}`")),
+            "{key}: the key is not named: {e}"
+        );
+        for w in *words {
+            assert!(e.contains(w), "{key}: {w:?} missing: {e}");
+            assert_eq!(e.matches(w).count(), 1, "{key}: said twice: {e}");
+        }
+        assert_eq!(e.lines().count(), 1, "{key}: one line: {e}");
+        assert!(
+            !e.contains("KeyMismatch") && !e.contains("os error 17"),
+            "{e}"
+        );
+    }
+}
