@@ -614,7 +614,7 @@ pub fn fail_drop(folders: &Folders, path: &Path, why: &str) -> std::io::Result<P
     }
     write_error(&dest, why, RESEND)?;
     sync_dir(&folders.failed)?;
-    warn!("{} moved to failed/: {why}", EscapedPath(path));
+    warn!("{} moved to failed/: {}", EscapedPath(path), Escaped(why));
     Ok(dest)
 }
 
@@ -634,7 +634,12 @@ pub fn fail_claimed(folders: &Folders, doc_id: DocId, why: &str) -> std::io::Res
     write_error(&dest, why, RESEND)?;
     sync_dir(&folders.failed)?;
     std::fs::remove_dir_all(&dir)?;
-    warn!(doc = %doc_id, "{} moved to failed/: {why}", Escaped(&claim.name));
+    warn!(
+        doc = %doc_id,
+        "{} moved to failed/: {}",
+        Escaped(&claim.name),
+        Escaped(why)
+    );
     Ok(dest)
 }
 
@@ -904,7 +909,11 @@ fn act_on(
                     });
                 }
             }
-            Err(e) => warn!("cannot take {}: {e}", EscapedPath(&d.path)),
+            Err(e) => warn!(
+                "cannot take {}: {}",
+                EscapedPath(&d.path),
+                Escaped(&e.to_string())
+            ),
         }
     }
     for (p, why) in &scan.refused {

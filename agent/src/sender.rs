@@ -96,7 +96,11 @@ pub async fn send_pending(
                 }
             }
             Err(SendError::Later(why)) => {
-                warn!(doc = %doc_id, "will retry: {why}");
+                warn!(
+                    doc = %doc_id,
+                    "will retry: {}",
+                    gongwen_common::logsafe::Escaped(&why)
+                );
                 stop.get_or_insert(SendError::Later(why));
             }
             Err(e @ SendError::Connection(_)) => {

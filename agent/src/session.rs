@@ -82,7 +82,7 @@ async fn uploader(conn: quinn::Connection, ctx: Arc<AgentContext>) {
             }
             Err(SendError::Later(_)) => Duration::from_secs(5),
             Err(SendError::Permanent(e)) => {
-                warn!("{e}");
+                warn!("{}", gongwen_common::logsafe::Escaped(&e));
                 Duration::from_secs(5)
             }
         };
