@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use gongwen_common::clock::Clock;
 use gongwen_common::config::AgentConfig;
 use gongwen_common::envelope::EncryptionKey;
-use gongwen_common::pki::{CertChecker, Crl, PkiError};
+use gongwen_common::pki::{Crl, PkiError};
 use gongwen_common::signed::Signer;
 use gongwen_common::{DocId, NodeId};
 use rustls_pki_types::CertificateDer;
@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 
 use crate::state::Folders;
 use crate::store::Store;
+use crate::trust::Trust;
 
 pub struct AgentContext {
     pub config: AgentConfig,
@@ -23,10 +24,8 @@ pub struct AgentContext {
     pub signer: Signer,
     /// Receives documents.
     pub enc_key: EncryptionKey,
-    pub ca: CertificateDer<'static>,
-    checker: Mutex<Arc<CertChecker>>,
-    /// When the CRL behind `checker` was issued (none yet: `None`).
-    crl_this_update: Mutex<Option<time::OffsetDateTime>>,
+    /// The CA and the CRL in force.
+    pub trust: Trust,
     /// Woken when a drop was claimed (or a send should be retried).
     pub outbox_wake: Notify,
     /// Upload progress of documents being sent: (bytes sent, total).
@@ -97,16 +96,14 @@ impl AgentContext {
         let crl = std::fs::read(folders.crl())
             .ok()
             .and_then(|der| Crl::parse(&der, &ca).ok());
-        let checker = CertChecker::new(&ca, crl.as_ref())?;
+        let trust = Trust::new(ca, crl.as_ref())?;
         Ok(AgentContext {
             config,
             folders,
             store,
             signer,
             enc_key,
-            ca,
-            checker: Mutex::new(Arc::new(checker)),
-            crl_this_update: Mutex::new(crl.as_ref().map(|c| c.this_update)),
+            trust,
             outbox_wake: Notify::new(),
             progress: Mutex::new(Default::default()),
             failures: Mutex::new(Default::default()),
@@ -175,14 +172,6 @@ impl AgentContext {
         &self.config.node_id
     }
 
-    /// Checks signers against the CA and the latest CRL the hub sent.
-    pub fn checker(&self) -> Arc<CertChecker> {
-        self.checker
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
     /// The connection to the hub, if admitted now.
     pub fn connection(&self) -> Option<quinn::Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone()
@@ -190,24 +179,5 @@ impl AgentContext {
 
     pub fn set_connection(&self, conn: Option<quinn::Connection>) {
         *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = conn;
-    }
-
-    /// Take a new CRL (already checked against the CA).
-    pub fn set_crl(&self, crl: &Crl) -> Result<(), gongwen_common::pki::PkiError> {
-        let checker = CertChecker::new(&self.ca, Some(crl))?;
-        *self.checker.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(checker);
-        *self
-            .crl_this_update
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(crl.this_update);
-        Ok(())
-    }
-
-    /// When the CRL in use was issued, if there is one.
-    pub fn crl_this_update(&self) -> Option<time::OffsetDateTime> {
-        *self
-            .crl_this_update
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
     }
 }

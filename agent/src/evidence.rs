@@ -130,7 +130,7 @@ pub fn write_bundle(ctx: &AgentContext, doc_id: DocId, out: &Path) -> Result<Pat
             time,
         )?;
     }
-    write(out, "ca.crt", pem("CERTIFICATE", &ctx.ca).as_bytes())?;
+    write(out, "ca.crt", pem("CERTIFICATE", ctx.trust.ca()).as_bytes())?;
     let has_crl = match std::fs::read(ctx.folders.crl()) {
         Ok(der) => {
             write(out, "crl.pem", pem("X509 CRL", &der).as_bytes())?;

@@ -568,7 +568,7 @@ impl Opening {
             )
             .into());
         }
-        sealed.verify(Some(&ctx.checker()), ctx.clock.now())?;
+        sealed.verify(Some(&ctx.trust.checker()), ctx.clock.now())?;
         let key = ContentKey::unwrap(h, ctx.node_id(), &ctx.enc_key)?;
         let tmp = assembly_path(ctx, doc_id);
         let files = h.meta.files.clone();

@@ -19,6 +19,7 @@
 //! - [`batch`] — group commit: writes that arrive together, made durable
 //!   together.
 //! - [`keygen`] — a key and CSR made on the unit's own machine.
+//! - [`trust`] — the CA and the CRL in force, swapped as one value.
 //! - [`error`] — [`AgentError`].
 #![forbid(unsafe_code)]
 
@@ -40,6 +41,7 @@ pub mod sender;
 pub mod session;
 pub mod state;
 pub mod store;
+pub mod trust;
 
 pub use client::{Agent, LinkState};
 pub use error::AgentError;

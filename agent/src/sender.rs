@@ -228,7 +228,7 @@ async fn address_and_seal(
             "no main recipient besides this unit itself".into(),
         ));
     }
-    let checker = ctx.checker();
+    let checker = ctx.trust.checker();
     let now = ctx.clock.now();
     let mut keys = Vec::new();
     for b in &bindings {
@@ -622,7 +622,7 @@ fn check_accepted(ctx: &AgentContext, job: &FileJob) -> Result<Checked, SendErro
     let dir = ctx.folders.spool.join(doc_id.to_string());
     let header = std::fs::read(dir.join("header")).map_err(later)?;
     let sealed = SealedHeader::parse(&header).map_err(|e| SendError::Permanent(e.to_string()))?;
-    let (r, _) = Receipt::verify(&job.receipt, Some(&ctx.checker()), ctx.clock.now())
+    let (r, _) = Receipt::verify(&job.receipt, Some(&ctx.trust.checker()), ctx.clock.now())
         .map_err(|e| SendError::Later(format!("the hub's receipt does not verify: {e}")))?;
     if r.kind != ReceiptKind::Accepted || r.doc_id != doc_id || r.doc_digest != sealed.digest() {
         return Err(SendError::Later(

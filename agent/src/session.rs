@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gongwen_common::envelope::KeyBinding;
-use gongwen_common::pki::Crl;
 use gongwen_common::receipt::Receipt;
 use gongwen_common::stream::{READ_TIMEOUT, read_message, write_message};
 use gongwen_common::wire::{ErrorCode, Message};
@@ -14,6 +13,7 @@ use tracing::{Instrument, debug, info, warn};
 use crate::context::AgentContext;
 use crate::inbox;
 use crate::sender::{self, SendError};
+use crate::trust::CrlRefused;
 
 /// Run until the connection ends.
 pub async fn run(conn: quinn::Connection, ctx: Arc<AgentContext>) {
@@ -129,7 +129,7 @@ async fn serve_push(
 
 /// A receipt for a document we sent: verify and keep it.
 async fn take_receipt(ctx: &Arc<AgentContext>, bytes: Vec<u8>) -> Message {
-    let (r, _) = match Receipt::verify(&bytes, Some(&ctx.checker()), ctx.clock.now()) {
+    let (r, _) = match Receipt::verify(&bytes, Some(&ctx.trust.checker()), ctx.clock.now()) {
         Ok(v) => v,
         Err(e) if e.is_transient() => {
             // Its signer cannot be judged until a fresh CRL arrives; the
@@ -230,8 +230,15 @@ async fn take_notice(ctx: &Arc<AgentContext>, body: Vec<u8>) -> Message {
 }
 
 async fn take_crl(ctx: &Arc<AgentContext>, der: Vec<u8>) -> Message {
-    let crl = match Crl::parse(&der, &ctx.ca) {
-        Ok(c) => c,
+    match ctx.trust.take_crl(&der) {
+        Ok(_) => {}
+        Err(e @ CrlRefused::Older { .. }) => {
+            warn!("security: the hub sent an older revocation list: {e}");
+            return Message::Error {
+                code: ErrorCode::BadRequest,
+                message: "this unit holds a newer revocation list".into(),
+            };
+        }
         Err(e) => {
             warn!("the hub sent a revocation list that is not from our CA: {e}");
             return Message::Error {
@@ -239,21 +246,9 @@ async fn take_crl(ctx: &Arc<AgentContext>, der: Vec<u8>) -> Message {
                 message: e.to_string(),
             };
         }
-    };
-    if let Some(held) = ctx.crl_this_update()
-        && crl.this_update < held
-    {
-        // An older list could un-revoke a unit: only the CA's newest counts.
-        warn!(
-            "security: the hub sent a revocation list of {}, older than the one held ({})",
-            gongwen_common::timefmt::rfc3339(crl.this_update),
-            gongwen_common::timefmt::rfc3339(held)
-        );
-        return Message::Error {
-            code: ErrorCode::BadRequest,
-            message: "this unit holds a newer revocation list".into(),
-        };
     }
+    // Kept for the next start; the hub sends a fresh one on every
+    // connection, so a failed write costs nothing lasting.
     let path = ctx.folders.crl();
     let written = tokio::task::spawn_blocking(move || {
         gongwen_common::fsutil::write_atomic(&path, &der, 0o600)
@@ -262,11 +257,5 @@ async fn take_crl(ctx: &Arc<AgentContext>, der: Vec<u8>) -> Message {
     if !matches!(written, Ok(Ok(()))) {
         warn!("could not save the revocation list");
     }
-    match ctx.set_crl(&crl) {
-        Ok(()) => Message::Ok,
-        Err(e) => Message::Error {
-            code: ErrorCode::Internal,
-            message: e.to_string(),
-        },
-    }
+    Message::Ok
 }
