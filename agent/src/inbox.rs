@@ -935,12 +935,14 @@ fn quarantine(
          header.bin is kept here as evidence, and content.bin if there is one: the content\n\
          as received, from the first part that failed a check.\n"
     );
-    write_atomic(&dir.join("reason.txt"), reason.as_bytes(), 0o644)?;
+    // The evidence first, the reason last: a quarantine folder that shows
+    // its reason.txt holds everything it will hold.
     write_atomic(&dir.join("header.bin"), header, 0o644)?;
     let part = evidence_path(ctx, doc_id);
     if part.exists() {
         std::fs::rename(&part, dir.join("content.bin"))?;
     }
+    write_atomic(&dir.join("reason.txt"), reason.as_bytes(), 0o644)?;
     sync_dir(&dir)?;
     // The digest the hub knows this document by: the signed header's, if
     // the statement can be read at all.

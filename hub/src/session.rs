@@ -895,6 +895,7 @@ async fn wait(notify: &tokio::sync::Notify) {
 const DELIVERIES_IN_FLIGHT: usize = 32;
 
 async fn deliverer(conn: quinn::Connection, node: NodeId, shared: Arc<Shared>, wake: Arc<Wake>) {
+    let mut refusals = Refusals::default();
     loop {
         let pending = {
             let node = node.clone();
@@ -915,6 +916,7 @@ async fn deliverer(conn: quinn::Connection, node: NodeId, shared: Arc<Shared>, w
         let mut pending = pending.into_iter();
         let mut in_flight = tokio::task::JoinSet::new();
         let (mut interrupted, mut refused, mut delivered) = (false, false, false);
+        let mut refused_for_now = false;
         loop {
             while !interrupted && in_flight.len() < DELIVERIES_IN_FLIGHT {
                 let Some(doc_id) = pending.next() else { break };
@@ -947,15 +949,46 @@ async fn deliverer(conn: quinn::Connection, node: NodeId, shared: Arc<Shared>, w
                 Err(DeliverError::Refused(r)) => {
                     warn!(doc = %doc_id, "delivery refused: {}", r.message);
                     refused = true;
+                    refused_for_now |= r.code.is_retryable();
                 }
             }
+        }
+        if delivered {
+            refusals.clear();
         }
         if interrupted {
             tokio::time::sleep(RETRY_PAUSE).await;
         } else if refused && !delivered {
-            // Try again on the next wake-up or rescan, not in a loop.
-            wait(&wake.deliveries).await;
+            // Not in a loop: a unit that cannot take a document now (its
+            // disk is full) is asked again after a pause that doubles up to
+            // the rescan interval, so it gets it soon after it can; one
+            // that refused it for good, on the next wake-up or rescan.
+            let pause = if refused_for_now {
+                refusals.next_pause()
+            } else {
+                RESCAN
+            };
+            let _ = tokio::time::timeout(pause, wake.deliveries.notified()).await;
         }
+    }
+}
+
+/// The pauses between asking a unit again that refused for now: 1 s,
+/// doubling, at most [`RESCAN`]; back to 1 s once something is delivered.
+#[derive(Debug, Default)]
+struct Refusals {
+    in_a_row: u32,
+}
+
+impl Refusals {
+    fn next_pause(&mut self) -> Duration {
+        let pause = RETRY_PAUSE.saturating_mul(1 << self.in_a_row.min(5));
+        self.in_a_row = self.in_a_row.saturating_add(1);
+        pause.min(RESCAN)
+    }
+
+    fn clear(&mut self) {
+        self.in_a_row = 0;
     }
 }
 
@@ -1221,5 +1254,19 @@ async fn crl_pusher(conn: quinn::Connection, shared: Arc<Shared>, wake: Arc<Wake
             continue;
         }
         wake.crl.notified().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_unit_that_refuses_for_now_is_asked_again_sooner_than_a_rescan_then_less_often() {
+        let mut r = Refusals::default();
+        let pauses: Vec<u64> = (0..8).map(|_| r.next_pause().as_secs()).collect();
+        assert_eq!(pauses, [1, 2, 4, 8, 16, 30, 30, 30]);
+        r.clear();
+        assert_eq!(r.next_pause(), RETRY_PAUSE);
     }
 }
