@@ -47,6 +47,7 @@ pub struct Agent {
     state: watch::Sender<LinkState>,
     ctx: Arc<AgentContext>,
     control: tokio::net::UnixListener,
+    console: Option<crate::console::Console>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -129,6 +130,16 @@ impl Agent {
             ca,
             clock,
         )?);
+        let console = match &config.console {
+            Some(c) => {
+                let unit = match &identity.name {
+                    Some(name) => format!("{name} ({})", identity.id),
+                    None => identity.id.to_string(),
+                };
+                Some(crate::console::Console::bind(c.listen, ctx.clone(), unit)?)
+            }
+            None => None,
+        };
         let (state, _) = watch::channel(LinkState::Starting);
         Ok(Agent {
             config,
@@ -137,6 +148,7 @@ impl Agent {
             state,
             ctx,
             control,
+            console,
         })
     }
 
@@ -154,6 +166,11 @@ impl Agent {
         &self.identity.id
     }
 
+    /// Where the console listens, when it is configured.
+    pub fn console_addr(&self) -> Option<SocketAddr> {
+        self.console.as_ref().and_then(|c| c.local_addr())
+    }
+
     /// Keep connected to the hub until `shutdown` completes.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
         let span = info_span!("agent", node = %self.identity.id);
@@ -165,6 +182,10 @@ impl Agent {
         let mut background = tokio::task::JoinSet::new();
         background.spawn(outbox::watch(self.ctx.clone()).in_current_span());
         background.spawn(control::serve(self.control, self.ctx.clone()).in_current_span());
+        if let Some(console) = self.console {
+            // Ends with the agent (its task is aborted below).
+            background.spawn(console.serve(std::future::pending()).in_current_span());
+        }
         let this = Running {
             config: self.config,
             client: self.client,

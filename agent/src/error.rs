@@ -51,4 +51,11 @@ pub enum AgentError {
     },
     #[error("another agent is already running with root {0}")]
     AlreadyRunning(PathBuf),
+    #[error("the console cannot listen on {addr} (console.listen): {source}")]
+    Console {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Accounts(#[from] crate::console::accounts::AccountError),
 }

@@ -485,6 +485,9 @@ fn accept(
                 answer: None,
                 answered_ms: None,
                 recall_reason: None,
+                sender_name: gongwen_common::pki::CertIdentity::from_der(&sealed.statement.cert)
+                    .ok()
+                    .and_then(|signer| signer.name),
             };
             Ok(Accepted::InInbox(Box::new(InInbox {
                 rec,
@@ -978,6 +981,7 @@ fn quarantine(
         answer: None,
         answered_ms: None,
         recall_reason: None,
+        sender_name: None,
     };
     ctx.store.record_received(&rec, &receipt, header)?;
     clean_incoming(ctx, doc_id);

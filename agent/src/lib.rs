@@ -19,6 +19,7 @@
 //! - [`batch`] — group commit: writes that arrive together, made durable
 //!   together.
 //! - [`keygen`] — a key and CSR made on the unit's own machine.
+//! - [`console`] — the unit's web console (`[console] listen`).
 //! - [`trust`] — the CA and the CRL in force, swapped as one value.
 //! - [`error`] — [`AgentError`].
 #![forbid(unsafe_code)]
@@ -27,6 +28,7 @@ pub mod backoff;
 pub mod batch;
 pub mod clerk;
 pub mod client;
+pub mod console;
 pub mod context;
 pub mod control;
 pub mod draft;

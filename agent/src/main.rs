@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use gongwen_agent::Agent;
 use gongwen_agent::clerk::InboxRow;
+use gongwen_agent::console::accounts::{self, Accounts};
 use gongwen_agent::control::{self, DocStatus, Request};
 use gongwen_agent::keygen::keygen;
 use gongwen_agent::outbox::SendRequest;
@@ -132,6 +133,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Console users: add, list, change a password, remove.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+    /// Bearer tokens for scripts using the console's JSON API.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
     /// Make this unit's key (ID.key, 0600) and a CSR (ID.csr) for the administrator.
     Keygen {
         /// This unit's node id, e.g. daqing-gov.
@@ -140,6 +151,67 @@ enum Command {
         /// Directory to write ID.key and ID.csr into.
         #[arg(long)]
         out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserAction {
+    /// Add a user; the password is read from standard input (twice on a
+    /// terminal, without echo), never from an argument.
+    Add {
+        /// Login name: a-z, 0-9, '.', '_', '-'.
+        name: String,
+        /// The name pages show and receipts carry, e.g. 张三.
+        #[arg(long)]
+        display_name: String,
+        /// clerk (收发员) or admin.
+        #[arg(long, default_value = "clerk")]
+        role: String,
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// List the users.
+    List {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a user's password (read from standard input); logs them out.
+    Passwd {
+        name: String,
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Remove a user and their tokens; logs them out.
+    Remove {
+        name: String,
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenAction {
+    /// Make a token for a user; it is printed once, alone on the last line.
+    Create {
+        #[arg(long)]
+        user: String,
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// List tokens (their ids and users; the tokens themselves are not kept).
+    List {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by its id.
+    Revoke {
+        id: String,
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
     },
 }
 
@@ -374,6 +446,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 out.display()
             );
         }
+        Command::User { action } => user_command(action)?,
+        Command::Token { action } => token_command(action)?,
         Command::Keygen { id, out } => {
             let id = NodeId::parse(&id)?;
             let files = keygen(&id, &out)?;
@@ -495,4 +569,141 @@ fn ask(config: &std::path::Path, request: &Request) -> anyhow::Result<serde_json
     let socket = Folders::new(&config.root).control_socket();
     let runtime = tokio::runtime::Runtime::new()?;
     Ok(runtime.block_on(control::query(&socket, request))?)
+}
+
+/// The accounts file of the agent `config` names.
+fn accounts_file(config: &std::path::Path) -> anyhow::Result<PathBuf> {
+    let config = AgentConfig::load(config)?;
+    Ok(accounts::path_in(&Folders::new(&config.root).state))
+}
+
+fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// A password from standard input: on a terminal, asked twice without
+/// echo; otherwise the first line.
+fn read_password() -> anyhow::Result<String> {
+    use std::io::{BufRead, IsTerminal};
+    let stdin = std::io::stdin();
+    let read_line = || -> anyhow::Result<String> {
+        let mut line = String::new();
+        stdin.lock().read_line(&mut line)?;
+        Ok(line.trim_end_matches(['\n', '\r']).to_owned())
+    };
+    if !stdin.is_terminal() {
+        return read_line();
+    }
+    let echo = |on: bool| {
+        let _ = std::process::Command::new("stty")
+            .arg(if on { "echo" } else { "-echo" })
+            .stdin(std::process::Stdio::inherit())
+            .status();
+    };
+    eprint!("password: ");
+    echo(false);
+    let first = read_line();
+    eprint!("\nagain: ");
+    let second = read_line();
+    echo(true);
+    eprintln!();
+    let (first, second) = (first?, second?);
+    anyhow::ensure!(
+        first == second,
+        "the two passwords differ; nothing was changed"
+    );
+    Ok(first)
+}
+
+fn user_command(action: UserAction) -> anyhow::Result<()> {
+    match action {
+        UserAction::Add {
+            name,
+            display_name,
+            role,
+            config,
+        } => {
+            let path = accounts_file(&config)?;
+            let role = accounts::UserRole::parse(&role)
+                .ok_or_else(|| anyhow::anyhow!("--role {role:?}: use clerk or admin"))?;
+            let password = read_password()?;
+            Accounts::edit(&path, |a| {
+                a.add_user(&name, &display_name, role, &password, now_ms())
+            })?;
+            println!("user {name} ({display_name}, {}) added", role.as_str());
+        }
+        UserAction::List { config, json } => {
+            let accounts = Accounts::load(&accounts_file(&config)?)?;
+            let rows: Vec<_> = accounts
+                .users
+                .iter()
+                .map(|u| {
+                    serde_json::json!({
+                        "name": u.name,
+                        "display_name": u.display_name,
+                        "role": u.role.as_str(),
+                        "created_at": gongwen_common::timefmt::rfc3339(
+                            time::OffsetDateTime::from_unix_timestamp(u.created_ms / 1000)
+                                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+                        ),
+                    })
+                })
+                .collect();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!("{:<24} {:<8} DISPLAY NAME", "NAME", "ROLE");
+                for u in &accounts.users {
+                    println!("{:<24} {:<8} {}", u.name, u.role.as_str(), u.display_name);
+                }
+            }
+        }
+        UserAction::Passwd { name, config } => {
+            let path = accounts_file(&config)?;
+            if Accounts::load(&path)?.user(&name).is_none() {
+                anyhow::bail!("there is no user named {name}");
+            }
+            let password = read_password()?;
+            Accounts::edit(&path, |a| a.set_password(&name, &password))?;
+            println!("password of {name} changed");
+        }
+        UserAction::Remove { name, config } => {
+            Accounts::edit(&accounts_file(&config)?, |a| a.remove_user(&name))?;
+            println!("user {name} removed, with their tokens");
+        }
+    }
+    Ok(())
+}
+
+fn token_command(action: TokenAction) -> anyhow::Result<()> {
+    match action {
+        TokenAction::Create { user, config } => {
+            let (id, token) = Accounts::edit(&accounts_file(&config)?, |a| {
+                a.create_token(&user, now_ms())
+            })?;
+            println!("token {id} for {user}; it is shown only now:");
+            println!("{token}");
+        }
+        TokenAction::List { config, json } => {
+            let accounts = Accounts::load(&accounts_file(&config)?)?;
+            if json {
+                let rows: Vec<_> = accounts
+                    .tokens
+                    .iter()
+                    .map(|t| serde_json::json!({"id": t.id, "user": t.user}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!("{:<12} USER", "ID");
+                for t in &accounts.tokens {
+                    println!("{:<12} {}", t.id, t.user);
+                }
+            }
+        }
+        TokenAction::Revoke { id, config } => {
+            Accounts::edit(&accounts_file(&config)?, |a| a.revoke_token(&id))?;
+            println!("token {id} revoked");
+        }
+    }
+    Ok(())
 }

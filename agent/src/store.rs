@@ -114,6 +114,44 @@ pub struct ReceivedRecord {
     /// The sender's reason for recalling it.
     #[serde(default)]
     pub recall_reason: Option<String>,
+    /// The sender's display name (哈尔滨市人民政府), from its certificate.
+    #[serde(default)]
+    pub sender_name: Option<String>,
+}
+
+/// Which received documents to list (the console's filters).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReceivedFilter {
+    /// Any of these states (empty: any state).
+    pub states: Vec<ReceivedState>,
+    pub sender: Option<NodeId>,
+    /// Text in the title or the document number.
+    pub text: Option<String>,
+    /// Received at or after (Unix ms).
+    pub since_ms: Option<i64>,
+    /// Received before (Unix ms).
+    pub until_ms: Option<i64>,
+}
+
+impl ReceivedFilter {
+    /// Documents still to sign for or return (待签收).
+    pub fn pending() -> ReceivedFilter {
+        ReceivedFilter {
+            states: vec![ReceivedState::Delivered],
+            ..Default::default()
+        }
+    }
+
+    pub fn matches(&self, r: &ReceivedRecord) -> bool {
+        (self.states.is_empty() || self.states.contains(&r.state))
+            && self.sender.as_ref().is_none_or(|s| *s == r.sender)
+            && self
+                .text
+                .as_deref()
+                .is_none_or(|t| r.title.contains(t) || r.doc_number.contains(t))
+            && self.since_ms.is_none_or(|t| r.received_ms >= t)
+            && self.until_ms.is_none_or(|t| r.received_ms < t)
+    }
 }
 
 /// The agent's store; cheap to clone.
@@ -379,6 +417,37 @@ impl Store {
             .remove(doc_id.as_bytes().as_slice())?;
         txn.commit()?;
         Ok(())
+    }
+
+    /// One page of the received documents that match `filter`, newest
+    /// first: `limit` after skipping `offset`, and whether more match. Read
+    /// in the store, stopping as soon as the page is full.
+    pub fn received_page(
+        &self,
+        filter: &ReceivedFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<ReceivedRecord>, bool), StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(RECEIVED)?;
+        let mut page = Vec::with_capacity(limit);
+        let mut skipped = 0;
+        for row in t.iter()?.rev() {
+            let (_, v) = row?;
+            let r: ReceivedRecord = parse(v.value())?;
+            if !filter.matches(&r) {
+                continue;
+            }
+            if skipped < offset {
+                skipped += 1;
+                continue;
+            }
+            if page.len() == limit {
+                return Ok((page, true));
+            }
+            page.push(r);
+        }
+        Ok((page, false))
     }
 
     /// Every document delivered to us, oldest first.

@@ -167,3 +167,93 @@ fn each_bad_file_in_the_config_is_named_with_the_config_file_and_key_once() {
         assert_eq!(e.lines().count(), 1, "{key}: one line: {e}");
     }
 }
+
+#[test]
+fn users_and_tokens_are_managed_from_the_command_line_with_passwords_from_stdin() {
+    use std::io::Write;
+    let d = tempfile::tempdir().unwrap();
+    let p = write_config(d.path(), "");
+    let run = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gongwen-agent"))
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let added = run(
+        &[
+            "user",
+            "add",
+            "li.si",
+            "--display-name",
+            "李四",
+            "--role",
+            "clerk",
+            "--config",
+            &p,
+        ],
+        "一个足够长的密码\n",
+    );
+    assert!(added.status.success(), "{added:?}");
+    // The password went in through stdin only: it is not in the file.
+    let file = std::fs::read_to_string(d.path().join("data/state/accounts.json")).unwrap();
+    assert!(!file.contains("一个足够长的密码") && file.contains("$argon2id$"));
+    let short = run(
+        &[
+            "user",
+            "add",
+            "wang",
+            "--display-name",
+            "王五",
+            "--config",
+            &p,
+        ],
+        "short\n",
+    );
+    assert!(!short.status.success());
+    assert!(String::from_utf8_lossy(&short.stderr).contains("at least 8"));
+    let list = run(&["user", "list", "--json", "--config", &p], "");
+    let v: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(v[0]["name"], "li.si");
+    assert_eq!(v[0]["display_name"], "李四");
+    assert_eq!(v[0]["role"], "clerk");
+
+    let made = run(&["token", "create", "--user", "li.si", "--config", &p], "");
+    assert!(made.status.success(), "{made:?}");
+    let out = String::from_utf8(made.stdout).unwrap();
+    let token = out.lines().last().unwrap();
+    assert!(token.starts_with("gw_") && !token.contains(' '), "{out}");
+    let tokens = run(&["token", "list", "--json", "--config", &p], "");
+    let v: serde_json::Value = serde_json::from_slice(&tokens.stdout).unwrap();
+    let id = v[0]["id"].as_str().unwrap().to_owned();
+    assert!(!String::from_utf8_lossy(&tokens.stdout).contains(token));
+    assert!(
+        run(&["token", "revoke", &id, "--config", &p], "")
+            .status
+            .success()
+    );
+    assert!(
+        run(
+            &["user", "passwd", "li.si", "--config", &p],
+            "另一个足够长的密码\n"
+        )
+        .status
+        .success()
+    );
+    assert!(
+        run(&["user", "remove", "li.si", "--config", &p], "")
+            .status
+            .success()
+    );
+    let gone = run(&["user", "remove", "li.si", "--config", &p], "");
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("no user named li.si"));
+}

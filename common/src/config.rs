@@ -85,6 +85,13 @@ struct RawAgent {
     outbox_settle: Option<String>,
     outbox_rescan: Option<String>,
     tls: RawAgentTls,
+    console: Option<RawConsole>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConsole {
+    listen: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -183,6 +190,15 @@ pub struct AgentConfig {
     /// How often the outbox is rescanned without file-system events (2 s).
     pub outbox_rescan: Duration,
     pub tls: AgentTls,
+    /// The unit's web console; off when the section is absent.
+    pub console: Option<ConsoleConfig>,
+}
+
+/// `[console]` in `agent.toml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleConfig {
+    /// Where the console listens (HTTP), e.g. `127.0.0.1:8480`.
+    pub listen: SocketAddr,
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
@@ -419,9 +435,28 @@ impl AgentConfig {
             Some(s) => size(path, "max_document_size", s)?,
             None => DEFAULT_MAX_DOCUMENT,
         };
+        let console = raw
+            .console
+            .map(|c| {
+                c.listen
+                    .parse::<SocketAddr>()
+                    .map(|listen| ConsoleConfig { listen })
+                    .map_err(|_| {
+                        invalid(
+                            path,
+                            "console.listen",
+                            format!(
+                                "{:?} is not an address:port such as \"127.0.0.1:8480\"",
+                                c.listen
+                            ),
+                        )
+                    })
+            })
+            .transpose()?;
         Ok(AgentConfig {
             path: path.to_owned(),
             max_document_size,
+            console,
             outbox_settle,
             outbox_rescan,
             node_id,

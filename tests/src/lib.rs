@@ -8,6 +8,7 @@ pub mod flood;
 pub mod proxy;
 pub mod raw;
 pub mod resume;
+pub mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -135,6 +136,12 @@ notify = ["prov-supervision"]
 
     /// Write `<id>.toml` for an agent whose certificate is in `<dir>/<id>/`.
     pub fn agent_config(&self, id: &str, hub: SocketAddr) -> AgentConfig {
+        self.agent_config_with(id, hub, "")
+    }
+
+    /// [`Net::agent_config`] with more TOML at its end (sections such as
+    /// `[console]`).
+    pub fn agent_config_with(&self, id: &str, hub: SocketAddr, extra: &str) -> AgentConfig {
         let path = self.path().join(format!("{id}.toml"));
         let text = format!(
             r#"
@@ -148,6 +155,7 @@ outbox_rescan = "200ms"
 cert = "{id}/{id}.crt"
 key  = "{id}/{id}.key"
 ca   = "{id}/ca.crt"
+{extra}
 "#
         );
         std::fs::write(&path, text).unwrap();
@@ -311,6 +319,8 @@ impl Drop for RunningHub {
 pub struct RunningAgent {
     pub link: watch::Receiver<LinkState>,
     pub ctx: std::sync::Arc<gongwen_agent::context::AgentContext>,
+    /// Where its console listens, if it has one.
+    pub console: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), gongwen_agent::AgentError>>>,
 }
@@ -328,6 +338,7 @@ impl RunningAgent {
         let agent = Agent::with_clock(config, clock).unwrap();
         let link = agent.link();
         let ctx = agent.context();
+        let console = agent.console_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(agent.run(async {
             let _ = stopped.await;
@@ -335,6 +346,7 @@ impl RunningAgent {
         RunningAgent {
             link,
             ctx,
+            console,
             stop: Some(stop),
             task: Some(task),
         }

@@ -1,0 +1,986 @@
+//! The unit's web console, served by its own agent (`[console] listen`).
+//!
+//! ```text
+//! browser ──HTTP──▶ axum router ──▶ handlers ──▶ the agent's store, folders,
+//!                     │                          clerk acts (the same paths
+//!                     │                          as the command line)
+//!                     └─ every response: CSP (no script), nosniff, no framing
+//! ```
+//!
+//! - [`accounts`] — users (Argon2id) and bearer tokens, in
+//!   `state/accounts.json`, managed by `gongwen-agent user …` / `token …`.
+//! - [`session`] — sessions and the failed-login limit (pure).
+//! - [`pages`] — the HTML, built by maud (escaped by construction).
+//!
+//! Every page but `/login` and the stylesheet needs a session (a cookie that
+//! is `HttpOnly` and `SameSite=Strict`); every form that changes anything
+//! carries the session's CSRF token in a field named `csrf`, and a POST
+//! without it is refused (403) before anything changes. Scripts use
+//! `/api/v1/` with a bearer token. Received files are only ever served as
+//! downloads (`Content-Disposition: attachment`), never rendered.
+
+pub mod accounts;
+pub mod pages;
+pub mod session;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use gongwen_common::DocId;
+use gongwen_common::envelope::{FileKind, SealedHeader};
+use gongwen_common::receipt::ReceiptKind;
+use serde::Deserialize;
+use tracing::{info, warn};
+
+use crate::context::AgentContext;
+use crate::error::AgentError;
+use crate::store::{ReceivedFilter, ReceivedRecord, ReceivedState};
+use accounts::{Accounts, User};
+use pages::{FileLink, Frame, InboxQueryView};
+use session::{LoginGuard, Sessions, same_secret};
+
+/// Rows on one page of a list.
+pub const PAGE_SIZE: usize = 50;
+
+const SESSION_COOKIE: &str = "gongwen_session";
+const LOGIN_COOKIE: &str = "gongwen_login";
+
+/// Sent with every response: no script at all, nothing from elsewhere, no
+/// framing, no guessing of types.
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+const STYLE: &str = include_str!("style.css");
+
+/// A console bound to its address, ready to serve.
+#[derive(Debug)]
+pub struct Console {
+    listener: std::net::TcpListener,
+    web: Arc<Web>,
+}
+
+/// The accounts file as last read: its modification time and length then,
+/// and what it held.
+type ReadAccounts = (Option<(SystemTime, u64)>, Arc<Accounts>);
+
+/// What the handlers share: the agent, the accounts as last read, and the
+/// sessions and failed logins of this run.
+struct Web {
+    ctx: Arc<AgentContext>,
+    accounts_path: PathBuf,
+    accounts: Mutex<ReadAccounts>,
+    sessions: Mutex<Sessions>,
+    guard: Mutex<LoginGuard>,
+    /// This unit as its pages name it.
+    unit: String,
+}
+
+impl std::fmt::Debug for Web {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Web").field("unit", &self.unit).finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Random bytes as hex (session cookies, CSRF tokens).
+fn random_hex(bytes: usize) -> Option<String> {
+    let mut b = vec![0u8; bytes];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).ok()?;
+    Some(gongwen_common::pki::serial_hex(&b))
+}
+
+impl Console {
+    /// Bind the console's socket (before the agent runs, so a taken port
+    /// is an error at start).
+    pub fn bind(
+        listen: SocketAddr,
+        ctx: Arc<AgentContext>,
+        unit: String,
+    ) -> Result<Console, AgentError> {
+        let listener =
+            std::net::TcpListener::bind(listen).map_err(|source| AgentError::Console {
+                addr: listen,
+                source,
+            })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|source| AgentError::Console {
+                addr: listen,
+                source,
+            })?;
+        let accounts_path = accounts::path_in(&ctx.folders.state);
+        Ok(Console {
+            listener,
+            web: Arc::new(Web {
+                ctx,
+                accounts_path,
+                accounts: Mutex::new((None, Arc::default())),
+                sessions: Mutex::default(),
+                guard: Mutex::default(),
+                unit,
+            }),
+        })
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    /// Serve until `shutdown` completes.
+    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) {
+        let addr = self.local_addr();
+        let listener = match tokio::net::TcpListener::from_std(self.listener) {
+            Ok(l) => l,
+            Err(e) => {
+                warn!("the console cannot listen: {e}");
+                return;
+            }
+        };
+        if let Some(addr) = addr {
+            info!("console on http://{addr}/");
+        }
+        let app = router(self.web);
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            warn!("the console stopped: {e}");
+        }
+    }
+}
+
+fn router(web: Arc<Web>) -> Router {
+    Router::new()
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/", get(pending_page))
+        .route("/inbox", get(inbox_page))
+        .route("/inbox/{doc_id}", get(received_page))
+        .route("/inbox/{doc_id}/ack", post(ack))
+        .route("/inbox/{doc_id}/reject", post(reject))
+        .route("/inbox/{doc_id}/files/{name}", get(download))
+        .route("/assets/style.css", get(style))
+        .route("/api/v1/inbox", get(api_inbox))
+        .route("/api/v1/inbox/{doc_id}/ack", post(api_ack))
+        .route("/api/v1/inbox/{doc_id}/reject", post(api_reject))
+        .fallback(not_found)
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(web)
+}
+
+async fn security_headers(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+/// Who is asking.
+#[derive(Debug, Clone)]
+enum Who {
+    /// A logged-in browser, with its CSRF token.
+    Session { user: User, csrf: String },
+    /// A script with a bearer token.
+    Token { user: User },
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn set_cookie(name: &str, value: &str, path: &str, max_age: Option<u32>) -> HeaderValue {
+    let age = max_age
+        .map(|s| format!("; Max-Age={s}"))
+        .unwrap_or_default();
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path={path}; HttpOnly; SameSite=Strict{age}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+impl Web {
+    /// The accounts, read again if the file changed.
+    fn accounts(&self) -> Arc<Accounts> {
+        let stamp = std::fs::metadata(&self.accounts_path)
+            .ok()
+            .and_then(|m| Some((m.modified().ok()?, m.len())));
+        let mut held = lock(&self.accounts);
+        if held.0 != stamp || stamp.is_none() {
+            match Accounts::load(&self.accounts_path) {
+                Ok(a) => {
+                    // A user removed (or re-added) since: their sessions end.
+                    let mut sessions = lock(&self.sessions);
+                    for old in &held.1.users {
+                        let same = a.user(&old.name).is_some_and(|u| u == old);
+                        if !same {
+                            sessions.end_user(&old.name);
+                        }
+                    }
+                    *held = (stamp, Arc::new(a));
+                }
+                Err(e) => warn!("console accounts: {e}; keeping the ones read before"),
+            }
+        }
+        held.1.clone()
+    }
+
+    fn who(&self, headers: &HeaderMap) -> Option<Who> {
+        let accounts = self.accounts();
+        if let Some(token) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+        {
+            return accounts
+                .user_for_token(token.trim())
+                .map(|u| Who::Token { user: u.clone() });
+        }
+        let cookie = cookie(headers, SESSION_COOKIE)?;
+        let s = lock(&self.sessions).get(cookie, Instant::now())?;
+        let user = accounts.user(&s.user)?.clone();
+        Some(Who::Session { user, csrf: s.csrf })
+    }
+
+    fn frame<'a>(&'a self, user: &'a User, csrf: &'a str) -> Frame<'a> {
+        Frame {
+            user,
+            csrf,
+            unit: &self.unit,
+        }
+    }
+}
+
+/// A page that needs a session: the user and CSRF token, or the way to the
+/// login form.
+fn need_session(web: &Web, headers: &HeaderMap) -> Result<(User, String), Response> {
+    match web.who(headers) {
+        Some(Who::Session { user, csrf }) => Ok((user, csrf)),
+        _ => Err(Redirect::to("/login").into_response()),
+    }
+}
+
+/// A form that changes something: a session, and its CSRF token in the
+/// form. Refused with 403 (nothing changed) otherwise.
+fn need_form_session(
+    web: &Web,
+    headers: &HeaderMap,
+    csrf: &str,
+) -> Result<(User, String), Response> {
+    match web.who(headers) {
+        Some(Who::Session {
+            user,
+            csrf: expected,
+        }) if same_secret(csrf, &expected) => Ok((user, expected)),
+        Some(Who::Session { .. }) => Err(forbidden(
+            "这个表单已过期或无效（CSRF 令牌不符），没有做任何更改。请返回页面重新提交。",
+        )),
+        _ => Err(forbidden("请先登录。没有做任何更改。")),
+    }
+}
+
+fn forbidden(text: &str) -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        pages::message(None, "不允许 (403)", text),
+    )
+        .into_response()
+}
+
+fn server_error(e: impl std::fmt::Display) -> Response {
+    warn!("console: {e}");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        pages::message(None, "出错了 (500)", &format!("{e}")),
+    )
+        .into_response()
+}
+
+async fn not_found(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
+    if web.who(&headers).is_none() {
+        return Redirect::to("/login").into_response();
+    }
+    (
+        StatusCode::NOT_FOUND,
+        pages::message(None, "没有这个页面 (404)", "请检查地址。"),
+    )
+        .into_response()
+}
+
+async fn style() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        STYLE,
+    )
+        .into_response()
+}
+
+async fn login_page(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
+    if matches!(web.who(&headers), Some(Who::Session { .. })) {
+        return Redirect::to("/").into_response();
+    }
+    login_form(None, "", StatusCode::OK)
+}
+
+fn login_form(message: Option<&str>, username: &str, status: StatusCode) -> Response {
+    let Some(csrf) = random_hex(16) else {
+        return server_error("the system random generator failed");
+    };
+    let mut r = (status, pages::login(&csrf, username, message)).into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        set_cookie(LOGIN_COOKIE, &csrf, "/login", None),
+    );
+    r
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginForm {
+    username: String,
+    password: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn login(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Response {
+    // The login form's own token, against the cookie set with the form.
+    if !cookie(&headers, LOGIN_COOKIE).is_some_and(|c| same_secret(c, &f.csrf)) {
+        return forbidden("登录表单已过期或无效，请重新打开登录页。");
+    }
+    let name = f.username.trim().to_owned();
+    if let Err(left) = lock(&web.guard).check(&name, Instant::now()) {
+        return login_form(Some(&locked_text(left)), &name, StatusCode::FORBIDDEN);
+    }
+    let accounts = web.accounts();
+    let (n, password) = (name.clone(), f.password);
+    let checked =
+        tokio::task::spawn_blocking(move || accounts.check_password(&n, &password).cloned())
+            .await
+            .ok()
+            .flatten();
+    let Some(user) = checked else {
+        let locked = lock(&web.guard).failed(&name, Instant::now());
+        warn!(
+            "console: failed login for {}",
+            gongwen_common::logsafe::Clipped(&name)
+        );
+        let text = match locked {
+            Some(left) => locked_text(left),
+            None => "用户名或密码不正确。".to_owned(),
+        };
+        return login_form(Some(&text), &name, StatusCode::UNAUTHORIZED);
+    };
+    lock(&web.guard).succeeded(&name);
+    let (Some(cookie_value), Some(csrf)) = (random_hex(32), random_hex(16)) else {
+        return server_error("the system random generator failed");
+    };
+    lock(&web.sessions).start(&cookie_value, &user.name, csrf, Instant::now());
+    info!("console: {} logged in", user.name);
+    let mut r = Redirect::to("/").into_response();
+    let h = r.headers_mut();
+    h.append(
+        header::SET_COOKIE,
+        set_cookie(SESSION_COOKIE, &cookie_value, "/", None),
+    );
+    h.append(
+        header::SET_COOKIE,
+        set_cookie(LOGIN_COOKIE, "", "/login", Some(0)),
+    );
+    r
+}
+
+fn locked_text(left: std::time::Duration) -> String {
+    let minutes = left.as_secs().div_ceil(60).max(1);
+    format!(
+        "该账户因连续 {} 次登录失败已锁定，请 {minutes} 分钟后再试。(account locked)",
+        session::MAX_FAILURES
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn logout(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    if let Err(r) = need_form_session(&web, &headers, &f.csrf) {
+        return r;
+    }
+    if let Some(c) = cookie(&headers, SESSION_COOKIE) {
+        lock(&web.sessions).end(c);
+    }
+    let mut r = Redirect::to("/login").into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        set_cookie(SESSION_COOKIE, "", "/", Some(0)),
+    );
+    r
+}
+
+async fn pending_page(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
+    let (user, csrf) = match need_session(&web, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let page = web
+        .ctx
+        .store
+        .run(|s| s.received_page(&ReceivedFilter::pending(), 0, PAGE_SIZE))
+        .await;
+    match page {
+        Ok((rows, more)) => {
+            pages::pending(&web.frame(&user, &csrf), &rows, more, web.ctx.now_ms()).into_response()
+        }
+        Err(e) => server_error(e),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct InboxQuery {
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    sender: String,
+    #[serde(default)]
+    q: String,
+    page: Option<usize>,
+}
+
+impl InboxQuery {
+    fn filter(&self) -> ReceivedFilter {
+        let state = [
+            ReceivedState::Delivered,
+            ReceivedState::Quarantined,
+            ReceivedState::Acknowledged,
+            ReceivedState::Rejected,
+            ReceivedState::Recalled,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == self.state);
+        ReceivedFilter {
+            states: state.into_iter().collect(),
+            sender: gongwen_common::NodeId::parse(self.sender.trim()).ok(),
+            text: Some(self.q.trim().to_owned()).filter(|t| !t.is_empty()),
+            ..Default::default()
+        }
+    }
+
+    fn view(&self) -> InboxQueryView {
+        let mut base = String::new();
+        for (k, v) in [
+            ("state", &self.state),
+            ("sender", &self.sender),
+            ("q", &self.q),
+        ] {
+            if !v.is_empty() {
+                base.push_str(&format!("{k}={}&", pages::percent(v)));
+            }
+        }
+        InboxQueryView {
+            state: self.state.clone(),
+            sender: self.sender.clone(),
+            q: self.q.clone(),
+            page: self.page.unwrap_or(1).max(1),
+            base,
+        }
+    }
+}
+
+async fn inbox_page(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Query(q): Query<InboxQuery>,
+) -> Response {
+    let (user, csrf) = match need_session(&web, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let view = q.view();
+    let filter = q.filter();
+    let offset = (view.page - 1).saturating_mul(PAGE_SIZE);
+    match web
+        .ctx
+        .store
+        .run(move |s| s.received_page(&filter, offset, PAGE_SIZE))
+        .await
+    {
+        Ok((rows, more)) => pages::inbox(
+            &web.frame(&user, &csrf),
+            &view,
+            &rows,
+            more,
+            web.ctx.now_ms(),
+        )
+        .into_response(),
+        Err(e) => server_error(e),
+    }
+}
+
+/// A received document, its signed header, and where its files are.
+async fn received(
+    web: &Web,
+    doc_id: &str,
+) -> Result<(ReceivedRecord, Option<SealedHeader>), Response> {
+    let not_found = || {
+        (
+            StatusCode::NOT_FOUND,
+            pages::message(
+                None,
+                "没有这份公文 (404)",
+                "本单位没有收到过这个编号的公文。",
+            ),
+        )
+            .into_response()
+    };
+    let doc_id = DocId::parse(doc_id).map_err(|_| not_found())?;
+    let found = web
+        .ctx
+        .store
+        .run(move |s| Ok((s.received(doc_id)?, s.header(doc_id)?)))
+        .await
+        .map_err(server_error)?;
+    match found {
+        (Some((rec, _)), header) => Ok((rec, header.and_then(|h| SealedHeader::parse(&h).ok()))),
+        (None, _) => Err(not_found()),
+    }
+}
+
+async fn received_page(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Path(doc_id): Path<String>,
+) -> Response {
+    let (user, csrf) = match need_session(&web, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let (rec, sealed) = match received(&web, &doc_id).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    doc_page(&web, &user, &csrf, &rec, sealed.as_ref(), None).await
+}
+
+async fn doc_page(
+    web: &Web,
+    user: &User,
+    csrf: &str,
+    rec: &ReceivedRecord,
+    sealed: Option<&SealedHeader>,
+    message: Option<&str>,
+) -> Response {
+    let files: Vec<FileLink> = sealed
+        .map(|s| {
+            s.meta()
+                .files
+                .iter()
+                .map(|f| FileLink {
+                    name: f.name.clone(),
+                    kind: if f.kind == FileKind::Main {
+                        "正文"
+                    } else {
+                        "附件"
+                    },
+                    size: f.size,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let dir = crate::clerk::document_dir(&web.ctx, rec);
+    let notices = tokio::task::spawn_blocking(move || read_notices(&dir))
+        .await
+        .unwrap_or_default();
+    pages::received_doc(&web.frame(user, csrf), rec, &files, &notices, message).into_response()
+}
+
+/// The urging and supervision notices filed beside a received document.
+fn read_notices(dir: &std::path::Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("催办通知-") && n.ends_with(".txt"))
+        })
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .collect()
+}
+
+#[derive(Debug, Deserialize)]
+struct AckForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    by: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct RejectForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn ack(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Path(doc_id): Path<String>,
+    Form(f): Form<AckForm>,
+) -> Response {
+    let (user, csrf) = match need_form_session(&web, &headers, &f.csrf) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let by = Some(f.by.trim().to_owned())
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| user.display_name.clone());
+    act(&web, &user, &csrf, &doc_id, ReceiptKind::Acknowledged, by).await
+}
+
+async fn reject(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Path(doc_id): Path<String>,
+    Form(f): Form<RejectForm>,
+) -> Response {
+    let (user, csrf) = match need_form_session(&web, &headers, &f.csrf) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    act(
+        &web,
+        &user,
+        &csrf,
+        &doc_id,
+        ReceiptKind::Rejected,
+        f.reason.trim().to_owned(),
+    )
+    .await
+}
+
+/// Sign for or return a document, as `gongwen-agent ack` / `reject` do;
+/// on refusal, the reason in plain words (nothing changed).
+async fn answer(
+    web: &Web,
+    doc: DocId,
+    kind: ReceiptKind,
+    detail: String,
+    by_user: &str,
+) -> Result<ReceivedRecord, String> {
+    if detail.trim().is_empty() {
+        return Err(match kind {
+            ReceiptKind::Rejected => "退回必须填写理由 (a reason is required)。".into(),
+            _ => "签收人不能为空 (who signs for it is required)。".into(),
+        });
+    }
+    let ctx = web.ctx.clone();
+    let done =
+        tokio::task::spawn_blocking(move || crate::clerk::answer(&ctx, doc, kind, &detail)).await;
+    match done {
+        Ok(Ok(rec)) => {
+            web.ctx.outbox_wake.notify_one();
+            info!(doc = %doc, "{} by {by_user} through the console", kind.as_str());
+            Ok(rec)
+        }
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The page form of [`answer`]: back to the document, with the refusal
+/// shown on it if there was one.
+async fn act(
+    web: &Arc<Web>,
+    user: &User,
+    csrf: &str,
+    doc_id: &str,
+    kind: ReceiptKind,
+    detail: String,
+) -> Response {
+    let (rec, sealed) = match received(web, doc_id).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    match answer(web, rec.doc_id, kind, detail, &user.name).await {
+        Ok(_) => Redirect::to(&format!("/inbox/{}", rec.doc_id)).into_response(),
+        Err(text) => {
+            let mut r = doc_page(web, user, csrf, &rec, sealed.as_ref(), Some(&text)).await;
+            *r.status_mut() = StatusCode::CONFLICT;
+            r
+        }
+    }
+}
+
+/// `Content-Disposition` for a download: always an attachment, with the
+/// name in RFC 6266/5987 form (`filename*`) and an ASCII fallback.
+pub fn attachment(name: &str) -> String {
+    let fallback: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!(
+        "attachment; filename=\"{fallback}\"; filename*=UTF-8''{}",
+        pages::percent(name)
+    )
+}
+
+async fn download(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Path((doc_id, name)): Path<(String, String)>,
+) -> Response {
+    if let Err(r) = need_session(&web, &headers) {
+        return r;
+    }
+    let (rec, sealed) = match received(&web, &doc_id).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    // Only a name the signed header lists; never a path built from input.
+    let listed = sealed
+        .as_ref()
+        .is_some_and(|s| s.meta().files.iter().any(|f| f.name == name));
+    if !listed || rec.state == ReceivedState::Quarantined {
+        return (
+            StatusCode::NOT_FOUND,
+            pages::message(None, "没有这个文件 (404)", "这份公文没有这个文件。"),
+        )
+            .into_response();
+    }
+    let path = crate::clerk::document_dir(&web.ctx, &rec).join(&name);
+    let file = match tokio::fs::File::open(&path).await {
+        Ok(f) => f,
+        Err(e) => return server_error(format!("{}: {e}", path.display())),
+    };
+    let len = file.metadata().await.map(|m| m.len()).ok();
+    let stream = futures_util::stream::unfold(file, |mut file| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 256 * 1024];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), file))
+            }
+            Err(e) => Some((Err(e), file)),
+        }
+    });
+    let mut r = Response::new(Body::from_stream(stream));
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&attachment(&name)) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    if let Some(len) = len {
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    r
+}
+
+fn api_error(status: StatusCode, text: &str) -> Response {
+    (status, axum::Json(serde_json::json!({ "error": text }))).into_response()
+}
+
+/// A script (bearer token) or a page's own call (session, with its CSRF
+/// token in `X-CSRF-Token`) that may change something.
+fn api_caller(web: &Web, headers: &HeaderMap) -> Result<User, Response> {
+    match web.who(headers) {
+        Some(Who::Token { user }) => Ok(user),
+        Some(Who::Session { user, csrf }) => {
+            let sent = headers
+                .get("x-csrf-token")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if same_secret(sent, &csrf) {
+                Ok(user)
+            } else {
+                Err(api_error(
+                    StatusCode::FORBIDDEN,
+                    "missing or wrong X-CSRF-Token; nothing was changed",
+                ))
+            }
+        }
+        None => Err(api_error(
+            StatusCode::UNAUTHORIZED,
+            "log in, or send Authorization: Bearer <token>",
+        )),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ApiAct {
+    #[serde(default)]
+    by: Option<String>,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn api_act(
+    web: &Web,
+    headers: &HeaderMap,
+    doc_id: &str,
+    kind: ReceiptKind,
+    body: ApiAct,
+) -> Response {
+    let user = match api_caller(web, headers) {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let Ok(doc) = DocId::parse(doc_id) else {
+        return api_error(StatusCode::NOT_FOUND, "no such document");
+    };
+    let detail = match kind {
+        ReceiptKind::Rejected => body.reason,
+        _ => body.by.unwrap_or_else(|| user.display_name.clone()),
+    };
+    match answer(web, doc, kind, detail, &user.name).await {
+        Ok(rec) => axum::Json(serde_json::json!({
+            "doc_id": rec.doc_id,
+            "state": rec.state.as_str(),
+            "submitted": web.ctx.connection().is_some(),
+        }))
+        .into_response(),
+        Err(text) => api_error(StatusCode::CONFLICT, &text),
+    }
+}
+
+async fn api_ack(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Path(doc_id): Path<String>,
+    body: Option<axum::Json<ApiAct>>,
+) -> Response {
+    let body = body.map(|b| b.0).unwrap_or_default();
+    api_act(&web, &headers, &doc_id, ReceiptKind::Acknowledged, body).await
+}
+
+async fn api_reject(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Path(doc_id): Path<String>,
+    body: Option<axum::Json<ApiAct>>,
+) -> Response {
+    let body = body.map(|b| b.0).unwrap_or_default();
+    api_act(&web, &headers, &doc_id, ReceiptKind::Rejected, body).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ApiInboxQuery {
+    #[serde(default)]
+    pending: bool,
+    page: Option<usize>,
+}
+
+/// `GET /api/v1/inbox`: the rows `gongwen-agent inbox --json` prints, a
+/// page at a time, newest first.
+async fn api_inbox(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Query(q): Query<ApiInboxQuery>,
+) -> Response {
+    if web.who(&headers).is_none() {
+        return api_error(
+            StatusCode::UNAUTHORIZED,
+            "log in, or send Authorization: Bearer <token>",
+        );
+    }
+    let filter = if q.pending {
+        ReceivedFilter::pending()
+    } else {
+        ReceivedFilter::default()
+    };
+    let offset = q.page.unwrap_or(1).max(1).saturating_sub(1) * PAGE_SIZE;
+    match web
+        .ctx
+        .store
+        .run(move |s| s.received_page(&filter, offset, PAGE_SIZE))
+        .await
+    {
+        Ok((rows, _)) => axum::Json(crate::clerk::inbox_rows(rows, false)).into_response(),
+        Err(e) => server_error(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn downloads_are_attachments_with_the_chinese_name_encoded() {
+        let d = attachment("正文.pdf");
+        assert!(d.starts_with("attachment; "), "{d}");
+        assert!(d.contains("filename*=UTF-8''%E6%AD%A3%E6%96%87.pdf"), "{d}");
+        assert!(attachment("a\"b.html").contains("filename=\"a_b.html\""));
+    }
+
+    #[test]
+    fn cookies_are_found_among_others() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; gongwen_session=xyz; b=2"),
+        );
+        assert_eq!(cookie(&h, SESSION_COOKIE), Some("xyz"));
+        assert_eq!(cookie(&h, "c"), None);
+    }
+}

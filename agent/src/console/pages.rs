@@ -1,0 +1,323 @@
+//! The console's pages, as HTML built by maud: everything interpolated is
+//! escaped by construction, so a title such as `<img src=x onerror=…>`
+//! from another unit shows as text. No page has a script.
+
+use gongwen_common::envelope::Urgency;
+use maud::{DOCTYPE, Markup, html};
+use time::{OffsetDateTime, UtcOffset};
+
+use super::accounts::User;
+use crate::store::{ReceivedRecord, ReceivedState};
+
+/// What every page of a logged-in user shows in its header.
+#[derive(Debug, Clone)]
+pub struct Frame<'a> {
+    pub user: &'a User,
+    /// The session's CSRF token, for the logout form.
+    pub csrf: &'a str,
+    /// This unit's id and name.
+    pub unit: &'a str,
+}
+
+pub fn urgency_label(u: Urgency) -> &'static str {
+    match u {
+        Urgency::Normal => "平件",
+        Urgency::Urgent => "加急",
+        Urgency::ExtraUrgent => "特急",
+    }
+}
+
+pub fn state_label(s: ReceivedState) -> &'static str {
+    match s {
+        ReceivedState::Delivered => "待签收",
+        ReceivedState::Quarantined => "已隔离",
+        ReceivedState::Acknowledged => "已签收",
+        ReceivedState::Rejected => "已退回",
+        ReceivedState::Recalled => "已撤回",
+    }
+}
+
+/// A time as the province reads it: Beijing time (UTC+8), to the minute.
+pub fn beijing(ms: i64) -> String {
+    let Ok(t) = OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)) else {
+        return String::new();
+    };
+    let Ok(offset) = UtcOffset::from_hms(8, 0, 0) else {
+        return String::new();
+    };
+    let t = t.to_offset(offset);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute()
+    )
+}
+
+fn layout(title: &str, frame: Option<&Frame<'_>>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="zh-CN" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " — 公文交换" }
+                link rel="stylesheet" href="/assets/style.css";
+            }
+            body {
+                @if let Some(f) = frame {
+                    header {
+                        span.unit { (f.unit) }
+                        nav {
+                            a href="/" { "待签收" }
+                            a href="/inbox" { "收文" }
+                        }
+                        span.user { (f.user.display_name) " (" (f.user.name) ")" }
+                        form.logout method="post" action="/logout" {
+                            input type="hidden" name="csrf" value=(f.csrf);
+                            button type="submit" { "退出" }
+                        }
+                    }
+                }
+                main { (body) }
+            }
+        }
+    }
+}
+
+/// `/login`; `message` says why the last attempt failed.
+pub fn login(csrf: &str, username: &str, message: Option<&str>) -> Markup {
+    layout(
+        "登录",
+        None,
+        html! {
+            h1 { "公文交换 · 登录" }
+            @if let Some(m) = message {
+                p.error role="alert" { (m) }
+            }
+            form.login method="post" action="/login" {
+                input type="hidden" name="csrf" value=(csrf);
+                label { "用户名" input type="text" name="username" value=(username) autocomplete="username" required; }
+                label { "密码" input type="password" name="password" autocomplete="current-password" required; }
+                button type="submit" { "登录" }
+            }
+        },
+    )
+}
+
+fn received_table(rows: &[ReceivedRecord], now_ms: i64) -> Markup {
+    html! {
+        table.docs {
+            thead { tr {
+                th { "来文单位" } th { "文号" } th { "标题" } th { "紧急程度" }
+                th { "期限" } th { "催办次数" } th { "收到时间" } th { "状态" }
+            } }
+            tbody {
+                @for r in rows {
+                    @let overdue = r.state == ReceivedState::Delivered
+                        && r.deadline.is_some_and(|d| d.saturating_mul(1000) < now_ms);
+                    tr {
+                        td { (r.sender_name.as_deref().unwrap_or(r.sender.as_str())) }
+                        td { (r.doc_number) }
+                        td { a href={ "/inbox/" (r.doc_id) } { (r.title) } }
+                        td { (urgency_label(r.urgency)) }
+                        td class=[overdue.then_some("overdue")] {
+                            @if let Some(d) = r.deadline { (beijing(d.saturating_mul(1000))) }
+                            @if overdue { " 已超期" }
+                        }
+                        td.num { (r.urge_count) }
+                        td { (beijing(r.received_ms)) }
+                        td { (state_label(r.state)) " " small { (r.state.as_str()) } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `/`: what is still to sign for or return.
+pub fn pending(frame: &Frame<'_>, rows: &[ReceivedRecord], more: bool, now_ms: i64) -> Markup {
+    layout(
+        "待签收",
+        Some(frame),
+        html! {
+            h1 { "待签收" }
+            @if rows.is_empty() {
+                p.empty { "没有待签收的公文。" }
+            } @else {
+                (received_table(rows, now_ms))
+                @if more { p { a href="/inbox?state=delivered&page=2" { "更多…" } } }
+            }
+        },
+    )
+}
+
+/// The filters `/inbox` was asked for, to show them back and page on.
+#[derive(Debug, Clone, Default)]
+pub struct InboxQueryView {
+    pub state: String,
+    pub sender: String,
+    pub q: String,
+    pub page: usize,
+    /// The query string without `page`.
+    pub base: String,
+}
+
+/// `/inbox`: every received document, filtered, a page at a time.
+pub fn inbox(
+    frame: &Frame<'_>,
+    view: &InboxQueryView,
+    rows: &[ReceivedRecord],
+    more: bool,
+    now_ms: i64,
+) -> Markup {
+    layout(
+        "收文",
+        Some(frame),
+        html! {
+            h1 { "收文" }
+            form.filter method="get" action="/inbox" {
+                label { "状态"
+                    select name="state" {
+                        option value="" selected[view.state.is_empty()] { "全部" }
+                        @for s in [ReceivedState::Delivered, ReceivedState::Acknowledged, ReceivedState::Rejected, ReceivedState::Recalled, ReceivedState::Quarantined] {
+                            option value=(s.as_str()) selected[view.state == s.as_str()] { (state_label(s)) " " (s.as_str()) }
+                        }
+                    }
+                }
+                label { "来文单位" input type="text" name="sender" value=(view.sender) placeholder="harbin-gov"; }
+                label { "标题或文号" input type="text" name="q" value=(view.q); }
+                button type="submit" { "筛选" }
+            }
+            @if rows.is_empty() {
+                p.empty { "没有符合条件的公文。" }
+            } @else {
+                (received_table(rows, now_ms))
+            }
+            p.pages {
+                @if view.page > 1 {
+                    a href={ "/inbox?" (view.base) "page=" (view.page - 1) } { "上一页" }
+                }
+                " 第 " (view.page) " 页 "
+                @if more {
+                    a href={ "/inbox?" (view.base) "page=" (view.page + 1) } { "下一页" }
+                }
+            }
+        },
+    )
+}
+
+/// One file of a received document, for its page.
+#[derive(Debug, Clone)]
+pub struct FileLink {
+    pub name: String,
+    pub kind: &'static str,
+    pub size: u64,
+}
+
+/// `/inbox/{doc_id}`: every field, the files, the notices, and the forms.
+pub fn received_doc(
+    frame: &Frame<'_>,
+    r: &ReceivedRecord,
+    files: &[FileLink],
+    notices: &[String],
+    message: Option<&str>,
+) -> Markup {
+    let sender = r.sender_name.as_deref().unwrap_or(r.sender.as_str());
+    layout(
+        &r.title,
+        Some(frame),
+        html! {
+            h1 { (r.title) }
+            @if let Some(m) = message { p.error role="alert" { (m) } }
+            dl.meta {
+                dt { "来文单位" } dd { (sender) " (" (r.sender) ")" }
+                dt { "文号" } dd { (r.doc_number) }
+                dt { "文种" } dd { (r.doc_type) }
+                dt { "紧急程度" } dd { (urgency_label(r.urgency)) " " small { (r.urgency.as_str()) } }
+                dt { "期限" } dd { @if let Some(d) = r.deadline { (beijing(d.saturating_mul(1000))) } @else { "—" } }
+                dt { "收到时间" } dd { (beijing(r.received_ms)) }
+                dt { "状态" } dd { (state_label(r.state)) " " small { (r.state.as_str()) } }
+                dt { "催办次数" } dd { (r.urge_count) }
+                @if let Some(a) = &r.answer {
+                    dt { @if r.state == ReceivedState::Rejected { "退回理由" } @else { "签收人" } }
+                    dd { (a) @if let Some(at) = r.answered_ms { " · " (beijing(at)) } }
+                }
+                @if let Some(why) = &r.reason { dt { "原因" } dd { (why) } }
+                @if let Some(why) = &r.recall_reason { dt { "撤回理由" } dd { (why) } }
+                dt { "文档编号" } dd { code { (r.doc_id) } }
+            }
+            h2 { "文件" }
+            ul.files {
+                @for f in files {
+                    li {
+                        a href={ "/inbox/" (r.doc_id) "/files/" (percent(&f.name)) } download { (f.name) }
+                        " " small { (f.kind) " · " (f.size) " 字节" }
+                    }
+                }
+            }
+            @if !notices.is_empty() {
+                h2 { "催办与督办通知" }
+                ul.notices { @for n in notices { li { pre { (n) } } } }
+            }
+            @if r.state == ReceivedState::Delivered {
+                div.acts {
+                    form.ack method="post" action={ "/inbox/" (r.doc_id) "/ack" } {
+                        h2 { "签收" }
+                        input type="hidden" name="csrf" value=(frame.csrf);
+                        label { "签收人" input type="text" name="by" value=(frame.user.display_name) required; }
+                        button type="submit" { "签收" }
+                    }
+                    form.reject method="post" action={ "/inbox/" (r.doc_id) "/reject" } {
+                        h2 { "退回" }
+                        input type="hidden" name="csrf" value=(frame.csrf);
+                        label { "退回理由" input type="text" name="reason" required; }
+                        button type="submit" { "退回" }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// A plain page with a message (not found, refused …).
+pub fn message(frame: Option<&Frame<'_>>, title: &str, text: &str) -> Markup {
+    layout(
+        title,
+        frame,
+        html! { h1 { (title) } p { (text) } p { a href="/" { "返回" } } },
+    )
+}
+
+/// A path segment with everything but unreserved characters
+/// percent-encoded (file names in links).
+pub fn percent(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_show_in_beijing_time() {
+        // 2026-12-06T06:00:00Z
+        assert_eq!(beijing(1_796_536_800_000), "2026-12-06 14:00");
+    }
+
+    #[test]
+    fn names_in_links_are_percent_encoded() {
+        assert_eq!(percent("正文 1.pdf"), "%E6%AD%A3%E6%96%87%201.pdf");
+        assert_eq!(percent("a/../b"), "a%2F..%2Fb");
+    }
+}

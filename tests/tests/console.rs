@@ -1,0 +1,457 @@
+//! The unit's web console, over HTTP: accounts and sessions, CSRF, the
+//! pages a clerk uses, downloads that never render, the JSON API. A real
+//! hub and real agents on loopback; the console of each agent on port 0.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use gongwen_agent::console::accounts::{Accounts, UserRole};
+use gongwen_agent::store::{ReceivedRecord, ReceivedState};
+use gongwen_common::envelope::Urgency;
+use gongwen_common::{DocId, NodeId, Role};
+use gongwen_tests::web::{Browser, Page};
+use gongwen_tests::{Net, RunningAgent, RunningHub, agent_status, wait_inbox, wait_until};
+
+const PASSWORD: &str = "正确的密码-2026";
+
+/// prov-gov and harbin-gov, each with a console and a clerk account.
+struct Units {
+    net: Net,
+    _hub: RunningHub,
+    prov: RunningAgent,
+    harbin: RunningAgent,
+}
+
+async fn units() -> Units {
+    let net = Net::new();
+    for id in ["prov-gov", "harbin-gov"] {
+        net.issue(id, Role::Node);
+    }
+    let hub = net.start_hub().await;
+    let console = "[console]\nlisten = \"127.0.0.1:0\"";
+    let mut agents = Vec::new();
+    for (id, clerk, name) in [
+        ("prov-gov", "wang", "王五"),
+        ("harbin-gov", "li.si", "李四"),
+    ] {
+        let accounts = net.root(id).join("state").join("accounts.json");
+        Accounts::edit(&accounts, |a| {
+            a.add_user(clerk, name, UserRole::Clerk, PASSWORD, 0)
+        })
+        .unwrap();
+        agents.push(RunningAgent::start(
+            net.agent_config_with(id, hub.addr, console),
+        ));
+    }
+    hub.wait_ready(&["prov-gov", "harbin-gov"]).await;
+    let harbin = agents.pop().unwrap();
+    let prov = agents.pop().unwrap();
+    Units {
+        net,
+        _hub: hub,
+        prov,
+        harbin,
+    }
+}
+
+fn browser(agent: &RunningAgent) -> Browser {
+    Browser::new(agent.console.expect("the agent has a console"))
+}
+
+/// Send one document from prov-gov to harbin-gov and wait for it.
+async fn send(u: &Units, name: &str, body: &[u8], sidecar: Option<&str>) -> DocId {
+    if let Some(toml) = sidecar {
+        u.net.sidecar("prov-gov", "harbin-gov", name, toml);
+    }
+    let before = gongwen_tests::inbox_docs(&u.net.root("harbin-gov"), "prov-gov").len();
+    u.net.drop_file("prov-gov", "harbin-gov", name, body);
+    let docs = wait_inbox(&u.net.root("harbin-gov"), "prov-gov", before + 1).await;
+    let known: Vec<String> = docs
+        .iter()
+        .map(|d| d.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    // The newest (ids are time-ordered).
+    let id = known.iter().max().unwrap();
+    DocId::parse(id).unwrap()
+}
+
+fn state_of(agent: &RunningAgent, doc: DocId) -> ReceivedState {
+    agent.ctx.store.received(doc).unwrap().unwrap().0.state
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_needs_a_login_and_the_session_cookie_is_httponly_and_strict() {
+    let u = units().await;
+    let mut b = browser(&u.harbin);
+    for path in [
+        "/",
+        "/inbox",
+        "/inbox/01a24a16-3dbc-764d-ad98-3fc6f6ddf6ac",
+        "/nothing",
+    ] {
+        let p = b.get(path).await;
+        assert_eq!(p.status, 303, "{path} without a session: {}", p.status);
+        assert_eq!(p.location().as_deref(), Some("/login"), "{path}");
+    }
+    let api = b.get("/api/v1/inbox").await;
+    assert_eq!(api.status, 401);
+    let form = b.get("/login").await;
+    assert_eq!(form.status, 200);
+    let html = form.text();
+    for field in [
+        "name=\"username\"",
+        "name=\"password\"",
+        "name=\"csrf\"",
+        "type=\"submit\"",
+    ] {
+        assert!(html.contains(field), "the login form lacks {field}");
+    }
+    let csp = form.header("content-security-policy").unwrap();
+    assert!(
+        csp.contains("default-src 'none'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert!(!html.contains("<script"), "a page carries a script");
+
+    let csrf = form.csrf().unwrap();
+    let wrong = b
+        .post_form(
+            "/login",
+            &[
+                ("username", "li.si"),
+                ("password", "not it"),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status, 401);
+    assert!(
+        wrong.text().contains("用户名或密码不正确"),
+        "{}",
+        wrong.text()
+    );
+    assert!(!b.cookies.contains_key("gongwen_session"));
+
+    let csrf = wrong.csrf().unwrap();
+    let ok = b
+        .post_form(
+            "/login",
+            &[
+                ("username", "li.si"),
+                ("password", PASSWORD),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(ok.status, 303, "{}", ok.text());
+    let cookie = ok
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("gongwen_session="))
+        .expect("a session cookie");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let home = b.get("/").await;
+    assert_eq!(home.status, 200);
+    assert!(home.text().contains("李四") && home.text().contains("待签收"));
+
+    // Logging out needs the form's token too; then the cookie is no good.
+    let csrf = home.csrf().unwrap();
+    let out = b.post_form("/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(out.status, 303);
+    assert_eq!(b.get("/").await.status, 303);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_failed_logins_lock_the_account_for_five_minutes_and_the_page_says_so() {
+    let u = units().await;
+    let mut b = browser(&u.harbin);
+    let mut last = None;
+    for _ in 0..5 {
+        let csrf = b.get("/login").await.csrf().unwrap();
+        last = Some(
+            b.post_form(
+                "/login",
+                &[
+                    ("username", "li.si"),
+                    ("password", "guess"),
+                    ("csrf", &csrf),
+                ],
+            )
+            .await,
+        );
+    }
+    let locked = last.unwrap();
+    assert!(locked.text().contains("已锁定"), "{}", locked.text());
+    assert!(locked.text().contains("5 分钟"), "{}", locked.text());
+    // Even the right password is refused now, with the same words.
+    let csrf = b.get("/login").await.csrf().unwrap();
+    let refused = b
+        .post_form(
+            "/login",
+            &[
+                ("username", "li.si"),
+                ("password", PASSWORD),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 403);
+    assert!(refused.text().contains("已锁定"));
+    assert!(!b.cookies.contains_key("gongwen_session"));
+    // Another account is not locked.
+    let mut other = browser(&u.prov);
+    other.log_in("wang", PASSWORD).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clerk_signs_for_a_document_and_a_post_without_a_valid_csrf_token_changes_nothing() {
+    let u = units().await;
+    let doc = send(&u, "通知.txt", b"please sign", None).await;
+    let mut b = browser(&u.harbin);
+    b.log_in("li.si", PASSWORD).await;
+    let home = b.get("/").await;
+    assert!(home.text().contains(&doc.to_string()), "{}", home.text());
+    let page = b.get(&format!("/inbox/{doc}")).await;
+    assert_eq!(page.status, 200);
+    let csrf = page.csrf().unwrap();
+    let ack = format!("/inbox/{doc}/ack");
+    for bad in [vec![("by", "李四")], vec![("by", "李四"), ("csrf", "0000")]] {
+        let refused = b.post_form(&ack, &bad).await;
+        assert_eq!(refused.status, 403, "{}", refused.text());
+        assert_eq!(
+            state_of(&u.harbin, doc),
+            ReceivedState::Delivered,
+            "a refused POST changed it"
+        );
+    }
+    // The same form from a browser without the session is refused too.
+    let mut stranger = browser(&u.harbin);
+    let refused = stranger
+        .post_form(&ack, &[("by", "x"), ("csrf", &csrf)])
+        .await;
+    assert_eq!(refused.status, 403);
+
+    let done = b.post_form(&ack, &[("by", "李四"), ("csrf", &csrf)]).await;
+    assert_eq!(done.status, 303, "{}", done.text());
+    assert_eq!(state_of(&u.harbin, doc), ReceivedState::Acknowledged);
+    assert!(
+        b.get(&format!("/inbox/{doc}"))
+            .await
+            .text()
+            .contains("已签收")
+    );
+    // The sender holds the receipt, naming the clerk.
+    let prov_root = u.net.root("prov-gov");
+    let st = wait_until("the sender's acknowledged receipt", || {
+        let st = futures_now(agent_status(&prov_root));
+        st.into_iter().find(|d| {
+            d.doc_id == doc.to_string() && d.recipients.iter().all(|r| r.state == "acknowledged")
+        })
+    })
+    .await;
+    assert_eq!(st.recipients[0].acknowledged_by.as_deref(), Some("李四"));
+    // Returning needs a reason, and a second answer is refused.
+    let again = b
+        .post_form(
+            &format!("/inbox/{doc}/reject"),
+            &[("reason", "x"), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(again.status, 409);
+    assert!(again.text().contains("already"), "{}", again.text());
+}
+
+/// Run a future to completion from a synchronous probe.
+fn futures_now<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_title_and_file_name_show_as_text_and_files_are_only_downloads() {
+    let u = units().await;
+    let hostile = "<img src=x onerror=alert(1)>";
+    let script = b"<html><script>alert(document.cookie)</script></html>";
+    let doc = send(
+        &u,
+        "正文<b>.html",
+        script,
+        Some(&format!(
+            "title = \"{hostile}\"\nnote = \"<script>alert(2)</script>\"\n"
+        )),
+    )
+    .await;
+    let mut b = browser(&u.harbin);
+    b.log_in("li.si", PASSWORD).await;
+    for path in ["/".to_owned(), "/inbox".to_owned(), format!("/inbox/{doc}")] {
+        let html = b.get(&path).await.text();
+        assert!(!html.contains(hostile), "{path} shows the title as HTML");
+        assert!(
+            html.contains("&lt;img src=x onerror=alert(1)&gt;"),
+            "{path}: {html}"
+        );
+        assert!(
+            !html.contains("<b>.html"),
+            "{path} shows a file name as HTML"
+        );
+        assert!(!html.contains("<script"), "{path}");
+    }
+    let got = b
+        .get(&format!(
+            "/inbox/{doc}/files/{}",
+            gongwen_tests::web::form_encode("正文<b>.html").replace('+', "%20")
+        ))
+        .await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    assert_eq!(got.body, script);
+    let disposition = got.header("content-disposition").unwrap();
+    assert!(disposition.starts_with("attachment;"), "{disposition}");
+    assert!(
+        disposition.contains("filename*=UTF-8''%E6%AD%A3%E6%96%87%3Cb%3E.html"),
+        "{disposition}"
+    );
+    assert_eq!(
+        got.header("content-type").as_deref(),
+        Some("application/octet-stream")
+    );
+    assert_eq!(
+        got.header("x-content-type-options").as_deref(),
+        Some("nosniff")
+    );
+    assert!(got.header("content-security-policy").is_some());
+    // Only files the signed header lists; nothing else under the agent's root.
+    for bad in [
+        "metadata.json",
+        "..%2F..%2F..%2Fstate%2Faccounts.json",
+        "nothing.txt",
+    ] {
+        let p = b.get(&format!("/inbox/{doc}/files/{bad}")).await;
+        assert_eq!(p.status, 404, "{bad}: {}", p.status);
+    }
+}
+
+fn synthetic(i: u32, sender: &str, state: ReceivedState) -> ReceivedRecord {
+    ReceivedRecord {
+        doc_id: DocId::generate(),
+        sender: NodeId::parse(sender).unwrap(),
+        title: format!("第{i}号通知"),
+        doc_number: format!("黑政发〔2026〕{i}号"),
+        doc_type: "通知".into(),
+        urgency: Urgency::Normal,
+        deadline: None,
+        received_ms: 1_796_000_000_000 + i64::from(i),
+        state,
+        reason: None,
+        digest: String::new(),
+        urge_count: 0,
+        answer: None,
+        answered_ms: None,
+        recall_reason: None,
+        sender_name: None,
+    }
+}
+
+fn titles(p: &Page) -> usize {
+    p.text().matches("号通知</a>").count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_are_paged_and_filtered_in_the_store() {
+    let u = units().await;
+    // 120 records straight into the store (the pages read only the store).
+    for i in 0..120u32 {
+        let (sender, state) = match i % 3 {
+            0 => ("daqing-gov", ReceivedState::Acknowledged),
+            _ => ("prov-gov", ReceivedState::Delivered),
+        };
+        let rec = synthetic(i, sender, state);
+        u.harbin
+            .ctx
+            .store
+            .record_received(&rec, b"r", b"h")
+            .unwrap();
+    }
+    let mut b = browser(&u.harbin);
+    b.log_in("li.si", PASSWORD).await;
+    let first = b.get("/inbox").await;
+    assert_eq!(titles(&first), gongwen_agent::console::PAGE_SIZE);
+    assert!(first.text().contains("下一页"));
+    let third = b.get("/inbox?page=3").await;
+    assert_eq!(titles(&third), 120 - 2 * gongwen_agent::console::PAGE_SIZE);
+    assert!(!third.text().contains("下一页"));
+    let daqing = b.get("/inbox?sender=daqing-gov").await;
+    assert_eq!(titles(&daqing), 40);
+    let acked = b.get("/inbox?state=acknowledged&q=%E7%AC%AC3").await; // 第3
+    // 第3号, 第30…39号 among i % 3 == 0: 3, 30, 33, 36, 39.
+    assert_eq!(titles(&acked), 5, "{}", acked.text());
+    let pending = b.get("/").await;
+    assert_eq!(titles(&pending), gongwen_agent::console::PAGE_SIZE);
+    assert!(!pending.text().contains("daqing-gov"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_takes_bearer_tokens_for_scripts_and_refuses_everyone_else() {
+    let u = units().await;
+    let doc = send(&u, "函.txt", b"api", None).await;
+    let accounts = u.net.root("harbin-gov").join("state").join("accounts.json");
+    let (_, token) = Accounts::edit(&accounts, |a| a.create_token("li.si", 0)).unwrap();
+    let mut b = browser(&u.harbin);
+    let bearer = format!("Bearer {token}");
+    let list = b
+        .send(
+            "GET",
+            "/api/v1/inbox?pending=true",
+            &[("authorization", &bearer)],
+            vec![],
+        )
+        .await;
+    assert_eq!(list.status, 200, "{}", list.text());
+    let rows: serde_json::Value = serde_json::from_slice(&list.body).unwrap();
+    assert_eq!(rows[0]["doc_id"], doc.to_string());
+    assert_eq!(rows[0]["state"], "delivered");
+    for wrong in ["Bearer gw_nothing", "Basic bGk6cHc="] {
+        let p = b
+            .send("GET", "/api/v1/inbox", &[("authorization", wrong)], vec![])
+            .await;
+        assert_eq!(p.status, 401, "{wrong}");
+    }
+    // A logged-in page's own call needs its CSRF token in a header.
+    let mut session = browser(&u.harbin);
+    session.log_in("li.si", PASSWORD).await;
+    let refused = session
+        .send(
+            "POST",
+            &format!("/api/v1/inbox/{doc}/ack"),
+            &[("content-type", "application/json")],
+            b"{}".to_vec(),
+        )
+        .await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(state_of(&u.harbin, doc), ReceivedState::Delivered);
+    let acked = b
+        .send(
+            "POST",
+            &format!("/api/v1/inbox/{doc}/ack"),
+            &[
+                ("authorization", &bearer),
+                ("content-type", "application/json"),
+            ],
+            r#"{"by": "脚本"}"#.as_bytes().to_vec(),
+        )
+        .await;
+    assert_eq!(acked.status, 200, "{}", acked.text());
+    assert_eq!(state_of(&u.harbin, doc), ReceivedState::Acknowledged);
+    // A revoked token is refused.
+    let id = Accounts::load(&accounts).unwrap().tokens[0].id.clone();
+    Accounts::edit(&accounts, |a| a.revoke_token(&id)).unwrap();
+    let p = b
+        .send(
+            "GET",
+            "/api/v1/inbox",
+            &[("authorization", &bearer)],
+            vec![],
+        )
+        .await;
+    assert_eq!(p.status, 401);
+    let _ = &u.prov;
+}
