@@ -33,6 +33,13 @@ pub enum Request {
     Reject { doc: DocId, reason: String },
     /// Withdraw a document this unit sent (撤回).
     Recall { doc: DocId, reason: String },
+    /// Urge (催办) the units that have not signed for a document this unit
+    /// sent (all of them when `units` is empty).
+    Urge {
+        doc: DocId,
+        #[serde(default)]
+        units: Vec<gongwen_common::NodeId>,
+    },
     /// Ask the hub a supervision question (supervisor units only).
     Supervise { question: serde_json::Value },
     /// Write the evidence bundle for a document into a folder.
@@ -143,37 +150,21 @@ async fn answer(req: Request, ctx: &Arc<AgentContext>) -> Response {
         },
         Request::Ack { doc, by } => act(ctx, doc, ReceiptKind::Acknowledged, by).await,
         Request::Reject { doc, reason } => act(ctx, doc, ReceiptKind::Rejected, reason).await,
-        Request::Recall { doc, reason } => {
+        Request::Urge { doc, units } => {
             match hub_request(
                 ctx,
-                &gongwen_common::wire::Message::Recall {
-                    doc_id: doc,
-                    reason,
-                },
+                &gongwen_common::wire::Message::Urge { doc_id: doc, units },
             )
             .await
             {
-                Ok(v) => {
-                    let mut from: Vec<gongwen_common::NodeId> = Vec::new();
-                    for key in ["withdrawn_at_hub", "recalled_from"] {
-                        from.extend(
-                            serde_json::from_value::<Vec<gongwen_common::NodeId>>(v[key].clone())
-                                .unwrap_or_default(),
-                        );
-                    }
-                    let now = ctx.now_ms();
-                    if let Err(e) = ctx
-                        .store
-                        .run(move |s| s.mark_recalled(doc, &from, now))
-                        .await
-                    {
-                        return Response::Error(e.to_string());
-                    }
-                    Response::Ok(v)
-                }
+                Ok(v) => Response::Ok(v),
                 Err(e) => Response::Error(e),
             }
         }
+        Request::Recall { doc, reason } => match recall(ctx, doc, reason).await {
+            Ok(v) => Response::Ok(v),
+            Err(e) => Response::Error(e),
+        },
         Request::Supervise { question } => {
             let msg = gongwen_common::wire::Message::Supervise {
                 query: question.to_string().into_bytes(),
@@ -232,7 +223,37 @@ async fn act(ctx: &Arc<AgentContext>, doc: DocId, kind: ReceiptKind, detail: Str
 }
 
 /// One request to the hub over the live connection; its JSON answer.
-async fn hub_request(
+/// Withdraw a document this unit sent (撤回) through the hub, and note at
+/// home whom it was withdrawn from. The hub's answer, or why not.
+pub(crate) async fn recall(
+    ctx: &AgentContext,
+    doc: DocId,
+    reason: String,
+) -> Result<serde_json::Value, String> {
+    let v = hub_request(
+        ctx,
+        &gongwen_common::wire::Message::Recall {
+            doc_id: doc,
+            reason,
+        },
+    )
+    .await?;
+    let mut from: Vec<gongwen_common::NodeId> = Vec::new();
+    for key in ["withdrawn_at_hub", "recalled_from"] {
+        from.extend(
+            serde_json::from_value::<Vec<gongwen_common::NodeId>>(v[key].clone())
+                .unwrap_or_default(),
+        );
+    }
+    let now = ctx.now_ms();
+    ctx.store
+        .run(move |s| s.mark_recalled(doc, &from, now))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(v)
+}
+
+pub(crate) async fn hub_request(
     ctx: &AgentContext,
     msg: &gongwen_common::wire::Message,
 ) -> Result<serde_json::Value, String> {
@@ -277,7 +298,7 @@ fn ms_time(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-fn doc_status(store: &Store, rec: &SentRecord) -> Result<DocStatus, StoreError> {
+pub(crate) fn doc_status(store: &Store, rec: &SentRecord) -> Result<DocStatus, StoreError> {
     let receipts = store.receipts(rec.doc_id)?;
     let recipients = rec
         .recipients

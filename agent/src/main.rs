@@ -108,6 +108,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Urge (催办) the units that have not yet signed for a document this
+    /// unit sent; counted in their urge count like the hub's own.
+    Urge {
+        doc: String,
+        /// Only these units (default: every unit that has not signed).
+        #[arg(long = "unit", value_name = "ID")]
+        units: Vec<String>,
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a document's evidence (signed header, receipts, certificates,
     /// CA, CRL) with a verify.sh that checks it with openssl alone.
     Evidence {
@@ -445,6 +457,34 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 out.display(),
                 out.display()
             );
+        }
+        Command::Urge {
+            doc,
+            units,
+            config,
+            json,
+        } => {
+            let doc = DocId::parse(&doc)?;
+            let units = units
+                .iter()
+                .map(|u| NodeId::parse(u))
+                .collect::<Result<Vec<_>, _>>()?;
+            let config = AgentConfig::load(&config)?;
+            let socket = Folders::new(&config.root).control_socket();
+            let runtime = tokio::runtime::Runtime::new()?;
+            let v = runtime.block_on(control::query(&socket, &Request::Urge { doc, units }))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let urged: Vec<String> = serde_json::from_value(v["urged"].clone())?;
+                if urged.is_empty() {
+                    println!(
+                        "nobody to urge: every unit has signed for, returned or been recalled from it"
+                    );
+                } else {
+                    println!("urged (催办): {}", urged.join(", "));
+                }
+            }
         }
         Command::User { action } => user_command(action)?,
         Command::Token { action } => token_command(action)?,

@@ -267,6 +267,25 @@ impl Store {
         Ok(out)
     }
 
+    /// One page of sent documents, newest first, and whether there are more.
+    pub fn sent_page(
+        &self,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<SentRecord>, bool), StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(SENT)?;
+        let mut page = Vec::with_capacity(limit);
+        for row in t.iter()?.rev().skip(offset) {
+            let (_, v) = row?;
+            if page.len() == limit {
+                return Ok((page, true));
+            }
+            page.push(parse(v.value())?);
+        }
+        Ok((page, false))
+    }
+
     /// Store receipts about documents we sent, in one commit; for each,
     /// false if already held.
     pub fn add_receipts(

@@ -19,6 +19,7 @@
 //!               [raw content from offset, FIN] ← Delivered | Error
 //! hub → agent   ReceiptNotice | Notice | CrlUpdate  ← Ok | Error
 //! agent → hub   Recall                         ← Json | Error
+//! agent → hub   Urge (the sender, its own)      ← Json | Error
 //! agent → hub   Supervise (supervisors only)   ← Json | Error
 //! ```
 //!
@@ -231,6 +232,9 @@ pub enum Message {
     Notice { body: Vec<u8> },
     /// Agent → hub: the sender withdraws a document.
     Recall { doc_id: DocId, reason: String },
+    /// Agent → hub: the sender urges (催办) the units that have not yet
+    /// signed for its document (all of them when `units` is empty).
+    Urge { doc_id: DocId, units: Vec<NodeId> },
     /// Agent (supervisor) → hub: a supervision query, JSON.
     Supervise { query: Vec<u8> },
     /// An answer carried as JSON (recall outcome, supervision data).
@@ -262,6 +266,7 @@ impl Message {
             Message::CrlUpdate { .. } => "CrlUpdate",
             Message::Notice { .. } => "Notice",
             Message::Recall { .. } => "Recall",
+            Message::Urge { .. } => "Urge",
             Message::Supervise { .. } => "Supervise",
             Message::Json { .. } => "Json",
             Message::Ok => "Ok",
@@ -299,6 +304,7 @@ const T_NOTICE: u8 = 0x52;
 const T_RECALL: u8 = 0x53;
 const T_SUPERVISE: u8 = 0x54;
 const T_JSON: u8 = 0x55;
+const T_URGE: u8 = 0x56;
 const T_OK: u8 = 0x60;
 const T_ERROR: u8 = 0x7f;
 
@@ -446,6 +452,11 @@ pub fn encode(msg: &Message, out: &mut Vec<u8>) {
             w.u8(T_RECALL);
             w.raw(doc_id.as_bytes());
             w.str(reason);
+        }
+        Message::Urge { doc_id, units } => {
+            w.u8(T_URGE);
+            w.raw(doc_id.as_bytes());
+            w.node_ids(units);
         }
         Message::Supervise { query } => {
             w.u8(T_SUPERVISE);
@@ -609,6 +620,10 @@ pub fn decode_body(frame: &[u8]) -> Result<Message, WireError> {
             doc_id: DocId::from_bytes(r.array()?),
             reason: r.string()?,
         },
+        T_URGE => Message::Urge {
+            doc_id: DocId::from_bytes(r.array()?),
+            units: r.node_ids(MAX_ITEMS)?,
+        },
         T_SUPERVISE => Message::Supervise {
             query: blob(&mut r)?,
         },
@@ -693,6 +708,10 @@ mod tests {
             Message::Recall {
                 doc_id,
                 reason: "文号有误".into(),
+            },
+            Message::Urge {
+                doc_id,
+                units: vec![NodeId::parse("harbin-gov").unwrap()],
             },
             Message::Supervise {
                 query: b"{}".to_vec(),

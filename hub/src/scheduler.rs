@@ -57,6 +57,29 @@ pub(crate) async fn run_due(shared: &Shared) -> Result<usize, StoreError> {
     Ok(ran.len())
 }
 
+/// The urging notice (催办) a recipient gets, from the ladder or its sender.
+pub(crate) fn urge_notice(
+    doc: &DocRecord,
+    recipient: &NodeId,
+    rec: &DeliveryRecord,
+    now_ms: i64,
+) -> Notice {
+    Notice {
+        kind: NoticeKind::Urge,
+        doc_id: doc.doc_id,
+        sender: doc.sender.clone(),
+        title: doc.title.clone(),
+        doc_number: doc.doc_number.clone(),
+        recipient: recipient.clone(),
+        deadline: time_ms(rec.deadline_ms),
+        late_seconds: (now_ms - rec.deadline_ms).max(0) / 1000,
+        urge_count: rec.urge_count,
+        escalation_level: rec.escalation_level,
+        at: time_ms(now_ms).unwrap_or_default(),
+        reason: String::new(),
+    }
+}
+
 fn notices(
     steps: &[gongwen_common::config::EscalationStep],
     doc: &DocRecord,
@@ -83,7 +106,10 @@ fn notices(
         reason: String::new(),
     };
     match s.action {
-        EscalationAction::Urge => vec![(recipient.clone(), notice(NoticeKind::Urge).to_bytes())],
+        EscalationAction::Urge => vec![(
+            recipient.clone(),
+            urge_notice(doc, recipient, rec, now_ms).to_bytes(),
+        )],
         EscalationAction::Supervise => s
             .notify
             .iter()

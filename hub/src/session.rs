@@ -301,6 +301,7 @@ async fn handle_request(
         Message::SubmitReceipt { receipt } => submit_receipt(&receipt, ident, shared).await,
         Message::Recall { doc_id, reason } => recall(doc_id, reason, ident, shared).await,
         Message::Supervise { query } => supervise(&query, ident, shared).await,
+        Message::Urge { doc_id, units } => urge(doc_id, units, ident, shared).await,
         other => Err(Refusal::new(
             ErrorCode::BadRequest,
             format!("the hub does not take a {} from an agent", other.kind()),
@@ -863,24 +864,86 @@ async fn supervise(
     ident: &CertIdentity,
     shared: &Shared,
 ) -> Result<Message, Refusal> {
-    if ident.role != gongwen_common::Role::Supervisor {
-        warn!("security: a {} unit asked for supervision data", ident.role);
-        return Err(Refusal::new(
-            ErrorCode::BadRequest,
-            "only supervisor units may query supervision data",
-        ));
-    }
     let q: crate::supervision::Query = serde_json::from_slice(query).map_err(|e| {
         Refusal::new(
             ErrorCode::Malformed,
             format!("not a supervision query: {e}"),
         )
     })?;
+    // A unit may follow its own documents (签收情况); everything else is
+    // for supervisor units.
+    let own_document = match &q {
+        crate::supervision::Query::Status { doc } => {
+            let doc = *doc;
+            shared
+                .store
+                .run(move |s| s.doc(doc))
+                .await?
+                .is_some_and(|d| d.sender == ident.id)
+        }
+        _ => false,
+    };
+    if ident.role != gongwen_common::Role::Supervisor && !own_document {
+        warn!("security: a {} unit asked for supervision data", ident.role);
+        return Err(Refusal::new(
+            ErrorCode::BadRequest,
+            "only supervisor units may query supervision data",
+        ));
+    }
     let v = crate::control::supervise(shared, &q)
         .await
         .map_err(|e| Refusal::new(ErrorCode::BadRequest, e))?;
     Ok(Message::Json {
         body: v.to_string().into_bytes(),
+    })
+}
+
+/// The sender urges the units that have not signed for its document yet.
+async fn urge(
+    doc_id: DocId,
+    units: Vec<NodeId>,
+    ident: &CertIdentity,
+    shared: &Shared,
+) -> Result<Message, Refusal> {
+    let doc = shared.store.run(move |s| s.doc(doc_id)).await?;
+    match doc {
+        Some(d) if d.sender == ident.id => {}
+        Some(_) => {
+            warn!(doc = %doc_id, "security: a unit tried to urge another unit's document");
+            return Err(Refusal::new(
+                ErrorCode::NotTheSender,
+                "only the sender of a document may urge its recipients",
+            ));
+        }
+        None => {
+            return Err(Refusal::new(
+                ErrorCode::UnknownDocument,
+                format!("the hub never accepted document {doc_id}"),
+            ));
+        }
+    }
+    let now = shared.clock.now_ms();
+    let urged = shared
+        .store
+        .run(move |s| {
+            s.urge_now(doc_id, &units, now, |doc, r, rec| {
+                crate::scheduler::urge_notice(doc, r, rec, now).to_bytes()
+            })
+        })
+        .await?;
+    {
+        let registry = shared.registry();
+        for r in &urged {
+            if let Some(w) = registry.wake(r) {
+                w.receipts.notify_one();
+            }
+        }
+    }
+    info!(doc = %doc_id, units = urged.len(), "urged by the sender");
+    Ok(Message::Json {
+        body: serde_json::json!({ "doc_id": doc_id, "urged": urged })
+            .to_string()
+            .into_bytes(),
     })
 }
 

@@ -738,6 +738,57 @@ impl Store {
         Ok(ran)
     }
 
+    /// The sender urges (催办) now: every recipient of `doc_id` in `units`
+    /// (all when empty) that has not signed for, returned or been recalled
+    /// from it gets an urging notice and one more on its urge count, in one
+    /// commit. The escalation ladder is not moved. Returns who was urged.
+    pub fn urge_now(
+        &self,
+        doc_id: DocId,
+        units: &[NodeId],
+        now_ms: i64,
+        notice: impl Fn(&DocRecord, &NodeId, &DeliveryRecord) -> Vec<u8>,
+    ) -> Result<Vec<NodeId>, StoreError> {
+        let key = doc_id.as_bytes().as_slice();
+        let txn = self.db.begin_write()?;
+        let mut urged = Vec::new();
+        {
+            let doc = txn
+                .open_table(DOCS)?
+                .get(key)?
+                .map(|g| parse::<DocRecord>(g.value()))
+                .transpose()?;
+            let Some(doc) = doc else {
+                return Ok(urged);
+            };
+            let mut delivery = txn.open_table(DELIVERY)?;
+            for r in doc.recipients() {
+                if !units.is_empty() && !units.contains(&r) {
+                    continue;
+                }
+                let current = delivery
+                    .get((key, r.as_str()))?
+                    .map(|g| parse::<DeliveryRecord>(g.value()))
+                    .transpose()?;
+                let Some(mut rec) = current else { continue };
+                if rec.state.is_closed() {
+                    continue;
+                }
+                rec.urge_count += 1;
+                rec.steps_run.push(StepRun {
+                    step: u32::MAX,
+                    action: "urge (by the sender)".into(),
+                    at_ms: now_ms,
+                });
+                queue_push(&txn, &r, &Push::Notice(notice(&doc, &r, &rec)))?;
+                delivery.insert((key, r.as_str()), json(&rec)?.as_slice())?;
+                urged.push(r);
+            }
+        }
+        txn.commit()?;
+        Ok(urged)
+    }
+
     /// When the next escalation step is due (Unix ms), if any.
     pub fn next_due(&self) -> Result<Option<i64>, StoreError> {
         let txn = self.db.begin_read()?;

@@ -18,14 +18,17 @@ struct Units {
     _hub: RunningHub,
     prov: RunningAgent,
     harbin: RunningAgent,
+    /// In the group `cities` with harbin-gov; no console.
+    _daqing: RunningAgent,
 }
 
 async fn units() -> Units {
     let net = Net::new();
-    for id in ["prov-gov", "harbin-gov"] {
+    for id in ["prov-gov", "harbin-gov", "daqing-gov"] {
         net.issue(id, Role::Node);
     }
     let hub = net.start_hub().await;
+    let daqing = net.start_agent("daqing-gov", hub.addr);
     let console = "[console]\nlisten = \"127.0.0.1:0\"";
     let mut agents = Vec::new();
     for (id, clerk, name) in [
@@ -41,7 +44,8 @@ async fn units() -> Units {
             net.agent_config_with(id, hub.addr, console),
         ));
     }
-    hub.wait_ready(&["prov-gov", "harbin-gov"]).await;
+    hub.wait_ready(&["prov-gov", "harbin-gov", "daqing-gov"])
+        .await;
     let harbin = agents.pop().unwrap();
     let prov = agents.pop().unwrap();
     Units {
@@ -49,6 +53,7 @@ async fn units() -> Units {
         _hub: hub,
         prov,
         harbin,
+        _daqing: daqing,
     }
 }
 
@@ -454,4 +459,120 @@ async fn the_api_takes_bearer_tokens_for_scripts_and_refuses_everyone_else() {
         .await;
     assert_eq!(p.status, 401);
     let _ = &u.prov;
+}
+
+/// The row of `unit` in a 签收情况 table, as text.
+fn row_of(page: &Page, unit: &str) -> String {
+    let html = page.text();
+    let start = html
+        .find(&format!("<td>{unit}</td>"))
+        .unwrap_or_else(|| panic!("no row for {unit}: {html}"));
+    let end = html[start..].find("</tr>").unwrap() + start;
+    html[start..end].to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sender_follows_signing_urges_those_who_have_not_signed_and_recalls() {
+    let u = units().await;
+    u.net
+        .drop_file("prov-gov", "cities", "通知.txt", b"to both cities");
+    let harbin_docs = wait_inbox(&u.net.root("harbin-gov"), "prov-gov", 1).await;
+    wait_inbox(&u.net.root("daqing-gov"), "prov-gov", 1).await;
+    let doc = harbin_docs[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+
+    // harbin-gov's clerk signs for it in the console.
+    let mut clerk = browser(&u.harbin);
+    clerk.log_in("li.si", PASSWORD).await;
+    let csrf = clerk.get(&format!("/inbox/{doc}")).await.csrf().unwrap();
+    let signed = clerk
+        .post_form(
+            &format!("/inbox/{doc}/ack"),
+            &[("by", "李四"), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(signed.status, 303);
+
+    let mut sender = browser(&u.prov);
+    sender.log_in("wang", PASSWORD).await;
+    let page = wait_until("harbin-gov signed for it, seen by the sender", || {
+        let p = futures_now(sender.clone().get(&format!("/sent/{doc}")));
+        row_of(&p, "harbin-gov").contains("已签收").then_some(p)
+    })
+    .await;
+    let harbin = row_of(&page, "harbin-gov");
+    assert!(
+        harbin.contains("李四") && harbin.contains("主送"),
+        "{harbin}"
+    );
+    let daqing = row_of(&page, "daqing-gov");
+    assert!(daqing.contains("已送达"), "{daqing}");
+    // The deadline the hub enforces (24 h for a normal document here).
+    assert!(
+        daqing.matches("20").count() >= 2,
+        "no deadline shown: {daqing}"
+    );
+    let list = sender.get("/sent").await.text();
+    assert!(list.contains("已签收 1 / 共 2"), "{list}");
+
+    // 催办 needs the form's token, and reaches only daqing-gov.
+    let refused = sender.post_form(&format!("/sent/{doc}/urge"), &[]).await;
+    assert_eq!(refused.status, 403);
+    let csrf = page.csrf().unwrap();
+    let urged = sender
+        .post_form(&format!("/sent/{doc}/urge"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(urged.status, 303, "{}", urged.text());
+    let page = sender.get(&format!("/sent/{doc}")).await;
+    assert!(
+        row_of(&page, "daqing-gov").contains("<td class=\"num\">1</td>"),
+        "{}",
+        row_of(&page, "daqing-gov")
+    );
+    assert!(row_of(&page, "harbin-gov").contains("<td class=\"num\">0</td>"));
+    // The same from the command line's control request.
+    let v = gongwen_tests::ask_agent(
+        &u.net.root("prov-gov"),
+        &gongwen_agent::control::Request::Urge {
+            doc: DocId::parse(&doc).unwrap(),
+            units: vec![],
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(v["urged"], serde_json::json!(["daqing-gov"]));
+    let daqing_dir = u
+        .net
+        .root("daqing-gov")
+        .join("inbox")
+        .join("prov-gov")
+        .join(&doc);
+    wait_until("daqing-gov's urging notices", || {
+        daqing_dir.join("催办通知-2.txt").exists().then_some(())
+    })
+    .await;
+
+    // 撤回: daqing-gov's copy is withdrawn, harbin-gov's signed one stays.
+    let csrf = page.csrf().unwrap();
+    let recalled = sender
+        .post_form(
+            &format!("/sent/{doc}/recall"),
+            &[("reason", "内容有误"), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(recalled.status, 303, "{}", recalled.text());
+    let page = sender.get(&format!("/sent/{doc}")).await;
+    assert!(
+        row_of(&page, "daqing-gov").contains("已撤回"),
+        "{}",
+        page.text()
+    );
+    assert!(row_of(&page, "harbin-gov").contains("已签收"));
+    assert!(
+        !page.text().contains("/urge\""),
+        "urge offered when nobody is left to urge"
+    );
 }

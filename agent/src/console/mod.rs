@@ -169,10 +169,17 @@ fn router(web: Arc<Web>) -> Router {
         .route("/inbox/{doc_id}/ack", post(ack))
         .route("/inbox/{doc_id}/reject", post(reject))
         .route("/inbox/{doc_id}/files/{name}", get(download))
+        .route("/sent", get(sent_list))
+        .route("/sent/{doc_id}", get(sent_doc))
+        .route("/sent/{doc_id}/recall", post(recall))
+        .route("/sent/{doc_id}/urge", post(urge))
         .route("/assets/style.css", get(style))
         .route("/api/v1/inbox", get(api_inbox))
         .route("/api/v1/inbox/{doc_id}/ack", post(api_ack))
         .route("/api/v1/inbox/{doc_id}/reject", post(api_reject))
+        .route("/api/v1/sent/{doc_id}", get(api_sent_doc))
+        .route("/api/v1/sent/{doc_id}/recall", post(api_recall))
+        .route("/api/v1/sent/{doc_id}/urge", post(api_urge))
         .fallback(not_found)
         .layer(axum::middleware::map_response(security_headers))
         .with_state(web)
@@ -760,6 +767,366 @@ async fn act(
             r
         }
     }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct PageQuery {
+    page: Option<usize>,
+}
+
+async fn sent_list(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    let (user, csrf) = match need_session(&web, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let page = q.page.unwrap_or(1).max(1);
+    let offset = (page - 1).saturating_mul(PAGE_SIZE);
+    let listed = web
+        .ctx
+        .store
+        .run(move |s| {
+            let (records, more) = s.sent_page(offset, PAGE_SIZE)?;
+            let mut rows = Vec::with_capacity(records.len());
+            for r in records {
+                let receipts = s.receipts(r.doc_id)?;
+                let signed = r
+                    .recipients
+                    .iter()
+                    .filter(|u| {
+                        receipts
+                            .iter()
+                            .any(|(who, k, _)| who == *u && *k == ReceiptKind::Acknowledged)
+                    })
+                    .count();
+                rows.push(pages::SentRow {
+                    doc_id: r.doc_id.to_string(),
+                    title: r.title,
+                    doc_number: r.doc_number,
+                    sent_ms: r.sent_ms,
+                    signed,
+                    total: r.recipients.len(),
+                });
+            }
+            Ok((rows, more))
+        })
+        .await;
+    match listed {
+        Ok((rows, more)) => {
+            pages::sent(&web.frame(&user, &csrf), &rows, page, more).into_response()
+        }
+        Err(e) => server_error(e),
+    }
+}
+
+/// Milliseconds of an RFC 3339 time from JSON.
+fn json_ms(v: &serde_json::Value) -> Option<i64> {
+    let t = gongwen_common::timefmt::parse_rfc3339(v.as_str()?).ok()?;
+    Some((t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+/// What the page and the API say about one document this unit sent.
+struct SentView {
+    record: crate::store::SentRecord,
+    rows: Vec<pages::SignRow>,
+    source: pages::Source,
+    /// The hub's answer as it came (the API passes it on), when there was one.
+    hub: Option<serde_json::Value>,
+}
+
+/// The 签收情况 of a document this unit sent: from the hub (deadlines, urge
+/// counts, 主送/抄送), or, when it cannot be asked, from this unit's
+/// receipts.
+async fn sent_view(web: &Web, doc_id: &str) -> Result<Option<SentView>, Response> {
+    let Ok(doc) = DocId::parse(doc_id) else {
+        return Ok(None);
+    };
+    let found = web
+        .ctx
+        .store
+        .run(move |s| {
+            let Some(rec) = s.sent(doc)? else {
+                return Ok(None);
+            };
+            let local = crate::control::doc_status(s, &rec)?;
+            Ok(Some((rec, local)))
+        })
+        .await
+        .map_err(server_error)?;
+    let Some((record, local)) = found else {
+        return Ok(None);
+    };
+    let question = serde_json::json!({ "query": "status", "doc": doc });
+    let asked = crate::control::hub_request(
+        &web.ctx,
+        &gongwen_common::wire::Message::Supervise {
+            query: question.to_string().into_bytes(),
+        },
+    )
+    .await;
+    if let Ok(v) = asked {
+        let rows = v["recipients"]
+            .as_array()
+            .map(|rs| {
+                rs.iter()
+                    .map(|r| pages::SignRow {
+                        unit: r["recipient"].as_str().unwrap_or_default().to_owned(),
+                        copy: match r["copy"].as_str() {
+                            Some("to") => Some("主送"),
+                            Some("cc") => Some("抄送"),
+                            _ => None,
+                        },
+                        state: r["state"].as_str().unwrap_or_default().to_owned(),
+                        delivered_ms: json_ms(&r["delivered_at"]),
+                        signed_by: r["acknowledged_by"].as_str().map(str::to_owned),
+                        signed_ms: json_ms(&r["acknowledged_at"]),
+                        returned_reason: r["rejected_reason"].as_str().map(str::to_owned),
+                        urge_count: r["urge_count"].as_u64().map(|n| n as u32),
+                        deadline_ms: json_ms(&r["deadline"]),
+                        overdue: r["overdue"].as_bool().unwrap_or(false),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        return Ok(Some(SentView {
+            record,
+            rows,
+            source: pages::Source::Hub,
+            hub: Some(v),
+        }));
+    }
+    let rows = local
+        .recipients
+        .iter()
+        .map(|r| pages::SignRow {
+            unit: r.recipient.clone(),
+            state: r.state.clone(),
+            delivered_ms: r
+                .delivered_at
+                .as_deref()
+                .and_then(|t| json_ms(&serde_json::json!(t))),
+            signed_by: r.acknowledged_by.clone(),
+            signed_ms: r
+                .acknowledged_at
+                .as_deref()
+                .and_then(|t| json_ms(&serde_json::json!(t))),
+            returned_reason: (r.state == "rejected").then(|| r.reason.clone()).flatten(),
+            ..Default::default()
+        })
+        .collect();
+    Ok(Some(SentView {
+        record,
+        rows,
+        source: pages::Source::Local,
+        hub: None,
+    }))
+}
+
+fn no_such_sent() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        pages::message(
+            None,
+            "没有这份公文 (404)",
+            "本单位没有发出过这个编号的公文。",
+        ),
+    )
+        .into_response()
+}
+
+async fn sent_doc_page(
+    web: &Web,
+    user: &User,
+    csrf: &str,
+    doc_id: &str,
+    message: Option<&str>,
+) -> Response {
+    match sent_view(web, doc_id).await {
+        Ok(Some(v)) => pages::sent_doc(
+            &web.frame(user, csrf),
+            &v.record.doc_id.to_string(),
+            &v.record.title,
+            &v.record.doc_number,
+            Some(v.record.sent_ms),
+            &v.rows,
+            v.source,
+            message,
+        )
+        .into_response(),
+        Ok(None) => no_such_sent(),
+        Err(r) => r,
+    }
+}
+
+async fn sent_doc(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Path(doc_id): Path<String>,
+) -> Response {
+    let (user, csrf) = match need_session(&web, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    sent_doc_page(&web, &user, &csrf, &doc_id, None).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RecallForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// Withdraw (撤回) or urge (催办) a document this unit sent; the hub's
+/// answer, or why not in plain words.
+async fn sender_act(
+    web: &Web,
+    doc_id: &str,
+    recall_reason: Option<String>,
+) -> Result<serde_json::Value, (StatusCode, String)> {
+    let doc =
+        DocId::parse(doc_id).map_err(|_| (StatusCode::NOT_FOUND, "没有这份公文。".to_owned()))?;
+    let mine = web
+        .ctx
+        .store
+        .run(move |s| s.sent(doc))
+        .await
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    if mine.is_none() {
+        return Err((StatusCode::NOT_FOUND, "本单位没有发出过这份公文。".into()));
+    }
+    let done = match recall_reason {
+        Some(reason) => crate::control::recall(&web.ctx, doc, reason).await,
+        None => {
+            crate::control::hub_request(
+                &web.ctx,
+                &gongwen_common::wire::Message::Urge {
+                    doc_id: doc,
+                    units: Vec::new(),
+                },
+            )
+            .await
+        }
+    };
+    done.map_err(|e| (StatusCode::CONFLICT, e))
+}
+
+async fn recall(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Path(doc_id): Path<String>,
+    Form(f): Form<RecallForm>,
+) -> Response {
+    let (user, csrf) = match need_form_session(&web, &headers, &f.csrf) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match sender_act(&web, &doc_id, Some(f.reason.trim().to_owned())).await {
+        Ok(_) => {
+            info!(doc = %doc_id, "recalled by {} through the console", user.name);
+            Redirect::to(&format!("/sent/{doc_id}")).into_response()
+        }
+        Err((status, text)) => {
+            let mut r = sent_doc_page(&web, &user, &csrf, &doc_id, Some(&text)).await;
+            *r.status_mut() = status;
+            r
+        }
+    }
+}
+
+async fn urge(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Path(doc_id): Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    let (user, csrf) = match need_form_session(&web, &headers, &f.csrf) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match sender_act(&web, &doc_id, None).await {
+        Ok(v) => {
+            let n = v["urged"].as_array().map_or(0, Vec::len);
+            info!(doc = %doc_id, "urged {n} units through the console ({})", user.name);
+            Redirect::to(&format!("/sent/{doc_id}")).into_response()
+        }
+        Err((status, text)) => {
+            let mut r = sent_doc_page(&web, &user, &csrf, &doc_id, Some(&text)).await;
+            *r.status_mut() = status;
+            r
+        }
+    }
+}
+
+async fn api_sent_doc(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Path(doc_id): Path<String>,
+) -> Response {
+    if web.who(&headers).is_none() {
+        return api_error(
+            StatusCode::UNAUTHORIZED,
+            "log in, or send Authorization: Bearer <token>",
+        );
+    }
+    match sent_view(&web, &doc_id).await {
+        Ok(Some(SentView { hub: Some(v), .. })) => axum::Json(v).into_response(),
+        Ok(Some(SentView { record, .. })) => {
+            let doc = record.doc_id;
+            match web
+                .ctx
+                .store
+                .run(move |s| {
+                    let rec = s.sent(doc)?;
+                    rec.map(|r| crate::control::doc_status(s, &r)).transpose()
+                })
+                .await
+            {
+                Ok(Some(st)) => axum::Json(st).into_response(),
+                Ok(None) => api_error(StatusCode::NOT_FOUND, "no such document"),
+                Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+            }
+        }
+        Ok(None) => api_error(StatusCode::NOT_FOUND, "no such document"),
+        Err(r) => r,
+    }
+}
+
+async fn api_sender_act(
+    web: &Web,
+    headers: &HeaderMap,
+    doc_id: &str,
+    recall_reason: Option<String>,
+) -> Response {
+    if let Err(r) = api_caller(web, headers) {
+        return r;
+    }
+    match sender_act(web, doc_id, recall_reason).await {
+        Ok(v) => axum::Json(v).into_response(),
+        Err((status, text)) => api_error(status, &text),
+    }
+}
+
+async fn api_recall(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Path(doc_id): Path<String>,
+    body: Option<axum::Json<ApiAct>>,
+) -> Response {
+    let reason = body.map(|b| b.0.reason).unwrap_or_default();
+    api_sender_act(&web, &headers, &doc_id, Some(reason)).await
+}
+
+async fn api_urge(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Path(doc_id): Path<String>,
+) -> Response {
+    api_sender_act(&web, &headers, &doc_id, None).await
 }
 
 /// `Content-Disposition` for a download: always an attachment, with the

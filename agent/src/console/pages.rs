@@ -73,6 +73,7 @@ fn layout(title: &str, frame: Option<&Frame<'_>>, body: Markup) -> Markup {
                         nav {
                             a href="/" { "待签收" }
                             a href="/inbox" { "收文" }
+                            a href="/sent" { "发文" }
                         }
                         span.user { (f.user.display_name) " (" (f.user.name) ")" }
                         form.logout method="post" action="/logout" {
@@ -275,6 +276,167 @@ pub fn received_doc(
                         input type="hidden" name="csrf" value=(frame.csrf);
                         label { "退回理由" input type="text" name="reason" required; }
                         button type="submit" { "退回" }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// One document this unit sent, in the `/sent` list.
+#[derive(Debug, Clone)]
+pub struct SentRow {
+    pub doc_id: String,
+    pub title: String,
+    pub doc_number: String,
+    pub sent_ms: i64,
+    pub signed: usize,
+    pub total: usize,
+}
+
+/// `/sent`: what this unit sent, newest first.
+pub fn sent(frame: &Frame<'_>, rows: &[SentRow], page: usize, more: bool) -> Markup {
+    layout(
+        "发文",
+        Some(frame),
+        html! {
+            h1 { "发文" }
+            @if rows.is_empty() {
+                p.empty { "本单位还没有发出公文。" }
+            } @else {
+                table.docs {
+                    thead { tr { th { "文号" } th { "标题" } th { "发出时间" } th { "签收" } } }
+                    tbody {
+                        @for r in rows {
+                            tr {
+                                td { (r.doc_number) }
+                                td { a href={ "/sent/" (r.doc_id) } { (r.title) } }
+                                td { (beijing(r.sent_ms)) }
+                                td { "已签收 " (r.signed) " / 共 " (r.total) }
+                            }
+                        }
+                    }
+                }
+            }
+            p.pages {
+                @if page > 1 { a href={ "/sent?page=" (page - 1) } { "上一页" } }
+                " 第 " (page) " 页 "
+                @if more { a href={ "/sent?page=" (page + 1) } { "下一页" } }
+            }
+        },
+    )
+}
+
+/// One recipient's row of a sent document's 签收情况.
+#[derive(Debug, Clone, Default)]
+pub struct SignRow {
+    pub unit: String,
+    /// 主送 / 抄送, when the hub said.
+    pub copy: Option<&'static str>,
+    /// The state's name (queued, delivered, acknowledged …).
+    pub state: String,
+    pub delivered_ms: Option<i64>,
+    pub signed_by: Option<String>,
+    pub signed_ms: Option<i64>,
+    pub returned_reason: Option<String>,
+    pub urge_count: Option<u32>,
+    pub deadline_ms: Option<i64>,
+    pub overdue: bool,
+}
+
+/// A delivery state's name in Chinese, with the English beside it.
+pub fn delivery_label(state: &str) -> &'static str {
+    match state {
+        "queued" | "waiting" => "待送达",
+        "delivered" => "已送达",
+        "acknowledged" => "已签收",
+        "rejected" => "已退回",
+        "quarantined" => "已隔离",
+        "recalled" => "已撤回",
+        _ => "",
+    }
+}
+
+/// Whether a recipient may still sign for it (so recall and urge apply).
+pub fn still_open(state: &str) -> bool {
+    !matches!(state, "acknowledged" | "rejected" | "recalled")
+}
+
+/// What the page says about where its figures come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The hub's own record, now.
+    Hub,
+    /// This unit's receipts (the hub is not reachable now).
+    Local,
+}
+
+/// `/sent/{doc_id}`: 签收情况, and 撤回 / 催办 while anyone has not signed.
+#[allow(clippy::too_many_arguments)]
+pub fn sent_doc(
+    frame: &Frame<'_>,
+    doc_id: &str,
+    title: &str,
+    doc_number: &str,
+    sent_ms: Option<i64>,
+    rows: &[SignRow],
+    source: Source,
+    message: Option<&str>,
+) -> Markup {
+    let open = rows.iter().any(|r| still_open(&r.state));
+    let signed = rows.iter().filter(|r| r.state == "acknowledged").count();
+    layout(
+        title,
+        Some(frame),
+        html! {
+            h1 { (title) }
+            @if let Some(m) = message { p.error role="alert" { (m) } }
+            p {
+                @if !doc_number.is_empty() { (doc_number) " · " }
+                @if let Some(t) = sent_ms { "发出 " (beijing(t)) " · " }
+                "已签收 " (signed) " / 共 " (rows.len())
+            }
+            @if source == Source::Local {
+                p.error { "现在连不上交换中心：下表是本单位保存的回执，期限和催办次数暂缺。" }
+            }
+            h2 { "签收情况" }
+            table.docs.signing {
+                thead { tr {
+                    th { "收文单位" } th { "主送/抄送" } th { "状态" } th { "送达时间" }
+                    th { "签收人" } th { "签收时间" } th { "退回理由" } th { "催办次数" } th { "期限" }
+                } }
+                tbody {
+                    @for r in rows {
+                        tr {
+                            td { (r.unit) }
+                            td { (r.copy.unwrap_or("—")) }
+                            td { (delivery_label(&r.state)) " " small { (r.state) } }
+                            td { @if let Some(t) = r.delivered_ms { (beijing(t)) } }
+                            td { @if let Some(b) = &r.signed_by { (b) } }
+                            td { @if let Some(t) = r.signed_ms { (beijing(t)) } }
+                            td { @if let Some(why) = &r.returned_reason { (why) } }
+                            td.num { @if let Some(n) = r.urge_count { (n) } @else { "—" } }
+                            td class=[r.overdue.then_some("overdue")] {
+                                @if let Some(t) = r.deadline_ms { (beijing(t)) }
+                                @if r.overdue { " 已超期" }
+                            }
+                        }
+                    }
+                }
+            }
+            @if open {
+                div.acts {
+                    form.urge method="post" action={ "/sent/" (doc_id) "/urge" } {
+                        h2 { "催办" }
+                        input type="hidden" name="csrf" value=(frame.csrf);
+                        p { "向尚未签收的单位发出催办通知。" }
+                        button type="submit" { "催办" }
+                    }
+                    form.recall method="post" action={ "/sent/" (doc_id) "/recall" } {
+                        h2 { "撤回" }
+                        input type="hidden" name="csrf" value=(frame.csrf);
+                        label { "撤回理由" input type="text" name="reason"; }
+                        button type="submit" { "撤回" }
                     }
                 }
             }
