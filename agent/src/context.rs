@@ -26,6 +26,8 @@ pub struct AgentContext {
     pub enc_key: EncryptionKey,
     /// The CA and the CRL in force.
     pub trust: Trust,
+    /// The units and groups to send to, as the hub last said.
+    pub directory: crate::directory::Known,
     /// Woken when a drop was claimed (or a send should be retried).
     pub outbox_wake: Notify,
     /// Upload progress of documents being sent: (bytes sent, total).
@@ -104,6 +106,7 @@ impl AgentContext {
             signer,
             enc_key,
             trust,
+            directory: Default::default(),
             outbox_wake: Notify::new(),
             progress: Mutex::new(Default::default()),
             failures: Mutex::new(Default::default()),

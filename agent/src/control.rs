@@ -24,7 +24,7 @@ pub enum Request {
     /// Sent documents (all, or one) with per-recipient state.
     Status { doc: Option<DocId> },
     /// Queue files for sending (copies are taken; the originals stay).
-    Send(crate::outbox::SendRequest),
+    Send(Box<crate::outbox::SendRequest>),
     /// Documents received (or only those still to sign for).
     Inbox { pending: bool },
     /// Sign for a received document (签收).

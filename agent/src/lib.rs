@@ -20,6 +20,8 @@
 //!   together.
 //! - [`keygen`] — a key and CSR made on the unit's own machine.
 //! - [`console`] — the unit's web console (`[console] listen`).
+//! - [`directory`] — the units and groups to send to; outbox folders and
+//!   `单位名录.txt` made from them.
 //! - [`trust`] — the CA and the CRL in force, swapped as one value.
 //! - [`error`] — [`AgentError`].
 #![forbid(unsafe_code)]
@@ -31,6 +33,7 @@ pub mod client;
 pub mod console;
 pub mod context;
 pub mod control;
+pub mod directory;
 pub mod draft;
 pub mod error;
 pub mod evidence;

@@ -314,6 +314,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 urgency,
                 deadline,
                 note,
+                operator: None,
+                phone: None,
             };
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(send(&socket, req, no_wait))?;
@@ -537,7 +539,7 @@ fn print_status(docs: &[DocStatus]) {
 /// Queue a document and follow it until the hub accepts it.
 async fn send(socket: &std::path::Path, req: SendRequest, no_wait: bool) -> anyhow::Result<()> {
     use std::io::{IsTerminal, Write};
-    let v = control::query(socket, &Request::Send(req)).await?;
+    let v = control::query(socket, &Request::Send(Box::new(req))).await?;
     let doc = v["doc_id"]
         .as_str()
         .and_then(|s| DocId::parse(s).ok())

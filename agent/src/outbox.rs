@@ -158,7 +158,7 @@ pub fn scan(outbox: &Path) -> std::io::Result<Scan> {
             found.refused.push((to_entry.path(), NOT_UTF8));
             continue;
         };
-        if is_ignored(&to) {
+        if is_ignored(&to) || to == crate::directory::DIRECTORY_FILE {
             continue;
         }
         if !to_entry.file_type()?.is_dir() {
@@ -657,6 +657,11 @@ pub struct SendRequest {
     pub urgency: Option<String>,
     pub deadline: Option<String>,
     pub note: Option<String>,
+    /// 经办人 and their phone.
+    #[serde(default)]
+    pub operator: Option<String>,
+    #[serde(default)]
+    pub phone: Option<String>,
 }
 
 /// The sidecar `send` writes for its claim.
@@ -677,11 +682,23 @@ struct SidecarOut<'a> {
     deadline: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     note: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    operator: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    phone: Option<&'a str>,
 }
 
 /// Claim copies of files named on the command line (the originals stay
 /// where they are). Blocking.
 pub fn claim_copies(folders: &Folders, req: &SendRequest) -> Result<DocId, String> {
+    claim_files(folders, req, false)
+}
+
+/// Claim `req.files`: copied (the command line's files stay where they
+/// are), or, with `take`, moved in (files a console upload staged on the
+/// same file system, so nothing is written twice). The same checks and
+/// the same durable steps either way. Blocking.
+pub fn claim_files(folders: &Folders, req: &SendRequest, take: bool) -> Result<DocId, String> {
     let (Some(_), Some(first_to)) = (req.files.first(), req.to.first()) else {
         return Err("name at least one file and one recipient (--to)".into());
     };
@@ -718,6 +735,8 @@ pub fn claim_copies(folders: &Folders, req: &SendRequest) -> Result<DocId, Strin
             urgency: req.urgency.as_deref(),
             deadline: req.deadline.as_deref(),
             note: req.note.as_deref(),
+            operator: req.operator.as_deref(),
+            phone: req.phone.as_deref(),
         };
         let text = toml::to_string(&sidecar).map_err(|e| e.to_string())?;
         // Check it the way the sender will, so a bad option fails here.
@@ -727,7 +746,11 @@ pub fn claim_copies(folders: &Folders, req: &SendRequest) -> Result<DocId, Strin
         write_atomic(&dir.join("meta.toml"), text.as_bytes(), 0o600).map_err(io)?;
         for (f, name) in req.files.iter().zip(&names) {
             let dest = files.join(name);
-            std::fs::copy(f, &dest).map_err(|e| format!("{}: {e}", f.display()))?;
+            if take {
+                std::fs::rename(f, &dest).map_err(|e| format!("{}: {e}", f.display()))?;
+            } else {
+                std::fs::copy(f, &dest).map_err(|e| format!("{}: {e}", f.display()))?;
+            }
             std::fs::File::open(&dest)
                 .and_then(|d| d.sync_all())
                 .map_err(io)?;

@@ -29,6 +29,7 @@ async fn run_inner(conn: &quinn::Connection, ctx: &Arc<AgentContext>) {
     }
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(uploader(conn.clone(), ctx.clone()).in_current_span());
+    tasks.spawn(directory_keeper(ctx.clone()).in_current_span());
     loop {
         tokio::select! {
             stream = conn.accept_bi() => match stream {
@@ -58,6 +59,20 @@ async fn publish_key(conn: &quinn::Connection, ctx: &AgentContext) -> Result<(),
         Ok(Message::Error { message, .. }) => Err(message),
         Ok(other) => Err(format!("unexpected answer: {}", other.describe())),
         Err(SendError::Connection(e) | SendError::Later(e) | SendError::Permanent(e)) => Err(e),
+    }
+}
+
+/// How often the directory is asked for again while connected.
+const DIRECTORY_REFRESH: Duration = Duration::from_secs(60);
+
+/// Ask the hub for the directory now and every minute (see
+/// [`crate::directory::refresh`]).
+async fn directory_keeper(ctx: Arc<AgentContext>) {
+    loop {
+        if let Err(e) = crate::directory::refresh(&ctx).await {
+            debug!("directory not read: {e}");
+        }
+        tokio::time::sleep(DIRECTORY_REFRESH).await;
     }
 }
 

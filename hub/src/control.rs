@@ -160,6 +160,35 @@ pub(crate) async fn supervise(shared: &Shared, q: &Query) -> Result<serde_json::
                 "recipients": recipients,
             })
         }
+        Query::Directory => {
+            let bindings = shared
+                .store
+                .run(|s| s.bindings())
+                .await
+                .map_err(|e| e.to_string())?;
+            let units: Vec<serde_json::Value> = bindings
+                .iter()
+                .map(|(id, binding)| {
+                    // The display name is in the certificate that signed the
+                    // unit's key binding.
+                    let name = gongwen_common::signed::Statement::decode(
+                        binding,
+                        gongwen_common::signed::StatementKind::KeyBinding,
+                    )
+                    .ok()
+                    .and_then(|st| gongwen_common::pki::CertIdentity::from_der(&st.cert).ok())
+                    .and_then(|who| who.name);
+                    serde_json::json!({ "id": id, "name": name })
+                })
+                .collect();
+            let groups: Vec<serde_json::Value> = shared
+                .config
+                .groups
+                .iter()
+                .map(|(name, members)| serde_json::json!({ "name": name, "members": members }))
+                .collect();
+            serde_json::json!({ "units": units, "groups": groups })
+        }
         Query::Overdue => {
             let data = shared
                 .store

@@ -870,9 +870,10 @@ async fn supervise(
             format!("not a supervision query: {e}"),
         )
     })?;
-    // A unit may follow its own documents (签收情况); everything else is
-    // for supervisor units.
+    // Any unit may read the directory and follow its own documents
+    // (签收情况); everything else is for supervisor units.
     let own_document = match &q {
+        crate::supervision::Query::Directory => true,
         crate::supervision::Query::Status { doc } => {
             let doc = *doc;
             shared

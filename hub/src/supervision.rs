@@ -19,6 +19,9 @@ pub enum Query {
         doc: gongwen_common::DocId,
     },
     Overdue,
+    /// The units documents can be addressed to (those that published a
+    /// key), with their display names, and the groups. Any unit may ask.
+    Directory,
     Report {
         /// RFC 3339; documents accepted at or after.
         since: Option<String>,

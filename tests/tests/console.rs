@@ -576,3 +576,108 @@ async fn the_sender_follows_signing_urges_those_who_have_not_signed_and_recalls(
         "urge offered when nobody is left to urge"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_composed_in_the_console_arrives_byte_identical_and_mistakes_are_shown_on_the_form()
+ {
+    let u = units().await;
+    let mut b = browser(&u.prov);
+    b.log_in("wang", PASSWORD).await;
+    // The recipients come from the hub's directory, by display name.
+    let form = wait_until("harbin-gov among the recipients", || {
+        let p = futures_now(b.clone().get("/compose"));
+        p.text().contains("value=\"harbin-gov\"").then_some(p)
+    })
+    .await;
+    assert!(form.text().contains("组：cities"), "{}", form.text());
+    let csrf = form.csrf().unwrap();
+    let main = "关于做好冬季安全生产工作的通知\n".repeat(100).into_bytes();
+    let sheet: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let fields = |to: &'static str, more: &'static str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("to", to.to_owned()),
+            ("to_more", more.to_owned()),
+            ("cc", "daqing-gov".to_owned()),
+            ("title", "关于做好冬季安全生产工作的通知".to_owned()),
+            ("doc_number", "黑政发〔2026〕12号".to_owned()),
+            ("doc_type", "通知".to_owned()),
+            ("urgency", "urgent".to_owned()),
+            ("deadline", "3d".to_owned()),
+            ("operator", "王五".to_owned()),
+            ("phone", "0451-12345678".to_owned()),
+            ("note", "请于三日内签收".to_owned()),
+        ]
+    };
+    let as_refs = |v: &[(&'static str, String)]| -> Vec<(&'static str, String)> { v.to_vec() };
+    let send = async |b: &mut Browser, f: Vec<(&'static str, String)>, with_files: bool| {
+        let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let files: Vec<(&str, &str, &[u8])> = if with_files {
+            vec![
+                ("main", "正文.txt", &main[..]),
+                ("attachments", "附件1.xlsx", &sheet[..]),
+            ]
+        } else {
+            vec![]
+        };
+        b.post_multipart("/compose", &pairs, &files).await
+    };
+
+    // Mistakes are shown on the form, with what was typed kept.
+    let no_one = send(&mut b, as_refs(&fields("", "")), true).await;
+    assert_eq!(no_one.status, 422);
+    assert!(
+        no_one.text().contains("至少选一个主送"),
+        "{}",
+        no_one.text()
+    );
+    assert!(
+        no_one.text().contains("黑政发〔2026〕12号"),
+        "input not kept"
+    );
+    let unknown = send(&mut b, as_refs(&fields("harbin-gov", "nobody-gov")), true).await;
+    assert_eq!(unknown.status, 422);
+    assert!(unknown.text().contains("nobody-gov"), "{}", unknown.text());
+    let no_file = send(&mut b, as_refs(&fields("harbin-gov", "")), false).await;
+    assert_eq!(no_file.status, 422);
+    assert!(no_file.text().contains("正文"));
+    // Without the form's token nothing is read, let alone sent.
+    let mut forged = fields("harbin-gov", "");
+    forged[0].1 = "0000".into();
+    let refused = send(&mut b, forged, true).await;
+    assert_eq!(refused.status, 403);
+    let spool = u.net.root("prov-gov").join("state").join("spool");
+    assert_eq!(
+        std::fs::read_dir(&spool).unwrap().count(),
+        0,
+        "a refused compose claimed something"
+    );
+
+    let sent = send(&mut b, as_refs(&fields("harbin-gov", "")), true).await;
+    assert_eq!(sent.status, 303, "{}", sent.text());
+    let follow = sent.location().unwrap();
+    assert!(follow.starts_with("/sent/"), "{follow}");
+    let docs = wait_inbox(&u.net.root("harbin-gov"), "prov-gov", 1).await;
+    assert_eq!(std::fs::read(docs[0].join("正文.txt")).unwrap(), main);
+    assert_eq!(std::fs::read(docs[0].join("附件1.xlsx")).unwrap(), sheet);
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(docs[0].join("metadata.json")).unwrap()).unwrap();
+    assert_eq!(meta["title"], "关于做好冬季安全生产工作的通知");
+    assert_eq!(meta["doc_number"], "黑政发〔2026〕12号");
+    assert_eq!(meta["urgency"], "urgent");
+    assert_eq!(meta["operator"]["name"], "王五");
+    assert_eq!(meta["cc"], serde_json::json!(["daqing-gov"]));
+    wait_inbox(&u.net.root("daqing-gov"), "prov-gov", 1).await;
+    // The page it led to shows the 签收情况 once the hub has it.
+    wait_until("the sent page with 签收情况", || {
+        let p = futures_now(b.clone().get(&follow));
+        p.text().contains("签收情况").then_some(())
+    })
+    .await;
+    // Nothing was left behind in the staging folder.
+    let uploads = u.net.root("prov-gov").join("state").join("uploads");
+    assert_eq!(
+        std::fs::read_dir(&uploads).map(|d| d.count()).unwrap_or(0),
+        0
+    );
+}

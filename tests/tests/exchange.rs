@@ -822,3 +822,44 @@ async fn an_idle_agent_does_not_rescan_its_outbox_in_a_loop() {
         b"still picked up at once"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_has_a_folder_for_every_unit_and_group_and_a_directory_list() {
+    let net = Net::new();
+    for id in ["prov-gov", "harbin-gov", "daqing-gov"] {
+        net.issue(id, Role::Node);
+    }
+    let hub = net.start_hub().await;
+    let _harbin = net.start_agent("harbin-gov", hub.addr);
+    let _daqing = net.start_agent("daqing-gov", hub.addr);
+    hub.wait_ready(&["harbin-gov", "daqing-gov"]).await;
+    let _prov = net.start_agent("prov-gov", hub.addr);
+    let outbox = net.root("prov-gov").join("outbox");
+    let list = wait_until("outbox/单位名录.txt", || {
+        std::fs::read_to_string(outbox.join("单位名录.txt")).ok()
+    })
+    .await;
+    for name in ["harbin-gov", "daqing-gov", "cities"] {
+        assert!(outbox.join(name).is_dir(), "no outbox/{name}/");
+        assert!(list.contains(name), "{list}");
+    }
+    assert!(!outbox.join("prov-gov").exists());
+    // The README's first example now works as written: copy a file into a
+    // folder that is already there.
+    std::fs::write(outbox.join("harbin-gov").join(".report.pdf.part"), b"%PDF").unwrap();
+    std::fs::rename(
+        outbox.join("harbin-gov").join(".report.pdf.part"),
+        outbox.join("harbin-gov").join("report.pdf"),
+    )
+    .unwrap();
+    let docs = wait_inbox(&net.root("harbin-gov"), "prov-gov", 1).await;
+    assert_eq!(std::fs::read(docs[0].join("report.pdf")).unwrap(), b"%PDF");
+    // The list itself is never taken for a drop.
+    assert!(outbox.join("单位名录.txt").exists());
+    assert!(
+        !net.root("prov-gov")
+            .join("failed")
+            .join("单位名录.txt")
+            .exists()
+    );
+}

@@ -169,6 +169,12 @@ fn router(web: Arc<Web>) -> Router {
         .route("/inbox/{doc_id}/ack", post(ack))
         .route("/inbox/{doc_id}/reject", post(reject))
         .route("/inbox/{doc_id}/files/{name}", get(download))
+        .route(
+            "/compose",
+            get(compose_page)
+                .post(compose)
+                .layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .route("/sent", get(sent_list))
         .route("/sent/{doc_id}", get(sent_doc))
         .route("/sent/{doc_id}/recall", post(recall))
@@ -944,6 +950,23 @@ async fn sent_doc_page(
     doc_id: &str,
     message: Option<&str>,
 ) -> Response {
+    if let Ok(doc) = DocId::parse(doc_id) {
+        let failed = lock(&web.ctx.failures).get(&doc).cloned();
+        if let Some(why) = failed {
+            return (
+                StatusCode::OK,
+                pages::message(
+                    Some(&web.frame(user, csrf)),
+                    "没有发出 (failed)",
+                    &format!("这份公文没有发出，文件已移到 failed/：{why}"),
+                ),
+            )
+                .into_response();
+        }
+        if web.ctx.folders.spool.join(doc.to_string()).exists() {
+            return pages::sending(&web.frame(user, csrf), doc_id).into_response();
+        }
+    }
     match sent_view(web, doc_id).await {
         Ok(Some(v)) => pages::sent_doc(
             &web.frame(user, csrf),
@@ -1127,6 +1150,241 @@ async fn api_urge(
     Path(doc_id): Path<String>,
 ) -> Response {
     api_sender_act(&web, &headers, &doc_id, None).await
+}
+
+async fn compose_page(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
+    let (user, csrf) = match need_session(&web, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    // Asked afresh (a unit that joined a minute ago is there), or as last
+    // heard when the hub cannot be asked now.
+    let dir = match crate::directory::refresh(&web.ctx).await {
+        Ok(d) => Some(d),
+        Err(_) => web.ctx.directory.get(),
+    };
+    pages::compose(
+        &web.frame(&user, &csrf),
+        dir.as_deref(),
+        web.ctx.node_id(),
+        &pages::ComposeView::default(),
+        None,
+    )
+    .into_response()
+}
+
+/// Uploaded files being received, in a folder of their own under `state/`
+/// (the spool's file system, so a claim moves them in), removed when done
+/// (a claim has moved out whatever it took).
+struct Staging {
+    dir: PathBuf,
+    /// The main text first, then the attachments.
+    files: Vec<PathBuf>,
+    has_main: bool,
+    bytes: u64,
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Read the compose form: the `csrf` field first (nothing else is read
+/// without it: a 403 comes back as `Err`), then the fields and the files,
+/// streamed to `staging`. `Ok(Err(why))` is a problem to show on the form.
+async fn read_compose(
+    web: &Web,
+    headers: &HeaderMap,
+    mut form: axum::extract::Multipart,
+    staging: &mut Staging,
+    view: &mut pages::ComposeView,
+) -> Result<(User, String, Option<String>), Response> {
+    let first = form.next_field().await.ok().flatten();
+    let csrf = match first {
+        Some(f) if f.name() == Some("csrf") => f.text().await.unwrap_or_default(),
+        _ => String::new(),
+    };
+    let (user, csrf) = need_form_session(web, headers, &csrf)?;
+    let limit = web.ctx.config.max_document_size;
+    let problem = loop {
+        let mut field = match form.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break None,
+            Err(e) => break Some(format!("上传中断或格式不对：{e}")),
+        };
+        let name = field.name().unwrap_or_default().to_owned();
+        let Some(file_name) = field.file_name().map(str::to_owned) else {
+            let value = field.text().await.unwrap_or_default();
+            match name.as_str() {
+                "to" if !value.trim().is_empty() => view.to.push(value.trim().to_owned()),
+                "cc" if !value.trim().is_empty() => view.cc.push(value.trim().to_owned()),
+                "to_more" => view.to_more = value,
+                "cc_more" => view.cc_more = value,
+                "title" => view.title = value,
+                "doc_number" => view.doc_number = value,
+                "doc_type" => view.doc_type = value,
+                "urgency" => view.urgency = value,
+                "deadline" => view.deadline = value,
+                "operator" => view.operator = value,
+                "phone" => view.phone = value,
+                "note" => view.note = value,
+                _ => {}
+            }
+            continue;
+        };
+        if file_name.is_empty() {
+            continue; // a file input left empty
+        }
+        if let Err(e) = gongwen_common::envelope::check_file_name(&file_name) {
+            break Some(format!("文件名不能用：{e}"));
+        }
+        let is_main = name == "main";
+        if is_main && staging.has_main {
+            break Some("正文只能有一个文件；其余请作为附件。".into());
+        }
+        let path = staging.dir.join(&file_name);
+        if staging.files.contains(&path) {
+            break Some(format!("两个文件同名：{file_name}"));
+        }
+        let mut out = match tokio::fs::File::create(&path).await {
+            Ok(f) => f,
+            Err(e) => break Some(format!("无法暂存上传的文件：{e}")),
+        };
+        let written = loop {
+            match field.chunk().await {
+                Ok(Some(chunk)) => {
+                    staging.bytes += chunk.len() as u64;
+                    if staging.bytes > limit {
+                        break Err(format!(
+                            "文件太大：本单位一次最多发送 {limit} 字节 (the document is too large)。"
+                        ));
+                    }
+                    if let Err(e) = tokio::io::AsyncWriteExt::write_all(&mut out, &chunk).await {
+                        break Err(format!("无法暂存上传的文件：{e}"));
+                    }
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(format!("上传中断：{e}")),
+            }
+        };
+        if let Err(why) = written {
+            break Some(why);
+        }
+        if is_main {
+            staging.files.insert(0, path);
+            staging.has_main = true;
+        } else {
+            staging.files.push(path);
+        }
+    };
+    Ok((user, csrf, problem))
+}
+
+/// Ids typed into the form, separated by commas or spaces.
+fn typed_names(s: &str) -> Vec<String> {
+    s.split([',', '，', ' ', '、'])
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// POST /compose: the same path as a folder drop from there on — a claim
+/// in the spool (the uploads moved in, durable), then seal and upload.
+async fn compose(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    form: axum::extract::Multipart,
+) -> Response {
+    let Some(token) = random_hex(8) else {
+        return server_error("the system random generator failed");
+    };
+    let mut staging = Staging {
+        dir: web.ctx.folders.state.join("uploads").join(token),
+        files: Vec::new(),
+        has_main: false,
+        bytes: 0,
+    };
+    if let Err(e) = tokio::fs::create_dir_all(&staging.dir).await {
+        return server_error(format!("{}: {e}", staging.dir.display()));
+    }
+    let mut view = pages::ComposeView::default();
+    let (user, csrf, problem) =
+        match read_compose(&web, &headers, form, &mut staging, &mut view).await {
+            Ok(read) => read,
+            Err(refused) => return refused,
+        };
+    let mut to = view.to.clone();
+    to.extend(typed_names(&view.to_more));
+    let mut cc = view.cc.clone();
+    cc.extend(typed_names(&view.cc_more));
+    let problem = problem.or_else(|| {
+        if to.is_empty() {
+            Some("请至少选一个主送单位 (no main recipient)。".to_owned())
+        } else if !staging.has_main {
+            Some("请选择正文文件 (no main text)。".to_owned())
+        } else {
+            let dir = web.ctx.directory.get()?;
+            to.iter()
+                .chain(&cc)
+                .find(|n| !dir.knows(n))
+                .map(|n| format!("交换中心不认识收文单位 {n} (unknown unit or group)。"))
+        }
+    });
+    if let Some(why) = problem {
+        return compose_again(&web, &user, &csrf, &view, &why);
+    }
+    let opt = |s: &str| Some(s.trim().to_owned()).filter(|t| !t.is_empty());
+    let req = crate::outbox::SendRequest {
+        files: staging.files.clone(),
+        to,
+        cc,
+        title: opt(&view.title),
+        doc_number: opt(&view.doc_number),
+        doc_type: opt(&view.doc_type),
+        urgency: opt(&view.urgency),
+        deadline: opt(&view.deadline),
+        note: opt(&view.note),
+        operator: opt(&view.operator).or_else(|| Some(user.display_name.clone())),
+        phone: opt(&view.phone),
+    };
+    let ctx = web.ctx.clone();
+    let queued = tokio::task::spawn_blocking(move || {
+        let _claiming = ctx.claiming.lock().unwrap_or_else(|p| p.into_inner());
+        crate::outbox::claim_files(&ctx.folders, &req, true)
+    })
+    .await;
+    match queued {
+        Ok(Ok(doc_id)) => {
+            web.ctx.outbox_wake.notify_one();
+            info!(doc = %doc_id, "composed by {} in the console", user.name);
+            Redirect::to(&format!("/sent/{doc_id}")).into_response()
+        }
+        Ok(Err(why)) => compose_again(&web, &user, &csrf, &view, &why),
+        Err(e) => server_error(e),
+    }
+}
+
+fn compose_again(
+    web: &Web,
+    user: &User,
+    csrf: &str,
+    view: &pages::ComposeView,
+    why: &str,
+) -> Response {
+    let dir = web.ctx.directory.get();
+    (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        pages::compose(
+            &web.frame(user, csrf),
+            dir.as_deref(),
+            web.ctx.node_id(),
+            view,
+            Some(why),
+        ),
+    )
+        .into_response()
 }
 
 /// `Content-Disposition` for a download: always an attachment, with the

@@ -74,6 +74,7 @@ fn layout(title: &str, frame: Option<&Frame<'_>>, body: Markup) -> Markup {
                             a href="/" { "待签收" }
                             a href="/inbox" { "收文" }
                             a href="/sent" { "发文" }
+                            a href="/compose" { "拟稿发文" }
                         }
                         span.user { (f.user.display_name) " (" (f.user.name) ")" }
                         form.logout method="post" action="/logout" {
@@ -442,6 +443,119 @@ pub fn sent_doc(
             }
         },
     )
+}
+
+/// What the compose form holds (kept when it is shown again with an error).
+#[derive(Debug, Clone, Default)]
+pub struct ComposeView {
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
+    /// Other recipients typed in, comma-separated.
+    pub to_more: String,
+    pub cc_more: String,
+    pub title: String,
+    pub doc_number: String,
+    pub doc_type: String,
+    pub urgency: String,
+    pub deadline: String,
+    pub operator: String,
+    pub phone: String,
+    pub note: String,
+}
+
+/// `/compose`: 发文. Recipients from the hub's directory, as 主送 or 抄送.
+pub fn compose(
+    frame: &Frame<'_>,
+    dir: Option<&crate::directory::Directory>,
+    me: &gongwen_common::NodeId,
+    v: &ComposeView,
+    message: Option<&str>,
+) -> Markup {
+    let checked = |list: &[String], name: &str| list.iter().any(|x| x == name);
+    layout(
+        "拟稿发文",
+        Some(frame),
+        html! {
+            h1 { "拟稿发文" }
+            @if let Some(m) = message {
+                p.error role="alert" { (m) }
+                p { small { "请重新选择要发送的文件（浏览器不会保留已选的文件）。" } }
+            }
+            form.compose method="post" action="/compose" enctype="multipart/form-data" {
+                input type="hidden" name="csrf" value=(frame.csrf);
+                h2 { "收文单位" }
+                @if let Some(dir) = dir {
+                    table.docs.recipients {
+                        thead { tr { th { "单位或组" } th { "编号" } th { "主送" } th { "抄送" } } }
+                        tbody {
+                            @for g in &dir.groups {
+                                tr {
+                                    td { "组：" (g.name) " (" (g.members.len()) " 个单位)" }
+                                    td { code { (g.name) } }
+                                    td { input type="checkbox" name="to" value=(g.name) checked[checked(&v.to, &g.name)]; }
+                                    td { input type="checkbox" name="cc" value=(g.name) checked[checked(&v.cc, &g.name)]; }
+                                }
+                            }
+                            @for u in dir.units.iter().filter(|u| &u.id != me) {
+                                tr {
+                                    td { (u.name.as_deref().unwrap_or(u.id.as_str())) }
+                                    td { code { (u.id) } }
+                                    td { input type="checkbox" name="to" value=(u.id) checked[checked(&v.to, u.id.as_str())]; }
+                                    td { input type="checkbox" name="cc" value=(u.id) checked[checked(&v.cc, u.id.as_str())]; }
+                                }
+                            }
+                        }
+                    }
+                } @else {
+                    p.error { "还没有从交换中心取得单位名录；请在下面填写收文单位编号。" }
+                }
+                label { "其他主送（编号，逗号分隔）" input type="text" name="to_more" value=(v.to_more); }
+                label { "其他抄送（编号，逗号分隔）" input type="text" name="cc_more" value=(v.cc_more); }
+                h2 { "公文信息" }
+                label { "标题" input type="text" name="title" value=(v.title) maxlength="160"; }
+                label { "文号" input type="text" name="doc_number" value=(v.doc_number) placeholder="黑政发〔2026〕12号"; }
+                label { "文种" input type="text" name="doc_type" value=(v.doc_type) placeholder="通知"; }
+                label { "紧急程度"
+                    select name="urgency" {
+                        @for (value, label) in [("normal", "平件"), ("urgent", "加急"), ("extra-urgent", "特急")] {
+                            option value=(value) selected[v.urgency == value] { (label) " " (value) }
+                        }
+                    }
+                }
+                label { "期限" input type="text" name="deadline" value=(v.deadline) placeholder="3d 或 2027-03-01T17:00:00+08:00"; }
+                label { "经办人" input type="text" name="operator" value=(v.operator); }
+                label { "电话" input type="text" name="phone" value=(v.phone); }
+                label { "备注" input type="text" name="note" value=(v.note); }
+                h2 { "文件" }
+                label { "正文（一个文件）" input type="file" name="main" required; }
+                label { "附件（可多选）" input type="file" name="attachments" multiple; }
+                button type="submit" { "发送" }
+            }
+        },
+    )
+}
+
+/// A document just handed to the outbox, not yet accepted by the hub (the
+/// page looks again every two seconds, without script).
+pub fn sending(frame: &Frame<'_>, doc_id: &str) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="zh-CN" {
+            head {
+                meta charset="utf-8";
+                meta http-equiv="refresh" content="2";
+                title { "发送中 — 公文交换" }
+                link rel="stylesheet" href="/assets/style.css";
+            }
+            body {
+                main {
+                    h1 { "发送中 (sending)" }
+                    p { "公文 " code { (doc_id) } " 已交给发送队列；交换中心接收后，这里会显示签收情况。" }
+                    p { a href="/sent" { "返回发文列表" } " · " (frame.user.display_name) }
+                }
+            }
+        }
+    }
 }
 
 /// A plain page with a message (not found, refused …).

@@ -1,0 +1,230 @@
+//! The units and groups this unit can send to, as the hub last said, and
+//! what makes the folder drop explain itself: an `outbox/<id>/` folder for
+//! every unit and group, and `outbox/单位名录.txt` naming them. Folders are
+//! only ever made, never removed (a clerk may have put something in one).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use gongwen_common::NodeId;
+use gongwen_common::fsutil::write_atomic;
+use serde::{Deserialize, Serialize};
+
+/// The list of units at the top of the outbox (not a drop).
+pub const DIRECTORY_FILE: &str = "单位名录.txt";
+
+/// A unit documents can be addressed to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitEntry {
+    pub id: NodeId,
+    /// 哈尔滨市人民政府, from its certificate.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// A group of the hub's `[groups]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupEntry {
+    pub name: String,
+    pub members: Vec<NodeId>,
+}
+
+/// The hub's answer to `directory`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Directory {
+    #[serde(default)]
+    pub units: Vec<UnitEntry>,
+    #[serde(default)]
+    pub groups: Vec<GroupEntry>,
+}
+
+impl Directory {
+    /// A unit's display name, or its id.
+    pub fn name_of<'a>(&'a self, id: &'a NodeId) -> &'a str {
+        self.units
+            .iter()
+            .find(|u| &u.id == id)
+            .and_then(|u| u.name.as_deref())
+            .unwrap_or(id.as_str())
+    }
+
+    /// Whether `name` is a unit or group documents can be sent to.
+    pub fn knows(&self, name: &str) -> bool {
+        self.units.iter().any(|u| u.id.as_str() == name)
+            || self.groups.iter().any(|g| g.name == name)
+    }
+
+    /// The outbox folders: every unit but `me`, and every group.
+    pub fn folder_names(&self, me: &NodeId) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .units
+            .iter()
+            .filter(|u| &u.id != me)
+            .map(|u| u.id.to_string())
+            .chain(self.groups.iter().map(|g| g.name.clone()))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// `单位名录.txt`: what each folder sends to.
+    pub fn text(&self, me: &NodeId) -> String {
+        let mut out = String::from(
+            "单位名录 (directory of units) — 把文件放进 outbox/<编号>/ 即发给该单位或该组。\n\
+             Put a file in outbox/<id>/ to send it to that unit or group.\n\
+             Write the sidecar <file>.meta.toml first, or drop a folder.\n\n\
+             编号 (id)\t单位名称 (name)\t所在组 (groups)\n",
+        );
+        let mut units: Vec<&UnitEntry> = self.units.iter().filter(|u| &u.id != me).collect();
+        units.sort_by(|a, b| a.id.cmp(&b.id));
+        for u in units {
+            let groups: Vec<&str> = self
+                .groups
+                .iter()
+                .filter(|g| g.members.contains(&u.id))
+                .map(|g| g.name.as_str())
+                .collect();
+            out.push_str(&format!(
+                "{}\t{}\t{}\n",
+                u.id,
+                u.name.as_deref().unwrap_or("-"),
+                groups.join(", ")
+            ));
+        }
+        if !self.groups.is_empty() {
+            out.push_str("\n组 (group)\t成员 (members)\n");
+            for g in &self.groups {
+                let members: Vec<&str> = g.members.iter().map(NodeId::as_str).collect();
+                out.push_str(&format!("{}\t{}\n", g.name, members.join(", ")));
+            }
+        }
+        out
+    }
+}
+
+/// Make the missing outbox folders and write the list if it changed.
+/// Blocking.
+pub fn apply(outbox: &Path, dir: &Directory, me: &NodeId) -> std::io::Result<()> {
+    std::fs::create_dir_all(outbox)?;
+    for name in dir.folder_names(me) {
+        let path = outbox.join(&name);
+        if !path.exists() {
+            std::fs::create_dir(&path)?;
+        }
+    }
+    let text = dir.text(me);
+    let list = outbox.join(DIRECTORY_FILE);
+    if std::fs::read_to_string(&list).ok().as_deref() != Some(text.as_str()) {
+        write_atomic(&list, text.as_bytes(), 0o644)?;
+    }
+    Ok(())
+}
+
+/// The directory as last heard from the hub (none before the first
+/// answer), shared by the session that asks and the console that shows it.
+#[derive(Debug, Default)]
+pub struct Known {
+    current: Mutex<Option<Arc<Directory>>>,
+}
+
+impl Known {
+    pub fn get(&self) -> Option<Arc<Directory>> {
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn set(&self, dir: Directory) {
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(dir));
+    }
+}
+
+/// Ask the hub for the directory over the live connection; keep it, and
+/// make the outbox folders and `单位名录.txt` from it. (The edge of this
+/// module: the rest is plain values and one folder walk.)
+pub async fn refresh(ctx: &crate::context::AgentContext) -> Result<Arc<Directory>, String> {
+    let question = serde_json::json!({ "query": "directory" });
+    let v = crate::control::hub_request(
+        ctx,
+        &gongwen_common::wire::Message::Supervise {
+            query: question.to_string().into_bytes(),
+        },
+    )
+    .await?;
+    let dir: Directory = serde_json::from_value(v).map_err(|e| e.to_string())?;
+    let (outbox, me, d) = (
+        ctx.folders.outbox.clone(),
+        ctx.node_id().clone(),
+        dir.clone(),
+    );
+    match tokio::task::spawn_blocking(move || apply(&outbox, &d, &me)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("could not make the outbox folders from the directory: {e}"),
+        Err(e) => tracing::warn!("could not make the outbox folders from the directory: {e}"),
+    }
+    ctx.directory.set(dir);
+    ctx.directory.get().ok_or_else(|| "no directory".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> NodeId {
+        NodeId::parse(s).unwrap()
+    }
+
+    fn sample() -> Directory {
+        Directory {
+            units: vec![
+                UnitEntry {
+                    id: id("harbin-gov"),
+                    name: Some("哈尔滨市人民政府".into()),
+                },
+                UnitEntry {
+                    id: id("daqing-gov"),
+                    name: None,
+                },
+                UnitEntry {
+                    id: id("prov-gov"),
+                    name: Some("省政府".into()),
+                },
+            ],
+            groups: vec![GroupEntry {
+                name: "cities".into(),
+                members: vec![id("harbin-gov"), id("daqing-gov")],
+            }],
+        }
+    }
+
+    #[test]
+    fn folders_are_made_for_every_other_unit_and_group_and_none_is_removed() {
+        let d = tempfile::tempdir().unwrap();
+        let outbox = d.path().join("outbox");
+        std::fs::create_dir_all(outbox.join("old-unit")).unwrap();
+        std::fs::write(outbox.join("old-unit").join("draft.txt"), b"keep").unwrap();
+        apply(&outbox, &sample(), &id("prov-gov")).unwrap();
+        for name in ["harbin-gov", "daqing-gov", "cities", "old-unit"] {
+            assert!(outbox.join(name).is_dir(), "{name}");
+        }
+        assert!(
+            !outbox.join("prov-gov").exists(),
+            "a folder to send to oneself"
+        );
+        assert_eq!(
+            std::fs::read(outbox.join("old-unit").join("draft.txt")).unwrap(),
+            b"keep"
+        );
+        let text = std::fs::read_to_string(outbox.join(DIRECTORY_FILE)).unwrap();
+        assert!(
+            text.contains("harbin-gov\t哈尔滨市人民政府\tcities"),
+            "{text}"
+        );
+        assert!(text.contains("cities\tharbin-gov, daqing-gov"), "{text}");
+        assert_eq!(sample().name_of(&id("harbin-gov")), "哈尔滨市人民政府");
+        assert_eq!(sample().name_of(&id("daqing-gov")), "daqing-gov");
+        assert!(sample().knows("cities") && !sample().knows("nobody"));
+    }
+}
