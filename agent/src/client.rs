@@ -31,7 +31,14 @@ pub enum LinkState {
     /// The first attempt has not finished yet.
     Starting,
     /// Admitted by the hub.
-    Connected { hub: NodeId, addr: SocketAddr },
+    Connected {
+        hub: NodeId,
+        addr: SocketAddr,
+        /// When (this machine's clock, Unix ms).
+        since_ms: i64,
+        /// This machine's clock minus the hub's at the welcome (ms).
+        clock_offset_ms: i64,
+    },
     /// Not connected; `error` says why, the agent retries by itself.
     Disconnected {
         error: LinkError,
@@ -130,17 +137,22 @@ impl Agent {
             ca,
             clock,
         )?);
+        let (state, _) = watch::channel(LinkState::Starting);
         let console = match &config.console {
             Some(c) => {
                 let unit = match &identity.name {
                     Some(name) => format!("{name} ({})", identity.id),
                     None => identity.id.to_string(),
                 };
-                Some(crate::console::Console::bind(c.listen, ctx.clone(), unit)?)
+                let facts = crate::console::UnitFacts {
+                    label: unit,
+                    cert_not_after: identity.not_after,
+                    link: state.subscribe(),
+                };
+                Some(crate::console::Console::bind(c.listen, ctx.clone(), facts)?)
             }
             None => None,
         };
-        let (state, _) = watch::channel(LinkState::Starting);
         Ok(Agent {
             config,
             client,
@@ -294,7 +306,12 @@ impl Running {
                     );
                 }
                 info!(%hub, %addr, "connected to the hub as {node}");
-                self.state.send_replace(LinkState::Connected { hub, addr });
+                self.state.send_replace(LinkState::Connected {
+                    hub,
+                    addr,
+                    since_ms: self.ctx.now_ms(),
+                    clock_offset_ms: skew_ms,
+                });
                 Ok(Session {
                     conn,
                     _control: (send, recv),

@@ -34,6 +34,8 @@ struct Current {
     checker: Arc<CertChecker>,
     /// When the CRL was issued; `None` before the hub first sent one.
     this_update: Option<OffsetDateTime>,
+    /// When it goes stale.
+    next_update: Option<OffsetDateTime>,
 }
 
 /// The CA and the CRL in force (see the module's documentation).
@@ -52,6 +54,7 @@ impl Trust {
             current: Mutex::new(Current {
                 checker,
                 this_update: crl.map(|c| c.this_update),
+                next_update: crl.and_then(|c| c.next_update),
             }),
         })
     }
@@ -82,8 +85,14 @@ impl Trust {
         *current = Current {
             checker,
             this_update: Some(crl.this_update),
+            next_update: crl.next_update,
         };
         Ok(crl)
+    }
+
+    /// When the CRL in force goes stale, if there is one.
+    pub fn crl_next_update(&self) -> Option<OffsetDateTime> {
+        self.lock().next_update
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Current> {

@@ -681,3 +681,59 @@ async fn a_document_composed_in_the_console_arrives_byte_identical_and_mistakes_
         0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_the_link_certificate_crl_and_clock_offset_and_problems_show_failures() {
+    let net = Net::new();
+    for id in ["prov-gov", "harbin-gov"] {
+        net.issue(id, Role::Node);
+    }
+    let hub = net.start_hub().await;
+    let console = "[console]\nlisten = \"127.0.0.1:0\"";
+    let accounts = net.root("harbin-gov").join("state").join("accounts.json");
+    Accounts::edit(&accounts, |a| {
+        a.add_user("li.si", "李四", UserRole::Admin, PASSWORD, 0)
+    })
+    .unwrap();
+    // This unit's clock runs two hours ahead of the hub's.
+    let clock = std::sync::Arc::new(gongwen_common::clock::SkewedClock {
+        by: std::time::Duration::from_secs(7200),
+        ahead: true,
+    });
+    let mut harbin = RunningAgent::start_with_clock(
+        net.agent_config_with("harbin-gov", hub.addr, console),
+        clock,
+    );
+    harbin.wait_connected().await;
+    let mut b = browser(&harbin);
+    b.log_in("li.si", PASSWORD).await;
+    let status = b.get("/status").await.text();
+    assert!(status.contains("已连接"), "{status}");
+    assert!(
+        status.contains("本机快 7200 秒") || status.contains("本机快 7199 秒"),
+        "{status}"
+    );
+    assert!(status.contains("本单位证书到期"), "{status}");
+    let api = b.get("/api/v1/status").await;
+    let v: serde_json::Value = serde_json::from_slice(&api.body).unwrap();
+    assert_eq!(v["connected"], true);
+    let offset = v["clock_offset_ms"].as_i64().unwrap();
+    assert!((7_195_000..7_205_000).contains(&offset), "{offset}");
+    assert!(v["crl_next_update"].is_string(), "{v}");
+    assert!(v["certificate_days_left"].as_i64().unwrap() >= 29);
+
+    // Something that could not be sent shows on /problems with its reason.
+    net.drop_file("harbin-gov", "prov-gov", "空白.txt", b"");
+    let problems = wait_until("the empty file on /problems", || {
+        let p = futures_now(b.clone().get("/problems")).text();
+        p.contains("空白.txt").then_some(p)
+    })
+    .await;
+    assert!(problems.contains("empty"), "{problems}");
+
+    // With the hub gone, the page says so in plain words.
+    hub.stop().await;
+    harbin.wait_error().await;
+    let status = b.get("/status").await.text();
+    assert!(status.contains("未连接"), "{status}");
+}

@@ -21,7 +21,7 @@ async fn a_valid_node_connects_and_the_hub_lists_it() {
     let mut harbin = net.start_agent("harbin-gov", hub.addr);
     let mut sup = net.start_agent("prov-supervision", hub.addr);
     match harbin.wait_connected().await {
-        LinkState::Connected { hub: id, addr } => {
+        LinkState::Connected { hub: id, addr, .. } => {
             assert_eq!(id.as_str(), "hub");
             assert_eq!(addr, hub.addr);
         }

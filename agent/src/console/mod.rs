@@ -59,6 +59,17 @@ const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; f
 
 const STYLE: &str = include_str!("style.css");
 
+/// What the console says about this unit beyond its store.
+#[derive(Debug, Clone)]
+pub struct UnitFacts {
+    /// 哈尔滨市人民政府 (harbin-gov).
+    pub label: String,
+    /// When this unit's certificate expires.
+    pub cert_not_after: time::OffsetDateTime,
+    /// The link to the hub.
+    pub link: tokio::sync::watch::Receiver<crate::client::LinkState>,
+}
+
 /// A console bound to its address, ready to serve.
 #[derive(Debug)]
 pub struct Console {
@@ -80,6 +91,7 @@ struct Web {
     guard: Mutex<LoginGuard>,
     /// This unit as its pages name it.
     unit: String,
+    facts: UnitFacts,
 }
 
 impl std::fmt::Debug for Web {
@@ -105,7 +117,7 @@ impl Console {
     pub fn bind(
         listen: SocketAddr,
         ctx: Arc<AgentContext>,
-        unit: String,
+        facts: UnitFacts,
     ) -> Result<Console, AgentError> {
         let listener =
             std::net::TcpListener::bind(listen).map_err(|source| AgentError::Console {
@@ -127,7 +139,8 @@ impl Console {
                 accounts: Mutex::new((None, Arc::default())),
                 sessions: Mutex::default(),
                 guard: Mutex::default(),
-                unit,
+                unit: facts.label.clone(),
+                facts,
             }),
         })
     }
@@ -179,6 +192,9 @@ fn router(web: Arc<Web>) -> Router {
         .route("/sent/{doc_id}", get(sent_doc))
         .route("/sent/{doc_id}/recall", post(recall))
         .route("/sent/{doc_id}/urge", post(urge))
+        .route("/problems", get(problems_page))
+        .route("/status", get(status_page))
+        .route("/api/v1/status", get(api_status))
         .route("/assets/style.css", get(style))
         .route("/api/v1/inbox", get(api_inbox))
         .route("/api/v1/inbox/{doc_id}/ack", post(api_ack))
@@ -1385,6 +1401,142 @@ fn compose_again(
         ),
     )
         .into_response()
+}
+
+/// What is in `failed/` (each file with its `.error.txt`) and in
+/// `quarantine/` (each folder with its `reason.txt`), newest first, at most
+/// 200 of each. Blocking.
+fn read_problems(folders: &crate::state::Folders) -> (Vec<pages::Problem>, Vec<pages::Problem>) {
+    let modified_ms = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map(|d| d.as_millis() as i64)
+    };
+    let mut failed = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(&folders.failed) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(drop) = name.strip_suffix(crate::outbox::ERROR_SUFFIX) else {
+                continue;
+            };
+            failed.push(pages::Problem {
+                name: drop.to_owned(),
+                reason: std::fs::read_to_string(e.path()).unwrap_or_default(),
+                when_ms: modified_ms(&e.path()),
+            });
+        }
+    }
+    let mut quarantined = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(&folders.quarantine) {
+        for e in entries.flatten() {
+            let reason = e.path().join("reason.txt");
+            quarantined.push(pages::Problem {
+                name: e.file_name().to_string_lossy().into_owned(),
+                reason: std::fs::read_to_string(&reason).unwrap_or_default(),
+                when_ms: modified_ms(&reason),
+            });
+        }
+    }
+    for list in [&mut failed, &mut quarantined] {
+        list.sort_by_key(|p| std::cmp::Reverse(p.when_ms));
+        list.truncate(200);
+    }
+    (failed, quarantined)
+}
+
+async fn problems_page(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
+    let (user, csrf) = match need_session(&web, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let folders = web.ctx.folders.clone();
+    match tokio::task::spawn_blocking(move || read_problems(&folders)).await {
+        Ok((failed, quarantined)) => {
+            pages::problems(&web.frame(&user, &csrf), &failed, &quarantined).into_response()
+        }
+        Err(e) => server_error(e),
+    }
+}
+
+impl Web {
+    fn status(&self) -> pages::StatusView {
+        use crate::client::LinkState;
+        let now_ms = self.ctx.now_ms();
+        let (link, connected, offset) = match &*self.facts.link.borrow() {
+            LinkState::Starting => ("正在连接 (connecting)".to_owned(), false, None),
+            LinkState::Connected {
+                hub,
+                addr,
+                since_ms,
+                clock_offset_ms,
+            } => (
+                format!(
+                    "已连接 (connected)：{hub} {addr}，自 {}",
+                    pages::beijing(*since_ms)
+                ),
+                true,
+                Some(*clock_offset_ms),
+            ),
+            LinkState::Disconnected { error, retry_in } => (
+                format!(
+                    "未连接 (disconnected)：{error}；{:.0} 秒后重试",
+                    retry_in.as_secs_f64().ceil()
+                ),
+                false,
+                None,
+            ),
+        };
+        let not_after_ms = (self.facts.cert_not_after.unix_timestamp_nanos() / 1_000_000) as i64;
+        let next = self
+            .ctx
+            .trust
+            .crl_next_update()
+            .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64);
+        pages::StatusView {
+            link,
+            connected,
+            cert_not_after_ms: not_after_ms,
+            cert_days_left: (not_after_ms - now_ms).div_euclid(86_400_000),
+            crl_next_update_ms: next,
+            crl_stale: next.is_some_and(|t| t < now_ms),
+            clock_offset_ms: offset,
+        }
+    }
+}
+
+async fn status_page(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
+    let (user, csrf) = match need_session(&web, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    pages::status(&web.frame(&user, &csrf), &web.status()).into_response()
+}
+
+async fn api_status(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
+    if web.who(&headers).is_none() {
+        return api_error(
+            StatusCode::UNAUTHORIZED,
+            "log in, or send Authorization: Bearer <token>",
+        );
+    }
+    let v = web.status();
+    let rfc = |ms: i64| {
+        time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+            .map(gongwen_common::timefmt::rfc3339)
+            .ok()
+    };
+    axum::Json(serde_json::json!({
+        "connected": v.connected,
+        "link": v.link,
+        "certificate_not_after": rfc(v.cert_not_after_ms),
+        "certificate_days_left": v.cert_days_left,
+        "crl_next_update": v.crl_next_update_ms.and_then(rfc),
+        "crl_stale": v.crl_stale,
+        "clock_offset_ms": v.clock_offset_ms,
+    }))
+    .into_response()
 }
 
 /// `Content-Disposition` for a download: always an attachment, with the

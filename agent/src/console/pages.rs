@@ -75,6 +75,8 @@ fn layout(title: &str, frame: Option<&Frame<'_>>, body: Markup) -> Markup {
                             a href="/inbox" { "收文" }
                             a href="/sent" { "发文" }
                             a href="/compose" { "拟稿发文" }
+                            a href="/problems" { "问题" }
+                            a href="/status" { "状态" }
                         }
                         span.user { (f.user.display_name) " (" (f.user.name) ")" }
                         form.logout method="post" action="/logout" {
@@ -556,6 +558,94 @@ pub fn sending(frame: &Frame<'_>, doc_id: &str) -> Markup {
             }
         }
     }
+}
+
+/// One thing in `failed/` or `quarantine/`.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub name: String,
+    pub reason: String,
+    pub when_ms: Option<i64>,
+}
+
+/// `/problems`: what could not be sent and what failed verification.
+pub fn problems(frame: &Frame<'_>, failed: &[Problem], quarantined: &[Problem]) -> Markup {
+    let list = |items: &[Problem], empty: &str| {
+        html! {
+            @if items.is_empty() {
+                p.empty { (empty) }
+            } @else {
+                ul.problems {
+                    @for p in items {
+                        li {
+                            strong { (p.name) }
+                            @if let Some(t) = p.when_ms { " " small { (beijing(t)) } }
+                            pre { (p.reason) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    layout(
+        "问题",
+        Some(frame),
+        html! {
+            h1 { "问题" }
+            h2 { "没有发出的文件 (failed/)" }
+            (list(failed, "没有。"))
+            h2 { "未通过验证、已隔离的来文 (quarantine/)" }
+            (list(quarantined, "没有。"))
+        },
+    )
+}
+
+/// What `/status` shows.
+#[derive(Debug, Clone)]
+pub struct StatusView {
+    /// Connected (since when, to what), or why not.
+    pub link: String,
+    pub connected: bool,
+    pub cert_not_after_ms: i64,
+    pub cert_days_left: i64,
+    pub crl_next_update_ms: Option<i64>,
+    pub crl_stale: bool,
+    /// This machine's clock minus the hub's, when connected (ms).
+    pub clock_offset_ms: Option<i64>,
+}
+
+/// `/status`: the link, the certificate, the CRL, the clock.
+pub fn status(frame: &Frame<'_>, v: &StatusView) -> Markup {
+    layout(
+        "状态",
+        Some(frame),
+        html! {
+            h1 { "状态" }
+            dl.meta {
+                dt { "与交换中心的连接" }
+                dd class=[(!v.connected).then_some("overdue")] { (v.link) }
+                dt { "本单位证书到期" }
+                dd class=[(v.cert_days_left < 30).then_some("overdue")] {
+                    (beijing(v.cert_not_after_ms)) " （还有 " (v.cert_days_left) " 天）"
+                    @if v.cert_days_left < 30 { " 请尽快请管理员续期。" }
+                }
+                dt { "吊销列表下次更新" }
+                dd class=[v.crl_stale.then_some("overdue")] {
+                    @if let Some(t) = v.crl_next_update_ms { (beijing(t)) } @else { "尚未收到" }
+                    @if v.crl_stale { " 已过期：在交换中心更新前，来文和回执暂不能验证。" }
+                }
+                dt { "与交换中心的时钟差" }
+                dd {
+                    @match v.clock_offset_ms {
+                        Some(ms) if ms.abs() < 1000 => { "不到 1 秒" }
+                        Some(ms) if ms > 0 => { "本机快 " (ms / 1000) " 秒（期限以交换中心的时钟为准）" }
+                        Some(ms) => { "本机慢 " (-ms / 1000) " 秒（期限以交换中心的时钟为准）" }
+                        None => { "未连接，不知道" }
+                    }
+                }
+            }
+        },
+    )
 }
 
 /// A plain page with a message (not found, refused …).
