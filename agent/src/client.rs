@@ -239,6 +239,9 @@ impl Running {
             if error.needs_administrator() {
                 // Knocking every 200 ms will not fix a certificate.
                 retry_in = retry_in.max(Duration::from_secs(5));
+            } else if error == LinkError::HubShuttingDown {
+                // It said so: it cannot be back within the second.
+                retry_in = retry_in.max(Duration::from_secs(1));
             }
             warn!("{error}; retrying in {:.1} s", retry_in.as_secs_f64());
             self.state

@@ -60,6 +60,10 @@ pub enum LinkError {
     Replaced,
     #[error("the hub is shutting down")]
     HubShuttingDown,
+    #[error(
+        "the hub turned a new connection away: it is shutting down, restarting, or has no room right now"
+    )]
+    HubTurnedAway,
     #[error("the hub refused us: {0}")]
     Refused(String),
     #[error("the hub broke off the handshake: {0}")]
@@ -96,6 +100,11 @@ pub fn classify(err: &quinn::ConnectionError, hub_name: &str) -> LinkError {
     use quinn::ConnectionError as E;
     match err {
         // The hub's TLS stack refused us: the alert says why.
+        E::ConnectionClosed(close)
+            if close.error_code == quinn::TransportErrorCode::CONNECTION_REFUSED =>
+        {
+            LinkError::HubTurnedAway
+        }
         E::ConnectionClosed(close) => match crypto_alert(close.error_code) {
             Some(alert::CERTIFICATE_REVOKED) => LinkError::Revoked,
             Some(alert::CERTIFICATE_EXPIRED) => LinkError::Expired,
@@ -154,6 +163,7 @@ pub fn classify(err: &quinn::ConnectionError, hub_name: &str) -> LinkError {
                 RefuseCode::CrlStale => LinkError::HubCrlStale,
                 RefuseCode::Replaced => LinkError::Replaced,
                 RefuseCode::ShuttingDown => LinkError::HubShuttingDown,
+                RefuseCode::Busy => LinkError::HubTurnedAway,
                 _ => LinkError::Refused(reason),
             }
         }
@@ -234,6 +244,18 @@ mod tests {
             classify(&quinn::ConnectionError::ConnectionClosed(close), "hub"),
             LinkError::Protocol(_)
         ));
+    }
+
+    #[test]
+    fn a_connection_turned_away_says_so_plainly() {
+        let close = quinn_proto::ConnectionClose {
+            error_code: TransportErrorCode::CONNECTION_REFUSED,
+            frame_type: None,
+            reason: Default::default(),
+        };
+        let e = classify(&quinn::ConnectionError::ConnectionClosed(close), "hub");
+        assert_eq!(e, LinkError::HubTurnedAway);
+        assert!(!e.needs_administrator());
     }
 
     #[test]

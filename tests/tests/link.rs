@@ -235,10 +235,25 @@ async fn an_agent_reconnects_by_itself_after_the_hub_restarts() {
     let addr = hub.addr;
     let mut agent = net.start_agent("harbin-gov", addr);
     agent.wait_connected().await;
+    // Every error the agent reports from here on, in order (a later attempt
+    // while the hub is still closing would replace the first in the watch).
+    let mut link = agent.link.clone();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while link.changed().await.is_ok() {
+            if let LinkState::Disconnected { error, .. } = &*link.borrow_and_update() {
+                record.lock().unwrap().push(error.clone());
+            }
+        }
+    });
 
     hub.stop().await;
-    let err = agent.wait_error().await;
-    assert_eq!(err, LinkError::HubShuttingDown);
+    let first = gongwen_tests::wait_until("the agent's first error", || {
+        seen.lock().unwrap().first().cloned()
+    })
+    .await;
+    assert_eq!(first, LinkError::HubShuttingDown);
 
     let hub = net.start_hub_on(addr).await;
     agent.wait_connected().await;
