@@ -147,6 +147,7 @@ impl Agent {
                 let facts = crate::console::UnitFacts {
                     label: unit,
                     cert_not_after: identity.not_after,
+                    role: identity.role,
                     link: state.subscribe(),
                 };
                 Some(crate::console::Console::bind(c.listen, ctx.clone(), facts)?)

@@ -189,6 +189,32 @@ pub(crate) async fn supervise(shared: &Shared, q: &Query) -> Result<serde_json::
                 .collect();
             serde_json::json!({ "units": units, "groups": groups })
         }
+        Query::Find { doc_number } => {
+            let wanted = doc_number.trim().to_owned();
+            if wanted.is_empty() {
+                return Err("give the document number (文号) to look for".into());
+            }
+            let data = shared
+                .store
+                .run(|s| s.all_deliveries())
+                .await
+                .map_err(|e| e.to_string())?;
+            let found: Vec<serde_json::Value> = data
+                .iter()
+                .filter(|(doc, _)| doc.doc_number.contains(&wanted))
+                .take(100)
+                .map(|(doc, _)| {
+                    serde_json::json!({
+                        "doc_id": doc.doc_id,
+                        "doc_number": doc.doc_number,
+                        "title": doc.title,
+                        "sender": doc.sender,
+                        "accepted_at": supervision::time_ms(doc.accepted_ms),
+                    })
+                })
+                .collect();
+            serde_json::Value::Array(found)
+        }
         Query::Overdue => {
             let data = shared
                 .store

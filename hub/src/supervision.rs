@@ -22,6 +22,10 @@ pub enum Query {
     /// The units documents can be addressed to (those that published a
     /// key), with their display names, and the groups. Any unit may ask.
     Directory,
+    /// Documents whose number (文号) contains this text.
+    Find {
+        doc_number: String,
+    },
     Report {
         /// RFC 3339; documents accepted at or after.
         since: Option<String>,
@@ -109,6 +113,9 @@ pub struct OverdueRow {
     pub sender: String,
     pub recipient: String,
     pub state: String,
+    /// normal, urgent or extra-urgent.
+    #[serde(default)]
+    pub urgency: gongwen_common::envelope::Urgency,
     pub deadline: Option<String>,
     pub late_seconds: i64,
     pub urge_count: u32,
@@ -132,6 +139,7 @@ pub fn overdue(
                     sender: doc.sender.to_string(),
                     recipient: r.to_string(),
                     state: state_name(d.state).into(),
+                    urgency: doc.urgency,
                     deadline: time_ms(d.deadline_ms),
                     late_seconds: (now_ms - d.deadline_ms) / 1000,
                     urge_count: d.urge_count,

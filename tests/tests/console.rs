@@ -737,3 +737,104 @@ async fn status_shows_the_link_certificate_crl_and_clock_offset_and_problems_sho
     let status = b.get("/status").await.text();
     assert!(status.contains("未连接"), "{status}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervision_office_sees_the_province_overdue_report_and_csv_and_a_node_unit_does_not() {
+    let net = Net::new();
+    net.issue("prov-gov", Role::Node);
+    net.issue("harbin-gov", Role::Node);
+    net.issue("prov-supervision", Role::Supervisor);
+    let clock = gongwen_common::clock::ManualClock::new(time::OffsetDateTime::now_utc());
+    let hub = net
+        .start_hub_with(
+            "127.0.0.1:0".parse().unwrap(),
+            std::sync::Arc::new(clock.clone()),
+        )
+        .await;
+    let console = "[console]\nlisten = \"127.0.0.1:0\"";
+    for (id, user) in [("harbin-gov", "li.si"), ("prov-supervision", "zhao")] {
+        let accounts = net.root(id).join("state").join("accounts.json");
+        Accounts::edit(&accounts, |a| {
+            a.add_user(user, "督查员", UserRole::Admin, PASSWORD, 0)
+        })
+        .unwrap();
+    }
+    let _prov = net.start_agent("prov-gov", hub.addr);
+    let harbin = RunningAgent::start(net.agent_config_with("harbin-gov", hub.addr, console));
+    let sup = RunningAgent::start(net.agent_config_with("prov-supervision", hub.addr, console));
+    hub.wait_ready(&["prov-gov", "harbin-gov", "prov-supervision"])
+        .await;
+    net.sidecar(
+        "prov-gov",
+        "harbin-gov",
+        "督办通知.txt",
+        "urgency = \"urgent\"\ndoc_number = \"黑政发〔2026〕99号\"\ntitle = \"关于汛期值班的通知\"\n",
+    );
+    net.drop_file("prov-gov", "harbin-gov", "督办通知.txt", b"please sign");
+    let docs = wait_inbox(&net.root("harbin-gov"), "prov-gov", 1).await;
+    let doc = docs[0].file_name().unwrap().to_string_lossy().into_owned();
+    // Five hours on by the hub's clock: an urgent document (4 h) is overdue.
+    clock.advance(std::time::Duration::from_secs(5 * 3600));
+    hub.handle.escalate_now().await.unwrap();
+
+    // A node unit's console has no supervision pages.
+    let mut clerk = browser(&harbin);
+    clerk.log_in("li.si", PASSWORD).await;
+    assert_eq!(clerk.get("/supervision").await.status, 403);
+    assert_eq!(clerk.get("/supervision/overdue.csv").await.status, 403);
+    assert!(!clerk.get("/").await.text().contains("/supervision"));
+
+    let mut b = browser(&sup);
+    b.log_in("zhao", PASSWORD).await;
+    let page = b.get("/supervision").await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    let html = page.text();
+    assert!(
+        html.contains("关于汛期值班的通知") && html.contains("harbin-gov"),
+        "{html}"
+    );
+    assert!(html.contains("<svg") && html.contains("<rect"), "no chart");
+    assert!(!html.contains("<script"));
+    let filtered = b.get("/supervision?unit=daqing-gov").await.text();
+    assert!(filtered.contains("没有超期未签收的公文"), "{filtered}");
+    let urgent = b.get("/supervision?urgency=urgent").await.text();
+    assert!(urgent.contains("关于汛期值班的通知"));
+    let normal = b.get("/supervision?urgency=normal").await.text();
+    assert!(!normal.contains("<td>黑政发〔2026〕99号</td>"), "{normal}");
+
+    let csv = b.get("/supervision/overdue.csv").await;
+    assert!(
+        csv.header("content-disposition")
+            .unwrap()
+            .starts_with("attachment")
+    );
+    assert!(csv.body.starts_with("\u{feff}".as_bytes()), "no BOM");
+    let text = String::from_utf8(csv.body.clone()).unwrap();
+    assert!(text.contains("收文单位,发文单位,文号"), "{text}");
+    assert!(
+        text.contains("harbin-gov,prov-gov,黑政发〔2026〕99号,关于汛期值班的通知,urgent"),
+        "{text}"
+    );
+    let report = String::from_utf8(b.get("/supervision/report.csv").await.body).unwrap();
+    assert!(report.contains("harbin-gov,1,0,0,0,1,1"), "{report}");
+
+    // Looked up by 文号, then by id: the 签收情况 table.
+    let found = b
+        .get(&format!(
+            "/supervision?doc={}",
+            gongwen_tests::web::form_encode("99号")
+        ))
+        .await
+        .text();
+    assert!(found.contains(&doc), "{found}");
+    let one = b.get(&format!("/supervision?doc={doc}")).await.text();
+    assert!(
+        one.contains("签收情况") || one.contains("收文单位"),
+        "{one}"
+    );
+    assert!(one.contains("已送达") || one.contains("delivered"), "{one}");
+    let api = b.get("/api/v1/supervision/overdue").await;
+    let v: serde_json::Value = serde_json::from_slice(&api.body).unwrap();
+    assert_eq!(v[0]["recipient"], "harbin-gov");
+    assert_eq!(v[0]["urgency"], "urgent");
+}

@@ -66,6 +66,8 @@ pub struct UnitFacts {
     pub label: String,
     /// When this unit's certificate expires.
     pub cert_not_after: time::OffsetDateTime,
+    /// Its role: supervisor units also get `/supervision`.
+    pub role: gongwen_common::Role,
     /// The link to the hub.
     pub link: tokio::sync::watch::Receiver<crate::client::LinkState>,
 }
@@ -192,6 +194,10 @@ fn router(web: Arc<Web>) -> Router {
         .route("/sent/{doc_id}", get(sent_doc))
         .route("/sent/{doc_id}/recall", post(recall))
         .route("/sent/{doc_id}/urge", post(urge))
+        .route("/supervision", get(supervision_page))
+        .route("/supervision/overdue.csv", get(overdue_csv))
+        .route("/supervision/report.csv", get(report_csv))
+        .route("/api/v1/supervision/{query}", get(api_supervision))
         .route("/problems", get(problems_page))
         .route("/status", get(status_page))
         .route("/api/v1/status", get(api_status))
@@ -306,6 +312,7 @@ impl Web {
             user,
             csrf,
             unit: &self.unit,
+            supervisor: self.facts.role == gongwen_common::Role::Supervisor,
         }
     }
 }
@@ -850,6 +857,33 @@ fn json_ms(v: &serde_json::Value) -> Option<i64> {
     Some((t.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
+/// The 签收情况 rows of the hub's `status` answer.
+fn hub_sign_rows(v: &serde_json::Value) -> Vec<pages::SignRow> {
+    v["recipients"]
+        .as_array()
+        .map(|rs| {
+            rs.iter()
+                .map(|r| pages::SignRow {
+                    unit: r["recipient"].as_str().unwrap_or_default().to_owned(),
+                    copy: match r["copy"].as_str() {
+                        Some("to") => Some("主送"),
+                        Some("cc") => Some("抄送"),
+                        _ => None,
+                    },
+                    state: r["state"].as_str().unwrap_or_default().to_owned(),
+                    delivered_ms: json_ms(&r["delivered_at"]),
+                    signed_by: r["acknowledged_by"].as_str().map(str::to_owned),
+                    signed_ms: json_ms(&r["acknowledged_at"]),
+                    returned_reason: r["rejected_reason"].as_str().map(str::to_owned),
+                    urge_count: r["urge_count"].as_u64().map(|n| n as u32),
+                    deadline_ms: json_ms(&r["deadline"]),
+                    overdue: r["overdue"].as_bool().unwrap_or(false),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// What the page and the API say about one document this unit sent.
 struct SentView {
     record: crate::store::SentRecord,
@@ -890,29 +924,7 @@ async fn sent_view(web: &Web, doc_id: &str) -> Result<Option<SentView>, Response
     )
     .await;
     if let Ok(v) = asked {
-        let rows = v["recipients"]
-            .as_array()
-            .map(|rs| {
-                rs.iter()
-                    .map(|r| pages::SignRow {
-                        unit: r["recipient"].as_str().unwrap_or_default().to_owned(),
-                        copy: match r["copy"].as_str() {
-                            Some("to") => Some("主送"),
-                            Some("cc") => Some("抄送"),
-                            _ => None,
-                        },
-                        state: r["state"].as_str().unwrap_or_default().to_owned(),
-                        delivered_ms: json_ms(&r["delivered_at"]),
-                        signed_by: r["acknowledged_by"].as_str().map(str::to_owned),
-                        signed_ms: json_ms(&r["acknowledged_at"]),
-                        returned_reason: r["rejected_reason"].as_str().map(str::to_owned),
-                        urge_count: r["urge_count"].as_u64().map(|n| n as u32),
-                        deadline_ms: json_ms(&r["deadline"]),
-                        overdue: r["overdue"].as_bool().unwrap_or(false),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let rows = hub_sign_rows(&v);
         return Ok(Some(SentView {
             record,
             rows,
@@ -1537,6 +1549,281 @@ async fn api_status(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response
         "clock_offset_ms": v.clock_offset_ms,
     }))
     .into_response()
+}
+
+/// Ask the hub a supervision question; its JSON answer, or why not.
+async fn ask_hub(web: &Web, question: serde_json::Value) -> Result<serde_json::Value, String> {
+    crate::control::hub_request(
+        &web.ctx,
+        &gongwen_common::wire::Message::Supervise {
+            query: question.to_string().into_bytes(),
+        },
+    )
+    .await
+}
+
+/// Supervision pages are for supervisor units only (the hub checks the
+/// certificate too).
+fn need_supervisor(web: &Web) -> Result<(), Response> {
+    if web.facts.role == gongwen_common::Role::Supervisor {
+        Ok(())
+    } else {
+        Err(forbidden(
+            "本单位不是督查单位：督查页面只在督查室等督查单位的控制台上提供。",
+        ))
+    }
+}
+
+fn overdue_items(v: &serde_json::Value) -> Vec<pages::OverdueItem> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| pages::OverdueItem {
+            doc_id: r["doc_id"].as_str().unwrap_or_default().to_owned(),
+            doc_number: r["doc_number"].as_str().unwrap_or_default().to_owned(),
+            title: r["title"].as_str().unwrap_or_default().to_owned(),
+            sender: r["sender"].as_str().unwrap_or_default().to_owned(),
+            recipient: r["recipient"].as_str().unwrap_or_default().to_owned(),
+            urgency: r["urgency"].as_str().unwrap_or_default().to_owned(),
+            deadline_ms: json_ms(&r["deadline"]),
+            late_seconds: r["late_seconds"].as_i64().unwrap_or(0),
+            urge_count: r["urge_count"].as_u64().unwrap_or(0),
+            escalation_level: r["escalation_level"].as_u64().unwrap_or(0),
+        })
+        .collect()
+}
+
+fn report_units(v: &serde_json::Value) -> Vec<pages::ReportUnit> {
+    v["units"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|u| {
+            let n = |k: &str| u[k].as_u64().unwrap_or(0);
+            pages::ReportUnit {
+                unit: u["unit"].as_str().unwrap_or_default().to_owned(),
+                received: n("received"),
+                on_time: n("acknowledged_on_time"),
+                late: n("acknowledged_late"),
+                rejected: n("rejected"),
+                pending: n("pending"),
+                overdue_now: n("overdue_now"),
+                median_sign_seconds: u["median_sign_seconds"].as_i64(),
+            }
+        })
+        .collect()
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct SupervisionQuery {
+    #[serde(default)]
+    unit: String,
+    #[serde(default)]
+    sender: String,
+    #[serde(default)]
+    urgency: String,
+    #[serde(default)]
+    doc: String,
+}
+
+async fn supervision_page(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Query(q): Query<SupervisionQuery>,
+) -> Response {
+    let (user, csrf) = match need_session(&web, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if let Err(r) = need_supervisor(&web) {
+        return r;
+    }
+    let overdue = ask_hub(&web, serde_json::json!({ "query": "overdue" })).await;
+    let report = ask_hub(&web, serde_json::json!({ "query": "report" })).await;
+    let message = match (&overdue, &report) {
+        (Err(e), _) | (_, Err(e)) => Some(format!("交换中心没有回答：{e}")),
+        _ => None,
+    };
+    let (unit, sender, urgency) = (q.unit.trim(), q.sender.trim(), q.urgency.trim());
+    let overdue: Vec<pages::OverdueItem> = overdue
+        .map(|v| overdue_items(&v))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|o| unit.is_empty() || o.recipient == unit)
+        .filter(|o| sender.is_empty() || o.sender == sender)
+        .filter(|o| urgency.is_empty() || o.urgency == urgency)
+        .collect();
+    let report = report.map(|v| report_units(&v)).unwrap_or_default();
+    let wanted = q.doc.trim();
+    let found = if wanted.is_empty() {
+        None
+    } else if let Ok(doc) = DocId::parse(wanted) {
+        Some(
+            match ask_hub(&web, serde_json::json!({ "query": "status", "doc": doc })).await {
+                Ok(v) => pages::Found::Document(
+                    v["title"].as_str().unwrap_or_default().to_owned(),
+                    v["doc_number"].as_str().unwrap_or_default().to_owned(),
+                    hub_sign_rows(&v),
+                ),
+                Err(e) => pages::Found::Nothing(e),
+            },
+        )
+    } else {
+        Some(
+            match ask_hub(
+                &web,
+                serde_json::json!({ "query": "find", "doc_number": wanted }),
+            )
+            .await
+            {
+                Ok(v) => {
+                    let list: Vec<(String, String, String, String)> = v
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|d| {
+                            let s = |k: &str| d[k].as_str().unwrap_or_default().to_owned();
+                            (s("doc_id"), s("doc_number"), s("title"), s("sender"))
+                        })
+                        .collect();
+                    if list.is_empty() {
+                        pages::Found::Nothing(format!("没有文号含“{wanted}”的公文。"))
+                    } else {
+                        pages::Found::Matches(list)
+                    }
+                }
+                Err(e) => pages::Found::Nothing(e),
+            },
+        )
+    };
+    let filter = pages::SupervisionFilter {
+        unit: q.unit.clone(),
+        sender: q.sender.clone(),
+        urgency: q.urgency.clone(),
+        doc: q.doc.clone(),
+    };
+    pages::supervision(
+        &web.frame(&user, &csrf),
+        &filter,
+        &overdue,
+        &report,
+        found.as_ref(),
+        message.as_deref(),
+    )
+    .into_response()
+}
+
+fn csv_download(name: &str, body: Vec<u8>) -> Response {
+    let mut r = Response::new(Body::from(body));
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&attachment(name)) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    r
+}
+
+async fn overdue_csv(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
+    if let Err(r) = need_session(&web, &headers).and_then(|_| need_supervisor(&web)) {
+        return r;
+    }
+    match ask_hub(&web, serde_json::json!({ "query": "overdue" })).await {
+        Ok(v) => {
+            let rows = overdue_items(&v).into_iter().map(|o| {
+                vec![
+                    o.recipient,
+                    o.sender,
+                    o.doc_number,
+                    o.title,
+                    o.urgency,
+                    o.deadline_ms.map(pages::beijing).unwrap_or_default(),
+                    (o.late_seconds / 3600).to_string(),
+                    o.urge_count.to_string(),
+                    o.escalation_level.to_string(),
+                    o.doc_id,
+                ]
+            });
+            let header = [
+                "收文单位",
+                "发文单位",
+                "文号",
+                "标题",
+                "紧急程度",
+                "期限",
+                "超期小时",
+                "催办次数",
+                "督办级别",
+                "文档编号",
+            ];
+            csv_download("超期未签收.csv", pages::csv(&header, rows))
+        }
+        Err(e) => server_error(e),
+    }
+}
+
+async fn report_csv(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
+    if let Err(r) = need_session(&web, &headers).and_then(|_| need_supervisor(&web)) {
+        return r;
+    }
+    match ask_hub(&web, serde_json::json!({ "query": "report" })).await {
+        Ok(v) => {
+            let rows = report_units(&v).into_iter().map(|u| {
+                vec![
+                    u.unit,
+                    u.received.to_string(),
+                    u.on_time.to_string(),
+                    u.late.to_string(),
+                    u.rejected.to_string(),
+                    u.pending.to_string(),
+                    u.overdue_now.to_string(),
+                    u.median_sign_seconds
+                        .map(|s| (s / 60).to_string())
+                        .unwrap_or_default(),
+                ]
+            });
+            let header = [
+                "单位",
+                "收文",
+                "按时签收",
+                "逾期签收",
+                "退回",
+                "未签收",
+                "现超期",
+                "签收用时中位数（分钟）",
+            ];
+            csv_download("签收汇总.csv", pages::csv(&header, rows))
+        }
+        Err(e) => server_error(e),
+    }
+}
+
+/// `GET /api/v1/supervision/overdue|report`: the hub's JSON as it came.
+async fn api_supervision(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Path(query): Path<String>,
+) -> Response {
+    if web.who(&headers).is_none() {
+        return api_error(
+            StatusCode::UNAUTHORIZED,
+            "log in, or send Authorization: Bearer <token>",
+        );
+    }
+    if need_supervisor(&web).is_err() {
+        return api_error(StatusCode::FORBIDDEN, "this unit is not a supervisor unit");
+    }
+    let question = match query.as_str() {
+        "overdue" => serde_json::json!({ "query": "overdue" }),
+        "report" => serde_json::json!({ "query": "report" }),
+        _ => return api_error(StatusCode::NOT_FOUND, "ask overdue or report"),
+    };
+    match ask_hub(&web, question).await {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => api_error(StatusCode::BAD_GATEWAY, &e),
+    }
 }
 
 /// `Content-Disposition` for a download: always an attachment, with the

@@ -17,6 +17,8 @@ pub struct Frame<'a> {
     pub csrf: &'a str,
     /// This unit's id and name.
     pub unit: &'a str,
+    /// Whether this unit is a supervision office (its certificate's role).
+    pub supervisor: bool,
 }
 
 pub fn urgency_label(u: Urgency) -> &'static str {
@@ -77,6 +79,7 @@ fn layout(title: &str, frame: Option<&Frame<'_>>, body: Markup) -> Markup {
                             a href="/compose" { "拟稿发文" }
                             a href="/problems" { "问题" }
                             a href="/status" { "状态" }
+                            @if f.supervisor { a href="/supervision" { "督查" } }
                         }
                         span.user { (f.user.display_name) " (" (f.user.name) ")" }
                         form.logout method="post" action="/logout" {
@@ -374,6 +377,36 @@ pub enum Source {
     Local,
 }
 
+/// The 签收情况 table: one row per recipient.
+pub fn sign_table(rows: &[SignRow]) -> Markup {
+    html! {
+            table.docs.signing {
+                thead { tr {
+                    th { "收文单位" } th { "主送/抄送" } th { "状态" } th { "送达时间" }
+                    th { "签收人" } th { "签收时间" } th { "退回理由" } th { "催办次数" } th { "期限" }
+                } }
+                tbody {
+                    @for r in rows {
+                        tr {
+                            td { (r.unit) }
+                            td { (r.copy.unwrap_or("—")) }
+                            td { (delivery_label(&r.state)) " " small { (r.state) } }
+                            td { @if let Some(t) = r.delivered_ms { (beijing(t)) } }
+                            td { @if let Some(b) = &r.signed_by { (b) } }
+                            td { @if let Some(t) = r.signed_ms { (beijing(t)) } }
+                            td { @if let Some(why) = &r.returned_reason { (why) } }
+                            td.num { @if let Some(n) = r.urge_count { (n) } @else { "—" } }
+                            td class=[r.overdue.then_some("overdue")] {
+                                @if let Some(t) = r.deadline_ms { (beijing(t)) }
+                                @if r.overdue { " 已超期" }
+                            }
+                        }
+                    }
+                }
+            }
+    }
+}
+
 /// `/sent/{doc_id}`: 签收情况, and 撤回 / 催办 while anyone has not signed.
 #[allow(clippy::too_many_arguments)]
 pub fn sent_doc(
@@ -403,30 +436,7 @@ pub fn sent_doc(
                 p.error { "现在连不上交换中心：下表是本单位保存的回执，期限和催办次数暂缺。" }
             }
             h2 { "签收情况" }
-            table.docs.signing {
-                thead { tr {
-                    th { "收文单位" } th { "主送/抄送" } th { "状态" } th { "送达时间" }
-                    th { "签收人" } th { "签收时间" } th { "退回理由" } th { "催办次数" } th { "期限" }
-                } }
-                tbody {
-                    @for r in rows {
-                        tr {
-                            td { (r.unit) }
-                            td { (r.copy.unwrap_or("—")) }
-                            td { (delivery_label(&r.state)) " " small { (r.state) } }
-                            td { @if let Some(t) = r.delivered_ms { (beijing(t)) } }
-                            td { @if let Some(b) = &r.signed_by { (b) } }
-                            td { @if let Some(t) = r.signed_ms { (beijing(t)) } }
-                            td { @if let Some(why) = &r.returned_reason { (why) } }
-                            td.num { @if let Some(n) = r.urge_count { (n) } @else { "—" } }
-                            td class=[r.overdue.then_some("overdue")] {
-                                @if let Some(t) = r.deadline_ms { (beijing(t)) }
-                                @if r.overdue { " 已超期" }
-                            }
-                        }
-                    }
-                }
-            }
+            (sign_table(rows))
             @if open {
                 div.acts {
                     form.urge method="post" action={ "/sent/" (doc_id) "/urge" } {
@@ -648,6 +658,241 @@ pub fn status(frame: &Frame<'_>, v: &StatusView) -> Markup {
     )
 }
 
+/// One overdue (document, unit) province-wide.
+#[derive(Debug, Clone, Default)]
+pub struct OverdueItem {
+    pub doc_id: String,
+    pub doc_number: String,
+    pub title: String,
+    pub sender: String,
+    pub recipient: String,
+    pub urgency: String,
+    pub deadline_ms: Option<i64>,
+    pub late_seconds: i64,
+    pub urge_count: u64,
+    pub escalation_level: u64,
+}
+
+/// One unit's line of the report (汇总).
+#[derive(Debug, Clone, Default)]
+pub struct ReportUnit {
+    pub unit: String,
+    pub received: u64,
+    pub on_time: u64,
+    pub late: u64,
+    pub rejected: u64,
+    pub pending: u64,
+    pub overdue_now: u64,
+    pub median_sign_seconds: Option<i64>,
+}
+
+/// The filters of `/supervision`, shown back.
+#[derive(Debug, Clone, Default)]
+pub struct SupervisionFilter {
+    pub unit: String,
+    pub sender: String,
+    pub urgency: String,
+    pub doc: String,
+}
+
+/// What a lookup on `/supervision` found.
+#[derive(Debug, Clone)]
+pub enum Found {
+    /// Documents whose 文号 matched.
+    Matches(Vec<(String, String, String, String)>),
+    /// One document's 签收情况: title, number, rows.
+    Document(String, String, Vec<SignRow>),
+    Nothing(String),
+}
+
+fn duration_words(secs: i64) -> String {
+    let (d, h, m) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
+    if d > 0 {
+        format!("{d} 天 {h} 小时")
+    } else if h > 0 {
+        format!("{h} 小时 {m} 分")
+    } else {
+        format!("{m} 分")
+    }
+}
+
+/// One coloured part of a bar: x, width, colour, what it counts, how many.
+type Segment = (u64, u64, &'static str, &'static str, u64);
+
+/// Horizontal stacked bars, one per unit: on time, late, returned,
+/// pending — drawn as inline SVG (no script, no inline style).
+pub fn report_chart(units: &[ReportUnit]) -> Markup {
+    let max = units.iter().map(|u| u.received).max().unwrap_or(0).max(1);
+    let row_h = 22u64;
+    let (label_w, bar_w) = (150u64, 480u64);
+    let height = row_h * units.len() as u64 + 30;
+    let width = label_w + bar_w + 60;
+    let parts = |u: &ReportUnit| {
+        [
+            (u.on_time, "#2e7d32", "按时签收"),
+            (u.late, "#ef6c00", "逾期签收"),
+            (u.rejected, "#757575", "退回"),
+            (u.pending, "#1565c0", "未签收"),
+        ]
+    };
+    // Each unit's segments, laid out before drawing, and where its bar ends.
+    let bars: Vec<(&ReportUnit, Vec<Segment>, u64)> = units
+        .iter()
+        .map(|u| {
+            let mut x = label_w;
+            let mut segments = Vec::new();
+            for (n, color, label) in parts(u) {
+                let w = n * bar_w / max;
+                if w > 0 {
+                    segments.push((x, w, color, label, n));
+                }
+                x += w;
+            }
+            (u, segments, x)
+        })
+        .collect();
+    let legend_y = units.len() as u64 * row_h + 18;
+    html! {
+        svg.chart xmlns="http://www.w3.org/2000/svg" width=(width) height=(height)
+            viewBox={ "0 0 " (width) " " (height) } role="img" aria-label="各单位签收情况" {
+            @for (i, (u, segments, end)) in bars.iter().enumerate() {
+                @let y = i as u64 * row_h;
+                text x="0" y=(y + 15) font-size="12" fill="#1d2329" { (u.unit) }
+                @for (x, w, color, label, n) in segments {
+                    rect x=(x) y=(y + 3) width=(w) height="15" fill=(color) {
+                        title { (u.unit) " " (label) " " (n) }
+                    }
+                }
+                text x=(end + 6) y=(y + 15) font-size="12" fill="#5f6b76" { (u.received) }
+            }
+            @for (j, (_, color, label)) in parts(&ReportUnit::default()).into_iter().enumerate() {
+                rect x=(label_w + j as u64 * 110) y=(legend_y - 10) width="12" height="12" fill=(color) {}
+                text x=(label_w + j as u64 * 110 + 16) y=(legend_y) font-size="12" fill="#1d2329" { (label) }
+            }
+        }
+    }
+}
+
+/// `/supervision`: the province, for a supervision office (督查室).
+pub fn supervision(
+    frame: &Frame<'_>,
+    f: &SupervisionFilter,
+    overdue: &[OverdueItem],
+    report: &[ReportUnit],
+    found: Option<&Found>,
+    message: Option<&str>,
+) -> Markup {
+    layout(
+        "督查",
+        Some(frame),
+        html! {
+            h1 { "督查 (supervision)" }
+            @if let Some(m) = message { p.error role="alert" { (m) } }
+            h2 { "查公文" }
+            form.filter method="get" action="/supervision" {
+                label { "文档编号或文号" input type="text" name="doc" value=(f.doc); }
+                button type="submit" { "查询" }
+            }
+            @match found {
+                Some(Found::Matches(list)) => {
+                    table.docs {
+                        thead { tr { th { "文号" } th { "标题" } th { "发文单位" } th { "文档编号" } } }
+                        tbody { @for (id, number, title, sender) in list {
+                            tr { td { (number) } td { a href={ "/supervision?doc=" (id) } { (title) } } td { (sender) } td { code { (id) } } }
+                        } }
+                    }
+                }
+                Some(Found::Document(title, number, rows)) => {
+                    h3 { (title) " " small { (number) } }
+                    (sign_table(rows))
+                }
+                Some(Found::Nothing(why)) => { p.empty { (why) } }
+                None => {}
+            }
+            h2 { "全省超期未签收" }
+            form.filter method="get" action="/supervision" {
+                label { "收文单位" input type="text" name="unit" value=(f.unit); }
+                label { "发文单位" input type="text" name="sender" value=(f.sender); }
+                label { "紧急程度"
+                    select name="urgency" {
+                        option value="" selected[f.urgency.is_empty()] { "全部" }
+                        @for (value, label) in [("normal", "平件"), ("urgent", "加急"), ("extra-urgent", "特急")] {
+                            option value=(value) selected[f.urgency == value] { (label) }
+                        }
+                    }
+                }
+                button type="submit" { "筛选" }
+                a href="/supervision/overdue.csv" download { "导出 CSV" }
+            }
+            @if overdue.is_empty() {
+                p.empty { "没有超期未签收的公文。" }
+            } @else {
+                table.docs.overdue {
+                    thead { tr {
+                        th { "收文单位" } th { "发文单位" } th { "文号" } th { "标题" } th { "紧急程度" }
+                        th { "期限" } th { "超期" } th { "催办次数" } th { "督办级别" }
+                    } }
+                    tbody { @for o in overdue {
+                        tr {
+                            td { (o.recipient) } td { (o.sender) } td { (o.doc_number) }
+                            td { a href={ "/supervision?doc=" (o.doc_id) } { (o.title) } }
+                            td { (o.urgency) }
+                            td.overdue { @if let Some(t) = o.deadline_ms { (beijing(t)) } }
+                            td.overdue { (duration_words(o.late_seconds)) }
+                            td.num { (o.urge_count) } td.num { (o.escalation_level) }
+                        }
+                    } }
+                }
+            }
+            h2 { "各单位签收汇总" }
+            p { a href="/supervision/report.csv" download { "导出 CSV" } }
+            (report_chart(report))
+            table.docs.report {
+                thead { tr {
+                    th { "单位" } th { "收文" } th { "按时签收" } th { "逾期签收" } th { "退回" }
+                    th { "未签收" } th { "现超期" } th { "签收用时中位数" }
+                } }
+                tbody { @for u in report {
+                    tr {
+                        td { (u.unit) } td.num { (u.received) } td.num { (u.on_time) } td.num { (u.late) }
+                        td.num { (u.rejected) } td.num { (u.pending) } td.num { (u.overdue_now) }
+                        td { @if let Some(s) = u.median_sign_seconds { (duration_words(s)) } @else { "—" } }
+                    }
+                } }
+            }
+        },
+    )
+}
+
+/// One CSV field: quoted when it must be, and never read as a formula by a
+/// spreadsheet (a leading =, +, - or @ gets a ').
+pub fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
+/// A CSV file as Excel opens it with Chinese intact: UTF-8 with a BOM,
+/// CRLF line ends.
+pub fn csv(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> Vec<u8> {
+    let mut out = String::from("\u{feff}");
+    out.push_str(&header.join(","));
+    out.push_str("\r\n");
+    for row in rows {
+        let fields: Vec<String> = row.iter().map(|f| csv_field(f)).collect();
+        out.push_str(&fields.join(","));
+        out.push_str("\r\n");
+    }
+    out.into_bytes()
+}
+
 /// A plain page with a message (not found, refused …).
 pub fn message(frame: Option<&Frame<'_>>, title: &str, text: &str) -> Markup {
     layout(
@@ -679,6 +924,24 @@ mod tests {
     fn times_show_in_beijing_time() {
         // 2026-12-06T06:00:00Z
         assert_eq!(beijing(1_796_536_800_000), "2026-12-06 14:00");
+    }
+
+    #[test]
+    fn csv_fields_are_quoted_and_never_formulas() {
+        assert_eq!(csv_field("哈尔滨"), "哈尔滨");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("=HYPERLINK(1)"), "'=HYPERLINK(1)");
+        let file = csv(
+            &["单位", "超期"],
+            vec![vec!["哈尔滨".into(), "3".into()]].into_iter(),
+        );
+        assert!(file.starts_with("\u{feff}".as_bytes()));
+        assert!(
+            String::from_utf8(file)
+                .unwrap()
+                .ends_with("单位,超期\r\n哈尔滨,3\r\n")
+        );
     }
 
     #[test]
