@@ -80,6 +80,8 @@ done
 echo "    hub listening on $addr"
 
 agents="prov-gov harbin-gov daqing-gov prov-supervision"
+password="gongwen-demo-2026"
+declare -A clerk=([prov-gov]=王五 [harbin-gov]=李四 [daqing-gov]=赵六 [prov-supervision]=孙督查)
 for id in $agents; do
   cat > "$id.toml" <<TOML
 node_id  = "$id"
@@ -90,11 +92,40 @@ root     = "$id-data"
 cert = "$id/$id.crt"
 key  = "$id/$id.key"
 ca   = "$id/ca.crt"
+[console]
+listen = "127.0.0.1:0"
 TOML
+  # The console's account (the password comes from standard input).
+  echo "$password" | "$bin/gongwen-agent" user add clerk --display-name "${clerk[$id]}" \
+    --role admin --config "$id.toml" >/dev/null
   echo "==> starting agent $id (log: demo/$id.log)"
   "$bin/gongwen-agent" run --config "$id.toml" 2>"$id.log" &
   pids+=($!)
 done
+
+# Each console listens on a port of its own, which its agent logs.
+declare -A console
+for id in $agents; do
+  for _ in $(seq 100); do
+    console[$id]=$(sed -n 's/.*console on \(http:[^ ]*\).*/\1/p' "$id.log" | head -n1)
+    [[ -n "${console[$id]}" ]] && break
+    sleep 0.1
+  done
+  [[ -n "${console[$id]}" ]] || { cat "$id.log"; echo "the console of $id did not start" >&2; exit 1; }
+  if command -v curl >/dev/null 2>&1; then
+    code=$(curl -s -o /dev/null -w '%{http_code}' "${console[$id]}login")
+    [[ "$code" == 200 ]] || { echo "the console of $id answered $code" >&2; exit 1; }
+  fi
+done
+consoles() {
+  echo "    open a console in your browser (user: clerk, password: $password):"
+  for id in $agents; do
+    printf '      %-18s %s   (%s)\n' "$id" "${console[$id]}" "${clerk[$id]}"
+  done
+}
+echo
+echo "==> the units' web consoles"
+consoles
 
 connected=0
 for _ in $(seq 200); do
@@ -199,6 +230,21 @@ echo "==> evidence: signed statements that openssl alone can check"
 "$bin/gongwen-agent" evidence "$doc" --out evidence --config prov-gov.toml >/dev/null
 sh evidence/verify.sh | sed 's/^/    /'
 
+echo
+echo "==> one more notice for harbin-gov, to sign for in the browser"
+second="关于报送年度工作总结的通知"
+mkdir -p prov-gov-data/outbox/harbin-gov
+printf '各市人民政府：\n\n请于12月20日前报送2026年度工作总结。\n' > "prov-gov-data/outbox/harbin-gov/.$second.txt"
+mv "prov-gov-data/outbox/harbin-gov/.$second.txt" "prov-gov-data/outbox/harbin-gov/$second.txt"
+for _ in $(seq 200); do
+  [[ $(ls harbin-gov-data/inbox/prov-gov/ | wc -l) -ge 2 ]] && break
+  sleep 0.1
+done
+echo "    your turn: open ${console[harbin-gov]} , log in as clerk ($password),"
+echo "    open 「$second」 under 待签收 and press 签收; then in another tab open"
+echo "    ${console[prov-gov]}sent and watch its 签收情况 change."
+echo
+consoles
 echo
 echo "Everything runs in $demo. Try, in another terminal, from there:"
 echo "  cp SOME_FILE prov-gov-data/outbox/harbin-gov/    # send a file from prov-gov to harbin-gov"

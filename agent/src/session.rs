@@ -62,17 +62,26 @@ async fn publish_key(conn: &quinn::Connection, ctx: &AgentContext) -> Result<(),
     }
 }
 
-/// How often the directory is asked for again while connected.
-const DIRECTORY_REFRESH: Duration = Duration::from_secs(60);
+/// How often the directory is asked for again while connected: often just
+/// after connecting (units that connect together learn of each other within
+/// seconds), then once a minute.
+fn directory_pause(connected_for: Duration) -> Duration {
+    if connected_for < Duration::from_secs(60) {
+        Duration::from_secs(5)
+    } else {
+        Duration::from_secs(60)
+    }
+}
 
-/// Ask the hub for the directory now and every minute (see
-/// [`crate::directory::refresh`]).
+/// Ask the hub for the directory now and again (see [`directory_pause`]
+/// and [`crate::directory::refresh`]).
 async fn directory_keeper(ctx: Arc<AgentContext>) {
+    let connected = tokio::time::Instant::now();
     loop {
         if let Err(e) = crate::directory::refresh(&ctx).await {
             debug!("directory not read: {e}");
         }
-        tokio::time::sleep(DIRECTORY_REFRESH).await;
+        tokio::time::sleep(directory_pause(connected.elapsed())).await;
     }
 }
 

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test fixtures: failing loudly is the point
 
+pub mod browser;
 pub mod flood;
 pub mod proxy;
 pub mod raw;

@@ -5,6 +5,11 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
+use gongwen_agent::console::accounts::{Accounts, UserRole};
+use gongwen_common::Role;
+
+use crate::{Net, RunningAgent, RunningHub};
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
@@ -209,4 +214,59 @@ pub fn form_encode(s: &str) -> String {
         }
     }
     out
+}
+
+/// The password of every test console account.
+pub const PASSWORD: &str = "正确的密码-2026";
+
+/// prov-gov (clerk `wang`, 王五) and harbin-gov (clerk `li.si`, 李四), each
+/// with a console on port 0; daqing-gov without one (it is in the group
+/// `cities` with harbin-gov).
+#[derive(Debug)]
+pub struct Units {
+    pub net: Net,
+    pub hub: RunningHub,
+    pub prov: RunningAgent,
+    pub harbin: RunningAgent,
+    pub daqing: RunningAgent,
+}
+
+pub async fn units() -> Units {
+    let net = Net::new();
+    for id in ["prov-gov", "harbin-gov", "daqing-gov"] {
+        net.issue(id, Role::Node);
+    }
+    let hub = net.start_hub().await;
+    let daqing = net.start_agent("daqing-gov", hub.addr);
+    let console = "[console]\nlisten = \"127.0.0.1:0\"";
+    let mut agents = Vec::new();
+    for (id, clerk, name) in [
+        ("prov-gov", "wang", "王五"),
+        ("harbin-gov", "li.si", "李四"),
+    ] {
+        let accounts = net.root(id).join("state").join("accounts.json");
+        Accounts::edit(&accounts, |a| {
+            a.add_user(clerk, name, UserRole::Clerk, PASSWORD, 0)
+        })
+        .unwrap();
+        agents.push(RunningAgent::start(
+            net.agent_config_with(id, hub.addr, console),
+        ));
+    }
+    hub.wait_ready(&["prov-gov", "harbin-gov", "daqing-gov"])
+        .await;
+    let harbin = agents.pop().unwrap();
+    let prov = agents.pop().unwrap();
+    Units {
+        net,
+        hub,
+        prov,
+        harbin,
+        daqing,
+    }
+}
+
+/// The console address of an agent, as a URL base (`http://127.0.0.1:N`).
+pub fn base(agent: &RunningAgent) -> String {
+    format!("http://{}", agent.console.expect("the agent has a console"))
 }

@@ -8,54 +8,9 @@ use gongwen_agent::store::{ReceivedRecord, ReceivedState};
 use gongwen_common::envelope::Urgency;
 use gongwen_common::{DocId, NodeId, Role};
 use gongwen_tests::web::{Browser, Page};
-use gongwen_tests::{Net, RunningAgent, RunningHub, agent_status, wait_inbox, wait_until};
+use gongwen_tests::{Net, RunningAgent, agent_status, wait_inbox, wait_until};
 
-const PASSWORD: &str = "正确的密码-2026";
-
-/// prov-gov and harbin-gov, each with a console and a clerk account.
-struct Units {
-    net: Net,
-    _hub: RunningHub,
-    prov: RunningAgent,
-    harbin: RunningAgent,
-    /// In the group `cities` with harbin-gov; no console.
-    _daqing: RunningAgent,
-}
-
-async fn units() -> Units {
-    let net = Net::new();
-    for id in ["prov-gov", "harbin-gov", "daqing-gov"] {
-        net.issue(id, Role::Node);
-    }
-    let hub = net.start_hub().await;
-    let daqing = net.start_agent("daqing-gov", hub.addr);
-    let console = "[console]\nlisten = \"127.0.0.1:0\"";
-    let mut agents = Vec::new();
-    for (id, clerk, name) in [
-        ("prov-gov", "wang", "王五"),
-        ("harbin-gov", "li.si", "李四"),
-    ] {
-        let accounts = net.root(id).join("state").join("accounts.json");
-        Accounts::edit(&accounts, |a| {
-            a.add_user(clerk, name, UserRole::Clerk, PASSWORD, 0)
-        })
-        .unwrap();
-        agents.push(RunningAgent::start(
-            net.agent_config_with(id, hub.addr, console),
-        ));
-    }
-    hub.wait_ready(&["prov-gov", "harbin-gov", "daqing-gov"])
-        .await;
-    let harbin = agents.pop().unwrap();
-    let prov = agents.pop().unwrap();
-    Units {
-        net,
-        _hub: hub,
-        prov,
-        harbin,
-        _daqing: daqing,
-    }
-}
+use gongwen_tests::web::{PASSWORD, Units, units};
 
 fn browser(agent: &RunningAgent) -> Browser {
     Browser::new(agent.console.expect("the agent has a console"))
@@ -837,4 +792,34 @@ async fn a_supervision_office_sees_the_province_overdue_report_and_csv_and_a_nod
     let v: serde_json::Value = serde_json::from_slice(&api.body).unwrap();
     assert_eq!(v[0]["recipient"], "harbin-gov");
     assert_eq!(v[0]["urgency"], "urgent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_login_page_or_a_stray_favicon_request_does_not_void_the_login_form() {
+    // Found by the browser test: a browser's own request for /favicon.ico
+    // was redirected to /login, which handed out a new token, and the form
+    // already on screen was then refused.
+    let u = units().await;
+    let mut b = browser(&u.harbin);
+    let form = b.get("/login").await;
+    let csrf = form.csrf().unwrap();
+    let icon = b.get("/favicon.ico").await;
+    assert_eq!(icon.status, 204, "{:?}", icon.location());
+    let again = b.get("/login").await;
+    assert_eq!(
+        again.csrf().unwrap(),
+        csrf,
+        "a second login page changed the token"
+    );
+    let done = b
+        .post_form(
+            "/login",
+            &[
+                ("username", "li.si"),
+                ("password", PASSWORD),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, 303, "{}", done.text());
 }

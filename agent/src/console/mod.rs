@@ -202,6 +202,9 @@ fn router(web: Arc<Web>) -> Router {
         .route("/status", get(status_page))
         .route("/api/v1/status", get(api_status))
         .route("/assets/style.css", get(style))
+        // Browsers ask for it on their own; no icon, and no redirect to
+        // the login form (which would hand out another token).
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/api/v1/inbox", get(api_inbox))
         .route("/api/v1/inbox/{doc_id}/ack", post(api_ack))
         .route("/api/v1/inbox/{doc_id}/reject", post(api_reject))
@@ -388,11 +391,22 @@ async fn login_page(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response
     if matches!(web.who(&headers), Some(Who::Session { .. })) {
         return Redirect::to("/").into_response();
     }
-    login_form(None, "", StatusCode::OK)
+    login_form(&headers, None, "", StatusCode::OK)
 }
 
-fn login_form(message: Option<&str>, username: &str, status: StatusCode) -> Response {
-    let Some(csrf) = random_hex(16) else {
+/// The login form, with the token its POST must carry back: the one this
+/// browser already holds (a second login page — another tab, a redirect
+/// of some stray request — must not void the first), or a new one.
+fn login_form(
+    headers: &HeaderMap,
+    message: Option<&str>,
+    username: &str,
+    status: StatusCode,
+) -> Response {
+    let held = cookie(headers, LOGIN_COOKIE)
+        .filter(|c| c.len() == 32 && c.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_owned);
+    let Some(csrf) = held.or_else(|| random_hex(16)) else {
         return server_error("the system random generator failed");
     };
     let mut r = (status, pages::login(&csrf, username, message)).into_response();
@@ -422,7 +436,12 @@ async fn login(
     }
     let name = f.username.trim().to_owned();
     if let Err(left) = lock(&web.guard).check(&name, Instant::now()) {
-        return login_form(Some(&locked_text(left)), &name, StatusCode::FORBIDDEN);
+        return login_form(
+            &headers,
+            Some(&locked_text(left)),
+            &name,
+            StatusCode::FORBIDDEN,
+        );
     }
     let accounts = web.accounts();
     let (n, password) = (name.clone(), f.password);
@@ -441,7 +460,7 @@ async fn login(
             Some(left) => locked_text(left),
             None => "用户名或密码不正确。".to_owned(),
         };
-        return login_form(Some(&text), &name, StatusCode::UNAUTHORIZED);
+        return login_form(&headers, Some(&text), &name, StatusCode::UNAUTHORIZED);
     };
     lock(&web.guard).succeeded(&name);
     let (Some(cookie_value), Some(csrf)) = (random_hex(32), random_hex(16)) else {
@@ -668,7 +687,15 @@ async fn doc_page(
     let notices = tokio::task::spawn_blocking(move || read_notices(&dir))
         .await
         .unwrap_or_default();
-    pages::received_doc(&web.frame(user, csrf), rec, &files, &notices, message).into_response()
+    pages::received_doc(
+        &web.frame(user, csrf),
+        rec,
+        sealed.map(SealedHeader::meta),
+        &files,
+        &notices,
+        message,
+    )
+    .into_response()
 }
 
 /// The urging and supervision notices filed beside a received document.

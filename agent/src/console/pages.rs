@@ -228,10 +228,17 @@ pub struct FileLink {
 pub fn received_doc(
     frame: &Frame<'_>,
     r: &ReceivedRecord,
+    meta: Option<&gongwen_common::envelope::DocMeta>,
     files: &[FileLink],
     notices: &[String],
     message: Option<&str>,
 ) -> Markup {
+    let ids = |list: &[gongwen_common::NodeId]| {
+        list.iter()
+            .map(|n| n.as_str())
+            .collect::<Vec<_>>()
+            .join("、")
+    };
     let sender = r.sender_name.as_deref().unwrap_or(r.sender.as_str());
     layout(
         &r.title,
@@ -243,6 +250,14 @@ pub fn received_doc(
                 dt { "来文单位" } dd { (sender) " (" (r.sender) ")" }
                 dt { "文号" } dd { (r.doc_number) }
                 dt { "文种" } dd { (r.doc_type) }
+                @if let Some(m) = meta {
+                    dt { "主送" } dd { (ids(&m.to)) }
+                    @if !m.cc.is_empty() { dt { "抄送" } dd { (ids(&m.cc)) } }
+                    @if !m.operator.name.is_empty() || !m.operator.phone.is_empty() {
+                        dt { "经办人" } dd { (m.operator.name) " " (m.operator.phone) }
+                    }
+                    @if !m.note.is_empty() { dt { "备注" } dd { (m.note) } }
+                }
                 dt { "紧急程度" } dd { (urgency_label(r.urgency)) " " small { (r.urgency.as_str()) } }
                 dt { "期限" } dd { @if let Some(d) = r.deadline { (beijing(d.saturating_mul(1000))) } @else { "—" } }
                 dt { "收到时间" } dd { (beijing(r.received_ms)) }
@@ -836,7 +851,7 @@ pub fn supervision(
                         tr {
                             td { (o.recipient) } td { (o.sender) } td { (o.doc_number) }
                             td { a href={ "/supervision?doc=" (o.doc_id) } { (o.title) } }
-                            td { (o.urgency) }
+                            td { (Urgency::parse(&o.urgency).map(urgency_label).unwrap_or(&o.urgency)) }
                             td.overdue { @if let Some(t) = o.deadline_ms { (beijing(t)) } }
                             td.overdue { (duration_words(o.late_seconds)) }
                             td.num { (o.urge_count) } td.num { (o.escalation_level) }

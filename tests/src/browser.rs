@@ -1,0 +1,272 @@
+//! A real browser for the console's tests: Debian's headless Chromium,
+//! driven through chromedriver over W3C WebDriver (JSON over HTTP, with the
+//! same hyper client as [`crate::web`]). Each test gets its own
+//! chromedriver on a free port and its own empty profile.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::{Value, json};
+
+use crate::web::Browser;
+
+/// The Debian packages the browser tests need.
+pub const PACKAGES: &str = "chromium chromium-driver";
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// The WebDriver name of an element reference.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// Whether the browser tests can run here. Outside CI a missing browser
+/// skips them with a message naming the packages; in CI (`CI=true`) it is
+/// a failure, so they are never silently skipped there.
+pub fn available() -> bool {
+    let present = Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists();
+    if !present {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI must run the browser tests: install the Debian packages {PACKAGES}"
+        );
+        eprintln!("skipped: no headless Chromium here; install the Debian packages {PACKAGES}");
+    }
+    present
+}
+
+/// A headless Chromium session.
+#[derive(Debug)]
+pub struct Chrome {
+    driver: Child,
+    http: Browser,
+    session: String,
+    _profile: tempfile::TempDir,
+    /// Where screenshots go: target/console-screenshots/.
+    shots: PathBuf,
+}
+
+impl Drop for Chrome {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+impl Chrome {
+    /// Start chromedriver and a headless Chromium session.
+    pub async fn start() -> Chrome {
+        let port = free_port();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let mut http = Browser::new(addr);
+        // Ready when it answers /status.
+        let deadline = tokio::time::Instant::now() + crate::WAIT;
+        loop {
+            let up = tokio::net::TcpStream::connect(addr).await.is_ok();
+            if up {
+                let st = http.get("/status").await;
+                if st.status == 200 {
+                    break;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "chromedriver did not come up on {addr}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let profile = tempfile::tempdir().unwrap();
+        let caps = json!({
+            "capabilities": { "alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": {
+                    "binary": CHROMIUM,
+                    "args": [
+                        "--headless=new", "--no-sandbox", "--disable-gpu",
+                        "--disable-dev-shm-usage", "--no-first-run",
+                        "--disable-background-networking", "--disable-component-update",
+                        "--disable-sync", "--disable-quic", "--window-size=1280,900",
+                        "--lang=zh-CN",
+                        format!("--user-data-dir={}", profile.path().display()),
+                    ],
+                },
+            } }
+        });
+        let v = call(&mut http, "POST", "/session", Some(caps)).await;
+        let session = v["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no WebDriver session: {v}"))
+            .to_owned();
+        let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/console-screenshots");
+        std::fs::create_dir_all(&shots).unwrap();
+        Chrome {
+            driver,
+            http,
+            session,
+            _profile: profile,
+            shots,
+        }
+    }
+
+    async fn cmd(&mut self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let path = format!("/session/{}{path}", self.session);
+        call(&mut self.http, method, &path, body).await
+    }
+
+    pub async fn goto(&mut self, url: &str) {
+        self.cmd("POST", "/url", Some(json!({ "url": url }))).await;
+    }
+
+    /// The element a CSS selector finds, waiting (bounded) for it.
+    pub async fn find(&mut self, css: &str) -> String {
+        let deadline = tokio::time::Instant::now() + crate::WAIT;
+        loop {
+            let v = self
+                .cmd(
+                    "POST",
+                    "/element",
+                    Some(json!({ "using": "css selector", "value": css })),
+                )
+                .await;
+            if let Some(id) = v[ELEMENT].as_str() {
+                return id.to_owned();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no element {css:?} on the page: {}",
+                self.source().await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn type_into(&mut self, css: &str, text: &str) {
+        let el = self.find(css).await;
+        self.cmd("POST", &format!("/element/{el}/clear"), Some(json!({})))
+            .await;
+        self.cmd(
+            "POST",
+            &format!("/element/{el}/value"),
+            Some(json!({ "text": text })),
+        )
+        .await;
+    }
+
+    /// Choose a file for a file input.
+    pub async fn choose_file(&mut self, css: &str, path: &Path) {
+        let el = self.find(css).await;
+        self.cmd(
+            "POST",
+            &format!("/element/{el}/value"),
+            Some(json!({ "text": path.display().to_string() })),
+        )
+        .await;
+    }
+
+    pub async fn click(&mut self, css: &str) {
+        let el = self.find(css).await;
+        self.cmd("POST", &format!("/element/{el}/click"), Some(json!({})))
+            .await;
+    }
+
+    /// The page's HTML now.
+    pub async fn source(&mut self) -> String {
+        self.cmd("GET", "/source", None)
+            .await
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    }
+
+    /// The text of the page's body (what a person reads).
+    pub async fn text(&mut self) -> String {
+        let body = self.find("body").await;
+        self.cmd("GET", &format!("/element/{body}/text"), None)
+            .await
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    }
+
+    pub async fn url(&mut self) -> String {
+        self.cmd("GET", "/url", None)
+            .await
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    }
+
+    /// Wait until the page's text contains `what`, reloading it.
+    pub async fn wait_for_text(&mut self, url: &str, what: &str) -> String {
+        let deadline = tokio::time::Instant::now() + crate::WAIT;
+        loop {
+            self.goto(url).await;
+            let text = self.text().await;
+            if text.contains(what) {
+                return text;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{url} never showed {what:?}; it shows:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Save a PNG screenshot as target/console-screenshots/<name>.png.
+    pub async fn screenshot(&mut self, name: &str) -> PathBuf {
+        let v = self.cmd("GET", "/screenshot", None).await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap_or(""))
+            .unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "the screenshot is not a PNG");
+        let path = self.shots.join(format!("{name}.png"));
+        std::fs::write(&path, png).unwrap();
+        path
+    }
+
+    /// Log in through the form, as a person would.
+    pub async fn log_in(&mut self, base: &str, user: &str, password: &str) {
+        self.goto(&format!("{base}/login")).await;
+        self.type_into("input[name=username]", user).await;
+        self.type_into("input[name=password]", password).await;
+        self.click("form.login button[type=submit]").await;
+        let deadline = tokio::time::Instant::now() + crate::WAIT;
+        while self.url().await.ends_with("/login") {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "login did not leave /login: {}",
+                self.text().await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// One WebDriver command; its `value`.
+async fn call(http: &mut Browser, method: &str, path: &str, body: Option<Value>) -> Value {
+    let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+    let page = http
+        .send(
+            method,
+            path,
+            &[("content-type", "application/json; charset=utf-8")],
+            bytes,
+        )
+        .await;
+    let v: Value = serde_json::from_slice(&page.body).unwrap_or(Value::Null);
+    v.get("value").cloned().unwrap_or(v)
+}
