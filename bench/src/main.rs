@@ -4,6 +4,7 @@
 
 mod baseline;
 mod cases;
+mod console;
 mod env;
 mod report;
 
@@ -31,7 +32,7 @@ struct Cli {
     #[arg(long, default_value = ".")]
     out: PathBuf,
     /// Run only these parts (for profiling one path): big, small, latency,
-    /// fanout. Baselines needed for their ratios run too.
+    /// fanout, console. Baselines needed for their ratios run too.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -362,6 +363,26 @@ async fn main() -> anyhow::Result<()> {
         );
         drop(agents);
         drop(hub);
+    }
+
+    // ---- the console over a large store
+    if want("console") {
+        let docs = if cli.quick { 10_000 } else { 100_000 };
+        let env = Env::new(&bin)?;
+        eprintln!("console: pages over 100 documents (the baseline)");
+        let small = console::measure(&env, &bin, "console-small", 100, 100)?;
+        eprintln!("console: pages over {docs} documents");
+        let large = console::measure(&env, &bin, "console-large", docs, 100)?;
+        for (((what, _), base), big) in console::PAGES.iter().zip(&small).zip(&large) {
+            rows.push(
+                Row::new(
+                    &format!("Console {what}, {docs} documents in the store"),
+                    *big,
+                    "ms",
+                )
+                .vs(*base, "100 documents", big / base),
+            );
+        }
     }
 
     let results = Results {
