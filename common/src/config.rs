@@ -92,6 +92,8 @@ struct RawAgent {
 #[serde(deny_unknown_fields)]
 struct RawConsole {
     listen: String,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -197,8 +199,18 @@ pub struct AgentConfig {
 /// `[console]` in `agent.toml`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsoleConfig {
-    /// Where the console listens (HTTP), e.g. `127.0.0.1:8480`.
+    /// Where the console listens, e.g. `127.0.0.1:8480`.
     pub listen: SocketAddr,
+    /// HTTPS instead of HTTP: the server certificate (chain) and its key,
+    /// PEM, for the unit's LAN.
+    pub tls: Option<ConsoleTls>,
+}
+
+/// The console's HTTPS certificate and key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
@@ -435,24 +447,43 @@ impl AgentConfig {
             Some(s) => size(path, "max_document_size", s)?,
             None => DEFAULT_MAX_DOCUMENT,
         };
-        let console = raw
-            .console
-            .map(|c| {
-                c.listen
-                    .parse::<SocketAddr>()
-                    .map(|listen| ConsoleConfig { listen })
-                    .map_err(|_| {
-                        invalid(
+        let console = match raw.console {
+            None => None,
+            Some(c) => {
+                let listen = c.listen.parse::<SocketAddr>().map_err(|_| {
+                    invalid(
+                        path,
+                        "console.listen",
+                        format!(
+                            "{:?} is not an address:port such as \"127.0.0.1:8480\"",
+                            c.listen
+                        ),
+                    )
+                })?;
+                let tls = match (c.tls_cert, c.tls_key) {
+                    (None, None) => None,
+                    (Some(cert), Some(key)) => Some(ConsoleTls {
+                        cert: base.join(cert),
+                        key: base.join(key),
+                    }),
+                    (Some(_), None) => {
+                        return Err(invalid(
                             path,
-                            "console.listen",
-                            format!(
-                                "{:?} is not an address:port such as \"127.0.0.1:8480\"",
-                                c.listen
-                            ),
-                        )
-                    })
-            })
-            .transpose()?;
+                            "console.tls_key",
+                            "missing: HTTPS needs both tls_cert and tls_key",
+                        ));
+                    }
+                    (None, Some(_)) => {
+                        return Err(invalid(
+                            path,
+                            "console.tls_cert",
+                            "missing: HTTPS needs both tls_cert and tls_key",
+                        ));
+                    }
+                };
+                Some(ConsoleConfig { listen, tls })
+            }
+        };
         Ok(AgentConfig {
             path: path.to_owned(),
             max_document_size,
@@ -578,6 +609,18 @@ ca   = "ca.crt"
             (AGENT.replace("127.0.0.1:7443", "127.0.0.1"), "hub"),
             (format!("{AGENT}\nspeed = 3\n"), "speed"),
             (AGENT.replace("[tls]", "[tsl]"), "tsl"),
+            (
+                format!("{AGENT}\n[console]\nlisten = \"8480\"\n"),
+                "console.listen",
+            ),
+            (
+                format!("{AGENT}\n[console]\nlisten = \"127.0.0.1:8480\"\ntls_cert = \"c.pem\"\n"),
+                "console.tls_key",
+            ),
+            (
+                format!("{AGENT}\n[console]\nlisten = \"127.0.0.1:8480\"\ntls_key = \"k.pem\"\n"),
+                "console.tls_cert",
+            ),
         ];
         for (text, key) in cases {
             let e = agent_error(&text);

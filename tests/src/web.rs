@@ -59,10 +59,21 @@ impl Page {
 }
 
 /// A browser's worth of state: the console's address and its cookies.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Browser {
     pub addr: SocketAddr,
     pub cookies: BTreeMap<String, String>,
+    /// HTTPS: how to reach the console over TLS.
+    tls: Option<tokio_rustls::TlsConnector>,
+}
+
+impl std::fmt::Debug for Browser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Browser")
+            .field("addr", &self.addr)
+            .field("https", &self.tls.is_some())
+            .finish()
+    }
 }
 
 impl Browser {
@@ -70,6 +81,29 @@ impl Browser {
         Browser {
             addr,
             cookies: BTreeMap::new(),
+            tls: None,
+        }
+    }
+
+    /// A browser that speaks HTTPS to a console whose certificate is `cert`
+    /// (DER), and trusts nothing else.
+    pub fn new_tls(addr: SocketAddr, cert: &[u8]) -> Browser {
+        use quinn::rustls;
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(rustls::pki_types::CertificateDer::from(cert.to_vec()))
+            .unwrap();
+        let config = rustls::ClientConfig::builder_with_provider(gongwen_common::tls::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Browser {
+            addr,
+            cookies: BTreeMap::new(),
+            tls: Some(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+                config,
+            ))),
         }
     }
 
@@ -135,11 +169,26 @@ impl Browser {
         body: Vec<u8>,
     ) -> Page {
         let stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
+        let mut sender = match &self.tls {
+            Some(connector) => {
+                let name = quinn::rustls::pki_types::ServerName::IpAddress(self.addr.ip().into());
+                let tls = connector.connect(name, stream).await.unwrap();
+                let (sender, conn) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                        .await
+                        .unwrap();
+                tokio::spawn(conn);
+                sender
+            }
+            None => {
+                let (sender, conn) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                        .await
+                        .unwrap();
+                tokio::spawn(conn);
+                sender
+            }
+        };
         let mut req = Request::builder()
             .method(method)
             .uri(path)

@@ -823,3 +823,79 @@ async fn a_second_login_page_or_a_stray_favicon_request_does_not_void_the_login_
         .await;
     assert_eq!(done.status, 303, "{}", done.text());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_serves_https_with_the_units_certificate_and_its_cookies_are_secure() {
+    let net = Net::new();
+    net.issue("harbin-gov", Role::Node);
+    let hub = net.start_hub().await;
+    // A server certificate for the console on the unit's LAN (here, its
+    // loopback address), as the unit's administrator would install it.
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let dir = net.path().join("console-tls");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("console.crt"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.join("console.key"), cert.signing_key.serialize_pem()).unwrap();
+    let accounts = net.root("harbin-gov").join("state").join("accounts.json");
+    Accounts::edit(&accounts, |a| {
+        a.add_user("li.si", "李四", UserRole::Clerk, PASSWORD, 0)
+    })
+    .unwrap();
+    let agent = RunningAgent::start(net.agent_config_with(
+        "harbin-gov",
+        hub.addr,
+        "[console]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"console-tls/console.crt\"\ntls_key = \"console-tls/console.key\"",
+    ));
+    let mut b = Browser::new_tls(agent.console.unwrap(), cert.cert.der());
+    let form = b.get("/login").await;
+    assert_eq!(form.status, 200);
+    let csrf = form.csrf().unwrap();
+    let done = b
+        .post_form(
+            "/login",
+            &[
+                ("username", "li.si"),
+                ("password", PASSWORD),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, 303, "{}", done.text());
+    let cookie = done
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("gongwen_session="))
+        .unwrap();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    assert_eq!(b.get("/").await.status, 200);
+    // Plain HTTP to the HTTPS port gets no page (at most a TLS alert).
+    let plain = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        let mut s = tokio::net::TcpStream::connect(agent.console.unwrap())
+            .await
+            .unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut s, b"GET /login HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        let _ = tokio::io::AsyncReadExt::read_to_end(&mut s, &mut buf).await;
+        buf
+    })
+    .await
+    .unwrap_or_default();
+    assert!(
+        !plain.starts_with(b"HTTP/"),
+        "the HTTPS port answered plain HTTP"
+    );
+    // A key that does not go with the certificate stops the agent at start,
+    // naming the key.
+    let other = rcgen::KeyPair::generate().unwrap();
+    std::fs::write(dir.join("console.key"), other.serialize_pem()).unwrap();
+    agent.stop().await;
+    let e = gongwen_agent::Agent::new(net.agent_config_with(
+        "harbin-gov",
+        hub.addr,
+        "[console]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"console-tls/console.crt\"\ntls_key = \"console-tls/console.key\"",
+    ));
+    let e = e.unwrap_err().to_string();
+    assert!(e.contains("console.tls_key"), "{e}");
+}

@@ -73,10 +73,121 @@ pub struct UnitFacts {
 }
 
 /// A console bound to its address, ready to serve.
-#[derive(Debug)]
 pub struct Console {
     listener: std::net::TcpListener,
+    /// HTTPS, when `[console]` names a certificate and key.
+    tls: Option<tokio_rustls::TlsAcceptor>,
     web: Arc<Web>,
+}
+
+impl std::fmt::Debug for Console {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Console")
+            .field("https", &self.tls.is_some())
+            .finish()
+    }
+}
+
+/// TLS handshakes of the console in progress at once, at most.
+const TLS_HANDSHAKES: usize = 64;
+/// How long a browser may take to finish one.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A connection whose TLS handshake finished.
+type TlsConn = (
+    tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    SocketAddr,
+);
+
+/// Connections whose TLS handshake finished, for axum to serve: the
+/// handshakes run in tasks of their own, so a slow or silent client does
+/// not hold up the next one.
+struct TlsListener {
+    ready: tokio::sync::mpsc::Receiver<TlsConn>,
+    local: SocketAddr,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(conn) => conn,
+            // The accepting task ended (the console is stopping).
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+}
+
+fn tls_listener(tcp: tokio::net::TcpListener, acceptor: tokio_rustls::TlsAcceptor) -> TlsListener {
+    let local = tcp
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+    let (tx, ready) = tokio::sync::mpsc::channel(TLS_HANDSHAKES);
+    let slots = Arc::new(tokio::sync::Semaphore::new(TLS_HANDSHAKES));
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, addr)) = tcp.accept().await else {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            };
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                let _slot = slot;
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send((tls, addr)).await;
+                    }
+                    Ok(Err(e)) => tracing::debug!(%addr, "console TLS handshake failed: {e}"),
+                    Err(_) => tracing::debug!(%addr, "console TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    TlsListener { ready, local }
+}
+
+/// The console's HTTPS configuration from the files `[console]` names.
+fn tls_acceptor(
+    config: &std::path::Path,
+    tls: &gongwen_common::config::ConsoleTls,
+) -> Result<tokio_rustls::TlsAcceptor, AgentError> {
+    let invalid = |key: &str, problem: String| {
+        AgentError::Config(gongwen_common::config::ConfigError::Invalid {
+            path: config.to_owned(),
+            key: key.to_owned(),
+            problem,
+        })
+    };
+    let chain = gongwen_common::pki::load_certs(&tls.cert)
+        .map_err(|e| invalid("console.tls_cert", e.to_string()))?;
+    let key = gongwen_common::pki::load_private_key(&tls.key)
+        .map_err(|e| invalid("console.tls_key", e.to_string()))?;
+    let mut server = rustls::ServerConfig::builder_with_provider(gongwen_common::tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| invalid("console.tls_cert", e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| {
+            invalid(
+                "console.tls_key",
+                format!(
+                    "{} does not go with {} ({e})",
+                    tls.key.display(),
+                    tls.cert.display()
+                ),
+            )
+        })?;
+    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(server)))
 }
 
 /// The accounts file as last read: its modification time and length then,
@@ -94,6 +205,8 @@ struct Web {
     /// This unit as its pages name it.
     unit: String,
     facts: UnitFacts,
+    /// Served over HTTPS: cookies are `Secure`.
+    secure: bool,
 }
 
 impl std::fmt::Debug for Web {
@@ -132,10 +245,15 @@ impl Console {
                 addr: listen,
                 source,
             })?;
+        let tls = match ctx.config.console.as_ref().and_then(|c| c.tls.clone()) {
+            Some(t) => Some(tls_acceptor(&ctx.config.path, &t)?),
+            None => None,
+        };
         let accounts_path = accounts::path_in(&ctx.folders.state);
         Ok(Console {
             listener,
             web: Arc::new(Web {
+                secure: tls.is_some(),
                 ctx,
                 accounts_path,
                 accounts: Mutex::new((None, Arc::default())),
@@ -144,6 +262,7 @@ impl Console {
                 unit: facts.label.clone(),
                 facts,
             }),
+            tls,
         })
     }
 
@@ -161,14 +280,24 @@ impl Console {
                 return;
             }
         };
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         if let Some(addr) = addr {
-            info!("console on http://{addr}/");
+            info!("console on {scheme}://{addr}/");
         }
         let app = router(self.web);
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
+        let served = match self.tls {
+            Some(acceptor) => {
+                axum::serve(tls_listener(listener, acceptor), app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+            None => {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+        };
+        if let Err(e) = served {
             warn!("the console stopped: {e}");
         }
     }
@@ -257,12 +386,19 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-fn set_cookie(name: &str, value: &str, path: &str, max_age: Option<u32>) -> HeaderValue {
+fn set_cookie(
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age: Option<u32>,
+    secure: bool,
+) -> HeaderValue {
     let age = max_age
         .map(|s| format!("; Max-Age={s}"))
         .unwrap_or_default();
+    let secure = if secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
-        "{name}={value}; Path={path}; HttpOnly; SameSite=Strict{age}"
+        "{name}={value}; Path={path}; HttpOnly; SameSite=Strict{secure}{age}"
     ))
     .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
@@ -391,13 +527,14 @@ async fn login_page(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response
     if matches!(web.who(&headers), Some(Who::Session { .. })) {
         return Redirect::to("/").into_response();
     }
-    login_form(&headers, None, "", StatusCode::OK)
+    login_form(&web, &headers, None, "", StatusCode::OK)
 }
 
 /// The login form, with the token its POST must carry back: the one this
 /// browser already holds (a second login page — another tab, a redirect
 /// of some stray request — must not void the first), or a new one.
 fn login_form(
+    web: &Web,
     headers: &HeaderMap,
     message: Option<&str>,
     username: &str,
@@ -412,7 +549,7 @@ fn login_form(
     let mut r = (status, pages::login(&csrf, username, message)).into_response();
     r.headers_mut().insert(
         header::SET_COOKIE,
-        set_cookie(LOGIN_COOKIE, &csrf, "/login", None),
+        set_cookie(LOGIN_COOKIE, &csrf, "/login", None, web.secure),
     );
     r
 }
@@ -437,6 +574,7 @@ async fn login(
     let name = f.username.trim().to_owned();
     if let Err(left) = lock(&web.guard).check(&name, Instant::now()) {
         return login_form(
+            &web,
             &headers,
             Some(&locked_text(left)),
             &name,
@@ -460,7 +598,7 @@ async fn login(
             Some(left) => locked_text(left),
             None => "用户名或密码不正确。".to_owned(),
         };
-        return login_form(&headers, Some(&text), &name, StatusCode::UNAUTHORIZED);
+        return login_form(&web, &headers, Some(&text), &name, StatusCode::UNAUTHORIZED);
     };
     lock(&web.guard).succeeded(&name);
     let (Some(cookie_value), Some(csrf)) = (random_hex(32), random_hex(16)) else {
@@ -472,11 +610,11 @@ async fn login(
     let h = r.headers_mut();
     h.append(
         header::SET_COOKIE,
-        set_cookie(SESSION_COOKIE, &cookie_value, "/", None),
+        set_cookie(SESSION_COOKIE, &cookie_value, "/", None, web.secure),
     );
     h.append(
         header::SET_COOKIE,
-        set_cookie(LOGIN_COOKIE, "", "/login", Some(0)),
+        set_cookie(LOGIN_COOKIE, "", "/login", Some(0), web.secure),
     );
     r
 }
@@ -509,7 +647,7 @@ async fn logout(
     let mut r = Redirect::to("/login").into_response();
     r.headers_mut().insert(
         header::SET_COOKIE,
-        set_cookie(SESSION_COOKIE, "", "/", Some(0)),
+        set_cookie(SESSION_COOKIE, "", "/", Some(0), web.secure),
     );
     r
 }
