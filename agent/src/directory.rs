@@ -29,6 +29,15 @@ pub struct GroupEntry {
     pub members: Vec<NodeId>,
 }
 
+/// The hub's acknowledgment deadlines by urgency (seconds after it
+/// accepts a document that names no deadline of its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadlineSpans {
+    pub normal: u64,
+    pub urgent: u64,
+    pub extra_urgent: u64,
+}
+
 /// The hub's answer to `directory`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Directory {
@@ -36,9 +45,32 @@ pub struct Directory {
     pub units: Vec<UnitEntry>,
     #[serde(default)]
     pub groups: Vec<GroupEntry>,
+    #[serde(default)]
+    pub deadlines: Option<DeadlineSpans>,
 }
 
 impl Directory {
+    /// The deadline (Unix s) the hub sets for a document of `urgency` that
+    /// names none, accepted at `accepted_ms`: what the hub enforces.
+    pub fn default_deadline(
+        &self,
+        urgency: gongwen_common::envelope::Urgency,
+        accepted_ms: i64,
+    ) -> Option<i64> {
+        use gongwen_common::envelope::Urgency;
+        let d = self.deadlines?;
+        let span = match urgency {
+            Urgency::Normal => d.normal,
+            Urgency::Urgent => d.urgent,
+            Urgency::ExtraUrgent => d.extra_urgent,
+        };
+        Some(
+            accepted_ms
+                .div_euclid(1000)
+                .saturating_add(i64::try_from(span).ok()?),
+        )
+    }
+
     /// A unit's display name, or its id.
     pub fn name_of<'a>(&'a self, id: &'a NodeId) -> &'a str {
         self.units
@@ -196,6 +228,11 @@ mod tests {
                 name: "cities".into(),
                 members: vec![id("harbin-gov"), id("daqing-gov")],
             }],
+            deadlines: Some(DeadlineSpans {
+                normal: 86_400,
+                urgent: 4 * 3600,
+                extra_urgent: 3600,
+            }),
         }
     }
 
@@ -226,5 +263,10 @@ mod tests {
         assert_eq!(sample().name_of(&id("harbin-gov")), "哈尔滨市人民政府");
         assert_eq!(sample().name_of(&id("daqing-gov")), "daqing-gov");
         assert!(sample().knows("cities") && !sample().knows("nobody"));
+        let accepted_ms = 1_800_000_000_000;
+        assert_eq!(
+            sample().default_deadline(gongwen_common::envelope::Urgency::Urgent, accepted_ms),
+            Some(1_800_000_000 + 4 * 3600)
+        );
     }
 }

@@ -684,8 +684,16 @@ fn file_batch(ctx: &AgentContext, jobs: Vec<FileJob>) {
         }
         let meta = c.sealed.meta();
         // A span deadline counts from the hub's acceptance, which the
-        // `accepted` receipt dates by the hub's clock.
-        let deadline = meta.deadline.map(|d| d.resolve(c.receipt.time_ms));
+        // `accepted` receipt dates by the hub's clock; with none, the hub
+        // sets one from the urgency, as its directory says.
+        let deadline = meta
+            .deadline
+            .map(|d| d.resolve(c.receipt.time_ms))
+            .or_else(|| {
+                ctx.directory
+                    .get()?
+                    .default_deadline(meta.urgency, c.receipt.time_ms)
+            });
         let moved = serde_json::to_vec_pretty(&MetadataJson::from_sealed(&c.sealed, deadline))
             .map_err(std::io::Error::other)
             .and_then(|text| {

@@ -187,7 +187,15 @@ pub(crate) async fn supervise(shared: &Shared, q: &Query) -> Result<serde_json::
                 .iter()
                 .map(|(name, members)| serde_json::json!({ "name": name, "members": members }))
                 .collect();
-            serde_json::json!({ "units": units, "groups": groups })
+            // What a sender needs to know the deadline the hub will set
+            // when it sets none itself.
+            let d = &shared.config.deadlines;
+            let deadlines = serde_json::json!({
+                "normal": d.normal.as_secs(),
+                "urgent": d.urgent.as_secs(),
+                "extra_urgent": d.extra_urgent.as_secs(),
+            });
+            serde_json::json!({ "units": units, "groups": groups, "deadlines": deadlines })
         }
         Query::Find { doc_number } => {
             let wanted = doc_number.trim().to_owned();

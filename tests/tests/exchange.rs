@@ -863,3 +863,40 @@ async fn the_outbox_has_a_folder_for_every_unit_and_group_and_a_directory_list()
             .exists()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_senders_record_shows_the_deadline_the_hub_set_from_the_urgency() {
+    let net = Net::new();
+    for id in ["prov-gov", "harbin-gov"] {
+        net.issue(id, Role::Node);
+    }
+    let hub = net.start_hub().await;
+    let _prov = net.start_agent("prov-gov", hub.addr);
+    let _harbin = net.start_agent("harbin-gov", hub.addr);
+    hub.wait_ready(&["prov-gov", "harbin-gov"]).await;
+    // Urgent, no deadline of its own: the hub sets acceptance + 4 h.
+    net.sidecar(
+        "prov-gov",
+        "harbin-gov",
+        "加急.txt",
+        "urgency = \"urgent\"\n",
+    );
+    net.drop_file("prov-gov", "harbin-gov", "加急.txt", b"urgent");
+    let docs = wait_inbox(&net.root("harbin-gov"), "prov-gov", 1).await;
+    let doc = docs[0].file_name().unwrap().to_string_lossy().into_owned();
+    let read = |p: std::path::PathBuf| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    };
+    let received = read(docs[0].join("metadata.json"));
+    let sent_meta = net
+        .root("prov-gov")
+        .join("sent")
+        .join(&doc)
+        .join("metadata.json");
+    let sent = wait_until("the sender's metadata.json", || {
+        sent_meta.exists().then(|| read(sent_meta.clone()))
+    })
+    .await;
+    assert!(received["deadline"].is_string(), "{received}");
+    assert_eq!(sent["deadline"], received["deadline"]);
+}
