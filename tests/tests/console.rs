@@ -347,6 +347,14 @@ async fn lists_are_paged_and_filtered_in_the_store() {
     let pending = b.get("/").await;
     assert_eq!(titles(&pending), gongwen_agent::console::PAGE_SIZE);
     assert!(!pending.text().contains("daqing-gov"));
+    // A date range (Beijing days): the records are all from one instant
+    // (1_796_000_000_000 ms + i: 2026-11-30 in Beijing time).
+    let that_day = b.get("/inbox?from=2026-11-30&to=2026-11-30&page=3").await;
+    assert_eq!(titles(&that_day), 20, "{}", that_day.text());
+    let before = b.get("/inbox?to=2026-11-29").await;
+    assert_eq!(titles(&before), 0);
+    let after = b.get("/inbox?from=2026-12-01").await;
+    assert_eq!(titles(&after), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -369,6 +377,30 @@ async fn the_api_takes_bearer_tokens_for_scripts_and_refuses_everyone_else() {
     let rows: serde_json::Value = serde_json::from_slice(&list.body).unwrap();
     assert_eq!(rows[0]["doc_id"], doc.to_string());
     assert_eq!(rows[0]["state"], "delivered");
+    let one = b
+        .send(
+            "GET",
+            &format!("/api/v1/inbox/{doc}"),
+            &[("authorization", &bearer)],
+            vec![],
+        )
+        .await;
+    let one: serde_json::Value = serde_json::from_slice(&one.body).unwrap();
+    assert_eq!(one["title"], "函");
+    let prov_accounts = u.net.root("prov-gov").join("state").join("accounts.json");
+    let (_, prov_token) = Accounts::edit(&prov_accounts, |a| a.create_token("wang", 0)).unwrap();
+    let mut prov = browser(&u.prov);
+    let sent = prov
+        .send(
+            "GET",
+            "/api/v1/sent",
+            &[("authorization", &format!("Bearer {prov_token}"))],
+            vec![],
+        )
+        .await;
+    let sent: serde_json::Value = serde_json::from_slice(&sent.body).unwrap();
+    assert_eq!(sent[0]["doc_id"], doc.to_string(), "{sent}");
+    assert_eq!(sent[0]["recipients"][0]["recipient"], "harbin-gov");
     for wrong in ["Bearer gw_nothing", "Basic bGk6cHc="] {
         let p = b
             .send("GET", "/api/v1/inbox", &[("authorization", wrong)], vec![])

@@ -337,6 +337,8 @@ fn router(web: Arc<Web>) -> Router {
         .route("/api/v1/inbox", get(api_inbox))
         .route("/api/v1/inbox/{doc_id}/ack", post(api_ack))
         .route("/api/v1/inbox/{doc_id}/reject", post(api_reject))
+        .route("/api/v1/inbox/{doc_id}", get(api_received_doc))
+        .route("/api/v1/sent", get(api_sent_list))
         .route("/api/v1/sent/{doc_id}", get(api_sent_doc))
         .route("/api/v1/sent/{doc_id}/recall", post(api_recall))
         .route("/api/v1/sent/{doc_id}/urge", post(api_urge))
@@ -678,7 +680,22 @@ struct InboxQuery {
     sender: String,
     #[serde(default)]
     q: String,
+    /// Received on or after this day (YYYY-MM-DD, Beijing time).
+    #[serde(default)]
+    from: String,
+    /// Received on or before this day.
+    #[serde(default)]
+    to: String,
     page: Option<usize>,
+}
+
+/// Midnight of a day (YYYY-MM-DD) in Beijing time, as Unix ms.
+fn beijing_day_ms(day: &str) -> Option<i64> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let date = time::Date::parse(day.trim(), &format).ok()?;
+    let offset = time::UtcOffset::from_hms(8, 0, 0).ok()?;
+    let t = date.midnight().assume_offset(offset);
+    Some((t.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
 impl InboxQuery {
@@ -696,7 +713,9 @@ impl InboxQuery {
             states: state.into_iter().collect(),
             sender: gongwen_common::NodeId::parse(self.sender.trim()).ok(),
             text: Some(self.q.trim().to_owned()).filter(|t| !t.is_empty()),
-            ..Default::default()
+            since_ms: beijing_day_ms(&self.from),
+            // Through the whole of that day.
+            until_ms: beijing_day_ms(&self.to).map(|t| t + 86_400_000),
         }
     }
 
@@ -706,6 +725,8 @@ impl InboxQuery {
             ("state", &self.state),
             ("sender", &self.sender),
             ("q", &self.q),
+            ("from", &self.from),
+            ("to", &self.to),
         ] {
             if !v.is_empty() {
                 base.push_str(&format!("{k}={}&", pages::percent(v)));
@@ -715,6 +736,8 @@ impl InboxQuery {
             state: self.state.clone(),
             sender: self.sender.clone(),
             q: self.q.clone(),
+            from: self.from.clone(),
+            to: self.to.clone(),
             page: self.page.unwrap_or(1).max(1),
             base,
         }
@@ -1309,6 +1332,58 @@ async fn api_sent_doc(
         }
         Ok(None) => api_error(StatusCode::NOT_FOUND, "no such document"),
         Err(r) => r,
+    }
+}
+
+/// `GET /api/v1/inbox/{doc_id}`: the row `inbox --json` prints for it.
+async fn api_received_doc(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Path(doc_id): Path<String>,
+) -> Response {
+    if web.who(&headers).is_none() {
+        return api_error(
+            StatusCode::UNAUTHORIZED,
+            "log in, or send Authorization: Bearer <token>",
+        );
+    }
+    match received(&web, &doc_id).await {
+        Ok((rec, _)) => match crate::clerk::inbox_rows(vec![rec], false).pop() {
+            Some(row) => axum::Json(row).into_response(),
+            None => api_error(StatusCode::NOT_FOUND, "no such document"),
+        },
+        Err(_) => api_error(StatusCode::NOT_FOUND, "no such document"),
+    }
+}
+
+/// `GET /api/v1/sent[?page=N]`: what `status --json` prints, 50 a page,
+/// newest first.
+async fn api_sent_list(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    if web.who(&headers).is_none() {
+        return api_error(
+            StatusCode::UNAUTHORIZED,
+            "log in, or send Authorization: Bearer <token>",
+        );
+    }
+    let offset = q.page.unwrap_or(1).max(1).saturating_sub(1) * PAGE_SIZE;
+    let listed = web
+        .ctx
+        .store
+        .run(move |s| {
+            let (records, _) = s.sent_page(offset, PAGE_SIZE)?;
+            records
+                .iter()
+                .map(|r| crate::control::doc_status(s, r))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await;
+    match listed {
+        Ok(rows) => axum::Json(rows).into_response(),
+        Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
 }
 

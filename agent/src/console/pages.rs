@@ -167,6 +167,9 @@ pub struct InboxQueryView {
     pub state: String,
     pub sender: String,
     pub q: String,
+    /// Received from / to (YYYY-MM-DD).
+    pub from: String,
+    pub to: String,
     pub page: usize,
     /// The query string without `page`.
     pub base: String,
@@ -196,6 +199,8 @@ pub fn inbox(
                 }
                 label { "来文单位" input type="text" name="sender" value=(view.sender) placeholder="harbin-gov"; }
                 label { "标题或文号" input type="text" name="q" value=(view.q); }
+                label { "收到日期自" input type="date" name="from" value=(view.from); }
+                label { "至" input type="date" name="to" value=(view.to); }
                 button type="submit" { "筛选" }
             }
             @if rows.is_empty() {
