@@ -1260,21 +1260,8 @@ async fn recall(
     Path(doc_id): Path<String>,
     Form(f): Form<RecallForm>,
 ) -> Response {
-    let (user, csrf) = match need_form_session(&web, &headers, &f.csrf) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    match sender_act(&web, &doc_id, Some(f.reason.trim().to_owned())).await {
-        Ok(_) => {
-            info!(doc = %doc_id, "recalled by {} through the console", user.name);
-            Redirect::to(&format!("/sent/{doc_id}")).into_response()
-        }
-        Err((status, text)) => {
-            let mut r = sent_doc_page(&web, &user, &csrf, &doc_id, Some(&text)).await;
-            *r.status_mut() = status;
-            r
-        }
-    }
+    let reason = Some(f.reason.trim().to_owned());
+    sender_form(&web, &headers, &f.csrf, &doc_id, reason).await
 }
 
 async fn urge(
@@ -1283,18 +1270,34 @@ async fn urge(
     Path(doc_id): Path<String>,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    let (user, csrf) = match need_form_session(&web, &headers, &f.csrf) {
+    sender_form(&web, &headers, &f.csrf, &doc_id, None).await
+}
+
+/// The 撤回 (with its reason) and 催办 forms: back to the document, with
+/// the hub's refusal on it if there was one.
+async fn sender_form(
+    web: &Web,
+    headers: &HeaderMap,
+    csrf: &str,
+    doc_id: &str,
+    recall_reason: Option<String>,
+) -> Response {
+    let (user, csrf) = match need_form_session(web, headers, csrf) {
         Ok(s) => s,
         Err(r) => return r,
     };
-    match sender_act(&web, &doc_id, None).await {
-        Ok(v) => {
-            let n = v["urged"].as_array().map_or(0, Vec::len);
-            info!(doc = %doc_id, "urged {n} units through the console ({})", user.name);
+    let act = if recall_reason.is_some() {
+        "recalled"
+    } else {
+        "urged"
+    };
+    match sender_act(web, doc_id, recall_reason).await {
+        Ok(_) => {
+            info!(doc = %doc_id, "{act} by {} through the console", user.name);
             Redirect::to(&format!("/sent/{doc_id}")).into_response()
         }
         Err((status, text)) => {
-            let mut r = sent_doc_page(&web, &user, &csrf, &doc_id, Some(&text)).await;
+            let mut r = sent_doc_page(web, &user, &csrf, doc_id, Some(&text)).await;
             *r.status_mut() = status;
             r
         }
@@ -1306,11 +1309,8 @@ async fn api_sent_doc(
     headers: HeaderMap,
     Path(doc_id): Path<String>,
 ) -> Response {
-    if web.who(&headers).is_none() {
-        return api_error(
-            StatusCode::UNAUTHORIZED,
-            "log in, or send Authorization: Bearer <token>",
-        );
+    if let Err(r) = need_caller(&web, &headers) {
+        return r;
     }
     match sent_view(&web, &doc_id).await {
         Ok(Some(SentView { hub: Some(v), .. })) => axum::Json(v).into_response(),
@@ -1341,11 +1341,8 @@ async fn api_received_doc(
     headers: HeaderMap,
     Path(doc_id): Path<String>,
 ) -> Response {
-    if web.who(&headers).is_none() {
-        return api_error(
-            StatusCode::UNAUTHORIZED,
-            "log in, or send Authorization: Bearer <token>",
-        );
+    if let Err(r) = need_caller(&web, &headers) {
+        return r;
     }
     match received(&web, &doc_id).await {
         Ok((rec, _)) => match crate::clerk::inbox_rows(vec![rec], false).pop() {
@@ -1363,11 +1360,8 @@ async fn api_sent_list(
     headers: HeaderMap,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    if web.who(&headers).is_none() {
-        return api_error(
-            StatusCode::UNAUTHORIZED,
-            "log in, or send Authorization: Bearer <token>",
-        );
+    if let Err(r) = need_caller(&web, &headers) {
+        return r;
     }
     let offset = q.page.unwrap_or(1).max(1).saturating_sub(1) * PAGE_SIZE;
     let listed = web
@@ -1767,11 +1761,8 @@ async fn status_page(State(web): State<Arc<Web>>, headers: HeaderMap) -> Respons
 }
 
 async fn api_status(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
-    if web.who(&headers).is_none() {
-        return api_error(
-            StatusCode::UNAUTHORIZED,
-            "log in, or send Authorization: Bearer <token>",
-        );
+    if let Err(r) = need_caller(&web, &headers) {
+        return r;
     }
     let v = web.status();
     let rfc = |ms: i64| {
@@ -2046,11 +2037,8 @@ async fn api_supervision(
     headers: HeaderMap,
     Path(query): Path<String>,
 ) -> Response {
-    if web.who(&headers).is_none() {
-        return api_error(
-            StatusCode::UNAUTHORIZED,
-            "log in, or send Authorization: Bearer <token>",
-        );
+    if let Err(r) = need_caller(&web, &headers) {
+        return r;
     }
     if need_supervisor(&web).is_err() {
         return api_error(StatusCode::FORBIDDEN, "this unit is not a supervisor unit");
@@ -2139,6 +2127,17 @@ async fn download(
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     }
     r
+}
+
+/// Any logged-in browser or bearer token may read; others get 401.
+fn need_caller(web: &Web, headers: &HeaderMap) -> Result<(), Response> {
+    match web.who(headers) {
+        Some(_) => Ok(()),
+        None => Err(api_error(
+            StatusCode::UNAUTHORIZED,
+            "log in, or send Authorization: Bearer <token>",
+        )),
+    }
 }
 
 fn api_error(status: StatusCode, text: &str) -> Response {
@@ -2242,11 +2241,8 @@ async fn api_inbox(
     headers: HeaderMap,
     Query(q): Query<ApiInboxQuery>,
 ) -> Response {
-    if web.who(&headers).is_none() {
-        return api_error(
-            StatusCode::UNAUTHORIZED,
-            "log in, or send Authorization: Bearer <token>",
-        );
+    if let Err(r) = need_caller(&web, &headers) {
+        return r;
     }
     let filter = if q.pending {
         ReceivedFilter::pending()
