@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks: the real hub and agents (release build, separate processes,
 # real files) against raw QUIC, scp and fsync baselines measured in the same
-# run. Writes BENCHMARKS.md and bench-results.json at the repository root.
+# run. A full run writes BENCHMARKS.md and bench-results.json at the
+# repository root; --quick and --only runs write them to target/bench-quick/.
 #
 #   scripts/bench.sh           the full run (1 GiB, 194 agents, 10,000 documents)
 #   scripts/bench.sh --quick   reduced sizes, about two minutes

@@ -28,9 +28,12 @@ struct Cli {
     /// Where the release binaries are.
     #[arg(long, default_value = "target/release")]
     bin: PathBuf,
-    /// Where to write BENCHMARKS.md and bench-results.json.
-    #[arg(long, default_value = ".")]
-    out: PathBuf,
+    /// Where to write BENCHMARKS.md and bench-results.json (default: the
+    /// repository's own files for a full run; target/bench-quick/ for
+    /// --quick or --only, so a partial run never replaces the committed
+    /// full-run figures).
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// Run only these parts (for profiling one path): big, small, latency,
     /// fanout, console. Baselines needed for their ratios run too.
     #[arg(long, value_delimiter = ',')]
@@ -82,9 +85,17 @@ fn machine() -> String {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let out = cli.out.clone().unwrap_or_else(|| {
+        if cli.quick || !cli.only.is_empty() {
+            PathBuf::from("target/bench-quick")
+        } else {
+            PathBuf::from(".")
+        }
+    });
     // Made (and checked writable) first, not after minutes of measuring.
-    std::fs::create_dir_all(&cli.out)
-        .with_context(|| format!("cannot create the output folder {}", cli.out.display()))?;
+    std::fs::create_dir_all(&out)
+        .with_context(|| format!("cannot create the output folder {}", out.display()))?;
+    eprintln!("results go to {}", out.join("BENCHMARKS.md").display());
     let s = if cli.quick {
         Sizes {
             big: 256 << 20,
@@ -393,9 +404,9 @@ async fn main() -> anyhow::Result<()> {
     };
     let md = report::markdown(&results);
     print!("{md}");
-    std::fs::write(cli.out.join("BENCHMARKS.md"), &md)?;
+    std::fs::write(out.join("BENCHMARKS.md"), &md)?;
     std::fs::write(
-        cli.out.join("bench-results.json"),
+        out.join("bench-results.json"),
         serde_json::to_vec_pretty(&results)?,
     )?;
     Ok(())

@@ -450,11 +450,15 @@ async fn receive_upload(
         shared
             .store
             .run(move |s| {
-                let unknown: Vec<NodeId> = recipients
-                    .iter()
-                    .filter(|r| s.binding(r).ok().flatten().is_none())
-                    .cloned()
-                    .collect();
+                // A recipient is unknown only when the store says so; a
+                // store that cannot be read is a retryable refusal (the
+                // `?`), not a permanent "unknown recipient".
+                let mut unknown: Vec<NodeId> = Vec::new();
+                for r in &recipients {
+                    if s.binding(r)?.is_none() {
+                        unknown.push(r.clone());
+                    }
+                }
                 Ok((
                     s.doc(doc_id)?,
                     s.accepted_receipt(doc_id)?,
