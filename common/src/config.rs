@@ -44,6 +44,16 @@ struct RawHub {
     #[serde(default)]
     escalation: Vec<RawEscalation>,
     max_document_size: Option<String>,
+    #[serde(default)]
+    store: RawStore,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    postgres: Option<String>,
+    lease: Option<String>,
+    poll: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -162,6 +172,31 @@ pub struct HubConfig {
     pub escalation: Vec<EscalationStep>,
     /// Largest document (ciphertext bytes) the hub takes.
     pub max_document_size: u64,
+    pub store: StoreConfig,
+}
+
+/// `[store]` in `hub.toml`: where the hub keeps its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// A PostgreSQL connection string (libpq key=value or URL form; several
+    /// hosts for failover). `None`: the embedded store in `data_dir`.
+    pub postgres: Option<String>,
+    /// How long a hub's claim on a delivery or a push lasts without being
+    /// renewed: after a hub dies, its claims pass to the others within it.
+    pub lease: Duration,
+    /// How often a hub looks for work queued by another hub, in case a
+    /// notification was lost with a dropped connection.
+    pub poll: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            postgres: None,
+            lease: Duration::from_secs(30),
+            poll: Duration::from_secs(5),
+        }
+    }
 }
 
 /// The agent's TLS material.
@@ -384,9 +419,41 @@ impl HubConfig {
             Some(s) => size(path, "max_document_size", s)?,
             None => DEFAULT_MAX_DOCUMENT,
         };
+        let defaults = StoreConfig::default();
+        let postgres = match raw.store.postgres {
+            Some(p) if p.trim().is_empty() => {
+                return Err(invalid(
+                    path,
+                    "store.postgres",
+                    "is empty: give a connection string such as \"host=db1,db2 dbname=gongwen user=gongwen target_session_attrs=read-write\", or remove the key for the embedded store",
+                ));
+            }
+            p => p,
+        };
+        let store = StoreConfig {
+            postgres,
+            lease: raw
+                .store
+                .lease
+                .as_deref()
+                .map(|s| duration(path, "store.lease", s))
+                .transpose()?
+                .unwrap_or(defaults.lease),
+            poll: raw
+                .store
+                .poll
+                .as_deref()
+                .map(|s| duration(path, "store.poll", s))
+                .transpose()?
+                .unwrap_or(defaults.poll),
+        };
+        if store.lease < Duration::from_secs(1) {
+            return Err(invalid(path, "store.lease", "must be at least 1s"));
+        }
         Ok(HubConfig {
             path: path.to_owned(),
             max_document_size,
+            store,
             listen,
             data_dir: base.join(raw.data_dir),
             tls: HubTls {

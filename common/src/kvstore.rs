@@ -32,6 +32,12 @@ pub enum StoreError {
     Record(String),
     #[error("the store task failed: {0}")]
     Task(String),
+    /// The hub's PostgreSQL store: unreachable, failed over, or refusing.
+    #[error("the database: {0}")]
+    Database(String),
+    /// A file beside the database (spool, audit log) could not be written.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
 }
 
 macro_rules! from_redb {
@@ -55,7 +61,9 @@ impl StoreError {
     pub fn is_storage(&self) -> bool {
         matches!(
             self,
-            StoreError::Db(redb::Error::Io(_)) | StoreError::Db(redb::Error::PreviousIo)
+            StoreError::Db(redb::Error::Io(_))
+                | StoreError::Db(redb::Error::PreviousIo)
+                | StoreError::Io(_)
         )
     }
 }

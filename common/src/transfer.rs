@@ -34,6 +34,11 @@ impl Batches {
     pub fn next_blocking(&mut self) -> Option<Vec<Bytes>> {
         self.0.blocking_recv()
     }
+
+    /// The next batch, for a writer that is itself async (a database).
+    pub async fn next(&mut self) -> Option<Vec<Bytes>> {
+        self.0.recv().await
+    }
 }
 
 /// Why reading the stream stopped.
@@ -58,7 +63,7 @@ pub enum StreamEnd {
 /// the file thread returned.
 pub async fn receive_to_blocking<T, E>(
     recv: &mut quinn::RecvStream,
-    mut received: u64,
+    received: u64,
     limit: u64,
     read_timeout: Duration,
     write: impl FnOnce(Batches) -> Result<T, E> + Send + 'static,
@@ -67,8 +72,37 @@ where
     T: Send + 'static,
     E: Send + 'static + From<std::io::Error>,
 {
+    receive_to(
+        recv,
+        received,
+        limit,
+        read_timeout,
+        move |batches| async move {
+            match tokio::task::spawn_blocking(move || write(batches)).await {
+                Ok(r) => r,
+                Err(e) => Err(E::from(std::io::Error::other(e.to_string()))),
+            }
+        },
+    )
+    .await
+}
+
+/// [`receive_to_blocking`] for a writer that is a future (it runs as a
+/// task of its own while the stream is read).
+pub async fn receive_to<T, E, F>(
+    recv: &mut quinn::RecvStream,
+    mut received: u64,
+    limit: u64,
+    read_timeout: Duration,
+    write: impl FnOnce(Batches) -> F,
+) -> (StreamEnd, u64, Result<T, E>)
+where
+    T: Send + 'static,
+    E: Send + 'static + From<std::io::Error>,
+    F: std::future::Future<Output = Result<T, E>> + Send + 'static,
+{
     let (tx, rx) = mpsc::channel::<Vec<Bytes>>(DEPTH);
-    let writer = tokio::task::spawn_blocking(move || write(Batches(rx)));
+    let writer = tokio::spawn(write(Batches(rx)));
     let mut batch: Vec<Bytes> = Vec::new();
     let mut batched = 0usize;
     let end = loop {

@@ -37,6 +37,9 @@ pub struct Entry {
     pub hash: String,
 }
 
+/// Where a chain starts: the `prev` of its first entry.
+pub const GENESIS: [u8; 32] = [0; 32];
+
 fn chain_hash(prev: &[u8; 32], seq: u64, at_ms: i64, receipt: &[u8]) -> [u8; 32] {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     ctx.update(prev);
@@ -56,6 +59,35 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .step_by(2)
         .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
         .collect()
+}
+
+/// The entry that follows `prev` at `seq`, and its hash (the next `prev`).
+/// Every backend appends with this, so one verifier checks them all.
+pub fn next_entry(
+    prev: &[u8; 32],
+    seq: u64,
+    receipt_bytes: &[u8],
+    receipt: &Receipt,
+    at_ms: i64,
+) -> (Entry, [u8; 32]) {
+    let hash = chain_hash(prev, seq, at_ms, receipt_bytes);
+    let entry = Entry {
+        seq,
+        at: crate::supervision::time_ms(at_ms).unwrap_or_default(),
+        at_ms,
+        doc_id: receipt.doc_id.to_string(),
+        kind: receipt.kind.as_str().into(),
+        recipient: receipt.recipient.to_string(),
+        receipt: serial_hex(receipt_bytes),
+        prev: serial_hex(prev),
+        hash: serial_hex(&hash),
+    };
+    (entry, hash)
+}
+
+/// Hex to bytes (the chain's fields), if it is hex.
+pub fn unhex_hash(s: &str) -> Option<[u8; 32]> {
+    unhex(s).and_then(|h| <[u8; 32]>::try_from(h).ok())
 }
 
 /// The appending end of the log.
@@ -106,18 +138,7 @@ impl AuditLog {
         let mut lines = Vec::new();
         for &(receipt_bytes, receipt, at_ms) in receipts {
             seq += 1;
-            let hash = chain_hash(&prev, seq, at_ms, receipt_bytes);
-            let entry = Entry {
-                seq,
-                at: crate::supervision::time_ms(at_ms).unwrap_or_default(),
-                at_ms,
-                doc_id: receipt.doc_id.to_string(),
-                kind: receipt.kind.as_str().into(),
-                recipient: receipt.recipient.to_string(),
-                receipt: serial_hex(receipt_bytes),
-                prev: serial_hex(&prev),
-                hash: serial_hex(&hash),
-            };
+            let (entry, hash) = next_entry(&prev, seq, receipt_bytes, receipt, at_ms);
             serde_json::to_writer(&mut lines, &entry).map_err(std::io::Error::other)?;
             lines.push(b'\n');
             prev = hash;
@@ -143,66 +164,99 @@ pub struct Verdict {
     pub repeated: u64,
 }
 
-/// Recompute the whole chain.
-pub fn verify(path: &Path) -> std::io::Result<Verdict> {
-    let f = std::fs::File::open(path)?;
-    let mut prev = [0u8; 32];
-    let mut seen = std::collections::HashSet::new();
-    let mut v = Verdict {
-        entries: 0,
-        first_broken: None,
-        repeated: 0,
-    };
-    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
-        let line = line?;
-        let n = i as u64 + 1;
-        v.entries = n;
-        let broken = |why: String| Some((n, why));
-        let e: Entry = match serde_json::from_str(&line) {
-            Ok(e) => e,
-            Err(err) => {
-                v.first_broken = broken(format!("line {n} is not an audit entry: {err}"));
-                return Ok(v);
-            }
-        };
-        let receipt = unhex(&e.receipt);
-        let problem = if e.seq != n {
-            Some(format!(
-                "sequence {} where {n} was expected (an entry was removed or moved)",
-                e.seq
-            ))
-        } else if e.prev != serial_hex(&prev) {
-            Some("it does not chain to the entry before".to_owned())
-        } else if let Some(r) = &receipt {
-            let h = chain_hash(&prev, e.seq, e.at_ms, r);
-            if serial_hex(&h) != e.hash {
-                Some("its hash does not match its content (edited)".to_owned())
-            } else {
-                match Receipt::verify(r, None, time::OffsetDateTime::now_utc()) {
-                    Ok((rec, _))
-                        if rec.doc_id.to_string() == e.doc_id
-                            && rec.kind.as_str() == e.kind
-                            && rec.recipient.to_string() == e.recipient =>
-                    {
-                        prev = h;
-                        if !seen.insert(e.receipt.clone()) {
-                            v.repeated += 1;
-                        }
-                        None
-                    }
-                    Ok(_) => {
-                        Some("its readable fields do not match its receipt (edited)".to_owned())
-                    }
-                    Err(err) => Some(format!("its receipt does not verify: {err}")),
-                }
-            }
-        } else {
-            Some("its receipt is not hex".to_owned())
-        };
-        if let Some(why) = problem {
-            v.first_broken = broken(why);
-            return Ok(v);
+/// Checks a chain entry by entry, in order, whatever holds it.
+#[derive(Debug)]
+pub struct Verifier {
+    prev: [u8; 32],
+    seen: std::collections::HashSet<String>,
+    verdict: Verdict,
+}
+
+impl Default for Verifier {
+    fn default() -> Self {
+        Verifier {
+            prev: GENESIS,
+            seen: std::collections::HashSet::new(),
+            verdict: Verdict {
+                entries: 0,
+                first_broken: None,
+                repeated: 0,
+            },
         }
     }
-    Ok(v)
+}
+
+impl Verifier {
+    /// Check the next entry (`Err` with why when it is not one). False once
+    /// the chain is broken: nothing after it is worth reading.
+    pub fn check(&mut self, entry: Result<Entry, String>) -> bool {
+        if self.verdict.first_broken.is_some() {
+            return false;
+        }
+        let n = self.verdict.entries + 1;
+        self.verdict.entries = n;
+        let problem = match entry {
+            Err(why) => Some(why),
+            Ok(e) => self.problem(n, &e),
+        };
+        if let Some(why) = problem {
+            self.verdict.first_broken = Some((n, why));
+            return false;
+        }
+        true
+    }
+
+    fn problem(&mut self, n: u64, e: &Entry) -> Option<String> {
+        let receipt = unhex(&e.receipt);
+        if e.seq != n {
+            return Some(format!(
+                "sequence {} where {n} was expected (an entry was removed or moved)",
+                e.seq
+            ));
+        }
+        if e.prev != serial_hex(&self.prev) {
+            return Some("it does not chain to the entry before".to_owned());
+        }
+        let Some(r) = &receipt else {
+            return Some("its receipt is not hex".to_owned());
+        };
+        let h = chain_hash(&self.prev, e.seq, e.at_ms, r);
+        if serial_hex(&h) != e.hash {
+            return Some("its hash does not match its content (edited)".to_owned());
+        }
+        match Receipt::verify(r, None, time::OffsetDateTime::now_utc()) {
+            Ok((rec, _))
+                if rec.doc_id.to_string() == e.doc_id
+                    && rec.kind.as_str() == e.kind
+                    && rec.recipient.to_string() == e.recipient =>
+            {
+                self.prev = h;
+                if !self.seen.insert(e.receipt.clone()) {
+                    self.verdict.repeated += 1;
+                }
+                None
+            }
+            Ok(_) => Some("its readable fields do not match its receipt (edited)".to_owned()),
+            Err(err) => Some(format!("its receipt does not verify: {err}")),
+        }
+    }
+
+    pub fn verdict(self) -> Verdict {
+        self.verdict
+    }
+}
+
+/// Recompute the whole chain of an audit log file.
+pub fn verify(path: &Path) -> std::io::Result<Verdict> {
+    let f = std::fs::File::open(path)?;
+    let mut v = Verifier::default();
+    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line?;
+        let entry = serde_json::from_str::<Entry>(&line)
+            .map_err(|err| format!("line {} is not an audit entry: {err}", i + 1));
+        if !v.check(entry) {
+            break;
+        }
+    }
+    Ok(v.verdict())
 }

@@ -1,60 +1,28 @@
 //! Group commit for the hub's two hot writes: accepting a document and
 //! recording a `delivered` (or `quarantined`) receipt.
 //!
-//! Each must be durable before it is answered: the spool folder (after the
-//! content's rename), the audit log, then the store. One at a time that is
-//! three fsyncs per document, and with many small documents in flight the
+//! Each must be durable before it is answered. One at a time that is a
+//! commit (for the embedded store three fsyncs: spool folder, audit log,
+//! database) per document, and with many small documents in flight the
 //! hub spends its time waiting for the disk. Here writes that arrive while
 //! a batch is being made durable wait for it to finish and then go
-//! together: one spool-folder sync, one audit append and fsync, one store
-//! commit for the whole batch. A lone write on an idle hub goes at once (no
-//! timer), so latency does not grow.
-//!
-//! The order per write is unchanged: the content is durable in the spool,
-//! then its receipts are in the audit log, then the store commits, then
-//! the caller answers. A failed batch answers every write in it with the
-//! error (each is retried by its agent; nothing of the batch is committed).
+//! together, one [`Store::commit`](crate::store::Store::commit) for the
+//! whole batch. A lone write on an idle hub goes at once (no timer), so
+//! latency does not grow. A failed batch answers every write in it with
+//! the error (each is retried by its agent; nothing of the batch is
+//! committed).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use gongwen_common::receipt::Receipt;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::audit::AuditLog;
-use crate::spool::Spool;
-use crate::store::{DocRecord, Recorded, Store, StoreError};
+use crate::store::{Accept, Delivery, Outcome, Recorded, SharedStore, StoreError, Write};
 
 /// The most writes in one batch (bounds the time a batch holds the store).
 const MAX_BATCH: usize = 256;
 
-/// An accepted document, ready to be recorded.
-#[derive(Debug)]
-pub struct Accept {
-    pub record: DocRecord,
-    pub header: Vec<u8>,
-    /// The hub's signed `accepted` receipt and what it says.
-    pub receipt_bytes: Vec<u8>,
-    pub receipt: Receipt,
-    pub deadline_ms: i64,
-    pub first_due_ms: Option<i64>,
-    /// When it was accepted (hub clock).
-    pub at_ms: i64,
-}
-
-/// A recipient's verified `delivered` or `quarantined` receipt.
-#[derive(Debug)]
-pub struct Delivery {
-    pub receipt_bytes: Vec<u8>,
-    pub receipt: Receipt,
-    /// When it arrived (hub clock).
-    pub at_ms: i64,
-}
-
-enum Job {
-    Accept(Box<Accept>, oneshot::Sender<Result<(), StoreError>>),
-    Delivery(Box<Delivery>, oneshot::Sender<Result<Recorded, StoreError>>),
-}
+type Reply = oneshot::Sender<Result<Outcome, StoreError>>;
 
 /// The handle sessions send their writes to; cheap to clone.
 #[derive(Debug, Clone)]
@@ -65,7 +33,7 @@ pub struct Committer {
 #[derive(Debug)]
 struct Inner {
     /// Taken by [`Committer::stop`]: later writes are refused.
-    jobs: Mutex<Option<mpsc::UnboundedSender<Job>>>,
+    jobs: Mutex<Option<mpsc::UnboundedSender<(Write, Reply)>>>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     counts: Arc<Counts>,
 }
@@ -80,10 +48,10 @@ pub struct Counts {
 
 impl Committer {
     /// Start the committing task; [`Committer::stop`] ends it.
-    pub fn start(store: Store, audit: Arc<AuditLog>, spool: Spool) -> Committer {
+    pub fn start(store: SharedStore) -> Committer {
         let (jobs, rx) = mpsc::unbounded_channel();
         let counts = Arc::new(Counts::default());
-        let task = tokio::spawn(run(rx, store, audit, spool, counts.clone()));
+        let task = tokio::spawn(run(rx, store, counts.clone()));
         Committer {
             inner: Arc::new(Inner {
                 jobs: Mutex::new(Some(jobs)),
@@ -98,8 +66,8 @@ impl Committer {
     /// audit log and the store are durable.
     pub fn accept(&self, a: Accept) -> impl Future<Output = Result<(), StoreError>> + use<> {
         let (tx, rx) = oneshot::channel();
-        let sent = self.send(Job::Accept(Box::new(a), tx));
-        answer(sent, rx)
+        let sent = self.send(Write::Accept(Box::new(a)), tx);
+        async move { answer(sent, rx).await.map(|_| ()) }
     }
 
     /// Record a delivery receipt (once; a repeat changes nothing). Queued
@@ -109,13 +77,18 @@ impl Committer {
         d: Delivery,
     ) -> impl Future<Output = Result<Recorded, StoreError>> + use<> {
         let (tx, rx) = oneshot::channel();
-        let sent = self.send(Job::Delivery(Box::new(d), tx));
-        answer(sent, rx)
+        let sent = self.send(Write::Delivery(Box::new(d)), tx);
+        async move {
+            answer(sent, rx)
+                .await?
+                .ok_or_else(|| StoreError::Record("no such document".into()))
+        }
     }
 
-    fn send(&self, job: Job) -> bool {
+    fn send(&self, write: Write, reply: Reply) -> bool {
         let jobs = self.inner.jobs.lock().unwrap_or_else(|p| p.into_inner());
-        jobs.as_ref().is_some_and(|tx| tx.send(job).is_ok())
+        jobs.as_ref()
+            .is_some_and(|tx| tx.send((write, reply)).is_ok())
     }
 
     pub fn counts(&self) -> &Counts {
@@ -157,10 +130,8 @@ async fn answer<T>(
 }
 
 async fn run(
-    mut rx: mpsc::UnboundedReceiver<Job>,
-    store: Store,
-    audit: Arc<AuditLog>,
-    spool: Spool,
+    mut rx: mpsc::UnboundedReceiver<(Write, Reply)>,
+    store: SharedStore,
     counts: Arc<Counts>,
 ) {
     while let Some(first) = rx.recv().await {
@@ -175,104 +146,39 @@ async fn run(
         counts
             .writes
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        let (store, audit, spool) = (store.clone(), audit.clone(), spool.clone());
-        // A panic in the batch drops its reply senders: each waiter then
-        // gets "committer stopped" for this batch only.
-        let _ = tokio::task::spawn_blocking(move || commit(batch, &store, &audit, &spool)).await;
-    }
-}
-
-/// Make one batch durable and answer each of its writes. Blocking.
-fn commit(batch: Vec<Job>, store: &Store, audit: &AuditLog, spool: &Spool) {
-    let mut replies = Vec::with_capacity(batch.len());
-    match write_batch(&batch, store, audit, spool) {
-        Ok(outcomes) => replies.extend(outcomes.into_iter().map(Ok)),
-        Err(e) => {
-            let why = e.to_string();
-            let storage = e.is_storage();
-            replies.extend(batch.iter().map(|_| {
-                Err(if storage {
-                    StoreError::Db(redb::Error::Io(std::io::Error::other(why.clone())))
-                } else {
-                    StoreError::Task(why.clone())
-                })
-            }));
-        }
-    }
-    for (job, reply) in batch.into_iter().zip(replies) {
-        match job {
-            Job::Accept(_, tx) => {
-                let _ = tx.send(reply.map(|_| ()));
-            }
-            Job::Delivery(_, tx) => {
-                let _ =
-                    tx.send(reply.and_then(|o| {
-                        o.ok_or_else(|| StoreError::Record("no such document".into()))
-                    }));
-            }
-        }
-    }
-}
-
-/// What one write in a batch came to: `None` for a delivery receipt of a
-/// document the store does not hold (nothing written for it).
-type Outcome = Option<Recorded>;
-
-fn write_batch(
-    batch: &[Job],
-    store: &Store,
-    audit: &AuditLog,
-    spool: &Spool,
-) -> Result<Vec<Outcome>, StoreError> {
-    if batch.iter().any(|j| matches!(j, Job::Accept(..))) {
-        // The renames into the spool, made durable once for the batch.
-        spool
-            .sync_blocking()
-            .map_err(|e| StoreError::Db(redb::Error::Io(e)))?;
-    }
-    let txn = store.begin_write()?;
-    let mut outcomes = Vec::with_capacity(batch.len());
-    let mut logged: Vec<(&[u8], &Receipt, i64)> = Vec::new();
-    for job in batch {
-        match job {
-            Job::Accept(a, _) => {
-                Store::accept_in(
-                    &txn,
-                    &a.record,
-                    &a.header,
-                    &a.receipt_bytes,
-                    a.deadline_ms,
-                    a.first_due_ms,
-                )?;
-                logged.push((&a.receipt_bytes, &a.receipt, a.at_ms));
-                outcomes.push(None);
-            }
-            Job::Delivery(d, _) => {
-                let recorded =
-                    Store::record_delivery_in(&txn, &d.receipt, &d.receipt_bytes, d.at_ms)?;
-                if recorded.as_ref().is_some_and(|r| r.new) {
-                    logged.push((&d.receipt_bytes, &d.receipt, d.at_ms));
+        let (writes, replies): (Vec<Write>, Vec<Reply>) = batch.into_iter().unzip();
+        match store.commit(writes).await {
+            Ok(outcomes) => {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
                 }
-                outcomes.push(recorded);
+            }
+            Err(e) => {
+                // Every write of the batch gets the error (each is retried
+                // by its agent; nothing of the batch was committed).
+                let why = e.to_string();
+                let storage = e.is_storage();
+                for reply in replies {
+                    let _ = reply.send(Err(if storage {
+                        StoreError::Io(std::io::Error::other(why.clone()))
+                    } else if matches!(e, StoreError::Database(_)) {
+                        StoreError::Database(why.clone())
+                    } else {
+                        StoreError::Task(why.clone())
+                    }));
+                }
             }
         }
     }
-    // Logged before the commit, so no recorded receipt is missing from the
-    // audit log (a failed commit can leave a logged receipt the store does
-    // not have; it is retried and logged again, which `audit verify`
-    // reports as a repeat).
-    audit
-        .append_all(&logged)
-        .map_err(|e| StoreError::Db(redb::Error::Io(e)))?;
-    txn.commit()?;
-    Ok(outcomes)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{DocRecord, Store, embedded::Embedded};
     use gongwen_common::envelope::Urgency;
     use gongwen_common::pki;
+    use gongwen_common::receipt::Receipt;
     use gongwen_common::receipt::ReceiptKind;
     use gongwen_common::signed::Signer;
     use gongwen_common::{DocId, NodeId};
@@ -359,10 +265,9 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn writes_queued_together_are_made_durable_in_one_commit() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("store.redb"), true).unwrap();
+        let store = Arc::new(Embedded::open(dir.path()).unwrap());
         let log = dir.path().join("audit.log");
-        let audit = Arc::new(AuditLog::open(&log).unwrap());
-        let c = Committer::start(store.clone(), audit, Spool::open(dir.path()).unwrap());
+        let c = Committer::start(store.clone());
         let hub = signer(dir.path(), "hub", gongwen_common::Role::Hub);
         let harbin = signer(dir.path(), "harbin-gov", gongwen_common::Role::Node);
         // Queued without yielding in between: the committer finds all 64
@@ -375,7 +280,7 @@ mod tests {
         assert_eq!(c.counts().writes.load(Ordering::Relaxed), 64);
         for n in 0..64 {
             let doc_id = accept(n, &hub).record.doc_id;
-            assert!(store.doc(doc_id).unwrap().is_some(), "document {n}");
+            assert!(store.doc(doc_id).await.unwrap().is_some(), "document {n}");
         }
         let v = crate::audit::verify(&log).unwrap();
         assert_eq!((v.entries, v.first_broken), (64, None));
@@ -402,6 +307,6 @@ mod tests {
         assert_eq!(c.counts().commits.load(Ordering::Relaxed), 2);
         let v = crate::audit::verify(&log).unwrap();
         assert_eq!((v.entries, v.first_broken), (65, None));
-        assert!(store.doc(doc_id).unwrap().unwrap().content_removed);
+        assert!(store.doc(doc_id).await.unwrap().unwrap().content_removed);
     }
 }

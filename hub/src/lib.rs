@@ -14,23 +14,32 @@
 //! ```
 //!
 //! ## Layout
-//! - [`server`] — [`Hub::bind`] and [`Hub::run`]: the socket, the accept
-//!   loop, and admission of each connection (handshake, hello, welcome).
+//! Leaves first; each module uses only those above it.
+//! - [`lifecycle`] — one recipient's copy from queued to closed (pure).
+//! - [`escalation`] — when to urge and when to escalate (pure).
+//! - [`supervision`] — status, overdue and report over the records (pure).
 //! - [`admission`] — who gets in (pure): the handshake gate with QUIC
 //!   Retry, the certificate judged at admission, the pre-welcome bounds.
 //! - [`loglimit`] — warnings about peers, rate-limited per peer.
-//! - [`registry`] — which nodes the hub knows and which are connected.
+//! - [`audit`] — the hash-chained receipt log's format and its check.
+//! - [`spool`] — ciphertext files of the embedded store.
+//! - [`store`] — the [`store::Store`] trait and its two backends,
+//!   embedded (redb) and PostgreSQL.
+//! - [`commit`] — group commit of accepts and delivery receipts.
+//! - [`registry`] — which units are connected, and waking their pushers.
+//! - [`trust`] — the current CRL and its checker, swapped as one.
+//! - [`core`] — what a running hub shares, one owner per piece.
+//! - [`refusal`] — a refused request and its words.
+//! - [`upload`], [`receipts`], [`push`], [`session`] — one agent's
+//!   connection: its uploads, its receipts and its sender's requests, what
+//!   the hub pushes to it, and the dispatch of its requests.
+//! - [`queries`] — supervision answers over the store.
+//! - [`scheduler`] — runs the escalation ladder on the injected clock.
 //! - [`revocation`] — watches the CRL file; reloads, cuts revoked nodes,
 //!   fails closed when the list is stale.
-//! - [`session`] — one agent's requests (keys, lookup, uploads, receipts)
-//!   and the hub's pushes to it (documents, receipts, CRL).
-//! - [`store`] — the redb store: documents, queues, receipts, bindings.
-//! - [`spool`] — ciphertext files, written durably before `accepted`.
-//! - [`escalation`] — when to urge and when to escalate (pure).
-//! - [`scheduler`] — runs the escalation ladder on the injected clock.
-//! - [`supervision`] — status, overdue and report over the records (pure).
-//! - [`audit`] — the append-only, hash-chained receipt log.
 //! - [`control`] — the local query socket and its client.
+//! - [`server`] — [`Hub::bind`] and [`Hub::run`]: the socket, the accept
+//!   loop, and admission of each connection (handshake, hello, welcome).
 //! - [`error`] — [`HubError`].
 #![forbid(unsafe_code)]
 
@@ -38,9 +47,15 @@ pub mod admission;
 pub mod audit;
 pub mod commit;
 pub mod control;
+pub(crate) mod core;
 pub mod error;
 pub mod escalation;
+pub mod lifecycle;
 pub mod loglimit;
+pub mod push;
+pub mod queries;
+pub mod receipts;
+pub mod refusal;
 pub mod registry;
 pub mod revocation;
 pub mod scheduler;
@@ -49,6 +64,8 @@ pub mod session;
 pub mod spool;
 pub mod store;
 pub mod supervision;
+pub mod trust;
+pub mod upload;
 
 pub use error::HubError;
 pub use server::{Hub, HubHandle};

@@ -190,3 +190,74 @@ impl Registry {
             .collect()
     }
 }
+
+/// The [`Registry`] with its lock: who is connected, and how to wake the
+/// pushers of a connected unit. The lock is never held across an await.
+#[derive(Debug, Default)]
+pub struct Units {
+    registry: std::sync::Mutex<Registry>,
+}
+
+impl Units {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
+        // A panic while holding the lock leaves plain data behind.
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Register an admitted connection (see [`Registry::connect`]).
+    pub fn connect(&self, a: Admission, now: OffsetDateTime) -> (u64, Arc<Wake>) {
+        self.lock().connect(a, now)
+    }
+
+    pub fn disconnect(&self, id: &NodeId, ticket: u64, now: OffsetDateTime) {
+        self.lock().disconnect(id, ticket, now)
+    }
+
+    /// A document was queued for `node`: its deliverer looks now.
+    pub fn wake_deliveries(&self, node: &NodeId) {
+        if let Some(w) = self.lock().wake(node) {
+            w.deliveries.notify_one();
+        }
+    }
+
+    /// A receipt or notice was queued for `node`: its forwarder looks now.
+    pub fn wake_pushes(&self, node: &NodeId) {
+        if let Some(w) = self.lock().wake(node) {
+            w.receipts.notify_one();
+        }
+    }
+
+    /// Every connected unit's deliverer and forwarder look now (after a
+    /// lost notification from another hub could have hidden work).
+    pub fn wake_everyone(&self) {
+        for w in self.lock().all_wakes() {
+            w.deliveries.notify_one();
+            w.receipts.notify_one();
+        }
+    }
+
+    /// The CRL changed: every connected unit gets it.
+    pub fn push_crl_to_everyone(&self) {
+        for w in self.lock().all_wakes() {
+            w.crl.notify_one();
+        }
+    }
+
+    /// Close every live connection for which `cut` says so; returns their ids.
+    pub fn cut_where(
+        &self,
+        cut: impl FnMut(&NodeId, &[u8]) -> bool,
+        code: RefuseCode,
+        reason: &str,
+    ) -> Vec<NodeId> {
+        self.lock().cut_where(cut, code, reason)
+    }
+
+    pub fn cut_expired(&self, now: OffsetDateTime) -> Vec<NodeId> {
+        self.lock().cut_expired(now)
+    }
+
+    pub fn rows(&self) -> Vec<NodeRow> {
+        self.lock().rows()
+    }
+}

@@ -14,31 +14,49 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gongwen_common::pki::{Crl, PkiError};
+use gongwen_common::pki::{CertChecker, Crl, PkiError};
 use gongwen_common::timefmt::rfc3339;
 use gongwen_common::tls::hub_server_config;
 use gongwen_common::wire::RefuseCode;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tracing::{error, info, warn};
 
-use crate::server::Shared;
+use crate::core::Core;
+use crate::trust::TrustState;
+
+/// The certificate material the hub serves with, kept to rebuild the
+/// server configuration when the CRL changes.
+pub(crate) struct TlsMaterial {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+    pub ca: CertificateDer<'static>,
+}
+
+/// What the watcher changes: the endpoint's TLS configuration and the
+/// hub's trust, for new handshakes and new signatures alike.
+pub(crate) struct Watched {
+    pub core: Arc<Core>,
+    pub endpoint: quinn::Endpoint,
+    pub tls: TlsMaterial,
+}
 
 /// How often the CRL file is read.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Install `crl`: new handshakes are checked against it and live
 /// connections it revokes are closed.
-pub(crate) fn apply(shared: &Shared, crl: Crl) -> Result<(), PkiError> {
-    let t = &shared.tls;
+pub(crate) fn apply(w: &Watched, crl: Crl) -> Result<(), PkiError> {
+    let (t, core) = (&w.tls, &w.core);
     let config = hub_server_config(
         t.chain.clone(),
         t.key.clone_key(),
         &t.ca,
         &crl,
-        shared.clock.clone(),
+        core.clock().clone(),
     )?;
-    shared.endpoint.set_server_config(Some(config));
-    shared.set_checker(gongwen_common::pki::CertChecker::new(&t.ca, Some(&crl))?);
-    let cut = shared.registry().cut_where(
+    let checker = CertChecker::new(&t.ca, Some(&crl))?;
+    w.endpoint.set_server_config(Some(config));
+    let cut = core.units().cut_where(
         |_, serial| crl.is_revoked(serial),
         RefuseCode::Revoked,
         "certificate revoked",
@@ -46,16 +64,15 @@ pub(crate) fn apply(shared: &Shared, crl: Crl) -> Result<(), PkiError> {
     for id in cut {
         warn!(node = %id, "certificate revoked: connection closed");
     }
-    *shared.crl() = crl;
+    core.trust().replace(TrustState { crl, checker });
     // Agents check documents and receipts against the CRL too: push it.
-    for wake in shared.registry().all_wakes() {
-        wake.crl.notify_one();
-    }
+    core.units().push_crl_to_everyone();
     Ok(())
 }
 
-pub(crate) async fn watch(shared: Arc<Shared>, interval: Duration) {
-    let path = shared.config.tls.crl.clone();
+pub(crate) async fn watch(w: Watched, interval: Duration) {
+    let core = w.core.clone();
+    let path = core.config().tls.crl.clone();
     let mut last = tokio::fs::read(&path).await.ok();
     let mut stale_reported = false;
     let mut read_error_reported = false;
@@ -73,7 +90,7 @@ pub(crate) async fn watch(shared: Arc<Shared>, interval: Duration) {
             }
             Ok(bytes) if last.as_ref() != Some(&bytes) => {
                 read_error_reported = false;
-                match Crl::parse(&bytes, &shared.tls.ca).and_then(|crl| apply(&shared, crl)) {
+                match Crl::parse(&bytes, &w.tls.ca).and_then(|crl| apply(&w, crl)) {
                     Ok(()) => {
                         info!("revocation list {} reloaded", path.display());
                         stale_reported = false;
@@ -87,13 +104,13 @@ pub(crate) async fn watch(shared: Arc<Shared>, interval: Duration) {
             }
             Ok(_) => {}
         }
-        let now = shared.clock.now();
-        for id in shared.registry().cut_expired(now) {
+        let now = core.clock().now();
+        for id in core.units().cut_expired(now) {
             warn!(node = %id, "certificate expired: connection closed");
         }
         let stale_since = {
-            let crl = shared.crl();
-            crl.is_stale(now).then(|| crl.next_update)
+            let trust = core.trust().current();
+            trust.crl.is_stale(now).then_some(trust.crl.next_update)
         };
         if let Some(next_update) = stale_since
             && !stale_reported
@@ -105,7 +122,7 @@ pub(crate) async fn watch(shared: Arc<Shared>, interval: Duration) {
             );
             // New handshakes already fail (the verifier enforces the
             // next-update time); close the connections admitted before.
-            shared.registry().cut_where(
+            core.units().cut_where(
                 |_, _| true,
                 RefuseCode::CrlStale,
                 "the hub's revocation list is stale",

@@ -10,48 +10,46 @@ use gongwen_common::config::EscalationAction;
 use gongwen_common::notice::{Notice, NoticeKind};
 use tracing::{error, info};
 
-use crate::server::Shared;
+use crate::core::Core;
 use crate::store::{DeliveryRecord, DocRecord, StoreError};
 use crate::supervision::time_ms;
 
 /// Longest wait between looks at the ladder (catches clock jumps).
 const MAX_WAIT: Duration = Duration::from_secs(1);
 
-pub(crate) async fn run(shared: Arc<Shared>) {
+pub(crate) async fn run(core: Arc<Core>) {
     loop {
-        if let Err(e) = run_due(&shared).await {
+        if let Err(e) = run_due(&core).await {
             error!("escalation: {e}");
         }
-        let wait = match shared.store.run(|s| s.next_due()).await {
+        let wait = match core.store().next_due().await {
             Ok(Some(due)) => {
-                let ms = (due - shared.clock.now_ms()).clamp(0, MAX_WAIT.as_millis() as i64);
+                let ms = (due - core.now_ms()).clamp(0, MAX_WAIT.as_millis() as i64);
                 Duration::from_millis(ms as u64)
             }
             _ => MAX_WAIT,
         };
-        let _ = tokio::time::timeout(wait, shared.escalation.notified()).await;
+        let _ = tokio::time::timeout(wait, core.escalation_woken()).await;
     }
 }
 
 /// Run every step due now; wake who must hear of it.
-pub(crate) async fn run_due(shared: &Shared) -> Result<usize, StoreError> {
-    let now = shared.clock.now_ms();
-    let steps = shared.config.escalation.clone();
-    let ran = shared
-        .store
-        .run(move |s| {
-            s.run_due(now, &steps.clone(), |doc, r, rec, step| {
-                notices(&steps, doc, r, rec, step, now)
-            })
-        })
+pub(crate) async fn run_due(core: &Core) -> Result<usize, StoreError> {
+    let now = core.now_ms();
+    let steps = core.config().escalation.clone();
+    let for_notices = steps.clone();
+    let ran = core
+        .store()
+        .run_due(
+            now,
+            steps,
+            Arc::new(move |doc, r, rec, step| notices(&for_notices, doc, r, rec, step, now)),
+        )
         .await?;
     for r in &ran {
         info!(doc = %r.doc_id, recipient = %r.recipient, step = r.step, "escalation step ran");
-        let registry = shared.registry();
         for n in &r.notified {
-            if let Some(w) = registry.wake(n) {
-                w.receipts.notify_one();
-            }
+            core.units().wake_pushes(n);
         }
     }
     Ok(ran.len())

@@ -2,19 +2,18 @@
 
 use std::future::Future;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
-use gongwen_common::NodeId;
+use gongwen_common::clock::Clock;
 use gongwen_common::config::HubConfig;
 use gongwen_common::logsafe::Clipped;
 use gongwen_common::material::{self, OwnTls};
-use gongwen_common::pki::{CertChecker, CertIdentity, Crl, Role};
-use gongwen_common::signed::Signer;
+use gongwen_common::pki::{CertChecker, CertIdentity, Role};
 use gongwen_common::stream::{read_message_within, write_message};
 use gongwen_common::tls::{admitted_limits, hub_server_config};
 use gongwen_common::wire::{MAX_HELLO_LEN, Message, PROTOCOL_VERSION, RefuseCode};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::CertificateDer;
 use time::OffsetDateTime;
 use tokio::net::UnixListener;
 use tokio::sync::Semaphore;
@@ -22,128 +21,25 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::admission::{self, Gate, Held, Limits, Pending, Pressure, judge};
 use crate::control;
+use crate::core::{Core, CoreParts};
 use crate::error::HubError;
 use crate::loglimit::Warnings;
-use crate::registry::{Admission, Registry, close};
-use crate::revocation;
+use crate::registry::{Admission, close};
+use crate::revocation::{self, TlsMaterial, Watched};
 use crate::scheduler;
 use crate::session;
-use crate::spool::Spool;
-use crate::store::Store;
-use gongwen_common::clock::Clock;
+use crate::trust::TrustState;
 
 /// UDP receive buffer asked for; with many agents sending at once the
 /// default buffer drops datagrams (measured here: 2.5x aggregate
 /// throughput with 194 senders at 4 MiB).
 pub const UDP_RECV_BUFFER: usize = 4 << 20;
 
-/// The certificate material the hub serves with, kept to rebuild the
-/// server configuration when the CRL changes.
-pub(crate) struct TlsMaterial {
-    pub chain: Vec<CertificateDer<'static>>,
-    pub key: PrivateKeyDer<'static>,
-    pub ca: CertificateDer<'static>,
-}
-
-/// How many recipients receive a document's content at once. A fan-out to
-/// 194 units streaming to all of them together shared the link 194 ways:
-/// every transfer finished last, each receiving process woke per packet,
-/// and the hub held 194 send windows. A few at a time keep the link full,
-/// let the first recipients decrypt and answer while the next receive, and
-/// bound the hub's memory (fan-out of 10 MiB to 194 units on two cores:
-/// 4 slots 8.2 s, 8: 7.5 s, 16: 7.4 s, 64: 11.2 s).
-/// Documents below [`SMALL_CONTENT`] skip the
-/// queue so a big fan-out does not hold up small ones.
-pub const DELIVERY_SLOTS: usize = 16;
-
-/// Content at or below this size streams without waiting for a slot.
-pub const SMALL_CONTENT: u64 = 1 << 20;
-
-/// State shared by the accept loop, the revocation watcher and the
-/// control socket. Each field has one job; locks are never held across an
-/// await.
-pub(crate) struct Shared {
-    pub hub_id: NodeId,
-    pub endpoint: quinn::Endpoint,
-    pub tls: TlsMaterial,
-    pub config: HubConfig,
-    pub store: Store,
-    pub spool: Spool,
-    /// Signs the hub's `accepted` receipts.
-    pub signer: Signer,
-    /// Every receipt recorded, hash-chained.
-    pub audit: Arc<crate::audit::AuditLog>,
-    /// Accepts and delivery receipts, made durable in batches.
-    pub committer: crate::commit::Committer,
-    pub stats: Stats,
-    /// Time for deadlines, escalation and receipts (injected in tests).
-    pub clock: Arc<dyn Clock>,
-    /// Wakes the escalation scheduler (new deadlines, tests).
-    pub escalation: tokio::sync::Notify,
-    /// Content streams to recipients that may run at once (see
-    /// [`DELIVERY_SLOTS`]).
-    pub delivery_slots: tokio::sync::Semaphore,
-    registry: Mutex<Registry>,
-    crl: Mutex<Crl>,
-    checker: Mutex<Arc<CertChecker>>,
-}
-
-/// Counters since the hub started, for operators (`gongwen-hub stats`).
-#[derive(Debug, Default)]
-pub struct Stats {
-    pub documents_accepted: std::sync::atomic::AtomicU64,
-    pub bytes_received: std::sync::atomic::AtomicU64,
-    pub uploads_resumed: std::sync::atomic::AtomicU64,
-    pub bytes_not_resent: std::sync::atomic::AtomicU64,
-    pub deliveries: std::sync::atomic::AtomicU64,
-    pub deliveries_resumed: std::sync::atomic::AtomicU64,
-    pub bytes_not_redelivered: std::sync::atomic::AtomicU64,
-}
-
-impl Stats {
-    pub fn add(counter: &std::sync::atomic::AtomicU64, n: u64) {
-        counter.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-    }
-    pub fn to_json(&self) -> serde_json::Value {
-        let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
-        serde_json::json!({
-            "documents_accepted": get(&self.documents_accepted),
-            "bytes_received": get(&self.bytes_received),
-            "uploads_resumed": get(&self.uploads_resumed),
-            "bytes_not_resent": get(&self.bytes_not_resent),
-            "deliveries": get(&self.deliveries),
-            "deliveries_resumed": get(&self.deliveries_resumed),
-            "bytes_not_redelivered": get(&self.bytes_not_redelivered),
-        })
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding one of these locks leaves plain data behind
-    // (no invariant spans two fields), so keep serving with it.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-impl Shared {
-    pub fn registry(&self) -> MutexGuard<'_, Registry> {
-        lock(&self.registry)
-    }
-    pub fn crl(&self) -> MutexGuard<'_, Crl> {
-        lock(&self.crl)
-    }
-    /// Checks signers of documents, receipts and key bindings against the
-    /// CA and the current CRL.
-    pub fn checker(&self) -> Arc<CertChecker> {
-        lock(&self.checker).clone()
-    }
-    pub fn set_checker(&self, checker: CertChecker) {
-        *lock(&self.checker) = Arc::new(checker);
-    }
-}
-
 /// A hub that has bound its sockets and is ready to run.
 pub struct Hub {
-    shared: Arc<Shared>,
+    core: Arc<Core>,
+    endpoint: quinn::Endpoint,
+    tls: TlsMaterial,
     control: UnixListener,
     local_addr: SocketAddr,
 }
@@ -151,23 +47,10 @@ pub struct Hub {
 impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hub")
-            .field("id", &self.shared.hub_id)
+            .field("id", self.core.id())
             .field("local_addr", &self.local_addr)
             .finish()
     }
-}
-
-/// Content every recipient already has, left behind by a crash between
-/// recording the last `delivered` receipt and removing the file.
-fn remove_delivered_content(spool: &Spool, store: &Store) -> std::io::Result<()> {
-    for doc_id in spool.stored()? {
-        if let Ok(Some(doc)) = store.doc(doc_id)
-            && doc.content_removed
-        {
-            std::fs::remove_file(spool.content(doc_id))?;
-        }
-    }
-    Ok(())
 }
 
 /// A UDP socket bound to `addr` with the receive buffer raised (the hub's, and
@@ -257,12 +140,7 @@ impl Hub {
             let path = path.to_owned();
             move |source| HubError::DataDir { path, source }
         };
-        let fresh_ok = !Spool::holds_documents(&config.data_dir);
-        let store = Store::open(&config.data_dir.join("store.redb"), fresh_ok)?;
-        let spool = Spool::open(&config.data_dir).map_err(data_err(&config.data_dir))?;
-        remove_delivered_content(&spool, &store).map_err(data_err(&config.data_dir))?;
-        let audit = crate::audit::AuditLog::open(&config.data_dir.join("audit.log"))
-            .map_err(data_err(&config.data_dir))?;
+        let store = crate::store::open(&config).await?;
         let checker = CertChecker::new(&ca, Some(&crl))?;
 
         let socket = udp_socket(config.listen)?;
@@ -280,29 +158,18 @@ impl Hub {
             addr: config.listen,
             source,
         })?;
-        let audit = Arc::new(audit);
-        let committer =
-            crate::commit::Committer::start(store.clone(), audit.clone(), spool.clone());
-        let shared = Arc::new(Shared {
-            hub_id: me.id,
+        let core = Arc::new(Core::new(CoreParts {
+            id: me.id,
+            config,
+            signer,
+            store,
+            clock,
+            trust: TrustState { crl, checker },
+        }));
+        Ok(Hub {
+            core,
             endpoint,
             tls: TlsMaterial { chain, key, ca },
-            config,
-            store,
-            spool,
-            signer,
-            audit,
-            committer,
-            stats: Stats::default(),
-            clock,
-            escalation: tokio::sync::Notify::new(),
-            delivery_slots: tokio::sync::Semaphore::new(DELIVERY_SLOTS),
-            registry: Mutex::new(Registry::default()),
-            crl: Mutex::new(crl),
-            checker: Mutex::new(Arc::new(checker)),
-        });
-        Ok(Hub {
-            shared,
             control,
             local_addr,
         })
@@ -316,25 +183,33 @@ impl Hub {
     /// A handle that outlives [`Hub::run`]'s borrow, for tests and tools.
     pub fn handle(&self) -> HubHandle {
         HubHandle {
-            shared: self.shared.clone(),
+            core: self.core.clone(),
         }
     }
 
     /// Serve until `shutdown` completes.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), HubError> {
         let Hub {
-            shared,
+            core,
+            endpoint,
+            tls,
             control,
             local_addr,
         } = self;
         info!(
-            hub = %shared.hub_id,
+            hub = %core.id(),
+            store = core.store().backend(),
             "listening on {local_addr} (QUIC, ALPN gongwen/1); control socket {}",
-            control::socket_path(&shared.config.data_dir).display()
+            control::socket_path(&core.config().data_dir).display()
         );
-        let watcher = tokio::spawn(revocation::watch(shared.clone(), revocation::POLL_INTERVAL));
-        let scheduler = tokio::spawn(scheduler::run(shared.clone()));
-        let control_task = tokio::spawn(control::serve(control, shared.clone()));
+        let watched = Watched {
+            core: core.clone(),
+            endpoint: endpoint.clone(),
+            tls,
+        };
+        let watcher = tokio::spawn(revocation::watch(watched, revocation::POLL_INTERVAL));
+        let scheduler = tokio::spawn(scheduler::run(core.clone()));
+        let control_task = tokio::spawn(control::serve(control, core.clone()));
         let door = Arc::new(Door::new(Limits::DEFAULT));
         let mut pressure = Pressure::default();
         let mut connections = tokio::task::JoinSet::new();
@@ -342,12 +217,12 @@ impl Hub {
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
-                incoming = shared.endpoint.accept() => {
+                incoming = endpoint.accept() => {
                     let Some(incoming) = incoming else { break };
                     match door.gate(&incoming) {
                         Ok(handshake) => {
-                            let (shared, door) = (shared.clone(), door.clone());
-                            connections.spawn(admit(incoming, handshake, shared, door));
+                            let (core, door) = (core.clone(), door.clone());
+                            connections.spawn(admit(incoming, handshake, core, door));
                         }
                         Err(gate) => {
                             door.turn_away(incoming, gate);
@@ -371,7 +246,7 @@ impl Hub {
         control_task.abort();
         scheduler.abort();
         let _ = scheduler.await;
-        shared.endpoint.close(
+        endpoint.close(
             quinn::VarInt::from(RefuseCode::ShuttingDown as u16 as u32),
             b"the hub is shutting down",
         );
@@ -387,9 +262,9 @@ impl Hub {
         {
             connections.abort_all();
         }
-        let _ = tokio::time::timeout(Duration::from_secs(2), shared.endpoint.wait_idle()).await;
-        shared.committer.stop().await;
-        let _ = std::fs::remove_file(control::socket_path(&shared.config.data_dir));
+        let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+        core.close().await;
+        let _ = std::fs::remove_file(control::socket_path(&core.config().data_dir));
         Ok(())
     }
 }
@@ -427,7 +302,7 @@ fn endpoint_config(data_dir: &std::path::Path) -> std::io::Result<quinn::Endpoin
 /// Reaches into a running hub (tests, tools).
 #[derive(Clone)]
 pub struct HubHandle {
-    shared: Arc<Shared>,
+    core: Arc<Core>,
 }
 
 impl std::fmt::Debug for HubHandle {
@@ -440,7 +315,7 @@ impl HubHandle {
     /// Run every escalation step due now, by the hub's clock, as the
     /// scheduler would; returns how many ran.
     pub async fn escalate_now(&self) -> Result<usize, HubError> {
-        Ok(scheduler::run_due(&self.shared).await?)
+        Ok(scheduler::run_due(&self.core).await?)
     }
 }
 
@@ -508,7 +383,7 @@ fn peer_certificate(conn: &quinn::Connection) -> Option<CertificateDer<'static>>
 async fn admit(
     incoming: quinn::Incoming,
     handshake: Held<std::net::IpAddr>,
-    shared: Arc<Shared>,
+    core: Arc<Core>,
     door: Arc<Door>,
 ) {
     let addr = incoming.remote_address();
@@ -561,7 +436,7 @@ async fn admit(
     // Judged now by the hub's clock, whether or not TLS ran its checks
     // (it does not on a resumed session, which the hub does not offer but
     // a peer may attempt).
-    let ident = match judge(&cert, &shared.checker(), shared.clock.now()) {
+    let ident = match judge(&cert, &core.checker(), core.clock().now()) {
         Ok(ident) => ident,
         Err(refused) => {
             if let Some(held_back) = door.warnings.allow(&addr_key) {
@@ -572,7 +447,7 @@ async fn admit(
         }
     };
     let span = info_span!("conn", node = %ident.id, %addr);
-    serve_connection(conn, ident, cert, shared, door)
+    serve_connection(conn, ident, cert, core, door)
         .instrument(span)
         .await;
 }
@@ -583,7 +458,7 @@ async fn hello_and_welcome(
     conn: &quinn::Connection,
     ident: &CertIdentity,
     cert: &CertificateDer<'static>,
-    shared: &Shared,
+    core: &Core,
     door: &Door,
 ) -> Option<(
     u64,
@@ -660,7 +535,7 @@ async fn hello_and_welcome(
             return None;
         }
     }
-    let (ticket, wake) = shared.registry().connect(
+    let (ticket, wake) = core.units().connect(
         Admission {
             id: ident.id.clone(),
             role: ident.role,
@@ -674,7 +549,7 @@ async fn hello_and_welcome(
     // The CRL (or the time) may have changed since the certificate was
     // judged; the watcher only cuts registered connections, so judge again
     // now that this one is registered.
-    if let Err(refused) = judge(cert, &shared.checker(), shared.clock.now()) {
+    if let Err(refused) = judge(cert, &core.checker(), core.clock().now()) {
         warn!("refused: {}", refused.reason);
         close(conn, refused.code, &refused.reason);
         return Some((ticket, wake, (send, recv)));
@@ -683,7 +558,7 @@ async fn hello_and_welcome(
     let welcome = Message::Welcome {
         node: ident.id.clone(),
         role: ident.role,
-        hub: shared.hub_id.clone(),
+        hub: core.id().clone(),
         hub_time_ms: (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64,
     };
     if let Err(e) = write_message(&mut send, &welcome).await {
@@ -698,11 +573,10 @@ async fn serve_connection(
     conn: quinn::Connection,
     ident: CertIdentity,
     cert: CertificateDer<'static>,
-    shared: Arc<Shared>,
+    core: Arc<Core>,
     door: Arc<Door>,
 ) {
-    let Some((ticket, wake, control)) =
-        hello_and_welcome(&conn, &ident, &cert, &shared, &door).await
+    let Some((ticket, wake, control)) = hello_and_welcome(&conn, &ident, &cert, &core, &door).await
     else {
         return;
     };
@@ -710,12 +584,11 @@ async fn serve_connection(
     // else runs on streams of its own.
     let _control = control;
     tokio::select! {
-        _ = session::run(conn.clone(), ident.clone(), shared.clone(), wake, door.warnings.clone()) => {}
+        _ = session::run(conn.clone(), ident.clone(), core.clone(), wake, door.warnings.clone()) => {}
         _ = conn.closed() => {}
     }
     let reason = conn.closed().await;
-    shared
-        .registry()
+    core.units()
         .disconnect(&ident.id, ticket, OffsetDateTime::now_utc());
     info!("disconnected: {reason}");
 }

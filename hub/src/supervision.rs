@@ -319,7 +319,7 @@ mod tests {
         ack_ms: Option<i64>,
         late: bool,
     ) -> DeliveryRecord {
-        let mut r = DeliveryRecord::queued_for_tests(deadline_ms);
+        let mut r = DeliveryRecord::queued(deadline_ms);
         r.state = state;
         r.acknowledged_ms = ack_ms;
         r.late = late;

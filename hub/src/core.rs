@@ -1,0 +1,182 @@
+//! What every part of a running hub works with, each piece with one owner
+//! and methods that say what they do. The accept loop, the sessions, the
+//! escalation scheduler, the revocation watcher and the control socket all
+//! take a `&Core`; none of them reaches into another.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use gongwen_common::NodeId;
+use gongwen_common::clock::Clock;
+use gongwen_common::config::HubConfig;
+use gongwen_common::pki::CertChecker;
+use gongwen_common::receipt::Receipt;
+use gongwen_common::signed::Signer;
+
+use crate::commit::Committer;
+use crate::registry::Units;
+use crate::store::SharedStore;
+use crate::trust::{Trust, TrustState};
+
+/// How many recipients receive a document's content at once. A fan-out to
+/// 194 units streaming to all of them together shared the link 194 ways:
+/// every transfer finished last, each receiving process woke per packet,
+/// and the hub held 194 send windows. A few at a time keep the link full,
+/// let the first recipients decrypt and answer while the next receive, and
+/// bound the hub's memory (fan-out of 10 MiB to 194 units on two cores:
+/// 4 slots 8.2 s, 8: 7.5 s, 16: 7.4 s, 64: 11.2 s).
+/// Documents below [`SMALL_CONTENT`] skip the
+/// queue so a big fan-out does not hold up small ones.
+pub const DELIVERY_SLOTS: usize = 16;
+
+/// Content at or below this size streams without waiting for a slot.
+pub const SMALL_CONTENT: u64 = 1 << 20;
+
+/// A running hub's shared state.
+pub(crate) struct Core {
+    id: NodeId,
+    config: HubConfig,
+    /// Signs the hub's `accepted` receipts.
+    signer: Signer,
+    store: SharedStore,
+    /// Accepts and delivery receipts, made durable in batches.
+    committer: Committer,
+    /// Time for deadlines, escalation and receipts (injected in tests).
+    clock: Arc<dyn Clock>,
+    trust: Trust,
+    units: Units,
+    stats: Stats,
+    /// Wakes the escalation scheduler (new deadlines, tests).
+    escalation: tokio::sync::Notify,
+    /// Content streams to recipients that may run at once.
+    delivery_slots: tokio::sync::Semaphore,
+}
+
+/// What [`Core::new`] takes.
+pub(crate) struct CoreParts {
+    pub id: NodeId,
+    pub config: HubConfig,
+    pub signer: Signer,
+    pub store: SharedStore,
+    pub clock: Arc<dyn Clock>,
+    pub trust: TrustState,
+}
+
+impl Core {
+    /// Must be called inside the runtime (it starts the committer).
+    pub fn new(p: CoreParts) -> Core {
+        let committer = Committer::start(p.store.clone());
+        Core {
+            id: p.id,
+            config: p.config,
+            signer: p.signer,
+            store: p.store,
+            committer,
+            clock: p.clock,
+            trust: Trust::new(p.trust),
+            units: Units::default(),
+            stats: Stats::default(),
+            escalation: tokio::sync::Notify::new(),
+            delivery_slots: tokio::sync::Semaphore::new(DELIVERY_SLOTS),
+        }
+    }
+
+    /// The hub's node id (its certificate's).
+    pub fn id(&self) -> &NodeId {
+        &self.id
+    }
+
+    pub fn config(&self) -> &HubConfig {
+        &self.config
+    }
+
+    pub fn store(&self) -> &SharedStore {
+        &self.store
+    }
+
+    pub fn committer(&self) -> &Committer {
+        &self.committer
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    pub fn trust(&self) -> &Trust {
+        &self.trust
+    }
+
+    /// The checker of the current CRL.
+    pub fn checker(&self) -> CertChecker {
+        self.trust.current().checker.clone()
+    }
+
+    pub fn units(&self) -> &Units {
+        &self.units
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Sign a receipt as the hub (its `accepted`).
+    pub fn sign(&self, receipt: &Receipt) -> Result<Vec<u8>, gongwen_common::pki::PkiError> {
+        Ok(receipt.sign(&self.signer)?.encode())
+    }
+
+    /// New deadlines were set: the scheduler looks again.
+    pub fn wake_escalation(&self) {
+        self.escalation.notify_one();
+    }
+
+    /// Until [`Core::wake_escalation`] (or the caller's timeout).
+    pub async fn escalation_woken(&self) {
+        self.escalation.notified().await
+    }
+
+    /// A place among the large content streams running at once.
+    pub async fn delivery_slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.delivery_slots.acquire().await.ok()
+    }
+
+    /// Stop taking writes and let go of the store.
+    pub async fn close(&self) {
+        self.committer.stop().await;
+        self.store.close().await;
+    }
+}
+
+/// Counters since the hub started, for operators (`gongwen-hub stats`).
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub documents_accepted: AtomicU64,
+    pub bytes_received: AtomicU64,
+    pub uploads_resumed: AtomicU64,
+    pub bytes_not_resent: AtomicU64,
+    pub deliveries: AtomicU64,
+    pub deliveries_resumed: AtomicU64,
+    pub bytes_not_redelivered: AtomicU64,
+}
+
+impl Stats {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        serde_json::json!({
+            "documents_accepted": get(&self.documents_accepted),
+            "bytes_received": get(&self.bytes_received),
+            "uploads_resumed": get(&self.uploads_resumed),
+            "bytes_not_resent": get(&self.bytes_not_resent),
+            "deliveries": get(&self.deliveries),
+            "deliveries_resumed": get(&self.deliveries_resumed),
+            "bytes_not_redelivered": get(&self.bytes_not_redelivered),
+        })
+    }
+}

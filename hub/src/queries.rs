@@ -1,0 +1,181 @@
+//! Answers about the documents and units the hub holds, for the control
+//! socket and for supervisors' agents: reads the store, then the pure
+//! functions of [`crate::supervision`].
+
+use gongwen_common::pki::CertIdentity;
+use gongwen_common::signed::{Statement, StatementKind};
+
+use crate::core::Core;
+use crate::registry::NodeRow;
+use crate::supervision::{self, Query};
+
+/// Answer a supervision query (from this socket or a supervisor's agent).
+pub(crate) async fn supervise(core: &Core, q: &Query) -> Result<serde_json::Value, String> {
+    let now = core.now_ms();
+    let parse_time = |t: &Option<String>| -> Result<Option<i64>, String> {
+        t.as_deref()
+            .map(|s| {
+                gongwen_common::timefmt::parse_rfc3339(s)
+                    .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+                    .map_err(|_| {
+                        format!("{s:?} is not an RFC 3339 time such as 2026-11-01T00:00:00Z")
+                    })
+            })
+            .transpose()
+    };
+    let value = match q {
+        Query::Status { doc } => {
+            let doc_id = *doc;
+            let store = core.store();
+            let (doc, deliveries, kinds) = (
+                store.doc(doc_id).await.map_err(|e| e.to_string())?,
+                store.deliveries(doc_id).await.map_err(|e| e.to_string())?,
+                store
+                    .receipt_kinds(doc_id)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
+            let Some(doc) = doc else {
+                return Err(format!("the hub has no document {doc_id}"));
+            };
+            let recipients: Vec<supervision::RecipientRow> = doc
+                .recipients()
+                .iter()
+                .filter_map(|r| {
+                    let (_, d) = deliveries.iter().find(|(id, _)| id == r)?;
+                    let mut held: Vec<String> = kinds
+                        .iter()
+                        .filter(|(id, _)| id == r)
+                        .map(|(_, k)| k.as_str().to_owned())
+                        .collect();
+                    held.sort();
+                    Some(supervision::recipient_row(&doc, r, d, held, now))
+                })
+                .collect();
+            serde_json::json!({
+                "doc_id": doc.doc_id,
+                "sender": doc.sender,
+                "to": doc.to,
+                "cc": doc.cc,
+                "title": doc.title,
+                "doc_number": doc.doc_number,
+                "doc_type": doc.doc_type,
+                "urgency": doc.urgency,
+                "created_at": supervision::time_ms(doc.created_ms),
+                "accepted_at": supervision::time_ms(doc.accepted_ms),
+                "digest": doc.digest,
+                "content_len": doc.content_len,
+                "content_removed": doc.content_removed,
+                "files": doc.files,
+                "recipients": recipients,
+            })
+        }
+        Query::Directory => {
+            let bindings = core.store().bindings().await.map_err(|e| e.to_string())?;
+            let units: Vec<serde_json::Value> = bindings
+                .iter()
+                .map(|(id, binding)| {
+                    // The display name is in the certificate that signed the
+                    // unit's key binding.
+                    let name = gongwen_common::signed::Statement::decode(
+                        binding,
+                        gongwen_common::signed::StatementKind::KeyBinding,
+                    )
+                    .ok()
+                    .and_then(|st| gongwen_common::pki::CertIdentity::from_der(&st.cert).ok())
+                    .and_then(|who| who.name);
+                    serde_json::json!({ "id": id, "name": name })
+                })
+                .collect();
+            let groups: Vec<serde_json::Value> = core
+                .config()
+                .groups
+                .iter()
+                .map(|(name, members)| serde_json::json!({ "name": name, "members": members }))
+                .collect();
+            // What a sender needs to know the deadline the hub will set
+            // when it sets none itself.
+            let d = &core.config().deadlines;
+            let deadlines = serde_json::json!({
+                "normal": d.normal.as_secs(),
+                "urgent": d.urgent.as_secs(),
+                "extra_urgent": d.extra_urgent.as_secs(),
+            });
+            serde_json::json!({ "units": units, "groups": groups, "deadlines": deadlines })
+        }
+        Query::Find { doc_number } => {
+            let wanted = doc_number.trim().to_owned();
+            if wanted.is_empty() {
+                return Err("give the document number (文号) to look for".into());
+            }
+            let data = core
+                .store()
+                .all_deliveries()
+                .await
+                .map_err(|e| e.to_string())?;
+            let found: Vec<serde_json::Value> = data
+                .iter()
+                .filter(|(doc, _)| doc.doc_number.contains(&wanted))
+                .take(100)
+                .map(|(doc, _)| {
+                    serde_json::json!({
+                        "doc_id": doc.doc_id,
+                        "doc_number": doc.doc_number,
+                        "title": doc.title,
+                        "sender": doc.sender,
+                        "accepted_at": supervision::time_ms(doc.accepted_ms),
+                    })
+                })
+                .collect();
+            serde_json::Value::Array(found)
+        }
+        Query::Overdue => {
+            let data = core
+                .store()
+                .all_deliveries()
+                .await
+                .map_err(|e| e.to_string())?;
+            serde_json::to_value(supervision::overdue(&data, now)).map_err(|e| e.to_string())?
+        }
+        Query::Report { since, until } => {
+            let (since, until) = (parse_time(since)?, parse_time(until)?);
+            let data = core
+                .store()
+                .all_deliveries()
+                .await
+                .map_err(|e| e.to_string())?;
+            serde_json::to_value(supervision::report(&data, since, until, now))
+                .map_err(|e| e.to_string())?
+        }
+    };
+    Ok(value)
+}
+
+/// Connected nodes and every node known from its published key.
+pub(crate) async fn nodes(core: &Core) -> Result<serde_json::Value, String> {
+    let mut rows = core.units().rows();
+    let known = core.store().bindings().await.map_err(|e| e.to_string())?;
+    for (id, binding) in known {
+        if let Some(row) = rows.iter_mut().find(|r| r.id == id.as_str()) {
+            row.can_receive = true;
+            continue;
+        }
+        let Ok(st) = Statement::decode(&binding, StatementKind::KeyBinding) else {
+            continue;
+        };
+        let Ok(ident) = CertIdentity::from_der(&st.cert) else {
+            continue;
+        };
+        rows.push(NodeRow {
+            id: id.to_string(),
+            name: ident.name,
+            role: ident.role,
+            connected: false,
+            since: None,
+            addr: None,
+            can_receive: true,
+        });
+    }
+    rows.sort_by(|a, b| a.id.cmp(&b.id));
+    serde_json::to_value(rows).map_err(|e| e.to_string())
+}

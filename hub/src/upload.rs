@@ -1,0 +1,388 @@
+//! Taking a document from its sender: the checks that decide whether the
+//! hub takes it (plain functions over the header and what the store
+//! says), then the content into the store and the signed `accepted`.
+
+use gongwen_common::envelope::{DocMeta, FileKind, SealedHeader};
+use gongwen_common::pki::{CertIdentity, serial_hex};
+use gongwen_common::receipt::{Receipt, ReceiptKind};
+use gongwen_common::stream::{READ_TIMEOUT, write_message};
+use gongwen_common::transfer::{StreamEnd, receive_to};
+use gongwen_common::wire::{ErrorCode, Message};
+use gongwen_common::{DocId, NodeId};
+use tracing::{info, warn};
+
+use crate::core::{Core, Stats};
+use crate::refusal::Refusal;
+use crate::store::{Accept, DocRecord, FileRow};
+
+/// Whether an upload's header may be taken from this connection: it names
+/// this document, this sender, the announced length, and fits the limit.
+/// The signature is checked separately (it needs the current CRL).
+pub fn check_header(
+    meta: &DocMeta,
+    header_content_len: u64,
+    doc_id: DocId,
+    connection: &NodeId,
+    announced_len: u64,
+    limit: u64,
+) -> Result<(), Refusal> {
+    if meta.doc_id != doc_id {
+        return Err(Refusal::new(
+            ErrorCode::Malformed,
+            "the header names another document",
+        ));
+    }
+    if &meta.sender != connection {
+        return Err(Refusal::new(
+            ErrorCode::NotTheSender,
+            format!(
+                "the document claims sender {}, but this connection is {connection}",
+                meta.sender
+            ),
+        ));
+    }
+    if announced_len != header_content_len {
+        return Err(Refusal::new(
+            ErrorCode::ContentMismatch,
+            "content length differs from the header",
+        ));
+    }
+    if announced_len > limit {
+        return Err(Refusal::new(
+            ErrorCode::TooLarge,
+            format!("the document is {announced_len} bytes; this hub takes at most {limit}"),
+        ));
+    }
+    Ok(())
+}
+
+/// What the store already says about an uploaded document id.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Seen {
+    /// Never accepted: take it.
+    New,
+    /// Accepted before with the same header: answer with that receipt (an
+    /// agent retrying after a lost answer, or offering again to a hub that
+    /// kept it).
+    Again(Vec<u8>),
+}
+
+/// Judge an upload against the store's record of the same id.
+pub fn judge_seen(
+    existing: Option<&DocRecord>,
+    accepted: Option<Vec<u8>>,
+    digest: &str,
+) -> Result<Seen, Refusal> {
+    match (existing, accepted) {
+        (None, _) => Ok(Seen::New),
+        (Some(doc), Some(receipt)) if doc.digest == digest => Ok(Seen::Again(receipt)),
+        (Some(_), _) => Err(Refusal::new(
+            ErrorCode::Conflict,
+            "this document id was already used for a different document",
+        )),
+    }
+}
+
+/// Every recipient must be known (have published a key); `unknown` lists
+/// those the store does not know.
+pub fn check_recipients(unknown: &[NodeId]) -> Result<(), Refusal> {
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = unknown.iter().map(ToString::to_string).collect();
+    Err(Refusal::new(
+        ErrorCode::UnknownRecipient,
+        format!("unknown recipient: {}", names.join(", ")),
+    ))
+}
+
+/// The hub's record of a document from its verified header.
+pub fn doc_record(meta: &DocMeta, digest: String, content_len: u64, now_ms: i64) -> DocRecord {
+    DocRecord {
+        doc_id: meta.doc_id,
+        sender: meta.sender.clone(),
+        to: meta.to.clone(),
+        cc: meta.cc.clone(),
+        title: meta.title.clone(),
+        doc_number: meta.doc_number.clone(),
+        doc_type: meta.doc_type.clone(),
+        urgency: meta.urgency,
+        deadline: meta.deadline.map(|d| d.resolve(now_ms)),
+        created_ms: meta.created_ms,
+        accepted_ms: now_ms,
+        digest,
+        content_len,
+        files: meta
+            .files
+            .iter()
+            .map(|f| FileRow {
+                name: f.name.clone(),
+                kind: match f.kind {
+                    FileKind::Main => "main".into(),
+                    FileKind::Attachment => "attachment".into(),
+                },
+                size: f.size,
+            })
+            .collect(),
+        content_removed: false,
+    }
+}
+
+/// Receive, check and durably store one uploaded document, then sign
+/// `accepted`. Resumes from the last durable point of an earlier attempt.
+pub(crate) async fn receive(
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+    ident: &CertIdentity,
+    core: &Core,
+    doc_id: DocId,
+    header_bytes: Vec<u8>,
+    content_len: u64,
+) -> Result<Message, Refusal> {
+    let sealed = SealedHeader::parse(&header_bytes)
+        .map_err(|e| Refusal::new(ErrorCode::Malformed, e.to_string()))?;
+    let meta = sealed.meta().clone();
+    let checked = check_header(
+        &meta,
+        sealed.header.content_len,
+        doc_id,
+        &ident.id,
+        content_len,
+        core.config().max_document_size,
+    );
+    if let Err(r) = &checked
+        && r.code == ErrorCode::NotTheSender
+    {
+        warn!(claimed = %meta.sender, "security: a document claims another sender");
+    }
+    checked?;
+    sealed
+        .verify(Some(&core.checker()), core.clock().now())
+        .map_err(Refusal::signature)?;
+    let digest = serial_hex(&sealed.digest());
+    let store = core.store();
+    let seen = judge_seen(
+        store.doc(doc_id).await?.as_ref(),
+        store.accepted_receipt(doc_id).await?,
+        &digest,
+    );
+    match seen {
+        Ok(Seen::New) => {}
+        Ok(Seen::Again(receipt)) => {
+            info!("already accepted; answering with the original receipt");
+            return Ok(Message::Accepted { receipt });
+        }
+        Err(r) => {
+            warn!(sender = %ident.id, "security: document id reused for different content; refused");
+            return Err(r);
+        }
+    }
+    let recipients = meta.recipients();
+    // A recipient is unknown only when the store says so; a store that
+    // cannot be read is a retryable refusal (the `?`), never a permanent
+    // "unknown recipient".
+    let mut unknown = Vec::new();
+    for r in &recipients {
+        if store.binding(r).await?.is_none() {
+            unknown.push(r.clone());
+        }
+    }
+    check_recipients(&unknown)?;
+
+    let mut sink = store.open_upload(doc_id, &digest, content_len).await?;
+    let offset = sink.offset();
+    if offset > 0 {
+        info!("resuming upload at byte {offset} of {content_len}");
+        Stats::add(&core.stats().uploads_resumed, 1);
+        Stats::add(&core.stats().bytes_not_resent, offset);
+    }
+    if write_message(send, &Message::UploadFrom { offset })
+        .await
+        .is_err()
+    {
+        return Err(Refusal::new(ErrorCode::Internal, "connection lost"));
+    }
+    // The store's writer runs as its own task while this one reads QUIC;
+    // it hands the sink back with its result.
+    let (end, received, written) = receive_to(
+        recv,
+        offset,
+        content_len,
+        READ_TIMEOUT,
+        move |batches| async move {
+            let r = sink.write(batches).await;
+            Ok::<_, std::io::Error>((sink, r))
+        },
+    )
+    .await;
+    Stats::add(&core.stats().bytes_received, received - offset);
+    match end {
+        StreamEnd::Finished | StreamEnd::WriterGone => {}
+        StreamEnd::Stalled => {
+            return Err(Refusal::new(ErrorCode::BadRequest, "the upload stalled"));
+        }
+        StreamEnd::Broken(e) => {
+            info!("upload interrupted at byte {received}: {e}");
+            return Err(Refusal::new(ErrorCode::Internal, "upload interrupted"));
+        }
+        StreamEnd::TooLong => {
+            return Err(Refusal::new(
+                ErrorCode::ContentMismatch,
+                "more content than the header promises",
+            ));
+        }
+    }
+    let (sink, written) = written.map_err(|e| Refusal::new(ErrorCode::Internal, e.to_string()))?;
+    let (written, sha256) = written?;
+    if written != content_len {
+        return Err(Refusal::new(
+            ErrorCode::ContentMismatch,
+            format!("the upload ended at byte {written} of {content_len}"),
+        ));
+    }
+    if sha256 != sealed.header.content_sha256 {
+        sink.discard().await;
+        return Err(Refusal::new(
+            ErrorCode::ContentMismatch,
+            "the content does not match the SHA-256 in the signed header",
+        ));
+    }
+    sink.seal().await?;
+
+    let now = core.now_ms();
+    let accepted = Receipt {
+        doc_id,
+        kind: ReceiptKind::Accepted,
+        recipient: core.id().clone(),
+        issuer: core.id().clone(),
+        doc_digest: sealed.digest(),
+        time_ms: now,
+        by: String::new(),
+        reason: String::new(),
+    };
+    let receipt = core
+        .sign(&accepted)
+        .map_err(|e| Refusal::new(ErrorCode::Internal, e.to_string()))?;
+    let config = core.config();
+    let deadline =
+        crate::escalation::deadline_ms(meta.deadline, meta.urgency, &config.deadlines, now);
+    let first_due = crate::escalation::next_due_ms(deadline, 0, &config.escalation);
+    core.committer()
+        .accept(Accept {
+            record: doc_record(&meta, digest, content_len, now),
+            header: header_bytes,
+            receipt_bytes: receipt.clone(),
+            receipt: accepted,
+            deadline_ms: deadline,
+            first_due_ms: first_due,
+            at_ms: now,
+        })
+        .await?;
+    gongwen_common::failpoint::hit("hub-accepted-committed");
+    info!(recipients = recipients.len(), "accepted");
+    Stats::add(&core.stats().documents_accepted, 1);
+    core.wake_escalation();
+    for r in &recipients {
+        core.units().wake_deliveries(r);
+    }
+    Ok(Message::Accepted { receipt })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gongwen_common::envelope::Urgency;
+
+    fn id(s: &str) -> NodeId {
+        NodeId::parse(s).unwrap()
+    }
+
+    fn meta() -> DocMeta {
+        DocMeta {
+            doc_id: DocId::from_parts(1_700_000_000_000, [1; 10]),
+            sender: id("prov-gov"),
+            to: vec![id("harbin-gov")],
+            cc: vec![],
+            title: "通知".into(),
+            doc_number: String::new(),
+            doc_type: "通知".into(),
+            urgency: Urgency::Normal,
+            deadline: None,
+            created_ms: 1,
+            operator: Default::default(),
+            note: String::new(),
+            files: vec![],
+        }
+    }
+
+    #[test]
+    fn a_header_must_name_this_document_and_this_sender() {
+        let m = meta();
+        let me = id("prov-gov");
+        assert!(check_header(&m, 10, m.doc_id, &me, 10, 100).is_ok());
+        let other = DocId::from_parts(1_700_000_000_001, [1; 10]);
+        assert_eq!(
+            check_header(&m, 10, other, &me, 10, 100).unwrap_err().code,
+            ErrorCode::Malformed
+        );
+        assert_eq!(
+            check_header(&m, 10, m.doc_id, &id("harbin-gov"), 10, 100)
+                .unwrap_err()
+                .code,
+            ErrorCode::NotTheSender
+        );
+    }
+
+    #[test]
+    fn the_length_must_be_the_headers_and_within_the_limit() {
+        let m = meta();
+        let me = id("prov-gov");
+        assert_eq!(
+            check_header(&m, 10, m.doc_id, &me, 11, 100)
+                .unwrap_err()
+                .code,
+            ErrorCode::ContentMismatch
+        );
+        let too_big = check_header(&m, 101, m.doc_id, &me, 101, 100).unwrap_err();
+        assert_eq!(too_big.code, ErrorCode::TooLarge);
+        assert!(
+            too_big.message.contains("at most 100"),
+            "{}",
+            too_big.message
+        );
+    }
+
+    #[test]
+    fn an_id_seen_before_is_answered_with_its_receipt_or_refused() {
+        let record = doc_record(&meta(), "abc".into(), 10, 5);
+        assert_eq!(judge_seen(None, None, "abc"), Ok(Seen::New));
+        assert_eq!(
+            judge_seen(Some(&record), Some(vec![9]), "abc"),
+            Ok(Seen::Again(vec![9]))
+        );
+        assert_eq!(
+            judge_seen(Some(&record), Some(vec![9]), "def")
+                .unwrap_err()
+                .code,
+            ErrorCode::Conflict
+        );
+    }
+
+    #[test]
+    fn unknown_recipients_are_named() {
+        assert!(check_recipients(&[]).is_ok());
+        let r = check_recipients(&[id("a-gov"), id("b-gov")]).unwrap_err();
+        assert_eq!(r.code, ErrorCode::UnknownRecipient);
+        assert_eq!(r.message, "unknown recipient: a-gov, b-gov");
+    }
+
+    #[test]
+    fn the_record_resolves_a_deadline_span_from_acceptance() {
+        let mut m = meta();
+        m.deadline = Some(gongwen_common::envelope::Deadline::Within(60));
+        let r = doc_record(&m, "d".into(), 3, 1_000_000);
+        assert_eq!(r.accepted_ms, 1_000_000);
+        assert_eq!(r.deadline, Some(1_000 + 60));
+        assert_eq!(r.recipients(), vec![id("harbin-gov")]);
+    }
+}
