@@ -39,6 +39,26 @@ impl Batches {
     pub async fn next(&mut self) -> Option<Vec<Bytes>> {
         self.0.recv().await
     }
+
+    /// Batches read from `file` instead of a stream (moving an embedded
+    /// hub's content into PostgreSQL; tests), about [`BATCH`] bytes each.
+    pub fn from_reader(mut file: impl std::io::Read + Send + 'static) -> Batches {
+        let (tx, rx) = mpsc::channel(DEPTH);
+        std::thread::spawn(move || {
+            loop {
+                let mut buf = vec![0u8; BATCH];
+                let n = match file.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                buf.truncate(n);
+                if tx.blocking_send(vec![Bytes::from(buf)]).is_err() {
+                    return;
+                }
+            }
+        });
+        Batches(rx)
+    }
 }
 
 /// Why reading the stream stopped.

@@ -35,6 +35,9 @@ pub const SMALL_CONTENT: u64 = 1 << 20;
 /// A running hub's shared state.
 pub(crate) struct Core {
     id: NodeId,
+    /// How this hub names itself to the others sharing its store (host
+    /// and port), and in `nodes`.
+    label: String,
     config: HubConfig,
     /// Signs the hub's `accepted` receipts.
     signer: Signer,
@@ -55,6 +58,7 @@ pub(crate) struct Core {
 /// What [`Core::new`] takes.
 pub(crate) struct CoreParts {
     pub id: NodeId,
+    pub label: String,
     pub config: HubConfig,
     pub signer: Signer,
     pub store: SharedStore,
@@ -68,6 +72,7 @@ impl Core {
         let committer = Committer::start(p.store.clone());
         Core {
             id: p.id,
+            label: p.label,
             config: p.config,
             signer: p.signer,
             store: p.store,
@@ -84,6 +89,11 @@ impl Core {
     /// The hub's node id (its certificate's).
     pub fn id(&self) -> &NodeId {
         &self.id
+    }
+
+    /// This hub's name among the hubs sharing its store.
+    pub fn label(&self) -> &str {
+        &self.label
     }
 
     pub fn config(&self) -> &HubConfig {

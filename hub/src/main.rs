@@ -195,16 +195,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&value)?);
             } else {
                 let rows: Vec<NodeRow> = serde_json::from_value(value)?;
+                // With hubs sharing a store, which one each unit is on.
+                let shared = rows.iter().any(|r| r.hub.is_some());
+                let hub_col = |h: Option<&str>| {
+                    if shared {
+                        format!("{:<24} ", h.unwrap_or("-"))
+                    } else {
+                        String::new()
+                    }
+                };
                 println!(
-                    "{:<24} {:<11} {:<10} {:<8} {:<21} {:<22} NAME",
-                    "ID", "ROLE", "CONNECTED", "KEY", "SINCE", "ADDRESS"
+                    "{:<24} {:<11} {:<10} {}{:<8} {:<21} {:<22} NAME",
+                    "ID",
+                    "ROLE",
+                    "CONNECTED",
+                    hub_col(Some("HUB")),
+                    "KEY",
+                    "SINCE",
+                    "ADDRESS"
                 );
                 for r in rows {
                     println!(
-                        "{:<24} {:<11} {:<10} {:<8} {:<21} {:<22} {}",
+                        "{:<24} {:<11} {:<10} {}{:<8} {:<21} {:<22} {}",
                         r.id,
                         r.role.as_str(),
                         if r.connected { "yes" } else { "no" },
+                        hub_col(r.hub.as_deref()),
                         if r.can_receive { "yes" } else { "no" },
                         r.since.as_deref().unwrap_or("-"),
                         r.addr.as_deref().unwrap_or("-"),

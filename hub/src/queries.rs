@@ -155,6 +155,8 @@ pub(crate) async fn supervise(core: &Core, q: &Query) -> Result<serde_json::Valu
 pub(crate) async fn nodes(core: &Core) -> Result<serde_json::Value, String> {
     let mut rows = core.units().rows();
     let known = core.store().bindings().await.map_err(|e| e.to_string())?;
+    let elsewhere = core.store().presence().await.map_err(|e| e.to_string())?;
+    let shared = core.store().backend() != "embedded";
     for (id, binding) in known {
         if let Some(row) = rows.iter_mut().find(|r| r.id == id.as_str()) {
             row.can_receive = true;
@@ -174,7 +176,24 @@ pub(crate) async fn nodes(core: &Core) -> Result<serde_json::Value, String> {
             since: None,
             addr: None,
             can_receive: true,
+            hub: None,
         });
+    }
+    if shared {
+        for row in rows.iter_mut().filter(|r| r.connected) {
+            row.hub = Some(core.label().to_string());
+        }
+        // Units connected to another hub sharing the store.
+        for p in elsewhere {
+            if let Some(row) = rows.iter_mut().find(|r| r.id == p.node.as_str())
+                && !row.connected
+            {
+                row.connected = true;
+                row.since = Some(p.since);
+                row.addr = Some(p.addr);
+                row.hub = Some(p.hub);
+            }
+        }
     }
     rows.sort_by(|a, b| a.id.cmp(&b.id));
     serde_json::to_value(rows).map_err(|e| e.to_string())

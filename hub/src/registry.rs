@@ -30,6 +30,9 @@ pub struct NodeRow {
     /// addressed to it.
     #[serde(default)]
     pub can_receive: bool,
+    /// The hub it is connected to, when hubs share a store (host:port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hub: Option<String>,
 }
 
 #[derive(Debug)]
@@ -126,14 +129,17 @@ impl Registry {
             .collect()
     }
 
-    /// Mark a node disconnected, unless a newer connection replaced it.
-    pub fn disconnect(&mut self, id: &NodeId, ticket: u64, now: OffsetDateTime) {
+    /// Mark a node disconnected, unless a newer connection replaced it;
+    /// whether it was this connection that ended the node's presence.
+    pub fn disconnect(&mut self, id: &NodeId, ticket: u64, now: OffsetDateTime) -> bool {
         if let Some(e) = self.nodes.get_mut(id)
             && e.live.as_ref().is_some_and(|(t, _, _)| *t == ticket)
         {
             e.live = None;
             e.since = now;
+            return true;
         }
+        false
     }
 
     /// Close every live connection for which `cut` says so; returns their ids.
@@ -186,6 +192,7 @@ impl Registry {
                 since: Some(rfc3339(e.since)),
                 addr: Some(e.addr.to_string()),
                 can_receive: false,
+                hub: None,
             })
             .collect()
     }
@@ -209,7 +216,7 @@ impl Units {
         self.lock().connect(a, now)
     }
 
-    pub fn disconnect(&self, id: &NodeId, ticket: u64, now: OffsetDateTime) {
+    pub fn disconnect(&self, id: &NodeId, ticket: u64, now: OffsetDateTime) -> bool {
         self.lock().disconnect(id, ticket, now)
     }
 

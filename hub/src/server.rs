@@ -158,8 +158,11 @@ impl Hub {
             addr: config.listen,
             source,
         })?;
+        let label = format!("{}:{}", host_name(), local_addr.port());
+        store.announce(&label, config.store.lease).await?;
         let core = Arc::new(Core::new(CoreParts {
             id: me.id,
+            label,
             config,
             signer,
             store,
@@ -210,6 +213,10 @@ impl Hub {
         let watcher = tokio::spawn(revocation::watch(watched, revocation::POLL_INTERVAL));
         let scheduler = tokio::spawn(scheduler::run(core.clone()));
         let control_task = tokio::spawn(control::serve(control, core.clone()));
+        let events = core.store().take_events().map(|events| {
+            let core = core.clone();
+            tokio::spawn(async move { follow_other_hubs(events, &core).await })
+        });
         let door = Arc::new(Door::new(Limits::DEFAULT));
         let mut pressure = Pressure::default();
         let mut connections = tokio::task::JoinSet::new();
@@ -242,6 +249,9 @@ impl Hub {
             }
         }
         info!("shutting down");
+        if let Some(events) = events {
+            events.abort();
+        }
         watcher.abort();
         control_task.abort();
         scheduler.abort();
@@ -583,12 +593,60 @@ async fn serve_connection(
     // The control stream stays open for the session's life; everything
     // else runs on streams of its own.
     let _control = control;
+    let since = gongwen_common::timefmt::rfc3339(OffsetDateTime::now_utc());
+    let addr = conn.remote_address().to_string();
+    if let Err(e) = core.store().unit_connected(&ident.id, &since, &addr).await {
+        warn!("could not record the unit as connected here: {e}");
+    }
     tokio::select! {
         _ = session::run(conn.clone(), ident.clone(), core.clone(), wake, door.warnings.clone()) => {}
         _ = conn.closed() => {}
     }
     let reason = conn.closed().await;
-    core.units()
+    let current = core
+        .units()
         .disconnect(&ident.id, ticket, OffsetDateTime::now_utc());
+    if current {
+        // Claims this hub still holds for the unit go back at once (not
+        // when their lease lapses), so another hub it reconnects to can
+        // deliver them.
+        if let Err(e) = core.store().release_unit(&ident.id).await {
+            warn!("could not give back this unit's claims: {e}");
+        }
+        if let Err(e) = core.store().unit_disconnected(&ident.id).await {
+            warn!("could not record that the unit left: {e}");
+        }
+    }
     info!("disconnected: {reason}");
+}
+
+/// Wake what another hub's work concerns: a unit's deliverer or
+/// forwarder, the escalation scheduler, or everything when events may
+/// have been lost.
+async fn follow_other_hubs(
+    mut events: tokio::sync::mpsc::UnboundedReceiver<crate::store::StoreEvent>,
+    core: &Core,
+) {
+    use crate::store::StoreEvent;
+    while let Some(event) = events.recv().await {
+        match event {
+            StoreEvent::Deliveries(node) => core.units().wake_deliveries(&node),
+            StoreEvent::Pushes(node) => core.units().wake_pushes(&node),
+            StoreEvent::Escalation => core.wake_escalation(),
+            StoreEvent::Everything => {
+                core.units().wake_everyone();
+                core.wake_escalation();
+            }
+        }
+    }
+}
+
+/// This machine's host name, for the hub's label among hubs sharing a
+/// store ("localhost" if it cannot be read).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }

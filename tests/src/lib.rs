@@ -6,6 +6,7 @@
 
 pub mod browser;
 pub mod flood;
+pub mod pg;
 pub mod proxy;
 pub mod raw;
 pub mod resume;
@@ -105,11 +106,18 @@ impl Net {
 
     /// Write `hub.toml` listening on `listen` and load it.
     pub fn hub_config(&self, listen: SocketAddr) -> HubConfig {
-        let path = self.path().join("hub.toml");
+        self.hub_config_as("hub", listen, "")
+    }
+
+    /// The config of a hub named `name` (`<name>.toml`, data in
+    /// `<name>-data`; same certificate as every hub here), with `extra`
+    /// TOML appended (e.g. a `[store]` table).
+    pub fn hub_config_as(&self, name: &str, listen: SocketAddr, extra: &str) -> HubConfig {
+        let path = self.path().join(format!("{name}.toml"));
         let text = format!(
             r#"
 listen   = "{listen}"
-data_dir = "hub-data"
+data_dir = "{name}-data"
 max_document_size = "256MiB"
 [tls]
 cert = "hub/hub.crt"
@@ -129,6 +137,7 @@ action = "urge"
 after  = "2h"
 action = "supervise"
 notify = ["prov-supervision"]
+{extra}
 "#
         );
         std::fs::write(&path, text).unwrap();
@@ -182,7 +191,16 @@ ca   = "{id}/ca.crt"
         listen: SocketAddr,
         clock: std::sync::Arc<dyn gongwen_common::clock::Clock>,
     ) -> RunningHub {
-        let config = self.hub_config(listen);
+        self.start_hub_config(self.hub_config(listen), clock).await
+    }
+
+    /// Start a hub from `config` (see [`Net::hub_config_as`]).
+    pub async fn start_hub_config(
+        &self,
+        config: HubConfig,
+        clock: std::sync::Arc<dyn gongwen_common::clock::Clock>,
+    ) -> RunningHub {
+        let listen = config.listen;
         let data_dir = config.data_dir.clone();
         let deadline = tokio::time::Instant::now() + WAIT;
         let hub = loop {
@@ -579,8 +597,19 @@ impl HubProcess {
     /// Like [`HubProcess::start`], with a crash point armed
     /// (`GONGWEN_FAILPOINT`, see `gongwen_common::failpoint`).
     pub async fn start_armed(net: &Net, listen: SocketAddr, failpoint: Option<&str>) -> HubProcess {
-        let config = net.hub_config(listen);
-        let log = net.path().join(format!("hub-{}.log", std::process::id()));
+        Self::start_config(net, net.hub_config(listen), failpoint).await
+    }
+
+    /// Start `gongwen-hub serve` with `config` (see [`Net::hub_config_as`]).
+    pub async fn start_config(net: &Net, config: HubConfig, failpoint: Option<&str>) -> HubProcess {
+        let name = config
+            .data_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let log = net
+            .path()
+            .join(format!("{name}-{}.log", std::process::id()));
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let _ = std::fs::remove_file(&log);

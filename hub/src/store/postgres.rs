@@ -148,8 +148,12 @@ const CONTENT_ROW: usize = 1 << 20;
 const READ_AHEAD: i64 = 4;
 
 /// Rows held by a hub whose `alive_until` passed are free to take.
-const CLAIMABLE: &str =
-    "(holder IS NULL OR holder NOT IN (SELECT instance FROM hubs WHERE alive_until > now()))";
+/// A row no live hub holds, or this hub holds (`$4`, or `$3` for pushes:
+/// this hub's instance) — a replaced connection's deliverer may still
+/// hold what the new one must offer; the caller's in-flight list keeps
+/// it from offering what it is sending right now.
+const CLAIMABLE: &str = "(holder IS NULL OR holder = $INSTANCE
+     OR holder NOT IN (SELECT instance FROM hubs WHERE alive_until > now()))";
 
 /// What went wrong inside a transaction: the database (maybe worth
 /// another try), or the store's own rules.
@@ -683,19 +687,41 @@ async fn audit_append<C: GenericClient + Sync>(
 
 /// Record accepted documents: records, headers and receipts, a queued
 /// copy per recipient in its queue and on the ladder, the end of their
-/// partial uploads.
-async fn accept_all<C: GenericClient + Sync>(c: &C, accepts: &[&Accept]) -> Result<Vec<String>, E> {
+/// partial uploads. Returns the notifications to send and which documents
+/// were new: one accepted twice at once (an agent that retried through the
+/// other hub before the first answer reached it) is recorded once, and its
+/// second receipt is neither queued again nor logged.
+async fn accept_all<C: GenericClient + Sync>(
+    c: &C,
+    accepts: &[&Accept],
+) -> Result<(Vec<String>, Vec<DocId>), E> {
     let (mut keys, mut records): (Col<Vec<u8>>, Col<String>) = Default::default();
     let (mut headers, mut accepted): (Col<Vec<u8>>, Col<Vec<u8>>) = Default::default();
-    let mut copies: (Vec<Vec<u8>>, Vec<String>, Vec<String>, Vec<i16>) = Default::default();
-    let mut ladder: (Vec<Vec<u8>>, Vec<String>, Vec<i64>) = Default::default();
-    let mut wake = Vec::new();
     for a in accepts {
-        let key = a.record.doc_id.as_bytes().to_vec();
-        keys.push(key.clone());
+        keys.push(a.record.doc_id.as_bytes().to_vec());
         records.push(to_json(&a.record)?);
         headers.push(a.header.clone());
         accepted.push(a.receipt_bytes.clone());
+    }
+    let inserted = c
+        .query(
+            "INSERT INTO docs (doc_id, record, header, accepted)
+             SELECT d, r::jsonb, h, a FROM unnest($1::bytea[], $2::text[], $3::bytea[], $4::bytea[])
+                 AS t(d, r, h, a)
+             ON CONFLICT (doc_id) DO NOTHING
+             RETURNING doc_id",
+            &[&keys, &records, &headers, &accepted],
+        )
+        .await?;
+    let new = inserted
+        .iter()
+        .map(|r| doc_id_of(r.get::<_, &[u8]>(0)))
+        .collect::<Result<Vec<DocId>, StoreError>>()?;
+    let mut copies: (Vec<Vec<u8>>, Vec<String>, Vec<String>, Vec<i16>) = Default::default();
+    let mut ladder: (Vec<Vec<u8>>, Vec<String>, Vec<i64>) = Default::default();
+    let mut wake = Vec::new();
+    for a in accepts.iter().filter(|a| new.contains(&a.record.doc_id)) {
+        let key = a.record.doc_id.as_bytes().to_vec();
         let queued = to_json(&DeliveryRecord::queued(a.deadline_ms))?;
         let rank = i16::from(delivery_rank(a.record.urgency));
         for r in a.record.recipients() {
@@ -711,16 +737,6 @@ async fn accept_all<C: GenericClient + Sync>(c: &C, accepts: &[&Accept]) -> Resu
             wake.push(format!("d {r}"));
         }
     }
-    // A document accepted twice at once (an agent retrying on two
-    // connections) is recorded once.
-    c.execute(
-        "INSERT INTO docs (doc_id, record, header, accepted)
-         SELECT d, r::jsonb, h, a FROM unnest($1::bytea[], $2::text[], $3::bytea[], $4::bytea[])
-             AS t(d, r, h, a)
-         ON CONFLICT (doc_id) DO NOTHING",
-        &[&keys, &records, &headers, &accepted],
-    )
-    .await?;
     c.execute(
         "INSERT INTO delivery (doc_id, recipient, record)
          SELECT d, n, r::jsonb FROM unnest($1::bytea[], $2::text[], $3::text[]) AS t(d, n, r)
@@ -747,7 +763,7 @@ async fn accept_all<C: GenericClient + Sync>(c: &C, accepts: &[&Accept]) -> Resu
     }
     c.execute("DELETE FROM partial WHERE doc_id = ANY($1)", &[&keys])
         .await?;
-    Ok(wake)
+    Ok((wake, new))
 }
 
 /// Record one `delivered` or `quarantined` receipt (once; a repeat changes
@@ -1153,8 +1169,8 @@ impl Store for Postgres {
                         Write::Delivery(_) => None,
                     })
                     .collect();
-                let mut wake = if accepts.is_empty() {
-                    Vec::new()
+                let (mut wake, new) = if accepts.is_empty() {
+                    (Vec::new(), Vec::new())
                 } else {
                     accept_all(txn, &accepts).await?
                 };
@@ -1163,7 +1179,9 @@ impl Store for Postgres {
                 for w in batch.iter() {
                     match w {
                         Write::Accept(a) => {
-                            logged.push((&a.receipt_bytes, &a.receipt, a.at_ms));
+                            if new.contains(&a.record.doc_id) {
+                                logged.push((&a.receipt_bytes, &a.receipt, a.at_ms));
+                            }
                             outcomes.push(None);
                         }
                         Write::Delivery(d) => {
@@ -1425,10 +1443,11 @@ impl Store for Postgres {
                     "UPDATE queue SET holder = $4
                      WHERE (recipient, rank, doc_id) IN (
                         SELECT recipient, rank, doc_id FROM queue
-                        WHERE recipient = $1 AND {CLAIMABLE} AND NOT (doc_id = ANY($3))
+                        WHERE recipient = $1 AND {} AND NOT (doc_id = ANY($3))
                         ORDER BY rank, doc_id LIMIT $2
                         FOR UPDATE SKIP LOCKED)
-                     RETURNING rank, doc_id"
+                     RETURNING rank, doc_id",
+                    CLAIMABLE.replace("$INSTANCE", "$4")
                 ),
                 &[&node.as_str(), &(limit as i64), &skip, &self.instance],
             )
@@ -1476,9 +1495,10 @@ impl Store for Postgres {
                 &format!(
                     "UPDATE forward SET holder = $3
                      WHERE seq IN (
-                        SELECT seq FROM forward WHERE node = $1 AND {CLAIMABLE}
+                        SELECT seq FROM forward WHERE node = $1 AND {}
                         ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED)
-                     RETURNING seq, push"
+                     RETURNING seq, push",
+                    CLAIMABLE.replace("$INSTANCE", "$3")
                 ),
                 &[&node.as_str(), &(limit as i64), &self.instance],
             )
