@@ -61,7 +61,7 @@ impl std::fmt::Debug for Agent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Agent")
             .field("node_id", &self.config.node_id)
-            .field("hub", &self.config.hub)
+            .field("hubs", &self.config.hubs)
             .finish()
     }
 }
@@ -226,16 +226,29 @@ impl Running {
         let mut shutdown = shutdown;
         let mut endpoints = Endpoints::default();
         let mut backoff = Backoff::default();
+        let hubs = &self.config.hubs;
+        let mut turn = HubTurn::new(hubs.len());
         loop {
+            let hub = &hubs[turn.current()];
             let attempt = async {
-                let session = self.connect_once(&mut endpoints).await?;
+                let session = self.connect_once(hub, &mut endpoints).await?;
                 backoff.reset();
+                turn.connected();
                 Ok::<_, LinkError>(self.hold(session).await)
             };
             let error = tokio::select! {
                 _ = &mut shutdown => break,
                 r = attempt => match r { Ok(e) | Err(e) => e },
             };
+            if turn.failed() {
+                // Another hub serves the province too: try it now.
+                warn!("{error}; trying the hub at {}", hubs[turn.current()]);
+                self.state.send_replace(LinkState::Disconnected {
+                    error,
+                    retry_in: Duration::ZERO,
+                });
+                continue;
+            }
             let mut retry_in = backoff.next_delay(random_jitter());
             if error.needs_administrator() {
                 // Knocking every 200 ms will not fix a certificate.
@@ -255,21 +268,24 @@ impl Running {
         endpoints.close();
     }
 
-    async fn resolve(&self) -> Result<SocketAddr, LinkError> {
-        let hub = &self.config.hub;
+    async fn resolve(&self, hub: &str) -> Result<SocketAddr, LinkError> {
         let resolve_err = |detail: String| LinkError::Resolve {
-            hub: hub.clone(),
+            hub: hub.to_owned(),
             detail,
         };
-        tokio::net::lookup_host(hub.as_str())
+        tokio::net::lookup_host(hub)
             .await
             .map_err(|e| resolve_err(e.to_string()))?
             .next()
             .ok_or_else(|| resolve_err("no addresses".into()))
     }
 
-    async fn connect_once(&self, endpoints: &mut Endpoints) -> Result<Session, LinkError> {
-        let addr = self.resolve().await?;
+    async fn connect_once(
+        &self,
+        hub: &str,
+        endpoints: &mut Endpoints,
+    ) -> Result<Session, LinkError> {
+        let addr = self.resolve(hub).await?;
         let endpoint = endpoints
             .for_addr(addr)
             .map_err(|e| LinkError::Lost(format!("cannot create a UDP socket: {e}")))?;
@@ -376,5 +392,72 @@ impl Endpoints {
         for ep in [self.v4, self.v6].into_iter().flatten() {
             ep.close(quinn::VarInt::from_u32(0), b"agent stopping");
         }
+    }
+}
+
+/// Which of the configured hubs to try next. After a lost link or a
+/// failed attempt the next hub is tried at once; only when every hub has
+/// failed in a row does the agent wait out its backoff (then starts the
+/// round again where it is).
+#[derive(Debug)]
+struct HubTurn {
+    hubs: usize,
+    current: usize,
+    /// Failures in a row since the last connection.
+    failed_in_a_row: usize,
+}
+
+impl HubTurn {
+    fn new(hubs: usize) -> HubTurn {
+        HubTurn {
+            hubs: hubs.max(1),
+            current: 0,
+            failed_in_a_row: 0,
+        }
+    }
+
+    fn current(&self) -> usize {
+        self.current
+    }
+
+    fn connected(&mut self) {
+        self.failed_in_a_row = 0;
+    }
+
+    /// The link to the current hub failed or was lost; moves on to the
+    /// next. True when that one should be tried at once, false when every
+    /// hub failed this round and the backoff applies.
+    fn failed(&mut self) -> bool {
+        self.current = (self.current + 1) % self.hubs;
+        self.failed_in_a_row += 1;
+        if self.failed_in_a_row >= self.hubs {
+            self.failed_in_a_row = 0;
+            false
+        } else {
+            true
+        }
+    }
+}
+
+#[cfg(test)]
+mod hub_turn_tests {
+    use super::HubTurn;
+
+    #[test]
+    fn a_lost_hub_is_followed_by_the_next_then_the_backoff() {
+        let mut t = HubTurn::new(2);
+        assert_eq!(t.current(), 0);
+        assert!(t.failed(), "the second hub is tried at once");
+        assert_eq!(t.current(), 1);
+        assert!(!t.failed(), "both failed: wait");
+        assert_eq!(t.current(), 0);
+        assert!(t.failed());
+        t.connected();
+        // Connected to hub 1, then lost it: hub 0 at once.
+        assert!(t.failed());
+        assert_eq!(t.current(), 0);
+        let mut one = HubTurn::new(1);
+        assert!(!one.failed(), "one hub: always the backoff");
+        assert_eq!(one.current(), 0);
     }
 }

@@ -394,6 +394,8 @@ async fn upload(
     let stored = tokio::fs::try_exists(&content_path).await.unwrap_or(false);
     let conn_err = |e: &dyn std::fmt::Display| SendError::Connection(e.to_string());
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| conn_err(&e))?;
+    // A 特急 document's upload goes before bulk on the same connection.
+    let _ = send.set_priority(sealed.header.meta.urgency.stream_priority());
     write_message(
         &mut send,
         &Message::UploadBegin {

@@ -83,11 +83,19 @@ struct RawEscalation {
     notify: Vec<String>,
 }
 
+/// `hub = "a:7443"` or `hub = ["a:7443", "b:7443"]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAgent {
     node_id: String,
-    hub: String,
+    hub: OneOrMany,
     hub_name: String,
     root: PathBuf,
     connect_timeout: Option<String>,
@@ -212,8 +220,10 @@ pub struct AgentTls {
 pub struct AgentConfig {
     pub path: PathBuf,
     pub node_id: NodeId,
-    /// `host:port` of the hub, resolved at each connection attempt.
-    pub hub: String,
+    /// `host:port` of each hub serving the province (one, or several
+    /// sharing a store), resolved at each connection attempt; on a lost
+    /// link the agent tries the next.
+    pub hubs: Vec<String>,
     /// The name the hub's certificate must carry.
     pub hub_name: String,
     pub root: PathBuf,
@@ -480,16 +490,28 @@ impl AgentConfig {
         let raw: RawAgent = parse(path, text)?;
         let base = base_dir(path);
         let node_id = node_id(path, "node_id", &raw.node_id)?;
-        if raw
-            .hub
-            .rsplit_once(':')
-            .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
-        {
+        let hubs = match raw.hub {
+            OneOrMany::One(h) => vec![h],
+            OneOrMany::Many(h) => h,
+        };
+        if hubs.is_empty() {
             return Err(invalid(
                 path,
                 "hub",
-                format!("{:?} is not host:port such as \"127.0.0.1:7443\"", raw.hub),
+                "names no hub; give \"host:port\" or a list of them",
             ));
+        }
+        for hub in &hubs {
+            if hub
+                .rsplit_once(':')
+                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+            {
+                return Err(invalid(
+                    path,
+                    "hub",
+                    format!("{hub:?} is not host:port such as \"127.0.0.1:7443\""),
+                ));
+            }
         }
         if raw.hub_name.is_empty() {
             return Err(invalid(path, "hub_name", "must name the hub's certificate"));
@@ -558,7 +580,7 @@ impl AgentConfig {
             outbox_settle,
             outbox_rescan,
             node_id,
-            hub: raw.hub,
+            hubs,
             hub_name: raw.hub_name,
             root: base.join(raw.root),
             connect_timeout,
@@ -667,6 +689,18 @@ ca   = "ca.crt"
     }
 
     #[test]
+    fn an_agent_names_one_hub_or_several() {
+        let one = AgentConfig::from_toml(Path::new("agent.toml"), AGENT).unwrap();
+        assert_eq!(one.hubs, ["127.0.0.1:7443"]);
+        let two = AGENT.replace(
+            "\"127.0.0.1:7443\"",
+            "[\"10.0.0.1:7443\", \"10.0.0.2:7443\"]",
+        );
+        let two = AgentConfig::from_toml(Path::new("agent.toml"), &two).unwrap();
+        assert_eq!(two.hubs, ["10.0.0.1:7443", "10.0.0.2:7443"]);
+    }
+
+    #[test]
     fn invalid_agent_configs_name_file_and_key() {
         let cases = [
             (
@@ -674,6 +708,11 @@ ca   = "ca.crt"
                 "node_id",
             ),
             (AGENT.replace("127.0.0.1:7443", "127.0.0.1"), "hub"),
+            (AGENT.replace("\"127.0.0.1:7443\"", "[]"), "hub"),
+            (
+                AGENT.replace("\"127.0.0.1:7443\"", "[\"10.0.0.1:7443\", \"10.0.0.2\"]"),
+                "hub",
+            ),
             (format!("{AGENT}\nspeed = 3\n"), "speed"),
             (AGENT.replace("[tls]", "[tsl]"), "tsl"),
             (

@@ -68,6 +68,17 @@ pub enum Urgency {
 }
 
 impl Urgency {
+    /// The QUIC send priority of a stream carrying a document of this
+    /// urgency, at the sender and at the hub: a 特急 document's stream goes
+    /// before bulk on the same connection.
+    pub fn stream_priority(self) -> i32 {
+        match self {
+            Urgency::ExtraUrgent => 2,
+            Urgency::Urgent => 1,
+            Urgency::Normal => 0,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Urgency::Normal => "normal",

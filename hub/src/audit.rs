@@ -51,7 +51,8 @@ fn chain_hash(prev: &[u8; 32], seq: u64, at_ms: i64, receipt: &[u8]) -> [u8; 32]
     out
 }
 
-fn unhex(s: &str) -> Option<Vec<u8>> {
+/// Hex text to bytes, if it is hex.
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {
         return None;
     }

@@ -74,11 +74,33 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The hub's database (PostgreSQL, `[store] postgres` in hub.toml).
+    Db {
+        #[command(subcommand)]
+        action: DbAction,
+    },
     /// List the nodes the running hub knows and whether they are connected.
     Nodes {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
         /// Print a JSON array of objects.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DbAction {
+    /// Move a stopped embedded hub's state (records, queues, receipts,
+    /// escalation schedule, audit chain, content) into the empty database
+    /// hub.toml names.
+    Import {
+        /// The embedded hub's data directory.
+        #[arg(long, value_name = "DATA_DIR")]
+        from: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
@@ -149,9 +171,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             action: AuditAction::Verify { config, json },
         } => {
             let config = HubConfig::load(&config)?;
-            let path = config.data_dir.join("audit.log");
-            let v = gongwen_hub::audit::verify(&path)
-                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+            let (v, path) = match &config.store.postgres {
+                None => {
+                    let path = config.data_dir.join("audit.log");
+                    let v = gongwen_hub::audit::verify(&path)
+                        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+                    (v, path.display().to_string())
+                }
+                Some(conn) => {
+                    use gongwen_hub::store::Store;
+                    let store =
+                        gongwen_hub::store::postgres::Postgres::open(conn, &config.store).await?;
+                    let v = store.audit_verify().await;
+                    store.close().await;
+                    (v?, "in the database".to_string())
+                }
+            };
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             }
@@ -173,8 +208,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                 }
                 Some((n, why)) => {
-                    anyhow::bail!("audit log {} is broken at entry {n}: {why}", path.display())
+                    anyhow::bail!("audit log {path} is broken at entry {n}: {why}")
                 }
+            }
+        }
+        Command::Db {
+            action: DbAction::Import { from, config, json },
+        } => {
+            let config = HubConfig::load(&config)?;
+            let done = gongwen_hub::store::import::import(&from, &config).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&done)?);
+            } else {
+                println!(
+                    "imported {} documents ({} copies, {} still to deliver, {} bytes of content), {} receipts and notices to pass on, {} audit entries",
+                    done.documents,
+                    done.deliveries,
+                    done.queued,
+                    done.content_bytes,
+                    done.pushes,
+                    done.audit_entries
+                );
             }
         }
         Command::Stats { config, json } => {

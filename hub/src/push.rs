@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gongwen_common::envelope::Urgency;
 use gongwen_common::logsafe::Clipped;
 use gongwen_common::stream::{
     DOCUMENT_WORK_TIMEOUT, READ_TIMEOUT, StreamError, read_message, write_message,
@@ -37,15 +36,6 @@ const DELIVERIES_IN_FLIGHT: usize = 32;
 
 /// Pushes to one unit in flight at once (see [`forwarder`]).
 const PUSHES_IN_FLIGHT: usize = 32;
-
-/// The QUIC send priority of a document's stream: urgent before bulk.
-pub fn stream_priority(urgency: Urgency) -> i32 {
-    match urgency {
-        Urgency::ExtraUrgent => 2,
-        Urgency::Urgent => 1,
-        Urgency::Normal => 0,
-    }
-}
 
 /// Wait for a wake-up or the periodic rescan (shorter with a shared
 /// store, whose other hubs may queue work without a wake-up reaching here).
@@ -249,7 +239,7 @@ async fn deliver_one(
         .open_bi()
         .await
         .map_err(|e| DeliverError::Connection(e.to_string()))?;
-    let _ = send.set_priority(stream_priority(doc.urgency));
+    let _ = send.set_priority(doc.urgency.stream_priority());
     write_message(
         &mut send,
         &Message::DeliverBegin {
@@ -465,6 +455,7 @@ pub(crate) async fn crl_pusher(conn: quinn::Connection, core: Arc<Core>, wake: A
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gongwen_common::envelope::Urgency;
 
     #[test]
     fn a_unit_that_refuses_for_now_is_asked_again_sooner_than_a_rescan_then_less_often() {
@@ -495,7 +486,7 @@ mod tests {
 
     #[test]
     fn urgent_streams_go_before_bulk() {
-        assert!(stream_priority(Urgency::ExtraUrgent) > stream_priority(Urgency::Urgent));
-        assert!(stream_priority(Urgency::Urgent) > stream_priority(Urgency::Normal));
+        assert!(Urgency::ExtraUrgent.stream_priority() > Urgency::Urgent.stream_priority());
+        assert!(Urgency::Urgent.stream_priority() > Urgency::Normal.stream_priority());
     }
 }

@@ -152,11 +152,27 @@ notify = ["prov-supervision"]
     /// [`Net::agent_config`] with more TOML at its end (sections such as
     /// `[console]`).
     pub fn agent_config_with(&self, id: &str, hub: SocketAddr, extra: &str) -> AgentConfig {
+        self.agent_config_hubs(id, &[hub], extra)
+    }
+
+    /// An agent config naming several hubs (`hub = ["a", "b"]`; one hub is
+    /// written as a plain string, as most configs have it).
+    pub fn agent_config_hubs(&self, id: &str, hubs: &[SocketAddr], extra: &str) -> AgentConfig {
         let path = self.path().join(format!("{id}.toml"));
+        let hub = match hubs {
+            [one] => format!("\"{one}\""),
+            many => format!(
+                "[{}]",
+                many.iter()
+                    .map(|h| format!("\"{h}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
         let text = format!(
             r#"
 node_id  = "{id}"
-hub      = "{hub}"
+hub      = {hub}
 hub_name = "hub"
 root     = "{id}-data"
 outbox_settle = "100ms"

@@ -121,7 +121,99 @@ pub(crate) fn new_generation() -> Result<String, StoreError> {
     Ok(gongwen_common::pki::serial_hex(&b))
 }
 
+/// Everything an embedded store holds but content and the audit log, for
+/// `gongwen-hub db import`. Records stay in their stored JSON.
+#[derive(Debug, Default)]
+pub struct Dump {
+    pub generation: String,
+    pub bindings: Vec<(String, Vec<u8>)>,
+    /// (doc id, record, header, accepted receipt).
+    pub docs: Vec<(DocId, DocRecord, Vec<u8>, Vec<u8>)>,
+    /// (doc id, recipient, record JSON).
+    pub deliveries: Vec<(DocId, String, String)>,
+    /// (recipient, rank, doc id).
+    pub queue: Vec<(String, u8, DocId)>,
+    /// (doc id, recipient, kind code, signed receipt).
+    pub receipts: Vec<(DocId, String, u8, Vec<u8>)>,
+    /// (node, sequence, encoded push), in order.
+    pub forward: Vec<(String, u64, Vec<u8>)>,
+    /// (due ms, doc id, recipient, step).
+    pub ladder: Vec<(u64, DocId, String, u32)>,
+}
+
 impl Embedded {
+    /// Read every table (blocking; for `db import`, with the hub stopped).
+    pub fn dump(&self) -> Result<Dump, StoreError> {
+        let txn = self.db.begin_read()?;
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let mut d = Dump {
+            generation: self.generation.to_string(),
+            ..Dump::default()
+        };
+        for row in txn.open_table(BINDINGS)?.iter()? {
+            let (k, v) = row?;
+            d.bindings.push((k.value().to_owned(), v.value().to_vec()));
+        }
+        let (headers, accepted) = (txn.open_table(HEADERS)?, txn.open_table(ACCEPTED)?);
+        for row in txn.open_table(DOCS)?.iter()? {
+            let (k, v) = row?;
+            let key = k.value();
+            let header = headers.get(key)?.map(|g| g.value().to_vec());
+            let receipt = accepted.get(key)?.map(|g| g.value().to_vec());
+            let (Some(header), Some(receipt)) = (header, receipt) else {
+                return Err(StoreError::Record(format!(
+                    "document {} has no header or accepted receipt",
+                    doc_id_of(key)?
+                )));
+            };
+            d.docs
+                .push((doc_id_of(key)?, parse(v.value())?, header, receipt));
+        }
+        for row in txn.open_table(DELIVERY)?.iter()? {
+            let (k, v) = row?;
+            let (doc, recipient) = k.value();
+            d.deliveries
+                .push((doc_id_of(doc)?, recipient.to_owned(), text(v.value())));
+        }
+        for row in txn.open_table(QUEUE)?.iter()? {
+            let (k, _) = row?;
+            let (recipient, rank, doc) = k.value();
+            d.queue.push((recipient.to_owned(), rank, doc_id_of(doc)?));
+        }
+        for row in txn.open_table(RECEIPTS)?.iter()? {
+            let (k, v) = row?;
+            let (doc, recipient, kind) = k.value();
+            d.receipts.push((
+                doc_id_of(doc)?,
+                recipient.to_owned(),
+                kind,
+                v.value().to_vec(),
+            ));
+        }
+        for row in txn.open_table(FORWARD)?.iter()? {
+            let (k, v) = row?;
+            let (node, seq) = k.value();
+            d.forward.push((node.to_owned(), seq, v.value().to_vec()));
+        }
+        for row in txn.open_table(LADDER)?.iter()? {
+            let (k, v) = row?;
+            let (due, doc, recipient) = k.value();
+            d.ladder
+                .push((due, doc_id_of(doc)?, recipient.to_owned(), v.value()));
+        }
+        Ok(d)
+    }
+
+    /// Where the audit log is.
+    pub fn audit_path(&self) -> &Path {
+        &self.audit_path
+    }
+
+    /// Where a document's content is in the spool.
+    pub fn content_path(&self, doc_id: DocId) -> PathBuf {
+        self.spool.content(doc_id)
+    }
+
     /// Open the store in `data_dir`. A missing database is created only
     /// when nothing else there says a store existed (documents in the
     /// spool, an audit log); a damaged one is an error, never replaced.

@@ -13,6 +13,7 @@
 //! (`tests/tests/store.rs`).
 
 pub mod embedded;
+pub mod import;
 pub mod postgres;
 
 use std::sync::Arc;

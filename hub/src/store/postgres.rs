@@ -349,6 +349,150 @@ impl Postgres {
         Ok(store)
     }
 
+    /// Whether the database holds no documents and no audit entries (an
+    /// import goes only into such a one).
+    pub async fn is_empty(&self) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT (SELECT count(*) FROM docs) + (SELECT seq FROM audit_head WHERE id = 1)",
+                &[],
+            )
+            .await
+            .map_err(|e| db_error(&e))?;
+        Ok(row.get::<_, i64>(0) == 0)
+    }
+
+    /// Write an embedded hub's records and audit chain (content is moved
+    /// before, through [`Store::open_upload`]) in one transaction, keeping
+    /// the embedded store's generation: the agents know it as the same hub.
+    pub async fn import(
+        &self,
+        dump: &super::embedded::Dump,
+        audit: &[Entry],
+    ) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let txn = client.transaction().await.map_err(|e| db_error(&e))?;
+        let t = &txn;
+        let run = async {
+            for (node, binding) in &dump.bindings {
+                t.execute(
+                    "INSERT INTO bindings VALUES ($1, $2) ON CONFLICT (node) DO UPDATE SET binding = EXCLUDED.binding",
+                    &[node, binding],
+                )
+                .await?;
+            }
+            for (doc, record, header, accepted) in &dump.docs {
+                t.execute(
+                    "INSERT INTO docs VALUES ($1, $2::text::jsonb, $3, $4)",
+                    &[
+                        &doc.as_bytes().as_slice(),
+                        &to_json(record)?,
+                        header,
+                        accepted,
+                    ],
+                )
+                .await?;
+            }
+            for (doc, recipient, record) in &dump.deliveries {
+                t.execute(
+                    "INSERT INTO delivery VALUES ($1, $2, $3::text::jsonb)",
+                    &[&doc.as_bytes().as_slice(), recipient, record],
+                )
+                .await?;
+            }
+            for (recipient, rank, doc) in &dump.queue {
+                t.execute(
+                    "INSERT INTO queue (recipient, rank, doc_id) VALUES ($1, $2, $3)",
+                    &[recipient, &i16::from(*rank), &doc.as_bytes().as_slice()],
+                )
+                .await?;
+            }
+            for (doc, recipient, kind, receipt) in &dump.receipts {
+                t.execute(
+                    "INSERT INTO receipts VALUES ($1, $2, $3, $4)",
+                    &[
+                        &doc.as_bytes().as_slice(),
+                        recipient,
+                        &i16::from(*kind),
+                        receipt,
+                    ],
+                )
+                .await?;
+            }
+            for (node, _, push) in &dump.forward {
+                // In the embedded order; the database numbers them anew.
+                t.execute(
+                    "INSERT INTO forward (node, push) VALUES ($1, $2)",
+                    &[node, push],
+                )
+                .await?;
+            }
+            for (due, doc, recipient, step) in &dump.ladder {
+                t.execute(
+                    "INSERT INTO ladder VALUES ($1, $2, $3, $4)",
+                    &[
+                        &doc.as_bytes().as_slice(),
+                        recipient,
+                        &(*due as i64),
+                        &(*step as i32),
+                    ],
+                )
+                .await?;
+            }
+            let mut head = (0i64, crate::audit::GENESIS.to_vec());
+            for e in audit {
+                let field = |s: &str, what: &str| {
+                    crate::audit::unhex_hash(s)
+                        .map(|h| h.to_vec())
+                        .ok_or_else(|| {
+                            E::Store(StoreError::Record(format!(
+                                "audit entry {}: its {what} is not a hash",
+                                e.seq
+                            )))
+                        })
+                };
+                let receipt = crate::audit::unhex(&e.receipt).ok_or_else(|| {
+                    E::Store(StoreError::Record(format!(
+                        "audit entry {}: its receipt is not hex",
+                        e.seq
+                    )))
+                })?;
+                let hash = field(&e.hash, "hash")?;
+                t.execute(
+                    "INSERT INTO audit VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    &[
+                        &(e.seq as i64),
+                        &e.at,
+                        &e.at_ms,
+                        &e.doc_id,
+                        &e.kind,
+                        &e.recipient,
+                        &receipt,
+                        &field(&e.prev, "prev")?,
+                        &hash,
+                    ],
+                )
+                .await?;
+                head = (e.seq as i64, hash);
+            }
+            t.execute(
+                "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1",
+                &[&head.0, &head.1],
+            )
+            .await?;
+            t.execute(
+                "UPDATE gongwen_meta SET value = $1 WHERE key = 'generation'",
+                &[&dump.generation],
+            )
+            .await?;
+            t.execute("DELETE FROM partial", &[]).await?;
+            Ok::<(), E>(())
+        };
+        run.await.map_err(StoreError::from)?;
+        txn.commit().await.map_err(|e| db_error(&e))
+    }
+
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(pool_error)
     }

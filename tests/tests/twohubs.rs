@@ -1,0 +1,236 @@
+//! Two hubs, one province: both serve agents at once on one PostgreSQL
+//! database (a throwaway cluster started by the test). Real hubs, real
+//! agents, real QUIC, real files.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gongwen_common::Role;
+use gongwen_common::clock::ManualClock;
+use gongwen_hub::control::Request as HubRequest;
+use gongwen_tests::{
+    Net, RunningAgent, RunningHub, ask_hub, bin, pg, wait_all_delivered, wait_inbox, wait_until,
+};
+use time::OffsetDateTime;
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// The `[store]` table of a hub on `cluster`.
+fn shared(cluster: &pg::Cluster) -> String {
+    format!(
+        "[store]\npostgres = \"{}\"\npoll = \"1s\"\nlease = \"3s\"\n",
+        cluster.conn()
+    )
+}
+
+async fn start_hub(
+    net: &Net,
+    cluster: &pg::Cluster,
+    name: &str,
+    clock: Arc<dyn gongwen_common::clock::Clock>,
+) -> RunningHub {
+    let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let config = net.hub_config_as(name, listen, &shared(cluster));
+    net.start_hub_config(config, clock).await
+}
+
+fn agent(net: &Net, id: &str, hubs: &[SocketAddr]) -> RunningAgent {
+    RunningAgent::start(net.agent_config_hubs(id, hubs, ""))
+}
+
+/// `gongwen-hub audit verify` on a hub's config: its output.
+fn audit_verify(net: &Net, name: &str) -> String {
+    let out = std::process::Command::new(bin("gongwen-hub"))
+        .args(["audit", "verify", "--config"])
+        .arg(net.path().join(format!("{name}.toml")))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "audit verify failed: {text}");
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_uploaded_at_one_hub_is_delivered_by_the_other() {
+    if !pg::available() {
+        return;
+    }
+    let cluster = pg::Cluster::start();
+    let net = Net::new();
+    for id in ["prov-gov", "harbin-gov", "daqing-gov"] {
+        net.issue(id, Role::Node);
+    }
+    let system = gongwen_common::clock::system();
+    let a = start_hub(&net, &cluster, "hub-a", system.clone()).await;
+    let b = start_hub(&net, &cluster, "hub-b", system.clone()).await;
+    let _prov = agent(&net, "prov-gov", &[a.addr]);
+    let _harbin = agent(&net, "harbin-gov", &[b.addr]);
+    let mut daqing = agent(&net, "daqing-gov", &[a.addr, b.addr]);
+
+    // Hub A shows every unit, and which hub each is on.
+    let on = |port: u16| format!(":{port}");
+    let rows = a
+        .wait_nodes("every unit connected, on its hub", |rows| {
+            ["prov-gov", "harbin-gov", "daqing-gov"].iter().all(|id| {
+                rows.iter()
+                    .any(|r| r.id == *id && r.connected && r.can_receive && r.hub.is_some())
+            })
+        })
+        .await;
+    let hub_of = |id: &str| {
+        rows.iter()
+            .find(|r| r.id == id)
+            .and_then(|r| r.hub.clone())
+            .unwrap()
+    };
+    assert!(hub_of("prov-gov").ends_with(&on(a.addr.port())), "{rows:?}");
+    assert!(
+        hub_of("harbin-gov").ends_with(&on(b.addr.port())),
+        "{rows:?}"
+    );
+    assert!(
+        hub_of("daqing-gov").ends_with(&on(a.addr.port())),
+        "{rows:?}"
+    );
+
+    // Uploaded at A; harbin-gov (on B) gets it from B.
+    let body = "关于做好冬季安全生产工作的通知\n".repeat(500).into_bytes();
+    net.drop_file("prov-gov", "cities", "冬季安全生产.txt", &body);
+    for member in ["harbin-gov", "daqing-gov"] {
+        let docs = wait_inbox(&net.root(member), "prov-gov", 1).await;
+        let got = std::fs::read(docs[0].join("冬季安全生产.txt")).unwrap();
+        assert!(got == body, "{member} got different bytes");
+    }
+    // Receipts from both hubs reach the sender at A, once each.
+    let st = wait_all_delivered(&net.root("prov-gov"), 1).await;
+    assert_eq!(st[0].recipients.len(), 2);
+
+    // Hub A goes away: daqing-gov moves to B at once and keeps receiving.
+    a.stop().await;
+    let state = daqing
+        .wait(
+            "daqing-gov on hub B",
+            |s| matches!(s, gongwen_agent::LinkState::Connected { addr, .. } if *addr == b.addr),
+        )
+        .await;
+    drop(state);
+    net.drop_file(
+        "harbin-gov",
+        "daqing-gov",
+        "回复.txt",
+        b"harbin to daqing via B",
+    );
+    let docs = wait_inbox(&net.root("daqing-gov"), "harbin-gov", 1).await;
+    assert_eq!(
+        std::fs::read(docs[0].join("回复.txt")).unwrap(),
+        b"harbin to daqing via B"
+    );
+    wait_all_delivered(&net.root("harbin-gov"), 1).await;
+
+    // One audit chain: two accepts and three delivered receipts.
+    let text = audit_verify(&net, "hub-b");
+    assert!(text.contains("intact: 5 entries"), "{text}");
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hubs_on_one_clock_run_each_escalation_step_once() {
+    if !pg::available() {
+        return;
+    }
+    let cluster = pg::Cluster::start();
+    let net = Net::new();
+    net.issue("prov-gov", Role::Node);
+    net.issue("harbin-gov", Role::Node);
+    net.issue("prov-supervision", Role::Supervisor);
+    let clock = ManualClock::new(OffsetDateTime::now_utc());
+    let a = start_hub(&net, &cluster, "hub-a", Arc::new(clock.clone())).await;
+    let b = start_hub(&net, &cluster, "hub-b", Arc::new(clock.clone())).await;
+    let _prov = agent(&net, "prov-gov", &[a.addr]);
+    let _harbin = agent(&net, "harbin-gov", &[b.addr]);
+    let _sup = agent(&net, "prov-supervision", &[a.addr]);
+    a.wait_nodes("all three connected", |rows| {
+        ["prov-gov", "harbin-gov", "prov-supervision"]
+            .iter()
+            .all(|id| {
+                rows.iter()
+                    .any(|r| r.id == *id && r.connected && r.can_receive)
+            })
+    })
+    .await;
+
+    net.sidecar(
+        "prov-gov",
+        "harbin-gov",
+        "督办测试.txt",
+        "urgency = \"urgent\"\ndoc_number = \"黑政发〔2026〕30号\"\n",
+    );
+    net.drop_file("prov-gov", "harbin-gov", "督办测试.txt", b"urgent");
+    let st = wait_all_delivered(&net.root("prov-gov"), 1).await;
+    let doc = st[0].doc_id.clone();
+    let row = |hub: &RunningHub| {
+        let (dir, doc) = (hub.data_dir.clone(), doc.clone());
+        async move {
+            let v = ask_hub(
+                &dir,
+                &HubRequest::Status {
+                    doc: doc.parse().unwrap(),
+                },
+            )
+            .await;
+            v["recipients"][0].clone()
+        }
+    };
+
+    // Past the deadline (urgent: 4 h), both hubs run the ladder at once,
+    // their own schedulers too: the urge runs once.
+    clock.advance(4 * HOUR + Duration::from_secs(60));
+    let (x, y) = tokio::join!(a.handle.escalate_now(), b.handle.escalate_now());
+    let _ = (x.unwrap(), y.unwrap());
+    let r = row(&b).await;
+    assert_eq!(
+        (r["urge_count"].as_u64(), r["escalation_level"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let inbox = net.root("harbin-gov").join("inbox/prov-gov").join(&doc);
+    wait_until("the urging notice at harbin-gov", || {
+        inbox.join("催办通知-1.txt").exists().then_some(())
+    })
+    .await;
+
+    // Two hours later: supervision, once, to the supervisor (on A).
+    clock.advance(2 * HOUR);
+    let (x, y) = tokio::join!(a.handle.escalate_now(), b.handle.escalate_now());
+    let _ = (x.unwrap(), y.unwrap());
+    let r = row(&a).await;
+    assert_eq!(
+        (r["urge_count"].as_u64(), r["escalation_level"].as_u64()),
+        (Some(1), Some(2))
+    );
+    let dir = net.root("prov-supervision").join("inbox/督办");
+    wait_until("the supervision notice", || {
+        std::fs::read_dir(&dir).ok()?.flatten().next().map(|_| ())
+    })
+    .await;
+    // Nothing more, whoever looks.
+    clock.advance(24 * HOUR);
+    assert_eq!(a.handle.escalate_now().await.unwrap(), 0);
+    assert_eq!(b.handle.escalate_now().await.unwrap(), 0);
+    // Exactly one notice of each at the units.
+    let urges = std::fs::read_dir(&inbox)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("催办通知"))
+        .count();
+    assert_eq!(urges, 1, "the urge ran more than once");
+    let supervised = std::fs::read_dir(&dir).unwrap().flatten().count();
+    assert_eq!(supervised, 1, "supervision ran more than once");
+    a.stop().await;
+    b.stop().await;
+}
