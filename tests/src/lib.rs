@@ -118,7 +118,7 @@ impl Net {
             r#"
 listen   = "{listen}"
 data_dir = "{name}-data"
-max_document_size = "256MiB"
+max_document_size = "300MiB"
 [tls]
 cert = "hub/hub.crt"
 key  = "hub/hub.key"

@@ -11,7 +11,8 @@ use gongwen_common::Role;
 use gongwen_common::clock::ManualClock;
 use gongwen_hub::control::Request as HubRequest;
 use gongwen_tests::{
-    Net, RunningAgent, RunningHub, ask_hub, bin, pg, wait_all_delivered, wait_inbox, wait_until,
+    HubProcess, Net, RunningAgent, RunningHub, ask_hub, bin, pg, wait_all_delivered, wait_inbox,
+    wait_until,
 };
 use time::OffsetDateTime;
 
@@ -233,4 +234,172 @@ async fn two_hubs_on_one_clock_run_each_escalation_step_once() {
     assert_eq!(supervised, 1, "supervision ran more than once");
     a.stop().await;
     b.stop().await;
+}
+
+/// Wait up to `limit` for `probe`, failing with `what` and the last state.
+async fn wait_long<T>(
+    what: &str,
+    limit: Duration,
+    mut probe: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match probe() {
+            Ok(v) => return v,
+            Err(state) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "waited {limit:?} for {what}; {state}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn count_dir(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_documents_survive_one_hub_killed_five_times() {
+    if !pg::available() {
+        return;
+    }
+    const DOCS: usize = 1000;
+    let cluster = pg::Cluster::start();
+    let net = Net::new();
+    for id in ["prov-gov", "harbin-gov", "daqing-gov"] {
+        net.issue(id, Role::Node);
+    }
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let mut a = HubProcess::start_config(
+        &net,
+        net.hub_config_as("hub-a", any, &shared(&cluster)),
+        None,
+    )
+    .await;
+    let b = HubProcess::start_config(
+        &net,
+        net.hub_config_as("hub-b", any, &shared(&cluster)),
+        None,
+    )
+    .await;
+    let (a_addr, b_addr) = (a.addr, b.addr);
+    let _prov = agent(&net, "prov-gov", &[a_addr, b_addr]);
+    let _harbin = agent(&net, "harbin-gov", &[b_addr, a_addr]);
+    let _daqing = agent(&net, "daqing-gov", &[a_addr, b_addr]);
+    b.wait_units(3).await;
+
+    // 1,000 documents, each to both cities, dropped at once.
+    for n in 0..DOCS {
+        net.drop_file(
+            "prov-gov",
+            "cities",
+            &format!("通知{n:04}.txt"),
+            format!("第{n}号通知正文 {}", "内容".repeat(n % 300)).as_bytes(),
+        );
+    }
+    let sent = net.root("prov-gov").join("sent");
+    let inboxes = [
+        net.root("harbin-gov").join("inbox/prov-gov"),
+        net.root("daqing-gov").join("inbox/prov-gov"),
+    ];
+    let progress = || {
+        format!(
+            "accepted {}, at harbin-gov {}, at daqing-gov {}",
+            count_dir(&sent),
+            count_dir(&inboxes[0]),
+            count_dir(&inboxes[1])
+        )
+    };
+
+    // Hub A is killed five times while the documents flow, each time once
+    // more of them were accepted, and started again on the same port.
+    for round in 1..=5 {
+        let target = round * DOCS / 7;
+        wait_long(
+            &format!("{target} accepted before kill {round}"),
+            Duration::from_secs(120),
+            || {
+                (count_dir(&sent) >= target)
+                    .then_some(())
+                    .ok_or_else(progress)
+            },
+        )
+        .await;
+        a.kill9();
+        eprintln!("kill {round}: {}", progress());
+        a = HubProcess::start_config(
+            &net,
+            net.hub_config_as("hub-a", a_addr, &shared(&cluster)),
+            None,
+        )
+        .await;
+    }
+
+    // Every document in every inbox, once; every receipt at the sender.
+    wait_long(
+        "every document in both inboxes",
+        Duration::from_secs(300),
+        || {
+            let done = inboxes.iter().all(|i| count_dir(i) >= DOCS);
+            done.then_some(()).ok_or_else(progress)
+        },
+    )
+    .await;
+    for inbox in &inboxes {
+        let mut titles: Vec<String> = std::fs::read_dir(inbox)
+            .unwrap()
+            .flatten()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .map(|e| {
+                let files: Vec<String> = std::fs::read_dir(e.path())
+                    .unwrap()
+                    .flatten()
+                    .map(|f| f.file_name().to_string_lossy().into_owned())
+                    .filter(|f| f.starts_with("通知"))
+                    .collect();
+                assert_eq!(files.len(), 1, "{}: {files:?}", e.path().display());
+                files[0].clone()
+            })
+            .collect();
+        titles.sort();
+        titles.dedup();
+        assert_eq!(
+            titles.len(),
+            DOCS,
+            "{}: documents missing or doubled",
+            inbox.display()
+        );
+    }
+    let root = net.root("prov-gov");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let st = gongwen_tests::agent_status(&root).await;
+        let done = st
+            .iter()
+            .filter(|d| d.stage == "sent" && d.recipients.iter().all(|r| r.state == "delivered"))
+            .count();
+        if done == DOCS {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "receipts complete for {done} of {DOCS} documents at the sender"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // One chain, every accept and delivery once.
+    let text = audit_verify(&net, "hub-b");
+    assert!(
+        text.contains(&format!("intact: {} entries", 3 * DOCS)),
+        "{text}"
+    );
+    drop(a);
+    drop(b);
 }
