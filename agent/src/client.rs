@@ -69,6 +69,8 @@ impl std::fmt::Debug for Agent {
 /// One admitted connection; the streams stay open while it lives.
 struct Session {
     conn: quinn::Connection,
+    /// The generation of the hub's store, if the hub says.
+    generation: Option<String>,
     _control: (quinn::SendStream, quinn::RecvStream),
 }
 
@@ -316,6 +318,7 @@ impl Running {
                 node,
                 hub,
                 hub_time_ms,
+                generation,
                 ..
             }) => {
                 let skew_ms = self.ctx.now_ms() - hub_time_ms;
@@ -334,6 +337,7 @@ impl Running {
                 });
                 Ok(Session {
                     conn,
+                    generation,
                     _control: (send, recv),
                 })
             }
@@ -352,7 +356,7 @@ impl Running {
     async fn hold(&self, session: Session) -> LinkError {
         let conn = session.conn.clone();
         tokio::select! {
-            _ = crate::session::run(conn.clone(), self.ctx.clone()) => {}
+            _ = crate::session::run(conn.clone(), self.ctx.clone(), session.generation.clone()) => {}
             _ = conn.closed() => {}
         }
         let err = session.conn.closed().await;

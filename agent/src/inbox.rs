@@ -87,6 +87,13 @@ pub async fn receive(
             info!(doc = %doc_id, "already received; answering with the same receipt");
             let _ = write_message(&mut send, &Message::Delivered { receipt }).await;
             let _ = send.finish();
+            // A hub that delivers it again may have lost our answer too
+            // (a hub rebuilt from its senders): give it again.
+            match ctx.store.run(move |s| s.resubmit_answer(doc_id)).await {
+                Ok(true) => ctx.outbox_wake.notify_one(),
+                Ok(false) => {}
+                Err(e) => warn!(doc = %doc_id, "store: {e}"),
+            }
             return;
         }
         Ok(None) => {}

@@ -187,16 +187,25 @@ async fn address_and_seal(
     let mut names = draft.to.clone();
     names.extend(draft.cc.iter().cloned());
     let reply = request(conn, &Message::Lookup { names }).await?;
-    let Message::Directory {
-        resolved,
-        unknown,
-        bindings,
-    } = reply
-    else {
-        return Err(SendError::Later(format!(
-            "unexpected answer to lookup: {}",
-            reply.describe()
-        )));
+    let (resolved, unknown, bindings) = match reply {
+        Message::Directory {
+            resolved,
+            unknown,
+            bindings,
+        } => (resolved, unknown, bindings),
+        // The hub cannot answer now (its database, say): its words.
+        Message::Error { message, .. } => {
+            return Err(SendError::Later(format!(
+                "the hub cannot look up the recipients now: {}",
+                gongwen_common::logsafe::Clipped(&message)
+            )));
+        }
+        other => {
+            return Err(SendError::Later(format!(
+                "unexpected answer to lookup: {}",
+                other.describe()
+            )));
+        }
     };
     if !unknown.is_empty() {
         return Err(SendError::Permanent(format!(
@@ -379,7 +388,17 @@ fn refused(code: ErrorCode, message: String) -> SendError {
     }
 }
 
-/// Upload a sealed document; returns the hub's `accepted` receipt.
+/// Where an upload's ciphertext comes from.
+enum Content {
+    /// Written in the spool by an earlier version.
+    Stored(PathBuf),
+    /// Encrypted again from the files as they are sent (the same bytes:
+    /// the nonces depend only on the chunk index).
+    Files { dir: PathBuf, key: [u8; 32] },
+}
+
+/// Upload a sealed document from the spool; returns the hub's `accepted`
+/// receipt.
 async fn upload(
     conn: &quinn::Connection,
     dir: &Path,
@@ -387,11 +406,45 @@ async fn upload(
     ctx: &AgentContext,
 ) -> Result<Vec<u8>, SendError> {
     let header = tokio::fs::read(dir.join("header")).await.map_err(later)?;
-    let sealed = SealedHeader::parse(&header).map_err(|e| SendError::Permanent(e.to_string()))?;
-    let content_len = sealed.header.content_len;
     // Sealed by an earlier version, the ciphertext itself is in the spool.
     let content_path = dir.join("content");
-    let stored = tokio::fs::try_exists(&content_path).await.unwrap_or(false);
+    let content = if tokio::fs::try_exists(&content_path).await.unwrap_or(false) {
+        Content::Stored(content_path)
+    } else {
+        let key = tokio::fs::read(dir.join("key")).await.map_err(later)?;
+        let key: [u8; 32] = key
+            .try_into()
+            .map_err(|_| SendError::Permanent("the spool's content key is damaged".into()))?;
+        Content::Files {
+            dir: dir.join("files"),
+            key,
+        }
+    };
+    upload_sealed(conn, doc_id, header, content, false, ctx).await
+}
+
+/// Upload a sealed document (its signed header and its content).
+async fn upload_sealed(
+    conn: &quinn::Connection,
+    doc_id: DocId,
+    header: Vec<u8>,
+    content: Content,
+    again: bool,
+    ctx: &AgentContext,
+) -> Result<Vec<u8>, SendError> {
+    // Offered again to a hub that lost its store, a document to a unit the
+    // hub does not know yet waits until that unit connects there.
+    let refused = |code: ErrorCode, message: String| {
+        if again && code == ErrorCode::UnknownRecipient {
+            SendError::Later(format!(
+                "the hub: {message} (not connected since the hub lost its store)"
+            ))
+        } else {
+            refused(code, message)
+        }
+    };
+    let sealed = SealedHeader::parse(&header).map_err(|e| SendError::Permanent(e.to_string()))?;
+    let content_len = sealed.header.content_len;
     let conn_err = |e: &dyn std::fmt::Display| SendError::Connection(e.to_string());
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| conn_err(&e))?;
     // A 特急 document's upload goes before bulk on the same connection.
@@ -426,20 +479,15 @@ async fn upload(
     }
     // One blocking thread reads the sealed content; chunks go to QUIC
     // without another copy or a thread hand-off per read.
-    let mut chunks = if stored {
-        read_file_chunks(content_path, offset)
-    } else {
-        let key = tokio::fs::read(dir.join("key")).await.map_err(later)?;
-        let key: [u8; 32] = key
-            .try_into()
-            .map_err(|_| SendError::Permanent("the spool's content key is damaged".into()))?;
-        encrypt_files(
-            dir.join("files"),
+    let mut chunks = match content {
+        Content::Stored(path) => read_file_chunks(path, offset),
+        Content::Files { dir, key } => encrypt_files(
+            dir,
             sealed.header.meta.files.clone(),
             ContentKey::from_bytes(key),
             doc_id,
             offset,
-        )
+        ),
     };
     let mut sent = offset;
     while let Some(chunk) = chunks.recv().await {
@@ -474,6 +522,56 @@ async fn upload(
             other.describe()
         ))),
     }
+}
+
+/// The hub's store is not the one this agent last worked with (a restored
+/// backup, a wiped disk, a hub rebuilt): offer it again every document we
+/// sent that some recipient has not answered, byte for byte as first sent
+/// (same id, same signed header, same ciphertext). The hub takes each as
+/// new or, if it has it, answers with its receipt; recipients that already
+/// hold a document answer its redelivery with their first receipts. True
+/// when every one was offered (then the agent records the generation);
+/// false when some must be offered again later (the connection broke, or
+/// a recipient has not connected to the rebuilt hub yet).
+pub async fn offer_again(conn: &quinn::Connection, ctx: &Arc<AgentContext>) -> bool {
+    let unfinished = match ctx.store.run(|s| s.unfinished_sent()).await {
+        Ok(u) => u,
+        Err(e) => {
+            warn!("cannot list the documents to offer again: {e}");
+            return false;
+        }
+    };
+    let (mut offered, mut impossible, mut waiting) = (0usize, 0usize, 0usize);
+    for u in unfinished {
+        let doc_id = u.record.doc_id;
+        let Some(key) = u.key else {
+            impossible += 1;
+            warn!(doc = %doc_id, "cannot offer this document again: it was sent before content keys were kept; send it anew if the hub no longer has it");
+            continue;
+        };
+        let dir = ctx.folders.sent.join(doc_id.to_string());
+        let content = Content::Files { dir, key };
+        match upload_sealed(conn, doc_id, u.header, content, true, ctx).await {
+            // The first `accepted` receipt stays the one on record.
+            Ok(_) => offered += 1,
+            Err(SendError::Permanent(why)) => {
+                impossible += 1;
+                warn!(doc = %doc_id, "the hub did not take this document again: {}", gongwen_common::logsafe::Escaped(&why));
+            }
+            Err(SendError::Later(why)) => {
+                waiting += 1;
+                info!(doc = %doc_id, "to offer again later: {}", gongwen_common::logsafe::Escaped(&why));
+            }
+            Err(SendError::Connection(why)) => {
+                info!(doc = %doc_id, "offering again stopped, to go on later: {}", gongwen_common::logsafe::Escaped(&why));
+                return false;
+            }
+        }
+    }
+    info!(
+        "offered {offered} unanswered documents to the hub again ({waiting} later, {impossible} could not be)"
+    );
+    waiting == 0
 }
 
 /// Write the content key, synced but without its own folder sync: the
@@ -614,6 +712,8 @@ async fn file_accepted(
 struct Checked {
     dir: std::path::PathBuf,
     header: Vec<u8>,
+    /// The content key, kept to offer the document again if the hub loses it.
+    key: Option<[u8; 32]>,
     sealed: SealedHeader,
     receipt: Receipt,
     record: SentRecord,
@@ -643,9 +743,13 @@ fn check_accepted(ctx: &AgentContext, job: &FileJob) -> Result<Checked, SendErro
         recalled: Vec::new(),
         recalled_ms: None,
     };
+    let key = std::fs::read(dir.join("key"))
+        .ok()
+        .and_then(|k| <[u8; 32]>::try_from(k).ok());
     Ok(Checked {
         dir,
         header,
+        key,
         sealed,
         receipt: r,
         record,
@@ -667,6 +771,7 @@ fn file_batch(ctx: &AgentContext, jobs: Vec<FileJob>) {
                 receipt: &j.receipt,
                 hub: &c.receipt.issuer,
                 header: &c.header,
+                key: c.key.as_ref(),
             })
         })
         .collect();

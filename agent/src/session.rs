@@ -15,19 +15,23 @@ use crate::inbox;
 use crate::sender::{self, SendError};
 use crate::trust::CrlRefused;
 
-/// Run until the connection ends.
-pub async fn run(conn: quinn::Connection, ctx: Arc<AgentContext>) {
+/// Run until the connection ends. `generation` is the hub store's, from
+/// its welcome.
+pub async fn run(conn: quinn::Connection, ctx: Arc<AgentContext>, generation: Option<String>) {
     ctx.set_connection(Some(conn.clone()));
-    run_inner(&conn, &ctx).await;
+    run_inner(&conn, &ctx, generation).await;
     ctx.set_connection(None);
 }
 
-async fn run_inner(conn: &quinn::Connection, ctx: &Arc<AgentContext>) {
+async fn run_inner(conn: &quinn::Connection, ctx: &Arc<AgentContext>, generation: Option<String>) {
     let (conn, ctx) = (conn.clone(), ctx.clone());
     if let Err(e) = publish_key(&conn, &ctx).await {
         warn!("could not publish our encryption key: {e}");
     }
     let mut tasks = tokio::task::JoinSet::new();
+    if let Some(g) = generation {
+        tasks.spawn(follow_generation(conn.clone(), ctx.clone(), g).in_current_span());
+    }
     tasks.spawn(uploader(conn.clone(), ctx.clone()).in_current_span());
     tasks.spawn(directory_keeper(ctx.clone()).in_current_span());
     loop {
@@ -43,6 +47,63 @@ async fn run_inner(conn: &quinn::Connection, ctx: &Arc<AgentContext>) {
     }
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
+}
+
+/// Pause between rounds of offering documents again to a rebuilt hub.
+const OFFER_AGAIN_PAUSE: Duration = Duration::from_secs(5);
+
+/// What a change of the hub's store generation asks of this agent.
+#[derive(Debug, PartialEq, Eq)]
+enum GenerationChange {
+    /// The same store as before.
+    Same,
+    /// The first one this agent hears of: nothing can have been lost.
+    First,
+    /// Another store: the hub may have lost what it held for us.
+    New,
+}
+
+fn generation_change(known: Option<&str>, now: &str) -> GenerationChange {
+    match known {
+        Some(k) if k == now => GenerationChange::Same,
+        None => GenerationChange::First,
+        Some(_) => GenerationChange::New,
+    }
+}
+
+/// Offer the hub again what it may have lost when its store is not the
+/// one this agent last worked with; remember the generation once done.
+async fn follow_generation(conn: quinn::Connection, ctx: Arc<AgentContext>, generation: String) {
+    let known = match ctx.store.run(|s| s.hub_generation()).await {
+        Ok(k) => k,
+        Err(e) => {
+            warn!("store: {e}");
+            return;
+        }
+    };
+    match generation_change(known.as_deref(), &generation) {
+        GenerationChange::Same => return,
+        GenerationChange::First => {}
+        GenerationChange::New => {
+            warn!(
+                "the hub's store is not the one this agent last worked with ({} → {generation}): it may have lost documents; offering again those not yet answered",
+                known.as_deref().unwrap_or("-")
+            );
+            // Until every one is offered (some recipients may not have
+            // connected to the rebuilt hub yet); again on the next
+            // connection if this one ends first.
+            while !sender::offer_again(&conn, &ctx).await {
+                if conn.close_reason().is_some() {
+                    return;
+                }
+                tokio::time::sleep(OFFER_AGAIN_PAUSE).await;
+            }
+        }
+    }
+    let g = generation.clone();
+    if let Err(e) = ctx.store.run(move |s| s.set_hub_generation(&g)).await {
+        warn!("store: {e}");
+    }
 }
 
 async fn publish_key(conn: &quinn::Connection, ctx: &AgentContext) -> Result<(), String> {
@@ -282,4 +343,16 @@ async fn take_crl(ctx: &Arc<AgentContext>, der: Vec<u8>) -> Message {
         warn!("could not save the revocation list");
     }
     Message::Ok
+}
+
+#[cfg(test)]
+mod generation_tests {
+    use super::*;
+
+    #[test]
+    fn only_another_store_generation_asks_for_documents_again() {
+        assert_eq!(generation_change(Some("a"), "a"), GenerationChange::Same);
+        assert_eq!(generation_change(None, "a"), GenerationChange::First);
+        assert_eq!(generation_change(Some("a"), "b"), GenerationChange::New);
+    }
 }

@@ -29,6 +29,12 @@ const MY_RECEIPTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("my_rece
 const ANSWERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("answers");
 const HEADERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("headers");
 const TO_SUBMIT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("to_submit");
+/// The content key of each sent document, kept so that the document can be
+/// offered again, byte for byte, to a hub that lost it (the plaintext is in
+/// sent/ anyway; the key adds nothing an intruder there would not have).
+const SENT_KEYS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sent_keys");
+/// Small facts: the generation of the hub's store last seen.
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 pub use gongwen_common::kvstore::StoreError;
 use gongwen_common::kvstore::{from_json as parse, to_json as json};
@@ -86,6 +92,17 @@ pub struct Accepted<'a> {
     pub receipt: &'a [u8],
     pub hub: &'a NodeId,
     pub header: &'a [u8],
+    /// Its content key (none for documents sealed before keys were kept).
+    pub key: Option<&'a [u8; 32]>,
+}
+
+/// A sent document some recipient has not answered yet, with what it takes
+/// to offer it again.
+#[derive(Debug, Clone)]
+pub struct Unfinished {
+    pub record: SentRecord,
+    pub header: Vec<u8>,
+    pub key: Option<[u8; 32]>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -180,6 +197,8 @@ impl Store {
             txn.open_table(ANSWERS)?;
             txn.open_table(TO_SUBMIT)?;
             txn.open_table(HEADERS)?;
+            txn.open_table(SENT_KEYS)?;
+            txn.open_table(META)?;
         }
         txn.commit()?;
         Ok(Store {
@@ -233,10 +252,14 @@ impl Store {
             let mut sent = txn.open_table(SENT)?;
             let mut headers = txn.open_table(HEADERS)?;
             let mut receipts = txn.open_table(RECEIPTS)?;
+            let mut keys = txn.open_table(SENT_KEYS)?;
             for a in accepted {
                 let key = a.record.doc_id.as_bytes().as_slice();
                 sent.insert(key, json(a.record)?.as_slice())?;
                 headers.insert(key, a.header)?;
+                if let Some(k) = a.key {
+                    keys.insert(key, k.as_slice())?;
+                }
                 receipts.insert(
                     (key, a.hub.as_str(), ReceiptKind::Accepted.code()),
                     a.receipt,
@@ -414,6 +437,91 @@ impl Store {
         let t = txn.open_table(ANSWERS)?;
         Ok(t.get(doc_id.as_bytes().as_slice())?
             .map(|g| g.value().to_vec()))
+    }
+
+    /// Sent documents that some recipient (not recalled from) has neither
+    /// signed for nor returned: what a hub that lost its store must be
+    /// offered again.
+    pub fn unfinished_sent(&self) -> Result<Vec<Unfinished>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let (sent, receipts) = (txn.open_table(SENT)?, txn.open_table(RECEIPTS)?);
+        let (headers, keys) = (txn.open_table(HEADERS)?, txn.open_table(SENT_KEYS)?);
+        let answered = [
+            ReceiptKind::Acknowledged.code(),
+            ReceiptKind::Rejected.code(),
+        ];
+        let mut out = Vec::new();
+        for row in sent.iter()? {
+            let (k, v) = row?;
+            let record: SentRecord = parse(v.value())?;
+            let key = k.value();
+            let mut open = false;
+            for r in record
+                .recipients
+                .iter()
+                .filter(|r| !record.recalled.contains(r))
+            {
+                let mut done = false;
+                for code in answered {
+                    done |= receipts.get((key, r.as_str(), code))?.is_some();
+                }
+                open |= !done;
+            }
+            if !open {
+                continue;
+            }
+            let Some(header) = headers.get(key)?.map(|g| g.value().to_vec()) else {
+                continue;
+            };
+            let content_key = keys
+                .get(key)?
+                .and_then(|g| <[u8; 32]>::try_from(g.value()).ok());
+            out.push(Unfinished {
+                record,
+                header,
+                key: content_key,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The generation of the hub's store this agent last worked with.
+    pub fn hub_generation(&self) -> Result<Option<String>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(META)?;
+        Ok(t.get("hub_generation")?
+            .map(|g| String::from_utf8_lossy(g.value()).into_owned()))
+    }
+
+    pub fn set_hub_generation(&self, generation: &str) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(META)?
+            .insert("hub_generation", generation.as_bytes())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Queue our answer to `doc_id` for the hub again (it asked for a
+    /// document we already answered: it has lost our answer). Whether
+    /// there was one.
+    pub fn resubmit_answer(&self, doc_id: DocId) -> Result<bool, StoreError> {
+        let key = doc_id.as_bytes().as_slice();
+        let txn = self.db.begin_write()?;
+        let found = {
+            let answer = txn
+                .open_table(ANSWERS)?
+                .get(key)?
+                .map(|g| g.value().to_vec());
+            match answer {
+                Some(a) => {
+                    txn.open_table(TO_SUBMIT)?.insert(key, a.as_slice())?;
+                    true
+                }
+                None => false,
+            }
+        };
+        txn.commit()?;
+        Ok(found)
     }
 
     /// Answers the hub has not confirmed yet.

@@ -31,8 +31,12 @@ use crate::codec::{CodecError, Reader, Writer};
 use crate::id::{DocId, NodeId};
 use crate::pki::Role;
 
-/// Version of the message vocabulary carried in `Hello`.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// Version of the message vocabulary carried in `Hello`. 2: the welcome
+/// carries the hub store's generation.
+pub const PROTOCOL_VERSION: u16 = 2;
+/// The oldest version a hub still admits (agents are upgraded unit by
+/// unit, after the hub).
+pub const MIN_PROTOCOL_VERSION: u16 = 1;
 /// Largest frame either side accepts (type byte + body).
 pub const MAX_FRAME_LEN: usize = 1 << 20;
 /// Bytes of the length prefix.
@@ -187,6 +191,10 @@ pub enum Message {
         hub: NodeId,
         /// The hub's clock, milliseconds since the Unix epoch.
         hub_time_ms: i64,
+        /// The generation of the hub's store: a new one means the hub lost
+        /// (or was rebuilt without) what it held, and the agent offers its
+        /// documents and receipts again. Sent to agents of version 2 on.
+        generation: Option<String>,
     },
     /// Agent → hub: this node's signed encryption-key binding.
     PublishKey { binding: Vec<u8> },
@@ -362,12 +370,16 @@ pub fn encode(msg: &Message, out: &mut Vec<u8>) {
             role,
             hub,
             hub_time_ms,
+            generation,
         } => {
             w.u8(T_WELCOME);
             w.str(node.as_str());
             w.u8(role_code(*role));
             w.str(hub.as_str());
             w.i64(*hub_time_ms);
+            if let Some(g) = generation {
+                w.str(g);
+            }
         }
         Message::PublishKey { binding } => {
             w.u8(T_PUBLISH_KEY);
@@ -537,6 +549,12 @@ pub fn decode_body(frame: &[u8]) -> Result<Message, WireError> {
             role: role_from(r.u8()?)?,
             hub: r.node_id()?,
             hub_time_ms: r.i64()?,
+            // A hub of version 1 sends none.
+            generation: if r.remaining() > 0 {
+                Some(r.string()?)
+            } else {
+                None
+            },
         },
         T_PUBLISH_KEY => Message::PublishKey {
             binding: blob(&mut r)?,
@@ -661,6 +679,14 @@ mod tests {
                 role: Role::Supervisor,
                 hub: id("hub"),
                 hub_time_ms: 1_795_000_000_123,
+                generation: Some("5f0c2a1e9b7d4c3a8e6f1b2d3c4a5e6f".into()),
+            },
+            Message::Welcome {
+                node: id("harbin-gov"),
+                role: Role::Node,
+                hub: id("hub"),
+                hub_time_ms: 1_795_000_000_123,
+                generation: None,
             },
             Message::PublishKey {
                 binding: vec![1, 2, 3],

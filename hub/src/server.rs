@@ -12,7 +12,9 @@ use gongwen_common::material::{self, OwnTls};
 use gongwen_common::pki::{CertChecker, CertIdentity, Role};
 use gongwen_common::stream::{read_message_within, write_message};
 use gongwen_common::tls::{admitted_limits, hub_server_config};
-use gongwen_common::wire::{MAX_HELLO_LEN, Message, PROTOCOL_VERSION, RefuseCode};
+use gongwen_common::wire::{
+    MAX_HELLO_LEN, MIN_PROTOCOL_VERSION, Message, PROTOCOL_VERSION, RefuseCode,
+};
 use rustls::pki_types::CertificateDer;
 use time::OffsetDateTime;
 use tokio::net::UnixListener;
@@ -510,8 +512,12 @@ async fn hello_and_welcome(
             return None;
         }
     };
-    match read_message_within(&mut recv, timeout, MAX_HELLO_LEN).await {
-        Ok(Message::Hello { version, .. }) if version == PROTOCOL_VERSION => {}
+    let version = match read_message_within(&mut recv, timeout, MAX_HELLO_LEN).await {
+        Ok(Message::Hello { version, .. })
+            if (MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) =>
+        {
+            version
+        }
         Ok(Message::Hello { version, software }) => {
             if let Some(held_back) = door.warnings.allow(key) {
                 warn!(
@@ -544,7 +550,7 @@ async fn hello_and_welcome(
             close(conn, RefuseCode::ProtocolViolation, "no valid hello");
             return None;
         }
-    }
+    };
     let (ticket, wake) = core.units().connect(
         Admission {
             id: ident.id.clone(),
@@ -570,6 +576,8 @@ async fn hello_and_welcome(
         role: ident.role,
         hub: core.id().clone(),
         hub_time_ms: (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64,
+        // An agent of version 1 would refuse a field it does not know.
+        generation: (version >= 2).then(|| core.store().generation().to_string()),
     };
     if let Err(e) = write_message(&mut send, &welcome).await {
         info!("could not send welcome: {e}");

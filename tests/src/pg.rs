@@ -223,6 +223,19 @@ impl Cluster {
         self.running = false;
     }
 
+    /// SIGKILL the server and every process of it, as when its machine is
+    /// lost: no shutdown, no goodbye to its clients or its standby.
+    pub fn kill9(&mut self) {
+        let pid = std::fs::read_to_string(self.data.join("postmaster.pid"))
+            .ok()
+            .and_then(|t| t.lines().next().map(str::trim).map(str::to_owned))
+            .expect("the server's postmaster.pid");
+        let _ = Command::new("pkill").args(["-KILL", "-P", &pid]).status();
+        let status = Command::new("kill").args(["-KILL", &pid]).status().unwrap();
+        assert!(status.success(), "kill -KILL {pid} failed");
+        self.running = false;
+    }
+
     /// Start it again after [`Cluster::crash`].
     pub fn restart(&mut self) {
         self.start_server();
@@ -257,6 +270,8 @@ impl Cluster {
                 "gongwen",
                 "-R",
                 "--no-sync",
+                // Not a spread checkpoint: that waits minutes.
+                "--checkpoint=fast",
                 "-d",
             ])
             .arg(format!(

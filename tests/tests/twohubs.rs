@@ -403,3 +403,107 @@ async fn a_thousand_documents_survive_one_hub_killed_five_times() {
     drop(a);
     drop(b);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hubs_carry_on_when_the_database_primary_dies_and_its_standby_is_promoted() {
+    if !pg::available() {
+        return;
+    }
+    const DOCS: usize = 100;
+    let mut primary = pg::Cluster::start();
+    let standby = primary.standby();
+    // Both servers in one multi-host string: a client takes the one that
+    // accepts writes.
+    let conn = format!(
+        "host={},{} port=5432 dbname=gongwen user=gongwen target_session_attrs=read-write connect_timeout=2",
+        primary.host(),
+        standby.host()
+    );
+    let store = format!("[store]\npostgres = \"{conn}\"\npoll = \"1s\"\nlease = \"3s\"\n");
+    let net = Net::new();
+    net.issue("prov-gov", Role::Node);
+    net.issue("harbin-gov", Role::Node);
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let system = gongwen_common::clock::system();
+    let a = net
+        .start_hub_config(net.hub_config_as("hub-a", any, &store), system.clone())
+        .await;
+    let b = net
+        .start_hub_config(net.hub_config_as("hub-b", any, &store), system.clone())
+        .await;
+    let _prov = agent(&net, "prov-gov", &[a.addr, b.addr]);
+    let _harbin = agent(&net, "harbin-gov", &[b.addr, a.addr]);
+    a.wait_ready(&["prov-gov", "harbin-gov"]).await;
+
+    for n in 0..DOCS {
+        net.drop_file(
+            "prov-gov",
+            "harbin-gov",
+            &format!("报告{n:03}.txt"),
+            format!("第{n}号").as_bytes(),
+        );
+    }
+    let sent = net.root("prov-gov").join("sent");
+    let inbox = net.root("harbin-gov").join("inbox/prov-gov");
+    wait_long("a third accepted", Duration::from_secs(120), || {
+        (count_dir(&sent) >= DOCS / 3)
+            .then_some(())
+            .ok_or_else(|| format!("accepted {}", count_dir(&sent)))
+    })
+    .await;
+
+    // The primary's machine is lost; the standby is promoted.
+    primary.kill9();
+    let accepted_before: Vec<String> = std::fs::read_dir(&sent)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    eprintln!("primary killed with {} accepted", accepted_before.len());
+    standby.promote();
+
+    // Everything arrives, and nothing the hubs had accepted is missing.
+    wait_long(
+        "every document at harbin-gov",
+        Duration::from_secs(150),
+        || {
+            (count_dir(&inbox) >= DOCS).then_some(()).ok_or_else(|| {
+                format!(
+                    "accepted {}, at harbin-gov {}",
+                    count_dir(&sent),
+                    count_dir(&inbox)
+                )
+            })
+        },
+    )
+    .await;
+    for doc in &accepted_before {
+        assert!(
+            inbox.join(doc).exists(),
+            "{doc} was accepted before the failover and never arrived"
+        );
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let st = gongwen_tests::agent_status(&net.root("prov-gov")).await;
+        let done = st
+            .iter()
+            .filter(|d| d.stage == "sent" && d.recipients.iter().all(|r| r.state == "delivered"))
+            .count();
+        if done == DOCS {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "receipts complete for {done} of {DOCS} documents at the sender"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = audit_verify(&net, "hub-a");
+    assert!(
+        text.contains(&format!("intact: {} entries", 2 * DOCS)),
+        "{text}"
+    );
+    a.stop().await;
+    b.stop().await;
+}
