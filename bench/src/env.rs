@@ -15,6 +15,8 @@ pub struct Env {
     pub dir: tempfile::TempDir,
     pub bin: PathBuf,
     ca: Ca,
+    /// A `[store]` table for hub.toml (PostgreSQL), or empty: embedded.
+    store: String,
 }
 
 /// A daemon process; killed when dropped.
@@ -76,8 +78,17 @@ impl Env {
             dir,
             bin: bin.to_owned(),
             ca,
+            store: String::new(),
         };
         env.issue("hub", Role::Hub)?;
+        Ok(env)
+    }
+
+    /// Like [`Env::new`], its hub keeping its state in the PostgreSQL
+    /// database `conn` names.
+    pub fn on_postgres(bin: &Path, conn: &str) -> anyhow::Result<Env> {
+        let mut env = Env::new(bin)?;
+        env.store = format!("[store]\npostgres = \"{conn}\"\n");
         Ok(env)
     }
 
@@ -123,6 +134,7 @@ impl Env {
             let list: Vec<String> = members.iter().map(|m| format!("\"{m}\"")).collect();
             text.push_str(&format!("{name} = [{}]\n", list.join(", ")));
         }
+        text.push_str(&self.store);
         let config = self.path().join("hub.toml");
         std::fs::write(&config, text)?;
         let log = self.path().join("hub.log");

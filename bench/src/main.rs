@@ -82,6 +82,53 @@ fn machine() -> String {
     )
 }
 
+/// Why the PostgreSQL rows are missing.
+const PG_SKIPPED: &str = "skipped: install the Debian package postgresql";
+
+/// A throwaway PostgreSQL cluster that makes its commits durable (fsync
+/// on, as the embedded store does), or `None` when PostgreSQL is absent.
+fn postgres() -> Option<gongwen_tests::pg::Cluster> {
+    gongwen_tests::pg::available()
+        .then(|| gongwen_tests::pg::Cluster::start_with(&["fsync = on", "full_page_writes = on"]))
+}
+
+/// What one fan-out run measured.
+struct FanOut {
+    /// The hub's RSS with every agent connected.
+    hub_mib: f64,
+    /// Drop → last delivered receipt.
+    secs: f64,
+    /// All agents back after a hub restart.
+    storm: f64,
+}
+
+/// Start a hub and a sender plus `ids` in `env`, fan one document of
+/// `size` out to all of them, then restart the hub under them.
+async fn fan_out(env: &Env, ids: &[String], size: u64) -> anyhow::Result<FanOut> {
+    let n = ids.len();
+    let (hub, addr) = env.start_hub(&[("all", ids.to_vec())])?;
+    let mut agents = vec![env.start_agent("fan-sender", addr)?];
+    for id in ids {
+        agents.push(env.start_agent(id, addr)?);
+    }
+    env.wait_ready(n + 1).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_, hub_rss) = memory_kib(hub.child.id());
+    eprintln!("fan-out: {} MiB to {n} units", size >> 20);
+    let (_, secs) = cases::one_document(env, "fan-sender", "all", size, n).await?;
+    eprintln!("reconnect storm: restarting the hub under {n} agents");
+    drop(hub);
+    let (hub, _) = env.start_hub_at(&[("all", ids.to_vec())], addr)?;
+    let storm = env.wait_ready(n + 1).await?;
+    drop(agents);
+    drop(hub);
+    Ok(FanOut {
+        hub_mib: hub_rss as f64 / 1024.0,
+        secs,
+        storm: storm.as_secs_f64(),
+    })
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -126,6 +173,7 @@ async fn main() -> anyhow::Result<()> {
         env.issue(id, Role::Node)?;
     }
     let pair = want("big") || want("small") || want("latency");
+    let mut small_embedded = None;
     if pair {
         eprintln!("baseline C: fsync of 4 KiB records");
         let fsync = baseline::fsync_rate(env.path(), s.fsync)?;
@@ -269,6 +317,7 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("small documents: {}", s.small);
             let (acc_rate, del_rate) =
                 cases::small_documents(&env, "bench-a", "bench-b", s.small).await?;
+            small_embedded = Some(del_rate);
             rows.push(
                 Row::new(
                     &format!("Small documents: {} × 4 KiB, accepted", s.small),
@@ -286,6 +335,38 @@ async fn main() -> anyhow::Result<()> {
                 .vs(fsync, "C", del_rate / fsync)
                 .target("≥ 2000 docs/s", del_rate >= 2000.0),
             );
+        }
+        if want("small") {
+            if let Some(cluster) = postgres() {
+                let pg_env = Env::on_postgres(&bin, &cluster.conn())?;
+                for id in ["bench-a", "bench-b"] {
+                    pg_env.issue(id, Role::Node)?;
+                }
+                let (_hub, addr) = pg_env.start_hub(&[])?;
+                let _a = pg_env.start_agent("bench-a", addr)?;
+                let _b = pg_env.start_agent("bench-b", addr)?;
+                pg_env.wait_ready(2).await?;
+                eprintln!("small documents on PostgreSQL: {}", s.small);
+                let (_, pg_rate) =
+                    cases::small_documents(&pg_env, "bench-a", "bench-b", s.small).await?;
+                let embedded = small_embedded.unwrap_or(f64::NAN);
+                rows.push(
+                    Row::new(
+                        &format!(
+                            "Small documents on PostgreSQL: {} × 4 KiB, end to end",
+                            s.small
+                        ),
+                        pg_rate,
+                        "docs/s",
+                    )
+                    .vs(embedded, "embedded", pg_rate / embedded)
+                    .target("≥ 0.5× embedded", pg_rate / embedded >= 0.5),
+                );
+            } else {
+                rows.push(
+                    Row::new("Small documents on PostgreSQL", 0.0, "docs/s").note(PG_SKIPPED),
+                );
+            }
         }
         if want("latency") {
             eprintln!("latency: {} single documents", s.latency);
@@ -327,53 +408,56 @@ async fn main() -> anyhow::Result<()> {
             raw_n,
             "s",
         ));
-        let (hub, addr) = fan.start_hub(&[("all", ids.clone())])?;
-        let mut agents = vec![fan.start_agent("fan-sender", addr)?];
-        for id in &ids {
-            agents.push(fan.start_agent(id, addr)?);
-        }
-        fan.wait_ready(n + 1).await?;
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let (_, hub_rss) = memory_kib(hub.child.id());
-        let hub_mib = hub_rss as f64 / 1024.0;
+        let embedded = fan_out(&fan, &ids, s.fan_size).await?;
         rows.push(
             Row::new(
                 &format!("Memory: hub with {n} agents connected (RSS)"),
-                hub_mib,
+                embedded.hub_mib,
                 "MiB",
             )
-            .target("≤ 64 MiB", hub_mib <= 64.0),
+            .target("≤ 64 MiB", embedded.hub_mib <= 64.0),
         );
-        eprintln!("fan-out: {} MiB to {n} units", s.fan_size >> 20);
-        let (_, fan_secs) = cases::one_document(&fan, "fan-sender", "all", s.fan_size, n).await?;
-        rows.push(
-            Row::new(
-                &format!(
-                    "Fan-out: {} MiB to {n} units (drop → last delivered receipt)",
-                    s.fan_size >> 20
-                ),
-                fan_secs,
-                "s",
+        let fan_row = |store: &str| {
+            format!(
+                "Fan-out{store}: {} MiB to {n} units (drop → last delivered receipt)",
+                s.fan_size >> 20
             )
-            .vs(raw_n, "A", fan_secs / raw_n)
-            .target("≤ 1.5× A (time)", fan_secs / raw_n <= 1.5),
+        };
+        rows.push(
+            Row::new(&fan_row(""), embedded.secs, "s")
+                .vs(raw_n, "A", embedded.secs / raw_n)
+                .target("≤ 1.5× A (time)", embedded.secs / raw_n <= 1.5),
         );
-
-        eprintln!("reconnect storm: restarting the hub under {n} agents");
-        let port_addr = addr;
-        drop(hub);
-        let (hub, _) = fan.start_hub_at(&[("all", ids.clone())], port_addr)?;
-        let storm = fan.wait_ready(n + 1).await?;
         rows.push(
             Row::new(
                 &format!("Reconnect storm: all {n} agents back after a hub restart"),
-                storm.as_secs_f64(),
+                embedded.storm,
                 "s",
             )
-            .target("≤ 5 s", storm.as_secs_f64() <= 5.0),
+            .target("≤ 5 s", embedded.storm <= 5.0),
         );
-        drop(agents);
-        drop(hub);
+        drop(fan);
+        if let Some(cluster) = postgres() {
+            let fan = Env::on_postgres(&bin, &cluster.conn())?;
+            fan.issue("fan-sender", Role::Node)?;
+            for id in &ids {
+                fan.issue(id, Role::Node)?;
+            }
+            eprintln!(
+                "fan-out on PostgreSQL: {} MiB to {n} units",
+                s.fan_size >> 20
+            );
+            let pg = fan_out(&fan, &ids, s.fan_size).await?;
+            // Time: the embedded figure over this one is the speed ratio.
+            let speed = embedded.secs / pg.secs;
+            rows.push(
+                Row::new(&fan_row(" on PostgreSQL"), pg.secs, "s")
+                    .vs(embedded.secs, "embedded", pg.secs / embedded.secs)
+                    .target("≥ 0.5× embedded (speed)", speed >= 0.5),
+            );
+        } else {
+            rows.push(Row::new(&fan_row(" on PostgreSQL"), 0.0, "s").note(PG_SKIPPED));
+        }
     }
 
     // ---- the console over a large store

@@ -507,3 +507,82 @@ async fn the_hubs_carry_on_when_the_database_primary_dies_and_its_standby_is_pro
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_hub_moves_to_postgres_with_db_import() {
+    if !pg::available() {
+        return;
+    }
+    let cluster = pg::Cluster::start();
+    let net = Net::new();
+    net.issue("prov-gov", Role::Node);
+    net.issue("harbin-gov", Role::Node);
+    let hub = net.start_hub().await;
+    let addr = hub.addr;
+    let _prov = net.start_agent("prov-gov", addr);
+    let harbin = net.start_agent("harbin-gov", addr);
+    hub.wait_ready(&["prov-gov", "harbin-gov"]).await;
+    // One delivered; one still queued for harbin-gov, which is offline.
+    net.drop_file("prov-gov", "harbin-gov", "第一件.txt", b"one");
+    wait_all_delivered(&net.root("prov-gov"), 1).await;
+    harbin.stop().await;
+    let body = "第二件正文\n".repeat(300_000).into_bytes(); // 4.5 MiB: content in several rows
+    net.drop_file("prov-gov", "harbin-gov", "第二件.txt", &body);
+    let sent = net.root("prov-gov").join("sent");
+    wait_long("the second accepted", Duration::from_secs(60), || {
+        (count_dir(&sent) == 2)
+            .then_some(())
+            .ok_or_else(|| format!("accepted {}", count_dir(&sent)))
+    })
+    .await;
+    let data_dir = hub.data_dir.clone();
+    hub.stop().await;
+    assert!(audit_verify(&net, "hub").contains("intact: 3 entries"));
+
+    // Into PostgreSQL.
+    let pg_config = net.hub_config_as("hub-pg", addr, &shared(&cluster));
+    let import = |json: bool| {
+        let mut cmd = std::process::Command::new(bin("gongwen-hub"));
+        cmd.args(["db", "import", "--from"])
+            .arg(&data_dir)
+            .arg("--config")
+            .arg(&pg_config.path);
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.output().unwrap()
+    };
+    let out = import(true);
+    assert!(
+        out.status.success(),
+        "db import failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let done: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(done["documents"], 2, "{done}");
+    assert_eq!(done["queued"], 1, "{done}");
+    assert_eq!(done["audit_entries"], 3, "{done}");
+    assert!(done["content_bytes"].as_u64().unwrap() > body.len() as u64);
+    assert!(audit_verify(&net, "hub-pg").contains("intact: 3 entries"));
+    // Only into an empty database.
+    let again = import(false);
+    assert!(!again.status.success());
+    let e = String::from_utf8_lossy(&again.stderr);
+    assert!(e.contains("already holds"), "{e}");
+
+    // The hub on PostgreSQL delivers what was queued, and the agents see
+    // the same hub (no documents offered again).
+    let hub = net
+        .start_hub_config(pg_config, gongwen_common::clock::system())
+        .await;
+    let _harbin = net.start_agent("harbin-gov", addr);
+    let docs = wait_inbox(&net.root("harbin-gov"), "prov-gov", 2).await;
+    let second = docs
+        .iter()
+        .find(|d| d.join("第二件.txt").exists())
+        .expect("the second document at harbin-gov");
+    assert!(std::fs::read(second.join("第二件.txt")).unwrap() == body);
+    wait_all_delivered(&net.root("prov-gov"), 2).await;
+    assert!(audit_verify(&net, "hub-pg").contains("intact: 4 entries"));
+    hub.stop().await;
+}
