@@ -201,13 +201,13 @@ impl From<E> for StoreError {
 /// The database's words for an error (tokio-postgres' own Display says
 /// only "db error").
 fn db_error(e: &tokio_postgres::Error) -> StoreError {
+    StoreError::Database(describe_pg(e))
+}
+
+/// What went wrong, in the server's words when it said something.
+fn describe_pg(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
-        Some(d) => StoreError::Database(format!(
-            "{} {}: {}",
-            d.severity(),
-            d.code().code(),
-            d.message()
-        )),
+        Some(d) => format!("{} {}: {}", d.severity(), d.code().code(), d.message()),
         None => {
             let mut s = e.to_string();
             let mut src = std::error::Error::source(e);
@@ -216,7 +216,7 @@ fn db_error(e: &tokio_postgres::Error) -> StoreError {
                 s.push_str(&cause.to_string());
                 src = cause.source();
             }
-            StoreError::Database(s)
+            s
         }
     }
 }
@@ -312,7 +312,7 @@ impl Postgres {
                 deadpool_postgres::PoolError::Backend(e) => StoreError::Database(format!(
                     "cannot connect to PostgreSQL ({}): {}",
                     describe_hosts(&pg),
-                    db_error(&e)
+                    describe_pg(&e)
                 )),
                 other => StoreError::Database(other.to_string()),
             })?;
@@ -570,6 +570,9 @@ async fn migrate(client: &mut deadpool_postgres::Object) -> Result<String, Store
     let txn = client.transaction().await.map_err(|e| db_error(&e))?;
     let run = async {
         txn.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        // "relation already exists, skipping" is no news at every start.
+        txn.batch_execute("SET LOCAL client_min_messages TO warning")
             .await?;
         txn.batch_execute(
             "CREATE TABLE IF NOT EXISTS gongwen_meta (key text PRIMARY KEY, value text NOT NULL)",
