@@ -619,3 +619,80 @@ async fn an_unreachable_database_is_named_in_the_error() {
         "the error does not say which database: {e}"
     );
 }
+
+/// Gives `first` bytes, then waits for a go before giving the rest.
+struct Paused {
+    data: std::io::Cursor<Vec<u8>>,
+    first: u64,
+    go: Option<std::sync::mpsc::Receiver<()>>,
+}
+
+impl std::io::Read for Paused {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let at = self.data.position();
+        if at >= self.first
+            && let Some(go) = self.go.take()
+        {
+            let _ = go.recv();
+        }
+        let limit = if at < self.first {
+            ((self.first - at) as usize).min(buf.len())
+        } else {
+            buf.len()
+        };
+        self.data.read(&mut buf[..limit])
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_upload_takes_over_from_the_connection_it_replaces() {
+    let Some(b) = Backend::postgres() else {
+        return;
+    };
+    let (hub_a, hub_b) = (b.open().await, b.open().await);
+    let bytes = content(3 * 1024 * 1024 + 5);
+    let digest = sha256(&bytes);
+    let doc = DocId::generate();
+    let len = bytes.len() as u64;
+
+    // Hub A receives the first 1.5 MiB, then its connection stalls.
+    let (go, wait) = std::sync::mpsc::channel();
+    let mut old = hub_a.open_upload(doc, &digest, len).await.unwrap();
+    let first = 1024 * 1024 + 512 * 1024;
+    let reader = Paused {
+        data: std::io::Cursor::new(bytes.clone()),
+        first,
+        go: Some(wait),
+    };
+    let old_writer = tokio::spawn(async move { old.write(Batches::from_reader(reader)).await });
+    let Backend::Postgres(cluster) = &b else {
+        unreachable!()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while cluster.sql("SELECT coalesce(max(durable), 0) FROM partial") != "1048576" {
+        assert!(tokio::time::Instant::now() < deadline, "hub A wrote no row");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The agent resumes at hub B, which takes the upload over; then hub
+    // A's stalled connection delivers the rest: refused, not interleaved.
+    let mut new = hub_b.open_upload(doc, &digest, len).await.unwrap();
+    let from = new.offset() as usize;
+    assert_eq!(from, 1024 * 1024);
+    go.send(()).unwrap();
+    let e = old_writer.await.unwrap().unwrap_err().to_string();
+    assert!(e.contains("took this upload over"), "{e}");
+
+    let (held, hash) = new
+        .write(Batches::from_reader(std::io::Cursor::new(
+            bytes[from..].to_vec(),
+        )))
+        .await
+        .unwrap();
+    assert_eq!((held, hex(&hash)), (len, digest));
+    new.seal().await.unwrap();
+    assert!(
+        read_all(&*hub_b, doc, 0).await == bytes,
+        "the content was mixed"
+    );
+}

@@ -51,10 +51,11 @@ use crate::audit::{Entry, Verifier, next_entry};
 use crate::lifecycle::{Answer, Recall, content_done, delivery_rank};
 
 /// The schema this binary writes; migrations bring older ones up to it.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Each migration, in order; `MIGRATIONS[i]` takes version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE bindings (node text PRIMARY KEY, binding bytea NOT NULL);
 CREATE TABLE docs (
     doc_id bytea PRIMARY KEY,
@@ -133,7 +134,14 @@ CREATE TABLE presence (
     since text NOT NULL,
     addr text NOT NULL
 );
-"];
+",
+    r"
+-- 2: one writer per upload. A connection that resumes an upload (at this
+-- hub or another) takes it over; the rows of the one it replaced are
+-- refused from then on, so two writers never interleave content rows.
+ALTER TABLE partial ADD COLUMN writer text;
+",
+];
 
 /// The advisory lock that serialises migrations (any fixed number).
 const MIGRATION_LOCK: i64 = 0x676f_6e67_7765_6e01;
@@ -1168,31 +1176,46 @@ impl Store for Postgres {
         content_len: u64,
     ) -> Result<Box<dyn UploadSink>, StoreError> {
         let key = doc_id.as_bytes().to_vec();
-        let client = self.client().await?;
-        let partial = client
-            .query_opt(
-                "SELECT digest, durable FROM partial WHERE doc_id = $1",
-                &[&key],
-            )
-            .await
-            .map_err(|e| db_error(&e))?;
-        let offset = match partial {
-            Some(r) if r.get::<_, &str>(0) == digest => r.get::<_, i64>(1).max(0) as u64,
-            _ => 0,
-        };
-        // Anything past the durable point is cut off; what is kept is
-        // hashed again (the hash state is not stored).
-        client
-            .execute(
+        let writer = super::embedded::new_generation()?;
+        let mut client = self.client().await?;
+        // Take the upload over in one transaction: the partial row's lock
+        // orders this against the last row of any earlier writer, which
+        // from the commit on is refused (see RowUpload::write_row).
+        let offset = {
+            let txn = client.transaction().await.map_err(|e| db_error(&e))?;
+            let partial = txn
+                .query_opt(
+                    "SELECT digest, durable FROM partial WHERE doc_id = $1 FOR UPDATE",
+                    &[&key],
+                )
+                .await
+                .map_err(|e| db_error(&e))?;
+            let offset = match partial {
+                Some(r) if r.get::<_, &str>(0) == digest => r.get::<_, i64>(1).max(0),
+                _ => 0,
+            };
+            txn.execute(
                 "DELETE FROM content WHERE doc_id = $1 AND off >= $2",
-                &[&key, &(offset as i64)],
+                &[&key, &offset],
             )
             .await
             .map_err(|e| db_error(&e))?;
+            txn.execute(
+                "INSERT INTO partial (doc_id, digest, durable, writer) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (doc_id) DO UPDATE SET digest = EXCLUDED.digest,
+                    durable = EXCLUDED.durable, writer = EXCLUDED.writer",
+                &[&key, &digest, &offset, &writer],
+            )
+            .await
+            .map_err(|e| db_error(&e))?;
+            txn.commit().await.map_err(|e| db_error(&e))?;
+            offset as u64
+        };
+        // What is kept is hashed again (the hash state is not stored).
         let mut hasher = ring::digest::Context::new(&ring::digest::SHA256);
         let mut kept = 0u64;
         let mut from = 0i64;
-        loop {
+        'pages: loop {
             let rows = client
                 .query(
                     "SELECT off, data FROM content WHERE doc_id = $1 AND off >= $2 ORDER BY off LIMIT $3",
@@ -1206,7 +1229,7 @@ impl Store for Postgres {
             for r in &rows {
                 let (off, data): (i64, &[u8]) = (r.get(0), r.get(1));
                 if off as u64 != kept {
-                    break;
+                    break 'pages; // a gap: what follows cannot be kept
                 }
                 hasher.update(data);
                 kept += data.len() as u64;
@@ -1227,7 +1250,7 @@ impl Store for Postgres {
         Ok(Box::new(RowUpload {
             pool: self.pool.clone(),
             key,
-            digest: digest.to_owned(),
+            writer,
             content_len,
             offset,
             hasher: Some(hasher),
@@ -1821,7 +1844,9 @@ impl Store for Postgres {
 struct RowUpload {
     pool: Pool,
     key: Vec<u8>,
-    digest: String,
+    /// This upload's token in `partial.writer`: once another connection
+    /// takes the upload over, this one's rows are refused.
+    writer: String,
     content_len: u64,
     offset: u64,
     hasher: Option<ring::digest::Context>,
@@ -1846,22 +1871,31 @@ impl RowUpload {
                     &[&self.key, &(off as i64), &data],
                 )
                 .await?;
-            client
+            // Still ours? (The row lock orders this against a takeover.)
+            let ours = client
                 .execute(
-                    "INSERT INTO partial VALUES ($1, $2, $3)
-                     ON CONFLICT (doc_id) DO UPDATE SET digest = EXCLUDED.digest,
-                        durable = EXCLUDED.durable",
-                    &[&self.key, &self.digest, &durable],
+                    "UPDATE partial SET durable = $2 WHERE doc_id = $1 AND writer = $3",
+                    &[&self.key, &durable, &self.writer],
                 )
                 .await?;
-            client.batch_execute("COMMIT").await
+            if ours == 0 {
+                client.batch_execute("ROLLBACK").await?;
+                return Ok(false);
+            }
+            client.batch_execute("COMMIT").await?;
+            Ok(true)
         }
         .await;
-        if let Err(e) = r {
-            let _ = client.batch_execute("ROLLBACK").await;
-            return Err(db_error(&e));
+        match r {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(StoreError::Database(
+                "another connection took this upload over".into(),
+            )),
+            Err(e) => {
+                let _ = client.batch_execute("ROLLBACK").await;
+                Err(db_error(&e))
+            }
         }
-        Ok(())
     }
 }
 
