@@ -210,6 +210,17 @@ async fn documents_are_queued_by_urgency_and_claimed_once(s: &dyn Store) {
         Some(&b"binding"[..])
     );
     assert_eq!(s.binding(&id("daqing-gov")).await.unwrap(), None);
+    s.put_binding(&id("harbin-gov"), b"renewed").await.unwrap();
+    s.put_binding(&id("daqing-gov"), b"daqing").await.unwrap();
+    let mut all = s.bindings().await.unwrap();
+    all.sort();
+    assert_eq!(
+        all,
+        vec![
+            (id("daqing-gov"), b"daqing".to_vec()),
+            (id("harbin-gov"), b"renewed".to_vec())
+        ]
+    );
 
     let normal = accept(&u, 1, Urgency::Normal, &["harbin-gov", "daqing-gov"]);
     let urgent = accept(&u, 2, Urgency::ExtraUrgent, &["harbin-gov"]);
@@ -315,6 +326,26 @@ async fn a_delivery_receipt_is_recorded_once_and_forwarded_once(s: &dyn Store) {
 
     let v = s.audit_verify().await.unwrap();
     assert_eq!((v.entries, v.first_broken, v.repeated), (3, None, 0));
+
+    // What supervision reads: receipt kinds and every copy of every document.
+    let mut kinds = s.receipt_kinds(doc).await.unwrap();
+    kinds.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+    assert_eq!(
+        kinds,
+        vec![
+            (id("daqing-gov"), ReceiptKind::Delivered),
+            (id("harbin-gov"), ReceiptKind::Delivered)
+        ]
+    );
+    let all = s.all_deliveries().await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].0.doc_id, doc);
+    assert!(
+        all[0]
+            .1
+            .iter()
+            .all(|(_, r)| r.state == DeliveryState::Delivered)
+    );
 }
 
 both!(answers_recall_and_urging_follow_the_lifecycle);
@@ -509,6 +540,12 @@ async fn content_streams_in_resumes_and_streams_out(s: &dyn Store) {
     let tail = read_all(s, doc, 1_048_581).await;
     assert!(tail == bytes[1_048_581..], "reading from an offset differs");
     s.drop_content(doc).await.unwrap();
+    let mut gone = s.read_content(doc, 0).await.unwrap();
+    let mut left = 0;
+    while let Some(Ok(chunk)) = gone.recv().await {
+        left += chunk.len();
+    }
+    assert_eq!(left, 0, "content left after drop_content");
 }
 
 // — two hubs on one database (PostgreSQL only) —
