@@ -40,17 +40,6 @@ pub fn time_ms(ms: i64) -> Option<String> {
         .ok()
 }
 
-fn state_name(s: DeliveryState) -> &'static str {
-    match s {
-        DeliveryState::Queued => "queued",
-        DeliveryState::Delivered => "delivered",
-        DeliveryState::Quarantined => "quarantined",
-        DeliveryState::Acknowledged => "acknowledged",
-        DeliveryState::Rejected => "rejected",
-        DeliveryState::Recalled => "recalled",
-    }
-}
-
 /// One recipient of a document, as `status` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RecipientRow {
@@ -82,7 +71,7 @@ pub fn recipient_row(
     RecipientRow {
         recipient: r.to_string(),
         copy: if doc.to.contains(r) { "to" } else { "cc" }.into(),
-        state: state_name(d.state).into(),
+        state: d.state.as_str().into(),
         delivered_at: d.delivered_ms.and_then(time_ms),
         acknowledged_at: d.acknowledged_ms.and_then(time_ms),
         acknowledged_by: d.acknowledged_by.clone(),
@@ -138,7 +127,7 @@ pub fn overdue(
                     title: doc.title.clone(),
                     sender: doc.sender.to_string(),
                     recipient: r.to_string(),
-                    state: state_name(d.state).into(),
+                    state: d.state.as_str().into(),
                     urgency: doc.urgency,
                     deadline: time_ms(d.deadline_ms),
                     late_seconds: (now_ms - d.deadline_ms) / 1000,

@@ -485,6 +485,59 @@ pub async fn wait_until<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> 
     }
 }
 
+/// Wait up to `limit` (for work longer than [`WAIT`]) until `probe`
+/// returns `Ok`; fail with `what` and the last state it described.
+pub async fn wait_within<T>(
+    what: &str,
+    limit: Duration,
+    mut probe: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match probe() {
+            Ok(v) => return v,
+            Err(state) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "waited {limit:?} for {what}; {state}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// How many entries (not hidden ones) a folder has; 0 if it is missing.
+pub fn count_entries(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Wait up to `limit` until exactly `n` documents `root` sent have every
+/// recipient's `delivered` receipt.
+pub async fn wait_delivered_within(root: &Path, n: usize, limit: Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let st = agent_status(root).await;
+        let done = st
+            .iter()
+            .filter(|d| d.stage == "sent" && d.recipients.iter().all(|r| r.state == "delivered"))
+            .count();
+        if done == n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "receipts complete for {done} of {n} documents at {}",
+            root.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The document folders in `<root>/inbox/<sender>/`.
 pub fn inbox_docs(root: &Path, sender: &str) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(root.join("inbox").join(sender))

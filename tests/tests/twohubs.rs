@@ -11,8 +11,8 @@ use gongwen_common::Role;
 use gongwen_common::clock::ManualClock;
 use gongwen_hub::control::Request as HubRequest;
 use gongwen_tests::{
-    HubProcess, Net, RunningAgent, RunningHub, ask_hub, bin, pg, wait_all_delivered, wait_inbox,
-    wait_until,
+    HubProcess, Net, RunningAgent, RunningHub, ask_hub, bin, count_entries, pg, wait_all_delivered,
+    wait_delivered_within, wait_inbox, wait_until, wait_within,
 };
 use time::OffsetDateTime;
 
@@ -236,35 +236,6 @@ async fn two_hubs_on_one_clock_run_each_escalation_step_once() {
     b.stop().await;
 }
 
-/// Wait up to `limit` for `probe`, failing with `what` and the last state.
-async fn wait_long<T>(
-    what: &str,
-    limit: Duration,
-    mut probe: impl FnMut() -> Result<T, String>,
-) -> T {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        match probe() {
-            Ok(v) => return v,
-            Err(state) => assert!(
-                tokio::time::Instant::now() < deadline,
-                "waited {limit:?} for {what}; {state}"
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn count_dir(dir: &std::path::Path) -> usize {
-    std::fs::read_dir(dir)
-        .map(|d| {
-            d.flatten()
-                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-                .count()
-        })
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_documents_survive_one_hub_killed_five_times() {
     if !pg::available() {
@@ -312,9 +283,9 @@ async fn a_thousand_documents_survive_one_hub_killed_five_times() {
     let progress = || {
         format!(
             "accepted {}, at harbin-gov {}, at daqing-gov {}",
-            count_dir(&sent),
-            count_dir(&inboxes[0]),
-            count_dir(&inboxes[1])
+            count_entries(&sent),
+            count_entries(&inboxes[0]),
+            count_entries(&inboxes[1])
         )
     };
 
@@ -322,11 +293,11 @@ async fn a_thousand_documents_survive_one_hub_killed_five_times() {
     // more of them were accepted, and started again on the same port.
     for round in 1..=5 {
         let target = round * DOCS / 7;
-        wait_long(
+        wait_within(
             &format!("{target} accepted before kill {round}"),
             Duration::from_secs(120),
             || {
-                (count_dir(&sent) >= target)
+                (count_entries(&sent) >= target)
                     .then_some(())
                     .ok_or_else(progress)
             },
@@ -343,11 +314,11 @@ async fn a_thousand_documents_survive_one_hub_killed_five_times() {
     }
 
     // Every document in every inbox, once; every receipt at the sender.
-    wait_long(
+    wait_within(
         "every document in both inboxes",
         Duration::from_secs(300),
         || {
-            let done = inboxes.iter().all(|i| count_dir(i) >= DOCS);
+            let done = inboxes.iter().all(|i| count_entries(i) >= DOCS);
             done.then_some(()).ok_or_else(progress)
         },
     )
@@ -377,23 +348,7 @@ async fn a_thousand_documents_survive_one_hub_killed_five_times() {
             inbox.display()
         );
     }
-    let root = net.root("prov-gov");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let st = gongwen_tests::agent_status(&root).await;
-        let done = st
-            .iter()
-            .filter(|d| d.stage == "sent" && d.recipients.iter().all(|r| r.state == "delivered"))
-            .count();
-        if done == DOCS {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "receipts complete for {done} of {DOCS} documents at the sender"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_delivered_within(&net.root("prov-gov"), DOCS, Duration::from_secs(120)).await;
     // One chain, every accept and delivery once.
     let text = audit_verify(&net, "hub-b");
     assert!(
@@ -445,10 +400,10 @@ async fn the_hubs_carry_on_when_the_database_primary_dies_and_its_standby_is_pro
     }
     let sent = net.root("prov-gov").join("sent");
     let inbox = net.root("harbin-gov").join("inbox/prov-gov");
-    wait_long("a third accepted", Duration::from_secs(120), || {
-        (count_dir(&sent) >= DOCS / 3)
+    wait_within("a third accepted", Duration::from_secs(120), || {
+        (count_entries(&sent) >= DOCS / 3)
             .then_some(())
-            .ok_or_else(|| format!("accepted {}", count_dir(&sent)))
+            .ok_or_else(|| format!("accepted {}", count_entries(&sent)))
     })
     .await;
 
@@ -463,17 +418,19 @@ async fn the_hubs_carry_on_when_the_database_primary_dies_and_its_standby_is_pro
     standby.promote();
 
     // Everything arrives, and nothing the hubs had accepted is missing.
-    wait_long(
+    wait_within(
         "every document at harbin-gov",
         Duration::from_secs(150),
         || {
-            (count_dir(&inbox) >= DOCS).then_some(()).ok_or_else(|| {
-                format!(
-                    "accepted {}, at harbin-gov {}",
-                    count_dir(&sent),
-                    count_dir(&inbox)
-                )
-            })
+            (count_entries(&inbox) >= DOCS)
+                .then_some(())
+                .ok_or_else(|| {
+                    format!(
+                        "accepted {}, at harbin-gov {}",
+                        count_entries(&sent),
+                        count_entries(&inbox)
+                    )
+                })
         },
     )
     .await;
@@ -483,22 +440,7 @@ async fn the_hubs_carry_on_when_the_database_primary_dies_and_its_standby_is_pro
             "{doc} was accepted before the failover and never arrived"
         );
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let st = gongwen_tests::agent_status(&net.root("prov-gov")).await;
-        let done = st
-            .iter()
-            .filter(|d| d.stage == "sent" && d.recipients.iter().all(|r| r.state == "delivered"))
-            .count();
-        if done == DOCS {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "receipts complete for {done} of {DOCS} documents at the sender"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_delivered_within(&net.root("prov-gov"), DOCS, Duration::from_secs(60)).await;
     let text = audit_verify(&net, "hub-a");
     assert!(
         text.contains(&format!("intact: {} entries", 2 * DOCS)),
@@ -529,10 +471,10 @@ async fn an_embedded_hub_moves_to_postgres_with_db_import() {
     let body = "第二件正文\n".repeat(300_000).into_bytes(); // 4.5 MiB: content in several rows
     net.drop_file("prov-gov", "harbin-gov", "第二件.txt", &body);
     let sent = net.root("prov-gov").join("sent");
-    wait_long("the second accepted", Duration::from_secs(60), || {
-        (count_dir(&sent) == 2)
+    wait_within("the second accepted", Duration::from_secs(60), || {
+        (count_entries(&sent) == 2)
             .then_some(())
-            .ok_or_else(|| format!("accepted {}", count_dir(&sent)))
+            .ok_or_else(|| format!("accepted {}", count_entries(&sent)))
     })
     .await;
     let data_dir = hub.data_dir.clone();

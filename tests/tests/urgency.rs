@@ -9,22 +9,7 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use gongwen_common::Role;
-use gongwen_tests::{Net, inbox_docs};
-
-/// Wait up to `limit` for `probe`, failing with `what`.
-async fn wait_long<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "waited {limit:?} for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+use gongwen_tests::{Net, inbox_docs, wait_within};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_extra_urgent_document_overtakes_a_256_mib_one_to_the_same_unit() {
@@ -52,15 +37,19 @@ async fn an_extra_urgent_document_overtakes_a_256_mib_one_to_the_same_unit() {
 
     // Once harbin-gov is receiving it, the urgent notice is dropped.
     let incoming = net.root("harbin-gov").join("state/incoming");
-    wait_long(
+    wait_within(
         "the 256 MiB document on its way to harbin-gov",
         Duration::from_secs(300),
         || {
-            std::fs::read_dir(&incoming)
-                .ok()?
-                .flatten()
-                .any(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            let receiving = std::fs::read_dir(&incoming)
+                .map(|d| {
+                    d.flatten()
+                        .any(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+                })
+                .unwrap_or(false);
+            receiving
                 .then_some(())
+                .ok_or_else(|| "nothing in state/incoming".to_string())
         },
     )
     .await;
@@ -72,12 +61,14 @@ async fn an_extra_urgent_document_overtakes_a_256_mib_one_to_the_same_unit() {
     );
     net.drop_file("prov-gov", "harbin-gov", "特急通知.txt", &[b'x'; 1024]);
 
-    let first = wait_long(
+    let first = wait_within(
         "the extra-urgent document at harbin-gov",
         Duration::from_secs(300),
         || {
             let docs = inbox_docs(&net.root("harbin-gov"), "prov-gov");
-            (!docs.is_empty()).then_some(docs)
+            (!docs.is_empty())
+                .then_some(docs)
+                .ok_or_else(|| "nothing yet".to_string())
         },
     )
     .await;
@@ -87,9 +78,12 @@ async fn an_extra_urgent_document_overtakes_a_256_mib_one_to_the_same_unit() {
         "the bulk document arrived first: {first:?}"
     );
     // The bulk one still arrives, whole.
-    let both = wait_long("the 256 MiB document", Duration::from_secs(300), || {
+    let both = wait_within("the 256 MiB document", Duration::from_secs(300), || {
         let docs = inbox_docs(&net.root("harbin-gov"), "prov-gov");
-        (docs.len() == 2).then_some(docs)
+        let n = docs.len();
+        (n == 2)
+            .then_some(docs)
+            .ok_or_else(|| format!("{n} documents"))
     })
     .await;
     let big = both
