@@ -15,11 +15,13 @@
 //!
 //! ## Layout
 //! - [`ca`] — [`Ca`]: init, open, issue, sign a CSR, revoke, write the CRL, list.
+//! - [`enroll`] — enrollment in bulk from a CSV: one ready bundle per unit.
 //! - [`registry`] — the record of issued certificates.
 //! - [`error`] — [`CaError`].
 #![forbid(unsafe_code)]
 
 pub mod ca;
+pub mod enroll;
 pub mod error;
 pub mod registry;
 

@@ -125,6 +125,26 @@ enum Command {
         #[arg(long, default_value_t = DEFAULT_CRL_DAYS)]
         days: u32,
     },
+    /// Enroll units in bulk from a CSV (header `id,name,role`): for each, a
+    /// certificate and key, ca.crt, a ready agent.toml and 安装说明.txt in
+    /// OUT/ID/, and OUT/ID.tar.gz. Units enrolled before are skipped.
+    Enroll {
+        /// The CSV of units (UTF-8, with or without a BOM).
+        #[arg(long, value_name = "FILE")]
+        units: PathBuf,
+        /// The hub's address as agents reach it (repeat for several hubs).
+        #[arg(long, value_name = "HOST:PORT", required = true)]
+        hub: Vec<String>,
+        /// The name in the hub's certificate.
+        #[arg(long, default_value = "hub")]
+        hub_name: String,
+        /// Validity of each certificate in days.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        /// Where the bundles go.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// List every certificate issued: id, name, role, serial, not_after, status.
     List {
         /// Print a JSON array of objects.
@@ -157,6 +177,61 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let now = OffsetDateTime::now_utc();
     match cli.command {
+        Command::Enroll {
+            units,
+            hub,
+            hub_name,
+            days,
+            out,
+        } => {
+            let text = std::fs::read_to_string(&units)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", units.display()))?;
+            let rows = gongwen_certs::enroll::parse_units(&text)?;
+            for h in &hub {
+                if h.rsplit_once(':')
+                    .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+                {
+                    bail!("--hub {h:?} is not HOST:PORT such as 10.0.0.1:7443");
+                }
+            }
+            let mut ca = Ca::open(&dir)?;
+            let plan = gongwen_certs::enroll::EnrollPlan {
+                hubs: hub,
+                hub_name,
+                days,
+                out: out.clone(),
+            };
+            let done = gongwen_certs::enroll::enroll(&mut ca, &rows, &plan, now)?;
+            let (mut issued, mut skipped) = (0, 0);
+            for d in &done {
+                use gongwen_certs::enroll::Enrolled;
+                match d {
+                    Enrolled::Issued { id, serial } => {
+                        issued += 1;
+                        println!(
+                            "enrolled {id} (serial {serial}): {}",
+                            out.join(format!("{id}.tar.gz")).display()
+                        );
+                    }
+                    Enrolled::AlreadyEnrolled { id } => {
+                        skipped += 1;
+                        println!("{id}: already enrolled, skipped");
+                    }
+                    Enrolled::CertifiedElsewhere { id, serial } => {
+                        skipped += 1;
+                        println!(
+                            "{id}: already has a valid certificate (serial {serial}) but no bundle in {}; skipped (gongwen-certs issue --renew makes a new key and certificate)",
+                            out.display()
+                        );
+                    }
+                }
+            }
+            println!(
+                "{issued} enrolled, {skipped} skipped, {} in {}",
+                rows.len(),
+                units.display()
+            );
+        }
         Command::Init {
             name,
             days,
