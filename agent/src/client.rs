@@ -399,6 +399,80 @@ impl Endpoints {
     }
 }
 
+/// Connect to `hub` once, say hello and read the welcome, then leave (for
+/// `gongwen-agent check`; the running agent is not disturbed). What the
+/// hub said, or why it could not be reached or did not admit us.
+pub async fn probe(config: &AgentConfig, hub: &str) -> Result<String, String> {
+    let own = material::load_own_tls(
+        &config.path,
+        &config.tls.cert,
+        &config.tls.key,
+        &config.tls.ca,
+    )
+    .map_err(|e| e.to_string())?;
+    let client = agent_client_config(own.chain, own.key, &own.ca, gongwen_common::clock::system())
+        .map_err(|e| e.to_string())?;
+    let addr = tokio::net::lookup_host(hub)
+        .await
+        .map_err(|e| format!("cannot resolve {hub}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{hub} resolves to no address"))?;
+    let bind: SocketAddr = if addr.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = UdpSocket::bind(bind).map_err(|e| format!("cannot create a UDP socket: {e}"))?;
+    let endpoint = quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        None,
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+    .map_err(|e| format!("cannot create a QUIC endpoint: {e}"))?;
+    let hub_name = &config.hub_name;
+    let result = async {
+        let connecting = endpoint
+            .connect_with(client, addr, hub_name)
+            .map_err(|e| LinkError::WrongHub(format!("cannot connect to {hub_name:?}: {e}")))?;
+        let after = config.connect_timeout;
+        let conn = match tokio::time::timeout(after, connecting).await {
+            Err(_) | Ok(Err(quinn::ConnectionError::TimedOut)) => {
+                return Err(LinkError::Unreachable { addr, after });
+            }
+            Ok(Err(e)) => return Err(classify(&e, hub_name)),
+            Ok(Ok(c)) => c,
+        };
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| classify(&e, hub_name))?;
+        let hello = Message::Hello {
+            version: PROTOCOL_VERSION,
+            software: format!("gongwen-agent {} (check)", env!("CARGO_PKG_VERSION")),
+        };
+        write_message(&mut send, &hello)
+            .await
+            .map_err(|e| classify_stream(&e, hub_name))?;
+        let answer = match read_message(&mut recv, READ_TIMEOUT).await {
+            Ok(Message::Welcome { node, hub, .. }) => Ok(format!("{hub} admits us as {node}")),
+            Ok(Message::Error { message, .. }) => Err(LinkError::Refused(
+                gongwen_common::logsafe::Clipped(&message).to_string(),
+            )),
+            Ok(other) => Err(LinkError::Protocol(format!(
+                "expected welcome, got {}",
+                other.describe()
+            ))),
+            Err(e) => Err(match conn.close_reason() {
+                Some(reason) => classify(&reason, hub_name),
+                None => classify_stream(&e, hub_name),
+            }),
+        };
+        conn.close(quinn::VarInt::from_u32(0), b"check done");
+        answer
+    }
+    .await;
+    endpoint.close(quinn::VarInt::from_u32(0), b"check done");
+    result.map_err(|e| e.to_string())
+}
+
 /// Which of the configured hubs to try next. After a lost link or a
 /// failed attempt the next hub is tried at once; only when every hub has
 /// failed in a row does the agent wait out its backoff (then starts the

@@ -44,6 +44,8 @@ pub enum Request {
     Supervise { question: serde_json::Value },
     /// Write the evidence bundle for a document into a folder.
     Evidence { doc: DocId, out: std::path::PathBuf },
+    /// Whether the agent is connected to a hub now, and to which address.
+    Link,
 }
 
 /// One recipient's state in `status`.
@@ -173,6 +175,13 @@ async fn answer(req: Request, ctx: &Arc<AgentContext>) -> Response {
                 Ok(v) => Response::Ok(v),
                 Err(e) => Response::Error(e),
             }
+        }
+        Request::Link => {
+            let conn = ctx.connection().filter(|c| c.close_reason().is_none());
+            Response::Ok(serde_json::json!({
+                "connected": conn.is_some(),
+                "hub": conn.map(|c| c.remote_address().to_string()),
+            }))
         }
         Request::Evidence { doc, out } => {
             let c = ctx.clone();

@@ -31,6 +31,14 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Check the configuration and everything it names, each problem on its
+    /// own line — files, key and certificate, CA, the root folder — and
+    /// whether the hubs answer and admit this unit (asked of the running
+    /// agent if there is one). Exit 0 only when all is well.
+    Check {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Send files as one document (the first is the main text, the rest
     /// attachments) through the running agent, and wait until the hub has it.
     Send {
@@ -274,6 +282,12 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Check { config } => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            if !runtime.block_on(check(&config)) {
+                std::process::exit(1);
+            }
+        }
         Command::Run { config } => {
             let config = AgentConfig::load(&config)?;
             let runtime = tokio::runtime::Runtime::new()?;
@@ -611,6 +625,76 @@ fn ask(config: &std::path::Path, request: &Request) -> anyhow::Result<serde_json
     let socket = Folders::new(&config.root).control_socket();
     let runtime = tokio::runtime::Runtime::new()?;
     Ok(runtime.block_on(control::query(&socket, request))?)
+}
+
+/// `gongwen-agent check`: every finding on its own line; whether all is well.
+async fn check(path: &std::path::Path) -> bool {
+    use gongwen_common::material::{self, Finding, Named};
+    let config = match AgentConfig::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("problem: {}", material::one_line(&e));
+            return false;
+        }
+    };
+    let (mut found, identity) = material::check_all(
+        Named {
+            cert: &config.tls.cert,
+            key: &config.tls.key,
+            ca: &config.tls.ca,
+            crl: None,
+        },
+        time::OffsetDateTime::now_utc(),
+    );
+    if let Some(id) = &identity {
+        if id.id != config.node_id {
+            found.push(Finding::problem(
+                "tls.cert",
+                format!(
+                    "{} is {}'s certificate, but node_id is {}",
+                    config.tls.cert.display(),
+                    id.id,
+                    config.node_id
+                ),
+            ));
+        }
+        if id.role == gongwen_common::Role::Hub {
+            found.push(Finding::problem(
+                "tls.cert",
+                format!(
+                    "{} is the hub's certificate, not a unit's",
+                    config.tls.cert.display()
+                ),
+            ));
+        }
+    }
+    if let Err(e) = material::check_data_dir(&config.path, "root", &config.root) {
+        found.push(Finding::problem("root", e.to_string()));
+    }
+    // The running agent knows best whether the hub admits it; a second
+    // connection with the same certificate would replace its own.
+    let socket = Folders::new(&config.root).control_socket();
+    match control::query(&socket, &Request::Link).await {
+        Ok(v) if v["connected"] == true => println!(
+            "ok: {}: the running agent is connected to the hub at {}",
+            config.path.display(),
+            v["hub"].as_str().unwrap_or("?")
+        ),
+        Ok(_) => found.push(Finding::problem(
+            "hub",
+            "the running agent is not connected to any hub now (gongwen-agent status, or its log, says why)",
+        )),
+        Err(_) if !found.iter().any(|f| f.severity == material::Severity::Problem) => {
+            for hub in &config.hubs {
+                match gongwen_agent::client::probe(&config, hub).await {
+                    Ok(said) => println!("ok: {}: hub {hub}: {said}", config.path.display()),
+                    Err(why) => found.push(Finding::problem("hub", format!("{hub}: {why}"))),
+                }
+            }
+        }
+        Err(_) => {} // the material is wrong: a connection would say no more
+    }
+    material::report(&config.path, &found)
 }
 
 /// The accounts file of the agent `config` names.

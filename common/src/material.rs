@@ -181,3 +181,239 @@ mod tests {
         assert_eq!(line.matches("File exists").count(), 1, "{line}");
     }
 }
+
+/// How bad one finding of [`check_all`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// The daemon would refuse to start or to serve with it.
+    Problem,
+    /// Works today; will not for long (a certificate or CRL running out).
+    Warning,
+}
+
+/// One thing `check` found: the configuration key it is about and what,
+/// in plain words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub severity: Severity,
+    pub key: String,
+    pub text: String,
+}
+
+impl Finding {
+    pub fn problem(key: &str, text: impl Into<String>) -> Finding {
+        Finding {
+            severity: Severity::Problem,
+            key: key.to_owned(),
+            text: text.into(),
+        }
+    }
+
+    pub fn warning(key: &str, text: impl Into<String>) -> Finding {
+        Finding {
+            severity: Severity::Warning,
+            key: key.to_owned(),
+            text: text.into(),
+        }
+    }
+}
+
+/// A certificate expiring within this is worth a warning.
+pub const CERT_WARNING: time::Duration = time::Duration::days(30);
+/// A CRL whose next update is within this is worth a warning.
+pub const CRL_WARNING: time::Duration = time::Duration::days(7);
+
+/// What [`check_all`] looks at: the files a configuration names.
+#[derive(Debug, Clone, Copy)]
+pub struct Named<'a> {
+    pub cert: &'a Path,
+    pub key: &'a Path,
+    pub ca: &'a Path,
+    /// The hub's CRL (agents have none).
+    pub crl: Option<&'a Path>,
+}
+
+/// Every problem with the key material, each found on its own (unlike
+/// [`load_own_tls`], which stops at the first): unreadable or missing
+/// files, a CA file that is not a CA, a certificate not from that CA, a
+/// key that is not the certificate's, validity, and the CRL's signature,
+/// freshness and whether it revokes the certificate. Returns the findings
+/// and, when the certificate could be read, who it names.
+pub fn check_all(
+    files: Named<'_>,
+    now: time::OffsetDateTime,
+) -> (Vec<Finding>, Option<CertIdentity>) {
+    let mut found = Vec::new();
+    let ca = match pki::load_certs(files.ca) {
+        Ok(mut c) => {
+            let ca = c.remove(0);
+            if let Err(why) = check_is_ca(&ca) {
+                found.push(Finding::problem(
+                    "tls.ca",
+                    format!("{} is not a CA certificate: {why}", files.ca.display()),
+                ));
+            }
+            Some(ca)
+        }
+        Err(e) => {
+            found.push(Finding::problem("tls.ca", e.to_string()));
+            None
+        }
+    };
+    let cert = match pki::load_certs(files.cert) {
+        Ok(mut c) => Some(c.remove(0)),
+        Err(e) => {
+            found.push(Finding::problem("tls.cert", e.to_string()));
+            None
+        }
+    };
+    let identity = cert.as_ref().and_then(|c| match CertIdentity::from_der(c) {
+        Ok(id) => Some(id),
+        Err(e) => {
+            found.push(Finding::problem(
+                "tls.cert",
+                format!("{}: {e}", files.cert.display()),
+            ));
+            None
+        }
+    });
+    if let Some(id) = &identity {
+        let until = crate::timefmt::rfc3339(id.not_after);
+        if now > id.not_after {
+            found.push(Finding::problem(
+                "tls.cert",
+                format!(
+                    "{} expired at {until}: ask for a new one (gongwen-certs issue --renew)",
+                    files.cert.display()
+                ),
+            ));
+        } else if now < id.not_before {
+            found.push(Finding::problem(
+                "tls.cert",
+                format!(
+                    "{} is not valid before {} (is this machine's clock right?)",
+                    files.cert.display(),
+                    crate::timefmt::rfc3339(id.not_before)
+                ),
+            ));
+        } else if id.not_after - now < CERT_WARNING {
+            found.push(Finding::warning(
+                "tls.cert",
+                format!(
+                    "{} expires at {until}, in {} days: renew it before then",
+                    files.cert.display(),
+                    (id.not_after - now).whole_days()
+                ),
+            ));
+        }
+    }
+    if let (Some(cert), Some(ca)) = (&cert, &ca)
+        && !issued_by(cert, ca)
+    {
+        found.push(Finding::problem(
+            "tls.cert",
+            format!(
+                "{} was not issued by the CA in {} (tls.ca)",
+                files.cert.display(),
+                files.ca.display()
+            ),
+        ));
+    }
+    match pki::load_private_key(files.key) {
+        Err(e) => found.push(Finding::problem("tls.key", e.to_string())),
+        Ok(key) => {
+            if let Some(cert) = &cert
+                && let Err(e) = Signer::new(&key, cert.clone())
+            {
+                found.push(Finding::problem(
+                    "tls.key",
+                    match e {
+                        PkiError::KeyDoesNotMatchCertificate => format!(
+                            "{} is not the private key of the certificate {} (tls.cert)",
+                            files.key.display(),
+                            files.cert.display()
+                        ),
+                        other => format!("{}: {other}", files.key.display()),
+                    },
+                ));
+            }
+        }
+    }
+    if let (Some(crl_path), Some(ca)) = (files.crl, &ca) {
+        match Crl::load(crl_path, ca) {
+            Err(e) => found.push(Finding::problem(
+                "tls.crl",
+                match e {
+                    PkiError::Read { .. } => e.to_string(),
+                    other => format!("{}: {other}", crl_path.display()),
+                },
+            )),
+            Ok(crl) => {
+                let next = crl
+                    .next_update
+                    .map(crate::timefmt::rfc3339)
+                    .unwrap_or_default();
+                if crl.is_stale(now) {
+                    found.push(Finding::problem(
+                        "tls.crl",
+                        format!(
+                            "{} went stale at {next}: every unit is refused until it is renewed (gongwen-certs crl)",
+                            crl_path.display()
+                        ),
+                    ));
+                } else if crl.next_update.is_some_and(|n| n - now < CRL_WARNING) {
+                    found.push(Finding::warning(
+                        "tls.crl",
+                        format!(
+                            "{} must be renewed by {next} (gongwen-certs crl)",
+                            crl_path.display()
+                        ),
+                    ));
+                }
+                if let Some(id) = &identity
+                    && crl.is_revoked(&id.serial)
+                {
+                    found.push(Finding::problem(
+                        "tls.cert",
+                        format!(
+                            "{} is revoked by {}",
+                            files.cert.display(),
+                            crl_path.display()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    (found, identity)
+}
+
+/// Print findings one per line (`problem:` / `warning:`, the file and the
+/// key) and say whether all is well (no problem; warnings allowed).
+pub fn report(config: &Path, found: &[Finding]) -> bool {
+    for f in found {
+        let tag = match f.severity {
+            Severity::Problem => "problem",
+            Severity::Warning => "warning",
+        };
+        println!("{tag}: {}: {}: {}", config.display(), f.key, f.text);
+    }
+    let problems = found
+        .iter()
+        .filter(|f| f.severity == Severity::Problem)
+        .count();
+    if problems == 0 {
+        println!(
+            "{}: all is well{}",
+            config.display(),
+            if found.is_empty() {
+                ""
+            } else {
+                " (see the warnings)"
+            }
+        );
+    } else {
+        println!("{}: {problems} problem(s)", config.display());
+    }
+    problems == 0
+}

@@ -74,6 +74,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check the configuration and everything it names, each problem on
+    /// its own line: files, key and certificate, CA, CRL, the listen port,
+    /// the database. Exit 0 only when all is well.
+    Check {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// The hub's database (PostgreSQL, `[store] postgres` in hub.toml).
     Db {
         #[command(subcommand)]
@@ -212,6 +219,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Check { config } => {
+            if !check(&config).await {
+                std::process::exit(1);
+            }
+        }
         Command::Db {
             action: DbAction::Import { from, config, json },
         } => {
@@ -285,4 +297,70 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `gongwen-hub check`: every finding on its own line; whether all is well.
+async fn check(path: &std::path::Path) -> bool {
+    use gongwen_common::material::{self, Finding, Named};
+    let config = match HubConfig::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("problem: {}", gongwen_common::material::one_line(&e));
+            return false;
+        }
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let (mut found, identity) = material::check_all(
+        Named {
+            cert: &config.tls.cert,
+            key: &config.tls.key,
+            ca: &config.tls.ca,
+            crl: Some(&config.tls.crl),
+        },
+        now,
+    );
+    if let Some(id) = identity
+        && id.role != gongwen_common::Role::Hub
+    {
+        found.push(Finding::problem(
+            "tls.cert",
+            format!(
+                "{} is the {} certificate of {}, not a hub's",
+                config.tls.cert.display(),
+                id.role,
+                id.id
+            ),
+        ));
+    }
+    if let Err(e) = material::check_data_dir(&config.path, "data_dir", &config.data_dir) {
+        found.push(Finding::problem("data_dir", e.to_string()));
+    }
+    match std::net::UdpSocket::bind(config.listen) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => found.push(Finding::problem(
+            "listen",
+            format!("{} is in use (is a hub already running?)", config.listen),
+        )),
+        Err(e) => found.push(Finding::problem(
+            "listen",
+            format!("cannot listen on {}: {e}", config.listen),
+        )),
+    }
+    if let Some(conn) = &config.store.postgres {
+        use gongwen_hub::store::postgres::{SCHEMA_VERSION, probe};
+        match probe(conn).await {
+            Ok((_, schema)) if schema > SCHEMA_VERSION => found.push(Finding::problem(
+                "store.postgres",
+                format!(
+                    "the database holds schema version {schema}, written by a newer gongwen-hub (this one knows {SCHEMA_VERSION})"
+                ),
+            )),
+            Ok((version, schema)) => println!(
+                "ok: {}: store.postgres: PostgreSQL {version}, schema version {schema}",
+                config.path.display()
+            ),
+            Err(e) => found.push(Finding::problem("store.postgres", e.to_string())),
+        }
+    }
+    material::report(&config.path, &found)
 }

@@ -297,6 +297,51 @@ pub fn parse_config(conn: &str) -> Result<tokio_postgres::Config, StoreError> {
     })
 }
 
+/// Connect once without changing anything (for `gongwen-hub check`): the
+/// server's version and the schema version it holds (0: none yet).
+pub async fn probe(conn: &str) -> Result<(String, i64), StoreError> {
+    let pg = parse_config(conn)?;
+    let connect = pg.connect(NoTls);
+    let (client, connection) = tokio::time::timeout(Duration::from_secs(10), connect)
+        .await
+        .map_err(|_| {
+            StoreError::Database(format!(
+                "no answer from PostgreSQL ({}) within 10 s",
+                describe_hosts(&pg)
+            ))
+        })?
+        .map_err(|e| {
+            StoreError::Database(format!(
+                "cannot connect to PostgreSQL ({}): {}",
+                describe_hosts(&pg),
+                describe_pg(&e)
+            ))
+        })?;
+    let driver = tokio::spawn(connection);
+    let version: String = client
+        .query_one("SHOW server_version", &[])
+        .await
+        .map_err(|e| db_error(&e))?
+        .get(0);
+    let schema = match client
+        .query_opt(
+            "SELECT value FROM gongwen_meta WHERE key = 'schema_version'",
+            &[],
+        )
+        .await
+    {
+        Ok(row) => row
+            .and_then(|r| r.get::<_, String>(0).parse::<i64>().ok())
+            .unwrap_or(0),
+        // No such table: a database no hub has used yet.
+        Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => 0,
+        Err(e) => return Err(db_error(&e)),
+    };
+    drop(client);
+    driver.abort();
+    Ok((version, schema))
+}
+
 impl Postgres {
     /// Connect, create or upgrade the schema, and start this hub's
     /// heartbeat and listener.
