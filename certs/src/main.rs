@@ -347,15 +347,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     "{:<24} {:<11} {:<34} {:<21} {:<8} NAME",
                     "ID", "ROLE", "SERIAL", "NOT AFTER", "STATUS"
                 );
+                let expiring = rows.iter().filter(|r| r.expires_in_days.is_some()).count();
                 for r in rows {
+                    // A valid certificate that expires within 30 days is
+                    // marked, with the days left.
+                    let status = match r.expires_in_days {
+                        Some(d) => format!("expires in {d} d"),
+                        None => r.status.as_str().to_owned(),
+                    };
                     println!(
                         "{:<24} {:<11} {:<34} {:<21} {:<8} {}",
                         r.id,
                         r.role,
                         r.serial,
                         r.not_after,
-                        r.status.as_str(),
+                        status,
                         r.name.unwrap_or_default()
+                    );
+                }
+                if expiring > 0 {
+                    eprintln!(
+                        "{expiring} certificate(s) expire within 30 days: issue new ones before then (gongwen-certs issue --renew)"
                     );
                 }
             }

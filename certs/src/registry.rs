@@ -67,6 +67,10 @@ pub struct ListRow {
     pub serial: String,
     pub not_after: String,
     pub status: Status,
+    /// Days left, for a valid certificate that expires within 30 days
+    /// (`gongwen-certs list` marks it): renew it before then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_days: Option<i64>,
 }
 
 impl Entry {
@@ -90,6 +94,9 @@ impl Entry {
             serial: self.serial.clone(),
             not_after: rfc3339(self.not_after),
             status: self.status(now),
+            expires_in_days: (self.status(now) == Status::Valid
+                && self.not_after - now < gongwen_common::material::CERT_WARNING)
+                .then(|| (self.not_after - now).whole_days()),
         }
     }
 }

@@ -51,6 +51,8 @@ pub(crate) struct Core {
     stats: Stats,
     /// Wakes the escalation scheduler (new deadlines, tests).
     escalation: tokio::sync::Notify,
+    /// Wakes the expiry watch (a unit connected).
+    expiry: tokio::sync::Notify,
     /// Content streams to recipients that may run at once.
     delivery_slots: tokio::sync::Semaphore,
 }
@@ -82,6 +84,7 @@ impl Core {
             units: Units::default(),
             stats: Stats::default(),
             escalation: tokio::sync::Notify::new(),
+            expiry: tokio::sync::Notify::new(),
             delivery_slots: tokio::sync::Semaphore::new(DELIVERY_SLOTS),
         }
     }
@@ -139,6 +142,15 @@ impl Core {
     }
 
     /// New deadlines were set: the scheduler looks again.
+    /// A unit connected: look at its certificate's expiry now.
+    pub fn wake_expiry_watch(&self) {
+        self.expiry.notify_one();
+    }
+
+    pub async fn expiry_woken(&self) {
+        self.expiry.notified().await
+    }
+
     pub fn wake_escalation(&self) {
         self.escalation.notify_one();
     }

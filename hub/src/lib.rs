@@ -50,6 +50,7 @@ pub mod control;
 pub(crate) mod core;
 pub mod error;
 pub mod escalation;
+pub mod expiry;
 pub mod lifecycle;
 pub mod loglimit;
 pub mod push;

@@ -180,6 +180,15 @@ impl Registry {
         cut_ids
     }
 
+    /// When the certificate of each connected unit expires.
+    pub fn expiries(&self) -> Vec<(NodeId, OffsetDateTime)> {
+        self.nodes
+            .iter()
+            .filter(|(_, e)| e.live.is_some())
+            .map(|(id, e)| (id.clone(), e.not_after))
+            .collect()
+    }
+
     /// Rows for `gongwen-hub nodes`, ordered by id.
     pub fn rows(&self) -> Vec<NodeRow> {
         self.nodes
@@ -262,6 +271,11 @@ impl Units {
 
     pub fn cut_expired(&self, now: OffsetDateTime) -> Vec<NodeId> {
         self.lock().cut_expired(now)
+    }
+
+    /// See [`Registry::expiries`].
+    pub fn expiries(&self) -> Vec<(NodeId, OffsetDateTime)> {
+        self.lock().expiries()
     }
 
     pub fn rows(&self) -> Vec<NodeRow> {

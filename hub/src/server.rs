@@ -207,6 +207,10 @@ impl Hub {
             "listening on {local_addr} (QUIC, ALPN gongwen/1); control socket {}",
             control::socket_path(&core.config().data_dir).display()
         );
+        let own_expiry = gongwen_common::pki::CertIdentity::from_der(&tls.chain[0])
+            .ok()
+            .map(|id| (format!("this hub ({})", id.id), id.not_after));
+        let expiry = tokio::spawn(watch_expiry(core.clone(), own_expiry));
         let watched = Watched {
             core: core.clone(),
             endpoint: endpoint.clone(),
@@ -251,6 +255,7 @@ impl Hub {
             }
         }
         info!("shutting down");
+        expiry.abort();
         if let Some(events) = events {
             events.abort();
         }
@@ -606,6 +611,7 @@ async fn serve_connection(
     if let Err(e) = core.store().unit_connected(&ident.id, &since, &addr).await {
         warn!("could not record the unit as connected here: {e}");
     }
+    core.wake_expiry_watch();
     tokio::select! {
         _ = session::run(conn.clone(), ident.clone(), core.clone(), wake, door.warnings.clone()) => {}
         _ = conn.closed() => {}
@@ -646,6 +652,32 @@ async fn follow_other_hubs(
                 core.wake_escalation();
             }
         }
+    }
+}
+
+/// How often certificates and the CRL are looked at (a warning itself is
+/// given at most once a day).
+const EXPIRY_LOOK: Duration = Duration::from_secs(60);
+
+/// Warn of the hub's own certificate, every connected unit's, and the CRL
+/// before they run out (see [`crate::expiry`]).
+async fn watch_expiry(core: Arc<Core>, own: Option<(String, OffsetDateTime)>) {
+    let mut warned = crate::expiry::Warned::default();
+    loop {
+        let now = core.clock().now();
+        let mut certificates: Vec<(String, OffsetDateTime)> = own.iter().cloned().collect();
+        certificates.extend(
+            core.units()
+                .expiries()
+                .into_iter()
+                .map(|(id, t)| (id.to_string(), t)),
+        );
+        let crl_next = core.trust().current().crl.next_update;
+        let due = crate::expiry::due(now, &certificates, crl_next);
+        for text in warned.fresh(now, due) {
+            warn!("{text}");
+        }
+        let _ = tokio::time::timeout(EXPIRY_LOOK, core.expiry_woken()).await;
     }
 }
 
