@@ -30,6 +30,9 @@ enum Command {
         /// The agent's configuration file.
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
+        /// text, or json: one JSON object per line (overrides log_format).
+        #[arg(long, value_name = "FORMAT", value_parser = ["text", "json"])]
+        log_format: Option<String>,
     },
     /// Check the configuration and everything it names, each problem on its
     /// own line — files, key and certificate, CA, the root folder — and
@@ -265,9 +268,23 @@ enum SuperviseQuery {
     },
 }
 
+/// The flag, else agent.toml's `log_format` (a config that does not load
+/// is reported by `run` itself, in text).
+fn log_format(cli: &Cli) -> gongwen_common::config::LogFormat {
+    use gongwen_common::config::LogFormat;
+    match &cli.command {
+        Command::Run { config, log_format } => log_format
+            .as_deref()
+            .and_then(LogFormat::parse)
+            .or_else(|| AgentConfig::load(config).ok().map(|c| c.log_format))
+            .unwrap_or_default(),
+        _ => LogFormat::Text,
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    gongwen_common::daemon::init_logging();
+    gongwen_common::daemon::init_logging_as(log_format(&cli));
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -288,7 +305,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 std::process::exit(1);
             }
         }
-        Command::Run { config } => {
+        Command::Run { config, .. } => {
             let config = AgentConfig::load(&config)?;
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {

@@ -46,6 +46,7 @@ struct RawHub {
     max_document_size: Option<String>,
     #[serde(default)]
     store: RawStore,
+    log_format: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -100,6 +101,7 @@ struct RawAgent {
     root: PathBuf,
     connect_timeout: Option<String>,
     max_document_size: Option<String>,
+    log_format: Option<String>,
     outbox_settle: Option<String>,
     outbox_rescan: Option<String>,
     tls: RawAgentTls,
@@ -181,6 +183,41 @@ pub struct HubConfig {
     /// Largest document (ciphertext bytes) the hub takes.
     pub max_document_size: u64,
     pub store: StoreConfig,
+    /// How the daemon logs (`log_format = "json"`: one JSON object a line).
+    pub log_format: LogFormat,
+}
+
+/// How a daemon writes its log to standard error.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Lines of text, as journald shows them.
+    #[default]
+    Text,
+    /// One JSON object per line: time, level, message, the span fields.
+    Json,
+}
+
+impl LogFormat {
+    pub fn parse(s: &str) -> Option<LogFormat> {
+        match s {
+            "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            _ => None,
+        }
+    }
+}
+
+fn log_format(path: &Path, raw: Option<&str>) -> Result<LogFormat, ConfigError> {
+    match raw {
+        None => Ok(LogFormat::Text),
+        Some(s) => LogFormat::parse(s).ok_or_else(|| {
+            invalid(
+                path,
+                "log_format",
+                format!("{s:?} is neither \"text\" nor \"json\""),
+            )
+        }),
+    }
 }
 
 /// `[store]` in `hub.toml`: where the hub keeps its state.
@@ -239,6 +276,8 @@ pub struct AgentConfig {
     pub tls: AgentTls,
     /// The unit's web console; off when the section is absent.
     pub console: Option<ConsoleConfig>,
+    /// How the daemon logs (`log_format = "json"`: one JSON object a line).
+    pub log_format: LogFormat,
 }
 
 /// `[console]` in `agent.toml`.
@@ -460,7 +499,9 @@ impl HubConfig {
         if store.lease < Duration::from_secs(1) {
             return Err(invalid(path, "store.lease", "must be at least 1s"));
         }
+        let log_format = log_format(path, raw.log_format.as_deref())?;
         Ok(HubConfig {
+            log_format,
             path: path.to_owned(),
             max_document_size,
             store,
@@ -573,7 +614,9 @@ impl AgentConfig {
                 Some(ConsoleConfig { listen, tls })
             }
         };
+        let log_format = log_format(path, raw.log_format.as_deref())?;
         Ok(AgentConfig {
+            log_format,
             path: path.to_owned(),
             max_document_size,
             console,
@@ -680,6 +723,7 @@ ca   = "ca.crt"
                 "escalation[1].notify",
             ),
             (HUB.replace("crl  = \"crl.pem\"", ""), "crl"),
+            (format!("log_format = \"xml\"\n{HUB}"), "log_format"),
         ];
         for (text, key) in cases {
             let e = hub_error(&text);

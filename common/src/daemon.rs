@@ -3,15 +3,27 @@
 
 /// Log to stderr at `info` unless `RUST_LOG` says otherwise.
 pub fn init_logging() {
+    init_logging_as(crate::config::LogFormat::Text);
+}
+
+/// Log to stderr as `format` says: text, or one JSON object per line
+/// (`timestamp`, `level`, `fields.message`, and `spans` with their fields —
+/// the unit as `node`, the document as `doc`) for a log collector.
+pub fn init_logging_as(format: crate::config::LogFormat) {
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        crate::config::LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        crate::config::LogFormat::Json => builder
+            .json()
+            .with_current_span(false)
+            .with_span_list(true)
+            .init(),
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM.

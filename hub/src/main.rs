@@ -25,6 +25,9 @@ enum Command {
         /// The hub's configuration file.
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
+        /// text, or json: one JSON object per line (overrides log_format).
+        #[arg(long, value_name = "FORMAT", value_parser = ["text", "json"])]
+        log_format: Option<String>,
     },
     /// One document: its metadata (never its content) and each recipient's state.
     Status {
@@ -124,9 +127,23 @@ enum AuditAction {
     },
 }
 
+/// The flag, else hub.toml's `log_format` (a config that does not load is
+/// reported by `serve` itself, in text).
+fn log_format(cli: &Cli) -> gongwen_common::config::LogFormat {
+    use gongwen_common::config::LogFormat;
+    match &cli.command {
+        Command::Serve { config, log_format } => log_format
+            .as_deref()
+            .and_then(LogFormat::parse)
+            .or_else(|| HubConfig::load(config).ok().map(|c| c.log_format))
+            .unwrap_or_default(),
+        _ => LogFormat::Text,
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    gongwen_common::daemon::init_logging();
+    gongwen_common::daemon::init_logging_as(log_format(&cli));
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -148,7 +165,7 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { config } => {
+        Command::Serve { config, .. } => {
             let config = HubConfig::load(&config)?;
             let hub = Hub::bind(config).await?;
             hub.run(gongwen_common::daemon::shutdown_signal()).await?;
