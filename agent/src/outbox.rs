@@ -806,6 +806,7 @@ pub async fn watch(ctx: std::sync::Arc<crate::context::AgentContext>) {
     let mut hints = Hints::default();
     // Claims still in the spool (made before a restart) count as recent.
     let mut recent = RecentClaims::from_spool(&ctx.folders);
+    let mut first_scan = true;
     loop {
         ctx.outbox_scans
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -840,6 +841,12 @@ pub async fn watch(ctx: std::sync::Arc<crate::context::AgentContext>) {
             (st, ss, hints, recent, claimed)
         })
         .await;
+        if first_scan {
+            // What was dropped while the agent was down has been looked at:
+            // the service is up (systemd Type=notify).
+            first_scan = false;
+            gongwen_common::daemon::notify_ready();
+        }
         let claimed = match scanned {
             Ok((st, ss, h, r, claimed)) => {
                 stability = st;

@@ -26,6 +26,26 @@ pub fn init_logging_as(format: crate::config::LogFormat) {
     }
 }
 
+/// Tell systemd the daemon is ready (`Type=notify`), and from now on feed
+/// its watchdog (`WatchdogSec`) at half the interval it asks for, from the
+/// daemon's own runtime: a runtime that stops making progress stops the
+/// pings, and systemd restarts the service. Nothing happens when not run
+/// by systemd (no `NOTIFY_SOCKET`). Call it inside the runtime.
+pub fn notify_ready() {
+    use sd_notify::NotifyState;
+    if let Err(e) = sd_notify::notify(&[NotifyState::Ready]) {
+        tracing::warn!("could not tell systemd we are ready: {e}");
+    }
+    if let Some(every) = sd_notify::watchdog_enabled() {
+        tokio::spawn(async move {
+            loop {
+                let _ = sd_notify::notify(&[NotifyState::Watchdog]);
+                tokio::time::sleep(every / 2).await;
+            }
+        });
+    }
+}
+
 /// Completes on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let term = async {

@@ -207,6 +207,7 @@ impl Hub {
             "listening on {local_addr} (QUIC, ALPN gongwen/1); control socket {}",
             control::socket_path(&core.config().data_dir).display()
         );
+        gongwen_common::daemon::notify_ready();
         let own_expiry = gongwen_common::pki::CertIdentity::from_der(&tls.chain[0])
             .ok()
             .map(|id| (format!("this hub ({})", id.id), id.not_after));
