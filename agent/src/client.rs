@@ -292,27 +292,15 @@ impl Running {
             .for_addr(addr)
             .map_err(|e| LinkError::Lost(format!("cannot create a UDP socket: {e}")))?;
         let hub_name = &self.config.hub_name;
-        let connecting = endpoint
-            .connect_with(self.client.clone(), addr, hub_name)
-            .map_err(|e| LinkError::WrongHub(format!("cannot connect to {hub_name:?}: {e}")))?;
-        let after = self.config.connect_timeout;
-        let conn = match tokio::time::timeout(after, connecting).await {
-            Err(_) | Ok(Err(quinn::ConnectionError::TimedOut)) => {
-                return Err(LinkError::Unreachable { addr, after });
-            }
-            Ok(Err(e)) => return Err(classify(&e, hub_name)),
-            Ok(Ok(c)) => c,
-        };
-        // With TLS 1.3 the handshake can look complete to us while the hub
-        // is still refusing our certificate; only a welcome admits us.
-        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| classify(&e, hub_name))?;
-        let hello = Message::Hello {
-            version: PROTOCOL_VERSION,
-            software: format!("gongwen-agent {}", env!("CARGO_PKG_VERSION")),
-        };
-        write_message(&mut send, &hello)
-            .await
-            .map_err(|e| classify_stream(&e, hub_name))?;
+        let (conn, send, mut recv) = say_hello(
+            endpoint,
+            self.client.clone(),
+            addr,
+            hub_name,
+            self.config.connect_timeout,
+            "",
+        )
+        .await?;
         match read_message(&mut recv, READ_TIMEOUT).await {
             Ok(Message::Welcome {
                 node,
@@ -399,6 +387,39 @@ impl Endpoints {
     }
 }
 
+/// Connect to the hub at `addr` and say hello: the connection and its
+/// first stream, on which the welcome (or the refusal) comes. With TLS 1.3
+/// the handshake can look complete to us while the hub is still refusing
+/// our certificate; only a welcome admits us.
+async fn say_hello(
+    endpoint: &quinn::Endpoint,
+    client: quinn::ClientConfig,
+    addr: SocketAddr,
+    hub_name: &str,
+    after: Duration,
+    software_note: &str,
+) -> Result<(quinn::Connection, quinn::SendStream, quinn::RecvStream), LinkError> {
+    let connecting = endpoint
+        .connect_with(client, addr, hub_name)
+        .map_err(|e| LinkError::WrongHub(format!("cannot connect to {hub_name:?}: {e}")))?;
+    let conn = match tokio::time::timeout(after, connecting).await {
+        Err(_) | Ok(Err(quinn::ConnectionError::TimedOut)) => {
+            return Err(LinkError::Unreachable { addr, after });
+        }
+        Ok(Err(e)) => return Err(classify(&e, hub_name)),
+        Ok(Ok(c)) => c,
+    };
+    let (mut send, recv) = conn.open_bi().await.map_err(|e| classify(&e, hub_name))?;
+    let hello = Message::Hello {
+        version: PROTOCOL_VERSION,
+        software: format!("gongwen-agent {}{software_note}", env!("CARGO_PKG_VERSION")),
+    };
+    write_message(&mut send, &hello)
+        .await
+        .map_err(|e| classify_stream(&e, hub_name))?;
+    Ok((conn, send, recv))
+}
+
 /// Connect to `hub` once, say hello and read the welcome, then leave (for
 /// `gongwen-agent check`; the running agent is not disturbed). What the
 /// hub said, or why it could not be reached or did not admit us.
@@ -432,25 +453,15 @@ pub async fn probe(config: &AgentConfig, hub: &str) -> Result<String, String> {
     .map_err(|e| format!("cannot create a QUIC endpoint: {e}"))?;
     let hub_name = &config.hub_name;
     let result = async {
-        let connecting = endpoint
-            .connect_with(client, addr, hub_name)
-            .map_err(|e| LinkError::WrongHub(format!("cannot connect to {hub_name:?}: {e}")))?;
-        let after = config.connect_timeout;
-        let conn = match tokio::time::timeout(after, connecting).await {
-            Err(_) | Ok(Err(quinn::ConnectionError::TimedOut)) => {
-                return Err(LinkError::Unreachable { addr, after });
-            }
-            Ok(Err(e)) => return Err(classify(&e, hub_name)),
-            Ok(Ok(c)) => c,
-        };
-        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| classify(&e, hub_name))?;
-        let hello = Message::Hello {
-            version: PROTOCOL_VERSION,
-            software: format!("gongwen-agent {} (check)", env!("CARGO_PKG_VERSION")),
-        };
-        write_message(&mut send, &hello)
-            .await
-            .map_err(|e| classify_stream(&e, hub_name))?;
+        let (conn, _send, mut recv) = say_hello(
+            &endpoint,
+            client,
+            addr,
+            hub_name,
+            config.connect_timeout,
+            " (check)",
+        )
+        .await?;
         let answer = match read_message(&mut recv, READ_TIMEOUT).await {
             Ok(Message::Welcome { node, hub, .. }) => Ok(format!("{hub} admits us as {node}")),
             Ok(Message::Error { message, .. }) => Err(LinkError::Refused(
