@@ -62,8 +62,19 @@ pub(crate) fn urge_notice(
     rec: &DeliveryRecord,
     now_ms: i64,
 ) -> Notice {
+    step_notice(NoticeKind::Urge, doc, recipient, rec, now_ms)
+}
+
+/// A notice about one recipient's copy of `doc` at `now_ms`.
+fn step_notice(
+    kind: NoticeKind,
+    doc: &DocRecord,
+    recipient: &NodeId,
+    rec: &DeliveryRecord,
+    now_ms: i64,
+) -> Notice {
     Notice {
-        kind: NoticeKind::Urge,
+        kind,
         doc_id: doc.doc_id,
         sender: doc.sender.clone(),
         title: doc.title.clone(),
@@ -89,20 +100,6 @@ fn notices(
     let Some(s) = steps.get(step as usize) else {
         return Vec::new();
     };
-    let notice = |kind| Notice {
-        kind,
-        doc_id: doc.doc_id,
-        sender: doc.sender.clone(),
-        title: doc.title.clone(),
-        doc_number: doc.doc_number.clone(),
-        recipient: recipient.clone(),
-        deadline: time_ms(rec.deadline_ms),
-        late_seconds: (now_ms - rec.deadline_ms).max(0) / 1000,
-        urge_count: rec.urge_count,
-        escalation_level: rec.escalation_level,
-        at: time_ms(now_ms).unwrap_or_default(),
-        reason: String::new(),
-    };
     match s.action {
         EscalationAction::Urge => vec![(
             recipient.clone(),
@@ -111,7 +108,10 @@ fn notices(
         EscalationAction::Supervise => s
             .notify
             .iter()
-            .map(|n| (n.clone(), notice(NoticeKind::Supervise).to_bytes()))
+            .map(|n| {
+                let notice = step_notice(NoticeKind::Supervise, doc, recipient, rec, now_ms);
+                (n.clone(), notice.to_bytes())
+            })
             .collect(),
     }
 }
