@@ -122,6 +122,10 @@ pub fn parse_units(text: &str) -> Result<Vec<UnitRow>, CaError> {
         if name.is_empty() {
             return Err(bad(n, format!("{id} has no name")));
         }
+        // It goes into agent.toml, the install notes and the certificate.
+        if name.chars().any(char::is_control) {
+            return Err(bad(n, format!("{id}'s name holds a control character")));
+        }
         let role = match role_col.map(get).unwrap_or("") {
             "" | "node" => Role::Node,
             "supervisor" => Role::Supervisor,
@@ -338,6 +342,11 @@ mod tests {
         assert!(e.contains("line 3") && e.contains("Harbin Gov"), "{e}");
         let e = err("id,name\nharbin-gov,\n");
         assert!(e.contains("line 2") && e.contains("no name"), "{e}");
+        let e = err("id,name\nharbin-gov,哈尔滨\rmarker = 1\n");
+        assert!(
+            e.contains("line 2") && e.contains("control character"),
+            "{e}"
+        );
         let e = err("id,name\nharbin-gov,哈尔滨\ndaqing-gov,大庆\nharbin-gov,又一个\n");
         assert!(
             e.contains("line 4") && e.contains("already on line 2"),
