@@ -532,8 +532,14 @@ async fn upload_sealed(
 /// hold a document answer its redelivery with their first receipts. True
 /// when every one was offered (then the agent records the generation);
 /// false when some must be offered again later (the connection broke, or
-/// a recipient has not connected to the rebuilt hub yet).
-pub async fn offer_again(conn: &quinn::Connection, ctx: &Arc<AgentContext>) -> bool {
+/// a recipient has not connected to the rebuilt hub yet). `done` holds the
+/// documents taken or given up on in earlier rounds, which are not offered
+/// again.
+pub async fn offer_again(
+    conn: &quinn::Connection,
+    ctx: &Arc<AgentContext>,
+    done: &mut std::collections::HashSet<DocId>,
+) -> bool {
     let unfinished = match ctx.store.run(|s| s.unfinished_sent()).await {
         Ok(u) => u,
         Err(e) => {
@@ -544,7 +550,11 @@ pub async fn offer_again(conn: &quinn::Connection, ctx: &Arc<AgentContext>) -> b
     let (mut offered, mut impossible, mut waiting) = (0usize, 0usize, 0usize);
     for u in unfinished {
         let doc_id = u.record.doc_id;
+        if done.contains(&doc_id) {
+            continue;
+        }
         let Some(key) = u.key else {
+            done.insert(doc_id);
             impossible += 1;
             warn!(doc = %doc_id, "cannot offer this document again: it was sent before content keys were kept; send it anew if the hub no longer has it");
             continue;
@@ -553,8 +563,12 @@ pub async fn offer_again(conn: &quinn::Connection, ctx: &Arc<AgentContext>) -> b
         let content = Content::Files { dir, key };
         match upload_sealed(conn, doc_id, u.header, content, true, ctx).await {
             // The first `accepted` receipt stays the one on record.
-            Ok(_) => offered += 1,
+            Ok(_) => {
+                done.insert(doc_id);
+                offered += 1;
+            }
             Err(SendError::Permanent(why)) => {
+                done.insert(doc_id);
                 impossible += 1;
                 warn!(doc = %doc_id, "the hub did not take this document again: {}", gongwen_common::logsafe::Escaped(&why));
             }

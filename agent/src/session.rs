@@ -51,6 +51,8 @@ async fn run_inner(conn: &quinn::Connection, ctx: &Arc<AgentContext>, generation
 
 /// Pause between rounds of offering documents again to a rebuilt hub.
 const OFFER_AGAIN_PAUSE: Duration = Duration::from_secs(5);
+/// The longest pause between such rounds.
+const OFFER_AGAIN_MAX_PAUSE: Duration = Duration::from_secs(300);
 
 /// What a change of the hub's store generation asks of this agent.
 #[derive(Debug, PartialEq, Eq)]
@@ -92,11 +94,17 @@ async fn follow_generation(conn: quinn::Connection, ctx: Arc<AgentContext>, gene
             // Until every one is offered (some recipients may not have
             // connected to the rebuilt hub yet); again on the next
             // connection if this one ends first.
-            while !sender::offer_again(&conn, &ctx).await {
+            // Each round offers only what is still waiting, and the rounds
+            // grow apart (5 s, doubling to 5 min): a unit that never comes
+            // back costs little.
+            let mut done = std::collections::HashSet::new();
+            let mut pause = OFFER_AGAIN_PAUSE;
+            while !sender::offer_again(&conn, &ctx, &mut done).await {
                 if conn.close_reason().is_some() {
                     return;
                 }
-                tokio::time::sleep(OFFER_AGAIN_PAUSE).await;
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(OFFER_AGAIN_MAX_PAUSE);
             }
         }
     }
