@@ -516,16 +516,20 @@ pub fn count_entries(dir: &Path) -> usize {
         .unwrap_or(0)
 }
 
+/// How many sent documents have every recipient's `delivered` receipt.
+fn fully_delivered(status: &[gongwen_agent::control::DocStatus]) -> usize {
+    status
+        .iter()
+        .filter(|d| d.stage == "sent" && d.recipients.iter().all(|r| r.state == "delivered"))
+        .count()
+}
+
 /// Wait up to `limit` until exactly `n` documents `root` sent have every
 /// recipient's `delivered` receipt.
 pub async fn wait_delivered_within(root: &Path, n: usize, limit: Duration) {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
-        let st = agent_status(root).await;
-        let done = st
-            .iter()
-            .filter(|d| d.stage == "sent" && d.recipients.iter().all(|r| r.state == "delivered"))
-            .count();
+        let done = fully_delivered(&agent_status(root).await);
         if done == n {
             return;
         }
@@ -609,10 +613,7 @@ pub async fn wait_all_delivered(root: &Path, n: usize) -> Vec<gongwen_agent::con
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let st = agent_status(root).await;
-        let done = st
-            .iter()
-            .filter(|d| d.stage == "sent" && d.recipients.iter().all(|r| r.state == "delivered"))
-            .count();
+        let done = fully_delivered(&st);
         if done >= n {
             return st;
         }
