@@ -129,7 +129,10 @@ impl Agent {
             path: folders.spool.clone(),
             source,
         })?;
-        let enc_key = state::encryption_key(&folders.state)?;
+        let enc_key = match &config.tls.encryption_key {
+            Some(path) => state::enrolled_encryption_key(path)?,
+            None => state::encryption_key(&folders.state)?,
+        };
         let ctx = Arc::new(AgentContext::new(
             config.clone(),
             folders,

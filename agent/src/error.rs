@@ -34,6 +34,12 @@ pub enum AgentError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot read {path} ({what}): {source}")]
+    Read {
+        path: PathBuf,
+        what: &'static str,
+        source: std::io::Error,
+    },
     #[error("cannot create the UDP socket: {0}")]
     Socket(std::io::Error),
     #[error("key generation failed: {0}")]

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use gongwen_common::NodeId;
+use gongwen_common::envelope::{EncryptionKey, KeyBinding};
 use gongwen_common::fsutil::{write_atomic, write_new};
 use gongwen_common::pki::SAN_NODE_PREFIX;
 use rcgen::{
@@ -17,9 +18,15 @@ use crate::error::AgentError;
 pub struct KeygenOutput {
     pub key: PathBuf,
     pub csr: PathBuf,
+    /// The X25519 document key (0600), for `[tls] encryption_key`.
+    pub enc_key: PathBuf,
+    /// Its binding, signed with the new key; the CA adds the certificate
+    /// (`gongwen-certs sign --binding`).
+    pub binding: PathBuf,
 }
 
-/// Make `ID.key` (0600, refused if it exists) and `ID.csr` in `out`.
+/// Make `ID.key` (0600, refused if it exists) and `ID.csr` in `out`,
+/// and the unit's document key `ID.enc.key` (0600) with `ID.binding`.
 pub fn keygen(id: &NodeId, out: &Path) -> Result<KeygenOutput, AgentError> {
     std::fs::create_dir_all(out).map_err(|source| AgentError::Dir {
         path: out.to_owned(),
@@ -27,8 +34,12 @@ pub fn keygen(id: &NodeId, out: &Path) -> Result<KeygenOutput, AgentError> {
     })?;
     let key_path = out.join(format!("{id}.key"));
     let csr_path = out.join(format!("{id}.csr"));
-    if key_path.exists() {
-        return Err(AgentError::KeyExists { path: key_path });
+    let enc_path = out.join(format!("{id}.enc.key"));
+    let binding_path = out.join(format!("{id}.binding"));
+    for path in [&key_path, &enc_path] {
+        if path.exists() {
+            return Err(AgentError::KeyExists { path: path.clone() });
+        }
     }
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
     let mut params = CertificateParams::default();
@@ -56,8 +67,29 @@ pub fn keygen(id: &NodeId, out: &Path) -> Result<KeygenOutput, AgentError> {
         path: csr_path.clone(),
         source,
     })?;
+    let enc = EncryptionKey::generate().map_err(|e| AgentError::Damaged {
+        path: enc_path.clone(),
+        detail: e.to_string(),
+    })?;
+    let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    let binding = KeyBinding {
+        node: id.clone(),
+        public: *enc.public(),
+        created_ms: now_ms,
+    }
+    .sign_with_key(&key.serialize_der())?;
+    write_new(&enc_path, &enc.secret_bytes(), 0o600).map_err(|source| AgentError::Write {
+        path: enc_path.clone(),
+        source,
+    })?;
+    write_atomic(&binding_path, &binding, 0o644).map_err(|source| AgentError::Write {
+        path: binding_path.clone(),
+        source,
+    })?;
     Ok(KeygenOutput {
         key: key_path,
         csr: csr_path,
+        enc_key: enc_path,
+        binding: binding_path,
     })
 }

@@ -525,9 +525,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let id = NodeId::parse(&id)?;
             let files = keygen(&id, &out)?;
             println!("key:  {} (keep it here; mode 0600)", files.key.display());
-            println!("CSR:  {}", files.csr.display());
             println!(
-                "send the CSR to the administrator, who runs:\n  gongwen-certs --ca-dir DIR sign --csr {id}.csr --role node --out {id}.crt"
+                "document key: {} (keep it here; mode 0600; agent.toml: [tls] encryption_key)",
+                files.enc_key.display()
+            );
+            println!("CSR:  {}", files.csr.display());
+            println!("key binding: {}", files.binding.display());
+            println!(
+                "send the CSR and the key binding to the administrator, who runs:\n  gongwen-certs --ca-dir DIR sign --csr {id}.csr --binding {id}.binding --role node --out {id}.crt"
             );
         }
     }
@@ -687,6 +692,11 @@ async fn check(path: &std::path::Path) -> bool {
     }
     if let Err(e) = material::check_data_dir(&config.path, "root", &config.root) {
         found.push(Finding::problem("root", e.to_string()));
+    }
+    if let Some(path) = &config.tls.encryption_key
+        && let Err(e) = gongwen_agent::state::enrolled_encryption_key(path)
+    {
+        found.push(Finding::problem("tls.encryption_key", e.to_string()));
     }
     // The running agent knows best whether the hub admits it; a second
     // connection with the same certificate would replace its own.

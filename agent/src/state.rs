@@ -91,6 +91,23 @@ impl Folders {
     }
 }
 
+/// Load the X25519 key made for this unit at enrollment
+/// (`[tls] encryption_key`); it must exist — the hub already hands out its
+/// public half.
+pub fn enrolled_encryption_key(path: &Path) -> Result<EncryptionKey, AgentError> {
+    match std::fs::read(path) {
+        Ok(bytes) => EncryptionKey::from_secret_bytes(&bytes).map_err(|_| AgentError::Damaged {
+            path: path.to_owned(),
+            detail: "not a 32-byte X25519 key (the <id>.enc.key of the enrollment bundle)".into(),
+        }),
+        Err(source) => Err(AgentError::Read {
+            path: path.to_owned(),
+            what: "tls.encryption_key",
+            source,
+        }),
+    }
+}
+
 /// Load this unit's X25519 key, making one on first start.
 pub fn encryption_key(state: &Path) -> Result<EncryptionKey, AgentError> {
     let path = state.join("enc.key");

@@ -3,9 +3,12 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use gongwen_common::directory::{DirectoryEntry, UnitDirectory};
+use gongwen_common::envelope::{EncryptionKey, KeyBinding};
 use gongwen_common::fsutil::{create_private_dir, write_atomic, write_new};
 use gongwen_common::id::NodeId;
 use gongwen_common::pki::{CertIdentity, Role, SAN_NODE_PREFIX, SAN_ROLE_PREFIX, serial_hex};
+use gongwen_common::signed::{Signer, Statement, StatementKind, cert_public_key};
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams,
     CertificateSigningRequestParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -24,6 +27,10 @@ pub const CA_KEY: &str = "ca.key";
 pub const CA_CERT: &str = "ca.crt";
 pub const CRL_FILE: &str = "crl.pem";
 pub const REGISTRY: &str = "registry.json";
+/// The signed directory of enrolled units the hub loads (`[tls] directory`).
+pub const DIRECTORY_FILE: &str = "directory.gwd";
+/// Each unit's key binding, as enrolled: `bindings/<id>.binding`.
+pub const BINDINGS_DIR: &str = "bindings";
 
 /// How long a CRL stays fresh unless told otherwise. Past it the hub
 /// refuses every node, so renew it (`gongwen-certs crl`) well before.
@@ -86,6 +93,10 @@ pub struct Ca {
     cert_pem: String,
     cert_der: CertificateDer<'static>,
     registry: Registry,
+}
+
+fn ms(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 fn random_serial() -> Result<SerialNumber, CaError> {
@@ -291,6 +302,15 @@ impl Ca {
     ) -> Result<String, CaError> {
         let ident = CertIdentity::from_der(cert_der)?;
         let serial = serial_hex(&ident.serial);
+        // A renewal keeps the unit's groups.
+        let groups = self
+            .registry
+            .certificates
+            .iter()
+            .rev()
+            .find(|e| e.id == req.id.as_str())
+            .map(|e| e.groups.clone())
+            .unwrap_or_default();
         self.registry.certificates.push(Entry {
             id: req.id.to_string(),
             name: req.name.clone(),
@@ -301,6 +321,7 @@ impl Ca {
             from_csr,
             revoked_at: None,
             revocation_reason: None,
+            groups,
         });
         self.registry.save(&self.dir.join(REGISTRY))?;
         Ok(serial)
@@ -373,6 +394,150 @@ impl Ca {
         let cert = params.signed_by(&csr.public_key, &self.issuer()?)?;
         self.record(cert.der(), &req, true)?;
         Ok((id, cert.pem()))
+    }
+
+    /// Record the groups of `id`'s latest certificate.
+    pub fn set_groups(&mut self, id: &NodeId, groups: Vec<String>) -> Result<(), CaError> {
+        let Some(e) = self
+            .registry
+            .certificates
+            .iter_mut()
+            .rev()
+            .find(|e| e.id == id.as_str())
+        else {
+            return Err(CaError::UnknownId(id.to_string()));
+        };
+        if e.groups != groups {
+            e.groups = groups;
+            self.registry.save(&self.dir.join(REGISTRY))?;
+        }
+        Ok(())
+    }
+
+    /// Make a unit's encryption key and its key binding, signed with the
+    /// unit's certificate key (which the CA made, so holds for now): the
+    /// unit can receive before its agent ever connects. Returns the X25519
+    /// secret for the bundle and the binding; the binding is recorded.
+    pub fn make_encryption_key(
+        &self,
+        id: &NodeId,
+        issued: &Issued,
+        now: OffsetDateTime,
+    ) -> Result<(EncryptionKey, Vec<u8>), CaError> {
+        let cert = CertificateDer::from_pem_slice(issued.cert_pem.as_bytes())
+            .map_err(|e| CaError::InvalidRequest(format!("the issued certificate: {e}")))?;
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes())
+            .map_err(|e| CaError::InvalidRequest(format!("the issued key: {e}")))?;
+        let signer = Signer::new(&key, cert)?;
+        let enc = EncryptionKey::generate()
+            .map_err(|e| CaError::InvalidRequest(format!("making an X25519 key: {e}")))?;
+        let binding = KeyBinding {
+            node: id.clone(),
+            public: *enc.public(),
+            created_ms: ms(now),
+        }
+        .sign(&signer)?
+        .encode();
+        self.record_binding(id, &binding)?;
+        Ok((enc, binding))
+    }
+
+    /// Complete the key binding `gongwen-agent keygen` made beside its CSR
+    /// (signed with the unit's key, no certificate yet) with the
+    /// certificate just issued for that key, and record it.
+    pub fn complete_binding(
+        &self,
+        id: &NodeId,
+        request: &[u8],
+        cert_pem: &str,
+    ) -> Result<Vec<u8>, CaError> {
+        let bad = |why: String| CaError::InvalidRequest(format!("the key binding: {why}"));
+        let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes())
+            .map_err(|e| bad(format!("the certificate: {e}")))?;
+        let st = Statement::decode(request, StatementKind::KeyBinding)
+            .map_err(|e| bad(format!("{e} (make it with `gongwen-agent keygen`)")))?;
+        let public = cert_public_key(&cert).map_err(|e| bad(e.to_string()))?;
+        st.verify_with_key(&public).map_err(|_| {
+            bad("it is not signed by the key of this certificate request (give the .binding made with this CSR)".into())
+        })?;
+        let binding = st.with_cert(cert.to_vec()).encode();
+        let b = KeyBinding::verify(&binding, None, OffsetDateTime::UNIX_EPOCH)
+            .map_err(|e| bad(e.to_string()))?;
+        if &b.node != id {
+            return Err(bad(format!("it is for {}, the request for {id}", b.node)));
+        }
+        self.record_binding(id, &binding)?;
+        Ok(binding)
+    }
+
+    fn record_binding(&self, id: &NodeId, binding: &[u8]) -> Result<(), CaError> {
+        let dir = self.dir.join(BINDINGS_DIR);
+        std::fs::create_dir_all(&dir).map_err(CaError::io(&dir))?;
+        let path = dir.join(format!("{id}.binding"));
+        write_atomic(&path, binding, 0o644).map_err(CaError::io(&path))
+    }
+
+    /// Sign and write `directory.gwd`: every unit (not hubs) with a valid
+    /// certificate and a recorded key binding for it. Returns the units
+    /// listed and the valid units left out for want of a binding (issued
+    /// by hand, or from a CSR without one): those become known to the hub
+    /// only when their agent connects.
+    pub fn write_directory(&self, now: OffsetDateTime) -> Result<(usize, Vec<String>), CaError> {
+        let mut dir = UnitDirectory {
+            issued_ms: ms(now),
+            entries: Vec::new(),
+        };
+        let mut without = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for e in self.registry.certificates.iter().rev() {
+            if e.role == Role::Hub.as_str()
+                || e.status(now) != Status::Valid
+                || !seen.insert(e.id.clone())
+            {
+                continue;
+            }
+            let Ok(id) = NodeId::parse(&e.id) else {
+                continue;
+            };
+            let path = self.dir.join(BINDINGS_DIR).join(format!("{id}.binding"));
+            let binding = match std::fs::read(&path) {
+                Ok(b) => b,
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                    without.push(e.id.clone());
+                    continue;
+                }
+                Err(err) => return Err(CaError::io(&path)(err)),
+            };
+            // Only a binding whose certificate is one of the unit's valid
+            // ones: after a revocation and a new key, the old binding would
+            // send documents to a key the unit no longer trusts.
+            let signed_by_valid = Statement::decode(&binding, StatementKind::KeyBinding)
+                .ok()
+                .and_then(|st| CertIdentity::from_der(&st.cert).ok())
+                .is_some_and(|who| {
+                    let serial = serial_hex(&who.serial);
+                    self.registry.certificates.iter().any(|c| {
+                        c.id == e.id && c.serial == serial && c.status(now) == Status::Valid
+                    })
+                });
+            if !signed_by_valid {
+                without.push(e.id.clone());
+                continue;
+            }
+            dir.entries.push(DirectoryEntry {
+                id,
+                name: e.name.clone().unwrap_or_default(),
+                role: e.role.parse().unwrap_or(Role::Node),
+                groups: e.groups.clone(),
+                binding,
+            });
+        }
+        dir.entries.sort_by(|a, b| a.id.cmp(&b.id));
+        without.sort();
+        let bytes = dir.sign(&self.key.serialize_der(), &self.cert_der)?;
+        let path = self.dir.join(DIRECTORY_FILE);
+        write_atomic(&path, &bytes, 0o644).map_err(CaError::io(&path))?;
+        Ok((dir.entries.len(), without))
     }
 
     /// Revoke every unrevoked certificate of `id` and write a fresh CRL.

@@ -36,6 +36,9 @@ pub struct UnitRow {
     pub id: NodeId,
     pub name: String,
     pub role: Role,
+    /// Groups the unit belongs to (the optional `groups` column, names
+    /// separated by `;`), e.g. `市级;油田`.
+    pub groups: Vec<String>,
 }
 
 /// The fields of one CSV record (RFC 4180: commas, quotes doubled inside
@@ -109,6 +112,7 @@ pub fn parse_units(text: &str) -> Result<Vec<UnitRow>, CaError> {
         ));
     };
     let role_col = column("role");
+    let groups_col = column("groups");
     let mut rows: Vec<UnitRow> = Vec::new();
     for (n, line) in lines {
         if line.trim().is_empty() {
@@ -136,6 +140,21 @@ pub fn parse_units(text: &str) -> Result<Vec<UnitRow>, CaError> {
                 ));
             }
         };
+        let mut groups = Vec::new();
+        for g in groups_col
+            .map(get)
+            .unwrap_or("")
+            .split([';', '；'])
+            .map(str::trim)
+            .filter(|g| !g.is_empty())
+        {
+            if g.chars().any(char::is_control) || g.contains(['"', '\\']) {
+                return Err(bad(n, format!("group {g:?}: a group name is plain text")));
+            }
+            if !groups.iter().any(|have: &String| have == g) {
+                groups.push(g.to_owned());
+            }
+        }
         if let Some(first) = rows.iter().find(|r| r.id == id) {
             return Err(bad(n, format!("{id} is already on line {}", first.line)));
         }
@@ -144,6 +163,7 @@ pub fn parse_units(text: &str) -> Result<Vec<UnitRow>, CaError> {
             id,
             name,
             role,
+            groups,
         });
     }
     if rows.is_empty() {
@@ -174,7 +194,10 @@ pub fn agent_toml(row: &UnitRow, hubs: &[String], hub_name: &str) -> String {
          [tls]\n\
          cert = \"{ETC_DIR}/{id}.crt\"\n\
          key  = \"{ETC_DIR}/{id}.key\"\n\
-         ca   = \"{ETC_DIR}/ca.crt\"\n",
+         ca   = \"{ETC_DIR}/ca.crt\"\n\
+         # The unit's document encryption key, made at enrollment: the hub\n\
+         # can take documents for this unit before its agent first connects.\n\
+         encryption_key = \"{ETC_DIR}/{id}.enc.key\"\n",
         name = row.name
     )
 }
@@ -185,13 +208,13 @@ pub fn install_notes(row: &UnitRow, hubs: &[String]) -> String {
     format!(
         "{name}（{id}）公文交换节点安装说明\n\
          \n\
-         本目录包含本单位的节点证书 {id}.crt、私钥 {id}.key（请妥善保管，勿外传）、\n\
-         根证书 ca.crt 和配置文件 agent.toml。\n\
+         本目录包含本单位的节点证书 {id}.crt、私钥 {id}.key 和公文加密私钥\n\
+         {id}.enc.key（两把私钥请妥善保管，勿外传）、根证书 ca.crt 和配置文件 agent.toml。\n\
          \n\
          1. 安装软件包：sudo apt install ./gongwen-agent_*.deb\n\
          2. 复制证书、私钥和配置：\n\
             sudo install -m 0644 {id}.crt ca.crt agent.toml {ETC_DIR}/\n\
-            sudo install -m 0600 -o gongwen -g gongwen {id}.key {ETC_DIR}/\n\
+            sudo install -m 0600 -o gongwen -g gongwen {id}.key {id}.enc.key {ETC_DIR}/\n\
          3. 启动服务：sudo systemctl enable --now gongwen-agent\n\
          4. 查看状态：sudo systemctl status gongwen-agent；日志：journalctl -u gongwen-agent\n\
          \n\
@@ -260,7 +283,13 @@ pub fn enroll(
             renew: false,
         };
         let issued = ca.issue(&req, now)?;
+        ca.set_groups(&row.id, row.groups.clone())?;
         ca.write_issued(&dir, &row.id, &issued)?;
+        let (enc, binding) = ca.make_encryption_key(&row.id, &issued, now)?;
+        let enc_path = dir.join(format!("{}.enc.key", row.id));
+        write_atomic(&enc_path, &enc.secret_bytes(), 0o600).map_err(CaError::io(&enc_path))?;
+        let binding_path = dir.join(format!("{}.binding", row.id));
+        write_atomic(&binding_path, &binding, 0o644).map_err(CaError::io(&binding_path))?;
         let write = |name: &str, text: String| {
             let path = dir.join(name);
             write_atomic(&path, text.as_bytes(), 0o644).map_err(CaError::io(&path))

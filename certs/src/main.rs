@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use gongwen_certs::ca::{CA_CERT, DEFAULT_CRL_DAYS, REASONS};
+use gongwen_certs::ca::{CA_CERT, DEFAULT_CRL_DAYS, DIRECTORY_FILE, REASONS};
 use gongwen_certs::{Ca, IssueRequest, Validity};
 use gongwen_common::fsutil::write_atomic;
 use gongwen_common::{NodeId, Role};
@@ -92,6 +92,10 @@ enum Command {
         /// The CSR file (ID.csr).
         #[arg(long)]
         csr: PathBuf,
+        /// The key binding made with it (ID.binding): the unit goes into
+        /// the unit directory and can receive before its agent connects.
+        #[arg(long, value_name = "FILE")]
+        binding: Option<PathBuf>,
         #[arg(long, value_enum)]
         role: NodeRoleArg,
         /// Display name, e.g. 大庆市人民政府.
@@ -145,6 +149,10 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Write the signed unit directory (directory.gwd in the CA folder)
+    /// again: every unit with a valid certificate and an enrolled key.
+    /// enroll, sign --binding and revoke write it by themselves.
+    Directory,
     /// List every certificate issued: id, name, role, serial, not_after, status.
     List {
         /// Print a JSON array of objects.
@@ -165,6 +173,22 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Write the unit directory and say what is in it.
+fn write_directory(ca: &Ca, now: OffsetDateTime) -> anyhow::Result<()> {
+    let (listed, without) = ca.write_directory(now)?;
+    println!(
+        "unit directory: {} ({listed} units); the hub reads it as [tls] directory and reloads it when it changes",
+        ca.dir().join(DIRECTORY_FILE).display()
+    );
+    if !without.is_empty() {
+        println!(
+            "  not in it, for want of an encryption key made at enrollment (known to the hub once their agent connects): {}",
+            without.join(", ")
+        );
+    }
+    Ok(())
 }
 
 fn node_id(s: &str) -> anyhow::Result<NodeId> {
@@ -231,6 +255,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 rows.len(),
                 units.display()
             );
+            write_directory(&ca, now)?;
+        }
+        Command::Directory => {
+            let ca = Ca::open(&dir)?;
+            write_directory(&ca, now)?;
         }
         Command::Init {
             name,
@@ -278,6 +307,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Sign {
             csr,
+            binding,
             role,
             name,
             days,
@@ -306,6 +336,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot write {}", ca_out.display()))?;
             println!("signed {role} certificate for {id}: {}", out.display());
             println!("  CA certificate: {}", ca_out.display());
+            if let Some(request) = binding {
+                let bytes = std::fs::read(&request)
+                    .with_context(|| format!("cannot read {}", request.display()))?;
+                let complete = ca.complete_binding(&id, &bytes, &cert_pem)?;
+                let path = out
+                    .parent()
+                    .unwrap_or(Path::new("."))
+                    .join(format!("{id}.binding"));
+                write_atomic(&path, &complete, 0o644)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                println!("  key binding:    {}", path.display());
+                write_directory(&ca, now)?;
+            }
         }
         Command::Revoke {
             id,
@@ -328,6 +371,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 dir.join("crl.pem").display()
             );
             println!("  the hub picks it up by itself and cuts {id} off");
+            if dir.join(DIRECTORY_FILE).exists() {
+                write_directory(&ca, now)?;
+            }
         }
         Command::Crl { days } => {
             let mut ca = Ca::open(&dir)?;

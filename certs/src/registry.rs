@@ -28,6 +28,10 @@ pub struct Entry {
     pub revoked_at: Option<OffsetDateTime>,
     #[serde(default)]
     pub revocation_reason: Option<String>,
+    /// Groups the unit is listed in (units.csv's `groups` column), carried
+    /// into the unit directory.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }
 
 /// The whole registry file.

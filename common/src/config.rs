@@ -64,6 +64,7 @@ struct RawHubTls {
     key: PathBuf,
     ca: PathBuf,
     crl: PathBuf,
+    directory: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -122,6 +123,7 @@ struct RawAgentTls {
     cert: PathBuf,
     key: PathBuf,
     ca: PathBuf,
+    encryption_key: Option<PathBuf>,
 }
 
 /// The hub's TLS material.
@@ -131,6 +133,10 @@ pub struct HubTls {
     pub key: PathBuf,
     pub ca: PathBuf,
     pub crl: PathBuf,
+    /// The CA's signed unit directory (`gongwen-certs enroll` writes it):
+    /// enrolled units receive before their agent first connects. Reloaded
+    /// when it changes, like the CRL.
+    pub directory: Option<PathBuf>,
 }
 
 /// Acknowledgment deadline for each urgency.
@@ -250,6 +256,9 @@ pub struct AgentTls {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub ca: PathBuf,
+    /// The unit's X25519 document key made at enrollment (32 raw bytes,
+    /// 0600); absent, the agent makes one in `<root>/state/enc.key`.
+    pub encryption_key: Option<PathBuf>,
 }
 
 /// A checked `agent.toml`.
@@ -512,6 +521,7 @@ impl HubConfig {
                 key: base.join(raw.tls.key),
                 ca: base.join(raw.tls.ca),
                 crl: base.join(raw.tls.crl),
+                directory: raw.tls.directory.map(|d| base.join(d)),
             },
             groups,
             deadlines,
@@ -631,6 +641,7 @@ impl AgentConfig {
                 cert: base.join(raw.tls.cert),
                 key: base.join(raw.tls.key),
                 ca: base.join(raw.tls.ca),
+                encryption_key: raw.tls.encryption_key.map(|k| base.join(k)),
             },
         })
     }

@@ -989,12 +989,31 @@ pub struct KeyBinding {
 
 impl KeyBinding {
     pub fn sign(&self, signer: &Signer) -> Result<Statement, PkiError> {
+        signer.sign(StatementKind::KeyBinding, self.body())
+    }
+
+    /// Signed with the unit's bare key (PKCS#8 DER) before any certificate
+    /// exists for it: the encoded statement carries none until the CA adds
+    /// the one it issues ([`Statement::with_cert`]).
+    pub fn sign_with_key(&self, pkcs8: &[u8]) -> Result<Vec<u8>, PkiError> {
+        Ok(
+            crate::signed::sign_with_key(
+                pkcs8,
+                StatementKind::KeyBinding,
+                self.body(),
+                Vec::new(),
+            )?
+            .encode(),
+        )
+    }
+
+    fn body(&self) -> Vec<u8> {
         let mut body = Vec::new();
         let mut w = Writer(&mut body);
         w.str(self.node.as_str());
         w.raw(&self.public);
         w.i64(self.created_ms);
-        signer.sign(StatementKind::KeyBinding, body)
+        body
     }
 
     /// Parse and verify a binding: signed by the node it names, with a
@@ -1118,6 +1137,11 @@ pub(crate) mod tests {
 
         pub fn checker(&self) -> CertChecker {
             CertChecker::new(&self.ca, None).unwrap()
+        }
+
+        /// The CA's own key, PKCS#8 DER.
+        pub fn ca_key_pkcs8(&self) -> Vec<u8> {
+            self.issuer_key.serialize_der()
         }
 
         /// A checker with an empty CRL from this CA, fresh until

@@ -31,6 +31,7 @@
 //! - [`stream`] — whole messages on QUIC streams, with read deadlines (edge).
 //! - [`transfer`] — document bytes between QUIC streams and files, batched (edge).
 //! - [`fsutil`] — durable writes (temp, fsync, rename, fsync dir).
+//! - [`directory`] — the CA's signed list of enrolled units and their keys.
 //! - [`display`] — supervision answers as tables for people.
 //! - [`logsafe`] — names and peer text escaped (and clipped) for log lines.
 //! - [`daemon`] — logging and shutdown signals for the binaries (edge).
@@ -50,6 +51,7 @@ pub mod codec;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod directory;
 pub mod display;
 pub mod envelope;
 pub mod error;

@@ -35,6 +35,8 @@ pub enum StatementKind {
     Document,
     Receipt,
     KeyBinding,
+    /// The CA's list of enrolled units (signed by the CA key itself).
+    UnitDirectory,
 }
 
 impl StatementKind {
@@ -43,6 +45,7 @@ impl StatementKind {
             StatementKind::Document => 1,
             StatementKind::Receipt => 2,
             StatementKind::KeyBinding => 3,
+            StatementKind::UnitDirectory => 4,
         }
     }
     fn from_code(c: u8) -> Result<Self, CodecError> {
@@ -50,6 +53,7 @@ impl StatementKind {
             1 => Ok(StatementKind::Document),
             2 => Ok(StatementKind::Receipt),
             3 => Ok(StatementKind::KeyBinding),
+            4 => Ok(StatementKind::UnitDirectory),
             other => Err(CodecError::BadCode {
                 what: "statement kind",
                 code: other.into(),
@@ -62,6 +66,7 @@ impl StatementKind {
             StatementKind::Document => b"gongwen/1 document\0",
             StatementKind::Receipt => b"gongwen/1 receipt\0",
             StatementKind::KeyBinding => b"gongwen/1 key-binding\0",
+            StatementKind::UnitDirectory => b"gongwen/1 unit-directory\0",
         }
     }
 }
@@ -149,12 +154,54 @@ impl Statement {
     pub fn verify_signature(&self) -> Result<CertIdentity, SignedError> {
         let (_, cert) =
             parse_x509_certificate(&self.cert).map_err(|_| SignedError::BadCertificate)?;
-        let key = cert.public_key().subject_public_key.data.as_ref();
-        signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_ASN1, key)
-            .verify(&self.signed_message(), &self.signature)
-            .map_err(|_| SignedError::BadSignature)?;
+        self.verify_with_key(cert.public_key().subject_public_key.data.as_ref())?;
         CertIdentity::from_der(&self.cert).map_err(|_| SignedError::BadCertificate)
     }
+
+    /// Check the signature against a P-256 public key (the uncompressed
+    /// point), whatever certificate is carried — for statements signed
+    /// before their certificate existed, and for the CA's own.
+    pub fn verify_with_key(&self, public_key: &[u8]) -> Result<(), SignedError> {
+        signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_ASN1, public_key)
+            .verify(&self.signed_message(), &self.signature)
+            .map_err(|_| SignedError::BadSignature)
+    }
+
+    /// The same statement carrying `cert` (the signature does not cover it).
+    pub fn with_cert(mut self, cert: Vec<u8>) -> Statement {
+        self.cert = cert;
+        self
+    }
+}
+
+/// Sign `body` with a bare PKCS#8 P-256 key: a statement without a
+/// certificate, to which [`Statement::with_cert`] adds one later (a unit's
+/// key binding made with its CSR, before the CA has certified the key) —
+/// or carrying `cert` when the signer is not a unit (the CA).
+pub fn sign_with_key(
+    pkcs8: &[u8],
+    kind: StatementKind,
+    body: Vec<u8>,
+    cert: Vec<u8>,
+) -> Result<Statement, PkiError> {
+    let rng = SystemRandom::new();
+    let key = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8, &rng)
+        .map_err(|_| PkiError::KeyNotEcdsaP256)?;
+    let sig = key
+        .sign(&rng, &signed_message(kind, &body))
+        .map_err(|_| PkiError::SigningFailed)?;
+    Ok(Statement {
+        kind,
+        body,
+        cert,
+        signature: sig.as_ref().to_vec(),
+    })
+}
+
+/// The P-256 public key (uncompressed point) in a certificate.
+pub fn cert_public_key(cert: &[u8]) -> Result<Vec<u8>, SignedError> {
+    let (_, parsed) = parse_x509_certificate(cert).map_err(|_| SignedError::BadCertificate)?;
+    Ok(parsed.public_key().subject_public_key.data.to_vec())
 }
 
 pub fn signed_message(kind: StatementKind, body: &[u8]) -> Vec<u8> {

@@ -14,6 +14,7 @@ use gongwen_common::receipt::Receipt;
 use gongwen_common::signed::Signer;
 
 use crate::commit::Committer;
+use crate::enrolled::{EnrolledUnits, Enrollment};
 use crate::registry::Units;
 use crate::store::SharedStore;
 use crate::trust::{Trust, TrustState};
@@ -47,6 +48,8 @@ pub(crate) struct Core {
     /// Time for deadlines, escalation and receipts (injected in tests).
     clock: Arc<dyn Clock>,
     trust: Trust,
+    /// The CA's directory of enrolled units, and the groups.
+    enrolled: EnrolledUnits,
     units: Units,
     stats: Stats,
     /// Wakes the escalation scheduler (new deadlines, tests).
@@ -66,6 +69,7 @@ pub(crate) struct CoreParts {
     pub store: SharedStore,
     pub clock: Arc<dyn Clock>,
     pub trust: TrustState,
+    pub enrolled: Enrollment,
 }
 
 impl Core {
@@ -81,6 +85,7 @@ impl Core {
             committer,
             clock: p.clock,
             trust: Trust::new(p.trust),
+            enrolled: EnrolledUnits::new(p.enrolled),
             units: Units::default(),
             stats: Stats::default(),
             escalation: tokio::sync::Notify::new(),
@@ -121,6 +126,11 @@ impl Core {
 
     pub fn trust(&self) -> &Trust {
         &self.trust
+    }
+
+    /// The enrolled units and the groups (hub.toml's and the directory's).
+    pub fn enrolled(&self) -> &EnrolledUnits {
+        &self.enrolled
     }
 
     /// The checker of the current CRL.

@@ -22,6 +22,8 @@ pub enum HubError {
         id: String,
         role: String,
     },
+    #[error("{0}")]
+    Directory(String),
     #[error("cannot listen on {addr}: address already in use (is another hub running?)")]
     AddressInUse { addr: SocketAddr },
     #[error("cannot listen on {addr}: {source}")]

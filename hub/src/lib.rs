@@ -28,6 +28,8 @@
 //! - [`commit`] — group commit of accepts and delivery receipts.
 //! - [`registry`] — which units are connected, and waking their pushers.
 //! - [`trust`] — the current CRL and its checker, swapped as one.
+//! - [`enrolled`] — the CA's directory of enrolled units and the groups,
+//!   reloaded when its file changes.
 //! - [`core`] — what a running hub shares, one owner per piece.
 //! - [`refusal`] — a refused request and its words.
 //! - [`upload`], [`receipts`], [`push`], [`session`] — one agent's
@@ -48,6 +50,7 @@ pub mod audit;
 pub mod commit;
 pub mod control;
 pub(crate) mod core;
+pub mod enrolled;
 pub mod error;
 pub mod escalation;
 pub mod expiry;

@@ -352,6 +352,22 @@ async fn check(path: &std::path::Path) -> bool {
     if let Err(e) = material::check_data_dir(&config.path, "data_dir", &config.data_dir) {
         found.push(Finding::problem("data_dir", e.to_string()));
     }
+    if let Some(path) = &config.tls.directory {
+        let ca = std::fs::read(&config.tls.ca).ok().and_then(|pem| {
+            use rustls::pki_types::pem::PemObject;
+            rustls::pki_types::CertificateDer::from_pem_slice(&pem).ok()
+        });
+        if let Some(ca) = ca {
+            match gongwen_hub::enrolled::load(path, &ca) {
+                Ok(dir) => println!(
+                    "ok: {}: tls.directory: {} enrolled units",
+                    config.path.display(),
+                    dir.entries.len()
+                ),
+                Err(e) => found.push(Finding::problem("tls.directory", e)),
+            }
+        }
+    }
     match std::net::UdpSocket::bind(config.listen) {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => found.push(Finding::problem(

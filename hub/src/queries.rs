@@ -2,6 +2,8 @@
 //! socket and for supervisors' agents: reads the store, then the pure
 //! functions of [`crate::supervision`].
 
+use std::collections::BTreeMap;
+
 use gongwen_common::pki::CertIdentity;
 use gongwen_common::signed::{Statement, StatementKind};
 
@@ -72,23 +74,26 @@ pub(crate) async fn supervise(core: &Core, q: &Query) -> Result<serde_json::Valu
         }
         Query::Directory => {
             let bindings = core.store().bindings().await.map_err(|e| e.to_string())?;
-            let units: Vec<serde_json::Value> = bindings
+            let enrolled = core.enrolled().current();
+            // Display names from the CA's directory, else from the
+            // certificate that signed the unit's published key binding.
+            let mut names: BTreeMap<String, Option<String>> = enrolled
+                .directory
+                .entries
                 .iter()
-                .map(|(id, binding)| {
-                    // The display name is in the certificate that signed the
-                    // unit's key binding.
-                    let name = gongwen_common::signed::Statement::decode(
-                        binding,
-                        gongwen_common::signed::StatementKind::KeyBinding,
-                    )
-                    .ok()
-                    .and_then(|st| gongwen_common::pki::CertIdentity::from_der(&st.cert).ok())
-                    .and_then(|who| who.name);
-                    serde_json::json!({ "id": id, "name": name })
-                })
+                .map(|e| (e.id.to_string(), e.display_name()))
                 .collect();
-            let groups: Vec<serde_json::Value> = core
-                .config()
+            for (id, binding) in &bindings {
+                let entry = names.entry(id.to_string()).or_insert(None);
+                if entry.is_none() {
+                    *entry = name_in_binding(binding);
+                }
+            }
+            let units: Vec<serde_json::Value> = names
+                .iter()
+                .map(|(id, name)| serde_json::json!({ "id": id, "name": name }))
+                .collect();
+            let groups: Vec<serde_json::Value> = enrolled
                 .groups
                 .iter()
                 .map(|(name, members)| serde_json::json!({ "name": name, "members": members }))
@@ -151,9 +156,17 @@ pub(crate) async fn supervise(core: &Core, q: &Query) -> Result<serde_json::Valu
     Ok(value)
 }
 
-/// Connected nodes and every node known from its published key.
+/// The display name in the certificate that signed a key binding.
+fn name_in_binding(binding: &[u8]) -> Option<String> {
+    let st = Statement::decode(binding, StatementKind::KeyBinding).ok()?;
+    CertIdentity::from_der(&st.cert).ok()?.name
+}
+
+/// Connected nodes, every node known from its published key, and every
+/// unit enrolled in the CA's directory.
 pub(crate) async fn nodes(core: &Core) -> Result<serde_json::Value, String> {
     let mut rows = core.units().rows();
+    let enrolled = core.enrolled().current();
     let known = core.store().bindings().await.map_err(|e| e.to_string())?;
     let elsewhere = core.store().presence().await.map_err(|e| e.to_string())?;
     let shared = core.store().backend() != "embedded";
@@ -193,6 +206,27 @@ pub(crate) async fn nodes(core: &Core) -> Result<serde_json::Value, String> {
                 row.addr = Some(p.addr);
                 row.hub = Some(p.hub);
             }
+        }
+    }
+    for e in &enrolled.directory.entries {
+        match rows.iter_mut().find(|r| r.id == e.id.as_str()) {
+            Some(row) => {
+                row.can_receive = true;
+                // The CA's directory is the register of names.
+                if let Some(name) = e.display_name() {
+                    row.name = Some(name);
+                }
+            }
+            None => rows.push(NodeRow {
+                id: e.id.to_string(),
+                name: e.display_name(),
+                role: e.role,
+                connected: false,
+                since: None,
+                addr: None,
+                can_receive: true,
+                hub: None,
+            }),
         }
     }
     rows.sort_by(|a, b| a.id.cmp(&b.id));

@@ -110,6 +110,11 @@ impl Hub {
             &config.tls.ca,
         )?;
         let crl = material::load_crl(&config.path, &config.tls.crl, &ca)?;
+        let directory = match &config.tls.directory {
+            Some(path) => crate::enrolled::load(path, &ca).map_err(HubError::Directory)?,
+            None => Default::default(),
+        };
+        let enrolled = crate::enrolled::Enrollment::new(directory, &config.groups);
         material::check_data_dir(&config.path, "data_dir", &config.data_dir)?;
         if me.role != Role::Hub {
             return Err(HubError::NotAHubCertificate {
@@ -170,6 +175,7 @@ impl Hub {
             store,
             clock,
             trust: TrustState { crl, checker },
+            enrolled,
         }));
         Ok(Hub {
             core,
@@ -217,6 +223,14 @@ impl Hub {
             endpoint: endpoint.clone(),
             tls,
         };
+        let directory = core.config().tls.directory.clone().map(|path| {
+            tokio::spawn(crate::enrolled::watch(
+                core.clone(),
+                path,
+                watched.tls.ca.to_vec(),
+                revocation::POLL_INTERVAL,
+            ))
+        });
         let watcher = tokio::spawn(revocation::watch(watched, revocation::POLL_INTERVAL));
         let scheduler = tokio::spawn(scheduler::run(core.clone()));
         let control_task = tokio::spawn(control::serve(control, core.clone()));
@@ -257,6 +271,9 @@ impl Hub {
         }
         info!("shutting down");
         expiry.abort();
+        if let Some(directory) = directory {
+            directory.abort();
+        }
         if let Some(events) = events {
             events.abort();
         }

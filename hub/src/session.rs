@@ -13,7 +13,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use gongwen_common::NodeId;
-use gongwen_common::config::HubConfig;
 use gongwen_common::pki::CertIdentity;
 use gongwen_common::stream::{READ_TIMEOUT, StreamError, read_message, write_message};
 use gongwen_common::wire::{ErrorCode, Message, Resolved};
@@ -202,10 +201,10 @@ async fn publish_key(
 
 /// The nodes a lookup of `names` needs the bindings of: the members of
 /// named groups and the nodes named directly.
-pub fn nodes_named(names: &[String], config: &HubConfig) -> BTreeSet<NodeId> {
+pub fn nodes_named(names: &[String], groups: &BTreeMap<String, Vec<NodeId>>) -> BTreeSet<NodeId> {
     let mut out = BTreeSet::new();
     for name in names {
-        if let Some(members) = config.groups.get(name) {
+        if let Some(members) = groups.get(name) {
             out.extend(members.iter().cloned());
         } else if let Ok(id) = NodeId::parse(name) {
             out.insert(id);
@@ -219,7 +218,7 @@ pub fn nodes_named(names: &[String], config: &HubConfig) -> BTreeSet<NodeId> {
 /// the rest are named, group members one by one.
 pub fn resolve(
     names: Vec<String>,
-    config: &HubConfig,
+    groups: &BTreeMap<String, Vec<NodeId>>,
     known: &BTreeMap<NodeId, Vec<u8>>,
 ) -> Message {
     let mut resolved = Vec::new();
@@ -227,7 +226,7 @@ pub fn resolve(
     let mut bindings = Vec::new();
     let mut seen = BTreeSet::new();
     for name in names {
-        let group = config.groups.get(&name);
+        let group = groups.get(&name);
         let members = match (group, NodeId::parse(&name)) {
             (Some(members), _) => members.clone(),
             (None, Ok(id)) => vec![id],
@@ -247,7 +246,8 @@ pub fn resolve(
             }
             resolved.push(Resolved { name, members });
         } else if group.is_some() {
-            // A group member that never connected: name it.
+            // A group member that never connected and was not enrolled
+            // with a key: name it.
             for m in missing {
                 unknown.push(format!("{m} (member of group {name})"));
             }
@@ -263,13 +263,15 @@ pub fn resolve(
 }
 
 async fn lookup(names: Vec<String>, core: &Core) -> Result<Message, Refusal> {
+    let enrolled = core.enrolled().current();
     let mut known = BTreeMap::new();
-    for node in nodes_named(&names, core.config()) {
-        if let Some(b) = core.store().binding(&node).await? {
+    for node in nodes_named(&names, &enrolled.groups) {
+        let published = core.store().binding(&node).await?;
+        if let Some(b) = enrolled.binding_for(&node, published) {
             known.insert(node, b);
         }
     }
-    Ok(resolve(names, core.config(), &known))
+    Ok(resolve(names, &enrolled.groups, &known))
 }
 
 /// A supervisor's query through its agent.

@@ -181,9 +181,11 @@ pub(crate) async fn receive(
     // A recipient is unknown only when the store says so; a store that
     // cannot be read is a retryable refusal (the `?`), never a permanent
     // "unknown recipient".
+    // An enrolled unit can receive before its agent ever connected.
+    let enrolled = core.enrolled().current();
     let mut unknown = Vec::new();
     for r in &recipients {
-        if store.binding(r).await?.is_none() {
+        if enrolled.entry(r).is_none() && store.binding(r).await?.is_none() {
             unknown.push(r.clone());
         }
     }

@@ -4,12 +4,13 @@
 //! enrolled; a bad row stops it before anything is issued.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
 use gongwen_common::config::AgentConfig;
-use gongwen_tests::{Net, RunningAgent, bin};
+use gongwen_tests::{Net, RunningAgent, RunningHub, agent_status, bin, wait_inbox};
 
 fn enroll(net: &Net, csv: &Path, hub: &str, out: &Path) -> std::process::Output {
     Command::new(bin("gongwen-certs"))
@@ -33,10 +34,19 @@ fn text(o: &std::process::Output) -> String {
 
 /// The bundle's agent.toml with its Debian paths moved under `root`.
 fn bundle_config(bundle: &Path, root: &Path) -> AgentConfig {
+    bundle_config_for(bundle, root, None)
+}
+
+/// [`bundle_config`], its hub address replaced by `hub` (bundles made
+/// before the hub was started).
+fn bundle_config_for(bundle: &Path, root: &Path, hub: Option<(&str, SocketAddr)>) -> AgentConfig {
     let toml = std::fs::read_to_string(bundle.join("agent.toml")).unwrap();
-    let toml = toml
+    let mut toml = toml
         .replace("/etc/gongwen", &bundle.display().to_string())
         .replace("/var/lib/gongwen-agent", &root.display().to_string());
+    if let Some((placeholder, addr)) = hub {
+        toml = toml.replace(placeholder, &addr.to_string());
+    }
     let path = bundle.join("agent-test.toml");
     std::fs::write(&path, toml).unwrap();
     AgentConfig::load(&path).unwrap()
@@ -161,4 +171,200 @@ fn a_bad_row_stops_the_enrollment_before_anything_is_issued() {
         "{}",
         text(&o)
     );
+}
+
+/// Wait until the hub's `nodes` lists `id`.
+async fn wait_listed(hub: &RunningHub, id: &str) -> gongwen_hub::registry::NodeRow {
+    let rows = hub
+        .wait_nodes(&format!("{id} in the hub's nodes"), |rows| {
+            rows.iter().any(|r| r.id == id)
+        })
+        .await;
+    rows.into_iter().find(|r| r.id == id).unwrap()
+}
+
+/// Wait until the hub accepted the document `root` sent to `to` (it waits
+/// there: `to` has never connected).
+async fn wait_accepted(root: &Path, to: &str) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let st = agent_status(root).await;
+        let doc = st
+            .iter()
+            .find(|d| d.recipients.iter().any(|r| r.recipient == to));
+        if let Some(d) = doc {
+            assert_ne!(d.stage, "failed", "the document to {to} failed: {d:?}");
+            if d.stage == "sent" {
+                return;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the document to {to} was not accepted within 30 s: {st:#?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enrolled_unit_receives_before_its_agent_first_connects() {
+    let net = Net::new();
+    // Bundles are made before the hub exists: its address goes in later.
+    const PLACEHOLDER: &str = "hub.example:7443";
+    let csv = net.path().join("units.csv");
+    std::fs::write(
+        &csv,
+        "\u{feff}id,name\r\nharbin-gov,哈尔滨市人民政府\r\ndaqing-gov,大庆市人民政府\r\n",
+    )
+    .unwrap();
+    let out = net.path().join("bundles");
+    let o = enroll(&net, &csv, PLACEHOLDER, &out);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("unit directory:") && text(&o).contains("(2 units)"),
+        "{}",
+        text(&o)
+    );
+    for id in ["harbin-gov", "daqing-gov"] {
+        let mode = std::fs::metadata(out.join(id).join(format!("{id}.enc.key")))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{id}.enc.key");
+        assert!(out.join(id).join(format!("{id}.binding")).exists());
+    }
+    let directory = net.path().join("ca").join("directory.gwd");
+    let mut config = net.hub_config("127.0.0.1:0".parse().unwrap());
+    config.tls.directory = Some(directory.clone());
+    let hub = net
+        .start_hub_config(config, gongwen_common::clock::system())
+        .await;
+    let hub_at = Some((PLACEHOLDER, hub.addr));
+
+    // daqing-gov is enrolled, never connected: listed with its name.
+    let row = wait_listed(&hub, "daqing-gov").await;
+    assert!(!row.connected && row.can_receive, "{row:?}");
+    assert_eq!(row.name.as_deref(), Some("大庆市人民政府"));
+
+    let harbin_root = net.path().join("harbin-root");
+    let mut harbin = RunningAgent::start(bundle_config_for(
+        &out.join("harbin-gov"),
+        &harbin_root,
+        hub_at,
+    ));
+    harbin.wait_connected().await;
+    let drop = |to: &str, name: &str| {
+        let dir = harbin_root.join("outbox").join(to);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(name), format!("致{to}的通知").as_bytes()).unwrap();
+    };
+    drop("daqing-gov", "通知.txt");
+    wait_accepted(&harbin_root, "daqing-gov").await;
+
+    // A unit enrolled while the hub runs is known without a restart, with
+    // its group from units.csv.
+    std::fs::write(
+        &csv,
+        "id,name,role,groups\nqiqihar-gov,齐齐哈尔市人民政府,node,north;市级\n",
+    )
+    .unwrap();
+    let o = enroll(&net, &csv, PLACEHOLDER, &out);
+    assert!(
+        o.status.success() && text(&o).contains("(3 units)"),
+        "{}",
+        text(&o)
+    );
+    let row = wait_listed(&hub, "qiqihar-gov").await;
+    assert_eq!(row.name.as_deref(), Some("齐齐哈尔市人民政府"));
+    drop("north", "北部通知.txt");
+    wait_accepted(&harbin_root, "qiqihar-gov").await;
+
+    // A unit that made its own key (gongwen-agent keygen) and had its CSR
+    // and key binding signed is in the directory too.
+    let suihua = net.path().join("suihua-keys");
+    let o = Command::new(bin("gongwen-agent"))
+        .args(["keygen", "--id", "suihua-gov", "--out"])
+        .arg(&suihua)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let o = Command::new(bin("gongwen-certs"))
+        .arg("--ca-dir")
+        .arg(net.path().join("ca"))
+        .args([
+            "sign",
+            "--role",
+            "node",
+            "--name",
+            "绥化市人民政府",
+            "--csr",
+        ])
+        .arg(suihua.join("suihua-gov.csr"))
+        .arg("--binding")
+        .arg(suihua.join("suihua-gov.binding"))
+        .arg("--out")
+        .arg(suihua.join("suihua-gov.crt"))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success() && text(&o).contains("(4 units)"),
+        "{}",
+        text(&o)
+    );
+    wait_listed(&hub, "suihua-gov").await;
+    drop("suihua-gov", "绥化.txt");
+    wait_accepted(&harbin_root, "suihua-gov").await;
+
+    // A binding made by another key is refused by the CA.
+    let o = Command::new(bin("gongwen-certs"))
+        .arg("--ca-dir")
+        .arg(net.path().join("ca"))
+        .args(["sign", "--role", "node", "--renew", "--csr"])
+        .arg(suihua.join("suihua-gov.csr"))
+        .arg("--binding")
+        .arg(out.join("daqing-gov").join("daqing-gov.binding"))
+        .arg("--out")
+        .arg(net.path().join("wrong.crt"))
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success()
+            && text(&o).contains("not signed by the key of this certificate request"),
+        "{}",
+        text(&o)
+    );
+
+    // Each unit's agent, started for the first time, finds its document
+    // waiting and can open it with the key made at enrollment.
+    let mut agents = vec![harbin];
+    for id in ["daqing-gov", "qiqihar-gov"] {
+        let root = net.path().join(format!("{id}-root"));
+        agents.push(RunningAgent::start(bundle_config_for(
+            &out.join(id),
+            &root,
+            hub_at,
+        )));
+        let docs = wait_inbox(&root, "harbin-gov", 1).await;
+        assert_eq!(docs.len(), 1, "{id}: {docs:?}");
+    }
+    let suihua_root = net.path().join("suihua-root");
+    std::fs::write(
+        suihua.join("agent.toml"),
+        format!(
+            "node_id = \"suihua-gov\"\nhub = \"{}\"\nhub_name = \"hub\"\nroot = \"{}\"\n[tls]\ncert = \"suihua-gov.crt\"\nkey = \"suihua-gov.key\"\nca = \"ca.crt\"\nencryption_key = \"suihua-gov.enc.key\"\n",
+            hub.addr,
+            suihua_root.display()
+        ),
+    )
+    .unwrap();
+    agents.push(RunningAgent::start(
+        AgentConfig::load(&suihua.join("agent.toml")).unwrap(),
+    ));
+    wait_inbox(&suihua_root, "harbin-gov", 1).await;
+    gongwen_tests::wait_all_delivered(&harbin_root, 3).await;
+
+    for a in agents {
+        a.stop().await;
+    }
+    hub.stop().await;
 }
