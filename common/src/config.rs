@@ -47,6 +47,40 @@ struct RawHub {
     #[serde(default)]
     store: RawStore,
     log_format: Option<String>,
+    metrics: Option<RawMetrics>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: String,
+}
+
+/// `[metrics]`: where `/metrics` (Prometheus) and `/healthz` are served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// e.g. `127.0.0.1:9464`; plain HTTP, so keep it on loopback or the
+    /// management network.
+    pub listen: SocketAddr,
+}
+
+fn metrics(path: &Path, raw: Option<RawMetrics>) -> Result<Option<MetricsConfig>, ConfigError> {
+    raw.map(|m| {
+        m.listen
+            .parse::<SocketAddr>()
+            .map(|listen| MetricsConfig { listen })
+            .map_err(|_| {
+                invalid(
+                    path,
+                    "metrics.listen",
+                    format!(
+                        "{:?} is not an address:port such as \"127.0.0.1:9464\"",
+                        m.listen
+                    ),
+                )
+            })
+    })
+    .transpose()
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -107,6 +141,7 @@ struct RawAgent {
     outbox_rescan: Option<String>,
     tls: RawAgentTls,
     console: Option<RawConsole>,
+    metrics: Option<RawMetrics>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -191,6 +226,8 @@ pub struct HubConfig {
     pub store: StoreConfig,
     /// How the daemon logs (`log_format = "json"`: one JSON object a line).
     pub log_format: LogFormat,
+    /// `/metrics` and `/healthz`; off when the section is absent.
+    pub metrics: Option<MetricsConfig>,
 }
 
 /// How a daemon writes its log to standard error.
@@ -287,6 +324,8 @@ pub struct AgentConfig {
     pub console: Option<ConsoleConfig>,
     /// How the daemon logs (`log_format = "json"`: one JSON object a line).
     pub log_format: LogFormat,
+    /// `/metrics` and `/healthz`; off when the section is absent.
+    pub metrics: Option<MetricsConfig>,
 }
 
 /// `[console]` in `agent.toml`.
@@ -511,6 +550,7 @@ impl HubConfig {
         let log_format = log_format(path, raw.log_format.as_deref())?;
         Ok(HubConfig {
             log_format,
+            metrics: metrics(path, raw.metrics)?,
             path: path.to_owned(),
             max_document_size,
             store,
@@ -627,6 +667,7 @@ impl AgentConfig {
         let log_format = log_format(path, raw.log_format.as_deref())?;
         Ok(AgentConfig {
             log_format,
+            metrics: metrics(path, raw.metrics)?,
             path: path.to_owned(),
             max_document_size,
             console,

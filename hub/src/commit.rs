@@ -17,6 +17,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
 
+use prometheus_client::metrics::histogram::Histogram;
+
 use crate::store::{Accept, Delivery, Outcome, Recorded, SharedStore, StoreError, Write};
 
 /// The most writes in one batch (bounds the time a batch holds the store).
@@ -48,10 +50,11 @@ pub struct Counts {
 
 impl Committer {
     /// Start the committing task; [`Committer::stop`] ends it.
-    pub fn start(store: SharedStore) -> Committer {
+    /// Commits are timed into `took` (the hub's store commit histogram).
+    pub fn start(store: SharedStore, took: Histogram) -> Committer {
         let (jobs, rx) = mpsc::unbounded_channel();
         let counts = Arc::new(Counts::default());
-        let task = tokio::spawn(run(rx, store, counts.clone()));
+        let task = tokio::spawn(run(rx, store, counts.clone(), took));
         Committer {
             inner: Arc::new(Inner {
                 jobs: Mutex::new(Some(jobs)),
@@ -133,6 +136,7 @@ async fn run(
     mut rx: mpsc::UnboundedReceiver<(Write, Reply)>,
     store: SharedStore,
     counts: Arc<Counts>,
+    took: Histogram,
 ) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -147,7 +151,10 @@ async fn run(
             .writes
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         let (writes, replies): (Vec<Write>, Vec<Reply>) = batch.into_iter().unzip();
-        match store.commit(writes).await {
+        let started = std::time::Instant::now();
+        let result = store.commit(writes).await;
+        took.observe(started.elapsed().as_secs_f64());
+        match result {
             Ok(outcomes) => {
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     let _ = reply.send(Ok(outcome));
@@ -267,7 +274,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Embedded::open(dir.path()).unwrap());
         let log = dir.path().join("audit.log");
-        let c = Committer::start(store.clone());
+        let c = Committer::start(store.clone(), Histogram::new([1.0]));
         let hub = signer(dir.path(), "hub", gongwen_common::Role::Hub);
         let harbin = signer(dir.path(), "harbin-gov", gongwen_common::Role::Node);
         // Queued without yielding in between: the committer finds all 64

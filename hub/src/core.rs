@@ -15,6 +15,7 @@ use gongwen_common::signed::Signer;
 
 use crate::commit::Committer;
 use crate::enrolled::{EnrolledUnits, Enrollment};
+use crate::metrics::Metrics;
 use crate::registry::Units;
 use crate::store::SharedStore;
 use crate::trust::{Trust, TrustState};
@@ -52,6 +53,10 @@ pub(crate) struct Core {
     enrolled: EnrolledUnits,
     units: Units,
     stats: Stats,
+    /// What /metrics shows.
+    metrics: Metrics,
+    /// The accept loop runs (for /healthz).
+    serving: std::sync::atomic::AtomicBool,
     /// Wakes the escalation scheduler (new deadlines, tests).
     escalation: tokio::sync::Notify,
     /// Wakes the expiry watch (a unit connected).
@@ -75,7 +80,8 @@ pub(crate) struct CoreParts {
 impl Core {
     /// Must be called inside the runtime (it starts the committer).
     pub fn new(p: CoreParts) -> Core {
-        let committer = Committer::start(p.store.clone());
+        let metrics = Metrics::default();
+        let committer = Committer::start(p.store.clone(), metrics.store_commit_seconds());
         Core {
             id: p.id,
             label: p.label,
@@ -88,6 +94,8 @@ impl Core {
             enrolled: EnrolledUnits::new(p.enrolled),
             units: Units::default(),
             stats: Stats::default(),
+            metrics,
+            serving: std::sync::atomic::AtomicBool::new(false),
             escalation: tokio::sync::Notify::new(),
             expiry: tokio::sync::Notify::new(),
             delivery_slots: tokio::sync::Semaphore::new(DELIVERY_SLOTS),
@@ -126,6 +134,24 @@ impl Core {
 
     pub fn trust(&self) -> &Trust {
         &self.trust
+    }
+
+    /// When this hub's own certificate expires.
+    pub fn own_not_after(&self) -> time::OffsetDateTime {
+        self.signer.identity().not_after
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Say whether the accept loop runs.
+    pub fn set_serving(&self, serving: bool) {
+        self.serving.store(serving, Ordering::Relaxed);
+    }
+
+    pub fn is_serving(&self) -> bool {
+        self.serving.load(Ordering::Relaxed)
     }
 
     /// The enrolled units and the groups (hub.toml's and the directory's).

@@ -24,6 +24,11 @@ pub enum HubError {
     },
     #[error("{0}")]
     Directory(String),
+    #[error("cannot serve metrics on {addr} (metrics.listen): {source}")]
+    MetricsListen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot listen on {addr}: address already in use (is another hub running?)")]
     AddressInUse { addr: SocketAddr },
     #[error("cannot listen on {addr}: {source}")]

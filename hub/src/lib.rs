@@ -40,6 +40,9 @@
 //! - [`revocation`] — watches the CRL file; reloads, cuts revoked nodes,
 //!   fails closed when the list is stale.
 //! - [`control`] — the local query socket and its client.
+//! - [`metrics`] — the counters and levels Prometheus reads, rendered as
+//!   text (pure), and the words of an unhealthy /healthz.
+//! - [`observe`] — `[metrics] listen`: the /metrics and /healthz server.
 //! - [`server`] — [`Hub::bind`] and [`Hub::run`]: the socket, the accept
 //!   loop, and admission of each connection (handshake, hello, welcome).
 //! - [`error`] — [`HubError`].
@@ -56,6 +59,8 @@ pub mod escalation;
 pub mod expiry;
 pub mod lifecycle;
 pub mod loglimit;
+pub mod metrics;
+pub mod observe;
 pub mod push;
 pub mod queries;
 pub mod receipts;

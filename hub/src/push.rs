@@ -214,6 +214,7 @@ async fn deliver_one(
     doc_id: DocId,
     core: &Core,
 ) -> Result<(), DeliverError> {
+    let started = std::time::Instant::now();
     let store = core.store();
     let (header, doc) = (store.header(doc_id).await?, store.doc(doc_id).await?);
     let deadline_ms = store
@@ -302,6 +303,7 @@ async fn deliver_one(
     };
     let kind = crate::receipts::record(&receipt, node, Some(doc_id), core).await?;
     Stats::add(&core.stats().deliveries, 1);
+    core.metrics().delivery_took(started.elapsed());
     info!("{}", kind.as_str());
     Ok(())
 }
@@ -326,9 +328,11 @@ async fn stream_content(
                 format!("the hub cannot read this document's content now ({e})"),
             )
         })?;
+        let len = chunk.len() as u64;
         send.write_chunk(chunk)
             .await
             .map_err(|e| DeliverError::Connection(e.to_string()))?;
+        core.metrics().bytes_sent(len);
     }
     send.finish()
         .map_err(|e| DeliverError::Connection(e.to_string()))?;

@@ -74,6 +74,7 @@ pub(crate) async fn record(
         .await?;
     gongwen_common::failpoint::hit("hub-receipt-recorded");
     if recorded.new {
+        core.metrics().receipt_recorded(kind);
         if kind == ReceiptKind::Quarantined {
             warn!(doc = %doc_id, recipient = %from, "recipient quarantined the document");
         }
@@ -141,6 +142,7 @@ async fn record_answer(
         Ok((sender, new)) => {
             if new {
                 info!(doc = %doc_id, %recipient, "{}", kind.as_str());
+                core.metrics().receipt_recorded(kind);
                 core.units().wake_pushes(&sender);
             }
             Ok(kind)

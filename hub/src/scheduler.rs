@@ -48,6 +48,12 @@ pub(crate) async fn run_due(core: &Core) -> Result<usize, StoreError> {
         .await?;
     for r in &ran {
         info!(doc = %r.doc_id, recipient = %r.recipient, step = r.step, "escalation step ran");
+        if let Some(s) = core.config().escalation.get(r.step as usize) {
+            core.metrics().escalation_step(match s.action {
+                EscalationAction::Urge => "urge",
+                EscalationAction::Supervise => "supervise",
+            });
+        }
         for n in &r.notified {
             core.units().wake_pushes(n);
         }

@@ -44,6 +44,8 @@ pub struct Hub {
     tls: TlsMaterial,
     control: UnixListener,
     local_addr: SocketAddr,
+    /// `[metrics] listen`, bound.
+    metrics: Option<tokio::net::TcpListener>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -165,6 +167,16 @@ impl Hub {
             addr: config.listen,
             source,
         })?;
+        let metrics =
+            match config.metrics {
+                Some(m) => Some(tokio::net::TcpListener::bind(m.listen).await.map_err(
+                    |source| HubError::MetricsListen {
+                        addr: m.listen,
+                        source,
+                    },
+                )?),
+                None => None,
+            };
         let label = format!("{}:{}", host_name(), local_addr.port());
         store.announce(&label, config.store.lease).await?;
         let core = Arc::new(Core::new(CoreParts {
@@ -183,7 +195,13 @@ impl Hub {
             tls: TlsMaterial { chain, key, ca },
             control,
             local_addr,
+            metrics,
         })
+    }
+
+    /// Where `/metrics` and `/healthz` are served (useful with port 0).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The address the QUIC socket is bound to (useful with port 0).
@@ -206,6 +224,7 @@ impl Hub {
             tls,
             control,
             local_addr,
+            metrics,
         } = self;
         info!(
             hub = %core.id(),
@@ -213,6 +232,13 @@ impl Hub {
             "listening on {local_addr} (QUIC, ALPN gongwen/1); control socket {}",
             control::socket_path(&core.config().data_dir).display()
         );
+        let metrics = metrics.map(|listener| {
+            if let Ok(addr) = listener.local_addr() {
+                info!("metrics on http://{addr}/metrics, health on http://{addr}/healthz");
+            }
+            tokio::spawn(crate::observe::serve(listener, core.clone()))
+        });
+        core.set_serving(true);
         gongwen_common::daemon::notify_ready();
         let own_expiry = gongwen_common::pki::CertIdentity::from_der(&tls.chain[0])
             .ok()
@@ -270,6 +296,10 @@ impl Hub {
             }
         }
         info!("shutting down");
+        core.set_serving(false);
+        if let Some(metrics) = metrics {
+            metrics.abort();
+        }
         expiry.abort();
         if let Some(directory) = directory {
             directory.abort();

@@ -139,6 +139,7 @@ pub(crate) async fn receive(
     header_bytes: Vec<u8>,
     content_len: u64,
 ) -> Result<Message, Refusal> {
+    let started = std::time::Instant::now();
     let sealed = SealedHeader::parse(&header_bytes)
         .map_err(|e| Refusal::new(ErrorCode::Malformed, e.to_string()))?;
     let meta = sealed.meta().clone();
@@ -218,6 +219,7 @@ pub(crate) async fn receive(
     )
     .await;
     Stats::add(&core.stats().bytes_received, received - offset);
+    core.metrics().bytes_received(received - offset);
     match end {
         StreamEnd::Finished | StreamEnd::WriterGone => {}
         StreamEnd::Stalled => {
@@ -283,6 +285,8 @@ pub(crate) async fn receive(
     gongwen_common::failpoint::hit("hub-accepted-committed");
     info!(recipients = recipients.len(), "accepted");
     Stats::add(&core.stats().documents_accepted, 1);
+    core.metrics().document_accepted(started.elapsed());
+    core.metrics().receipt_recorded(ReceiptKind::Accepted);
     core.wake_escalation();
     for r in &recipients {
         core.units().wake_deliveries(r);

@@ -7,6 +7,7 @@
 pub mod browser;
 pub mod flood;
 pub mod pg;
+pub mod prom;
 pub mod proxy;
 pub mod raw;
 pub mod resume;
@@ -231,6 +232,7 @@ ca   = "{id}/ca.crt"
             }
         };
         let addr = hub.local_addr();
+        let metrics = hub.metrics_addr();
         let handle = hub.handle();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(hub.run(async {
@@ -238,6 +240,7 @@ ca   = "{id}/ca.crt"
         }));
         RunningHub {
             addr,
+            metrics,
             data_dir,
             handle,
             stop: Some(stop),
@@ -285,6 +288,8 @@ impl Default for Net {
 #[derive(Debug)]
 pub struct RunningHub {
     pub addr: SocketAddr,
+    /// Where /metrics and /healthz answer, when `[metrics]` is configured.
+    pub metrics: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub handle: gongwen_hub::HubHandle,
     stop: Option<oneshot::Sender<()>>,

@@ -246,6 +246,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         Ok(Vec::new())
     }
 
+    /// A small real read, for /healthz: does the store answer now?
+    async fn ping(&self) -> Result<(), StoreError> {
+        let probe = NodeId::parse("healthz-probe").map_err(|e| StoreError::Task(e.to_string()))?;
+        self.binding(&probe).await.map(|_| ())
+    }
+
     // — units' encryption keys —
 
     async fn put_binding(&self, node: &NodeId, binding: &[u8]) -> Result<(), StoreError>;
