@@ -55,6 +55,8 @@ pub struct Agent {
     ctx: Arc<AgentContext>,
     control: tokio::net::UnixListener,
     console: Option<crate::console::Console>,
+    /// `[metrics] listen`, bound.
+    metrics: Option<tokio::net::TcpListener>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -159,7 +161,12 @@ impl Agent {
             }
             None => None,
         };
+        let metrics = match config.metrics {
+            Some(m) => Some(bind_metrics(m.listen)?),
+            None => None,
+        };
         Ok(Agent {
+            metrics,
             config,
             client,
             identity,
@@ -184,6 +191,11 @@ impl Agent {
         &self.identity.id
     }
 
+    /// Where /metrics and /healthz answer, when configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// Where the console listens, when it is configured.
     pub fn console_addr(&self) -> Option<SocketAddr> {
         self.console.as_ref().and_then(|c| c.local_addr())
@@ -203,6 +215,20 @@ impl Agent {
         if let Some(console) = self.console {
             // Ends with the agent (its task is aborted below).
             background.spawn(console.serve(std::future::pending()).in_current_span());
+        }
+        if let Some(listener) = self.metrics {
+            if let Ok(addr) = listener.local_addr() {
+                info!("metrics on http://{addr}/metrics, health on http://{addr}/healthz");
+            }
+            background.spawn(
+                crate::observe::serve(
+                    listener,
+                    self.ctx.clone(),
+                    self.state.subscribe(),
+                    self.identity.not_after,
+                )
+                .in_current_span(),
+            );
         }
         let this = Running {
             config: self.config,
@@ -529,6 +555,16 @@ impl HubTurn {
             true
         }
     }
+}
+
+/// Bind `[metrics] listen` now, so a taken port stops the start with its
+/// reason instead of failing later in the background.
+fn bind_metrics(addr: SocketAddr) -> Result<tokio::net::TcpListener, AgentError> {
+    let listener = std::net::TcpListener::bind(addr)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|source| AgentError::Metrics { addr, source })?;
+    tokio::net::TcpListener::from_std(listener)
+        .map_err(|source| AgentError::Metrics { addr, source })
 }
 
 #[cfg(test)]

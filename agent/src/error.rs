@@ -62,6 +62,11 @@ pub enum AgentError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot serve metrics on {addr} (metrics.listen): {source}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Accounts(#[from] crate::console::accounts::AccountError),
 }

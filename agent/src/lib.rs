@@ -41,6 +41,7 @@ pub mod inbox;
 pub mod keygen;
 pub mod link_error;
 pub mod metadata;
+pub mod observe;
 pub mod outbox;
 pub mod sender;
 pub mod session;

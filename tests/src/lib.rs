@@ -361,6 +361,8 @@ pub struct RunningAgent {
     pub ctx: std::sync::Arc<gongwen_agent::context::AgentContext>,
     /// Where its console listens, if it has one.
     pub console: Option<SocketAddr>,
+    /// Where its /metrics and /healthz answer, if configured.
+    pub metrics: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), gongwen_agent::AgentError>>>,
 }
@@ -379,6 +381,7 @@ impl RunningAgent {
         let link = agent.link();
         let ctx = agent.context();
         let console = agent.console_addr();
+        let metrics = agent.metrics_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(agent.run(async {
             let _ = stopped.await;
@@ -387,6 +390,7 @@ impl RunningAgent {
             link,
             ctx,
             console,
+            metrics,
             stop: Some(stop),
             task: Some(task),
         }

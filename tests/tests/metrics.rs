@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use gongwen_common::Role;
-use gongwen_tests::{Net, prom, wait_all_delivered, wait_inbox};
+use gongwen_tests::{Net, RunningAgent, prom, wait_all_delivered, wait_inbox};
 use time::OffsetDateTime;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,9 +38,17 @@ async fn metrics_move_as_documents_flow_and_health_says_why_it_fails() {
     assert!(crl > 29.0 * 86400.0 && crl <= 30.0 * 86400.0, "{crl}");
 
     let mut harbin = net.start_agent("harbin-gov", hub.addr);
-    let mut daqing = net.start_agent("daqing-gov", hub.addr);
+    let mut daqing = RunningAgent::start(net.agent_config_with(
+        "daqing-gov",
+        hub.addr,
+        "[metrics]\nlisten = \"127.0.0.1:0\"\n",
+    ));
     harbin.wait_connected().await;
     daqing.wait_connected().await;
+    let unit = daqing.metrics.expect("the agent serves metrics");
+    let (status, text) = prom::get(unit, "/healthz").await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.starts_with("ok: connected to the hub at"), "{text}");
     let body = vec![7u8; 200_000];
     net.drop_file("harbin-gov", "daqing-gov", "一.bin", &body);
     net.drop_file("harbin-gov", "daqing-gov", "二.bin", &body);
@@ -67,6 +75,14 @@ async fn metrics_move_as_documents_flow_and_health_says_why_it_fails() {
         let n = after.value(series);
         assert!((400_000.0..500_000.0).contains(&n), "{series} = {n}");
     }
+    // The receiving unit's own view.
+    let at_unit = prom::scrape(unit).await;
+    assert_eq!(at_unit.value("gongwen_agent_connected"), 1.0);
+    assert_eq!(at_unit.value("gongwen_agent_documents_received_total"), 2.0);
+    assert_eq!(at_unit.value("gongwen_agent_inbox_unanswered"), 2.0);
+    assert_eq!(at_unit.value("gongwen_agent_documents_sent_total"), 0.0);
+    let own = at_unit.value("gongwen_agent_certificate_expiry_seconds");
+    assert!(own > 29.0 * 86400.0, "{own}");
     let left = after.value("gongwen_certificate_expiry_seconds{unit=harbin-gov}");
     assert!(left > 29.0 * 86400.0 && left <= 30.0 * 86400.0, "{left}");
     // No document id is a label: label sets name units and kinds only.
@@ -98,6 +114,9 @@ async fn metrics_move_as_documents_flow_and_health_says_why_it_fails() {
     );
     let stale = prom::scrape(at).await;
     assert!(stale.value("gongwen_crl_next_update_seconds") < 0.0);
+    // The unit, cut off, says so too.
+    let why = prom::wait_unhealthy(unit).await;
+    assert!(why.contains("not connected to any hub"), "{why}");
 
     harbin.stop().await;
     daqing.stop().await;
