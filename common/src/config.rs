@@ -746,6 +746,46 @@ ca   = "ca.crt"
         assert_eq!(c.tls.key, Path::new("conf/harbin-gov.key"));
     }
 
+    /// The examples the Debian packages install in /etc/gongwen load, with
+    /// the Debian paths.
+    #[test]
+    fn the_packaged_examples_load() {
+        let hub = HubConfig::from_toml(
+            Path::new("/etc/gongwen/hub.toml"),
+            include_str!("../../deploy/config/hub.toml.example"),
+        )
+        .unwrap();
+        assert_eq!(hub.data_dir, Path::new("/var/lib/gongwen-hub"));
+        assert_eq!(
+            hub.tls.directory.as_deref(),
+            Some(Path::new("/etc/gongwen/directory.gwd"))
+        );
+        assert_eq!(
+            hub.metrics.map(|m| m.listen.to_string()).as_deref(),
+            Some("127.0.0.1:9464")
+        );
+        let agent = AgentConfig::from_toml(
+            Path::new("/etc/gongwen/agent.toml"),
+            include_str!("../../deploy/config/agent.toml.example"),
+        )
+        .unwrap();
+        assert_eq!(agent.root, Path::new("/var/lib/gongwen-agent"));
+        assert_eq!(
+            agent.tls.encryption_key.as_deref(),
+            Some(Path::new("/etc/gongwen/harbin-gov.enc.key"))
+        );
+    }
+
+    #[test]
+    fn a_bad_metrics_address_is_named() {
+        let text = format!("{HUB}\n[metrics]\nlisten = \"localhost\"\n");
+        let e = hub_error(&text);
+        assert!(
+            e.contains("metrics.listen") && e.contains("127.0.0.1:9464"),
+            "{e}"
+        );
+    }
+
     fn hub_error(text: &str) -> String {
         HubConfig::from_toml(Path::new("hub.toml"), text)
             .unwrap_err()
