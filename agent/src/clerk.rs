@@ -116,7 +116,7 @@ pub fn answer(
             String::new()
         },
     }
-    .sign(&ctx.signer)?
+    .sign(&ctx.credentials.signer())?
     .encode();
     rec.state = if kind == ReceiptKind::Acknowledged {
         ReceivedState::Acknowledged

@@ -49,7 +49,6 @@ pub enum LinkState {
 /// A configured agent, ready to run.
 pub struct Agent {
     config: AgentConfig,
-    client: quinn::ClientConfig,
     identity: CertIdentity,
     state: watch::Sender<LinkState>,
     ctx: Arc<AgentContext>,
@@ -111,15 +110,7 @@ impl Agent {
                 path: config.tls.cert.clone(),
             });
         }
-        let now = clock.now();
-        if now > identity.not_after {
-            error!(
-                "our certificate {} expired at {}; the hub will refuse it: ask the administrator for a new one",
-                config.tls.cert.display(),
-                gongwen_common::timefmt::rfc3339(identity.not_after)
-            );
-        }
-        let client = agent_client_config(chain, key, &ca, clock.clone())?;
+        drop(chain);
         let folders = Folders::new(&config.root);
         folders.create()?;
         // First, so a second agent on this root is told so plainly.
@@ -139,11 +130,19 @@ impl Agent {
             config.clone(),
             folders,
             store,
-            signer,
+            crate::credentials::OwnKeys { signer, key, ca },
             enc_key,
-            ca,
-            clock,
+            clock.clone(),
         )?);
+        // The certificate in use: the configured one, or its renewal.
+        let identity = ctx.credentials.identity();
+        if clock.now() > identity.not_after {
+            error!(
+                "our certificate {} expired at {}; the hub will refuse it: ask the administrator for a new one",
+                config.tls.cert.display(),
+                gongwen_common::timefmt::rfc3339(identity.not_after)
+            );
+        }
         let (state, _) = watch::channel(LinkState::Starting);
         let console = match &config.console {
             Some(c) => {
@@ -168,7 +167,6 @@ impl Agent {
         Ok(Agent {
             metrics,
             config,
-            client,
             identity,
             state,
             ctx,
@@ -232,7 +230,6 @@ impl Agent {
         }
         let this = Running {
             config: self.config,
-            client: self.client,
             state: self.state,
             ctx: self.ctx,
         };
@@ -247,7 +244,6 @@ impl Agent {
 /// The parts of an agent the connection loop uses.
 struct Running {
     config: AgentConfig,
-    client: quinn::ClientConfig,
     state: watch::Sender<LinkState>,
     ctx: Arc<AgentContext>,
 }
@@ -323,7 +319,7 @@ impl Running {
         let hub_name = &self.config.hub_name;
         let (conn, send, mut recv) = say_hello(
             endpoint,
-            self.client.clone(),
+            self.ctx.credentials.client_config(),
             addr,
             hub_name,
             self.config.connect_timeout,

@@ -7,9 +7,7 @@ use gongwen_common::clock::Clock;
 use gongwen_common::config::AgentConfig;
 use gongwen_common::envelope::EncryptionKey;
 use gongwen_common::pki::{Crl, PkiError};
-use gongwen_common::signed::Signer;
 use gongwen_common::{DocId, NodeId};
-use rustls_pki_types::CertificateDer;
 use tokio::sync::Notify;
 
 use crate::state::Folders;
@@ -20,8 +18,9 @@ pub struct AgentContext {
     pub config: AgentConfig,
     pub folders: Folders,
     pub store: Store,
-    /// Signs documents and receipts with the certificate's key.
-    pub signer: Signer,
+    /// The certificate in use (signs documents and receipts; shown to the
+    /// hub), and its renewal.
+    pub credentials: crate::credentials::Credentials,
     /// Receives documents.
     pub enc_key: EncryptionKey,
     /// The CA and the CRL in force.
@@ -88,22 +87,27 @@ impl AgentContext {
         config: AgentConfig,
         folders: Folders,
         store: Store,
-        signer: Signer,
+        own: crate::credentials::OwnKeys,
         enc_key: EncryptionKey,
-        ca: CertificateDer<'static>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, PkiError> {
         // The last CRL the hub sent, if any; the hub sends a fresh one on
         // every connection.
         let crl = std::fs::read(folders.crl())
             .ok()
-            .and_then(|der| Crl::parse(&der, &ca).ok());
-        let trust = Trust::new(ca, crl.as_ref())?;
+            .and_then(|der| Crl::parse(&der, &own.ca).ok());
+        let trust = Trust::new(own.ca.clone(), crl.as_ref())?;
+        let credentials = crate::credentials::Credentials::new(
+            own,
+            &trust.checker(),
+            clock.clone(),
+            &folders.state,
+        )?;
         Ok(AgentContext {
             config,
             folders,
             store,
-            signer,
+            credentials,
             enc_key,
             trust,
             directory: Default::default(),

@@ -912,7 +912,7 @@ fn sign_receipt(
         by: String::new(),
         reason: reason.to_owned(),
     }
-    .sign(&ctx.signer)?
+    .sign(&ctx.credentials.signer())?
     .encode())
 }
 

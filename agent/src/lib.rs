@@ -33,6 +33,7 @@ pub mod client;
 pub mod console;
 pub mod context;
 pub mod control;
+pub mod credentials;
 pub mod directory;
 pub mod draft;
 pub mod error;

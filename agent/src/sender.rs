@@ -358,7 +358,7 @@ fn seal(
         note: draft.note,
         files: entries,
     };
-    let st = seal_header(meta, &key, keys, digest, &ctx.signer)
+    let st = seal_header(meta, &key, keys, digest, &ctx.credentials.signer())
         .map_err(|e| SendError::Permanent(e.to_string()))?;
     write_atomic(&dir.join("header"), &st.encode(), 0o600).map_err(later)?;
     info!(doc = %doc_id, "sealed for {} recipients", keys.len());

@@ -120,7 +120,7 @@ async fn publish_key(conn: &quinn::Connection, ctx: &AgentContext) -> Result<(),
         public: *ctx.enc_key.public(),
         created_ms: ctx.now_ms(),
     }
-    .sign(&ctx.signer)
+    .sign(&ctx.credentials.signer())
     .map_err(|e| e.to_string())?
     .encode();
     match sender::request(conn, &Message::PublishKey { binding }).await {
@@ -210,6 +210,21 @@ async fn serve_push(
         }
         Message::ReceiptNotice { receipt } => take_receipt(&ctx, receipt).await,
         Message::CrlUpdate { crl } => take_crl(&ctx, crl).await,
+        Message::CertificateRenewal { cert } => {
+            let reply = take_renewal(&ctx, &cert);
+            if matches!(reply, Message::Ok) {
+                let _ = write_message(&mut send, &reply).await;
+                let _ = send.finish();
+                // Give the answer a moment on the wire, then connect
+                // again showing the new certificate.
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                if let Some(conn) = ctx.connection() {
+                    conn.close(0u32.into(), b"certificate renewed; reconnecting with it");
+                }
+                return;
+            }
+            reply
+        }
         Message::Notice { body } => take_notice(&ctx, body).await,
         other => Message::Error {
             code: ErrorCode::BadRequest,
@@ -218,6 +233,28 @@ async fn serve_push(
     };
     let _ = write_message(&mut send, &reply).await;
     let _ = send.finish();
+}
+
+/// A renewed certificate from the hub: checked and installed by the
+/// credentials, or refused with the reason.
+fn take_renewal(ctx: &Arc<AgentContext>, cert: &[u8]) -> Message {
+    match ctx.credentials.install_renewal(cert, &ctx.trust.checker()) {
+        Ok(who) => {
+            info!(
+                "renewed certificate installed (serial {}, valid until {}); reconnecting with it",
+                gongwen_common::pki::serial_hex(&who.serial),
+                gongwen_common::timefmt::rfc3339(who.not_after)
+            );
+            Message::Ok
+        }
+        Err(why) => {
+            warn!("security: a certificate renewal from the hub was refused: {why}");
+            Message::Error {
+                code: ErrorCode::BadRequest,
+                message: format!("renewal refused: {why}"),
+            }
+        }
+    }
 }
 
 /// A receipt for a document we sent: verify and keep it.

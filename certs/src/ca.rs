@@ -31,6 +31,9 @@ pub const REGISTRY: &str = "registry.json";
 pub const DIRECTORY_FILE: &str = "directory.gwd";
 /// Each unit's key binding, as enrolled: `bindings/<id>.binding`.
 pub const BINDINGS_DIR: &str = "bindings";
+/// Every certificate issued, `issued/<serial>.crt` (PEM): what renewal
+/// re-certifies the key of.
+pub const ISSUED_DIR: &str = "issued";
 
 /// How long a CRL stays fresh unless told otherwise. Past it the hub
 /// refuses every node, so renew it (`gongwen-certs crl`) well before.
@@ -296,12 +299,16 @@ impl Ca {
 
     fn record(
         &mut self,
-        cert_der: &[u8],
+        cert: &rcgen::Certificate,
         req: &IssueRequest,
         from_csr: bool,
     ) -> Result<String, CaError> {
-        let ident = CertIdentity::from_der(cert_der)?;
+        let ident = CertIdentity::from_der(cert.der())?;
         let serial = serial_hex(&ident.serial);
+        let kept = self.dir.join(ISSUED_DIR);
+        std::fs::create_dir_all(&kept).map_err(CaError::io(&kept))?;
+        let path = kept.join(format!("{serial}.crt"));
+        write_atomic(&path, cert.pem().as_bytes(), 0o644).map_err(CaError::io(&path))?;
         // A renewal keeps the unit's groups.
         let groups = self
             .registry
@@ -336,7 +343,7 @@ impl Ca {
         let params = self.leaf_params(req)?;
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
         let cert = params.signed_by(&key, &self.issuer()?)?;
-        let serial = self.record(cert.der(), req, false)?;
+        let serial = self.record(&cert, req, false)?;
         Ok(Issued {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
@@ -392,8 +399,132 @@ impl Ca {
         let req = self.with_previous_name(req);
         let params = self.leaf_params(&req)?;
         let cert = params.signed_by(&csr.public_key, &self.issuer()?)?;
-        self.record(cert.der(), &req, true)?;
+        self.record(&cert, &req, true)?;
         Ok((id, cert.pem()))
+    }
+
+    /// Certify `id`'s current public key again for `days` (renewal without
+    /// a visit): same id, role, name and groups, a new serial and validity.
+    /// The key is the one in the unit's latest unrevoked certificate the
+    /// CA kept, or in `current` (the unit's certificate, for units issued
+    /// before the CA kept them). The earlier certificate stays valid until
+    /// it expires, so the unit keeps working until it installs this one.
+    pub fn renew(
+        &mut self,
+        id: &NodeId,
+        current: Option<&[u8]>,
+        validity: Validity,
+    ) -> Result<Issued, CaError> {
+        let entries: Vec<Entry> = self
+            .registry
+            .certificates
+            .iter()
+            .filter(|e| e.id == id.as_str() && e.revoked_at.is_none())
+            .cloned()
+            .collect();
+        let Some(latest) = entries.last() else {
+            return Err(
+                if self
+                    .registry
+                    .certificates
+                    .iter()
+                    .any(|e| e.id == id.as_str())
+                {
+                    CaError::InvalidRequest(format!(
+                        "every certificate of {id} is revoked: a revoked key is not certified again; enroll the unit anew"
+                    ))
+                } else {
+                    CaError::UnknownId(id.to_string())
+                },
+            );
+        };
+        let role: Role = latest
+            .role
+            .parse()
+            .map_err(|_| CaError::InvalidRequest(format!("{id} has an unknown role")))?;
+        if role == Role::Hub {
+            return Err(CaError::InvalidRequest(
+                "the hub's certificate is renewed with `issue --role hub --renew` on the hub's machine"
+                    .into(),
+            ));
+        }
+        let cert_der = match current {
+            Some(der) => der.to_vec(),
+            None => self.kept_certificate(id, &entries).ok_or_else(|| {
+                CaError::InvalidRequest(format!(
+                    "the CA has not kept a certificate of {id} (issued before it kept them): pass its current certificate with --cert {id}.crt"
+                ))
+            })?,
+        };
+        let ident = CertIdentity::from_der(&cert_der)?;
+        let serial = serial_hex(&ident.serial);
+        if ident.id != *id || !entries.iter().any(|e| e.serial == serial) {
+            return Err(CaError::InvalidRequest(format!(
+                "that certificate ({}, serial {serial}) is not one of {id}'s unrevoked certificates from this CA",
+                ident.id
+            )));
+        }
+        let (_, parsed) = x509_parser::parse_x509_certificate(&cert_der).map_err(|e| {
+            CaError::InvalidRequest(format!("the current certificate cannot be read: {e}"))
+        })?;
+        let public = rcgen::SubjectPublicKeyInfo::from_der(parsed.public_key().raw)?;
+        let req = IssueRequest {
+            id: id.clone(),
+            role,
+            name: latest.name.clone(),
+            dns: Vec::new(),
+            ips: Vec::new(),
+            validity,
+            renew: true,
+        };
+        let params = self.leaf_params(&req)?;
+        let cert = params.signed_by(&public, &self.issuer()?)?;
+        let from_csr = latest.from_csr;
+        let serial = self.record(&cert, &req, from_csr)?;
+        Ok(Issued {
+            cert_pem: cert.pem(),
+            key_pem: String::new(),
+            serial,
+        })
+    }
+
+    /// The newest kept certificate among `entries` (issued/, or the one
+    /// carried in the unit's enrolled key binding).
+    fn kept_certificate(&self, id: &NodeId, entries: &[Entry]) -> Option<Vec<u8>> {
+        for e in entries.iter().rev() {
+            let path = self.dir.join(ISSUED_DIR).join(format!("{}.crt", e.serial));
+            if let Ok(pem) = std::fs::read(&path)
+                && let Ok(der) = CertificateDer::from_pem_slice(&pem)
+            {
+                return Some(der.to_vec());
+            }
+        }
+        let binding =
+            std::fs::read(self.dir.join(BINDINGS_DIR).join(format!("{id}.binding"))).ok()?;
+        let st = Statement::decode(&binding, StatementKind::KeyBinding).ok()?;
+        let who = CertIdentity::from_der(&st.cert).ok()?;
+        let serial = serial_hex(&who.serial);
+        entries
+            .iter()
+            .any(|e| e.serial == serial)
+            .then_some(st.cert)
+    }
+
+    /// Unrevoked node certificates that expire within `within` of `now`
+    /// (expired ones included): the ids `renew --expiring-within` renews.
+    pub fn expiring(&self, now: OffsetDateTime, within: time::Duration) -> Vec<NodeId> {
+        let mut latest: std::collections::BTreeMap<&str, &Entry> =
+            std::collections::BTreeMap::new();
+        for e in &self.registry.certificates {
+            if e.revoked_at.is_none() && e.role != Role::Hub.as_str() {
+                latest.insert(&e.id, e);
+            }
+        }
+        latest
+            .values()
+            .filter(|e| e.not_after <= now + within)
+            .filter_map(|e| NodeId::parse(&e.id).ok())
+            .collect()
     }
 
     /// Record the groups of `id`'s latest certificate.

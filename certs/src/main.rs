@@ -149,6 +149,32 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Certify a unit's current key again, for renewal without a visit:
+    /// writes OUT/ID.crt; hand it to the hub (gongwen-hub renewals add),
+    /// which delivers it to the unit. With --expiring-within, every unit
+    /// whose certificate expires within that span.
+    Renew {
+        /// The unit to renew.
+        #[arg(
+            long,
+            required_unless_present = "expiring_within",
+            conflicts_with = "expiring_within"
+        )]
+        id: Option<String>,
+        /// Renew every unit whose certificate expires within this span, e.g. 30d.
+        #[arg(long, value_name = "SPAN")]
+        expiring_within: Option<String>,
+        /// The unit's current certificate, for units issued before the CA
+        /// kept copies of what it issued.
+        #[arg(long, value_name = "FILE", conflicts_with = "expiring_within")]
+        cert: Option<PathBuf>,
+        /// Validity of the new certificate in days.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        /// Where to write ID.crt.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Write the signed unit directory (directory.gwd in the CA folder)
     /// again: every unit with a valid certificate and an enrolled key.
     /// enroll, sign --binding and revoke write it by themselves.
@@ -256,6 +282,66 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 units.display()
             );
             write_directory(&ca, now)?;
+        }
+        Command::Renew {
+            id,
+            expiring_within,
+            cert,
+            days,
+            out,
+        } => {
+            let mut ca = Ca::open(&dir)?;
+            let ids = match (&id, &expiring_within) {
+                (Some(id), _) => vec![node_id(id)?],
+                (None, Some(span)) => {
+                    let within = gongwen_common::timefmt::parse_duration(span).map_err(|e| {
+                        anyhow::anyhow!("--expiring-within {span:?}: {e} (write it as 30d)")
+                    })?;
+                    let within = time::Duration::try_from(within)
+                        .map_err(|_| anyhow::anyhow!("--expiring-within {span:?} is too long"))?;
+                    ca.expiring(now, within)
+                }
+                (None, None) => bail!("say which unit (--id ID) or --expiring-within 30d"),
+            };
+            if ids.is_empty() {
+                println!(
+                    "no unit certificate expires within {}",
+                    expiring_within.unwrap_or_default()
+                );
+                return Ok(());
+            }
+            let current = match &cert {
+                Some(path) => {
+                    let pem = std::fs::read(path)
+                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    use rustls_pki_types::pem::PemObject;
+                    Some(
+                        rustls_pki_types::CertificateDer::from_pem_slice(&pem)
+                            .map_err(|e| {
+                                anyhow::anyhow!("{} is not a PEM certificate: {e}", path.display())
+                            })?
+                            .to_vec(),
+                    )
+                }
+                None => None,
+            };
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            for id in ids {
+                let issued = ca.renew(&id, current.as_deref(), Validity::days_from(now, days))?;
+                let path = out.join(format!("{id}.crt"));
+                write_atomic(&path, issued.cert_pem.as_bytes(), 0o644)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                println!(
+                    "renewed {id} (serial {}, valid {days} days, same key): {}",
+                    issued.serial,
+                    path.display()
+                );
+            }
+            println!(
+                "  hand them to the hub: gongwen-hub renewals add {}/ID.crt --config hub.toml (the hub delivers each to its unit)",
+                out.display()
+            );
         }
         Command::Directory => {
             let ca = Ca::open(&dir)?;

@@ -18,6 +18,7 @@
 //! hub → agent   DeliverBegin                   ← DeliverFrom | Delivered | Error
 //!               [raw content from offset, FIN] ← Delivered | Error
 //! hub → agent   ReceiptNotice | Notice | CrlUpdate  ← Ok | Error
+//! hub → agent   CertificateRenewal (version 3 on)   ← Ok | Error
 //! agent → hub   Recall                         ← Json | Error
 //! agent → hub   Urge (the sender, its own)      ← Json | Error
 //! agent → hub   Supervise (supervisors only)   ← Json | Error
@@ -32,8 +33,9 @@ use crate::id::{DocId, NodeId};
 use crate::pki::Role;
 
 /// Version of the message vocabulary carried in `Hello`. 2: the welcome
-/// carries the hub store's generation.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// carries the hub store's generation. 3: the hub may push a renewed
+/// certificate (`CertificateRenewal`).
+pub const PROTOCOL_VERSION: u16 = 3;
 /// The oldest version a hub still admits (agents are upgraded unit by
 /// unit, after the hub).
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
@@ -236,6 +238,9 @@ pub enum Message {
     ReceiptNotice { receipt: Vec<u8> },
     /// Hub → agent: the current certificate revocation list (DER).
     CrlUpdate { crl: Vec<u8> },
+    /// Hub → agent: the unit's key certified anew (DER), to use from the
+    /// next connection. Sent to agents of version 3 on.
+    CertificateRenewal { cert: Vec<u8> },
     /// Hub → agent: a notice (urge, supervise, recall), JSON.
     Notice { body: Vec<u8> },
     /// Agent → hub: the sender withdraws a document.
@@ -272,6 +277,7 @@ impl Message {
             Message::Delivered { .. } => "Delivered",
             Message::ReceiptNotice { .. } => "ReceiptNotice",
             Message::CrlUpdate { .. } => "CrlUpdate",
+            Message::CertificateRenewal { .. } => "CertificateRenewal",
             Message::Notice { .. } => "Notice",
             Message::Recall { .. } => "Recall",
             Message::Urge { .. } => "Urge",
@@ -313,6 +319,7 @@ const T_RECALL: u8 = 0x53;
 const T_SUPERVISE: u8 = 0x54;
 const T_JSON: u8 = 0x55;
 const T_URGE: u8 = 0x56;
+const T_CERTIFICATE_RENEWAL: u8 = 0x57;
 const T_OK: u8 = 0x60;
 const T_ERROR: u8 = 0x7f;
 
@@ -455,6 +462,10 @@ pub fn encode(msg: &Message, out: &mut Vec<u8>) {
         Message::CrlUpdate { crl } => {
             w.u8(T_CRL_UPDATE);
             w.bytes(crl);
+        }
+        Message::CertificateRenewal { cert } => {
+            w.u8(T_CERTIFICATE_RENEWAL);
+            w.bytes(cert);
         }
         Message::Notice { body } => {
             w.u8(T_NOTICE);
@@ -631,6 +642,9 @@ pub fn decode_body(frame: &[u8]) -> Result<Message, WireError> {
             receipt: blob(&mut r)?,
         },
         T_CRL_UPDATE => Message::CrlUpdate { crl: blob(&mut r)? },
+        T_CERTIFICATE_RENEWAL => Message::CertificateRenewal {
+            cert: blob(&mut r)?,
+        },
         T_NOTICE => Message::Notice {
             body: blob(&mut r)?,
         },
@@ -728,6 +742,9 @@ mod tests {
                 receipt: vec![1; 9],
             },
             Message::CrlUpdate { crl: vec![0; 400] },
+            Message::CertificateRenewal {
+                cert: vec![0x30; 600],
+            },
             Message::Notice {
                 body: b"{}".to_vec(),
             },

@@ -55,6 +55,8 @@ pub(crate) struct Core {
     stats: Stats,
     /// What /metrics shows.
     metrics: Metrics,
+    /// Renewed certificates waiting to reach their units.
+    renewals: crate::renewals::Renewals,
     /// The accept loop runs (for /healthz).
     serving: std::sync::atomic::AtomicBool,
     /// Wakes the escalation scheduler (new deadlines, tests).
@@ -95,6 +97,7 @@ impl Core {
             units: Units::default(),
             stats: Stats::default(),
             metrics,
+            renewals: Default::default(),
             serving: std::sync::atomic::AtomicBool::new(false),
             escalation: tokio::sync::Notify::new(),
             expiry: tokio::sync::Notify::new(),
@@ -139,6 +142,10 @@ impl Core {
     /// When this hub's own certificate expires.
     pub fn own_not_after(&self) -> time::OffsetDateTime {
         self.signer.identity().not_after
+    }
+
+    pub fn renewals(&self) -> &crate::renewals::Renewals {
+        &self.renewals
     }
 
     pub fn metrics(&self) -> &Metrics {

@@ -40,6 +40,7 @@
 //! - [`revocation`] — watches the CRL file; reloads, cuts revoked nodes,
 //!   fails closed when the list is stale.
 //! - [`control`] — the local query socket and its client.
+//! - [`renewals`] — renewed certificates pushed to their units.
 //! - [`metrics`] — the counters and levels Prometheus reads, rendered as
 //!   text (pure), and the words of an unhealthy /healthz.
 //! - [`observe`] — `[metrics] listen`: the /metrics and /healthz server.
@@ -66,6 +67,7 @@ pub mod queries;
 pub mod receipts;
 pub mod refusal;
 pub mod registry;
+pub mod renewals;
 pub mod revocation;
 pub mod scheduler;
 pub mod server;

@@ -84,6 +84,12 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Renewed unit certificates (gongwen-certs renew) for the hub to
+    /// deliver to their units over their links.
+    Renewals {
+        #[command(subcommand)]
+        action: RenewalsAction,
+    },
     /// The hub's database (PostgreSQL, `[store] postgres` in hub.toml).
     Db {
         #[command(subcommand)]
@@ -96,6 +102,19 @@ enum Command {
         /// Print a JSON array of objects.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RenewalsAction {
+    /// Check a renewed certificate (our CA, valid, a unit's) and queue it:
+    /// the hub pushes it to the unit when it is connected, and removes it
+    /// once the unit connects with it.
+    Add {
+        /// The certificate (ID.crt from gongwen-certs renew).
+        file: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
     },
 }
 
@@ -240,6 +259,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if !check(&config).await {
                 std::process::exit(1);
             }
+        }
+        Command::Renewals {
+            action: RenewalsAction::Add { file, config },
+        } => {
+            let config = HubConfig::load(&config)?;
+            let (who, dest) =
+                gongwen_hub::renewals::add(&config, &file, time::OffsetDateTime::now_utc())
+                    .map_err(anyhow::Error::msg)?;
+            println!(
+                "queued the renewal of {} (serial {}, valid until {}): {}",
+                who.id,
+                gongwen_common::pki::serial_hex(&who.serial),
+                gongwen_common::timefmt::rfc3339(who.not_after),
+                dest.display()
+            );
+            println!(
+                "  the hub delivers it the next time {} is connected; the unit reconnects with it",
+                who.id
+            );
         }
         Command::Db {
             action: DbAction::Import { from, config, json },

@@ -258,6 +258,7 @@ impl Hub {
             ))
         });
         let watcher = tokio::spawn(revocation::watch(watched, revocation::POLL_INTERVAL));
+        let renewals = tokio::spawn(crate::renewals::watch(core.clone(), Duration::from_secs(1)));
         let scheduler = tokio::spawn(scheduler::run(core.clone()));
         let control_task = tokio::spawn(control::serve(control, core.clone()));
         let events = core.store().take_events().map(|events| {
@@ -308,6 +309,7 @@ impl Hub {
             events.abort();
         }
         watcher.abort();
+        renewals.abort();
         control_task.abort();
         scheduler.abort();
         let _ = scheduler.await;
@@ -529,6 +531,7 @@ async fn hello_and_welcome(
     u64,
     Arc<crate::registry::Wake>,
     (quinn::SendStream, quinn::RecvStream),
+    u16,
 )> {
     let key = ident.id.as_str();
     let max = door.limits.max_hellos_per_unit;
@@ -621,7 +624,7 @@ async fn hello_and_welcome(
     if let Err(refused) = judge(cert, &core.checker(), core.clock().now()) {
         warn!("refused: {}", refused.reason);
         close(conn, refused.code, &refused.reason);
-        return Some((ticket, wake, (send, recv)));
+        return Some((ticket, wake, (send, recv), version));
     }
     admitted_limits(conn);
     let welcome = Message::Welcome {
@@ -637,7 +640,7 @@ async fn hello_and_welcome(
     } else {
         info!(role = %ident.role, "connected");
     }
-    Some((ticket, wake, (send, recv)))
+    Some((ticket, wake, (send, recv), version))
 }
 
 async fn serve_connection(
@@ -647,7 +650,8 @@ async fn serve_connection(
     core: Arc<Core>,
     door: Arc<Door>,
 ) {
-    let Some((ticket, wake, control)) = hello_and_welcome(&conn, &ident, &cert, &core, &door).await
+    let Some((ticket, wake, control, version)) =
+        hello_and_welcome(&conn, &ident, &cert, &core, &door).await
     else {
         return;
     };
@@ -661,7 +665,7 @@ async fn serve_connection(
     }
     core.wake_expiry_watch();
     tokio::select! {
-        _ = session::run(conn.clone(), ident.clone(), core.clone(), wake, door.warnings.clone()) => {}
+        _ = session::run(conn.clone(), ident.clone(), core.clone(), wake, door.warnings.clone(), version) => {}
         _ = conn.closed() => {}
     }
     let reason = conn.closed().await;

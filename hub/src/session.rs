@@ -31,8 +31,14 @@ pub(crate) async fn run(
     core: Arc<Core>,
     wake: Arc<Wake>,
     warnings: Arc<Warnings>,
+    version: u16,
 ) {
     let mut tasks = tokio::task::JoinSet::new();
+    if version >= 3 {
+        tasks.spawn(
+            crate::renewals::pusher(conn.clone(), ident.clone(), core.clone()).in_current_span(),
+        );
+    }
     tasks.spawn(
         deliverer(conn.clone(), ident.id.clone(), core.clone(), wake.clone()).in_current_span(),
     );
