@@ -35,6 +35,9 @@ pub enum Request {
         since: Option<String>,
         until: Option<String>,
     },
+    /// A consistent copy of the store, audit log and content in a staging
+    /// folder inside the data folder (for `gongwen-hub backup`).
+    Snapshot { stamp: String },
 }
 
 pub fn socket_path(data_dir: &Path) -> PathBuf {
@@ -64,6 +67,27 @@ pub(crate) async fn serve(listener: UnixListener, core: Arc<Core>) {
 async fn answer(request: &Request, core: &Core) -> Response {
     let result = match request {
         Request::Nodes => nodes(core).await,
+        Request::Snapshot { stamp } => {
+            // Only a plain stamp: the folder stays inside the data folder.
+            if stamp.is_empty()
+                || !stamp
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            {
+                Err("a snapshot stamp is letters, digits and dashes".to_string())
+            } else {
+                let into = crate::backup::staging_dir(&core.config().data_dir, stamp);
+                match core.store().snapshot(&into).await {
+                    Ok(documents) => Ok(serde_json::json!({
+                        "staging": into,
+                        "documents": documents,
+                        "generation": core.store().generation(),
+                        "hub": core.id().to_string(),
+                    })),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        }
         Request::Stats => {
             let mut v = core.stats().to_json();
             let c = core.committer().counts();

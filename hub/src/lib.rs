@@ -21,6 +21,7 @@
 //! - [`admission`] — who gets in (pure): the handshake gate with QUIC
 //!   Retry, the certificate judged at admission, the pre-welcome bounds.
 //! - [`loglimit`] — warnings about peers, rate-limited per peer.
+//! - [`backup`] — backup folders with their SHA-256 manifest, and restore.
 //! - [`audit`] — the hash-chained receipt log's format and its check.
 //! - [`spool`] — ciphertext files of the embedded store.
 //! - [`store`] — the [`store::Store`] trait and its two backends,
@@ -51,6 +52,7 @@
 
 pub mod admission;
 pub mod audit;
+pub mod backup;
 pub mod commit;
 pub mod control;
 pub(crate) mod core;

@@ -84,6 +84,26 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Back up the hub while it serves (or while stopped): a consistent copy
+    /// of the store, the audit log and the content in a new folder, with
+    /// SHA-256 sums in MANIFEST.sha256.
+    Backup {
+        /// A new (or empty) folder for the backup.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Restore a backup into the empty data folder hub.toml names (the hub
+    /// stopped). The restored store gets a new generation, so agents offer
+    /// again what they sent after the backup.
+    Restore {
+        /// The backup folder (made by gongwen-hub backup).
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Renewed unit certificates (gongwen-certs renew) for the hub to
     /// deliver to their units over their links.
     Renewals {
@@ -259,6 +279,84 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if !check(&config).await {
                 std::process::exit(1);
             }
+        }
+        Command::Backup { out, config } => {
+            let config = HubConfig::load(&config)?;
+            if config.store.postgres.is_some() {
+                anyhow::bail!(
+                    "this hub keeps its state in PostgreSQL: back it up with the database's own tools (pg_dump, or continuous archiving with pg_basebackup)"
+                );
+            }
+            let now = time::OffsetDateTime::now_utc();
+            let stamp = format!(
+                "{}-{}",
+                now.unix_timestamp_nanos() / 1_000_000,
+                std::process::id()
+            );
+            let request = gongwen_hub::control::Request::Snapshot {
+                stamp: stamp.clone(),
+            };
+            let (staging, documents, generation, hub) =
+                match gongwen_hub::control::query(&config.data_dir, &request).await {
+                    Ok(v) => (
+                        PathBuf::from(v["staging"].as_str().unwrap_or_default()),
+                        v["documents"].as_u64().unwrap_or(0) as usize,
+                        v["generation"].as_str().unwrap_or_default().to_owned(),
+                        v["hub"].as_str().unwrap_or_default().to_owned(),
+                    ),
+                    Err(gongwen_hub::HubError::NotRunning { .. }) => {
+                        // Stopped: take the copy ourselves (the store's lock
+                        // says so if a hub holds it after all).
+                        let store = gongwen_hub::store::embedded::Embedded::open(&config.data_dir)?;
+                        let staging = gongwen_hub::backup::staging_dir(&config.data_dir, &stamp);
+                        use gongwen_hub::store::Store;
+                        let documents = store.snapshot(&staging).await?;
+                        let generation = store.generation().to_owned();
+                        (staging, documents, generation, String::new())
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+            let info = serde_json::json!({
+                "taken_at": gongwen_common::timefmt::rfc3339(now),
+                "hub": hub,
+                "generation": generation,
+                "documents": documents,
+                "software": format!("gongwen-hub {}", env!("CARGO_PKG_VERSION")),
+            });
+            let written = gongwen_hub::backup::write_backup(&staging, &out, &info);
+            let _ = std::fs::remove_dir_all(&staging);
+            let (files, bytes) = written.map_err(anyhow::Error::msg)?;
+            println!(
+                "backed up {documents} documents ({files} files, {bytes} bytes) to {}",
+                out.display()
+            );
+            println!(
+                "  check it any time: cd {} && sha256sum -c {}",
+                out.display(),
+                gongwen_hub::backup::MANIFEST
+            );
+        }
+        Command::Restore { from, config } => {
+            let config = HubConfig::load(&config)?;
+            if config.store.postgres.is_some() {
+                anyhow::bail!(
+                    "this hub keeps its state in PostgreSQL: restore the database with its own tools (pg_restore, or point-in-time recovery)"
+                );
+            }
+            let files = gongwen_hub::backup::verify_backup(&from).map_err(anyhow::Error::msg)?;
+            gongwen_hub::backup::restore_files(&from, &files, &config.data_dir)
+                .map_err(anyhow::Error::msg)?;
+            let generation =
+                gongwen_hub::store::embedded::Embedded::renew_generation(&config.data_dir)?;
+            println!(
+                "restored {} files from {} into {} (every SHA-256 matched)",
+                files.len(),
+                from.display(),
+                config.data_dir.display()
+            );
+            println!(
+                "  new store generation {generation}: when the hub starts, agents offer again what they sent after the backup"
+            );
         }
         Command::Renewals {
             action: RenewalsAction::Add { file, config },

@@ -272,6 +272,54 @@ impl Embedded {
         Ok(store)
     }
 
+    /// Give a restored store a new generation, so that agents offer again
+    /// what they sent after the backup (blocking; the hub stopped).
+    pub fn renew_generation(data_dir: &Path) -> Result<String, StoreError> {
+        let path = data_dir.join("store.redb");
+        let db = gongwen_common::kvstore::open(&path, false, "a restored store")?;
+        let txn = db.begin_write()?;
+        let g = new_generation()?;
+        txn.open_table(META)?.insert("generation", g.as_bytes())?;
+        txn.commit()?;
+        Ok(g)
+    }
+
+    /// See [`Store::snapshot`]. Blocking.
+    fn snapshot_blocking(&self, into: &Path) -> Result<usize, StoreError> {
+        let io = StoreError::Io;
+        let data_dir = self.audit_path.parent().unwrap_or(Path::new("."));
+        // Every change takes the write transaction and appends to the audit
+        // log inside it: holding one (never committed) keeps the database
+        // file and the log still and in step while they are copied.
+        let txn = self.db.begin_write()?;
+        let documents = {
+            use redb::ReadableTableMetadata;
+            txn.open_table(DOCS)?.len()? as usize
+        };
+        gongwen_common::fsutil::create_private_dir(into).map_err(io)?;
+        std::fs::copy(data_dir.join("store.redb"), into.join("store.redb")).map_err(io)?;
+        if self.audit_path.exists() {
+            std::fs::copy(&self.audit_path, into.join("audit.log")).map_err(io)?;
+        }
+        let spool = into.join("spool");
+        std::fs::create_dir_all(spool.join("partial")).map_err(io)?;
+        for doc_id in self.spool.stored().map_err(io)? {
+            let from = self.spool.content(doc_id);
+            let to = spool.join(format!("{doc_id}.ct"));
+            // Sealed content never changes: a link is a copy, made at once.
+            if std::fs::hard_link(&from, &to).is_err() {
+                std::fs::copy(&from, &to).map_err(io)?;
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir(data_dir.join("spool").join("partial")) {
+            for e in entries.flatten() {
+                std::fs::copy(e.path(), spool.join("partial").join(e.file_name())).map_err(io)?;
+            }
+        }
+        drop(txn);
+        Ok(documents)
+    }
+
     fn remove_delivered_content(&self) -> Result<(), StoreError> {
         for doc_id in self.spool.stored()? {
             if let Some(doc) = self.doc_now(doc_id)?
@@ -707,6 +755,11 @@ impl Store for Embedded {
 
     fn generation(&self) -> &str {
         &self.generation
+    }
+
+    async fn snapshot(&self, into: &Path) -> Result<usize, StoreError> {
+        let into = into.to_owned();
+        self.run(move |s| s.snapshot_blocking(&into)).await
     }
 
     async fn put_binding(&self, node: &NodeId, binding: &[u8]) -> Result<(), StoreError> {

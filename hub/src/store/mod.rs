@@ -246,6 +246,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         Ok(Vec::new())
     }
 
+    /// Make a consistent copy of the store, the audit log and the content
+    /// in `into` (a new folder inside the data folder), writes held off
+    /// while it is taken. Returns how many documents it holds.
+    async fn snapshot(&self, _into: &std::path::Path) -> Result<usize, StoreError> {
+        Err(StoreError::Task(
+            "this hub keeps its state in PostgreSQL: back it up with the database's own tools (pg_dump, or continuous archiving with pg_basebackup); the data folder holds nothing to save".into(),
+        ))
+    }
+
     /// A small real read, for /healthz: does the store answer now?
     async fn ping(&self) -> Result<(), StoreError> {
         let probe = NodeId::parse("healthz-probe").map_err(|e| StoreError::Task(e.to_string()))?;
