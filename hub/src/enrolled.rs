@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use gongwen_common::NodeId;
@@ -15,6 +15,7 @@ use gongwen_common::directory::{DirectoryEntry, UnitDirectory, newer_binding};
 use tracing::{error, info};
 
 use crate::core::Core;
+use crate::polled::PolledFile;
 
 /// One loaded directory with the groups it and hub.toml make together.
 #[derive(Debug, Default)]
@@ -67,29 +68,7 @@ pub fn merge_groups(
 }
 
 /// The current [`Enrollment`], replaced whole when the file changes.
-#[derive(Debug)]
-pub struct EnrolledUnits {
-    current: Mutex<Arc<Enrollment>>,
-}
-
-impl EnrolledUnits {
-    pub fn new(enrollment: Enrollment) -> Self {
-        EnrolledUnits {
-            current: Mutex::new(Arc::new(enrollment)),
-        }
-    }
-
-    pub fn current(&self) -> Arc<Enrollment> {
-        self.current
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    pub fn replace(&self, enrollment: Enrollment) {
-        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(enrollment);
-    }
-}
+pub type EnrolledUnits = crate::polled::Swapped<Enrollment>;
 
 /// Read and verify the directory file, in words for the administrator.
 pub fn load(path: &Path, ca: &[u8]) -> Result<UnitDirectory, String> {
@@ -109,40 +88,26 @@ pub(crate) async fn watch(
     ca: Vec<u8>,
     interval: Duration,
 ) {
-    let mut last = tokio::fs::read(&path).await.ok();
-    let mut read_error_reported = false;
+    let mut file = PolledFile::new(&path, "the unit directory").await;
     loop {
         tokio::time::sleep(interval).await;
-        match tokio::fs::read(&path).await {
-            Err(e) => {
-                if !read_error_reported {
-                    error!(
-                        "cannot read the unit directory {}: {e}; keeping the previous one",
-                        path.display()
-                    );
-                    read_error_reported = true;
-                }
+        let Some(bytes) = file.changed().await else {
+            continue;
+        };
+        match UnitDirectory::verify(&bytes, &ca) {
+            Ok(dir) => {
+                info!(
+                    units = dir.entries.len(),
+                    "unit directory {} reloaded",
+                    path.display()
+                );
+                core.enrolled()
+                    .replace(Enrollment::new(dir, &core.config().groups));
             }
-            Ok(bytes) if last.as_ref() != Some(&bytes) => {
-                read_error_reported = false;
-                match UnitDirectory::verify(&bytes, &ca) {
-                    Ok(dir) => {
-                        info!(
-                            units = dir.entries.len(),
-                            "unit directory {} reloaded",
-                            path.display()
-                        );
-                        core.enrolled()
-                            .replace(Enrollment::new(dir, &core.config().groups));
-                    }
-                    Err(e) => error!(
-                        "the unit directory {} cannot be used ({e}); keeping the previous one",
-                        path.display()
-                    ),
-                }
-                last = Some(bytes);
-            }
-            Ok(_) => {}
+            Err(e) => error!(
+                "the unit directory {} cannot be used ({e}); keeping the previous one",
+                path.display()
+            ),
         }
     }
 }

@@ -28,6 +28,7 @@
 //!   embedded (redb) and PostgreSQL.
 //! - [`commit`] — group commit of accepts and delivery receipts.
 //! - [`registry`] — which units are connected, and waking their pushers.
+//! - [`polled`] — a file read on a timer, and a value swapped whole.
 //! - [`trust`] — the current CRL and its checker, swapped as one.
 //! - [`enrolled`] — the CA's directory of enrolled units and the groups,
 //!   reloaded when its file changes.
@@ -64,6 +65,7 @@ pub mod lifecycle;
 pub mod loglimit;
 pub mod metrics;
 pub mod observe;
+pub mod polled;
 pub mod push;
 pub mod queries;
 pub mod receipts;

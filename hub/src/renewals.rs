@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use gongwen_common::NodeId;
@@ -21,6 +21,7 @@ use time::OffsetDateTime;
 use tracing::{debug, info, warn};
 
 use crate::core::Core;
+use crate::polled::Swapped;
 
 /// The folder under the data folder.
 pub const FOLDER: &str = "renewals";
@@ -156,21 +157,17 @@ fn read_folder(dir: &Path) -> BTreeMap<NodeId, Renewal> {
 /// wake-up for the pushers.
 #[derive(Debug, Default)]
 pub struct Renewals {
-    waiting: Mutex<Arc<BTreeMap<NodeId, Renewal>>>,
+    waiting: Swapped<BTreeMap<NodeId, Renewal>>,
     changed: tokio::sync::Notify,
 }
 
 impl Renewals {
     pub fn for_unit(&self, id: &NodeId) -> Option<Renewal> {
-        self.waiting
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .cloned()
+        self.waiting.current().get(id).cloned()
     }
 
     fn replace(&self, waiting: BTreeMap<NodeId, Renewal>) {
-        *self.waiting.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(waiting);
+        self.waiting.replace(waiting);
         self.changed.notify_waiters();
     }
 

@@ -22,6 +22,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tracing::{error, info, warn};
 
 use crate::core::Core;
+use crate::polled::PolledFile;
 use crate::trust::TrustState;
 
 /// The certificate material the hub serves with, kept to rebuild the
@@ -72,37 +73,21 @@ pub(crate) fn apply(w: &Watched, crl: Crl) -> Result<(), PkiError> {
 
 pub(crate) async fn watch(w: Watched, interval: Duration) {
     let core = w.core.clone();
-    let path = core.config().tls.crl.clone();
-    let mut last = tokio::fs::read(&path).await.ok();
+    let mut file = PolledFile::new(&core.config().tls.crl, "the revocation list").await;
     let mut stale_reported = false;
-    let mut read_error_reported = false;
     loop {
         tokio::time::sleep(interval).await;
-        match tokio::fs::read(&path).await {
-            Err(e) => {
-                if !read_error_reported {
-                    error!(
-                        "cannot read the revocation list {}: {e}; keeping the previous one",
-                        path.display()
-                    );
-                    read_error_reported = true;
+        if let Some(bytes) = file.changed().await {
+            match Crl::parse(&bytes, &w.tls.ca).and_then(|crl| apply(&w, crl)) {
+                Ok(()) => {
+                    info!("revocation list {} reloaded", file.path().display());
+                    stale_reported = false;
                 }
+                Err(e) => error!(
+                    "the revocation list {} cannot be used ({e}); keeping the previous one",
+                    file.path().display()
+                ),
             }
-            Ok(bytes) if last.as_ref() != Some(&bytes) => {
-                read_error_reported = false;
-                match Crl::parse(&bytes, &w.tls.ca).and_then(|crl| apply(&w, crl)) {
-                    Ok(()) => {
-                        info!("revocation list {} reloaded", path.display());
-                        stale_reported = false;
-                    }
-                    Err(e) => error!(
-                        "the revocation list {} cannot be used ({e}); keeping the previous one",
-                        path.display()
-                    ),
-                }
-                last = Some(bytes);
-            }
-            Ok(_) => {}
         }
         let now = core.clock().now();
         for id in core.units().cut_expired(now) {

@@ -119,28 +119,28 @@ fn the_hub_refuses_to_queue_what_is_not_a_units_certificate_from_our_ca() {
     let other = Net::new();
     other.issue("harbin-gov", Role::Node);
     let _ = net.hub_config("127.0.0.1:0".parse().unwrap());
-    let o = Command::new(bin("gongwen-hub"))
-        .args(["renewals", "add"])
-        .arg(other.path().join("harbin-gov/harbin-gov.crt"))
-        .arg("--config")
-        .arg(net.path().join("hub.toml"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&o.stderr);
+    let add = |cert: &Path| {
+        let o = Command::new(bin("gongwen-hub"))
+            .args(["renewals", "add"])
+            .arg(cert)
+            .arg("--config")
+            .arg(net.path().join("hub.toml"))
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (ok, said) = add(&other.path().join("harbin-gov/harbin-gov.crt"));
     assert!(
-        !o.status.success() && text.contains("not a valid certificate from this deployment's CA"),
-        "{text}"
+        !ok && said.contains("not a valid certificate from this deployment's CA"),
+        "{said}"
     );
-    let o = Command::new(bin("gongwen-hub"))
-        .args(["renewals", "add"])
-        .arg(net.path().join("hub/hub.crt"))
-        .arg("--config")
-        .arg(net.path().join("hub.toml"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&o.stderr);
+    let (ok, said) = add(&net.path().join("hub/hub.crt"));
+    assert!(!ok && said.contains("renewals are for units"), "{said}");
     assert!(
-        !o.status.success() && text.contains("renewals are for units"),
-        "{text}"
+        !net.path().join("hub-data/renewals").exists()
+            || gongwen_tests::count_entries(&net.path().join("hub-data/renewals")) == 0
     );
 }
