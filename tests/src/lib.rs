@@ -105,6 +105,17 @@ impl Net {
             .unwrap();
     }
 
+    /// Write a CRL whose next update passed a second ago: stale now.
+    pub fn let_crl_go_stale(&self) {
+        let now = OffsetDateTime::now_utc();
+        self.ca()
+            .write_crl_until(
+                now - time::Duration::days(2),
+                now - time::Duration::seconds(1),
+            )
+            .unwrap();
+    }
+
     /// Write `hub.toml` listening on `listen` and load it.
     pub fn hub_config(&self, listen: SocketAddr) -> HubConfig {
         self.hub_config_as("hub", listen, "")

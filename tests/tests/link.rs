@@ -288,13 +288,7 @@ async fn a_crl_going_stale_while_connected_cuts_everyone_off() {
     let hub = net.start_hub().await;
     let mut agent = net.start_agent("harbin-gov", hub.addr);
     agent.wait_connected().await;
-    let now = OffsetDateTime::now_utc();
-    net.ca()
-        .write_crl_until(
-            now - time::Duration::days(2),
-            now - time::Duration::seconds(1),
-        )
-        .unwrap();
+    net.let_crl_go_stale();
     assert_eq!(agent.wait_error().await, LinkError::HubCrlStale);
 }
 

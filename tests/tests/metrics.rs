@@ -5,7 +5,6 @@
 
 use gongwen_common::Role;
 use gongwen_tests::{Net, RunningAgent, prom, wait_all_delivered, wait_inbox};
-use time::OffsetDateTime;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_move_as_documents_flow_and_health_says_why_it_fails() {
@@ -100,13 +99,7 @@ async fn metrics_move_as_documents_flow_and_health_says_why_it_fails() {
     }
 
     // A CRL past its next update: the hub refuses everyone, and says so.
-    let now = OffsetDateTime::now_utc();
-    net.ca()
-        .write_crl_until(
-            now - time::Duration::days(2),
-            now - time::Duration::seconds(1),
-        )
-        .unwrap();
+    net.let_crl_go_stale();
     let why = prom::wait_unhealthy(at).await;
     assert!(
         why.contains("revocation list went stale") && why.contains("gongwen-certs crl"),
