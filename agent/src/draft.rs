@@ -17,13 +17,20 @@
 //! phone      = "0451-12345678"
 //! secrecy    = "none"                           # anything else is refused
 //! main       = "正文.pdf"                        # folder drops: which file is the main text
+//! reply      = "decision"                       # ask each recipient for an answer: decision | report
+//! reply_by   = "5d"                             # by when (a time, or a span after acceptance)
+//! in_reply_to = "01a2…"                         # this answers a received document (its id)
+//! decision   = "approved"                       # the answer's decision: approved | not-approved | revise
+//! supersedes = "01a3…"                          # this answer corrects an earlier one
 //! ```
 
 use std::path::{Path, PathBuf};
 
+use gongwen_common::DocId;
 use gongwen_common::envelope::{
     Deadline, FileKind, MAX_TITLE_CHARS, Operator, Urgency, check_file_name, check_secrecy,
 };
+use gongwen_common::links::{Asks, Decision, ReplyKind};
 use gongwen_common::timefmt::{parse_duration, parse_rfc3339};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -46,6 +53,11 @@ pub struct Sidecar {
     pub phone: Option<String>,
     pub secrecy: Option<String>,
     pub main: Option<String>,
+    pub reply: Option<String>,
+    pub reply_by: Option<toml::Value>,
+    pub in_reply_to: Option<String>,
+    pub decision: Option<String>,
+    pub supersedes: Option<String>,
 }
 
 /// One name or a list of names.
@@ -102,6 +114,8 @@ pub enum DraftError {
     MainMissing(String),
     #[error("{0}")]
     Name(String),
+    #[error("{0}")]
+    Reply(String),
     #[error("the document is {size} bytes; at most {limit} bytes may be sent")]
     TooLarge { size: u64, limit: u64 },
     #[error("cannot read the dropped file: {0}")]
@@ -131,6 +145,19 @@ pub struct Draft {
     pub operator: Operator,
     pub note: String,
     pub files: Vec<DraftFile>,
+    /// The recipients are asked for an answer.
+    pub asks: Option<Asks>,
+    /// This answers a received document (resolved against the inbox when
+    /// sealed: the digest, and whether it may be answered so).
+    pub answers: Option<AnswerTo>,
+}
+
+/// What a draft says it answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnswerTo {
+    pub doc_id: DocId,
+    pub decision: Option<Decision>,
+    pub supersedes: Option<DocId>,
 }
 
 impl Draft {
@@ -191,7 +218,66 @@ pub fn check_sidecar(sc: &Sidecar, now: OffsetDateTime) -> Result<(), DraftError
     if let Some(d) = &sc.deadline {
         parse_deadline(d, now)?;
     }
+    links(sc, now)?;
     Ok(())
+}
+
+/// The sidecar's reply keys, checked.
+fn links(
+    sc: &Sidecar,
+    now: OffsetDateTime,
+) -> Result<(Option<Asks>, Option<AnswerTo>), DraftError> {
+    let bad = |s: String| DraftError::Reply(s);
+    let asks = match (&sc.reply, &sc.reply_by) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            return Err(bad(
+                "reply_by needs reply = \"decision\" or \"report\" (what answer is asked for)".into(),
+            ));
+        }
+        (Some(kind), by) => Some(Asks {
+            kind: ReplyKind::parse(kind.trim()).ok_or_else(|| {
+                bad(format!(
+                    "reply {kind:?} is not known: ask for a \"decision\" (批复) or a \"report\" (上报)"
+                ))
+            })?,
+            by: by.as_ref().map(|d| parse_deadline(d, now)).transpose()?,
+        }),
+    };
+    let doc = |key: &str, v: &str| {
+        DocId::parse(v.trim()).map_err(|_| bad(format!("{key} {v:?} is not a document id")))
+    };
+    let decision = sc
+        .decision
+        .as_deref()
+        .map(|d| {
+            Decision::parse(d.trim()).ok_or_else(|| {
+                bad(format!(
+                    "decision {d:?} is not known: approved (同意), not-approved (不同意) or revise (修改后再报)"
+                ))
+            })
+        })
+        .transpose()?;
+    let answers = match &sc.in_reply_to {
+        None => {
+            if decision.is_some() || sc.supersedes.is_some() {
+                return Err(bad(
+                    "decision and supersedes belong to an answer: say which document it answers with in_reply_to".into(),
+                ));
+            }
+            None
+        }
+        Some(id) => Some(AnswerTo {
+            doc_id: doc("in_reply_to", id)?,
+            decision,
+            supersedes: sc
+                .supersedes
+                .as_deref()
+                .map(|s| doc("supersedes", s))
+                .transpose()?,
+        }),
+    };
+    Ok((asks, answers))
 }
 
 /// Build a draft from a claimed drop: `files_dir` holds the dropped file
@@ -218,6 +304,7 @@ pub fn build(
         .as_ref()
         .map(|d| parse_deadline(d, now))
         .transpose()?;
+    let (asks, answers) = links(&sc, now)?;
     let mut files = Vec::new();
     let read_err = |e: std::io::Error| DraftError::Unreadable(e.to_string());
     if is_folder {
@@ -317,6 +404,8 @@ pub fn build(
         },
         note: sc.note.unwrap_or_default(),
         files,
+        asks,
+        answers,
     })
 }
 
@@ -365,6 +454,47 @@ secrecy = "none"
         assert_eq!(draft.deadline, Some(Deadline::Within(3 * 86_400)));
         assert_eq!(draft.title, "关于做好冬季安全生产工作的通知");
         assert_eq!(draft.operator.name, "张三");
+    }
+
+    #[test]
+    fn reply_keys_are_checked_and_understood() {
+        let parse = |text: &str| {
+            let sc = parse_sidecar("x.meta.toml", text).unwrap();
+            links(&sc, now())
+        };
+        let (asks, answers) = parse("reply = \"report\"\nreply_by = \"5d\"\n").unwrap();
+        assert_eq!(
+            asks,
+            Some(Asks {
+                kind: ReplyKind::Report,
+                by: Some(Deadline::Within(5 * 86400)),
+            })
+        );
+        assert!(answers.is_none());
+        let id = DocId::generate();
+        let (_, answers) =
+            parse(&format!("in_reply_to = \"{id}\"\ndecision = \"不同意\"\n")).unwrap();
+        assert_eq!(
+            answers,
+            Some(AnswerTo {
+                doc_id: id,
+                decision: Some(Decision::NotApproved),
+                supersedes: None,
+            })
+        );
+        for (text, says) in [
+            ("reply = \"maybe\"\n", "decision"),
+            ("reply_by = \"5d\"\n", "reply_by needs reply"),
+            ("decision = \"approved\"\n", "in_reply_to"),
+            ("in_reply_to = \"nonsense\"\n", "not a document id"),
+            (
+                &format!("in_reply_to = \"{id}\"\ndecision = \"ok\"\n"),
+                "not known",
+            ),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(says), "{text}: {e}");
+        }
     }
 
     #[test]

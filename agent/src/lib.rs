@@ -44,6 +44,7 @@ pub mod link_error;
 pub mod metadata;
 pub mod observe;
 pub mod outbox;
+pub mod reply;
 pub mod sender;
 pub mod session;
 pub mod state;

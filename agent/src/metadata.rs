@@ -1,7 +1,8 @@
 //! `metadata.json`: what a person (or a script) reads beside a document's
 //! files in `sent/` and `inbox/`.
 
-use gongwen_common::envelope::{FileKind, Operator, SealedHeader, Urgency};
+use gongwen_common::envelope::{Deadline, FileKind, Operator, SealedHeader, Urgency};
+use gongwen_common::links::{Decision, ReplyKind};
 use gongwen_common::pki::serial_hex;
 use gongwen_common::timefmt::rfc3339;
 use gongwen_common::{DocId, NodeId};
@@ -34,6 +35,28 @@ pub struct MetadataJson {
     pub files: Vec<FileJson>,
     /// SHA-256 of the signed header: what receipts cite.
     pub digest: String,
+    /// The answer asked for: "decision" (批复) or "report" (上报).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply: Option<ReplyKind>,
+    /// By when (a time; a span counted by the hub is shown as such).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_by: Option<String>,
+    /// The document this one answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_reply_to: Option<InReplyTo>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct InReplyTo {
+    pub doc_id: DocId,
+    pub digest: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
+    /// 同意 / 不同意 / 修改后再报
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision_text: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub supersedes: Option<DocId>,
 }
 
 fn time_of(secs: i64) -> String {
@@ -71,6 +94,18 @@ impl MetadataJson {
                 })
                 .collect(),
             digest: serial_hex(&h.digest()),
+            reply: m.links.asks.map(|a| a.kind),
+            reply_by: m.links.asks.and_then(|a| a.by).map(|d| match d {
+                Deadline::At(s) => time_of(s),
+                Deadline::Within(secs) => format!("{secs} s after the hub accepted it"),
+            }),
+            in_reply_to: m.links.answers.map(|a| InReplyTo {
+                doc_id: a.doc_id,
+                digest: serial_hex(&a.digest),
+                decision: a.decision,
+                decision_text: a.decision.map(Decision::chinese),
+                supersedes: a.supersedes,
+            }),
         }
     }
 }

@@ -11,6 +11,7 @@ use gongwen_common::envelope::{
     seal_header,
 };
 use gongwen_common::fsutil::{sync_dir, write_atomic};
+use gongwen_common::links::{Answers, Links};
 use gongwen_common::pki::serial_hex;
 use gongwen_common::receipt::{Receipt, ReceiptKind};
 use gongwen_common::stream::{DOCUMENT_WORK_TIMEOUT, READ_TIMEOUT, read_message, write_message};
@@ -267,6 +268,43 @@ async fn address_and_seal(
     .map_err(later)?
 }
 
+/// The links a draft's header carries: what it asks for, and what it
+/// answers — checked against the received document it answers.
+fn links_of(ctx: &AgentContext, draft: &Draft, to: &[NodeId]) -> Result<Links, SendError> {
+    let mut links = Links {
+        asks: draft.asks,
+        ..Links::default()
+    };
+    if let Some(a) = draft.answers {
+        let received = ctx.store.received(a.doc_id).map_err(later)?;
+        let header = ctx.store.header(a.doc_id).map_err(later)?;
+        let (Some((rec, _)), Some(header)) = (received, header) else {
+            return Err(SendError::Permanent(format!(
+                "there is no document {} in this unit's inbox to answer",
+                a.doc_id
+            )));
+        };
+        let asked = SealedHeader::parse(&header).map_err(later)?;
+        crate::reply::check_answer(
+            &a.doc_id.to_string(),
+            &rec.sender,
+            asked.meta().links.asks,
+            crate::reply::AnswerShape {
+                decision: a.decision,
+                to,
+            },
+        )
+        .map_err(SendError::Permanent)?;
+        links.answers = Some(Answers {
+            doc_id: a.doc_id,
+            digest: asked.digest(),
+            decision: a.decision,
+            supersedes: a.supersedes,
+        });
+    }
+    Ok(links)
+}
+
 /// Seal the document without writing its ciphertext: encrypt the files
 /// once to hash the ciphertext for the signed header, keep the content key
 /// in the spool, and write the `header` last (a header on disk means the
@@ -282,6 +320,7 @@ fn seal(
     cc: Vec<NodeId>,
     keys: &[(NodeId, [u8; 32])],
 ) -> Result<(), SendError> {
+    let links = links_of(ctx, &draft, &to)?;
     let key = ContentKey::generate().map_err(later)?;
     let plain_len = draft.size();
     let mut sealer = ContentSealer::new(&key, doc_id, plain_len).map_err(later)?;
@@ -357,6 +396,7 @@ fn seal(
         operator: draft.operator,
         note: draft.note,
         files: entries,
+        links,
     };
     let st = seal_header(meta, &key, keys, digest, &ctx.credentials.signer())
         .map_err(|e| SendError::Permanent(e.to_string()))?;

@@ -195,6 +195,9 @@ pub struct DocMeta {
     /// 附注 / cover note
     pub note: String,
     pub files: Vec<FileEntry>,
+    /// Asks for an answer, answers another, forwards another (after the
+    /// rest of the header; none for most documents).
+    pub links: crate::links::Links,
 }
 
 /// A recipient's content key, sealed to its X25519 key.
@@ -222,6 +225,8 @@ pub struct Header {
 pub enum MetaError {
     #[error("the document has no main recipient (主送)")]
     NoRecipient,
+    #[error("{0}")]
+    Links(String),
     #[error("more than {MAX_RECIPIENTS} recipients")]
     TooManyRecipients,
     #[error("{0} is listed twice among the recipients")]
@@ -400,6 +405,20 @@ impl DocMeta {
         if self.to.is_empty() {
             return Err(MetaError::NoRecipient);
         }
+        if let Some(a) = &self.links.answers
+            && (a.doc_id == self.doc_id || a.supersedes == Some(self.doc_id))
+        {
+            return Err(MetaError::Links(
+                "a document cannot answer or correct itself".into(),
+            ));
+        }
+        if let Some(original) = &self.links.forwards
+            && Statement::decode(original, StatementKind::Document).is_err()
+        {
+            return Err(MetaError::Links(
+                "the forwarded original is not a signed document header".into(),
+            ));
+        }
         if self.to.len() + self.cc.len() > MAX_RECIPIENTS {
             return Err(MetaError::TooManyRecipients);
         }
@@ -557,6 +576,8 @@ impl DocMeta {
             operator,
             note,
             files,
+            // Read by [`Header::decode`]: they end the header.
+            links: Default::default(),
         })
     }
 }
@@ -574,13 +595,14 @@ impl Header {
             w.raw(&k.enc);
             w.bytes(&k.sealed);
         }
+        self.meta.links.encode(&mut w);
         out
     }
 
     /// Parse and check a header body for internal consistency.
     pub fn decode(body: &[u8]) -> Result<Header, EnvelopeError> {
         let mut r = Reader::new(body);
-        let meta = DocMeta::decode(&mut r)?;
+        let mut meta = DocMeta::decode(&mut r)?;
         let content_len = r.u64()?;
         let content_sha256 = r.array()?;
         let n = r.u16()? as usize;
@@ -595,6 +617,7 @@ impl Header {
                 sealed: r.bytes(64)?.to_vec(),
             });
         }
+        meta.links = crate::links::Links::decode(&mut r)?;
         r.finish()?;
         meta.validate()?;
         let recipients: BTreeSet<_> = meta.recipients().into_iter().collect();
@@ -1202,6 +1225,7 @@ pub(crate) mod tests {
                     sha256: sha256(data),
                 })
                 .collect(),
+            links: Default::default(),
         }
     }
 

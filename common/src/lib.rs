@@ -25,6 +25,7 @@
 //! - [`codec`] — the canonical byte encoding under wire frames and signatures.
 //! - [`envelope`] — seal and open documents: metadata, HPKE key wrap, chunked AES-GCM.
 //! - [`notice`] — urge, supervise and recall notices from the hub.
+//! - [`links`] — a document asks for an answer, answers another, forwards another.
 //! - [`receipt`] — receipts (accepted, delivered, quarantined, acknowledged, rejected).
 //! - [`signed`] — signed statements (ECDSA P-256, DER) and the signer.
 //! - [`wire`] — the frame codec and message vocabulary (sans-IO).
@@ -59,6 +60,7 @@ pub mod failpoint;
 pub mod fsutil;
 pub mod id;
 pub mod kvstore;
+pub mod links;
 pub mod logsafe;
 pub mod material;
 pub mod notice;

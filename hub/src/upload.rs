@@ -318,6 +318,7 @@ mod tests {
             operator: Default::default(),
             note: String::new(),
             files: vec![],
+            links: Default::default(),
         }
     }
 

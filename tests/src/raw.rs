@@ -172,6 +172,7 @@ impl RawAgent {
                 size: body.len() as u64,
                 sha256: sha256(body),
             }],
+            links: Default::default(),
         };
         let st = seal_header(meta, &key, &keys, sha256(&content), &self.signer).unwrap();
         SealedDoc {

@@ -1,0 +1,85 @@
+//! Answers (批复, 上报): whether a document may answer a received one, as
+//! a plain function the sender applies before sealing.
+
+use gongwen_common::NodeId;
+use gongwen_common::links::{Asks, Decision, ReplyKind};
+
+/// What the answer says of itself.
+#[derive(Debug, Clone, Copy)]
+pub struct AnswerShape<'a> {
+    pub decision: Option<Decision>,
+    /// Its main recipients.
+    pub to: &'a [NodeId],
+}
+
+/// Whether a document shaped `answer` may answer the received document
+/// `asked_id` from `asker`, which asks `asks`. The reason in plain words
+/// when not.
+pub fn check_answer(
+    asked_id: &str,
+    asker: &NodeId,
+    asks: Option<Asks>,
+    answer: AnswerShape<'_>,
+) -> Result<(), String> {
+    let Some(asks) = asks else {
+        return Err(format!(
+            "document {asked_id} asked for no answer: send yours as an ordinary document (without in_reply_to)"
+        ));
+    };
+    match (asks.kind, answer.decision) {
+        (ReplyKind::Decision, None) => {
+            return Err(format!(
+                "document {asked_id} asks for a decision (批复): give decision = approved (同意), not-approved (不同意) or revise (修改后再报)"
+            ));
+        }
+        (ReplyKind::Report, Some(d)) => {
+            return Err(format!(
+                "document {asked_id} asks for a report (上报) with files, not a decision ({})",
+                d.chinese()
+            ));
+        }
+        _ => {}
+    }
+    if !answer.to.contains(asker) {
+        return Err(format!(
+            "an answer goes to the unit that asked ({asker}); add it as the main recipient"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> NodeId {
+        NodeId::parse(s).unwrap()
+    }
+
+    #[test]
+    fn each_refusal_says_why() {
+        let prov = id("prov-gov");
+        let to = [prov.clone()];
+        let decision = Some(Asks {
+            kind: ReplyKind::Decision,
+            by: None,
+        });
+        let report = Some(Asks {
+            kind: ReplyKind::Report,
+            by: None,
+        });
+        let shape = |decision, to| AnswerShape { decision, to };
+        assert!(check_answer("d", &prov, decision, shape(Some(Decision::Approved), &to)).is_ok());
+        assert!(check_answer("d", &prov, report, shape(None, &to)).is_ok());
+        let e = check_answer("d", &prov, None, shape(None, &to)).unwrap_err();
+        assert!(e.contains("asked for no answer"), "{e}");
+        let e = check_answer("d", &prov, decision, shape(None, &to)).unwrap_err();
+        assert!(e.contains("asks for a decision"), "{e}");
+        let e = check_answer("d", &prov, report, shape(Some(Decision::Revise), &to)).unwrap_err();
+        assert!(e.contains("asks for a report"), "{e}");
+        let other = [id("daqing-gov")];
+        let e = check_answer("d", &prov, report, shape(None, &other)).unwrap_err();
+        assert!(e.contains("goes to the unit that asked"), "{e}");
+    }
+}

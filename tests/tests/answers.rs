@@ -1,0 +1,130 @@
+//! Documents that ask for an answer (issue 15, first part): a 请示 asking
+//! for a decision reaches the superior with the question in its signed
+//! header; the 批复 (an outbox drop whose sidecar says in_reply_to and the
+//! decision) reaches the asking unit linked to the question; answers that
+//! do not fit the question are refused with a plain reason.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+
+use gongwen_common::Role;
+use gongwen_tests::{Net, RunningAgent, RunningHub, wait_inbox, wait_until};
+
+async fn two_units() -> (Net, RunningHub, RunningAgent, RunningAgent) {
+    let net = Net::new();
+    net.issue("prov-gov", Role::Node);
+    net.issue("harbin-gov", Role::Node);
+    let hub = net.start_hub().await;
+    let mut prov = net.start_agent("prov-gov", hub.addr);
+    let mut harbin = net.start_agent("harbin-gov", hub.addr);
+    prov.wait_connected().await;
+    harbin.wait_connected().await;
+    (net, hub, prov, harbin)
+}
+
+fn metadata(doc: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(doc.join("metadata.json")).unwrap()).unwrap()
+}
+
+async fn failed_reason(root: &Path, name: &str) -> String {
+    let failed = root.join("failed");
+    wait_until(&format!("{name} in failed/"), || {
+        std::fs::read_to_string(failed.join(format!("{name}.error.txt"))).ok()
+    })
+    .await
+}
+
+/// harbin-gov asks prov-gov (`reply` = `kind`); the document as prov-gov
+/// received it.
+async fn ask(net: &Net, name: &str, kind: Option<&str>) -> PathBuf {
+    let before = gongwen_tests::inbox_docs(&net.root("prov-gov"), "harbin-gov").len();
+    if let Some(kind) = kind {
+        net.sidecar(
+            "harbin-gov",
+            "prov-gov",
+            name,
+            &format!("doc_type = \"请示\"\nreply = \"{kind}\"\nreply_by = \"5d\"\n"),
+        );
+    }
+    net.drop_file("harbin-gov", "prov-gov", name, "请示内容".as_bytes());
+    let docs = wait_inbox(&net.root("prov-gov"), "harbin-gov", before + 1).await;
+    docs.into_iter()
+        .find(|d| metadata(d)["title"] == name.trim_end_matches(".txt"))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_answered_approved_reaches_the_asking_unit_linked_to_it() {
+    let (net, _hub, _prov, _harbin) = two_units().await;
+    let asked = ask(&net, "关于申请专项资金的请示.txt", Some("decision")).await;
+    let m = metadata(&asked);
+    assert_eq!(m["reply"], "decision", "{m}");
+    assert!(m["reply_by"].as_str().unwrap().contains("432000 s"), "{m}");
+    let asked_id = m["doc_id"].as_str().unwrap().to_owned();
+
+    net.sidecar(
+        "prov-gov",
+        "harbin-gov",
+        "批复.txt",
+        &format!("doc_type = \"批复\"\nin_reply_to = \"{asked_id}\"\ndecision = \"approved\"\n"),
+    );
+    net.drop_file("prov-gov", "harbin-gov", "批复.txt", "同意。".as_bytes());
+    let answers = wait_inbox(&net.root("harbin-gov"), "prov-gov", 1).await;
+    let a = metadata(&answers[0]);
+    assert_eq!(a["in_reply_to"]["doc_id"], asked_id.as_str(), "{a}");
+    assert_eq!(a["in_reply_to"]["digest"], m["digest"], "{a}");
+    assert_eq!(a["in_reply_to"]["decision"], "approved", "{a}");
+    assert_eq!(a["in_reply_to"]["decision_text"], "同意", "{a}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_that_do_not_fit_the_question_are_refused_with_the_reason() {
+    let (net, _hub, _prov, _harbin) = two_units().await;
+    let decision = metadata(&ask(&net, "请示一.txt", Some("decision")).await);
+    let report = metadata(&ask(&net, "通知一.txt", Some("report")).await);
+    let plain = metadata(&ask(&net, "普通函.txt", None).await);
+    let cases = [
+        (&decision, "", "asks for a decision"),
+        (&report, "decision = \"revise\"\n", "asks for a report"),
+        (&plain, "", "asked for no answer"),
+    ];
+    for (i, (asked, extra, why)) in cases.iter().enumerate() {
+        let name = format!("回复{i}.txt");
+        net.sidecar(
+            "prov-gov",
+            "harbin-gov",
+            &name,
+            &format!(
+                "in_reply_to = \"{}\"\n{extra}",
+                asked["doc_id"].as_str().unwrap()
+            ),
+        );
+        net.drop_file("prov-gov", "harbin-gov", &name, b"answer");
+        let said = failed_reason(&net.root("prov-gov"), &name).await;
+        assert!(said.contains(why), "{name}: {said}");
+    }
+    // Not in the inbox at all, and a sidecar that is not even an answer.
+    net.sidecar(
+        "prov-gov",
+        "harbin-gov",
+        "无此文.txt",
+        "in_reply_to = \"01a24b38-8538-78ce-bf64-dd20a1115f31\"\ndecision = \"approved\"\n",
+    );
+    net.drop_file("prov-gov", "harbin-gov", "无此文.txt", b"answer");
+    let said = failed_reason(&net.root("prov-gov"), "无此文.txt").await;
+    assert!(
+        said.contains("no document") && said.contains("inbox"),
+        "{said}"
+    );
+    net.sidecar(
+        "prov-gov",
+        "harbin-gov",
+        "孤立.txt",
+        "decision = \"approved\"\n",
+    );
+    net.drop_file("prov-gov", "harbin-gov", "孤立.txt", b"answer");
+    let said = failed_reason(&net.root("prov-gov"), "孤立.txt").await;
+    assert!(said.contains("in_reply_to"), "{said}");
+    // Nothing of these reached harbin-gov.
+    assert!(gongwen_tests::inbox_docs(&net.root("harbin-gov"), "prov-gov").is_empty());
+}
