@@ -1,8 +1,8 @@
 //! Answers (批复, 上报): whether a document may answer a received one, as
 //! a plain function the sender applies before sealing.
 
-use gongwen_common::NodeId;
 use gongwen_common::links::{Asks, Decision, ReplyKind};
+use gongwen_common::{DocId, NodeId};
 
 /// What the answer says of itself.
 #[derive(Debug, Clone, Copy)]
@@ -10,15 +10,19 @@ pub struct AnswerShape<'a> {
     pub decision: Option<Decision>,
     /// Its main recipients.
     pub to: &'a [NodeId],
+    /// The earlier answer it says it corrects.
+    pub supersedes: Option<DocId>,
 }
 
 /// Whether a document shaped `answer` may answer the received document
 /// `asked_id` from `asker`, which asks `asks`. The reason in plain words
 /// when not.
+/// `previous`: our latest answer to it, if any.
 pub fn check_answer(
     asked_id: &str,
     asker: &NodeId,
     asks: Option<Asks>,
+    previous: Option<DocId>,
     answer: AnswerShape<'_>,
 ) -> Result<(), String> {
     let Some(asks) = asks else {
@@ -36,6 +40,24 @@ pub fn check_answer(
             return Err(format!(
                 "document {asked_id} asks for a report (上报) with files, not a decision ({})",
                 d.chinese()
+            ));
+        }
+        _ => {}
+    }
+    match (previous, answer.supersedes) {
+        (Some(p), None) => {
+            return Err(format!(
+                "document {asked_id} was answered already (by {p}); a corrected answer says supersedes = \"{p}\""
+            ));
+        }
+        (None, Some(s)) => {
+            return Err(format!(
+                "supersedes names {s}, but document {asked_id} has no answer from this unit yet"
+            ));
+        }
+        (Some(p), Some(s)) if p != s => {
+            return Err(format!(
+                "supersedes names {s}, but the answer to correct is the latest one, {p}"
             ));
         }
         _ => {}
@@ -69,17 +91,40 @@ mod tests {
             kind: ReplyKind::Report,
             by: None,
         });
-        let shape = |decision, to| AnswerShape { decision, to };
-        assert!(check_answer("d", &prov, decision, shape(Some(Decision::Approved), &to)).is_ok());
-        assert!(check_answer("d", &prov, report, shape(None, &to)).is_ok());
-        let e = check_answer("d", &prov, None, shape(None, &to)).unwrap_err();
+        let shape = |decision, to| AnswerShape {
+            decision,
+            to,
+            supersedes: None,
+        };
+        let first = |asks, s| check_answer("d", &prov, asks, None, s);
+        assert!(first(decision, shape(Some(Decision::Approved), &to)).is_ok());
+        assert!(first(report, shape(None, &to)).is_ok());
+        let e = first(None, shape(None, &to)).unwrap_err();
         assert!(e.contains("asked for no answer"), "{e}");
-        let e = check_answer("d", &prov, decision, shape(None, &to)).unwrap_err();
+        let e = first(decision, shape(None, &to)).unwrap_err();
         assert!(e.contains("asks for a decision"), "{e}");
-        let e = check_answer("d", &prov, report, shape(Some(Decision::Revise), &to)).unwrap_err();
+        let e = first(report, shape(Some(Decision::Revise), &to)).unwrap_err();
         assert!(e.contains("asks for a report"), "{e}");
         let other = [id("daqing-gov")];
-        let e = check_answer("d", &prov, report, shape(None, &other)).unwrap_err();
+        let e = first(report, shape(None, &other)).unwrap_err();
         assert!(e.contains("goes to the unit that asked"), "{e}");
+
+        // A second answer must say which it corrects: the latest.
+        let (a1, a2) = (DocId::generate(), DocId::generate());
+        let e = check_answer("d", &prov, report, Some(a1), shape(None, &to)).unwrap_err();
+        assert!(
+            e.contains("answered already") && e.contains(&a1.to_string()),
+            "{e}"
+        );
+        let correcting = |s| AnswerShape {
+            decision: None,
+            to: &to,
+            supersedes: Some(s),
+        };
+        assert!(check_answer("d", &prov, report, Some(a1), correcting(a1)).is_ok());
+        let e = check_answer("d", &prov, report, Some(a1), correcting(a2)).unwrap_err();
+        assert!(e.contains("the latest one"), "{e}");
+        let e = check_answer("d", &prov, report, None, correcting(a2)).unwrap_err();
+        assert!(e.contains("no answer from this unit yet"), "{e}");
     }
 }

@@ -285,13 +285,16 @@ fn links_of(ctx: &AgentContext, draft: &Draft, to: &[NodeId]) -> Result<Links, S
             )));
         };
         let asked = SealedHeader::parse(&header).map_err(later)?;
+        let previous = ctx.store.replied(a.doc_id).map_err(later)?;
         crate::reply::check_answer(
             &a.doc_id.to_string(),
             &rec.sender,
             asked.meta().links.asks,
+            previous,
             crate::reply::AnswerShape {
                 decision: a.decision,
                 to,
+                supersedes: a.supersedes,
             },
         )
         .map_err(SendError::Permanent)?;

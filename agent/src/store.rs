@@ -35,6 +35,8 @@ const TO_SUBMIT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("to_submit
 const SENT_KEYS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sent_keys");
 /// Small facts: the generation of the hub's store last seen.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Documents we answered (asked doc id → our latest answer's id).
+const REPLIED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("replied");
 
 pub use gongwen_common::kvstore::StoreError;
 use gongwen_common::kvstore::{from_json as parse, to_json as json};
@@ -199,6 +201,7 @@ impl Store {
             txn.open_table(HEADERS)?;
             txn.open_table(SENT_KEYS)?;
             txn.open_table(META)?;
+            txn.open_table(REPLIED)?;
         }
         txn.commit()?;
         Ok(Store {
@@ -253,8 +256,14 @@ impl Store {
             let mut headers = txn.open_table(HEADERS)?;
             let mut receipts = txn.open_table(RECEIPTS)?;
             let mut keys = txn.open_table(SENT_KEYS)?;
+            let mut replied = txn.open_table(REPLIED)?;
             for a in accepted {
                 let key = a.record.doc_id.as_bytes().as_slice();
+                if let Ok(h) = gongwen_common::envelope::SealedHeader::parse(a.header)
+                    && let Some(answers) = h.meta().links.answers
+                {
+                    replied.insert(answers.doc_id.as_bytes().as_slice(), key)?;
+                }
                 sent.insert(key, json(a.record)?.as_slice())?;
                 headers.insert(key, a.header)?;
                 if let Some(k) = a.key {
@@ -421,6 +430,14 @@ impl Store {
         }
         txn.commit()?;
         Ok(())
+    }
+
+    /// Our latest answer (accepted by the hub) to a received document.
+    pub fn replied(&self, asked: DocId) -> Result<Option<DocId>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(REPLIED)?;
+        Ok(t.get(asked.as_bytes().as_slice())?
+            .and_then(|g| <[u8; 16]>::try_from(g.value()).ok().map(DocId::from_bytes)))
     }
 
     /// A document's signed header (sent or received).

@@ -75,6 +75,62 @@ async fn a_request_answered_approved_reaches_the_asking_unit_linked_to_it() {
     assert_eq!(a["in_reply_to"]["digest"], m["digest"], "{a}");
     assert_eq!(a["in_reply_to"]["decision"], "approved", "{a}");
     assert_eq!(a["in_reply_to"]["decision_text"], "同意", "{a}");
+    let first = a["doc_id"].as_str().unwrap().to_owned();
+
+    // A second answer must say which it corrects (once the first is
+    // filed as sent at prov-gov).
+    let prov_root = net.root("prov-gov");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !gongwen_tests::agent_status(&prov_root)
+        .await
+        .iter()
+        .any(|d| d.doc_id == first && d.stage == "sent")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first answer was not filed as sent"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let sidecar = |name: &str, extra: &str| {
+        net.sidecar(
+            "prov-gov",
+            "harbin-gov",
+            name,
+            &format!("in_reply_to = \"{asked_id}\"\ndecision = \"revise\"\n{extra}"),
+        )
+    };
+    sidecar("再批复.txt", "");
+    net.drop_file(
+        "prov-gov",
+        "harbin-gov",
+        "再批复.txt",
+        "修改后再报。".as_bytes(),
+    );
+    let said = failed_reason(&net.root("prov-gov"), "再批复.txt").await;
+    assert!(
+        said.contains("answered already") && said.contains(&first),
+        "{said}"
+    );
+    sidecar("更正批复.txt", &format!("supersedes = \"{first}\"\n"));
+    net.drop_file(
+        "prov-gov",
+        "harbin-gov",
+        "更正批复.txt",
+        "修改后再报。".as_bytes(),
+    );
+    let answers = wait_inbox(&net.root("harbin-gov"), "prov-gov", 2).await;
+    let corrected = answers
+        .iter()
+        .map(|d| metadata(d))
+        .find(|m| m["doc_id"] != first.as_str())
+        .unwrap();
+    assert_eq!(
+        corrected["in_reply_to"]["supersedes"],
+        first.as_str(),
+        "{corrected}"
+    );
+    assert_eq!(corrected["in_reply_to"]["decision_text"], "修改后再报");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
