@@ -46,6 +46,8 @@ pub enum Request {
     Evidence { doc: DocId, out: std::path::PathBuf },
     /// Whether the agent is connected to a hub now, and to which address.
     Link,
+    /// Answer a received document that asked for an answer.
+    Reply(Box<crate::reply::ReplyRequest>),
 }
 
 /// One recipient's state in `status`.
@@ -189,6 +191,21 @@ async fn answer(req: Request, ctx: &Arc<AgentContext>) -> Response {
                 .await
             {
                 Ok(Ok(dir)) => Response::Ok(serde_json::json!({ "out": dir })),
+                Ok(Err(e)) => Response::Error(e),
+                Err(e) => Response::Error(e.to_string()),
+            }
+        }
+        Request::Reply(req) => {
+            let c = ctx.clone();
+            match tokio::task::spawn_blocking(move || crate::reply::queue(&c, &req)).await {
+                Ok(Ok((doc_id, signed_for))) => {
+                    ctx.outbox_wake.notify_one();
+                    Response::Ok(serde_json::json!({
+                        "doc_id": doc_id,
+                        "signed_for_now": signed_for,
+                        "connected": ctx.connection().is_some(),
+                    }))
+                }
                 Ok(Err(e)) => Response::Error(e),
                 Err(e) => Response::Error(e.to_string()),
             }

@@ -72,11 +72,45 @@ enum Command {
         /// Cover note.
         #[arg(long)]
         note: Option<String>,
+        /// Ask each recipient for an answer: decision (批复) or report (上报).
+        #[arg(long, value_parser = ["decision", "report"])]
+        reply: Option<String>,
+        /// By when the answer is due: a time or a span such as "5d".
+        #[arg(long, requires = "reply")]
+        reply_by: Option<String>,
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
         /// Return as soon as the document is queued, without waiting for the hub.
         #[arg(long)]
         no_wait: bool,
+    },
+    /// Answer a received document that asked for an answer (批复 or 上报):
+    /// a document of its own to the asking unit, linked to the question.
+    /// Signs for the document first if it was not signed for yet.
+    Reply {
+        /// The document answered.
+        doc: String,
+        /// The answer's files (a report's); a decision without files gets
+        /// a short main text saying the decision.
+        files: Vec<PathBuf>,
+        /// approved (同意), not-approved (不同意) or revise (修改后再报), when
+        /// a decision was asked.
+        #[arg(long)]
+        decision: Option<String>,
+        /// Cover note (the decision's words).
+        #[arg(long)]
+        note: Option<String>,
+        /// 标题 (default: 关于《…》的批复 / 的报告).
+        #[arg(long)]
+        title: Option<String>,
+        /// An earlier answer of ours this one corrects.
+        #[arg(long)]
+        supersedes: Option<String>,
+        /// Who answers (经办人); the sign-for names them too.
+        #[arg(long)]
+        by: String,
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
     },
     /// Documents this unit received: sender, title, number, urgency,
     /// deadline, state, how often urged.
@@ -323,6 +357,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             urgency,
             deadline,
             note,
+            reply,
+            reply_by,
             config,
             no_wait,
         } => {
@@ -345,8 +381,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 urgency,
                 deadline,
                 note,
-                operator: None,
-                phone: None,
+                reply,
+                reply_by,
+                ..Default::default()
             };
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(send(&socket, req, no_wait))?;
@@ -395,6 +432,44 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     );
                 }
             }
+        }
+        Command::Reply {
+            doc,
+            files,
+            decision,
+            note,
+            title,
+            supersedes,
+            by,
+            config,
+        } => {
+            let doc = DocId::parse(&doc)?;
+            let files = files
+                .iter()
+                .map(|f| {
+                    std::fs::canonicalize(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let supersedes = supersedes.map(|s| DocId::parse(&s)).transpose()?;
+            let v = ask(
+                &config,
+                &Request::Reply(Box::new(gongwen_agent::reply::ReplyRequest {
+                    doc,
+                    files,
+                    decision,
+                    note,
+                    title,
+                    supersedes,
+                    by,
+                })),
+            )?;
+            if v["signed_for_now"] == true {
+                println!("signed for {doc} first");
+            }
+            println!(
+                "answer {} queued for the unit that asked; `gongwen-agent status` follows it",
+                v["doc_id"].as_str().unwrap_or("?")
+            );
         }
         Command::Ack { doc, by, config } => {
             let doc = DocId::parse(&doc)?;

@@ -662,6 +662,19 @@ pub struct SendRequest {
     pub operator: Option<String>,
     #[serde(default)]
     pub phone: Option<String>,
+    /// Ask each recipient for an answer: "decision" or "report".
+    #[serde(default)]
+    pub reply: Option<String>,
+    /// By when: a time, or a span counted by the hub.
+    #[serde(default)]
+    pub reply_by: Option<String>,
+    /// This answers a received document.
+    #[serde(default)]
+    pub in_reply_to: Option<DocId>,
+    #[serde(default)]
+    pub decision: Option<String>,
+    #[serde(default)]
+    pub supersedes: Option<DocId>,
 }
 
 /// The sidecar `send` writes for its claim.
@@ -686,6 +699,16 @@ struct SidecarOut<'a> {
     operator: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     phone: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reply: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reply_by: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    in_reply_to: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decision: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    supersedes: Option<String>,
 }
 
 /// Claim copies of files named on the command line (the originals stay
@@ -737,6 +760,11 @@ pub fn claim_files(folders: &Folders, req: &SendRequest, take: bool) -> Result<D
             note: req.note.as_deref(),
             operator: req.operator.as_deref(),
             phone: req.phone.as_deref(),
+            reply: req.reply.as_deref(),
+            reply_by: req.reply_by.as_deref(),
+            in_reply_to: req.in_reply_to.map(|d| d.to_string()),
+            decision: req.decision.as_deref(),
+            supersedes: req.supersedes.map(|d| d.to_string()),
         };
         let text = toml::to_string(&sidecar).map_err(|e| e.to_string())?;
         // Check it the way the sender will, so a bad option fails here.

@@ -70,6 +70,145 @@ pub fn check_answer(
     Ok(())
 }
 
+/// What `gongwen-agent reply` asks the running agent.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct ReplyRequest {
+    pub doc: DocId,
+    /// The answer's files (absolute paths); none for a bare decision.
+    #[serde(default)]
+    pub files: Vec<std::path::PathBuf>,
+    pub decision: Option<String>,
+    pub note: Option<String>,
+    pub title: Option<String>,
+    pub supersedes: Option<DocId>,
+    /// Who answers (and signs for it, if not signed for yet).
+    pub by: String,
+}
+
+/// Queue the answer `req` describes: checked against the question first
+/// (the same rules the sender applies again when sealing), the question
+/// signed for if it was not yet, a bare decision given a short main text.
+/// The answer's id and whether the question was signed for now. Blocking.
+pub fn queue(
+    ctx: &crate::context::AgentContext,
+    req: &ReplyRequest,
+) -> Result<(DocId, bool), String> {
+    use crate::store::ReceivedState;
+    if req.by.trim().is_empty() {
+        return Err("say who answers: --by NAME".into());
+    }
+    let doc = req.doc;
+    let rec = ctx
+        .store
+        .received(doc)
+        .map_err(|e| e.to_string())?
+        .map(|(r, _)| r)
+        .ok_or_else(|| format!("there is no document {doc} in this unit's inbox to answer"))?;
+    let header = ctx
+        .store
+        .header(doc)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("document {doc} has no header here"))?;
+    let asked =
+        gongwen_common::envelope::SealedHeader::parse(&header).map_err(|e| e.to_string())?;
+    let asks = asked.meta().links.asks;
+    let decision = req
+        .decision
+        .as_deref()
+        .map(|d| {
+            Decision::parse(d.trim()).ok_or_else(|| {
+                format!("decision {d:?} is not known: approved (同意), not-approved (不同意) or revise (修改后再报)")
+            })
+        })
+        .transpose()?;
+    let previous = ctx.store.replied(doc).map_err(|e| e.to_string())?;
+    let to = [rec.sender.clone()];
+    check_answer(
+        &doc.to_string(),
+        &rec.sender,
+        asks,
+        previous,
+        AnswerShape {
+            decision,
+            to: &to,
+            supersedes: req.supersedes,
+        },
+    )?;
+    if asks.is_some_and(|a| a.kind == ReplyKind::Report) && req.files.is_empty() {
+        return Err("a report (上报) carries files: name them after the document id".into());
+    }
+    let signed_for = match rec.state {
+        ReceivedState::Quarantined => {
+            return Err(format!(
+                "document {doc} was quarantined here (it could not be opened); it cannot be answered"
+            ));
+        }
+        ReceivedState::Rejected => {
+            return Err(format!(
+                "document {doc} was returned (退回); it cannot be answered"
+            ));
+        }
+        ReceivedState::Delivered => {
+            crate::clerk::answer(
+                ctx,
+                doc,
+                gongwen_common::receipt::ReceiptKind::Acknowledged,
+                &req.by,
+            )
+            .map_err(|e| e.to_string())?;
+            true
+        }
+        _ => false,
+    };
+    let word = match asks.map(|a| a.kind) {
+        Some(ReplyKind::Decision) => "批复",
+        _ => "报告",
+    };
+    // A bare decision is a document too: its main text says it.
+    let scratch = tempfile_dir(&ctx.folders.state)?;
+    let mut files = req.files.clone();
+    if files.is_empty() {
+        let text = format!(
+            "{}。{}\n",
+            decision.map(Decision::chinese).unwrap_or_default(),
+            req.note.as_deref().unwrap_or("")
+        );
+        let path = scratch.join(format!("{word}.txt"));
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        files.push(path);
+    }
+    let send = crate::outbox::SendRequest {
+        files,
+        to: vec![rec.sender.to_string()],
+        title: req
+            .title
+            .clone()
+            .or_else(|| Some(format!("关于《{}》的{word}", rec.title))),
+        doc_type: Some(word.to_owned()),
+        note: req.note.clone(),
+        operator: Some(req.by.clone()),
+        in_reply_to: Some(doc),
+        decision: decision.map(|d| d.as_str().to_owned()),
+        supersedes: req.supersedes,
+        ..Default::default()
+    };
+    let queued = {
+        let _claiming = ctx.claiming.lock().unwrap_or_else(|p| p.into_inner());
+        crate::outbox::claim_copies(&ctx.folders, &send)
+    };
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok((queued?, signed_for))
+}
+
+/// A fresh scratch folder under the agent's state folder.
+fn tempfile_dir(state: &std::path::Path) -> Result<std::path::PathBuf, String> {
+    let dir = state
+        .join("reply-scratch")
+        .join(DocId::generate().to_string());
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

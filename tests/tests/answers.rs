@@ -184,3 +184,106 @@ async fn answers_that_do_not_fit_the_question_are_refused_with_the_reason() {
     // Nothing of these reached harbin-gov.
     assert!(gongwen_tests::inbox_docs(&net.root("harbin-gov"), "prov-gov").is_empty());
 }
+
+fn agent_cli(net: &Net, id: &str, args: &[&str]) -> (bool, String) {
+    let o = std::process::Command::new(gongwen_tests::bin("gongwen-agent"))
+        .args(args)
+        .arg("--config")
+        .arg(net.path().join(format!("{id}.toml")))
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_asked_with_send_is_answered_with_reply_which_signs_for_it_first() {
+    let (net, _hub, _prov, _harbin) = two_units().await;
+    let notice = net.path().join("关于报送年度统计数据的通知.txt");
+    std::fs::write(&notice, "请于5日内报送。").unwrap();
+    let (ok, said) = agent_cli(
+        &net,
+        "prov-gov",
+        &[
+            "send",
+            &notice.display().to_string(),
+            "--to",
+            "harbin-gov",
+            "--doc-type",
+            "通知",
+            "--reply",
+            "report",
+            "--reply-by",
+            "5d",
+            "--no-wait",
+        ],
+    );
+    assert!(ok, "{said}");
+    let docs = wait_inbox(&net.root("harbin-gov"), "prov-gov", 1).await;
+    let asked = metadata(&docs[0]);
+    assert_eq!(asked["reply"], "report", "{asked}");
+    let asked_id = asked["doc_id"].as_str().unwrap().to_owned();
+
+    // A decision where a report is asked: refused at once, nothing queued.
+    let (ok, said) = agent_cli(
+        &net,
+        "harbin-gov",
+        &["reply", &asked_id, "--decision", "approved", "--by", "李四"],
+    );
+    assert!(!ok && said.contains("asks for a report"), "{said}");
+    // A report without files: refused.
+    let (ok, said) = agent_cli(&net, "harbin-gov", &["reply", &asked_id, "--by", "李四"]);
+    assert!(!ok && said.contains("carries files"), "{said}");
+
+    let report = net.path().join("统计数据.csv");
+    std::fs::write(&report, "指标,数值\n人口,1000\n").unwrap();
+    let (ok, said) = agent_cli(
+        &net,
+        "harbin-gov",
+        &[
+            "reply",
+            &asked_id,
+            &report.display().to_string(),
+            "--by",
+            "李四",
+        ],
+    );
+    assert!(
+        ok && said.contains("signed for") && said.contains("queued"),
+        "{said}"
+    );
+    let answers = wait_inbox(&net.root("prov-gov"), "harbin-gov", 1).await;
+    let a = metadata(&answers[0]);
+    assert_eq!(a["in_reply_to"]["doc_id"], asked_id.as_str(), "{a}");
+    assert!(a["in_reply_to"]["decision"].is_null(), "{a}");
+    assert_eq!(
+        a["title"], "关于《关于报送年度统计数据的通知》的报告",
+        "{a}"
+    );
+    assert!(answers[0].join("统计数据.csv").exists());
+    // The question was signed for by the one who answered.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let st = gongwen_tests::agent_status(&net.root("prov-gov")).await;
+        let signed = st.iter().any(|d| {
+            d.doc_id == asked_id
+                && d.recipients
+                    .iter()
+                    .any(|r| r.acknowledged_by.as_deref() == Some("李四"))
+        });
+        if signed {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not signed for: {st:#?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -1610,6 +1610,7 @@ async fn compose(
         note: opt(&view.note),
         operator: opt(&view.operator).or_else(|| Some(user.display_name.clone())),
         phone: opt(&view.phone),
+        ..Default::default()
     };
     let ctx = web.ctx.clone();
     let queued = tokio::task::spawn_blocking(move || {
