@@ -259,6 +259,7 @@ mod tests {
                 content_len: 1,
                 files: vec![],
                 content_removed: false,
+                links: Default::default(),
             },
             header: vec![1],
             receipt_bytes: receipt.sign(hub).unwrap().encode(),

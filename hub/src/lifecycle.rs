@@ -14,6 +14,7 @@
 
 use gongwen_common::config::{EscalationAction, EscalationStep};
 use gongwen_common::envelope::Urgency;
+use gongwen_common::links::Decision;
 use serde::{Deserialize, Serialize};
 
 /// Where one recipient's copy stands.
@@ -88,6 +89,53 @@ pub struct DeliveryRecord {
     pub escalation_level: u32,
     #[serde(default)]
     pub steps_run: Vec<StepRun>,
+    /// The recipient's answer, for a document that asked for one.
+    #[serde(default, skip_serializing_if = "ReplyRecord::is_empty")]
+    pub reply: ReplyRecord,
+}
+
+/// A recipient's answer (批复, 上报) to a document that asked for one.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReplyRecord {
+    /// When the hub accepted the (latest) answer.
+    #[serde(default)]
+    pub answered_ms: Option<i64>,
+    /// The answer's document id.
+    #[serde(default)]
+    pub answer_doc: Option<String>,
+    #[serde(default)]
+    pub decision: Option<Decision>,
+    /// The first answer came after `reply_by`.
+    #[serde(default)]
+    pub late: bool,
+}
+
+impl ReplyRecord {
+    pub fn is_empty(&self) -> bool {
+        self.answered_ms.is_none()
+    }
+}
+
+/// Where a recipient stands with an answer asked of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplyState {
+    /// Not answered, and `reply_by` (if any) not passed.
+    Awaiting,
+    /// Answered (on time, or with no `reply_by`).
+    Answered,
+    /// Answered after `reply_by`, or not answered and past it.
+    Late,
+}
+
+impl ReplyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplyState::Awaiting => "awaiting",
+            ReplyState::Answered => "answered",
+            ReplyState::Late => "late",
+        }
+    }
 }
 
 /// A clerk's answer to a delivered document.
@@ -147,7 +195,51 @@ impl DeliveryRecord {
             urge_count: 0,
             escalation_level: 0,
             steps_run: Vec::new(),
+            reply: ReplyRecord::default(),
         }
+    }
+
+    /// The recipient's answer document `answer_doc` was accepted at
+    /// `at_ms`; `reply_by_ms` is when it was due. A later answer (a
+    /// correction) replaces the decision and keeps whether the first came
+    /// late. True when the record changed.
+    pub fn take_reply(
+        &mut self,
+        answer_doc: &str,
+        decision: Option<Decision>,
+        at_ms: i64,
+        reply_by_ms: Option<i64>,
+    ) -> bool {
+        if self.reply.answer_doc.as_deref() == Some(answer_doc) {
+            return false;
+        }
+        if self.reply.answered_ms.is_none() {
+            self.reply.late = reply_by_ms.is_some_and(|by| at_ms > by);
+        }
+        self.reply.answered_ms = Some(at_ms);
+        self.reply.answer_doc = Some(answer_doc.to_owned());
+        self.reply.decision = decision;
+        true
+    }
+
+    /// Where this recipient stands with the answer asked of it at
+    /// `now_ms` (`None` when the document asked for none, or the copy was
+    /// recalled).
+    pub fn reply_state(
+        &self,
+        asked: bool,
+        reply_by_ms: Option<i64>,
+        now_ms: i64,
+    ) -> Option<ReplyState> {
+        if !asked || self.state == DeliveryState::Recalled {
+            return None;
+        }
+        Some(match self.reply.answered_ms {
+            Some(_) if self.reply.late => ReplyState::Late,
+            Some(_) => ReplyState::Answered,
+            None if reply_by_ms.is_some_and(|by| now_ms > by) => ReplyState::Late,
+            None => ReplyState::Awaiting,
+        })
     }
 
     /// The recipient's `delivered` receipt (or `quarantined`, with its
@@ -305,6 +397,34 @@ mod tests {
                 notify: vec![NodeId::parse("prov-supervision").unwrap()],
             },
         ]
+    }
+
+    #[test]
+    fn an_answer_on_time_late_or_missing_has_its_state() {
+        let by = Some(10_000);
+        let mut r = delivered(5_000);
+        assert_eq!(r.reply_state(false, by, 0), None);
+        assert_eq!(r.reply_state(true, by, 9_000), Some(ReplyState::Awaiting));
+        assert_eq!(r.reply_state(true, by, 11_000), Some(ReplyState::Late));
+        assert!(r.take_reply("a1", Some(Decision::Approved), 9_500, by));
+        assert_eq!(r.reply_state(true, by, 20_000), Some(ReplyState::Answered));
+        assert!(
+            !r.take_reply("a1", Some(Decision::Approved), 9_600, by),
+            "a repeat"
+        );
+        // A correction after the deadline keeps the first answer's timeliness.
+        assert!(r.take_reply("a2", Some(Decision::Revise), 30_000, by));
+        assert_eq!(r.reply.decision, Some(Decision::Revise));
+        assert_eq!(r.reply_state(true, by, 30_000), Some(ReplyState::Answered));
+        let mut late = delivered(5_000);
+        assert!(late.take_reply("b1", None, 12_000, by));
+        assert_eq!(late.reply_state(true, by, 12_000), Some(ReplyState::Late));
+        // No reply_by: never late.
+        let open = delivered(5_000);
+        assert_eq!(
+            open.reply_state(true, None, i64::MAX),
+            Some(ReplyState::Awaiting)
+        );
     }
 
     fn delivered(deadline: i64) -> DeliveryRecord {

@@ -69,6 +69,10 @@ pub(crate) async fn supervise(core: &Core, q: &Query) -> Result<serde_json::Valu
                 "content_len": doc.content_len,
                 "content_removed": doc.content_removed,
                 "files": doc.files,
+                "reply": doc.links.reply,
+                "reply_by": doc.links.reply_by_ms.and_then(supervision::time_ms),
+                "answers": doc.links.answers,
+                "decision": doc.links.decision,
                 "recipients": recipients,
             })
         }

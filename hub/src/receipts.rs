@@ -268,6 +268,7 @@ mod tests {
             content_len: 0,
             files: vec![],
             content_removed: false,
+            links: Default::default(),
         }
     }
 

@@ -59,6 +59,16 @@ pub struct RecipientRow {
     pub urge_count: u32,
     pub escalation_level: u32,
     pub receipts: Vec<String>,
+    /// For a document that asked for an answer: awaiting, answered, late.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_at: Option<String>,
+    /// The answer's document id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
 }
 
 pub fn recipient_row(
@@ -85,6 +95,12 @@ pub fn recipient_row(
         urge_count: d.urge_count,
         escalation_level: d.escalation_level,
         receipts,
+        reply_state: d
+            .reply_state(doc.links.reply.is_some(), doc.links.reply_by_ms, now_ms)
+            .map(|s| s.as_str().to_owned()),
+        decision: d.reply.decision.map(|x| x.as_str().to_owned()),
+        answered_at: d.reply.answered_ms.and_then(time_ms),
+        answer: d.reply.answer_doc.clone(),
     }
 }
 
@@ -299,6 +315,7 @@ mod tests {
             content_len: 0,
             files: vec![],
             content_removed: false,
+            links: Default::default(),
         }
     }
 

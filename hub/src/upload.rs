@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use crate::core::{Core, Stats};
 use crate::refusal::Refusal;
-use crate::store::{Accept, DocRecord, FileRow};
+use crate::store::{Accept, DocLinks, DocRecord, FileRow};
 
 /// Whether an upload's header may be taken from this connection: it names
 /// this document, this sender, the announced length, and fits the limit.
@@ -96,6 +96,49 @@ pub fn check_recipients(unknown: &[NodeId]) -> Result<(), Refusal> {
     ))
 }
 
+/// An answer (批复, 上报) must answer a document the hub holds, from one of
+/// its recipients, citing the version accepted, of the kind it asked
+/// for, addressed to the unit that asked. The agent checks the same; a
+/// hostile or broken one is refused here.
+pub fn check_answer(
+    meta: &DocMeta,
+    answers: &gongwen_common::links::Answers,
+    asked: Option<&DocRecord>,
+) -> Result<(), Refusal> {
+    use gongwen_common::links::ReplyKind;
+    let bad = |text: String| Err(Refusal::new(ErrorCode::BadRequest, text));
+    let id = answers.doc_id;
+    let Some(asked) = asked else {
+        return Err(Refusal::new(
+            ErrorCode::UnknownDocument,
+            format!("it answers document {id}, which the hub never accepted"),
+        ));
+    };
+    if !asked.recipients().contains(&meta.sender) {
+        return bad(format!("only a recipient of document {id} may answer it"));
+    }
+    if asked.digest != gongwen_common::pki::serial_hex(&answers.digest) {
+        return Err(Refusal::new(
+            ErrorCode::ContentMismatch,
+            format!("it answers another version of document {id} than the one accepted"),
+        ));
+    }
+    match (asked.links.reply, answers.decision) {
+        (None, _) => bad(format!("document {id} asked for no answer")),
+        (Some(ReplyKind::Decision), None) => bad(format!(
+            "document {id} asks for a decision, and the answer carries none"
+        )),
+        (Some(ReplyKind::Report), Some(_)) => {
+            bad(format!("document {id} asks for a report, not a decision"))
+        }
+        _ if !meta.to.contains(&asked.sender) => bad(format!(
+            "an answer goes to the unit that asked ({})",
+            asked.sender
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The hub's record of a document from its verified header.
 pub fn doc_record(meta: &DocMeta, digest: String, content_len: u64, now_ms: i64) -> DocRecord {
     DocRecord {
@@ -125,6 +168,16 @@ pub fn doc_record(meta: &DocMeta, digest: String, content_len: u64, now_ms: i64)
             })
             .collect(),
         content_removed: false,
+        links: DocLinks {
+            reply: meta.links.asks.map(|a| a.kind),
+            reply_by_ms: meta
+                .links
+                .asks
+                .and_then(|a| a.by)
+                .map(|d| d.resolve(now_ms).saturating_mul(1000)),
+            answers: meta.links.answers.map(|a| a.doc_id),
+            decision: meta.links.answers.and_then(|a| a.decision),
+        },
     }
 }
 
@@ -177,6 +230,12 @@ pub(crate) async fn receive(
             warn!(sender = %ident.id, "security: document id reused for different content; refused");
             return Err(r);
         }
+    }
+    if let Some(answers) = &meta.links.answers {
+        let asked = store.doc(answers.doc_id).await?;
+        check_answer(&meta, answers, asked.as_ref()).inspect_err(|r| {
+            warn!(sender = %ident.id, "security: an answer that does not fit its question was refused: {}", r.message);
+        })?;
     }
     let recipients = meta.recipients();
     // A recipient is unknown only when the store says so; a store that
@@ -391,5 +450,87 @@ mod tests {
         assert_eq!(r.accepted_ms, 1_000_000);
         assert_eq!(r.deadline, Some(1_000 + 60));
         assert_eq!(r.recipients(), vec![id("harbin-gov")]);
+    }
+}
+
+#[cfg(test)]
+mod answer_tests {
+    use super::*;
+    use gongwen_common::links::{Answers, Decision, ReplyKind};
+
+    fn id(s: &str) -> NodeId {
+        NodeId::parse(s).unwrap()
+    }
+
+    /// prov-gov asked harbin-gov for a decision; harbin-gov answers.
+    fn case() -> (DocMeta, Answers, DocRecord) {
+        let asked_meta = DocMeta {
+            doc_id: DocId::generate(),
+            sender: id("prov-gov"),
+            to: vec![id("harbin-gov")],
+            cc: vec![],
+            doc_number: String::new(),
+            doc_type: "请示".into(),
+            title: "请示".into(),
+            urgency: gongwen_common::envelope::Urgency::Normal,
+            deadline: None,
+            created_ms: 0,
+            operator: Default::default(),
+            note: String::new(),
+            files: vec![],
+            links: gongwen_common::links::Links {
+                asks: Some(gongwen_common::links::Asks {
+                    kind: ReplyKind::Decision,
+                    by: None,
+                }),
+                ..Default::default()
+            },
+        };
+        let asked = doc_record(&asked_meta, "ab".repeat(32), 0, 1_000);
+        let answers = Answers {
+            doc_id: asked.doc_id,
+            digest: [0xab; 32],
+            decision: Some(Decision::Approved),
+            supersedes: None,
+        };
+        let meta = DocMeta {
+            doc_id: DocId::generate(),
+            sender: id("harbin-gov"),
+            to: vec![id("prov-gov")],
+            links: gongwen_common::links::Links {
+                answers: Some(answers),
+                ..Default::default()
+            },
+            ..asked_meta
+        };
+        (meta, answers, asked)
+    }
+
+    #[test]
+    fn an_answer_that_does_not_fit_its_question_is_refused() {
+        let (meta, answers, asked) = case();
+        assert!(check_answer(&meta, &answers, Some(&asked)).is_ok());
+        let refused = |meta: &DocMeta, answers: &Answers, asked: Option<&DocRecord>| {
+            check_answer(meta, answers, asked).unwrap_err().message
+        };
+        assert!(refused(&meta, &answers, None).contains("never accepted"));
+        let mut stranger = meta.clone();
+        stranger.sender = id("daqing-gov");
+        assert!(refused(&stranger, &answers, Some(&asked)).contains("only a recipient"));
+        let mut other_version = answers;
+        other_version.digest = [1; 32];
+        assert!(refused(&meta, &other_version, Some(&asked)).contains("another version"));
+        let mut no_decision = answers;
+        no_decision.decision = None;
+        assert!(refused(&meta, &no_decision, Some(&asked)).contains("carries none"));
+        let mut report = asked.clone();
+        report.links.reply = Some(ReplyKind::Report);
+        assert!(refused(&meta, &answers, Some(&report)).contains("not a decision"));
+        let mut plain = asked.clone();
+        plain.links.reply = None;
+        assert!(refused(&meta, &answers, Some(&plain)).contains("asked for no answer"));
+        let mut elsewhere = meta.clone();
+        elsewhere.to = vec![id("daqing-gov")];
+        assert!(refused(&elsewhere, &answers, Some(&asked)).contains("unit that asked"));
     }
 }

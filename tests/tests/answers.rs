@@ -55,7 +55,7 @@ async fn ask(net: &Net, name: &str, kind: Option<&str>) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_answered_approved_reaches_the_asking_unit_linked_to_it() {
-    let (net, _hub, _prov, _harbin) = two_units().await;
+    let (net, hub, _prov, _harbin) = two_units().await;
     let asked = ask(&net, "关于申请专项资金的请示.txt", Some("decision")).await;
     let m = metadata(&asked);
     assert_eq!(m["reply"], "decision", "{m}");
@@ -131,6 +131,21 @@ async fn a_request_answered_approved_reaches_the_asking_unit_linked_to_it() {
         "{corrected}"
     );
     assert_eq!(corrected["in_reply_to"]["decision_text"], "修改后再报");
+
+    // The hub's status of the question shows the answer and its decision.
+    let status = gongwen_tests::ask_hub(
+        &hub.data_dir,
+        &gongwen_hub::control::Request::Status {
+            doc: asked_id.parse().unwrap(),
+        },
+    )
+    .await;
+    assert_eq!(status["reply"], "decision", "{status}");
+    let row = &status["recipients"][0];
+    assert_eq!(row["reply_state"], "answered", "{status}");
+    assert_eq!(row["decision"], "revise", "{status}");
+    assert_eq!(row["answer"], corrected["doc_id"], "{status}");
+    assert!(row["answered_at"].is_string(), "{status}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -126,6 +126,7 @@ fn accept(u: &Units, n: u64, urgency: Urgency, to: &[&str]) -> Accept {
             content_len: 1,
             files: vec![],
             content_removed: false,
+            links: Default::default(),
         },
         header: vec![n as u8; 3],
         receipt_bytes: r.sign(&u.hub).unwrap().encode(),
@@ -492,6 +493,38 @@ async fn read_all(s: &dyn Store, doc: DocId, offset: u64) -> Vec<u8> {
         out.extend_from_slice(&chunk.unwrap());
     }
     out
+}
+
+both!(an_accepted_answer_marks_the_question_in_the_same_commit);
+async fn an_accepted_answer_marks_the_question_in_the_same_commit(s: &dyn Store) {
+    use gongwen_common::links::{Decision, ReplyKind};
+    let u = units();
+    // prov-gov asks harbin-gov for a decision, due at 1000 ms.
+    let mut question = accept(&u, 40, Urgency::Normal, &["harbin-gov"]);
+    question.record.links.reply = Some(ReplyKind::Decision);
+    question.record.links.reply_by_ms = Some(1_000);
+    let q = question.record.doc_id;
+    s.commit(vec![Write::Accept(Box::new(question))])
+        .await
+        .unwrap();
+    // harbin-gov's answer, accepted late (at 2000 ms).
+    let mut answer = accept(&u, 41, Urgency::Normal, &["prov-gov"]);
+    answer.record.sender = id("harbin-gov");
+    answer.record.links.answers = Some(q);
+    answer.record.links.decision = Some(Decision::NotApproved);
+    answer.at_ms = 2_000;
+    let a = answer.record.doc_id;
+    s.commit(vec![Write::Accept(Box::new(answer))])
+        .await
+        .unwrap();
+    let rec = s.delivery(q, &id("harbin-gov")).await.unwrap().unwrap();
+    assert_eq!(rec.reply.answered_ms, Some(2_000));
+    assert_eq!(rec.reply.answer_doc, Some(a.to_string()));
+    assert_eq!(rec.reply.decision, Some(Decision::NotApproved));
+    assert!(rec.reply.late);
+    let doc = s.doc(q).await.unwrap().unwrap();
+    assert_eq!(doc.links.reply, Some(ReplyKind::Decision));
+    assert_eq!(doc.links.reply_by_ms, Some(1_000));
 }
 
 both!(content_streams_in_resumes_and_streams_out);

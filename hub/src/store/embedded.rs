@@ -686,6 +686,28 @@ fn accept_in(txn: &redb::WriteTransaction, a: &Accept) -> Result<(), StoreError>
         }
     }
     txn.open_table(PARTIAL)?.remove(key)?;
+    if let Some(asked) = doc.links.answers {
+        // The answering unit's copy of the question notes the answer, in
+        // the answer's own commit.
+        let asked_key = asked.as_bytes().as_slice();
+        if let Some(question) = doc_in(txn, asked_key)? {
+            let unit = doc.sender.as_str();
+            let current = delivery
+                .get((asked_key, unit))?
+                .map(|g| parse::<DeliveryRecord>(g.value()))
+                .transpose()?;
+            if let Some(mut rec) = current
+                && rec.take_reply(
+                    &doc.doc_id.to_string(),
+                    doc.links.decision,
+                    a.at_ms,
+                    question.links.reply_by_ms,
+                )
+            {
+                delivery.insert((asked_key, unit), json(&rec)?.as_slice())?;
+            }
+        }
+    }
     Ok(())
 }
 

@@ -52,6 +52,31 @@ pub struct DocRecord {
     /// True once every recipient has it and the ciphertext was removed.
     #[serde(default)]
     pub content_removed: bool,
+    /// What it asks of its recipients, and what it answers.
+    #[serde(default, skip_serializing_if = "DocLinks::is_empty")]
+    pub links: DocLinks,
+}
+
+/// A document's links as the hub keeps them (from its signed header).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DocLinks {
+    /// The answer each recipient is asked for.
+    #[serde(default)]
+    pub reply: Option<gongwen_common::links::ReplyKind>,
+    /// By when (Unix ms, by the hub's clock for a span).
+    #[serde(default)]
+    pub reply_by_ms: Option<i64>,
+    /// The document this one answers.
+    #[serde(default)]
+    pub answers: Option<DocId>,
+    #[serde(default)]
+    pub decision: Option<gongwen_common::links::Decision>,
+}
+
+impl DocLinks {
+    pub fn is_empty(&self) -> bool {
+        self.reply.is_none() && self.answers.is_none()
+    }
 }
 
 /// A file as the hub may show it (name and size; never content).

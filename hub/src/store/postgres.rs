@@ -961,6 +961,33 @@ async fn accept_all<C: GenericClient + Sync>(
         .await?;
         wake.push("e".into());
     }
+    // Each new answer notes itself on the answering unit's copy of its
+    // question, in the same transaction.
+    for a in accepts.iter().filter(|a| new.contains(&a.record.doc_id)) {
+        let Some(asked) = a.record.links.answers else {
+            continue;
+        };
+        let unit = a.record.sender.as_str();
+        let question = c
+            .query_opt(
+                "SELECT record::text FROM docs WHERE doc_id = $1",
+                &[&asked.as_bytes().as_slice()],
+            )
+            .await?
+            .map(|r| from_json::<DocRecord>(r.get::<_, &str>(0)))
+            .transpose()?;
+        if let Some(question) = question
+            && let Some(mut rec) = delivery_for_update(c, asked, unit).await?
+            && rec.take_reply(
+                &a.record.doc_id.to_string(),
+                a.record.links.decision,
+                a.at_ms,
+                question.links.reply_by_ms,
+            )
+        {
+            save_delivery(c, asked, unit, &rec).await?;
+        }
+    }
     c.execute("DELETE FROM partial WHERE doc_id = ANY($1)", &[&keys])
         .await?;
     Ok((wake, new))
