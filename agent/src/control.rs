@@ -48,6 +48,8 @@ pub enum Request {
     Link,
     /// Answer a received document that asked for an answer.
     Reply(Box<crate::reply::ReplyRequest>),
+    /// 汇总: gather the answers to a document this unit sent into a folder.
+    Collect { doc: DocId, out: std::path::PathBuf },
 }
 
 /// One recipient's state in `status`.
@@ -191,6 +193,18 @@ async fn answer(req: Request, ctx: &Arc<AgentContext>) -> Response {
                 .await
             {
                 Ok(Ok(dir)) => Response::Ok(serde_json::json!({ "out": dir })),
+                Ok(Err(e)) => Response::Error(e),
+                Err(e) => Response::Error(e.to_string()),
+            }
+        }
+        Request::Collect { doc, out } => {
+            let c = ctx.clone();
+            match tokio::task::spawn_blocking(move || crate::collect::collect(&c, doc, &out)).await
+            {
+                Ok(Ok(done)) => match to_json(&done) {
+                    Ok(v) => Response::Ok(v),
+                    Err(e) => Response::Error(e.to_string()),
+                },
                 Ok(Err(e)) => Response::Error(e),
                 Err(e) => Response::Error(e.to_string()),
             }

@@ -30,6 +30,7 @@ pub mod backoff;
 pub mod batch;
 pub mod clerk;
 pub mod client;
+pub mod collect;
 pub mod console;
 pub mod context;
 pub mod control;

@@ -84,6 +84,16 @@ enum Command {
         #[arg(long)]
         no_wait: bool,
     },
+    /// 汇总: gather the answers to a document this unit sent (one that asked
+    /// for answers) into DIR: a folder per answering unit, and 汇总表.xlsx /
+    /// 汇总表.csv with a row for every recipient, answered or not.
+    Collect {
+        doc: String,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Answer a received document that asked for an answer (批复 or 上报):
     /// a document of its own to the asking unit, linked to the question.
     /// Signs for the document first if it was not signed for yet.
@@ -432,6 +442,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     );
                 }
             }
+        }
+        Command::Collect { doc, out, config } => {
+            let doc = DocId::parse(&doc)?;
+            std::fs::create_dir_all(&out)?;
+            let out = std::fs::canonicalize(&out)?;
+            let v = ask(&config, &Request::Collect { doc, out })?;
+            println!(
+                "{} of {} units answered; 汇总表.xlsx, 汇总表.csv and their files in {}",
+                v["answered"],
+                v["recipients"],
+                v["out"].as_str().unwrap_or("?")
+            );
         }
         Command::Reply {
             doc,

@@ -302,3 +302,129 @@ async fn a_report_asked_with_send_is_answered_with_reply_which_signs_for_it_firs
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collect_writes_a_table_an_independent_reader_opens() {
+    let net = Net::new();
+    for id in ["prov-gov", "harbin-gov", "daqing-gov", "qiqihar-gov"] {
+        net.issue(id, Role::Node);
+    }
+    let hub = net.start_hub().await;
+    let mut agents = Vec::new();
+    for id in ["prov-gov", "harbin-gov", "daqing-gov", "qiqihar-gov"] {
+        let mut a = net.start_agent(id, hub.addr);
+        a.wait_connected().await;
+        agents.push(a);
+    }
+    let notice = net.path().join("关于报送统计数据的通知.txt");
+    std::fs::write(&notice, "请报送。").unwrap();
+    let (ok, said) = agent_cli(
+        &net,
+        "prov-gov",
+        &[
+            "send",
+            &notice.display().to_string(),
+            "--to",
+            "harbin-gov,daqing-gov,qiqihar-gov",
+            "--reply",
+            "report",
+            "--reply-by",
+            "5d",
+            "--no-wait",
+        ],
+    );
+    assert!(ok, "{said}");
+    let mut asked_id = String::new();
+    for id in ["harbin-gov", "daqing-gov", "qiqihar-gov"] {
+        let docs = wait_inbox(&net.root(id), "prov-gov", 1).await;
+        asked_id = metadata(&docs[0])["doc_id"].as_str().unwrap().to_owned();
+    }
+    for id in ["harbin-gov", "daqing-gov"] {
+        let report = net.path().join(format!("{id}-统计.csv"));
+        std::fs::write(&report, format!("{id},1000\n")).unwrap();
+        let (ok, said) = agent_cli(
+            &net,
+            id,
+            &[
+                "reply",
+                &asked_id,
+                &report.display().to_string(),
+                "--by",
+                "王五",
+            ],
+        );
+        assert!(ok, "{said}");
+    }
+    wait_inbox(&net.root("prov-gov"), "harbin-gov", 1).await;
+    wait_inbox(&net.root("prov-gov"), "daqing-gov", 1).await;
+
+    let out = net.path().join("汇总");
+    let (ok, said) = agent_cli(
+        &net,
+        "prov-gov",
+        &["collect", &asked_id, "--out", &out.display().to_string()],
+    );
+    assert!(ok && said.contains("2 of 3 units answered"), "{said}");
+    // The answering unit's files, in its own folder.
+    let folder = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("harbin-gov"))
+        .expect("a folder for harbin-gov")
+        .path();
+    assert!(folder.join("harbin-gov-统计.csv").exists(), "{folder:?}");
+    assert!(folder.join("metadata.json").exists());
+    let csv = std::fs::read_to_string(out.join("汇总表.csv")).unwrap();
+    assert!(csv.starts_with('\u{feff}'), "no BOM");
+    assert_eq!(csv.lines().count(), 4, "{csv}");
+
+    // openpyxl, not the library that wrote it, reads the workbook.
+    let script = r#"
+import json, sys
+from openpyxl import load_workbook
+ws = load_workbook(sys.argv[1])["汇总表"]
+rows = [[c.value for c in r] for r in ws.iter_rows(min_row=3)]
+def color(cell):
+    c = cell.font.color if cell.font else None
+    rgb = c.rgb if c is not None else None
+    return rgb if isinstance(rgb, str) else None
+red = [color(r[0]) for r in ws.iter_rows(min_row=3)]
+print(json.dumps({"header": [c.value for c in ws[2]], "rows": rows, "red": red}, ensure_ascii=False))
+"#;
+    let o = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .arg(out.join("汇总表.xlsx"))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "openpyxl (Debian python3-openpyxl) could not read it: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["header"][0], "单位代码", "{v}");
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{v}");
+    let row = |id: &str| rows.iter().position(|r| r[0] == id).unwrap();
+    assert_eq!(rows[row("harbin-gov")][5], "按时", "{v}");
+    assert_eq!(rows[row("harbin-gov")][2], "已签收", "{v}");
+    assert_eq!(rows[row("qiqihar-gov")][5], "未报送", "{v}");
+    assert!(
+        v["red"][row("qiqihar-gov")]
+            .as_str()
+            .unwrap_or("")
+            .ends_with("FF0000"),
+        "{v}"
+    );
+    assert!(
+        !v["red"][row("harbin-gov")]
+            .as_str()
+            .unwrap_or("")
+            .ends_with("FF0000"),
+        "{v}"
+    );
+    for a in agents {
+        a.stop().await;
+    }
+    hub.stop().await;
+}
