@@ -224,14 +224,19 @@ impl DeliveryRecord {
 
     /// Where this recipient stands with the answer asked of it at
     /// `now_ms` (`None` when the document asked for none, or the copy was
-    /// recalled).
+    /// recalled or returned: a returned question needs no answer).
     pub fn reply_state(
         &self,
         asked: bool,
         reply_by_ms: Option<i64>,
         now_ms: i64,
     ) -> Option<ReplyState> {
-        if !asked || self.state == DeliveryState::Recalled {
+        if !asked
+            || matches!(
+                self.state,
+                DeliveryState::Recalled | DeliveryState::Rejected
+            )
+        {
             return None;
         }
         Some(match self.reply.answered_ms {

@@ -9,6 +9,7 @@ use gongwen_common::timefmt::rfc3339;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::lifecycle::ReplyState;
 use crate::store::{DeliveryRecord, DeliveryState, DocRecord};
 
 /// A supervision question (hub control socket, or a supervisor's agent).
@@ -125,6 +126,22 @@ pub struct OverdueRow {
     pub late_seconds: i64,
     pub urge_count: u32,
     pub escalation_level: u32,
+    /// What is overdue: "sign-for" (签收), or "answer" (an answer asked
+    /// for, past its reply_by, not given).
+    #[serde(default = "sign_for")]
+    pub missing: String,
+}
+
+fn sign_for() -> String {
+    "sign-for".into()
+}
+
+/// A missing answer past its `reply_by`: the moment it was due.
+pub fn answer_overdue(doc: &DocRecord, d: &DeliveryRecord, now_ms: i64) -> Option<i64> {
+    let by = doc.links.reply_by_ms?;
+    (d.reply_state(doc.links.reply.is_some(), Some(by), now_ms) == Some(ReplyState::Late)
+        && d.reply.answered_ms.is_none())
+    .then_some(by)
 }
 
 /// Everything overdue now, most late first.
@@ -149,7 +166,25 @@ pub fn overdue(
                     late_seconds: (now_ms - d.deadline_ms) / 1000,
                     urge_count: d.urge_count,
                     escalation_level: d.escalation_level,
+                    missing: sign_for(),
                 })
+                .chain(ds.iter().filter_map(move |(r, d)| {
+                    let by = answer_overdue(doc, d, now_ms)?;
+                    Some(OverdueRow {
+                        doc_id: doc.doc_id.to_string(),
+                        doc_number: doc.doc_number.clone(),
+                        title: doc.title.clone(),
+                        sender: doc.sender.to_string(),
+                        recipient: r.to_string(),
+                        state: d.state.as_str().into(),
+                        urgency: doc.urgency,
+                        deadline: time_ms(by),
+                        late_seconds: (now_ms - by) / 1000,
+                        urge_count: d.urge_count,
+                        escalation_level: d.escalation_level,
+                        missing: "answer".into(),
+                    })
+                }))
         })
         .collect();
     rows.sort_by(|a, b| {
@@ -172,6 +207,16 @@ pub struct UnitRow {
     pub overdue_now: u32,
     /// Median seconds from the hub's acceptance to signing for.
     pub median_sign_seconds: Option<f64>,
+    /// Documents that asked this unit for an answer, and how it answered.
+    #[serde(default)]
+    pub answers_asked: u32,
+    #[serde(default)]
+    pub answered_on_time: u32,
+    #[serde(default)]
+    pub answered_late: u32,
+    /// Not answered and past reply_by.
+    #[serde(default)]
+    pub answers_missing: u32,
 }
 
 /// How one unit did as a sender.
@@ -250,6 +295,18 @@ pub fn report(
                 )
             });
             row.received += 1;
+            match d.reply_state(doc.links.reply.is_some(), doc.links.reply_by_ms, now_ms) {
+                None => {}
+                Some(state) => {
+                    row.answers_asked += 1;
+                    match (state, d.reply.answered_ms) {
+                        (ReplyState::Answered, _) => row.answered_on_time += 1,
+                        (ReplyState::Late, Some(_)) => row.answered_late += 1,
+                        (ReplyState::Late, None) => row.answers_missing += 1,
+                        (ReplyState::Awaiting, _) => {}
+                    }
+                }
+            }
             match d.state {
                 DeliveryState::Acknowledged => {
                     if d.late {
@@ -330,6 +387,55 @@ mod tests {
         r.acknowledged_ms = ack_ms;
         r.late = late;
         r
+    }
+
+    /// A report asked of four units, due at 10 s: answered on time,
+    /// answered late, never answered, not yet due is not a case (all past).
+    #[test]
+    fn missing_and_late_answers_show_in_overdue_and_the_report() {
+        use gongwen_common::links::ReplyKind;
+        let mut d = doc("prov-gov", &["a-gov", "b-gov", "c-gov", "d-gov"], 0);
+        d.links.reply = Some(ReplyKind::Report);
+        d.links.reply_by_ms = Some(10_000);
+        let signed = |answer: Option<i64>| {
+            let mut r = rec(DeliveryState::Acknowledged, 100_000, Some(1_000), false);
+            if let Some(at) = answer {
+                r.take_reply("x", None, at, Some(10_000));
+            }
+            r
+        };
+        let data = vec![(
+            d,
+            vec![
+                (id("a-gov"), signed(Some(5_000))),
+                (id("b-gov"), signed(Some(15_000))),
+                (id("c-gov"), signed(None)),
+                (
+                    id("d-gov"),
+                    rec(DeliveryState::Rejected, 100_000, None, false),
+                ),
+            ],
+        )];
+        let now = 20_000;
+        let rows = overdue(&data, now);
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(
+            (rows[0].recipient.as_str(), rows[0].missing.as_str()),
+            ("c-gov", "answer")
+        );
+        assert_eq!(rows[0].late_seconds, 10);
+        let r = report(&data, None, None, now);
+        let unit = |u: &str| r.units.iter().find(|x| x.unit == u).unwrap().clone();
+        assert_eq!(
+            (unit("a-gov").answers_asked, unit("a-gov").answered_on_time),
+            (1, 1)
+        );
+        assert_eq!(unit("b-gov").answered_late, 1);
+        assert_eq!(unit("c-gov").answers_missing, 1);
+        // A returned question needs no answer.
+        assert_eq!(unit("d-gov").answers_asked, 0);
+        // Before the deadline nothing is missing.
+        assert!(overdue(&data, 9_000).is_empty());
     }
 
     /// Four units, one document: on time, late, rejected, never.
