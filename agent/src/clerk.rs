@@ -165,16 +165,34 @@ pub fn take_notice(ctx: &AgentContext, n: &Notice) -> Result<(), std::io::Error>
     match n.kind {
         NoticeKind::Urge => {
             let doc_dir = f.inbox.join(n.sender.as_str()).join(n.doc_id.to_string());
+            // An urge about an answer asked for says so (the hub gives the
+            // reason); otherwise it is about signing for.
+            let answer = !n.reason.is_empty();
+            let (due, todo) = if answer {
+                (
+                    "答复期限 (answer due)",
+                    format!(
+                        "{}。请尽快答复 (please answer): gongwen-agent reply {} [文件...] --by 姓名",
+                        n.reason, n.doc_id
+                    ),
+                )
+            } else {
+                (
+                    "签收期限 (deadline)",
+                    format!(
+                        "请尽快签收或退回: gongwen-agent ack {} --by 姓名 / gongwen-agent reject {} --reason 理由",
+                        n.doc_id, n.doc_id
+                    ),
+                )
+            };
             let text = format!(
-                "催办通知 (urging notice) #{}\n\n文件 (document): {} {}\n来文单位 (sender): {}\n签收期限 (deadline): {}\n已逾期 (late by): {}\n\n请尽快签收或退回: gongwen-agent ack {} --by 姓名 / gongwen-agent reject {} --reason 理由\n",
+                "催办通知 (urging notice) #{}\n\n文件 (document): {} {}\n来文单位 (sender): {}\n{due}: {}\n已逾期 (late by): {}\n\n{todo}\n",
                 n.urge_count,
                 n.doc_number,
                 n.title,
                 n.sender,
                 n.deadline.as_deref().unwrap_or("-"),
                 seconds_text(n.late_seconds),
-                n.doc_id,
-                n.doc_id
             );
             if doc_dir.is_dir() {
                 write_atomic(
@@ -194,7 +212,13 @@ pub fn take_notice(ctx: &AgentContext, n: &Notice) -> Result<(), std::io::Error>
             };
             rec.urge_count = rec.urge_count.max(n.urge_count);
             ctx.store.update_received(&rec).map_err(io)?;
-            warn!(doc = %n.doc_id, "urged (催办) #{}: not signed for, {} s late", n.urge_count, n.late_seconds);
+            warn!(
+                doc = %n.doc_id,
+                "urged (催办) #{}: {}, {} s late",
+                n.urge_count,
+                if answer { "not answered" } else { "not signed for" },
+                n.late_seconds
+            );
         }
         NoticeKind::Supervise => {
             let dir = f.inbox.join("督办");

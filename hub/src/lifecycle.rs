@@ -61,6 +61,12 @@ pub struct StepRun {
 /// The step number recorded for an urge by the sender (not a ladder step).
 pub const SENDER_URGE: u32 = u32::MAX;
 
+/// Marks a ladder entry of the answer phase: after a copy of a document
+/// that asked for an answer is signed for, the `[[escalation]]` ladder runs
+/// again against its `reply_by`, until the answer comes. (It fits both
+/// stores' step columns.)
+pub const REPLY_PHASE: u32 = 1 << 30;
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DeliveryRecord {
     pub state: DeliveryState,
@@ -108,11 +114,17 @@ pub struct ReplyRecord {
     /// The first answer came after `reply_by`.
     #[serde(default)]
     pub late: bool,
+    /// Ladder steps run for the missing answer (each once).
+    #[serde(default)]
+    pub escalation_level: u32,
+    #[serde(default)]
+    pub steps_run: Vec<StepRun>,
 }
 
 impl ReplyRecord {
+    /// Nothing to keep (the record is left out of the stored JSON).
     pub fn is_empty(&self) -> bool {
-        self.answered_ms.is_none()
+        *self == ReplyRecord::default()
     }
 }
 
@@ -346,6 +358,59 @@ impl DeliveryRecord {
         })
     }
 
+    /// Run a ladder entry: a sign-for step, or (with [`REPLY_PHASE`]) a
+    /// step for a missing answer due at `reply_by_ms`. What it did and the
+    /// entry to put back for the next step.
+    pub fn escalate_entry(
+        &mut self,
+        entry: u32,
+        steps: &[EscalationStep],
+        now_ms: i64,
+        reply_by_ms: Option<i64>,
+    ) -> Option<(Escalated, u32)> {
+        if entry & REPLY_PHASE == 0 {
+            let e = self.escalate(entry, steps, now_ms)?;
+            return Some((e, self.escalation_level));
+        }
+        let step = entry & !REPLY_PHASE;
+        let reply_by = reply_by_ms?;
+        // Answered, returned or withdrawn, or this step already ran.
+        if self.reply.answered_ms.is_some()
+            || matches!(
+                self.state,
+                DeliveryState::Rejected | DeliveryState::Recalled
+            )
+            || self.reply.escalation_level != step
+        {
+            return None;
+        }
+        let s = steps.get(step as usize)?;
+        self.reply.escalation_level += 1;
+        let action = match s.action {
+            EscalationAction::Urge => {
+                self.urge_count += 1;
+                "urge (answer)"
+            }
+            EscalationAction::Supervise => "supervise (answer)",
+        };
+        self.reply.steps_run.push(StepRun {
+            step,
+            action: action.into(),
+            at_ms: now_ms,
+        });
+        Some((
+            Escalated {
+                action: s.action,
+                next_due_ms: crate::escalation::next_due_ms(
+                    reply_by,
+                    self.reply.escalation_level as usize,
+                    steps,
+                ),
+            },
+            REPLY_PHASE | self.reply.escalation_level,
+        ))
+    }
+
     /// The sender urges (催办) now. False for a closed copy. The ladder is
     /// not moved.
     pub fn urge_by_sender(&mut self, now_ms: i64) -> bool {
@@ -402,6 +467,56 @@ mod tests {
                 notify: vec![NodeId::parse("prov-supervision").unwrap()],
             },
         ]
+    }
+
+    #[test]
+    fn a_missing_answer_climbs_the_ladder_once_per_step_until_it_comes() {
+        let steps = vec![
+            EscalationStep {
+                after: std::time::Duration::ZERO,
+                action: EscalationAction::Urge,
+                notify: vec![],
+            },
+            EscalationStep {
+                after: std::time::Duration::from_secs(7200),
+                action: EscalationAction::Supervise,
+                notify: vec![],
+            },
+        ];
+        let by = 100_000;
+        let mut r = delivered(5_000);
+        r.state = DeliveryState::Acknowledged;
+        let (e, next) = r.escalate_entry(REPLY_PHASE, &steps, by, Some(by)).unwrap();
+        assert_eq!(e.action, EscalationAction::Urge);
+        assert_eq!(next, REPLY_PHASE | 1);
+        assert_eq!(e.next_due_ms, Some(by + 7_200_000));
+        // The same step again: nothing.
+        assert!(
+            r.escalate_entry(REPLY_PHASE, &steps, by, Some(by))
+                .is_none()
+        );
+        // What the store keeps and reads back (the step count too).
+        let mut r: DeliveryRecord =
+            serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        let (e, _) = r
+            .escalate_entry(next, &steps, by + 7_200_000, Some(by))
+            .unwrap();
+        assert_eq!(
+            (e.action, e.next_due_ms),
+            (EscalationAction::Supervise, None)
+        );
+        assert_eq!(r.urge_count, 1);
+        // Answered: the ladder stops.
+        let mut answered = delivered(5_000);
+        answered.state = DeliveryState::Acknowledged;
+        answered.take_reply("a", None, by - 1, Some(by));
+        assert!(
+            answered
+                .escalate_entry(REPLY_PHASE, &steps, by, Some(by))
+                .is_none()
+        );
+        // A sign-for entry of a signed-for copy does nothing either.
+        assert!(answered.escalate_entry(0, &steps, by, Some(by)).is_none());
     }
 
     #[test]

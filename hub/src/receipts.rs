@@ -144,6 +144,8 @@ async fn record_answer(
                 info!(doc = %doc_id, %recipient, "{}", kind.as_str());
                 core.metrics().receipt_recorded(kind);
                 core.units().wake_pushes(&sender);
+                // A signed-for question may have armed the answer ladder.
+                core.wake_escalation();
             }
             Ok(kind)
         }

@@ -11,6 +11,7 @@ use gongwen_common::notice::{Notice, NoticeKind};
 use tracing::{error, info};
 
 use crate::core::Core;
+use crate::lifecycle::REPLY_PHASE;
 use crate::store::{DeliveryRecord, DocRecord, StoreError};
 use crate::supervision::time_ms;
 
@@ -100,24 +101,29 @@ fn notices(
     doc: &DocRecord,
     recipient: &NodeId,
     rec: &DeliveryRecord,
-    step: u32,
+    entry: u32,
     now_ms: i64,
 ) -> Vec<(NodeId, Vec<u8>)> {
-    let Some(s) = steps.get(step as usize) else {
+    let answer_phase = entry & REPLY_PHASE != 0;
+    let Some(s) = steps.get((entry & !REPLY_PHASE) as usize) else {
         return Vec::new();
     };
+    let notice = |kind| {
+        let mut n = step_notice(kind, doc, recipient, rec, now_ms);
+        if answer_phase && let Some(by) = doc.links.reply_by_ms {
+            // About the answer asked for, due at reply_by.
+            n.deadline = time_ms(by);
+            n.late_seconds = (now_ms - by).max(0) / 1000;
+            n.reason = "未按期答复（报送）".into();
+        }
+        n.to_bytes()
+    };
     match s.action {
-        EscalationAction::Urge => vec![(
-            recipient.clone(),
-            urge_notice(doc, recipient, rec, now_ms).to_bytes(),
-        )],
+        EscalationAction::Urge => vec![(recipient.clone(), notice(NoticeKind::Urge))],
         EscalationAction::Supervise => s
             .notify
             .iter()
-            .map(|n| {
-                let notice = step_notice(NoticeKind::Supervise, doc, recipient, rec, now_ms);
-                (n.clone(), notice.to_bytes())
-            })
+            .map(|n| (n.clone(), notice(NoticeKind::Supervise)))
             .collect(),
     }
 }

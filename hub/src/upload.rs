@@ -175,6 +175,8 @@ pub fn doc_record(meta: &DocMeta, digest: String, content_len: u64, now_ms: i64)
                 .asks
                 .and_then(|a| a.by)
                 .map(|d| d.resolve(now_ms).saturating_mul(1000)),
+            // Set by the caller, who has the escalation ladder.
+            reply_first_due_ms: None,
             answers: meta.links.answers.map(|a| a.doc_id),
             decision: meta.links.answers.and_then(|a| a.decision),
         },
@@ -330,9 +332,14 @@ pub(crate) async fn receive(
     let deadline =
         crate::escalation::deadline_ms(meta.deadline, meta.urgency, &config.deadlines, now);
     let first_due = crate::escalation::next_due_ms(deadline, 0, &config.escalation);
+    let mut record = doc_record(&meta, digest, content_len, now);
+    record.links.reply_first_due_ms = record
+        .links
+        .reply_by_ms
+        .and_then(|by| crate::escalation::next_due_ms(by, 0, &config.escalation));
     core.committer()
         .accept(Accept {
-            record: doc_record(&meta, digest, content_len, now),
+            record,
             header: header_bytes,
             receipt_bytes: receipt.clone(),
             receipt: accepted,

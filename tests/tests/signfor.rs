@@ -919,3 +919,149 @@ async fn the_audit_chain_holds_and_names_the_first_edited_entry() {
     let v = gongwen_hub::audit::verify(&log).unwrap();
     assert_eq!(v.first_broken.as_ref().map(|b| b.0), Some(2), "{v:?}");
 }
+
+/// A report asked of two units, due in 1 h: both sign for it, one answers.
+/// Past the due time the ladder runs for the missing answer — urge, then
+/// supervise, once each — and never for the unit that answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_answer_is_urged_then_supervised_exactly_once_each() {
+    let w = world(&["harbin-gov", "daqing-gov"]).await;
+    for to in ["harbin-gov", "daqing-gov"] {
+        w.net.sidecar(
+            "prov-gov",
+            to,
+            "报送通知.txt",
+            "doc_type = \"通知\"\nreply = \"report\"\nreply_by = \"1h\"\n",
+        );
+        w.net
+            .drop_file("prov-gov", to, "报送通知.txt", "请报送。".as_bytes());
+    }
+    let st = wait_all_delivered(&w.net.root("prov-gov"), 2).await;
+    let doc_for = |unit: &str| {
+        st.iter()
+            .find(|d| d.recipients.iter().any(|r| r.recipient == unit))
+            .unwrap()
+            .doc_id
+            .clone()
+    };
+    let (harbin_doc, daqing_doc) = (doc_for("harbin-gov"), doc_for("daqing-gov"));
+    for (unit, doc) in [("harbin-gov", &harbin_doc), ("daqing-gov", &daqing_doc)] {
+        act(
+            &w,
+            unit,
+            Request::Ack {
+                doc: doc.parse().unwrap(),
+                by: "赵六".into(),
+            },
+        )
+        .await
+        .unwrap();
+        wait_sender_state(&w, doc, unit, "acknowledged").await;
+    }
+    // daqing-gov answers in time.
+    let report = w.net.path().join("报表.csv");
+    std::fs::write(&report, "a,1\n").unwrap();
+    act(
+        &w,
+        "daqing-gov",
+        Request::Reply(Box::new(gongwen_agent::reply::ReplyRequest {
+            doc: daqing_doc.parse().unwrap(),
+            files: vec![report],
+            decision: None,
+            note: None,
+            title: None,
+            supersedes: None,
+            by: "赵六".into(),
+        })),
+    )
+    .await
+    .unwrap();
+    wait_until("daqing-gov's answer noted at the hub", || {
+        let row = futures_lite_block(hub_row(&w, &daqing_doc, "daqing-gov"));
+        (row["reply_state"] == "answered").then_some(())
+    })
+    .await;
+    // The answer is a document like any other: prov-gov signs for it.
+    let answer = gongwen_tests::wait_inbox(&w.net.root("prov-gov"), "daqing-gov", 1).await;
+    let answer_id = answer[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    act(
+        &w,
+        "prov-gov",
+        Request::Ack {
+            doc: answer_id.parse().unwrap(),
+            by: "钱七".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let h = &w.hub.handle;
+    assert_eq!(
+        hub_row(&w, &harbin_doc, "harbin-gov").await["reply_state"],
+        "awaiting"
+    );
+
+    // Past the due time: the missing answer is urged, once.
+    w.clock.advance(HOUR + Duration::from_secs(60));
+    h.escalate_now().await.unwrap();
+    assert_eq!(h.escalate_now().await.unwrap(), 0, "a step runs once");
+    let row = hub_row(&w, &harbin_doc, "harbin-gov").await;
+    assert_eq!(
+        (row["reply_state"].as_str(), row["urge_count"].as_u64()),
+        (Some("late"), Some(1)),
+        "{row}"
+    );
+    let notice = w
+        .net
+        .root("harbin-gov")
+        .join("inbox/prov-gov")
+        .join(&harbin_doc)
+        .join("催办通知-1.txt");
+    let text = wait_until("the urging notice for the answer", || {
+        std::fs::read_to_string(&notice).ok()
+    })
+    .await;
+    assert!(
+        text.contains("答复期限") && text.contains("gongwen-agent reply"),
+        "{text}"
+    );
+    let answered = hub_row(&w, &daqing_doc, "daqing-gov").await;
+    assert_eq!(
+        answered["urge_count"], 0,
+        "the unit that answered is not urged: {answered}"
+    );
+
+    // Two hours later: supervised, once, at the supervision office.
+    w.clock.advance(2 * HOUR);
+    h.escalate_now().await.unwrap();
+    assert_eq!(h.escalate_now().await.unwrap(), 0);
+    let dir = w.net.root("prov-supervision").join("inbox/督办");
+    let text = wait_until("the supervision notice for the missing answer", || {
+        let f = std::fs::read_dir(&dir).ok()?.flatten().next()?.path();
+        std::fs::read_to_string(f).ok()
+    })
+    .await;
+    assert!(
+        text.contains("harbin-gov") && text.contains(&harbin_doc),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        1,
+        "only harbin-gov is supervised"
+    );
+    w.clock.advance(24 * 14 * HOUR);
+    assert_eq!(h.escalate_now().await.unwrap(), 0);
+    let report = ask_hub(&w.hub.data_dir, &HubRequest::Overdue).await;
+    assert!(
+        report
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["recipient"] == "harbin-gov" && r["missing"] == "answer"),
+        "{report}"
+    );
+}

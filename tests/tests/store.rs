@@ -527,6 +527,64 @@ async fn an_accepted_answer_marks_the_question_in_the_same_commit(s: &dyn Store)
     assert_eq!(doc.links.reply_by_ms, Some(1_000));
 }
 
+both!(a_signed_for_question_climbs_the_ladder_for_its_answer);
+async fn a_signed_for_question_climbs_the_ladder_for_its_answer(s: &dyn Store) {
+    use gongwen_common::links::ReplyKind;
+    use gongwen_hub::lifecycle::REPLY_PHASE;
+    let u = units();
+    const BY: i64 = 50_000;
+    let mut q = accept(&u, 42, Urgency::Normal, &["harbin-gov"]);
+    q.record.links.reply = Some(ReplyKind::Report);
+    q.record.links.reply_by_ms = Some(BY);
+    q.record.links.reply_first_due_ms = Some(BY);
+    let doc = q.record.doc_id;
+    s.commit(vec![Write::Accept(Box::new(q))]).await.unwrap();
+    s.commit(vec![delivered(&u.harbin, "harbin-gov", doc)])
+        .await
+        .unwrap();
+    let notices: gongwen_hub::store::StepNotices =
+        Arc::new(|_, r, _, _| vec![(r.clone(), b"urge".to_vec())]);
+    // Not before it is signed for (the sign-for ladder is at its deadline).
+    assert!(
+        s.run_due(BY, steps(), notices.clone())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let signed = receipt(doc, ReceiptKind::Acknowledged, "harbin-gov", "harbin-gov");
+    let bytes = signed.sign(&u.harbin).unwrap().encode();
+    s.record_answer(signed, bytes, 20).await.unwrap().unwrap();
+    assert_eq!(s.next_due().await.unwrap(), Some(BY));
+    let ran = s.run_due(BY, steps(), notices.clone()).await.unwrap();
+    assert_eq!(ran.len(), 1);
+    assert_eq!(ran[0].step, REPLY_PHASE);
+    assert!(
+        s.run_due(BY, steps(), notices.clone())
+            .await
+            .unwrap()
+            .is_empty(),
+        "a step runs once"
+    );
+    let rec = s.delivery(doc, &id("harbin-gov")).await.unwrap().unwrap();
+    assert_eq!((rec.urge_count, rec.reply.escalation_level), (1, 1));
+    // The answer comes: the rest of the ladder does not run.
+    let mut answer = accept(&u, 43, Urgency::Normal, &["prov-gov"]);
+    answer.record.sender = id("harbin-gov");
+    answer.record.links.answers = Some(doc);
+    answer.at_ms = BY + 1;
+    s.commit(vec![Write::Accept(Box::new(answer))])
+        .await
+        .unwrap();
+    assert!(
+        s.run_due(BY + 10 * HOUR_MS, steps(), notices)
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| r.doc_id != doc),
+        "no step for an answered question"
+    );
+}
+
 both!(content_streams_in_resumes_and_streams_out);
 async fn content_streams_in_resumes_and_streams_out(s: &dyn Store) {
     let bytes = content(3 * 1024 * 1024 + 777);

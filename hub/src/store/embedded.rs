@@ -42,7 +42,7 @@ use super::{
     Recorded, StepNotices, Store, StoreError, UploadSink, UrgeNotice, Verdict, Write,
 };
 use crate::audit::AuditLog;
-use crate::lifecycle::{Answer, Recall, content_done, delivery_rank};
+use crate::lifecycle::{Answer, REPLY_PHASE, Recall, content_done, delivery_rank};
 use crate::spool::Spool;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -102,6 +102,15 @@ fn doc_in(txn: &redb::WriteTransaction, key: &[u8]) -> Result<Option<DocRecord>,
         .get(key)?
         .map(|g| parse(g.value()))
         .transpose()
+}
+
+/// When a just signed-for copy's answer ladder starts, if it has one.
+pub(crate) fn reply_ladder_due(doc: &DocRecord, rec: &DeliveryRecord) -> Option<i64> {
+    (rec.state == crate::lifecycle::DeliveryState::Acknowledged
+        && rec.reply.answered_ms.is_none()
+        && rec.reply.escalation_level == 0)
+        .then_some(doc.links.reply_first_due_ms)
+        .flatten()
 }
 
 fn doc_id_of(key: &[u8]) -> Result<DocId, StoreError> {
@@ -451,6 +460,12 @@ impl Embedded {
             let outcome = rec.answer(answer, now_ms);
             if outcome == Ok(true) {
                 delivery.insert((key, recipient), json(&rec)?.as_slice())?;
+                // Signed for, not answered yet: the ladder runs on for the
+                // answer asked of it.
+                if let Some(due) = reply_ladder_due(&doc, &rec) {
+                    txn.open_table(LADDER)?
+                        .insert((due.max(0) as u64, key, recipient), REPLY_PHASE)?;
+                }
                 txn.open_table(RECEIPTS)?
                     .insert((key, recipient, r.kind.code()), receipt)?;
                 queue_push(&txn, &doc.sender, &Push::Receipt(receipt.to_vec()))?;
@@ -543,7 +558,9 @@ impl Embedded {
                     .transpose()?;
                 let Some(mut rec) = current else { continue };
                 // Answered, withdrawn, or this step already ran: nothing.
-                let Some(escalated) = rec.escalate(step, steps, now_ms) else {
+                let Some((escalated, next_entry)) =
+                    rec.escalate_entry(step, steps, now_ms, doc.links.reply_by_ms)
+                else {
                     continue;
                 };
                 let mut notified = Vec::new();
@@ -558,7 +575,7 @@ impl Embedded {
                 if let Some(next) = escalated.next_due_ms {
                     ladder.insert(
                         (next.max(0) as u64, doc_key.as_slice(), recipient.as_str()),
-                        rec.escalation_level,
+                        next_entry,
                     )?;
                 }
                 ran.push(Ran {

@@ -66,6 +66,10 @@ pub struct DocLinks {
     /// By when (Unix ms, by the hub's clock for a span).
     #[serde(default)]
     pub reply_by_ms: Option<i64>,
+    /// When the ladder's first step for a missing answer is due (set at
+    /// acceptance from `[[escalation]]`); armed once a copy is signed for.
+    #[serde(default)]
+    pub reply_first_due_ms: Option<i64>,
     /// The document this one answers.
     #[serde(default)]
     pub answers: Option<DocId>,

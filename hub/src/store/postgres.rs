@@ -48,7 +48,7 @@ use super::{
     Verdict, Write,
 };
 use crate::audit::{Entry, Verifier, next_entry};
-use crate::lifecycle::{Answer, Recall, content_done, delivery_rank};
+use crate::lifecycle::{Answer, REPLY_PHASE, Recall, content_done, delivery_rank};
 
 /// The schema this binary writes; migrations bring older ones up to it.
 pub const SCHEMA_VERSION: i64 = 2;
@@ -1477,6 +1477,23 @@ impl Store for Postgres {
                 let outcome = rec.answer(answer, now_ms);
                 if outcome == Ok(true) {
                     save_delivery(txn, r.doc_id, recipient, &rec).await?;
+                    // Signed for, not answered yet: the ladder runs on for
+                    // the answer asked of it (replacing the sign-for entry).
+                    if let Some(due) = super::embedded::reply_ladder_due(&doc, &rec) {
+                        txn.execute(
+                            "INSERT INTO ladder VALUES ($1, $2, $3, $4)
+                             ON CONFLICT (doc_id, recipient) DO UPDATE
+                                SET due_ms = EXCLUDED.due_ms, step = EXCLUDED.step",
+                            &[
+                                &r.doc_id.as_bytes().as_slice(),
+                                &recipient,
+                                &due,
+                                &(REPLY_PHASE as i32),
+                            ],
+                        )
+                        .await?;
+                        notify(txn, &["e".to_string()]).await?;
+                    }
                     txn.execute(
                         "INSERT INTO receipts VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
                         &[
@@ -1626,7 +1643,9 @@ impl Store for Postgres {
                     let Some(mut rec) = delivery_for_update(txn, doc_id, recipient).await? else {
                         continue;
                     };
-                    let Some(escalated) = rec.escalate(step, &steps, now_ms) else {
+                    let Some((escalated, next_entry)) =
+                        rec.escalate_entry(step, &steps, now_ms, doc.links.reply_by_ms)
+                    else {
                         continue;
                     };
                     let mut notified = Vec::new();
@@ -1641,7 +1660,7 @@ impl Store for Postgres {
                             "INSERT INTO ladder VALUES ($1, $2, $3, $4)
                              ON CONFLICT (doc_id, recipient) DO UPDATE
                                 SET due_ms = EXCLUDED.due_ms, step = EXCLUDED.step",
-                            &[&key, &recipient, &next, &(rec.escalation_level as i32)],
+                            &[&key, &recipient, &next, &(next_entry as i32)],
                         )
                         .await?;
                     }
