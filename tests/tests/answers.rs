@@ -428,3 +428,65 @@ print(json.dumps({"header": [c.value for c in ws[2]], "rows": rows, "red": red},
     }
     hub.stop().await;
 }
+
+/// The hub is SIGKILLed after committing an answer and before saying so to
+/// the answering unit: restarted, the answer is delivered once and the
+/// question's status shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_survives_a_hub_killed_between_its_upload_and_its_delivery() {
+    use gongwen_tests::{AgentProcess, HubProcess};
+    let net = Net::new();
+    net.issue("prov-gov", Role::Node);
+    net.issue("harbin-gov", Role::Node);
+    let mut hub = HubProcess::start(&net, "127.0.0.1:0".parse().unwrap()).await;
+    let addr = hub.addr;
+    let _prov = AgentProcess::start(&net, "prov-gov", addr);
+    let _harbin = AgentProcess::start(&net, "harbin-gov", addr);
+    hub.wait_units(2).await;
+    net.sidecar(
+        "prov-gov",
+        "harbin-gov",
+        "请示.txt",
+        "doc_type = \"请示\"\nreply = \"decision\"\n",
+    );
+    net.drop_file("prov-gov", "harbin-gov", "请示.txt", "请批示。".as_bytes());
+    let asked = wait_inbox(&net.root("harbin-gov"), "prov-gov", 1).await;
+    let asked_id = metadata(&asked[0])["doc_id"].as_str().unwrap().to_owned();
+
+    hub.kill9();
+    hub = HubProcess::start_armed(&net, addr, Some("hub-accepted-committed")).await;
+    net.sidecar(
+        "harbin-gov",
+        "prov-gov",
+        "批复.txt",
+        &format!("in_reply_to = \"{asked_id}\"\ndecision = \"approved\"\n"),
+    );
+    net.drop_file("harbin-gov", "prov-gov", "批复.txt", "同意。".as_bytes());
+    hub.wait_crash("hub-accepted-committed").await;
+    hub = HubProcess::start(&net, addr).await;
+
+    let answers = wait_inbox(&net.root("prov-gov"), "harbin-gov", 1).await;
+    assert_eq!(
+        metadata(&answers[0])["in_reply_to"]["doc_id"],
+        asked_id.as_str()
+    );
+    let status = gongwen_tests::ask_hub(
+        &hub.data_dir,
+        &gongwen_hub::control::Request::Status {
+            doc: asked_id.parse().unwrap(),
+        },
+    )
+    .await;
+    let row = &status["recipients"][0];
+    assert_eq!(
+        (row["reply_state"].as_str(), row["decision"].as_str()),
+        (Some("answered"), Some("approved")),
+        "{status}"
+    );
+    // Delivered once, whatever the agent retried.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        gongwen_tests::inbox_docs(&net.root("prov-gov"), "harbin-gov").len(),
+        1
+    );
+}
