@@ -231,13 +231,43 @@ echo "==> evidence: signed statements that openssl alone can check"
 sh evidence/verify.sh | sed 's/^/    /'
 
 echo
+echo "==> 请示 → 批复: harbin-gov asks prov-gov for a decision; prov-gov approves"
+req="关于申请冬季安全生产专项资金的请示"
+printf '省人民政府：\n\n为做好冬季安全生产工作，申请专项资金二百万元。妥否，请批示。\n\n哈尔滨市人民政府\n' > "$req.txt"
+"$bin/gongwen-agent" send "$req.txt" --to prov-gov --doc-type 请示 --reply decision --reply-by 5d \
+  --config harbin-gov.toml | sed 's/^/    /'
+qdoc=""
+for _ in $(seq 200); do
+  qdoc=$(ls prov-gov-data/inbox/harbin-gov/ 2>/dev/null | head -n1 || true)
+  [[ -n "$qdoc" && -f "prov-gov-data/inbox/harbin-gov/$qdoc/metadata.json" ]] && break
+  sleep 0.1
+done
+[[ -n "$qdoc" ]] || { echo "the 请示 did not arrive within 20 s; see demo/*.log" >&2; exit 1; }
+echo "    prov-gov received it; its metadata.json says: $(grep -o '"reply": "[a-z]*"' "prov-gov-data/inbox/harbin-gov/$qdoc/metadata.json")"
+"$bin/gongwen-agent" reply "$qdoc" --decision approved --note "同意拨付专项资金。" --by "王五" \
+  --config prov-gov.toml | sed 's/^/    /'
+answer=""
+for _ in $(seq 200); do
+  answer=$(grep -l '"in_reply_to"' harbin-gov-data/inbox/prov-gov/*/metadata.json 2>/dev/null | head -n1 || true)
+  [[ -n "$answer" ]] && break
+  sleep 0.1
+done
+[[ -n "$answer" ]] || { echo "the 批复 did not arrive within 20 s; see demo/*.log" >&2; exit 1; }
+echo "    harbin-gov received the 批复: $(grep -o '"decision_text": "[^"]*"' "$answer")"
+for _ in $(seq 100); do
+  "$bin/gongwen-hub" status "$qdoc" --json --config hub.toml | grep -q '"reply_state": "answered"' && break
+  sleep 0.1
+done
+"$bin/gongwen-hub" status "$qdoc" --json --config hub.toml | grep -E '"(reply|reply_state|decision)"' | sed 's/^ */    /'
+
+echo
 echo "==> one more notice for harbin-gov, to sign for in the browser"
 second="关于报送年度工作总结的通知"
 mkdir -p prov-gov-data/outbox/harbin-gov
 printf '各市人民政府：\n\n请于12月20日前报送2026年度工作总结。\n' > "prov-gov-data/outbox/harbin-gov/.$second.txt"
 mv "prov-gov-data/outbox/harbin-gov/.$second.txt" "prov-gov-data/outbox/harbin-gov/$second.txt"
 for _ in $(seq 200); do
-  [[ $(ls harbin-gov-data/inbox/prov-gov/ | wc -l) -ge 2 ]] && break
+  [[ $(ls harbin-gov-data/inbox/prov-gov/ | wc -l) -ge 3 ]] && break
   sleep 0.1
 done
 echo "    your turn: open ${console[harbin-gov]} , log in as clerk ($password),"
