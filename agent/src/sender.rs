@@ -298,6 +298,23 @@ fn links_of(ctx: &AgentContext, draft: &Draft, to: &[NodeId]) -> Result<Links, S
             },
         )
         .map_err(SendError::Permanent)?;
+        // Answering signs for the question if it was not signed for yet
+        // (by the answer's 经办人, or in the unit's name).
+        if rec.state == crate::store::ReceivedState::Delivered {
+            let by = if draft.operator.name.trim().is_empty() {
+                format!("{}（答复）", ctx.node_id())
+            } else {
+                draft.operator.name.clone()
+            };
+            crate::clerk::answer(
+                ctx,
+                a.doc_id,
+                gongwen_common::receipt::ReceiptKind::Acknowledged,
+                &by,
+            )
+            .map_err(|e| SendError::Later(format!("signing for the question first: {e}")))?;
+            ctx.outbox_wake.notify_one();
+        }
         links.answers = Some(Answers {
             doc_id: a.doc_id,
             digest: asked.digest(),

@@ -76,6 +76,20 @@ async fn a_request_answered_approved_reaches_the_asking_unit_linked_to_it() {
     assert_eq!(a["in_reply_to"]["decision"], "approved", "{a}");
     assert_eq!(a["in_reply_to"]["decision_text"], "同意", "{a}");
     let first = a["doc_id"].as_str().unwrap().to_owned();
+    // Answering from the outbox signed for the question too.
+    let harbin_root = net.root("harbin-gov");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !gongwen_tests::agent_status(&harbin_root)
+        .await
+        .iter()
+        .any(|d| d.doc_id == asked_id && d.recipients.iter().any(|r| r.state == "acknowledged"))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the question was not signed for"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 
     // A second answer must say which it corrects (once the first is
     // filed as sent at prov-gov).
