@@ -375,12 +375,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let config = AgentConfig::load(&config)?;
             let socket = Folders::new(&config.root).control_socket();
             // The agent runs elsewhere: give it absolute paths.
-            let files = files
-                .iter()
-                .map(|f| {
-                    std::fs::canonicalize(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
+            let files = absolute(&files)?;
             let req = SendRequest {
                 files,
                 to,
@@ -466,12 +461,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             config,
         } => {
             let doc = DocId::parse(&doc)?;
-            let files = files
-                .iter()
-                .map(|f| {
-                    std::fs::canonicalize(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
+            let files = absolute(&files)?;
             let supersedes = supersedes.map(|s| DocId::parse(&s)).transpose()?;
             let v = ask(
                 &config,
@@ -739,6 +729,14 @@ async fn send(socket: &std::path::Path, req: SendRequest, no_wait: bool) -> anyh
 }
 
 /// One question to the running agent named by `config`.
+/// The agent runs elsewhere: give it absolute paths.
+fn absolute(files: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    files
+        .iter()
+        .map(|f| std::fs::canonicalize(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display())))
+        .collect()
+}
+
 fn ask(config: &std::path::Path, request: &Request) -> anyhow::Result<serde_json::Value> {
     let config = AgentConfig::load(config)?;
     let socket = Folders::new(&config.root).control_socket();

@@ -149,42 +149,29 @@ pub fn overdue(
     data: &[(DocRecord, Vec<(NodeId, DeliveryRecord)>)],
     now_ms: i64,
 ) -> Vec<OverdueRow> {
+    let row =
+        |doc: &DocRecord, r: &NodeId, d: &DeliveryRecord, due_ms: i64, missing: &str| OverdueRow {
+            doc_id: doc.doc_id.to_string(),
+            doc_number: doc.doc_number.clone(),
+            title: doc.title.clone(),
+            sender: doc.sender.to_string(),
+            recipient: r.to_string(),
+            state: d.state.as_str().into(),
+            urgency: doc.urgency,
+            deadline: time_ms(due_ms),
+            late_seconds: (now_ms - due_ms) / 1000,
+            urge_count: d.urge_count,
+            escalation_level: d.escalation_level,
+            missing: missing.into(),
+        };
     let mut rows: Vec<OverdueRow> = data
         .iter()
         .flat_map(|(doc, ds)| {
-            ds.iter()
-                .filter(|(_, d)| is_overdue(d, now_ms))
-                .map(move |(r, d)| OverdueRow {
-                    doc_id: doc.doc_id.to_string(),
-                    doc_number: doc.doc_number.clone(),
-                    title: doc.title.clone(),
-                    sender: doc.sender.to_string(),
-                    recipient: r.to_string(),
-                    state: d.state.as_str().into(),
-                    urgency: doc.urgency,
-                    deadline: time_ms(d.deadline_ms),
-                    late_seconds: (now_ms - d.deadline_ms) / 1000,
-                    urge_count: d.urge_count,
-                    escalation_level: d.escalation_level,
-                    missing: sign_for(),
-                })
-                .chain(ds.iter().filter_map(move |(r, d)| {
-                    let by = answer_overdue(doc, d, now_ms)?;
-                    Some(OverdueRow {
-                        doc_id: doc.doc_id.to_string(),
-                        doc_number: doc.doc_number.clone(),
-                        title: doc.title.clone(),
-                        sender: doc.sender.to_string(),
-                        recipient: r.to_string(),
-                        state: d.state.as_str().into(),
-                        urgency: doc.urgency,
-                        deadline: time_ms(by),
-                        late_seconds: (now_ms - by) / 1000,
-                        urge_count: d.urge_count,
-                        escalation_level: d.escalation_level,
-                        missing: "answer".into(),
-                    })
-                }))
+            ds.iter().flat_map(move |(r, d)| {
+                let sign = is_overdue(d, now_ms).then(|| row(doc, r, d, d.deadline_ms, "sign-for"));
+                let answer = answer_overdue(doc, d, now_ms).map(|by| row(doc, r, d, by, "answer"));
+                sign.into_iter().chain(answer)
+            })
         })
         .collect();
     rows.sort_by(|a, b| {

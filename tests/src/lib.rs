@@ -627,6 +627,46 @@ pub async fn try_agent_status(
     serde_json::from_value(v).map_err(|e| e.to_string())
 }
 
+/// Wait (bounded) until the status of what the agent at `root` sent
+/// satisfies `pred`; that status.
+pub async fn wait_status(
+    root: &Path,
+    what: &str,
+    pred: impl Fn(&[gongwen_agent::control::DocStatus]) -> bool,
+) -> Vec<gongwen_agent::control::DocStatus> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let st = agent_status(root).await;
+        if pred(&st) {
+            return st;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited {WAIT:?} for {what}; the status is {st:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Run a workspace binary with `args` and `--config config`: whether it
+/// succeeded, and what it printed (standard output and error).
+pub fn run_cli(name: &str, args: &[&str], config: &Path) -> (bool, String) {
+    let o = std::process::Command::new(bin(name))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
 /// Wait until the sender at `root` holds `delivered` from every recipient
 /// of `n` sent documents.
 pub async fn wait_all_delivered(root: &Path, n: usize) -> Vec<gongwen_agent::control::DocStatus> {

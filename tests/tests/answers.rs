@@ -77,35 +77,20 @@ async fn a_request_answered_approved_reaches_the_asking_unit_linked_to_it() {
     assert_eq!(a["in_reply_to"]["decision_text"], "同意", "{a}");
     let first = a["doc_id"].as_str().unwrap().to_owned();
     // Answering from the outbox signed for the question too.
-    let harbin_root = net.root("harbin-gov");
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !gongwen_tests::agent_status(&harbin_root)
-        .await
-        .iter()
-        .any(|d| d.doc_id == asked_id && d.recipients.iter().any(|r| r.state == "acknowledged"))
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the question was not signed for"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    gongwen_tests::wait_status(&net.root("harbin-gov"), "the question signed for", |st| {
+        st.iter()
+            .any(|d| d.doc_id == asked_id && d.recipients.iter().any(|r| r.state == "acknowledged"))
+    })
+    .await;
 
     // A second answer must say which it corrects (once the first is
     // filed as sent at prov-gov).
-    let prov_root = net.root("prov-gov");
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !gongwen_tests::agent_status(&prov_root)
-        .await
-        .iter()
-        .any(|d| d.doc_id == first && d.stage == "sent")
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the first answer was not filed as sent"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    gongwen_tests::wait_status(
+        &net.root("prov-gov"),
+        "the first answer filed as sent",
+        |st| st.iter().any(|d| d.doc_id == first && d.stage == "sent"),
+    )
+    .await;
     let sidecar = |name: &str, extra: &str| {
         net.sidecar(
             "prov-gov",
@@ -215,35 +200,26 @@ async fn answers_that_do_not_fit_the_question_are_refused_with_the_reason() {
 }
 
 fn agent_cli(net: &Net, id: &str, args: &[&str]) -> (bool, String) {
-    let o = std::process::Command::new(gongwen_tests::bin("gongwen-agent"))
-        .args(args)
-        .arg("--config")
-        .arg(net.path().join(format!("{id}.toml")))
-        .output()
-        .unwrap();
-    (
-        o.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
+    gongwen_tests::run_cli(
+        "gongwen-agent",
+        args,
+        &net.path().join(format!("{id}.toml")),
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_report_asked_with_send_is_answered_with_reply_which_signs_for_it_first() {
-    let (net, _hub, _prov, _harbin) = two_units().await;
-    let notice = net.path().join("关于报送年度统计数据的通知.txt");
+/// prov-gov asks `to` (comma-separated) for a report due in 5 days, with
+/// `gongwen-agent send --reply report`.
+fn ask_for_report(net: &Net, title: &str, to: &str) {
+    let notice = net.path().join(format!("{title}.txt"));
     std::fs::write(&notice, "请于5日内报送。").unwrap();
     let (ok, said) = agent_cli(
-        &net,
+        net,
         "prov-gov",
         &[
             "send",
             &notice.display().to_string(),
             "--to",
-            "harbin-gov",
+            to,
             "--doc-type",
             "通知",
             "--reply",
@@ -254,6 +230,12 @@ async fn a_report_asked_with_send_is_answered_with_reply_which_signs_for_it_firs
         ],
     );
     assert!(ok, "{said}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_asked_with_send_is_answered_with_reply_which_signs_for_it_first() {
+    let (net, _hub, _prov, _harbin) = two_units().await;
+    ask_for_report(&net, "关于报送年度统计数据的通知", "harbin-gov");
     let docs = wait_inbox(&net.root("harbin-gov"), "prov-gov", 1).await;
     let asked = metadata(&docs[0]);
     assert_eq!(asked["reply"], "report", "{asked}");
@@ -297,24 +279,19 @@ async fn a_report_asked_with_send_is_answered_with_reply_which_signs_for_it_firs
     );
     assert!(answers[0].join("统计数据.csv").exists());
     // The question was signed for by the one who answered.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let st = gongwen_tests::agent_status(&net.root("prov-gov")).await;
-        let signed = st.iter().any(|d| {
-            d.doc_id == asked_id
-                && d.recipients
-                    .iter()
-                    .any(|r| r.acknowledged_by.as_deref() == Some("李四"))
-        });
-        if signed {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not signed for: {st:#?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    gongwen_tests::wait_status(
+        &net.root("prov-gov"),
+        "the question signed for by 李四",
+        |st| {
+            st.iter().any(|d| {
+                d.doc_id == asked_id
+                    && d.recipients
+                        .iter()
+                        .any(|r| r.acknowledged_by.as_deref() == Some("李四"))
+            })
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -330,24 +307,11 @@ async fn collect_writes_a_table_an_independent_reader_opens() {
         a.wait_connected().await;
         agents.push(a);
     }
-    let notice = net.path().join("关于报送统计数据的通知.txt");
-    std::fs::write(&notice, "请报送。").unwrap();
-    let (ok, said) = agent_cli(
+    ask_for_report(
         &net,
-        "prov-gov",
-        &[
-            "send",
-            &notice.display().to_string(),
-            "--to",
-            "harbin-gov,daqing-gov,qiqihar-gov",
-            "--reply",
-            "report",
-            "--reply-by",
-            "5d",
-            "--no-wait",
-        ],
+        "关于报送统计数据的通知",
+        "harbin-gov,daqing-gov,qiqihar-gov",
     );
-    assert!(ok, "{said}");
     let mut asked_id = String::new();
     for id in ["harbin-gov", "daqing-gov", "qiqihar-gov"] {
         let docs = wait_inbox(&net.root(id), "prov-gov", 1).await;

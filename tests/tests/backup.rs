@@ -10,23 +10,10 @@ use std::path::Path;
 use std::process::Command;
 
 use gongwen_common::Role;
-use gongwen_tests::{Net, agent_status, bin, wait_all_delivered, wait_inbox};
+use gongwen_tests::{Net, agent_status, wait_all_delivered, wait_inbox};
 
 fn hub_cli(args: &[&str], config: &Path) -> (bool, String) {
-    let o = Command::new(bin("gongwen-hub"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .unwrap();
-    (
-        o.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-    )
+    gongwen_tests::run_cli("gongwen-hub", args, config)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,18 +48,11 @@ async fn a_backup_taken_during_traffic_restores_and_the_agents_fill_in_the_rest(
     }
     wait_all_delivered(&harbin_root, 6).await;
     net.drop_file("harbin-gov", "qiqihar-gov", "waiting.txt", &[9; 300_000]);
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !agent_status(&harbin_root)
-        .await
-        .iter()
-        .any(|d| d.stage == "sent" && d.recipients.iter().any(|r| r.recipient == "qiqihar-gov"))
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the document to qiqihar-gov was not accepted"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    gongwen_tests::wait_status(&harbin_root, "the document to qiqihar-gov accepted", |st| {
+        st.iter()
+            .any(|d| d.stage == "sent" && d.recipients.iter().any(|r| r.recipient == "qiqihar-gov"))
+    })
+    .await;
     // More documents on their way while the backup is taken.
     for i in 0..6 {
         net.drop_file(
