@@ -50,6 +50,8 @@ pub enum Request {
     Reply(Box<crate::reply::ReplyRequest>),
     /// 汇总: gather the answers to a document this unit sent into a folder.
     Collect { doc: DocId, out: std::path::PathBuf },
+    /// 转发: pass a received document on to other units.
+    Forward(Box<crate::forward::ForwardRequest>),
 }
 
 /// One recipient's state in `status`.
@@ -193,6 +195,17 @@ async fn answer(req: Request, ctx: &Arc<AgentContext>) -> Response {
                 .await
             {
                 Ok(Ok(dir)) => Response::Ok(serde_json::json!({ "out": dir })),
+                Ok(Err(e)) => Response::Error(e),
+                Err(e) => Response::Error(e.to_string()),
+            }
+        }
+        Request::Forward(req) => {
+            let c = ctx.clone();
+            match tokio::task::spawn_blocking(move || crate::forward::queue(&c, &req)).await {
+                Ok(Ok(doc_id)) => {
+                    ctx.outbox_wake.notify_one();
+                    Response::Ok(serde_json::json!({ "doc_id": doc_id }))
+                }
                 Ok(Err(e)) => Response::Error(e),
                 Err(e) => Response::Error(e.to_string()),
             }

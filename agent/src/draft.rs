@@ -58,6 +58,7 @@ pub struct Sidecar {
     pub in_reply_to: Option<String>,
     pub decision: Option<String>,
     pub supersedes: Option<String>,
+    pub forward_of: Option<String>,
 }
 
 /// One name or a list of names.
@@ -150,6 +151,9 @@ pub struct Draft {
     /// This answers a received document (resolved against the inbox when
     /// sealed: the digest, and whether it may be answered so).
     pub answers: Option<AnswerTo>,
+    /// This forwards (转发) a received document: its files, unchanged,
+    /// with its first issuer's signed header.
+    pub forward_of: Option<DocId>,
 }
 
 /// What a draft says it answers.
@@ -305,6 +309,14 @@ pub fn build(
         .map(|d| parse_deadline(d, now))
         .transpose()?;
     let (asks, answers) = links(&sc, now)?;
+    let forward_of = sc
+        .forward_of
+        .as_deref()
+        .map(|v| {
+            DocId::parse(v.trim())
+                .map_err(|_| DraftError::Reply(format!("forward_of {v:?} is not a document id")))
+        })
+        .transpose()?;
     let mut files = Vec::new();
     let read_err = |e: std::io::Error| DraftError::Unreadable(e.to_string());
     if is_folder {
@@ -406,6 +418,7 @@ pub fn build(
         files,
         asks,
         answers,
+        forward_of,
     })
 }
 

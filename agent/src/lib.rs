@@ -39,6 +39,7 @@ pub mod directory;
 pub mod draft;
 pub mod error;
 pub mod evidence;
+pub mod forward;
 pub mod inbox;
 pub mod keygen;
 pub mod link_error;

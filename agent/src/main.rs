@@ -84,6 +84,26 @@ enum Command {
         #[arg(long)]
         no_wait: bool,
     },
+    /// 转发: pass a received document on to other units — a new document
+    /// carrying the original's files unchanged and its first issuer's
+    /// signed header, which every recipient verifies.
+    Forward {
+        doc: String,
+        /// Main recipients (主送): unit ids or group names, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        to: Vec<String>,
+        /// Copies (抄送).
+        #[arg(long, value_delimiter = ',')]
+        cc: Vec<String>,
+        /// Cover note (转发说明).
+        #[arg(long)]
+        note: Option<String>,
+        /// Who forwards it (经办人).
+        #[arg(long)]
+        by: Option<String>,
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// 汇总: gather the answers to a document this unit sent (one that asked
     /// for answers) into DIR: a folder per answering unit, and 汇总表.xlsx /
     /// 汇总表.csv with a row for every recipient, answered or not.
@@ -437,6 +457,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     );
                 }
             }
+        }
+        Command::Forward {
+            doc,
+            to,
+            cc,
+            note,
+            by,
+            config,
+        } => {
+            let doc = DocId::parse(&doc)?;
+            let v = ask(
+                &config,
+                &Request::Forward(Box::new(gongwen_agent::forward::ForwardRequest {
+                    doc,
+                    to,
+                    cc,
+                    note,
+                    by,
+                })),
+            )?;
+            println!(
+                "forward {} of {doc} queued; `gongwen-agent status` follows it",
+                v["doc_id"].as_str().unwrap_or("?")
+            );
         }
         Command::Collect { doc, out, config } => {
             let doc = DocId::parse(&doc)?;

@@ -44,6 +44,21 @@ pub struct MetadataJson {
     /// The document this one answers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub in_reply_to: Option<InReplyTo>,
+    /// The original this one forwards (转发), verified: who first issued
+    /// it, and its files are these.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forwarded_from: Option<ForwardedFrom>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ForwardedFrom {
+    pub doc_id: DocId,
+    pub sender: NodeId,
+    pub title: String,
+    pub doc_number: String,
+    pub created_at: String,
+    /// SHA-256 of the original's signed header.
+    pub digest: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -106,6 +121,19 @@ impl MetadataJson {
                 decision_text: a.decision.map(Decision::chinese),
                 supersedes: a.supersedes,
             }),
+            forwarded_from: m
+                .links
+                .forwards
+                .as_deref()
+                .and_then(|o| SealedHeader::parse(o).ok())
+                .map(|o| ForwardedFrom {
+                    doc_id: o.meta().doc_id,
+                    sender: o.meta().sender.clone(),
+                    title: o.meta().title.clone(),
+                    doc_number: o.meta().doc_number.clone(),
+                    created_at: time_of(o.meta().created_ms.div_euclid(1000)),
+                    digest: serial_hex(&o.digest()),
+                }),
         }
     }
 }

@@ -675,6 +675,9 @@ pub struct SendRequest {
     pub decision: Option<String>,
     #[serde(default)]
     pub supersedes: Option<DocId>,
+    /// This forwards a received document (转发).
+    #[serde(default)]
+    pub forward_of: Option<DocId>,
 }
 
 /// The sidecar `send` writes for its claim.
@@ -709,6 +712,8 @@ struct SidecarOut<'a> {
     decision: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     supersedes: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    forward_of: Option<String>,
 }
 
 /// Claim copies of files named on the command line (the originals stay
@@ -765,6 +770,7 @@ pub fn claim_files(folders: &Folders, req: &SendRequest, take: bool) -> Result<D
             in_reply_to: req.in_reply_to.map(|d| d.to_string()),
             decision: req.decision.as_deref(),
             supersedes: req.supersedes.map(|d| d.to_string()),
+            forward_of: req.forward_of.map(|d| d.to_string()),
         };
         let text = toml::to_string(&sidecar).map_err(|e| e.to_string())?;
         // Check it the way the sender will, so a bad option fails here.

@@ -275,6 +275,16 @@ fn links_of(ctx: &AgentContext, draft: &Draft, to: &[NodeId]) -> Result<Links, S
         asks: draft.asks,
         ..Links::default()
     };
+    if let Some(id) = draft.forward_of {
+        let header = ctx.store.header(id).map_err(later)?.ok_or_else(|| {
+            SendError::Permanent(format!(
+                "there is no document {id} in this unit's inbox to forward"
+            ))
+        })?;
+        let sealed = SealedHeader::parse(&header).map_err(later)?;
+        // A forward of a forward carries the first issuer's original.
+        links.forwards = Some(sealed.meta().links.forwards.clone().unwrap_or(header));
+    }
     if let Some(a) = draft.answers {
         let received = ctx.store.received(a.doc_id).map_err(later)?;
         let header = ctx.store.header(a.doc_id).map_err(later)?;

@@ -302,6 +302,8 @@ pub enum EnvelopeError {
     FileDigest(String),
     #[error("the content key could not be made or used")]
     Crypto,
+    #[error("the forwarded original does not hold: {0}")]
+    Forwarded(String),
 }
 
 impl EnvelopeError {
@@ -687,7 +689,43 @@ impl SealedHeader {
                 .check(&self.statement.cert, now)
                 .map_err(EnvelopeError::from_signer_check)?;
         }
+        if let Some(original) = &self.header.meta.links.forwards {
+            self.check_forwarded(original, checker, now)?;
+        }
         Ok(signer)
+    }
+
+    /// A forward (转发) carries its first issuer's signed header: it must
+    /// verify on its own (signature, signer, certificate), be an original
+    /// (not itself a forward), and list exactly the files this one carries
+    /// — so the final recipient knows who first issued it and that the
+    /// files are the original's.
+    fn check_forwarded(
+        &self,
+        original: &[u8],
+        checker: Option<&CertChecker>,
+        now: OffsetDateTime,
+    ) -> Result<(), EnvelopeError> {
+        let bad = |why: String| EnvelopeError::Forwarded(why);
+        let orig = SealedHeader::parse(original).map_err(|e| bad(e.to_string()))?;
+        if orig.header.meta.links.forwards.is_some() {
+            return Err(bad(
+                "it is itself a forward; a forward carries the first issuer's original".into(),
+            ));
+        }
+        orig.verify(checker, now).map_err(|e| bad(e.to_string()))?;
+        let files = |m: &DocMeta| {
+            m.files
+                .iter()
+                .map(|f| (f.name.clone(), f.kind, f.size, f.sha256))
+                .collect::<Vec<_>>()
+        };
+        if files(&orig.header.meta) != files(&self.header.meta) {
+            return Err(bad(
+                "its files are not the original's (names, sizes or SHA-256 differ)".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -1295,6 +1333,46 @@ pub(crate) mod tests {
             at = end;
         }
         Ok(out)
+    }
+
+    #[test]
+    fn a_forward_holds_only_with_the_original_signed_and_its_files_unchanged() {
+        let pki = TestPki::new();
+        let prov = pki.signer("prov-gov", Role::Node);
+        let harbin = pki.signer("harbin-gov", Role::Node);
+        let k = *EncryptionKey::generate().unwrap().public();
+        let files: &[(&str, &[u8])] = &[("正文.txt", b"original text")];
+        let original = seal(
+            &prov,
+            meta(files, &["harbin-gov"]),
+            b"original text",
+            &[(id("harbin-gov"), k)],
+        );
+        let forward = |files: &[(&str, &[u8])], original: Vec<u8>| {
+            let mut m = meta(files, &["hulan-gov"]);
+            m.sender = id("harbin-gov");
+            m.links.forwards = Some(original);
+            let s = seal(&harbin, m, b"x", &[(id("hulan-gov"), k)]);
+            SealedHeader::parse(&s.header_bytes)
+                .unwrap()
+                .verify(Some(&pki.checker()), OffsetDateTime::now_utc())
+        };
+        assert!(forward(files, original.header_bytes.clone()).is_ok());
+        // Other files than the original's.
+        let e = forward(
+            &[("正文.txt", b"changed text")],
+            original.header_bytes.clone(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("not the original's"), "{e}");
+        // An original whose signature was altered.
+        let mut altered = original.header_bytes.clone();
+        let last = altered.len() - 1;
+        altered[last] ^= 1;
+        assert!(matches!(
+            forward(files, altered),
+            Err(EnvelopeError::Forwarded(_))
+        ));
     }
 
     #[test]

@@ -54,8 +54,51 @@ pub(crate) async fn supervise(core: &Core, q: &Query) -> Result<serde_json::Valu
                     Some(supervision::recipient_row(&doc, r, d, held, now))
                 })
                 .collect();
+            // The cascade (转发): who passed it on, to whom, and where
+            // each copy stands.
+            #[allow(clippy::type_complexity)]
+            let forwards: Vec<(
+                crate::store::DocRecord,
+                Vec<(gongwen_common::NodeId, crate::store::DeliveryRecord)>,
+            )> = core
+                .store()
+                .all_deliveries()
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .filter(|(d, _)| d.links.forwards == Some(doc.doc_id))
+                .collect();
+            let recipients: Vec<serde_json::Value> = recipients
+                .into_iter()
+                .map(|row| {
+                    let mut v = serde_json::to_value(&row).unwrap_or_default();
+                    let passed_on: Vec<serde_json::Value> = forwards
+                        .iter()
+                        .filter(|(d, _)| d.sender.as_str() == row.recipient)
+                        .map(|(d, copies)| {
+                            serde_json::json!({
+                                "doc_id": d.doc_id,
+                                "accepted_at": supervision::time_ms(d.accepted_ms),
+                                "recipients": copies
+                                    .iter()
+                                    .map(|(r, c)| serde_json::json!({
+                                        "recipient": r,
+                                        "state": c.state.as_str(),
+                                        "acknowledged_at": c.acknowledged_ms.and_then(supervision::time_ms),
+                                    }))
+                                    .collect::<Vec<_>>(),
+                            })
+                        })
+                        .collect();
+                    if !passed_on.is_empty() {
+                        v["forwarded"] = serde_json::Value::Array(passed_on);
+                    }
+                    v
+                })
+                .collect();
             serde_json::json!({
                 "doc_id": doc.doc_id,
+                "forwards": doc.links.forwards,
                 "sender": doc.sender,
                 "to": doc.to,
                 "cc": doc.cc,

@@ -179,6 +179,12 @@ pub fn doc_record(meta: &DocMeta, digest: String, content_len: u64, now_ms: i64)
             reply_first_due_ms: None,
             answers: meta.links.answers.map(|a| a.doc_id),
             decision: meta.links.answers.and_then(|a| a.decision),
+            forwards: meta
+                .links
+                .forwards
+                .as_deref()
+                .and_then(|o| SealedHeader::parse(o).ok())
+                .map(|o| o.meta().doc_id),
         },
     }
 }

@@ -468,3 +468,92 @@ async fn an_answer_survives_a_hub_killed_between_its_upload_and_its_delivery() {
         1
     );
 }
+
+/// 转发: the province's notice reaches a county through its city; the
+/// county's copy names the province as its first issuer, verified, with
+/// the province's files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_forwarded_from_province_to_county_names_its_first_issuer() {
+    let net = Net::new();
+    for id in ["prov-gov", "harbin-gov", "hulan-gov"] {
+        net.issue(id, Role::Node);
+    }
+    let hub = net.start_hub().await;
+    let mut agents = Vec::new();
+    for id in ["prov-gov", "harbin-gov", "hulan-gov"] {
+        let mut a = net.start_agent(id, hub.addr);
+        a.wait_connected().await;
+        agents.push(a);
+    }
+    net.sidecar(
+        "prov-gov",
+        "harbin-gov",
+        "关于做好冬季安全生产工作的通知.txt",
+        "doc_number = \"黑政发〔2026〕12号\"\ndoc_type = \"通知\"\n",
+    );
+    net.drop_file(
+        "prov-gov",
+        "harbin-gov",
+        "关于做好冬季安全生产工作的通知.txt",
+        "各市人民政府：请做好冬季安全生产工作。".as_bytes(),
+    );
+    let at_city = wait_inbox(&net.root("harbin-gov"), "prov-gov", 1).await;
+    let original = metadata(&at_city[0]);
+    let original_id = original["doc_id"].as_str().unwrap().to_owned();
+
+    let (ok, said) = agent_cli(
+        &net,
+        "harbin-gov",
+        &[
+            "forward",
+            &original_id,
+            "--to",
+            "hulan-gov",
+            "--note",
+            "请认真贯彻落实。",
+            "--by",
+            "孙八",
+        ],
+    );
+    assert!(ok, "{said}");
+    let at_county = wait_inbox(&net.root("hulan-gov"), "harbin-gov", 1).await;
+    let m = metadata(&at_county[0]);
+    assert_ne!(
+        m["doc_id"],
+        original_id.as_str(),
+        "a forward is a document of its own"
+    );
+    assert_eq!(m["sender"], "harbin-gov");
+    assert_eq!(m["note"], "请认真贯彻落实。");
+    let from = &m["forwarded_from"];
+    assert_eq!(from["doc_id"], original_id.as_str(), "{m}");
+    assert_eq!(from["sender"], "prov-gov", "{m}");
+    assert_eq!(from["doc_number"], "黑政发〔2026〕12号", "{m}");
+    assert_eq!(from["digest"], original["digest"], "{m}");
+    assert_eq!(
+        std::fs::read(at_county[0].join("关于做好冬季安全生产工作的通知.txt")).unwrap(),
+        std::fs::read(at_city[0].join("关于做好冬季安全生产工作的通知.txt")).unwrap()
+    );
+    // The original's status at the hub shows the cascade.
+    gongwen_tests::wait_all_delivered(&net.root("harbin-gov"), 1).await;
+    let status = gongwen_tests::ask_hub(
+        &hub.data_dir,
+        &gongwen_hub::control::Request::Status {
+            doc: original_id.parse().unwrap(),
+        },
+    )
+    .await;
+    let city = &status["recipients"][0];
+    assert_eq!(city["recipient"], "harbin-gov", "{status}");
+    let passed = &city["forwarded"][0];
+    assert_eq!(passed["doc_id"], m["doc_id"], "{status}");
+    assert_eq!(
+        passed["recipients"][0]["recipient"], "hulan-gov",
+        "{status}"
+    );
+    assert_eq!(passed["recipients"][0]["state"], "delivered", "{status}");
+    for a in agents {
+        a.stop().await;
+    }
+    hub.stop().await;
+}

@@ -75,11 +75,14 @@ pub struct DocLinks {
     pub answers: Option<DocId>,
     #[serde(default)]
     pub decision: Option<gongwen_common::links::Decision>,
+    /// The original this one forwards (转发).
+    #[serde(default)]
+    pub forwards: Option<DocId>,
 }
 
 impl DocLinks {
     pub fn is_empty(&self) -> bool {
-        self.reply.is_none() && self.answers.is_none()
+        *self == DocLinks::default()
     }
 }
 

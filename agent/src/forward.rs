@@ -1,0 +1,71 @@
+//! 转发: pass a received document on to other units. The forward is a new
+//! document (own id, signed by this unit, encrypted to the new recipients)
+//! carrying the original's files unchanged and the first issuer's signed
+//! header, which every recipient (and the hub) verifies.
+
+use gongwen_common::DocId;
+use gongwen_common::envelope::SealedHeader;
+
+/// What `gongwen-agent forward` asks the running agent.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct ForwardRequest {
+    pub doc: DocId,
+    pub to: Vec<String>,
+    #[serde(default)]
+    pub cc: Vec<String>,
+    pub note: Option<String>,
+    /// Who forwards it (经办人).
+    pub by: Option<String>,
+}
+
+/// Queue the forward `req` describes; its id. Blocking.
+pub fn queue(ctx: &crate::context::AgentContext, req: &ForwardRequest) -> Result<DocId, String> {
+    let doc = req.doc;
+    if req.to.is_empty() {
+        return Err("say whom to forward it to: --to IDS".into());
+    }
+    let (rec, _) = ctx
+        .store
+        .received(doc)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("there is no document {doc} in this unit's inbox to forward"))?;
+    if rec.state == crate::store::ReceivedState::Quarantined {
+        return Err(format!(
+            "document {doc} was quarantined here (it could not be opened); it cannot be forwarded"
+        ));
+    }
+    let header = ctx
+        .store
+        .header(doc)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("document {doc} has no header here"))?;
+    let sealed = SealedHeader::parse(&header).map_err(|e| e.to_string())?;
+    let meta = sealed.meta();
+    // The files exactly as received (the main text first, as signed).
+    let folder = ctx
+        .folders
+        .inbox
+        .join(rec.sender.as_str())
+        .join(doc.to_string());
+    let files: Vec<_> = meta.files.iter().map(|f| folder.join(&f.name)).collect();
+    if let Some(missing) = files.iter().find(|f| !f.is_file()) {
+        return Err(format!(
+            "{} is gone from the inbox; a forward carries the original's files unchanged",
+            missing.display()
+        ));
+    }
+    let send = crate::outbox::SendRequest {
+        files,
+        to: req.to.clone(),
+        cc: req.cc.clone(),
+        title: Some(meta.title.clone()),
+        doc_number: (!meta.doc_number.is_empty()).then(|| meta.doc_number.clone()),
+        doc_type: (!meta.doc_type.is_empty()).then(|| meta.doc_type.clone()),
+        note: req.note.clone(),
+        operator: req.by.clone(),
+        forward_of: Some(doc),
+        ..Default::default()
+    };
+    let _claiming = ctx.claiming.lock().unwrap_or_else(|p| p.into_inner());
+    crate::outbox::claim_copies(&ctx.folders, &send)
+}
