@@ -8,7 +8,11 @@
 //! document.signed  document.sig.der  document.signer.pem
 //! receipt-1-accepted-hub.signed  …  receipt-3-acknowledged-harbin-gov.signed …
 //! ca.crt  crl.pem  manifest.json  verify.sh
+//! original.signed  original.sig.der  original.signer.pem   (a forward, 转发)
 //! ```
+//!
+//! For a forwarded document the first issuer's statement is there too, and
+//! `verify.sh` checks its signature and that the forward carries it.
 
 use std::path::{Path, PathBuf};
 
@@ -110,6 +114,24 @@ pub fn write_bundle(ctx: &AgentContext, doc_id: DocId, out: &Path) -> Result<Pat
         doc_digest.clone(),
         None,
     )?;
+    // A forward (转发): the first issuer's signed header, checked the same.
+    let forwarded = gongwen_common::envelope::SealedHeader::parse(&header)
+        .ok()
+        .and_then(|h| h.meta().links.forwards.clone())
+        .and_then(|o| Statement::decode(&o, StatementKind::Document).ok());
+    if let Some(original) = &forwarded {
+        let signer = gongwen_common::pki::CertIdentity::from_der(&original.cert)
+            .map(|c| c.id.to_string())
+            .unwrap_or_default();
+        put(
+            "original".into(),
+            original,
+            "original (forwarded)",
+            signer,
+            serial_hex(&original.digest()),
+            None,
+        )?;
+    }
     let mut order: Vec<(Receipt, Statement)> = receipts
         .iter()
         .filter_map(|b| Receipt::verify(b, None, OffsetDateTime::now_utc()).ok())
@@ -184,7 +206,15 @@ check() {
         s.push_str(&format!("check '{n}'\n"));
     }
     s.push_str(
-        r#"digest=$(openssl dgst -sha256 -r document.signed | cut -d' ' -f1)
+        r#"if [ -e original.signed ]; then
+  # A forward: its signed header carries the first issuer's signature.
+  sig=$(od -An -v -tx1 original.sig.der | tr -d ' \n')
+  case "$(od -An -v -tx1 document.signed | tr -d ' \n')" in
+    *"$sig"*) ok "carries      original" ;;
+    *) bad "carries      original (the forward carries another)" ;;
+  esac
+fi
+digest=$(openssl dgst -sha256 -r document.signed | cut -d' ' -f1)
 for r in receipt-*.signed; do
   [ -e "$r" ] || continue
   hex=$(od -An -v -tx1 "$r" | tr -d ' \n')

@@ -552,6 +552,48 @@ async fn a_notice_forwarded_from_province_to_county_names_its_first_issuer() {
         "{status}"
     );
     assert_eq!(passed["recipients"][0]["state"], "delivered", "{status}");
+
+    // The county's evidence: openssl alone checks the forward and the
+    // province's original; one changed byte of the original fails it.
+    let evidence = net.path().join("county-evidence");
+    let (ok, said) = agent_cli(
+        &net,
+        "hulan-gov",
+        &[
+            "evidence",
+            m["doc_id"].as_str().unwrap(),
+            "--out",
+            &evidence.display().to_string(),
+        ],
+    );
+    assert!(ok, "{said}");
+    let verify = || {
+        let o = std::process::Command::new("sh")
+            .arg(evidence.join("verify.sh"))
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+    };
+    let (ok, said) = verify();
+    assert!(ok, "{said}");
+    assert!(
+        said.contains("OK    signature    original")
+            && said.contains("OK    carries      original"),
+        "{said}"
+    );
+    let original_signed = evidence.join("original.signed");
+    let mut bytes = std::fs::read(&original_signed).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 1;
+    std::fs::write(&original_signed, bytes).unwrap();
+    let (ok, said) = verify();
+    assert!(
+        !ok && said.contains("FAIL  signature    original"),
+        "{said}"
+    );
     for a in agents {
         a.stop().await;
     }
