@@ -118,12 +118,39 @@ pub fn rows(recipients: &[Recipient], reply_by_ms: Option<i64>) -> Vec<Row> {
         .collect()
 }
 
+/// A cell as a spreadsheet must show it, not run it: text from other
+/// units (a note) that starts like a formula gets a leading apostrophe.
+fn inert(cell: &str) -> String {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}")
+    } else {
+        cell.to_owned()
+    }
+}
+
+/// A folder name from a unit's id and display name: no separators or
+/// control characters, whatever the name holds.
+fn folder_name(id: &NodeId, name: &str) -> String {
+    let name: String = name
+        .chars()
+        .map(|c| {
+            if c == '/' || c == '\\' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .take(60)
+        .collect();
+    format!("{id} {}", name.trim_matches('.')).trim().to_owned()
+}
+
 /// The table as CSV: UTF-8 with a BOM, CRLF, every field quoted.
 pub fn csv(rows: &[Row]) -> String {
     let line = |cells: &[&str]| {
         let quoted: Vec<String> = cells
             .iter()
-            .map(|c| format!("\"{}\"", c.replace('"', "\"\"")))
+            .map(|c| format!("\"{}\"", inert(c).replace('"', "\"\"")))
             .collect();
         format!("{}\r\n", quoted.join(","))
     };
@@ -247,7 +274,7 @@ pub fn collect(ctx: &AgentContext, doc: DocId, out: &Path) -> Result<Collected, 
             .unwrap_or_default();
         let answer = match answers.get(r) {
             Some((rec, h)) => {
-                let folder = out.join(format!("{r} {name}").trim());
+                let folder = out.join(folder_name(r, &name));
                 std::fs::create_dir_all(&folder)
                     .map_err(|e| format!("{}: {e}", folder.display()))?;
                 let from = ctx
@@ -368,6 +395,17 @@ mod tests {
         assert!(text.starts_with("\u{feff}\"单位代码\",\"单位名称\""));
         assert!(text.contains("\"说明, 含逗号和\"\"引号\"\"\""), "{text}");
         assert_eq!(text.matches("\r\n").count(), 2);
+    }
+
+    #[test]
+    fn text_from_other_units_neither_runs_nor_escapes_the_folder() {
+        let mut r = recipient("harbin-gov", Some(1));
+        r.answer.as_mut().unwrap().note = "=HYPERLINK(\"http://x\")".into();
+        let text = csv(&rows(&[r], None));
+        assert!(text.contains("\"'=HYPERLINK("), "{text}");
+        let id = NodeId::parse("harbin-gov").unwrap();
+        assert_eq!(folder_name(&id, "../上级/单位\n"), "harbin-gov _上级_单位_");
+        assert_eq!(folder_name(&id, ""), "harbin-gov");
     }
 
     #[test]

@@ -516,11 +516,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     note,
                     title,
                     supersedes,
-                    by,
+                    by: by.clone(),
                 })),
             )?;
             if v["signed_for_now"] == true {
-                println!("signed for {doc} first");
+                println!("{doc} is signed for first (by {by}), as the answer is sealed");
             }
             println!(
                 "answer {} queued for the unit that asked; `gongwen-agent status` follows it",

@@ -130,30 +130,35 @@ pub(crate) async fn serve(
 
 async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
     let connected = matches!(*s.link.borrow(), LinkState::Connected { .. });
-    let waiting = std::fs::read_dir(&s.ctx.folders.spool)
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .filter(|e| gongwen_common::DocId::parse(&e.file_name().to_string_lossy()).is_ok())
-                .count() as u64
-        })
-        .unwrap_or(0);
+    // File and store reads on a blocking thread, not the server's.
+    let spool = s.ctx.folders.spool.clone();
     let counts = s
         .ctx
         .store
-        .run(|st| {
+        .run(move |st| {
+            let waiting = std::fs::read_dir(&spool)
+                .map(|d| {
+                    d.filter_map(|e| e.ok())
+                        .filter(|e| {
+                            gongwen_common::DocId::parse(&e.file_name().to_string_lossy()).is_ok()
+                        })
+                        .count() as u64
+                })
+                .unwrap_or(0);
             let received = st.all_received()?;
             let pending = ReceivedFilter::pending();
             Ok::<_, crate::store::StoreError>((
                 st.all_sent()?.len() as u64,
                 received.len() as u64,
                 received.iter().filter(|r| pending.matches(r)).count() as u64,
+                waiting,
             ))
         })
         .await
         .unwrap_or_default();
     let levels = AgentLevels {
         connected,
-        waiting_to_send: waiting,
+        waiting_to_send: counts.3,
         sent: counts.0,
         received: counts.1,
         unanswered: counts.2,

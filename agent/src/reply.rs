@@ -86,9 +86,9 @@ pub struct ReplyRequest {
 }
 
 /// Queue the answer `req` describes: checked against the question first
-/// (the same rules the sender applies again when sealing), the question
-/// signed for if it was not yet, a bare decision given a short main text.
-/// The answer's id and whether the question was signed for now. Blocking.
+/// (the same rules the sender applies again when sealing), a bare decision
+/// given a short main text. The answer's id, and whether the question is
+/// to be signed for (by `req.by`, when the answer is sealed). Blocking.
 pub fn queue(
     ctx: &crate::context::AgentContext,
     req: &ReplyRequest,
@@ -137,6 +137,9 @@ pub fn queue(
     if asks.is_some_and(|a| a.kind == ReplyKind::Report) && req.files.is_empty() {
         return Err("a report (上报) carries files: name them after the document id".into());
     }
+    // The sender signs the question for when it seals the answer (one
+    // place for both ways of answering); a returned or quarantined one
+    // cannot be answered.
     let signed_for = match rec.state {
         ReceivedState::Quarantined => {
             return Err(format!(
@@ -148,16 +151,7 @@ pub fn queue(
                 "document {doc} was returned (退回); it cannot be answered"
             ));
         }
-        ReceivedState::Delivered => {
-            crate::clerk::answer(
-                ctx,
-                doc,
-                gongwen_common::receipt::ReceiptKind::Acknowledged,
-                &req.by,
-            )
-            .map_err(|e| e.to_string())?;
-            true
-        }
+        ReceivedState::Delivered => true,
         _ => false,
     };
     let word = match asks.map(|a| a.kind) {

@@ -215,12 +215,25 @@ pub fn restore_files(from: &Path, files: &[PathBuf], data_dir: &Path) -> Result<
     });
     gongwen_common::fsutil::create_private_dir(data_dir)
         .map_err(|e| format!("{}: {e}", data_dir.display()))?;
-    for rel in files {
-        if rel == Path::new(INFO) {
-            continue;
+    let copied = files
+        .iter()
+        .filter(|rel| rel.as_path() != Path::new(INFO))
+        .try_for_each(|rel| {
+            let dst = data_dir.join(rel);
+            copy_synced(&from.join(rel), &dst).map_err(|e| format!("{}: {e}", dst.display()))
+        });
+    if let Err(e) = copied {
+        // Half a store is worse than none: leave the folder empty, as it was.
+        if let Ok(entries) = std::fs::read_dir(data_dir) {
+            for entry in entries.flatten() {
+                let _ = std::fs::remove_dir_all(entry.path())
+                    .or_else(|_| std::fs::remove_file(entry.path()));
+            }
         }
-        let dst = data_dir.join(rel);
-        copy_synced(&from.join(rel), &dst).map_err(|e| format!("{}: {e}", dst.display()))?;
+        return Err(format!(
+            "{e}; nothing was restored ({} is empty again)",
+            data_dir.display()
+        ));
     }
     if let Some((uid, gid)) = owner {
         let mut paths = vec![data_dir.to_owned()];
@@ -293,5 +306,14 @@ mod tests {
         std::fs::write(out.join("spool/a.ct"), b"content").unwrap();
         std::fs::write(out.join("stray"), b"x").unwrap();
         assert!(verify_backup(&out).unwrap_err().contains("stray"));
+
+        // A copy that fails half way leaves the data folder empty.
+        std::fs::remove_file(out.join("stray")).unwrap();
+        let empty = dir.path().join("data2");
+        let mut files = verify_backup(&out).unwrap();
+        files.push(PathBuf::from("spool/missing.ct"));
+        let e = restore_files(&out, &files, &empty).unwrap_err();
+        assert!(e.contains("nothing was restored"), "{e}");
+        assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
     }
 }

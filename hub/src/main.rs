@@ -324,8 +324,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "software": format!("gongwen-hub {}", env!("CARGO_PKG_VERSION")),
             });
             let written = gongwen_hub::backup::write_backup(&staging, &out, &info);
-            let _ = std::fs::remove_dir_all(&staging);
-            let (files, bytes) = written.map_err(anyhow::Error::msg)?;
+            let left = std::fs::remove_dir_all(&staging).is_err() && staging.exists();
+            let (files, bytes) = written.map_err(|e| {
+                anyhow::anyhow!(
+                    "{e}{}",
+                    if left {
+                        format!(
+                            "; the snapshot is left in {} (run backup as root or as the hub's user, who own the data folder, and remove it)",
+                            staging.display()
+                        )
+                    } else {
+                        String::new()
+                    }
+                )
+            })?;
             println!(
                 "backed up {documents} documents ({files} files, {bytes} bytes) to {}",
                 out.display()

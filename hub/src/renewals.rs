@@ -183,7 +183,10 @@ pub(crate) async fn watch(core: Arc<Core>, interval: Duration) {
     let dir = folder(&core.config().data_dir);
     let mut last = None;
     loop {
-        let now = read_folder(&dir);
+        let d = dir.clone();
+        let now = tokio::task::spawn_blocking(move || read_folder(&d))
+            .await
+            .unwrap_or_default();
         if last.as_ref() != Some(&now) {
             if !now.is_empty() {
                 info!(
