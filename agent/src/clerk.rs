@@ -16,10 +16,10 @@ use gongwen_common::receipt::{Receipt, ReceiptKind};
 use gongwen_common::timefmt::rfc3339;
 use serde::Serialize;
 use time::OffsetDateTime;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::context::AgentContext;
-use crate::store::{ReceivedRecord, ReceivedState, StoreError};
+use crate::store::{QueuedAnswer, ReceivedRecord, ReceivedState, StoreError};
 
 /// Why a clerk's act was refused; nothing changed.
 #[derive(Debug, thiserror::Error)]
@@ -130,28 +130,52 @@ pub fn answer(
     Ok(rec)
 }
 
-/// Hand queued answers to the hub. Returns false if the connection broke.
-pub async fn submit_answers(conn: &quinn::Connection, ctx: &Arc<AgentContext>) -> bool {
+/// What became of the queued answers offered to the hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Submitted {
+    /// Each was taken, or refused for good.
+    All,
+    /// The hub asked for some again later (e.g. it has not recorded the
+    /// delivery the answer follows yet).
+    SomeLater,
+    /// The connection broke.
+    ConnectionLost,
+}
+
+/// Hand queued answers to the hub.
+pub async fn submit_answers(conn: &quinn::Connection, ctx: &Arc<AgentContext>) -> Submitted {
     use gongwen_common::wire::Message;
     let queued = ctx.store.run(|s| s.to_submit()).await.unwrap_or_default();
-    for (doc_id, receipt) in queued {
+    let mut outcome = Submitted::All;
+    for QueuedAnswer {
+        doc_id,
+        receipt,
+        turn,
+    } in queued
+    {
         match crate::sender::request(conn, &Message::SubmitReceipt { receipt }).await {
             Ok(Message::Ok) => {}
             Ok(Message::Error { code, message }) if !code.is_retryable() => {
                 // e.g. recalled meanwhile: the hub's word is final.
                 warn!(doc = %doc_id, "the hub did not take our answer: {message}");
             }
-            Ok(other) => {
-                warn!(doc = %doc_id, "answer not confirmed ({}); will retry", other.describe());
+            Ok(Message::Error { message, .. }) => {
+                debug!(doc = %doc_id, "answer not taken yet ({message}); will retry");
+                outcome = Submitted::SomeLater;
                 continue;
             }
-            Err(_) => return false,
+            Ok(other) => {
+                warn!(doc = %doc_id, "answer not confirmed ({}); will retry", other.describe());
+                outcome = Submitted::SomeLater;
+                continue;
+            }
+            Err(_) => return Submitted::ConnectionLost,
         }
-        if let Err(e) = ctx.store.run(move |s| s.submitted(doc_id)).await {
+        if let Err(e) = ctx.store.run(move |s| s.submitted(doc_id, turn)).await {
             warn!("store: {e}");
         }
     }
-    true
+    outcome
 }
 
 fn seconds_text(s: i64) -> String {

@@ -154,11 +154,15 @@ async fn directory_keeper(ctx: Arc<AgentContext>) {
     }
 }
 
+/// How soon an answer the hub could not take yet is given again.
+const ANSWER_RETRY: Duration = Duration::from_secs(2);
+
 /// Send claimed documents now, whenever the outbox claims more, and
 /// periodically (retrying what the hub could not take).
 async fn uploader(conn: quinn::Connection, ctx: Arc<AgentContext>) {
     loop {
-        if !crate::clerk::submit_answers(&conn, &ctx).await {
+        let answers = crate::clerk::submit_answers(&conn, &ctx).await;
+        if answers == crate::clerk::Submitted::ConnectionLost {
             return;
         }
         let pause = match sender::send_pending(&conn, &ctx).await {
@@ -178,6 +182,12 @@ async fn uploader(conn: quinn::Connection, ctx: Arc<AgentContext>) {
                 warn!("{}", gongwen_common::logsafe::Escaped(&e));
                 Duration::from_secs(5)
             }
+        };
+        // An answer the hub asked for again is given again soon.
+        let pause = if answers == crate::clerk::Submitted::SomeLater {
+            pause.min(ANSWER_RETRY)
+        } else {
+            pause
         };
         let _ = tokio::time::timeout(pause, ctx.outbox_wake.notified()).await;
     }

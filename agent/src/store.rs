@@ -22,6 +22,32 @@ use gongwen_common::{DocId, NodeId};
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+/// An answer waiting to be given to the hub.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedAnswer {
+    pub doc_id: DocId,
+    pub receipt: Vec<u8>,
+    /// Bumped each time the answer is queued (see [`SUBMIT_TURN`]).
+    pub turn: u64,
+}
+
+/// Queue `receipt` for the hub, as a new turn.
+fn queue_answer(
+    txn: &redb::WriteTransaction,
+    key: &[u8],
+    receipt: &[u8],
+) -> Result<(), StoreError> {
+    let mut turns = txn.open_table(SUBMIT_TURN)?;
+    let turn = turns
+        .get(key)?
+        .map(|g| g.value())
+        .unwrap_or(0)
+        .wrapping_add(1);
+    turns.insert(key, turn)?;
+    txn.open_table(TO_SUBMIT)?.insert(key, receipt)?;
+    Ok(())
+}
+
 const SENT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sent");
 const RECEIPTS: TableDefinition<(&[u8], &str, u8), &[u8]> = TableDefinition::new("receipts");
 const RECEIVED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("received");
@@ -29,6 +55,10 @@ const MY_RECEIPTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("my_rece
 const ANSWERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("answers");
 const HEADERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("headers");
 const TO_SUBMIT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("to_submit");
+/// How many times each queued answer was queued: a confirmation from the
+/// hub removes the answer only if it was not queued again meanwhile (a
+/// redelivery can queue it again while an earlier offer is in flight).
+const SUBMIT_TURN: TableDefinition<&[u8], u64> = TableDefinition::new("submit_turn");
 /// The content key of each sent document, kept so that the document can be
 /// offered again, byte for byte, to a hub that lost it (the plaintext is in
 /// sent/ anyway; the key adds nothing an intruder there would not have).
@@ -198,6 +228,7 @@ impl Store {
             txn.open_table(MY_RECEIPTS)?;
             txn.open_table(ANSWERS)?;
             txn.open_table(TO_SUBMIT)?;
+            txn.open_table(SUBMIT_TURN)?;
             txn.open_table(HEADERS)?;
             txn.open_table(SENT_KEYS)?;
             txn.open_table(META)?;
@@ -426,7 +457,7 @@ impl Store {
             txn.open_table(RECEIVED)?
                 .insert(key, json(rec)?.as_slice())?;
             txn.open_table(ANSWERS)?.insert(key, receipt)?;
-            txn.open_table(TO_SUBMIT)?.insert(key, receipt)?;
+            queue_answer(&txn, key, receipt)?;
         }
         txn.commit()?;
         Ok(())
@@ -531,7 +562,7 @@ impl Store {
                 .map(|g| g.value().to_vec());
             match answer {
                 Some(a) => {
-                    txn.open_table(TO_SUBMIT)?.insert(key, a.as_slice())?;
+                    queue_answer(&txn, key, &a)?;
                     true
                 }
                 None => false,
@@ -541,24 +572,39 @@ impl Store {
         Ok(found)
     }
 
-    /// Answers the hub has not confirmed yet.
-    pub fn to_submit(&self) -> Result<Vec<(DocId, Vec<u8>)>, StoreError> {
+    /// Answers the hub has not confirmed yet, each with its turn (give it
+    /// back to [`Store::submitted`]).
+    pub fn to_submit(&self) -> Result<Vec<QueuedAnswer>, StoreError> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(TO_SUBMIT)?;
+        let turns = txn.open_table(SUBMIT_TURN)?;
         let mut out = Vec::new();
         for row in t.iter()? {
             let (k, v) = row?;
             if let Ok(b) = <[u8; 16]>::try_from(k.value()) {
-                out.push((DocId::from_bytes(b), v.value().to_vec()));
+                out.push(QueuedAnswer {
+                    doc_id: DocId::from_bytes(b),
+                    receipt: v.value().to_vec(),
+                    turn: turns.get(k.value())?.map(|g| g.value()).unwrap_or(0),
+                });
             }
         }
         Ok(out)
     }
 
-    pub fn submitted(&self, doc_id: DocId) -> Result<(), StoreError> {
+    /// The hub has the answer queued at `turn`: unqueue it, unless it was
+    /// queued again since (then the hub must be given it again).
+    pub fn submitted(&self, doc_id: DocId, turn: u64) -> Result<(), StoreError> {
+        let key = doc_id.as_bytes().as_slice();
         let txn = self.db.begin_write()?;
-        txn.open_table(TO_SUBMIT)?
-            .remove(doc_id.as_bytes().as_slice())?;
+        {
+            let mut turns = txn.open_table(SUBMIT_TURN)?;
+            let now = turns.get(key)?.map(|g| g.value()).unwrap_or(0);
+            if now == turn {
+                turns.remove(key)?;
+                txn.open_table(TO_SUBMIT)?.remove(key)?;
+            }
+        }
         txn.commit()?;
         Ok(())
     }
@@ -604,5 +650,51 @@ impl Store {
             out.push(parse(v.value())?);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn received(doc_id: DocId) -> ReceivedRecord {
+        ReceivedRecord {
+            doc_id,
+            sender: NodeId::parse("prov-gov").unwrap(),
+            title: "通知".into(),
+            doc_number: String::new(),
+            doc_type: String::new(),
+            urgency: Urgency::Normal,
+            deadline: None,
+            received_ms: 1,
+            state: ReceivedState::Acknowledged,
+            reason: None,
+            digest: String::new(),
+            urge_count: 0,
+            answer: Some("张三".into()),
+            answered_ms: Some(2),
+            recall_reason: None,
+            sender_name: None,
+        }
+    }
+
+    #[test]
+    fn an_answer_queued_again_while_in_flight_is_given_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("agent.redb"), true).unwrap();
+        let doc = DocId::generate();
+        store.record_answer(&received(doc), b"receipt").unwrap();
+        let first = store.to_submit().unwrap();
+        assert_eq!(first.len(), 1);
+        // While that offer is at the hub (which does not know the document
+        // yet), the document is delivered again and the answer queued again.
+        assert!(store.resubmit_answer(doc).unwrap());
+        store.submitted(doc, first[0].turn).unwrap();
+        let again = store.to_submit().unwrap();
+        assert_eq!(again.len(), 1, "the answer queued again was dropped");
+        assert_eq!(again[0].receipt, b"receipt");
+        store.submitted(doc, again[0].turn).unwrap();
+        assert!(store.to_submit().unwrap().is_empty());
     }
 }

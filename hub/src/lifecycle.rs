@@ -166,8 +166,11 @@ pub enum AnswerError {
     Recalled,
     #[error("the document was already {0}")]
     AlreadyAnswered(&'static str),
+    /// Not yet: the unit's delivery receipt may still be on its way.
     #[error("the document has not been delivered to this unit")]
     NotDelivered,
+    #[error("this unit quarantined the document; it cannot be answered")]
+    Quarantined,
 }
 
 /// What a recall did to one recipient's copy.
@@ -285,9 +288,8 @@ impl DeliveryRecord {
             | (DeliveryState::Rejected, Answer::Returned { .. }) => Ok(false),
             (DeliveryState::Acknowledged, _) => Err(AnswerError::AlreadyAnswered("acknowledged")),
             (DeliveryState::Rejected, _) => Err(AnswerError::AlreadyAnswered("rejected")),
-            (DeliveryState::Queued | DeliveryState::Quarantined, _) => {
-                Err(AnswerError::NotDelivered)
-            }
+            (DeliveryState::Queued, _) => Err(AnswerError::NotDelivered),
+            (DeliveryState::Quarantined, _) => Err(AnswerError::Quarantined),
             (DeliveryState::Delivered, answer) => {
                 self.late = now_ms > self.deadline_ms;
                 match answer {
@@ -574,7 +576,7 @@ mod tests {
         assert_eq!(r.reason.as_deref(), Some("the content does not decrypt"));
         assert_eq!(
             r.answer(Answer::SignedFor { by: "王" }, 4),
-            Err(AnswerError::NotDelivered)
+            Err(AnswerError::Quarantined)
         );
     }
 

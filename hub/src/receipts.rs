@@ -11,6 +11,7 @@ use gongwen_common::{DocId, NodeId};
 use tracing::{info, warn};
 
 use crate::core::Core;
+use crate::lifecycle::AnswerError;
 use crate::refusal::Refusal;
 use crate::store::{Delivery, DocRecord};
 
@@ -149,6 +150,13 @@ async fn record_answer(
             }
             Ok(kind)
         }
+        // The unit holds it, so its delivery receipt is on its way (a
+        // redelivered copy is answered at once, on another stream): not
+        // refused for good, or the unit would drop its answer.
+        Err(e @ AnswerError::NotDelivered) => Err(Refusal::new(
+            ErrorCode::NotNow,
+            format!("{e} yet; give the answer again once its delivery is recorded"),
+        )),
         Err(e) => Err(Refusal::new(ErrorCode::BadRequest, e.to_string())),
     }
 }

@@ -218,6 +218,32 @@ async fn receipts_signed_by_the_wrong_unit_or_for_unknown_documents_are_refused(
     }
 }
 
+/// A unit that holds a document may answer it before the hub has recorded
+/// its delivery (a redelivered copy is answered at once, on another
+/// stream): the hub asks for the answer again later rather than refusing
+/// it for good, which would make the unit drop it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_ahead_of_its_delivery_is_asked_for_again_not_refused() {
+    let (net, hub, _prov, harbin) = two_units().await;
+    harbin.stop().await;
+    hub.wait_nodes("harbin-gov offline", |r| {
+        r.iter().any(|n| n.id == "harbin-gov" && !n.connected)
+    })
+    .await;
+    let (_raw, doc_id, digest) = raw_sender(&net, &hub).await;
+    // harbin-gov's link, which never answers the hub's delivery.
+    let recipient = RawAgent::connect(&net.path().join("harbin-gov"), "harbin-gov", hub.addr).await;
+    let ack = receipt(doc_id, ReceiptKind::Acknowledged, "harbin-gov", digest);
+    match submit(&recipient, &ack).await {
+        Message::Error { code, message } => {
+            assert_eq!(code, ErrorCode::NotNow, "{message}");
+            assert!(code.is_retryable());
+            assert!(message.contains("not been delivered"), "{message}");
+        }
+        other => panic!("an answer ahead of its delivery was taken: {other:?}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_not_yet_valid_is_refused_with_a_plain_reason() {
     let net = Net::new();
