@@ -7,6 +7,7 @@
 //! receipts of the question, the answers in its inbox); the files are
 //! written from the rows.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use gongwen_common::envelope::{Deadline, SealedHeader};
@@ -40,7 +41,12 @@ pub const MISSING: &str = "未报送";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answered {
     pub doc_id: DocId,
+    /// When the hub took it (or, if the hub cannot be asked, when it
+    /// arrived here).
     pub at_ms: i64,
+    /// The hub's word on whether it came after `reply_by` (its clock
+    /// decides); judged from `at_ms` here when the hub cannot be asked.
+    pub late: Option<bool>,
     pub decision: Option<Decision>,
     pub note: String,
     pub files: Vec<String>,
@@ -80,7 +86,9 @@ pub fn rows(recipients: &[Recipient], reply_by_ms: Option<i64>) -> Vec<Row> {
             let (answered_at, timely, decision, note, files, doc) = match &r.answer {
                 Some(a) => (
                     time_ms(a.at_ms),
-                    if reply_by_ms.is_some_and(|by| a.at_ms > by) {
+                    if a.late
+                        .unwrap_or_else(|| reply_by_ms.is_some_and(|by| a.at_ms > by))
+                    {
                         LATE
                     } else {
                         ON_TIME
@@ -196,17 +204,77 @@ pub fn xlsx(title: &str, rows: &[Row]) -> Result<Vec<u8>, String> {
     book.save_to_buffer().map_err(e)
 }
 
-/// What [`collect`] wrote.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Collected {
-    pub out: PathBuf,
-    pub recipients: usize,
-    pub answered: usize,
+/// What the hub says of one recipient of the question (`gongwen-hub
+/// status` JSON).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HubWord {
+    /// The delivery state (queued, delivered, acknowledged …).
+    pub state: String,
+    pub acknowledged_at: Option<String>,
+    /// When the hub took the answer.
+    pub answered_ms: Option<i64>,
+    /// Answered after `reply_by` (or not answered and past it).
+    pub late: bool,
 }
 
-/// Gather the answers to `doc` (a document this unit sent that asked for
-/// answers) into `out`. Blocking.
-pub fn collect(ctx: &AgentContext, doc: DocId, out: &Path) -> Result<Collected, String> {
+/// Each recipient's [`HubWord`] from the hub's `status` answer.
+pub fn hub_words(status: &serde_json::Value) -> BTreeMap<String, HubWord> {
+    let ms = |v: &serde_json::Value| {
+        let t = gongwen_common::timefmt::parse_rfc3339(v.as_str()?).ok()?;
+        i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+    };
+    status["recipients"]
+        .as_array()
+        .map(|rs| {
+            rs.iter()
+                .filter_map(|r| {
+                    let id = r["recipient"].as_str()?.to_owned();
+                    Some((
+                        id,
+                        HubWord {
+                            state: r["state"].as_str().unwrap_or_default().to_owned(),
+                            acknowledged_at: r["acknowledged_at"].as_str().map(str::to_owned),
+                            answered_ms: ms(&r["answered_at"]),
+                            late: r["reply_state"].as_str() == Some("late"),
+                        },
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The 汇总 of one question: the table's rows, and where each answer's
+/// files are.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// 《title》汇总表
+    pub title: String,
+    pub recipients: Vec<Recipient>,
+    pub rows: Vec<Row>,
+    /// Each answer's folder name in a collection, and its inbox folder.
+    folders: Vec<(String, PathBuf)>,
+}
+
+impl Summary {
+    pub fn csv(&self) -> String {
+        csv(&self.rows)
+    }
+
+    pub fn xlsx(&self) -> Result<Vec<u8>, String> {
+        xlsx(&self.title, &self.rows)
+    }
+}
+
+/// The 汇总 of `doc`, a document this unit sent; `None` if it asked for no
+/// answers. `hub`: the hub's `status` of it, when it could be asked (its
+/// times and its judgment of lateness are the ones that count). Blocking;
+/// reads only.
+pub fn summarize(
+    ctx: &AgentContext,
+    doc: DocId,
+    hub: Option<&serde_json::Value>,
+) -> Result<Option<Summary>, String> {
     let store = &ctx.store;
     let err = |e: crate::store::StoreError| e.to_string();
     let sent = store
@@ -219,9 +287,7 @@ pub fn collect(ctx: &AgentContext, doc: DocId, out: &Path) -> Result<Collected, 
         .ok_or_else(|| format!("document {doc} has no header here"))?;
     let question = SealedHeader::parse(&header).map_err(|e| e.to_string())?;
     let Some(asks) = question.meta().links.asks else {
-        return Err(format!(
-            "document {doc} asked for no answers: there is nothing to collect"
-        ));
+        return Ok(None);
     };
     let reply_by_ms = asks.by.map(|d| match d {
         Deadline::At(s) => s.saturating_mul(1000),
@@ -231,12 +297,11 @@ pub fn collect(ctx: &AgentContext, doc: DocId, out: &Path) -> Result<Collected, 
                 .saturating_mul(1000),
         ),
     });
+    let words = hub.map(hub_words);
     let status = crate::control::doc_status(store, &sent).map_err(err)?;
     // The latest answer from each recipient.
-    let mut answers: std::collections::BTreeMap<
-        NodeId,
-        (crate::store::ReceivedRecord, SealedHeader),
-    > = Default::default();
+    let mut answers: BTreeMap<NodeId, (crate::store::ReceivedRecord, SealedHeader)> =
+        BTreeMap::new();
     for rec in store.all_received().map_err(err)? {
         if !sent.recipients.contains(&rec.sender) {
             continue;
@@ -257,11 +322,12 @@ pub fn collect(ctx: &AgentContext, doc: DocId, out: &Path) -> Result<Collected, 
             answers.insert(rec.sender.clone(), (rec, h));
         }
     }
-    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let directory = ctx.directory.get();
     let mut recipients = Vec::new();
+    let mut folders = Vec::new();
     for r in &sent.recipients {
-        let st = status.recipients.iter().find(|s| s.recipient == r.as_str());
+        let local = status.recipients.iter().find(|s| s.recipient == r.as_str());
+        let word = words.as_ref().and_then(|w| w.get(r.as_str()));
         let name = answers
             .get(r)
             .and_then(|(rec, _)| rec.sender_name.clone())
@@ -272,64 +338,109 @@ pub fn collect(ctx: &AgentContext, doc: DocId, out: &Path) -> Result<Collected, 
                     .filter(|n| n != r.as_str())
             })
             .unwrap_or_default();
-        let answer = match answers.get(r) {
-            Some((rec, h)) => {
-                let folder = out.join(folder_name(r, &name));
-                std::fs::create_dir_all(&folder)
-                    .map_err(|e| format!("{}: {e}", folder.display()))?;
-                let from = ctx
-                    .folders
-                    .inbox
-                    .join(r.as_str())
-                    .join(rec.doc_id.to_string());
-                let mut files = Vec::new();
-                if let Ok(entries) = std::fs::read_dir(&from) {
-                    for e in entries.flatten() {
-                        let name = e.file_name().to_string_lossy().into_owned();
-                        if e.path().is_file() {
-                            std::fs::copy(e.path(), folder.join(&name))
-                                .map_err(|err| format!("{}: {err}", e.path().display()))?;
-                            if name != "metadata.json" {
-                                files.push(name);
-                            }
-                        }
-                    }
-                }
-                files.sort();
-                Some(Answered {
-                    doc_id: rec.doc_id,
-                    at_ms: rec.received_ms,
-                    decision: h.meta().links.answers.and_then(|a| a.decision),
-                    note: h.meta().note.clone(),
-                    files,
+        let answer = answers.get(r).map(|(rec, h)| {
+            let from = ctx
+                .folders
+                .inbox
+                .join(r.as_str())
+                .join(rec.doc_id.to_string());
+            let mut files: Vec<String> = std::fs::read_dir(&from)
+                .map(|entries| {
+                    entries
+                        .flatten()
+                        .filter(|e| e.path().is_file())
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .filter(|n| n != "metadata.json")
+                        .collect()
                 })
+                .unwrap_or_default();
+            files.sort();
+            folders.push((folder_name(r, &name), from));
+            // The hub's time and judgment when it has this answer.
+            let hub_time = word.and_then(|w| w.answered_ms.map(|at| (at, w.late)));
+            Answered {
+                doc_id: rec.doc_id,
+                at_ms: hub_time.map_or(rec.received_ms, |(at, _)| at),
+                late: hub_time.map(|(_, late)| late),
+                decision: h.meta().links.answers.and_then(|a| a.decision),
+                note: h.meta().note.clone(),
+                files,
             }
-            None => None,
+        });
+        let (sign_state, signed_at) = match word {
+            Some(w) => (w.state.as_str(), w.acknowledged_at.clone()),
+            None => (
+                local.map_or("", |s| s.state.as_str()),
+                local.and_then(|s| s.acknowledged_at.clone()),
+            ),
         };
         recipients.push(Recipient {
             id: r.clone(),
             name,
-            sign_state: st
-                .map(|s| sign_words(&s.state))
-                .unwrap_or_default()
-                .to_owned(),
-            signed_at: st.and_then(|s| s.acknowledged_at.clone()),
+            sign_state: sign_words(sign_state).to_owned(),
+            signed_at,
             answer,
         });
     }
     let rows = rows(&recipients, reply_by_ms);
-    let title = format!("《{}》汇总表", question.meta().title);
+    Ok(Some(Summary {
+        title: format!("《{}》汇总表", question.meta().title),
+        recipients,
+        rows,
+        folders,
+    }))
+}
+
+/// What [`collect`] wrote.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Collected {
+    pub out: PathBuf,
+    pub recipients: usize,
+    pub answered: usize,
+}
+
+/// Gather the answers to `doc` (a document this unit sent that asked for
+/// answers) into `out`: a folder per answer and the table in both forms.
+/// `hub` as for [`summarize`]. Blocking.
+pub fn collect(
+    ctx: &AgentContext,
+    doc: DocId,
+    out: &Path,
+    hub: Option<&serde_json::Value>,
+) -> Result<Collected, String> {
+    let Some(summary) = summarize(ctx, doc, hub)? else {
+        return Err(format!(
+            "document {doc} asked for no answers: there is nothing to collect"
+        ));
+    };
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    for (name, from) in &summary.folders {
+        let folder = out.join(name);
+        std::fs::create_dir_all(&folder).map_err(|e| format!("{}: {e}", folder.display()))?;
+        if let Ok(entries) = std::fs::read_dir(from) {
+            for e in entries.flatten() {
+                if e.path().is_file() {
+                    std::fs::copy(e.path(), folder.join(e.file_name()))
+                        .map_err(|err| format!("{}: {err}", e.path().display()))?;
+                }
+            }
+        }
+    }
     let write = |name: &str, bytes: &[u8]| {
         let path = out.join(name);
         gongwen_common::fsutil::write_atomic(&path, bytes, 0o644)
             .map_err(|e| format!("{}: {e}", path.display()))
     };
-    write("汇总表.csv", csv(&rows).as_bytes())?;
-    write("汇总表.xlsx", &xlsx(&title, &rows)?)?;
+    write("汇总表.csv", summary.csv().as_bytes())?;
+    write("汇总表.xlsx", &summary.xlsx()?)?;
     Ok(Collected {
         out: out.to_owned(),
-        recipients: recipients.len(),
-        answered: recipients.iter().filter(|r| r.answer.is_some()).count(),
+        recipients: summary.recipients.len(),
+        answered: summary
+            .recipients
+            .iter()
+            .filter(|r| r.answer.is_some())
+            .count(),
     })
 }
 
@@ -359,6 +470,7 @@ mod tests {
             answer: answer.map(|at_ms| Answered {
                 doc_id: DocId::generate(),
                 at_ms,
+                late: None,
                 decision: Some(Decision::Approved),
                 note: "说明, 含逗号和\"引号\"".into(),
                 files: vec!["报表.xlsx".into(), "说明.docx".into()],
@@ -387,6 +499,26 @@ mod tests {
             rows(&[recipient("a-gov", Some(i64::MAX))], None)[0].cells[5],
             ON_TIME
         );
+    }
+
+    #[test]
+    fn the_hubs_judgment_of_lateness_wins_over_this_units_clock() {
+        let mut r = recipient("harbin-gov", Some(1_000));
+        r.answer.as_mut().unwrap().late = Some(true);
+        assert_eq!(rows(&[r.clone()], Some(5_000))[0].cells[5], LATE);
+        r.answer.as_mut().unwrap().late = Some(false);
+        assert_eq!(rows(&[r], Some(500))[0].cells[5], ON_TIME);
+        let words = hub_words(&serde_json::json!({ "recipients": [
+            { "recipient": "harbin-gov", "state": "acknowledged",
+              "acknowledged_at": "2026-12-01T08:00:00Z",
+              "reply_state": "late", "answered_at": "2026-12-02T00:00:00Z" },
+            { "recipient": "daqing-gov", "state": "delivered", "reply_state": "awaiting" },
+        ]}));
+        let h = &words["harbin-gov"];
+        assert!(h.late);
+        assert_eq!(h.answered_ms, Some(1_796_169_600_000));
+        assert_eq!(h.acknowledged_at.as_deref(), Some("2026-12-01T08:00:00Z"));
+        assert!(!words["daqing-gov"].late && words["daqing-gov"].answered_ms.is_none());
     }
 
     #[test]

@@ -212,8 +212,22 @@ async fn answer(req: Request, ctx: &Arc<AgentContext>) -> Response {
             }
         }
         Request::Collect { doc, out } => {
+            // The hub's times and judgment of lateness, when it answers.
+            let hub = hub_request(
+                ctx,
+                &gongwen_common::wire::Message::Supervise {
+                    query: serde_json::json!({ "query": "status", "doc": doc })
+                        .to_string()
+                        .into_bytes(),
+                },
+            )
+            .await
+            .ok();
             let c = ctx.clone();
-            match tokio::task::spawn_blocking(move || crate::collect::collect(&c, doc, &out)).await
+            match tokio::task::spawn_blocking(move || {
+                crate::collect::collect(&c, doc, &out, hub.as_ref())
+            })
+            .await
             {
                 Ok(Ok(done)) => match to_json(&done) {
                     Ok(v) => Response::Ok(v),

@@ -562,6 +562,24 @@ pub fn recover(folders: &Folders) -> std::io::Result<Vec<DocId>> {
     Ok(ids)
 }
 
+/// The documents claimed but not yet taken by the hub that answer `asked`
+/// (their sidecar says `in_reply_to`). Blocking.
+pub fn queued_answers(folders: &Folders, asked: DocId) -> Vec<DocId> {
+    let Ok(entries) = std::fs::read_dir(&folders.spool) else {
+        return Vec::new();
+    };
+    let asked = asked.to_string();
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let id = DocId::parse(e.file_name().to_str()?).ok()?;
+            let text = std::fs::read_to_string(e.path().join("meta.toml")).ok()?;
+            let sc = crate::draft::parse_sidecar("meta.toml", &text).ok()?;
+            (sc.in_reply_to.as_deref() == Some(asked.as_str())).then_some(id)
+        })
+        .collect()
+}
+
 /// A name in `dir` not used yet: `name`, `name (2)`, `name (3)` … (a name
 /// that is not UTF-8 is kept as it is, numbered at its end).
 fn free_name(dir: &Path, name: &std::ffi::OsStr) -> PathBuf {

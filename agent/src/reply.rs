@@ -188,7 +188,14 @@ pub fn queue(
     };
     let queued = {
         let _claiming = ctx.claiming.lock().unwrap_or_else(|p| p.into_inner());
-        crate::outbox::claim_copies(&ctx.folders, &send)
+        // One answer at a time: a second (a form sent twice) would not
+        // know the first's id to say it corrects it.
+        match crate::outbox::queued_answers(&ctx.folders, doc).first() {
+            Some(sending) => Err(format!(
+                "an answer to document {doc} ({sending}) is still being sent; once the hub has taken it, a correction names it (supersedes)"
+            )),
+            None => crate::outbox::claim_copies(&ctx.folders, &send),
+        }
     };
     let _ = std::fs::remove_dir_all(&scratch);
     Ok((queued?, signed_for))

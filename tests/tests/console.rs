@@ -931,3 +931,182 @@ async fn the_console_serves_https_with_the_units_certificate_and_its_cookies_are
     let e = e.unwrap_err().to_string();
     assert!(e.contains("console.tls_key"), "{e}");
 }
+
+/// The newest document in `root`'s inbox from `sender`.
+async fn newest_from(root: &std::path::Path, sender: &str, count: usize) -> std::path::PathBuf {
+    let docs = wait_inbox(root, sender, count).await;
+    docs.into_iter().max().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clerk_answers_and_forwards_in_the_console_and_the_asker_downloads_the_summary() {
+    let u = units().await;
+    let doc = send(
+        &u,
+        "报送通知.txt",
+        "请报送本地区统计数据".as_bytes(),
+        Some("title = \"关于报送统计数据的通知\"\nreply = \"report\"\nreply_by = \"5d\"\n"),
+    )
+    .await;
+    let mut clerk = browser(&u.harbin);
+    clerk.log_in("li.si", PASSWORD).await;
+    let page = clerk.get(&format!("/inbox/{doc}")).await;
+    let html = page.text();
+    assert!(
+        html.contains("要求答复") && html.contains("报送材料"),
+        "{html}"
+    );
+    assert!(html.contains(&format!("action=\"/inbox/{doc}/reply\"")));
+    assert!(html.contains(&format!("action=\"/inbox/{doc}/forward\"")));
+    let csrf = page.csrf().unwrap();
+    let reply = format!("/inbox/{doc}/reply");
+
+    // A report without files is refused on the page, nothing sent.
+    let bare = clerk
+        .post_multipart(
+            &reply,
+            &[("csrf", &csrf), ("note", "无"), ("by", "李四")],
+            &[],
+        )
+        .await;
+    assert_eq!(bare.status, 422);
+    assert!(bare.text().contains("carries files"), "{}", bare.text());
+    // Without the form's token nothing is read.
+    let forged = clerk
+        .post_multipart(
+            &reply,
+            &[("csrf", "0000"), ("by", "李四")],
+            &[("files", "报表.csv", b"a,1\n")],
+        )
+        .await;
+    assert_eq!(forged.status, 403);
+
+    let sheet = b"\xe5\x9c\xb0\xe5\x8c\xba,\xe6\x95\xb0\xe9\x87\x8f\nharbin,42\n";
+    let answered = clerk
+        .post_multipart(
+            &reply,
+            &[("csrf", &csrf), ("note", "按时报送"), ("by", "李四")],
+            &[("files", "报表.csv", sheet)],
+        )
+        .await;
+    assert_eq!(answered.status, 303, "{}", answered.text());
+    // The form sent twice: the second answer is refused, whether the first
+    // is still on its way or already taken (a correction names it).
+    let again = clerk
+        .post_multipart(
+            &reply,
+            &[("csrf", &csrf), ("by", "李四")],
+            &[("files", "报表.csv", b"x")],
+        )
+        .await;
+    assert_eq!(again.status, 422, "{}", again.text());
+    assert!(
+        again.text().contains("still being sent") || again.text().contains("answered already"),
+        "{}",
+        again.text()
+    );
+    let answer_page = answered.location().unwrap();
+    assert!(answer_page.starts_with("/sent/"), "{answer_page}");
+    let answer = newest_from(&u.net.root("prov-gov"), "harbin-gov", 1).await;
+    assert_eq!(std::fs::read(answer.join("报表.csv")).unwrap(), sheet);
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(answer.join("metadata.json")).unwrap()).unwrap();
+    assert_eq!(meta["in_reply_to"]["doc_id"], doc.to_string());
+    // Answering signed for it, in the answerer's name.
+    wait_until("the question signed for", || {
+        (state_of(&u.harbin, doc) == ReceivedState::Acknowledged).then_some(())
+    })
+    .await;
+    // Once the hub took it, the page offers a correction of it.
+    let answer_id = answer.file_name().unwrap().to_string_lossy().into_owned();
+    wait_until("the answer noted as ours", || {
+        u.harbin.ctx.store.replied(doc).unwrap().map(|_| ())
+    })
+    .await;
+    let page = clerk.get(&format!("/inbox/{doc}")).await.text();
+    assert!(
+        page.contains("更正答复")
+            && page.contains(&format!("name=\"supersedes\" value=\"{answer_id}\"")),
+        "{page}"
+    );
+
+    // The asker's page: 签收情况 and the 汇总, with both files.
+    let mut asker = browser(&u.prov);
+    asker.log_in("wang", PASSWORD).await;
+    let sent = wait_until("the answer in the asker's 汇总", || {
+        let p = futures_now(asker.clone().get(&format!("/sent/{doc}")));
+        p.text().contains("报表.csv").then_some(p)
+    })
+    .await;
+    let html = sent.text();
+    assert!(
+        html.contains("答复汇总") && html.contains("已报送 1 / 共 1"),
+        "{html}"
+    );
+    assert!(html.contains("按时报送") && html.contains("按时"), "{html}");
+    let encoded = |name: &str| gongwen_tests::web::form_encode(name).replace('+', "%20");
+    let csv = asker
+        .get(&format!("/sent/{doc}/{}", encoded("汇总表.csv")))
+        .await;
+    assert_eq!(csv.status, 200, "{}", csv.text());
+    assert!(
+        csv.header("content-disposition")
+            .unwrap()
+            .starts_with("attachment")
+    );
+    let text = csv.text();
+    assert!(text.starts_with('\u{feff}'), "no BOM");
+    assert!(
+        text.contains("\"harbin-gov\"") && text.contains("\"报表.csv\""),
+        "{text}"
+    );
+    let xlsx = asker
+        .get(&format!("/sent/{doc}/{}", encoded("汇总表.xlsx")))
+        .await;
+    assert_eq!(xlsx.status, 200);
+    assert_eq!(&xlsx.body[..2], b"PK", "not a workbook");
+    // Only for the sender, only for a question; a stranger logs in first.
+    let other = asker
+        .get(&format!("/sent/{answer_id}/{}", encoded("汇总表.csv")))
+        .await;
+    assert_eq!(other.status, 404);
+    let stranger = browser(&u.prov)
+        .get(&format!("/sent/{doc}/{}", encoded("汇总表.csv")))
+        .await;
+    assert_eq!(stranger.status, 401);
+
+    // 转发: harbin-gov passes it on to daqing-gov.
+    let forward = format!("/inbox/{doc}/forward");
+    let nobody = clerk
+        .post_form(&forward, &[("csrf", &csrf), ("to_more", "nobody-gov")])
+        .await;
+    assert_eq!(nobody.status, 422);
+    assert!(nobody.text().contains("nobody-gov"), "{}", nobody.text());
+    let no_token = clerk
+        .post_form(&forward, &[("csrf", "0000"), ("to", "daqing-gov")])
+        .await;
+    assert_eq!(no_token.status, 403);
+    let forwarded = clerk
+        .post_form(
+            &forward,
+            &[
+                ("csrf", &csrf),
+                ("to", "daqing-gov"),
+                ("note", "请认真贯彻落实"),
+                ("by", "李四"),
+            ],
+        )
+        .await;
+    assert_eq!(forwarded.status, 303, "{}", forwarded.text());
+    assert!(forwarded.location().unwrap().starts_with("/sent/"));
+    let copy = newest_from(&u.net.root("daqing-gov"), "harbin-gov", 1).await;
+    assert_eq!(
+        std::fs::read(copy.join("报送通知.txt")).unwrap(),
+        "请报送本地区统计数据".as_bytes()
+    );
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(copy.join("metadata.json")).unwrap()).unwrap();
+    assert_eq!(meta["forwarded_from"]["sender"], "prov-gov");
+    assert_eq!(meta["forwarded_from"]["doc_id"], doc.to_string());
+    assert_eq!(meta["note"], "请认真贯彻落实");
+}

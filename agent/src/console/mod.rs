@@ -20,6 +20,7 @@
 //! downloads (`Content-Disposition: attachment`), never rendered.
 
 pub mod accounts;
+mod answers;
 pub mod pages;
 pub mod session;
 
@@ -314,6 +315,11 @@ fn router(web: Arc<Web>) -> Router {
         .route("/inbox/{doc_id}/reject", post(reject))
         .route("/inbox/{doc_id}/files/{name}", get(download))
         .route(
+            "/inbox/{doc_id}/reply",
+            post(answers::reply).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route("/inbox/{doc_id}/forward", post(answers::forward))
+        .route(
             "/compose",
             get(compose_page)
                 .post(compose)
@@ -323,6 +329,7 @@ fn router(web: Arc<Web>) -> Router {
         .route("/sent/{doc_id}", get(sent_doc))
         .route("/sent/{doc_id}/recall", post(recall))
         .route("/sent/{doc_id}/urge", post(urge))
+        .route("/sent/{doc_id}/{file}", get(answers::summary_file))
         .route("/supervision", get(supervision_page))
         .route("/supervision/overdue.csv", get(overdue_csv))
         .route("/supervision/report.csv", get(report_csv))
@@ -848,6 +855,15 @@ async fn doc_page(
     let notices = tokio::task::spawn_blocking(move || read_notices(&dir))
         .await
         .unwrap_or_default();
+    let doc = rec.doc_id;
+    let answered = web
+        .ctx
+        .store
+        .run(move |s| s.replied(doc))
+        .await
+        .ok()
+        .flatten();
+    let directory = web.ctx.directory.get();
     pages::received_doc(
         &web.frame(user, csrf),
         rec,
@@ -855,6 +871,11 @@ async fn doc_page(
         &files,
         &notices,
         message,
+        &pages::DocActs {
+            answered,
+            dir: directory.as_deref(),
+            me: web.ctx.node_id(),
+        },
     )
     .into_response()
 }
@@ -1187,17 +1208,21 @@ async fn sent_doc_page(
         }
     }
     match sent_view(web, doc_id).await {
-        Ok(Some(v)) => pages::sent_doc(
-            &web.frame(user, csrf),
-            &v.record.doc_id.to_string(),
-            &v.record.title,
-            &v.record.doc_number,
-            Some(v.record.sent_ms),
-            &v.rows,
-            v.source,
-            message,
-        )
-        .into_response(),
+        Ok(Some(v)) => {
+            let summary = answers::summary(web, v.record.doc_id, v.hub.clone()).await;
+            pages::sent_doc(
+                &web.frame(user, csrf),
+                &v.record.doc_id.to_string(),
+                &v.record.title,
+                &v.record.doc_number,
+                Some(v.record.sent_ms),
+                &v.rows,
+                v.source,
+                summary.as_ref(),
+                message,
+            )
+            .into_response()
+        }
         Ok(None) => no_such_sent(),
         Err(r) => r,
     }
@@ -1449,21 +1474,42 @@ struct Staging {
     bytes: u64,
 }
 
+impl Staging {
+    /// A fresh folder under `state/uploads/`.
+    async fn new(web: &Web) -> Result<Staging, Response> {
+        let Some(token) = random_hex(8) else {
+            return Err(server_error("the system random generator failed"));
+        };
+        let staging = Staging {
+            dir: web.ctx.folders.state.join("uploads").join(token),
+            files: Vec::new(),
+            has_main: false,
+            bytes: 0,
+        };
+        tokio::fs::create_dir_all(&staging.dir)
+            .await
+            .map_err(|e| server_error(format!("{}: {e}", staging.dir.display())))?;
+        Ok(staging)
+    }
+}
+
 impl Drop for Staging {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
-/// Read the compose form: the `csrf` field first (nothing else is read
-/// without it: a 403 comes back as `Err`), then the fields and the files,
-/// streamed to `staging`. `Ok(Err(why))` is a problem to show on the form.
-async fn read_compose(
+/// Read a form with files (compose, reply): the `csrf` field first
+/// (nothing else is read without it: a 403 comes back as `Err`), then the
+/// fields, each handed to `field`, and the files, streamed to `staging`
+/// (a file field named `main` first). The third value is a problem to show
+/// on the form.
+async fn read_upload(
     web: &Web,
     headers: &HeaderMap,
     mut form: axum::extract::Multipart,
     staging: &mut Staging,
-    view: &mut pages::ComposeView,
+    mut field: impl FnMut(&str, String),
 ) -> Result<(User, String, Option<String>), Response> {
     let first = form.next_field().await.ok().flatten();
     let csrf = match first {
@@ -1473,29 +1519,15 @@ async fn read_compose(
     let (user, csrf) = need_form_session(web, headers, &csrf)?;
     let limit = web.ctx.config.max_document_size;
     let problem = loop {
-        let mut field = match form.next_field().await {
+        let mut part = match form.next_field().await {
             Ok(Some(f)) => f,
             Ok(None) => break None,
             Err(e) => break Some(format!("上传中断或格式不对：{e}")),
         };
-        let name = field.name().unwrap_or_default().to_owned();
-        let Some(file_name) = field.file_name().map(str::to_owned) else {
-            let value = field.text().await.unwrap_or_default();
-            match name.as_str() {
-                "to" if !value.trim().is_empty() => view.to.push(value.trim().to_owned()),
-                "cc" if !value.trim().is_empty() => view.cc.push(value.trim().to_owned()),
-                "to_more" => view.to_more = value,
-                "cc_more" => view.cc_more = value,
-                "title" => view.title = value,
-                "doc_number" => view.doc_number = value,
-                "doc_type" => view.doc_type = value,
-                "urgency" => view.urgency = value,
-                "deadline" => view.deadline = value,
-                "operator" => view.operator = value,
-                "phone" => view.phone = value,
-                "note" => view.note = value,
-                _ => {}
-            }
+        let name = part.name().unwrap_or_default().to_owned();
+        let Some(file_name) = part.file_name().map(str::to_owned) else {
+            let value = part.text().await.unwrap_or_default();
+            field(&name, value);
             continue;
         };
         if file_name.is_empty() {
@@ -1517,7 +1549,7 @@ async fn read_compose(
             Err(e) => break Some(format!("无法暂存上传的文件：{e}")),
         };
         let written = loop {
-            match field.chunk().await {
+            match part.chunk().await {
                 Ok(Some(chunk)) => {
                     staging.bytes += chunk.len() as u64;
                     if staging.bytes > limit {
@@ -1562,24 +1594,34 @@ async fn compose(
     headers: HeaderMap,
     form: axum::extract::Multipart,
 ) -> Response {
-    let Some(token) = random_hex(8) else {
-        return server_error("the system random generator failed");
+    let mut staging = match Staging::new(&web).await {
+        Ok(s) => s,
+        Err(r) => return r,
     };
-    let mut staging = Staging {
-        dir: web.ctx.folders.state.join("uploads").join(token),
-        files: Vec::new(),
-        has_main: false,
-        bytes: 0,
-    };
-    if let Err(e) = tokio::fs::create_dir_all(&staging.dir).await {
-        return server_error(format!("{}: {e}", staging.dir.display()));
-    }
     let mut view = pages::ComposeView::default();
-    let (user, csrf, problem) =
-        match read_compose(&web, &headers, form, &mut staging, &mut view).await {
-            Ok(read) => read,
-            Err(refused) => return refused,
-        };
+    let read = read_upload(&web, &headers, form, &mut staging, |name, value| {
+        let v = &mut view;
+        match name {
+            "to" if !value.trim().is_empty() => v.to.push(value.trim().to_owned()),
+            "cc" if !value.trim().is_empty() => v.cc.push(value.trim().to_owned()),
+            "to_more" => v.to_more = value,
+            "cc_more" => v.cc_more = value,
+            "title" => v.title = value,
+            "doc_number" => v.doc_number = value,
+            "doc_type" => v.doc_type = value,
+            "urgency" => v.urgency = value,
+            "deadline" => v.deadline = value,
+            "operator" => v.operator = value,
+            "phone" => v.phone = value,
+            "note" => v.note = value,
+            _ => {}
+        }
+    })
+    .await;
+    let (user, csrf, problem) = match read {
+        Ok(read) => read,
+        Err(refused) => return refused,
+    };
     let mut to = view.to.clone();
     to.extend(typed_names(&view.to_more));
     let mut cc = view.cc.clone();
@@ -1949,12 +1991,14 @@ async fn supervision_page(
 }
 
 fn csv_download(name: &str, body: Vec<u8>) -> Response {
+    file_download(name, "text/csv; charset=utf-8", body)
+}
+
+/// `body` as a download named `name`.
+fn file_download(name: &str, content_type: &'static str, body: Vec<u8>) -> Response {
     let mut r = Response::new(Body::from(body));
     let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/csv; charset=utf-8"),
-    );
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     if let Ok(v) = HeaderValue::from_str(&attachment(name)) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }

@@ -2,7 +2,9 @@
 //! escaped by construction, so a title such as `<img src=x onerror=…>`
 //! from another unit shows as text. No page has a script.
 
+use gongwen_common::DocId;
 use gongwen_common::envelope::Urgency;
+use gongwen_common::links::{Asks, Decision, ReplyKind};
 use maud::{DOCTYPE, Markup, html};
 use time::{OffsetDateTime, UtcOffset};
 
@@ -230,6 +232,88 @@ pub struct FileLink {
 }
 
 /// `/inbox/{doc_id}`: every field, the files, the notices, and the forms.
+/// What the document page offers beyond 签收 and 退回: answering it (回复),
+/// when it asks for an answer, and passing it on (转发).
+#[derive(Debug, Clone, Copy)]
+pub struct DocActs<'a> {
+    /// Our latest answer to it, if any (a new one corrects it).
+    pub answered: Option<DocId>,
+    /// The hub's directory, for choosing whom to forward it to.
+    pub dir: Option<&'a crate::directory::Directory>,
+    pub me: &'a gongwen_common::NodeId,
+}
+
+/// A reply deadline as the page says it.
+fn reply_by_text(by: gongwen_common::envelope::Deadline) -> String {
+    use gongwen_common::envelope::Deadline;
+    match by {
+        Deadline::At(s) => beijing(s.saturating_mul(1000)),
+        Deadline::Within(secs) => {
+            let (d, h) = (secs / 86_400, secs % 86_400 / 3600);
+            match (d, h) {
+                (0, _) => format!("发文后 {h} 小时内"),
+                (_, 0) => format!("发文后 {d} 天内"),
+                _ => format!("发文后 {d} 天 {h} 小时内"),
+            }
+        }
+    }
+}
+
+/// The 回复 form: a decision (批复) or files (上报), with a note.
+fn reply_form(
+    frame: &Frame<'_>,
+    r: &ReceivedRecord,
+    asks: Asks,
+    answered: Option<DocId>,
+) -> Markup {
+    html! {
+        form.reply method="post" action={ "/inbox/" (r.doc_id) "/reply" } enctype="multipart/form-data" {
+            h2 { @if answered.is_some() { "更正答复" } @else { "回复" } }
+            input type="hidden" name="csrf" value=(frame.csrf);
+            @if let Some(prev) = answered {
+                p { small { "已答复（" code { (prev) } "）；再次提交即为更正，替代上一次答复。" } }
+                input type="hidden" name="supersedes" value=(prev);
+            }
+            @match asks.kind {
+                ReplyKind::Decision => {
+                    label { "审批意见"
+                        select name="decision" required {
+                            @for d in [Decision::Approved, Decision::NotApproved, Decision::Revise] {
+                                option value=(d.as_str()) { (d.chinese()) }
+                            }
+                        }
+                    }
+                    label { "附件（可不选）" input type="file" name="files" multiple; }
+                }
+                ReplyKind::Report => {
+                    label { "报送材料（可多选）" input type="file" name="files" multiple required; }
+                }
+            }
+            label { "说明" input type="text" name="note"; }
+            label { "答复人" input type="text" name="by" value=(frame.user.display_name) required; }
+            button type="submit" { "回复" }
+        }
+    }
+}
+
+/// The 转发 form: the directory's units, a note.
+fn forward_form(frame: &Frame<'_>, r: &ReceivedRecord, acts: &DocActs<'_>) -> Markup {
+    html! {
+        form.forward method="post" action={ "/inbox/" (r.doc_id) "/forward" } {
+            h2 { "转发" }
+            input type="hidden" name="csrf" value=(frame.csrf);
+            p { small { "原件及来文单位的签名随转发一并送达，收文单位可核验。" } }
+            (recipient_picker(acts.dir, acts.me, &[], &[]))
+            label { "其他主送（编号，逗号分隔）" input type="text" name="to_more"; }
+            label { "其他抄送（编号，逗号分隔）" input type="text" name="cc_more"; }
+            label { "转发说明" input type="text" name="note"; }
+            label { "经办人" input type="text" name="by" value=(frame.user.display_name); }
+            button type="submit" { "转发" }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 pub fn received_doc(
     frame: &Frame<'_>,
     r: &ReceivedRecord,
@@ -237,7 +321,17 @@ pub fn received_doc(
     files: &[FileLink],
     notices: &[String],
     message: Option<&str>,
+    acts: &DocActs<'_>,
 ) -> Markup {
+    let links = meta.map(|m| &m.links);
+    let asks = links.and_then(|l| l.asks);
+    let original = links
+        .and_then(|l| l.forwards.as_deref())
+        .and_then(|o| gongwen_common::envelope::SealedHeader::parse(o).ok());
+    let answerable = matches!(
+        r.state,
+        ReceivedState::Delivered | ReceivedState::Acknowledged
+    );
     let ids = |list: &[gongwen_common::NodeId]| {
         list.iter()
             .map(|n| n.as_str())
@@ -262,6 +356,32 @@ pub fn received_doc(
                         dt { "经办人" } dd { (m.operator.name) " " (m.operator.phone) }
                     }
                     @if !m.note.is_empty() { dt { "备注" } dd { (m.note) } }
+                    @if let Some(a) = asks {
+                        dt { "要求答复" }
+                        dd {
+                            @match a.kind {
+                                ReplyKind::Decision => "批复（审批意见）",
+                                ReplyKind::Report => "报送材料",
+                            }
+                            @if let Some(by) = a.by { " · 期限 " (reply_by_text(by)) }
+                        }
+                    }
+                    @if let Some(a) = m.links.answers {
+                        dt { "答复" }
+                        dd {
+                            "答复本单位发出的 " code { (a.doc_id) }
+                            @if let Some(d) = a.decision { " · 意见：" strong { (d.chinese()) } }
+                            @if let Some(old) = a.supersedes { " · 更正 " code { (old) } }
+                        }
+                    }
+                    @if let Some(o) = &original {
+                        dt { "转发自" }
+                        dd {
+                            "原发文单位 " (o.meta().sender) " · "
+                            @if !o.meta().doc_number.is_empty() { (o.meta().doc_number) " · " }
+                            "《" (o.meta().title) "》 · 原件签名已核验"
+                        }
+                    }
                 }
                 dt { "紧急程度" } dd { (urgency_label(r.urgency)) " " small { (r.urgency.as_str()) } }
                 dt { "期限" } dd { @if let Some(d) = r.deadline { (beijing(d.saturating_mul(1000))) } @else { "—" } }
@@ -303,6 +423,12 @@ pub fn received_doc(
                         label { "退回理由" input type="text" name="reason" required; }
                         button type="submit" { "退回" }
                     }
+                }
+            }
+            @if answerable && (asks.is_some() || meta.is_some()) {
+                div.acts {
+                    @if let Some(a) = asks { (reply_form(frame, r, a, acts.answered)) }
+                    @if meta.is_some() { (forward_form(frame, r, acts)) }
                 }
             }
         },
@@ -427,6 +553,31 @@ pub fn sign_table(rows: &[SignRow]) -> Markup {
     }
 }
 
+/// The 汇总 of the answers asked for: one row per recipient, 未报送 in
+/// red, and the table as files.
+pub fn summary_table(doc_id: &str, s: &crate::collect::Summary) -> Markup {
+    let answered = s.recipients.iter().filter(|r| r.answer.is_some()).count();
+    html! {
+        h2 { "答复汇总" }
+        p {
+            "已报送 " (answered) " / 共 " (s.recipients.len()) " · 下载 "
+            a href={ "/sent/" (doc_id) "/" (percent("汇总表.xlsx")) } download { "汇总表.xlsx" }
+            " "
+            a href={ "/sent/" (doc_id) "/" (percent("汇总表.csv")) } download { "汇总表.csv" }
+        }
+        table.docs.summary {
+            thead { tr { @for h in crate::collect::HEADERS { th { (h) } } } }
+            tbody {
+                @for r in &s.rows {
+                    tr class=[r.missing.then_some("missing")] {
+                        @for c in &r.cells { td { (c) } }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// `/sent/{doc_id}`: 签收情况, and 撤回 / 催办 while anyone has not signed.
 #[allow(clippy::too_many_arguments)]
 pub fn sent_doc(
@@ -437,6 +588,7 @@ pub fn sent_doc(
     sent_ms: Option<i64>,
     rows: &[SignRow],
     source: Source,
+    summary: Option<&crate::collect::Summary>,
     message: Option<&str>,
 ) -> Markup {
     let open = rows.iter().any(|r| still_open(&r.state));
@@ -457,6 +609,7 @@ pub fn sent_doc(
             }
             h2 { "签收情况" }
             (sign_table(rows))
+            @if let Some(s) = summary { (summary_table(doc_id, s)) }
             @if open {
                 div.acts {
                     form.urge method="post" action={ "/sent/" (doc_id) "/urge" } {
@@ -495,6 +648,43 @@ pub struct ComposeView {
     pub note: String,
 }
 
+/// The units and groups of the directory, each with a 主送 and a 抄送 box.
+pub fn recipient_picker(
+    dir: Option<&crate::directory::Directory>,
+    me: &gongwen_common::NodeId,
+    to: &[String],
+    cc: &[String],
+) -> Markup {
+    let checked = |list: &[String], name: &str| list.iter().any(|x| x == name);
+    html! {
+                @if let Some(dir) = dir {
+                    table.docs.recipients {
+                        thead { tr { th { "单位或组" } th { "编号" } th { "主送" } th { "抄送" } } }
+                        tbody {
+                            @for g in &dir.groups {
+                                tr {
+                                    td { "组：" (g.name) " (" (g.members.len()) " 个单位)" }
+                                    td { code { (g.name) } }
+                                    td { input type="checkbox" name="to" value=(g.name) checked[checked(to, &g.name)]; }
+                                    td { input type="checkbox" name="cc" value=(g.name) checked[checked(cc, &g.name)]; }
+                                }
+                            }
+                            @for u in dir.units.iter().filter(|u| &u.id != me) {
+                                tr {
+                                    td { (u.name.as_deref().unwrap_or(u.id.as_str())) }
+                                    td { code { (u.id) } }
+                                    td { input type="checkbox" name="to" value=(u.id) checked[checked(to, u.id.as_str())]; }
+                                    td { input type="checkbox" name="cc" value=(u.id) checked[checked(cc, u.id.as_str())]; }
+                                }
+                            }
+                        }
+                    }
+                } @else {
+                    p.error { "还没有从交换中心取得单位名录；请在下面填写收文单位编号。" }
+                }
+    }
+}
+
 /// `/compose`: 发文. Recipients from the hub's directory, as 主送 or 抄送.
 pub fn compose(
     frame: &Frame<'_>,
@@ -503,7 +693,6 @@ pub fn compose(
     v: &ComposeView,
     message: Option<&str>,
 ) -> Markup {
-    let checked = |list: &[String], name: &str| list.iter().any(|x| x == name);
     layout(
         "拟稿发文",
         Some(frame),
@@ -516,31 +705,7 @@ pub fn compose(
             form.compose method="post" action="/compose" enctype="multipart/form-data" {
                 input type="hidden" name="csrf" value=(frame.csrf);
                 h2 { "收文单位" }
-                @if let Some(dir) = dir {
-                    table.docs.recipients {
-                        thead { tr { th { "单位或组" } th { "编号" } th { "主送" } th { "抄送" } } }
-                        tbody {
-                            @for g in &dir.groups {
-                                tr {
-                                    td { "组：" (g.name) " (" (g.members.len()) " 个单位)" }
-                                    td { code { (g.name) } }
-                                    td { input type="checkbox" name="to" value=(g.name) checked[checked(&v.to, &g.name)]; }
-                                    td { input type="checkbox" name="cc" value=(g.name) checked[checked(&v.cc, &g.name)]; }
-                                }
-                            }
-                            @for u in dir.units.iter().filter(|u| &u.id != me) {
-                                tr {
-                                    td { (u.name.as_deref().unwrap_or(u.id.as_str())) }
-                                    td { code { (u.id) } }
-                                    td { input type="checkbox" name="to" value=(u.id) checked[checked(&v.to, u.id.as_str())]; }
-                                    td { input type="checkbox" name="cc" value=(u.id) checked[checked(&v.cc, u.id.as_str())]; }
-                                }
-                            }
-                        }
-                    }
-                } @else {
-                    p.error { "还没有从交换中心取得单位名录；请在下面填写收文单位编号。" }
-                }
+                (recipient_picker(dir, me, &v.to, &v.cc))
                 label { "其他主送（编号，逗号分隔）" input type="text" name="to_more" value=(v.to_more); }
                 label { "其他抄送（编号，逗号分隔）" input type="text" name="cc_more" value=(v.cc_more); }
                 h2 { "公文信息" }
