@@ -138,6 +138,7 @@ ca   = "ca/ca.crt"
 crl  = "ca/crl.pem"
 [groups]
 cities = ["harbin-gov", "daqing-gov"]
+reporting = ["harbin-gov", "daqing-gov", "qiqihar-gov", "mudanjiang-gov"]
 [deadlines]
 normal       = "24h"
 urgent       = "4h"
@@ -665,6 +666,37 @@ pub fn run_cli(name: &str, args: &[&str], config: &Path) -> (bool, String) {
             String::from_utf8_lossy(&o.stderr)
         ),
     )
+}
+
+/// A workbook's sheet 汇总表 as openpyxl (Debian `python3-openpyxl`), not
+/// the library that wrote it, reads it: `header` (row 2), `rows` (from row
+/// 3, each a list of cell values) and `red` (each row's first-cell font
+/// colour, ARGB, or null).
+pub fn read_summary_workbook(path: &Path) -> serde_json::Value {
+    let script = r#"
+import json, sys
+from openpyxl import load_workbook
+ws = load_workbook(sys.argv[1])["汇总表"]
+rows = [[c.value for c in r] for r in ws.iter_rows(min_row=3)]
+def color(cell):
+    c = cell.font.color if cell.font else None
+    rgb = c.rgb if c is not None else None
+    return rgb if isinstance(rgb, str) else None
+red = [color(r[0]) for r in ws.iter_rows(min_row=3)]
+print(json.dumps({"header": [c.value for c in ws[2]], "rows": rows, "red": red}, ensure_ascii=False))
+"#;
+    let o = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "openpyxl (Debian python3-openpyxl) could not read {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
 }
 
 /// Wait until the sender at `root` holds `delivered` from every recipient

@@ -920,105 +920,102 @@ async fn the_audit_chain_holds_and_names_the_first_edited_entry() {
     assert_eq!(v.first_broken.as_ref().map(|b| b.0), Some(2), "{v:?}");
 }
 
-/// A report asked of two units, due in 1 h: both sign for it, one answers.
-/// Past the due time the ladder runs for the missing answer — urge, then
-/// supervise, once each — and never for the unit that answered.
+/// 通知 → 上报 → 汇总 (issue 15, point 6): a report asked of the group
+/// `reporting` (four units), due in 1 h by the hub's clock. harbin-gov and
+/// daqing-gov answer on time, qiqihar-gov late, mudanjiang-gov never. Each
+/// has the right reply state; the missing answer, and only it, is urged,
+/// then supervised, once each; the report counts each unit right; and
+/// `collect` writes a workbook that openpyxl reads with four rows and the
+/// right cells (the hub's time and judgment, not the asking unit's clock).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_missing_answer_is_urged_then_supervised_exactly_once_each() {
-    let w = world(&["harbin-gov", "daqing-gov"]).await;
-    for to in ["harbin-gov", "daqing-gov"] {
-        w.net.sidecar(
-            "prov-gov",
-            to,
-            "报送通知.txt",
-            "doc_type = \"通知\"\nreply = \"report\"\nreply_by = \"1h\"\n",
-        );
-        w.net
-            .drop_file("prov-gov", to, "报送通知.txt", "请报送。".as_bytes());
-    }
-    let st = wait_all_delivered(&w.net.root("prov-gov"), 2).await;
-    let doc_for = |unit: &str| {
-        st.iter()
-            .find(|d| d.recipients.iter().any(|r| r.recipient == unit))
-            .unwrap()
-            .doc_id
-            .clone()
+async fn a_report_asked_of_four_units_is_tracked_escalated_and_collected() {
+    const UNITS: [&str; 4] = ["harbin-gov", "daqing-gov", "qiqihar-gov", "mudanjiang-gov"];
+    let w = world(&UNITS).await;
+    w.net.sidecar(
+        "prov-gov",
+        "reporting",
+        "报送通知.txt",
+        "title = \"关于报送统计数据的通知\"\ndoc_type = \"通知\"\nreply = \"report\"\nreply_by = \"1h\"\n",
+    );
+    w.net.drop_file(
+        "prov-gov",
+        "reporting",
+        "报送通知.txt",
+        "请于1小时内报送。".as_bytes(),
+    );
+    let st = wait_all_delivered(&w.net.root("prov-gov"), 1).await;
+    let doc = st[0].doc_id.clone();
+    assert_eq!(st[0].recipients.len(), 4, "{st:#?}");
+    let answer = async |unit: &str| {
+        let report = w.net.path().join(format!("{unit}-统计.csv"));
+        std::fs::write(&report, format!("{unit},1000\n")).unwrap();
+        act(
+            &w,
+            unit,
+            Request::Reply(Box::new(gongwen_agent::reply::ReplyRequest {
+                doc: doc.parse().unwrap(),
+                files: vec![report],
+                decision: None,
+                note: Some(format!("{unit}报送")),
+                title: None,
+                supersedes: None,
+                by: "赵六".into(),
+            })),
+        )
+        .await
+        .unwrap();
     };
-    let (harbin_doc, daqing_doc) = (doc_for("harbin-gov"), doc_for("daqing-gov"));
-    for (unit, doc) in [("harbin-gov", &harbin_doc), ("daqing-gov", &daqing_doc)] {
+    for unit in ["harbin-gov", "daqing-gov"] {
+        answer(unit).await;
+        wait_until_row_of(&w, &doc, unit, |r| r["reply_state"] == "answered").await;
+    }
+    // The other two sign for it, and do not answer yet.
+    for unit in ["qiqihar-gov", "mudanjiang-gov"] {
         act(
             &w,
             unit,
             Request::Ack {
                 doc: doc.parse().unwrap(),
-                by: "赵六".into(),
+                by: "钱七".into(),
             },
         )
         .await
         .unwrap();
-        wait_sender_state(&w, doc, unit, "acknowledged").await;
+        wait_until_row_of(&w, &doc, unit, |r| {
+            r["state"] == "acknowledged" && r["reply_state"] == "awaiting"
+        })
+        .await;
     }
-    // daqing-gov answers in time.
-    let report = w.net.path().join("报表.csv");
-    std::fs::write(&report, "a,1\n").unwrap();
-    act(
-        &w,
-        "daqing-gov",
-        Request::Reply(Box::new(gongwen_agent::reply::ReplyRequest {
-            doc: daqing_doc.parse().unwrap(),
-            files: vec![report],
-            decision: None,
-            note: None,
-            title: None,
-            supersedes: None,
-            by: "赵六".into(),
-        })),
-    )
-    .await
-    .unwrap();
-    wait_until("daqing-gov's answer noted at the hub", || {
-        let row = futures_lite_block(hub_row(&w, &daqing_doc, "daqing-gov"));
-        (row["reply_state"] == "answered").then_some(())
-    })
-    .await;
-    // The answer is a document like any other: prov-gov signs for it.
-    let answer = gongwen_tests::wait_inbox(&w.net.root("prov-gov"), "daqing-gov", 1).await;
-    let answer_id = answer[0]
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
-    act(
-        &w,
-        "prov-gov",
-        Request::Ack {
-            doc: answer_id.parse().unwrap(),
-            by: "钱七".into(),
-        },
-    )
-    .await
-    .unwrap();
-    let h = &w.hub.handle;
-    assert_eq!(
-        hub_row(&w, &harbin_doc, "harbin-gov").await["reply_state"],
-        "awaiting"
-    );
 
-    // Past the due time: the missing answer is urged, once.
+    // Past the due time: qiqihar-gov answers, late.
     w.clock.advance(HOUR + Duration::from_secs(60));
+    answer("qiqihar-gov").await;
+    let late = wait_until_row_of(&w, &doc, "qiqihar-gov", |r| r["answered_at"].is_string()).await;
+    assert_eq!(late["reply_state"], "late", "{late}");
+    // The missing answer is urged, once; nobody else is. (The hub's own
+    // escalator may have run the step already: the answer woke it.)
+    let h = &w.hub.handle;
     h.escalate_now().await.unwrap();
     assert_eq!(h.escalate_now().await.unwrap(), 0, "a step runs once");
-    let row = hub_row(&w, &harbin_doc, "harbin-gov").await;
-    assert_eq!(
-        (row["reply_state"].as_str(), row["urge_count"].as_u64()),
-        (Some("late"), Some(1)),
-        "{row}"
-    );
+    for (unit, state, urged) in [
+        ("harbin-gov", "answered", 0),
+        ("daqing-gov", "answered", 0),
+        ("qiqihar-gov", "late", 0),
+        ("mudanjiang-gov", "late", 1),
+    ] {
+        let row = hub_row(&w, &doc, unit).await;
+        assert_eq!(
+            (row["reply_state"].as_str(), row["urge_count"].as_u64()),
+            (Some(state), Some(urged)),
+            "{unit}: {row}"
+        );
+        assert_eq!(row["answered_at"].is_string(), unit != "mudanjiang-gov");
+    }
     let notice = w
         .net
-        .root("harbin-gov")
+        .root("mudanjiang-gov")
         .join("inbox/prov-gov")
-        .join(&harbin_doc)
+        .join(&doc)
         .join("催办通知-1.txt");
     let text = wait_until("the urging notice for the answer", || {
         std::fs::read_to_string(&notice).ok()
@@ -1028,16 +1025,11 @@ async fn a_missing_answer_is_urged_then_supervised_exactly_once_each() {
         text.contains("答复期限") && text.contains("gongwen-agent reply"),
         "{text}"
     );
-    let answered = hub_row(&w, &daqing_doc, "daqing-gov").await;
-    assert_eq!(
-        answered["urge_count"], 0,
-        "the unit that answered is not urged: {answered}"
-    );
 
     // Two hours later: supervised, once, at the supervision office.
     w.clock.advance(2 * HOUR);
-    h.escalate_now().await.unwrap();
-    assert_eq!(h.escalate_now().await.unwrap(), 0);
+    assert_eq!(h.escalate_now().await.unwrap(), 1, "one step: supervise");
+    assert_eq!(h.escalate_now().await.unwrap(), 0, "a step runs once");
     let dir = w.net.root("prov-supervision").join("inbox/督办");
     let text = wait_until("the supervision notice for the missing answer", || {
         let f = std::fs::read_dir(&dir).ok()?.flatten().next()?.path();
@@ -1045,23 +1037,129 @@ async fn a_missing_answer_is_urged_then_supervised_exactly_once_each() {
     })
     .await;
     assert!(
-        text.contains("harbin-gov") && text.contains(&harbin_doc),
+        text.contains("mudanjiang-gov") && text.contains(&doc),
         "{text}"
     );
-    assert_eq!(
-        std::fs::read_dir(&dir).unwrap().count(),
-        1,
-        "only harbin-gov is supervised"
-    );
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+    // The answers are documents to prov-gov like any other: it signs for
+    // them (or they would climb a ladder of their own).
+    for unit in ["harbin-gov", "daqing-gov", "qiqihar-gov"] {
+        let got = wait_inbox(&w.net.root("prov-gov"), unit, 1).await;
+        let answer_id = got[0].file_name().unwrap().to_string_lossy().into_owned();
+        act(
+            &w,
+            "prov-gov",
+            Request::Ack {
+                doc: answer_id.parse().unwrap(),
+                by: "王五".into(),
+            },
+        )
+        .await
+        .unwrap();
+        wait_until_row_of(&w, &answer_id, "prov-gov", |r| r["state"] == "acknowledged").await;
+    }
     w.clock.advance(24 * 14 * HOUR);
-    assert_eq!(h.escalate_now().await.unwrap(), 0);
-    let report = ask_hub(&w.hub.data_dir, &HubRequest::Overdue).await;
-    assert!(
-        report
+    assert_eq!(h.escalate_now().await.unwrap(), 0, "the ladder has ended");
+    let overdue = ask_hub(&w.hub.data_dir, &HubRequest::Overdue).await;
+    let missing: Vec<&str> = overdue
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["missing"] == "answer")
+        .map(|r| r["recipient"].as_str().unwrap())
+        .collect();
+    assert_eq!(missing, ["mudanjiang-gov"], "{overdue}");
+    let report = ask_hub(
+        &w.hub.data_dir,
+        &HubRequest::Report {
+            since: None,
+            until: None,
+        },
+    )
+    .await;
+    let counts = |unit: &str| {
+        let u = report["units"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|r| r["recipient"] == "harbin-gov" && r["missing"] == "answer"),
-        "{report}"
+            .find(|u| u["unit"] == unit)
+            .unwrap_or_else(|| panic!("{unit} not in {report}"));
+        [
+            &u["answers_asked"],
+            &u["answered_on_time"],
+            &u["answered_late"],
+            &u["answers_missing"],
+        ]
+        .map(|v| v.as_u64().unwrap())
+    };
+    assert_eq!(counts("harbin-gov"), [1, 1, 0, 0]);
+    assert_eq!(counts("daqing-gov"), [1, 1, 0, 0]);
+    assert_eq!(counts("qiqihar-gov"), [1, 0, 1, 0]);
+    assert_eq!(counts("mudanjiang-gov"), [1, 0, 0, 1]);
+
+    // 汇总 at the asking unit.
+    let out = w.net.path().join("汇总");
+    let done = act(
+        &w,
+        "prov-gov",
+        Request::Collect {
+            doc: doc.parse().unwrap(),
+            out: out.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (done["recipients"].as_u64(), done["answered"].as_u64()),
+        (Some(4), Some(3)),
+        "{done}"
     );
+    for unit in ["harbin-gov", "daqing-gov", "qiqihar-gov"] {
+        let folder = std::fs::read_dir(&out)
+            .unwrap()
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().starts_with(unit))
+            .unwrap_or_else(|| panic!("no folder for {unit}"))
+            .path();
+        assert_eq!(
+            std::fs::read_to_string(folder.join(format!("{unit}-统计.csv"))).unwrap(),
+            format!("{unit},1000\n")
+        );
+        assert!(folder.join("metadata.json").exists());
+    }
+    let csv = std::fs::read_to_string(out.join("汇总表.csv")).unwrap();
+    assert!(csv.starts_with('\u{feff}'), "no BOM");
+    assert_eq!(csv.lines().count(), 5, "{csv}");
+
+    let v = gongwen_tests::read_summary_workbook(&out.join("汇总表.xlsx"));
+    assert_eq!(v["header"][0], "单位代码", "{v}");
+    assert_eq!(v["header"][5], "是否按时", "{v}");
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 4, "{v}");
+    let row = |id: &str| rows.iter().position(|r| r[0] == id).unwrap();
+    for (unit, timely) in [
+        ("harbin-gov", "按时"),
+        ("daqing-gov", "按时"),
+        ("qiqihar-gov", "逾期"),
+        ("mudanjiang-gov", "未报送"),
+    ] {
+        let r = &rows[row(unit)];
+        assert_eq!(r[2], "已签收", "{unit}: {r}");
+        assert_eq!(r[5], timely, "{unit}: {r}");
+        let red = v["red"][row(unit)]
+            .as_str()
+            .unwrap_or("")
+            .ends_with("FF0000");
+        assert_eq!(red, unit == "mudanjiang-gov", "{unit}: {v}");
+        if unit == "mudanjiang-gov" {
+            assert!(r[4].as_str().unwrap_or("").is_empty(), "{r}");
+            assert!(r[8].as_str().unwrap_or("").is_empty(), "{r}");
+        } else {
+            assert_eq!(r[7], format!("{unit}报送"), "{r}");
+            assert_eq!(r[8], format!("{unit}-统计.csv"), "{r}");
+        }
+    }
+    // The time of the late answer is the hub's (its clock is an hour
+    // ahead of this machine's here).
+    assert_eq!(rows[row("qiqihar-gov")][4], late["answered_at"], "{v}");
 }
