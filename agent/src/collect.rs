@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 
 use gongwen_common::envelope::{Deadline, SealedHeader};
 use gongwen_common::links::Decision;
-use gongwen_common::timefmt::rfc3339;
 use gongwen_common::{DocId, NodeId};
 use time::OffsetDateTime;
 
@@ -59,7 +58,7 @@ pub struct Recipient {
     pub name: String,
     /// 签收 state in words (已签收, 已送达, 已退回 …) and when.
     pub sign_state: String,
-    pub signed_at: Option<String>,
+    pub signed_ms: Option<i64>,
     pub answer: Option<Answered>,
 }
 
@@ -71,10 +70,29 @@ pub struct Row {
     pub missing: bool,
 }
 
+/// A time as the province reads it: Beijing time, to the second.
 fn time_ms(ms: i64) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .map(rfc3339)
+    let beijing = time::UtcOffset::from_hms(8, 0, 0).unwrap_or(time::UtcOffset::UTC);
+    OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .map(|t| {
+            let t = t.to_offset(beijing);
+            format!(
+                "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            )
+        })
         .unwrap_or_default()
+}
+
+/// Milliseconds of an RFC 3339 time.
+fn rfc3339_ms(text: &str) -> Option<i64> {
+    let t = gongwen_common::timefmt::parse_rfc3339(text).ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
 /// The table, one row per recipient in the order given; `reply_by_ms`
@@ -112,7 +130,7 @@ pub fn rows(recipients: &[Recipient], reply_by_ms: Option<i64>) -> Vec<Row> {
                     r.id.to_string(),
                     r.name.clone(),
                     r.sign_state.clone(),
-                    r.signed_at.clone().unwrap_or_default(),
+                    r.signed_ms.map(time_ms).unwrap_or_default(),
                     answered_at,
                     timely.to_owned(),
                     decision.to_owned(),
@@ -210,7 +228,7 @@ pub fn xlsx(title: &str, rows: &[Row]) -> Result<Vec<u8>, String> {
 pub struct HubWord {
     /// The delivery state (queued, delivered, acknowledged …).
     pub state: String,
-    pub acknowledged_at: Option<String>,
+    pub acknowledged_ms: Option<i64>,
     /// When the hub took the answer.
     pub answered_ms: Option<i64>,
     /// Answered after `reply_by` (or not answered and past it).
@@ -219,10 +237,7 @@ pub struct HubWord {
 
 /// Each recipient's [`HubWord`] from the hub's `status` answer.
 pub fn hub_words(status: &serde_json::Value) -> BTreeMap<String, HubWord> {
-    let ms = |v: &serde_json::Value| {
-        let t = gongwen_common::timefmt::parse_rfc3339(v.as_str()?).ok()?;
-        i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
-    };
+    let ms = |v: &serde_json::Value| rfc3339_ms(v.as_str()?);
     status["recipients"]
         .as_array()
         .map(|rs| {
@@ -233,7 +248,7 @@ pub fn hub_words(status: &serde_json::Value) -> BTreeMap<String, HubWord> {
                         id,
                         HubWord {
                             state: r["state"].as_str().unwrap_or_default().to_owned(),
-                            acknowledged_at: r["acknowledged_at"].as_str().map(str::to_owned),
+                            acknowledged_ms: ms(&r["acknowledged_at"]),
                             answered_ms: ms(&r["answered_at"]),
                             late: r["reply_state"].as_str() == Some("late"),
                         },
@@ -367,24 +382,26 @@ pub fn summarize(
                 files,
             }
         });
-        let (sign_state, signed_at) = match word {
-            Some(w) => (w.state.as_str(), w.acknowledged_at.clone()),
+        let (sign_state, signed_ms) = match word {
+            Some(w) => (w.state.as_str(), w.acknowledged_ms),
             None => (
                 local.map_or("", |s| s.state.as_str()),
-                local.and_then(|s| s.acknowledged_at.clone()),
+                local
+                    .and_then(|s| s.acknowledged_at.as_deref())
+                    .and_then(rfc3339_ms),
             ),
         };
         recipients.push(Recipient {
             id: r.clone(),
             name,
             sign_state: sign_words(sign_state).to_owned(),
-            signed_at,
+            signed_ms,
             answer,
         });
     }
     let rows = rows(&recipients, reply_by_ms);
     Ok(Some(Summary {
-        title: format!("《{}》汇总表", question.meta().title),
+        title: format!("《{}》汇总表（北京时间）", question.meta().title),
         recipients,
         rows,
         folders,
@@ -466,7 +483,7 @@ mod tests {
             id: NodeId::parse(id).unwrap(),
             name: format!("{id}名称"),
             sign_state: "已签收".into(),
-            signed_at: Some("2026-12-01T08:00:00Z".into()),
+            signed_ms: Some(1_796_112_000_000),
             answer: answer.map(|at_ms| Answered {
                 doc_id: DocId::generate(),
                 at_ms,
@@ -493,6 +510,8 @@ mod tests {
         assert_eq!(rs[2].cells[5], MISSING);
         assert!(rs[2].missing && !rs[0].missing);
         assert_eq!(rs[0].cells[6], "同意");
+        // Beijing time: 2026-12-01T08:00:00Z.
+        assert_eq!(rs[0].cells[3], "2026-12-01 16:00:00");
         assert_eq!(rs[0].cells[8], "报表.xlsx；说明.docx");
         // No deadline: never late.
         assert_eq!(
@@ -517,7 +536,7 @@ mod tests {
         let h = &words["harbin-gov"];
         assert!(h.late);
         assert_eq!(h.answered_ms, Some(1_796_169_600_000));
-        assert_eq!(h.acknowledged_at.as_deref(), Some("2026-12-01T08:00:00Z"));
+        assert_eq!(h.acknowledged_ms, Some(1_796_112_000_000));
         assert!(!words["daqing-gov"].late && words["daqing-gov"].answered_ms.is_none());
     }
 

@@ -164,3 +164,83 @@ async fn a_supervision_office_sees_the_overdue_item_in_the_browser() {
     );
     chrome.screenshot("7-supervision").await;
 }
+
+/// 请示 → 批复 and 转发 in the browser: harbin-gov asks prov-gov for a
+/// decision; prov-gov's clerk chooses 同意 and answers; harbin-gov's clerk
+/// sees it in the 答复汇总 of the 请示; prov-gov's clerk then forwards the
+/// 请示 to daqing-gov by ticking it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_is_approved_and_forwarded_in_the_browser() {
+    if !browser::available() {
+        return;
+    }
+    let u = units().await;
+    u.net.sidecar(
+        "harbin-gov",
+        "prov-gov",
+        "请示.txt",
+        "title = \"关于申请防汛资金的请示\"\ndoc_type = \"请示\"\nreply = \"decision\"\n",
+    );
+    u.net.drop_file(
+        "harbin-gov",
+        "prov-gov",
+        "请示.txt",
+        "请批准防汛资金。".as_bytes(),
+    );
+    let docs = wait_inbox(&u.net.root("prov-gov"), "harbin-gov", 1).await;
+    let doc = docs[0].file_name().unwrap().to_string_lossy().into_owned();
+
+    let mut chrome = Chrome::start().await;
+    let prov = base(&u.prov);
+    chrome.log_in(&prov, "wang", PASSWORD).await;
+    chrome.goto(&format!("{prov}/inbox/{doc}")).await;
+    let page = chrome.text().await;
+    assert!(page.contains("要求答复") && page.contains("批复"), "{page}");
+    chrome
+        .click("form.reply select[name=decision] option[value='approved']")
+        .await;
+    chrome
+        .type_into("form.reply input[name=note]", "同意拨付，专款专用")
+        .await;
+    chrome.screenshot("8-approve").await;
+    chrome.click("form.reply button[type=submit]").await;
+    let answer = wait_inbox(&u.net.root("harbin-gov"), "prov-gov", 1).await;
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(answer[0].join("metadata.json")).unwrap()).unwrap();
+    assert_eq!(meta["in_reply_to"]["doc_id"], doc.as_str(), "{meta}");
+    assert_eq!(meta["in_reply_to"]["decision"], "approved", "{meta}");
+
+    // The asking clerk sees the decision in the 汇总 of the 请示.
+    let harbin = base(&u.harbin);
+    chrome.log_in(&harbin, "li.si", PASSWORD).await;
+    let sent = chrome
+        .wait_for_text(&format!("{harbin}/sent/{doc}"), "已报送 1 / 共 1")
+        .await;
+    assert!(
+        sent.contains("同意") && sent.contains("同意拨付，专款专用"),
+        "{sent}"
+    );
+    chrome.screenshot("9-asker-summary").await;
+
+    // prov-gov forwards the 请示 to daqing-gov with a tick and a click.
+    chrome.log_in(&prov, "wang", PASSWORD).await;
+    chrome.goto(&format!("{prov}/inbox/{doc}")).await;
+    chrome
+        .click("form.forward input[name=to][value='daqing-gov']")
+        .await;
+    chrome
+        .type_into("form.forward input[name=note]", "请参阅")
+        .await;
+    chrome.click("form.forward button[type=submit]").await;
+    let copy = wait_inbox(&u.net.root("daqing-gov"), "prov-gov", 1).await;
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(copy[0].join("metadata.json")).unwrap()).unwrap();
+    assert_eq!(meta["forwarded_from"]["sender"], "harbin-gov", "{meta}");
+    assert_eq!(
+        std::fs::read(copy[0].join("请示.txt")).unwrap(),
+        "请批准防汛资金。".as_bytes()
+    );
+    let url = chrome.url().await;
+    assert!(url.contains("/sent/"), "{url}");
+    chrome.screenshot("10-forwarded").await;
+}
