@@ -29,6 +29,7 @@ certs issue --role hub --id hub --ip 127.0.0.1 --out hub
 certs issue --role node --id prov-gov --name "黑龙江省人民政府" --out prov-gov
 certs issue --role node --id harbin-gov --name "哈尔滨市人民政府" --out harbin-gov
 certs issue --role node --id daqing-gov --name "大庆市人民政府" --out daqing-gov
+certs issue --role node --id hulan-gov --name "哈尔滨市呼兰区人民政府" --out hulan-gov
 certs issue --role supervisor --id prov-supervision --name "省政府督查室" --out prov-supervision
 "$bin/gongwen-certs" --ca-dir ca list
 
@@ -79,9 +80,9 @@ done
 [[ -n "$addr" ]] || { cat hub.log; echo "the hub did not report its address within 10 s" >&2; exit 1; }
 echo "    hub listening on $addr"
 
-agents="prov-gov harbin-gov daqing-gov prov-supervision"
+agents="prov-gov harbin-gov daqing-gov hulan-gov prov-supervision"
 password="gongwen-demo-2026"
-declare -A clerk=([prov-gov]=王五 [harbin-gov]=李四 [daqing-gov]=赵六 [prov-supervision]=孙督查)
+declare -A clerk=([prov-gov]=王五 [harbin-gov]=李四 [daqing-gov]=赵六 [hulan-gov]=钱七 [prov-supervision]=孙督查)
 for id in $agents; do
   cat > "$id.toml" <<TOML
 node_id  = "$id"
@@ -130,13 +131,13 @@ consoles
 connected=0
 for _ in $(seq 200); do
   connected=$("$bin/gongwen-hub" nodes --config hub.toml --json 2>/dev/null | grep -c '"can_receive": true' || true)
-  [[ "$connected" -ge 4 ]] && break
+  [[ "$connected" -ge 5 ]] && break
   sleep 0.1
 done
 echo
 "$bin/gongwen-hub" nodes --config hub.toml
-if [[ "$connected" -lt 4 ]]; then
-  echo "only $connected of 4 agents connected within 20 s; see demo/*.log" >&2
+if [[ "$connected" -lt 5 ]]; then
+  echo "only $connected of 5 agents connected within 20 s; see demo/*.log" >&2
   exit 1
 fi
 
@@ -259,6 +260,26 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 "$bin/gongwen-hub" status "$qdoc" --json --config hub.toml | grep -E '"(reply|reply_state|decision)"' | sed 's/^ */    /'
+
+echo
+echo "==> 转发: harbin-gov passes the province's notice on to its county, hulan-gov"
+"$bin/gongwen-agent" forward "$doc" --to hulan-gov --note "请认真贯彻落实。" --by "李四" \
+  --config harbin-gov.toml | sed 's/^/    /'
+fwd=""
+for _ in $(seq 200); do
+  fwd=$(grep -l '"forwarded_from"' hulan-gov-data/inbox/harbin-gov/*/metadata.json 2>/dev/null | head -n1 || true)
+  [[ -n "$fwd" ]] && break
+  sleep 0.1
+done
+[[ -n "$fwd" ]] || { echo "the forwarded notice did not arrive within 20 s; see demo/*.log" >&2; exit 1; }
+echo "    hulan-gov received it; its metadata.json names the first issuer (verified):"
+grep -A3 '"forwarded_from"' "$fwd" | grep -E '"(sender|doc_id)"' | sed 's/^ */      /'
+for _ in $(seq 100); do
+  "$bin/gongwen-hub" status "$doc" --json --config hub.toml | grep -q '"forwarded"' && break
+  sleep 0.1
+done
+echo "    the province's status of its notice shows the cascade:"
+"$bin/gongwen-hub" status "$doc" --config hub.toml | sed 's/^/    /'
 
 echo
 echo "==> one more notice for harbin-gov, to sign for in the browser"

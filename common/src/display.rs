@@ -100,6 +100,19 @@ pub fn doc_status(v: &serde_json::Value, json: bool) -> String {
         s("urgency"),
         s("accepted_at")
     );
+    if let Some(kind) = v["reply"].as_str() {
+        let _ = writeln!(
+            out,
+            "  asks each recipient for an answer ({kind}){}",
+            v["reply_by"]
+                .as_str()
+                .map(|by| format!(" by {by}"))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(original) = v["forwards"].as_str() {
+        let _ = writeln!(out, "  forwards {original}");
+    }
     for r in v["recipients"].as_array().into_iter().flatten() {
         let detail = r["acknowledged_by"]
             .as_str()
@@ -133,6 +146,42 @@ pub fn doc_status(v: &serde_json::Value, json: bool) -> String {
             },
             detail
         );
+        if let Some(state) = r["reply_state"].as_str() {
+            let _ = writeln!(
+                out,
+                "      answer: {state}{}{}",
+                r["decision"]
+                    .as_str()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default(),
+                r["answered_at"]
+                    .as_str()
+                    .map(|t| format!(" at {t}"))
+                    .unwrap_or_default()
+            );
+        }
+        // The cascade: what this recipient passed on (转发), and where
+        // each copy stands.
+        for f in r["forwarded"].as_array().into_iter().flatten() {
+            let copies: Vec<String> = f["recipients"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| {
+                    format!(
+                        "{} {}",
+                        c["recipient"].as_str().unwrap_or(""),
+                        c["state"].as_str().unwrap_or("")
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "      forwarded as {} to {}",
+                f["doc_id"].as_str().unwrap_or(""),
+                copies.join(", ")
+            );
+        }
     }
     out
 }
@@ -140,6 +189,35 @@ pub fn doc_status(v: &serde_json::Value, json: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_text_shows_answers_and_the_cascade() {
+        let v = serde_json::json!({
+            "doc_id": "01a2", "title": "通知", "sender": "prov-gov", "reply": "report",
+            "reply_by": "2026-12-10T09:00:00Z",
+            "recipients": [{
+                "recipient": "harbin-gov", "copy": "to", "state": "acknowledged",
+                "reply_state": "late", "answered_at": "2026-12-11T09:00:00Z",
+                "forwarded": [{ "doc_id": "01a3", "recipients": [
+                    { "recipient": "hulan-gov", "state": "delivered" },
+                    { "recipient": "acheng-gov", "state": "acknowledged" }
+                ]}]
+            }]
+        });
+        let text = doc_status(&v, false);
+        assert!(
+            text.contains("asks each recipient for an answer (report) by 2026-12-10T09:00:00Z"),
+            "{text}"
+        );
+        assert!(
+            text.contains("answer: late at 2026-12-11T09:00:00Z"),
+            "{text}"
+        );
+        assert!(
+            text.contains("forwarded as 01a3 to hulan-gov delivered, acheng-gov acknowledged"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn report_columns_line_up() {
