@@ -760,6 +760,39 @@ async fn a_supervision_office_sees_the_province_overdue_report_and_csv_and_a_nod
     net.drop_file("prov-gov", "harbin-gov", "督办通知.txt", b"please sign");
     let docs = wait_inbox(&net.root("harbin-gov"), "prov-gov", 1).await;
     let doc = docs[0].file_name().unwrap().to_string_lossy().into_owned();
+    // A report asked within the hour, signed for at once and never given.
+    net.sidecar(
+        "prov-gov",
+        "harbin-gov",
+        "报送通知.txt",
+        "title = \"关于报送值班表的通知\"\nreply = \"report\"\nreply_by = \"1h\"\n",
+    );
+    net.drop_file("prov-gov", "harbin-gov", "报送通知.txt", b"please report");
+    let docs = wait_inbox(&net.root("harbin-gov"), "prov-gov", 2).await;
+    let asked = docs
+        .iter()
+        .map(|d| d.file_name().unwrap().to_string_lossy().into_owned())
+        .find(|d| *d != doc)
+        .unwrap();
+    gongwen_tests::ask_agent(
+        &net.root("harbin-gov"),
+        &gongwen_agent::control::Request::Ack {
+            doc: asked.parse().unwrap(),
+            by: "李四".into(),
+        },
+    )
+    .await
+    .unwrap();
+    wait_until("the report's question signed for at the hub", || {
+        let v = futures_now(gongwen_tests::ask_hub(
+            &hub.data_dir,
+            &gongwen_hub::control::Request::Status {
+                doc: asked.parse().unwrap(),
+            },
+        ));
+        (v["recipients"][0]["state"] == "acknowledged").then_some(())
+    })
+    .await;
     // Five hours on by the hub's clock: an urgent document (4 h) is overdue.
     clock.advance(std::time::Duration::from_secs(5 * 3600));
     hub.handle.escalate_now().await.unwrap();
@@ -783,7 +816,14 @@ async fn a_supervision_office_sees_the_province_overdue_report_and_csv_and_a_nod
     assert!(html.contains("<svg") && html.contains("<rect"), "no chart");
     assert!(!html.contains("<script"));
     let filtered = b.get("/supervision?unit=daqing-gov").await.text();
-    assert!(filtered.contains("没有超期未签收的公文"), "{filtered}");
+    assert!(
+        filtered.contains("没有超期未签收或未答复的公文"),
+        "{filtered}"
+    );
+    assert!(
+        html.contains("关于报送值班表的通知") && html.contains("未答复"),
+        "the missing answer is not listed: {html}"
+    );
     let urgent = b.get("/supervision?urgency=urgent").await.text();
     assert!(urgent.contains("关于汛期值班的通知"));
     let normal = b.get("/supervision?urgency=normal").await.text();
@@ -797,13 +837,24 @@ async fn a_supervision_office_sees_the_province_overdue_report_and_csv_and_a_nod
     );
     assert!(csv.body.starts_with("\u{feff}".as_bytes()), "no BOM");
     let text = String::from_utf8(csv.body.clone()).unwrap();
-    assert!(text.contains("收文单位,发文单位,文号"), "{text}");
+    assert!(text.contains("收文单位,事项,发文单位,文号"), "{text}");
     assert!(
-        text.contains("harbin-gov,prov-gov,黑政发〔2026〕99号,关于汛期值班的通知,urgent"),
+        text.contains("harbin-gov,未签收,prov-gov,黑政发〔2026〕99号,关于汛期值班的通知,urgent"),
         "{text}"
     );
+    assert!(
+        text.contains("harbin-gov,未答复,prov-gov,,关于报送值班表的通知,normal"),
+        "{text}"
+    );
+    // harbin-gov: two received, one signed for on time, one overdue; one
+    // answer asked, missing.
     let report = String::from_utf8(b.get("/supervision/report.csv").await.body).unwrap();
-    assert!(report.contains("harbin-gov,1,0,0,0,1,1"), "{report}");
+    let row = report
+        .lines()
+        .find(|l| l.starts_with("harbin-gov,"))
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(row.starts_with("harbin-gov,2,1,0,0,1,1,"), "{report}");
+    assert!(row.ends_with(",1,0,0,1"), "{report}");
 
     // Looked up by 文号, then by id: the 签收情况 table.
     let found = b
@@ -822,8 +873,18 @@ async fn a_supervision_office_sees_the_province_overdue_report_and_csv_and_a_nod
     assert!(one.contains("已送达") || one.contains("delivered"), "{one}");
     let api = b.get("/api/v1/supervision/overdue").await;
     let v: serde_json::Value = serde_json::from_slice(&api.body).unwrap();
-    assert_eq!(v[0]["recipient"], "harbin-gov");
-    assert_eq!(v[0]["urgency"], "urgent");
+    let rows = v.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{v}");
+    assert!(
+        rows.iter()
+            .any(|r| r["recipient"] == "harbin-gov" && r["urgency"] == "urgent"),
+        "{v}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r["doc_id"] == asked.as_str() && r["missing"] == "answer"),
+        "{v}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1866,6 +1866,7 @@ fn overdue_items(v: &serde_json::Value) -> Vec<pages::OverdueItem> {
             late_seconds: r["late_seconds"].as_i64().unwrap_or(0),
             urge_count: r["urge_count"].as_u64().unwrap_or(0),
             escalation_level: r["escalation_level"].as_u64().unwrap_or(0),
+            missing: pages::Missing::from_hub(r["missing"].as_str().unwrap_or_default()),
         })
         .collect()
 }
@@ -1885,7 +1886,12 @@ fn report_units(v: &serde_json::Value) -> Vec<pages::ReportUnit> {
                 rejected: n("rejected"),
                 pending: n("pending"),
                 overdue_now: n("overdue_now"),
-                median_sign_seconds: u["median_sign_seconds"].as_i64(),
+                // The hub sends it as a float (a median of two is a half).
+                median_sign_seconds: u["median_sign_seconds"].as_f64().map(|s| s as i64),
+                answers_asked: n("answers_asked"),
+                answered_on_time: n("answered_on_time"),
+                answered_late: n("answered_late"),
+                answers_missing: n("answers_missing"),
             }
         })
         .collect()
@@ -2014,6 +2020,7 @@ async fn overdue_csv(State(web): State<Arc<Web>>, headers: HeaderMap) -> Respons
             let rows = overdue_items(&v).into_iter().map(|o| {
                 vec![
                     o.recipient,
+                    o.missing.chinese().to_owned(),
                     o.sender,
                     o.doc_number,
                     o.title,
@@ -2027,6 +2034,7 @@ async fn overdue_csv(State(web): State<Arc<Web>>, headers: HeaderMap) -> Respons
             });
             let header = [
                 "收文单位",
+                "事项",
                 "发文单位",
                 "文号",
                 "标题",
@@ -2037,7 +2045,7 @@ async fn overdue_csv(State(web): State<Arc<Web>>, headers: HeaderMap) -> Respons
                 "督办级别",
                 "文档编号",
             ];
-            csv_download("超期未签收.csv", pages::csv(&header, rows))
+            csv_download("超期未签收未答复.csv", pages::csv(&header, rows))
         }
         Err(e) => server_error(e),
     }
@@ -2061,6 +2069,10 @@ async fn report_csv(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response
                     u.median_sign_seconds
                         .map(|s| (s / 60).to_string())
                         .unwrap_or_default(),
+                    u.answers_asked.to_string(),
+                    u.answered_on_time.to_string(),
+                    u.answered_late.to_string(),
+                    u.answers_missing.to_string(),
                 ]
             });
             let header = [
@@ -2072,6 +2084,10 @@ async fn report_csv(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response
                 "未签收",
                 "现超期",
                 "签收用时中位数（分钟）",
+                "要求答复",
+                "按时答复",
+                "逾期答复",
+                "超期未答复",
             ];
             csv_download("签收汇总.csv", pages::csv(&header, rows))
         }

@@ -856,6 +856,35 @@ pub struct OverdueItem {
     pub late_seconds: i64,
     pub urge_count: u64,
     pub escalation_level: u64,
+    /// What is missing: signing for it, or the answer it asked for.
+    pub missing: Missing,
+}
+
+/// What an overdue item lacks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Missing {
+    /// 签收
+    #[default]
+    SignFor,
+    /// 答复 (past `reply_by`)
+    Answer,
+}
+
+impl Missing {
+    pub fn from_hub(s: &str) -> Missing {
+        if s == "answer" {
+            Missing::Answer
+        } else {
+            Missing::SignFor
+        }
+    }
+
+    pub fn chinese(self) -> &'static str {
+        match self {
+            Missing::SignFor => "未签收",
+            Missing::Answer => "未答复",
+        }
+    }
 }
 
 /// One unit's line of the report (汇总).
@@ -869,6 +898,11 @@ pub struct ReportUnit {
     pub pending: u64,
     pub overdue_now: u64,
     pub median_sign_seconds: Option<i64>,
+    /// Answers asked of it, and how it answered.
+    pub answers_asked: u64,
+    pub answered_on_time: u64,
+    pub answered_late: u64,
+    pub answers_missing: u64,
 }
 
 /// The filters of `/supervision`, shown back.
@@ -994,7 +1028,7 @@ pub fn supervision(
                 Some(Found::Nothing(why)) => { p.empty { (why) } }
                 None => {}
             }
-            h2 { "全省超期未签收" }
+            h2 { "全省超期未签收、未答复" }
             form.filter method="get" action="/supervision" {
                 label { "收文单位" input type="text" name="unit" value=(f.unit); }
                 label { "发文单位" input type="text" name="sender" value=(f.sender); }
@@ -1010,16 +1044,16 @@ pub fn supervision(
                 a href="/supervision/overdue.csv" download { "导出 CSV" }
             }
             @if overdue.is_empty() {
-                p.empty { "没有超期未签收的公文。" }
+                p.empty { "没有超期未签收或未答复的公文。" }
             } @else {
                 table.docs.overdue {
                     thead { tr {
-                        th { "收文单位" } th { "发文单位" } th { "文号" } th { "标题" } th { "紧急程度" }
+                        th { "收文单位" } th { "事项" } th { "发文单位" } th { "文号" } th { "标题" } th { "紧急程度" }
                         th { "期限" } th { "超期" } th { "催办次数" } th { "督办级别" }
                     } }
                     tbody { @for o in overdue {
                         tr {
-                            td { (o.recipient) } td { (o.sender) } td { (o.doc_number) }
+                            td { (o.recipient) } td { (o.missing.chinese()) } td { (o.sender) } td { (o.doc_number) }
                             td { a href={ "/supervision?doc=" (o.doc_id) } { (o.title) } }
                             td { (Urgency::parse(&o.urgency).map(urgency_label).unwrap_or(&o.urgency)) }
                             td.overdue { @if let Some(t) = o.deadline_ms { (beijing(t)) } }
@@ -1029,19 +1063,23 @@ pub fn supervision(
                     } }
                 }
             }
-            h2 { "各单位签收汇总" }
+            h2 { "各单位签收与答复汇总" }
             p { a href="/supervision/report.csv" download { "导出 CSV" } }
             (report_chart(report))
             table.docs.report {
                 thead { tr {
                     th { "单位" } th { "收文" } th { "按时签收" } th { "逾期签收" } th { "退回" }
                     th { "未签收" } th { "现超期" } th { "签收用时中位数" }
+                    th { "要求答复" } th { "按时答复" } th { "逾期答复" } th { "超期未答复" }
                 } }
                 tbody { @for u in report {
                     tr {
                         td { (u.unit) } td.num { (u.received) } td.num { (u.on_time) } td.num { (u.late) }
                         td.num { (u.rejected) } td.num { (u.pending) } td.num { (u.overdue_now) }
                         td { @if let Some(s) = u.median_sign_seconds { (duration_words(s)) } @else { "—" } }
+                        td.num { (u.answers_asked) } td.num { (u.answered_on_time) }
+                        td.num { (u.answered_late) }
+                        td.num class=[(u.answers_missing > 0).then_some("overdue")] { (u.answers_missing) }
                     }
                 } }
             }
