@@ -594,6 +594,8 @@ async fn a_document_composed_in_the_console_arrives_byte_identical_and_mistakes_
             ("operator", "王五".to_owned()),
             ("phone", "0451-12345678".to_owned()),
             ("note", "请于三日内签收".to_owned()),
+            ("reply", "report".to_owned()),
+            ("reply_by", "5d".to_owned()),
         ]
     };
     let as_refs = |v: &[(&'static str, String)]| -> Vec<(&'static str, String)> { v.to_vec() };
@@ -625,6 +627,11 @@ async fn a_document_composed_in_the_console_arrives_byte_identical_and_mistakes_
     let unknown = send(&mut b, as_refs(&fields("harbin-gov", "nobody-gov")), true).await;
     assert_eq!(unknown.status, 422);
     assert!(unknown.text().contains("nobody-gov"), "{}", unknown.text());
+    let mut bad_due = fields("harbin-gov", "");
+    bad_due.last_mut().unwrap().1 = "tomorrow".into();
+    let bad_due = send(&mut b, bad_due, true).await;
+    assert_eq!(bad_due.status, 422);
+    assert!(bad_due.text().contains("tomorrow"), "{}", bad_due.text());
     let no_file = send(&mut b, as_refs(&fields("harbin-gov", "")), false).await;
     assert_eq!(no_file.status, 422);
     assert!(no_file.text().contains("正文"));
@@ -654,6 +661,8 @@ async fn a_document_composed_in_the_console_arrives_byte_identical_and_mistakes_
     assert_eq!(meta["urgency"], "urgent");
     assert_eq!(meta["operator"]["name"], "王五");
     assert_eq!(meta["cc"], serde_json::json!(["daqing-gov"]));
+    assert_eq!(meta["reply"], "report", "{meta}");
+    assert!(meta["reply_by"].is_string(), "{meta}");
     wait_inbox(&u.net.root("daqing-gov"), "prov-gov", 1).await;
     // The page it led to shows the 签收情况 once the hub has it.
     wait_until("the sent page with 签收情况", || {

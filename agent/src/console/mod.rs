@@ -1614,6 +1614,8 @@ async fn compose(
             "operator" => v.operator = value,
             "phone" => v.phone = value,
             "note" => v.note = value,
+            "reply" => v.reply = value,
+            "reply_by" => v.reply_by = value,
             _ => {}
         }
     })
@@ -1655,6 +1657,8 @@ async fn compose(
         note: opt(&view.note),
         operator: opt(&view.operator).or_else(|| Some(user.display_name.clone())),
         phone: opt(&view.phone),
+        reply: opt(&view.reply),
+        reply_by: opt(&view.reply_by),
         ..Default::default()
     };
     let ctx = web.ctx.clone();

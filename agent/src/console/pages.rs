@@ -646,6 +646,9 @@ pub struct ComposeView {
     pub operator: String,
     pub phone: String,
     pub note: String,
+    /// "", "decision" (请示 → 批复) or "report" (通知 → 上报).
+    pub reply: String,
+    pub reply_by: String,
 }
 
 /// The units and groups of the directory, each with a 主送 and a 抄送 box.
@@ -723,6 +726,14 @@ pub fn compose(
                 label { "经办人" input type="text" name="operator" value=(v.operator); }
                 label { "电话" input type="text" name="phone" value=(v.phone); }
                 label { "备注" input type="text" name="note" value=(v.note); }
+                label { "要求答复"
+                    select name="reply" {
+                        @for (value, label) in [("", "不要求"), ("decision", "批复（审批意见）"), ("report", "报送材料")] {
+                            option value=(value) selected[v.reply == value] { (label) }
+                        }
+                    }
+                }
+                label { "答复期限" input type="text" name="reply_by" value=(v.reply_by) placeholder="5d 或 2027-03-01T17:00:00+08:00"; }
                 h2 { "文件" }
                 label { "正文（一个文件）" input type="file" name="main" required; }
                 label { "附件（可多选）" input type="file" name="attachments" multiple; }
