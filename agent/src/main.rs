@@ -136,6 +136,10 @@ enum Command {
         /// An earlier answer of ours this one corrects.
         #[arg(long)]
         supersedes: Option<String>,
+        /// Copies (抄送) of the answer: unit ids or group names,
+        /// comma-separated (it goes to the unit that asked in any case).
+        #[arg(long, value_delimiter = ',')]
+        cc: Vec<String>,
         /// Who answers (经办人); the sign-for names them too.
         #[arg(long)]
         by: String,
@@ -501,6 +505,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             note,
             title,
             supersedes,
+            cc,
             by,
             config,
         } => {
@@ -516,6 +521,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     note,
                     title,
                     supersedes,
+                    cc,
                     by: by.clone(),
                 })),
             )?;

@@ -81,6 +81,9 @@ pub struct ReplyRequest {
     pub note: Option<String>,
     pub title: Option<String>,
     pub supersedes: Option<DocId>,
+    /// Copies (抄送) of the answer, beside the unit that asked.
+    #[serde(default)]
+    pub cc: Vec<String>,
     /// Who answers (and signs for it, if not signed for yet).
     pub by: String,
 }
@@ -174,6 +177,7 @@ pub fn queue(
     let send = crate::outbox::SendRequest {
         files,
         to: vec![rec.sender.to_string()],
+        cc: req.cc.clone(),
         title: req
             .title
             .clone()

@@ -1055,7 +1055,12 @@ async fn a_clerk_answers_and_forwards_in_the_console_and_the_asker_downloads_the
     let answered = clerk
         .post_multipart(
             &reply,
-            &[("csrf", &csrf), ("note", "按时报送"), ("by", "李四")],
+            &[
+                ("csrf", &csrf),
+                ("note", "按时报送"),
+                ("cc", "daqing-gov"),
+                ("by", "李四"),
+            ],
             &[("files", "报表.csv", sheet)],
         )
         .await;
@@ -1082,6 +1087,9 @@ async fn a_clerk_answers_and_forwards_in_the_console_and_the_asker_downloads_the
     let meta: serde_json::Value =
         serde_json::from_slice(&std::fs::read(answer.join("metadata.json")).unwrap()).unwrap();
     assert_eq!(meta["in_reply_to"]["doc_id"], doc.to_string());
+    // A copy (抄送) went to daqing-gov.
+    let copy = newest_from(&u.net.root("daqing-gov"), "harbin-gov", 1).await;
+    assert_eq!(std::fs::read(copy.join("报表.csv")).unwrap(), sheet);
     // Answering signed for it, in the answerer's name.
     wait_until("the question signed for", || {
         (state_of(&u.harbin, doc) == ReceivedState::Acknowledged).then_some(())
@@ -1169,7 +1177,7 @@ async fn a_clerk_answers_and_forwards_in_the_console_and_the_asker_downloads_the
         .await;
     assert_eq!(forwarded.status, 303, "{}", forwarded.text());
     assert!(forwarded.location().unwrap().starts_with("/sent/"));
-    let copy = newest_from(&u.net.root("daqing-gov"), "harbin-gov", 1).await;
+    let copy = newest_from(&u.net.root("daqing-gov"), "harbin-gov", 2).await;
     assert_eq!(
         std::fs::read(copy.join("报送通知.txt")).unwrap(),
         "请报送本地区统计数据".as_bytes()

@@ -959,6 +959,7 @@ async fn a_report_asked_of_four_units_is_tracked_escalated_and_collected() {
                 note: Some(format!("{unit}报送")),
                 title: None,
                 supersedes: None,
+                cc: Vec::new(),
                 by: "赵六".into(),
             })),
         )

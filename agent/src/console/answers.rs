@@ -46,6 +46,7 @@ pub(super) async fn reply(
         Err(r) => return r,
     };
     let (mut decision, mut note, mut by, mut supersedes) = (None, None, String::new(), None);
+    let mut cc = Vec::new();
     let read = read_upload(&web, &headers, form, &mut staging, |name, value| {
         let value = value.trim().to_owned();
         match name {
@@ -53,6 +54,7 @@ pub(super) async fn reply(
             "note" if !value.is_empty() => note = Some(value),
             "by" => by = value,
             "supersedes" if !value.is_empty() => supersedes = Some(value),
+            "cc" => cc = typed_names(&value),
             _ => {}
         }
     })
@@ -81,6 +83,7 @@ pub(super) async fn reply(
         note,
         title: None,
         supersedes,
+        cc,
         by: if by.is_empty() {
             user.display_name.clone()
         } else {

@@ -290,6 +290,7 @@ fn reply_form(
                 }
             }
             label { "说明" input type="text" name="note"; }
+            label { "抄送（编号，逗号分隔，可不填）" input type="text" name="cc"; }
             label { "答复人" input type="text" name="by" value=(frame.user.display_name) required; }
             button type="submit" { "回复" }
         }
