@@ -58,6 +58,7 @@ pub mod envelope;
 pub mod error;
 pub mod failpoint;
 pub mod fsutil;
+pub mod gm;
 pub mod id;
 pub mod kvstore;
 pub mod links;
