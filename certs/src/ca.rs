@@ -9,6 +9,7 @@ use gongwen_common::fsutil::{create_private_dir, write_atomic, write_new};
 use gongwen_common::id::NodeId;
 use gongwen_common::pki::{CertIdentity, Role, SAN_NODE_PREFIX, SAN_ROLE_PREFIX, serial_hex};
 use gongwen_common::signed::{Signer, Statement, StatementKind, cert_public_key};
+use gongwen_common::suite::Suite;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams,
     CertificateSigningRequestParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -129,6 +130,19 @@ impl Ca {
         days: u32,
         crl_days: u32,
     ) -> Result<Ca, CaError> {
+        Ca::init_for(dir, name, now, days, crl_days, Suite::Standard)
+    }
+
+    /// A new CA whose deployment uses `suite` for documents and receipts
+    /// (written into its certificate, see [`gongwen_common::suite`]).
+    pub fn init_for(
+        dir: &Path,
+        name: &str,
+        now: OffsetDateTime,
+        days: u32,
+        crl_days: u32,
+        suite: Suite,
+    ) -> Result<Ca, CaError> {
         for f in [CA_KEY, CA_CERT, REGISTRY, CRL_FILE] {
             if dir.join(f).exists() {
                 return Err(CaError::AlreadyExists(dir.to_owned(), f));
@@ -146,6 +160,9 @@ impl Ca {
         dn.push(DnType::CommonName, name);
         dn.push(DnType::OrganizationName, "gongwen");
         params.distinguished_name = dn;
+        if let Some(uri) = suite.san_uri() {
+            params.subject_alt_names = vec![SanType::URI(uri.try_into()?)];
+        }
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
@@ -172,6 +189,14 @@ impl Ca {
         };
         ca.write_crl(now, crl_days)?;
         Ok(ca)
+    }
+
+    /// The suite this CA's deployment uses.
+    pub fn suite(&self) -> Result<Suite, CaError> {
+        Suite::of_ca(&self.cert_der).map_err(|e| CaError::Corrupt {
+            path: self.dir.join(CA_CERT),
+            detail: e.to_string(),
+        })
     }
 
     /// Open an existing CA directory.

@@ -60,6 +60,12 @@ enum Command {
         /// Days until the CRL must be renewed (past that the hub refuses everyone).
         #[arg(long, default_value_t = DEFAULT_CRL_DAYS)]
         crl_days: u32,
+        /// The algorithms of the deployment's documents and receipts:
+        /// standard (ECDSA P-256, SHA-256, AES-256-GCM) or gm (国密: SM2,
+        /// SM3, SM4). Written into the CA certificate; hub.toml's
+        /// [crypto] suite must say the same.
+        #[arg(long, default_value = "standard")]
+        suite: gongwen_common::suite::Suite,
     },
     /// Issue a certificate and a fresh key for the hub or a unit.
     Issue {
@@ -351,9 +357,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             name,
             days,
             crl_days,
+            suite,
         } => {
-            Ca::init(&dir, &name, now, days, crl_days)?;
+            Ca::init_for(&dir, &name, now, days, crl_days, suite)?;
             println!("created CA {name:?} in {}", dir.display());
+            println!(
+                "  suite:       {suite} ({}); set [crypto] suite = \"{suite}\" in hub.toml",
+                suite.algorithms()
+            );
             println!("  certificate: {}", dir.join(CA_CERT).display());
             println!(
                 "  CRL:         {} (renew within {crl_days} days: gongwen-certs crl)",

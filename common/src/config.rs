@@ -48,6 +48,14 @@ struct RawHub {
     store: RawStore,
     log_format: Option<String>,
     metrics: Option<RawMetrics>,
+    #[serde(default)]
+    crypto: RawCrypto,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCrypto {
+    suite: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -228,6 +236,9 @@ pub struct HubConfig {
     pub log_format: LogFormat,
     /// `/metrics` and `/healthz`; off when the section is absent.
     pub metrics: Option<MetricsConfig>,
+    /// `[crypto] suite`: the algorithms of documents and receipts; must be
+    /// the CA's (see [`crate::suite`]).
+    pub suite: crate::suite::Suite,
 }
 
 /// How a daemon writes its log to standard error.
@@ -548,7 +559,13 @@ impl HubConfig {
             return Err(invalid(path, "store.lease", "must be at least 1s"));
         }
         let log_format = log_format(path, raw.log_format.as_deref())?;
+        let suite = match raw.crypto.suite.as_deref() {
+            None => crate::suite::Suite::Standard,
+            Some(s) => crate::suite::Suite::parse(s)
+                .map_err(|e| invalid(path, "crypto.suite", e.to_string()))?,
+        };
         Ok(HubConfig {
+            suite,
             log_format,
             metrics: metrics(path, raw.metrics)?,
             path: path.to_owned(),

@@ -69,6 +69,7 @@ pub mod pki;
 pub mod receipt;
 pub mod signed;
 pub mod stream;
+pub mod suite;
 pub mod timefmt;
 pub mod tls;
 pub mod transfer;

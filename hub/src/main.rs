@@ -500,20 +500,34 @@ async fn check(path: &std::path::Path) -> bool {
     if let Err(e) = material::check_data_dir(&config.path, "data_dir", &config.data_dir) {
         found.push(Finding::problem("data_dir", e.to_string()));
     }
-    if let Some(path) = &config.tls.directory {
-        let ca = std::fs::read(&config.tls.ca).ok().and_then(|pem| {
-            use rustls::pki_types::pem::PemObject;
-            rustls::pki_types::CertificateDer::from_pem_slice(&pem).ok()
-        });
-        if let Some(ca) = ca {
-            match gongwen_hub::enrolled::load(path, &ca) {
-                Ok(dir) => println!(
-                    "ok: {}: tls.directory: {} enrolled units",
-                    config.path.display(),
-                    dir.entries.len()
-                ),
-                Err(e) => found.push(Finding::problem("tls.directory", e)),
-            }
+    let ca = std::fs::read(&config.tls.ca).ok().and_then(|pem| {
+        use rustls::pki_types::pem::PemObject;
+        rustls::pki_types::CertificateDer::from_pem_slice(&pem).ok()
+    });
+    if let Some(ca) = &ca {
+        use gongwen_common::suite::{Suite, check_hub_suite};
+        match Suite::of_ca(ca.as_ref())
+            .map_err(|e| e.to_string())
+            .and_then(|of_ca| check_hub_suite(config.suite, of_ca).map(|()| of_ca))
+        {
+            Ok(suite) => println!(
+                "ok: {}: crypto suite {suite} ({})",
+                config.path.display(),
+                suite.algorithms()
+            ),
+            Err(e) => found.push(Finding::problem("crypto.suite", e)),
+        }
+    }
+    if let Some(path) = &config.tls.directory
+        && let Some(ca) = &ca
+    {
+        match gongwen_hub::enrolled::load(path, ca) {
+            Ok(dir) => println!(
+                "ok: {}: tls.directory: {} enrolled units",
+                config.path.display(),
+                dir.entries.len()
+            ),
+            Err(e) => found.push(Finding::problem("tls.directory", e)),
         }
     }
     match std::net::UdpSocket::bind(config.listen) {

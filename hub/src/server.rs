@@ -111,6 +111,13 @@ impl Hub {
             &config.tls.key,
             &config.tls.ca,
         )?;
+        let suite_problem = |problem: String| HubError::Suite {
+            path: config.path.clone(),
+            problem,
+        };
+        let ca_suite = gongwen_common::suite::Suite::of_ca(ca.as_ref())
+            .map_err(|e| suite_problem(format!("tls.ca: {e}")))?;
+        gongwen_common::suite::check_hub_suite(config.suite, ca_suite).map_err(suite_problem)?;
         let crl = material::load_crl(&config.path, &config.tls.crl, &ca)?;
         let directory = match &config.tls.directory {
             Some(path) => crate::enrolled::load(path, &ca).map_err(HubError::Directory)?,

@@ -217,3 +217,161 @@ fn sm3_agrees_with_openssl() {
         String::from_utf8_lossy(&o.stdout)
     );
 }
+
+fn cli(dir: &Path, name: &str, args: &[&str]) -> (bool, String) {
+    let o = Command::new(gongwen_tests::bin(name))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
+const HUB_TOML: &str = r#"
+listen   = "127.0.0.1:0"
+data_dir = "hub-data"
+[tls]
+cert = "hub/hub.crt"
+key  = "hub/hub.key"
+ca   = "ca/ca.crt"
+crl  = "ca/crl.pem"
+"#;
+
+/// A CA made with `--suite gm` says so in its certificate; a hub whose
+/// hub.toml says otherwise does not start, and `check` names the fix. (A
+/// hub set to gm refuses too, plainly, until the document layer on SM2 is
+/// in: it never serves standard documents under a GM name.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_serves_only_the_suite_its_ca_was_made_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (ok, said) = cli(
+        d,
+        "gongwen-certs",
+        &[
+            "--ca-dir",
+            "ca",
+            "init",
+            "--name",
+            "国密 CA",
+            "--suite",
+            "gm",
+        ],
+    );
+    assert!(
+        ok && said.contains("suite:       gm (SM2, SM3, SM4-GCM"),
+        "{said}"
+    );
+    let (ok, said) = cli(
+        d,
+        "gongwen-certs",
+        &[
+            "--ca-dir",
+            "ca",
+            "issue",
+            "--role",
+            "hub",
+            "--id",
+            "hub",
+            "--ip",
+            "127.0.0.1",
+            "--out",
+            "hub",
+        ],
+    );
+    assert!(ok, "{said}");
+    let (bad, said) = cli(
+        d,
+        "gongwen-certs",
+        &["--ca-dir", "ca", "init", "--name", "x", "--suite", "sm9"],
+    );
+    assert!(!bad && said.contains("sm9"), "{said}");
+    if have_openssl() {
+        let o = openssl(d, &["x509", "-in", "ca/ca.crt", "-noout", "-text"]);
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("URI:gongwen:suite/gm"),
+            "{}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+    }
+
+    // hub.toml without [crypto]: the standard suite, which is not the CA's.
+    std::fs::write(d.join("hub.toml"), HUB_TOML).unwrap();
+    let (ok, said) = cli(d, "gongwen-hub", &["check", "--config", "hub.toml"]);
+    assert!(!ok, "{said}");
+    assert!(
+        said.contains("crypto.suite") && said.contains("set [crypto] suite = \"gm\""),
+        "{said}"
+    );
+    let config = gongwen_common::config::HubConfig::load(&d.join("hub.toml")).unwrap();
+    let refused = gongwen_hub::server::Hub::bind(config).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("made for the gm suite"),
+        "{refused}"
+    );
+    std::fs::write(
+        d.join("hub.toml"),
+        format!("{HUB_TOML}[crypto]\nsuite = \"gm\"\n"),
+    )
+    .unwrap();
+    let config = gongwen_common::config::HubConfig::load(&d.join("hub.toml")).unwrap();
+    let refused = gongwen_hub::server::Hub::bind(config).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("not in this version"),
+        "{refused}"
+    );
+    std::fs::write(
+        d.join("hub.toml"),
+        format!("{HUB_TOML}[crypto]\nsuite = \"sm9\"\n"),
+    )
+    .unwrap();
+    let wrong = gongwen_common::config::HubConfig::load(&d.join("hub.toml")).unwrap_err();
+    assert!(
+        wrong.to_string().contains("crypto.suite") && wrong.to_string().contains("sm9"),
+        "{wrong}"
+    );
+
+    // A CA made as before is a standard one, and check says so.
+    let (ok, said) = cli(
+        d,
+        "gongwen-certs",
+        &["--ca-dir", "std-ca", "init", "--name", "CA"],
+    );
+    assert!(ok && said.contains("suite:       standard"), "{said}");
+    let (ok, said) = cli(
+        d,
+        "gongwen-certs",
+        &[
+            "--ca-dir",
+            "std-ca",
+            "issue",
+            "--role",
+            "hub",
+            "--id",
+            "hub",
+            "--ip",
+            "127.0.0.1",
+            "--out",
+            "std-hub",
+        ],
+    );
+    assert!(ok, "{said}");
+    std::fs::write(
+        d.join("std.toml"),
+        HUB_TOML
+            .replace("hub/hub.", "std-hub/hub.")
+            .replace("ca/ca.crt", "std-ca/ca.crt")
+            .replace("ca/crl.pem", "std-ca/crl.pem")
+            .replace("hub-data", "std-data"),
+    )
+    .unwrap();
+    let (_, said) = cli(d, "gongwen-hub", &["check", "--config", "std.toml"]);
+    assert!(said.contains("crypto suite standard"), "{said}");
+}
