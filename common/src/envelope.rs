@@ -304,6 +304,8 @@ pub enum EnvelopeError {
     Crypto,
     #[error("the forwarded original does not hold: {0}")]
     Forwarded(String),
+    #[error("the document is refused: {0}")]
+    Suite(String),
 }
 
 impl EnvelopeError {
@@ -685,6 +687,9 @@ impl SealedHeader {
             return Err(EnvelopeError::SignerRole(signer.role));
         }
         if let Some(checker) = checker {
+            checker
+                .check_suite(&self.statement)
+                .map_err(EnvelopeError::Suite)?;
             checker
                 .check(&self.statement.cert, now)
                 .map_err(EnvelopeError::from_signer_check)?;
@@ -1151,8 +1156,16 @@ pub(crate) mod tests {
 
     impl TestPki {
         pub fn new() -> TestPki {
+            TestPki::for_suite(crate::suite::Suite::Standard)
+        }
+
+        /// A CA of a deployment that uses `suite`.
+        pub fn for_suite(suite: crate::suite::Suite) -> TestPki {
             let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
             let mut params = rcgen::CertificateParams::default();
+            if let Some(uri) = suite.san_uri() {
+                params.subject_alt_names = vec![rcgen::SanType::URI(uri.try_into().unwrap())];
+            }
             params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
             params.key_usages = vec![
                 rcgen::KeyUsagePurpose::KeyCertSign,
@@ -1626,6 +1639,28 @@ pub(crate) mod tests {
                     "flip at {i}: {e:?}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_document_of_the_other_suite_is_refused_with_the_reason() {
+        let pki = TestPki::new();
+        let (gm, _) = crate::signed::tests::gm(&pki.signer("prov-gov", Role::Node));
+        let k = EncryptionKey::generate().unwrap();
+        let s = seal(
+            &gm,
+            meta(&[("正文.txt", b"x")], &["harbin-gov"]),
+            b"x",
+            &[(id("harbin-gov"), *k.public())],
+        );
+        match open(&s, &id("harbin-gov"), &k, &pki.checker()) {
+            Err(EnvelopeError::Suite(why)) => {
+                assert!(
+                    why.contains("this deployment uses the standard suite"),
+                    "{why}"
+                );
+            }
+            other => panic!("{other:?}"),
         }
     }
 

@@ -111,6 +111,10 @@ pub enum PkiError {
     KeyDoesNotMatchCertificate,
     #[error("signing failed")]
     SigningFailed,
+    #[error("the SM2 key binding cannot be used: {0}")]
+    Sm2Binding(String),
+    #[error("the CA certificate's crypto suite: {0}")]
+    Suite(String),
     #[error("the certificate of {id} is not valid: {problem}")]
     Invalid { id: String, problem: CertProblem },
 }
@@ -344,6 +348,9 @@ pub struct CertChecker {
     hub: Arc<rustls::client::WebPkiServerVerifier>,
     /// The CRL's next-update time: past it nothing passes.
     crl_next_update: Option<OffsetDateTime>,
+    /// The deployment's crypto suite (its CA's): statements of the other
+    /// suite are refused.
+    suite: crate::suite::Suite,
     /// Certificates that passed, by SHA-256, with when they passed. Every
     /// document and receipt names its signer's certificate, and checking
     /// the chain again each time (two ECDSA verifications and a parse) was
@@ -379,12 +386,35 @@ impl CertChecker {
                 .with_crls([crl.der.clone()])
                 .enforce_revocation_expiration();
         }
+        let suite =
+            crate::suite::Suite::of_ca(ca.as_ref()).map_err(|e| PkiError::Suite(e.to_string()))?;
         Ok(CertChecker {
             units: units.build()?,
             hub: hub.build()?,
             crl_next_update: crl.and_then(|c| c.next_update),
+            suite,
             passed: Default::default(),
         })
+    }
+
+    /// The deployment's crypto suite.
+    pub fn suite(&self) -> crate::suite::Suite {
+        self.suite
+    }
+
+    /// A statement signed in the deployment's suite passes; one of the
+    /// other suite is refused, with the reason.
+    pub fn check_suite(&self, statement: &crate::signed::Statement) -> Result<(), String> {
+        let signed_in = statement.suite();
+        if signed_in == self.suite {
+            Ok(())
+        } else {
+            Err(format!(
+                "it is signed in the {signed_in} suite, but this deployment uses the {} suite ({})",
+                self.suite,
+                self.suite.algorithms()
+            ))
+        }
     }
 
     /// Check a certificate at `now` and return whose it is. Unit

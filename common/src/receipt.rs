@@ -110,6 +110,8 @@ pub enum ReceiptError {
     /// same receipt may pass later.
     #[error("the signer's certificate cannot be checked now: {0}")]
     SignerUnjudged(String),
+    #[error("the receipt is refused: {0}")]
+    Suite(String),
 }
 
 impl ReceiptError {
@@ -208,6 +210,7 @@ impl Receipt {
             _ => {}
         }
         if let Some(checker) = checker {
+            checker.check_suite(&st).map_err(ReceiptError::Suite)?;
             checker.check(&st.cert, now).map_err(|e| match e {
                 crate::pki::PkiError::Invalid { problem, .. } if problem.is_transient() => {
                     ReceiptError::SignerUnjudged(problem.to_string())
@@ -250,6 +253,36 @@ mod tests {
         let (back, _) =
             Receipt::verify(&bytes, Some(&pki.checker()), OffsetDateTime::now_utc()).unwrap();
         assert_eq!(back, r);
+    }
+
+    #[test]
+    fn a_receipt_of_the_other_suite_is_refused_with_the_reason() {
+        use crate::suite::Suite;
+        let now = OffsetDateTime::now_utc();
+        // A standard deployment: a GM-signed receipt is refused.
+        let pki = TestPki::new();
+        let (gm, _) = crate::signed::tests::gm(&pki.signer("harbin-gov", Role::Node));
+        let bytes = delivered("harbin-gov").sign(&gm).unwrap().encode();
+        match Receipt::verify(&bytes, Some(&pki.checker()), now) {
+            Err(ReceiptError::Suite(why)) => {
+                assert!(why.contains("signed in the gm suite"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // A GM deployment: the GM receipt passes, a standard one does not.
+        let pki = TestPki::for_suite(Suite::Gm);
+        let harbin = pki.signer("harbin-gov", Role::Node);
+        let (gm, _) = crate::signed::tests::gm(&harbin);
+        let checker = pki.checker();
+        assert_eq!(checker.suite(), Suite::Gm);
+        let bytes = delivered("harbin-gov").sign(&gm).unwrap().encode();
+        let (_, st) = Receipt::verify(&bytes, Some(&checker), now).unwrap();
+        assert_eq!(st.suite(), Suite::Gm);
+        let bytes = delivered("harbin-gov").sign(&harbin).unwrap().encode();
+        assert!(matches!(
+            Receipt::verify(&bytes, Some(&checker), now),
+            Err(ReceiptError::Suite(_))
+        ));
     }
 
     #[test]

@@ -375,3 +375,87 @@ async fn a_hub_serves_only_the_suite_its_ca_was_made_for() {
     let (_, said) = cli(d, "gongwen-hub", &["check", "--config", "std.toml"]);
     assert!(said.contains("crypto suite standard"), "{said}");
 }
+
+/// A statement signed in the GM suite (a receipt, here) is checked by
+/// OpenSSL alone: the signed message, the SM2 signature (DER) and the
+/// signing key its binding names, with the distinguishing id it records —
+/// what an evidence bundle's verify.sh will do.
+#[test]
+fn a_gm_statement_verifies_with_openssl() {
+    use gongwen_common::pki;
+    use gongwen_common::signed::{Signer, Sm2Binding, Sm2Signer, StatementKind};
+    if !have_openssl() {
+        return;
+    }
+    let net = gongwen_tests::Net::new();
+    let dir = net.issue("harbin-gov", gongwen_common::Role::Node);
+    let cert = pki::load_certs(&dir.join("harbin-gov.crt"))
+        .unwrap()
+        .remove(0);
+    let key = pki::load_private_key(&dir.join("harbin-gov.key")).unwrap();
+    let signer = Signer::new(&key, cert.clone()).unwrap();
+    let (sign, enc) = (Sm2Key::generate(), Sm2Key::generate());
+    let binding = Sm2Binding {
+        node: signer.identity().id.clone(),
+        sign_public: sign.public(),
+        enc_public: enc.public(),
+        distid: DEFAULT_DISTID.into(),
+        created_ms: 0,
+    }
+    .sign(&signer)
+    .unwrap();
+    let signer = signer.with_sm2(Sm2Signer::new(sign, binding, &cert).unwrap());
+    let st = signer
+        .sign(StatementKind::Receipt, "签收 李四".as_bytes().to_vec())
+        .unwrap();
+    let bound = st.sm2_binding().unwrap().unwrap();
+
+    let d = net.path();
+    std::fs::write(d.join("receipt.signed"), st.signed_message()).unwrap();
+    std::fs::write(d.join("receipt.sig.der"), &st.signature).unwrap();
+    std::fs::write(
+        d.join("receipt.sm2.pem"),
+        gm::public_pem(&bound.sign_public).unwrap(),
+    )
+    .unwrap();
+    let distid = format!("distid:{}", bound.distid);
+    let o = openssl(
+        d,
+        &[
+            "dgst",
+            "-sm3",
+            "-verify",
+            "receipt.sm2.pem",
+            "-sigopt",
+            &distid,
+            "-signature",
+            "receipt.sig.der",
+            "receipt.signed",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("Verified OK"));
+    // The digest receipts cite is the SM3 of the signed message.
+    let o = openssl(d, &["dgst", "-sm3", "-r", "receipt.signed"]);
+    let hex: String = st.digest().iter().map(|b| format!("{b:02x}")).collect();
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with(&hex));
+    // One changed byte: OpenSSL refuses it.
+    let mut changed = st.signed_message();
+    changed[20] ^= 1;
+    std::fs::write(d.join("receipt.signed"), changed).unwrap();
+    let refused = Command::new("openssl")
+        .current_dir(d)
+        .args([
+            "dgst",
+            "-sm3",
+            "-verify",
+            "receipt.sm2.pem",
+            "-sigopt",
+            &distid,
+            "-signature",
+            "receipt.sig.der",
+            "receipt.signed",
+        ])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+}
