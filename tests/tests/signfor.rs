@@ -922,9 +922,10 @@ async fn the_audit_chain_holds_and_names_the_first_edited_entry() {
 
 /// 通知 → 上报 → 汇总 (issue 15, point 6): a report asked of the group
 /// `reporting` (four units), due in 1 h by the hub's clock. harbin-gov and
-/// daqing-gov answer on time, qiqihar-gov late, mudanjiang-gov never. Each
-/// has the right reply state; the missing answer, and only it, is urged,
-/// then supervised, once each; the report counts each unit right; and
+/// daqing-gov answer on time, qiqihar-gov late (after being urged),
+/// mudanjiang-gov never. Each has the right reply state; the missing
+/// answers are urged once, the answer stops the ladder, and only the one
+/// never given is supervised, once; the report counts each unit right; and
 /// `collect` writes a workbook that openpyxl reads with four rows and the
 /// right cells (the hub's time and judgment, not the asking unit's clock).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -988,20 +989,20 @@ async fn a_report_asked_of_four_units_is_tracked_escalated_and_collected() {
         .await;
     }
 
-    // Past the due time: qiqihar-gov answers, late.
+    // Past the due time the two missing answers are urged, once each (the
+    // hub's own escalator may run the step before escalate_now does).
     w.clock.advance(HOUR + Duration::from_secs(60));
-    answer("qiqihar-gov").await;
-    let late = wait_until_row_of(&w, &doc, "qiqihar-gov", |r| r["answered_at"].is_string()).await;
-    assert_eq!(late["reply_state"], "late", "{late}");
-    // The missing answer is urged, once; nobody else is. (The hub's own
-    // escalator may have run the step already: the answer woke it.)
     let h = &w.hub.handle;
     h.escalate_now().await.unwrap();
     assert_eq!(h.escalate_now().await.unwrap(), 0, "a step runs once");
+    // Then qiqihar-gov answers, late; mudanjiang-gov never does.
+    answer("qiqihar-gov").await;
+    let late = wait_until_row_of(&w, &doc, "qiqihar-gov", |r| r["answered_at"].is_string()).await;
+    assert_eq!(late["reply_state"], "late", "{late}");
     for (unit, state, urged) in [
         ("harbin-gov", "answered", 0),
         ("daqing-gov", "answered", 0),
-        ("qiqihar-gov", "late", 0),
+        ("qiqihar-gov", "late", 1),
         ("mudanjiang-gov", "late", 1),
     ] {
         let row = hub_row(&w, &doc, unit).await;
@@ -1027,9 +1028,10 @@ async fn a_report_asked_of_four_units_is_tracked_escalated_and_collected() {
         "{text}"
     );
 
-    // Two hours later: supervised, once, at the supervision office.
+    // Two hours later: the answer stopped qiqihar-gov's ladder; the
+    // missing one is supervised, once, at the supervision office.
     w.clock.advance(2 * HOUR);
-    assert_eq!(h.escalate_now().await.unwrap(), 1, "one step: supervise");
+    h.escalate_now().await.unwrap();
     assert_eq!(h.escalate_now().await.unwrap(), 0, "a step runs once");
     let dir = w.net.root("prov-supervision").join("inbox/督办");
     let text = wait_until("the supervision notice for the missing answer", || {
@@ -1042,6 +1044,11 @@ async fn a_report_asked_of_four_units_is_tracked_escalated_and_collected() {
         "{text}"
     );
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+    assert_eq!(
+        hub_row(&w, &doc, "qiqihar-gov").await["escalation_level"],
+        0,
+        "the late answer stopped its ladder"
+    );
     // The answers are documents to prov-gov like any other: it signs for
     // them (or they would climb a ladder of their own).
     for unit in ["harbin-gov", "daqing-gov", "qiqihar-gov"] {
