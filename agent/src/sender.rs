@@ -351,7 +351,7 @@ fn seal(
     keys: &[(NodeId, [u8; 32])],
 ) -> Result<(), SendError> {
     let links = links_of(ctx, &draft, &to)?;
-    let key = ContentKey::generate().map_err(later)?;
+    let key = ContentKey::generate(ctx.credentials.signer().suite()).map_err(later)?;
     let plain_len = draft.size();
     let mut sealer = ContentSealer::new(&key, doc_id, plain_len).map_err(later)?;
     let mut content_hash = ring::digest::Context::new(&ring::digest::SHA256);
@@ -554,7 +554,7 @@ async fn upload_sealed(
         Content::Files { dir, key } => encrypt_files(
             dir,
             sealed.header.meta.files.clone(),
-            ContentKey::from_bytes(key),
+            ContentKey::from_bytes(key, sealed.header.suite),
             doc_id,
             offset,
         ),

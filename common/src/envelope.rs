@@ -31,6 +31,7 @@ use crate::codec::{CodecError, Reader, Writer};
 use crate::id::{DocId, NodeId};
 use crate::pki::{CertChecker, CertIdentity, PkiError, Role};
 use crate::signed::{SignedError, Signer, Statement, StatementKind};
+use crate::suite::Suite;
 
 /// Plaintext bytes per content chunk.
 pub const CHUNK_LEN: usize = 256 * 1024;
@@ -200,23 +201,32 @@ pub struct DocMeta {
     pub links: crate::links::Links,
 }
 
-/// A recipient's content key, sealed to its X25519 key.
+/// A recipient's content key, sealed to its encryption key: HPKE to its
+/// X25519 key (standard), or SM2 encryption to its SM2 encryption key (GM).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WrappedKey {
     pub recipient: NodeId,
-    /// HPKE encapsulated key.
+    /// HPKE encapsulated key (standard); zeros in the GM suite.
     pub enc: [u8; 32],
-    /// HPKE ciphertext of the 32-byte content key (48 bytes).
+    /// HPKE ciphertext of the 32-byte content key (48 bytes), or the SM2
+    /// ciphertext (GM/T 0009 DER, C1C3C2) of the 16-byte SM4 key.
     pub sealed: Vec<u8>,
 }
+
+/// Largest SM2 ciphertext of a content key (about 125 bytes in practice).
+const MAX_SM2_WRAPPED: usize = 256;
 
 /// The signed part of a sealed document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
     pub meta: DocMeta,
     pub content_len: u64,
+    /// The content's digest in the suite's algorithm (SHA-256 or SM3).
     pub content_sha256: [u8; 32],
     pub wrapped: Vec<WrappedKey>,
+    /// The suite the header is signed in (not encoded: the statement
+    /// carrying it says).
+    pub suite: Suite,
 }
 
 /// Why metadata is not acceptable; each says what to change.
@@ -596,15 +606,18 @@ impl Header {
         w.u16(self.wrapped.len().min(u16::MAX as usize) as u16);
         for k in &self.wrapped {
             w.str(k.recipient.as_str());
-            w.raw(&k.enc);
+            if self.suite == Suite::Standard {
+                w.raw(&k.enc);
+            }
             w.bytes(&k.sealed);
         }
         self.meta.links.encode(&mut w);
         out
     }
 
-    /// Parse and check a header body for internal consistency.
-    pub fn decode(body: &[u8]) -> Result<Header, EnvelopeError> {
+    /// Parse and check a header body, signed in `suite`, for internal
+    /// consistency.
+    pub fn decode(body: &[u8], suite: Suite) -> Result<Header, EnvelopeError> {
         let mut r = Reader::new(body);
         let mut meta = DocMeta::decode(&mut r)?;
         let content_len = r.u64()?;
@@ -615,10 +628,17 @@ impl Header {
         }
         let mut wrapped = Vec::with_capacity(n);
         for _ in 0..n {
-            wrapped.push(WrappedKey {
-                recipient: r.node_id()?,
-                enc: r.array()?,
-                sealed: r.bytes(64)?.to_vec(),
+            wrapped.push(match suite {
+                Suite::Standard => WrappedKey {
+                    recipient: r.node_id()?,
+                    enc: r.array()?,
+                    sealed: r.bytes(64)?.to_vec(),
+                },
+                Suite::Gm => WrappedKey {
+                    recipient: r.node_id()?,
+                    enc: [0; 32],
+                    sealed: r.bytes(MAX_SM2_WRAPPED)?.to_vec(),
+                },
             });
         }
         meta.links = crate::links::Links::decode(&mut r)?;
@@ -640,6 +660,7 @@ impl Header {
             content_len,
             content_sha256,
             wrapped,
+            suite,
         })
     }
 }
@@ -655,7 +676,7 @@ impl SealedHeader {
     /// Parse the bytes of a header statement.
     pub fn parse(bytes: &[u8]) -> Result<SealedHeader, EnvelopeError> {
         let statement = Statement::decode(bytes, StatementKind::Document)?;
-        let header = Header::decode(&statement.body)?;
+        let header = Header::decode(&statement.body, statement.suite())?;
         Ok(SealedHeader { statement, header })
     }
 
@@ -741,12 +762,58 @@ pub fn content_len_for(plain: u64) -> u64 {
     plain + chunks * TAG_LEN as u64
 }
 
-/// The random key that encrypts one document's content.
-pub struct ContentKey([u8; 32]);
+/// The random key that encrypts one document's content: 32 bytes for
+/// AES-256-GCM (standard), of which the first 16 are the SM4 key (GM).
+pub struct ContentKey {
+    bytes: [u8; 32],
+    suite: Suite,
+}
 
 impl std::fmt::Debug for ContentKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ContentKey(..)")
+        write!(f, "ContentKey({}, ..)", self.suite)
+    }
+}
+
+/// A content key's AEAD for the chunks.
+enum ChunkAead {
+    Aes(Box<LessSafeKey>),
+    Sm4([u8; crate::gm::SM4_KEY_LEN]),
+}
+
+impl ChunkAead {
+    /// Encrypt `chunk` in place and append the tag.
+    fn seal(&self, nonce: [u8; 12], aad: &[u8], chunk: &mut Vec<u8>) -> Result<(), EnvelopeError> {
+        match self {
+            ChunkAead::Aes(key) => key
+                .seal_in_place_append_tag(
+                    Nonce::assume_unique_for_key(nonce),
+                    Aad::from(aad),
+                    chunk,
+                )
+                .map_err(|_| EnvelopeError::Crypto),
+            ChunkAead::Sm4(key) => {
+                *chunk = crate::gm::sm4_gcm_seal(key, &nonce, aad, chunk)
+                    .map_err(|_| EnvelopeError::Crypto)?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Decrypt `chunk` (ciphertext and tag) in place; the plaintext's
+    /// length (it is at the start of `chunk`).
+    fn open(&self, nonce: [u8; 12], aad: &[u8], chunk: &mut [u8]) -> Result<usize, ()> {
+        match self {
+            ChunkAead::Aes(key) => key
+                .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad), chunk)
+                .map(|plain| plain.len())
+                .map_err(|_| ()),
+            ChunkAead::Sm4(key) => {
+                let plain = crate::gm::sm4_gcm_open(key, &nonce, aad, chunk).map_err(|_| ())?;
+                chunk[..plain.len()].copy_from_slice(&plain);
+                Ok(plain.len())
+            }
+        }
     }
 }
 
@@ -755,41 +822,67 @@ impl ContentKey {
     /// document's files when an upload resumes (they lie beside it in
     /// plaintext, so keeping the key there exposes nothing more).
     pub fn to_bytes(&self) -> [u8; 32] {
-        self.0
+        self.bytes
     }
 
-    pub fn from_bytes(bytes: [u8; 32]) -> ContentKey {
-        ContentKey(bytes)
+    pub fn from_bytes(bytes: [u8; 32], suite: Suite) -> ContentKey {
+        ContentKey { bytes, suite }
     }
 
-    pub fn generate() -> Result<ContentKey, EnvelopeError> {
-        let mut k = [0u8; 32];
+    pub fn suite(&self) -> Suite {
+        self.suite
+    }
+
+    pub fn generate(suite: Suite) -> Result<ContentKey, EnvelopeError> {
+        let mut bytes = [0u8; 32];
         SystemRandom::new()
-            .fill(&mut k)
+            .fill(&mut bytes)
             .map_err(|_| EnvelopeError::Crypto)?;
-        Ok(ContentKey(k))
+        Ok(ContentKey { bytes, suite })
     }
 
-    fn aead(&self) -> Result<LessSafeKey, EnvelopeError> {
-        Ok(LessSafeKey::new(
-            UnboundKey::new(&AES_256_GCM, &self.0).map_err(|_| EnvelopeError::Crypto)?,
-        ))
+    /// The SM4 key (GM): the first 16 bytes.
+    fn sm4_key(&self) -> [u8; crate::gm::SM4_KEY_LEN] {
+        let mut k = [0u8; crate::gm::SM4_KEY_LEN];
+        k.copy_from_slice(&self.bytes[..crate::gm::SM4_KEY_LEN]);
+        k
     }
 
-    /// Seal this key for `recipient`'s X25519 public key.
+    fn aead(&self) -> Result<ChunkAead, EnvelopeError> {
+        Ok(match self.suite {
+            Suite::Standard => ChunkAead::Aes(Box::new(LessSafeKey::new(
+                UnboundKey::new(&AES_256_GCM, &self.bytes).map_err(|_| EnvelopeError::Crypto)?,
+            ))),
+            Suite::Gm => ChunkAead::Sm4(self.sm4_key()),
+        })
+    }
+
+    /// Seal this key for `recipient`'s encryption key: its X25519 public
+    /// key (standard, 32 bytes) or its SM2 encryption key (GM, SEC1).
     pub fn wrap(
         &self,
         doc_id: DocId,
         recipient: &NodeId,
-        public: &[u8; 32],
+        public: &[u8],
     ) -> Result<WrappedKey, EnvelopeError> {
+        if self.suite == Suite::Gm {
+            // The wrapped keys are inside the signed header, which binds
+            // them to the document and the recipient.
+            let sealed =
+                crate::gm::encrypt(public, &self.sm4_key()).map_err(|_| EnvelopeError::Crypto)?;
+            return Ok(WrappedKey {
+                recipient: recipient.clone(),
+                enc: [0; 32],
+                sealed,
+            });
+        }
         let pk =
             <Kem as hpke::Kem>::PublicKey::from_bytes(public).map_err(|_| EnvelopeError::Crypto)?;
         let (enc, sealed) = hpke::single_shot_seal::<HpkeAead, Kdf, Kem>(
             &hpke::OpModeS::Base,
             &pk,
             HPKE_INFO,
-            &self.0,
+            &self.bytes,
             &wrap_aad(doc_id, recipient),
         )
         .map_err(|_| EnvelopeError::Crypto)?;
@@ -802,17 +895,24 @@ impl ContentKey {
         })
     }
 
-    /// Open the key wrapped for `me` in `header`.
+    fn wrapped_for<'h>(header: &'h Header, me: &NodeId) -> Result<&'h WrappedKey, EnvelopeError> {
+        header
+            .wrapped
+            .iter()
+            .find(|k| &k.recipient == me)
+            .ok_or_else(|| EnvelopeError::NotARecipient(me.clone()))
+    }
+
+    /// Open the key wrapped for `me` in a standard `header`.
     pub fn unwrap(
         header: &Header,
         me: &NodeId,
         key: &EncryptionKey,
     ) -> Result<ContentKey, EnvelopeError> {
-        let wrapped = header
-            .wrapped
-            .iter()
-            .find(|k| &k.recipient == me)
-            .ok_or_else(|| EnvelopeError::NotARecipient(me.clone()))?;
+        let wrapped = ContentKey::wrapped_for(header, me)?;
+        if header.suite != Suite::Standard {
+            return Err(EnvelopeError::KeyUnwrap);
+        }
         let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(&wrapped.enc)
             .map_err(|_| EnvelopeError::KeyUnwrap)?;
         let plain = hpke::single_shot_open::<HpkeAead, Kdf, Kem>(
@@ -825,7 +925,35 @@ impl ContentKey {
         )
         .map_err(|_| EnvelopeError::KeyUnwrap)?;
         let bytes: [u8; 32] = plain.try_into().map_err(|_| EnvelopeError::KeyUnwrap)?;
-        Ok(ContentKey(bytes))
+        Ok(ContentKey {
+            bytes,
+            suite: Suite::Standard,
+        })
+    }
+
+    /// Open the key wrapped for `me` in a GM `header` with its SM2
+    /// encryption key.
+    pub fn unwrap_sm2(
+        header: &Header,
+        me: &NodeId,
+        key: &crate::gm::Sm2Key,
+    ) -> Result<ContentKey, EnvelopeError> {
+        let wrapped = ContentKey::wrapped_for(header, me)?;
+        if header.suite != Suite::Gm {
+            return Err(EnvelopeError::KeyUnwrap);
+        }
+        let plain = key
+            .decrypt(&wrapped.sealed)
+            .map_err(|_| EnvelopeError::KeyUnwrap)?;
+        if plain.len() != crate::gm::SM4_KEY_LEN {
+            return Err(EnvelopeError::KeyUnwrap);
+        }
+        let mut bytes = [0u8; 32];
+        bytes[..crate::gm::SM4_KEY_LEN].copy_from_slice(&plain);
+        Ok(ContentKey {
+            bytes,
+            suite: Suite::Gm,
+        })
     }
 }
 
@@ -835,17 +963,17 @@ fn wrap_aad(doc_id: DocId, recipient: &NodeId) -> Vec<u8> {
     aad
 }
 
-fn chunk_nonce(index: u64, last: bool) -> Nonce {
+fn chunk_nonce(index: u64, last: bool) -> [u8; 12] {
     let mut n = [0u8; 12];
     n[..8].copy_from_slice(&index.to_be_bytes());
     n[8] = u8::from(last);
-    Nonce::assume_unique_for_key(n)
+    n
 }
 
 /// Encrypts a document's content chunk by chunk (feed exactly
 /// [`CHUNK_LEN`] bytes each time, fewer only for the last chunk).
 pub struct ContentSealer {
-    key: LessSafeKey,
+    key: ChunkAead,
     doc_id: DocId,
     index: u64,
     remaining: u64,
@@ -906,12 +1034,7 @@ impl ContentSealer {
         self.remaining -= n;
         let last = self.remaining == 0;
         self.key
-            .seal_in_place_append_tag(
-                chunk_nonce(self.index, last),
-                Aad::from(self.doc_id.as_bytes()),
-                chunk,
-            )
-            .map_err(|_| EnvelopeError::Crypto)?;
+            .seal(chunk_nonce(self.index, last), self.doc_id.as_bytes(), chunk)?;
         self.index += 1;
         self.finished = last;
         Ok(())
@@ -925,7 +1048,7 @@ impl ContentSealer {
 
 /// Decrypts a document's content chunk by chunk, in order.
 pub struct ContentOpener {
-    key: LessSafeKey,
+    key: ChunkAead,
     doc_id: DocId,
     index: u64,
     remaining: u64,
@@ -941,6 +1064,9 @@ impl std::fmt::Debug for ContentOpener {
 
 impl ContentOpener {
     pub fn new(key: &ContentKey, header: &Header) -> Result<Self, EnvelopeError> {
+        if key.suite != header.suite {
+            return Err(EnvelopeError::Crypto);
+        }
         Ok(ContentOpener {
             key: key.aead()?,
             doc_id: header.meta.doc_id,
@@ -952,6 +1078,9 @@ impl ContentOpener {
     /// An opener that continues at chunk `index` (a resumed download whose
     /// earlier chunks were already decrypted).
     pub fn at_chunk(key: &ContentKey, header: &Header, index: u64) -> Result<Self, EnvelopeError> {
+        if key.suite != header.suite {
+            return Err(EnvelopeError::Crypto);
+        }
         let skipped = index.saturating_mul(SEALED_CHUNK_LEN);
         if skipped >= header.content_len && index > 0 {
             return Err(EnvelopeError::ContentLength {
@@ -980,15 +1109,10 @@ impl ContentOpener {
         }
         self.remaining -= expected as u64;
         let last = self.remaining == 0;
-        let plain = self
+        let n = self
             .key
-            .open_in_place(
-                chunk_nonce(self.index, last),
-                Aad::from(self.doc_id.as_bytes()),
-                chunk,
-            )
+            .open(chunk_nonce(self.index, last), self.doc_id.as_bytes(), chunk)
             .map_err(|_| EnvelopeError::ChunkAuth(self.index))?;
-        let n = plain.len();
         self.index += 1;
         Ok(n)
     }
@@ -1114,14 +1238,21 @@ impl KeyBinding {
 }
 
 /// Build and sign a header for content already sealed with `key`.
-pub fn seal_header(
+pub fn seal_header<K: AsRef<[u8]>>(
     meta: DocMeta,
     key: &ContentKey,
-    recipients: &[(NodeId, [u8; 32])],
+    recipients: &[(NodeId, K)],
     content_sha256: [u8; 32],
     signer: &Signer,
 ) -> Result<Statement, EnvelopeError> {
     meta.validate()?;
+    if key.suite != signer.suite() {
+        return Err(EnvelopeError::Suite(format!(
+            "the content key is for the {} suite but the signer signs in the {} suite",
+            key.suite,
+            signer.suite()
+        )));
+    }
     let wanted: BTreeSet<_> = meta.recipients().into_iter().collect();
     let have: BTreeSet<_> = recipients.iter().map(|(id, _)| id.clone()).collect();
     if wanted != have {
@@ -1129,13 +1260,14 @@ pub fn seal_header(
     }
     let wrapped = recipients
         .iter()
-        .map(|(id, pk)| key.wrap(meta.doc_id, id, pk))
+        .map(|(id, pk)| key.wrap(meta.doc_id, id, pk.as_ref()))
         .collect::<Result<Vec<_>, _>>()?;
     let header = Header {
         content_len: content_len_for(meta.plain_len()),
         meta,
         content_sha256,
         wrapped,
+        suite: key.suite,
     };
     signer
         .sign(StatementKind::Document, header.encode())
@@ -1284,9 +1416,9 @@ pub(crate) mod tests {
         signer: &Signer,
         meta: DocMeta,
         data: &[u8],
-        recipients: &[(NodeId, [u8; 32])],
+        recipients: &[(NodeId, impl AsRef<[u8]>)],
     ) -> Sealed {
-        let key = ContentKey::generate().unwrap();
+        let key = ContentKey::generate(signer.suite()).unwrap();
         let mut sealer = ContentSealer::new(&key, meta.doc_id, data.len() as u64).unwrap();
         let mut content = Vec::new();
         let mut rest = data;
@@ -1300,7 +1432,8 @@ pub(crate) mod tests {
                 break;
             }
         }
-        let st = seal_header(meta, &key, recipients, sha256(&content), signer).unwrap();
+        let digest = signer.suite().digest(&content);
+        let st = seal_header(meta, &key, recipients, digest, signer).unwrap();
         Sealed {
             header_bytes: st.encode(),
             content,
@@ -1315,6 +1448,21 @@ pub(crate) mod tests {
         key: &EncryptionKey,
         checker: &CertChecker,
     ) -> Result<Vec<u8>, EnvelopeError> {
+        open_with(s, me, Secret::X25519(key), checker)
+    }
+
+    /// A recipient's secret encryption key, by suite.
+    enum Secret<'a> {
+        X25519(&'a EncryptionKey),
+        Sm2(&'a crate::gm::Sm2Key),
+    }
+
+    fn open_with(
+        s: &Sealed,
+        me: &NodeId,
+        key: Secret<'_>,
+        checker: &CertChecker,
+    ) -> Result<Vec<u8>, EnvelopeError> {
         let h = SealedHeader::parse(&s.header_bytes)?;
         h.verify(Some(checker), OffsetDateTime::now_utc())?;
         if s.content.len() as u64 != h.header.content_len {
@@ -1323,10 +1471,14 @@ pub(crate) mod tests {
                 got: s.content.len() as u64,
             });
         }
-        if sha256(&s.content) != h.header.content_sha256 {
+        let suite = h.header.suite;
+        if suite.digest(&s.content) != h.header.content_sha256 {
             return Err(EnvelopeError::ContentDigest);
         }
-        let ck = ContentKey::unwrap(&h.header, me, key)?;
+        let ck = match key {
+            Secret::X25519(k) => ContentKey::unwrap(&h.header, me, k)?,
+            Secret::Sm2(k) => ContentKey::unwrap_sm2(&h.header, me, k)?,
+        };
         let mut opener = ContentOpener::new(&ck, &h.header)?;
         let mut out = Vec::new();
         let mut pos = 0;
@@ -1340,12 +1492,102 @@ pub(crate) mod tests {
         let mut at = 0usize;
         for f in &h.header.meta.files {
             let end = at + f.size as usize;
-            if sha256(&out[at..end]) != f.sha256 {
+            if suite.digest(&out[at..end]) != f.sha256 {
                 return Err(EnvelopeError::FileDigest(f.name.clone()));
             }
             at = end;
         }
         Ok(out)
+    }
+
+    /// A whole GM document: SM2-signed header, SM3 digests, SM4-GCM chunks
+    /// over more than one chunk, the content key wrapped with SM2 for each
+    /// recipient; a changed byte anywhere, the wrong recipient key, or a
+    /// standard deployment's checker refuse it.
+    #[test]
+    fn a_gm_document_seals_and_opens_and_refuses_every_change() {
+        let pki = TestPki::for_suite(Suite::Gm);
+        let (sender, _) = crate::signed::tests::gm(&pki.signer("prov-gov", Role::Node));
+        let (harbin, daqing) = (crate::gm::Sm2Key::generate(), crate::gm::Sm2Key::generate());
+        let data: Vec<u8> = (0..CHUNK_LEN * 2 + 77)
+            .map(|i| (i * 13 % 256) as u8)
+            .collect();
+        let (main, att) = data.split_at(1000);
+        let mut m = meta(
+            &[("正文.txt", main), ("附件.xlsx", att)],
+            &["harbin-gov", "daqing-gov"],
+        );
+        for (f, bytes) in m.files.iter_mut().zip([main, att]) {
+            f.sha256 = crate::gm::sm3(bytes);
+        }
+        let s = seal(
+            &sender,
+            m,
+            &data,
+            &[
+                (id("harbin-gov"), harbin.public()),
+                (id("daqing-gov"), daqing.public()),
+            ],
+        );
+        let parsed = SealedHeader::parse(&s.header_bytes).unwrap();
+        assert_eq!(parsed.header.suite, Suite::Gm);
+        assert_eq!(parsed.header.content_sha256, crate::gm::sm3(&s.content));
+        let checker = pki.checker();
+        for (me, key) in [("harbin-gov", &harbin), ("daqing-gov", &daqing)] {
+            assert_eq!(
+                open_with(&s, &id(me), Secret::Sm2(key), &checker).unwrap(),
+                data
+            );
+        }
+        // Another unit's key does not open harbin-gov's wrapped key.
+        assert_eq!(
+            open_with(&s, &id("harbin-gov"), Secret::Sm2(&daqing), &checker),
+            Err(EnvelopeError::KeyUnwrap)
+        );
+        // One changed byte of the content: its digest no longer holds; with
+        // the digest made to match, the chunk fails authentication.
+        let mut t = Sealed {
+            header_bytes: s.header_bytes.clone(),
+            content: s.content.clone(),
+        };
+        t.content[SEALED_CHUNK_LEN as usize + 5] ^= 1;
+        assert_eq!(
+            open_with(&t, &id("harbin-gov"), Secret::Sm2(&harbin), &checker),
+            Err(EnvelopeError::ContentDigest)
+        );
+        let key = ContentKey::unwrap_sm2(&parsed.header, &id("harbin-gov"), &harbin).unwrap();
+        let mut opener = ContentOpener::new(&key, &parsed.header).unwrap();
+        let mut first = t.content[..SEALED_CHUNK_LEN as usize].to_vec();
+        opener.open_chunk(&mut first).unwrap();
+        let mut second =
+            t.content[SEALED_CHUNK_LEN as usize..2 * SEALED_CHUNK_LEN as usize].to_vec();
+        assert_eq!(
+            opener.open_chunk(&mut second),
+            Err(EnvelopeError::ChunkAuth(1))
+        );
+        // A standard deployment refuses it, saying why.
+        assert!(matches!(
+            open_with(
+                &s,
+                &id("harbin-gov"),
+                Secret::Sm2(&harbin),
+                &TestPki::new().checker()
+            ),
+            Err(EnvelopeError::Suite(_))
+        ));
+        // A standard content key cannot be sealed under a GM signer.
+        let wrong = ContentKey::generate(Suite::Standard).unwrap();
+        let m = meta(&[("正文.txt", b"x")], &["harbin-gov"]);
+        assert!(matches!(
+            seal_header(
+                m,
+                &wrong,
+                &[(id("harbin-gov"), harbin.public())],
+                [0; 32],
+                &sender
+            ),
+            Err(EnvelopeError::Suite(_))
+        ));
     }
 
     #[test]
@@ -1390,7 +1632,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_sealer_started_at_a_later_chunk_continues_with_the_same_ciphertext() {
-        let key = ContentKey::generate().unwrap();
+        let key = ContentKey::generate(Suite::Standard).unwrap();
         let doc_id = DocId::generate();
         let plain: Vec<u8> = (0..(CHUNK_LEN * 3 + 1000))
             .map(|i| (i % 251) as u8)
@@ -1646,14 +1888,14 @@ pub(crate) mod tests {
     fn a_document_of_the_other_suite_is_refused_with_the_reason() {
         let pki = TestPki::new();
         let (gm, _) = crate::signed::tests::gm(&pki.signer("prov-gov", Role::Node));
-        let k = EncryptionKey::generate().unwrap();
+        let k = crate::gm::Sm2Key::generate();
         let s = seal(
             &gm,
             meta(&[("正文.txt", b"x")], &["harbin-gov"]),
             b"x",
-            &[(id("harbin-gov"), *k.public())],
+            &[(id("harbin-gov"), k.public())],
         );
-        match open(&s, &id("harbin-gov"), &k, &pki.checker()) {
+        match open_with(&s, &id("harbin-gov"), Secret::Sm2(&k), &pki.checker()) {
             Err(EnvelopeError::Suite(why)) => {
                 assert!(
                     why.contains("this deployment uses the standard suite"),
@@ -1668,7 +1910,7 @@ pub(crate) mod tests {
     fn a_changed_wrapped_key_fails_the_signature() {
         let (pki, s, k) = sealed_fixture();
         let st = Statement::decode(&s.header_bytes, StatementKind::Document).unwrap();
-        let mut h = Header::decode(&st.body).unwrap();
+        let mut h = Header::decode(&st.body, st.suite()).unwrap();
         h.wrapped[0].sealed[0] ^= 1;
         let forged = Statement {
             body: h.encode(),
@@ -1805,7 +2047,7 @@ pub(crate) mod tests {
         // And a header carrying any secrecy code other than none does not parse.
         let (_, s, _) = sealed_fixture();
         let st = Statement::decode(&s.header_bytes, StatementKind::Document).unwrap();
-        let h = Header::decode(&st.body).unwrap();
+        let h = Header::decode(&st.body, st.suite()).unwrap();
         let mut body = Vec::new();
         h.meta.encode(&mut Writer(&mut body));
         // The secrecy byte sits right before the file count (u16) and entries.
@@ -1820,7 +2062,7 @@ pub(crate) mod tests {
         let mut tampered = st.body.clone();
         tampered[pos] = 2;
         assert!(matches!(
-            Header::decode(&tampered),
+            Header::decode(&tampered, Suite::Standard),
             Err(EnvelopeError::Meta(MetaError::Classified(_)))
         ));
     }

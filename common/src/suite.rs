@@ -117,6 +117,50 @@ pub fn check_hub_suite(configured: Suite, of_ca: Suite) -> Result<(), String> {
     Ok(())
 }
 
+/// A digest over data given in pieces, in a suite's algorithm (content
+/// and file digests are computed as the bytes stream past).
+#[derive(Clone)]
+pub enum Hasher {
+    Sha256(ring::digest::Context),
+    Sm3(crate::gm::Sm3Hasher),
+}
+
+impl fmt::Debug for Hasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Hasher::Sha256(_) => "Hasher(SHA-256)",
+            Hasher::Sm3(_) => "Hasher(SM3)",
+        })
+    }
+}
+
+impl Hasher {
+    pub fn new(suite: Suite) -> Hasher {
+        match suite {
+            Suite::Standard => Hasher::Sha256(ring::digest::Context::new(&ring::digest::SHA256)),
+            Suite::Gm => Hasher::Sm3(crate::gm::Sm3Hasher::default()),
+        }
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        match self {
+            Hasher::Sha256(c) => c.update(data),
+            Hasher::Sm3(h) => h.update(data),
+        }
+    }
+
+    pub fn finish(self) -> [u8; 32] {
+        match self {
+            Hasher::Sha256(c) => {
+                let mut out = [0u8; 32];
+                out.copy_from_slice(c.finish().as_ref());
+                out
+            }
+            Hasher::Sm3(h) => h.finish(),
+        }
+    }
+}
+
 impl fmt::Display for Suite {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -176,6 +220,18 @@ mod tests {
         assert!(why.contains("made for the standard suite"), "{why}");
         let why = check_hub_suite(Suite::Gm, Suite::Gm).unwrap_err();
         assert!(why.contains("not in this version"), "{why}");
+    }
+
+    #[test]
+    fn a_digest_in_pieces_is_the_digest_of_the_whole() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        for suite in [Suite::Standard, Suite::Gm] {
+            let mut h = Hasher::new(suite);
+            for piece in data.chunks(333) {
+                h.update(piece);
+            }
+            assert_eq!(h.finish(), suite.digest(&data), "{suite}");
+        }
     }
 
     #[test]

@@ -139,7 +139,7 @@ impl RawAgent {
                 (b.node, b.public)
             })
             .collect();
-        let key = ContentKey::generate().unwrap();
+        let key = ContentKey::generate(self.signer.suite()).unwrap();
         let mut sealer = ContentSealer::new(&key, doc_id, body.len() as u64).unwrap();
         let mut content = Vec::new();
         let mut rest = body;
