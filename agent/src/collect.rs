@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use gongwen_common::envelope::{Deadline, SealedHeader};
 use gongwen_common::links::Decision;
 use gongwen_common::{DocId, NodeId};
-use time::OffsetDateTime;
 
 use crate::context::AgentContext;
 
@@ -72,21 +71,7 @@ pub struct Row {
 
 /// A time as the province reads it: Beijing time, to the second.
 fn time_ms(ms: i64) -> String {
-    let beijing = time::UtcOffset::from_hms(8, 0, 0).unwrap_or(time::UtcOffset::UTC);
-    OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
-        .map(|t| {
-            let t = t.to_offset(beijing);
-            format!(
-                "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-                t.year(),
-                u8::from(t.month()),
-                t.day(),
-                t.hour(),
-                t.minute(),
-                t.second()
-            )
-        })
-        .unwrap_or_default()
+    gongwen_common::timefmt::beijing(ms, true)
 }
 
 /// Milliseconds of an RFC 3339 time.

@@ -316,6 +316,23 @@ pub struct Sm2Binding {
 }
 
 impl Sm2Binding {
+    /// The binding of a unit's SM2 signing and encryption keys.
+    pub fn for_keys(
+        node: crate::id::NodeId,
+        sign: &crate::gm::Sm2Key,
+        enc: &crate::gm::Sm2Key,
+        distid: &str,
+        created_ms: i64,
+    ) -> Sm2Binding {
+        Sm2Binding {
+            node,
+            sign_public: sign.public(),
+            enc_public: enc.public(),
+            distid: distid.to_owned(),
+            created_ms,
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
         let mut w = Writer(&mut out);
@@ -533,15 +550,10 @@ pub(crate) mod tests {
     /// `signer` with fresh SM2 keys bound to it.
     pub(crate) fn gm(signer: &Signer) -> (Signer, Sm2Key) {
         let (sign, enc) = (Sm2Key::generate(), Sm2Key::generate());
-        let binding = Sm2Binding {
-            node: signer.identity().id.clone(),
-            sign_public: sign.public(),
-            enc_public: enc.public(),
-            distid: DEFAULT_DISTID.into(),
-            created_ms: 1,
-        }
-        .sign(signer)
-        .unwrap();
+        let binding =
+            Sm2Binding::for_keys(signer.identity().id.clone(), &sign, &enc, DEFAULT_DISTID, 1)
+                .sign(signer)
+                .unwrap();
         let sm2 = Sm2Signer::new(sign.clone(), binding, signer.cert()).unwrap();
         (signer.clone().with_sm2(sm2), sign)
     }
@@ -603,15 +615,10 @@ pub(crate) mod tests {
         ));
         // daqing-gov's binding naming harbin-gov (signed by daqing's key).
         let (sign, enc) = (Sm2Key::generate(), Sm2Key::generate());
-        let forged = Sm2Binding {
-            node: harbin.identity().id.clone(),
-            sign_public: sign.public(),
-            enc_public: enc.public(),
-            distid: DEFAULT_DISTID.into(),
-            created_ms: 1,
-        }
-        .sign(&daqing)
-        .unwrap();
+        let forged =
+            Sm2Binding::for_keys(harbin.identity().id.clone(), &sign, &enc, DEFAULT_DISTID, 1)
+                .sign(&daqing)
+                .unwrap();
         let forged_st = Statement {
             sm2_binding: Some(forged.clone()),
             signature: sign.sign(DEFAULT_DISTID, &st.signed_message()).unwrap(),

@@ -45,6 +45,29 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
 }
 
 /// Parse an RFC 3339 time stamp.
+/// A moment as the province reads it: Beijing time (UTC+8),
+/// `2026-12-06 22:27` or, `with_seconds`, `2026-12-06 22:27:19`; empty for
+/// a moment out of range.
+pub fn beijing(ms: i64, with_seconds: bool) -> String {
+    let Ok(t) = OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)) else {
+        return String::new();
+    };
+    let t = t.to_offset(time::macros::offset!(+8));
+    let minutes = format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute()
+    );
+    if with_seconds {
+        format!("{minutes}:{:02}", t.second())
+    } else {
+        minutes
+    }
+}
+
 pub fn parse_rfc3339(s: &str) -> Result<OffsetDateTime, time::error::Parse> {
     OffsetDateTime::parse(s, &Rfc3339)
 }

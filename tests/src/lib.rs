@@ -652,12 +652,23 @@ pub async fn wait_status(
 /// Run a workspace binary with `args` and `--config config`: whether it
 /// succeeded, and what it printed (standard output and error).
 pub fn run_cli(name: &str, args: &[&str], config: &Path) -> (bool, String) {
-    let o = std::process::Command::new(bin(name))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .unwrap();
+    let mut all: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    all.extend([std::ffi::OsStr::new("--config"), config.as_os_str()]);
+    run_in(None, name, &all)
+}
+
+/// Run a workspace binary with `args` (in `dir`, if given): whether it
+/// succeeded, and what it printed (standard output and error).
+pub fn run_in<S: AsRef<std::ffi::OsStr>>(
+    dir: Option<&Path>,
+    name: &str,
+    args: &[S],
+) -> (bool, String) {
+    let mut command = std::process::Command::new(bin(name));
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    let o = command.args(args).output().unwrap();
     (
         o.status.success(),
         format!(

@@ -26,6 +26,37 @@ fn openssl(dir: &Path, args: &[&str]) -> std::process::Output {
     o
 }
 
+/// Whether `openssl dgst -sm3 -verify` accepts `sig` over `msg` by the
+/// key in `public_pem` under `distid` (files in `dir`).
+fn openssl_sm2_verifies(dir: &Path, public_pem: &str, distid: &str, sig: &str, msg: &str) -> bool {
+    let distid = format!("distid:{distid}");
+    Command::new("openssl")
+        .current_dir(dir)
+        .args([
+            "dgst",
+            "-sm3",
+            "-verify",
+            public_pem,
+            "-sigopt",
+            &distid,
+            "-signature",
+            sig,
+            msg,
+        ])
+        .output()
+        .is_ok_and(|o| {
+            o.status.success() && String::from_utf8_lossy(&o.stdout).contains("Verified OK")
+        })
+}
+
+/// An SM2 key made by OpenSSL: `dir/name.pem` (PKCS#8) and
+/// `dir/name.pub.pem`.
+fn openssl_key(dir: &Path, name: &str) {
+    let (key, public) = (format!("{name}.pem"), format!("{name}.pub.pem"));
+    openssl(dir, &["genpkey", "-algorithm", "SM2", "-out", &key]);
+    openssl(dir, &["pkey", "-in", &key, "-pubout", "-out", &public]);
+}
+
 /// OpenSSL 3 with SM2, or a reason to skip.
 fn have_openssl() -> bool {
     let ok = Command::new("openssl")
@@ -61,51 +92,20 @@ fn sm2_signatures_interoperate_with_openssl_both_ways() {
         ours.sign(DEFAULT_DISTID, message).unwrap(),
     )
     .unwrap();
-    let o = openssl(
+    assert!(openssl_sm2_verifies(
         d,
-        &[
-            "dgst",
-            "-sm3",
-            "-verify",
-            "ours.pub.pem",
-            "-sigopt",
-            &distid,
-            "-signature",
-            "ours.sig",
-            "msg",
-        ],
+        "ours.pub.pem",
+        DEFAULT_DISTID,
+        "ours.sig",
+        "msg"
+    ));
+    assert!(
+        !openssl_sm2_verifies(d, "ours.pub.pem", "someone-else", "ours.sig", "msg"),
+        "another id verified"
     );
-    assert!(String::from_utf8_lossy(&o.stdout).contains("Verified OK"));
-    let wrong = Command::new("openssl")
-        .current_dir(d)
-        .args([
-            "dgst",
-            "-sm3",
-            "-verify",
-            "ours.pub.pem",
-            "-sigopt",
-            "distid:someone-else",
-            "-signature",
-            "ours.sig",
-            "msg",
-        ])
-        .output()
-        .unwrap();
-    assert!(!wrong.status.success(), "another id verified");
 
     // OpenSSL makes a key and signs; gongwen reads both and verifies.
-    openssl(d, &["genpkey", "-algorithm", "SM2", "-out", "theirs.pem"]);
-    openssl(
-        d,
-        &[
-            "pkey",
-            "-in",
-            "theirs.pem",
-            "-pubout",
-            "-out",
-            "theirs.pub.pem",
-        ],
-    );
+    openssl_key(d, "theirs");
     openssl(
         d,
         &[
@@ -166,18 +166,7 @@ fn sm2_encryption_interoperates_with_openssl_both_ways() {
     assert_eq!(ours.decrypt(&wrapped).unwrap(), content_key);
 
     // gongwen encrypts to an OpenSSL key; OpenSSL decrypts.
-    openssl(d, &["genpkey", "-algorithm", "SM2", "-out", "theirs.pem"]);
-    openssl(
-        d,
-        &[
-            "pkey",
-            "-in",
-            "theirs.pem",
-            "-pubout",
-            "-out",
-            "theirs.pub.pem",
-        ],
-    );
+    openssl_key(d, "theirs");
     let public =
         gm::public_from_pem(&std::fs::read_to_string(d.join("theirs.pub.pem")).unwrap()).unwrap();
     std::fs::write(
@@ -219,19 +208,39 @@ fn sm3_agrees_with_openssl() {
 }
 
 fn cli(dir: &Path, name: &str, args: &[&str]) -> (bool, String) {
-    let o = Command::new(gongwen_tests::bin(name))
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        o.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-    )
+    gongwen_tests::run_in(Some(dir), name, args)
+}
+
+/// Issue the hub's certificate from the CA in `dir/ca_dir` into `dir/out`.
+fn issue_hub(dir: &Path, ca_dir: &str, out: &str) {
+    let (ok, said) = cli(
+        dir,
+        "gongwen-certs",
+        &[
+            "--ca-dir",
+            ca_dir,
+            "issue",
+            "--role",
+            "hub",
+            "--id",
+            "hub",
+            "--ip",
+            "127.0.0.1",
+            "--out",
+            out,
+        ],
+    );
+    assert!(ok, "{said}");
+}
+
+/// Why a hub with `hub.toml` plus `extra` does not start.
+async fn refused_with(dir: &Path, extra: &str) -> String {
+    std::fs::write(dir.join("hub.toml"), format!("{HUB_TOML}{extra}")).unwrap();
+    let config = gongwen_common::config::HubConfig::load(&dir.join("hub.toml")).unwrap();
+    match gongwen_hub::server::Hub::bind(config).await {
+        Ok(_) => panic!("the hub started with {extra:?}"),
+        Err(e) => e.to_string(),
+    }
 }
 
 const HUB_TOML: &str = r#"
@@ -269,24 +278,7 @@ async fn a_hub_serves_only_the_suite_its_ca_was_made_for() {
         ok && said.contains("suite:       gm (SM2, SM3, SM4-GCM"),
         "{said}"
     );
-    let (ok, said) = cli(
-        d,
-        "gongwen-certs",
-        &[
-            "--ca-dir",
-            "ca",
-            "issue",
-            "--role",
-            "hub",
-            "--id",
-            "hub",
-            "--ip",
-            "127.0.0.1",
-            "--out",
-            "hub",
-        ],
-    );
-    assert!(ok, "{said}");
+    issue_hub(d, "ca", "hub");
     let (bad, said) = cli(
         d,
         "gongwen-certs",
@@ -310,23 +302,10 @@ async fn a_hub_serves_only_the_suite_its_ca_was_made_for() {
         said.contains("crypto.suite") && said.contains("set [crypto] suite = \"gm\""),
         "{said}"
     );
-    let config = gongwen_common::config::HubConfig::load(&d.join("hub.toml")).unwrap();
-    let refused = gongwen_hub::server::Hub::bind(config).await.unwrap_err();
-    assert!(
-        refused.to_string().contains("made for the gm suite"),
-        "{refused}"
-    );
-    std::fs::write(
-        d.join("hub.toml"),
-        format!("{HUB_TOML}[crypto]\nsuite = \"gm\"\n"),
-    )
-    .unwrap();
-    let config = gongwen_common::config::HubConfig::load(&d.join("hub.toml")).unwrap();
-    let refused = gongwen_hub::server::Hub::bind(config).await.unwrap_err();
-    assert!(
-        refused.to_string().contains("not in this version"),
-        "{refused}"
-    );
+    let refused = refused_with(d, "").await;
+    assert!(refused.contains("made for the gm suite"), "{refused}");
+    let refused = refused_with(d, "[crypto]\nsuite = \"gm\"\n").await;
+    assert!(refused.contains("not in this version"), "{refused}");
     std::fs::write(
         d.join("hub.toml"),
         format!("{HUB_TOML}[crypto]\nsuite = \"sm9\"\n"),
@@ -345,24 +324,7 @@ async fn a_hub_serves_only_the_suite_its_ca_was_made_for() {
         &["--ca-dir", "std-ca", "init", "--name", "CA"],
     );
     assert!(ok && said.contains("suite:       standard"), "{said}");
-    let (ok, said) = cli(
-        d,
-        "gongwen-certs",
-        &[
-            "--ca-dir",
-            "std-ca",
-            "issue",
-            "--role",
-            "hub",
-            "--id",
-            "hub",
-            "--ip",
-            "127.0.0.1",
-            "--out",
-            "std-hub",
-        ],
-    );
-    assert!(ok, "{said}");
+    issue_hub(d, "std-ca", "std-hub");
     std::fs::write(
         d.join("std.toml"),
         HUB_TOML
@@ -395,15 +357,10 @@ fn a_gm_statement_verifies_with_openssl() {
     let key = pki::load_private_key(&dir.join("harbin-gov.key")).unwrap();
     let signer = Signer::new(&key, cert.clone()).unwrap();
     let (sign, enc) = (Sm2Key::generate(), Sm2Key::generate());
-    let binding = Sm2Binding {
-        node: signer.identity().id.clone(),
-        sign_public: sign.public(),
-        enc_public: enc.public(),
-        distid: DEFAULT_DISTID.into(),
-        created_ms: 0,
-    }
-    .sign(&signer)
-    .unwrap();
+    let binding =
+        Sm2Binding::for_keys(signer.identity().id.clone(), &sign, &enc, DEFAULT_DISTID, 0)
+            .sign(&signer)
+            .unwrap();
     let signer = signer.with_sm2(Sm2Signer::new(sign, binding, &cert).unwrap());
     let st = signer
         .sign(StatementKind::Receipt, "签收 李四".as_bytes().to_vec())
@@ -418,22 +375,16 @@ fn a_gm_statement_verifies_with_openssl() {
         gm::public_pem(&bound.sign_public).unwrap(),
     )
     .unwrap();
-    let distid = format!("distid:{}", bound.distid);
-    let o = openssl(
-        d,
-        &[
-            "dgst",
-            "-sm3",
-            "-verify",
+    let verifies = |d: &Path| {
+        openssl_sm2_verifies(
+            d,
             "receipt.sm2.pem",
-            "-sigopt",
-            &distid,
-            "-signature",
+            &bound.distid,
             "receipt.sig.der",
             "receipt.signed",
-        ],
-    );
-    assert!(String::from_utf8_lossy(&o.stdout).contains("Verified OK"));
+        )
+    };
+    assert!(verifies(d));
     // The digest receipts cite is the SM3 of the signed message.
     let o = openssl(d, &["dgst", "-sm3", "-r", "receipt.signed"]);
     let hex: String = st.digest().iter().map(|b| format!("{b:02x}")).collect();
@@ -442,20 +393,5 @@ fn a_gm_statement_verifies_with_openssl() {
     let mut changed = st.signed_message();
     changed[20] ^= 1;
     std::fs::write(d.join("receipt.signed"), changed).unwrap();
-    let refused = Command::new("openssl")
-        .current_dir(d)
-        .args([
-            "dgst",
-            "-sm3",
-            "-verify",
-            "receipt.sm2.pem",
-            "-sigopt",
-            &distid,
-            "-signature",
-            "receipt.sig.der",
-            "receipt.signed",
-        ])
-        .output()
-        .unwrap();
-    assert!(!refused.status.success());
+    assert!(!verifies(d));
 }

@@ -74,6 +74,20 @@ async fn act(w: &World, unit: &str, req: Request) -> Result<serde_json::Value, S
         .map_err(|e| e.to_string())
 }
 
+/// `unit` signs for `doc` (签收) as `by`.
+async fn sign_for(w: &World, unit: &str, doc: &str, by: &str) {
+    act(
+        w,
+        unit,
+        Request::Ack {
+            doc: doc.parse().unwrap(),
+            by: by.into(),
+        },
+    )
+    .await
+    .unwrap();
+}
+
 fn recipient<'a>(
     st: &'a [DocStatus],
     doc: &str,
@@ -973,16 +987,7 @@ async fn a_report_asked_of_four_units_is_tracked_escalated_and_collected() {
     }
     // The other two sign for it, and do not answer yet.
     for unit in ["qiqihar-gov", "mudanjiang-gov"] {
-        act(
-            &w,
-            unit,
-            Request::Ack {
-                doc: doc.parse().unwrap(),
-                by: "钱七".into(),
-            },
-        )
-        .await
-        .unwrap();
+        sign_for(&w, unit, &doc, "钱七").await;
         wait_until_row_of(&w, &doc, unit, |r| {
             r["state"] == "acknowledged" && r["reply_state"] == "awaiting"
         })
@@ -1054,16 +1059,7 @@ async fn a_report_asked_of_four_units_is_tracked_escalated_and_collected() {
     for unit in ["harbin-gov", "daqing-gov", "qiqihar-gov"] {
         let got = wait_inbox(&w.net.root("prov-gov"), unit, 1).await;
         let answer_id = got[0].file_name().unwrap().to_string_lossy().into_owned();
-        act(
-            &w,
-            "prov-gov",
-            Request::Ack {
-                doc: answer_id.parse().unwrap(),
-                by: "王五".into(),
-            },
-        )
-        .await
-        .unwrap();
+        sign_for(&w, "prov-gov", &answer_id, "王五").await;
         wait_until_row_of(&w, &answer_id, "prov-gov", |r| r["state"] == "acknowledged").await;
     }
     w.clock.advance(24 * 14 * HOUR);
@@ -1169,17 +1165,8 @@ async fn a_report_asked_of_four_units_is_tracked_escalated_and_collected() {
     }
     // The time of the late answer is the hub's (its clock is an hour
     // ahead of this machine's here), in Beijing time.
-    let at = gongwen_common::timefmt::parse_rfc3339(late["answered_at"].as_str().unwrap())
-        .unwrap()
-        .to_offset(time::UtcOffset::from_hms(8, 0, 0).unwrap());
-    let beijing = format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-        at.year(),
-        u8::from(at.month()),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second()
-    );
+    let at = gongwen_common::timefmt::parse_rfc3339(late["answered_at"].as_str().unwrap()).unwrap();
+    let beijing =
+        gongwen_common::timefmt::beijing((at.unix_timestamp_nanos() / 1_000_000) as i64, true);
     assert_eq!(rows[row("qiqihar-gov")][4], beijing.as_str(), "{v}");
 }

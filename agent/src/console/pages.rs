@@ -6,7 +6,6 @@ use gongwen_common::DocId;
 use gongwen_common::envelope::Urgency;
 use gongwen_common::links::{Asks, Decision, ReplyKind};
 use maud::{DOCTYPE, Markup, html};
-use time::{OffsetDateTime, UtcOffset};
 
 use super::accounts::User;
 use crate::store::{ReceivedRecord, ReceivedState};
@@ -43,21 +42,7 @@ pub fn state_label(s: ReceivedState) -> &'static str {
 
 /// A time as the province reads it: Beijing time (UTC+8), to the minute.
 pub fn beijing(ms: i64) -> String {
-    let Ok(t) = OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)) else {
-        return String::new();
-    };
-    let Ok(offset) = UtcOffset::from_hms(8, 0, 0) else {
-        return String::new();
-    };
-    let t = t.to_offset(offset);
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute()
-    )
+    gongwen_common::timefmt::beijing(ms, false)
 }
 
 fn layout(title: &str, frame: Option<&Frame<'_>>, body: Markup) -> Markup {
