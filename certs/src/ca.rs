@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use gongwen_common::directory::{DirectoryEntry, UnitDirectory};
 use gongwen_common::envelope::{EncryptionKey, KeyBinding};
 use gongwen_common::fsutil::{create_private_dir, write_atomic, write_new};
+use gongwen_common::gm::{DEFAULT_DISTID, Sm2Key};
 use gongwen_common::id::NodeId;
 use gongwen_common::pki::{CertIdentity, Role, SAN_NODE_PREFIX, SAN_ROLE_PREFIX, serial_hex};
+use gongwen_common::signed::Sm2Binding;
 use gongwen_common::signed::{Signer, Statement, StatementKind, cert_public_key};
 use gongwen_common::suite::Suite;
 use rcgen::{
@@ -78,6 +80,14 @@ pub struct IssueRequest {
     pub validity: Validity,
     /// Issue even though the id has a valid certificate.
     pub renew: bool,
+}
+
+/// A GM unit's SM2 keys and their binding (an encoded statement).
+#[derive(Debug)]
+pub struct Sm2Keys {
+    pub sign: Sm2Key,
+    pub enc: Sm2Key,
+    pub binding: Vec<u8>,
 }
 
 /// A certificate with the private key generated for it.
@@ -596,6 +606,38 @@ impl Ca {
         .encode();
         self.record_binding(id, &binding)?;
         Ok((enc, binding))
+    }
+
+    /// A GM unit's SM2 signing and encryption keys (the dual-key model),
+    /// bound to it by a statement signed with the key `issued` certifies.
+    pub fn make_sm2_keys(
+        &self,
+        id: &NodeId,
+        issued: &Issued,
+        now: OffsetDateTime,
+    ) -> Result<Sm2Keys, CaError> {
+        let cert = CertificateDer::from_pem_slice(issued.cert_pem.as_bytes())
+            .map_err(|e| CaError::InvalidRequest(format!("the issued certificate: {e}")))?;
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes())
+            .map_err(|e| CaError::InvalidRequest(format!("the issued key: {e}")))?;
+        let signer = Signer::new(&key, cert)?;
+        let (sign, enc) = (Sm2Key::generate(), Sm2Key::generate());
+        let binding =
+            Sm2Binding::for_keys(id.clone(), &sign, &enc, DEFAULT_DISTID, ms(now)).sign(&signer)?;
+        Ok(Sm2Keys { sign, enc, binding })
+    }
+
+    /// Write `keys` beside the unit's certificate: `ID.sm2-sign.key` and
+    /// `ID.sm2-enc.key` (PKCS#8 PEM, 0600) and `ID.sm2.binding`.
+    pub fn write_sm2_keys(&self, out: &Path, id: &NodeId, keys: &Sm2Keys) -> Result<(), CaError> {
+        let bad = |e: gongwen_common::gm::GmError| CaError::InvalidRequest(e.to_string());
+        for (name, key) in [("sm2-sign", &keys.sign), ("sm2-enc", &keys.enc)] {
+            let path = out.join(format!("{id}.{name}.key"));
+            write_atomic(&path, key.to_pkcs8_pem().map_err(bad)?.as_bytes(), 0o600)
+                .map_err(CaError::io(&path))?;
+        }
+        let path = out.join(format!("{id}.sm2.binding"));
+        write_atomic(&path, &keys.binding, 0o644).map_err(CaError::io(&path))
     }
 
     /// Complete the key binding `gongwen-agent keygen` made beside its CSR

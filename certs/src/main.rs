@@ -398,7 +398,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "issued {} certificate for {id} (serial {}, valid {days} days)",
                 req.role, issued.serial
             );
-            for f in [format!("{id}.crt"), format!("{id}.key"), CA_CERT.to_owned()] {
+            let mut files = vec![format!("{id}.crt"), format!("{id}.key"), CA_CERT.to_owned()];
+            // A GM deployment signs and encrypts documents with SM2 keys
+            // of their own, bound to the certificate's key.
+            if ca.suite()? == gongwen_common::suite::Suite::Gm {
+                let keys = ca.make_sm2_keys(&id, &issued, now)?;
+                ca.write_sm2_keys(&out, &id, &keys)?;
+                files.extend([
+                    format!("{id}.sm2-sign.key"),
+                    format!("{id}.sm2-enc.key"),
+                    format!("{id}.sm2.binding"),
+                ]);
+            }
+            for f in files {
                 println!("  {}", out.join(f).display());
             }
         }

@@ -279,6 +279,52 @@ async fn a_hub_serves_only_the_suite_its_ca_was_made_for() {
         "{said}"
     );
     issue_hub(d, "ca", "hub");
+    // A unit of a GM CA gets its SM2 signing and encryption keys, bound to
+    // its certificate's key; OpenSSL reads the keys.
+    let (ok, said) = cli(
+        d,
+        "gongwen-certs",
+        &[
+            "--ca-dir",
+            "ca",
+            "issue",
+            "--role",
+            "node",
+            "--id",
+            "harbin-gov",
+            "--out",
+            "harbin-gov",
+        ],
+    );
+    assert!(ok && said.contains("harbin-gov.sm2.binding"), "{said}");
+    let unit = d.join("harbin-gov");
+    let cert = gongwen_common::pki::load_certs(&unit.join("harbin-gov.crt"))
+        .unwrap()
+        .remove(0);
+    let identity = gongwen_common::pki::CertIdentity::from_der(&cert).unwrap();
+    let binding = gongwen_common::signed::Sm2Binding::verify(
+        &std::fs::read(unit.join("harbin-gov.sm2.binding")).unwrap(),
+        &cert,
+        &identity,
+    )
+    .unwrap();
+    for (file, public) in [
+        ("harbin-gov.sm2-sign.key", &binding.sign_public),
+        ("harbin-gov.sm2-enc.key", &binding.enc_public),
+    ] {
+        use std::os::unix::fs::PermissionsExt;
+        let path = unit.join(file);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let key = Sm2Key::from_pkcs8_pem(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(&key.public(), public, "{file}");
+        if have_openssl() {
+            openssl(&unit, &["pkey", "-in", file, "-noout"]);
+        }
+    }
+    assert_eq!(binding.distid, DEFAULT_DISTID);
     let (bad, said) = cli(
         d,
         "gongwen-certs",
@@ -325,6 +371,7 @@ async fn a_hub_serves_only_the_suite_its_ca_was_made_for() {
     );
     assert!(ok && said.contains("suite:       standard"), "{said}");
     issue_hub(d, "std-ca", "std-hub");
+    assert!(!d.join("std-hub/hub.sm2-sign.key").exists());
     std::fs::write(
         d.join("std.toml"),
         HUB_TOML
