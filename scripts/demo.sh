@@ -260,6 +260,9 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 "$bin/gongwen-hub" status "$qdoc" --json --config hub.toml | grep -E '"(reply|reply_state|decision)"' | sed 's/^ */    /'
+echo "    harbin-gov collects the answers to its 请示 (汇总):"
+"$bin/gongwen-agent" collect "$qdoc" --out harbin-gov-data/汇总 --config harbin-gov.toml | sed 's/^/    /'
+sed 's/^/      /' harbin-gov-data/汇总/汇总表.csv
 
 echo
 echo "==> 转发: harbin-gov passes the province's notice on to its county, hulan-gov"

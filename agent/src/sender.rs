@@ -137,6 +137,15 @@ async fn send_one(
     }
     if !dir.join("header").exists() {
         address_and_seal(conn, ctx, doc_id, &dir, hold.clone()).await?;
+        // An answer signs for its question as it is sealed: give the hub
+        // that sign-for first, so the question is signed for before it is
+        // answered in the hub's record too.
+        if crate::clerk::submit_answers(conn, ctx).await == crate::clerk::Submitted::ConnectionLost
+        {
+            return Err(SendError::Connection(
+                "the connection broke while giving the hub our answers".into(),
+            ));
+        }
     }
     let receipt = upload(conn, &dir, doc_id, ctx).await;
     ctx.progress

@@ -983,7 +983,13 @@ async fn a_report_asked_of_four_units_is_tracked_escalated_and_collected() {
     };
     for unit in ["harbin-gov", "daqing-gov"] {
         answer(unit).await;
-        wait_until_row_of(&w, &doc, unit, |r| r["reply_state"] == "answered").await;
+        let row = wait_until_row_of(&w, &doc, unit, |r| r["reply_state"] == "answered").await;
+        // Answering signed for it first, in the hub's record too.
+        assert_eq!(row["acknowledged_by"], "赵六", "{row}");
+        assert!(
+            row["acknowledged_at"].as_str() <= row["answered_at"].as_str(),
+            "{row}"
+        );
     }
     // The other two sign for it, and do not answer yet.
     for unit in ["qiqihar-gov", "mudanjiang-gov"] {
