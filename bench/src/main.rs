@@ -5,6 +5,7 @@
 mod baseline;
 mod cases;
 mod console;
+mod crypto;
 mod env;
 mod report;
 
@@ -35,7 +36,7 @@ struct Cli {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Run only these parts (for profiling one path): big, small, latency,
-    /// fanout, console. Baselines needed for their ratios run too.
+    /// fanout, console, crypto. Baselines needed for their ratios run too.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -478,6 +479,17 @@ async fn main() -> anyhow::Result<()> {
                 .vs(*base, "100 documents", big / base),
             );
         }
+    }
+
+    // ---- the GM suite's cryptography beside the standard one
+    if want("crypto") {
+        let env = Env::new(&bin)?;
+        env.issue("bench-gm", Role::Node)?;
+        let dir = env.path().join("bench-gm");
+        let cert = gongwen_common::pki::load_certs(&dir.join("bench-gm.crt"))?.remove(0);
+        let key = gongwen_common::pki::load_private_key(&dir.join("bench-gm.key"))?;
+        let signer = gongwen_common::signed::Signer::new(&key, cert)?;
+        rows.extend(crypto::rows(signer, s.big)?);
     }
 
     let results = Results {
