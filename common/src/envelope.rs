@@ -792,11 +792,8 @@ impl ChunkAead {
                     chunk,
                 )
                 .map_err(|_| EnvelopeError::Crypto),
-            ChunkAead::Sm4(key) => {
-                *chunk = crate::gm::sm4_gcm_seal(key, &nonce, aad, chunk)
-                    .map_err(|_| EnvelopeError::Crypto)?;
-                Ok(())
-            }
+            ChunkAead::Sm4(key) => crate::gm::sm4_gcm_seal_in_place(key, &nonce, aad, chunk)
+                .map_err(|_| EnvelopeError::Crypto),
         }
     }
 
@@ -809,9 +806,7 @@ impl ChunkAead {
                 .map(|plain| plain.len())
                 .map_err(|_| ()),
             ChunkAead::Sm4(key) => {
-                let plain = crate::gm::sm4_gcm_open(key, &nonce, aad, chunk).map_err(|_| ())?;
-                chunk[..plain.len()].copy_from_slice(&plain);
-                Ok(plain.len())
+                crate::gm::sm4_gcm_open_in_place(key, &nonce, aad, chunk).map_err(|_| ())
             }
         }
     }

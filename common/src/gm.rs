@@ -227,6 +227,42 @@ pub fn sm4_gcm_open(
         .map_err(|_| GmError::Open)
 }
 
+/// [`sm4_gcm_seal`] in place: `buf` (the plaintext) becomes the
+/// ciphertext with its tag appended, without a second buffer.
+pub fn sm4_gcm_seal_in_place(
+    key: &[u8],
+    nonce: &[u8],
+    aad: &[u8],
+    buf: &mut Vec<u8>,
+) -> Result<(), GmError> {
+    use aes_gcm::aead::AeadInOut;
+    let nonce: [u8; GCM_NONCE_LEN] = nonce.try_into().map_err(|_| GmError::Lengths)?;
+    let tag = gcm(key)?
+        .encrypt_inout_detached(&nonce.into(), aad, buf.as_mut_slice().into())
+        .map_err(|_| GmError::Lengths)?;
+    buf.extend_from_slice(&tag);
+    Ok(())
+}
+
+/// [`sm4_gcm_open`] in place: the plaintext is left at the start of
+/// `buf`; its length is returned. Fails if one bit changed.
+pub fn sm4_gcm_open_in_place(
+    key: &[u8],
+    nonce: &[u8],
+    aad: &[u8],
+    buf: &mut [u8],
+) -> Result<usize, GmError> {
+    use aes_gcm::aead::AeadInOut;
+    let nonce: [u8; GCM_NONCE_LEN] = nonce.try_into().map_err(|_| GmError::Lengths)?;
+    let plain_len = buf.len().checked_sub(GCM_TAG_LEN).ok_or(GmError::Open)?;
+    let (data, tag) = buf.split_at_mut(plain_len);
+    let tag: [u8; GCM_TAG_LEN] = (&*tag).try_into().map_err(|_| GmError::Open)?;
+    gcm(key)?
+        .decrypt_inout_detached(&nonce.into(), aad, data.into(), &tag.into())
+        .map_err(|_| GmError::Open)?;
+    Ok(plain_len)
+}
+
 /// One SM4 block encrypted (for the standard's examples).
 pub fn sm4_encrypt_block(key: &[u8; 16], block: &mut [u8; 16]) {
     use sm4::cipher::{BlockCipherEncrypt, KeyInit as _};
@@ -308,6 +344,17 @@ mod tests {
         );
         let sealed = sm4_gcm_seal(&key, &nonce, &aad, &plain).unwrap();
         assert_eq!(sealed, expected);
+        // In place, the same bytes both ways.
+        let mut buf = plain.clone();
+        sm4_gcm_seal_in_place(&key, &nonce, &aad, &mut buf).unwrap();
+        assert_eq!(buf, expected);
+        let n = sm4_gcm_open_in_place(&key, &nonce, &aad, &mut buf).unwrap();
+        assert_eq!(&buf[..n], &plain[..]);
+        let mut short = vec![0u8; 5];
+        assert_eq!(
+            sm4_gcm_open_in_place(&key, &nonce, &aad, &mut short),
+            Err(GmError::Open)
+        );
         assert_eq!(sm4_gcm_open(&key, &nonce, &aad, &sealed).unwrap(), plain);
         let mut changed = sealed.clone();
         changed[3] ^= 1;
