@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use gongwen_common::NodeId;
 use gongwen_common::envelope::{EncryptionKey, KeyBinding};
 use gongwen_common::fsutil::{write_atomic, write_new};
+use gongwen_common::gm::{DEFAULT_DISTID, Sm2Key};
 use gongwen_common::pki::SAN_NODE_PREFIX;
+use gongwen_common::signed::{Sm2Binding, StatementKind, sign_with_key};
+use gongwen_common::suite::Suite;
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, KeyPair, PKCS_ECDSA_P256_SHA256, SanType,
 };
@@ -23,11 +26,31 @@ pub struct KeygenOutput {
     /// Its binding, signed with the new key; the CA adds the certificate
     /// (`gongwen-certs sign --binding`).
     pub binding: PathBuf,
+    /// In a GM deployment: the SM2 keys and their binding.
+    pub sm2: Option<Sm2Files>,
+}
+
+/// A GM unit's SM2 key files made by [`keygen_for`].
+#[derive(Debug)]
+pub struct Sm2Files {
+    /// `ID.sm2-sign.key` and `ID.sm2-enc.key`, PKCS#8 PEM, 0600.
+    pub sign_key: PathBuf,
+    pub enc_key: PathBuf,
+    /// `ID.sm2.binding`: both public keys and the distinguishing id,
+    /// signed with the new certificate key (which verifies it once the
+    /// certificate exists).
+    pub binding: PathBuf,
 }
 
 /// Make `ID.key` (0600, refused if it exists) and `ID.csr` in `out`,
 /// and the unit's document key `ID.enc.key` (0600) with `ID.binding`.
 pub fn keygen(id: &NodeId, out: &Path) -> Result<KeygenOutput, AgentError> {
+    keygen_for(id, out, Suite::Standard)
+}
+
+/// [`keygen`] for a deployment of `suite`: a GM unit also gets its SM2
+/// signing and encryption keys and their binding.
+pub fn keygen_for(id: &NodeId, out: &Path, suite: Suite) -> Result<KeygenOutput, AgentError> {
     std::fs::create_dir_all(out).map_err(|source| AgentError::Dir {
         path: out.to_owned(),
         source,
@@ -86,10 +109,53 @@ pub fn keygen(id: &NodeId, out: &Path) -> Result<KeygenOutput, AgentError> {
         path: binding_path.clone(),
         source,
     })?;
+    let sm2 = match suite {
+        Suite::Standard => None,
+        Suite::Gm => Some(sm2_keys(id, out, &key.serialize_der(), now_ms)?),
+    };
     Ok(KeygenOutput {
         key: key_path,
         csr: csr_path,
         enc_key: enc_path,
         binding: binding_path,
+        sm2,
     })
+}
+
+/// The SM2 keys of a GM unit, and their binding signed with `pkcs8` (the
+/// new certificate key).
+fn sm2_keys(id: &NodeId, out: &Path, pkcs8: &[u8], now_ms: i64) -> Result<Sm2Files, AgentError> {
+    let write = |path: &Path, bytes: &[u8], mode: u32| {
+        let result = if mode == 0o600 {
+            write_new(path, bytes, mode)
+        } else {
+            write_atomic(path, bytes, mode)
+        };
+        result.map_err(|source| AgentError::Write {
+            path: path.to_owned(),
+            source,
+        })
+    };
+    let pem = |key: &Sm2Key, path: &Path| {
+        key.to_pkcs8_pem().map_err(|e| AgentError::Damaged {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        })
+    };
+    let (sign, enc) = (Sm2Key::generate(), Sm2Key::generate());
+    let files = Sm2Files {
+        sign_key: out.join(format!("{id}.sm2-sign.key")),
+        enc_key: out.join(format!("{id}.sm2-enc.key")),
+        binding: out.join(format!("{id}.sm2.binding")),
+    };
+    let body = Sm2Binding::for_keys(id.clone(), &sign, &enc, DEFAULT_DISTID, now_ms).encode();
+    let binding = sign_with_key(pkcs8, StatementKind::Sm2KeyBinding, body, Vec::new())?.encode();
+    write(
+        &files.sign_key,
+        pem(&sign, &files.sign_key)?.as_bytes(),
+        0o600,
+    )?;
+    write(&files.enc_key, pem(&enc, &files.enc_key)?.as_bytes(), 0o600)?;
+    write(&files.binding, &binding, 0o644)?;
+    Ok(files)
 }

@@ -8,7 +8,7 @@ use gongwen_agent::Agent;
 use gongwen_agent::clerk::InboxRow;
 use gongwen_agent::console::accounts::{self, Accounts};
 use gongwen_agent::control::{self, DocStatus, Request};
-use gongwen_agent::keygen::keygen;
+use gongwen_agent::keygen::keygen_for;
 use gongwen_agent::outbox::SendRequest;
 use gongwen_agent::state::Folders;
 use gongwen_common::config::AgentConfig;
@@ -242,6 +242,10 @@ enum Command {
         /// Directory to write ID.key and ID.csr into.
         #[arg(long)]
         out: PathBuf,
+        /// The deployment's crypto suite (its CA's): gm also makes the
+        /// unit's SM2 signing and encryption keys and their binding.
+        #[arg(long, default_value = "standard")]
+        suite: gongwen_common::suite::Suite,
     },
 }
 
@@ -658,9 +662,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::User { action } => user_command(action)?,
         Command::Token { action } => token_command(action)?,
-        Command::Keygen { id, out } => {
+        Command::Keygen { id, out, suite } => {
             let id = NodeId::parse(&id)?;
-            let files = keygen(&id, &out)?;
+            let files = keygen_for(&id, &out, suite)?;
             println!("key:  {} (keep it here; mode 0600)", files.key.display());
             println!(
                 "document key: {} (keep it here; mode 0600; agent.toml: [tls] encryption_key)",
@@ -668,6 +672,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             println!("CSR:  {}", files.csr.display());
             println!("key binding: {}", files.binding.display());
+            if let Some(sm2) = &files.sm2 {
+                println!(
+                    "SM2 keys: {} and {} (keep them here; mode 0600)",
+                    sm2.sign_key.display(),
+                    sm2.enc_key.display()
+                );
+                println!(
+                    "SM2 key binding: {} (keep it beside the certificate)",
+                    sm2.binding.display()
+                );
+            }
             println!(
                 "send the CSR and the key binding to the administrator, who runs:\n  gongwen-certs --ca-dir DIR sign --csr {id}.csr --binding {id}.binding --role node --out {id}.crt"
             );

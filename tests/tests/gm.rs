@@ -442,3 +442,94 @@ fn a_gm_statement_verifies_with_openssl() {
     std::fs::write(d.join("receipt.signed"), changed).unwrap();
     assert!(!verifies(d));
 }
+
+/// A GM unit whose keys never leave it: `gongwen-agent keygen --suite gm`
+/// makes its SM2 keys and their binding beside the CSR, signed with the new
+/// key; once the CA signs the CSR the binding verifies against the
+/// certificate, for that unit only.
+#[test]
+fn keygen_makes_a_gm_units_sm2_keys_bound_by_its_new_certificate_key() {
+    use gongwen_common::signed::Sm2Binding;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (ok, said) = cli(
+        d,
+        "gongwen-certs",
+        &[
+            "--ca-dir",
+            "ca",
+            "init",
+            "--name",
+            "国密 CA",
+            "--suite",
+            "gm",
+        ],
+    );
+    assert!(ok, "{said}");
+    let (ok, said) = cli(
+        d,
+        "gongwen-agent",
+        &[
+            "keygen",
+            "--id",
+            "daqing-gov",
+            "--out",
+            "dq",
+            "--suite",
+            "gm",
+        ],
+    );
+    assert!(ok && said.contains("daqing-gov.sm2.binding"), "{said}");
+    let (ok, said) = cli(
+        d,
+        "gongwen-certs",
+        &[
+            "--ca-dir",
+            "ca",
+            "sign",
+            "--csr",
+            "dq/daqing-gov.csr",
+            "--binding",
+            "dq/daqing-gov.binding",
+            "--role",
+            "node",
+            "--out",
+            "dq/daqing-gov.crt",
+        ],
+    );
+    assert!(ok, "{said}");
+    let cert = gongwen_common::pki::load_certs(&d.join("dq/daqing-gov.crt"))
+        .unwrap()
+        .remove(0);
+    let identity = gongwen_common::pki::CertIdentity::from_der(&cert).unwrap();
+    let bytes = std::fs::read(d.join("dq/daqing-gov.sm2.binding")).unwrap();
+    let binding = Sm2Binding::verify(&bytes, &cert, &identity).unwrap();
+    let sign = Sm2Key::from_pkcs8_pem(
+        &std::fs::read_to_string(d.join("dq/daqing-gov.sm2-sign.key")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(binding.sign_public, sign.public());
+    assert_eq!(binding.distid, DEFAULT_DISTID);
+    // Another unit's certificate does not make it its own.
+    issue_hub(d, "ca", "hub");
+    let hub = gongwen_common::pki::load_certs(&d.join("hub/hub.crt"))
+        .unwrap()
+        .remove(0);
+    let hub_id = gongwen_common::pki::CertIdentity::from_der(&hub).unwrap();
+    assert!(Sm2Binding::verify(&bytes, &hub, &hub_id).is_err());
+    // A second keygen does not replace the keys.
+    let (ok, said) = cli(
+        d,
+        "gongwen-agent",
+        &[
+            "keygen",
+            "--id",
+            "daqing-gov",
+            "--out",
+            "dq",
+            "--suite",
+            "gm",
+        ],
+    );
+    assert!(!ok, "{said}");
+}
