@@ -218,6 +218,8 @@ pub struct HubWord {
     pub answered_ms: Option<i64>,
     /// Answered after `reply_by` (or not answered and past it).
     pub late: bool,
+    /// The latest answer's document id.
+    pub answer: Option<DocId>,
 }
 
 /// Each recipient's [`HubWord`] from the hub's `status` answer.
@@ -236,6 +238,7 @@ pub fn hub_words(status: &serde_json::Value) -> BTreeMap<String, HubWord> {
                             acknowledged_ms: ms(&r["acknowledged_at"]),
                             answered_ms: ms(&r["answered_at"]),
                             late: r["reply_state"].as_str() == Some("late"),
+                            answer: r["answer"].as_str().and_then(|a| DocId::parse(a).ok()),
                         },
                     ))
                 })
@@ -299,22 +302,37 @@ pub fn summarize(
     });
     let words = hub.map(hub_words);
     let status = crate::control::doc_status(store, &sent).map_err(err)?;
-    // The latest answer from each recipient.
-    let mut answers: BTreeMap<NodeId, (crate::store::ReceivedRecord, SealedHeader)> =
-        BTreeMap::new();
-    for rec in store.all_received().map_err(err)? {
+    // The latest answer from each recipient: the ones the hub names, read
+    // by id; without the hub, found among everything received.
+    let is_answer = |rec: &crate::store::ReceivedRecord| -> Result<Option<SealedHeader>, String> {
         if !sent.recipients.contains(&rec.sender) {
-            continue;
+            return Ok(None);
         }
         let Some(h) = store.header(rec.doc_id).map_err(err)? else {
-            continue;
+            return Ok(None);
         };
-        let Ok(h) = SealedHeader::parse(&h) else {
-            continue;
-        };
-        if h.meta().links.answers.is_none_or(|a| a.doc_id != doc) {
-            continue;
+        Ok(SealedHeader::parse(&h)
+            .ok()
+            .filter(|h| h.meta().links.answers.is_some_and(|a| a.doc_id == doc)))
+    };
+    let mut answers: BTreeMap<NodeId, (crate::store::ReceivedRecord, SealedHeader)> =
+        BTreeMap::new();
+    let candidates = match &words {
+        Some(words) => {
+            let mut named = Vec::new();
+            for id in words.values().filter_map(|w| w.answer) {
+                if let Some((rec, _)) = store.received(id).map_err(err)? {
+                    named.push(rec);
+                }
+            }
+            named
         }
+        None => store.all_received().map_err(err)?,
+    };
+    for rec in candidates {
+        let Some(h) = is_answer(&rec)? else {
+            continue;
+        };
         let later = answers
             .get(&rec.sender)
             .is_none_or(|(have, _)| have.received_ms < rec.received_ms);
@@ -515,7 +533,8 @@ mod tests {
         let words = hub_words(&serde_json::json!({ "recipients": [
             { "recipient": "harbin-gov", "state": "acknowledged",
               "acknowledged_at": "2026-12-01T08:00:00Z",
-              "reply_state": "late", "answered_at": "2026-12-02T00:00:00Z" },
+              "reply_state": "late", "answered_at": "2026-12-02T00:00:00Z",
+              "answer": "01a24bc0-8cd2-7498-8002-36285377576f" },
             { "recipient": "daqing-gov", "state": "delivered", "reply_state": "awaiting" },
         ]}));
         let h = &words["harbin-gov"];
@@ -523,6 +542,11 @@ mod tests {
         assert_eq!(h.answered_ms, Some(1_796_169_600_000));
         assert_eq!(h.acknowledged_ms, Some(1_796_112_000_000));
         assert!(!words["daqing-gov"].late && words["daqing-gov"].answered_ms.is_none());
+        assert_eq!(
+            h.answer.map(|a| a.to_string()).as_deref(),
+            Some("01a24bc0-8cd2-7498-8002-36285377576f")
+        );
+        assert_eq!(words["daqing-gov"].answer, None);
     }
 
     #[test]

@@ -170,11 +170,12 @@ impl AgentContext {
         }
     }
 
-    /// Wait (up to `within`) until no work holds `doc_id`. A document
-    /// being received shows in the inbox just before its record is durable,
-    /// and a clerk acts on what they see: an answer waits for the record.
-    pub async fn settled(self: &Arc<Self>, doc_id: DocId, within: std::time::Duration) {
-        drop(self.hold(doc_id, within).await);
+    /// Wait (up to 10 s) until no work holds `doc_id`. A document being
+    /// received shows in the inbox just before its record is durable, and
+    /// a clerk acts on what they see: an answer waits for the record.
+    pub async fn settled(self: &Arc<Self>, doc_id: DocId) {
+        const SETTLE: std::time::Duration = std::time::Duration::from_secs(10);
+        drop(self.hold(doc_id, SETTLE).await);
     }
 
     /// Milliseconds since the Unix epoch by this agent's clock.

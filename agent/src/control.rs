@@ -200,7 +200,7 @@ async fn answer(req: Request, ctx: &Arc<AgentContext>) -> Response {
             }
         }
         Request::Forward(req) => {
-            ctx.settled(req.doc, SETTLE).await;
+            ctx.settled(req.doc).await;
             let c = ctx.clone();
             match tokio::task::spawn_blocking(move || crate::forward::queue(&c, &req)).await {
                 Ok(Ok(doc_id)) => {
@@ -238,7 +238,7 @@ async fn answer(req: Request, ctx: &Arc<AgentContext>) -> Response {
             }
         }
         Request::Reply(req) => {
-            ctx.settled(req.doc, SETTLE).await;
+            ctx.settled(req.doc).await;
             let c = ctx.clone();
             match tokio::task::spawn_blocking(move || crate::reply::queue(&c, &req)).await {
                 Ok(Ok((doc_id, signed_for))) => {
@@ -275,11 +275,8 @@ async fn answer(req: Request, ctx: &Arc<AgentContext>) -> Response {
     }
 }
 
-/// How long a clerk's act waits for a document still being received.
-const SETTLE: std::time::Duration = std::time::Duration::from_secs(10);
-
 async fn act(ctx: &Arc<AgentContext>, doc: DocId, kind: ReceiptKind, detail: String) -> Response {
-    ctx.settled(doc, SETTLE).await;
+    ctx.settled(doc).await;
     let c = ctx.clone();
     match tokio::task::spawn_blocking(move || crate::clerk::answer(&c, doc, kind, &detail)).await {
         Ok(Ok(rec)) => {

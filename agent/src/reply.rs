@@ -162,17 +162,22 @@ pub fn queue(
         _ => "报告",
     };
     // A bare decision is a document too: its main text says it.
-    let scratch = tempfile_dir(&ctx.folders.state)?;
     let mut files = req.files.clone();
+    let mut scratch = None;
     if files.is_empty() {
+        let dir = tempfile_dir(&ctx.folders.state)?;
         let text = format!(
             "{}。{}\n",
             decision.map(Decision::chinese).unwrap_or_default(),
             req.note.as_deref().unwrap_or("")
         );
-        let path = scratch.join(format!("{word}.txt"));
-        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let path = dir.join(format!("{word}.txt"));
+        if let Err(e) = std::fs::write(&path, text) {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(format!("{}: {e}", path.display()));
+        }
         files.push(path);
+        scratch = Some(dir);
     }
     let send = crate::outbox::SendRequest {
         files,
@@ -181,7 +186,7 @@ pub fn queue(
         title: req
             .title
             .clone()
-            .or_else(|| Some(format!("关于《{}》的{word}", rec.title))),
+            .or_else(|| Some(default_title(&rec.title, word))),
         doc_type: Some(word.to_owned()),
         note: req.note.clone(),
         operator: Some(req.by.clone()),
@@ -201,8 +206,27 @@ pub fn queue(
             None => crate::outbox::claim_copies(&ctx.folders, &send),
         }
     };
-    let _ = std::fs::remove_dir_all(&scratch);
+    if let Some(dir) = scratch {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     Ok((queued?, signed_for))
+}
+
+/// 关于《question》的批复, the question's title shortened (…) so that the
+/// whole stays within the longest title a document may have.
+fn default_title(question: &str, word: &str) -> String {
+    let frame = "关于《》的".chars().count() + word.chars().count();
+    let room = gongwen_common::envelope::MAX_TITLE_CHARS.saturating_sub(frame);
+    let quoted: String = if question.chars().count() > room {
+        question
+            .chars()
+            .take(room.saturating_sub(1))
+            .chain(['…'])
+            .collect()
+    } else {
+        question.to_owned()
+    };
+    format!("关于《{quoted}》的{word}")
 }
 
 /// A fresh scratch folder under the agent's state folder.
@@ -221,6 +245,16 @@ mod tests {
 
     fn id(s: &str) -> NodeId {
         NodeId::parse(s).unwrap()
+    }
+
+    #[test]
+    fn the_default_title_of_an_answer_to_a_long_question_stays_within_the_limit() {
+        use gongwen_common::envelope::MAX_TITLE_CHARS;
+        assert_eq!(default_title("请示", "批复"), "关于《请示》的批复");
+        let long = "长".repeat(MAX_TITLE_CHARS);
+        let title = default_title(&long, "报告");
+        assert_eq!(title.chars().count(), MAX_TITLE_CHARS);
+        assert!(title.ends_with("…》的报告"), "{title}");
     }
 
     #[test]

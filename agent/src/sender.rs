@@ -15,6 +15,7 @@ use gongwen_common::links::{Answers, Links};
 use gongwen_common::pki::serial_hex;
 use gongwen_common::receipt::{Receipt, ReceiptKind};
 use gongwen_common::stream::{DOCUMENT_WORK_TIMEOUT, READ_TIMEOUT, read_message, write_message};
+use gongwen_common::suite::Hasher;
 use gongwen_common::transfer::read_file_chunks;
 use gongwen_common::wire::{ErrorCode, Message};
 use gongwen_common::{DocId, NodeId};
@@ -135,17 +136,16 @@ async fn send_one(
     if !dir.exists() {
         return Ok(()); // filed by that earlier attempt
     }
-    if !dir.join("header").exists() {
-        address_and_seal(conn, ctx, doc_id, &dir, hold.clone()).await?;
-        // An answer signs for its question as it is sealed: give the hub
-        // that sign-for first, so the question is signed for before it is
-        // answered in the hub's record too.
-        if crate::clerk::submit_answers(conn, ctx).await == crate::clerk::Submitted::ConnectionLost
-        {
-            return Err(SendError::Connection(
-                "the connection broke while giving the hub our answers".into(),
-            ));
-        }
+    // An answer signs for its question as it is sealed: give the hub that
+    // sign-for first, so the question is signed for before it is answered
+    // in the hub's record too.
+    if !dir.join("header").exists()
+        && address_and_seal(conn, ctx, doc_id, &dir, hold.clone()).await?
+        && crate::clerk::submit_answers(conn, ctx).await == crate::clerk::Submitted::ConnectionLost
+    {
+        return Err(SendError::Connection(
+            "the connection broke while giving the hub our answers".into(),
+        ));
     }
     let receipt = upload(conn, &dir, doc_id, ctx).await;
     ctx.progress
@@ -163,7 +163,7 @@ async fn address_and_seal(
     doc_id: DocId,
     dir: &Path,
     hold: Arc<crate::context::Hold>,
-) -> Result<(), SendError> {
+) -> Result<bool, SendError> {
     let limit = ctx.config.max_document_size;
     let now = ctx.clock.now();
     let d = dir.to_owned();
@@ -219,7 +219,7 @@ async fn address_and_seal(
     };
     if !unknown.is_empty() {
         return Err(SendError::Permanent(format!(
-            "unknown recipient: {}. No unit or group of that name is known to the hub (a unit becomes known when its agent first connects). Check the outbox folder name and the sidecar's to/cc.",
+            "unknown recipient: {}. No unit or group of that name is known to the hub (a unit is known once it is enrolled in the CA's directory, or once its agent has connected). Check the outbox folder name and the sidecar's to/cc.",
             unknown.join(", ")
         )));
     }
@@ -267,6 +267,7 @@ async fn address_and_seal(
             )));
         }
     }
+    let answers = draft.answers.is_some();
     let ctx = ctx.clone();
     let dir = dir.to_owned();
     tokio::task::spawn_blocking(move || {
@@ -274,7 +275,8 @@ async fn address_and_seal(
         seal(&ctx, &dir, doc_id, draft, to, cc, &keys)
     })
     .await
-    .map_err(later)?
+    .map_err(later)??;
+    Ok(answers)
 }
 
 /// The links a draft's header carries: what it asks for, and what it
@@ -360,10 +362,13 @@ fn seal(
     keys: &[(NodeId, [u8; 32])],
 ) -> Result<(), SendError> {
     let links = links_of(ctx, &draft, &to)?;
-    let key = ContentKey::generate(ctx.credentials.signer().suite()).map_err(later)?;
+    // One signer, so one suite, for the key, the digests and the signature.
+    let signer = ctx.credentials.signer();
+    let suite = signer.suite();
+    let key = ContentKey::generate(suite).map_err(later)?;
     let plain_len = draft.size();
     let mut sealer = ContentSealer::new(&key, doc_id, plain_len).map_err(later)?;
-    let mut content_hash = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut content_hash = Hasher::new(suite);
     let mut entries = Vec::new();
     let mut chunk: Vec<u8> = Vec::with_capacity(CHUNK_LEN + 16);
     let mut flush = |chunk: &mut Vec<u8>, sealer: &mut ContentSealer| -> Result<(), SendError> {
@@ -375,7 +380,7 @@ fn seal(
     for f in &draft.files {
         let mut file = std::fs::File::open(&f.path)
             .map_err(|e| SendError::Permanent(format!("{} cannot be read: {e}", f.name)))?;
-        let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut hash = Hasher::new(suite);
         let mut size = 0u64;
         loop {
             let room = CHUNK_LEN - chunk.len();
@@ -406,21 +411,18 @@ fn seal(
                 f.name
             )));
         }
-        let mut sha256 = [0u8; 32];
-        sha256.copy_from_slice(hash.finish().as_ref());
         entries.push(FileEntry {
             name: f.name.clone(),
             kind: f.kind,
             size,
-            sha256,
+            sha256: hash.finish(),
         });
     }
     if !sealer.is_finished() {
         flush(&mut chunk, &mut sealer)?;
     }
     write_key(&dir.join("key"), &key.to_bytes()).map_err(later)?;
-    let mut digest = [0u8; 32];
-    digest.copy_from_slice(content_hash.finish().as_ref());
+    let digest = content_hash.finish();
     let meta = DocMeta {
         doc_id,
         sender: ctx.node_id().clone(),
@@ -437,7 +439,7 @@ fn seal(
         files: entries,
         links,
     };
-    let st = seal_header(meta, &key, keys, digest, &ctx.credentials.signer())
+    let st = seal_header(meta, &key, keys, digest, &signer)
         .map_err(|e| SendError::Permanent(e.to_string()))?;
     write_atomic(&dir.join("header"), &st.encode(), 0o600).map_err(later)?;
     info!(doc = %doc_id, "sealed for {} recipients", keys.len());

@@ -684,8 +684,8 @@ impl SealedHeader {
         &self.header.meta
     }
 
-    /// SHA-256 of the signed header: the document's fingerprint, which
-    /// receipts cite.
+    /// The suite's digest (SHA-256 or SM3) of the signed header: the
+    /// document's fingerprint, which receipts cite.
     pub fn digest(&self) -> [u8; 32] {
         self.statement.digest()
     }

@@ -18,9 +18,6 @@ use super::{
 };
 use crate::collect::Summary;
 
-/// How long an answer waits for a document still being received.
-const SETTLE: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// The document page again, with why nothing was done.
 async fn refused(web: &Web, user: &User, csrf: &str, doc_id: &str, why: &str) -> Response {
     match received(web, doc_id).await {
@@ -90,7 +87,7 @@ pub(super) async fn reply(
             by
         },
     };
-    web.ctx.settled(doc, SETTLE).await;
+    web.ctx.settled(doc).await;
     let ctx = web.ctx.clone();
     match tokio::task::spawn_blocking(move || crate::reply::queue(&ctx, &req)).await {
         Ok(Ok((answer, _))) => {
@@ -166,7 +163,7 @@ pub(super) async fn forward(
         note: opt(f.note),
         by: opt(f.by).or_else(|| Some(user.display_name.clone())),
     };
-    web.ctx.settled(doc, SETTLE).await;
+    web.ctx.settled(doc).await;
     let ctx = web.ctx.clone();
     match tokio::task::spawn_blocking(move || crate::forward::queue(&ctx, &req)).await {
         Ok(Ok(forward)) => {

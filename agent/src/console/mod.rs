@@ -969,9 +969,7 @@ async fn answer(
             _ => "签收人不能为空 (who signs for it is required)。".into(),
         });
     }
-    web.ctx
-        .settled(doc, std::time::Duration::from_secs(10))
-        .await;
+    web.ctx.settled(doc).await;
     let ctx = web.ctx.clone();
     let done =
         tokio::task::spawn_blocking(move || crate::clerk::answer(&ctx, doc, kind, &detail)).await;
