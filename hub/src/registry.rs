@@ -189,6 +189,15 @@ impl Registry {
             .collect()
     }
 
+    /// The units connected here now.
+    pub fn connected(&self) -> Vec<NodeId> {
+        self.nodes
+            .iter()
+            .filter(|(_, e)| e.live.is_some())
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     /// Rows for `gongwen-hub nodes`, ordered by id.
     pub fn rows(&self) -> Vec<NodeRow> {
         self.nodes
@@ -227,6 +236,11 @@ impl Units {
 
     pub fn disconnect(&self, id: &NodeId, ticket: u64, now: OffsetDateTime) -> bool {
         self.lock().disconnect(id, ticket, now)
+    }
+
+    /// The units connected here now.
+    pub fn connected(&self) -> Vec<NodeId> {
+        self.lock().connected()
     }
 
     /// A document was queued for `node`: its deliverer looks now.

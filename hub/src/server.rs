@@ -272,6 +272,10 @@ impl Hub {
             let core = core.clone();
             tokio::spawn(async move { follow_other_hubs(events, &core).await })
         });
+        // Only a shared store has other hubs to give claims back to.
+        let sweeper = events
+            .is_some()
+            .then(|| tokio::spawn(give_back_stray_claims(core.clone())));
         let door = Arc::new(Door::new(Limits::DEFAULT));
         let mut pressure = Pressure::default();
         let mut connections = tokio::task::JoinSet::new();
@@ -314,6 +318,9 @@ impl Hub {
         }
         if let Some(events) = events {
             events.abort();
+        }
+        if let Some(sweeper) = sweeper {
+            sweeper.abort();
         }
         watcher.abort();
         renewals.abort();
@@ -684,13 +691,37 @@ async fn serve_connection(
         // when their lease lapses), so another hub it reconnects to can
         // deliver them.
         if let Err(e) = core.store().release_unit(&ident.id).await {
-            warn!("could not give back this unit's claims: {e}");
+            warn!(
+                "could not give back this unit's claims now ({e}); they go back once the database answers"
+            );
         }
         if let Err(e) = core.store().unit_disconnected(&ident.id).await {
             warn!("could not record that the unit left: {e}");
         }
     }
     info!("disconnected: {reason}");
+}
+
+/// With a shared store: every `[store] poll`, give back the claims this
+/// hub holds for units no longer connected here. A unit's claims go back
+/// when it leaves, but that give-back fails while the database is away
+/// (a failover), and a live hub's claims never lapse: the unit, now at
+/// another hub, would wait for them as long as this hub runs.
+async fn give_back_stray_claims(core: Arc<Core>) {
+    loop {
+        tokio::time::sleep(core.config().store.poll).await;
+        match core
+            .store()
+            .release_claims_of_absent(&core.units().connected())
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => warn!(
+                "gave back {n} claims held for units no longer connected here (their give-back had failed)"
+            ),
+            Err(e) => debug!("could not look for stray claims: {e}"),
+        }
+    }
 }
 
 /// Wake what another hub's work concerns: a unit's deliverer or

@@ -359,6 +359,54 @@ async fn a_thousand_documents_survive_one_hub_killed_five_times() {
     drop(b);
 }
 
+/// A hub gives a unit's claims back when the unit leaves; while the
+/// database is away (a failover) that fails, and a live hub's claims never
+/// lapse. The hub finds such claims itself, so the unit, now at the other
+/// hub, still gets its documents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_a_hub_could_not_give_back_do_not_strand_a_unit_at_the_other_hub() {
+    if !pg::available() {
+        return;
+    }
+    let cluster = pg::Cluster::start();
+    let net = Net::new();
+    net.issue("prov-gov", Role::Node);
+    net.issue("harbin-gov", Role::Node);
+    let system = gongwen_common::clock::system();
+    let a = start_hub(&net, &cluster, "hub-a", system.clone()).await;
+    let b = start_hub(&net, &cluster, "hub-b", system.clone()).await;
+    let _prov = agent(&net, "prov-gov", &[a.addr]);
+    // harbin-gov has been at hub B (so it is known) and is away now.
+    let harbin = agent(&net, "harbin-gov", &[b.addr]);
+    a.wait_ready(&["prov-gov", "harbin-gov"]).await;
+    harbin.stop().await;
+    for n in 0..3 {
+        net.drop_file("prov-gov", "harbin-gov", &format!("通知{n}.txt"), b"text");
+    }
+    let sent = net.root("prov-gov").join("sent");
+    wait_within("three accepted", Duration::from_secs(60), || {
+        (count_entries(&sent) == 3)
+            .then_some(())
+            .ok_or_else(|| format!("accepted {}", count_entries(&sent)))
+    })
+    .await;
+    // What hub B leaves behind when harbin-gov's link to it dropped while
+    // the database could not be written: its claims on the three.
+    let held = cluster.sql(&format!(
+        "UPDATE queue SET holder = (SELECT instance FROM hubs WHERE label LIKE '%:{}')
+         WHERE recipient = 'harbin-gov'",
+        b.addr.port()
+    ));
+    assert!(held.ends_with("UPDATE 3"), "claims set: {held}");
+
+    // harbin-gov comes back at hub A, which B keeps running beside.
+    let _harbin = agent(&net, "harbin-gov", &[a.addr]);
+    wait_inbox(&net.root("harbin-gov"), "prov-gov", 3).await;
+    wait_all_delivered(&net.root("prov-gov"), 3).await;
+    a.stop().await;
+    b.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hubs_carry_on_when_the_database_primary_dies_and_its_standby_is_promoted() {
     if !pg::available() {

@@ -260,6 +260,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn release_unit(&self, _node: &NodeId) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Give back every claim this hub holds for a unit not in
+    /// `connected` (not connected here): a give-back that failed while the
+    /// database was away, or a claim whose answer it never heard. A live
+    /// hub's claims never lapse, so without this they would keep another
+    /// hub from delivering to that unit for as long as this one runs.
+    /// Returns how many claims went back.
+    async fn release_claims_of_absent(&self, _connected: &[NodeId]) -> Result<u64, StoreError> {
+        Ok(0)
+    }
     /// Record that `node` is connected to this hub.
     async fn unit_connected(
         &self,

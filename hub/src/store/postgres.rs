@@ -1745,6 +1745,22 @@ impl Store for Postgres {
         Ok(())
     }
 
+    async fn release_claims_of_absent(&self, connected: &[NodeId]) -> Result<u64, StoreError> {
+        let connected: Vec<&str> = connected.iter().map(|n| n.as_str()).collect();
+        let client = self.client().await?;
+        let mut released = 0;
+        for sql in [
+            "UPDATE queue SET holder = NULL WHERE holder = $1 AND NOT (recipient = ANY($2))",
+            "UPDATE forward SET holder = NULL WHERE holder = $1 AND NOT (node = ANY($2))",
+        ] {
+            released += client
+                .execute(sql, &[&self.instance, &connected])
+                .await
+                .map_err(|e| db_error(&e))?;
+        }
+        Ok(released)
+    }
+
     async fn claim_pushes(
         &self,
         node: &NodeId,
