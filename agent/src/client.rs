@@ -8,9 +8,11 @@ use std::time::Duration;
 use gongwen_common::NodeId;
 use gongwen_common::clock::Clock;
 use gongwen_common::config::AgentConfig;
+use gongwen_common::envelope::DocumentKey;
 use gongwen_common::material::{self, OwnTls};
 use gongwen_common::pki::{CertIdentity, Role};
 use gongwen_common::stream::{READ_TIMEOUT, read_message, write_message};
+use gongwen_common::suite::Suite;
 use gongwen_common::tls::agent_client_config;
 use gongwen_common::wire::{Message, PROTOCOL_VERSION};
 use tokio::sync::watch;
@@ -122,9 +124,30 @@ impl Agent {
             path: folders.spool.clone(),
             source,
         })?;
-        let enc_key = match &config.tls.encryption_key {
-            Some(path) => state::enrolled_encryption_key(path)?,
-            None => state::encryption_key(&folders.state)?,
+        // The deployment's suite is its CA's: a GM unit signs with its SM2
+        // key and opens documents with its SM2 encryption key.
+        let (signer, enc_key) = match Suite::of_ca(&ca) {
+            Ok(Suite::Gm) => {
+                let (signer, enc) =
+                    gongwen_common::material::load_sm2(&config.path, &config.tls.sm2, signer)?;
+                (signer, DocumentKey::Sm2(enc))
+            }
+            Ok(Suite::Standard) => {
+                let key = match &config.tls.encryption_key {
+                    Some(path) => state::enrolled_encryption_key(path)?,
+                    None => state::encryption_key(&folders.state)?,
+                };
+                (signer, DocumentKey::X25519(key))
+            }
+            Err(e) => {
+                return Err(AgentError::Config(
+                    gongwen_common::config::ConfigError::Invalid {
+                        path: config.path.clone(),
+                        key: "tls.ca".into(),
+                        problem: format!("{}: {e}", config.tls.ca.display()),
+                    },
+                ));
+            }
         };
         let ctx = Arc::new(AgentContext::new(
             config.clone(),

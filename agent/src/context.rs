@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use gongwen_common::clock::Clock;
 use gongwen_common::config::AgentConfig;
-use gongwen_common::envelope::EncryptionKey;
+use gongwen_common::envelope::DocumentKey;
 use gongwen_common::pki::{Crl, PkiError};
 use gongwen_common::{DocId, NodeId};
 use tokio::sync::Notify;
@@ -21,8 +21,9 @@ pub struct AgentContext {
     /// The certificate in use (signs documents and receipts; shown to the
     /// hub), and its renewal.
     pub credentials: crate::credentials::Credentials,
-    /// Receives documents.
-    pub enc_key: EncryptionKey,
+    /// Opens documents sealed to this unit (X25519, or SM2 in a GM
+    /// deployment).
+    pub enc_key: DocumentKey,
     /// The CA and the CRL in force.
     pub trust: Trust,
     /// The units and groups to send to, as the hub last said.
@@ -88,7 +89,7 @@ impl AgentContext {
         folders: Folders,
         store: Store,
         own: crate::credentials::OwnKeys,
-        enc_key: EncryptionKey,
+        enc_key: DocumentKey,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, PkiError> {
         // The last CRL the hub sent, if any; the hub sends a fresh one on

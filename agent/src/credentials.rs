@@ -61,6 +61,15 @@ pub fn check_renewal(
     Ok(who)
 }
 
+/// `renewed` signing in the suite of `before`: a renewal certifies the
+/// same key, which the SM2 binding names, so the SM2 half carries over.
+fn with_sm2_of(renewed: Signer, before: &Signer) -> Signer {
+    match before.sm2() {
+        Some(sm2) => renewed.with_sm2(sm2.clone()),
+        None => renewed,
+    }
+}
+
 /// The unit's own TLS material as loaded from its configuration.
 pub struct OwnKeys {
     pub signer: Signer,
@@ -118,7 +127,7 @@ impl Credentials {
             let own_key = cert_public_key(signer.cert()).unwrap_or_default();
             match check_renewal(&der, signer.identity(), &own_key, checker, clock.now()) {
                 Ok(_) => {
-                    signer = Signer::new(&key, der.into_owned())?;
+                    signer = with_sm2_of(Signer::new(&key, der.into_owned())?, &signer);
                     tracing::info!(
                         "using the renewed certificate {} (valid until {})",
                         renewed_path.display(),
@@ -183,7 +192,10 @@ impl Credentials {
             self.clock.now(),
         )?;
         let der = CertificateDer::from(cert.to_vec());
-        let signer = Signer::new(&self.key, der.clone()).map_err(|e| e.to_string())?;
+        let signer = with_sm2_of(
+            Signer::new(&self.key, der.clone()).map_err(|e| e.to_string())?,
+            &current.signer,
+        );
         let client = agent_client_config(
             vec![der],
             self.key.clone_key(),

@@ -13,13 +13,21 @@
 //!
 //! For a forwarded document the first issuer's statement is there too, and
 //! `verify.sh` checks its signature and that the forward carries it.
+//!
+//! In a GM deployment each statement is SM2-signed: beside it are the SM2
+//! public key (`NAME.sm2.pub.pem`) and the statement binding that key to
+//! the signer's certificate key (`NAME.sm2-binding`, `NAME.sm2-binding.sig.der`),
+//! and `verify.sh` checks the chain certificate → binding → SM2 signature
+//! (`openssl dgst -sm3 -verify … -sigopt distid:…`), and receipts cite the
+//! SM3 of the document.
 
 use std::path::{Path, PathBuf};
 
 use gongwen_common::DocId;
 use gongwen_common::pki::serial_hex;
 use gongwen_common::receipt::{Receipt, ReceiptKind};
-use gongwen_common::signed::{Statement, StatementKind};
+use gongwen_common::signed::{Sm2Binding, Statement, StatementKind};
+use gongwen_common::suite::Suite;
 use gongwen_common::timefmt::rfc3339;
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -93,6 +101,27 @@ pub fn write_bundle(ctx: &AgentContext, doc_id: DocId, out: &Path) -> Result<Pat
             &format!("{name}.signer.pem"),
             pem("CERTIFICATE", &st.cert).as_bytes(),
         )?;
+        // GM: the SM2 key that signed, and the statement binding it to the
+        // certificate's key, so openssl can follow the chain.
+        let distid = match &st.sm2_binding {
+            None => None,
+            Some(b) => {
+                let bound = Statement::decode(b, StatementKind::Sm2KeyBinding)
+                    .map_err(|e| format!("{name}: its SM2 binding: {e}"))?;
+                let keys = Sm2Binding::decode(&bound.body)
+                    .map_err(|e| format!("{name}: its SM2 binding: {e}"))?;
+                let public = gongwen_common::gm::public_pem(&keys.sign_public)
+                    .map_err(|e| format!("{name}: its SM2 key: {e}"))?;
+                write(out, &format!("{name}.sm2.pub.pem"), public.as_bytes())?;
+                write(out, &format!("{name}.sm2-binding"), &bound.signed_message())?;
+                write(
+                    out,
+                    &format!("{name}.sm2-binding.sig.der"),
+                    &bound.signature,
+                )?;
+                Some(keys.distid)
+            }
+        };
         manifest.statements.push(ManifestEntry {
             name: name.clone(),
             kind: kind.into(),
@@ -100,7 +129,7 @@ pub fn write_bundle(ctx: &AgentContext, doc_id: DocId, out: &Path) -> Result<Pat
             doc_digest: digest,
             time,
         });
-        names.push(name);
+        names.push((name, distid));
         Ok(())
     };
     let signer = gongwen_common::pki::CertIdentity::from_der(&doc.cert)
@@ -162,7 +191,11 @@ pub fn write_bundle(ctx: &AgentContext, doc_id: DocId, out: &Path) -> Result<Pat
     };
     let text = serde_json::to_vec_pretty(&manifest).map_err(|e| e.to_string())?;
     write(out, "manifest.json", &text)?;
-    write(out, "verify.sh", verify_script(&names, has_crl).as_bytes())?;
+    write(
+        out,
+        "verify.sh",
+        verify_script(&names, has_crl, doc.suite()).as_bytes(),
+    )?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -174,14 +207,28 @@ pub fn write_bundle(ctx: &AgentContext, doc_id: DocId, out: &Path) -> Result<Pat
     Ok(out.to_owned())
 }
 
-fn verify_script(names: &[String], has_crl: bool) -> String {
-    let mut s = String::from(
-        r#"#!/bin/sh
-# Checks this evidence with openssl alone: each statement's ECDSA P-256 /
+/// `names`: each statement, with the SM2 distinguishing id its signature
+/// was made with in a GM deployment.
+fn verify_script(names: &[(String, Option<String>)], has_crl: bool, suite: Suite) -> String {
+    let about = match suite {
+        Suite::Standard => {
+            r#"# Checks this evidence with openssl alone: each statement's ECDSA P-256 /
 # SHA-256 signature, each signer's certificate against the CA, and that
 # every receipt cites this exact document (the SHA-256 of document.signed).
-# Exit status 0 when everything holds.
-set -u
+# Exit status 0 when everything holds."#
+        }
+        Suite::Gm => {
+            r#"# Checks this evidence with openssl alone (OpenSSL 3, 国密): each
+# statement's SM2 signature with SM3 and its distinguishing id, made by the
+# SM2 key that the signer's certificate key bound to it (ECDSA P-256 /
+# SHA-256 over NAME.sm2-binding); each signer's certificate against
+# the CA; and that every receipt cites this exact document (the SM3 of
+# document.signed). Exit status 0 when everything holds."#
+        }
+    };
+    let mut s = format!("#!/bin/sh\n{about}\n");
+    s.push_str(
+        r#"set -u
 cd "$(dirname "$0")" || exit 2
 fail=0
 ok() { echo "OK    $*"; }
@@ -200,10 +247,37 @@ check() {
   fi
   rm -f "$1.pub.pem"
 }
+check_gm() {
+  openssl x509 -in "$1.signer.pem" -pubkey -noout > "$1.pub.pem" 2>/dev/null || { bad "$1: unreadable certificate"; return; }
+  if openssl dgst -sha256 -verify "$1.pub.pem" -signature "$1.sm2-binding.sig.der" "$1.sm2-binding" >/dev/null 2>&1; then
+    ok "binding      $1 (the certificate key binds the SM2 key)"
+  else
+    bad "binding      $1"
+  fi
+  point=$(openssl pkey -pubin -in "$1.sm2.pub.pem" -outform DER 2>/dev/null | od -An -v -tx1 | tr -d ' \n' | tail -c 130)
+  case "$(od -An -v -tx1 "$1.sm2-binding" | tr -d ' \n')" in
+    *"$point"*) [ ${#point} -eq 130 ] && ok "bound key    $1" || bad "bound key    $1 (unreadable SM2 key)" ;;
+    *) bad "bound key    $1 (the SM2 key is not the one bound)" ;;
+  esac
+  if openssl dgst -sm3 -verify "$1.sm2.pub.pem" -signature "$1.sig.der" -sigopt "distid:$2" "$1.signed" >/dev/null 2>&1; then
+    ok "signature    $1 (SM2)"
+  else
+    bad "signature    $1"
+  fi
+  if openssl verify -CAfile ca.crt "$1.signer.pem" >/dev/null 2>&1; then
+    ok "certificate  $1"
+  else
+    bad "certificate  $1 (not issued by this CA)"
+  fi
+  rm -f "$1.pub.pem"
+}
 "#,
     );
-    for n in names {
-        s.push_str(&format!("check '{n}'\n"));
+    for (n, distid) in names {
+        match distid {
+            None => s.push_str(&format!("check '{n}'\n")),
+            Some(d) => s.push_str(&format!("check_gm '{n}' '{}'\n", d.replace('\'', ""))),
+        }
     }
     s.push_str(
         r#"if [ -e original.signed ]; then
@@ -214,7 +288,7 @@ check() {
     *) bad "carries      original (the forward carries another)" ;;
   esac
 fi
-digest=$(openssl dgst -sha256 -r document.signed | cut -d' ' -f1)
+digest=$(openssl dgst -DIGEST -r document.signed | cut -d' ' -f1)
 for r in receipt-*.signed; do
   [ -e "$r" ] || continue
   hex=$(od -An -v -tx1 "$r" | tr -d ' \n')
@@ -223,7 +297,15 @@ for r in receipt-*.signed; do
     *) bad "cites        ${r%.signed} (names another document)" ;;
   esac
 done
-"#,
+"#
+        .replace(
+            "-DIGEST",
+            match suite {
+                Suite::Standard => "-sha256",
+                Suite::Gm => "-sm3",
+            },
+        )
+        .as_str(),
     );
     if has_crl {
         s.push_str(

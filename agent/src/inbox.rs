@@ -21,13 +21,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use gongwen_common::envelope::{
-    CHUNK_LEN, ContentKey, ContentOpener, Deadline, EnvelopeError, FileEntry, SEALED_CHUNK_LEN,
-    SealedHeader,
+    CHUNK_LEN, ContentOpener, Deadline, EnvelopeError, FileEntry, SEALED_CHUNK_LEN, SealedHeader,
 };
 use gongwen_common::fsutil::{sync_dir, write_atomic};
 use gongwen_common::receipt::{Receipt, ReceiptKind};
 use gongwen_common::signed::sha256;
 use gongwen_common::stream::{READ_TIMEOUT, write_message};
+use gongwen_common::suite::{Hasher, Suite};
 use gongwen_common::transfer::{Batches, StreamEnd, hash_kept, receive_to_blocking};
 use gongwen_common::wire::{ErrorCode, Message};
 use gongwen_common::{DocId, NodeId};
@@ -579,7 +579,7 @@ impl Opening {
             .into());
         }
         sealed.verify(Some(&ctx.trust.checker()), ctx.clock.now())?;
-        let key = ContentKey::unwrap(h, ctx.node_id(), &ctx.enc_key)?;
+        let key = ctx.enc_key.unwrap(h, ctx.node_id())?;
         let tmp = assembly_path(ctx, doc_id);
         let files = h.meta.files.clone();
         // A checkpoint always falls between chunks, inside the content.
@@ -589,7 +589,7 @@ impl Opening {
         let resumed = if let Some((at, digest)) = resumable {
             let index = at / SEALED_CHUNK_LEN;
             let plain = index * CHUNK_LEN as u64;
-            match Splitter::resume(tmp.clone(), files.clone(), plain, digest) {
+            match Splitter::resume(tmp.clone(), files.clone(), plain, digest, h.suite) {
                 Ok(Some(splitter)) => Some((splitter, index)),
                 Ok(None) => {
                     warn!(doc = %doc_id, "the kept part of the download is not intact; starting over");
@@ -608,7 +608,7 @@ impl Opening {
             None => {
                 let _ = std::fs::remove_dir_all(&tmp);
                 std::fs::create_dir_all(&tmp)?;
-                (Splitter::new(tmp, files)?, 0)
+                (Splitter::new(tmp, files, h.suite)?, 0)
             }
         };
         let opener = ContentOpener::at_chunk(&key, h, index)?;
@@ -664,7 +664,7 @@ impl Opening {
     fn make_durable(&mut self) -> std::io::Result<String> {
         self.splitter.make_durable()?;
         Ok(gongwen_common::pki::serial_hex(
-            self.splitter.hash.clone().finish().as_ref(),
+            &self.splitter.hash.clone().finish(),
         ))
     }
 
@@ -726,25 +726,28 @@ fn file_in_inbox(
 }
 
 /// Writes decrypted content across the document's files, in order, and
-/// checks each file's SHA-256 as it completes.
+/// checks each file's digest (SHA-256, or SM3 in the GM suite) as it
+/// completes.
 struct Splitter {
     dir: PathBuf,
     files: Vec<FileEntry>,
     index: usize,
     left: u64,
     out: Option<std::io::BufWriter<std::fs::File>>,
-    hash: ring::digest::Context,
+    suite: Suite,
+    hash: Hasher,
 }
 
 impl Splitter {
-    fn new(dir: PathBuf, files: Vec<FileEntry>) -> Result<Self, Verdict> {
+    fn new(dir: PathBuf, files: Vec<FileEntry>, suite: Suite) -> Result<Self, Verdict> {
         let mut s = Splitter {
             dir,
             files,
             index: 0,
             left: 0,
             out: None,
-            hash: ring::digest::Context::new(&ring::digest::SHA256),
+            suite,
+            hash: Hasher::new(suite),
         };
         s.open_current()?;
         Ok(s)
@@ -760,6 +763,7 @@ impl Splitter {
         files: Vec<FileEntry>,
         plain: u64,
         prefix_digest: &str,
+        suite: Suite,
     ) -> std::io::Result<Option<Self>> {
         let mut start = 0u64;
         for index in 0..files.len() {
@@ -767,10 +771,10 @@ impl Splitter {
             let path = dir.join(&files[index].name);
             if end <= plain {
                 let mut file = std::fs::File::open(&path)?;
-                let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
+                let mut hash = Hasher::new(suite);
                 if file.metadata()?.len() != size
                     || !hash_kept(&mut file, size, &mut hash)?
-                    || hash.finish().as_ref() != files[index].sha256
+                    || hash.finish() != files[index].sha256
                 {
                     return Ok(None);
                 }
@@ -778,7 +782,7 @@ impl Splitter {
                 continue;
             }
             let have = plain.saturating_sub(start);
-            let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
+            let mut hash = Hasher::new(suite);
             let file = if have == 0 {
                 std::fs::File::create(&path)?
             } else {
@@ -793,7 +797,7 @@ impl Splitter {
                 file.seek(std::io::SeekFrom::Start(have))?;
                 file
             };
-            if gongwen_common::pki::serial_hex(hash.clone().finish().as_ref()) != prefix_digest {
+            if gongwen_common::pki::serial_hex(&hash.clone().finish()) != prefix_digest {
                 return Ok(None);
             }
             return Ok(Some(Splitter {
@@ -802,6 +806,7 @@ impl Splitter {
                 index,
                 left: size - have,
                 out: Some(std::io::BufWriter::with_capacity(IO_CHUNK, file)),
+                suite,
                 hash,
             }));
         }
@@ -814,7 +819,7 @@ impl Splitter {
         while let Some(f) = self.files.get(self.index) {
             let file = std::fs::File::create(self.dir.join(&f.name))?;
             self.out = Some(std::io::BufWriter::with_capacity(IO_CHUNK, file));
-            self.hash = ring::digest::Context::new(&ring::digest::SHA256);
+            self.hash = Hasher::new(self.suite);
             self.left = f.size;
             if f.size > 0 {
                 return Ok(());
@@ -833,11 +838,8 @@ impl Splitter {
             .map_err(|e| Verdict::Local(LocalError::Io(e.into_error())))?;
         file.sync_all()?;
         let entry = &self.files[self.index];
-        let hash = std::mem::replace(
-            &mut self.hash,
-            ring::digest::Context::new(&ring::digest::SHA256),
-        );
-        if hash.finish().as_ref() != entry.sha256 {
+        let hash = std::mem::replace(&mut self.hash, Hasher::new(self.suite));
+        if hash.finish() != entry.sha256 {
             return Err(EnvelopeError::FileDigest(entry.name.clone()).into());
         }
         self.index += 1;

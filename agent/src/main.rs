@@ -819,15 +819,15 @@ async fn check(path: &std::path::Path) -> bool {
             return false;
         }
     };
-    let (mut found, identity) = material::check_all(
-        Named {
-            cert: &config.tls.cert,
-            key: &config.tls.key,
-            ca: &config.tls.ca,
-            crl: None,
-        },
-        time::OffsetDateTime::now_utc(),
-    );
+    let named = Named {
+        cert: &config.tls.cert,
+        key: &config.tls.key,
+        ca: &config.tls.ca,
+        crl: None,
+    };
+    let sm2 = material::check_sm2(&config.path, &named, &config.tls.sm2);
+    let (mut found, identity) = material::check_all(named, time::OffsetDateTime::now_utc());
+    found.extend(sm2);
     if let Some(id) = &identity {
         if id.id != config.node_id {
             found.push(Finding::problem(

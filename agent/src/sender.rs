@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use gongwen_common::envelope::{
-    CHUNK_LEN, ContentKey, ContentSealer, DocMeta, FileEntry, KeyBinding, SealedHeader, TAG_LEN,
+    CHUNK_LEN, ContentKey, ContentSealer, DocMeta, FileEntry, ReachKey, SealedHeader, TAG_LEN,
     seal_header,
 };
 use gongwen_common::fsutil::{sync_dir, write_atomic};
@@ -249,16 +249,24 @@ async fn address_and_seal(
     }
     let checker = ctx.trust.checker();
     let now = ctx.clock.now();
+    let suite = ctx.credentials.signer().suite();
     let mut keys = Vec::new();
     for b in &bindings {
-        let binding = KeyBinding::verify(b, Some(&checker), now).map_err(|e| {
+        let reach = ReachKey::verify(b, Some(&checker), now).map_err(|e| {
             SendError::Permanent(format!(
                 "a recipient's encryption key cannot be trusted: {e}"
             ))
         })?;
-        if to.contains(&binding.node) || cc.contains(&binding.node) {
-            keys.push((binding.node, binding.public));
+        if !(to.contains(&reach.node) || cc.contains(&reach.node)) {
+            continue;
         }
+        if reach.suite != suite {
+            return Err(SendError::Permanent(format!(
+                "{} published a {} key and this deployment seals in the {suite} suite: it must publish its keys again with the deployment's (ask the administrator)",
+                reach.node, reach.suite
+            )));
+        }
+        keys.push((reach.node, reach.public));
     }
     for r in to.iter().chain(&cc) {
         if !keys.iter().any(|(id, _)| id == r) {
@@ -359,7 +367,7 @@ fn seal(
     draft: Draft,
     to: Vec<NodeId>,
     cc: Vec<NodeId>,
-    keys: &[(NodeId, [u8; 32])],
+    keys: &[(NodeId, Vec<u8>)],
 ) -> Result<(), SendError> {
     let links = links_of(ctx, &draft, &to)?;
     // One signer, so one suite, for the key, the digests and the signature.

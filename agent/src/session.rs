@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gongwen_common::envelope::KeyBinding;
+use gongwen_common::envelope::{DocumentKey, KeyBinding};
 use gongwen_common::receipt::Receipt;
 use gongwen_common::stream::{READ_TIMEOUT, read_message, write_message};
 use gongwen_common::wire::{ErrorCode, Message};
@@ -115,14 +115,23 @@ async fn follow_generation(conn: quinn::Connection, ctx: Arc<AgentContext>, gene
 }
 
 async fn publish_key(conn: &quinn::Connection, ctx: &AgentContext) -> Result<(), String> {
-    let binding = KeyBinding {
-        node: ctx.node_id().clone(),
-        public: *ctx.enc_key.public(),
-        created_ms: ctx.now_ms(),
-    }
-    .sign(&ctx.credentials.signer())
-    .map_err(|e| e.to_string())?
-    .encode();
+    let signer = ctx.credentials.signer();
+    // A GM unit publishes its SM2 binding (its encryption key, bound by
+    // its certificate key); a standard one binds its X25519 key now.
+    let binding = match (signer.sm2_reach_binding(), &ctx.enc_key) {
+        (Some(gm), _) => gm.map_err(|e| e.to_string())?,
+        (None, DocumentKey::X25519(key)) => KeyBinding {
+            node: ctx.node_id().clone(),
+            public: *key.public(),
+            created_ms: ctx.now_ms(),
+        }
+        .sign(&signer)
+        .map_err(|e| e.to_string())?
+        .encode(),
+        (None, DocumentKey::Sm2(_)) => {
+            return Err("an SM2 encryption key without an SM2 signer".into());
+        }
+    };
     match sender::request(conn, &Message::PublishKey { binding }).await {
         Ok(Message::Ok) => Ok(()),
         Ok(Message::Error { message, .. }) => Err(message),

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use gongwen_common::directory::{DirectoryEntry, UnitDirectory};
-use gongwen_common::envelope::{EncryptionKey, KeyBinding};
+use gongwen_common::envelope::{EncryptionKey, KeyBinding, ReachKey};
 use gongwen_common::fsutil::{create_private_dir, write_atomic, write_new};
 use gongwen_common::gm::{DEFAULT_DISTID, Sm2Key};
 use gongwen_common::id::NodeId;
@@ -536,7 +536,7 @@ impl Ca {
         }
         let binding =
             std::fs::read(self.dir.join(BINDINGS_DIR).join(format!("{id}.binding"))).ok()?;
-        let st = Statement::decode(&binding, StatementKind::KeyBinding).ok()?;
+        let st = ReachKey::statement_of(&binding)?;
         let who = CertIdentity::from_der(&st.cert).ok()?;
         let serial = serial_hex(&who.serial);
         entries
@@ -624,6 +624,9 @@ impl Ca {
         let (sign, enc) = (Sm2Key::generate(), Sm2Key::generate());
         let binding =
             Sm2Binding::for_keys(id.clone(), &sign, &enc, DEFAULT_DISTID, ms(now)).sign(&signer)?;
+        // What the signed directory lists for the unit: others can seal
+        // documents to it before its agent first connects.
+        self.record_binding(id, &binding)?;
         Ok(Sm2Keys { sign, enc, binding })
     }
 
@@ -652,14 +655,23 @@ impl Ca {
         let bad = |why: String| CaError::InvalidRequest(format!("the key binding: {why}"));
         let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes())
             .map_err(|e| bad(format!("the certificate: {e}")))?;
-        let st = Statement::decode(request, StatementKind::KeyBinding)
-            .map_err(|e| bad(format!("{e} (make it with `gongwen-agent keygen`)")))?;
+        // A GM unit binds its SM2 keys (ID.sm2.binding), a standard one its
+        // X25519 key (ID.binding): the one of this CA's suite.
+        let (kind, made_by) = match self.suite()? {
+            Suite::Standard => (StatementKind::KeyBinding, "gongwen-agent keygen"),
+            Suite::Gm => (
+                StatementKind::Sm2KeyBinding,
+                "gongwen-agent keygen --suite gm: give its .sm2.binding",
+            ),
+        };
+        let st = Statement::decode(request, kind)
+            .map_err(|e| bad(format!("{e} (make it with `{made_by}`)")))?;
         let public = cert_public_key(&cert).map_err(|e| bad(e.to_string()))?;
         st.verify_with_key(&public).map_err(|_| {
-            bad("it is not signed by the key of this certificate request (give the .binding made with this CSR)".into())
+            bad("it is not signed by the key of this certificate request (give the binding made with this CSR)".into())
         })?;
         let binding = st.with_cert(cert.to_vec()).encode();
-        let b = KeyBinding::verify(&binding, None, OffsetDateTime::UNIX_EPOCH)
+        let b = ReachKey::verify(&binding, None, OffsetDateTime::UNIX_EPOCH)
             .map_err(|e| bad(e.to_string()))?;
         if &b.node != id {
             return Err(bad(format!("it is for {}, the request for {id}", b.node)));
@@ -709,8 +721,7 @@ impl Ca {
             // Only a binding whose certificate is one of the unit's valid
             // ones: after a revocation and a new key, the old binding would
             // send documents to a key the unit no longer trusts.
-            let signed_by_valid = Statement::decode(&binding, StatementKind::KeyBinding)
-                .ok()
+            let signed_by_valid = ReachKey::statement_of(&binding)
                 .and_then(|st| CertIdentity::from_der(&st.cert).ok())
                 .is_some_and(|who| {
                     let serial = serial_hex(&who.serial);

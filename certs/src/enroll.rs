@@ -17,6 +17,7 @@
 use std::path::{Path, PathBuf};
 
 use gongwen_common::fsutil::write_atomic;
+use gongwen_common::suite::Suite;
 use gongwen_common::{NodeId, Role};
 use time::OffsetDateTime;
 
@@ -173,7 +174,7 @@ pub fn parse_units(text: &str) -> Result<Vec<UnitRow>, CaError> {
 }
 
 /// A ready `agent.toml` for a unit installed from the Debian package.
-pub fn agent_toml(row: &UnitRow, hubs: &[String], hub_name: &str) -> String {
+pub fn agent_toml(row: &UnitRow, hubs: &[String], hub_name: &str, suite: Suite) -> String {
     let id = &row.id;
     let hub = match hubs {
         [one] => format!("\"{one}\""),
@@ -195,26 +196,52 @@ pub fn agent_toml(row: &UnitRow, hubs: &[String], hub_name: &str) -> String {
          cert = \"{ETC_DIR}/{id}.crt\"\n\
          key  = \"{ETC_DIR}/{id}.key\"\n\
          ca   = \"{ETC_DIR}/ca.crt\"\n\
-         # The unit's document encryption key, made at enrollment: the hub\n\
-         # can take documents for this unit before its agent first connects.\n\
-         encryption_key = \"{ETC_DIR}/{id}.enc.key\"\n",
-        name = row.name
+         {keys}",
+        name = row.name,
+        keys = match suite {
+            Suite::Standard => format!(
+                "# The unit's document encryption key, made at enrollment: the hub\n\
+                 # can take documents for this unit before its agent first connects.\n\
+                 encryption_key = \"{ETC_DIR}/{id}.enc.key\"\n"
+            ),
+            Suite::Gm => format!(
+                "# 国密: the unit's SM2 signing and encryption keys and their binding,\n\
+                 # made at enrollment (the hub can take documents for this unit\n\
+                 # before its agent first connects).\n\
+                 sm2_sign_key = \"{ETC_DIR}/{id}.sm2-sign.key\"\n\
+                 sm2_enc_key  = \"{ETC_DIR}/{id}.sm2-enc.key\"\n\
+                 sm2_binding  = \"{ETC_DIR}/{id}.sm2.binding\"\n"
+            ),
+        }
     )
 }
 
 /// Install steps for the unit's administrator, in Chinese.
-pub fn install_notes(row: &UnitRow, hubs: &[String]) -> String {
+pub fn install_notes(row: &UnitRow, hubs: &[String], suite: Suite) -> String {
     let id = &row.id;
+    let (keys, public, private) = match suite {
+        Suite::Standard => (
+            format!("公文加密私钥\n{id}.enc.key（两把私钥"),
+            format!("{id}.crt ca.crt agent.toml"),
+            format!("{id}.key {id}.enc.key"),
+        ),
+        Suite::Gm => (
+            format!(
+                "国密 SM2 签名私钥 {id}.sm2-sign.key、\nSM2 加密私钥 {id}.sm2-enc.key 及其绑定 {id}.sm2.binding（三把私钥"
+            ),
+            format!("{id}.crt ca.crt agent.toml {id}.sm2.binding"),
+            format!("{id}.key {id}.sm2-sign.key {id}.sm2-enc.key"),
+        ),
+    };
     format!(
         "{name}（{id}）公文交换节点安装说明\n\
          \n\
-         本目录包含本单位的节点证书 {id}.crt、私钥 {id}.key 和公文加密私钥\n\
-         {id}.enc.key（两把私钥请妥善保管，勿外传）、根证书 ca.crt 和配置文件 agent.toml。\n\
+         本目录包含本单位的节点证书 {id}.crt、私钥 {id}.key、{keys}请妥善保管，勿外传）、根证书 ca.crt 和配置文件 agent.toml。\n\
          \n\
          1. 安装软件包：sudo apt install ./gongwen-agent_*.deb\n\
          2. 复制证书、私钥和配置：\n\
-            sudo install -m 0644 {id}.crt ca.crt agent.toml {ETC_DIR}/\n\
-            sudo install -m 0600 -o gongwen -g gongwen {id}.key {id}.enc.key {ETC_DIR}/\n\
+            sudo install -m 0644 {public} {ETC_DIR}/\n\
+            sudo install -m 0600 -o gongwen -g gongwen {private} {ETC_DIR}/\n\
          3. 启动服务：sudo systemctl enable --now gongwen-agent\n\
          4. 查看状态：sudo systemctl status gongwen-agent；日志：journalctl -u gongwen-agent\n\
          \n\
@@ -285,17 +312,30 @@ pub fn enroll(
         let issued = ca.issue(&req, now)?;
         ca.set_groups(&row.id, row.groups.clone())?;
         ca.write_issued(&dir, &row.id, &issued)?;
-        let (enc, binding) = ca.make_encryption_key(&row.id, &issued, now)?;
-        let enc_path = dir.join(format!("{}.enc.key", row.id));
-        write_atomic(&enc_path, &enc.secret_bytes(), 0o600).map_err(CaError::io(&enc_path))?;
-        let binding_path = dir.join(format!("{}.binding", row.id));
-        write_atomic(&binding_path, &binding, 0o644).map_err(CaError::io(&binding_path))?;
+        let suite = ca.suite()?;
+        match suite {
+            Suite::Standard => {
+                let (enc, binding) = ca.make_encryption_key(&row.id, &issued, now)?;
+                let enc_path = dir.join(format!("{}.enc.key", row.id));
+                write_atomic(&enc_path, &enc.secret_bytes(), 0o600)
+                    .map_err(CaError::io(&enc_path))?;
+                let binding_path = dir.join(format!("{}.binding", row.id));
+                write_atomic(&binding_path, &binding, 0o644).map_err(CaError::io(&binding_path))?;
+            }
+            Suite::Gm => {
+                let keys = ca.make_sm2_keys(&row.id, &issued, now)?;
+                ca.write_sm2_keys(&dir, &row.id, &keys)?;
+            }
+        }
         let write = |name: &str, text: String| {
             let path = dir.join(name);
             write_atomic(&path, text.as_bytes(), 0o644).map_err(CaError::io(&path))
         };
-        write("agent.toml", agent_toml(row, &plan.hubs, &plan.hub_name))?;
-        write("安装说明.txt", install_notes(row, &plan.hubs))?;
+        write(
+            "agent.toml",
+            agent_toml(row, &plan.hubs, &plan.hub_name, suite),
+        )?;
+        write("安装说明.txt", install_notes(row, &plan.hubs, suite))?;
         let archive = plan.out.join(format!("{}.tar.gz", row.id));
         write_archive(&dir, row.id.as_str(), &archive).map_err(CaError::io(&archive))?;
         done.push(Enrolled::Issued {
@@ -398,7 +438,7 @@ mod tests {
     fn the_agent_config_is_one_the_agent_loads() {
         let row = &parse_units("id,name\nharbin-gov,哈尔滨市人民政府\n").unwrap()[0];
         let hubs = vec!["10.0.0.1:7443".to_string(), "10.0.0.2:7443".to_string()];
-        let text = agent_toml(row, &hubs, "hub");
+        let text = agent_toml(row, &hubs, "hub", Suite::Standard);
         let c = gongwen_common::config::AgentConfig::from_toml(
             Path::new("/etc/gongwen/agent.toml"),
             &text,
@@ -408,7 +448,7 @@ mod tests {
         assert_eq!(c.hubs, hubs);
         assert_eq!(c.root, Path::new(AGENT_DATA_DIR));
         assert_eq!(c.tls.key, Path::new("/etc/gongwen/harbin-gov.key"));
-        let notes = install_notes(row, &hubs);
+        let notes = install_notes(row, &hubs, Suite::Standard);
         assert!(notes.contains("哈尔滨市人民政府") && notes.contains("10.0.0.2:7443"));
     }
 }

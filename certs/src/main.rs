@@ -449,10 +449,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let bytes = std::fs::read(&request)
                     .with_context(|| format!("cannot read {}", request.display()))?;
                 let complete = ca.complete_binding(&id, &bytes, &cert_pem)?;
-                let path = out
-                    .parent()
-                    .unwrap_or(Path::new("."))
-                    .join(format!("{id}.binding"));
+                let name = match ca.suite()? {
+                    gongwen_common::suite::Suite::Standard => format!("{id}.binding"),
+                    gongwen_common::suite::Suite::Gm => format!("{id}.sm2.binding"),
+                };
+                let path = out.parent().unwrap_or(Path::new(".")).join(name);
                 write_atomic(&path, &complete, 0o644)
                     .with_context(|| format!("cannot write {}", path.display()))?;
                 println!("  key binding:    {}", path.display());

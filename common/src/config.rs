@@ -107,6 +107,9 @@ struct RawHubTls {
     ca: PathBuf,
     crl: PathBuf,
     directory: Option<PathBuf>,
+    sm2_sign_key: Option<PathBuf>,
+    sm2_enc_key: Option<PathBuf>,
+    sm2_binding: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -167,6 +170,9 @@ struct RawAgentTls {
     key: PathBuf,
     ca: PathBuf,
     encryption_key: Option<PathBuf>,
+    sm2_sign_key: Option<PathBuf>,
+    sm2_enc_key: Option<PathBuf>,
+    sm2_binding: Option<PathBuf>,
 }
 
 /// The hub's TLS material.
@@ -180,6 +186,47 @@ pub struct HubTls {
     /// enrolled units receive before their agent first connects. Reloaded
     /// when it changes, like the CRL.
     pub directory: Option<PathBuf>,
+    /// The hub's SM2 keys (GM suite only).
+    pub sm2: Sm2Files,
+}
+
+/// Where a unit's (or the hub's) SM2 keys and their binding are, used only
+/// in a GM deployment: `[tls] sm2_sign_key`, `sm2_enc_key` and
+/// `sm2_binding`, by default beside `tls.key` under the names
+/// `gongwen-certs issue` and `gongwen-agent keygen` give them
+/// (`<id>.sm2-sign.key`, `<id>.sm2-enc.key`, `<id>.sm2.binding`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sm2Files {
+    pub sign_key: PathBuf,
+    pub enc_key: PathBuf,
+    pub binding: PathBuf,
+}
+
+impl Sm2Files {
+    fn from_raw(
+        base: &Path,
+        key: &Path,
+        sign_key: Option<PathBuf>,
+        enc_key: Option<PathBuf>,
+        binding: Option<PathBuf>,
+    ) -> Sm2Files {
+        let stem = key
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let beside = |suffix: &str| key.with_file_name(format!("{stem}{suffix}"));
+        Sm2Files {
+            sign_key: sign_key
+                .map(|p| base.join(p))
+                .unwrap_or_else(|| beside(".sm2-sign.key")),
+            enc_key: enc_key
+                .map(|p| base.join(p))
+                .unwrap_or_else(|| beside(".sm2-enc.key")),
+            binding: binding
+                .map(|p| base.join(p))
+                .unwrap_or_else(|| beside(".sm2.binding")),
+        }
+    }
 }
 
 /// Acknowledgment deadline for each urgency.
@@ -306,7 +353,10 @@ pub struct AgentTls {
     pub ca: PathBuf,
     /// The unit's X25519 document key made at enrollment (32 raw bytes,
     /// 0600); absent, the agent makes one in `<root>/state/enc.key`.
+    /// Standard suite only.
     pub encryption_key: Option<PathBuf>,
+    /// The unit's SM2 keys (GM suite only).
+    pub sm2: Sm2Files,
 }
 
 /// A checked `agent.toml`.
@@ -574,6 +624,13 @@ impl HubConfig {
             listen,
             data_dir: base.join(raw.data_dir),
             tls: HubTls {
+                sm2: Sm2Files::from_raw(
+                    &base,
+                    &base.join(&raw.tls.key),
+                    raw.tls.sm2_sign_key,
+                    raw.tls.sm2_enc_key,
+                    raw.tls.sm2_binding,
+                ),
                 cert: base.join(raw.tls.cert),
                 key: base.join(raw.tls.key),
                 ca: base.join(raw.tls.ca),
@@ -696,6 +753,13 @@ impl AgentConfig {
             root: base.join(raw.root),
             connect_timeout,
             tls: AgentTls {
+                sm2: Sm2Files::from_raw(
+                    &base,
+                    &base.join(&raw.tls.key),
+                    raw.tls.sm2_sign_key,
+                    raw.tls.sm2_enc_key,
+                    raw.tls.sm2_binding,
+                ),
                 cert: base.join(raw.tls.cert),
                 key: base.join(raw.tls.key),
                 ca: base.join(raw.tls.ca),
@@ -761,6 +825,15 @@ ca   = "ca.crt"
         assert_eq!(c.node_id.as_str(), "harbin-gov");
         assert_eq!(c.root, Path::new("conf/harbin-data"));
         assert_eq!(c.tls.key, Path::new("conf/harbin-gov.key"));
+        // The SM2 files default to beside the key, named as issued.
+        assert_eq!(
+            c.tls.sm2,
+            Sm2Files {
+                sign_key: "conf/harbin-gov.sm2-sign.key".into(),
+                enc_key: "conf/harbin-gov.sm2-enc.key".into(),
+                binding: "conf/harbin-gov.sm2.binding".into(),
+            }
+        );
     }
 
     /// The examples the Debian packages install in /etc/gongwen load, with

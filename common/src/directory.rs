@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 
 use crate::codec::{CodecError, Reader, Writer};
-use crate::envelope::KeyBinding;
+use crate::envelope::ReachKey;
 use crate::id::NodeId;
 use crate::pki::{PkiError, Role};
 use crate::signed::{SignedError, Statement, StatementKind, cert_public_key, sign_with_key};
@@ -165,11 +165,12 @@ impl UnitDirectory {
             if !seen.insert(e.id.clone()) {
                 return Err(DirectoryError::Duplicate(e.id.clone()));
             }
-            let b = KeyBinding::verify(&e.binding, None, time::OffsetDateTime::UNIX_EPOCH)
-                .map_err(|err| DirectoryError::BadBinding {
+            let b = ReachKey::verify(&e.binding, None, time::OffsetDateTime::UNIX_EPOCH).map_err(
+                |err| DirectoryError::BadBinding {
                     id: e.id.clone(),
                     problem: format!("does not verify ({err})"),
-                })?;
+                },
+            )?;
             if b.node != e.id {
                 return Err(DirectoryError::BadBinding {
                     id: e.id.clone(),
@@ -201,14 +202,9 @@ impl UnitDirectory {
 /// A binding that cannot be read loses.
 pub fn newer_binding<'a>(a: &'a [u8], b: &'a [u8]) -> &'a [u8] {
     let made = |bytes: &[u8]| {
-        Statement::decode(bytes, StatementKind::KeyBinding)
+        ReachKey::verify(bytes, None, time::OffsetDateTime::UNIX_EPOCH)
             .ok()
-            .and_then(|st| {
-                let mut r = Reader::new(&st.body);
-                let _node = r.string().ok()?;
-                let _key: [u8; 32] = r.array().ok()?;
-                r.i64().ok()
-            })
+            .map(|r| r.created_ms)
     };
     if made(b) > made(a) { b } else { a }
 }
@@ -217,8 +213,8 @@ pub fn newer_binding<'a>(a: &'a [u8], b: &'a [u8]) -> &'a [u8] {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::envelope::EncryptionKey;
     use crate::envelope::tests::TestPki;
+    use crate::envelope::{EncryptionKey, KeyBinding};
 
     fn binding(pki: &TestPki, id: &str, created_ms: i64) -> Vec<u8> {
         KeyBinding {

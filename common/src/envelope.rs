@@ -1232,6 +1232,114 @@ impl KeyBinding {
     }
 }
 
+/// The private key a unit opens documents with: its X25519 key
+/// (standard suite) or its SM2 encryption key (GM suite).
+#[derive(Debug)]
+pub enum DocumentKey {
+    X25519(EncryptionKey),
+    Sm2(crate::gm::Sm2Key),
+}
+
+impl DocumentKey {
+    pub fn suite(&self) -> Suite {
+        match self {
+            DocumentKey::X25519(_) => Suite::Standard,
+            DocumentKey::Sm2(_) => Suite::Gm,
+        }
+    }
+
+    /// The public half others seal to (32 bytes X25519, or SEC1 SM2).
+    pub fn public(&self) -> Vec<u8> {
+        match self {
+            DocumentKey::X25519(k) => k.public().to_vec(),
+            DocumentKey::Sm2(k) => k.public(),
+        }
+    }
+
+    /// The content key of a document addressed to `me`.
+    pub fn unwrap(&self, header: &Header, me: &NodeId) -> Result<ContentKey, EnvelopeError> {
+        if header.suite != self.suite() {
+            return Err(EnvelopeError::Suite(format!(
+                "the document is sealed in the {} suite and this unit's key is a {} one",
+                header.suite,
+                self.suite()
+            )));
+        }
+        match self {
+            DocumentKey::X25519(k) => ContentKey::unwrap(header, me, k),
+            DocumentKey::Sm2(k) => ContentKey::unwrap_sm2(header, me, k),
+        }
+    }
+}
+
+/// How to reach a unit, as it published it: the public key documents for
+/// it are sealed to, bound to the unit by its certificate key — a
+/// [`KeyBinding`] (X25519, standard suite) or an SM2 binding (its SM2
+/// encryption key, GM suite).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReachKey {
+    pub node: NodeId,
+    pub suite: Suite,
+    pub public: Vec<u8>,
+    pub created_ms: i64,
+}
+
+impl ReachKey {
+    /// Parse and verify either kind of binding: signed by the key of the
+    /// certificate it carries, for the unit that certificate names, and
+    /// (with a checker) that certificate valid at `now`.
+    pub fn verify(
+        bytes: &[u8],
+        checker: Option<&CertChecker>,
+        now: OffsetDateTime,
+    ) -> Result<ReachKey, EnvelopeError> {
+        if let Ok(st) = Statement::decode(bytes, StatementKind::Sm2KeyBinding) {
+            let identity =
+                CertIdentity::from_der(&st.cert).map_err(EnvelopeError::from_signer_check)?;
+            let bound = crate::signed::Sm2Binding::verify(bytes, &st.cert, &identity)
+                .map_err(EnvelopeError::Statement)?;
+            if let Some(checker) = checker {
+                checker
+                    .check(&st.cert, now)
+                    .map_err(EnvelopeError::from_signer_check)?;
+            }
+            return Ok(ReachKey {
+                node: bound.node,
+                suite: Suite::Gm,
+                public: bound.enc_public,
+                created_ms: bound.created_ms,
+            });
+        }
+        let b = KeyBinding::verify(bytes, checker, now)?;
+        Ok(ReachKey {
+            node: b.node,
+            suite: Suite::Standard,
+            public: b.public.to_vec(),
+            created_ms: b.created_ms,
+        })
+    }
+
+    /// The statement of a binding of either kind, unchecked (for
+    /// listings: the certificate it carries names the unit).
+    pub fn statement_of(bytes: &[u8]) -> Option<Statement> {
+        Statement::decode(bytes, StatementKind::Sm2KeyBinding)
+            .or_else(|_| Statement::decode(bytes, StatementKind::KeyBinding))
+            .ok()
+    }
+
+    /// The node a binding names, without checking its signature (for
+    /// listings of what a store holds).
+    pub fn node_of(bytes: &[u8]) -> Option<NodeId> {
+        if let Ok(st) = Statement::decode(bytes, StatementKind::Sm2KeyBinding) {
+            return crate::signed::Sm2Binding::decode(&st.body)
+                .ok()
+                .map(|b| b.node);
+        }
+        let st = Statement::decode(bytes, StatementKind::KeyBinding).ok()?;
+        Reader::new(&st.body).node_id().ok()
+    }
+}
+
 /// Build and sign a header for content already sealed with `key`.
 pub fn seal_header<K: AsRef<[u8]>>(
     meta: DocMeta,
@@ -2121,5 +2229,64 @@ pub(crate) mod tests {
         // The secret survives a round trip through its bytes.
         let again = EncryptionKey::from_secret_bytes(&k.secret_bytes()).unwrap();
         assert_eq!(again.public(), k.public());
+    }
+
+    /// Both kinds of published key read as one: an X25519 binding and an
+    /// SM2 binding give the key to seal to and its suite; a binding for
+    /// another unit, a changed byte, or a certificate of another CA do not.
+    #[test]
+    fn a_reach_key_is_read_from_either_kind_of_binding() {
+        use crate::signed::Sm2Binding;
+        let now = OffsetDateTime::now_utc();
+        let pki = TestPki::for_suite(Suite::Gm);
+        let harbin = pki.signer("harbin-gov", Role::Node);
+        let (sign, enc) = (crate::gm::Sm2Key::generate(), crate::gm::Sm2Key::generate());
+        let gm = Sm2Binding::for_keys(id("harbin-gov"), &sign, &enc, "1234567812345678", 7)
+            .sign(&harbin)
+            .unwrap();
+        let reach = ReachKey::verify(&gm, Some(&pki.checker()), now).unwrap();
+        assert_eq!(
+            reach,
+            ReachKey {
+                node: id("harbin-gov"),
+                suite: Suite::Gm,
+                public: enc.public(),
+                created_ms: 7,
+            }
+        );
+        assert_eq!(ReachKey::node_of(&gm), Some(id("harbin-gov")));
+        let x = EncryptionKey::generate().unwrap();
+        let standard = KeyBinding {
+            node: id("harbin-gov"),
+            public: *x.public(),
+            created_ms: 8,
+        }
+        .sign(&harbin)
+        .unwrap()
+        .encode();
+        let reach = ReachKey::verify(&standard, Some(&pki.checker()), now).unwrap();
+        assert_eq!(
+            (reach.suite, reach.public),
+            (Suite::Standard, x.public().to_vec())
+        );
+        assert_eq!(ReachKey::node_of(&standard), Some(id("harbin-gov")));
+        // Keys bound to daqing-gov by harbin-gov's certificate key.
+        let forged = Sm2Binding::for_keys(id("daqing-gov"), &sign, &enc, "1234567812345678", 7)
+            .sign(&harbin)
+            .unwrap();
+        assert!(ReachKey::verify(&forged, Some(&pki.checker()), now).is_err());
+        let mut flipped = gm.clone();
+        let n = flipped.len();
+        flipped[n - 80] ^= 1;
+        assert!(ReachKey::verify(&flipped, Some(&pki.checker()), now).is_err());
+        assert!(ReachKey::verify(&gm, Some(&TestPki::new().checker()), now).is_err());
+        // The matching private keys open what is sealed to them, and refuse
+        // a document of the other suite.
+        let keys = [DocumentKey::Sm2(enc), DocumentKey::X25519(x)];
+        assert_eq!(
+            keys[0].public(),
+            ReachKey::verify(&gm, None, now).unwrap().public
+        );
+        assert_eq!(keys[1].suite(), Suite::Standard);
     }
 }

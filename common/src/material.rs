@@ -13,9 +13,10 @@ use std::path::Path;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use x509_parser::prelude::parse_x509_certificate;
 
-use crate::config::ConfigError;
+use crate::config::{ConfigError, Sm2Files};
+use crate::gm::Sm2Key;
 use crate::pki::{self, CertIdentity, Crl, PkiError};
-use crate::signed::Signer;
+use crate::signed::{Signer, Sm2Binding, Sm2Signer};
 
 /// A unit's or the hub's own TLS material, checked.
 #[derive(Debug)]
@@ -93,6 +94,76 @@ pub fn load_own_tls(
         identity,
         signer,
     })
+}
+
+/// In a GM deployment, the SM2 keys a configuration names
+/// (`tls.sm2_sign_key`, `tls.sm2_enc_key`, `tls.sm2_binding`), checked
+/// against each other and against the certificate key of `signer`: the
+/// same signer signing in the GM suite, and the key documents for this
+/// unit are opened with.
+pub fn load_sm2(
+    config: &Path,
+    files: &Sm2Files,
+    signer: Signer,
+) -> Result<(Signer, Sm2Key), ConfigError> {
+    let read_key = |path: &Path, key: &str| -> Result<Sm2Key, ConfigError> {
+        let pem = std::fs::read_to_string(path).map_err(|e| {
+            invalid(
+                config,
+                key,
+                format!(
+                    "{}: {e} (a GM deployment needs the unit's SM2 keys: gongwen-certs issue on a GM CA, or gongwen-agent keygen --suite gm, writes them beside its key)",
+                    path.display()
+                ),
+            )
+        })?;
+        Sm2Key::from_pkcs8_pem(&pem).map_err(|e| {
+            invalid(
+                config,
+                key,
+                format!("{} is not an SM2 private key: {e}", path.display()),
+            )
+        })
+    };
+    let sign = read_key(&files.sign_key, "tls.sm2_sign_key")?;
+    let enc = read_key(&files.enc_key, "tls.sm2_enc_key")?;
+    let binding = std::fs::read(&files.binding).map_err(|e| {
+        invalid(
+            config,
+            "tls.sm2_binding",
+            format!("{}: {e}", files.binding.display()),
+        )
+    })?;
+    let bound = Sm2Binding::verify(&binding, signer.cert(), signer.identity()).map_err(|e| {
+        invalid(
+            config,
+            "tls.sm2_binding",
+            format!(
+                "{} does not bind SM2 keys to this unit's certificate: {e}",
+                files.binding.display()
+            ),
+        )
+    })?;
+    if bound.enc_public != enc.public() {
+        return Err(invalid(
+            config,
+            "tls.sm2_enc_key",
+            format!(
+                "{} is not the SM2 encryption key {} names",
+                files.enc_key.display(),
+                files.binding.display()
+            ),
+        ));
+    }
+    let cert = signer.cert().to_vec();
+    let sm2 = Sm2Signer::new(sign, binding, &cert).map_err(|e| {
+        invalid(
+            config,
+            "tls.sm2_sign_key",
+            format!("{}: {e}", files.sign_key.display()),
+        )
+    })?;
+    Ok((signer.with_sm2(sm2), enc))
 }
 
 /// Load the CRL named by key `tls.crl` and check it against the CA.
@@ -193,6 +264,21 @@ pub enum Severity {
 
 /// One thing `check` found: the configuration key it is about and what,
 /// in plain words.
+/// For `check`: in a GM deployment (the CA's suite), whether the SM2 keys
+/// are there and bound to the certificate; nothing to say otherwise, or
+/// when the certificate or CA cannot be read (reported on their own).
+pub fn check_sm2(config: &Path, named: &Named<'_>, sm2: &Sm2Files) -> Option<Finding> {
+    let own = load_own_tls(config, named.cert, named.key, named.ca).ok()?;
+    if crate::suite::Suite::of_ca(own.ca.as_ref()).ok()? != crate::suite::Suite::Gm {
+        return None;
+    }
+    match load_sm2(config, sm2, own.signer) {
+        Ok(_) => None,
+        Err(ConfigError::Invalid { key, problem, .. }) => Some(Finding::problem(&key, problem)),
+        Err(other) => Some(Finding::problem("tls", other.to_string())),
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
     pub severity: Severity,

@@ -485,6 +485,22 @@ impl Signer {
         self
     }
 
+    /// Its SM2 half, in the GM suite (kept across a renewed certificate:
+    /// the binding names the certificate key, which a renewal keeps).
+    pub fn sm2(&self) -> Option<&Sm2Signer> {
+        self.sm2.as_deref()
+    }
+
+    /// The unit's SM2 binding with this signer's certificate in it: what
+    /// a GM unit publishes so others can seal documents to it.
+    pub fn sm2_reach_binding(&self) -> Option<Result<Vec<u8>, SignedError>> {
+        let sm2 = self.sm2.as_deref()?;
+        Some(
+            Statement::decode(&sm2.binding, StatementKind::Sm2KeyBinding)
+                .map(|st| st.with_cert(self.cert.to_vec()).encode()),
+        )
+    }
+
     /// The suite this signer signs in.
     pub fn suite(&self) -> Suite {
         if self.sm2.is_some() {

@@ -164,7 +164,7 @@ where
 pub fn hash_kept(
     file: &mut std::fs::File,
     len: u64,
-    hash: &mut ring::digest::Context,
+    hash: &mut crate::suite::Hasher,
 ) -> std::io::Result<bool> {
     file.rewind()?;
     let mut left = len;

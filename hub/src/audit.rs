@@ -8,6 +8,8 @@
 //! hash = SHA-256(prev ‖ seq (u64 BE) ‖ at_ms (i64 BE) ‖ receipt)     prev of the first = 32 zero bytes
 //! ```
 //!
+//! In a GM deployment (SM2-signed receipts) the hash is SM3.
+//!
 //! Editing, removing or reordering any entry breaks the chain from there
 //! on; `gongwen-hub audit verify` names the first entry that does not
 //! hold. Each entry is appended and fsynced before the store commits the
@@ -21,6 +23,8 @@ use std::sync::Mutex;
 
 use gongwen_common::pki::serial_hex;
 use gongwen_common::receipt::Receipt;
+use gongwen_common::signed::{Statement, StatementKind};
+use gongwen_common::suite::Hasher;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -40,15 +44,19 @@ pub struct Entry {
 /// Where a chain starts: the `prev` of its first entry.
 pub const GENESIS: [u8; 32] = [0; 32];
 
+/// The link hash, in the suite of the receipt it records: SHA-256, or SM3
+/// in a GM deployment (whose receipts are all SM2-signed). The receipt
+/// says its own suite, so a chain is verified without any configuration.
 fn chain_hash(prev: &[u8; 32], seq: u64, at_ms: i64, receipt: &[u8]) -> [u8; 32] {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    ctx.update(prev);
-    ctx.update(&seq.to_be_bytes());
-    ctx.update(&at_ms.to_be_bytes());
-    ctx.update(receipt);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(ctx.finish().as_ref());
-    out
+    let suite = Statement::decode(receipt, StatementKind::Receipt)
+        .map(|st| st.suite())
+        .unwrap_or_default();
+    let mut h = Hasher::new(suite);
+    h.update(prev);
+    h.update(&seq.to_be_bytes());
+    h.update(&at_ms.to_be_bytes());
+    h.update(receipt);
+    h.finish()
 }
 
 /// Hex text to bytes, if it is hex.

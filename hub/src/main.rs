@@ -475,15 +475,15 @@ async fn check(path: &std::path::Path) -> bool {
         }
     };
     let now = time::OffsetDateTime::now_utc();
-    let (mut found, identity) = material::check_all(
-        Named {
-            cert: &config.tls.cert,
-            key: &config.tls.key,
-            ca: &config.tls.ca,
-            crl: Some(&config.tls.crl),
-        },
-        now,
-    );
+    let named = Named {
+        cert: &config.tls.cert,
+        key: &config.tls.key,
+        ca: &config.tls.ca,
+        crl: Some(&config.tls.crl),
+    };
+    let sm2 = material::check_sm2(&config.path, &named, &config.tls.sm2);
+    let (mut found, identity) = material::check_all(named, now);
+    found.extend(sm2);
     if let Some(id) = identity
         && id.role != gongwen_common::Role::Hub
     {

@@ -11,7 +11,6 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use gongwen_common::pki::CertIdentity;
-use gongwen_common::signed::{Statement, StatementKind};
 use time::OffsetDateTime;
 
 use crate::core::Core;
@@ -70,8 +69,7 @@ async fn levels(core: &Core) -> Levels {
     let mut known: BTreeMap<String, Option<OffsetDateTime>> = BTreeMap::new();
     // Certificates as the hub last saw them: the binding's signer.
     let binding_expiry = |b: &[u8]| {
-        Statement::decode(b, StatementKind::KeyBinding)
-            .ok()
+        gongwen_common::envelope::ReachKey::statement_of(b)
             .and_then(|st| CertIdentity::from_der(&st.cert).ok())
             .map(|who| who.not_after)
     };

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 
 use gongwen_common::pki::CertIdentity;
-use gongwen_common::signed::{Statement, StatementKind};
 
 use crate::core::Core;
 use crate::registry::NodeRow;
@@ -205,7 +204,7 @@ pub(crate) async fn supervise(core: &Core, q: &Query) -> Result<serde_json::Valu
 
 /// The display name in the certificate that signed a key binding.
 fn name_in_binding(binding: &[u8]) -> Option<String> {
-    let st = Statement::decode(binding, StatementKind::KeyBinding).ok()?;
+    let st = gongwen_common::envelope::ReachKey::statement_of(binding)?;
     CertIdentity::from_der(&st.cert).ok()?.name
 }
 
@@ -222,7 +221,7 @@ pub(crate) async fn nodes(core: &Core) -> Result<serde_json::Value, String> {
             row.can_receive = true;
             continue;
         }
-        let Ok(st) = Statement::decode(&binding, StatementKind::KeyBinding) else {
+        let Some(st) = gongwen_common::envelope::ReachKey::statement_of(&binding) else {
             continue;
         };
         let Ok(ident) = CertIdentity::from_der(&st.cert) else {

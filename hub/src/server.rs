@@ -118,6 +118,13 @@ impl Hub {
         let ca_suite = gongwen_common::suite::Suite::of_ca(ca.as_ref())
             .map_err(|e| suite_problem(format!("tls.ca: {e}")))?;
         gongwen_common::suite::check_hub_suite(config.suite, ca_suite).map_err(suite_problem)?;
+        // In a GM deployment the hub's notices are SM2-signed too.
+        let signer = match ca_suite {
+            gongwen_common::suite::Suite::Gm => {
+                material::load_sm2(&config.path, &config.tls.sm2, signer)?.0
+            }
+            gongwen_common::suite::Suite::Standard => signer,
+        };
         let crl = material::load_crl(&config.path, &config.tls.crl, &ca)?;
         let directory = match &config.tls.directory {
             Some(path) => crate::enrolled::load(path, &ca).map_err(HubError::Directory)?,

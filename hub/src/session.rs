@@ -187,12 +187,23 @@ async fn publish_key(
     ident: &CertIdentity,
     core: &Core,
 ) -> Result<Message, Refusal> {
-    let b = gongwen_common::envelope::KeyBinding::verify(
+    let b = gongwen_common::envelope::ReachKey::verify(
         binding,
         Some(&core.checker()),
         core.clock().now(),
     )
     .map_err(Refusal::signature)?;
+    let suite = core.config().suite;
+    if b.suite != suite {
+        return Err(Refusal::new(
+            ErrorCode::BadRequest,
+            format!(
+                "this deployment seals documents in the {suite} suite ({}); a {} key cannot be published here",
+                suite.algorithms(),
+                b.suite
+            ),
+        ));
+    }
     if b.node != ident.id {
         warn!(claimed = %b.node, "security: a node published a key binding for another node");
         return Err(Refusal::new(

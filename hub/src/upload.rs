@@ -259,7 +259,9 @@ pub(crate) async fn receive(
     }
     check_recipients(&unknown)?;
 
-    let mut sink = store.open_upload(doc_id, &digest, content_len).await?;
+    let mut sink = store
+        .open_upload(doc_id, &digest, content_len, sealed.header.suite)
+        .await?;
     let offset = sink.offset();
     if offset > 0 {
         info!("resuming upload at byte {offset} of {content_len}");

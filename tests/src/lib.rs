@@ -22,6 +22,7 @@ use std::time::Duration;
 use gongwen_agent::{Agent, LinkState};
 use gongwen_certs::{Ca, IssueRequest, Validity};
 use gongwen_common::config::{AgentConfig, HubConfig};
+use gongwen_common::suite::Suite;
 use gongwen_common::{NodeId, Role};
 use gongwen_hub::Hub;
 use gongwen_hub::control::{self, Request};
@@ -45,25 +46,49 @@ pub fn init_logging() {
         .try_init();
 }
 
+/// The suite the integration tests run on: `GONGWEN_TEST_SUITE=gm` runs
+/// the same tests on SM2/SM3/SM4 (CI runs the exchange, receipt, sign-for,
+/// recall and escalation tests both ways); standard otherwise.
+pub fn test_suite() -> Suite {
+    match std::env::var("GONGWEN_TEST_SUITE") {
+        Ok(s) => Suite::parse(&s).unwrap_or_else(|e| panic!("GONGWEN_TEST_SUITE: {e}")),
+        Err(_) => Suite::Standard,
+    }
+}
+
 /// A deployment in a temporary directory: a CA and the hub's certificate.
 #[derive(Debug)]
 pub struct Net {
     pub dir: TempDir,
     ca: Mutex<Ca>,
+    suite: Suite,
 }
 
 impl Net {
+    /// A deployment on the suite [`test_suite`] names.
     pub fn new() -> Net {
+        Net::for_suite(test_suite())
+    }
+
+    /// A deployment whose CA was made for `suite`: in a GM one every
+    /// certificate comes with the unit's SM2 keys and their binding, and
+    /// the hub's configuration says `[crypto] suite = "gm"`.
+    pub fn for_suite(suite: Suite) -> Net {
         init_logging();
         let dir = tempfile::tempdir().unwrap();
         let now = OffsetDateTime::now_utc();
-        let ca = Ca::init(&dir.path().join("ca"), "test CA", now, 30, 30).unwrap();
+        let ca = Ca::init_for(&dir.path().join("ca"), "test CA", now, 30, 30, suite).unwrap();
         let net = Net {
             dir,
             ca: Mutex::new(ca),
+            suite,
         };
         net.issue("hub", Role::Hub);
         net
+    }
+
+    pub fn suite(&self) -> Suite {
+        self.suite
     }
 
     pub fn path(&self) -> &Path {
@@ -93,8 +118,13 @@ impl Net {
             renew: true,
         };
         let mut ca = self.ca();
-        let issued = ca.issue(&req, OffsetDateTime::now_utc()).unwrap();
+        let now = OffsetDateTime::now_utc();
+        let issued = ca.issue(&req, now).unwrap();
         ca.write_issued(&out, &id, &issued).unwrap();
+        if self.suite == Suite::Gm {
+            let keys = ca.make_sm2_keys(&id, &issued, now).unwrap();
+            ca.write_sm2_keys(&out, &id, &keys).unwrap();
+        }
         out
     }
 
@@ -150,8 +180,13 @@ action = "urge"
 after  = "2h"
 action = "supervise"
 notify = ["prov-supervision"]
+{crypto}
 {extra}
-"#
+"#,
+            crypto = match self.suite {
+                Suite::Standard => "",
+                Suite::Gm => "[crypto]\nsuite = \"gm\"",
+            }
         );
         std::fs::write(&path, text).unwrap();
         HubConfig::load(&path).unwrap()

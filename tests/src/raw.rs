@@ -7,11 +7,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use gongwen_common::envelope::{
-    CHUNK_LEN, ContentKey, ContentSealer, DocMeta, FileEntry, FileKind, KeyBinding, Operator,
+    CHUNK_LEN, ContentKey, ContentSealer, DocMeta, FileEntry, FileKind, Operator, ReachKey,
     Urgency, seal_header,
 };
 use gongwen_common::pki::{self, CertChecker};
-use gongwen_common::signed::{Signer, sha256};
+use gongwen_common::signed::Signer;
 use gongwen_common::stream::{READ_TIMEOUT, read_message, write_message};
 use gongwen_common::tls::agent_client_config;
 use gongwen_common::wire::{Message, PROTOCOL_VERSION};
@@ -41,7 +41,19 @@ fn unit_config(dir: &Path, id: &str) -> (quinn::ClientConfig, Signer, CertChecke
     let chain = pki::load_certs(&dir.join(format!("{id}.crt"))).unwrap();
     let key = pki::load_private_key(&dir.join(format!("{id}.key"))).unwrap();
     let ca = pki::load_certs(&dir.join("ca.crt")).unwrap().remove(0);
-    let signer = Signer::new(&key, chain[0].clone()).unwrap();
+    let mut signer = Signer::new(&key, chain[0].clone()).unwrap();
+    let suite = gongwen_common::suite::Suite::of_ca(ca.as_ref()).unwrap();
+    if suite == gongwen_common::suite::Suite::Gm {
+        // The SM2 keys `gongwen-certs issue` wrote beside the key.
+        let files = gongwen_common::config::Sm2Files {
+            sign_key: dir.join(format!("{id}.sm2-sign.key")),
+            enc_key: dir.join(format!("{id}.sm2-enc.key")),
+            binding: dir.join(format!("{id}.sm2.binding")),
+        };
+        signer = gongwen_common::material::load_sm2(dir, &files, signer)
+            .unwrap()
+            .0;
+    }
     let config = agent_client_config(chain, key, &ca, gongwen_common::clock::system()).unwrap();
     (config, signer, CertChecker::new(&ca, None).unwrap())
 }
@@ -131,14 +143,15 @@ impl RawAgent {
         let Message::Directory { bindings, .. } = reply else {
             panic!("{reply:?}")
         };
-        let keys: Vec<(NodeId, [u8; 32])> = bindings
+        let keys: Vec<(NodeId, Vec<u8>)> = bindings
             .iter()
             .map(|b| {
                 let b =
-                    KeyBinding::verify(b, Some(&self.checker), OffsetDateTime::now_utc()).unwrap();
+                    ReachKey::verify(b, Some(&self.checker), OffsetDateTime::now_utc()).unwrap();
                 (b.node, b.public)
             })
             .collect();
+        let suite = self.signer.suite();
         let key = ContentKey::generate(self.signer.suite()).unwrap();
         let mut sealer = ContentSealer::new(&key, doc_id, body.len() as u64).unwrap();
         let mut content = Vec::new();
@@ -170,11 +183,11 @@ impl RawAgent {
                 name: name.into(),
                 kind: FileKind::Main,
                 size: body.len() as u64,
-                sha256: sha256(body),
+                sha256: suite.digest(body),
             }],
             links: Default::default(),
         };
-        let st = seal_header(meta, &key, &keys, sha256(&content), &self.signer).unwrap();
+        let st = seal_header(meta, &key, &keys, suite.digest(&content), &self.signer).unwrap();
         SealedDoc {
             doc_id,
             header: st.encode(),

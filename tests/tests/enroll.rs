@@ -225,13 +225,23 @@ async fn an_enrolled_unit_receives_before_its_agent_first_connects() {
         "{}",
         text(&o)
     );
+    // The document key and its binding: X25519, or the SM2 keys (GM).
+    let gm = net.suite() == gongwen_common::suite::Suite::Gm;
+    let enc_key = |id: &str| match gm {
+        false => format!("{id}.enc.key"),
+        true => format!("{id}.sm2-enc.key"),
+    };
+    let binding = |id: &str| match gm {
+        false => format!("{id}.binding"),
+        true => format!("{id}.sm2.binding"),
+    };
     for id in ["harbin-gov", "daqing-gov"] {
-        let mode = std::fs::metadata(out.join(id).join(format!("{id}.enc.key")))
+        let mode = std::fs::metadata(out.join(id).join(enc_key(id)))
             .unwrap()
             .permissions()
             .mode();
-        assert_eq!(mode & 0o777, 0o600, "{id}.enc.key");
-        assert!(out.join(id).join(format!("{id}.binding")).exists());
+        assert_eq!(mode & 0o777, 0o600, "{}", enc_key(id));
+        assert!(out.join(id).join(binding(id)).exists());
     }
     let directory = net.path().join("ca").join("directory.gwd");
     let mut config = net.hub_config("127.0.0.1:0".parse().unwrap());
@@ -283,7 +293,14 @@ async fn an_enrolled_unit_receives_before_its_agent_first_connects() {
     // and key binding signed is in the directory too.
     let suihua = net.path().join("suihua-keys");
     let o = Command::new(bin("gongwen-agent"))
-        .args(["keygen", "--id", "suihua-gov", "--out"])
+        .args([
+            "keygen",
+            "--id",
+            "suihua-gov",
+            "--suite",
+            net.suite().as_str(),
+            "--out",
+        ])
         .arg(&suihua)
         .output()
         .unwrap();
@@ -301,7 +318,7 @@ async fn an_enrolled_unit_receives_before_its_agent_first_connects() {
         ])
         .arg(suihua.join("suihua-gov.csr"))
         .arg("--binding")
-        .arg(suihua.join("suihua-gov.binding"))
+        .arg(suihua.join(binding("suihua-gov")))
         .arg("--out")
         .arg(suihua.join("suihua-gov.crt"))
         .output()
@@ -322,7 +339,7 @@ async fn an_enrolled_unit_receives_before_its_agent_first_connects() {
         .args(["sign", "--role", "node", "--renew", "--csr"])
         .arg(suihua.join("suihua-gov.csr"))
         .arg("--binding")
-        .arg(out.join("daqing-gov").join("daqing-gov.binding"))
+        .arg(out.join("daqing-gov").join(binding("daqing-gov")))
         .arg("--out")
         .arg(net.path().join("wrong.crt"))
         .output()
@@ -351,9 +368,11 @@ async fn an_enrolled_unit_receives_before_its_agent_first_connects() {
     std::fs::write(
         suihua.join("agent.toml"),
         format!(
-            "node_id = \"suihua-gov\"\nhub = \"{}\"\nhub_name = \"hub\"\nroot = \"{}\"\n[tls]\ncert = \"suihua-gov.crt\"\nkey = \"suihua-gov.key\"\nca = \"ca.crt\"\nencryption_key = \"suihua-gov.enc.key\"\n",
+            "node_id = \"suihua-gov\"\nhub = \"{}\"\nhub_name = \"hub\"\nroot = \"{}\"\n[tls]\ncert = \"suihua-gov.crt\"\nkey = \"suihua-gov.key\"\nca = \"ca.crt\"\n{}",
             hub.addr,
-            suihua_root.display()
+            suihua_root.display(),
+            // A GM unit's SM2 files sit beside its key, as keygen named them.
+            if gm { "" } else { "encryption_key = \"suihua-gov.enc.key\"\n" }
         ),
     )
     .unwrap();

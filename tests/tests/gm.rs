@@ -254,9 +254,8 @@ crl  = "ca/crl.pem"
 "#;
 
 /// A CA made with `--suite gm` says so in its certificate; a hub whose
-/// hub.toml says otherwise does not start, and `check` names the fix. (A
-/// hub set to gm refuses too, plainly, until the document layer on SM2 is
-/// in: it never serves standard documents under a GM name.)
+/// hub.toml says otherwise does not start, and `check` names the fix; a
+/// GM hub needs its SM2 keys.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hub_serves_only_the_suite_its_ca_was_made_for() {
     let dir = tempfile::tempdir().unwrap();
@@ -350,8 +349,28 @@ async fn a_hub_serves_only_the_suite_its_ca_was_made_for() {
     );
     let refused = refused_with(d, "").await;
     assert!(refused.contains("made for the gm suite"), "{refused}");
+    // Set to gm, the hub starts with the SM2 keys issued beside its key,
+    // and without them says which is missing and where it comes from.
+    std::fs::write(
+        d.join("hub.toml"),
+        format!("{HUB_TOML}[crypto]\nsuite = \"gm\"\n"),
+    )
+    .unwrap();
+    let config = gongwen_common::config::HubConfig::load(&d.join("hub.toml")).unwrap();
+    let hub = gongwen_hub::server::Hub::bind(config).await;
+    assert!(hub.is_ok(), "a GM hub with its SM2 keys: {:?}", hub.err());
+    drop(hub);
+    let (ok, said) = cli(d, "gongwen-hub", &["check", "--config", "hub.toml"]);
+    assert!(ok && said.contains("crypto suite gm"), "{said}");
+    std::fs::rename(d.join("hub/hub.sm2-sign.key"), d.join("hub/away")).unwrap();
     let refused = refused_with(d, "[crypto]\nsuite = \"gm\"\n").await;
-    assert!(refused.contains("not in this version"), "{refused}");
+    assert!(
+        refused.contains("tls.sm2_sign_key") && refused.contains("gongwen-certs issue"),
+        "{refused}"
+    );
+    let (ok, said) = cli(d, "gongwen-hub", &["check", "--config", "hub.toml"]);
+    assert!(!ok && said.contains("tls.sm2_sign_key"), "{said}");
+    std::fs::rename(d.join("hub/away"), d.join("hub/hub.sm2-sign.key")).unwrap();
     std::fs::write(
         d.join("hub.toml"),
         format!("{HUB_TOML}[crypto]\nsuite = \"sm9\"\n"),
@@ -497,7 +516,27 @@ fn keygen_makes_a_gm_units_sm2_keys_bound_by_its_new_certificate_key() {
             "dq/daqing-gov.crt",
         ],
     );
-    assert!(ok, "{said}");
+    // A GM CA takes the SM2 binding, and says so when given the other.
+    assert!(!ok && said.contains(".sm2.binding"), "{said}");
+    let (ok, said) = cli(
+        d,
+        "gongwen-certs",
+        &[
+            "--ca-dir",
+            "ca",
+            "sign",
+            "--csr",
+            "dq/daqing-gov.csr",
+            "--binding",
+            "dq/daqing-gov.sm2.binding",
+            "--role",
+            "node",
+            "--renew",
+            "--out",
+            "dq/daqing-gov.crt",
+        ],
+    );
+    assert!(ok && said.contains("unit directory"), "{said}");
     let cert = gongwen_common::pki::load_certs(&d.join("dq/daqing-gov.crt"))
         .unwrap()
         .remove(0);

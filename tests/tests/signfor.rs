@@ -876,6 +876,28 @@ async fn an_evidence_bundle_verifies_with_openssl_and_fails_after_one_changed_by
         "{text}"
     );
     assert!(run(&theirs).status.success());
+    if w.net.suite() == gongwen_common::suite::Suite::Gm {
+        // SM2 signatures, each by a key the signer's certificate key bound.
+        for line in [
+            "OK    signature    document (SM2)",
+            "OK    binding      receipt-2-delivered-harbin-gov",
+            "OK    bound key    receipt-3-acknowledged-harbin-gov",
+        ] {
+            assert!(text.contains(line), "{line}: {text}");
+        }
+        // A binding with one byte changed no longer holds.
+        let f = theirs.join("receipt-1-delivered-harbin-gov.sm2-binding");
+        let mut bytes = std::fs::read(&f).unwrap();
+        bytes[10] ^= 0x01;
+        std::fs::write(&f, bytes).unwrap();
+        let bad = run(&theirs);
+        let said = String::from_utf8_lossy(&bad.stdout).into_owned();
+        assert!(
+            !bad.status.success()
+                && said.contains("FAIL  binding      receipt-1-delivered-harbin-gov"),
+            "{said}"
+        );
+    }
 
     // One byte of the acknowledgment changed: the bundle no longer verifies.
     let f = out.join("receipt-3-acknowledged-harbin-gov.signed");

@@ -482,8 +482,9 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn sha256(b: &[u8]) -> String {
-    hex(ring::digest::digest(&ring::digest::SHA256, b).as_ref())
+/// The content digest in the suite the tests run on (SHA-256, or SM3).
+fn content_digest(b: &[u8]) -> String {
+    hex(&gongwen_tests::test_suite().digest(b))
 }
 
 async fn read_all(s: &dyn Store, doc: DocId, offset: u64) -> Vec<u8> {
@@ -588,12 +589,17 @@ async fn a_signed_for_question_climbs_the_ladder_for_its_answer(s: &dyn Store) {
 both!(content_streams_in_resumes_and_streams_out);
 async fn content_streams_in_resumes_and_streams_out(s: &dyn Store) {
     let bytes = content(3 * 1024 * 1024 + 777);
-    let digest = sha256(&bytes);
+    let digest = content_digest(&bytes);
     let doc = DocId::generate();
 
     // A first attempt breaks after 2 MiB and a bit.
     let mut sink = s
-        .open_upload(doc, &digest, bytes.len() as u64)
+        .open_upload(
+            doc,
+            &digest,
+            bytes.len() as u64,
+            gongwen_tests::test_suite(),
+        )
         .await
         .unwrap();
     assert_eq!(sink.offset(), 0);
@@ -609,7 +615,12 @@ async fn content_streams_in_resumes_and_streams_out(s: &dyn Store) {
 
     // The next attempt resumes at a durable point no further than that.
     let mut sink = s
-        .open_upload(doc, &digest, bytes.len() as u64)
+        .open_upload(
+            doc,
+            &digest,
+            bytes.len() as u64,
+            gongwen_tests::test_suite(),
+        )
         .await
         .unwrap();
     let from = sink.offset() as usize;
@@ -779,13 +790,16 @@ async fn a_resumed_upload_takes_over_from_the_connection_it_replaces() {
     };
     let (hub_a, hub_b) = (b.open().await, b.open().await);
     let bytes = content(3 * 1024 * 1024 + 5);
-    let digest = sha256(&bytes);
+    let digest = content_digest(&bytes);
     let doc = DocId::generate();
     let len = bytes.len() as u64;
 
     // Hub A receives the first 1.5 MiB, then its connection stalls.
     let (go, wait) = std::sync::mpsc::channel();
-    let mut old = hub_a.open_upload(doc, &digest, len).await.unwrap();
+    let mut old = hub_a
+        .open_upload(doc, &digest, len, gongwen_tests::test_suite())
+        .await
+        .unwrap();
     let first = 1024 * 1024 + 512 * 1024;
     let reader = Paused {
         data: std::io::Cursor::new(bytes.clone()),
@@ -804,7 +818,10 @@ async fn a_resumed_upload_takes_over_from_the_connection_it_replaces() {
 
     // The agent resumes at hub B, which takes the upload over; then hub
     // A's stalled connection delivers the rest: refused, not interleaved.
-    let mut new = hub_b.open_upload(doc, &digest, len).await.unwrap();
+    let mut new = hub_b
+        .open_upload(doc, &digest, len, gongwen_tests::test_suite())
+        .await
+        .unwrap();
     let from = new.offset() as usize;
     assert_eq!(from, 1024 * 1024);
     go.send(()).unwrap();

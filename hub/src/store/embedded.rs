@@ -31,6 +31,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use gongwen_common::config::EscalationStep;
 use gongwen_common::receipt::{Receipt, ReceiptKind};
+use gongwen_common::suite::{Hasher, Suite};
 use gongwen_common::transfer::{Batches, read_file_chunks};
 use gongwen_common::{DocId, NodeId};
 use redb::{ReadableTable, TableDefinition};
@@ -920,6 +921,7 @@ impl Store for Embedded {
         doc_id: DocId,
         digest: &str,
         content_len: u64,
+        suite: Suite,
     ) -> Result<Box<dyn UploadSink>, StoreError> {
         let digest = digest.to_owned();
         self.run(move |s| {
@@ -928,7 +930,7 @@ impl Store for Embedded {
                 _ => 0,
             };
             let path = s.spool.partial(doc_id);
-            let (file, hasher, offset) = open_partial(&path, offset)?;
+            let (file, hasher, offset) = open_partial(&path, offset, suite)?;
             Ok(Box::new(FileUpload {
                 store: s.clone(),
                 doc_id,
@@ -1091,7 +1093,8 @@ impl Store for Embedded {
 fn open_partial(
     path: &Path,
     offset: u64,
-) -> std::io::Result<(std::fs::File, ring::digest::Context, u64)> {
+    suite: Suite,
+) -> std::io::Result<(std::fs::File, Hasher, u64)> {
     use std::io::Seek;
     let mut file = std::fs::OpenOptions::new()
         .create(true)
@@ -1106,11 +1109,11 @@ fn open_partial(
     };
     // Anything past the durable offset may be torn: cut it off.
     file.set_len(offset)?;
-    let mut hasher = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut hasher = Hasher::new(suite);
     let offset = if gongwen_common::transfer::hash_kept(&mut file, offset, &mut hasher)? {
         offset
     } else {
-        hasher = ring::digest::Context::new(&ring::digest::SHA256);
+        hasher = Hasher::new(suite);
         file.set_len(0)?;
         0
     };
@@ -1131,7 +1134,7 @@ struct FileUpload {
     path: PathBuf,
     offset: u64,
     /// The open file and the hash so far (taken while a write runs).
-    open: Option<(std::fs::File, ring::digest::Context)>,
+    open: Option<(std::fs::File, Hasher)>,
     written: u64,
 }
 
@@ -1143,10 +1146,10 @@ impl FileUpload {
         doc_id: DocId,
         digest: &str,
         content_len: u64,
-        (file, mut hasher): (std::fs::File, ring::digest::Context),
+        (file, mut hasher): (std::fs::File, Hasher),
         offset: u64,
         mut batches: Batches,
-    ) -> Result<(std::fs::File, ring::digest::Context, u64), StoreError> {
+    ) -> Result<(std::fs::File, Hasher, u64), StoreError> {
         use std::io::Write as _;
         let mut out = std::io::BufWriter::with_capacity(IO_CHUNK, file);
         let (mut written, mut durable) = (offset, offset);
@@ -1199,7 +1202,7 @@ impl UploadSink for FileUpload {
         .await
         .map_err(|e| StoreError::Task(e.to_string()))??;
         let mut sha = [0u8; 32];
-        sha.copy_from_slice(hasher.clone().finish().as_ref());
+        sha.copy_from_slice(&hasher.clone().finish());
         self.open = Some((file, hasher));
         self.written = written;
         Ok((written, sha))

@@ -71,7 +71,7 @@ async fn copy(embedded: &Embedded, pg: &Postgres) -> Result<Imported, StoreError
 
     // Content first: the records that point at it come in one commit after.
     let mut content_bytes = 0;
-    for (doc, record, _, _) in &dump.docs {
+    for (doc, record, header, _) in &dump.docs {
         if record.content_removed {
             continue;
         }
@@ -85,7 +85,7 @@ async fn copy(embedded: &Embedded, pg: &Postgres) -> Result<Imported, StoreError
         // Left over from an import that failed half-way.
         pg.drop_content(*doc).await?;
         let mut sink = pg
-            .open_upload(*doc, &record.digest, record.content_len)
+            .open_upload(*doc, &record.digest, record.content_len, suite_of(header))
             .await?;
         let (len, _) = sink.write(Batches::from_reader(file)).await?;
         if len != record.content_len {
@@ -131,4 +131,12 @@ fn read_audit(path: &Path) -> Result<Vec<Entry>, StoreError> {
         out.push(entry);
     }
     Ok(out)
+}
+
+/// The suite a stored document was sealed in (standard if its header
+/// cannot be read: its content digest is then not checked against it).
+fn suite_of(header: &[u8]) -> gongwen_common::suite::Suite {
+    gongwen_common::envelope::SealedHeader::parse(header)
+        .map(|s| s.header.suite)
+        .unwrap_or_default()
 }

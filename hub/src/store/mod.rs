@@ -23,6 +23,7 @@ use bytes::Bytes;
 use gongwen_common::config::EscalationStep;
 use gongwen_common::envelope::Urgency;
 use gongwen_common::receipt::{Receipt, ReceiptKind};
+use gongwen_common::suite::Suite;
 use gongwen_common::transfer::Batches;
 use gongwen_common::{DocId, NodeId};
 use serde::{Deserialize, Serialize};
@@ -338,6 +339,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         doc_id: DocId,
         digest: &str,
         content_len: u64,
+        suite: Suite,
     ) -> Result<Box<dyn UploadSink>, StoreError>;
     /// A document's content from `offset`, in chunks, read ahead a little
     /// (bounded memory).

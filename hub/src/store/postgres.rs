@@ -33,6 +33,7 @@ use bytes::Bytes;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
 use gongwen_common::config::{EscalationStep, StoreConfig};
 use gongwen_common::receipt::{Receipt, ReceiptKind};
+use gongwen_common::suite::{Hasher, Suite};
 use gongwen_common::transfer::Batches;
 use gongwen_common::{DocId, NodeId};
 use serde::Serialize;
@@ -1246,6 +1247,7 @@ impl Store for Postgres {
         doc_id: DocId,
         digest: &str,
         content_len: u64,
+        suite: Suite,
     ) -> Result<Box<dyn UploadSink>, StoreError> {
         let key = doc_id.as_bytes().to_vec();
         let writer = super::embedded::new_generation()?;
@@ -1284,7 +1286,7 @@ impl Store for Postgres {
             offset as u64
         };
         // What is kept is hashed again (the hash state is not stored).
-        let mut hasher = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut hasher = Hasher::new(suite);
         let mut kept = 0u64;
         let mut from = 0i64;
         'pages: loop {
@@ -1316,7 +1318,7 @@ impl Store for Postgres {
                 .execute("DELETE FROM content WHERE doc_id = $1", &[&key])
                 .await
                 .map_err(|e| db_error(&e))?;
-            hasher = ring::digest::Context::new(&ring::digest::SHA256);
+            hasher = Hasher::new(suite);
             0
         };
         Ok(Box::new(RowUpload {
@@ -1956,7 +1958,7 @@ struct RowUpload {
     writer: String,
     content_len: u64,
     offset: u64,
-    hasher: Option<ring::digest::Context>,
+    hasher: Option<Hasher>,
 }
 
 impl RowUpload {
@@ -2047,7 +2049,7 @@ impl UploadSink for RowUpload {
         at += row.len() as u64;
         result?;
         let mut sha = [0u8; 32];
-        sha.copy_from_slice(hasher.clone().finish().as_ref());
+        sha.copy_from_slice(&hasher.clone().finish());
         self.hasher = Some(hasher);
         Ok((at, sha))
     }
