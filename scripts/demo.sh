@@ -1,15 +1,24 @@
 #!/usr/bin/env bash
 # Run a local gongwen network: a CA, a hub and three agents on 127.0.0.1.
 #
-#   scripts/demo.sh          build, start everything, show the nodes, run until Ctrl-C
-#   scripts/demo.sh --once   the same, then stop (used by CI to keep the demo working)
+#   scripts/demo.sh              build, start everything, show the nodes, run until Ctrl-C
+#   scripts/demo.sh --once       the same, then stop (used by CI to keep the demo working)
+#   scripts/demo.sh --suite gm   the same network on the 国密 suite (SM2/SM3/SM4)
 #
 # Everything lives in ./demo/ (recreated on each run): ca/, certs, configs,
 # data directories and one log per daemon.
 set -euo pipefail
 
 once=0
-[[ "${1:-}" == "--once" ]] && once=1
+suite=standard
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --once) once=1 ;;
+    --suite) suite="${2:?--suite takes standard or gm}"; shift ;;
+    *) echo "usage: scripts/demo.sh [--once] [--suite standard|gm]" >&2; exit 2 ;;
+  esac
+  shift
+done
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -24,7 +33,8 @@ cd "$demo"
 
 certs() { "$bin/gongwen-certs" --ca-dir ca "$@" >/dev/null; }
 echo "==> creating a CA and certificates in $demo"
-certs init --name "gongwen demo CA"
+certs init --name "gongwen demo CA" --suite "$suite"
+echo "    crypto suite: $suite"
 certs issue --role hub --id hub --ip 127.0.0.1 --out hub
 certs issue --role node --id prov-gov --name "黑龙江省人民政府" --out prov-gov
 certs issue --role node --id harbin-gov --name "哈尔滨市人民政府" --out harbin-gov
@@ -55,6 +65,8 @@ action = "urge"
 after  = "10s"
 action = "supervise"
 notify = ["prov-supervision"]
+[crypto]
+suite = "$suite"
 TOML
 
 pids=()

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use gongwen_certs::{Ca, IssueRequest, Validity};
+use gongwen_common::suite::Suite;
 use gongwen_common::{NodeId, Role};
 use time::OffsetDateTime;
 
@@ -17,6 +18,7 @@ pub struct Env {
     ca: Ca,
     /// A `[store]` table for hub.toml (PostgreSQL), or empty: embedded.
     store: String,
+    suite: Suite,
 }
 
 /// A daemon process; killed when dropped.
@@ -61,24 +63,32 @@ pub fn memory_kib(pid: u32) -> (u64, u64) {
 
 impl Env {
     pub fn new(bin: &Path) -> anyhow::Result<Env> {
+        Env::for_suite(bin, Suite::Standard)
+    }
+
+    /// A deployment whose CA was made for `suite` (GM: every unit gets its
+    /// SM2 keys, and the hub says `[crypto] suite = "gm"`).
+    pub fn for_suite(bin: &Path, suite: Suite) -> anyhow::Result<Env> {
         let mut dir = tempfile::Builder::new().prefix("gongwen-bench").tempdir()?;
         if std::env::var_os("GONGWEN_BENCH_KEEP").is_some() {
             // For profiling: keep the logs and data of the run.
             dir.disable_cleanup(true);
             eprintln!("keeping {}", dir.path().display());
         }
-        let ca = Ca::init(
+        let ca = Ca::init_for(
             &dir.path().join("ca"),
             "bench CA",
             OffsetDateTime::now_utc(),
             30,
             30,
+            suite,
         )?;
         let env = Env {
             dir,
             bin: bin.to_owned(),
             ca,
             store: String::new(),
+            suite,
         };
         env.issue("hub", Role::Hub)?;
         Ok(env)
@@ -112,6 +122,10 @@ impl Env {
         let mut ca = Ca::open(self.ca.dir())?;
         let issued = ca.issue(&req, now)?;
         ca.write_issued(&self.path().join(id), &nid, &issued)?;
+        if self.suite == Suite::Gm {
+            let keys = ca.make_sm2_keys(&nid, &issued, now)?;
+            ca.write_sm2_keys(&self.path().join(id), &nid, &keys)?;
+        }
         Ok(())
     }
 
@@ -135,6 +149,7 @@ impl Env {
             text.push_str(&format!("{name} = [{}]\n", list.join(", ")));
         }
         text.push_str(&self.store);
+        text.push_str(&format!("[crypto]\nsuite = \"{}\"\n", self.suite));
         let config = self.path().join("hub.toml");
         std::fs::write(&config, text)?;
         let log = self.path().join("hub.log");

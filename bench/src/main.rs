@@ -36,7 +36,8 @@ struct Cli {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Run only these parts (for profiling one path): big, small, latency,
-    /// fanout, console, crypto. Baselines needed for their ratios run too.
+    /// fanout, console, crypto, gm. Baselines needed for their ratios run
+    /// too (gm: the standard big and small rows it is read beside).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -173,8 +174,11 @@ async fn main() -> anyhow::Result<()> {
     for id in ["bench-a", "bench-b"] {
         env.issue(id, Role::Node)?;
     }
-    let pair = want("big") || want("small") || want("latency");
+    // The GM rows are read beside the standard ones of the same run.
+    let (want_big, want_small) = (want("big") || want("gm"), want("small") || want("gm"));
+    let pair = want_big || want_small || want("latency");
     let mut small_embedded = None;
+    let mut big_standard = None;
     if pair {
         eprintln!("baseline C: fsync of 4 KiB records");
         let fsync = baseline::fsync_rate(env.path(), s.fsync)?;
@@ -248,11 +252,12 @@ async fn main() -> anyhow::Result<()> {
                 .target("≤ 10 MiB", idle_rss as f64 / 1024.0 <= 10.0),
         );
 
-        if want("big") {
+        if want_big {
             eprintln!("upload and end to end: {big_mib:.0} MiB");
             let (up, e2e) = cases::one_document(&env, "bench-a", "bench-b", s.big, 1).await?;
             let up_mbs = big_mib / up;
             let e2e_mbs = big_mib / e2e;
+            big_standard = Some((up_mbs, e2e_mbs));
             rows.push(
                 Row::new(
                     &format!("Upload {big_mib:.0} MiB (drop → accepted)"),
@@ -314,7 +319,7 @@ async fn main() -> anyhow::Result<()> {
                 .target("< 100 MiB", b_hwm < 100.0),
             );
         }
-        if want("small") {
+        if want_small {
             eprintln!("small documents: {}", s.small);
             let (acc_rate, del_rate) =
                 cases::small_documents(&env, "bench-a", "bench-b", s.small).await?;
@@ -386,6 +391,9 @@ async fn main() -> anyhow::Result<()> {
             );
         }
         drop((idle, recv, hub));
+    }
+    if want("gm") {
+        rows.extend(gm_rows(&bin, &s, big_standard, small_embedded).await?);
     }
     if want("fanout") {
         // ---- fan-out to many units
@@ -506,4 +514,60 @@ async fn main() -> anyhow::Result<()> {
         serde_json::to_vec_pretty(&results)?,
     )?;
     Ok(())
+}
+
+/// The 国密 suite end to end: the large document and the small ones again
+/// on a GM deployment (SM4-GCM content, SM3 digests, SM2 signatures and
+/// key wrap), each beside the standard suite's figure of this run.
+async fn gm_rows(
+    bin: &std::path::Path,
+    s: &Sizes,
+    big_standard: Option<(f64, f64)>,
+    small_standard: Option<f64>,
+) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    let big_mib = s.big as f64 / MIB;
+    let env = Env::for_suite(bin, gongwen_common::suite::Suite::Gm)?;
+    for id in ["bench-a", "bench-b"] {
+        env.issue(id, Role::Node)?;
+    }
+    let (_hub, addr) = env.start_hub(&[])?;
+    let _a = env.start_agent("bench-a", addr)?;
+    let _b = env.start_agent("bench-b", addr)?;
+    env.wait_ready(2).await?;
+    eprintln!("GM: upload and end to end: {big_mib:.0} MiB");
+    let (up, e2e) = cases::one_document(&env, "bench-a", "bench-b", s.big, 1).await?;
+    let (up_mbs, e2e_mbs) = (big_mib / up, big_mib / e2e);
+    let (std_up, std_e2e) = big_standard.unwrap_or((f64::NAN, f64::NAN));
+    rows.push(
+        Row::new(
+            &format!("GM: upload {big_mib:.0} MiB (drop → accepted)"),
+            up_mbs,
+            "MiB/s",
+        )
+        .vs(std_up, "standard", up_mbs / std_up)
+        .note("SM3 and SM4-GCM over the content at the sender; SM3 again at the hub"),
+    );
+    rows.push(
+        Row::new(
+            &format!("GM: end to end {big_mib:.0} MiB (drop → delivered receipt)"),
+            e2e_mbs,
+            "MiB/s",
+        )
+        .vs(std_e2e, "standard", e2e_mbs / std_e2e)
+        .note("plus SM4-GCM opening and SM3 file digests at the recipient"),
+    );
+    eprintln!("GM: small documents: {}", s.small);
+    let (_, del_rate) = cases::small_documents(&env, "bench-a", "bench-b", s.small).await?;
+    let std_small = small_standard.unwrap_or(f64::NAN);
+    rows.push(
+        Row::new(
+            &format!("GM: small documents: {} × 4 KiB, end to end", s.small),
+            del_rate,
+            "docs/s",
+        )
+        .vs(std_small, "standard", del_rate / std_small)
+        .note("SM2 signatures on the header and each receipt, SM2 key wrap"),
+    );
+    Ok(rows)
 }

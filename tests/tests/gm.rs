@@ -572,3 +572,42 @@ fn keygen_makes_a_gm_units_sm2_keys_bound_by_its_new_certificate_key() {
     );
     assert!(!ok, "{said}");
 }
+
+/// A GM unit without its SM2 keys, or with another unit's, does not start:
+/// the agent names the key in agent.toml and where the keys come from, and
+/// `check` says the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gm_agent_without_its_own_sm2_keys_says_which_and_why() {
+    use gongwen_common::Role;
+    use gongwen_tests::{Net, bin};
+    let net = Net::for_suite(gongwen_common::suite::Suite::Gm);
+    net.issue("harbin-gov", Role::Node);
+    net.issue("daqing-gov", Role::Node);
+    let any = "127.0.0.1:9".parse().unwrap();
+    let config = net.agent_config("harbin-gov", any);
+    assert!(gongwen_agent::Agent::new(config.clone()).is_ok());
+    let keys = net.path().join("harbin-gov");
+    let enc = keys.join("harbin-gov.sm2-enc.key");
+    std::fs::rename(&enc, keys.join("away")).unwrap();
+    let e = gongwen_agent::Agent::new(config.clone())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("tls.sm2_enc_key") && e.contains("gongwen-certs issue"),
+        "{e}"
+    );
+    let out = Command::new(bin("gongwen-agent"))
+        .args(["check", "--config"])
+        .arg(&config.path)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success() && said.contains("tls.sm2_enc_key"),
+        "{said}"
+    );
+    // Another unit's encryption key is not the one the binding names.
+    std::fs::copy(net.path().join("daqing-gov/daqing-gov.sm2-enc.key"), &enc).unwrap();
+    let e = gongwen_agent::Agent::new(config).unwrap_err().to_string();
+    assert!(e.contains("is not the SM2 encryption key"), "{e}");
+}
