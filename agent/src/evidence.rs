@@ -11,6 +11,9 @@
 //! original.signed  original.sig.der  original.signer.pem   (a forward, 转发)
 //! ```
 //!
+//! The document's files, as this unit holds them, are in `files/`, and
+//! `verify.sh` checks each against the digest in the signed header.
+//!
 //! For a forwarded document the first issuer's statement is there too, and
 //! `verify.sh` checks its signature and that the forward carries it.
 //!
@@ -181,6 +184,7 @@ pub fn write_bundle(ctx: &AgentContext, doc_id: DocId, out: &Path) -> Result<Pat
             time,
         )?;
     }
+    let files = copy_files(ctx, &header, out)?;
     write(out, "ca.crt", pem("CERTIFICATE", ctx.trust.ca()).as_bytes())?;
     let has_crl = match std::fs::read(ctx.folders.crl()) {
         Ok(der) => {
@@ -194,7 +198,7 @@ pub fn write_bundle(ctx: &AgentContext, doc_id: DocId, out: &Path) -> Result<Pat
     write(
         out,
         "verify.sh",
-        verify_script(&names, has_crl, doc.suite()).as_bytes(),
+        verify_script(&names, has_crl, doc.suite(), files).as_bytes(),
     )?;
     #[cfg(unix)]
     {
@@ -207,9 +211,53 @@ pub fn write_bundle(ctx: &AgentContext, doc_id: DocId, out: &Path) -> Result<Pat
     Ok(out.to_owned())
 }
 
+/// The document's files as this unit holds them (what it sent, or what it
+/// received, or what its sender recalled), copied into `out/files/`. How
+/// many; none when the folder is gone.
+fn copy_files(ctx: &AgentContext, header: &[u8], out: &Path) -> Result<usize, String> {
+    let Ok(sealed) = gongwen_common::envelope::SealedHeader::parse(header) else {
+        return Ok(0);
+    };
+    let meta = sealed.meta();
+    let f = &ctx.folders;
+    let doc = meta.doc_id.to_string();
+    let Some(folder) = [
+        f.sent.join(&doc),
+        f.inbox.join(meta.sender.as_str()).join(&doc),
+        f.recalled.join(meta.sender.as_str()).join(&doc),
+    ]
+    .into_iter()
+    .find(|d| d.is_dir()) else {
+        return Ok(0);
+    };
+    let dir = out.join("files");
+    let mut n = 0;
+    for entry in &meta.files {
+        let from = folder.join(&entry.name);
+        if !from.is_file() {
+            continue;
+        }
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        // A copy, not a link: whatever is done to the bundle must not
+        // touch the unit's own document.
+        let to = dir.join(&entry.name);
+        std::fs::copy(&from, &to).map_err(|e| format!("cannot copy {}: {e}", from.display()))?;
+        n += 1;
+    }
+    Ok(n)
+}
+
 /// `names`: each statement, with the SM2 distinguishing id its signature
-/// was made with in a GM deployment.
-fn verify_script(names: &[(String, Option<String>)], has_crl: bool, suite: Suite) -> String {
+/// was made with in a GM deployment. `files`: how many of the document's
+/// files are in `files/`, each checked against the digest the signed
+/// header gives it.
+fn verify_script(
+    names: &[(String, Option<String>)],
+    has_crl: bool,
+    suite: Suite,
+    files: usize,
+) -> String {
     let about = match suite {
         Suite::Standard => {
             r#"# Checks this evidence with openssl alone: each statement's ECDSA P-256 /
@@ -227,6 +275,11 @@ fn verify_script(names: &[(String, Option<String>)], has_crl: bool, suite: Suite
         }
     };
     let mut s = format!("#!/bin/sh\n{about}\n");
+    if files > 0 {
+        s.push_str(&format!(
+            "# files/ holds {files} of the document's files, each checked against the\n# digest the document's signed header gives it.\n"
+        ));
+    }
     s.push_str(
         r#"set -u
 cd "$(dirname "$0")" || exit 2
@@ -288,6 +341,15 @@ check_gm() {
     *) bad "carries      original (the forward carries another)" ;;
   esac
 fi
+signed=$(od -An -v -tx1 document.signed | tr -d ' \n')
+for f in files/*; do
+  [ -f "$f" ] || continue
+  d=$(openssl dgst -DIGEST -r "$f" | cut -d' ' -f1)
+  case "$signed" in
+    *"$d"*) [ ${#d} -eq 64 ] && ok "file         ${f#files/}" || bad "file         ${f#files/} (cannot hash it)" ;;
+    *) bad "file         ${f#files/} (not the file the document's signature covers)" ;;
+  esac
+done
 digest=$(openssl dgst -DIGEST -r document.signed | cut -d' ' -f1)
 for r in receipt-*.signed; do
   [ -e "$r" ] || continue

@@ -876,6 +876,23 @@ async fn an_evidence_bundle_verifies_with_openssl_and_fails_after_one_changed_by
         "{text}"
     );
     assert!(run(&theirs).status.success());
+    // The files are there, each checked against its signed digest; a
+    // changed one is named.
+    assert!(text.contains("OK    file"), "{text}");
+    let files: Vec<_> = std::fs::read_dir(theirs.join("files"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(!files.is_empty());
+    let _ = std::fs::remove_file(&files[0]);
+    std::fs::write(&files[0], b"not what was sent").unwrap();
+    let said = String::from_utf8_lossy(&run(&theirs).stdout).into_owned();
+    assert!(
+        said.contains("FAIL  file")
+            && said.contains("not the file the document's signature covers"),
+        "{said}"
+    );
     if w.net.suite() == gongwen_common::suite::Suite::Gm {
         // SM2 signatures, each by a key the signer's certificate key bound.
         for line in [
