@@ -355,8 +355,20 @@ impl Running {
                 hub,
                 hub_time_ms,
                 generation,
+                suite,
                 ..
             }) => {
+                // The hub says which suite it serves; ours is our CA's.
+                let ours = self.ctx.credentials.signer().suite();
+                if let Some(theirs) = suite
+                    && theirs != ours.as_str()
+                {
+                    conn.close(0u32.into(), b"crypto suite mismatch");
+                    return Err(LinkError::Refused(format!(
+                        "the hub serves the {} crypto suite and this unit's CA is a {ours} one: the two must agree (hub.toml [crypto] suite, or this unit's ca.crt)",
+                        gongwen_common::logsafe::Clipped(&theirs)
+                    )));
+                }
                 let skew_ms = self.ctx.now_ms() - hub_time_ms;
                 if skew_ms.abs() > 60_000 {
                     warn!(
@@ -364,7 +376,7 @@ impl Running {
                         skew_ms as f64 / 1000.0
                     );
                 }
-                info!(%hub, %addr, "connected to the hub as {node}");
+                info!(%hub, %addr, suite = %ours, "connected to the hub as {node}");
                 self.state.send_replace(LinkState::Connected {
                     hub,
                     addr,

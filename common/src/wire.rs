@@ -34,8 +34,9 @@ use crate::pki::Role;
 
 /// Version of the message vocabulary carried in `Hello`. 2: the welcome
 /// carries the hub store's generation. 3: the hub may push a renewed
-/// certificate (`CertificateRenewal`).
-pub const PROTOCOL_VERSION: u16 = 3;
+/// certificate (`CertificateRenewal`). 4: the welcome states the crypto
+/// suite the hub serves.
+pub const PROTOCOL_VERSION: u16 = 4;
 /// The oldest version a hub still admits (agents are upgraded unit by
 /// unit, after the hub).
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
@@ -197,6 +198,9 @@ pub enum Message {
         /// (or was rebuilt without) what it held, and the agent offers its
         /// documents and receipts again. Sent to agents of version 2 on.
         generation: Option<String>,
+        /// The crypto suite the hub serves (`standard`, `gm`). Sent to
+        /// agents of version 4 on, after the generation.
+        suite: Option<String>,
     },
     /// Agent → hub: this node's signed encryption-key binding.
     PublishKey { binding: Vec<u8> },
@@ -378,6 +382,7 @@ pub fn encode(msg: &Message, out: &mut Vec<u8>) {
             hub,
             hub_time_ms,
             generation,
+            suite,
         } => {
             w.u8(T_WELCOME);
             w.str(node.as_str());
@@ -386,6 +391,11 @@ pub fn encode(msg: &Message, out: &mut Vec<u8>) {
             w.i64(*hub_time_ms);
             if let Some(g) = generation {
                 w.str(g);
+                // Only after a generation: each optional field follows the
+                // one before it.
+                if let Some(s) = suite {
+                    w.str(s);
+                }
             }
         }
         Message::PublishKey { binding } => {
@@ -566,6 +576,12 @@ pub fn decode_body(frame: &[u8]) -> Result<Message, WireError> {
             } else {
                 None
             },
+            // Nor does a hub (or an agent's hello) before version 4.
+            suite: if r.remaining() > 0 {
+                Some(r.string()?)
+            } else {
+                None
+            },
         },
         T_PUBLISH_KEY => Message::PublishKey {
             binding: blob(&mut r)?,
@@ -694,6 +710,15 @@ mod tests {
                 hub: id("hub"),
                 hub_time_ms: 1_795_000_000_123,
                 generation: Some("5f0c2a1e9b7d4c3a8e6f1b2d3c4a5e6f".into()),
+                suite: None,
+            },
+            Message::Welcome {
+                node: id("harbin-gov"),
+                role: Role::Node,
+                hub: id("hub"),
+                hub_time_ms: 1_795_000_000_123,
+                generation: Some("5f0c2a1e9b7d4c3a8e6f1b2d3c4a5e6f".into()),
+                suite: Some("gm".into()),
             },
             Message::Welcome {
                 node: id("harbin-gov"),
@@ -701,6 +726,7 @@ mod tests {
                 hub: id("hub"),
                 hub_time_ms: 1_795_000_000_123,
                 generation: None,
+                suite: None,
             },
             Message::PublishKey {
                 binding: vec![1, 2, 3],

@@ -655,6 +655,7 @@ async fn hello_and_welcome(
         hub_time_ms: (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64,
         // An agent of version 1 would refuse a field it does not know.
         generation: (version >= 2).then(|| core.store().generation().to_string()),
+        suite: (version >= 4).then(|| core.config().suite.to_string()),
     };
     if let Err(e) = write_message(&mut send, &welcome).await {
         info!("could not send welcome: {e}");
