@@ -643,6 +643,44 @@ impl Ca {
         write_atomic(&path, &keys.binding, 0o644).map_err(CaError::io(&path))
     }
 
+    /// The binding `gongwen-agent keygen` made beside a CSR, checked before
+    /// anything is issued: of this CA's suite (a GM unit binds its SM2 keys,
+    /// `ID.sm2.binding`; a standard one its X25519 key, `ID.binding`) and
+    /// signed by `public`, the key the CSR (or certificate) is for.
+    pub fn binding_request(&self, request: &[u8], public: &[u8]) -> Result<Statement, CaError> {
+        let bad = |why: String| CaError::InvalidRequest(format!("the key binding: {why}"));
+        let (kind, made_by) = match self.suite()? {
+            Suite::Standard => (StatementKind::KeyBinding, "gongwen-agent keygen"),
+            Suite::Gm => (
+                StatementKind::Sm2KeyBinding,
+                "gongwen-agent keygen --suite gm: give its .sm2.binding",
+            ),
+        };
+        let st = Statement::decode(request, kind)
+            .map_err(|e| bad(format!("{e} (make it with `{made_by}`)")))?;
+        st.verify_with_key(public).map_err(|_| {
+            bad("it is not signed by the key of this certificate request (give the binding made with this CSR)".into())
+        })?;
+        Ok(st)
+    }
+
+    /// The public key (SEC1 point) a PEM certificate request is for.
+    pub fn csr_public_key(csr_pem: &str) -> Result<Vec<u8>, CaError> {
+        let der =
+            rustls_pki_types::CertificateSigningRequestDer::from_pem_slice(csr_pem.as_bytes())
+                .map_err(|e| CaError::BadCsr(format!("not a PEM certificate request ({e})")))?;
+        use x509_parser::prelude::FromDer;
+        let (_, csr) =
+            x509_parser::certification_request::X509CertificationRequest::from_der(der.as_ref())
+                .map_err(|e| CaError::BadCsr(e.to_string()))?;
+        Ok(csr
+            .certification_request_info
+            .subject_pki
+            .subject_public_key
+            .data
+            .to_vec())
+    }
+
     /// Complete the key binding `gongwen-agent keygen` made beside its CSR
     /// (signed with the unit's key, no certificate yet) with the
     /// certificate just issued for that key, and record it.
@@ -655,21 +693,8 @@ impl Ca {
         let bad = |why: String| CaError::InvalidRequest(format!("the key binding: {why}"));
         let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes())
             .map_err(|e| bad(format!("the certificate: {e}")))?;
-        // A GM unit binds its SM2 keys (ID.sm2.binding), a standard one its
-        // X25519 key (ID.binding): the one of this CA's suite.
-        let (kind, made_by) = match self.suite()? {
-            Suite::Standard => (StatementKind::KeyBinding, "gongwen-agent keygen"),
-            Suite::Gm => (
-                StatementKind::Sm2KeyBinding,
-                "gongwen-agent keygen --suite gm: give its .sm2.binding",
-            ),
-        };
-        let st = Statement::decode(request, kind)
-            .map_err(|e| bad(format!("{e} (make it with `{made_by}`)")))?;
         let public = cert_public_key(&cert).map_err(|e| bad(e.to_string()))?;
-        st.verify_with_key(&public).map_err(|_| {
-            bad("it is not signed by the key of this certificate request (give the binding made with this CSR)".into())
-        })?;
+        let st = self.binding_request(request, &public)?;
         let binding = st.with_cert(cert.to_vec()).encode();
         let b = ReachKey::verify(&binding, None, OffsetDateTime::UNIX_EPOCH)
             .map_err(|e| bad(e.to_string()))?;

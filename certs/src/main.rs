@@ -430,6 +430,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let csr_pem = std::fs::read_to_string(&csr)
                 .with_context(|| format!("cannot read {}", csr.display()))?;
             let mut ca = Ca::open(&dir)?;
+            // A binding that will not do is refused before anything is
+            // issued, so the unit is not left with a certificate and no way
+            // to receive.
+            let binding = match binding {
+                Some(path) => {
+                    let bytes = std::fs::read(&path)
+                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    ca.binding_request(&bytes, &Ca::csr_public_key(&csr_pem)?)?;
+                    Some(bytes)
+                }
+                None => None,
+            };
             let (id, cert_pem) = ca.sign_csr(
                 &csr_pem,
                 role,
@@ -445,9 +457,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot write {}", ca_out.display()))?;
             println!("signed {role} certificate for {id}: {}", out.display());
             println!("  CA certificate: {}", ca_out.display());
-            if let Some(request) = binding {
-                let bytes = std::fs::read(&request)
-                    .with_context(|| format!("cannot read {}", request.display()))?;
+            if let Some(bytes) = binding {
                 let complete = ca.complete_binding(&id, &bytes, &cert_pem)?;
                 let name = match ca.suite()? {
                     gongwen_common::suite::Suite::Standard => format!("{id}.binding"),
