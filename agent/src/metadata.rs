@@ -35,6 +35,10 @@ pub struct MetadataJson {
     pub files: Vec<FileJson>,
     /// SHA-256 of the signed header: what receipts cite.
     pub digest: String,
+    /// The algorithm of `digest` and of each file's `sha256` field: "sha256",
+    /// or "sm3" in a GM deployment (the field keeps its name for the
+    /// scripts that read it).
+    pub digest_algorithm: &'static str,
     /// The answer asked for: "decision" (批复) or "report" (上报).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reply: Option<ReplyKind>,
@@ -109,6 +113,10 @@ impl MetadataJson {
                 })
                 .collect(),
             digest: serial_hex(&h.digest()),
+            digest_algorithm: match h.header.suite {
+                gongwen_common::suite::Suite::Standard => "sha256",
+                gongwen_common::suite::Suite::Gm => "sm3",
+            },
             reply: m.links.asks.map(|a| a.kind),
             reply_by: m.links.asks.and_then(|a| a.by).map(|d| match d {
                 Deadline::At(s) => time_of(s),

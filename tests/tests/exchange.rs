@@ -62,6 +62,20 @@ async fn a_dropped_file_reaches_every_group_member_byte_identical_with_receipts(
         assert_eq!(meta["doc_number"], "黑政发〔2026〕12号");
         assert_eq!(meta["urgency"], "urgent");
         assert_eq!(meta["sender"], "prov-gov");
+        // The file digest, in the deployment's suite.
+        let suite = net.suite();
+        assert_eq!(
+            meta["digest_algorithm"],
+            if suite.as_str() == "gm" {
+                "sm3"
+            } else {
+                "sha256"
+            }
+        );
+        assert_eq!(
+            meta["files"][0]["sha256"],
+            gongwen_common::pki::serial_hex(&suite.digest(&body))
+        );
     }
 
     let status = wait_all_delivered(&net.root("prov-gov"), 1).await;
