@@ -10,10 +10,11 @@ cd "$(dirname "$0")/.."
 profile=default
 [[ "${CI:-}" == "true" ]] && profile=ci
 
-# The document exchange, receipt, sign-for, recall, escalation, answer
-# store and enrollment tests run a second time on the GM suite (SM2/SM3/SM4): the
-# same tests, with the deployment's CA made for gm (GONGWEN_TEST_SUITE).
-gm_tests=(--test exchange --test signfor --test answers --test store --test enroll)
+# The document exchange, receipt, sign-for, recall, escalation, answer,
+# store, enrollment, link and renewal tests run a second time on the GM
+# suite (SM2/SM3/SM4): the same tests, with the deployment's CA made for
+# gm (GONGWEN_TEST_SUITE).
+gm_tests=(--test exchange --test signfor --test answers --test store --test enroll --test link --test renewal)
 
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --profile "$profile" "$@"

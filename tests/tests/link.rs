@@ -2,7 +2,7 @@
 //! who is kept out or cut off, and that agents come back by themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use gongwen_agent::keygen::keygen;
+use gongwen_agent::keygen::keygen_for;
 use gongwen_agent::{LinkError, LinkState};
 use gongwen_certs::Validity;
 use gongwen_common::clock;
@@ -320,7 +320,7 @@ async fn a_key_made_on_the_node_and_signed_from_its_csr_connects() {
     let net = Net::new();
     let id = NodeId::parse("daqing-gov").unwrap();
     let out = net.path().join("daqing-gov");
-    let files = keygen(&id, &out).unwrap();
+    let files = keygen_for(&id, &out, net.suite()).unwrap();
     let csr = std::fs::read_to_string(&files.csr).unwrap();
     let now = OffsetDateTime::now_utc();
     let (signed_id, cert_pem) = net
