@@ -203,13 +203,10 @@ pub struct Sm2Files {
 }
 
 impl Sm2Files {
-    fn from_raw(
-        base: &Path,
-        key: &Path,
-        sign_key: Option<PathBuf>,
-        enc_key: Option<PathBuf>,
-        binding: Option<PathBuf>,
-    ) -> Sm2Files {
+    /// From `[tls] sm2_sign_key`, `sm2_enc_key`, `sm2_binding` as written.
+    fn from_raw(base: &Path, key: &Path, raw: [Option<PathBuf>; 3]) -> Sm2Files {
+        let [sign_key, enc_key, binding] = raw;
+        let key = base.join(key);
         let stem = key
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -626,10 +623,12 @@ impl HubConfig {
             tls: HubTls {
                 sm2: Sm2Files::from_raw(
                     &base,
-                    &base.join(&raw.tls.key),
-                    raw.tls.sm2_sign_key,
-                    raw.tls.sm2_enc_key,
-                    raw.tls.sm2_binding,
+                    &raw.tls.key,
+                    [
+                        raw.tls.sm2_sign_key,
+                        raw.tls.sm2_enc_key,
+                        raw.tls.sm2_binding,
+                    ],
                 ),
                 cert: base.join(raw.tls.cert),
                 key: base.join(raw.tls.key),
@@ -755,10 +754,12 @@ impl AgentConfig {
             tls: AgentTls {
                 sm2: Sm2Files::from_raw(
                     &base,
-                    &base.join(&raw.tls.key),
-                    raw.tls.sm2_sign_key,
-                    raw.tls.sm2_enc_key,
-                    raw.tls.sm2_binding,
+                    &raw.tls.key,
+                    [
+                        raw.tls.sm2_sign_key,
+                        raw.tls.sm2_enc_key,
+                        raw.tls.sm2_binding,
+                    ],
                 ),
                 cert: base.join(raw.tls.cert),
                 key: base.join(raw.tls.key),

@@ -499,44 +499,31 @@ fn keygen_makes_a_gm_units_sm2_keys_bound_by_its_new_certificate_key() {
         ],
     );
     assert!(ok && said.contains("daqing-gov.sm2.binding"), "{said}");
-    let (ok, said) = cli(
-        d,
-        "gongwen-certs",
-        &[
-            "--ca-dir",
-            "ca",
-            "sign",
-            "--csr",
-            "dq/daqing-gov.csr",
-            "--binding",
-            "dq/daqing-gov.binding",
-            "--role",
-            "node",
-            "--out",
-            "dq/daqing-gov.crt",
-        ],
-    );
+    let sign = |binding: &str| {
+        cli(
+            d,
+            "gongwen-certs",
+            &[
+                "--ca-dir",
+                "ca",
+                "sign",
+                "--csr",
+                "dq/daqing-gov.csr",
+                "--binding",
+                binding,
+                "--role",
+                "node",
+                "--out",
+                "dq/daqing-gov.crt",
+            ],
+        )
+    };
     // A GM CA takes the SM2 binding, and says so when given the other,
     // before issuing anything (the next sign needs no --renew).
+    let (ok, said) = sign("dq/daqing-gov.binding");
     assert!(!ok && said.contains(".sm2.binding"), "{said}");
     assert!(!d.join("dq/daqing-gov.crt").exists());
-    let (ok, said) = cli(
-        d,
-        "gongwen-certs",
-        &[
-            "--ca-dir",
-            "ca",
-            "sign",
-            "--csr",
-            "dq/daqing-gov.csr",
-            "--binding",
-            "dq/daqing-gov.sm2.binding",
-            "--role",
-            "node",
-            "--out",
-            "dq/daqing-gov.crt",
-        ],
-    );
+    let (ok, said) = sign("dq/daqing-gov.sm2.binding");
     assert!(ok && said.contains("unit directory"), "{said}");
     let cert = gongwen_common::pki::load_certs(&d.join("dq/daqing-gov.crt"))
         .unwrap()
