@@ -44,6 +44,9 @@ pub enum AgentError {
     Socket(std::io::Error),
     #[error("key generation failed: {0}")]
     Keygen(#[from] rcgen::Error),
+    /// A flag's value that cannot be used, with why.
+    #[error("{0}")]
+    BadInput(String),
     #[error("{path} is damaged: {detail}")]
     Damaged { path: PathBuf, detail: String },
     #[error(transparent)]

@@ -51,6 +51,18 @@ pub fn keygen(id: &NodeId, out: &Path) -> Result<KeygenOutput, AgentError> {
 /// [`keygen`] for a deployment of `suite`: a GM unit also gets its SM2
 /// signing and encryption keys and their binding.
 pub fn keygen_for(id: &NodeId, out: &Path, suite: Suite) -> Result<KeygenOutput, AgentError> {
+    keygen_with(id, out, suite, DEFAULT_DISTID)
+}
+
+/// [`keygen_for`] with the SM2 distinguishing id a GM deployment chose
+/// (`gongwen-certs init --sm2-distid`), recorded in the binding.
+pub fn keygen_with(
+    id: &NodeId,
+    out: &Path,
+    suite: Suite,
+    distid: &str,
+) -> Result<KeygenOutput, AgentError> {
+    gongwen_common::gm::check_distid(distid).map_err(AgentError::BadInput)?;
     std::fs::create_dir_all(out).map_err(|source| AgentError::Dir {
         path: out.to_owned(),
         source,
@@ -111,7 +123,7 @@ pub fn keygen_for(id: &NodeId, out: &Path, suite: Suite) -> Result<KeygenOutput,
     })?;
     let sm2 = match suite {
         Suite::Standard => None,
-        Suite::Gm => Some(sm2_keys(id, out, &key.serialize_der(), now_ms)?),
+        Suite::Gm => Some(sm2_keys(id, out, &key.serialize_der(), now_ms, distid)?),
     };
     Ok(KeygenOutput {
         key: key_path,
@@ -124,7 +136,13 @@ pub fn keygen_for(id: &NodeId, out: &Path, suite: Suite) -> Result<KeygenOutput,
 
 /// The SM2 keys of a GM unit, and their binding signed with `pkcs8` (the
 /// new certificate key).
-fn sm2_keys(id: &NodeId, out: &Path, pkcs8: &[u8], now_ms: i64) -> Result<Sm2Files, AgentError> {
+fn sm2_keys(
+    id: &NodeId,
+    out: &Path,
+    pkcs8: &[u8],
+    now_ms: i64,
+    distid: &str,
+) -> Result<Sm2Files, AgentError> {
     let write = |path: &Path, bytes: &[u8], mode: u32| {
         let result = if mode == 0o600 {
             write_new(path, bytes, mode)
@@ -148,7 +166,7 @@ fn sm2_keys(id: &NodeId, out: &Path, pkcs8: &[u8], now_ms: i64) -> Result<Sm2Fil
         enc_key: out.join(format!("{id}.sm2-enc.key")),
         binding: out.join(format!("{id}.sm2.binding")),
     };
-    let body = Sm2Binding::for_keys(id.clone(), &sign, &enc, DEFAULT_DISTID, now_ms).encode();
+    let body = Sm2Binding::for_keys(id.clone(), &sign, &enc, distid, now_ms).encode();
     let binding = sign_with_key(pkcs8, StatementKind::Sm2KeyBinding, body, Vec::new())?.encode();
     write(
         &files.sign_key,

@@ -8,7 +8,7 @@ use gongwen_agent::Agent;
 use gongwen_agent::clerk::InboxRow;
 use gongwen_agent::console::accounts::{self, Accounts};
 use gongwen_agent::control::{self, DocStatus, Request};
-use gongwen_agent::keygen::keygen_for;
+use gongwen_agent::keygen::keygen_with;
 use gongwen_agent::outbox::SendRequest;
 use gongwen_agent::state::Folders;
 use gongwen_common::config::AgentConfig;
@@ -246,6 +246,10 @@ enum Command {
         /// unit's SM2 signing and encryption keys and their binding.
         #[arg(long, default_value = "standard")]
         suite: gongwen_common::suite::Suite,
+        /// GM only: the SM2 distinguishing id the deployment chose
+        /// (`gongwen-certs init --sm2-distid`); default 1234567812345678.
+        #[arg(long, default_value = gongwen_common::gm::DEFAULT_DISTID)]
+        sm2_distid: String,
     },
 }
 
@@ -662,9 +666,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::User { action } => user_command(action)?,
         Command::Token { action } => token_command(action)?,
-        Command::Keygen { id, out, suite } => {
+        Command::Keygen {
+            id,
+            out,
+            suite,
+            sm2_distid,
+        } => {
             let id = NodeId::parse(&id)?;
-            let files = keygen_for(&id, &out, suite)?;
+            let files = keygen_with(&id, &out, suite, &sm2_distid)?;
             println!("key:  {} (keep it here; mode 0600)", files.key.display());
             println!(
                 "document key: {} (keep it here; mode 0600; agent.toml: [tls] encryption_key)",

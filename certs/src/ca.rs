@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use gongwen_common::directory::{DirectoryEntry, UnitDirectory};
 use gongwen_common::envelope::{EncryptionKey, KeyBinding, ReachKey};
 use gongwen_common::fsutil::{create_private_dir, write_atomic, write_new};
-use gongwen_common::gm::{DEFAULT_DISTID, Sm2Key};
+use gongwen_common::gm::{DEFAULT_DISTID, Sm2Key, check_distid};
 use gongwen_common::id::NodeId;
 use gongwen_common::pki::{CertIdentity, Role, SAN_NODE_PREFIX, SAN_ROLE_PREFIX, serial_hex};
 use gongwen_common::signed::Sm2Binding;
@@ -37,6 +37,8 @@ pub const BINDINGS_DIR: &str = "bindings";
 /// Every certificate issued, `issued/<serial>.crt` (PEM): what renewal
 /// re-certifies the key of.
 pub const ISSUED_DIR: &str = "issued";
+/// A GM CA's SM2 distinguishing id, when not the default (`init --sm2-distid`).
+pub const SM2_DISTID: &str = "sm2-distid";
 
 /// How long a CRL stays fresh unless told otherwise. Past it the hub
 /// refuses every node, so renew it (`gongwen-certs crl`) well before.
@@ -207,6 +209,33 @@ impl Ca {
             path: self.dir.join(CA_CERT),
             detail: e.to_string(),
         })
+    }
+
+    /// The SM2 distinguishing id the units of this (GM) CA sign with:
+    /// `init --sm2-distid`, else the standard default.
+    pub fn sm2_distid(&self) -> Result<String, CaError> {
+        let path = self.dir.join(SM2_DISTID);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let distid = text.trim().to_owned();
+                check_distid(&distid).map_err(|detail| CaError::Corrupt { path, detail })?;
+                Ok(distid)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DEFAULT_DISTID.to_owned()),
+            Err(e) => Err(CaError::io(&path)(e)),
+        }
+    }
+
+    /// Record the SM2 distinguishing id of a GM deployment (at init).
+    pub fn set_sm2_distid(&self, distid: &str) -> Result<(), CaError> {
+        if self.suite()? != Suite::Gm {
+            return Err(CaError::InvalidRequest(
+                "an SM2 distinguishing id is for a GM CA (init --suite gm)".into(),
+            ));
+        }
+        check_distid(distid).map_err(CaError::InvalidRequest)?;
+        let path = self.dir.join(SM2_DISTID);
+        write_atomic(&path, format!("{distid}\n").as_bytes(), 0o644).map_err(CaError::io(&path))
     }
 
     /// Open an existing CA directory.
@@ -622,8 +651,9 @@ impl Ca {
             .map_err(|e| CaError::InvalidRequest(format!("the issued key: {e}")))?;
         let signer = Signer::new(&key, cert)?;
         let (sign, enc) = (Sm2Key::generate(), Sm2Key::generate());
+        let distid = self.sm2_distid()?;
         let binding =
-            Sm2Binding::for_keys(id.clone(), &sign, &enc, DEFAULT_DISTID, ms(now)).sign(&signer)?;
+            Sm2Binding::for_keys(id.clone(), &sign, &enc, &distid, ms(now)).sign(&signer)?;
         // What the signed directory lists for the unit: others can seal
         // documents to it before its agent first connects.
         self.record_binding(id, &binding)?;

@@ -66,6 +66,10 @@ enum Command {
         /// [crypto] suite must say the same.
         #[arg(long, default_value = "standard")]
         suite: gongwen_common::suite::Suite,
+        /// GM only: the SM2 distinguishing id every unit's signatures use
+        /// (recorded in each unit's key binding); default 1234567812345678.
+        #[arg(long)]
+        sm2_distid: Option<String>,
     },
     /// Issue a certificate and a fresh key for the hub or a unit.
     Issue {
@@ -358,13 +362,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             days,
             crl_days,
             suite,
+            sm2_distid,
         } => {
-            Ca::init_for(&dir, &name, now, days, crl_days, suite)?;
+            if let Some(distid) = &sm2_distid {
+                // Refused before anything is made.
+                if suite != gongwen_common::suite::Suite::Gm {
+                    bail!("--sm2-distid is for a GM CA (--suite gm)");
+                }
+                gongwen_common::gm::check_distid(distid).map_err(anyhow::Error::msg)?;
+            }
+            let ca = Ca::init_for(&dir, &name, now, days, crl_days, suite)?;
+            if let Some(distid) = &sm2_distid {
+                ca.set_sm2_distid(distid)?;
+            }
             println!("created CA {name:?} in {}", dir.display());
             println!(
                 "  suite:       {suite} ({}); set [crypto] suite = \"{suite}\" in hub.toml",
                 suite.algorithms()
             );
+            if suite == gongwen_common::suite::Suite::Gm {
+                println!("  SM2 distid:  {}", ca.sm2_distid()?);
+            }
             println!("  certificate: {}", dir.join(CA_CERT).display());
             println!(
                 "  CRL:         {} (renew within {crl_days} days: gongwen-certs crl)",

@@ -19,6 +19,24 @@ use sm3::Digest;
 /// otherwise (GB/T 35276's default), recorded in the statements it signs.
 pub const DEFAULT_DISTID: &str = "1234567812345678";
 
+/// Whether `distid` may be a unit's distinguishing id: 1 to 64 of the
+/// letters, digits and `.`, `_`, `@`, `-` (it is written into statements,
+/// configuration and evidence scripts, so nothing that needs quoting).
+pub fn check_distid(distid: &str) -> Result<(), String> {
+    let ok = !distid.is_empty()
+        && distid.len() <= 64
+        && distid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{distid:?} cannot be an SM2 distinguishing id: 1 to 64 letters, digits, '.', '_', '@' or '-'"
+        ))
+    }
+}
+
 /// SM4 keys are 128 bits; GCM nonces 96.
 pub const SM4_KEY_LEN: usize = 16;
 pub const GCM_NONCE_LEN: usize = 12;

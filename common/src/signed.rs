@@ -350,11 +350,7 @@ impl Sm2Binding {
         let sign_public = r.bytes(65)?.to_vec();
         let enc_public = r.bytes(65)?.to_vec();
         let distid = r.string()?;
-        if distid.is_empty() || distid.len() > 64 {
-            return Err(SignedError::BadBinding(
-                "its distinguishing id is empty or longer than 64 bytes".into(),
-            ));
-        }
+        crate::gm::check_distid(&distid).map_err(SignedError::BadBinding)?;
         let created_ms = i64::try_from(r.u64()?).unwrap_or(i64::MAX);
         r.finish()?;
         Ok(Sm2Binding {

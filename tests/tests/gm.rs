@@ -599,3 +599,116 @@ async fn a_gm_agent_without_its_own_sm2_keys_says_which_and_why() {
     let e = gongwen_agent::Agent::new(config).unwrap_err().to_string();
     assert!(e.contains("is not the SM2 encryption key"), "{e}");
 }
+
+/// A GM deployment may choose its SM2 distinguishing id: the CA records
+/// it, every unit's binding carries it, statements are signed with it, and
+/// openssl verifies them under it (and not under the default). A bad id,
+/// or one for a standard CA, is refused before anything is made.
+#[test]
+fn a_gm_ca_can_choose_its_sm2_distinguishing_id() {
+    use gongwen_common::signed::{Sm2Binding, StatementKind};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let init = |ca: &str, suite: &str, distid: &str| {
+        cli(
+            d,
+            "gongwen-certs",
+            &[
+                "--ca-dir",
+                ca,
+                "init",
+                "--name",
+                "CA",
+                "--suite",
+                suite,
+                "--sm2-distid",
+                distid,
+            ],
+        )
+    };
+    let (ok, said) = init("bad", "gm", "黑龙江 省");
+    assert!(!ok && said.contains("distinguishing id"), "{said}");
+    assert!(!d.join("bad").exists());
+    let (ok, said) = init("std", "standard", "gongwen@hlj");
+    assert!(!ok && said.contains("--suite gm"), "{said}");
+    let (ok, said) = init("ca", "gm", "gongwen@hlj");
+    assert!(ok && said.contains("SM2 distid:  gongwen@hlj"), "{said}");
+    let (ok, said) = cli(
+        d,
+        "gongwen-certs",
+        &[
+            "--ca-dir",
+            "ca",
+            "issue",
+            "--role",
+            "node",
+            "--id",
+            "harbin-gov",
+            "--out",
+            "harbin-gov",
+        ],
+    );
+    assert!(ok, "{said}");
+    let unit = d.join("harbin-gov");
+    let cert = gongwen_common::pki::load_certs(&unit.join("harbin-gov.crt"))
+        .unwrap()
+        .remove(0);
+    let identity = gongwen_common::pki::CertIdentity::from_der(&cert).unwrap();
+    let bytes = std::fs::read(unit.join("harbin-gov.sm2.binding")).unwrap();
+    let binding = Sm2Binding::verify(&bytes, &cert, &identity).unwrap();
+    assert_eq!(binding.distid, "gongwen@hlj");
+
+    // The unit's statements are signed under that id.
+    let key = gongwen_common::pki::load_private_key(&unit.join("harbin-gov.key")).unwrap();
+    let signer = gongwen_common::signed::Signer::new(&key, cert.clone()).unwrap();
+    let files = gongwen_common::config::Sm2Files {
+        sign_key: unit.join("harbin-gov.sm2-sign.key"),
+        enc_key: unit.join("harbin-gov.sm2-enc.key"),
+        binding: unit.join("harbin-gov.sm2.binding"),
+    };
+    let (signer, _) = gongwen_common::material::load_sm2(&unit, &files, signer).unwrap();
+    let st = signer
+        .sign(StatementKind::Receipt, b"a receipt".to_vec())
+        .unwrap();
+    st.verify_signature().unwrap();
+    if have_openssl() {
+        std::fs::write(unit.join("st.signed"), st.signed_message()).unwrap();
+        std::fs::write(unit.join("st.sig"), &st.signature).unwrap();
+        std::fs::write(
+            unit.join("sign.pub.pem"),
+            gm::public_pem(&binding.sign_public).unwrap(),
+        )
+        .unwrap();
+        assert!(openssl_sm2_verifies(
+            &unit,
+            "sign.pub.pem",
+            "gongwen@hlj",
+            "st.sig",
+            "st.signed"
+        ));
+        assert!(!openssl_sm2_verifies(
+            &unit,
+            "sign.pub.pem",
+            DEFAULT_DISTID,
+            "st.sig",
+            "st.signed"
+        ));
+    }
+    // A unit making its own keys is told the deployment's id.
+    let (ok, said) = cli(
+        d,
+        "gongwen-agent",
+        &[
+            "keygen",
+            "--id",
+            "daqing-gov",
+            "--out",
+            "dq",
+            "--suite",
+            "gm",
+            "--sm2-distid",
+            "a b",
+        ],
+    );
+    assert!(!ok && said.contains("distinguishing id"), "{said}");
+}
