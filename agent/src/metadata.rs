@@ -33,7 +33,7 @@ pub struct MetadataJson {
     pub note: String,
     pub secrecy: &'static str,
     pub files: Vec<FileJson>,
-    /// SHA-256 of the signed header: what receipts cite.
+    /// The digest (SHA-256, or SM3 on GM) of the signed header: what receipts cite.
     pub digest: String,
     /// The algorithm of `digest` and of each file's `sha256` field: "sha256",
     /// or "sm3" in a GM deployment (the field keeps its name for the

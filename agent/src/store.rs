@@ -81,7 +81,7 @@ pub struct SentRecord {
     pub recipients: Vec<NodeId>,
     /// When the hub accepted it (Unix ms).
     pub sent_ms: i64,
-    /// Hex SHA-256 of the signed header.
+    /// Hex digest (SHA-256, or SM3 on GM) of the signed header.
     pub digest: String,
     /// Recipients the document was recalled from, and when.
     #[serde(default)]
@@ -150,7 +150,8 @@ pub struct ReceivedRecord {
     pub state: ReceivedState,
     /// Why it was quarantined.
     pub reason: Option<String>,
-    /// Hex SHA-256 of the signed header (what our receipts cite).
+    /// Hex digest (SHA-256, or SM3 on GM) of the signed header (what our
+    /// receipts cite).
     #[serde(default)]
     pub digest: String,
     #[serde(default)]
