@@ -211,6 +211,18 @@ fn cli(dir: &Path, name: &str, args: &[&str]) -> (bool, String) {
     gongwen_tests::run_in(Some(dir), name, args)
 }
 
+/// `gongwen-certs issue` of node `id` from the CA in `dir/ca` into
+/// `dir/<id>`: whether it worked, and what it said.
+fn issue_unit(dir: &Path, id: &str) -> (bool, String) {
+    cli(
+        dir,
+        "gongwen-certs",
+        &[
+            "--ca-dir", "ca", "issue", "--role", "node", "--id", id, "--out", id,
+        ],
+    )
+}
+
 /// Issue the hub's certificate from the CA in `dir/ca_dir` into `dir/out`.
 fn issue_hub(dir: &Path, ca_dir: &str, out: &str) {
     let (ok, said) = cli(
@@ -280,21 +292,7 @@ async fn a_hub_serves_only_the_suite_its_ca_was_made_for() {
     issue_hub(d, "ca", "hub");
     // A unit of a GM CA gets its SM2 signing and encryption keys, bound to
     // its certificate's key; OpenSSL reads the keys.
-    let (ok, said) = cli(
-        d,
-        "gongwen-certs",
-        &[
-            "--ca-dir",
-            "ca",
-            "issue",
-            "--role",
-            "node",
-            "--id",
-            "harbin-gov",
-            "--out",
-            "harbin-gov",
-        ],
-    );
+    let (ok, said) = issue_unit(d, "harbin-gov");
     assert!(ok && said.contains("harbin-gov.sm2.binding"), "{said}");
     let unit = d.join("harbin-gov");
     let cert = gongwen_common::pki::load_certs(&unit.join("harbin-gov.crt"))
@@ -633,21 +631,7 @@ fn a_gm_ca_can_choose_its_sm2_distinguishing_id() {
     assert!(!ok && said.contains("--suite gm"), "{said}");
     let (ok, said) = init("ca", "gm", "gongwen@hlj");
     assert!(ok && said.contains("SM2 distid:  gongwen@hlj"), "{said}");
-    let (ok, said) = cli(
-        d,
-        "gongwen-certs",
-        &[
-            "--ca-dir",
-            "ca",
-            "issue",
-            "--role",
-            "node",
-            "--id",
-            "harbin-gov",
-            "--out",
-            "harbin-gov",
-        ],
-    );
+    let (ok, said) = issue_unit(d, "harbin-gov");
     assert!(ok, "{said}");
     let unit = d.join("harbin-gov");
     let cert = gongwen_common::pki::load_certs(&unit.join("harbin-gov.crt"))
