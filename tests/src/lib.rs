@@ -415,6 +415,15 @@ pub struct RunningAgent {
 }
 
 impl RunningAgent {
+    /// Wait until this agent's store records `doc` as received: its inbox
+    /// folder appears a moment before that record is durable, and the
+    /// console and clerk acts read the record.
+    pub async fn wait_received(&self, doc: gongwen_common::DocId) {
+        wait_until(&format!("{doc} recorded as received"), || {
+            self.ctx.store.received(doc).ok().flatten().map(|_| ())
+        })
+        .await;
+    }
     pub fn start(config: AgentConfig) -> RunningAgent {
         Self::start_with_clock(config, gongwen_common::clock::system())
     }

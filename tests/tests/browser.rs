@@ -27,6 +27,7 @@ async fn a_clerk_signs_for_a_notice_in_the_browser_and_the_sender_sees_it_signed
         .drop_file("prov-gov", "harbin-gov", "通知.pdf", b"%PDF-1.4 notice");
     let docs = wait_inbox(&u.net.root("harbin-gov"), "prov-gov", 1).await;
     let doc = docs[0].file_name().unwrap().to_string_lossy().into_owned();
+    u.harbin.wait_received(doc.parse().unwrap()).await;
 
     let mut chrome = Chrome::start().await;
     let harbin = base(&u.harbin);

@@ -29,8 +29,9 @@ async fn send(u: &Units, name: &str, body: &[u8], sidecar: Option<&str>) -> DocI
         .map(|d| d.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
     // The newest (ids are time-ordered).
-    let id = known.iter().max().unwrap();
-    DocId::parse(id).unwrap()
+    let id = DocId::parse(known.iter().max().unwrap()).unwrap();
+    u.harbin.wait_received(id).await;
+    id
 }
 
 fn state_of(agent: &RunningAgent, doc: DocId) -> ReceivedState {
