@@ -1326,18 +1326,6 @@ impl ReachKey {
             .or_else(|_| Statement::decode(bytes, StatementKind::KeyBinding))
             .ok()
     }
-
-    /// The node a binding names, without checking its signature (for
-    /// listings of what a store holds).
-    pub fn node_of(bytes: &[u8]) -> Option<NodeId> {
-        if let Ok(st) = Statement::decode(bytes, StatementKind::Sm2KeyBinding) {
-            return crate::signed::Sm2Binding::decode(&st.body)
-                .ok()
-                .map(|b| b.node);
-        }
-        let st = Statement::decode(bytes, StatementKind::KeyBinding).ok()?;
-        Reader::new(&st.body).node_id().ok()
-    }
 }
 
 /// Build and sign a header for content already sealed with `key`.
@@ -1551,19 +1539,15 @@ pub(crate) mod tests {
         key: &EncryptionKey,
         checker: &CertChecker,
     ) -> Result<Vec<u8>, EnvelopeError> {
-        open_with(s, me, Secret::X25519(key), checker)
+        let key = EncryptionKey::from_secret_bytes(&key.secret_bytes())?;
+        open_with(s, me, &DocumentKey::X25519(key), checker)
     }
 
-    /// A recipient's secret encryption key, by suite.
-    enum Secret<'a> {
-        X25519(&'a EncryptionKey),
-        Sm2(&'a crate::gm::Sm2Key),
-    }
-
+    /// [`open`] with a recipient's key of either suite.
     fn open_with(
         s: &Sealed,
         me: &NodeId,
-        key: Secret<'_>,
+        key: &DocumentKey,
         checker: &CertChecker,
     ) -> Result<Vec<u8>, EnvelopeError> {
         let h = SealedHeader::parse(&s.header_bytes)?;
@@ -1578,10 +1562,7 @@ pub(crate) mod tests {
         if suite.digest(&s.content) != h.header.content_sha256 {
             return Err(EnvelopeError::ContentDigest);
         }
-        let ck = match key {
-            Secret::X25519(k) => ContentKey::unwrap(&h.header, me, k)?,
-            Secret::Sm2(k) => ContentKey::unwrap_sm2(&h.header, me, k)?,
-        };
+        let ck = key.unwrap(&h.header, me)?;
         let mut opener = ContentOpener::new(&ck, &h.header)?;
         let mut out = Vec::new();
         let mut pos = 0;
@@ -1638,13 +1619,18 @@ pub(crate) mod tests {
         let checker = pki.checker();
         for (me, key) in [("harbin-gov", &harbin), ("daqing-gov", &daqing)] {
             assert_eq!(
-                open_with(&s, &id(me), Secret::Sm2(key), &checker).unwrap(),
+                open_with(&s, &id(me), &DocumentKey::Sm2(key.clone()), &checker).unwrap(),
                 data
             );
         }
         // Another unit's key does not open harbin-gov's wrapped key.
         assert_eq!(
-            open_with(&s, &id("harbin-gov"), Secret::Sm2(&daqing), &checker),
+            open_with(
+                &s,
+                &id("harbin-gov"),
+                &DocumentKey::Sm2(daqing.clone()),
+                &checker
+            ),
             Err(EnvelopeError::KeyUnwrap)
         );
         // One changed byte of the content: its digest no longer holds; with
@@ -1655,7 +1641,12 @@ pub(crate) mod tests {
         };
         t.content[SEALED_CHUNK_LEN as usize + 5] ^= 1;
         assert_eq!(
-            open_with(&t, &id("harbin-gov"), Secret::Sm2(&harbin), &checker),
+            open_with(
+                &t,
+                &id("harbin-gov"),
+                &DocumentKey::Sm2(harbin.clone()),
+                &checker
+            ),
             Err(EnvelopeError::ContentDigest)
         );
         let key = ContentKey::unwrap_sm2(&parsed.header, &id("harbin-gov"), &harbin).unwrap();
@@ -1673,7 +1664,7 @@ pub(crate) mod tests {
             open_with(
                 &s,
                 &id("harbin-gov"),
-                Secret::Sm2(&harbin),
+                &DocumentKey::Sm2(harbin.clone()),
                 &TestPki::new().checker()
             ),
             Err(EnvelopeError::Suite(_))
@@ -1998,7 +1989,12 @@ pub(crate) mod tests {
             b"x",
             &[(id("harbin-gov"), k.public())],
         );
-        match open_with(&s, &id("harbin-gov"), Secret::Sm2(&k), &pki.checker()) {
+        match open_with(
+            &s,
+            &id("harbin-gov"),
+            &DocumentKey::Sm2(k.clone()),
+            &pki.checker(),
+        ) {
             Err(EnvelopeError::Suite(why)) => {
                 assert!(
                     why.contains("this deployment uses the standard suite"),
@@ -2254,7 +2250,11 @@ pub(crate) mod tests {
                 created_ms: 7,
             }
         );
-        assert_eq!(ReachKey::node_of(&gm), Some(id("harbin-gov")));
+        let named = |b: &[u8]| {
+            ReachKey::statement_of(b)
+                .and_then(|st| CertIdentity::from_der(&st.cert).ok().map(|c| c.id))
+        };
+        assert_eq!(named(&gm), Some(id("harbin-gov")));
         let x = EncryptionKey::generate().unwrap();
         let standard = KeyBinding {
             node: id("harbin-gov"),
@@ -2269,7 +2269,7 @@ pub(crate) mod tests {
             (reach.suite, reach.public),
             (Suite::Standard, x.public().to_vec())
         );
-        assert_eq!(ReachKey::node_of(&standard), Some(id("harbin-gov")));
+        assert_eq!(named(&standard), Some(id("harbin-gov")));
         // Keys bound to daqing-gov by harbin-gov's certificate key.
         let forged = Sm2Binding::for_keys(id("daqing-gov"), &sign, &enc, "1234567812345678", 7)
             .sign(&harbin)
