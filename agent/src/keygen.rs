@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use gongwen_common::NodeId;
+use gongwen_common::config::Sm2Files;
 use gongwen_common::envelope::{EncryptionKey, KeyBinding};
 use gongwen_common::fsutil::{write_atomic, write_new};
 use gongwen_common::gm::{DEFAULT_DISTID, Sm2Key};
@@ -28,18 +29,6 @@ pub struct KeygenOutput {
     pub binding: PathBuf,
     /// In a GM deployment: the SM2 keys and their binding.
     pub sm2: Option<Sm2Files>,
-}
-
-/// A GM unit's SM2 key files made by [`keygen_for`].
-#[derive(Debug)]
-pub struct Sm2Files {
-    /// `ID.sm2-sign.key` and `ID.sm2-enc.key`, PKCS#8 PEM, 0600.
-    pub sign_key: PathBuf,
-    pub enc_key: PathBuf,
-    /// `ID.sm2.binding`: both public keys and the distinguishing id,
-    /// signed with the new certificate key (which verifies it once the
-    /// certificate exists).
-    pub binding: PathBuf,
 }
 
 /// Make `ID.key` (0600, refused if it exists) and `ID.csr` in `out`,
@@ -71,7 +60,14 @@ pub fn keygen_with(
     let csr_path = out.join(format!("{id}.csr"));
     let enc_path = out.join(format!("{id}.enc.key"));
     let binding_path = out.join(format!("{id}.binding"));
-    for path in [&key_path, &enc_path] {
+    // Every private key this would write, checked before any is written:
+    // nothing is left half made when one is already there.
+    let sm2_files = Sm2Files::beside(&key_path);
+    let mut keys = vec![&key_path, &enc_path];
+    if suite == Suite::Gm {
+        keys.extend([&sm2_files.sign_key, &sm2_files.enc_key]);
+    }
+    for path in keys {
         if path.exists() {
             return Err(AgentError::KeyExists { path: path.clone() });
         }
@@ -123,7 +119,13 @@ pub fn keygen_with(
     })?;
     let sm2 = match suite {
         Suite::Standard => None,
-        Suite::Gm => Some(sm2_keys(id, out, &key.serialize_der(), now_ms, distid)?),
+        Suite::Gm => Some(sm2_keys(
+            id,
+            sm2_files,
+            &key.serialize_der(),
+            now_ms,
+            distid,
+        )?),
     };
     Ok(KeygenOutput {
         key: key_path,
@@ -138,7 +140,7 @@ pub fn keygen_with(
 /// new certificate key).
 fn sm2_keys(
     id: &NodeId,
-    out: &Path,
+    files: Sm2Files,
     pkcs8: &[u8],
     now_ms: i64,
     distid: &str,
@@ -161,11 +163,6 @@ fn sm2_keys(
         })
     };
     let (sign, enc) = (Sm2Key::generate(), Sm2Key::generate());
-    let files = Sm2Files {
-        sign_key: out.join(format!("{id}.sm2-sign.key")),
-        enc_key: out.join(format!("{id}.sm2-enc.key")),
-        binding: out.join(format!("{id}.sm2.binding")),
-    };
     let body = Sm2Binding::for_keys(id.clone(), &sign, &enc, distid, now_ms).encode();
     let binding = sign_with_key(pkcs8, StatementKind::Sm2KeyBinding, body, Vec::new())?.encode();
     write(

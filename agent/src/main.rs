@@ -675,25 +675,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let id = NodeId::parse(&id)?;
             let files = keygen_with(&id, &out, suite, &sm2_distid)?;
             println!("key:  {} (keep it here; mode 0600)", files.key.display());
-            println!(
-                "document key: {} (keep it here; mode 0600; agent.toml: [tls] encryption_key)",
-                files.enc_key.display()
-            );
             println!("CSR:  {}", files.csr.display());
-            println!("key binding: {}", files.binding.display());
-            if let Some(sm2) = &files.sm2 {
-                println!(
-                    "SM2 keys: {} and {} (keep them here; mode 0600)",
-                    sm2.sign_key.display(),
-                    sm2.enc_key.display()
-                );
-                println!(
-                    "SM2 key binding: {} (keep it beside the certificate)",
-                    sm2.binding.display()
-                );
-            }
+            // The binding the administrator signs is the suite's: the
+            // X25519 one, or (GM) the SM2 one, which the CA requires.
+            let binding = match &files.sm2 {
+                None => {
+                    println!(
+                        "document key: {} (keep it here; mode 0600; agent.toml: [tls] encryption_key)",
+                        files.enc_key.display()
+                    );
+                    println!("key binding: {}", files.binding.display());
+                    format!("{id}.binding")
+                }
+                Some(sm2) => {
+                    println!(
+                        "SM2 keys: {} and {} (keep them here; mode 0600)",
+                        sm2.sign_key.display(),
+                        sm2.enc_key.display()
+                    );
+                    println!(
+                        "SM2 key binding: {} (keep it beside the certificate)",
+                        sm2.binding.display()
+                    );
+                    format!("{id}.sm2.binding")
+                }
+            };
             println!(
-                "send the CSR and the key binding to the administrator, who runs:\n  gongwen-certs --ca-dir DIR sign --csr {id}.csr --binding {id}.binding --role node --out {id}.crt"
+                "send the CSR and the key binding to the administrator, who runs:\n  gongwen-certs --ca-dir DIR sign --csr {id}.csr --binding {binding} --role node --out {id}.crt"
             );
         }
     }

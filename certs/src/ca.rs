@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use gongwen_common::config::Sm2Files;
 use gongwen_common::directory::{DirectoryEntry, UnitDirectory};
 use gongwen_common::envelope::{EncryptionKey, KeyBinding, ReachKey};
 use gongwen_common::fsutil::{create_private_dir, write_atomic, write_new};
@@ -664,13 +665,12 @@ impl Ca {
     /// `ID.sm2-enc.key` (PKCS#8 PEM, 0600) and `ID.sm2.binding`.
     pub fn write_sm2_keys(&self, out: &Path, id: &NodeId, keys: &Sm2Keys) -> Result<(), CaError> {
         let bad = |e: gongwen_common::gm::GmError| CaError::InvalidRequest(e.to_string());
-        for (name, key) in [("sm2-sign", &keys.sign), ("sm2-enc", &keys.enc)] {
-            let path = out.join(format!("{id}.{name}.key"));
-            write_atomic(&path, key.to_pkcs8_pem().map_err(bad)?.as_bytes(), 0o600)
-                .map_err(CaError::io(&path))?;
+        let files = Sm2Files::beside(&out.join(format!("{id}.key")));
+        for (path, key) in [(&files.sign_key, &keys.sign), (&files.enc_key, &keys.enc)] {
+            write_atomic(path, key.to_pkcs8_pem().map_err(bad)?.as_bytes(), 0o600)
+                .map_err(CaError::io(path))?;
         }
-        let path = out.join(format!("{id}.sm2.binding"));
-        write_atomic(&path, &keys.binding, 0o644).map_err(CaError::io(&path))
+        write_atomic(&files.binding, &keys.binding, 0o644).map_err(CaError::io(&files.binding))
     }
 
     /// The binding `gongwen-agent keygen` made beside a CSR, checked before

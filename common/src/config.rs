@@ -206,22 +206,27 @@ impl Sm2Files {
     /// From `[tls] sm2_sign_key`, `sm2_enc_key`, `sm2_binding` as written.
     fn from_raw(base: &Path, key: &Path, raw: [Option<PathBuf>; 3]) -> Sm2Files {
         let [sign_key, enc_key, binding] = raw;
-        let key = base.join(key);
+        let beside = Sm2Files::beside(&base.join(key));
+        let given = |p: Option<PathBuf>, default: PathBuf| p.map_or(default, |p| base.join(p));
+        Sm2Files {
+            sign_key: given(sign_key, beside.sign_key),
+            enc_key: given(enc_key, beside.enc_key),
+            binding: given(binding, beside.binding),
+        }
+    }
+
+    /// The files beside the certificate key `key` (`<dir>/<id>.key`), as
+    /// `gongwen-certs issue` and `gongwen-agent keygen` name them.
+    pub fn beside(key: &Path) -> Sm2Files {
         let stem = key
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let beside = |suffix: &str| key.with_file_name(format!("{stem}{suffix}"));
+        let named = |suffix: &str| key.with_file_name(format!("{stem}{suffix}"));
         Sm2Files {
-            sign_key: sign_key
-                .map(|p| base.join(p))
-                .unwrap_or_else(|| beside(".sm2-sign.key")),
-            enc_key: enc_key
-                .map(|p| base.join(p))
-                .unwrap_or_else(|| beside(".sm2-enc.key")),
-            binding: binding
-                .map(|p| base.join(p))
-                .unwrap_or_else(|| beside(".sm2.binding")),
+            sign_key: named(".sm2-sign.key"),
+            enc_key: named(".sm2-enc.key"),
+            binding: named(".sm2.binding"),
         }
     }
 }

@@ -45,11 +45,7 @@ fn unit_config(dir: &Path, id: &str) -> (quinn::ClientConfig, Signer, CertChecke
     let suite = gongwen_common::suite::Suite::of_ca(ca.as_ref()).unwrap();
     if suite == gongwen_common::suite::Suite::Gm {
         // The SM2 keys `gongwen-certs issue` wrote beside the key.
-        let files = gongwen_common::config::Sm2Files {
-            sign_key: dir.join(format!("{id}.sm2-sign.key")),
-            enc_key: dir.join(format!("{id}.sm2-enc.key")),
-            binding: dir.join(format!("{id}.sm2.binding")),
-        };
+        let files = gongwen_common::config::Sm2Files::beside(&dir.join(format!("{id}.key")));
         signer = gongwen_common::material::load_sm2(dir, &files, signer)
             .unwrap()
             .0;
