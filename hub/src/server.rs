@@ -714,7 +714,10 @@ async fn serve_connection(
 /// hub holds for units no longer connected here. A unit's claims go back
 /// when it leaves, but that give-back fails while the database is away
 /// (a failover), and a live hub's claims never lapse: the unit, now at
-/// another hub, would wait for them as long as this hub runs.
+/// another hub, would wait for them as long as this hub runs. A unit that
+/// connects between reading the list and the update may lose a fresh claim;
+/// only a hub it is also connected to can take it, and a unit answers a
+/// document offered twice with the receipt it already gave.
 async fn give_back_stray_claims(core: Arc<Core>) {
     loop {
         tokio::time::sleep(core.config().store.poll).await;
