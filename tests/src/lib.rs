@@ -570,6 +570,15 @@ pub async fn wait_within<T>(
     }
 }
 
+/// The first finished file in `dir`: not a hidden one, such as the
+/// temporary file `write_atomic` fills before renaming it into place.
+pub fn first_file(dir: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .find(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .map(|e| e.path())
+}
 /// How many entries (not hidden ones) a folder has; 0 if it is missing.
 pub fn count_entries(dir: &Path) -> usize {
     std::fs::read_dir(dir)

@@ -211,6 +211,24 @@ fn cli(dir: &Path, name: &str, args: &[&str]) -> (bool, String) {
     gongwen_tests::run_in(Some(dir), name, args)
 }
 
+/// `gongwen-certs init --suite gm` of a CA in `dir/ca`: whether it
+/// worked, and what it said.
+fn init_gm_ca(dir: &Path) -> (bool, String) {
+    cli(
+        dir,
+        "gongwen-certs",
+        &[
+            "--ca-dir",
+            "ca",
+            "init",
+            "--name",
+            "国密 CA",
+            "--suite",
+            "gm",
+        ],
+    )
+}
+
 /// `gongwen-certs issue` of node `id` from the CA in `dir/ca` into
 /// `dir/<id>`: whether it worked, and what it said.
 fn issue_unit(dir: &Path, id: &str) -> (bool, String) {
@@ -272,19 +290,7 @@ crl  = "ca/crl.pem"
 async fn a_hub_serves_only_the_suite_its_ca_was_made_for() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (ok, said) = cli(
-        d,
-        "gongwen-certs",
-        &[
-            "--ca-dir",
-            "ca",
-            "init",
-            "--name",
-            "国密 CA",
-            "--suite",
-            "gm",
-        ],
-    );
+    let (ok, said) = init_gm_ca(d);
     assert!(
         ok && said.contains("suite:       gm (SM2, SM3, SM4-GCM"),
         "{said}"
@@ -469,19 +475,7 @@ fn keygen_makes_a_gm_units_sm2_keys_bound_by_its_new_certificate_key() {
     use gongwen_common::signed::Sm2Binding;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (ok, said) = cli(
-        d,
-        "gongwen-certs",
-        &[
-            "--ca-dir",
-            "ca",
-            "init",
-            "--name",
-            "国密 CA",
-            "--suite",
-            "gm",
-        ],
-    );
+    let (ok, said) = init_gm_ca(d);
     assert!(ok, "{said}");
     let (ok, said) = cli(
         d,
@@ -645,11 +639,7 @@ fn a_gm_ca_can_choose_its_sm2_distinguishing_id() {
     // The unit's statements are signed under that id.
     let key = gongwen_common::pki::load_private_key(&unit.join("harbin-gov.key")).unwrap();
     let signer = gongwen_common::signed::Signer::new(&key, cert.clone()).unwrap();
-    let files = gongwen_common::config::Sm2Files {
-        sign_key: unit.join("harbin-gov.sm2-sign.key"),
-        enc_key: unit.join("harbin-gov.sm2-enc.key"),
-        binding: unit.join("harbin-gov.sm2.binding"),
-    };
+    let files = gongwen_common::config::Sm2Files::beside(&unit.join("harbin-gov.key"));
     let (signer, _) = gongwen_common::material::load_sm2(&unit, &files, signer).unwrap();
     let st = signer
         .sign(StatementKind::Receipt, b"a receipt".to_vec())

@@ -532,7 +532,7 @@ async fn the_clock_drives_urge_then_supervise_exactly_once_each_across_a_hub_res
     );
     let dir = w.net.root("prov-supervision").join("inbox/督办");
     let text = wait_until("the supervision notice at prov-supervision", || {
-        let f = std::fs::read_dir(&dir).ok()?.flatten().next()?.path();
+        let f = gongwen_tests::first_file(&dir)?;
         std::fs::read_to_string(f).ok()
     })
     .await;
@@ -1085,7 +1085,7 @@ async fn a_report_asked_of_four_units_is_tracked_escalated_and_collected() {
     assert_eq!(h.escalate_now().await.unwrap(), 0, "a step runs once");
     let dir = w.net.root("prov-supervision").join("inbox/督办");
     let text = wait_until("the supervision notice for the missing answer", || {
-        let f = std::fs::read_dir(&dir).ok()?.flatten().next()?.path();
+        let f = gongwen_tests::first_file(&dir)?;
         std::fs::read_to_string(f).ok()
     })
     .await;

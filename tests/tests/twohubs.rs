@@ -216,7 +216,7 @@ async fn two_hubs_on_one_clock_run_each_escalation_step_once() {
     );
     let dir = net.root("prov-supervision").join("inbox/督办");
     wait_until("the supervision notice", || {
-        std::fs::read_dir(&dir).ok()?.flatten().next().map(|_| ())
+        gongwen_tests::first_file(&dir).map(|_| ())
     })
     .await;
     // Nothing more, whoever looks.
