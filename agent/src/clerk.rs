@@ -53,8 +53,58 @@ fn parse_digest(hex: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// Whether a received document in the state `rec` records may be signed
+/// for or returned now. Pure: the rule every front door's 签收 and 退回
+/// follows, applied inside the store's write transaction
+/// ([`crate::store::Store::record_answer`]).
+pub fn may_answer(rec: &ReceivedRecord) -> Result<(), ActError> {
+    let doc_id = rec.doc_id;
+    match rec.state {
+        ReceivedState::Delivered => Ok(()),
+        ReceivedState::Quarantined => Err(ActError::Quarantined(doc_id)),
+        ReceivedState::Recalled => {
+            let why = rec
+                .recall_reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default();
+            Err(ActError::Recalled(doc_id, why))
+        }
+        ReceivedState::Acknowledged => Err(ActError::Answered(
+            doc_id,
+            format!("signed for by {}", rec.answer.as_deref().unwrap_or("?")),
+        )),
+        ReceivedState::Rejected => Err(ActError::Answered(
+            doc_id,
+            format!("returned ({})", rec.answer.as_deref().unwrap_or("")),
+        )),
+    }
+}
+
+/// The record once answered: `kind` by `detail` (who signed for it, or why
+/// it was returned) at `now_ms`. Pure.
+pub fn answered(
+    rec: &ReceivedRecord,
+    kind: ReceiptKind,
+    detail: &str,
+    now_ms: i64,
+) -> ReceivedRecord {
+    let mut rec = rec.clone();
+    rec.state = if kind == ReceiptKind::Acknowledged {
+        ReceivedState::Acknowledged
+    } else {
+        ReceivedState::Rejected
+    };
+    rec.answer = Some(detail.to_owned());
+    rec.answered_ms = Some(now_ms);
+    rec
+}
+
 /// Sign for (`Acknowledged`, `detail` = the person) or return
-/// (`Rejected`, `detail` = the reason) a received document. Blocking.
+/// (`Rejected`, `detail` = the reason) a received document. The check and
+/// the record are one step: of two answers at the same moment (two clerks,
+/// a clerk and a script), exactly one is signed and recorded and the other
+/// is refused with [`ActError::Answered`]. Blocking.
 pub fn answer(
     ctx: &AgentContext,
     doc_id: DocId,
@@ -68,64 +118,35 @@ pub fn answer(
             "a returned document needs a reason: --reason TEXT"
         }));
     }
-    let Some((mut rec, _)) = ctx.store.received(doc_id)? else {
-        return Err(ActError::Unknown(doc_id));
-    };
-    match rec.state {
-        ReceivedState::Delivered => {}
-        ReceivedState::Quarantined => return Err(ActError::Quarantined(doc_id)),
-        ReceivedState::Recalled => {
-            let why = rec
-                .recall_reason
-                .as_deref()
-                .map(|r| format!(" ({r})"))
-                .unwrap_or_default();
-            return Err(ActError::Recalled(doc_id, why));
-        }
-        ReceivedState::Acknowledged => {
-            return Err(ActError::Answered(
-                doc_id,
-                format!("signed for by {}", rec.answer.as_deref().unwrap_or("?")),
-            ));
-        }
-        ReceivedState::Rejected => {
-            return Err(ActError::Answered(
-                doc_id,
-                format!("returned ({})", rec.answer.as_deref().unwrap_or("")),
-            ));
-        }
-    }
-    let digest = parse_digest(&rec.digest).ok_or(ActError::Unknown(doc_id))?;
     let me = ctx.node_id().clone();
+    let signer = ctx.credentials.signer();
     let now = ctx.now_ms();
-    let receipt = Receipt {
-        doc_id,
-        kind,
-        recipient: me.clone(),
-        issuer: me,
-        doc_digest: digest,
-        time_ms: now,
-        by: if kind == ReceiptKind::Acknowledged {
-            detail.to_owned()
-        } else {
-            String::new()
-        },
-        reason: if kind == ReceiptKind::Rejected {
-            detail.to_owned()
-        } else {
-            String::new()
-        },
-    }
-    .sign(&ctx.credentials.signer())?
-    .encode();
-    rec.state = if kind == ReceiptKind::Acknowledged {
-        ReceivedState::Acknowledged
-    } else {
-        ReceivedState::Rejected
-    };
-    rec.answer = Some(detail.to_owned());
-    rec.answered_ms = Some(now);
-    ctx.store.record_answer(&rec, &receipt)?;
+    let rec = ctx.store.record_answer(doc_id, |now_rec| {
+        let rec = now_rec.ok_or(ActError::Unknown(doc_id))?;
+        may_answer(rec)?;
+        let digest = parse_digest(&rec.digest).ok_or(ActError::Unknown(doc_id))?;
+        let receipt = Receipt {
+            doc_id,
+            kind,
+            recipient: me.clone(),
+            issuer: me,
+            doc_digest: digest,
+            time_ms: now,
+            by: if kind == ReceiptKind::Acknowledged {
+                detail.to_owned()
+            } else {
+                String::new()
+            },
+            reason: if kind == ReceiptKind::Rejected {
+                detail.to_owned()
+            } else {
+                String::new()
+            },
+        }
+        .sign(&signer)?
+        .encode();
+        Ok::<_, ActError>((answered(rec, kind, detail, now), receipt))
+    })?;
     info!(doc = %doc_id, "{} ({detail})", kind.as_str());
     Ok(rec)
 }
@@ -225,7 +246,15 @@ pub fn take_notice(ctx: &AgentContext, n: &Notice) -> Result<(), std::io::Error>
                     0o644,
                 )?;
             }
-            let Some((mut rec, _)) = ctx.store.received(n.doc_id).map_err(io)? else {
+            let counted = ctx
+                .store
+                .update_received(n.doc_id, |rec| {
+                    let mut rec = rec.clone();
+                    rec.urge_count = rec.urge_count.max(n.urge_count);
+                    Some(rec)
+                })
+                .map_err(io)?;
+            if counted.is_none() {
                 // The hub pushes notices and documents side by side; an
                 // urge can come first after a reconnect. Refused, it stays
                 // queued at the hub and comes again after the document.
@@ -233,9 +262,7 @@ pub fn take_notice(ctx: &AgentContext, n: &Notice) -> Result<(), std::io::Error>
                     "document {} has not arrived here yet; urge it again after delivery",
                     n.doc_id
                 )));
-            };
-            rec.urge_count = rec.urge_count.max(n.urge_count);
-            ctx.store.update_received(&rec).map_err(io)?;
+            }
             warn!(
                 doc = %n.doc_id,
                 "urged (催办) #{}: {}, {} s late",
@@ -265,17 +292,22 @@ pub fn take_notice(ctx: &AgentContext, n: &Notice) -> Result<(), std::io::Error>
             warn!(doc = %n.doc_id, unit = %n.recipient, "supervision notice (督办): {} s late", n.late_seconds);
         }
         NoticeKind::Recall => {
-            let Some((mut rec, _)) = ctx.store.received(n.doc_id).map_err(io)? else {
+            if ctx.store.received(n.doc_id).map_err(io)?.is_none() {
                 return Ok(());
-            };
+            }
             // The state first, so no clerk can sign for it from here on;
             // the move below is idempotent, so a notice re-sent after a
             // crash completes it.
-            if rec.state != ReceivedState::Recalled {
-                rec.state = ReceivedState::Recalled;
-                rec.recall_reason = Some(n.reason.clone());
-                ctx.store.update_received(&rec).map_err(io)?;
-            }
+            ctx.store
+                .update_received(n.doc_id, |rec| {
+                    (rec.state != ReceivedState::Recalled).then(|| {
+                        let mut rec = rec.clone();
+                        rec.state = ReceivedState::Recalled;
+                        rec.recall_reason = Some(n.reason.clone());
+                        rec
+                    })
+                })
+                .map_err(io)?;
             let from = f.inbox.join(n.sender.as_str()).join(n.doc_id.to_string());
             let to_dir = f.recalled.join(n.sender.as_str());
             let to = to_dir.join(n.doc_id.to_string());

@@ -335,14 +335,30 @@ fn links_of(ctx: &AgentContext, draft: &Draft, to: &[NodeId]) -> Result<Links, S
             } else {
                 draft.operator.name.clone()
             };
-            crate::clerk::answer(
+            match crate::clerk::answer(
                 ctx,
                 a.doc_id,
                 gongwen_common::receipt::ReceiptKind::Acknowledged,
                 &by,
-            )
-            .map_err(|e| SendError::Later(format!("signing for the question first: {e}")))?;
-            ctx.outbox_wake.notify_one();
+            ) {
+                Ok(_) => ctx.outbox_wake.notify_one(),
+                // A clerk answered it meanwhile: signed for all the same,
+                // unless what they did was return it.
+                Err(crate::clerk::ActError::Answered(..)) => {
+                    let now = ctx.store.received(a.doc_id).map_err(later)?;
+                    if now.is_some_and(|(r, _)| r.state == crate::store::ReceivedState::Rejected) {
+                        return Err(SendError::Permanent(format!(
+                            "document {} was returned (退回) meanwhile; it cannot be answered",
+                            a.doc_id
+                        )));
+                    }
+                }
+                Err(e) => {
+                    return Err(SendError::Later(format!(
+                        "signing for the question first: {e}"
+                    )));
+                }
+            }
         }
         links.answers = Some(Answers {
             doc_id: a.doc_id,

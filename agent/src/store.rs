@@ -441,27 +441,71 @@ impl Store {
         Ok(())
     }
 
-    /// Update the record of a received document.
-    pub fn update_received(&self, rec: &ReceivedRecord) -> Result<(), StoreError> {
+    /// Change the record of a received document in one write transaction:
+    /// `change` sees the record as it stands now, so a change made
+    /// meanwhile by another thread (a clerk's answer, a recall) is never
+    /// overwritten by one computed from an older copy. Nothing is written
+    /// when there is no record or `change` says no (`Ok(None)`); returns
+    /// the record as written.
+    pub fn update_received(
+        &self,
+        doc_id: DocId,
+        change: impl FnOnce(&ReceivedRecord) -> Option<ReceivedRecord>,
+    ) -> Result<Option<ReceivedRecord>, StoreError> {
+        let key = doc_id.as_bytes().as_slice();
         let txn = self.db.begin_write()?;
-        txn.open_table(RECEIVED)?
-            .insert(rec.doc_id.as_bytes().as_slice(), json(rec)?.as_slice())?;
+        let written = {
+            let mut t = txn.open_table(RECEIVED)?;
+            let now = t
+                .get(key)?
+                .map(|g| parse::<ReceivedRecord>(g.value()))
+                .transpose()?;
+            match now.as_ref().and_then(change) {
+                Some(rec) => {
+                    t.insert(key, json(&rec)?.as_slice())?;
+                    Some(rec)
+                }
+                None => None,
+            }
+        };
         txn.commit()?;
-        Ok(())
+        Ok(written)
     }
 
-    /// Record a clerk's answer and queue its receipt for the hub, together.
-    pub fn record_answer(&self, rec: &ReceivedRecord, receipt: &[u8]) -> Result<(), StoreError> {
-        let key = rec.doc_id.as_bytes().as_slice();
+    /// Record a clerk's answer and queue its receipt for the hub, decided
+    /// and written in one write transaction (redb runs one at a time): of
+    /// two answers given at the same moment, the second `decide` sees the
+    /// first one's record and refuses, so this unit never records — nor,
+    /// since `decide` signs, even makes — two answers to one document.
+    /// `decide` gets the record as it stands (`None`: never received) and
+    /// returns the answered record with its signed receipt, or why not.
+    pub fn record_answer<E: From<StoreError>>(
+        &self,
+        doc_id: DocId,
+        decide: impl FnOnce(Option<&ReceivedRecord>) -> Result<(ReceivedRecord, Vec<u8>), E>,
+    ) -> Result<ReceivedRecord, E> {
+        let key = doc_id.as_bytes().as_slice();
         let txn = self.db.begin_write()?;
-        {
-            txn.open_table(RECEIVED)?
-                .insert(key, json(rec)?.as_slice())?;
-            txn.open_table(ANSWERS)?.insert(key, receipt)?;
-            queue_answer(&txn, key, receipt)?;
-        }
-        txn.commit()?;
-        Ok(())
+        let rec = {
+            let mut received = txn.open_table(RECEIVED).map_err(StoreError::from)?;
+            let now = received
+                .get(key)
+                .map_err(StoreError::from)?
+                .map(|g| parse::<ReceivedRecord>(g.value()))
+                .transpose()?;
+            let (rec, receipt) = decide(now.as_ref())?;
+            received
+                .insert(key, json(&rec)?.as_slice())
+                .map_err(StoreError::from)?;
+            txn.open_table(ANSWERS)
+                .map_err(StoreError::from)?
+                .insert(key, receipt.as_slice())
+                .map_err(StoreError::from)?;
+            queue_answer(&txn, key, &receipt)?;
+            rec
+        };
+        txn.commit().map_err(StoreError::from)?;
+        Ok(rec)
     }
 
     /// Our latest answer (accepted by the hub) to a received document.
@@ -685,7 +729,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("agent.redb"), true).unwrap();
         let doc = DocId::generate();
-        store.record_answer(&received(doc), b"receipt").unwrap();
+        store
+            .record_answer(doc, |_| {
+                Ok::<_, StoreError>((received(doc), b"receipt".to_vec()))
+            })
+            .unwrap();
         let first = store.to_submit().unwrap();
         assert_eq!(first.len(), 1);
         // While that offer is at the hub (which does not know the document
