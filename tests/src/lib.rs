@@ -992,13 +992,47 @@ impl AgentProcess {
         failpoint: Option<&str>,
     ) -> AgentProcess {
         let config = net.agent_config(id, hub);
+        Self::spawn(net, id, &config, failpoint, None)
+    }
+
+    /// `gongwen-agent run` with `extra` TOML in its config (a `[console]`,
+    /// say), allowed to open at most `open_files` files (as systemd's
+    /// `LimitNOFILE` would set it) when given.
+    pub fn start_with(
+        net: &Net,
+        id: &str,
+        hub: SocketAddr,
+        extra: &str,
+        open_files: Option<u64>,
+    ) -> AgentProcess {
+        let config = net.agent_config_with(id, hub, extra);
+        Self::spawn(net, id, &config, None, open_files)
+    }
+
+    fn spawn(
+        net: &Net,
+        id: &str,
+        config: &AgentConfig,
+        failpoint: Option<&str>,
+        open_files: Option<u64>,
+    ) -> AgentProcess {
         let log_path = net.path().join(format!("{id}.log"));
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log_path)
             .unwrap();
-        let mut cmd = std::process::Command::new(bin("gongwen-agent"));
+        let mut cmd = match open_files {
+            // The shell's own ulimit, then exec: the agent runs under it.
+            Some(n) => {
+                let mut c = std::process::Command::new("/bin/sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(bin("gongwen-agent"));
+                c
+            }
+            None => std::process::Command::new(bin("gongwen-agent")),
+        };
         cmd.args(["run", "--config"]).arg(&config.path).stderr(log);
         if let Some(point) = failpoint {
             cmd.env("GONGWEN_FAILPOINT", point);
@@ -1011,6 +1045,35 @@ impl AgentProcess {
         }
     }
 
+    /// Wait (bounded) for a line of its log that contains `text`; the line.
+    pub async fn wait_log(&self, text: &str) -> String {
+        wait_until(&format!("{} to log {text:?}", self.id), || {
+            std::fs::read_to_string(&self.log)
+                .ok()?
+                .lines()
+                .find(|l| l.contains(text))
+                .map(str::to_owned)
+        })
+        .await
+    }
+
+    /// Where its console listens, from its log (it binds port 0).
+    pub async fn console_addr(&self) -> SocketAddr {
+        let line = self.wait_log("console on http").await;
+        let at = line.find("://").unwrap() + 3;
+        let rest = &line[at..];
+        rest[..rest.find('/').unwrap()].parse().unwrap()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The most memory the process has held (VmHWM), in KiB.
+    pub fn peak_memory_kib(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmHWM:")
+    }
+
     /// SIGKILL: no shutdown code runs.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
@@ -1021,6 +1084,17 @@ impl AgentProcess {
     pub async fn wait_crash(&mut self, what: &str) {
         wait_exit(&mut self.child, what, &self.log).await;
     }
+}
+
+/// A `VmXxx:` line of /proc/<pid>/status, in KiB.
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 
 impl Drop for AgentProcess {

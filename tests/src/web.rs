@@ -65,6 +65,9 @@ pub struct Browser {
     pub cookies: BTreeMap<String, String>,
     /// HTTPS: how to reach the console over TLS.
     tls: Option<tokio_rustls::TlsConnector>,
+    /// The address it connects from (any of 127.0.0.0/8 reaches loopback:
+    /// another machine on the LAN), if not the default.
+    source: Option<std::net::IpAddr>,
 }
 
 impl std::fmt::Debug for Browser {
@@ -82,7 +85,25 @@ impl Browser {
             addr,
             cookies: BTreeMap::new(),
             tls: None,
+            source: None,
         }
+    }
+
+    /// A browser on another machine of the LAN: it connects from `source`.
+    pub fn from_address(addr: SocketAddr, source: std::net::IpAddr) -> Browser {
+        Browser {
+            source: Some(source),
+            ..Browser::new(addr)
+        }
+    }
+
+    /// Its cookies as a `Cookie` header's value.
+    pub fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 
     /// A browser that speaks HTTPS to a console whose certificate is `cert`
@@ -104,6 +125,7 @@ impl Browser {
             tls: Some(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
                 config,
             ))),
+            source: None,
         }
     }
 
@@ -168,7 +190,14 @@ impl Browser {
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> Page {
-        let stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        let stream = match self.source {
+            Some(from) => {
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket.bind(SocketAddr::new(from, 0)).unwrap();
+                socket.connect(self.addr).await.unwrap()
+            }
+            None => tokio::net::TcpStream::connect(self.addr).await.unwrap(),
+        };
         let mut sender = match &self.tls {
             Some(connector) => {
                 let name = quinn::rustls::pki_types::ServerName::IpAddress(self.addr.ip().into());
@@ -318,4 +347,138 @@ pub async fn units() -> Units {
 /// The console address of an agent, as a URL base (`http://127.0.0.1:N`).
 pub fn base(agent: &RunningAgent) -> String {
     format!("http://{}", agent.console.expect("the agent has a console"))
+}
+
+/// What a hostile client's request got: the status line's code, if an
+/// answer came, and how many body bytes it managed to send first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hostile {
+    pub status: Option<u16>,
+    pub body_sent: u64,
+}
+
+/// POST a multipart form whose field `field`, after the small fields
+/// `before`, is `len` bytes of filler, streamed, from a client with the
+/// given cookies: the way a hostile client tries to make the console
+/// buffer a huge field. Stops sending when the console answers or closes
+/// the connection.
+pub async fn post_huge_field(
+    addr: SocketAddr,
+    path: &str,
+    cookies: &str,
+    before: &[(&str, &str)],
+    field: &str,
+    len: u64,
+) -> Hostile {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let boundary = "hostile-boundary-3f9a";
+    let mut opening = String::new();
+    for (name, value) in before {
+        opening.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+        ));
+    }
+    opening.push_str(&format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"\r\n\r\n"
+    ));
+    let closing = format!("\r\n--{boundary}--\r\n");
+    let total = opening.len() as u64 + len + closing.len() as u64;
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {total}\r\nCookie: {cookies}\r\n\r\n{opening}"
+    );
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let writer = async move {
+        let mut sent = 0u64;
+        if write.write_all(head.as_bytes()).await.is_err() {
+            return sent;
+        }
+        let chunk = vec![b'A'; 256 * 1024];
+        while sent < len {
+            let n = chunk.len().min((len - sent) as usize);
+            if write.write_all(&chunk[..n]).await.is_err() {
+                return sent;
+            }
+            sent += n as u64;
+        }
+        let _ = write.write_all(closing.as_bytes()).await;
+        sent
+    };
+    let reader = async move {
+        let mut buf = vec![0u8; 4096];
+        let mut got = Vec::new();
+        loop {
+            match read.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    got.extend_from_slice(&buf[..n]);
+                    if got.windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+            }
+        }
+        let text = String::from_utf8_lossy(&got).into_owned();
+        text.split_whitespace().nth(1).and_then(|c| c.parse().ok())
+    };
+    tokio::pin!(writer, reader);
+    let mut body_sent = None;
+    let status = loop {
+        tokio::select! {
+            sent = &mut writer, if body_sent.is_none() => body_sent = Some(sent),
+            status = &mut reader => break status,
+        }
+    };
+    Hostile {
+        status,
+        body_sent: body_sent.unwrap_or(0),
+    }
+}
+
+/// Up to `n` connections to `addr` from the source address `from` that
+/// send nothing: what a slowloris holds open. Stops early once a connection
+/// is not even taken into the listen backlog within a moment (the console
+/// is at its limit and the backlog full).
+pub async fn idle_connections(
+    addr: SocketAddr,
+    from: std::net::IpAddr,
+    n: usize,
+) -> Vec<tokio::net::TcpStream> {
+    let mut held = Vec::new();
+    for _ in 0..n {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(from, 0)).unwrap();
+        match tokio::time::timeout(std::time::Duration::from_millis(300), socket.connect(addr))
+            .await
+        {
+            Ok(Ok(s)) => held.push(s),
+            Ok(Err(_)) => {}
+            Err(_) => break,
+        }
+    }
+    held
+}
+
+/// A browser that connects from the source address `from` (any of
+/// 127.0.0.0/8 reaches loopback): another machine on the LAN.
+pub async fn get_from(
+    addr: SocketAddr,
+    from: std::net::IpAddr,
+    path: &str,
+) -> std::io::Result<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(from, 0))?;
+    let mut s = socket.connect(addr).await?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
+    let mut head = [0u8; 64];
+    let n = s.read(&mut head).await?;
+    String::from_utf8_lossy(&head[..n])
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other("no status line"))
 }

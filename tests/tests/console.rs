@@ -1152,7 +1152,9 @@ async fn a_clerk_answers_and_forwards_in_the_console_and_the_asker_downloads_the
     let stranger = browser(&u.prov)
         .get(&format!("/sent/{doc}/{}", encoded("汇总表.csv")))
         .await;
-    assert_eq!(stranger.status, 401);
+    // Sent to log in, like every page a browser asks for without a session.
+    assert_eq!(stranger.status, 303);
+    assert_eq!(stranger.location().as_deref(), Some("/login"));
 
     // 转发: harbin-gov passes it on to daqing-gov.
     let forward = format!("/inbox/{doc}/forward");

@@ -196,3 +196,259 @@ async fn two_command_line_answers_at_once_sign_exactly_one_receipt() {
         one_answer_everywhere(&u, *doc, expected).await;
     }
 }
+
+/// A unit whose agent runs as a process of its own (its memory and its
+/// descriptors are its own), with a console and the clerk li.si; prov-gov
+/// in this process, to send to it and receive from it.
+struct ConsoleUnit {
+    net: gongwen_tests::Net,
+    _hub: gongwen_tests::RunningHub,
+    harbin: gongwen_tests::AgentProcess,
+    console: std::net::SocketAddr,
+    _prov: RunningAgent,
+}
+
+async fn console_unit(open_files: Option<u64>) -> ConsoleUnit {
+    use gongwen_agent::console::accounts::{Accounts, UserRole};
+    let net = gongwen_tests::Net::new();
+    for id in ["prov-gov", "harbin-gov"] {
+        net.issue(id, gongwen_common::Role::Node);
+    }
+    let hub = net.start_hub().await;
+    let accounts = net.root("harbin-gov").join("state").join("accounts.json");
+    Accounts::edit(&accounts, |a| {
+        a.add_user("li.si", "李四", UserRole::Clerk, PASSWORD, 0)
+    })
+    .unwrap();
+    let harbin = gongwen_tests::AgentProcess::start_with(
+        &net,
+        "harbin-gov",
+        hub.addr,
+        "[console]\nlisten = \"127.0.0.1:0\"",
+        open_files,
+    );
+    let console = harbin.console_addr().await;
+    let prov = net.start_agent("prov-gov", hub.addr);
+    hub.wait_ready(&["prov-gov", "harbin-gov"]).await;
+    ConsoleUnit {
+        net,
+        _hub: hub,
+        harbin,
+        console,
+        _prov: prov,
+    }
+}
+
+/// A loopback address standing for machine `n` of the LAN.
+fn machine(n: u32) -> std::net::IpAddr {
+    std::net::Ipv4Addr::from(0x7f00_0000 + 0x0001_0000 + n).into()
+}
+
+const MIB: u64 = 1 << 20;
+
+/// M1: a 1 GiB field from a client with no session is refused before it is
+/// read, on both upload routes; logged in, a 200 MiB title is refused
+/// having read a few KiB of it; the agent's memory stays small.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_form_field_is_refused_before_it_is_read() {
+    use gongwen_tests::web::post_huge_field;
+    let u = console_unit(None).await;
+    let doc = DocId::generate();
+    for path in ["/compose".to_owned(), format!("/inbox/{doc}/reply")] {
+        let r = post_huge_field(u.console, &path, "", &[], "csrf", 1 << 30).await;
+        assert_eq!(r.status, Some(403), "{path} without a session: {r:?}");
+        assert!(
+            r.body_sent < 64 * MIB,
+            "{path}: the console took {} MiB of a field from a client with no session",
+            r.body_sent / MIB
+        );
+    }
+    let mut b = Browser::new(u.console);
+    b.log_in("li.si", PASSWORD).await;
+    let csrf = b.get("/compose").await.csrf().unwrap();
+    let r = post_huge_field(
+        u.console,
+        "/compose",
+        &b.cookie_header(),
+        &[("csrf", &csrf)],
+        "title",
+        200 * MIB,
+    )
+    .await;
+    assert_eq!(r.status, Some(422), "a 200 MiB title: {r:?}");
+    assert!(
+        r.body_sent < 64 * MIB,
+        "read {} MiB of a title",
+        r.body_sent / MIB
+    );
+    let peak = u.harbin.peak_memory_kib() / 1024;
+    eprintln!(
+        "agent peak memory after a 1 GiB field with no session and a 200 MiB title: {peak} MiB"
+    );
+    assert!(peak < 200, "the agent's memory peaked at {peak} MiB");
+    // And the console still serves its clerk.
+    assert_eq!(b.get("/").await.status, 200);
+}
+
+/// M2: a burst of wrong logins from a hundred machines at once: of those
+/// for one clerk (the right password among them) no more are tried than
+/// the lock allows, those for unknown names are hashed a few at a time
+/// (the rest wait, or are told the console is busy), and memory stays
+/// small.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_logins_is_hashed_a_few_at_a_time_and_tries_no_more_than_the_lock_allows() {
+    let u = console_unit(None).await;
+    let attempt = |from: u32, name: String, password: &'static str| {
+        let console = u.console;
+        async move {
+            let mut b = Browser::from_address(console, machine(from));
+            let csrf = b.get("/login").await.csrf().unwrap();
+            b.post_form(
+                "/login",
+                &[("username", &name), ("password", password), ("csrf", &csrf)],
+            )
+            .await
+            .status
+        }
+    };
+    // 100 wrong passwords for one clerk, and the right one among them, from
+    // 101 machines at once: no more are tried than the lock allows.
+    let mut burst = tokio::task::JoinSet::new();
+    for i in 0..101 {
+        let password = if i == 50 { PASSWORD } else { "wrong-password" };
+        burst.spawn(attempt(i, "li.si".into(), password));
+    }
+    let statuses = gongwen_tests::bounded("101 logins at once", burst.join_all()).await;
+    let tried = statuses.iter().filter(|s| **s == 401 || **s == 303).count();
+    assert!(
+        tried <= gongwen_agent::console::session::MAX_FAILURES as usize,
+        "{tried} of 101 logins sent together were tried: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| [401, 303, 403, 503].contains(s)),
+        "{statuses:?}"
+    );
+    // 100 names nobody has, from 100 more machines: each costs a hash (an
+    // unknown name must take as long as a known one), a few at a time.
+    let mut burst = tokio::task::JoinSet::new();
+    for i in 0..100 {
+        burst.spawn(attempt(200 + i, format!("guess-{i}"), "wrong-password"));
+    }
+    let statuses = gongwen_tests::bounded("100 logins at once", burst.join_all()).await;
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 503),
+        "wrong logins answered {statuses:?}"
+    );
+    let peak = u.harbin.peak_memory_kib() / 1024;
+    eprintln!(
+        "agent peak memory after 201 concurrent logins: {peak} MiB (of the last 100, {} hashed, {} told busy)",
+        statuses.iter().filter(|s| **s == 401).count(),
+        statuses.iter().filter(|s| **s == 503).count()
+    );
+    assert!(peak < 200, "the agent's memory peaked at {peak} MiB");
+}
+
+/// M3: one machine trying name after name is made to wait, while a clerk at
+/// another machine logs in. (That junk names cannot push a real account's
+/// failures out of the table is `session::tests::junk_names_cannot_flush_…`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_machine_trying_many_names_is_made_to_wait_and_others_are_not() {
+    let u = console_unit(None).await;
+    let mut guesser = Browser::from_address(u.console, machine(1));
+    let mut tried = 0;
+    let refused = loop {
+        let csrf = guesser.get("/login").await.csrf().unwrap();
+        let page = guesser
+            .post_form(
+                "/login",
+                &[
+                    ("username", &format!("name-{tried}")),
+                    ("password", "guess"),
+                    ("csrf", &csrf),
+                ],
+            )
+            .await;
+        if page.status != 401 {
+            break page;
+        }
+        tried += 1;
+        assert!(
+            tried <= 40,
+            "a machine tried {tried} names and was never made to wait"
+        );
+    };
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    assert!(refused.text().contains("这台电脑"), "{}", refused.text());
+    // Now even the right password from that machine waits.
+    let csrf = guesser.get("/login").await.csrf().unwrap();
+    let refused = guesser
+        .post_form(
+            "/login",
+            &[
+                ("username", "li.si"),
+                ("password", PASSWORD),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 403);
+    Browser::from_address(u.console, machine(2))
+        .log_in("li.si", PASSWORD)
+        .await;
+}
+
+/// M4: with the descriptor limit at 1024, 1,100 idle connections from one
+/// machine, and 1,200 from four, exhaust nothing: a clerk at another
+/// machine gets the console, the outbox still sends and the inbox still
+/// receives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_from_the_lan_exhaust_no_descriptors() {
+    use gongwen_tests::web::{get_from, idle_connections};
+    let u = console_unit(Some(1024)).await;
+    let held = gongwen_tests::bounded(
+        "1,100 connections from one machine",
+        idle_connections(u.console, machine(1), 1_100),
+    )
+    .await;
+    assert_eq!(
+        gongwen_tests::bounded(
+            "a clerk at another machine to reach the console",
+            get_from(u.console, machine(9), "/login")
+        )
+        .await
+        .unwrap(),
+        200,
+    );
+    let mut more = Vec::new();
+    for m in 2..6 {
+        more.extend(
+            gongwen_tests::bounded(
+                "300 connections from one more machine",
+                idle_connections(u.console, machine(m), 300),
+            )
+            .await,
+        );
+    }
+    eprintln!("holding {} connections", held.len() + more.len());
+    // The outbox: harbin-gov sends.
+    let before = gongwen_tests::inbox_docs(&u.net.root("prov-gov"), "harbin-gov").len();
+    u.net
+        .drop_file("harbin-gov", "prov-gov", "报告.txt", b"sent while besieged");
+    wait_inbox(&u.net.root("prov-gov"), "harbin-gov", before + 1).await;
+    // The inbox: harbin-gov receives.
+    let before = gongwen_tests::inbox_docs(&u.net.root("harbin-gov"), "prov-gov").len();
+    u.net.drop_file(
+        "prov-gov",
+        "harbin-gov",
+        "通知.txt",
+        b"received while besieged",
+    );
+    wait_inbox(&u.net.root("harbin-gov"), "prov-gov", before + 1).await;
+    let log = std::fs::read_to_string(&u.harbin.log).unwrap();
+    assert!(
+        !log.contains("Too many open files"),
+        "the agent ran out of descriptors:\n{}",
+        gongwen_tests::log_tail(&u.harbin.log, 20)
+    );
+    drop((held, more));
+}

@@ -13,8 +13,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use argon2::Argon2;
+use argon2::password_hash::PasswordHasher;
 use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use gongwen_common::fsutil::write_atomic;
 use serde::{Deserialize, Serialize};
 
@@ -147,6 +147,58 @@ fn hash_password(password: &str) -> Result<String, AccountError> {
     Ok(hash.to_string())
 }
 
+/// Argon2 working memory (19 MiB each) kept between logins and handed
+/// from one to the next. Allocated afresh for every login, on whichever
+/// thread runs it, the allocator kept each block in that thread's arena:
+/// 100 logins left the agent at half a gigabyte. Kept, it is allocated once
+/// per login that may run at once (the console lets a few).
+static KEPT_MEMORY: std::sync::Mutex<Vec<Vec<argon2::Block>>> = std::sync::Mutex::new(Vec::new());
+
+/// Whether `password` hashes to the PHC string `phc`, hashed in kept
+/// memory; the comparison takes the same time wherever they differ.
+fn verify_in_kept_memory(phc: &str, password: &[u8]) -> bool {
+    let Ok(hash) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = argon2::Algorithm::try_from(hash.algorithm.as_str()) else {
+        return false;
+    };
+    let Ok(version) = hash
+        .version
+        .map(argon2::Version::try_from)
+        .transpose()
+        .map(Option::unwrap_or_default)
+    else {
+        return false;
+    };
+    let Ok(params) = argon2::Params::try_from(&hash) else {
+        return false;
+    };
+    let taken = KEPT_MEMORY.lock().unwrap_or_else(|p| p.into_inner()).pop();
+    let mut memory = taken.unwrap_or_default();
+    memory.resize(params.block_count(), argon2::Block::default());
+    let mut out = vec![0u8; expected.as_bytes().len()];
+    let hashed = Argon2::new(algorithm, version, params)
+        .hash_password_into_with_memory(password, salt.as_ref(), &mut out, &mut memory[..])
+        .is_ok();
+    KEPT_MEMORY
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(memory);
+    hashed && super::session::same_bytes(&out, expected.as_bytes())
+}
+
+/// A hash of a random password with the same parameters as every account's,
+/// made once: what an unknown name's password is checked against.
+fn stand_in_hash() -> Option<&'static str> {
+    static HASH: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| random_hex(16).and_then(|p| hash_password(&p)).ok())
+        .as_deref()
+}
+
 /// SHA-256 of a token, hex: what the file keeps.
 fn token_digest(token: &str) -> String {
     gongwen_common::pki::serial_hex(&gongwen_common::signed::sha256(token.as_bytes()))
@@ -258,13 +310,16 @@ impl Accounts {
     }
 
     /// The user, if `password` is theirs. (The caller limits attempts.)
+    /// An unknown name costs the same hash as a known one, so the time an
+    /// answer takes does not tell which names exist.
     pub fn check_password(&self, name: &str, password: &str) -> Option<&User> {
-        let user = self.user(name)?;
-        let hash = PasswordHash::new(&user.password).ok()?;
-        Argon2::default()
-            .verify_password(password.as_bytes(), &hash)
-            .ok()
-            .map(|()| user)
+        let user = self.user(name);
+        let phc = match user {
+            Some(u) => u.password.as_str(),
+            None => stand_in_hash()?,
+        };
+        let right = verify_in_kept_memory(phc, password.as_bytes());
+        user.filter(|_| right)
     }
 
     /// A new token for `user`: returns its id and the token itself, which

@@ -22,6 +22,7 @@
 pub mod accounts;
 mod answers;
 pub mod pages;
+pub mod serve;
 pub mod session;
 
 use std::net::SocketAddr;
@@ -89,73 +90,6 @@ impl std::fmt::Debug for Console {
     }
 }
 
-/// TLS handshakes of the console in progress at once, at most.
-const TLS_HANDSHAKES: usize = 64;
-/// How long a browser may take to finish one.
-const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// A connection whose TLS handshake finished.
-type TlsConn = (
-    tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-    SocketAddr,
-);
-
-/// Connections whose TLS handshake finished, for axum to serve: the
-/// handshakes run in tasks of their own, so a slow or silent client does
-/// not hold up the next one.
-struct TlsListener {
-    ready: tokio::sync::mpsc::Receiver<TlsConn>,
-    local: SocketAddr,
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(conn) => conn,
-            // The accepting task ended (the console is stopping).
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        Ok(self.local)
-    }
-}
-
-fn tls_listener(tcp: tokio::net::TcpListener, acceptor: tokio_rustls::TlsAcceptor) -> TlsListener {
-    let local = tcp
-        .local_addr()
-        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
-    let (tx, ready) = tokio::sync::mpsc::channel(TLS_HANDSHAKES);
-    let slots = Arc::new(tokio::sync::Semaphore::new(TLS_HANDSHAKES));
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, addr)) = tcp.accept().await else {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            };
-            let Ok(slot) = slots.clone().acquire_owned().await else {
-                return;
-            };
-            let (acceptor, tx) = (acceptor.clone(), tx.clone());
-            tokio::spawn(async move {
-                let _slot = slot;
-                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(tls)) => {
-                        let _ = tx.send((tls, addr)).await;
-                    }
-                    Ok(Err(e)) => tracing::debug!(%addr, "console TLS handshake failed: {e}"),
-                    Err(_) => tracing::debug!(%addr, "console TLS handshake timed out"),
-                }
-            });
-        }
-    });
-    TlsListener { ready, local }
-}
-
 /// The console's HTTPS configuration from the files `[console]` names.
 fn tls_acceptor(
     config: &std::path::Path,
@@ -203,6 +137,12 @@ struct Web {
     accounts: Mutex<ReadAccounts>,
     sessions: Mutex<Sessions>,
     guard: Mutex<LoginGuard>,
+    /// Password hashes being computed (Argon2id takes 19 MiB and tens of
+    /// milliseconds each): at most one per core at once.
+    hashing: Arc<tokio::sync::Semaphore>,
+    /// Logins waiting for a hashing slot; past [`MAX_LOGINS_WAITING`] a
+    /// login is refused at once as busy.
+    logins_waiting: std::sync::atomic::AtomicUsize,
     /// This unit as its pages name it.
     unit: String,
     facts: UnitFacts,
@@ -260,6 +200,10 @@ impl Console {
                 accounts: Mutex::new((None, Arc::default())),
                 sessions: Mutex::default(),
                 guard: Mutex::default(),
+                hashing: Arc::new(tokio::sync::Semaphore::new(
+                    std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
+                )),
+                logins_waiting: Default::default(),
                 unit: facts.label.clone(),
                 facts,
             }),
@@ -282,30 +226,42 @@ impl Console {
             }
         };
         let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let limits = serve::Limits::for_this_process();
         if let Some(addr) = addr {
-            info!("console on {scheme}://{addr}/");
-        }
-        let app = router(self.web);
-        let served = match self.tls {
-            Some(acceptor) => {
-                axum::serve(tls_listener(listener, acceptor), app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
+            info!(
+                "console on {scheme}://{addr}/ (at most {} connections, {} per client)",
+                limits.max_connections, limits.per_address
+            );
+            if self.tls.is_none() && !addr.ip().is_loopback() {
+                warn!(
+                    "security: the console on {addr} is plain HTTP on the network: passwords and \
+                     documents cross the LAN unencrypted. Give [console] tls_cert and tls_key, or \
+                     listen on 127.0.0.1"
+                );
             }
-            None => {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-            }
-        };
-        if let Err(e) = served {
-            warn!("the console stopped: {e}");
         }
+        serve::serve(listener, self.tls, router(self.web), limits, shutdown).await;
     }
 }
 
+/// Largest body of a request that is not an upload (forms, JSON): a form
+/// is a few fields; more is not a clerk's.
+const MAX_FORM_BYTES: usize = 64 * 1024;
+/// Largest login form.
+const MAX_LOGIN_BYTES: usize = 8 * 1024;
+/// How long a request that is not an upload may take, its body included.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long an upload may go without a byte arriving.
+const UPLOAD_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 fn router(web: Arc<Web>) -> Router {
-    Router::new()
+    // Uploads stream to disk under their own limits (see read_upload);
+    // they are the only routes without the small body limit.
+    let uploads = Router::new()
+        .route("/inbox/{doc_id}/reply", post(answers::reply))
+        .route("/compose", post(compose))
+        .layer(axum::extract::DefaultBodyLimit::disable());
+    let forms = Router::new()
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
         .route("/", get(pending_page))
@@ -314,17 +270,8 @@ fn router(web: Arc<Web>) -> Router {
         .route("/inbox/{doc_id}/ack", post(ack))
         .route("/inbox/{doc_id}/reject", post(reject))
         .route("/inbox/{doc_id}/files/{name}", get(download))
-        .route(
-            "/inbox/{doc_id}/reply",
-            post(answers::reply).layer(axum::extract::DefaultBodyLimit::disable()),
-        )
         .route("/inbox/{doc_id}/forward", post(answers::forward))
-        .route(
-            "/compose",
-            get(compose_page)
-                .post(compose)
-                .layer(axum::extract::DefaultBodyLimit::disable()),
-        )
+        .route("/compose", get(compose_page))
         .route("/sent", get(sent_list))
         .route("/sent/{doc_id}", get(sent_doc))
         .route("/sent/{doc_id}/recall", post(recall))
@@ -350,11 +297,91 @@ fn router(web: Arc<Web>) -> Router {
         .route("/api/v1/sent/{doc_id}/recall", post(api_recall))
         .route("/api/v1/sent/{doc_id}/urge", post(api_urge))
         .fallback(not_found)
-        .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BYTES))
+        .layer(axum::middleware::from_fn(within_request_timeout));
+    uploads
+        .merge(forms)
+        .layer(axum::middleware::from_fn_with_state(web.clone(), gate))
+        .layer(axum::middleware::from_fn_with_state(
+            web.clone(),
+            security_headers,
+        ))
         .with_state(web)
 }
 
-async fn security_headers(mut response: Response) -> Response {
+/// What may be asked without a session: the login form and what it
+/// needs.
+fn is_public(method: &axum::http::Method, path: &str) -> bool {
+    match path {
+        "/login" => true,
+        "/assets/style.css" | "/favicon.ico" => method == axum::http::Method::GET,
+        _ => false,
+    }
+}
+
+/// Every request but the login form's needs a session or a bearer token,
+/// checked from its headers before a byte of its body is read: a client
+/// with neither gets its answer at once and costs nothing more. A login
+/// form's body is small.
+async fn gate(
+    State(web): State<Arc<Web>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req.uri().path();
+    if is_public(req.method(), path) {
+        if path == "/login" && body_announced(req.headers()) > MAX_LOGIN_BYTES as u64 {
+            return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+        }
+        let (parts, body) = req.into_parts();
+        let req = axum::extract::Request::from_parts(
+            parts,
+            Body::new(http_body_util::Limited::new(body, MAX_LOGIN_BYTES)),
+        );
+        return next.run(req).await;
+    }
+    if web.who(req.headers()).is_some() {
+        return next.run(req).await;
+    }
+    if path.starts_with("/api/") {
+        api_error(
+            StatusCode::UNAUTHORIZED,
+            "log in, or send Authorization: Bearer <token>",
+        )
+    } else if req.method() == axum::http::Method::GET {
+        Redirect::to("/login").into_response()
+    } else {
+        forbidden("请先登录。没有做任何更改。")
+    }
+}
+
+/// The body length a request announces (0 when it announces none).
+fn body_announced(headers: &HeaderMap) -> u64 {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A request that is not an upload is answered within [`REQUEST_TIMEOUT`],
+/// its body included: a client that trickles a form is cut off.
+async fn within_request_timeout(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => (StatusCode::REQUEST_TIMEOUT, "request timed out").into_response(),
+    }
+}
+
+async fn security_headers(
+    State(web): State<Arc<Web>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut response = next.run(req).await;
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -369,6 +396,13 @@ async fn security_headers(mut response: Response) -> Response {
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
+    if web.secure {
+        // Served over HTTPS: the browser never falls back to plain HTTP.
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
@@ -571,9 +605,13 @@ struct LoginForm {
     csrf: String,
 }
 
+/// Logins that may wait for a hashing slot at once.
+const MAX_LOGINS_WAITING: usize = 32;
+
 async fn login(
     State(web): State<Arc<Web>>,
     headers: HeaderMap,
+    client: Option<axum::Extension<serve::ClientAddr>>,
     Form(f): Form<LoginForm>,
 ) -> Response {
     // The login form's own token, against the cookie set with the form.
@@ -581,35 +619,55 @@ async fn login(
         return forbidden("登录表单已过期或无效，请重新打开登录页。");
     }
     let name = f.username.trim().to_owned();
-    if let Err(left) = lock(&web.guard).check(&name, Instant::now()) {
+    let addr = client.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.0.ip());
+    let accounts = web.accounts();
+    let known = accounts.user(&name).is_some();
+    // Counted as a failure now, before the hash: attempts in flight can
+    // never number more than the lock allows.
+    let begun = lock(&web.guard).begin(&name, known, addr, Instant::now());
+    if let Err(locked) = begun {
         return login_form(
             &web,
             &headers,
-            Some(&locked_text(left)),
+            Some(&locked_text(locked)),
             &name,
             StatusCode::FORBIDDEN,
         );
     }
-    let accounts = web.accounts();
+    let Some(slot) = hashing_slot(&web).await else {
+        lock(&web.guard).not_tried(&name, known, addr);
+        let mut r = login_form(
+            &web,
+            &headers,
+            Some("登录的人太多，请稍等几秒再试。没有计为失败。(busy)"),
+            &name,
+            StatusCode::SERVICE_UNAVAILABLE,
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return r;
+    };
     let (n, password) = (name.clone(), f.password);
-    let checked =
-        tokio::task::spawn_blocking(move || accounts.check_password(&n, &password).cloned())
-            .await
-            .ok()
-            .flatten();
+    let checked = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        accounts.check_password(&n, &password).cloned()
+    })
+    .await
+    .ok()
+    .flatten();
     let Some(user) = checked else {
-        let locked = lock(&web.guard).failed(&name, Instant::now());
+        let locked = lock(&web.guard).locked(&name, known, Instant::now());
         warn!(
-            "console: failed login for {}",
+            "console: failed login for {} from {addr}",
             gongwen_common::logsafe::Clipped(&name)
         );
         let text = match locked {
-            Some(left) => locked_text(left),
+            Some(left) => locked_text(session::Locked::Account(left)),
             None => "用户名或密码不正确。".to_owned(),
         };
         return login_form(&web, &headers, Some(&text), &name, StatusCode::UNAUTHORIZED);
     };
-    lock(&web.guard).succeeded(&name);
+    lock(&web.guard).succeeded(&name, addr);
     let (Some(cookie_value), Some(csrf)) = (random_hex(32), random_hex(16)) else {
         return server_error("the system random generator failed");
     };
@@ -628,12 +686,35 @@ async fn login(
     r
 }
 
-fn locked_text(left: std::time::Duration) -> String {
-    let minutes = left.as_secs().div_ceil(60).max(1);
-    format!(
-        "该账户因连续 {} 次登录失败已锁定，请 {minutes} 分钟后再试。(account locked)",
-        session::MAX_FAILURES
-    )
+/// A slot to hash one password in, waiting behind at most
+/// [`MAX_LOGINS_WAITING`] others; `None` when that many already wait.
+async fn hashing_slot(web: &Web) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    use std::sync::atomic::Ordering;
+    if let Ok(slot) = web.hashing.clone().try_acquire_owned() {
+        return Some(slot);
+    }
+    if web.logins_waiting.fetch_add(1, Ordering::AcqRel) >= MAX_LOGINS_WAITING {
+        web.logins_waiting.fetch_sub(1, Ordering::AcqRel);
+        return None;
+    }
+    let slot = web.hashing.clone().acquire_owned().await.ok();
+    web.logins_waiting.fetch_sub(1, Ordering::AcqRel);
+    slot
+}
+
+fn locked_text(locked: session::Locked) -> String {
+    let minutes = |left: std::time::Duration| left.as_secs().div_ceil(60).max(1);
+    match locked {
+        session::Locked::Account(left) => format!(
+            "该账户因连续 {} 次登录失败已锁定，请 {} 分钟后再试。",
+            session::MAX_FAILURES,
+            minutes(left)
+        ),
+        session::Locked::Address(left) => format!(
+            "这台电脑登录失败次数太多，请 {} 分钟后再试。",
+            minutes(left)
+        ),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -1509,23 +1590,44 @@ async fn read_upload(
     staging: &mut Staging,
     mut field: impl FnMut(&str, String),
 ) -> Result<(User, String, Option<String>), Response> {
-    let first = form.next_field().await.ok().flatten();
+    // The gate let only a session or a token this far; a form also
+    // carries its CSRF token, first, and nothing else is read without it.
+    let idle =
+        |what: &'static str| format!("上传中断：{UPLOAD_IDLE_TIMEOUT:?} 内没有收到数据 ({what})");
+    let first = tokio::time::timeout(UPLOAD_IDLE_TIMEOUT, form.next_field())
+        .await
+        .ok()
+        .and_then(|f| f.ok().flatten());
     let csrf = match first {
-        Some(f) if f.name() == Some("csrf") => f.text().await.unwrap_or_default(),
+        Some(mut f) if f.name() == Some("csrf") => {
+            small_field(&mut f, 128).await.ok().unwrap_or_default()
+        }
         _ => String::new(),
     };
     let (user, csrf) = need_form_session(web, headers, &csrf)?;
     let limit = web.ctx.config.max_document_size;
+    let mut text_bytes = 0usize;
     let problem = loop {
-        let mut part = match form.next_field().await {
-            Ok(Some(f)) => f,
-            Ok(None) => break None,
-            Err(e) => break Some(format!("上传中断或格式不对：{e}")),
+        let mut part = match tokio::time::timeout(UPLOAD_IDLE_TIMEOUT, form.next_field()).await {
+            Ok(Ok(Some(f))) => f,
+            Ok(Ok(None)) => break None,
+            Ok(Err(e)) => break Some(format!("上传中断或格式不对：{e}")),
+            Err(_) => break Some(idle("fields")),
         };
         let name = part.name().unwrap_or_default().to_owned();
         let Some(file_name) = part.file_name().map(str::to_owned) else {
-            let value = part.text().await.unwrap_or_default();
-            field(&name, value);
+            match small_field(&mut part, MAX_FIELD_BYTES).await {
+                Ok(value) => {
+                    text_bytes += value.len();
+                    if text_bytes > MAX_FORM_BYTES {
+                        break Some(
+                            "表单的文字太多 (the form's text fields are too long)。".into(),
+                        );
+                    }
+                    field(&name, value);
+                }
+                Err(why) => break Some(why),
+            }
             continue;
         };
         if file_name.is_empty() {
@@ -1547,7 +1649,10 @@ async fn read_upload(
             Err(e) => break Some(format!("无法暂存上传的文件：{e}")),
         };
         let written = loop {
-            match part.chunk().await {
+            let Ok(next) = tokio::time::timeout(UPLOAD_IDLE_TIMEOUT, part.chunk()).await else {
+                break Err(idle("file"));
+            };
+            match next {
                 Ok(Some(chunk)) => {
                     staging.bytes += chunk.len() as u64;
                     if staging.bytes > limit {
@@ -1574,6 +1679,36 @@ async fn read_upload(
         }
     };
     Ok((user, csrf, problem))
+}
+
+/// Longest text field of an upload form (a title is 160 characters, a
+/// note a few hundred).
+const MAX_FIELD_BYTES: usize = 16 * 1024;
+
+/// A text field of a multipart form, read only up to `max` bytes: longer
+/// is refused, having read no more than that. The reason in plain words.
+async fn small_field(
+    part: &mut axum::extract::multipart::Field<'_>,
+    max: usize,
+) -> Result<String, String> {
+    let mut value = Vec::new();
+    loop {
+        match tokio::time::timeout(UPLOAD_IDLE_TIMEOUT, part.chunk()).await {
+            Ok(Ok(Some(chunk))) => {
+                if value.len() + chunk.len() > max {
+                    return Err(format!(
+                        "表单中“{}”一栏太长（最多 {max} 字节）。",
+                        part.name().unwrap_or_default()
+                    ));
+                }
+                value.extend_from_slice(&chunk);
+            }
+            Ok(Ok(None)) => break,
+            Ok(Err(e)) => return Err(format!("上传中断或格式不对：{e}")),
+            Err(_) => return Err(format!("上传中断：{UPLOAD_IDLE_TIMEOUT:?} 内没有收到数据")),
+        }
+    }
+    String::from_utf8(value).map_err(|_| "表单的文字不是 UTF-8 编码。".to_owned())
 }
 
 /// Ids typed into the form, separated by commas or spaces.
