@@ -49,6 +49,7 @@ pub mod outbox;
 pub mod reply;
 pub mod sender;
 pub mod session;
+pub mod stamp;
 pub mod state;
 pub mod store;
 pub mod trust;

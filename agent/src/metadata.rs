@@ -113,10 +113,7 @@ impl MetadataJson {
                 })
                 .collect(),
             digest: serial_hex(&h.digest()),
-            digest_algorithm: match h.header.suite {
-                gongwen_common::suite::Suite::Standard => "sha256",
-                gongwen_common::suite::Suite::Gm => "sm3",
-            },
+            digest_algorithm: h.header.suite.digest_name(),
             reply: m.links.asks.map(|a| a.kind),
             reply_by: m.links.asks.and_then(|a| a.by).map(|d| match d {
                 Deadline::At(s) => time_of(s),

@@ -56,6 +56,10 @@ pub struct Claim {
     pub is_folder: bool,
     pub has_sidecar: bool,
     pub claimed_ms: i64,
+    /// Taken from the outbox (not copied in by `send`, the console or an
+    /// answer): if it changes before the hub has it, it goes back there.
+    #[serde(default)]
+    pub from_outbox: bool,
 }
 
 /// A drop seen in the outbox.
@@ -228,12 +232,75 @@ pub fn ready_drops(
         let sidecar_done =
             side_shape.is_none() || hints.is_complete(&sidecar) || older_than(&sidecar, settle);
         let told_complete = hints.is_complete(&d.path) && sidecar_done && shape.2 < 1_000_000;
-        if told_complete || stability.observe(&d.path, combined, now, settle) {
+        let settled = stability.observe(&d.path, combined, now, settle);
+        if hints.is_being_written(&d.path) {
+            continue; // however long its writer pauses
+        }
+        // Settled by the clock alone (no event said it was closed): only if
+        // no program we can see still has it open for writing.
+        if told_complete || (settled && !open_for_writing(&d.path)) {
             ready.push(d);
         }
     }
     stability.retain(&present);
     Ok((ready, scan))
+}
+
+/// Whether a process this agent may look at (its own user's, or any when
+/// it runs as root) holds the file at `path` — or, for a folder, a file in
+/// it — open for writing: read from /proc, each descriptor of each
+/// process. Processes of other users are not visible without privilege;
+/// for those the file-system events ([`Hints`]) and the checks at sealing
+/// and before filing ([`crate::stamp`]) stand. Blocking.
+pub fn open_for_writing(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let mut wanted: HashSet<(u64, u64)> = HashSet::new();
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return false;
+    };
+    if meta.is_dir() {
+        for e in std::fs::read_dir(path).into_iter().flatten().flatten() {
+            if let Ok(m) = e.metadata() {
+                wanted.insert((m.dev(), m.ino()));
+            }
+        }
+    } else {
+        wanted.insert((meta.dev(), meta.ino()));
+    }
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    for p in procs.flatten() {
+        if !p
+            .file_name()
+            .to_string_lossy()
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+        {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
+            continue; // not ours to see
+        };
+        for fd in fds.flatten() {
+            let Ok(m) = std::fs::metadata(fd.path()) else {
+                continue;
+            };
+            if !wanted.contains(&(m.dev(), m.ino())) {
+                continue;
+            }
+            let info = std::fs::read_to_string(p.path().join("fdinfo").join(fd.file_name()));
+            let flags = info.ok().and_then(|text| {
+                let line = text.lines().find(|l| l.starts_with("flags:"))?;
+                u32::from_str_radix(line.trim_start_matches("flags:").trim(), 8).ok()
+            });
+            // O_ACCMODE: 1 is write-only, 2 read-write.
+            if flags.is_some_and(|f| f & 0o3 != 0) {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 fn older_than(path: &Path, age: Duration) -> bool {
@@ -244,11 +311,16 @@ fn older_than(path: &Path, age: Duration) -> bool {
         .is_some_and(|e| e >= age)
 }
 
-/// What file-system events said about paths in the outbox. A hint only
-/// speeds a drop up; without one the settle time decides.
+/// What file-system events said about paths in the outbox. A "complete"
+/// hint speeds a drop up; without one the settle time decides. A "being
+/// written" hint holds a drop back however long its writer pauses: a copy
+/// from a clerk's PC over a slow share can stall for longer than any
+/// settle time, and a file is taken only once its writer has closed it.
 #[derive(Debug, Default)]
 pub struct Hints {
     complete: HashSet<PathBuf>,
+    /// Files created or written to and not closed since.
+    writing: HashSet<PathBuf>,
 }
 
 impl Hints {
@@ -265,29 +337,44 @@ impl Hints {
             EventKind::Access(_) => return false,
             _ => {}
         }
+        use notify::event::CreateKind;
         match event.kind {
             EventKind::Modify(ModifyKind::Name(RenameMode::To)) => {
                 self.complete.extend(event.paths.iter().cloned());
             }
             EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => {
-                if let Some(to) = event.paths.last() {
-                    self.complete.insert(to.clone());
-                }
-                if let Some(from) = event.paths.first() {
+                if let (Some(from), Some(to)) = (event.paths.first(), event.paths.last()) {
                     self.complete.remove(from);
+                    self.complete.insert(to.clone());
+                    // Renamed while still open: still being written.
+                    if self.writing.remove(from) {
+                        self.writing.insert(to.clone());
+                    }
                 }
             }
             EventKind::Access(AccessKind::Close(AccessMode::Write)) => {
-                self.complete.extend(event.paths.iter().cloned());
+                for p in &event.paths {
+                    self.writing.remove(p);
+                    self.complete.insert(p.clone());
+                }
             }
             EventKind::Modify(ModifyKind::Name(_)) | EventKind::Remove(_) => {
                 for p in &event.paths {
                     self.complete.remove(p);
+                    self.writing.remove(p);
                 }
             }
             EventKind::Modify(_) | EventKind::Create(_) => {
+                let written = matches!(
+                    event.kind,
+                    EventKind::Create(CreateKind::File | CreateKind::Any)
+                        | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any)
+                );
                 for p in &event.paths {
                     self.complete.remove(p);
+                    if written {
+                        self.writing.insert(p.clone());
+                    }
                     // A change inside a folder drop: the folder is not done.
                     if let Some(parent) = p.parent() {
                         self.complete.remove(parent);
@@ -303,9 +390,22 @@ impl Hints {
         self.complete.contains(path)
     }
 
+    /// Whether the drop at `path` (a file, or a folder and what is in it)
+    /// has been written to without being closed since.
+    pub fn is_being_written(&self, path: &Path) -> bool {
+        self.writing.contains(path) || self.writing.iter().any(|p| p.starts_with(path))
+    }
+
+    /// Events were lost (the kernel's queue overflowed): what was being
+    /// written is no longer known, and the settle time decides again.
+    pub fn lost_events(&mut self) {
+        self.writing.clear();
+    }
+
     /// Forget paths that are gone.
     pub fn retain_existing(&mut self) {
         self.complete.retain(|p| p.exists());
+        self.writing.retain(|p| p.exists());
     }
 }
 
@@ -457,6 +557,7 @@ fn begin_claim(folders: &Folders, drop: &Drop) -> std::io::Result<(DocId, PathBu
         is_folder: drop.is_folder,
         has_sidecar,
         claimed_ms: now_ms(),
+        from_outbox: true,
     };
     let made = (|| {
         let text = serde_json::to_vec_pretty(&c).map_err(std::io::Error::other)?;
@@ -582,7 +683,7 @@ pub fn queued_answers(folders: &Folders, asked: DocId) -> Vec<DocId> {
 
 /// A name in `dir` not used yet: `name`, `name (2)`, `name (3)` … (a name
 /// that is not UTF-8 is kept as it is, numbered at its end).
-fn free_name(dir: &Path, name: &std::ffi::OsStr) -> PathBuf {
+pub(crate) fn free_name(dir: &Path, name: &std::ffi::OsStr) -> PathBuf {
     let first = dir.join(name);
     let mut error_file = name.to_owned();
     error_file.push(ERROR_SUFFIX);
@@ -608,7 +709,7 @@ const RESEND: &str =
     "Fix the cause, then move the file back into outbox/<recipient>/ to send it again.";
 
 /// Write `<failed>/<name>.error.txt` with what happened and what to do.
-fn write_error(failed_path: &Path, happened: &str, todo: &str) -> std::io::Result<()> {
+pub(crate) fn write_error(failed_path: &Path, happened: &str, todo: &str) -> std::io::Result<()> {
     let mut p = failed_path.as_os_str().to_owned();
     p.push(ERROR_SUFFIX);
     let text = format!(
@@ -657,6 +758,48 @@ pub fn fail_claimed(folders: &Folders, doc_id: DocId, why: &str) -> std::io::Res
         "{} moved to failed/: {}",
         Escaped(&claim.name),
         Escaped(why)
+    );
+    Ok(dest)
+}
+
+/// Give a claimed drop back to the outbox: it changed after it was taken,
+/// before the hub had it (it was still being written after all). It goes
+/// back where it was dropped, with its sidecar, and is taken again, as a
+/// new document, once it is finished; nothing was sent. A claim that did
+/// not come from the outbox (copies `send` or the console made) cannot go
+/// back and goes to `failed/` instead. Blocking.
+pub fn put_back(folders: &Folders, doc_id: DocId, why: &str) -> std::io::Result<PathBuf> {
+    let dir = folders.spool.join(doc_id.to_string());
+    let claim = read_claim(&dir)?;
+    if !claim.from_outbox {
+        return fail_claimed(
+            folders,
+            doc_id,
+            &format!(
+                "它在取走之后又被改动，没有发出 (it changed after it was taken; nothing was sent): {why}"
+            ),
+        );
+    }
+    let origin = folders.outbox.join(&claim.to);
+    std::fs::create_dir_all(&origin)?;
+    let dest = free_name(&origin, std::ffi::OsStr::new(&claim.name));
+    if claim.is_folder {
+        std::fs::rename(dir.join("files"), &dest)?;
+    } else {
+        std::fs::rename(dir.join("files").join(&claim.name), &dest)?;
+    }
+    if dir.join("meta.toml").exists() {
+        std::fs::rename(dir.join("meta.toml"), sidecar_path(&dest))?;
+    }
+    sync_dir(&origin)?;
+    std::fs::remove_dir_all(&dir)?;
+    sync_dir(&folders.spool)?;
+    warn!(
+        doc = %doc_id,
+        "{} changed after it was taken for sending ({}); nothing was sent: put back into outbox/{}/ to be taken again once it is finished",
+        Escaped(&claim.name),
+        Escaped(why),
+        Escaped(&claim.to)
     );
     Ok(dest)
 }
@@ -815,6 +958,7 @@ pub fn claim_files(folders: &Folders, req: &SendRequest, take: bool) -> Result<D
             is_folder: true,
             has_sidecar: true,
             claimed_ms: now_ms(),
+            from_outbox: false,
         };
         // claim.json last: until it exists, recovery removes the directory.
         let text = serde_json::to_vec_pretty(&c).map_err(|e| e.to_string())?;
@@ -928,11 +1072,19 @@ pub async fn watch(ctx: std::sync::Arc<crate::context::AgentContext>) {
         loop {
             tokio::select! {
                 Some(event) = events.recv() => {
-                    // An overflow (no event) means "look again".
-                    let mut relevant = event.as_ref().is_none_or(|e| hints.take(e));
+                    // An overflow (no event) means "look again", knowing
+                    // less than before.
+                    let mut take = |event: Option<notify::Event>| match event {
+                        Some(e) if !e.need_rescan() => hints.take(&e),
+                        _ => {
+                            hints.lost_events();
+                            true
+                        }
+                    };
+                    let mut relevant = take(event);
                     // Take the rest of a burst into the same scan.
                     while let Ok(event) = events.try_recv() {
-                        relevant |= event.as_ref().is_none_or(|e| hints.take(e));
+                        relevant |= take(event);
                     }
                     if relevant {
                         break;
@@ -1151,6 +1303,7 @@ mod tests {
             is_folder: false,
             has_sidecar: false,
             claimed_ms: 0,
+            from_outbox: true,
         };
         std::fs::write(half.join("claim.json"), serde_json::to_vec(&c).unwrap()).unwrap();
         half
@@ -1325,6 +1478,67 @@ mod tests {
         )))));
         assert!(hints.take(&event(EventKind::Create(CreateKind::File))));
         assert!(hints.take(&event(EventKind::Any)));
+    }
+
+    #[test]
+    fn a_file_written_to_and_not_yet_closed_is_held_back_however_long_its_writer_pauses() {
+        use notify::event::{AccessKind, AccessMode, CreateKind, DataChange, ModifyKind};
+        use notify::{Event, EventKind};
+        let d = tempfile::tempdir().unwrap();
+        let f = Folders::new(d.path());
+        f.create().unwrap();
+        let dir = f.outbox.join("harbin-gov");
+        std::fs::create_dir(&dir).unwrap();
+        let file = dir.join("x.docx");
+        std::fs::write(&file, b"PK half").unwrap();
+        let mut hints = Hints::default();
+        let event = |k: EventKind| Event::new(k).add_path(file.clone());
+        hints.take(&event(EventKind::Create(CreateKind::File)));
+        hints.take(&event(EventKind::Modify(ModifyKind::Data(DataChange::Any))));
+        assert!(hints.is_being_written(&file));
+        let mut st = Stability::default();
+        let settle = Duration::from_millis(100);
+        let t0 = Instant::now();
+        for later in [0, 1, 60, 3600] {
+            let (ready, _) = ready_drops(
+                &f.outbox,
+                &mut st,
+                settle,
+                t0 + Duration::from_secs(later),
+                &hints,
+            )
+            .unwrap();
+            assert!(ready.is_empty(), "taken {later} s into a stall");
+        }
+        // Closed after writing: complete, at once.
+        hints.take(&event(EventKind::Access(AccessKind::Close(
+            AccessMode::Write,
+        ))));
+        assert!(!hints.is_being_written(&file));
+        let (ready, _) = ready_drops(&f.outbox, &mut st, settle, t0, &hints).unwrap();
+        assert_eq!(ready.len(), 1);
+        // A folder drop with a file being written inside is held back too;
+        // and lost events forget what was being written.
+        let folder = dir.join("材料");
+        hints.take(
+            &Event::new(EventKind::Create(CreateKind::File)).add_path(folder.join("附件.pdf")),
+        );
+        assert!(hints.is_being_written(&folder));
+        hints.lost_events();
+        assert!(!hints.is_being_written(&folder));
+    }
+
+    #[test]
+    fn a_file_this_process_holds_open_for_writing_is_seen_in_proc() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("x.docx");
+        let held = std::fs::File::create(&path).unwrap();
+        assert!(open_for_writing(&path));
+        assert!(open_for_writing(d.path()), "a folder holding it");
+        drop(held);
+        assert!(!open_for_writing(&path));
+        let _reading = std::fs::File::open(&path).unwrap();
+        assert!(!open_for_writing(&path), "open for reading only");
     }
 
     #[test]

@@ -36,6 +36,15 @@ pub enum SendError {
     Permanent(String),
     /// May succeed later (hub disk full, local I/O trouble).
     Later(String),
+    /// A dropped file changed after it was taken, before the hub had it
+    /// (still being written, after all): the drop goes back to the outbox,
+    /// to be taken again once it is finished.
+    Changed(String),
+}
+
+/// `name` changed after it was taken: `what` changed.
+fn changed(name: &str, what: &str) -> SendError {
+    SendError::Changed(format!("{name}: {what}"))
 }
 
 fn later(e: impl std::fmt::Display) -> SendError {
@@ -97,6 +106,17 @@ pub async fn send_pending(
                     stop.get_or_insert(e);
                 }
             }
+            Err(SendError::Changed(why)) => {
+                let folders = ctx.folders.clone();
+                let back =
+                    tokio::task::spawn_blocking(move || outbox::put_back(&folders, doc_id, &why))
+                        .await
+                        .map_err(later)
+                        .and_then(|r| r.map_err(later));
+                if let Err(e) = back {
+                    stop.get_or_insert(e);
+                }
+            }
             Err(SendError::Later(why)) => {
                 warn!(
                     doc = %doc_id,
@@ -147,6 +167,7 @@ async fn send_one(
             "the connection broke while giving the hub our answers".into(),
         ));
     }
+    gongwen_common::failpoint::hit("agent-sealed");
     let receipt = upload(conn, &dir, doc_id, ctx).await;
     ctx.progress
         .lock()
@@ -401,9 +422,22 @@ fn seal(
         chunk.clear();
         Ok(())
     };
+    let mut stamps: crate::stamp::Stamps = Vec::new();
     for f in &draft.files {
         let mut file = std::fs::File::open(&f.path)
             .map_err(|e| SendError::Permanent(format!("{} cannot be read: {e}", f.name)))?;
+        let stamp = |file: &std::fs::File| {
+            file.metadata()
+                .map(|m| crate::stamp::Stamp::of(&m))
+                .map_err(|e| SendError::Permanent(format!("{} cannot be read: {e}", f.name)))
+        };
+        let before = stamp(&file)?;
+        if before.size != f.size {
+            return Err(changed(
+                &f.name,
+                "它的大小在取走之后又变了 (its size changed after it was taken)",
+            ));
+        }
         let mut hash = Hasher::new(suite);
         let mut size = 0u64;
         loop {
@@ -420,21 +454,26 @@ fn seal(
             hash.update(&chunk[start..start + n]);
             size += n as u64;
             if size > f.size {
-                return Err(SendError::Permanent(format!(
-                    "{} changed while it was being sent",
-                    f.name
-                )));
+                return Err(changed(
+                    &f.name,
+                    "封装时它还在变大 (it grew while it was sealed)",
+                ));
             }
             if chunk.len() == CHUNK_LEN {
                 flush(&mut chunk, &mut sealer)?;
             }
         }
+        let after = stamp(&file)?;
         if size != f.size {
-            return Err(SendError::Permanent(format!(
-                "{} changed while it was being sent",
-                f.name
-            )));
+            return Err(changed(
+                &f.name,
+                "封装时它变小了 (it shrank while it was sealed)",
+            ));
         }
+        if let Some(what) = after.changed_from(&before) {
+            return Err(changed(&f.name, &what));
+        }
+        stamps.push((f.name.clone(), after));
         entries.push(FileEntry {
             name: f.name.clone(),
             kind: f.kind,
@@ -446,6 +485,8 @@ fn seal(
         flush(&mut chunk, &mut sealer)?;
     }
     write_key(&dir.join("key"), &key.to_bytes()).map_err(later)?;
+    let stamps = serde_json::to_vec(&stamps).map_err(later)?;
+    write_atomic(&dir.join(crate::stamp::STAMPS_FILE), &stamps, 0o600).map_err(later)?;
     let digest = content_hash.finish();
     let meta = DocMeta {
         doc_id,
@@ -525,7 +566,8 @@ async fn upload(
             key,
         }
     };
-    upload_sealed(conn, doc_id, header, content, false, ctx).await
+    let stamps = crate::stamp::read(dir).map(|s| (dir.join("files"), s));
+    upload_sealed(conn, doc_id, header, content, false, stamps, ctx).await
 }
 
 /// Upload a sealed document (its signed header and its content).
@@ -535,6 +577,7 @@ async fn upload_sealed(
     header: Vec<u8>,
     content: Content,
     again: bool,
+    stamps: Option<(PathBuf, crate::stamp::Stamps)>,
     ctx: &AgentContext,
 ) -> Result<Vec<u8>, SendError> {
     // Offered again to a hub that lost its store, a document to a unit the
@@ -615,6 +658,20 @@ async fn upload_sealed(
             .unwrap_or_else(|p| p.into_inner())
             .insert(doc_id, (sent, content_len));
     }
+    // The last chance to take the upload back: a dropped file that changed
+    // since it was sealed is still being written, and what was read of it
+    // must not go out. (The hub keeps nothing of an upload it never saw
+    // finish but the partial file a resumed upload would use.)
+    if let Some((files_dir, stamps)) = stamps {
+        let changed =
+            tokio::task::spawn_blocking(move || crate::stamp::changed_files(&files_dir, &stamps))
+                .await
+                .map_err(later)?;
+        if let Some((name, what)) = changed.first() {
+            let _ = send.reset(quinn::VarInt::from_u32(0));
+            return Err(self::changed(name, what));
+        }
+    }
     send.finish().map_err(|e| conn_err(&e))?;
     match read_message(&mut recv, DOCUMENT_WORK_TIMEOUT)
         .await
@@ -666,13 +723,13 @@ pub async fn offer_again(
         };
         let dir = ctx.folders.sent.join(doc_id.to_string());
         let content = Content::Files { dir, key };
-        match upload_sealed(conn, doc_id, u.header, content, true, ctx).await {
+        match upload_sealed(conn, doc_id, u.header, content, true, None, ctx).await {
             // The first `accepted` receipt stays the one on record.
             Ok(_) => {
                 done.insert(doc_id);
                 offered += 1;
             }
-            Err(SendError::Permanent(why)) => {
+            Err(SendError::Permanent(why) | SendError::Changed(why)) => {
                 done.insert(doc_id);
                 impossible += 1;
                 warn!(doc = %doc_id, "the hub did not take this document again: {}", gongwen_common::logsafe::Escaped(&why));
@@ -901,12 +958,16 @@ fn file_batch(ctx: &AgentContext, jobs: Vec<FileJob>) {
     }
     // 2. Each one's metadata joins its files in the spool, then the whole
     // folder moves to sent/<doc_id>/ in one rename: sent/ never shows a
-    // document half filed.
+    // document half filed, nor a file other than the one that went out.
     for o in outcome.iter_mut() {
         let Ok(c) = o else { continue };
         let dest = ctx.folders.sent.join(c.record.doc_id.to_string());
         if dest.exists() {
             continue; // filed before a crash that came before the spool went
+        }
+        if let Err(e) = set_aside_changed(ctx, c) {
+            *o = Err(later(e));
+            continue;
         }
         let meta = c.sealed.meta();
         // A span deadline counts from the hub's acceptance, which the
@@ -951,6 +1012,77 @@ fn file_batch(ctx: &AgentContext, jobs: Vec<FileJob>) {
         });
         let _ = job.reply.send(answer);
     }
+}
+
+/// Before a sent document is filed: a file that changed since it was
+/// sealed (its stamp moved, and its digest is no longer the signed one)
+/// is not what went out. It is moved to `failed/` with a note saying what
+/// changed and what went out instead, and `sent/` keeps a note in its
+/// place: `sent/` never holds a file the signed document does not. (The
+/// upload checked the same just before the hub took it; this is the moment
+/// between.) Blocking.
+fn set_aside_changed(ctx: &AgentContext, c: &Checked) -> std::io::Result<()> {
+    let Some(stamps) = crate::stamp::read(&c.dir) else {
+        return Ok(());
+    };
+    let files = c.dir.join("files");
+    let suite = c.sealed.header.suite;
+    for (name, what) in crate::stamp::changed_files(&files, &stamps) {
+        let Some(entry) = c.sealed.meta().files.iter().find(|f| f.name == name) else {
+            continue;
+        };
+        let path = files.join(&name);
+        let digest = std::fs::File::open(&path).and_then(|mut f| {
+            let mut h = Hasher::new(suite);
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                let n = f.read(&mut buf)?;
+                if n == 0 {
+                    break Ok(h.finish());
+                }
+                h.update(&buf[..n]);
+            }
+        });
+        if digest.as_ref().is_ok_and(|d| *d == entry.sha256) {
+            continue; // touched, not changed
+        }
+        let doc_id = c.record.doc_id;
+        let happened = format!(
+            "{name} 在封装发出之后又被改动：{what}。发出的公文 {doc_id} 含的是改动前的内容（{} 字节，{} {}），收文单位收到的就是那一版；改动后的文件没有发出，放在这里。
+
+{name} changed after it was sealed and sent: {what}. Document {doc_id} went out with its earlier content ({} bytes, {} {}), which is what its recipients receive; the changed file was not sent and is kept here.",
+            entry.size,
+            suite.digest_name(),
+            serial_hex(&entry.sha256),
+            entry.size,
+            suite.digest_name(),
+            serial_hex(&entry.sha256),
+        );
+        let todo = format!(
+            "如果收文单位应收到改动后的文件：撤回 {doc_id}（gongwen-agent recall {doc_id}），再把这个文件放回 outbox/ 重新发送。写入发件箱的文件请先用临时名（以 .part 结尾）写完再改名。
+
+If the recipients must have the changed file: recall {doc_id} and drop this file into the outbox again. Write files into the outbox under a temporary name ending in .part and rename them when complete."
+        );
+        if path.exists() {
+            let dest = outbox::free_name(&ctx.folders.failed, std::ffi::OsStr::new(&name));
+            std::fs::rename(&path, &dest)?;
+            outbox::write_error(&dest, &happened, &todo)?;
+            sync_dir(&ctx.folders.failed)?;
+        }
+        write_atomic(
+            &files.join(format!("{name}.已改动-未发出.txt")),
+            format!(
+                "{happened}
+
+{todo}
+"
+            )
+            .as_bytes(),
+            0o644,
+        )?;
+        warn!(doc = %doc_id, "{}: changed after it was sent; the changed file is in failed/", gongwen_common::logsafe::Escaped(&name));
+    }
+    Ok(())
 }
 
 /// A step the whole batch shares failed: every job still going fails with

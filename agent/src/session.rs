@@ -136,7 +136,12 @@ async fn publish_key(conn: &quinn::Connection, ctx: &AgentContext) -> Result<(),
         Ok(Message::Ok) => Ok(()),
         Ok(Message::Error { message, .. }) => Err(message),
         Ok(other) => Err(format!("unexpected answer: {}", other.describe())),
-        Err(SendError::Connection(e) | SendError::Later(e) | SendError::Permanent(e)) => Err(e),
+        Err(
+            SendError::Connection(e)
+            | SendError::Later(e)
+            | SendError::Permanent(e)
+            | SendError::Changed(e),
+        ) => Err(e),
     }
 }
 
@@ -187,7 +192,7 @@ async fn uploader(conn: quinn::Connection, ctx: Arc<AgentContext>) {
                 Duration::from_secs(5)
             }
             Err(SendError::Later(_)) => Duration::from_secs(5),
-            Err(SendError::Permanent(e)) => {
+            Err(SendError::Permanent(e) | SendError::Changed(e)) => {
                 warn!("{}", gongwen_common::logsafe::Escaped(&e));
                 Duration::from_secs(5)
             }

@@ -88,6 +88,15 @@ impl Suite {
         }
     }
 
+    /// The name of this suite's digest as metadata.json and openssl give
+    /// it: `sha256` or `sm3`.
+    pub fn digest_name(self) -> &'static str {
+        match self {
+            Suite::Standard => "sha256",
+            Suite::Gm => "sm3",
+        }
+    }
+
     /// The digest of this suite: SHA-256 or SM3.
     pub fn digest(self, data: &[u8]) -> [u8; 32] {
         match self {

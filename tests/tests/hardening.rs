@@ -452,3 +452,180 @@ async fn idle_connections_from_the_lan_exhaust_no_descriptors() {
     );
     drop((held, more));
 }
+
+/// The spool folder of the one document prov-gov has claimed.
+fn only_claim(net: &gongwen_tests::Net, from: &str) -> std::path::PathBuf {
+    let spool = net.root(from).join("state").join("spool");
+    let claims: Vec<_> = std::fs::read_dir(&spool)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| DocId::parse(&e.file_name().to_string_lossy()).is_ok())
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(claims.len(), 1, "claims in {}: {claims:?}", spool.display());
+    claims[0].clone()
+}
+
+fn append(path: &std::path::Path, bytes: &[u8]) {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .unwrap()
+        .write_all(bytes)
+        .unwrap();
+}
+
+/// N1: a copy that stalls for longer than the settle time (an SMB copy
+/// over a slow link) is not taken until its writer has closed it; then
+/// the whole file goes out, and what is filed under sent/ is what went.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_still_being_copied_is_taken_only_once_its_writer_closes_it() {
+    use std::io::Write;
+    let u = units().await;
+    let path = u
+        .net
+        .root("prov-gov")
+        .join("outbox")
+        .join("harbin-gov")
+        .join("x.docx");
+    let mut first = b"PK".to_vec();
+    first.extend(std::iter::repeat_n(b'A', 500_000));
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut copy = std::fs::File::create(&path).unwrap();
+    copy.write_all(&first).unwrap();
+    copy.flush().unwrap();
+    // The copy stalls. The positive barrier: the outbox has looked at it
+    // twenty times since (its settle time is 100 ms; it looks every 50 ms
+    // while something is pending), and has not taken it.
+    let scans = |a: &RunningAgent| {
+        a.ctx
+            .outbox_scans
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let seen = scans(&u.prov);
+    wait_until("twenty outbox scans", || {
+        (scans(&u.prov) >= seen + 20).then_some(())
+    })
+    .await;
+    assert!(path.exists(), "the half-copied file was taken");
+    assert!(
+        std::fs::read_dir(u.net.root("prov-gov").join("state").join("spool"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .all(|e| DocId::parse(&e.file_name().to_string_lossy()).is_err()),
+        "the half-copied file was claimed"
+    );
+    // The copy goes on and ends.
+    copy.write_all(&vec![b'B'; 500_000]).unwrap();
+    drop(copy);
+    let whole = std::fs::read(&path).unwrap();
+    assert_eq!(whole.len(), 1_000_002);
+    let docs = wait_inbox(&u.net.root("harbin-gov"), "prov-gov", 1).await;
+    assert_eq!(std::fs::read(docs[0].join("x.docx")).unwrap(), whole);
+    let doc = docs[0].file_name().unwrap().to_string_lossy().into_owned();
+    let filed = u.net.root("prov-gov").join("sent").join(&doc);
+    wait_until("the document filed under sent/", || {
+        filed.exists().then_some(())
+    })
+    .await;
+    assert_eq!(std::fs::read(filed.join("x.docx")).unwrap(), whole);
+}
+
+/// N1, later: a dropped file that changes after it was sealed but before
+/// the hub has taken it (the agent stopped right after sealing it) is put
+/// back into the outbox, nothing of it sent, and goes out whole once it is
+/// finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_changes_after_sealing_is_put_back_and_sent_whole() {
+    use gongwen_tests::{AgentProcess, Net};
+    let net = Net::new();
+    for id in ["prov-gov", "harbin-gov"] {
+        net.issue(id, gongwen_common::Role::Node);
+    }
+    let hub = net.start_hub().await;
+    let _harbin = net.start_agent("harbin-gov", hub.addr);
+    let mut prov = AgentProcess::start_armed(&net, "prov-gov", hub.addr, Some("agent-sealed"));
+    net.drop_file("prov-gov", "harbin-gov", "报告.docx", b"PK first half");
+    prov.wait_crash("agent-sealed").await;
+    let claim = only_claim(&net, "prov-gov");
+    append(
+        &claim.join("files").join("报告.docx"),
+        b" and the second half",
+    );
+    let _prov = AgentProcess::start(&net, "prov-gov", hub.addr);
+    let docs = wait_inbox(&net.root("harbin-gov"), "prov-gov", 1).await;
+    let got = std::fs::read(docs[0].join("报告.docx")).unwrap();
+    assert_eq!(got, b"PK first half and the second half");
+    let log = prov.log.clone();
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("put back into outbox/harbin-gov/"),
+        "{}",
+        gongwen_tests::log_tail(&log, 20)
+    );
+    // Exactly one document went, and nothing failed.
+    let sent = net.root("prov-gov").join("sent");
+    wait_until("the document filed under sent/", || {
+        (std::fs::read_dir(&sent).ok()?.count() == 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        gongwen_tests::inbox_docs(&net.root("harbin-gov"), "prov-gov").len(),
+        1
+    );
+    assert_eq!(
+        gongwen_tests::count_entries(&net.root("prov-gov").join("failed")),
+        0
+    );
+}
+
+/// N1, last: a dropped file that changes after the hub took it but before
+/// it was filed (the agent stopped in between) is not filed under sent/
+/// as if it had gone: the changed file goes to failed/ with a note in
+/// Chinese and English saying what changed and what went out instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_changes_after_it_went_out_is_not_filed_as_sent() {
+    use gongwen_tests::{AgentProcess, Net};
+    let net = Net::new();
+    for id in ["prov-gov", "harbin-gov"] {
+        net.issue(id, gongwen_common::Role::Node);
+    }
+    let hub = net.start_hub().await;
+    let _harbin = net.start_agent("harbin-gov", hub.addr);
+    let mut prov =
+        AgentProcess::start_armed(&net, "prov-gov", hub.addr, Some("agent-sent-accepted"));
+    net.drop_file("prov-gov", "harbin-gov", "报告.docx", b"PK as sealed");
+    prov.wait_crash("agent-sent-accepted").await;
+    let claim = only_claim(&net, "prov-gov");
+    append(&claim.join("files").join("报告.docx"), b", and changed");
+    let _prov = AgentProcess::start(&net, "prov-gov", hub.addr);
+    let docs = wait_inbox(&net.root("harbin-gov"), "prov-gov", 1).await;
+    assert_eq!(
+        std::fs::read(docs[0].join("报告.docx")).unwrap(),
+        b"PK as sealed"
+    );
+    let doc = docs[0].file_name().unwrap().to_string_lossy().into_owned();
+    let filed = net.root("prov-gov").join("sent").join(&doc);
+    wait_until("the document filed under sent/", || {
+        filed.exists().then_some(())
+    })
+    .await;
+    assert!(
+        !filed.join("报告.docx").exists(),
+        "sent/ holds a file that did not go out"
+    );
+    let note = std::fs::read_to_string(filed.join("报告.docx.已改动-未发出.txt")).unwrap();
+    assert!(
+        note.contains("changed after it was sealed") && note.contains("改动"),
+        "{note}"
+    );
+    let failed = net.root("prov-gov").join("failed");
+    assert_eq!(
+        std::fs::read(failed.join("报告.docx")).unwrap(),
+        b"PK as sealed, and changed"
+    );
+    let why = std::fs::read_to_string(failed.join("报告.docx.error.txt")).unwrap();
+    assert!(why.contains(&doc) && why.contains("12 bytes"), "{why}");
+}
