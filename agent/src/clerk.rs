@@ -272,24 +272,7 @@ pub fn take_notice(ctx: &AgentContext, n: &Notice) -> Result<(), std::io::Error>
             );
         }
         NoticeKind::Supervise => {
-            let dir = f.inbox.join("督办");
-            std::fs::create_dir_all(&dir)?;
-            let text = format!(
-                "督办通知 (supervision notice), level {}\n\n单位 (unit): {}\n文件 (document): {} {}\n来文单位 (sender): {}\n签收期限 (deadline): {}\n已逾期 (late by): {}\n已催办 (urged): {} 次\n文件编号 (doc id): {}\n",
-                n.escalation_level,
-                n.recipient,
-                n.doc_number,
-                n.title,
-                n.sender,
-                n.deadline.as_deref().unwrap_or("-"),
-                seconds_text(n.late_seconds),
-                n.urge_count,
-                n.doc_id
-            );
-            let name = format!("{}-{}-{}.txt", n.doc_id, n.recipient, n.escalation_level);
-            write_atomic(&dir.join(name), text.as_bytes(), 0o644)?;
-            sync_dir(&dir)?;
-            warn!(doc = %n.doc_id, unit = %n.recipient, "supervision notice (督办): {} s late", n.late_seconds);
+            take_round(ctx, &n.at, n.escalation_level, std::slice::from_ref(n))?;
         }
         NoticeKind::Recall => {
             if ctx.store.received(n.doc_id).map_err(io)?.is_none() {
@@ -330,6 +313,90 @@ pub fn take_notice(ctx: &AgentContext, n: &Notice) -> Result<(), std::io::Error>
         }
     }
     Ok(())
+}
+
+/// Take the 督办 notices of one escalation round (the hub's time `at`,
+/// level `level`): kept in the store, and listed, all of the round's
+/// documents in one file, `inbox/督办/督办通知-<北京时间>-第<级>级.txt`,
+/// written anew as more of the round arrive. Blocking.
+pub fn take_round(
+    ctx: &AgentContext,
+    at: &str,
+    level: u32,
+    notices: &[Notice],
+) -> Result<(), std::io::Error> {
+    let io = |e: StoreError| std::io::Error::other(e.to_string());
+    let all = ctx
+        .store
+        .record_supervision(at, level, notices)
+        .map_err(io)?;
+    let dir = ctx.folders.inbox.join("督办");
+    std::fs::create_dir_all(&dir)?;
+    let at_ms = gongwen_common::timefmt::parse_rfc3339(at)
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+        .unwrap_or(0);
+    let stamp: String = gongwen_common::timefmt::beijing(at_ms, true)
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    let name = format!("督办通知-{stamp}-第{level}级.txt");
+    write_atomic(
+        &dir.join(&name),
+        round_text(at_ms, level, &all).as_bytes(),
+        0o644,
+    )?;
+    sync_dir(&dir)?;
+    warn!(
+        "supervision notice (督办), level {level}: {} document(s) overdue in this round; see inbox/督办/{name}",
+        all.len()
+    );
+    Ok(())
+}
+
+/// The text of one round's 督办 notice: what the office reads. Pure.
+pub fn round_text(at_ms: i64, level: u32, notices: &[Notice]) -> String {
+    use gongwen_common::timefmt::beijing;
+    let mut out = format!(
+        "督办通知（第 {level} 级）\n\n交换中心于 {}（北京时间）将以下 {} 份公文的办理情况提交督办：收文单位逾期没有签收或答复。\n\n",
+        beijing(at_ms, false),
+        notices.len()
+    );
+    out.push_str("序号\t收文单位\t文号\t标题\t来文单位\t期限\t已逾期\t已催办\t文件编号\n");
+    for (i, n) in notices.iter().enumerate() {
+        let deadline = n
+            .deadline
+            .as_deref()
+            .and_then(|d| gongwen_common::timefmt::parse_rfc3339(d).ok())
+            .map(|t| beijing((t.unix_timestamp_nanos() / 1_000_000) as i64, false))
+            .unwrap_or_else(|| "-".into());
+        out.push_str(&format!(
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{} 次\t{}\n",
+            i + 1,
+            n.recipient,
+            if n.doc_number.is_empty() {
+                "-"
+            } else {
+                &n.doc_number
+            },
+            n.title,
+            n.sender,
+            deadline,
+            late_text(n.late_seconds),
+            n.urge_count,
+            n.doc_id
+        ));
+    }
+    out
+}
+
+/// How late, in words: 2小时5分钟.
+fn late_text(s: i64) -> String {
+    let (d, h, m) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60);
+    match (d, h) {
+        (0, 0) => format!("{m}分钟"),
+        (0, _) => format!("{h}小时{m}分钟"),
+        _ => format!("{d}天{h}小时"),
+    }
 }
 
 /// One row of `gongwen-agent inbox`.

@@ -130,8 +130,10 @@ pub fn rows(recipients: &[Recipient], reply_by_ms: Option<i64>) -> Vec<Row> {
 }
 
 /// A cell as a spreadsheet must show it, not run it: text from other
-/// units (a note) that starts like a formula gets a leading apostrophe.
-fn inert(cell: &str) -> String {
+/// units (a note) that starts like a formula gets a leading apostrophe —
+/// a leading tab or carriage return too, which some spreadsheets skip
+/// before reading a formula. Every CSV and sheet the agent writes uses it.
+pub fn inert(cell: &str) -> String {
     if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{cell}")
     } else {

@@ -32,8 +32,6 @@ pub struct AgentContext {
     pub outbox_wake: Notify,
     /// Upload progress of documents being sent: (bytes sent, total).
     pub progress: Mutex<std::collections::HashMap<gongwen_common::DocId, (u64, u64)>>,
-    /// Why documents sent from the command line failed (this run only).
-    pub failures: Mutex<std::collections::HashMap<gongwen_common::DocId, String>>,
     /// The admitted connection to the hub, while there is one.
     pub conn: Mutex<Option<quinn::Connection>>,
     /// Accepted documents waiting to be filed under sent/.
@@ -114,7 +112,6 @@ impl AgentContext {
             directory: Default::default(),
             outbox_wake: Notify::new(),
             progress: Mutex::new(Default::default()),
-            failures: Mutex::new(Default::default()),
             conn: Mutex::new(None),
             filing: Default::default(),
             receipts: Default::default(),

@@ -88,6 +88,10 @@ pub struct DocStatus {
     pub reason: Option<String>,
     pub sent_at: Option<String>,
     pub recipients: Vec<RecipientStatus>,
+    /// Units it was addressed to but not sent to (a revoked member of a
+    /// group, say), each with the reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<crate::addressing::LeftOut>,
 }
 
 pub(crate) fn bind(path: &Path) -> Result<UnixListener, AgentError> {
@@ -121,30 +125,15 @@ async fn answer(req: Request, ctx: &Arc<AgentContext>) -> Response {
             match ctx.store.run(move |s| status(s, &spool, doc)).await {
                 Ok(v) => Response::Ok(with_progress(v, ctx)),
                 Err(e) => {
-                    // A document sent from the command line that failed is
-                    // no longer in the spool; say why it failed.
-                    let failed = doc.and_then(|id| {
-                        let reason = ctx
-                            .failures
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .get(&id)
-                            .cloned()?;
-                        to_json(&DocStatus {
-                            doc_id: id.to_string(),
-                            title: String::new(),
-                            doc_number: String::new(),
-                            stage: "failed".into(),
-                            progress: None,
-                            reason: Some(reason),
-                            sent_at: None,
-                            recipients: vec![],
-                        })
-                        .ok()
-                    });
-                    match failed {
-                        Some(v) => Response::Ok(v),
-                        None => Response::Error(e.to_string()),
+                    // A document that failed is no longer in the spool;
+                    // say why it failed and where its files are.
+                    let failed = match doc {
+                        Some(id) => ctx.store.run(move |s| s.failed(id)).await.ok().flatten(),
+                        None => None,
+                    };
+                    match failed.map(|f| to_json(&failed_status(&f))) {
+                        Some(Ok(v)) => Response::Ok(v),
+                        _ => Response::Error(e.to_string()),
                     }
                 }
             }
@@ -424,6 +413,7 @@ pub(crate) fn doc_status(store: &Store, rec: &SentRecord) -> Result<DocStatus, S
         reason: None,
         sent_at: Some(ms_time(rec.sent_ms)),
         recipients,
+        left_out: rec.left_out.clone(),
     })
 }
 
@@ -485,6 +475,35 @@ fn outgoing(spool: &Path, id: DocId) -> DocStatus {
                 }]
             })
             .unwrap_or_default(),
+        left_out: Vec::new(),
+    }
+}
+
+/// The status of a document given up on: why, and where its files are.
+pub(crate) fn failed_status(f: &crate::store::FailedRecord) -> DocStatus {
+    DocStatus {
+        doc_id: f.doc_id.to_string(),
+        title: crate::draft::default_title(&f.name),
+        doc_number: String::new(),
+        stage: "failed".into(),
+        progress: None,
+        reason: Some(format!("{} (files in failed/{})", f.reason, f.name)),
+        sent_at: None,
+        recipients: f
+            .to
+            .iter()
+            .chain(&f.cc)
+            .map(|r| RecipientStatus {
+                recipient: r.clone(),
+                state: "not sent".into(),
+                delivered_at: None,
+                receipts: vec![],
+                reason: None,
+                acknowledged_by: None,
+                acknowledged_at: None,
+            })
+            .collect(),
+        left_out: Vec::new(),
     }
 }
 

@@ -20,6 +20,10 @@ pub struct UnitEntry {
     /// 哈尔滨市人民政府, from its certificate.
     #[serde(default)]
     pub name: Option<String>,
+    /// Its certificate has been revoked: nothing can be sent to it, and it
+    /// is not offered as a recipient.
+    #[serde(default)]
+    pub revoked: bool,
 }
 
 /// A group of the hub's `[groups]`.
@@ -86,6 +90,17 @@ impl Directory {
             || self.groups.iter().any(|g| g.name == name)
     }
 
+    /// The units that can be offered as recipients: all but `me` and the
+    /// revoked.
+    pub fn offered<'a>(&'a self, me: &'a NodeId) -> impl Iterator<Item = &'a UnitEntry> + 'a {
+        self.units.iter().filter(move |u| &u.id != me && !u.revoked)
+    }
+
+    /// Whether `id` is a unit whose certificate was revoked.
+    pub fn is_revoked(&self, id: &str) -> bool {
+        self.units.iter().any(|u| u.id.as_str() == id && u.revoked)
+    }
+
     /// The outbox folders: every unit but `me`, and every group.
     pub fn folder_names(&self, me: &NodeId) -> Vec<String> {
         let mut names: Vec<String> = self
@@ -118,9 +133,14 @@ impl Directory {
                 .map(|g| g.name.as_str())
                 .collect();
             out.push_str(&format!(
-                "{}\t{}\t{}\n",
+                "{}\t{}{}\t{}\n",
                 u.id,
                 u.name.as_deref().unwrap_or("-"),
+                if u.revoked {
+                    "（证书已吊销，不能收文 / revoked: cannot receive）"
+                } else {
+                    ""
+                },
                 groups.join(", ")
             ));
         }
@@ -214,14 +234,17 @@ mod tests {
                 UnitEntry {
                     id: id("harbin-gov"),
                     name: Some("哈尔滨市人民政府".into()),
+                    revoked: false,
                 },
                 UnitEntry {
                     id: id("daqing-gov"),
                     name: None,
+                    revoked: true,
                 },
                 UnitEntry {
                     id: id("prov-gov"),
                     name: Some("省政府".into()),
+                    revoked: false,
                 },
             ],
             groups: vec![GroupEntry {

@@ -26,6 +26,7 @@
 //! - [`error`] — [`AgentError`].
 #![forbid(unsafe_code)]
 
+pub mod addressing;
 pub mod backoff;
 pub mod batch;
 pub mod clerk;

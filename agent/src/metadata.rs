@@ -52,6 +52,10 @@ pub struct MetadataJson {
     /// it, and its files are these.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub forwarded_from: Option<ForwardedFrom>,
+    /// Units it was addressed to but not sent to, with why (the sender's
+    /// copy only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<crate::addressing::LeftOut>,
 }
 
 #[derive(Debug, Serialize)]
@@ -139,6 +143,7 @@ impl MetadataJson {
                     created_at: time_of(o.meta().created_ms.div_euclid(1000)),
                     digest: serial_hex(&o.digest()),
                 }),
+            left_out: Vec::new(),
         }
     }
 }

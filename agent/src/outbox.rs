@@ -233,7 +233,11 @@ pub fn ready_drops(
             side_shape.is_none() || hints.is_complete(&sidecar) || older_than(&sidecar, settle);
         let told_complete = hints.is_complete(&d.path) && sidecar_done && shape.2 < 1_000_000;
         let settled = stability.observe(&d.path, combined, now, settle);
-        if hints.is_being_written(&d.path) {
+        // Only files and folders are written to: a pipe or a device (made,
+        // never closed after writing) is refused once it settles.
+        let written_kind =
+            std::fs::symlink_metadata(&d.path).is_ok_and(|m| m.is_file() || m.is_dir());
+        if written_kind && hints.is_being_written(&d.path) {
             continue; // however long its writer pauses
         }
         // Settled by the clock alone (no event said it was closed): only if
@@ -737,20 +741,70 @@ pub fn fail_drop(folders: &Folders, path: &Path, why: &str) -> std::io::Result<P
     Ok(dest)
 }
 
-/// Give up on a claimed document: its files go to `failed/` with a reason.
-pub fn fail_claimed(folders: &Folders, doc_id: DocId, why: &str) -> std::io::Result<PathBuf> {
+/// Give up on a claimed document: its files go to `failed/` with a reason
+/// that also says whom it was for, and its sidecar with them, carrying its
+/// recipients (a document composed in the console or sent with `send` has
+/// no outbox folder to name them). Returns where the files went, and the
+/// main recipients and copies. Blocking.
+pub fn fail_claimed(
+    folders: &Folders,
+    doc_id: DocId,
+    why: &str,
+) -> std::io::Result<(PathBuf, Vec<String>, Vec<String>)> {
     let dir = folders.spool.join(doc_id.to_string());
     let claim = read_claim(&dir)?;
+    let sidecar = std::fs::read_to_string(dir.join("meta.toml"))
+        .ok()
+        .and_then(|t| t.parse::<toml::Table>().ok());
+    let names = |table: &Option<toml::Table>, key: &str| -> Vec<String> {
+        table
+            .as_ref()
+            .and_then(|t| t.get(key))
+            .and_then(|v| v.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut to = vec![claim.to.clone()];
+    for n in names(&sidecar, "to") {
+        if !to.contains(&n) {
+            to.push(n);
+        }
+    }
+    let cc = names(&sidecar, "cc");
     let dest = free_name(&folders.failed, std::ffi::OsStr::new(&claim.name));
     if claim.is_folder {
         std::fs::rename(dir.join("files"), &dest)?;
     } else {
         std::fs::rename(dir.join("files").join(&claim.name), &dest)?;
     }
-    if dir.join("meta.toml").exists() {
-        std::fs::rename(dir.join("meta.toml"), sidecar_path(&dest))?;
+    match sidecar {
+        // Not from an outbox folder: the sidecar names every recipient.
+        Some(mut table) if !claim.from_outbox => {
+            table.insert(
+                "to".into(),
+                toml::Value::Array(to.iter().cloned().map(toml::Value::String).collect()),
+            );
+            let text = toml::to_string(&table).map_err(std::io::Error::other)?;
+            write_atomic(&sidecar_path(&dest), text.as_bytes(), 0o644)?;
+        }
+        _ => {
+            if dir.join("meta.toml").exists() {
+                std::fs::rename(dir.join("meta.toml"), sidecar_path(&dest))?;
+            }
+        }
     }
-    write_error(&dest, why, RESEND)?;
+    let mut happened = format!(
+        "{why}\n\n原收文单位 (it was for): 主送 (to) {}",
+        to.join("、")
+    );
+    if !cc.is_empty() {
+        happened.push_str(&format!("；抄送 (cc) {}", cc.join("、")));
+    }
+    write_error(&dest, &happened, RESEND)?;
     sync_dir(&folders.failed)?;
     std::fs::remove_dir_all(&dir)?;
     warn!(
@@ -759,7 +813,7 @@ pub fn fail_claimed(folders: &Folders, doc_id: DocId, why: &str) -> std::io::Res
         Escaped(&claim.name),
         Escaped(why)
     );
-    Ok(dest)
+    Ok((dest, to, cc))
 }
 
 /// Give a claimed drop back to the outbox: it changed after it was taken,
@@ -778,7 +832,8 @@ pub fn put_back(folders: &Folders, doc_id: DocId, why: &str) -> std::io::Result<
             &format!(
                 "它在取走之后又被改动，没有发出 (it changed after it was taken; nothing was sent): {why}"
             ),
-        );
+        )
+        .map(|(dest, _, _)| dest);
     }
     let origin = folders.outbox.join(&claim.to);
     std::fs::create_dir_all(&origin)?;
@@ -1665,7 +1720,8 @@ mod tests {
         assert_eq!(recover(&f).unwrap(), vec![id]);
         assert!(!half.exists() && file.exists());
 
-        let failed = fail_claimed(&f, id, "unknown recipient").unwrap();
+        let (failed, to, _) = fail_claimed(&f, id, "unknown recipient").unwrap();
+        assert_eq!(to, vec!["harbin-gov".to_owned()]);
         assert_eq!(std::fs::read(&failed).unwrap(), b"x");
         assert!(!dir.exists());
         let err = std::fs::read_to_string(format!("{}{ERROR_SUFFIX}", failed.display())).unwrap();

@@ -40,6 +40,9 @@ pub enum SendError {
     /// (still being written, after all): the drop goes back to the outbox,
     /// to be taken again once it is finished.
     Changed(String),
+    /// This document must wait (a recipient is offline and the hub already
+    /// holds as many of ours for it as it takes); the others go on.
+    Deferred(String),
 }
 
 /// `name` changed after it was taken: `what` changed.
@@ -75,6 +78,7 @@ pub async fn send_pending(
     let mut ids = ids.into_iter();
     let mut in_flight = tokio::task::JoinSet::new();
     let mut stop: Option<SendError> = None;
+    let mut deferred: Vec<String> = Vec::new();
     loop {
         while stop.is_none() && in_flight.len() < SENDS_IN_FLIGHT {
             let Some(doc_id) = ids.next() else { break };
@@ -91,17 +95,11 @@ pub async fn send_pending(
         match result {
             Ok(()) => {}
             Err(SendError::Permanent(why)) => {
-                ctx.failures
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(doc_id, why.clone());
-                let folders = ctx.folders.clone();
-                let failed = tokio::task::spawn_blocking(move || {
-                    outbox::fail_claimed(&folders, doc_id, &why)
-                })
-                .await
-                .map_err(later)
-                .and_then(|r| r.map_err(later));
+                let c = ctx.clone();
+                let failed = tokio::task::spawn_blocking(move || give_up(&c, doc_id, &why))
+                    .await
+                    .map_err(later)
+                    .and_then(|r| r.map_err(later));
                 if let Err(e) = failed {
                     stop.get_or_insert(e);
                 }
@@ -117,6 +115,7 @@ pub async fn send_pending(
                     stop.get_or_insert(e);
                 }
             }
+            Err(SendError::Deferred(why)) => deferred.push(why),
             Err(SendError::Later(why)) => {
                 warn!(
                     doc = %doc_id,
@@ -133,10 +132,39 @@ pub async fn send_pending(
             }
         }
     }
+    if let Some(first) = deferred.first() {
+        // One line for all of them: a flood would otherwise write one each.
+        warn!(
+            "{} document(s) wait to be sent, the others went on: {}",
+            deferred.len(),
+            gongwen_common::logsafe::Escaped(first)
+        );
+    }
     match stop {
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// Give up sending a claimed document: its files go to `failed/` (its
+/// recipients kept in the sidecar), and the store remembers why, for
+/// `status` and the console. Blocking.
+fn give_up(ctx: &AgentContext, doc_id: DocId, why: &str) -> std::io::Result<()> {
+    let (dest, to, cc) = outbox::fail_claimed(&ctx.folders, doc_id, why)?;
+    let rec = crate::store::FailedRecord {
+        doc_id,
+        name: dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        to,
+        cc,
+        reason: why.to_owned(),
+        failed_ms: ctx.now_ms(),
+    };
+    ctx.store
+        .record_failed(&rec)
+        .map_err(|e| std::io::Error::other(e.to_string()))
 }
 
 async fn send_one(
@@ -268,34 +296,29 @@ async fn address_and_seal(
             "no main recipient besides this unit itself".into(),
         ));
     }
-    let checker = ctx.trust.checker();
-    let now = ctx.clock.now();
     let suite = ctx.credentials.signer().suite();
-    let mut keys = Vec::new();
-    for b in &bindings {
-        let reach = ReachKey::verify(b, Some(&checker), now).map_err(|e| {
-            SendError::Permanent(format!(
-                "a recipient's encryption key cannot be trusted: {e}"
-            ))
-        })?;
-        if !(to.contains(&reach.node) || cc.contains(&reach.node)) {
-            continue;
+    let verdicts = key_verdicts(&bindings, &ctx.trust.checker(), ctx.clock.now(), suite);
+    let addressed = match crate::addressing::settle(&to, &cc, &verdicts) {
+        Ok(a) => a,
+        Err(crate::addressing::NotAddressed::NoOneToReceive(why)) => {
+            return Err(SendError::Permanent(why));
         }
-        if reach.suite != suite {
-            return Err(SendError::Permanent(format!(
-                "{} published a {} key and this deployment seals in the {suite} suite: it must publish its keys again with the deployment's (ask the administrator)",
-                reach.node, reach.suite
-            )));
-        }
-        keys.push((reach.node, reach.public));
+        Err(crate::addressing::NotAddressed::Later(why)) => return Err(SendError::Later(why)),
+    };
+    if !addressed.left_out.is_empty() {
+        warn!(
+            doc = %doc_id,
+            "sent without some recipients:\n{}",
+            crate::addressing::describe(&addressed.left_out)
+        );
+        let left = serde_json::to_vec_pretty(&addressed.left_out).map_err(later)?;
+        let path = dir.join(LEFT_OUT_FILE);
+        tokio::task::spawn_blocking(move || write_atomic(&path, &left, 0o600))
+            .await
+            .map_err(later)?
+            .map_err(later)?;
     }
-    for r in to.iter().chain(&cc) {
-        if !keys.iter().any(|(id, _)| id == r) {
-            return Err(SendError::Permanent(format!(
-                "the hub has no encryption key for {r}"
-            )));
-        }
-    }
+    let crate::addressing::Addressed { to, cc, keys, .. } = addressed;
     let answers = draft.answers.is_some();
     let ctx = ctx.clone();
     let dir = dir.to_owned();
@@ -306,6 +329,67 @@ async fn address_and_seal(
     .await
     .map_err(later)??;
     Ok(answers)
+}
+
+/// The units a sealed document in the spool was not sent to, and why
+/// (`left_out.json`, written when it was addressed).
+pub const LEFT_OUT_FILE: &str = "left_out.json";
+
+/// The note beside a sent document's files naming the units left out.
+pub const LEFT_OUT_NOTE: &str = "未发送单位.txt";
+
+/// Read what [`LEFT_OUT_FILE`] says, if anything.
+pub fn read_left_out(dir: &Path) -> Vec<crate::addressing::LeftOut> {
+    std::fs::read(dir.join(LEFT_OUT_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// Each key the hub gave, judged: whose it is and whether it can be used
+/// at `now` (certificate valid and not revoked, binding sound, of this
+/// deployment's suite). A binding that names no unit at all is dropped
+/// (its unit then counts as having no key).
+fn key_verdicts(
+    bindings: &[Vec<u8>],
+    checker: &gongwen_common::pki::CertChecker,
+    now: time::OffsetDateTime,
+    suite: gongwen_common::suite::Suite,
+) -> Vec<(NodeId, crate::addressing::KeyVerdict)> {
+    use crate::addressing::KeyVerdict;
+    use gongwen_common::pki::{CertIdentity, CertProblem, PkiError};
+    let mut out = Vec::new();
+    for b in bindings {
+        let Some(node) = ReachKey::statement_of(b)
+            .and_then(|st| Some((CertIdentity::from_der(&st.cert).ok()?.id, st.cert)))
+        else {
+            continue;
+        };
+        let (id, cert) = node;
+        let verdict = match checker.check(&cert, now) {
+            Err(PkiError::Invalid { problem, .. }) if problem.is_transient() => {
+                KeyVerdict::Unjudged(problem.to_string())
+            }
+            Err(PkiError::Invalid { problem, .. }) => KeyVerdict::Refused(problem),
+            Err(e) => KeyVerdict::Refused(CertProblem::Other(e.to_string())),
+            Ok(_) => match ReachKey::verify(b, None, now) {
+                Ok(reach) if reach.suite != suite => {
+                    KeyVerdict::Refused(CertProblem::Other(format!(
+                        "it published a {} key and this deployment seals in the {suite} suite; it must publish its keys again (ask the administrator)",
+                        reach.suite
+                    )))
+                }
+                Ok(reach) if reach.node == id => KeyVerdict::Usable(reach.public),
+                Ok(reach) => KeyVerdict::Refused(CertProblem::Other(format!(
+                    "its key binding names {} instead",
+                    reach.node
+                ))),
+                Err(e) => KeyVerdict::Refused(CertProblem::Other(e.to_string())),
+            },
+        };
+        out.push((id, verdict));
+    }
+    out
 }
 
 /// The links a draft's header carries: what it asks for, and what it
@@ -521,13 +605,15 @@ pub async fn request(conn: &quinn::Connection, msg: &Message) -> Result<Message,
         .await
         .map_err(|e| SendError::Connection(e.to_string()))?;
     let _ = send.finish();
-    read_message(&mut recv, READ_TIMEOUT)
+    gongwen_common::stream::read_answer(&mut recv, READ_TIMEOUT)
         .await
         .map_err(|e| SendError::Connection(e.to_string()))
 }
 
 fn refused(code: ErrorCode, message: String) -> SendError {
-    if code.is_retryable() {
+    if code == ErrorCode::QueueFull {
+        SendError::Deferred(format!("the hub: {message}"))
+    } else if code.is_retryable() {
         SendError::Later(format!("the hub: {message}"))
     } else {
         SendError::Permanent(format!("the hub refused the document: {message}"))
@@ -734,7 +820,7 @@ pub async fn offer_again(
                 impossible += 1;
                 warn!(doc = %doc_id, "the hub did not take this document again: {}", gongwen_common::logsafe::Escaped(&why));
             }
-            Err(SendError::Later(why)) => {
+            Err(SendError::Later(why) | SendError::Deferred(why)) => {
                 waiting += 1;
                 info!(doc = %doc_id, "to offer again later: {}", gongwen_common::logsafe::Escaped(&why));
             }
@@ -918,6 +1004,7 @@ fn check_accepted(ctx: &AgentContext, job: &FileJob) -> Result<Checked, SendErro
         digest: serial_hex(&sealed.digest()),
         recalled: Vec::new(),
         recalled_ms: None,
+        left_out: read_left_out(&dir),
     };
     let key = std::fs::read(dir.join("key"))
         .ok()
@@ -981,11 +1068,21 @@ fn file_batch(ctx: &AgentContext, jobs: Vec<FileJob>) {
                     .get()?
                     .default_deadline(meta.urgency, c.receipt.time_ms)
             });
-        let moved = serde_json::to_vec_pretty(&MetadataJson::from_sealed(&c.sealed, deadline))
+        let mut metadata = MetadataJson::from_sealed(&c.sealed, deadline);
+        metadata.left_out = c.record.left_out.clone();
+        let moved = serde_json::to_vec_pretty(&metadata)
             .map_err(std::io::Error::other)
             .and_then(|text| {
                 let files = c.dir.join("files");
                 write_atomic(&files.join("metadata.json"), &text, 0o644)?;
+                if !c.record.left_out.is_empty() {
+                    // Said where a clerk who works in the folders looks.
+                    let note = format!(
+                        "这份公文发给了其余收文单位，以下单位没有收到：\nNot sent to these units (the others have it):\n\n{}\n",
+                        crate::addressing::describe(&c.record.left_out)
+                    );
+                    write_atomic(&files.join(LEFT_OUT_NOTE), note.as_bytes(), 0o644)?;
+                }
                 std::fs::rename(&files, &dest)
             });
         if let Err(e) = moved {

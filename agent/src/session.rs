@@ -140,7 +140,8 @@ async fn publish_key(conn: &quinn::Connection, ctx: &AgentContext) -> Result<(),
             SendError::Connection(e)
             | SendError::Later(e)
             | SendError::Permanent(e)
-            | SendError::Changed(e),
+            | SendError::Changed(e)
+            | SendError::Deferred(e),
         ) => Err(e),
     }
 }
@@ -191,7 +192,7 @@ async fn uploader(conn: quinn::Connection, ctx: Arc<AgentContext>) {
                 warn!("sending interrupted: {e}; retrying");
                 Duration::from_secs(5)
             }
-            Err(SendError::Later(_)) => Duration::from_secs(5),
+            Err(SendError::Later(_) | SendError::Deferred(_)) => Duration::from_secs(5),
             Err(SendError::Permanent(e) | SendError::Changed(e)) => {
                 warn!("{}", gongwen_common::logsafe::Escaped(&e));
                 Duration::from_secs(5)
@@ -363,14 +364,19 @@ fn record_receipts(ctx: &AgentContext, jobs: Vec<ReceiptJob>) {
 }
 
 async fn take_notice(ctx: &Arc<AgentContext>, body: Vec<u8>) -> Message {
-    let Some(notice) = gongwen_common::notice::Notice::from_bytes(&body) else {
+    use gongwen_common::notice::Pushed;
+    let Some(pushed) = Pushed::from_bytes(&body) else {
         return Message::Error {
             code: ErrorCode::Malformed,
             message: "not a notice".into(),
         };
     };
     let c = ctx.clone();
-    match tokio::task::spawn_blocking(move || crate::clerk::take_notice(&c, &notice)).await {
+    let taken = tokio::task::spawn_blocking(move || match pushed {
+        Pushed::One(notice) => crate::clerk::take_notice(&c, &notice),
+        Pushed::Round(r) => crate::clerk::take_round(&c, &r.at, r.escalation_level, &r.items),
+    });
+    match taken.await {
         Ok(Ok(())) => Message::Ok,
         Ok(Err(e)) => Message::Error {
             code: ErrorCode::Storage,

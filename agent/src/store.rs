@@ -9,6 +9,8 @@
 //! | `answers`     | doc id                     | our acknowledged/rejected receipt      |
 //! | `headers`     | doc id                     | the document's signed header (evidence)|
 //! | `to_submit`   | doc id                     | an answer the hub has not confirmed    |
+//! | `failed`      | doc id                     | [`FailedRecord`]: a send given up      |
+//! | `supervision` | (round, level, doc, unit)  | a 督办 notice received (JSON)          |
 //!
 //! Outgoing documents not yet accepted by the hub are not here: their
 //! spool directory is the record (see [`crate::outbox`]).
@@ -67,6 +69,12 @@ const SENT_KEYS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sent_keys
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Documents we answered (asked doc id → our latest answer's id).
 const REPLIED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("replied");
+/// Documents we gave up sending (doc id → [`FailedRecord`], JSON).
+const FAILED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("failed");
+/// 督办 notices a supervisor unit received, by round: (round time, level,
+/// doc id, unit) → the notice (JSON).
+const SUPERVISION: TableDefinition<(&str, u32, &[u8], &str), &[u8]> =
+    TableDefinition::new("supervision");
 
 pub use gongwen_common::kvstore::StoreError;
 use gongwen_common::kvstore::{from_json as parse, to_json as json};
@@ -88,6 +96,26 @@ pub struct SentRecord {
     pub recalled: Vec<NodeId>,
     #[serde(default)]
     pub recalled_ms: Option<i64>,
+    /// Units it was addressed to (in a group, say) but not sent to, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<crate::addressing::LeftOut>,
+}
+
+/// A document this unit tried to send and gave up on: its files are in
+/// `failed/`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FailedRecord {
+    pub doc_id: DocId,
+    /// Where its file (or folder) is now, under `failed/`.
+    pub name: String,
+    /// Whom it was for: the outbox folder (or first recipient) and the
+    /// sidecar's `to` and `cc`.
+    #[serde(default)]
+    pub to: Vec<String>,
+    #[serde(default)]
+    pub cc: Vec<String>,
+    pub reason: String,
+    pub failed_ms: i64,
 }
 
 /// What happened to a document delivered to us.
@@ -234,6 +262,8 @@ impl Store {
             txn.open_table(SENT_KEYS)?;
             txn.open_table(META)?;
             txn.open_table(REPLIED)?;
+            txn.open_table(FAILED)?;
+            txn.open_table(SUPERVISION)?;
         }
         txn.commit()?;
         Ok(Store {
@@ -506,6 +536,60 @@ impl Store {
         };
         txn.commit().map_err(StoreError::from)?;
         Ok(rec)
+    }
+
+    /// Remember that sending `rec.doc_id` was given up, and why.
+    pub fn record_failed(&self, rec: &FailedRecord) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(FAILED)?
+            .insert(rec.doc_id.as_bytes().as_slice(), json(rec)?.as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Why sending `doc_id` was given up, if it was.
+    pub fn failed(&self, doc_id: DocId) -> Result<Option<FailedRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(FAILED)?;
+        t.get(doc_id.as_bytes().as_slice())?
+            .map(|g| parse(g.value()))
+            .transpose()
+    }
+
+    /// Record 督办 notices of one escalation round (`at`, `level`); every
+    /// notice of that round held, in order of document and unit. A notice
+    /// given again (pushed again after a reconnect) is held once.
+    pub fn record_supervision(
+        &self,
+        at: &str,
+        level: u32,
+        notices: &[gongwen_common::notice::Notice],
+    ) -> Result<Vec<gongwen_common::notice::Notice>, StoreError> {
+        let txn = self.db.begin_write()?;
+        let all = {
+            let mut t = txn.open_table(SUPERVISION)?;
+            for n in notices {
+                t.insert(
+                    (
+                        at,
+                        level,
+                        n.doc_id.as_bytes().as_slice(),
+                        n.recipient.as_str(),
+                    ),
+                    json(n)?.as_slice(),
+                )?;
+            }
+            let lo: (&str, u32, &[u8], &str) = (at, level, &[], "");
+            let hi: (&str, u32, &[u8], &str) = (at, level, &[0xff; 17], "");
+            let mut all = Vec::new();
+            for row in t.range(lo..hi)? {
+                let (_, v) = row?;
+                all.push(parse(v.value())?);
+            }
+            all
+        };
+        txn.commit()?;
+        Ok(all)
     }
 
     /// Our latest answer (accepted by the hub) to a received document.

@@ -45,6 +45,8 @@ struct RawHub {
     escalation: Vec<RawEscalation>,
     max_document_size: Option<String>,
     #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
     store: RawStore,
     log_format: Option<String>,
     metrics: Option<RawMetrics>,
@@ -56,6 +58,13 @@ struct RawHub {
 #[serde(deny_unknown_fields)]
 struct RawCrypto {
     suite: Option<String>,
+}
+
+/// `[limits]` in hub.toml: what one unit may make the hub hold.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    queued_per_sender: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -280,6 +289,11 @@ pub struct HubConfig {
     pub escalation: Vec<EscalationStep>,
     /// Largest document (ciphertext bytes) the hub takes.
     pub max_document_size: u64,
+    /// Most documents one unit may have queued, not yet delivered, for one
+    /// unit that is offline; past it the hub asks the sender to retry
+    /// later (`[limits] queued_per_sender`, default
+    /// [`DEFAULT_MAX_QUEUED_PER_SENDER`]).
+    pub max_queued_per_sender: u64,
     pub store: StoreConfig,
     /// How the daemon logs (`log_format = "json"`: one JSON object a line).
     pub log_format: LogFormat,
@@ -445,6 +459,10 @@ fn duration(path: &Path, key: &str, s: &str) -> Result<Duration, ConfigError> {
 
 /// Largest document by default: 4 GiB.
 pub const DEFAULT_MAX_DOCUMENT: u64 = 4 << 30;
+/// Documents one unit may have waiting at the hub for one offline unit, by
+/// default: far more than a day's notices, far fewer than a flood that
+/// would bury the supervision office's lists.
+pub const DEFAULT_MAX_QUEUED_PER_SENDER: u64 = 1000;
 
 /// Parse a size such as `"512KiB"`, `"64MiB"`, `"4GiB"` or a plain byte count.
 pub fn parse_size(s: &str) -> Option<u64> {
@@ -616,12 +634,24 @@ impl HubConfig {
             Some(s) => crate::suite::Suite::parse(s)
                 .map_err(|e| invalid(path, "crypto.suite", e.to_string()))?,
         };
+        let max_queued_per_sender = raw
+            .limits
+            .queued_per_sender
+            .unwrap_or(DEFAULT_MAX_QUEUED_PER_SENDER);
+        if max_queued_per_sender == 0 {
+            return Err(invalid(
+                path,
+                "limits.queued_per_sender",
+                "must be at least 1 (it is how many documents one unit may have waiting for an offline one)",
+            ));
+        }
         Ok(HubConfig {
             suite,
             log_format,
             metrics: metrics(path, raw.metrics)?,
             path: path.to_owned(),
             max_document_size,
+            max_queued_per_sender,
             store,
             listen,
             data_dir: base.join(raw.data_dir),

@@ -50,4 +50,103 @@ impl Notice {
     pub fn from_bytes(b: &[u8]) -> Option<Notice> {
         serde_json::from_slice(b).ok()
     }
+
+    /// The escalation round a 督办 notice belongs to: every notice one run
+    /// of the ladder makes carries the same `at` (the hub's clock then) and
+    /// level. None for other notices.
+    pub fn round(&self) -> Option<(&str, u32)> {
+        (self.kind == NoticeKind::Supervise).then_some((self.at.as_str(), self.escalation_level))
+    }
+}
+
+/// The 督办 notices of one escalation round for one supervision office,
+/// pushed together (to agents of protocol version 5 on): a unit that lets
+/// ten thousand documents go overdue makes a few pushes and one list at the
+/// office, not ten thousand files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoticeRound {
+    /// Always `supervise_round`: how a round is told from one notice.
+    pub round: String,
+    /// The round's time (RFC 3339, the hub's clock).
+    pub at: String,
+    pub escalation_level: u32,
+    pub items: Vec<Notice>,
+}
+
+/// What a `Notice` message carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pushed {
+    One(Notice),
+    Round(NoticeRound),
+}
+
+const ROUND: &str = "supervise_round";
+
+impl NoticeRound {
+    pub fn new(at: String, escalation_level: u32, items: Vec<Notice>) -> NoticeRound {
+        NoticeRound {
+            round: ROUND.into(),
+            at,
+            escalation_level,
+            items,
+        }
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+impl Pushed {
+    pub fn from_bytes(b: &[u8]) -> Option<Pushed> {
+        if let Ok(r) = serde_json::from_slice::<NoticeRound>(b)
+            && r.round == ROUND
+        {
+            return Some(Pushed::Round(r));
+        }
+        Notice::from_bytes(b).map(Pushed::One)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn supervise(doc: DocId) -> Notice {
+        Notice {
+            kind: NoticeKind::Supervise,
+            doc_id: doc,
+            sender: NodeId::parse("prov-gov").unwrap(),
+            title: "通知".into(),
+            doc_number: String::new(),
+            recipient: NodeId::parse("daqing-gov").unwrap(),
+            deadline: None,
+            late_seconds: 60,
+            urge_count: 1,
+            escalation_level: 2,
+            at: "2026-12-07T05:00:00Z".into(),
+            reason: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_round_and_a_single_notice_are_told_apart() {
+        let one = supervise(DocId::generate());
+        assert_eq!(one.round(), Some(("2026-12-07T05:00:00Z", 2)));
+        assert_eq!(
+            Pushed::from_bytes(&one.to_bytes()),
+            Some(Pushed::One(one.clone()))
+        );
+        let round = NoticeRound::new(
+            one.at.clone(),
+            2,
+            vec![one.clone(), supervise(DocId::generate())],
+        );
+        assert_eq!(
+            Pushed::from_bytes(&round.to_bytes()),
+            Some(Pushed::Round(round))
+        );
+        assert_eq!(Pushed::from_bytes(b"not json"), None);
+    }
 }

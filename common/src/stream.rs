@@ -38,6 +38,8 @@ pub enum StreamError {
     Write(#[from] quinn::WriteError),
     #[error("the peer sent an invalid frame: {0}")]
     Wire(#[from] WireError),
+    #[error("the peer broke off a JSON answer with a {0}")]
+    BrokenAnswer(&'static str),
 }
 
 /// Read one message, giving up after `timeout`.
@@ -84,9 +86,88 @@ pub async fn write_message(send: &mut quinn::SendStream, msg: &Message) -> Resul
     Ok(())
 }
 
+/// Bytes of JSON in one `JsonPart`.
+pub const JSON_PIECE: usize = 512 * 1024;
+/// Largest JSON answer read in parts (an overdue list of a whole country
+/// is a few tens of MiB).
+pub const MAX_JSON_ANSWER: usize = 256 << 20;
+
+/// The frames of a JSON answer: one `Json` when it fits in a frame (or the
+/// peer cannot take parts), else `JsonPart`s and a last `Json`. Pure.
+pub fn json_frames(body: Vec<u8>, in_parts: bool) -> Vec<Message> {
+    if !in_parts || body.len() <= JSON_PIECE {
+        return vec![Message::Json { body }];
+    }
+    let mut pieces: Vec<Message> = body
+        .chunks(JSON_PIECE)
+        .map(|c| Message::JsonPart { body: c.to_vec() })
+        .collect();
+    if let Some(Message::JsonPart { body }) = pieces.pop() {
+        pieces.push(Message::Json { body });
+    }
+    pieces
+}
+
+/// Read an answer: one message, except that a JSON answer in parts is read
+/// whole (each part within `timeout`, all of them at most
+/// [`MAX_JSON_ANSWER`] bytes) and given as one `Json`.
+pub async fn read_answer(
+    recv: &mut quinn::RecvStream,
+    timeout: Duration,
+) -> Result<Message, StreamError> {
+    let mut gathered: Vec<u8> = Vec::new();
+    loop {
+        match read_message(recv, timeout).await? {
+            Message::JsonPart { body } => {
+                if gathered.len() + body.len() > MAX_JSON_ANSWER {
+                    return Err(StreamError::Wire(WireError::Oversize {
+                        len: gathered.len() + body.len(),
+                        max: MAX_JSON_ANSWER,
+                    }));
+                }
+                gathered.extend_from_slice(&body);
+            }
+            Message::Json { body } if !gathered.is_empty() => {
+                if gathered.len() + body.len() > MAX_JSON_ANSWER {
+                    return Err(StreamError::Wire(WireError::Oversize {
+                        len: gathered.len() + body.len(),
+                        max: MAX_JSON_ANSWER,
+                    }));
+                }
+                gathered.extend_from_slice(&body);
+                return Ok(Message::Json { body: gathered });
+            }
+            other if !gathered.is_empty() => {
+                return Err(StreamError::BrokenAnswer(other.kind()));
+            }
+            other => return Ok(other),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::checkpoint_interval;
+    use super::*;
+
+    #[test]
+    fn a_large_json_answer_goes_in_parts_that_join_to_the_whole() {
+        let body: Vec<u8> = (0..3 * JSON_PIECE + 17).map(|i| (i % 251) as u8).collect();
+        let frames = json_frames(body.clone(), true);
+        assert_eq!(frames.len(), 4);
+        let mut joined = Vec::new();
+        for (i, f) in frames.iter().enumerate() {
+            match f {
+                Message::JsonPart { body } if i < 3 => joined.extend_from_slice(body),
+                Message::Json { body } if i == 3 => joined.extend_from_slice(body),
+                other => panic!("frame {i}: {}", other.kind()),
+            }
+            assert!(wire::to_frame(f).len() <= wire::MAX_FRAME_LEN);
+        }
+        assert_eq!(joined, body);
+        // A small one, or a peer that cannot take parts: one frame.
+        assert_eq!(json_frames(b"[]".to_vec(), true).len(), 1);
+        assert_eq!(json_frames(body, false).len(), 1);
+    }
 
     #[test]
     fn checkpoints_scale_with_the_transfer_within_bounds() {

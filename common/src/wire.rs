@@ -35,8 +35,10 @@ use crate::pki::Role;
 /// Version of the message vocabulary carried in `Hello`. 2: the welcome
 /// carries the hub store's generation. 3: the hub may push a renewed
 /// certificate (`CertificateRenewal`). 4: the welcome states the crypto
-/// suite the hub serves.
-pub const PROTOCOL_VERSION: u16 = 4;
+/// suite the hub serves. 5: a JSON answer larger than a frame comes in
+/// parts (`JsonPart`… `Json`), and the 督办 notices of one escalation round
+/// come together (`gongwen_common::notice::NoticeRound`).
+pub const PROTOCOL_VERSION: u16 = 5;
 /// The oldest version a hub still admits (agents are upgraded unit by
 /// unit, after the hub).
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
@@ -141,6 +143,9 @@ pub enum ErrorCode {
     /// It cannot be judged now (a signer's revocation status is unknown
     /// while the revocation list is stale): retry later.
     NotNow = 23,
+    /// A recipient is offline and the sender already has as many documents
+    /// waiting for it as the hub takes: retry later (this document only).
+    QueueFull = 24,
     /// Anything else.
     Internal = 99,
 }
@@ -160,6 +165,7 @@ impl ErrorCode {
             21 => ErrorCode::BadRequest,
             22 => ErrorCode::Quarantined,
             23 => ErrorCode::NotNow,
+            24 => ErrorCode::QueueFull,
             _ => ErrorCode::Internal,
         }
     }
@@ -168,7 +174,7 @@ impl ErrorCode {
     pub fn is_retryable(self) -> bool {
         matches!(
             self,
-            ErrorCode::Storage | ErrorCode::Internal | ErrorCode::NotNow
+            ErrorCode::Storage | ErrorCode::Internal | ErrorCode::NotNow | ErrorCode::QueueFull
         )
     }
 }
@@ -256,6 +262,9 @@ pub enum Message {
     Supervise { query: Vec<u8> },
     /// An answer carried as JSON (recall outcome, supervision data).
     Json { body: Vec<u8> },
+    /// A piece of a JSON answer too large for one frame; the pieces that
+    /// follow end with a `Json` (to agents of version 5 on).
+    JsonPart { body: Vec<u8> },
     /// The request succeeded and needs no other answer.
     Ok,
     /// The request failed.
@@ -287,6 +296,7 @@ impl Message {
             Message::Urge { .. } => "Urge",
             Message::Supervise { .. } => "Supervise",
             Message::Json { .. } => "Json",
+            Message::JsonPart { .. } => "JsonPart",
             Message::Ok => "Ok",
             Message::Error { .. } => "Error",
         }
@@ -324,6 +334,7 @@ const T_SUPERVISE: u8 = 0x54;
 const T_JSON: u8 = 0x55;
 const T_URGE: u8 = 0x56;
 const T_CERTIFICATE_RENEWAL: u8 = 0x57;
+const T_JSON_PART: u8 = 0x58;
 const T_OK: u8 = 0x60;
 const T_ERROR: u8 = 0x7f;
 
@@ -494,6 +505,10 @@ pub fn encode(msg: &Message, out: &mut Vec<u8>) {
         Message::Supervise { query } => {
             w.u8(T_SUPERVISE);
             w.bytes(query);
+        }
+        Message::JsonPart { body } => {
+            w.u8(T_JSON_PART);
+            w.bytes(body);
         }
         Message::Json { body } => {
             w.u8(T_JSON);
@@ -678,6 +693,9 @@ pub fn decode_body(frame: &[u8]) -> Result<Message, WireError> {
         T_JSON => Message::Json {
             body: blob(&mut r)?,
         },
+        T_JSON_PART => Message::JsonPart {
+            body: blob(&mut r)?,
+        },
         T_OK => Message::Ok,
         T_ERROR => Message::Error {
             code: ErrorCode::from_u16(r.u16()?),
@@ -787,6 +805,9 @@ mod tests {
             },
             Message::Json {
                 body: b"[]".to_vec(),
+            },
+            Message::JsonPart {
+                body: b"[1,".to_vec(),
             },
             Message::Ok,
             Message::Error {

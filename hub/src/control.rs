@@ -100,7 +100,17 @@ async fn answer(request: &Request, core: &Core) -> Response {
             Ok(v)
         }
         Request::Status { doc } => supervise(core, &Query::Status { doc: *doc }).await,
-        Request::Overdue => supervise(core, &Query::Overdue).await,
+        Request::Overdue => {
+            supervise(
+                core,
+                &Query::Overdue {
+                    filter: Default::default(),
+                    limit: None,
+                    offset: 0,
+                },
+            )
+            .await
+        }
         Request::Report { since, until } => {
             supervise(
                 core,

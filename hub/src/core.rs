@@ -65,6 +65,8 @@ pub(crate) struct Core {
     expiry: tokio::sync::Notify,
     /// Content streams to recipients that may run at once.
     delivery_slots: tokio::sync::Semaphore,
+    /// Uploads under way counted against `[limits] queued_per_sender`.
+    quota: Arc<crate::quota::Quota>,
 }
 
 /// What [`Core::new`] takes.
@@ -102,7 +104,21 @@ impl Core {
             escalation: tokio::sync::Notify::new(),
             expiry: tokio::sync::Notify::new(),
             delivery_slots: tokio::sync::Semaphore::new(DELIVERY_SLOTS),
+            quota: Arc::default(),
         }
+    }
+
+    /// Count one upload from `sender` against what it may have waiting for
+    /// the offline `recipient` (`queued` in the store already), until the
+    /// returned reservation is dropped; how many wait if it may not.
+    pub fn reserve_queue_slot(
+        &self,
+        sender: &NodeId,
+        recipient: &NodeId,
+        queued: u64,
+    ) -> Result<crate::quota::Reservation, u64> {
+        self.quota
+            .reserve(sender, recipient, queued, self.config.max_queued_per_sender)
     }
 
     /// The hub's node id (its certificate's).

@@ -38,6 +38,8 @@
 //!   connection: its uploads, its receipts and its sender's requests, what
 //!   the hub pushes to it, and the dispatch of its requests.
 //! - [`queries`] — supervision answers over the store.
+//! - [`quota`] — how many documents one unit may have waiting for an
+//!   offline one, uploads under way included.
 //! - [`scheduler`] — runs the escalation ladder on the injected clock.
 //! - [`revocation`] — watches the CRL file; reloads, cuts revoked nodes,
 //!   fails closed when the list is stale.
@@ -68,6 +70,7 @@ pub mod observe;
 pub mod polled;
 pub mod push;
 pub mod queries;
+pub mod quota;
 pub mod receipts;
 pub mod refusal;
 pub mod registry;

@@ -452,7 +452,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         r.role.as_str(),
                         if r.connected { "yes" } else { "no" },
                         hub_col(r.hub.as_deref()),
-                        if r.can_receive { "yes" } else { "no" },
+                        if r.revoked {
+                            "revoked"
+                        } else if r.can_receive {
+                            "yes"
+                        } else {
+                            "no"
+                        },
                         r.since.as_deref().unwrap_or("-"),
                         r.addr.as_deref().unwrap_or("-"),
                         r.name.unwrap_or_default()

@@ -50,6 +50,7 @@ pub struct Metrics {
     accepted: Counter,
     delivered: Counter,
     quarantined: Counter,
+    quota_refusals: Counter,
     receipts: Family<KindLabel, Counter>,
     escalation_steps: Family<ActionLabel, Counter>,
     received_bytes: Counter,
@@ -65,6 +66,7 @@ impl Default for Metrics {
             accepted: Counter::default(),
             delivered: Counter::default(),
             quarantined: Counter::default(),
+            quota_refusals: Counter::default(),
             receipts: Family::default(),
             escalation_steps: Family::default(),
             received_bytes: Counter::default(),
@@ -118,6 +120,12 @@ impl Metrics {
         }
     }
 
+    /// An upload was refused: its sender already has as many documents
+    /// waiting for an offline recipient as it may.
+    pub fn quota_refused(&self) {
+        self.quota_refusals.inc();
+    }
+
     /// A delivery to a unit ended with its receipt after `took`.
     pub fn delivery_took(&self, took: Duration) {
         self.delivery_seconds.observe(took.as_secs_f64());
@@ -161,6 +169,11 @@ impl Metrics {
             "gongwen_documents_quarantined",
             "Copies a recipient unit quarantined (could not open or verify)",
             self.quarantined.clone(),
+        );
+        r.register(
+            "gongwen_uploads_refused_queue_full",
+            "Uploads refused because their sender already had max_queued_per_sender documents waiting for an offline recipient",
+            self.quota_refusals.clone(),
         );
         r.register(
             "gongwen_receipts",

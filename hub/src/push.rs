@@ -339,11 +339,98 @@ async fn stream_content(
     Ok(())
 }
 
+/// One push on the wire, and the queued pushes it stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub seqs: Vec<u64>,
+    pub push: Push,
+}
+
+/// Most bytes of notices one round push carries (well within a frame).
+const MAX_ROUND_BYTES: usize = 512 * 1024;
+
+/// The queued pushes as they go on the wire: each alone, except that with
+/// `rounds` (an agent of protocol version 5 on) consecutive 督办 notices of
+/// the same escalation round go as one [`NoticeRound`]. Pure.
+pub fn group(queue: Vec<(u64, Push)>, rounds: bool) -> Vec<Outgoing> {
+    use gongwen_common::notice::Notice;
+    let mut out: Vec<Outgoing> = Vec::new();
+    let mut gathering: Option<Round> = None;
+    for (seq, push) in queue {
+        let notice = match &push {
+            Push::Notice(body) if rounds => Notice::from_bytes(body),
+            _ => None,
+        };
+        let Some((notice, key)) = notice.and_then(|n| {
+            let key = n.round().map(|(at, level)| (at.to_owned(), level))?;
+            Some((n, key))
+        }) else {
+            out.extend(gathering.take().map(Round::into_push));
+            out.push(Outgoing {
+                seqs: vec![seq],
+                push,
+            });
+            continue;
+        };
+        let size = push_len(&push);
+        let fits = gathering
+            .as_ref()
+            .is_some_and(|g| g.key == key && g.bytes + size <= MAX_ROUND_BYTES);
+        if !fits {
+            out.extend(gathering.take().map(Round::into_push));
+        }
+        let g = gathering.get_or_insert_with(|| Round {
+            key,
+            seqs: Vec::new(),
+            items: Vec::new(),
+            bytes: 0,
+        });
+        g.seqs.push(seq);
+        g.items.push(notice);
+        g.bytes += size;
+    }
+    out.extend(gathering.map(Round::into_push));
+    out
+}
+
+/// The 督办 notices of one round being gathered into one push.
+struct Round {
+    /// The round's time and level.
+    key: (String, u32),
+    seqs: Vec<u64>,
+    items: Vec<gongwen_common::notice::Notice>,
+    bytes: usize,
+}
+
+impl Round {
+    fn into_push(self) -> Outgoing {
+        let Round {
+            key: (at, level),
+            seqs,
+            mut items,
+            ..
+        } = self;
+        let push = if items.len() == 1 {
+            Push::Notice(items.remove(0).to_bytes())
+        } else {
+            Push::Notice(gongwen_common::notice::NoticeRound::new(at, level, items).to_bytes())
+        };
+        Outgoing { seqs, push }
+    }
+}
+
+fn push_len(p: &Push) -> usize {
+    match p {
+        Push::Receipt(b) | Push::Notice(b) => b.len(),
+    }
+}
+
 pub(crate) async fn forwarder(
     conn: quinn::Connection,
     node: NodeId,
     core: Arc<Core>,
     wake: Arc<Wake>,
+    version: u16,
 ) {
     loop {
         let queue = match core.store().claim_pushes(&node, 256).await {
@@ -362,20 +449,26 @@ pub(crate) async fn forwarder(
         // receipt once), a receipt forgotten is not.
         // Notices (urge, supervise, recall) go one at a time, in order.
         let claimed: Vec<u64> = queue.iter().map(|(seq, _)| *seq).collect();
-        let mut queue = queue.into_iter().peekable();
+        let mut queue = group(queue, version >= 5).into_iter().peekable();
         let mut in_flight = tokio::task::JoinSet::new();
         let (mut taken, mut failed) = (Vec::new(), None);
         loop {
             while failed.is_none() && in_flight.len() < PUSHES_IN_FLIGHT {
-                let notice = matches!(queue.peek(), Some((_, Push::Notice(_))));
+                let notice = matches!(
+                    queue.peek(),
+                    Some(Outgoing {
+                        push: Push::Notice(_),
+                        ..
+                    })
+                );
                 if notice && !in_flight.is_empty() {
                     break;
                 }
-                let Some((seq, push)) = queue.next() else {
+                let Some(Outgoing { seqs, push }) = queue.next() else {
                     break;
                 };
                 let conn = conn.clone();
-                in_flight.spawn(async move { (seq, push_one(&conn, push).await) });
+                in_flight.spawn(async move { (seqs, push_one(&conn, push).await) });
                 if notice {
                     break;
                 }
@@ -384,7 +477,7 @@ pub(crate) async fn forwarder(
                 break;
             };
             match done {
-                Ok((seq, Ok(()))) => taken.push(seq),
+                Ok((seqs, Ok(()))) => taken.extend(seqs),
                 Ok((_, Err(e))) => {
                     failed.get_or_insert(e);
                 }
@@ -460,6 +553,70 @@ pub(crate) async fn crl_pusher(conn: quinn::Connection, core: Arc<Core>, wake: A
 mod tests {
     use super::*;
     use gongwen_common::envelope::Urgency;
+
+    fn supervise(at: &str, level: u32) -> Push {
+        use gongwen_common::notice::{Notice, NoticeKind};
+        Push::Notice(
+            Notice {
+                kind: NoticeKind::Supervise,
+                doc_id: gongwen_common::DocId::generate(),
+                sender: NodeId::parse("prov-gov").unwrap(),
+                title: "关于做好冬季安全生产工作的通知".into(),
+                doc_number: "黑政发〔2026〕1号".into(),
+                recipient: NodeId::parse("daqing-gov").unwrap(),
+                deadline: None,
+                late_seconds: 7200,
+                urge_count: 1,
+                escalation_level: level,
+                at: at.into(),
+                reason: String::new(),
+            }
+            .to_bytes(),
+        )
+    }
+
+    #[test]
+    fn supervision_notices_of_one_round_go_as_one_push_to_agents_that_know_rounds() {
+        use gongwen_common::notice::Pushed;
+        let t1 = "2026-12-07T05:00:00Z";
+        let t2 = "2026-12-07T06:00:00Z";
+        let mut queue = vec![(1, Push::Receipt(b"r".to_vec()))];
+        queue.extend((2..1002).map(|seq| (seq, supervise(t1, 1))));
+        queue.push((1002, supervise(t2, 1)));
+        queue.push((1003, supervise(t2, 2)));
+        // An agent of an older version: one push each, as before.
+        assert_eq!(group(queue.clone(), false).len(), queue.len());
+        let out = group(queue, true);
+        // The receipt; round t1 in pushes of at most MAX_ROUND_BYTES; the
+        // two notices of other rounds alone.
+        assert_eq!(out[0].seqs, vec![1]);
+        let first_round: Vec<&Outgoing> = out
+            .iter()
+            .filter(|o| o.seqs.iter().all(|s| (2..1002).contains(s)))
+            .collect();
+        assert!(
+            first_round.len() < 10,
+            "{} pushes for one round",
+            first_round.len()
+        );
+        let carried: usize = first_round.iter().map(|o| o.seqs.len()).sum();
+        assert_eq!(carried, 1000, "every notice of the round carried once");
+        for o in &first_round {
+            let Push::Notice(body) = &o.push else {
+                panic!()
+            };
+            assert!(body.len() <= MAX_ROUND_BYTES + 4096);
+            match Pushed::from_bytes(body) {
+                Some(Pushed::Round(r)) => {
+                    assert_eq!((r.at.as_str(), r.escalation_level), (t1, 1));
+                    assert_eq!(r.items.len(), o.seqs.len());
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let last: Vec<&Vec<u64>> = out.iter().rev().take(2).map(|o| &o.seqs).collect();
+        assert_eq!(last, [&vec![1003], &vec![1002]]);
+    }
 
     #[test]
     fn a_unit_that_refuses_for_now_is_asked_again_sooner_than_a_rescan_then_less_often() {

@@ -2,7 +2,9 @@
 //! socket and for supervisors' agents: reads the store, then the pure
 //! functions of [`crate::supervision`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+use gongwen_common::NodeId;
 
 use gongwen_common::pki::CertIdentity;
 
@@ -139,6 +141,8 @@ pub(crate) async fn supervise(core: &Core, q: &Query) -> Result<serde_json::Valu
                 .iter()
                 .map(|(id, name)| serde_json::json!({ "id": id, "name": name }))
                 .collect();
+            let mut units = serde_json::Value::Array(units);
+            mark_revoked(&mut units, "id", &revoked_units(core).await?);
             let groups: Vec<serde_json::Value> = enrolled
                 .groups
                 .iter()
@@ -180,13 +184,36 @@ pub(crate) async fn supervise(core: &Core, q: &Query) -> Result<serde_json::Valu
                 .collect();
             serde_json::Value::Array(found)
         }
-        Query::Overdue => {
+        Query::Overdue {
+            filter,
+            limit,
+            offset,
+        } => {
             let data = core
                 .store()
                 .all_deliveries()
                 .await
                 .map_err(|e| e.to_string())?;
-            serde_json::to_value(supervision::overdue(&data, now)).map_err(|e| e.to_string())?
+            let rows = supervision::overdue(&data, now);
+            let revoked = revoked_units(core).await?;
+            match limit {
+                None if filter.is_empty() => {
+                    let mut v = serde_json::to_value(rows).map_err(|e| e.to_string())?;
+                    mark_revoked(&mut v, "recipient", &revoked);
+                    v
+                }
+                _ => {
+                    let (page, total) = supervision::overdue_page(
+                        rows,
+                        filter,
+                        *offset,
+                        limit.unwrap_or(usize::MAX),
+                    );
+                    let mut items = serde_json::to_value(page).map_err(|e| e.to_string())?;
+                    mark_revoked(&mut items, "recipient", &revoked);
+                    serde_json::json!({ "items": items, "total": total, "offset": offset })
+                }
+            }
         }
         Query::Report { since, until } => {
             let (since, until) = (parse_time(since)?, parse_time(until)?);
@@ -195,11 +222,58 @@ pub(crate) async fn supervise(core: &Core, q: &Query) -> Result<serde_json::Valu
                 .all_deliveries()
                 .await
                 .map_err(|e| e.to_string())?;
-            serde_json::to_value(supervision::report(&data, since, until, now))
-                .map_err(|e| e.to_string())?
+            let mut v = serde_json::to_value(supervision::report(&data, since, until, now))
+                .map_err(|e| e.to_string())?;
+            mark_revoked(&mut v["units"], "unit", &revoked_units(core).await?);
+            v
         }
     };
     Ok(value)
+}
+
+/// The units whose key binding the hub would hand out is signed by a
+/// certificate the CRL now revokes: documents are no longer sealed to
+/// them, and the directory, `nodes` and supervision mark them.
+pub(crate) async fn revoked_units(core: &Core) -> Result<BTreeSet<NodeId>, String> {
+    let published = core.store().bindings().await.map_err(|e| e.to_string())?;
+    let enrolled = core.enrolled().current();
+    let trust = core.trust().current();
+    let mut ids: BTreeSet<NodeId> = published.iter().map(|(id, _)| id.clone()).collect();
+    ids.extend(enrolled.directory.entries.iter().map(|e| e.id.clone()));
+    let mut revoked = BTreeSet::new();
+    for id in ids {
+        let mine = published
+            .iter()
+            .find(|(p, _)| *p == id)
+            .map(|(_, b)| b.clone());
+        let Some(binding) = enrolled.binding_for(&id, mine) else {
+            continue;
+        };
+        let serial = gongwen_common::envelope::ReachKey::statement_of(&binding)
+            .and_then(|st| CertIdentity::from_der(&st.cert).ok())
+            .map(|c| c.serial);
+        if serial.is_some_and(|s| trust.crl.is_revoked(&s)) {
+            revoked.insert(id);
+        }
+    }
+    Ok(revoked)
+}
+
+/// Mark each object of a JSON array whose `key` names a revoked unit with
+/// `"<key>_revoked": true` (`"revoked"` when the key is `unit` or `id`).
+fn mark_revoked(v: &mut serde_json::Value, key: &str, revoked: &BTreeSet<NodeId>) {
+    let field = match key {
+        "unit" | "id" => "revoked".to_owned(),
+        k => format!("{k}_revoked"),
+    };
+    for row in v.as_array_mut().into_iter().flatten() {
+        let is = row[key]
+            .as_str()
+            .is_some_and(|u| revoked.iter().any(|r| r.as_str() == u));
+        if is {
+            row[field.as_str()] = serde_json::Value::Bool(true);
+        }
+    }
 }
 
 /// The display name in the certificate that signed a key binding.
@@ -236,6 +310,7 @@ pub(crate) async fn nodes(core: &Core) -> Result<serde_json::Value, String> {
             addr: None,
             can_receive: true,
             hub: None,
+            revoked: false,
         });
     }
     if shared {
@@ -272,8 +347,15 @@ pub(crate) async fn nodes(core: &Core) -> Result<serde_json::Value, String> {
                 addr: None,
                 can_receive: true,
                 hub: None,
+                revoked: false,
             }),
         }
+    }
+    let revoked = revoked_units(core).await?;
+    for row in rows.iter_mut() {
+        row.revoked = revoked.iter().any(|r| r.as_str() == row.id);
+        // A revoked unit cannot receive: nothing is sealed to it.
+        row.can_receive &= !row.revoked;
     }
     rows.sort_by(|a, b| a.id.cmp(&b.id));
     serde_json::to_value(rows).map_err(|e| e.to_string())

@@ -33,6 +33,10 @@ pub struct NodeRow {
     /// The hub it is connected to, when hubs share a store (host:port).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hub: Option<String>,
+    /// Its certificate has been revoked (it can neither connect nor
+    /// receive).
+    #[serde(default)]
+    pub revoked: bool,
 }
 
 #[derive(Debug)]
@@ -211,6 +215,7 @@ impl Registry {
                 addr: Some(e.addr.to_string()),
                 can_receive: false,
                 hub: None,
+                revoked: false,
             })
             .collect()
     }

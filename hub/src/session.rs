@@ -43,7 +43,14 @@ pub(crate) async fn run(
         deliverer(conn.clone(), ident.id.clone(), core.clone(), wake.clone()).in_current_span(),
     );
     tasks.spawn(
-        forwarder(conn.clone(), ident.id.clone(), core.clone(), wake.clone()).in_current_span(),
+        forwarder(
+            conn.clone(),
+            ident.id.clone(),
+            core.clone(),
+            wake.clone(),
+            version,
+        )
+        .in_current_span(),
     );
     tasks.spawn(crl_pusher(conn.clone(), core.clone(), wake).in_current_span());
     let strikes = Arc::new(std::sync::atomic::AtomicU32::new(0));
@@ -57,7 +64,7 @@ pub(crate) async fn run(
                     let warnings = warnings.clone();
                     tasks.spawn(
                         async move {
-                            let peer = Peer { ident: &ident, conn: &conn, strikes: &strikes, warnings: &warnings };
+                            let peer = Peer { ident: &ident, conn: &conn, strikes: &strikes, warnings: &warnings, version };
                             handle_request(send, recv, &peer, &core).await
                         }
                         .in_current_span(),
@@ -82,6 +89,23 @@ async fn answer(send: &mut quinn::SendStream, msg: &Message) {
     let _ = send.finish();
 }
 
+/// Answer with `msg`; a JSON answer larger than a frame goes in parts to
+/// an agent that takes them (version 5 on). An older agent gets it whole,
+/// which it can read only if it fits.
+async fn answer_as(send: &mut quinn::SendStream, msg: Message, version: u16) {
+    let frames = match msg {
+        Message::Json { body } => gongwen_common::stream::json_frames(body, version >= 5),
+        other => vec![other],
+    };
+    for f in &frames {
+        if let Err(e) = write_message(send, f).await {
+            debug!("could not answer: {e}");
+            return;
+        }
+    }
+    let _ = send.finish();
+}
+
 /// The admitted unit a request came from, and what its misbehaviour has
 /// earned so far.
 struct Peer<'a> {
@@ -90,6 +114,8 @@ struct Peer<'a> {
     /// Invalid frames so far.
     strikes: &'a std::sync::atomic::AtomicU32,
     warnings: &'a Warnings,
+    /// The protocol version it speaks.
+    version: u16,
 }
 
 async fn handle_request(
@@ -147,6 +173,7 @@ async fn handle_request(
                 &mut recv,
                 ident,
                 core,
+                peer.warnings,
                 doc_id,
                 header,
                 content_len,
@@ -179,7 +206,7 @@ async fn handle_request(
             }
         }
     };
-    answer(&mut send, &msg).await;
+    answer_as(&mut send, msg, peer.version).await;
 }
 
 async fn publish_key(
@@ -231,8 +258,11 @@ pub fn nodes_named(names: &[String], groups: &BTreeMap<String, Vec<NodeId>>) -> 
 }
 
 /// Resolve recipient names (node ids and groups) given the bindings the
-/// hub holds: a name resolves when every node it stands for can receive;
-/// the rest are named, group members one by one.
+/// hub holds. A unit named directly resolves when it can receive (has a
+/// key); a group always resolves to all its members, with the keys of
+/// those that have one: the sender seals to those and names the rest as
+/// left out, so one member without a key does not stop a notice to the
+/// whole group.
 pub fn resolve(
     names: Vec<String>,
     groups: &BTreeMap<String, Vec<NodeId>>,
@@ -252,25 +282,18 @@ pub fn resolve(
                 continue;
             }
         };
-        let missing: Vec<&NodeId> = members.iter().filter(|m| !known.contains_key(m)).collect();
-        if missing.is_empty() {
-            for m in &members {
-                if seen.insert(m.clone())
-                    && let Some(b) = known.get(m)
-                {
-                    bindings.push(b.clone());
-                }
-            }
-            resolved.push(Resolved { name, members });
-        } else if group.is_some() {
-            // A group member that never connected and was not enrolled
-            // with a key: name it.
-            for m in missing {
-                unknown.push(format!("{m} (member of group {name})"));
-            }
-        } else {
+        if group.is_none() && !known.contains_key(&members[0]) {
             unknown.push(name);
+            continue;
         }
+        for m in &members {
+            if seen.insert(m.clone())
+                && let Some(b) = known.get(m)
+            {
+                bindings.push(b.clone());
+            }
+        }
+        resolved.push(Resolved { name, members });
     }
     Message::Directory {
         resolved,

@@ -19,7 +19,16 @@ pub enum Query {
     Status {
         doc: gongwen_common::DocId,
     },
-    Overdue,
+    /// Everything overdue: the whole list, or (with `limit`) one page of
+    /// what matches the filters, as `{"items", "total", "offset"}`.
+    Overdue {
+        #[serde(default, skip_serializing_if = "OverdueFilter::is_empty", flatten)]
+        filter: OverdueFilter,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<usize>,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        offset: usize,
+    },
     /// The units documents can be addressed to (those that published a
     /// key), with their display names, and the groups. Any unit may ask.
     Directory,
@@ -33,6 +42,56 @@ pub enum Query {
         /// RFC 3339; documents accepted before.
         until: Option<String>,
     },
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// Which overdue rows a supervisor asks for: empty fields match anything.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OverdueFilter {
+    /// The late unit.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub unit: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sender: String,
+    /// normal, urgent or extra-urgent.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub urgency: String,
+}
+
+impl OverdueFilter {
+    pub fn is_empty(&self) -> bool {
+        self.unit.is_empty() && self.sender.is_empty() && self.urgency.is_empty()
+    }
+
+    pub fn matches(&self, r: &OverdueRow) -> bool {
+        (self.unit.is_empty() || r.recipient == self.unit)
+            && (self.sender.is_empty() || r.sender == self.sender)
+            && (self.urgency.is_empty() || r.urgency.as_str() == self.urgency)
+    }
+}
+
+/// The most rows one page of `overdue` holds.
+pub const MAX_PAGE: usize = 500;
+
+/// One page of the overdue rows that match `filter`: at most `limit` (and
+/// [`MAX_PAGE`]) from `offset`, with how many match in all. Pure.
+pub fn overdue_page(
+    rows: Vec<OverdueRow>,
+    filter: &OverdueFilter,
+    offset: usize,
+    limit: usize,
+) -> (Vec<OverdueRow>, usize) {
+    let matching: Vec<OverdueRow> = rows.into_iter().filter(|r| filter.matches(r)).collect();
+    let total = matching.len();
+    let page = matching
+        .into_iter()
+        .skip(offset)
+        .take(limit.min(MAX_PAGE))
+        .collect();
+    (page, total)
 }
 
 pub fn time_ms(ms: i64) -> Option<String> {
@@ -333,6 +392,49 @@ pub fn report(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_overdue_question_is_the_whole_list_or_one_filtered_page() {
+        let whole: Query = serde_json::from_str(r#"{"query":"overdue"}"#).unwrap();
+        assert_eq!(
+            whole,
+            Query::Overdue {
+                filter: OverdueFilter::default(),
+                limit: None,
+                offset: 0
+            }
+        );
+        let page: Query = serde_json::from_str(
+            r#"{"query":"overdue","unit":"daqing-gov","urgency":"urgent","limit":50,"offset":100}"#,
+        )
+        .unwrap();
+        let Query::Overdue {
+            filter,
+            limit,
+            offset,
+        } = page
+        else {
+            panic!("{page:?}")
+        };
+        assert_eq!(
+            (filter.unit.as_str(), filter.urgency.as_str()),
+            ("daqing-gov", "urgent")
+        );
+        assert_eq!((limit, offset), (Some(50), 100));
+        let rows: Vec<OverdueRow> = overdue(&scenario(), 10 * H);
+        let all = rows.len();
+        let none = OverdueFilter {
+            unit: "nobody".into(),
+            ..Default::default()
+        };
+        assert_eq!(overdue_page(rows.clone(), &none, 0, 50), (vec![], 0));
+        let (first, total) = overdue_page(rows.clone(), &OverdueFilter::default(), 0, 1);
+        assert_eq!((first.len(), total), (1, all));
+        assert_eq!(
+            overdue_page(rows, &OverdueFilter::default(), all, 50).0,
+            vec![]
+        );
+    }
     use gongwen_common::DocId;
     use gongwen_common::envelope::Urgency;
 

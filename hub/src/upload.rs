@@ -83,6 +83,73 @@ pub fn judge_seen(
     }
 }
 
+/// No unit may bury an offline one: past `max_queued_per_sender` documents
+/// from this sender waiting for a recipient that is not connected (here or,
+/// with a shared store, at another hub), the upload is refused with
+/// "retry later" before a byte of content is read. A connected recipient
+/// takes what it is sent as fast as it comes, and is not counted.
+async fn check_quota(
+    core: &Core,
+    sender: &NodeId,
+    recipients: &[NodeId],
+    warnings: &crate::loglimit::Warnings,
+) -> Result<Vec<crate::quota::Reservation>, Refusal> {
+    let limit = core.config().max_queued_per_sender;
+    let mut counted = Vec::new();
+    let here = core.units().connected();
+    let mut elsewhere: Option<Vec<NodeId>> = None;
+    for r in recipients.iter().filter(|r| !here.contains(r)) {
+        if core.store().backend() != "embedded" {
+            if elsewhere.is_none() {
+                elsewhere = Some(
+                    core.store()
+                        .presence()
+                        .await?
+                        .into_iter()
+                        .map(|p| p.node)
+                        .collect(),
+                );
+            }
+            if elsewhere.as_ref().is_some_and(|e| e.contains(r)) {
+                continue;
+            }
+        }
+        let queued = core.store().queued_from(sender, r, limit).await?;
+        let waiting = match core.reserve_queue_slot(sender, r, queued) {
+            Ok(reservation) => {
+                counted.push(reservation);
+                continue;
+            }
+            Err(waiting) => waiting,
+        };
+        if let Some(refusal) = quota_refusal(r, waiting, limit) {
+            core.metrics().quota_refused();
+            if let Some(held_back) = warnings.allow(sender.as_str()) {
+                warn!(
+                    sender = %sender,
+                    recipient = %r,
+                    "upload refused: {waiting} documents from this sender already wait for the offline recipient{held_back}"
+                );
+            }
+            return Err(refusal);
+        }
+    }
+    Ok(counted)
+}
+
+/// The refusal when `waiting` documents already wait for `recipient` and at
+/// most `limit` may. Pure.
+pub fn quota_refusal(recipient: &NodeId, waiting: u64, limit: u64) -> Option<Refusal> {
+    (waiting >= limit).then(|| {
+        Refusal::new(
+            ErrorCode::QueueFull,
+            format!(
+                "{recipient} is not connected and already has {waiting} documents from this unit waiting for it (at most {limit}); try again later, once it has taken them (收文单位不在线，本单位发给它的待收公文已达上限，请稍后再试)"
+            ),
+        )
+    })
+}
+
 /// Every recipient must be known (have published a key); `unknown` lists
 /// those the store does not know.
 pub fn check_recipients(unknown: &[NodeId]) -> Result<(), Refusal> {
@@ -191,11 +258,13 @@ pub fn doc_record(meta: &DocMeta, digest: String, content_len: u64, now_ms: i64)
 
 /// Receive, check and durably store one uploaded document, then sign
 /// `accepted`. Resumes from the last durable point of an earlier attempt.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn receive(
     send: &mut quinn::SendStream,
     recv: &mut quinn::RecvStream,
     ident: &CertIdentity,
     core: &Core,
+    warnings: &crate::loglimit::Warnings,
     doc_id: DocId,
     header_bytes: Vec<u8>,
     content_len: u64,
@@ -258,6 +327,8 @@ pub(crate) async fn receive(
         }
     }
     check_recipients(&unknown)?;
+    // Held until the accept is committed, when the store counts it.
+    let _counted = check_quota(core, &ident.id, &recipients, warnings).await?;
 
     let mut sink = store
         .open_upload(doc_id, &digest, content_len, sealed.header.suite)

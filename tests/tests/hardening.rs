@@ -629,3 +629,341 @@ async fn a_file_that_changes_after_it_went_out_is_not_filed_as_sent() {
     let why = std::fs::read_to_string(failed.join("报告.docx.error.txt")).unwrap();
     assert!(why.contains(&doc) && why.contains("12 bytes"), "{why}");
 }
+
+/// M5: one unit floods four offline units (a group) with documents; the
+/// hub takes at most `max_queued_per_sender` of them for each and asks for
+/// the rest later (counted in /metrics), while another unit's document to
+/// the same offline unit is taken. When they are all overdue, the
+/// supervision office still sees everything: one 督办 notice file for the
+/// round, listing every document; `supervise overdue` and the console's
+/// CSV and API whole (over a megabyte, in parts); the console's page
+/// paged and filtered at the hub.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_to_offline_units_is_capped_and_blinds_no_one() {
+    use gongwen_common::Role;
+    use gongwen_common::clock::ManualClock;
+    const QUOTA: usize = 400;
+    const HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
+    let net = gongwen_tests::Net::new();
+    net.issue("prov-gov", Role::Node);
+    net.issue("prov-finance", Role::Node);
+    net.issue("prov-supervision", Role::Supervisor);
+    let offline = ["harbin-gov", "daqing-gov", "qiqihar-gov", "mudanjiang-gov"];
+    for id in offline {
+        net.issue(id, Role::Node);
+    }
+    let clock = ManualClock::new(time::OffsetDateTime::now_utc());
+    let config = net.hub_config_as(
+        "hub",
+        "127.0.0.1:0".parse().unwrap(),
+        &format!("[limits]\nqueued_per_sender = {QUOTA}\n[metrics]\nlisten = \"127.0.0.1:0\""),
+    );
+    let hub = net.start_hub_config(config, Arc::new(clock.clone())).await;
+    // The four publish their keys, then go offline.
+    let four: Vec<RunningAgent> = offline
+        .iter()
+        .map(|id| net.start_agent(id, hub.addr))
+        .collect();
+    hub.wait_ready(&offline).await;
+    for a in four {
+        a.stop().await;
+    }
+    hub.wait_nodes("the four offline", |rows| {
+        rows.iter()
+            .filter(|r| offline.contains(&r.id.as_str()))
+            .all(|r| !r.connected)
+    })
+    .await;
+    use gongwen_agent::console::accounts::{Accounts, UserRole};
+    Accounts::edit(
+        &net.root("prov-supervision")
+            .join("state")
+            .join("accounts.json"),
+        |a| a.add_user("zhao", "赵六", UserRole::Clerk, PASSWORD, 0),
+    )
+    .unwrap();
+    let sup = RunningAgent::start(net.agent_config_with(
+        "prov-supervision",
+        hub.addr,
+        "[console]\nlisten = \"127.0.0.1:0\"",
+    ));
+    let _prov = net.start_agent("prov-gov", hub.addr);
+    let _finance = net.start_agent("prov-finance", hub.addr);
+    hub.wait_ready(&["prov-gov", "prov-finance", "prov-supervision"])
+        .await;
+
+    // The flood: QUOTA + 5 documents to the group, each with the longest
+    // title a document may have.
+    let long_title: String = "关于进一步加强冬季安全生产工作的紧急通知"
+        .chars()
+        .cycle()
+        .take(160)
+        .collect();
+    for i in 0..QUOTA + 5 {
+        let name = format!("通知{i:04}.txt");
+        net.sidecar(
+            "prov-gov",
+            "reporting",
+            &name,
+            &format!("title = \"{long_title}\"\nurgency = \"urgent\"\ndoc_number = \"黑政发〔2026〕{i}号\"\n"),
+        );
+        net.drop_file("prov-gov", "reporting", &name, b"x");
+    }
+    let prov_root = net.root("prov-gov");
+    gongwen_tests::wait_within(
+        "the hub to take the flood up to its quota",
+        std::time::Duration::from_secs(120),
+        || {
+            let st = futures_now(gongwen_tests::agent_status(&prov_root));
+            let sent = st.iter().filter(|d| d.stage == "sent").count();
+            if sent == QUOTA {
+                Ok(())
+            } else {
+                Err(format!("{sent} of {} sent", QUOTA + 5))
+            }
+        },
+    )
+    .await;
+    let metrics = hub.metrics.unwrap();
+    wait_until("the refusals counted in /metrics", || {
+        let scrape = futures_now(gongwen_tests::prom::scrape(metrics));
+        let n = scrape
+            .samples
+            .get("gongwen_uploads_refused_queue_full_total")
+            .map(|(_, v)| *v)?;
+        (n >= 5.0).then_some(())
+    })
+    .await;
+    let st = gongwen_tests::agent_status(&prov_root).await;
+    assert_eq!(
+        st.iter().filter(|d| d.stage == "sending").count(),
+        5,
+        "the rest wait"
+    );
+    // Another unit's document to an offline unit is taken all the same.
+    net.sidecar(
+        "prov-finance",
+        "daqing-gov",
+        "预算.txt",
+        "urgency = \"urgent\"\n",
+    );
+    net.drop_file("prov-finance", "daqing-gov", "预算.txt", b"budget");
+    gongwen_tests::wait_status(
+        &net.root("prov-finance"),
+        "prov-finance's document taken",
+        |st| st.iter().any(|d| d.stage == "sent"),
+    )
+    .await;
+
+    // All overdue and escalated: one run of the ladder, one round.
+    clock.advance(7 * HOUR);
+    hub.handle.escalate_now().await.unwrap();
+    let rows = QUOTA * offline.len() + 1;
+    let dir = net.root("prov-supervision").join("inbox").join("督办");
+    let text = wait_until("one 督办 notice listing every overdue document", || {
+        let files: Vec<_> = std::fs::read_dir(&dir).ok()?.flatten().collect();
+        if files.len() != 1 {
+            return None;
+        }
+        let text = std::fs::read_to_string(files[0].path()).ok()?;
+        (text.matches("黑政发").count() == rows - 1).then_some(text)
+    })
+    .await;
+    assert!(
+        text.contains(&format!("以下 {rows} 份公文")),
+        "{}",
+        &text[..300]
+    );
+
+    // The whole list, through the supervision office's agent.
+    let (ok, out) = gongwen_tests::run_cli(
+        "gongwen-agent",
+        &["supervise", "overdue", "--json"],
+        &net.path().join("prov-supervision.toml"),
+    );
+    assert!(ok, "{}", &out[..out.len().min(500)]);
+    assert!(out.len() > 1 << 20, "the answer is {} bytes", out.len());
+    let all: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(all.len(), rows);
+
+    // The console: a page, filtered and paged at the hub; the CSV and the
+    // API whole.
+    let mut b = Browser::new(sup.console.unwrap());
+    b.log_in("zhao", PASSWORD).await;
+    let page = b.get("/supervision").await;
+    assert_eq!(page.status, 200);
+    let html = page.text();
+    assert!(
+        html.contains(&format!("共 {rows} 项")),
+        "no total on the page"
+    );
+    assert_eq!(
+        html.matches("/supervision?doc=").count(),
+        50,
+        "one page of 50"
+    );
+    let last = b
+        .get(&format!("/supervision?page={}", rows.div_ceil(50)))
+        .await
+        .text();
+    assert_eq!(last.matches("/supervision?doc=").count(), rows % 50);
+    let daqing = b.get("/supervision?unit=daqing-gov").await.text();
+    assert!(
+        daqing.contains(&format!("共 {} 项", QUOTA + 1)),
+        "the filter"
+    );
+    let csv = b.get("/supervision/overdue.csv").await;
+    assert_eq!(csv.status, 200);
+    assert_eq!(csv.text().lines().count(), rows + 1);
+    let api = b.get("/api/v1/supervision/overdue").await;
+    let api: Vec<serde_json::Value> = serde_json::from_slice(&api.body).unwrap();
+    assert_eq!(api.len(), rows);
+}
+
+/// N2: after the README's own `revoke --id daqing-gov`, a drop into
+/// `outbox/cities/` and a console compose to the group reach harbin-gov;
+/// the sender is told, naming daqing-gov and why, that it was left out;
+/// daqing-gov is no longer offered as a recipient and `nodes` marks it;
+/// and a document none of whose main recipients can receive fails with
+/// its recipients kept in the failed sidecar and in `status`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_with_a_revoked_member_goes_to_the_others_and_says_who_was_left_out() {
+    let u = units().await;
+    u.net.revoke("daqing-gov");
+    u.hub
+        .wait_nodes("daqing-gov revoked", |rows| {
+            rows.iter()
+                .any(|r| r.id == "daqing-gov" && r.revoked && !r.can_receive)
+        })
+        .await;
+    // prov-gov holds the new list (the hub pushes it).
+    let daqing_cert =
+        gongwen_common::pki::load_certs(&u.net.path().join("daqing-gov").join("daqing-gov.crt"))
+            .unwrap()
+            .remove(0);
+    wait_until("prov-gov to hold the new revocation list", || {
+        u.prov
+            .ctx
+            .trust
+            .checker()
+            .check(&daqing_cert, time::OffsetDateTime::now_utc())
+            .is_err()
+            .then_some(())
+    })
+    .await;
+
+    // A drop into the group's folder.
+    u.net
+        .drop_file("prov-gov", "cities", "冬季安全通知.txt", b"to every city");
+    let docs = wait_inbox(&u.net.root("harbin-gov"), "prov-gov", 1).await;
+    let doc = docs[0].file_name().unwrap().to_string_lossy().into_owned();
+    let sent = u.net.root("prov-gov").join("sent").join(&doc);
+    let note = wait_until("the note naming who was left out", || {
+        std::fs::read_to_string(sent.join("未发送单位.txt")).ok()
+    })
+    .await;
+    assert!(
+        note.contains("daqing-gov") && note.contains("吊销"),
+        "{note}"
+    );
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(sent.join("metadata.json")).unwrap()).unwrap();
+    assert_eq!(meta["left_out"][0]["unit"], "daqing-gov");
+    assert_eq!(meta["to"], serde_json::json!(["harbin-gov"]));
+    let st = gongwen_tests::agent_status(&u.net.root("prov-gov")).await;
+    let mine = st.iter().find(|d| d.doc_id == doc).unwrap();
+    assert_eq!(mine.left_out.len(), 1);
+    assert!(mine.left_out[0].reason.contains("revoked"));
+
+    // The console: the sent page says so; compose no longer offers
+    // daqing-gov, refuses it typed, and sends to the group.
+    let mut b = browser(&u.prov);
+    b.log_in("wang", PASSWORD).await;
+    let page = b.get(&format!("/sent/{doc}")).await.text();
+    assert!(
+        page.contains("daqing-gov") && page.contains("证书已被吊销"),
+        "{page}"
+    );
+    let form = b.get("/compose").await;
+    assert!(
+        !form.text().contains("value=\"daqing-gov\""),
+        "daqing-gov is still offered"
+    );
+    let csrf = form.csrf().unwrap();
+    let refused = b
+        .post_multipart(
+            "/compose",
+            &[("csrf", &csrf), ("to_more", "daqing-gov")],
+            &[("main", "正文.txt", b"x")],
+        )
+        .await;
+    assert_eq!(refused.status, 422);
+    assert!(
+        refused.text().contains("证书已被吊销"),
+        "{}",
+        refused.text()
+    );
+    let composed = b
+        .post_multipart(
+            "/compose",
+            &[("csrf", &csrf), ("to", "cities"), ("title", "组发测试")],
+            &[("main", "正文.txt", b"to the group")],
+        )
+        .await;
+    assert_eq!(composed.status, 303, "{}", composed.text());
+    wait_inbox(&u.net.root("harbin-gov"), "prov-gov", 2).await;
+
+    // None of the main recipients can receive: it fails, saying whom it
+    // was for, and the failed sidecar keeps them.
+    let file = u.net.path().join("函.txt");
+    std::fs::write(&file, b"only to daqing").unwrap();
+    let (ok, out) = gongwen_tests::run_cli(
+        "gongwen-agent",
+        &[
+            "send",
+            file.to_str().unwrap(),
+            "--to",
+            "daqing-gov",
+            "--cc",
+            "harbin-gov",
+            "--no-wait",
+        ],
+        &u.net.path().join("prov-gov.toml"),
+    );
+    assert!(ok, "{out}");
+    let failed = u.net.root("prov-gov").join("failed");
+    let why = wait_until("the document that cannot go to failed/", || {
+        let e = std::fs::read_dir(&failed)
+            .ok()?
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().ends_with(".error.txt"))?;
+        std::fs::read_to_string(e.path()).ok()
+    })
+    .await;
+    assert!(why.contains("daqing-gov") && why.contains("主送"), "{why}");
+    let sidecar = std::fs::read_dir(&failed)
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().ends_with(".meta.toml"))
+        .unwrap();
+    let sidecar: toml::Table = std::fs::read_to_string(sidecar.path())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(sidecar["to"], toml::Value::Array(vec!["daqing-gov".into()]));
+    assert_eq!(sidecar["cc"], toml::Value::Array(vec!["harbin-gov".into()]));
+    let id = out
+        .split_whitespace()
+        .find(|w| DocId::parse(w).is_ok())
+        .unwrap();
+    let v = gongwen_tests::ask_agent(
+        &u.net.root("prov-gov"),
+        &gongwen_agent::control::Request::Status {
+            doc: Some(DocId::parse(id).unwrap()),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(v["stage"], "failed", "{v}");
+    assert!(v["reason"].as_str().unwrap().contains("failed/"), "{v}");
+}

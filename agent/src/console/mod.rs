@@ -1270,14 +1270,29 @@ async fn sent_doc_page(
     message: Option<&str>,
 ) -> Response {
     if let Ok(doc) = DocId::parse(doc_id) {
-        let failed = lock(&web.ctx.failures).get(&doc).cloned();
-        if let Some(why) = failed {
+        let failed = web
+            .ctx
+            .store
+            .run(move |s| s.failed(doc))
+            .await
+            .ok()
+            .flatten();
+        if let Some(f) = failed {
             return (
                 StatusCode::OK,
                 pages::message(
                     Some(&web.frame(user, csrf)),
-                    "没有发出 (failed)",
-                    &format!("这份公文没有发出，文件已移到 failed/：{why}"),
+                    "没有发出",
+                    &format!(
+                        "这份公文没有发出（原收文单位：{}），文件已移到 failed/{}：{}",
+                        f.to.iter()
+                            .chain(&f.cc)
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join("、"),
+                        f.name,
+                        f.reason
+                    ),
                 ),
             )
                 .into_response();
@@ -1291,10 +1306,7 @@ async fn sent_doc_page(
             let summary = answers::summary(web, v.record.doc_id, v.hub.clone()).await;
             pages::sent_doc(
                 &web.frame(user, csrf),
-                &v.record.doc_id.to_string(),
-                &v.record.title,
-                &v.record.doc_number,
-                Some(v.record.sent_ms),
+                &v.record,
                 &v.rows,
                 v.source,
                 summary.as_ref(),
@@ -1768,10 +1780,18 @@ async fn compose(
             Some("请选择正文文件 (no main text)。".to_owned())
         } else {
             let dir = web.ctx.directory.get()?;
-            to.iter()
-                .chain(&cc)
-                .find(|n| !dir.knows(n))
-                .map(|n| format!("交换中心不认识收文单位 {n} (unknown unit or group)。"))
+            to.iter().chain(&cc).find_map(|n| {
+                if !dir.knows(n) {
+                    Some(format!("交换中心不认识收文单位 {n}。请检查编号。"))
+                } else if dir.is_revoked(n) {
+                    Some(format!(
+                        "{}（{n}）的证书已被吊销，不能收文。请去掉这个单位。",
+                        dir.name_of(&gongwen_common::NodeId::parse(n).ok()?)
+                    ))
+                } else {
+                    None
+                }
+            })
         }
     });
     if let Some(why) = problem {
@@ -2004,6 +2024,7 @@ fn overdue_items(v: &serde_json::Value) -> Vec<pages::OverdueItem> {
             urge_count: r["urge_count"].as_u64().unwrap_or(0),
             escalation_level: r["escalation_level"].as_u64().unwrap_or(0),
             missing: pages::Missing::from_hub(r["missing"].as_str().unwrap_or_default()),
+            revoked: r["recipient_revoked"].as_bool().unwrap_or(false),
         })
         .collect()
 }
@@ -2029,6 +2050,7 @@ fn report_units(v: &serde_json::Value) -> Vec<pages::ReportUnit> {
                 answered_on_time: n("answered_on_time"),
                 answered_late: n("answered_late"),
                 answers_missing: n("answers_missing"),
+                revoked: u["revoked"].as_bool().unwrap_or(false),
             }
         })
         .collect()
@@ -2044,6 +2066,7 @@ struct SupervisionQuery {
     urgency: String,
     #[serde(default)]
     doc: String,
+    page: Option<usize>,
 }
 
 async fn supervision_page(
@@ -2058,21 +2081,33 @@ async fn supervision_page(
     if let Err(r) = need_supervisor(&web) {
         return r;
     }
-    let overdue = ask_hub(&web, serde_json::json!({ "query": "overdue" })).await;
+    // One page of the overdue list, filtered and paged at the hub: the
+    // list may hold thousands, the page never more than PAGE_SIZE.
+    let page = q.page.unwrap_or(1).max(1);
+    let overdue = ask_hub(
+        &web,
+        serde_json::json!({
+            "query": "overdue",
+            "unit": q.unit.trim(),
+            "sender": q.sender.trim(),
+            "urgency": q.urgency.trim(),
+            "limit": PAGE_SIZE,
+            "offset": (page - 1).saturating_mul(PAGE_SIZE),
+        }),
+    )
+    .await;
     let report = ask_hub(&web, serde_json::json!({ "query": "report" })).await;
     let message = match (&overdue, &report) {
         (Err(e), _) | (_, Err(e)) => Some(format!("交换中心没有回答：{e}")),
         _ => None,
     };
-    let (unit, sender, urgency) = (q.unit.trim(), q.sender.trim(), q.urgency.trim());
-    let overdue: Vec<pages::OverdueItem> = overdue
-        .map(|v| overdue_items(&v))
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|o| unit.is_empty() || o.recipient == unit)
-        .filter(|o| sender.is_empty() || o.sender == sender)
-        .filter(|o| urgency.is_empty() || o.urgency == urgency)
-        .collect();
+    let (overdue, overdue_total) = match &overdue {
+        Ok(v) => (
+            overdue_items(&v["items"]),
+            v["total"].as_u64().unwrap_or(0) as usize,
+        ),
+        Err(_) => (Vec::new(), 0),
+    };
     let report = report.map(|v| report_units(&v)).unwrap_or_default();
     let wanted = q.doc.trim();
     let found = if wanted.is_empty() {
@@ -2121,11 +2156,13 @@ async fn supervision_page(
         sender: q.sender.clone(),
         urgency: q.urgency.clone(),
         doc: q.doc.clone(),
+        page,
     };
     pages::supervision(
         &web.frame(&user, &csrf),
         &filter,
         &overdue,
+        overdue_total,
         &report,
         found.as_ref(),
         message.as_deref(),

@@ -565,13 +565,9 @@ pub fn summary_table(doc_id: &str, s: &crate::collect::Summary) -> Markup {
 }
 
 /// `/sent/{doc_id}`: 签收情况, and 撤回 / 催办 while anyone has not signed.
-#[allow(clippy::too_many_arguments)]
 pub fn sent_doc(
     frame: &Frame<'_>,
-    doc_id: &str,
-    title: &str,
-    doc_number: &str,
-    sent_ms: Option<i64>,
+    record: &crate::store::SentRecord,
     rows: &[SignRow],
     source: Source,
     summary: Option<&crate::collect::Summary>,
@@ -579,6 +575,9 @@ pub fn sent_doc(
 ) -> Markup {
     let open = rows.iter().any(|r| still_open(&r.state));
     let signed = rows.iter().filter(|r| r.state == "acknowledged").count();
+    let doc_id = record.doc_id.to_string();
+    let doc_id = doc_id.as_str();
+    let title = record.title.as_str();
     layout(
         title,
         Some(frame),
@@ -586,9 +585,19 @@ pub fn sent_doc(
             h1 { (title) }
             @if let Some(m) = message { p.error role="alert" { (m) } }
             p {
-                @if !doc_number.is_empty() { (doc_number) " · " }
-                @if let Some(t) = sent_ms { "发出 " (beijing(t)) " · " }
+                @if !record.doc_number.is_empty() { (record.doc_number) " · " }
+                "发出 " (beijing(record.sent_ms)) " · "
                 "已签收 " (signed) " / 共 " (rows.len())
+            }
+            @if !record.left_out.is_empty() {
+                div.error role="alert" {
+                    p { "以下单位没有收到这份公文（发给其余单位的已发出）：" }
+                    ul {
+                        @for l in &record.left_out {
+                            li { (l.unit) "：" (l.reason) }
+                        }
+                    }
+                }
             }
             @if source == Source::Local {
                 p.error { "现在连不上交换中心：下表是本单位保存的回执，期限和催办次数暂缺。" }
@@ -651,14 +660,18 @@ pub fn recipient_picker(
                         thead { tr { th { "单位或组" } th { "编号" } th { "主送" } th { "抄送" } } }
                         tbody {
                             @for g in &dir.groups {
+                                @let revoked = g.members.iter().filter(|m| dir.is_revoked(m.as_str())).count();
                                 tr {
-                                    td { "组：" (g.name) " (" (g.members.len()) " 个单位)" }
+                                    td {
+                                        "组：" (g.name) " (" (g.members.len()) " 个单位)"
+                                        @if revoked > 0 { "，其中 " (revoked) " 个证书已吊销，不会发给它们" }
+                                    }
                                     td { code { (g.name) } }
                                     td { input type="checkbox" name="to" value=(g.name) checked[checked(to, &g.name)]; }
                                     td { input type="checkbox" name="cc" value=(g.name) checked[checked(cc, &g.name)]; }
                                 }
                             }
-                            @for u in dir.units.iter().filter(|u| &u.id != me) {
+                            @for u in dir.offered(me) {
                                 tr {
                                     td { (u.name.as_deref().unwrap_or(u.id.as_str())) }
                                     td { code { (u.id) } }
@@ -855,6 +868,8 @@ pub struct OverdueItem {
     pub escalation_level: u64,
     /// What is missing: signing for it, or the answer it asked for.
     pub missing: Missing,
+    /// The late unit's certificate has been revoked.
+    pub revoked: bool,
 }
 
 /// What an overdue item lacks.
@@ -900,6 +915,8 @@ pub struct ReportUnit {
     pub answered_on_time: u64,
     pub answered_late: u64,
     pub answers_missing: u64,
+    /// The unit's certificate has been revoked.
+    pub revoked: bool,
 }
 
 /// The filters of `/supervision`, shown back.
@@ -909,6 +926,26 @@ pub struct SupervisionFilter {
     pub sender: String,
     pub urgency: String,
     pub doc: String,
+    /// The page of the overdue list shown (from 1).
+    pub page: usize,
+}
+
+impl SupervisionFilter {
+    /// The link to page `page` of the overdue list with these filters.
+    fn page_link(&self, page: usize) -> String {
+        let mut link = String::from("/supervision?");
+        for (k, v) in [
+            ("unit", &self.unit),
+            ("sender", &self.sender),
+            ("urgency", &self.urgency),
+        ] {
+            if !v.is_empty() {
+                link.push_str(&format!("{k}={}&", percent(v)));
+            }
+        }
+        link.push_str(&format!("page={page}"));
+        link
+    }
 }
 
 /// What a lookup on `/supervision` found.
@@ -994,6 +1031,7 @@ pub fn supervision(
     frame: &Frame<'_>,
     f: &SupervisionFilter,
     overdue: &[OverdueItem],
+    overdue_total: usize,
     report: &[ReportUnit],
     found: Option<&Found>,
     message: Option<&str>,
@@ -1040,9 +1078,15 @@ pub fn supervision(
                 button type="submit" { "筛选" }
                 a href="/supervision/overdue.csv" download { "导出 CSV" }
             }
+            @let pages = overdue_total.div_ceil(super::PAGE_SIZE).max(1);
             @if overdue.is_empty() {
                 p.empty { "没有超期未签收或未答复的公文。" }
             } @else {
+                p.pager {
+                    "共 " (overdue_total) " 项，第 " (f.page) " / " (pages) " 页"
+                    @if f.page > 1 { " " a href=(f.page_link(f.page - 1)) { "上一页" } }
+                    @if f.page < pages { " " a href=(f.page_link(f.page + 1)) { "下一页" } }
+                }
                 table.docs.overdue {
                     thead { tr {
                         th { "收文单位" } th { "事项" } th { "发文单位" } th { "文号" } th { "标题" } th { "紧急程度" }
@@ -1050,7 +1094,11 @@ pub fn supervision(
                     } }
                     tbody { @for o in overdue {
                         tr {
-                            td { (o.recipient) } td { (o.missing.chinese()) } td { (o.sender) } td { (o.doc_number) }
+                            td {
+                                (o.recipient)
+                                @if o.revoked { " （证书已吊销）" }
+                            }
+                            td { (o.missing.chinese()) } td { (o.sender) } td { (o.doc_number) }
                             td { a href={ "/supervision?doc=" (o.doc_id) } { (o.title) } }
                             td { (Urgency::parse(&o.urgency).map(urgency_label).unwrap_or(&o.urgency)) }
                             td.overdue { @if let Some(t) = o.deadline_ms { (beijing(t)) } }
@@ -1071,7 +1119,8 @@ pub fn supervision(
                 } }
                 tbody { @for u in report {
                     tr {
-                        td { (u.unit) } td.num { (u.received) } td.num { (u.on_time) } td.num { (u.late) }
+                        td { (u.unit) @if u.revoked { " （证书已吊销）" } }
+                        td.num { (u.received) } td.num { (u.on_time) } td.num { (u.late) }
                         td.num { (u.rejected) } td.num { (u.pending) } td.num { (u.overdue_now) }
                         td { @if let Some(s) = u.median_sign_seconds { (duration_words(s)) } @else { "—" } }
                         td.num { (u.answers_asked) } td.num { (u.answered_on_time) }
@@ -1087,11 +1136,7 @@ pub fn supervision(
 /// One CSV field: quoted when it must be, and never read as a formula by a
 /// spreadsheet (a leading =, +, - or @ gets a ').
 pub fn csv_field(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@']) {
-        format!("'{s}")
-    } else {
-        s.to_owned()
-    };
+    let s = crate::collect::inert(s);
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
@@ -1152,6 +1197,10 @@ mod tests {
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("=HYPERLINK(1)"), "'=HYPERLINK(1)");
+        // A leading tab or carriage return, which some spreadsheets skip
+        // before reading a formula.
+        assert_eq!(csv_field("\t=1+1"), "'\t=1+1");
+        assert_eq!(csv_field("\r=1+1"), "\"'\r=1+1\"");
         let file = csv(
             &["单位", "超期"],
             vec![vec!["哈尔滨".into(), "3".into()]].into_iter(),

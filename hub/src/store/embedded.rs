@@ -13,6 +13,7 @@
 //! | `accepted`   | doc id                        | the hub's `accepted` receipt       |
 //! | `delivery`   | (doc id, recipient)           | [`DeliveryRecord`] (JSON)          |
 //! | `queue`      | (recipient, rank, doc id)     | () — documents still to deliver    |
+//! | `queued_from`| (sender, recipient, doc id)   | () — the same, by sender           |
 //! | `receipts`   | (doc id, recipient, kind)     | signed receipt                     |
 //! | `forward`    | (node, sequence)              | [`Push`]: a receipt or notice      |
 //! | `bindings`   | node id                       | signed encryption-key binding      |
@@ -34,7 +35,7 @@ use gongwen_common::receipt::{Receipt, ReceiptKind};
 use gongwen_common::suite::{Hasher, Suite};
 use gongwen_common::transfer::{Batches, read_file_chunks};
 use gongwen_common::{DocId, NodeId};
-use redb::{ReadableTable, TableDefinition};
+use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -52,6 +53,9 @@ const HEADERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("headers");
 const ACCEPTED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("accepted");
 const DELIVERY: TableDefinition<(&[u8], &str), &[u8]> = TableDefinition::new("delivery");
 const QUEUE: TableDefinition<(&str, u8, &[u8]), ()> = TableDefinition::new("queue");
+/// The queue again, keyed by sender first: how many documents one unit has
+/// waiting for another is a short range read (the quota on floods).
+const QUEUED_FROM: TableDefinition<(&str, &str, &[u8]), ()> = TableDefinition::new("queued_from");
 /// Before `queue`: (recipient, doc id), oldest first whatever the urgency.
 const OLD_PENDING: TableDefinition<(&str, &[u8]), ()> = TableDefinition::new("pending");
 const RECEIPTS: TableDefinition<(&[u8], &str, u8), &[u8]> = TableDefinition::new("receipts");
@@ -267,6 +271,17 @@ impl Embedded {
             txn.open_table(LADDER)?;
             let mut queue = txn.open_table(QUEUE)?;
             migrate_pending(&txn, &mut queue)?;
+            let mut by_sender = txn.open_table(QUEUED_FROM)?;
+            if by_sender.is_empty()? && !queue.is_empty()? {
+                // A store from before the index: build it once.
+                for row in queue.iter()? {
+                    let (k, _) = row?;
+                    let (recipient, _, key) = k.value();
+                    if let Some(doc) = doc_in(&txn, key)? {
+                        by_sender.insert((doc.sender.as_str(), recipient, key), ())?;
+                    }
+                }
+            }
         }
         txn.commit()?;
         let spool = Spool::open(data_dir)?;
@@ -508,6 +523,11 @@ impl Embedded {
                     Recall::AlreadyRecalled => continue,
                     Recall::Withdrawn => {
                         queue.remove((r.as_str(), rank, key))?;
+                        txn.open_table(QUEUED_FROM)?.remove((
+                            doc.sender.as_str(),
+                            r.as_str(),
+                            key,
+                        ))?;
                         out.withdrawn.push(r.clone());
                     }
                     Recall::Notify => {
@@ -633,6 +653,27 @@ impl Embedded {
         Ok(urged)
     }
 
+    fn queued_from(
+        &self,
+        sender: &NodeId,
+        recipient: &NodeId,
+        at_most: u64,
+    ) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(QUEUED_FROM)?;
+        let lo: (&str, &str, &[u8]) = (sender.as_str(), recipient.as_str(), &[]);
+        let hi: (&str, &str, &[u8]) = (sender.as_str(), recipient.as_str(), &[0xff; 17]);
+        let mut n = 0;
+        for row in t.range(lo..hi)? {
+            row?;
+            n += 1;
+            if n >= at_most {
+                break;
+            }
+        }
+        Ok(n)
+    }
+
     fn queued_for(
         &self,
         node: &NodeId,
@@ -695,10 +736,12 @@ fn accept_in(txn: &redb::WriteTransaction, a: &Accept) -> Result<(), StoreError>
         .insert(key, a.receipt_bytes.as_slice())?;
     let mut delivery = txn.open_table(DELIVERY)?;
     let mut queue = txn.open_table(QUEUE)?;
+    let mut by_sender = txn.open_table(QUEUED_FROM)?;
     let mut ladder = txn.open_table(LADDER)?;
     for r in doc.recipients() {
         delivery.insert((key, r.as_str()), queued.as_slice())?;
         queue.insert((r.as_str(), rank, key), ())?;
+        by_sender.insert((doc.sender.as_str(), r.as_str(), key), ())?;
         if let Some(due) = a.first_due_ms {
             ladder.insert((due.max(0) as u64, key, r.as_str()), 0u32)?;
         }
@@ -765,6 +808,8 @@ fn record_delivery_in(
     }
     txn.open_table(QUEUE)?
         .remove((recipient, delivery_rank(doc.urgency), key))?;
+    txn.open_table(QUEUED_FROM)?
+        .remove((doc.sender.as_str(), recipient, key))?;
     let mut records = Vec::new();
     for n in doc.recipients() {
         if let Some(g) = delivery.get((key, n.as_str()))? {
@@ -1028,6 +1073,17 @@ impl Store for Embedded {
 
     async fn release_delivery(&self, _node: &NodeId, _doc_id: DocId) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    async fn queued_from(
+        &self,
+        sender: &NodeId,
+        recipient: &NodeId,
+        at_most: u64,
+    ) -> Result<u64, StoreError> {
+        let (sender, recipient) = (sender.clone(), recipient.clone());
+        self.run(move |s| s.queued_from(&sender, &recipient, at_most))
+            .await
     }
 
     async fn claim_pushes(

@@ -407,6 +407,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         limit: usize,
         in_flight: &[DocId],
     ) -> Result<Vec<DocId>, StoreError>;
+    /// How many documents from `sender` wait, not yet delivered, for
+    /// `recipient`: counted up to `at_most` (the quota), no further.
+    async fn queued_from(
+        &self,
+        sender: &NodeId,
+        recipient: &NodeId,
+        at_most: u64,
+    ) -> Result<u64, StoreError>;
     /// Give back a claimed delivery that did not finish.
     async fn release_delivery(&self, node: &NodeId, doc_id: DocId) -> Result<(), StoreError>;
     /// Receipts and notices to pass on to `node`, in order, claimed like

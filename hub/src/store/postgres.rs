@@ -52,7 +52,7 @@ use crate::audit::{Entry, Verifier, next_entry};
 use crate::lifecycle::{Answer, REPLY_PHASE, Recall, content_done, delivery_rank};
 
 /// The schema this binary writes; migrations bring older ones up to it.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Each migration, in order; `MIGRATIONS[i]` takes version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -141,6 +141,13 @@ CREATE TABLE presence (
 -- hub or another) takes it over; the rows of the one it replaced are
 -- refused from then on, so two writers never interleave content rows.
 ALTER TABLE partial ADD COLUMN writer text;
+",
+    r"
+-- 3: each queued copy names its sender, so how many documents one unit
+-- has waiting for another (the quota on floods) is an index range.
+ALTER TABLE queue ADD COLUMN sender text;
+UPDATE queue q SET sender = d.record->>'sender' FROM docs d WHERE d.doc_id = q.doc_id;
+CREATE INDEX queue_by_sender ON queue (recipient, sender);
 ",
 ];
 
@@ -457,7 +464,8 @@ impl Postgres {
             }
             for (recipient, rank, doc) in &dump.queue {
                 t.execute(
-                    "INSERT INTO queue (recipient, rank, doc_id) VALUES ($1, $2, $3)",
+                    "INSERT INTO queue (recipient, rank, doc_id, sender)
+                     VALUES ($1, $2, $3, (SELECT record->>'sender' FROM docs WHERE doc_id = $3))",
                     &[recipient, &i16::from(*rank), &doc.as_bytes().as_slice()],
                 )
                 .await?;
@@ -918,7 +926,14 @@ async fn accept_all<C: GenericClient + Sync>(
         .iter()
         .map(|r| doc_id_of(r.get::<_, &[u8]>(0)))
         .collect::<Result<Vec<DocId>, StoreError>>()?;
-    let mut copies: (Vec<Vec<u8>>, Vec<String>, Vec<String>, Vec<i16>) = Default::default();
+    #[allow(clippy::type_complexity)]
+    let mut copies: (
+        Vec<Vec<u8>>,
+        Vec<String>,
+        Vec<String>,
+        Vec<i16>,
+        Vec<String>,
+    ) = Default::default();
     let mut ladder: (Vec<Vec<u8>>, Vec<String>, Vec<i64>) = Default::default();
     let mut wake = Vec::new();
     for a in accepts.iter().filter(|a| new.contains(&a.record.doc_id)) {
@@ -930,6 +945,7 @@ async fn accept_all<C: GenericClient + Sync>(
             copies.1.push(r.to_string());
             copies.2.push(queued.clone());
             copies.3.push(rank);
+            copies.4.push(a.record.sender.to_string());
             if let Some(due) = a.first_due_ms {
                 ladder.0.push(key.clone());
                 ladder.1.push(r.to_string());
@@ -946,10 +962,11 @@ async fn accept_all<C: GenericClient + Sync>(
     )
     .await?;
     c.execute(
-        "INSERT INTO queue (recipient, rank, doc_id)
-         SELECT n, k, d FROM unnest($1::text[], $2::smallint[], $3::bytea[]) AS t(n, k, d)
+        "INSERT INTO queue (recipient, rank, doc_id, sender)
+         SELECT n, k, d, s FROM unnest($1::text[], $2::smallint[], $3::bytea[], $4::text[])
+             AS t(n, k, d, s)
          ON CONFLICT DO NOTHING",
-        &[&copies.1, &copies.3, &copies.0],
+        &[&copies.1, &copies.3, &copies.0, &copies.4],
     )
     .await?;
     if !ladder.0.is_empty() {
@@ -1719,6 +1736,27 @@ impl Store for Postgres {
         let mut claimed: Vec<(i16, Vec<u8>)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
         claimed.sort();
         claimed.iter().map(|(_, d)| doc_id_of(d)).collect()
+    }
+
+    async fn queued_from(
+        &self,
+        sender: &NodeId,
+        recipient: &NodeId,
+        at_most: u64,
+    ) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT count(*) FROM (SELECT 1 FROM queue WHERE recipient = $1 AND sender = $2 LIMIT $3) q",
+                &[
+                    &recipient.as_str(),
+                    &sender.as_str(),
+                    &i64::try_from(at_most).unwrap_or(i64::MAX),
+                ],
+            )
+            .await
+            .map_err(|e| db_error(&e))?;
+        Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
     }
 
     async fn release_delivery(&self, node: &NodeId, doc_id: DocId) -> Result<(), StoreError> {
