@@ -81,6 +81,52 @@ pub fn load(path: &Path, ca: &[u8]) -> Result<UnitDirectory, String> {
     UnitDirectory::verify(&bytes, ca).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// The file in the data folder that remembers when the newest directory
+/// this hub used was issued, so that an older one is refused after a
+/// restart too.
+pub const ISSUED_MARK: &str = "directory.issued";
+
+/// Whether a directory issued at `candidate_ms` may replace one issued at
+/// `current_ms`: never an older one. The CA signs each directory with the
+/// time it wrote it; an older signed directory is still a valid signature,
+/// and putting it back (by mistake, or to bring back a unit's old key)
+/// would roll the register of units back. Pure.
+pub fn may_replace(current_ms: i64, candidate_ms: i64) -> Result<(), String> {
+    if candidate_ms < current_ms {
+        let when = |ms: i64| {
+            time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+                .map(gongwen_common::timefmt::rfc3339)
+                .unwrap_or_else(|_| ms.to_string())
+        };
+        return Err(format!(
+            "it was issued at {}, before the directory this hub already used (issued at {}): an older directory is refused (write a new one with gongwen-certs enroll)",
+            when(candidate_ms),
+            when(current_ms)
+        ));
+    }
+    Ok(())
+}
+
+/// When the newest directory this hub used was issued (0 if none).
+pub fn issued_mark(data_dir: &Path) -> i64 {
+    std::fs::read_to_string(data_dir.join(ISSUED_MARK))
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Remember that a directory issued at `issued_ms` is in use.
+pub fn set_issued_mark(data_dir: &Path, issued_ms: i64) -> std::io::Result<()> {
+    if issued_ms > issued_mark(data_dir) {
+        gongwen_common::fsutil::write_atomic(
+            &data_dir.join(ISSUED_MARK),
+            issued_ms.to_string().as_bytes(),
+            0o600,
+        )?;
+    }
+    Ok(())
+}
+
 /// Reload the directory whenever its file changes.
 pub(crate) async fn watch(
     core: Arc<Core>,
@@ -94,13 +140,23 @@ pub(crate) async fn watch(
         let Some(bytes) = file.changed().await else {
             continue;
         };
-        match UnitDirectory::verify(&bytes, &ca) {
+        let current = core.enrolled().current().directory.issued_ms;
+        match UnitDirectory::verify(&bytes, &ca)
+            .map_err(|e| e.to_string())
+            .and_then(|dir| {
+                may_replace(current, dir.issued_ms)
+                    .map(|()| dir)
+                    .map_err(|e| format!("security: {e}"))
+            }) {
             Ok(dir) => {
                 info!(
                     units = dir.entries.len(),
                     "unit directory {} reloaded",
                     path.display()
                 );
+                if let Err(e) = set_issued_mark(&core.config().data_dir, dir.issued_ms) {
+                    error!("cannot remember the directory's issue time: {e}");
+                }
                 core.enrolled()
                     .replace(Enrollment::new(dir, &core.config().groups));
             }
@@ -136,6 +192,19 @@ mod tests {
         );
         assert_eq!(m["省直"], vec![id("prov-edu")]);
         assert_eq!(m["油田"], vec![id("daqing-gov")]);
+    }
+
+    #[test]
+    fn an_older_directory_never_replaces_a_newer_one() {
+        assert!(may_replace(1_000, 2_000).is_ok());
+        assert!(may_replace(1_000, 1_000).is_ok(), "the same one again");
+        let e = may_replace(2_000_000, 1_000_000).unwrap_err();
+        assert!(e.contains("older directory is refused"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(issued_mark(dir.path()), 0);
+        set_issued_mark(dir.path(), 5).unwrap();
+        set_issued_mark(dir.path(), 3).unwrap();
+        assert_eq!(issued_mark(dir.path()), 5, "the mark only moves forward");
     }
 
     #[test]

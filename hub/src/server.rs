@@ -127,7 +127,18 @@ impl Hub {
         };
         let crl = material::load_crl(&config.path, &config.tls.crl, &ca)?;
         let directory = match &config.tls.directory {
-            Some(path) => crate::enrolled::load(path, &ca).map_err(HubError::Directory)?,
+            Some(path) => {
+                let dir = crate::enrolled::load(path, &ca).map_err(HubError::Directory)?;
+                let used = crate::enrolled::issued_mark(&config.data_dir);
+                crate::enrolled::may_replace(used, dir.issued_ms).map_err(|e| {
+                    HubError::Directory(format!(
+                        "{}: {e}. To go back to it deliberately, remove {}",
+                        path.display(),
+                        config.data_dir.join(crate::enrolled::ISSUED_MARK).display()
+                    ))
+                })?;
+                dir
+            }
             None => Default::default(),
         };
         let enrolled = crate::enrolled::Enrollment::new(directory, &config.groups);
@@ -159,6 +170,12 @@ impl Hub {
             }
         })?;
         let control = control::bind(&config.data_dir).await?;
+        crate::enrolled::set_issued_mark(&config.data_dir, enrolled.directory.issued_ms).map_err(
+            |source| HubError::DataDir {
+                path: config.data_dir.clone(),
+                source,
+            },
+        )?;
         let data_err = |path: &std::path::Path| {
             let path = path.to_owned();
             move |source| HubError::DataDir { path, source }

@@ -244,10 +244,12 @@ async fn an_enrolled_unit_receives_before_its_agent_first_connects() {
         assert!(out.join(id).join(binding(id)).exists());
     }
     let directory = net.path().join("ca").join("directory.gwd");
+    // The first directory, kept to try putting it back at the end.
+    let first_directory = std::fs::read(&directory).unwrap();
     let mut config = net.hub_config("127.0.0.1:0".parse().unwrap());
     config.tls.directory = Some(directory.clone());
     let hub = net
-        .start_hub_config(config, gongwen_common::clock::system())
+        .start_hub_config(config.clone(), gongwen_common::clock::system())
         .await;
     let hub_at = Some((PLACEHOLDER, hub.addr));
 
@@ -386,4 +388,16 @@ async fn an_enrolled_unit_receives_before_its_agent_first_connects() {
         a.stop().await;
     }
     hub.stop().await;
+
+    // The first directory, put back (a rollback): still validly signed, but
+    // older than the one the hub used, so the hub refuses to start with it.
+    std::fs::write(&directory, &first_directory).unwrap();
+    let refused = gongwen_hub::Hub::bind(config)
+        .await
+        .expect_err("the hub started");
+    let refused = refused.to_string();
+    assert!(
+        refused.contains("older directory is refused") && refused.contains("directory.issued"),
+        "{refused}"
+    );
 }
