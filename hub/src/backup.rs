@@ -10,10 +10,19 @@
 //! SHA-256 sums in `sha256sum` format (`sha256sum -c MANIFEST.sha256`
 //! checks it too), and removes the staging folder.
 //!
+//! The manifest is signed with the hub's certificate key
+//! (`MANIFEST.sha256.sig`, ECDSA P-256 over its bytes, with the certificate
+//! beside it in `MANIFEST.sha256.crt`): sums alone would let whoever can
+//! write the backup change a file and its line together. openssl checks it
+//! (`openssl dgst -sha256 -verify <(openssl x509 -in MANIFEST.sha256.crt
+//! -pubkey -noout) -signature MANIFEST.sha256.sig MANIFEST.sha256`).
+//!
 //! A restore goes only into an empty data folder, refuses a backup whose
-//! files do not match their sums (or that has files the manifest does not
-//! list), and gives the restored store a new generation: agents, seeing it
-//! in the welcome, offer again whatever they sent after the backup.
+//! manifest is not signed by a hub certificate of this deployment's CA,
+//! whose files do not match their sums (or that has files the manifest does
+//! not list, or a symbolic link anywhere), and gives the restored store a
+//! new generation: agents, seeing it in the welcome, offer again whatever
+//! they sent after the backup.
 //!
 //! A PostgreSQL hub's state is the database's to back up (pg_dump,
 //! continuous archiving); the command says so.
@@ -25,6 +34,76 @@ use ring::digest::{Context, SHA256};
 
 /// The manifest's name, in `sha256sum` format.
 pub const MANIFEST: &str = "MANIFEST.sha256";
+/// The hub's signature over the manifest (ECDSA P-256 SHA-256, DER).
+pub const SIGNATURE: &str = "MANIFEST.sha256.sig";
+/// The certificate of the hub that signed it (PEM).
+pub const SIGNER: &str = "MANIFEST.sha256.crt";
+
+/// What signs a backup's manifest: the hub's certificate key.
+pub struct ManifestSigner {
+    pub key_pkcs8: Vec<u8>,
+    pub cert_der: Vec<u8>,
+}
+
+impl std::fmt::Debug for ManifestSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ManifestSigner")
+    }
+}
+
+impl ManifestSigner {
+    fn sign(&self, manifest: &[u8]) -> Result<Vec<u8>, String> {
+        use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
+        let rng = ring::rand::SystemRandom::new();
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &self.key_pkcs8, &rng)
+            .map_err(|_| "the hub's key (tls.key) is not an ECDSA P-256 key".to_owned())?;
+        key.sign(&rng, manifest)
+            .map(|s| s.as_ref().to_vec())
+            .map_err(|_| "signing the manifest failed".to_owned())
+    }
+}
+
+/// Check the manifest's signature: made by the key of the certificate
+/// beside it, which `checker` finds to be a hub certificate of this
+/// deployment, not revoked. Returns the signer's id.
+pub fn check_signature(
+    from: &Path,
+    checker: &gongwen_common::pki::CertChecker,
+    now: time::OffsetDateTime,
+) -> Result<String, String> {
+    let read = |name: &str| {
+        std::fs::read(from.join(name)).map_err(|e| {
+            format!(
+                "{} has no {name} ({e}): its manifest is not signed, so a changed file with a changed sum would not be noticed; nothing was restored",
+                from.display()
+            )
+        })
+    };
+    let (manifest, signature, pem) = (read(MANIFEST)?, read(SIGNATURE)?, read(SIGNER)?);
+    let cert = pem::parse(&pem)
+        .ok()
+        .filter(|p| p.tag() == "CERTIFICATE")
+        .map(|p| p.into_contents())
+        .ok_or_else(|| format!("{SIGNER} is not a PEM certificate"))?;
+    let public = gongwen_common::signed::cert_public_key(&cert).map_err(|e| e.to_string())?;
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, &public)
+        .verify(&manifest, &signature)
+        .map_err(|_| {
+            format!(
+                "the signature {SIGNATURE} does not match {MANIFEST}: the backup was changed; nothing was restored"
+            )
+        })?;
+    let who = checker
+        .check(&cert, now)
+        .map_err(|e| format!("the backup was signed by a certificate this deployment does not trust now: {e}; nothing was restored"))?;
+    if who.role != gongwen_common::Role::Hub {
+        return Err(format!(
+            "the backup was signed by {} ({}), not by a hub; nothing was restored",
+            who.id, who.role
+        ));
+    }
+    Ok(who.id.to_string())
+}
 /// What the backup is: when, which generation, how many documents.
 pub const INFO: &str = "backup.json";
 
@@ -132,6 +211,7 @@ pub fn write_backup(
     staging: &Path,
     out: &Path,
     info: &serde_json::Value,
+    signer: &ManifestSigner,
 ) -> Result<(usize, u64), String> {
     let io = |what: &Path| {
         let what = what.to_owned();
@@ -164,12 +244,46 @@ pub fn write_backup(
     let manifest_path = out.join(MANIFEST);
     gongwen_common::fsutil::write_atomic(&manifest_path, manifest.as_bytes(), 0o600)
         .map_err(io(&manifest_path))?;
+    let signature = signer.sign(manifest.as_bytes())?;
+    let sig_path = out.join(SIGNATURE);
+    gongwen_common::fsutil::write_atomic(&sig_path, &signature, 0o600).map_err(io(&sig_path))?;
+    let pem = pem::encode(&pem::Pem::new("CERTIFICATE", signer.cert_der.clone()));
+    let cert_path = out.join(SIGNER);
+    gongwen_common::fsutil::write_atomic(&cert_path, pem.as_bytes(), 0o644)
+        .map_err(io(&cert_path))?;
     Ok((files.len(), bytes))
+}
+
+/// Refuse anything under `dir` that is not a plain file or folder (a
+/// symbolic link, a pipe, a device): a restore copies files, and a link
+/// would have it read, or write, somewhere else.
+fn only_files_and_folders(dir: &Path) -> Result<(), String> {
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let entries = std::fs::read_dir(&d).map_err(|e| format!("{}: {e}", d.display()))?;
+        for e in entries {
+            let e = e.map_err(|e| format!("{}: {e}", d.display()))?;
+            let kind = e.file_type().map_err(|e| format!("{}: {e}", e))?;
+            if kind.is_dir() {
+                stack.push(e.path());
+            } else if !kind.is_file() {
+                return Err(format!(
+                    "{} is a symbolic link or a special file, which a backup never holds; nothing was restored",
+                    e.path().display()
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Check every file of the backup in `from` against its manifest: all
 /// listed files present with their sums, nothing unlisted.
 pub fn verify_backup(from: &Path) -> Result<Vec<PathBuf>, String> {
+    if std::fs::symlink_metadata(from).is_ok_and(|m| !m.is_dir()) {
+        return Err(format!("{} is not a folder", from.display()));
+    }
+    only_files_and_folders(from)?;
     let text = std::fs::read_to_string(from.join(MANIFEST)).map_err(|e| {
         format!(
             "{} is not a gongwen backup (no readable {MANIFEST}: {e})",
@@ -189,7 +303,8 @@ pub fn verify_backup(from: &Path) -> Result<Vec<PathBuf>, String> {
     }
     let present = files_under(from).map_err(|e| format!("{}: {e}", from.display()))?;
     for rel in &present {
-        if rel != Path::new(MANIFEST) && !listed.iter().any(|(l, _)| l == rel) {
+        let own = [MANIFEST, SIGNATURE, SIGNER].map(Path::new);
+        if !own.contains(&rel.as_path()) && !listed.iter().any(|(l, _)| l == rel) {
             return Err(format!(
                 "{} is in the backup but not in its {MANIFEST}; nothing was restored",
                 rel.display()
@@ -260,6 +375,31 @@ pub fn restore_files(from: &Path, files: &[PathBuf], data_dir: &Path) -> Result<
 mod tests {
     use super::*;
 
+    fn test_signer() -> ManifestSigner {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["hub".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        ManifestSigner {
+            key_pkcs8: key.serialize_der(),
+            cert_der: cert.der().to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_symbolic_link_in_a_backup_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let staging = dir.path().join("staging");
+        std::fs::create_dir_all(&staging).unwrap();
+        std::fs::write(staging.join("store.redb"), b"db").unwrap();
+        let out = dir.path().join("out");
+        write_backup(&staging, &out, &serde_json::json!({}), &test_signer()).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", out.join("spool")).unwrap();
+        let e = verify_backup(&out).unwrap_err();
+        assert!(e.contains("symbolic link"), "{e}");
+    }
+
     #[test]
     fn a_manifest_reads_back_and_refuses_paths_outside() {
         let sum = "a".repeat(64);
@@ -285,8 +425,13 @@ mod tests {
         std::fs::write(staging.join("store.redb"), b"db").unwrap();
         std::fs::write(staging.join("spool/a.ct"), b"content").unwrap();
         let out = dir.path().join("out");
-        let (n, bytes) =
-            write_backup(&staging, &out, &serde_json::json!({"documents": 1})).unwrap();
+        let (n, bytes) = write_backup(
+            &staging,
+            &out,
+            &serde_json::json!({"documents": 1}),
+            &test_signer(),
+        )
+        .unwrap();
         assert_eq!((n, bytes), (2, 9));
         let files = verify_backup(&out).unwrap();
         assert_eq!(files.len(), 3, "{files:?}");

@@ -287,6 +287,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "this hub keeps its state in PostgreSQL: back it up with the database's own tools (pg_dump, or continuous archiving with pg_basebackup)"
                 );
             }
+            // The manifest is signed with the hub's own key: loaded first,
+            // so a backup that cannot be signed is not taken at all.
+            let own = gongwen_common::material::load_own_tls(
+                &config.path,
+                &config.tls.cert,
+                &config.tls.key,
+                &config.tls.ca,
+            )?;
+            let signer = gongwen_hub::backup::ManifestSigner {
+                key_pkcs8: own.key.secret_der().to_vec(),
+                cert_der: own.chain[0].to_vec(),
+            };
             let now = time::OffsetDateTime::now_utc();
             let stamp = format!(
                 "{}-{}",
@@ -323,7 +335,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "documents": documents,
                 "software": format!("gongwen-hub {}", env!("CARGO_PKG_VERSION")),
             });
-            let written = gongwen_hub::backup::write_backup(&staging, &out, &info);
+            let written = gongwen_hub::backup::write_backup(&staging, &out, &info, &signer);
             let left = std::fs::remove_dir_all(&staging).is_err() && staging.exists();
             let (files, bytes) = written.map_err(|e| {
                 anyhow::anyhow!(
@@ -343,9 +355,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 out.display()
             );
             println!(
-                "  check it any time: cd {} && sha256sum -c {}",
+                "  check it any time: cd {} && sha256sum -c {m} && openssl dgst -sha256 -verify <(openssl x509 -in {c} -pubkey -noout) -signature {s} {m}",
                 out.display(),
-                gongwen_hub::backup::MANIFEST
+                m = gongwen_hub::backup::MANIFEST,
+                c = gongwen_hub::backup::SIGNER,
+                s = gongwen_hub::backup::SIGNATURE,
             );
         }
         Command::Restore { from, config } => {
@@ -356,12 +370,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
             let files = gongwen_hub::backup::verify_backup(&from).map_err(anyhow::Error::msg)?;
+            // Signed by a hub of this deployment (the CA and CRL in force).
+            let ca = gongwen_common::pki::load_certs(&config.tls.ca)?.remove(0);
+            let crl = gongwen_common::material::load_crl(&config.path, &config.tls.crl, &ca)?;
+            let checker = gongwen_common::pki::CertChecker::new(&ca, Some(&crl))?;
+            let signed_by = gongwen_hub::backup::check_signature(
+                &from,
+                &checker,
+                time::OffsetDateTime::now_utc(),
+            )
+            .map_err(anyhow::Error::msg)?;
             gongwen_hub::backup::restore_files(&from, &files, &config.data_dir)
                 .map_err(anyhow::Error::msg)?;
             let generation =
                 gongwen_hub::store::embedded::Embedded::renew_generation(&config.data_dir)?;
             println!(
-                "restored {} files from {} into {} (every SHA-256 matched)",
+                "restored {} files from {} into {} (signed by {signed_by}; every SHA-256 matched)",
                 files.len(),
                 from.display(),
                 config.data_dir.display()

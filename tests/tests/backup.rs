@@ -104,6 +104,19 @@ async fn a_backup_taken_during_traffic_restores_and_the_agents_fill_in_the_rest(
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    // openssl checks the manifest's signature with the hub's certificate.
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg("openssl x509 -in MANIFEST.sha256.crt -pubkey -noout > hub.pub && openssl dgst -sha256 -verify hub.pub -signature MANIFEST.sha256.sig MANIFEST.sha256; rc=$?; rm -f hub.pub; exit $rc")
+        .current_dir(&backup)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     let listen = hub.addr;
     hub.stop().await;
 
@@ -191,6 +204,31 @@ async fn a_backup_taken_during_traffic_restores_and_the_agents_fill_in_the_rest(
     );
     assert!(
         !ok && said.contains("store.redb does not match its SHA-256"),
+        "{said}"
+    );
+    assert!(!net.path().join("hub3-data").join("store.redb").exists());
+    // ... and with its line in the manifest changed to match: the manifest
+    // no longer matches its signature.
+    let sum = gongwen_hub::backup::sha256_file(&db).unwrap();
+    let manifest = backup.join("MANIFEST.sha256");
+    let text: String = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            if l.ends_with("  store.redb") {
+                format!("{sum}  store.redb\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(&manifest, text).unwrap();
+    let (ok, said) = hub_cli(
+        &["restore", "--from", &backup.display().to_string()],
+        &net.path().join("hub3.toml"),
+    );
+    assert!(
+        !ok && said.contains("does not match MANIFEST.sha256"),
         "{said}"
     );
     assert!(!net.path().join("hub3-data").join("store.redb").exists());
