@@ -42,7 +42,9 @@ for p in gongwen-hub gongwen-agent; do
   unit="$root/$(unit_path $p)"
   for want in "Type=notify" "WatchdogSec=" "Restart=on-failure" "User=gongwen" \
               "NoNewPrivileges=yes" "ProtectSystem=strict" "ProtectHome=yes" \
-              "PrivateTmp=yes" "ReadWritePaths=/var/lib/$p" "StateDirectory=$p"; do
+              "PrivateTmp=yes" "ReadWritePaths=/var/lib/$p" "StateDirectory=$p" \
+              "LimitNOFILE=" "MemoryMax=" "SystemCallFilter=@system-service" \
+              "ProtectProc=invisible"; do
     grep -q "^$want" "$unit" || fail "$p.service lacks $want"
   done
 done

@@ -163,6 +163,7 @@ pub fn apply(outbox: &Path, dir: &Directory, me: &NodeId) -> std::io::Result<()>
         let path = outbox.join(&name);
         if !path.exists() {
             std::fs::create_dir(&path)?;
+            crate::state::clerks_drop_here(&path)?;
         }
     }
     let text = dir.text(me);

@@ -51,7 +51,13 @@ impl Folders {
         }
     }
 
-    /// Create every folder (state private to the agent's user).
+    /// Create every folder (state private to the agent's user). Clerks
+    /// (the agent's group) may write only where they put things: the
+    /// outbox and `failed/` are made group-writable with the sticky bit
+    /// (nobody but its owner and the agent moves a file there) and the
+    /// set-group-id bit (what is dropped stays the agent's group's); the
+    /// rest follows the umask, so under systemd (`UMask=0027`) clerks read
+    /// the inbox and `sent/` but cannot rename `state/` or anything else.
     pub fn create(&self) -> Result<(), AgentError> {
         let dir_err = |path: &Path| {
             let path = path.to_owned();
@@ -65,6 +71,9 @@ impl Folders {
             &self.quarantine,
         ] {
             std::fs::create_dir_all(d).map_err(dir_err(d))?;
+        }
+        for d in [&self.outbox, &self.failed] {
+            clerks_drop_here(d).map_err(dir_err(d))?;
         }
         for d in [&self.state, &self.spool, &self.incoming] {
             create_private_dir(d).map_err(dir_err(d))?;
@@ -89,6 +98,20 @@ impl Folders {
         let non_empty = |d: &Path| std::fs::read_dir(d).is_ok_and(|mut e| e.next().is_some());
         non_empty(&self.sent) || non_empty(&self.inbox)
     }
+}
+
+/// The mode of a folder clerks drop files into: group-writable, sticky,
+/// set-group-id.
+pub const DROP_FOLDER_MODE: u32 = 0o3770;
+
+/// Make `dir` a folder clerks drop files into ([`DROP_FOLDER_MODE`]).
+pub fn clerks_drop_here(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o7777;
+    if mode != DROP_FOLDER_MODE {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DROP_FOLDER_MODE))?;
+    }
+    Ok(())
 }
 
 /// Load the X25519 key made for this unit at enrollment
@@ -126,5 +149,26 @@ pub fn encryption_key(state: &Path) -> Result<EncryptionKey, AgentError> {
             Ok(key)
         }
         Err(source) => Err(AgentError::Write { path, source }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn clerks_may_write_only_into_the_outbox_and_failed_and_never_into_state() {
+        let d = tempfile::tempdir().unwrap();
+        let f = Folders::new(d.path());
+        f.create().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&f.outbox), DROP_FOLDER_MODE);
+        assert_eq!(mode(&f.failed), DROP_FOLDER_MODE);
+        assert_eq!(mode(&f.state) & 0o077, 0, "state/ is the agent's alone");
+        for d in [&f.inbox, &f.sent] {
+            assert_eq!(mode(d) & 0o020, 0, "{} is group-writable", d.display());
+        }
     }
 }
