@@ -372,10 +372,21 @@ pub fn check_file_name(name: &str) -> Result<(), MetaError> {
     if name.chars().any(char::is_control) {
         return bad("it contains control characters (NUL, newline …)");
     }
+    if name.chars().any(is_direction_control) {
+        return bad(
+            "it contains an invisible text-direction character (such as U+202E), which can make a name look like another (正文\u{202e}fdp.exe shows as 正文exe.pdf): rename the file",
+        );
+    }
     if name.eq_ignore_ascii_case(RESERVED_NAME) {
         return bad("metadata.json is gongwen's own record beside the files; rename the file");
     }
     Ok(())
+}
+
+/// The Unicode characters that change the direction text is shown in
+/// (bidirectional embeddings, overrides, isolates and marks).
+pub fn is_direction_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
 }
 
 fn check_text(field: &'static str, s: &str, max: usize) -> Result<(), MetaError> {
@@ -2183,9 +2194,14 @@ pub(crate) mod tests {
             "a\0b",
             "x\ny",
             &"名".repeat(100),
+            "正文\u{202e}fdp.exe",
+            "a\u{2066}b.txt",
+            "\u{200f}报告.docx",
         ] {
             assert!(check_file_name(bad).is_err(), "{bad:?}");
         }
+        let e = check_file_name("正文\u{202e}fdp.exe").unwrap_err().to_string();
+        assert!(e.contains("text-direction"), "{e}");
         assert!(check_file_name("关于做好冬季安全生产工作的通知（定稿）.docx").is_ok());
     }
 

@@ -553,3 +553,14 @@ async fn a_newline_in_a_dropped_name_cannot_split_or_forge_a_log_record() {
         "a dropped name forged a log record:\n{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_name_with_a_hidden_direction_control_is_refused_with_a_reason() {
+    let (net, _hub, _prov, _harbin) = two_units().await;
+    // Shown as 正文exe.pdf, named 正文 U+202E fdp.exe.
+    let name = "正文\u{202e}fdp.exe";
+    net.drop_file("prov-gov", "harbin-gov", name, b"MZ");
+    let why = failed_reason(&net.root("prov-gov"), name).await;
+    assert!(why.contains("text-direction"), "{why}");
+    assert!(net.root("prov-gov").join("failed").join(name).exists());
+}
