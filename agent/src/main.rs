@@ -429,7 +429,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let doc = doc.map(|d| DocId::parse(&d)).transpose()?;
             let value = ask(&config, &Request::Status { doc })?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&value)?);
+                gongwen_common::sayln!("{}", serde_json::to_string_pretty(&value)?);
             } else {
                 let docs: Vec<DocStatus> = if doc.is_some() {
                     vec![serde_json::from_value(value)?]
@@ -446,14 +446,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let v = ask(&config, &Request::Inbox { pending })?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                gongwen_common::sayln!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 let rows: Vec<InboxRow> = serde_json::from_value(v)?;
                 if rows.is_empty() {
-                    println!("no documents");
+                    gongwen_common::sayln!("no documents");
                 }
                 for r in rows {
-                    println!(
+                    gongwen_common::sayln!(
                         "{}  {:<13} {:<12} from {:<16} {}  {}{}",
                         r.doc_id,
                         r.state,
@@ -489,7 +489,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     by,
                 })),
             )?;
-            println!(
+            gongwen_common::sayln!(
                 "forward {} of {doc} queued; `gongwen-agent status` follows it",
                 v["doc_id"].as_str().unwrap_or("?")
             );
@@ -499,7 +499,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             std::fs::create_dir_all(&out)?;
             let out = std::fs::canonicalize(&out)?;
             let v = ask(&config, &Request::Collect { doc, out })?;
-            println!(
+            gongwen_common::sayln!(
                 "{} of {} units answered; 汇总表.xlsx, 汇总表.csv and their files in {}",
                 v["answered"],
                 v["recipients"],
@@ -534,9 +534,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 })),
             )?;
             if v["signed_for_now"] == true {
-                println!("{doc} is signed for first (by {by}), as the answer is sealed");
+                gongwen_common::sayln!(
+                    "{doc} is signed for first (by {by}), as the answer is sealed"
+                );
             }
-            println!(
+            gongwen_common::sayln!(
                 "answer {} queued for the unit that asked; `gongwen-agent status` follows it",
                 v["doc_id"].as_str().unwrap_or("?")
             );
@@ -544,7 +546,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ack { doc, by, config } => {
             let doc = DocId::parse(&doc)?;
             ask(&config, &Request::Ack { doc, by })?;
-            println!("signed for {doc}; the receipt goes to the sender");
+            gongwen_common::sayln!("signed for {doc}; the receipt goes to the sender");
         }
         Command::Reject {
             doc,
@@ -553,7 +555,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let doc = DocId::parse(&doc)?;
             ask(&config, &Request::Reject { doc, reason })?;
-            println!("returned {doc}; the sender will see the reason");
+            gongwen_common::sayln!("returned {doc}; the sender will see the reason");
         }
         Command::Recall {
             doc,
@@ -564,7 +566,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let doc = DocId::parse(&doc)?;
             let v = ask(&config, &Request::Recall { doc, reason })?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                gongwen_common::sayln!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 let list = |k: &str| {
                     v[k].as_array()
@@ -577,10 +579,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         .filter(|s| !s.is_empty())
                         .unwrap_or_else(|| "-".into())
                 };
-                println!("recalled {doc}");
-                println!("  withdrawn before delivery: {}", list("withdrawn_at_hub"));
-                println!("  recalled from:             {}", list("recalled_from"));
-                println!(
+                gongwen_common::sayln!("recalled {doc}");
+                gongwen_common::sayln!("  withdrawn before delivery: {}", list("withdrawn_at_hub"));
+                gongwen_common::sayln!("  recalled from:             {}", list("recalled_from"));
+                gongwen_common::sayln!(
                     "  already signed for/returned (they keep it): {}",
                     list("already_answered")
                 );
@@ -617,7 +619,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "report" => display::report(&v, json),
                 _ => display::doc_status(&v, json),
             };
-            print!("{text}");
+            gongwen_common::say!("{text}");
         }
         Command::Evidence { doc, out, config } => {
             let doc = DocId::parse(&doc)?;
@@ -630,7 +632,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     out: out.clone(),
                 },
             )?;
-            println!(
+            gongwen_common::sayln!(
                 "evidence written to {}; check it with: sh {}/verify.sh",
                 out.display(),
                 out.display()
@@ -652,15 +654,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let runtime = tokio::runtime::Runtime::new()?;
             let v = runtime.block_on(control::query(&socket, &Request::Urge { doc, units }))?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                gongwen_common::sayln!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 let urged: Vec<String> = serde_json::from_value(v["urged"].clone())?;
                 if urged.is_empty() {
-                    println!(
+                    gongwen_common::sayln!(
                         "nobody to urge: every unit has signed for, returned or been recalled from it"
                     );
                 } else {
-                    println!("urged (催办): {}", urged.join(", "));
+                    gongwen_common::sayln!("urged (催办): {}", urged.join(", "));
                 }
             }
         }
@@ -674,33 +676,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let id = NodeId::parse(&id)?;
             let files = keygen_with(&id, &out, suite, &sm2_distid)?;
-            println!("key:  {} (keep it here; mode 0600)", files.key.display());
-            println!("CSR:  {}", files.csr.display());
+            gongwen_common::sayln!("key:  {} (keep it here; mode 0600)", files.key.display());
+            gongwen_common::sayln!("CSR:  {}", files.csr.display());
             // The binding the administrator signs is the suite's: the
             // X25519 one, or (GM) the SM2 one, which the CA requires.
             let binding = match &files.sm2 {
                 None => {
-                    println!(
+                    gongwen_common::sayln!(
                         "document key: {} (keep it here; mode 0600; agent.toml: [tls] encryption_key)",
                         files.enc_key.display()
                     );
-                    println!("key binding: {}", files.binding.display());
+                    gongwen_common::sayln!("key binding: {}", files.binding.display());
                     format!("{id}.binding")
                 }
                 Some(sm2) => {
-                    println!(
+                    gongwen_common::sayln!(
                         "SM2 keys: {} and {} (keep them here; mode 0600)",
                         sm2.sign_key.display(),
                         sm2.enc_key.display()
                     );
-                    println!(
+                    gongwen_common::sayln!(
                         "SM2 key binding: {} (keep it beside the certificate)",
                         sm2.binding.display()
                     );
                     format!("{id}.sm2.binding")
                 }
             };
-            println!(
+            gongwen_common::sayln!(
                 "send the CSR and the key binding to the administrator, who runs:\n  gongwen-certs --ca-dir DIR sign --csr {id}.csr --binding {binding} --role node --out {id}.crt"
             );
         }
@@ -710,10 +712,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn print_status(docs: &[DocStatus]) {
     if docs.is_empty() {
-        println!("no documents sent yet");
+        gongwen_common::sayln!("no documents sent yet");
     }
     for d in docs {
-        println!(
+        gongwen_common::sayln!(
             "{}  {}  {}{}",
             d.doc_id,
             d.sent_at
@@ -727,7 +729,7 @@ fn print_status(docs: &[DocStatus]) {
             }
         );
         for r in &d.recipients {
-            println!(
+            gongwen_common::sayln!(
                 "    {:<24} {:<12} {}{}",
                 r.recipient,
                 r.state,
@@ -749,7 +751,7 @@ async fn send(socket: &std::path::Path, req: SendRequest, no_wait: bool) -> anyh
         .as_str()
         .and_then(|s| DocId::parse(s).ok())
         .ok_or_else(|| anyhow::anyhow!("the agent gave no document id"))?;
-    println!("{doc}");
+    gongwen_common::sayln!("{doc}");
     if v["connected"] == false {
         eprintln!(
             "the agent is not connected to the hub right now (see its log for why); the document is queued and goes out when the link is back"
@@ -832,7 +834,7 @@ async fn check(path: &std::path::Path) -> bool {
     let config = match AgentConfig::load(path) {
         Ok(c) => c,
         Err(e) => {
-            println!("problem: {}", material::one_line(&e));
+            gongwen_common::sayln!("problem: {}", material::one_line(&e));
             return false;
         }
     };
@@ -879,7 +881,7 @@ async fn check(path: &std::path::Path) -> bool {
     // connection with the same certificate would replace its own.
     let socket = Folders::new(&config.root).control_socket();
     match control::query(&socket, &Request::Link).await {
-        Ok(v) if v["connected"] == true => println!(
+        Ok(v) if v["connected"] == true => gongwen_common::sayln!(
             "ok: {}: the running agent is connected to the hub at {}",
             config.path.display(),
             v["hub"].as_str().unwrap_or("?")
@@ -891,7 +893,7 @@ async fn check(path: &std::path::Path) -> bool {
         Err(_) if !found.iter().any(|f| f.severity == material::Severity::Problem) => {
             for hub in &config.hubs {
                 match gongwen_agent::client::probe(&config, hub).await {
-                    Ok(said) => println!("ok: {}: hub {hub}: {said}", config.path.display()),
+                    Ok(said) => gongwen_common::sayln!("ok: {}: hub {hub}: {said}", config.path.display()),
                     Err(why) => found.push(Finding::problem("hub", format!("{hub}: {why}"))),
                 }
             }
@@ -960,7 +962,7 @@ fn user_command(action: UserAction) -> anyhow::Result<()> {
             Accounts::edit(&path, |a| {
                 a.add_user(&name, &display_name, role, &password, now_ms())
             })?;
-            println!("user {name} ({display_name}, {}) added", role.as_str());
+            gongwen_common::sayln!("user {name} ({display_name}, {}) added", role.as_str());
         }
         UserAction::List { config, json } => {
             let accounts = Accounts::load(&accounts_file(&config)?)?;
@@ -980,11 +982,16 @@ fn user_command(action: UserAction) -> anyhow::Result<()> {
                 })
                 .collect();
             if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                gongwen_common::sayln!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                println!("{:<24} {:<8} DISPLAY NAME", "NAME", "ROLE");
+                gongwen_common::sayln!("{:<24} {:<8} DISPLAY NAME", "NAME", "ROLE");
                 for u in &accounts.users {
-                    println!("{:<24} {:<8} {}", u.name, u.role.as_str(), u.display_name);
+                    gongwen_common::sayln!(
+                        "{:<24} {:<8} {}",
+                        u.name,
+                        u.role.as_str(),
+                        u.display_name
+                    );
                 }
             }
         }
@@ -995,11 +1002,11 @@ fn user_command(action: UserAction) -> anyhow::Result<()> {
             }
             let password = read_password()?;
             Accounts::edit(&path, |a| a.set_password(&name, &password))?;
-            println!("password of {name} changed");
+            gongwen_common::sayln!("password of {name} changed");
         }
         UserAction::Remove { name, config } => {
             Accounts::edit(&accounts_file(&config)?, |a| a.remove_user(&name))?;
-            println!("user {name} removed, with their tokens");
+            gongwen_common::sayln!("user {name} removed, with their tokens");
         }
     }
     Ok(())
@@ -1011,8 +1018,8 @@ fn token_command(action: TokenAction) -> anyhow::Result<()> {
             let (id, token) = Accounts::edit(&accounts_file(&config)?, |a| {
                 a.create_token(&user, now_ms())
             })?;
-            println!("token {id} for {user}; it is shown only now:");
-            println!("{token}");
+            gongwen_common::sayln!("token {id} for {user}; it is shown only now:");
+            gongwen_common::sayln!("{token}");
         }
         TokenAction::List { config, json } => {
             let accounts = Accounts::load(&accounts_file(&config)?)?;
@@ -1022,17 +1029,17 @@ fn token_command(action: TokenAction) -> anyhow::Result<()> {
                     .iter()
                     .map(|t| serde_json::json!({"id": t.id, "user": t.user}))
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                gongwen_common::sayln!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                println!("{:<12} USER", "ID");
+                gongwen_common::sayln!("{:<12} USER", "ID");
                 for t in &accounts.tokens {
-                    println!("{:<12} {}", t.id, t.user);
+                    gongwen_common::sayln!("{:<12} {}", t.id, t.user);
                 }
             }
         }
         TokenAction::Revoke { id, config } => {
             Accounts::edit(&accounts_file(&config)?, |a| a.revoke_token(&id))?;
-            println!("token {id} revoked");
+            gongwen_common::sayln!("token {id} revoked");
         }
     }
     Ok(())

@@ -214,12 +214,12 @@ fn main() -> ExitCode {
 /// Write the unit directory and say what is in it.
 fn write_directory(ca: &Ca, now: OffsetDateTime) -> anyhow::Result<()> {
     let (listed, without) = ca.write_directory(now)?;
-    println!(
+    gongwen_common::sayln!(
         "unit directory: {} ({listed} units); the hub reads it as [tls] directory and reloads it when it changes",
         ca.dir().join(DIRECTORY_FILE).display()
     );
     if !without.is_empty() {
-        println!(
+        gongwen_common::sayln!(
             "  not in it, for want of an encryption key made at enrollment (known to the hub once their agent connects): {}",
             without.join(", ")
         );
@@ -268,25 +268,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 match d {
                     Enrolled::Issued { id, serial } => {
                         issued += 1;
-                        println!(
+                        gongwen_common::sayln!(
                             "enrolled {id} (serial {serial}): {}",
                             out.join(format!("{id}.tar.gz")).display()
                         );
                     }
                     Enrolled::AlreadyEnrolled { id } => {
                         skipped += 1;
-                        println!("{id}: already enrolled, skipped");
+                        gongwen_common::sayln!("{id}: already enrolled, skipped");
                     }
                     Enrolled::CertifiedElsewhere { id, serial } => {
                         skipped += 1;
-                        println!(
+                        gongwen_common::sayln!(
                             "{id}: already has a valid certificate (serial {serial}) but no bundle in {}; skipped (gongwen-certs issue --renew makes a new key and certificate)",
                             out.display()
                         );
                     }
                 }
             }
-            println!(
+            gongwen_common::sayln!(
                 "{issued} enrolled, {skipped} skipped, {} in {}",
                 rows.len(),
                 units.display()
@@ -314,7 +314,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 (None, None) => bail!("say which unit (--id ID) or --expiring-within 30d"),
             };
             if ids.is_empty() {
-                println!(
+                gongwen_common::sayln!(
                     "no unit certificate expires within {}",
                     expiring_within.unwrap_or_default()
                 );
@@ -342,13 +342,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let path = out.join(format!("{id}.crt"));
                 write_atomic(&path, issued.cert_pem.as_bytes(), 0o644)
                     .with_context(|| format!("cannot write {}", path.display()))?;
-                println!(
+                gongwen_common::sayln!(
                     "renewed {id} (serial {}, valid {days} days, same key): {}",
                     issued.serial,
                     path.display()
                 );
             }
-            println!(
+            gongwen_common::sayln!(
                 "  hand them to the hub: gongwen-hub renewals add {}/ID.crt --config hub.toml (the hub delivers each to its unit)",
                 out.display()
             );
@@ -375,16 +375,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(distid) = &sm2_distid {
                 ca.set_sm2_distid(distid)?;
             }
-            println!("created CA {name:?} in {}", dir.display());
-            println!(
+            gongwen_common::sayln!("created CA {name:?} in {}", dir.display());
+            gongwen_common::sayln!(
                 "  suite:       {suite} ({}); set [crypto] suite = \"{suite}\" in hub.toml",
                 suite.algorithms()
             );
             if suite == gongwen_common::suite::Suite::Gm {
-                println!("  SM2 distid:  {}", ca.sm2_distid()?);
+                gongwen_common::sayln!("  SM2 distid:  {}", ca.sm2_distid()?);
             }
-            println!("  certificate: {}", dir.join(CA_CERT).display());
-            println!(
+            gongwen_common::sayln!("  certificate: {}", dir.join(CA_CERT).display());
+            gongwen_common::sayln!(
                 "  CRL:         {} (renew within {crl_days} days: gongwen-certs crl)",
                 dir.join("crl.pem").display()
             );
@@ -412,9 +412,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let issued = ca.issue(&req, now)?;
             ca.write_issued(&out, &id, &issued)?;
-            println!(
+            gongwen_common::sayln!(
                 "issued {} certificate for {id} (serial {}, valid {days} days)",
-                req.role, issued.serial
+                req.role,
+                issued.serial
             );
             let mut files = vec![format!("{id}.crt"), format!("{id}.key"), CA_CERT.to_owned()];
             // A GM deployment signs and encrypts documents with SM2 keys
@@ -429,7 +430,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 ]);
             }
             for f in files {
-                println!("  {}", out.join(f).display());
+                gongwen_common::sayln!("  {}", out.join(f).display());
             }
         }
         Command::Sign {
@@ -473,8 +474,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let ca_out = out.parent().unwrap_or(Path::new(".")).join(CA_CERT);
             write_atomic(&ca_out, ca.cert_pem().as_bytes(), 0o644)
                 .with_context(|| format!("cannot write {}", ca_out.display()))?;
-            println!("signed {role} certificate for {id}: {}", out.display());
-            println!("  CA certificate: {}", ca_out.display());
+            gongwen_common::sayln!("signed {role} certificate for {id}: {}", out.display());
+            gongwen_common::sayln!("  CA certificate: {}", ca_out.display());
             if let Some(bytes) = binding {
                 let complete = ca.complete_binding(&id, &bytes, &cert_pem)?;
                 let name = match ca.suite()? {
@@ -484,7 +485,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let path = out.parent().unwrap_or(Path::new(".")).join(name);
                 write_atomic(&path, &complete, 0o644)
                     .with_context(|| format!("cannot write {}", path.display()))?;
-                println!("  key binding:    {}", path.display());
+                gongwen_common::sayln!("  key binding:    {}", path.display());
                 write_directory(&ca, now)?;
             }
         }
@@ -503,12 +504,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let mut ca = Ca::open(&dir)?;
             let serials = ca.revoke(&id, &reason, now, crl_days)?;
-            println!(
+            gongwen_common::sayln!(
                 "revoked {id} (serial {}); new CRL written to {}",
                 serials.join(", "),
                 dir.join("crl.pem").display()
             );
-            println!("  the hub picks it up by itself and cuts {id} off");
+            gongwen_common::sayln!("  the hub picks it up by itself and cuts {id} off");
             if dir.join(DIRECTORY_FILE).exists() {
                 write_directory(&ca, now)?;
             }
@@ -516,7 +517,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Crl { days } => {
             let mut ca = Ca::open(&dir)?;
             ca.write_crl(now, days)?;
-            println!(
+            gongwen_common::sayln!(
                 "CRL renewed for {days} days: {}",
                 dir.join("crl.pem").display()
             );
@@ -525,11 +526,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let ca = Ca::open(&dir)?;
             let rows = ca.list(now);
             if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                gongwen_common::sayln!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                println!(
+                gongwen_common::sayln!(
                     "{:<24} {:<11} {:<34} {:<21} {:<8} NAME",
-                    "ID", "ROLE", "SERIAL", "NOT AFTER", "STATUS"
+                    "ID",
+                    "ROLE",
+                    "SERIAL",
+                    "NOT AFTER",
+                    "STATUS"
                 );
                 let expiring = rows.iter().filter(|r| r.expires_in_days.is_some()).count();
                 for r in rows {
@@ -539,7 +544,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         Some(d) => format!("expires in {d} d"),
                         None => r.status.as_str().to_owned(),
                     };
-                    println!(
+                    gongwen_common::sayln!(
                         "{:<24} {:<11} {:<34} {:<21} {:<8} {}",
                         r.id,
                         r.role,

@@ -2200,7 +2200,9 @@ pub(crate) mod tests {
         ] {
             assert!(check_file_name(bad).is_err(), "{bad:?}");
         }
-        let e = check_file_name("正文\u{202e}fdp.exe").unwrap_err().to_string();
+        let e = check_file_name("正文\u{202e}fdp.exe")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("text-direction"), "{e}");
         assert!(check_file_name("关于做好冬季安全生产工作的通知（定稿）.docx").is_ok());
     }

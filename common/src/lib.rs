@@ -36,6 +36,8 @@
 //! - [`display`] — supervision answers as tables for people.
 //! - [`logsafe`] — names and peer text escaped (and clipped) for log lines.
 //! - [`daemon`] — logging and shutdown signals for the binaries (edge).
+//! - [`stdout`] — `say!`/`sayln!`: what the programs print, ending quietly
+//!   when the reader has gone (`| head`).
 //! - [`control`] — local control sockets: one JSON line each way (edge).
 //! - [`kvstore`] — what the redb stores share (open, records, blocking).
 //! - [`config`] — `hub.toml` and `agent.toml`, strictly parsed.
@@ -68,6 +70,7 @@ pub mod notice;
 pub mod pki;
 pub mod receipt;
 pub mod signed;
+pub mod stdout;
 pub mod stream;
 pub mod suite;
 pub mod timefmt;

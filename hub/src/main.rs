@@ -213,12 +213,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let doc = gongwen_common::DocId::parse(&doc)?;
             let config = HubConfig::load(&config)?;
             let v = control::query(&config.data_dir, &Request::Status { doc }).await?;
-            print!("{}", display::doc_status(&v, json));
+            gongwen_common::say!("{}", display::doc_status(&v, json));
         }
         Command::Overdue { config, json } => {
             let config = HubConfig::load(&config)?;
             let v = control::query(&config.data_dir, &Request::Overdue).await?;
-            print!("{}", display::overdue(&v, json));
+            gongwen_common::say!("{}", display::overdue(&v, json));
         }
         Command::Report {
             since,
@@ -228,7 +228,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let config = HubConfig::load(&config)?;
             let v = control::query(&config.data_dir, &Request::Report { since, until }).await?;
-            print!("{}", display::report(&v, json));
+            gongwen_common::say!("{}", display::report(&v, json));
         }
         Command::Audit {
             action: AuditAction::Verify { config, json },
@@ -251,12 +251,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             };
             if json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                gongwen_common::sayln!("{}", serde_json::to_string_pretty(&v)?);
             }
             match &v.first_broken {
                 None => {
                     if !json {
-                        println!(
+                        gongwen_common::sayln!(
                             "audit log intact: {} entries{}",
                             v.entries,
                             if v.repeated > 0 {
@@ -350,11 +350,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                 )
             })?;
-            println!(
+            gongwen_common::sayln!(
                 "backed up {documents} documents ({files} files, {bytes} bytes) to {}",
                 out.display()
             );
-            println!(
+            gongwen_common::sayln!(
                 "  check it any time: cd {} && sha256sum -c {m} && openssl dgst -sha256 -verify <(openssl x509 -in {c} -pubkey -noout) -signature {s} {m}",
                 out.display(),
                 m = gongwen_hub::backup::MANIFEST,
@@ -384,13 +384,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .map_err(anyhow::Error::msg)?;
             let generation =
                 gongwen_hub::store::embedded::Embedded::renew_generation(&config.data_dir)?;
-            println!(
+            gongwen_common::sayln!(
                 "restored {} files from {} into {} (signed by {signed_by}; every SHA-256 matched)",
                 files.len(),
                 from.display(),
                 config.data_dir.display()
             );
-            println!(
+            gongwen_common::sayln!(
                 "  new store generation {generation}: when the hub starts, agents offer again what they sent after the backup"
             );
         }
@@ -401,14 +401,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let (who, dest) =
                 gongwen_hub::renewals::add(&config, &file, time::OffsetDateTime::now_utc())
                     .map_err(anyhow::Error::msg)?;
-            println!(
+            gongwen_common::sayln!(
                 "queued the renewal of {} (serial {}, valid until {}): {}",
                 who.id,
                 gongwen_common::pki::serial_hex(&who.serial),
                 gongwen_common::timefmt::rfc3339(who.not_after),
                 dest.display()
             );
-            println!(
+            gongwen_common::sayln!(
                 "  the hub delivers it the next time {} is connected; the unit reconnects with it",
                 who.id
             );
@@ -419,9 +419,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = HubConfig::load(&config)?;
             let done = gongwen_hub::store::import::import(&from, &config).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&done)?);
+                gongwen_common::sayln!("{}", serde_json::to_string_pretty(&done)?);
             } else {
-                println!(
+                gongwen_common::sayln!(
                     "imported {} documents ({} copies, {} still to deliver, {} bytes of content), {} receipts and notices to pass on, {} audit entries",
                     done.documents,
                     done.deliveries,
@@ -436,10 +436,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = HubConfig::load(&config)?;
             let value = control::query(&config.data_dir, &Request::Stats).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&value)?);
+                gongwen_common::sayln!("{}", serde_json::to_string_pretty(&value)?);
             } else if let Some(map) = value.as_object() {
                 for (k, v) in map {
-                    println!("{k:<22} {v}");
+                    gongwen_common::sayln!("{k:<22} {v}");
                 }
             }
         }
@@ -447,7 +447,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = HubConfig::load(&config)?;
             let value = control::query(&config.data_dir, &Request::Nodes).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&value)?);
+                gongwen_common::sayln!("{}", serde_json::to_string_pretty(&value)?);
             } else {
                 let rows: Vec<NodeRow> = serde_json::from_value(value)?;
                 // With hubs sharing a store, which one each unit is on.
@@ -459,7 +459,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         String::new()
                     }
                 };
-                println!(
+                gongwen_common::sayln!(
                     "{:<24} {:<11} {:<10} {}{:<8} {:<21} {:<22} NAME",
                     "ID",
                     "ROLE",
@@ -470,7 +470,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "ADDRESS"
                 );
                 for r in rows {
-                    println!(
+                    gongwen_common::sayln!(
                         "{:<24} {:<11} {:<10} {}{:<8} {:<21} {:<22} {}",
                         r.id,
                         r.role.as_str(),
@@ -500,7 +500,7 @@ async fn check(path: &std::path::Path) -> bool {
     let config = match HubConfig::load(path) {
         Ok(c) => c,
         Err(e) => {
-            println!("problem: {}", gongwen_common::material::one_line(&e));
+            gongwen_common::sayln!("problem: {}", gongwen_common::material::one_line(&e));
             return false;
         }
     };
@@ -540,7 +540,7 @@ async fn check(path: &std::path::Path) -> bool {
             .map_err(|e| e.to_string())
             .and_then(|of_ca| check_hub_suite(config.suite, of_ca).map(|()| of_ca))
         {
-            Ok(suite) => println!(
+            Ok(suite) => gongwen_common::sayln!(
                 "ok: {}: crypto suite {suite} ({})",
                 config.path.display(),
                 suite.algorithms()
@@ -552,7 +552,7 @@ async fn check(path: &std::path::Path) -> bool {
         && let Some(ca) = &ca
     {
         match gongwen_hub::enrolled::load(path, ca) {
-            Ok(dir) => println!(
+            Ok(dir) => gongwen_common::sayln!(
                 "ok: {}: tls.directory: {} enrolled units",
                 config.path.display(),
                 dir.entries.len()
@@ -580,7 +580,7 @@ async fn check(path: &std::path::Path) -> bool {
                     "the database holds schema version {schema}, written by a newer gongwen-hub (this one knows {SCHEMA_VERSION})"
                 ),
             )),
-            Ok((version, schema)) => println!(
+            Ok((version, schema)) => gongwen_common::sayln!(
                 "ok: {}: store.postgres: PostgreSQL {version}, schema version {schema}",
                 config.path.display()
             ),

@@ -785,6 +785,20 @@ async fn a_flood_to_offline_units_is_capped_and_blinds_no_one() {
     assert!(out.len() > 1 << 20, "the answer is {} bytes", out.len());
     let all: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
     assert_eq!(all.len(), rows);
+    // Read only in part (`| head`): the program ends quietly, no panic.
+    let piped = std::process::Command::new("bash")
+        .arg("-c")
+        .arg("\"$0\" supervise overdue --json --config \"$1\" 2>err.txt | head -c 100 >/dev/null; echo ${PIPESTATUS[0]}; cat err.txt")
+        .arg(gongwen_tests::bin("gongwen-agent"))
+        .arg(net.path().join("prov-supervision.toml"))
+        .current_dir(net.path())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&piped.stdout);
+    assert!(
+        said.starts_with("0\n") && !said.contains("panicked"),
+        "{said}"
+    );
 
     // The console: a page, filtered and paged at the hub; the CSV and the
     // API whole.
