@@ -476,11 +476,12 @@ fn accept(
             gongwen_common::failpoint::hit("agent-inbox-written");
             let meta = sealed.meta();
             let receipt = sign_receipt(ctx, doc_id, sealed.digest(), ReceiptKind::Delivered, "")?;
+            let (title, doc_number) = crate::metadata::shown_title(meta);
             let rec = ReceivedRecord {
                 doc_id,
                 sender: meta.sender.clone(),
-                title: meta.title.clone(),
-                doc_number: meta.doc_number.clone(),
+                title,
+                doc_number,
                 doc_type: meta.doc_type.clone(),
                 urgency: meta.urgency,
                 deadline,

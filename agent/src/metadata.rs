@@ -147,3 +147,17 @@ impl MetadataJson {
         }
     }
 }
+
+/// The title and document number a received document is listed and
+/// headed under: its own, or for a forward (转发) those of the original it
+/// carries — signed by the first issuer and verified on arrival — since a
+/// forward's own title and number are whatever the forwarding unit wrote.
+/// Pure.
+pub fn shown_title(meta: &gongwen_common::envelope::DocMeta) -> (String, String) {
+    meta.links
+        .forwards
+        .as_deref()
+        .and_then(|o| SealedHeader::parse(o).ok())
+        .map(|o| (o.meta().title.clone(), o.meta().doc_number.clone()))
+        .unwrap_or_else(|| (meta.title.clone(), meta.doc_number.clone()))
+}

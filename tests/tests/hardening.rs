@@ -981,3 +981,53 @@ async fn a_group_with_a_revoked_member_goes_to_the_others_and_says_who_was_left_
     assert_eq!(v["stage"], "failed", "{v}");
     assert!(v["reason"].as_str().unwrap().contains("failed/"), "{v}");
 }
+
+/// A forward (转发) whose own title and 文号 are made up by the forwarding
+/// unit is listed and headed by its original's, which the first issuer
+/// signed; the forwarder's words show as its note.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forward_is_headed_by_its_originals_title_not_the_forwarders() {
+    let u = units().await;
+    u.net.sidecar(
+        "prov-gov",
+        "harbin-gov",
+        "通知.txt",
+        "title = \"关于做好冬季安全生产工作的通知\"\ndoc_number = \"黑政发〔2026〕1号\"\n",
+    );
+    u.net
+        .drop_file("prov-gov", "harbin-gov", "通知.txt", b"original");
+    let docs = wait_inbox(&u.net.root("harbin-gov"), "prov-gov", 1).await;
+    let original = DocId::parse(&docs[0].file_name().unwrap().to_string_lossy()).unwrap();
+    u.harbin.wait_received(original).await;
+    // What a modified agent could send: the original's files and signed
+    // header, under a title and number of its own.
+    let req = gongwen_agent::outbox::SendRequest {
+        files: vec![docs[0].join("通知.txt")],
+        to: vec!["prov-gov".into()],
+        title: Some("紧急：请立即向以下账户汇款".into()),
+        doc_number: Some("假〔2026〕99号".into()),
+        forward_of: Some(original),
+        ..Default::default()
+    };
+    gongwen_tests::ask_agent(
+        &u.net.root("harbin-gov"),
+        &gongwen_agent::control::Request::Send(Box::new(req)),
+    )
+    .await
+    .unwrap();
+    let got = wait_inbox(&u.net.root("prov-gov"), "harbin-gov", 1).await;
+    let fwd = DocId::parse(&got[0].file_name().unwrap().to_string_lossy()).unwrap();
+    u.prov.wait_received(fwd).await;
+    let mut b = browser(&u.prov);
+    b.log_in("wang", PASSWORD).await;
+    let page = b.get(&format!("/inbox/{fwd}")).await.text();
+    let h1 = &page[page.find("<h1>").unwrap()..page.find("</h1>").unwrap()];
+    assert!(h1.contains("关于做好冬季安全生产工作的通知"), "{h1}");
+    assert!(!h1.contains("汇款"), "{h1}");
+    assert!(
+        page.contains("转发单位所拟") && page.contains("假〔2026〕99号"),
+        "{page}"
+    );
+    let list = b.get("/inbox").await.text();
+    assert!(list.contains("关于做好冬季安全生产工作的通知") && !list.contains("汇款"));
+}

@@ -367,6 +367,15 @@ pub fn received_doc(
                             @if !o.meta().doc_number.is_empty() { (o.meta().doc_number) " · " }
                             "《" (o.meta().title) "》 · 原件签名已核验"
                         }
+                        // The forwarding unit's own words: shown as its note,
+                        // never as the document's heading.
+                        @if m.title != o.meta().title || m.doc_number != o.meta().doc_number {
+                            dt { "转发单位所拟" }
+                            dd {
+                                @if !m.doc_number.is_empty() { (m.doc_number) " · " }
+                                (m.title)
+                            }
+                        }
                     }
                 }
                 dt { "紧急程度" } dd { (urgency_label(r.urgency)) " " small { (r.urgency.as_str()) } }
