@@ -22,19 +22,10 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// The WebDriver name of an element reference.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
-/// Whether the browser tests can run here. Outside CI a missing browser
-/// skips them with a message naming the packages; in CI (`CI=true`) it is
-/// a failure, so they are never silently skipped there.
+/// Whether the browser tests can run here (see [`crate::tools::require`]).
 pub fn available() -> bool {
     let present = Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists();
-    if !present {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI must run the browser tests: install the Debian packages {PACKAGES}"
-        );
-        eprintln!("skipped: no headless Chromium here; install the Debian packages {PACKAGES}");
-    }
-    present
+    crate::tools::require("headless Chromium and chromedriver", PACKAGES, present)
 }
 
 /// A headless Chromium session.
@@ -50,9 +41,33 @@ pub struct Chrome {
 
 impl Drop for Chrome {
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        kill_group(self.driver.id());
         let _ = self.driver.wait();
     }
+}
+
+/// Kill every process of the group `pgid`: chromedriver and the Chromium
+/// it started, with all of Chromium's own helpers. Killing chromedriver
+/// alone left its browsers running after the tests.
+fn kill_group(pgid: u32) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pgid}")])
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// The processes still in the group `pgid`.
+fn group_members(pgid: u32) -> Vec<String> {
+    Command::new("pgrep")
+        .args(["-g", &pgid.to_string()])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn free_port() -> u16 {
@@ -64,12 +79,18 @@ impl Chrome {
     /// Start chromedriver and a headless Chromium session.
     pub async fn start() -> Chrome {
         let port = free_port();
-        let driver = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
+        // In a process group of its own, which the browser joins: when the
+        // test ends, the whole group goes (see Chrome::quit).
+        let driver = {
+            use std::os::unix::process::CommandExt;
+            Command::new(CHROMEDRIVER)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .spawn()
+                .expect("chromedriver starts")
+        };
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let mut http = Browser::new(addr);
         // Ready when it answers /status.
@@ -118,6 +139,34 @@ impl Chrome {
             session,
             _profile: profile,
             shots,
+        }
+    }
+
+    /// End the browser and its driver, and check (bounded) that not one
+    /// of their processes is left behind.
+    pub async fn quit(mut self) {
+        let _ = call(
+            &mut self.http,
+            "DELETE",
+            &format!("/session/{}", self.session),
+            None,
+        )
+        .await;
+        let pgid = self.driver.id();
+        kill_group(pgid);
+        let _ = self.driver.wait();
+        let deadline = tokio::time::Instant::now() + crate::WAIT;
+        loop {
+            let left = group_members(pgid);
+            if left.is_empty() {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "browser processes left behind: {left:?}"
+            );
+            kill_group(pgid);
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 

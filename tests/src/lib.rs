@@ -11,6 +11,7 @@ pub mod prom;
 pub mod proxy;
 pub mod raw;
 pub mod resume;
+pub mod tools;
 pub mod web;
 
 use std::future::Future;

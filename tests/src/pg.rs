@@ -22,19 +22,9 @@ fn bin_dir() -> Option<PathBuf> {
     found.pop()
 }
 
-/// Whether the PostgreSQL tests can run here. Outside CI a missing server
-/// skips them with a message naming the package; in CI (`CI=true`) that is
-/// a failure, so they are never silently skipped there.
+/// Whether the PostgreSQL tests can run here (see [`crate::tools::require`]).
 pub fn available() -> bool {
-    let present = bin_dir().is_some();
-    if !present {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI must run the PostgreSQL tests: install the Debian package {PACKAGE}"
-        );
-        eprintln!("skipped: no PostgreSQL server here; install the Debian package {PACKAGE}");
-    }
-    present
+    crate::tools::require("a PostgreSQL server", PACKAGE, bin_dir().is_some())
 }
 
 fn running_as_root() -> bool {

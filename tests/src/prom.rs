@@ -20,23 +20,13 @@ for family in text_string_to_metric_families(sys.stdin.read()):
         print(f"{s.name}{{{labels}}}\t{family.type}\t{s.value!r}")
 "#;
 
-/// Whether the parser is installed; under CI=true a missing one fails.
+/// Whether the parser is installed (see [`crate::tools::require`]).
 pub fn available() -> bool {
-    let ok = Command::new(PYTHON)
-        .args(["-c", "import prometheus_client.openmetrics.parser"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run the metrics tests: install the Debian package python3-prometheus-client"
-        );
-        eprintln!(
-            "skipped: the Prometheus parser is missing (apt install python3-prometheus-client)"
-        );
-    }
-    ok
+    crate::tools::require(
+        "the Prometheus project's Python parser",
+        "python3-prometheus-client",
+        crate::tools::python_has("prometheus_client.openmetrics.parser"),
+    )
 }
 
 /// One scrape, parsed: `name{label=value,…}` → (type, value).

@@ -63,6 +63,8 @@ async fn a_clerk_signs_for_a_notice_in_the_browser_and_the_sender_sees_it_signed
         .await;
     assert!(table.contains("李四"), "{table}");
     chrome.screenshot("4-sender-signing-table").await;
+    // Not one browser process is left behind.
+    chrome.quit().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,6 +109,8 @@ async fn a_document_composed_in_the_browser_with_an_attachment_arrives_byte_iden
     let sent = chrome.wait_for_text(&url, "签收情况").await;
     assert!(sent.contains("harbin-gov"), "{sent}");
     chrome.screenshot("6-composed-sent").await;
+    // Not one browser process is left behind.
+    chrome.quit().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,6 +168,8 @@ async fn a_supervision_office_sees_the_overdue_item_in_the_browser() {
         "{page}"
     );
     chrome.screenshot("7-supervision").await;
+    // Not one browser process is left behind.
+    chrome.quit().await;
 }
 
 /// 请示 → 批复 and 转发 in the browser: harbin-gov asks prov-gov for a
@@ -244,4 +250,6 @@ async fn a_request_is_approved_and_forwarded_in_the_browser() {
     let url = chrome.url().await;
     assert!(url.contains("/sent/"), "{url}");
     chrome.screenshot("10-forwarded").await;
+    // Not one browser process is left behind.
+    chrome.quit().await;
 }

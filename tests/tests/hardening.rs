@@ -726,11 +726,13 @@ async fn a_flood_to_offline_units_is_capped_and_blinds_no_one() {
     .await;
     let metrics = hub.metrics.unwrap();
     wait_until("the refusals counted in /metrics", || {
-        let scrape = futures_now(gongwen_tests::prom::scrape(metrics));
-        let n = scrape
-            .samples
-            .get("gongwen_uploads_refused_queue_full_total")
-            .map(|(_, v)| *v)?;
+        let (_, text) = futures_now(gongwen_tests::prom::get(metrics, "/metrics"));
+        let n: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("gongwen_uploads_refused_queue_full_total "))?
+            .trim()
+            .parse()
+            .ok()?;
         (n >= 5.0).then_some(())
     })
     .await;

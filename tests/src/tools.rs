@@ -1,0 +1,49 @@
+//! The tools beyond Rust some tests need (Chromium, PostgreSQL, Python
+//! readers, openssl), and what happens when one is missing: under
+//! `CI=true` the test fails, naming the Debian package; elsewhere it is
+//! skipped — visibly: it says so, and `scripts/test.sh` counts and names
+//! the skipped tests at the end (nextest and cargo test would count it as
+//! passed).
+
+use std::io::Write;
+
+/// Where skipped tests are recorded: `$GONGWEN_SKIPPED`, which
+/// `scripts/test.sh` sets, or `target/skipped-tests.txt`.
+fn skip_log() -> std::path::PathBuf {
+    std::env::var_os("GONGWEN_SKIPPED")
+        .map(Into::into)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/skipped-tests.txt")
+        })
+}
+
+/// Whether `what` (from the Debian `package`) is here: `present`. When it
+/// is not, fail under `CI=true`, and otherwise record the skip and say so.
+pub fn require(what: &str, package: &str, present: bool) -> bool {
+    if present {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI must run this test: {what} is missing (install the Debian package {package})"
+    );
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    eprintln!("SKIPPED {test}: {what} is missing (install the Debian package {package})");
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(skip_log())
+    {
+        let _ = writeln!(f, "{test}\t{package}");
+    }
+    false
+}
+
+/// Whether `python3` can import `module`.
+pub fn python_has(module: &str) -> bool {
+    std::process::Command::new("/usr/bin/python3")
+        .args(["-c", &format!("import {module}")])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
