@@ -264,16 +264,21 @@ impl Browser {
         page
     }
 
-    /// Log in through the form; panics unless it leads to `/`.
-    pub async fn log_in(&mut self, user: &str, password: &str) {
+    /// Try to log in through the form (as a browser does: the form first,
+    /// for its token); the answer.
+    pub async fn try_log_in(&mut self, user: &str, password: &str) -> Page {
         let form = self.get("/login").await;
         let csrf = form.csrf().expect("the login form has a csrf field");
-        let done = self
-            .post_form(
-                "/login",
-                &[("username", user), ("password", password), ("csrf", &csrf)],
-            )
-            .await;
+        self.post_form(
+            "/login",
+            &[("username", user), ("password", password), ("csrf", &csrf)],
+        )
+        .await
+    }
+
+    /// Log in through the form; panics unless it leads to `/`.
+    pub async fn log_in(&mut self, user: &str, password: &str) {
+        let done = self.try_log_in(user, password).await;
         assert_eq!(done.status, 303, "login failed: {}", done.text());
         assert_eq!(done.location().as_deref(), Some("/"));
     }

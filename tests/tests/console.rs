@@ -129,34 +129,13 @@ async fn five_failed_logins_lock_the_account_for_five_minutes_and_the_page_says_
     let mut b = browser(&u.harbin);
     let mut last = None;
     for _ in 0..5 {
-        let csrf = b.get("/login").await.csrf().unwrap();
-        last = Some(
-            b.post_form(
-                "/login",
-                &[
-                    ("username", "li.si"),
-                    ("password", "guess"),
-                    ("csrf", &csrf),
-                ],
-            )
-            .await,
-        );
+        last = Some(b.try_log_in("li.si", "guess").await);
     }
     let locked = last.unwrap();
     assert!(locked.text().contains("已锁定"), "{}", locked.text());
     assert!(locked.text().contains("5 分钟"), "{}", locked.text());
     // Even the right password is refused now, with the same words.
-    let csrf = b.get("/login").await.csrf().unwrap();
-    let refused = b
-        .post_form(
-            "/login",
-            &[
-                ("username", "li.si"),
-                ("password", PASSWORD),
-                ("csrf", &csrf),
-            ],
-        )
-        .await;
+    let refused = b.try_log_in("li.si", PASSWORD).await;
     assert_eq!(refused.status, 403);
     assert!(refused.text().contains("已锁定"));
     assert!(!b.cookies.contains_key("gongwen_session"));

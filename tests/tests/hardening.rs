@@ -301,14 +301,10 @@ async fn a_burst_of_logins_is_hashed_a_few_at_a_time_and_tries_no_more_than_the_
     let attempt = |from: u32, name: String, password: &'static str| {
         let console = u.console;
         async move {
-            let mut b = Browser::from_address(console, machine(from));
-            let csrf = b.get("/login").await.csrf().unwrap();
-            b.post_form(
-                "/login",
-                &[("username", &name), ("password", password), ("csrf", &csrf)],
-            )
-            .await
-            .status
+            Browser::from_address(console, machine(from))
+                .try_log_in(&name, password)
+                .await
+                .status
         }
     };
     // 100 wrong passwords for one clerk, and the right one among them, from
@@ -357,17 +353,7 @@ async fn a_machine_trying_many_names_is_made_to_wait_and_others_are_not() {
     let mut guesser = Browser::from_address(u.console, machine(1));
     let mut tried = 0;
     let refused = loop {
-        let csrf = guesser.get("/login").await.csrf().unwrap();
-        let page = guesser
-            .post_form(
-                "/login",
-                &[
-                    ("username", &format!("name-{tried}")),
-                    ("password", "guess"),
-                    ("csrf", &csrf),
-                ],
-            )
-            .await;
+        let page = guesser.try_log_in(&format!("name-{tried}"), "guess").await;
         if page.status != 401 {
             break page;
         }
@@ -380,17 +366,7 @@ async fn a_machine_trying_many_names_is_made_to_wait_and_others_are_not() {
     assert_eq!(refused.status, 403, "{}", refused.text());
     assert!(refused.text().contains("这台电脑"), "{}", refused.text());
     // Now even the right password from that machine waits.
-    let csrf = guesser.get("/login").await.csrf().unwrap();
-    let refused = guesser
-        .post_form(
-            "/login",
-            &[
-                ("username", "li.si"),
-                ("password", PASSWORD),
-                ("csrf", &csrf),
-            ],
-        )
-        .await;
+    let refused = guesser.try_log_in("li.si", PASSWORD).await;
     assert_eq!(refused.status, 403);
     Browser::from_address(u.console, machine(2))
         .log_in("li.si", PASSWORD)

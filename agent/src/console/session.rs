@@ -109,6 +109,15 @@ fn count<K: std::hash::Hash + Eq + Clone>(
 }
 
 impl LoginGuard {
+    /// The table of `name`'s failures: known accounts apart from the rest.
+    fn names(&mut self, known: bool) -> &mut HashMap<String, Failures> {
+        if known {
+            &mut self.accounts
+        } else {
+            &mut self.unknown
+        }
+    }
+
     /// Begin a login for `name` (`known`: an account of that name exists)
     /// from `addr`: refused while either is locked, otherwise counted as a
     /// failure now (see [`LoginGuard::succeeded`]).
@@ -122,11 +131,7 @@ impl LoginGuard {
         if let Some(left) = self.addresses.get(&addr).and_then(|f| f.locked(now)) {
             return Err(Locked::Address(left));
         }
-        let names = if known {
-            &mut self.accounts
-        } else {
-            &mut self.unknown
-        };
+        let names = self.names(known);
         if let Some(left) = names.get(name).and_then(|f| f.locked(now)) {
             return Err(Locked::Account(left));
         }
@@ -167,6 +172,7 @@ impl LoginGuard {
         } else {
             &mut self.unknown
         };
+        // (Both tables at once: `names()` would borrow all of self.)
         for f in [names.get_mut(name), self.addresses.get_mut(&addr)]
             .into_iter()
             .flatten()
