@@ -214,6 +214,10 @@ pub fn ready_drops(
     let mut scan = scan(outbox)?;
     let mut present = HashSet::new();
     let mut ready = Vec::new();
+    // Settled by the clock alone: checked against /proc together, in one
+    // pass (a backlog of ten thousand drops found at start must not read
+    // /proc ten thousand times).
+    let mut settled_only = Vec::new();
     for d in std::mem::take(&mut scan.drops) {
         present.insert(d.path.clone());
         if d.is_symlink {
@@ -240,39 +244,63 @@ pub fn ready_drops(
         if written_kind && hints.is_being_written(&d.path) {
             continue; // however long its writer pauses
         }
-        // Settled by the clock alone (no event said it was closed): only if
-        // no program we can see still has it open for writing.
-        if told_complete || (settled && !open_for_writing(&d.path)) {
+        if told_complete {
             ready.push(d);
+        } else if settled {
+            settled_only.push(d);
+        }
+    }
+    // Settled by the clock alone (no event said it was closed): only if no
+    // program we can see still has it open for writing.
+    if !settled_only.is_empty() {
+        let files: Vec<HashSet<(u64, u64)>> =
+            settled_only.iter().map(|d| inodes_of(&d.path)).collect();
+        let all: HashSet<(u64, u64)> = files.iter().flatten().copied().collect();
+        let open = open_for_writing(&all);
+        for (d, inodes) in settled_only.into_iter().zip(files) {
+            if inodes.is_disjoint(&open) {
+                ready.push(d);
+            }
         }
     }
     stability.retain(&present);
     Ok((ready, scan))
 }
 
-/// Whether a process this agent may look at (its own user's, or any when
-/// it runs as root) holds the file at `path` — or, for a folder, a file in
-/// it — open for writing: read from /proc, each descriptor of each
-/// process. Processes of other users are not visible without privilege;
-/// for those the file-system events ([`Hints`]) and the checks at sealing
-/// and before filing ([`crate::stamp`]) stand. Blocking.
-pub fn open_for_writing(path: &Path) -> bool {
+/// The (device, inode) of the file at `path`, or of the files in the
+/// folder at `path`.
+fn inodes_of(path: &Path) -> HashSet<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
-    let mut wanted: HashSet<(u64, u64)> = HashSet::new();
+    let mut out = HashSet::new();
     let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return false;
+        return out;
     };
     if meta.is_dir() {
         for e in std::fs::read_dir(path).into_iter().flatten().flatten() {
             if let Ok(m) = e.metadata() {
-                wanted.insert((m.dev(), m.ino()));
+                out.insert((m.dev(), m.ino()));
             }
         }
     } else {
-        wanted.insert((meta.dev(), meta.ino()));
+        out.insert((meta.dev(), meta.ino()));
+    }
+    out
+}
+
+/// Which of the files `wanted` (device, inode) a process this agent may
+/// look at (its own user's, or any when it runs as root) holds open for
+/// writing: read from /proc, each descriptor of each process, once for all
+/// of them. Processes of other users are not visible without privilege;
+/// for those the file-system events ([`Hints`]) and the checks at sealing
+/// and before filing ([`crate::stamp`]) stand. Blocking.
+pub fn open_for_writing(wanted: &HashSet<(u64, u64)>) -> HashSet<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut open = HashSet::new();
+    if wanted.is_empty() {
+        return open;
     }
     let Ok(procs) = std::fs::read_dir("/proc") else {
-        return false;
+        return open;
     };
     for p in procs.flatten() {
         if !p
@@ -290,7 +318,8 @@ pub fn open_for_writing(path: &Path) -> bool {
             let Ok(m) = std::fs::metadata(fd.path()) else {
                 continue;
             };
-            if !wanted.contains(&(m.dev(), m.ino())) {
+            let file = (m.dev(), m.ino());
+            if !wanted.contains(&file) || open.contains(&file) {
                 continue;
             }
             let info = std::fs::read_to_string(p.path().join("fdinfo").join(fd.file_name()));
@@ -300,11 +329,11 @@ pub fn open_for_writing(path: &Path) -> bool {
             });
             // O_ACCMODE: 1 is write-only, 2 read-write.
             if flags.is_some_and(|f| f & 0o3 != 0) {
-                return true;
+                open.insert(file);
             }
         }
     }
-    false
+    open
 }
 
 fn older_than(path: &Path, age: Duration) -> bool {
@@ -1588,12 +1617,13 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join("x.docx");
         let held = std::fs::File::create(&path).unwrap();
-        assert!(open_for_writing(&path));
-        assert!(open_for_writing(d.path()), "a folder holding it");
+        let written = |p: &Path| !open_for_writing(&inodes_of(p)).is_empty();
+        assert!(written(&path));
+        assert!(written(d.path()), "a folder holding it");
         drop(held);
-        assert!(!open_for_writing(&path));
+        assert!(!written(&path));
         let _reading = std::fs::File::open(&path).unwrap();
-        assert!(!open_for_writing(&path), "open for reading only");
+        assert!(!written(&path), "open for reading only");
     }
 
     #[test]
