@@ -393,6 +393,7 @@ pub fn round_text(at_ms: i64, level: u32, notices: &[Notice]) -> String {
 fn late_text(s: i64) -> String {
     let (d, h, m) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60);
     match (d, h) {
+        (0, 0) if m == 0 => "不到1分钟".into(),
         (0, 0) => format!("{m}分钟"),
         (0, _) => format!("{h}小时{m}分钟"),
         _ => format!("{d}天{h}小时"),
@@ -452,4 +453,52 @@ pub fn document_dir(ctx: &AgentContext, rec: &ReceivedRecord) -> std::path::Path
         _ => &ctx.folders.inbox,
     };
     base.join(rec.sender.as_str()).join(rec.doc_id.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use gongwen_common::NodeId;
+
+    fn notice(unit: &str, late_seconds: i64) -> Notice {
+        Notice {
+            kind: NoticeKind::Supervise,
+            doc_id: DocId::generate(),
+            sender: NodeId::parse("prov-gov").unwrap(),
+            title: "关于做好冬季安全生产工作的通知".into(),
+            doc_number: "黑政发〔2026〕12号".into(),
+            recipient: NodeId::parse(unit).unwrap(),
+            deadline: Some("2026-12-07T06:00:00Z".into()),
+            late_seconds,
+            urge_count: 1,
+            escalation_level: 2,
+            at: "2026-12-07T08:00:00Z".into(),
+            reason: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_rounds_notice_lists_every_document_with_beijing_times_and_lateness_in_words() {
+        let at_ms = 1_796_630_400_000; // 2026-12-07T08:00:00Z
+        let text = round_text(
+            at_ms,
+            2,
+            &[
+                notice("daqing-gov", 7_200),
+                notice("harbin-gov", 30),
+                notice("qiqihar-gov", 200_000),
+            ],
+        );
+        assert!(text.starts_with("督办通知（第 2 级）"), "{text}");
+        assert!(text.contains("以下 3 份公文"), "{text}");
+        assert!(text.contains("2026-12-07 16:00"), "Beijing time: {text}");
+        assert!(
+            text.contains("daqing-gov") && text.contains("2小时0分钟"),
+            "{text}"
+        );
+        assert!(text.contains("不到1分钟"), "{text}");
+        assert!(text.contains("2天7小时"), "{text}");
+        assert_eq!(text.lines().filter(|l| l.contains("黑政发")).count(), 3);
+    }
 }
