@@ -597,15 +597,7 @@ fn seal(
 
 /// One request on a fresh stream, one answer.
 pub async fn request(conn: &quinn::Connection, msg: &Message) -> Result<Message, SendError> {
-    let (mut send, mut recv) = conn
-        .open_bi()
-        .await
-        .map_err(|e| SendError::Connection(e.to_string()))?;
-    write_message(&mut send, msg)
-        .await
-        .map_err(|e| SendError::Connection(e.to_string()))?;
-    let _ = send.finish();
-    gongwen_common::stream::read_answer(&mut recv, READ_TIMEOUT)
+    gongwen_common::stream::request(conn, msg, READ_TIMEOUT)
         .await
         .map_err(|e| SendError::Connection(e.to_string()))
 }

@@ -40,6 +40,8 @@ pub enum StreamError {
     Wire(#[from] WireError),
     #[error("the peer broke off a JSON answer with a {0}")]
     BrokenAnswer(&'static str),
+    #[error("no stream could be opened: {0}")]
+    Open(#[from] quinn::ConnectionError),
 }
 
 /// Read one message, giving up after `timeout`.
@@ -84,6 +86,35 @@ async fn read_message_inner(
 pub async fn write_message(send: &mut quinn::SendStream, msg: &Message) -> Result<(), StreamError> {
     send.write_all(&wire::to_frame(msg)).await?;
     Ok(())
+}
+
+/// One request on a stream of its own and its answer: the exchange every
+/// push and every agent request is (see [`crate::wire`]'s table). The
+/// answer must come within `timeout`; a JSON answer in parts is read whole.
+pub async fn request(
+    conn: &quinn::Connection,
+    msg: &Message,
+    timeout: Duration,
+) -> Result<Message, StreamError> {
+    let (mut send, mut recv) = conn.open_bi().await?;
+    write_message(&mut send, msg).await?;
+    let _ = send.finish();
+    read_answer(&mut recv, timeout).await
+}
+
+/// [`request`] for a request whose only good answer is `Ok`: the peer's
+/// refusal or another answer is an error, in words.
+pub async fn request_ok(
+    conn: &quinn::Connection,
+    msg: &Message,
+    timeout: Duration,
+) -> Result<(), String> {
+    match request(conn, msg, timeout).await {
+        Ok(Message::Ok) => Ok(()),
+        Ok(Message::Error { message, .. }) => Err(message),
+        Ok(other) => Err(format!("unexpected answer: {}", other.describe())),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Bytes of JSON in one `JsonPart`.

@@ -505,37 +505,23 @@ pub(crate) async fn forwarder(
 
 /// Push one receipt or notice and wait for the unit's `ok`.
 async fn push_one(conn: &quinn::Connection, push: Push) -> Result<(), String> {
-    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
     let msg = match push {
         Push::Receipt(receipt) => Message::ReceiptNotice { receipt },
         Push::Notice(body) => Message::Notice { body },
     };
-    write_message(&mut send, &msg)
-        .await
-        .map_err(|e| e.to_string())?;
-    let _ = send.finish();
-    match read_message(&mut recv, READ_TIMEOUT).await {
-        Ok(Message::Ok) => Ok(()),
-        Ok(other) => Err(format!("unexpected answer: {}", other.describe())),
-        Err(e) => Err(e.to_string()),
-    }
+    gongwen_common::stream::request_ok(conn, &msg, READ_TIMEOUT).await
 }
 
 pub(crate) async fn crl_pusher(conn: quinn::Connection, core: Arc<Core>, wake: Arc<Wake>) {
     loop {
         let crl = core.trust().current().crl.der.to_vec();
-        let pushed = async {
-            let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
-            write_message(&mut send, &Message::CrlUpdate { crl })
-                .await
-                .map_err(|e| e.to_string())?;
-            let _ = send.finish();
-            read_message(&mut recv, READ_TIMEOUT)
+        // Any answer will do: an agent holding a newer list says so, and
+        // that is its business.
+        let pushed =
+            gongwen_common::stream::request(&conn, &Message::CrlUpdate { crl }, READ_TIMEOUT)
                 .await
                 .map(|_| ())
-                .map_err(|e| e.to_string())
-        }
-        .await;
+                .map_err(|e| e.to_string());
         if let Err(e) = pushed {
             if conn.close_reason().is_some() {
                 debug!("CRL push stopped: {e}");

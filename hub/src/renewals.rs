@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use gongwen_common::NodeId;
 use gongwen_common::pki::{CertChecker, CertIdentity, Role, serial_hex};
-use gongwen_common::stream::{READ_TIMEOUT, read_message, write_message};
+use gongwen_common::stream::READ_TIMEOUT;
 use gongwen_common::wire::Message;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -246,24 +246,12 @@ pub(crate) async fn pusher(conn: quinn::Connection, ident: CertIdentity, core: A
 }
 
 async fn push(conn: &quinn::Connection, cert: &[u8]) -> Result<(), String> {
-    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
-    write_message(
-        &mut send,
-        &Message::CertificateRenewal {
-            cert: cert.to_vec(),
-        },
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    let _ = send.finish();
-    match read_message(&mut recv, READ_TIMEOUT).await {
-        Ok(Message::Ok) => Ok(()),
-        Ok(Message::Error { message, .. }) => {
-            Err(gongwen_common::logsafe::Clipped(&message).to_string())
-        }
-        Ok(other) => Err(format!("unexpected answer: {}", other.describe())),
-        Err(e) => Err(e.to_string()),
-    }
+    let msg = Message::CertificateRenewal {
+        cert: cert.to_vec(),
+    };
+    gongwen_common::stream::request_ok(conn, &msg, READ_TIMEOUT)
+        .await
+        .map_err(|e| gongwen_common::logsafe::Clipped(&e).to_string())
 }
 
 #[cfg(test)]

@@ -109,10 +109,9 @@ impl RawAgent {
     }
 
     pub async fn request(&self, msg: &Message) -> Message {
-        let (mut send, mut recv) = self.conn.open_bi().await.unwrap();
-        write_message(&mut send, msg).await.unwrap();
-        let _ = send.finish();
-        read_message(&mut recv, READ_TIMEOUT).await.unwrap()
+        gongwen_common::stream::request(&self.conn, msg, READ_TIMEOUT)
+            .await
+            .unwrap()
     }
 
     /// Seal `body` as one file for `to`, fetching their keys from the hub.
