@@ -331,6 +331,21 @@ pub(crate) async fn hub_request(
     }
 }
 
+/// Ask the hub a supervision question; its typed answer, or why not.
+pub(crate) async fn hub_query<T: serde::de::DeserializeOwned>(
+    ctx: &AgentContext,
+    q: &gongwen_common::supervision::Query,
+) -> Result<T, String> {
+    let v = hub_request(
+        ctx,
+        &gongwen_common::wire::Message::Supervise {
+            query: q.to_bytes(),
+        },
+    )
+    .await?;
+    serde_json::from_value(v).map_err(|e| format!("the hub's answer does not read: {e}"))
+}
+
 /// Fill in upload progress for documents still being sent.
 fn with_progress(mut v: serde_json::Value, ctx: &AgentContext) -> serde_json::Value {
     let progress = ctx

@@ -8,165 +8,77 @@ use std::sync::{Arc, Mutex};
 
 use gongwen_common::NodeId;
 use gongwen_common::fsutil::write_atomic;
-use serde::{Deserialize, Serialize};
 
 /// The list of units at the top of the outbox (not a drop).
 pub const DIRECTORY_FILE: &str = "单位名录.txt";
 
-/// A unit documents can be addressed to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UnitEntry {
-    pub id: NodeId,
-    /// 哈尔滨市人民政府, from its certificate.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// Its certificate has been revoked: nothing can be sent to it, and it
-    /// is not offered as a recipient.
-    #[serde(default)]
-    pub revoked: bool,
+pub use gongwen_common::supervision::{AddressBook, AddressEntry, DeadlineSpans, GroupEntry};
+
+/// The outbox folders: every unit but `me`, and every group.
+pub fn folder_names(book: &AddressBook, me: &NodeId) -> Vec<String> {
+    let mut names: Vec<String> = book
+        .units
+        .iter()
+        .filter(|u| &u.id != me)
+        .map(|u| u.id.to_string())
+        .chain(book.groups.iter().map(|g| g.name.clone()))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
-/// A group of the hub's `[groups]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GroupEntry {
-    pub name: String,
-    pub members: Vec<NodeId>,
-}
-
-/// The hub's acknowledgment deadlines by urgency (seconds after it
-/// accepts a document that names no deadline of its own).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeadlineSpans {
-    pub normal: u64,
-    pub urgent: u64,
-    pub extra_urgent: u64,
-}
-
-/// The hub's answer to `directory`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Directory {
-    #[serde(default)]
-    pub units: Vec<UnitEntry>,
-    #[serde(default)]
-    pub groups: Vec<GroupEntry>,
-    #[serde(default)]
-    pub deadlines: Option<DeadlineSpans>,
-}
-
-impl Directory {
-    /// The deadline (Unix s) the hub sets for a document of `urgency` that
-    /// names none, accepted at `accepted_ms`: what the hub enforces.
-    pub fn default_deadline(
-        &self,
-        urgency: gongwen_common::envelope::Urgency,
-        accepted_ms: i64,
-    ) -> Option<i64> {
-        use gongwen_common::envelope::Urgency;
-        let d = self.deadlines?;
-        let span = match urgency {
-            Urgency::Normal => d.normal,
-            Urgency::Urgent => d.urgent,
-            Urgency::ExtraUrgent => d.extra_urgent,
-        };
-        Some(
-            accepted_ms
-                .div_euclid(1000)
-                .saturating_add(i64::try_from(span).ok()?),
-        )
-    }
-
-    /// A unit's display name, or its id.
-    pub fn name_of<'a>(&'a self, id: &'a NodeId) -> &'a str {
-        self.units
+/// `单位名录.txt`: what each folder sends to.
+pub fn list_text(book: &AddressBook, me: &NodeId) -> String {
+    let mut out = String::from(
+        "单位名录 (directory of units) — 把文件放进 outbox/<编号>/ 即发给该单位或该组。\n\
+         Put a file in outbox/<id>/ to send it to that unit or group.\n\
+         Write the sidecar <file>.meta.toml first, or drop a folder.\n\n\
+         编号 (id)\t单位名称 (name)\t所在组 (groups)\n",
+    );
+    let mut units: Vec<&AddressEntry> = book.units.iter().filter(|u| &u.id != me).collect();
+    units.sort_by(|a, b| a.id.cmp(&b.id));
+    for u in units {
+        let groups: Vec<&str> = book
+            .groups
             .iter()
-            .find(|u| &u.id == id)
-            .and_then(|u| u.name.as_deref())
-            .unwrap_or(id.as_str())
-    }
-
-    /// Whether `name` is a unit or group documents can be sent to.
-    pub fn knows(&self, name: &str) -> bool {
-        self.units.iter().any(|u| u.id.as_str() == name)
-            || self.groups.iter().any(|g| g.name == name)
-    }
-
-    /// The units that can be offered as recipients: all but `me` and the
-    /// revoked.
-    pub fn offered<'a>(&'a self, me: &'a NodeId) -> impl Iterator<Item = &'a UnitEntry> + 'a {
-        self.units.iter().filter(move |u| &u.id != me && !u.revoked)
-    }
-
-    /// Whether `id` is a unit whose certificate was revoked.
-    pub fn is_revoked(&self, id: &str) -> bool {
-        self.units.iter().any(|u| u.id.as_str() == id && u.revoked)
-    }
-
-    /// The outbox folders: every unit but `me`, and every group.
-    pub fn folder_names(&self, me: &NodeId) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .units
-            .iter()
-            .filter(|u| &u.id != me)
-            .map(|u| u.id.to_string())
-            .chain(self.groups.iter().map(|g| g.name.clone()))
+            .filter(|g| g.members.contains(&u.id))
+            .map(|g| g.name.as_str())
             .collect();
-        names.sort();
-        names.dedup();
-        names
+        out.push_str(&format!(
+            "{}\t{}{}\t{}\n",
+            u.id,
+            u.name.as_deref().unwrap_or("-"),
+            if u.revoked {
+                "（证书已吊销，不能收文 / revoked: cannot receive）"
+            } else {
+                ""
+            },
+            groups.join(", ")
+        ));
     }
-
-    /// `单位名录.txt`: what each folder sends to.
-    pub fn text(&self, me: &NodeId) -> String {
-        let mut out = String::from(
-            "单位名录 (directory of units) — 把文件放进 outbox/<编号>/ 即发给该单位或该组。\n\
-             Put a file in outbox/<id>/ to send it to that unit or group.\n\
-             Write the sidecar <file>.meta.toml first, or drop a folder.\n\n\
-             编号 (id)\t单位名称 (name)\t所在组 (groups)\n",
-        );
-        let mut units: Vec<&UnitEntry> = self.units.iter().filter(|u| &u.id != me).collect();
-        units.sort_by(|a, b| a.id.cmp(&b.id));
-        for u in units {
-            let groups: Vec<&str> = self
-                .groups
-                .iter()
-                .filter(|g| g.members.contains(&u.id))
-                .map(|g| g.name.as_str())
-                .collect();
-            out.push_str(&format!(
-                "{}\t{}{}\t{}\n",
-                u.id,
-                u.name.as_deref().unwrap_or("-"),
-                if u.revoked {
-                    "（证书已吊销，不能收文 / revoked: cannot receive）"
-                } else {
-                    ""
-                },
-                groups.join(", ")
-            ));
+    if !book.groups.is_empty() {
+        out.push_str("\n组 (group)\t成员 (members)\n");
+        for g in &book.groups {
+            let members: Vec<&str> = g.members.iter().map(NodeId::as_str).collect();
+            out.push_str(&format!("{}\t{}\n", g.name, members.join(", ")));
         }
-        if !self.groups.is_empty() {
-            out.push_str("\n组 (group)\t成员 (members)\n");
-            for g in &self.groups {
-                let members: Vec<&str> = g.members.iter().map(NodeId::as_str).collect();
-                out.push_str(&format!("{}\t{}\n", g.name, members.join(", ")));
-            }
-        }
-        out
     }
+    out
 }
 
 /// Make the missing outbox folders and write the list if it changed.
 /// Blocking.
-pub fn apply(outbox: &Path, dir: &Directory, me: &NodeId) -> std::io::Result<()> {
+pub fn apply(outbox: &Path, dir: &AddressBook, me: &NodeId) -> std::io::Result<()> {
     std::fs::create_dir_all(outbox)?;
-    for name in dir.folder_names(me) {
+    for name in folder_names(dir, me) {
         let path = outbox.join(&name);
         if !path.exists() {
             std::fs::create_dir(&path)?;
             crate::state::clerks_drop_here(&path)?;
         }
     }
-    let text = dir.text(me);
+    let text = list_text(dir, me);
     let list = outbox.join(DIRECTORY_FILE);
     if std::fs::read_to_string(&list).ok().as_deref() != Some(text.as_str()) {
         write_atomic(&list, text.as_bytes(), 0o644)?;
@@ -178,18 +90,18 @@ pub fn apply(outbox: &Path, dir: &Directory, me: &NodeId) -> std::io::Result<()>
 /// answer), shared by the session that asks and the console that shows it.
 #[derive(Debug, Default)]
 pub struct Known {
-    current: Mutex<Option<Arc<Directory>>>,
+    current: Mutex<Option<Arc<AddressBook>>>,
 }
 
 impl Known {
-    pub fn get(&self) -> Option<Arc<Directory>> {
+    pub fn get(&self) -> Option<Arc<AddressBook>> {
         self.current
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
 
-    pub fn set(&self, dir: Directory) {
+    pub fn set(&self, dir: AddressBook) {
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(dir));
     }
 }
@@ -197,16 +109,9 @@ impl Known {
 /// Ask the hub for the directory over the live connection; keep it, and
 /// make the outbox folders and `单位名录.txt` from it. (The edge of this
 /// module: the rest is plain values and one folder walk.)
-pub async fn refresh(ctx: &crate::context::AgentContext) -> Result<Arc<Directory>, String> {
-    let question = serde_json::json!({ "query": "directory" });
-    let v = crate::control::hub_request(
-        ctx,
-        &gongwen_common::wire::Message::Supervise {
-            query: question.to_string().into_bytes(),
-        },
-    )
-    .await?;
-    let dir: Directory = serde_json::from_value(v).map_err(|e| e.to_string())?;
+pub async fn refresh(ctx: &crate::context::AgentContext) -> Result<Arc<AddressBook>, String> {
+    let dir: AddressBook =
+        crate::control::hub_query(ctx, &gongwen_common::supervision::Query::Directory).await?;
     let (outbox, me, d) = (
         ctx.folders.outbox.clone(),
         ctx.node_id().clone(),
@@ -229,20 +134,20 @@ mod tests {
         NodeId::parse(s).unwrap()
     }
 
-    fn sample() -> Directory {
-        Directory {
+    fn sample() -> AddressBook {
+        AddressBook {
             units: vec![
-                UnitEntry {
+                AddressEntry {
                     id: id("harbin-gov"),
                     name: Some("哈尔滨市人民政府".into()),
                     revoked: false,
                 },
-                UnitEntry {
+                AddressEntry {
                     id: id("daqing-gov"),
                     name: None,
                     revoked: true,
                 },
-                UnitEntry {
+                AddressEntry {
                     id: id("prov-gov"),
                     name: Some("省政府".into()),
                     revoked: false,

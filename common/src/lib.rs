@@ -33,6 +33,9 @@
 //! - [`transfer`] — document bytes between QUIC streams and files, batched (edge).
 //! - [`fsutil`] — durable writes (temp, fsync, rename, fsync dir).
 //! - [`directory`] — the CA's signed list of enrolled units and their keys.
+//! - [`supervision`] — what the hub answers about documents and units
+//!   (states, status, overdue, report, the address book), typed for both
+//!   sides.
 //! - [`display`] — supervision answers as tables for people.
 //! - [`logsafe`] — names and peer text escaped (and clipped) for log lines.
 //! - [`daemon`] — logging and shutdown signals for the binaries (edge).
@@ -73,6 +76,7 @@ pub mod signed;
 pub mod stdout;
 pub mod stream;
 pub mod suite;
+pub mod supervision;
 pub mod timefmt;
 pub mod tls;
 pub mod transfer;

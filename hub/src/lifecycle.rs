@@ -17,38 +17,7 @@ use gongwen_common::envelope::Urgency;
 use gongwen_common::links::Decision;
 use serde::{Deserialize, Serialize};
 
-/// Where one recipient's copy stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeliveryState {
-    Queued,
-    Delivered,
-    Quarantined,
-    Acknowledged,
-    Rejected,
-    Recalled,
-}
-
-impl DeliveryState {
-    /// No more urging: signed for, returned or withdrawn.
-    pub fn is_closed(self) -> bool {
-        matches!(
-            self,
-            DeliveryState::Acknowledged | DeliveryState::Rejected | DeliveryState::Recalled
-        )
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryState::Queued => "queued",
-            DeliveryState::Delivered => "delivered",
-            DeliveryState::Quarantined => "quarantined",
-            DeliveryState::Acknowledged => "acknowledged",
-            DeliveryState::Rejected => "rejected",
-            DeliveryState::Recalled => "recalled",
-        }
-    }
-}
+pub use gongwen_common::supervision::{DeliveryState, ReplyState};
 
 /// One escalation step that ran.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -125,28 +94,6 @@ impl ReplyRecord {
     /// Nothing to keep (the record is left out of the stored JSON).
     pub fn is_empty(&self) -> bool {
         *self == ReplyRecord::default()
-    }
-}
-
-/// Where a recipient stands with an answer asked of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReplyState {
-    /// Not answered, and `reply_by` (if any) not passed.
-    Awaiting,
-    /// Answered (on time, or with no `reply_by`).
-    Answered,
-    /// Answered after `reply_by`, or not answered and past it.
-    Late,
-}
-
-impl ReplyState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReplyState::Awaiting => "awaiting",
-            ReplyState::Answered => "answered",
-            ReplyState::Late => "late",
-        }
     }
 }
 

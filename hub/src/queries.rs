@@ -8,227 +8,228 @@ use gongwen_common::NodeId;
 
 use gongwen_common::pki::CertIdentity;
 
+use gongwen_common::supervision::{
+    AddressBook, AddressEntry, DeadlineSpans, DocStatus, ForwardedCopy, ForwardedRecipient, Found,
+    GroupEntry, OverduePage, OverdueRow,
+};
+
 use crate::core::Core;
 use crate::registry::NodeRow;
+use crate::store::{DeliveryRecord, DocRecord};
 use crate::supervision::{self, Query};
 
-/// Answer a supervision query (from this socket or a supervisor's agent).
+/// Answer a supervision query (from this socket or a supervisor's agent),
+/// as the JSON of its typed answer (`gongwen_common::supervision`).
 pub(crate) async fn supervise(core: &Core, q: &Query) -> Result<serde_json::Value, String> {
-    let now = core.now_ms();
-    let parse_time = |t: &Option<String>| -> Result<Option<i64>, String> {
-        t.as_deref()
-            .map(|s| {
-                gongwen_common::timefmt::parse_rfc3339(s)
-                    .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-                    .map_err(|_| {
-                        format!("{s:?} is not an RFC 3339 time such as 2026-11-01T00:00:00Z")
-                    })
-            })
-            .transpose()
-    };
-    let value = match q {
-        Query::Status { doc } => {
-            let doc_id = *doc;
-            let store = core.store();
-            let (doc, deliveries, kinds) = (
-                store.doc(doc_id).await.map_err(|e| e.to_string())?,
-                store.deliveries(doc_id).await.map_err(|e| e.to_string())?,
-                store
-                    .receipt_kinds(doc_id)
-                    .await
-                    .map_err(|e| e.to_string())?,
-            );
-            let Some(doc) = doc else {
-                return Err(format!("the hub has no document {doc_id}"));
-            };
-            let recipients: Vec<supervision::RecipientRow> = doc
-                .recipients()
-                .iter()
-                .filter_map(|r| {
-                    let (_, d) = deliveries.iter().find(|(id, _)| id == r)?;
-                    let mut held: Vec<String> = kinds
-                        .iter()
-                        .filter(|(id, _)| id == r)
-                        .map(|(_, k)| k.as_str().to_owned())
-                        .collect();
-                    held.sort();
-                    Some(supervision::recipient_row(&doc, r, d, held, now))
-                })
-                .collect();
-            // The cascade (转发): who passed it on, to whom, and where
-            // each copy stands.
-            #[allow(clippy::type_complexity)]
-            let forwards: Vec<(
-                crate::store::DocRecord,
-                Vec<(gongwen_common::NodeId, crate::store::DeliveryRecord)>,
-            )> = core
-                .store()
-                .all_deliveries()
-                .await
-                .map_err(|e| e.to_string())?
-                .into_iter()
-                .filter(|(d, _)| d.links.forwards == Some(doc.doc_id))
-                .collect();
-            let recipients: Vec<serde_json::Value> = recipients
-                .into_iter()
-                .map(|row| {
-                    let mut v = serde_json::to_value(&row).unwrap_or_default();
-                    let passed_on: Vec<serde_json::Value> = forwards
-                        .iter()
-                        .filter(|(d, _)| d.sender.as_str() == row.recipient)
-                        .map(|(d, copies)| {
-                            serde_json::json!({
-                                "doc_id": d.doc_id,
-                                "accepted_at": supervision::time_ms(d.accepted_ms),
-                                "recipients": copies
-                                    .iter()
-                                    .map(|(r, c)| serde_json::json!({
-                                        "recipient": r,
-                                        "state": c.state.as_str(),
-                                        "acknowledged_at": c.acknowledged_ms.and_then(supervision::time_ms),
-                                    }))
-                                    .collect::<Vec<_>>(),
-                            })
-                        })
-                        .collect();
-                    if !passed_on.is_empty() {
-                        v["forwarded"] = serde_json::Value::Array(passed_on);
-                    }
-                    v
-                })
-                .collect();
-            serde_json::json!({
-                "doc_id": doc.doc_id,
-                "forwards": doc.links.forwards,
-                "sender": doc.sender,
-                "to": doc.to,
-                "cc": doc.cc,
-                "title": doc.title,
-                "doc_number": doc.doc_number,
-                "doc_type": doc.doc_type,
-                "urgency": doc.urgency,
-                "created_at": supervision::time_ms(doc.created_ms),
-                "accepted_at": supervision::time_ms(doc.accepted_ms),
-                "digest": doc.digest,
-                "content_len": doc.content_len,
-                "content_removed": doc.content_removed,
-                "files": doc.files,
-                "reply": doc.links.reply,
-                "reply_by": doc.links.reply_by_ms.and_then(supervision::time_ms),
-                "answers": doc.links.answers,
-                "decision": doc.links.decision,
-                "recipients": recipients,
-            })
-        }
-        Query::Directory => {
-            let bindings = core.store().bindings().await.map_err(|e| e.to_string())?;
-            let enrolled = core.enrolled().current();
-            // Display names from the CA's directory, else from the
-            // certificate that signed the unit's published key binding.
-            let mut names: BTreeMap<String, Option<String>> = enrolled
-                .directory
-                .entries
-                .iter()
-                .map(|e| (e.id.to_string(), e.display_name()))
-                .collect();
-            for (id, binding) in &bindings {
-                let entry = names.entry(id.to_string()).or_insert(None);
-                if entry.is_none() {
-                    *entry = name_in_binding(binding);
-                }
-            }
-            let units: Vec<serde_json::Value> = names
-                .iter()
-                .map(|(id, name)| serde_json::json!({ "id": id, "name": name }))
-                .collect();
-            let mut units = serde_json::Value::Array(units);
-            mark_revoked(&mut units, "id", &revoked_units(core).await?);
-            let groups: Vec<serde_json::Value> = enrolled
-                .groups
-                .iter()
-                .map(|(name, members)| serde_json::json!({ "name": name, "members": members }))
-                .collect();
-            // What a sender needs to know the deadline the hub will set
-            // when it sets none itself.
-            let d = &core.config().deadlines;
-            let deadlines = serde_json::json!({
-                "normal": d.normal.as_secs(),
-                "urgent": d.urgent.as_secs(),
-                "extra_urgent": d.extra_urgent.as_secs(),
-            });
-            serde_json::json!({ "units": units, "groups": groups, "deadlines": deadlines })
-        }
-        Query::Find { doc_number } => {
-            let wanted = doc_number.trim().to_owned();
-            if wanted.is_empty() {
-                return Err("give the document number (文号) to look for".into());
-            }
-            let data = core
-                .store()
-                .all_deliveries()
-                .await
-                .map_err(|e| e.to_string())?;
-            let found: Vec<serde_json::Value> = data
-                .iter()
-                .filter(|(doc, _)| doc.doc_number.contains(&wanted))
-                .take(100)
-                .map(|(doc, _)| {
-                    serde_json::json!({
-                        "doc_id": doc.doc_id,
-                        "doc_number": doc.doc_number,
-                        "title": doc.title,
-                        "sender": doc.sender,
-                        "accepted_at": supervision::time_ms(doc.accepted_ms),
-                    })
-                })
-                .collect();
-            serde_json::Value::Array(found)
-        }
+    match q {
+        Query::Status { doc } => to_json(&status(core, *doc).await?),
+        Query::Directory => to_json(&address_book(core).await?),
+        Query::Find { doc_number } => to_json(&find(core, doc_number).await?),
         Query::Overdue {
             filter,
             limit,
             offset,
         } => {
-            let data = core
-                .store()
-                .all_deliveries()
-                .await
-                .map_err(|e| e.to_string())?;
-            let rows = supervision::overdue(&data, now);
-            let revoked = revoked_units(core).await?;
+            let rows = overdue(core).await?;
             match limit {
-                None if filter.is_empty() => {
-                    let mut v = serde_json::to_value(rows).map_err(|e| e.to_string())?;
-                    mark_revoked(&mut v, "recipient", &revoked);
-                    v
-                }
-                _ => {
-                    let (page, total) = supervision::overdue_page(
-                        rows,
-                        filter,
-                        *offset,
-                        limit.unwrap_or(usize::MAX),
-                    );
-                    let mut items = serde_json::to_value(page).map_err(|e| e.to_string())?;
-                    mark_revoked(&mut items, "recipient", &revoked);
-                    serde_json::json!({ "items": items, "total": total, "offset": offset })
-                }
+                None if filter.is_empty() => to_json(&rows),
+                _ => to_json(&OverduePage::of(
+                    rows,
+                    filter,
+                    *offset,
+                    limit.unwrap_or(usize::MAX),
+                )),
             }
         }
         Query::Report { since, until } => {
             let (since, until) = (parse_time(since)?, parse_time(until)?);
-            let data = core
-                .store()
-                .all_deliveries()
-                .await
-                .map_err(|e| e.to_string())?;
-            let mut v = serde_json::to_value(supervision::report(&data, since, until, now))
-                .map_err(|e| e.to_string())?;
-            mark_revoked(&mut v["units"], "unit", &revoked_units(core).await?);
-            v
+            let data = all_deliveries(core).await?;
+            let mut report = supervision::report(&data, since, until, core.now_ms());
+            let revoked = revoked_units(core).await?;
+            for u in &mut report.units {
+                u.revoked = revoked.iter().any(|r| r.as_str() == u.unit);
+            }
+            to_json(&report)
         }
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, String> {
+    serde_json::to_value(v).map_err(|e| e.to_string())
+}
+
+/// An RFC 3339 time given in a query, as Unix ms.
+fn parse_time(t: &Option<String>) -> Result<Option<i64>, String> {
+    t.as_deref()
+        .map(|s| {
+            gongwen_common::timefmt::parse_rfc3339(s)
+                .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+                .map_err(|_| format!("{s:?} is not an RFC 3339 time such as 2026-11-01T00:00:00Z"))
+        })
+        .transpose()
+}
+
+#[allow(clippy::type_complexity)]
+async fn all_deliveries(
+    core: &Core,
+) -> Result<Vec<(DocRecord, Vec<(NodeId, DeliveryRecord)>)>, String> {
+    core.store()
+        .all_deliveries()
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// `status`: one document and where each recipient's copy stands, with
+/// the copies each recipient passed on (转发).
+async fn status(core: &Core, doc_id: gongwen_common::DocId) -> Result<DocStatus, String> {
+    let store = core.store();
+    let err = |e: crate::store::StoreError| e.to_string();
+    let doc = store.doc(doc_id).await.map_err(err)?;
+    let deliveries = store.deliveries(doc_id).await.map_err(err)?;
+    let kinds = store.receipt_kinds(doc_id).await.map_err(err)?;
+    let Some(doc) = doc else {
+        return Err(format!("the hub has no document {doc_id}"));
     };
-    Ok(value)
+    let now = core.now_ms();
+    // The cascade (转发): who passed it on, to whom, and where each copy
+    // stands.
+    let forwards: Vec<_> = all_deliveries(core)
+        .await?
+        .into_iter()
+        .filter(|(d, _)| d.links.forwards == Some(doc.doc_id))
+        .collect();
+    let recipients = doc
+        .recipients()
+        .iter()
+        .filter_map(|r| {
+            let (_, d) = deliveries.iter().find(|(id, _)| id == r)?;
+            let mut held: Vec<String> = kinds
+                .iter()
+                .filter(|(id, _)| id == r)
+                .map(|(_, k)| k.as_str().to_owned())
+                .collect();
+            held.sort();
+            let mut row = supervision::recipient_row(&doc, r, d, held, now);
+            row.forwarded = forwards
+                .iter()
+                .filter(|(f, _)| &f.sender == r)
+                .map(|(f, copies)| ForwardedCopy {
+                    doc_id: f.doc_id,
+                    accepted_at: supervision::time_ms(f.accepted_ms),
+                    recipients: copies
+                        .iter()
+                        .map(|(to, c)| ForwardedRecipient {
+                            recipient: to.to_string(),
+                            state: c.state,
+                            acknowledged_at: c.acknowledged_ms.and_then(supervision::time_ms),
+                        })
+                        .collect(),
+                })
+                .collect();
+            Some(row)
+        })
+        .collect();
+    Ok(DocStatus {
+        doc_id: doc.doc_id,
+        forwards: doc.links.forwards,
+        sender: doc.sender.clone(),
+        to: doc.to.clone(),
+        cc: doc.cc.clone(),
+        title: doc.title.clone(),
+        doc_number: doc.doc_number.clone(),
+        doc_type: doc.doc_type.clone(),
+        urgency: doc.urgency,
+        created_at: supervision::time_ms(doc.created_ms),
+        accepted_at: supervision::time_ms(doc.accepted_ms),
+        digest: doc.digest.clone(),
+        content_len: doc.content_len,
+        content_removed: doc.content_removed,
+        files: doc.files.clone(),
+        reply: doc.links.reply,
+        reply_by: doc.links.reply_by_ms.and_then(supervision::time_ms),
+        answers: doc.links.answers,
+        decision: doc.links.decision,
+        recipients,
+    })
+}
+
+/// `directory`: every unit documents can be sent to, by display name (the
+/// CA's directory's, else the one in the certificate that signed its key
+/// binding), the revoked marked; the groups; the default deadlines.
+async fn address_book(core: &Core) -> Result<AddressBook, String> {
+    let bindings = core.store().bindings().await.map_err(|e| e.to_string())?;
+    let enrolled = core.enrolled().current();
+    let mut names: BTreeMap<NodeId, Option<String>> = enrolled
+        .directory
+        .entries
+        .iter()
+        .map(|e| (e.id.clone(), e.display_name()))
+        .collect();
+    for (id, binding) in &bindings {
+        let entry = names.entry(id.clone()).or_insert(None);
+        if entry.is_none() {
+            *entry = name_in_binding(binding);
+        }
+    }
+    let revoked = revoked_units(core).await?;
+    let d = &core.config().deadlines;
+    Ok(AddressBook {
+        units: names
+            .into_iter()
+            .map(|(id, name)| AddressEntry {
+                revoked: revoked.contains(&id),
+                id,
+                name,
+            })
+            .collect(),
+        groups: enrolled
+            .groups
+            .iter()
+            .map(|(name, members)| GroupEntry {
+                name: name.clone(),
+                members: members.clone(),
+            })
+            .collect(),
+        // What a sender needs to know the deadline the hub will set when
+        // it sets none itself.
+        deadlines: Some(DeadlineSpans {
+            normal: d.normal.as_secs(),
+            urgent: d.urgent.as_secs(),
+            extra_urgent: d.extra_urgent.as_secs(),
+        }),
+    })
+}
+
+/// `find`: documents whose number (文号) contains the text, at most 100.
+async fn find(core: &Core, doc_number: &str) -> Result<Vec<Found>, String> {
+    let wanted = doc_number.trim().to_owned();
+    if wanted.is_empty() {
+        return Err("give the document number (文号) to look for".into());
+    }
+    Ok(all_deliveries(core)
+        .await?
+        .iter()
+        .filter(|(doc, _)| doc.doc_number.contains(&wanted))
+        .take(100)
+        .map(|(doc, _)| Found {
+            doc_id: doc.doc_id,
+            doc_number: doc.doc_number.clone(),
+            title: doc.title.clone(),
+            sender: doc.sender.clone(),
+            accepted_at: supervision::time_ms(doc.accepted_ms),
+        })
+        .collect())
+}
+
+/// `overdue`: every (document, unit) past its deadline, the revoked marked.
+async fn overdue(core: &Core) -> Result<Vec<OverdueRow>, String> {
+    let data = all_deliveries(core).await?;
+    let mut rows = supervision::overdue(&data, core.now_ms());
+    let revoked = revoked_units(core).await?;
+    for r in &mut rows {
+        r.recipient_revoked = revoked.iter().any(|u| u.as_str() == r.recipient);
+    }
+    Ok(rows)
 }
 
 /// The units whose key binding the hub would hand out is signed by a
@@ -257,23 +258,6 @@ pub(crate) async fn revoked_units(core: &Core) -> Result<BTreeSet<NodeId>, Strin
         }
     }
     Ok(revoked)
-}
-
-/// Mark each object of a JSON array whose `key` names a revoked unit with
-/// `"<key>_revoked": true` (`"revoked"` when the key is `unit` or `id`).
-fn mark_revoked(v: &mut serde_json::Value, key: &str, revoked: &BTreeSet<NodeId>) {
-    let field = match key {
-        "unit" | "id" => "revoked".to_owned(),
-        k => format!("{k}_revoked"),
-    };
-    for row in v.as_array_mut().into_iter().flatten() {
-        let is = row[key]
-            .as_str()
-            .is_some_and(|u| revoked.iter().any(|r| r.as_str() == u));
-        if is {
-            row[field.as_str()] = serde_json::Value::Bool(true);
-        }
-    }
 }
 
 /// The display name in the certificate that signed a key binding.

@@ -224,7 +224,7 @@ pub struct DocActs<'a> {
     /// Our latest answer to it, if any (a new one corrects it).
     pub answered: Option<DocId>,
     /// The hub's directory, for choosing whom to forward it to.
-    pub dir: Option<&'a crate::directory::Directory>,
+    pub dir: Option<&'a crate::directory::AddressBook>,
     pub me: &'a gongwen_common::NodeId,
 }
 
@@ -657,7 +657,7 @@ pub struct ComposeView {
 
 /// The units and groups of the directory, each with a 主送 and a 抄送 box.
 pub fn recipient_picker(
-    dir: Option<&crate::directory::Directory>,
+    dir: Option<&crate::directory::AddressBook>,
     me: &gongwen_common::NodeId,
     to: &[String],
     cc: &[String],
@@ -699,7 +699,7 @@ pub fn recipient_picker(
 /// `/compose`: 发文. Recipients from the hub's directory, as 主送 or 抄送.
 pub fn compose(
     frame: &Frame<'_>,
-    dir: Option<&crate::directory::Directory>,
+    dir: Option<&crate::directory::AddressBook>,
     me: &gongwen_common::NodeId,
     v: &ComposeView,
     message: Option<&str>,

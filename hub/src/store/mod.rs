@@ -88,12 +88,7 @@ impl DocLinks {
 }
 
 /// A file as the hub may show it (name and size; never content).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct FileRow {
-    pub name: String,
-    pub kind: String,
-    pub size: u64,
-}
+pub use gongwen_common::supervision::FileRow;
 
 impl DocRecord {
     pub fn recipients(&self) -> Vec<NodeId> {
