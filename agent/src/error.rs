@@ -50,7 +50,7 @@ pub enum AgentError {
     #[error("{path} is damaged: {detail}")]
     Damaged { path: PathBuf, detail: String },
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] crate::unit::store::StoreError),
     #[error("the agent's control socket {path}: {detail}")]
     Control { path: PathBuf, detail: String },
     #[error("the agent is not running (no control socket at {path}): {source}")]
@@ -71,5 +71,5 @@ pub enum AgentError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Accounts(#[from] crate::console::accounts::AccountError),
+    Accounts(#[from] crate::front::console::accounts::AccountError),
 }

@@ -12,49 +12,29 @@
 //! ```
 //!
 //! ## Layout
-//! - [`client`] — [`Agent`]: the connection loop and [`LinkState`].
-//! - [`link_error`] — [`LinkError`], why a connection failed, in plain words,
-//!   classified from QUIC/TLS errors by pure functions.
-//! - [`backoff`] — the reconnect schedule.
-//! - [`batch`] — group commit: writes that arrive together, made durable
-//!   together.
-//! - [`keygen`] — a key and CSR made on the unit's own machine.
-//! - [`console`] — the unit's web console (`[console] listen`).
-//! - [`directory`] — the units and groups to send to; outbox folders and
-//!   `单位名录.txt` made from them.
-//! - [`trust`] — the CA and the CRL in force, swapped as one value.
+//! The folders are the layers; a module uses the ones above it in this list,
+//! never the ones below.
+//! - `rules/` — plain functions over values, tested without files or
+//!   sockets: addressing, backoff, why a link failed, the metadata sidecar.
+//! - `unit/` — what the unit owns on disk: its folders, its store, its
+//!   credentials and trust, the address book.
+//! - `outgoing/` — drops in `outbox/`, the spool, sending to the hub.
+//! - `incoming/` — documents and receipts arriving from the hub.
+//! - `actions/` — the clerk's acts, written once for every front door.
+//! - `link/` — the one QUIC connection to the hub and its session.
+//! - `front/` — the front doors: the control socket, the console, `/metrics`.
 //! - [`error`] — [`AgentError`].
 #![forbid(unsafe_code)]
 
-pub mod addressing;
-pub mod backoff;
-pub mod batch;
-pub mod clerk;
-pub mod client;
-pub mod collect;
-pub mod console;
-pub mod context;
-pub mod control;
-pub mod credentials;
-pub mod directory;
-pub mod draft;
+pub mod actions;
 pub mod error;
-pub mod evidence;
-pub mod forward;
-pub mod inbox;
-pub mod keygen;
-pub mod link_error;
-pub mod metadata;
-pub mod observe;
-pub mod outbox;
-pub mod reply;
-pub mod sender;
-pub mod session;
-pub mod stamp;
-pub mod state;
-pub mod store;
-pub mod trust;
+pub mod front;
+pub mod incoming;
+pub mod link;
+pub mod outgoing;
+pub mod rules;
+pub mod unit;
 
-pub use client::{Agent, LinkState};
 pub use error::AgentError;
-pub use link_error::LinkError;
+pub use link::client::{Agent, LinkState};
+pub use rules::link_error::LinkError;

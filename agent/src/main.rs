@@ -5,12 +5,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use gongwen_agent::Agent;
-use gongwen_agent::clerk::InboxRow;
-use gongwen_agent::console::accounts::{self, Accounts};
-use gongwen_agent::control::{self, DocStatus, Request};
-use gongwen_agent::keygen::keygen_with;
-use gongwen_agent::outbox::SendRequest;
-use gongwen_agent::state::Folders;
+use gongwen_agent::front::console::accounts::{self, Accounts};
+use gongwen_agent::front::control::{self, DocStatus, Request};
+use gongwen_agent::incoming::clerk::InboxRow;
+use gongwen_agent::outgoing::outbox::SendRequest;
+use gongwen_agent::unit::folders::Folders;
+use gongwen_agent::unit::keygen::keygen_with;
 use gongwen_common::config::AgentConfig;
 use gongwen_common::display;
 use gongwen_common::{DocId, NodeId};
@@ -481,7 +481,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let doc = DocId::parse(&doc)?;
             let v = ask(
                 &config,
-                &Request::Forward(Box::new(gongwen_agent::forward::ForwardRequest {
+                &Request::Forward(Box::new(gongwen_agent::actions::forward::ForwardRequest {
                     doc,
                     to,
                     cc,
@@ -522,7 +522,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let supersedes = supersedes.map(|s| DocId::parse(&s)).transpose()?;
             let v = ask(
                 &config,
-                &Request::Reply(Box::new(gongwen_agent::reply::ReplyRequest {
+                &Request::Reply(Box::new(gongwen_agent::actions::reply::ReplyRequest {
                     doc,
                     files,
                     decision,
@@ -873,7 +873,7 @@ async fn check(path: &std::path::Path) -> bool {
         found.push(Finding::problem("root", e.to_string()));
     }
     if let Some(path) = &config.tls.encryption_key
-        && let Err(e) = gongwen_agent::state::enrolled_encryption_key(path)
+        && let Err(e) = gongwen_agent::unit::folders::enrolled_encryption_key(path)
     {
         found.push(Finding::problem("tls.encryption_key", e.to_string()));
     }
@@ -892,7 +892,7 @@ async fn check(path: &std::path::Path) -> bool {
         )),
         Err(_) if !found.iter().any(|f| f.severity == material::Severity::Problem) => {
             for hub in &config.hubs {
-                match gongwen_agent::client::probe(&config, hub).await {
+                match gongwen_agent::link::client::probe(&config, hub).await {
                     Ok(said) => gongwen_common::sayln!("ok: {}: hub {hub}: {said}", config.path.display()),
                     Err(why) => found.push(Finding::problem("hub", format!("{hub}: {why}"))),
                 }

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use gongwen_agent::control::{DocStatus, Request};
+use gongwen_agent::front::control::{DocStatus, Request};
 
 use crate::env::Env;
 
@@ -38,8 +38,8 @@ pub fn count_entries(dir: &Path) -> usize {
 }
 
 pub async fn status(env: &Env, id: &str) -> anyhow::Result<Vec<DocStatus>> {
-    let socket = gongwen_agent::state::Folders::new(&env.root(id)).control_socket();
-    let v = gongwen_agent::control::query(&socket, &Request::Status { doc: None }).await?;
+    let socket = gongwen_agent::unit::folders::Folders::new(&env.root(id)).control_socket();
+    let v = gongwen_agent::front::control::query(&socket, &Request::Status { doc: None }).await?;
     Ok(serde_json::from_value(v)?)
 }
 

@@ -10,8 +10,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use gongwen_agent::console::accounts::{Accounts, UserRole};
-use gongwen_agent::store::{ReceivedRecord, ReceivedState, Store};
+use gongwen_agent::front::console::accounts::{Accounts, UserRole};
+use gongwen_agent::unit::store::{ReceivedRecord, ReceivedState, Store};
 use gongwen_common::envelope::Urgency;
 use gongwen_common::{DocId, NodeId};
 

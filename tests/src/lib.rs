@@ -406,7 +406,7 @@ impl Drop for RunningHub {
 #[derive(Debug)]
 pub struct RunningAgent {
     pub link: watch::Receiver<LinkState>,
-    pub ctx: std::sync::Arc<gongwen_agent::context::AgentContext>,
+    pub ctx: std::sync::Arc<gongwen_agent::unit::context::AgentContext>,
     /// Where its console listens, if it has one.
     pub console: Option<SocketAddr>,
     /// Where its /metrics and /healthz answer, if configured.
@@ -592,7 +592,7 @@ pub fn count_entries(dir: &Path) -> usize {
 }
 
 /// How many sent documents have every recipient's `delivered` receipt.
-fn fully_delivered(status: &[gongwen_agent::control::DocStatus]) -> usize {
+fn fully_delivered(status: &[gongwen_agent::front::control::DocStatus]) -> usize {
     status
         .iter()
         .filter(|d| d.stage == "sent" && d.recipients.iter().all(|r| r.state == "delivered"))
@@ -645,10 +645,10 @@ pub async fn wait_inbox(root: &Path, sender: &str, n: usize) -> Vec<PathBuf> {
 /// Ask the agent at `root` anything its control socket answers.
 pub async fn ask_agent(
     root: &Path,
-    request: &gongwen_agent::control::Request,
+    request: &gongwen_agent::front::control::Request,
 ) -> Result<serde_json::Value, gongwen_agent::AgentError> {
-    let socket = gongwen_agent::state::Folders::new(root).control_socket();
-    gongwen_agent::control::query(&socket, request).await
+    let socket = gongwen_agent::unit::folders::Folders::new(root).control_socket();
+    gongwen_agent::front::control::query(&socket, request).await
 }
 
 /// Ask the hub a control question.
@@ -662,7 +662,7 @@ pub async fn ask_hub(
 }
 
 /// `gongwen-agent status --json` for the agent at `root`.
-pub async fn agent_status(root: &Path) -> Vec<gongwen_agent::control::DocStatus> {
+pub async fn agent_status(root: &Path) -> Vec<gongwen_agent::front::control::DocStatus> {
     try_agent_status(root)
         .await
         .unwrap_or_else(|e| panic!("status of {}: {e}", root.display()))
@@ -671,11 +671,11 @@ pub async fn agent_status(root: &Path) -> Vec<gongwen_agent::control::DocStatus>
 /// Like [`agent_status`], for an agent that may be down or restarting.
 pub async fn try_agent_status(
     root: &Path,
-) -> Result<Vec<gongwen_agent::control::DocStatus>, String> {
-    let socket = gongwen_agent::state::Folders::new(root).control_socket();
-    let v = gongwen_agent::control::query(
+) -> Result<Vec<gongwen_agent::front::control::DocStatus>, String> {
+    let socket = gongwen_agent::unit::folders::Folders::new(root).control_socket();
+    let v = gongwen_agent::front::control::query(
         &socket,
-        &gongwen_agent::control::Request::Status { doc: None },
+        &gongwen_agent::front::control::Request::Status { doc: None },
     )
     .await
     .map_err(|e| e.to_string())?;
@@ -687,8 +687,8 @@ pub async fn try_agent_status(
 pub async fn wait_status(
     root: &Path,
     what: &str,
-    pred: impl Fn(&[gongwen_agent::control::DocStatus]) -> bool,
-) -> Vec<gongwen_agent::control::DocStatus> {
+    pred: impl Fn(&[gongwen_agent::front::control::DocStatus]) -> bool,
+) -> Vec<gongwen_agent::front::control::DocStatus> {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let st = agent_status(root).await;
@@ -766,7 +766,10 @@ print(json.dumps({"header": [c.value for c in ws[2]], "rows": rows, "red": red},
 
 /// Wait until the sender at `root` holds `delivered` from every recipient
 /// of `n` sent documents.
-pub async fn wait_all_delivered(root: &Path, n: usize) -> Vec<gongwen_agent::control::DocStatus> {
+pub async fn wait_all_delivered(
+    root: &Path,
+    n: usize,
+) -> Vec<gongwen_agent::front::control::DocStatus> {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let st = agent_status(root).await;

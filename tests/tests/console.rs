@@ -3,8 +3,8 @@
 //! hub and real agents on loopback; the console of each agent on port 0.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use gongwen_agent::console::accounts::{Accounts, UserRole};
-use gongwen_agent::store::{ReceivedRecord, ReceivedState};
+use gongwen_agent::front::console::accounts::{Accounts, UserRole};
+use gongwen_agent::unit::store::{ReceivedRecord, ReceivedState};
 use gongwen_common::envelope::Urgency;
 use gongwen_common::{DocId, NodeId, Role};
 use gongwen_tests::web::{Browser, Page};
@@ -314,10 +314,13 @@ async fn lists_are_paged_and_filtered_in_the_store() {
     let mut b = browser(&u.harbin);
     b.log_in("li.si", PASSWORD).await;
     let first = b.get("/inbox").await;
-    assert_eq!(titles(&first), gongwen_agent::console::PAGE_SIZE);
+    assert_eq!(titles(&first), gongwen_agent::front::console::PAGE_SIZE);
     assert!(first.text().contains("下一页"));
     let third = b.get("/inbox?page=3").await;
-    assert_eq!(titles(&third), 120 - 2 * gongwen_agent::console::PAGE_SIZE);
+    assert_eq!(
+        titles(&third),
+        120 - 2 * gongwen_agent::front::console::PAGE_SIZE
+    );
     assert!(!third.text().contains("下一页"));
     let daqing = b.get("/inbox?sender=daqing-gov").await;
     assert_eq!(titles(&daqing), 40);
@@ -325,7 +328,7 @@ async fn lists_are_paged_and_filtered_in_the_store() {
     // 第3号, 第30…39号 among i % 3 == 0: 3, 30, 33, 36, 39.
     assert_eq!(titles(&acked), 5, "{}", acked.text());
     let pending = b.get("/").await;
-    assert_eq!(titles(&pending), gongwen_agent::console::PAGE_SIZE);
+    assert_eq!(titles(&pending), gongwen_agent::front::console::PAGE_SIZE);
     assert!(!pending.text().contains("daqing-gov"));
     // A date range (Beijing days): the records are all from one instant
     // (1_796_000_000_000 ms + i: 2026-11-30 in Beijing time).
@@ -503,7 +506,7 @@ async fn the_sender_follows_signing_urges_those_who_have_not_signed_and_recalls(
     // The same from the command line's control request.
     let v = gongwen_tests::ask_agent(
         &u.net.root("prov-gov"),
-        &gongwen_agent::control::Request::Urge {
+        &gongwen_agent::front::control::Request::Urge {
             doc: DocId::parse(&doc).unwrap(),
             units: vec![],
         },
@@ -765,7 +768,7 @@ async fn a_supervision_office_sees_the_province_overdue_report_and_csv_and_a_nod
         .unwrap();
     gongwen_tests::ask_agent(
         &net.root("harbin-gov"),
-        &gongwen_agent::control::Request::Ack {
+        &gongwen_agent::front::control::Request::Ack {
             doc: asked.parse().unwrap(),
             by: "李四".into(),
         },

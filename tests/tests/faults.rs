@@ -626,11 +626,11 @@ async fn a_crash_at_each_sharp_moment_loses_and_doubles_nothing() {
 async fn urge_count(root: &Path, title: &str) -> Option<u32> {
     let v = gongwen_tests::ask_agent(
         root,
-        &gongwen_agent::control::Request::Inbox { pending: false },
+        &gongwen_agent::front::control::Request::Inbox { pending: false },
     )
     .await
     .ok()?;
-    let rows: Vec<gongwen_agent::clerk::InboxRow> = serde_json::from_value(v).ok()?;
+    let rows: Vec<gongwen_agent::incoming::clerk::InboxRow> = serde_json::from_value(v).ok()?;
     rows.into_iter()
         .find(|r| r.title == title)
         .map(|r| r.urge_count)

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use gongwen_agent::store::ReceivedState;
+use gongwen_agent::unit::store::ReceivedState;
 use gongwen_common::DocId;
 use gongwen_common::receipt::{Receipt, ReceiptKind};
 use gongwen_tests::web::{Browser, PASSWORD, Units, units};
@@ -117,7 +117,7 @@ async fn two_scripts_answering_one_document_at_once_get_one_success_and_one_refu
     let accounts = u.net.root("harbin-gov").join("state").join("accounts.json");
     let mut tokens = Vec::new();
     for _ in 0..2 {
-        let (_, token) = gongwen_agent::console::accounts::Accounts::edit(&accounts, |a| {
+        let (_, token) = gongwen_agent::front::console::accounts::Accounts::edit(&accounts, |a| {
             a.create_token("li.si", 0)
         })
         .unwrap();
@@ -209,7 +209,7 @@ struct ConsoleUnit {
 }
 
 async fn console_unit(open_files: Option<u64>) -> ConsoleUnit {
-    use gongwen_agent::console::accounts::{Accounts, UserRole};
+    use gongwen_agent::front::console::accounts::{Accounts, UserRole};
     let net = gongwen_tests::Net::new();
     for id in ["prov-gov", "harbin-gov"] {
         net.issue(id, gongwen_common::Role::Node);
@@ -317,7 +317,7 @@ async fn a_burst_of_logins_is_hashed_a_few_at_a_time_and_tries_no_more_than_the_
     let statuses = gongwen_tests::bounded("101 logins at once", burst.join_all()).await;
     let tried = statuses.iter().filter(|s| **s == 401 || **s == 303).count();
     assert!(
-        tried <= gongwen_agent::console::session::MAX_FAILURES as usize,
+        tried <= gongwen_agent::front::console::session::MAX_FAILURES as usize,
         "{tried} of 101 logins sent together were tried: {statuses:?}"
     );
     assert!(
@@ -650,7 +650,7 @@ async fn a_flood_to_offline_units_is_capped_and_blinds_no_one() {
             .all(|r| !r.connected)
     })
     .await;
-    use gongwen_agent::console::accounts::{Accounts, UserRole};
+    use gongwen_agent::front::console::accounts::{Accounts, UserRole};
     Accounts::edit(
         &net.root("prov-supervision")
             .join("state")
@@ -950,7 +950,7 @@ async fn a_group_with_a_revoked_member_goes_to_the_others_and_says_who_was_left_
         .unwrap();
     let v = gongwen_tests::ask_agent(
         &u.net.root("prov-gov"),
-        &gongwen_agent::control::Request::Status {
+        &gongwen_agent::front::control::Request::Status {
             doc: Some(DocId::parse(id).unwrap()),
         },
     )
@@ -979,7 +979,7 @@ async fn a_forward_is_headed_by_its_originals_title_not_the_forwarders() {
     u.harbin.wait_received(original).await;
     // What a modified agent could send: the original's files and signed
     // header, under a title and number of its own.
-    let req = gongwen_agent::outbox::SendRequest {
+    let req = gongwen_agent::outgoing::outbox::SendRequest {
         files: vec![docs[0].join("通知.txt")],
         to: vec!["prov-gov".into()],
         title: Some("紧急：请立即向以下账户汇款".into()),
@@ -989,7 +989,7 @@ async fn a_forward_is_headed_by_its_originals_title_not_the_forwarders() {
     };
     gongwen_tests::ask_agent(
         &u.net.root("harbin-gov"),
-        &gongwen_agent::control::Request::Send(Box::new(req)),
+        &gongwen_agent::front::control::Request::Send(Box::new(req)),
     )
     .await
     .unwrap();

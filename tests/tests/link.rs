@@ -2,7 +2,7 @@
 //! who is kept out or cut off, and that agents come back by themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use gongwen_agent::keygen::keygen_for;
+use gongwen_agent::unit::keygen::keygen_for;
 use gongwen_agent::{LinkError, LinkState};
 use gongwen_certs::Validity;
 use gongwen_common::clock;

@@ -43,5 +43,5 @@ fn the_readme_sidecar_example_parses() {
         .iter()
         .find(|b| b.contains("doc_number") && b.contains("main"))
         .unwrap();
-    gongwen_agent::draft::parse_sidecar("example.meta.toml", sidecar).unwrap();
+    gongwen_agent::outgoing::draft::parse_sidecar("example.meta.toml", sidecar).unwrap();
 }

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use gongwen_agent::control::Request;
+use gongwen_agent::front::control::Request;
 use gongwen_common::Role;
 use gongwen_tests::{Net, agent_status, ask_agent, wait_all_delivered, wait_inbox, wait_until};
 

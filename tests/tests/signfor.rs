@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gongwen_agent::control::{DocStatus, Request};
+use gongwen_agent::front::control::{DocStatus, Request};
 use gongwen_common::Role;
 use gongwen_common::clock::ManualClock;
 use gongwen_hub::control::Request as HubRequest;
@@ -92,7 +92,7 @@ fn recipient<'a>(
     st: &'a [DocStatus],
     doc: &str,
     unit: &str,
-) -> &'a gongwen_agent::control::RecipientStatus {
+) -> &'a gongwen_agent::front::control::RecipientStatus {
     st.iter()
         .find(|d| d.doc_id == doc)
         .unwrap()
@@ -384,7 +384,7 @@ async fn recall_withdraws_unanswered_copies_and_leaves_signed_ones() {
     .await
     .unwrap_err();
     assert!(e.contains("recalled"), "{e}");
-    let inbox: Vec<gongwen_agent::clerk::InboxRow> = serde_json::from_value(
+    let inbox: Vec<gongwen_agent::incoming::clerk::InboxRow> = serde_json::from_value(
         act(&w, "daqing-gov", Request::Inbox { pending: false })
             .await
             .unwrap(),
@@ -493,7 +493,8 @@ async fn the_clock_drives_urge_then_supervise_exactly_once_each_across_a_hub_res
             &w.net.root("harbin-gov"),
             &Request::Inbox { pending: true },
         ));
-        let rows: Vec<gongwen_agent::clerk::InboxRow> = serde_json::from_value(v.ok()?).ok()?;
+        let rows: Vec<gongwen_agent::incoming::clerk::InboxRow> =
+            serde_json::from_value(v.ok()?).ok()?;
         (rows.first()?.urge_count == 1).then_some(())
     })
     .await;
@@ -1006,7 +1007,7 @@ async fn a_report_asked_of_four_units_is_tracked_escalated_and_collected() {
         act(
             &w,
             unit,
-            Request::Reply(Box::new(gongwen_agent::reply::ReplyRequest {
+            Request::Reply(Box::new(gongwen_agent::actions::reply::ReplyRequest {
                 doc: doc.parse().unwrap(),
                 files: vec![report],
                 decision: None,

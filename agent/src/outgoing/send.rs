@@ -21,11 +21,11 @@ use gongwen_common::wire::{ErrorCode, Message};
 use gongwen_common::{DocId, NodeId};
 use tracing::{Instrument, debug, info, warn};
 
-use crate::context::AgentContext;
-use crate::draft::{self, Draft};
-use crate::metadata::MetadataJson;
-use crate::outbox::{self, read_claim};
-use crate::store::SentRecord;
+use crate::outgoing::draft::{self, Draft};
+use crate::outgoing::outbox::{self, read_claim};
+use crate::rules::metadata::MetadataJson;
+use crate::unit::context::AgentContext;
+use crate::unit::store::SentRecord;
 
 /// Why sending stopped.
 #[derive(Debug)]
@@ -151,7 +151,7 @@ pub async fn send_pending(
 /// `status` and the console. Blocking.
 fn give_up(ctx: &AgentContext, doc_id: DocId, why: &str) -> std::io::Result<()> {
     let (dest, to, cc) = outbox::fail_claimed(&ctx.folders, doc_id, why)?;
-    let rec = crate::store::FailedRecord {
+    let rec = crate::unit::store::FailedRecord {
         doc_id,
         name: dest
             .file_name()
@@ -189,7 +189,8 @@ async fn send_one(
     // in the hub's record too.
     if !dir.join("header").exists()
         && address_and_seal(conn, ctx, doc_id, &dir, hold.clone()).await?
-        && crate::clerk::submit_answers(conn, ctx).await == crate::clerk::Submitted::ConnectionLost
+        && crate::incoming::clerk::submit_answers(conn, ctx).await
+            == crate::incoming::clerk::Submitted::ConnectionLost
     {
         return Err(SendError::Connection(
             "the connection broke while giving the hub our answers".into(),
@@ -211,7 +212,7 @@ async fn address_and_seal(
     ctx: &Arc<AgentContext>,
     doc_id: DocId,
     dir: &Path,
-    hold: Arc<crate::context::Hold>,
+    hold: Arc<crate::unit::context::Hold>,
 ) -> Result<bool, SendError> {
     let limit = ctx.config.max_document_size;
     let now = ctx.clock.now();
@@ -298,18 +299,20 @@ async fn address_and_seal(
     }
     let suite = ctx.credentials.signer().suite();
     let verdicts = key_verdicts(&bindings, &ctx.trust.checker(), ctx.clock.now(), suite);
-    let addressed = match crate::addressing::settle(&to, &cc, &verdicts) {
+    let addressed = match crate::rules::addressing::settle(&to, &cc, &verdicts) {
         Ok(a) => a,
-        Err(crate::addressing::NotAddressed::NoOneToReceive(why)) => {
+        Err(crate::rules::addressing::NotAddressed::NoOneToReceive(why)) => {
             return Err(SendError::Permanent(why));
         }
-        Err(crate::addressing::NotAddressed::Later(why)) => return Err(SendError::Later(why)),
+        Err(crate::rules::addressing::NotAddressed::Later(why)) => {
+            return Err(SendError::Later(why));
+        }
     };
     if !addressed.left_out.is_empty() {
         warn!(
             doc = %doc_id,
             "sent without some recipients:\n{}",
-            crate::addressing::describe(&addressed.left_out)
+            crate::rules::addressing::describe(&addressed.left_out)
         );
         let left = serde_json::to_vec_pretty(&addressed.left_out).map_err(later)?;
         let path = dir.join(LEFT_OUT_FILE);
@@ -318,7 +321,7 @@ async fn address_and_seal(
             .map_err(later)?
             .map_err(later)?;
     }
-    let crate::addressing::Addressed { to, cc, keys, .. } = addressed;
+    let crate::rules::addressing::Addressed { to, cc, keys, .. } = addressed;
     let answers = draft.answers.is_some();
     let ctx = ctx.clone();
     let dir = dir.to_owned();
@@ -339,7 +342,7 @@ pub const LEFT_OUT_FILE: &str = "left_out.json";
 pub const LEFT_OUT_NOTE: &str = "未发送单位.txt";
 
 /// Read what [`LEFT_OUT_FILE`] says, if anything.
-pub fn read_left_out(dir: &Path) -> Vec<crate::addressing::LeftOut> {
+pub fn read_left_out(dir: &Path) -> Vec<crate::rules::addressing::LeftOut> {
     std::fs::read(dir.join(LEFT_OUT_FILE))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
@@ -355,8 +358,8 @@ fn key_verdicts(
     checker: &gongwen_common::pki::CertChecker,
     now: time::OffsetDateTime,
     suite: gongwen_common::suite::Suite,
-) -> Vec<(NodeId, crate::addressing::KeyVerdict)> {
-    use crate::addressing::KeyVerdict;
+) -> Vec<(NodeId, crate::rules::addressing::KeyVerdict)> {
+    use crate::rules::addressing::KeyVerdict;
     use gongwen_common::pki::{CertIdentity, CertProblem, PkiError};
     let mut out = Vec::new();
     for b in bindings {
@@ -420,12 +423,12 @@ fn links_of(ctx: &AgentContext, draft: &Draft, to: &[NodeId]) -> Result<Links, S
         };
         let asked = SealedHeader::parse(&header).map_err(later)?;
         let previous = ctx.store.replied(a.doc_id).map_err(later)?;
-        crate::reply::check_answer(
+        crate::actions::reply::check_answer(
             &a.doc_id.to_string(),
             &rec.sender,
             asked.meta().links.asks,
             previous,
-            crate::reply::AnswerShape {
+            crate::actions::reply::AnswerShape {
                 decision: a.decision,
                 to,
                 supersedes: a.supersedes,
@@ -434,13 +437,13 @@ fn links_of(ctx: &AgentContext, draft: &Draft, to: &[NodeId]) -> Result<Links, S
         .map_err(SendError::Permanent)?;
         // Answering signs for the question if it was not signed for yet
         // (by the answer's 经办人, or in the unit's name).
-        if rec.state == crate::store::ReceivedState::Delivered {
+        if rec.state == crate::unit::store::ReceivedState::Delivered {
             let by = if draft.operator.name.trim().is_empty() {
                 format!("{}（答复）", ctx.node_id())
             } else {
                 draft.operator.name.clone()
             };
-            match crate::clerk::answer(
+            match crate::incoming::clerk::answer(
                 ctx,
                 a.doc_id,
                 gongwen_common::receipt::ReceiptKind::Acknowledged,
@@ -449,9 +452,11 @@ fn links_of(ctx: &AgentContext, draft: &Draft, to: &[NodeId]) -> Result<Links, S
                 Ok(_) => ctx.outbox_wake.notify_one(),
                 // A clerk answered it meanwhile: signed for all the same,
                 // unless what they did was return it.
-                Err(crate::clerk::ActError::Answered(..)) => {
+                Err(crate::incoming::clerk::ActError::Answered(..)) => {
                     let now = ctx.store.received(a.doc_id).map_err(later)?;
-                    if now.is_some_and(|(r, _)| r.state == crate::store::ReceivedState::Rejected) {
+                    if now.is_some_and(|(r, _)| {
+                        r.state == crate::unit::store::ReceivedState::Rejected
+                    }) {
                         return Err(SendError::Permanent(format!(
                             "document {} was returned (退回) meanwhile; it cannot be answered",
                             a.doc_id
@@ -506,13 +511,13 @@ fn seal(
         chunk.clear();
         Ok(())
     };
-    let mut stamps: crate::stamp::Stamps = Vec::new();
+    let mut stamps: crate::outgoing::stamp::Stamps = Vec::new();
     for f in &draft.files {
         let mut file = std::fs::File::open(&f.path)
             .map_err(|e| SendError::Permanent(format!("{} cannot be read: {e}", f.name)))?;
         let stamp = |file: &std::fs::File| {
             file.metadata()
-                .map(|m| crate::stamp::Stamp::of(&m))
+                .map(|m| crate::outgoing::stamp::Stamp::of(&m))
                 .map_err(|e| SendError::Permanent(format!("{} cannot be read: {e}", f.name)))
         };
         let before = stamp(&file)?;
@@ -570,7 +575,12 @@ fn seal(
     }
     write_key(&dir.join("key"), &key.to_bytes()).map_err(later)?;
     let stamps = serde_json::to_vec(&stamps).map_err(later)?;
-    write_atomic(&dir.join(crate::stamp::STAMPS_FILE), &stamps, 0o600).map_err(later)?;
+    write_atomic(
+        &dir.join(crate::outgoing::stamp::STAMPS_FILE),
+        &stamps,
+        0o600,
+    )
+    .map_err(later)?;
     let digest = content_hash.finish();
     let meta = DocMeta {
         doc_id,
@@ -644,7 +654,7 @@ async fn upload(
             key,
         }
     };
-    let stamps = crate::stamp::read(dir).map(|s| (dir.join("files"), s));
+    let stamps = crate::outgoing::stamp::read(dir).map(|s| (dir.join("files"), s));
     upload_sealed(conn, doc_id, header, content, false, stamps, ctx).await
 }
 
@@ -655,7 +665,7 @@ async fn upload_sealed(
     header: Vec<u8>,
     content: Content,
     again: bool,
-    stamps: Option<(PathBuf, crate::stamp::Stamps)>,
+    stamps: Option<(PathBuf, crate::outgoing::stamp::Stamps)>,
     ctx: &AgentContext,
 ) -> Result<Vec<u8>, SendError> {
     // Offered again to a hub that lost its store, a document to a unit the
@@ -741,10 +751,11 @@ async fn upload_sealed(
     // must not go out. (The hub keeps nothing of an upload it never saw
     // finish but the partial file a resumed upload would use.)
     if let Some((files_dir, stamps)) = stamps {
-        let changed =
-            tokio::task::spawn_blocking(move || crate::stamp::changed_files(&files_dir, &stamps))
-                .await
-                .map_err(later)?;
+        let changed = tokio::task::spawn_blocking(move || {
+            crate::outgoing::stamp::changed_files(&files_dir, &stamps)
+        })
+        .await
+        .map_err(later)?;
         if let Some((name, what)) = changed.first() {
             let _ = send.reset(quinn::VarInt::from_u32(0));
             return Err(self::changed(name, what));
@@ -944,7 +955,7 @@ pub struct FileJob {
 /// Check the hub's receipt, record it, and file the document under sent/.
 /// Documents accepted while others are being filed are filed together
 /// with them (one store commit and one sync of sent/ and of the spool for
-/// the batch; see [`crate::batch`]); a lone document is filed at once.
+/// the batch; see [`crate::unit::batch`]); a lone document is filed at once.
 async fn file_accepted(
     ctx: &Arc<AgentContext>,
     doc_id: DocId,
@@ -956,7 +967,7 @@ async fn file_accepted(
         receipt,
         reply,
     };
-    crate::batch::Batches::submit(ctx, |c| &c.filing, job, file_batch);
+    crate::unit::batch::Batches::submit(ctx, |c| &c.filing, job, file_batch);
     answer
         .await
         .map_err(|_| SendError::Later("filing stopped".into()))?
@@ -1016,12 +1027,12 @@ fn file_batch(ctx: &AgentContext, jobs: Vec<FileJob>) {
     let mut outcome: Vec<Result<Checked, SendError>> =
         jobs.iter().map(|j| check_accepted(ctx, j)).collect();
     // 1. Recorded, all in one commit.
-    let accepted: Vec<crate::store::Accepted<'_>> = jobs
+    let accepted: Vec<crate::unit::store::Accepted<'_>> = jobs
         .iter()
         .zip(&outcome)
         .filter_map(|(j, o)| {
             let c = o.as_ref().ok()?;
-            Some(crate::store::Accepted {
+            Some(crate::unit::store::Accepted {
                 record: &c.record,
                 receipt: &j.receipt,
                 hub: &c.receipt.issuer,
@@ -1071,7 +1082,7 @@ fn file_batch(ctx: &AgentContext, jobs: Vec<FileJob>) {
                     // Said where a clerk who works in the folders looks.
                     let note = format!(
                         "这份公文发给了其余收文单位，以下单位没有收到：\nNot sent to these units (the others have it):\n\n{}\n",
-                        crate::addressing::describe(&c.record.left_out)
+                        crate::rules::addressing::describe(&c.record.left_out)
                     );
                     write_atomic(&files.join(LEFT_OUT_NOTE), note.as_bytes(), 0o644)?;
                 }
@@ -1111,12 +1122,12 @@ fn file_batch(ctx: &AgentContext, jobs: Vec<FileJob>) {
 /// upload checked the same just before the hub took it; this is the moment
 /// between.) Blocking.
 fn set_aside_changed(ctx: &AgentContext, c: &Checked) -> std::io::Result<()> {
-    let Some(stamps) = crate::stamp::read(&c.dir) else {
+    let Some(stamps) = crate::outgoing::stamp::read(&c.dir) else {
         return Ok(());
     };
     let files = c.dir.join("files");
     let suite = c.sealed.header.suite;
-    for (name, what) in crate::stamp::changed_files(&files, &stamps) {
+    for (name, what) in crate::outgoing::stamp::changed_files(&files, &stamps) {
         let Some(entry) = c.sealed.meta().files.iter().find(|f| f.name == name) else {
             continue;
         };

@@ -18,14 +18,14 @@ use gongwen_common::wire::{Message, PROTOCOL_VERSION};
 use tokio::sync::watch;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::backoff::{Backoff, random_jitter};
-use crate::context::AgentContext;
-use crate::control;
 use crate::error::AgentError;
-use crate::link_error::{LinkError, classify, classify_stream};
-use crate::outbox;
-use crate::state::{self, Folders};
-use crate::store::Store;
+use crate::front::control;
+use crate::outgoing::outbox;
+use crate::rules::backoff::{Backoff, random_jitter};
+use crate::rules::link_error::{LinkError, classify, classify_stream};
+use crate::unit::context::AgentContext;
+use crate::unit::folders::{self, Folders};
+use crate::unit::store::Store;
 
 /// What the agent's link to the hub is doing, for status displays and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +55,7 @@ pub struct Agent {
     state: watch::Sender<LinkState>,
     ctx: Arc<AgentContext>,
     control: tokio::net::UnixListener,
-    console: Option<crate::console::Console>,
+    console: Option<crate::front::console::Console>,
     /// `[metrics] listen`, bound.
     metrics: Option<tokio::net::TcpListener>,
 }
@@ -134,8 +134,8 @@ impl Agent {
             }
             Ok(Suite::Standard) => {
                 let key = match &config.tls.encryption_key {
-                    Some(path) => state::enrolled_encryption_key(path)?,
-                    None => state::encryption_key(&folders.state)?,
+                    Some(path) => folders::enrolled_encryption_key(path)?,
+                    None => folders::encryption_key(&folders.state)?,
                 };
                 (signer, DocumentKey::X25519(key))
             }
@@ -153,7 +153,7 @@ impl Agent {
             config.clone(),
             folders,
             store,
-            crate::credentials::OwnKeys { signer, key, ca },
+            crate::unit::credentials::OwnKeys { signer, key, ca },
             enc_key,
             clock.clone(),
         )?);
@@ -173,13 +173,17 @@ impl Agent {
                     Some(name) => format!("{name} ({})", identity.id),
                     None => identity.id.to_string(),
                 };
-                let facts = crate::console::UnitFacts {
+                let facts = crate::front::console::UnitFacts {
                     label: unit,
                     cert_not_after: identity.not_after,
                     role: identity.role,
                     link: state.subscribe(),
                 };
-                Some(crate::console::Console::bind(c.listen, ctx.clone(), facts)?)
+                Some(crate::front::console::Console::bind(
+                    c.listen,
+                    ctx.clone(),
+                    facts,
+                )?)
             }
             None => None,
         };
@@ -242,7 +246,7 @@ impl Agent {
                 info!("metrics on http://{addr}/metrics, health on http://{addr}/healthz");
             }
             background.spawn(
-                crate::observe::serve(
+                crate::front::metrics::serve(
                     listener,
                     self.ctx.clone(),
                     self.state.subscribe(),
@@ -404,7 +408,7 @@ impl Running {
     async fn hold(&self, session: Session) -> LinkError {
         let conn = session.conn.clone();
         tokio::select! {
-            _ = crate::session::run(conn.clone(), self.ctx.clone(), session.generation.clone()) => {}
+            _ = crate::link::session::run(conn.clone(), self.ctx.clone(), session.generation.clone()) => {}
             _ = conn.closed() => {}
         }
         let err = session.conn.closed().await;

@@ -29,7 +29,7 @@ use gongwen_common::logsafe::{Escaped, EscapedPath};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use crate::state::Folders;
+use crate::unit::folders::Folders;
 
 pub const SIDECAR_SUFFIX: &str = ".meta.toml";
 pub const ERROR_SUFFIX: &str = ".error.txt";
@@ -162,7 +162,7 @@ pub fn scan(outbox: &Path) -> std::io::Result<Scan> {
             found.refused.push((to_entry.path(), NOT_UTF8));
             continue;
         };
-        if is_ignored(&to) || to == crate::directory::DIRECTORY_FILE {
+        if is_ignored(&to) || to == crate::unit::directory::DIRECTORY_FILE {
             continue;
         }
         if !to_entry.file_type()?.is_dir() {
@@ -292,7 +292,7 @@ fn inodes_of(path: &Path) -> HashSet<(u64, u64)> {
 /// writing: read from /proc, each descriptor of each process, once for all
 /// of them. Processes of other users are not visible without privilege;
 /// for those the file-system events ([`Hints`]) and the checks at sealing
-/// and before filing ([`crate::stamp`]) stand. Blocking.
+/// and before filing ([`crate::outgoing::stamp`]) stand. Blocking.
 pub fn open_for_writing(wanted: &HashSet<(u64, u64)>) -> HashSet<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     let mut open = HashSet::new();
@@ -708,7 +708,7 @@ pub fn queued_answers(folders: &Folders, asked: DocId) -> Vec<DocId> {
         .filter_map(|e| {
             let id = DocId::parse(e.file_name().to_str()?).ok()?;
             let text = std::fs::read_to_string(e.path().join("meta.toml")).ok()?;
-            let sc = crate::draft::parse_sidecar("meta.toml", &text).ok()?;
+            let sc = crate::outgoing::draft::parse_sidecar("meta.toml", &text).ok()?;
             (sc.in_reply_to.as_deref() == Some(asked.as_str())).then_some(id)
         })
         .collect()
@@ -1019,8 +1019,8 @@ pub fn claim_files(folders: &Folders, req: &SendRequest, take: bool) -> Result<D
         };
         let text = toml::to_string(&sidecar).map_err(|e| e.to_string())?;
         // Check it the way the sender will, so a bad option fails here.
-        let sc = crate::draft::parse_sidecar("send", &text).map_err(|e| e.to_string())?;
-        crate::draft::check_sidecar(&sc, time::OffsetDateTime::now_utc())
+        let sc = crate::outgoing::draft::parse_sidecar("send", &text).map_err(|e| e.to_string())?;
+        crate::outgoing::draft::check_sidecar(&sc, time::OffsetDateTime::now_utc())
             .map_err(|e| e.to_string())?;
         write_atomic(&dir.join("meta.toml"), text.as_bytes(), 0o600).map_err(io)?;
         for (f, name) in req.files.iter().zip(&names) {
@@ -1035,7 +1035,7 @@ pub fn claim_files(folders: &Folders, req: &SendRequest, take: bool) -> Result<D
                 .map_err(io)?;
         }
         sync_dir(&files).map_err(io)?;
-        let title_name = crate::draft::default_title(&names[0]);
+        let title_name = crate::outgoing::draft::default_title(&names[0]);
         let c = Claim {
             to: first_to.clone(),
             name: title_name,
@@ -1061,7 +1061,7 @@ pub fn claim_files(folders: &Folders, req: &SendRequest, take: bool) -> Result<D
 /// Watch the outbox for the agent's whole life: claim complete drops and
 /// wake the uploader. Runs whether or not the hub is reachable, so drops
 /// queue in the spool while it is not.
-pub async fn watch(ctx: std::sync::Arc<crate::context::AgentContext>) {
+pub async fn watch(ctx: std::sync::Arc<crate::unit::context::AgentContext>) {
     let outbox = ctx.folders.outbox.clone();
     let (tx, mut events) = tokio::sync::mpsc::unbounded_channel::<Option<notify::Event>>();
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {

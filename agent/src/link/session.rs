@@ -10,10 +10,10 @@ use gongwen_common::stream::{READ_TIMEOUT, read_message, write_message};
 use gongwen_common::wire::{ErrorCode, Message};
 use tracing::{Instrument, debug, info, warn};
 
-use crate::context::AgentContext;
-use crate::inbox;
-use crate::sender::{self, SendError};
-use crate::trust::CrlRefused;
+use crate::incoming::receive;
+use crate::outgoing::send::{self, SendError};
+use crate::unit::context::AgentContext;
+use crate::unit::trust::CrlRefused;
 
 /// Run until the connection ends. `generation` is the hub store's, from
 /// its welcome.
@@ -99,7 +99,7 @@ async fn follow_generation(conn: quinn::Connection, ctx: Arc<AgentContext>, gene
             // back costs little.
             let mut done = std::collections::HashSet::new();
             let mut pause = OFFER_AGAIN_PAUSE;
-            while !sender::offer_again(&conn, &ctx, &mut done).await {
+            while !send::offer_again(&conn, &ctx, &mut done).await {
                 if conn.close_reason().is_some() {
                     return;
                 }
@@ -132,7 +132,7 @@ async fn publish_key(conn: &quinn::Connection, ctx: &AgentContext) -> Result<(),
             return Err("an SM2 encryption key without an SM2 signer".into());
         }
     };
-    match sender::request(conn, &Message::PublishKey { binding }).await {
+    match send::request(conn, &Message::PublishKey { binding }).await {
         Ok(Message::Ok) => Ok(()),
         Ok(Message::Error { message, .. }) => Err(message),
         Ok(other) => Err(format!("unexpected answer: {}", other.describe())),
@@ -158,11 +158,11 @@ fn directory_pause(connected_for: Duration) -> Duration {
 }
 
 /// Ask the hub for the directory now and again (see [`directory_pause`]
-/// and [`crate::directory::refresh`]).
+/// and [`crate::unit::directory::refresh`]).
 async fn directory_keeper(ctx: Arc<AgentContext>) {
     let connected = tokio::time::Instant::now();
     loop {
-        if let Err(e) = crate::directory::refresh(&ctx).await {
+        if let Err(e) = crate::unit::directory::refresh(&ctx).await {
             debug!("directory not read: {e}");
         }
         tokio::time::sleep(directory_pause(connected.elapsed())).await;
@@ -176,11 +176,11 @@ const ANSWER_RETRY: Duration = Duration::from_secs(2);
 /// periodically (retrying what the hub could not take).
 async fn uploader(conn: quinn::Connection, ctx: Arc<AgentContext>) {
     loop {
-        let answers = crate::clerk::submit_answers(&conn, &ctx).await;
-        if answers == crate::clerk::Submitted::ConnectionLost {
+        let answers = crate::incoming::clerk::submit_answers(&conn, &ctx).await;
+        if answers == crate::incoming::clerk::Submitted::ConnectionLost {
             return;
         }
-        let pause = match sender::send_pending(&conn, &ctx).await {
+        let pause = match send::send_pending(&conn, &ctx).await {
             Ok(()) => Duration::from_secs(30),
             Err(SendError::Connection(e)) => {
                 if conn.close_reason().is_some() {
@@ -199,7 +199,7 @@ async fn uploader(conn: quinn::Connection, ctx: Arc<AgentContext>) {
             }
         };
         // An answer the hub asked for again is given again soon.
-        let pause = if answers == crate::clerk::Submitted::SomeLater {
+        let pause = if answers == crate::incoming::clerk::Submitted::SomeLater {
             pause.min(ANSWER_RETRY)
         } else {
             pause
@@ -228,7 +228,7 @@ async fn serve_push(
             deadline_ms,
         } => {
             let span = tracing::info_span!("receive", doc = %doc_id);
-            inbox::receive(send, recv, ctx, doc_id, header, content_len, deadline_ms)
+            receive::receive(send, recv, ctx, doc_id, header, content_len, deadline_ms)
                 .instrument(span)
                 .await;
             return;
@@ -312,7 +312,7 @@ async fn take_receipt(ctx: &Arc<AgentContext>, bytes: Vec<u8>) -> Message {
         bytes,
         reply,
     };
-    crate::batch::Batches::submit(ctx, |c| &c.receipts, job, record_receipts);
+    crate::unit::batch::Batches::submit(ctx, |c| &c.receipts, job, record_receipts);
     match answer.await {
         Ok(Ok(())) => Message::Ok,
         Ok(Err(message)) => Message::Error {
@@ -373,8 +373,10 @@ async fn take_notice(ctx: &Arc<AgentContext>, body: Vec<u8>) -> Message {
     };
     let c = ctx.clone();
     let taken = tokio::task::spawn_blocking(move || match pushed {
-        Pushed::One(notice) => crate::clerk::take_notice(&c, &notice),
-        Pushed::Round(r) => crate::clerk::take_round(&c, &r.at, r.escalation_level, &r.items),
+        Pushed::One(notice) => crate::incoming::clerk::take_notice(&c, &notice),
+        Pushed::Round(r) => {
+            crate::incoming::clerk::take_round(&c, &r.at, r.escalation_level, &r.items)
+        }
     });
     match taken.await {
         Ok(Ok(())) => Message::Ok,

@@ -13,10 +13,10 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::net::UnixListener;
 
-use crate::context::AgentContext;
 use crate::error::AgentError;
-use crate::outbox::read_claim;
-use crate::store::{SentRecord, Store, StoreError};
+use crate::outgoing::outbox::read_claim;
+use crate::unit::context::AgentContext;
+use crate::unit::store::{SentRecord, Store, StoreError};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "query", rename_all = "snake_case")]
@@ -24,7 +24,7 @@ pub enum Request {
     /// Sent documents (all, or one) with per-recipient state.
     Status { doc: Option<DocId> },
     /// Queue files for sending (copies are taken; the originals stay).
-    Send(Box<crate::outbox::SendRequest>),
+    Send(Box<crate::outgoing::outbox::SendRequest>),
     /// Documents received (or only those still to sign for).
     Inbox { pending: bool },
     /// Sign for a received document (签收).
@@ -47,11 +47,11 @@ pub enum Request {
     /// Whether the agent is connected to a hub now, and to which address.
     Link,
     /// Answer a received document that asked for an answer.
-    Reply(Box<crate::reply::ReplyRequest>),
+    Reply(Box<crate::actions::reply::ReplyRequest>),
     /// 汇总: gather the answers to a document this unit sent into a folder.
     Collect { doc: DocId, out: std::path::PathBuf },
     /// 转发: pass a received document on to other units.
-    Forward(Box<crate::forward::ForwardRequest>),
+    Forward(Box<crate::actions::forward::ForwardRequest>),
 }
 
 /// One recipient's state in `status`.
@@ -91,7 +91,7 @@ pub struct DocStatus {
     /// Units it was addressed to but not sent to (a revoked member of a
     /// group, say), each with the reason.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub left_out: Vec<crate::addressing::LeftOut>,
+    pub left_out: Vec<crate::rules::addressing::LeftOut>,
 }
 
 pub(crate) fn bind(path: &Path) -> Result<UnixListener, AgentError> {
@@ -139,7 +139,7 @@ async fn answer(req: Request, ctx: &Arc<AgentContext>) -> Response {
             }
         }
         Request::Inbox { pending } => match ctx.store.run(|s| s.all_received()).await {
-            Ok(records) => match to_json(&crate::clerk::inbox_rows(records, pending)) {
+            Ok(records) => match to_json(&crate::incoming::clerk::inbox_rows(records, pending)) {
                 Ok(v) => Response::Ok(v),
                 Err(e) => Response::Error(e.to_string()),
             },
@@ -180,8 +180,10 @@ async fn answer(req: Request, ctx: &Arc<AgentContext>) -> Response {
         }
         Request::Evidence { doc, out } => {
             let c = ctx.clone();
-            match tokio::task::spawn_blocking(move || crate::evidence::write_bundle(&c, doc, &out))
-                .await
+            match tokio::task::spawn_blocking(move || {
+                crate::actions::evidence::write_bundle(&c, doc, &out)
+            })
+            .await
             {
                 Ok(Ok(dir)) => Response::Ok(serde_json::json!({ "out": dir })),
                 Ok(Err(e)) => Response::Error(e),
@@ -191,7 +193,9 @@ async fn answer(req: Request, ctx: &Arc<AgentContext>) -> Response {
         Request::Forward(req) => {
             ctx.settled(req.doc).await;
             let c = ctx.clone();
-            match tokio::task::spawn_blocking(move || crate::forward::queue(&c, &req)).await {
+            match tokio::task::spawn_blocking(move || crate::actions::forward::queue(&c, &req))
+                .await
+            {
                 Ok(Ok(doc_id)) => {
                     ctx.outbox_wake.notify_one();
                     Response::Ok(serde_json::json!({ "doc_id": doc_id }))
@@ -214,7 +218,7 @@ async fn answer(req: Request, ctx: &Arc<AgentContext>) -> Response {
             .ok();
             let c = ctx.clone();
             match tokio::task::spawn_blocking(move || {
-                crate::collect::collect(&c, doc, &out, hub.as_ref())
+                crate::actions::collect::collect(&c, doc, &out, hub.as_ref())
             })
             .await
             {
@@ -229,7 +233,8 @@ async fn answer(req: Request, ctx: &Arc<AgentContext>) -> Response {
         Request::Reply(req) => {
             ctx.settled(req.doc).await;
             let c = ctx.clone();
-            match tokio::task::spawn_blocking(move || crate::reply::queue(&c, &req)).await {
+            match tokio::task::spawn_blocking(move || crate::actions::reply::queue(&c, &req)).await
+            {
                 Ok(Ok((doc_id, signed_for))) => {
                     ctx.outbox_wake.notify_one();
                     Response::Ok(serde_json::json!({
@@ -246,7 +251,7 @@ async fn answer(req: Request, ctx: &Arc<AgentContext>) -> Response {
             let c = ctx.clone();
             let queued = tokio::task::spawn_blocking(move || {
                 let _claiming = c.claiming.lock().unwrap_or_else(|p| p.into_inner());
-                crate::outbox::claim_copies(&c.folders, &req)
+                crate::outgoing::outbox::claim_copies(&c.folders, &req)
             })
             .await;
             match queued {
@@ -267,7 +272,11 @@ async fn answer(req: Request, ctx: &Arc<AgentContext>) -> Response {
 async fn act(ctx: &Arc<AgentContext>, doc: DocId, kind: ReceiptKind, detail: String) -> Response {
     ctx.settled(doc).await;
     let c = ctx.clone();
-    match tokio::task::spawn_blocking(move || crate::clerk::answer(&c, doc, kind, &detail)).await {
+    match tokio::task::spawn_blocking(move || {
+        crate::incoming::clerk::answer(&c, doc, kind, &detail)
+    })
+    .await
+    {
         Ok(Ok(rec)) => {
             ctx.outbox_wake.notify_one();
             Response::Ok(serde_json::json!({
@@ -320,7 +329,7 @@ pub(crate) async fn hub_request(
     let Some(conn) = ctx.connection() else {
         return Err("the agent is not connected to the hub right now; try again when it is".into());
     };
-    match crate::sender::request(&conn, msg).await {
+    match crate::outgoing::send::request(&conn, msg).await {
         Ok(Message::Json { body }) => serde_json::from_slice(&body).map_err(|e| e.to_string()),
         Ok(Message::Error { message, .. }) => Err(format!("the hub refused: {message}")),
         Ok(other) => Err(format!(
@@ -470,7 +479,7 @@ fn outgoing(spool: &Path, id: DocId) -> DocStatus {
         doc_id: id.to_string(),
         title: claim
             .as_ref()
-            .map(|c| crate::draft::default_title(&c.name))
+            .map(|c| crate::outgoing::draft::default_title(&c.name))
             .unwrap_or_default(),
         doc_number: String::new(),
         stage: "sending".into(),
@@ -495,10 +504,10 @@ fn outgoing(spool: &Path, id: DocId) -> DocStatus {
 }
 
 /// The status of a document given up on: why, and where its files are.
-pub(crate) fn failed_status(f: &crate::store::FailedRecord) -> DocStatus {
+pub(crate) fn failed_status(f: &crate::unit::store::FailedRecord) -> DocStatus {
     DocStatus {
         doc_id: f.doc_id.to_string(),
-        title: crate::draft::default_title(&f.name),
+        title: crate::outgoing::draft::default_title(&f.name),
         doc_number: String::new(),
         stage: "failed".into(),
         progress: None,

@@ -18,8 +18,8 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use tracing::{debug, info, warn};
 
-use crate::context::AgentContext;
-use crate::store::{QueuedAnswer, ReceivedRecord, ReceivedState, StoreError};
+use crate::unit::context::AgentContext;
+use crate::unit::store::{QueuedAnswer, ReceivedRecord, ReceivedState, StoreError};
 
 /// Why a clerk's act was refused; nothing changed.
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +56,7 @@ fn parse_digest(hex: &str) -> Option<[u8; 32]> {
 /// Whether a received document in the state `rec` records may be signed
 /// for or returned now. Pure: the rule every front door's 签收 and 退回
 /// follows, applied inside the store's write transaction
-/// ([`crate::store::Store::record_answer`]).
+/// ([`crate::unit::store::Store::record_answer`]).
 pub fn may_answer(rec: &ReceivedRecord) -> Result<(), ActError> {
     let doc_id = rec.doc_id;
     match rec.state {
@@ -174,7 +174,7 @@ pub async fn submit_answers(conn: &quinn::Connection, ctx: &Arc<AgentContext>) -
         turn,
     } in queued
     {
-        match crate::sender::request(conn, &Message::SubmitReceipt { receipt }).await {
+        match crate::outgoing::send::request(conn, &Message::SubmitReceipt { receipt }).await {
             Ok(Message::Ok) => {}
             Ok(Message::Error { code, message }) if !code.is_retryable() => {
                 // e.g. recalled meanwhile: the hub's word is final.

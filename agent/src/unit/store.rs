@@ -13,7 +13,7 @@
 //! | `supervision` | (round, level, doc, unit)  | a 督办 notice received (JSON)          |
 //!
 //! Outgoing documents not yet accepted by the hub are not here: their
-//! spool directory is the record (see [`crate::outbox`]).
+//! spool directory is the record (see [`crate::outgoing::outbox`]).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -98,7 +98,7 @@ pub struct SentRecord {
     pub recalled_ms: Option<i64>,
     /// Units it was addressed to (in a group, say) but not sent to, and why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub left_out: Vec<crate::addressing::LeftOut>,
+    pub left_out: Vec<crate::rules::addressing::LeftOut>,
 }
 
 /// A document this unit tried to send and gave up on: its files are in

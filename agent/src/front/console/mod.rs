@@ -42,9 +42,9 @@ use gongwen_common::receipt::ReceiptKind;
 use serde::Deserialize;
 use tracing::{info, warn};
 
-use crate::context::AgentContext;
 use crate::error::AgentError;
-use crate::store::{ReceivedFilter, ReceivedRecord, ReceivedState};
+use crate::unit::context::AgentContext;
+use crate::unit::store::{ReceivedFilter, ReceivedRecord, ReceivedState};
 use accounts::{Accounts, User};
 use pages::{FileLink, Frame, InboxQueryView};
 use session::{LoginGuard, Sessions, same_secret};
@@ -71,7 +71,7 @@ pub struct UnitFacts {
     /// Its role: supervisor units also get `/supervision`.
     pub role: gongwen_common::Role,
     /// The link to the hub.
-    pub link: tokio::sync::watch::Receiver<crate::client::LinkState>,
+    pub link: tokio::sync::watch::Receiver<crate::link::client::LinkState>,
 }
 
 /// A console bound to its address, ready to serve.
@@ -932,7 +932,7 @@ async fn doc_page(
                 .collect()
         })
         .unwrap_or_default();
-    let dir = crate::clerk::document_dir(&web.ctx, rec);
+    let dir = crate::incoming::clerk::document_dir(&web.ctx, rec);
     let notices = tokio::task::spawn_blocking(move || read_notices(&dir))
         .await
         .unwrap_or_default();
@@ -1052,8 +1052,10 @@ async fn answer(
     }
     web.ctx.settled(doc).await;
     let ctx = web.ctx.clone();
-    let done =
-        tokio::task::spawn_blocking(move || crate::clerk::answer(&ctx, doc, kind, &detail)).await;
+    let done = tokio::task::spawn_blocking(move || {
+        crate::incoming::clerk::answer(&ctx, doc, kind, &detail)
+    })
+    .await;
     match done {
         Ok(Ok(rec)) => {
             web.ctx.outbox_wake.notify_one();
@@ -1177,7 +1179,7 @@ fn hub_sign_rows(v: &serde_json::Value) -> Vec<pages::SignRow> {
 
 /// What the page and the API say about one document this unit sent.
 struct SentView {
-    record: crate::store::SentRecord,
+    record: crate::unit::store::SentRecord,
     rows: Vec<pages::SignRow>,
     source: pages::Source,
     /// The hub's answer as it came (the API passes it on), when there was one.
@@ -1198,7 +1200,7 @@ async fn sent_view(web: &Web, doc_id: &str) -> Result<Option<SentView>, Response
             let Some(rec) = s.sent(doc)? else {
                 return Ok(None);
             };
-            let local = crate::control::doc_status(s, &rec)?;
+            let local = crate::front::control::doc_status(s, &rec)?;
             Ok(Some((rec, local)))
         })
         .await
@@ -1207,7 +1209,7 @@ async fn sent_view(web: &Web, doc_id: &str) -> Result<Option<SentView>, Response
         return Ok(None);
     };
     let question = serde_json::json!({ "query": "status", "doc": doc });
-    let asked = crate::control::hub_request(
+    let asked = crate::front::control::hub_request(
         &web.ctx,
         &gongwen_common::wire::Message::Supervise {
             query: question.to_string().into_bytes(),
@@ -1358,9 +1360,9 @@ async fn sender_act(
         return Err((StatusCode::NOT_FOUND, "本单位没有发出过这份公文。".into()));
     }
     let done = match recall_reason {
-        Some(reason) => crate::control::recall(&web.ctx, doc, reason).await,
+        Some(reason) => crate::front::control::recall(&web.ctx, doc, reason).await,
         None => {
-            crate::control::hub_request(
+            crate::front::control::hub_request(
                 &web.ctx,
                 &gongwen_common::wire::Message::Urge {
                     doc_id: doc,
@@ -1440,7 +1442,8 @@ async fn api_sent_doc(
                 .store
                 .run(move |s| {
                     let rec = s.sent(doc)?;
-                    rec.map(|r| crate::control::doc_status(s, &r)).transpose()
+                    rec.map(|r| crate::front::control::doc_status(s, &r))
+                        .transpose()
                 })
                 .await
             {
@@ -1464,7 +1467,7 @@ async fn api_received_doc(
         return r;
     }
     match received(&web, &doc_id).await {
-        Ok((rec, _)) => match crate::clerk::inbox_rows(vec![rec], false).pop() {
+        Ok((rec, _)) => match crate::incoming::clerk::inbox_rows(vec![rec], false).pop() {
             Some(row) => axum::Json(row).into_response(),
             None => api_error(StatusCode::NOT_FOUND, "no such document"),
         },
@@ -1490,7 +1493,7 @@ async fn api_sent_list(
             let (records, _) = s.sent_page(offset, PAGE_SIZE)?;
             records
                 .iter()
-                .map(|r| crate::control::doc_status(s, r))
+                .map(|r| crate::front::control::doc_status(s, r))
                 .collect::<Result<Vec<_>, _>>()
         })
         .await;
@@ -1540,7 +1543,7 @@ async fn compose_page(State(web): State<Arc<Web>>, headers: HeaderMap) -> Respon
     };
     // Asked afresh (a unit that joined a minute ago is there), or as last
     // heard when the hub cannot be asked now.
-    let dir = match crate::directory::refresh(&web.ctx).await {
+    let dir = match crate::unit::directory::refresh(&web.ctx).await {
         Ok(d) => Some(d),
         Err(_) => web.ctx.directory.get(),
     };
@@ -1798,7 +1801,7 @@ async fn compose(
         return compose_again(&web, &user, &csrf, &view, &why);
     }
     let opt = |s: &str| Some(s.trim().to_owned()).filter(|t| !t.is_empty());
-    let req = crate::outbox::SendRequest {
+    let req = crate::outgoing::outbox::SendRequest {
         files: staging.files.clone(),
         to,
         cc,
@@ -1817,7 +1820,7 @@ async fn compose(
     let ctx = web.ctx.clone();
     let queued = tokio::task::spawn_blocking(move || {
         let _claiming = ctx.claiming.lock().unwrap_or_else(|p| p.into_inner());
-        crate::outbox::claim_files(&ctx.folders, &req, true)
+        crate::outgoing::outbox::claim_files(&ctx.folders, &req, true)
     })
     .await;
     match queued {
@@ -1855,7 +1858,9 @@ fn compose_again(
 /// What is in `failed/` (each file with its `.error.txt`) and in
 /// `quarantine/` (each folder with its `reason.txt`), newest first, at most
 /// 200 of each. Blocking.
-fn read_problems(folders: &crate::state::Folders) -> (Vec<pages::Problem>, Vec<pages::Problem>) {
+fn read_problems(
+    folders: &crate::unit::folders::Folders,
+) -> (Vec<pages::Problem>, Vec<pages::Problem>) {
     let modified_ms = |p: &std::path::Path| {
         std::fs::metadata(p)
             .and_then(|m| m.modified())
@@ -1867,7 +1872,7 @@ fn read_problems(folders: &crate::state::Folders) -> (Vec<pages::Problem>, Vec<p
     if let Ok(entries) = std::fs::read_dir(&folders.failed) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            let Some(drop) = name.strip_suffix(crate::outbox::ERROR_SUFFIX) else {
+            let Some(drop) = name.strip_suffix(crate::outgoing::outbox::ERROR_SUFFIX) else {
                 continue;
             };
             failed.push(pages::Problem {
@@ -1911,7 +1916,7 @@ async fn problems_page(State(web): State<Arc<Web>>, headers: HeaderMap) -> Respo
 
 impl Web {
     fn status(&self) -> pages::StatusView {
-        use crate::client::LinkState;
+        use crate::link::client::LinkState;
         let now_ms = self.ctx.now_ms();
         let (link, connected, offset) = match &*self.facts.link.borrow() {
             LinkState::Starting => ("正在连接 (connecting)".to_owned(), false, None),
@@ -1987,7 +1992,7 @@ async fn api_status(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response
 
 /// Ask the hub a supervision question; its JSON answer, or why not.
 async fn ask_hub(web: &Web, question: serde_json::Value) -> Result<serde_json::Value, String> {
-    crate::control::hub_request(
+    crate::front::control::hub_request(
         &web.ctx,
         &gongwen_common::wire::Message::Supervise {
             query: question.to_string().into_bytes(),
@@ -2334,7 +2339,7 @@ async fn download(
         )
             .into_response();
     }
-    let path = crate::clerk::document_dir(&web.ctx, &rec).join(&name);
+    let path = crate::incoming::clerk::document_dir(&web.ctx, &rec).join(&name);
     let file = match tokio::fs::File::open(&path).await {
         Ok(f) => f,
         Err(e) => return server_error(format!("{}: {e}", path.display())),
@@ -2494,7 +2499,9 @@ async fn api_inbox(
         .run(move |s| s.received_page(&filter, offset, PAGE_SIZE))
         .await
     {
-        Ok((rows, _)) => axum::Json(crate::clerk::inbox_rows(rows, false)).into_response(),
+        Ok((rows, _)) => {
+            axum::Json(crate::incoming::clerk::inbox_rows(rows, false)).into_response()
+        }
         Err(e) => server_error(e),
     }
 }

@@ -8,7 +8,7 @@ use gongwen_common::links::{Asks, Decision, ReplyKind};
 use maud::{DOCTYPE, Markup, html};
 
 use super::accounts::User;
-use crate::store::{ReceivedRecord, ReceivedState};
+use crate::unit::store::{ReceivedRecord, ReceivedState};
 
 /// What every page of a logged-in user shows in its header.
 #[derive(Debug, Clone)]
@@ -224,7 +224,7 @@ pub struct DocActs<'a> {
     /// Our latest answer to it, if any (a new one corrects it).
     pub answered: Option<DocId>,
     /// The hub's directory, for choosing whom to forward it to.
-    pub dir: Option<&'a crate::directory::AddressBook>,
+    pub dir: Option<&'a crate::unit::directory::AddressBook>,
     pub me: &'a gongwen_common::NodeId,
 }
 
@@ -550,7 +550,7 @@ pub fn sign_table(rows: &[SignRow]) -> Markup {
 
 /// The 汇总 of the answers asked for: one row per recipient, 未报送 in
 /// red, and the table as files.
-pub fn summary_table(doc_id: &str, s: &crate::collect::Summary) -> Markup {
+pub fn summary_table(doc_id: &str, s: &crate::actions::collect::Summary) -> Markup {
     let answered = s.recipients.iter().filter(|r| r.answer.is_some()).count();
     html! {
         h2 { "答复汇总" }
@@ -561,7 +561,7 @@ pub fn summary_table(doc_id: &str, s: &crate::collect::Summary) -> Markup {
             a href={ "/sent/" (doc_id) "/" (percent("汇总表.csv")) } download { "汇总表.csv" }
         }
         table.docs.summary {
-            thead { tr { @for h in crate::collect::HEADERS { th { (h) } } } }
+            thead { tr { @for h in crate::actions::collect::HEADERS { th { (h) } } } }
             tbody {
                 @for r in &s.rows {
                     tr class=[r.missing.then_some("missing")] {
@@ -576,10 +576,10 @@ pub fn summary_table(doc_id: &str, s: &crate::collect::Summary) -> Markup {
 /// `/sent/{doc_id}`: 签收情况, and 撤回 / 催办 while anyone has not signed.
 pub fn sent_doc(
     frame: &Frame<'_>,
-    record: &crate::store::SentRecord,
+    record: &crate::unit::store::SentRecord,
     rows: &[SignRow],
     source: Source,
-    summary: Option<&crate::collect::Summary>,
+    summary: Option<&crate::actions::collect::Summary>,
     message: Option<&str>,
 ) -> Markup {
     let open = rows.iter().any(|r| still_open(&r.state));
@@ -657,7 +657,7 @@ pub struct ComposeView {
 
 /// The units and groups of the directory, each with a 主送 and a 抄送 box.
 pub fn recipient_picker(
-    dir: Option<&crate::directory::AddressBook>,
+    dir: Option<&crate::unit::directory::AddressBook>,
     me: &gongwen_common::NodeId,
     to: &[String],
     cc: &[String],
@@ -699,7 +699,7 @@ pub fn recipient_picker(
 /// `/compose`: 发文. Recipients from the hub's directory, as 主送 or 抄送.
 pub fn compose(
     frame: &Frame<'_>,
-    dir: Option<&crate::directory::AddressBook>,
+    dir: Option<&crate::unit::directory::AddressBook>,
     me: &gongwen_common::NodeId,
     v: &ComposeView,
     message: Option<&str>,
@@ -1145,7 +1145,7 @@ pub fn supervision(
 /// One CSV field: quoted when it must be, and never read as a formula by a
 /// spreadsheet (a leading =, +, - or @ gets a ').
 pub fn csv_field(s: &str) -> String {
-    let s = crate::collect::inert(s);
+    let s = crate::actions::collect::inert(s);
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {

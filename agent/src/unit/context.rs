@@ -10,9 +10,9 @@ use gongwen_common::pki::{Crl, PkiError};
 use gongwen_common::{DocId, NodeId};
 use tokio::sync::Notify;
 
-use crate::state::Folders;
-use crate::store::Store;
-use crate::trust::Trust;
+use crate::unit::folders::Folders;
+use crate::unit::store::Store;
+use crate::unit::trust::Trust;
 
 pub struct AgentContext {
     pub config: AgentConfig,
@@ -20,14 +20,14 @@ pub struct AgentContext {
     pub store: Store,
     /// The certificate in use (signs documents and receipts; shown to the
     /// hub), and its renewal.
-    pub credentials: crate::credentials::Credentials,
+    pub credentials: crate::unit::credentials::Credentials,
     /// Opens documents sealed to this unit (X25519, or SM2 in a GM
     /// deployment).
     pub enc_key: DocumentKey,
     /// The CA and the CRL in force.
     pub trust: Trust,
     /// The units and groups to send to, as the hub last said.
-    pub directory: crate::directory::Known,
+    pub directory: crate::unit::directory::Known,
     /// Woken when a drop was claimed (or a send should be retried).
     pub outbox_wake: Notify,
     /// Upload progress of documents being sent: (bytes sent, total).
@@ -35,11 +35,11 @@ pub struct AgentContext {
     /// The admitted connection to the hub, while there is one.
     pub conn: Mutex<Option<quinn::Connection>>,
     /// Accepted documents waiting to be filed under sent/.
-    pub filing: crate::batch::Batches<crate::sender::FileJob>,
+    pub filing: crate::unit::batch::Batches<crate::outgoing::send::FileJob>,
     /// Receipts from recipients waiting to be recorded.
-    pub receipts: crate::batch::Batches<crate::session::ReceiptJob>,
+    pub receipts: crate::unit::batch::Batches<crate::link::session::ReceiptJob>,
     /// Received documents waiting to be recorded.
-    pub recording: crate::batch::Batches<crate::inbox::RecordJob>,
+    pub recording: crate::unit::batch::Batches<crate::incoming::receive::RecordJob>,
     /// Held while claims are being made; listing what to send waits for
     /// it, so nothing is sent from a claim before its moves are durable.
     pub claiming: Mutex<()>,
@@ -86,7 +86,7 @@ impl AgentContext {
         config: AgentConfig,
         folders: Folders,
         store: Store,
-        own: crate::credentials::OwnKeys,
+        own: crate::unit::credentials::OwnKeys,
         enc_key: DocumentKey,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, PkiError> {
@@ -96,7 +96,7 @@ impl AgentContext {
             .ok()
             .and_then(|der| Crl::parse(&der, &own.ca).ok());
         let trust = Trust::new(own.ca.clone(), crl.as_ref())?;
-        let credentials = crate::credentials::Credentials::new(
+        let credentials = crate::unit::credentials::Credentials::new(
             own,
             &trust.checker(),
             clock.clone(),

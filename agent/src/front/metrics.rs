@@ -20,9 +20,9 @@ use prometheus_client::registry::{Registry, Unit};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
-use crate::client::LinkState;
-use crate::context::AgentContext;
-use crate::store::ReceivedFilter;
+use crate::link::client::LinkState;
+use crate::unit::context::AgentContext;
+use crate::unit::store::ReceivedFilter;
 
 /// What `/metrics` shows at one moment.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -147,7 +147,7 @@ async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
                 .unwrap_or(0);
             let received = st.all_received()?;
             let pending = ReceivedFilter::pending();
-            Ok::<_, crate::store::StoreError>((
+            Ok::<_, crate::unit::store::StoreError>((
                 st.all_sent()?.len() as u64,
                 received.len() as u64,
                 received.iter().filter(|r| pending.matches(r)).count() as u64,

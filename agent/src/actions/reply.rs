@@ -93,10 +93,10 @@ pub struct ReplyRequest {
 /// given a short main text. The answer's id, and whether the question is
 /// to be signed for (by `req.by`, when the answer is sealed). Blocking.
 pub fn queue(
-    ctx: &crate::context::AgentContext,
+    ctx: &crate::unit::context::AgentContext,
     req: &ReplyRequest,
 ) -> Result<(DocId, bool), String> {
-    use crate::store::ReceivedState;
+    use crate::unit::store::ReceivedState;
     if req.by.trim().is_empty() {
         return Err("say who answers: --by NAME".into());
     }
@@ -179,7 +179,7 @@ pub fn queue(
         files.push(path);
         scratch = Some(dir);
     }
-    let send = crate::outbox::SendRequest {
+    let send = crate::outgoing::outbox::SendRequest {
         files,
         to: vec![rec.sender.to_string()],
         cc: req.cc.clone(),
@@ -199,11 +199,11 @@ pub fn queue(
         let _claiming = ctx.claiming.lock().unwrap_or_else(|p| p.into_inner());
         // One answer at a time: a second (a form sent twice) would not
         // know the first's id to say it corrects it.
-        match crate::outbox::queued_answers(&ctx.folders, doc).first() {
+        match crate::outgoing::outbox::queued_answers(&ctx.folders, doc).first() {
             Some(sending) => Err(format!(
                 "an answer to document {doc} ({sending}) is still being sent; once the hub has taken it, a correction names it (supersedes)"
             )),
-            None => crate::outbox::claim_copies(&ctx.folders, &send),
+            None => crate::outgoing::outbox::claim_copies(&ctx.folders, &send),
         }
     };
     if let Some(dir) = scratch {

@@ -35,7 +35,7 @@ use gongwen_common::timefmt::rfc3339;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::context::AgentContext;
+use crate::unit::context::AgentContext;
 
 #[derive(Debug, Serialize)]
 struct ManifestEntry {

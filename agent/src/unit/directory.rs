@@ -75,7 +75,7 @@ pub fn apply(outbox: &Path, dir: &AddressBook, me: &NodeId) -> std::io::Result<(
         let path = outbox.join(&name);
         if !path.exists() {
             std::fs::create_dir(&path)?;
-            crate::state::clerks_drop_here(&path)?;
+            crate::unit::folders::clerks_drop_here(&path)?;
         }
     }
     let text = list_text(dir, me);
@@ -109,9 +109,10 @@ impl Known {
 /// Ask the hub for the directory over the live connection; keep it, and
 /// make the outbox folders and `单位名录.txt` from it. (The edge of this
 /// module: the rest is plain values and one folder walk.)
-pub async fn refresh(ctx: &crate::context::AgentContext) -> Result<Arc<AddressBook>, String> {
+pub async fn refresh(ctx: &crate::unit::context::AgentContext) -> Result<Arc<AddressBook>, String> {
     let dir: AddressBook =
-        crate::control::hub_query(ctx, &gongwen_common::supervision::Query::Directory).await?;
+        crate::front::control::hub_query(ctx, &gongwen_common::supervision::Query::Directory)
+            .await?;
     let (outbox, me, d) = (
         ctx.folders.outbox.clone(),
         ctx.node_id().clone(),

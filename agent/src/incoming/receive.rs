@@ -33,9 +33,9 @@ use gongwen_common::wire::{ErrorCode, Message};
 use gongwen_common::{DocId, NodeId};
 use tracing::{info, warn};
 
-use crate::context::{AgentContext, Hold};
-use crate::metadata::MetadataJson;
-use crate::store::{ReceivedRecord, ReceivedState};
+use crate::rules::metadata::MetadataJson;
+use crate::unit::context::{AgentContext, Hold};
+use crate::unit::store::{ReceivedRecord, ReceivedState};
 
 const IO_CHUNK: usize = 256 * 1024;
 
@@ -257,7 +257,7 @@ pub struct RecordJob {
 /// Make a received document's record durable; documents that arrive while
 /// others are being recorded are recorded with them (one sync of each
 /// sender's inbox folder and one store commit for the batch; see
-/// [`crate::batch`]). Returns the receipt to answer with.
+/// [`crate::unit::batch`]). Returns the receipt to answer with.
 async fn record(
     ctx: &Arc<AgentContext>,
     filed: InInbox,
@@ -270,7 +270,7 @@ async fn record(
         _alone: alone,
         reply,
     };
-    crate::batch::Batches::submit(ctx, |c| &c.recording, job, record_batch);
+    crate::unit::batch::Batches::submit(ctx, |c| &c.recording, job, record_batch);
     match answer.await {
         Ok(Ok(())) => Ok(receipt),
         Ok(Err(e)) => Err(e),
@@ -429,7 +429,7 @@ enum LocalError {
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("{0}")]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] crate::unit::store::StoreError),
     #[error("signing the receipt failed: {0}")]
     Sign(#[from] gongwen_common::pki::PkiError),
     /// The document cannot be judged now (its signer's revocation status is
@@ -476,7 +476,7 @@ fn accept(
             gongwen_common::failpoint::hit("agent-inbox-written");
             let meta = sealed.meta();
             let receipt = sign_receipt(ctx, doc_id, sealed.digest(), ReceiptKind::Delivered, "")?;
-            let (title, doc_number) = crate::metadata::shown_title(meta);
+            let (title, doc_number) = crate::rules::metadata::shown_title(meta);
             let rec = ReceivedRecord {
                 doc_id,
                 sender: meta.sender.clone(),

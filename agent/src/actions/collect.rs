@@ -14,7 +14,7 @@ use gongwen_common::envelope::{Deadline, SealedHeader};
 use gongwen_common::links::Decision;
 use gongwen_common::{DocId, NodeId};
 
-use crate::context::AgentContext;
+use crate::unit::context::AgentContext;
 
 /// The table's columns, in order.
 pub const HEADERS: [&str; 10] = [
@@ -281,7 +281,7 @@ pub fn summarize(
     hub: Option<&serde_json::Value>,
 ) -> Result<Option<Summary>, String> {
     let store = &ctx.store;
-    let err = |e: crate::store::StoreError| e.to_string();
+    let err = |e: crate::unit::store::StoreError| e.to_string();
     let sent = store
         .sent(doc)
         .map_err(err)?
@@ -303,21 +303,22 @@ pub fn summarize(
         ),
     });
     let words = hub.map(hub_words);
-    let status = crate::control::doc_status(store, &sent).map_err(err)?;
+    let status = crate::front::control::doc_status(store, &sent).map_err(err)?;
     // The latest answer from each recipient: the ones the hub names, read
     // by id; without the hub, found among everything received.
-    let is_answer = |rec: &crate::store::ReceivedRecord| -> Result<Option<SealedHeader>, String> {
-        if !sent.recipients.contains(&rec.sender) {
-            return Ok(None);
-        }
-        let Some(h) = store.header(rec.doc_id).map_err(err)? else {
-            return Ok(None);
+    let is_answer =
+        |rec: &crate::unit::store::ReceivedRecord| -> Result<Option<SealedHeader>, String> {
+            if !sent.recipients.contains(&rec.sender) {
+                return Ok(None);
+            }
+            let Some(h) = store.header(rec.doc_id).map_err(err)? else {
+                return Ok(None);
+            };
+            Ok(SealedHeader::parse(&h)
+                .ok()
+                .filter(|h| h.meta().links.answers.is_some_and(|a| a.doc_id == doc)))
         };
-        Ok(SealedHeader::parse(&h)
-            .ok()
-            .filter(|h| h.meta().links.answers.is_some_and(|a| a.doc_id == doc)))
-    };
-    let mut answers: BTreeMap<NodeId, (crate::store::ReceivedRecord, SealedHeader)> =
+    let mut answers: BTreeMap<NodeId, (crate::unit::store::ReceivedRecord, SealedHeader)> =
         BTreeMap::new();
     let candidates = match &words {
         Some(words) => {

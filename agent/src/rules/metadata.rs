@@ -55,7 +55,7 @@ pub struct MetadataJson {
     /// Units it was addressed to but not sent to, with why (the sender's
     /// copy only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub left_out: Vec<crate::addressing::LeftOut>,
+    pub left_out: Vec<crate::rules::addressing::LeftOut>,
 }
 
 #[derive(Debug, Serialize)]

@@ -5,7 +5,7 @@
 //! every change of its attributes, and no program can set it back; with
 //! the size, the modification time and the inode, an unchanged stamp
 //! means unchanged bytes. A changed stamp does not mean changed bytes (a
-//! `touch`, a `chmod`): the digest decides then ([`crate::sender`]).
+//! `touch`, a `chmod`): the digest decides then ([`crate::outgoing::send`]).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;

@@ -19,7 +19,10 @@ pub struct ForwardRequest {
 }
 
 /// Queue the forward `req` describes; its id. Blocking.
-pub fn queue(ctx: &crate::context::AgentContext, req: &ForwardRequest) -> Result<DocId, String> {
+pub fn queue(
+    ctx: &crate::unit::context::AgentContext,
+    req: &ForwardRequest,
+) -> Result<DocId, String> {
     let doc = req.doc;
     if req.to.is_empty() {
         return Err("say whom to forward it to: --to IDS".into());
@@ -29,7 +32,7 @@ pub fn queue(ctx: &crate::context::AgentContext, req: &ForwardRequest) -> Result
         .received(doc)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("there is no document {doc} in this unit's inbox to forward"))?;
-    if rec.state == crate::store::ReceivedState::Quarantined {
+    if rec.state == crate::unit::store::ReceivedState::Quarantined {
         return Err(format!(
             "document {doc} was quarantined here (it could not be opened); it cannot be forwarded"
         ));
@@ -54,7 +57,7 @@ pub fn queue(ctx: &crate::context::AgentContext, req: &ForwardRequest) -> Result
             missing.display()
         ));
     }
-    let send = crate::outbox::SendRequest {
+    let send = crate::outgoing::outbox::SendRequest {
         files,
         to: req.to.clone(),
         cc: req.cc.clone(),
@@ -67,5 +70,5 @@ pub fn queue(ctx: &crate::context::AgentContext, req: &ForwardRequest) -> Result
         ..Default::default()
     };
     let _claiming = ctx.claiming.lock().unwrap_or_else(|p| p.into_inner());
-    crate::outbox::claim_copies(&ctx.folders, &send)
+    crate::outgoing::outbox::claim_copies(&ctx.folders, &send)
 }

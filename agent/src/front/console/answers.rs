@@ -16,7 +16,7 @@ use super::{
     Staging, Web, ask_hub, doc_page, file_download, need_caller, need_form_session, no_such_sent,
     read_upload, received, server_error, typed_names,
 };
-use crate::collect::Summary;
+use crate::actions::collect::Summary;
 
 /// The document page again, with why nothing was done.
 async fn refused(web: &Web, user: &User, csrf: &str, doc_id: &str, why: &str) -> Response {
@@ -73,7 +73,7 @@ pub(super) async fn reply(
     if let Some(why) = problem {
         return refused(&web, &user, &csrf, &doc_id, &why).await;
     }
-    let req = crate::reply::ReplyRequest {
+    let req = crate::actions::reply::ReplyRequest {
         doc,
         files: staging.files.clone(),
         decision,
@@ -89,7 +89,7 @@ pub(super) async fn reply(
     };
     web.ctx.settled(doc).await;
     let ctx = web.ctx.clone();
-    match tokio::task::spawn_blocking(move || crate::reply::queue(&ctx, &req)).await {
+    match tokio::task::spawn_blocking(move || crate::actions::reply::queue(&ctx, &req)).await {
         Ok(Ok((answer, _))) => {
             web.ctx.outbox_wake.notify_one();
             info!(doc = %doc, answer = %answer, "answered by {} through the console", user.name);
@@ -156,7 +156,7 @@ pub(super) async fn forward(
         return refused(&web, &user, &csrf, &doc_id, &unknown).await;
     }
     let opt = |s: String| Some(s.trim().to_owned()).filter(|t| !t.is_empty());
-    let req = crate::forward::ForwardRequest {
+    let req = crate::actions::forward::ForwardRequest {
         doc,
         to,
         cc,
@@ -165,7 +165,7 @@ pub(super) async fn forward(
     };
     web.ctx.settled(doc).await;
     let ctx = web.ctx.clone();
-    match tokio::task::spawn_blocking(move || crate::forward::queue(&ctx, &req)).await {
+    match tokio::task::spawn_blocking(move || crate::actions::forward::queue(&ctx, &req)).await {
         Ok(Ok(forward)) => {
             web.ctx.outbox_wake.notify_one();
             info!(doc = %doc, forward = %forward, "forwarded by {} through the console", user.name);
@@ -219,8 +219,10 @@ pub(super) async fn summary(
     hub: Option<serde_json::Value>,
 ) -> Option<Summary> {
     let ctx = web.ctx.clone();
-    match tokio::task::spawn_blocking(move || crate::collect::summarize(&ctx, doc, hub.as_ref()))
-        .await
+    match tokio::task::spawn_blocking(move || {
+        crate::actions::collect::summarize(&ctx, doc, hub.as_ref())
+    })
+    .await
     {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {

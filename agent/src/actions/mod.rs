@@ -1,0 +1,4 @@
+pub mod collect;
+pub mod evidence;
+pub mod forward;
+pub mod reply;

@@ -1,0 +1,2 @@
+pub mod clerk;
+pub mod receive;

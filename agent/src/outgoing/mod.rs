@@ -1,0 +1,4 @@
+pub mod draft;
+pub mod outbox;
+pub mod send;
+pub mod stamp;

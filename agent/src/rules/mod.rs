@@ -1,0 +1,4 @@
+pub mod addressing;
+pub mod backoff;
+pub mod link_error;
+pub mod metadata;
