@@ -32,6 +32,7 @@ pub mod front;
 pub mod incoming;
 pub mod link;
 pub mod outgoing;
+pub mod parts;
 pub mod rules;
 pub mod unit;
 

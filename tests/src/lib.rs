@@ -406,7 +406,8 @@ impl Drop for RunningHub {
 #[derive(Debug)]
 pub struct RunningAgent {
     pub link: watch::Receiver<LinkState>,
-    pub ctx: std::sync::Arc<gongwen_agent::unit::context::AgentContext>,
+    /// The agent's owners, to look inside.
+    pub parts: gongwen_agent::parts::Parts,
     /// Where its console listens, if it has one.
     pub console: Option<SocketAddr>,
     /// Where its /metrics and /healthz answer, if configured.
@@ -421,7 +422,7 @@ impl RunningAgent {
     /// console and clerk acts read the record.
     pub async fn wait_received(&self, doc: gongwen_common::DocId) {
         wait_until(&format!("{doc} recorded as received"), || {
-            self.ctx.store.received(doc).ok().flatten().map(|_| ())
+            self.parts.store().received(doc).ok().flatten().map(|_| ())
         })
         .await;
     }
@@ -436,7 +437,7 @@ impl RunningAgent {
     ) -> RunningAgent {
         let agent = Agent::with_clock(config, clock).unwrap();
         let link = agent.link();
-        let ctx = agent.context();
+        let parts = agent.parts();
         let console = agent.console_addr();
         let metrics = agent.metrics_addr();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -445,7 +446,7 @@ impl RunningAgent {
         }));
         RunningAgent {
             link,
-            ctx,
+            parts,
             console,
             metrics,
             stop: Some(stop),
@@ -488,7 +489,7 @@ impl RunningAgent {
             let _ = tokio::time::timeout(WAIT, t).await;
         }
         let deadline = tokio::time::Instant::now() + WAIT;
-        while std::sync::Arc::strong_count(&self.ctx) > 1 {
+        while self.parts.in_use() {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "the stopped agent still holds its state after {WAIT:?}"

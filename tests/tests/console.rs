@@ -35,7 +35,7 @@ async fn send(u: &Units, name: &str, body: &[u8], sidecar: Option<&str>) -> DocI
 }
 
 fn state_of(agent: &RunningAgent, doc: DocId) -> ReceivedState {
-    agent.ctx.store.received(doc).unwrap().unwrap().0.state
+    agent.parts.store().received(doc).unwrap().unwrap().0.state
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -306,8 +306,8 @@ async fn lists_are_paged_and_filtered_in_the_store() {
         };
         let rec = synthetic(i, sender, state);
         u.harbin
-            .ctx
-            .store
+            .parts
+            .store()
             .record_received(&rec, b"r", b"h")
             .unwrap();
     }
@@ -1081,7 +1081,7 @@ async fn a_clerk_answers_and_forwards_in_the_console_and_the_asker_downloads_the
     // Once the hub took it, the page offers a correction of it.
     let answer_id = answer.file_name().unwrap().to_string_lossy().into_owned();
     wait_until("the answer noted as ours", || {
-        u.harbin.ctx.store.replied(doc).unwrap().map(|_| ())
+        u.harbin.parts.store().replied(doc).unwrap().map(|_| ())
     })
     .await;
     let page = clerk.get(&format!("/inbox/{doc}")).await.text();

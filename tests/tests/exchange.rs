@@ -496,25 +496,25 @@ async fn a_second_attempt_to_receive_the_same_document_waits_for_the_first() {
     net.issue("harbin-gov", Role::Node);
     let hub = net.start_hub().await;
     let harbin = net.start_agent("harbin-gov", hub.addr);
-    let ctx = harbin.ctx.clone();
+    let holds = harbin.parts.holds().clone();
     let (doc, other) = (
         gongwen_common::DocId::generate(),
         gongwen_common::DocId::generate(),
     );
     let short = std::time::Duration::from_millis(50);
-    let first = ctx.hold(doc, short).await;
+    let first = holds.hold(doc, short).await;
     assert!(first.is_some(), "nobody held the document");
     assert!(
-        ctx.hold(doc, short).await.is_none(),
+        holds.hold(doc, short).await.is_none(),
         "a second attempt got in while the first held the document"
     );
     assert!(
-        ctx.hold(other, short).await.is_some(),
+        holds.hold(other, short).await.is_some(),
         "another document was held up"
     );
     let waiter = {
-        let ctx = ctx.clone();
-        tokio::spawn(async move { ctx.hold(doc, gongwen_tests::WAIT).await.map(|_| ()) })
+        let holds = holds.clone();
+        tokio::spawn(async move { holds.hold(doc, gongwen_tests::WAIT).await.map(|_| ()) })
     };
     drop(first);
     let second = gongwen_tests::bounded("the second attempt", waiter).await;
@@ -522,7 +522,7 @@ async fn a_second_attempt_to_receive_the_same_document_waits_for_the_first() {
         matches!(second, Ok(Some(()))),
         "the second attempt did not get the document once the first let go: {second:?}"
     );
-    drop(ctx);
+    drop(holds);
     harbin.stop().await;
 }
 
@@ -812,11 +812,7 @@ async fn an_idle_agent_does_not_rescan_its_outbox_in_a_loop() {
     let prov = gongwen_tests::RunningAgent::start(config);
     let _harbin = net.start_agent("harbin-gov", hub.addr);
     hub.wait_ready(&["prov-gov", "harbin-gov"]).await;
-    let scans = || {
-        prov.ctx
-            .outbox_scans
-            .load(std::sync::atomic::Ordering::Relaxed)
-    };
+    let scans = || prov.parts.outgoing().scans();
     let before = scans();
     // Observing that nothing happens needs a window; half a second is
     // thousands of scans with the loop and none without it.

@@ -45,9 +45,9 @@ async fn send_many(u: &Units, n: usize) -> Vec<DocId> {
 /// The unit's own record of `doc`, its stored answer receipt, and what the
 /// hub recorded for it: all three say the same, and it is `expected`.
 async fn one_answer_everywhere(u: &Units, doc: DocId, expected: ReceivedState) {
-    let (rec, _) = u.harbin.ctx.store.received(doc).unwrap().unwrap();
+    let (rec, _) = u.harbin.parts.store().received(doc).unwrap().unwrap();
     assert_eq!(rec.state, expected, "the unit's record of {doc}");
-    let receipt = u.harbin.ctx.store.answer(doc).unwrap().unwrap();
+    let receipt = u.harbin.parts.store().answer(doc).unwrap().unwrap();
     let (r, _) = Receipt::verify(&receipt, None, time::OffsetDateTime::now_utc()).unwrap();
     let kind = match expected {
         ReceivedState::Acknowledged => ReceiptKind::Acknowledged,
@@ -474,11 +474,7 @@ async fn a_file_still_being_copied_is_taken_only_once_its_writer_closes_it() {
     // The copy stalls. The positive barrier: the outbox has looked at it
     // twenty times since (its settle time is 100 ms; it looks every 50 ms
     // while something is pending), and has not taken it.
-    let scans = |a: &RunningAgent| {
-        a.ctx
-            .outbox_scans
-            .load(std::sync::atomic::Ordering::Relaxed)
-    };
+    let scans = |a: &RunningAgent| a.parts.outgoing().scans();
     let seen = scans(&u.prov);
     wait_until("twenty outbox scans", || {
         (scans(&u.prov) >= seen + 20).then_some(())
@@ -835,8 +831,9 @@ async fn a_group_with_a_revoked_member_goes_to_the_others_and_says_who_was_left_
             .remove(0);
     wait_until("prov-gov to hold the new revocation list", || {
         u.prov
-            .ctx
-            .trust
+            .parts
+            .identity()
+            .trust()
             .checker()
             .check(&daqing_cert, time::OffsetDateTime::now_utc())
             .is_err()

@@ -42,7 +42,7 @@ async fn a_renewed_certificate_reaches_the_unit_which_reconnects_with_it() {
     let mut daqing = net.start_agent("daqing-gov", hub.addr);
     harbin.wait_connected().await;
     daqing.wait_connected().await;
-    let before = harbin.ctx.credentials.identity();
+    let before = harbin.parts.identity().credentials().identity();
 
     let ca = net.path().join("ca");
     let out = net.path().join("renewed");
@@ -78,7 +78,7 @@ async fn a_renewed_certificate_reaches_the_unit_which_reconnects_with_it() {
     })
     .await;
     assert_eq!(enddate(&installed), new_end);
-    let after = harbin.ctx.credentials.identity();
+    let after = harbin.parts.identity().credentials().identity();
     assert!(after.not_after > before.not_after + time::Duration::days(300));
     harbin.wait_connected().await;
 
@@ -91,7 +91,7 @@ async fn a_renewed_certificate_reaches_the_unit_which_reconnects_with_it() {
     harbin.stop().await;
     let harbin = net.start_agent("harbin-gov", hub.addr);
     assert_eq!(
-        harbin.ctx.credentials.identity().not_after,
+        harbin.parts.identity().credentials().identity().not_after,
         after.not_after,
         "a restarted agent went back to the configured certificate"
     );

@@ -14,7 +14,9 @@ use gongwen_common::envelope::{Deadline, SealedHeader};
 use gongwen_common::links::Decision;
 use gongwen_common::{DocId, NodeId};
 
-use crate::unit::context::AgentContext;
+use crate::unit::directory::Known;
+use crate::unit::identity::Identity;
+use crate::unit::store::Store;
 
 /// The table's columns, in order.
 pub const HEADERS: [&str; 10] = [
@@ -276,11 +278,12 @@ impl Summary {
 /// times and its judgment of lateness are the ones that count). Blocking;
 /// reads only.
 pub fn summarize(
-    ctx: &AgentContext,
+    me: &Identity,
+    store: &Store,
+    known: &Known,
     doc: DocId,
     hub: Option<&serde_json::Value>,
 ) -> Result<Option<Summary>, String> {
-    let store = &ctx.store;
     let err = |e: crate::unit::store::StoreError| e.to_string();
     let sent = store
         .sent(doc)
@@ -343,7 +346,7 @@ pub fn summarize(
             answers.insert(rec.sender.clone(), (rec, h));
         }
     }
-    let directory = ctx.directory.get();
+    let directory = known.get();
     let mut recipients = Vec::new();
     let mut folders = Vec::new();
     for r in &sent.recipients {
@@ -360,8 +363,8 @@ pub fn summarize(
             })
             .unwrap_or_default();
         let answer = answers.get(r).map(|(rec, h)| {
-            let from = ctx
-                .folders
+            let from = me
+                .folders()
                 .inbox
                 .join(r.as_str())
                 .join(rec.doc_id.to_string());
@@ -426,12 +429,14 @@ pub struct Collected {
 /// answers) into `out`: a folder per answer and the table in both forms.
 /// `hub` as for [`summarize`]. Blocking.
 pub fn collect(
-    ctx: &AgentContext,
+    me: &Identity,
+    store: &Store,
+    known: &Known,
     doc: DocId,
     out: &Path,
     hub: Option<&serde_json::Value>,
 ) -> Result<Collected, String> {
-    let Some(summary) = summarize(ctx, doc, hub)? else {
+    let Some(summary) = summarize(me, store, known, doc, hub)? else {
         return Err(format!(
             "document {doc} asked for no answers: there is nothing to collect"
         ));

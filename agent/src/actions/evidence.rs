@@ -35,7 +35,8 @@ use gongwen_common::timefmt::rfc3339;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::unit::context::AgentContext;
+use crate::unit::identity::Identity;
+use crate::unit::store::Store;
 
 #[derive(Debug, Serialize)]
 struct ManifestEntry {
@@ -63,8 +64,12 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), String> {
 }
 
 /// Write the evidence for `doc_id` into `out`. Blocking.
-pub fn write_bundle(ctx: &AgentContext, doc_id: DocId, out: &Path) -> Result<PathBuf, String> {
-    let store = &ctx.store;
+pub fn write_bundle(
+    me: &Identity,
+    store: &Store,
+    doc_id: DocId,
+    out: &Path,
+) -> Result<PathBuf, String> {
     let header = store
         .header(doc_id)
         .map_err(|e| e.to_string())?
@@ -184,9 +189,13 @@ pub fn write_bundle(ctx: &AgentContext, doc_id: DocId, out: &Path) -> Result<Pat
             time,
         )?;
     }
-    let files = copy_files(ctx, &header, out)?;
-    write(out, "ca.crt", pem("CERTIFICATE", ctx.trust.ca()).as_bytes())?;
-    let has_crl = match std::fs::read(ctx.folders.crl()) {
+    let files = copy_files(me, &header, out)?;
+    write(
+        out,
+        "ca.crt",
+        pem("CERTIFICATE", me.trust().ca()).as_bytes(),
+    )?;
+    let has_crl = match std::fs::read(me.folders().crl()) {
         Ok(der) => {
             write(out, "crl.pem", pem("X509 CRL", &der).as_bytes())?;
             true
@@ -214,12 +223,12 @@ pub fn write_bundle(ctx: &AgentContext, doc_id: DocId, out: &Path) -> Result<Pat
 /// The document's files as this unit holds them (what it sent, or what it
 /// received, or what its sender recalled), copied into `out/files/`. How
 /// many; none when the folder is gone.
-fn copy_files(ctx: &AgentContext, header: &[u8], out: &Path) -> Result<usize, String> {
+fn copy_files(me: &Identity, header: &[u8], out: &Path) -> Result<usize, String> {
     let Ok(sealed) = gongwen_common::envelope::SealedHeader::parse(header) else {
         return Ok(0);
     };
     let meta = sealed.meta();
-    let f = &ctx.folders;
+    let f = me.folders();
     let doc = meta.doc_id.to_string();
     let Some(folder) = [
         f.sent.join(&doc),

@@ -20,15 +20,16 @@ pub struct ForwardRequest {
 
 /// Queue the forward `req` describes; its id. Blocking.
 pub fn queue(
-    ctx: &crate::unit::context::AgentContext,
+    me: &crate::unit::identity::Identity,
+    store: &crate::unit::store::Store,
+    outgoing: &crate::outgoing::queue::Outgoing,
     req: &ForwardRequest,
 ) -> Result<DocId, String> {
     let doc = req.doc;
     if req.to.is_empty() {
         return Err("say whom to forward it to: --to IDS".into());
     }
-    let (rec, _) = ctx
-        .store
+    let (rec, _) = store
         .received(doc)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("there is no document {doc} in this unit's inbox to forward"))?;
@@ -37,16 +38,15 @@ pub fn queue(
             "document {doc} was quarantined here (it could not be opened); it cannot be forwarded"
         ));
     }
-    let header = ctx
-        .store
+    let header = store
         .header(doc)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("document {doc} has no header here"))?;
     let sealed = SealedHeader::parse(&header).map_err(|e| e.to_string())?;
     let meta = sealed.meta();
     // The files exactly as received (the main text first, as signed).
-    let folder = ctx
-        .folders
+    let folder = me
+        .folders()
         .inbox
         .join(rec.sender.as_str())
         .join(doc.to_string());
@@ -69,6 +69,5 @@ pub fn queue(
         forward_of: Some(doc),
         ..Default::default()
     };
-    let _claiming = ctx.claiming.lock().unwrap_or_else(|p| p.into_inner());
-    crate::outgoing::outbox::claim_copies(&ctx.folders, &send)
+    outgoing.claim(|folders| crate::outgoing::outbox::claim_copies(folders, &send))
 }

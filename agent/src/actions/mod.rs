@@ -1,3 +1,4 @@
+pub mod clerk;
 pub mod collect;
 pub mod evidence;
 pub mod forward;

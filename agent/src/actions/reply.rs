@@ -93,7 +93,9 @@ pub struct ReplyRequest {
 /// given a short main text. The answer's id, and whether the question is
 /// to be signed for (by `req.by`, when the answer is sealed). Blocking.
 pub fn queue(
-    ctx: &crate::unit::context::AgentContext,
+    me: &crate::unit::identity::Identity,
+    store: &crate::unit::store::Store,
+    outgoing: &crate::outgoing::queue::Outgoing,
     req: &ReplyRequest,
 ) -> Result<(DocId, bool), String> {
     use crate::unit::store::ReceivedState;
@@ -101,14 +103,12 @@ pub fn queue(
         return Err("say who answers: --by NAME".into());
     }
     let doc = req.doc;
-    let rec = ctx
-        .store
+    let rec = store
         .received(doc)
         .map_err(|e| e.to_string())?
         .map(|(r, _)| r)
         .ok_or_else(|| format!("there is no document {doc} in this unit's inbox to answer"))?;
-    let header = ctx
-        .store
+    let header = store
         .header(doc)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("document {doc} has no header here"))?;
@@ -124,7 +124,7 @@ pub fn queue(
             })
         })
         .transpose()?;
-    let previous = ctx.store.replied(doc).map_err(|e| e.to_string())?;
+    let previous = store.replied(doc).map_err(|e| e.to_string())?;
     let to = [rec.sender.clone()];
     check_answer(
         &doc.to_string(),
@@ -165,7 +165,7 @@ pub fn queue(
     let mut files = req.files.clone();
     let mut scratch = None;
     if files.is_empty() {
-        let dir = tempfile_dir(&ctx.folders.state)?;
+        let dir = tempfile_dir(&me.folders().state)?;
         let text = format!(
             "{}。{}\n",
             decision.map(Decision::chinese).unwrap_or_default(),
@@ -195,17 +195,16 @@ pub fn queue(
         supersedes: req.supersedes,
         ..Default::default()
     };
-    let queued = {
-        let _claiming = ctx.claiming.lock().unwrap_or_else(|p| p.into_inner());
-        // One answer at a time: a second (a form sent twice) would not
-        // know the first's id to say it corrects it.
-        match crate::outgoing::outbox::queued_answers(&ctx.folders, doc).first() {
+    // One answer at a time: a second (a form sent twice) would not know
+    // the first's id to say it corrects it.
+    let queued = outgoing.claim(|folders| {
+        match crate::outgoing::outbox::queued_answers(folders, doc).first() {
             Some(sending) => Err(format!(
                 "an answer to document {doc} ({sending}) is still being sent; once the hub has taken it, a correction names it (supersedes)"
             )),
-            None => crate::outgoing::outbox::claim_copies(&ctx.folders, &send),
+            None => crate::outgoing::outbox::claim_copies(folders, &send),
         }
-    };
+    });
     if let Some(dir) = scratch {
         let _ = std::fs::remove_dir_all(&dir);
     }

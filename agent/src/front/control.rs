@@ -3,7 +3,6 @@
 //! later clerk commands use it.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use gongwen_common::DocId;
 use gongwen_common::control::{self, ControlError, Response};
@@ -13,9 +12,11 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::net::UnixListener;
 
+use crate::actions::clerk::Clerk;
 use crate::error::AgentError;
 use crate::outgoing::outbox::read_claim;
-use crate::unit::context::AgentContext;
+use crate::outgoing::queue::Outgoing;
+use crate::parts::Parts;
 use crate::unit::store::{SentRecord, Store, StoreError};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -110,261 +111,121 @@ pub(crate) fn bind(path: &Path) -> Result<UnixListener, AgentError> {
     })
 }
 
-pub(crate) async fn serve(listener: UnixListener, ctx: Arc<AgentContext>) {
+pub(crate) async fn serve(listener: UnixListener, parts: Parts) {
     control::serve(listener, move |req: Request| {
-        let ctx = ctx.clone();
-        async move { answer(req, &ctx).await }
+        let parts = parts.clone();
+        async move { answer(req, &parts).await }
     })
     .await;
 }
 
-async fn answer(req: Request, ctx: &Arc<AgentContext>) -> Response {
-    match req {
-        Request::Status { doc } => {
-            let spool = ctx.folders.spool.clone();
-            match ctx.store.run(move |s| status(s, &spool, doc)).await {
-                Ok(v) => Response::Ok(with_progress(v, ctx)),
-                Err(e) => {
-                    // A document that failed is no longer in the spool;
-                    // say why it failed and where its files are.
-                    let failed = match doc {
-                        Some(id) => ctx.store.run(move |s| s.failed(id)).await.ok().flatten(),
-                        None => None,
-                    };
-                    match failed.map(|f| to_json(&failed_status(&f))) {
-                        Some(Ok(v)) => Response::Ok(v),
-                        _ => Response::Error(e.to_string()),
-                    }
-                }
-            }
-        }
-        Request::Inbox { pending } => match ctx.store.run(|s| s.all_received()).await {
-            Ok(records) => match to_json(&crate::incoming::clerk::inbox_rows(records, pending)) {
-                Ok(v) => Response::Ok(v),
-                Err(e) => Response::Error(e.to_string()),
-            },
-            Err(e) => Response::Error(e.to_string()),
-        },
-        Request::Ack { doc, by } => act(ctx, doc, ReceiptKind::Acknowledged, by).await,
-        Request::Reject { doc, reason } => act(ctx, doc, ReceiptKind::Rejected, reason).await,
-        Request::Urge { doc, units } => {
-            match hub_request(
-                ctx,
-                &gongwen_common::wire::Message::Urge { doc_id: doc, units },
-            )
+/// Parse → act → render: the acts are [`Clerk`]'s, the reads the store's.
+async fn answer(req: Request, parts: &Parts) -> Response {
+    let clerk = parts.clerk();
+    let json = |v: serde_json::Value| Ok::<_, String>(v);
+    let done = match req {
+        Request::Status { doc } => return status_of(parts, doc).await,
+        Request::Inbox { pending } => parts
+            .store()
+            .run(|s| s.all_received())
             .await
-            {
-                Ok(v) => Response::Ok(v),
-                Err(e) => Response::Error(e),
-            }
-        }
-        Request::Recall { doc, reason } => match recall(ctx, doc, reason).await {
-            Ok(v) => Response::Ok(v),
-            Err(e) => Response::Error(e),
-        },
+            .map_err(|e| e.to_string())
+            .and_then(|records| {
+                to_json(&crate::incoming::clerk::inbox_rows(records, pending))
+                    .map_err(|e| e.to_string())
+            }),
+        Request::Ack { doc, by } => clerk.sign_for(doc, by).await.map(|r| answered(&clerk, &r)),
+        Request::Reject { doc, reason } => clerk
+            .send_back(doc, reason)
+            .await
+            .map(|r| answered(&clerk, &r)),
+        Request::Urge { doc, units } => clerk.urge(doc, units).await,
+        Request::Recall { doc, reason } => clerk.recall(doc, reason).await,
         Request::Supervise { question } => {
-            let msg = gongwen_common::wire::Message::Supervise {
-                query: question.to_string().into_bytes(),
-            };
-            match hub_request(ctx, &msg).await {
-                Ok(v) => Response::Ok(v),
-                Err(e) => Response::Error(e),
-            }
+            parts
+                .link()
+                .request(&gongwen_common::wire::Message::Supervise {
+                    query: question.to_string().into_bytes(),
+                })
+                .await
         }
         Request::Link => {
-            let conn = ctx.connection().filter(|c| c.close_reason().is_none());
-            Response::Ok(serde_json::json!({
+            let conn = parts
+                .link()
+                .connection()
+                .filter(|c| c.close_reason().is_none());
+            json(serde_json::json!({
                 "connected": conn.is_some(),
                 "hub": conn.map(|c| c.remote_address().to_string()),
             }))
         }
-        Request::Evidence { doc, out } => {
-            let c = ctx.clone();
-            match tokio::task::spawn_blocking(move || {
-                crate::actions::evidence::write_bundle(&c, doc, &out)
-            })
+        Request::Evidence { doc, out } => clerk
+            .evidence(doc, out)
             .await
-            {
-                Ok(Ok(dir)) => Response::Ok(serde_json::json!({ "out": dir })),
-                Ok(Err(e)) => Response::Error(e),
-                Err(e) => Response::Error(e.to_string()),
-            }
-        }
-        Request::Forward(req) => {
-            ctx.settled(req.doc).await;
-            let c = ctx.clone();
-            match tokio::task::spawn_blocking(move || crate::actions::forward::queue(&c, &req))
-                .await
-            {
-                Ok(Ok(doc_id)) => {
-                    ctx.outbox_wake.notify_one();
-                    Response::Ok(serde_json::json!({ "doc_id": doc_id }))
-                }
-                Ok(Err(e)) => Response::Error(e),
-                Err(e) => Response::Error(e.to_string()),
-            }
-        }
-        Request::Collect { doc, out } => {
-            // The hub's times and judgment of lateness, when it answers.
-            let hub = hub_request(
-                ctx,
-                &gongwen_common::wire::Message::Supervise {
-                    query: serde_json::json!({ "query": "status", "doc": doc })
-                        .to_string()
-                        .into_bytes(),
-                },
-            )
+            .map(|dir| serde_json::json!({ "out": dir })),
+        Request::Forward(req) => clerk
+            .forward(*req)
             .await
-            .ok();
-            let c = ctx.clone();
-            match tokio::task::spawn_blocking(move || {
-                crate::actions::collect::collect(&c, doc, &out, hub.as_ref())
-            })
+            .map(|doc_id| serde_json::json!({ "doc_id": doc_id })),
+        Request::Collect { doc, out } => clerk
+            .collect(doc, out)
             .await
-            {
-                Ok(Ok(done)) => match to_json(&done) {
-                    Ok(v) => Response::Ok(v),
-                    Err(e) => Response::Error(e.to_string()),
-                },
-                Ok(Err(e)) => Response::Error(e),
-                Err(e) => Response::Error(e.to_string()),
-            }
-        }
-        Request::Reply(req) => {
-            ctx.settled(req.doc).await;
-            let c = ctx.clone();
-            match tokio::task::spawn_blocking(move || crate::actions::reply::queue(&c, &req)).await
-            {
-                Ok(Ok((doc_id, signed_for))) => {
-                    ctx.outbox_wake.notify_one();
-                    Response::Ok(serde_json::json!({
-                        "doc_id": doc_id,
-                        "signed_for_now": signed_for,
-                        "connected": ctx.connection().is_some(),
-                    }))
-                }
-                Ok(Err(e)) => Response::Error(e),
-                Err(e) => Response::Error(e.to_string()),
-            }
-        }
-        Request::Send(req) => {
-            let c = ctx.clone();
-            let queued = tokio::task::spawn_blocking(move || {
-                let _claiming = c.claiming.lock().unwrap_or_else(|p| p.into_inner());
-                crate::outgoing::outbox::claim_copies(&c.folders, &req)
+            .and_then(|done| to_json(&done).map_err(|e| e.to_string())),
+        Request::Reply(req) => clerk.reply(*req).await.map(|(doc_id, signed_for)| {
+            serde_json::json!({
+                "doc_id": doc_id,
+                "signed_for_now": signed_for,
+                "connected": clerk.connected(),
             })
-            .await;
-            match queued {
-                Ok(Ok(doc_id)) => {
-                    ctx.outbox_wake.notify_one();
-                    Response::Ok(serde_json::json!({
-                        "doc_id": doc_id,
-                        "connected": ctx.connection().is_some(),
-                    }))
-                }
-                Ok(Err(e)) => Response::Error(e),
-                Err(e) => Response::Error(e.to_string()),
-            }
-        }
-    }
-}
-
-async fn act(ctx: &Arc<AgentContext>, doc: DocId, kind: ReceiptKind, detail: String) -> Response {
-    ctx.settled(doc).await;
-    let c = ctx.clone();
-    match tokio::task::spawn_blocking(move || {
-        crate::incoming::clerk::answer(&c, doc, kind, &detail)
-    })
-    .await
-    {
-        Ok(Ok(rec)) => {
-            ctx.outbox_wake.notify_one();
-            Response::Ok(serde_json::json!({
-                "doc_id": rec.doc_id,
-                "state": rec.state.as_str(),
-                "submitted": ctx.connection().is_some(),
-            }))
-        }
-        Ok(Err(e)) => Response::Error(e.to_string()),
-        Err(e) => Response::Error(e.to_string()),
-    }
-}
-
-/// One request to the hub over the live connection; its JSON answer.
-/// Withdraw a document this unit sent (撤回) through the hub, and note at
-/// home whom it was withdrawn from. The hub's answer, or why not.
-pub(crate) async fn recall(
-    ctx: &AgentContext,
-    doc: DocId,
-    reason: String,
-) -> Result<serde_json::Value, String> {
-    let v = hub_request(
-        ctx,
-        &gongwen_common::wire::Message::Recall {
-            doc_id: doc,
-            reason,
-        },
-    )
-    .await?;
-    let mut from: Vec<gongwen_common::NodeId> = Vec::new();
-    for key in ["withdrawn_at_hub", "recalled_from"] {
-        from.extend(
-            serde_json::from_value::<Vec<gongwen_common::NodeId>>(v[key].clone())
-                .unwrap_or_default(),
-        );
-    }
-    let now = ctx.now_ms();
-    ctx.store
-        .run(move |s| s.mark_recalled(doc, &from, now))
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(v)
-}
-
-pub(crate) async fn hub_request(
-    ctx: &AgentContext,
-    msg: &gongwen_common::wire::Message,
-) -> Result<serde_json::Value, String> {
-    use gongwen_common::wire::Message;
-    let Some(conn) = ctx.connection() else {
-        return Err("the agent is not connected to the hub right now; try again when it is".into());
+        }),
+        Request::Send(req) => clerk.send(*req, false).await.map(|doc_id| {
+            serde_json::json!({
+                "doc_id": doc_id,
+                "connected": clerk.connected(),
+            })
+        }),
     };
-    match crate::outgoing::send::request(&conn, msg).await {
-        Ok(Message::Json { body }) => serde_json::from_slice(&body).map_err(|e| e.to_string()),
-        Ok(Message::Error { message, .. }) => Err(format!("the hub refused: {message}")),
-        Ok(other) => Err(format!(
-            "unexpected answer from the hub: {}",
-            other.describe()
-        )),
-        Err(e) => Err(format!("{e:?}")),
+    match done {
+        Ok(v) => Response::Ok(v),
+        Err(e) => Response::Error(e),
     }
 }
 
-/// Ask the hub a supervision question; its typed answer, or why not.
-pub(crate) async fn hub_query<T: serde::de::DeserializeOwned>(
-    ctx: &AgentContext,
-    q: &gongwen_common::supervision::Query,
-) -> Result<T, String> {
-    let v = hub_request(
-        ctx,
-        &gongwen_common::wire::Message::Supervise {
-            query: q.to_bytes(),
-        },
-    )
-    .await?;
-    serde_json::from_value(v).map_err(|e| format!("the hub's answer does not read: {e}"))
+/// What a 签收 or 退回 answers with.
+fn answered(clerk: &Clerk, rec: &crate::unit::store::ReceivedRecord) -> serde_json::Value {
+    serde_json::json!({
+        "doc_id": rec.doc_id,
+        "state": rec.state.as_str(),
+        "submitted": clerk.connected(),
+    })
+}
+
+/// Sent documents (all, or one) with each recipient's state; a document
+/// that failed is no longer in the spool: then why it failed and where
+/// its files are.
+async fn status_of(parts: &Parts, doc: Option<DocId>) -> Response {
+    let store = parts.store();
+    let spool = parts.identity().folders().spool.clone();
+    match store.run(move |s| status(s, &spool, doc)).await {
+        Ok(v) => Response::Ok(with_progress(v, parts.outgoing())),
+        Err(e) => {
+            let failed = match doc {
+                Some(id) => store.run(move |s| s.failed(id)).await.ok().flatten(),
+                None => None,
+            };
+            match failed.map(|f| to_json(&failed_status(&f))) {
+                Some(Ok(v)) => Response::Ok(v),
+                _ => Response::Error(e.to_string()),
+            }
+        }
+    }
 }
 
 /// Fill in upload progress for documents still being sent.
-fn with_progress(mut v: serde_json::Value, ctx: &AgentContext) -> serde_json::Value {
-    let progress = ctx
-        .progress
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+fn with_progress(mut v: serde_json::Value, outgoing: &Outgoing) -> serde_json::Value {
     let fill = |d: &mut serde_json::Value| {
         let id = d["doc_id"].as_str().and_then(|s| DocId::parse(s).ok());
-        if let Some(p) = id.and_then(|id| progress.get(&id)) {
+        if let Some(p) = id.and_then(|id| outgoing.progress(id)) {
             d["progress"] = serde_json::json!([p.0, p.1]);
         }
     };

@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 
 use crate::link::client::LinkState;
-use crate::unit::context::AgentContext;
+use crate::unit::identity::Identity;
 use crate::unit::store::ReceivedFilter;
 
 /// What `/metrics` shows at one moment.
@@ -103,7 +103,8 @@ pub fn health(link: &LinkState) -> Result<String, String> {
 
 #[derive(Clone)]
 struct Shared {
-    ctx: Arc<AgentContext>,
+    me: Arc<Identity>,
+    store: crate::unit::store::Store,
     link: watch::Receiver<LinkState>,
     cert_not_after: OffsetDateTime,
 }
@@ -111,7 +112,8 @@ struct Shared {
 /// Serve until the task is aborted.
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
-    ctx: Arc<AgentContext>,
+    me: Arc<Identity>,
+    store: crate::unit::store::Store,
     link: watch::Receiver<LinkState>,
     cert_not_after: OffsetDateTime,
 ) {
@@ -119,7 +121,8 @@ pub(crate) async fn serve(
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .with_state(Shared {
-            ctx,
+            me,
+            store,
             link,
             cert_not_after,
         });
@@ -131,9 +134,8 @@ pub(crate) async fn serve(
 async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
     let connected = matches!(*s.link.borrow(), LinkState::Connected { .. });
     // File and store reads on a blocking thread, not the server's.
-    let spool = s.ctx.folders.spool.clone();
+    let spool = s.me.folders().spool.clone();
     let counts = s
-        .ctx
         .store
         .run(move |st| {
             let waiting = std::fs::read_dir(&spool)
@@ -162,7 +164,7 @@ async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
         sent: counts.0,
         received: counts.1,
         unanswered: counts.2,
-        certificate_expiry_seconds: (s.cert_not_after - s.ctx.clock.now()).as_seconds_f64(),
+        certificate_expiry_seconds: (s.cert_not_after - s.me.clock().now()).as_seconds_f64(),
     };
     (
         [(

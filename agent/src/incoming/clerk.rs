@@ -7,7 +7,6 @@
 //! to the hub whenever it is connected.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use gongwen_common::DocId;
 use gongwen_common::fsutil::{sync_dir, write_atomic};
@@ -18,7 +17,8 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use tracing::{debug, info, warn};
 
-use crate::unit::context::AgentContext;
+use crate::unit::identity::Identity;
+use crate::unit::store::Store;
 use crate::unit::store::{QueuedAnswer, ReceivedRecord, ReceivedState, StoreError};
 
 /// Why a clerk's act was refused; nothing changed.
@@ -106,7 +106,8 @@ pub fn answered(
 /// a clerk and a script), exactly one is signed and recorded and the other
 /// is refused with [`ActError::Answered`]. Blocking.
 pub fn answer(
-    ctx: &AgentContext,
+    me: &Identity,
+    store: &Store,
     doc_id: DocId,
     kind: ReceiptKind,
     detail: &str,
@@ -118,18 +119,18 @@ pub fn answer(
             "a returned document needs a reason: --reason TEXT"
         }));
     }
-    let me = ctx.node_id().clone();
-    let signer = ctx.credentials.signer();
-    let now = ctx.now_ms();
-    let rec = ctx.store.record_answer(doc_id, |now_rec| {
+    let node = me.node_id().clone();
+    let signer = me.credentials().signer();
+    let now = me.now_ms();
+    let rec = store.record_answer(doc_id, |now_rec| {
         let rec = now_rec.ok_or(ActError::Unknown(doc_id))?;
         may_answer(rec)?;
         let digest = parse_digest(&rec.digest).ok_or(ActError::Unknown(doc_id))?;
         let receipt = Receipt {
             doc_id,
             kind,
-            recipient: me.clone(),
-            issuer: me,
+            recipient: node.clone(),
+            issuer: node,
             doc_digest: digest,
             time_ms: now,
             by: if kind == ReceiptKind::Acknowledged {
@@ -164,9 +165,9 @@ pub enum Submitted {
 }
 
 /// Hand queued answers to the hub.
-pub async fn submit_answers(conn: &quinn::Connection, ctx: &Arc<AgentContext>) -> Submitted {
+pub async fn submit_answers(conn: &quinn::Connection, store: &Store) -> Submitted {
     use gongwen_common::wire::Message;
-    let queued = ctx.store.run(|s| s.to_submit()).await.unwrap_or_default();
+    let queued = store.run(|s| s.to_submit()).await.unwrap_or_default();
     let mut outcome = Submitted::All;
     for QueuedAnswer {
         doc_id,
@@ -174,7 +175,13 @@ pub async fn submit_answers(conn: &quinn::Connection, ctx: &Arc<AgentContext>) -
         turn,
     } in queued
     {
-        match crate::outgoing::send::request(conn, &Message::SubmitReceipt { receipt }).await {
+        match gongwen_common::stream::request(
+            conn,
+            &Message::SubmitReceipt { receipt },
+            gongwen_common::stream::READ_TIMEOUT,
+        )
+        .await
+        {
             Ok(Message::Ok) => {}
             Ok(Message::Error { code, message }) if !code.is_retryable() => {
                 // e.g. recalled meanwhile: the hub's word is final.
@@ -192,7 +199,7 @@ pub async fn submit_answers(conn: &quinn::Connection, ctx: &Arc<AgentContext>) -
             }
             Err(_) => return Submitted::ConnectionLost,
         }
-        if let Err(e) = ctx.store.run(move |s| s.submitted(doc_id, turn)).await {
+        if let Err(e) = store.run(move |s| s.submitted(doc_id, turn)).await {
             warn!("store: {e}");
         }
     }
@@ -204,8 +211,8 @@ fn seconds_text(s: i64) -> String {
 }
 
 /// Take a notice from the hub. Blocking.
-pub fn take_notice(ctx: &AgentContext, n: &Notice) -> Result<(), std::io::Error> {
-    let f = &ctx.folders;
+pub fn take_notice(me: &Identity, store: &Store, n: &Notice) -> Result<(), std::io::Error> {
+    let f = me.folders();
     let io = |e: StoreError| std::io::Error::other(e.to_string());
     match n.kind {
         NoticeKind::Urge => {
@@ -246,8 +253,7 @@ pub fn take_notice(ctx: &AgentContext, n: &Notice) -> Result<(), std::io::Error>
                     0o644,
                 )?;
             }
-            let counted = ctx
-                .store
+            let counted = store
                 .update_received(n.doc_id, |rec| {
                     let mut rec = rec.clone();
                     rec.urge_count = rec.urge_count.max(n.urge_count);
@@ -272,16 +278,22 @@ pub fn take_notice(ctx: &AgentContext, n: &Notice) -> Result<(), std::io::Error>
             );
         }
         NoticeKind::Supervise => {
-            take_round(ctx, &n.at, n.escalation_level, std::slice::from_ref(n))?;
+            take_round(
+                me,
+                store,
+                &n.at,
+                n.escalation_level,
+                std::slice::from_ref(n),
+            )?;
         }
         NoticeKind::Recall => {
-            if ctx.store.received(n.doc_id).map_err(io)?.is_none() {
+            if store.received(n.doc_id).map_err(io)?.is_none() {
                 return Ok(());
             }
             // The state first, so no clerk can sign for it from here on;
             // the move below is idempotent, so a notice re-sent after a
             // crash completes it.
-            ctx.store
+            store
                 .update_received(n.doc_id, |rec| {
                     (rec.state != ReceivedState::Recalled).then(|| {
                         let mut rec = rec.clone();
@@ -320,17 +332,15 @@ pub fn take_notice(ctx: &AgentContext, n: &Notice) -> Result<(), std::io::Error>
 /// documents in one file, `inbox/督办/督办通知-<北京时间>-第<级>级.txt`,
 /// written anew as more of the round arrive. Blocking.
 pub fn take_round(
-    ctx: &AgentContext,
+    me: &Identity,
+    store: &Store,
     at: &str,
     level: u32,
     notices: &[Notice],
 ) -> Result<(), std::io::Error> {
     let io = |e: StoreError| std::io::Error::other(e.to_string());
-    let all = ctx
-        .store
-        .record_supervision(at, level, notices)
-        .map_err(io)?;
-    let dir = ctx.folders.inbox.join("督办");
+    let all = store.record_supervision(at, level, notices).map_err(io)?;
+    let dir = me.folders().inbox.join("督办");
     std::fs::create_dir_all(&dir)?;
     let at_ms = gongwen_common::timefmt::parse_rfc3339(at)
         .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
@@ -446,11 +456,11 @@ pub fn inbox_rows(records: Vec<ReceivedRecord>, pending_only: bool) -> Vec<Inbox
 }
 
 /// Where a received document's files are now.
-pub fn document_dir(ctx: &AgentContext, rec: &ReceivedRecord) -> std::path::PathBuf {
+pub fn document_dir(me: &Identity, rec: &ReceivedRecord) -> std::path::PathBuf {
     let base: &Path = match rec.state {
-        ReceivedState::Recalled => &ctx.folders.recalled,
-        ReceivedState::Quarantined => return ctx.folders.quarantine.join(rec.doc_id.to_string()),
-        _ => &ctx.folders.inbox,
+        ReceivedState::Recalled => &me.folders().recalled,
+        ReceivedState::Quarantined => return me.folders().quarantine.join(rec.doc_id.to_string()),
+        _ => &me.folders().inbox,
     };
     base.join(rec.sender.as_str()).join(rec.doc_id.to_string())
 }

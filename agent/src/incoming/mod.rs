@@ -1,2 +1,4 @@
 pub mod clerk;
+pub mod queue;
+pub mod receipts;
 pub mod receive;

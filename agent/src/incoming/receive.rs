@@ -33,26 +33,29 @@ use gongwen_common::wire::{ErrorCode, Message};
 use gongwen_common::{DocId, NodeId};
 use tracing::{info, warn};
 
+use crate::parts::Parts;
 use crate::rules::metadata::MetadataJson;
-use crate::unit::context::{AgentContext, Hold};
+use crate::unit::holds::Hold;
+use crate::unit::identity::Identity;
+use crate::unit::store::Store;
 use crate::unit::store::{ReceivedRecord, ReceivedState};
 
 const IO_CHUNK: usize = 256 * 1024;
 
 /// Where the content of a document that failed a check is kept.
-fn evidence_path(ctx: &AgentContext, doc_id: DocId) -> PathBuf {
-    ctx.folders.incoming.join(format!("{doc_id}.evidence"))
+fn evidence_path(me: &Identity, doc_id: DocId) -> PathBuf {
+    me.folders().incoming.join(format!("{doc_id}.evidence"))
 }
 
 /// How much of the download is decrypted and durable: `<ciphertext bytes>
 /// <SHA-256 of the part of the file being written before that point>`.
-fn offset_path(ctx: &AgentContext, doc_id: DocId) -> PathBuf {
-    ctx.folders.incoming.join(format!("{doc_id}.offset"))
+fn offset_path(me: &Identity, doc_id: DocId) -> PathBuf {
+    me.folders().incoming.join(format!("{doc_id}.offset"))
 }
 
 /// Where the document is assembled, so the inbox only shows whole ones.
-fn assembly_path(ctx: &AgentContext, doc_id: DocId) -> PathBuf {
-    ctx.folders.incoming.join(format!("{doc_id}.tmp"))
+fn assembly_path(me: &Identity, doc_id: DocId) -> PathBuf {
+    me.folders().incoming.join(format!("{doc_id}.tmp"))
 }
 
 async fn error(send: &mut quinn::SendStream, code: ErrorCode, message: String) {
@@ -64,14 +67,15 @@ async fn error(send: &mut quinn::SendStream, code: ErrorCode, message: String) {
 pub async fn receive(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
-    ctx: Arc<AgentContext>,
+    parts: Parts,
     doc_id: DocId,
     header: Vec<u8>,
     content_len: u64,
     deadline_ms: i64,
 ) {
+    let (me, store, holds) = (parts.identity(), parts.store(), parts.holds());
     // Held by every step below, including their blocking file work.
-    let Some(alone) = ctx.hold(doc_id, READ_TIMEOUT).await else {
+    let Some(alone) = holds.hold(doc_id, READ_TIMEOUT).await else {
         error(
             &mut send,
             ErrorCode::Storage,
@@ -81,7 +85,7 @@ pub async fn receive(
         return;
     };
     let alone = Arc::new(alone);
-    let already = ctx.store.run(move |s| s.received(doc_id)).await;
+    let already = store.run(move |s| s.received(doc_id)).await;
     match already {
         Ok(Some((_, receipt))) => {
             info!(doc = %doc_id, "already received; answering with the same receipt");
@@ -89,8 +93,8 @@ pub async fn receive(
             let _ = send.finish();
             // A hub that delivers it again may have lost our answer too
             // (a hub rebuilt from its senders): give it again.
-            match ctx.store.run(move |s| s.resubmit_answer(doc_id)).await {
-                Ok(true) => ctx.outbox_wake.notify_one(),
+            match store.run(move |s| s.resubmit_answer(doc_id)).await {
+                Ok(true) => parts.outgoing().wake(),
                 Ok(false) => {}
                 Err(e) => warn!(doc = %doc_id, "store: {e}"),
             }
@@ -103,10 +107,9 @@ pub async fn receive(
         }
     }
     if content_len
-        > ctx
-            .config
+        > me.config()
             .max_document_size
-            .saturating_add(ctx.config.max_document_size / 64 + 1024)
+            .saturating_add(me.config().max_document_size / 64 + 1024)
     {
         // Never bigger than what a document of the allowed size encrypts to.
         error(
@@ -118,10 +121,10 @@ pub async fn receive(
         return;
     }
     let prepared = {
-        let (ctx, header, alone) = (ctx.clone(), header.clone(), alone.clone());
+        let (me, header, alone) = (me.clone(), header.clone(), alone.clone());
         tokio::task::spawn_blocking(move || {
             let _alone = alone;
-            prepare_download(&ctx, doc_id, &header)
+            prepare_download(&me, doc_id, &header)
         })
         .await
     };
@@ -155,7 +158,7 @@ pub async fn receive(
     {
         return;
     }
-    let (offset_file, evidence) = (offset_path(&ctx, doc_id), evidence_path(&ctx, doc_id));
+    let (offset_file, evidence) = (offset_path(me, doc_id), evidence_path(me, doc_id));
     let writing = alone.clone();
     let (end, received, written) = receive_to_blocking(
         &mut recv,
@@ -190,17 +193,17 @@ pub async fn receive(
     if received != content_len {
         return;
     }
-    let ctx2 = ctx.clone();
+    let (me2, store2) = (me.clone(), store.clone());
     let deadline = (deadline_ms > 0).then(|| deadline_ms.div_euclid(1000));
     let filing = alone.clone();
     let outcome = tokio::task::spawn_blocking(move || {
         let _alone = filing;
-        accept(&ctx2, doc_id, &header, sink, deadline)
+        accept(&me2, &store2, doc_id, &header, sink, deadline)
     })
     .await;
     let recorded = match outcome {
         Ok(Ok(Accepted::Answered(receipt))) => Ok(receipt),
-        Ok(Ok(Accepted::InInbox(filed))) => record(&ctx, *filed, alone).await,
+        Ok(Ok(Accepted::InInbox(filed))) => record(&parts, *filed, alone).await,
         Ok(Err(e)) => Err(e.to_string()),
         Err(e) => {
             error(&mut send, ErrorCode::Internal, e.to_string()).await;
@@ -258,11 +261,7 @@ pub struct RecordJob {
 /// others are being recorded are recorded with them (one sync of each
 /// sender's inbox folder and one store commit for the batch; see
 /// [`crate::unit::batch`]). Returns the receipt to answer with.
-async fn record(
-    ctx: &Arc<AgentContext>,
-    filed: InInbox,
-    alone: Arc<Hold>,
-) -> Result<Vec<u8>, String> {
+async fn record(parts: &Parts, filed: InInbox, alone: Arc<Hold>) -> Result<Vec<u8>, String> {
     let receipt = filed.receipt.clone();
     let (reply, answer) = tokio::sync::oneshot::channel();
     let job = RecordJob {
@@ -270,7 +269,11 @@ async fn record(
         _alone: alone,
         reply,
     };
-    crate::unit::batch::Batches::submit(ctx, |c| &c.recording, job, record_batch);
+    let (me, store) = (parts.identity().clone(), parts.store().clone());
+    parts
+        .incoming()
+        .recording()
+        .submit(job, move |jobs| record_batch(&me, &store, jobs));
     match answer.await {
         Ok(Ok(())) => Ok(receipt),
         Ok(Err(e)) => Err(e),
@@ -279,7 +282,7 @@ async fn record(
 }
 
 /// Record one batch and answer each job. Blocking.
-fn record_batch(ctx: &AgentContext, jobs: Vec<RecordJob>) {
+fn record_batch(me: &Identity, store: &Store, jobs: Vec<RecordJob>) {
     let recorded = (|| -> Result<(), LocalError> {
         // 1. The moves into the inbox durable.
         let mut dirs: Vec<&Path> = jobs.iter().map(|j| j.filed.sender_dir.as_path()).collect();
@@ -289,7 +292,7 @@ fn record_batch(ctx: &AgentContext, jobs: Vec<RecordJob>) {
             sync_dir(dir)?;
         }
         if jobs.iter().any(|j| j.filed.new_sender) {
-            sync_dir(&ctx.folders.inbox)?;
+            sync_dir(&me.folders().inbox)?;
         }
         // 2. Recorded, all in one commit.
         let items: Vec<_> = jobs
@@ -302,14 +305,14 @@ fn record_batch(ctx: &AgentContext, jobs: Vec<RecordJob>) {
                 )
             })
             .collect();
-        ctx.store.record_received_all(&items)?;
+        store.record_received_all(&items)?;
         Ok(())
     })();
     for job in jobs {
         let f = &job.filed;
         let answer = match &recorded {
             Ok(()) => {
-                clean_incoming(ctx, f.rec.doc_id);
+                clean_incoming(me, f.rec.doc_id);
                 info!(doc = %f.rec.doc_id, from = %f.rec.sender, "delivered to {}", f.dir.display());
                 Ok(())
             }
@@ -346,16 +349,16 @@ impl Sink {
 /// check is not an error here: the content is then taken as evidence and
 /// the document quarantined once it is all there. Blocking.
 fn prepare_download(
-    ctx: &AgentContext,
+    me: &Identity,
     doc_id: DocId,
     header: &[u8],
 ) -> Result<(u64, Sink), LocalError> {
-    let offset_file = offset_path(ctx, doc_id);
+    let offset_file = offset_path(me, doc_id);
     let checkpoint = std::fs::read_to_string(&offset_file).ok().and_then(|s| {
         let (at, digest) = s.trim().split_once(' ')?;
         Some((at.parse::<u64>().ok()?, digest.to_owned()))
     });
-    match Opening::start(ctx, doc_id, header, checkpoint.as_ref()) {
+    match Opening::start(me, doc_id, header, checkpoint.as_ref()) {
         Ok((opening, offset)) => {
             if checkpoint.is_some_and(|(at, _)| at != offset) {
                 let _ = std::fs::remove_file(&offset_file);
@@ -364,8 +367,8 @@ fn prepare_download(
         }
         Err(Verdict::Quarantine(why)) => {
             let _ = std::fs::remove_file(&offset_file);
-            let _ = std::fs::remove_dir_all(assembly_path(ctx, doc_id));
-            Ok((0, Sink::evidence(&evidence_path(ctx, doc_id), why, &[])?))
+            let _ = std::fs::remove_dir_all(assembly_path(me, doc_id));
+            Ok((0, Sink::evidence(&evidence_path(me, doc_id), why, &[])?))
         }
         Err(Verdict::Local(e)) => Err(e),
     }
@@ -459,7 +462,8 @@ enum Accepted {
 /// receipt. `deadline`: the hub's acknowledgment deadline for this unit
 /// (Unix s).
 fn accept(
-    ctx: &AgentContext,
+    me: &Identity,
+    store: &Store,
     doc_id: DocId,
     header: &[u8],
     sink: Sink,
@@ -468,14 +472,14 @@ fn accept(
     let filed = match sink {
         Sink::Opening(opening) => opening
             .finish()
-            .and_then(|(sealed, tmp)| file_in_inbox(ctx, doc_id, sealed, &tmp, deadline)),
+            .and_then(|(sealed, tmp)| file_in_inbox(me, doc_id, sealed, &tmp, deadline)),
         Sink::Evidence { why, .. } => Err(Verdict::Quarantine(why)),
     };
     match filed {
         Ok((sealed, moved)) => {
             gongwen_common::failpoint::hit("agent-inbox-written");
             let meta = sealed.meta();
-            let receipt = sign_receipt(ctx, doc_id, sealed.digest(), ReceiptKind::Delivered, "")?;
+            let receipt = sign_receipt(me, doc_id, sealed.digest(), ReceiptKind::Delivered, "")?;
             let (title, doc_number) = crate::rules::metadata::shown_title(meta);
             let rec = ReceivedRecord {
                 doc_id,
@@ -485,7 +489,7 @@ fn accept(
                 doc_type: meta.doc_type.clone(),
                 urgency: meta.urgency,
                 deadline,
-                received_ms: ctx.now_ms(),
+                received_ms: me.now_ms(),
                 state: ReceivedState::Delivered,
                 reason: None,
                 digest: gongwen_common::pki::serial_hex(&sealed.digest()),
@@ -508,7 +512,7 @@ fn accept(
         }
         Err(Verdict::Local(e)) => Err(e),
         Err(Verdict::Quarantine(why)) => {
-            quarantine(ctx, doc_id, header, &why).map(Accepted::Answered)
+            quarantine(me, store, doc_id, header, &why).map(Accepted::Answered)
         }
     }
 }
@@ -563,7 +567,7 @@ impl Opening {
     /// there) if what was decrypted up to it is intact, else from the
     /// start. Returns where the content is to continue.
     fn start(
-        ctx: &AgentContext,
+        me: &Identity,
         doc_id: DocId,
         header: &[u8],
         checkpoint: Option<&(u64, String)>,
@@ -579,9 +583,9 @@ impl Opening {
             )
             .into());
         }
-        sealed.verify(Some(&ctx.trust.checker()), ctx.clock.now())?;
-        let key = ctx.enc_key.unwrap(h, ctx.node_id())?;
-        let tmp = assembly_path(ctx, doc_id);
+        sealed.verify(Some(&me.trust().checker()), me.clock().now())?;
+        let key = me.enc_key().unwrap(h, me.node_id())?;
+        let tmp = assembly_path(me, doc_id);
         let files = h.meta.files.clone();
         // A checkpoint always falls between chunks, inside the content.
         let resumable = checkpoint.filter(|(at, _)| {
@@ -694,13 +698,13 @@ struct Moved {
 /// Give a decrypted document its metadata and move its folder into the
 /// inbox. The move is made durable with the batch that records it.
 fn file_in_inbox(
-    ctx: &AgentContext,
+    me: &Identity,
     doc_id: DocId,
     sealed: SealedHeader,
     tmp: &Path,
     deadline: Option<i64>,
 ) -> Result<(SealedHeader, Moved), Verdict> {
-    let sender_dir = ctx.folders.inbox.join(sealed.meta().sender.as_str());
+    let sender_dir = me.folders().inbox.join(sealed.meta().sender.as_str());
     let dest = sender_dir.join(doc_id.to_string());
     let meta_json = serde_json::to_vec_pretty(&MetadataJson::from_sealed(&sealed, deadline))
         .map_err(|e| Verdict::Local(LocalError::Io(std::io::Error::other(e))))?;
@@ -898,39 +902,40 @@ impl Splitter {
 }
 
 fn sign_receipt(
-    ctx: &AgentContext,
+    me: &Identity,
     doc_id: DocId,
     digest: [u8; 32],
     kind: ReceiptKind,
     reason: &str,
 ) -> Result<Vec<u8>, LocalError> {
-    let me: NodeId = ctx.node_id().clone();
+    let node: NodeId = me.node_id().clone();
     Ok(Receipt {
         doc_id,
         kind,
-        recipient: me.clone(),
-        issuer: me,
+        recipient: node.clone(),
+        issuer: node,
         doc_digest: digest,
-        time_ms: ctx.now_ms(),
+        time_ms: me.now_ms(),
         by: String::new(),
         reason: reason.to_owned(),
     }
-    .sign(&ctx.credentials.signer())?
+    .sign(&me.credentials().signer())?
     .encode())
 }
 
 /// File a document that failed verification under quarantine/, and sign a
 /// `quarantined` receipt saying why.
 fn quarantine(
-    ctx: &AgentContext,
+    me: &Identity,
+    store: &Store,
     doc_id: DocId,
     header: &[u8],
     why: &EnvelopeError,
 ) -> Result<Vec<u8>, LocalError> {
     warn!(doc = %doc_id, "quarantined: {why}");
-    let dir = ctx.folders.quarantine.join(doc_id.to_string());
+    let dir = me.folders().quarantine.join(doc_id.to_string());
     std::fs::create_dir_all(&dir)?;
-    let _ = std::fs::remove_dir_all(assembly_path(ctx, doc_id));
+    let _ = std::fs::remove_dir_all(assembly_path(me, doc_id));
     let parsed = SealedHeader::parse(header).ok();
     let sender = parsed
         .as_ref()
@@ -951,7 +956,7 @@ fn quarantine(
     // The evidence first, the reason last: a quarantine folder that shows
     // its reason.txt holds everything it will hold.
     write_atomic(&dir.join("header.bin"), header, 0o644)?;
-    let part = evidence_path(ctx, doc_id);
+    let part = evidence_path(me, doc_id);
     if part.exists() {
         std::fs::rename(&part, dir.join("content.bin"))?;
     }
@@ -966,7 +971,7 @@ fn quarantine(
     .map(|st| st.digest())
     .unwrap_or_else(|_| sha256(header));
     let receipt = sign_receipt(
-        ctx,
+        me,
         doc_id,
         digest,
         ReceiptKind::Quarantined,
@@ -977,13 +982,13 @@ fn quarantine(
         doc_id,
         sender: meta
             .map(|m| m.sender.clone())
-            .unwrap_or_else(|| ctx.node_id().clone()),
+            .unwrap_or_else(|| me.node_id().clone()),
         title,
         doc_number: meta.map(|m| m.doc_number.clone()).unwrap_or_default(),
         doc_type: meta.map(|m| m.doc_type.clone()).unwrap_or_default(),
         urgency: meta.map(|m| m.urgency).unwrap_or_default(),
         deadline: meta.and_then(|m| m.deadline).and_then(Deadline::at),
-        received_ms: ctx.now_ms(),
+        received_ms: me.now_ms(),
         state: ReceivedState::Quarantined,
         reason: Some(why.to_string()),
         digest: gongwen_common::pki::serial_hex(&digest),
@@ -993,12 +998,12 @@ fn quarantine(
         recall_reason: None,
         sender_name: None,
     };
-    ctx.store.record_received(&rec, &receipt, header)?;
-    clean_incoming(ctx, doc_id);
+    store.record_received(&rec, &receipt, header)?;
+    clean_incoming(me, doc_id);
     Ok(receipt)
 }
 
-fn clean_incoming(ctx: &AgentContext, doc_id: DocId) {
-    let _ = std::fs::remove_file(evidence_path(ctx, doc_id));
-    let _ = std::fs::remove_file(offset_path(ctx, doc_id));
+fn clean_incoming(me: &Identity, doc_id: DocId) {
+    let _ = std::fs::remove_file(evidence_path(me, doc_id));
+    let _ = std::fs::remove_file(offset_path(me, doc_id));
 }

@@ -21,10 +21,11 @@ use tracing::{Instrument, error, info, info_span, warn};
 use crate::error::AgentError;
 use crate::front::control;
 use crate::outgoing::outbox;
+use crate::parts::Parts;
 use crate::rules::backoff::{Backoff, random_jitter};
 use crate::rules::link_error::{LinkError, classify, classify_stream};
-use crate::unit::context::AgentContext;
 use crate::unit::folders::{self, Folders};
+use crate::unit::identity::Identity;
 use crate::unit::store::Store;
 
 /// What the agent's link to the hub is doing, for status displays and tests.
@@ -53,7 +54,7 @@ pub struct Agent {
     config: AgentConfig,
     identity: CertIdentity,
     state: watch::Sender<LinkState>,
-    ctx: Arc<AgentContext>,
+    parts: Parts,
     control: tokio::net::UnixListener,
     console: Option<crate::front::console::Console>,
     /// `[metrics] listen`, bound.
@@ -149,16 +150,16 @@ impl Agent {
                 ));
             }
         };
-        let ctx = Arc::new(AgentContext::new(
+        let me = Identity::new(
             config.clone(),
             folders,
-            store,
             crate::unit::credentials::OwnKeys { signer, key, ca },
             enc_key,
             clock.clone(),
-        )?);
+        )?;
         // The certificate in use: the configured one, or its renewal.
-        let identity = ctx.credentials.identity();
+        let identity = me.credentials().identity();
+        let parts = Parts::new(me, store);
         if clock.now() > identity.not_after {
             error!(
                 "our certificate {} expired at {}; the hub will refuse it: ask the administrator for a new one",
@@ -181,7 +182,7 @@ impl Agent {
                 };
                 Some(crate::front::console::Console::bind(
                     c.listen,
-                    ctx.clone(),
+                    parts.clone(),
                     facts,
                 )?)
             }
@@ -196,15 +197,15 @@ impl Agent {
             config,
             identity,
             state,
-            ctx,
+            parts,
             control,
             console,
         })
     }
 
-    /// The agent's shared state (for tests and the control socket).
-    pub fn context(&self) -> Arc<AgentContext> {
-        self.ctx.clone()
+    /// The agent's owners (for tests).
+    pub fn parts(&self) -> Parts {
+        self.parts.clone()
     }
 
     /// Watch the link's state.
@@ -235,8 +236,11 @@ impl Agent {
     async fn run_inner(self, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
         tokio::pin!(shutdown);
         let mut background = tokio::task::JoinSet::new();
-        background.spawn(outbox::watch(self.ctx.clone()).in_current_span());
-        background.spawn(control::serve(self.control, self.ctx.clone()).in_current_span());
+        background.spawn(
+            outbox::watch(self.parts.identity().clone(), self.parts.outgoing().clone())
+                .in_current_span(),
+        );
+        background.spawn(control::serve(self.control, self.parts.clone()).in_current_span());
         if let Some(console) = self.console {
             // Ends with the agent (its task is aborted below).
             background.spawn(console.serve(std::future::pending()).in_current_span());
@@ -248,7 +252,8 @@ impl Agent {
             background.spawn(
                 crate::front::metrics::serve(
                     listener,
-                    self.ctx.clone(),
+                    self.parts.identity().clone(),
+                    self.parts.store().clone(),
                     self.state.subscribe(),
                     self.identity.not_after,
                 )
@@ -258,12 +263,12 @@ impl Agent {
         let this = Running {
             config: self.config,
             state: self.state,
-            ctx: self.ctx,
+            parts: self.parts,
         };
         this.connect_loop(shutdown.as_mut()).await;
         background.abort_all();
         while background.join_next().await.is_some() {}
-        let _ = std::fs::remove_file(this.ctx.folders.control_socket());
+        let _ = std::fs::remove_file(this.parts.identity().folders().control_socket());
         Ok(())
     }
 }
@@ -272,7 +277,7 @@ impl Agent {
 struct Running {
     config: AgentConfig,
     state: watch::Sender<LinkState>,
-    ctx: Arc<AgentContext>,
+    parts: Parts,
 }
 
 impl Running {
@@ -346,7 +351,7 @@ impl Running {
         let hub_name = &self.config.hub_name;
         let (conn, send, mut recv) = say_hello(
             endpoint,
-            self.ctx.credentials.client_config(),
+            self.parts.identity().credentials().client_config(),
             addr,
             hub_name,
             self.config.connect_timeout,
@@ -363,7 +368,7 @@ impl Running {
                 ..
             }) => {
                 // The hub says which suite it serves; ours is our CA's.
-                let ours = self.ctx.credentials.signer().suite();
+                let ours = self.parts.identity().credentials().signer().suite();
                 if let Some(theirs) = suite
                     && theirs != ours.as_str()
                 {
@@ -373,7 +378,7 @@ impl Running {
                         gongwen_common::logsafe::Clipped(&theirs)
                     )));
                 }
-                let skew_ms = self.ctx.now_ms() - hub_time_ms;
+                let skew_ms = self.parts.identity().now_ms() - hub_time_ms;
                 if skew_ms.abs() > 60_000 {
                     warn!(
                         "this machine's clock is {:.0} s off the hub's; deadlines follow the hub's clock",
@@ -384,7 +389,7 @@ impl Running {
                 self.state.send_replace(LinkState::Connected {
                     hub,
                     addr,
-                    since_ms: self.ctx.now_ms(),
+                    since_ms: self.parts.identity().now_ms(),
                     clock_offset_ms: skew_ms,
                 });
                 Ok(Session {
@@ -408,7 +413,7 @@ impl Running {
     async fn hold(&self, session: Session) -> LinkError {
         let conn = session.conn.clone();
         tokio::select! {
-            _ = crate::link::session::run(conn.clone(), self.ctx.clone(), session.generation.clone()) => {}
+            _ = crate::link::session::run(conn.clone(), &self.parts, session.generation.clone()) => {}
             _ = conn.closed() => {}
         }
         let err = session.conn.closed().await;

@@ -5,40 +5,69 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gongwen_common::envelope::{DocumentKey, KeyBinding};
-use gongwen_common::receipt::Receipt;
 use gongwen_common::stream::{READ_TIMEOUT, read_message, write_message};
 use gongwen_common::wire::{ErrorCode, Message};
 use tracing::{Instrument, debug, info, warn};
 
 use crate::incoming::receive;
-use crate::outgoing::send::{self, SendError};
-use crate::unit::context::AgentContext;
+use crate::link::hub::Link;
+use crate::outgoing::queue::Outgoing;
+use crate::outgoing::send::{self, SendError, Sending};
+use crate::parts::Parts;
+use crate::unit::directory::Known;
+use crate::unit::identity::Identity;
+use crate::unit::store::Store;
 use crate::unit::trust::CrlRefused;
 
 /// Run until the connection ends. `generation` is the hub store's, from
 /// its welcome.
-pub async fn run(conn: quinn::Connection, ctx: Arc<AgentContext>, generation: Option<String>) {
-    ctx.set_connection(Some(conn.clone()));
-    run_inner(&conn, &ctx, generation).await;
-    ctx.set_connection(None);
+pub async fn run(conn: quinn::Connection, parts: &Parts, generation: Option<String>) {
+    parts.link().set_connection(Some(conn.clone()));
+    run_inner(&conn, parts, generation).await;
+    parts.link().set_connection(None);
 }
 
-async fn run_inner(conn: &quinn::Connection, ctx: &Arc<AgentContext>, generation: Option<String>) {
-    let (conn, ctx) = (conn.clone(), ctx.clone());
-    if let Err(e) = publish_key(&conn, &ctx).await {
+async fn run_inner(conn: &quinn::Connection, parts: &Parts, generation: Option<String>) {
+    let conn = conn.clone();
+    if let Err(e) = publish_key(&conn, parts.identity()).await {
         warn!("could not publish our encryption key: {e}");
     }
+    let sending = Sending::new(
+        parts.identity().clone(),
+        parts.store().clone(),
+        parts.holds().clone(),
+        parts.outgoing().clone(),
+        parts.known().clone(),
+    );
     let mut tasks = tokio::task::JoinSet::new();
     if let Some(g) = generation {
-        tasks.spawn(follow_generation(conn.clone(), ctx.clone(), g).in_current_span());
+        tasks.spawn(
+            follow_generation(conn.clone(), parts.store().clone(), sending.clone(), g)
+                .in_current_span(),
+        );
     }
-    tasks.spawn(uploader(conn.clone(), ctx.clone()).in_current_span());
-    tasks.spawn(directory_keeper(ctx.clone()).in_current_span());
+    tasks.spawn(
+        uploader(
+            conn.clone(),
+            parts.store().clone(),
+            parts.outgoing().clone(),
+            sending,
+        )
+        .in_current_span(),
+    );
+    tasks.spawn(
+        directory_keeper(
+            parts.known().clone(),
+            parts.link().clone(),
+            parts.identity().clone(),
+        )
+        .in_current_span(),
+    );
     loop {
         tokio::select! {
             stream = conn.accept_bi() => match stream {
                 Ok((send, recv)) => {
-                    tasks.spawn(serve_push(send, recv, ctx.clone()).in_current_span());
+                    tasks.spawn(serve_push(send, recv, parts.clone()).in_current_span());
                 }
                 Err(_) => break,
             },
@@ -75,8 +104,13 @@ fn generation_change(known: Option<&str>, now: &str) -> GenerationChange {
 
 /// Offer the hub again what it may have lost when its store is not the
 /// one this agent last worked with; remember the generation once done.
-async fn follow_generation(conn: quinn::Connection, ctx: Arc<AgentContext>, generation: String) {
-    let known = match ctx.store.run(|s| s.hub_generation()).await {
+async fn follow_generation(
+    conn: quinn::Connection,
+    store: Store,
+    sending: Sending,
+    generation: String,
+) {
+    let known = match store.run(|s| s.hub_generation()).await {
         Ok(k) => k,
         Err(e) => {
             warn!("store: {e}");
@@ -99,7 +133,7 @@ async fn follow_generation(conn: quinn::Connection, ctx: Arc<AgentContext>, gene
             // back costs little.
             let mut done = std::collections::HashSet::new();
             let mut pause = OFFER_AGAIN_PAUSE;
-            while !send::offer_again(&conn, &ctx, &mut done).await {
+            while !send::offer_again(&conn, &sending, &mut done).await {
                 if conn.close_reason().is_some() {
                     return;
                 }
@@ -109,21 +143,21 @@ async fn follow_generation(conn: quinn::Connection, ctx: Arc<AgentContext>, gene
         }
     }
     let g = generation.clone();
-    if let Err(e) = ctx.store.run(move |s| s.set_hub_generation(&g)).await {
+    if let Err(e) = store.run(move |s| s.set_hub_generation(&g)).await {
         warn!("store: {e}");
     }
 }
 
-async fn publish_key(conn: &quinn::Connection, ctx: &AgentContext) -> Result<(), String> {
-    let signer = ctx.credentials.signer();
+async fn publish_key(conn: &quinn::Connection, me: &Identity) -> Result<(), String> {
+    let signer = me.credentials().signer();
     // A GM unit publishes its SM2 binding (its encryption key, bound by
     // its certificate key); a standard one binds its X25519 key now.
-    let binding = match (signer.sm2_reach_binding(), &ctx.enc_key) {
+    let binding = match (signer.sm2_reach_binding(), &me.enc_key()) {
         (Some(gm), _) => gm.map_err(|e| e.to_string())?,
         (None, DocumentKey::X25519(key)) => KeyBinding {
-            node: ctx.node_id().clone(),
+            node: me.node_id().clone(),
             public: *key.public(),
-            created_ms: ctx.now_ms(),
+            created_ms: me.now_ms(),
         }
         .sign(&signer)
         .map_err(|e| e.to_string())?
@@ -132,18 +166,7 @@ async fn publish_key(conn: &quinn::Connection, ctx: &AgentContext) -> Result<(),
             return Err("an SM2 encryption key without an SM2 signer".into());
         }
     };
-    match send::request(conn, &Message::PublishKey { binding }).await {
-        Ok(Message::Ok) => Ok(()),
-        Ok(Message::Error { message, .. }) => Err(message),
-        Ok(other) => Err(format!("unexpected answer: {}", other.describe())),
-        Err(
-            SendError::Connection(e)
-            | SendError::Later(e)
-            | SendError::Permanent(e)
-            | SendError::Changed(e)
-            | SendError::Deferred(e),
-        ) => Err(e),
-    }
+    gongwen_common::stream::request_ok(conn, &Message::PublishKey { binding }, READ_TIMEOUT).await
 }
 
 /// How often the directory is asked for again while connected: often just
@@ -158,11 +181,11 @@ fn directory_pause(connected_for: Duration) -> Duration {
 }
 
 /// Ask the hub for the directory now and again (see [`directory_pause`]
-/// and [`crate::unit::directory::refresh`]).
-async fn directory_keeper(ctx: Arc<AgentContext>) {
+/// and [`Known::refresh`]).
+async fn directory_keeper(known: Arc<Known>, link: Arc<Link>, me: Arc<Identity>) {
     let connected = tokio::time::Instant::now();
     loop {
-        if let Err(e) = crate::unit::directory::refresh(&ctx).await {
+        if let Err(e) = known.refresh(&link, &me).await {
             debug!("directory not read: {e}");
         }
         tokio::time::sleep(directory_pause(connected.elapsed())).await;
@@ -174,13 +197,18 @@ const ANSWER_RETRY: Duration = Duration::from_secs(2);
 
 /// Send claimed documents now, whenever the outbox claims more, and
 /// periodically (retrying what the hub could not take).
-async fn uploader(conn: quinn::Connection, ctx: Arc<AgentContext>) {
+async fn uploader(
+    conn: quinn::Connection,
+    store: Store,
+    outgoing: Arc<Outgoing>,
+    sending: Sending,
+) {
     loop {
-        let answers = crate::incoming::clerk::submit_answers(&conn, &ctx).await;
+        let answers = crate::incoming::clerk::submit_answers(&conn, &store).await;
         if answers == crate::incoming::clerk::Submitted::ConnectionLost {
             return;
         }
-        let pause = match send::send_pending(&conn, &ctx).await {
+        let pause = match send::send_pending(&conn, &sending).await {
             Ok(()) => Duration::from_secs(30),
             Err(SendError::Connection(e)) => {
                 if conn.close_reason().is_some() {
@@ -204,15 +232,12 @@ async fn uploader(conn: quinn::Connection, ctx: Arc<AgentContext>) {
         } else {
             pause
         };
-        let _ = tokio::time::timeout(pause, ctx.outbox_wake.notified()).await;
+        let _ = tokio::time::timeout(pause, outgoing.woken()).await;
     }
 }
 
-async fn serve_push(
-    mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
-    ctx: Arc<AgentContext>,
-) {
+async fn serve_push(mut send: quinn::SendStream, mut recv: quinn::RecvStream, parts: Parts) {
+    let me = parts.identity();
     let msg = match read_message(&mut recv, READ_TIMEOUT).await {
         Ok(m) => m,
         Err(e) => {
@@ -228,29 +253,45 @@ async fn serve_push(
             deadline_ms,
         } => {
             let span = tracing::info_span!("receive", doc = %doc_id);
-            receive::receive(send, recv, ctx, doc_id, header, content_len, deadline_ms)
-                .instrument(span)
-                .await;
+            receive::receive(
+                send,
+                recv,
+                parts.clone(),
+                doc_id,
+                header,
+                content_len,
+                deadline_ms,
+            )
+            .instrument(span)
+            .await;
             return;
         }
-        Message::ReceiptNotice { receipt } => take_receipt(&ctx, receipt).await,
-        Message::CrlUpdate { crl } => take_crl(&ctx, crl).await,
+        Message::ReceiptNotice { receipt } => {
+            crate::incoming::receipts::take_receipt(
+                me,
+                parts.store(),
+                parts.incoming().receipts(),
+                receipt,
+            )
+            .await
+        }
+        Message::CrlUpdate { crl } => take_crl(me, crl).await,
         Message::CertificateRenewal { cert } => {
-            let reply = take_renewal(&ctx, &cert);
+            let reply = take_renewal(me, &cert);
             if matches!(reply, Message::Ok) {
                 let _ = write_message(&mut send, &reply).await;
                 let _ = send.finish();
                 // Give the answer a moment on the wire, then connect
                 // again showing the new certificate.
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                if let Some(conn) = ctx.connection() {
+                if let Some(conn) = parts.link().connection() {
                     conn.close(0u32.into(), b"certificate renewed; reconnecting with it");
                 }
                 return;
             }
             reply
         }
-        Message::Notice { body } => take_notice(&ctx, body).await,
+        Message::Notice { body } => take_notice(me, parts.store(), body).await,
         other => Message::Error {
             code: ErrorCode::BadRequest,
             message: format!("an agent does not take a {}", other.kind()),
@@ -262,8 +303,11 @@ async fn serve_push(
 
 /// A renewed certificate from the hub: checked and installed by the
 /// credentials, or refused with the reason.
-fn take_renewal(ctx: &Arc<AgentContext>, cert: &[u8]) -> Message {
-    match ctx.credentials.install_renewal(cert, &ctx.trust.checker()) {
+fn take_renewal(me: &Identity, cert: &[u8]) -> Message {
+    match me
+        .credentials()
+        .install_renewal(cert, &me.trust().checker())
+    {
         Ok(who) => {
             info!(
                 "renewed certificate installed (serial {}, valid until {}); reconnecting with it",
@@ -282,88 +326,7 @@ fn take_renewal(ctx: &Arc<AgentContext>, cert: &[u8]) -> Message {
     }
 }
 
-/// A receipt for a document we sent: verify and keep it.
-async fn take_receipt(ctx: &Arc<AgentContext>, bytes: Vec<u8>) -> Message {
-    let (r, _) = match Receipt::verify(&bytes, Some(&ctx.trust.checker()), ctx.clock.now()) {
-        Ok(v) => v,
-        Err(e) if e.is_transient() => {
-            // Its signer cannot be judged until a fresh CRL arrives; the
-            // hub keeps it and pushes it again.
-            debug!("a receipt waits: {e}");
-            return Message::Error {
-                code: ErrorCode::NotNow,
-                message: e.to_string(),
-            };
-        }
-        Err(e) => {
-            warn!("security: a receipt from the hub does not verify: {e}");
-            return Message::Error {
-                code: ErrorCode::BadSignature,
-                message: e.to_string(),
-            };
-        }
-    };
-    // Kept even if our record of the send is not written yet (a crash
-    // between the hub's accepted and ours): the receipt is evidence.
-    // Receipts pushed together are recorded in one commit.
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    let job = ReceiptJob {
-        receipt: r,
-        bytes,
-        reply,
-    };
-    crate::unit::batch::Batches::submit(ctx, |c| &c.receipts, job, record_receipts);
-    match answer.await {
-        Ok(Ok(())) => Message::Ok,
-        Ok(Err(message)) => Message::Error {
-            code: ErrorCode::Storage,
-            message,
-        },
-        Err(_) => Message::Error {
-            code: ErrorCode::Storage,
-            message: "recording the receipt stopped".into(),
-        },
-    }
-}
-
-/// A verified receipt from a recipient, waiting to be recorded.
-#[derive(Debug)]
-pub struct ReceiptJob {
-    receipt: Receipt,
-    bytes: Vec<u8>,
-    reply: tokio::sync::oneshot::Sender<Result<(), String>>,
-}
-
-/// Record a batch of receipts in one commit and answer each. Blocking.
-fn record_receipts(ctx: &AgentContext, jobs: Vec<ReceiptJob>) {
-    let rows: Vec<_> = jobs
-        .iter()
-        .map(|j| {
-            let r = &j.receipt;
-            (r.doc_id, &r.recipient, r.kind, j.bytes.as_slice())
-        })
-        .collect();
-    let recorded = ctx.store.add_receipts(&rows);
-    drop(rows);
-    match recorded {
-        Ok(new) => {
-            for (job, new) in jobs.into_iter().zip(new) {
-                if new {
-                    let r = &job.receipt;
-                    info!(doc = %r.doc_id, "{} by {}", r.kind.as_str(), r.recipient);
-                }
-                let _ = job.reply.send(Ok(()));
-            }
-        }
-        Err(e) => {
-            for job in jobs {
-                let _ = job.reply.send(Err(e.to_string()));
-            }
-        }
-    }
-}
-
-async fn take_notice(ctx: &Arc<AgentContext>, body: Vec<u8>) -> Message {
+async fn take_notice(me: &Arc<Identity>, store: &Store, body: Vec<u8>) -> Message {
     use gongwen_common::notice::Pushed;
     let Some(pushed) = Pushed::from_bytes(&body) else {
         return Message::Error {
@@ -371,11 +334,11 @@ async fn take_notice(ctx: &Arc<AgentContext>, body: Vec<u8>) -> Message {
             message: "not a notice".into(),
         };
     };
-    let c = ctx.clone();
+    let (me, store) = (me.clone(), store.clone());
     let taken = tokio::task::spawn_blocking(move || match pushed {
-        Pushed::One(notice) => crate::incoming::clerk::take_notice(&c, &notice),
+        Pushed::One(notice) => crate::incoming::clerk::take_notice(&me, &store, &notice),
         Pushed::Round(r) => {
-            crate::incoming::clerk::take_round(&c, &r.at, r.escalation_level, &r.items)
+            crate::incoming::clerk::take_round(&me, &store, &r.at, r.escalation_level, &r.items)
         }
     });
     match taken.await {
@@ -391,8 +354,8 @@ async fn take_notice(ctx: &Arc<AgentContext>, body: Vec<u8>) -> Message {
     }
 }
 
-async fn take_crl(ctx: &Arc<AgentContext>, der: Vec<u8>) -> Message {
-    match ctx.trust.take_crl(&der) {
+async fn take_crl(me: &Identity, der: Vec<u8>) -> Message {
+    match me.trust().take_crl(&der) {
         Ok(_) => {}
         Err(e @ CrlRefused::Older { .. }) => {
             warn!("security: the hub sent an older revocation list: {e}");
@@ -411,7 +374,7 @@ async fn take_crl(ctx: &Arc<AgentContext>, der: Vec<u8>) -> Message {
     }
     // Kept for the next start; the hub sends a fresh one on every
     // connection, so a failed write costs nothing lasting.
-    let path = ctx.folders.crl();
+    let path = me.folders().crl();
     let written = tokio::task::spawn_blocking(move || {
         gongwen_common::fsutil::write_atomic(&path, &der, 0o600)
     })

@@ -1061,8 +1061,11 @@ pub fn claim_files(folders: &Folders, req: &SendRequest, take: bool) -> Result<D
 /// Watch the outbox for the agent's whole life: claim complete drops and
 /// wake the uploader. Runs whether or not the hub is reachable, so drops
 /// queue in the spool while it is not.
-pub async fn watch(ctx: std::sync::Arc<crate::unit::context::AgentContext>) {
-    let outbox = ctx.folders.outbox.clone();
+pub async fn watch(
+    me: std::sync::Arc<crate::unit::identity::Identity>,
+    outgoing: std::sync::Arc<crate::outgoing::queue::Outgoing>,
+) {
+    let outbox = me.folders().outbox.clone();
     let (tx, mut events) = tokio::sync::mpsc::unbounded_channel::<Option<notify::Event>>();
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         // Any event (including an overflow `Rescan`) means "look again";
@@ -1079,25 +1082,24 @@ pub async fn watch(ctx: std::sync::Arc<crate::unit::context::AgentContext>) {
             None
         }
     };
-    let settle = ctx.config.outbox_settle;
-    let rescan = ctx.config.outbox_rescan;
+    let settle = me.config().outbox_settle;
+    let rescan = me.config().outbox_rescan;
     let mut stability = Stability::default();
     let mut stray_stability = Stability::default();
     let mut hints = Hints::default();
     // Claims still in the spool (made before a restart) count as recent.
-    let mut recent = RecentClaims::from_spool(&ctx.folders);
+    let mut recent = RecentClaims::from_spool(me.folders());
     let mut first_scan = true;
     loop {
-        ctx.outbox_scans
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let c = ctx.clone();
+        outgoing.count_scan();
+        let (me2, outgoing2) = (me.clone(), outgoing.clone());
         let scanned = tokio::task::spawn_blocking(move || {
             let mut st = stability;
             let mut ss = stray_stability;
             let mut hints = hints;
             let mut recent = recent;
             let now = Instant::now();
-            let result = ready_drops(&c.folders.outbox, &mut st, settle, now, &hints).map(
+            let result = ready_drops(&me2.folders().outbox, &mut st, settle, now, &hints).map(
                 |(ready, mut scan)| {
                     scan.refused.retain(|(p, _)| {
                         shape_of(p, false)
@@ -1109,11 +1111,13 @@ pub async fn watch(ctx: std::sync::Arc<crate::unit::context::AgentContext>) {
             );
             let claimed = match &result {
                 Ok((ready, scan)) => {
-                    let _claiming = c.claiming.lock().unwrap_or_else(|p| p.into_inner());
-                    act_on(&c.folders, ready, scan, &mut recent, settle)
+                    outgoing2.claim(|folders| act_on(folders, ready, scan, &mut recent, settle))
                 }
                 Err(e) => {
-                    warn!("cannot scan the outbox {}: {e}", c.folders.outbox.display());
+                    warn!(
+                        "cannot scan the outbox {}: {e}",
+                        me2.folders().outbox.display()
+                    );
                     0
                 }
             };
@@ -1140,12 +1144,12 @@ pub async fn watch(ctx: std::sync::Arc<crate::unit::context::AgentContext>) {
                 stability = Stability::default();
                 stray_stability = Stability::default();
                 hints = Hints::default();
-                recent = RecentClaims::from_spool(&ctx.folders);
+                recent = RecentClaims::from_spool(me.folders());
                 0
             }
         };
         if claimed > 0 {
-            ctx.outbox_wake.notify_one();
+            outgoing.wake();
         }
         let next = if stability.pending() + stray_stability.pending() > 0 {
             (settle / 2).clamp(Duration::from_millis(20), rescan)

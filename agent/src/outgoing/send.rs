@@ -23,9 +23,13 @@ use tracing::{Instrument, debug, info, warn};
 
 use crate::outgoing::draft::{self, Draft};
 use crate::outgoing::outbox::{self, read_claim};
+use crate::outgoing::queue::Outgoing;
 use crate::rules::metadata::MetadataJson;
-use crate::unit::context::AgentContext;
+use crate::unit::directory::Known;
+use crate::unit::holds::{Hold, Holds};
+use crate::unit::identity::Identity;
 use crate::unit::store::SentRecord;
+use crate::unit::store::Store;
 
 /// Why sending stopped.
 #[derive(Debug)]
@@ -43,6 +47,35 @@ pub enum SendError {
     /// This document must wait (a recipient is offline and the hub already
     /// holds as many of ours for it as it takes); the others go on.
     Deferred(String),
+}
+
+/// What sending uses: who we are, the store, which documents are being
+/// worked on, the outgoing queue, and the address book (for deadlines).
+#[derive(Debug, Clone)]
+pub struct Sending {
+    me: Arc<Identity>,
+    store: Store,
+    holds: Arc<Holds>,
+    outgoing: Arc<Outgoing>,
+    known: Arc<Known>,
+}
+
+impl Sending {
+    pub fn new(
+        me: Arc<Identity>,
+        store: Store,
+        holds: Arc<Holds>,
+        outgoing: Arc<Outgoing>,
+        known: Arc<Known>,
+    ) -> Sending {
+        Sending {
+            me,
+            store,
+            holds,
+            outgoing,
+            known,
+        }
+    }
 }
 
 /// `name` changed after it was taken: `what` changed.
@@ -63,18 +96,13 @@ const SENDS_IN_FLIGHT: usize = 32;
 /// Send every claimed document in the spool, oldest first, several at a
 /// time. Stops launching new ones at the first error that is not about one
 /// document alone and returns it once the ones in flight are done.
-pub async fn send_pending(
-    conn: &quinn::Connection,
-    ctx: &Arc<AgentContext>,
-) -> Result<(), SendError> {
-    let c = ctx.clone();
-    let ids = tokio::task::spawn_blocking(move || {
-        let _claiming = c.claiming.lock().unwrap_or_else(|p| p.into_inner());
-        outbox::claimed(&c.folders)
-    })
-    .await
-    .map_err(later)?
-    .map_err(later)?;
+pub async fn send_pending(conn: &quinn::Connection, tx: &Sending) -> Result<(), SendError> {
+    let Sending { me, store, .. } = tx;
+    let outgoing = tx.outgoing.clone();
+    let ids = tokio::task::spawn_blocking(move || outgoing.claim(outbox::claimed))
+        .await
+        .map_err(later)?
+        .map_err(later)?;
     let mut ids = ids.into_iter();
     let mut in_flight = tokio::task::JoinSet::new();
     let mut stop: Option<SendError> = None;
@@ -82,10 +110,10 @@ pub async fn send_pending(
     loop {
         while stop.is_none() && in_flight.len() < SENDS_IN_FLIGHT {
             let Some(doc_id) = ids.next() else { break };
-            let (conn, ctx) = (conn.clone(), ctx.clone());
+            let (conn, tx) = (conn.clone(), tx.clone());
             let span = tracing::info_span!("send", doc = %doc_id);
             in_flight.spawn(
-                async move { (doc_id, send_one(&conn, &ctx, doc_id).await) }.instrument(span),
+                async move { (doc_id, send_one(&conn, &tx, doc_id).await) }.instrument(span),
             );
         }
         let Some(done) = in_flight.join_next().await else {
@@ -95,17 +123,18 @@ pub async fn send_pending(
         match result {
             Ok(()) => {}
             Err(SendError::Permanent(why)) => {
-                let c = ctx.clone();
-                let failed = tokio::task::spawn_blocking(move || give_up(&c, doc_id, &why))
-                    .await
-                    .map_err(later)
-                    .and_then(|r| r.map_err(later));
+                let (me, store) = (me.clone(), store.clone());
+                let failed =
+                    tokio::task::spawn_blocking(move || give_up(&me, &store, doc_id, &why))
+                        .await
+                        .map_err(later)
+                        .and_then(|r| r.map_err(later));
                 if let Err(e) = failed {
                     stop.get_or_insert(e);
                 }
             }
             Err(SendError::Changed(why)) => {
-                let folders = ctx.folders.clone();
+                let folders = me.folders().clone();
                 let back =
                     tokio::task::spawn_blocking(move || outbox::put_back(&folders, doc_id, &why))
                         .await
@@ -149,8 +178,8 @@ pub async fn send_pending(
 /// Give up sending a claimed document: its files go to `failed/` (its
 /// recipients kept in the sidecar), and the store remembers why, for
 /// `status` and the console. Blocking.
-fn give_up(ctx: &AgentContext, doc_id: DocId, why: &str) -> std::io::Result<()> {
-    let (dest, to, cc) = outbox::fail_claimed(&ctx.folders, doc_id, why)?;
+fn give_up(me: &Identity, store: &Store, doc_id: DocId, why: &str) -> std::io::Result<()> {
+    let (dest, to, cc) = outbox::fail_claimed(me.folders(), doc_id, why)?;
     let rec = crate::unit::store::FailedRecord {
         doc_id,
         name: dest
@@ -160,27 +189,30 @@ fn give_up(ctx: &AgentContext, doc_id: DocId, why: &str) -> std::io::Result<()> 
         to,
         cc,
         reason: why.to_owned(),
-        failed_ms: ctx.now_ms(),
+        failed_ms: me.now_ms(),
     };
-    ctx.store
+    store
         .record_failed(&rec)
         .map_err(|e| std::io::Error::other(e.to_string()))
 }
 
-async fn send_one(
-    conn: &quinn::Connection,
-    ctx: &Arc<AgentContext>,
-    doc_id: DocId,
-) -> Result<(), SendError> {
+async fn send_one(conn: &quinn::Connection, tx: &Sending, doc_id: DocId) -> Result<(), SendError> {
+    let Sending {
+        me,
+        store,
+        holds,
+        outgoing,
+        ..
+    } = tx;
     // One attempt at a time: a seal the last session started may still
-    // be running on a blocking thread (see AgentContext::hold).
-    let Some(hold) = ctx.hold(doc_id, DOCUMENT_WORK_TIMEOUT).await else {
+    // be running on a blocking thread (see Holds::hold).
+    let Some(hold) = holds.hold(doc_id, DOCUMENT_WORK_TIMEOUT).await else {
         return Err(SendError::Later(
             "an earlier attempt is still sealing this document".into(),
         ));
     };
     let hold = Arc::new(hold);
-    let dir = ctx.folders.spool.join(doc_id.to_string());
+    let dir = me.folders().spool.join(doc_id.to_string());
     if !dir.exists() {
         return Ok(()); // filed by that earlier attempt
     }
@@ -188,8 +220,8 @@ async fn send_one(
     // sign-for first, so the question is signed for before it is answered
     // in the hub's record too.
     if !dir.join("header").exists()
-        && address_and_seal(conn, ctx, doc_id, &dir, hold.clone()).await?
-        && crate::incoming::clerk::submit_answers(conn, ctx).await
+        && address_and_seal(conn, tx, doc_id, &dir, hold.clone()).await?
+        && crate::incoming::clerk::submit_answers(conn, store).await
             == crate::incoming::clerk::Submitted::ConnectionLost
     {
         return Err(SendError::Connection(
@@ -197,25 +229,23 @@ async fn send_one(
         ));
     }
     gongwen_common::failpoint::hit("agent-sealed");
-    let receipt = upload(conn, &dir, doc_id, ctx).await;
-    ctx.progress
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&doc_id);
+    let receipt = upload(conn, &dir, doc_id, outgoing).await;
+    outgoing.end_progress(doc_id);
     let receipt = receipt?;
     gongwen_common::failpoint::hit("agent-sent-accepted");
-    file_accepted(ctx, doc_id, receipt).await
+    file_accepted(tx, doc_id, receipt).await
 }
 
 async fn address_and_seal(
     conn: &quinn::Connection,
-    ctx: &Arc<AgentContext>,
+    tx: &Sending,
     doc_id: DocId,
     dir: &Path,
-    hold: Arc<crate::unit::context::Hold>,
+    hold: Arc<Hold>,
 ) -> Result<bool, SendError> {
-    let limit = ctx.config.max_document_size;
-    let now = ctx.clock.now();
+    let me = &tx.me;
+    let limit = me.config().max_document_size;
+    let now = me.clock().now();
     let d = dir.to_owned();
     let draft = tokio::task::spawn_blocking(move || -> Result<Draft, SendError> {
         let claim = read_claim(&d).map_err(later)?;
@@ -273,13 +303,13 @@ async fn address_and_seal(
             unknown.join(", ")
         )));
     }
-    let me = ctx.node_id().clone();
+    let node = me.node_id().clone();
     let members = |list: &[String]| -> Vec<NodeId> {
         let mut out: Vec<NodeId> = Vec::new();
         for name in list {
             if let Some(r) = resolved.iter().find(|r| &r.name == name) {
                 for m in &r.members {
-                    if *m != me && !out.contains(m) {
+                    if *m != node && !out.contains(m) {
                         out.push(m.clone());
                     }
                 }
@@ -297,8 +327,8 @@ async fn address_and_seal(
             "no main recipient besides this unit itself".into(),
         ));
     }
-    let suite = ctx.credentials.signer().suite();
-    let verdicts = key_verdicts(&bindings, &ctx.trust.checker(), ctx.clock.now(), suite);
+    let suite = me.credentials().signer().suite();
+    let verdicts = key_verdicts(&bindings, &me.trust().checker(), me.clock().now(), suite);
     let addressed = match crate::rules::addressing::settle(&to, &cc, &verdicts) {
         Ok(a) => a,
         Err(crate::rules::addressing::NotAddressed::NoOneToReceive(why)) => {
@@ -323,11 +353,11 @@ async fn address_and_seal(
     }
     let crate::rules::addressing::Addressed { to, cc, keys, .. } = addressed;
     let answers = draft.answers.is_some();
-    let ctx = ctx.clone();
+    let tx = tx.clone();
     let dir = dir.to_owned();
     tokio::task::spawn_blocking(move || {
         let _hold = hold;
-        seal(&ctx, &dir, doc_id, draft, to, cc, &keys)
+        seal(&tx, &dir, doc_id, draft, to, cc, &keys)
     })
     .await
     .map_err(later)??;
@@ -397,13 +427,19 @@ fn key_verdicts(
 
 /// The links a draft's header carries: what it asks for, and what it
 /// answers — checked against the received document it answers.
-fn links_of(ctx: &AgentContext, draft: &Draft, to: &[NodeId]) -> Result<Links, SendError> {
+fn links_of(
+    me: &Identity,
+    store: &Store,
+    outgoing: &Outgoing,
+    draft: &Draft,
+    to: &[NodeId],
+) -> Result<Links, SendError> {
     let mut links = Links {
         asks: draft.asks,
         ..Links::default()
     };
     if let Some(id) = draft.forward_of {
-        let header = ctx.store.header(id).map_err(later)?.ok_or_else(|| {
+        let header = store.header(id).map_err(later)?.ok_or_else(|| {
             SendError::Permanent(format!(
                 "there is no document {id} in this unit's inbox to forward"
             ))
@@ -413,8 +449,8 @@ fn links_of(ctx: &AgentContext, draft: &Draft, to: &[NodeId]) -> Result<Links, S
         links.forwards = Some(sealed.meta().links.forwards.clone().unwrap_or(header));
     }
     if let Some(a) = draft.answers {
-        let received = ctx.store.received(a.doc_id).map_err(later)?;
-        let header = ctx.store.header(a.doc_id).map_err(later)?;
+        let received = store.received(a.doc_id).map_err(later)?;
+        let header = store.header(a.doc_id).map_err(later)?;
         let (Some((rec, _)), Some(header)) = (received, header) else {
             return Err(SendError::Permanent(format!(
                 "there is no document {} in this unit's inbox to answer",
@@ -422,7 +458,7 @@ fn links_of(ctx: &AgentContext, draft: &Draft, to: &[NodeId]) -> Result<Links, S
             )));
         };
         let asked = SealedHeader::parse(&header).map_err(later)?;
-        let previous = ctx.store.replied(a.doc_id).map_err(later)?;
+        let previous = store.replied(a.doc_id).map_err(later)?;
         crate::actions::reply::check_answer(
             &a.doc_id.to_string(),
             &rec.sender,
@@ -439,21 +475,22 @@ fn links_of(ctx: &AgentContext, draft: &Draft, to: &[NodeId]) -> Result<Links, S
         // (by the answer's 经办人, or in the unit's name).
         if rec.state == crate::unit::store::ReceivedState::Delivered {
             let by = if draft.operator.name.trim().is_empty() {
-                format!("{}（答复）", ctx.node_id())
+                format!("{}（答复）", me.node_id())
             } else {
                 draft.operator.name.clone()
             };
             match crate::incoming::clerk::answer(
-                ctx,
+                me,
+                store,
                 a.doc_id,
                 gongwen_common::receipt::ReceiptKind::Acknowledged,
                 &by,
             ) {
-                Ok(_) => ctx.outbox_wake.notify_one(),
+                Ok(_) => outgoing.wake(),
                 // A clerk answered it meanwhile: signed for all the same,
                 // unless what they did was return it.
                 Err(crate::incoming::clerk::ActError::Answered(..)) => {
-                    let now = ctx.store.received(a.doc_id).map_err(later)?;
+                    let now = store.received(a.doc_id).map_err(later)?;
                     if now.is_some_and(|(r, _)| {
                         r.state == crate::unit::store::ReceivedState::Rejected
                     }) {
@@ -487,7 +524,7 @@ fn links_of(ctx: &AgentContext, draft: &Draft, to: &[NodeId]) -> Result<Links, S
 /// the same ciphertext, since the nonces depend only on the chunk index —
 /// instead of reading back a second copy of the whole document from disk.
 fn seal(
-    ctx: &AgentContext,
+    tx: &Sending,
     dir: &Path,
     doc_id: DocId,
     draft: Draft,
@@ -495,9 +532,15 @@ fn seal(
     cc: Vec<NodeId>,
     keys: &[(NodeId, Vec<u8>)],
 ) -> Result<(), SendError> {
-    let links = links_of(ctx, &draft, &to)?;
+    let Sending {
+        me,
+        store,
+        outgoing,
+        ..
+    } = tx;
+    let links = links_of(me, store, outgoing, &draft, &to)?;
     // One signer, so one suite, for the key, the digests and the signature.
-    let signer = ctx.credentials.signer();
+    let signer = me.credentials().signer();
     let suite = signer.suite();
     let key = ContentKey::generate(suite).map_err(later)?;
     let plain_len = draft.size();
@@ -584,7 +627,7 @@ fn seal(
     let digest = content_hash.finish();
     let meta = DocMeta {
         doc_id,
-        sender: ctx.node_id().clone(),
+        sender: me.node_id().clone(),
         to,
         cc,
         doc_number: draft.doc_number,
@@ -592,7 +635,7 @@ fn seal(
         title: draft.title,
         urgency: draft.urgency,
         deadline: draft.deadline,
-        created_ms: ctx.now_ms(),
+        created_ms: me.now_ms(),
         operator: draft.operator,
         note: draft.note,
         files: entries,
@@ -637,7 +680,7 @@ async fn upload(
     conn: &quinn::Connection,
     dir: &Path,
     doc_id: DocId,
-    ctx: &AgentContext,
+    outgoing: &Outgoing,
 ) -> Result<Vec<u8>, SendError> {
     let header = tokio::fs::read(dir.join("header")).await.map_err(later)?;
     // Sealed by an earlier version, the ciphertext itself is in the spool.
@@ -655,7 +698,7 @@ async fn upload(
         }
     };
     let stamps = crate::outgoing::stamp::read(dir).map(|s| (dir.join("files"), s));
-    upload_sealed(conn, doc_id, header, content, false, stamps, ctx).await
+    upload_sealed(conn, doc_id, header, content, false, stamps, outgoing).await
 }
 
 /// Upload a sealed document (its signed header and its content).
@@ -666,7 +709,7 @@ async fn upload_sealed(
     content: Content,
     again: bool,
     stamps: Option<(PathBuf, crate::outgoing::stamp::Stamps)>,
-    ctx: &AgentContext,
+    outgoing: &Outgoing,
 ) -> Result<Vec<u8>, SendError> {
     // Offered again to a hub that lost its store, a document to a unit the
     // hub does not know yet waits until that unit connects there.
@@ -741,10 +784,7 @@ async fn upload_sealed(
             return Err(conn_err(&e));
         }
         sent += n;
-        ctx.progress
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(doc_id, (sent, content_len));
+        outgoing.set_progress(doc_id, sent, content_len);
     }
     // The last chance to take the upload back: a dropped file that changed
     // since it was sealed is still being written, and what was read of it
@@ -788,10 +828,16 @@ async fn upload_sealed(
 /// again.
 pub async fn offer_again(
     conn: &quinn::Connection,
-    ctx: &Arc<AgentContext>,
+    tx: &Sending,
     done: &mut std::collections::HashSet<DocId>,
 ) -> bool {
-    let unfinished = match ctx.store.run(|s| s.unfinished_sent()).await {
+    let Sending {
+        me,
+        store,
+        outgoing,
+        ..
+    } = tx;
+    let unfinished = match store.run(|s| s.unfinished_sent()).await {
         Ok(u) => u,
         Err(e) => {
             warn!("cannot list the documents to offer again: {e}");
@@ -810,9 +856,9 @@ pub async fn offer_again(
             warn!(doc = %doc_id, "cannot offer this document again: it was sent before content keys were kept; send it anew if the hub no longer has it");
             continue;
         };
-        let dir = ctx.folders.sent.join(doc_id.to_string());
+        let dir = me.folders().sent.join(doc_id.to_string());
         let content = Content::Files { dir, key };
-        match upload_sealed(conn, doc_id, u.header, content, true, None, ctx).await {
+        match upload_sealed(conn, doc_id, u.header, content, true, None, outgoing).await {
             // The first `accepted` receipt stays the one on record.
             Ok(_) => {
                 done.insert(doc_id);
@@ -956,18 +1002,17 @@ pub struct FileJob {
 /// Documents accepted while others are being filed are filed together
 /// with them (one store commit and one sync of sent/ and of the spool for
 /// the batch; see [`crate::unit::batch`]); a lone document is filed at once.
-async fn file_accepted(
-    ctx: &Arc<AgentContext>,
-    doc_id: DocId,
-    receipt: Vec<u8>,
-) -> Result<(), SendError> {
+async fn file_accepted(tx: &Sending, doc_id: DocId, receipt: Vec<u8>) -> Result<(), SendError> {
     let (reply, answer) = tokio::sync::oneshot::channel();
     let job = FileJob {
         doc_id,
         receipt,
         reply,
     };
-    crate::unit::batch::Batches::submit(ctx, |c| &c.filing, job, file_batch);
+    let (me, store, known) = (tx.me.clone(), tx.store.clone(), tx.known.clone());
+    tx.outgoing
+        .filing()
+        .submit(job, move |jobs| file_batch(&me, &store, &known, jobs));
     answer
         .await
         .map_err(|_| SendError::Later("filing stopped".into()))?
@@ -984,12 +1029,12 @@ struct Checked {
     record: SentRecord,
 }
 
-fn check_accepted(ctx: &AgentContext, job: &FileJob) -> Result<Checked, SendError> {
+fn check_accepted(me: &Identity, job: &FileJob) -> Result<Checked, SendError> {
     let doc_id = job.doc_id;
-    let dir = ctx.folders.spool.join(doc_id.to_string());
+    let dir = me.folders().spool.join(doc_id.to_string());
     let header = std::fs::read(dir.join("header")).map_err(later)?;
     let sealed = SealedHeader::parse(&header).map_err(|e| SendError::Permanent(e.to_string()))?;
-    let (r, _) = Receipt::verify(&job.receipt, Some(&ctx.trust.checker()), ctx.clock.now())
+    let (r, _) = Receipt::verify(&job.receipt, Some(&me.trust().checker()), me.clock().now())
         .map_err(|e| SendError::Later(format!("the hub's receipt does not verify: {e}")))?;
     if r.kind != ReceiptKind::Accepted || r.doc_id != doc_id || r.doc_digest != sealed.digest() {
         return Err(SendError::Later(
@@ -1023,9 +1068,9 @@ fn check_accepted(ctx: &AgentContext, job: &FileJob) -> Result<Checked, SendErro
 }
 
 /// File one batch and answer each job. Blocking.
-fn file_batch(ctx: &AgentContext, jobs: Vec<FileJob>) {
+fn file_batch(me: &Identity, store: &Store, known: &Known, jobs: Vec<FileJob>) {
     let mut outcome: Vec<Result<Checked, SendError>> =
-        jobs.iter().map(|j| check_accepted(ctx, j)).collect();
+        jobs.iter().map(|j| check_accepted(me, j)).collect();
     // 1. Recorded, all in one commit.
     let accepted: Vec<crate::unit::store::Accepted<'_>> = jobs
         .iter()
@@ -1041,7 +1086,7 @@ fn file_batch(ctx: &AgentContext, jobs: Vec<FileJob>) {
             })
         })
         .collect();
-    let recorded = ctx.store.record_sent(&accepted);
+    let recorded = store.record_sent(&accepted);
     drop(accepted);
     if let Err(e) = recorded {
         fail_all(&mut outcome, &e);
@@ -1051,11 +1096,11 @@ fn file_batch(ctx: &AgentContext, jobs: Vec<FileJob>) {
     // document half filed, nor a file other than the one that went out.
     for o in outcome.iter_mut() {
         let Ok(c) = o else { continue };
-        let dest = ctx.folders.sent.join(c.record.doc_id.to_string());
+        let dest = me.folders().sent.join(c.record.doc_id.to_string());
         if dest.exists() {
             continue; // filed before a crash that came before the spool went
         }
-        if let Err(e) = set_aside_changed(ctx, c) {
+        if let Err(e) = set_aside_changed(me, c) {
             *o = Err(later(e));
             continue;
         }
@@ -1067,7 +1112,7 @@ fn file_batch(ctx: &AgentContext, jobs: Vec<FileJob>) {
             .deadline
             .map(|d| d.resolve(c.receipt.time_ms))
             .or_else(|| {
-                ctx.directory
+                known
                     .get()?
                     .default_deadline(meta.urgency, c.receipt.time_ms)
             });
@@ -1093,7 +1138,7 @@ fn file_batch(ctx: &AgentContext, jobs: Vec<FileJob>) {
         }
     }
     // 3. The filed folders durable, then the spool entries go.
-    if let Err(e) = sync_dir(&ctx.folders.sent) {
+    if let Err(e) = sync_dir(&me.folders().sent) {
         fail_all(&mut outcome, &e);
     }
     for o in outcome.iter_mut() {
@@ -1102,7 +1147,7 @@ fn file_batch(ctx: &AgentContext, jobs: Vec<FileJob>) {
             *o = Err(later(e));
         }
     }
-    if let Err(e) = sync_dir(&ctx.folders.spool) {
+    if let Err(e) = sync_dir(&me.folders().spool) {
         fail_all(&mut outcome, &e);
     }
     for (job, o) in jobs.into_iter().zip(outcome) {
@@ -1121,7 +1166,7 @@ fn file_batch(ctx: &AgentContext, jobs: Vec<FileJob>) {
 /// place: `sent/` never holds a file the signed document does not. (The
 /// upload checked the same just before the hub took it; this is the moment
 /// between.) Blocking.
-fn set_aside_changed(ctx: &AgentContext, c: &Checked) -> std::io::Result<()> {
+fn set_aside_changed(me: &Identity, c: &Checked) -> std::io::Result<()> {
     let Some(stamps) = crate::outgoing::stamp::read(&c.dir) else {
         return Ok(());
     };
@@ -1164,10 +1209,10 @@ fn set_aside_changed(ctx: &AgentContext, c: &Checked) -> std::io::Result<()> {
 If the recipients must have the changed file: recall {doc_id} and drop this file into the outbox again. Write files into the outbox under a temporary name ending in .part and rename them when complete."
         );
         if path.exists() {
-            let dest = outbox::free_name(&ctx.folders.failed, std::ffi::OsStr::new(&name));
+            let dest = outbox::free_name(&me.folders().failed, std::ffi::OsStr::new(&name));
             std::fs::rename(&path, &dest)?;
             outbox::write_error(&dest, &happened, &todo)?;
-            sync_dir(&ctx.folders.failed)?;
+            sync_dir(&me.folders().failed)?;
         }
         write_atomic(
             &files.join(format!("{name}.已改动-未发出.txt")),

@@ -40,26 +40,19 @@ impl<J: Send + 'static> Batches<J> {
     }
 
     /// Queue `job` and, if no worker is at it, start one on a blocking
-    /// thread that runs `work` on each batch. `owner` keeps what `work`
-    /// needs alive for as long as the worker runs.
-    pub fn submit<O: Send + Sync + 'static>(
-        owner: &Arc<O>,
-        queue: fn(&O) -> &Batches<J>,
-        job: J,
-        work: fn(&O, Vec<J>),
-    ) {
-        if !queue(owner).push(job) {
+    /// thread that runs `work` on each batch. `work` owns what it needs for
+    /// as long as the worker runs.
+    pub fn submit(self: &Arc<Self>, job: J, work: impl Fn(Vec<J>) + Send + 'static) {
+        if !self.push(job) {
             return;
         }
-        let owner = owner.clone();
+        let batches = self.clone();
         tokio::task::spawn_blocking(move || {
-            let batches = queue(&owner);
             while let Some(batch) = batches.take() {
                 // A panic must not leave the queue marked as worked on
                 // with nobody working it: that batch's waiters are told
                 // (their reply senders drop) and the worker goes on.
-                let done =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&owner, batch)));
+                let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(batch)));
                 if done.is_err() {
                     tracing::warn!("a batch failed; its jobs are answered with an error");
                 }

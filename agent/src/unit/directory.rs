@@ -106,25 +106,33 @@ impl Known {
     }
 }
 
-/// Ask the hub for the directory over the live connection; keep it, and
-/// make the outbox folders and `单位名录.txt` from it. (The edge of this
-/// module: the rest is plain values and one folder walk.)
-pub async fn refresh(ctx: &crate::unit::context::AgentContext) -> Result<Arc<AddressBook>, String> {
-    let dir: AddressBook =
-        crate::front::control::hub_query(ctx, &gongwen_common::supervision::Query::Directory)
+impl Known {
+    /// Ask the hub for the directory over the live connection; keep it,
+    /// and make the outbox folders and `单位名录.txt` from it. (The edge
+    /// of this module: the rest is plain values and one folder walk.)
+    pub async fn refresh(
+        &self,
+        link: &crate::link::hub::Link,
+        me: &crate::unit::identity::Identity,
+    ) -> Result<Arc<AddressBook>, String> {
+        let dir: AddressBook = link
+            .query(&gongwen_common::supervision::Query::Directory)
             .await?;
-    let (outbox, me, d) = (
-        ctx.folders.outbox.clone(),
-        ctx.node_id().clone(),
-        dir.clone(),
-    );
-    match tokio::task::spawn_blocking(move || apply(&outbox, &d, &me)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!("could not make the outbox folders from the directory: {e}"),
-        Err(e) => tracing::warn!("could not make the outbox folders from the directory: {e}"),
+        let (outbox, node, d) = (
+            me.folders().outbox.clone(),
+            me.node_id().clone(),
+            dir.clone(),
+        );
+        match tokio::task::spawn_blocking(move || apply(&outbox, &d, &node)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!("could not make the outbox folders from the directory: {e}")
+            }
+            Err(e) => tracing::warn!("could not make the outbox folders from the directory: {e}"),
+        }
+        self.set(dir);
+        self.get().ok_or_else(|| "no directory".to_owned())
     }
-    ctx.directory.set(dir);
-    ctx.directory.get().ok_or_else(|| "no directory".to_owned())
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 pub mod batch;
-pub mod context;
 pub mod credentials;
 pub mod directory;
 pub mod folders;
+pub mod holds;
+pub mod identity;
 pub mod keygen;
 pub mod store;
 pub mod trust;

@@ -245,6 +245,12 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
+    /// True while another handle to this store exists (work of a stopped
+    /// agent still running on a blocking thread keeps the file in use).
+    pub fn shared(&self) -> bool {
+        Arc::strong_count(&self.db) > 1
+    }
+
     /// Open the store; create it only when `fresh_ok`. A damaged file is an
     /// error, never replaced.
     pub fn open(path: &Path, fresh_ok: bool) -> Result<Store, StoreError> {

@@ -87,16 +87,12 @@ pub(super) async fn reply(
             by
         },
     };
-    web.ctx.settled(doc).await;
-    let ctx = web.ctx.clone();
-    match tokio::task::spawn_blocking(move || crate::actions::reply::queue(&ctx, &req)).await {
-        Ok(Ok((answer, _))) => {
-            web.ctx.outbox_wake.notify_one();
+    match web.parts.clerk().reply(req).await {
+        Ok((answer, _)) => {
             info!(doc = %doc, answer = %answer, "answered by {} through the console", user.name);
             Redirect::to(&format!("/sent/{answer}")).into_response()
         }
-        Ok(Err(why)) => refused(&web, &user, &csrf, &doc_id, &why).await,
-        Err(e) => server_error(e),
+        Err(why) => refused(&web, &user, &csrf, &doc_id, &why).await,
     }
 }
 
@@ -147,7 +143,7 @@ pub(super) async fn forward(
         )
         .await;
     }
-    if let Some(unknown) = web.ctx.directory.get().and_then(|dir| {
+    if let Some(unknown) = web.parts.known().get().and_then(|dir| {
         to.iter()
             .chain(&cc)
             .find(|n| !dir.knows(n))
@@ -163,16 +159,12 @@ pub(super) async fn forward(
         note: opt(f.note),
         by: opt(f.by).or_else(|| Some(user.display_name.clone())),
     };
-    web.ctx.settled(doc).await;
-    let ctx = web.ctx.clone();
-    match tokio::task::spawn_blocking(move || crate::actions::forward::queue(&ctx, &req)).await {
-        Ok(Ok(forward)) => {
-            web.ctx.outbox_wake.notify_one();
+    match web.parts.clerk().forward(req).await {
+        Ok(forward) => {
             info!(doc = %doc, forward = %forward, "forwarded by {} through the console", user.name);
             Redirect::to(&format!("/sent/{forward}")).into_response()
         }
-        Ok(Err(why)) => refused(&web, &user, &csrf, &doc_id, &why).await,
-        Err(e) => server_error(e),
+        Err(why) => refused(&web, &user, &csrf, &doc_id, &why).await,
     }
 }
 
@@ -218,18 +210,12 @@ pub(super) async fn summary(
     doc: DocId,
     hub: Option<serde_json::Value>,
 ) -> Option<Summary> {
-    let ctx = web.ctx.clone();
-    match tokio::task::spawn_blocking(move || {
-        crate::actions::collect::summarize(&ctx, doc, hub.as_ref())
-    })
-    .await
-    {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
+    match web.parts.clerk().summarize(doc, hub).await {
+        Ok(s) => s,
+        Err(e) => {
             tracing::warn!(doc = %doc, "汇总 not read: {e}");
             None
         }
-        Err(_) => None,
     }
 }
 
@@ -251,7 +237,7 @@ pub(super) async fn summary_file(
     let Ok(doc) = DocId::parse(&doc_id) else {
         return no_such_sent();
     };
-    let mine = web.ctx.store.run(move |s| s.sent(doc)).await;
+    let mine = web.parts.store().run(move |s| s.sent(doc)).await;
     match mine {
         Ok(Some(_)) => {}
         Ok(None) => return no_such_sent(),

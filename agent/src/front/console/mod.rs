@@ -43,7 +43,7 @@ use serde::Deserialize;
 use tracing::{info, warn};
 
 use crate::error::AgentError;
-use crate::unit::context::AgentContext;
+use crate::parts::Parts;
 use crate::unit::store::{ReceivedFilter, ReceivedRecord, ReceivedState};
 use accounts::{Accounts, User};
 use pages::{FileLink, Frame, InboxQueryView};
@@ -132,7 +132,8 @@ type ReadAccounts = (Option<(SystemTime, u64)>, Arc<Accounts>);
 /// What the handlers share: the agent, the accounts as last read, and the
 /// sessions and failed logins of this run.
 struct Web {
-    ctx: Arc<AgentContext>,
+    /// The agent's owners: the console is a front door to all of them.
+    parts: Parts,
     accounts_path: PathBuf,
     accounts: Mutex<ReadAccounts>,
     sessions: Mutex<Sessions>,
@@ -170,11 +171,7 @@ fn random_hex(bytes: usize) -> Option<String> {
 impl Console {
     /// Bind the console's socket (before the agent runs, so a taken port
     /// is an error at start).
-    pub fn bind(
-        listen: SocketAddr,
-        ctx: Arc<AgentContext>,
-        facts: UnitFacts,
-    ) -> Result<Console, AgentError> {
+    pub fn bind(listen: SocketAddr, parts: Parts, facts: UnitFacts) -> Result<Console, AgentError> {
         let listener =
             std::net::TcpListener::bind(listen).map_err(|source| AgentError::Console {
                 addr: listen,
@@ -186,16 +183,17 @@ impl Console {
                 addr: listen,
                 source,
             })?;
-        let tls = match ctx.config.console.as_ref().and_then(|c| c.tls.clone()) {
-            Some(t) => Some(tls_acceptor(&ctx.config.path, &t)?),
+        let me = parts.identity();
+        let tls = match me.config().console.as_ref().and_then(|c| c.tls.clone()) {
+            Some(t) => Some(tls_acceptor(&me.config().path, &t)?),
             None => None,
         };
-        let accounts_path = accounts::path_in(&ctx.folders.state);
+        let accounts_path = accounts::path_in(&me.folders().state);
         Ok(Console {
             listener,
             web: Arc::new(Web {
                 secure: tls.is_some(),
-                ctx,
+                parts,
                 accounts_path,
                 accounts: Mutex::new((None, Arc::default())),
                 sessions: Mutex::default(),
@@ -748,14 +746,18 @@ async fn pending_page(State(web): State<Arc<Web>>, headers: HeaderMap) -> Respon
         Err(r) => return r,
     };
     let page = web
-        .ctx
-        .store
+        .parts
+        .store()
         .run(|s| s.received_page(&ReceivedFilter::pending(), 0, PAGE_SIZE))
         .await;
     match page {
-        Ok((rows, more)) => {
-            pages::pending(&web.frame(&user, &csrf), &rows, more, web.ctx.now_ms()).into_response()
-        }
+        Ok((rows, more)) => pages::pending(
+            &web.frame(&user, &csrf),
+            &rows,
+            more,
+            web.parts.identity().now_ms(),
+        )
+        .into_response(),
         Err(e) => server_error(e),
     }
 }
@@ -845,8 +847,8 @@ async fn inbox_page(
     let filter = q.filter();
     let offset = (view.page - 1).saturating_mul(PAGE_SIZE);
     match web
-        .ctx
-        .store
+        .parts
+        .store()
         .run(move |s| s.received_page(&filter, offset, PAGE_SIZE))
         .await
     {
@@ -855,7 +857,7 @@ async fn inbox_page(
             &view,
             &rows,
             more,
-            web.ctx.now_ms(),
+            web.parts.identity().now_ms(),
         )
         .into_response(),
         Err(e) => server_error(e),
@@ -880,8 +882,8 @@ async fn received(
     };
     let doc_id = DocId::parse(doc_id).map_err(|_| not_found())?;
     let found = web
-        .ctx
-        .store
+        .parts
+        .store()
         .run(move |s| Ok((s.received(doc_id)?, s.header(doc_id)?)))
         .await
         .map_err(server_error)?;
@@ -932,19 +934,19 @@ async fn doc_page(
                 .collect()
         })
         .unwrap_or_default();
-    let dir = crate::incoming::clerk::document_dir(&web.ctx, rec);
+    let dir = crate::incoming::clerk::document_dir(web.parts.identity(), rec);
     let notices = tokio::task::spawn_blocking(move || read_notices(&dir))
         .await
         .unwrap_or_default();
     let doc = rec.doc_id;
     let answered = web
-        .ctx
-        .store
+        .parts
+        .store()
         .run(move |s| s.replied(doc))
         .await
         .ok()
         .flatten();
-    let directory = web.ctx.directory.get();
+    let directory = web.parts.known().get();
     pages::received_doc(
         &web.frame(user, csrf),
         rec,
@@ -955,7 +957,7 @@ async fn doc_page(
         &pages::DocActs {
             answered,
             dir: directory.as_deref(),
-            me: web.ctx.node_id(),
+            me: web.parts.identity().node_id(),
         },
     )
     .into_response()
@@ -1050,21 +1052,9 @@ async fn answer(
             _ => "签收人不能为空 (who signs for it is required)。".into(),
         });
     }
-    web.ctx.settled(doc).await;
-    let ctx = web.ctx.clone();
-    let done = tokio::task::spawn_blocking(move || {
-        crate::incoming::clerk::answer(&ctx, doc, kind, &detail)
-    })
-    .await;
-    match done {
-        Ok(Ok(rec)) => {
-            web.ctx.outbox_wake.notify_one();
-            info!(doc = %doc, "{} by {by_user} through the console", kind.as_str());
-            Ok(rec)
-        }
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(e) => Err(e.to_string()),
-    }
+    let rec = web.parts.clerk().answer(doc, kind, detail).await?;
+    info!(doc = %doc, "{} by {by_user} through the console", kind.as_str());
+    Ok(rec)
 }
 
 /// The page form of [`answer`]: back to the document, with the refusal
@@ -1108,8 +1098,8 @@ async fn sent_list(
     let page = q.page.unwrap_or(1).max(1);
     let offset = (page - 1).saturating_mul(PAGE_SIZE);
     let listed = web
-        .ctx
-        .store
+        .parts
+        .store()
         .run(move |s| {
             let (records, more) = s.sent_page(offset, PAGE_SIZE)?;
             let mut rows = Vec::with_capacity(records.len());
@@ -1194,8 +1184,8 @@ async fn sent_view(web: &Web, doc_id: &str) -> Result<Option<SentView>, Response
         return Ok(None);
     };
     let found = web
-        .ctx
-        .store
+        .parts
+        .store()
         .run(move |s| {
             let Some(rec) = s.sent(doc)? else {
                 return Ok(None);
@@ -1209,13 +1199,7 @@ async fn sent_view(web: &Web, doc_id: &str) -> Result<Option<SentView>, Response
         return Ok(None);
     };
     let question = serde_json::json!({ "query": "status", "doc": doc });
-    let asked = crate::front::control::hub_request(
-        &web.ctx,
-        &gongwen_common::wire::Message::Supervise {
-            query: question.to_string().into_bytes(),
-        },
-    )
-    .await;
+    let asked = ask_hub(web, question).await;
     if let Ok(v) = asked {
         let rows = hub_sign_rows(&v);
         return Ok(Some(SentView {
@@ -1273,8 +1257,8 @@ async fn sent_doc_page(
 ) -> Response {
     if let Ok(doc) = DocId::parse(doc_id) {
         let failed = web
-            .ctx
-            .store
+            .parts
+            .store()
             .run(move |s| s.failed(doc))
             .await
             .ok()
@@ -1299,7 +1283,14 @@ async fn sent_doc_page(
             )
                 .into_response();
         }
-        if web.ctx.folders.spool.join(doc.to_string()).exists() {
+        if web
+            .parts
+            .identity()
+            .folders()
+            .spool
+            .join(doc.to_string())
+            .exists()
+        {
             return pages::sending(&web.frame(user, csrf), doc_id).into_response();
         }
     }
@@ -1351,8 +1342,8 @@ async fn sender_act(
     let doc =
         DocId::parse(doc_id).map_err(|_| (StatusCode::NOT_FOUND, "没有这份公文。".to_owned()))?;
     let mine = web
-        .ctx
-        .store
+        .parts
+        .store()
         .run(move |s| s.sent(doc))
         .await
         .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
@@ -1360,17 +1351,8 @@ async fn sender_act(
         return Err((StatusCode::NOT_FOUND, "本单位没有发出过这份公文。".into()));
     }
     let done = match recall_reason {
-        Some(reason) => crate::front::control::recall(&web.ctx, doc, reason).await,
-        None => {
-            crate::front::control::hub_request(
-                &web.ctx,
-                &gongwen_common::wire::Message::Urge {
-                    doc_id: doc,
-                    units: Vec::new(),
-                },
-            )
-            .await
-        }
+        Some(reason) => web.parts.clerk().recall(doc, reason).await,
+        None => web.parts.clerk().urge(doc, Vec::new()).await,
     };
     done.map_err(|e| (StatusCode::CONFLICT, e))
 }
@@ -1438,8 +1420,8 @@ async fn api_sent_doc(
         Ok(Some(SentView { record, .. })) => {
             let doc = record.doc_id;
             match web
-                .ctx
-                .store
+                .parts
+                .store()
                 .run(move |s| {
                     let rec = s.sent(doc)?;
                     rec.map(|r| crate::front::control::doc_status(s, &r))
@@ -1487,8 +1469,8 @@ async fn api_sent_list(
     }
     let offset = q.page.unwrap_or(1).max(1).saturating_sub(1) * PAGE_SIZE;
     let listed = web
-        .ctx
-        .store
+        .parts
+        .store()
         .run(move |s| {
             let (records, _) = s.sent_page(offset, PAGE_SIZE)?;
             records
@@ -1543,14 +1525,19 @@ async fn compose_page(State(web): State<Arc<Web>>, headers: HeaderMap) -> Respon
     };
     // Asked afresh (a unit that joined a minute ago is there), or as last
     // heard when the hub cannot be asked now.
-    let dir = match crate::unit::directory::refresh(&web.ctx).await {
+    let dir = match web
+        .parts
+        .known()
+        .refresh(web.parts.link(), web.parts.identity())
+        .await
+    {
         Ok(d) => Some(d),
-        Err(_) => web.ctx.directory.get(),
+        Err(_) => web.parts.known().get(),
     };
     pages::compose(
         &web.frame(&user, &csrf),
         dir.as_deref(),
-        web.ctx.node_id(),
+        web.parts.identity().node_id(),
         &pages::ComposeView::default(),
         None,
     )
@@ -1575,7 +1562,13 @@ impl Staging {
             return Err(server_error("the system random generator failed"));
         };
         let staging = Staging {
-            dir: web.ctx.folders.state.join("uploads").join(token),
+            dir: web
+                .parts
+                .identity()
+                .folders()
+                .state
+                .join("uploads")
+                .join(token),
             files: Vec::new(),
             has_main: false,
             bytes: 0,
@@ -1620,7 +1613,7 @@ async fn read_upload(
         _ => String::new(),
     };
     let (user, csrf) = need_form_session(web, headers, &csrf)?;
-    let limit = web.ctx.config.max_document_size;
+    let limit = web.parts.identity().config().max_document_size;
     let mut text_bytes = 0usize;
     let problem = loop {
         let mut part = match tokio::time::timeout(UPLOAD_IDLE_TIMEOUT, form.next_field()).await {
@@ -1782,7 +1775,7 @@ async fn compose(
         } else if !staging.has_main {
             Some("请选择正文文件 (no main text)。".to_owned())
         } else {
-            let dir = web.ctx.directory.get()?;
+            let dir = web.parts.known().get()?;
             to.iter().chain(&cc).find_map(|n| {
                 if !dir.knows(n) {
                     Some(format!("交换中心不认识收文单位 {n}。请检查编号。"))
@@ -1817,20 +1810,12 @@ async fn compose(
         reply_by: opt(&view.reply_by),
         ..Default::default()
     };
-    let ctx = web.ctx.clone();
-    let queued = tokio::task::spawn_blocking(move || {
-        let _claiming = ctx.claiming.lock().unwrap_or_else(|p| p.into_inner());
-        crate::outgoing::outbox::claim_files(&ctx.folders, &req, true)
-    })
-    .await;
-    match queued {
-        Ok(Ok(doc_id)) => {
-            web.ctx.outbox_wake.notify_one();
+    match web.parts.clerk().send(req, true).await {
+        Ok(doc_id) => {
             info!(doc = %doc_id, "composed by {} in the console", user.name);
             Redirect::to(&format!("/sent/{doc_id}")).into_response()
         }
-        Ok(Err(why)) => compose_again(&web, &user, &csrf, &view, &why),
-        Err(e) => server_error(e),
+        Err(why) => compose_again(&web, &user, &csrf, &view, &why),
     }
 }
 
@@ -1841,13 +1826,13 @@ fn compose_again(
     view: &pages::ComposeView,
     why: &str,
 ) -> Response {
-    let dir = web.ctx.directory.get();
+    let dir = web.parts.known().get();
     (
         StatusCode::UNPROCESSABLE_ENTITY,
         pages::compose(
             &web.frame(user, csrf),
             dir.as_deref(),
-            web.ctx.node_id(),
+            web.parts.identity().node_id(),
             view,
             Some(why),
         ),
@@ -1905,7 +1890,7 @@ async fn problems_page(State(web): State<Arc<Web>>, headers: HeaderMap) -> Respo
         Ok(s) => s,
         Err(r) => return r,
     };
-    let folders = web.ctx.folders.clone();
+    let folders = web.parts.identity().folders().clone();
     match tokio::task::spawn_blocking(move || read_problems(&folders)).await {
         Ok((failed, quarantined)) => {
             pages::problems(&web.frame(&user, &csrf), &failed, &quarantined).into_response()
@@ -1917,7 +1902,7 @@ async fn problems_page(State(web): State<Arc<Web>>, headers: HeaderMap) -> Respo
 impl Web {
     fn status(&self) -> pages::StatusView {
         use crate::link::client::LinkState;
-        let now_ms = self.ctx.now_ms();
+        let now_ms = self.parts.identity().now_ms();
         let (link, connected, offset) = match &*self.facts.link.borrow() {
             LinkState::Starting => ("正在连接 (connecting)".to_owned(), false, None),
             LinkState::Connected {
@@ -1944,8 +1929,9 @@ impl Web {
         };
         let not_after_ms = (self.facts.cert_not_after.unix_timestamp_nanos() / 1_000_000) as i64;
         let next = self
-            .ctx
-            .trust
+            .parts
+            .identity()
+            .trust()
             .crl_next_update()
             .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64);
         pages::StatusView {
@@ -1992,13 +1978,12 @@ async fn api_status(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response
 
 /// Ask the hub a supervision question; its JSON answer, or why not.
 async fn ask_hub(web: &Web, question: serde_json::Value) -> Result<serde_json::Value, String> {
-    crate::front::control::hub_request(
-        &web.ctx,
-        &gongwen_common::wire::Message::Supervise {
+    web.parts
+        .link()
+        .request(&gongwen_common::wire::Message::Supervise {
             query: question.to_string().into_bytes(),
-        },
-    )
-    .await
+        })
+        .await
 }
 
 /// Supervision pages are for supervisor units only (the hub checks the
@@ -2339,7 +2324,7 @@ async fn download(
         )
             .into_response();
     }
-    let path = crate::incoming::clerk::document_dir(&web.ctx, &rec).join(&name);
+    let path = crate::incoming::clerk::document_dir(web.parts.identity(), &rec).join(&name);
     let file = match tokio::fs::File::open(&path).await {
         Ok(f) => f,
         Err(e) => return server_error(format!("{}: {e}", path.display())),
@@ -2443,7 +2428,7 @@ async fn api_act(
         Ok(rec) => axum::Json(serde_json::json!({
             "doc_id": rec.doc_id,
             "state": rec.state.as_str(),
-            "submitted": web.ctx.connection().is_some(),
+            "submitted": web.parts.link().connection().is_some(),
         }))
         .into_response(),
         Err(text) => api_error(StatusCode::CONFLICT, &text),
@@ -2494,8 +2479,8 @@ async fn api_inbox(
     };
     let offset = q.page.unwrap_or(1).max(1).saturating_sub(1) * PAGE_SIZE;
     match web
-        .ctx
-        .store
+        .parts
+        .store()
         .run(move |s| s.received_page(&filter, offset, PAGE_SIZE))
         .await
     {

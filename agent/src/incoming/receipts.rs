@@ -1,0 +1,101 @@
+//! Receipts from the recipients of what we sent, pushed by the hub:
+//! verified, then recorded in batches (one commit for those that arrive
+//! together). A receipt is kept even before our own record of the send is
+//! written (a crash between the hub's accepted and ours): it is evidence.
+
+use std::sync::Arc;
+
+use gongwen_common::receipt::Receipt;
+use gongwen_common::wire::{ErrorCode, Message};
+use tracing::{debug, info, warn};
+
+use crate::unit::batch::Batches;
+use crate::unit::identity::Identity;
+use crate::unit::store::Store;
+
+/// A receipt for a document we sent: verify and keep it.
+pub async fn take_receipt(
+    me: &Identity,
+    store: &Store,
+    queue: &Arc<Batches<ReceiptJob>>,
+    bytes: Vec<u8>,
+) -> Message {
+    let (r, _) = match Receipt::verify(&bytes, Some(&me.trust().checker()), me.clock().now()) {
+        Ok(v) => v,
+        Err(e) if e.is_transient() => {
+            // Its signer cannot be judged until a fresh CRL arrives; the
+            // hub keeps it and pushes it again.
+            debug!("a receipt waits: {e}");
+            return Message::Error {
+                code: ErrorCode::NotNow,
+                message: e.to_string(),
+            };
+        }
+        Err(e) => {
+            warn!("security: a receipt from the hub does not verify: {e}");
+            return Message::Error {
+                code: ErrorCode::BadSignature,
+                message: e.to_string(),
+            };
+        }
+    };
+    // Kept even if our record of the send is not written yet (a crash
+    // between the hub's accepted and ours): the receipt is evidence.
+    // Receipts pushed together are recorded in one commit.
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let job = ReceiptJob {
+        receipt: r,
+        bytes,
+        reply,
+    };
+    let store = store.clone();
+    queue.submit(job, move |jobs| record_receipts(&store, jobs));
+    match answer.await {
+        Ok(Ok(())) => Message::Ok,
+        Ok(Err(message)) => Message::Error {
+            code: ErrorCode::Storage,
+            message,
+        },
+        Err(_) => Message::Error {
+            code: ErrorCode::Storage,
+            message: "recording the receipt stopped".into(),
+        },
+    }
+}
+
+/// A verified receipt from a recipient, waiting to be recorded.
+#[derive(Debug)]
+pub struct ReceiptJob {
+    receipt: Receipt,
+    bytes: Vec<u8>,
+    reply: tokio::sync::oneshot::Sender<Result<(), String>>,
+}
+
+/// Record a batch of receipts in one commit and answer each. Blocking.
+fn record_receipts(store: &Store, jobs: Vec<ReceiptJob>) {
+    let rows: Vec<_> = jobs
+        .iter()
+        .map(|j| {
+            let r = &j.receipt;
+            (r.doc_id, &r.recipient, r.kind, j.bytes.as_slice())
+        })
+        .collect();
+    let recorded = store.add_receipts(&rows);
+    drop(rows);
+    match recorded {
+        Ok(new) => {
+            for (job, new) in jobs.into_iter().zip(new) {
+                if new {
+                    let r = &job.receipt;
+                    info!(doc = %r.doc_id, "{} by {}", r.kind.as_str(), r.recipient);
+                }
+                let _ = job.reply.send(Ok(()));
+            }
+        }
+        Err(e) => {
+            for job in jobs {
+                let _ = job.reply.send(Err(e.to_string()));
+            }
+        }
+    }
+}
