@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use crate::incoming::queue::Incoming;
 use crate::link::hub::Link;
 use crate::outgoing::queue::Outgoing;
 use crate::unit::directory::Known;
@@ -19,7 +18,6 @@ pub struct Parts {
     store: Store,
     holds: Arc<Holds>,
     outgoing: Arc<Outgoing>,
-    incoming: Arc<Incoming>,
     link: Arc<Link>,
     known: Arc<Known>,
 }
@@ -32,7 +30,6 @@ impl Parts {
             store,
             holds: Arc::default(),
             outgoing: Arc::new(outgoing),
-            incoming: Arc::default(),
             link: Arc::default(),
             known: Arc::default(),
         }
@@ -52,10 +49,6 @@ impl Parts {
 
     pub fn outgoing(&self) -> &Arc<Outgoing> {
         &self.outgoing
-    }
-
-    pub fn incoming(&self) -> &Arc<Incoming> {
-        &self.incoming
     }
 
     pub fn link(&self) -> &Arc<Link> {

@@ -20,7 +20,7 @@ async fn wait_state(net: &Net, doc: &str, state: &str) {
         let now = st
             .iter()
             .find(|d| d.doc_id == doc)
-            .map(|d| d.recipients[0].state.clone());
+            .map(|d| d.recipients[0].state.to_string());
         if now.as_deref() == Some(state) {
             return;
         }

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use gongwen_common::receipt::ReceiptKind;
+use gongwen_common::supervision::{DocStatus, Query};
 use gongwen_common::wire::Message;
 use gongwen_common::{DocId, NodeId};
 
@@ -164,15 +165,8 @@ impl Clerk {
 
     /// The hub's status of a document this unit sent (its times and its
     /// judgment of lateness are the ones that count), if it can be asked.
-    async fn hub_status(&self, doc: DocId) -> Option<serde_json::Value> {
-        self.link
-            .request(&Message::Supervise {
-                query: serde_json::json!({ "query": "status", "doc": doc })
-                    .to_string()
-                    .into_bytes(),
-            })
-            .await
-            .ok()
+    pub async fn hub_status(&self, doc: DocId) -> Option<DocStatus> {
+        self.link.query(&Query::Status { doc }).await.ok()
     }
 
     /// 汇总: the answers to a document this unit sent that asked for them,
@@ -181,7 +175,7 @@ impl Clerk {
     pub async fn summarize(
         &self,
         doc: DocId,
-        hub: Option<serde_json::Value>,
+        hub: Option<DocStatus>,
     ) -> Result<Option<Summary>, String> {
         let (me, store, known) = (self.me.clone(), self.store.clone(), self.known.clone());
         blocking(move || crate::actions::collect::summarize(&me, &store, &known, doc, hub.as_ref()))

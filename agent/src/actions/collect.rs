@@ -12,8 +12,10 @@ use std::path::{Path, PathBuf};
 
 use gongwen_common::envelope::{Deadline, SealedHeader};
 use gongwen_common::links::Decision;
+use gongwen_common::supervision::{DocStatus, RecipientRow, ReplyState};
 use gongwen_common::{DocId, NodeId};
 
+use crate::rules::copy_state::CopyState;
 use crate::unit::directory::Known;
 use crate::unit::identity::Identity;
 use crate::unit::store::Store;
@@ -213,10 +215,9 @@ pub fn xlsx(title: &str, rows: &[Row]) -> Result<Vec<u8>, String> {
 
 /// What the hub says of one recipient of the question (`gongwen-hub
 /// status` JSON).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HubWord {
-    /// The delivery state (queued, delivered, acknowledged …).
-    pub state: String,
+    pub state: CopyState,
     pub acknowledged_ms: Option<i64>,
     /// When the hub took the answer.
     pub answered_ms: Option<i64>,
@@ -227,28 +228,23 @@ pub struct HubWord {
 }
 
 /// Each recipient's [`HubWord`] from the hub's `status` answer.
-pub fn hub_words(status: &serde_json::Value) -> BTreeMap<String, HubWord> {
-    let ms = |v: &serde_json::Value| rfc3339_ms(v.as_str()?);
-    status["recipients"]
-        .as_array()
-        .map(|rs| {
-            rs.iter()
-                .filter_map(|r| {
-                    let id = r["recipient"].as_str()?.to_owned();
-                    Some((
-                        id,
-                        HubWord {
-                            state: r["state"].as_str().unwrap_or_default().to_owned(),
-                            acknowledged_ms: ms(&r["acknowledged_at"]),
-                            answered_ms: ms(&r["answered_at"]),
-                            late: r["reply_state"].as_str() == Some("late"),
-                            answer: r["answer"].as_str().and_then(|a| DocId::parse(a).ok()),
-                        },
-                    ))
-                })
-                .collect()
+pub fn hub_words(recipients: &[RecipientRow]) -> BTreeMap<String, HubWord> {
+    let ms = |t: &Option<String>| rfc3339_ms(t.as_deref()?);
+    recipients
+        .iter()
+        .map(|r| {
+            (
+                r.recipient.clone(),
+                HubWord {
+                    state: r.state.into(),
+                    acknowledged_ms: ms(&r.acknowledged_at),
+                    answered_ms: ms(&r.answered_at),
+                    late: r.reply_state == Some(ReplyState::Late),
+                    answer: r.answer.as_deref().and_then(|a| DocId::parse(a).ok()),
+                },
+            )
         })
-        .unwrap_or_default()
+        .collect()
 }
 
 /// The 汇总 of one question: the table's rows, and where each answer's
@@ -282,7 +278,7 @@ pub fn summarize(
     store: &Store,
     known: &Known,
     doc: DocId,
-    hub: Option<&serde_json::Value>,
+    hub: Option<&DocStatus>,
 ) -> Result<Option<Summary>, String> {
     let err = |e: crate::unit::store::StoreError| e.to_string();
     let sent = store
@@ -305,8 +301,8 @@ pub fn summarize(
                 .saturating_mul(1000),
         ),
     });
-    let words = hub.map(hub_words);
-    let status = crate::front::control::doc_status(store, &sent).map_err(err)?;
+    let words = hub.map(|h| hub_words(&h.recipients));
+    let status = crate::outgoing::status::doc_status(store, &sent).map_err(err)?;
     // The latest answer from each recipient: the ones the hub names, read
     // by id; without the hub, found among everything received.
     let is_answer =
@@ -392,9 +388,9 @@ pub fn summarize(
             }
         });
         let (sign_state, signed_ms) = match word {
-            Some(w) => (w.state.as_str(), w.acknowledged_ms),
+            Some(w) => (Some(w.state), w.acknowledged_ms),
             None => (
-                local.map_or("", |s| s.state.as_str()),
+                local.map(|s| s.state),
                 local
                     .and_then(|s| s.acknowledged_at.as_deref())
                     .and_then(rfc3339_ms),
@@ -434,7 +430,7 @@ pub fn collect(
     known: &Known,
     doc: DocId,
     out: &Path,
-    hub: Option<&serde_json::Value>,
+    hub: Option<&DocStatus>,
 ) -> Result<Collected, String> {
     let Some(summary) = summarize(me, store, known, doc, hub)? else {
         return Err(format!(
@@ -473,13 +469,14 @@ pub fn collect(
 }
 
 /// A recipient's state, as the table says it.
-fn sign_words(state: &str) -> &'static str {
+fn sign_words(state: Option<CopyState>) -> &'static str {
+    use gongwen_common::supervision::DeliveryState as D;
     match state {
-        "acknowledged" => "已签收",
-        "delivered" => "已送达未签收",
-        "rejected" => "已退回",
-        "recalled" => "已撤回",
-        "quarantined" => "无法打开",
+        Some(CopyState::At(D::Acknowledged)) => "已签收",
+        Some(CopyState::At(D::Delivered)) => "已送达未签收",
+        Some(CopyState::At(D::Rejected)) => "已退回",
+        Some(CopyState::At(D::Recalled)) => "已撤回",
+        Some(CopyState::At(D::Quarantined)) => "无法打开",
         _ => "未送达",
     }
 }
@@ -538,13 +535,36 @@ mod tests {
         assert_eq!(rows(&[r.clone()], Some(5_000))[0].cells[5], LATE);
         r.answer.as_mut().unwrap().late = Some(false);
         assert_eq!(rows(&[r], Some(500))[0].cells[5], ON_TIME);
-        let words = hub_words(&serde_json::json!({ "recipients": [
-            { "recipient": "harbin-gov", "state": "acknowledged",
-              "acknowledged_at": "2026-12-01T08:00:00Z",
-              "reply_state": "late", "answered_at": "2026-12-02T00:00:00Z",
-              "answer": "01a24bc0-8cd2-7498-8002-36285377576f" },
-            { "recipient": "daqing-gov", "state": "delivered", "reply_state": "awaiting" },
-        ]}));
+        use gongwen_common::supervision::{CopyKind, DeliveryState};
+        let row = |id: &str, state| RecipientRow {
+            recipient: id.into(),
+            copy: CopyKind::To,
+            state,
+            delivered_at: None,
+            acknowledged_at: None,
+            acknowledged_by: None,
+            rejected_reason: None,
+            quarantine_reason: None,
+            deadline: None,
+            overdue: false,
+            late: false,
+            urge_count: 0,
+            escalation_level: 0,
+            receipts: Vec::new(),
+            reply_state: Some(ReplyState::Awaiting),
+            decision: None,
+            answered_at: None,
+            answer: None,
+            forwarded: Vec::new(),
+        };
+        let harbin = RecipientRow {
+            acknowledged_at: Some("2026-12-01T08:00:00Z".into()),
+            reply_state: Some(ReplyState::Late),
+            answered_at: Some("2026-12-02T00:00:00Z".into()),
+            answer: Some("01a24bc0-8cd2-7498-8002-36285377576f".into()),
+            ..row("harbin-gov", DeliveryState::Acknowledged)
+        };
+        let words = hub_words(&[harbin, row("daqing-gov", DeliveryState::Delivered)]);
         let h = &words["harbin-gov"];
         assert!(h.late);
         assert_eq!(h.answered_ms, Some(1_796_169_600_000));

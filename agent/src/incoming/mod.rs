@@ -1,4 +1,3 @@
 pub mod clerk;
-pub mod queue;
 pub mod receipts;
 pub mod receive;

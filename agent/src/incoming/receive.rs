@@ -33,9 +33,9 @@ use gongwen_common::wire::{ErrorCode, Message};
 use gongwen_common::{DocId, NodeId};
 use tracing::{info, warn};
 
-use crate::parts::Parts;
+use crate::outgoing::queue::Outgoing;
 use crate::rules::metadata::MetadataJson;
-use crate::unit::holds::Hold;
+use crate::unit::holds::{Hold, Holds};
 use crate::unit::identity::Identity;
 use crate::unit::store::Store;
 use crate::unit::store::{ReceivedRecord, ReceivedState};
@@ -63,17 +63,46 @@ async fn error(send: &mut quinn::SendStream, code: ErrorCode, message: String) {
     let _ = send.finish();
 }
 
+/// What receiving uses: who we are, the store, which documents are being
+/// worked on, the uploader (to give an answer again), and the received
+/// documents waiting to be recorded.
+#[derive(Debug, Clone)]
+pub struct Receiving {
+    me: Arc<Identity>,
+    store: Store,
+    holds: Arc<Holds>,
+    outgoing: Arc<Outgoing>,
+    recording: Arc<crate::unit::batch::Batches<RecordJob>>,
+}
+
+impl Receiving {
+    pub fn new(
+        me: Arc<Identity>,
+        store: Store,
+        holds: Arc<Holds>,
+        outgoing: Arc<Outgoing>,
+    ) -> Receiving {
+        Receiving {
+            me,
+            store,
+            holds,
+            outgoing,
+            recording: Arc::default(),
+        }
+    }
+}
+
 /// Handle one `DeliverBegin` from the hub.
 pub async fn receive(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
-    parts: Parts,
+    rx: Receiving,
     doc_id: DocId,
     header: Vec<u8>,
     content_len: u64,
     deadline_ms: i64,
 ) {
-    let (me, store, holds) = (parts.identity(), parts.store(), parts.holds());
+    let (me, store, holds) = (&rx.me, &rx.store, &rx.holds);
     // Held by every step below, including their blocking file work.
     let Some(alone) = holds.hold(doc_id, READ_TIMEOUT).await else {
         error(
@@ -94,7 +123,7 @@ pub async fn receive(
             // A hub that delivers it again may have lost our answer too
             // (a hub rebuilt from its senders): give it again.
             match store.run(move |s| s.resubmit_answer(doc_id)).await {
-                Ok(true) => parts.outgoing().wake(),
+                Ok(true) => rx.outgoing.wake(),
                 Ok(false) => {}
                 Err(e) => warn!(doc = %doc_id, "store: {e}"),
             }
@@ -203,7 +232,7 @@ pub async fn receive(
     .await;
     let recorded = match outcome {
         Ok(Ok(Accepted::Answered(receipt))) => Ok(receipt),
-        Ok(Ok(Accepted::InInbox(filed))) => record(&parts, *filed, alone).await,
+        Ok(Ok(Accepted::InInbox(filed))) => record(&rx, *filed, alone).await,
         Ok(Err(e)) => Err(e.to_string()),
         Err(e) => {
             error(&mut send, ErrorCode::Internal, e.to_string()).await;
@@ -261,7 +290,7 @@ pub struct RecordJob {
 /// others are being recorded are recorded with them (one sync of each
 /// sender's inbox folder and one store commit for the batch; see
 /// [`crate::unit::batch`]). Returns the receipt to answer with.
-async fn record(parts: &Parts, filed: InInbox, alone: Arc<Hold>) -> Result<Vec<u8>, String> {
+async fn record(rx: &Receiving, filed: InInbox, alone: Arc<Hold>) -> Result<Vec<u8>, String> {
     let receipt = filed.receipt.clone();
     let (reply, answer) = tokio::sync::oneshot::channel();
     let job = RecordJob {
@@ -269,10 +298,8 @@ async fn record(parts: &Parts, filed: InInbox, alone: Arc<Hold>) -> Result<Vec<u
         _alone: alone,
         reply,
     };
-    let (me, store) = (parts.identity().clone(), parts.store().clone());
-    parts
-        .incoming()
-        .recording()
+    let (me, store) = (rx.me.clone(), rx.store.clone());
+    rx.recording
         .submit(job, move |jobs| record_batch(&me, &store, jobs));
     match answer.await {
         Ok(Ok(())) => Ok(receipt),

@@ -9,11 +9,13 @@ use gongwen_common::stream::{READ_TIMEOUT, read_message, write_message};
 use gongwen_common::wire::{ErrorCode, Message};
 use tracing::{Instrument, debug, info, warn};
 
-use crate::incoming::receive;
+use crate::incoming::receipts::ReceiptJob;
+use crate::incoming::receive::{self, Receiving};
 use crate::link::hub::Link;
 use crate::outgoing::queue::Outgoing;
 use crate::outgoing::send::{self, SendError, Sending};
 use crate::parts::Parts;
+use crate::unit::batch::Batches;
 use crate::unit::directory::Known;
 use crate::unit::identity::Identity;
 use crate::unit::store::Store;
@@ -39,6 +41,13 @@ async fn run_inner(conn: &quinn::Connection, parts: &Parts, generation: Option<S
         parts.outgoing().clone(),
         parts.known().clone(),
     );
+    let receiving = Receiving::new(
+        parts.identity().clone(),
+        parts.store().clone(),
+        parts.holds().clone(),
+        parts.outgoing().clone(),
+    );
+    let receipts = Arc::default();
     let mut tasks = tokio::task::JoinSet::new();
     if let Some(g) = generation {
         tasks.spawn(
@@ -67,7 +76,8 @@ async fn run_inner(conn: &quinn::Connection, parts: &Parts, generation: Option<S
         tokio::select! {
             stream = conn.accept_bi() => match stream {
                 Ok((send, recv)) => {
-                    tasks.spawn(serve_push(send, recv, parts.clone()).in_current_span());
+                    let push = serve_push(send, recv, parts.clone(), receiving.clone(), Arc::clone(&receipts));
+                    tasks.spawn(push.in_current_span());
                 }
                 Err(_) => break,
             },
@@ -236,7 +246,13 @@ async fn uploader(
     }
 }
 
-async fn serve_push(mut send: quinn::SendStream, mut recv: quinn::RecvStream, parts: Parts) {
+async fn serve_push(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    parts: Parts,
+    receiving: Receiving,
+    receipts: Arc<Batches<ReceiptJob>>,
+) {
     let me = parts.identity();
     let msg = match read_message(&mut recv, READ_TIMEOUT).await {
         Ok(m) => m,
@@ -256,7 +272,7 @@ async fn serve_push(mut send: quinn::SendStream, mut recv: quinn::RecvStream, pa
             receive::receive(
                 send,
                 recv,
-                parts.clone(),
+                receiving,
                 doc_id,
                 header,
                 content_len,
@@ -267,13 +283,7 @@ async fn serve_push(mut send: quinn::SendStream, mut recv: quinn::RecvStream, pa
             return;
         }
         Message::ReceiptNotice { receipt } => {
-            crate::incoming::receipts::take_receipt(
-                me,
-                parts.store(),
-                parts.incoming().receipts(),
-                receipt,
-            )
-            .await
+            crate::incoming::receipts::take_receipt(me, parts.store(), &receipts, receipt).await
         }
         Message::CrlUpdate { crl } => take_crl(me, crl).await,
         Message::CertificateRenewal { cert } => {

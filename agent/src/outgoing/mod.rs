@@ -3,3 +3,4 @@ pub mod outbox;
 pub mod queue;
 pub mod send;
 pub mod stamp;
+pub mod status;

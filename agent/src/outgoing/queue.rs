@@ -4,14 +4,12 @@
 //! claim before all its moves are durable.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use gongwen_common::DocId;
 use tokio::sync::Notify;
 
-use crate::outgoing::send::FileJob;
-use crate::unit::batch::Batches;
 use crate::unit::folders::Folders;
 
 #[derive(Debug)]
@@ -24,8 +22,6 @@ pub struct Outgoing {
     wake: Notify,
     /// Upload progress of documents being sent: (bytes sent, total).
     progress: Mutex<HashMap<DocId, (u64, u64)>>,
-    /// Accepted documents waiting to be filed under sent/.
-    filing: Arc<Batches<FileJob>>,
     /// Outbox scans since start (an idle agent must stay idle).
     scans: AtomicU64,
 }
@@ -37,7 +33,6 @@ impl Outgoing {
             claiming: Mutex::new(()),
             wake: Notify::new(),
             progress: Mutex::default(),
-            filing: Arc::default(),
             scans: AtomicU64::new(0),
         }
     }
@@ -76,11 +71,6 @@ impl Outgoing {
 
     fn progress_map(&self) -> std::sync::MutexGuard<'_, HashMap<DocId, (u64, u64)>> {
         self.progress.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The queue of accepted documents to file under sent/.
-    pub fn filing(&self) -> &Arc<Batches<FileJob>> {
-        &self.filing
     }
 
     pub fn count_scan(&self) {

@@ -25,6 +25,7 @@ use crate::outgoing::draft::{self, Draft};
 use crate::outgoing::outbox::{self, read_claim};
 use crate::outgoing::queue::Outgoing;
 use crate::rules::metadata::MetadataJson;
+use crate::unit::batch::Batches;
 use crate::unit::directory::Known;
 use crate::unit::holds::{Hold, Holds};
 use crate::unit::identity::Identity;
@@ -50,7 +51,8 @@ pub enum SendError {
 }
 
 /// What sending uses: who we are, the store, which documents are being
-/// worked on, the outgoing queue, and the address book (for deadlines).
+/// worked on, the outgoing queue, the address book (for deadlines), and
+/// the accepted documents waiting to be filed under sent/.
 #[derive(Debug, Clone)]
 pub struct Sending {
     me: Arc<Identity>,
@@ -58,6 +60,7 @@ pub struct Sending {
     holds: Arc<Holds>,
     outgoing: Arc<Outgoing>,
     known: Arc<Known>,
+    filing: Arc<Batches<FileJob>>,
 }
 
 impl Sending {
@@ -74,6 +77,7 @@ impl Sending {
             holds,
             outgoing,
             known,
+            filing: Arc::default(),
         }
     }
 }
@@ -459,12 +463,12 @@ fn links_of(
         };
         let asked = SealedHeader::parse(&header).map_err(later)?;
         let previous = store.replied(a.doc_id).map_err(later)?;
-        crate::actions::reply::check_answer(
+        crate::rules::answering::check_answer(
             &a.doc_id.to_string(),
             &rec.sender,
             asked.meta().links.asks,
             previous,
-            crate::actions::reply::AnswerShape {
+            crate::rules::answering::AnswerShape {
                 decision: a.decision,
                 to,
                 supersedes: a.supersedes,
@@ -1010,8 +1014,7 @@ async fn file_accepted(tx: &Sending, doc_id: DocId, receipt: Vec<u8>) -> Result<
         reply,
     };
     let (me, store, known) = (tx.me.clone(), tx.store.clone(), tx.known.clone());
-    tx.outgoing
-        .filing()
+    tx.filing
         .submit(job, move |jobs| file_batch(&me, &store, &known, jobs));
     answer
         .await

@@ -1,4 +1,6 @@
 pub mod addressing;
+pub mod answering;
 pub mod backoff;
+pub mod copy_state;
 pub mod link_error;
 pub mod metadata;

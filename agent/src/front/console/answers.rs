@@ -13,7 +13,7 @@ use tracing::info;
 
 use super::accounts::User;
 use super::{
-    Staging, Web, ask_hub, doc_page, file_download, need_caller, need_form_session, no_such_sent,
+    Staging, Web, doc_page, file_download, need_caller, need_form_session, no_such_sent,
     read_upload, received, server_error, typed_names,
 };
 use crate::actions::collect::Summary;
@@ -208,7 +208,7 @@ where
 pub(super) async fn summary(
     web: &Web,
     doc: DocId,
-    hub: Option<serde_json::Value>,
+    hub: Option<gongwen_common::supervision::DocStatus>,
 ) -> Option<Summary> {
     match web.parts.clerk().summarize(doc, hub).await {
         Ok(s) => s,
@@ -243,9 +243,7 @@ pub(super) async fn summary_file(
         Ok(None) => return no_such_sent(),
         Err(e) => return server_error(e),
     }
-    let hub = ask_hub(&web, serde_json::json!({ "query": "status", "doc": doc }))
-        .await
-        .ok();
+    let hub = web.parts.clerk().hub_status(doc).await;
     let Some(summary) = summary(&web, doc, hub).await else {
         return (
             StatusCode::NOT_FOUND,

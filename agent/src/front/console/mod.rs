@@ -42,6 +42,11 @@ use gongwen_common::receipt::ReceiptKind;
 use serde::Deserialize;
 use tracing::{info, warn};
 
+use gongwen_common::supervision::{
+    DocStatus as HubDocStatus, Found as HubFound, OverdueFilter, OverduePage, OverdueRow,
+    Query as HubQuery, Report,
+};
+
 use crate::error::AgentError;
 use crate::parts::Parts;
 use crate::unit::store::{ReceivedFilter, ReceivedRecord, ReceivedState};
@@ -51,6 +56,12 @@ use session::{LoginGuard, Sessions, same_secret};
 
 /// Rows on one page of a list.
 pub const PAGE_SIZE: usize = 50;
+
+/// The hub's 汇总 over all time.
+const REPORT: HubQuery = HubQuery::Report {
+    since: None,
+    until: None,
+};
 
 const SESSION_COOKIE: &str = "gongwen_session";
 const LOGIN_COOKIE: &str = "gongwen_login";
@@ -1134,37 +1145,29 @@ async fn sent_list(
     }
 }
 
-/// Milliseconds of an RFC 3339 time from JSON.
-fn json_ms(v: &serde_json::Value) -> Option<i64> {
-    let t = gongwen_common::timefmt::parse_rfc3339(v.as_str()?).ok()?;
+/// Milliseconds of an RFC 3339 time the hub gave.
+fn time_ms(t: &Option<String>) -> Option<i64> {
+    let t = gongwen_common::timefmt::parse_rfc3339(t.as_deref()?).ok()?;
     Some((t.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
 /// The 签收情况 rows of the hub's `status` answer.
-fn hub_sign_rows(v: &serde_json::Value) -> Vec<pages::SignRow> {
-    v["recipients"]
-        .as_array()
-        .map(|rs| {
-            rs.iter()
-                .map(|r| pages::SignRow {
-                    unit: r["recipient"].as_str().unwrap_or_default().to_owned(),
-                    copy: match r["copy"].as_str() {
-                        Some("to") => Some("主送"),
-                        Some("cc") => Some("抄送"),
-                        _ => None,
-                    },
-                    state: r["state"].as_str().unwrap_or_default().to_owned(),
-                    delivered_ms: json_ms(&r["delivered_at"]),
-                    signed_by: r["acknowledged_by"].as_str().map(str::to_owned),
-                    signed_ms: json_ms(&r["acknowledged_at"]),
-                    returned_reason: r["rejected_reason"].as_str().map(str::to_owned),
-                    urge_count: r["urge_count"].as_u64().map(|n| n as u32),
-                    deadline_ms: json_ms(&r["deadline"]),
-                    overdue: r["overdue"].as_bool().unwrap_or(false),
-                })
-                .collect()
+fn hub_sign_rows(st: &gongwen_common::supervision::DocStatus) -> Vec<pages::SignRow> {
+    st.recipients
+        .iter()
+        .map(|r| pages::SignRow {
+            unit: r.recipient.clone(),
+            copy: Some(r.copy.chinese()),
+            state: r.state.into(),
+            delivered_ms: time_ms(&r.delivered_at),
+            signed_by: r.acknowledged_by.clone(),
+            signed_ms: time_ms(&r.acknowledged_at),
+            returned_reason: r.rejected_reason.clone(),
+            urge_count: Some(r.urge_count),
+            deadline_ms: time_ms(&r.deadline),
+            overdue: r.overdue,
         })
-        .unwrap_or_default()
+        .collect()
 }
 
 /// What the page and the API say about one document this unit sent.
@@ -1172,8 +1175,8 @@ struct SentView {
     record: crate::unit::store::SentRecord,
     rows: Vec<pages::SignRow>,
     source: pages::Source,
-    /// The hub's answer as it came (the API passes it on), when there was one.
-    hub: Option<serde_json::Value>,
+    /// The hub's answer (the API passes it on), when there was one.
+    hub: Option<gongwen_common::supervision::DocStatus>,
 }
 
 /// The 签收情况 of a document this unit sent: from the hub (deadlines, urge
@@ -1190,7 +1193,7 @@ async fn sent_view(web: &Web, doc_id: &str) -> Result<Option<SentView>, Response
             let Some(rec) = s.sent(doc)? else {
                 return Ok(None);
             };
-            let local = crate::front::control::doc_status(s, &rec)?;
+            let local = crate::outgoing::status::doc_status(s, &rec)?;
             Ok(Some((rec, local)))
         })
         .await
@@ -1198,9 +1201,7 @@ async fn sent_view(web: &Web, doc_id: &str) -> Result<Option<SentView>, Response
     let Some((record, local)) = found else {
         return Ok(None);
     };
-    let question = serde_json::json!({ "query": "status", "doc": doc });
-    let asked = ask_hub(web, question).await;
-    if let Ok(v) = asked {
+    if let Some(v) = web.parts.clerk().hub_status(doc).await {
         let rows = hub_sign_rows(&v);
         return Ok(Some(SentView {
             record,
@@ -1214,18 +1215,15 @@ async fn sent_view(web: &Web, doc_id: &str) -> Result<Option<SentView>, Response
         .iter()
         .map(|r| pages::SignRow {
             unit: r.recipient.clone(),
-            state: r.state.clone(),
-            delivered_ms: r
-                .delivered_at
-                .as_deref()
-                .and_then(|t| json_ms(&serde_json::json!(t))),
+            state: r.state,
+            delivered_ms: time_ms(&r.delivered_at),
             signed_by: r.acknowledged_by.clone(),
-            signed_ms: r
-                .acknowledged_at
-                .as_deref()
-                .and_then(|t| json_ms(&serde_json::json!(t))),
-            returned_reason: (r.state == "rejected").then(|| r.reason.clone()).flatten(),
-            ..Default::default()
+            signed_ms: time_ms(&r.acknowledged_at),
+            returned_reason: r.state.is_returned().then(|| r.reason.clone()).flatten(),
+            copy: None,
+            urge_count: None,
+            deadline_ms: None,
+            overdue: false,
         })
         .collect();
     Ok(Some(SentView {
@@ -1424,7 +1422,7 @@ async fn api_sent_doc(
                 .store()
                 .run(move |s| {
                     let rec = s.sent(doc)?;
-                    rec.map(|r| crate::front::control::doc_status(s, &r))
+                    rec.map(|r| crate::outgoing::status::doc_status(s, &r))
                         .transpose()
                 })
                 .await
@@ -1475,7 +1473,7 @@ async fn api_sent_list(
             let (records, _) = s.sent_page(offset, PAGE_SIZE)?;
             records
                 .iter()
-                .map(|r| crate::front::control::doc_status(s, r))
+                .map(|r| crate::outgoing::status::doc_status(s, r))
                 .collect::<Result<Vec<_>, _>>()
         })
         .await;
@@ -1976,14 +1974,12 @@ async fn api_status(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response
     .into_response()
 }
 
-/// Ask the hub a supervision question; its JSON answer, or why not.
-async fn ask_hub(web: &Web, question: serde_json::Value) -> Result<serde_json::Value, String> {
-    web.parts
-        .link()
-        .request(&gongwen_common::wire::Message::Supervise {
-            query: question.to_string().into_bytes(),
-        })
-        .await
+/// Ask the hub a supervision question; its typed answer, or why not.
+async fn ask_hub<T: serde::de::DeserializeOwned>(
+    web: &Web,
+    question: &HubQuery,
+) -> Result<T, String> {
+    web.parts.link().query(question).await
 }
 
 /// Supervision pages are for supervisor units only (the hub checks the
@@ -1998,50 +1994,44 @@ fn need_supervisor(web: &Web) -> Result<(), Response> {
     }
 }
 
-fn overdue_items(v: &serde_json::Value) -> Vec<pages::OverdueItem> {
-    v.as_array()
-        .into_iter()
-        .flatten()
+fn overdue_items(rows: Vec<OverdueRow>) -> Vec<pages::OverdueItem> {
+    rows.into_iter()
         .map(|r| pages::OverdueItem {
-            doc_id: r["doc_id"].as_str().unwrap_or_default().to_owned(),
-            doc_number: r["doc_number"].as_str().unwrap_or_default().to_owned(),
-            title: r["title"].as_str().unwrap_or_default().to_owned(),
-            sender: r["sender"].as_str().unwrap_or_default().to_owned(),
-            recipient: r["recipient"].as_str().unwrap_or_default().to_owned(),
-            urgency: r["urgency"].as_str().unwrap_or_default().to_owned(),
-            deadline_ms: json_ms(&r["deadline"]),
-            late_seconds: r["late_seconds"].as_i64().unwrap_or(0),
-            urge_count: r["urge_count"].as_u64().unwrap_or(0),
-            escalation_level: r["escalation_level"].as_u64().unwrap_or(0),
-            missing: pages::Missing::from_hub(r["missing"].as_str().unwrap_or_default()),
-            revoked: r["recipient_revoked"].as_bool().unwrap_or(false),
+            deadline_ms: time_ms(&r.deadline),
+            doc_id: r.doc_id,
+            doc_number: r.doc_number,
+            title: r.title,
+            sender: r.sender,
+            recipient: r.recipient,
+            urgency: r.urgency.as_str().to_owned(),
+            late_seconds: r.late_seconds,
+            urge_count: r.urge_count.into(),
+            escalation_level: r.escalation_level.into(),
+            missing: r.missing,
+            revoked: r.recipient_revoked,
         })
         .collect()
 }
 
-fn report_units(v: &serde_json::Value) -> Vec<pages::ReportUnit> {
-    v["units"]
-        .as_array()
+fn report_units(report: Report) -> Vec<pages::ReportUnit> {
+    report
+        .units
         .into_iter()
-        .flatten()
-        .map(|u| {
-            let n = |k: &str| u[k].as_u64().unwrap_or(0);
-            pages::ReportUnit {
-                unit: u["unit"].as_str().unwrap_or_default().to_owned(),
-                received: n("received"),
-                on_time: n("acknowledged_on_time"),
-                late: n("acknowledged_late"),
-                rejected: n("rejected"),
-                pending: n("pending"),
-                overdue_now: n("overdue_now"),
-                // The hub sends it as a float (a median of two is a half).
-                median_sign_seconds: u["median_sign_seconds"].as_f64().map(|s| s as i64),
-                answers_asked: n("answers_asked"),
-                answered_on_time: n("answered_on_time"),
-                answered_late: n("answered_late"),
-                answers_missing: n("answers_missing"),
-                revoked: u["revoked"].as_bool().unwrap_or(false),
-            }
+        .map(|u| pages::ReportUnit {
+            unit: u.unit,
+            received: u.received.into(),
+            on_time: u.acknowledged_on_time.into(),
+            late: u.acknowledged_late.into(),
+            rejected: u.rejected.into(),
+            pending: u.pending.into(),
+            overdue_now: u.overdue_now.into(),
+            // The hub sends it as a float (a median of two is a half).
+            median_sign_seconds: u.median_sign_seconds.map(|s| s as i64),
+            answers_asked: u.answers_asked.into(),
+            answered_on_time: u.answered_on_time.into(),
+            answered_late: u.answered_late.into(),
+            answers_missing: u.answers_missing.into(),
+            revoked: u.revoked,
         })
         .collect()
 }
@@ -2074,61 +2064,61 @@ async fn supervision_page(
     // One page of the overdue list, filtered and paged at the hub: the
     // list may hold thousands, the page never more than PAGE_SIZE.
     let page = q.page.unwrap_or(1).max(1);
-    let overdue = ask_hub(
+    let overdue: Result<OverduePage, String> = ask_hub(
         &web,
-        serde_json::json!({
-            "query": "overdue",
-            "unit": q.unit.trim(),
-            "sender": q.sender.trim(),
-            "urgency": q.urgency.trim(),
-            "limit": PAGE_SIZE,
-            "offset": (page - 1).saturating_mul(PAGE_SIZE),
-        }),
+        &HubQuery::Overdue {
+            filter: OverdueFilter {
+                unit: q.unit.trim().to_owned(),
+                sender: q.sender.trim().to_owned(),
+                urgency: q.urgency.trim().to_owned(),
+            },
+            limit: Some(PAGE_SIZE),
+            offset: (page - 1).saturating_mul(PAGE_SIZE),
+        },
     )
     .await;
-    let report = ask_hub(&web, serde_json::json!({ "query": "report" })).await;
+    let report: Result<Report, String> = ask_hub(&web, &REPORT).await;
     let message = match (&overdue, &report) {
         (Err(e), _) | (_, Err(e)) => Some(format!("交换中心没有回答：{e}")),
         _ => None,
     };
-    let (overdue, overdue_total) = match &overdue {
-        Ok(v) => (
-            overdue_items(&v["items"]),
-            v["total"].as_u64().unwrap_or(0) as usize,
-        ),
+    let (overdue, overdue_total) = match overdue {
+        Ok(p) => (overdue_items(p.items), p.total),
         Err(_) => (Vec::new(), 0),
     };
-    let report = report.map(|v| report_units(&v)).unwrap_or_default();
+    let report = report.map(report_units).unwrap_or_default();
     let wanted = q.doc.trim();
     let found = if wanted.is_empty() {
         None
     } else if let Ok(doc) = DocId::parse(wanted) {
         Some(
-            match ask_hub(&web, serde_json::json!({ "query": "status", "doc": doc })).await {
-                Ok(v) => pages::Found::Document(
-                    v["title"].as_str().unwrap_or_default().to_owned(),
-                    v["doc_number"].as_str().unwrap_or_default().to_owned(),
-                    hub_sign_rows(&v),
-                ),
+            match ask_hub::<HubDocStatus>(&web, &HubQuery::Status { doc }).await {
+                Ok(v) => {
+                    pages::Found::Document(v.title.clone(), v.doc_number.clone(), hub_sign_rows(&v))
+                }
                 Err(e) => pages::Found::Nothing(e),
             },
         )
     } else {
         Some(
-            match ask_hub(
+            match ask_hub::<Vec<HubFound>>(
                 &web,
-                serde_json::json!({ "query": "find", "doc_number": wanted }),
+                &HubQuery::Find {
+                    doc_number: wanted.to_owned(),
+                },
             )
             .await
             {
                 Ok(v) => {
                     let list: Vec<(String, String, String, String)> = v
-                        .as_array()
                         .into_iter()
-                        .flatten()
                         .map(|d| {
-                            let s = |k: &str| d[k].as_str().unwrap_or_default().to_owned();
-                            (s("doc_id"), s("doc_number"), s("title"), s("sender"))
+                            (
+                                d.doc_id.to_string(),
+                                d.doc_number,
+                                d.title,
+                                d.sender.to_string(),
+                            )
                         })
                         .collect();
                     if list.is_empty() {
@@ -2179,9 +2169,9 @@ async fn overdue_csv(State(web): State<Arc<Web>>, headers: HeaderMap) -> Respons
     if let Err(r) = need_session(&web, &headers).and_then(|_| need_supervisor(&web)) {
         return r;
     }
-    match ask_hub(&web, serde_json::json!({ "query": "overdue" })).await {
+    match ask_hub::<Vec<OverdueRow>>(&web, &HubQuery::overdue()).await {
         Ok(v) => {
-            let rows = overdue_items(&v).into_iter().map(|o| {
+            let rows = overdue_items(v).into_iter().map(|o| {
                 vec![
                     o.recipient,
                     o.missing.chinese().to_owned(),
@@ -2219,9 +2209,9 @@ async fn report_csv(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response
     if let Err(r) = need_session(&web, &headers).and_then(|_| need_supervisor(&web)) {
         return r;
     }
-    match ask_hub(&web, serde_json::json!({ "query": "report" })).await {
+    match ask_hub::<Report>(&web, &REPORT).await {
         Ok(v) => {
-            let rows = report_units(&v).into_iter().map(|u| {
+            let rows = report_units(v).into_iter().map(|u| {
                 vec![
                     u.unit,
                     u.received.to_string(),
@@ -2272,11 +2262,12 @@ async fn api_supervision(
         return api_error(StatusCode::FORBIDDEN, "this unit is not a supervisor unit");
     }
     let question = match query.as_str() {
-        "overdue" => serde_json::json!({ "query": "overdue" }),
-        "report" => serde_json::json!({ "query": "report" }),
+        "overdue" => HubQuery::overdue(),
+        "report" => REPORT,
         _ => return api_error(StatusCode::NOT_FOUND, "ask overdue or report"),
     };
-    match ask_hub(&web, question).await {
+    // Passed on as it came.
+    match ask_hub::<serde_json::Value>(&web, &question).await {
         Ok(v) => axum::Json(v).into_response(),
         Err(e) => api_error(StatusCode::BAD_GATEWAY, &e),
     }

@@ -475,13 +475,12 @@ pub fn sent(frame: &Frame<'_>, rows: &[SentRow], page: usize, more: bool) -> Mar
 }
 
 /// One recipient's row of a sent document's 签收情况.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SignRow {
     pub unit: String,
     /// 主送 / 抄送, when the hub said.
     pub copy: Option<&'static str>,
-    /// The state's name (queued, delivered, acknowledged …).
-    pub state: String,
+    pub state: crate::rules::copy_state::CopyState,
     pub delivered_ms: Option<i64>,
     pub signed_by: Option<String>,
     pub signed_ms: Option<i64>,
@@ -489,24 +488,6 @@ pub struct SignRow {
     pub urge_count: Option<u32>,
     pub deadline_ms: Option<i64>,
     pub overdue: bool,
-}
-
-/// A delivery state's name in Chinese, with the English beside it.
-pub fn delivery_label(state: &str) -> &'static str {
-    match state {
-        "queued" | "waiting" => "待送达",
-        "delivered" => "已送达",
-        "acknowledged" => "已签收",
-        "rejected" => "已退回",
-        "quarantined" => "已隔离",
-        "recalled" => "已撤回",
-        _ => "",
-    }
-}
-
-/// Whether a recipient may still sign for it (so recall and urge apply).
-pub fn still_open(state: &str) -> bool {
-    !matches!(state, "acknowledged" | "rejected" | "recalled")
 }
 
 /// What the page says about where its figures come from.
@@ -531,7 +512,7 @@ pub fn sign_table(rows: &[SignRow]) -> Markup {
                         tr {
                             td { (r.unit) }
                             td { (r.copy.unwrap_or("—")) }
-                            td { (delivery_label(&r.state)) " " small { (r.state) } }
+                            td { (r.state.label()) " " small { (r.state) } }
                             td { @if let Some(t) = r.delivered_ms { (beijing(t)) } }
                             td { @if let Some(b) = &r.signed_by { (b) } }
                             td { @if let Some(t) = r.signed_ms { (beijing(t)) } }
@@ -582,8 +563,8 @@ pub fn sent_doc(
     summary: Option<&crate::actions::collect::Summary>,
     message: Option<&str>,
 ) -> Markup {
-    let open = rows.iter().any(|r| still_open(&r.state));
-    let signed = rows.iter().filter(|r| r.state == "acknowledged").count();
+    let open = rows.iter().any(|r| r.state.is_open());
+    let signed = rows.iter().filter(|r| r.state.is_signed_for()).count();
     let doc_id = record.doc_id.to_string();
     let doc_id = doc_id.as_str();
     let title = record.title.as_str();
@@ -882,31 +863,7 @@ pub struct OverdueItem {
 }
 
 /// What an overdue item lacks.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Missing {
-    /// 签收
-    #[default]
-    SignFor,
-    /// 答复 (past `reply_by`)
-    Answer,
-}
-
-impl Missing {
-    pub fn from_hub(s: &str) -> Missing {
-        if s == "answer" {
-            Missing::Answer
-        } else {
-            Missing::SignFor
-        }
-    }
-
-    pub fn chinese(self) -> &'static str {
-        match self {
-            Missing::SignFor => "未签收",
-            Missing::Answer => "未答复",
-        }
-    }
-}
+pub use gongwen_common::supervision::Missing;
 
 /// One unit's line of the report (汇总).
 #[derive(Debug, Clone, Default)]
