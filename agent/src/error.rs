@@ -71,5 +71,5 @@ pub enum AgentError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Accounts(#[from] crate::front::console::accounts::AccountError),
+    Accounts(#[from] crate::unit::accounts::AccountError),
 }

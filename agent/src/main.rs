@@ -5,10 +5,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use gongwen_agent::Agent;
-use gongwen_agent::front::console::accounts::{self, Accounts};
 use gongwen_agent::front::control::{self, DocStatus, Request};
 use gongwen_agent::incoming::clerk::InboxRow;
 use gongwen_agent::outgoing::outbox::SendRequest;
+use gongwen_agent::unit::accounts::{self, Accounts};
 use gongwen_agent::unit::folders::Folders;
 use gongwen_agent::unit::keygen::keygen_with;
 use gongwen_common::config::AgentConfig;

@@ -5,11 +5,11 @@
 
 use std::sync::Arc;
 
-use crate::link::hub::Link;
-use crate::outgoing::queue::Outgoing;
 use crate::unit::directory::Known;
 use crate::unit::holds::Holds;
+use crate::unit::hub_link::Link;
 use crate::unit::identity::Identity;
+use crate::unit::outgoing::Outgoing;
 use crate::unit::store::Store;
 
 #[derive(Debug, Clone)]

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use gongwen_agent::front::console::accounts::{Accounts, UserRole};
+use gongwen_agent::unit::accounts::{Accounts, UserRole};
 use gongwen_agent::unit::store::{ReceivedRecord, ReceivedState, Store};
 use gongwen_common::envelope::Urgency;
 use gongwen_common::{DocId, NodeId};

@@ -214,7 +214,8 @@ impl Env {
         let data = self.path().join("hub-data");
         loop {
             if let Ok(v) =
-                gongwen_hub::control::query(&data, &gongwen_hub::control::Request::Nodes).await
+                gongwen_hub::ops::control::query(&data, &gongwen_hub::ops::control::Request::Nodes)
+                    .await
             {
                 let ready = v
                     .as_array()

@@ -141,36 +141,7 @@ pub struct Operator {
     pub phone: String,
 }
 
-/// When recipients must have signed for a document.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Deadline {
-    /// A moment (Unix seconds): the same instant on every clock.
-    At(i64),
-    /// A span (seconds) after the hub accepts the document. The hub turns
-    /// it into a moment by its own clock, so a sender whose clock is off
-    /// cannot move its recipients' deadline.
-    Within(u64),
-}
-
-impl Deadline {
-    /// The moment (Unix seconds), given when the hub accepted the document.
-    pub fn resolve(self, accepted_ms: i64) -> i64 {
-        match self {
-            Deadline::At(s) => s,
-            Deadline::Within(d) => accepted_ms
-                .div_euclid(1000)
-                .saturating_add(i64::try_from(d).unwrap_or(i64::MAX)),
-        }
-    }
-
-    /// The moment, if it does not depend on the hub's acceptance.
-    pub fn at(self) -> Option<i64> {
-        match self {
-            Deadline::At(s) => Some(s),
-            Deadline::Within(_) => None,
-        }
-    }
-}
+pub use crate::deadline::Deadline;
 
 /// Everything about a document that the hub may read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -720,7 +691,7 @@ impl SealedHeader {
         }
         if let Some(checker) = checker {
             checker
-                .check_suite(&self.statement)
+                .check_suite(self.statement.suite())
                 .map_err(EnvelopeError::Suite)?;
             checker
                 .check(&self.statement.cert, now)

@@ -17,7 +17,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{CodecError, Reader, Writer};
-use crate::envelope::Deadline;
+use crate::deadline::Deadline;
 use crate::id::DocId;
 
 const TAG_ASKS: u8 = 1;

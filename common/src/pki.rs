@@ -372,7 +372,7 @@ impl CertChecker {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(ca.clone())?;
         let roots = Arc::new(roots);
-        let provider = crate::tls::provider();
+        let provider = crate::provider::provider();
         let mut units = rustls::server::WebPkiClientVerifier::builder_with_provider(
             roots.clone(),
             provider.clone(),
@@ -404,8 +404,7 @@ impl CertChecker {
 
     /// A statement signed in the deployment's suite passes; one of the
     /// other suite is refused, with the reason.
-    pub fn check_suite(&self, statement: &crate::signed::Statement) -> Result<(), String> {
-        let signed_in = statement.suite();
+    pub fn check_suite(&self, signed_in: crate::suite::Suite) -> Result<(), String> {
         if signed_in == self.suite {
             Ok(())
         } else {
@@ -428,7 +427,7 @@ impl CertChecker {
                 problem: CertProblem::RevocationListStale { since },
             });
         }
-        let key = crate::signed::sha256(cert);
+        let key = crate::digest::sha256(cert);
         let remembered = self
             .passed
             .lock()
@@ -453,7 +452,7 @@ impl CertChecker {
     fn check_uncached(&self, cert: &[u8], now: OffsetDateTime) -> Result<CertIdentity, PkiError> {
         let identity = CertIdentity::from_der(cert)?;
         let der = CertificateDer::from(cert);
-        let at = crate::tls::unix_time(now);
+        let at = crate::provider::unix_time(now);
         let result =
             if identity.role == Role::Hub {
                 let name = rustls::pki_types::ServerName::try_from(identity.id.to_string())

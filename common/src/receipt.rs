@@ -210,7 +210,9 @@ impl Receipt {
             _ => {}
         }
         if let Some(checker) = checker {
-            checker.check_suite(&st).map_err(ReceiptError::Suite)?;
+            checker
+                .check_suite(st.suite())
+                .map_err(ReceiptError::Suite)?;
             checker.check(&st.cert, now).map_err(|e| match e {
                 crate::pki::PkiError::Invalid { problem, .. } if problem.is_transient() => {
                     ReceiptError::SignerUnjudged(problem.to_string())

@@ -28,6 +28,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use x509_parser::prelude::parse_x509_certificate;
 
 use crate::codec::{CodecError, Reader, Writer};
+pub use crate::digest::sha256;
 use crate::pki::{CertIdentity, PkiError};
 use crate::suite::Suite;
 
@@ -293,13 +294,6 @@ pub fn signed_message(kind: StatementKind, body: &[u8]) -> Vec<u8> {
     m.extend_from_slice(kind.domain());
     m.extend_from_slice(body);
     m
-}
-
-pub fn sha256(data: &[u8]) -> [u8; 32] {
-    let d = ring::digest::digest(&ring::digest::SHA256, data);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
 }
 
 /// A unit's SM2 keys (GM suite), bound to it by its certificate key.

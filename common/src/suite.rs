@@ -100,7 +100,7 @@ impl Suite {
     /// The digest of this suite: SHA-256 or SM3.
     pub fn digest(self, data: &[u8]) -> [u8; 32] {
         match self {
-            Suite::Standard => crate::signed::sha256(data),
+            Suite::Standard => crate::digest::sha256(data),
             Suite::Gm => crate::gm::sm3(data),
         }
     }

@@ -34,6 +34,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, InvalidDuration> {
 }
 
 /// Format a time as RFC 3339 in UTC, whole seconds (`2026-11-28T07:57:18Z`).
+/// Milliseconds since the Unix epoch as RFC 3339 (UTC), if representable.
+pub fn rfc3339_at_ms(ms: i64) -> Option<String> {
+    OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .map(rfc3339)
+        .ok()
+}
+
 pub fn rfc3339(t: OffsetDateTime) -> String {
     let t = t
         .to_offset(time::UtcOffset::UTC)

@@ -25,7 +25,6 @@ use std::time::Duration;
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
@@ -33,17 +32,13 @@ use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureSc
 use crate::ALPN;
 use crate::clock::Clock;
 use crate::pki::{CertIdentity, Crl, PkiError, Role};
+pub use crate::provider::{provider, unix_time};
 
 /// How long a connection may stay silent before QUIC declares it dead. The
 /// agent sends keep-alives well inside this.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Interval of the agent's keep-alive packets.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
-
-/// The only cryptography provider gongwen uses.
-pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
 
 fn roots(ca: &CertificateDer<'static>) -> Result<Arc<RootCertStore>, PkiError> {
     let mut roots = RootCertStore::empty();
@@ -74,12 +69,6 @@ pub const PRE_WELCOME_RECEIVE_WINDOW: u32 = 16 << 10;
 pub fn admitted_limits(conn: &quinn::Connection) {
     conn.set_receive_window(quinn::VarInt::from_u32(HUB_RECEIVE_WINDOW));
     conn.set_max_concurrent_bi_streams(quinn::VarInt::from_u32(HUB_STREAMS_PER_UNIT));
-}
-
-/// `now` as rustls counts time.
-pub fn unix_time(now: time::OffsetDateTime) -> UnixTime {
-    let secs = u64::try_from(now.unix_timestamp()).unwrap_or(0);
-    UnixTime::since_unix_epoch(Duration::from_secs(secs))
 }
 
 /// rustls's time from an injected [`Clock`], so certificate validity and

@@ -14,76 +14,55 @@
 //! ```
 //!
 //! ## Layout
-//! Leaves first; each module uses only those above it.
-//! - [`lifecycle`] — one recipient's copy from queued to closed (pure).
-//! - [`escalation`] — when to urge and when to escalate (pure).
-//! - [`supervision`] — status, overdue and report over the records (pure).
-//! - [`admission`] — who gets in (pure): the handshake gate with QUIC
-//!   Retry, the certificate judged at admission, the pre-welcome bounds.
-//! - [`loglimit`] — warnings about peers, rate-limited per peer.
-//! - [`backup`] — backup folders with their SHA-256 manifest, and restore.
-//! - [`audit`] — the hash-chained receipt log's format and its check.
-//! - [`spool`] — ciphertext files of the embedded store.
-//! - [`store`] — the [`store::Store`] trait and its two backends,
-//!   embedded (redb) and PostgreSQL.
-//! - [`commit`] — group commit of accepts and delivery receipts.
-//! - [`registry`] — which units are connected, and waking their pushers.
-//! - [`polled`] — a file read on a timer, and a value swapped whole.
-//! - [`trust`] — the current CRL and its checker, swapped as one.
-//! - [`enrolled`] — the CA's directory of enrolled units and the groups,
-//!   reloaded when its file changes.
-//! - [`core`] — what a running hub shares, one owner per piece.
-//! - [`refusal`] — a refused request and its words.
-//! - [`upload`], [`receipts`], [`push`], [`session`] — one agent's
-//!   connection: its uploads, its receipts and its sender's requests, what
-//!   the hub pushes to it, and the dispatch of its requests.
-//! - [`queries`] — supervision answers over the store.
-//! - [`quota`] — how many documents one unit may have waiting for an
-//!   offline one, uploads under way included.
-//! - [`scheduler`] — runs the escalation ladder on the injected clock.
-//! - [`revocation`] — watches the CRL file; reloads, cuts revoked nodes,
-//!   fails closed when the list is stale.
-//! - [`control`] — the local query socket and its client.
-//! - [`renewals`] — renewed certificates pushed to their units.
-//! - [`metrics`] — the counters and levels Prometheus reads, rendered as
-//!   text (pure), and the words of an unhealthy /healthz.
-//! - [`observe`] — `[metrics] listen`: the /metrics and /healthz server.
-//! - [`server`] — [`Hub::bind`] and [`Hub::run`]: the socket, the accept
-//!   loop, and admission of each connection (handshake, hello, welcome).
+//! The folders are the layers, in this order; a module uses only the
+//! layers before its own, and no two files import each other.
+//! - `rules/` — decisions as plain functions over values, tested without
+//!   sockets: [`rules::records`] (what the hub records of a document),
+//!   [`rules::lifecycle`] (one recipient's copy from queued to closed),
+//!   [`rules::escalation`] (when to urge and escalate),
+//!   [`rules::notices`] (the 催办 and 督办 notices the ladder sends),
+//!   [`rules::supervision`] (status, overdue and report over records),
+//!   [`rules::admission`] (who gets in: the handshake gate, the
+//!   certificate judged at admission, the pre-welcome bounds),
+//!   [`rules::expiry`] (warnings before certificates and the CRL run out).
+//! - `store/` — [`store::Store`], the trait, and its backends, embedded
+//!   (redb, with [`store::spool`] for ciphertext and [`store::audit`], the
+//!   hash-chained receipt log) and PostgreSQL; [`store::commit`], group
+//!   commit of accepts and delivery receipts.
+//! - `state/` — what a running hub owns, one owner per piece, gathered in
+//!   `Core`: [`state::registry`] (connected units, waking their pushers),
+//!   [`state::trust`] (the CRL in force), [`state::enrolled`] (the CA's
+//!   directory and the groups), [`state::renewals`] (renewed certificates
+//!   waiting), [`state::quota`] (documents waiting for an offline unit),
+//!   [`state::metrics`] (the counters Prometheus reads),
+//!   [`state::polled`] (a file read on a timer, a value swapped whole),
+//!   [`state::loglimit`] (warnings about peers, rate-limited).
+//! - `link/` — one agent's admitted connection: [`link::session`] (the
+//!   dispatch of its requests), [`link::upload`], [`link::receipts`],
+//!   [`link::push`] (what the hub pushes to it), [`link::renewal_push`]
+//!   (its renewed certificate), [`link::queries`] (supervision answers
+//!   over the store), [`link::refusal`] (a refused request and its words).
+//! - `tasks/` — what runs on its own: [`tasks::scheduler`] (the escalation
+//!   ladder on the injected clock), [`tasks::revocation`] (the CRL file:
+//!   reload, cut revoked units, fail closed when stale),
+//!   [`tasks::directory_watch`] (the CA's directory file).
+//! - `ops/` — for administrators: [`ops::control`] (the local query socket
+//!   and its client), [`ops::backup`] (backups with a signed manifest, and
+//!   restore), [`ops::observe`] (`/metrics` and `/healthz`).
+//! - [`server`] — the composition: [`Hub::bind`] and [`Hub::run`] build
+//!   `Core`, start the tasks and the front doors, and admit each
+//!   connection (handshake, hello, welcome).
 //! - [`error`] — [`HubError`].
 #![forbid(unsafe_code)]
 
-pub mod admission;
-pub mod audit;
-pub mod backup;
-pub mod commit;
-pub mod control;
-pub(crate) mod core;
-pub mod enrolled;
 pub mod error;
-pub mod escalation;
-pub mod expiry;
-pub mod lifecycle;
-pub mod loglimit;
-pub mod metrics;
-pub mod observe;
-pub mod polled;
-pub mod push;
-pub mod queries;
-pub mod quota;
-pub mod receipts;
-pub mod refusal;
-pub mod registry;
-pub mod renewals;
-pub mod revocation;
-pub mod scheduler;
+pub mod link;
+pub mod ops;
+pub mod rules;
 pub mod server;
-pub mod session;
-pub mod spool;
+pub mod state;
 pub mod store;
-pub mod supervision;
-pub mod trust;
-pub mod upload;
+pub mod tasks;
 
 pub use error::HubError;
 pub use server::{Hub, HubHandle};

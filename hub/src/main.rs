@@ -7,8 +7,8 @@ use clap::{Parser, Subcommand};
 use gongwen_common::config::HubConfig;
 use gongwen_common::display;
 use gongwen_hub::Hub;
-use gongwen_hub::control::{self, Request};
-use gongwen_hub::registry::NodeRow;
+use gongwen_hub::ops::control::{self, Request};
+use gongwen_hub::state::registry::NodeRow;
 
 /// The gongwen hub: every unit's agent connects to it.
 #[derive(Debug, Parser)]
@@ -237,7 +237,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let (v, path) = match &config.store.postgres {
                 None => {
                     let path = config.data_dir.join("audit.log");
-                    let v = gongwen_hub::audit::verify(&path)
+                    let v = gongwen_hub::store::audit::verify(&path)
                         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
                     (v, path.display().to_string())
                 }
@@ -295,7 +295,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 &config.tls.key,
                 &config.tls.ca,
             )?;
-            let signer = gongwen_hub::backup::ManifestSigner {
+            let signer = gongwen_hub::ops::backup::ManifestSigner {
                 key_pkcs8: own.key.secret_der().to_vec(),
                 cert_der: own.chain[0].to_vec(),
             };
@@ -305,11 +305,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 now.unix_timestamp_nanos() / 1_000_000,
                 std::process::id()
             );
-            let request = gongwen_hub::control::Request::Snapshot {
+            let request = gongwen_hub::ops::control::Request::Snapshot {
                 stamp: stamp.clone(),
             };
             let (staging, documents, generation, hub) =
-                match gongwen_hub::control::query(&config.data_dir, &request).await {
+                match gongwen_hub::ops::control::query(&config.data_dir, &request).await {
                     Ok(v) => (
                         PathBuf::from(v["staging"].as_str().unwrap_or_default()),
                         v["documents"].as_u64().unwrap_or(0) as usize,
@@ -320,7 +320,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         // Stopped: take the copy ourselves (the store's lock
                         // says so if a hub holds it after all).
                         let store = gongwen_hub::store::embedded::Embedded::open(&config.data_dir)?;
-                        let staging = gongwen_hub::backup::staging_dir(&config.data_dir, &stamp);
+                        let staging =
+                            gongwen_hub::ops::backup::staging_dir(&config.data_dir, &stamp);
                         use gongwen_hub::store::Store;
                         let documents = store.snapshot(&staging).await?;
                         let generation = store.generation().to_owned();
@@ -335,7 +336,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "documents": documents,
                 "software": format!("gongwen-hub {}", env!("CARGO_PKG_VERSION")),
             });
-            let written = gongwen_hub::backup::write_backup(&staging, &out, &info, &signer);
+            let written = gongwen_hub::ops::backup::write_backup(&staging, &out, &info, &signer);
             let left = std::fs::remove_dir_all(&staging).is_err() && staging.exists();
             let (files, bytes) = written.map_err(|e| {
                 anyhow::anyhow!(
@@ -357,9 +358,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             gongwen_common::sayln!(
                 "  check it any time: cd {} && sha256sum -c {m} && openssl dgst -sha256 -verify <(openssl x509 -in {c} -pubkey -noout) -signature {s} {m}",
                 out.display(),
-                m = gongwen_hub::backup::MANIFEST,
-                c = gongwen_hub::backup::SIGNER,
-                s = gongwen_hub::backup::SIGNATURE,
+                m = gongwen_hub::ops::backup::MANIFEST,
+                c = gongwen_hub::ops::backup::SIGNER,
+                s = gongwen_hub::ops::backup::SIGNATURE,
             );
         }
         Command::Restore { from, config } => {
@@ -369,18 +370,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "this hub keeps its state in PostgreSQL: restore the database with its own tools (pg_restore, or point-in-time recovery)"
                 );
             }
-            let files = gongwen_hub::backup::verify_backup(&from).map_err(anyhow::Error::msg)?;
+            let files =
+                gongwen_hub::ops::backup::verify_backup(&from).map_err(anyhow::Error::msg)?;
             // Signed by a hub of this deployment (the CA and CRL in force).
             let ca = gongwen_common::pki::load_certs(&config.tls.ca)?.remove(0);
             let crl = gongwen_common::material::load_crl(&config.path, &config.tls.crl, &ca)?;
             let checker = gongwen_common::pki::CertChecker::new(&ca, Some(&crl))?;
-            let signed_by = gongwen_hub::backup::check_signature(
+            let signed_by = gongwen_hub::ops::backup::check_signature(
                 &from,
                 &checker,
                 time::OffsetDateTime::now_utc(),
             )
             .map_err(anyhow::Error::msg)?;
-            gongwen_hub::backup::restore_files(&from, &files, &config.data_dir)
+            gongwen_hub::ops::backup::restore_files(&from, &files, &config.data_dir)
                 .map_err(anyhow::Error::msg)?;
             let generation =
                 gongwen_hub::store::embedded::Embedded::renew_generation(&config.data_dir)?;
@@ -399,7 +401,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let config = HubConfig::load(&config)?;
             let (who, dest) =
-                gongwen_hub::renewals::add(&config, &file, time::OffsetDateTime::now_utc())
+                gongwen_hub::state::renewals::add(&config, &file, time::OffsetDateTime::now_utc())
                     .map_err(anyhow::Error::msg)?;
             gongwen_common::sayln!(
                 "queued the renewal of {} (serial {}, valid until {}): {}",
@@ -551,7 +553,7 @@ async fn check(path: &std::path::Path) -> bool {
     if let Some(path) = &config.tls.directory
         && let Some(ca) = &ca
     {
-        match gongwen_hub::enrolled::load(path, ca) {
+        match gongwen_hub::state::enrolled::load(path, ca) {
             Ok(dir) => gongwen_common::sayln!(
                 "ok: {}: tls.directory: {} enrolled units",
                 config.path.display(),

@@ -21,16 +21,16 @@ use tokio::net::UnixListener;
 use tokio::sync::Semaphore;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
-use crate::admission::{self, Gate, Held, Limits, Pending, Pressure, judge};
-use crate::control;
-use crate::core::{Core, CoreParts};
 use crate::error::HubError;
-use crate::loglimit::Warnings;
-use crate::registry::{Admission, close};
-use crate::revocation::{self, TlsMaterial, Watched};
-use crate::scheduler;
-use crate::session;
-use crate::trust::TrustState;
+use crate::link::session;
+use crate::ops::control;
+use crate::rules::admission::{self, Gate, Held, Limits, Pending, Pressure, judge};
+use crate::state::core::{Core, CoreParts};
+use crate::state::loglimit::Warnings;
+use crate::state::registry::{Admission, close};
+use crate::state::trust::TrustState;
+use crate::tasks::revocation::{self, TlsMaterial, Watched};
+use crate::tasks::scheduler;
 
 /// UDP receive buffer asked for; with many agents sending at once the
 /// default buffer drops datagrams (measured here: 2.5x aggregate
@@ -128,20 +128,23 @@ impl Hub {
         let crl = material::load_crl(&config.path, &config.tls.crl, &ca)?;
         let directory = match &config.tls.directory {
             Some(path) => {
-                let dir = crate::enrolled::load(path, &ca).map_err(HubError::Directory)?;
-                let used = crate::enrolled::issued_mark(&config.data_dir);
-                crate::enrolled::may_replace(used, dir.issued_ms).map_err(|e| {
+                let dir = crate::state::enrolled::load(path, &ca).map_err(HubError::Directory)?;
+                let used = crate::state::enrolled::issued_mark(&config.data_dir);
+                crate::state::enrolled::may_replace(used, dir.issued_ms).map_err(|e| {
                     HubError::Directory(format!(
                         "{}: {e}. To go back to it deliberately, remove {}",
                         path.display(),
-                        config.data_dir.join(crate::enrolled::ISSUED_MARK).display()
+                        config
+                            .data_dir
+                            .join(crate::state::enrolled::ISSUED_MARK)
+                            .display()
                     ))
                 })?;
                 dir
             }
             None => Default::default(),
         };
-        let enrolled = crate::enrolled::Enrollment::new(directory, &config.groups);
+        let enrolled = crate::state::enrolled::Enrollment::new(directory, &config.groups);
         material::check_data_dir(&config.path, "data_dir", &config.data_dir)?;
         if me.role != Role::Hub {
             return Err(HubError::NotAHubCertificate {
@@ -170,12 +173,11 @@ impl Hub {
             }
         })?;
         let control = control::bind(&config.data_dir).await?;
-        crate::enrolled::set_issued_mark(&config.data_dir, enrolled.directory.issued_ms).map_err(
-            |source| HubError::DataDir {
+        crate::state::enrolled::set_issued_mark(&config.data_dir, enrolled.directory.issued_ms)
+            .map_err(|source| HubError::DataDir {
                 path: config.data_dir.clone(),
                 source,
-            },
-        )?;
+            })?;
         let data_err = |path: &std::path::Path| {
             let path = path.to_owned();
             move |source| HubError::DataDir { path, source }
@@ -267,7 +269,7 @@ impl Hub {
             if let Ok(addr) = listener.local_addr() {
                 info!("metrics on http://{addr}/metrics, health on http://{addr}/healthz");
             }
-            tokio::spawn(crate::observe::serve(listener, core.clone()))
+            tokio::spawn(crate::ops::observe::serve(listener, core.clone()))
         });
         core.set_serving(true);
         gongwen_common::daemon::notify_ready();
@@ -281,7 +283,7 @@ impl Hub {
             tls,
         };
         let directory = core.config().tls.directory.clone().map(|path| {
-            tokio::spawn(crate::enrolled::watch(
+            tokio::spawn(crate::tasks::directory_watch::watch(
                 core.clone(),
                 path,
                 watched.tls.ca.to_vec(),
@@ -289,7 +291,10 @@ impl Hub {
             ))
         });
         let watcher = tokio::spawn(revocation::watch(watched, revocation::POLL_INTERVAL));
-        let renewals = tokio::spawn(crate::renewals::watch(core.clone(), Duration::from_secs(1)));
+        let renewals = tokio::spawn(crate::link::renewal_push::watch(
+            core.clone(),
+            Duration::from_secs(1),
+        ));
         let scheduler = tokio::spawn(scheduler::run(core.clone()));
         let control_task = tokio::spawn(control::serve(control, core.clone()));
         let events = core.store().take_events().map(|events| {
@@ -567,7 +572,7 @@ async fn hello_and_welcome(
     door: &Door,
 ) -> Option<(
     u64,
-    Arc<crate::registry::Wake>,
+    Arc<crate::state::registry::Wake>,
     (quinn::SendStream, quinn::RecvStream),
     u16,
 )> {
@@ -778,9 +783,9 @@ async fn follow_other_hubs(
 const EXPIRY_LOOK: Duration = Duration::from_secs(60);
 
 /// Warn of the hub's own certificate, every connected unit's, and the CRL
-/// before they run out (see [`crate::expiry`]).
+/// before they run out (see [`crate::rules::expiry`]).
 async fn watch_expiry(core: Arc<Core>, own: Option<(String, OffsetDateTime)>) {
-    let mut warned = crate::expiry::Warned::default();
+    let mut warned = crate::rules::expiry::Warned::default();
     loop {
         let now = core.clock().now();
         let mut certificates: Vec<(String, OffsetDateTime)> = own.iter().cloned().collect();
@@ -791,7 +796,7 @@ async fn watch_expiry(core: Arc<Core>, own: Option<(String, OffsetDateTime)>) {
                 .map(|(id, t)| (id.to_string(), t)),
         );
         let crl_next = core.trust().current().crl.next_update;
-        let due = crate::expiry::due(now, &certificates, crl_next);
+        let due = crate::rules::expiry::due(now, &certificates, crl_next);
         for text in warned.fresh(now, due) {
             warn!("{text}");
         }

@@ -26,8 +26,8 @@ use gongwen_common::config::{AgentConfig, HubConfig};
 use gongwen_common::suite::Suite;
 use gongwen_common::{NodeId, Role};
 use gongwen_hub::Hub;
-use gongwen_hub::control::{self, Request};
-use gongwen_hub::registry::NodeRow;
+use gongwen_hub::ops::control::{self, Request};
+use gongwen_hub::state::registry::NodeRow;
 use tempfile::TempDir;
 use time::OffsetDateTime;
 use tokio::sync::{oneshot, watch};
@@ -655,9 +655,9 @@ pub async fn ask_agent(
 /// Ask the hub a control question.
 pub async fn ask_hub(
     data_dir: &Path,
-    request: &gongwen_hub::control::Request,
+    request: &gongwen_hub::ops::control::Request,
 ) -> serde_json::Value {
-    gongwen_hub::control::query(data_dir, request)
+    gongwen_hub::ops::control::query(data_dir, request)
         .await
         .unwrap()
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use gongwen_agent::front::console::accounts::{Accounts, UserRole};
+use gongwen_agent::unit::accounts::{Accounts, UserRole};
 use gongwen_common::Role;
 
 use crate::{Net, RunningAgent, RunningHub};

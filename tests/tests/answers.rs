@@ -134,7 +134,7 @@ async fn a_request_answered_approved_reaches_the_asking_unit_linked_to_it() {
     // The hub's status of the question shows the answer and its decision.
     let status = gongwen_tests::ask_hub(
         &hub.data_dir,
-        &gongwen_hub::control::Request::Status {
+        &gongwen_hub::ops::control::Request::Status {
             doc: asked_id.parse().unwrap(),
         },
     )
@@ -337,7 +337,7 @@ async fn an_answer_survives_a_hub_killed_between_its_upload_and_its_delivery() {
     );
     let status = gongwen_tests::ask_hub(
         &hub.data_dir,
-        &gongwen_hub::control::Request::Status {
+        &gongwen_hub::ops::control::Request::Status {
             doc: asked_id.parse().unwrap(),
         },
     )
@@ -425,7 +425,7 @@ async fn a_notice_forwarded_from_province_to_county_names_its_first_issuer() {
     gongwen_tests::wait_all_delivered(&net.root("harbin-gov"), 1).await;
     let status = gongwen_tests::ask_hub(
         &hub.data_dir,
-        &gongwen_hub::control::Request::Status {
+        &gongwen_hub::ops::control::Request::Status {
             doc: original_id.parse().unwrap(),
         },
     )

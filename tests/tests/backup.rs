@@ -160,9 +160,9 @@ async fn a_backup_taken_during_traffic_restores_and_the_agents_fill_in_the_rest(
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
             // A document sent after the backup is unknown until offered again.
-            let v = gongwen_hub::control::query(
+            let v = gongwen_hub::ops::control::query(
                 &hub2.data_dir,
-                &gongwen_hub::control::Request::Status { doc },
+                &gongwen_hub::ops::control::Request::Status { doc },
             )
             .await
             .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }));
@@ -209,7 +209,7 @@ async fn a_backup_taken_during_traffic_restores_and_the_agents_fill_in_the_rest(
     assert!(!net.path().join("hub3-data").join("store.redb").exists());
     // ... and with its line in the manifest changed to match: the manifest
     // no longer matches its signature.
-    let sum = gongwen_hub::backup::sha256_file(&db).unwrap();
+    let sum = gongwen_hub::ops::backup::sha256_file(&db).unwrap();
     let manifest = backup.join("MANIFEST.sha256");
     let text: String = std::fs::read_to_string(&manifest)
         .unwrap()

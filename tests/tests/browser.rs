@@ -5,7 +5,7 @@
 //! where the browser is missing; CI installs it and runs them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use gongwen_agent::front::console::accounts::{Accounts, UserRole};
+use gongwen_agent::unit::accounts::{Accounts, UserRole};
 use gongwen_common::Role;
 use gongwen_tests::browser::{self, Chrome};
 use gongwen_tests::web::{PASSWORD, base, units};

@@ -3,7 +3,7 @@
 //! hub and real agents on loopback; the console of each agent on port 0.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use gongwen_agent::front::console::accounts::{Accounts, UserRole};
+use gongwen_agent::unit::accounts::{Accounts, UserRole};
 use gongwen_agent::unit::store::{ReceivedRecord, ReceivedState};
 use gongwen_common::envelope::Urgency;
 use gongwen_common::{DocId, NodeId, Role};
@@ -778,7 +778,7 @@ async fn a_supervision_office_sees_the_province_overdue_report_and_csv_and_a_nod
     wait_until("the report's question signed for at the hub", || {
         let v = futures_now(gongwen_tests::ask_hub(
             &hub.data_dir,
-            &gongwen_hub::control::Request::Status {
+            &gongwen_hub::ops::control::Request::Status {
                 doc: asked.parse().unwrap(),
             },
         ));

@@ -174,7 +174,7 @@ fn a_bad_row_stops_the_enrollment_before_anything_is_issued() {
 }
 
 /// Wait until the hub's `nodes` lists `id`.
-async fn wait_listed(hub: &RunningHub, id: &str) -> gongwen_hub::registry::NodeRow {
+async fn wait_listed(hub: &RunningHub, id: &str) -> gongwen_hub::state::registry::NodeRow {
     let rows = hub
         .wait_nodes(&format!("{id} in the hub's nodes"), |rows| {
             rows.iter().any(|r| r.id == id)

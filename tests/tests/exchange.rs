@@ -442,9 +442,10 @@ async fn a_64_mib_document_goes_through_with_bounded_memory_and_resumes_after_a_
     wait_all_delivered(&net.root("prov-gov"), 1).await;
     let elapsed = started.elapsed();
 
-    let stats = gongwen_hub::control::query(&hub.data_dir, &gongwen_hub::control::Request::Stats)
-        .await
-        .unwrap();
+    let stats =
+        gongwen_hub::ops::control::query(&hub.data_dir, &gongwen_hub::ops::control::Request::Stats)
+            .await
+            .unwrap();
     assert_eq!(stats["uploads_resumed"], 1, "{stats}");
     // The restarted hub made two writes durable (the accept and the
     // delivered receipt), through the group committer.
@@ -570,9 +571,10 @@ async fn cut_a_download_at_the_recipient(damage_kept_part: bool) {
         "the resumed download decrypted to a different file"
     );
     wait_all_delivered(&net.root("prov-gov"), 1).await;
-    let stats = gongwen_hub::control::query(&hub.data_dir, &gongwen_hub::control::Request::Stats)
-        .await
-        .unwrap();
+    let stats =
+        gongwen_hub::ops::control::query(&hub.data_dir, &gongwen_hub::ops::control::Request::Stats)
+            .await
+            .unwrap();
     if damage_kept_part {
         assert_eq!(stats["deliveries_resumed"], 0, "{stats}");
     } else {
@@ -658,9 +660,9 @@ async fn send_on_the_command_line_delivers_main_text_and_attachment_and_hub_stat
     wait_all_delivered(&net.root("prov-gov"), 1).await;
 
     // The hub's view: metadata and per-recipient state, never content.
-    let v = gongwen_hub::control::query(
+    let v = gongwen_hub::ops::control::query(
         &hub.data_dir,
-        &gongwen_hub::control::Request::Status {
+        &gongwen_hub::ops::control::Request::Status {
             doc: doc_id.parse().unwrap(),
         },
     )

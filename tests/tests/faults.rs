@@ -315,7 +315,7 @@ async fn a_full_disk_at_the_hub_refuses_uploads_retryably_and_sending_resumes_wh
     gongwen_tests::wait_all_delivered(&net.root("prov-gov"), 2).await;
     // Nothing stored was damaged: the audit chain still verifies.
     let verdict =
-        gongwen_hub::audit::verify(&net.path().join("hub-data").join("audit.log")).unwrap();
+        gongwen_hub::store::audit::verify(&net.path().join("hub-data").join("audit.log")).unwrap();
     assert_eq!(verdict.first_broken, None, "{verdict:?}");
     hub.stop().await;
 }

@@ -12,8 +12,8 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use gongwen_common::Role;
-use gongwen_hub::control::{self, Request};
-use gongwen_hub::registry::NodeRow;
+use gongwen_hub::ops::control::{self, Request};
+use gongwen_hub::state::registry::NodeRow;
 use gongwen_tests::flood::{initials, rss_kib, send_paced};
 use gongwen_tests::{HubProcess, Net, wait_inbox};
 

@@ -58,7 +58,7 @@ async fn one_answer_everywhere(u: &Units, doc: DocId, expected: ReceivedState) {
     wait_until(&format!("the hub to record {doc} as {want}"), || {
         let v = futures_now(gongwen_tests::ask_hub(
             &u.hub.data_dir,
-            &gongwen_hub::control::Request::Status { doc },
+            &gongwen_hub::ops::control::Request::Status { doc },
         ));
         (v["recipients"][0]["state"] == want).then_some(())
     })
@@ -117,7 +117,7 @@ async fn two_scripts_answering_one_document_at_once_get_one_success_and_one_refu
     let accounts = u.net.root("harbin-gov").join("state").join("accounts.json");
     let mut tokens = Vec::new();
     for _ in 0..2 {
-        let (_, token) = gongwen_agent::front::console::accounts::Accounts::edit(&accounts, |a| {
+        let (_, token) = gongwen_agent::unit::accounts::Accounts::edit(&accounts, |a| {
             a.create_token("li.si", 0)
         })
         .unwrap();
@@ -209,7 +209,7 @@ struct ConsoleUnit {
 }
 
 async fn console_unit(open_files: Option<u64>) -> ConsoleUnit {
-    use gongwen_agent::front::console::accounts::{Accounts, UserRole};
+    use gongwen_agent::unit::accounts::{Accounts, UserRole};
     let net = gongwen_tests::Net::new();
     for id in ["prov-gov", "harbin-gov"] {
         net.issue(id, gongwen_common::Role::Node);
@@ -646,7 +646,7 @@ async fn a_flood_to_offline_units_is_capped_and_blinds_no_one() {
             .all(|r| !r.connected)
     })
     .await;
-    use gongwen_agent::front::console::accounts::{Accounts, UserRole};
+    use gongwen_agent::unit::accounts::{Accounts, UserRole};
     Accounts::edit(
         &net.root("prov-supervision")
             .join("state")

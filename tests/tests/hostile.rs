@@ -219,7 +219,7 @@ async fn an_oversize_or_unexpected_first_frame_is_refused_with_a_short_log_line_
     );
     let warned = log.matches("expected hello, got").count();
     assert!(
-        warned <= gongwen_hub::loglimit::PER_WINDOW as usize,
+        warned <= gongwen_hub::state::loglimit::PER_WINDOW as usize,
         "{warned} warnings for 20 bad hellos from one unit in a few seconds"
     );
 }

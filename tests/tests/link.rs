@@ -47,9 +47,10 @@ async fn a_valid_node_connects_and_the_hub_lists_it() {
     assert_eq!(sup_row.role, Role::Supervisor);
 
     // The JSON the CLI prints: snake_case keys, id a string, connected a bool.
-    let v = gongwen_hub::control::query(&hub.data_dir, &gongwen_hub::control::Request::Nodes)
-        .await
-        .unwrap();
+    let v =
+        gongwen_hub::ops::control::query(&hub.data_dir, &gongwen_hub::ops::control::Request::Nodes)
+            .await
+            .unwrap();
     let first = &v.as_array().unwrap()[0];
     for key in ["id", "role", "connected", "since", "addr"] {
         assert!(first.get(key).is_some(), "{key} missing in {first}");

@@ -8,7 +8,7 @@ use std::time::Duration;
 use gongwen_agent::front::control::{DocStatus, Request};
 use gongwen_common::Role;
 use gongwen_common::clock::ManualClock;
-use gongwen_hub::control::Request as HubRequest;
+use gongwen_hub::ops::control::Request as HubRequest;
 use gongwen_tests::{
     Net, RunningHub, agent_status, ask_agent, ask_hub, inbox_docs, wait_all_delivered, wait_inbox,
     wait_until,
@@ -949,7 +949,7 @@ async fn the_audit_chain_holds_and_names_the_first_edited_entry() {
     .unwrap();
     wait_until_row_of(&w, &doc, "harbin-gov", |r| r["state"] == "acknowledged").await;
     let log = w.hub.data_dir.join("audit.log");
-    let v = gongwen_hub::audit::verify(&log).unwrap();
+    let v = gongwen_hub::store::audit::verify(&log).unwrap();
     // accepted, delivered ×2, acknowledged.
     assert_eq!((v.entries, v.first_broken.clone()), (4, None), "{v:?}");
 
@@ -964,13 +964,13 @@ async fn the_audit_chain_holds_and_names_the_first_edited_entry() {
     e["receipt"] = serde_json::Value::String(hex);
     lines[2] = e.to_string();
     std::fs::write(&log, lines.join("\n") + "\n").unwrap();
-    let v = gongwen_hub::audit::verify(&log).unwrap();
+    let v = gongwen_hub::store::audit::verify(&log).unwrap();
     assert_eq!(v.first_broken.as_ref().map(|b| b.0), Some(3), "{v:?}");
 
     // Dropping an entry is caught too.
     lines.remove(1);
     std::fs::write(&log, lines.join("\n") + "\n").unwrap();
-    let v = gongwen_hub::audit::verify(&log).unwrap();
+    let v = gongwen_hub::store::audit::verify(&log).unwrap();
     assert_eq!(v.first_broken.as_ref().map(|b| b.0), Some(2), "{v:?}");
 }
 

@@ -17,7 +17,7 @@ use gongwen_common::receipt::{Receipt, ReceiptKind};
 use gongwen_common::signed::Signer;
 use gongwen_common::transfer::Batches;
 use gongwen_common::{DocId, NodeId, Role, pki};
-use gongwen_hub::lifecycle::DeliveryState;
+use gongwen_hub::rules::lifecycle::DeliveryState;
 use gongwen_hub::store::{
     Accept, Delivery, DocRecord, Push, SharedStore, Store, Write, embedded::Embedded,
     postgres::Postgres,
@@ -531,7 +531,7 @@ async fn an_accepted_answer_marks_the_question_in_the_same_commit(s: &dyn Store)
 both!(a_signed_for_question_climbs_the_ladder_for_its_answer);
 async fn a_signed_for_question_climbs_the_ladder_for_its_answer(s: &dyn Store) {
     use gongwen_common::links::ReplyKind;
-    use gongwen_hub::lifecycle::REPLY_PHASE;
+    use gongwen_hub::rules::lifecycle::REPLY_PHASE;
     let u = units();
     const BY: i64 = 50_000;
     let mut q = accept(&u, 42, Urgency::Normal, &["harbin-gov"]);

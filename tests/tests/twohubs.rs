@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use gongwen_common::Role;
 use gongwen_common::clock::ManualClock;
-use gongwen_hub::control::Request as HubRequest;
+use gongwen_hub::ops::control::Request as HubRequest;
 use gongwen_tests::{
     HubProcess, Net, RunningAgent, RunningHub, ask_hub, bin, count_entries, pg, wait_all_delivered,
     wait_delivered_within, wait_inbox, wait_until, wait_within,

@@ -17,12 +17,12 @@ use gongwen_common::{DocId, NodeId};
 use crate::actions::collect::{Collected, Summary};
 use crate::actions::forward::ForwardRequest;
 use crate::actions::reply::ReplyRequest;
-use crate::link::hub::Link;
 use crate::outgoing::outbox::SendRequest;
-use crate::outgoing::queue::Outgoing;
 use crate::unit::directory::Known;
 use crate::unit::holds::Holds;
+use crate::unit::hub_link::Link;
 use crate::unit::identity::Identity;
+use crate::unit::outgoing::Outgoing;
 use crate::unit::store::{ReceivedRecord, Store};
 
 #[derive(Debug, Clone)]

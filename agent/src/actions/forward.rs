@@ -22,7 +22,7 @@ pub struct ForwardRequest {
 pub fn queue(
     me: &crate::unit::identity::Identity,
     store: &crate::unit::store::Store,
-    outgoing: &crate::outgoing::queue::Outgoing,
+    outgoing: &crate::unit::outgoing::Outgoing,
     req: &ForwardRequest,
 ) -> Result<DocId, String> {
     let doc = req.doc;

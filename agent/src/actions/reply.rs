@@ -31,7 +31,7 @@ pub struct ReplyRequest {
 pub fn queue(
     me: &crate::unit::identity::Identity,
     store: &crate::unit::store::Store,
-    outgoing: &crate::outgoing::queue::Outgoing,
+    outgoing: &crate::unit::outgoing::Outgoing,
     req: &ReplyRequest,
 ) -> Result<(DocId, bool), String> {
     use crate::unit::store::ReceivedState;

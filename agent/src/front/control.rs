@@ -11,10 +11,10 @@ use tokio::net::UnixListener;
 
 use crate::actions::clerk::Clerk;
 use crate::error::AgentError;
-use crate::outgoing::queue::Outgoing;
 pub use crate::outgoing::status::{DocStatus, RecipientStatus};
 use crate::outgoing::status::{failed_status, status};
 use crate::parts::Parts;
+use crate::unit::outgoing::Outgoing;
 use crate::unit::store::StoreError;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -20,7 +20,7 @@ use prometheus_client::registry::{Registry, Unit};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
-use crate::link::client::LinkState;
+use crate::link::state::LinkState;
 use crate::unit::identity::Identity;
 use crate::unit::store::ReceivedFilter;
 

@@ -33,10 +33,10 @@ use gongwen_common::wire::{ErrorCode, Message};
 use gongwen_common::{DocId, NodeId};
 use tracing::{info, warn};
 
-use crate::outgoing::queue::Outgoing;
 use crate::rules::metadata::MetadataJson;
 use crate::unit::holds::{Hold, Holds};
 use crate::unit::identity::Identity;
+use crate::unit::outgoing::Outgoing;
 use crate::unit::store::Store;
 use crate::unit::store::{ReceivedRecord, ReceivedState};
 

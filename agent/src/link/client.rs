@@ -5,70 +5,18 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
-use gongwen_common::NodeId;
-use gongwen_common::clock::Clock;
 use gongwen_common::config::AgentConfig;
-use gongwen_common::envelope::DocumentKey;
-use gongwen_common::material::{self, OwnTls};
-use gongwen_common::pki::{CertIdentity, Role};
+use gongwen_common::material;
 use gongwen_common::stream::{READ_TIMEOUT, read_message, write_message};
-use gongwen_common::suite::Suite;
 use gongwen_common::tls::agent_client_config;
 use gongwen_common::wire::{Message, PROTOCOL_VERSION};
 use tokio::sync::watch;
-use tracing::{Instrument, error, info, info_span, warn};
+use tracing::{info, warn};
 
-use crate::error::AgentError;
-use crate::front::control;
-use crate::outgoing::outbox;
+use crate::link::state::LinkState;
 use crate::parts::Parts;
 use crate::rules::backoff::{Backoff, random_jitter};
 use crate::rules::link_error::{LinkError, classify, classify_stream};
-use crate::unit::folders::{self, Folders};
-use crate::unit::identity::Identity;
-use crate::unit::store::Store;
-
-/// What the agent's link to the hub is doing, for status displays and tests.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LinkState {
-    /// The first attempt has not finished yet.
-    Starting,
-    /// Admitted by the hub.
-    Connected {
-        hub: NodeId,
-        addr: SocketAddr,
-        /// When (this machine's clock, Unix ms).
-        since_ms: i64,
-        /// This machine's clock minus the hub's at the welcome (ms).
-        clock_offset_ms: i64,
-    },
-    /// Not connected; `error` says why, the agent retries by itself.
-    Disconnected {
-        error: LinkError,
-        retry_in: Duration,
-    },
-}
-
-/// A configured agent, ready to run.
-pub struct Agent {
-    config: AgentConfig,
-    identity: CertIdentity,
-    state: watch::Sender<LinkState>,
-    parts: Parts,
-    control: tokio::net::UnixListener,
-    console: Option<crate::front::console::Console>,
-    /// `[metrics] listen`, bound.
-    metrics: Option<tokio::net::TcpListener>,
-}
-
-impl std::fmt::Debug for Agent {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Agent")
-            .field("node_id", &self.config.node_id)
-            .field("hubs", &self.config.hubs)
-            .finish()
-    }
-}
 
 /// One admitted connection; the streams stay open while it lives.
 struct Session {
@@ -78,210 +26,33 @@ struct Session {
     _control: (quinn::SendStream, quinn::RecvStream),
 }
 
-impl Agent {
-    /// Load the agent's certificate and key and check them against the
-    /// configuration.
-    pub fn new(config: AgentConfig) -> Result<Agent, AgentError> {
-        Self::with_clock(config, gongwen_common::clock::system())
-    }
-
-    /// As [`Agent::new`], with this machine's clock given (tests of a unit
-    /// whose clock is off).
-    pub fn with_clock(config: AgentConfig, clock: Arc<dyn Clock>) -> Result<Agent, AgentError> {
-        let OwnTls {
-            chain,
-            key,
-            ca,
-            identity,
-            signer,
-        } = material::load_own_tls(
-            &config.path,
-            &config.tls.cert,
-            &config.tls.key,
-            &config.tls.ca,
-        )?;
-        material::check_data_dir(&config.path, "root", &config.root)?;
-        if identity.id != config.node_id {
-            return Err(AgentError::CertificateMismatch {
-                path: config.tls.cert.clone(),
-                cert_id: identity.id.to_string(),
-                config_id: config.node_id.to_string(),
-            });
-        }
-        if identity.role == Role::Hub {
-            return Err(AgentError::HubCertificate {
-                path: config.tls.cert.clone(),
-            });
-        }
-        drop(chain);
-        let folders = Folders::new(&config.root);
-        folders.create()?;
-        // First, so a second agent on this root is told so plainly.
-        let control = control::bind(&folders.control_socket())?;
-        let store = Store::open(&folders.store(), !folders.has_history())?;
-        // Claims a crash interrupted are undone now, before the outbox
-        // watcher or the control socket can claim anything.
-        outbox::recover(&folders).map_err(|source| AgentError::Dir {
-            path: folders.spool.clone(),
-            source,
-        })?;
-        // The deployment's suite is its CA's: a GM unit signs with its SM2
-        // key and opens documents with its SM2 encryption key.
-        let (signer, enc_key) = match Suite::of_ca(&ca) {
-            Ok(Suite::Gm) => {
-                let (signer, enc) =
-                    gongwen_common::material::load_sm2(&config.path, &config.tls.sm2, signer)?;
-                (signer, DocumentKey::Sm2(enc))
-            }
-            Ok(Suite::Standard) => {
-                let key = match &config.tls.encryption_key {
-                    Some(path) => folders::enrolled_encryption_key(path)?,
-                    None => folders::encryption_key(&folders.state)?,
-                };
-                (signer, DocumentKey::X25519(key))
-            }
-            Err(e) => {
-                return Err(AgentError::Config(
-                    gongwen_common::config::ConfigError::Invalid {
-                        path: config.path.clone(),
-                        key: "tls.ca".into(),
-                        problem: format!("{}: {e}", config.tls.ca.display()),
-                    },
-                ));
-            }
-        };
-        let me = Identity::new(
-            config.clone(),
-            folders,
-            crate::unit::credentials::OwnKeys { signer, key, ca },
-            enc_key,
-            clock.clone(),
-        )?;
-        // The certificate in use: the configured one, or its renewal.
-        let identity = me.credentials().identity();
-        let parts = Parts::new(me, store);
-        if clock.now() > identity.not_after {
-            error!(
-                "our certificate {} expired at {}; the hub will refuse it: ask the administrator for a new one",
-                config.tls.cert.display(),
-                gongwen_common::timefmt::rfc3339(identity.not_after)
-            );
-        }
-        let (state, _) = watch::channel(LinkState::Starting);
-        let console = match &config.console {
-            Some(c) => {
-                let unit = match &identity.name {
-                    Some(name) => format!("{name} ({})", identity.id),
-                    None => identity.id.to_string(),
-                };
-                let facts = crate::front::console::UnitFacts {
-                    label: unit,
-                    cert_not_after: identity.not_after,
-                    role: identity.role,
-                    link: state.subscribe(),
-                };
-                Some(crate::front::console::Console::bind(
-                    c.listen,
-                    parts.clone(),
-                    facts,
-                )?)
-            }
-            None => None,
-        };
-        let metrics = match config.metrics {
-            Some(m) => Some(bind_metrics(m.listen)?),
-            None => None,
-        };
-        Ok(Agent {
-            metrics,
-            config,
-            identity,
-            state,
-            parts,
-            control,
-            console,
-        })
-    }
-
-    /// The agent's owners (for tests).
-    pub fn parts(&self) -> Parts {
-        self.parts.clone()
-    }
-
-    /// Watch the link's state.
-    pub fn link(&self) -> watch::Receiver<LinkState> {
-        self.state.subscribe()
-    }
-
-    pub fn node_id(&self) -> &NodeId {
-        &self.identity.id
-    }
-
-    /// Where /metrics and /healthz answer, when configured.
-    pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
-    }
-
-    /// Where the console listens, when it is configured.
-    pub fn console_addr(&self) -> Option<SocketAddr> {
-        self.console.as_ref().and_then(|c| c.local_addr())
-    }
-
-    /// Keep connected to the hub until `shutdown` completes.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
-        let span = info_span!("agent", node = %self.identity.id);
-        self.run_inner(shutdown).instrument(span).await
-    }
-
-    async fn run_inner(self, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
-        tokio::pin!(shutdown);
-        let mut background = tokio::task::JoinSet::new();
-        background.spawn(
-            outbox::watch(self.parts.identity().clone(), self.parts.outgoing().clone())
-                .in_current_span(),
-        );
-        background.spawn(control::serve(self.control, self.parts.clone()).in_current_span());
-        if let Some(console) = self.console {
-            // Ends with the agent (its task is aborted below).
-            background.spawn(console.serve(std::future::pending()).in_current_span());
-        }
-        if let Some(listener) = self.metrics {
-            if let Ok(addr) = listener.local_addr() {
-                info!("metrics on http://{addr}/metrics, health on http://{addr}/healthz");
-            }
-            background.spawn(
-                crate::front::metrics::serve(
-                    listener,
-                    self.parts.identity().clone(),
-                    self.parts.store().clone(),
-                    self.state.subscribe(),
-                    self.identity.not_after,
-                )
-                .in_current_span(),
-            );
-        }
-        let this = Running {
-            config: self.config,
-            state: self.state,
-            parts: self.parts,
-        };
-        this.connect_loop(shutdown.as_mut()).await;
-        background.abort_all();
-        while background.join_next().await.is_some() {}
-        let _ = std::fs::remove_file(this.parts.identity().folders().control_socket());
-        Ok(())
-    }
-}
-
-/// The parts of an agent the connection loop uses.
-struct Running {
+/// Keeps the agent connected to one of its hubs: connect, hello/welcome,
+/// hold the session, and on its end try again (the next hub, or after a
+/// backoff), publishing each state.
+pub(crate) struct Connector {
     config: AgentConfig,
     state: watch::Sender<LinkState>,
     parts: Parts,
 }
 
-impl Running {
-    async fn connect_loop(&self, shutdown: std::pin::Pin<&mut impl Future<Output = ()>>) {
+impl Connector {
+    pub(crate) fn new(
+        config: AgentConfig,
+        state: watch::Sender<LinkState>,
+        parts: Parts,
+    ) -> Connector {
+        Connector {
+            config,
+            state,
+            parts,
+        }
+    }
+
+    /// Connect and stay connected until `shutdown` completes.
+    pub(crate) async fn connect_loop(
+        &self,
+        shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) {
         let mut shutdown = shutdown;
         let mut endpoints = Endpoints::default();
         let mut backoff = Backoff::default();
@@ -595,16 +366,6 @@ impl HubTurn {
             true
         }
     }
-}
-
-/// Bind `[metrics] listen` now, so a taken port stops the start with its
-/// reason instead of failing later in the background.
-fn bind_metrics(addr: SocketAddr) -> Result<tokio::net::TcpListener, AgentError> {
-    let listener = std::net::TcpListener::bind(addr)
-        .and_then(|l| l.set_nonblocking(true).map(|()| l))
-        .map_err(|source| AgentError::Metrics { addr, source })?;
-    tokio::net::TcpListener::from_std(listener)
-        .map_err(|source| AgentError::Metrics { addr, source })
 }
 
 #[cfg(test)]

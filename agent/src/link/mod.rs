@@ -1,3 +1,3 @@
 pub mod client;
-pub mod hub;
 pub mod session;
+pub mod state;

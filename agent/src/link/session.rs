@@ -11,13 +11,13 @@ use tracing::{Instrument, debug, info, warn};
 
 use crate::incoming::receipts::ReceiptJob;
 use crate::incoming::receive::{self, Receiving};
-use crate::link::hub::Link;
-use crate::outgoing::queue::Outgoing;
 use crate::outgoing::send::{self, SendError, Sending};
 use crate::parts::Parts;
 use crate::unit::batch::Batches;
 use crate::unit::directory::Known;
+use crate::unit::hub_link::Link;
 use crate::unit::identity::Identity;
+use crate::unit::outgoing::Outgoing;
 use crate::unit::store::Store;
 use crate::unit::trust::CrlRefused;
 

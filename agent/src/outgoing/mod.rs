@@ -1,6 +1,5 @@
 pub mod draft;
 pub mod outbox;
-pub mod queue;
 pub mod send;
 pub mod stamp;
 pub mod status;

@@ -1063,7 +1063,7 @@ pub fn claim_files(folders: &Folders, req: &SendRequest, take: bool) -> Result<D
 /// queue in the spool while it is not.
 pub async fn watch(
     me: std::sync::Arc<crate::unit::identity::Identity>,
-    outgoing: std::sync::Arc<crate::outgoing::queue::Outgoing>,
+    outgoing: std::sync::Arc<crate::unit::outgoing::Outgoing>,
 ) {
     let outbox = me.folders().outbox.clone();
     let (tx, mut events) = tokio::sync::mpsc::unbounded_channel::<Option<notify::Event>>();

@@ -23,12 +23,12 @@ use tracing::{Instrument, debug, info, warn};
 
 use crate::outgoing::draft::{self, Draft};
 use crate::outgoing::outbox::{self, read_claim};
-use crate::outgoing::queue::Outgoing;
 use crate::rules::metadata::MetadataJson;
 use crate::unit::batch::Batches;
 use crate::unit::directory::Known;
 use crate::unit::holds::{Hold, Holds};
 use crate::unit::identity::Identity;
+use crate::unit::outgoing::Outgoing;
 use crate::unit::store::SentRecord;
 use crate::unit::store::Store;
 

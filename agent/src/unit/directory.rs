@@ -112,7 +112,7 @@ impl Known {
     /// of this module: the rest is plain values and one folder walk.)
     pub async fn refresh(
         &self,
-        link: &crate::link::hub::Link,
+        link: &crate::unit::hub_link::Link,
         me: &crate::unit::identity::Identity,
     ) -> Result<Arc<AddressBook>, String> {
         let dir: AddressBook = link

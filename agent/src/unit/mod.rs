@@ -1,9 +1,12 @@
+pub mod accounts;
 pub mod batch;
 pub mod credentials;
 pub mod directory;
 pub mod folders;
 pub mod holds;
+pub mod hub_link;
 pub mod identity;
 pub mod keygen;
+pub mod outgoing;
 pub mod store;
 pub mod trust;

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 pub struct QueuedAnswer {
     pub doc_id: DocId,
     pub receipt: Vec<u8>,
-    /// Bumped each time the answer is queued (see [`SUBMIT_TURN`]).
+    /// Bumped each time the answer is queued (see `SUBMIT_TURN`).
     pub turn: u64,
 }
 

@@ -43,9 +43,9 @@ use super::{
     Accept, AnswerError, DeliveryRecord, DocRecord, Outcome, Push, Ran, RecallNotice, Recalled,
     Recorded, StepNotices, Store, StoreError, UploadSink, UrgeNotice, Verdict, Write,
 };
-use crate::audit::AuditLog;
-use crate::lifecycle::{Answer, REPLY_PHASE, Recall, content_done, delivery_rank};
-use crate::spool::Spool;
+use crate::rules::lifecycle::{Answer, REPLY_PHASE, Recall, content_done, delivery_rank};
+use crate::store::audit::AuditLog;
+use crate::store::spool::Spool;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const DOCS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("docs");
@@ -111,7 +111,7 @@ fn doc_in(txn: &redb::WriteTransaction, key: &[u8]) -> Result<Option<DocRecord>,
 
 /// When a just signed-for copy's answer ladder starts, if it has one.
 pub(crate) fn reply_ladder_due(doc: &DocRecord, rec: &DeliveryRecord) -> Option<i64> {
-    (rec.state == crate::lifecycle::DeliveryState::Acknowledged
+    (rec.state == crate::rules::lifecycle::DeliveryState::Acknowledged
         && rec.reply.answered_ms.is_none()
         && rec.reply.escalation_level == 0)
         .then_some(doc.links.reply_first_due_ms)
@@ -1136,7 +1136,7 @@ impl Store for Embedded {
 
     async fn audit_verify(&self) -> Result<Verdict, StoreError> {
         let path = self.audit_path.clone();
-        tokio::task::spawn_blocking(move || crate::audit::verify(&path))
+        tokio::task::spawn_blocking(move || crate::store::audit::verify(&path))
             .await
             .map_err(|e| StoreError::Task(e.to_string()))?
             .map_err(StoreError::Io)

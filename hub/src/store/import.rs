@@ -16,7 +16,7 @@ use gongwen_common::transfer::Batches;
 use super::embedded::Embedded;
 use super::postgres::Postgres;
 use super::{Store, StoreError};
-use crate::audit::Entry;
+use crate::store::audit::Entry;
 
 /// What an import moved.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -115,7 +115,7 @@ fn read_audit(path: &Path) -> Result<Vec<Entry>, StoreError> {
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let verdict = crate::audit::verify(path)?;
+    let verdict = crate::store::audit::verify(path)?;
     if let Some((n, why)) = verdict.first_broken {
         return Err(StoreError::Database(format!(
             "the audit log {} is broken at entry {n}: {why}; not importing it",

@@ -8,9 +8,13 @@
 //!   one PostgreSQL database, so two or more hubs serve one province and
 //!   the database's own replication carries durability.
 //!
-//! Both apply the per-recipient rules of [`crate::lifecycle`]; they differ
+//! Both apply the per-recipient rules of [`crate::rules::lifecycle`]; they differ
 //! only in how they load, save and lock. One test suite runs against both
 //! (`tests/tests/store.rs`).
+
+pub mod audit;
+pub mod commit;
+pub mod spool;
 
 pub mod embedded;
 pub mod import;
@@ -21,86 +25,18 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use gongwen_common::config::EscalationStep;
-use gongwen_common::envelope::Urgency;
 use gongwen_common::receipt::{Receipt, ReceiptKind};
 use gongwen_common::suite::Suite;
 use gongwen_common::transfer::Batches;
 use gongwen_common::{DocId, NodeId};
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-pub use crate::lifecycle::{AnswerError, DeliveryRecord, DeliveryState, StepRun};
+pub use crate::rules::lifecycle::{AnswerError, DeliveryRecord, DeliveryState, StepRun};
 pub use gongwen_common::kvstore::StoreError;
 
-/// A document the hub accepted.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct DocRecord {
-    pub doc_id: DocId,
-    pub sender: NodeId,
-    pub to: Vec<NodeId>,
-    pub cc: Vec<NodeId>,
-    pub title: String,
-    pub doc_number: String,
-    pub doc_type: String,
-    pub urgency: Urgency,
-    pub deadline: Option<i64>,
-    pub created_ms: i64,
-    pub accepted_ms: i64,
-    /// Hex SHA-256 of the signed header.
-    pub digest: String,
-    pub content_len: u64,
-    pub files: Vec<FileRow>,
-    /// True once every recipient has it and the ciphertext was removed.
-    #[serde(default)]
-    pub content_removed: bool,
-    /// What it asks of its recipients, and what it answers.
-    #[serde(default, skip_serializing_if = "DocLinks::is_empty")]
-    pub links: DocLinks,
-}
-
-/// A document's links as the hub keeps them (from its signed header).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct DocLinks {
-    /// The answer each recipient is asked for.
-    #[serde(default)]
-    pub reply: Option<gongwen_common::links::ReplyKind>,
-    /// By when (Unix ms, by the hub's clock for a span).
-    #[serde(default)]
-    pub reply_by_ms: Option<i64>,
-    /// When the ladder's first step for a missing answer is due (set at
-    /// acceptance from `[[escalation]]`); armed once a copy is signed for.
-    #[serde(default)]
-    pub reply_first_due_ms: Option<i64>,
-    /// The document this one answers.
-    #[serde(default)]
-    pub answers: Option<DocId>,
-    #[serde(default)]
-    pub decision: Option<gongwen_common::links::Decision>,
-    /// The original this one forwards (转发).
-    #[serde(default)]
-    pub forwards: Option<DocId>,
-}
-
-impl DocLinks {
-    pub fn is_empty(&self) -> bool {
-        *self == DocLinks::default()
-    }
-}
-
 /// A file as the hub may show it (name and size; never content).
+pub use crate::rules::records::{DocLinks, DocRecord};
 pub use gongwen_common::supervision::FileRow;
-
-impl DocRecord {
-    pub fn recipients(&self) -> Vec<NodeId> {
-        let mut out = self.to.clone();
-        for c in &self.cc {
-            if !out.contains(c) {
-                out.push(c.clone());
-            }
-        }
-        out
-    }
-}
 
 /// Something queued for a node: a receipt for a document it sent, or a
 /// notice (urge, supervision, recall).
@@ -209,7 +145,7 @@ pub type StepNotices =
     Arc<dyn Fn(&DocRecord, &NodeId, &DeliveryRecord, u32) -> Vec<(NodeId, Vec<u8>)> + Send + Sync>;
 
 /// What `audit verify` found.
-pub use crate::audit::Verdict;
+pub use crate::store::audit::Verdict;
 
 /// Where an upload's bytes go until the document is accepted. An upload
 /// that breaks keeps what was made durable; the next attempt resumes there.

@@ -48,8 +48,8 @@ use super::{
     Recalled, Recorded, StepNotices, Store, StoreError, StoreEvent, UploadSink, UrgeNotice,
     Verdict, Write,
 };
-use crate::audit::{Entry, Verifier, next_entry};
-use crate::lifecycle::{Answer, REPLY_PHASE, Recall, content_done, delivery_rank};
+use crate::rules::lifecycle::{Answer, REPLY_PHASE, Recall, content_done, delivery_rank};
+use crate::store::audit::{Entry, Verifier, next_entry};
 
 /// The schema this binary writes; migrations bring older ones up to it.
 pub const SCHEMA_VERSION: i64 = 3;
@@ -502,10 +502,10 @@ impl Postgres {
                 )
                 .await?;
             }
-            let mut head = (0i64, crate::audit::GENESIS.to_vec());
+            let mut head = (0i64, crate::store::audit::GENESIS.to_vec());
             for e in audit {
                 let field = |s: &str, what: &str| {
-                    crate::audit::unhex_hash(s)
+                    crate::store::audit::unhex_hash(s)
                         .map(|h| h.to_vec())
                         .ok_or_else(|| {
                             E::Store(StoreError::Record(format!(
@@ -514,7 +514,7 @@ impl Postgres {
                             )))
                         })
                 };
-                let receipt = crate::audit::unhex(&e.receipt).ok_or_else(|| {
+                let receipt = crate::store::audit::unhex(&e.receipt).ok_or_else(|| {
                     E::Store(StoreError::Record(format!(
                         "audit entry {}: its receipt is not hex",
                         e.seq

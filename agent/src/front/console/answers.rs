@@ -11,12 +11,12 @@ use gongwen_common::DocId;
 use serde::Deserialize;
 use tracing::info;
 
-use super::accounts::User;
 use super::{
     Staging, Web, doc_page, file_download, need_caller, need_form_session, no_such_sent,
     read_upload, received, server_error, typed_names,
 };
 use crate::actions::collect::Summary;
+use crate::unit::accounts::User;
 
 /// The document page again, with why nothing was done.
 async fn refused(web: &Web, user: &User, csrf: &str, doc_id: &str, why: &str) -> Response {

@@ -19,7 +19,6 @@
 //! `/api/v1/` with a bearer token. Received files are only ever served as
 //! downloads (`Content-Disposition: attachment`), never rendered.
 
-pub mod accounts;
 mod answers;
 pub mod pages;
 pub mod serve;
@@ -49,8 +48,8 @@ use gongwen_common::supervision::{
 
 use crate::error::AgentError;
 use crate::parts::Parts;
+use crate::unit::accounts::{self, Accounts, User};
 use crate::unit::store::{ReceivedFilter, ReceivedRecord, ReceivedState};
-use accounts::{Accounts, User};
 use pages::{FileLink, Frame, InboxQueryView};
 use session::{LoginGuard, Sessions, same_secret};
 
@@ -82,7 +81,7 @@ pub struct UnitFacts {
     /// Its role: supervisor units also get `/supervision`.
     pub role: gongwen_common::Role,
     /// The link to the hub.
-    pub link: tokio::sync::watch::Receiver<crate::link::client::LinkState>,
+    pub link: tokio::sync::watch::Receiver<crate::link::state::LinkState>,
 }
 
 /// A console bound to its address, ready to serve.
@@ -1899,7 +1898,7 @@ async fn problems_page(State(web): State<Arc<Web>>, headers: HeaderMap) -> Respo
 
 impl Web {
     fn status(&self) -> pages::StatusView {
-        use crate::link::client::LinkState;
+        use crate::link::state::LinkState;
         let now_ms = self.parts.identity().now_ms();
         let (link, connected, offset) = match &*self.facts.link.borrow() {
             LinkState::Starting => ("正在连接 (connecting)".to_owned(), false, None),

@@ -7,7 +7,7 @@ use gongwen_common::envelope::Urgency;
 use gongwen_common::links::{Asks, Decision, ReplyKind};
 use maud::{DOCTYPE, Markup, html};
 
-use super::accounts::User;
+use crate::unit::accounts::User;
 use crate::unit::store::{ReceivedRecord, ReceivedState};
 
 /// What every page of a logged-in user shows in its header.

@@ -236,12 +236,8 @@ impl Sessions {
 
 /// Equal, taking the same time whatever the first difference (CSRF tokens).
 pub fn same_secret(a: &str, b: &str) -> bool {
+    use crate::unit::accounts::same_bytes;
     same_bytes(a.as_bytes(), b.as_bytes())
-}
-
-/// [`same_secret`] over bytes (password hashes).
-pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

@@ -18,9 +18,9 @@ use gongwen_common::wire::{ErrorCode, Message};
 use gongwen_common::{DocId, NodeId};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::core::{Core, SMALL_CONTENT, Stats};
-use crate::refusal::Refusal;
-use crate::registry::Wake;
+use crate::link::refusal::Refusal;
+use crate::state::core::{Core, SMALL_CONTENT, Stats};
+use crate::state::registry::Wake;
 use crate::store::Push;
 
 /// Pause before pushing again after a push failed on a live connection.
@@ -76,7 +76,7 @@ impl HeldBack {
 }
 
 /// The pauses between asking a unit again that refused for now: 1 s,
-/// doubling, at most [`RESCAN`]; back to 1 s once something is delivered.
+/// doubling, at most `RESCAN`; back to 1 s once something is delivered.
 #[derive(Debug, Default)]
 pub struct Refusals {
     in_a_row: u32,
@@ -301,7 +301,7 @@ async fn deliver_one(
             .into());
         }
     };
-    let kind = crate::receipts::record(&receipt, node, Some(doc_id), core).await?;
+    let kind = crate::link::receipts::record(&receipt, node, Some(doc_id), core).await?;
     Stats::add(&core.stats().deliveries, 1);
     core.metrics().delivery_took(started.elapsed());
     info!("{}", kind.as_str());
@@ -351,7 +351,7 @@ const MAX_ROUND_BYTES: usize = 512 * 1024;
 
 /// The queued pushes as they go on the wire: each alone, except that with
 /// `rounds` (an agent of protocol version 5 on) consecutive 督办 notices of
-/// the same escalation round go as one [`NoticeRound`]. Pure.
+/// the same escalation round go as one `NoticeRound`. Pure.
 pub fn group(queue: Vec<(u64, Push)>, rounds: bool) -> Vec<Outgoing> {
     use gongwen_common::notice::Notice;
     let mut out: Vec<Outgoing> = Vec::new();

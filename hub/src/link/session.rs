@@ -18,11 +18,11 @@ use gongwen_common::stream::{READ_TIMEOUT, StreamError, read_message, write_mess
 use gongwen_common::wire::{ErrorCode, Message, Resolved};
 use tracing::{Instrument, debug, info_span, warn};
 
-use crate::core::Core;
-use crate::loglimit::Warnings;
-use crate::push::{crl_pusher, deliverer, forwarder};
-use crate::refusal::Refusal;
-use crate::registry::Wake;
+use crate::link::push::{crl_pusher, deliverer, forwarder};
+use crate::link::refusal::Refusal;
+use crate::state::core::Core;
+use crate::state::loglimit::Warnings;
+use crate::state::registry::Wake;
 
 /// Run a session until the connection ends.
 pub(crate) async fn run(
@@ -36,7 +36,8 @@ pub(crate) async fn run(
     let mut tasks = tokio::task::JoinSet::new();
     if version >= 3 {
         tasks.spawn(
-            crate::renewals::pusher(conn.clone(), ident.clone(), core.clone()).in_current_span(),
+            crate::link::renewal_push::pusher(conn.clone(), ident.clone(), core.clone())
+                .in_current_span(),
         );
     }
     tasks.spawn(
@@ -142,7 +143,7 @@ async fn handle_request(
             let n = strikes.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             if n >= MAX_INVALID_FRAMES {
                 warn!(node = %ident.id, "security: {n} invalid frames; closing the connection");
-                crate::registry::close(
+                crate::state::registry::close(
                     conn,
                     gongwen_common::wire::RefuseCode::ProtocolViolation,
                     "too many invalid frames",
@@ -168,7 +169,7 @@ async fn handle_request(
             content_len,
         } => {
             let span = info_span!("upload", doc = %doc_id);
-            crate::upload::receive(
+            crate::link::upload::receive(
                 &mut send,
                 &mut recv,
                 ident,
@@ -182,15 +183,17 @@ async fn handle_request(
             .await
         }
         Message::SubmitReceipt { receipt } => {
-            crate::receipts::record(&receipt, &ident.id, None, core)
+            crate::link::receipts::record(&receipt, &ident.id, None, core)
                 .await
                 .map(|_| Message::Ok)
         }
         Message::Recall { doc_id, reason } => {
-            crate::receipts::recall(doc_id, reason, ident, core).await
+            crate::link::receipts::recall(doc_id, reason, ident, core).await
         }
         Message::Supervise { query } => supervise(&query, ident, core).await,
-        Message::Urge { doc_id, units } => crate::receipts::urge(doc_id, units, ident, core).await,
+        Message::Urge { doc_id, units } => {
+            crate::link::receipts::urge(doc_id, units, ident, core).await
+        }
         other => Err(Refusal::new(
             ErrorCode::BadRequest,
             format!("the hub does not take a {} from an agent", other.kind()),
@@ -316,7 +319,7 @@ async fn lookup(names: Vec<String>, core: &Core) -> Result<Message, Refusal> {
 
 /// A supervisor's query through its agent.
 async fn supervise(query: &[u8], ident: &CertIdentity, core: &Core) -> Result<Message, Refusal> {
-    let q: crate::supervision::Query = serde_json::from_slice(query).map_err(|e| {
+    let q: crate::rules::supervision::Query = serde_json::from_slice(query).map_err(|e| {
         Refusal::new(
             ErrorCode::Malformed,
             format!("not a supervision query: {e}"),
@@ -325,8 +328,8 @@ async fn supervise(query: &[u8], ident: &CertIdentity, core: &Core) -> Result<Me
     // Any unit may read the directory and follow its own documents
     // (签收情况); everything else is for supervisor units.
     let own_document = match &q {
-        crate::supervision::Query::Directory => true,
-        crate::supervision::Query::Status { doc } => core
+        crate::rules::supervision::Query::Directory => true,
+        crate::rules::supervision::Query::Status { doc } => core
             .store()
             .doc(*doc)
             .await?
@@ -340,7 +343,7 @@ async fn supervise(query: &[u8], ident: &CertIdentity, core: &Core) -> Result<Me
             "only supervisor units may query supervision data",
         ));
     }
-    let v = crate::queries::supervise(core, &q)
+    let v = crate::link::queries::supervise(core, &q)
         .await
         .map_err(|e| Refusal::new(ErrorCode::BadRequest, e))?;
     Ok(Message::Json {

@@ -290,7 +290,7 @@ mod tests {
             let doc_id = accept(n, &hub).record.doc_id;
             assert!(store.doc(doc_id).await.unwrap().is_some(), "document {n}");
         }
-        let v = crate::audit::verify(&log).unwrap();
+        let v = crate::store::audit::verify(&log).unwrap();
         assert_eq!((v.entries, v.first_broken), (64, None));
 
         // A delivery receipt, the same again, and one for a document the
@@ -313,7 +313,7 @@ mod tests {
         assert!(!again.await.unwrap().new);
         assert!(unknown.await.is_err());
         assert_eq!(c.counts().commits.load(Ordering::Relaxed), 2);
-        let v = crate::audit::verify(&log).unwrap();
+        let v = crate::store::audit::verify(&log).unwrap();
         assert_eq!((v.entries, v.first_broken), (65, None));
         assert!(store.doc(doc_id).await.unwrap().unwrap().content_removed);
     }

@@ -13,12 +13,12 @@ use gongwen_common::pki::CertChecker;
 use gongwen_common::receipt::Receipt;
 use gongwen_common::signed::Signer;
 
-use crate::commit::Committer;
-use crate::enrolled::{EnrolledUnits, Enrollment};
-use crate::metrics::Metrics;
-use crate::registry::Units;
+use crate::state::enrolled::{EnrolledUnits, Enrollment};
+use crate::state::metrics::Metrics;
+use crate::state::registry::Units;
+use crate::state::trust::{Trust, TrustState};
 use crate::store::SharedStore;
-use crate::trust::{Trust, TrustState};
+use crate::store::commit::Committer;
 
 /// How many recipients receive a document's content at once. A fan-out to
 /// 194 units streaming to all of them together shared the link 194 ways:
@@ -56,7 +56,7 @@ pub(crate) struct Core {
     /// What /metrics shows.
     metrics: Metrics,
     /// Renewed certificates waiting to reach their units.
-    renewals: crate::renewals::Renewals,
+    renewals: crate::state::renewals::Renewals,
     /// The accept loop runs (for /healthz).
     serving: std::sync::atomic::AtomicBool,
     /// Wakes the escalation scheduler (new deadlines, tests).
@@ -66,7 +66,7 @@ pub(crate) struct Core {
     /// Content streams to recipients that may run at once.
     delivery_slots: tokio::sync::Semaphore,
     /// Uploads under way counted against `[limits] queued_per_sender`.
-    quota: Arc<crate::quota::Quota>,
+    quota: Arc<crate::state::quota::Quota>,
 }
 
 /// What [`Core::new`] takes.
@@ -116,7 +116,7 @@ impl Core {
         sender: &NodeId,
         recipient: &NodeId,
         queued: u64,
-    ) -> Result<crate::quota::Reservation, u64> {
+    ) -> Result<crate::state::quota::Reservation, u64> {
         self.quota
             .reserve(sender, recipient, queued, self.config.max_queued_per_sender)
     }
@@ -160,7 +160,7 @@ impl Core {
         self.signer.identity().not_after
     }
 
-    pub fn renewals(&self) -> &crate::renewals::Renewals {
+    pub fn renewals(&self) -> &crate::state::renewals::Renewals {
         &self.renewals
     }
 

@@ -13,9 +13,9 @@ use axum::routing::get;
 use gongwen_common::pki::CertIdentity;
 use time::OffsetDateTime;
 
-use crate::core::Core;
-use crate::lifecycle::DeliveryState;
-use crate::metrics::{Levels, unhealthy};
+use crate::rules::lifecycle::DeliveryState;
+use crate::state::core::Core;
+use crate::state::metrics::{Levels, unhealthy};
 
 /// Serve until the task is aborted.
 pub(crate) async fn serve(listener: tokio::net::TcpListener, core: Arc<Core>) {
@@ -105,7 +105,7 @@ async fn levels(core: &Core) -> Levels {
                 if d.state == DeliveryState::Queued {
                     *pending.entry(unit.to_string()).or_default() += 1;
                 }
-                if crate::supervision::is_overdue(d, now_ms) {
+                if crate::rules::supervision::is_overdue(d, now_ms) {
                     overdue += 1;
                 }
             }

@@ -11,8 +11,8 @@ use gongwen_common::wire::{ErrorCode, Message};
 use gongwen_common::{DocId, NodeId};
 use tracing::{info, warn};
 
-use crate::core::{Core, Stats};
-use crate::refusal::Refusal;
+use crate::link::refusal::Refusal;
+use crate::state::core::{Core, Stats};
 use crate::store::{Accept, DocLinks, DocRecord, FileRow};
 
 /// Whether an upload's header may be taken from this connection: it names
@@ -92,8 +92,8 @@ async fn check_quota(
     core: &Core,
     sender: &NodeId,
     recipients: &[NodeId],
-    warnings: &crate::loglimit::Warnings,
-) -> Result<Vec<crate::quota::Reservation>, Refusal> {
+    warnings: &crate::state::loglimit::Warnings,
+) -> Result<Vec<crate::state::quota::Reservation>, Refusal> {
     let limit = core.config().max_queued_per_sender;
     let mut counted = Vec::new();
     let here = core.units().connected();
@@ -264,7 +264,7 @@ pub(crate) async fn receive(
     recv: &mut quinn::RecvStream,
     ident: &CertIdentity,
     core: &Core,
-    warnings: &crate::loglimit::Warnings,
+    warnings: &crate::state::loglimit::Warnings,
     doc_id: DocId,
     header_bytes: Vec<u8>,
     content_len: u64,
@@ -409,13 +409,13 @@ pub(crate) async fn receive(
         .map_err(|e| Refusal::new(ErrorCode::Internal, e.to_string()))?;
     let config = core.config();
     let deadline =
-        crate::escalation::deadline_ms(meta.deadline, meta.urgency, &config.deadlines, now);
-    let first_due = crate::escalation::next_due_ms(deadline, 0, &config.escalation);
+        crate::rules::escalation::deadline_ms(meta.deadline, meta.urgency, &config.deadlines, now);
+    let first_due = crate::rules::escalation::next_due_ms(deadline, 0, &config.escalation);
     let mut record = doc_record(&meta, digest, content_len, now);
     record.links.reply_first_due_ms = record
         .links
         .reply_by_ms
-        .and_then(|by| crate::escalation::next_due_ms(by, 0, &config.escalation));
+        .and_then(|by| crate::rules::escalation::next_due_ms(by, 0, &config.escalation));
     core.committer()
         .accept(Accept {
             record,

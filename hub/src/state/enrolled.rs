@@ -7,15 +7,9 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
 
 use gongwen_common::NodeId;
 use gongwen_common::directory::{DirectoryEntry, UnitDirectory, newer_binding};
-use tracing::{error, info};
-
-use crate::core::Core;
-use crate::polled::PolledFile;
 
 /// One loaded directory with the groups it and hub.toml make together.
 #[derive(Debug, Default)]
@@ -68,7 +62,7 @@ pub fn merge_groups(
 }
 
 /// The current [`Enrollment`], replaced whole when the file changes.
-pub type EnrolledUnits = crate::polled::Swapped<Enrollment>;
+pub type EnrolledUnits = crate::state::polled::Swapped<Enrollment>;
 
 /// Read and verify the directory file, in words for the administrator.
 pub fn load(path: &Path, ca: &[u8]) -> Result<UnitDirectory, String> {
@@ -125,47 +119,6 @@ pub fn set_issued_mark(data_dir: &Path, issued_ms: i64) -> std::io::Result<()> {
         )?;
     }
     Ok(())
-}
-
-/// Reload the directory whenever its file changes.
-pub(crate) async fn watch(
-    core: Arc<Core>,
-    path: std::path::PathBuf,
-    ca: Vec<u8>,
-    interval: Duration,
-) {
-    let mut file = PolledFile::new(&path, "the unit directory").await;
-    loop {
-        tokio::time::sleep(interval).await;
-        let Some(bytes) = file.changed().await else {
-            continue;
-        };
-        let current = core.enrolled().current().directory.issued_ms;
-        match UnitDirectory::verify(&bytes, &ca)
-            .map_err(|e| e.to_string())
-            .and_then(|dir| {
-                may_replace(current, dir.issued_ms)
-                    .map(|()| dir)
-                    .map_err(|e| format!("security: {e}"))
-            }) {
-            Ok(dir) => {
-                info!(
-                    units = dir.entries.len(),
-                    "unit directory {} reloaded",
-                    path.display()
-                );
-                if let Err(e) = set_issued_mark(&core.config().data_dir, dir.issued_ms) {
-                    error!("cannot remember the directory's issue time: {e}");
-                }
-                core.enrolled()
-                    .replace(Enrollment::new(dir, &core.config().groups));
-            }
-            Err(e) => error!(
-                "the unit directory {} cannot be used ({e}); keeping the previous one",
-                path.display()
-            ),
-        }
-    }
 }
 
 #[cfg(test)]

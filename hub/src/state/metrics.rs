@@ -354,7 +354,7 @@ mod tests {
     /// The shipped Grafana dashboard names only series the hub exposes.
     #[test]
     fn the_dashboard_asks_only_for_what_the_hub_serves() {
-        let dashboard = include_str!("../../deploy/grafana/gongwen-hub.json");
+        let dashboard = include_str!("../../../deploy/grafana/gongwen-hub.json");
         let m = Metrics::default();
         m.document_accepted(Duration::from_millis(1));
         m.receipt_recorded(ReceiptKind::Accepted);

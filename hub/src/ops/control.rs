@@ -10,10 +10,10 @@ use gongwen_common::control::{self, ControlError, Response};
 use serde::{Deserialize, Serialize};
 use tokio::net::UnixListener;
 
-use crate::core::Core;
 use crate::error::HubError;
-use crate::queries::{nodes, supervise};
-use crate::supervision::Query;
+use crate::link::queries::{nodes, supervise};
+use crate::rules::supervision::Query;
+use crate::state::core::Core;
 
 /// Socket file name inside the data directory.
 pub const SOCKET_NAME: &str = "hub.sock";
@@ -76,7 +76,7 @@ async fn answer(request: &Request, core: &Core) -> Response {
             {
                 Err("a snapshot stamp is letters, digits and dashes".to_string())
             } else {
-                let into = crate::backup::staging_dir(&core.config().data_dir, stamp);
+                let into = crate::ops::backup::staging_dir(&core.config().data_dir, stamp);
                 match core.store().snapshot(&into).await {
                     Ok(documents) => Ok(serde_json::json!({
                         "staging": into,

@@ -82,7 +82,7 @@ pub fn next_entry(
     let hash = chain_hash(prev, seq, at_ms, receipt_bytes);
     let entry = Entry {
         seq,
-        at: crate::supervision::time_ms(at_ms).unwrap_or_default(),
+        at: gongwen_common::timefmt::rfc3339_at_ms(at_ms).unwrap_or_default(),
         at_ms,
         doc_id: receipt.doc_id.to_string(),
         kind: receipt.kind.as_str().into(),

@@ -1,6 +1,6 @@
 //! Answers about the documents and units the hub holds, for the control
 //! socket and for supervisors' agents: reads the store, then the pure
-//! functions of [`crate::supervision`].
+//! functions of [`crate::rules::supervision`].
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -13,10 +13,10 @@ use gongwen_common::supervision::{
     GroupEntry, OverduePage, OverdueRow,
 };
 
-use crate::core::Core;
-use crate::registry::NodeRow;
+use crate::rules::supervision::{self, Query};
+use crate::state::core::Core;
+use crate::state::registry::NodeRow;
 use crate::store::{DeliveryRecord, DocRecord};
-use crate::supervision::{self, Query};
 
 /// Answer a supervision query (from this socket or a supervisor's agent),
 /// as the JSON of its typed answer (`gongwen_common::supervision`).

@@ -1,69 +1,17 @@
-//! Runs the escalation ladder: at each due time, the store applies the
-//! step (urge or supervise) with its notices in one transaction, and the
-//! nodes concerned are woken to receive them.
-
-use std::sync::Arc;
-use std::time::Duration;
+//! The notices the escalation ladder and a sender's urging send: 催办 to
+//! the late unit, 督办 to the supervision office. Plain functions over the
+//! records.
 
 use gongwen_common::NodeId;
 use gongwen_common::config::EscalationAction;
 use gongwen_common::notice::{Notice, NoticeKind};
-use tracing::{error, info};
 
-use crate::core::Core;
-use crate::lifecycle::REPLY_PHASE;
-use crate::store::{DeliveryRecord, DocRecord, StoreError};
-use crate::supervision::time_ms;
-
-/// Longest wait between looks at the ladder (catches clock jumps).
-const MAX_WAIT: Duration = Duration::from_secs(1);
-
-pub(crate) async fn run(core: Arc<Core>) {
-    loop {
-        if let Err(e) = run_due(&core).await {
-            error!("escalation: {e}");
-        }
-        let wait = match core.store().next_due().await {
-            Ok(Some(due)) => {
-                let ms = (due - core.now_ms()).clamp(0, MAX_WAIT.as_millis() as i64);
-                Duration::from_millis(ms as u64)
-            }
-            _ => MAX_WAIT,
-        };
-        let _ = tokio::time::timeout(wait, core.escalation_woken()).await;
-    }
-}
-
-/// Run every step due now; wake who must hear of it.
-pub(crate) async fn run_due(core: &Core) -> Result<usize, StoreError> {
-    let now = core.now_ms();
-    let steps = core.config().escalation.clone();
-    let for_notices = steps.clone();
-    let ran = core
-        .store()
-        .run_due(
-            now,
-            steps,
-            Arc::new(move |doc, r, rec, step| notices(&for_notices, doc, r, rec, step, now)),
-        )
-        .await?;
-    for r in &ran {
-        info!(doc = %r.doc_id, recipient = %r.recipient, step = r.step, "escalation step ran");
-        if let Some(s) = core.config().escalation.get(r.step as usize) {
-            core.metrics().escalation_step(match s.action {
-                EscalationAction::Urge => "urge",
-                EscalationAction::Supervise => "supervise",
-            });
-        }
-        for n in &r.notified {
-            core.units().wake_pushes(n);
-        }
-    }
-    Ok(ran.len())
-}
+use crate::rules::lifecycle::{DeliveryRecord, REPLY_PHASE};
+use crate::rules::records::DocRecord;
+use crate::rules::supervision::time_ms;
 
 /// The urging notice (催办) a recipient gets, from the ladder or its sender.
-pub(crate) fn urge_notice(
+pub fn urge_notice(
     doc: &DocRecord,
     recipient: &NodeId,
     rec: &DeliveryRecord,
@@ -96,7 +44,8 @@ fn step_notice(
     }
 }
 
-fn notices(
+/// The notices one step of the ladder sends, each with its addressee.
+pub fn ladder_notices(
     steps: &[gongwen_common::config::EscalationStep],
     doc: &DocRecord,
     recipient: &NodeId,

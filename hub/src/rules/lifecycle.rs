@@ -299,7 +299,7 @@ impl DeliveryRecord {
         });
         Some(Escalated {
             action: s.action,
-            next_due_ms: crate::escalation::next_due_ms(
+            next_due_ms: crate::rules::escalation::next_due_ms(
                 self.deadline_ms,
                 self.escalation_level as usize,
                 steps,
@@ -350,7 +350,7 @@ impl DeliveryRecord {
         Some((
             Escalated {
                 action: s.action,
-                next_due_ms: crate::escalation::next_due_ms(
+                next_due_ms: crate::rules::escalation::next_due_ms(
                     reply_by,
                     self.reply.escalation_level as usize,
                     steps,

@@ -8,20 +8,15 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
 
 use gongwen_common::NodeId;
 use gongwen_common::pki::{CertChecker, CertIdentity, Role, serial_hex};
-use gongwen_common::stream::READ_TIMEOUT;
-use gongwen_common::wire::Message;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use time::OffsetDateTime;
-use tracing::{debug, info, warn};
+use tracing::debug;
 
-use crate::core::Core;
-use crate::polled::Swapped;
+use crate::state::polled::Swapped;
 
 /// The folder under the data folder.
 pub const FOLDER: &str = "renewals";
@@ -115,7 +110,7 @@ pub fn add(
 
 /// Read every `*.crt` in the folder, one per unit (the later certificate
 /// of a unit wins). Files that cannot be read are named once and left.
-fn read_folder(dir: &Path) -> BTreeMap<NodeId, Renewal> {
+pub fn read_folder(dir: &Path) -> BTreeMap<NodeId, Renewal> {
     let mut out: BTreeMap<NodeId, Renewal> = BTreeMap::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return out;
@@ -166,7 +161,7 @@ impl Renewals {
         self.waiting.current().get(id).cloned()
     }
 
-    fn replace(&self, waiting: BTreeMap<NodeId, Renewal>) {
+    pub fn replace(&self, waiting: BTreeMap<NodeId, Renewal>) {
         self.waiting.replace(waiting);
         self.changed.notify_waiters();
     }
@@ -176,82 +171,6 @@ impl Renewals {
     pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
         self.changed.notified()
     }
-}
-
-/// Keep [`Renewals`] in step with the folder.
-pub(crate) async fn watch(core: Arc<Core>, interval: Duration) {
-    let dir = folder(&core.config().data_dir);
-    let mut last = None;
-    loop {
-        let d = dir.clone();
-        let now = tokio::task::spawn_blocking(move || read_folder(&d))
-            .await
-            .unwrap_or_default();
-        if last.as_ref() != Some(&now) {
-            if !now.is_empty() {
-                info!(
-                    units = now.len(),
-                    "certificate renewals waiting to be delivered"
-                );
-            }
-            core.renewals().replace(now.clone());
-            last = Some(now);
-        }
-        tokio::time::sleep(interval).await;
-    }
-}
-
-/// Push the unit its renewal while the connection lives (agents of
-/// protocol version 3 on).
-pub(crate) async fn pusher(conn: quinn::Connection, ident: CertIdentity, core: Arc<Core>) {
-    let serial = serial_hex(&ident.serial);
-    loop {
-        let changed = core.renewals().changed();
-        tokio::pin!(changed);
-        changed.as_mut().enable();
-        if let Some(r) = core.renewals().for_unit(&ident.id) {
-            match action(&r, &serial, ident.not_after) {
-                Action::Installed => {
-                    info!(
-                        serial = %r.serial,
-                        "the unit connected with its renewed certificate; removing {}",
-                        r.path.display()
-                    );
-                    if let Err(e) = std::fs::remove_file(&r.path) {
-                        warn!("could not remove {}: {e}", r.path.display());
-                    }
-                }
-                Action::Outdated => {
-                    debug!("the unit's certificate lasts as long as its waiting renewal");
-                }
-                Action::Push => match push(&conn, &r.der).await {
-                    Ok(()) => {
-                        info!(serial = %r.serial, "renewed certificate delivered to the unit")
-                    }
-                    Err(e) if conn.close_reason().is_some() => {
-                        debug!("renewal push ended with the connection: {e}");
-                        return;
-                    }
-                    Err(e) => {
-                        warn!(serial = %r.serial, "the unit did not take its renewed certificate: {e}");
-                    }
-                },
-            }
-        }
-        tokio::select! {
-            _ = changed => {}
-            _ = conn.closed() => return,
-        }
-    }
-}
-
-async fn push(conn: &quinn::Connection, cert: &[u8]) -> Result<(), String> {
-    let msg = Message::CertificateRenewal {
-        cert: cert.to_vec(),
-    };
-    gongwen_common::stream::request_ok(conn, &msg, READ_TIMEOUT)
-        .await
-        .map_err(|e| gongwen_common::logsafe::Clipped(&e).to_string())
 }
 
 #[cfg(test)]

@@ -14,4 +14,4 @@ pub struct TrustState {
 }
 
 /// The current [`TrustState`], replaced whole when the CRL changes.
-pub type Trust = crate::polled::Swapped<TrustState>;
+pub type Trust = crate::state::polled::Swapped<TrustState>;

@@ -21,9 +21,9 @@ use gongwen_common::wire::RefuseCode;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tracing::{error, info, warn};
 
-use crate::core::Core;
-use crate::polled::PolledFile;
-use crate::trust::TrustState;
+use crate::state::core::Core;
+use crate::state::polled::PolledFile;
+use crate::state::trust::TrustState;
 
 /// The certificate material the hub serves with, kept to rebuild the
 /// server configuration when the CRL changes.

@@ -10,9 +10,9 @@ use gongwen_common::wire::{ErrorCode, Message};
 use gongwen_common::{DocId, NodeId};
 use tracing::{info, warn};
 
-use crate::core::Core;
-use crate::lifecycle::AnswerError;
-use crate::refusal::Refusal;
+use crate::link::refusal::Refusal;
+use crate::rules::lifecycle::AnswerError;
+use crate::state::core::Core;
 use crate::store::{Delivery, DocRecord};
 
 /// Verify a recipient's receipt and record it; wake the sender.
@@ -193,7 +193,7 @@ pub(crate) async fn recall(
 ) -> Result<Message, Refusal> {
     let doc = own_document(doc_id, ident, core, "recall").await?;
     let now = core.now_ms();
-    let at = crate::supervision::time_ms(now).unwrap_or_default();
+    let at = gongwen_common::timefmt::rfc3339_at_ms(now).unwrap_or_default();
     let notice = Arc::new(move |r: &NodeId| {
         gongwen_common::notice::Notice {
             kind: gongwen_common::notice::NoticeKind::Recall,
@@ -238,7 +238,7 @@ pub(crate) async fn urge(
     own_document(doc_id, ident, core, "urge").await?;
     let now = core.now_ms();
     let notice = Arc::new(move |doc: &DocRecord, r: &NodeId, rec: &_| {
-        crate::scheduler::urge_notice(doc, r, rec, now).to_bytes()
+        crate::rules::notices::urge_notice(doc, r, rec, now).to_bytes()
     });
     let urged = core.store().urge_now(doc_id, units, now, notice).await?;
     for r in &urged {

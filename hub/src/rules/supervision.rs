@@ -9,17 +9,12 @@ pub use gongwen_common::supervision::{
     CopyKind, Missing, OverdueFilter, OverduePage, OverdueRow, Query, RecipientRow, Report,
     SenderRow, UnitRow,
 };
-use gongwen_common::timefmt::rfc3339;
-use time::OffsetDateTime;
 
-use crate::lifecycle::ReplyState;
-use crate::store::{DeliveryRecord, DeliveryState, DocRecord};
+use crate::rules::lifecycle::ReplyState;
+use crate::rules::lifecycle::{DeliveryRecord, DeliveryState};
+use crate::rules::records::DocRecord;
 
-pub fn time_ms(ms: i64) -> Option<String> {
-    OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
-        .map(rfc3339)
-        .ok()
-}
+pub use gongwen_common::timefmt::rfc3339_at_ms as time_ms;
 
 pub fn recipient_row(
     doc: &DocRecord,

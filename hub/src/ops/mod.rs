@@ -1,0 +1,3 @@
+pub mod backup;
+pub mod control;
+pub mod observe;

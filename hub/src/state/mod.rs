@@ -1,0 +1,9 @@
+pub(crate) mod core;
+pub mod enrolled;
+pub mod loglimit;
+pub mod metrics;
+pub mod polled;
+pub mod quota;
+pub mod registry;
+pub mod renewals;
+pub mod trust;

@@ -1,0 +1,3 @@
+pub mod directory_watch;
+pub mod revocation;
+pub mod scheduler;
