@@ -146,8 +146,12 @@ impl Agent {
         tokio::pin!(shutdown);
         let mut background = tokio::task::JoinSet::new();
         background.spawn(
-            outbox::watch(self.parts.identity().clone(), self.parts.outgoing().clone())
-                .in_current_span(),
+            outbox::watch(
+                self.parts.identity().clone(),
+                self.parts.outgoing().clone(),
+                self.parts.counters().clone(),
+            )
+            .in_current_span(),
         );
         background.spawn(control::serve(self.control, self.parts.clone()).in_current_span());
         if let Some(console) = self.console {

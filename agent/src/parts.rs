@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use crate::unit::counters::Counters;
 use crate::unit::directory::Known;
 use crate::unit::holds::Holds;
 use crate::unit::hub_link::Link;
@@ -20,6 +21,7 @@ pub struct Parts {
     outgoing: Arc<Outgoing>,
     link: Arc<Link>,
     known: Arc<Known>,
+    counters: Arc<Counters>,
 }
 
 impl Parts {
@@ -32,6 +34,7 @@ impl Parts {
             outgoing: Arc::new(outgoing),
             link: Arc::default(),
             known: Arc::default(),
+            counters: Arc::default(),
         }
     }
 
@@ -57,6 +60,10 @@ impl Parts {
 
     pub fn known(&self) -> &Arc<Known> {
         &self.known
+    }
+
+    pub fn counters(&self) -> &Arc<Counters> {
+        &self.counters
     }
 
     /// The clerk's acts, over the owners they use.

@@ -704,6 +704,18 @@ pub async fn wait_status(
     }
 }
 
+/// Wait until the agent at `root` has nothing left to send and every copy
+/// of everything it sent has reached its recipient (or further): from then
+/// on nothing more from it can arrive anywhere — the positive barrier
+/// before checking that something did not happen. Its status then.
+pub async fn wait_sender_settled(root: &Path) -> Vec<gongwen_agent::front::control::DocStatus> {
+    wait_status(root, "everything sent to have arrived", |st| {
+        st.iter()
+            .all(|d| d.stage == "sent" && d.recipients.iter().all(|r| r.state != "queued"))
+    })
+    .await
+}
+
 /// Run a workspace binary with `args` and `--config config`: whether it
 /// succeeded, and what it printed (standard output and error).
 pub fn run_cli(name: &str, args: &[&str], config: &Path) -> (bool, String) {

@@ -39,6 +39,20 @@ pub fn require(what: &str, package: &str, present: bool) -> bool {
     false
 }
 
+/// Whether `openssl` (with SM2, when `sm2`: OpenSSL 3) is here to check
+/// our signatures, digests and bundles against; through [`require`], so a
+/// missing one fails the test under `CI=true`.
+pub fn have_openssl(sm2: bool) -> bool {
+    let listed = std::process::Command::new("openssl")
+        .args(["list", "-public-key-algorithms"])
+        .output();
+    let present = listed.is_ok_and(|o| {
+        o.status.success() && (!sm2 || String::from_utf8_lossy(&o.stdout).contains("SM2"))
+    });
+    let what = if sm2 { "OpenSSL 3 with SM2" } else { "openssl" };
+    require(what, "openssl", present)
+}
+
 /// Whether `python3` can import `module`.
 pub fn python_has(module: &str) -> bool {
     std::process::Command::new("/usr/bin/python3")

@@ -348,8 +348,16 @@ async fn an_answer_survives_a_hub_killed_between_its_upload_and_its_delivery() {
         (Some("answered"), Some("approved")),
         "{status}"
     );
-    // Delivered once, whatever the agent retried.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // Delivered once, whatever the agent retried: once harbin-gov has
+    // nothing left to send and all it sent has arrived, one document.
+    let sent = gongwen_tests::wait_sender_settled(&net.root("harbin-gov")).await;
+    assert_eq!(
+        sent.iter()
+            .filter(|d| d.recipients.iter().any(|r| r.recipient == "prov-gov"))
+            .count(),
+        1,
+        "{sent:#?}"
+    );
     assert_eq!(
         gongwen_tests::inbox_docs(&net.root("prov-gov"), "harbin-gov").len(),
         1

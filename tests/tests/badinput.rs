@@ -439,7 +439,8 @@ async fn a_sidecar_written_after_its_file_went_out_ends_in_failed_naming_the_doc
     );
     // The document that went out kept its defaults; nothing else was sent.
     assert_eq!(received_meta(&docs[0])["urgency"], "normal");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent = gongwen_tests::wait_sender_settled(&root).await;
+    assert_eq!(sent.len(), 1, "{sent:#?}");
     assert_eq!(
         gongwen_tests::inbox_docs(&net.root("harbin-gov"), "prov-gov").len(),
         1
@@ -455,17 +456,21 @@ async fn a_sidecar_written_before_its_file_still_waits_for_it() {
         "报告.pdf",
         "urgency = \"urgent\"\n",
     );
-    // Longer than the settle time: a sidecar alone is not an orphan.
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert!(
-        !net.root("prov-gov")
-            .join("failed")
-            .join("报告.pdf.meta.toml")
-            .exists()
-    );
+    // A document dropped after it settles and goes: the scan that took it
+    // looked at the sidecar too, older than the settle time by then. A
+    // sidecar alone is not an orphan.
+    net.drop_file("prov-gov", "harbin-gov", "其他.txt", b"after the sidecar");
+    wait_inbox(&net.root("harbin-gov"), "prov-gov", 1).await;
+    let root = net.root("prov-gov");
+    assert!(!root.join("failed").join("报告.pdf.meta.toml").exists());
+    assert!(root.join("outbox/harbin-gov/报告.pdf.meta.toml").exists());
     net.drop_file("prov-gov", "harbin-gov", "报告.pdf", b"%PDF");
-    let docs = wait_inbox(&net.root("harbin-gov"), "prov-gov", 1).await;
-    assert_eq!(received_meta(&docs[0])["urgency"], "urgent");
+    let docs = wait_inbox(&net.root("harbin-gov"), "prov-gov", 2).await;
+    let report = docs
+        .iter()
+        .find(|d| d.join("报告.pdf").exists())
+        .expect("报告.pdf arrived");
+    assert_eq!(received_meta(report)["urgency"], "urgent");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -228,10 +228,34 @@ async fn a_retried_upload_after_a_lost_accepted_gives_one_inbox_copy() {
         std::fs::read(docs[0].join("函.txt")).unwrap(),
         b"exactly once"
     );
-    // Once more after delivery: still one copy.
+    // Once more after delivery: still one copy. The hub's record keeps the
+    // copy delivered (nothing queued again), and a document sent after it
+    // arrives alone.
     assert!(matches!(raw.upload(&doc).await, Message::Accepted { .. }));
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert_eq!(inbox_docs(&net.root("harbin-gov"), "prov-gov").len(), 1);
+    let status = gongwen_tests::ask_hub(
+        &hub.data_dir,
+        &gongwen_hub::ops::control::Request::Status { doc: doc_id },
+    )
+    .await;
+    assert_eq!(status["recipients"][0]["state"], "delivered", "{status}");
+    let marker = raw
+        .seal(
+            gongwen_common::DocId::generate(),
+            &["harbin-gov"],
+            "标记.txt",
+            b"after",
+        )
+        .await;
+    assert!(matches!(
+        raw.upload(&marker).await,
+        Message::Accepted { .. }
+    ));
+    assert_eq!(
+        wait_inbox(&net.root("harbin-gov"), "prov-gov", 2)
+            .await
+            .len(),
+        2
+    );
 
     // The same id for different content is refused.
     let other = raw
@@ -708,10 +732,11 @@ async fn a_document_claiming_another_sender_is_refused_by_the_hub() {
     let raw =
         gongwen_tests::raw::RawAgent::connect(&net.path().join("prov-gov"), "prov-gov", hub.addr)
             .await;
+    let forged_id = gongwen_common::DocId::generate();
     let forged = raw
         .seal_as(
             "daqing-gov",
-            gongwen_common::DocId::generate(),
+            forged_id,
             &["harbin-gov"],
             "假.txt",
             b"forged",
@@ -727,7 +752,30 @@ async fn a_document_claiming_another_sender_is_refused_by_the_hub() {
         }
         m => panic!("{m:?}"),
     }
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The hub kept nothing of it, and the honest document sent after it
+    // arrives alone.
+    let kept = gongwen_hub::ops::control::query(
+        &hub.data_dir,
+        &gongwen_hub::ops::control::Request::Status { doc: forged_id },
+    )
+    .await;
+    assert!(
+        kept.is_err(),
+        "the hub recorded the forged document: {kept:?}"
+    );
+    let marker = raw
+        .seal(
+            gongwen_common::DocId::generate(),
+            &["harbin-gov"],
+            "标记.txt",
+            b"honest",
+        )
+        .await;
+    assert!(matches!(
+        raw.upload(&marker).await,
+        Message::Accepted { .. }
+    ));
+    wait_inbox(&net.root("harbin-gov"), "prov-gov", 1).await;
     assert!(inbox_docs(&net.root("harbin-gov"), "daqing-gov").is_empty());
 }
 
@@ -814,7 +862,7 @@ async fn an_idle_agent_does_not_rescan_its_outbox_in_a_loop() {
     let prov = gongwen_tests::RunningAgent::start(config);
     let _harbin = net.start_agent("harbin-gov", hub.addr);
     hub.wait_ready(&["prov-gov", "harbin-gov"]).await;
-    let scans = || prov.parts.outgoing().scans();
+    let scans = || prov.parts.counters().outbox_scans();
     let before = scans();
     // Observing that nothing happens needs a window; half a second is
     // thousands of scans with the loop and none without it.

@@ -210,10 +210,7 @@ impl SmallDisk {
             .arg(dir)
             .status()
             .is_ok_and(|s| s.success());
-        if !ok {
-            eprintln!(
-                "SKIPPED: cannot mount a small tmpfs here (needs root); the disk-full case was not run"
-            );
+        if !gongwen_tests::tools::require("mounting a small tmpfs (needs root)", "mount", ok) {
             return None;
         }
         Some(SmallDisk {
@@ -261,7 +258,7 @@ async fn a_full_disk_at_the_hub_refuses_uploads_retryably_and_sending_resumes_wh
         net.issue(id, Role::Node);
     }
     let hub = net.start_hub().await;
-    let _prov = net.start_agent("prov-gov", hub.addr);
+    let prov = net.start_agent("prov-gov", hub.addr);
     let _harbin = net.start_agent("harbin-gov", hub.addr);
     hub.wait_ready(&["prov-gov", "harbin-gov"]).await;
     // Something already stored before the disk fills.
@@ -285,7 +282,14 @@ async fn a_full_disk_at_the_hub_refuses_uploads_retryably_and_sending_resumes_wh
     })
     .await;
     assert_eq!(log, 1, "the document waits in the sender's spool");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Two rounds of the uploader end after the claim (its wake-up starts
+    // the second at once if one was under way): one of them offered the
+    // document, and the hub refused it.
+    let rounds = prov.parts.counters().send_rounds();
+    gongwen_tests::wait_until("the uploader to offer it and be refused", || {
+        (prov.parts.counters().send_rounds() >= rounds + 2).then_some(())
+    })
+    .await;
     assert_eq!(
         sender_stage(&net.root("prov-gov"), "after")
             .await
@@ -331,7 +335,7 @@ async fn a_full_disk_at_the_recipient_delays_delivery_until_space_is_freed() {
     }
     let hub = net.start_hub().await;
     let _prov = net.start_agent("prov-gov", hub.addr);
-    let _harbin = net.start_agent("harbin-gov", hub.addr);
+    let harbin = net.start_agent("harbin-gov", hub.addr);
     hub.wait_ready(&["prov-gov", "harbin-gov"]).await;
     net.drop_file("prov-gov", "harbin-gov", "before.txt", b"first");
     gongwen_tests::wait_inbox(&net.root("harbin-gov"), "prov-gov", 1).await;
@@ -348,7 +352,11 @@ async fn a_full_disk_at_the_recipient_delays_delivery_until_space_is_freed() {
             .then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The hub offered it and the recipient said it cannot store it now.
+    gongwen_tests::wait_until("the recipient to refuse a delivery", || {
+        (harbin.parts.counters().deliveries_refused() >= 1).then_some(())
+    })
+    .await;
     assert_eq!(
         gongwen_tests::inbox_docs(&net.root("harbin-gov"), "prov-gov").len(),
         1

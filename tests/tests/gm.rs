@@ -57,21 +57,9 @@ fn openssl_key(dir: &Path, name: &str) {
     openssl(dir, &["pkey", "-in", &key, "-pubout", "-out", &public]);
 }
 
-/// OpenSSL 3 with SM2, or a reason to skip.
-fn have_openssl() -> bool {
-    let ok = Command::new("openssl")
-        .args(["list", "-public-key-algorithms"])
-        .output()
-        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("SM2"));
-    if !ok {
-        eprintln!("skipped: needs OpenSSL 3 with SM2 (Debian package openssl)");
-    }
-    ok
-}
-
 #[test]
 fn sm2_signatures_interoperate_with_openssl_both_ways() {
-    if !have_openssl() {
+    if !gongwen_tests::tools::have_openssl(true) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -133,7 +121,7 @@ fn sm2_signatures_interoperate_with_openssl_both_ways() {
 
 #[test]
 fn sm2_encryption_interoperates_with_openssl_both_ways() {
-    if !have_openssl() {
+    if !gongwen_tests::tools::have_openssl(true) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -192,7 +180,7 @@ fn sm2_encryption_interoperates_with_openssl_both_ways() {
 
 #[test]
 fn sm3_agrees_with_openssl() {
-    if !have_openssl() {
+    if !gongwen_tests::tools::have_openssl(true) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -323,7 +311,7 @@ async fn a_hub_serves_only_the_suite_its_ca_was_made_for() {
         );
         let key = Sm2Key::from_pkcs8_pem(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(&key.public(), public, "{file}");
-        if have_openssl() {
+        if gongwen_tests::tools::have_openssl(true) {
             openssl(&unit, &["pkey", "-in", file, "-noout"]);
         }
     }
@@ -334,7 +322,7 @@ async fn a_hub_serves_only_the_suite_its_ca_was_made_for() {
         &["--ca-dir", "ca", "init", "--name", "x", "--suite", "sm9"],
     );
     assert!(!bad && said.contains("sm9"), "{said}");
-    if have_openssl() {
+    if gongwen_tests::tools::have_openssl(true) {
         let o = openssl(d, &["x509", "-in", "ca/ca.crt", "-noout", "-text"]);
         assert!(
             String::from_utf8_lossy(&o.stdout).contains("URI:gongwen:suite/gm"),
@@ -416,7 +404,7 @@ async fn a_hub_serves_only_the_suite_its_ca_was_made_for() {
 fn a_gm_statement_verifies_with_openssl() {
     use gongwen_common::pki;
     use gongwen_common::signed::{Signer, Sm2Binding, Sm2Signer, StatementKind};
-    if !have_openssl() {
+    if !gongwen_tests::tools::have_openssl(true) {
         return;
     }
     let net = gongwen_tests::Net::new();
@@ -645,7 +633,7 @@ fn a_gm_ca_can_choose_its_sm2_distinguishing_id() {
         .sign(StatementKind::Receipt, b"a receipt".to_vec())
         .unwrap();
     st.verify_signature().unwrap();
-    if have_openssl() {
+    if gongwen_tests::tools::have_openssl(true) {
         std::fs::write(unit.join("st.signed"), st.signed_message()).unwrap();
         std::fs::write(unit.join("st.sig"), &st.signature).unwrap();
         std::fs::write(

@@ -474,7 +474,7 @@ async fn a_file_still_being_copied_is_taken_only_once_its_writer_closes_it() {
     // The copy stalls. The positive barrier: the outbox has looked at it
     // twenty times since (its settle time is 100 ms; it looks every 50 ms
     // while something is pending), and has not taken it.
-    let scans = |a: &RunningAgent| a.parts.outgoing().scans();
+    let scans = |a: &RunningAgent| a.parts.counters().outbox_scans();
     let seen = scans(&u.prov);
     wait_until("twenty outbox scans", || {
         (scans(&u.prov) >= seen + 20).then_some(())

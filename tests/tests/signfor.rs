@@ -790,13 +790,6 @@ fn futures_lite_block<F: std::future::Future>(f: F) -> F::Output {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
 }
 
-fn have_openssl() -> bool {
-    std::process::Command::new("openssl")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_evidence_bundle_verifies_with_openssl_and_fails_after_one_changed_byte() {
     let w = world(&["harbin-gov"]).await;
@@ -859,8 +852,7 @@ async fn an_evidence_bundle_verifies_with_openssl_and_fails_after_one_changed_by
             .exists()
     );
 
-    if !have_openssl() {
-        eprintln!("SKIPPED: openssl is not installed; the bundle was not checked with it");
+    if !gongwen_tests::tools::have_openssl(false) {
         return;
     }
     let run = |dir: &std::path::Path| {

@@ -34,6 +34,7 @@ use gongwen_common::{DocId, NodeId};
 use tracing::{info, warn};
 
 use crate::rules::metadata::MetadataJson;
+use crate::unit::counters::Counters;
 use crate::unit::holds::{Hold, Holds};
 use crate::unit::identity::Identity;
 use crate::unit::outgoing::Outgoing;
@@ -72,6 +73,7 @@ pub struct Receiving {
     store: Store,
     holds: Arc<Holds>,
     outgoing: Arc<Outgoing>,
+    counters: Arc<Counters>,
     recording: Arc<crate::unit::batch::Batches<RecordJob>>,
 }
 
@@ -81,12 +83,14 @@ impl Receiving {
         store: Store,
         holds: Arc<Holds>,
         outgoing: Arc<Outgoing>,
+        counters: Arc<Counters>,
     ) -> Receiving {
         Receiving {
             me,
             store,
             holds,
             outgoing,
+            counters,
             recording: Arc::default(),
         }
     }
@@ -165,13 +169,8 @@ pub async fn receive(
             return;
         }
         Ok(Err(e)) => {
-            error(
-                &mut send,
-                ErrorCode::Storage,
-                format!("cannot write the download: {e}"),
-            )
-            .await;
-            return;
+            let why = format!("cannot write the download: {e}");
+            return cannot_store(&rx.counters, &mut send, doc_id, &why).await;
         }
         Err(e) => {
             error(&mut send, ErrorCode::Internal, e.to_string()).await;
@@ -217,7 +216,7 @@ pub async fn receive(
     }
     let sink = match written {
         Ok(sink) => sink,
-        Err(e) => return cannot_store(&mut send, doc_id, &e).await,
+        Err(e) => return cannot_store(&rx.counters, &mut send, doc_id, &e).await,
     };
     if received != content_len {
         return;
@@ -244,17 +243,19 @@ pub async fn receive(
             let _ = write_message(&mut send, &Message::Delivered { receipt }).await;
             let _ = send.finish();
         }
-        Err(e) => cannot_store(&mut send, doc_id, &e).await,
+        Err(e) => cannot_store(&rx.counters, &mut send, doc_id, &e).await,
     }
 }
 
 /// Tell the hub this unit cannot store the document now (it retries).
 async fn cannot_store(
+    counters: &Counters,
     send: &mut quinn::SendStream,
     doc_id: DocId,
     e: &(dyn std::fmt::Display + Sync),
 ) {
     warn!(doc = %doc_id, "cannot store the document: {e}");
+    counters.delivery_refused();
     error(
         send,
         ErrorCode::Storage,

@@ -14,6 +14,7 @@ use crate::incoming::receive::{self, Receiving};
 use crate::outgoing::send::{self, SendError, Sending};
 use crate::parts::Parts;
 use crate::unit::batch::Batches;
+use crate::unit::counters::Counters;
 use crate::unit::directory::Known;
 use crate::unit::hub_link::Link;
 use crate::unit::identity::Identity;
@@ -46,6 +47,7 @@ async fn run_inner(conn: &quinn::Connection, parts: &Parts, generation: Option<S
         parts.store().clone(),
         parts.holds().clone(),
         parts.outgoing().clone(),
+        parts.counters().clone(),
     );
     let receipts = Arc::default();
     let mut tasks = tokio::task::JoinSet::new();
@@ -60,6 +62,7 @@ async fn run_inner(conn: &quinn::Connection, parts: &Parts, generation: Option<S
             conn.clone(),
             parts.store().clone(),
             parts.outgoing().clone(),
+            parts.counters().clone(),
             sending,
         )
         .in_current_span(),
@@ -211,6 +214,7 @@ async fn uploader(
     conn: quinn::Connection,
     store: Store,
     outgoing: Arc<Outgoing>,
+    counters: Arc<Counters>,
     sending: Sending,
 ) {
     loop {
@@ -237,6 +241,7 @@ async fn uploader(
             }
         };
         // An answer the hub asked for again is given again soon.
+        counters.send_round_done();
         let pause = if answers == crate::incoming::clerk::Submitted::SomeLater {
             pause.min(ANSWER_RETRY)
         } else {

@@ -1064,6 +1064,7 @@ pub fn claim_files(folders: &Folders, req: &SendRequest, take: bool) -> Result<D
 pub async fn watch(
     me: std::sync::Arc<crate::unit::identity::Identity>,
     outgoing: std::sync::Arc<crate::unit::outgoing::Outgoing>,
+    counters: std::sync::Arc<crate::unit::counters::Counters>,
 ) {
     let outbox = me.folders().outbox.clone();
     let (tx, mut events) = tokio::sync::mpsc::unbounded_channel::<Option<notify::Event>>();
@@ -1091,7 +1092,7 @@ pub async fn watch(
     let mut recent = RecentClaims::from_spool(me.folders());
     let mut first_scan = true;
     loop {
-        outgoing.count_scan();
+        counters.outbox_scanned();
         let (me2, outgoing2) = (me.clone(), outgoing.clone());
         let scanned = tokio::task::spawn_blocking(move || {
             let mut st = stability;

@@ -1,5 +1,6 @@
 pub mod accounts;
 pub mod batch;
+pub mod counters;
 pub mod credentials;
 pub mod directory;
 pub mod folders;

@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use gongwen_common::DocId;
 use tokio::sync::Notify;
@@ -22,8 +21,6 @@ pub struct Outgoing {
     wake: Notify,
     /// Upload progress of documents being sent: (bytes sent, total).
     progress: Mutex<HashMap<DocId, (u64, u64)>>,
-    /// Outbox scans since start (an idle agent must stay idle).
-    scans: AtomicU64,
 }
 
 impl Outgoing {
@@ -33,7 +30,6 @@ impl Outgoing {
             claiming: Mutex::new(()),
             wake: Notify::new(),
             progress: Mutex::default(),
-            scans: AtomicU64::new(0),
         }
     }
 
@@ -71,14 +67,5 @@ impl Outgoing {
 
     fn progress_map(&self) -> std::sync::MutexGuard<'_, HashMap<DocId, (u64, u64)>> {
         self.progress.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub fn count_scan(&self) {
-        self.scans.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Outbox scans since start.
-    pub fn scans(&self) -> u64 {
-        self.scans.load(Ordering::Relaxed)
     }
 }
