@@ -471,6 +471,91 @@ mod tests {
     use super::*;
     use gongwen_common::NodeId;
 
+    fn received(state: ReceivedState) -> ReceivedRecord {
+        ReceivedRecord {
+            doc_id: DocId::generate(),
+            sender: NodeId::parse("prov-gov").unwrap(),
+            title: "通知".into(),
+            doc_number: String::new(),
+            doc_type: String::new(),
+            urgency: Default::default(),
+            deadline: None,
+            received_ms: 1_000,
+            state,
+            reason: None,
+            digest: "ab".repeat(32),
+            urge_count: 0,
+            answer: None,
+            answered_ms: None,
+            recall_reason: None,
+            sender_name: None,
+        }
+    }
+
+    #[test]
+    fn a_delivered_document_may_be_signed_for_or_returned() {
+        assert!(may_answer(&received(ReceivedState::Delivered)).is_ok());
+    }
+
+    #[test]
+    fn an_answered_document_is_refused_saying_how_it_was_answered() {
+        let signed = answered(
+            &received(ReceivedState::Delivered),
+            ReceiptKind::Acknowledged,
+            "李四",
+            2_000,
+        );
+        let e = may_answer(&signed).unwrap_err().to_string();
+        assert!(e.contains("signed for by 李四"), "{e}");
+        let returned = answered(
+            &received(ReceivedState::Delivered),
+            ReceiptKind::Rejected,
+            "错发",
+            2_000,
+        );
+        let e = may_answer(&returned).unwrap_err().to_string();
+        assert!(e.contains("returned (错发)"), "{e}");
+    }
+
+    #[test]
+    fn a_quarantined_or_recalled_document_cannot_be_answered() {
+        assert!(matches!(
+            may_answer(&received(ReceivedState::Quarantined)),
+            Err(ActError::Quarantined(_))
+        ));
+        let mut recalled = received(ReceivedState::Recalled);
+        recalled.recall_reason = Some("发错了".into());
+        match may_answer(&recalled) {
+            Err(ActError::Recalled(_, why)) => assert!(why.contains("发错了"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn answering_records_who_or_why_and_when_and_nothing_else() {
+        let before = received(ReceivedState::Delivered);
+        let after = answered(&before, ReceiptKind::Acknowledged, "李四", 2_000);
+        assert_eq!(after.state, ReceivedState::Acknowledged);
+        assert_eq!(after.answer.as_deref(), Some("李四"));
+        assert_eq!(after.answered_ms, Some(2_000));
+        let untouched = ReceivedRecord {
+            state: before.state,
+            answer: None,
+            answered_ms: None,
+            ..after.clone()
+        };
+        assert_eq!(untouched, before);
+        let returned = answered(&before, ReceiptKind::Rejected, "错发", 3_000);
+        assert_eq!(returned.state, ReceivedState::Rejected);
+    }
+
+    #[test]
+    fn a_receipt_digest_is_read_from_its_hex_or_not_at_all() {
+        assert_eq!(parse_digest(&"0f".repeat(32)), Some([0x0f; 32]));
+        assert_eq!(parse_digest("0f"), None);
+        assert_eq!(parse_digest(&"zz".repeat(32)), None);
+    }
+
     fn notice(unit: &str, late_seconds: i64) -> Notice {
         Notice {
             kind: NoticeKind::Supervise,

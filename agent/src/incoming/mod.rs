@@ -1,3 +1,4 @@
 pub mod clerk;
+pub mod plan;
 pub mod receipts;
 pub mod receive;

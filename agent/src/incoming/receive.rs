@@ -21,18 +21,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use gongwen_common::envelope::{
-    CHUNK_LEN, ContentOpener, Deadline, EnvelopeError, FileEntry, SEALED_CHUNK_LEN, SealedHeader,
+    ContentOpener, Deadline, EnvelopeError, FileEntry, SEALED_CHUNK_LEN, SealedHeader,
 };
 use gongwen_common::fsutil::{sync_dir, write_atomic};
 use gongwen_common::receipt::{Receipt, ReceiptKind};
 use gongwen_common::signed::sha256;
 use gongwen_common::stream::{READ_TIMEOUT, write_message};
 use gongwen_common::suite::{Hasher, Suite};
-use gongwen_common::transfer::{Batches, StreamEnd, hash_kept, receive_to_blocking};
+use gongwen_common::transfer::{Batches, hash_kept, receive_to_blocking};
 use gongwen_common::wire::{ErrorCode, Message};
 use gongwen_common::{DocId, NodeId};
 use tracing::{info, warn};
 
+use crate::incoming::plan::{self, AfterStream, FailedCheck};
 use crate::rules::metadata::MetadataJson;
 use crate::unit::counters::Counters;
 use crate::unit::holds::{Hold, Holds};
@@ -96,7 +97,9 @@ impl Receiving {
     }
 }
 
-/// Handle one `DeliverBegin` from the hub.
+/// Handle one `DeliverBegin` from the hub: answer a document received
+/// before with its first receipt; otherwise take its content (resuming a
+/// broken download), check it, file it, and answer with a signed receipt.
 pub async fn receive(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
@@ -106,87 +109,32 @@ pub async fn receive(
     content_len: u64,
     deadline_ms: i64,
 ) {
-    let (me, store, holds) = (&rx.me, &rx.store, &rx.holds);
     // Held by every step below, including their blocking file work.
-    let Some(alone) = holds.hold(doc_id, READ_TIMEOUT).await else {
-        error(
-            &mut send,
-            ErrorCode::Storage,
-            "this document is still being received on an earlier connection".into(),
-        )
-        .await;
+    let Some(alone) = rx.holds.hold(doc_id, READ_TIMEOUT).await else {
+        let why = "this document is still being received on an earlier connection";
+        error(&mut send, ErrorCode::Storage, why.into()).await;
         return;
     };
     let alone = Arc::new(alone);
-    let already = store.run(move |s| s.received(doc_id)).await;
-    match already {
-        Ok(Some((_, receipt))) => {
-            info!(doc = %doc_id, "already received; answering with the same receipt");
-            let _ = write_message(&mut send, &Message::Delivered { receipt }).await;
-            let _ = send.finish();
-            // A hub that delivers it again may have lost our answer too
-            // (a hub rebuilt from its senders): give it again.
-            match store.run(move |s| s.resubmit_answer(doc_id)).await {
-                Ok(true) => rx.outgoing.wake(),
-                Ok(false) => {}
-                Err(e) => warn!(doc = %doc_id, "store: {e}"),
-            }
-            return;
-        }
-        Ok(None) => {}
-        Err(e) => {
-            error(&mut send, ErrorCode::Storage, e.to_string()).await;
-            return;
-        }
-    }
-    if content_len
-        > me.config()
-            .max_document_size
-            .saturating_add(me.config().max_document_size / 64 + 1024)
-    {
-        // Never bigger than what a document of the allowed size encrypts to.
-        error(
-            &mut send,
-            ErrorCode::TooLarge,
-            format!("{content_len} bytes is more than this unit takes"),
-        )
-        .await;
+    if answered_before(&rx, &mut send, doc_id).await {
         return;
     }
-    let prepared = {
-        let (me, header, alone) = (me.clone(), header.clone(), alone.clone());
-        tokio::task::spawn_blocking(move || {
-            let _alone = alone;
-            prepare_download(&me, doc_id, &header)
-        })
-        .await
-    };
-    let (offset, sink) = match prepared {
-        Ok(Ok(p)) => p,
-        Ok(Err(LocalError::NotNow(why))) => {
-            warn!(doc = %doc_id, "not received now: {why}");
-            error(&mut send, ErrorCode::NotNow, why.to_string()).await;
-            return;
-        }
-        Ok(Err(e)) => {
-            let why = format!("cannot write the download: {e}");
-            return cannot_store(&rx.counters, &mut send, doc_id, &why).await;
-        }
-        Err(e) => {
-            error(&mut send, ErrorCode::Internal, e.to_string()).await;
-            return;
-        }
+    if content_len > plan::max_content_len(rx.me.config().max_document_size) {
+        let why = format!("{content_len} bytes is more than this unit takes");
+        error(&mut send, ErrorCode::TooLarge, why).await;
+        return;
+    }
+    let Some((offset, sink)) = open_download(&rx, &mut send, doc_id, &header, &alone).await else {
+        return;
     };
     if offset > 0 {
         info!(doc = %doc_id, "resuming download at byte {offset} of {content_len}");
     }
-    if write_message(&mut send, &Message::DeliverFrom { offset })
-        .await
-        .is_err()
-    {
+    let from = Message::DeliverFrom { offset };
+    if write_message(&mut send, &from).await.is_err() {
         return;
     }
-    let (offset_file, evidence) = (offset_path(me, doc_id), evidence_path(me, doc_id));
+    let (offset_file, evidence) = (offset_path(&rx.me, doc_id), evidence_path(&rx.me, doc_id));
     let writing = alone.clone();
     let (end, received, written) = receive_to_blocking(
         &mut recv,
@@ -199,44 +147,107 @@ pub async fn receive(
         },
     )
     .await;
-    match end {
-        StreamEnd::Finished => {}
-        StreamEnd::TooLong => {
-            error(
-                &mut send,
-                ErrorCode::ContentMismatch,
-                "more content than announced".into(),
-            )
-            .await;
-            return;
+    let sink = match (
+        plan::after_stream(&end, received, content_len, written.is_ok()),
+        written,
+    ) {
+        (AfterStream::File, Ok(sink)) => sink,
+        (AfterStream::Refuse(code, why), _) => return error(&mut send, code, why.into()).await,
+        (AfterStream::CannotStore, Err(e)) => {
+            return cannot_store(&rx.counters, &mut send, doc_id, &e).await;
         }
         // Keep what was made durable; the hub retries.
-        StreamEnd::Stalled | StreamEnd::Broken(_) => return,
-        StreamEnd::WriterGone => {}
-    }
-    let sink = match written {
-        Ok(sink) => sink,
-        Err(e) => return cannot_store(&rx.counters, &mut send, doc_id, &e).await,
+        _ => return,
     };
-    if received != content_len {
-        return;
-    }
-    let (me2, store2) = (me.clone(), store.clone());
     let deadline = (deadline_ms > 0).then(|| deadline_ms.div_euclid(1000));
+    file_and_answer(&rx, send, doc_id, header, sink, deadline, alone).await;
+}
+
+/// A document received before is answered with the receipt given the
+/// first time; true when that was the answer.
+async fn answered_before(rx: &Receiving, send: &mut quinn::SendStream, doc_id: DocId) -> bool {
+    match rx.store.run(move |s| s.received(doc_id)).await {
+        Ok(Some((_, receipt))) => {
+            info!(doc = %doc_id, "already received; answering with the same receipt");
+            let _ = write_message(send, &Message::Delivered { receipt }).await;
+            let _ = send.finish();
+            // A hub that delivers it again may have lost our answer too
+            // (a hub rebuilt from its senders): give it again.
+            match rx.store.run(move |s| s.resubmit_answer(doc_id)).await {
+                Ok(true) => rx.outgoing.wake(),
+                Ok(false) => {}
+                Err(e) => warn!(doc = %doc_id, "store: {e}"),
+            }
+            true
+        }
+        Ok(None) => false,
+        Err(e) => {
+            error(send, ErrorCode::Storage, e.to_string()).await;
+            true
+        }
+    }
+}
+
+/// Get ready to take the content (see [`prepare_download`]); where the hub
+/// is to start and where the content goes, or `None` once the hub was told
+/// why not.
+async fn open_download(
+    rx: &Receiving,
+    send: &mut quinn::SendStream,
+    doc_id: DocId,
+    header: &[u8],
+    alone: &Arc<Hold>,
+) -> Option<(u64, Sink)> {
+    let prepared = {
+        let (me, header, alone) = (rx.me.clone(), header.to_vec(), alone.clone());
+        tokio::task::spawn_blocking(move || {
+            let _alone = alone;
+            prepare_download(&me, doc_id, &header)
+        })
+        .await
+    };
+    match prepared {
+        Ok(Ok(p)) => Some(p),
+        Ok(Err(LocalError::NotNow(why))) => {
+            warn!(doc = %doc_id, "not received now: {why}");
+            error(send, ErrorCode::NotNow, why.to_string()).await;
+            None
+        }
+        Ok(Err(e)) => {
+            let why = format!("cannot write the download: {e}");
+            cannot_store(&rx.counters, send, doc_id, &why).await;
+            None
+        }
+        Err(e) => {
+            error(send, ErrorCode::Internal, e.to_string()).await;
+            None
+        }
+    }
+}
+
+/// Check the whole content and file it (in the inbox, or in quarantine),
+/// then answer the hub with the signed receipt once it is durable.
+async fn file_and_answer(
+    rx: &Receiving,
+    mut send: quinn::SendStream,
+    doc_id: DocId,
+    header: Vec<u8>,
+    sink: Sink,
+    deadline: Option<i64>,
+    alone: Arc<Hold>,
+) {
+    let (me, store) = (rx.me.clone(), rx.store.clone());
     let filing = alone.clone();
     let outcome = tokio::task::spawn_blocking(move || {
         let _alone = filing;
-        accept(&me2, &store2, doc_id, &header, sink, deadline)
+        accept(&me, &store, doc_id, &header, sink, deadline)
     })
     .await;
     let recorded = match outcome {
         Ok(Ok(Accepted::Answered(receipt))) => Ok(receipt),
-        Ok(Ok(Accepted::InInbox(filed))) => record(&rx, *filed, alone).await,
+        Ok(Ok(Accepted::InInbox(filed))) => record(rx, *filed, alone).await,
         Ok(Err(e)) => Err(e.to_string()),
-        Err(e) => {
-            error(&mut send, ErrorCode::Internal, e.to_string()).await;
-            return;
-        }
+        Err(e) => return error(&mut send, ErrorCode::Internal, e.to_string()).await,
     };
     match recorded {
         Ok(receipt) => {
@@ -382,10 +393,9 @@ fn prepare_download(
     header: &[u8],
 ) -> Result<(u64, Sink), LocalError> {
     let offset_file = offset_path(me, doc_id);
-    let checkpoint = std::fs::read_to_string(&offset_file).ok().and_then(|s| {
-        let (at, digest) = s.trim().split_once(' ')?;
-        Some((at.parse::<u64>().ok()?, digest.to_owned()))
-    });
+    let checkpoint = std::fs::read_to_string(&offset_file)
+        .ok()
+        .and_then(|text| plan::parse_checkpoint(&text));
     match Opening::start(me, doc_id, header, checkpoint.as_ref()) {
         Ok((opening, offset)) => {
             if checkpoint.is_some_and(|(at, _)| at != offset) {
@@ -558,10 +568,9 @@ impl From<std::io::Error> for Verdict {
 
 impl From<EnvelopeError> for Verdict {
     fn from(e: EnvelopeError) -> Self {
-        if e.is_transient() {
-            Verdict::Local(LocalError::NotNow(e))
-        } else {
-            Verdict::Quarantine(e)
+        match plan::failed_check(e.is_transient()) {
+            FailedCheck::NotNow => Verdict::Local(LocalError::NotNow(e)),
+            FailedCheck::Quarantine => Verdict::Quarantine(e),
         }
     }
 }
@@ -616,14 +625,11 @@ impl Opening {
         let tmp = assembly_path(me, doc_id);
         let files = h.meta.files.clone();
         // A checkpoint always falls between chunks, inside the content.
-        let resumable = checkpoint.filter(|(at, _)| {
-            *at > 0 && at.is_multiple_of(SEALED_CHUNK_LEN) && *at < h.content_len
-        });
+        let resumable = checkpoint
+            .and_then(|(at, digest)| plan::resume_point(*at, h.content_len).map(|r| (r, digest)));
         let resumed = if let Some((at, digest)) = resumable {
-            let index = at / SEALED_CHUNK_LEN;
-            let plain = index * CHUNK_LEN as u64;
-            match Splitter::resume(tmp.clone(), files.clone(), plain, digest, h.suite) {
-                Ok(Some(splitter)) => Some((splitter, index)),
+            match Splitter::resume(tmp.clone(), files.clone(), at.plain, digest, h.suite) {
+                Ok(Some(splitter)) => Some((splitter, at.chunk)),
                 Ok(None) => {
                     warn!(doc = %doc_id, "the kept part of the download is not intact; starting over");
                     None
