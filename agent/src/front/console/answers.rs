@@ -12,8 +12,8 @@ use serde::Deserialize;
 use tracing::info;
 
 use super::{
-    Staging, Web, doc_page, file_download, need_caller, need_form_session, no_such_sent,
-    read_upload, received, server_error, typed_names,
+    Caller, HasCsrf, Signed, Staging, Web, doc_page, file_download, no_such_sent, read_upload,
+    received, server_error, typed_names,
 };
 use crate::actions::collect::Summary;
 use crate::unit::accounts::User;
@@ -118,14 +118,13 @@ pub(super) struct ForwardForm {
 /// forward` does; then to the forward's own page.
 pub(super) async fn forward(
     State(web): State<Arc<Web>>,
-    headers: HeaderMap,
     Path(doc_id): Path<String>,
-    FormList(f): FormList<ForwardForm>,
+    Signed {
+        user,
+        csrf,
+        form: FormList(f),
+    }: Signed<FormList<ForwardForm>>,
 ) -> Response {
-    let (user, csrf) = match need_form_session(&web, &headers, &f.csrf) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let Ok(doc) = DocId::parse(&doc_id) else {
         return refused(&web, &user, &csrf, &doc_id, "没有这份公文。").await;
     };
@@ -172,6 +171,18 @@ pub(super) async fn forward(
 /// field once, so repeated check boxes are read here.
 #[derive(Debug)]
 pub(super) struct FormList<T>(T);
+
+impl<T: HasCsrf> HasCsrf for FormList<T> {
+    fn csrf(&self) -> &str {
+        self.0.csrf()
+    }
+}
+
+impl HasCsrf for ForwardForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
 
 impl<S, T> axum::extract::FromRequest<S> for FormList<T>
 where
@@ -223,12 +234,9 @@ pub(super) async fn summary(
 /// writes, as a download.
 pub(super) async fn summary_file(
     State(web): State<Arc<Web>>,
-    headers: HeaderMap,
+    _: Caller,
     Path((doc_id, file)): Path<(String, String)>,
 ) -> Response {
-    if let Err(r) = need_caller(&web, &headers) {
-        return r;
-    }
     let xlsx = match file.as_str() {
         "汇总表.xlsx" => true,
         "汇总表.csv" => false,

@@ -31,7 +31,9 @@ use std::time::{Instant, SystemTime};
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::FromRequestParts;
 use axum::extract::{Form, Path, Query, State};
+use axum::http::request::Parts as RequestParts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -507,15 +509,6 @@ impl Web {
     }
 }
 
-/// A page that needs a session: the user and CSRF token, or the way to the
-/// login form.
-fn need_session(web: &Web, headers: &HeaderMap) -> Result<(User, String), Response> {
-    match web.who(headers) {
-        Some(Who::Session { user, csrf }) => Ok((user, csrf)),
-        _ => Err(Redirect::to("/login").into_response()),
-    }
-}
-
 /// A form that changes something: a session, and its CSRF token in the
 /// form. Refused with 403 (nothing changed) otherwise.
 fn need_form_session(
@@ -532,6 +525,126 @@ fn need_form_session(
             "这个表单已过期或无效（CSRF 令牌不符），没有做任何更改。请返回页面重新提交。",
         )),
         _ => Err(forbidden("请先登录。没有做任何更改。")),
+    }
+}
+
+/// A page visit by a logged-in user: who, and the session's CSRF token
+/// for the forms the page shows. Without a session, the way to the login
+/// form. (Checked before any handler runs; the gate middleware has already
+/// refused a request with no session before its body was read.)
+struct Page {
+    user: User,
+    csrf: String,
+}
+
+impl FromRequestParts<Arc<Web>> for Page {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut RequestParts,
+        web: &Arc<Web>,
+    ) -> Result<Page, Response> {
+        let headers = &parts.headers;
+        match web.who(headers) {
+            Some(Who::Session { user, csrf }) => Ok(Page { user, csrf }),
+            _ => Err(Redirect::to("/login").into_response()),
+        }
+    }
+}
+
+/// An API read: any logged-in browser or bearer token.
+struct Caller;
+
+impl FromRequestParts<Arc<Web>> for Caller {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut RequestParts,
+        web: &Arc<Web>,
+    ) -> Result<Caller, Response> {
+        let headers = &parts.headers;
+        match web.who(headers) {
+            Some(_) => Ok(Caller),
+            None => Err(api_error(
+                StatusCode::UNAUTHORIZED,
+                "log in, or send Authorization: Bearer <token>",
+            )),
+        }
+    }
+}
+
+/// An API call that may change something: a bearer token, or a page's own
+/// call with its session's token in `X-CSRF-Token`.
+struct Acting(User);
+
+impl FromRequestParts<Arc<Web>> for Acting {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut RequestParts,
+        web: &Arc<Web>,
+    ) -> Result<Acting, Response> {
+        let headers = &parts.headers;
+        match web.who(headers) {
+            Some(Who::Token { user }) => Ok(Acting(user)),
+            Some(Who::Session { user, csrf }) => {
+                let sent = headers
+                    .get("x-csrf-token")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                if same_secret(sent, &csrf) {
+                    Ok(Acting(user))
+                } else {
+                    Err(api_error(
+                        StatusCode::FORBIDDEN,
+                        "missing or wrong X-CSRF-Token; nothing was changed",
+                    ))
+                }
+            }
+            None => Err(api_error(
+                StatusCode::UNAUTHORIZED,
+                "log in, or send Authorization: Bearer <token>",
+            )),
+        }
+    }
+}
+
+/// A form's CSRF token.
+trait HasCsrf {
+    fn csrf(&self) -> &str;
+}
+
+impl<T: HasCsrf> HasCsrf for Form<T> {
+    fn csrf(&self) -> &str {
+        self.0.csrf()
+    }
+}
+
+/// A form that changes something, from a logged-in user whose session's
+/// CSRF token it carries: who, the token, and the form. Anything else is
+/// refused with 403 and nothing changed.
+struct Signed<E> {
+    user: User,
+    csrf: String,
+    form: E,
+}
+
+impl<E> axum::extract::FromRequest<Arc<Web>> for Signed<E>
+where
+    E: axum::extract::FromRequest<Arc<Web>> + HasCsrf,
+    E::Rejection: IntoResponse,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, web: &Arc<Web>) -> Result<Self, Response> {
+        // Who is asking is settled from the headers; the body (already
+        // bounded by the gate) is read after.
+        let headers = req.headers().clone();
+        let form = E::from_request(req, web)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let (user, csrf) = need_form_session(web, &headers, form.csrf())?;
+        Ok(Signed { user, csrf, form })
     }
 }
 
@@ -734,11 +847,8 @@ struct CsrfForm {
 async fn logout(
     State(web): State<Arc<Web>>,
     headers: HeaderMap,
-    Form(f): Form<CsrfForm>,
+    _: Signed<Form<CsrfForm>>,
 ) -> Response {
-    if let Err(r) = need_form_session(&web, &headers, &f.csrf) {
-        return r;
-    }
     if let Some(c) = cookie(&headers, SESSION_COOKIE) {
         lock(&web.sessions).end(c);
     }
@@ -750,11 +860,7 @@ async fn logout(
     r
 }
 
-async fn pending_page(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
-    let (user, csrf) = match need_session(&web, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn pending_page(State(web): State<Arc<Web>>, Page { user, csrf }: Page) -> Response {
     let page = web
         .parts
         .store()
@@ -846,13 +952,9 @@ impl InboxQuery {
 
 async fn inbox_page(
     State(web): State<Arc<Web>>,
-    headers: HeaderMap,
+    Page { user, csrf }: Page,
     Query(q): Query<InboxQuery>,
 ) -> Response {
-    let (user, csrf) = match need_session(&web, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let view = q.view();
     let filter = q.filter();
     let offset = (view.page - 1).saturating_mul(PAGE_SIZE);
@@ -905,13 +1007,9 @@ async fn received(
 
 async fn received_page(
     State(web): State<Arc<Web>>,
-    headers: HeaderMap,
+    Page { user, csrf }: Page,
     Path(doc_id): Path<String>,
 ) -> Response {
-    let (user, csrf) = match need_session(&web, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let (rec, sealed) = match received(&web, &doc_id).await {
         Ok(r) => r,
         Err(r) => return r,
@@ -1012,14 +1110,13 @@ struct RejectForm {
 
 async fn ack(
     State(web): State<Arc<Web>>,
-    headers: HeaderMap,
     Path(doc_id): Path<String>,
-    Form(f): Form<AckForm>,
+    Signed {
+        user,
+        csrf,
+        form: Form(f),
+    }: Signed<Form<AckForm>>,
 ) -> Response {
-    let (user, csrf) = match need_form_session(&web, &headers, &f.csrf) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let by = Some(f.by.trim().to_owned())
         .filter(|b| !b.is_empty())
         .unwrap_or_else(|| user.display_name.clone());
@@ -1028,14 +1125,13 @@ async fn ack(
 
 async fn reject(
     State(web): State<Arc<Web>>,
-    headers: HeaderMap,
     Path(doc_id): Path<String>,
-    Form(f): Form<RejectForm>,
+    Signed {
+        user,
+        csrf,
+        form: Form(f),
+    }: Signed<Form<RejectForm>>,
 ) -> Response {
-    let (user, csrf) = match need_form_session(&web, &headers, &f.csrf) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     act(
         &web,
         &user,
@@ -1098,13 +1194,9 @@ struct PageQuery {
 
 async fn sent_list(
     State(web): State<Arc<Web>>,
-    headers: HeaderMap,
+    Page { user, csrf }: Page,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    let (user, csrf) = match need_session(&web, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let page = q.page.unwrap_or(1).max(1);
     let offset = (page - 1).saturating_mul(PAGE_SIZE);
     let listed = web
@@ -1311,13 +1403,9 @@ async fn sent_doc_page(
 
 async fn sent_doc(
     State(web): State<Arc<Web>>,
-    headers: HeaderMap,
+    Page { user, csrf }: Page,
     Path(doc_id): Path<String>,
 ) -> Response {
-    let (user, csrf) = match need_session(&web, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     sent_doc_page(&web, &user, &csrf, &doc_id, None).await
 }
 
@@ -1356,36 +1444,34 @@ async fn sender_act(
 
 async fn recall(
     State(web): State<Arc<Web>>,
-    headers: HeaderMap,
     Path(doc_id): Path<String>,
-    Form(f): Form<RecallForm>,
+    Signed {
+        user,
+        csrf,
+        form: Form(f),
+    }: Signed<Form<RecallForm>>,
 ) -> Response {
     let reason = Some(f.reason.trim().to_owned());
-    sender_form(&web, &headers, &f.csrf, &doc_id, reason).await
+    sender_form(&web, &user, &csrf, &doc_id, reason).await
 }
 
 async fn urge(
     State(web): State<Arc<Web>>,
-    headers: HeaderMap,
     Path(doc_id): Path<String>,
-    Form(f): Form<CsrfForm>,
+    Signed { user, csrf, .. }: Signed<Form<CsrfForm>>,
 ) -> Response {
-    sender_form(&web, &headers, &f.csrf, &doc_id, None).await
+    sender_form(&web, &user, &csrf, &doc_id, None).await
 }
 
 /// The 撤回 (with its reason) and 催办 forms: back to the document, with
 /// the hub's refusal on it if there was one.
 async fn sender_form(
     web: &Web,
-    headers: &HeaderMap,
+    user: &User,
     csrf: &str,
     doc_id: &str,
     recall_reason: Option<String>,
 ) -> Response {
-    let (user, csrf) = match need_form_session(web, headers, csrf) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let act = if recall_reason.is_some() {
         "recalled"
     } else {
@@ -1397,7 +1483,7 @@ async fn sender_form(
             Redirect::to(&format!("/sent/{doc_id}")).into_response()
         }
         Err((status, text)) => {
-            let mut r = sent_doc_page(web, &user, &csrf, doc_id, Some(&text)).await;
+            let mut r = sent_doc_page(web, user, csrf, doc_id, Some(&text)).await;
             *r.status_mut() = status;
             r
         }
@@ -1406,12 +1492,9 @@ async fn sender_form(
 
 async fn api_sent_doc(
     State(web): State<Arc<Web>>,
-    headers: HeaderMap,
+    _: Caller,
     Path(doc_id): Path<String>,
 ) -> Response {
-    if let Err(r) = need_caller(&web, &headers) {
-        return r;
-    }
     match sent_view(&web, &doc_id).await {
         Ok(Some(SentView { hub: Some(v), .. })) => axum::Json(v).into_response(),
         Ok(Some(SentView { record, .. })) => {
@@ -1439,12 +1522,9 @@ async fn api_sent_doc(
 /// `GET /api/v1/inbox/{doc_id}`: the row `inbox --json` prints for it.
 async fn api_received_doc(
     State(web): State<Arc<Web>>,
-    headers: HeaderMap,
+    _: Caller,
     Path(doc_id): Path<String>,
 ) -> Response {
-    if let Err(r) = need_caller(&web, &headers) {
-        return r;
-    }
     match received(&web, &doc_id).await {
         Ok((rec, _)) => match crate::incoming::clerk::inbox_rows(vec![rec], false).pop() {
             Some(row) => axum::Json(row).into_response(),
@@ -1458,12 +1538,9 @@ async fn api_received_doc(
 /// newest first.
 async fn api_sent_list(
     State(web): State<Arc<Web>>,
-    headers: HeaderMap,
+    _: Caller,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    if let Err(r) = need_caller(&web, &headers) {
-        return r;
-    }
     let offset = q.page.unwrap_or(1).max(1).saturating_sub(1) * PAGE_SIZE;
     let listed = web
         .parts
@@ -1482,15 +1559,7 @@ async fn api_sent_list(
     }
 }
 
-async fn api_sender_act(
-    web: &Web,
-    headers: &HeaderMap,
-    doc_id: &str,
-    recall_reason: Option<String>,
-) -> Response {
-    if let Err(r) = api_caller(web, headers) {
-        return r;
-    }
+async fn api_sender_act(web: &Web, doc_id: &str, recall_reason: Option<String>) -> Response {
     match sender_act(web, doc_id, recall_reason).await {
         Ok(v) => axum::Json(v).into_response(),
         Err((status, text)) => api_error(status, &text),
@@ -1499,27 +1568,19 @@ async fn api_sender_act(
 
 async fn api_recall(
     State(web): State<Arc<Web>>,
-    headers: HeaderMap,
+    _: Acting,
     Path(doc_id): Path<String>,
     body: Option<axum::Json<ApiAct>>,
 ) -> Response {
     let reason = body.map(|b| b.0.reason).unwrap_or_default();
-    api_sender_act(&web, &headers, &doc_id, Some(reason)).await
+    api_sender_act(&web, &doc_id, Some(reason)).await
 }
 
-async fn api_urge(
-    State(web): State<Arc<Web>>,
-    headers: HeaderMap,
-    Path(doc_id): Path<String>,
-) -> Response {
-    api_sender_act(&web, &headers, &doc_id, None).await
+async fn api_urge(State(web): State<Arc<Web>>, _: Acting, Path(doc_id): Path<String>) -> Response {
+    api_sender_act(&web, &doc_id, None).await
 }
 
-async fn compose_page(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
-    let (user, csrf) = match need_session(&web, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn compose_page(State(web): State<Arc<Web>>, Page { user, csrf }: Page) -> Response {
     // Asked afresh (a unit that joined a minute ago is there), or as last
     // heard when the hub cannot be asked now.
     let dir = match web
@@ -1882,11 +1943,7 @@ fn read_problems(
     (failed, quarantined)
 }
 
-async fn problems_page(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
-    let (user, csrf) = match need_session(&web, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn problems_page(State(web): State<Arc<Web>>, Page { user, csrf }: Page) -> Response {
     let folders = web.parts.identity().folders().clone();
     match tokio::task::spawn_blocking(move || read_problems(&folders)).await {
         Ok((failed, quarantined)) => {
@@ -1943,18 +2000,11 @@ impl Web {
     }
 }
 
-async fn status_page(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
-    let (user, csrf) = match need_session(&web, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn status_page(State(web): State<Arc<Web>>, Page { user, csrf }: Page) -> Response {
     pages::status(&web.frame(&user, &csrf), &web.status()).into_response()
 }
 
-async fn api_status(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
-    if let Err(r) = need_caller(&web, &headers) {
-        return r;
-    }
+async fn api_status(State(web): State<Arc<Web>>, _: Caller) -> Response {
     let v = web.status();
     let rfc = |ms: i64| {
         time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
@@ -2050,13 +2100,9 @@ struct SupervisionQuery {
 
 async fn supervision_page(
     State(web): State<Arc<Web>>,
-    headers: HeaderMap,
+    Page { user, csrf }: Page,
     Query(q): Query<SupervisionQuery>,
 ) -> Response {
-    let (user, csrf) = match need_session(&web, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     if let Err(r) = need_supervisor(&web) {
         return r;
     }
@@ -2164,8 +2210,8 @@ fn file_download(name: &str, content_type: &'static str, body: Vec<u8>) -> Respo
     r
 }
 
-async fn overdue_csv(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
-    if let Err(r) = need_session(&web, &headers).and_then(|_| need_supervisor(&web)) {
+async fn overdue_csv(State(web): State<Arc<Web>>, _: Page) -> Response {
+    if let Err(r) = need_supervisor(&web) {
         return r;
     }
     match ask_hub::<Vec<OverdueRow>>(&web, &HubQuery::overdue()).await {
@@ -2204,8 +2250,8 @@ async fn overdue_csv(State(web): State<Arc<Web>>, headers: HeaderMap) -> Respons
     }
 }
 
-async fn report_csv(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
-    if let Err(r) = need_session(&web, &headers).and_then(|_| need_supervisor(&web)) {
+async fn report_csv(State(web): State<Arc<Web>>, _: Page) -> Response {
+    if let Err(r) = need_supervisor(&web) {
         return r;
     }
     match ask_hub::<Report>(&web, &REPORT).await {
@@ -2251,12 +2297,9 @@ async fn report_csv(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response
 /// `GET /api/v1/supervision/overdue|report`: the hub's JSON as it came.
 async fn api_supervision(
     State(web): State<Arc<Web>>,
-    headers: HeaderMap,
+    _: Caller,
     Path(query): Path<String>,
 ) -> Response {
-    if let Err(r) = need_caller(&web, &headers) {
-        return r;
-    }
     if need_supervisor(&web).is_err() {
         return api_error(StatusCode::FORBIDDEN, "this unit is not a supervisor unit");
     }
@@ -2293,12 +2336,9 @@ pub fn attachment(name: &str) -> String {
 
 async fn download(
     State(web): State<Arc<Web>>,
-    headers: HeaderMap,
+    _: Page,
     Path((doc_id, name)): Path<(String, String)>,
 ) -> Response {
-    if let Err(r) = need_session(&web, &headers) {
-        return r;
-    }
     let (rec, sealed) = match received(&web, &doc_id).await {
         Ok(r) => r,
         Err(r) => return r,
@@ -2347,45 +2387,8 @@ async fn download(
     r
 }
 
-/// Any logged-in browser or bearer token may read; others get 401.
-fn need_caller(web: &Web, headers: &HeaderMap) -> Result<(), Response> {
-    match web.who(headers) {
-        Some(_) => Ok(()),
-        None => Err(api_error(
-            StatusCode::UNAUTHORIZED,
-            "log in, or send Authorization: Bearer <token>",
-        )),
-    }
-}
-
 fn api_error(status: StatusCode, text: &str) -> Response {
     (status, axum::Json(serde_json::json!({ "error": text }))).into_response()
-}
-
-/// A script (bearer token) or a page's own call (session, with its CSRF
-/// token in `X-CSRF-Token`) that may change something.
-fn api_caller(web: &Web, headers: &HeaderMap) -> Result<User, Response> {
-    match web.who(headers) {
-        Some(Who::Token { user }) => Ok(user),
-        Some(Who::Session { user, csrf }) => {
-            let sent = headers
-                .get("x-csrf-token")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            if same_secret(sent, &csrf) {
-                Ok(user)
-            } else {
-                Err(api_error(
-                    StatusCode::FORBIDDEN,
-                    "missing or wrong X-CSRF-Token; nothing was changed",
-                ))
-            }
-        }
-        None => Err(api_error(
-            StatusCode::UNAUTHORIZED,
-            "log in, or send Authorization: Bearer <token>",
-        )),
-    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -2396,17 +2399,7 @@ struct ApiAct {
     reason: String,
 }
 
-async fn api_act(
-    web: &Web,
-    headers: &HeaderMap,
-    doc_id: &str,
-    kind: ReceiptKind,
-    body: ApiAct,
-) -> Response {
-    let user = match api_caller(web, headers) {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+async fn api_act(web: &Web, user: User, doc_id: &str, kind: ReceiptKind, body: ApiAct) -> Response {
     let Ok(doc) = DocId::parse(doc_id) else {
         return api_error(StatusCode::NOT_FOUND, "no such document");
     };
@@ -2427,22 +2420,22 @@ async fn api_act(
 
 async fn api_ack(
     State(web): State<Arc<Web>>,
-    headers: HeaderMap,
+    Acting(user): Acting,
     Path(doc_id): Path<String>,
     body: Option<axum::Json<ApiAct>>,
 ) -> Response {
     let body = body.map(|b| b.0).unwrap_or_default();
-    api_act(&web, &headers, &doc_id, ReceiptKind::Acknowledged, body).await
+    api_act(&web, user, &doc_id, ReceiptKind::Acknowledged, body).await
 }
 
 async fn api_reject(
     State(web): State<Arc<Web>>,
-    headers: HeaderMap,
+    Acting(user): Acting,
     Path(doc_id): Path<String>,
     body: Option<axum::Json<ApiAct>>,
 ) -> Response {
     let body = body.map(|b| b.0).unwrap_or_default();
-    api_act(&web, &headers, &doc_id, ReceiptKind::Rejected, body).await
+    api_act(&web, user, &doc_id, ReceiptKind::Rejected, body).await
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -2456,12 +2449,9 @@ struct ApiInboxQuery {
 /// page at a time, newest first.
 async fn api_inbox(
     State(web): State<Arc<Web>>,
-    headers: HeaderMap,
+    _: Caller,
     Query(q): Query<ApiInboxQuery>,
 ) -> Response {
-    if let Err(r) = need_caller(&web, &headers) {
-        return r;
-    }
     let filter = if q.pending {
         ReceivedFilter::pending()
     } else {
@@ -2478,6 +2468,30 @@ async fn api_inbox(
             axum::Json(crate::incoming::clerk::inbox_rows(rows, false)).into_response()
         }
         Err(e) => server_error(e),
+    }
+}
+
+impl HasCsrf for CsrfForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl HasCsrf for AckForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl HasCsrf for RejectForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl HasCsrf for RecallForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
     }
 }
 
