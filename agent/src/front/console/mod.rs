@@ -20,14 +20,15 @@
 //! downloads (`Content-Disposition: attachment`), never rendered.
 
 mod answers;
+pub mod logins;
 pub mod pages;
 pub mod serve;
 pub mod session;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use axum::Router;
 use axum::body::Body;
@@ -40,20 +41,20 @@ use axum::routing::{get, post};
 use gongwen_common::DocId;
 use gongwen_common::envelope::{FileKind, SealedHeader};
 use gongwen_common::receipt::ReceiptKind;
-use serde::Deserialize;
-use tracing::{info, warn};
-
 use gongwen_common::supervision::{
     DocStatus as HubDocStatus, Found as HubFound, OverdueFilter, OverduePage, OverdueRow,
     Query as HubQuery, Report,
 };
+use serde::Deserialize;
+use tracing::{info, warn};
 
 use crate::error::AgentError;
 use crate::parts::Parts;
-use crate::unit::accounts::{self, Accounts, User};
+use crate::unit::accounts::{self, User};
 use crate::unit::store::{ReceivedFilter, ReceivedRecord, ReceivedState};
+use logins::Logins;
 use pages::{FileLink, Frame, InboxQueryView};
-use session::{LoginGuard, Sessions, same_secret};
+use session::same_secret;
 
 /// Rows on one page of a list.
 pub const PAGE_SIZE: usize = 50;
@@ -137,25 +138,13 @@ fn tls_acceptor(
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(server)))
 }
 
-/// The accounts file as last read: its modification time and length then,
-/// and what it held.
-type ReadAccounts = (Option<(SystemTime, u64)>, Arc<Accounts>);
-
 /// What the handlers share: the agent, the accounts as last read, and the
 /// sessions and failed logins of this run.
 struct Web {
     /// The agent's owners: the console is a front door to all of them.
     parts: Parts,
-    accounts_path: PathBuf,
-    accounts: Mutex<ReadAccounts>,
-    sessions: Mutex<Sessions>,
-    guard: Mutex<LoginGuard>,
-    /// Password hashes being computed (Argon2id takes 19 MiB and tens of
-    /// milliseconds each): at most one per core at once.
-    hashing: Arc<tokio::sync::Semaphore>,
-    /// Logins waiting for a hashing slot; past [`MAX_LOGINS_WAITING`] a
-    /// login is refused at once as busy.
-    logins_waiting: std::sync::atomic::AtomicUsize,
+    /// Accounts, sessions and the failed-login guard.
+    logins: Logins,
     /// This unit as its pages name it.
     unit: String,
     facts: UnitFacts,
@@ -167,10 +156,6 @@ impl std::fmt::Debug for Web {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Web").field("unit", &self.unit).finish()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Random bytes as hex (session cookies, CSRF tokens).
@@ -206,14 +191,7 @@ impl Console {
             web: Arc::new(Web {
                 secure: tls.is_some(),
                 parts,
-                accounts_path,
-                accounts: Mutex::new((None, Arc::default())),
-                sessions: Mutex::default(),
-                guard: Mutex::default(),
-                hashing: Arc::new(tokio::sync::Semaphore::new(
-                    std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
-                )),
-                logins_waiting: Default::default(),
+                logins: Logins::new(accounts_path),
                 unit: facts.label.clone(),
                 facts,
             }),
@@ -457,33 +435,8 @@ fn set_cookie(
 }
 
 impl Web {
-    /// The accounts, read again if the file changed.
-    fn accounts(&self) -> Arc<Accounts> {
-        let stamp = std::fs::metadata(&self.accounts_path)
-            .ok()
-            .and_then(|m| Some((m.modified().ok()?, m.len())));
-        let mut held = lock(&self.accounts);
-        if held.0 != stamp || stamp.is_none() {
-            match Accounts::load(&self.accounts_path) {
-                Ok(a) => {
-                    // A user removed (or re-added) since: their sessions end.
-                    let mut sessions = lock(&self.sessions);
-                    for old in &held.1.users {
-                        let same = a.user(&old.name).is_some_and(|u| u == old);
-                        if !same {
-                            sessions.end_user(&old.name);
-                        }
-                    }
-                    *held = (stamp, Arc::new(a));
-                }
-                Err(e) => warn!("console accounts: {e}; keeping the ones read before"),
-            }
-        }
-        held.1.clone()
-    }
-
     fn who(&self, headers: &HeaderMap) -> Option<Who> {
-        let accounts = self.accounts();
+        let accounts = self.logins.accounts();
         if let Some(token) = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -494,7 +447,7 @@ impl Web {
                 .map(|u| Who::Token { user: u.clone() });
         }
         let cookie = cookie(headers, SESSION_COOKIE)?;
-        let s = lock(&self.sessions).get(cookie, Instant::now())?;
+        let s = self.logins.session(cookie)?;
         let user = accounts.user(&s.user)?.clone();
         Some(Who::Session { user, csrf: s.csrf })
     }
@@ -726,9 +679,6 @@ struct LoginForm {
     csrf: String,
 }
 
-/// Logins that may wait for a hashing slot at once.
-const MAX_LOGINS_WAITING: usize = 32;
-
 async fn login(
     State(web): State<Arc<Web>>,
     headers: HeaderMap,
@@ -741,11 +691,11 @@ async fn login(
     }
     let name = f.username.trim().to_owned();
     let addr = client.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.0.ip());
-    let accounts = web.accounts();
+    let accounts = web.logins.accounts();
     let known = accounts.user(&name).is_some();
     // Counted as a failure now, before the hash: attempts in flight can
     // never number more than the lock allows.
-    let begun = lock(&web.guard).begin(&name, known, addr, Instant::now());
+    let begun = web.logins.begin(&name, known, addr);
     if let Err(locked) = begun {
         return login_form(
             &web,
@@ -755,8 +705,8 @@ async fn login(
             StatusCode::FORBIDDEN,
         );
     }
-    let Some(slot) = hashing_slot(&web).await else {
-        lock(&web.guard).not_tried(&name, known, addr);
+    let Some(slot) = web.logins.hashing_slot().await else {
+        web.logins.not_tried(&name, known, addr);
         let mut r = login_form(
             &web,
             &headers,
@@ -777,7 +727,7 @@ async fn login(
     .ok()
     .flatten();
     let Some(user) = checked else {
-        let locked = lock(&web.guard).locked(&name, known, Instant::now());
+        let locked = web.logins.locked(&name, known);
         warn!(
             "console: failed login for {} from {addr}",
             gongwen_common::logsafe::Clipped(&name)
@@ -788,11 +738,11 @@ async fn login(
         };
         return login_form(&web, &headers, Some(&text), &name, StatusCode::UNAUTHORIZED);
     };
-    lock(&web.guard).succeeded(&name, addr);
+    web.logins.succeeded(&name, addr);
     let (Some(cookie_value), Some(csrf)) = (random_hex(32), random_hex(16)) else {
         return server_error("the system random generator failed");
     };
-    lock(&web.sessions).start(&cookie_value, &user.name, csrf, Instant::now());
+    web.logins.start_session(&cookie_value, &user.name, csrf);
     info!("console: {} logged in", user.name);
     let mut r = Redirect::to("/").into_response();
     let h = r.headers_mut();
@@ -805,22 +755,6 @@ async fn login(
         set_cookie(LOGIN_COOKIE, "", "/login", Some(0), web.secure),
     );
     r
-}
-
-/// A slot to hash one password in, waiting behind at most
-/// [`MAX_LOGINS_WAITING`] others; `None` when that many already wait.
-async fn hashing_slot(web: &Web) -> Option<tokio::sync::OwnedSemaphorePermit> {
-    use std::sync::atomic::Ordering;
-    if let Ok(slot) = web.hashing.clone().try_acquire_owned() {
-        return Some(slot);
-    }
-    if web.logins_waiting.fetch_add(1, Ordering::AcqRel) >= MAX_LOGINS_WAITING {
-        web.logins_waiting.fetch_sub(1, Ordering::AcqRel);
-        return None;
-    }
-    let slot = web.hashing.clone().acquire_owned().await.ok();
-    web.logins_waiting.fetch_sub(1, Ordering::AcqRel);
-    slot
 }
 
 fn locked_text(locked: session::Locked) -> String {
@@ -850,7 +784,7 @@ async fn logout(
     _: Signed<Form<CsrfForm>>,
 ) -> Response {
     if let Some(c) = cookie(&headers, SESSION_COOKIE) {
-        lock(&web.sessions).end(c);
+        web.logins.end_session(c);
     }
     let mut r = Redirect::to("/login").into_response();
     r.headers_mut().insert(
