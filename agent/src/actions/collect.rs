@@ -303,45 +303,7 @@ pub fn summarize(
     });
     let words = hub.map(|h| hub_words(&h.recipients));
     let status = crate::outgoing::status::doc_status(store, &sent).map_err(err)?;
-    // The latest answer from each recipient: the ones the hub names, read
-    // by id; without the hub, found among everything received.
-    let is_answer =
-        |rec: &crate::unit::store::ReceivedRecord| -> Result<Option<SealedHeader>, String> {
-            if !sent.recipients.contains(&rec.sender) {
-                return Ok(None);
-            }
-            let Some(h) = store.header(rec.doc_id).map_err(err)? else {
-                return Ok(None);
-            };
-            Ok(SealedHeader::parse(&h)
-                .ok()
-                .filter(|h| h.meta().links.answers.is_some_and(|a| a.doc_id == doc)))
-        };
-    let mut answers: BTreeMap<NodeId, (crate::unit::store::ReceivedRecord, SealedHeader)> =
-        BTreeMap::new();
-    let candidates = match &words {
-        Some(words) => {
-            let mut named = Vec::new();
-            for id in words.values().filter_map(|w| w.answer) {
-                if let Some((rec, _)) = store.received(id).map_err(err)? {
-                    named.push(rec);
-                }
-            }
-            named
-        }
-        None => store.all_received().map_err(err)?,
-    };
-    for rec in candidates {
-        let Some(h) = is_answer(&rec)? else {
-            continue;
-        };
-        let later = answers
-            .get(&rec.sender)
-            .is_none_or(|(have, _)| have.received_ms < rec.received_ms);
-        if later {
-            answers.insert(rec.sender.clone(), (rec, h));
-        }
-    }
+    let answers = latest_answers(store, &sent, words.as_ref())?;
     let directory = known.get();
     let mut recipients = Vec::new();
     let mut folders = Vec::new();
@@ -364,28 +326,9 @@ pub fn summarize(
                 .inbox
                 .join(r.as_str())
                 .join(rec.doc_id.to_string());
-            let mut files: Vec<String> = std::fs::read_dir(&from)
-                .map(|entries| {
-                    entries
-                        .flatten()
-                        .filter(|e| e.path().is_file())
-                        .map(|e| e.file_name().to_string_lossy().into_owned())
-                        .filter(|n| n != "metadata.json")
-                        .collect()
-                })
-                .unwrap_or_default();
-            files.sort();
+            let answered = answered(rec, h, word, answer_files(&from));
             folders.push((folder_name(r, &name), from));
-            // The hub's time and judgment when it has this answer.
-            let hub_time = word.and_then(|w| w.answered_ms.map(|at| (at, w.late)));
-            Answered {
-                doc_id: rec.doc_id,
-                at_ms: hub_time.map_or(rec.received_ms, |(at, _)| at),
-                late: hub_time.map(|(_, late)| late),
-                decision: h.meta().links.answers.and_then(|a| a.decision),
-                note: h.meta().note.clone(),
-                files,
-            }
+            answered
         });
         let (sign_state, signed_ms) = match word {
             Some(w) => (Some(w.state), w.acknowledged_ms),
@@ -411,6 +354,92 @@ pub fn summarize(
         rows,
         folders,
     }))
+}
+
+type AnswersBySender = BTreeMap<NodeId, (crate::unit::store::ReceivedRecord, SealedHeader)>;
+
+/// The latest answer to `sent` from each of its recipients: the ones the
+/// hub names, read by id; without the hub, found among everything
+/// received.
+fn latest_answers(
+    store: &Store,
+    sent: &crate::unit::store::SentRecord,
+    words: Option<&BTreeMap<String, HubWord>>,
+) -> Result<AnswersBySender, String> {
+    let err = |e: crate::unit::store::StoreError| e.to_string();
+    let doc = sent.doc_id;
+    let is_answer =
+        |rec: &crate::unit::store::ReceivedRecord| -> Result<Option<SealedHeader>, String> {
+            if !sent.recipients.contains(&rec.sender) {
+                return Ok(None);
+            }
+            let Some(h) = store.header(rec.doc_id).map_err(err)? else {
+                return Ok(None);
+            };
+            Ok(SealedHeader::parse(&h)
+                .ok()
+                .filter(|h| h.meta().links.answers.is_some_and(|a| a.doc_id == doc)))
+        };
+    let candidates = match words {
+        Some(words) => {
+            let mut named = Vec::new();
+            for id in words.values().filter_map(|w| w.answer) {
+                if let Some((rec, _)) = store.received(id).map_err(err)? {
+                    named.push(rec);
+                }
+            }
+            named
+        }
+        None => store.all_received().map_err(err)?,
+    };
+    let mut answers = AnswersBySender::new();
+    for rec in candidates {
+        let Some(h) = is_answer(&rec)? else {
+            continue;
+        };
+        let later = answers
+            .get(&rec.sender)
+            .is_none_or(|(have, _)| have.received_ms < rec.received_ms);
+        if later {
+            answers.insert(rec.sender.clone(), (rec, h));
+        }
+    }
+    Ok(answers)
+}
+
+/// The files of an answer in its inbox folder, by name.
+fn answer_files(from: &Path) -> Vec<String> {
+    let mut files: Vec<String> = std::fs::read_dir(from)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.path().is_file())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n != "metadata.json")
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+/// One answer as the table shows it: the hub's time and judgment of
+/// lateness when it has this answer, else when it arrived here.
+fn answered(
+    rec: &crate::unit::store::ReceivedRecord,
+    h: &SealedHeader,
+    word: Option<&HubWord>,
+    files: Vec<String>,
+) -> Answered {
+    let hub_time = word.and_then(|w| w.answered_ms.map(|at| (at, w.late)));
+    Answered {
+        doc_id: rec.doc_id,
+        at_ms: hub_time.map_or(rec.received_ms, |(at, _)| at),
+        late: hub_time.map(|(_, late)| late),
+        decision: h.meta().links.answers.and_then(|a| a.decision),
+        note: h.meta().note.clone(),
+        files,
+    }
 }
 
 /// What [`collect`] wrote.

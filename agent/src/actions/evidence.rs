@@ -63,19 +63,80 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), String> {
         .map_err(|e| format!("cannot write {}: {e}", dir.join(name).display()))
 }
 
-/// Write the evidence for `doc_id` into `out`. Blocking.
-pub fn write_bundle(
-    me: &Identity,
-    store: &Store,
-    doc_id: DocId,
-    out: &Path,
-) -> Result<PathBuf, String> {
-    let header = store
-        .header(doc_id)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("no document {doc_id} was sent or received by this unit"))?;
-    let doc = Statement::decode(&header, StatementKind::Document).map_err(|e| e.to_string())?;
-    let doc_digest = serial_hex(&doc.digest());
+/// The statements written so far into a bundle: the manifest's entries,
+/// and each name with the SM2 distinguishing id it was signed with (GM).
+struct Bundle<'a> {
+    out: &'a Path,
+    manifest: Manifest,
+    names: Vec<(String, Option<String>)>,
+}
+
+impl Bundle<'_> {
+    /// Write one signed statement: what was signed, the signature, the
+    /// signer's certificate (and, GM, the SM2 key that signed and the
+    /// statement binding it to the certificate's key, so openssl can follow
+    /// the chain).
+    fn put(
+        &mut self,
+        name: String,
+        st: &Statement,
+        kind: &str,
+        signer: String,
+        doc_digest: String,
+        time: Option<String>,
+    ) -> Result<(), String> {
+        let out = self.out;
+        write(out, &format!("{name}.signed"), &st.signed_message())?;
+        write(out, &format!("{name}.sig.der"), &st.signature)?;
+        write(
+            out,
+            &format!("{name}.signer.pem"),
+            pem("CERTIFICATE", &st.cert).as_bytes(),
+        )?;
+        let distid = match &st.sm2_binding {
+            None => None,
+            Some(b) => Some(put_sm2_binding(out, &name, b)?),
+        };
+        self.manifest.statements.push(ManifestEntry {
+            name: name.clone(),
+            kind: kind.into(),
+            signer,
+            doc_digest,
+            time,
+        });
+        self.names.push((name, distid));
+        Ok(())
+    }
+}
+
+/// A GM statement's SM2 key and the binding that ties it to its signer's
+/// certificate; the distinguishing id it signs with.
+fn put_sm2_binding(out: &Path, name: &str, binding: &[u8]) -> Result<String, String> {
+    let bound = Statement::decode(binding, StatementKind::Sm2KeyBinding)
+        .map_err(|e| format!("{name}: its SM2 binding: {e}"))?;
+    let keys =
+        Sm2Binding::decode(&bound.body).map_err(|e| format!("{name}: its SM2 binding: {e}"))?;
+    let public = gongwen_common::gm::public_pem(&keys.sign_public)
+        .map_err(|e| format!("{name}: its SM2 key: {e}"))?;
+    write(out, &format!("{name}.sm2.pub.pem"), public.as_bytes())?;
+    write(out, &format!("{name}.sm2-binding"), &bound.signed_message())?;
+    write(
+        out,
+        &format!("{name}.sm2-binding.sig.der"),
+        &bound.signature,
+    )?;
+    Ok(keys.distid)
+}
+
+fn signer_of(st: &Statement) -> String {
+    gongwen_common::pki::CertIdentity::from_der(&st.cert)
+        .map(|c| c.id.to_string())
+        .unwrap_or_default()
+}
+
+/// Every receipt this unit holds about `doc_id`: its recipients', and its
+/// own (delivered, and the clerk's answer) for a document it received.
+fn receipts_of(store: &Store, doc_id: DocId) -> Result<Vec<Vec<u8>>, String> {
     let mut receipts: Vec<Vec<u8>> = store
         .receipts(doc_id)
         .map_err(|e| e.to_string())?
@@ -88,67 +149,38 @@ pub fn write_bundle(
     if let Some(answer) = store.answer(doc_id).map_err(|e| e.to_string())? {
         receipts.push(answer);
     }
-    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    Ok(receipts)
+}
 
-    let mut manifest = Manifest {
-        doc_id,
-        statements: Vec::new(),
+/// Write the evidence for `doc_id` into `out`. Blocking.
+pub fn write_bundle(
+    me: &Identity,
+    store: &Store,
+    doc_id: DocId,
+    out: &Path,
+) -> Result<PathBuf, String> {
+    let header = store
+        .header(doc_id)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no document {doc_id} was sent or received by this unit"))?;
+    let doc = Statement::decode(&header, StatementKind::Document).map_err(|e| e.to_string())?;
+    let receipts = receipts_of(store, doc_id)?;
+    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let mut bundle = Bundle {
+        out,
+        manifest: Manifest {
+            doc_id,
+            statements: Vec::new(),
+        },
+        names: Vec::new(),
     };
-    let mut names = Vec::new();
-    let mut put = |name: String,
-                   st: &Statement,
-                   kind: &str,
-                   signer: String,
-                   digest: String,
-                   time: Option<String>|
-     -> Result<(), String> {
-        write(out, &format!("{name}.signed"), &st.signed_message())?;
-        write(out, &format!("{name}.sig.der"), &st.signature)?;
-        write(
-            out,
-            &format!("{name}.signer.pem"),
-            pem("CERTIFICATE", &st.cert).as_bytes(),
-        )?;
-        // GM: the SM2 key that signed, and the statement binding it to the
-        // certificate's key, so openssl can follow the chain.
-        let distid = match &st.sm2_binding {
-            None => None,
-            Some(b) => {
-                let bound = Statement::decode(b, StatementKind::Sm2KeyBinding)
-                    .map_err(|e| format!("{name}: its SM2 binding: {e}"))?;
-                let keys = Sm2Binding::decode(&bound.body)
-                    .map_err(|e| format!("{name}: its SM2 binding: {e}"))?;
-                let public = gongwen_common::gm::public_pem(&keys.sign_public)
-                    .map_err(|e| format!("{name}: its SM2 key: {e}"))?;
-                write(out, &format!("{name}.sm2.pub.pem"), public.as_bytes())?;
-                write(out, &format!("{name}.sm2-binding"), &bound.signed_message())?;
-                write(
-                    out,
-                    &format!("{name}.sm2-binding.sig.der"),
-                    &bound.signature,
-                )?;
-                Some(keys.distid)
-            }
-        };
-        manifest.statements.push(ManifestEntry {
-            name: name.clone(),
-            kind: kind.into(),
-            signer,
-            doc_digest: digest,
-            time,
-        });
-        names.push((name, distid));
-        Ok(())
-    };
-    let signer = gongwen_common::pki::CertIdentity::from_der(&doc.cert)
-        .map(|c| c.id.to_string())
-        .unwrap_or_default();
-    put(
+    let digest = serial_hex(&doc.digest());
+    bundle.put(
         "document".into(),
         &doc,
         "document",
-        signer,
-        doc_digest.clone(),
+        signer_of(&doc),
+        digest,
         None,
     )?;
     // A forward (转发): the first issuer's signed header, checked the same.
@@ -157,18 +189,25 @@ pub fn write_bundle(
         .and_then(|h| h.meta().links.forwards.clone())
         .and_then(|o| Statement::decode(&o, StatementKind::Document).ok());
     if let Some(original) = &forwarded {
-        let signer = gongwen_common::pki::CertIdentity::from_der(&original.cert)
-            .map(|c| c.id.to_string())
-            .unwrap_or_default();
-        put(
+        let digest = serial_hex(&original.digest());
+        let kind = "original (forwarded)";
+        bundle.put(
             "original".into(),
             original,
-            "original (forwarded)",
-            signer,
-            serial_hex(&original.digest()),
+            kind,
+            signer_of(original),
+            digest,
             None,
         )?;
     }
+    put_receipts(&mut bundle, &receipts)?;
+    let files = copy_files(me, &header, out)?;
+    finish(me, bundle, doc.suite(), files)?;
+    Ok(out.to_owned())
+}
+
+/// The receipts, in the order things happened: by kind, then time.
+fn put_receipts(bundle: &mut Bundle<'_>, receipts: &[Vec<u8>]) -> Result<(), String> {
     let mut order: Vec<(Receipt, Statement)> = receipts
         .iter()
         .filter_map(|b| Receipt::verify(b, None, OffsetDateTime::now_utc()).ok())
@@ -180,16 +219,25 @@ pub fn write_bundle(
         let time = OffsetDateTime::from_unix_timestamp(r.time_ms.div_euclid(1000))
             .map(rfc3339)
             .ok();
-        put(
-            name,
-            st,
+        let (kind, issuer, digest) = (
             r.kind.as_str(),
             r.issuer.to_string(),
             serial_hex(&r.doc_digest),
-            time,
-        )?;
+        );
+        bundle.put(name, st, kind, issuer, digest, time)?;
     }
-    let files = copy_files(me, &header, out)?;
+    Ok(())
+}
+
+/// The CA, the CRL in force, the manifest and the script that checks it
+/// all with openssl.
+fn finish(
+    me: &Identity,
+    bundle: Bundle<'_>,
+    suite: gongwen_common::suite::Suite,
+    files: usize,
+) -> Result<(), String> {
+    let out = bundle.out;
     write(
         out,
         "ca.crt",
@@ -202,13 +250,10 @@ pub fn write_bundle(
         }
         Err(_) => false,
     };
-    let text = serde_json::to_vec_pretty(&manifest).map_err(|e| e.to_string())?;
+    let text = serde_json::to_vec_pretty(&bundle.manifest).map_err(|e| e.to_string())?;
     write(out, "manifest.json", &text)?;
-    write(
-        out,
-        "verify.sh",
-        verify_script(&names, has_crl, doc.suite(), files).as_bytes(),
-    )?;
+    let script = verify_script(&bundle.names, has_crl, suite, files);
+    write(out, "verify.sh", script.as_bytes())?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -217,7 +262,7 @@ pub fn write_bundle(
             std::fs::Permissions::from_mode(0o755),
         );
     }
-    Ok(out.to_owned())
+    Ok(())
 }
 
 /// The document's files as this unit holds them (what it sent, or what it

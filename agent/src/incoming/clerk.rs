@@ -212,118 +212,130 @@ fn seconds_text(s: i64) -> String {
 
 /// Take a notice from the hub. Blocking.
 pub fn take_notice(me: &Identity, store: &Store, n: &Notice) -> Result<(), std::io::Error> {
-    let f = me.folders();
-    let io = |e: StoreError| std::io::Error::other(e.to_string());
     match n.kind {
-        NoticeKind::Urge => {
-            let doc_dir = f.inbox.join(n.sender.as_str()).join(n.doc_id.to_string());
-            // An urge about an answer asked for says so (the hub gives the
-            // reason); otherwise it is about signing for.
-            let answer = !n.reason.is_empty();
-            let (due, todo) = if answer {
-                (
-                    "答复期限 (answer due)",
-                    format!(
-                        "{}。请尽快答复 (please answer): gongwen-agent reply {} [文件...] --by 姓名",
-                        n.reason, n.doc_id
-                    ),
-                )
-            } else {
-                (
-                    "签收期限 (deadline)",
-                    format!(
-                        "请尽快签收或退回: gongwen-agent ack {} --by 姓名 / gongwen-agent reject {} --reason 理由",
-                        n.doc_id, n.doc_id
-                    ),
-                )
-            };
-            let text = format!(
-                "催办通知 (urging notice) #{}\n\n文件 (document): {} {}\n来文单位 (sender): {}\n{due}: {}\n已逾期 (late by): {}\n\n{todo}\n",
-                n.urge_count,
-                n.doc_number,
-                n.title,
-                n.sender,
-                n.deadline.as_deref().unwrap_or("-"),
-                seconds_text(n.late_seconds),
-            );
-            if doc_dir.is_dir() {
-                write_atomic(
-                    &doc_dir.join(format!("催办通知-{}.txt", n.urge_count)),
-                    text.as_bytes(),
-                    0o644,
-                )?;
-            }
-            let counted = store
-                .update_received(n.doc_id, |rec| {
-                    let mut rec = rec.clone();
-                    rec.urge_count = rec.urge_count.max(n.urge_count);
-                    Some(rec)
-                })
-                .map_err(io)?;
-            if counted.is_none() {
-                // The hub pushes notices and documents side by side; an
-                // urge can come first after a reconnect. Refused, it stays
-                // queued at the hub and comes again after the document.
-                return Err(std::io::Error::other(format!(
-                    "document {} has not arrived here yet; urge it again after delivery",
-                    n.doc_id
-                )));
-            }
-            warn!(
-                doc = %n.doc_id,
-                "urged (催办) #{}: {}, {} s late",
-                n.urge_count,
-                if answer { "not answered" } else { "not signed for" },
-                n.late_seconds
-            );
-        }
-        NoticeKind::Supervise => {
-            take_round(
-                me,
-                store,
-                &n.at,
-                n.escalation_level,
-                std::slice::from_ref(n),
-            )?;
-        }
-        NoticeKind::Recall => {
-            if store.received(n.doc_id).map_err(io)?.is_none() {
-                return Ok(());
-            }
-            // The state first, so no clerk can sign for it from here on;
-            // the move below is idempotent, so a notice re-sent after a
-            // crash completes it.
-            store
-                .update_received(n.doc_id, |rec| {
-                    (rec.state != ReceivedState::Recalled).then(|| {
-                        let mut rec = rec.clone();
-                        rec.state = ReceivedState::Recalled;
-                        rec.recall_reason = Some(n.reason.clone());
-                        rec
-                    })
-                })
-                .map_err(io)?;
-            let from = f.inbox.join(n.sender.as_str()).join(n.doc_id.to_string());
-            let to_dir = f.recalled.join(n.sender.as_str());
-            let to = to_dir.join(n.doc_id.to_string());
-            std::fs::create_dir_all(&to_dir)?;
-            if from.exists() && !to.exists() {
-                std::fs::rename(&from, &to)?;
-            }
-            if to.exists() {
-                let text = format!(
-                    "撤回说明 (recall notice)\n\n来文单位 {} 于 {} 撤回此文件。\nThe sender {} recalled this document at {}.\n理由 (reason): {}\n",
-                    n.sender, n.at, n.sender, n.at, n.reason
-                );
-                write_atomic(&to.join("撤回说明.txt"), text.as_bytes(), 0o644)?;
-            }
-            sync_dir(&to_dir)?;
-            if let Some(parent) = from.parent() {
-                let _ = sync_dir(parent);
-            }
-            info!(doc = %n.doc_id, "recalled by {}: moved to recalled/", n.sender);
-        }
+        NoticeKind::Urge => take_urge(me, store, n),
+        NoticeKind::Supervise => take_round(
+            me,
+            store,
+            &n.at,
+            n.escalation_level,
+            std::slice::from_ref(n),
+        ),
+        NoticeKind::Recall => take_recall(me, store, n),
     }
+}
+
+fn store_io(e: StoreError) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+/// 催办: the notice beside the document, and the count on its record.
+fn take_urge(me: &Identity, store: &Store, n: &Notice) -> Result<(), std::io::Error> {
+    let f = me.folders();
+    let io = store_io;
+    let doc_dir = f.inbox.join(n.sender.as_str()).join(n.doc_id.to_string());
+    // An urge about an answer asked for says so (the hub gives the
+    // reason); otherwise it is about signing for.
+    let answer = !n.reason.is_empty();
+    let (due, todo) = if answer {
+        (
+            "答复期限 (answer due)",
+            format!(
+                "{}。请尽快答复 (please answer): gongwen-agent reply {} [文件...] --by 姓名",
+                n.reason, n.doc_id
+            ),
+        )
+    } else {
+        (
+            "签收期限 (deadline)",
+            format!(
+                "请尽快签收或退回: gongwen-agent ack {} --by 姓名 / gongwen-agent reject {} --reason 理由",
+                n.doc_id, n.doc_id
+            ),
+        )
+    };
+    let text = format!(
+        "催办通知 (urging notice) #{}\n\n文件 (document): {} {}\n来文单位 (sender): {}\n{due}: {}\n已逾期 (late by): {}\n\n{todo}\n",
+        n.urge_count,
+        n.doc_number,
+        n.title,
+        n.sender,
+        n.deadline.as_deref().unwrap_or("-"),
+        seconds_text(n.late_seconds),
+    );
+    if doc_dir.is_dir() {
+        write_atomic(
+            &doc_dir.join(format!("催办通知-{}.txt", n.urge_count)),
+            text.as_bytes(),
+            0o644,
+        )?;
+    }
+    let counted = store
+        .update_received(n.doc_id, |rec| {
+            let mut rec = rec.clone();
+            rec.urge_count = rec.urge_count.max(n.urge_count);
+            Some(rec)
+        })
+        .map_err(io)?;
+    if counted.is_none() {
+        // The hub pushes notices and documents side by side; an
+        // urge can come first after a reconnect. Refused, it stays
+        // queued at the hub and comes again after the document.
+        return Err(std::io::Error::other(format!(
+            "document {} has not arrived here yet; urge it again after delivery",
+            n.doc_id
+        )));
+    }
+    warn!(
+        doc = %n.doc_id,
+        "urged (催办) #{}: {}, {} s late",
+        n.urge_count,
+        if answer { "not answered" } else { "not signed for" },
+        n.late_seconds
+    );
+    Ok(())
+}
+
+/// 撤回: the document moves to recalled/ with a note, and can no longer be
+/// signed for.
+fn take_recall(me: &Identity, store: &Store, n: &Notice) -> Result<(), std::io::Error> {
+    let f = me.folders();
+    let io = store_io;
+    if store.received(n.doc_id).map_err(io)?.is_none() {
+        return Ok(());
+    }
+    // The state first, so no clerk can sign for it from here on;
+    // the move below is idempotent, so a notice re-sent after a
+    // crash completes it.
+    store
+        .update_received(n.doc_id, |rec| {
+            (rec.state != ReceivedState::Recalled).then(|| {
+                let mut rec = rec.clone();
+                rec.state = ReceivedState::Recalled;
+                rec.recall_reason = Some(n.reason.clone());
+                rec
+            })
+        })
+        .map_err(io)?;
+    let from = f.inbox.join(n.sender.as_str()).join(n.doc_id.to_string());
+    let to_dir = f.recalled.join(n.sender.as_str());
+    let to = to_dir.join(n.doc_id.to_string());
+    std::fs::create_dir_all(&to_dir)?;
+    if from.exists() && !to.exists() {
+        std::fs::rename(&from, &to)?;
+    }
+    if to.exists() {
+        let text = format!(
+            "撤回说明 (recall notice)\n\n来文单位 {} 于 {} 撤回此文件。\nThe sender {} recalled this document at {}.\n理由 (reason): {}\n",
+            n.sender, n.at, n.sender, n.at, n.reason
+        );
+        write_atomic(&to.join("撤回说明.txt"), text.as_bytes(), 0o644)?;
+    }
+    sync_dir(&to_dir)?;
+    if let Some(parent) = from.parent() {
+        let _ = sync_dir(parent);
+    }
+    info!(doc = %n.doc_id, "recalled by {}: moved to recalled/", n.sender);
     Ok(())
 }
 

@@ -248,10 +248,41 @@ async fn address_and_seal(
     hold: Arc<Hold>,
 ) -> Result<bool, SendError> {
     let me = &tx.me;
+    let draft = read_draft(me, dir).await?;
+    let addressed = address(conn, me, &draft).await?;
+    if !addressed.left_out.is_empty() {
+        warn!(
+            doc = %doc_id,
+            "sent without some recipients:\n{}",
+            crate::rules::addressing::describe(&addressed.left_out)
+        );
+        let left = serde_json::to_vec_pretty(&addressed.left_out).map_err(later)?;
+        let path = dir.join(LEFT_OUT_FILE);
+        tokio::task::spawn_blocking(move || write_atomic(&path, &left, 0o600))
+            .await
+            .map_err(later)?
+            .map_err(later)?;
+    }
+    let crate::rules::addressing::Addressed { to, cc, keys, .. } = addressed;
+    let answers = draft.answers.is_some();
+    let tx = tx.clone();
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let _hold = hold;
+        seal(&tx, &dir, doc_id, draft, to, cc, &keys)
+    })
+    .await
+    .map_err(later)??;
+    Ok(answers)
+}
+
+/// The draft a claim in the spool makes: its files, its sidecar (if any)
+/// and what the clerk's folder said.
+async fn read_draft(me: &Identity, dir: &Path) -> Result<Draft, SendError> {
     let limit = me.config().max_document_size;
     let now = me.clock().now();
     let d = dir.to_owned();
-    let draft = tokio::task::spawn_blocking(move || -> Result<Draft, SendError> {
+    tokio::task::spawn_blocking(move || -> Result<Draft, SendError> {
         let claim = read_claim(&d).map_err(later)?;
         let sidecar = if claim.has_sidecar {
             let text = std::fs::read_to_string(d.join("meta.toml"))
@@ -275,18 +306,31 @@ async fn address_and_seal(
         .map_err(|e| SendError::Permanent(e.to_string()))
     })
     .await
-    .map_err(later)??;
+    .map_err(later)?
+}
 
-    // Resolve names to units and fetch their keys.
+/// Whom the draft goes to: its names resolved by the hub into units (this
+/// unit left out), each with a key it may be sealed to, or left out with
+/// the reason ([`crate::rules::addressing::settle`]).
+async fn address(
+    conn: &quinn::Connection,
+    me: &Identity,
+    draft: &Draft,
+) -> Result<crate::rules::addressing::Addressed, SendError> {
     let mut names = draft.to.clone();
     names.extend(draft.cc.iter().cloned());
-    let reply = request(conn, &Message::Lookup { names }).await?;
-    let (resolved, unknown, bindings) = match reply {
+    let (resolved, bindings) = match request(conn, &Message::Lookup { names }).await? {
         Message::Directory {
             resolved,
             unknown,
             bindings,
-        } => (resolved, unknown, bindings),
+        } if unknown.is_empty() => (resolved, bindings),
+        Message::Directory { unknown, .. } => {
+            return Err(SendError::Permanent(format!(
+                "unknown recipient: {}. No unit or group of that name is known to the hub (a unit is known once it is enrolled in the CA's directory, or once its agent has connected). Check the outbox folder name and the sidecar's to/cc.",
+                unknown.join(", ")
+            )));
+        }
         // The hub cannot answer now (its database, say): its words.
         Message::Error { message, .. } => {
             return Err(SendError::Later(format!(
@@ -301,12 +345,6 @@ async fn address_and_seal(
             )));
         }
     };
-    if !unknown.is_empty() {
-        return Err(SendError::Permanent(format!(
-            "unknown recipient: {}. No unit or group of that name is known to the hub (a unit is known once it is enrolled in the CA's directory, or once its agent has connected). Check the outbox folder name and the sidecar's to/cc.",
-            unknown.join(", ")
-        )));
-    }
     let node = me.node_id().clone();
     let members = |list: &[String]| -> Vec<NodeId> {
         let mut out: Vec<NodeId> = Vec::new();
@@ -333,39 +371,13 @@ async fn address_and_seal(
     }
     let suite = me.credentials().signer().suite();
     let verdicts = key_verdicts(&bindings, &me.trust().checker(), me.clock().now(), suite);
-    let addressed = match crate::rules::addressing::settle(&to, &cc, &verdicts) {
-        Ok(a) => a,
+    match crate::rules::addressing::settle(&to, &cc, &verdicts) {
+        Ok(a) => Ok(a),
         Err(crate::rules::addressing::NotAddressed::NoOneToReceive(why)) => {
-            return Err(SendError::Permanent(why));
+            Err(SendError::Permanent(why))
         }
-        Err(crate::rules::addressing::NotAddressed::Later(why)) => {
-            return Err(SendError::Later(why));
-        }
-    };
-    if !addressed.left_out.is_empty() {
-        warn!(
-            doc = %doc_id,
-            "sent without some recipients:\n{}",
-            crate::rules::addressing::describe(&addressed.left_out)
-        );
-        let left = serde_json::to_vec_pretty(&addressed.left_out).map_err(later)?;
-        let path = dir.join(LEFT_OUT_FILE);
-        tokio::task::spawn_blocking(move || write_atomic(&path, &left, 0o600))
-            .await
-            .map_err(later)?
-            .map_err(later)?;
+        Err(crate::rules::addressing::NotAddressed::Later(why)) => Err(SendError::Later(why)),
     }
-    let crate::rules::addressing::Addressed { to, cc, keys, .. } = addressed;
-    let answers = draft.answers.is_some();
-    let tx = tx.clone();
-    let dir = dir.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let _hold = hold;
-        seal(&tx, &dir, doc_id, draft, to, cc, &keys)
-    })
-    .await
-    .map_err(later)??;
-    Ok(answers)
 }
 
 /// The units a sealed document in the spool was not sent to, and why
@@ -547,79 +559,20 @@ fn seal(
     let signer = me.credentials().signer();
     let suite = signer.suite();
     let key = ContentKey::generate(suite).map_err(later)?;
-    let plain_len = draft.size();
-    let mut sealer = ContentSealer::new(&key, doc_id, plain_len).map_err(later)?;
-    let mut content_hash = Hasher::new(suite);
-    let mut entries = Vec::new();
-    let mut chunk: Vec<u8> = Vec::with_capacity(CHUNK_LEN + 16);
-    let mut flush = |chunk: &mut Vec<u8>, sealer: &mut ContentSealer| -> Result<(), SendError> {
-        sealer.seal_chunk(chunk).map_err(later)?;
-        content_hash.update(chunk);
-        chunk.clear();
-        Ok(())
+    let mut sealing = Sealing {
+        sealer: ContentSealer::new(&key, doc_id, draft.size()).map_err(later)?,
+        content_hash: Hasher::new(suite),
+        chunk: Vec::with_capacity(CHUNK_LEN + 16),
+        suite,
     };
+    let mut entries = Vec::new();
     let mut stamps: crate::outgoing::stamp::Stamps = Vec::new();
     for f in &draft.files {
-        let mut file = std::fs::File::open(&f.path)
-            .map_err(|e| SendError::Permanent(format!("{} cannot be read: {e}", f.name)))?;
-        let stamp = |file: &std::fs::File| {
-            file.metadata()
-                .map(|m| crate::outgoing::stamp::Stamp::of(&m))
-                .map_err(|e| SendError::Permanent(format!("{} cannot be read: {e}", f.name)))
-        };
-        let before = stamp(&file)?;
-        if before.size != f.size {
-            return Err(changed(
-                &f.name,
-                "它的大小在取走之后又变了 (its size changed after it was taken)",
-            ));
-        }
-        let mut hash = Hasher::new(suite);
-        let mut size = 0u64;
-        loop {
-            let room = CHUNK_LEN - chunk.len();
-            let start = chunk.len();
-            chunk.resize(CHUNK_LEN, 0);
-            let n = file
-                .read(&mut chunk[start..start + room])
-                .map_err(|e| SendError::Permanent(format!("{} cannot be read: {e}", f.name)))?;
-            chunk.truncate(start + n);
-            if n == 0 {
-                break;
-            }
-            hash.update(&chunk[start..start + n]);
-            size += n as u64;
-            if size > f.size {
-                return Err(changed(
-                    &f.name,
-                    "封装时它还在变大 (it grew while it was sealed)",
-                ));
-            }
-            if chunk.len() == CHUNK_LEN {
-                flush(&mut chunk, &mut sealer)?;
-            }
-        }
-        let after = stamp(&file)?;
-        if size != f.size {
-            return Err(changed(
-                &f.name,
-                "封装时它变小了 (it shrank while it was sealed)",
-            ));
-        }
-        if let Some(what) = after.changed_from(&before) {
-            return Err(changed(&f.name, &what));
-        }
-        stamps.push((f.name.clone(), after));
-        entries.push(FileEntry {
-            name: f.name.clone(),
-            kind: f.kind,
-            size,
-            sha256: hash.finish(),
-        });
+        let (entry, stamp) = sealing.add(f)?;
+        stamps.push((f.name.clone(), stamp));
+        entries.push(entry);
     }
-    if !sealer.is_finished() {
-        flush(&mut chunk, &mut sealer)?;
-    }
+    let digest = sealing.finish()?;
     write_key(&dir.join("key"), &key.to_bytes()).map_err(later)?;
     let stamps = serde_json::to_vec(&stamps).map_err(later)?;
     write_atomic(
@@ -628,7 +581,6 @@ fn seal(
         0o600,
     )
     .map_err(later)?;
-    let digest = content_hash.finish();
     let meta = DocMeta {
         doc_id,
         sender: me.node_id().clone(),
@@ -650,6 +602,96 @@ fn seal(
     write_atomic(&dir.join("header"), &st.encode(), 0o600).map_err(later)?;
     info!(doc = %doc_id, "sealed for {} recipients", keys.len());
     Ok(())
+}
+
+/// The content, sealed chunk by chunk as the files are read, and the
+/// digest of what it seals to. (Only the key and header are kept: the
+/// upload encrypts the files again.)
+struct Sealing {
+    sealer: ContentSealer,
+    content_hash: Hasher,
+    chunk: Vec<u8>,
+    suite: gongwen_common::suite::Suite,
+}
+
+impl Sealing {
+    fn flush(&mut self) -> Result<(), SendError> {
+        self.sealer.seal_chunk(&mut self.chunk).map_err(later)?;
+        self.content_hash.update(&self.chunk);
+        self.chunk.clear();
+        Ok(())
+    }
+
+    /// Read one file into the content: its entry for the header, and its
+    /// stamp as it was read. A file that changed while it was read is the
+    /// drop still being written ([`SendError::Changed`]).
+    fn add(
+        &mut self,
+        f: &draft::DraftFile,
+    ) -> Result<(FileEntry, crate::outgoing::stamp::Stamp), SendError> {
+        let unreadable =
+            |e: std::io::Error| SendError::Permanent(format!("{} cannot be read: {e}", f.name));
+        let mut file = std::fs::File::open(&f.path).map_err(unreadable)?;
+        let stamp = |file: &std::fs::File| {
+            file.metadata()
+                .map(|m| crate::outgoing::stamp::Stamp::of(&m))
+                .map_err(unreadable)
+        };
+        let before = stamp(&file)?;
+        if before.size != f.size {
+            return Err(changed(
+                &f.name,
+                "它的大小在取走之后又变了 (its size changed after it was taken)",
+            ));
+        }
+        let mut hash = Hasher::new(self.suite);
+        let mut size = 0u64;
+        loop {
+            let start = self.chunk.len();
+            self.chunk.resize(CHUNK_LEN, 0);
+            let n = file.read(&mut self.chunk[start..]).map_err(unreadable)?;
+            self.chunk.truncate(start + n);
+            if n == 0 {
+                break;
+            }
+            hash.update(&self.chunk[start..start + n]);
+            size += n as u64;
+            if size > f.size {
+                return Err(changed(
+                    &f.name,
+                    "封装时它还在变大 (it grew while it was sealed)",
+                ));
+            }
+            if self.chunk.len() == CHUNK_LEN {
+                self.flush()?;
+            }
+        }
+        let after = stamp(&file)?;
+        if size != f.size {
+            return Err(changed(
+                &f.name,
+                "封装时它变小了 (it shrank while it was sealed)",
+            ));
+        }
+        if let Some(what) = after.changed_from(&before) {
+            return Err(changed(&f.name, &what));
+        }
+        let entry = FileEntry {
+            name: f.name.clone(),
+            kind: f.kind,
+            size,
+            sha256: hash.finish(),
+        };
+        Ok((entry, after))
+    }
+
+    /// The last chunk sealed; the content's digest.
+    fn finish(mut self) -> Result<[u8; 32], SendError> {
+        if !self.sealer.is_finished() {
+            self.flush()?;
+        }
+        Ok(self.content_hash.finish())
+    }
 }
 
 /// One request on a fresh stream, one answer.
@@ -742,20 +784,9 @@ async fn upload_sealed(
     )
     .await
     .map_err(|e| conn_err(&e))?;
-    // The hub may first hash what it kept of an earlier attempt.
-    let offset = match read_message(&mut recv, DOCUMENT_WORK_TIMEOUT)
-        .await
-        .map_err(|e| conn_err(&e))?
-    {
-        Message::Accepted { receipt } => return Ok(receipt),
-        Message::UploadFrom { offset } => offset.min(content_len),
-        Message::Error { code, message } => return Err(refused(code, message)),
-        other => {
-            return Err(SendError::Later(format!(
-                "unexpected answer: {}",
-                other.describe()
-            )));
-        }
+    let offset = match begun(&mut recv, content_len, &refused).await? {
+        Begun::Done(receipt) => return Ok(receipt),
+        Begun::From(offset) => offset,
     };
     if offset > 0 {
         info!(doc = %doc_id, "resuming upload at byte {offset} of {content_len}");
@@ -790,20 +821,9 @@ async fn upload_sealed(
         sent += n;
         outgoing.set_progress(doc_id, sent, content_len);
     }
-    // The last chance to take the upload back: a dropped file that changed
-    // since it was sealed is still being written, and what was read of it
-    // must not go out. (The hub keeps nothing of an upload it never saw
-    // finish but the partial file a resumed upload would use.)
-    if let Some((files_dir, stamps)) = stamps {
-        let changed = tokio::task::spawn_blocking(move || {
-            crate::outgoing::stamp::changed_files(&files_dir, &stamps)
-        })
-        .await
-        .map_err(later)?;
-        if let Some((name, what)) = changed.first() {
-            let _ = send.reset(quinn::VarInt::from_u32(0));
-            return Err(self::changed(name, what));
-        }
+    if let Some(why) = changed_since_sealed(stamps).await? {
+        let _ = send.reset(quinn::VarInt::from_u32(0));
+        return Err(why);
     }
     send.finish().map_err(|e| conn_err(&e))?;
     match read_message(&mut recv, DOCUMENT_WORK_TIMEOUT)
@@ -817,6 +837,53 @@ async fn upload_sealed(
             other.describe()
         ))),
     }
+}
+
+/// The last chance to take an upload back: a dropped file that changed
+/// since it was sealed is still being written, and what was read of it
+/// must not go out. (The hub keeps nothing of an upload it never saw
+/// finish but the partial file a resumed upload would use.)
+async fn changed_since_sealed(
+    stamps: Option<(PathBuf, crate::outgoing::stamp::Stamps)>,
+) -> Result<Option<SendError>, SendError> {
+    let Some((files_dir, stamps)) = stamps else {
+        return Ok(None);
+    };
+    let changed = tokio::task::spawn_blocking(move || {
+        crate::outgoing::stamp::changed_files(&files_dir, &stamps)
+    })
+    .await
+    .map_err(later)?;
+    Ok(changed
+        .first()
+        .map(|(name, what)| self::changed(name, what)))
+}
+
+async fn begun(
+    recv: &mut quinn::RecvStream,
+    content_len: u64,
+    refused: &impl Fn(ErrorCode, String) -> SendError,
+) -> Result<Begun, SendError> {
+    match read_message(recv, DOCUMENT_WORK_TIMEOUT)
+        .await
+        .map_err(|e| SendError::Connection(e.to_string()))?
+    {
+        Message::Accepted { receipt } => Ok(Begun::Done(receipt)),
+        Message::UploadFrom { offset } => Ok(Begun::From(offset.min(content_len))),
+        Message::Error { code, message } => Err(refused(code, message)),
+        other => Err(SendError::Later(format!(
+            "unexpected answer: {}",
+            other.describe()
+        ))),
+    }
+}
+
+/// The hub's answer to an upload's beginning: where to go on from (it may
+/// first hash what it kept of an earlier attempt), or its receipt when it
+/// has the whole document already.
+enum Begun {
+    From(u64),
+    Done(Vec<u8>),
 }
 
 /// The hub's store is not the one this agent last worked with (a restored
