@@ -228,16 +228,27 @@ async fn a_retried_upload_after_a_lost_accepted_gives_one_inbox_copy() {
         std::fs::read(docs[0].join("函.txt")).unwrap(),
         b"exactly once"
     );
-    // Once more after delivery: still one copy. The hub's record keeps the
-    // copy delivered (nothing queued again), and a document sent after it
-    // arrives alone.
+    // Once more after delivery (the hub has recorded it): still one copy.
+    // The hub's record keeps the copy delivered (nothing queued again), and
+    // a document sent after it arrives alone.
+    let hub_state = || async {
+        let status = gongwen_tests::ask_hub(
+            &hub.data_dir,
+            &gongwen_hub::ops::control::Request::Status { doc: doc_id },
+        )
+        .await;
+        status["recipients"][0]["state"].as_str().map(str::to_owned)
+    };
+    let deadline = tokio::time::Instant::now() + gongwen_tests::WAIT;
+    while hub_state().await.as_deref() != Some("delivered") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the hub never recorded the delivery"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     assert!(matches!(raw.upload(&doc).await, Message::Accepted { .. }));
-    let status = gongwen_tests::ask_hub(
-        &hub.data_dir,
-        &gongwen_hub::ops::control::Request::Status { doc: doc_id },
-    )
-    .await;
-    assert_eq!(status["recipients"][0]["state"], "delivered", "{status}");
+    assert_eq!(hub_state().await.as_deref(), Some("delivered"));
     let marker = raw
         .seal(
             gongwen_common::DocId::generate(),

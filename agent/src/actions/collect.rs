@@ -293,14 +293,7 @@ pub fn summarize(
     let Some(asks) = question.meta().links.asks else {
         return Ok(None);
     };
-    let reply_by_ms = asks.by.map(|d| match d {
-        Deadline::At(s) => s.saturating_mul(1000),
-        Deadline::Within(span) => sent.sent_ms.saturating_add(
-            i64::try_from(span)
-                .unwrap_or(i64::MAX / 2)
-                .saturating_mul(1000),
-        ),
-    });
+    let reply_by_ms = asks.by.map(|d| reply_by(d, sent.sent_ms));
     let words = hub.map(|h| hub_words(&h.recipients));
     let status = crate::outgoing::status::doc_status(store, &sent).map_err(err)?;
     let answers = latest_answers(store, &sent, words.as_ref())?;
@@ -354,6 +347,18 @@ pub fn summarize(
         rows,
         folders,
     }))
+}
+
+/// When answers are due (Unix ms): a moment, or a span from sending.
+fn reply_by(d: Deadline, sent_ms: i64) -> i64 {
+    match d {
+        Deadline::At(s) => s.saturating_mul(1000),
+        Deadline::Within(span) => sent_ms.saturating_add(
+            i64::try_from(span)
+                .unwrap_or(i64::MAX / 2)
+                .saturating_mul(1000),
+        ),
+    }
 }
 
 type AnswersBySender = BTreeMap<NodeId, (crate::unit::store::ReceivedRecord, SealedHeader)>;

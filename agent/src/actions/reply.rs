@@ -34,6 +34,68 @@ pub fn queue(
     outgoing: &crate::unit::outgoing::Outgoing,
     req: &ReplyRequest,
 ) -> Result<(DocId, bool), String> {
+    let doc = req.doc;
+    let Question {
+        rec,
+        asks,
+        decision,
+        signed_for,
+    } = question(store, req)?;
+    let word = match asks.map(|a| a.kind) {
+        Some(ReplyKind::Decision) => "批复",
+        _ => "报告",
+    };
+    // A bare decision is a document too: its main text says it.
+    let (files, scratch) = if req.files.is_empty() {
+        let note = req.note.as_deref().unwrap_or("");
+        let (path, dir) = decision_text(me, word, decision, note)?;
+        (vec![path], Some(dir))
+    } else {
+        (req.files.clone(), None)
+    };
+    let send = crate::outgoing::outbox::SendRequest {
+        files,
+        to: vec![rec.sender.to_string()],
+        cc: req.cc.clone(),
+        title: req
+            .title
+            .clone()
+            .or_else(|| Some(default_title(&rec.title, word))),
+        doc_type: Some(word.to_owned()),
+        note: req.note.clone(),
+        operator: Some(req.by.clone()),
+        in_reply_to: Some(doc),
+        decision: decision.map(|d| d.as_str().to_owned()),
+        supersedes: req.supersedes,
+        ..Default::default()
+    };
+    // One answer at a time: a second (a form sent twice) would not know
+    // the first's id to say it corrects it.
+    let queued = outgoing.claim(|folders| {
+        match crate::outgoing::outbox::queued_answers(folders, doc).first() {
+            Some(sending) => Err(format!(
+                "an answer to document {doc} ({sending}) is still being sent; once the hub has taken it, a correction names it (supersedes)"
+            )),
+            None => crate::outgoing::outbox::claim_copies(folders, &send),
+        }
+    });
+    if let Some(dir) = scratch {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok((queued?, signed_for))
+}
+
+/// The question an answer is to: its record, what it asks, the decision
+/// given, and whether answering signs for it too; or why it cannot be
+/// answered so.
+struct Question {
+    rec: crate::unit::store::ReceivedRecord,
+    asks: Option<gongwen_common::links::Asks>,
+    decision: Option<Decision>,
+    signed_for: bool,
+}
+
+fn question(store: &crate::unit::store::Store, req: &ReplyRequest) -> Result<Question, String> {
     use crate::unit::store::ReceivedState;
     if req.by.trim().is_empty() {
         return Err("say who answers: --by NAME".into());
@@ -51,15 +113,7 @@ pub fn queue(
     let asked =
         gongwen_common::envelope::SealedHeader::parse(&header).map_err(|e| e.to_string())?;
     let asks = asked.meta().links.asks;
-    let decision = req
-        .decision
-        .as_deref()
-        .map(|d| {
-            Decision::parse(d.trim()).ok_or_else(|| {
-                format!("decision {d:?} is not known: approved (同意), not-approved (不同意) or revise (修改后再报)")
-            })
-        })
-        .transpose()?;
+    let decision = req.decision.as_deref().map(decision_of).transpose()?;
     let previous = store.replied(doc).map_err(|e| e.to_string())?;
     let to = [rec.sender.clone()];
     check_answer(
@@ -93,58 +147,40 @@ pub fn queue(
         ReceivedState::Delivered => true,
         _ => false,
     };
-    let word = match asks.map(|a| a.kind) {
-        Some(ReplyKind::Decision) => "批复",
-        _ => "报告",
-    };
-    // A bare decision is a document too: its main text says it.
-    let mut files = req.files.clone();
-    let mut scratch = None;
-    if files.is_empty() {
-        let dir = tempfile_dir(&me.folders().state)?;
-        let text = format!(
-            "{}。{}\n",
-            decision.map(Decision::chinese).unwrap_or_default(),
-            req.note.as_deref().unwrap_or("")
-        );
-        let path = dir.join(format!("{word}.txt"));
-        if let Err(e) = std::fs::write(&path, text) {
-            let _ = std::fs::remove_dir_all(&dir);
-            return Err(format!("{}: {e}", path.display()));
-        }
-        files.push(path);
-        scratch = Some(dir);
-    }
-    let send = crate::outgoing::outbox::SendRequest {
-        files,
-        to: vec![rec.sender.to_string()],
-        cc: req.cc.clone(),
-        title: req
-            .title
-            .clone()
-            .or_else(|| Some(default_title(&rec.title, word))),
-        doc_type: Some(word.to_owned()),
-        note: req.note.clone(),
-        operator: Some(req.by.clone()),
-        in_reply_to: Some(doc),
-        decision: decision.map(|d| d.as_str().to_owned()),
-        supersedes: req.supersedes,
-        ..Default::default()
-    };
-    // One answer at a time: a second (a form sent twice) would not know
-    // the first's id to say it corrects it.
-    let queued = outgoing.claim(|folders| {
-        match crate::outgoing::outbox::queued_answers(folders, doc).first() {
-            Some(sending) => Err(format!(
-                "an answer to document {doc} ({sending}) is still being sent; once the hub has taken it, a correction names it (supersedes)"
-            )),
-            None => crate::outgoing::outbox::claim_copies(folders, &send),
-        }
-    });
-    if let Some(dir) = scratch {
+    Ok(Question {
+        rec,
+        asks,
+        decision,
+        signed_for,
+    })
+}
+
+fn decision_of(word: &str) -> Result<Decision, String> {
+    Decision::parse(word.trim()).ok_or_else(|| {
+        format!("decision {word:?} is not known: approved (同意), not-approved (不同意) or revise (修改后再报)")
+    })
+}
+
+/// The main text of a bare decision (同意。…), written into a scratch
+/// folder under `state/`: the file, and the folder to remove once it is
+/// claimed.
+fn decision_text(
+    me: &crate::unit::identity::Identity,
+    word: &str,
+    decision: Option<Decision>,
+    note: &str,
+) -> Result<(std::path::PathBuf, std::path::PathBuf), String> {
+    let dir = tempfile_dir(&me.folders().state)?;
+    let text = format!(
+        "{}。{note}\n",
+        decision.map(Decision::chinese).unwrap_or_default(),
+    );
+    let path = dir.join(format!("{word}.txt"));
+    if let Err(e) = std::fs::write(&path, text) {
         let _ = std::fs::remove_dir_all(&dir);
+        return Err(format!("{}: {e}", path.display()));
     }
-    Ok((queued?, signed_for))
+    Ok((path, dir))
 }
 
 /// 关于《question》的批复, the question's title shortened (…) so that the

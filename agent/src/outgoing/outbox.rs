@@ -1085,47 +1085,13 @@ pub async fn watch(
     };
     let settle = me.config().outbox_settle;
     let rescan = me.config().outbox_rescan;
-    let mut stability = Stability::default();
-    let mut stray_stability = Stability::default();
-    let mut hints = Hints::default();
-    // Claims still in the spool (made before a restart) count as recent.
-    let mut recent = RecentClaims::from_spool(me.folders());
+    let mut state = ScanState::new(me.folders());
     let mut first_scan = true;
     loop {
         counters.outbox_scanned();
         let (me2, outgoing2) = (me.clone(), outgoing.clone());
-        let scanned = tokio::task::spawn_blocking(move || {
-            let mut st = stability;
-            let mut ss = stray_stability;
-            let mut hints = hints;
-            let mut recent = recent;
-            let now = Instant::now();
-            let result = ready_drops(&me2.folders().outbox, &mut st, settle, now, &hints).map(
-                |(ready, mut scan)| {
-                    scan.refused.retain(|(p, _)| {
-                        shape_of(p, false)
-                            .map(|shape| ss.observe(p, shape, now, settle))
-                            .unwrap_or(false)
-                    });
-                    (ready, scan)
-                },
-            );
-            let claimed = match &result {
-                Ok((ready, scan)) => {
-                    outgoing2.claim(|folders| act_on(folders, ready, scan, &mut recent, settle))
-                }
-                Err(e) => {
-                    warn!(
-                        "cannot scan the outbox {}: {e}",
-                        me2.folders().outbox.display()
-                    );
-                    0
-                }
-            };
-            hints.retain_existing();
-            (st, ss, hints, recent, claimed)
-        })
-        .await;
+        let scanned =
+            tokio::task::spawn_blocking(move || state.scan(&me2, &outgoing2, settle)).await;
         if first_scan {
             // What was dropped while the agent was down has been looked at:
             // the service is up (systemd Type=notify).
@@ -1133,55 +1099,122 @@ pub async fn watch(
             gongwen_common::daemon::notify_ready();
         }
         let claimed = match scanned {
-            Ok((st, ss, h, r, claimed)) => {
-                stability = st;
-                stray_stability = ss;
-                hints = h;
-                recent = r;
+            Ok((st, claimed)) => {
+                state = st;
                 claimed
             }
             Err(e) => {
                 warn!("outbox scan failed: {e}");
-                stability = Stability::default();
-                stray_stability = Stability::default();
-                hints = Hints::default();
-                recent = RecentClaims::from_spool(me.folders());
+                state = ScanState::new(me.folders());
                 0
             }
         };
         if claimed > 0 {
             outgoing.wake();
         }
-        let next = if stability.pending() + stray_stability.pending() > 0 {
+        let next = if state.pending() > 0 {
             (settle / 2).clamp(Duration::from_millis(20), rescan)
         } else {
             rescan
         };
         let until = tokio::time::Instant::now() + next;
-        loop {
-            tokio::select! {
-                Some(event) = events.recv() => {
-                    // An overflow (no event) means "look again", knowing
-                    // less than before.
-                    let mut take = |event: Option<notify::Event>| match event {
-                        Some(e) if !e.need_rescan() => hints.take(&e),
-                        _ => {
-                            hints.lost_events();
-                            true
-                        }
-                    };
-                    let mut relevant = take(event);
-                    // Take the rest of a burst into the same scan.
-                    while let Ok(event) = events.try_recv() {
-                        relevant |= take(event);
+        wait_for_change(&mut events, &mut state.hints, until).await;
+    }
+}
+
+/// Wait until the outbox may have changed (an event that matters, or a
+/// lost one), or until `until`.
+async fn wait_for_change(
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<Option<notify::Event>>,
+    hints: &mut Hints,
+    until: tokio::time::Instant,
+) {
+    loop {
+        tokio::select! {
+            Some(event) = events.recv() => {
+                // An overflow (no event) means "look again", knowing less
+                // than before.
+                let mut take = |event: Option<notify::Event>| match event {
+                    Some(e) if !e.need_rescan() => hints.take(&e),
+                    _ => {
+                        hints.lost_events();
+                        true
                     }
-                    if relevant {
-                        break;
-                    }
+                };
+                let mut relevant = take(event);
+                // Take the rest of a burst into the same scan.
+                while let Ok(event) = events.try_recv() {
+                    relevant |= take(event);
                 }
-                _ = tokio::time::sleep_until(until) => break,
+                if relevant {
+                    return;
+                }
             }
+            _ = tokio::time::sleep_until(until) => return,
         }
+    }
+}
+
+/// What the watcher remembers between scans: how long each drop has been
+/// still, hints of what changed, and the claims made lately.
+struct ScanState {
+    stability: Stability,
+    stray_stability: Stability,
+    hints: Hints,
+    recent: RecentClaims,
+}
+
+impl ScanState {
+    /// Claims still in the spool (made before a restart) count as recent.
+    fn new(folders: &Folders) -> ScanState {
+        ScanState {
+            stability: Stability::default(),
+            stray_stability: Stability::default(),
+            hints: Hints::default(),
+            recent: RecentClaims::from_spool(folders),
+        }
+    }
+
+    /// Drops still settling.
+    fn pending(&self) -> usize {
+        self.stability.pending() + self.stray_stability.pending()
+    }
+
+    /// Look at the outbox once and claim what is ready; how many were
+    /// claimed. Blocking.
+    fn scan(
+        mut self,
+        me: &crate::unit::identity::Identity,
+        outgoing: &crate::unit::outgoing::Outgoing,
+        settle: Duration,
+    ) -> (ScanState, usize) {
+        let now = Instant::now();
+        let outbox = &me.folders().outbox;
+        let ScanState {
+            stability,
+            stray_stability,
+            hints,
+            recent,
+        } = &mut self;
+        let result = ready_drops(outbox, stability, settle, now, hints).map(|(ready, mut scan)| {
+            scan.refused.retain(|(p, _)| {
+                shape_of(p, false)
+                    .map(|shape| stray_stability.observe(p, shape, now, settle))
+                    .unwrap_or(false)
+            });
+            (ready, scan)
+        });
+        let claimed = match &result {
+            Ok((ready, scan)) => {
+                outgoing.claim(|folders| act_on(folders, ready, scan, recent, settle))
+            }
+            Err(e) => {
+                warn!("cannot scan the outbox {}: {e}", outbox.display());
+                0
+            }
+        };
+        hints.retain_existing();
+        (self, claimed)
     }
 }
 

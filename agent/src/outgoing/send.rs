@@ -490,38 +490,7 @@ fn links_of(
         // Answering signs for the question if it was not signed for yet
         // (by the answer's 经办人, or in the unit's name).
         if rec.state == crate::unit::store::ReceivedState::Delivered {
-            let by = if draft.operator.name.trim().is_empty() {
-                format!("{}（答复）", me.node_id())
-            } else {
-                draft.operator.name.clone()
-            };
-            match crate::incoming::clerk::answer(
-                me,
-                store,
-                a.doc_id,
-                gongwen_common::receipt::ReceiptKind::Acknowledged,
-                &by,
-            ) {
-                Ok(_) => outgoing.wake(),
-                // A clerk answered it meanwhile: signed for all the same,
-                // unless what they did was return it.
-                Err(crate::incoming::clerk::ActError::Answered(..)) => {
-                    let now = store.received(a.doc_id).map_err(later)?;
-                    if now.is_some_and(|(r, _)| {
-                        r.state == crate::unit::store::ReceivedState::Rejected
-                    }) {
-                        return Err(SendError::Permanent(format!(
-                            "document {} was returned (退回) meanwhile; it cannot be answered",
-                            a.doc_id
-                        )));
-                    }
-                }
-                Err(e) => {
-                    return Err(SendError::Later(format!(
-                        "signing for the question first: {e}"
-                    )));
-                }
-            }
+            sign_for_question(me, store, outgoing, draft, a.doc_id)?;
         }
         links.answers = Some(Answers {
             doc_id: a.doc_id,
@@ -531,6 +500,42 @@ fn links_of(
         });
     }
     Ok(links)
+}
+
+/// Sign for the question an answer answers, as the answer is sealed. A
+/// clerk who answered it meanwhile signed for it all the same, unless
+/// what they did was return it.
+fn sign_for_question(
+    me: &Identity,
+    store: &Store,
+    outgoing: &Outgoing,
+    draft: &Draft,
+    question: DocId,
+) -> Result<(), SendError> {
+    let by = if draft.operator.name.trim().is_empty() {
+        format!("{}（答复）", me.node_id())
+    } else {
+        draft.operator.name.clone()
+    };
+    let kind = gongwen_common::receipt::ReceiptKind::Acknowledged;
+    match crate::incoming::clerk::answer(me, store, question, kind, &by) {
+        Ok(_) => {
+            outgoing.wake();
+            Ok(())
+        }
+        Err(crate::incoming::clerk::ActError::Answered(..)) => {
+            let now = store.received(question).map_err(later)?;
+            if now.is_some_and(|(r, _)| r.state == crate::unit::store::ReceivedState::Rejected) {
+                return Err(SendError::Permanent(format!(
+                    "document {question} was returned (退回) meanwhile; it cannot be answered"
+                )));
+            }
+            Ok(())
+        }
+        Err(e) => Err(SendError::Later(format!(
+            "signing for the question first: {e}"
+        ))),
+    }
 }
 
 /// Seal the document without writing its ciphertext: encrypt the files
@@ -771,19 +776,8 @@ async fn upload_sealed(
     let sealed = SealedHeader::parse(&header).map_err(|e| SendError::Permanent(e.to_string()))?;
     let content_len = sealed.header.content_len;
     let conn_err = |e: &dyn std::fmt::Display| SendError::Connection(e.to_string());
-    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| conn_err(&e))?;
-    // A 特急 document's upload goes before bulk on the same connection.
-    let _ = send.set_priority(sealed.header.meta.urgency.stream_priority());
-    write_message(
-        &mut send,
-        &Message::UploadBegin {
-            doc_id,
-            header,
-            content_len,
-        },
-    )
-    .await
-    .map_err(|e| conn_err(&e))?;
+    let urgency = sealed.header.meta.urgency;
+    let (mut send, mut recv) = begin_upload(conn, doc_id, header, content_len, urgency).await?;
     let offset = match begun(&mut recv, content_len, &refused).await? {
         Begun::Done(receipt) => return Ok(receipt),
         Begun::From(offset) => offset,
@@ -857,6 +851,29 @@ async fn changed_since_sealed(
     Ok(changed
         .first()
         .map(|(name, what)| self::changed(name, what)))
+}
+
+/// A stream for one upload, its `UploadBegin` sent. A 特急 document's
+/// upload goes before bulk on the same connection.
+async fn begin_upload(
+    conn: &quinn::Connection,
+    doc_id: DocId,
+    header: Vec<u8>,
+    content_len: u64,
+    urgency: gongwen_common::envelope::Urgency,
+) -> Result<(quinn::SendStream, quinn::RecvStream), SendError> {
+    let conn_err = |e: &dyn std::fmt::Display| SendError::Connection(e.to_string());
+    let (mut send, recv) = conn.open_bi().await.map_err(|e| conn_err(&e))?;
+    let _ = send.set_priority(urgency.stream_priority());
+    let begin = Message::UploadBegin {
+        doc_id,
+        header,
+        content_len,
+    };
+    write_message(&mut send, &begin)
+        .await
+        .map_err(|e| conn_err(&e))?;
+    Ok((send, recv))
 }
 
 async fn begun(
@@ -1166,44 +1183,7 @@ fn file_batch(me: &Identity, store: &Store, known: &Known, jobs: Vec<FileJob>) {
     // document half filed, nor a file other than the one that went out.
     for o in outcome.iter_mut() {
         let Ok(c) = o else { continue };
-        let dest = me.folders().sent.join(c.record.doc_id.to_string());
-        if dest.exists() {
-            continue; // filed before a crash that came before the spool went
-        }
-        if let Err(e) = set_aside_changed(me, c) {
-            *o = Err(later(e));
-            continue;
-        }
-        let meta = c.sealed.meta();
-        // A span deadline counts from the hub's acceptance, which the
-        // `accepted` receipt dates by the hub's clock; with none, the hub
-        // sets one from the urgency, as its directory says.
-        let deadline = meta
-            .deadline
-            .map(|d| d.resolve(c.receipt.time_ms))
-            .or_else(|| {
-                known
-                    .get()?
-                    .default_deadline(meta.urgency, c.receipt.time_ms)
-            });
-        let mut metadata = MetadataJson::from_sealed(&c.sealed, deadline);
-        metadata.left_out = c.record.left_out.clone();
-        let moved = serde_json::to_vec_pretty(&metadata)
-            .map_err(std::io::Error::other)
-            .and_then(|text| {
-                let files = c.dir.join("files");
-                write_atomic(&files.join("metadata.json"), &text, 0o644)?;
-                if !c.record.left_out.is_empty() {
-                    // Said where a clerk who works in the folders looks.
-                    let note = format!(
-                        "这份公文发给了其余收文单位，以下单位没有收到：\nNot sent to these units (the others have it):\n\n{}\n",
-                        crate::rules::addressing::describe(&c.record.left_out)
-                    );
-                    write_atomic(&files.join(LEFT_OUT_NOTE), note.as_bytes(), 0o644)?;
-                }
-                std::fs::rename(&files, &dest)
-            });
-        if let Err(e) = moved {
+        if let Err(e) = file_one(me, known, c) {
             *o = Err(later(e));
         }
     }
@@ -1227,6 +1207,42 @@ fn file_batch(me: &Identity, store: &Store, known: &Known, jobs: Vec<FileJob>) {
         });
         let _ = job.reply.send(answer);
     }
+}
+
+/// Move one accepted document from the spool to `sent/<doc_id>/`, its
+/// `metadata.json` (and a note of units it did not go to) beside its files.
+fn file_one(me: &Identity, known: &Known, c: &Checked) -> std::io::Result<()> {
+    let dest = me.folders().sent.join(c.record.doc_id.to_string());
+    if dest.exists() {
+        return Ok(()); // filed before a crash that came before the spool went
+    }
+    set_aside_changed(me, c)?;
+    let meta = c.sealed.meta();
+    // A span deadline counts from the hub's acceptance, which the
+    // `accepted` receipt dates by the hub's clock; with none, the hub sets
+    // one from the urgency, as its directory says.
+    let deadline = meta
+        .deadline
+        .map(|d| d.resolve(c.receipt.time_ms))
+        .or_else(|| {
+            known
+                .get()?
+                .default_deadline(meta.urgency, c.receipt.time_ms)
+        });
+    let mut metadata = MetadataJson::from_sealed(&c.sealed, deadline);
+    metadata.left_out = c.record.left_out.clone();
+    let text = serde_json::to_vec_pretty(&metadata).map_err(std::io::Error::other)?;
+    let files = c.dir.join("files");
+    write_atomic(&files.join("metadata.json"), &text, 0o644)?;
+    if !c.record.left_out.is_empty() {
+        // Said where a clerk who works in the folders looks.
+        let note = format!(
+            "这份公文发给了其余收文单位，以下单位没有收到：\nNot sent to these units (the others have it):\n\n{}\n",
+            crate::rules::addressing::describe(&c.record.left_out)
+        );
+        write_atomic(&files.join(LEFT_OUT_NOTE), note.as_bytes(), 0o644)?;
+    }
+    std::fs::rename(&files, &dest)
 }
 
 /// Before a sent document is filed: a file that changed since it was
