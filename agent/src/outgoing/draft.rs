@@ -284,6 +284,83 @@ fn links(
     Ok((asks, answers))
 }
 
+fn read_err(e: std::io::Error) -> DraftError {
+    DraftError::Unreadable(e.to_string())
+}
+
+/// A dropped folder's files: regular files only (no folders within, no
+/// links), the main text first — `main` if the sidecar names it, else the
+/// one whose name begins 正文, else the first — then the attachments in
+/// name order.
+fn folder_files(files_dir: &Path, main: Option<&str>) -> Result<Vec<DraftFile>, DraftError> {
+    let mut entries: Vec<_> = std::fs::read_dir(files_dir)
+        .map_err(read_err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(read_err)?;
+    entries.sort_by_key(|e| e.file_name());
+    let mut files = Vec::new();
+    for e in entries {
+        let Some(fname) = e.file_name().to_str().map(str::to_owned) else {
+            return Err(DraftError::Name(format!(
+                "a file in the folder has a name that is not valid UTF-8 ({}); rename it and drop the folder again",
+                gongwen_common::logsafe::Escaped(&e.file_name().to_string_lossy())
+            )));
+        };
+        let meta = std::fs::symlink_metadata(e.path()).map_err(read_err)?;
+        if meta.is_dir() {
+            return Err(DraftError::NestedFolder(fname));
+        }
+        if !meta.is_file() {
+            return Err(DraftError::Name(format!(
+                "{fname} is not a regular file (symbolic links are not sent; copy the file in)"
+            )));
+        }
+        check_file_name(&fname).map_err(|e| DraftError::Name(e.to_string()))?;
+        files.push(DraftFile {
+            path: e.path(),
+            name: fname,
+            kind: FileKind::Attachment,
+            size: meta.len(),
+        });
+    }
+    if files.is_empty() {
+        return Err(DraftError::EmptyFolder);
+    }
+    let main = match main {
+        Some(m) => files
+            .iter()
+            .position(|f| f.name == m)
+            .ok_or_else(|| DraftError::MainMissing(m.to_owned()))?,
+        None => files
+            .iter()
+            .position(|f| f.name.starts_with("正文"))
+            .unwrap_or(0),
+    };
+    files[main].kind = FileKind::Main;
+    let m = files.remove(main);
+    files.insert(0, m);
+    Ok(files)
+}
+
+/// A dropped file, the document's main text: a regular file (a pipe would
+/// block whoever reads it; a device has no end).
+fn single_file(files_dir: &Path, name: &str) -> Result<DraftFile, DraftError> {
+    let path = files_dir.join(name);
+    let meta = std::fs::symlink_metadata(&path).map_err(read_err)?;
+    if !meta.is_file() {
+        return Err(DraftError::Name(format!(
+            "{name} is not a regular file (a pipe, socket or device); only files are sent"
+        )));
+    }
+    check_file_name(name).map_err(|e| DraftError::Name(e.to_string()))?;
+    Ok(DraftFile {
+        path,
+        name: name.to_owned(),
+        kind: FileKind::Main,
+        size: meta.len(),
+    })
+}
+
 /// Build a draft from a claimed drop: `files_dir` holds the dropped file
 /// (or the dropped folder's files), `name` is what was dropped, `to` the
 /// outbox folder it was dropped in; `now` is this machine's time (a
@@ -317,72 +394,11 @@ pub fn build(
                 .map_err(|_| DraftError::Reply(format!("forward_of {v:?} is not a document id")))
         })
         .transpose()?;
-    let mut files = Vec::new();
-    let read_err = |e: std::io::Error| DraftError::Unreadable(e.to_string());
-    if is_folder {
-        let mut entries: Vec<_> = std::fs::read_dir(files_dir)
-            .map_err(read_err)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(read_err)?;
-        entries.sort_by_key(|e| e.file_name());
-        for e in entries {
-            let Some(fname) = e.file_name().to_str().map(str::to_owned) else {
-                return Err(DraftError::Name(format!(
-                    "a file in the folder has a name that is not valid UTF-8 ({}); rename it and drop the folder again",
-                    gongwen_common::logsafe::Escaped(&e.file_name().to_string_lossy())
-                )));
-            };
-            let meta = std::fs::symlink_metadata(e.path()).map_err(read_err)?;
-            if meta.is_dir() {
-                return Err(DraftError::NestedFolder(fname));
-            }
-            if !meta.is_file() {
-                return Err(DraftError::Name(format!(
-                    "{fname} is not a regular file (symbolic links are not sent; copy the file in)"
-                )));
-            }
-            check_file_name(&fname).map_err(|e| DraftError::Name(e.to_string()))?;
-            files.push(DraftFile {
-                path: e.path(),
-                name: fname,
-                kind: FileKind::Attachment,
-                size: meta.len(),
-            });
-        }
-        if files.is_empty() {
-            return Err(DraftError::EmptyFolder);
-        }
-        let main = match &sc.main {
-            Some(m) => files
-                .iter()
-                .position(|f| &f.name == m)
-                .ok_or_else(|| DraftError::MainMissing(m.clone()))?,
-            None => files
-                .iter()
-                .position(|f| f.name.starts_with("正文"))
-                .unwrap_or(0),
-        };
-        files[main].kind = FileKind::Main;
-        // The main text first, attachments in name order.
-        let m = files.remove(main);
-        files.insert(0, m);
+    let files = if is_folder {
+        folder_files(files_dir, sc.main.as_deref())?
     } else {
-        let path = files_dir.join(name);
-        let meta = std::fs::symlink_metadata(&path).map_err(read_err)?;
-        if !meta.is_file() {
-            // A pipe would block whoever reads it; a device has no end.
-            return Err(DraftError::Name(format!(
-                "{name} is not a regular file (a pipe, socket or device); only files are sent"
-            )));
-        }
-        check_file_name(name).map_err(|e| DraftError::Name(e.to_string()))?;
-        files.push(DraftFile {
-            path,
-            name: name.to_owned(),
-            kind: FileKind::Main,
-            size: meta.len(),
-        });
-    }
+        vec![single_file(files_dir, name)?]
+    };
     if files.iter().all(|f| f.size == 0) {
         return Err(DraftError::Empty);
     }

@@ -500,43 +500,65 @@ pub fn claim_all(folders: &Folders, drops: &[&Drop]) -> Vec<std::io::Result<DocI
         return results;
     }
     // 2. The moves.
-    begun.retain(|(i, dir, has_sidecar)| {
-        let d = drops[*i];
-        let sidecar = sidecar_path(&d.path);
-        let moved = (|| {
-            if *has_sidecar {
-                std::fs::rename(&sidecar, dir.join("meta.toml"))?;
-            }
-            if d.is_folder {
-                std::fs::rename(&d.path, dir.join("files"))
-            } else {
-                std::fs::rename(&d.path, dir.join("files").join(&d.name))
-            }
-        })();
-        match moved {
+    begun.retain(
+        |(i, dir, has_sidecar)| match move_in(drops[*i], dir, *has_sidecar) {
             Ok(()) => true,
             Err(e) => {
-                // Gone (or unreadable) between the scan and the claim: undo
-                // the claim at once, the sidecar back beside where the drop
-                // was.
-                if *has_sidecar {
-                    let _ = std::fs::rename(dir.join("meta.toml"), &sidecar);
-                }
-                let _ = std::fs::remove_dir_all(dir);
-                results[*i] = Err(std::io::Error::new(
-                    e.kind(),
-                    format!(
-                        "{} could not be taken from the outbox ({e}); nothing was sent",
-                        Escaped(&d.name)
-                    ),
-                ));
+                results[*i] = Err(e);
                 false
             }
-        }
-    });
+        },
+    );
     // 3. Both ends of every move durable.
+    make_moves_durable(drops, &begun, &mut results);
+    for (i, _, _) in &begun {
+        if let Ok(doc_id) = &results[*i] {
+            let d = drops[*i];
+            info!(doc = %doc_id, "claimed {}/{}", Escaped(&d.to), Escaped(&d.name));
+        }
+    }
+    results
+}
+
+/// Step 2 of a claim: the drop (and its sidecar) moved into the spool
+/// entry. A drop gone (or unreadable) between the scan and the claim
+/// undoes the claim at once, the sidecar back beside where the drop was.
+fn move_in(d: &Drop, dir: &Path, has_sidecar: bool) -> std::io::Result<()> {
+    let sidecar = sidecar_path(&d.path);
+    let moved = (|| {
+        if has_sidecar {
+            std::fs::rename(&sidecar, dir.join("meta.toml"))?;
+        }
+        if d.is_folder {
+            std::fs::rename(&d.path, dir.join("files"))
+        } else {
+            std::fs::rename(&d.path, dir.join("files").join(&d.name))
+        }
+    })();
+    moved.map_err(|e| {
+        if has_sidecar {
+            let _ = std::fs::rename(dir.join("meta.toml"), &sidecar);
+        }
+        let _ = std::fs::remove_dir_all(dir);
+        std::io::Error::new(
+            e.kind(),
+            format!(
+                "{} could not be taken from the outbox ({e}); nothing was sent",
+                Escaped(&d.name)
+            ),
+        )
+    })
+}
+
+/// Step 3 of a claim: both ends of every move durable — each spool entry,
+/// and each outbox folder a drop left (once for all the drops it held).
+fn make_moves_durable(
+    drops: &[&Drop],
+    begun: &[(usize, PathBuf, bool)],
+    results: &mut [std::io::Result<DocId>],
+) {
     let mut left: Vec<&Path> = Vec::new();
-    for (i, dir, has_sidecar) in &begun {
+    for (i, dir, has_sidecar) in begun {
         let d = drops[*i];
         let synced = if d.is_folder || *has_sidecar {
             sync_dir(dir)
@@ -561,20 +583,13 @@ pub fn claim_all(folders: &Folders, drops: &[&Drop]) -> Vec<std::io::Result<DocI
     }
     for parent in left {
         if let Err(e) = sync_dir(parent) {
-            for (i, _, _) in &begun {
+            for (i, _, _) in begun {
                 if drops[*i].path.parent() == Some(parent) && results[*i].is_ok() {
                     results[*i] = Err(std::io::Error::new(e.kind(), e.to_string()));
                 }
             }
         }
     }
-    for (i, _, _) in &begun {
-        if let Ok(doc_id) = &results[*i] {
-            let d = drops[*i];
-            info!(doc = %doc_id, "claimed {}/{}", Escaped(&d.to), Escaped(&d.name));
-        }
-    }
-    results
 }
 
 /// Step 1 of a claim: the folder and its durable `claim.json` (the folder
@@ -975,22 +990,7 @@ pub fn claim_files(folders: &Folders, req: &SendRequest, take: bool) -> Result<D
     let (Some(_), Some(first_to)) = (req.files.first(), req.to.first()) else {
         return Err("name at least one file and one recipient (--to)".into());
     };
-    let mut names = Vec::new();
-    for f in &req.files {
-        let meta = std::fs::metadata(f).map_err(|e| format!("{}: {e}", f.display()))?;
-        if !meta.is_file() {
-            return Err(format!("{} is not a regular file", f.display()));
-        }
-        let name = f
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .ok_or_else(|| format!("{} has no file name", f.display()))?;
-        gongwen_common::envelope::check_file_name(&name).map_err(|e| e.to_string())?;
-        if names.contains(&name) {
-            return Err(format!("two files are named {name:?}"));
-        }
-        names.push(name);
-    }
+    let names = file_names(&req.files)?;
     let io = |e: std::io::Error| e.to_string();
     let doc_id = DocId::generate();
     let dir = folders.spool.join(doc_id.to_string());
@@ -998,30 +998,7 @@ pub fn claim_files(folders: &Folders, req: &SendRequest, take: bool) -> Result<D
     let files = dir.join("files");
     std::fs::create_dir(&files).map_err(io)?;
     let result = (|| -> Result<(), String> {
-        let sidecar = SidecarOut {
-            main: &names[0],
-            to: &req.to[1..],
-            cc: &req.cc,
-            title: req.title.as_deref(),
-            doc_number: req.doc_number.as_deref(),
-            doc_type: req.doc_type.as_deref(),
-            urgency: req.urgency.as_deref(),
-            deadline: req.deadline.as_deref(),
-            note: req.note.as_deref(),
-            operator: req.operator.as_deref(),
-            phone: req.phone.as_deref(),
-            reply: req.reply.as_deref(),
-            reply_by: req.reply_by.as_deref(),
-            in_reply_to: req.in_reply_to.map(|d| d.to_string()),
-            decision: req.decision.as_deref(),
-            supersedes: req.supersedes.map(|d| d.to_string()),
-            forward_of: req.forward_of.map(|d| d.to_string()),
-        };
-        let text = toml::to_string(&sidecar).map_err(|e| e.to_string())?;
-        // Check it the way the sender will, so a bad option fails here.
-        let sc = crate::outgoing::draft::parse_sidecar("send", &text).map_err(|e| e.to_string())?;
-        crate::outgoing::draft::check_sidecar(&sc, time::OffsetDateTime::now_utc())
-            .map_err(|e| e.to_string())?;
+        let text = sidecar_text(req, &names[0])?;
         write_atomic(&dir.join("meta.toml"), text.as_bytes(), 0o600).map_err(io)?;
         for (f, name) in req.files.iter().zip(&names) {
             let dest = files.join(name);
@@ -1056,6 +1033,57 @@ pub fn claim_files(folders: &Folders, req: &SendRequest, take: bool) -> Result<D
     }
     info!(doc = %doc_id, "queued {} file(s) from the command line", names.len());
     Ok(doc_id)
+}
+
+/// The names the files will have in the document: each a regular file,
+/// with a name a document may carry, no two alike.
+fn file_names(files: &[PathBuf]) -> Result<Vec<String>, String> {
+    let mut names = Vec::new();
+    for f in files {
+        let meta = std::fs::metadata(f).map_err(|e| format!("{}: {e}", f.display()))?;
+        if !meta.is_file() {
+            return Err(format!("{} is not a regular file", f.display()));
+        }
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| format!("{} has no file name", f.display()))?;
+        gongwen_common::envelope::check_file_name(&name).map_err(|e| e.to_string())?;
+        if names.contains(&name) {
+            return Err(format!("two files are named {name:?}"));
+        }
+        names.push(name);
+    }
+    Ok(names)
+}
+
+/// The sidecar a request makes, checked the way the sender will check it,
+/// so a bad option fails here and not later.
+fn sidecar_text(req: &SendRequest, main: &str) -> Result<String, String> {
+    let sidecar = SidecarOut {
+        main,
+        to: &req.to[1..],
+        cc: &req.cc,
+        title: req.title.as_deref(),
+        doc_number: req.doc_number.as_deref(),
+        doc_type: req.doc_type.as_deref(),
+        urgency: req.urgency.as_deref(),
+        deadline: req.deadline.as_deref(),
+        note: req.note.as_deref(),
+        operator: req.operator.as_deref(),
+        phone: req.phone.as_deref(),
+        reply: req.reply.as_deref(),
+        reply_by: req.reply_by.as_deref(),
+        in_reply_to: req.in_reply_to.map(|d| d.to_string()),
+        decision: req.decision.as_deref(),
+        supersedes: req.supersedes.map(|d| d.to_string()),
+        forward_of: req.forward_of.map(|d| d.to_string()),
+    };
+    let text = toml::to_string(&sidecar).map_err(|e| e.to_string())?;
+    let sc = crate::outgoing::draft::parse_sidecar("send", &text).map_err(|e| e.to_string())?;
+    crate::outgoing::draft::check_sidecar(&sc, time::OffsetDateTime::now_utc())
+        .map_err(|e| e.to_string())?;
+    Ok(text)
 }
 
 /// Watch the outbox for the agent's whole life: claim complete drops and

@@ -72,32 +72,7 @@ pub fn keygen_with(
             return Err(AgentError::KeyExists { path: path.clone() });
         }
     }
-    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-    let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, id.as_str());
-    params.distinguished_name = dn;
-    let uri = format!("{SAN_NODE_PREFIX}{id}")
-        .try_into()
-        .map_err(AgentError::Keygen)?;
-    params.subject_alt_names = vec![SanType::URI(uri)];
-    let csr = params.serialize_request(&key)?;
-    write_new(&key_path, key.serialize_pem().as_bytes(), 0o600).map_err(|source| {
-        if source.kind() == std::io::ErrorKind::AlreadyExists {
-            AgentError::KeyExists {
-                path: key_path.clone(),
-            }
-        } else {
-            AgentError::Write {
-                path: key_path.clone(),
-                source,
-            }
-        }
-    })?;
-    write_atomic(&csr_path, csr.pem()?.as_bytes(), 0o644).map_err(|source| AgentError::Write {
-        path: csr_path.clone(),
-        source,
-    })?;
+    let key = write_key_and_csr(id, &key_path, &csr_path)?;
     let enc = EncryptionKey::generate().map_err(|e| AgentError::Damaged {
         path: enc_path.clone(),
         detail: e.to_string(),
@@ -134,6 +109,38 @@ pub fn keygen_with(
         binding: binding_path,
         sm2,
     })
+}
+
+/// A P-256 key and its certificate request naming `id`: the key written
+/// only if none is there (0600), the request beside it.
+fn write_key_and_csr(id: &NodeId, key_path: &Path, csr_path: &Path) -> Result<KeyPair, AgentError> {
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, id.as_str());
+    params.distinguished_name = dn;
+    let uri = format!("{SAN_NODE_PREFIX}{id}")
+        .try_into()
+        .map_err(AgentError::Keygen)?;
+    params.subject_alt_names = vec![SanType::URI(uri)];
+    let csr = params.serialize_request(&key)?;
+    write_new(key_path, key.serialize_pem().as_bytes(), 0o600).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::AlreadyExists {
+            AgentError::KeyExists {
+                path: key_path.to_owned(),
+            }
+        } else {
+            AgentError::Write {
+                path: key_path.to_owned(),
+                source,
+            }
+        }
+    })?;
+    write_atomic(csr_path, csr.pem()?.as_bytes(), 0o644).map_err(|source| AgentError::Write {
+        path: csr_path.to_owned(),
+        source,
+    })?;
+    Ok(key)
 }
 
 /// The SM2 keys of a GM unit, and their binding signed with `pkcs8` (the

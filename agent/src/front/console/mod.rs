@@ -1644,31 +1644,7 @@ async fn read_upload(
         if staging.files.contains(&path) {
             break Some(format!("两个文件同名：{file_name}"));
         }
-        let mut out = match tokio::fs::File::create(&path).await {
-            Ok(f) => f,
-            Err(e) => break Some(format!("无法暂存上传的文件：{e}")),
-        };
-        let written = loop {
-            let Ok(next) = tokio::time::timeout(UPLOAD_IDLE_TIMEOUT, part.chunk()).await else {
-                break Err(idle("file"));
-            };
-            match next {
-                Ok(Some(chunk)) => {
-                    staging.bytes += chunk.len() as u64;
-                    if staging.bytes > limit {
-                        break Err(format!(
-                            "文件太大：本单位一次最多发送 {limit} 字节 (the document is too large)。"
-                        ));
-                    }
-                    if let Err(e) = tokio::io::AsyncWriteExt::write_all(&mut out, &chunk).await {
-                        break Err(format!("无法暂存上传的文件：{e}"));
-                    }
-                }
-                Ok(None) => break Ok(()),
-                Err(e) => break Err(format!("上传中断：{e}")),
-            }
-        };
-        if let Err(why) = written {
+        if let Err(why) = stage_file(&mut part, &path, staging, limit).await {
             break Some(why);
         }
         if is_main {
@@ -1679,6 +1655,41 @@ async fn read_upload(
         }
     };
     Ok((user, csrf, problem))
+}
+
+/// One uploaded file written into the staging folder as it arrives, the
+/// whole upload held to `limit` bytes and each wait to the idle timeout.
+async fn stage_file(
+    part: &mut axum::extract::multipart::Field<'_>,
+    path: &std::path::Path,
+    staging: &mut Staging,
+    limit: u64,
+) -> Result<(), String> {
+    let mut out = tokio::fs::File::create(path)
+        .await
+        .map_err(|e| format!("无法暂存上传的文件：{e}"))?;
+    loop {
+        let Ok(next) = tokio::time::timeout(UPLOAD_IDLE_TIMEOUT, part.chunk()).await else {
+            return Err(format!(
+                "上传中断：{UPLOAD_IDLE_TIMEOUT:?} 内没有收到数据 (file)"
+            ));
+        };
+        match next {
+            Ok(Some(chunk)) => {
+                staging.bytes += chunk.len() as u64;
+                if staging.bytes > limit {
+                    return Err(format!(
+                        "文件太大：本单位一次最多发送 {limit} 字节 (the document is too large)。"
+                    ));
+                }
+                tokio::io::AsyncWriteExt::write_all(&mut out, &chunk)
+                    .await
+                    .map_err(|e| format!("无法暂存上传的文件：{e}"))?;
+            }
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(format!("上传中断：{e}")),
+        }
+    }
 }
 
 /// Longest text field of an upload form (a title is 160 characters, a
@@ -1733,24 +1744,7 @@ async fn compose(
     };
     let mut view = pages::ComposeView::default();
     let read = read_upload(&web, &headers, form, &mut staging, |name, value| {
-        let v = &mut view;
-        match name {
-            "to" if !value.trim().is_empty() => v.to.push(value.trim().to_owned()),
-            "cc" if !value.trim().is_empty() => v.cc.push(value.trim().to_owned()),
-            "to_more" => v.to_more = value,
-            "cc_more" => v.cc_more = value,
-            "title" => v.title = value,
-            "doc_number" => v.doc_number = value,
-            "doc_type" => v.doc_type = value,
-            "urgency" => v.urgency = value,
-            "deadline" => v.deadline = value,
-            "operator" => v.operator = value,
-            "phone" => v.phone = value,
-            "note" => v.note = value,
-            "reply" => v.reply = value,
-            "reply_by" => v.reply_by = value,
-            _ => {}
-        }
+        view.take_field(name, value)
     })
     .await;
     let (user, csrf, problem) = match read {
@@ -1761,27 +1755,7 @@ async fn compose(
     to.extend(typed_names(&view.to_more));
     let mut cc = view.cc.clone();
     cc.extend(typed_names(&view.cc_more));
-    let problem = problem.or_else(|| {
-        if to.is_empty() {
-            Some("请至少选一个主送单位 (no main recipient)。".to_owned())
-        } else if !staging.has_main {
-            Some("请选择正文文件 (no main text)。".to_owned())
-        } else {
-            let dir = web.parts.known().get()?;
-            to.iter().chain(&cc).find_map(|n| {
-                if !dir.knows(n) {
-                    Some(format!("交换中心不认识收文单位 {n}。请检查编号。"))
-                } else if dir.is_revoked(n) {
-                    Some(format!(
-                        "{}（{n}）的证书已被吊销，不能收文。请去掉这个单位。",
-                        dir.name_of(&gongwen_common::NodeId::parse(n).ok()?)
-                    ))
-                } else {
-                    None
-                }
-            })
-        }
-    });
+    let problem = problem.or_else(|| compose_problem(&web, &to, &cc, staging.has_main));
     if let Some(why) = problem {
         return compose_again(&web, &user, &csrf, &view, &why);
     }
@@ -1809,6 +1783,31 @@ async fn compose(
         }
         Err(why) => compose_again(&web, &user, &csrf, &view, &why),
     }
+}
+
+/// What keeps a composed document from going, in plain words: no main
+/// recipient, no main text, or a recipient the hub does not know or that
+/// cannot receive.
+fn compose_problem(web: &Web, to: &[String], cc: &[String], has_main: bool) -> Option<String> {
+    if to.is_empty() {
+        return Some("请至少选一个主送单位 (no main recipient)。".to_owned());
+    }
+    if !has_main {
+        return Some("请选择正文文件 (no main text)。".to_owned());
+    }
+    let dir = web.parts.known().get()?;
+    to.iter().chain(cc).find_map(|n| {
+        if !dir.knows(n) {
+            Some(format!("交换中心不认识收文单位 {n}。请检查编号。"))
+        } else if dir.is_revoked(n) {
+            Some(format!(
+                "{}（{n}）的证书已被吊销，不能收文。请去掉这个单位。",
+                dir.name_of(&gongwen_common::NodeId::parse(n).ok()?)
+            ))
+        } else {
+            None
+        }
+    })
 }
 
 fn compose_again(
@@ -2066,12 +2065,34 @@ async fn supervision_page(
         Err(_) => (Vec::new(), 0),
     };
     let report = report.map(report_units).unwrap_or_default();
-    let wanted = q.doc.trim();
-    let found = if wanted.is_empty() {
+    let found = find(&web, q.doc.trim()).await;
+    let filter = pages::SupervisionFilter {
+        unit: q.unit.clone(),
+        sender: q.sender.clone(),
+        urgency: q.urgency.clone(),
+        doc: q.doc.clone(),
+        page,
+    };
+    pages::supervision(
+        &web.frame(&user, &csrf),
+        &filter,
+        &overdue,
+        overdue_total,
+        &report,
+        found.as_ref(),
+        message.as_deref(),
+    )
+    .into_response()
+}
+
+/// A supervisor's search: a document id shows its 签收情况, other text
+/// finds documents by their 文号.
+async fn find(web: &Web, wanted: &str) -> Option<pages::Found> {
+    if wanted.is_empty() {
         None
     } else if let Ok(doc) = DocId::parse(wanted) {
         Some(
-            match ask_hub::<HubDocStatus>(&web, &HubQuery::Status { doc }).await {
+            match ask_hub::<HubDocStatus>(web, &HubQuery::Status { doc }).await {
                 Ok(v) => {
                     pages::Found::Document(v.title.clone(), v.doc_number.clone(), hub_sign_rows(&v))
                 }
@@ -2081,7 +2102,7 @@ async fn supervision_page(
     } else {
         Some(
             match ask_hub::<Vec<HubFound>>(
-                &web,
+                web,
                 &HubQuery::Find {
                     doc_number: wanted.to_owned(),
                 },
@@ -2109,24 +2130,7 @@ async fn supervision_page(
                 Err(e) => pages::Found::Nothing(e),
             },
         )
-    };
-    let filter = pages::SupervisionFilter {
-        unit: q.unit.clone(),
-        sender: q.sender.clone(),
-        urgency: q.urgency.clone(),
-        doc: q.doc.clone(),
-        page,
-    };
-    pages::supervision(
-        &web.frame(&user, &csrf),
-        &filter,
-        &overdue,
-        overdue_total,
-        &report,
-        found.as_ref(),
-        message.as_deref(),
-    )
-    .into_response()
+    }
 }
 
 fn csv_download(name: &str, body: Vec<u8>) -> Response {

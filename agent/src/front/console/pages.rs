@@ -299,6 +299,84 @@ fn forward_form(frame: &Frame<'_>, r: &ReceivedRecord, acts: &DocActs<'_>) -> Ma
     }
 }
 
+/// What the sender's signed header says beyond the record: 主送, 抄送,
+/// 经办人, the note, what it asks and answers, what it forwards.
+fn sender_facts(
+    m: &gongwen_common::envelope::DocMeta,
+    original: Option<&gongwen_common::envelope::SealedHeader>,
+) -> Markup {
+    let ids = |list: &[gongwen_common::NodeId]| {
+        list.iter()
+            .map(|n| n.as_str())
+            .collect::<Vec<_>>()
+            .join("、")
+    };
+    let asks = m.links.asks;
+    html! {
+        dt { "主送" } dd { (ids(&m.to)) }
+        @if !m.cc.is_empty() { dt { "抄送" } dd { (ids(&m.cc)) } }
+        @if !m.operator.name.is_empty() || !m.operator.phone.is_empty() {
+            dt { "经办人" } dd { (m.operator.name) " " (m.operator.phone) }
+        }
+        @if !m.note.is_empty() { dt { "备注" } dd { (m.note) } }
+        @if let Some(a) = asks {
+            dt { "要求答复" }
+            dd {
+                @match a.kind {
+                    ReplyKind::Decision => "批复（审批意见）",
+                    ReplyKind::Report => "报送材料",
+                }
+                @if let Some(by) = a.by { " · 期限 " (reply_by_text(by)) }
+            }
+        }
+        @if let Some(a) = m.links.answers {
+            dt { "答复" }
+            dd {
+                "答复本单位发出的 " code { (a.doc_id) }
+                @if let Some(d) = a.decision { " · 意见：" strong { (d.chinese()) } }
+                @if let Some(old) = a.supersedes { " · 更正 " code { (old) } }
+            }
+        }
+        @if let Some(o) = original {
+            dt { "转发自" }
+            dd {
+                "原发文单位 " (o.meta().sender) " · "
+                @if !o.meta().doc_number.is_empty() { (o.meta().doc_number) " · " }
+                "《" (o.meta().title) "》 · 原件签名已核验"
+            }
+            // The forwarding unit's own words: shown as its note,
+            // never as the document's heading.
+            @if m.title != o.meta().title || m.doc_number != o.meta().doc_number {
+                dt { "转发单位所拟" }
+                dd {
+                    @if !m.doc_number.is_empty() { (m.doc_number) " · " }
+                    (m.title)
+                }
+            }
+        }
+    }
+}
+
+/// The 签收 and 退回 forms of a document delivered and not yet answered.
+fn sign_for_forms(frame: &Frame<'_>, r: &ReceivedRecord) -> Markup {
+    html! {
+    div.acts {
+            form.ack method="post" action={ "/inbox/" (r.doc_id) "/ack" } {
+                h2 { "签收" }
+                input type="hidden" name="csrf" value=(frame.csrf);
+                label { "签收人" input type="text" name="by" value=(frame.user.display_name) required; }
+                button type="submit" { "签收" }
+            }
+            form.reject method="post" action={ "/inbox/" (r.doc_id) "/reject" } {
+                h2 { "退回" }
+                input type="hidden" name="csrf" value=(frame.csrf);
+                label { "退回理由" input type="text" name="reason" required; }
+                button type="submit" { "退回" }
+            }
+        }
+        }
+}
+
 #[allow(clippy::too_many_arguments)]
 pub fn received_doc(
     frame: &Frame<'_>,
@@ -318,12 +396,6 @@ pub fn received_doc(
         r.state,
         ReceivedState::Delivered | ReceivedState::Acknowledged
     );
-    let ids = |list: &[gongwen_common::NodeId]| {
-        list.iter()
-            .map(|n| n.as_str())
-            .collect::<Vec<_>>()
-            .join("、")
-    };
     let sender = r.sender_name.as_deref().unwrap_or(r.sender.as_str());
     layout(
         &r.title,
@@ -335,49 +407,7 @@ pub fn received_doc(
                 dt { "来文单位" } dd { (sender) " (" (r.sender) ")" }
                 dt { "文号" } dd { (r.doc_number) }
                 dt { "文种" } dd { (r.doc_type) }
-                @if let Some(m) = meta {
-                    dt { "主送" } dd { (ids(&m.to)) }
-                    @if !m.cc.is_empty() { dt { "抄送" } dd { (ids(&m.cc)) } }
-                    @if !m.operator.name.is_empty() || !m.operator.phone.is_empty() {
-                        dt { "经办人" } dd { (m.operator.name) " " (m.operator.phone) }
-                    }
-                    @if !m.note.is_empty() { dt { "备注" } dd { (m.note) } }
-                    @if let Some(a) = asks {
-                        dt { "要求答复" }
-                        dd {
-                            @match a.kind {
-                                ReplyKind::Decision => "批复（审批意见）",
-                                ReplyKind::Report => "报送材料",
-                            }
-                            @if let Some(by) = a.by { " · 期限 " (reply_by_text(by)) }
-                        }
-                    }
-                    @if let Some(a) = m.links.answers {
-                        dt { "答复" }
-                        dd {
-                            "答复本单位发出的 " code { (a.doc_id) }
-                            @if let Some(d) = a.decision { " · 意见：" strong { (d.chinese()) } }
-                            @if let Some(old) = a.supersedes { " · 更正 " code { (old) } }
-                        }
-                    }
-                    @if let Some(o) = &original {
-                        dt { "转发自" }
-                        dd {
-                            "原发文单位 " (o.meta().sender) " · "
-                            @if !o.meta().doc_number.is_empty() { (o.meta().doc_number) " · " }
-                            "《" (o.meta().title) "》 · 原件签名已核验"
-                        }
-                        // The forwarding unit's own words: shown as its note,
-                        // never as the document's heading.
-                        @if m.title != o.meta().title || m.doc_number != o.meta().doc_number {
-                            dt { "转发单位所拟" }
-                            dd {
-                                @if !m.doc_number.is_empty() { (m.doc_number) " · " }
-                                (m.title)
-                            }
-                        }
-                    }
-                }
+                @if let Some(m) = meta { (sender_facts(m, original.as_ref())) }
                 dt { "紧急程度" } dd { (urgency_label(r.urgency)) " " small { (r.urgency.as_str()) } }
                 dt { "期限" } dd { @if let Some(d) = r.deadline { (beijing(d.saturating_mul(1000))) } @else { "—" } }
                 dt { "收到时间" } dd { (beijing(r.received_ms)) }
@@ -404,22 +434,7 @@ pub fn received_doc(
                 h2 { "催办与督办通知" }
                 ul.notices { @for n in notices { li { pre { (n) } } } }
             }
-            @if r.state == ReceivedState::Delivered {
-                div.acts {
-                    form.ack method="post" action={ "/inbox/" (r.doc_id) "/ack" } {
-                        h2 { "签收" }
-                        input type="hidden" name="csrf" value=(frame.csrf);
-                        label { "签收人" input type="text" name="by" value=(frame.user.display_name) required; }
-                        button type="submit" { "签收" }
-                    }
-                    form.reject method="post" action={ "/inbox/" (r.doc_id) "/reject" } {
-                        h2 { "退回" }
-                        input type="hidden" name="csrf" value=(frame.csrf);
-                        label { "退回理由" input type="text" name="reason" required; }
-                        button type="submit" { "退回" }
-                    }
-                }
-            }
+            @if r.state == ReceivedState::Delivered { (sign_for_forms(frame, r)) }
             @if answerable && (asks.is_some() || meta.is_some()) {
                 div.acts {
                     @if let Some(a) = asks { (reply_form(frame, r, a, acts.answered)) }
@@ -634,6 +649,29 @@ pub struct ComposeView {
     /// "", "decision" (请示 → 批复) or "report" (通知 → 上报).
     pub reply: String,
     pub reply_by: String,
+}
+
+impl ComposeView {
+    /// Keep a field of the compose form as it was sent.
+    pub fn take_field(&mut self, name: &str, value: String) {
+        match name {
+            "to" if !value.trim().is_empty() => self.to.push(value.trim().to_owned()),
+            "cc" if !value.trim().is_empty() => self.cc.push(value.trim().to_owned()),
+            "to_more" => self.to_more = value,
+            "cc_more" => self.cc_more = value,
+            "title" => self.title = value,
+            "doc_number" => self.doc_number = value,
+            "doc_type" => self.doc_type = value,
+            "urgency" => self.urgency = value,
+            "deadline" => self.deadline = value,
+            "operator" => self.operator = value,
+            "phone" => self.phone = value,
+            "note" => self.note = value,
+            "reply" => self.reply = value,
+            "reply_by" => self.reply_by = value,
+            _ => {}
+        }
+    }
 }
 
 /// The units and groups of the directory, each with a 主送 and a 抄送 box.
@@ -992,6 +1030,88 @@ pub fn report_chart(units: &[ReportUnit]) -> Markup {
     }
 }
 
+/// What a search on `/supervision` found.
+fn found_part(found: Option<&Found>) -> Markup {
+    html! {
+        @match found {
+            Some(Found::Matches(list)) => {
+                table.docs {
+                    thead { tr { th { "文号" } th { "标题" } th { "发文单位" } th { "文档编号" } } }
+                    tbody { @for (id, number, title, sender) in list {
+                        tr { td { (number) } td { a href={ "/supervision?doc=" (id) } { (title) } } td { (sender) } td { code { (id) } } }
+                    } }
+                }
+            }
+            Some(Found::Document(title, number, rows)) => {
+                h3 { (title) " " small { (number) } }
+                (sign_table(rows))
+            }
+            Some(Found::Nothing(why)) => { p.empty { (why) } }
+            None => {}
+        }
+    }
+}
+
+/// One page of the overdue list, with its pager.
+fn overdue_table(f: &SupervisionFilter, overdue: &[OverdueItem], overdue_total: usize) -> Markup {
+    html! {
+        @let pages = overdue_total.div_ceil(super::PAGE_SIZE).max(1);
+        @if overdue.is_empty() {
+            p.empty { "没有超期未签收或未答复的公文。" }
+        } @else {
+            p.pager {
+                "共 " (overdue_total) " 项，第 " (f.page) " / " (pages) " 页"
+                @if f.page > 1 { " " a href=(f.page_link(f.page - 1)) { "上一页" } }
+                @if f.page < pages { " " a href=(f.page_link(f.page + 1)) { "下一页" } }
+            }
+            table.docs.overdue {
+                thead { tr {
+                    th { "收文单位" } th { "事项" } th { "发文单位" } th { "文号" } th { "标题" } th { "紧急程度" }
+                    th { "期限" } th { "超期" } th { "催办次数" } th { "督办级别" }
+                } }
+                tbody { @for o in overdue {
+                    tr {
+                        td {
+                            (o.recipient)
+                            @if o.revoked { " （证书已吊销）" }
+                        }
+                        td { (o.missing.chinese()) } td { (o.sender) } td { (o.doc_number) }
+                        td { a href={ "/supervision?doc=" (o.doc_id) } { (o.title) } }
+                        td { (Urgency::parse(&o.urgency).map(urgency_label).unwrap_or(&o.urgency)) }
+                        td.overdue { @if let Some(t) = o.deadline_ms { (beijing(t)) } }
+                        td.overdue { (duration_words(o.late_seconds)) }
+                        td.num { (o.urge_count) } td.num { (o.escalation_level) }
+                    }
+                } }
+            }
+        }
+    }
+}
+
+/// The 汇总 per unit.
+fn report_table(report: &[ReportUnit]) -> Markup {
+    html! {
+        table.docs.report {
+            thead { tr {
+                th { "单位" } th { "收文" } th { "按时签收" } th { "逾期签收" } th { "退回" }
+                th { "未签收" } th { "现超期" } th { "签收用时中位数" }
+                th { "要求答复" } th { "按时答复" } th { "逾期答复" } th { "超期未答复" }
+            } }
+            tbody { @for u in report {
+                tr {
+                    td { (u.unit) @if u.revoked { " （证书已吊销）" } }
+                    td.num { (u.received) } td.num { (u.on_time) } td.num { (u.late) }
+                    td.num { (u.rejected) } td.num { (u.pending) } td.num { (u.overdue_now) }
+                    td { @if let Some(s) = u.median_sign_seconds { (duration_words(s)) } @else { "—" } }
+                    td.num { (u.answers_asked) } td.num { (u.answered_on_time) }
+                    td.num { (u.answered_late) }
+                    td.num class=[(u.answers_missing > 0).then_some("overdue")] { (u.answers_missing) }
+                }
+            } }
+        }
+    }
+}
+
 /// `/supervision`: the province, for a supervision office (督查室).
 pub fn supervision(
     frame: &Frame<'_>,
@@ -1013,22 +1133,7 @@ pub fn supervision(
                 label { "文档编号或文号" input type="text" name="doc" value=(f.doc); }
                 button type="submit" { "查询" }
             }
-            @match found {
-                Some(Found::Matches(list)) => {
-                    table.docs {
-                        thead { tr { th { "文号" } th { "标题" } th { "发文单位" } th { "文档编号" } } }
-                        tbody { @for (id, number, title, sender) in list {
-                            tr { td { (number) } td { a href={ "/supervision?doc=" (id) } { (title) } } td { (sender) } td { code { (id) } } }
-                        } }
-                    }
-                }
-                Some(Found::Document(title, number, rows)) => {
-                    h3 { (title) " " small { (number) } }
-                    (sign_table(rows))
-                }
-                Some(Found::Nothing(why)) => { p.empty { (why) } }
-                None => {}
-            }
+            (found_part(found))
             h2 { "全省超期未签收、未答复" }
             form.filter method="get" action="/supervision" {
                 label { "收文单位" input type="text" name="unit" value=(f.unit); }
@@ -1044,57 +1149,11 @@ pub fn supervision(
                 button type="submit" { "筛选" }
                 a href="/supervision/overdue.csv" download { "导出 CSV" }
             }
-            @let pages = overdue_total.div_ceil(super::PAGE_SIZE).max(1);
-            @if overdue.is_empty() {
-                p.empty { "没有超期未签收或未答复的公文。" }
-            } @else {
-                p.pager {
-                    "共 " (overdue_total) " 项，第 " (f.page) " / " (pages) " 页"
-                    @if f.page > 1 { " " a href=(f.page_link(f.page - 1)) { "上一页" } }
-                    @if f.page < pages { " " a href=(f.page_link(f.page + 1)) { "下一页" } }
-                }
-                table.docs.overdue {
-                    thead { tr {
-                        th { "收文单位" } th { "事项" } th { "发文单位" } th { "文号" } th { "标题" } th { "紧急程度" }
-                        th { "期限" } th { "超期" } th { "催办次数" } th { "督办级别" }
-                    } }
-                    tbody { @for o in overdue {
-                        tr {
-                            td {
-                                (o.recipient)
-                                @if o.revoked { " （证书已吊销）" }
-                            }
-                            td { (o.missing.chinese()) } td { (o.sender) } td { (o.doc_number) }
-                            td { a href={ "/supervision?doc=" (o.doc_id) } { (o.title) } }
-                            td { (Urgency::parse(&o.urgency).map(urgency_label).unwrap_or(&o.urgency)) }
-                            td.overdue { @if let Some(t) = o.deadline_ms { (beijing(t)) } }
-                            td.overdue { (duration_words(o.late_seconds)) }
-                            td.num { (o.urge_count) } td.num { (o.escalation_level) }
-                        }
-                    } }
-                }
-            }
+            (overdue_table(f, overdue, overdue_total))
             h2 { "各单位签收与答复汇总" }
             p { a href="/supervision/report.csv" download { "导出 CSV" } }
             (report_chart(report))
-            table.docs.report {
-                thead { tr {
-                    th { "单位" } th { "收文" } th { "按时签收" } th { "逾期签收" } th { "退回" }
-                    th { "未签收" } th { "现超期" } th { "签收用时中位数" }
-                    th { "要求答复" } th { "按时答复" } th { "逾期答复" } th { "超期未答复" }
-                } }
-                tbody { @for u in report {
-                    tr {
-                        td { (u.unit) @if u.revoked { " （证书已吊销）" } }
-                        td.num { (u.received) } td.num { (u.on_time) } td.num { (u.late) }
-                        td.num { (u.rejected) } td.num { (u.pending) } td.num { (u.overdue_now) }
-                        td { @if let Some(s) = u.median_sign_seconds { (duration_words(s)) } @else { "—" } }
-                        td.num { (u.answers_asked) } td.num { (u.answered_on_time) }
-                        td.num { (u.answered_late) }
-                        td.num class=[(u.answers_missing > 0).then_some("overdue")] { (u.answers_missing) }
-                    }
-                } }
-            }
+            (report_table(report))
         },
     )
 }
