@@ -874,12 +874,27 @@ async fn an_idle_agent_does_not_rescan_its_outbox_in_a_loop() {
     let _harbin = net.start_agent("harbin-gov", hub.addr);
     hub.wait_ready(&["prov-gov", "harbin-gov"]).await;
     let scans = || prov.parts.counters().outbox_scans();
+    // Each change in the outbox makes one scan, and the scan's own look at
+    // the outbox makes none: three changes that hold no drop (a folder
+    // made, then removed, then made again), each waited for by its scan,
+    // make about three scans. The loop made thousands between two changes.
     let before = scans();
-    // Observing that nothing happens needs a window; half a second is
-    // thousands of scans with the loop and none without it.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let idle = scans() - before;
-    assert!(idle <= 1, "{idle} outbox scans in 500 ms while idle");
+    let other = net.root("prov-gov").join("outbox").join("无此单位");
+    let mut seen = before;
+    for change in 0..3 {
+        if change % 2 == 0 {
+            std::fs::create_dir(&other).unwrap();
+        } else {
+            std::fs::remove_dir(&other).unwrap();
+        }
+        seen = gongwen_tests::wait_until("the outbox to be scanned after a change", || {
+            let now = scans();
+            (now > seen).then_some(now)
+        })
+        .await;
+    }
+    let idle = seen - before;
+    assert!(idle <= 5, "{idle} outbox scans for three changes");
 
     net.drop_file(
         "prov-gov",
