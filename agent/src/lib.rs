@@ -25,10 +25,12 @@
 //!   [`unit::holds`] (documents being worked on), [`unit::outgoing`] (the
 //!   claim lock and the uploader's wake), [`unit::hub_link`] (the
 //!   connection and asking the hub), [`unit::directory`] (the address
-//!   book), [`unit::accounts`] (console users and tokens), and the parts
+//!   book), [`unit::accounts`] (console users and tokens),
+//!   [`unit::counters`] (what the agent counts), and the parts
 //!   they are made of ([`unit::folders`], [`unit::credentials`],
 //!   [`unit::trust`], [`unit::keygen`], [`unit::batch`]).
-//! - `incoming/` — from the hub: [`incoming::receive`] (a document),
+//! - `incoming/` — from the hub: [`incoming::receive`] (a document, by
+//!   the decisions of [`incoming::plan`]),
 //!   [`incoming::receipts`] (our recipients' receipts), [`incoming::clerk`]
 //!   (签收/退回 recorded and handed to the hub; 催办, 督办, 撤回 taken).
 //! - `outgoing/` — to the hub: [`outgoing::outbox`] (drops claimed into
@@ -42,11 +44,13 @@
 //! - `link/` — [`link::client`] (connect, hello, reconnect),
 //!   [`link::session`] (one admitted connection's work), [`link::state`].
 //! - `front/` — the front doors: [`front::control`] (the local socket),
-//!   [`front::console`] (the web console), [`front::metrics`].
+//!   [`front::console`] (the web console: its pages, its serve loop, its
+//!   logins and sessions), [`front::metrics`].
 //! - [`agent`] — [`Agent`]: the composition, built from the configuration
 //!   and run.
 //! - [`error`] — [`AgentError`].
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 pub mod actions;
 pub mod agent;

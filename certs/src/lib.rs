@@ -19,6 +19,7 @@
 //! - [`registry`] — the record of issued certificates.
 //! - [`error`] — [`CaError`].
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 pub mod ca;
 pub mod enroll;

@@ -1360,12 +1360,12 @@ pub(crate) mod tests {
     }
 
     impl TestPki {
-        pub fn new() -> TestPki {
+        pub(crate) fn new() -> TestPki {
             TestPki::for_suite(crate::suite::Suite::Standard)
         }
 
         /// A CA of a deployment that uses `suite`.
-        pub fn for_suite(suite: crate::suite::Suite) -> TestPki {
+        pub(crate) fn for_suite(suite: crate::suite::Suite) -> TestPki {
             let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
             let mut params = rcgen::CertificateParams::default();
             if let Some(uri) = suite.san_uri() {
@@ -1387,7 +1387,7 @@ pub(crate) mod tests {
             }
         }
 
-        pub fn signer(&self, id: &str, role: Role) -> Signer {
+        pub(crate) fn signer(&self, id: &str, role: Role) -> Signer {
             let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
             let mut p = rcgen::CertificateParams::default();
             p.distinguished_name = rcgen::DistinguishedName::new();
@@ -1414,18 +1414,18 @@ pub(crate) mod tests {
             Signer::new(&der, cert).unwrap()
         }
 
-        pub fn checker(&self) -> CertChecker {
+        pub(crate) fn checker(&self) -> CertChecker {
             CertChecker::new(&self.ca, None).unwrap()
         }
 
         /// The CA's own key, PKCS#8 DER.
-        pub fn ca_key_pkcs8(&self) -> Vec<u8> {
+        pub(crate) fn ca_key_pkcs8(&self) -> Vec<u8> {
             self.issuer_key.serialize_der()
         }
 
         /// A checker with an empty CRL from this CA, fresh until
         /// `next_update`.
-        pub fn checker_with_crl(&self, next_update: OffsetDateTime) -> CertChecker {
+        pub(crate) fn checker_with_crl(&self, next_update: OffsetDateTime) -> CertChecker {
             let params = rcgen::CertificateRevocationListParams {
                 this_update: next_update - time::Duration::days(7),
                 next_update,

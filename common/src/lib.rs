@@ -24,10 +24,15 @@
 //! - [`clock`] — injected time: the system clock, or a manual one in tests.
 //! - [`codec`] — the canonical byte encoding under wire frames and signatures.
 //! - [`envelope`] — seal and open documents: metadata, HPKE key wrap, chunked AES-GCM.
+//! - [`deadline`] — when recipients must have signed for a document.
 //! - [`notice`] — urge, supervise and recall notices from the hub.
 //! - [`links`] — a document asks for an answer, answers another, forwards another.
 //! - [`receipt`] — receipts (accepted, delivered, quarantined, acknowledged, rejected).
 //! - [`signed`] — signed statements (ECDSA P-256, DER) and the signer.
+//! - [`digest`] — SHA-256.
+//! - [`suite`] — the crypto suite a deployment uses (standard or 国密), and
+//!   its digests.
+//! - [`gm`] — SM2, SM3 and SM4 for the 国密 suite.
 //! - [`wire`] — the frame codec and message vocabulary (sans-IO).
 //! - [`stream`] — whole messages on QUIC streams, with read deadlines (edge).
 //! - [`transfer`] — document bytes between QUIC streams and files, batched (edge).
@@ -47,10 +52,13 @@
 //! - [`material`] — the certificate, key, CA and CRL a configuration names,
 //!   loaded and checked against each other (errors name file and key).
 //! - [`tls`] — TLS 1.3 + QUIC configurations for hub and agent.
+//! - [`provider`] — the one rustls crypto provider, and time as rustls
+//!   counts it.
 //! - [`timefmt`] — durations such as `"4h"` and RFC 3339 time stamps.
 //! - [`error`] — the crate's error enum.
 //! - [`failpoint`] — crash points the fault tests arm by environment.
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 pub mod clock;
 pub mod codec;

@@ -25,12 +25,13 @@
 //!   [`rules::admission`] (who gets in: the handshake gate, the
 //!   certificate judged at admission, the pre-welcome bounds),
 //!   [`rules::expiry`] (warnings before certificates and the CRL run out).
-//! - `store/` — [`store::Store`], the trait, and its backends, embedded
-//!   (redb, with [`store::spool`] for ciphertext and [`store::audit`], the
-//!   hash-chained receipt log) and PostgreSQL; [`store::commit`], group
-//!   commit of accepts and delivery receipts.
+//! - `store/` — [`store::Store`], the trait, and its backends,
+//!   [`store::embedded`] (redb, with [`store::spool`] for ciphertext and
+//!   [`store::audit`], the hash-chained receipt log) and [`store::postgres`];
+//!   [`store::import`] (an embedded store moved into PostgreSQL);
+//!   [`store::commit`], group commit of accepts and delivery receipts.
 //! - `state/` — what a running hub owns, one owner per piece, gathered in
-//!   `Core`: [`state::registry`] (connected units, waking their pushers),
+//!   `state::core::Core`: [`state::registry`] (connected units, waking their pushers),
 //!   [`state::trust`] (the CRL in force), [`state::enrolled`] (the CA's
 //!   directory and the groups), [`state::renewals`] (renewed certificates
 //!   waiting), [`state::quota`] (documents waiting for an offline unit),
@@ -54,6 +55,7 @@
 //!   connection (handshake, hello, welcome).
 //! - [`error`] — [`HubError`].
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 pub mod error;
 pub mod link;

@@ -14,8 +14,8 @@ pub fn max_content_len(max_document_size: u64) -> u64 {
     max_document_size.saturating_add(max_document_size / 64 + 1024)
 }
 
-/// A download's checkpoint as the offset file keeps it: "<offset> <digest
-/// of the files so far>".
+/// A download's checkpoint as the offset file keeps it: the offset, a
+/// space, and the digest of the files so far.
 pub fn parse_checkpoint(text: &str) -> Option<(u64, String)> {
     let (at, digest) = text.trim().split_once(' ')?;
     if digest.is_empty() || digest.contains(' ') {

@@ -10,14 +10,14 @@ use gongwen_common::wire::RefuseCode;
 /// TLS alert numbers (RFC 8446 §6) as they appear in QUIC crypto errors
 /// (0x100 + alert).
 mod alert {
-    pub const BAD_CERTIFICATE: u8 = 42;
-    pub const UNSUPPORTED_CERTIFICATE: u8 = 43;
-    pub const CERTIFICATE_REVOKED: u8 = 44;
-    pub const CERTIFICATE_EXPIRED: u8 = 45;
-    pub const UNKNOWN_CA: u8 = 48;
-    pub const ACCESS_DENIED: u8 = 49;
-    pub const DECRYPT_ERROR: u8 = 51;
-    pub const NO_APPLICATION_PROTOCOL: u8 = 120;
+    pub(super) const BAD_CERTIFICATE: u8 = 42;
+    pub(super) const UNSUPPORTED_CERTIFICATE: u8 = 43;
+    pub(super) const CERTIFICATE_REVOKED: u8 = 44;
+    pub(super) const CERTIFICATE_EXPIRED: u8 = 45;
+    pub(super) const UNKNOWN_CA: u8 = 48;
+    pub(super) const ACCESS_DENIED: u8 = 49;
+    pub(super) const DECRYPT_ERROR: u8 = 51;
+    pub(super) const NO_APPLICATION_PROTOCOL: u8 = 120;
 }
 
 /// Why a connection attempt failed or a connection ended.

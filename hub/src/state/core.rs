@@ -29,10 +29,10 @@ use crate::store::commit::Committer;
 /// 4 slots 8.2 s, 8: 7.5 s, 16: 7.4 s, 64: 11.2 s).
 /// Documents below [`SMALL_CONTENT`] skip the
 /// queue so a big fan-out does not hold up small ones.
-pub const DELIVERY_SLOTS: usize = 16;
+pub(crate) const DELIVERY_SLOTS: usize = 16;
 
 /// Content at or below this size streams without waiting for a slot.
-pub const SMALL_CONTENT: u64 = 1 << 20;
+pub(crate) const SMALL_CONTENT: u64 = 1 << 20;
 
 /// A running hub's shared state.
 pub(crate) struct Core {
@@ -83,7 +83,7 @@ pub(crate) struct CoreParts {
 
 impl Core {
     /// Must be called inside the runtime (it starts the committer).
-    pub fn new(p: CoreParts) -> Core {
+    pub(crate) fn new(p: CoreParts) -> Core {
         let metrics = Metrics::default();
         let committer = Committer::start(p.store.clone(), metrics.store_commit_seconds());
         Core {
@@ -111,7 +111,7 @@ impl Core {
     /// Count one upload from `sender` against what it may have waiting for
     /// the offline `recipient` (`queued` in the store already), until the
     /// returned reservation is dropped; how many wait if it may not.
-    pub fn reserve_queue_slot(
+    pub(crate) fn reserve_queue_slot(
         &self,
         sender: &NodeId,
         recipient: &NodeId,
@@ -122,110 +122,110 @@ impl Core {
     }
 
     /// The hub's node id (its certificate's).
-    pub fn id(&self) -> &NodeId {
+    pub(crate) fn id(&self) -> &NodeId {
         &self.id
     }
 
     /// This hub's name among the hubs sharing its store.
-    pub fn label(&self) -> &str {
+    pub(crate) fn label(&self) -> &str {
         &self.label
     }
 
-    pub fn config(&self) -> &HubConfig {
+    pub(crate) fn config(&self) -> &HubConfig {
         &self.config
     }
 
-    pub fn store(&self) -> &SharedStore {
+    pub(crate) fn store(&self) -> &SharedStore {
         &self.store
     }
 
-    pub fn committer(&self) -> &Committer {
+    pub(crate) fn committer(&self) -> &Committer {
         &self.committer
     }
 
-    pub fn clock(&self) -> &Arc<dyn Clock> {
+    pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
     }
 
-    pub fn now_ms(&self) -> i64 {
+    pub(crate) fn now_ms(&self) -> i64 {
         self.clock.now_ms()
     }
 
-    pub fn trust(&self) -> &Trust {
+    pub(crate) fn trust(&self) -> &Trust {
         &self.trust
     }
 
     /// When this hub's own certificate expires.
-    pub fn own_not_after(&self) -> time::OffsetDateTime {
+    pub(crate) fn own_not_after(&self) -> time::OffsetDateTime {
         self.signer.identity().not_after
     }
 
-    pub fn renewals(&self) -> &crate::state::renewals::Renewals {
+    pub(crate) fn renewals(&self) -> &crate::state::renewals::Renewals {
         &self.renewals
     }
 
-    pub fn metrics(&self) -> &Metrics {
+    pub(crate) fn metrics(&self) -> &Metrics {
         &self.metrics
     }
 
     /// Say whether the accept loop runs.
-    pub fn set_serving(&self, serving: bool) {
+    pub(crate) fn set_serving(&self, serving: bool) {
         self.serving.store(serving, Ordering::Relaxed);
     }
 
-    pub fn is_serving(&self) -> bool {
+    pub(crate) fn is_serving(&self) -> bool {
         self.serving.load(Ordering::Relaxed)
     }
 
     /// The enrolled units and the groups (hub.toml's and the directory's).
-    pub fn enrolled(&self) -> &EnrolledUnits {
+    pub(crate) fn enrolled(&self) -> &EnrolledUnits {
         &self.enrolled
     }
 
     /// The checker of the current CRL.
-    pub fn checker(&self) -> CertChecker {
+    pub(crate) fn checker(&self) -> CertChecker {
         self.trust.current().checker.clone()
     }
 
-    pub fn units(&self) -> &Units {
+    pub(crate) fn units(&self) -> &Units {
         &self.units
     }
 
-    pub fn stats(&self) -> &Stats {
+    pub(crate) fn stats(&self) -> &Stats {
         &self.stats
     }
 
     /// Sign a receipt as the hub (its `accepted`).
-    pub fn sign(&self, receipt: &Receipt) -> Result<Vec<u8>, gongwen_common::pki::PkiError> {
+    pub(crate) fn sign(&self, receipt: &Receipt) -> Result<Vec<u8>, gongwen_common::pki::PkiError> {
         Ok(receipt.sign(&self.signer)?.encode())
     }
 
     /// New deadlines were set: the scheduler looks again.
     /// A unit connected: look at its certificate's expiry now.
-    pub fn wake_expiry_watch(&self) {
+    pub(crate) fn wake_expiry_watch(&self) {
         self.expiry.notify_one();
     }
 
-    pub async fn expiry_woken(&self) {
+    pub(crate) async fn expiry_woken(&self) {
         self.expiry.notified().await
     }
 
-    pub fn wake_escalation(&self) {
+    pub(crate) fn wake_escalation(&self) {
         self.escalation.notify_one();
     }
 
     /// Until [`Core::wake_escalation`] (or the caller's timeout).
-    pub async fn escalation_woken(&self) {
+    pub(crate) async fn escalation_woken(&self) {
         self.escalation.notified().await
     }
 
     /// A place among the large content streams running at once.
-    pub async fn delivery_slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+    pub(crate) async fn delivery_slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
         self.delivery_slots.acquire().await.ok()
     }
 
     /// Stop taking writes and let go of the store.
-    pub async fn close(&self) {
+    pub(crate) async fn close(&self) {
         self.committer.stop().await;
         self.store.close().await;
     }
@@ -233,7 +233,7 @@ impl Core {
 
 /// Counters since the hub started, for operators (`gongwen-hub stats`).
 #[derive(Debug, Default)]
-pub struct Stats {
+pub(crate) struct Stats {
     pub documents_accepted: AtomicU64,
     pub bytes_received: AtomicU64,
     pub uploads_resumed: AtomicU64,
@@ -244,11 +244,11 @@ pub struct Stats {
 }
 
 impl Stats {
-    pub fn add(counter: &AtomicU64, n: u64) {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    pub fn to_json(&self) -> serde_json::Value {
+    pub(crate) fn to_json(&self) -> serde_json::Value {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         serde_json::json!({
             "documents_accepted": get(&self.documents_accepted),
