@@ -11,8 +11,8 @@ use tokio::net::UnixListener;
 
 use crate::actions::clerk::Clerk;
 use crate::error::AgentError;
+use crate::outgoing::status::status;
 pub use crate::outgoing::status::{DocStatus, RecipientStatus};
-use crate::outgoing::status::{failed_status, status};
 use crate::parts::Parts;
 use crate::unit::outgoing::Outgoing;
 use crate::unit::store::StoreError;
@@ -169,16 +169,7 @@ async fn status_of(parts: &Parts, doc: Option<DocId>) -> Response {
         .await
     {
         Ok(v) => Response::Ok(with_progress(v, parts.outgoing())),
-        Err(e) => {
-            let failed = match doc {
-                Some(id) => store.run(move |s| s.failed(id)).await.ok().flatten(),
-                None => None,
-            };
-            match failed.map(|f| to_json(&failed_status(&f))) {
-                Some(Ok(v)) => Response::Ok(v),
-                _ => Response::Error(e.to_string()),
-            }
-        }
+        Err(e) => Response::Error(e.to_string()),
     }
 }
 

@@ -134,19 +134,12 @@ pub(crate) async fn serve(
 async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
     let connected = matches!(*s.link.borrow(), LinkState::Connected { .. });
     // File and store reads on a blocking thread, not the server's.
-    let spool = s.me.folders().spool.clone();
+    let me = s.me.clone();
     let counts = s
         .store
         .run(move |st| {
-            let waiting = std::fs::read_dir(&spool)
-                .map(|d| {
-                    d.filter_map(|e| e.ok())
-                        .filter(|e| {
-                            gongwen_common::DocId::parse(&e.file_name().to_string_lossy()).is_ok()
-                        })
-                        .count() as u64
-                })
-                .unwrap_or(0);
+            let waiting =
+                crate::outgoing::spool::ids(me.folders()).map_or(0, |ids| ids.len() as u64);
             let received = st.all_received()?;
             let pending = ReceivedFilter::pending();
             Ok::<_, crate::unit::store::StoreError>((

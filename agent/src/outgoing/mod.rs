@@ -1,5 +1,6 @@
 pub mod draft;
 pub mod outbox;
 pub mod send;
+pub mod spool;
 pub mod stamp;
 pub mod status;

@@ -29,6 +29,7 @@ use gongwen_common::logsafe::{Escaped, EscapedPath};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
+use crate::outgoing::spool;
 use crate::unit::folders::Folders;
 
 pub const SIDECAR_SUFFIX: &str = ".meta.toml";
@@ -527,17 +528,17 @@ fn move_in(d: &Drop, dir: &Path, has_sidecar: bool) -> std::io::Result<()> {
     let sidecar = sidecar_path(&d.path);
     let moved = (|| {
         if has_sidecar {
-            std::fs::rename(&sidecar, dir.join("meta.toml"))?;
+            std::fs::rename(&sidecar, spool::sidecar(dir))?;
         }
         if d.is_folder {
-            std::fs::rename(&d.path, dir.join("files"))
+            std::fs::rename(&d.path, spool::files(dir))
         } else {
-            std::fs::rename(&d.path, dir.join("files").join(&d.name))
+            std::fs::rename(&d.path, spool::files(dir).join(&d.name))
         }
     })();
     moved.map_err(|e| {
         if has_sidecar {
-            let _ = std::fs::rename(dir.join("meta.toml"), &sidecar);
+            let _ = std::fs::rename(spool::sidecar(dir), &sidecar);
         }
         let _ = std::fs::remove_dir_all(dir);
         std::io::Error::new(
@@ -569,7 +570,7 @@ fn make_moves_durable(
             if d.is_folder {
                 Ok(())
             } else {
-                sync_dir(&dir.join("files"))
+                sync_dir(&spool::files(dir))
             }
         });
         if let Err(e) = synced {
@@ -596,7 +597,7 @@ fn make_moves_durable(
 /// itself is synced by the caller, with the batch).
 fn begin_claim(folders: &Folders, drop: &Drop) -> std::io::Result<(DocId, PathBuf, bool)> {
     let doc_id = DocId::generate();
-    let dir = folders.spool.join(doc_id.to_string());
+    let dir = spool::entry(folders, doc_id);
     std::fs::create_dir(&dir)?;
     let has_sidecar = sidecar_path(&drop.path).exists();
     let c = Claim {
@@ -615,7 +616,7 @@ fn begin_claim(folders: &Folders, drop: &Drop) -> std::io::Result<(DocId, PathBu
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(dir.join("claim.json"))?;
+            .open(spool::claim(&dir))?;
         f.write_all(&text)?;
         f.sync_all()?;
         // A dropped file moves into files/; a dropped folder becomes it
@@ -623,7 +624,7 @@ fn begin_claim(folders: &Folders, drop: &Drop) -> std::io::Result<(DocId, PathBu
         if drop.is_folder {
             Ok(())
         } else {
-            std::fs::create_dir(dir.join("files"))
+            std::fs::create_dir(spool::files(&dir))
         }
     })();
     match made {
@@ -636,7 +637,7 @@ fn begin_claim(folders: &Folders, drop: &Drop) -> std::io::Result<(DocId, PathBu
 }
 
 pub fn read_claim(dir: &Path) -> std::io::Result<Claim> {
-    let bytes = std::fs::read(dir.join("claim.json"))?;
+    let bytes = std::fs::read(spool::claim(dir))?;
     serde_json::from_slice(&bytes).map_err(std::io::Error::other)
 }
 
@@ -668,7 +669,7 @@ pub fn claimed(folders: &Folders) -> std::io::Result<Vec<DocId>> {
 
 /// Whether the drop a claim (in `dir`) names has moved into it.
 fn files_moved(dir: &Path, claim: &Claim) -> bool {
-    let files = dir.join("files");
+    let files = spool::files(dir);
     if claim.is_folder {
         files.is_dir()
     } else {
@@ -699,8 +700,8 @@ pub fn recover(folders: &Folders) -> std::io::Result<Vec<DocId>> {
         };
         if !files_moved(&dir, &claim) {
             let origin = folders.outbox.join(&claim.to).join(&claim.name);
-            if dir.join("meta.toml").exists() {
-                std::fs::rename(dir.join("meta.toml"), sidecar_path(&origin))?;
+            if spool::sidecar(&dir).exists() {
+                std::fs::rename(spool::sidecar(&dir), sidecar_path(&origin))?;
             }
             std::fs::remove_dir_all(&dir)?;
             continue;
@@ -722,7 +723,7 @@ pub fn queued_answers(folders: &Folders, asked: DocId) -> Vec<DocId> {
         .flatten()
         .filter_map(|e| {
             let id = DocId::parse(e.file_name().to_str()?).ok()?;
-            let text = std::fs::read_to_string(e.path().join("meta.toml")).ok()?;
+            let text = std::fs::read_to_string(spool::sidecar(&e.path())).ok()?;
             let sc = crate::outgoing::draft::parse_sidecar("meta.toml", &text).ok()?;
             (sc.in_reply_to.as_deref() == Some(asked.as_str())).then_some(id)
         })
@@ -788,16 +789,19 @@ pub fn fail_drop(folders: &Folders, path: &Path, why: &str) -> std::io::Result<P
 /// Give up on a claimed document: its files go to `failed/` with a reason
 /// that also says whom it was for, and its sidecar with them, carrying its
 /// recipients (a document composed in the console or sent with `send` has
-/// no outbox folder to name them). Returns where the files went, and the
-/// main recipients and copies. Blocking.
+/// no outbox folder to name them). `record` keeps the failure (where the
+/// files went, the main recipients and copies) once the files are moved
+/// and before the reason is written beside them: whoever sees the reason
+/// finds the record. Returns where the files went. Blocking.
 pub fn fail_claimed(
     folders: &Folders,
     doc_id: DocId,
     why: &str,
-) -> std::io::Result<(PathBuf, Vec<String>, Vec<String>)> {
-    let dir = folders.spool.join(doc_id.to_string());
+    record: impl FnOnce(&Path, &[String], &[String]) -> std::io::Result<()>,
+) -> std::io::Result<PathBuf> {
+    let dir = spool::entry(folders, doc_id);
     let claim = read_claim(&dir)?;
-    let sidecar = std::fs::read_to_string(dir.join("meta.toml"))
+    let sidecar = std::fs::read_to_string(spool::sidecar(&dir))
         .ok()
         .and_then(|t| t.parse::<toml::Table>().ok());
     let names = |table: &Option<toml::Table>, key: &str| -> Vec<String> {
@@ -821,9 +825,9 @@ pub fn fail_claimed(
     let cc = names(&sidecar, "cc");
     let dest = free_name(&folders.failed, std::ffi::OsStr::new(&claim.name));
     if claim.is_folder {
-        std::fs::rename(dir.join("files"), &dest)?;
+        std::fs::rename(spool::files(&dir), &dest)?;
     } else {
-        std::fs::rename(dir.join("files").join(&claim.name), &dest)?;
+        std::fs::rename(spool::files(&dir).join(&claim.name), &dest)?;
     }
     match sidecar {
         // Not from an outbox folder: the sidecar names every recipient.
@@ -836,11 +840,12 @@ pub fn fail_claimed(
             write_atomic(&sidecar_path(&dest), text.as_bytes(), 0o644)?;
         }
         _ => {
-            if dir.join("meta.toml").exists() {
-                std::fs::rename(dir.join("meta.toml"), sidecar_path(&dest))?;
+            if spool::sidecar(&dir).exists() {
+                std::fs::rename(spool::sidecar(&dir), sidecar_path(&dest))?;
             }
         }
     }
+    record(&dest, &to, &cc)?;
     let mut happened = format!(
         "{why}\n\n原收文单位 (it was for): 主送 (to) {}",
         to.join("、")
@@ -857,7 +862,7 @@ pub fn fail_claimed(
         Escaped(&claim.name),
         Escaped(why)
     );
-    Ok((dest, to, cc))
+    Ok(dest)
 }
 
 /// Give a claimed drop back to the outbox: it changed after it was taken,
@@ -866,29 +871,30 @@ pub fn fail_claimed(
 /// new document, once it is finished; nothing was sent. A claim that did
 /// not come from the outbox (copies `send` or the console made) cannot go
 /// back and goes to `failed/` instead. Blocking.
-pub fn put_back(folders: &Folders, doc_id: DocId, why: &str) -> std::io::Result<PathBuf> {
-    let dir = folders.spool.join(doc_id.to_string());
+pub fn put_back(
+    folders: &Folders,
+    doc_id: DocId,
+    why: &str,
+    record: impl FnOnce(&Path, &[String], &[String]) -> std::io::Result<()>,
+) -> std::io::Result<PathBuf> {
+    let dir = spool::entry(folders, doc_id);
     let claim = read_claim(&dir)?;
     if !claim.from_outbox {
-        return fail_claimed(
-            folders,
-            doc_id,
-            &format!(
-                "它在取走之后又被改动，没有发出 (it changed after it was taken; nothing was sent): {why}"
-            ),
-        )
-        .map(|(dest, _, _)| dest);
+        let why = format!(
+            "它在取走之后又被改动，没有发出 (it changed after it was taken; nothing was sent): {why}"
+        );
+        return fail_claimed(folders, doc_id, &why, record);
     }
     let origin = folders.outbox.join(&claim.to);
     std::fs::create_dir_all(&origin)?;
     let dest = free_name(&origin, std::ffi::OsStr::new(&claim.name));
     if claim.is_folder {
-        std::fs::rename(dir.join("files"), &dest)?;
+        std::fs::rename(spool::files(&dir), &dest)?;
     } else {
-        std::fs::rename(dir.join("files").join(&claim.name), &dest)?;
+        std::fs::rename(spool::files(&dir).join(&claim.name), &dest)?;
     }
-    if dir.join("meta.toml").exists() {
-        std::fs::rename(dir.join("meta.toml"), sidecar_path(&dest))?;
+    if spool::sidecar(&dir).exists() {
+        std::fs::rename(spool::sidecar(&dir), sidecar_path(&dest))?;
     }
     sync_dir(&origin)?;
     std::fs::remove_dir_all(&dir)?;
@@ -993,13 +999,13 @@ pub fn claim_files(folders: &Folders, req: &SendRequest, take: bool) -> Result<D
     let names = file_names(&req.files)?;
     let io = |e: std::io::Error| e.to_string();
     let doc_id = DocId::generate();
-    let dir = folders.spool.join(doc_id.to_string());
+    let dir = spool::entry(folders, doc_id);
     std::fs::create_dir(&dir).map_err(io)?;
-    let files = dir.join("files");
+    let files = spool::files(&dir);
     std::fs::create_dir(&files).map_err(io)?;
     let result = (|| -> Result<(), String> {
         let text = sidecar_text(req, &names[0])?;
-        write_atomic(&dir.join("meta.toml"), text.as_bytes(), 0o600).map_err(io)?;
+        write_atomic(&spool::sidecar(&dir), text.as_bytes(), 0o600).map_err(io)?;
         for (f, name) in req.files.iter().zip(&names) {
             let dest = files.join(name);
             if take {
@@ -1023,7 +1029,7 @@ pub fn claim_files(folders: &Folders, req: &SendRequest, take: bool) -> Result<D
         };
         // claim.json last: until it exists, recovery removes the directory.
         let text = serde_json::to_vec_pretty(&c).map_err(|e| e.to_string())?;
-        write_atomic(&dir.join("claim.json"), &text, 0o600).map_err(io)?;
+        write_atomic(&spool::claim(&dir), &text, 0o600).map_err(io)?;
         sync_dir(&dir).map_err(io)?;
         sync_dir(&folders.spool).map_err(io)
     })();
@@ -1816,7 +1822,12 @@ mod tests {
         assert_eq!(recover(&f).unwrap(), vec![id]);
         assert!(!half.exists() && file.exists());
 
-        let (failed, to, _) = fail_claimed(&f, id, "unknown recipient").unwrap();
+        let mut to = Vec::new();
+        let failed = fail_claimed(&f, id, "unknown recipient", |_, t, _| {
+            to = t.to_vec();
+            Ok(())
+        })
+        .unwrap();
         assert_eq!(to, vec!["harbin-gov".to_owned()]);
         assert_eq!(std::fs::read(&failed).unwrap(), b"x");
         assert!(!dir.exists());

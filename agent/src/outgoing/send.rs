@@ -23,6 +23,7 @@ use tracing::{Instrument, debug, info, warn};
 
 use crate::outgoing::draft::{self, Draft};
 use crate::outgoing::outbox::{self, read_claim};
+use crate::outgoing::spool;
 use crate::rules::metadata::MetadataJson;
 use crate::unit::batch::Batches;
 use crate::unit::directory::Known;
@@ -138,12 +139,14 @@ pub async fn send_pending(conn: &quinn::Connection, tx: &Sending) -> Result<(), 
                 }
             }
             Err(SendError::Changed(why)) => {
-                let folders = me.folders().clone();
-                let back =
-                    tokio::task::spawn_blocking(move || outbox::put_back(&folders, doc_id, &why))
-                        .await
-                        .map_err(later)
-                        .and_then(|r| r.map_err(later));
+                let (me, store) = (me.clone(), store.clone());
+                let back = tokio::task::spawn_blocking(move || {
+                    let record = recorder(&me, &store, doc_id, &why);
+                    outbox::put_back(me.folders(), doc_id, &why, record)
+                })
+                .await
+                .map_err(later)
+                .and_then(|r| r.map_err(later));
                 if let Err(e) = back {
                     stop.get_or_insert(e);
                 }
@@ -183,21 +186,34 @@ pub async fn send_pending(conn: &quinn::Connection, tx: &Sending) -> Result<(), 
 /// recipients kept in the sidecar), and the store remembers why, for
 /// `status` and the console. Blocking.
 fn give_up(me: &Identity, store: &Store, doc_id: DocId, why: &str) -> std::io::Result<()> {
-    let (dest, to, cc) = outbox::fail_claimed(me.folders(), doc_id, why)?;
-    let rec = crate::unit::store::FailedRecord {
-        doc_id,
-        name: dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        to,
-        cc,
-        reason: why.to_owned(),
-        failed_ms: me.now_ms(),
-    };
-    store
-        .record_failed(&rec)
-        .map_err(|e| std::io::Error::other(e.to_string()))
+    let record = recorder(me, store, doc_id, why);
+    outbox::fail_claimed(me.folders(), doc_id, why, record).map(drop)
+}
+
+/// What keeps a failure in the store, for `status` and the console: where
+/// the files went in failed/, whom it was for, and why.
+fn recorder<'a>(
+    me: &'a Identity,
+    store: &'a Store,
+    doc_id: DocId,
+    why: &'a str,
+) -> impl FnOnce(&Path, &[String], &[String]) -> std::io::Result<()> + 'a {
+    move |dest, to, cc| {
+        let rec = crate::unit::store::FailedRecord {
+            doc_id,
+            name: dest
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            to: to.to_vec(),
+            cc: cc.to_vec(),
+            reason: why.to_owned(),
+            failed_ms: me.now_ms(),
+        };
+        store
+            .record_failed(&rec)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    }
 }
 
 async fn send_one(conn: &quinn::Connection, tx: &Sending, doc_id: DocId) -> Result<(), SendError> {
@@ -216,14 +232,14 @@ async fn send_one(conn: &quinn::Connection, tx: &Sending, doc_id: DocId) -> Resu
         ));
     };
     let hold = Arc::new(hold);
-    let dir = me.folders().spool.join(doc_id.to_string());
+    let dir = spool::entry(me.folders(), doc_id);
     if !dir.exists() {
         return Ok(()); // filed by that earlier attempt
     }
     // An answer signs for its question as it is sealed: give the hub that
     // sign-for first, so the question is signed for before it is answered
     // in the hub's record too.
-    if !dir.join("header").exists()
+    if !spool::header(&dir).exists()
         && address_and_seal(conn, tx, doc_id, &dir, hold.clone()).await?
         && crate::incoming::clerk::submit_answers(conn, store).await
             == crate::incoming::clerk::Submitted::ConnectionLost
@@ -257,7 +273,7 @@ async fn address_and_seal(
             crate::rules::addressing::describe(&addressed.left_out)
         );
         let left = serde_json::to_vec_pretty(&addressed.left_out).map_err(later)?;
-        let path = dir.join(LEFT_OUT_FILE);
+        let path = spool::left_out(dir);
         tokio::task::spawn_blocking(move || write_atomic(&path, &left, 0o600))
             .await
             .map_err(later)?
@@ -285,7 +301,7 @@ async fn read_draft(me: &Identity, dir: &Path) -> Result<Draft, SendError> {
     tokio::task::spawn_blocking(move || -> Result<Draft, SendError> {
         let claim = read_claim(&d).map_err(later)?;
         let sidecar = if claim.has_sidecar {
-            let text = std::fs::read_to_string(d.join("meta.toml"))
+            let text = std::fs::read_to_string(spool::sidecar(&d))
                 .map_err(|e| SendError::Permanent(format!("the sidecar cannot be read: {e}")))?;
             Some(
                 draft::parse_sidecar(&format!("{}{}", claim.name, outbox::SIDECAR_SUFFIX), &text)
@@ -298,7 +314,7 @@ async fn read_draft(me: &Identity, dir: &Path) -> Result<Draft, SendError> {
             &claim.to,
             &claim.name,
             claim.is_folder,
-            &d.join("files"),
+            &spool::files(&d),
             sidecar,
             limit,
             now,
@@ -380,16 +396,13 @@ async fn address(
     }
 }
 
-/// The units a sealed document in the spool was not sent to, and why
-/// (`left_out.json`, written when it was addressed).
-pub const LEFT_OUT_FILE: &str = "left_out.json";
-
 /// The note beside a sent document's files naming the units left out.
 pub const LEFT_OUT_NOTE: &str = "未发送单位.txt";
 
-/// Read what [`LEFT_OUT_FILE`] says, if anything.
+/// The units a sealed document in the spool was not sent to, and why
+/// (its `left_out.json`, written when it was addressed), if any.
 pub fn read_left_out(dir: &Path) -> Vec<crate::rules::addressing::LeftOut> {
-    std::fs::read(dir.join(LEFT_OUT_FILE))
+    std::fs::read(spool::left_out(dir))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default()
@@ -578,14 +591,9 @@ fn seal(
         entries.push(entry);
     }
     let digest = sealing.finish()?;
-    write_key(&dir.join("key"), &key.to_bytes()).map_err(later)?;
+    write_key(&spool::key(dir), &key.to_bytes()).map_err(later)?;
     let stamps = serde_json::to_vec(&stamps).map_err(later)?;
-    write_atomic(
-        &dir.join(crate::outgoing::stamp::STAMPS_FILE),
-        &stamps,
-        0o600,
-    )
-    .map_err(later)?;
+    write_atomic(&spool::stamps(dir), &stamps, 0o600).map_err(later)?;
     let meta = DocMeta {
         doc_id,
         sender: me.node_id().clone(),
@@ -604,7 +612,7 @@ fn seal(
     };
     let st = seal_header(meta, &key, keys, digest, &signer)
         .map_err(|e| SendError::Permanent(e.to_string()))?;
-    write_atomic(&dir.join("header"), &st.encode(), 0o600).map_err(later)?;
+    write_atomic(&spool::header(dir), &st.encode(), 0o600).map_err(later)?;
     info!(doc = %doc_id, "sealed for {} recipients", keys.len());
     Ok(())
 }
@@ -733,22 +741,22 @@ async fn upload(
     doc_id: DocId,
     outgoing: &Outgoing,
 ) -> Result<Vec<u8>, SendError> {
-    let header = tokio::fs::read(dir.join("header")).await.map_err(later)?;
+    let header = tokio::fs::read(spool::header(dir)).await.map_err(later)?;
     // Sealed by an earlier version, the ciphertext itself is in the spool.
-    let content_path = dir.join("content");
+    let content_path = spool::content(dir);
     let content = if tokio::fs::try_exists(&content_path).await.unwrap_or(false) {
         Content::Stored(content_path)
     } else {
-        let key = tokio::fs::read(dir.join("key")).await.map_err(later)?;
+        let key = tokio::fs::read(spool::key(dir)).await.map_err(later)?;
         let key: [u8; 32] = key
             .try_into()
             .map_err(|_| SendError::Permanent("the spool's content key is damaged".into()))?;
         Content::Files {
-            dir: dir.join("files"),
+            dir: spool::files(dir),
             key,
         }
     };
-    let stamps = crate::outgoing::stamp::read(dir).map(|s| (dir.join("files"), s));
+    let stamps = crate::outgoing::stamp::read(dir).map(|s| (spool::files(dir), s));
     upload_sealed(conn, doc_id, header, content, false, stamps, outgoing).await
 }
 
@@ -1118,8 +1126,8 @@ struct Checked {
 
 fn check_accepted(me: &Identity, job: &FileJob) -> Result<Checked, SendError> {
     let doc_id = job.doc_id;
-    let dir = me.folders().spool.join(doc_id.to_string());
-    let header = std::fs::read(dir.join("header")).map_err(later)?;
+    let dir = spool::entry(me.folders(), doc_id);
+    let header = std::fs::read(spool::header(&dir)).map_err(later)?;
     let sealed = SealedHeader::parse(&header).map_err(|e| SendError::Permanent(e.to_string()))?;
     let (r, _) = Receipt::verify(&job.receipt, Some(&me.trust().checker()), me.clock().now())
         .map_err(|e| SendError::Later(format!("the hub's receipt does not verify: {e}")))?;
@@ -1141,7 +1149,7 @@ fn check_accepted(me: &Identity, job: &FileJob) -> Result<Checked, SendError> {
         recalled_ms: None,
         left_out: read_left_out(&dir),
     };
-    let key = std::fs::read(dir.join("key"))
+    let key = std::fs::read(spool::key(&dir))
         .ok()
         .and_then(|k| <[u8; 32]>::try_from(k).ok());
     Ok(Checked {
@@ -1232,7 +1240,7 @@ fn file_one(me: &Identity, known: &Known, c: &Checked) -> std::io::Result<()> {
     let mut metadata = MetadataJson::from_sealed(&c.sealed, deadline);
     metadata.left_out = c.record.left_out.clone();
     let text = serde_json::to_vec_pretty(&metadata).map_err(std::io::Error::other)?;
-    let files = c.dir.join("files");
+    let files = spool::files(&c.dir);
     write_atomic(&files.join("metadata.json"), &text, 0o644)?;
     if !c.record.left_out.is_empty() {
         // Said where a clerk who works in the folders looks.
@@ -1256,7 +1264,7 @@ fn set_aside_changed(me: &Identity, c: &Checked) -> std::io::Result<()> {
     let Some(stamps) = crate::outgoing::stamp::read(&c.dir) else {
         return Ok(());
     };
-    let files = c.dir.join("files");
+    let files = spool::files(&c.dir);
     let suite = c.sealed.header.suite;
     for (name, what) in crate::outgoing::stamp::changed_files(&files, &stamps) {
         let Some(entry) = c.sealed.meta().files.iter().find(|f| f.name == name) else {

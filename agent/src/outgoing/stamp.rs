@@ -60,8 +60,6 @@ impl Stamp {
 /// folder.
 pub type Stamps = Vec<(String, Stamp)>;
 
-pub const STAMPS_FILE: &str = "stamps.json";
-
 /// What changed among the files in `files_dir` since `stamps` were taken:
 /// each changed file's name and what changed. A file that is gone counts
 /// as changed.
@@ -81,7 +79,7 @@ pub fn changed_files(files_dir: &Path, stamps: &Stamps) -> Vec<(String, String)>
 /// Read the stamps kept in a spool folder (none for a document sealed
 /// before they were kept).
 pub fn read(dir: &Path) -> Option<Stamps> {
-    let bytes = std::fs::read(dir.join(STAMPS_FILE)).ok()?;
+    let bytes = std::fs::read(crate::outgoing::spool::stamps(dir)).ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 

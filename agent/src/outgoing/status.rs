@@ -119,12 +119,11 @@ pub fn status(store: &Store, spool: &Path, doc: Option<DocId>) -> Result<Statuse
     match doc {
         Some(id) => match store.sent(id)? {
             Some(rec) => Ok(Statuses::One(Box::new(doc_status(store, &rec)?))),
-            None if spool.join(id.to_string()).exists() => {
-                Ok(Statuses::One(Box::new(being_sent(spool, id))))
-            }
-            None => Err(StoreError::Record(format!(
-                "no document {id} was sent from this unit"
-            ))),
+            // Recorded as failed before its spool entry goes.
+            None => match store.failed(id)? {
+                Some(f) => Ok(Statuses::One(Box::new(failed_status(&f)))),
+                None => being_sent_or_unknown(spool, id),
+            },
         },
         None => {
             let mut all: Vec<DocStatus> = store
@@ -145,9 +144,19 @@ pub fn status(store: &Store, spool: &Path, doc: Option<DocId>) -> Result<Statuse
     }
 }
 
+fn being_sent_or_unknown(spool: &Path, id: DocId) -> Result<Statuses, StoreError> {
+    if crate::outgoing::spool::entry_in(spool, id).exists() {
+        Ok(Statuses::One(Box::new(being_sent(spool, id))))
+    } else {
+        Err(StoreError::Record(format!(
+            "no document {id} was sent from this unit"
+        )))
+    }
+}
+
 /// A document still with this agent (claimed, not yet taken by the hub).
 fn being_sent(spool: &Path, id: DocId) -> DocStatus {
-    let claim = read_claim(&spool.join(id.to_string())).ok();
+    let claim = read_claim(&crate::outgoing::spool::entry_in(spool, id)).ok();
     DocStatus {
         doc_id: id.to_string(),
         title: claim

@@ -1306,14 +1306,7 @@ async fn sent_doc_page(
             )
                 .into_response();
         }
-        if web
-            .parts
-            .identity()
-            .folders()
-            .spool
-            .join(doc.to_string())
-            .exists()
-        {
+        if crate::outgoing::spool::holds(web.parts.identity().folders(), doc) {
             return pages::sending(&web.frame(user, csrf), doc_id).into_response();
         }
     }
