@@ -92,7 +92,7 @@ impl Agent {
         let (state, _) = watch::channel(LinkState::Starting);
         let console = match &config.console {
             Some(c) => {
-                let facts = unit_facts(&in_use, state.subscribe());
+                let facts = UnitFacts::new(&in_use, state.subscribe());
                 Some(Console::bind(c.listen, parts.clone(), facts)?)
             }
             None => None,
@@ -236,20 +236,6 @@ fn unit_keys(
                 problem: format!("{}: {e}", config.tls.ca.display()),
             },
         )),
-    }
-}
-
-/// What the console shows of this unit.
-fn unit_facts(cert: &CertIdentity, link: watch::Receiver<LinkState>) -> UnitFacts {
-    let label = match &cert.name {
-        Some(name) => format!("{name} ({})", cert.id),
-        None => cert.id.to_string(),
-    };
-    UnitFacts {
-        label,
-        cert_not_after: cert.not_after,
-        role: cert.role,
-        link,
     }
 }
 

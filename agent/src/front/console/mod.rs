@@ -78,13 +78,32 @@ const STYLE: &str = include_str!("style.css");
 #[derive(Debug, Clone)]
 pub struct UnitFacts {
     /// 哈尔滨市人民政府 (harbin-gov).
-    pub label: String,
+    label: String,
     /// When this unit's certificate expires.
-    pub cert_not_after: time::OffsetDateTime,
+    cert_not_after: time::OffsetDateTime,
     /// Its role: supervisor units also get `/supervision`.
-    pub role: gongwen_common::Role,
+    role: gongwen_common::Role,
     /// The link to the hub.
-    pub link: tokio::sync::watch::Receiver<crate::link::state::LinkState>,
+    link: tokio::sync::watch::Receiver<crate::link::state::LinkState>,
+}
+
+impl UnitFacts {
+    /// The unit as its certificate names it, and the link to watch.
+    pub fn new(
+        cert: &gongwen_common::pki::CertIdentity,
+        link: tokio::sync::watch::Receiver<crate::link::state::LinkState>,
+    ) -> UnitFacts {
+        let label = match &cert.name {
+            Some(name) => format!("{name} ({})", cert.id),
+            None => cert.id.to_string(),
+        };
+        UnitFacts {
+            label,
+            cert_not_after: cert.not_after,
+            role: cert.role,
+            link,
+        }
+    }
 }
 
 /// A console bound to its address, ready to serve.
