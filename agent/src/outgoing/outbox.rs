@@ -845,7 +845,11 @@ pub fn fail_claimed(
             }
         }
     }
-    record(&dest, &to, &cc)?;
+    // A record that cannot be kept (the store failing) must not cost the
+    // reason beside the files, nor leave the spool entry behind: the
+    // files and their reason are kept all the same, and the error is
+    // returned once they are.
+    let recorded = record(&dest, &to, &cc);
     let mut happened = format!(
         "{why}\n\n原收文单位 (it was for): 主送 (to) {}",
         to.join("、")
@@ -862,7 +866,7 @@ pub fn fail_claimed(
         Escaped(&claim.name),
         Escaped(why)
     );
-    Ok(dest)
+    recorded.map(|()| dest)
 }
 
 /// Give a claimed drop back to the outbox: it changed after it was taken,
