@@ -16,14 +16,12 @@
 
 use std::path::{Path, PathBuf};
 
-use gongwen_common::fsutil::write_atomic;
 use gongwen_common::suite::Suite;
 use gongwen_common::{NodeId, Role};
 use time::OffsetDateTime;
 
 use crate::ca::{Ca, IssueRequest, Validity};
 use crate::error::CaError;
-use crate::registry::Status;
 
 /// Where the Debian packages put the agent's configuration and data.
 pub const ETC_DIR: &str = "/etc/gongwen";
@@ -115,6 +113,7 @@ pub fn parse_units(text: &str) -> Result<Vec<UnitRow>, CaError> {
     let role_col = column("role");
     let groups_col = column("groups");
     let mut rows: Vec<UnitRow> = Vec::new();
+    let mut line_of: std::collections::HashMap<NodeId, usize> = std::collections::HashMap::new();
     for (n, line) in lines {
         if line.trim().is_empty() {
             continue;
@@ -156,8 +155,8 @@ pub fn parse_units(text: &str) -> Result<Vec<UnitRow>, CaError> {
                 groups.push(g.to_owned());
             }
         }
-        if let Some(first) = rows.iter().find(|r| r.id == id) {
-            return Err(bad(n, format!("{id} is already on line {}", first.line)));
+        if let Some(first) = line_of.insert(id.clone(), n) {
+            return Err(bad(n, format!("{id} is already on line {first}")));
         }
         rows.push(UnitRow {
             line: n,
@@ -282,23 +281,50 @@ pub fn enroll(
     plan: &EnrollPlan,
     now: OffsetDateTime,
 ) -> Result<Vec<Enrolled>, CaError> {
+    ca.defer_saves();
+    let result = enroll_each(ca, units, plan, now);
+    // The bundles on disk, then what was issued (before a failure too)
+    // recorded.
+    flush(ca, plan)?;
+    result
+}
+
+/// Bundles and the CA's files on disk, then the registry saved.
+fn flush(ca: &mut Ca, plan: &EnrollPlan) -> Result<(), CaError> {
+    if plan.out.exists() {
+        gongwen_common::fsutil::sync_filesystem(&plan.out).map_err(CaError::io(&plan.out))?;
+    }
+    ca.flush()
+}
+
+/// How many units `enroll` issues between two saves of the registry.
+const SAVE_EVERY: usize = 1000;
+
+fn enroll_each(
+    ca: &mut Ca,
+    units: &[UnitRow],
+    plan: &EnrollPlan,
+    now: OffsetDateTime,
+) -> Result<Vec<Enrolled>, CaError> {
     let mut done = Vec::with_capacity(units.len());
+    let mut issued_since_save = 0;
     for row in units {
         let dir = plan.out.join(row.id.as_str());
-        let valid = ca
-            .list(now)
-            .into_iter()
-            .find(|c| c.id == row.id.as_str() && c.status == Status::Valid);
-        if let Some(c) = valid {
+        if let Some(serial) = ca.valid_serial(&row.id, now) {
             if dir.join(format!("{}.crt", row.id)).exists() {
                 done.push(Enrolled::AlreadyEnrolled { id: row.id.clone() });
             } else {
                 done.push(Enrolled::CertifiedElsewhere {
                     id: row.id.clone(),
-                    serial: c.serial,
+                    serial,
                 });
             }
             continue;
+        }
+        issued_since_save += 1;
+        if issued_since_save >= SAVE_EVERY {
+            flush(ca, plan)?;
+            issued_since_save = 0;
         }
         let req = IssueRequest {
             id: row.id.clone(),
@@ -317,10 +343,9 @@ pub fn enroll(
             Suite::Standard => {
                 let (enc, binding) = ca.make_encryption_key(&row.id, &issued, now)?;
                 let enc_path = dir.join(format!("{}.enc.key", row.id));
-                write_atomic(&enc_path, &enc.secret_bytes(), 0o600)
-                    .map_err(CaError::io(&enc_path))?;
+                ca.write_file(&enc_path, &enc.secret_bytes(), 0o600)?;
                 let binding_path = dir.join(format!("{}.binding", row.id));
-                write_atomic(&binding_path, &binding, 0o644).map_err(CaError::io(&binding_path))?;
+                ca.write_file(&binding_path, &binding, 0o644)?;
             }
             Suite::Gm => {
                 let keys = ca.make_sm2_keys(&row.id, &issued, now)?;
@@ -329,7 +354,7 @@ pub fn enroll(
         }
         let write = |name: &str, text: String| {
             let path = dir.join(name);
-            write_atomic(&path, text.as_bytes(), 0o644).map_err(CaError::io(&path))
+            ca.write_file(&path, text.as_bytes(), 0o644)
         };
         write(
             "agent.toml",
@@ -374,7 +399,8 @@ fn write_archive(dir: &Path, top: &str, archive: &Path) -> std::io::Result<()> {
             tar.append_data(&mut header, Path::new(top).join(name), f)?;
         }
         let gz = tar.into_inner()?;
-        gz.finish()?.sync_all()?;
+        // On disk with the rest of the batch (enroll's flush).
+        gz.finish()?;
     }
     std::fs::rename(&tmp, archive)
 }

@@ -1,5 +1,6 @@
 //! The record of every certificate the CA issued, kept as `registry.json`.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use gongwen_common::fsutil::write_atomic;
@@ -34,13 +35,17 @@ pub struct Entry {
     pub groups: Vec<String>,
 }
 
-/// The whole registry file.
+/// The whole registry file, with an index by unit: enrolling 10,000 units
+/// asks "has this unit a valid certificate?" 10,000 times.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Registry {
     /// Number of the last CRL written; each new CRL takes the next.
     pub crl_number: u64,
-    pub certificates: Vec<Entry>,
+    certificates: Vec<Entry>,
+    /// Unit id → its entries' places in `certificates`, in issue order.
+    #[serde(skip)]
+    by_id: HashMap<String, Vec<usize>>,
 }
 
 /// Where a certificate stands.
@@ -108,10 +113,49 @@ impl Entry {
 impl Registry {
     pub fn load(path: &Path) -> Result<Self, CaError> {
         let text = std::fs::read_to_string(path).map_err(CaError::io(path))?;
-        serde_json::from_str(&text).map_err(|e| CaError::Corrupt {
+        let mut r: Registry = serde_json::from_str(&text).map_err(|e| CaError::Corrupt {
             path: path.to_owned(),
             detail: e.to_string(),
-        })
+        })?;
+        for (i, e) in r.certificates.iter().enumerate() {
+            r.by_id.entry(e.id.clone()).or_default().push(i);
+        }
+        Ok(r)
+    }
+
+    /// Every certificate, in issue order.
+    pub fn all(&self) -> &[Entry] {
+        &self.certificates
+    }
+
+    /// Every certificate, to mark revocations (none added or removed).
+    pub fn all_mut(&mut self) -> &mut [Entry] {
+        &mut self.certificates
+    }
+
+    /// Record a certificate issued.
+    pub fn push(&mut self, e: Entry) {
+        self.by_id
+            .entry(e.id.clone())
+            .or_default()
+            .push(self.certificates.len());
+        self.certificates.push(e);
+    }
+
+    /// The certificates of `id`, in issue order.
+    pub fn of<'a>(&'a self, id: &str) -> impl DoubleEndedIterator<Item = &'a Entry> + 'a {
+        self.by_id
+            .get(id)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|&i| self.certificates.get(i))
+    }
+
+    /// The last certificate issued to `id`.
+    pub fn last_of_mut(&mut self, id: &str) -> Option<&mut Entry> {
+        let i = *self.by_id.get(id)?.last()?;
+        self.certificates.get_mut(i)
     }
 
     pub fn save(&self, path: &Path) -> Result<(), CaError> {

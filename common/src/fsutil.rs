@@ -12,6 +12,25 @@ use std::path::Path;
 
 /// Replace `path` with `bytes`, durably, creating the file with `mode`.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    write_by_rename(path, bytes, mode, true)
+}
+
+/// [`write_atomic`] without waiting for the disk: readers see the old file
+/// or the whole new one, but a crash may lose it. For a batch of many
+/// files that ends with [`sync_filesystem`] (enrolling 10,000 units writes
+/// 100,000 files; two fsyncs each took most of a minute).
+pub fn write_replacing(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    write_by_rename(path, bytes, mode, false)
+}
+
+/// Wait until everything written to the file system that holds `path` is
+/// on disk (syncfs(2)).
+pub fn sync_filesystem(path: &Path) -> io::Result<()> {
+    let f = fs::File::open(path)?;
+    rustix::fs::syncfs(&f).map_err(io::Error::from)
+}
+
+fn write_by_rename(path: &Path, bytes: &[u8], mode: u32, durable: bool) -> io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -33,9 +52,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         // The mode given to open() is filtered by the umask; set it exactly.
         f.set_permissions(fs::Permissions::from_mode(mode))?;
         f.write_all(bytes)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         fs::rename(&tmp, path)?;
-        sync_dir(dir)
+        if durable { sync_dir(dir) } else { Ok(()) }
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
