@@ -65,6 +65,8 @@ struct RawCrypto {
 #[serde(deny_unknown_fields)]
 struct RawLimits {
     queued_per_sender: Option<u64>,
+    max_connections: Option<usize>,
+    handshakes_per_address: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -294,6 +296,12 @@ pub struct HubConfig {
     /// later (`[limits] queued_per_sender`, default
     /// [`DEFAULT_MAX_QUEUED_PER_SENDER`]).
     pub max_queued_per_sender: u64,
+    /// `[limits] max_connections`: most units connected at once; `None`:
+    /// from the enrolled units (the hub's `rules::admission`).
+    pub max_connections: Option<usize>,
+    /// `[limits] handshakes_per_address`: most unfinished handshakes from
+    /// one address (units behind one NAT); `None`: the hub's default.
+    pub handshakes_per_address: Option<usize>,
     pub store: StoreConfig,
     /// How the daemon logs (`log_format = "json"`: one JSON object a line).
     pub log_format: LogFormat,
@@ -645,6 +653,21 @@ impl HubConfig {
                 "must be at least 1 (it is how many documents one unit may have waiting for an offline one)",
             ));
         }
+        for (key, value) in [
+            ("limits.max_connections", raw.limits.max_connections),
+            (
+                "limits.handshakes_per_address",
+                raw.limits.handshakes_per_address,
+            ),
+        ] {
+            if value == Some(0) {
+                return Err(invalid(
+                    path,
+                    key,
+                    "must be at least 1 (leave it out for the default)",
+                ));
+            }
+        }
         Ok(HubConfig {
             suite,
             log_format,
@@ -652,6 +675,8 @@ impl HubConfig {
             path: path.to_owned(),
             max_document_size,
             max_queued_per_sender,
+            max_connections: raw.limits.max_connections,
+            handshakes_per_address: raw.limits.handshakes_per_address,
             store,
             listen,
             data_dir: base.join(raw.data_dir),

@@ -550,17 +550,40 @@ async fn check(path: &std::path::Path) -> bool {
             Err(e) => found.push(Finding::problem("crypto.suite", e)),
         }
     }
+    let mut enrolled = 0;
     if let Some(path) = &config.tls.directory
         && let Some(ca) = &ca
     {
         match gongwen_hub::state::enrolled::load(path, ca) {
-            Ok(dir) => gongwen_common::sayln!(
-                "ok: {}: tls.directory: {} enrolled units",
-                config.path.display(),
-                dir.entries.len()
-            ),
+            Ok(dir) => {
+                enrolled = dir.entries.len();
+                gongwen_common::sayln!(
+                    "ok: {}: tls.directory: {enrolled} enrolled units",
+                    config.path.display(),
+                )
+            }
             Err(e) => found.push(Finding::problem("tls.directory", e)),
         }
+    }
+    let max = gongwen_hub::rules::admission::max_connections(config.max_connections, enrolled);
+    gongwen_common::sayln!(
+        "ok: {}: limits.max_connections: {max} units connected at once ({})",
+        config.path.display(),
+        match config.max_connections {
+            Some(_) => "as configured".to_owned(),
+            None => format!(
+                "from {enrolled} enrolled units and a quarter more, at least {}",
+                gongwen_hub::rules::admission::MIN_CONNECTIONS
+            ),
+        }
+    );
+    if let Some(n) = config.max_connections
+        && n < enrolled
+    {
+        found.push(Finding::warning(
+            "limits.max_connections",
+            format!("{n} is fewer than the {enrolled} enrolled units: the others cannot connect while it is reached"),
+        ));
     }
     match std::net::UdpSocket::bind(config.listen) {
         Ok(_) => {}

@@ -18,13 +18,14 @@ use gongwen_common::wire::{
 use rustls::pki_types::CertificateDer;
 use time::OffsetDateTime;
 use tokio::net::UnixListener;
-use tokio::sync::Semaphore;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::error::HubError;
 use crate::link::session;
 use crate::ops::control;
-use crate::rules::admission::{self, Gate, Held, Limits, Pending, Pressure, judge};
+use crate::rules::admission::{
+    self, Counts, Gate, Held, Limits, Pending, Pressure, RefuseWhy, judge,
+};
 use crate::state::core::{Core, CoreParts};
 use crate::state::loglimit::Warnings;
 use crate::state::registry::{Admission, close};
@@ -305,7 +306,16 @@ impl Hub {
         let sweeper = events
             .is_some()
             .then(|| tokio::spawn(give_back_stray_claims(core.clone())));
-        let door = Arc::new(Door::new(Limits::DEFAULT));
+        let door = Arc::new(Door::new(core.config()));
+        info!(
+            "admitting at most {} connections at once{}",
+            door.max_connections(&core),
+            if core.config().max_connections.is_some() {
+                " (limits.max_connections)"
+            } else {
+                " (from the enrolled units; limits.max_connections sets it)"
+            }
+        );
         let mut pressure = Pressure::default();
         let mut connections = tokio::task::JoinSet::new();
         tokio::pin!(shutdown);
@@ -314,20 +324,16 @@ impl Hub {
                 _ = &mut shutdown => break,
                 incoming = endpoint.accept() => {
                     let Some(incoming) = incoming else { break };
-                    match door.gate(&incoming) {
+                    match door.gate(&incoming, door.max_connections(&core)) {
                         Ok(handshake) => {
                             let (core, door) = (core.clone(), door.clone());
                             connections.spawn(admit(incoming, handshake, core, door));
                         }
                         Err(gate) => {
                             door.turn_away(incoming, gate);
+                            core.metrics().turned_away(gate);
                             if let Some(r) = pressure.note(gate, std::time::Instant::now()) {
-                                warn!(
-                                    "security: {} unfinished handshakes; in the last moments {} new clients were asked to prove their address (QUIC Retry) and {} refused",
-                                    door.pending.handshakes.total(),
-                                    r.retried,
-                                    r.refused
-                                );
+                                report_pressure(&door, &core, r);
                             }
                         }
                     }
@@ -379,6 +385,9 @@ impl Hub {
     }
 }
 
+/// The least time between two stateless resets: 10,000 a second.
+pub const STATELESS_RESET_INTERVAL: Duration = Duration::from_micros(100);
+
 /// The endpoint's stateless-reset key and connection-id key, kept across
 /// restarts: after a crash the new hub recognises the old connections' ids
 /// and answers their packets with resets the agents accept, so they
@@ -403,6 +412,13 @@ fn endpoint_config(data_dir: &std::path::Path) -> std::io::Result<quinn::Endpoin
     cid_key.copy_from_slice(&tag.as_ref()[..8]);
     let cid_key = u64::from_be_bytes(cid_key);
     let mut config = quinn::EndpointConfig::new(Arc::new(reset_key));
+    // quinn answers at most one stray packet with a reset per 20 ms by
+    // default: after a crash, 10,000 units' packets got 50 resets a second
+    // and most units waited out their idle timeout. A reset is smaller
+    // than the packet that prompts it (no amplification) and costs one
+    // HMAC; the hashed connection ids below make a reset for a packet that
+    // was never ours rare.
+    config.min_reset_interval(STATELESS_RESET_INTERVAL);
     config.cid_generator(move || {
         Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
     });
@@ -429,28 +445,68 @@ impl HubHandle {
     }
 }
 
+/// Say in one line what the gate turned away lately.
+fn report_pressure(door: &Door, core: &Core, r: admission::PressureReport) {
+    if r.full > 0 {
+        warn!(
+            "{} connections open, the most this hub admits (limits.max_connections {}); in the last moments {} units were refused before their handshake and will retry later",
+            door.admitted.total(),
+            door.max_connections(core),
+            r.full
+        );
+    }
+    if r.retried + r.refused > 0 {
+        warn!(
+            "security: {} unfinished handshakes; in the last moments {} new clients were asked to prove their address (QUIC Retry) and {} refused",
+            door.pending.handshakes.total(),
+            r.retried,
+            r.refused
+        );
+    }
+}
+
 /// What the accept loop and the admission tasks share: the bounds, the
 /// connections not admitted yet, the places for admitted ones, and the
 /// rate-limited warnings about peers.
 struct Door {
     limits: Limits,
+    /// `[limits] max_connections`, if set.
+    configured_max: Option<usize>,
     pending: Pending,
-    admitted: Arc<Semaphore>,
+    /// Admitted connections (one key: only the total counts).
+    admitted: Arc<Counts<()>>,
     warnings: Arc<Warnings>,
 }
 
 impl Door {
-    fn new(limits: Limits) -> Door {
+    fn new(config: &HubConfig) -> Door {
         Door {
-            limits,
+            limits: Limits::with_per_address(config.handshakes_per_address),
+            configured_max: config.max_connections,
             pending: Pending::default(),
-            admitted: Arc::new(Semaphore::new(limits.max_connections)),
+            admitted: Arc::default(),
             warnings: Arc::default(),
         }
     }
 
+    /// The most admitted connections now: read at each attempt, so that
+    /// a reloaded directory with more units makes room for them.
+    fn max_connections(&self, core: &Core) -> usize {
+        admission::max_connections(
+            self.configured_max,
+            core.enrolled().current().directory.entries.len(),
+        )
+    }
+
     /// A place among the unfinished handshakes, or what to do instead.
-    fn gate(&self, incoming: &quinn::Incoming) -> Result<Held<std::net::IpAddr>, Gate> {
+    fn gate(
+        &self,
+        incoming: &quinn::Incoming,
+        max_connections: usize,
+    ) -> Result<Held<std::net::IpAddr>, Gate> {
+        if admission::full(self.admitted.total(), max_connections) {
+            return Err(Gate::Refuse(RefuseWhy::Full));
+        }
         let validated = incoming.remote_address_validated();
         self.pending
             .handshakes
@@ -474,6 +530,9 @@ impl Door {
                     e.into_incoming().refuse();
                 }
             }
+            // Stateless too: a QUIC close in an Initial packet, before any
+            // TLS (which cannot carry words; the agent reads the code as
+            // "retry later", at a random moment that spreads a storm).
             Gate::Refuse(_) | Gate::Accept => incoming.refuse(),
         }
     }
@@ -524,13 +583,19 @@ async fn admit(
         Ok(Ok(conn)) => conn,
     };
     drop(handshake);
-    let Ok(_place) = door.admitted.clone().try_acquire_owned() else {
+    // Checked at the gate too; here for the handshakes that were under way
+    // when the last place was taken.
+    let max = door.max_connections(&core);
+    let Ok(_place) = door.admitted.enter((), |open, _| {
+        if admission::full(open, max) {
+            Err(())
+        } else {
+            Ok(())
+        }
+    }) else {
+        core.metrics().turned_away(Gate::Refuse(RefuseWhy::Full));
         if let Some(held_back) = door.warnings.allow("admitted connections") {
-            warn!(
-                %addr,
-                "{} connections open; refusing{held_back}",
-                door.limits.max_connections
-            );
+            warn!(%addr, "{max} connections open; refusing{held_back}");
         }
         close(
             &conn,

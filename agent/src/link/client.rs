@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use crate::link::state::LinkState;
 use crate::parts::Parts;
-use crate::rules::backoff::{Backoff, random_jitter};
+use crate::rules::backoff::{Backoff, after_turned_away, random_jitter};
 use crate::rules::link_error::{LinkError, classify, classify_stream};
 
 /// One admitted connection; the streams stay open while it lives.
@@ -83,6 +83,8 @@ impl Connector {
             if error.needs_administrator() {
                 // Knocking every 200 ms will not fix a certificate.
                 retry_in = retry_in.max(Duration::from_secs(5));
+            } else if error == LinkError::HubTurnedAway {
+                retry_in = after_turned_away(retry_in, random_jitter());
             } else if error == LinkError::HubShuttingDown {
                 // It said so: it cannot be back within the second.
                 retry_in = retry_in.max(Duration::from_secs(1));

@@ -44,6 +44,21 @@ impl Default for Backoff {
     }
 }
 
+/// The least and most time to wait after the hub turned a connection
+/// away before its handshake (full, or too many handshakes at once after a
+/// restart). QUIC's stateless refusal carries no words, so this is what
+/// the refusal means: come back at a random moment of this window, which
+/// spreads the units turned away together over it.
+pub const TURNED_AWAY: (Duration, Duration) = (Duration::from_secs(2), Duration::from_secs(30));
+
+/// The wait after the hub turned us away, for `jitter` in `[0, 1)`: a
+/// point in [`TURNED_AWAY`], and never less than the backoff's own delay.
+pub fn after_turned_away(backoff_delay: Duration, jitter: f64) -> Duration {
+    let (least, most) = TURNED_AWAY;
+    let spread = least + (most - least).mul_f64(jitter.clamp(0.0, 1.0));
+    spread.max(backoff_delay)
+}
+
 /// A jitter value in `[0, 1)` from the system's random source.
 pub fn random_jitter() -> f64 {
     use ring::rand::{SecureRandom, SystemRandom};
@@ -57,6 +72,26 @@ pub fn random_jitter() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn units_turned_away_come_back_spread_over_the_window() {
+        let (least, most) = TURNED_AWAY;
+        assert_eq!(after_turned_away(Duration::ZERO, 0.0), least);
+        assert!(after_turned_away(Duration::ZERO, 0.999) <= most);
+        assert!(after_turned_away(Duration::ZERO, 0.999) > most - Duration::from_millis(100));
+        // A thousand units turned away at once: no second of the window
+        // gets more than a few times its share.
+        let mut per_second = [0u32; 30];
+        for i in 0..1000 {
+            let d = after_turned_away(Duration::ZERO, f64::from(i) / 1000.0);
+            per_second[d.as_secs() as usize] += 1;
+        }
+        assert!(per_second.iter().all(|&n| n <= 36), "{per_second:?}");
+        assert_eq!(
+            after_turned_away(Duration::from_secs(60), 0.0),
+            Duration::from_secs(60)
+        );
+    }
 
     #[test]
     fn delays_double_until_the_cap() {

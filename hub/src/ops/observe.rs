@@ -114,6 +114,10 @@ async fn levels(core: &Core) -> Levels {
     Levels {
         units_known: known.len() as u64,
         units_connected: core.units().rows().iter().filter(|r| r.connected).count() as u64,
+        max_connections: crate::rules::admission::max_connections(
+            core.config().max_connections,
+            core.enrolled().current().directory.entries.len(),
+        ) as u64,
         pending: pending.into_iter().collect(),
         overdue,
         crl_next_update_seconds: core

@@ -6,6 +6,8 @@
 //!
 //! ```text
 //! Initial packet ──▶ [gate]  accept │ Retry (prove your address) │ refuse
+//!                      │  refuses at once while every place for an admitted
+//!                      │  connection is taken (no handshake: stateless);
 //!                      │  counts unfinished handshakes, in total and per address
 //! handshake done ──▶ [judge] the certificate, now, by the hub's clock:
 //!                      │  chain, validity, revocation, CRL freshness
@@ -50,9 +52,6 @@ pub struct Limits {
     pub max_hellos_per_unit: usize,
     /// How long a connection may take to send its hello.
     pub hello_timeout: Duration,
-    /// Most admitted connections at once (a province has a few hundred
-    /// units).
-    pub max_connections: usize,
 }
 
 impl Limits {
@@ -66,8 +65,37 @@ impl Limits {
         handshake_timeout: Duration::from_secs(4),
         max_hellos_per_unit: 4,
         hello_timeout: Duration::from_secs(4),
-        max_connections: 4096,
     };
+
+    /// The defaults with hub.toml's `[limits] handshakes_per_address`, if
+    /// set (many units behind one NAT reconnect together).
+    pub fn with_per_address(per_address: Option<usize>) -> Limits {
+        let mut l = Limits::DEFAULT;
+        if let Some(n) = per_address {
+            l.max_handshakes_per_addr = n.max(1);
+        }
+        l
+    }
+}
+
+/// The fewest places for admitted connections a hub has by default.
+pub const MIN_CONNECTIONS: usize = 1024;
+
+/// The most admitted connections: hub.toml's `[limits] max_connections`,
+/// or else room for every enrolled unit and a quarter more (a unit's new
+/// connection overlaps its old one for a moment after a network change,
+/// and units certified by hand are not in the directory), and never fewer
+/// than [`MIN_CONNECTIONS`]. QUIC connections share the hub's one UDP
+/// socket, so they cost memory (about 50 KiB each), not descriptors.
+pub fn max_connections(configured: Option<usize>, enrolled: usize) -> usize {
+    configured.unwrap_or_else(|| (enrolled + enrolled / 4 + 64).max(MIN_CONNECTIONS))
+}
+
+/// Whether a new connection must be refused before its handshake because
+/// every place is taken: it could not be admitted at its end, and a
+/// handshake is the most expensive thing the hub does for a stranger.
+pub fn full(open: usize, max: usize) -> bool {
+    open >= max
 }
 
 // Unfinished handshakes have their own bound, below the one on admitted
@@ -76,7 +104,7 @@ impl Limits {
 const _: () = {
     let l = Limits::DEFAULT;
     assert!(l.retry_above < l.max_handshakes);
-    assert!(l.max_handshakes < l.max_connections);
+    assert!(l.max_handshakes < MIN_CONNECTIONS);
     assert!(l.handshake_timeout.as_secs() < 10);
     assert!(l.hello_timeout.as_secs() < 10);
 };
@@ -94,13 +122,16 @@ pub enum Gate {
     Accept,
     /// Answer with a Retry: the client must come back with the token.
     Retry,
-    /// Refuse: too many unfinished handshakes (in all, or from its address).
+    /// Refuse: every place is taken, or too many unfinished handshakes (in
+    /// all, or from its address).
     Refuse(RefuseWhy),
 }
 
 /// Why an attempt was refused at the gate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefuseWhy {
+    /// The hub holds `max_connections` admitted connections.
+    Full,
     TooManyHandshakes,
     TooManyFromAddress,
 }
@@ -257,14 +288,15 @@ pub const PRESSURE_REPORT_EVERY: Duration = Duration::from_secs(10);
 #[derive(Debug, Default)]
 pub struct Pressure {
     last_report: Option<std::time::Instant>,
-    retried: u64,
-    refused: u64,
+    now: PressureReport,
 }
 
-/// Attempts sent a Retry and attempts refused, since the last report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Attempts sent a Retry, refused for want of a place, and refused for
+/// too many unfinished handshakes, since the last report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PressureReport {
     pub retried: u64,
+    pub full: u64,
     pub refused: u64,
 }
 
@@ -275,8 +307,9 @@ impl Pressure {
     pub fn note(&mut self, gate: Gate, now: std::time::Instant) -> Option<PressureReport> {
         match gate {
             Gate::Accept => return None,
-            Gate::Retry => self.retried += 1,
-            Gate::Refuse(_) => self.refused += 1,
+            Gate::Retry => self.now.retried += 1,
+            Gate::Refuse(RefuseWhy::Full) => self.now.full += 1,
+            Gate::Refuse(_) => self.now.refused += 1,
         }
         let due = self
             .last_report
@@ -285,12 +318,7 @@ impl Pressure {
             return None;
         }
         self.last_report = Some(now);
-        let report = PressureReport {
-            retried: self.retried,
-            refused: self.refused,
-        };
-        (self.retried, self.refused) = (0, 0);
-        Some(report)
+        Some(std::mem::take(&mut self.now))
     }
 }
 
@@ -331,6 +359,21 @@ mod tests {
     }
 
     #[test]
+    fn the_place_count_follows_the_enrolled_units_unless_configured() {
+        assert_eq!(max_connections(None, 0), MIN_CONNECTIONS);
+        assert_eq!(max_connections(None, 194), MIN_CONNECTIONS);
+        assert_eq!(max_connections(None, 10_000), 12_564);
+        assert_eq!(max_connections(Some(3), 10_000), 3);
+        assert!(!full(2, 3));
+        assert!(full(3, 3));
+        assert_eq!(
+            Limits::with_per_address(Some(500)).max_handshakes_per_addr,
+            500
+        );
+        assert_eq!(Limits::with_per_address(None), Limits::DEFAULT);
+    }
+
+    #[test]
     fn turn_aways_are_reported_at_once_then_summed_at_most_every_interval() {
         let mut p = Pressure::default();
         let t0 = std::time::Instant::now();
@@ -339,17 +382,19 @@ mod tests {
             p.note(Gate::Retry, t0),
             Some(PressureReport {
                 retried: 1,
-                refused: 0
+                ..Default::default()
             })
         );
         for _ in 0..5999 {
             assert_eq!(p.note(Gate::Retry, t0), None);
         }
         assert_eq!(p.note(Gate::Refuse(RefuseWhy::TooManyHandshakes), t0), None);
+        assert_eq!(p.note(Gate::Refuse(RefuseWhy::Full), t0), None);
         assert_eq!(
             p.note(Gate::Retry, t0 + PRESSURE_REPORT_EVERY),
             Some(PressureReport {
                 retried: 6000,
+                full: 1,
                 refused: 1
             })
         );

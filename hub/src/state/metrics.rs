@@ -34,6 +34,11 @@ struct ActionLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WhyLabel {
+    why: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct UnitLabel {
     unit: String,
 }
@@ -53,6 +58,7 @@ pub struct Metrics {
     quota_refusals: Counter,
     receipts: Family<KindLabel, Counter>,
     escalation_steps: Family<ActionLabel, Counter>,
+    turned_away: Family<WhyLabel, Counter>,
     received_bytes: Counter,
     sent_bytes: Counter,
     upload_seconds: Histogram,
@@ -69,6 +75,7 @@ impl Default for Metrics {
             quota_refusals: Counter::default(),
             receipts: Family::default(),
             escalation_steps: Family::default(),
+            turned_away: Family::default(),
             received_bytes: Counter::default(),
             sent_bytes: Counter::default(),
             upload_seconds: duration_buckets(),
@@ -85,6 +92,8 @@ pub struct Levels {
     /// Units that can receive (enrolled, or published a key).
     pub units_known: u64,
     pub units_connected: u64,
+    /// The most connections the hub admits at once.
+    pub max_connections: u64,
     /// Copies waiting at the hub for each unit (not yet delivered).
     pub pending: Vec<(String, u64)>,
     /// Copies past their deadline and not signed for, returned or recalled.
@@ -138,6 +147,20 @@ impl Metrics {
             .inc();
     }
 
+    /// The gate turned a connection attempt away (or asked it to prove
+    /// its address).
+    pub fn turned_away(&self, gate: crate::rules::admission::Gate) {
+        use crate::rules::admission::{Gate, RefuseWhy};
+        let why = match gate {
+            Gate::Accept => return,
+            Gate::Retry => "retry",
+            Gate::Refuse(RefuseWhy::Full) => "full",
+            Gate::Refuse(RefuseWhy::TooManyHandshakes) => "handshakes",
+            Gate::Refuse(RefuseWhy::TooManyFromAddress) => "address",
+        };
+        self.turned_away.get_or_create(&WhyLabel { why }).inc();
+    }
+
     pub fn bytes_received(&self, n: u64) {
         self.received_bytes.inc_by(n);
     }
@@ -185,6 +208,11 @@ impl Metrics {
             "Escalation steps run, by action (urge 催办, supervise 督办)",
             self.escalation_steps.clone(),
         );
+        r.register(
+            "gongwen_connections_turned_away",
+            "Connection attempts turned away before their handshake, by why: full (max_connections open), handshakes (too many unfinished), address (too many from one address), retry (asked to prove their address)",
+            self.turned_away.clone(),
+        );
         r.register_with_unit(
             "gongwen_received",
             "Document content received from units",
@@ -230,6 +258,11 @@ impl Metrics {
             "gongwen_units_connected",
             "Units connected to this hub",
             gauge(levels.units_connected as i64),
+        );
+        r.register(
+            "gongwen_connections_max",
+            "The most connections this hub admits at once (limits.max_connections, or from the enrolled units)",
+            gauge(levels.max_connections as i64),
         );
         let pending = Family::<UnitLabel, Gauge>::default();
         for (unit, n) in &levels.pending {
@@ -319,9 +352,13 @@ mod tests {
         m.escalation_step("urge");
         m.bytes_received(1000);
         m.bytes_sent(2000);
+        m.turned_away(crate::rules::admission::Gate::Refuse(
+            crate::rules::admission::RefuseWhy::Full,
+        ));
         let text = m.render(&Levels {
             units_known: 3,
             units_connected: 2,
+            max_connections: 1024,
             pending: vec![("daqing-gov".into(), 4)],
             overdue: 1,
             crl_next_update_seconds: Some(86400.0),
@@ -337,6 +374,8 @@ mod tests {
             ("gongwen_sent_bytes_total", 2000.0),
             ("gongwen_units_known", 3.0),
             ("gongwen_units_connected", 2.0),
+            ("gongwen_connections_max", 1024.0),
+            ("gongwen_connections_turned_away_total{why=\"full\"}", 1.0),
             ("gongwen_deliveries_pending{unit=\"daqing-gov\"}", 4.0),
             ("gongwen_overdue_items", 1.0),
             ("gongwen_crl_next_update_seconds", 86400.0),
