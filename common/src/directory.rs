@@ -27,8 +27,12 @@ use crate::signed::{SignedError, Statement, StatementKind, cert_public_key, sign
 const MAGIC: &[u8; 4] = b"GWD1";
 /// Largest key binding in an entry (a certificate and a signature).
 const MAX_BINDING: usize = 32 * 1024;
-/// More units than any province has; bounds what a damaged file can ask for.
-pub const MAX_UNITS: usize = 20_000;
+/// More units than a national hub has; bounds what a damaged file can ask
+/// for.
+pub const MAX_UNITS: usize = 500_000;
+/// Largest directory body: a local file, not a frame, so not bound by the
+/// wire's 1 MiB (an entry is about 730 bytes: 20,000 units are 15 MB).
+pub const MAX_DIRECTORY_BODY: usize = 512 << 20;
 
 /// One enrolled unit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,7 +114,8 @@ impl UnitDirectory {
             }
             .into());
         }
-        let mut entries: Vec<DirectoryEntry> = Vec::with_capacity(n);
+        // An entry takes at least 16 bytes: the body bounds the count too.
+        let mut entries: Vec<DirectoryEntry> = Vec::with_capacity(n.min(body.len() / 16));
         for _ in 0..n {
             let id = r.node_id()?;
             let name = r.string()?;
@@ -155,7 +160,7 @@ impl UnitDirectory {
     /// unit's certificate is still valid is the sender's check, against
     /// the CRL of the day.
     pub fn verify(bytes: &[u8], ca_cert: &[u8]) -> Result<UnitDirectory, DirectoryError> {
-        let st = Statement::decode(bytes, StatementKind::UnitDirectory)?;
+        let st = Statement::decode_within(bytes, StatementKind::UnitDirectory, MAX_DIRECTORY_BODY)?;
         let key = cert_public_key(ca_cert)?;
         st.verify_with_key(&key)
             .map_err(|_| DirectoryError::NotOurCa)?;
@@ -181,6 +186,7 @@ impl UnitDirectory {
         Ok(dir)
     }
 
+    /// The entry of `id`: a scan (the hub keeps an index, `Enrollment`).
     pub fn get(&self, id: &NodeId) -> Option<&DirectoryEntry> {
         self.entries.iter().find(|e| &e.id == id)
     }

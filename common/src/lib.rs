@@ -78,6 +78,7 @@ pub mod id;
 pub mod kvstore;
 pub mod links;
 pub mod logsafe;
+pub mod lookup;
 pub mod material;
 pub mod notice;
 pub mod pki;

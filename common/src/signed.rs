@@ -171,6 +171,17 @@ impl Statement {
 
     /// Parse a statement of the `expected` kind. Does not verify it.
     pub fn decode(bytes: &[u8], expected: StatementKind) -> Result<Statement, SignedError> {
+        Statement::decode_within(bytes, expected, MAX_BODY)
+    }
+
+    /// [`Statement::decode`] with a body of up to `max_body` bytes: for a
+    /// statement read from a local file the administrator put there (the
+    /// unit directory), not from a frame.
+    pub fn decode_within(
+        bytes: &[u8],
+        expected: StatementKind,
+        max_body: usize,
+    ) -> Result<Statement, SignedError> {
         let mut r = Reader::new(bytes);
         let magic = r.take(4).map_err(|_| SignedError::BadMagic)?;
         let gm = match magic {
@@ -185,7 +196,7 @@ impl Statement {
                 got: kind,
             });
         }
-        let body = r.bytes(MAX_BODY)?.to_vec();
+        let body = r.bytes(max_body)?.to_vec();
         let cert = r.bytes(MAX_CERT)?.to_vec();
         let sm2_binding = if gm {
             Some(r.bytes(MAX_BINDING)?.to_vec())

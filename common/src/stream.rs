@@ -38,7 +38,7 @@ pub enum StreamError {
     Write(#[from] quinn::WriteError),
     #[error("the peer sent an invalid frame: {0}")]
     Wire(#[from] WireError),
-    #[error("the peer broke off a JSON answer with a {0}")]
+    #[error("the peer broke off an answer in parts with a {0}")]
     BrokenAnswer(&'static str),
     #[error("no stream could be opened: {0}")]
     Open(#[from] quinn::ConnectionError),
@@ -141,14 +141,54 @@ pub fn json_frames(body: Vec<u8>, in_parts: bool) -> Vec<Message> {
 
 /// Read an answer: one message, except that a JSON answer in parts is read
 /// whole (each part within `timeout`, all of them at most
-/// [`MAX_JSON_ANSWER`] bytes) and given as one `Json`.
+/// [`MAX_JSON_ANSWER`] bytes) and given as one `Json`, and a lookup's
+/// answer in parts is joined into one `Directory`
+/// ([`crate::lookup::Joined`]).
 pub async fn read_answer(
     recv: &mut quinn::RecvStream,
     timeout: Duration,
 ) -> Result<Message, StreamError> {
     let mut gathered: Vec<u8> = Vec::new();
+    let mut looked_up: Option<crate::lookup::Joined> = None;
     loop {
         match read_message(recv, timeout).await? {
+            Message::DirectoryPart {
+                resolved,
+                unknown,
+                bindings,
+            } if gathered.is_empty() => {
+                looked_up
+                    .get_or_insert_default()
+                    .add(resolved, unknown, bindings)
+                    .map_err(|len| {
+                        StreamError::Wire(WireError::Oversize {
+                            len,
+                            max: crate::lookup::MAX_JOINED,
+                        })
+                    })?;
+            }
+            Message::Directory {
+                resolved,
+                unknown,
+                bindings,
+            } if looked_up.is_some() => {
+                let mut joined = looked_up.take().unwrap_or_default();
+                joined.add(resolved, unknown, bindings).map_err(|len| {
+                    StreamError::Wire(WireError::Oversize {
+                        len,
+                        max: crate::lookup::MAX_JOINED,
+                    })
+                })?;
+                let whole = joined.finish();
+                return Ok(Message::Directory {
+                    resolved: whole.resolved,
+                    unknown: whole.unknown,
+                    bindings: whole.bindings,
+                });
+            }
+            other if looked_up.is_some() => {
+                return Err(StreamError::BrokenAnswer(other.kind()));
+            }
             Message::JsonPart { body } => {
                 if gathered.len() + body.len() > MAX_JSON_ANSWER {
                     return Err(StreamError::Wire(WireError::Oversize {

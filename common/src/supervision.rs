@@ -115,7 +115,14 @@ pub enum Query {
     },
     /// The units documents can be addressed to (those that published a
     /// key), with their display names, and the groups. Any unit may ask.
-    Directory,
+    /// With `since`, the version of the book the asker holds: the answer
+    /// is then `{"unchanged": true, "version": …}` when nothing changed
+    /// (see [`DirectoryAnswer`]). A hub that predates versions ignores it
+    /// and answers the whole book.
+    Directory {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<String>,
+    },
     /// Documents whose number (文号) contains this text.
     Find {
         doc_number: String,
@@ -429,12 +436,24 @@ impl DeadlineSpans {
 /// `directory`: the units and groups documents can be sent to.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AddressBook {
+    /// The hub's version of this book (absent from older hubs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     #[serde(default)]
     pub units: Vec<AddressEntry>,
     #[serde(default)]
     pub groups: Vec<GroupEntry>,
     #[serde(default)]
     pub deadlines: Option<DeadlineSpans>,
+}
+
+/// The answer to [`Query::Directory`]: the book, or word that the asker's
+/// version is still current.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum DirectoryAnswer {
+    Unchanged { unchanged: bool, version: String },
+    Book(AddressBook),
 }
 
 impl AddressBook {
@@ -504,6 +523,36 @@ mod tests {
             offset,
         };
         assert_eq!(serde_json::from_slice::<Query>(&q.to_bytes()).unwrap(), q);
+    }
+
+    #[test]
+    fn directory_questions_and_answers_read_across_versions() {
+        // An agent of before versions asks without `since`; the hub reads it.
+        let old: Query = serde_json::from_str(r#"{"query":"directory"}"#).unwrap();
+        assert_eq!(old, Query::Directory { since: None });
+        let q = Query::Directory {
+            since: Some("ab12".into()),
+        };
+        assert_eq!(serde_json::from_slice::<Query>(&q.to_bytes()).unwrap(), q);
+        // A hub of before versions: a book without a version is a book.
+        let a: DirectoryAnswer = serde_json::from_str(r#"{"units":[],"groups":[]}"#).unwrap();
+        assert_eq!(a, DirectoryAnswer::Book(AddressBook::default()));
+        let a: DirectoryAnswer =
+            serde_json::from_str(r#"{"unchanged":true,"version":"ab12"}"#).unwrap();
+        assert_eq!(
+            a,
+            DirectoryAnswer::Unchanged {
+                unchanged: true,
+                version: "ab12".into()
+            }
+        );
+        let a: DirectoryAnswer =
+            serde_json::from_str(r#"{"version":"cd34","units":[{"id":"harbin-gov"}]}"#).unwrap();
+        let DirectoryAnswer::Book(book) = a else {
+            panic!("{a:?}")
+        };
+        assert_eq!(book.version.as_deref(), Some("cd34"));
+        assert_eq!(book.units.len(), 1);
     }
 
     fn row(recipient: &str, urgency: Urgency) -> OverdueRow {

@@ -37,8 +37,10 @@ use crate::pki::Role;
 /// certificate (`CertificateRenewal`). 4: the welcome states the crypto
 /// suite the hub serves. 5: a JSON answer larger than a frame comes in
 /// parts (`JsonPart`… `Json`), and the 督办 notices of one escalation round
-/// come together (`gongwen_common::notice::NoticeRound`).
-pub const PROTOCOL_VERSION: u16 = 5;
+/// come together (`gongwen_common::notice::NoticeRound`). 6: a lookup's
+/// answer larger than a frame comes in parts (`DirectoryPart`…
+/// `Directory`).
+pub const PROTOCOL_VERSION: u16 = 6;
 /// The oldest version a hub still admits (agents are upgraded unit by
 /// unit, after the hub).
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
@@ -219,6 +221,15 @@ pub enum Message {
         /// Signed key bindings of every resolved member that has one.
         bindings: Vec<Vec<u8>>,
     },
+    /// Hub → agent: a piece of a `Directory` answer too large for one
+    /// frame; the pieces that follow end with a `Directory` (to agents of
+    /// version 6 on). A group's members may go on from one piece to the
+    /// next: the reader joins resolved names that repeat.
+    DirectoryPart {
+        resolved: Vec<Resolved>,
+        unknown: Vec<String>,
+        bindings: Vec<Vec<u8>>,
+    },
     /// Agent → hub: upload a sealed document (header now, content after).
     UploadBegin {
         doc_id: DocId,
@@ -281,6 +292,7 @@ impl Message {
             Message::PublishKey { .. } => "PublishKey",
             Message::Lookup { .. } => "Lookup",
             Message::Directory { .. } => "Directory",
+            Message::DirectoryPart { .. } => "DirectoryPart",
             Message::UploadBegin { .. } => "UploadBegin",
             Message::UploadFrom { .. } => "UploadFrom",
             Message::Accepted { .. } => "Accepted",
@@ -319,6 +331,7 @@ const T_WELCOME: u8 = 0x02;
 const T_PUBLISH_KEY: u8 = 0x10;
 const T_LOOKUP: u8 = 0x12;
 const T_DIRECTORY: u8 = 0x13;
+const T_DIRECTORY_PART: u8 = 0x14;
 const T_UPLOAD_BEGIN: u8 = 0x20;
 const T_UPLOAD_FROM: u8 = 0x21;
 const T_ACCEPTED: u8 = 0x22;
@@ -421,8 +434,17 @@ pub fn encode(msg: &Message, out: &mut Vec<u8>) {
             resolved,
             unknown,
             bindings,
+        }
+        | Message::DirectoryPart {
+            resolved,
+            unknown,
+            bindings,
         } => {
-            w.u8(T_DIRECTORY);
+            w.u8(if matches!(msg, Message::Directory { .. }) {
+                T_DIRECTORY
+            } else {
+                T_DIRECTORY_PART
+            });
             w.u16(resolved.len().min(MAX_ITEMS) as u16);
             for r in resolved.iter().take(MAX_ITEMS) {
                 w.str(&r.name);
@@ -604,7 +626,7 @@ pub fn decode_body(frame: &[u8]) -> Result<Message, WireError> {
         T_LOOKUP => Message::Lookup {
             names: read_strings(&mut r)?,
         },
-        T_DIRECTORY => {
+        t @ (T_DIRECTORY | T_DIRECTORY_PART) => {
             let n = r.u16()? as usize;
             if n > MAX_ITEMS {
                 return Err(CodecError::TooLong {
@@ -633,10 +655,18 @@ pub fn decode_body(frame: &[u8]) -> Result<Message, WireError> {
             let bindings = (0..m)
                 .map(|_| blob(&mut r))
                 .collect::<Result<Vec<_>, _>>()?;
-            Message::Directory {
-                resolved,
-                unknown,
-                bindings,
+            if t == T_DIRECTORY {
+                Message::Directory {
+                    resolved,
+                    unknown,
+                    bindings,
+                }
+            } else {
+                Message::DirectoryPart {
+                    resolved,
+                    unknown,
+                    bindings,
+                }
             }
         }
         t @ (T_UPLOAD_BEGIN | T_DELIVER_BEGIN) => {
@@ -759,6 +789,14 @@ mod tests {
                 }],
                 unknown: vec!["nowhere".into()],
                 bindings: vec![vec![9; 100], vec![]],
+            },
+            Message::DirectoryPart {
+                resolved: vec![Resolved {
+                    name: "counties".into(),
+                    members: vec![id("hulan-gov")],
+                }],
+                unknown: vec![],
+                bindings: vec![vec![8; 50]],
             },
             Message::UploadBegin {
                 doc_id,

@@ -24,6 +24,7 @@ use tracing::{Instrument, debug, info, warn};
 use crate::outgoing::draft::{self, Draft};
 use crate::outgoing::outbox::{self, read_claim};
 use crate::outgoing::spool;
+use crate::rules::breaks::{BREAKS_BEFORE_GIVING_UP, Breaks};
 use crate::rules::metadata::MetadataJson;
 use crate::unit::batch::Batches;
 use crate::unit::directory::Known;
@@ -62,6 +63,9 @@ pub struct Sending {
     outgoing: Arc<Outgoing>,
     known: Arc<Known>,
     filing: Arc<Batches<FileJob>>,
+    /// Documents whose sending broke off on a live connection, and how
+    /// often in a row.
+    breaks: Arc<std::sync::Mutex<Breaks<DocId>>>,
 }
 
 impl Sending {
@@ -79,7 +83,27 @@ impl Sending {
             outgoing,
             known,
             filing: Arc::default(),
+            breaks: Arc::default(),
         }
+    }
+
+    /// Count one more break in sending `doc` on a live connection; whether
+    /// to give up on it now ([`Breaks`]).
+    fn broke_off(&self, doc: DocId) -> bool {
+        let mut breaks = self.breaks.lock().unwrap_or_else(|p| p.into_inner());
+        let give_up = breaks.broke_off(doc);
+        if give_up {
+            breaks.forget(&doc);
+        }
+        give_up
+    }
+
+    /// `doc` went through, or was refused in words: forget its breaks.
+    fn went_through(&self, doc: DocId) {
+        self.breaks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .forget(&doc);
     }
 }
 
@@ -125,6 +149,20 @@ pub async fn send_pending(conn: &quinn::Connection, tx: &Sending) -> Result<(), 
             break;
         };
         let (doc_id, result) = done.map_err(later)?;
+        let result = match result {
+            Err(SendError::Connection(e))
+                if conn.close_reason().is_none() && tx.broke_off(doc_id) =>
+            {
+                Err(SendError::Permanent(format!(
+                    "发送 {BREAKS_BEFORE_GIVING_UP} 次都在中途中断，已停止重试 (sending broke off {BREAKS_BEFORE_GIVING_UP} times in a row on a live connection: {e})"
+                )))
+            }
+            Err(SendError::Connection(e)) => Err(SendError::Connection(e)),
+            other => {
+                tx.went_through(doc_id);
+                other
+            }
+        };
         match result {
             Ok(()) => {}
             Err(SendError::Permanent(why)) => {
@@ -362,12 +400,14 @@ async fn address(
         }
     };
     let node = me.node_id().clone();
+    // Sets beside the lists: a group may have thousands of members.
     let members = |list: &[String]| -> Vec<NodeId> {
         let mut out: Vec<NodeId> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for name in list {
             if let Some(r) = resolved.iter().find(|r| &r.name == name) {
                 for m in &r.members {
-                    if *m != node && !out.contains(m) {
+                    if *m != node && seen.insert(m) {
                         out.push(m.clone());
                     }
                 }
@@ -376,9 +416,10 @@ async fn address(
         out
     };
     let to = members(&draft.to);
+    let in_to: std::collections::HashSet<&NodeId> = to.iter().collect();
     let cc: Vec<NodeId> = members(&draft.cc)
         .into_iter()
-        .filter(|c| !to.contains(c))
+        .filter(|c| !in_to.contains(c))
         .collect();
     if to.is_empty() {
         return Err(SendError::Permanent(

@@ -77,11 +77,15 @@ pub fn settle(
         keys: Vec::new(),
         left_out: Vec::new(),
     };
+    // Indexed: a notice to a group of thousands.
+    let verdict_of: std::collections::HashMap<&NodeId, &KeyVerdict> =
+        verdicts.iter().rev().map(|(n, v)| (n, v)).collect();
+    let mut keyed = std::collections::HashSet::new();
     for (list, into_to) in [(to, true), (cc, false)] {
         for unit in list {
-            match verdicts.iter().find(|(n, _)| n == unit).map(|(_, v)| v) {
+            match verdict_of.get(unit).copied() {
                 Some(KeyVerdict::Usable(key)) => {
-                    if !out.keys.iter().any(|(n, _)| n == unit) {
+                    if keyed.insert(unit) {
                         out.keys.push((unit.clone(), key.clone()));
                     }
                     if into_to {

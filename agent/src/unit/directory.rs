@@ -38,13 +38,17 @@ pub fn list_text(book: &AddressBook, me: &NodeId) -> String {
     );
     let mut units: Vec<&AddressEntry> = book.units.iter().filter(|u| &u.id != me).collect();
     units.sort_by(|a, b| a.id.cmp(&b.id));
+    // Each unit's groups, in the book's order: one pass over the members
+    // (10,000 units in a group of all of them).
+    let mut groups_of: std::collections::HashMap<&NodeId, Vec<&str>> =
+        std::collections::HashMap::new();
+    for g in &book.groups {
+        for m in &g.members {
+            groups_of.entry(m).or_default().push(g.name.as_str());
+        }
+    }
     for u in units {
-        let groups: Vec<&str> = book
-            .groups
-            .iter()
-            .filter(|g| g.members.contains(&u.id))
-            .map(|g| g.name.as_str())
-            .collect();
+        let groups = groups_of.get(&u.id).map(Vec::as_slice).unwrap_or_default();
         out.push_str(&format!(
             "{}\t{}{}\t{}\n",
             u.id,
@@ -115,9 +119,16 @@ impl Known {
         link: &crate::unit::hub_link::Link,
         me: &crate::unit::identity::Identity,
     ) -> Result<Arc<AddressBook>, String> {
-        let dir: AddressBook = link
-            .query(&gongwen_common::supervision::Query::Directory)
-            .await?;
+        use gongwen_common::supervision::{DirectoryAnswer, Query};
+        let held = self.get();
+        let since = held.as_ref().and_then(|b| b.version.clone());
+        let dir = match link.query(&Query::Directory { since }).await? {
+            DirectoryAnswer::Book(book) => book,
+            // Nothing changed: no folder to make, no list to write.
+            DirectoryAnswer::Unchanged { .. } => {
+                return held.ok_or_else(|| "no directory".to_owned());
+            }
+        };
         let (outbox, node, d) = (
             me.folders().outbox.clone(),
             me.node_id().clone(),
@@ -145,6 +156,7 @@ mod tests {
 
     fn sample() -> AddressBook {
         AddressBook {
+            version: None,
             units: vec![
                 AddressEntry {
                     id: id("harbin-gov"),

@@ -23,7 +23,7 @@ use crate::store::{DeliveryRecord, DocRecord};
 pub(crate) async fn supervise(core: &Core, q: &Query) -> Result<serde_json::Value, String> {
     match q {
         Query::Status { doc } => to_json(&status(core, *doc).await?),
-        Query::Directory => to_json(&address_book(core).await?),
+        Query::Directory { since } => directory(core, since.as_deref()).await,
         Query::Find { doc_number } => to_json(&find(core, doc_number).await?),
         Query::Overdue {
             filter,
@@ -153,7 +153,28 @@ async fn status(core: &Core, doc_id: gongwen_common::DocId) -> Result<DocStatus,
     })
 }
 
-/// `directory`: every unit documents can be sent to, by display name (the
+/// `directory`: the book made once per change ([`AddressBooks`]), or
+/// "unchanged" to an asker that holds its version.
+///
+/// [`AddressBooks`]: crate::state::address_book::AddressBooks
+async fn directory(core: &Core, since: Option<&str>) -> Result<serde_json::Value, String> {
+    let book = core
+        .address_books()
+        .get(std::time::Instant::now(), || async {
+            to_json(&address_book(core).await?)
+        })
+        .await?;
+    if since == Some(book.version.as_str()) {
+        return Ok(serde_json::json!({ "unchanged": true, "version": book.version }));
+    }
+    let mut json = (*book.json).clone();
+    if let Some(fields) = json.as_object_mut() {
+        fields.insert("version".into(), book.version.into());
+    }
+    Ok(json)
+}
+
+/// Every unit documents can be sent to, by display name (the
 /// CA's directory's, else the one in the certificate that signed its key
 /// binding), the revoked marked; the groups; the default deadlines.
 async fn address_book(core: &Core) -> Result<AddressBook, String> {
@@ -174,6 +195,7 @@ async fn address_book(core: &Core) -> Result<AddressBook, String> {
     let revoked = revoked_units(core).await?;
     let d = &core.config().deadlines;
     Ok(AddressBook {
+        version: None,
         units: names
             .into_iter()
             .map(|(id, name)| AddressEntry {
@@ -236,17 +258,20 @@ async fn overdue(core: &Core) -> Result<Vec<OverdueRow>, String> {
 /// certificate the CRL now revokes: documents are no longer sealed to
 /// them, and the directory, `nodes` and supervision mark them.
 pub(crate) async fn revoked_units(core: &Core) -> Result<BTreeSet<NodeId>, String> {
-    let published = core.store().bindings().await.map_err(|e| e.to_string())?;
+    let mut published: BTreeMap<NodeId, Vec<u8>> = core
+        .store()
+        .bindings()
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .collect();
     let enrolled = core.enrolled().current();
     let trust = core.trust().current();
-    let mut ids: BTreeSet<NodeId> = published.iter().map(|(id, _)| id.clone()).collect();
+    let mut ids: BTreeSet<NodeId> = published.keys().cloned().collect();
     ids.extend(enrolled.directory.entries.iter().map(|e| e.id.clone()));
     let mut revoked = BTreeSet::new();
     for id in ids {
-        let mine = published
-            .iter()
-            .find(|(p, _)| *p == id)
-            .map(|(_, b)| b.clone());
+        let mine = published.remove(&id);
         let Some(binding) = enrolled.binding_for(&id, mine) else {
             continue;
         };

@@ -91,11 +91,24 @@ async fn answer(send: &mut quinn::SendStream, msg: &Message) {
 }
 
 /// Answer with `msg`; a JSON answer larger than a frame goes in parts to
-/// an agent that takes them (version 5 on). An older agent gets it whole,
-/// which it can read only if it fits.
+/// an agent that takes them (version 5 on), and so does a lookup's answer
+/// (version 6 on). An older agent gets it whole, which it can read only if
+/// it fits.
 async fn answer_as(send: &mut quinn::SendStream, msg: Message, version: u16) {
     let frames = match msg {
         Message::Json { body } => gongwen_common::stream::json_frames(body, version >= 5),
+        Message::Directory {
+            resolved,
+            unknown,
+            bindings,
+        } => gongwen_common::lookup::pieces(
+            gongwen_common::lookup::Answer {
+                resolved,
+                unknown,
+                bindings,
+            },
+            version >= 6,
+        ),
         other => vec![other],
     };
     for f in &frames {
@@ -241,7 +254,14 @@ async fn publish_key(
             "a node may publish only its own key",
         ));
     }
+    // An agent publishes its key on every connect: after a restart that is
+    // 10,000 durable writes of what the store already holds.
+    if core.store().binding(&ident.id).await?.as_deref() == Some(binding) {
+        debug!("encryption key published again, unchanged");
+        return Ok(Message::Ok);
+    }
     core.store().put_binding(&ident.id, binding).await?;
+    core.address_books().changed();
     debug!("encryption key published");
     Ok(Message::Ok)
 }
@@ -328,7 +348,7 @@ async fn supervise(query: &[u8], ident: &CertIdentity, core: &Core) -> Result<Me
     // Any unit may read the directory and follow its own documents
     // (签收情况); everything else is for supervisor units.
     let own_document = match &q {
-        crate::rules::supervision::Query::Directory => true,
+        crate::rules::supervision::Query::Directory { .. } => true,
         crate::rules::supervision::Query::Status { doc } => core
             .store()
             .doc(*doc)

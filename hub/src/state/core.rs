@@ -67,6 +67,7 @@ pub(crate) struct Core {
     delivery_slots: tokio::sync::Semaphore,
     /// Uploads under way counted against `[limits] queued_per_sender`.
     quota: Arc<crate::state::quota::Quota>,
+    address_books: crate::state::address_book::AddressBooks,
 }
 
 /// What [`Core::new`] takes.
@@ -105,6 +106,7 @@ impl Core {
             expiry: tokio::sync::Notify::new(),
             delivery_slots: tokio::sync::Semaphore::new(DELIVERY_SLOTS),
             quota: Arc::default(),
+            address_books: Default::default(),
         }
     }
 
@@ -180,6 +182,11 @@ impl Core {
     /// The enrolled units and the groups (hub.toml's and the directory's).
     pub(crate) fn enrolled(&self) -> &EnrolledUnits {
         &self.enrolled
+    }
+
+    /// The directory agents ask for, made once per change.
+    pub(crate) fn address_books(&self) -> &crate::state::address_book::AddressBooks {
+        &self.address_books
     }
 
     /// The checker of the current CRL.

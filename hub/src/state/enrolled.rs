@@ -5,31 +5,43 @@
 //! a few kilobytes a second is cheap and certain). One that does not verify
 //! against the CA is logged and the previous one kept.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use gongwen_common::NodeId;
 use gongwen_common::directory::{DirectoryEntry, UnitDirectory, newer_binding};
 
-/// One loaded directory with the groups it and hub.toml make together.
+/// One loaded directory with the groups it and hub.toml make together,
+/// and an index by unit (a lookup of a 5,000-member group asks for 5,000
+/// entries).
 #[derive(Debug, Default)]
 pub struct Enrollment {
     pub directory: UnitDirectory,
     /// hub.toml's `[groups]`, then the directory's, members in that order
     /// without repeats: a group named in both has everyone from both.
     pub groups: BTreeMap<String, Vec<NodeId>>,
+    by_id: HashMap<NodeId, usize>,
 }
 
 impl Enrollment {
     pub fn new(directory: UnitDirectory, configured: &BTreeMap<String, Vec<NodeId>>) -> Self {
+        let by_id = directory
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.id.clone(), i))
+            .collect();
         Enrollment {
             groups: merge_groups(configured, &directory.groups()),
             directory,
+            by_id,
         }
     }
 
     pub fn entry(&self, id: &NodeId) -> Option<&DirectoryEntry> {
-        self.directory.get(id)
+        self.by_id
+            .get(id)
+            .and_then(|&i| self.directory.entries.get(i))
     }
 
     /// The binding to hand out for `id`: the later of the one its agent
@@ -52,8 +64,9 @@ pub fn merge_groups(
     let mut out = first.clone();
     for (name, members) in second {
         let into = out.entry(name.clone()).or_default();
+        let mut there: HashSet<NodeId> = into.iter().cloned().collect();
         for m in members {
-            if !into.contains(m) {
+            if there.insert(m.clone()) {
                 into.push(m.clone());
             }
         }

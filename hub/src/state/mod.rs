@@ -1,3 +1,4 @@
+pub mod address_book;
 pub(crate) mod core;
 pub mod enrolled;
 pub mod loglimit;

@@ -3,8 +3,10 @@
 //! replaced whole that readers take as one ([`Swapped`]).
 //!
 //! Files such as the CRL and the unit directory are replaced by rename,
-//! which file-system watchers report unreliably; reading a few kilobytes
-//! once a second is cheap and certain.
+//! which file-system watchers report unreliably; looking at a file's
+//! metadata once a second is cheap and certain, and its bytes are read
+//! only when the metadata changed (a national directory is tens of
+//! megabytes).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -18,16 +20,53 @@ pub struct PolledFile {
     /// What it is, for messages ("the revocation list").
     what: &'static str,
     last: Option<Vec<u8>>,
+    /// The metadata the file had when `last` was read.
+    seen: Option<Stamp>,
     read_error_reported: bool,
+}
+
+/// What changes when a file is replaced or written: its inode, size and
+/// modification time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+}
+
+impl Stamp {
+    /// Whether the file was last written long enough ago that a write
+    /// since would show in the stamp: file times tick in steps of a few
+    /// milliseconds, so a file written twice within one step, at the same
+    /// size, looks unchanged (git's "racy" files). Such a file is read.
+    fn settled(&self) -> bool {
+        self.modified
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age > std::time::Duration::from_secs(2))
+    }
+
+    async fn of(path: &Path) -> Option<Stamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = tokio::fs::metadata(path).await.ok()?;
+        Some(Stamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            modified: m.modified().ok(),
+        })
+    }
 }
 
 impl PolledFile {
     /// Start from the file's bytes now (what the caller loaded at start).
     pub async fn new(path: &Path, what: &'static str) -> PolledFile {
+        let seen = Stamp::of(path).await;
         PolledFile {
             path: path.to_owned(),
             what,
             last: tokio::fs::read(path).await.ok(),
+            seen,
             read_error_reported: false,
         }
     }
@@ -39,6 +78,13 @@ impl PolledFile {
     /// The new bytes if the file changed since the last look; a file that
     /// cannot be read is reported once (the caller keeps what it has).
     pub async fn changed(&mut self) -> Option<Vec<u8>> {
+        let stamp = Stamp::of(&self.path).await;
+        if stamp.as_ref().is_some_and(Stamp::settled) && stamp == self.seen {
+            return None;
+        }
+        // Taken before the read: a write during it changes the stamp again,
+        // and the next look reads once more.
+        self.seen = stamp;
         match tokio::fs::read(&self.path).await {
             Err(e) => {
                 if !self.read_error_reported {

@@ -44,6 +44,7 @@ pub(crate) async fn watch(
                 }
                 core.enrolled()
                     .replace(enrolled::Enrollment::new(dir, &core.config().groups));
+                core.address_books().changed();
             }
             Err(e) => error!(
                 "the unit directory {} cannot be used ({e}); keeping the previous one",

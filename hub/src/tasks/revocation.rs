@@ -66,6 +66,7 @@ pub(crate) fn apply(w: &Watched, crl: Crl) -> Result<(), PkiError> {
         warn!(node = %id, "certificate revoked: connection closed");
     }
     core.trust().replace(TrustState { crl, checker });
+    core.address_books().changed();
     // Agents check documents and receipts against the CRL too: push it.
     core.units().push_crl_to_everyone();
     Ok(())

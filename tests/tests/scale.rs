@@ -1,0 +1,202 @@
+//! National scale on one hub (issue 23): a unit past `max_connections` is
+//! refused before any TLS and told when to come back; a directory of
+//! 20,000 units (15 MB, past the wire's 1 MiB) starts the hub; a group of
+//! 5,000 members is looked up in parts, sealed and queued for every member,
+//! and a member opens its copy.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use gongwen_agent::{LinkError, LinkState};
+use gongwen_certs::{IssueRequest, Validity};
+use gongwen_common::{NodeId, Role};
+use gongwen_tests::{Net, RunningAgent, prom, wait_inbox, wait_status};
+use time::OffsetDateTime;
+
+/// The metrics text's value of `series` (a full line name with labels).
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unit_past_max_connections_is_refused_before_its_handshake_and_told_when_to_retry() {
+    let net = Net::new();
+    for id in ["harbin-gov", "daqing-gov"] {
+        net.issue(id, Role::Node);
+    }
+    let config = net.hub_config_as(
+        "hub",
+        "127.0.0.1:0".parse().unwrap(),
+        "[limits]\nmax_connections = 1\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+    );
+    assert_eq!(config.max_connections, Some(1));
+    let hub = net
+        .start_hub_config(config, gongwen_common::clock::system())
+        .await;
+    let metrics = hub.metrics.expect("the hub serves metrics");
+
+    // Before the hub is full, a stranger (another CA's certificate) is
+    // turned away by TLS: the handshake ran.
+    let other = Net::new();
+    other.issue("harbin-gov", Role::Node);
+    let mut stranger = RunningAgent::start(other.agent_config("harbin-gov", hub.addr));
+    let e = stranger.wait_error().await;
+    assert_ne!(e, LinkError::HubTurnedAway, "{e}");
+    stranger.stop().await;
+
+    let mut harbin = net.start_agent("harbin-gov", hub.addr);
+    harbin.wait_connected().await;
+
+    // The one place is taken: the next unit is refused with QUIC's
+    // stateless refusal and comes back at a random moment of the window.
+    let mut daqing = net.start_agent("daqing-gov", hub.addr);
+    let state = daqing
+        .wait("daqing-gov turned away", |s| {
+            matches!(s, LinkState::Disconnected { error, .. } if *error == LinkError::HubTurnedAway)
+        })
+        .await;
+    let LinkState::Disconnected { retry_in, .. } = state else {
+        unreachable!()
+    };
+    let (least, most) = gongwen_agent::rules::backoff::TURNED_AWAY;
+    assert!(
+        (least..=most).contains(&retry_in),
+        "told to retry in {retry_in:?}, outside {least:?}..{most:?}"
+    );
+    // Refused before TLS: a stranger now meets the same refusal, not the
+    // TLS alert it met while there was room.
+    let mut stranger = RunningAgent::start(other.agent_config("harbin-gov", hub.addr));
+    assert_eq!(stranger.wait_error().await, LinkError::HubTurnedAway);
+    stranger.stop().await;
+
+    let (status, text) = prom::get(metrics, "/metrics").await;
+    assert_eq!(status, 200, "{text}");
+    let full = metric(&text, "gongwen_connections_turned_away_total{why=\"full\"}");
+    assert!(full.is_some_and(|n| n >= 2.0), "{text}");
+    assert_eq!(
+        metric(&text, "gongwen_connections_max"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "gongwen_units_connected"),
+        Some(1.0),
+        "{text}"
+    );
+    // The unit inside was never disturbed.
+    assert!(matches!(*harbin.link.borrow(), LinkState::Connected { .. }));
+    daqing.stop().await;
+    harbin.stop().await;
+    hub.stop().await;
+}
+
+/// Units enrolled as `gongwen-certs enroll` does it (certificate, X25519
+/// key and binding, groups), without the bundles' archives: ids
+/// `county-00000`… of which the first `in_group` are in `counties`.
+fn enroll_counties(net: &Net, units: usize, in_group: usize) -> Vec<(NodeId, Vec<u8>)> {
+    let now = OffsetDateTime::now_utc();
+    let mut ca = net.ca();
+    ca.defer_saves();
+    let mut keys = Vec::new();
+    for i in 0..units {
+        let id = NodeId::parse(&format!("county-{i:05}")).unwrap();
+        let issued = ca
+            .issue(
+                &IssueRequest {
+                    id: id.clone(),
+                    role: Role::Node,
+                    name: Some(format!("第{i}县人民政府")),
+                    dns: Vec::new(),
+                    ips: Vec::new(),
+                    validity: Validity::days_from(now, 30),
+                    renew: false,
+                },
+                now,
+            )
+            .unwrap();
+        if i < in_group {
+            ca.set_groups(&id, vec!["counties".into()]).unwrap();
+        }
+        let (enc, _) = ca.make_encryption_key(&id, &issued, now).unwrap();
+        // The first member runs a real agent: its files as a bundle has them.
+        if i == 0 {
+            let dir = net.path().join(id.as_str());
+            ca.write_issued(&dir, &id, &issued).unwrap();
+            keys.push((id.clone(), enc.secret_bytes()));
+        }
+    }
+    ca.flush().unwrap();
+    let (listed, _) = ca.write_directory(now).unwrap();
+    assert_eq!(listed, units);
+    keys
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_with_a_20000_unit_directory_starts_and_a_group_of_5000_is_sent_to() {
+    let net = Net::new();
+    assert_eq!(
+        net.suite(),
+        gongwen_common::suite::Suite::Standard,
+        "this test enrolls X25519 keys"
+    );
+    net.issue("prov-gov", Role::Node);
+    let keys = enroll_counties(&net, 20_000, 5_000);
+    let directory = net.path().join("ca").join("directory.gwd");
+    let size = std::fs::metadata(&directory).unwrap().len();
+    assert!(size > 4 << 20, "the directory is only {size} bytes");
+
+    let mut config = net.hub_config("127.0.0.1:0".parse().unwrap());
+    config.tls.directory = Some(directory);
+    let hub = net
+        .start_hub_config(config, gongwen_common::clock::system())
+        .await;
+    let rows = hub
+        .wait_nodes("the 20,000 enrolled units", |rows| rows.len() >= 20_000)
+        .await;
+    assert!(rows.iter().any(|r| r.id == "county-19999" && r.can_receive));
+
+    // One member runs an agent, with the key it was enrolled with.
+    let (member, secret) = &keys[0];
+    let key_file = net.path().join(member.as_str()).join("enc.key");
+    std::fs::write(&key_file, secret).unwrap();
+    let mut county = RunningAgent::start(net.agent_config_with(
+        member.as_str(),
+        hub.addr,
+        &format!("encryption_key = \"{}\"", key_file.display()),
+    ));
+    county.wait_connected().await;
+
+    let mut prov = net.start_agent("prov-gov", hub.addr);
+    prov.wait_connected().await;
+    net.drop_file(
+        "prov-gov",
+        "counties",
+        "关于全省县级单位的通知.txt",
+        "通知全文".as_bytes(),
+    );
+    let st = wait_status(
+        &net.root("prov-gov"),
+        "the notice accepted for 5,000",
+        |st| st.len() == 1 && st[0].stage == "sent",
+    )
+    .await;
+    assert_eq!(st[0].recipients.len(), 5_000, "{:?}", st[0].left_out);
+    assert!(st[0].left_out.is_empty(), "{:?}", st[0].left_out);
+    let docs = wait_inbox(&net.root(member.as_str()), "prov-gov", 1).await;
+    assert_eq!(docs.len(), 1);
+
+    // The directory the sender's agent keeps lists every unit, with names.
+    let list = std::fs::read_to_string(
+        net.root("prov-gov")
+            .join("outbox")
+            .join(gongwen_agent::unit::directory::DIRECTORY_FILE),
+    )
+    .unwrap();
+    assert!(
+        list.contains("county-19999\t第19999县人民政府"),
+        "{}",
+        &list[..400]
+    );
+    county.stop().await;
+    prov.stop().await;
+    hub.stop().await;
+}
