@@ -75,6 +75,7 @@ pub mod failpoint;
 pub mod fsutil;
 pub mod gm;
 pub mod id;
+pub mod keytree;
 pub mod kvstore;
 pub mod links;
 pub mod logsafe;

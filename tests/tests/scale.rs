@@ -200,3 +200,62 @@ async fn a_hub_with_a_20000_unit_directory_starts_and_a_group_of_5000_is_sent_to
     prov.stop().await;
     hub.stop().await;
 }
+
+/// A recipient's proof that the sender signed its key, checked with
+/// openssl alone (the shell function `verify.sh` uses): every leaf of
+/// trees of several sizes leads to the root our code computed, on both
+/// suites' digests; a changed key, place or path does not.
+#[test]
+fn a_key_proof_checks_out_with_openssl_alone_and_a_changed_list_does_not() {
+    use gongwen_common::keytree::{KeyTree, VERIFY_SH_FUNCTION, leaf_hash};
+    use gongwen_common::suite::Suite;
+    if !gongwen_tests::tools::have_openssl(true) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (suite, digest) in [(Suite::Standard, "sha256"), (Suite::Gm, "sm3")] {
+        for n in [1usize, 2, 3, 5, 8, 13, 37] {
+            let leaves: Vec<Vec<u8>> = (0..n)
+                .map(|i| format!("county-{i:05} wrapped key").into_bytes())
+                .collect();
+            let tree =
+                KeyTree::new(suite, leaves.iter().map(|l| leaf_hash(suite, l)).collect()).unwrap();
+            for i in [0, n / 2, n - 1] {
+                let leaf = dir.path().join("leaf");
+                std::fs::write(&leaf, &leaves[i]).unwrap();
+                let mut args = vec![
+                    digest.to_owned(),
+                    leaf.display().to_string(),
+                    i.to_string(),
+                    n.to_string(),
+                ];
+                for (k, h) in tree.path(i).unwrap().iter().enumerate() {
+                    let p = dir.path().join(format!("path{k}"));
+                    std::fs::write(&p, h).unwrap();
+                    args.push(p.display().to_string());
+                }
+                let run = |args: &[String]| {
+                    std::process::Command::new("sh")
+                        .arg("-c")
+                        .arg(format!("{VERIFY_SH_FUNCTION}\nkeytree_root \"$@\""))
+                        .arg("keytree")
+                        .args(args)
+                        .output()
+                        .unwrap()
+                };
+                let out = run(&args);
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                assert_eq!(out.stdout, tree.root(), "{digest}: leaf {i} of {n}");
+                // Another unit's key in this place leads elsewhere.
+                if n > 1 {
+                    std::fs::write(&leaf, &leaves[(i + 1) % n]).unwrap();
+                    assert_ne!(run(&args).stdout, tree.root(), "{digest}: leaf {i} of {n}");
+                }
+            }
+        }
+    }
+}
