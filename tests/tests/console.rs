@@ -485,8 +485,13 @@ async fn the_sender_follows_signing_urges_those_who_have_not_signed_and_recalls(
         daqing.matches("20").count() >= 2,
         "no deadline shown: {daqing}"
     );
-    let list = sender.get("/sent").await.text();
-    assert!(list.contains("已签收 1 / 共 2"), "{list}");
+    // The list counts the receipts this unit holds; the page above asks
+    // the hub, which may know a moment sooner (the receipt is pushed).
+    wait_until("the sent list to count harbin-gov's 签收", || {
+        let list = futures_now(sender.clone().get("/sent"));
+        list.text().contains("已签收 1 / 共 2").then_some(())
+    })
+    .await;
 
     // 催办 needs the form's token, and reaches only daqing-gov.
     let refused = sender.post_form(&format!("/sent/{doc}/urge"), &[]).await;
