@@ -73,6 +73,7 @@ struct RawLimits {
 #[serde(deny_unknown_fields)]
 struct RawMetrics {
     listen: String,
+    per_unit: Option<bool>,
 }
 
 /// `[metrics]`: where `/metrics` (Prometheus) and `/healthz` are served.
@@ -81,13 +82,23 @@ pub struct MetricsConfig {
     /// e.g. `127.0.0.1:9464`; plain HTTP, so keep it on loopback or the
     /// management network.
     pub listen: SocketAddr,
+    /// `per_unit`: one series per unit for copies waiting and certificate
+    /// expiry. `None`: while at most [`PER_UNIT_SERIES_UP_TO`] units are
+    /// known (a national hub would otherwise serve 100,000 lines a scrape).
+    pub per_unit: Option<bool>,
 }
+
+/// Units up to which the hub's /metrics has per-unit series by default.
+pub const PER_UNIT_SERIES_UP_TO: usize = 1000;
 
 fn metrics(path: &Path, raw: Option<RawMetrics>) -> Result<Option<MetricsConfig>, ConfigError> {
     raw.map(|m| {
         m.listen
             .parse::<SocketAddr>()
-            .map(|listen| MetricsConfig { listen })
+            .map(|listen| MetricsConfig {
+                listen,
+                per_unit: m.per_unit,
+            })
             .map_err(|_| {
                 invalid(
                     path,
@@ -798,6 +809,13 @@ impl AgentConfig {
             }
         };
         let log_format = log_format(path, raw.log_format.as_deref())?;
+        if raw.metrics.as_ref().is_some_and(|m| m.per_unit.is_some()) {
+            return Err(invalid(
+                path,
+                "metrics.per_unit",
+                "is a hub setting: an agent's /metrics speaks only of its own unit",
+            ));
+        }
         Ok(AgentConfig {
             log_format,
             metrics: metrics(path, raw.metrics)?,

@@ -126,6 +126,12 @@ async fn levels(core: &Core) -> Levels {
             .crl
             .next_update
             .map(|t| seconds_between(now, t)),
+        per_unit: core
+            .config()
+            .metrics
+            .as_ref()
+            .and_then(|m| m.per_unit)
+            .unwrap_or(known.len() <= gongwen_common::config::PER_UNIT_SERIES_UP_TO),
         certificate_expiry_seconds: expiry,
     }
 }

@@ -102,6 +102,9 @@ pub struct Levels {
     pub crl_next_update_seconds: Option<f64>,
     /// Seconds until each unit's (and this hub's) certificate expires.
     pub certificate_expiry_seconds: Vec<(String, f64)>,
+    /// Whether to give the two lists above unit by unit (else only their
+    /// sum and minimum: `[metrics] per_unit`).
+    pub per_unit: bool,
 }
 
 impl Metrics {
@@ -264,17 +267,41 @@ impl Metrics {
             "The most connections this hub admits at once (limits.max_connections, or from the enrolled units)",
             gauge(levels.max_connections as i64),
         );
-        let pending = Family::<UnitLabel, Gauge>::default();
-        for (unit, n) in &levels.pending {
-            pending
-                .get_or_create(&UnitLabel { unit: unit.clone() })
-                .set(*n as i64);
-        }
+        // Sums and extremes for any number of units; per unit only when
+        // asked (a national hub would serve 100,000 lines a scrape).
         r.register(
-            "gongwen_deliveries_pending",
-            "Copies waiting at the hub for each unit",
-            pending,
+            "gongwen_deliveries_waiting",
+            "Copies waiting at the hub, for all units",
+            gauge(levels.pending.iter().map(|(_, n)| *n as i64).sum()),
         );
+        let soonest = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        soonest.set(
+            levels
+                .certificate_expiry_seconds
+                .iter()
+                .map(|(_, s)| *s)
+                .fold(f64::INFINITY, f64::min)
+                .min(f64::MAX),
+        );
+        r.register_with_unit(
+            "gongwen_certificate_expiry_soonest",
+            "Time until the first of the units' (and the hub's) certificates expires",
+            Unit::Seconds,
+            soonest,
+        );
+        if levels.per_unit {
+            let pending = Family::<UnitLabel, Gauge>::default();
+            for (unit, n) in &levels.pending {
+                pending
+                    .get_or_create(&UnitLabel { unit: unit.clone() })
+                    .set(*n as i64);
+            }
+            r.register(
+                "gongwen_deliveries_pending",
+                "Copies waiting at the hub for each unit",
+                pending,
+            );
+        }
         r.register(
             "gongwen_overdue_items",
             "Copies past their deadline, not signed for, returned or recalled",
@@ -290,18 +317,20 @@ impl Metrics {
                 g,
             );
         }
-        let expiry = Family::<UnitLabel, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
-        for (unit, s) in &levels.certificate_expiry_seconds {
-            expiry
-                .get_or_create(&UnitLabel { unit: unit.clone() })
-                .set(*s);
+        if levels.per_unit {
+            let expiry = Family::<UnitLabel, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+            for (unit, s) in &levels.certificate_expiry_seconds {
+                expiry
+                    .get_or_create(&UnitLabel { unit: unit.clone() })
+                    .set(*s);
+            }
+            r.register_with_unit(
+                "gongwen_certificate_expiry",
+                "Time until each unit's certificate (and the hub's) expires",
+                Unit::Seconds,
+                expiry,
+            );
         }
-        r.register_with_unit(
-            "gongwen_certificate_expiry",
-            "Time until each unit's certificate (and the hub's) expires",
-            Unit::Seconds,
-            expiry,
-        );
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &r);
@@ -363,6 +392,7 @@ mod tests {
             overdue: 1,
             crl_next_update_seconds: Some(86400.0),
             certificate_expiry_seconds: vec![("harbin-gov".into(), 3600.5)],
+            per_unit: true,
         });
         for (series, want) in [
             ("gongwen_documents_accepted_total", 1.0),
@@ -384,10 +414,32 @@ mod tests {
                 3600.5,
             ),
             ("gongwen_upload_duration_seconds_count", 1.0),
+            ("gongwen_deliveries_waiting", 4.0),
+            ("gongwen_certificate_expiry_soonest_seconds", 3600.5),
         ] {
             assert_eq!(value(&text, series), Some(want), "{series} in\n{text}");
         }
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn without_per_unit_series_the_sums_and_the_soonest_expiry_remain() {
+        let levels = Levels {
+            pending: (0..10_000).map(|i| (format!("county-{i:05}"), 2)).collect(),
+            certificate_expiry_seconds: (0..10_000)
+                .map(|i| (format!("county-{i:05}"), 86_400.0 + f64::from(i)))
+                .collect(),
+            per_unit: false,
+            ..Levels::default()
+        };
+        let text = Metrics::default().render(&levels);
+        assert_eq!(value(&text, "gongwen_deliveries_waiting"), Some(20_000.0));
+        assert_eq!(
+            value(&text, "gongwen_certificate_expiry_soonest_seconds"),
+            Some(86_400.0)
+        );
+        assert!(!text.contains("county-"), "per-unit series were served");
+        assert!(text.lines().count() < 200, "{} lines", text.lines().count());
     }
 
     /// The shipped Grafana dashboard names only series the hub exposes.
@@ -402,6 +454,7 @@ mod tests {
             crl_next_update_seconds: Some(1.0),
             pending: vec![("a-gov".into(), 1)],
             certificate_expiry_seconds: vec![("a-gov".into(), 1.0)],
+            per_unit: true,
             ..Levels::default()
         });
         let mut asked = 0;
