@@ -33,6 +33,8 @@ use crate::pki::{CertChecker, CertIdentity, PkiError, Role};
 use crate::signed::{SignedError, Signer, Statement, StatementKind};
 use crate::suite::Suite;
 
+pub mod tree;
+
 /// Plaintext bytes per content chunk.
 pub const CHUNK_LEN: usize = 256 * 1024;
 /// AES-GCM tag bytes per chunk.
@@ -43,12 +45,11 @@ pub const SEALED_CHUNK_LEN: u64 = (CHUNK_LEN + TAG_LEN) as u64;
 pub const MAX_TITLE_CHARS: usize = 160;
 /// The file gongwen writes beside a document's files in sent/ and inbox/.
 pub const RESERVED_NAME: &str = "metadata.json";
-/// Most recipients of one document (to and cc together): as many as a
-/// list's 16-bit count holds. (It was 1,000, which a notice to a national
-/// group passes; today the signed header, which carries a wrapped key for
-/// every recipient, reaches the 1 MiB frame at about 9,000 recipients
-/// first.)
-pub const MAX_RECIPIENTS: usize = u16::MAX as usize;
+/// Most recipients of one document (to and cc together). It was 1,000,
+/// which a notice to a national group passes; a header that lists every
+/// wrapped key reaches the 1 MiB frame at about 9,000 recipients, so a
+/// larger list is sealed in the tree form ([`tree`]).
+pub const MAX_RECIPIENTS: usize = 65_000;
 /// Most files in one document.
 pub const MAX_FILES: usize = 100;
 /// Longest file name, in bytes (the usual file-system limit).
@@ -202,6 +203,9 @@ pub struct Header {
     /// The suite the header is signed in (not encoded: the statement
     /// carrying it says).
     pub suite: Suite,
+    /// In the tree form, what is signed in place of the wrapped keys (and
+    /// of `to` and `cc`, which the keys' leaves carry); see [`tree`].
+    pub tree: Option<tree::TreeInfo>,
 }
 
 /// Why metadata is not acceptable; each says what to change.
@@ -405,6 +409,12 @@ impl DocMeta {
         if self.to.is_empty() {
             return Err(MetaError::NoRecipient);
         }
+        self.validate_except_presence()
+    }
+
+    /// [`DocMeta::validate`] but for "at least one main recipient": a
+    /// tree-form header's signed part lists none (its leaves do).
+    pub(crate) fn validate_except_presence(&self) -> Result<(), MetaError> {
         if let Some(a) = &self.links.answers
             && (a.doc_id == self.doc_id || a.supersedes == Some(self.doc_id))
         {
@@ -589,13 +599,21 @@ impl Header {
         self.meta.encode(&mut w);
         w.u64(self.content_len);
         w.raw(&self.content_sha256);
-        w.u16(self.wrapped.len().min(u16::MAX as usize) as u16);
-        for k in &self.wrapped {
-            w.str(k.recipient.as_str());
-            if self.suite == Suite::Standard {
-                w.raw(&k.enc);
+        match &self.tree {
+            Some(t) => {
+                w.u16(tree::TREE_MARK);
+                t.encode(&mut w);
             }
-            w.bytes(&k.sealed);
+            None => {
+                w.u16(self.wrapped.len().min(MAX_RECIPIENTS) as u16);
+                for k in &self.wrapped {
+                    w.str(k.recipient.as_str());
+                    if self.suite == Suite::Standard {
+                        w.raw(&k.enc);
+                    }
+                    w.bytes(&k.sealed);
+                }
+            }
         }
         self.meta.links.encode(&mut w);
         out
@@ -609,6 +627,20 @@ impl Header {
         let content_len = r.u64()?;
         let content_sha256 = r.array()?;
         let n = r.u16()? as usize;
+        if n == usize::from(tree::TREE_MARK) {
+            let info = tree::TreeInfo::decode(&mut r)?;
+            meta.links = crate::links::Links::decode(&mut r)?;
+            r.finish()?;
+            info.check_meta(&meta)?;
+            return Header::finish(
+                meta,
+                content_len,
+                content_sha256,
+                Vec::new(),
+                suite,
+                Some(info),
+            );
+        }
         if n > MAX_RECIPIENTS {
             return Err(MetaError::TooManyRecipients.into());
         }
@@ -635,6 +667,17 @@ impl Header {
         if recipients != wrapped_for || wrapped_for.len() != wrapped.len() {
             return Err(EnvelopeError::WrappedKeysMismatch);
         }
+        Header::finish(meta, content_len, content_sha256, wrapped, suite, None)
+    }
+
+    fn finish(
+        meta: DocMeta,
+        content_len: u64,
+        content_sha256: [u8; 32],
+        wrapped: Vec<WrappedKey>,
+        suite: Suite,
+        tree: Option<tree::TreeInfo>,
+    ) -> Result<Header, EnvelopeError> {
         if content_len != content_len_for(meta.plain_len()) {
             return Err(EnvelopeError::ContentLength {
                 expected: content_len_for(meta.plain_len()),
@@ -647,6 +690,7 @@ impl Header {
             content_sha256,
             wrapped,
             suite,
+            tree,
         })
     }
 }
@@ -656,14 +700,23 @@ impl Header {
 pub struct SealedHeader {
     pub statement: Statement,
     pub header: Header,
+    /// Which form the bytes were in.
+    pub form: tree::Form,
 }
 
 impl SealedHeader {
-    /// Parse the bytes of a header statement.
+    /// Parse the bytes of a header: a signed statement, or (the tree form)
+    /// one with every key's leaf, or with one recipient's leaf and its
+    /// path ([`tree`]). The leaves' `to` and `cc` are filled in: all of
+    /// them, or the one recipient's.
     pub fn parse(bytes: &[u8]) -> Result<SealedHeader, EnvelopeError> {
-        let statement = Statement::decode(bytes, StatementKind::Document)?;
-        let header = Header::decode(&statement.body, statement.suite())?;
-        Ok(SealedHeader { statement, header })
+        tree::parse(bytes)
+    }
+
+    /// The signed statement's bytes: what a forward carries and receipts
+    /// cite, whatever form this header came in.
+    pub fn statement_bytes(&self) -> Vec<u8> {
+        self.statement.encode()
     }
 
     pub fn meta(&self) -> &DocMeta {
@@ -1345,6 +1398,7 @@ pub fn seal_header<K: AsRef<[u8]>>(
         content_sha256,
         wrapped,
         suite: key.suite,
+        tree: None,
     };
     signer
         .sign(StatementKind::Document, header.encode())
@@ -1454,7 +1508,7 @@ pub(crate) mod tests {
         content: Vec<u8>,
     }
 
-    fn meta(files: &[(&str, &[u8])], to: &[&str]) -> DocMeta {
+    pub(crate) fn meta(files: &[(&str, &[u8])], to: &[&str]) -> DocMeta {
         DocMeta {
             doc_id: DocId::generate(),
             sender: id("prov-gov"),

@@ -39,8 +39,10 @@ use crate::pki::Role;
 /// parts (`JsonPart`… `Json`), and the 督办 notices of one escalation round
 /// come together (`gongwen_common::notice::NoticeRound`). 6: a lookup's
 /// answer larger than a frame comes in parts (`DirectoryPart`…
-/// `Directory`).
-pub const PROTOCOL_VERSION: u16 = 6;
+/// `Directory`). 7: a document for many units is sealed in the tree form
+/// (`gongwen_common::envelope::tree`): its upload sends the keys' leaves
+/// first (`KeyLeaves`…), and each recipient is delivered its own copy.
+pub const PROTOCOL_VERSION: u16 = 7;
 /// The oldest version a hub still admits (agents are upgraded unit by
 /// unit, after the hub).
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
@@ -238,6 +240,10 @@ pub enum Message {
     },
     /// Hub → agent: send the content from this offset on.
     UploadFrom { offset: u64 },
+    /// Agent → hub, before an `UploadBegin` on the same stream: leaves of
+    /// a tree-form header's key tree, in order (as many messages as they
+    /// need; version 7 on).
+    KeyLeaves { doc_id: DocId, leaves: Vec<Vec<u8>> },
     /// Hub → agent: the document is durable at the hub; its signed receipt.
     Accepted { receipt: Vec<u8> },
     /// Agent → hub: a receipt this node issued (delivered, quarantined …).
@@ -295,6 +301,7 @@ impl Message {
             Message::DirectoryPart { .. } => "DirectoryPart",
             Message::UploadBegin { .. } => "UploadBegin",
             Message::UploadFrom { .. } => "UploadFrom",
+            Message::KeyLeaves { .. } => "KeyLeaves",
             Message::Accepted { .. } => "Accepted",
             Message::SubmitReceipt { .. } => "SubmitReceipt",
             Message::DeliverBegin { .. } => "DeliverBegin",
@@ -321,6 +328,32 @@ impl Message {
     }
 }
 
+/// The `KeyLeaves` messages that carry `leaves` (each within a frame and
+/// its item count), in order.
+pub fn key_leaves_messages(doc_id: DocId, leaves: &[Vec<u8>]) -> Vec<Message> {
+    let mut out = Vec::new();
+    let mut part: Vec<Vec<u8>> = Vec::new();
+    let mut bytes = 0;
+    for l in leaves {
+        if part.len() + 1 >= MAX_ITEMS || bytes + l.len() + 4 > MAX_FRAME_LEN / 2 {
+            out.push(Message::KeyLeaves {
+                doc_id,
+                leaves: std::mem::take(&mut part),
+            });
+            bytes = 0;
+        }
+        bytes += l.len() + 4;
+        part.push(l.clone());
+    }
+    if !part.is_empty() {
+        out.push(Message::KeyLeaves {
+            doc_id,
+            leaves: part,
+        });
+    }
+    out
+}
+
 /// Bytes of `msg`'s frame, prefix included.
 pub fn encoded_len(msg: &Message) -> usize {
     to_frame(msg).len()
@@ -334,6 +367,9 @@ const T_DIRECTORY: u8 = 0x13;
 const T_DIRECTORY_PART: u8 = 0x14;
 const T_UPLOAD_BEGIN: u8 = 0x20;
 const T_UPLOAD_FROM: u8 = 0x21;
+const T_KEY_LEAVES: u8 = 0x23;
+/// Largest leaf of a key tree in a `KeyLeaves`.
+pub const MAX_KEY_LEAF: usize = 1024;
 const T_ACCEPTED: u8 = 0x22;
 const T_SUBMIT_RECEIPT: u8 = 0x30;
 const T_DELIVER_BEGIN: u8 = 0x40;
@@ -477,6 +513,14 @@ pub fn encode(msg: &Message, out: &mut Vec<u8>) {
             w.bytes(header);
             w.u64(*content_len);
             w.i64(*deadline_ms);
+        }
+        Message::KeyLeaves { doc_id, leaves } => {
+            w.u8(T_KEY_LEAVES);
+            w.raw(doc_id.as_bytes());
+            w.u16(leaves.len().min(MAX_ITEMS) as u16);
+            for l in leaves.iter().take(MAX_ITEMS) {
+                w.bytes(l);
+            }
         }
         Message::UploadFrom { offset } => {
             w.u8(T_UPLOAD_FROM);
@@ -689,6 +733,21 @@ pub fn decode_body(frame: &[u8]) -> Result<Message, WireError> {
             }
         }
         T_UPLOAD_FROM => Message::UploadFrom { offset: r.u64()? },
+        T_KEY_LEAVES => {
+            let doc_id = DocId::from_bytes(r.array()?);
+            let n = r.u16()? as usize;
+            if n > MAX_ITEMS {
+                return Err(CodecError::TooLong {
+                    len: n,
+                    max: MAX_ITEMS,
+                }
+                .into());
+            }
+            let leaves = (0..n)
+                .map(|_| r.bytes(MAX_KEY_LEAF).map(<[u8]>::to_vec))
+                .collect::<Result<Vec<_>, _>>()?;
+            Message::KeyLeaves { doc_id, leaves }
+        }
         T_DELIVER_FROM => Message::DeliverFrom { offset: r.u64()? },
         T_ACCEPTED => Message::Accepted {
             receipt: blob(&mut r)?,
@@ -804,6 +863,10 @@ mod tests {
                 content_len: 1 << 33,
             },
             Message::UploadFrom { offset: 12345 },
+            Message::KeyLeaves {
+                doc_id,
+                leaves: vec![vec![0, 1, 2], vec![7; 120]],
+            },
             Message::Accepted {
                 receipt: vec![4; 20],
             },

@@ -184,6 +184,54 @@ async fn a_hub_with_a_20000_unit_directory_starts_and_a_group_of_5000_is_sent_to
     let docs = wait_inbox(&net.root(member.as_str()), "prov-gov", 1).await;
     assert_eq!(docs.len(), 1);
 
+    // The notice went in the tree form: the member holds its own key and
+    // a path of 13 hashes, not 5,000 keys; its evidence checks with
+    // openssl alone, the path included.
+    let doc: gongwen_common::DocId = st[0].doc_id.parse().unwrap();
+    let evidence = net.path().join("evidence-county");
+    gongwen_tests::ask_agent(
+        &net.root(member.as_str()),
+        &gongwen_agent::front::control::Request::Evidence {
+            doc,
+            out: evidence.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    let paths = std::fs::read_dir(&evidence)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("key.path."))
+        .count();
+    assert_eq!(paths, 13, "a path of ⌈log₂ 5000⌉ hashes");
+    let signed = std::fs::metadata(evidence.join("document.signed"))
+        .unwrap()
+        .len();
+    assert!(signed < 4_000, "the signed header is {signed} bytes");
+    if gongwen_tests::tools::have_openssl(false) {
+        let run = |dir: &std::path::Path| {
+            std::process::Command::new("sh")
+                .arg(dir.join("verify.sh"))
+                .output()
+                .unwrap()
+        };
+        let out = run(&evidence);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success() && text.contains("OK    key"), "{text}");
+        // Another unit's key in its place: not one the sender signed.
+        let leaf = std::fs::read(evidence.join("key.leaf")).unwrap();
+        let mut other = leaf.clone();
+        let last = other.len() - 1;
+        other[last] ^= 1;
+        std::fs::write(evidence.join("key.leaf"), &other).unwrap();
+        let out = run(&evidence);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            !out.status.success() && text.contains("FAIL  key"),
+            "{text}"
+        );
+    }
+
     // The directory the sender's agent keeps lists every unit, with names.
     let list = std::fs::read_to_string(
         net.root("prov-gov")

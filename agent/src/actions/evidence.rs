@@ -163,7 +163,9 @@ pub fn write_bundle(
         .header(doc_id)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no document {doc_id} was sent or received by this unit"))?;
-    let doc = Statement::decode(&header, StatementKind::Document).map_err(|e| e.to_string())?;
+    let sealed =
+        gongwen_common::envelope::SealedHeader::parse(&header).map_err(|e| e.to_string())?;
+    let doc = sealed.statement.clone();
     let receipts = receipts_of(store, doc_id)?;
     std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     let mut bundle = Bundle {
@@ -183,10 +185,21 @@ pub fn write_bundle(
         digest,
         None,
     )?;
+    // A document for many units (the tree form): this unit's key and the
+    // path from it to the root the sender signed.
+    let proof = sealed.key_proof();
+    if let Some(p) = &proof {
+        write(out, "key.leaf", &p.leaf)?;
+        for (i, h) in p.path.iter().enumerate() {
+            write(out, &format!("key.path.{i:02}"), h)?;
+        }
+    }
     // A forward (转发): the first issuer's signed header, checked the same.
-    let forwarded = gongwen_common::envelope::SealedHeader::parse(&header)
-        .ok()
-        .and_then(|h| h.meta().links.forwards.clone())
+    let forwarded = sealed
+        .meta()
+        .links
+        .forwards
+        .clone()
         .and_then(|o| Statement::decode(&o, StatementKind::Document).ok());
     if let Some(original) = &forwarded {
         let digest = serial_hex(&original.digest());
@@ -202,7 +215,8 @@ pub fn write_bundle(
     }
     put_receipts(&mut bundle, &receipts)?;
     let files = copy_files(me, &header, out)?;
-    finish(me, bundle, doc.suite(), files)?;
+    let proof = proof.map(|p| (p.index, p.size));
+    finish(me, bundle, doc.suite(), files, proof)?;
     Ok(out.to_owned())
 }
 
@@ -236,6 +250,7 @@ fn finish(
     bundle: Bundle<'_>,
     suite: gongwen_common::suite::Suite,
     files: usize,
+    proof: Option<(u32, u64)>,
 ) -> Result<(), String> {
     let out = bundle.out;
     write(
@@ -252,7 +267,7 @@ fn finish(
     };
     let text = serde_json::to_vec_pretty(&bundle.manifest).map_err(|e| e.to_string())?;
     write(out, "manifest.json", &text)?;
-    let script = verify_script(&bundle.names, has_crl, suite, files);
+    let script = verify_script(&bundle.names, has_crl, suite, files, proof);
     write(out, "verify.sh", script.as_bytes())?;
     #[cfg(unix)]
     {
@@ -311,6 +326,7 @@ fn verify_script(
     has_crl: bool,
     suite: Suite,
     files: usize,
+    proof: Option<(u32, u64)>,
 ) -> String {
     let about = match suite {
         Suite::Standard => {
@@ -387,6 +403,28 @@ check_gm() {
             None => s.push_str(&format!("check '{n}'\n")),
             Some(d) => s.push_str(&format!("check_gm '{n}' '{}'\n", d.replace('\'', ""))),
         }
+    }
+    if let Some((index, size)) = proof {
+        // The signed header names no keys, only the root of a tree over
+        // them: this unit's key (key.leaf) and its path lead there.
+        s.push_str(gongwen_common::keytree::VERIFY_SH_FUNCTION);
+        s.push_str(&format!(
+            r#"root=$(keytree_root DIGEST key.leaf {index} {size} key.path.* | od -An -v -tx1 | tr -d ' 
+')
+case "$(od -An -v -tx1 document.signed | tr -d ' 
+')" in
+  *"$root"*) [ ${{#root}} -eq 64 ] && ok "key          this unit's key is one of the {size} the sender signed" || bad "key          (its path leads nowhere)" ;;
+  *) bad "key          (not one the sender signed)" ;;
+esac
+"#
+        )
+        .replace(
+            "DIGEST",
+            match suite {
+                Suite::Standard => "sha256",
+                Suite::Gm => "sm3",
+            },
+        ));
     }
     s.push_str(
         r#"if [ -e original.signed ]; then

@@ -515,8 +515,21 @@ fn links_of(
             ))
         })?;
         let sealed = SealedHeader::parse(&header).map_err(later)?;
-        // A forward of a forward carries the first issuer's original.
-        links.forwards = Some(sealed.meta().links.forwards.clone().unwrap_or(header));
+        // A forward of a forward carries the first issuer's original; an
+        // original received as a tree-form copy is carried as its signed
+        // statement (without this unit's key).
+        links.forwards =
+            Some(
+                sealed
+                    .meta()
+                    .links
+                    .forwards
+                    .clone()
+                    .unwrap_or_else(|| match sealed.form {
+                        gongwen_common::envelope::tree::Form::Plain => header,
+                        _ => sealed.statement_bytes(),
+                    }),
+            );
     }
     if let Some(a) = draft.answers {
         let received = store.received(a.doc_id).map_err(later)?;
@@ -614,6 +627,7 @@ fn seal(
         ..
     } = tx;
     let links = links_of(me, store, outgoing, &draft, &to)?;
+    let addressed = (draft.to.clone(), draft.cc.clone());
     // One signer, so one suite, for the key, the digests and the signature.
     let signer = me.credentials().signer();
     let suite = signer.suite();
@@ -651,9 +665,17 @@ fn seal(
         files: entries,
         links,
     };
-    let st = seal_header(meta, &key, keys, digest, &signer)
-        .map_err(|e| SendError::Permanent(e.to_string()))?;
-    write_atomic(&spool::header(dir), &st.encode(), 0o600).map_err(later)?;
+    // Many recipients: each will get its own key and a proof, not all of
+    // them (gongwen_common::envelope::tree).
+    let header = if keys.len() > gongwen_common::envelope::tree::TREE_ABOVE {
+        gongwen_common::envelope::tree::seal_tree_header(
+            meta, &key, keys, digest, &signer, addressed,
+        )
+    } else {
+        seal_header(meta, &key, keys, digest, &signer).map(|st| st.encode())
+    }
+    .map_err(|e| SendError::Permanent(e.to_string()))?;
+    write_atomic(&spool::header(dir), &header, 0o600).map_err(later)?;
     info!(doc = %doc_id, "sealed for {} recipients", keys.len());
     Ok(())
 }
@@ -914,6 +936,18 @@ async fn begin_upload(
     let conn_err = |e: &dyn std::fmt::Display| SendError::Connection(e.to_string());
     let (mut send, recv) = conn.open_bi().await.map_err(|e| conn_err(&e))?;
     let _ = send.set_priority(urgency.stream_priority());
+    // A tree-form header: its keys' leaves first, then the signed part.
+    let header = match gongwen_common::envelope::tree::split_full(&header) {
+        Some((statement, leaves)) => {
+            for m in gongwen_common::wire::key_leaves_messages(doc_id, &leaves) {
+                write_message(&mut send, &m)
+                    .await
+                    .map_err(|e| conn_err(&e))?;
+            }
+            statement
+        }
+        None => header,
+    };
     let begin = Message::UploadBegin {
         doc_id,
         header,

@@ -216,7 +216,11 @@ async fn deliver_one(
 ) -> Result<(), DeliverError> {
     let started = std::time::Instant::now();
     let store = core.store();
-    let (header, doc) = (store.header(doc_id).await?, store.doc(doc_id).await?);
+    let header = core
+        .copies()
+        .header_for(doc_id, node, || store.header(doc_id))
+        .await?;
+    let doc = store.doc(doc_id).await?;
     let deadline_ms = store
         .delivery(doc_id, node)
         .await?

@@ -174,6 +174,29 @@ async fn handle_request(
         }
     };
     let reply = match request {
+        Message::KeyLeaves { doc_id, leaves } => {
+            let span = info_span!("upload", doc = %doc_id);
+            async {
+                let (header, content_len, leaves) =
+                    gather_leaves(&mut recv, doc_id, leaves).await?;
+                crate::link::upload::receive(
+                    &mut send,
+                    &mut recv,
+                    ident,
+                    core,
+                    peer.warnings,
+                    crate::link::upload::Upload {
+                        doc_id,
+                        header,
+                        content_len,
+                        leaves: Some(leaves),
+                    },
+                )
+                .await
+            }
+            .instrument(span)
+            .await
+        }
         Message::PublishKey { binding } => publish_key(&binding, ident, core).await,
         Message::Lookup { names } => lookup(names, core).await,
         Message::UploadBegin {
@@ -188,9 +211,12 @@ async fn handle_request(
                 ident,
                 core,
                 peer.warnings,
-                doc_id,
-                header,
-                content_len,
+                crate::link::upload::Upload {
+                    doc_id,
+                    header,
+                    content_len,
+                    leaves: None,
+                },
             )
             .instrument(span)
             .await
@@ -223,6 +249,50 @@ async fn handle_request(
         }
     };
     answer_as(&mut send, msg, peer.version).await;
+}
+
+/// The rest of a tree-form upload's leaves, up to its `UploadBegin`: the
+/// header, the content length and every leaf. At most
+/// [`MAX_RECIPIENTS`] leaves of [`MAX_KEY_LEAF`] bytes (a unit that was
+/// admitted can make the hub hold some 60 MiB here, once per stream, as
+/// it can with a document's content).
+///
+/// [`MAX_RECIPIENTS`]: gongwen_common::envelope::MAX_RECIPIENTS
+/// [`MAX_KEY_LEAF`]: gongwen_common::wire::MAX_KEY_LEAF
+async fn gather_leaves(
+    recv: &mut quinn::RecvStream,
+    doc_id: gongwen_common::DocId,
+    mut leaves: Vec<Vec<u8>>,
+) -> Result<(Vec<u8>, u64, Vec<Vec<u8>>), Refusal> {
+    let bad = |why: String| Refusal::new(ErrorCode::Malformed, why);
+    loop {
+        if leaves.len() > gongwen_common::envelope::MAX_RECIPIENTS {
+            return Err(bad(format!(
+                "more than {} keys",
+                gongwen_common::envelope::MAX_RECIPIENTS
+            )));
+        }
+        match read_message(recv, READ_TIMEOUT).await {
+            Ok(Message::KeyLeaves {
+                doc_id: d,
+                leaves: more,
+            }) if d == doc_id => {
+                leaves.extend(more);
+            }
+            Ok(Message::UploadBegin {
+                doc_id: d,
+                header,
+                content_len,
+            }) if d == doc_id => return Ok((header, content_len, leaves)),
+            Ok(other) => {
+                return Err(bad(format!(
+                    "expected the rest of the keys and then UploadBegin for {doc_id}, got {}",
+                    other.describe()
+                )));
+            }
+            Err(e) => return Err(bad(format!("the keys broke off: {e}"))),
+        }
+    }
 }
 
 async fn publish_key(

@@ -256,22 +256,66 @@ pub fn doc_record(meta: &DocMeta, digest: String, content_len: u64, now_ms: i64)
     }
 }
 
+/// What an upload announced: the document, its header (the signed
+/// statement), its content length, and in the tree form its keys' leaves.
+pub(crate) struct Upload {
+    pub doc_id: DocId,
+    pub header: Vec<u8>,
+    pub content_len: u64,
+    pub leaves: Option<Vec<Vec<u8>>>,
+}
+
+/// The header an upload brought, whole: a list-form statement as it came,
+/// or a tree-form statement with its leaves, checked to make the signed
+/// root (kept in the full form, from which each recipient's copy is cut).
+/// A tree-form statement without its leaves is refused.
+fn whole_header(
+    header: Vec<u8>,
+    leaves: Option<Vec<Vec<u8>>>,
+) -> Result<(Vec<u8>, SealedHeader), Refusal> {
+    let malformed = |e: gongwen_common::envelope::EnvelopeError| {
+        Refusal::new(ErrorCode::Malformed, e.to_string())
+    };
+    match leaves {
+        Some(leaves) => {
+            let (recipients, sealed) =
+                gongwen_common::envelope::tree::Recipients::new(&header, leaves)
+                    .map_err(malformed)?;
+            Ok((recipients.full_bytes(), sealed))
+        }
+        None => {
+            let sealed = SealedHeader::parse(&header).map_err(malformed)?;
+            if sealed.header.tree.is_some()
+                || sealed.form != gongwen_common::envelope::tree::Form::Plain
+            {
+                return Err(Refusal::new(
+                    ErrorCode::Malformed,
+                    "a tree-form header comes after its keys (KeyLeaves), as a signed statement",
+                ));
+            }
+            Ok((header, sealed))
+        }
+    }
+}
+
 /// Receive, check and durably store one uploaded document, then sign
 /// `accepted`. Resumes from the last durable point of an earlier attempt.
-#[allow(clippy::too_many_arguments)]
 pub(crate) async fn receive(
     send: &mut quinn::SendStream,
     recv: &mut quinn::RecvStream,
     ident: &CertIdentity,
     core: &Core,
     warnings: &crate::state::loglimit::Warnings,
-    doc_id: DocId,
-    header_bytes: Vec<u8>,
-    content_len: u64,
+    upload: Upload,
 ) -> Result<Message, Refusal> {
     let started = std::time::Instant::now();
-    let sealed = SealedHeader::parse(&header_bytes)
-        .map_err(|e| Refusal::new(ErrorCode::Malformed, e.to_string()))?;
+    let Upload {
+        doc_id,
+        header,
+        content_len,
+        leaves,
+    } = upload;
+    let (header_bytes, sealed) = whole_header(header, leaves)?;
     let meta = sealed.meta().clone();
     let checked = check_header(
         &meta,

@@ -68,6 +68,7 @@ pub(crate) struct Core {
     /// Uploads under way counted against `[limits] queued_per_sender`.
     quota: Arc<crate::state::quota::Quota>,
     address_books: crate::state::address_book::AddressBooks,
+    copies: crate::state::copies::Copies,
 }
 
 /// What [`Core::new`] takes.
@@ -107,6 +108,7 @@ impl Core {
             delivery_slots: tokio::sync::Semaphore::new(DELIVERY_SLOTS),
             quota: Arc::default(),
             address_books: Default::default(),
+            copies: Default::default(),
         }
     }
 
@@ -187,6 +189,11 @@ impl Core {
     /// The directory agents ask for, made once per change.
     pub(crate) fn address_books(&self) -> &crate::state::address_book::AddressBooks {
         &self.address_books
+    }
+
+    /// Each recipient's copy of a tree-form header.
+    pub(crate) fn copies(&self) -> &crate::state::copies::Copies {
+        &self.copies
     }
 
     /// The checker of the current CRL.

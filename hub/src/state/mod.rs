@@ -1,4 +1,5 @@
 pub mod address_book;
+pub mod copies;
 pub(crate) mod core;
 pub mod enrolled;
 pub mod loglimit;
