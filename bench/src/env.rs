@@ -19,6 +19,10 @@ pub struct Env {
     /// A `[store]` table for hub.toml (PostgreSQL), or empty: embedded.
     store: String,
     suite: Suite,
+    /// `[tls] directory` for hub.toml.
+    directory: Option<PathBuf>,
+    /// More hub.toml tables.
+    hub_extra: String,
 }
 
 /// A daemon process; killed when dropped.
@@ -89,6 +93,8 @@ impl Env {
             ca,
             store: String::new(),
             suite,
+            directory: None,
+            hub_extra: String::new(),
         };
         env.issue("hub", Role::Hub)?;
         Ok(env)
@@ -104,6 +110,16 @@ impl Env {
 
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The hub reads the CA's unit directory at `path` (`[tls] directory`).
+    pub fn set_directory(&mut self, path: &Path) {
+        self.directory = Some(path.to_owned());
+    }
+
+    /// More tables for hub.toml (`[limits]`, say).
+    pub fn set_hub_extra(&mut self, toml: &str) {
+        self.hub_extra = toml.to_owned();
     }
 
     pub fn issue(&self, id: &str, role: Role) -> anyhow::Result<()> {
@@ -142,13 +158,18 @@ impl Env {
     ) -> anyhow::Result<(Proc, SocketAddr)> {
         let mut text = format!("listen = \"{listen}\"\n");
         text.push_str(
-            "data_dir = \"hub-data\"\n[tls]\ncert = \"hub/hub.crt\"\nkey = \"hub/hub.key\"\nca = \"ca/ca.crt\"\ncrl = \"ca/crl.pem\"\n[groups]\n",
+            "data_dir = \"hub-data\"\n[tls]\ncert = \"hub/hub.crt\"\nkey = \"hub/hub.key\"\nca = \"ca/ca.crt\"\ncrl = \"ca/crl.pem\"\n",
         );
+        if let Some(d) = &self.directory {
+            text.push_str(&format!("directory = \"{}\"\n", d.display()));
+        }
+        text.push_str("[groups]\n");
         for (name, members) in groups {
             let list: Vec<String> = members.iter().map(|m| format!("\"{m}\"")).collect();
             text.push_str(&format!("{name} = [{}]\n", list.join(", ")));
         }
         text.push_str(&self.store);
+        text.push_str(&self.hub_extra);
         text.push_str(&format!("[crypto]\nsuite = \"{}\"\n", self.suite));
         let config = self.path().join("hub.toml");
         std::fs::write(&config, text)?;

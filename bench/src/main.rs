@@ -8,6 +8,7 @@ mod console;
 mod crypto;
 mod env;
 mod report;
+mod swarm;
 
 use anyhow::Context as _;
 use std::path::PathBuf;
@@ -36,10 +37,16 @@ struct Cli {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Run only these parts (for profiling one path): big, small, latency,
-    /// fanout, console, crypto, gm. Baselines needed for their ratios run
+    /// fanout, console, crypto, gm, swarm. Baselines needed for their ratios run
     /// too (gm: the standard big and small rows it is read beside).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Simulated units in the swarm (default: 10,000; 1,000 with --quick).
+    #[arg(long)]
+    units: Option<usize>,
+    /// Internal: run as one of the swarm's worker processes.
+    #[arg(long, hide = true)]
+    swarm_worker: Option<String>,
 }
 
 struct Sizes {
@@ -131,9 +138,18 @@ async fn fan_out(env: &Env, ids: &[String], size: u64) -> anyhow::Result<FanOut>
     })
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(arg) = &cli.swarm_worker {
+        return swarm::worker(arg);
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(bench(cli))
+}
+
+async fn bench(cli: Cli) -> anyhow::Result<()> {
     let out = cli.out.clone().unwrap_or_else(|| {
         if cli.quick || !cli.only.is_empty() {
             PathBuf::from("target/bench-quick")
@@ -487,6 +503,13 @@ async fn main() -> anyhow::Result<()> {
                 .vs(*base, "100 documents", big / base),
             );
         }
+    }
+
+    // ---- national scale: simulated units against one hub
+    if want("swarm") {
+        let units = cli.units.unwrap_or(if cli.quick { 1_000 } else { 10_000 });
+        eprintln!("swarm: {units} simulated units");
+        swarm::run(&bin, units, &mut rows).await?;
     }
 
     // ---- the GM suite's cryptography beside the standard one

@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use crate::link::state::LinkState;
 use crate::parts::Parts;
-use crate::rules::backoff::{Backoff, after_turned_away, random_jitter};
+use crate::rules::backoff::{Backoff, Knock, random_jitter};
 use crate::rules::link_error::{LinkError, classify, classify_stream};
 
 /// One admitted connection; the streams stay open while it lives.
@@ -58,11 +58,13 @@ impl Connector {
         let mut backoff = Backoff::default();
         let hubs = &self.config.hubs;
         let mut turn = HubTurn::new(hubs.len());
+        let mut knock = Knock::default();
         loop {
             let hub = &hubs[turn.current()];
             let attempt = async {
                 let session = self.connect_once(hub, &mut endpoints).await?;
                 backoff.reset();
+                knock.connected();
                 turn.connected();
                 Ok::<_, LinkError>(self.hold(session).await)
             };
@@ -79,16 +81,8 @@ impl Connector {
                 });
                 continue;
             }
-            let mut retry_in = backoff.next_delay(random_jitter());
-            if error.needs_administrator() {
-                // Knocking every 200 ms will not fix a certificate.
-                retry_in = retry_in.max(Duration::from_secs(5));
-            } else if error == LinkError::HubTurnedAway {
-                retry_in = after_turned_away(retry_in, random_jitter());
-            } else if error == LinkError::HubShuttingDown {
-                // It said so: it cannot be back within the second.
-                retry_in = retry_in.max(Duration::from_secs(1));
-            }
+            let retry_in =
+                knock.after(&error, backoff.next_delay(random_jitter()), random_jitter());
             warn!("{error}; retrying in {:.1} s", retry_in.as_secs_f64());
             self.state
                 .send_replace(LinkState::Disconnected { error, retry_in });
@@ -233,7 +227,7 @@ impl Endpoints {
 /// first stream, on which the welcome (or the refusal) comes. With TLS 1.3
 /// the handshake can look complete to us while the hub is still refusing
 /// our certificate; only a welcome admits us.
-async fn say_hello(
+pub async fn say_hello(
     endpoint: &quinn::Endpoint,
     client: quinn::ClientConfig,
     addr: SocketAddr,

@@ -51,12 +51,57 @@ impl Default for Backoff {
 /// spreads the units turned away together over it.
 pub const TURNED_AWAY: (Duration, Duration) = (Duration::from_secs(2), Duration::from_secs(30));
 
-/// The wait after the hub turned us away, for `jitter` in `[0, 1)`: a
-/// point in [`TURNED_AWAY`], and never less than the backoff's own delay.
-pub fn after_turned_away(backoff_delay: Duration, jitter: f64) -> Duration {
-    let (least, most) = TURNED_AWAY;
-    let spread = least + (most - least).mul_f64(jitter.clamp(0.0, 1.0));
-    spread.max(backoff_delay)
+/// When to knock again, from what the last errors said. The backoff gives
+/// the base delay; this stretches it where the error says more:
+/// - a certificate problem: at least 5 s (knocking will not fix it);
+/// - the hub said it is shutting down: at least 1 s, and until we are
+///   connected again its refusals are the restart, not a full hub;
+/// - turned away before the handshake: the first time at least 1 s (a hub
+///   stopping or starting refuses for a moment); again, a random moment of
+///   [`TURNED_AWAY`] (the hub is full: spread the units it turned away).
+#[derive(Debug, Default)]
+pub struct Knock {
+    turned_away: u32,
+    restarting: bool,
+}
+
+impl Knock {
+    /// The wait after `error`, the backoff's delay being `delay` and
+    /// `jitter` in `[0, 1)`.
+    pub fn after(
+        &mut self,
+        error: &crate::rules::link_error::LinkError,
+        delay: Duration,
+        jitter: f64,
+    ) -> Duration {
+        use crate::rules::link_error::LinkError;
+        let second = Duration::from_secs(1);
+        if *error != LinkError::HubTurnedAway {
+            self.turned_away = 0;
+        }
+        match error {
+            e if e.needs_administrator() => delay.max(Duration::from_secs(5)),
+            LinkError::HubShuttingDown => {
+                self.restarting = true;
+                delay.max(second)
+            }
+            LinkError::HubTurnedAway => {
+                self.turned_away += 1;
+                if self.restarting || self.turned_away == 1 {
+                    return delay.max(second);
+                }
+                let (least, most) = TURNED_AWAY;
+                let spread = least + (most - least).mul_f64(jitter.clamp(0.0, 1.0));
+                spread.max(delay)
+            }
+            _ => delay,
+        }
+    }
+
+    /// Connected and welcomed: start over.
+    pub fn connected(&mut self) {
+        *self = Knock::default();
+    }
 }
 
 /// A jitter value in `[0, 1)` from the system's random source.
@@ -75,21 +120,53 @@ mod tests {
 
     #[test]
     fn units_turned_away_come_back_spread_over_the_window() {
+        use crate::rules::link_error::LinkError;
+        let away = LinkError::HubTurnedAway;
         let (least, most) = TURNED_AWAY;
-        assert_eq!(after_turned_away(Duration::ZERO, 0.0), least);
-        assert!(after_turned_away(Duration::ZERO, 0.999) <= most);
-        assert!(after_turned_away(Duration::ZERO, 0.999) > most - Duration::from_millis(100));
-        // A thousand units turned away at once: no second of the window
-        // gets more than a few times its share.
+        let second = Duration::from_secs(1);
+        // Once: a hub stopping or starting; a second.
+        let mut k = Knock::default();
+        assert_eq!(k.after(&away, Duration::from_millis(200), 0.9), second);
+        // Again: the window.
+        assert_eq!(k.after(&away, Duration::ZERO, 0.0), least);
+        assert!(k.after(&away, Duration::ZERO, 0.999) <= most);
+        assert!(k.after(&away, Duration::ZERO, 0.999) > most - Duration::from_millis(100));
+        assert_eq!(
+            k.after(&away, Duration::from_secs(60), 0.0),
+            Duration::from_secs(60)
+        );
+        // A thousand units turned away twice: no second of the window gets
+        // more than a few times its share.
         let mut per_second = [0u32; 30];
         for i in 0..1000 {
-            let d = after_turned_away(Duration::ZERO, f64::from(i) / 1000.0);
+            let mut k = Knock::default();
+            k.after(&away, Duration::ZERO, 0.5);
+            let d = k.after(&away, Duration::ZERO, f64::from(i) / 1000.0);
             per_second[d.as_secs() as usize] += 1;
         }
         assert!(per_second.iter().all(|&n| n <= 36), "{per_second:?}");
+        // After the hub said it is shutting down, its refusals are the
+        // restart: a second each, until connected again.
+        let mut k = Knock::default();
         assert_eq!(
-            after_turned_away(Duration::from_secs(60), 0.0),
-            Duration::from_secs(60)
+            k.after(&LinkError::HubShuttingDown, Duration::ZERO, 0.5),
+            second
+        );
+        for _ in 0..5 {
+            assert_eq!(k.after(&away, Duration::ZERO, 0.5), second);
+        }
+        k.connected();
+        k.after(&away, Duration::ZERO, 0.5);
+        assert_eq!(k.after(&away, Duration::ZERO, 0.0), least);
+        // Another error in between starts the count over; a certificate
+        // problem waits at least 5 s.
+        let mut k = Knock::default();
+        k.after(&away, Duration::ZERO, 0.5);
+        k.after(&LinkError::Lost("x".into()), Duration::ZERO, 0.5);
+        assert_eq!(k.after(&away, Duration::ZERO, 0.5), second);
+        assert_eq!(
+            k.after(&LinkError::Revoked, Duration::ZERO, 0.5),
+            Duration::from_secs(5)
         );
     }
 
