@@ -4,7 +4,8 @@
 # run. A full run writes BENCHMARKS.md and bench-results.json at the
 # repository root; --quick and --only runs write them to target/bench-quick/.
 #
-#   scripts/bench.sh           the full run (1 GiB, 194 agents, 10,000 documents)
+#   scripts/bench.sh           the full run (1 GiB, 194 agents, 10,000 documents,
+#                              10,000 simulated units against one hub)
 #   scripts/bench.sh --quick   reduced sizes, about two minutes
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -44,6 +44,10 @@ struct Cli {
     /// Simulated units in the swarm (default: 10,000; 1,000 with --quick).
     #[arg(long)]
     units: Option<usize>,
+    /// Minutes the swarm stays idle while the hub's CPU and memory are
+    /// watched.
+    #[arg(long, default_value_t = 1)]
+    idle_minutes: usize,
     /// Internal: run as one of the swarm's worker processes.
     #[arg(long, hide = true)]
     swarm_worker: Option<String>,
@@ -509,7 +513,7 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
     if want("swarm") {
         let units = cli.units.unwrap_or(if cli.quick { 1_000 } else { 10_000 });
         eprintln!("swarm: {units} simulated units");
-        swarm::run(&bin, units, &mut rows).await?;
+        swarm::run(&bin, units, cli.idle_minutes, &mut rows).await?;
     }
 
     // ---- the GM suite's cryptography beside the standard one

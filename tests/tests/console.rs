@@ -454,10 +454,14 @@ async fn the_sender_follows_signing_urges_those_who_have_not_signed_and_recalls(
         .to_string_lossy()
         .into_owned();
 
-    // harbin-gov's clerk signs for it in the console.
+    // harbin-gov's clerk signs for it in the console (once the agent has
+    // recorded what its inbox folder already shows).
     let mut clerk = browser(&u.harbin);
     clerk.log_in("li.si", PASSWORD).await;
-    let csrf = clerk.get(&format!("/inbox/{doc}")).await.csrf().unwrap();
+    let csrf = wait_until("the document's page with its 签收 form", || {
+        futures_now(clerk.clone().get(&format!("/inbox/{doc}"))).csrf()
+    })
+    .await;
     let signed = clerk
         .post_form(
             &format!("/inbox/{doc}/ack"),

@@ -214,6 +214,8 @@ async fn deliver_one(
     doc_id: DocId,
     core: &Core,
 ) -> Result<(), DeliverError> {
+    // Waited for before anything of the document is read.
+    let _turn = core.delivery_turn().await;
     let started = std::time::Instant::now();
     let store = core.store();
     let header = core

@@ -96,8 +96,9 @@ async fn check_quota(
 ) -> Result<Vec<crate::state::quota::Reservation>, Refusal> {
     let limit = core.config().max_queued_per_sender;
     let mut counted = Vec::new();
-    let here = core.units().connected();
-    let mut elsewhere: Option<Vec<NodeId>> = None;
+    // A set: a notice to a national group asks this for every recipient.
+    let here: std::collections::HashSet<NodeId> = core.units().connected().into_iter().collect();
+    let mut elsewhere: Option<std::collections::HashSet<NodeId>> = None;
     for r in recipients.iter().filter(|r| !here.contains(r)) {
         if core.store().backend() != "embedded" {
             if elsewhere.is_none() {

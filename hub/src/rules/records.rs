@@ -65,8 +65,9 @@ impl DocLinks {
 impl DocRecord {
     pub fn recipients(&self) -> Vec<NodeId> {
         let mut out = self.to.clone();
+        let in_to: std::collections::HashSet<&NodeId> = self.to.iter().collect();
         for c in &self.cc {
-            if !out.contains(c) {
+            if !in_to.contains(c) {
                 out.push(c.clone());
             }
         }

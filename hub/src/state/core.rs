@@ -31,6 +31,12 @@ use crate::store::commit::Committer;
 /// queue so a big fan-out does not hold up small ones.
 pub(crate) const DELIVERY_SLOTS: usize = 16;
 
+/// Deliveries in flight at once, hub-wide, whatever their size: a notice
+/// to 10,000 connected units started 10,000 deliveries together, each
+/// holding the document's record (its 10,000 recipients), and the hub grew
+/// past 10 GiB.
+pub(crate) const DELIVERIES_IN_FLIGHT: usize = 64;
+
 /// Content at or below this size streams without waiting for a slot.
 pub(crate) const SMALL_CONTENT: u64 = 1 << 20;
 
@@ -65,6 +71,8 @@ pub(crate) struct Core {
     expiry: tokio::sync::Notify,
     /// Content streams to recipients that may run at once.
     delivery_slots: tokio::sync::Semaphore,
+    /// Deliveries in flight hub-wide.
+    deliveries: tokio::sync::Semaphore,
     /// Uploads under way counted against `[limits] queued_per_sender`.
     quota: Arc<crate::state::quota::Quota>,
     address_books: crate::state::address_book::AddressBooks,
@@ -106,6 +114,7 @@ impl Core {
             escalation: tokio::sync::Notify::new(),
             expiry: tokio::sync::Notify::new(),
             delivery_slots: tokio::sync::Semaphore::new(DELIVERY_SLOTS),
+            deliveries: tokio::sync::Semaphore::new(DELIVERIES_IN_FLIGHT),
             quota: Arc::default(),
             address_books: Default::default(),
             copies: Default::default(),
@@ -236,6 +245,12 @@ impl Core {
     /// A place among the large content streams running at once.
     pub(crate) async fn delivery_slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
         self.delivery_slots.acquire().await.ok()
+    }
+
+    /// A turn among the deliveries in flight hub-wide
+    /// ([`DELIVERIES_IN_FLIGHT`]), held for the whole delivery.
+    pub(crate) async fn delivery_turn(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.deliveries.acquire().await.ok()
     }
 
     /// Stop taking writes and let go of the store.
