@@ -192,6 +192,34 @@ pub struct WrappedKey {
 /// Largest SM2 ciphertext of a content key (about 125 bytes in practice).
 const MAX_SM2_WRAPPED: usize = 256;
 
+impl WrappedKey {
+    /// As a header's list and a tree's leaf carry it: the recipient, the
+    /// HPKE encapsulated key (standard only), the sealed content key.
+    fn encode(&self, w: &mut Writer<'_>, suite: Suite) {
+        w.str(self.recipient.as_str());
+        if suite == Suite::Standard {
+            w.raw(&self.enc);
+        }
+        w.bytes(&self.sealed);
+    }
+
+    fn decode(r: &mut Reader<'_>, suite: Suite) -> Result<WrappedKey, CodecError> {
+        let recipient = r.node_id()?;
+        Ok(match suite {
+            Suite::Standard => WrappedKey {
+                recipient,
+                enc: r.array()?,
+                sealed: r.bytes(64)?.to_vec(),
+            },
+            Suite::Gm => WrappedKey {
+                recipient,
+                enc: [0; 32],
+                sealed: r.bytes(MAX_SM2_WRAPPED)?.to_vec(),
+            },
+        })
+    }
+}
+
 /// The signed part of a sealed document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
@@ -607,11 +635,7 @@ impl Header {
             None => {
                 w.u16(self.wrapped.len().min(MAX_RECIPIENTS) as u16);
                 for k in &self.wrapped {
-                    w.str(k.recipient.as_str());
-                    if self.suite == Suite::Standard {
-                        w.raw(&k.enc);
-                    }
-                    w.bytes(&k.sealed);
+                    k.encode(&mut w, self.suite);
                 }
             }
         }
@@ -644,21 +668,9 @@ impl Header {
         if n > MAX_RECIPIENTS {
             return Err(MetaError::TooManyRecipients.into());
         }
-        let mut wrapped = Vec::with_capacity(n);
-        for _ in 0..n {
-            wrapped.push(match suite {
-                Suite::Standard => WrappedKey {
-                    recipient: r.node_id()?,
-                    enc: r.array()?,
-                    sealed: r.bytes(64)?.to_vec(),
-                },
-                Suite::Gm => WrappedKey {
-                    recipient: r.node_id()?,
-                    enc: [0; 32],
-                    sealed: r.bytes(MAX_SM2_WRAPPED)?.to_vec(),
-                },
-            });
-        }
+        let wrapped = (0..n)
+            .map(|_| WrappedKey::decode(&mut r, suite))
+            .collect::<Result<Vec<_>, _>>()?;
         meta.links = crate::links::Links::decode(&mut r)?;
         r.finish()?;
         meta.validate()?;

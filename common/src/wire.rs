@@ -414,7 +414,8 @@ fn strings(w: &mut Writer<'_>, items: &[String]) {
     }
 }
 
-fn read_strings(r: &mut Reader<'_>) -> Result<Vec<String>, CodecError> {
+/// A list's count, at most [`MAX_ITEMS`].
+fn item_count(r: &mut Reader<'_>) -> Result<usize, CodecError> {
     let n = r.u16()? as usize;
     if n > MAX_ITEMS {
         return Err(CodecError::TooLong {
@@ -422,7 +423,18 @@ fn read_strings(r: &mut Reader<'_>) -> Result<Vec<String>, CodecError> {
             max: MAX_ITEMS,
         });
     }
-    (0..n).map(|_| r.string()).collect()
+    Ok(n)
+}
+
+fn read_strings(r: &mut Reader<'_>) -> Result<Vec<String>, CodecError> {
+    (0..item_count(r)?).map(|_| r.string()).collect()
+}
+
+/// A list of byte strings of at most `max` bytes each.
+fn read_blobs(r: &mut Reader<'_>, max: usize) -> Result<Vec<Vec<u8>>, CodecError> {
+    (0..item_count(r)?)
+        .map(|_| r.bytes(max).map(<[u8]>::to_vec))
+        .collect()
 }
 
 /// Append the frame for `msg` to `out`.
@@ -671,15 +683,7 @@ pub fn decode_body(frame: &[u8]) -> Result<Message, WireError> {
             names: read_strings(&mut r)?,
         },
         t @ (T_DIRECTORY | T_DIRECTORY_PART) => {
-            let n = r.u16()? as usize;
-            if n > MAX_ITEMS {
-                return Err(CodecError::TooLong {
-                    len: n,
-                    max: MAX_ITEMS,
-                }
-                .into());
-            }
-            let resolved = (0..n)
+            let resolved = (0..item_count(&mut r)?)
                 .map(|_| {
                     Ok(Resolved {
                         name: r.string()?,
@@ -688,17 +692,7 @@ pub fn decode_body(frame: &[u8]) -> Result<Message, WireError> {
                 })
                 .collect::<Result<Vec<_>, CodecError>>()?;
             let unknown = read_strings(&mut r)?;
-            let m = r.u16()? as usize;
-            if m > MAX_ITEMS {
-                return Err(CodecError::TooLong {
-                    len: m,
-                    max: MAX_ITEMS,
-                }
-                .into());
-            }
-            let bindings = (0..m)
-                .map(|_| blob(&mut r))
-                .collect::<Result<Vec<_>, _>>()?;
+            let bindings = read_blobs(&mut r, MAX_BLOB)?;
             if t == T_DIRECTORY {
                 Message::Directory {
                     resolved,
@@ -735,17 +729,7 @@ pub fn decode_body(frame: &[u8]) -> Result<Message, WireError> {
         T_UPLOAD_FROM => Message::UploadFrom { offset: r.u64()? },
         T_KEY_LEAVES => {
             let doc_id = DocId::from_bytes(r.array()?);
-            let n = r.u16()? as usize;
-            if n > MAX_ITEMS {
-                return Err(CodecError::TooLong {
-                    len: n,
-                    max: MAX_ITEMS,
-                }
-                .into());
-            }
-            let leaves = (0..n)
-                .map(|_| r.bytes(MAX_KEY_LEAF).map(<[u8]>::to_vec))
-                .collect::<Result<Vec<_>, _>>()?;
+            let leaves = read_blobs(&mut r, MAX_KEY_LEAF)?;
             Message::KeyLeaves { doc_id, leaves }
         }
         T_DELIVER_FROM => Message::DeliverFrom { offset: r.u64()? },

@@ -24,8 +24,8 @@
 use std::collections::HashMap;
 
 use super::{
-    ContentKey, DocMeta, EnvelopeError, Header, MAX_RECIPIENTS, MAX_SM2_WRAPPED, MetaError,
-    SealedHeader, WrappedKey, content_len_for,
+    ContentKey, DocMeta, EnvelopeError, Header, MAX_RECIPIENTS, MetaError, SealedHeader,
+    WrappedKey, content_len_for,
 };
 use crate::codec::{CodecError, Reader, Writer};
 use crate::id::NodeId;
@@ -147,11 +147,7 @@ impl Leaf {
         let mut out = Vec::new();
         let mut w = Writer(&mut out);
         w.u8(u8::from(self.cc));
-        w.str(self.key.recipient.as_str());
-        if suite == Suite::Standard {
-            w.raw(&self.key.enc);
-        }
-        w.bytes(&self.key.sealed);
+        self.key.encode(&mut w, suite);
         out
     }
 
@@ -168,19 +164,7 @@ impl Leaf {
                 .into());
             }
         };
-        let recipient = r.node_id()?;
-        let key = match suite {
-            Suite::Standard => WrappedKey {
-                recipient,
-                enc: r.array()?,
-                sealed: r.bytes(64)?.to_vec(),
-            },
-            Suite::Gm => WrappedKey {
-                recipient,
-                enc: [0; 32],
-                sealed: r.bytes(MAX_SM2_WRAPPED)?.to_vec(),
-            },
-        };
+        let key = WrappedKey::decode(&mut r, suite)?;
         r.finish()?;
         Ok(Leaf { cc, key })
     }
@@ -189,18 +173,9 @@ impl Leaf {
 /// Parse a header in any form (see [`SealedHeader::parse`]).
 pub(super) fn parse(bytes: &[u8]) -> Result<SealedHeader, EnvelopeError> {
     if let Some(rest) = bytes.strip_prefix(FULL_MAGIC) {
-        let mut r = Reader::new(rest);
-        let statement = r.bytes(crate::signed::MAX_BODY + 64 * 1024)?;
-        let (statement, header) = plain_parts(statement)?;
-        let n = r.u32()? as usize;
-        if n > MAX_RECIPIENTS {
-            return Err(MetaError::TooManyRecipients.into());
-        }
-        let leaves = (0..n)
-            .map(|_| r.bytes(MAX_LEAF).map(<[u8]>::to_vec))
-            .collect::<Result<Vec<_>, _>>()?;
-        r.finish()?;
-        let header = complete(header, &leaves)?;
+        let (statement, leaves) = read_full(rest)?;
+        let (statement, header) = plain_parts(&statement)?;
+        let (header, _) = complete(header, &leaves)?;
         return Ok(SealedHeader {
             statement,
             header,
@@ -269,10 +244,26 @@ fn plain_parts(bytes: &[u8]) -> Result<(Statement, Header), EnvelopeError> {
     Ok((statement, header))
 }
 
+/// The statement and the leaves of a full form (after its magic).
+fn read_full(rest: &[u8]) -> Result<(Vec<u8>, Vec<Vec<u8>>), EnvelopeError> {
+    let mut r = Reader::new(rest);
+    let statement = r.bytes(crate::signed::MAX_BODY + 64 * 1024)?.to_vec();
+    let n = r.u32()? as usize;
+    if n > MAX_RECIPIENTS {
+        return Err(MetaError::TooManyRecipients.into());
+    }
+    let leaves = (0..n)
+        .map(|_| r.bytes(MAX_LEAF).map(<[u8]>::to_vec))
+        .collect::<Result<Vec<_>, _>>()?;
+    r.finish()?;
+    Ok((statement, leaves))
+}
+
 /// A tree-form header with its leaves: each in id order, no unit twice,
 /// the roles adding up to the signed counts, and the tree over them
-/// giving the signed root. Fills in `to`, `cc` and the wrapped keys.
-fn complete(mut header: Header, leaves: &[Vec<u8>]) -> Result<Header, EnvelopeError> {
+/// giving the signed root. Fills in `to`, `cc` and the wrapped keys; the
+/// tree, for whoever cuts copies from it.
+fn complete(mut header: Header, leaves: &[Vec<u8>]) -> Result<(Header, KeyTree), EnvelopeError> {
     let info = header
         .tree
         .clone()
@@ -312,7 +303,7 @@ fn complete(mut header: Header, leaves: &[Vec<u8>]) -> Result<Header, EnvelopeEr
     header.meta.to = to;
     header.meta.cc = cc;
     header.wrapped = wrapped;
-    Ok(header)
+    Ok((header, tree))
 }
 
 fn full_bytes(statement: &[u8], leaves: &[Vec<u8>]) -> Vec<u8> {
@@ -429,18 +420,7 @@ pub fn is_full(bytes: &[u8]) -> bool {
 /// A full-form header cut into what an upload carries: the statement,
 /// and the leaves in order. `None` for any other form.
 pub fn split_full(bytes: &[u8]) -> Option<(Vec<u8>, Vec<Vec<u8>>)> {
-    let mut r = Reader::new(bytes.strip_prefix(FULL_MAGIC)?);
-    let statement = r.bytes(crate::signed::MAX_BODY + 64 * 1024).ok()?.to_vec();
-    let n = r.u32().ok()? as usize;
-    if n > MAX_RECIPIENTS {
-        return None;
-    }
-    let leaves = (0..n)
-        .map(|_| r.bytes(MAX_LEAF).map(<[u8]>::to_vec))
-        .collect::<Result<Vec<_>, _>>()
-        .ok()?;
-    r.finish().ok()?;
-    Some((statement, leaves))
+    read_full(bytes.strip_prefix(FULL_MAGIC)?).ok()
 }
 
 /// A tree-form document's every recipient, ready to cut each its copy: the
@@ -460,35 +440,35 @@ impl Recipients {
         statement: &[u8],
         leaves: Vec<Vec<u8>>,
     ) -> Result<(Recipients, SealedHeader), EnvelopeError> {
-        Recipients::from_full(&full_bytes(statement, &leaves))
-    }
-
-    /// From the full form's bytes; the header, complete.
-    pub fn from_full(bytes: &[u8]) -> Result<(Recipients, SealedHeader), EnvelopeError> {
-        let sealed = parse(bytes)?;
-        if sealed.form != Form::Full {
-            return Err(EnvelopeError::WrappedKeysMismatch);
-        }
-        let (statement, leaves) = split_full(bytes).ok_or(EnvelopeError::WrappedKeysMismatch)?;
-        let suite = sealed.header.suite;
-        let tree = KeyTree::new(suite, leaves.iter().map(|l| leaf_hash(suite, l)).collect())
-            .ok_or(EnvelopeError::WrappedKeysMismatch)?;
-        let index = sealed
-            .header
+        let (parsed, header) = plain_parts(statement)?;
+        let (header, tree) = complete(header, &leaves)?;
+        let index = header
             .wrapped
             .iter()
             .enumerate()
             .map(|(i, k)| (k.recipient.clone(), i))
             .collect();
-        Ok((
-            Recipients {
-                statement,
-                leaves,
-                tree,
-                index,
-            },
-            sealed,
-        ))
+        let sealed = SealedHeader {
+            statement: parsed,
+            header,
+            form: Form::Full,
+        };
+        let recipients = Recipients {
+            statement: statement.to_vec(),
+            leaves,
+            tree,
+            index,
+        };
+        Ok((recipients, sealed))
+    }
+
+    /// From the full form's bytes; the header, complete.
+    pub fn from_full(bytes: &[u8]) -> Result<(Recipients, SealedHeader), EnvelopeError> {
+        let rest = bytes
+            .strip_prefix(FULL_MAGIC)
+            .ok_or(EnvelopeError::WrappedKeysMismatch)?;
+        let (statement, leaves) = read_full(rest)?;
+        Recipients::new(&statement, leaves)
     }
 
     /// The full form's bytes (what the hub stores).

@@ -174,53 +174,11 @@ async fn handle_request(
         }
     };
     let reply = match request {
-        Message::KeyLeaves { doc_id, leaves } => {
-            let span = info_span!("upload", doc = %doc_id);
-            async {
-                let (header, content_len, leaves) =
-                    gather_leaves(&mut recv, doc_id, leaves).await?;
-                crate::link::upload::receive(
-                    &mut send,
-                    &mut recv,
-                    ident,
-                    core,
-                    peer.warnings,
-                    crate::link::upload::Upload {
-                        doc_id,
-                        header,
-                        content_len,
-                        leaves: Some(leaves),
-                    },
-                )
-                .await
-            }
-            .instrument(span)
-            .await
+        first @ (Message::KeyLeaves { .. } | Message::UploadBegin { .. }) => {
+            upload(first, &mut send, &mut recv, peer, core).await
         }
         Message::PublishKey { binding } => publish_key(&binding, ident, core).await,
         Message::Lookup { names } => lookup(names, core).await,
-        Message::UploadBegin {
-            doc_id,
-            header,
-            content_len,
-        } => {
-            let span = info_span!("upload", doc = %doc_id);
-            crate::link::upload::receive(
-                &mut send,
-                &mut recv,
-                ident,
-                core,
-                peer.warnings,
-                crate::link::upload::Upload {
-                    doc_id,
-                    header,
-                    content_len,
-                    leaves: None,
-                },
-            )
-            .instrument(span)
-            .await
-        }
         Message::SubmitReceipt { receipt } => {
             crate::link::receipts::record(&receipt, &ident.id, None, core)
                 .await
@@ -251,11 +209,44 @@ async fn handle_request(
     answer_as(&mut send, msg, peer.version).await;
 }
 
-/// The rest of a tree-form upload's leaves, up to its `UploadBegin`: the
-/// header, the content length and every leaf. At most
-/// [`MAX_RECIPIENTS`] leaves of [`MAX_KEY_LEAF`] bytes (a unit that was
-/// admitted can make the hub hold some 60 MiB here, once per stream, as
-/// it can with a document's content).
+/// An upload: its `UploadBegin` at once (the list form), or first the
+/// leaves of its key tree (the tree form), then the document.
+async fn upload(
+    first: Message,
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+    peer: &Peer<'_>,
+    core: &Core,
+) -> Result<Message, Refusal> {
+    let upload = match first {
+        Message::UploadBegin {
+            doc_id,
+            header,
+            content_len,
+        } => crate::link::upload::Upload {
+            doc_id,
+            header,
+            content_len,
+            leaves: None,
+        },
+        Message::KeyLeaves { doc_id, leaves } => gather_leaves(recv, doc_id, leaves).await?,
+        other => {
+            return Err(Refusal::new(
+                ErrorCode::BadRequest,
+                format!("{} does not begin an upload", other.kind()),
+            ));
+        }
+    };
+    let span = info_span!("upload", doc = %upload.doc_id);
+    crate::link::upload::receive(send, recv, peer.ident, core, peer.warnings, upload)
+        .instrument(span)
+        .await
+}
+
+/// The rest of a tree-form upload's leaves, up to its `UploadBegin`. At
+/// most [`MAX_RECIPIENTS`] leaves of [`MAX_KEY_LEAF`] bytes (a unit that
+/// was admitted can make the hub hold some 60 MiB here, once per stream,
+/// as it can with a document's content).
 ///
 /// [`MAX_RECIPIENTS`]: gongwen_common::envelope::MAX_RECIPIENTS
 /// [`MAX_KEY_LEAF`]: gongwen_common::wire::MAX_KEY_LEAF
@@ -263,7 +254,7 @@ async fn gather_leaves(
     recv: &mut quinn::RecvStream,
     doc_id: gongwen_common::DocId,
     mut leaves: Vec<Vec<u8>>,
-) -> Result<(Vec<u8>, u64, Vec<Vec<u8>>), Refusal> {
+) -> Result<crate::link::upload::Upload, Refusal> {
     let bad = |why: String| Refusal::new(ErrorCode::Malformed, why);
     loop {
         if leaves.len() > gongwen_common::envelope::MAX_RECIPIENTS {
@@ -283,7 +274,14 @@ async fn gather_leaves(
                 doc_id: d,
                 header,
                 content_len,
-            }) if d == doc_id => return Ok((header, content_len, leaves)),
+            }) if d == doc_id => {
+                return Ok(crate::link::upload::Upload {
+                    doc_id,
+                    header,
+                    content_len,
+                    leaves: Some(leaves),
+                });
+            }
             Ok(other) => {
                 return Err(bad(format!(
                     "expected the rest of the keys and then UploadBegin for {doc_id}, got {}",
