@@ -786,6 +786,16 @@ pub fn fail_drop(folders: &Folders, path: &Path, why: &str) -> std::io::Result<P
     Ok(dest)
 }
 
+/// Move a claimed drop's files out of its spool entry `dir` to `dest`:
+/// the folder as it was dropped, or the one file.
+fn move_claimed(dir: &Path, claim: &Claim, dest: &Path) -> std::io::Result<()> {
+    if claim.is_folder {
+        std::fs::rename(spool::files(dir), dest)
+    } else {
+        std::fs::rename(spool::files(dir).join(&claim.name), dest)
+    }
+}
+
 /// Give up on a claimed document: its files go to `failed/` with a reason
 /// that also says whom it was for, and its sidecar with them, carrying its
 /// recipients (a document composed in the console or sent with `send` has
@@ -824,11 +834,7 @@ pub fn fail_claimed(
     }
     let cc = names(&sidecar, "cc");
     let dest = free_name(&folders.failed, std::ffi::OsStr::new(&claim.name));
-    if claim.is_folder {
-        std::fs::rename(spool::files(&dir), &dest)?;
-    } else {
-        std::fs::rename(spool::files(&dir).join(&claim.name), &dest)?;
-    }
+    move_claimed(&dir, &claim, &dest)?;
     match sidecar {
         // Not from an outbox folder: the sidecar names every recipient.
         Some(mut table) if !claim.from_outbox => {
@@ -892,11 +898,7 @@ pub fn put_back(
     let origin = folders.outbox.join(&claim.to);
     std::fs::create_dir_all(&origin)?;
     let dest = free_name(&origin, std::ffi::OsStr::new(&claim.name));
-    if claim.is_folder {
-        std::fs::rename(spool::files(&dir), &dest)?;
-    } else {
-        std::fs::rename(spool::files(&dir).join(&claim.name), &dest)?;
-    }
+    move_claimed(&dir, &claim, &dest)?;
     if spool::sidecar(&dir).exists() {
         std::fs::rename(spool::sidecar(&dir), sidecar_path(&dest))?;
     }

@@ -835,8 +835,17 @@ async fn upload_sealed(
 ) -> Result<Vec<u8>, SendError> {
     // Offered again to a hub that lost its store, a document to a unit the
     // hub does not know yet waits until that unit connects there.
+    let tree_form = gongwen_common::envelope::tree::is_full(&header);
     let refused = |code: ErrorCode, message: String| {
-        if again && code == ErrorCode::UnknownRecipient {
+        if tree_form && code == ErrorCode::BadRequest && message.starts_with("invalid frame") {
+            // A hub older than protocol 7 does not know the keys' leaves
+            // that go first.
+            SendError::Permanent(format!(
+                "交换中心的版本过旧，不能接收发给 {} 个以上单位的公文；请管理员先升级交换中心 (the hub is older than protocol 7 and cannot take a document for more than {} units: upgrade the hub first; it said: {message})",
+                gongwen_common::envelope::tree::TREE_ABOVE,
+                gongwen_common::envelope::tree::TREE_ABOVE
+            ))
+        } else if again && code == ErrorCode::UnknownRecipient {
             SendError::Later(format!(
                 "the hub: {message} (not connected since the hub lost its store)"
             ))
