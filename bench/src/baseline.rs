@@ -25,6 +25,7 @@ pub async fn raw_quic(env: &Env, conns: usize, per_conn: u64) -> anyhow::Result<
         &ca,
         &crl,
         gongwen_common::clock::system(),
+        &[],
     )?;
     let socket = gongwen_hub::server::udp_socket("127.0.0.1:0".parse()?)?;
     let server = quinn::Endpoint::new(

@@ -398,7 +398,12 @@ impl Ca {
             for ip in &req.ips {
                 params.subject_alt_names.push(SanType::IpAddress(*ip));
             }
-            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+            // Client auth too: a hub dials its federation peers with the
+            // same certificate it serves its agents with.
+            params.extended_key_usages = vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ];
         } else {
             params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         }
@@ -834,6 +839,38 @@ impl Ca {
         let path = self.dir.join(DIRECTORY_FILE);
         write_atomic(&path, &bytes, 0o644).map_err(CaError::io(&path))?;
         Ok((dir.entries.len(), without))
+    }
+
+    /// A federation statement for `domain`, whose CA certificate
+    /// (PEM or DER) the peer's administrator handed over: signed by this
+    /// CA, for the hub's `[[federation.peers]] statement`.
+    pub fn federate(
+        &self,
+        domain: gongwen_common::federation::Domain,
+        peer_ca: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<Vec<u8>, CaError> {
+        use gongwen_common::federation::FederationStatement;
+        use rustls_pki_types::pem::PemObject;
+        let der = match rustls_pki_types::CertificateDer::from_pem_slice(peer_ca) {
+            Ok(c) => c.to_vec(),
+            Err(_) => peer_ca.to_vec(),
+        };
+        FederationStatement::check_peer_ca(&der, &self.cert_der)
+            .map_err(|e| CaError::InvalidRequest(e.to_string()))?;
+        let ours = self.suite()?;
+        let theirs = Suite::of_ca(&der).map_err(|e| CaError::InvalidRequest(e.to_string()))?;
+        if ours != theirs {
+            return Err(CaError::InvalidRequest(format!(
+                "the peer CA is for the {theirs} suite and this CA for {ours}: both ends of a federation link must use the same suite"
+            )));
+        }
+        Ok(FederationStatement {
+            issued_ms: ms(now),
+            domain,
+            peer_ca: der,
+        }
+        .sign(&self.key.serialize_der(), &self.cert_der)?)
     }
 
     /// Revoke every unrevoked certificate of `id` and write a fresh CRL.

@@ -189,6 +189,21 @@ enum Command {
     /// again: every unit with a valid certificate and an enrolled key.
     /// enroll, sign --binding and revoke write it by themselves.
     Directory,
+    /// Trust another deployment (a domain) for federation: sign its name
+    /// and the CA certificate its administrator handed over, for the hub's
+    /// [[federation.peers]] statement. Check the certificate's fingerprint
+    /// with the peer's administrator by a second channel first.
+    Federate {
+        /// The peer's domain name, e.g. national or jilin.
+        #[arg(long)]
+        domain: String,
+        /// The peer's CA certificate (PEM or DER).
+        #[arg(long, value_name = "FILE")]
+        peer_ca: PathBuf,
+        /// Where to write the statement, e.g. federation/national.fed.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
     /// List every certificate issued: id, name, role, serial, not_after, status.
     List {
         /// Print a JSON array of objects.
@@ -225,6 +240,15 @@ fn write_directory(ca: &Ca, now: OffsetDateTime) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The DER of a certificate given as PEM or DER.
+fn pem_or_der(bytes: &[u8]) -> Vec<u8> {
+    use rustls_pki_types::pem::PemObject;
+    match rustls_pki_types::CertificateDer::from_pem_slice(bytes) {
+        Ok(c) => c.to_vec(),
+        Err(_) => bytes.to_vec(),
+    }
 }
 
 fn node_id(s: &str) -> anyhow::Result<NodeId> {
@@ -513,6 +537,42 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if dir.join(DIRECTORY_FILE).exists() {
                 write_directory(&ca, now)?;
             }
+        }
+        Command::Federate {
+            domain,
+            peer_ca,
+            out,
+        } => {
+            let domain = gongwen_common::federation::Domain::parse(&domain)?;
+            let bytes = std::fs::read(&peer_ca)
+                .with_context(|| format!("cannot read {}", peer_ca.display()))?;
+            let ca = Ca::open(&dir)?;
+            let statement = ca
+                .federate(domain.clone(), &bytes, now)
+                .with_context(|| format!("{}", peer_ca.display()))?;
+            if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create {}", parent.display()))?;
+            }
+            write_atomic(&out, &statement, 0o644)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            let fingerprint = gongwen_common::digest::sha256(&pem_or_der(&bytes));
+            gongwen_common::sayln!("federation statement for {domain}: {}", out.display());
+            gongwen_common::sayln!(
+                "  peer CA SHA-256 fingerprint: {}",
+                fingerprint
+                    .iter()
+                    .map(|b| format!("{b:02X}"))
+                    .collect::<Vec<_>>()
+                    .join(":")
+            );
+            gongwen_common::sayln!(
+                "  compare it with the peer's administrator (openssl x509 -noout -fingerprint -sha256 -in ca.crt), then name the statement in hub.toml:"
+            );
+            gongwen_common::sayln!(
+                "  [[federation.peers]]\n  domain = \"{domain}\"\n  statement = \"{}\"",
+                out.display()
+            );
         }
         Command::Crl { days } => {
             let mut ca = Ca::open(&dir)?;

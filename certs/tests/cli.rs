@@ -343,3 +343,114 @@ fn every_command_has_help() {
         .unwrap());
     assert!(e.contains("--ca-dir"), "{e}");
 }
+
+/// `federate` signs the peer's domain and CA with our CA key: openssl
+/// checks the signature with nothing but our CA certificate, and the
+/// statement carries the very certificate the peer handed over.
+#[test]
+fn federate_signs_the_peer_ca_as_openssl_verifies_and_refuses_what_is_not_a_peer_ca() {
+    use gongwen_common::federation::FederationStatement;
+    use gongwen_common::signed::{Statement, StatementKind};
+    let d = tempfile::tempdir().unwrap();
+    let (ours, theirs) = (d.path().join("hlj"), d.path().join("national"));
+    ok(certs(&ours, &["init", "--name", "黑龙江省公文交换 CA"]));
+    ok(certs(&theirs, &["init", "--name", "国家公文交换 CA"]));
+    let fed = d.path().join("federation/national.fed");
+    let out = ok(certs(
+        &ours,
+        &[
+            "federate",
+            "--domain",
+            "national",
+            "--peer-ca",
+            theirs.join("ca.crt").to_str().unwrap(),
+            "--out",
+            fed.to_str().unwrap(),
+        ],
+    ));
+    // The fingerprint to compare by phone is openssl's.
+    let fp = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(theirs.join("ca.crt"))
+        .output()
+        .expect("openssl is needed for this test (Debian: openssl)");
+    let fp = String::from_utf8(fp.stdout).unwrap();
+    let fp = fp.trim().rsplit('=').next().unwrap();
+    assert!(out.contains(fp), "{out} lacks {fp}");
+    assert!(out.contains("[[federation.peers]]"), "{out}");
+
+    let bytes = std::fs::read(&fed).unwrap();
+    let our_der = pem_der(&ours.join("ca.crt"));
+    let st = FederationStatement::verify(&bytes, &our_der).unwrap();
+    assert_eq!(st.domain.as_str(), "national");
+    assert_eq!(st.peer_ca, pem_der(&theirs.join("ca.crt")));
+    let raw = Statement::decode(&bytes, StatementKind::Federation).unwrap();
+    let msg = d.path().join("signed.bin");
+    let sig = d.path().join("sig.der");
+    let key = d.path().join("ca.pub");
+    std::fs::write(&msg, raw.signed_message()).unwrap();
+    std::fs::write(&sig, &raw.signature).unwrap();
+    let pubkey = Command::new("openssl")
+        .args(["x509", "-noout", "-pubkey", "-in"])
+        .arg(ours.join("ca.crt"))
+        .output()
+        .unwrap();
+    std::fs::write(&key, pubkey.stdout).unwrap();
+    let verified = Command::new("openssl")
+        .args(["dgst", "-sha256", "-verify"])
+        .arg(&key)
+        .arg("-signature")
+        .arg(&sig)
+        .arg(&msg)
+        .output()
+        .unwrap();
+    assert!(
+        verified.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&verified.stdout)
+    );
+    // Not a CA certificate; our own CA; a bad domain.
+    ok(certs(
+        &theirs,
+        &[
+            "issue",
+            "--role",
+            "hub",
+            "--id",
+            "hub",
+            "--out",
+            d.path().join("nat-hub").to_str().unwrap(),
+        ],
+    ));
+    for (args, says) in [
+        (
+            vec!["--domain", "national", "--peer-ca", "nat-hub/hub.crt"],
+            "not a CA certificate",
+        ),
+        (
+            vec!["--domain", "national", "--peer-ca", "hlj/ca.crt"],
+            "does not federate with itself",
+        ),
+        (
+            vec!["--domain", "National", "--peer-ca", "national/ca.crt"],
+            "not a valid domain",
+        ),
+    ] {
+        let mut all: Vec<String> = vec!["federate".into()];
+        for a in args {
+            all.push(if a.contains('/') {
+                d.path().join(a).to_str().unwrap().to_owned()
+            } else {
+                a.to_owned()
+            });
+        }
+        all.extend(["--out".into(), "x.fed".into()]);
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        let e = err(certs(&ours, &all));
+        assert!(e.contains(says), "{says:?} not in {e}");
+    }
+}
+
+fn pem_der(path: &Path) -> Vec<u8> {
+    gongwen_common::pki::load_certs(path).unwrap()[0].to_vec()
+}

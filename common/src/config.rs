@@ -52,6 +52,160 @@ struct RawHub {
     metrics: Option<RawMetrics>,
     #[serde(default)]
     crypto: RawCrypto,
+    federation: Option<RawFederation>,
+}
+
+/// `[federation]` in hub.toml.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFederation {
+    domain: String,
+    #[serde(default)]
+    peers: Vec<RawPeer>,
+}
+
+/// `[[federation.peers]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPeer {
+    domain: String,
+    statement: PathBuf,
+    #[serde(default)]
+    addr: Vec<String>,
+    #[serde(default)]
+    routes: Vec<String>,
+}
+
+/// `[federation]`: this deployment's domain and the peer hubs it links to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FederationConfig {
+    /// This deployment's name among the domains (`heilongjiang`).
+    pub domain: crate::federation::Domain,
+    pub peers: Vec<PeerConfig>,
+}
+
+/// One `[[federation.peers]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerConfig {
+    pub domain: crate::federation::Domain,
+    /// The statement our CA signed for it (`gongwen-certs federate`).
+    pub statement: PathBuf,
+    /// Where to dial it (`host:port`, tried in order); empty: this hub
+    /// only accepts its connections.
+    pub addr: Vec<String>,
+    /// Domains reached through it (the national hub for the other
+    /// provinces).
+    pub routes: Vec<crate::federation::Domain>,
+}
+
+impl FederationConfig {
+    /// The peer a document for `domain` goes to: the peer of that domain,
+    /// or the one whose routes name it.
+    pub fn next_hop(&self, domain: &crate::federation::Domain) -> Option<&PeerConfig> {
+        self.peers
+            .iter()
+            .find(|p| &p.domain == domain)
+            .or_else(|| self.peers.iter().find(|p| p.routes.contains(domain)))
+    }
+}
+
+fn host_port(s: &str) -> bool {
+    s.rsplit_once(':')
+        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+}
+
+fn federation(
+    path: &Path,
+    base: &Path,
+    raw: Option<RawFederation>,
+) -> Result<Option<FederationConfig>, ConfigError> {
+    use crate::federation::Domain;
+    let Some(raw) = raw else { return Ok(None) };
+    let domain = Domain::parse(&raw.domain)
+        .map_err(|e| invalid(path, "federation.domain", e.to_string()))?;
+    let mut peers: Vec<PeerConfig> = Vec::new();
+    for (i, p) in raw.peers.into_iter().enumerate() {
+        let key = |k: &str| format!("federation.peers[{i}].{k}");
+        let peer_domain =
+            Domain::parse(&p.domain).map_err(|e| invalid(path, &key("domain"), e.to_string()))?;
+        if peer_domain == domain {
+            return Err(invalid(
+                path,
+                &key("domain"),
+                format!("{peer_domain} is this hub's own domain (federation.domain)"),
+            ));
+        }
+        if peers.iter().any(|q| q.domain == peer_domain) {
+            return Err(invalid(
+                path,
+                &key("domain"),
+                format!("{peer_domain} is listed twice"),
+            ));
+        }
+        for a in &p.addr {
+            if !host_port(a) {
+                return Err(invalid(
+                    path,
+                    &key("addr"),
+                    format!("{a:?} is not host:port such as \"10.1.0.1:7443\""),
+                ));
+            }
+        }
+        let mut routes = Vec::new();
+        for r in &p.routes {
+            let r = Domain::parse(r).map_err(|e| invalid(path, &key("routes"), e.to_string()))?;
+            if r == domain || r == peer_domain {
+                return Err(invalid(
+                    path,
+                    &key("routes"),
+                    format!(
+                        "{r} needs no route through {peer_domain}: it is {}",
+                        if r == domain {
+                            "this hub's own domain"
+                        } else {
+                            "the peer itself"
+                        }
+                    ),
+                ));
+            }
+            if !routes.contains(&r) {
+                routes.push(r);
+            }
+        }
+        peers.push(PeerConfig {
+            domain: peer_domain,
+            statement: base.join(p.statement),
+            addr: p.addr,
+            routes,
+        });
+    }
+    // One way to each domain: a domain routed through two peers, or both
+    // routed and a peer itself, would make where a document goes depend on
+    // the order of the file.
+    let mut seen: BTreeMap<&crate::federation::Domain, &crate::federation::Domain> =
+        BTreeMap::new();
+    for p in &peers {
+        for r in &p.routes {
+            if peers.iter().any(|q| &q.domain == r) {
+                return Err(invalid(
+                    path,
+                    "federation.peers",
+                    format!(
+                        "{r} is a peer of its own and also routed through {}",
+                        p.domain
+                    ),
+                ));
+            }
+            if let Some(first) = seen.insert(r, &p.domain) {
+                return Err(invalid(
+                    path,
+                    "federation.peers",
+                    format!("{r} is routed through both {first} and {}", p.domain),
+                ));
+            }
+        }
+    }
+    Ok(Some(FederationConfig { domain, peers }))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -321,6 +475,8 @@ pub struct HubConfig {
     /// `[crypto] suite`: the algorithms of documents and receipts; must be
     /// the CA's (see [`crate::suite`]).
     pub suite: crate::suite::Suite,
+    /// `[federation]`; `None`: this hub is the whole world.
+    pub federation: Option<FederationConfig>,
 }
 
 /// How a daemon writes its log to standard error.
@@ -680,6 +836,7 @@ impl HubConfig {
             }
         }
         Ok(HubConfig {
+            federation: federation(path, &base, raw.federation)?,
             suite,
             log_format,
             metrics: metrics(path, raw.metrics)?,
@@ -943,6 +1100,70 @@ ca   = "ca.crt"
             agent.tls.encryption_key.as_deref(),
             Some(Path::new("/etc/gongwen/harbin-gov.enc.key"))
         );
+    }
+
+    #[test]
+    fn the_design_documents_federation_example_loads_and_routes() {
+        let text = format!(
+            "{HUB}\n[federation]\ndomain = \"heilongjiang\"\n[[federation.peers]]\ndomain = \"national\"\nstatement = \"federation/national.fed\"\naddr = [\"10.1.0.1:7443\"]\nroutes = [\"jilin\"]\n[[federation.peers]]\ndomain = \"harbin-city\"\nstatement = \"federation/harbin-city.fed\"\n"
+        );
+        let c = HubConfig::from_toml(Path::new("/etc/gongwen/hub.toml"), &text).unwrap();
+        let f = c.federation.unwrap();
+        assert_eq!(f.domain.as_str(), "heilongjiang");
+        assert_eq!(
+            f.peers[0].statement,
+            Path::new("/etc/gongwen/federation/national.fed")
+        );
+        let hop = |d: &str| {
+            f.next_hop(&crate::federation::Domain::parse(d).unwrap())
+                .map(|p| p.domain.to_string())
+        };
+        assert_eq!(hop("jilin").as_deref(), Some("national"));
+        assert_eq!(hop("national").as_deref(), Some("national"));
+        assert_eq!(hop("harbin-city").as_deref(), Some("harbin-city"));
+        assert_eq!(hop("liaoning"), None);
+    }
+
+    #[test]
+    fn federation_mistakes_are_named() {
+        let peer = |domain: &str, extra: &str| {
+            format!(
+                "[[federation.peers]]\ndomain = \"{domain}\"\nstatement = \"{domain}.fed\"\n{extra}\n"
+            )
+        };
+        for (peers, says) in [
+            (peer("heilongjiang", ""), "this hub's own domain"),
+            (
+                format!("{}{}", peer("national", ""), peer("national", "")),
+                "listed twice",
+            ),
+            (peer("national", "addr = [\"10.1.0.1\"]"), "host:port"),
+            (
+                peer("national", "routes = [\"national\"]"),
+                "the peer itself",
+            ),
+            (
+                format!(
+                    "{}{}",
+                    peer("national", "routes = [\"jilin\"]"),
+                    peer("east", "routes = [\"jilin\"]")
+                ),
+                "routed through both national and east",
+            ),
+            (
+                format!(
+                    "{}{}",
+                    peer("national", "routes = [\"jilin\"]"),
+                    peer("jilin", "")
+                ),
+                "a peer of its own",
+            ),
+            (peer("Jilin", ""), "not a valid domain"),
+        ] {
+            let text = format!("{HUB}\n[federation]\ndomain = \"heilongjiang\"\n{peers}");
+            let e = hub_error(&text);
+            assert!(e.contains(says), "{says:?} not in {e}");
+        }
     }
 
     #[test]

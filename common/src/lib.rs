@@ -72,6 +72,7 @@ pub mod display;
 pub mod envelope;
 pub mod error;
 pub mod failpoint;
+pub mod federation;
 pub mod fsutil;
 pub mod gm;
 pub mod id;

@@ -56,6 +56,9 @@ pub enum StatementKind {
     /// A unit's SM2 signing and encryption keys (GM suite), signed by its
     /// certificate key.
     Sm2KeyBinding,
+    /// A peer domain's name and CA certificate, signed by our CA key
+    /// ([`crate::federation`]).
+    Federation,
 }
 
 impl StatementKind {
@@ -66,6 +69,7 @@ impl StatementKind {
             StatementKind::KeyBinding => 3,
             StatementKind::UnitDirectory => 4,
             StatementKind::Sm2KeyBinding => 5,
+            StatementKind::Federation => 6,
         }
     }
     fn from_code(c: u8) -> Result<Self, CodecError> {
@@ -75,6 +79,7 @@ impl StatementKind {
             3 => Ok(StatementKind::KeyBinding),
             4 => Ok(StatementKind::UnitDirectory),
             5 => Ok(StatementKind::Sm2KeyBinding),
+            6 => Ok(StatementKind::Federation),
             other => Err(CodecError::BadCode {
                 what: "statement kind",
                 code: other.into(),
@@ -89,6 +94,7 @@ impl StatementKind {
             StatementKind::KeyBinding => b"gongwen/1 key-binding\0",
             StatementKind::UnitDirectory => b"gongwen/1 unit-directory\0",
             StatementKind::Sm2KeyBinding => b"gongwen/1 sm2-key-binding\0",
+            StatementKind::Federation => b"gongwen/1 federation\0",
         }
     }
 }

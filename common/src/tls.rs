@@ -27,6 +27,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::ClientCertVerifier;
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use crate::ALPN;
@@ -121,17 +122,42 @@ pub fn hub_server_config(
     ca: &CertificateDer<'static>,
     crl: &Crl,
     clock: Arc<dyn Clock>,
+    peer_cas: &[CertificateDer<'static>],
 ) -> Result<quinn::ServerConfig, PkiError> {
     let provider = provider();
-    let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca)?, provider.clone())
+    let units = WebPkiClientVerifier::builder_with_provider(roots(ca)?, provider.clone())
         .with_crls([crl.der.clone()])
         .enforce_revocation_expiration()
         .build()?;
+    let verifier: Arc<dyn ClientCertVerifier> = if peer_cas.is_empty() {
+        units
+    } else {
+        // A peer hub's revocation is judged after the handshake against
+        // the CRL its hello carries (and the one held from before): the
+        // handshake cannot have it the first time, and a stale one must
+        // be replaceable by the hello that brings the fresh one. Each CA
+        // gets a verifier of its own: two deployments' CAs may well bear
+        // the same name, and one verifier over both would look up a CRL or
+        // an issuer by name and find the other's.
+        let peers = peer_cas
+            .iter()
+            .map(|peer| {
+                WebPkiClientVerifier::builder_with_provider(roots(peer)?, provider.clone())
+                    .build()
+                    .map_err(PkiError::from)
+            })
+            .collect::<Result<Vec<_>, PkiError>>()?;
+        Arc::new(FederatedClientVerifier { units, peers })
+    };
     let mut tls = rustls::ServerConfig::builder_with_details(provider, Arc::new(ClockTime(clock)))
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
+    if !peer_cas.is_empty() {
+        tls.alpn_protocols
+            .push(crate::federation::FEDERATION_ALPN.to_vec());
+    }
     tls.max_early_data_size = 0;
     // No resumption (see the module's documentation): no session cache,
     // no tickets.
@@ -172,6 +198,143 @@ pub fn agent_client_config(
     let mut config = quinn::ClientConfig::new(Arc::new(quic));
     config.transport_config(transport(Side::Agent));
     Ok(config)
+}
+
+/// The hub's client-certificate check with federation: our units' CA
+/// (with our CRL, enforced) first, then each peer CA on its own.
+#[derive(Debug)]
+struct FederatedClientVerifier {
+    units: Arc<dyn ClientCertVerifier>,
+    peers: Vec<Arc<dyn ClientCertVerifier>>,
+}
+
+impl ClientCertVerifier for FederatedClientVerifier {
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        // No hints: a hint list naming several CAs tells a scanner who we
+        // trust, and our clients each have one certificate anyway.
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        let first = match self
+            .units
+            .verify_client_cert(end_entity, intermediates, now)
+        {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        for peer in &self.peers {
+            if let Ok(v) = peer.verify_client_cert(end_entity, intermediates, now) {
+                return Ok(v);
+            }
+        }
+        Err(first)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.units.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.units.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.units.supported_verify_schemes()
+    }
+}
+
+/// A hub's QUIC client configuration for dialing a federation peer: its
+/// own hub certificate, ALPN `gongwen-fed/1`, and the peer domain's CA
+/// (from the federation statement) that the peer hub's certificate must
+/// chain to, with the hub role. The peer's revocation is judged after the
+/// handshake, against the CRL its welcome carries.
+pub fn peer_client_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    peer_ca: &CertificateDer<'static>,
+    clock: Arc<dyn Clock>,
+) -> Result<quinn::ClientConfig, PkiError> {
+    let provider = provider();
+    let webpki =
+        WebPkiServerVerifier::builder_with_provider(roots(peer_ca)?, provider.clone()).build()?;
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PeerHubVerifier(HubVerifier { webpki, clock })))
+        .with_client_auth_cert(chain, key)?;
+    tls.alpn_protocols = vec![crate::federation::FEDERATION_ALPN.to_vec()];
+    tls.enable_early_data = false;
+    tls.resumption = rustls::client::Resumption::disabled();
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| PkiError::Quic(e.to_string()))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(quic));
+    config.transport_config(transport(Side::Agent));
+    Ok(config)
+}
+
+/// [`HubVerifier`] for a peer domain's hub, whose name we do not know in
+/// advance: the name checked is the one the certificate itself carries
+/// (every hub certificate names its id as a DNS name), so what is checked
+/// is the peer CA, validity, purpose and the hub role.
+#[derive(Debug)]
+struct PeerHubVerifier(HubVerifier);
+
+impl ServerCertVerifier for PeerHubVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let identity = CertIdentity::from_der(end_entity).map_err(|e| {
+            tracing::warn!("the peer hub's certificate names no gongwen hub: {e}");
+            rustls::Error::from(CertificateError::ApplicationVerificationFailure)
+        })?;
+        let name = ServerName::try_from(identity.id.to_string())
+            .map_err(|_| rustls::Error::from(CertificateError::ApplicationVerificationFailure))?;
+        self.0
+            .verify_server_cert(end_entity, intermediates, &name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
 }
 
 /// webpki's checks (CA, validity, purpose, name) plus the gongwen role.

@@ -197,6 +197,21 @@ pub struct Resolved {
 pub enum Message {
     /// Agent → hub, first frame of the first stream.
     Hello { version: u16, software: String },
+    /// Hub → peer hub (ALPN `gongwen-fed/1`), first frame of the first
+    /// stream: the domain it speaks for, its suite, and its current CRL
+    /// (the peer judges its certificate against it).
+    PeerHello {
+        version: u16,
+        domain: String,
+        suite: String,
+        crl: Vec<u8>,
+    },
+    /// Peer hub → hub: admitted; the accepting hub's domain, suite and CRL.
+    PeerWelcome {
+        domain: String,
+        suite: String,
+        crl: Vec<u8>,
+    },
     /// Hub → agent: admitted, as the node the certificate names.
     Welcome {
         node: NodeId,
@@ -295,6 +310,8 @@ impl Message {
         match self {
             Message::Hello { .. } => "Hello",
             Message::Welcome { .. } => "Welcome",
+            Message::PeerHello { .. } => "PeerHello",
+            Message::PeerWelcome { .. } => "PeerWelcome",
             Message::PublishKey { .. } => "PublishKey",
             Message::Lookup { .. } => "Lookup",
             Message::Directory { .. } => "Directory",
@@ -361,6 +378,8 @@ pub fn encoded_len(msg: &Message) -> usize {
 
 const T_HELLO: u8 = 0x01;
 const T_WELCOME: u8 = 0x02;
+const T_PEER_HELLO: u8 = 0x03;
+const T_PEER_WELCOME: u8 = 0x04;
 const T_PUBLISH_KEY: u8 = 0x10;
 const T_LOOKUP: u8 = 0x12;
 const T_DIRECTORY: u8 = 0x13;
@@ -469,6 +488,24 @@ pub fn encode(msg: &Message, out: &mut Vec<u8>) {
                     w.str(s);
                 }
             }
+        }
+        Message::PeerHello {
+            version,
+            domain,
+            suite,
+            crl,
+        } => {
+            w.u8(T_PEER_HELLO);
+            w.u16(*version);
+            w.str(domain);
+            w.str(suite);
+            w.bytes(crl);
+        }
+        Message::PeerWelcome { domain, suite, crl } => {
+            w.u8(T_PEER_WELCOME);
+            w.str(domain);
+            w.str(suite);
+            w.bytes(crl);
         }
         Message::PublishKey { binding } => {
             w.u8(T_PUBLISH_KEY);
@@ -676,6 +713,17 @@ pub fn decode_body(frame: &[u8]) -> Result<Message, WireError> {
                 None
             },
         },
+        T_PEER_HELLO => Message::PeerHello {
+            version: r.u16()?,
+            domain: r.string()?,
+            suite: r.string()?,
+            crl: blob(&mut r)?,
+        },
+        T_PEER_WELCOME => Message::PeerWelcome {
+            domain: r.string()?,
+            suite: r.string()?,
+            crl: blob(&mut r)?,
+        },
         T_PUBLISH_KEY => Message::PublishKey {
             binding: blob(&mut r)?,
         },
@@ -794,6 +842,17 @@ mod tests {
             Message::Hello {
                 version: PROTOCOL_VERSION,
                 software: "gongwen-agent 0.1.0".into(),
+            },
+            Message::PeerHello {
+                version: crate::federation::FEDERATION_VERSION,
+                domain: "heilongjiang".into(),
+                suite: "standard".into(),
+                crl: vec![0x30, 0x82, 1, 2],
+            },
+            Message::PeerWelcome {
+                domain: "national".into(),
+                suite: "gm".into(),
+                crl: vec![0x30],
             },
             Message::Welcome {
                 node: id("harbin-gov"),

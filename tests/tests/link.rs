@@ -172,7 +172,7 @@ async fn a_node_certificate_presented_as_the_hub_is_refused_by_the_agent() {
     // A server that is not our hub: it presents a real node certificate.
     let chain = pki::load_certs(&net.path().join("impostor/impostor.crt")).unwrap();
     let key = pki::load_private_key(&net.path().join("impostor/impostor.key")).unwrap();
-    let fake = fake_hub(hub_server_config(chain, key, &ca, &crl, clock::system()).unwrap());
+    let fake = fake_hub(hub_server_config(chain, key, &ca, &crl, clock::system(), &[]).unwrap());
     let mut agent = net.start_agent("harbin-gov", fake.local_addr().unwrap());
     let err = agent.wait_error().await;
     assert!(matches!(err, LinkError::WrongHub(_)), "{err:?}");
@@ -217,6 +217,7 @@ async fn a_server_certificate_with_the_hub_name_but_a_node_role_is_refused() {
             &ca,
             &crl,
             clock::system(),
+            &[],
         )
         .unwrap(),
     );
