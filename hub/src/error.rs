@@ -24,6 +24,8 @@ pub enum HubError {
     },
     #[error("{0}")]
     Directory(String),
+    #[error("federation: {0}")]
+    Federation(String),
     #[error("{path}: {problem}")]
     Suite { path: PathBuf, problem: String },
     #[error("cannot serve metrics on {addr} (metrics.listen): {source}")]

@@ -123,6 +123,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the federation peers ([[federation.peers]]): linked or not,
+    /// routes, the age of each peer's revocation list, the last problem.
+    Peers {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Print a JSON array of objects.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -445,6 +454,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Peers { config, json } => {
+            let config = HubConfig::load(&config)?;
+            let value = control::query(&config.data_dir, &Request::Peers).await?;
+            if json {
+                gongwen_common::sayln!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                print_peers(&value);
+            }
+        }
         Command::Nodes { config, json } => {
             let config = HubConfig::load(&config)?;
             let value = control::query(&config.data_dir, &Request::Nodes).await?;
@@ -494,6 +512,138 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The `peers` table: one line per peer, then its last problem if any.
+fn print_peers(value: &serde_json::Value) {
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
+    gongwen_common::sayln!(
+        "{:<16} {:<10} {:<24} {:<12} {:<22} ROUTES",
+        "DOMAIN",
+        "LINKED",
+        "ADDRESS",
+        "CRL AGE",
+        "CRL NEXT UPDATE"
+    );
+    for p in value.as_array().map(Vec::as_slice).unwrap_or_default() {
+        let links = p["links"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let addr = links
+            .first()
+            .map(|l| text(&l["addr"]))
+            .or_else(|| p["dial"].as_array().and_then(|d| d.first()).map(text))
+            .unwrap_or_else(|| "-".into());
+        let age = match p["crl_age_seconds"].as_i64() {
+            Some(s) if s >= 86_400 => format!("{} d", s / 86_400),
+            Some(s) if s >= 3_600 => format!("{} h", s / 3_600),
+            Some(s) => format!("{s} s"),
+            None => "none".into(),
+        };
+        let next = if p["crl_stale"].as_bool() == Some(true) && !p["crl_next_update"].is_null() {
+            format!("{} STALE", text(&p["crl_next_update"]))
+        } else {
+            text(&p["crl_next_update"])
+        };
+        let routes: Vec<String> = p["routes"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(text)
+            .collect();
+        gongwen_common::sayln!(
+            "{:<16} {:<10} {:<24} {:<12} {:<22} {}",
+            text(&p["domain"]),
+            if p["connected"].as_bool() == Some(true) {
+                "yes"
+            } else {
+                "no"
+            },
+            addr,
+            age,
+            next,
+            if routes.is_empty() {
+                "-".into()
+            } else {
+                routes.join(", ")
+            }
+        );
+        if let Some(problem) = p["last_problem"].as_object() {
+            gongwen_common::sayln!(
+                "  last problem at {}: {}",
+                problem.get("at").map(text).unwrap_or_default(),
+                problem.get("what").map(text).unwrap_or_default()
+            );
+        }
+    }
+}
+
+/// `gongwen-hub check` of `[federation]`: each peer's statement, and
+/// whether this hub's certificate can dial.
+fn check_federation(
+    config: &HubConfig,
+    fed: &gongwen_common::config::FederationConfig,
+    ca: &rustls::pki_types::CertificateDer<'static>,
+    found: &mut Vec<gongwen_common::material::Finding>,
+) {
+    use gongwen_common::material::Finding;
+    let suite = gongwen_common::suite::Suite::of_ca(ca.as_ref()).unwrap_or(config.suite);
+    gongwen_common::sayln!(
+        "ok: {}: federation.domain: {} ({} peers)",
+        config.path.display(),
+        fed.domain,
+        fed.peers.len()
+    );
+    for p in &fed.peers {
+        match gongwen_hub::state::federation::load_statement(p, ca.as_ref(), suite) {
+            Ok(st) => {
+                let fingerprint: Vec<String> = gongwen_common::digest::sha256(&st.peer_ca)
+                    .iter()
+                    .map(|b| format!("{b:02X}"))
+                    .collect();
+                gongwen_common::sayln!(
+                    "ok: {}: federation peer {}: statement {} names its CA (SHA-256 {}); {}{}",
+                    config.path.display(),
+                    p.domain,
+                    p.statement.display(),
+                    fingerprint.join(":"),
+                    if p.addr.is_empty() {
+                        "it dials this hub".to_owned()
+                    } else {
+                        format!("dialed at {}", p.addr.join(", "))
+                    },
+                    if p.routes.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "; routes {}",
+                            p.routes
+                                .iter()
+                                .map(|r| r.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    }
+                );
+            }
+            Err(e) => found.push(Finding::problem(
+                &format!("federation.peers {}", p.domain),
+                e,
+            )),
+        }
+    }
+    if fed.peers.iter().any(|p| !p.addr.is_empty()) {
+        let cert = gongwen_common::pki::load_certs(&config.tls.cert)
+            .ok()
+            .and_then(|c| c.into_iter().next());
+        if let Some(cert) = cert
+            && !gongwen_common::federation::can_dial(&cert)
+        {
+            found.push(Finding::problem(
+                "tls.cert",
+                "this hub's certificate lacks the client-auth purpose that dialing a federation peer needs (it was issued before federation): issue it again with gongwen-certs issue --role hub --renew",
+            ));
+        }
+    }
 }
 
 /// `gongwen-hub check`: every finding on its own line; whether all is well.
@@ -549,6 +699,9 @@ async fn check(path: &std::path::Path) -> bool {
             ),
             Err(e) => found.push(Finding::problem("crypto.suite", e)),
         }
+    }
+    if let (Some(fed), Some(ca)) = (&config.federation, &ca) {
+        check_federation(&config, fed, ca, &mut found);
     }
     let mut enrolled = 0;
     if let Some(path) = &config.tls.directory

@@ -164,8 +164,25 @@ impl Hub {
                     .unwrap_or_default()
             );
         }
-        let server_config =
-            hub_server_config(chain.clone(), key.clone_key(), &ca, &crl, clock.clone())?;
+        let federation = match &config.federation {
+            Some(f) => Some(
+                crate::state::federation::Federation::load(f, &ca, ca_suite, &config.data_dir)
+                    .map_err(HubError::Federation)?,
+            ),
+            None => None,
+        };
+        let peer_cas = federation
+            .as_ref()
+            .map(|f| f.peer_cas())
+            .unwrap_or_default();
+        let server_config = hub_server_config(
+            chain.clone(),
+            key.clone_key(),
+            &ca,
+            &crl,
+            clock.clone(),
+            &peer_cas,
+        )?;
 
         gongwen_common::fsutil::create_private_dir(&config.data_dir).map_err(|source| {
             HubError::DataDir {
@@ -222,6 +239,7 @@ impl Hub {
             clock,
             trust: TrustState { crl, checker },
             enrolled,
+            federation,
         }));
         Ok(Hub {
             core,
@@ -278,6 +296,43 @@ impl Hub {
             .ok()
             .map(|id| (format!("this hub ({})", id.id), id.not_after));
         let expiry = tokio::spawn(watch_expiry(core.clone(), own_expiry));
+        let dialers = match core.federation() {
+            Some(f) => {
+                let material = Arc::new(crate::link::peer::DialMaterial {
+                    chain: tls.chain.clone(),
+                    key: tls.key.clone_key(),
+                });
+                info!(
+                    "federation: this hub is domain {}; peers: {}",
+                    f.domain(),
+                    f.all()
+                        .iter()
+                        .map(|p| p.config.domain.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                let dials = f.all().iter().any(|p| !p.config.addr.is_empty());
+                if dials && !gongwen_common::federation::can_dial(&tls.chain[0]) {
+                    error!(
+                        "federation: this hub's certificate lacks the client-auth purpose, so peers refuse its links; issue it again (gongwen-certs issue --role hub --id {} --renew) and restart",
+                        core.id()
+                    );
+                }
+                f.all()
+                    .iter()
+                    .filter(|p| !p.config.addr.is_empty())
+                    .map(|p| {
+                        tokio::spawn(crate::link::peer::dial_forever(
+                            core.clone(),
+                            endpoint.clone(),
+                            material.clone(),
+                            p.config.domain.clone(),
+                        ))
+                    })
+                    .collect()
+            }
+            None => Vec::new(),
+        };
         let watched = Watched {
             core: core.clone(),
             endpoint: endpoint.clone(),
@@ -356,6 +411,9 @@ impl Hub {
         }
         if let Some(sweeper) = sweeper {
             sweeper.abort();
+        }
+        for d in &dialers {
+            d.abort();
         }
         watcher.abort();
         renewals.abort();
@@ -547,8 +605,16 @@ fn peer_certificate(conn: &quinn::Connection) -> Option<CertificateDer<'static>>
     certs.first().cloned()
 }
 
-/// Handshake, admission, hello, welcome; then hold the connection until it
-/// ends.
+/// The application protocol the handshake settled on.
+fn negotiated_alpn(conn: &quinn::Connection) -> Option<Vec<u8>> {
+    conn.handshake_data()?
+        .downcast::<quinn::crypto::rustls::HandshakeData>()
+        .ok()?
+        .protocol
+}
+
+/// Handshake, admission, hello, welcome (or, on ALPN `gongwen-fed/1`, a
+/// peer hub's link); then hold the connection until it ends.
 async fn admit(
     incoming: quinn::Incoming,
     handshake: Held<std::net::IpAddr>,
@@ -604,6 +670,10 @@ async fn admit(
         );
         return;
     };
+    if negotiated_alpn(&conn).as_deref() == Some(gongwen_common::federation::FEDERATION_ALPN) {
+        crate::link::peer::accept(conn, core).await;
+        return;
+    }
     let Some(cert) = peer_certificate(&conn) else {
         close(&conn, RefuseCode::ProtocolViolation, "no certificate");
         return;

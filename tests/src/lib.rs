@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test fixtures: failing loudly is the point
 
 pub mod browser;
+pub mod federation;
 pub mod flood;
 pub mod pg;
 pub mod prom;

@@ -1,3 +1,4 @@
+pub(crate) mod peer;
 pub mod push;
 pub mod queries;
 pub mod receipts;

@@ -24,6 +24,8 @@ pub const SOCKET_NAME: &str = "hub.sock";
 pub enum Request {
     /// Every node the hub knows, connected or not.
     Nodes,
+    /// Every federation peer: its links, routes and revocation list.
+    Peers,
     /// Counters since the hub started.
     Stats,
     /// One document: metadata (never content) and each recipient's state.
@@ -67,6 +69,10 @@ pub(crate) async fn serve(listener: UnixListener, core: Arc<Core>) {
 async fn answer(request: &Request, core: &Core) -> Response {
     let result = match request {
         Request::Nodes => nodes(core).await,
+        Request::Peers => match core.federation() {
+            Some(f) => serde_json::to_value(f.rows(core.clock().now())).map_err(|e| e.to_string()),
+            None => Err("this hub has no [federation] section: it has no peers".to_string()),
+        },
         Request::Snapshot { stamp } => {
             // Only a plain stamp: the folder stays inside the data folder.
             if stamp.is_empty()

@@ -77,6 +77,8 @@ pub(crate) struct Core {
     quota: Arc<crate::state::quota::Quota>,
     address_books: crate::state::address_book::AddressBooks,
     copies: crate::state::copies::Copies,
+    /// `[federation]`: the peer domains and the links to their hubs.
+    federation: Option<crate::state::federation::Federation>,
 }
 
 /// What [`Core::new`] takes.
@@ -89,6 +91,7 @@ pub(crate) struct CoreParts {
     pub clock: Arc<dyn Clock>,
     pub trust: TrustState,
     pub enrolled: Enrollment,
+    pub federation: Option<crate::state::federation::Federation>,
 }
 
 impl Core {
@@ -118,6 +121,7 @@ impl Core {
             quota: Arc::default(),
             address_books: Default::default(),
             copies: Default::default(),
+            federation: p.federation,
         }
     }
 
@@ -206,6 +210,11 @@ impl Core {
     }
 
     /// The checker of the current CRL.
+    /// The peer domains and links, when `[federation]` is configured.
+    pub(crate) fn federation(&self) -> Option<&crate::state::federation::Federation> {
+        self.federation.as_ref()
+    }
+
     pub(crate) fn checker(&self) -> CertChecker {
         self.trust.current().checker.clone()
     }

@@ -2,6 +2,7 @@ pub mod address_book;
 pub mod copies;
 pub(crate) mod core;
 pub mod enrolled;
+pub mod federation;
 pub mod loglimit;
 pub mod metrics;
 pub mod polled;

@@ -48,13 +48,7 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// connections it revokes are closed.
 pub(crate) fn apply(w: &Watched, crl: Crl) -> Result<(), PkiError> {
     let (t, core) = (&w.tls, &w.core);
-    let config = hub_server_config(
-        t.chain.clone(),
-        t.key.clone_key(),
-        &t.ca,
-        &crl,
-        core.clock().clone(),
-    )?;
+    let config = server_config(w, &crl)?;
     let checker = CertChecker::new(&t.ca, Some(&crl))?;
     w.endpoint.set_server_config(Some(config));
     let cut = core.units().cut_where(
@@ -69,15 +63,75 @@ pub(crate) fn apply(w: &Watched, crl: Crl) -> Result<(), PkiError> {
     core.address_books().changed();
     // Agents check documents and receipts against the CRL too: push it.
     core.units().push_crl_to_everyone();
+    // And so do the peer domains' hubs, for their agents.
+    if let Some(f) = core.federation() {
+        f.our_crl_changed();
+    }
     Ok(())
+}
+
+/// The server configuration for `crl` and the peer CAs trusted now.
+pub(crate) fn server_config(w: &Watched, crl: &Crl) -> Result<quinn::ServerConfig, PkiError> {
+    let (t, core) = (&w.tls, &w.core);
+    let peer_cas = core.federation().map(|f| f.peer_cas()).unwrap_or_default();
+    hub_server_config(
+        t.chain.clone(),
+        t.key.clone_key(),
+        &t.ca,
+        crl,
+        core.clock().clone(),
+        &peer_cas,
+    )
+}
+
+/// The statement of `domain` changed on disk: trust what it says now (new
+/// handshakes and the links, which are made again), or keep what was held
+/// if it does not verify.
+fn reload_statement(w: &Watched, domain: &gongwen_common::federation::Domain) {
+    let Some(f) = w.core.federation() else { return };
+    match f.reload_statement(domain) {
+        Ok(false) => {}
+        Ok(true) => {
+            let crl = &w.core.trust().current().crl;
+            match server_config(w, crl) {
+                Ok(config) => {
+                    w.endpoint.set_server_config(Some(config));
+                }
+                Err(e) => error!("cannot use the new federation statement for {domain}: {e}"),
+            }
+            let n = f.cut(
+                domain,
+                RefuseCode::Other,
+                "the federation statement changed; link again",
+            );
+            info!("federation statement for {domain} reloaded; {n} links made again");
+        }
+        Err(e) => error!(
+            "the federation statement for {domain} cannot be used ({e}); keeping the previous one"
+        ),
+    }
 }
 
 pub(crate) async fn watch(w: Watched, interval: Duration) {
     let core = w.core.clone();
     let mut file = PolledFile::new(&core.config().tls.crl, "the revocation list").await;
+    let mut statements = Vec::new();
+    if let Some(f) = core.federation() {
+        for p in f.all() {
+            statements.push((
+                p.config.domain.clone(),
+                PolledFile::new(&p.config.statement, "a federation statement").await,
+            ));
+        }
+    }
     let mut stale_reported = false;
     loop {
         tokio::time::sleep(interval).await;
+        for (domain, statement) in &mut statements {
+            if statement.changed().await.is_some() {
+                reload_statement(&w, domain);
+            }
+        }
         if let Some(bytes) = file.changed().await {
             match Crl::parse(&bytes, &w.tls.ca).and_then(|crl| apply(&w, crl)) {
                 Ok(()) => {

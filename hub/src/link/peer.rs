@@ -1,0 +1,491 @@
+//! Links to the hubs of peer domains (ALPN `gongwen-fed/1`).
+//!
+//! ```text
+//! dialing hub                         accepting hub
+//!   PeerHello {domain, suite, CRL} ──►  is the domain a peer? same suite?
+//!                                       take the CRL (not older), judge the
+//!                                       certificate against that domain's CA
+//!                                  ◄──  PeerWelcome {domain, suite, CRL}
+//!   same checks of the accepting hub      | or close(code, reason)
+//! then either side opens streams:  CrlUpdate (our CRL changed) ← Ok | Error
+//! ```
+//!
+//! Both ends judge the other on every link and again each second while it
+//! lasts (a certificate that expires, a revocation that arrives, a CRL
+//! that goes stale end it), each by its own clock. A refusal names the
+//! reason in the close frame and in the `peers` view of both hubs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gongwen_common::federation::{Domain, FEDERATION_VERSION};
+use gongwen_common::logsafe::Clipped;
+use gongwen_common::stream::{READ_TIMEOUT, read_message, read_message_within, write_message};
+use gongwen_common::wire::{ErrorCode, MAX_FRAME_LEN, Message, RefuseCode};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tracing::{Instrument, debug, error, info, info_span, warn};
+
+use crate::state::core::Core;
+use crate::state::federation::Direction;
+use crate::state::registry::close;
+
+/// Bytes a peer hub may send before its hello is judged: the hello carries
+/// its CRL. It has already shown a certificate chained to a CA a
+/// federation statement names.
+const PEER_HELLO_WINDOW: u32 = 2 << 20;
+
+/// How often a live link's certificate is judged again.
+const JUDGE_EVERY: Duration = Duration::from_secs(1);
+
+/// Longest wait between two dial attempts.
+const MAX_REDIAL: Duration = Duration::from_secs(30);
+
+/// What a refused link is told and logged.
+struct Refusal {
+    code: RefuseCode,
+    reason: String,
+}
+
+impl Refusal {
+    fn new(code: RefuseCode, reason: impl Into<String>) -> Refusal {
+        Refusal {
+            code,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<crate::rules::admission::Refused> for Refusal {
+    fn from(r: crate::rules::admission::Refused) -> Refusal {
+        Refusal::new(r.code, r.reason)
+    }
+}
+
+/// The first certificate the peer showed.
+fn peer_certificate(conn: &quinn::Connection) -> Option<CertificateDer<'static>> {
+    let certs = conn
+        .peer_identity()?
+        .downcast::<Vec<CertificateDer<'static>>>()
+        .ok()?;
+    certs.first().cloned()
+}
+
+/// The checks both ends make of the other's hello or welcome: a peer
+/// domain, the same suite, a CRL from its CA, then its certificate.
+fn judge_greeting(
+    core: &Core,
+    claimed: &str,
+    suite: &str,
+    crl: &[u8],
+    cert: &[u8],
+) -> Result<Domain, Refusal> {
+    let Some(f) = core.federation() else {
+        return Err(Refusal::new(
+            RefuseCode::RoleNotAllowed,
+            "this hub has no [federation] section",
+        ));
+    };
+    let domain = Domain::parse(claimed).map_err(|e| {
+        Refusal::new(
+            RefuseCode::ProtocolViolation,
+            format!("the peer names no valid domain: {e}"),
+        )
+    })?;
+    if f.peer(&domain).is_none() {
+        return Err(Refusal::new(
+            RefuseCode::RoleNotAllowed,
+            format!(
+                "{domain} is not a federation peer of {} (no [[federation.peers]] entry for it)",
+                f.domain()
+            ),
+        ));
+    }
+    if suite != f.suite().as_str() {
+        return Err(Refusal::new(
+            RefuseCode::RoleNotAllowed,
+            format!(
+                "{domain} uses the {} suite and {} the {} suite; both ends of a federation link must use the same suite",
+                Clipped(suite),
+                f.domain(),
+                f.suite()
+            ),
+        ));
+    }
+    f.check_issuer(&domain, cert, core.clock().now())?;
+    match f.take_crl(&domain, crl) {
+        Ok(true) => info!(peer = %domain, "took {domain}'s revocation list"),
+        Ok(false) => {}
+        // An older list than the one held: the held one judges.
+        Err(e) if e.contains("older than") => warn!(peer = %domain, "{e}"),
+        Err(e) => return Err(Refusal::new(RefuseCode::ProtocolViolation, e)),
+    }
+    f.judge(&domain, cert, core.clock().now())?;
+    Ok(domain)
+}
+
+/// A connection that arrived on ALPN `gongwen-fed/1`: its hello, judged;
+/// then the link until it ends.
+pub(crate) async fn accept(conn: quinn::Connection, core: Arc<Core>) {
+    let addr = conn.remote_address();
+    let Some(cert) = peer_certificate(&conn) else {
+        close(&conn, RefuseCode::ProtocolViolation, "no certificate");
+        return;
+    };
+    conn.set_receive_window(quinn::VarInt::from_u32(PEER_HELLO_WINDOW));
+    let stream = tokio::time::timeout(READ_TIMEOUT, conn.accept_bi()).await;
+    let Ok(Ok((mut send, mut recv))) = stream else {
+        close(&conn, RefuseCode::ProtocolViolation, "no hello");
+        return;
+    };
+    let greeted = match read_message_within(&mut recv, READ_TIMEOUT, MAX_FRAME_LEN).await {
+        Ok(Message::PeerHello {
+            version,
+            domain,
+            suite,
+            crl,
+        }) if version == FEDERATION_VERSION => {
+            judge_greeting(&core, &domain, &suite, &crl, &cert).map_err(|r| (Some(domain), r))
+        }
+        Ok(Message::PeerHello {
+            version, domain, ..
+        }) => Err((
+            Some(domain),
+            Refusal::new(
+                RefuseCode::UnsupportedVersion,
+                format!("this hub speaks federation version {FEDERATION_VERSION}, not {version}"),
+            ),
+        )),
+        Ok(other) => Err((
+            None,
+            Refusal::new(
+                RefuseCode::ProtocolViolation,
+                format!("expected a peer hello, got {}", other.describe()),
+            ),
+        )),
+        Err(e) => Err((
+            None,
+            Refusal::new(
+                RefuseCode::ProtocolViolation,
+                format!("no valid hello: {e}"),
+            ),
+        )),
+    };
+    let domain = match greeted {
+        Ok(d) => d,
+        Err((claimed, refusal)) => {
+            warn!(
+                %addr,
+                "security: refused a peer hub{}: {}",
+                claimed
+                    .as_ref()
+                    .map(|c| format!(" claiming {}", Clipped(c)))
+                    .unwrap_or_default(),
+                refusal.reason
+            );
+            if let (Some(f), Some(d)) = (
+                core.federation(),
+                claimed.as_deref().and_then(|c| Domain::parse(c).ok()),
+            ) && f.peer(&d).is_some()
+            {
+                f.problem(
+                    &d,
+                    core.clock().now(),
+                    format!("refused its link: {}", refusal.reason),
+                );
+            }
+            close(&conn, refusal.code, &refusal.reason);
+            return;
+        }
+    };
+    gongwen_common::tls::admitted_limits(&conn);
+    let Some(f) = core.federation() else { return };
+    let welcome = Message::PeerWelcome {
+        domain: f.domain().to_string(),
+        suite: f.suite().to_string(),
+        crl: core.trust().current().crl.der.to_vec(),
+    };
+    if let Err(e) = write_message(&mut send, &welcome).await {
+        debug!(%addr, "could not welcome {domain}: {e}");
+        return;
+    }
+    let span = info_span!("peer", %domain, %addr);
+    serve(conn, domain, cert, Direction::Accepted, core, (send, recv))
+        .instrument(span)
+        .await;
+}
+
+/// What a hub dials its peers with.
+pub(crate) struct DialMaterial {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+}
+
+/// Dial `domain` at its `addr` for as long as the hub runs; after a link
+/// ends, or an attempt fails, wait (1 s, doubling to 30 s; from 1 s again
+/// after a link that lasted) and dial again.
+pub(crate) async fn dial_forever(
+    core: Arc<Core>,
+    endpoint: quinn::Endpoint,
+    material: Arc<DialMaterial>,
+    domain: Domain,
+) {
+    let mut wait = Duration::from_secs(1);
+    loop {
+        let started = std::time::Instant::now();
+        let outcome = dial_once(&core, &endpoint, &material, &domain).await;
+        if let Err(problem) = outcome
+            && let Some(f) = core.federation()
+        {
+            f.problem(&domain, core.clock().now(), problem);
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            wait = Duration::from_secs(1);
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(MAX_REDIAL);
+    }
+}
+
+/// One link to `domain`: connect to the first address that answers,
+/// greet, be welcomed, serve until it ends. `Err`: why it could not be
+/// made (or how it ended), for `peers`.
+async fn dial_once(
+    core: &Arc<Core>,
+    endpoint: &quinn::Endpoint,
+    material: &DialMaterial,
+    domain: &Domain,
+) -> Result<(), String> {
+    let f = core.federation().ok_or("no [federation] section")?;
+    let peer = f
+        .peer(domain)
+        .ok_or_else(|| format!("{domain} is not a peer"))?;
+    let config = gongwen_common::tls::peer_client_config(
+        material.chain.clone(),
+        material.key.clone_key(),
+        &peer.ca,
+        core.clock().clone(),
+    )
+    .map_err(|e| format!("cannot make the link's TLS configuration: {e}"))?;
+    let mut problems = Vec::new();
+    let mut conn = None;
+    for a in &peer.config.addr {
+        let addrs = match tokio::net::lookup_host(a).await {
+            Ok(addrs) => addrs.collect::<Vec<_>>(),
+            Err(e) => {
+                problems.push(format!("{a}: {e}"));
+                continue;
+            }
+        };
+        for addr in addrs {
+            let connecting = match endpoint.connect_with(config.clone(), addr, domain.as_str()) {
+                Ok(c) => c,
+                Err(e) => {
+                    problems.push(format!("{addr}: {e}"));
+                    continue;
+                }
+            };
+            match tokio::time::timeout(READ_TIMEOUT, connecting).await {
+                Ok(Ok(c)) => {
+                    conn = Some(c);
+                    break;
+                }
+                Ok(Err(e)) => problems.push(format!("{addr}: {e}")),
+                Err(_) => problems.push(format!("{addr}: no answer within {READ_TIMEOUT:?}")),
+            }
+        }
+        if conn.is_some() {
+            break;
+        }
+    }
+    let Some(conn) = conn else {
+        let text = format!("cannot reach {domain}: {}", problems.join("; "));
+        debug!("{text}");
+        return Err(text);
+    };
+    let addr = conn.remote_address();
+    let Some(cert) = peer_certificate(&conn) else {
+        return Err("the peer showed no certificate".into());
+    };
+    let (mut send, mut recv) = conn
+        .open_bi()
+        .await
+        .map_err(|e| format!("{domain} at {addr}: {e}"))?;
+    let hello = Message::PeerHello {
+        version: FEDERATION_VERSION,
+        domain: f.domain().to_string(),
+        suite: f.suite().to_string(),
+        crl: core.trust().current().crl.der.to_vec(),
+    };
+    write_message(&mut send, &hello)
+        .await
+        .map_err(|e| format!("{domain} at {addr}: {e}"))?;
+    let welcome = match read_message(&mut recv, READ_TIMEOUT).await {
+        Ok(w) => w,
+        Err(e) => {
+            // A refusal arrives as the connection's close: say its words.
+            let why = match conn.close_reason() {
+                Some(quinn::ConnectionError::ApplicationClosed(c)) => {
+                    String::from_utf8_lossy(&c.reason).into_owned()
+                }
+                Some(other) => other.to_string(),
+                None => e.to_string(),
+            };
+            let text = format!("{domain} at {addr} refused this hub: {}", Clipped(&why));
+            error!("{text}");
+            return Err(text);
+        }
+    };
+    let judged = match welcome {
+        Message::PeerWelcome {
+            domain: theirs,
+            suite,
+            crl,
+        } => match judge_greeting(core, &theirs, &suite, &crl, &cert) {
+            Ok(d) if &d == domain => Ok(()),
+            Ok(other) => Err(Refusal::new(
+                RefuseCode::RoleNotAllowed,
+                format!("the hub at {addr} speaks for {other}, not {domain}"),
+            )),
+            Err(r) => Err(r),
+        },
+        other => Err(Refusal::new(
+            RefuseCode::ProtocolViolation,
+            format!("expected a peer welcome, got {}", other.describe()),
+        )),
+    };
+    if let Err(r) = judged {
+        let text = format!("refused the hub at {addr} as {domain}: {}", r.reason);
+        error!("security: {text}");
+        close(&conn, r.code, &r.reason);
+        return Err(text);
+    }
+    let span = info_span!("peer", %domain, %addr);
+    let ended = serve(
+        conn,
+        domain.clone(),
+        cert,
+        Direction::Dialed,
+        core.clone(),
+        (send, recv),
+    )
+    .instrument(span)
+    .await;
+    Err(ended)
+}
+
+/// A judged link, both ways alike: registered while it lasts; our CRL
+/// pushed when it changes; the peer's requests answered; the peer judged
+/// again each second. Returns how it ended.
+async fn serve(
+    conn: quinn::Connection,
+    domain: Domain,
+    cert: CertificateDer<'static>,
+    direction: Direction,
+    core: Arc<Core>,
+    hello_stream: (quinn::SendStream, quinn::RecvStream),
+) -> String {
+    let Some(f) = core.federation() else {
+        return String::new();
+    };
+    // The hello stream stays open for the link's life.
+    let _hello_stream = hello_stream;
+    let ticket = f.connected(&domain, &conn, direction, core.clock().now());
+    info!("linked ({direction:?})");
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(push_our_crl(conn.clone(), core.clone()).in_current_span());
+    let mut judge = tokio::time::interval(JUDGE_EVERY);
+    loop {
+        tokio::select! {
+            stream = conn.accept_bi() => match stream {
+                Ok((send, recv)) => {
+                    let (core, domain, cert, conn) = (core.clone(), domain.clone(), cert.clone(), conn.clone());
+                    tasks.spawn(async move {
+                        handle_request(send, recv, &conn, &domain, &cert, &core).await
+                    }.in_current_span());
+                }
+                Err(_) => break,
+            },
+            _ = judge.tick() => {
+                if let Err(r) = f.judge(&domain, &cert, core.clock().now()) {
+                    error!("link closed: {}", r.reason);
+                    close(&conn, r.code, &r.reason);
+                }
+            }
+            Some(_) = tasks.join_next() => {}
+        }
+    }
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    f.disconnected(&domain, ticket);
+    let reason = match conn.closed().await {
+        quinn::ConnectionError::ApplicationClosed(c) => {
+            String::from_utf8_lossy(&c.reason).into_owned()
+        }
+        quinn::ConnectionError::LocallyClosed => "closed by this hub".into(),
+        other => other.to_string(),
+    };
+    let text = format!("link ended: {}", Clipped(&reason));
+    info!("{text}");
+    text
+}
+
+/// Send our CRL each time it changes.
+async fn push_our_crl(conn: quinn::Connection, core: Arc<Core>) {
+    let Some(f) = core.federation() else { return };
+    let mut changes = f.watch_our_crl();
+    changes.mark_unchanged();
+    while changes.changed().await.is_ok() {
+        let crl = core.trust().current().crl.der.to_vec();
+        if let Err(e) =
+            gongwen_common::stream::request_ok(&conn, &Message::CrlUpdate { crl }, READ_TIMEOUT)
+                .await
+        {
+            warn!("could not pass our revocation list on: {e}");
+        }
+    }
+}
+
+async fn handle_request(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    conn: &quinn::Connection,
+    domain: &Domain,
+    cert: &CertificateDer<'static>,
+    core: &Core,
+) {
+    let Some(f) = core.federation() else { return };
+    let answer = match read_message(&mut recv, READ_TIMEOUT).await {
+        Ok(Message::CrlUpdate { crl }) => match f.take_crl(domain, &crl) {
+            Ok(new) => {
+                if new {
+                    info!("took {domain}'s new revocation list");
+                }
+                // The new list may revoke the very hub that sent it.
+                if let Err(r) = f.judge(domain, cert, core.clock().now()) {
+                    error!("link closed: {}", r.reason);
+                    close(conn, r.code, &r.reason);
+                }
+                Message::Ok
+            }
+            Err(e) => {
+                warn!("{e}");
+                Message::Error {
+                    code: ErrorCode::Malformed,
+                    message: e,
+                }
+            }
+        },
+        Ok(other) => Message::Error {
+            code: ErrorCode::BadRequest,
+            message: format!("a peer hub does not take {} yet", other.kind()),
+        },
+        Err(e) => {
+            debug!("peer request stream: {e}");
+            return;
+        }
+    };
+    if let Err(e) = write_message(&mut send, &answer).await {
+        debug!("could not answer the peer: {e}");
+    }
+    let _ = send.finish();
+}
