@@ -127,9 +127,12 @@ impl<'a> Reader<'a> {
             .map(str::to_owned)
             .map_err(|_| CodecError::NotUtf8)
     }
+    /// A unit's address (local, or `unit@domain`: a header names remote
+    /// recipients); where only a local unit may stand, the caller checks
+    /// [`NodeId::is_local`].
     pub fn node_id(&mut self) -> Result<NodeId, CodecError> {
         let s = self.string()?;
-        NodeId::parse(&s).map_err(|_| CodecError::BadNodeId(s))
+        NodeId::parse_address(&s).map_err(|_| CodecError::BadNodeId(s))
     }
     pub fn node_ids(&mut self, max: usize) -> Result<Vec<NodeId>, CodecError> {
         let n = self.u16()? as usize;

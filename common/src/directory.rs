@@ -118,6 +118,9 @@ impl UnitDirectory {
         let mut entries: Vec<DirectoryEntry> = Vec::with_capacity(n.min(body.len() / 16));
         for _ in 0..n {
             let id = r.node_id()?;
+            if !id.is_local() {
+                return Err(CodecError::BadNodeId(id.to_string()).into());
+            }
             let name = r.string()?;
             let role_text = r.string()?;
             let role = role_text

@@ -88,6 +88,16 @@ impl Serialize for Domain {
     }
 }
 
+/// An address written by a unit of `sender_domain` (bare: a unit of that
+/// domain), as a unit of `here` names it (bare: a unit of `here`). Pure.
+pub fn localize(address: &NodeId, sender_domain: &Domain, here: Option<&Domain>) -> NodeId {
+    let absolute = match address.domain() {
+        Some(_) => address.clone(),
+        None => NodeId::remote(address, sender_domain),
+    };
+    absolute.seen_from(here)
+}
+
 /// Whether a hub certificate (DER) may dial a peer: it must carry the
 /// client-auth purpose, which hub certificates issued before federation
 /// lack (`gongwen-certs issue --role hub --renew` makes one that has it).
@@ -134,6 +144,12 @@ pub enum FederationError {
     NotACa,
     #[error("the peer CA is this deployment's own CA: a domain does not federate with itself")]
     OwnCa,
+    #[error("a chain of federation statements must hold 1 to {MAX_CHAIN}, not {0}")]
+    ChainLength(usize),
+    #[error("the chain of federation statements ends at {got}, not {wanted}")]
+    ChainEnds { wanted: Domain, got: Domain },
+    #[error("{0}'s CA is of the other crypto suite")]
+    Suite(Domain),
 }
 
 impl FederationStatement {
@@ -207,9 +223,149 @@ impl FederationStatement {
     }
 }
 
+/// The most statements between our CA and a domain's: our peer, and up
+/// to three hubs beyond (国务院 → 省 → 市 → 县 and back).
+pub const MAX_CHAIN: usize = 4;
+
+/// A chain of statements from one CA to a domain's: the first signed by
+/// the CA the chain starts from, each next one by the CA the one before
+/// names, the last naming the domain. A hub hands its peers its chain for
+/// each domain it reaches; the peer puts its own statement for that hub in
+/// front. Routes and trust then follow the same path: a domain reached
+/// through a peer is trusted as that peer's CA vouches for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chain(pub Vec<Vec<u8>>);
+
+impl Chain {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut w = Writer(&mut out);
+        w.u16(self.0.len().min(MAX_CHAIN) as u16);
+        for st in self.0.iter().take(MAX_CHAIN) {
+            w.bytes(st);
+        }
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Chain, FederationError> {
+        let mut r = Reader::new(bytes);
+        let n = r.u16()? as usize;
+        if n == 0 || n > MAX_CHAIN {
+            return Err(FederationError::ChainLength(n));
+        }
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(r.bytes(MAX_CA_CERT + 1024)?.to_vec());
+        }
+        r.finish()?;
+        Ok(Chain(out))
+    }
+
+    /// Walk the chain from `start_ca` (DER): every statement signed by the
+    /// CA before it, each CA of `suite`, the last for `domain`. Returns the
+    /// domain's CA certificate.
+    pub fn verify(
+        &self,
+        start_ca: &[u8],
+        domain: &Domain,
+        suite: Suite,
+    ) -> Result<Vec<u8>, FederationError> {
+        if self.0.is_empty() || self.0.len() > MAX_CHAIN {
+            return Err(FederationError::ChainLength(self.0.len()));
+        }
+        let mut ca = start_ca.to_vec();
+        let mut last = None;
+        for bytes in &self.0 {
+            let st = FederationStatement::verify(bytes, &ca)?;
+            if st.peer_suite()? != suite {
+                return Err(FederationError::Suite(st.domain.clone()));
+            }
+            ca = st.peer_ca.clone();
+            last = Some(st.domain);
+        }
+        match last {
+            Some(d) if &d == domain => Ok(ca),
+            Some(d) => Err(FederationError::ChainEnds {
+                wanted: domain.clone(),
+                got: d,
+            }),
+            None => Err(FederationError::ChainLength(0)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ca(key: &rcgen::KeyPair, name: &str) -> Vec<u8> {
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(rcgen::DnType::CommonName, name);
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        p.self_signed(key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn a_chain_is_walked_from_our_ca_to_the_domain_it_names() {
+        let keys: Vec<rcgen::KeyPair> = (0..3)
+            .map(|_| rcgen::KeyPair::generate().unwrap())
+            .collect();
+        // Every CA bears the same name: the chain goes by signatures.
+        let cas: Vec<Vec<u8>> = keys.iter().map(|k| ca(k, "公文交换 CA")).collect();
+        let d = |s: &str| Domain::parse(s).unwrap();
+        let vouch = |by: usize, domain: &str, of: usize| {
+            FederationStatement {
+                issued_ms: 1,
+                domain: d(domain),
+                peer_ca: cas[of].clone(),
+            }
+            .sign(&keys[by].serialize_der(), &cas[by])
+            .unwrap()
+        };
+        // jilin (0) trusts national (1); national vouches for heilongjiang (2).
+        let chain = Chain(vec![vouch(0, "national", 1), vouch(1, "heilongjiang", 2)]);
+        let back = Chain::decode(&chain.encode()).unwrap();
+        assert_eq!(
+            back.verify(&cas[0], &d("heilongjiang"), Suite::Standard)
+                .unwrap(),
+            cas[2]
+        );
+        assert!(matches!(
+            back.verify(&cas[0], &d("liaoning"), Suite::Standard),
+            Err(FederationError::ChainEnds { .. })
+        ));
+        // Started from the wrong CA, or with a link missing.
+        assert_eq!(
+            back.verify(&cas[1], &d("heilongjiang"), Suite::Standard),
+            Err(FederationError::NotOurCa)
+        );
+        let gap = Chain(vec![vouch(1, "heilongjiang", 2)]);
+        assert_eq!(
+            gap.verify(&cas[0], &d("heilongjiang"), Suite::Standard),
+            Err(FederationError::NotOurCa)
+        );
+        assert!(Chain::decode(&Chain(vec![]).encode()).is_err());
+    }
+
+    #[test]
+    fn addresses_are_localized_from_the_senders_domain_to_ours() {
+        let d = |s: &str| Domain::parse(s).unwrap();
+        let a = |s: &str| NodeId::parse_address(s).unwrap();
+        let (hlj, jilin) = (d("heilongjiang"), d("jilin"));
+        // harbin-gov of heilongjiang wrote these; jilin reads them.
+        assert_eq!(
+            localize(&a("harbin-gov"), &hlj, Some(&jilin)).as_str(),
+            "harbin-gov@heilongjiang"
+        );
+        assert_eq!(
+            localize(&a("changchun-gov@jilin"), &hlj, Some(&jilin)).as_str(),
+            "changchun-gov"
+        );
+        assert_eq!(
+            localize(&a("gov-office@national"), &hlj, Some(&jilin)).as_str(),
+            "gov-office@national"
+        );
+    }
 
     #[test]
     fn domains_use_the_node_id_alphabet() {

@@ -43,8 +43,71 @@ impl NodeId {
         Ok(NodeId(s.to_owned()))
     }
 
+    /// An address: a unit of this deployment (`harbin-gov`) or of another
+    /// domain (`changchun-gov@jilin`, see [`crate::federation`]). Only
+    /// where a recipient or sender is named; a certificate, a directory
+    /// entry or a configured unit is always local ([`NodeId::parse`]).
+    pub fn parse_address(s: &str) -> Result<Self, InvalidNodeId> {
+        match s.split_once('@') {
+            None => NodeId::parse(s),
+            Some((unit, domain)) => {
+                NodeId::parse(unit)?;
+                crate::federation::Domain::parse(domain)
+                    .map_err(|_| InvalidNodeId::Characters(s.to_owned()))?;
+                Ok(NodeId(s.to_owned()))
+            }
+        }
+    }
+
+    /// The queue of everything waiting for `domain`'s units (documents to
+    /// hand on, receipts and notices to pass back): `@domain`. A store key,
+    /// never an address ([`NodeId::parse_address`] refuses it, so no peer
+    /// can name it).
+    pub fn relay_queue(domain: &crate::federation::Domain) -> NodeId {
+        NodeId(format!("@{domain}"))
+    }
+
+    /// Where what waits for this address is queued: a local unit's own
+    /// queue, a remote one's domain's ([`NodeId::relay_queue`]).
+    pub fn queue(&self) -> std::borrow::Cow<'_, NodeId> {
+        match self.domain() {
+            Some(d) => std::borrow::Cow::Owned(NodeId::relay_queue(&d)),
+            None => std::borrow::Cow::Borrowed(self),
+        }
+    }
+
+    /// The address of `unit` in `domain`.
+    pub fn remote(unit: &NodeId, domain: &crate::federation::Domain) -> NodeId {
+        NodeId(format!("{}@{domain}", unit.unit()))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// A unit of this deployment (no `@domain`).
+    pub fn is_local(&self) -> bool {
+        !self.0.contains('@')
+    }
+
+    /// The unit's id without its domain.
+    pub fn unit(&self) -> &str {
+        self.0.split_once('@').map_or(self.0.as_str(), |(u, _)| u)
+    }
+
+    /// The domain of a remote address; `None` for a local unit.
+    pub fn domain(&self) -> Option<crate::federation::Domain> {
+        self.0
+            .split_once('@')
+            .and_then(|(_, d)| crate::federation::Domain::parse(d).ok())
+    }
+
+    /// This address as seen from `here`: `unit@here` becomes `unit`.
+    pub fn seen_from(&self, here: Option<&crate::federation::Domain>) -> NodeId {
+        match (self.0.split_once('@'), here) {
+            (Some((unit, d)), Some(here)) if d == here.as_str() => NodeId(unit.to_owned()),
+            _ => self.clone(),
+        }
     }
 }
 
@@ -82,7 +145,7 @@ impl Serialize for NodeId {
 impl<'de> Deserialize<'de> for NodeId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        NodeId::parse(&s).map_err(serde::de::Error::custom)
+        NodeId::parse_address(&s).map_err(serde::de::Error::custom)
     }
 }
 
@@ -120,6 +183,29 @@ mod tests {
             &"a".repeat(64),
         ] {
             assert!(NodeId::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn an_address_names_a_unit_here_or_in_another_domain() {
+        let here = NodeId::parse_address("harbin-gov").unwrap();
+        assert!(here.is_local());
+        assert_eq!(here.domain(), None);
+        let there = NodeId::parse_address("changchun-gov@jilin").unwrap();
+        assert!(!there.is_local());
+        assert_eq!(there.unit(), "changchun-gov");
+        assert_eq!(there.domain().unwrap().as_str(), "jilin");
+        let jilin = crate::federation::Domain::parse("jilin").unwrap();
+        assert_eq!(there.seen_from(Some(&jilin)).as_str(), "changchun-gov");
+        assert_eq!(there.seen_from(None), there);
+        // A unit's own id never has a domain.
+        assert!(NodeId::parse("changchun-gov@jilin").is_err());
+        // Remote units queue by domain; the queue's name is no address.
+        assert_eq!(there.queue().as_str(), "@jilin");
+        assert_eq!(here.queue().as_str(), "harbin-gov");
+        assert!(NodeId::parse_address("@jilin").is_err());
+        for bad in ["@jilin", "a@", "a@b@c", "x@Jilin", "changchun-gov@ji/lin"] {
+            assert!(NodeId::parse_address(bad).is_err(), "{bad}");
         }
     }
 

@@ -42,7 +42,10 @@ use crate::pki::Role;
 /// `Directory`). 7: a document for many units is sealed in the tree form
 /// (`gongwen_common::envelope::tree`): its upload sends the keys' leaves
 /// first (`KeyLeaves`…), and each recipient is delivered its own copy.
-pub const PROTOCOL_VERSION: u16 = 7;
+/// 8: federation — the welcome names the hub's domain, addresses may be
+/// `unit@domain`, and the hub hands the agent the chains of statements and
+/// CRLs of the other domains (`PeerOffer`).
+pub const PROTOCOL_VERSION: u16 = 8;
 /// The oldest version a hub still admits (agents are upgraded unit by
 /// unit, after the hub).
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
@@ -183,6 +186,46 @@ impl ErrorCode {
     }
 }
 
+/// What a [`Message::PeerOffer`] carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerOfferKind {
+    /// The offering hub's CA's federation statement for the domain (the
+    /// receiver takes it for a domain it routes through that hub).
+    Statement,
+    /// The domain's CRL, signed by its CA.
+    Crl,
+    /// The domain's unit directory, signed by its CA.
+    Directory,
+}
+
+impl PeerOfferKind {
+    fn code(self) -> u8 {
+        match self {
+            PeerOfferKind::Statement => 1,
+            PeerOfferKind::Crl => 2,
+            PeerOfferKind::Directory => 3,
+        }
+    }
+    fn from_code(c: u8) -> Result<Self, CodecError> {
+        match c {
+            1 => Ok(PeerOfferKind::Statement),
+            2 => Ok(PeerOfferKind::Crl),
+            3 => Ok(PeerOfferKind::Directory),
+            other => Err(CodecError::BadCode {
+                what: "peer offer kind",
+                code: other.into(),
+            }),
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerOfferKind::Statement => "federation statement",
+            PeerOfferKind::Crl => "revocation list",
+            PeerOfferKind::Directory => "unit directory",
+        }
+    }
+}
+
 /// One name the sender asked about, as the hub resolved it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {
@@ -212,6 +255,14 @@ pub enum Message {
         suite: String,
         crl: Vec<u8>,
     },
+    /// Hub → peer hub: what it knows of `domain` (a [`PeerOfferKind`]),
+    /// `len` raw bytes after this frame on the same stream: a CA-signed
+    /// statement, CRL or unit directory, passed on verbatim.
+    PeerOffer {
+        kind: PeerOfferKind,
+        domain: String,
+        len: u64,
+    },
     /// Hub → agent: admitted, as the node the certificate names.
     Welcome {
         node: NodeId,
@@ -226,6 +277,10 @@ pub enum Message {
         /// The crypto suite the hub serves (`standard`, `gm`). Sent to
         /// agents of version 4 on, after the generation.
         suite: Option<String>,
+        /// The hub's federation domain, when it is federated. Sent to
+        /// agents of version 8 on, after the suite: a unit named
+        /// `unit@domain` by a sender elsewhere knows it is meant.
+        domain: Option<String>,
     },
     /// Agent → hub: this node's signed encryption-key binding.
     PublishKey { binding: Vec<u8> },
@@ -312,6 +367,7 @@ impl Message {
             Message::Welcome { .. } => "Welcome",
             Message::PeerHello { .. } => "PeerHello",
             Message::PeerWelcome { .. } => "PeerWelcome",
+            Message::PeerOffer { .. } => "PeerOffer",
             Message::PublishKey { .. } => "PublishKey",
             Message::Lookup { .. } => "Lookup",
             Message::Directory { .. } => "Directory",
@@ -380,6 +436,7 @@ const T_HELLO: u8 = 0x01;
 const T_WELCOME: u8 = 0x02;
 const T_PEER_HELLO: u8 = 0x03;
 const T_PEER_WELCOME: u8 = 0x04;
+const T_PEER_OFFER: u8 = 0x05;
 const T_PUBLISH_KEY: u8 = 0x10;
 const T_LOOKUP: u8 = 0x12;
 const T_DIRECTORY: u8 = 0x13;
@@ -474,6 +531,7 @@ pub fn encode(msg: &Message, out: &mut Vec<u8>) {
             hub_time_ms,
             generation,
             suite,
+            domain,
         } => {
             w.u8(T_WELCOME);
             w.str(node.as_str());
@@ -486,6 +544,9 @@ pub fn encode(msg: &Message, out: &mut Vec<u8>) {
                 // one before it.
                 if let Some(s) = suite {
                     w.str(s);
+                    if let Some(d) = domain {
+                        w.str(d);
+                    }
                 }
             }
         }
@@ -506,6 +567,12 @@ pub fn encode(msg: &Message, out: &mut Vec<u8>) {
             w.str(domain);
             w.str(suite);
             w.bytes(crl);
+        }
+        Message::PeerOffer { kind, domain, len } => {
+            w.u8(T_PEER_OFFER);
+            w.u8(kind.code());
+            w.str(domain);
+            w.u64(*len);
         }
         Message::PublishKey { binding } => {
             w.u8(T_PUBLISH_KEY);
@@ -712,6 +779,12 @@ pub fn decode_body(frame: &[u8]) -> Result<Message, WireError> {
             } else {
                 None
             },
+            // Nor before version 8, nor a hub that is not federated.
+            domain: if r.remaining() > 0 {
+                Some(r.string()?)
+            } else {
+                None
+            },
         },
         T_PEER_HELLO => Message::PeerHello {
             version: r.u16()?,
@@ -723,6 +796,11 @@ pub fn decode_body(frame: &[u8]) -> Result<Message, WireError> {
             domain: r.string()?,
             suite: r.string()?,
             crl: blob(&mut r)?,
+        },
+        T_PEER_OFFER => Message::PeerOffer {
+            kind: PeerOfferKind::from_code(r.u8()?)?,
+            domain: r.string()?,
+            len: r.u64()?,
         },
         T_PUBLISH_KEY => Message::PublishKey {
             binding: blob(&mut r)?,
@@ -854,6 +932,11 @@ mod tests {
                 suite: "gm".into(),
                 crl: vec![0x30],
             },
+            Message::PeerOffer {
+                kind: PeerOfferKind::Directory,
+                domain: "jilin".into(),
+                len: 15_000_000,
+            },
             Message::Welcome {
                 node: id("harbin-gov"),
                 role: Role::Supervisor,
@@ -861,6 +944,7 @@ mod tests {
                 hub_time_ms: 1_795_000_000_123,
                 generation: Some("5f0c2a1e9b7d4c3a8e6f1b2d3c4a5e6f".into()),
                 suite: None,
+                domain: None,
             },
             Message::Welcome {
                 node: id("harbin-gov"),
@@ -869,6 +953,16 @@ mod tests {
                 hub_time_ms: 1_795_000_000_123,
                 generation: Some("5f0c2a1e9b7d4c3a8e6f1b2d3c4a5e6f".into()),
                 suite: Some("gm".into()),
+                domain: None,
+            },
+            Message::Welcome {
+                node: id("harbin-gov"),
+                role: Role::Node,
+                hub: id("hub"),
+                hub_time_ms: 1_795_000_000_123,
+                generation: Some("5f0c2a1e9b7d4c3a8e6f1b2d3c4a5e6f".into()),
+                suite: Some("standard".into()),
+                domain: Some("heilongjiang".into()),
             },
             Message::Welcome {
                 node: id("harbin-gov"),
@@ -877,6 +971,7 @@ mod tests {
                 hub_time_ms: 1_795_000_000_123,
                 generation: None,
                 suite: None,
+                domain: None,
             },
             Message::PublishKey {
                 binding: vec![1, 2, 3],

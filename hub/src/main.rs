@@ -518,20 +518,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 fn print_peers(value: &serde_json::Value) {
     let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
     gongwen_common::sayln!(
-        "{:<16} {:<10} {:<24} {:<12} {:<22} ROUTES",
+        "{:<16} {:<10} {:<24} {:<7} {:<12} {:<22} ROUTES",
         "DOMAIN",
         "LINKED",
         "ADDRESS",
+        "UNITS",
         "CRL AGE",
         "CRL NEXT UPDATE"
     );
     for p in value.as_array().map(Vec::as_slice).unwrap_or_default() {
         let links = p["links"].as_array().map(Vec::as_slice).unwrap_or_default();
-        let addr = links
-            .first()
-            .map(|l| text(&l["addr"]))
-            .or_else(|| p["dial"].as_array().and_then(|d| d.first()).map(text))
-            .unwrap_or_else(|| "-".into());
+        let addr = match p["via"].as_str() {
+            Some(via) => format!("via {via}"),
+            None => links
+                .first()
+                .map(|l| text(&l["addr"]))
+                .or_else(|| p["dial"].as_array().and_then(|d| d.first()).map(text))
+                .unwrap_or_else(|| "-".into()),
+        };
+        let units = p["units"]
+            .as_u64()
+            .map_or_else(|| "-".to_owned(), |n| n.to_string());
         let age = match p["crl_age_seconds"].as_i64() {
             Some(s) if s >= 86_400 => format!("{} d", s / 86_400),
             Some(s) if s >= 3_600 => format!("{} h", s / 3_600),
@@ -551,7 +558,7 @@ fn print_peers(value: &serde_json::Value) {
             .map(text)
             .collect();
         gongwen_common::sayln!(
-            "{:<16} {:<10} {:<24} {:<12} {:<22} {}",
+            "{:<16} {:<10} {:<24} {:<7} {:<12} {:<22} {}",
             text(&p["domain"]),
             if p["connected"].as_bool() == Some(true) {
                 "yes"
@@ -559,6 +566,7 @@ fn print_peers(value: &serde_json::Value) {
                 "no"
             },
             addr,
+            units,
             age,
             next,
             if routes.is_empty() {
@@ -595,7 +603,7 @@ fn check_federation(
     );
     for p in &fed.peers {
         match gongwen_hub::state::federation::load_statement(p, ca.as_ref(), suite) {
-            Ok(st) => {
+            Ok((st, _)) => {
                 let fingerprint: Vec<String> = gongwen_common::digest::sha256(&st.peer_ca)
                     .iter()
                     .map(|b| format!("{b:02X}"))

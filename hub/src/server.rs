@@ -813,6 +813,10 @@ async fn hello_and_welcome(
         // An agent of version 1 would refuse a field it does not know.
         generation: (version >= 2).then(|| core.store().generation().to_string()),
         suite: (version >= 4).then(|| core.config().suite.to_string()),
+        domain: core
+            .federation()
+            .filter(|_| version >= 8)
+            .map(|f| f.domain().to_string()),
     };
     if let Err(e) = write_message(&mut send, &welcome).await {
         info!("could not send welcome: {e}");

@@ -82,9 +82,15 @@ pub fn federation_toml(domain: &str, peers: &[PeerEntry]) -> String {
     t
 }
 
-/// The hub config of domain `domain` in `net`, listening on `listen`.
+/// The hub config of domain `domain` in `net`, listening on `listen`
+/// (with the CA's unit directory, when there is one).
 pub fn hub_config(net: &Net, domain: &str, listen: SocketAddr, peers: &[PeerEntry]) -> HubConfig {
-    net.hub_config_as("hub", listen, &federation_toml(domain, peers))
+    let mut config = net.hub_config_as("hub", listen, &federation_toml(domain, peers));
+    let directory = net.path().join("ca/directory.gwd");
+    if directory.exists() {
+        config.tls.directory = Some(directory);
+    }
+    config
 }
 
 /// Start `net`'s hub as domain `domain`.
@@ -137,4 +143,139 @@ pub async fn wait_linked(hub: &RunningHub, domains: &[&str]) -> serde_json::Valu
         domains.iter().all(|d| row(v, d)["connected"] == true)
     })
     .await
+}
+
+/// Enroll `units` (id, name) in `net`'s CA with an encryption key each
+/// (in `<id>/enc.key`, see [`agent`]), and write its signed unit
+/// directory; returns the directory's path.
+pub fn enroll(net: &Net, units: &[(&str, &str)]) -> PathBuf {
+    use gongwen_certs::{IssueRequest, Validity};
+    let now = OffsetDateTime::now_utc();
+    let mut ca = net.ca();
+    for (id, name) in units {
+        let id = gongwen_common::NodeId::parse(id).unwrap();
+        let issued = ca
+            .issue(
+                &IssueRequest {
+                    id: id.clone(),
+                    role: gongwen_common::Role::Node,
+                    name: Some(name.to_string()),
+                    dns: Vec::new(),
+                    ips: Vec::new(),
+                    validity: Validity::days_from(now, 30),
+                    renew: true,
+                },
+                now,
+            )
+            .unwrap();
+        let dir = net.path().join(id.as_str());
+        ca.write_issued(&dir, &id, &issued).unwrap();
+        let (enc, _) = ca.make_encryption_key(&id, &issued, now).unwrap();
+        std::fs::write(dir.join("enc.key"), enc.secret_bytes()).unwrap();
+    }
+    ca.write_directory(now).unwrap();
+    net.path().join("ca/directory.gwd")
+}
+
+/// Start the agent of a unit [`enroll`]ed in `net`, at `hub`.
+pub fn agent(net: &Net, id: &str, hub: SocketAddr) -> crate::RunningAgent {
+    let key = net.path().join(id).join("enc.key");
+    crate::RunningAgent::start(net.agent_config_with(
+        id,
+        hub,
+        &format!("encryption_key = \"{}\"", key.display()),
+    ))
+}
+
+/// A hub of another domain built by hand from its certificate, for tests
+/// that must send what a real hub never would (a hostile peer).
+#[derive(Debug)]
+pub struct RawPeer {
+    pub conn: quinn::Connection,
+    _endpoint: quinn::Endpoint,
+    _hello: (quinn::SendStream, quinn::RecvStream),
+}
+
+impl RawPeer {
+    /// Link to the hub at `addr` (of the domain whose CA is `peer`'s) as
+    /// `net`'s hub, claiming `domain`; returns the welcome or the refusal.
+    pub async fn connect(
+        net: &Net,
+        domain: &str,
+        peer: &Net,
+        addr: SocketAddr,
+    ) -> Result<RawPeer, String> {
+        use gongwen_common::stream::{READ_TIMEOUT, read_message, write_message};
+        use gongwen_common::wire::Message;
+        let dir = net.path().join("hub");
+        let chain = gongwen_common::pki::load_certs(&dir.join("hub.crt")).unwrap();
+        let key = gongwen_common::pki::load_private_key(&dir.join("hub.key")).unwrap();
+        let peer_ca = peer.ca().cert_der().clone();
+        let config = gongwen_common::tls::peer_client_config(
+            chain,
+            key,
+            &peer_ca,
+            gongwen_common::clock::system(),
+        )
+        .unwrap();
+        let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        let conn = endpoint
+            .connect_with(config, addr, "peer")
+            .unwrap()
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+        let crl = std::fs::read(net.path().join("ca/crl.pem")).unwrap();
+        let crl = gongwen_common::pki::Crl::parse(&crl, net.ca().cert_der())
+            .unwrap()
+            .der
+            .to_vec();
+        write_message(
+            &mut send,
+            &Message::PeerHello {
+                version: gongwen_common::federation::FEDERATION_VERSION,
+                domain: domain.into(),
+                suite: net.suite().to_string(),
+                crl,
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        match read_message(&mut recv, READ_TIMEOUT).await {
+            Ok(Message::PeerWelcome { .. }) => Ok(RawPeer {
+                conn,
+                _endpoint: endpoint,
+                _hello: (send, recv),
+            }),
+            Ok(other) => Err(format!("{other:?}")),
+            Err(e) => Err(format!("{e}: {:?}", conn.close_reason())),
+        }
+    }
+
+    /// Relay a sealed document as a hub would; the peer's final answer.
+    pub async fn relay(&self, doc: &crate::raw::SealedDoc) -> gongwen_common::wire::Message {
+        use gongwen_common::stream::{READ_TIMEOUT, read_message, write_message};
+        use gongwen_common::wire::Message;
+        let (mut send, mut recv) = self.conn.open_bi().await.unwrap();
+        write_message(
+            &mut send,
+            &Message::UploadBegin {
+                doc_id: doc.doc_id,
+                header: doc.header.clone(),
+                content_len: doc.content.len() as u64,
+            },
+        )
+        .await
+        .unwrap();
+        match read_message(&mut recv, READ_TIMEOUT).await.unwrap() {
+            Message::UploadFrom { offset } => {
+                send.write_all(&doc.content[offset as usize..])
+                    .await
+                    .unwrap();
+                send.finish().unwrap();
+                read_message(&mut recv, READ_TIMEOUT).await.unwrap()
+            }
+            other => other,
+        }
+    }
 }

@@ -141,9 +141,19 @@ impl RawAgent {
         let keys: Vec<(NodeId, Vec<u8>)> = bindings
             .iter()
             .map(|b| {
-                let b =
-                    ReachKey::verify(b, Some(&self.checker), OffsetDateTime::now_utc()).unwrap();
-                (b.node, b.public)
+                // A unit elsewhere (`unit@domain`) is certified by its own
+                // domain's CA: its binding is taken as signed, and sealed
+                // for under the name the sender gave.
+                let st = ReachKey::statement_of(b).unwrap();
+                let ours =
+                    CertChecker::check(&self.checker, &st.cert, OffsetDateTime::now_utc()).is_ok();
+                let checker = ours.then_some(self.checker.as_ref());
+                let r = ReachKey::verify(b, checker, OffsetDateTime::now_utc()).unwrap();
+                let node = match to.iter().find(|t| t.starts_with(&format!("{}@", r.node))) {
+                    Some(remote) if !ours => NodeId::parse_address(remote).unwrap(),
+                    _ => r.node,
+                };
+                (node, r.public)
             })
             .collect();
         let suite = self.signer.suite();
@@ -164,7 +174,10 @@ impl RawAgent {
         let meta = DocMeta {
             doc_id,
             sender: NodeId::parse(sender).unwrap(),
-            to: to.iter().map(|s| NodeId::parse(s).unwrap()).collect(),
+            to: to
+                .iter()
+                .map(|s| NodeId::parse_address(s).unwrap())
+                .collect(),
             cc: vec![],
             doc_number: String::new(),
             doc_type: "函".into(),

@@ -10,7 +10,7 @@ use gongwen_common::clock::{self, ManualClock};
 use gongwen_common::federation::{Domain, FederationStatement};
 use gongwen_common::suite::Suite;
 use gongwen_tests::federation::{
-    PeerEntry, federate, hub_config, row, start_hub, wait_linked, wait_peers,
+    PeerEntry, agent, enroll, federate, hub_config, row, start_hub, wait_linked, wait_peers,
 };
 use gongwen_tests::{Net, run_cli};
 use time::OffsetDateTime;
@@ -282,4 +282,279 @@ async fn both_ends_of_a_link_must_use_the_same_suite() {
     let (ok, out) = run_cli("gongwen-hub", &["check"], &standard.path().join("hub.toml"));
     assert!(!ok, "{out}");
     assert!(out.contains("same suite"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_domain_lists_the_units_of_the_others_through_national_with_their_names() {
+    let (national, hlj, jilin) = three_domains();
+    enroll(&hlj, &[("harbin-gov", "哈尔滨市人民政府")]);
+    enroll(
+        &jilin,
+        &[
+            ("changchun-gov", "长春市人民政府"),
+            ("jilin-city", "吉林市人民政府"),
+        ],
+    );
+    enroll(&national, &[("gov-office", "国务院办公厅")]);
+    let nat = start_hub(&national, "national", &national_peers(), clock::system()).await;
+    let h = start_hub(
+        &hlj,
+        "heilongjiang",
+        &[PeerEntry::dial("national", nat.addr, &["jilin"])],
+        clock::system(),
+    )
+    .await;
+    let j = start_hub(
+        &jilin,
+        "jilin",
+        &[PeerEntry::dial("national", nat.addr, &["heilongjiang"])],
+        clock::system(),
+    )
+    .await;
+    // national holds each province's directory; each province holds
+    // national's and, through national, the other's, trusted by the chain
+    // national's CA signed.
+    wait_peers(&nat, "both provinces' directories at national", |v| {
+        row(v, "heilongjiang")["units"] == 1 && row(v, "jilin")["units"] == 2
+    })
+    .await;
+    let at_h = wait_peers(&h, "jilin's directory at heilongjiang", |v| {
+        row(v, "national")["units"] == 1
+            && v.as_array().unwrap().iter().any(|p| p["domain"] == "jilin")
+            && row(v, "jilin")["units"] == 2
+            && row(v, "jilin")["crl_issued"].is_string()
+    })
+    .await;
+    assert_eq!(row(&at_h, "jilin")["via"], "national", "{at_h:#}");
+    assert_eq!(row(&at_h, "jilin")["connected"], true);
+    wait_peers(&j, "heilongjiang's directory at jilin", |v| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["domain"] == "heilongjiang")
+            && row(v, "heilongjiang")["units"] == 1
+    })
+    .await;
+
+    // A unit of heilongjiang sees them in its outbox, with their names.
+    hlj.issue("daqing-gov", gongwen_common::Role::Node);
+    let agent = gongwen_tests::RunningAgent::start(hlj.agent_config("daqing-gov", h.addr));
+    let outbox = hlj.root("daqing-gov").join("outbox");
+    let list = gongwen_tests::wait_until("the remote units in 单位名录.txt", || {
+        let text = std::fs::read_to_string(outbox.join("单位名录.txt")).ok()?;
+        (text.contains("changchun-gov@jilin") && text.contains("gov-office@national"))
+            .then_some(text)
+    })
+    .await;
+    assert!(
+        list.contains("changchun-gov@jilin\t长春市人民政府"),
+        "{list}"
+    );
+    assert!(list.contains("jilin-city@jilin\t吉林市人民政府"), "{list}");
+    assert!(list.contains("gov-office@national\t国务院办公厅"), "{list}");
+    // Its own domain's units stay bare ids.
+    assert!(list.contains("harbin-gov\t哈尔滨市人民政府"), "{list}");
+    assert!(!list.contains("@heilongjiang"), "{list}");
+    assert!(outbox.join("changchun-gov@jilin").is_dir());
+
+    // Kept across a restart: heilongjiang knows jilin before national
+    // answers again.
+    agent.stop().await;
+    h.stop().await;
+    nat.stop().await;
+    let h = start_hub(
+        &hlj,
+        "heilongjiang",
+        &[PeerEntry::dial(
+            "national",
+            "127.0.0.1:9".parse().unwrap(),
+            &["jilin"],
+        )],
+        clock::system(),
+    )
+    .await;
+    let v = gongwen_tests::federation::peers(&h).await;
+    assert_eq!(row(&v, "jilin")["units"], 2, "{v:#}");
+    assert_eq!(row(&v, "jilin")["connected"], false);
+    h.stop().await;
+    j.stop().await;
+}
+
+/// heilongjiang, national and jilin with a unit each, linked and holding
+/// each other's directories.
+async fn linked_with_units(
+    national: &Net,
+    hlj: &Net,
+    jilin: &Net,
+) -> (
+    gongwen_tests::RunningHub,
+    gongwen_tests::RunningHub,
+    gongwen_tests::RunningHub,
+) {
+    enroll(hlj, &[("harbin-gov", "哈尔滨市人民政府")]);
+    enroll(jilin, &[("changchun-gov", "长春市人民政府")]);
+    enroll(national, &[("gov-office", "国务院办公厅")]);
+    let nat = start_hub(national, "national", &national_peers(), clock::system()).await;
+    let h = start_hub(
+        hlj,
+        "heilongjiang",
+        &[PeerEntry::dial("national", nat.addr, &["jilin"])],
+        clock::system(),
+    )
+    .await;
+    let j = start_hub(
+        jilin,
+        "jilin",
+        &[PeerEntry::dial("national", nat.addr, &["heilongjiang"])],
+        clock::system(),
+    )
+    .await;
+    for (hub, other) in [(&h, "jilin"), (&j, "heilongjiang")] {
+        wait_peers(hub, "the other province known through national", |v| {
+            v.as_array().unwrap().iter().any(|p| p["domain"] == other)
+                && row(v, other)["units"] == 1
+                && row(v, other)["crl_issued"].is_string()
+        })
+        .await;
+    }
+    (nat, h, j)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_crosses_two_hubs_sealed_and_its_receipts_come_back_signed_by_the_recipient() {
+    let (national, hlj, jilin) = three_domains();
+    let (nat, h, j) = linked_with_units(&national, &hlj, &jilin).await;
+    let mut harbin = agent(&hlj, "harbin-gov", h.addr);
+    let mut changchun = agent(&jilin, "changchun-gov", j.addr);
+    harbin.wait_connected().await;
+    changchun.wait_connected().await;
+    let outbox = hlj.root("harbin-gov").join("outbox");
+    gongwen_tests::wait_until("the outbox folder of changchun-gov@jilin", || {
+        outbox.join("changchun-gov@jilin").is_dir().then_some(())
+    })
+    .await;
+    let body = "关于两省协同办理事项的函\n".repeat(200);
+    hlj.drop_file(
+        "harbin-gov",
+        "changchun-gov@jilin",
+        "关于两省协同办理事项的函.txt",
+        body.as_bytes(),
+    );
+    // At jilin, from harbin-gov@heilongjiang, the bytes the sender dropped.
+    let docs =
+        gongwen_tests::wait_inbox(&jilin.root("changchun-gov"), "harbin-gov@heilongjiang", 1).await;
+    let got = std::fs::read(docs[0].join("关于两省协同办理事项的函.txt")).unwrap();
+    assert_eq!(got, body.as_bytes());
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(docs[0].join("metadata.json")).unwrap()).unwrap();
+    assert_eq!(meta["sender"], "harbin-gov@heilongjiang", "{meta:#}");
+    // The delivered receipt crossed back to the sender, as jilin's unit
+    // signed it.
+    let status = gongwen_tests::wait_status(&hlj.root("harbin-gov"), "delivered at jilin", |s| {
+        s.iter().any(|d| {
+            d.recipients.iter().any(|r| {
+                r.recipient == "changchun-gov@jilin"
+                    && r.receipts
+                        .contains(&gongwen_common::receipt::ReceiptKind::Delivered)
+            })
+        })
+    })
+    .await;
+    let doc: gongwen_common::DocId = status[0].doc_id.parse().unwrap();
+    // A clerk at jilin signs for it (签收): the signed receipt crosses
+    // back with the name.
+    changchun.wait_received(doc).await;
+    gongwen_tests::ask_agent(
+        &jilin.root("changchun-gov"),
+        &gongwen_agent::front::control::Request::Ack {
+            doc,
+            by: "李四".into(),
+        },
+    )
+    .await
+    .unwrap();
+    gongwen_tests::wait_status(&hlj.root("harbin-gov"), "signed for at jilin", |s| {
+        s.iter().any(|d| {
+            d.recipients.iter().any(|r| {
+                r.recipient == "changchun-gov@jilin" && r.acknowledged_by.as_deref() == Some("李四")
+            })
+        })
+    })
+    .await;
+    // Every hub on the way shows the copy signed for, by whom.
+    for hub in [&h, &nat] {
+        let v = gongwen_tests::ask_hub(
+            &hub.data_dir,
+            &gongwen_hub::ops::control::Request::Status { doc },
+        )
+        .await;
+        let text = v.to_string();
+        assert!(text.contains("changchun-gov@jilin"), "{v:#}");
+        assert!(
+            text.contains("acknowledged") && text.contains("李四"),
+            "{v:#}"
+        );
+    }
+    harbin.stop().await;
+    changchun.stop().await;
+    j.stop().await;
+    h.stop().await;
+    nat.stop().await;
+}
+
+/// heilongjiang's hub (its real certificate) turns hostile: it hands
+/// national a document signed by a unit of jilin, a domain national does
+/// not reach through heilongjiang. National refuses it and keeps nothing;
+/// the same document from jilin's own link is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_injects_another_domains_document_is_refused() {
+    let (national, hlj, jilin) = three_domains();
+    let (nat, h, j) = linked_with_units(&national, &hlj, &jilin).await;
+    // A document genuinely signed by changchun-gov of jilin, for
+    // gov-office@national, made through jilin's hub.
+    let changchun = gongwen_tests::raw::RawAgent::connect(
+        &jilin.path().join("changchun-gov"),
+        "changchun-gov",
+        j.addr,
+    )
+    .await;
+    let doc = changchun
+        .seal(
+            gongwen_common::DocId::generate(),
+            &["gov-office@national"],
+            "关于某事的函.txt",
+            "内容".as_bytes(),
+        )
+        .await;
+    // heilongjiang's hub stops; a hostile stand-in with its certificate
+    // links in its place.
+    h.stop().await;
+    let hostile =
+        gongwen_tests::federation::RawPeer::connect(&hlj, "heilongjiang", &national, nat.addr)
+            .await
+            .unwrap();
+    let answer = hostile.relay(&doc).await;
+    match &answer {
+        gongwen_common::wire::Message::Error { message, .. } => {
+            assert!(
+                message.contains("not issued by the CA of heilongjiang"),
+                "{message}"
+            )
+        }
+        other => panic!("national took it: {other:?}"),
+    }
+    let held = gongwen_hub::ops::control::query(
+        &nat.data_dir,
+        &gongwen_hub::ops::control::Request::Status { doc: doc.doc_id },
+    )
+    .await;
+    assert!(held.is_err(), "national holds it: {held:?}");
+    // The same bytes from jilin's own link are taken.
+    let honest = changchun.upload(&doc).await;
+    assert!(
+        matches!(honest, gongwen_common::wire::Message::Accepted { .. }),
+        "{honest:?}"
+    );
+    j.stop().await;
+    nat.stop().await;
 }

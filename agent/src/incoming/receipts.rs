@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use gongwen_common::NodeId;
 use gongwen_common::receipt::Receipt;
 use gongwen_common::wire::{ErrorCode, Message};
 use tracing::{debug, info, warn};
@@ -20,8 +21,23 @@ pub async fn take_receipt(
     queue: &Arc<Batches<ReceiptJob>>,
     bytes: Vec<u8>,
 ) -> Message {
-    let (r, _) = match Receipt::verify(&bytes, Some(&me.trust().checker()), me.clock().now()) {
-        Ok(v) => v,
+    let now = me.clock().now();
+    let verified = me.trust().check_any(
+        |checker| Receipt::verify(&bytes, Some(checker), now),
+        |e| {
+            e.to_string()
+                .contains(&gongwen_common::pki::CertProblem::NotFromCa.to_string())
+        },
+    );
+    let (r, _) = match verified {
+        // A recipient elsewhere signs with its own id: recorded as this
+        // unit named it when it sent (`unit@domain`).
+        Ok(((mut r, signer), Some(domain))) => {
+            r.recipient = NodeId::remote(&r.recipient, &domain);
+            r.issuer = NodeId::remote(&r.issuer, &domain);
+            (r, signer)
+        }
+        Ok((v, None)) => v,
         Err(e) if e.is_transient() => {
             // Its signer cannot be judged until a fresh CRL arrives; the
             // hub keeps it and pushes it again.

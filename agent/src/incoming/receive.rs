@@ -23,7 +23,9 @@ use std::sync::Arc;
 use gongwen_common::envelope::{
     ContentOpener, Deadline, EnvelopeError, FileEntry, SEALED_CHUNK_LEN, SealedHeader,
 };
+use gongwen_common::federation::localize;
 use gongwen_common::fsutil::{sync_dir, write_atomic};
+use gongwen_common::pki::CertProblem;
 use gongwen_common::receipt::{Receipt, ReceiptKind};
 use gongwen_common::signed::sha256;
 use gongwen_common::stream::{READ_TIMEOUT, write_message};
@@ -620,8 +622,19 @@ impl Opening {
             )
             .into());
         }
-        sealed.verify(Some(&me.trust().checker()), me.clock().now())?;
-        let key = me.enc_key().unwrap(h, me.node_id())?;
+        let now = me.clock().now();
+        let (_, sender_domain) = me.trust().check_any(
+            |checker| sealed.verify(Some(checker), now),
+            |e| e.to_string().contains(&CertProblem::NotFromCa.to_string()),
+        )?;
+        // A sender elsewhere names this unit `unit@our-domain`, and sealed
+        // its key for that name.
+        let here = me.trust().domain();
+        let named = match (&sender_domain, &here) {
+            (Some(_), Some(d)) => NodeId::remote(me.node_id(), d),
+            _ => me.node_id().clone(),
+        };
+        let key = me.enc_key().unwrap(h, &named)?;
         let tmp = assembly_path(me, doc_id);
         let files = h.meta.files.clone();
         // A checkpoint always falls between chunks, inside the content.
@@ -654,6 +667,17 @@ impl Opening {
         let received = index * SEALED_CHUNK_LEN;
         // A chunk at most, and no more than a small document needs.
         let chunk_cap = SEALED_CHUNK_LEN.min(h.content_len) as usize;
+        let mut sealed = sealed;
+        if let Some(from) = &sender_domain {
+            // From here on (inbox folder, records, metadata.json) every
+            // address is as this unit names it; the signed bytes stay as
+            // they came.
+            let m = &mut sealed.header.meta;
+            m.sender = localize(&m.sender, from, here.as_ref());
+            for a in m.to.iter_mut().chain(m.cc.iter_mut()) {
+                *a = localize(a, from, here.as_ref());
+            }
+        }
         let opening = Opening {
             sealed,
             opener,

@@ -132,8 +132,14 @@ impl Connector {
                 hub_time_ms,
                 generation,
                 suite,
+                domain,
                 ..
             }) => {
+                // A federated hub names our domain: how units elsewhere
+                // address us (`unit@domain`).
+                self.parts.identity().trust().set_domain(
+                    domain.and_then(|d| gongwen_common::federation::Domain::parse(&d).ok()),
+                );
                 // The hub says which suite it serves; ours is our CA's.
                 let ours = self.parts.identity().credentials().signer().suite();
                 if let Some(theirs) = suite

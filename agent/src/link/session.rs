@@ -291,6 +291,9 @@ async fn serve_push(
             crate::incoming::receipts::take_receipt(me, parts.store(), &receipts, receipt).await
         }
         Message::CrlUpdate { crl } => take_crl(me, crl).await,
+        Message::PeerOffer { kind, domain, len } => {
+            take_other(me, &mut recv, kind, &domain, len).await
+        }
         Message::CertificateRenewal { cert } => {
             let reply = take_renewal(me, &cert);
             if matches!(reply, Message::Ok) {
@@ -366,6 +369,43 @@ async fn take_notice(me: &Arc<Identity>, store: &Store, body: Vec<u8>) -> Messag
             code: ErrorCode::Internal,
             message: e.to_string(),
         },
+    }
+}
+
+/// What the hub hands us of another domain (the chain of statements to
+/// its CA, its CRL): checked from our own CA, kept while we run.
+async fn take_other(
+    me: &Identity,
+    recv: &mut quinn::RecvStream,
+    kind: gongwen_common::wire::PeerOfferKind,
+    domain: &str,
+    len: u64,
+) -> Message {
+    // A chain or a CRL: small next to a frame.
+    const MAX: u64 = 4 << 20;
+    let refuse = |code, message: String| Message::Error { code, message };
+    let Ok(domain) = gongwen_common::federation::Domain::parse(domain) else {
+        return refuse(ErrorCode::Malformed, "not a domain name".into());
+    };
+    if len > MAX {
+        return refuse(
+            ErrorCode::TooLarge,
+            format!("{len} bytes is more than {MAX}"),
+        );
+    }
+    let bytes = match tokio::time::timeout(READ_TIMEOUT, recv.read_to_end(len as usize)).await {
+        Ok(Ok(b)) if b.len() as u64 == len => b,
+        _ => return refuse(ErrorCode::Malformed, "the offer was cut short".into()),
+    };
+    match me.trust().take_other(kind, &domain, &bytes) {
+        Ok(()) => Message::Ok,
+        Err(e) => {
+            warn!(
+                "security: the hub handed over a {} of {domain} that does not hold: {e}",
+                kind.as_str()
+            );
+            refuse(ErrorCode::BadSignature, e)
+        }
     }
 }
 

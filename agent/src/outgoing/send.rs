@@ -427,7 +427,7 @@ async fn address(
         ));
     }
     let suite = me.credentials().signer().suite();
-    let verdicts = key_verdicts(&bindings, &me.trust().checker(), me.clock().now(), suite);
+    let verdicts = key_verdicts(&bindings, me.trust(), me.clock().now(), suite);
     match crate::rules::addressing::settle(&to, &cc, &verdicts) {
         Ok(a) => Ok(a),
         Err(crate::rules::addressing::NotAddressed::NoOneToReceive(why)) => {
@@ -455,7 +455,7 @@ pub fn read_left_out(dir: &Path) -> Vec<crate::rules::addressing::LeftOut> {
 /// (its unit then counts as having no key).
 fn key_verdicts(
     bindings: &[Vec<u8>],
-    checker: &gongwen_common::pki::CertChecker,
+    trust: &crate::unit::trust::Trust,
     now: time::OffsetDateTime,
     suite: gongwen_common::suite::Suite,
 ) -> Vec<(NodeId, crate::rules::addressing::KeyVerdict)> {
@@ -469,7 +469,26 @@ fn key_verdicts(
             continue;
         };
         let (id, cert) = node;
-        let verdict = match checker.check(&cert, now) {
+        // A unit of another domain is judged by its domain's CA, and
+        // addressed as `unit@domain`.
+        let judged = trust.check_any(
+            |checker| checker.check(&cert, now),
+            |e| {
+                matches!(
+                    e,
+                    PkiError::Invalid {
+                        problem: CertProblem::NotFromCa,
+                        ..
+                    }
+                )
+            },
+        );
+        let (address, judged) = match judged {
+            Ok((who, Some(domain))) => (NodeId::remote(&id, &domain), Ok(who)),
+            Ok((who, None)) => (id.clone(), Ok(who)),
+            Err(e) => (id.clone(), Err(e)),
+        };
+        let verdict = match judged {
             Err(PkiError::Invalid { problem, .. }) if problem.is_transient() => {
                 KeyVerdict::Unjudged(problem.to_string())
             }
@@ -490,7 +509,7 @@ fn key_verdicts(
                 Err(e) => KeyVerdict::Refused(CertProblem::Other(e.to_string())),
             },
         };
-        out.push((id, verdict));
+        out.push((address, verdict));
     }
     out
 }

@@ -425,7 +425,9 @@ impl Store {
         for row in t.range((key, "", 0u8)..(key, "\u{10ffff}", u8::MAX))? {
             let (k, v) = row?;
             let (_, r, kind) = k.value();
-            if let (Ok(id), Some(kind)) = (NodeId::parse(r), ReceiptKind::from_code(kind).ok()) {
+            if let (Ok(id), Some(kind)) =
+                (NodeId::parse_address(r), ReceiptKind::from_code(kind).ok())
+            {
                 out.push((id, kind, v.value().to_vec()));
             }
         }

@@ -4,8 +4,12 @@
 
 use std::sync::{Arc, Mutex};
 
+use std::collections::BTreeMap;
+
+use gongwen_common::federation::{Chain, Domain};
 use gongwen_common::pki::{CertChecker, Crl, PkiError};
 use gongwen_common::timefmt::rfc3339;
+use gongwen_common::wire::PeerOfferKind;
 use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 
@@ -43,6 +47,19 @@ struct Current {
 pub struct Trust {
     ca: CertificateDer<'static>,
     current: Mutex<Current>,
+    /// Our domain, as our hub names it (federated hubs only).
+    domain: Mutex<Option<Domain>>,
+    /// The other domains our hub links us to: each one's CA, reached by a
+    /// chain of statements from ours, and its CRL.
+    others: Mutex<BTreeMap<Domain, Other>>,
+}
+
+/// Another domain: its CA (by the chain from ours) and its CRL.
+#[derive(Debug, Clone)]
+struct Other {
+    ca: CertificateDer<'static>,
+    crl: Option<Crl>,
+    checker: Option<Arc<CertChecker>>,
 }
 
 impl Trust {
@@ -56,6 +73,8 @@ impl Trust {
                 this_update: crl.map(|c| c.this_update),
                 next_update: crl.and_then(|c| c.next_update),
             }),
+            domain: Mutex::new(None),
+            others: Mutex::default(),
         })
     }
 
@@ -93,6 +112,114 @@ impl Trust {
     /// When the CRL in force goes stale, if there is one.
     pub fn crl_next_update(&self) -> Option<OffsetDateTime> {
         self.lock().next_update
+    }
+
+    /// Our hub said which domain we are.
+    pub fn set_domain(&self, domain: Option<Domain>) {
+        *self.domain.lock().unwrap_or_else(|p| p.into_inner()) = domain;
+    }
+
+    /// Our domain, if our hub is federated.
+    pub fn domain(&self) -> Option<Domain> {
+        self.domain
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn others(&self) -> std::sync::MutexGuard<'_, BTreeMap<Domain, Other>> {
+        self.others.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Take what our hub handed us of another domain: the chain of
+    /// statements from our CA to its CA (each checked, of our suite), or
+    /// its CRL (signed by that CA, never older than the one held).
+    pub fn take_other(
+        &self,
+        kind: PeerOfferKind,
+        domain: &Domain,
+        bytes: &[u8],
+    ) -> Result<(), String> {
+        match kind {
+            PeerOfferKind::Statement => {
+                let suite = gongwen_common::suite::Suite::of_ca(self.ca.as_ref())
+                    .map_err(|e| e.to_string())?;
+                let chain = Chain::decode(bytes).map_err(|e| e.to_string())?;
+                let ca = chain
+                    .verify(self.ca.as_ref(), domain, suite)
+                    .map_err(|e| format!("the trust of {domain}: {e}"))?;
+                let ca = CertificateDer::from(ca);
+                let mut others = self.others();
+                let keep_crl = others.get(domain).filter(|o| o.ca == ca).cloned();
+                others.insert(
+                    domain.clone(),
+                    keep_crl.unwrap_or(Other {
+                        ca,
+                        crl: None,
+                        checker: None,
+                    }),
+                );
+                Ok(())
+            }
+            PeerOfferKind::Crl => {
+                let mut others = self.others();
+                let Some(held) = others.get(domain).cloned() else {
+                    return Err(format!("no trust of {domain} is held"));
+                };
+                let crl = Crl::parse(bytes, &held.ca).map_err(|e| e.to_string())?;
+                if let Some(old) = &held.crl
+                    && crl.this_update < old.this_update
+                {
+                    return Err(format!("an older revocation list of {domain}"));
+                }
+                let checker =
+                    Arc::new(CertChecker::new(&held.ca, Some(&crl)).map_err(|e| e.to_string())?);
+                others.insert(
+                    domain.clone(),
+                    Other {
+                        ca: held.ca,
+                        crl: Some(crl),
+                        checker: Some(checker),
+                    },
+                );
+                Ok(())
+            }
+            PeerOfferKind::Directory => Err("an agent takes no directory this way".into()),
+        }
+    }
+
+    /// Judge a signer with our CA first, then each other domain's: what
+    /// `check` said with the checker that passed, and that checker's domain
+    /// (`None`: ours). When none passes: a verdict of the domain whose CA
+    /// did issue the signer's certificate (revoked, expired, its list
+    /// stale), else our own checker's (the usual "not from our CA").
+    /// `not_issued_by` tells a verdict that says only "another CA".
+    pub fn check_any<T, E>(
+        &self,
+        check: impl Fn(&CertChecker) -> Result<T, E>,
+        not_issued_by: impl Fn(&E) -> bool,
+    ) -> Result<(T, Option<Domain>), E> {
+        let ours = match check(&self.checker()) {
+            Ok(v) => return Ok((v, None)),
+            Err(e) => e,
+        };
+        if !not_issued_by(&ours) {
+            return Err(ours);
+        }
+        let others: Vec<(Domain, Arc<CertChecker>)> = self
+            .others()
+            .iter()
+            .filter_map(|(d, o)| o.checker.clone().map(|c| (d.clone(), c)))
+            .collect();
+        let mut theirs = None;
+        for (d, checker) in others {
+            match check(&checker) {
+                Ok(v) => return Ok((v, Some(d))),
+                Err(e) if !not_issued_by(&e) => theirs = Some(e),
+                Err(_) => {}
+            }
+        }
+        Err(theirs.unwrap_or(ours))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Current> {

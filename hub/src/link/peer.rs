@@ -113,7 +113,10 @@ fn judge_greeting(
     }
     f.check_issuer(&domain, cert, core.clock().now())?;
     match f.take_crl(&domain, crl) {
-        Ok(true) => info!(peer = %domain, "took {domain}'s revocation list"),
+        Ok(true) => {
+            info!(peer = %domain, "took {domain}'s revocation list");
+            f.offers_changed();
+        }
         Ok(false) => {}
         // An older list than the one held: the held one judges.
         Err(e) if e.contains("older than") => warn!(peer = %domain, "{e}"),
@@ -393,14 +396,18 @@ async fn serve(
     info!("linked ({direction:?})");
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(push_our_crl(conn.clone(), core.clone()).in_current_span());
+    tasks.spawn(offer(conn.clone(), domain.clone(), core.clone()).in_current_span());
+    tasks.spawn(relay(conn.clone(), domain.clone(), core.clone()).in_current_span());
+    let warnings = Arc::new(crate::state::loglimit::Warnings::default());
     let mut judge = tokio::time::interval(JUDGE_EVERY);
     loop {
         tokio::select! {
             stream = conn.accept_bi() => match stream {
                 Ok((send, recv)) => {
                     let (core, domain, cert, conn) = (core.clone(), domain.clone(), cert.clone(), conn.clone());
+                    let warnings = warnings.clone();
                     tasks.spawn(async move {
-                        handle_request(send, recv, &conn, &domain, &cert, &core).await
+                        handle_request(send, recv, &conn, (&domain, &cert), &core, &warnings).await
                     }.in_current_span());
                 }
                 Err(_) => break,
@@ -429,6 +436,20 @@ async fn serve(
     text
 }
 
+/// The peer's new CRL may revoke the very hub that sent it.
+fn revoked_now(
+    f: &crate::state::federation::Federation,
+    domain: &Domain,
+    cert: &CertificateDer<'static>,
+    conn: &quinn::Connection,
+    core: &Core,
+) {
+    if let Err(r) = f.judge(domain, cert, core.clock().now()) {
+        error!("link closed: {}", r.reason);
+        close(conn, r.code, &r.reason);
+    }
+}
+
 /// Send our CRL each time it changes.
 async fn push_our_crl(conn: quinn::Connection, core: Arc<Core>) {
     let Some(f) = core.federation() else { return };
@@ -445,20 +466,412 @@ async fn push_our_crl(conn: quinn::Connection, core: Arc<Core>) {
     }
 }
 
+/// How often a link's relay looks at its queues without being woken.
+const RELAY_RESCAN: Duration = Duration::from_secs(30);
+
+/// Documents taken from a relay queue at once.
+const RELAY_BATCH: usize = 16;
+
+/// Hand the peer what waits for the domains it carries: documents (most
+/// urgent first, each once: the peer answers a document it holds with its
+/// `accepted` at once) and the receipts of our units for documents of
+/// theirs. Until the link ends.
+async fn relay(conn: quinn::Connection, peer: Domain, core: Arc<Core>) {
+    let Some(f) = core.federation() else { return };
+    let wake = f.relay_wake(&peer);
+    loop {
+        let mut more = false;
+        for domain in f.relayed_through(&peer) {
+            let queue = gongwen_common::NodeId::relay_queue(&domain);
+            match relay_documents(&conn, &queue, &core).await {
+                Ok(full) => more |= full,
+                Err(e) => {
+                    warn!("relaying to {peer} stopped for now: {e}");
+                    if conn.close_reason().is_some() {
+                        return;
+                    }
+                }
+            }
+            match relay_receipts(&conn, &queue, &core).await {
+                Ok(full) => more |= full,
+                Err(e) => {
+                    warn!("passing receipts to {peer} stopped for now: {e}");
+                    if conn.close_reason().is_some() {
+                        return;
+                    }
+                }
+            }
+        }
+        if !more {
+            let _ = tokio::time::timeout(RELAY_RESCAN, wake.notified()).await;
+        }
+    }
+}
+
+/// Relay one batch of `queue`'s documents. `Ok(true)`: the batch was full
+/// (look again at once).
+async fn relay_documents(
+    conn: &quinn::Connection,
+    queue: &gongwen_common::NodeId,
+    core: &Core,
+) -> Result<bool, String> {
+    let store = core.store();
+    let docs = store
+        .claim_deliveries(queue, RELAY_BATCH, &[])
+        .await
+        .map_err(|e| e.to_string())?;
+    let full = docs.len() == RELAY_BATCH;
+    for doc_id in docs {
+        match relay_document(conn, doc_id, core).await {
+            Ok(()) => {
+                store
+                    .relayed(queue, doc_id)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                info!(doc = %doc_id, "handed on ({queue})");
+            }
+            Err(e) => {
+                let _ = store.release_delivery(queue, doc_id).await;
+                return Err(format!("{doc_id}: {e}"));
+            }
+        }
+    }
+    Ok(full)
+}
+
+/// One document to the peer, as its sender sealed it: its header, then its
+/// content from wherever an earlier attempt stopped.
+async fn relay_document(
+    conn: &quinn::Connection,
+    doc_id: gongwen_common::DocId,
+    core: &Core,
+) -> Result<(), String> {
+    let store = core.store();
+    let (Some(doc), Some(header)) = (
+        store.doc(doc_id).await.map_err(|e| e.to_string())?,
+        store.header(doc_id).await.map_err(|e| e.to_string())?,
+    ) else {
+        return Err("the document is not held here".into());
+    };
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+    let _ = send.set_priority(doc.urgency.stream_priority());
+    let begin = Message::UploadBegin {
+        doc_id,
+        header,
+        content_len: doc.content_len,
+    };
+    write_message(&mut send, &begin)
+        .await
+        .map_err(|e| e.to_string())?;
+    let offset = match read_message(&mut recv, gongwen_common::stream::DOCUMENT_WORK_TIMEOUT).await
+    {
+        Ok(Message::Accepted { .. }) => return Ok(()),
+        Ok(Message::UploadFrom { offset }) => offset,
+        Ok(Message::Error { message, .. }) => return Err(format!("refused: {message}")),
+        Ok(other) => return Err(format!("unexpected {}", other.describe())),
+        Err(e) => return Err(e.to_string()),
+    };
+    let mut chunks = store
+        .read_content(doc_id, offset)
+        .await
+        .map_err(|e| e.to_string())?;
+    while let Some(chunk) = chunks.recv().await {
+        let chunk = chunk.map_err(|e| format!("the content cannot be read here: {e}"))?;
+        core.metrics().bytes_sent(chunk.len() as u64);
+        send.write_chunk(chunk).await.map_err(|e| e.to_string())?;
+    }
+    let _ = send.finish();
+    match read_message(&mut recv, gongwen_common::stream::DOCUMENT_WORK_TIMEOUT).await {
+        Ok(Message::Accepted { .. }) => Ok(()),
+        Ok(Message::Error { message, .. }) => Err(format!("refused: {message}")),
+        Ok(other) => Err(format!("unexpected {}", other.describe())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Pass one batch of receipts waiting in `queue` to the peer. A receipt
+/// the peer refuses for good (it does not hold the document, a signature
+/// it cannot accept) is dropped with a warning; one it cannot judge now
+/// stays. `Ok(true)`: there may be more.
+async fn relay_receipts(
+    conn: &quinn::Connection,
+    queue: &gongwen_common::NodeId,
+    core: &Core,
+) -> Result<bool, String> {
+    const BATCH: usize = 64;
+    let store = core.store();
+    let pushes = store
+        .claim_pushes(queue, BATCH)
+        .await
+        .map_err(|e| e.to_string())?;
+    let full = pushes.len() == BATCH;
+    let (mut taken, mut not_taken) = (Vec::new(), Vec::new());
+    let mut stop = None;
+    for (seq, push) in pushes {
+        if stop.is_some() {
+            not_taken.push(seq);
+            continue;
+        }
+        match push {
+            crate::store::Push::Receipt(receipt) => {
+                match gongwen_common::stream::request(
+                    conn,
+                    &Message::ReceiptNotice { receipt },
+                    READ_TIMEOUT,
+                )
+                .await
+                {
+                    Ok(Message::Ok) => taken.push(seq),
+                    Ok(Message::Error { code, message }) if !code.is_retryable() => {
+                        warn!("the peer refused a receipt for good: {message}");
+                        taken.push(seq);
+                    }
+                    Ok(Message::Error { message, .. }) => {
+                        not_taken.push(seq);
+                        stop = Some(message);
+                    }
+                    Ok(other) => {
+                        not_taken.push(seq);
+                        stop = Some(format!("unexpected {}", other.describe()));
+                    }
+                    Err(e) => {
+                        not_taken.push(seq);
+                        stop = Some(e.to_string());
+                    }
+                }
+            }
+            crate::store::Push::Notice(_) => {
+                // Urging, recall and supervision notices for units of
+                // another domain are not carried across yet.
+                info!("a notice for a unit of another domain was not passed on");
+                taken.push(seq);
+            }
+        }
+    }
+    store
+        .forwarded(queue, taken, not_taken)
+        .await
+        .map_err(|e| e.to_string())?;
+    match stop {
+        Some(e) => Err(e),
+        None => Ok(full),
+    }
+}
+
+/// Largest offer a peer may send: a directory of [`MAX_UNITS`] units
+/// fits (the CA's signature and certificate beside it).
+///
+/// [`MAX_UNITS`]: gongwen_common::directory::MAX_UNITS
+const MAX_OFFER: u64 = gongwen_common::directory::MAX_DIRECTORY_BODY as u64 + (64 << 10);
+
+/// Hand an agent (protocol 8 on) the chains and CRLs of the other
+/// domains, at the start and whenever they change.
+pub(crate) async fn trust_pusher(conn: quinn::Connection, core: Arc<Core>) {
+    let Some(f) = core.federation() else { return };
+    let mut changes = f.watch_offers();
+    let mut sent: std::collections::HashMap<(u8, Domain), [u8; 32]> = Default::default();
+    loop {
+        changes.mark_unchanged();
+        for (kind, domain, bytes) in f.trust_for_agents() {
+            let key = (kind as u8, domain.clone());
+            let digest = gongwen_common::digest::sha256(&bytes);
+            if sent.get(&key) == Some(&digest) {
+                continue;
+            }
+            match send_offer(&conn, kind, &domain, &bytes).await {
+                Ok(()) => {
+                    sent.insert(key, digest);
+                }
+                Err(e) => {
+                    if conn.close_reason().is_some() {
+                        return;
+                    }
+                    warn!(
+                        "the unit did not take the {} of {domain}: {e}",
+                        kind.as_str()
+                    );
+                    sent.insert(key, digest);
+                }
+            }
+        }
+        if changes.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Hand the peer what we know of the other domains (chains, CRLs, unit
+/// directories) and our own directory, at the start and whenever some of
+/// it changed; each once, unless it changed again.
+async fn offer(conn: quinn::Connection, to: Domain, core: Arc<Core>) {
+    let Some(f) = core.federation() else { return };
+    let mut changes = f.watch_offers();
+    let mut sent: std::collections::HashMap<(u8, Domain), [u8; 32]> = Default::default();
+    loop {
+        changes.mark_unchanged();
+        let own = match &core.config().tls.directory {
+            Some(path) => tokio::fs::read(path).await.ok(),
+            None => None,
+        };
+        for (kind, domain, bytes) in f.offers_for(&to, own) {
+            let key = (kind as u8, domain.clone());
+            let digest = gongwen_common::digest::sha256(&bytes);
+            if sent.get(&key) == Some(&digest) {
+                continue;
+            }
+            match send_offer(&conn, kind, &domain, &bytes).await {
+                Ok(()) => {
+                    sent.insert(key, digest);
+                }
+                Err(e) => {
+                    // Refused (not routed there) or lost with the link:
+                    // said once; offered again after the next change.
+                    debug!("{to} did not take the {} of {domain}: {e}", kind.as_str());
+                    sent.insert(key, digest);
+                }
+            }
+        }
+        if changes.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+pub(crate) async fn send_offer(
+    conn: &quinn::Connection,
+    kind: gongwen_common::wire::PeerOfferKind,
+    domain: &Domain,
+    bytes: &[u8],
+) -> Result<(), String> {
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+    let head = Message::PeerOffer {
+        kind,
+        domain: domain.to_string(),
+        len: bytes.len() as u64,
+    };
+    write_message(&mut send, &head)
+        .await
+        .map_err(|e| e.to_string())?;
+    send.write_all(bytes).await.map_err(|e| e.to_string())?;
+    let _ = send.finish();
+    match gongwen_common::stream::read_answer(&mut recv, READ_TIMEOUT).await {
+        Ok(Message::Ok) => Ok(()),
+        Ok(Message::Error { message, .. }) => Err(message),
+        Ok(other) => Err(format!("unexpected answer: {}", other.describe())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 async fn handle_request(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     conn: &quinn::Connection,
-    domain: &Domain,
-    cert: &CertificateDer<'static>,
+    (domain, cert): (&Domain, &CertificateDer<'static>),
     core: &Core,
+    warnings: &crate::state::loglimit::Warnings,
 ) {
     let Some(f) = core.federation() else { return };
     let answer = match read_message(&mut recv, READ_TIMEOUT).await {
+        Ok(Message::UploadBegin {
+            doc_id,
+            header,
+            content_len,
+        }) => {
+            let upload = crate::link::upload::Upload {
+                doc_id,
+                header,
+                content_len,
+                leaves: None,
+            };
+            let span = info_span!("relayed", doc = %doc_id);
+            match crate::link::upload::receive(
+                &mut send,
+                &mut recv,
+                crate::link::upload::Origin::Peer(domain),
+                core,
+                warnings,
+                upload,
+            )
+            .instrument(span)
+            .await
+            {
+                Ok(m) => m,
+                Err(r) => Message::Error {
+                    code: r.code,
+                    message: r.message,
+                },
+            }
+        }
+        Ok(Message::ReceiptNotice { receipt }) => {
+            match crate::link::receipts::record_relayed(&receipt, domain, core).await {
+                Ok(_) => Message::Ok,
+                Err(r) => Message::Error {
+                    code: r.code,
+                    message: r.message,
+                },
+            }
+        }
+        Ok(Message::PeerOffer {
+            kind,
+            domain: about,
+            len,
+        }) => match Domain::parse(&about) {
+            Err(e) => Message::Error {
+                code: ErrorCode::Malformed,
+                message: e.to_string(),
+            },
+            Ok(_) if len > MAX_OFFER => Message::Error {
+                code: ErrorCode::TooLarge,
+                message: format!("an offer of {len} bytes is larger than {MAX_OFFER}"),
+            },
+            Ok(about) => match tokio::time::timeout(
+                gongwen_common::stream::DOCUMENT_WORK_TIMEOUT,
+                recv.read_to_end(len as usize),
+            )
+            .await
+            {
+                Ok(Ok(bytes)) if bytes.len() as u64 == len => {
+                    match f.take_offer(domain, kind, &about, &bytes) {
+                        Ok(new) => {
+                            if new {
+                                info!("took the {} of {about}", kind.as_str());
+                                core.address_books().changed();
+                                if about == *domain
+                                    && kind == gongwen_common::wire::PeerOfferKind::Crl
+                                {
+                                    revoked_now(f, domain, cert, conn, core);
+                                }
+                            }
+                            Message::Ok
+                        }
+                        Err(e) => {
+                            debug!("refused the {} of {about}: {e}", kind.as_str());
+                            Message::Error {
+                                code: ErrorCode::BadRequest,
+                                message: e,
+                            }
+                        }
+                    }
+                }
+                Ok(Ok(bytes)) => Message::Error {
+                    code: ErrorCode::ContentMismatch,
+                    message: format!("{} bytes came, {len} were announced", bytes.len()),
+                },
+                Ok(Err(e)) => {
+                    debug!("offer stream: {e}");
+                    return;
+                }
+                Err(_) => {
+                    debug!("offer of {len} bytes not finished in time");
+                    return;
+                }
+            },
+        },
         Ok(Message::CrlUpdate { crl }) => match f.take_crl(domain, &crl) {
             Ok(new) => {
                 if new {
                     info!("took {domain}'s new revocation list");
+                    f.offers_changed();
                 }
                 // The new list may revoke the very hub that sent it.
                 if let Err(r) = f.judge(domain, cert, core.clock().now()) {

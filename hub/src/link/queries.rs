@@ -194,16 +194,31 @@ async fn address_book(core: &Core) -> Result<AddressBook, String> {
     }
     let revoked = revoked_units(core).await?;
     let d = &core.config().deadlines;
+    let mut units: Vec<AddressEntry> = names
+        .into_iter()
+        .map(|(id, name)| AddressEntry {
+            revoked: revoked.contains(&id),
+            id,
+            name,
+        })
+        .collect();
+    // The units of the other domains, as their CAs list them
+    // (`unit@domain`), so that a unit can write to one before it ever
+    // wrote to us.
+    if let Some(f) = core.federation() {
+        units.extend(
+            f.remote_units()
+                .into_iter()
+                .map(|(id, name, _)| AddressEntry {
+                    id,
+                    name: (!name.is_empty()).then_some(name),
+                    revoked: false,
+                }),
+        );
+    }
     Ok(AddressBook {
         version: None,
-        units: names
-            .into_iter()
-            .map(|(id, name)| AddressEntry {
-                revoked: revoked.contains(&id),
-                id,
-                name,
-            })
-            .collect(),
+        units,
         groups: enrolled
             .groups
             .iter()

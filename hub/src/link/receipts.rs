@@ -79,7 +79,7 @@ pub(crate) async fn record(
         if kind == ReceiptKind::Quarantined {
             warn!(doc = %doc_id, recipient = %from, "recipient quarantined the document");
         }
-        core.units().wake_pushes(&recorded.sender);
+        core.wake_pushes(&recorded.sender);
     }
     if recorded.content_done {
         // Every recipient has it: the ciphertext has done its job. (A crash
@@ -89,6 +89,92 @@ pub(crate) async fn record(
         if let Err(e) = core.store().drop_content(doc_id).await {
             warn!(doc = %doc_id, "delivered content not removed yet: {e}");
         }
+    }
+    Ok(kind)
+}
+
+/// A receipt a peer hub passes back from a unit of its domain, or of one
+/// reached through it: verified against that domain's CA and CRL, its
+/// recipient named as this hub names it (`unit@domain`), then recorded as
+/// a local unit's is. The bytes go on unchanged.
+pub(crate) async fn record_relayed(
+    bytes: &[u8],
+    from: &gongwen_common::federation::Domain,
+    core: &Core,
+) -> Result<ReceiptKind, Refusal> {
+    let Some(f) = core.federation() else {
+        return Err(Refusal::new(ErrorCode::BadRequest, "no [federation] here"));
+    };
+    let mut verified = None;
+    let mut last = None;
+    for domain in f.carried_by(from) {
+        let Some(checker) = f.checker_of(&domain) else {
+            continue;
+        };
+        match Receipt::verify(bytes, Some(&checker), core.clock().now()) {
+            Ok((r, _)) => {
+                verified = Some((r, domain));
+                break;
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    let Some((mut receipt, domain)) = verified else {
+        let refusal = match last {
+            Some(e) if e.is_transient() => Refusal::new(ErrorCode::NotNow, e.to_string()),
+            Some(e) => Refusal::new(ErrorCode::BadSignature, e.to_string()),
+            None => Refusal::new(
+                ErrorCode::NotNow,
+                format!("no revocation list of the domains {from} carries is held yet"),
+            ),
+        };
+        warn!(peer = %from, "security: a relayed receipt was refused: {}", refusal.message);
+        return Err(refusal);
+    };
+    if receipt.issuer != receipt.recipient || !receipt.recipient.is_local() {
+        return Err(Refusal::new(
+            ErrorCode::NotTheSender,
+            "a relayed receipt must be its recipient's own",
+        ));
+    }
+    receipt.recipient = NodeId::remote(&receipt.recipient, &domain);
+    receipt.issuer = receipt.recipient.clone();
+    let Some(doc) = core.store().doc(receipt.doc_id).await? else {
+        return Err(Refusal::new(
+            ErrorCode::UnknownDocument,
+            format!("this hub never accepted document {}", receipt.doc_id),
+        ));
+    };
+    check_cites(&receipt, &doc)?;
+    match receipt.kind {
+        ReceiptKind::Delivered | ReceiptKind::Quarantined => {}
+        ReceiptKind::Acknowledged | ReceiptKind::Rejected => {
+            return record_answer(receipt, bytes, core).await;
+        }
+        ReceiptKind::Accepted => {
+            return Err(Refusal::new(
+                ErrorCode::BadRequest,
+                "an accepted receipt is not passed on",
+            ));
+        }
+    }
+    let kind = receipt.kind;
+    let recorded = core
+        .committer()
+        .delivery(Delivery {
+            receipt_bytes: bytes.to_vec(),
+            receipt,
+            at_ms: core.now_ms(),
+        })
+        .await?;
+    if recorded.new {
+        core.metrics().receipt_recorded(kind);
+        core.wake_pushes(&recorded.sender);
+    }
+    if recorded.content_done
+        && let Err(e) = core.store().drop_content(doc.doc_id).await
+    {
+        warn!(doc = %doc.doc_id, "delivered content not removed yet: {e}");
     }
     Ok(kind)
 }
@@ -144,7 +230,7 @@ async fn record_answer(
             if new {
                 info!(doc = %doc_id, %recipient, "{}", kind.as_str());
                 core.metrics().receipt_recorded(kind);
-                core.units().wake_pushes(&sender);
+                core.wake_pushes(&sender);
                 // A signed-for question may have armed the answer ladder.
                 core.wake_escalation();
             }
@@ -215,7 +301,7 @@ pub(crate) async fn recall(
     info!(doc = %doc_id, "recalled: {} withdrawn at the hub, {} notified, {} had already answered",
         recalled.withdrawn.len(), recalled.notified.len(), recalled.answered.len());
     for r in &recalled.notified {
-        core.units().wake_pushes(r);
+        core.wake_pushes(r);
     }
     let body = serde_json::json!({
         "doc_id": doc_id,
@@ -242,7 +328,7 @@ pub(crate) async fn urge(
     });
     let urged = core.store().urge_now(doc_id, units, now, notice).await?;
     for r in &urged {
-        core.units().wake_pushes(r);
+        core.wake_pushes(r);
     }
     info!(doc = %doc_id, units = urged.len(), "urged by the sender");
     Ok(Message::Json {

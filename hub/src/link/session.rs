@@ -54,6 +54,9 @@ pub(crate) async fn run(
         .in_current_span(),
     );
     tasks.spawn(crl_pusher(conn.clone(), core.clone(), wake).in_current_span());
+    if version >= 8 && core.federation().is_some() {
+        tasks.spawn(crate::link::peer::trust_pusher(conn.clone(), core.clone()).in_current_span());
+    }
     let strikes = Arc::new(std::sync::atomic::AtomicU32::new(0));
     loop {
         tokio::select! {
@@ -238,9 +241,16 @@ async fn upload(
         }
     };
     let span = info_span!("upload", doc = %upload.doc_id);
-    crate::link::upload::receive(send, recv, peer.ident, core, peer.warnings, upload)
-        .instrument(span)
-        .await
+    crate::link::upload::receive(
+        send,
+        recv,
+        crate::link::upload::Origin::Unit(peer.ident),
+        core,
+        peer.warnings,
+        upload,
+    )
+    .instrument(span)
+    .await
 }
 
 /// The rest of a tree-form upload's leaves, up to its `UploadBegin`. At
@@ -341,7 +351,7 @@ pub fn nodes_named(names: &[String], groups: &BTreeMap<String, Vec<NodeId>>) -> 
     for name in names {
         if let Some(members) = groups.get(name) {
             out.extend(members.iter().cloned());
-        } else if let Ok(id) = NodeId::parse(name) {
+        } else if let Ok(id) = NodeId::parse_address(name) {
             out.insert(id);
         }
     }
@@ -365,7 +375,7 @@ pub fn resolve(
     let mut seen = BTreeSet::new();
     for name in names {
         let group = groups.get(&name);
-        let members = match (group, NodeId::parse(&name)) {
+        let members = match (group, NodeId::parse_address(&name)) {
             (Some(members), _) => members.clone(),
             (None, Ok(id)) => vec![id],
             (None, Err(_)) => {
@@ -397,6 +407,12 @@ async fn lookup(names: Vec<String>, core: &Core) -> Result<Message, Refusal> {
     let enrolled = core.enrolled().current();
     let mut known = BTreeMap::new();
     for node in nodes_named(&names, &enrolled.groups) {
+        if !node.is_local() {
+            if let Some(b) = core.federation().and_then(|f| f.remote_binding(&node)) {
+                known.insert(node, b);
+            }
+            continue;
+        }
         let published = core.store().binding(&node).await?;
         if let Some(b) = enrolled.binding_for(&node, published) {
             known.insert(node, b);

@@ -299,12 +299,91 @@ fn whole_header(
     }
 }
 
+/// Who hands the hub a document: its sending unit, or the hub of a peer
+/// domain relaying it.
+#[derive(Clone, Copy)]
+pub(crate) enum Origin<'a> {
+    Unit(&'a CertIdentity),
+    Peer(&'a gongwen_common::federation::Domain),
+}
+
+/// A relayed document's sender, checked: signed by a unit of the peer's
+/// domain or of a domain our configuration reaches through that peer,
+/// valid by that domain's CA and CRL. Returns the sender's domain.
+fn judge_relayed_sender(
+    sealed: &SealedHeader,
+    from: &gongwen_common::federation::Domain,
+    core: &Core,
+) -> Result<gongwen_common::federation::Domain, Refusal> {
+    let Some(f) = core.federation() else {
+        return Err(Refusal::new(ErrorCode::BadRequest, "no [federation] here"));
+    };
+    let mut last = None;
+    for domain in f.carried_by(from) {
+        let Some(checker) = f.checker_of(&domain) else {
+            continue;
+        };
+        match sealed.verify(Some(&checker), core.clock().now()) {
+            Ok(_) => return Ok(domain),
+            Err(e) => last = Some(e),
+        }
+    }
+    let foreign = gongwen_common::pki::CertProblem::NotFromCa.to_string();
+    Err(match last {
+        Some(e) if e.to_string().contains(&foreign) => Refusal::new(
+            ErrorCode::BadSignature,
+            format!(
+                "its sender's certificate was not issued by the CA of {} (the domains {from} may carry documents of)",
+                f.carried_by(from)
+                    .iter()
+                    .map(|d| d.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+        Some(e) => Refusal::signature(e),
+        None => Refusal::new(
+            ErrorCode::NotNow,
+            format!("no revocation list of the domains {from} carries is held yet"),
+        ),
+    })
+}
+
+/// A relayed document's addresses as this hub sees them (relative to
+/// `sender_domain` in the header), and which recipients are this hub's
+/// to handle: its own units, and units of domains it reaches through a
+/// peer other than `from`. Pure.
+pub fn localize(
+    meta: &DocMeta,
+    sender_domain: &gongwen_common::federation::Domain,
+    here: &gongwen_common::federation::Domain,
+    handled: impl Fn(&gongwen_common::federation::Domain) -> bool,
+) -> DocMeta {
+    let absolute = |a: &NodeId| match a.domain() {
+        Some(_) => a.clone(),
+        None => NodeId::remote(a, sender_domain),
+    };
+    let keep = |a: &NodeId| {
+        let a = absolute(a);
+        match a.domain() {
+            Some(d) if &d == here => Some(a.seen_from(Some(here))),
+            Some(d) if &d != sender_domain && handled(&d) => Some(a),
+            _ => None,
+        }
+    };
+    let mut out = meta.clone();
+    out.sender = absolute(&meta.sender);
+    out.to = meta.to.iter().filter_map(keep).collect();
+    out.cc = meta.cc.iter().filter_map(keep).collect();
+    out
+}
+
 /// Receive, check and durably store one uploaded document, then sign
 /// `accepted`. Resumes from the last durable point of an earlier attempt.
 pub(crate) async fn receive(
     send: &mut quinn::SendStream,
     recv: &mut quinn::RecvStream,
-    ident: &CertIdentity,
+    origin: Origin<'_>,
     core: &Core,
     warnings: &crate::state::loglimit::Warnings,
     upload: Upload,
@@ -317,24 +396,56 @@ pub(crate) async fn receive(
         leaves,
     } = upload;
     let (header_bytes, sealed) = whole_header(header, leaves)?;
-    let meta = sealed.meta().clone();
-    let checked = check_header(
-        &meta,
-        sealed.header.content_len,
-        doc_id,
-        &ident.id,
-        content_len,
-        core.config().max_document_size,
-    );
-    if let Err(r) = &checked
-        && r.code == ErrorCode::NotTheSender
-    {
-        warn!(claimed = %meta.sender, "security: a document claims another sender");
-    }
-    checked?;
-    sealed
-        .verify(Some(&core.checker()), core.clock().now())
-        .map_err(Refusal::signature)?;
+    let signed_meta = sealed.meta().clone();
+    let meta = match origin {
+        Origin::Unit(ident) => {
+            let checked = check_header(
+                &signed_meta,
+                sealed.header.content_len,
+                doc_id,
+                &ident.id,
+                content_len,
+                core.config().max_document_size,
+            );
+            if let Err(r) = &checked
+                && r.code == ErrorCode::NotTheSender
+            {
+                warn!(claimed = %signed_meta.sender, "security: a document claims another sender");
+            }
+            checked?;
+            sealed
+                .verify(Some(&core.checker()), core.clock().now())
+                .map_err(Refusal::signature)?;
+            check_remote_recipients(&signed_meta, core)?;
+            signed_meta
+        }
+        Origin::Peer(from) => {
+            check_header(
+                &signed_meta,
+                sealed.header.content_len,
+                doc_id,
+                &signed_meta.sender,
+                content_len,
+                core.config().max_document_size,
+            )?;
+            let sender_domain = judge_relayed_sender(&sealed, from, core).inspect_err(|r| {
+                warn!(peer = %from, "security: a relayed document was refused: {}", r.message);
+            })?;
+            let Some(f) = core.federation() else {
+                return Err(Refusal::new(ErrorCode::BadRequest, "no [federation] here"));
+            };
+            let meta = localize(&signed_meta, &sender_domain, f.domain(), |d| {
+                f.next_hop(d).is_some_and(|hop| &hop != from)
+            });
+            if meta.to.is_empty() && meta.cc.is_empty() {
+                return Err(Refusal::new(
+                    ErrorCode::UnknownRecipient,
+                    format!("none of its recipients is reached through {}", f.domain()),
+                ));
+            }
+            meta
+        }
+    };
     let digest = serial_hex(&sealed.digest());
     let store = core.store();
     let seen = judge_seen(
@@ -349,14 +460,16 @@ pub(crate) async fn receive(
             return Ok(Message::Accepted { receipt });
         }
         Err(r) => {
-            warn!(sender = %ident.id, "security: document id reused for different content; refused");
+            warn!(sender = %meta.sender, "security: document id reused for different content; refused");
             return Err(r);
         }
     }
-    if let Some(answers) = &meta.links.answers {
+    if let Some(answers) = &meta.links.answers
+        && matches!(origin, Origin::Unit(_))
+    {
         let asked = store.doc(answers.doc_id).await?;
         check_answer(&meta, answers, asked.as_ref()).inspect_err(|r| {
-            warn!(sender = %ident.id, "security: an answer that does not fit its question was refused: {}", r.message);
+            warn!(sender = %meta.sender, "security: an answer that does not fit its question was refused: {}", r.message);
         })?;
     }
     let recipients = meta.recipients();
@@ -366,14 +479,24 @@ pub(crate) async fn receive(
     // An enrolled unit can receive before its agent ever connected.
     let enrolled = core.enrolled().current();
     let mut unknown = Vec::new();
-    for r in &recipients {
+    for r in recipients.iter().filter(|r| r.is_local()) {
         if enrolled.entry(r).is_none() && store.binding(r).await?.is_none() {
             unknown.push(r.clone());
         }
     }
     check_recipients(&unknown)?;
-    // Held until the accept is committed, when the store counts it.
-    let _counted = check_quota(core, &ident.id, &recipients, warnings).await?;
+    // Held until the accept is committed, when the store counts it. A
+    // remote recipient's copies wait in its domain's queue, which the link
+    // to the peer drains: not counted against the sender.
+    let local: Vec<NodeId> = recipients
+        .iter()
+        .filter(|r| r.is_local())
+        .cloned()
+        .collect();
+    let _counted = match origin {
+        Origin::Unit(ident) => check_quota(core, &ident.id, &local, warnings).await?,
+        Origin::Peer(_) => Vec::new(),
+    };
 
     let mut sink = store
         .open_upload(doc_id, &digest, content_len, sealed.header.suite)
@@ -479,9 +602,42 @@ pub(crate) async fn receive(
     core.metrics().receipt_recorded(ReceiptKind::Accepted);
     core.wake_escalation();
     for r in &recipients {
-        core.units().wake_deliveries(r);
+        match (r.domain(), core.federation()) {
+            (None, _) => core.units().wake_deliveries(r),
+            (Some(d), Some(f)) => f.wake_relay(&d),
+            (Some(_), None) => {}
+        }
     }
     Ok(Message::Accepted { receipt })
+}
+
+/// A remote recipient must be of a domain this hub reaches, and listed in
+/// that domain's directory.
+fn check_remote_recipients(meta: &DocMeta, core: &Core) -> Result<(), Refusal> {
+    let remote: Vec<&NodeId> = meta
+        .to
+        .iter()
+        .chain(&meta.cc)
+        .filter(|r| !r.is_local())
+        .collect();
+    if remote.is_empty() {
+        return Ok(());
+    }
+    let Some(f) = core.federation() else {
+        return Err(Refusal::new(
+            ErrorCode::UnknownRecipient,
+            format!(
+                "unknown recipient: {} (this hub is not federated with other domains)",
+                remote[0]
+            ),
+        ));
+    };
+    let unknown: Vec<NodeId> = remote
+        .into_iter()
+        .filter(|r| !f.knows(r))
+        .cloned()
+        .collect();
+    check_recipients(&unknown)
 }
 
 #[cfg(test)]

@@ -210,6 +210,17 @@ impl Core {
     }
 
     /// The checker of the current CRL.
+    /// Something was queued for `node` to take (a receipt, a notice): wake
+    /// its link, or for a unit of another domain the link to the peer that
+    /// carries it.
+    pub(crate) fn wake_pushes(&self, node: &NodeId) {
+        match (node.domain(), self.federation()) {
+            (None, _) => self.units.wake_pushes(node),
+            (Some(d), Some(f)) => f.wake_relay(&d),
+            (Some(_), None) => {}
+        }
+    }
+
     /// The peer domains and links, when `[federation]` is configured.
     pub(crate) fn federation(&self) -> Option<&crate::state::federation::Federation> {
         self.federation.as_ref()

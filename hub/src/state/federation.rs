@@ -14,11 +14,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use gongwen_common::NodeId;
 use gongwen_common::config::{FederationConfig, PeerConfig};
-use gongwen_common::federation::{Domain, FederationStatement};
+use gongwen_common::directory::UnitDirectory;
+use gongwen_common::federation::{Chain, Domain, FederationStatement, MAX_CHAIN};
 use gongwen_common::pki::{CertChecker, CertIdentity, Crl, Role};
 use gongwen_common::suite::Suite;
 use gongwen_common::timefmt::rfc3339;
+use gongwen_common::wire::PeerOfferKind;
 use gongwen_common::wire::RefuseCode;
 use rustls::pki_types::CertificateDer;
 use time::OffsetDateTime;
@@ -30,6 +33,9 @@ use crate::rules::admission::Refused;
 pub(crate) struct PeerTrust {
     pub config: PeerConfig,
     pub statement: FederationStatement,
+    /// The statement as our CA signed it: the first link of every chain
+    /// we hand on for this peer.
+    pub statement_bytes: Vec<u8>,
     pub ca: CertificateDer<'static>,
     /// The newest CRL the peer gave us, if any yet.
     pub crl: Option<Crl>,
@@ -41,7 +47,7 @@ pub(crate) struct PeerTrust {
 impl PeerTrust {
     fn new(
         config: PeerConfig,
-        statement: FederationStatement,
+        (statement, statement_bytes): (FederationStatement, Vec<u8>),
         crl: Option<Crl>,
     ) -> Result<PeerTrust, String> {
         let ca = CertificateDer::from(statement.peer_ca.clone());
@@ -54,11 +60,31 @@ impl PeerTrust {
         Ok(PeerTrust {
             config,
             statement,
+            statement_bytes,
             ca,
             crl,
             checker,
         })
     }
+}
+
+/// A domain reached through a peer, trusted as the chain from that peer's
+/// CA to its own says ([`Chain`]).
+#[derive(Debug)]
+pub(crate) struct RoutedTrust {
+    /// The peer it is reached through (its `routes`).
+    pub via: Domain,
+    /// The peer's chain for it, from the peer's CA.
+    pub chain: Chain,
+    pub ca: CertificateDer<'static>,
+    pub crl: Option<Crl>,
+}
+
+/// A domain's unit directory as its CA signed it (handed on verbatim).
+#[derive(Debug)]
+pub(crate) struct HeldDirectory {
+    pub bytes: Arc<Vec<u8>>,
+    pub directory: Arc<UnitDirectory>,
 }
 
 /// How a link came to be.
@@ -91,6 +117,7 @@ struct Links {
 /// This hub's federation: its domain, the peers it trusts, the live links.
 #[derive(Debug)]
 pub(crate) struct Federation {
+    config: FederationConfig,
     domain: Domain,
     suite: Suite,
     our_ca: CertificateDer<'static>,
@@ -101,6 +128,15 @@ pub(crate) struct Federation {
     next_ticket: std::sync::atomic::AtomicU64,
     /// Bumped when our own CRL changes: every link pushes it to its peer.
     our_crl: tokio::sync::watch::Sender<u64>,
+    /// Domains reached through a peer.
+    routed: Mutex<BTreeMap<Domain, Arc<RoutedTrust>>>,
+    /// The unit directories of the other domains.
+    directories: Mutex<BTreeMap<Domain, Arc<HeldDirectory>>>,
+    /// Bumped when anything we hand our peers changed (a chain, a CRL, a
+    /// directory): every link offers what changed.
+    offers: tokio::sync::watch::Sender<u64>,
+    /// Per peer: wakes its link's relay (something was queued for it).
+    relay_wakes: Mutex<BTreeMap<Domain, Arc<tokio::sync::Notify>>>,
 }
 
 /// Read and check the statement of `peer`: signed by our CA (`our_ca`,
@@ -109,7 +145,7 @@ pub fn load_statement(
     peer: &PeerConfig,
     our_ca: &[u8],
     suite: Suite,
-) -> Result<FederationStatement, String> {
+) -> Result<(FederationStatement, Vec<u8>), String> {
     let path = &peer.statement;
     let bytes = std::fs::read(path).map_err(|e| {
         format!(
@@ -139,7 +175,7 @@ pub fn load_statement(
             peer.domain
         ));
     }
-    Ok(statement)
+    Ok((statement, bytes))
 }
 
 fn crl_path(dir: &Path, domain: &Domain) -> PathBuf {
@@ -159,7 +195,7 @@ impl Federation {
         let mut peers = BTreeMap::new();
         for peer in &config.peers {
             let statement = load_statement(peer, our_ca, suite)?;
-            let ca = CertificateDer::from(statement.peer_ca.clone());
+            let ca = CertificateDer::from(statement.0.peer_ca.clone());
             // A kept CRL that no longer fits (the statement changed) is
             // forgotten: the peer sends its own on the next link.
             let crl = std::fs::read(crl_path(&dir, &peer.domain))
@@ -168,7 +204,8 @@ impl Federation {
             let trust = PeerTrust::new(peer.clone(), statement, crl)?;
             peers.insert(peer.domain.clone(), Arc::new(trust));
         }
-        Ok(Federation {
+        let federation = Federation {
+            config: config.clone(),
             domain: config.domain.clone(),
             suite,
             our_ca: our_ca.clone(),
@@ -177,7 +214,379 @@ impl Federation {
             links: Mutex::default(),
             next_ticket: Default::default(),
             our_crl: tokio::sync::watch::Sender::new(0),
-        })
+            routed: Mutex::default(),
+            directories: Mutex::default(),
+            offers: tokio::sync::watch::Sender::new(0),
+            relay_wakes: Mutex::default(),
+        };
+        federation.load_kept();
+        Ok(federation)
+    }
+
+    /// What earlier links brought, kept in `data_dir/federation`: each
+    /// routed domain's chain and CRL, each domain's directory — each
+    /// checked again, and forgotten if it no longer verifies.
+    fn load_kept(&self) {
+        for p in &self.config.peers {
+            for r in &p.routes {
+                let Ok(bytes) = std::fs::read(self.dir.join(format!("{r}.chain"))) else {
+                    continue;
+                };
+                if let Err(e) = self.take_offer(&p.domain, PeerOfferKind::Statement, r, &bytes) {
+                    tracing::warn!("forgot the kept trust of {r}: {e}");
+                    continue;
+                }
+                if let Ok(crl) = std::fs::read(crl_path(&self.dir, r)) {
+                    let _ = self.take_offer(&p.domain, PeerOfferKind::Crl, r, &crl);
+                }
+            }
+        }
+        let known: Vec<(Domain, Domain)> = self
+            .config
+            .peers
+            .iter()
+            .flat_map(|p| {
+                std::iter::once((p.domain.clone(), p.domain.clone()))
+                    .chain(p.routes.iter().map(|r| (p.domain.clone(), r.clone())))
+            })
+            .collect();
+        for (via, d) in known {
+            if let Ok(bytes) = std::fs::read(self.dir.join(format!("{d}.gwd")))
+                && let Err(e) = self.take_offer(&via, PeerOfferKind::Directory, &d, &bytes)
+            {
+                tracing::warn!("forgot the kept unit directory of {d}: {e}");
+            }
+        }
+    }
+
+    fn routed(&self) -> std::sync::MutexGuard<'_, BTreeMap<Domain, Arc<RoutedTrust>>> {
+        self.routed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn directories(&self) -> std::sync::MutexGuard<'_, BTreeMap<Domain, Arc<HeldDirectory>>> {
+        self.directories.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The CA of `domain`, a peer or reached through one.
+    pub(crate) fn ca_of(&self, domain: &Domain) -> Option<CertificateDer<'static>> {
+        if let Some(p) = self.peer(domain) {
+            return Some(p.ca.clone());
+        }
+        self.routed().get(domain).map(|r| r.ca.clone())
+    }
+
+    /// Checks signers of `domain` (its CA and CRL); `None` while its
+    /// trust or its CRL is not held.
+    pub(crate) fn checker_of(&self, domain: &Domain) -> Option<Arc<CertChecker>> {
+        if let Some(p) = self.peer(domain) {
+            return p.checker.clone();
+        }
+        let r = self.routed().get(domain).cloned()?;
+        let crl = r.crl.as_ref()?;
+        CertChecker::new(&r.ca, Some(crl)).ok().map(Arc::new)
+    }
+
+    /// The peer a document or receipt for `domain` goes to.
+    pub(crate) fn next_hop(&self, domain: &Domain) -> Option<Domain> {
+        self.config.next_hop(domain).map(|p| p.domain.clone())
+    }
+
+    /// The domains whose units' documents and receipts the hub of `from`
+    /// may hand us: its own, and those our configuration reaches through
+    /// it.
+    pub(crate) fn carried_by(&self, from: &Domain) -> Vec<Domain> {
+        let mut out = vec![from.clone()];
+        if let Some(p) = self.config.peers.iter().find(|p| &p.domain == from) {
+            out.extend(p.routes.iter().cloned());
+        }
+        out
+    }
+
+    /// The domains a link to `peer` carries our queues for.
+    pub(crate) fn relayed_through(&self, peer: &Domain) -> Vec<Domain> {
+        self.carried_by(peer)
+    }
+
+    /// Whether `address` (`unit@domain`) is a unit this hub can reach: a
+    /// domain it routes to, whose directory lists the unit.
+    pub(crate) fn knows(&self, address: &NodeId) -> bool {
+        let Some(domain) = address.domain() else {
+            return false;
+        };
+        if self.next_hop(&domain).is_none() {
+            return false;
+        }
+        let Ok(unit) = NodeId::parse(address.unit()) else {
+            return false;
+        };
+        self.directories()
+            .get(&domain)
+            .is_some_and(|h| h.directory.get(&unit).is_some())
+    }
+
+    /// Something was queued for `domain`'s units: wake the link that
+    /// carries it.
+    pub(crate) fn wake_relay(&self, domain: &Domain) {
+        if let Some(hop) = self.next_hop(domain) {
+            self.relay_wake(&hop).notify_one();
+        }
+    }
+
+    /// What wakes the relay of the link to `peer`.
+    pub(crate) fn relay_wake(&self, peer: &Domain) -> Arc<tokio::sync::Notify> {
+        self.relay_wakes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(peer.clone())
+            .or_default()
+            .clone()
+    }
+
+    /// Something we hand our peers changed.
+    pub(crate) fn offers_changed(&self) {
+        self.offers.send_modify(|n| *n += 1);
+    }
+
+    /// Woken when something we hand our peers changed.
+    pub(crate) fn watch_offers(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.offers.subscribe()
+    }
+
+    /// Keep `bytes` as `name` in the federation folder.
+    fn keep(&self, name: &str, bytes: &[u8]) -> Result<(), String> {
+        std::fs::create_dir_all(&self.dir)
+            .and_then(|_| gongwen_common::fsutil::write_atomic(&self.dir.join(name), bytes, 0o644))
+            .map_err(|e| format!("cannot keep {name} in {}: {e}", self.dir.display()))
+    }
+
+    /// Take what the hub of `from` offered about `domain`. `Ok(true)`: it
+    /// is new and kept; `Ok(false)`: held already. A statement (chain) is
+    /// taken only for a domain our configuration routes through `from`; a
+    /// CRL or directory only for `from` itself or such a domain, and only
+    /// as signed by that domain's CA.
+    pub(crate) fn take_offer(
+        &self,
+        from: &Domain,
+        kind: PeerOfferKind,
+        domain: &Domain,
+        bytes: &[u8],
+    ) -> Result<bool, String> {
+        let routed_via_from = self
+            .config
+            .peers
+            .iter()
+            .any(|p| &p.domain == from && p.routes.contains(domain));
+        if domain != from && !routed_via_from {
+            return Err(format!(
+                "{domain} is not reached through {from} here (no routes entry for it)"
+            ));
+        }
+        match kind {
+            PeerOfferKind::Statement => {
+                if domain == from {
+                    return Err(format!("{from} needs no chain for itself"));
+                }
+                let chain = Chain::decode(bytes).map_err(|e| e.to_string())?;
+                let from_ca = self
+                    .peer(from)
+                    .map(|p| p.ca.clone())
+                    .ok_or_else(|| format!("{from} is not a peer"))?;
+                let ca = chain
+                    .verify(from_ca.as_ref(), domain, self.suite)
+                    .map_err(|e| format!("the chain {from} offered for {domain}: {e}"))?;
+                if chain.0.len() >= MAX_CHAIN {
+                    return Err(format!("{domain} is more than {MAX_CHAIN} hops from here"));
+                }
+                if ca == self.our_ca.as_ref() {
+                    return Err(format!("{from} offered our own CA as {domain}'s"));
+                }
+                let held = self.routed().get(domain).cloned();
+                if let Some(h) = &held
+                    && h.chain == chain
+                {
+                    return Ok(false);
+                }
+                let ca = CertificateDer::from(ca);
+                let crl = held.filter(|h| h.ca == ca).and_then(|h| h.crl.clone());
+                self.keep(&format!("{domain}.chain"), bytes)?;
+                self.routed().insert(
+                    domain.clone(),
+                    Arc::new(RoutedTrust {
+                        via: from.clone(),
+                        chain,
+                        ca,
+                        crl,
+                    }),
+                );
+                self.offers_changed();
+                Ok(true)
+            }
+            PeerOfferKind::Crl if domain == from => {
+                let new = self.take_crl(from, bytes)?;
+                if new {
+                    self.offers_changed();
+                }
+                Ok(new)
+            }
+            PeerOfferKind::Crl => {
+                let Some(held) = self.routed().get(domain).cloned() else {
+                    return Err(format!("no trust of {domain} is held yet"));
+                };
+                let crl = Crl::parse(bytes, &held.ca).map_err(|e| {
+                    format!("the revocation list offered as {domain}'s cannot be used: {e}")
+                })?;
+                if let Some(old) = &held.crl {
+                    if crl.this_update < old.this_update {
+                        return Err(format!(
+                            "the revocation list offered as {domain}'s is older than the one held"
+                        ));
+                    }
+                    if crl.der == old.der {
+                        return Ok(false);
+                    }
+                }
+                self.keep(&format!("{domain}.crl"), &crl.der)?;
+                self.routed().insert(
+                    domain.clone(),
+                    Arc::new(RoutedTrust {
+                        via: held.via.clone(),
+                        chain: held.chain.clone(),
+                        ca: held.ca.clone(),
+                        crl: Some(crl),
+                    }),
+                );
+                self.offers_changed();
+                Ok(true)
+            }
+            PeerOfferKind::Directory => {
+                let ca = self
+                    .ca_of(domain)
+                    .ok_or_else(|| format!("no trust of {domain} is held yet"))?;
+                let directory = UnitDirectory::verify(bytes, ca.as_ref())
+                    .map_err(|e| format!("the unit directory offered as {domain}'s: {e}"))?;
+                if let Some(held) = self.directories().get(domain).cloned() {
+                    if held.bytes.as_slice() == bytes {
+                        return Ok(false);
+                    }
+                    if directory.issued_ms < held.directory.issued_ms {
+                        return Err(format!(
+                            "the unit directory offered as {domain}'s is older than the one held"
+                        ));
+                    }
+                }
+                self.keep(&format!("{domain}.gwd"), bytes)?;
+                self.directories().insert(
+                    domain.clone(),
+                    Arc::new(HeldDirectory {
+                        bytes: Arc::new(bytes.to_vec()),
+                        directory: Arc::new(directory),
+                    }),
+                );
+                self.offers_changed();
+                Ok(true)
+            }
+        }
+    }
+
+    /// What we hand the hub of `to`: for every other domain we trust, our
+    /// chain for it, its CRL and its directory; and our own directory
+    /// (`own_directory`, as our CA signed it). In a fixed order.
+    pub(crate) fn offers_for(
+        &self,
+        to: &Domain,
+        own_directory: Option<Vec<u8>>,
+    ) -> Vec<(PeerOfferKind, Domain, Arc<Vec<u8>>)> {
+        let mut out = Vec::new();
+        if let Some(bytes) = own_directory {
+            out.push((
+                PeerOfferKind::Directory,
+                self.domain.clone(),
+                Arc::new(bytes),
+            ));
+        }
+        out.extend(self.trust_items(Some(to), true));
+        out
+    }
+
+    /// What our agents are handed: for every other domain, our chain for
+    /// it (from our CA, which is theirs) and its CRL, so that they check
+    /// signatures, key bindings and receipts of its units themselves.
+    pub(crate) fn trust_for_agents(&self) -> Vec<(PeerOfferKind, Domain, Arc<Vec<u8>>)> {
+        self.trust_items(None, false)
+    }
+
+    fn trust_items(
+        &self,
+        except: Option<&Domain>,
+        with_directories: bool,
+    ) -> Vec<(PeerOfferKind, Domain, Arc<Vec<u8>>)> {
+        let mut out = Vec::new();
+        let directories = self.directories().clone();
+        let mut add = |d: &Domain, chain: Chain, crl: Option<&Crl>| {
+            out.push((
+                PeerOfferKind::Statement,
+                d.clone(),
+                Arc::new(chain.encode()),
+            ));
+            if let Some(crl) = crl {
+                out.push((PeerOfferKind::Crl, d.clone(), Arc::new(crl.der.to_vec())));
+            }
+            if with_directories && let Some(dir) = directories.get(d) {
+                out.push((PeerOfferKind::Directory, d.clone(), dir.bytes.clone()));
+            }
+        };
+        for p in self.all() {
+            if Some(&p.config.domain) == except {
+                continue;
+            }
+            add(
+                &p.config.domain,
+                Chain(vec![p.statement_bytes.clone()]),
+                p.crl.as_ref(),
+            );
+        }
+        let routed: Vec<(Domain, Arc<RoutedTrust>)> = self
+            .routed()
+            .iter()
+            .map(|(d, r)| (d.clone(), r.clone()))
+            .collect();
+        for (d, r) in routed {
+            if Some(&d) == except || Some(&r.via) == except || r.chain.0.len() + 1 > MAX_CHAIN {
+                continue;
+            }
+            let Some(via) = self.peer(&r.via) else {
+                continue;
+            };
+            let mut chain = vec![via.statement_bytes.clone()];
+            chain.extend(r.chain.0.iter().cloned());
+            add(&d, Chain(chain), r.crl.as_ref());
+        }
+        out
+    }
+
+    /// The key binding of a remote address, from its domain's directory
+    /// (signed by the unit itself: the sender checks it against that
+    /// domain's CA).
+    pub(crate) fn remote_binding(&self, address: &NodeId) -> Option<Vec<u8>> {
+        let domain = address.domain()?;
+        let unit = NodeId::parse(address.unit()).ok()?;
+        let dirs = self.directories();
+        dirs.get(&domain)?
+            .directory
+            .get(&unit)
+            .map(|e| e.binding.clone())
+    }
+
+    /// Every unit of the other domains we hold a directory of, as an
+    /// address (`unit@domain`), with its name and role.
+    pub(crate) fn remote_units(&self) -> Vec<(NodeId, String, gongwen_common::Role)> {
+        let mut out = Vec::new();
+        for (d, held) in self.directories().iter() {
+            for e in &held.directory.entries {
+                out.push((NodeId::remote(&e.id, d), e.name.clone(), e.role));
+            }
+        }
+        out
     }
 
     pub(crate) fn domain(&self) -> &Domain {
@@ -218,10 +627,10 @@ impl Federation {
             return Ok(false);
         };
         let statement = load_statement(&held.config, &self.our_ca, self.suite)?;
-        if statement == held.statement {
+        if statement.0 == held.statement {
             return Ok(false);
         }
-        let crl = if statement.peer_ca == held.statement.peer_ca {
+        let crl = if statement.0.peer_ca == held.statement.peer_ca {
             held.crl.clone()
         } else {
             None
@@ -266,7 +675,11 @@ impl Federation {
                     self.dir.display()
                 )
             })?;
-        let trust = PeerTrust::new(held.config.clone(), held.statement.clone(), Some(crl))?;
+        let trust = PeerTrust::new(
+            held.config.clone(),
+            (held.statement.clone(), held.statement_bytes.clone()),
+            Some(crl),
+        )?;
         self.peers().insert(domain.clone(), Arc::new(trust));
         Ok(true)
     }
@@ -438,17 +851,39 @@ impl Federation {
         self.our_crl.subscribe()
     }
 
-    /// One row per peer for `gongwen-hub peers`.
+    /// One row per peer for `gongwen-hub peers`, then one per domain
+    /// reached through a peer.
     pub(crate) fn rows(&self, now: OffsetDateTime) -> Vec<PeerRow> {
         let peers = self.all();
+        let routed: Vec<(Domain, Arc<RoutedTrust>)> = self
+            .routed()
+            .iter()
+            .map(|(d, r)| (d.clone(), r.clone()))
+            .collect();
+        let units: BTreeMap<Domain, usize> = self
+            .directories()
+            .iter()
+            .map(|(d, h)| (d.clone(), h.directory.entries.len()))
+            .collect();
         let links = self.links();
-        peers
+        let crl_fields = |crl: Option<&Crl>| {
+            (
+                crl.map(|c| rfc3339(c.this_update)),
+                crl.map(|c| (now - c.this_update).whole_seconds().max(0)),
+                crl.and_then(|c| c.next_update).map(rfc3339),
+                crl.is_none_or(|c| c.is_stale(now)),
+            )
+        };
+        let mut out: Vec<PeerRow> = peers
             .iter()
             .map(|p| {
                 let l = links.get(&p.config.domain);
                 let live = l.map(|l| l.live.as_slice()).unwrap_or_default();
+                let (crl_issued, crl_age_seconds, crl_next_update, crl_stale) =
+                    crl_fields(p.crl.as_ref());
                 PeerRow {
                     domain: p.config.domain.clone(),
+                    via: None,
                     connected: !live.is_empty(),
                     links: live
                         .iter()
@@ -460,13 +895,11 @@ impl Federation {
                         .collect(),
                     dial: p.config.addr.clone(),
                     routes: p.config.routes.clone(),
-                    crl_issued: p.crl.as_ref().map(|c| rfc3339(c.this_update)),
-                    crl_age_seconds: p
-                        .crl
-                        .as_ref()
-                        .map(|c| (now - c.this_update).whole_seconds().max(0)),
-                    crl_next_update: p.crl.as_ref().and_then(|c| c.next_update).map(rfc3339),
-                    crl_stale: p.crl.as_ref().is_none_or(|c| c.is_stale(now)),
+                    units: units.get(&p.config.domain).copied(),
+                    crl_issued,
+                    crl_age_seconds,
+                    crl_next_update,
+                    crl_stale,
                     last_problem: l.and_then(|l| l.last_problem.as_ref()).map(|(at, what)| {
                         ProblemRow {
                             at: rfc3339(*at),
@@ -475,7 +908,26 @@ impl Federation {
                     }),
                 }
             })
-            .collect()
+            .collect();
+        for (d, r) in routed {
+            let (crl_issued, crl_age_seconds, crl_next_update, crl_stale) =
+                crl_fields(r.crl.as_ref());
+            out.push(PeerRow {
+                connected: links.get(&r.via).is_some_and(|l| !l.live.is_empty()),
+                units: units.get(&d).copied(),
+                domain: d,
+                via: Some(r.via.clone()),
+                links: Vec::new(),
+                dial: Vec::new(),
+                routes: Vec::new(),
+                crl_issued,
+                crl_age_seconds,
+                crl_next_update,
+                crl_stale,
+                last_problem: None,
+            });
+        }
+        out
     }
 }
 
@@ -483,11 +935,16 @@ impl Federation {
 #[derive(Debug, Clone, serde::Serialize)]
 pub(crate) struct PeerRow {
     pub domain: Domain,
+    /// For a domain reached through a peer: that peer.
+    pub via: Option<Domain>,
+    /// Linked (for a routed domain: the peer it is reached through is).
     pub connected: bool,
     pub links: Vec<LinkRow>,
     /// Where this hub dials it (empty: it dials us).
     pub dial: Vec<String>,
     pub routes: Vec<Domain>,
+    /// Units in its CA's directory, if one is held.
+    pub units: Option<usize>,
     pub crl_issued: Option<String>,
     pub crl_age_seconds: Option<i64>,
     pub crl_next_update: Option<String>,

@@ -98,7 +98,7 @@ fn queue_push(txn: &redb::WriteTransaction, node: &NodeId, push: &Push) -> Resul
     let seq = counters.get("forward")?.map(|g| g.value()).unwrap_or(0) + 1;
     counters.insert("forward", seq)?;
     txn.open_table(FORWARD)?
-        .insert((node.as_str(), seq), push.encode().as_slice())?;
+        .insert((node.queue().as_str(), seq), push.encode().as_slice())?;
     Ok(())
 }
 
@@ -390,7 +390,7 @@ impl Embedded {
         let mut out = Vec::new();
         for row in t.range((key, "")..(key, "\u{10ffff}"))? {
             let (k, v) = row?;
-            if let Ok(id) = NodeId::parse(k.value().1) {
+            if let Ok(id) = NodeId::parse_address(k.value().1) {
                 out.push((id, parse(v.value())?));
             }
         }
@@ -522,7 +522,7 @@ impl Embedded {
                     }
                     Recall::AlreadyRecalled => continue,
                     Recall::Withdrawn => {
-                        queue.remove((r.as_str(), rank, key))?;
+                        queue.remove((r.queue().as_str(), rank, key))?;
                         txn.open_table(QUEUED_FROM)?.remove((
                             doc.sender.as_str(),
                             r.as_str(),
@@ -565,7 +565,7 @@ impl Embedded {
                 }
                 ladder.remove((due, doc_key.as_slice(), recipient.as_str()))?;
                 let (Ok(doc_id), Ok(recipient_id)) =
-                    (doc_id_of(&doc_key), NodeId::parse(&recipient))
+                    (doc_id_of(&doc_key), NodeId::parse_address(&recipient))
                 else {
                     continue;
                 };
@@ -740,7 +740,7 @@ fn accept_in(txn: &redb::WriteTransaction, a: &Accept) -> Result<(), StoreError>
     let mut ladder = txn.open_table(LADDER)?;
     for r in doc.recipients() {
         delivery.insert((key, r.as_str()), queued.as_slice())?;
-        queue.insert((r.as_str(), rank, key), ())?;
+        queue.insert((r.queue().as_str(), rank, key), ())?;
         by_sender.insert((doc.sender.as_str(), r.as_str(), key), ())?;
         if let Some(due) = a.first_due_ms {
             ladder.insert((due.max(0) as u64, key, r.as_str()), 0u32)?;
@@ -806,8 +806,9 @@ fn record_delivery_in(
             .insert((key, recipient, r.kind.code()), receipt)?;
         queue_push(txn, &doc.sender, &Push::Receipt(receipt.to_vec()))?;
     }
+    let queue_key = r.recipient.queue();
     txn.open_table(QUEUE)?
-        .remove((recipient, delivery_rank(doc.urgency), key))?;
+        .remove((queue_key.as_str(), delivery_rank(doc.urgency), key))?;
     txn.open_table(QUEUED_FROM)?
         .remove((doc.sender.as_str(), recipient, key))?;
     // Whether a copy still waits for the content (`content_done`), asked
@@ -1088,6 +1089,21 @@ impl Store for Embedded {
 
     async fn release_delivery(&self, _node: &NodeId, _doc_id: DocId) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    async fn relayed(&self, queue: &NodeId, doc_id: DocId) -> Result<(), StoreError> {
+        let queue = queue.clone();
+        self.run(move |s| {
+            let key = doc_id.as_bytes().as_slice();
+            let txn = s.db.begin_write()?;
+            if let Some(doc) = doc_in(&txn, key)? {
+                txn.open_table(QUEUE)?
+                    .remove((queue.as_str(), delivery_rank(doc.urgency), key))?;
+            }
+            txn.commit()?;
+            Ok(())
+        })
+        .await
     }
 
     async fn queued_from(

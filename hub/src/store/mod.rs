@@ -348,6 +348,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<u64, StoreError>;
     /// Give back a claimed delivery that did not finish.
     async fn release_delivery(&self, node: &NodeId, doc_id: DocId) -> Result<(), StoreError>;
+    /// A peer hub took `doc_id` from the relay queue `queue`
+    /// ([`NodeId::relay_queue`]): it leaves the queue. Its recipients'
+    /// copies stay open until their own receipts come back.
+    async fn relayed(&self, queue: &NodeId, doc_id: DocId) -> Result<(), StoreError>;
     /// Receipts and notices to pass on to `node`, in order, claimed like
     /// deliveries so that one hub forwards each.
     async fn claim_pushes(

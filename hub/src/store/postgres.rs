@@ -260,7 +260,7 @@ fn doc_id_of(b: &[u8]) -> Result<DocId, StoreError> {
 }
 
 fn node_of(s: &str) -> Result<NodeId, StoreError> {
-    NodeId::parse(s).map_err(|e| StoreError::Record(format!("stored node id {s:?}: {e}")))
+    NodeId::parse_address(s).map_err(|e| StoreError::Record(format!("stored node id {s:?}: {e}")))
 }
 
 /// The store shared by every hub of a province.
@@ -749,8 +749,8 @@ fn parse_notification(payload: &str) -> Vec<StoreEvent> {
         .filter_map(|part| {
             let (kind, node) = part.split_once(' ').unwrap_or((part, ""));
             match kind {
-                "d" => NodeId::parse(node).ok().map(StoreEvent::Deliveries),
-                "p" => NodeId::parse(node).ok().map(StoreEvent::Pushes),
+                "d" => NodeId::parse_address(node).ok().map(StoreEvent::Deliveries),
+                "p" => NodeId::parse_address(node).ok().map(StoreEvent::Pushes),
                 "e" => Some(StoreEvent::Escalation),
                 _ => None,
             }
@@ -774,7 +774,7 @@ async fn notify<C: GenericClient + Sync>(c: &C, payloads: &[String]) -> Result<(
 async fn queue_push<C: GenericClient + Sync>(c: &C, node: &NodeId, push: &Push) -> Result<(), E> {
     c.execute(
         "INSERT INTO forward (node, push) VALUES ($1, $2)",
-        &[&node.as_str(), &push.encode()],
+        &[&node.queue().as_str(), &push.encode()],
     )
     .await?;
     Ok(())
@@ -933,6 +933,7 @@ async fn accept_all<C: GenericClient + Sync>(
         Vec<String>,
         Vec<i16>,
         Vec<String>,
+        Vec<String>,
     ) = Default::default();
     let mut ladder: (Vec<Vec<u8>>, Vec<String>, Vec<i64>) = Default::default();
     let mut wake = Vec::new();
@@ -946,6 +947,9 @@ async fn accept_all<C: GenericClient + Sync>(
             copies.2.push(queued.clone());
             copies.3.push(rank);
             copies.4.push(a.record.sender.to_string());
+            // A remote recipient's copy waits in its domain's queue (one
+            // entry for all of them: the document crosses once).
+            copies.5.push(r.queue().to_string());
             if let Some(due) = a.first_due_ms {
                 ladder.0.push(key.clone());
                 ladder.1.push(r.to_string());
@@ -966,7 +970,7 @@ async fn accept_all<C: GenericClient + Sync>(
          SELECT n, k, d, s FROM unnest($1::text[], $2::smallint[], $3::bytea[], $4::text[])
              AS t(n, k, d, s)
          ON CONFLICT DO NOTHING",
-        &[&copies.1, &copies.3, &copies.0, &copies.4],
+        &[&copies.5, &copies.3, &copies.0, &copies.4],
     )
     .await?;
     if !ladder.0.is_empty() {
@@ -1042,7 +1046,7 @@ async fn record_delivery<C: GenericClient + Sync>(
     }
     c.execute(
         "DELETE FROM queue WHERE recipient = $1 AND doc_id = $2",
-        &[&recipient, &key],
+        &[&r.recipient.queue().as_str(), &key],
     )
     .await?;
     // Whether a copy still waits for the content (`content_done`'s
@@ -1138,7 +1142,7 @@ impl Store for Postgres {
         Ok(rows
             .iter()
             .filter_map(|r| {
-                NodeId::parse(r.get::<_, &str>(0))
+                NodeId::parse_address(r.get::<_, &str>(0))
                     .ok()
                     .map(|id| (id, r.get(1)))
             })
@@ -1225,7 +1229,7 @@ impl Store for Postgres {
             .filter_map(|r| {
                 let kind = u8::try_from(r.get::<_, i16>(1)).ok()?;
                 Some((
-                    NodeId::parse(r.get::<_, &str>(0)).ok()?,
+                    NodeId::parse_address(r.get::<_, &str>(0)).ok()?,
                     ReceiptKind::from_code(kind).ok()?,
                 ))
             })
@@ -1567,7 +1571,7 @@ impl Store for Postgres {
                         Recall::Withdrawn => {
                             txn.execute(
                                 "DELETE FROM queue WHERE recipient = $1 AND doc_id = $2",
-                                &[&r.as_str(), &doc_id.as_bytes().as_slice()],
+                                &[&r.queue().as_str(), &doc_id.as_bytes().as_slice()],
                             )
                             .await?;
                             out.withdrawn.push(r.clone());
@@ -1656,7 +1660,7 @@ impl Store for Postgres {
                     .await?;
                     let (Ok(doc_id), Ok(recipient_id), Ok(step)) = (
                         doc_id_of(key),
-                        NodeId::parse(recipient),
+                        NodeId::parse_address(recipient),
                         u32::try_from(step),
                     ) else {
                         continue;
@@ -1770,6 +1774,18 @@ impl Store for Postgres {
             .execute(
                 "UPDATE queue SET holder = NULL WHERE recipient = $1 AND doc_id = $2 AND holder = $3",
                 &[&node.as_str(), &doc_id.as_bytes().as_slice(), &self.instance],
+            )
+            .await
+            .map_err(|e| db_error(&e))?;
+        Ok(())
+    }
+
+    async fn relayed(&self, queue: &NodeId, doc_id: DocId) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "DELETE FROM queue WHERE recipient = $1 AND doc_id = $2",
+                &[&queue.as_str(), &doc_id.as_bytes().as_slice()],
             )
             .await
             .map_err(|e| db_error(&e))?;

@@ -45,6 +45,10 @@ pub(crate) async fn watch(
                 core.enrolled()
                     .replace(enrolled::Enrollment::new(dir, &core.config().groups));
                 core.address_books().changed();
+                // The peer domains list our units too.
+                if let Some(f) = core.federation() {
+                    f.offers_changed();
+                }
             }
             Err(e) => error!(
                 "the unit directory {} cannot be used ({e}); keeping the previous one",

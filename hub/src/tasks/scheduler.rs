@@ -54,7 +54,7 @@ pub(crate) async fn run_due(core: &Core) -> Result<usize, StoreError> {
             });
         }
         for n in &r.notified {
-            core.units().wake_pushes(n);
+            core.wake_pushes(n);
         }
     }
     Ok(ran.len())

@@ -870,7 +870,7 @@ impl InboxQuery {
         .find(|s| s.as_str() == self.state);
         ReceivedFilter {
             states: state.into_iter().collect(),
-            sender: gongwen_common::NodeId::parse(self.sender.trim()).ok(),
+            sender: gongwen_common::NodeId::parse_address(self.sender.trim()).ok(),
             text: Some(self.q.trim().to_owned()).filter(|t| !t.is_empty()),
             since_ms: beijing_day_ms(&self.from),
             // Through the whole of that day.
@@ -1814,7 +1814,7 @@ fn compose_problem(web: &Web, to: &[String], cc: &[String], has_main: bool) -> O
         } else if dir.is_revoked(n) {
             Some(format!(
                 "{}（{n}）的证书已被吊销，不能收文。请去掉这个单位。",
-                dir.name_of(&gongwen_common::NodeId::parse(n).ok()?)
+                dir.name_of(&gongwen_common::NodeId::parse_address(n).ok()?)
             ))
         } else {
             None
