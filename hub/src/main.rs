@@ -518,11 +518,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 fn print_peers(value: &serde_json::Value) {
     let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
     gongwen_common::sayln!(
-        "{:<16} {:<10} {:<24} {:<7} {:<12} {:<22} ROUTES",
+        "{:<16} {:<10} {:<24} {:<7} {:<7} {:<12} {:<22} ROUTES",
         "DOMAIN",
         "LINKED",
         "ADDRESS",
         "UNITS",
+        "QUEUED",
         "CRL AGE",
         "CRL NEXT UPDATE"
     );
@@ -558,7 +559,7 @@ fn print_peers(value: &serde_json::Value) {
             .map(text)
             .collect();
         gongwen_common::sayln!(
-            "{:<16} {:<10} {:<24} {:<7} {:<12} {:<22} {}",
+            "{:<16} {:<10} {:<24} {:<7} {:<7} {:<12} {:<22} {}",
             text(&p["domain"]),
             if p["connected"].as_bool() == Some(true) {
                 "yes"
@@ -567,6 +568,7 @@ fn print_peers(value: &serde_json::Value) {
             },
             addr,
             units,
+            p["queued"].as_u64().unwrap_or(0),
             age,
             next,
             if routes.is_empty() {

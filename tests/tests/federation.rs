@@ -558,3 +558,208 @@ async fn a_peer_that_injects_another_domains_document_is_refused() {
     j.stop().await;
     nat.stop().await;
 }
+
+/// national is down for a while: what heilongjiang's units send to jilin
+/// waits at heilongjiang (its `peers` says how much), and flows when
+/// national is back, the most urgent first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_national_is_down_documents_wait_and_then_flow_most_urgent_first() {
+    let (national, hlj, jilin) = three_domains();
+    let (nat, h, j) = linked_with_units(&national, &hlj, &jilin).await;
+    let nat_addr = nat.addr;
+    let mut harbin = agent(&hlj, "harbin-gov", h.addr);
+    let mut changchun = agent(&jilin, "changchun-gov", j.addr);
+    harbin.wait_connected().await;
+    changchun.wait_connected().await;
+    let outbox = hlj.root("harbin-gov").join("outbox");
+    gongwen_tests::wait_until("the outbox folder of changchun-gov@jilin", || {
+        outbox.join("changchun-gov@jilin").is_dir().then_some(())
+    })
+    .await;
+    nat.stop().await;
+    wait_peers(&h, "national down", |v| {
+        row(v, "national")["connected"] == false
+    })
+    .await;
+    // Dropped in the order 平件, 加急, 特急.
+    for (title, urgency) in [
+        ("平件之函", "normal"),
+        ("加急之函", "urgent"),
+        ("特急之函", "extra-urgent"),
+    ] {
+        hlj.sidecar(
+            "harbin-gov",
+            "changchun-gov@jilin",
+            &format!("{title}.txt"),
+            &format!("title = \"{title}\"\nurgency = \"{urgency}\"\n"),
+        );
+        hlj.drop_file(
+            "harbin-gov",
+            "changchun-gov@jilin",
+            &format!("{title}.txt"),
+            title.as_bytes(),
+        );
+        // Each accepted at heilongjiang before the next is dropped.
+        let n = match urgency {
+            "normal" => 1,
+            "urgent" => 2,
+            _ => 3,
+        };
+        gongwen_tests::wait_status(&hlj.root("harbin-gov"), "accepted at heilongjiang", |s| {
+            s.iter().filter(|d| d.stage == "sent").count() >= n
+        })
+        .await;
+    }
+    let v = wait_peers(&h, "three documents queued for jilin", |v| {
+        row(v, "jilin")["queued"] == 3
+    })
+    .await;
+    assert_eq!(row(&v, "jilin")["via"], "national");
+    assert!(
+        gongwen_tests::inbox_docs(&jilin.root("changchun-gov"), "harbin-gov@heilongjiang")
+            .is_empty()
+    );
+
+    // national back, on the same address.
+    let config = hub_config(&national, "national", nat_addr, &national_peers());
+    let nat = national.start_hub_config(config, clock::system()).await;
+    let docs =
+        gongwen_tests::wait_inbox(&jilin.root("changchun-gov"), "harbin-gov@heilongjiang", 3).await;
+    assert_eq!(docs.len(), 3);
+    wait_peers(&h, "the queue emptied", |v| row(v, "jilin")["queued"] == 0).await;
+    // In the order of their urgency, whatever the order they were sent in.
+    let mut arrived: Vec<(i64, String)> = Vec::new();
+    for d in &docs {
+        let doc: gongwen_common::DocId = d.file_name().unwrap().to_str().unwrap().parse().unwrap();
+        changchun.wait_received(doc).await;
+        let (rec, _) = changchun.parts.store().received(doc).unwrap().unwrap();
+        arrived.push((rec.received_ms, rec.title.clone()));
+    }
+    arrived.sort();
+    let order: Vec<&str> = arrived.iter().map(|(_, t)| t.as_str()).collect();
+    let rank = |t: &str| {
+        ["特急之函", "加急之函", "平件之函"]
+            .iter()
+            .position(|x| *x == t)
+    };
+    let ranks: Vec<_> = order.iter().map(|t| rank(t)).collect();
+    let mut sorted = ranks.clone();
+    sorted.sort();
+    assert_eq!(ranks, sorted, "arrived in the order {order:?}");
+    harbin.stop().await;
+    changchun.stop().await;
+    j.stop().await;
+    h.stop().await;
+    nat.stop().await;
+}
+
+/// changchun-gov is revoked in jilin: jilin's new list crosses to
+/// national and on to heilongjiang, and a 签收 signed with its revoked
+/// key — handed to national by a hostile stand-in for jilin's hub — is
+/// refused; the copy stays delivered, not signed for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_signed_by_a_unit_revoked_in_its_domain_is_refused_once_the_list_crossed() {
+    let (national, hlj, jilin) = three_domains();
+    let (nat, h, j) = linked_with_units(&national, &hlj, &jilin).await;
+    let mut harbin = agent(&hlj, "harbin-gov", h.addr);
+    let mut changchun = agent(&jilin, "changchun-gov", j.addr);
+    harbin.wait_connected().await;
+    changchun.wait_connected().await;
+    let outbox = hlj.root("harbin-gov").join("outbox");
+    gongwen_tests::wait_until("the outbox folder of changchun-gov@jilin", || {
+        outbox.join("changchun-gov@jilin").is_dir().then_some(())
+    })
+    .await;
+    hlj.drop_file(
+        "harbin-gov",
+        "changchun-gov@jilin",
+        "函.txt",
+        "内容".as_bytes(),
+    );
+    let docs =
+        gongwen_tests::wait_inbox(&jilin.root("changchun-gov"), "harbin-gov@heilongjiang", 1).await;
+    let doc: gongwen_common::DocId = docs[0]
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    changchun.wait_received(doc).await;
+    changchun.stop().await;
+
+    jilin.revoke("changchun-gov");
+    let fresh =
+        gongwen_common::pki::Crl::load(&jilin.path().join("ca/crl.pem"), jilin.ca().cert_der())
+            .unwrap()
+            .der
+            .to_vec();
+    for hub in [&nat, &h] {
+        let kept = hub.data_dir.join("federation/jilin.crl");
+        gongwen_tests::wait_until("jilin's new list kept", || {
+            (std::fs::read(&kept).ok()? == fresh).then_some(())
+        })
+        .await;
+    }
+    // The revoked unit's key, its 签收.
+    let dir = jilin.path().join("changchun-gov");
+    let signer = gongwen_common::signed::Signer::new(
+        &gongwen_common::pki::load_private_key(&dir.join("changchun-gov.key")).unwrap(),
+        gongwen_common::pki::load_certs(&dir.join("changchun-gov.crt")).unwrap()[0].clone(),
+    )
+    .unwrap();
+    let status = gongwen_tests::ask_hub(
+        &nat.data_dir,
+        &gongwen_hub::ops::control::Request::Status { doc },
+    )
+    .await;
+    let digest = status["digest"].as_str().unwrap();
+    let mut doc_digest = [0u8; 32];
+    for (i, b) in doc_digest.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&digest[2 * i..2 * i + 2], 16).unwrap();
+    }
+    let unit = gongwen_common::NodeId::parse("changchun-gov").unwrap();
+    let receipt = gongwen_common::receipt::Receipt {
+        doc_id: doc,
+        kind: gongwen_common::receipt::ReceiptKind::Acknowledged,
+        recipient: unit.clone(),
+        issuer: unit,
+        doc_digest,
+        time_ms: 0,
+        by: "李四".into(),
+        reason: String::new(),
+    }
+    .sign(&signer)
+    .unwrap()
+    .encode();
+    let hostile = gongwen_tests::federation::RawPeer::connect(&jilin, "jilin", &national, nat.addr)
+        .await
+        .unwrap();
+    let answer = gongwen_common::stream::request(
+        &hostile.conn,
+        &gongwen_common::wire::Message::ReceiptNotice { receipt },
+        gongwen_common::stream::READ_TIMEOUT,
+    )
+    .await
+    .unwrap();
+    match &answer {
+        gongwen_common::wire::Message::Error { message, .. } => {
+            assert!(message.contains("revoked"), "{message}")
+        }
+        other => panic!("national took it: {other:?}"),
+    }
+    let status = gongwen_tests::ask_hub(
+        &nat.data_dir,
+        &gongwen_hub::ops::control::Request::Status { doc },
+    )
+    .await;
+    let text = status.to_string();
+    assert!(
+        !text.contains("李四") && !text.contains("\"acknowledged\""),
+        "{status:#}"
+    );
+    harbin.stop().await;
+    j.stop().await;
+    h.stop().await;
+    nat.stop().await;
+}

@@ -70,7 +70,18 @@ async fn answer(request: &Request, core: &Core) -> Response {
     let result = match request {
         Request::Nodes => nodes(core).await,
         Request::Peers => match core.federation() {
-            Some(f) => serde_json::to_value(f.rows(core.clock().now())).map_err(|e| e.to_string()),
+            Some(f) => {
+                let mut rows = f.rows(core.clock().now());
+                for r in &mut rows {
+                    let queue = gongwen_common::NodeId::relay_queue(&r.domain);
+                    r.queued = core
+                        .store()
+                        .queue_length(&queue, 1_000_000)
+                        .await
+                        .unwrap_or_default();
+                }
+                serde_json::to_value(rows).map_err(|e| e.to_string())
+            }
             None => Err("this hub has no [federation] section: it has no peers".to_string()),
         },
         Request::Snapshot { stamp } => {

@@ -896,6 +896,7 @@ impl Federation {
                     dial: p.config.addr.clone(),
                     routes: p.config.routes.clone(),
                     units: units.get(&p.config.domain).copied(),
+                    queued: 0,
                     crl_issued,
                     crl_age_seconds,
                     crl_next_update,
@@ -915,6 +916,7 @@ impl Federation {
             out.push(PeerRow {
                 connected: links.get(&r.via).is_some_and(|l| !l.live.is_empty()),
                 units: units.get(&d).copied(),
+                queued: 0,
                 domain: d,
                 via: Some(r.via.clone()),
                 links: Vec::new(),
@@ -945,6 +947,8 @@ pub(crate) struct PeerRow {
     pub routes: Vec<Domain>,
     /// Units in its CA's directory, if one is held.
     pub units: Option<usize>,
+    /// Documents waiting here for its units (filled in by the caller).
+    pub queued: u64,
     pub crl_issued: Option<String>,
     pub crl_age_seconds: Option<i64>,
     pub crl_next_update: Option<String>,

@@ -1091,6 +1091,26 @@ impl Store for Embedded {
         Ok(())
     }
 
+    async fn queue_length(&self, queue: &NodeId, at_most: u64) -> Result<u64, StoreError> {
+        let queue = queue.clone();
+        self.run(move |s| {
+            let txn = s.db.begin_read()?;
+            let t = txn.open_table(QUEUE)?;
+            let lo: (&str, u8, &[u8]) = (queue.as_str(), 0, &[]);
+            let hi: (&str, u8, &[u8]) = (queue.as_str(), u8::MAX, &[0xff; 17]);
+            let mut n = 0;
+            for row in t.range(lo..hi)? {
+                row?;
+                n += 1;
+                if n >= at_most {
+                    break;
+                }
+            }
+            Ok(n)
+        })
+        .await
+    }
+
     async fn relayed(&self, queue: &NodeId, doc_id: DocId) -> Result<(), StoreError> {
         let queue = queue.clone();
         self.run(move |s| {

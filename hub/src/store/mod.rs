@@ -348,6 +348,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<u64, StoreError>;
     /// Give back a claimed delivery that did not finish.
     async fn release_delivery(&self, node: &NodeId, doc_id: DocId) -> Result<(), StoreError>;
+    /// How many documents wait in `queue` (a relay queue, for `peers`),
+    /// counted up to `at_most`.
+    async fn queue_length(&self, queue: &NodeId, at_most: u64) -> Result<u64, StoreError>;
     /// A peer hub took `doc_id` from the relay queue `queue`
     /// ([`NodeId::relay_queue`]): it leaves the queue. Its recipients'
     /// copies stay open until their own receipts come back.

@@ -1780,6 +1780,18 @@ impl Store for Postgres {
         Ok(())
     }
 
+    async fn queue_length(&self, queue: &NodeId, at_most: u64) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT count(*) FROM (SELECT 1 FROM queue WHERE recipient = $1 LIMIT $2) q",
+                &[&queue.as_str(), &(at_most.min(i64::MAX as u64) as i64)],
+            )
+            .await
+            .map_err(|e| db_error(&e))?;
+        Ok(row.get::<_, i64>(0).max(0) as u64)
+    }
+
     async fn relayed(&self, queue: &NodeId, doc_id: DocId) -> Result<(), StoreError> {
         let client = self.client().await?;
         client
