@@ -763,3 +763,181 @@ async fn a_receipt_signed_by_a_unit_revoked_in_its_domain_is_refused_once_the_li
     h.stop().await;
     nat.stop().await;
 }
+
+/// A copy at jilin not signed for in time: the ladder of heilongjiang (the
+/// sender's hub) runs for it, its urge (催办) crosses to the unit at
+/// jilin, and its 督办 goes once to heilongjiang's own supervision office;
+/// national and jilin, which only carry the document, urge and escalate
+/// nothing of their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_copy_overdue_is_urged_across_and_escalated_once_at_the_senders_office() {
+    const HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
+    let (national, hlj, jilin) = three_domains();
+    enroll(&hlj, &[("harbin-gov", "哈尔滨市人民政府")]);
+    enroll(&jilin, &[("changchun-gov", "长春市人民政府")]);
+    hlj.issue("prov-supervision", gongwen_common::Role::Supervisor);
+    let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
+    let nat = start_hub(&national, "national", &national_peers(), clock::system()).await;
+    let h = start_hub(
+        &hlj,
+        "heilongjiang",
+        &[PeerEntry::dial("national", nat.addr, &["jilin"])],
+        clock.clone(),
+    )
+    .await;
+    let j = start_hub(
+        &jilin,
+        "jilin",
+        &[PeerEntry::dial("national", nat.addr, &["heilongjiang"])],
+        clock::system(),
+    )
+    .await;
+    wait_peers(&h, "jilin known through national", |v| {
+        v.as_array().unwrap().iter().any(|p| p["domain"] == "jilin")
+            && row(v, "jilin")["crl_issued"].is_string()
+    })
+    .await;
+    let mut harbin = agent(&hlj, "harbin-gov", h.addr);
+    let mut changchun = agent(&jilin, "changchun-gov", j.addr);
+    let mut office = hlj.start_agent("prov-supervision", h.addr);
+    for a in [&mut harbin, &mut changchun, &mut office] {
+        a.wait_connected().await;
+    }
+    gongwen_tests::wait_until("the outbox folder of changchun-gov@jilin", || {
+        hlj.root("harbin-gov")
+            .join("outbox/changchun-gov@jilin")
+            .is_dir()
+            .then_some(())
+    })
+    .await;
+    hlj.sidecar(
+        "harbin-gov",
+        "changchun-gov@jilin",
+        "急件.txt",
+        "title = \"关于紧急事项的函\"\nurgency = \"urgent\"\n",
+    );
+    hlj.drop_file(
+        "harbin-gov",
+        "changchun-gov@jilin",
+        "急件.txt",
+        "内容".as_bytes(),
+    );
+    let docs =
+        gongwen_tests::wait_inbox(&jilin.root("changchun-gov"), "harbin-gov@heilongjiang", 1).await;
+    let doc: gongwen_common::DocId = docs[0]
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    changchun.wait_received(doc).await;
+
+    // Past the urgent deadline (4 h) by heilongjiang's clock: urged.
+    clock.advance(4 * HOUR + std::time::Duration::from_secs(1));
+    h.handle.escalate_now().await.unwrap();
+    gongwen_tests::wait_until("the urge at changchun-gov", || {
+        let (rec, _) = changchun.parts.store().received(doc).ok()??;
+        (rec.urge_count == 1).then_some(())
+    })
+    .await;
+    // Two hours on: 督办, once, at heilongjiang's supervision office.
+    clock.advance(2 * HOUR);
+    h.handle.escalate_now().await.unwrap();
+    assert_eq!(
+        h.handle.escalate_now().await.unwrap(),
+        0,
+        "a step runs once"
+    );
+    let dir = hlj.root("prov-supervision").join("inbox/督办");
+    let text = gongwen_tests::wait_until("the 督办 notice at prov-supervision", || {
+        let f = gongwen_tests::first_file(&dir)?;
+        std::fs::read_to_string(f).ok()
+    })
+    .await;
+    assert!(
+        text.contains("changchun-gov@jilin") && text.contains(&doc.to_string()),
+        "{text}"
+    );
+    // The hubs that carried it run no ladder of their own.
+    assert_eq!(nat.handle.escalate_now().await.unwrap(), 0);
+    assert_eq!(j.handle.escalate_now().await.unwrap(), 0);
+    // Every hub on the way counts the urge.
+    for hub in [&h, &nat, &j] {
+        let v = gongwen_tests::ask_hub(
+            &hub.data_dir,
+            &gongwen_hub::ops::control::Request::Status { doc },
+        )
+        .await;
+        let copy = &v["recipients"][0];
+        assert_eq!(copy["urge_count"], 1, "{v:#}");
+    }
+    for a in [harbin, changchun, office] {
+        a.stop().await;
+    }
+    j.stop().await;
+    h.stop().await;
+    nat.stop().await;
+}
+
+/// The sender recalls (撤回) a document delivered at jilin: the recall
+/// follows the copy there; every hub on the way marks it recalled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recall_follows_the_copy_to_the_other_domain() {
+    let (national, hlj, jilin) = three_domains();
+    let (nat, h, j) = linked_with_units(&national, &hlj, &jilin).await;
+    let mut harbin = agent(&hlj, "harbin-gov", h.addr);
+    let mut changchun = agent(&jilin, "changchun-gov", j.addr);
+    harbin.wait_connected().await;
+    changchun.wait_connected().await;
+    gongwen_tests::wait_until("the outbox folder of changchun-gov@jilin", || {
+        hlj.root("harbin-gov")
+            .join("outbox/changchun-gov@jilin")
+            .is_dir()
+            .then_some(())
+    })
+    .await;
+    hlj.drop_file(
+        "harbin-gov",
+        "changchun-gov@jilin",
+        "误发之函.txt",
+        "内容".as_bytes(),
+    );
+    let docs =
+        gongwen_tests::wait_inbox(&jilin.root("changchun-gov"), "harbin-gov@heilongjiang", 1).await;
+    let doc: gongwen_common::DocId = docs[0]
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    changchun.wait_received(doc).await;
+    gongwen_tests::ask_agent(
+        &hlj.root("harbin-gov"),
+        &gongwen_agent::front::control::Request::Recall {
+            doc,
+            reason: "误发".into(),
+        },
+    )
+    .await
+    .unwrap();
+    gongwen_tests::wait_until("the recall at changchun-gov", || {
+        let (rec, _) = changchun.parts.store().received(doc).ok()??;
+        (rec.state == gongwen_agent::unit::store::ReceivedState::Recalled).then_some(())
+    })
+    .await;
+    for hub in [&h, &nat, &j] {
+        let v = gongwen_tests::ask_hub(
+            &hub.data_dir,
+            &gongwen_hub::ops::control::Request::Status { doc },
+        )
+        .await;
+        assert_eq!(v["recipients"][0]["state"], "recalled", "{v:#}");
+    }
+    harbin.stop().await;
+    changchun.stop().await;
+    j.stop().await;
+    h.stop().await;
+    nat.stop().await;
+}

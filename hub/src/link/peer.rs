@@ -640,11 +640,27 @@ async fn relay_receipts(
                     }
                 }
             }
-            crate::store::Push::Notice(_) => {
-                // Urging, recall and supervision notices for units of
-                // another domain are not carried across yet.
-                info!("a notice for a unit of another domain was not passed on");
-                taken.push(seq);
+            crate::store::Push::Notice(body) => {
+                match gongwen_common::stream::request(conn, &Message::Notice { body }, READ_TIMEOUT)
+                    .await
+                {
+                    Ok(Message::Ok) => taken.push(seq),
+                    Ok(Message::Error { code, message }) if !code.is_retryable() => {
+                        warn!("the peer refused a notice for good: {message}");
+                        taken.push(seq);
+                    }
+                    Ok(other) => {
+                        not_taken.push(seq);
+                        stop = Some(format!(
+                            "the peer did not take a notice: {}",
+                            other.describe()
+                        ));
+                    }
+                    Err(e) => {
+                        not_taken.push(seq);
+                        stop = Some(e.to_string());
+                    }
+                }
             }
         }
     }
@@ -656,6 +672,96 @@ async fn relay_receipts(
         Some(e) => Err(e),
         None => Ok(full),
     }
+}
+
+/// An urging (催办) or recall (撤回) notice the sender's hub issued for a
+/// unit of a domain this hub carries or serves, handed on by the peer the
+/// document came from: its addresses put as this hub names them, then
+/// recorded and queued as this hub's own (an urge counts on the copy here
+/// too; a recall withdraws the copies here).
+async fn take_notice(
+    body: &[u8],
+    from: &Domain,
+    core: &Core,
+) -> Result<(), crate::link::refusal::Refusal> {
+    use crate::link::refusal::Refusal;
+    use gongwen_common::federation::localize;
+    use gongwen_common::notice::{Notice, NoticeKind};
+    let Some(f) = core.federation() else {
+        return Err(Refusal::new(ErrorCode::BadRequest, "no [federation] here"));
+    };
+    let Some(mut notice) = Notice::from_bytes(body) else {
+        return Err(Refusal::new(ErrorCode::Malformed, "not a notice"));
+    };
+    let here = f.domain().clone();
+    notice.recipient = localize(&notice.recipient, from, Some(&here));
+    notice.sender = localize(&notice.sender, from, Some(&here));
+    let Some(doc) = core.store().doc(notice.doc_id).await? else {
+        return Err(Refusal::new(
+            ErrorCode::UnknownDocument,
+            format!("this hub never carried document {}", notice.doc_id),
+        ));
+    };
+    // Only the way the document came: its sender's domain is one `from`
+    // carries, and the notice is for a copy this hub keeps.
+    let upstream = doc
+        .sender
+        .domain()
+        .is_some_and(|d| f.carried_by(from).contains(&d));
+    if !upstream || !doc.recipients().contains(&notice.recipient) {
+        warn!(peer = %from, doc = %doc.doc_id, "security: a notice for a copy this peer does not send was refused");
+        return Err(Refusal::new(
+            ErrorCode::BadRequest,
+            "a notice comes the way its document came, for a copy carried here",
+        ));
+    }
+    let now = core.now_ms();
+    match notice.kind {
+        NoticeKind::Urge => {
+            let template = notice.clone();
+            let urged = core
+                .store()
+                .urge_now(
+                    doc.doc_id,
+                    vec![notice.recipient.clone()],
+                    now,
+                    Arc::new(move |_, _, rec| {
+                        let mut n = template.clone();
+                        n.urge_count = rec.urge_count;
+                        n.to_bytes()
+                    }),
+                )
+                .await?;
+            for r in &urged {
+                core.wake_pushes(r);
+            }
+        }
+        NoticeKind::Recall => {
+            let template = notice.clone();
+            let recalled = core
+                .store()
+                .recall(
+                    doc.doc_id,
+                    Arc::new(move |r| {
+                        let mut n = template.clone();
+                        n.recipient = r.clone();
+                        n.to_bytes()
+                    }),
+                    now,
+                )
+                .await?;
+            for r in &recalled.notified {
+                core.wake_pushes(r);
+            }
+        }
+        NoticeKind::Supervise => {
+            return Err(Refusal::new(
+                ErrorCode::BadRequest,
+                "督办 notices go to the sender's own supervision office",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Largest offer a peer may send: a directory of [`MAX_UNITS`] units
@@ -802,6 +908,13 @@ async fn handle_request(
                 },
             }
         }
+        Ok(Message::Notice { body }) => match take_notice(&body, domain, core).await {
+            Ok(()) => Message::Ok,
+            Err(r) => Message::Error {
+                code: r.code,
+                message: r.message,
+            },
+        },
         Ok(Message::ReceiptNotice { receipt }) => {
             match crate::link::receipts::record_relayed(&receipt, domain, core).await {
                 Ok(_) => Message::Ok,

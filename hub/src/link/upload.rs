@@ -578,12 +578,19 @@ pub(crate) async fn receive(
     let config = core.config();
     let deadline =
         crate::rules::escalation::deadline_ms(meta.deadline, meta.urgency, &config.deadlines, now);
-    let first_due = crate::rules::escalation::next_due_ms(deadline, 0, &config.escalation);
+    // The ladder runs at the sender's hub only: a hub that carries a
+    // document for another domain keeps its copies' records but urges and
+    // escalates nothing of its own (the sender's hub's urges come through).
+    let ladder = match origin {
+        Origin::Unit(_) => config.escalation.as_slice(),
+        Origin::Peer(_) => &[],
+    };
+    let first_due = crate::rules::escalation::next_due_ms(deadline, 0, ladder);
     let mut record = doc_record(&meta, digest, content_len, now);
     record.links.reply_first_due_ms = record
         .links
         .reply_by_ms
-        .and_then(|by| crate::rules::escalation::next_due_ms(by, 0, &config.escalation));
+        .and_then(|by| crate::rules::escalation::next_due_ms(by, 0, ladder));
     core.committer()
         .accept(Accept {
             record,

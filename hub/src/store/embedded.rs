@@ -528,7 +528,15 @@ impl Embedded {
                             r.as_str(),
                             key,
                         ))?;
-                        out.withdrawn.push(r.clone());
+                        if r.is_local() {
+                            out.withdrawn.push(r.clone());
+                        } else {
+                            // A copy for another domain may be on its way
+                            // there already: the recall follows it (a hub
+                            // that never got it refuses it).
+                            queue_push(&txn, &r, &Push::Notice(notice(&r)))?;
+                            out.notified.push(r.clone());
+                        }
                     }
                     Recall::Notify => {
                         queue_push(&txn, &r, &Push::Notice(notice(&r)))?;

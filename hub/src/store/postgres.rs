@@ -1574,7 +1574,16 @@ impl Store for Postgres {
                                 &[&r.queue().as_str(), &doc_id.as_bytes().as_slice()],
                             )
                             .await?;
-                            out.withdrawn.push(r.clone());
+                            if r.is_local() {
+                                out.withdrawn.push(r.clone());
+                            } else {
+                                // A copy for another domain may be on its
+                                // way there already: the recall follows it
+                                // (a hub that never got it refuses it).
+                                queue_push(txn, &r, &Push::Notice(notice(&r))).await?;
+                                wake.push(format!("p {r}"));
+                                out.notified.push(r.clone());
+                            }
                         }
                         Recall::Notify => {
                             queue_push(txn, &r, &Push::Notice(notice(&r))).await?;
