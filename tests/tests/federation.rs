@@ -941,3 +941,94 @@ async fn a_recall_follows_the_copy_to_the_other_domain() {
     h.stop().await;
     nat.stop().await;
 }
+
+/// national is killed (SIGKILL) halfway through handing jilin a 64 MiB
+/// document, and restarted: the transfer resumes where jilin's copy was
+/// durable, and the document arrives once, whole, with one delivered
+/// receipt at the sender.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn national_killed_mid_transfer_delivers_every_document_exactly_once() {
+    let (national, hlj, jilin) = three_domains();
+    enroll(&hlj, &[("harbin-gov", "哈尔滨市人民政府")]);
+    enroll(&jilin, &[("changchun-gov", "长春市人民政府")]);
+    let config = hub_config(
+        &national,
+        "national",
+        "127.0.0.1:0".parse().unwrap(),
+        &national_peers(),
+    );
+    let mut nat =
+        gongwen_tests::HubProcess::start_config(&national, config, Some("hub-relay-mid-content"))
+            .await;
+    let nat_addr = nat.addr;
+    let h = start_hub(
+        &hlj,
+        "heilongjiang",
+        &[PeerEntry::dial("national", nat_addr, &["jilin"])],
+        clock::system(),
+    )
+    .await;
+    let j = start_hub(
+        &jilin,
+        "jilin",
+        &[PeerEntry::dial("national", nat_addr, &["heilongjiang"])],
+        clock::system(),
+    )
+    .await;
+    wait_peers(&h, "jilin known through national", |v| {
+        v.as_array().unwrap().iter().any(|p| p["domain"] == "jilin")
+            && row(v, "jilin")["crl_issued"].is_string()
+            && row(v, "jilin")["units"] == 1
+    })
+    .await;
+    let mut harbin = agent(&hlj, "harbin-gov", h.addr);
+    let mut changchun = agent(&jilin, "changchun-gov", j.addr);
+    harbin.wait_connected().await;
+    changchun.wait_connected().await;
+    gongwen_tests::wait_until("the outbox folder of changchun-gov@jilin", || {
+        hlj.root("harbin-gov")
+            .join("outbox/changchun-gov@jilin")
+            .is_dir()
+            .then_some(())
+    })
+    .await;
+    let mut body = vec![0u8; 64 << 20];
+    for (i, b) in body.iter_mut().enumerate() {
+        *b = (i.wrapping_mul(2654435761) >> 13) as u8;
+    }
+    hlj.drop_file("harbin-gov", "changchun-gov@jilin", "大文件.bin", &body);
+    nat.wait_crash("national, halfway through handing it to jilin")
+        .await;
+    let config = hub_config(&national, "national", nat_addr, &national_peers());
+    let nat = gongwen_tests::HubProcess::start_config(&national, config, None).await;
+    let docs =
+        gongwen_tests::wait_inbox(&jilin.root("changchun-gov"), "harbin-gov@heilongjiang", 1).await;
+    let got = std::fs::read(docs[0].join("大文件.bin")).unwrap();
+    assert!(got == body, "the content arrived changed");
+    // jilin took up its copy where it was durable, not from the start.
+    let stats =
+        gongwen_tests::ask_hub(&j.data_dir, &gongwen_hub::ops::control::Request::Stats).await;
+    assert!(stats["uploads_resumed"].as_u64().unwrap() >= 1, "{stats:#}");
+    let status = gongwen_tests::wait_status(&hlj.root("harbin-gov"), "delivered at jilin", |s| {
+        s.iter().any(|d| {
+            d.recipients.iter().any(|r| {
+                r.receipts
+                    .contains(&gongwen_common::receipt::ReceiptKind::Delivered)
+            })
+        })
+    })
+    .await;
+    assert_eq!(status.len(), 1);
+    // Once: nothing more arrives after the receipt came back.
+    assert_eq!(
+        gongwen_tests::inbox_docs(&jilin.root("changchun-gov"), "harbin-gov@heilongjiang").len(),
+        1
+    );
+    let v = gongwen_tests::federation::peers(&h).await;
+    assert_eq!(row(&v, "jilin")["queued"], 0);
+    harbin.stop().await;
+    changchun.stop().await;
+    j.stop().await;
+    h.stop().await;
+    drop(nat);
+}

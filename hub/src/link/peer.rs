@@ -575,8 +575,13 @@ async fn relay_document(
         .read_content(doc_id, offset)
         .await
         .map_err(|e| e.to_string())?;
+    let mut sent = offset;
     while let Some(chunk) = chunks.recv().await {
         let chunk = chunk.map_err(|e| format!("the content cannot be read here: {e}"))?;
+        sent += chunk.len() as u64;
+        if sent > doc.content_len / 2 && sent - (chunk.len() as u64) <= doc.content_len / 2 {
+            gongwen_common::failpoint::hit("hub-relay-mid-content");
+        }
         core.metrics().bytes_sent(chunk.len() as u64);
         send.write_chunk(chunk).await.map_err(|e| e.to_string())?;
     }
