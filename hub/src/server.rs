@@ -882,11 +882,20 @@ async fn serve_connection(
 async fn give_back_stray_claims(core: Arc<Core>) {
     loop {
         tokio::time::sleep(core.config().store.poll).await;
-        match core
-            .store()
-            .release_claims_of_absent(&core.units().connected())
-            .await
-        {
+        // The relay queues of the domains this hub's peer links carry are
+        // as present as a connected unit: their claims are this hub's to
+        // finish.
+        let mut present = core.units().connected();
+        if let Some(f) = core.federation() {
+            for peer in f.linked() {
+                present.extend(
+                    f.relayed_through(&peer)
+                        .iter()
+                        .map(gongwen_common::NodeId::relay_queue),
+                );
+            }
+        }
+        match core.store().release_claims_of_absent(&present).await {
             Ok(0) => {}
             Ok(n) => warn!(
                 "gave back {n} claims held for units no longer connected here (their give-back had failed)"
@@ -906,8 +915,11 @@ async fn follow_other_hubs(
     use crate::store::StoreEvent;
     while let Some(event) = events.recv().await {
         match event {
-            StoreEvent::Deliveries(node) => core.units().wake_deliveries(&node),
-            StoreEvent::Pushes(node) => core.units().wake_pushes(&node),
+            StoreEvent::Deliveries(node) => match (node.domain(), core.federation()) {
+                (Some(d), Some(f)) => f.wake_relay(&d),
+                _ => core.units().wake_deliveries(&node),
+            },
+            StoreEvent::Pushes(node) => core.wake_pushes(&node),
             StoreEvent::Escalation => core.wake_escalation(),
             StoreEvent::Everything => {
                 core.units().wake_everyone();

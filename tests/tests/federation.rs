@@ -1032,3 +1032,106 @@ async fn national_killed_mid_transfer_delivers_every_document_exactly_once() {
     h.stop().await;
     drop(nat);
 }
+
+/// heilongjiang runs two hubs on one PostgreSQL database: one domain, both
+/// linked to national. A unit sends across through one; when that hub
+/// stops, through the other; every receipt comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_province_on_two_hubs_sharing_postgresql_is_one_domain() {
+    if !gongwen_tests::pg::available() {
+        return;
+    }
+    let cluster = gongwen_tests::pg::Cluster::start();
+    let (national, hlj, jilin) = three_domains();
+    enroll(&hlj, &[("harbin-gov", "哈尔滨市人民政府")]);
+    enroll(&jilin, &[("changchun-gov", "长春市人民政府")]);
+    let nat = start_hub(&national, "national", &national_peers(), clock::system()).await;
+    let j = start_hub(
+        &jilin,
+        "jilin",
+        &[PeerEntry::dial("national", nat.addr, &["heilongjiang"])],
+        clock::system(),
+    )
+    .await;
+    let shared = format!(
+        "[store]\npostgres = \"{}\"\npoll = \"1s\"\nlease = \"3s\"\n{}",
+        cluster.conn(),
+        gongwen_tests::federation::federation_toml(
+            "heilongjiang",
+            &[PeerEntry::dial("national", nat.addr, &["jilin"])]
+        )
+    );
+    let hub = |name: &str| {
+        let mut config = hlj.hub_config_as(name, "127.0.0.1:0".parse().unwrap(), &shared);
+        config.tls.directory = Some(hlj.path().join("ca/directory.gwd"));
+        config
+    };
+    let a = hlj.start_hub_config(hub("hub-a"), clock::system()).await;
+    let b = hlj.start_hub_config(hub("hub-b"), clock::system()).await;
+    for h in [&a, &b] {
+        wait_peers(h, "jilin known through national", |v| {
+            v.as_array().unwrap().iter().any(|p| p["domain"] == "jilin")
+                && row(v, "jilin")["crl_issued"].is_string()
+                && row(v, "jilin")["units"] == 1
+        })
+        .await;
+    }
+    let key = hlj.path().join("harbin-gov/enc.key");
+    let mut harbin = gongwen_tests::RunningAgent::start(hlj.agent_config_hubs(
+        "harbin-gov",
+        &[a.addr, b.addr],
+        &format!("encryption_key = \"{}\"", key.display()),
+    ));
+    let mut changchun = agent(&jilin, "changchun-gov", j.addr);
+    harbin.wait_connected().await;
+    changchun.wait_connected().await;
+    gongwen_tests::wait_until("the outbox folder of changchun-gov@jilin", || {
+        hlj.root("harbin-gov")
+            .join("outbox/changchun-gov@jilin")
+            .is_dir()
+            .then_some(())
+    })
+    .await;
+    let delivered = |n: usize| {
+        let root = hlj.root("harbin-gov");
+        async move {
+            gongwen_tests::wait_status(&root, "receipts from jilin", |s| {
+                s.iter()
+                    .filter(|d| {
+                        d.recipients.iter().any(|r| {
+                            r.receipts
+                                .contains(&gongwen_common::receipt::ReceiptKind::Delivered)
+                        })
+                    })
+                    .count()
+                    >= n
+            })
+            .await
+        }
+    };
+    hlj.drop_file(
+        "harbin-gov",
+        "changchun-gov@jilin",
+        "第一件.txt",
+        "一".as_bytes(),
+    );
+    delivered(1).await;
+    // The hub the unit is on stops; it goes on through the other.
+    a.stop().await;
+    harbin.wait_connected().await;
+    hlj.drop_file(
+        "harbin-gov",
+        "changchun-gov@jilin",
+        "第二件.txt",
+        "二".as_bytes(),
+    );
+    delivered(2).await;
+    let docs =
+        gongwen_tests::wait_inbox(&jilin.root("changchun-gov"), "harbin-gov@heilongjiang", 2).await;
+    assert_eq!(docs.len(), 2);
+    harbin.stop().await;
+    changchun.stop().await;
+    b.stop().await;
+    j.stop().await;
+    nat.stop().await;
+}

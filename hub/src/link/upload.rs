@@ -299,6 +299,15 @@ fn whole_header(
     }
 }
 
+/// Gives back a relayed upload's place in [`Core::relays_in_progress`].
+struct InProgress<'a>(&'a Core, DocId);
+
+impl Drop for InProgress<'_> {
+    fn drop(&mut self) {
+        self.0.relays_in_progress().end(self.1);
+    }
+}
+
 /// Who hands the hub a document: its sending unit, or the hub of a peer
 /// domain relaying it.
 #[derive(Clone, Copy)]
@@ -395,6 +404,8 @@ pub(crate) async fn receive(
         content_len,
         leaves,
     } = upload;
+    // The place a relayed upload takes, given back however it ends.
+    let mut _in_progress = None;
     let (header_bytes, sealed) = whole_header(header, leaves)?;
     let signed_meta = sealed.meta().clone();
     let meta = match origin {
@@ -420,6 +431,16 @@ pub(crate) async fn receive(
             signed_meta
         }
         Origin::Peer(from) => {
+            // Two hubs of one domain (a PostgreSQL pair) may both hand on
+            // the same document at once; one upload of a document at a
+            // time, the other told to try again.
+            if !core.relays_in_progress().begin(doc_id) {
+                return Err(Refusal::new(
+                    ErrorCode::NotNow,
+                    "this document is being handed over on another link; try again shortly",
+                ));
+            }
+            _in_progress = Some(InProgress(core, doc_id));
             check_header(
                 &signed_meta,
                 sealed.header.content_len,

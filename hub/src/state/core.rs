@@ -79,6 +79,27 @@ pub(crate) struct Core {
     copies: crate::state::copies::Copies,
     /// `[federation]`: the peer domains and the links to their hubs.
     federation: Option<crate::state::federation::Federation>,
+    /// Documents a peer is handing over now.
+    relays_in_progress: InProgressSet,
+}
+
+/// Documents being received from a peer now: one upload of each at a time.
+#[derive(Debug, Default)]
+pub(crate) struct InProgressSet(std::sync::Mutex<std::collections::HashSet<gongwen_common::DocId>>);
+
+impl InProgressSet {
+    /// Take `doc`'s place; false if it is taken.
+    pub(crate) fn begin(&self, doc: gongwen_common::DocId) -> bool {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(doc)
+    }
+
+    /// Give it back (the guard's drop; a place not taken is no matter).
+    pub(crate) fn end(&self, doc: gongwen_common::DocId) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&doc);
+    }
 }
 
 /// What [`Core::new`] takes.
@@ -122,6 +143,7 @@ impl Core {
             address_books: Default::default(),
             copies: Default::default(),
             federation: p.federation,
+            relays_in_progress: Default::default(),
         }
     }
 
@@ -219,6 +241,11 @@ impl Core {
             (Some(d), Some(f)) => f.wake_relay(&d),
             (Some(_), None) => {}
         }
+    }
+
+    /// Documents a peer is handing over now.
+    pub(crate) fn relays_in_progress(&self) -> &InProgressSet {
+        &self.relays_in_progress
     }
 
     /// The peer domains and links, when `[federation]` is configured.

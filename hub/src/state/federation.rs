@@ -793,6 +793,15 @@ impl Federation {
         Ok(identity)
     }
 
+    /// The peers linked now.
+    pub(crate) fn linked(&self) -> Vec<Domain> {
+        self.links()
+            .iter()
+            .filter(|(_, l)| !l.live.is_empty())
+            .map(|(d, _)| d.clone())
+            .collect()
+    }
+
     /// Register a live link; the ticket unregisters it.
     pub(crate) fn connected(
         &self,
