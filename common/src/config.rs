@@ -698,9 +698,10 @@ impl HubConfig {
             if members.is_empty() {
                 return Err(invalid(path, &key, "a group needs at least one member"));
             }
+            // A group may name units of other domains (`gov@jilin`).
             let members = members
                 .iter()
-                .map(|m| node_id(path, &key, m))
+                .map(|m| NodeId::parse_address(m).map_err(|e| invalid(path, &key, e.to_string())))
                 .collect::<Result<Vec<_>, _>>()?;
             groups.insert(name, members);
         }

@@ -748,6 +748,28 @@ impl SealedHeader {
         checker: Option<&CertChecker>,
         now: OffsetDateTime,
     ) -> Result<CertIdentity, EnvelopeError> {
+        self.verify_across(checker, checker, now)
+    }
+
+    /// The signed header of the original a forward (转发) carries, if any.
+    pub fn original(&self) -> Option<SealedHeader> {
+        self.header
+            .meta
+            .links
+            .forwards
+            .as_deref()
+            .and_then(|o| SealedHeader::parse(o).ok())
+    }
+
+    /// [`SealedHeader::verify`], a forwarded original judged by
+    /// `original_checker`: the forward of a national notice by a province
+    /// carries a header signed in another domain than its own.
+    pub fn verify_across(
+        &self,
+        checker: Option<&CertChecker>,
+        original_checker: Option<&CertChecker>,
+        now: OffsetDateTime,
+    ) -> Result<CertIdentity, EnvelopeError> {
         let signer = self.statement.verify_signature()?;
         if signer.id != self.header.meta.sender {
             return Err(EnvelopeError::SignerNotSender {
@@ -767,7 +789,7 @@ impl SealedHeader {
                 .map_err(EnvelopeError::from_signer_check)?;
         }
         if let Some(original) = &self.header.meta.links.forwards {
-            self.check_forwarded(original, checker, now)?;
+            self.check_forwarded(original, original_checker, now)?;
         }
         Ok(signer)
     }

@@ -1135,3 +1135,139 @@ async fn a_province_on_two_hubs_sharing_postgresql_is_one_domain() {
     j.stop().await;
     nat.stop().await;
 }
+
+/// 国务院 → 省 → 市: national's notice to its group of provinces reaches
+/// each province's government; heilongjiang forwards it (转发) to its
+/// cities, the first issuer's signed header inside, which each city checks
+/// against national's CA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn national_notifies_its_provinces_and_heilongjiang_forwards_it_to_its_cities() {
+    let (national, hlj, jilin) = three_domains();
+    enroll(
+        &hlj,
+        &[
+            ("gov", "黑龙江省人民政府"),
+            ("harbin-gov", "哈尔滨市人民政府"),
+            ("daqing-gov", "大庆市人民政府"),
+        ],
+    );
+    enroll(&jilin, &[("gov", "吉林省人民政府")]);
+    enroll(&national, &[("gov-office", "国务院办公厅")]);
+    let mut config = hub_config(
+        &national,
+        "national",
+        "127.0.0.1:0".parse().unwrap(),
+        &national_peers(),
+    );
+    config.groups.insert(
+        "provinces".into(),
+        vec![
+            gongwen_common::NodeId::parse_address("gov@heilongjiang").unwrap(),
+            gongwen_common::NodeId::parse_address("gov@jilin").unwrap(),
+        ],
+    );
+    let nat = national.start_hub_config(config, clock::system()).await;
+    let h = start_hub(
+        &hlj,
+        "heilongjiang",
+        &[PeerEntry::dial("national", nat.addr, &["jilin"])],
+        clock::system(),
+    )
+    .await;
+    let j = start_hub(
+        &jilin,
+        "jilin",
+        &[PeerEntry::dial("national", nat.addr, &["heilongjiang"])],
+        clock::system(),
+    )
+    .await;
+    for (hub, d) in [
+        (&nat, "heilongjiang"),
+        (&nat, "jilin"),
+        (&h, "national"),
+        (&j, "national"),
+    ] {
+        wait_peers(hub, "the directories", |v| {
+            row(v, d)["units"].as_u64().is_some_and(|n| n >= 1)
+        })
+        .await;
+    }
+    let mut agents = vec![
+        agent(&national, "gov-office", nat.addr),
+        agent(&hlj, "gov", h.addr),
+        agent(&hlj, "harbin-gov", h.addr),
+        agent(&hlj, "daqing-gov", h.addr),
+        agent(&jilin, "gov", j.addr),
+    ];
+    for a in &mut agents {
+        a.wait_connected().await;
+    }
+    gongwen_tests::wait_until("the provinces folder at national", || {
+        national
+            .root("gov-office")
+            .join("outbox/provinces")
+            .is_dir()
+            .then_some(())
+    })
+    .await;
+    let body = "关于做好岁末年初有关工作的通知\n".repeat(100);
+    national.drop_file(
+        "gov-office",
+        "provinces",
+        "关于做好岁末年初有关工作的通知.txt",
+        body.as_bytes(),
+    );
+    let at_hlj = gongwen_tests::wait_inbox(&hlj.root("gov"), "gov-office@national", 1).await;
+    gongwen_tests::wait_inbox(&jilin.root("gov"), "gov-office@national", 1).await;
+    let doc: gongwen_common::DocId = at_hlj[0]
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    agents[1].wait_received(doc).await;
+    gongwen_tests::ask_agent(
+        &hlj.root("gov"),
+        &gongwen_agent::front::control::Request::Forward(Box::new(
+            gongwen_agent::actions::forward::ForwardRequest {
+                doc,
+                to: vec!["cities".into()],
+                cc: vec![],
+                note: Some("请认真贯彻落实".into()),
+                by: Some("王五".into()),
+            },
+        )),
+    )
+    .await
+    .unwrap();
+    for city in ["harbin-gov", "daqing-gov"] {
+        let docs = gongwen_tests::wait_inbox(&hlj.root(city), "gov", 1).await;
+        let got = std::fs::read(docs[0].join("关于做好岁末年初有关工作的通知.txt")).unwrap();
+        assert_eq!(got, body.as_bytes(), "{city}");
+        let meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(docs[0].join("metadata.json")).unwrap()).unwrap();
+        assert_eq!(
+            meta["forwarded_from"]["doc_id"],
+            doc.to_string(),
+            "{meta:#}"
+        );
+    }
+    // At national: both provinces have it.
+    let v = gongwen_tests::ask_hub(
+        &nat.data_dir,
+        &gongwen_hub::ops::control::Request::Status { doc },
+    )
+    .await;
+    let text = v.to_string();
+    assert!(
+        text.contains("gov@heilongjiang") && text.contains("gov@jilin"),
+        "{v:#}"
+    );
+    for a in agents {
+        a.stop().await;
+    }
+    j.stop().await;
+    h.stop().await;
+    nat.stop().await;
+}

@@ -623,8 +623,15 @@ impl Opening {
             .into());
         }
         let now = me.clock().now();
+        // A forward carries its first issuer's header, perhaps of another
+        // domain: judged by that domain's checker.
+        let original = sealed
+            .original()
+            .and_then(|o| me.trust().find_checker(|c| o.verify(Some(c), now).is_ok()));
         let (_, sender_domain) = me.trust().check_any(
-            |checker| sealed.verify(Some(checker), now),
+            |checker| {
+                sealed.verify_across(Some(checker), original.as_deref().or(Some(checker)), now)
+            },
             |e| e.to_string().contains(&CertProblem::NotFromCa.to_string()),
         )?;
         // A sender elsewhere names this unit `unit@our-domain`, and sealed

@@ -222,6 +222,21 @@ impl Trust {
         Err(theirs.unwrap_or(ours))
     }
 
+    /// The first checker, ours then each other domain's, under which
+    /// `passes` holds (the one that judges a forwarded original).
+    pub fn find_checker(&self, passes: impl Fn(&CertChecker) -> bool) -> Option<Arc<CertChecker>> {
+        let ours = self.checker();
+        if passes(&ours) {
+            return Some(ours);
+        }
+        let others: Vec<Arc<CertChecker>> = self
+            .others()
+            .values()
+            .filter_map(|o| o.checker.clone())
+            .collect();
+        others.into_iter().find(|c| passes(c))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Current> {
         // One value replaced whole: a panic elsewhere leaves it consistent.
         self.current.lock().unwrap_or_else(|p| p.into_inner())

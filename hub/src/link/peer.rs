@@ -585,6 +585,13 @@ async fn relay_document(
         core.metrics().bytes_sent(chunk.len() as u64);
         send.write_chunk(chunk).await.map_err(|e| e.to_string())?;
     }
+    if sent != doc.content_len {
+        error!(doc = %doc_id, "the content this hub holds ends at byte {sent} of {}: the stored document is damaged", doc.content_len);
+        return Err(format!(
+            "this hub holds only {sent} of the document's {} bytes",
+            doc.content_len
+        ));
+    }
     let _ = send.finish();
     match read_message(&mut recv, gongwen_common::stream::DOCUMENT_WORK_TIMEOUT).await {
         Ok(Message::Accepted { .. }) => Ok(()),

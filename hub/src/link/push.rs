@@ -265,8 +265,14 @@ async fn deliver_one(
                 Stats::add(&core.stats().deliveries_resumed, 1);
                 Stats::add(&core.stats().bytes_not_redelivered, offset);
             }
-            if let Err(e) =
-                stream_content(&mut send, core, doc_id, offset.min(doc.content_len)).await
+            if let Err(e) = stream_content(
+                &mut send,
+                core,
+                doc_id,
+                offset.min(doc.content_len),
+                doc.content_len,
+            )
+            .await
             {
                 // A unit that stops reading mid-document (its disk is full)
                 // says why; keep that reason for the log and the retry.
@@ -319,8 +325,10 @@ async fn stream_content(
     core: &Core,
     doc_id: DocId,
     offset: u64,
+    content_len: u64,
 ) -> Result<(), DeliverError> {
     let mut chunks = core.store().read_content(doc_id, offset).await?;
+    let mut at = offset;
     let mut sent = 0usize;
     while let Some(chunk) = chunks.recv().await {
         sent += 1;
@@ -335,10 +343,25 @@ async fn stream_content(
             )
         })?;
         let len = chunk.len() as u64;
+        at += len;
         send.write_chunk(chunk)
             .await
             .map_err(|e| DeliverError::Connection(e.to_string()))?;
         core.metrics().bytes_sent(len);
+    }
+    if at != content_len {
+        // The store holds less (or more) than the accepted length: sent as
+        // it is, the unit would wait for the rest and the hub retry for
+        // ever. Said loudly instead: it is the store's fault, not the link's.
+        tracing::error!(
+            doc = %doc_id,
+            "the content this hub holds ends at byte {at} of {content_len}: the stored document is damaged"
+        );
+        return Err(Refusal::new(
+            ErrorCode::Storage,
+            format!("the hub holds only {at} of this document's {content_len} bytes"),
+        )
+        .into());
     }
     send.finish()
         .map_err(|e| DeliverError::Connection(e.to_string()))?;

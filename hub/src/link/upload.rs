@@ -328,11 +328,15 @@ fn judge_relayed_sender(
         return Err(Refusal::new(ErrorCode::BadRequest, "no [federation] here"));
     };
     let mut last = None;
+    let now = core.clock().now();
+    let original = sealed
+        .original()
+        .and_then(|o| core.find_checker(|c| o.verify(Some(c), now).is_ok()));
     for domain in f.carried_by(from) {
         let Some(checker) = f.checker_of(&domain) else {
             continue;
         };
-        match sealed.verify(Some(&checker), core.clock().now()) {
+        match sealed.verify_across(Some(&checker), original.as_deref().or(Some(&checker)), now) {
             Ok(_) => return Ok(domain),
             Err(e) => last = Some(e),
         }
@@ -424,8 +428,13 @@ pub(crate) async fn receive(
                 warn!(claimed = %signed_meta.sender, "security: a document claims another sender");
             }
             checked?;
+            let now = core.clock().now();
+            let original = sealed
+                .original()
+                .and_then(|o| core.find_checker(|c| o.verify(Some(c), now).is_ok()));
+            let ours = core.checker();
             sealed
-                .verify(Some(&core.checker()), core.clock().now())
+                .verify_across(Some(&ours), original.as_deref().or(Some(&ours)), now)
                 .map_err(Refusal::signature)?;
             check_remote_recipients(&signed_meta, core)?;
             signed_meta

@@ -243,6 +243,23 @@ impl Core {
         }
     }
 
+    /// The first checker, ours then each other domain's, under which
+    /// `passes` holds (the one that judges a forwarded original).
+    pub(crate) fn find_checker(
+        &self,
+        passes: impl Fn(&CertChecker) -> bool,
+    ) -> Option<std::sync::Arc<CertChecker>> {
+        let ours = std::sync::Arc::new(self.checker());
+        if passes(&ours) {
+            return Some(ours);
+        }
+        let f = self.federation()?;
+        f.known_domains()
+            .iter()
+            .filter_map(|d| f.checker_of(d))
+            .find(|c| passes(c))
+    }
+
     /// Documents a peer is handing over now.
     pub(crate) fn relays_in_progress(&self) -> &InProgressSet {
         &self.relays_in_progress

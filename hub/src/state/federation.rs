@@ -286,6 +286,14 @@ impl Federation {
         CertChecker::new(&r.ca, Some(crl)).ok().map(Arc::new)
     }
 
+    /// Every other domain trusted now: the peers, then those reached
+    /// through them.
+    pub(crate) fn known_domains(&self) -> Vec<Domain> {
+        let mut out: Vec<Domain> = self.peers().keys().cloned().collect();
+        out.extend(self.routed().keys().cloned());
+        out
+    }
+
     /// The peer a document or receipt for `domain` goes to.
     pub(crate) fn next_hop(&self, domain: &Domain) -> Option<Domain> {
         self.config.next_hop(domain).map(|p| p.domain.clone())
