@@ -481,6 +481,54 @@ async fn a_document_crosses_two_hubs_sealed_and_its_receipts_come_back_signed_by
         })
     })
     .await;
+    // The sender's evidence: the recipient's signatures checked by openssl
+    // back to heilongjiang's CA through the chain national vouches with;
+    // one changed byte of jilin's CA and it fails.
+    for (who, root) in [
+        ("harbin-gov", hlj.root("harbin-gov")),
+        ("changchun-gov", jilin.root("changchun-gov")),
+    ] {
+        let out = root.parent().unwrap().join(format!("evidence-{who}"));
+        gongwen_tests::ask_agent(
+            &root,
+            &gongwen_agent::front::control::Request::Evidence {
+                doc,
+                out: out.clone(),
+            },
+        )
+        .await
+        .unwrap();
+        let run = std::process::Command::new("sh")
+            .arg(out.join("verify.sh"))
+            .output()
+            .expect("sh and openssl are needed for this test");
+        let text = String::from_utf8_lossy(&run.stdout).into_owned();
+        assert!(run.status.success(), "{who}: {text}");
+        assert!(text.contains("evidence verified"), "{who}: {text}");
+        assert!(text.contains("(issued by the CA of "), "{who}: {text}");
+        if who == "harbin-gov" {
+            assert!(text.contains("domain CA    jilin"), "{text}");
+            assert!(text.contains("file "), "{text}");
+        }
+        let other = std::fs::read_dir(&out)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().ends_with("-1.signed"))
+            .unwrap();
+        let mut bytes = std::fs::read(&other).unwrap();
+        let n = bytes.len() - 10;
+        bytes[n] ^= 1;
+        std::fs::write(&other, bytes).unwrap();
+        let run = std::process::Command::new("sh")
+            .arg(out.join("verify.sh"))
+            .output()
+            .unwrap();
+        assert!(
+            !run.status.success(),
+            "{who}: a changed chain still verified"
+        );
+    }
     // Every hub on the way shows the copy signed for, by whom.
     for hub in [&h, &nat] {
         let v = gongwen_tests::ask_hub(

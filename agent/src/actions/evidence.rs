@@ -9,7 +9,13 @@
 //! receipt-1-accepted-hub.signed  …  receipt-3-acknowledged-harbin-gov.signed …
 //! ca.crt  crl.pem  manifest.json  verify.sh
 //! original.signed  original.sig.der  original.signer.pem   (a forward, 转发)
+//! ca-jilin.crt  trust-jilin-1.signed  trust-jilin-1.sig.der  trust-jilin-1.ca.crt …
 //! ```
+//!
+//! With federation, a signer of another domain (the recipient of a document
+//! sent across, or its sender) is certified by that domain's CA:
+//! `ca-DOMAIN.crt`, vouched for by the chain of federation statements from
+//! `ca.crt` (`trust-DOMAIN-N`), each of which `verify.sh` checks.
 //!
 //! The document's files, as this unit holds them, are in `files/`, and
 //! `verify.sh` checks each against the digest in the signed header.
@@ -265,9 +271,14 @@ fn finish(
         }
         Err(_) => false,
     };
+    let domains = put_domains(me, out)?;
     let text = serde_json::to_vec_pretty(&bundle.manifest).map_err(|e| e.to_string())?;
     write(out, "manifest.json", &text)?;
-    let script = verify_script(&bundle.names, has_crl, suite, files, proof);
+    let mut script = verify_script(&bundle.names, has_crl, suite, files, proof);
+    if !domains.is_empty() {
+        script = script.replace(TRUST_MARK, &domains_script(&domains));
+    }
+    let script = script.replace(TRUST_MARK, "");
     write(out, "verify.sh", script.as_bytes())?;
     #[cfg(unix)]
     {
@@ -280,6 +291,80 @@ fn finish(
     Ok(())
 }
 
+/// Where the checks of the other domains' CAs go in `verify.sh`.
+const TRUST_MARK: &str = "TRUST_MARK";
+
+/// The other domains this unit trusts: each one's CA (`ca-DOMAIN.crt`) and
+/// the chain of statements from our CA to it (`trust-DOMAIN-N.signed`,
+/// `.sig.der`, and `.ca.crt`, the CA that statement names), so a signer of
+/// another domain is checked back to `ca.crt` with openssl. The domains
+/// and their chain lengths.
+fn put_domains(me: &Identity, out: &Path) -> Result<Vec<(String, usize)>, String> {
+    let mut done = Vec::new();
+    for (domain, ca, chain) in me.trust().other_domains() {
+        write(
+            out,
+            &format!("ca-{domain}.crt"),
+            pem("CERTIFICATE", &ca).as_bytes(),
+        )?;
+        for (i, bytes) in chain.0.iter().enumerate() {
+            let st = Statement::decode(bytes, StatementKind::Federation)
+                .map_err(|e| format!("the trust of {domain}: {e}"))?;
+            let named = gongwen_common::federation::FederationStatement::verify(bytes, &st.cert)
+                .map_err(|e| format!("the trust of {domain}: {e}"))?;
+            let base = format!("trust-{domain}-{}", i + 1);
+            write(out, &format!("{base}.signed"), &st.signed_message())?;
+            write(out, &format!("{base}.sig.der"), &st.signature)?;
+            write(
+                out,
+                &format!("{base}.ca.crt"),
+                pem("CERTIFICATE", &named.peer_ca).as_bytes(),
+            )?;
+        }
+        done.push((domain.to_string(), chain.0.len()));
+    }
+    Ok(done)
+}
+
+/// `verify.sh`'s checks of each other domain's chain: every statement
+/// signed by the CA before it (`ca.crt` first), naming the next CA (its
+/// DER inside the signed bytes), the last naming `ca-DOMAIN.crt`.
+fn domains_script(domains: &[(String, usize)]) -> String {
+    let mut s = String::from(
+        r#"# Each other domain's CA, vouched for by a chain of statements from ca.crt.
+chain() {
+  d=$1; n=$2; signer=ca.crt; i=1
+  while [ $i -le $n ]; do
+    t="trust-$d-$i"
+    openssl x509 -in "$signer" -pubkey -noout > "$t.pub.pem" 2>/dev/null
+    if openssl dgst -sha256 -verify "$t.pub.pem" -signature "$t.sig.der" "$t.signed" >/dev/null 2>&1; then
+      ok "vouched      $t (signed by $signer)"
+    else
+      bad "vouched      $t (not signed by $signer)"
+    fi
+    rm -f "$t.pub.pem"
+    named=$(openssl x509 -in "$t.ca.crt" -outform DER 2>/dev/null | od -An -v -tx1 | tr -d ' 
+')
+    case "$(od -An -v -tx1 "$t.signed" | tr -d ' 
+')" in
+      *"$named"*) [ -n "$named" ] || bad "vouched      $t (unreadable CA)" ;;
+      *) bad "vouched      $t (names another CA than $t.ca.crt)" ;;
+    esac
+    signer="$t.ca.crt"; i=$((i + 1))
+  done
+  if cmp -s "$signer" "ca-$d.crt"; then ok "domain CA    $d"; else bad "domain CA    $d (not the CA its chain names)"; fi
+}
+"#,
+    );
+    for (d, n) in domains {
+        s.push_str(&format!(
+            "chain '{d}' {n}
+"
+        ));
+    }
+    s
+}
+
 /// The document's files as this unit holds them (what it sent, or what it
 /// received, or what its sender recalled), copied into `out/files/`. How
 /// many; none when the folder is gone.
@@ -290,13 +375,27 @@ fn copy_files(me: &Identity, header: &[u8], out: &Path) -> Result<usize, String>
     let meta = sealed.meta();
     let f = me.folders();
     let doc = meta.doc_id.to_string();
-    let Some(folder) = [
-        f.sent.join(&doc),
-        f.inbox.join(meta.sender.as_str()).join(&doc),
-        f.recalled.join(meta.sender.as_str()).join(&doc),
-    ]
-    .into_iter()
-    .find(|d| d.is_dir()) else {
+    // A sender of another domain has its folder as this unit names it
+    // (`harbin-gov@heilongjiang`), not as its header does.
+    let sender = meta.sender.as_str();
+    let named = |dir: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| {
+                let n = e.file_name();
+                let n = n.to_string_lossy();
+                n == sender || n.starts_with(&format!("{sender}@"))
+            })
+            .map(|e| e.path().join(&doc))
+            .collect()
+    };
+    let Some(folder) = std::iter::once(f.sent.join(&doc))
+        .chain(named(&f.inbox))
+        .chain(named(&f.recalled))
+        .find(|d| d.is_dir())
+    else {
         return Ok(0);
     };
     let dir = out.join("files");
@@ -364,10 +463,20 @@ issued() {
   if openssl verify -CAfile ca.crt "$1.signer.pem" >/dev/null 2>&1; then
     ok "certificate  $1"
   else
-    bad "certificate  $1 (not issued by this CA)"
+    by=""
+    for c in ca-*.crt; do
+      [ -e "$c" ] || continue
+      if openssl verify -CAfile "$c" "$1.signer.pem" >/dev/null 2>&1; then by="${c#ca-}"; by="${by%.crt}"; fi
+    done
+    if [ -n "$by" ]; then
+      ok "certificate  $1 (issued by the CA of $by, which ca.crt vouches for above)"
+    else
+      bad "certificate  $1 (not issued by this CA)"
+    fi
   fi
   rm -f "$1.pub.pem"
 }
+TRUST_MARK
 check() {
   cert_key "$1" || return
   if openssl dgst -sha256 -verify "$1.pub.pem" -signature "$1.sig.der" "$1.signed" >/dev/null 2>&1; then
@@ -467,6 +576,7 @@ done
         s.push_str(
             r#"# Revocation today (a certificate revoked after signing still made a valid signature then):
 for c in *.signer.pem; do
+  openssl verify -CAfile ca.crt "$c" >/dev/null 2>&1 || continue
   openssl verify -crl_check -CAfile ca.crt -CRLfile crl.pem "$c" >/dev/null 2>&1 || echo "NOTE  ${c%.signer.pem}: signer's certificate is revoked or the CRL is stale now"
 done
 "#,

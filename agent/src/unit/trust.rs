@@ -57,6 +57,8 @@ pub struct Trust {
 /// Another domain: its CA (by the chain from ours) and its CRL.
 #[derive(Debug, Clone)]
 struct Other {
+    /// The statements from our CA to its CA.
+    chain: Chain,
     ca: CertificateDer<'static>,
     crl: Option<Crl>,
     checker: Option<Arc<CertChecker>>,
@@ -150,10 +152,14 @@ impl Trust {
                     .map_err(|e| format!("the trust of {domain}: {e}"))?;
                 let ca = CertificateDer::from(ca);
                 let mut others = self.others();
-                let keep_crl = others.get(domain).filter(|o| o.ca == ca).cloned();
+                let kept = others.get(domain).filter(|o| o.ca == ca).map(|o| Other {
+                    chain: chain.clone(),
+                    ..o.clone()
+                });
                 others.insert(
                     domain.clone(),
-                    keep_crl.unwrap_or(Other {
+                    kept.unwrap_or(Other {
+                        chain,
                         ca,
                         crl: None,
                         checker: None,
@@ -177,6 +183,7 @@ impl Trust {
                 others.insert(
                     domain.clone(),
                     Other {
+                        chain: held.chain,
                         ca: held.ca,
                         crl: Some(crl),
                         checker: Some(checker),
@@ -220,6 +227,15 @@ impl Trust {
             }
         }
         Err(theirs.unwrap_or(ours))
+    }
+
+    /// Every other domain, its CA and the statements from our CA to it
+    /// (for an evidence bundle a third party checks).
+    pub fn other_domains(&self) -> Vec<(Domain, CertificateDer<'static>, Chain)> {
+        self.others()
+            .iter()
+            .map(|(d, o)| (d.clone(), o.ca.clone(), o.chain.clone()))
+            .collect()
     }
 
     /// The first checker, ours then each other domain's, under which
