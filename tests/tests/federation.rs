@@ -542,7 +542,25 @@ async fn a_document_crosses_two_hubs_sealed_and_its_receipts_come_back_signed_by
             text.contains("acknowledged") && text.contains("李四"),
             "{v:#}"
         );
+        let receipts = v["recipients"][0]["receipts"].to_string();
+        assert!(
+            receipts.contains("delivered") && receipts.contains("acknowledged"),
+            "{v:#}"
+        );
     }
+    // The sender's hub's report counts the unit elsewhere like its own.
+    let report = gongwen_tests::ask_hub(
+        &h.data_dir,
+        &gongwen_hub::ops::control::Request::Report {
+            since: None,
+            until: None,
+        },
+    )
+    .await;
+    assert!(
+        report.to_string().contains("changchun-gov@jilin"),
+        "{report:#}"
+    );
     harbin.stop().await;
     changchun.stop().await;
     j.stop().await;
@@ -906,6 +924,13 @@ async fn a_remote_copy_overdue_is_urged_across_and_escalated_once_at_the_senders
     assert!(
         text.contains("changchun-gov@jilin") && text.contains(&doc.to_string()),
         "{text}"
+    );
+    // The sender's hub's overdue list names the copy elsewhere.
+    let overdue =
+        gongwen_tests::ask_hub(&h.data_dir, &gongwen_hub::ops::control::Request::Overdue).await;
+    assert!(
+        overdue.to_string().contains("changchun-gov@jilin"),
+        "{overdue:#}"
     );
     // The hubs that carried it run no ladder of their own.
     assert_eq!(nat.handle.escalate_now().await.unwrap(), 0);
@@ -1298,6 +1323,10 @@ async fn national_notifies_its_provinces_and_heilongjiang_forwards_it_to_its_cit
         assert_eq!(
             meta["forwarded_from"]["doc_id"],
             doc.to_string(),
+            "{meta:#}"
+        );
+        assert_eq!(
+            meta["forwarded_from"]["sender"], "gov-office@national",
             "{meta:#}"
         );
     }

@@ -771,7 +771,18 @@ fn file_in_inbox(
 ) -> Result<(SealedHeader, Moved), Verdict> {
     let sender_dir = me.folders().inbox.join(sealed.meta().sender.as_str());
     let dest = sender_dir.join(doc_id.to_string());
-    let meta_json = serde_json::to_vec_pretty(&MetadataJson::from_sealed(&sealed, deadline))
+    let mut metadata = MetadataJson::from_sealed(&sealed, deadline);
+    // A forward's first issuer of another domain, as this unit names it.
+    if let (Some(from), Some(original)) = (metadata.forwarded_from.as_mut(), sealed.original()) {
+        let now = me.clock().now();
+        if let Ok((_, Some(domain))) = me.trust().check_any(
+            |checker| original.verify(Some(checker), now),
+            |e| e.to_string().contains(&CertProblem::NotFromCa.to_string()),
+        ) {
+            from.sender = localize(&from.sender, &domain, me.trust().domain().as_ref());
+        }
+    }
+    let meta_json = serde_json::to_vec_pretty(&metadata)
         .map_err(|e| Verdict::Local(LocalError::Io(std::io::Error::other(e))))?;
     // Also makes the folder's other entries durable (it syncs `tmp`).
     write_atomic(&tmp.join("metadata.json"), &meta_json, 0o644)?;

@@ -950,7 +950,8 @@ impl Store for Embedded {
             for row in t.range((key, "", 0u8)..(key, "\u{10ffff}", u8::MAX))? {
                 let (k, _) = row?;
                 let (_, r, kind) = k.value();
-                if let (Ok(id), Ok(kind)) = (NodeId::parse(r), ReceiptKind::from_code(kind)) {
+                if let (Ok(id), Ok(kind)) = (NodeId::parse_address(r), ReceiptKind::from_code(kind))
+                {
                     out.push((id, kind));
                 }
             }
@@ -974,7 +975,7 @@ impl Store for Embedded {
                 let mut rows = Vec::new();
                 for r in delivery.range((key, "")..(key, "\u{10ffff}"))? {
                     let (rk, rv) = r?;
-                    if let Ok(id) = NodeId::parse(rk.value().1) {
+                    if let Ok(id) = NodeId::parse_address(rk.value().1) {
                         rows.push((id, parse(rv.value())?));
                     }
                 }
