@@ -122,6 +122,39 @@ impl Env {
         self.hub_extra = toml.to_owned();
     }
 
+    /// The CA folder.
+    pub fn ca_dir(&self) -> &Path {
+        self.ca.dir()
+    }
+
+    /// Enroll `id` as `enroll` does: a certificate, an encryption key
+    /// (`<id>/enc.key`, which [`Env::start_agent`] then uses) and the CA's
+    /// signed unit directory listing it, which the hub reads and hands to
+    /// the other domains of a federation.
+    pub fn enroll(&mut self, id: &str) -> anyhow::Result<()> {
+        let now = OffsetDateTime::now_utc();
+        let nid = NodeId::parse(id)?;
+        let mut ca = Ca::open(self.ca.dir())?;
+        let issued = ca.issue(
+            &IssueRequest {
+                id: nid.clone(),
+                role: Role::Node,
+                name: Some(id.to_owned()),
+                dns: vec![],
+                ips: vec![],
+                validity: Validity::days_from(now, 30),
+                renew: true,
+            },
+            now,
+        )?;
+        ca.write_issued(&self.path().join(id), &nid, &issued)?;
+        let (enc, _) = ca.make_encryption_key(&nid, &issued, now)?;
+        std::fs::write(self.path().join(id).join("enc.key"), enc.secret_bytes())?;
+        ca.write_directory(now)?;
+        self.directory = Some(self.ca.dir().join("directory.gwd"));
+        Ok(())
+    }
+
     pub fn issue(&self, id: &str, role: Role) -> anyhow::Result<()> {
         let now = OffsetDateTime::now_utc();
         let nid = NodeId::parse(id)?;
@@ -211,10 +244,16 @@ impl Env {
 
     pub fn start_agent(&self, id: &str, hub: SocketAddr) -> anyhow::Result<Proc> {
         let config = self.path().join(format!("{id}.toml"));
+        // An enrolled unit's key, the one its directory entry names.
+        let enc = if self.path().join(id).join("enc.key").exists() {
+            format!("encryption_key = \"{id}/enc.key\"\n")
+        } else {
+            String::new()
+        };
         std::fs::write(
             &config,
             format!(
-                "node_id = \"{id}\"\nhub = \"{hub}\"\nhub_name = \"hub\"\nroot = \"{id}-data\"\n[tls]\ncert = \"{id}/{id}.crt\"\nkey = \"{id}/{id}.key\"\nca = \"{id}/ca.crt\"\n"
+                "node_id = \"{id}\"\nhub = \"{hub}\"\nhub_name = \"hub\"\nroot = \"{id}-data\"\n[tls]\ncert = \"{id}/{id}.crt\"\nkey = \"{id}/{id}.key\"\nca = \"{id}/ca.crt\"\n{enc}"
             ),
         )?;
         let log = self.path().join(format!("{id}.log"));

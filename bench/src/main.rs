@@ -7,6 +7,7 @@ mod cases;
 mod console;
 mod crypto;
 mod env;
+mod federation;
 mod report;
 mod swarm;
 
@@ -37,7 +38,7 @@ struct Cli {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Run only these parts (for profiling one path): big, small, latency,
-    /// fanout, console, crypto, gm, swarm. Baselines needed for their ratios run
+    /// fanout, console, crypto, gm, swarm, federation. Baselines needed for their ratios run
     /// too (gm: the standard big and small rows it is read beside).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -510,6 +511,10 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
     }
 
     // ---- national scale: simulated units against one hub
+    if want("federation") {
+        let big = if cli.quick { 256 << 20 } else { 1 << 30 };
+        rows.extend(federation::rows(&bin, s.small.min(2_000), s.latency, big).await?);
+    }
     if want("swarm") {
         let units = cli.units.unwrap_or(if cli.quick { 1_000 } else { 10_000 });
         eprintln!("swarm: {units} simulated units");
