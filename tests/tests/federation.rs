@@ -1348,3 +1348,100 @@ async fn national_notifies_its_provinces_and_heilongjiang_forwards_it_to_its_cit
     h.stop().await;
     nat.stop().await;
 }
+
+/// A document for more units elsewhere than a header lists keys for (the
+/// tree form, above 64): it crosses with every key's leaf, and each unit
+/// at jilin gets its own copy with the proof of its key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_for_65_units_elsewhere_crosses_in_the_tree_form() {
+    let (national, hlj, jilin) = three_domains();
+    enroll(&hlj, &[("harbin-gov", "哈尔滨市人民政府")]);
+    let names: Vec<(String, String)> = (0..65)
+        .map(|i| (format!("county-{i:02}"), format!("第{i}县人民政府")))
+        .collect();
+    let units: Vec<(&str, &str)> = names
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    enroll(&jilin, &units);
+    let nat = start_hub(&national, "national", &national_peers(), clock::system()).await;
+    let mut config = hub_config(
+        &hlj,
+        "heilongjiang",
+        "127.0.0.1:0".parse().unwrap(),
+        &[PeerEntry::dial("national", nat.addr, &["jilin"])],
+    );
+    config.groups.insert(
+        "jilin-counties".into(),
+        names
+            .iter()
+            .map(|(id, _)| gongwen_common::NodeId::parse_address(&format!("{id}@jilin")).unwrap())
+            .collect(),
+    );
+    let h = hlj.start_hub_config(config, clock::system()).await;
+    let j = start_hub(
+        &jilin,
+        "jilin",
+        &[PeerEntry::dial("national", nat.addr, &["heilongjiang"])],
+        clock::system(),
+    )
+    .await;
+    wait_peers(&h, "jilin's 65 units known", |v| {
+        v.as_array().unwrap().iter().any(|p| p["domain"] == "jilin")
+            && row(v, "jilin")["units"] == 65
+            && row(v, "jilin")["crl_issued"].is_string()
+    })
+    .await;
+    let mut harbin = agent(&hlj, "harbin-gov", h.addr);
+    let mut county = agent(&jilin, "county-07", j.addr);
+    harbin.wait_connected().await;
+    county.wait_connected().await;
+    gongwen_tests::wait_until("the group folder", || {
+        hlj.root("harbin-gov")
+            .join("outbox/jilin-counties")
+            .is_dir()
+            .then_some(())
+    })
+    .await;
+    hlj.drop_file(
+        "harbin-gov",
+        "jilin-counties",
+        "通知.txt",
+        "各县：".as_bytes(),
+    );
+    let docs =
+        gongwen_tests::wait_inbox(&jilin.root("county-07"), "harbin-gov@heilongjiang", 1).await;
+    assert_eq!(
+        std::fs::read(docs[0].join("通知.txt")).unwrap(),
+        "各县：".as_bytes()
+    );
+    gongwen_tests::wait_status(&hlj.root("harbin-gov"), "county-07's receipt", |s| {
+        s.iter().any(|d| {
+            d.recipients.len() == 65
+                && d.recipients.iter().any(|r| {
+                    r.recipient == "county-07@jilin"
+                        && r.receipts
+                            .contains(&gongwen_common::receipt::ReceiptKind::Delivered)
+                })
+        })
+    })
+    .await;
+    let doc: gongwen_common::DocId = docs[0]
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let v = gongwen_tests::ask_hub(
+        &j.data_dir,
+        &gongwen_hub::ops::control::Request::Status { doc },
+    )
+    .await;
+    assert_eq!(v["recipients"].as_array().unwrap().len(), 65, "{v:#}");
+    harbin.stop().await;
+    county.stop().await;
+    j.stop().await;
+    h.stop().await;
+    nat.stop().await;
+}

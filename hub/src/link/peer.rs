@@ -436,6 +436,14 @@ async fn serve(
     text
 }
 
+/// The arm above matches only the two beginnings of an upload.
+fn unreachable_upload() -> Result<crate::link::upload::Upload, crate::link::refusal::Refusal> {
+    Err(crate::link::refusal::Refusal::new(
+        ErrorCode::BadRequest,
+        "not the beginning of an upload",
+    ))
+}
+
 /// The peer's new CRL may revoke the very hub that sent it.
 fn revoked_now(
     f: &crate::state::federation::Federation,
@@ -555,6 +563,20 @@ async fn relay_document(
     };
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
     let _ = send.set_priority(doc.urgency.stream_priority());
+    // A tree-form document is kept whole (its statement and every key's
+    // leaf); it goes on as its sender uploaded it: the leaves, then the
+    // statement.
+    let header = match gongwen_common::envelope::tree::split_full(&header) {
+        Some((statement, leaves)) => {
+            for m in gongwen_common::wire::key_leaves_messages(doc_id, &leaves) {
+                write_message(&mut send, &m)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            statement
+        }
+        None => header,
+    };
     let begin = Message::UploadBegin {
         doc_id,
         header,
@@ -890,17 +912,38 @@ async fn handle_request(
 ) {
     let Some(f) = core.federation() else { return };
     let answer = match read_message(&mut recv, READ_TIMEOUT).await {
-        Ok(Message::UploadBegin {
-            doc_id,
-            header,
-            content_len,
-        }) => {
-            let upload = crate::link::upload::Upload {
-                doc_id,
-                header,
-                content_len,
-                leaves: None,
+        Ok(first @ (Message::UploadBegin { .. } | Message::KeyLeaves { .. })) => {
+            // A tree-form document comes as it came from its sender: the
+            // leaves of its keys first, then its statement.
+            let upload = match first {
+                Message::UploadBegin {
+                    doc_id,
+                    header,
+                    content_len,
+                } => Ok(crate::link::upload::Upload {
+                    doc_id,
+                    header,
+                    content_len,
+                    leaves: None,
+                }),
+                Message::KeyLeaves { doc_id, leaves } => {
+                    crate::link::session::gather_leaves(&mut recv, doc_id, leaves).await
+                }
+                _ => unreachable_upload(),
             };
+            let upload = match upload {
+                Ok(u) => u,
+                Err(r) => {
+                    let answer = Message::Error {
+                        code: r.code,
+                        message: r.message,
+                    };
+                    let _ = write_message(&mut send, &answer).await;
+                    let _ = send.finish();
+                    return;
+                }
+            };
+            let doc_id = upload.doc_id;
             let span = info_span!("relayed", doc = %doc_id);
             match crate::link::upload::receive(
                 &mut send,

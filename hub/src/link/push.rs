@@ -218,10 +218,21 @@ async fn deliver_one(
     let _turn = core.delivery_turn().await;
     let started = std::time::Instant::now();
     let store = core.store();
-    let header = core
+    let mut header = core
         .copies()
         .header_for(doc_id, node, || store.header(doc_id))
         .await?;
+    if header.is_none()
+        && let Some(f) = core.federation()
+    {
+        // A tree-form document from another domain names its keys' leaves
+        // `unit@this-domain`, as its sender wrote them.
+        let named = NodeId::remote(node, f.domain());
+        header = core
+            .copies()
+            .header_for(doc_id, &named, || store.header(doc_id))
+            .await?;
+    }
     let doc = store.doc(doc_id).await?;
     let deadline_ms = store
         .delivery(doc_id, node)

@@ -260,7 +260,7 @@ async fn upload(
 ///
 /// [`MAX_RECIPIENTS`]: gongwen_common::envelope::MAX_RECIPIENTS
 /// [`MAX_KEY_LEAF`]: gongwen_common::wire::MAX_KEY_LEAF
-async fn gather_leaves(
+pub(crate) async fn gather_leaves(
     recv: &mut quinn::RecvStream,
     doc_id: gongwen_common::DocId,
     mut leaves: Vec<Vec<u8>>,
