@@ -1445,3 +1445,117 @@ async fn a_document_for_65_units_elsewhere_crosses_in_the_tree_form() {
     h.stop().await;
     nat.stop().await;
 }
+
+/// national asks jilin for a report (通知→上报); jilin's answer crosses
+/// back, and national's hub records the copy answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_to_a_question_from_another_domain_crosses_back() {
+    let (national, hlj, jilin) = three_domains();
+    enroll(&hlj, &[("harbin-gov", "哈尔滨市人民政府")]);
+    enroll(&jilin, &[("gov", "吉林省人民政府")]);
+    enroll(&national, &[("gov-office", "国务院办公厅")]);
+    let nat = start_hub(&national, "national", &national_peers(), clock::system()).await;
+    let j = start_hub(
+        &jilin,
+        "jilin",
+        &[PeerEntry::dial("national", nat.addr, &["heilongjiang"])],
+        clock::system(),
+    )
+    .await;
+    wait_peers(&nat, "jilin's directory", |v| row(v, "jilin")["units"] == 1).await;
+    wait_peers(&j, "national's directory", |v| {
+        row(v, "national")["units"] == 1
+    })
+    .await;
+    let mut office = agent(&national, "gov-office", nat.addr);
+    let mut gov = agent(&jilin, "gov", j.addr);
+    office.wait_connected().await;
+    gov.wait_connected().await;
+    gongwen_tests::wait_until("the folder of gov@jilin", || {
+        national
+            .root("gov-office")
+            .join("outbox/gov@jilin")
+            .is_dir()
+            .then_some(())
+    })
+    .await;
+    national.sidecar(
+        "gov-office",
+        "gov@jilin",
+        "关于报送年度工作总结的通知.txt",
+        "doc_type = \"通知\"\nreply = \"report\"\nreply_by = \"5d\"\n",
+    );
+    national.drop_file(
+        "gov-office",
+        "gov@jilin",
+        "关于报送年度工作总结的通知.txt",
+        "请于五日内报送。".as_bytes(),
+    );
+    let docs = gongwen_tests::wait_inbox(&jilin.root("gov"), "gov-office@national", 1).await;
+    let doc: gongwen_common::DocId = docs[0]
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    gov.wait_received(doc).await;
+    let report = jilin.path().join("吉林省年度工作总结.txt");
+    std::fs::write(&report, "总结如下。").unwrap();
+    gongwen_tests::ask_agent(
+        &jilin.root("gov"),
+        &gongwen_agent::front::control::Request::Reply(Box::new(
+            gongwen_agent::actions::reply::ReplyRequest {
+                doc,
+                files: vec![report],
+                decision: None,
+                note: None,
+                title: Some("吉林省年度工作总结".into()),
+                supersedes: None,
+                cc: vec![],
+                by: "赵六".into(),
+            },
+        )),
+    )
+    .await
+    .unwrap();
+    let answers = gongwen_tests::wait_inbox(&national.root("gov-office"), "gov@jilin", 1).await;
+    assert_eq!(
+        std::fs::read(answers[0].join("吉林省年度工作总结.txt")).unwrap(),
+        "总结如下。".as_bytes()
+    );
+    let v = gongwen_tests::wait_within(
+        "the answer recorded at national",
+        gongwen_tests::WAIT,
+        || {
+            let v = futures_block(gongwen_tests::ask_hub(
+                &nat.data_dir,
+                &gongwen_hub::ops::control::Request::Status { doc },
+            ));
+            let text = v.to_string();
+            if text.contains("\"answered\"") {
+                Ok(v)
+            } else {
+                Err(format!("{v:#}"))
+            }
+        },
+    )
+    .await;
+    let copy = &v["recipients"][0];
+    assert_eq!(copy["recipient"], "gov@jilin", "{v:#}");
+    assert_eq!(copy["reply_state"], "answered", "{v:#}");
+    let answer_id = answers[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert_eq!(copy["answer"], answer_id, "{v:#}");
+    office.stop().await;
+    gov.stop().await;
+    j.stop().await;
+    nat.stop().await;
+}
+
+fn futures_block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
+}
