@@ -44,53 +44,7 @@ pub(crate) async fn record(
             "the receipt is for another document",
         ));
     }
-    let doc_id = receipt.doc_id;
-    let Some(doc) = core.store().doc(doc_id).await? else {
-        return Err(Refusal::new(
-            ErrorCode::UnknownDocument,
-            format!("the hub never accepted document {doc_id}"),
-        ));
-    };
-    check_cites(&receipt, &doc)?;
-    match receipt.kind {
-        ReceiptKind::Delivered | ReceiptKind::Quarantined => {}
-        ReceiptKind::Acknowledged | ReceiptKind::Rejected => {
-            return record_answer(receipt, bytes, core).await;
-        }
-        ReceiptKind::Accepted => {
-            return Err(Refusal::new(
-                ErrorCode::BadRequest,
-                "an accepted receipt comes from the hub, not from a unit",
-            ));
-        }
-    }
-    let kind = receipt.kind;
-    let recorded = core
-        .committer()
-        .delivery(Delivery {
-            receipt_bytes: bytes.to_vec(),
-            receipt,
-            at_ms: core.now_ms(),
-        })
-        .await?;
-    gongwen_common::failpoint::hit("hub-receipt-recorded");
-    if recorded.new {
-        core.metrics().receipt_recorded(kind);
-        if kind == ReceiptKind::Quarantined {
-            warn!(doc = %doc_id, recipient = %from, "recipient quarantined the document");
-        }
-        core.wake_pushes(&recorded.sender);
-    }
-    if recorded.content_done {
-        // Every recipient has it: the ciphertext has done its job. (A crash
-        // before this removal leaves content the next start sweeps away.)
-        // After the wake: unlinking a big file takes a while (0.2 s for a
-        // GiB here), and the sender need not wait for it.
-        if let Err(e) = core.store().drop_content(doc_id).await {
-            warn!(doc = %doc_id, "delivered content not removed yet: {e}");
-        }
-    }
-    Ok(kind)
+    take_verified(receipt, bytes, core).await
 }
 
 /// A receipt a peer hub passes back from a unit of its domain, or of one
@@ -139,10 +93,24 @@ pub(crate) async fn record_relayed(
     }
     receipt.recipient = NodeId::remote(&receipt.recipient, &domain);
     receipt.issuer = receipt.recipient.clone();
-    let Some(doc) = core.store().doc(receipt.doc_id).await? else {
+    take_verified(receipt, bytes, core).await
+}
+
+/// A recipient's receipt whose signature is verified (from a unit here,
+/// or passed back by a peer hub with its recipient named as this hub names
+/// it): it must cite a document the hub holds, from one of its copies;
+/// then it is recorded, the sender woken, and content every copy has is
+/// let go of.
+async fn take_verified(
+    receipt: Receipt,
+    bytes: &[u8],
+    core: &Core,
+) -> Result<ReceiptKind, Refusal> {
+    let doc_id = receipt.doc_id;
+    let Some(doc) = core.store().doc(doc_id).await? else {
         return Err(Refusal::new(
             ErrorCode::UnknownDocument,
-            format!("this hub never accepted document {}", receipt.doc_id),
+            format!("the hub never accepted document {doc_id}"),
         ));
     };
     check_cites(&receipt, &doc)?;
@@ -154,11 +122,11 @@ pub(crate) async fn record_relayed(
         ReceiptKind::Accepted => {
             return Err(Refusal::new(
                 ErrorCode::BadRequest,
-                "an accepted receipt is not passed on",
+                "an accepted receipt comes from a hub, not from a unit",
             ));
         }
     }
-    let kind = receipt.kind;
+    let (kind, recipient) = (receipt.kind, receipt.recipient.clone());
     let recorded = core
         .committer()
         .delivery(Delivery {
@@ -167,14 +135,22 @@ pub(crate) async fn record_relayed(
             at_ms: core.now_ms(),
         })
         .await?;
+    gongwen_common::failpoint::hit("hub-receipt-recorded");
     if recorded.new {
         core.metrics().receipt_recorded(kind);
+        if kind == ReceiptKind::Quarantined {
+            warn!(doc = %doc_id, %recipient, "recipient quarantined the document");
+        }
         core.wake_pushes(&recorded.sender);
     }
-    if recorded.content_done
-        && let Err(e) = core.store().drop_content(doc.doc_id).await
-    {
-        warn!(doc = %doc.doc_id, "delivered content not removed yet: {e}");
+    if recorded.content_done {
+        // Every recipient has it: the ciphertext has done its job. (A crash
+        // before this removal leaves content the next start sweeps away.)
+        // After the wake: unlinking a big file takes a while (0.2 s for a
+        // GiB here), and the sender need not wait for it.
+        if let Err(e) = core.store().drop_content(doc_id).await {
+            warn!(doc = %doc_id, "delivered content not removed yet: {e}");
+        }
     }
     Ok(kind)
 }
