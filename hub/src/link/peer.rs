@@ -70,10 +70,31 @@ fn peer_certificate(conn: &quinn::Connection) -> Option<CertificateDer<'static>>
     certs.first().cloned()
 }
 
+/// Run `update` (a CRL, chain or directory taken: verified, then written
+/// and synced to the data folder) on a blocking thread, off the runtime.
+async fn updating_trust<T: Send + 'static>(
+    core: &Arc<Core>,
+    update: impl FnOnce(&crate::state::federation::Federation) -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    let core = core.clone();
+    tokio::task::spawn_blocking(move || match core.federation() {
+        Some(f) => update(f),
+        None => Err("this hub has no [federation] section".into()),
+    })
+    .await
+    .map_err(|e| format!("the update stopped: {e}"))?
+}
+
+/// A CRL the peer `domain` pushed, taken off the runtime.
+async fn take_peer_crl(core: &Arc<Core>, domain: &Domain, crl: Vec<u8>) -> Result<bool, String> {
+    let domain = domain.clone();
+    updating_trust(core, move |f| f.take_crl(&domain, &crl)).await
+}
+
 /// The checks both ends make of the other's hello or welcome: a peer
 /// domain, the same suite, a CRL from its CA, then its certificate.
-fn judge_greeting(
-    core: &Core,
+async fn judge_greeting(
+    core: &Arc<Core>,
     claimed: &str,
     suite: &str,
     crl: &[u8],
@@ -112,7 +133,11 @@ fn judge_greeting(
         ));
     }
     f.check_issuer(&domain, cert, core.clock().now())?;
-    match f.take_crl(&domain, crl) {
+    let taken = {
+        let (domain, crl) = (domain.clone(), crl.to_vec());
+        updating_trust(core, move |f| f.take_crl(&domain, &crl)).await
+    };
+    match taken {
         Ok(true) => {
             info!(peer = %domain, "took {domain}'s revocation list");
             f.offers_changed();
@@ -146,9 +171,9 @@ pub(crate) async fn accept(conn: quinn::Connection, core: Arc<Core>) {
             domain,
             suite,
             crl,
-        }) if version == FEDERATION_VERSION => {
-            judge_greeting(&core, &domain, &suite, &crl, &cert).map_err(|r| (Some(domain), r))
-        }
+        }) if version == FEDERATION_VERSION => judge_greeting(&core, &domain, &suite, &crl, &cert)
+            .await
+            .map_err(|r| (Some(domain), r)),
         Ok(Message::PeerHello {
             version, domain, ..
         }) => Err((
@@ -343,7 +368,7 @@ async fn dial_once(
             domain: theirs,
             suite,
             crl,
-        } => match judge_greeting(core, &theirs, &suite, &crl, &cert) {
+        } => match judge_greeting(core, &theirs, &suite, &crl, &cert).await {
             Ok(d) if &d == domain => Ok(()),
             Ok(other) => Err(Refusal::new(
                 RefuseCode::RoleNotAllowed,
@@ -469,7 +494,7 @@ async fn push_our_crl(conn: quinn::Connection, core: Arc<Core>) {
             gongwen_common::stream::request_ok(&conn, &Message::CrlUpdate { crl }, READ_TIMEOUT)
                 .await
         {
-            warn!("could not pass our revocation list on: {e}");
+            warn!("could not pass our revocation list on: {}", Clipped(&e));
         }
     }
 }
@@ -494,7 +519,7 @@ async fn relay(conn: quinn::Connection, peer: Domain, core: Arc<Core>) {
             match relay_documents(&conn, &queue, &core).await {
                 Ok(full) => more |= full,
                 Err(e) => {
-                    warn!("relaying to {peer} stopped for now: {e}");
+                    warn!("relaying to {peer} stopped for now: {}", Clipped(&e));
                     if conn.close_reason().is_some() {
                         return;
                     }
@@ -503,7 +528,10 @@ async fn relay(conn: quinn::Connection, peer: Domain, core: Arc<Core>) {
             match relay_receipts(&conn, &queue, &core).await {
                 Ok(full) => more |= full,
                 Err(e) => {
-                    warn!("passing receipts to {peer} stopped for now: {e}");
+                    warn!(
+                        "passing receipts to {peer} stopped for now: {}",
+                        Clipped(&e)
+                    );
                     if conn.close_reason().is_some() {
                         return;
                     }
@@ -657,7 +685,7 @@ async fn relay_receipts(
                 {
                     Ok(Message::Ok) => taken.push(seq),
                     Ok(Message::Error { code, message }) if !code.is_retryable() => {
-                        warn!("the peer refused a receipt for good: {message}");
+                        warn!("the peer refused a receipt for good: {}", Clipped(&message));
                         taken.push(seq);
                     }
                     Ok(Message::Error { message, .. }) => {
@@ -680,7 +708,7 @@ async fn relay_receipts(
                 {
                     Ok(Message::Ok) => taken.push(seq),
                     Ok(Message::Error { code, message }) if !code.is_retryable() => {
-                        warn!("the peer refused a notice for good: {message}");
+                        warn!("the peer refused a notice for good: {}", Clipped(&message));
                         taken.push(seq);
                     }
                     Ok(other) => {
@@ -827,8 +855,9 @@ pub(crate) async fn trust_pusher(conn: quinn::Connection, core: Arc<Core>) {
                         return;
                     }
                     warn!(
-                        "the unit did not take the {} of {domain}: {e}",
-                        kind.as_str()
+                        "the unit did not take the {} of {domain}: {}",
+                        kind.as_str(),
+                        Clipped(&e)
                     );
                     sent.insert(key, digest);
                 }
@@ -907,7 +936,7 @@ async fn handle_request(
     mut recv: quinn::RecvStream,
     conn: &quinn::Connection,
     (domain, cert): (&Domain, &CertificateDer<'static>),
-    core: &Core,
+    core: &Arc<Core>,
     warnings: &crate::state::loglimit::Warnings,
 ) {
     let Some(f) = core.federation() else { return };
@@ -999,7 +1028,12 @@ async fn handle_request(
             .await
             {
                 Ok(Ok(bytes)) if bytes.len() as u64 == len => {
-                    match f.take_offer(domain, kind, &about, &bytes) {
+                    let taken = {
+                        let (domain, about) = (domain.clone(), about.clone());
+                        updating_trust(core, move |f| f.take_offer(&domain, kind, &about, &bytes))
+                            .await
+                    };
+                    match taken {
                         Ok(new) => {
                             if new {
                                 info!("took the {} of {about}", kind.as_str());
@@ -1035,7 +1069,7 @@ async fn handle_request(
                 }
             },
         },
-        Ok(Message::CrlUpdate { crl }) => match f.take_crl(domain, &crl) {
+        Ok(Message::CrlUpdate { crl }) => match take_peer_crl(core, domain, crl).await {
             Ok(new) => {
                 if new {
                     info!("took {domain}'s new revocation list");

@@ -137,6 +137,8 @@ pub(crate) struct Federation {
     offers: tokio::sync::watch::Sender<u64>,
     /// Per peer: wakes its link's relay (something was queued for it).
     relay_wakes: Mutex<BTreeMap<Domain, Arc<tokio::sync::Notify>>>,
+    /// One update of the trust of a domain at a time ([`Federation::updating`]).
+    updates: Mutex<()>,
 }
 
 /// Read and check the statement of `peer`: signed by our CA (`our_ca`,
@@ -218,6 +220,7 @@ impl Federation {
             directories: Mutex::default(),
             offers: tokio::sync::watch::Sender::new(0),
             relay_wakes: Mutex::default(),
+            updates: Mutex::default(),
         };
         federation.load_kept();
         Ok(federation)
@@ -360,6 +363,11 @@ impl Federation {
         self.offers.subscribe()
     }
 
+    /// Held while what is trusted of a domain is compared and replaced.
+    fn updating(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.updates.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Keep `bytes` as `name` in the federation folder.
     fn keep(&self, name: &str, bytes: &[u8]) -> Result<(), String> {
         std::fs::create_dir_all(&self.dir)
@@ -379,6 +387,10 @@ impl Federation {
         domain: &Domain,
         bytes: &[u8],
     ) -> Result<bool, String> {
+        // Each update compares with what is held and then replaces it: two
+        // at once (links both ways to one peer) could put an older list
+        // back over a newer one.
+        let _one_at_a_time = self.updating();
         let routed_via_from = self
             .config
             .peers
@@ -430,7 +442,7 @@ impl Federation {
                 Ok(true)
             }
             PeerOfferKind::Crl if domain == from => {
-                let new = self.take_crl(from, bytes)?;
+                let new = self.take_crl_now(from, bytes)?;
                 if new {
                     self.offers_changed();
                 }
@@ -631,6 +643,7 @@ impl Federation {
     /// Read the statement of `domain` again (its file changed). Returns
     /// whether it changed; an error leaves the one held.
     pub(crate) fn reload_statement(&self, domain: &Domain) -> Result<bool, String> {
+        let _one_at_a_time = self.updating();
         let Some(held) = self.peer(domain) else {
             return Ok(false);
         };
@@ -651,6 +664,12 @@ impl Federation {
     /// Take a CRL `domain`'s hub gave us: checked against its CA, kept
     /// unless older than the one held. Returns whether it is new.
     pub(crate) fn take_crl(&self, domain: &Domain, der: &[u8]) -> Result<bool, String> {
+        let _one_at_a_time = self.updating();
+        self.take_crl_now(domain, der)
+    }
+
+    /// [`Federation::take_crl`], the update lock held by the caller.
+    fn take_crl_now(&self, domain: &Domain, der: &[u8]) -> Result<bool, String> {
         let Some(held) = self.peer(domain) else {
             return Err(format!("{domain} is not a peer of this hub"));
         };
@@ -673,16 +692,7 @@ impl Federation {
                 return Ok(false);
             }
         }
-        std::fs::create_dir_all(&self.dir)
-            .and_then(|_| {
-                gongwen_common::fsutil::write_atomic(&crl_path(&self.dir, domain), &crl.der, 0o644)
-            })
-            .map_err(|e| {
-                format!(
-                    "cannot keep {domain}'s revocation list in {}: {e}",
-                    self.dir.display()
-                )
-            })?;
+        self.keep(&format!("{domain}.crl"), &crl.der)?;
         let trust = PeerTrust::new(
             held.config.clone(),
             (held.statement.clone(), held.statement_bytes.clone()),
