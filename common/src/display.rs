@@ -183,6 +183,13 @@ pub fn doc_status(v: &serde_json::Value, json: bool) -> String {
             );
         }
     }
+    for why in v["cascade_unknown"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "  forwards not known from {}",
+            why.as_str().unwrap_or("")
+        );
+    }
     out
 }
 
@@ -202,7 +209,8 @@ mod tests {
                     { "recipient": "hulan-gov", "state": "delivered" },
                     { "recipient": "acheng-gov", "state": "acknowledged" }
                 ]}]
-            }]
+            }],
+            "cascade_unknown": ["jilin: not linked now"]
         });
         let text = doc_status(&v, false);
         assert!(
@@ -215,6 +223,10 @@ mod tests {
         );
         assert!(
             text.contains("forwarded as 01a3 to hulan-gov delivered, acheng-gov acknowledged"),
+            "{text}"
+        );
+        assert!(
+            text.contains("forwards not known from jilin: not linked now"),
             "{text}"
         );
     }

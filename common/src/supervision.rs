@@ -133,6 +133,15 @@ pub enum Query {
         /// RFC 3339; documents accepted before.
         until: Option<String>,
     },
+    /// The copies of `doc` that units passed on (转发), as a list of
+    /// [`ForwardedBy`]: what `status` shows of the cascade beyond this
+    /// hub, asked of the next hub on the way by a peer hub. `hops`: how
+    /// many hubs further the one asked may ask in turn.
+    Cascade {
+        doc: DocId,
+        #[serde(default)]
+        hops: u8,
+    },
 }
 
 impl Query {
@@ -192,6 +201,15 @@ pub struct ForwardedCopy {
     pub recipients: Vec<ForwardedRecipient>,
 }
 
+/// A copy a unit passed on (转发), as a `cascade` query answers it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ForwardedBy {
+    /// The unit that passed it on.
+    pub by: String,
+    #[serde(flatten)]
+    pub copy: ForwardedCopy,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ForwardedRecipient {
     pub recipient: String,
@@ -231,6 +249,10 @@ pub struct DocStatus {
     pub answers: Option<DocId>,
     pub decision: Option<Decision>,
     pub recipients: Vec<RecipientRow>,
+    /// The other domains' hubs that could not be asked what their units
+    /// passed on (转发), each with why: the cascade shown is then partial.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cascade_unknown: Vec<String>,
 }
 
 /// What an overdue row lacks.

@@ -137,6 +137,31 @@ pub async fn wait_peers(
     }
 }
 
+/// Wait until `hub`'s `status` of `doc` satisfies `pred`; returns it.
+pub async fn wait_hub_status(
+    hub: &RunningHub,
+    doc: gongwen_common::DocId,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let v = crate::ask_hub(
+            &hub.data_dir,
+            &gongwen_hub::ops::control::Request::Status { doc },
+        )
+        .await;
+        if pred(&v) {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited {WAIT:?} for {what}; status shows {v:#}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Wait until `hub` is linked to each of `domains`.
 pub async fn wait_linked(hub: &RunningHub, domains: &[&str]) -> serde_json::Value {
     wait_peers(hub, &format!("links to {domains:?}"), |v| {
@@ -250,6 +275,16 @@ impl RawPeer {
             Ok(other) => Err(format!("{other:?}")),
             Err(e) => Err(format!("{e}: {:?}", conn.close_reason())),
         }
+    }
+
+    /// One request on a stream of its own; the peer's answer.
+    pub async fn ask(
+        &self,
+        msg: &gongwen_common::wire::Message,
+    ) -> Result<gongwen_common::wire::Message, String> {
+        gongwen_common::stream::request(&self.conn, msg, gongwen_common::stream::READ_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Relay a sealed document as a hub would; the peer's final answer.

@@ -10,7 +10,8 @@ use gongwen_common::clock::{self, ManualClock};
 use gongwen_common::federation::{Domain, FederationStatement};
 use gongwen_common::suite::Suite;
 use gongwen_tests::federation::{
-    PeerEntry, agent, enroll, federate, hub_config, row, start_hub, wait_linked, wait_peers,
+    PeerEntry, agent, enroll, federate, hub_config, row, start_hub, wait_hub_status, wait_linked,
+    wait_peers,
 };
 use gongwen_tests::{Net, run_cli};
 use time::OffsetDateTime;
@@ -621,6 +622,46 @@ async fn a_peer_that_injects_another_domains_document_is_refused() {
         matches!(honest, gongwen_common::wire::Message::Accepted { .. }),
         "{honest:?}"
     );
+    // Nor may the stand-in ask what became of it (the cascade a peer may
+    // ask only of documents that came from its side), nor anything else.
+    let mut held = false;
+    for _ in 0..1000 {
+        held = gongwen_hub::ops::control::query(
+            &nat.data_dir,
+            &gongwen_hub::ops::control::Request::Status { doc: doc.doc_id },
+        )
+        .await
+        .is_ok();
+        if held {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(held, "national never took the document from jilin");
+    let ask =
+        |query: gongwen_common::supervision::Query| gongwen_common::wire::Message::Supervise {
+            query: serde_json::to_vec(&query).unwrap(),
+        };
+    for (query, refusal) in [
+        (
+            gongwen_common::supervision::Query::Cascade {
+                doc: doc.doc_id,
+                hops: 4,
+            },
+            "holds no document",
+        ),
+        (
+            gongwen_common::supervision::Query::Status { doc: doc.doc_id },
+            "only for a document's cascade",
+        ),
+    ] {
+        match hostile.ask(&ask(query)).await {
+            Ok(gongwen_common::wire::Message::Error { message, .. }) => {
+                assert!(message.contains(refusal), "{message}")
+            }
+            other => panic!("national answered: {other:?}"),
+        }
+    }
     j.stop().await;
     nat.stop().await;
 }
@@ -1330,22 +1371,80 @@ async fn national_notifies_its_provinces_and_heilongjiang_forwards_it_to_its_cit
             "{meta:#}"
         );
     }
-    // At national: both provinces have it.
-    let v = gongwen_tests::ask_hub(
-        &nat.data_dir,
-        &gongwen_hub::ops::control::Request::Status { doc },
+    // harbin signs for its copy (签收).
+    let forwarded: gongwen_common::DocId =
+        gongwen_tests::wait_inbox(&hlj.root("harbin-gov"), "gov", 1).await[0]
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+    agents[2].wait_received(forwarded).await;
+    gongwen_tests::ask_agent(
+        &hlj.root("harbin-gov"),
+        &gongwen_agent::front::control::Request::Ack {
+            doc: forwarded,
+            by: "赵六".into(),
+        },
     )
+    .await
+    .unwrap();
+    // At national: both provinces have it, and the cascade below
+    // heilongjiang shows, asked of heilongjiang's hub: to whom its
+    // government passed it on, and where each city's copy stands.
+    let copy_of = |v: &serde_json::Value, province: &str| {
+        v["recipients"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["recipient"] == province)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let state_at = |v: &serde_json::Value, city: &str| {
+        copy_of(v, "gov@heilongjiang")["forwarded"][0]["recipients"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["recipient"] == city)
+            .map(|r| r["state"].as_str().unwrap_or("").to_owned())
+    };
+    let v = wait_hub_status(&nat, doc, "the cascade at national", |v| {
+        state_at(v, "harbin-gov@heilongjiang").as_deref() == Some("acknowledged")
+            && state_at(v, "daqing-gov@heilongjiang").as_deref() == Some("delivered")
+    })
     .await;
-    let text = v.to_string();
-    assert!(
-        text.contains("gov@heilongjiang") && text.contains("gov@jilin"),
+    let hlj_copy = copy_of(&v, "gov@heilongjiang");
+    assert_eq!(
+        hlj_copy["forwarded"][0]["doc_id"],
+        forwarded.to_string(),
         "{v:#}"
     );
+    assert!(copy_of(&v, "gov@jilin")["forwarded"].is_null(), "{v:#}");
+    assert!(v["cascade_unknown"].is_null(), "{v:#}");
+    // `gongwen-hub status`'s words for an administrator.
+    let text = gongwen_common::display::doc_status(&v, false);
+    assert!(
+        text.contains(&format!("forwarded as {forwarded} to ")),
+        "{text}"
+    );
+    // heilongjiang's hub gone: national still shows what it holds, and
+    // says whose cascade it cannot see.
+    h.stop().await;
+    let v = wait_hub_status(&nat, doc, "heilongjiang named unknown", |v| {
+        v["cascade_unknown"].to_string().contains("heilongjiang")
+    })
+    .await;
+    assert!(
+        copy_of(&v, "gov@heilongjiang")["forwarded"].is_null(),
+        "{v:#}"
+    );
+    assert!(!v["cascade_unknown"].to_string().contains("jilin"), "{v:#}");
     for a in agents {
         a.stop().await;
     }
     j.stop().await;
-    h.stop().await;
     nat.stop().await;
 }
 

@@ -931,6 +931,57 @@ pub(crate) async fn send_offer(
     }
 }
 
+/// How long `status` waits for a peer to say what its units passed on.
+const CASCADE_WAIT: Duration = Duration::from_secs(5);
+
+/// Ask the hub of `peer` what units passed `doc` on (转发), letting it ask
+/// `hops` hubs further.
+pub(crate) async fn ask_cascade(
+    f: &crate::state::federation::Federation,
+    peer: &Domain,
+    doc: gongwen_common::DocId,
+    hops: u8,
+) -> Result<Vec<gongwen_common::supervision::ForwardedBy>, String> {
+    let conn = f.link_to(peer).ok_or("not linked now")?;
+    let query = serde_json::to_vec(&gongwen_common::supervision::Query::Cascade { doc, hops })
+        .map_err(|e| e.to_string())?;
+    let ask = Message::Supervise { query };
+    let asked = gongwen_common::stream::request(&conn, &ask, CASCADE_WAIT);
+    match tokio::time::timeout(CASCADE_WAIT, asked).await {
+        Ok(Ok(Message::Json { body })) => serde_json::from_slice(&body)
+            .map_err(|e| format!("its answer is not a list of forwards: {e}")),
+        Ok(Ok(Message::Error { message, .. })) => Err(Clipped(&message).to_string()),
+        Ok(Ok(other)) => Err(format!("it answered {}", other.describe())),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {} s", CASCADE_WAIT.as_secs())),
+    }
+}
+
+/// A peer asks what our units passed on of a document it handed us (the
+/// only question a peer may ask): answered as `status` would show it here,
+/// asking further hubs while the asker's `hops` allow.
+async fn answer_cascade(query: &[u8], asker: &Domain, core: &Core) -> Result<Vec<u8>, String> {
+    use gongwen_common::supervision::Query;
+    let Some(f) = core.federation() else {
+        return Err("no [federation] here".into());
+    };
+    let Ok(Query::Cascade { doc, hops }) = serde_json::from_slice::<Query>(query) else {
+        return Err("a peer hub may ask only for a document's cascade".into());
+    };
+    let held = core.store().doc(doc).await.map_err(|e| e.to_string())?;
+    let from_asker = held.as_ref().is_some_and(|d| {
+        d.sender
+            .domain()
+            .is_some_and(|sd| f.carried_by(asker).contains(&sd))
+    });
+    let Some(held) = held.filter(|_| from_asker) else {
+        return Err(format!("this hub holds no document {doc} from {asker}"));
+    };
+    let hops = hops.min(crate::link::queries::CASCADE_HOPS);
+    let (rows, _) = crate::link::queries::cascade(core, &held, hops, Some(asker)).await?;
+    serde_json::to_vec(&rows).map_err(|e| e.to_string())
+}
+
 async fn handle_request(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
@@ -1089,6 +1140,23 @@ async fn handle_request(
                     message: e,
                 }
             }
+        },
+        Ok(Message::Supervise { query }) => match answer_cascade(&query, domain, core).await {
+            Ok(body) => {
+                // A forward to thousands of units is more than one frame.
+                for m in gongwen_common::stream::json_frames(body, true) {
+                    if let Err(e) = write_message(&mut send, &m).await {
+                        debug!("could not answer the peer: {e}");
+                        return;
+                    }
+                }
+                let _ = send.finish();
+                return;
+            }
+            Err(message) => Message::Error {
+                code: ErrorCode::BadRequest,
+                message,
+            },
         },
         Ok(other) => Message::Error {
             code: ErrorCode::BadRequest,

@@ -9,8 +9,8 @@ use gongwen_common::NodeId;
 use gongwen_common::pki::CertIdentity;
 
 use gongwen_common::supervision::{
-    AddressBook, AddressEntry, DeadlineSpans, DocStatus, ForwardedCopy, ForwardedRecipient, Found,
-    GroupEntry, OverduePage, OverdueRow,
+    AddressBook, AddressEntry, DeadlineSpans, DocStatus, ForwardedBy, ForwardedCopy,
+    ForwardedRecipient, Found, GroupEntry, OverduePage, OverdueRow,
 };
 
 use crate::rules::supervision::{self, Query};
@@ -40,6 +40,12 @@ pub(crate) async fn supervise(core: &Core, q: &Query) -> Result<serde_json::Valu
                     limit.unwrap_or(usize::MAX),
                 )),
             }
+        }
+        Query::Cascade { doc, hops } => {
+            let Some(doc) = core.store().doc(*doc).await.map_err(|e| e.to_string())? else {
+                return Err(format!("the hub has no document {doc}"));
+            };
+            to_json(&cascade(core, &doc, *hops, None).await?.0)
         }
         Query::Report { since, until } => {
             let (since, until) = (parse_time(since)?, parse_time(until)?);
@@ -92,12 +98,8 @@ async fn status(core: &Core, doc_id: gongwen_common::DocId) -> Result<DocStatus,
     };
     let now = core.now_ms();
     // The cascade (转发): who passed it on, to whom, and where each copy
-    // stands.
-    let forwards: Vec<_> = all_deliveries(core)
-        .await?
-        .into_iter()
-        .filter(|(d, _)| d.links.forwards == Some(doc.doc_id))
-        .collect();
+    // stands, here and at the hubs of the other domains it went to.
+    let (forwards, cascade_unknown) = cascade(core, &doc, CASCADE_HOPS, None).await?;
     let recipients = doc
         .recipients()
         .iter()
@@ -112,19 +114,8 @@ async fn status(core: &Core, doc_id: gongwen_common::DocId) -> Result<DocStatus,
             let mut row = supervision::recipient_row(&doc, r, d, held, now);
             row.forwarded = forwards
                 .iter()
-                .filter(|(f, _)| &f.sender == r)
-                .map(|(f, copies)| ForwardedCopy {
-                    doc_id: f.doc_id,
-                    accepted_at: supervision::time_ms(f.accepted_ms),
-                    recipients: copies
-                        .iter()
-                        .map(|(to, c)| ForwardedRecipient {
-                            recipient: to.to_string(),
-                            state: c.state,
-                            acknowledged_at: c.acknowledged_ms.and_then(supervision::time_ms),
-                        })
-                        .collect(),
-                })
+                .filter(|f| f.by == r.as_str())
+                .map(|f| f.copy.clone())
                 .collect();
             Some(row)
         })
@@ -150,7 +141,97 @@ async fn status(core: &Core, doc_id: gongwen_common::DocId) -> Result<DocStatus,
         answers: doc.links.answers,
         decision: doc.links.decision,
         recipients,
+        cascade_unknown,
     })
+}
+
+/// How many hubs away `status` looks for what units passed a document on
+/// (转发): as far as a chain of federation statements reaches.
+pub(crate) const CASCADE_HOPS: u8 = gongwen_common::federation::MAX_CHAIN as u8;
+
+/// What units passed `doc` on as (转发), with where each copy stands: the
+/// forwards this hub holds (its own units', and those on their way through
+/// it), then, while `hops` allows, what the next hub towards each other
+/// domain it went to knows, asked over the link (never back to
+/// `asked_by`, the peer asking us). Addresses as this hub names them; the
+/// second list names the hubs that could not be asked, and why.
+pub(crate) async fn cascade(
+    core: &Core,
+    doc: &DocRecord,
+    hops: u8,
+    asked_by: Option<&gongwen_common::federation::Domain>,
+) -> Result<(Vec<ForwardedBy>, Vec<String>), String> {
+    let mut found: Vec<ForwardedBy> = all_deliveries(core)
+        .await?
+        .into_iter()
+        .filter(|(d, _)| d.links.forwards == Some(doc.doc_id))
+        .map(|(f, copies)| ForwardedBy {
+            by: f.sender.to_string(),
+            copy: ForwardedCopy {
+                doc_id: f.doc_id,
+                accepted_at: supervision::time_ms(f.accepted_ms),
+                recipients: copies
+                    .iter()
+                    .map(|(to, c)| ForwardedRecipient {
+                        recipient: to.to_string(),
+                        state: c.state,
+                        acknowledged_at: c.acknowledged_ms.and_then(supervision::time_ms),
+                    })
+                    .collect(),
+            },
+        })
+        .collect();
+    let mut unknown = Vec::new();
+    let Some(f) = core.federation() else {
+        return Ok((found, unknown));
+    };
+    if hops == 0 {
+        return Ok((found, unknown));
+    }
+    let peers: BTreeSet<_> = doc
+        .recipients()
+        .iter()
+        .filter_map(|r| r.domain())
+        .filter_map(|d| f.next_hop(&d))
+        .filter(|p| Some(p) != asked_by)
+        .collect();
+    let asks = peers.into_iter().map(|peer| async move {
+        let answer = crate::link::peer::ask_cascade(f, &peer, doc.doc_id, hops - 1).await;
+        (peer, answer)
+    });
+    for (peer, answer) in futures_util::future::join_all(asks).await {
+        match answer {
+            Ok(rows) => {
+                for row in rows {
+                    if found.iter().all(|k| k.copy.doc_id != row.copy.doc_id) {
+                        found.push(seen_here(row, &peer, f.domain()));
+                    }
+                }
+            }
+            Err(e) => unknown.push(format!("{peer}: {e}")),
+        }
+    }
+    Ok((found, unknown))
+}
+
+/// A forward as the hub of `from` named it, as this hub names it (its
+/// units bare, the others `unit@domain`). An address that does not parse
+/// is kept as written: it is only shown.
+fn seen_here(
+    mut row: ForwardedBy,
+    from: &gongwen_common::federation::Domain,
+    here: &gongwen_common::federation::Domain,
+) -> ForwardedBy {
+    let put = |a: &mut String| {
+        if let Ok(id) = NodeId::parse_address(a) {
+            *a = gongwen_common::federation::localize(&id, from, Some(here)).to_string();
+        }
+    };
+    put(&mut row.by);
+    for r in &mut row.copy.recipients {
+        put(&mut r.recipient);
+    }
+    row
 }
 
 /// `directory`: the book made once per change ([`AddressBooks`]), or

@@ -820,6 +820,14 @@ impl Federation {
             .collect()
     }
 
+    /// A live link to `peer`, to ask it something.
+    pub(crate) fn link_to(&self, peer: &Domain) -> Option<quinn::Connection> {
+        self.links()
+            .get(peer)
+            .and_then(|l| l.live.first())
+            .map(|k| k.conn.clone())
+    }
+
     /// Register a live link; the ticket unregisters it.
     pub(crate) fn connected(
         &self,
