@@ -15,6 +15,10 @@ pub enum NoticeKind {
     Supervise,
     /// 撤回: the sender withdrew the document.
     Recall,
+    /// Between hubs only: a hub further on refused the copy for `recipient`
+    /// for good (`reason`), so it will never arrive; each hub back towards
+    /// the sender marks its copy so.
+    Undeliverable,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -760,6 +760,132 @@ async fn while_national_is_down_documents_wait_and_then_flow_most_urgent_first()
     nat.stop().await;
 }
 
+/// jilin's hub takes documents of at most 1 MiB; heilongjiang's and
+/// national's take more. A 2 MiB 特急 document for changchun-gov@jilin is
+/// accepted at heilongjiang and carried by national, then refused for good
+/// by jilin: national and heilongjiang mark the copy undeliverable with
+/// jilin's reason and stop trying it, and the 平件 queued behind it still
+/// arrives (it holds up nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_the_last_hub_refuses_for_good_is_marked_undeliverable_back_to_the_sender() {
+    let (national, hlj, jilin) = three_domains();
+    enroll(&hlj, &[("harbin-gov", "哈尔滨市人民政府")]);
+    enroll(&jilin, &[("changchun-gov", "长春市人民政府")]);
+    enroll(&national, &[("gov-office", "国务院办公厅")]);
+    let nat = start_hub(&national, "national", &national_peers(), clock::system()).await;
+    let nat_addr = nat.addr;
+    let h = start_hub(
+        &hlj,
+        "heilongjiang",
+        &[PeerEntry::dial("national", nat_addr, &["jilin"])],
+        clock::system(),
+    )
+    .await;
+    let mut config = hub_config(
+        &jilin,
+        "jilin",
+        "127.0.0.1:0".parse().unwrap(),
+        &[PeerEntry::dial("national", nat_addr, &["heilongjiang"])],
+    );
+    config.max_document_size = 1 << 20;
+    let j = jilin.start_hub_config(config, clock::system()).await;
+    wait_peers(&h, "jilin's units known", |v| {
+        v.as_array().unwrap().iter().any(|p| p["domain"] == "jilin")
+            && row(v, "jilin")["units"] == 1
+    })
+    .await;
+    let mut harbin = agent(&hlj, "harbin-gov", h.addr);
+    let mut changchun = agent(&jilin, "changchun-gov", j.addr);
+    harbin.wait_connected().await;
+    changchun.wait_connected().await;
+    let outbox = hlj.root("harbin-gov").join("outbox");
+    gongwen_tests::wait_until("the outbox folder of changchun-gov@jilin", || {
+        outbox.join("changchun-gov@jilin").is_dir().then_some(())
+    })
+    .await;
+    // Both wait at heilongjiang while national is down, the large one
+    // first in urgency order.
+    nat.stop().await;
+    wait_peers(&h, "national down", |v| {
+        row(v, "national")["connected"] == false
+    })
+    .await;
+    let big: Vec<u8> = (0..2u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    for (title, urgency, body) in [
+        ("特急大件", "extra-urgent", big.clone()),
+        ("平件之函", "normal", "平件".as_bytes().to_vec()),
+    ] {
+        hlj.sidecar(
+            "harbin-gov",
+            "changchun-gov@jilin",
+            &format!("{title}.bin"),
+            &format!("title = \"{title}\"\nurgency = \"{urgency}\"\n"),
+        );
+        hlj.drop_file(
+            "harbin-gov",
+            "changchun-gov@jilin",
+            &format!("{title}.bin"),
+            &body,
+        );
+    }
+    let sent = gongwen_tests::wait_status(
+        &hlj.root("harbin-gov"),
+        "both accepted at heilongjiang",
+        |s| s.iter().filter(|d| d.stage == "sent").count() == 2,
+    )
+    .await;
+    let big_id: gongwen_common::DocId = sent
+        .iter()
+        .find(|d| d.title == "特急大件")
+        .unwrap()
+        .doc_id
+        .parse()
+        .unwrap();
+    wait_peers(&h, "two queued for jilin", |v| {
+        row(v, "jilin")["queued"] == 2
+    })
+    .await;
+    let config = hub_config(&national, "national", nat_addr, &national_peers());
+    let nat = national.start_hub_config(config, clock::system()).await;
+    // The 平件 arrives; the large one never does.
+    let docs =
+        gongwen_tests::wait_inbox(&jilin.root("changchun-gov"), "harbin-gov@heilongjiang", 1).await;
+    assert_eq!(docs.len(), 1);
+    assert!(docs[0].join("平件之函.bin").exists(), "{docs:?}");
+    // Each hub back to the sender marks the copy, with jilin's reason.
+    let undeliverable = |v: &serde_json::Value| {
+        v["recipients"].as_array().into_iter().flatten().any(|r| {
+            r["recipient"] == "changchun-gov@jilin"
+                && r["state"] == "quarantined"
+                && r["quarantine_reason"].as_str().is_some_and(|t| {
+                    t.contains("无法送达") && t.contains("this hub takes at most 1048576")
+                })
+        })
+    };
+    wait_hub_status(&nat, big_id, "undeliverable at national", undeliverable).await;
+    wait_hub_status(&h, big_id, "undeliverable at heilongjiang", undeliverable).await;
+    // Nothing of it waits anywhere, so nothing tries it again.
+    wait_peers(&h, "heilongjiang's queue empty", |v| {
+        row(v, "jilin")["queued"] == 0
+    })
+    .await;
+    wait_peers(&nat, "national's queue empty", |v| {
+        row(v, "jilin")["queued"] == 0
+    })
+    .await;
+    assert_eq!(
+        gongwen_tests::inbox_docs(&jilin.root("changchun-gov"), "harbin-gov@heilongjiang").len(),
+        1
+    );
+    harbin.stop().await;
+    changchun.stop().await;
+    j.stop().await;
+    h.stop().await;
+    nat.stop().await;
+}
+
 /// changchun-gov is revoked in jilin: jilin's new list crosses to
 /// national and on to heilongjiang, and a 签收 signed with its revoked
 /// key — handed to national by a hostile stand-in for jilin's hub — is

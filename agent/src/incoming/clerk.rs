@@ -222,6 +222,8 @@ pub fn take_notice(me: &Identity, store: &Store, n: &Notice) -> Result<(), std::
             std::slice::from_ref(n),
         ),
         NoticeKind::Recall => take_recall(me, store, n),
+        // Passed between hubs only; the copy's state at the hub says it.
+        NoticeKind::Undeliverable => Ok(()),
     }
 }
 

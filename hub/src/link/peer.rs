@@ -512,11 +512,16 @@ const RELAY_BATCH: usize = 16;
 async fn relay(conn: quinn::Connection, peer: Domain, core: Arc<Core>) {
     let Some(f) = core.federation() else { return };
     let wake = f.relay_wake(&peer);
+    // Documents the peer refused in a way its administrator may mend (a
+    // signature it cannot judge yet, say): tried again after a rescan, and
+    // meanwhile passed over, so they hold up nothing behind them.
+    let mut held_back = HeldBack::default();
     loop {
         let mut more = false;
+        held_back.forget_before(tokio::time::Instant::now() - RELAY_RESCAN);
         for domain in f.relayed_through(&peer) {
             let queue = gongwen_common::NodeId::relay_queue(&domain);
-            match relay_documents(&conn, &queue, &core).await {
+            match relay_documents(&conn, &queue, &domain, &core, &mut held_back).await {
                 Ok(full) => more |= full,
                 Err(e) => {
                     warn!("relaying to {peer} stopped for now: {}", Clipped(&e));
@@ -544,16 +549,60 @@ async fn relay(conn: quinn::Connection, peer: Domain, core: Arc<Core>) {
     }
 }
 
-/// Relay one batch of `queue`'s documents. `Ok(true)`: the batch was full
-/// (look again at once).
+/// Documents passed over for now, each with when.
+#[derive(Default)]
+struct HeldBack(std::collections::HashMap<gongwen_common::DocId, tokio::time::Instant>);
+
+impl HeldBack {
+    fn hold(&mut self, doc: gongwen_common::DocId) {
+        self.0.insert(doc, tokio::time::Instant::now());
+    }
+
+    fn forget_before(&mut self, t: tokio::time::Instant) {
+        self.0.retain(|_, at| *at >= t);
+    }
+
+    fn docs(&self) -> Vec<gongwen_common::DocId> {
+        self.0.keys().copied().collect()
+    }
+}
+
+/// How the next hub refused a document.
+enum Refused {
+    /// It can never take it (a unit it does not know, too large, not a
+    /// document): the copies are marked undeliverable, never tried again.
+    ForGood(String),
+    /// Not as things stand there: passed over until a rescan.
+    AsThingsStand(String),
+    /// The link or the store failed: the relay stops until woken.
+    Broken(String),
+}
+
+impl Refused {
+    fn of(code: ErrorCode, message: String) -> Refused {
+        match code {
+            ErrorCode::UnknownRecipient
+            | ErrorCode::TooLarge
+            | ErrorCode::Malformed
+            | ErrorCode::NotTheSender => Refused::ForGood(message),
+            c if c.is_retryable() => Refused::Broken(format!("refused for now: {message}")),
+            _ => Refused::AsThingsStand(message),
+        }
+    }
+}
+
+/// Relay one batch of `queue`'s documents (for the units of `domain`).
+/// `Ok(true)`: the batch was full (look again at once).
 async fn relay_documents(
     conn: &quinn::Connection,
     queue: &gongwen_common::NodeId,
+    domain: &Domain,
     core: &Core,
+    held_back: &mut HeldBack,
 ) -> Result<bool, String> {
     let store = core.store();
     let docs = store
-        .claim_deliveries(queue, RELAY_BATCH, &[])
+        .claim_deliveries(queue, RELAY_BATCH, &held_back.docs())
         .await
         .map_err(|e| e.to_string())?;
     let full = docs.len() == RELAY_BATCH;
@@ -566,7 +615,16 @@ async fn relay_documents(
                     .map_err(|e| e.to_string())?;
                 info!(doc = %doc_id, "handed on ({queue})");
             }
-            Err(e) => {
+            Err(Refused::ForGood(why)) => {
+                error!(doc = %doc_id, "the hub towards {domain} refused it for good: {}", Clipped(&why));
+                undeliverable(core, queue, doc_id, domain, &why).await?;
+            }
+            Err(Refused::AsThingsStand(why)) => {
+                let _ = store.release_delivery(queue, doc_id).await;
+                warn!(doc = %doc_id, "the hub towards {domain} refused it for now; passed over until the next rescan: {}", Clipped(&why));
+                held_back.hold(doc_id);
+            }
+            Err(Refused::Broken(e)) => {
                 let _ = store.release_delivery(queue, doc_id).await;
                 return Err(format!("{doc_id}: {e}"));
             }
@@ -575,21 +633,95 @@ async fn relay_documents(
     Ok(full)
 }
 
+/// The copies of `doc_id` for `domain`'s units will never arrive: the
+/// peer refused it for good (`why`).
+async fn undeliverable(
+    core: &Core,
+    queue: &gongwen_common::NodeId,
+    doc_id: gongwen_common::DocId,
+    domain: &Domain,
+    why: &str,
+) -> Result<(), String> {
+    let Some(doc) = core.store().doc(doc_id).await.map_err(|e| e.to_string())? else {
+        return Ok(());
+    };
+    let recipients: Vec<_> = doc
+        .recipients()
+        .into_iter()
+        .filter(|r| r.domain().as_ref() == Some(domain))
+        .collect();
+    let reason = format!(
+        "无法送达：{domain} 方向的交换中心拒收 (refused by the hub towards {domain}): {}",
+        Clipped(why)
+    );
+    mark_undeliverable(core, queue, &doc, recipients, reason).await
+}
+
+/// Mark `recipients`' copies of `doc` undeliverable for `reason`, out of
+/// `queue`, and (for a document from elsewhere) tell it back towards its
+/// sender, hub by hub.
+async fn mark_undeliverable(
+    core: &Core,
+    queue: &gongwen_common::NodeId,
+    doc: &crate::store::DocRecord,
+    recipients: Vec<gongwen_common::NodeId>,
+    reason: String,
+) -> Result<(), String> {
+    use gongwen_common::notice::{Notice, NoticeKind};
+    let template = Notice {
+        kind: NoticeKind::Undeliverable,
+        doc_id: doc.doc_id,
+        sender: doc.sender.clone(),
+        title: doc.title.clone(),
+        doc_number: doc.doc_number.clone(),
+        recipient: doc.sender.clone(),
+        deadline: None,
+        late_seconds: 0,
+        urge_count: 0,
+        escalation_level: 0,
+        at: gongwen_common::timefmt::rfc3339(core.clock().now()),
+        reason: reason.clone(),
+    };
+    let marked = core
+        .store()
+        .undeliverable(
+            queue,
+            doc.doc_id,
+            recipients,
+            reason,
+            Arc::new(move |r| {
+                let mut n = template.clone();
+                n.recipient = r.clone();
+                n.to_bytes()
+            }),
+            core.now_ms(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    if !marked.is_empty() && !doc.sender.is_local() {
+        core.wake_pushes(&doc.sender);
+    }
+    Ok(())
+}
+
 /// One document to the peer, as its sender sealed it: its header, then its
 /// content from wherever an earlier attempt stopped.
 async fn relay_document(
     conn: &quinn::Connection,
     doc_id: gongwen_common::DocId,
     core: &Core,
-) -> Result<(), String> {
+) -> Result<(), Refused> {
+    let broken = |e: &dyn std::fmt::Display| Refused::Broken(e.to_string());
     let store = core.store();
     let (Some(doc), Some(header)) = (
-        store.doc(doc_id).await.map_err(|e| e.to_string())?,
-        store.header(doc_id).await.map_err(|e| e.to_string())?,
+        store.doc(doc_id).await.map_err(|e| broken(&e))?,
+        store.header(doc_id).await.map_err(|e| broken(&e))?,
     ) else {
-        return Err("the document is not held here".into());
+        return Err(Refused::AsThingsStand(
+            "the document is not held here".into(),
+        ));
     };
-    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| broken(&e))?;
     let _ = send.set_priority(doc.urgency.stream_priority());
     // A tree-form document is kept whole (its statement and every key's
     // leaf); it goes on as its sender uploaded it: the leaves, then the
@@ -597,9 +729,7 @@ async fn relay_document(
     let header = match gongwen_common::envelope::tree::split_full(&header) {
         Some((statement, leaves)) => {
             for m in gongwen_common::wire::key_leaves_messages(doc_id, &leaves) {
-                write_message(&mut send, &m)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                write_message(&mut send, &m).await.map_err(|e| broken(&e))?;
             }
             statement
         }
@@ -612,42 +742,42 @@ async fn relay_document(
     };
     write_message(&mut send, &begin)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| broken(&e))?;
     let offset = match read_message(&mut recv, gongwen_common::stream::DOCUMENT_WORK_TIMEOUT).await
     {
         Ok(Message::Accepted { .. }) => return Ok(()),
         Ok(Message::UploadFrom { offset }) => offset,
-        Ok(Message::Error { message, .. }) => return Err(format!("refused: {message}")),
-        Ok(other) => return Err(format!("unexpected {}", other.describe())),
-        Err(e) => return Err(e.to_string()),
+        Ok(Message::Error { code, message }) => return Err(Refused::of(code, message)),
+        Ok(other) => return Err(broken(&format!("unexpected {}", other.describe()))),
+        Err(e) => return Err(broken(&e)),
     };
     let mut chunks = store
         .read_content(doc_id, offset)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| broken(&e))?;
     let mut sent = offset;
     while let Some(chunk) = chunks.recv().await {
-        let chunk = chunk.map_err(|e| format!("the content cannot be read here: {e}"))?;
+        let chunk = chunk.map_err(|e| broken(&format!("the content cannot be read here: {e}")))?;
         sent += chunk.len() as u64;
         if sent > doc.content_len / 2 && sent - (chunk.len() as u64) <= doc.content_len / 2 {
             gongwen_common::failpoint::hit("hub-relay-mid-content");
         }
         core.metrics().bytes_sent(chunk.len() as u64);
-        send.write_chunk(chunk).await.map_err(|e| e.to_string())?;
+        send.write_chunk(chunk).await.map_err(|e| broken(&e))?;
     }
     if sent != doc.content_len {
         error!(doc = %doc_id, "the content this hub holds ends at byte {sent} of {}: the stored document is damaged", doc.content_len);
-        return Err(format!(
+        return Err(broken(&format!(
             "this hub holds only {sent} of the document's {} bytes",
             doc.content_len
-        ));
+        )));
     }
     let _ = send.finish();
     match read_message(&mut recv, gongwen_common::stream::DOCUMENT_WORK_TIMEOUT).await {
         Ok(Message::Accepted { .. }) => Ok(()),
-        Ok(Message::Error { message, .. }) => Err(format!("refused: {message}")),
-        Ok(other) => Err(format!("unexpected {}", other.describe())),
-        Err(e) => Err(e.to_string()),
+        Ok(Message::Error { code, message }) => Err(Refused::of(code, message)),
+        Ok(other) => Err(broken(&format!("unexpected {}", other.describe()))),
+        Err(e) => Err(broken(&e)),
     }
 }
 
@@ -764,13 +894,17 @@ async fn take_notice(
             format!("this hub never carried document {}", notice.doc_id),
         ));
     };
-    // Only the way the document came: its sender's domain is one `from`
-    // carries, and the notice is for a copy this hub keeps.
-    let upstream = doc
-        .sender
-        .domain()
-        .is_some_and(|d| f.carried_by(from).contains(&d));
-    if !upstream || !doc.recipients().contains(&notice.recipient) {
+    // Urges and recalls only the way the document came (its sender's
+    // domain is one `from` carries); word that a copy cannot arrive only
+    // from the way the copy went (its recipient's). Each for a copy this
+    // hub keeps.
+    let carried =
+        |a: &gongwen_common::NodeId| a.domain().is_some_and(|d| f.carried_by(from).contains(&d));
+    let right_way = match notice.kind {
+        NoticeKind::Undeliverable => carried(&notice.recipient),
+        _ => carried(&doc.sender),
+    };
+    if !right_way || !doc.recipients().contains(&notice.recipient) {
         warn!(peer = %from, doc = %doc.doc_id, "security: a notice for a copy this peer does not send was refused");
         return Err(Refusal::new(
             ErrorCode::BadRequest,
@@ -815,6 +949,22 @@ async fn take_notice(
             for r in &recalled.notified {
                 core.wake_pushes(r);
             }
+        }
+        NoticeKind::Undeliverable => {
+            let Some(domain) = notice.recipient.domain() else {
+                return Err(Refusal::new(ErrorCode::BadRequest, "not a copy elsewhere"));
+            };
+            warn!(doc = %doc.doc_id, "{} cannot be delivered: {}", notice.recipient, Clipped(&notice.reason));
+            let queue = gongwen_common::NodeId::relay_queue(&domain);
+            mark_undeliverable(
+                core,
+                &queue,
+                &doc,
+                vec![notice.recipient.clone()],
+                Clipped(&notice.reason).to_string(),
+            )
+            .await
+            .map_err(|e| Refusal::new(ErrorCode::Storage, e))?;
         }
         NoticeKind::Supervise => {
             return Err(Refusal::new(

@@ -1066,6 +1066,51 @@ impl Store for Embedded {
             .await
     }
 
+    async fn undeliverable(
+        &self,
+        queue: &NodeId,
+        doc_id: DocId,
+        recipients: Vec<NodeId>,
+        reason: String,
+        onward: RecallNotice,
+        now_ms: i64,
+    ) -> Result<Vec<NodeId>, StoreError> {
+        let queue = queue.clone();
+        self.run(move |s| {
+            let key = doc_id.as_bytes().as_slice();
+            let txn = s.db.begin_write()?;
+            let mut marked = Vec::new();
+            {
+                let Some(doc) = doc_in(&txn, key)? else {
+                    return Ok(marked);
+                };
+                let mut delivery = txn.open_table(DELIVERY)?;
+                for r in &recipients {
+                    let current = delivery
+                        .get((key, r.as_str()))?
+                        .map(|g| parse::<DeliveryRecord>(g.value()))
+                        .transpose()?;
+                    let Some(mut rec) = current else { continue };
+                    if !rec.arrive(Some(&reason), now_ms) {
+                        continue;
+                    }
+                    delivery.insert((key, r.as_str()), json(&rec)?.as_slice())?;
+                    txn.open_table(QUEUED_FROM)?
+                        .remove((doc.sender.as_str(), r.as_str(), key))?;
+                    if !doc.sender.is_local() {
+                        queue_push(&txn, &doc.sender, &Push::Notice(onward(r)))?;
+                    }
+                    marked.push(r.clone());
+                }
+                txn.open_table(QUEUE)?
+                    .remove((queue.as_str(), delivery_rank(doc.urgency), key))?;
+            }
+            txn.commit()?;
+            Ok(marked)
+        })
+        .await
+    }
+
     async fn run_due(
         &self,
         now_ms: i64,

@@ -135,7 +135,8 @@ pub enum Write {
 /// written for it).
 pub type Outcome = Option<Recorded>;
 
-/// Makes the recall notice for one recipient.
+/// Makes the recall notice for one recipient (or another notice about
+/// one recipient's copy).
 pub type RecallNotice = Arc<dyn Fn(&NodeId) -> Vec<u8> + Send + Sync>;
 /// Makes the urging notice for one recipient (document, recipient, its
 /// record after the urge).
@@ -304,6 +305,22 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         notice: RecallNotice,
         now_ms: i64,
     ) -> Result<Recalled, StoreError>;
+    /// The next hub on the way refused `doc_id` for good, for its copies
+    /// for `recipients` (units of one other domain, whose relay queue is
+    /// `queue`): each copy still queued is marked quarantined with
+    /// `reason`, so nothing tries it again and `status` says why; the
+    /// document leaves `queue`; and, when its sender is elsewhere, the
+    /// notice `onward` makes for each copy marked is queued back towards
+    /// the sender. Returns the copies marked.
+    async fn undeliverable(
+        &self,
+        queue: &NodeId,
+        doc_id: DocId,
+        recipients: Vec<NodeId>,
+        reason: String,
+        onward: RecallNotice,
+        now_ms: i64,
+    ) -> Result<Vec<NodeId>, StoreError>;
     /// The sender urges (催办) now: every open copy of `doc_id` among
     /// `units` (all when empty) gets an urging notice and one more on its
     /// urge count. Returns who was urged.

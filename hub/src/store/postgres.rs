@@ -1600,6 +1600,56 @@ impl Store for Postgres {
         .await
     }
 
+    async fn undeliverable(
+        &self,
+        queue: &NodeId,
+        doc_id: DocId,
+        recipients: Vec<NodeId>,
+        reason: String,
+        onward: RecallNotice,
+        now_ms: i64,
+    ) -> Result<Vec<NodeId>, StoreError> {
+        let queue = queue.clone();
+        self.in_txn(move |txn| {
+            let (queue, recipients, reason, onward) = (
+                queue.clone(),
+                recipients.clone(),
+                reason.clone(),
+                onward.clone(),
+            );
+            Box::pin(async move {
+                let mut marked = Vec::new();
+                let Some(doc) = doc_for_update(txn, doc_id).await? else {
+                    return Ok(marked);
+                };
+                let mut wake = Vec::new();
+                for r in &recipients {
+                    let Some(mut rec) = delivery_for_update(txn, doc_id, r.as_str()).await? else {
+                        continue;
+                    };
+                    if !rec.arrive(Some(&reason), now_ms) {
+                        continue;
+                    }
+                    save_delivery(txn, doc_id, r.as_str(), &rec).await?;
+                    if !doc.sender.is_local() {
+                        queue_push(txn, &doc.sender, &Push::Notice(onward(r))).await?;
+                        wake.push(format!("p {}", doc.sender));
+                    }
+                    marked.push(r.clone());
+                }
+                txn.execute(
+                    "DELETE FROM queue WHERE recipient = $1 AND doc_id = $2",
+                    &[&queue.as_str(), &doc_id.as_bytes().as_slice()],
+                )
+                .await?;
+                wake.dedup();
+                notify(txn, &wake).await?;
+                Ok(marked)
+            })
+        })
+        .await
+    }
+
     async fn urge_now(
         &self,
         doc_id: DocId,
