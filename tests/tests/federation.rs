@@ -1775,6 +1775,52 @@ async fn an_answer_to_a_question_from_another_domain_crosses_back() {
         .to_string_lossy()
         .into_owned();
     assert_eq!(copy["answer"], answer_id, "{v:#}");
+    // 汇总 at national: the unit elsewhere is a row like any other, its
+    // answer's files in a folder of its own.
+    let out = national.path().join("汇总");
+    let done = gongwen_tests::ask_agent(
+        &national.root("gov-office"),
+        &gongwen_agent::front::control::Request::Collect {
+            doc,
+            out: out.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (done["recipients"].as_u64(), done["answered"].as_u64()),
+        (Some(1), Some(1)),
+        "{done}"
+    );
+    let folder = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("gov@jilin"))
+        .unwrap_or_else(|| panic!("no folder for gov@jilin in {out:?}"))
+        .path();
+    assert_eq!(
+        std::fs::read(folder.join("吉林省年度工作总结.txt")).unwrap(),
+        "总结如下。".as_bytes()
+    );
+    let csv = std::fs::read_to_string(out.join("汇总表.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+    assert!(
+        csv.contains("gov@jilin") && csv.contains("吉林省人民政府"),
+        "{csv}"
+    );
+    use gongwen_tests::tools;
+    if tools::require(
+        "openpyxl",
+        "python3-openpyxl",
+        tools::python_has("openpyxl"),
+    ) {
+        let book = gongwen_tests::read_summary_workbook(&out.join("汇总表.xlsx"));
+        let row = &book["rows"][0];
+        assert_eq!(row[0], "gov@jilin", "{book}");
+        assert_eq!(row[1], "吉林省人民政府", "{book}");
+        assert_eq!(row[5], "按时", "{book}");
+        assert_eq!(row[8], "吉林省年度工作总结.txt", "{book}");
+    }
     office.stop().await;
     gov.stop().await;
     j.stop().await;
