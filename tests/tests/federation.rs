@@ -116,6 +116,54 @@ async fn the_provinces_link_to_national_and_each_holds_the_others_revocation_lis
     nat.stop().await;
 }
 
+/// The statements are read again while the hub runs. national starts
+/// with a statement for heilongjiang that names another CA (say, the one
+/// heilongjiang had before it renewed): heilongjiang is refused. The
+/// administrator writes the right statement in its place: heilongjiang
+/// links, with no restart. The wrong one put back: the live link is cut
+/// and heilongjiang refused again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_replaced_while_the_hub_runs_is_taken_at_once() {
+    let (national, hlj, _jilin) = three_domains();
+    let old_ca = Net::new();
+    federate(&national, "heilongjiang", &old_ca);
+    let nat = start_hub(&national, "national", &national_peers(), clock::system()).await;
+    let h = start_hub(
+        &hlj,
+        "heilongjiang",
+        &[PeerEntry::dial("national", nat.addr, &[])],
+        clock::system(),
+    )
+    .await;
+    let refused = wait_peers(&h, "heilongjiang refused", |v| {
+        !problem(v, "national").is_empty()
+    })
+    .await;
+    assert_eq!(row(&refused, "national")["connected"], false, "{refused:#}");
+    assert!(
+        problem(&refused, "national").contains("handshake"),
+        "{refused:#}"
+    );
+    // The right statement, written over the old one.
+    federate(&national, "heilongjiang", &hlj);
+    wait_linked(&nat, &["heilongjiang"]).await;
+    wait_linked(&h, &["national"]).await;
+    // And the wrong one again: the link is cut, and stays cut.
+    federate(&national, "heilongjiang", &old_ca);
+    wait_peers(&nat, "the link cut", |v| {
+        row(v, "heilongjiang")["connected"] == false
+    })
+    .await;
+    // Dialled again, and refused in the handshake as at first.
+    let again = wait_peers(&h, "heilongjiang refused again", |v| {
+        row(v, "national")["connected"] == false && problem(v, "national").contains("handshake")
+    })
+    .await;
+    assert_eq!(row(&again, "national")["connected"], false, "{again:#}");
+    h.stop().await;
+    nat.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_hub_is_refused_unless_a_statement_names_its_ca_for_the_domain_it_claims() {
     let (national, hlj, jilin) = three_domains();
