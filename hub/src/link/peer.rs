@@ -257,7 +257,8 @@ pub(crate) async fn dial_forever(
     material: Arc<DialMaterial>,
     domain: Domain,
 ) {
-    let mut wait = Duration::from_secs(1);
+    // Doubled before the first wait.
+    let mut wait = Duration::from_millis(500);
     loop {
         let started = std::time::Instant::now();
         let outcome = dial_once(&core, &endpoint, &material, &domain).await;
@@ -266,12 +267,20 @@ pub(crate) async fn dial_forever(
         {
             f.problem(&domain, core.clock().now(), problem);
         }
-        if started.elapsed() > Duration::from_secs(60) {
-            wait = Duration::from_secs(1);
-        }
+        wait = redial_wait(wait, started.elapsed());
         tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(MAX_REDIAL);
     }
+}
+
+/// How long to wait before dialing again, after waiting `before` and then
+/// a link (or an attempt) that lasted `lasted`: from 1 s, doubling to
+/// [`MAX_REDIAL`] while attempts keep failing; back to 1 s after a link
+/// that held a minute. Pure.
+fn redial_wait(before: Duration, lasted: Duration) -> Duration {
+    if lasted > Duration::from_secs(60) {
+        return Duration::from_secs(1);
+    }
+    (before * 2).min(MAX_REDIAL)
 }
 
 /// One link to `domain`: connect to the first address that answers,
@@ -1321,4 +1330,30 @@ async fn handle_request(
         debug!("could not answer the peer: {e}");
     }
     let _ = send.finish();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redialing_backs_off_to_thirty_seconds_and_starts_again_after_a_link_that_held() {
+        let failed = Duration::from_millis(20);
+        let mut wait = Duration::from_millis(500);
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            wait = redial_wait(wait, failed);
+            waits.push(wait.as_secs());
+        }
+        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(
+            redial_wait(MAX_REDIAL, Duration::from_secs(61)),
+            Duration::from_secs(1)
+        );
+        // A link that broke within the minute does not reset it.
+        assert_eq!(
+            redial_wait(Duration::from_secs(8), Duration::from_secs(59)).as_secs(),
+            16
+        );
+    }
 }
