@@ -204,11 +204,17 @@ pub fn enroll(net: &Net, units: &[(&str, &str)]) -> PathBuf {
 
 /// Start the agent of a unit [`enroll`]ed in `net`, at `hub`.
 pub fn agent(net: &Net, id: &str, hub: SocketAddr) -> crate::RunningAgent {
+    agent_with(net, id, hub, "")
+}
+
+/// [`agent`] with more of agent.toml (`extra`, after the key), such as a
+/// `[console]` section.
+pub fn agent_with(net: &Net, id: &str, hub: SocketAddr, extra: &str) -> crate::RunningAgent {
     let key = net.path().join(id).join("enc.key");
     crate::RunningAgent::start(net.agent_config_with(
         id,
         hub,
-        &format!("encryption_key = \"{}\"", key.display()),
+        &format!("encryption_key = \"{}\"\n{extra}", key.display()),
     ))
 }
 

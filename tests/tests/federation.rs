@@ -10,8 +10,8 @@ use gongwen_common::clock::{self, ManualClock};
 use gongwen_common::federation::{Domain, FederationStatement};
 use gongwen_common::suite::Suite;
 use gongwen_tests::federation::{
-    PeerEntry, agent, enroll, federate, hub_config, row, start_hub, wait_hub_status, wait_linked,
-    wait_peers,
+    PeerEntry, agent, enroll, federate, hub_config, peers, row, start_hub, wait_hub_status,
+    wait_linked, wait_peers,
 };
 use gongwen_tests::{Net, run_cli};
 use time::OffsetDateTime;
@@ -927,6 +927,122 @@ async fn a_document_the_last_hub_refuses_for_good_is_marked_undeliverable_back_t
         gongwen_tests::inbox_docs(&jilin.root("changchun-gov"), "harbin-gov@heilongjiang").len(),
         1
     );
+    harbin.stop().await;
+    changchun.stop().await;
+    j.stop().await;
+    h.stop().await;
+    nat.stop().await;
+}
+
+/// A flood from a unit elsewhere is bound like one from a unit here: with
+/// `queued_per_sender = 3` at national, changchun-gov@jilin's five
+/// documents for gov-office (offline) leave three waiting at national and
+/// two at jilin, whose hub is told to retry later; meanwhile what else
+/// jilin sends through national goes on. Once gov-office takes its
+/// documents, the other two follow. (gov-office's agent, connecting after
+/// they arrived, is handed jilin's trust before any of them: before, it
+/// quarantined them, unable to judge their sender.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_from_a_unit_elsewhere_is_bound_at_the_hub_of_the_offline_recipient() {
+    let (national, hlj, jilin) = three_domains();
+    enroll(&hlj, &[("harbin-gov", "哈尔滨市人民政府")]);
+    enroll(&jilin, &[("changchun-gov", "长春市人民政府")]);
+    enroll(&national, &[("gov-office", "国务院办公厅")]);
+    let mut config = hub_config(
+        &national,
+        "national",
+        "127.0.0.1:0".parse().unwrap(),
+        &national_peers(),
+    );
+    config.max_queued_per_sender = 3;
+    let nat = national.start_hub_config(config, clock::system()).await;
+    let h = start_hub(
+        &hlj,
+        "heilongjiang",
+        &[PeerEntry::dial("national", nat.addr, &["jilin"])],
+        clock::system(),
+    )
+    .await;
+    let j = start_hub(
+        &jilin,
+        "jilin",
+        &[PeerEntry::dial("national", nat.addr, &["heilongjiang"])],
+        clock::system(),
+    )
+    .await;
+    wait_peers(&j, "the others' units known", |v| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["domain"] == "heilongjiang")
+            && row(v, "heilongjiang")["units"] == 1
+            && row(v, "national")["units"] == 1
+    })
+    .await;
+    let mut changchun = agent(&jilin, "changchun-gov", j.addr);
+    let mut harbin = agent(&hlj, "harbin-gov", h.addr);
+    changchun.wait_connected().await;
+    harbin.wait_connected().await;
+    let outbox = jilin.root("changchun-gov").join("outbox");
+    gongwen_tests::wait_until("the outbox folders of the units elsewhere", || {
+        (outbox.join("gov-office@national").is_dir()
+            && outbox.join("harbin-gov@heilongjiang").is_dir())
+        .then_some(())
+    })
+    .await;
+    for i in 0..5 {
+        jilin.drop_file(
+            "changchun-gov",
+            "gov-office@national",
+            &format!("函{i}.txt"),
+            format!("第{i}件").as_bytes(),
+        );
+    }
+    wait_peers(&j, "two left waiting at jilin", |v| {
+        row(v, "national")["queued"] == 2
+    })
+    .await;
+    // Three wait at national, and no more.
+    let held = gongwen_tests::wait_status(
+        &jilin.root("changchun-gov"),
+        "five accepted at jilin",
+        |s| s.iter().filter(|d| d.stage == "sent").count() == 5,
+    )
+    .await;
+    let mut at_national = 0;
+    for d in &held {
+        let doc: gongwen_common::DocId = d.doc_id.parse().unwrap();
+        if gongwen_hub::ops::control::query(
+            &nat.data_dir,
+            &gongwen_hub::ops::control::Request::Status { doc },
+        )
+        .await
+        .is_ok()
+        {
+            at_national += 1;
+        }
+    }
+    assert_eq!(at_national, 3);
+    // What else jilin sends through national is not held up.
+    jilin.drop_file(
+        "changchun-gov",
+        "harbin-gov@heilongjiang",
+        "另函.txt",
+        "另函".as_bytes(),
+    );
+    gongwen_tests::wait_inbox(&hlj.root("harbin-gov"), "changchun-gov@jilin", 1).await;
+    assert_eq!(row(&peers(&j).await, "national")["queued"], 2);
+    // gov-office comes online and takes its documents: all five arrive,
+    // each once.
+    let office = agent(&national, "gov-office", nat.addr);
+    let docs =
+        gongwen_tests::wait_inbox(&national.root("gov-office"), "changchun-gov@jilin", 5).await;
+    assert_eq!(docs.len(), 5);
+    wait_peers(&j, "jilin's queue empty", |v| {
+        row(v, "national")["queued"] == 0
+    })
+    .await;
+    office.stop().await;
     harbin.stop().await;
     changchun.stop().await;
     j.stop().await;
@@ -1877,4 +1993,91 @@ async fn an_answer_to_a_question_from_another_domain_crosses_back() {
 
 fn futures_block<F: std::future::Future>(f: F) -> F::Output {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
+}
+
+/// A clerk at heilongjiang, in a real browser: the compose page offers
+/// changchun-gov@jilin by its name; the document composed there crosses to
+/// jilin, and the sent page shows the unit elsewhere signed for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clerk_picks_a_unit_elsewhere_by_its_name_in_the_browser() {
+    use gongwen_agent::unit::accounts::{Accounts, UserRole};
+    use gongwen_tests::browser::{self, Chrome};
+    use gongwen_tests::web::{PASSWORD, base};
+    if !browser::available() {
+        return;
+    }
+    let (national, hlj, jilin) = three_domains();
+    let (nat, h, j) = linked_with_units(&national, &hlj, &jilin).await;
+    Accounts::edit(&hlj.root("harbin-gov").join("state/accounts.json"), |a| {
+        a.add_user("wang", "王五", UserRole::Clerk, PASSWORD, 0)
+    })
+    .unwrap();
+    let mut harbin = gongwen_tests::federation::agent_with(
+        &hlj,
+        "harbin-gov",
+        h.addr,
+        "[console]\nlisten = \"127.0.0.1:0\"",
+    );
+    let mut changchun = agent(&jilin, "changchun-gov", j.addr);
+    harbin.wait_connected().await;
+    changchun.wait_connected().await;
+    gongwen_tests::wait_until("the outbox folder of changchun-gov@jilin", || {
+        hlj.root("harbin-gov")
+            .join("outbox/changchun-gov@jilin")
+            .is_dir()
+            .then_some(())
+    })
+    .await;
+    let files = tempfile::tempdir().unwrap();
+    let main = files.path().join("正文.txt");
+    std::fs::write(&main, "关于两省协作的函\n".repeat(20)).unwrap();
+
+    let mut chrome = Chrome::start().await;
+    let console = base(&harbin);
+    chrome.log_in(&console, "wang", PASSWORD).await;
+    chrome.goto(&format!("{console}/compose")).await;
+    let page = chrome.text().await;
+    assert!(page.contains("长春市人民政府"), "{page}");
+    chrome
+        .click("input[name=to][value='changchun-gov@jilin']")
+        .await;
+    chrome.type_into("input[name=title]", "关于两省协作的函").await;
+    chrome.choose_file("input[name=main]", &main).await;
+    chrome.screenshot("federation-1-compose").await;
+    chrome.click("form.compose button[type=submit]").await;
+
+    let docs =
+        gongwen_tests::wait_inbox(&jilin.root("changchun-gov"), "harbin-gov@heilongjiang", 1).await;
+    assert_eq!(
+        std::fs::read(docs[0].join("正文.txt")).unwrap(),
+        std::fs::read(&main).unwrap()
+    );
+    let doc: gongwen_common::DocId = docs[0]
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    changchun.wait_received(doc).await;
+    gongwen_tests::ask_agent(
+        &jilin.root("changchun-gov"),
+        &gongwen_agent::front::control::Request::Ack {
+            doc,
+            by: "李四".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let sent = chrome
+        .wait_for_text(&format!("{console}/sent/{doc}"), "已签收 1 / 共 1")
+        .await;
+    assert!(sent.contains("李四"), "{sent}");
+    chrome.screenshot("federation-2-signed-elsewhere").await;
+    chrome.quit().await;
+    harbin.stop().await;
+    changchun.stop().await;
+    j.stop().await;
+    h.stop().await;
+    nat.stop().await;
 }

@@ -524,13 +524,13 @@ async fn relay(conn: quinn::Connection, peer: Domain, core: Arc<Core>) {
     // Documents the peer refused in a way its administrator may mend (a
     // signature it cannot judge yet, say): tried again after a rescan, and
     // meanwhile passed over, so they hold up nothing behind them.
-    let mut held_back = HeldBack::default();
+    let mut passed_over = PassedOver::default();
     loop {
         let mut more = false;
-        held_back.forget_before(tokio::time::Instant::now() - RELAY_RESCAN);
+        passed_over.expire(tokio::time::Instant::now());
         for domain in f.relayed_through(&peer) {
             let queue = gongwen_common::NodeId::relay_queue(&domain);
-            match relay_documents(&conn, &queue, &domain, &core, &mut held_back).await {
+            match relay_documents(&conn, &queue, &domain, &core, &mut passed_over).await {
                 Ok(full) => more |= full,
                 Err(e) => {
                     warn!("relaying to {peer} stopped for now: {}", Clipped(&e));
@@ -553,26 +553,49 @@ async fn relay(conn: quinn::Connection, peer: Domain, core: Arc<Core>) {
             }
         }
         if !more {
-            let _ = tokio::time::timeout(RELAY_RESCAN, wake.notified()).await;
+            let rescan = passed_over
+                .next_due(tokio::time::Instant::now())
+                .map_or(RELAY_RESCAN, |next| next.min(RELAY_RESCAN));
+            let _ = tokio::time::timeout(rescan, wake.notified()).await;
         }
     }
 }
 
-/// Documents passed over for now, each with when.
-#[derive(Default)]
-struct HeldBack(std::collections::HashMap<gongwen_common::DocId, tokio::time::Instant>);
+/// How long a document the peer refused for now is passed over.
+const HOLD_BACK: Duration = Duration::from_secs(5);
 
-impl HeldBack {
-    fn hold(&mut self, doc: gongwen_common::DocId) {
-        self.0.insert(doc, tokio::time::Instant::now());
+/// Documents passed over for now, each until when, and the warnings
+/// that say so (a few a minute).
+#[derive(Default)]
+struct PassedOver {
+    until: std::collections::HashMap<gongwen_common::DocId, tokio::time::Instant>,
+    warnings: crate::state::loglimit::Warnings,
+}
+
+impl PassedOver {
+    fn hold(&mut self, doc: gongwen_common::DocId, domain: &Domain, why: &str) {
+        self.until
+            .insert(doc, tokio::time::Instant::now() + HOLD_BACK);
+        if let Some(held_back) = self.warnings.allow(domain.as_str()) {
+            warn!(doc = %doc, "the hub towards {domain} refused it for now; passed over for {} s: {}{held_back}", HOLD_BACK.as_secs(), Clipped(why));
+        }
     }
 
-    fn forget_before(&mut self, t: tokio::time::Instant) {
-        self.0.retain(|_, at| *at >= t);
+    /// Forget those whose time is up.
+    fn expire(&mut self, now: tokio::time::Instant) {
+        self.until.retain(|_, until| *until > now);
+    }
+
+    /// How long until the first one's time is up (zero: it is).
+    fn next_due(&self, now: tokio::time::Instant) -> Option<Duration> {
+        self.until
+            .values()
+            .min()
+            .map(|until| until.saturating_duration_since(now))
     }
 
     fn docs(&self) -> Vec<gongwen_common::DocId> {
-        self.0.keys().copied().collect()
+        self.until.keys().copied().collect()
     }
 }
 
@@ -594,6 +617,9 @@ impl Refused {
             | ErrorCode::TooLarge
             | ErrorCode::Malformed
             | ErrorCode::NotTheSender => Refused::ForGood(message),
+            // An offline unit here has as many from this sender as it
+            // may: the others still go.
+            ErrorCode::QueueFull => Refused::AsThingsStand(message),
             c if c.is_retryable() => Refused::Broken(format!("refused for now: {message}")),
             _ => Refused::AsThingsStand(message),
         }
@@ -607,11 +633,11 @@ async fn relay_documents(
     queue: &gongwen_common::NodeId,
     domain: &Domain,
     core: &Core,
-    held_back: &mut HeldBack,
+    passed_over: &mut PassedOver,
 ) -> Result<bool, String> {
     let store = core.store();
     let docs = store
-        .claim_deliveries(queue, RELAY_BATCH, &held_back.docs())
+        .claim_deliveries(queue, RELAY_BATCH, &passed_over.docs())
         .await
         .map_err(|e| e.to_string())?;
     let full = docs.len() == RELAY_BATCH;
@@ -630,8 +656,7 @@ async fn relay_documents(
             }
             Err(Refused::AsThingsStand(why)) => {
                 let _ = store.release_delivery(queue, doc_id).await;
-                warn!(doc = %doc_id, "the hub towards {domain} refused it for now; passed over until the next rescan: {}", Clipped(&why));
-                held_back.hold(doc_id);
+                passed_over.hold(doc_id, domain, &why);
             }
             Err(Refused::Broken(e)) => {
                 let _ = store.release_delivery(queue, doc_id).await;
@@ -992,8 +1017,14 @@ async fn take_notice(
 const MAX_OFFER: u64 = gongwen_common::directory::MAX_DIRECTORY_BODY as u64 + (64 << 10);
 
 /// Hand an agent (protocol 8 on) the chains and CRLs of the other
-/// domains, at the start and whenever they change.
-pub(crate) async fn trust_pusher(conn: quinn::Connection, core: Arc<Core>) {
+/// domains, at the start and whenever they change. `handed`: told once the
+/// first round is over (documents from elsewhere wait for it: the agent
+/// could not judge their senders before).
+pub(crate) async fn trust_pusher(
+    conn: quinn::Connection,
+    core: Arc<Core>,
+    handed: tokio::sync::watch::Sender<bool>,
+) {
     let Some(f) = core.federation() else { return };
     let mut changes = f.watch_offers();
     let mut sent: std::collections::HashMap<(u8, Domain), [u8; 32]> = Default::default();
@@ -1022,6 +1053,7 @@ pub(crate) async fn trust_pusher(conn: quinn::Connection, core: Arc<Core>) {
                 }
             }
         }
+        handed.send_replace(true);
         if changes.changed().await.is_err() {
             return;
         }

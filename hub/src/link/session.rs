@@ -24,6 +24,10 @@ use crate::state::core::Core;
 use crate::state::loglimit::Warnings;
 use crate::state::registry::Wake;
 
+/// Longest an agent's deliveries wait for the first hand-over of the
+/// other domains' trust.
+const TRUST_FIRST: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Run a session until the connection ends.
 pub(crate) async fn run(
     conn: quinn::Connection,
@@ -40,23 +44,42 @@ pub(crate) async fn run(
                 .in_current_span(),
         );
     }
-    tasks.spawn(
-        deliverer(conn.clone(), ident.id.clone(), core.clone(), wake.clone()).in_current_span(),
-    );
-    tasks.spawn(
-        forwarder(
-            conn.clone(),
-            ident.id.clone(),
-            core.clone(),
-            wake.clone(),
-            version,
-        )
-        .in_current_span(),
-    );
-    tasks.spawn(crl_pusher(conn.clone(), core.clone(), wake).in_current_span());
+    // An agent judges senders and receipts of other domains by what the
+    // hub hands it first: deliveries and receipts wait for that (a bounded
+    // while), so none is quarantined for want of it.
+    let (handed, trust_handed) = tokio::sync::watch::channel(true);
     if version >= 8 && core.federation().is_some() {
-        tasks.spawn(crate::link::peer::trust_pusher(conn.clone(), core.clone()).in_current_span());
+        handed.send_replace(false);
+        tasks.spawn(
+            crate::link::peer::trust_pusher(conn.clone(), core.clone(), handed).in_current_span(),
+        );
     }
+    let after_trust = |mut handed: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = tokio::time::timeout(TRUST_FIRST, handed.wait_for(|h| *h)).await;
+    };
+    {
+        let (conn, id, core, wake) = (conn.clone(), ident.id.clone(), core.clone(), wake.clone());
+        let ready = after_trust(trust_handed.clone());
+        tasks.spawn(
+            async move {
+                ready.await;
+                deliverer(conn, id, core, wake).await
+            }
+            .in_current_span(),
+        );
+    }
+    {
+        let (conn, id, core, wake) = (conn.clone(), ident.id.clone(), core.clone(), wake.clone());
+        let ready = after_trust(trust_handed);
+        tasks.spawn(
+            async move {
+                ready.await;
+                forwarder(conn, id, core, wake, version).await
+            }
+            .in_current_span(),
+        );
+    }
+    tasks.spawn(crl_pusher(conn.clone(), core.clone(), wake).in_current_span());
     let strikes = Arc::new(std::sync::atomic::AtomicU32::new(0));
     loop {
         tokio::select! {

@@ -517,16 +517,20 @@ pub(crate) async fn receive(
     check_recipients(&unknown)?;
     // Held until the accept is committed, when the store counts it. A
     // remote recipient's copies wait in its domain's queue, which the link
-    // to the peer drains: not counted against the sender.
+    // to the peer drains: not counted against the sender. A unit elsewhere
+    // is bound like one of ours: a peer hub cannot bury an offline unit
+    // here under one sender's documents (its hub is told to retry later
+    // and passes that document over meanwhile).
     let local: Vec<NodeId> = recipients
         .iter()
         .filter(|r| r.is_local())
         .cloned()
         .collect();
-    let _counted = match origin {
-        Origin::Unit(ident) => check_quota(core, &ident.id, &local, warnings).await?,
-        Origin::Peer(_) => Vec::new(),
+    let sender = match origin {
+        Origin::Unit(ident) => &ident.id,
+        Origin::Peer(_) => &meta.sender,
     };
+    let _counted = check_quota(core, sender, &local, warnings).await?;
 
     let mut sink = store
         .open_upload(doc_id, &digest, content_len, sealed.header.suite)
