@@ -2041,7 +2041,9 @@ async fn a_clerk_picks_a_unit_elsewhere_by_its_name_in_the_browser() {
     chrome
         .click("input[name=to][value='changchun-gov@jilin']")
         .await;
-    chrome.type_into("input[name=title]", "关于两省协作的函").await;
+    chrome
+        .type_into("input[name=title]", "关于两省协作的函")
+        .await;
     chrome.choose_file("input[name=main]", &main).await;
     chrome.screenshot("federation-1-compose").await;
     chrome.click("form.compose button[type=submit]").await;
