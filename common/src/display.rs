@@ -163,25 +163,23 @@ pub fn doc_status(v: &serde_json::Value, json: bool) -> String {
         // The cascade: what this recipient passed on (转发), and where
         // each copy stands.
         for f in r["forwarded"].as_array().into_iter().flatten() {
-            let copies: Vec<String> = f["recipients"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|c| {
-                    format!(
-                        "{} {}",
-                        c["recipient"].as_str().unwrap_or(""),
-                        c["state"].as_str().unwrap_or("")
-                    )
-                })
-                .collect();
             let _ = writeln!(
                 out,
                 "      forwarded as {} to {}",
                 f["doc_id"].as_str().unwrap_or(""),
-                copies.join(", ")
+                forwarded_copies(f)
             );
         }
+    }
+    // Forwards further down, by units it did not go to directly.
+    for f in v["forwarded_further"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "  {} forwarded as {} to {}",
+            f["by"].as_str().unwrap_or(""),
+            f["doc_id"].as_str().unwrap_or(""),
+            forwarded_copies(f)
+        );
     }
     for why in v["cascade_unknown"].as_array().into_iter().flatten() {
         let _ = writeln!(
@@ -191,6 +189,23 @@ pub fn doc_status(v: &serde_json::Value, json: bool) -> String {
         );
     }
     out
+}
+
+/// A forward's copies: "unit state, unit state".
+fn forwarded_copies(f: &serde_json::Value) -> String {
+    let copies: Vec<String> = f["recipients"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            format!(
+                "{} {}",
+                c["recipient"].as_str().unwrap_or(""),
+                c["state"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    copies.join(", ")
 }
 
 #[cfg(test)]
@@ -210,6 +225,9 @@ mod tests {
                     { "recipient": "acheng-gov", "state": "acknowledged" }
                 ]}]
             }],
+            "forwarded_further": [{ "by": "hulan-gov", "doc_id": "01a4", "recipients": [
+                { "recipient": "kangjin-town", "state": "queued" }
+            ]}],
             "cascade_unknown": ["jilin: not linked now"]
         });
         let text = doc_status(&v, false);
@@ -227,6 +245,10 @@ mod tests {
         );
         assert!(
             text.contains("forwards not known from jilin: not linked now"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hulan-gov forwarded as 01a4 to kangjin-town queued"),
             "{text}"
         );
     }

@@ -249,6 +249,11 @@ pub struct DocStatus {
     pub answers: Option<DocId>,
     pub decision: Option<Decision>,
     pub recipients: Vec<RecipientRow>,
+    /// Copies passed on (转发) further down the cascade, by units this
+    /// document did not go to directly (a forward of a forward names the
+    /// first issuer's document).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forwarded_further: Vec<ForwardedBy>,
     /// The other domains' hubs that could not be asked what their units
     /// passed on (转发), each with why: the cascade shown is then partial.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

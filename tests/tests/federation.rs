@@ -2083,3 +2083,244 @@ async fn a_clerk_picks_a_unit_elsewhere_by_its_name_in_the_browser() {
     h.stop().await;
     nat.stop().await;
 }
+
+/// 国务院 → 省 → 市 → 县, three levels of hubs: a city (harbin) runs its
+/// own hub under heilongjiang's, and national reaches it only through
+/// heilongjiang (a chain of two statements). national's notice goes to
+/// heilongjiang's government, which forwards it to harbin's, which
+/// forwards it to its district 呼兰区: the district holds the first
+/// issuer's bytes, judged by national's CA two links away. national also
+/// writes to the district directly, three hubs on, and gets its 签收 back.
+/// At each level `status` shows the cascade one level down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn national_reaches_a_district_three_hubs_away_directly_and_through_two_forwards() {
+    let (national, hlj, harbin) = (Net::new(), Net::new(), Net::new());
+    federate(&national, "heilongjiang", &hlj);
+    federate(&hlj, "national", &national);
+    federate(&hlj, "harbin", &harbin);
+    federate(&harbin, "heilongjiang", &hlj);
+    enroll(&national, &[("gov-office", "国务院办公厅")]);
+    enroll(&hlj, &[("gov", "黑龙江省人民政府")]);
+    enroll(
+        &harbin,
+        &[("gov", "哈尔滨市人民政府"), ("hulan-gov", "呼兰区人民政府")],
+    );
+    let nat = start_hub(
+        &national,
+        "national",
+        &[PeerEntry {
+            domain: "heilongjiang".into(),
+            addr: None,
+            routes: vec!["harbin".into()],
+        }],
+        clock::system(),
+    )
+    .await;
+    let h = start_hub(
+        &hlj,
+        "heilongjiang",
+        &[
+            PeerEntry::dial("national", nat.addr, &[]),
+            PeerEntry::accept("harbin"),
+        ],
+        clock::system(),
+    )
+    .await;
+    let c = start_hub(
+        &harbin,
+        "harbin",
+        &[PeerEntry::dial("heilongjiang", h.addr, &["national"])],
+        clock::system(),
+    )
+    .await;
+    // Each end knows the other's units, two hubs apart.
+    wait_peers(&nat, "harbin's units at national", |v| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["domain"] == "harbin")
+            && row(v, "harbin")["units"] == 2
+    })
+    .await;
+    wait_peers(&c, "national's units at harbin", |v| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["domain"] == "national")
+            && row(v, "national")["units"] == 1
+    })
+    .await;
+    let mut agents = vec![
+        agent(&national, "gov-office", nat.addr),
+        agent(&hlj, "gov", h.addr),
+        agent(&harbin, "gov", c.addr),
+        agent(&harbin, "hulan-gov", c.addr),
+    ];
+    for a in &mut agents {
+        a.wait_connected().await;
+    }
+    gongwen_tests::wait_until("the district's folder at national", || {
+        let outbox = national.root("gov-office").join("outbox");
+        (outbox.join("hulan-gov@harbin").is_dir() && outbox.join("gov@heilongjiang").is_dir())
+            .then_some(())
+    })
+    .await;
+
+    // Directly, three hubs on, and the 签收 back.
+    national.drop_file(
+        "gov-office",
+        "hulan-gov@harbin",
+        "直达之函.txt",
+        "直达".as_bytes(),
+    );
+    let direct =
+        gongwen_tests::wait_inbox(&harbin.root("hulan-gov"), "gov-office@national", 1).await;
+    assert_eq!(
+        std::fs::read(direct[0].join("直达之函.txt")).unwrap(),
+        "直达".as_bytes()
+    );
+    let direct_id: gongwen_common::DocId = direct[0]
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    agents[3].wait_received(direct_id).await;
+    gongwen_tests::ask_agent(
+        &harbin.root("hulan-gov"),
+        &gongwen_agent::front::control::Request::Ack {
+            doc: direct_id,
+            by: "孙七".into(),
+        },
+    )
+    .await
+    .unwrap();
+    gongwen_tests::wait_status(
+        &national.root("gov-office"),
+        "signed for three hubs away",
+        |s| {
+            s.iter().any(|d| {
+                d.recipients.iter().any(|r| {
+                    r.recipient == "hulan-gov@harbin"
+                        && r.acknowledged_by.as_deref() == Some("孙七")
+                })
+            })
+        },
+    )
+    .await;
+
+    // Through two forwards.
+    let body = "关于做好岁末年初有关工作的通知\n".repeat(50);
+    national.drop_file(
+        "gov-office",
+        "gov@heilongjiang",
+        "岁末年初通知.txt",
+        body.as_bytes(),
+    );
+    let at_province = gongwen_tests::wait_inbox(&hlj.root("gov"), "gov-office@national", 1).await;
+    let notice: gongwen_common::DocId = at_province[0]
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    agents[1].wait_received(notice).await;
+    let forward = |root: std::path::PathBuf, doc, to: &str, by: &str| {
+        let to = to.to_owned();
+        let by = by.to_owned();
+        async move {
+            gongwen_tests::ask_agent(
+                &root,
+                &gongwen_agent::front::control::Request::Forward(Box::new(
+                    gongwen_agent::actions::forward::ForwardRequest {
+                        doc,
+                        to: vec![to],
+                        cc: vec![],
+                        note: None,
+                        by: Some(by),
+                    },
+                )),
+            )
+            .await
+            .unwrap();
+        }
+    };
+    forward(hlj.root("gov"), notice, "gov@harbin", "王五").await;
+    let at_city = gongwen_tests::wait_inbox(&harbin.root("gov"), "gov@heilongjiang", 1).await;
+    let city_copy: gongwen_common::DocId = at_city[0]
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    agents[2].wait_received(city_copy).await;
+    forward(harbin.root("gov"), city_copy, "hulan-gov", "赵六").await;
+    let at_district = gongwen_tests::wait_inbox(&harbin.root("hulan-gov"), "gov", 1).await;
+    assert_eq!(
+        std::fs::read(at_district[0].join("岁末年初通知.txt")).unwrap(),
+        body.as_bytes()
+    );
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(at_district[0].join("metadata.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        meta["forwarded_from"]["sender"], "gov-office@national",
+        "{meta:#}"
+    );
+    assert_eq!(
+        meta["forwarded_from"]["doc_id"],
+        notice.to_string(),
+        "{meta:#}"
+    );
+
+    // The whole cascade at national: heilongjiang's forward to harbin, and
+    // harbin's to its district (a forward of a forward names national's
+    // notice too), asked hub by hub.
+    let forwarded_to = |v: &serde_json::Value, by: &str| -> Vec<String> {
+        v["recipients"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["recipient"] == by)
+            .flat_map(|r| r["forwarded"].as_array().cloned().unwrap_or_default())
+            .chain(
+                v["forwarded_further"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|f| f["by"] == by)
+                    .cloned(),
+            )
+            .flat_map(|f| f["recipients"].as_array().cloned().unwrap_or_default())
+            .map(|c| {
+                format!(
+                    "{} {}",
+                    c["recipient"].as_str().unwrap_or(""),
+                    c["state"].as_str().unwrap_or("")
+                )
+            })
+            .collect()
+    };
+    let v = wait_hub_status(&nat, notice, "the whole cascade at national", |v| {
+        forwarded_to(v, "gov@heilongjiang") == ["gov@harbin delivered"]
+            && forwarded_to(v, "gov@harbin") == ["hulan-gov@harbin delivered"]
+    })
+    .await;
+    let text = gongwen_common::display::doc_status(&v, false);
+    assert!(text.contains("gov@harbin forwarded as "), "{text}");
+    // And at heilongjiang, what its government passed on and what came of it.
+    wait_hub_status(&h, notice, "the cascade at heilongjiang", |v| {
+        forwarded_to(v, "gov") == ["gov@harbin delivered"]
+            && forwarded_to(v, "gov@harbin") == ["hulan-gov@harbin delivered"]
+    })
+    .await;
+    for a in agents {
+        a.stop().await;
+    }
+    c.stop().await;
+    h.stop().await;
+    nat.stop().await;
+}

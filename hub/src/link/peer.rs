@@ -1159,17 +1159,28 @@ async fn answer_cascade(query: &[u8], asker: &Domain, core: &Core) -> Result<Vec
     let Ok(Query::Cascade { doc, hops }) = serde_json::from_slice::<Query>(query) else {
         return Err("a peer hub may ask only for a document's cascade".into());
     };
-    let held = core.store().doc(doc).await.map_err(|e| e.to_string())?;
-    let from_asker = held.as_ref().is_some_and(|d| {
-        d.sender
+    // The document itself, or a forward of it, came from the asker's side.
+    let from_asker = |sender: &gongwen_common::NodeId| {
+        sender
             .domain()
-            .is_some_and(|sd| f.carried_by(asker).contains(&sd))
-    });
-    let Some(held) = held.filter(|_| from_asker) else {
-        return Err(format!("this hub holds no document {doc} from {asker}"));
+            .is_some_and(|d| f.carried_by(asker).contains(&d))
     };
+    let held = core.store().doc(doc).await.map_err(|e| e.to_string())?;
+    let recipients = match &held {
+        Some(d) if from_asker(&d.sender) => d.recipients(),
+        _ => Vec::new(),
+    };
+    let found = crate::link::queries::forwards_held(core, doc).await?;
+    let forward_from_asker = found
+        .iter()
+        .any(|k| gongwen_common::NodeId::parse_address(&k.by).is_ok_and(|by| from_asker(&by)));
+    if recipients.is_empty() && !forward_from_asker {
+        return Err(format!("this hub holds no document {doc} from {asker}"));
+    }
     let hops = hops.min(crate::link::queries::CASCADE_HOPS);
-    let (rows, _) = crate::link::queries::cascade(core, &held, hops, Some(asker)).await?;
+    let (rows, _) =
+        crate::link::queries::cascade_beyond(core, doc, &recipients, found, hops, Some(asker))
+            .await;
     serde_json::to_vec(&rows).map_err(|e| e.to_string())
 }
 

@@ -45,7 +45,11 @@ pub(crate) async fn supervise(core: &Core, q: &Query) -> Result<serde_json::Valu
             let Some(doc) = core.store().doc(*doc).await.map_err(|e| e.to_string())? else {
                 return Err(format!("the hub has no document {doc}"));
             };
-            to_json(&cascade(core, &doc, *hops, None).await?.0)
+            to_json(
+                &cascade(core, doc.doc_id, &doc.recipients(), *hops, None)
+                    .await?
+                    .0,
+            )
         }
         Query::Report { since, until } => {
             let (since, until) = (parse_time(since)?, parse_time(until)?);
@@ -99,7 +103,8 @@ async fn status(core: &Core, doc_id: gongwen_common::DocId) -> Result<DocStatus,
     let now = core.now_ms();
     // The cascade (转发): who passed it on, to whom, and where each copy
     // stands, here and at the hubs of the other domains it went to.
-    let (forwards, cascade_unknown) = cascade(core, &doc, CASCADE_HOPS, None).await?;
+    let (forwards, cascade_unknown) =
+        cascade(core, doc.doc_id, &doc.recipients(), CASCADE_HOPS, None).await?;
     let recipients = doc
         .recipients()
         .iter()
@@ -119,6 +124,11 @@ async fn status(core: &Core, doc_id: gongwen_common::DocId) -> Result<DocStatus,
                 .collect();
             Some(row)
         })
+        .collect();
+    // Forwards made further down (by units it did not go to directly).
+    let forwarded_further: Vec<ForwardedBy> = forwards
+        .into_iter()
+        .filter(|k| doc.recipients().iter().all(|r| r.as_str() != k.by))
         .collect();
     Ok(DocStatus {
         doc_id: doc.doc_id,
@@ -141,6 +151,7 @@ async fn status(core: &Core, doc_id: gongwen_common::DocId) -> Result<DocStatus,
         answers: doc.links.answers,
         decision: doc.links.decision,
         recipients,
+        forwarded_further,
         cascade_unknown,
     })
 }
@@ -149,22 +160,35 @@ async fn status(core: &Core, doc_id: gongwen_common::DocId) -> Result<DocStatus,
 /// (转发): as far as a chain of federation statements reaches.
 pub(crate) const CASCADE_HOPS: u8 = gongwen_common::federation::MAX_CHAIN as u8;
 
-/// What units passed `doc` on as (转发), with where each copy stands: the
-/// forwards this hub holds (its own units', and those on their way through
-/// it), then, while `hops` allows, what the next hub towards each other
-/// domain it went to knows, asked over the link (never back to
-/// `asked_by`, the peer asking us). Addresses as this hub names them; the
-/// second list names the hubs that could not be asked, and why.
+/// What units passed `original` on as (转发) — a forward of a forward
+/// names the first issuer's document too, so this is the whole cascade —
+/// with where each copy stands: the forwards this hub holds (its own
+/// units', and those on their way through it), then, while `hops` allows,
+/// what the next hub towards each other domain the original or a forward
+/// went to knows, asked over the link (each peer once, never `asked_by`,
+/// the peer asking us). `recipients`: the original's, when this hub holds
+/// it. Addresses as this hub names them; the second list names the hubs
+/// that could not be asked, and why.
 pub(crate) async fn cascade(
     core: &Core,
-    doc: &DocRecord,
+    original: gongwen_common::DocId,
+    recipients: &[NodeId],
     hops: u8,
     asked_by: Option<&gongwen_common::federation::Domain>,
 ) -> Result<(Vec<ForwardedBy>, Vec<String>), String> {
-    let mut found: Vec<ForwardedBy> = all_deliveries(core)
+    let found = forwards_held(core, original).await?;
+    Ok(cascade_beyond(core, original, recipients, found, hops, asked_by).await)
+}
+
+/// The forwards of `original` this hub holds.
+pub(crate) async fn forwards_held(
+    core: &Core,
+    original: gongwen_common::DocId,
+) -> Result<Vec<ForwardedBy>, String> {
+    Ok(all_deliveries(core)
         .await?
         .into_iter()
-        .filter(|(d, _)| d.links.forwards == Some(doc.doc_id))
+        .filter(|(d, _)| d.links.forwards == Some(original))
         .map(|(f, copies)| ForwardedBy {
             by: f.sender.to_string(),
             copy: ForwardedCopy {
@@ -180,38 +204,62 @@ pub(crate) async fn cascade(
                     .collect(),
             },
         })
-        .collect();
+        .collect())
+}
+
+/// [`cascade`] past this hub: `found` (what it holds) and what the peers
+/// towards the domains the copies went to answer.
+pub(crate) async fn cascade_beyond(
+    core: &Core,
+    original: gongwen_common::DocId,
+    recipients: &[NodeId],
+    mut found: Vec<ForwardedBy>,
+    hops: u8,
+    asked_by: Option<&gongwen_common::federation::Domain>,
+) -> (Vec<ForwardedBy>, Vec<String>) {
     let mut unknown = Vec::new();
     let Some(f) = core.federation() else {
-        return Ok((found, unknown));
+        return (found, unknown);
     };
     if hops == 0 {
-        return Ok((found, unknown));
+        return (found, unknown);
     }
-    let peers: BTreeSet<_> = doc
-        .recipients()
-        .iter()
-        .filter_map(|r| r.domain())
-        .filter_map(|d| f.next_hop(&d))
-        .filter(|p| Some(p) != asked_by)
-        .collect();
-    let asks = peers.into_iter().map(|peer| async move {
-        let answer = crate::link::peer::ask_cascade(f, &peer, doc.doc_id, hops - 1).await;
-        (peer, answer)
-    });
-    for (peer, answer) in futures_util::future::join_all(asks).await {
-        match answer {
-            Ok(rows) => {
-                for row in rows {
-                    if found.iter().all(|k| k.copy.doc_id != row.copy.doc_id) {
-                        found.push(seen_here(row, &peer, f.domain()));
+    let mut asked: BTreeSet<gongwen_common::federation::Domain> =
+        asked_by.into_iter().cloned().collect();
+    loop {
+        // The peers towards every domain a copy went to, not asked yet.
+        let went_to = recipients.iter().cloned().chain(found.iter().flat_map(|k| {
+            k.copy
+                .recipients
+                .iter()
+                .filter_map(|r| NodeId::parse_address(&r.recipient).ok())
+        }));
+        let peers: BTreeSet<_> = went_to
+            .filter_map(|r| r.domain())
+            .filter_map(|d| f.next_hop(&d))
+            .filter(|p| !asked.contains(p))
+            .collect();
+        if peers.is_empty() {
+            return (found, unknown);
+        }
+        asked.extend(peers.iter().cloned());
+        let asks = peers.into_iter().map(|peer| async move {
+            let answer = crate::link::peer::ask_cascade(f, &peer, original, hops - 1).await;
+            (peer, answer)
+        });
+        for (peer, answer) in futures_util::future::join_all(asks).await {
+            match answer {
+                Ok(rows) => {
+                    for row in rows {
+                        if found.iter().all(|k| k.copy.doc_id != row.copy.doc_id) {
+                            found.push(seen_here(row, &peer, f.domain()));
+                        }
                     }
                 }
+                Err(e) => unknown.push(format!("{peer}: {e}")),
             }
-            Err(e) => unknown.push(format!("{peer}: {e}")),
         }
     }
-    Ok((found, unknown))
 }
 
 /// A forward as the hub of `from` named it, as this hub names it (its
