@@ -842,7 +842,25 @@ async fn a_document_the_last_hub_refuses_for_good_is_marked_undeliverable_back_t
             && row(v, "jilin")["units"] == 1
     })
     .await;
-    let mut harbin = agent(&hlj, "harbin-gov", h.addr);
+    gongwen_agent::unit::accounts::Accounts::edit(
+        &hlj.root("harbin-gov").join("state/accounts.json"),
+        |a| {
+            a.add_user(
+                "wang",
+                "王五",
+                gongwen_agent::unit::accounts::UserRole::Clerk,
+                gongwen_tests::web::PASSWORD,
+                0,
+            )
+        },
+    )
+    .unwrap();
+    let mut harbin = gongwen_tests::federation::agent_with(
+        &hlj,
+        "harbin-gov",
+        h.addr,
+        "[console]\nlisten = \"127.0.0.1:0\"",
+    );
     let mut changchun = agent(&jilin, "changchun-gov", j.addr);
     harbin.wait_connected().await;
     changchun.wait_connected().await;
@@ -914,6 +932,14 @@ async fn a_document_the_last_hub_refuses_for_good_is_marked_undeliverable_back_t
     };
     wait_hub_status(&nat, big_id, "undeliverable at national", undeliverable).await;
     wait_hub_status(&h, big_id, "undeliverable at heilongjiang", undeliverable).await;
+    // The sending clerk's 签收情况 says so, in the console.
+    let mut web = gongwen_tests::web::Browser::new(harbin.console.unwrap());
+    web.log_in("wang", gongwen_tests::web::PASSWORD).await;
+    let page = web.get(&format!("/sent/{big_id}")).await.text();
+    assert!(
+        page.contains("无法送达") && page.contains("changchun-gov@jilin"),
+        "{page}"
+    );
     // Nothing of it waits anywhere, so nothing tries it again.
     wait_peers(&h, "heilongjiang's queue empty", |v| {
         row(v, "jilin")["queued"] == 0

@@ -1206,7 +1206,12 @@ fn hub_sign_rows(st: &gongwen_common::supervision::DocStatus) -> Vec<pages::Sign
             delivered_ms: time_ms(&r.delivered_at),
             signed_by: r.acknowledged_by.clone(),
             signed_ms: time_ms(&r.acknowledged_at),
-            returned_reason: r.rejected_reason.clone(),
+            // Why it was returned, or why it cannot be opened or
+            // delivered (a hub further on refused it for good).
+            returned_reason: r
+                .rejected_reason
+                .clone()
+                .or_else(|| r.quarantine_reason.clone()),
             urge_count: Some(r.urge_count),
             deadline_ms: time_ms(&r.deadline),
             overdue: r.overdue,
