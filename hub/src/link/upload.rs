@@ -709,6 +709,34 @@ mod tests {
         }
     }
 
+    /// A relayed document's recipients at national, from heilongjiang:
+    /// national's own unit bare, jilin's kept (reached another way), and
+    /// none sent back the way it came — a routing loop ends here.
+    #[test]
+    fn a_relayed_document_keeps_only_what_this_hub_handles_and_never_goes_back() {
+        use gongwen_common::federation::Domain;
+        let d = |s: &str| Domain::parse(s).unwrap();
+        let a = |s: &str| NodeId::parse_address(s).unwrap();
+        let mut m = meta();
+        m.sender = id("harbin-gov");
+        m.to = vec![
+            a("gov-office@national"),
+            a("changchun-gov@jilin"),
+            a("daqing-gov"),
+            a("dalian-gov@liaoning"),
+        ];
+        m.cc = vec![a("shenyang-gov@liaoning")];
+        let (from, here) = (d("heilongjiang"), d("national"));
+        let handled = |dom: &Domain| dom == &d("jilin");
+        let out = localize(&m, &from, &here, handled);
+        assert_eq!(out.sender, a("harbin-gov@heilongjiang"));
+        assert_eq!(out.to, vec![a("gov-office"), a("changchun-gov@jilin")]);
+        assert!(out.cc.is_empty());
+        // jilin routed back through heilongjiang (a loop): nothing is kept.
+        let out = localize(&m, &from, &here, |_| false);
+        assert_eq!(out.to, vec![a("gov-office")]);
+    }
+
     #[test]
     fn a_header_must_name_this_document_and_this_sender() {
         let m = meta();
