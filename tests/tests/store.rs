@@ -271,6 +271,91 @@ async fn documents_are_queued_by_urgency_and_claimed_once(s: &dyn Store) {
     );
 }
 
+both!(a_copy_refused_further_on_is_marked_undeliverable_and_told_back);
+/// A document from heilongjiang carried here for two units of jilin and one
+/// of ours; the hub towards jilin refuses it for good.
+async fn a_copy_refused_further_on_is_marked_undeliverable_and_told_back(s: &dyn Store) {
+    use gongwen_common::federation::Domain;
+    let u = units();
+    let a = |s: &str| NodeId::parse_address(s).unwrap();
+    let mut doc = accept(&u, 7, Urgency::Normal, &["harbin-gov"]);
+    doc.record.sender = a("prov-gov@heilongjiang");
+    doc.record.to = vec![
+        a("changchun-gov@jilin"),
+        a("jilin-gov@jilin"),
+        id("harbin-gov"),
+    ];
+    let doc_id = doc.record.doc_id;
+    s.commit(vec![Write::Accept(Box::new(doc))]).await.unwrap();
+    let jilin = NodeId::relay_queue(&Domain::parse("jilin").unwrap());
+    let back = NodeId::relay_queue(&Domain::parse("heilongjiang").unwrap());
+    assert_eq!(
+        s.claim_deliveries(&jilin, 10, &[]).await.unwrap(),
+        vec![doc_id]
+    );
+    let refused = vec![a("changchun-gov@jilin"), a("jilin-gov@jilin")];
+    let notice: gongwen_hub::store::RecallNotice =
+        Arc::new(|r: &NodeId| format!("undeliverable to {r}").into_bytes());
+    let marked = s
+        .undeliverable(
+            &jilin,
+            doc_id,
+            refused.clone(),
+            "无法送达：太大".into(),
+            notice.clone(),
+            20,
+        )
+        .await
+        .unwrap();
+    assert_eq!(marked, refused);
+    for (r, rec) in s.deliveries(doc_id).await.unwrap() {
+        if r.is_local() {
+            assert_eq!(rec.state, DeliveryState::Queued, "{r}");
+        } else {
+            assert_eq!(rec.state, DeliveryState::Quarantined, "{r}");
+            assert_eq!(rec.reason.as_deref(), Some("无法送达：太大"), "{r}");
+        }
+    }
+    // Out of the relay queue (nothing tries it again); our unit's copy
+    // still waits for it.
+    assert!(
+        s.claim_deliveries(&jilin, 10, &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.claim_deliveries(&id("harbin-gov"), 10, &[])
+            .await
+            .unwrap(),
+        vec![doc_id]
+    );
+    // Told back towards the sender, once per copy.
+    let told: Vec<String> = s
+        .claim_pushes(&back, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, p)| match p {
+            Push::Notice(b) => String::from_utf8(b).unwrap(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        told,
+        [
+            "undeliverable to changchun-gov@jilin",
+            "undeliverable to jilin-gov@jilin"
+        ]
+    );
+    // Said again, it changes nothing.
+    let again = s
+        .undeliverable(&jilin, doc_id, refused, "无法送达：太大".into(), notice, 30)
+        .await
+        .unwrap();
+    assert!(again.is_empty());
+}
+
 both!(a_delivery_receipt_is_recorded_once_and_forwarded_once);
 async fn a_delivery_receipt_is_recorded_once_and_forwarded_once(s: &dyn Store) {
     let u = units();
