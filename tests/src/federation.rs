@@ -174,10 +174,18 @@ pub async fn wait_linked(hub: &RunningHub, domains: &[&str]) -> serde_json::Valu
 /// (in `<id>/enc.key`, see [`agent`]), and write its signed unit
 /// directory; returns the directory's path.
 pub fn enroll(net: &Net, units: &[(&str, &str)]) -> PathBuf {
+    let grouped: Vec<(&str, &str, &[&str])> =
+        units.iter().map(|(i, n)| (*i, *n, &[][..])).collect();
+    enroll_in_groups(net, &grouped)
+}
+
+/// [`enroll`] with each unit's groups (units.csv's `groups` column), which
+/// the signed directory carries.
+pub fn enroll_in_groups(net: &Net, units: &[(&str, &str, &[&str])]) -> PathBuf {
     use gongwen_certs::{IssueRequest, Validity};
     let now = OffsetDateTime::now_utc();
     let mut ca = net.ca();
-    for (id, name) in units {
+    for (id, name, groups) in units {
         let id = gongwen_common::NodeId::parse(id).unwrap();
         let issued = ca
             .issue(
@@ -197,6 +205,10 @@ pub fn enroll(net: &Net, units: &[(&str, &str)]) -> PathBuf {
         ca.write_issued(&dir, &id, &issued).unwrap();
         let (enc, _) = ca.make_encryption_key(&id, &issued, now).unwrap();
         std::fs::write(dir.join("enc.key"), enc.secret_bytes()).unwrap();
+        if !groups.is_empty() {
+            ca.set_groups(&id, groups.iter().map(|g| g.to_string()).collect())
+                .unwrap();
+        }
     }
     ca.write_directory(now).unwrap();
     net.path().join("ca/directory.gwd")

@@ -10,8 +10,8 @@ use gongwen_common::clock::{self, ManualClock};
 use gongwen_common::federation::{Domain, FederationStatement};
 use gongwen_common::suite::Suite;
 use gongwen_tests::federation::{
-    PeerEntry, agent, enroll, federate, hub_config, peers, row, start_hub, wait_hub_status,
-    wait_linked, wait_peers,
+    PeerEntry, agent, enroll, enroll_in_groups, federate, hub_config, peers, row, start_hub,
+    wait_hub_status, wait_linked, wait_peers,
 };
 use gongwen_tests::{Net, run_cli};
 use time::OffsetDateTime;
@@ -1573,12 +1573,12 @@ async fn a_province_on_two_hubs_sharing_postgresql_is_one_domain() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn national_notifies_its_provinces_and_heilongjiang_forwards_it_to_its_cities() {
     let (national, hlj, jilin) = three_domains();
-    enroll(
+    enroll_in_groups(
         &hlj,
         &[
-            ("gov", "黑龙江省人民政府"),
-            ("harbin-gov", "哈尔滨市人民政府"),
-            ("daqing-gov", "大庆市人民政府"),
+            ("gov", "黑龙江省人民政府", &[]),
+            ("harbin-gov", "哈尔滨市人民政府", &["市级"]),
+            ("daqing-gov", "大庆市人民政府", &["市级"]),
         ],
     );
     enroll(&jilin, &[("gov", "吉林省人民政府")]);
@@ -1745,6 +1745,29 @@ async fn national_notifies_its_provinces_and_heilongjiang_forwards_it_to_its_cit
         text.contains(&format!("forwarded as {forwarded} to ")),
         "{text}"
     );
+    // A group of another domain, as its CA's directory lists it
+    // (`市级@heilongjiang`): an outbox folder at national, and a document
+    // dropped there reaches each of its members.
+    let group_folder = national.root("gov-office").join("outbox/市级@heilongjiang");
+    gongwen_tests::wait_until(
+        "the folder of heilongjiang's group 市级 at national",
+        || group_folder.is_dir().then_some(()),
+    )
+    .await;
+    national.drop_file(
+        "gov-office",
+        "市级@heilongjiang",
+        "致各市的函.txt",
+        "致各市".as_bytes(),
+    );
+    for city in ["harbin-gov", "daqing-gov"] {
+        let docs = gongwen_tests::wait_inbox(&hlj.root(city), "gov-office@national", 1).await;
+        assert_eq!(
+            std::fs::read(docs[0].join("致各市的函.txt")).unwrap(),
+            "致各市".as_bytes(),
+            "{city}"
+        );
+    }
     // heilongjiang's hub gone: national still shows what it holds, and
     // says whose cascade it cannot see.
     h.stop().await;

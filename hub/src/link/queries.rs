@@ -345,17 +345,26 @@ async fn address_book(core: &Core) -> Result<AddressBook, String> {
                 }),
         );
     }
+    let mut groups: Vec<GroupEntry> = enrolled
+        .groups
+        .iter()
+        .map(|(name, members)| GroupEntry {
+            name: name.clone(),
+            members: members.clone(),
+        })
+        .collect();
+    // The other domains' groups, as their CAs list them (`group@domain`).
+    if let Some(f) = core.federation() {
+        groups.extend(
+            f.remote_groups()
+                .into_iter()
+                .map(|(name, members)| GroupEntry { name, members }),
+        );
+    }
     Ok(AddressBook {
         version: None,
         units,
-        groups: enrolled
-            .groups
-            .iter()
-            .map(|(name, members)| GroupEntry {
-                name: name.clone(),
-                members: members.clone(),
-            })
-            .collect(),
+        groups,
         // What a sender needs to know the deadline the hub will set when
         // it sets none itself.
         deadlines: Some(DeadlineSpans {

@@ -428,8 +428,20 @@ pub fn resolve(
 
 async fn lookup(names: Vec<String>, core: &Core) -> Result<Message, Refusal> {
     let enrolled = core.enrolled().current();
+    // Groups of other domains named (`cities@heilongjiang`), beside ours.
+    let remote = core
+        .federation()
+        .map(|f| f.groups_named(&names))
+        .unwrap_or_default();
+    let with_remote;
+    let groups = if remote.is_empty() {
+        &enrolled.groups
+    } else {
+        with_remote = crate::state::enrolled::merge_groups(&enrolled.groups, &remote);
+        &with_remote
+    };
     let mut known = BTreeMap::new();
-    for node in nodes_named(&names, &enrolled.groups) {
+    for node in nodes_named(&names, groups) {
         if !node.is_local() {
             if let Some(b) = core.federation().and_then(|f| f.remote_binding(&node)) {
                 known.insert(node, b);
@@ -441,7 +453,7 @@ async fn lookup(names: Vec<String>, core: &Core) -> Result<Message, Refusal> {
             known.insert(node, b);
         }
     }
-    Ok(resolve(names, &enrolled.groups, &known))
+    Ok(resolve(names, groups, &known))
 }
 
 /// A supervisor's query through its agent.

@@ -85,6 +85,27 @@ pub(crate) struct RoutedTrust {
 pub(crate) struct HeldDirectory {
     pub bytes: Arc<Vec<u8>>,
     pub directory: Arc<UnitDirectory>,
+    /// Its groups (units.csv's `groups`), as units here name them:
+    /// `group@domain`, of `unit@domain`s.
+    pub groups: BTreeMap<String, Vec<NodeId>>,
+}
+
+impl HeldDirectory {
+    fn new(bytes: &[u8], directory: UnitDirectory, domain: &Domain) -> HeldDirectory {
+        let groups = directory
+            .groups()
+            .into_iter()
+            .map(|(g, members)| {
+                let members = members.iter().map(|m| NodeId::remote(m, domain)).collect();
+                (format!("{g}@{domain}"), members)
+            })
+            .collect();
+        HeldDirectory {
+            bytes: Arc::new(bytes.to_vec()),
+            directory: Arc::new(directory),
+            groups,
+        }
+    }
 }
 
 /// How a link came to be.
@@ -497,10 +518,7 @@ impl Federation {
                 self.keep(&format!("{domain}.gwd"), bytes)?;
                 self.directories().insert(
                     domain.clone(),
-                    Arc::new(HeldDirectory {
-                        bytes: Arc::new(bytes.to_vec()),
-                        directory: Arc::new(directory),
-                    }),
+                    Arc::new(HeldDirectory::new(bytes, directory, domain)),
                 );
                 self.offers_changed();
                 Ok(true)
@@ -599,6 +617,34 @@ impl Federation {
 
     /// Every unit of the other domains we hold a directory of, as an
     /// address (`unit@domain`), with its name and role.
+    /// The other domains' groups among `names` (`group@domain`), with
+    /// their members.
+    pub(crate) fn groups_named(&self, names: &[String]) -> BTreeMap<String, Vec<NodeId>> {
+        let directories = self.directories();
+        let mut out = BTreeMap::new();
+        for name in names {
+            let Some((_, domain)) = name.rsplit_once('@') else {
+                continue;
+            };
+            let Ok(domain) = Domain::parse(domain) else {
+                continue;
+            };
+            if let Some(members) = directories.get(&domain).and_then(|h| h.groups.get(name)) {
+                out.insert(name.clone(), members.clone());
+            }
+        }
+        out
+    }
+
+    /// Every group of the other domains (`group@domain`), for the address
+    /// book.
+    pub(crate) fn remote_groups(&self) -> Vec<(String, Vec<NodeId>)> {
+        self.directories()
+            .values()
+            .flat_map(|h| h.groups.iter().map(|(g, m)| (g.clone(), m.clone())))
+            .collect()
+    }
+
     pub(crate) fn remote_units(&self) -> Vec<(NodeId, String, gongwen_common::Role)> {
         let mut out = Vec::new();
         for (d, held) in self.directories().iter() {
