@@ -432,16 +432,16 @@ async fn serve(
     tasks.spawn(push_our_crl(conn.clone(), core.clone()).in_current_span());
     tasks.spawn(offer(conn.clone(), domain.clone(), core.clone()).in_current_span());
     tasks.spawn(relay(conn.clone(), domain.clone(), core.clone()).in_current_span());
-    let warnings = Arc::new(crate::state::loglimit::Warnings::default());
+    let per_link = Arc::new(PerLink::default());
     let mut judge = tokio::time::interval(JUDGE_EVERY);
     loop {
         tokio::select! {
             stream = conn.accept_bi() => match stream {
                 Ok((send, recv)) => {
                     let (core, domain, cert, conn) = (core.clone(), domain.clone(), cert.clone(), conn.clone());
-                    let warnings = warnings.clone();
+                    let per_link = per_link.clone();
                     tasks.spawn(async move {
-                        handle_request(send, recv, &conn, (&domain, &cert), &core, &warnings).await
+                        handle_request(send, recv, &conn, (&domain, &cert), &core, &per_link).await
                     }.in_current_span());
                 }
                 Err(_) => break,
@@ -1184,14 +1184,32 @@ async fn answer_cascade(query: &[u8], asker: &Domain, core: &Core) -> Result<Vec
     serde_json::to_vec(&rows).map_err(|e| e.to_string())
 }
 
+/// What one link's requests share: its warnings (a few a minute) and
+/// the one cascade question answered at a time (each reads every
+/// document this hub holds).
+struct PerLink {
+    warnings: crate::state::loglimit::Warnings,
+    questions: tokio::sync::Semaphore,
+}
+
+impl Default for PerLink {
+    fn default() -> Self {
+        PerLink {
+            warnings: Default::default(),
+            questions: tokio::sync::Semaphore::new(1),
+        }
+    }
+}
+
 async fn handle_request(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     conn: &quinn::Connection,
     (domain, cert): (&Domain, &CertificateDer<'static>),
     core: &Arc<Core>,
-    warnings: &crate::state::loglimit::Warnings,
+    per_link: &PerLink,
 ) {
+    let warnings = &per_link.warnings;
     let Some(f) = core.federation() else { return };
     let answer = match read_message(&mut recv, READ_TIMEOUT).await {
         Ok(first @ (Message::UploadBegin { .. } | Message::KeyLeaves { .. })) => {
@@ -1343,23 +1361,33 @@ async fn handle_request(
                 }
             }
         },
-        Ok(Message::Supervise { query }) => match answer_cascade(&query, domain, core).await {
-            Ok(body) => {
-                // A forward to thousands of units is more than one frame.
-                for m in gongwen_common::stream::json_frames(body, true) {
-                    if let Err(e) = write_message(&mut send, &m).await {
-                        debug!("could not answer the peer: {e}");
+        Ok(Message::Supervise { query }) => {
+            match tokio::time::timeout(CASCADE_WAIT, per_link.questions.acquire()).await {
+                Err(_) | Ok(Err(_)) => Message::Error {
+                    code: ErrorCode::NotNow,
+                    message:
+                        "one question at a time on a link, and the one before is not answered yet"
+                            .into(),
+                },
+                Ok(Ok(_one)) => match answer_cascade(&query, domain, core).await {
+                    Ok(body) => {
+                        // A forward to thousands of units is more than one frame.
+                        for m in gongwen_common::stream::json_frames(body, true) {
+                            if let Err(e) = write_message(&mut send, &m).await {
+                                debug!("could not answer the peer: {e}");
+                                return;
+                            }
+                        }
+                        let _ = send.finish();
                         return;
                     }
-                }
-                let _ = send.finish();
-                return;
+                    Err(message) => Message::Error {
+                        code: ErrorCode::BadRequest,
+                        message,
+                    },
+                },
             }
-            Err(message) => Message::Error {
-                code: ErrorCode::BadRequest,
-                message,
-            },
-        },
+        }
         Ok(other) => Message::Error {
             code: ErrorCode::BadRequest,
             message: format!("a peer hub does not take {} yet", other.kind()),
