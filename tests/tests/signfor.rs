@@ -544,6 +544,85 @@ async fn the_clock_drives_urge_then_supervise_exactly_once_each_across_a_hub_res
     assert_eq!(h.escalate_now().await.unwrap(), 0);
 }
 
+/// A 抄送 copy is for information: the ladder urges and escalates only the
+/// 主送 copies (a supervision office once got a 督办 about its own 抄送
+/// copy), and the sender's 催办 reaches a 抄送 copy only when it names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_for_information_are_not_urged_or_escalated_unless_the_sender_names_them() {
+    let w = world(&["harbin-gov", "daqing-gov"]).await;
+    w.net.sidecar(
+        "prov-gov",
+        "harbin-gov",
+        "通知.txt",
+        "urgency = \"urgent\"\ncc = [\"daqing-gov\"]\n",
+    );
+    w.net
+        .drop_file("prov-gov", "harbin-gov", "通知.txt", b"body");
+    let st = wait_all_delivered(&w.net.root("prov-gov"), 1).await;
+    let doc = st[0].doc_id.clone();
+    let id: gongwen_common::DocId = doc.parse().unwrap();
+    // The sender's 催办 naming nobody: the 主送 copy only.
+    let v = act(
+        &w,
+        "prov-gov",
+        Request::Urge {
+            doc: id,
+            units: vec![],
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(v["urged"], serde_json::json!(["harbin-gov"]));
+    // Naming the 抄送 unit reaches it.
+    let v = act(
+        &w,
+        "prov-gov",
+        Request::Urge {
+            doc: id,
+            units: vec![gongwen_common::NodeId::parse("daqing-gov").unwrap()],
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(v["urged"], serde_json::json!(["daqing-gov"]));
+    // Past the deadline and both steps: the ladder runs for harbin-gov only.
+    w.clock.advance(10 * HOUR);
+    let h = &w.hub.handle;
+    let mut ran = 0;
+    for _ in 0..5 {
+        ran += h.escalate_now().await.unwrap();
+    }
+    assert_eq!(
+        ran, 2,
+        "the urge and the 督办 of the 主送 copy, and nothing else"
+    );
+    let main = hub_row(&w, &doc, "harbin-gov").await;
+    assert_eq!(
+        (
+            main["urge_count"].as_u64(),
+            main["escalation_level"].as_u64()
+        ),
+        (Some(2), Some(2))
+    );
+    let cc = hub_row(&w, &doc, "daqing-gov").await;
+    assert_eq!(cc["copy"], "cc");
+    assert_eq!(
+        (cc["urge_count"].as_u64(), cc["escalation_level"].as_u64()),
+        (Some(1), Some(0)),
+        "{cc}"
+    );
+    let dir = w.net.root("prov-supervision").join("inbox/督办");
+    let text = wait_until("the supervision notice at prov-supervision", || {
+        let f = gongwen_tests::first_file(&dir)?;
+        std::fs::read_to_string(f).ok()
+    })
+    .await;
+    assert!(
+        text.contains("harbin-gov") && !text.contains("daqing-gov"),
+        "{text}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steps_due_while_the_hub_was_down_run_once_when_it_starts() {
     let w = world(&["harbin-gov"]).await;

@@ -356,6 +356,39 @@ async fn a_copy_refused_further_on_is_marked_undeliverable_and_told_back(s: &dyn
     assert!(again.is_empty());
 }
 
+both!(only_the_main_copies_climb_the_ladder_and_are_urged_unnamed);
+/// 主送 harbin-gov, 抄送 daqing-gov: the ladder and a 催办 naming nobody
+/// reach harbin-gov alone; a 催办 naming daqing-gov reaches it.
+async fn only_the_main_copies_climb_the_ladder_and_are_urged_unnamed(s: &dyn Store) {
+    let u = units();
+    let mut a = accept(&u, 8, Urgency::Normal, &["harbin-gov"]);
+    a.record.cc = vec![id("daqing-gov")];
+    let doc = a.record.doc_id;
+    s.commit(vec![Write::Accept(Box::new(a))]).await.unwrap();
+    let notices: gongwen_hub::store::StepNotices =
+        Arc::new(|_, r, _, _| vec![(r.clone(), b"step".to_vec())]);
+    let ran = s
+        .run_due(DEADLINE_MS + 10 * HOUR_MS, steps(), notices.clone())
+        .await
+        .unwrap();
+    assert!(
+        ran.iter().all(|r| r.notified == vec![id("harbin-gov")]),
+        "{ran:?}"
+    );
+    assert!(!ran.is_empty());
+    let cc = s.delivery(doc, &id("daqing-gov")).await.unwrap().unwrap();
+    assert_eq!((cc.urge_count, cc.escalation_level), (0, 0));
+    let notice: gongwen_hub::store::UrgeNotice = Arc::new(|_, _, _| b"urge".to_vec());
+    let t = DEADLINE_MS + 11 * HOUR_MS;
+    let urged = s.urge_now(doc, vec![], t, notice.clone()).await.unwrap();
+    assert_eq!(urged, vec![id("harbin-gov")]);
+    let urged = s
+        .urge_now(doc, vec![id("daqing-gov")], t, notice)
+        .await
+        .unwrap();
+    assert_eq!(urged, vec![id("daqing-gov")]);
+}
+
 both!(a_delivery_receipt_is_recorded_once_and_forwarded_once);
 async fn a_delivery_receipt_is_recorded_once_and_forwarded_once(s: &dyn Store) {
     let u = units();

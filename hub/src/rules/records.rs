@@ -73,4 +73,11 @@ impl DocRecord {
         }
         out
     }
+
+    /// The copies the escalation ladder runs for, and a 催办 that names no
+    /// unit reaches: the 主送 ones. A 抄送 copy is for information; it is
+    /// urged only when its sender names it in a 催办.
+    pub fn main_copies(&self) -> std::collections::HashSet<&NodeId> {
+        self.to.iter().collect()
+    }
 }

@@ -640,8 +640,14 @@ impl Embedded {
                 return Ok(urged);
             };
             let mut delivery = txn.open_table(DELIVERY)?;
+            let main = doc.main_copies();
             for r in doc.recipients() {
-                if !units.is_empty() && !units.contains(&r) {
+                let named = if units.is_empty() {
+                    main.contains(&r)
+                } else {
+                    units.contains(&r)
+                };
+                if !named {
                     continue;
                 }
                 let current = delivery
@@ -746,11 +752,12 @@ fn accept_in(txn: &redb::WriteTransaction, a: &Accept) -> Result<(), StoreError>
     let mut queue = txn.open_table(QUEUE)?;
     let mut by_sender = txn.open_table(QUEUED_FROM)?;
     let mut ladder = txn.open_table(LADDER)?;
+    let main = doc.main_copies();
     for r in doc.recipients() {
         delivery.insert((key, r.as_str()), queued.as_slice())?;
         queue.insert((r.queue().as_str(), rank, key), ())?;
         by_sender.insert((doc.sender.as_str(), r.as_str(), key), ())?;
-        if let Some(due) = a.first_due_ms {
+        if let Some(due) = a.first_due_ms.filter(|_| main.contains(&r)) {
             ladder.insert((due.max(0) as u64, key, r.as_str()), 0u32)?;
         }
     }

@@ -941,6 +941,7 @@ async fn accept_all<C: GenericClient + Sync>(
         let key = a.record.doc_id.as_bytes().to_vec();
         let queued = to_json(&DeliveryRecord::queued(a.deadline_ms))?;
         let rank = i16::from(delivery_rank(a.record.urgency));
+        let main = a.record.main_copies();
         for r in a.record.recipients() {
             copies.0.push(key.clone());
             copies.1.push(r.to_string());
@@ -950,7 +951,7 @@ async fn accept_all<C: GenericClient + Sync>(
             // A remote recipient's copy waits in its domain's queue (one
             // entry for all of them: the document crosses once).
             copies.5.push(r.queue().to_string());
-            if let Some(due) = a.first_due_ms {
+            if let Some(due) = a.first_due_ms.filter(|_| main.contains(&r)) {
                 ladder.0.push(key.clone());
                 ladder.1.push(r.to_string());
                 ladder.2.push(due);
@@ -1666,8 +1667,14 @@ impl Store for Postgres {
                 };
                 let mut urged = Vec::new();
                 let mut wake = Vec::new();
+                let main = doc.main_copies();
                 for r in doc.recipients() {
-                    if !units.is_empty() && !units.contains(&r) {
+                    let named = if units.is_empty() {
+                        main.contains(&r)
+                    } else {
+                        units.contains(&r)
+                    };
+                    if !named {
                         continue;
                     }
                     let Some(mut rec) = delivery_for_update(txn, doc_id, r.as_str()).await? else {
