@@ -113,6 +113,10 @@ pub enum DraftError {
     NestedFolder(String),
     #[error("the sidecar names main = {0:?}, but the folder has no such file")]
     MainMissing(String),
+    #[error(
+        "文件夹里没有正文：请把正文文件改名为以「正文」开头（如 正文.pdf），或在附注文件（同名的 .meta.toml）中写 main = \"文件名\"，再把文件夹放回发件箱。(The folder has no main text: name it 正文…, or name it in the sidecar's main; a spreadsheet is not sent as the main text by chance.)"
+    )]
+    NoMainText,
     #[error("{0}")]
     Name(String),
     #[error("{0}")]
@@ -290,8 +294,9 @@ fn read_err(e: std::io::Error) -> DraftError {
 
 /// A dropped folder's files: regular files only (no folders within, no
 /// links), the main text first — `main` if the sidecar names it, else the
-/// one whose name begins 正文, else the first — then the attachments in
-/// name order.
+/// one whose name begins 正文; none is refused (the first file in name
+/// order was once taken, and an attachment went out as the 正文) — then
+/// the attachments in name order.
 fn folder_files(files_dir: &Path, main: Option<&str>) -> Result<Vec<DraftFile>, DraftError> {
     let mut entries: Vec<_> = std::fs::read_dir(files_dir)
         .map_err(read_err)?
@@ -334,7 +339,7 @@ fn folder_files(files_dir: &Path, main: Option<&str>) -> Result<Vec<DraftFile>, 
         None => files
             .iter()
             .position(|f| f.name.starts_with("正文"))
-            .unwrap_or(0),
+            .ok_or(DraftError::NoMainText)?,
     };
     files[main].kind = FileKind::Main;
     let m = files.remove(main);
@@ -638,5 +643,18 @@ secrecy = "none"
             build("cities", "x", true, d.path(), Some(sc), 100, now()),
             Err(DraftError::MainMissing(_))
         ));
+        // No 正文 and no main: refused, not sent with a spreadsheet as
+        // its main text.
+        std::fs::remove_file(d.path().join("正文.pdf")).unwrap();
+        let refused = build("cities", "x", true, d.path(), None, 100, now());
+        assert!(
+            matches!(refused, Err(DraftError::NoMainText)),
+            "{refused:?}"
+        );
+        let said = DraftError::NoMainText.to_string();
+        assert!(
+            said.starts_with("文件夹里没有正文") && said.contains("main ="),
+            "{said}"
+        );
     }
 }
