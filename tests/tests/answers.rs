@@ -396,20 +396,22 @@ async fn a_notice_forwarded_from_province_to_county_names_its_first_issuer() {
     let original = metadata(&at_city[0]);
     let original_id = original["doc_id"].as_str().unwrap().to_owned();
 
-    let (ok, said) = agent_cli(
-        &net,
-        "harbin-gov",
-        &[
-            "forward",
-            &original_id,
-            "--to",
-            "hulan-gov",
-            "--note",
-            "请认真贯彻落实。",
-            "--by",
-            "孙八",
-        ],
-    );
+    let forward = [
+        "forward",
+        &original_id,
+        "--to",
+        "hulan-gov",
+        "--note",
+        "请认真贯彻落实。",
+        "--by",
+        "孙八",
+    ];
+    // Passed on only once signed for (签收).
+    let (ok, said) = agent_cli(&net, "harbin-gov", &forward);
+    assert!(!ok && said.contains("请先签收"), "{said}");
+    let (ok, said) = agent_cli(&net, "harbin-gov", &["ack", &original_id, "--by", "孙八"]);
+    assert!(ok, "{said}");
+    let (ok, said) = agent_cli(&net, "harbin-gov", &forward);
     assert!(ok, "{said}");
     let at_county = wait_inbox(&net.root("hulan-gov"), "harbin-gov", 1).await;
     let m = metadata(&at_county[0]);

@@ -1019,7 +1019,8 @@ async fn a_clerk_answers_and_forwards_in_the_console_and_the_asker_downloads_the
         "{html}"
     );
     assert!(html.contains(&format!("action=\"/inbox/{doc}/reply\"")));
-    assert!(html.contains(&format!("action=\"/inbox/{doc}/forward\"")));
+    // 转发 only once signed for: the answer below signs for it.
+    assert!(!html.contains(&format!("action=\"/inbox/{doc}/forward\"")));
     let csrf = page.csrf().unwrap();
     let reply = format!("/inbox/{doc}/reply");
 
@@ -1147,7 +1148,13 @@ async fn a_clerk_answers_and_forwards_in_the_console_and_the_asker_downloads_the
     assert_eq!(stranger.status, 303);
     assert_eq!(stranger.location().as_deref(), Some("/login"));
 
-    // 转发: harbin-gov passes it on to daqing-gov.
+    // 转发: harbin-gov, having signed for it by answering, passes it on to
+    // daqing-gov.
+    let signed = clerk.get(&format!("/inbox/{doc}")).await.text();
+    assert!(
+        signed.contains(&format!("action=\"/inbox/{doc}/forward\"")),
+        "{signed}"
+    );
     let forward = format!("/inbox/{doc}/forward");
     let nobody = clerk
         .post_form(&forward, &[("csrf", &csrf), ("to_more", "nobody-gov")])

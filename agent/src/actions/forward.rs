@@ -18,6 +18,27 @@ pub struct ForwardRequest {
     pub by: Option<String>,
 }
 
+/// A received document is forwarded (转发) once it is signed for (签收):
+/// a unit passes on only what it has taken in. Pure.
+pub fn may_forward(state: crate::unit::store::ReceivedState, doc: DocId) -> Result<(), String> {
+    use crate::unit::store::ReceivedState as S;
+    match state {
+        S::Acknowledged => Ok(()),
+        S::Delivered => Err(format!(
+            "请先签收，再转发 (sign for document {doc} before forwarding it)"
+        )),
+        S::Quarantined => Err(format!(
+            "此文未通过验证、已隔离，不能转发 (document {doc} was quarantined here: it could not be opened)"
+        )),
+        S::Rejected => Err(format!(
+            "此文已退回，不能转发 (document {doc} was returned)"
+        )),
+        S::Recalled => Err(format!(
+            "来文单位已撤回此文，不能转发 (document {doc} was recalled by its sender)"
+        )),
+    }
+}
+
 /// Queue the forward `req` describes; its id. Blocking.
 pub fn queue(
     me: &crate::unit::identity::Identity,
@@ -33,11 +54,7 @@ pub fn queue(
         .received(doc)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("there is no document {doc} in this unit's inbox to forward"))?;
-    if rec.state == crate::unit::store::ReceivedState::Quarantined {
-        return Err(format!(
-            "document {doc} was quarantined here (it could not be opened); it cannot be forwarded"
-        ));
-    }
+    may_forward(rec.state, doc)?;
     let header = store
         .header(doc)
         .map_err(|e| e.to_string())?
@@ -70,4 +87,28 @@ pub fn queue(
         ..Default::default()
     };
     outgoing.claim(|folders| crate::outgoing::outbox::claim_copies(folders, &send))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::unit::store::ReceivedState as S;
+
+    #[test]
+    fn only_a_document_signed_for_is_forwarded() {
+        let doc = DocId::generate();
+        assert!(may_forward(S::Acknowledged, doc).is_ok());
+        for (state, words) in [
+            (S::Delivered, "请先签收"),
+            (S::Quarantined, "已隔离"),
+            (S::Rejected, "已退回"),
+            (S::Recalled, "已撤回"),
+        ] {
+            let refused = may_forward(state, doc).unwrap_err();
+            assert!(
+                refused.starts_with(words) || refused.contains(words),
+                "{refused}"
+            );
+        }
+    }
 }

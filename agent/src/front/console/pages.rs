@@ -438,7 +438,10 @@ pub fn received_doc(
             @if answerable && (asks.is_some() || meta.is_some()) {
                 div.acts {
                     @if let Some(a) = asks { (reply_form(frame, r, a, acts.answered)) }
-                    @if meta.is_some() { (forward_form(frame, r, acts)) }
+                    // 转发 once signed for (签收).
+                    @if meta.is_some() && r.state == ReceivedState::Acknowledged {
+                        (forward_form(frame, r, acts))
+                    }
                 }
             }
         },
