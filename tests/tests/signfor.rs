@@ -1146,7 +1146,9 @@ async fn a_report_asked_of_four_units_is_tracked_escalated_and_collected() {
     })
     .await;
     assert!(
-        text.contains("答复期限") && text.contains("gongwen-agent reply"),
+        text.contains("答复期限")
+            && text.contains("答复（回复）")
+            && !text.contains("gongwen-agent"),
         "{text}"
     );
 

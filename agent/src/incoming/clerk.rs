@@ -206,8 +206,47 @@ pub async fn submit_answers(conn: &quinn::Connection, store: &Store) -> Submitte
     outcome
 }
 
-fn seconds_text(s: i64) -> String {
-    format!("{}小时{}分钟 ({s} s)", s / 3600, s % 3600 / 60)
+/// An RFC 3339 time from the hub in Beijing time, or "-". Pure.
+fn beijing_text(t: Option<&str>) -> String {
+    t.and_then(|t| gongwen_common::timefmt::parse_rfc3339(t).ok())
+        .map(|t| {
+            gongwen_common::timefmt::beijing((t.unix_timestamp_nanos() / 1_000_000) as i64, false)
+        })
+        .unwrap_or_else(|| "-".into())
+}
+
+/// The 催办通知 a clerk finds beside the document: in Chinese, times in
+/// Beijing time, the sender by its name, and what to do in the console
+/// (no command line). Pure.
+pub fn urge_text(n: &Notice, sender_name: Option<&str>) -> String {
+    // An urge about an answer asked for says so (the hub gives the
+    // reason); otherwise it is about signing for.
+    let (due, todo) = if n.reason.is_empty() {
+        (
+            "签收期限",
+            "请尽快在公文交换网页的「待签收」中打开此文，签收或退回。".to_owned(),
+        )
+    } else {
+        (
+            "答复期限",
+            format!(
+                "{}。请尽快在公文交换网页中打开此文，答复（回复）。",
+                n.reason
+            ),
+        )
+    };
+    let sender = match sender_name {
+        Some(name) => format!("{name}（{}）", n.sender),
+        None => n.sender.to_string(),
+    };
+    format!(
+        "催办通知（第 {} 次）\n\n公文：{} {}\n来文单位：{sender}\n{due}：{}（北京时间）\n已逾期：{}\n\n{todo}\n",
+        n.urge_count,
+        n.doc_number,
+        n.title,
+        beijing_text(n.deadline.as_deref()),
+        late_text(n.late_seconds),
+    )
 }
 
 /// Take a notice from the hub. Blocking.
@@ -236,35 +275,12 @@ fn take_urge(me: &Identity, store: &Store, n: &Notice) -> Result<(), std::io::Er
     let f = me.folders();
     let io = store_io;
     let doc_dir = f.inbox.join(n.sender.as_str()).join(n.doc_id.to_string());
-    // An urge about an answer asked for says so (the hub gives the
-    // reason); otherwise it is about signing for.
-    let answer = !n.reason.is_empty();
-    let (due, todo) = if answer {
-        (
-            "答复期限 (answer due)",
-            format!(
-                "{}。请尽快答复 (please answer): gongwen-agent reply {} [文件...] --by 姓名",
-                n.reason, n.doc_id
-            ),
-        )
-    } else {
-        (
-            "签收期限 (deadline)",
-            format!(
-                "请尽快签收或退回: gongwen-agent ack {} --by 姓名 / gongwen-agent reject {} --reason 理由",
-                n.doc_id, n.doc_id
-            ),
-        )
-    };
-    let text = format!(
-        "催办通知 (urging notice) #{}\n\n文件 (document): {} {}\n来文单位 (sender): {}\n{due}: {}\n已逾期 (late by): {}\n\n{todo}\n",
-        n.urge_count,
-        n.doc_number,
-        n.title,
-        n.sender,
-        n.deadline.as_deref().unwrap_or("-"),
-        seconds_text(n.late_seconds),
-    );
+    let sender_name = store
+        .received(n.doc_id)
+        .ok()
+        .flatten()
+        .and_then(|(rec, _)| rec.sender_name);
+    let text = urge_text(n, sender_name.as_deref());
     if doc_dir.is_dir() {
         write_atomic(
             &doc_dir.join(format!("催办通知-{}.txt", n.urge_count)),
@@ -292,7 +308,7 @@ fn take_urge(me: &Identity, store: &Store, n: &Notice) -> Result<(), std::io::Er
         doc = %n.doc_id,
         "urged (催办) #{}: {}, {} s late",
         n.urge_count,
-        if answer { "not answered" } else { "not signed for" },
+        if n.reason.is_empty() { "not signed for" } else { "not answered" },
         n.late_seconds
     );
     Ok(())
@@ -328,8 +344,10 @@ fn take_recall(me: &Identity, store: &Store, n: &Notice) -> Result<(), std::io::
     }
     if to.exists() {
         let text = format!(
-            "撤回说明 (recall notice)\n\n来文单位 {} 于 {} 撤回此文件。\nThe sender {} recalled this document at {}.\n理由 (reason): {}\n",
-            n.sender, n.at, n.sender, n.at, n.reason
+            "撤回说明\n\n来文单位 {} 于 {}（北京时间）撤回此文件。\n理由：{}\n",
+            n.sender,
+            beijing_text(Some(&n.at)),
+            n.reason
         );
         write_atomic(&to.join("撤回说明.txt"), text.as_bytes(), 0o644)?;
     }
@@ -483,6 +501,56 @@ pub fn document_dir(me: &Identity, rec: &ReceivedRecord) -> std::path::PathBuf {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    fn urge(reason: &str) -> Notice {
+        Notice {
+            kind: NoticeKind::Urge,
+            doc_id: DocId::from_parts(1_700_000_000_000, [1; 10]),
+            sender: gongwen_common::NodeId::parse("prov-gov").unwrap(),
+            title: "关于做好冬季安全生产工作的通知".into(),
+            doc_number: "黑政发〔2026〕12号".into(),
+            recipient: gongwen_common::NodeId::parse("harbin-gov").unwrap(),
+            deadline: Some("2026-12-01T02:00:00Z".into()),
+            late_seconds: 2 * 3600 + 5 * 60,
+            urge_count: 2,
+            escalation_level: 1,
+            at: "2026-12-01T04:05:00Z".into(),
+            reason: reason.into(),
+        }
+    }
+
+    #[test]
+    fn an_urging_notice_is_in_chinese_with_beijing_time_and_no_command_line() {
+        let text = urge_text(&urge(""), Some("黑龙江省人民政府"));
+        assert!(text.starts_with("催办通知（第 2 次）"), "{text}");
+        assert!(
+            text.contains("来文单位：黑龙江省人民政府（prov-gov）"),
+            "{text}"
+        );
+        assert!(
+            text.contains("签收期限：2026-12-01 10:00（北京时间）"),
+            "{text}"
+        );
+        assert!(text.contains("已逾期：2小时5分钟"), "{text}");
+        assert!(text.contains("签收或退回"), "{text}");
+        let answer = urge_text(&urge("答复期限已过"), None);
+        assert!(
+            answer.contains("答复期限：") && answer.contains("答复（回复）"),
+            "{answer}"
+        );
+        for t in [&text, &answer] {
+            assert!(!t.contains("gongwen-agent") && !t.contains("--"), "{t}");
+            // Latin letters only in the unit's id, in brackets.
+            let latin: String = t
+                .replace("prov-gov", "")
+                .chars()
+                .filter(|c| c.is_ascii_alphabetic())
+                .collect();
+            assert!(latin.is_empty(), "English in {t}");
+        }
+        assert_eq!(late_text(30), "不到1分钟");
+        assert_eq!(late_text(600), "10分钟");
+    }
+
     use gongwen_common::NodeId;
 
     fn received(state: ReceivedState) -> ReceivedRecord {
