@@ -199,7 +199,7 @@ async fn a_clerk_signs_for_a_document_and_a_post_without_a_valid_csrf_token_chan
         )
         .await;
     assert_eq!(again.status, 409);
-    assert!(again.text().contains("already"), "{}", again.text());
+    assert!(again.text().contains("已经由"), "{}", again.text());
 }
 
 /// Run a future to completion from a synchronous probe.

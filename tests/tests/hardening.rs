@@ -100,7 +100,7 @@ async fn two_clerks_answering_one_document_at_once_get_one_success_and_one_refus
             rb.text()
         );
         let refused = if ra.status == 409 { &ra } else { &rb };
-        assert!(refused.text().contains("already"), "{}", refused.text());
+        assert!(refused.text().contains("已经"), "{}", refused.text());
         let expected = if ra.status == 303 {
             ReceivedState::Acknowledged
         } else {
@@ -187,7 +187,7 @@ async fn two_command_line_answers_at_once_sign_exactly_one_receipt() {
             "{doc}: exactly one succeeds: ack {ack:?}, reject {reject:?}"
         );
         let refused = if ack.0 { &reject.1 } else { &ack.1 };
-        assert!(refused.contains("already"), "{refused}");
+        assert!(refused.contains("已经"), "{refused}");
         let expected = if ack.0 {
             ReceivedState::Acknowledged
         } else {

@@ -289,7 +289,7 @@ async fn ack_and_reject_reach_the_sender_signed_by_the_recipient_with_name_and_r
     )
     .await
     .unwrap_err();
-    assert!(again.contains("already signed for by 李四"), "{again}");
+    assert!(again.contains("已经由李四签收"), "{again}");
     let flip = act(
         &w,
         "harbin-gov",
@@ -300,7 +300,7 @@ async fn ack_and_reject_reach_the_sender_signed_by_the_recipient_with_name_and_r
     )
     .await
     .unwrap_err();
-    assert!(flip.contains("already"), "{flip}");
+    assert!(flip.contains("已经由李四签收"), "{flip}");
     let unknown = act(
         &w,
         "harbin-gov",
@@ -311,7 +311,7 @@ async fn ack_and_reject_reach_the_sender_signed_by_the_recipient_with_name_and_r
     )
     .await
     .unwrap_err();
-    assert!(unknown.contains("no document"), "{unknown}");
+    assert!(unknown.contains("没有收到过这份公文"), "{unknown}");
     let no_reason = act(
         &w,
         "daqing-gov",
@@ -322,7 +322,7 @@ async fn ack_and_reject_reach_the_sender_signed_by_the_recipient_with_name_and_r
     )
     .await
     .unwrap_err();
-    assert!(no_reason.contains("reason"), "{no_reason}");
+    assert!(no_reason.contains("退回必须填写理由"), "{no_reason}");
     assert_eq!(
         hub_row(&w, &doc, "harbin-gov").await["acknowledged_by"],
         "李四"
@@ -383,7 +383,7 @@ async fn recall_withdraws_unanswered_copies_and_leaves_signed_ones() {
     )
     .await
     .unwrap_err();
-    assert!(e.contains("recalled"), "{e}");
+    assert!(e.contains("已撤回"), "{e}");
     let inbox: Vec<gongwen_agent::incoming::clerk::InboxRow> = serde_json::from_value(
         act(&w, "daqing-gov", Request::Inbox { pending: false })
             .await

@@ -24,15 +24,13 @@ use crate::unit::store::{QueuedAnswer, ReceivedRecord, ReceivedState, StoreError
 /// Why a clerk's act was refused; nothing changed.
 #[derive(Debug, thiserror::Error)]
 pub enum ActError {
-    #[error("no document {0} was received by this unit")]
+    #[error("本单位没有收到过这份公文（{0}）")]
     Unknown(DocId),
-    #[error(
-        "document {0} failed verification and is in quarantine/; it cannot be signed for or returned"
-    )]
+    #[error("这份公文（{0}）未通过验证，已隔离，不能签收或退回")]
     Quarantined(DocId),
-    #[error("document {0} was recalled by its sender{1}")]
+    #[error("来文单位已撤回这份公文（{0}）{1}")]
     Recalled(DocId, String),
-    #[error("document {0} was already {1}")]
+    #[error("这份公文（{0}）已经{1}")]
     Answered(DocId, String),
     #[error("{0}")]
     Missing(&'static str),
@@ -66,17 +64,17 @@ pub fn may_answer(rec: &ReceivedRecord) -> Result<(), ActError> {
             let why = rec
                 .recall_reason
                 .as_deref()
-                .map(|r| format!(" ({r})"))
+                .map(|r| format!("，理由：{r}"))
                 .unwrap_or_default();
             Err(ActError::Recalled(doc_id, why))
         }
         ReceivedState::Acknowledged => Err(ActError::Answered(
             doc_id,
-            format!("signed for by {}", rec.answer.as_deref().unwrap_or("?")),
+            format!("由{}签收", rec.answer.as_deref().unwrap_or("?")),
         )),
         ReceivedState::Rejected => Err(ActError::Answered(
             doc_id,
-            format!("returned ({})", rec.answer.as_deref().unwrap_or("")),
+            format!("退回（理由：{}）", rec.answer.as_deref().unwrap_or("")),
         )),
     }
 }
@@ -114,9 +112,9 @@ pub fn answer(
 ) -> Result<ReceivedRecord, ActError> {
     if detail.trim().is_empty() {
         return Err(ActError::Missing(if kind == ReceiptKind::Acknowledged {
-            "say who signs for it: --by NAME"
+            "请填写签收人"
         } else {
-            "a returned document needs a reason: --reason TEXT"
+            "退回必须填写理由"
         }));
     }
     let node = me.node_id().clone();
@@ -588,7 +586,7 @@ mod tests {
             2_000,
         );
         let e = may_answer(&signed).unwrap_err().to_string();
-        assert!(e.contains("signed for by 李四"), "{e}");
+        assert!(e.contains("已经由李四签收"), "{e}");
         let returned = answered(
             &received(ReceivedState::Delivered),
             ReceiptKind::Rejected,
@@ -596,7 +594,7 @@ mod tests {
             2_000,
         );
         let e = may_answer(&returned).unwrap_err().to_string();
-        assert!(e.contains("returned (错发)"), "{e}");
+        assert!(e.contains("已经退回（理由：错发）"), "{e}");
     }
 
     #[test]

@@ -1017,19 +1017,20 @@ async fn take_notice(
 const MAX_OFFER: u64 = gongwen_common::directory::MAX_DIRECTORY_BODY as u64 + (64 << 10);
 
 /// Hand an agent (protocol 8 on) the chains and CRLs of the other
-/// domains, at the start and whenever they change. `handed`: told once the
-/// first round is over (documents from elsewhere wait for it: the agent
-/// could not judge their senders before).
+/// domains, at the start and whenever they change. `handed`: the offers
+/// version each round handed over (documents from elsewhere wait for the
+/// one that holds what their acceptance needed: the agent could not judge
+/// their senders before).
 pub(crate) async fn trust_pusher(
     conn: quinn::Connection,
     core: Arc<Core>,
-    handed: tokio::sync::watch::Sender<bool>,
+    handed: tokio::sync::watch::Sender<Option<u64>>,
 ) {
     let Some(f) = core.federation() else { return };
     let mut changes = f.watch_offers();
     let mut sent: std::collections::HashMap<(u8, Domain), [u8; 32]> = Default::default();
     loop {
-        changes.mark_unchanged();
+        let version = *changes.borrow_and_update();
         for (kind, domain, bytes) in f.trust_for_agents() {
             let key = (kind as u8, domain.clone());
             let digest = gongwen_common::digest::sha256(&bytes);
@@ -1053,7 +1054,7 @@ pub(crate) async fn trust_pusher(
                 }
             }
         }
-        handed.send_replace(true);
+        handed.send_replace(Some(version));
         if changes.changed().await.is_err() {
             return;
         }

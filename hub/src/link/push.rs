@@ -99,6 +99,7 @@ pub(crate) async fn deliverer(
     node: NodeId,
     core: Arc<Core>,
     wake: Arc<Wake>,
+    trust: crate::link::session::TrustHanded,
 ) {
     let mut refusals = Refusals::default();
     let mut held_back = HeldBack::default();
@@ -114,10 +115,14 @@ pub(crate) async fn deliverer(
                     for doc_id in claimed {
                         in_flight.insert(doc_id, ());
                         let (conn, node, core) = (conn.clone(), node.clone(), core.clone());
+                        let trust = trust.clone();
                         let span = info_span!("deliver", doc = %doc_id);
                         tasks.spawn(
-                            async move { (doc_id, deliver_one(&conn, &node, doc_id, &core).await) }
-                                .instrument(span),
+                            async move {
+                                trust.caught_up(&core).await;
+                                (doc_id, deliver_one(&conn, &node, doc_id, &core).await)
+                            }
+                            .instrument(span),
                         );
                     }
                 }

@@ -24,9 +24,34 @@ use crate::state::core::Core;
 use crate::state::loglimit::Warnings;
 use crate::state::registry::Wake;
 
-/// Longest an agent's deliveries wait for the first hand-over of the
-/// other domains' trust.
-const TRUST_FIRST: std::time::Duration = std::time::Duration::from_secs(30);
+/// Longest a delivery waits for the agent to be handed the other domains'
+/// trust.
+const TRUST_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How far an agent has been handed the other domains' trust: the offers
+/// version ([`crate::state::federation::Federation::offers_version`]) of
+/// the last round it took. `None` inside: nothing to wait for (an agent
+/// before protocol 8, or a hub without federation).
+#[derive(Clone)]
+pub(crate) struct TrustHanded(Option<tokio::sync::watch::Receiver<Option<u64>>>);
+
+impl TrustHanded {
+    /// Wait, at most [`TRUST_WAIT`], until the agent holds all the trust
+    /// this hub holds now: a document or receipt the hub took with that
+    /// trust can then be judged by the agent too.
+    pub(crate) async fn caught_up(&self, core: &Core) {
+        let (Some(taken), Some(f)) = (&self.0, core.federation()) else {
+            return;
+        };
+        let needed = f.offers_version();
+        let mut taken = taken.clone();
+        let _ = tokio::time::timeout(
+            TRUST_WAIT,
+            taken.wait_for(|v| v.is_some_and(|v| v >= needed)),
+        )
+        .await;
+    }
+}
 
 /// Run a session until the connection ends.
 pub(crate) async fn run(
@@ -45,35 +70,28 @@ pub(crate) async fn run(
         );
     }
     // An agent judges senders and receipts of other domains by what the
-    // hub hands it first: deliveries and receipts wait for that (a bounded
-    // while), so none is quarantined for want of it.
-    let (handed, trust_handed) = tokio::sync::watch::channel(true);
-    if version >= 8 && core.federation().is_some() {
-        handed.send_replace(false);
+    // hub hands it (chains and CRLs): receipts wait for the first hand-over,
+    // and each document for one that holds all the hub holds when it is
+    // delivered (a bounded while), so none is quarantined for want of it.
+    let trust = if version >= 8 && core.federation().is_some() {
+        let (handed, taken) = tokio::sync::watch::channel(None);
         tasks.spawn(
             crate::link::peer::trust_pusher(conn.clone(), core.clone(), handed).in_current_span(),
         );
-    }
-    let after_trust = |mut handed: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = tokio::time::timeout(TRUST_FIRST, handed.wait_for(|h| *h)).await;
+        TrustHanded(Some(taken))
+    } else {
+        TrustHanded(None)
     };
     {
         let (conn, id, core, wake) = (conn.clone(), ident.id.clone(), core.clone(), wake.clone());
-        let ready = after_trust(trust_handed.clone());
-        tasks.spawn(
-            async move {
-                ready.await;
-                deliverer(conn, id, core, wake).await
-            }
-            .in_current_span(),
-        );
+        let trust = trust.clone();
+        tasks.spawn(deliverer(conn, id, core, wake, trust).in_current_span());
     }
     {
         let (conn, id, core, wake) = (conn.clone(), ident.id.clone(), core.clone(), wake.clone());
-        let ready = after_trust(trust_handed);
         tasks.spawn(
             async move {
-                ready.await;
+                trust.caught_up(&core).await;
                 forwarder(conn, id, core, wake, version).await
             }
             .in_current_span(),

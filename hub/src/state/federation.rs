@@ -380,6 +380,11 @@ impl Federation {
     }
 
     /// Woken when something we hand our peers changed.
+    /// How many times what we offer (and hand agents) has changed.
+    pub(crate) fn offers_version(&self) -> u64 {
+        *self.offers.borrow()
+    }
+
     pub(crate) fn watch_offers(&self) -> tokio::sync::watch::Receiver<u64> {
         self.offers.subscribe()
     }

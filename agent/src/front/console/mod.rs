@@ -729,7 +729,7 @@ async fn login(
         let mut r = login_form(
             &web,
             &headers,
-            Some("登录的人太多，请稍等几秒再试。没有计为失败。(busy)"),
+            Some("登录的人太多，请稍等几秒再试。没有计为失败。"),
             &name,
             StatusCode::SERVICE_UNAVAILABLE,
         );
@@ -1107,8 +1107,8 @@ async fn answer(
 ) -> Result<ReceivedRecord, String> {
     if detail.trim().is_empty() {
         return Err(match kind {
-            ReceiptKind::Rejected => "退回必须填写理由 (a reason is required)。".into(),
-            _ => "签收人不能为空 (who signs for it is required)。".into(),
+            ReceiptKind::Rejected => "退回必须填写理由。".into(),
+            _ => "签收人不能为空。".into(),
         });
     }
     let rec = web.parts.clerk().answer(doc, kind, detail).await?;
@@ -1687,17 +1687,13 @@ async fn stage_file(
         .map_err(|e| format!("无法暂存上传的文件：{e}"))?;
     loop {
         let Ok(next) = tokio::time::timeout(UPLOAD_IDLE_TIMEOUT, part.chunk()).await else {
-            return Err(format!(
-                "上传中断：{UPLOAD_IDLE_TIMEOUT:?} 内没有收到数据 (file)"
-            ));
+            return Err(format!("上传中断：{UPLOAD_IDLE_TIMEOUT:?} 内没有收到数据"));
         };
         match next {
             Ok(Some(chunk)) => {
                 staging.bytes += chunk.len() as u64;
                 if staging.bytes > limit {
-                    return Err(format!(
-                        "文件太大：本单位一次最多发送 {limit} 字节 (the document is too large)。"
-                    ));
+                    return Err(format!("文件太大：本单位一次最多发送 {limit} 字节。"));
                 }
                 tokio::io::AsyncWriteExt::write_all(&mut out, &chunk)
                     .await
@@ -1807,10 +1803,10 @@ async fn compose(
 /// cannot receive.
 fn compose_problem(web: &Web, to: &[String], cc: &[String], has_main: bool) -> Option<String> {
     if to.is_empty() {
-        return Some("请至少选一个主送单位 (no main recipient)。".to_owned());
+        return Some("请至少选一个主送单位。".to_owned());
     }
     if !has_main {
-        return Some("请选择正文文件 (no main text)。".to_owned());
+        return Some("请选择正文文件。".to_owned());
     }
     let dir = web.parts.known().get()?;
     to.iter().chain(cc).find_map(|n| {
@@ -1908,23 +1904,20 @@ impl Web {
         use crate::link::state::LinkState;
         let now_ms = self.parts.identity().now_ms();
         let (link, connected, offset) = match &*self.facts.link.borrow() {
-            LinkState::Starting => ("正在连接 (connecting)".to_owned(), false, None),
+            LinkState::Starting => ("正在连接".to_owned(), false, None),
             LinkState::Connected {
                 hub,
                 addr,
                 since_ms,
                 clock_offset_ms,
             } => (
-                format!(
-                    "已连接 (connected)：{hub} {addr}，自 {}",
-                    pages::beijing(*since_ms)
-                ),
+                format!("已连接：{hub} {addr}，自 {}", pages::beijing(*since_ms)),
                 true,
                 Some(*clock_offset_ms),
             ),
             LinkState::Disconnected { error, retry_in } => (
                 format!(
-                    "未连接 (disconnected)：{error}；{:.0} 秒后重试",
+                    "未连接：{error}；{:.0} 秒后重试",
                     retry_in.as_secs_f64().ceil()
                 ),
                 false,

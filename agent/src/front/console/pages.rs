@@ -123,7 +123,7 @@ fn received_table(rows: &[ReceivedRecord], now_ms: i64) -> Markup {
                         }
                         td.num { (r.urge_count) }
                         td { (beijing(r.received_ms)) }
-                        td { (state_label(r.state)) " " small { (r.state.as_str()) } }
+                        td { (state_label(r.state)) }
                     }
                 }
             }
@@ -408,10 +408,10 @@ pub fn received_doc(
                 dt { "文号" } dd { (r.doc_number) }
                 dt { "文种" } dd { (r.doc_type) }
                 @if let Some(m) = meta { (sender_facts(m, original.as_ref())) }
-                dt { "紧急程度" } dd { (urgency_label(r.urgency)) " " small { (r.urgency.as_str()) } }
+                dt { "紧急程度" } dd { (urgency_label(r.urgency)) }
                 dt { "期限" } dd { @if let Some(d) = r.deadline { (beijing(d.saturating_mul(1000))) } @else { "—" } }
                 dt { "收到时间" } dd { (beijing(r.received_ms)) }
-                dt { "状态" } dd { (state_label(r.state)) " " small { (r.state.as_str()) } }
+                dt { "状态" } dd { (state_label(r.state)) }
                 dt { "催办次数" } dd { (r.urge_count) }
                 @if let Some(a) = &r.answer {
                     dt { @if r.state == ReceivedState::Rejected { "退回理由" } @else { "签收人" } }
@@ -530,7 +530,7 @@ pub fn sign_table(rows: &[SignRow]) -> Markup {
                         tr {
                             td { (r.unit) }
                             td { (r.copy.unwrap_or("—")) }
-                            td { (r.state.label()) " " small { (r.state) } }
+                            td { (r.state.label()) }
                             td { @if let Some(t) = r.delivered_ms { (beijing(t)) } }
                             td { @if let Some(b) = &r.signed_by { (b) } }
                             td { @if let Some(t) = r.signed_ms { (beijing(t)) } }
@@ -748,7 +748,7 @@ pub fn compose(
                 label { "紧急程度"
                     select name="urgency" {
                         @for (value, label) in [("normal", "平件"), ("urgent", "加急"), ("extra-urgent", "特急")] {
-                            option value=(value) selected[v.urgency == value] { (label) " " (value) }
+                            option value=(value) selected[v.urgency == value] { (label) }
                         }
                     }
                 }
@@ -787,7 +787,7 @@ pub fn sending(frame: &Frame<'_>, doc_id: &str) -> Markup {
             }
             body {
                 main {
-                    h1 { "发送中 (sending)" }
+                    h1 { "发送中" }
                     p { "公文 " code { (doc_id) } " 已交给发送队列；交换中心接收后，这里会显示签收情况。" }
                     p { a href="/sent" { "返回发文列表" } " · " (frame.user.display_name) }
                 }
@@ -1129,7 +1129,7 @@ pub fn supervision(
         "督查",
         Some(frame),
         html! {
-            h1 { "督查 (supervision)" }
+            h1 { "督查" }
             @if let Some(m) = message { p.error role="alert" { (m) } }
             h2 { "查公文" }
             form.filter method="get" action="/supervision" {
