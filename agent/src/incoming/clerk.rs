@@ -317,9 +317,9 @@ fn take_urge(me: &Identity, store: &Store, n: &Notice) -> Result<(), std::io::Er
 fn take_recall(me: &Identity, store: &Store, n: &Notice) -> Result<(), std::io::Error> {
     let f = me.folders();
     let io = store_io;
-    if store.received(n.doc_id).map_err(io)?.is_none() {
+    let Some((held, _)) = store.received(n.doc_id).map_err(io)? else {
         return Ok(());
-    }
+    };
     // The state first, so no clerk can sign for it from here on;
     // the move below is idempotent, so a notice re-sent after a
     // crash completes it.
@@ -343,7 +343,10 @@ fn take_recall(me: &Identity, store: &Store, n: &Notice) -> Result<(), std::io::
     if to.exists() {
         let text = format!(
             "撤回说明\n\n来文单位 {} 于 {}（北京时间）撤回此文件。\n理由：{}\n",
-            n.sender,
+            match &held.sender_name {
+                Some(name) => format!("{name}（{}）", n.sender),
+                None => n.sender.to_string(),
+            },
             beijing_text(Some(&n.at)),
             n.reason
         );

@@ -114,7 +114,7 @@ pub enum DraftError {
     #[error("the sidecar names main = {0:?}, but the folder has no such file")]
     MainMissing(String),
     #[error(
-        "文件夹里没有正文：请把正文文件改名为以「正文」开头（如 正文.pdf），或在附注文件（同名的 .meta.toml）中写 main = \"文件名\"，再把文件夹放回发件箱。(The folder has no main text: name it 正文…, or name it in the sidecar's main; a spreadsheet is not sent as the main text by chance.)"
+        "文件夹里没有正文：请把正文文件改名为以「正文」开头（如 正文.pdf），或在附注文件（同名的 .meta.toml）中写 main = \"文件名\"，再把文件夹放回发件箱。"
     )]
     NoMainText,
     #[error("{0}")]

@@ -133,11 +133,7 @@ async fn judge_greeting(
         ));
     }
     f.check_issuer(&domain, cert, core.clock().now())?;
-    let taken = {
-        let (domain, crl) = (domain.clone(), crl.to_vec());
-        updating_trust(core, move |f| f.take_crl(&domain, &crl)).await
-    };
-    match taken {
+    match take_peer_crl(core, &domain, crl.to_vec()).await {
         Ok(true) => {
             info!(peer = %domain, "took {domain}'s revocation list");
             f.offers_changed();
@@ -685,7 +681,7 @@ async fn undeliverable(
         .filter(|r| r.domain().as_ref() == Some(domain))
         .collect();
     let reason = format!(
-        "无法送达：{domain} 方向的交换中心拒收 (refused by the hub towards {domain}): {}",
+        "无法送达：{domain} 方向的交换中心拒收（原因：{}）",
         Clipped(why)
     );
     mark_undeliverable(core, queue, &doc, recipients, reason).await

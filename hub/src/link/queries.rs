@@ -126,9 +126,10 @@ async fn status(core: &Core, doc_id: gongwen_common::DocId) -> Result<DocStatus,
         })
         .collect();
     // Forwards made further down (by units it did not go to directly).
+    let direct: BTreeSet<&str> = doc.to.iter().chain(&doc.cc).map(NodeId::as_str).collect();
     let forwarded_further: Vec<ForwardedBy> = forwards
         .into_iter()
-        .filter(|k| doc.recipients().iter().all(|r| r.as_str() != k.by))
+        .filter(|k| !direct.contains(k.by.as_str()))
         .collect();
     Ok(DocStatus {
         doc_id: doc.doc_id,
@@ -226,6 +227,8 @@ pub(crate) async fn cascade_beyond(
     }
     let mut asked: BTreeSet<gongwen_common::federation::Domain> =
         asked_by.into_iter().cloned().collect();
+    // A peer's answer may be long: each forward taken once, by its id.
+    let mut seen: BTreeSet<gongwen_common::DocId> = found.iter().map(|k| k.copy.doc_id).collect();
     loop {
         // The peers towards every domain a copy went to, not asked yet.
         let went_to = recipients.iter().cloned().chain(found.iter().flat_map(|k| {
@@ -251,7 +254,7 @@ pub(crate) async fn cascade_beyond(
             match answer {
                 Ok(rows) => {
                     for row in rows {
-                        if found.iter().all(|k| k.copy.doc_id != row.copy.doc_id) {
+                        if seen.insert(row.copy.doc_id) {
                             found.push(seen_here(row, &peer, f.domain()));
                         }
                     }
@@ -264,16 +267,17 @@ pub(crate) async fn cascade_beyond(
 
 /// A forward as the hub of `from` named it, as this hub names it (its
 /// units bare, the others `unit@domain`). An address that does not parse
-/// is kept as written: it is only shown.
+/// is only shown: escaped and cut, as a peer's words are.
 fn seen_here(
     mut row: ForwardedBy,
     from: &gongwen_common::federation::Domain,
     here: &gongwen_common::federation::Domain,
 ) -> ForwardedBy {
     let put = |a: &mut String| {
-        if let Ok(id) = NodeId::parse_address(a) {
-            *a = gongwen_common::federation::localize(&id, from, Some(here)).to_string();
-        }
+        *a = match NodeId::parse_address(a) {
+            Ok(id) => gongwen_common::federation::localize(&id, from, Some(here)).to_string(),
+            Err(_) => gongwen_common::logsafe::Clipped(a).to_string(),
+        };
     };
     put(&mut row.by);
     for r in &mut row.copy.recipients {

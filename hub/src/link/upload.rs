@@ -316,6 +316,18 @@ pub(crate) enum Origin<'a> {
     Peer(&'a gongwen_common::federation::Domain),
 }
 
+/// The checker (ours, or another domain's) that judges the original a
+/// forward (转发) carries, if it carries one that any of them passes.
+fn original_checker(
+    sealed: &SealedHeader,
+    core: &Core,
+    now: time::OffsetDateTime,
+) -> Option<std::sync::Arc<gongwen_common::pki::CertChecker>> {
+    sealed
+        .original()
+        .and_then(|o| core.find_checker(|c| o.verify(Some(c), now).is_ok()))
+}
+
 /// A relayed document's sender, checked: signed by a unit of the peer's
 /// domain or of a domain our configuration reaches through that peer,
 /// valid by that domain's CA and CRL. Returns the sender's domain.
@@ -329,9 +341,7 @@ fn judge_relayed_sender(
     };
     let mut last = None;
     let now = core.clock().now();
-    let original = sealed
-        .original()
-        .and_then(|o| core.find_checker(|c| o.verify(Some(c), now).is_ok()));
+    let original = original_checker(sealed, core, now);
     for domain in f.carried_by(from) {
         let Some(checker) = f.checker_of(&domain) else {
             continue;
@@ -429,9 +439,7 @@ pub(crate) async fn receive(
             }
             checked?;
             let now = core.clock().now();
-            let original = sealed
-                .original()
-                .and_then(|o| core.find_checker(|c| o.verify(Some(c), now).is_ok()));
+            let original = original_checker(&sealed, core, now);
             let ours = core.checker();
             sealed
                 .verify_across(Some(&ours), original.as_deref().or(Some(&ours)), now)

@@ -379,12 +379,12 @@ impl Federation {
         self.offers.send_modify(|n| *n += 1);
     }
 
-    /// Woken when something we hand our peers changed.
     /// How many times what we offer (and hand agents) has changed.
     pub(crate) fn offers_version(&self) -> u64 {
         *self.offers.borrow()
     }
 
+    /// Woken when something we hand our peers changed.
     pub(crate) fn watch_offers(&self) -> tokio::sync::watch::Receiver<u64> {
         self.offers.subscribe()
     }
@@ -620,8 +620,6 @@ impl Federation {
             .map(|e| e.binding.clone())
     }
 
-    /// Every unit of the other domains we hold a directory of, as an
-    /// address (`unit@domain`), with its name and role.
     /// The other domains' groups among `names` (`group@domain`), with
     /// their members.
     pub(crate) fn groups_named(&self, names: &[String]) -> BTreeMap<String, Vec<NodeId>> {
@@ -650,6 +648,8 @@ impl Federation {
             .collect()
     }
 
+    /// Every unit of the other domains we hold a directory of, as an
+    /// address (`unit@domain`), with its name and role.
     pub(crate) fn remote_units(&self) -> Vec<(NodeId, String, gongwen_common::Role)> {
         let mut out = Vec::new();
         for (d, held) in self.directories().iter() {
