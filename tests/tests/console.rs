@@ -472,9 +472,13 @@ async fn the_sender_follows_signing_urges_those_who_have_not_signed_and_recalls(
 
     let mut sender = browser(&u.prov);
     sender.log_in("wang", PASSWORD).await;
+    // daqing-gov's delivered receipt may come after harbin-gov's 签收:
+    // the page is read once the hub holds both.
     let page = wait_until("harbin-gov signed for it, seen by the sender", || {
         let p = futures_now(sender.clone().get(&format!("/sent/{doc}")));
-        row_of(&p, "harbin-gov").contains("已签收").then_some(p)
+        (row_of(&p, "harbin-gov").contains("已签收")
+            && !row_of(&p, "daqing-gov").contains("待送达"))
+        .then_some(p)
     })
     .await;
     let harbin = row_of(&page, "harbin-gov");
