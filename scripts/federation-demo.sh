@@ -10,7 +10,8 @@
 #   scripts/federation-demo.sh --once   the same, then stop (CI runs it)
 #
 # Everything lives in ./demo-federation/ (recreated on each run): one folder
-# per domain, each with ca/, hub/, bundles/, configs, data and logs.
+# per domain, each with ca/, hub/, bundles/, configs, data and logs. Beside
+# Rust it needs openssl, as the README's steps do (fingerprints, verify.sh).
 set -euo pipefail
 
 once=0
@@ -33,11 +34,9 @@ rm -rf "$demo"
 mkdir -p "$demo"
 cd "$demo"
 
-# A free UDP port on 127.0.0.1 for each hub (the agents' bundles name it).
-free_port() {
-  python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-declare -A port=([heilongjiang]=$(free_port) [jilin]=$(free_port))
+# Each hub listens on a port of its own, which it logs; the agents and
+# jilin's dial are written with it once it is known.
+declare -A addr
 declare -A unit=([heilongjiang]=harbin-gov [jilin]=changchun-gov)
 declare -A unit_name=([heilongjiang]=哈尔滨市人民政府 [jilin]=长春市人民政府)
 declare -A ca_name=([heilongjiang]="黑龙江省电子公文交换 CA" [jilin]="吉林省电子公文交换 CA")
@@ -62,7 +61,9 @@ for d in heilongjiang jilin; do
     certs init --name "${ca_name[$d]}"
     certs issue --role hub --id hub --ip 127.0.0.1 --out hub
     printf 'id,name,role,groups\n%s,%s,,\n' "${unit[$d]}" "${unit_name[$d]}" > units.csv
-    certs enroll --units units.csv --hub "127.0.0.1:${port[$d]}" --out bundles
+    # The bundle's agent.toml names the hub's address; this demo writes its
+    # own below, with the port the hub got.
+    certs enroll --units units.csv --hub 127.0.0.1:7443 --out bundles
     tar xzf "bundles/${unit[$d]}.tar.gz"
   )
 done
@@ -84,13 +85,13 @@ for d in heilongjiang jilin; do
 done
 
 echo
-echo "==> step 3: [federation] in each hub.toml (jilin dials heilongjiang), checked"
+echo "==> step 3: [federation] in each hub.toml (jilin dials heilongjiang), checked, and the hub started"
 for d in heilongjiang jilin; do
   o=$(other "$d")
   dial=""
-  [[ $d == jilin ]] && dial="addr      = [\"127.0.0.1:${port[$o]}\"]"
+  [[ $d == jilin ]] && dial="addr      = [\"${addr[$o]}\"]"
   cat > "$d/hub.toml" <<TOML
-listen   = "127.0.0.1:${port[$d]}"
+listen   = "127.0.0.1:0"
 data_dir = "hub-data"
 [tls]
 cert      = "hub/hub.crt"
@@ -106,12 +107,16 @@ statement = "federation/$o.fed"
 $dial
 TOML
   (cd "$d" && "$bin/gongwen-hub" check --config hub.toml) | sed "s/^/    $d: /"
-done
-
-for d in heilongjiang jilin; do
   echo "==> starting $d's hub (log: demo-federation/$d/hub.log)"
   (cd "$d" && exec "$bin/gongwen-hub" serve --config hub.toml 2>hub.log) &
   pids+=($!)
+  for _ in $(seq 100); do
+    addr[$d]=$(sed -n 's/.*listening on \([0-9.:]*\).*/\1/p' "$d/hub.log" | head -n1)
+    [[ -n "${addr[$d]}" ]] && break
+    sleep 0.1
+  done
+  [[ -n "${addr[$d]}" ]] || { cat "$d/hub.log"; echo "$d's hub did not report its address within 10 s" >&2; exit 1; }
+  echo "    $d's hub listens on ${addr[$d]}"
 done
 
 echo
@@ -131,7 +136,7 @@ for d in heilongjiang jilin; do
   u=${unit[$d]}
   cat > "$d/$u.toml" <<TOML
 node_id  = "$u"
-hub      = "127.0.0.1:${port[$d]}"
+hub      = "${addr[$d]}"
 hub_name = "hub"
 root     = "$u-data"
 [tls]
