@@ -17,6 +17,8 @@ checks=(
   "postgresql|ls /usr/lib/postgresql/*/bin/initdb"
   "python3-prometheus-client|/usr/bin/python3 -c 'import prometheus_client.openmetrics.parser'"
   "python3-openpyxl|/usr/bin/python3 -c 'import openpyxl'"
+  "poppler-utils|command -v pdftotext"
+  "fonts-noto-cjk|test -f /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"
 )
 
 missing=()

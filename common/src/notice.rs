@@ -44,6 +44,20 @@ pub struct Notice {
     /// The sender's reason (recall).
     #[serde(default)]
     pub reason: String,
+    /// A 督办单: the supervision office that sent this urging, and its
+    /// words (none for the ladder's and the sender's urging).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pressed_by: Option<PressedBy>,
+}
+
+/// Who sent a 督办单 and what it says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PressedBy {
+    pub unit: NodeId,
+    /// Its 单位名称, from its certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub words: String,
 }
 
 impl Notice {
@@ -131,6 +145,7 @@ mod tests {
             escalation_level: 2,
             at: "2026-12-07T05:00:00Z".into(),
             reason: String::new(),
+            pressed_by: None,
         }
     }
 

@@ -142,7 +142,19 @@ pub enum Query {
         #[serde(default)]
         hops: u8,
     },
+    /// A 督办单 from a supervision office: urge `units` (every unit that
+    /// has not signed for `doc`, if none) in the office's name and words.
+    /// Counted as an urging; answered with the units urged.
+    Press {
+        doc: DocId,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        units: Vec<NodeId>,
+        words: String,
+    },
 }
+
+/// The longest 督办单 text (characters).
+pub const MAX_PRESS_WORDS: usize = 500;
 
 impl Query {
     /// The whole overdue list.
@@ -314,17 +326,30 @@ pub struct OverdueFilter {
     /// normal, urgent or extra-urgent.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub urgency: String,
+    /// The late unit is any of these (what a supervisor's typed name
+    /// matched in the directory: 大庆 → daqing-gov, daqing-edu).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub units: Vec<String>,
+    /// The sender is any of these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub senders: Vec<String>,
 }
 
 impl OverdueFilter {
     pub fn is_empty(&self) -> bool {
-        self.unit.is_empty() && self.sender.is_empty() && self.urgency.is_empty()
+        self.unit.is_empty()
+            && self.sender.is_empty()
+            && self.urgency.is_empty()
+            && self.units.is_empty()
+            && self.senders.is_empty()
     }
 
     pub fn matches(&self, r: &OverdueRow) -> bool {
         (self.unit.is_empty() || r.recipient == self.unit)
             && (self.sender.is_empty() || r.sender == self.sender)
             && (self.urgency.is_empty() || r.urgency.as_str() == self.urgency)
+            && (self.units.is_empty() || self.units.contains(&r.recipient))
+            && (self.senders.is_empty() || self.senders.contains(&r.sender))
     }
 }
 

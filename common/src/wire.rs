@@ -177,6 +177,26 @@ impl ErrorCode {
         }
     }
 
+    /// What a refusal with this code means, in the words a clerk reads.
+    pub fn chinese(self) -> &'static str {
+        match self {
+            ErrorCode::UnknownRecipient => "交换中心不认识其中的收文单位",
+            ErrorCode::NotTheSender => "公文上的发文单位不是本单位",
+            ErrorCode::BadSignature => "签名无法验证，或签名证书无效",
+            ErrorCode::Conflict => "同一编号已用于另一份公文",
+            ErrorCode::TooLarge => "公文超过交换中心允许的大小",
+            ErrorCode::ContentMismatch => "内容与签名不符（传输中损坏）",
+            ErrorCode::Malformed => "公文格式不对",
+            ErrorCode::UnknownDocument => "交换中心没有这份公文",
+            ErrorCode::Storage => "交换中心暂时无法保存（磁盘或数据库故障）",
+            ErrorCode::BadRequest => "交换中心不接受这个请求（版本可能不一致）",
+            ErrorCode::Quarantined => "公文未通过收文单位的检查，已被隔离",
+            ErrorCode::NotNow => "交换中心暂时无法判断证书是否吊销",
+            ErrorCode::QueueFull => "收文单位离线，待收公文已满",
+            ErrorCode::Internal => "交换中心内部错误",
+        }
+    }
+
     /// Whether trying the same request again later can succeed.
     pub fn is_retryable(self) -> bool {
         matches!(

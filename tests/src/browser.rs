@@ -231,6 +231,26 @@ impl Chrome {
             .await;
     }
 
+    /// Click `css` (a form's button) and wait (bounded) until the browser
+    /// is on a page whose address contains `to`: the form was sent and
+    /// answered, and what follows cannot cut it short.
+    pub async fn click_and_land(&mut self, css: &str, to: &str) -> String {
+        self.click(css).await;
+        let deadline = tokio::time::Instant::now() + crate::WAIT;
+        loop {
+            let url = self.url().await;
+            if url.contains(to) {
+                return url;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "clicking {css:?} did not lead to {to:?}: on {url}: {}",
+                self.text().await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The page's HTML now.
     pub async fn source(&mut self) -> String {
         self.cmd("GET", "/source", None)
@@ -273,6 +293,22 @@ impl Chrome {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// The page as the browser prints it (print media, A4), as PDF bytes.
+    pub async fn print_pdf(&mut self) -> Vec<u8> {
+        let v = self
+            .cmd(
+                "POST",
+                "/print",
+                Some(json!({ "page": { "width": 21.0, "height": 29.7 }, "background": false })),
+            )
+            .await;
+        let pdf = base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap_or(""))
+            .unwrap_or_else(|_| panic!("the browser printed no PDF: {v}"));
+        assert!(pdf.starts_with(b"%PDF"), "the print is not a PDF");
+        pdf
     }
 
     /// Save a PNG screenshot as target/console-screenshots/<name>.png.

@@ -108,12 +108,23 @@ impl Net {
     }
 
     pub fn issue_with(&self, id: &str, role: Role, validity: Validity) -> PathBuf {
+        self.issue_as(id, role, None, validity)
+    }
+
+    /// Issue a certificate that names the unit (哈尔滨市人民政府), as
+    /// enrollment does: what the directory and the console show.
+    pub fn issue_named(&self, id: &str, role: Role, name: &str) -> PathBuf {
+        let now = OffsetDateTime::now_utc();
+        self.issue_as(id, role, Some(name), Validity::days_from(now, 30))
+    }
+
+    fn issue_as(&self, id: &str, role: Role, name: Option<&str>, validity: Validity) -> PathBuf {
         let out = self.path().join(id);
         let id = NodeId::parse(id).unwrap();
         let req = IssueRequest {
             id: id.clone(),
             role,
-            name: None,
+            name: name.map(str::to_owned),
             dns: Vec::new(),
             ips: Vec::new(),
             validity,

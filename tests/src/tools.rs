@@ -61,3 +61,15 @@ pub fn python_has(module: &str) -> bool {
         .status()
         .is_ok_and(|s| s.success())
 }
+
+/// Whether poppler's `pdftotext` is here to read what the browser printed
+/// (and the CJK fonts that put Chinese in the PDF at all).
+pub fn have_pdftotext() -> bool {
+    let present = std::path::Path::new("/usr/bin/pdftotext").exists()
+        && std::path::Path::new("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc").exists();
+    require(
+        "pdftotext and CJK fonts",
+        "poppler-utils fonts-noto-cjk",
+        present,
+    )
+}

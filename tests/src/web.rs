@@ -315,9 +315,30 @@ pub struct Units {
 }
 
 pub async fn units() -> Units {
+    units_as(false).await
+}
+
+/// The units of [`units`], their certificates naming them as enrollment
+/// does: 黑龙江省人民政府, 哈尔滨市人民政府, 大庆市人民政府.
+pub async fn named_units() -> Units {
+    units_as(true).await
+}
+
+/// The 单位名称 [`named_units`] gives each unit.
+pub const UNIT_NAMES: [(&str, &str); 3] = [
+    ("prov-gov", "黑龙江省人民政府"),
+    ("harbin-gov", "哈尔滨市人民政府"),
+    ("daqing-gov", "大庆市人民政府"),
+];
+
+async fn units_as(named: bool) -> Units {
     let net = Net::new();
-    for id in ["prov-gov", "harbin-gov", "daqing-gov"] {
-        net.issue(id, Role::Node);
+    for (id, name) in UNIT_NAMES {
+        if named {
+            net.issue_named(id, Role::Node, name);
+        } else {
+            net.issue(id, Role::Node);
+        }
     }
     let hub = net.start_hub().await;
     let daqing = net.start_agent("daqing-gov", hub.addr);

@@ -40,7 +40,7 @@ async fn an_empty_file_is_refused_with_a_reason_and_the_rest_of_the_batch_goes_t
     net.drop_file("prov-gov", "harbin-gov", "空白.txt", b"");
     net.drop_file("prov-gov", "harbin-gov", "正文.txt", b"not empty");
     let why = failed_reason(&net.root("prov-gov"), "空白.txt").await;
-    assert!(why.contains("empty"), "{why}");
+    assert!(why.contains("文件是空的"), "{why}");
     // The refused file itself is kept, not deleted.
     assert!(
         net.root("prov-gov")
@@ -64,7 +64,7 @@ async fn a_symlink_in_the_outbox_is_refused_and_its_target_is_left_alone() {
     std::fs::create_dir_all(&dir).unwrap();
     std::os::unix::fs::symlink(&outside, dir.join("link.txt")).unwrap();
     let why = failed_reason(&net.root("prov-gov"), "link.txt").await;
-    assert!(why.contains("symbolic link"), "{why}");
+    assert!(why.contains("符号链接"), "{why}");
     assert_eq!(std::fs::read(&outside).unwrap(), b"outside the outbox");
     drop(harbin);
     assert!(gongwen_tests::inbox_docs(&net.root("harbin-gov"), "prov-gov").is_empty());
@@ -82,7 +82,7 @@ async fn a_named_pipe_in_the_outbox_is_refused_without_blocking_the_sender() {
         .unwrap();
     assert!(made.success());
     let why = failed_reason(&net.root("prov-gov"), "管道.txt").await;
-    assert!(why.contains("not a regular file"), "{why}");
+    assert!(why.contains("不是普通文件"), "{why}");
     // The sender carries on.
     net.drop_file("prov-gov", "harbin-gov", "正文.txt", b"after the pipe");
     let docs = wait_inbox(&net.root("harbin-gov"), "prov-gov", 1).await;
@@ -130,7 +130,7 @@ async fn a_document_over_the_size_limit_is_refused_from_its_size_alone() {
     std::fs::rename(&staging, dir.join("huge.bin")).unwrap();
     let started = std::time::Instant::now();
     let why = failed_reason(&net.root("prov-gov"), "huge.bin").await;
-    assert!(why.contains("at most 1048576 bytes"), "{why}");
+    assert!(why.contains("最多可发送的 1048576 字节"), "{why}");
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "took {:?}: was it read?",
@@ -347,9 +347,9 @@ async fn drops_without_a_recipient_and_bad_sidecars_are_refused_with_reasons() {
     net.drop_file("prov-gov", "harbin-gov", "unknown.txt", b"y");
 
     let stray = failed_reason(&root, "stray.txt").await;
-    assert!(stray.contains("outbox/<recipient>/"), "{stray}");
+    assert!(stray.contains("outbox/<收文单位编号>/"), "{stray}");
     let own = failed_reason(&root, "self.txt").await;
-    assert!(own.contains("besides this unit itself"), "{own}");
+    assert!(own.contains("除本单位外没有主送单位"), "{own}");
     let broken = failed_reason(&root, "broken.txt").await;
     assert!(broken.contains("broken.txt.meta.toml"), "{broken}");
     let unknown = failed_reason(&root, "unknown.txt").await;
@@ -431,8 +431,8 @@ async fn a_sidecar_written_after_its_file_went_out_ends_in_failed_naming_the_doc
         why.contains(&doc_id),
         "the reason does not name {doc_id}: {why}"
     );
-    assert!(why.contains("not applied"), "{why}");
-    assert!(why.contains("BEFORE the file"), "{why}");
+    assert!(why.contains("没有用上"), "{why}");
+    assert!(why.contains("先放附注文件、后放文件"), "{why}");
     assert!(
         !root.join("outbox/harbin-gov/通知.pdf.meta.toml").exists(),
         "the orphaned sidecar stayed in the outbox"
@@ -492,7 +492,7 @@ async fn a_file_name_that_is_not_utf8_is_refused_and_kept_byte_for_byte() {
         std::fs::read_to_string(failed.join(&error_name)).ok()
     })
     .await;
-    assert!(why.contains("not valid UTF-8"), "{why}");
+    assert!(why.contains("不是 UTF-8 编码"), "{why}");
     assert_eq!(std::fs::read(failed.join(gbk)).unwrap(), b"gbk name");
     assert!(gongwen_tests::inbox_docs(&net.root("harbin-gov"), "prov-gov").is_empty());
 }
@@ -509,7 +509,7 @@ async fn a_deadline_already_past_is_refused_with_a_plain_reason() {
     net.drop_file("prov-gov", "harbin-gov", "旧通知.txt", b"too late");
     let why = failed_reason(&net.root("prov-gov"), "旧通知.txt").await;
     assert!(why.contains("2020-12-01T17:00:00+08:00"), "{why}");
-    assert!(why.contains("already passed"), "{why}");
+    assert!(why.contains("已经过去"), "{why}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -48,7 +48,16 @@ async fn a_clerk_signs_for_a_notice_in_the_browser_and_the_sender_sees_it_signed
         "{page}"
     );
     chrome.screenshot("2-clerk-document").await;
+    // 签收 asks for a confirmation first: the button alone does nothing.
     chrome.click("form.ack button[type=submit]").await;
+    assert!(
+        chrome.url().await.ends_with(&format!("/inbox/{doc}")),
+        "signed for without the confirmation"
+    );
+    chrome.click("form.ack input[name=confirm]").await;
+    chrome
+        .click_and_land("form.ack button[type=submit]", "done=ack")
+        .await;
     let signed = chrome
         .wait_for_text(&format!("{harbin}/inbox/{doc}"), "已签收")
         .await;

@@ -844,11 +844,11 @@ async fn a_supervision_office_sees_the_province_overdue_report_and_csv_and_a_nod
     let text = String::from_utf8(csv.body.clone()).unwrap();
     assert!(text.contains("收文单位,事项,发文单位,文号"), "{text}");
     assert!(
-        text.contains("harbin-gov,未签收,prov-gov,黑政发〔2026〕99号,关于汛期值班的通知,urgent"),
+        text.contains("harbin-gov,未签收,prov-gov,黑政发〔2026〕99号,关于汛期值班的通知,加急"),
         "{text}"
     );
     assert!(
-        text.contains("harbin-gov,未答复,prov-gov,,关于报送值班表的通知,normal"),
+        text.contains("harbin-gov,未答复,prov-gov,,关于报送值班表的通知,平件"),
         "{text}"
     );
     // harbin-gov: two received, one signed for on time, one overdue; one

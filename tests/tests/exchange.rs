@@ -120,7 +120,7 @@ async fn an_unknown_recipient_ends_in_failed_with_a_readable_reason() {
     })
     .await;
     assert!(
-        reason.contains("unknown recipient: nowhere-gov"),
+        reason.contains("交换中心不认识收文单位：nowhere-gov"),
         "{reason}"
     );
     assert_eq!(std::fs::read(failed.join("函.txt")).unwrap(), b"hello");
@@ -727,7 +727,7 @@ async fn send_on_the_command_line_delivers_main_text_and_attachment_and_hub_stat
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("unknown recipient: nowhere-gov"), "{err}");
+    assert!(err.contains("交换中心不认识收文单位：nowhere-gov"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

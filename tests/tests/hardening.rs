@@ -785,8 +785,9 @@ async fn a_flood_to_offline_units_is_capped_and_blinds_no_one() {
         html.contains(&format!("共 {rows} 项")),
         "no total on the page"
     );
+    // Each row of the overdue list has its 督办单 form.
     assert_eq!(
-        html.matches("/supervision?doc=").count(),
+        html.matches("<form class=\"press\"").count(),
         50,
         "one page of 50"
     );
@@ -794,7 +795,7 @@ async fn a_flood_to_offline_units_is_capped_and_blinds_no_one() {
         .get(&format!("/supervision?page={}", rows.div_ceil(50)))
         .await
         .text();
-    assert_eq!(last.matches("/supervision?doc=").count(), rows % 50);
+    assert_eq!(last.matches("<form class=\"press\"").count(), rows % 50);
     let daqing = b.get("/supervision?unit=daqing-gov").await.text();
     assert!(
         daqing.contains(&format!("共 {} 项", QUOTA + 1)),

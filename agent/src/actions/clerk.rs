@@ -15,6 +15,7 @@ use gongwen_common::wire::Message;
 use gongwen_common::{DocId, NodeId};
 
 use crate::actions::collect::{Collected, Summary};
+use crate::actions::failed::{self, FailedItem, Fix};
 use crate::actions::forward::ForwardRequest;
 use crate::actions::reply::ReplyRequest;
 use crate::outgoing::outbox::SendRequest;
@@ -112,6 +113,46 @@ impl Clerk {
         Ok(doc)
     }
 
+    /// What is in `failed/`, newest first (at most `limit`), with whom
+    /// each was for and why it was not sent.
+    pub async fn failed(&self, limit: usize) -> Result<Vec<FailedItem>, String> {
+        let records = self
+            .store
+            .run(|s| s.all_failed())
+            .await
+            .map_err(|e| e.to_string())?;
+        let folders = self.me.folders().clone();
+        blocking(move || Ok(failed::list(&folders, &records, limit))).await
+    }
+
+    /// 重新发送 a document from `failed/` with the clerk's fixes: its files
+    /// go into a new claim (moved, not copied) and what was left beside
+    /// them is removed; the new document's id.
+    pub async fn resend_failed(&self, name: String, fix: Fix) -> Result<DocId, String> {
+        let (folders, outgoing) = (self.me.folders().clone(), self.outgoing.clone());
+        let doc = blocking(move || {
+            let req = failed::resend_request(&folders, &name, &fix)?;
+            let doc = outgoing.claim(|f| crate::outgoing::outbox::claim_files(f, &req, true))?;
+            // The files are in the claim now; the reason, the sidecar and
+            // an emptied folder are what remain.
+            // Sent again whatever happens here: a reason left behind is
+            // only untidy.
+            if let Err(e) = failed::clear_beside(&folders, &name) {
+                tracing::warn!("sent {name} again as {doc}, but {e}");
+            }
+            Ok(doc)
+        })
+        .await?;
+        self.outgoing.wake();
+        Ok(doc)
+    }
+
+    /// 删除 a document from `failed/` (it was never sent).
+    pub async fn discard_failed(&self, name: String) -> Result<(), String> {
+        let folders = self.me.folders().clone();
+        blocking(move || failed::remove(&folders, &name)).await
+    }
+
     /// Queue an answer (批复, 报送) to a received document; the answer's
     /// id, and whether the question is signed for with it.
     pub async fn reply(&self, req: ReplyRequest) -> Result<(DocId, bool), String> {
@@ -161,6 +202,24 @@ impl Clerk {
         self.link
             .request(&Message::Urge { doc_id: doc, units })
             .await
+    }
+
+    /// 督办单 (a supervision office only): urge `units` (all that have not
+    /// signed for it, if none) about `doc` in this office's name and
+    /// `words`; the units urged.
+    pub async fn press(
+        &self,
+        doc: DocId,
+        units: Vec<NodeId>,
+        words: String,
+    ) -> Result<Vec<NodeId>, String> {
+        #[derive(serde::Deserialize)]
+        struct Pressed {
+            urged: Vec<NodeId>,
+        }
+        let done: Pressed = self.link.query(&Query::Press { doc, units, words }).await?;
+        tracing::info!(doc = %doc, units = done.urged.len(), "督办单 sent");
+        Ok(done.urged)
     }
 
     /// The hub's status of a document this unit sent (its times and its

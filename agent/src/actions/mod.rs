@@ -1,5 +1,6 @@
 pub mod clerk;
 pub mod collect;
 pub mod evidence;
+pub mod failed;
 pub mod forward;
 pub mod reply;

@@ -237,14 +237,36 @@ pub fn urge_text(n: &Notice, sender_name: Option<&str>) -> String {
         Some(name) => format!("{name}（{}）", n.sender),
         None => n.sender.to_string(),
     };
-    format!(
-        "催办通知（第 {} 次）\n\n公文：{} {}\n来文单位：{sender}\n{due}：{}（北京时间）\n已逾期：{}\n\n{todo}\n",
-        n.urge_count,
+    let facts = format!(
+        "公文：{} {}\n来文单位：{sender}\n{due}：{}（北京时间）\n已逾期：{}\n",
         n.doc_number,
         n.title,
         beijing_text(n.deadline.as_deref()),
         late_text(n.late_seconds),
-    )
+    );
+    match &n.pressed_by {
+        Some(p) => format!(
+            "督办单（第 {} 次催办）\n\n督办单位：{}\n督办时间：{}（北京时间）\n督办意见：{}\n\n{facts}\n{todo}\n",
+            n.urge_count,
+            match &p.name {
+                Some(name) => format!("{name}（{}）", p.unit),
+                None => p.unit.to_string(),
+            },
+            beijing_text(Some(&n.at)),
+            p.words,
+        ),
+        None => format!("催办通知（第 {} 次）\n\n{facts}\n{todo}\n", n.urge_count),
+    }
+}
+
+/// The file a 催办 or 督办单 is kept in beside the document.
+pub fn urge_file_name(n: &Notice) -> String {
+    let kind = if n.pressed_by.is_some() {
+        "督办单"
+    } else {
+        "催办通知"
+    };
+    format!("{kind}-{}.txt", n.urge_count)
 }
 
 /// Take a notice from the hub. Blocking.
@@ -280,11 +302,7 @@ fn take_urge(me: &Identity, store: &Store, n: &Notice) -> Result<(), std::io::Er
         .and_then(|(rec, _)| rec.sender_name);
     let text = urge_text(n, sender_name.as_deref());
     if doc_dir.is_dir() {
-        write_atomic(
-            &doc_dir.join(format!("催办通知-{}.txt", n.urge_count)),
-            text.as_bytes(),
-            0o644,
-        )?;
+        write_atomic(&doc_dir.join(urge_file_name(n)), text.as_bytes(), 0o644)?;
     }
     let counted = store
         .update_received(n.doc_id, |rec| {
@@ -516,6 +534,7 @@ mod tests {
             escalation_level: 1,
             at: "2026-12-01T04:05:00Z".into(),
             reason: reason.into(),
+            pressed_by: None,
         }
     }
 
@@ -550,6 +569,33 @@ mod tests {
         }
         assert_eq!(late_text(30), "不到1分钟");
         assert_eq!(late_text(600), "10分钟");
+    }
+
+    #[test]
+    fn a_press_from_a_supervision_office_says_who_and_what() {
+        let mut n = urge("");
+        n.pressed_by = Some(gongwen_common::notice::PressedBy {
+            unit: NodeId::parse("prov-office").unwrap(),
+            name: Some("省政府督查室".into()),
+            words: "请于今日下班前签收并报告原因".into(),
+        });
+        let text = urge_text(&n, Some("黑龙江省人民政府"));
+        assert!(text.starts_with("督办单（第 2 次催办）"), "{text}");
+        assert!(
+            text.contains("督办单位：省政府督查室（prov-office）"),
+            "{text}"
+        );
+        assert!(
+            text.contains("督办时间：2026-12-01 12:05（北京时间）"),
+            "{text}"
+        );
+        assert!(
+            text.contains("督办意见：请于今日下班前签收并报告原因"),
+            "{text}"
+        );
+        assert!(text.contains("签收期限：2026-12-01 10:00"), "{text}");
+        assert_eq!(urge_file_name(&n), "督办单-2.txt");
+        assert_eq!(urge_file_name(&urge("")), "催办通知-2.txt");
     }
 
     use gongwen_common::NodeId;
@@ -653,6 +699,7 @@ mod tests {
             escalation_level: 2,
             at: "2026-12-07T08:00:00Z".into(),
             reason: String::new(),
+            pressed_by: None,
         }
     }
 

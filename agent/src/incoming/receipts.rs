@@ -14,6 +14,25 @@ use crate::unit::batch::Batches;
 use crate::unit::identity::Identity;
 use crate::unit::store::Store;
 
+/// The short verification code a printed 签收单 or 退文单 carries: the
+/// first 16 hex digits of the SHA-256 of the signed receipt's signature
+/// (`receipt-…-<kind>-<unit>.sig.der` in the evidence bundle), in groups
+/// of four — anyone holding the bundle checks it with `openssl dgst
+/// -sha256`. With the receipt it was printed from, so the slip shows
+/// exactly what was signed; none for bytes that are not a receipt.
+pub fn verification_code(receipt: &[u8]) -> Option<(Receipt, String)> {
+    let (r, st) = Receipt::verify(receipt, None, time::OffsetDateTime::now_utc()).ok()?;
+    let hex = gongwen_common::pki::serial_hex(&gongwen_common::digest::sha256(&st.signature));
+    let code = hex
+        .get(..16)?
+        .as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).to_uppercase())
+        .collect::<Vec<_>>()
+        .join("-");
+    Some((r, code))
+}
+
 /// A receipt for a document we sent: verify and keep it.
 pub async fn take_receipt(
     me: &Identity,

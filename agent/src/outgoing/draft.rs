@@ -62,7 +62,7 @@ pub struct Sidecar {
 }
 
 /// One name or a list of names.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(untagged)]
 pub enum Names {
     #[default]
@@ -72,7 +72,7 @@ pub enum Names {
 }
 
 impl Names {
-    fn into_vec(self) -> Vec<String> {
+    pub fn into_vec(self) -> Vec<String> {
         match self {
             Names::None => vec![],
             Names::One(s) => vec![s],
@@ -85,33 +85,27 @@ impl Names {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DraftError {
-    #[error(
-        "the sidecar {file} is not valid: {detail}\nFix it (unknown keys are refused) and drop the document again."
-    )]
+    #[error("附注文件 {file} 写得不对：{detail}\n请改正（不认识的项会被拒绝）后再放入发件箱。")]
     Sidecar { file: String, detail: String },
-    #[error("{0}\nOnly non-classified documents may be sent on this network.")]
+    #[error("{0}\n本网络只能发送非涉密公文。")]
     Classified(String),
-    #[error("urgency {0:?} is not known: use normal, urgent or extra-urgent (平件, 加急, 特急)")]
+    #[error("紧急程度 {0:?} 不认识：请用 平件、加急 或 特急（normal、urgent、extra-urgent）。")]
     Urgency(String),
     #[error(
-        "deadline {0:?} is neither a time such as 2027-03-01T17:00:00+08:00 nor a duration such as \"3d\""
+        "期限 {0:?} 看不懂：请写时间（如 2027-03-01T17:00:00+08:00）或时长（如 3d 表示三天）。"
     )]
     Deadline(String),
-    #[error(
-        "deadline {0:?} has already passed; give a time still to come, or a span such as \"3d\" counted from when the hub accepts the document"
-    )]
+    #[error("期限 {0:?} 已经过去：请写一个将来的时间，或时长（如 3d，从交换中心收下公文时算起）。")]
     DeadlinePast(String),
     #[error(
-        "the file is empty (0 bytes). If it is still being written, write it under a temporary name (.part) and rename it when done."
+        "文件是空的（0 字节）。如果文件还在写入，请写完后再放入发件箱（或先以临时文件名写完，再改成正式文件名）。"
     )]
     Empty,
-    #[error("the folder holds no files")]
+    #[error("文件夹里没有文件。")]
     EmptyFolder,
-    #[error(
-        "the folder holds a sub-folder ({0}); put every file of the document directly in the folder"
-    )]
+    #[error("文件夹里还有子文件夹（{0}）：请把公文的文件都直接放在这个文件夹里。")]
     NestedFolder(String),
-    #[error("the sidecar names main = {0:?}, but the folder has no such file")]
+    #[error("附注文件写了 main = {0:?}，但文件夹里没有这个文件。")]
     MainMissing(String),
     #[error(
         "文件夹里没有正文：请把正文文件改名为以「正文」开头（如 正文.pdf），或在附注文件（同名的 .meta.toml）中写 main = \"文件名\"，再把文件夹放回发件箱。"
@@ -121,9 +115,9 @@ pub enum DraftError {
     Name(String),
     #[error("{0}")]
     Reply(String),
-    #[error("the document is {size} bytes; at most {limit} bytes may be sent")]
+    #[error("公文共 {size} 字节，超过本单位一次最多可发送的 {limit} 字节。")]
     TooLarge { size: u64, limit: u64 },
-    #[error("cannot read the dropped file: {0}")]
+    #[error("无法读取放入的文件：{0}")]
     Unreadable(String),
 }
 
@@ -240,20 +234,20 @@ fn links(
         (None, None) => None,
         (None, Some(_)) => {
             return Err(bad(
-                "reply_by needs reply = \"decision\" or \"report\" (what answer is asked for)".into(),
+                "写了 reply_by（答复期限），还要写 reply = \"decision\"（批复）或 \"report\"（报送材料）。".into(),
             ));
         }
         (Some(kind), by) => Some(Asks {
             kind: ReplyKind::parse(kind.trim()).ok_or_else(|| {
                 bad(format!(
-                    "reply {kind:?} is not known: ask for a \"decision\" (批复) or a \"report\" (上报)"
+                    "reply {kind:?} 不认识：请写 \"decision\"（批复）或 \"report\"（报送材料）。"
                 ))
             })?,
             by: by.as_ref().map(|d| parse_deadline(d, now)).transpose()?,
         }),
     };
     let doc = |key: &str, v: &str| {
-        DocId::parse(v.trim()).map_err(|_| bad(format!("{key} {v:?} is not a document id")))
+        DocId::parse(v.trim()).map_err(|_| bad(format!("{key} {v:?} 不是文档编号。")))
     };
     let decision = sc
         .decision
@@ -261,7 +255,7 @@ fn links(
         .map(|d| {
             Decision::parse(d.trim()).ok_or_else(|| {
                 bad(format!(
-                    "decision {d:?} is not known: approved (同意), not-approved (不同意) or revise (修改后再报)"
+                    "decision {d:?} 不认识：请写 approved（同意）、not-approved（不同意）或 revise（修改后再报）。"
                 ))
             })
         })
@@ -270,7 +264,8 @@ fn links(
         None => {
             if decision.is_some() || sc.supersedes.is_some() {
                 return Err(bad(
-                    "decision and supersedes belong to an answer: say which document it answers with in_reply_to".into(),
+                    "decision 和 supersedes 只用于答复：请用 in_reply_to 写明答复的是哪份公文。"
+                        .into(),
                 ));
             }
             None
@@ -307,7 +302,7 @@ fn folder_files(files_dir: &Path, main: Option<&str>) -> Result<Vec<DraftFile>, 
     for e in entries {
         let Some(fname) = e.file_name().to_str().map(str::to_owned) else {
             return Err(DraftError::Name(format!(
-                "a file in the folder has a name that is not valid UTF-8 ({}); rename it and drop the folder again",
+                "文件夹里有一个文件的名字不是 UTF-8 编码（{}）：请改名后再放入。",
                 gongwen_common::logsafe::Escaped(&e.file_name().to_string_lossy())
             )));
         };
@@ -317,7 +312,7 @@ fn folder_files(files_dir: &Path, main: Option<&str>) -> Result<Vec<DraftFile>, 
         }
         if !meta.is_file() {
             return Err(DraftError::Name(format!(
-                "{fname} is not a regular file (symbolic links are not sent; copy the file in)"
+                "{fname} 不是普通文件（不发送快捷方式或符号链接；请把文件本身复制进来）。"
             )));
         }
         check_file_name(&fname).map_err(|e| DraftError::Name(e.to_string()))?;
@@ -354,7 +349,7 @@ fn single_file(files_dir: &Path, name: &str) -> Result<DraftFile, DraftError> {
     let meta = std::fs::symlink_metadata(&path).map_err(read_err)?;
     if !meta.is_file() {
         return Err(DraftError::Name(format!(
-            "{name} is not a regular file (a pipe, socket or device); only files are sent"
+            "{name} 不是普通文件（管道、套接字或设备）：只能发送文件。"
         )));
     }
     check_file_name(name).map_err(|e| DraftError::Name(e.to_string()))?;
@@ -396,7 +391,7 @@ pub fn build(
         .as_deref()
         .map(|v| {
             DocId::parse(v.trim())
-                .map_err(|_| DraftError::Reply(format!("forward_of {v:?} is not a document id")))
+                .map_err(|_| DraftError::Reply(format!("forward_of {v:?} 不是文档编号。")))
         })
         .transpose()?;
     let files = if is_folder {
@@ -518,12 +513,12 @@ secrecy = "none"
         );
         for (text, says) in [
             ("reply = \"maybe\"\n", "decision"),
-            ("reply_by = \"5d\"\n", "reply_by needs reply"),
+            ("reply_by = \"5d\"\n", "还要写 reply"),
             ("decision = \"approved\"\n", "in_reply_to"),
-            ("in_reply_to = \"nonsense\"\n", "not a document id"),
+            ("in_reply_to = \"nonsense\"\n", "不是文档编号"),
             (
                 &format!("in_reply_to = \"{id}\"\ndecision = \"ok\"\n"),
-                "not known",
+                "不认识",
             ),
         ] {
             let e = parse(text).unwrap_err().to_string();
@@ -563,7 +558,7 @@ secrecy = "none"
         std::fs::write(d.path().join("a.txt"), b"x").unwrap();
         let sc = parse_sidecar("a.meta.toml", "secrecy = \"秘密\"").unwrap();
         let e = build("h1", "a.txt", false, d.path(), Some(sc), 100, now()).unwrap_err();
-        assert!(e.to_string().contains("non-classified"), "{e}");
+        assert!(e.to_string().contains("非涉密"), "{e}");
         let sc = parse_sidecar("a.meta.toml", "urgency = \"asap\"").unwrap();
         assert!(matches!(
             build("h1", "a.txt", false, d.path(), Some(sc), 100, now()),
@@ -595,7 +590,7 @@ secrecy = "none"
             e,
             DraftError::DeadlinePast("2020-12-01T17:00:00+08:00".into())
         );
-        assert!(e.to_string().contains("already passed"), "{e}");
+        assert!(e.to_string().contains("已经过去"), "{e}");
         // A TOML date-time, too; and a span is always to come.
         let sc = parse_sidecar("a.meta.toml", "deadline = 2020-12-01T17:00:00+08:00").unwrap();
         assert!(matches!(

@@ -150,9 +150,9 @@ pub struct LonelySidecar {
 }
 
 /// Why a file at the top of the outbox is not sent.
-const STRAY: &str = "it was dropped directly in outbox/; put it in outbox/<recipient>/, where <recipient> is a unit's id or a group name.";
+const STRAY: &str = "它直接放在了 outbox/ 下：请放进 outbox/<收文单位编号>/（单位编号或组名，见 outbox/单位名录.txt）。";
 /// Why a name that is not UTF-8 is not sent.
-const NOT_UTF8: &str = "its name is not valid UTF-8 (it was perhaps made on a system with another character set), so it cannot be carried as it is. Rename it (Chinese names are fine) and drop it again.";
+const NOT_UTF8: &str = "它的名字不是 UTF-8 编码（可能来自使用其他字符集的系统），无法原样传送。请改名（可以用中文）后再放入。";
 
 /// Every drop in the outbox now, and what cannot be one.
 pub fn scan(outbox: &Path) -> std::io::Result<Scan> {
@@ -755,15 +755,13 @@ pub(crate) fn free_name(dir: &Path, name: &std::ffi::OsStr) -> PathBuf {
 
 /// The usual advice for a drop that could not be sent.
 const RESEND: &str =
-    "Fix the cause, then move the file back into outbox/<recipient>/ to send it again.";
+    "改正上述问题后，在控制台的“问题”页面点“重新发送”；或把文件放回 outbox/<收文单位编号>/。";
 
 /// Write `<failed>/<name>.error.txt` with what happened and what to do.
 pub(crate) fn write_error(failed_path: &Path, happened: &str, todo: &str) -> std::io::Result<()> {
     let mut p = failed_path.as_os_str().to_owned();
     p.push(ERROR_SUFFIX);
-    let text = format!(
-        "gongwen could not send this document.\n\nWhat happened:\n{happened}\n\nWhat to do:\n{todo}\n"
-    );
+    let text = format!("这份公文没有发出。\n\n原因：\n{happened}\n\n怎么办：\n{todo}\n");
     write_atomic(Path::new(&p), text.as_bytes(), 0o644)
 }
 
@@ -856,12 +854,9 @@ pub fn fail_claimed(
     // files and their reason are kept all the same, and the error is
     // returned once they are.
     let recorded = record(&dest, &to, &cc);
-    let mut happened = format!(
-        "{why}\n\n原收文单位 (it was for): 主送 (to) {}",
-        to.join("、")
-    );
+    let mut happened = format!("{why}\n\n原收文单位：主送 {}", to.join("、"));
     if !cc.is_empty() {
-        happened.push_str(&format!("；抄送 (cc) {}", cc.join("、")));
+        happened.push_str(&format!("；抄送 {}", cc.join("、")));
     }
     write_error(&dest, &happened, RESEND)?;
     sync_dir(&folders.failed)?;
@@ -890,9 +885,7 @@ pub fn put_back(
     let dir = spool::entry(folders, doc_id);
     let claim = read_claim(&dir)?;
     if !claim.from_outbox {
-        let why = format!(
-            "它在取走之后又被改动，没有发出 (it changed after it was taken; nothing was sent): {why}"
-        );
+        let why = format!("它在取走之后又被改动，没有发出：{why}");
         return fail_claimed(folders, doc_id, &why, record);
     }
     let origin = folders.outbox.join(&claim.to);
@@ -913,6 +906,35 @@ pub fn put_back(
         Escaped(&claim.to)
     );
     Ok(dest)
+}
+
+/// A queued document's title and recipients, as the page that follows it
+/// shows them (the title a drop's name gives when the sidecar sets none).
+/// Blocking.
+pub fn queued_facts(folders: &Folders, doc_id: DocId) -> (String, Vec<String>) {
+    let dir = spool::entry(folders, doc_id);
+    let claim = read_claim(&dir).ok();
+    let sidecar = std::fs::read_to_string(spool::sidecar(&dir))
+        .ok()
+        .and_then(|t| crate::outgoing::draft::parse_sidecar("", &t).ok());
+    let mut to: Vec<String> = claim.iter().map(|c| c.to.clone()).collect();
+    if let Some(sc) = &sidecar {
+        for n in sc.to.clone().into_vec() {
+            if !to.contains(&n) {
+                to.push(n);
+            }
+        }
+    }
+    let title = sidecar
+        .and_then(|s| s.title)
+        .filter(|t| !t.trim().is_empty())
+        .or_else(|| {
+            claim
+                .as_ref()
+                .map(|c| crate::outgoing::draft::default_title(&c.name))
+        })
+        .unwrap_or_default();
+    (title, to)
 }
 
 /// What `gongwen-agent send` asks for.
@@ -1275,7 +1297,7 @@ fn act_on(
             if let Err(e) = fail_drop(
                 folders,
                 &d.path,
-                "it is a symbolic link; gongwen sends only files placed in the outbox. Copy the file itself into the outbox.",
+                "它是快捷方式（符号链接）：只发送放进发件箱的文件本身。请把文件本身复制进来。",
             ) {
                 warn!("cannot take {}: {e}", EscapedPath(&d.path));
             }
@@ -1430,13 +1452,13 @@ fn fail_orphan(
     let dest = free_name(&folders.failed, std::ffi::OsStr::new(&file_name));
     std::fs::rename(&sidecar.path, &dest)?;
     let happened = format!(
-        "{file_name} arrived in outbox/{to}/ after {name}, which had already been taken for sending without it: document {doc}, with the default details (title from the file name, urgency normal, no document number or deadline). The details in this sidecar were not applied to it.",
+        "{file_name} 在 {name} 之后才放进 outbox/{to}/，而 {name} 已按默认信息发出（公文 {doc}：标题取自文件名，平件，无文号和期限）。这个附注文件中的信息没有用上。",
         to = sidecar.to,
         name = sidecar.name,
         doc = went.doc_id,
     );
     let todo = format!(
-        "If the document must carry these details, recall it (gongwen-agent recall {doc}) and send it again with the sidecar in place BEFORE the file: write {file_name} first and then drop {name}, or drop a folder that holds both. If the document went out as it should, delete this sidecar.",
+        "如果公文必须带这些信息：在控制台“发文”中撤回公文 {doc}，再重新发送，并且先放附注文件、后放文件（先写 {file_name}，再放 {name}），或放入一个同时装有两者的文件夹。如果公文这样发出没有问题，删掉这个附注文件即可。",
         doc = went.doc_id,
         name = sidecar.name,
     );
@@ -1829,7 +1851,7 @@ mod tests {
         assert!(!half.exists() && file.exists());
 
         let mut to = Vec::new();
-        let failed = fail_claimed(&f, id, "unknown recipient", |_, t, _| {
+        let failed = fail_claimed(&f, id, "交换中心不认识收文单位", |_, t, _| {
             to = t.to_vec();
             Ok(())
         })
@@ -1838,7 +1860,7 @@ mod tests {
         assert_eq!(std::fs::read(&failed).unwrap(), b"x");
         assert!(!dir.exists());
         let err = std::fs::read_to_string(format!("{}{ERROR_SUFFIX}", failed.display())).unwrap();
-        assert!(err.contains("unknown recipient"));
+        assert!(err.contains("交换中心不认识收文单位") && err.contains("主送 harbin-gov"));
         assert!(sidecar_path(&failed).exists());
     }
 }

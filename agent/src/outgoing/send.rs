@@ -154,7 +154,7 @@ pub async fn send_pending(conn: &quinn::Connection, tx: &Sending) -> Result<(), 
                 if conn.close_reason().is_none() && tx.broke_off(doc_id) =>
             {
                 Err(SendError::Permanent(format!(
-                    "发送 {BREAKS_BEFORE_GIVING_UP} 次都在中途中断，已停止重试 (sending broke off {BREAKS_BEFORE_GIVING_UP} times in a row on a live connection: {e})"
+                    "发送 {BREAKS_BEFORE_GIVING_UP} 次都在中途中断，已停止重试（{e}）。"
                 )))
             }
             Err(SendError::Connection(e)) => Err(SendError::Connection(e)),
@@ -340,7 +340,7 @@ async fn read_draft(me: &Identity, dir: &Path) -> Result<Draft, SendError> {
         let claim = read_claim(&d).map_err(later)?;
         let sidecar = if claim.has_sidecar {
             let text = std::fs::read_to_string(spool::sidecar(&d))
-                .map_err(|e| SendError::Permanent(format!("the sidecar cannot be read: {e}")))?;
+                .map_err(|e| SendError::Permanent(format!("无法读取附注文件：{e}")))?;
             Some(
                 draft::parse_sidecar(&format!("{}{}", claim.name, outbox::SIDECAR_SUFFIX), &text)
                     .map_err(|e| SendError::Permanent(e.to_string()))?,
@@ -381,8 +381,8 @@ async fn address(
         } if unknown.is_empty() => (resolved, bindings),
         Message::Directory { unknown, .. } => {
             return Err(SendError::Permanent(format!(
-                "unknown recipient: {}. No unit or group of that name is known to the hub (a unit is known once it is enrolled in the CA's directory, or once its agent has connected). Check the outbox folder name and the sidecar's to/cc.",
-                unknown.join(", ")
+                "交换中心不认识收文单位：{}。没有这个编号的单位或组（单位由省级管理员登记、或其交换程序连上交换中心后，交换中心才知道它）。请检查收文单位。",
+                unknown.join("、")
             )));
         }
         // The hub cannot answer now (its database, say): its words.
@@ -422,9 +422,7 @@ async fn address(
         .filter(|c| !in_to.contains(c))
         .collect();
     if to.is_empty() {
-        return Err(SendError::Permanent(
-            "no main recipient besides this unit itself".into(),
-        ));
+        return Err(SendError::Permanent("除本单位外没有主送单位。".into()));
     }
     let suite = me.credentials().signer().suite();
     let verdicts = key_verdicts(&bindings, me.trust(), me.clock().now(), suite);
@@ -528,11 +526,10 @@ fn links_of(
         ..Links::default()
     };
     if let Some(id) = draft.forward_of {
-        let header = store.header(id).map_err(later)?.ok_or_else(|| {
-            SendError::Permanent(format!(
-                "there is no document {id} in this unit's inbox to forward"
-            ))
-        })?;
+        let header = store
+            .header(id)
+            .map_err(later)?
+            .ok_or_else(|| SendError::Permanent(format!("本单位收文中没有要转发的公文 {id}。")))?;
         let sealed = SealedHeader::parse(&header).map_err(later)?;
         // A forward of a forward carries the first issuer's original; an
         // original received as a tree-form copy is carried as its signed
@@ -555,7 +552,7 @@ fn links_of(
         let header = store.header(a.doc_id).map_err(later)?;
         let (Some((rec, _)), Some(header)) = (received, header) else {
             return Err(SendError::Permanent(format!(
-                "there is no document {} in this unit's inbox to answer",
+                "本单位收文中没有要答复的公文 {}。",
                 a.doc_id
             )));
         };
@@ -613,7 +610,7 @@ fn sign_for_question(
             let now = store.received(question).map_err(later)?;
             if now.is_some_and(|(r, _)| r.state == crate::unit::store::ReceivedState::Rejected) {
                 return Err(SendError::Permanent(format!(
-                    "document {question} was returned (退回) meanwhile; it cannot be answered"
+                    "公文 {question} 已被退回，不能再答复。"
                 )));
             }
             Ok(())
@@ -725,7 +722,7 @@ impl Sealing {
         f: &draft::DraftFile,
     ) -> Result<(FileEntry, crate::outgoing::stamp::Stamp), SendError> {
         let unreadable =
-            |e: std::io::Error| SendError::Permanent(format!("{} cannot be read: {e}", f.name));
+            |e: std::io::Error| SendError::Permanent(format!("无法读取文件 {}：{e}", f.name));
         let mut file = std::fs::File::open(&f.path).map_err(unreadable)?;
         let stamp = |file: &std::fs::File| {
             file.metadata()
@@ -802,7 +799,13 @@ fn refused(code: ErrorCode, message: String) -> SendError {
     } else if code.is_retryable() {
         SendError::Later(format!("the hub: {message}"))
     } else {
-        SendError::Permanent(format!("the hub refused the document: {message}"))
+        // The hub's own words go to the log; the clerk reads what the
+        // refusal means.
+        warn!(
+            "the hub refused the document ({code:?}): {}",
+            gongwen_common::logsafe::Escaped(&message)
+        );
+        SendError::Permanent(format!("交换中心拒收：{}。", code.chinese()))
     }
 }
 
@@ -832,7 +835,7 @@ async fn upload(
         let key = tokio::fs::read(spool::key(dir)).await.map_err(later)?;
         let key: [u8; 32] = key
             .try_into()
-            .map_err(|_| SendError::Permanent("the spool's content key is damaged".into()))?;
+            .map_err(|_| SendError::Permanent("发送队列中这份公文的密钥已损坏。".into()))?;
         Content::Files {
             dir: spool::files(dir),
             key,
@@ -860,8 +863,7 @@ async fn upload_sealed(
             // A hub older than protocol 7 does not know the keys' leaves
             // that go first.
             SendError::Permanent(format!(
-                "交换中心的版本过旧，不能接收发给 {} 个以上单位的公文；请管理员先升级交换中心 (the hub is older than protocol 7 and cannot take a document for more than {} units: upgrade the hub first; it said: {message})",
-                gongwen_common::envelope::tree::TREE_ABOVE,
+                "交换中心的版本过旧，不能接收发给 {} 个以上单位的公文；请管理员先升级交换中心。",
                 gongwen_common::envelope::tree::TREE_ABOVE
             ))
         } else if again && code == ErrorCode::UnknownRecipient {

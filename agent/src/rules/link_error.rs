@@ -73,6 +73,39 @@ pub enum LinkError {
 }
 
 impl LinkError {
+    /// What a clerk reads on the console: why the unit cannot reach the
+    /// hub and whom to tell (the English above is for the log and the
+    /// administrator).
+    pub fn chinese(&self) -> &'static str {
+        match self {
+            LinkError::Resolve { .. } => "找不到交换中心的地址（域名解析失败）；请联系本单位管理员",
+            LinkError::Unreachable { .. } => {
+                "交换中心没有应答：可能是网络中断、防火墙阻断或交换中心停机"
+            }
+            LinkError::Revoked | LinkError::RevokedWhileConnected => {
+                "本单位的证书已被吊销；请联系省级管理员重新办理"
+            }
+            LinkError::Expired => "本单位的证书已过期或尚未生效；请检查本机时间，或请管理员续期",
+            LinkError::UnknownCa | LinkError::CertificateRefused(_) => {
+                "交换中心不接受本单位的证书；请联系省级管理员"
+            }
+            LinkError::WrongHub(_) | LinkError::HubCertificate(_) => {
+                "连接到的不是本单位的交换中心，或其证书不可信；请联系本单位管理员"
+            }
+            LinkError::HubCrlStale => {
+                "交换中心的证书吊销列表已过期，暂不接受连接；请联系省级管理员"
+            }
+            LinkError::Replaced => "另一台机器以本单位的身份连上了交换中心；请联系本单位管理员",
+            LinkError::HubShuttingDown | LinkError::HubTurnedAway => {
+                "交换中心正在重启或繁忙，稍后自动重连"
+            }
+            LinkError::Refused(_) | LinkError::Protocol(_) => {
+                "交换中心拒绝了连接；如持续出现，请联系本单位管理员"
+            }
+            LinkError::Lost(_) => "与交换中心的连接中断，正在重连",
+        }
+    }
+
     /// True when retrying cannot help until someone changes a certificate
     /// or the configuration (the agent still retries, more patiently).
     pub fn needs_administrator(&self) -> bool {

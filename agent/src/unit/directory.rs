@@ -31,10 +31,9 @@ pub fn folder_names(book: &AddressBook, me: &NodeId) -> Vec<String> {
 /// `单位名录.txt`: what each folder sends to.
 pub fn list_text(book: &AddressBook, me: &NodeId) -> String {
     let mut out = String::from(
-        "单位名录 (directory of units) — 把文件放进 outbox/<编号>/ 即发给该单位或该组。\n\
-         Put a file in outbox/<id>/ to send it to that unit or group.\n\
-         Write the sidecar <file>.meta.toml first, or drop a folder.\n\n\
-         编号 (id)\t单位名称 (name)\t所在组 (groups)\n",
+        "单位名录 — 把文件放进 outbox/<编号>/ 即发给该单位或该组。\n\
+         先写好同名的 <文件名>.meta.toml（标题、文号等），或放入一个文件夹（正文命名为“正文”）。\n\n\
+         编号\t单位名称\t所在组\n",
     );
     let mut units: Vec<&AddressEntry> = book.units.iter().filter(|u| &u.id != me).collect();
     units.sort_by(|a, b| a.id.cmp(&b.id));
@@ -54,7 +53,7 @@ pub fn list_text(book: &AddressBook, me: &NodeId) -> String {
             u.id,
             u.name.as_deref().unwrap_or("-"),
             if u.revoked {
-                "（证书已吊销，不能收文 / revoked: cannot receive）"
+                "（证书已吊销，不能收文）"
             } else {
                 ""
             },
@@ -62,7 +61,7 @@ pub fn list_text(book: &AddressBook, me: &NodeId) -> String {
         ));
     }
     if !book.groups.is_empty() {
-        out.push_str("\n组 (group)\t成员 (members)\n");
+        out.push_str("\n组\t成员\n");
         for g in &book.groups {
             let members: Vec<&str> = g.members.iter().map(NodeId::as_str).collect();
             out.push_str(&format!("{}\t{}\n", g.name, members.join(", ")));
@@ -90,11 +89,75 @@ pub fn apply(outbox: &Path, dir: &AddressBook, me: &NodeId) -> std::io::Result<(
     Ok(())
 }
 
+/// Units by name: what a clerk reads instead of an id, and the ids a
+/// clerk means by typing part of a name (大庆 → daqing-gov, daqing-edu).
+/// Built once per directory the hub sends (10,000 units: one map).
+#[derive(Debug, Default)]
+pub struct UnitNames {
+    by_id: std::collections::HashMap<String, String>,
+}
+
+impl UnitNames {
+    pub fn of(book: &AddressBook) -> UnitNames {
+        UnitNames {
+            by_id: book
+                .units
+                .iter()
+                .map(|u| {
+                    let id = u.id.to_string();
+                    (id.clone(), u.name.clone().unwrap_or(id))
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether the directory lists the unit `id`.
+    pub fn knows(&self, id: &str) -> bool {
+        self.by_id.contains_key(id)
+    }
+
+    /// The unit's 单位名称, or its id when the directory has no name for it.
+    pub fn show<'a>(&'a self, id: &'a str) -> &'a str {
+        self.by_id.get(id).map(String::as_str).unwrap_or(id)
+    }
+
+    /// `哈尔滨市人民政府、大庆市人民政府` for a list of ids.
+    pub fn list<'a>(&self, ids: impl IntoIterator<Item = &'a str>) -> String {
+        ids.into_iter()
+            .map(|id| self.show(id))
+            .collect::<Vec<_>>()
+            .join("、")
+    }
+
+    /// The ids of the units whose id or name contains `typed` (ignoring
+    /// case and surrounding spaces), sorted; `typed` itself when it names
+    /// a unit the directory does not (another domain's, or before the
+    /// first directory).
+    pub fn matching(&self, typed: &str) -> Vec<String> {
+        let typed = typed.trim();
+        if typed.is_empty() {
+            return Vec::new();
+        }
+        let lower = typed.to_lowercase();
+        let mut ids: Vec<String> = self
+            .by_id
+            .iter()
+            .filter(|(id, name)| id.to_lowercase().contains(&lower) || name.contains(typed))
+            .map(|(id, _)| id.clone())
+            .collect();
+        if ids.is_empty() {
+            ids.push(typed.to_owned());
+        }
+        ids.sort();
+        ids
+    }
+}
+
 /// The directory as last heard from the hub (none before the first
 /// answer), shared by the session that asks and the console that shows it.
 #[derive(Debug, Default)]
 pub struct Known {
-    current: Mutex<Option<Arc<AddressBook>>>,
+    current: Mutex<Option<(Arc<AddressBook>, Arc<UnitNames>)>>,
 }
 
 impl Known {
@@ -102,11 +165,24 @@ impl Known {
         self.current
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .as_ref()
+            .map(|(book, _)| book.clone())
+    }
+
+    /// The units' names as last heard (none known before the first
+    /// directory: every id shows as itself).
+    pub fn names(&self) -> Arc<UnitNames> {
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|(_, names)| names.clone())
+            .unwrap_or_default()
     }
 
     pub fn set(&self, dir: AddressBook) {
-        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(dir));
+        let names = Arc::new(UnitNames::of(&dir));
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some((Arc::new(dir), names));
     }
 }
 
@@ -184,6 +260,24 @@ mod tests {
                 extra_urgent: 3600,
             }),
         }
+    }
+
+    #[test]
+    fn units_show_by_name_and_are_found_by_part_of_name_or_id() {
+        let names = UnitNames::of(&sample());
+        assert_eq!(names.show("harbin-gov"), "哈尔滨市人民政府");
+        // No name in the directory, or not in it at all: the id.
+        assert_eq!(names.show("daqing-gov"), "daqing-gov");
+        assert_eq!(names.show("gov@national"), "gov@national");
+        assert_eq!(
+            names.list(["prov-gov", "harbin-gov"]),
+            "省政府、哈尔滨市人民政府"
+        );
+        assert_eq!(names.matching("哈尔滨"), vec!["harbin-gov".to_owned()]);
+        assert_eq!(names.matching(" 省政府 "), vec!["prov-gov".to_owned()]);
+        assert_eq!(names.matching("GOV").len(), 3, "ids ignore case");
+        assert_eq!(names.matching("gov@harbin"), vec!["gov@harbin".to_owned()]);
+        assert!(names.matching("  ").is_empty());
     }
 
     #[test]

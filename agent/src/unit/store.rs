@@ -11,6 +11,8 @@
 //! | `to_submit`   | doc id                     | an answer the hub has not confirmed    |
 //! | `failed`      | doc id                     | [`FailedRecord`]: a send given up      |
 //! | `supervision` | (round, level, doc, unit)  | a 督办 notice received (JSON)          |
+//! | `pending`     | doc id                     | (index) received, not yet answered     |
+//! | `returned`    | doc id                     | (index) sent, returns not yet dealt with|
 //!
 //! Outgoing documents not yet accepted by the hub are not here: their
 //! spool directory is the record (see [`crate::outgoing::outbox`]).
@@ -21,7 +23,7 @@ use std::sync::Arc;
 use gongwen_common::envelope::Urgency;
 use gongwen_common::receipt::ReceiptKind;
 use gongwen_common::{DocId, NodeId};
-use redb::{ReadableTable, TableDefinition};
+use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 /// An answer waiting to be given to the hub.
@@ -75,6 +77,27 @@ const FAILED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("failed");
 /// doc id, unit) → the notice (JSON).
 const SUPERVISION: TableDefinition<(&str, u32, &[u8], &str), &[u8]> =
     TableDefinition::new("supervision");
+/// Received documents still to sign for or return (the console's `/` and
+/// its count read this, not every record).
+const PENDING: TableDefinition<&[u8], u8> = TableDefinition::new("pending");
+/// Sent documents returned (退回) by some recipient that the clerk has not
+/// yet sent again or put aside: doc id → how many returns.
+const RETURNED: TableDefinition<&[u8], u32> = TableDefinition::new("returned");
+/// Which version of the indexes above the store holds (built once from
+/// the records by a store written before them).
+const INDEX_VERSION: &[u8] = b"1";
+
+/// Keep the pending index in step with a received record just written.
+fn index_pending(txn: &redb::WriteTransaction, rec: &ReceivedRecord) -> Result<(), StoreError> {
+    let mut t = txn.open_table(PENDING)?;
+    let key = rec.doc_id.as_bytes().as_slice();
+    if rec.state == ReceivedState::Delivered {
+        t.insert(key, 0)?;
+    } else {
+        t.remove(key)?;
+    }
+    Ok(())
+}
 
 pub use gongwen_common::kvstore::StoreError;
 use gongwen_common::kvstore::{from_json as parse, to_json as json};
@@ -197,12 +220,51 @@ pub struct ReceivedRecord {
     pub sender_name: Option<String>,
 }
 
+/// Build the indexes from the records, once, in a store written before
+/// they existed.
+fn build_indexes(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let mut meta = txn.open_table(META)?;
+    if meta
+        .get("indexes")?
+        .is_some_and(|v| v.value() == INDEX_VERSION)
+    {
+        return Ok(());
+    }
+    let received = txn.open_table(RECEIVED)?;
+    for row in received.iter()? {
+        let (_, v) = row?;
+        index_pending(txn, &parse::<ReceivedRecord>(v.value())?)?;
+    }
+    let receipts = txn.open_table(RECEIPTS)?;
+    let mut returned = txn.open_table(RETURNED)?;
+    for row in receipts.iter()? {
+        let (k, _) = row?;
+        let (doc, _, kind) = k.value();
+        if kind == ReceiptKind::Rejected.code() {
+            let n = returned.get(doc)?.map(|g| g.value()).unwrap_or(0);
+            returned.insert(doc, n + 1)?;
+        }
+    }
+    meta.insert("indexes", INDEX_VERSION)?;
+    Ok(())
+}
+
+/// How many documents wait on the clerk, for the console's navigation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WaitingCounts {
+    /// 待签收.
+    pub pending: usize,
+    /// Sent documents returned and not yet sent again or put aside.
+    pub returned: usize,
+}
+
 /// Which received documents to list (the console's filters).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReceivedFilter {
     /// Any of these states (empty: any state).
     pub states: Vec<ReceivedState>,
-    pub sender: Option<NodeId>,
+    /// Text in the sender's id or name (哈尔滨, harbin-gov).
+    pub sender: Option<String>,
     /// Text in the title or the document number.
     pub text: Option<String>,
     /// Received at or after (Unix ms).
@@ -222,7 +284,10 @@ impl ReceivedFilter {
 
     pub fn matches(&self, r: &ReceivedRecord) -> bool {
         (self.states.is_empty() || self.states.contains(&r.state))
-            && self.sender.as_ref().is_none_or(|s| *s == r.sender)
+            && self.sender.as_deref().is_none_or(|s| {
+                r.sender.as_str().contains(s)
+                    || r.sender_name.as_deref().is_some_and(|n| n.contains(s))
+            })
             && self
                 .text
                 .as_deref()
@@ -270,6 +335,9 @@ impl Store {
             txn.open_table(REPLIED)?;
             txn.open_table(FAILED)?;
             txn.open_table(SUPERVISION)?;
+            txn.open_table(PENDING)?;
+            txn.open_table(RETURNED)?;
+            build_indexes(&txn)?;
         }
         txn.commit()?;
         Ok(Store {
@@ -396,15 +464,17 @@ impl Store {
         let mut new = Vec::with_capacity(receipts.len());
         {
             let mut t = txn.open_table(RECEIPTS)?;
+            let mut returned = txn.open_table(RETURNED)?;
             for &(doc_id, recipient, kind, receipt) in receipts {
-                let k = (
-                    doc_id.as_bytes().as_slice(),
-                    recipient.as_str(),
-                    kind.code(),
-                );
+                let key = doc_id.as_bytes().as_slice();
+                let k = (key, recipient.as_str(), kind.code());
                 let fresh = t.get(k)?.is_none();
                 if fresh {
                     t.insert(k, receipt)?;
+                    if kind == ReceiptKind::Rejected {
+                        let n = returned.get(key)?.map(|g| g.value()).unwrap_or(0);
+                        returned.insert(key, n + 1)?;
+                    }
                 }
                 new.push(fresh);
             }
@@ -473,6 +543,7 @@ impl Store {
                 received.insert(key, json(rec)?.as_slice())?;
                 headers.insert(key, *header)?;
                 receipts.insert(key, *my_receipt)?;
+                index_pending(&txn, rec)?;
             }
         }
         txn.commit()?;
@@ -501,6 +572,7 @@ impl Store {
             match now.as_ref().and_then(change) {
                 Some(rec) => {
                     t.insert(key, json(&rec)?.as_slice())?;
+                    index_pending(&txn, &rec)?;
                     Some(rec)
                 }
                 None => None,
@@ -540,6 +612,7 @@ impl Store {
                 .insert(key, receipt.as_slice())
                 .map_err(StoreError::from)?;
             queue_answer(&txn, key, &receipt)?;
+            index_pending(&txn, &rec)?;
             rec
         };
         txn.commit().map_err(StoreError::from)?;
@@ -562,6 +635,18 @@ impl Store {
         t.get(doc_id.as_bytes().as_slice())?
             .map(|g| parse(g.value()))
             .transpose()
+    }
+
+    /// Every failure kept, in no particular order.
+    pub fn all_failed(&self) -> Result<Vec<FailedRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(FAILED)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (_, v) = row?;
+            out.push(parse(v.value())?);
+        }
+        Ok(out)
     }
 
     /// Record 督办 notices of one escalation round (`at`, `level`); every
@@ -598,6 +683,22 @@ impl Store {
         };
         txn.commit()?;
         Ok(all)
+    }
+
+    /// The 督办 notices this (supervision) unit received, newest round
+    /// first, at most `limit`.
+    pub fn supervision_notices(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<gongwen_common::notice::Notice>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(SUPERVISION)?;
+        let mut out = Vec::new();
+        for row in t.iter()?.rev().take(limit) {
+            let (_, v) = row?;
+            out.push(parse(v.value())?);
+        }
+        Ok(out)
     }
 
     /// Our latest answer (accepted by the hub) to a received document.
@@ -746,6 +847,65 @@ impl Store {
         Ok(())
     }
 
+    /// How many documents wait on the clerk: two index lengths.
+    pub fn waiting_counts(&self) -> Result<WaitingCounts, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(WaitingCounts {
+            pending: txn.open_table(PENDING)?.len()? as usize,
+            returned: txn.open_table(RETURNED)?.len()? as usize,
+        })
+    }
+
+    /// Sent documents returned by some recipient and not yet dealt with,
+    /// newest first, each with how many returned it.
+    pub fn returned_open(&self) -> Result<Vec<(SentRecord, u32)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let (returned, sent) = (txn.open_table(RETURNED)?, txn.open_table(SENT)?);
+        let mut out = Vec::new();
+        for row in returned.iter()?.rev() {
+            let (k, n) = row?;
+            if let Some(rec) = sent.get(k.value())? {
+                out.push((parse(rec.value())?, n.value()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many recipients returned `doc_id`, of the returns not yet
+    /// dealt with.
+    pub fn returns_open(&self, doc_id: DocId) -> Result<u32, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(RETURNED)?;
+        Ok(t.get(doc_id.as_bytes().as_slice())?
+            .map(|g| g.value())
+            .unwrap_or(0))
+    }
+
+    /// The clerk has dealt with the returns of `doc_id` (sent it again, or
+    /// put it aside): it leaves the 已退回 list until another return.
+    pub fn close_returns(&self, doc_id: DocId) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(RETURNED)?
+            .remove(doc_id.as_bytes().as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Received documents whose answer (签收/退回) has not reached the
+    /// hub yet (未送达交换中心).
+    pub fn answers_not_at_hub(&self) -> Result<std::collections::HashSet<DocId>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(TO_SUBMIT)?;
+        let mut out = std::collections::HashSet::new();
+        for row in t.iter()? {
+            let (k, _) = row?;
+            if let Ok(b) = <[u8; 16]>::try_from(k.value()) {
+                out.insert(DocId::from_bytes(b));
+            }
+        }
+        Ok(out)
+    }
+
     /// One page of the received documents that match `filter`, newest
     /// first: `limit` after skipping `offset`, and whether more match. Read
     /// in the store, stopping as soon as the page is full.
@@ -759,20 +919,41 @@ impl Store {
         let t = txn.open_table(RECEIVED)?;
         let mut page = Vec::with_capacity(limit);
         let mut skipped = 0;
-        for row in t.iter()?.rev() {
-            let (_, v) = row?;
-            let r: ReceivedRecord = parse(v.value())?;
+        // Newest first: a record matching the filter is skipped while
+        // `offset` are not, then kept; true once the page is full and more
+        // match.
+        let mut take = |r: ReceivedRecord, page: &mut Vec<ReceivedRecord>| {
             if !filter.matches(&r) {
-                continue;
+                return false;
             }
             if skipped < offset {
                 skipped += 1;
-                continue;
+                return false;
             }
             if page.len() == limit {
-                return Ok((page, true));
+                return true;
             }
             page.push(r);
+            false
+        };
+        if filter.states == [ReceivedState::Delivered] {
+            // Only what is pending: the index names them, no other
+            // record is read.
+            for row in txn.open_table(PENDING)?.iter()?.rev() {
+                let (k, _) = row?;
+                if let Some(v) = t.get(k.value())?
+                    && take(parse(v.value())?, &mut page)
+                {
+                    return Ok((page, true));
+                }
+            }
+        } else {
+            for row in t.iter()?.rev() {
+                let (_, v) = row?;
+                if take(parse(v.value())?, &mut page) {
+                    return Ok((page, true));
+                }
+            }
         }
         Ok((page, false))
     }

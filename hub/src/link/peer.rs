@@ -711,6 +711,7 @@ async fn mark_undeliverable(
         escalation_level: 0,
         at: gongwen_common::timefmt::rfc3339(core.clock().now()),
         reason: reason.clone(),
+        pressed_by: None,
     };
     let marked = core
         .store()

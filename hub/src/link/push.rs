@@ -601,6 +601,7 @@ mod tests {
                 escalation_level: level,
                 at: at.into(),
                 reason: String::new(),
+                pressed_by: None,
             }
             .to_bytes(),
         )

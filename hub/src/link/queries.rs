@@ -51,6 +51,7 @@ pub(crate) async fn supervise(core: &Core, q: &Query) -> Result<serde_json::Valu
                     .0,
             )
         }
+        Query::Press { .. } => Err("a 督办单 is sent by a supervisor unit's agent".into()),
         Query::Report { since, until } => {
             let (since, until) = (parse_time(since)?, parse_time(until)?);
             let data = all_deliveries(core).await?;

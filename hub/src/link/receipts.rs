@@ -270,6 +270,7 @@ pub(crate) async fn recall(
             escalation_level: 0,
             at: at.clone(),
             reason: reason.clone(),
+            pressed_by: None,
         }
         .to_bytes()
     });
@@ -307,6 +308,67 @@ pub(crate) async fn urge(
         core.wake_pushes(r);
     }
     info!(doc = %doc_id, units = urged.len(), "urged by the sender");
+    Ok(Message::Json {
+        body: serde_json::json!({ "doc_id": doc_id, "urged": urged })
+            .to_string()
+            .into_bytes(),
+    })
+}
+
+/// A supervision office's 督办单: urge `units` (every unit that has not
+/// signed for it, if none) about `doc`, in the office's name and words.
+/// Counted as an urging, like the sender's. The caller checked that the
+/// office is a supervisor unit.
+pub(crate) async fn press(
+    doc_id: DocId,
+    units: Vec<NodeId>,
+    words: &str,
+    ident: &CertIdentity,
+    core: &Core,
+) -> Result<Message, Refusal> {
+    let words = words.trim();
+    if words.is_empty() {
+        return Err(Refusal::new(
+            ErrorCode::Malformed,
+            "a 督办单 says what the office asks (words)",
+        ));
+    }
+    if words.chars().count() > gongwen_common::supervision::MAX_PRESS_WORDS {
+        return Err(Refusal::new(
+            ErrorCode::TooLarge,
+            format!(
+                "a 督办单 holds at most {} characters",
+                gongwen_common::supervision::MAX_PRESS_WORDS
+            ),
+        ));
+    }
+    if core.store().doc(doc_id).await?.is_none() {
+        return Err(Refusal::new(
+            ErrorCode::UnknownDocument,
+            format!("the hub has no document {doc_id}"),
+        ));
+    }
+    let now = core.now_ms();
+    let pressed_by = gongwen_common::notice::PressedBy {
+        unit: ident.id.clone(),
+        name: ident.name.clone(),
+        words: words.to_owned(),
+    };
+    let notice = Arc::new(move |doc: &DocRecord, r: &NodeId, rec: &_| {
+        let mut n = crate::rules::notices::urge_notice(doc, r, rec, now);
+        n.pressed_by = Some(pressed_by.clone());
+        n.to_bytes()
+    });
+    let urged = core.store().urge_now(doc_id, units, now, notice).await?;
+    for r in &urged {
+        core.wake_pushes(r);
+    }
+    info!(
+        doc = %doc_id,
+        units = urged.len(),
+        "督办单 (pressed) by the supervisor unit {}",
+        ident.id
+    );
     Ok(Message::Json {
         body: serde_json::json!({ "doc_id": doc_id, "urged": urged })
             .to_string()

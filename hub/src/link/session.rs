@@ -500,6 +500,10 @@ async fn supervise(query: &[u8], ident: &CertIdentity, core: &Core) -> Result<Me
             "only supervisor units may query supervision data",
         ));
     }
+    // A 督办单 acts (it urges, in the office's name); the rest only read.
+    if let crate::rules::supervision::Query::Press { doc, units, words } = q {
+        return crate::link::receipts::press(doc, units, &words, ident, core).await;
+    }
     let v = crate::link::queries::supervise(core, &q)
         .await
         .map_err(|e| Refusal::new(ErrorCode::BadRequest, e))?;

@@ -41,6 +41,7 @@ fn step_notice(
         escalation_level: rec.escalation_level,
         at: time_ms(now_ms).unwrap_or_default(),
         reason: String::new(),
+        pressed_by: None,
     }
 }
 

@@ -22,7 +22,7 @@ use crate::unit::accounts::User;
 async fn refused(web: &Web, user: &User, csrf: &str, doc_id: &str, why: &str) -> Response {
     match received(web, doc_id).await {
         Ok((rec, sealed)) => {
-            let mut r = doc_page(web, user, csrf, &rec, sealed.as_ref(), Some(why)).await;
+            let mut r = doc_page(web, user, csrf, &rec, sealed.as_ref(), Some(why), None).await;
             *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
             r
         }

@@ -77,8 +77,11 @@ const STYLE: &str = include_str!("style.css");
 /// What the console says about this unit beyond its store.
 #[derive(Debug, Clone)]
 pub struct UnitFacts {
-    /// 哈尔滨市人民政府 (harbin-gov).
+    /// 哈尔滨市人民政府: what every page and printed slip calls this unit
+    /// (its id when the certificate names none).
     label: String,
+    /// harbin-gov, for the status page.
+    id: String,
     /// When this unit's certificate expires.
     cert_not_after: time::OffsetDateTime,
     /// Its role: supervisor units also get `/supervision`.
@@ -94,11 +97,12 @@ impl UnitFacts {
         link: tokio::sync::watch::Receiver<crate::link::state::LinkState>,
     ) -> UnitFacts {
         let label = match &cert.name {
-            Some(name) => format!("{name} ({})", cert.id),
+            Some(name) => name.clone(),
             None => cert.id.to_string(),
         };
         UnitFacts {
             label,
+            id: cert.id.to_string(),
             cert_not_after: cert.not_after,
             role: cert.role,
             link,
@@ -278,14 +282,21 @@ fn router(web: Arc<Web>) -> Router {
         .route("/inbox/{doc_id}/reject", post(reject))
         .route("/inbox/{doc_id}/files/{name}", get(download))
         .route("/inbox/{doc_id}/forward", post(answers::forward))
+        .route("/inbox/{doc_id}/print/handling", get(print_handling))
+        .route("/inbox/{doc_id}/print/slip", get(print_received_slip))
+        .route("/sent/{doc_id}/slip/{unit}", get(print_sent_slip))
         .route("/compose", get(compose_page))
         .route("/sent", get(sent_list))
         .route("/sent/{doc_id}", get(sent_doc))
         .route("/sent/{doc_id}/recall", post(recall))
         .route("/sent/{doc_id}/urge", post(urge))
+        .route("/sent/{doc_id}/aside", post(put_aside))
+        .route("/problems/resend", post(resend_failed))
+        .route("/problems/delete", post(delete_failed))
         .route("/sent/{doc_id}/{file}", get(answers::summary_file))
         .route("/supervision", get(supervision_page))
         .route("/supervision/overdue.csv", get(overdue_csv))
+        .route("/supervision/press", post(press))
         .route("/supervision/report.csv", get(report_csv))
         .route("/api/v1/supervision/{query}", get(api_supervision))
         .route("/problems", get(problems_page))
@@ -471,12 +482,62 @@ impl Web {
         Some(Who::Session { user, csrf: s.csrf })
     }
 
-    fn frame<'a>(&'a self, user: &'a User, csrf: &'a str) -> Frame<'a> {
+    /// What every page shows around its body: who, this unit, whether
+    /// it is cut off from the hub, and what waits on the clerk.
+    async fn frame<'a>(&'a self, user: &'a User, csrf: &'a str) -> Frame<'a> {
+        let waiting = self
+            .parts
+            .store()
+            .run(|s| s.waiting_counts())
+            .await
+            .unwrap_or_default();
+        let folders = self.parts.identity().folders().clone();
+        let problems = tokio::task::spawn_blocking(move || crate::actions::failed::count(&folders))
+            .await
+            .unwrap_or(0);
         Frame {
             user,
             csrf,
             unit: &self.unit,
             supervisor: self.facts.role == gongwen_common::Role::Supervisor,
+            names: self.parts.known().names(),
+            cut_off: self.cut_off(),
+            counts: pages::NavCounts {
+                pending: waiting.pending,
+                returned: waiting.returned,
+                problems,
+            },
+        }
+    }
+
+    /// Make sure the directory held names `ids`: one that is not in it
+    /// (a unit that joined since it was last read) has it read again now,
+    /// if the hub can be asked. What a page that names units calls first.
+    async fn know_units(&self, ids: Vec<String>) {
+        let missing = {
+            let names = self.parts.known().names();
+            ids.iter().any(|id| !id.contains('@') && !names.knows(id))
+        };
+        if missing && self.parts.clerk().connected() {
+            let _ = self
+                .parts
+                .known()
+                .refresh(self.parts.link(), self.parts.identity())
+                .await;
+        }
+    }
+
+    /// Why this unit cannot reach the hub now, in a clerk's words; none
+    /// while connected (or still starting).
+    fn cut_off(&self) -> Option<String> {
+        use crate::link::state::LinkState;
+        match &*self.facts.link.borrow() {
+            LinkState::Disconnected { error, retry_in } => Some(format!(
+                "{}，{:.0} 秒后重试。期间可以照常签收、退回和拟稿，公文和回执在连上后自动送出。",
+                error.chinese(),
+                retry_in.as_secs_f64().ceil()
+            )),
+            _ => None,
         }
     }
 }
@@ -813,18 +874,36 @@ async fn logout(
     r
 }
 
+/// The sent documents whose returns the clerk has not dealt with.
+fn returned_rows(open: Vec<(crate::unit::store::SentRecord, u32)>) -> Vec<pages::ReturnedRow> {
+    open.into_iter()
+        .map(|(r, n)| pages::ReturnedRow {
+            doc_id: r.doc_id.to_string(),
+            title: r.title,
+            doc_number: r.doc_number,
+            sent_ms: r.sent_ms,
+            returned: n,
+        })
+        .collect()
+}
+
 async fn pending_page(State(web): State<Arc<Web>>, Page { user, csrf }: Page) -> Response {
     let page = web
         .parts
         .store()
-        .run(|s| s.received_page(&ReceivedFilter::pending(), 0, PAGE_SIZE))
+        .run(|s| {
+            let (rows, more) = s.received_page(&ReceivedFilter::pending(), 0, PAGE_SIZE)?;
+            Ok((rows, more, s.returned_open()?, s.answers_not_at_hub()?))
+        })
         .await;
     match page {
-        Ok((rows, more)) => pages::pending(
-            &web.frame(&user, &csrf),
+        Ok((rows, more, returned, unsent)) => pages::pending(
+            &web.frame(&user, &csrf).await,
             &rows,
             more,
             web.parts.identity().now_ms(),
+            &returned_rows(returned),
+            &unsent,
         )
         .into_response(),
         Err(e) => server_error(e),
@@ -870,7 +949,7 @@ impl InboxQuery {
         .find(|s| s.as_str() == self.state);
         ReceivedFilter {
             states: state.into_iter().collect(),
-            sender: gongwen_common::NodeId::parse_address(self.sender.trim()).ok(),
+            sender: Some(self.sender.trim().to_owned()).filter(|s| !s.is_empty()),
             text: Some(self.q.trim().to_owned()).filter(|t| !t.is_empty()),
             since_ms: beijing_day_ms(&self.from),
             // Through the whole of that day.
@@ -914,15 +993,19 @@ async fn inbox_page(
     match web
         .parts
         .store()
-        .run(move |s| s.received_page(&filter, offset, PAGE_SIZE))
+        .run(move |s| {
+            let (rows, more) = s.received_page(&filter, offset, PAGE_SIZE)?;
+            Ok((rows, more, s.answers_not_at_hub()?))
+        })
         .await
     {
-        Ok((rows, more)) => pages::inbox(
-            &web.frame(&user, &csrf),
+        Ok((rows, more, unsent)) => pages::inbox(
+            &web.frame(&user, &csrf).await,
             &view,
             &rows,
             more,
             web.parts.identity().now_ms(),
+            &unsent,
         )
         .into_response(),
         Err(e) => server_error(e),
@@ -958,16 +1041,30 @@ async fn received(
     }
 }
 
+/// `?done=…`: what the act that led back to a page did.
+#[derive(Debug, Default, Deserialize)]
+struct DoneQuery {
+    #[serde(default)]
+    done: String,
+}
+
+impl DoneQuery {
+    fn done(&self) -> Option<pages::Done> {
+        pages::Done::parse(&self.done)
+    }
+}
+
 async fn received_page(
     State(web): State<Arc<Web>>,
     Page { user, csrf }: Page,
     Path(doc_id): Path<String>,
+    Query(q): Query<DoneQuery>,
 ) -> Response {
     let (rec, sealed) = match received(&web, &doc_id).await {
         Ok(r) => r,
         Err(r) => return r,
     };
-    doc_page(&web, &user, &csrf, &rec, sealed.as_ref(), None).await
+    doc_page(&web, &user, &csrf, &rec, sealed.as_ref(), None, q.done()).await
 }
 
 async fn doc_page(
@@ -977,6 +1074,7 @@ async fn doc_page(
     rec: &ReceivedRecord,
     sealed: Option<&SealedHeader>,
     message: Option<&str>,
+    done: Option<pages::Done>,
 ) -> Response {
     let files: Vec<FileLink> = sealed
         .map(|s| {
@@ -1000,28 +1098,152 @@ async fn doc_page(
         .await
         .unwrap_or_default();
     let doc = rec.doc_id;
-    let answered = web
+    let (answered, unsent) = web
         .parts
         .store()
-        .run(move |s| s.replied(doc))
+        .run(move |s| Ok((s.replied(doc)?, s.answers_not_at_hub()?)))
         .await
-        .ok()
-        .flatten();
+        .unwrap_or_default();
+    if let Some(m) = sealed.map(SealedHeader::meta) {
+        let ids = m.to.iter().chain(&m.cc).map(|n| n.to_string()).collect();
+        web.know_units(ids).await;
+    }
     let directory = web.parts.known().get();
+    let frame = web.frame(user, csrf).await;
+    let connected = frame.cut_off.is_none();
     pages::received_doc(
-        &web.frame(user, csrf),
+        &frame,
         rec,
         sealed.map(SealedHeader::meta),
         &files,
         &notices,
-        message,
+        pages::Said {
+            refused: message,
+            done,
+            connected,
+        },
         &pages::DocActs {
             answered,
             dir: directory.as_deref(),
             me: web.parts.identity().node_id(),
         },
+        &unsent,
     )
     .into_response()
+}
+
+/// GET /inbox/{doc}/print/handling: the 公文处理笺, to print.
+async fn print_handling(
+    State(web): State<Arc<Web>>,
+    _: Page,
+    Path(doc_id): Path<String>,
+) -> Response {
+    match received(&web, &doc_id).await {
+        Ok((rec, _)) => {
+            pages::handling_slip(&rec, &web.unit, &format!("/inbox/{}", rec.doc_id)).into_response()
+        }
+        Err(r) => r,
+    }
+}
+
+/// A slip that cannot be printed: not answered yet, or no receipt held.
+fn no_slip(text: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        pages::message(None, "没有可打印的签收单", text),
+    )
+        .into_response()
+}
+
+/// GET /inbox/{doc}/print/slip: this unit's 签收单 or 退文单, from the
+/// receipt it signed.
+async fn print_received_slip(
+    State(web): State<Arc<Web>>,
+    _: Page,
+    Path(doc_id): Path<String>,
+) -> Response {
+    let (rec, _) = match received(&web, &doc_id).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let doc = rec.doc_id;
+    let receipt = web.parts.store().run(move |s| s.answer(doc)).await;
+    let Some((r, code)) = receipt
+        .ok()
+        .flatten()
+        .and_then(|b| crate::incoming::receipts::verification_code(&b))
+    else {
+        return no_slip("这份公文还没有签收或退回。");
+    };
+    let slip = pages::Slip {
+        signed_for: r.kind == ReceiptKind::Acknowledged,
+        sender: rec
+            .sender_name
+            .clone()
+            .unwrap_or_else(|| rec.sender.to_string()),
+        recipient: web.unit.clone(),
+        doc_number: rec.doc_number.clone(),
+        title: rec.title.clone(),
+        received_ms: Some(rec.received_ms),
+        answer: if r.kind == ReceiptKind::Acknowledged {
+            r.by
+        } else {
+            r.reason
+        },
+        answered_ms: r.time_ms,
+        code,
+        doc_id: doc.to_string(),
+    };
+    pages::slip(&slip, &format!("/inbox/{doc}")).into_response()
+}
+
+/// GET /sent/{doc}/slip/{unit}: a recipient's 签收单 or 退文单 of a
+/// document this unit sent, from the receipt that unit signed.
+async fn print_sent_slip(
+    State(web): State<Arc<Web>>,
+    _: Page,
+    Path((doc_id, unit)): Path<(String, String)>,
+) -> Response {
+    let Ok(doc) = DocId::parse(&doc_id) else {
+        return no_such_sent();
+    };
+    let held = web
+        .parts
+        .store()
+        .run(move |s| Ok((s.sent(doc)?, s.receipts(doc)?)))
+        .await;
+    let Ok((Some(record), receipts)) = held else {
+        return no_such_sent();
+    };
+    // The answer that unit gave (签收 or 退回), and when it was delivered.
+    let of = |kind: ReceiptKind| {
+        receipts
+            .iter()
+            .find(|(who, k, _)| who.as_str() == unit && *k == kind)
+            .and_then(|(_, _, b)| crate::incoming::receipts::verification_code(b))
+    };
+    let Some((r, code)) = of(ReceiptKind::Acknowledged).or_else(|| of(ReceiptKind::Rejected))
+    else {
+        return no_slip("这个单位还没有签收或退回这份公文。");
+    };
+    let names = web.parts.known().names();
+    let slip = pages::Slip {
+        signed_for: r.kind == ReceiptKind::Acknowledged,
+        sender: web.unit.clone(),
+        recipient: names.show(&unit).to_owned(),
+        doc_number: record.doc_number.clone(),
+        title: record.title.clone(),
+        received_ms: of(ReceiptKind::Delivered).map(|(d, _)| d.time_ms),
+        answer: if r.kind == ReceiptKind::Acknowledged {
+            r.by
+        } else {
+            r.reason
+        },
+        answered_ms: r.time_ms,
+        code,
+        doc_id: doc.to_string(),
+    };
+    pages::slip(&slip, &format!("/sent/{doc}")).into_response()
 }
 
 /// The urging and supervision notices filed beside a received document.
@@ -1033,9 +1255,9 @@ fn read_notices(dir: &std::path::Path) -> Vec<String> {
         .flatten()
         .map(|e| e.path())
         .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("催办通知-") && n.ends_with(".txt"))
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                (n.starts_with("催办通知-") || n.starts_with("督办单-")) && n.ends_with(".txt")
+            })
         })
         .collect();
     names.sort();
@@ -1131,9 +1353,15 @@ async fn act(
         Err(r) => return r,
     };
     match answer(web, rec.doc_id, kind, detail, &user.name).await {
-        Ok(_) => Redirect::to(&format!("/inbox/{}", rec.doc_id)).into_response(),
+        Ok(_) => {
+            let done = match kind {
+                ReceiptKind::Rejected => pages::Done::Returned,
+                _ => pages::Done::SignedFor,
+            };
+            Redirect::to(&format!("/inbox/{}?done={}", rec.doc_id, done.as_str())).into_response()
+        }
         Err(text) => {
-            let mut r = doc_page(web, user, csrf, &rec, sealed.as_ref(), Some(&text)).await;
+            let mut r = doc_page(web, user, csrf, &rec, sealed.as_ref(), Some(&text), None).await;
             *r.status_mut() = StatusCode::CONFLICT;
             r
         }
@@ -1143,6 +1371,8 @@ async fn act(
 #[derive(Debug, Default, Deserialize)]
 struct PageQuery {
     page: Option<usize>,
+    #[serde(default)]
+    done: String,
 }
 
 async fn sent_list(
@@ -1160,31 +1390,35 @@ async fn sent_list(
             let mut rows = Vec::with_capacity(records.len());
             for r in records {
                 let receipts = s.receipts(r.doc_id)?;
-                let signed = r
-                    .recipients
-                    .iter()
-                    .filter(|u| {
-                        receipts
-                            .iter()
-                            .any(|(who, k, _)| who == *u && *k == ReceiptKind::Acknowledged)
-                    })
-                    .count();
+                let held = |kind: ReceiptKind| {
+                    r.recipients
+                        .iter()
+                        .filter(|u| receipts.iter().any(|(who, k, _)| who == *u && *k == kind))
+                        .count()
+                };
                 rows.push(pages::SentRow {
+                    signed: held(ReceiptKind::Acknowledged),
+                    returned: held(ReceiptKind::Rejected),
                     doc_id: r.doc_id.to_string(),
                     title: r.title,
                     doc_number: r.doc_number,
                     sent_ms: r.sent_ms,
-                    signed,
                     total: r.recipients.len(),
                 });
             }
-            Ok((rows, more))
+            Ok((rows, more, s.returned_open()?))
         })
         .await;
     match listed {
-        Ok((rows, more)) => {
-            pages::sent(&web.frame(&user, &csrf), &rows, page, more).into_response()
-        }
+        Ok((rows, more, returned)) => pages::sent(
+            &web.frame(&user, &csrf).await,
+            &rows,
+            page,
+            more,
+            &returned_rows(returned),
+            pages::Done::parse(&q.done),
+        )
+        .into_response(),
         Err(e) => server_error(e),
     }
 }
@@ -1196,11 +1430,15 @@ fn time_ms(t: &Option<String>) -> Option<i64> {
 }
 
 /// The 签收情况 rows of the hub's `status` answer.
-fn hub_sign_rows(st: &gongwen_common::supervision::DocStatus) -> Vec<pages::SignRow> {
+fn hub_sign_rows(
+    st: &gongwen_common::supervision::DocStatus,
+    names: &crate::unit::directory::UnitNames,
+) -> Vec<pages::SignRow> {
     st.recipients
         .iter()
         .map(|r| pages::SignRow {
-            unit: r.recipient.clone(),
+            unit: names.show(&r.recipient).to_owned(),
+            unit_id: r.recipient.clone(),
             copy: Some(r.copy.chinese()),
             state: r.state.into(),
             delivered_ms: time_ms(&r.delivered_at),
@@ -1250,8 +1488,11 @@ async fn sent_view(web: &Web, doc_id: &str) -> Result<Option<SentView>, Response
     let Some((record, local)) = found else {
         return Ok(None);
     };
+    web.know_units(record.recipients.iter().map(|n| n.to_string()).collect())
+        .await;
+    let names = web.parts.known().names();
     if let Some(v) = web.parts.clerk().hub_status(doc).await {
-        let rows = hub_sign_rows(&v);
+        let rows = hub_sign_rows(&v, &names);
         return Ok(Some(SentView {
             record,
             rows,
@@ -1263,7 +1504,8 @@ async fn sent_view(web: &Web, doc_id: &str) -> Result<Option<SentView>, Response
         .recipients
         .iter()
         .map(|r| pages::SignRow {
-            unit: r.recipient.clone(),
+            unit: names.show(&r.recipient).to_owned(),
+            unit_id: r.recipient.clone(),
             state: r.state,
             delivered_ms: time_ms(&r.delivered_at),
             signed_by: r.acknowledged_by.clone(),
@@ -1301,6 +1543,7 @@ async fn sent_doc_page(
     csrf: &str,
     doc_id: &str,
     message: Option<&str>,
+    done: Option<pages::Done>,
 ) -> Response {
     if let Ok(doc) = DocId::parse(doc_id) {
         let failed = web
@@ -1311,39 +1554,56 @@ async fn sent_doc_page(
             .ok()
             .flatten();
         if let Some(f) = failed {
+            let frame = web.frame(user, csrf).await;
+            let whom = frame
+                .names
+                .list(f.to.iter().chain(&f.cc).map(String::as_str));
             return (
                 StatusCode::OK,
                 pages::message(
-                    Some(&web.frame(user, csrf)),
-                    "没有发出",
+                    Some(&frame),
+                    "发送失败",
                     &format!(
-                        "这份公文没有发出（原收文单位：{}），文件已移到 failed/{}：{}",
-                        f.to.iter()
-                            .chain(&f.cc)
-                            .cloned()
-                            .collect::<Vec<_>>()
-                            .join("、"),
-                        f.name,
+                        "这份公文没有发出（原收文单位：{whom}）。原因：{}\n请到“问题”页面改正后重新发送，或删除。",
                         f.reason
                     ),
                 ),
             )
                 .into_response();
         }
-        if crate::outgoing::spool::holds(web.parts.identity().folders(), doc) {
-            return pages::sending(&web.frame(user, csrf), doc_id).into_response();
+        let folders = web.parts.identity().folders().clone();
+        let queued = tokio::task::spawn_blocking(move || {
+            crate::outgoing::spool::holds(&folders, doc)
+                .then(|| crate::outgoing::outbox::queued_facts(&folders, doc))
+        })
+        .await
+        .ok()
+        .flatten();
+        if let Some((title, to)) = queued {
+            let frame = web.frame(user, csrf).await;
+            let to = frame.names.list(to.iter().map(String::as_str));
+            return pages::sending(&frame, &title, &to).into_response();
         }
     }
     match sent_view(web, doc_id).await {
         Ok(Some(v)) => {
             let summary = answers::summary(web, v.record.doc_id, v.hub.clone()).await;
+            let doc = v.record.doc_id;
+            let returns_open = web
+                .parts
+                .store()
+                .run(move |s| s.returns_open(doc))
+                .await
+                .unwrap_or(0);
             pages::sent_doc(
-                &web.frame(user, csrf),
+                &web.frame(user, csrf).await,
                 &v.record,
                 &v.rows,
                 v.source,
                 summary.as_ref(),
                 message,
+                done,
+                returns_open,
             )
             .into_response()
         }
@@ -1356,8 +1616,28 @@ async fn sent_doc(
     State(web): State<Arc<Web>>,
     Page { user, csrf }: Page,
     Path(doc_id): Path<String>,
+    Query(q): Query<DoneQuery>,
 ) -> Response {
-    sent_doc_page(&web, &user, &csrf, &doc_id, None).await
+    sent_doc_page(&web, &user, &csrf, &doc_id, None, q.done()).await
+}
+
+/// 不再提示: the clerk has seen the returns of a sent document and will
+/// not send it again; it leaves the 已退回 list until another return.
+async fn put_aside(
+    State(web): State<Arc<Web>>,
+    Path(doc_id): Path<String>,
+    Signed { user, .. }: Signed<Form<CsrfForm>>,
+) -> Response {
+    let Ok(doc) = DocId::parse(&doc_id) else {
+        return no_such_sent();
+    };
+    match web.parts.store().run(move |s| s.close_returns(doc)).await {
+        Ok(()) => {
+            info!(doc = %doc, "returns put aside by {} through the console", user.name);
+            Redirect::to(&format!("/sent/{doc}?done=aside")).into_response()
+        }
+        Err(e) => server_error(e),
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1423,18 +1703,18 @@ async fn sender_form(
     doc_id: &str,
     recall_reason: Option<String>,
 ) -> Response {
-    let act = if recall_reason.is_some() {
-        "recalled"
+    let (act, done) = if recall_reason.is_some() {
+        ("recalled", pages::Done::Recalled)
     } else {
-        "urged"
+        ("urged", pages::Done::Urged)
     };
     match sender_act(web, doc_id, recall_reason).await {
         Ok(_) => {
             info!(doc = %doc_id, "{act} by {} through the console", user.name);
-            Redirect::to(&format!("/sent/{doc_id}")).into_response()
+            Redirect::to(&format!("/sent/{doc_id}?done={}", done.as_str())).into_response()
         }
         Err((status, text)) => {
-            let mut r = sent_doc_page(web, user, csrf, doc_id, Some(&text)).await;
+            let mut r = sent_doc_page(web, user, csrf, doc_id, Some(&text), None).await;
             *r.status_mut() = status;
             r
         }
@@ -1531,7 +1811,49 @@ async fn api_urge(State(web): State<Arc<Web>>, _: Acting, Path(doc_id): Path<Str
     api_sender_act(&web, &doc_id, None).await
 }
 
-async fn compose_page(State(web): State<Arc<Web>>, Page { user, csrf }: Page) -> Response {
+#[derive(Debug, Default, Deserialize)]
+struct ComposeQuery {
+    /// A returned document to send again, its fields filled in.
+    #[serde(default)]
+    from: String,
+}
+
+/// The compose form filled from a document this unit sent (修改后重新发送):
+/// its recipients and fields, as its signed header says them.
+async fn compose_from(web: &Web, doc_id: &str) -> pages::ComposeView {
+    let mut v = pages::ComposeView::default();
+    let Ok(doc) = DocId::parse(doc_id) else {
+        return v;
+    };
+    let header = web
+        .parts
+        .store()
+        .run(move |s| s.header(doc))
+        .await
+        .ok()
+        .flatten()
+        .and_then(|h| SealedHeader::parse(&h).ok());
+    if let Some(h) = header {
+        let m = h.meta();
+        v.to = m.to.iter().map(|n| n.to_string()).collect();
+        v.cc = m.cc.iter().map(|n| n.to_string()).collect();
+        v.title = m.title.clone();
+        v.doc_number = m.doc_number.clone();
+        v.doc_type = m.doc_type.clone();
+        v.urgency = m.urgency.as_str().to_owned();
+        v.operator = m.operator.name.clone();
+        v.phone = m.operator.phone.clone();
+        v.note = m.note.clone();
+        v.resend_of = doc.to_string();
+    }
+    v
+}
+
+async fn compose_page(
+    State(web): State<Arc<Web>>,
+    Page { user, csrf }: Page,
+    Query(q): Query<ComposeQuery>,
+) -> Response {
     // Asked afresh (a unit that joined a minute ago is there), or as last
     // heard when the hub cannot be asked now.
     let dir = match web
@@ -1543,12 +1865,14 @@ async fn compose_page(State(web): State<Arc<Web>>, Page { user, csrf }: Page) ->
         Ok(d) => Some(d),
         Err(_) => web.parts.known().get(),
     };
+    let view = compose_from(&web, q.from.trim()).await;
     pages::compose(
-        &web.frame(&user, &csrf),
+        &web.frame(&user, &csrf).await,
         dir.as_deref(),
         web.parts.identity().node_id(),
-        &pages::ComposeView::default(),
+        &view,
         None,
+        web.parts.identity().config().max_document_size,
     )
     .into_response()
 }
@@ -1768,9 +2092,21 @@ async fn compose(
     to.extend(typed_names(&view.to_more));
     let mut cc = view.cc.clone();
     cc.extend(typed_names(&view.cc_more));
-    let problem = problem.or_else(|| compose_problem(&web, &to, &cc, staging.has_main));
+    let doc_type = view.doc_type.trim();
+    let problem = match problem {
+        Some(p) => Some(p),
+        None => compose_problem(&web, &to, &cc, staging.has_main).await,
+    };
+    let problem = problem.or_else(|| {
+        (!doc_type.is_empty() && !pages::DOC_TYPES.contains(&doc_type)).then(|| {
+            format!(
+                "文种“{doc_type}”不是《党政机关公文处理工作条例》规定的 15 种之一：{}。",
+                pages::DOC_TYPES.join("、")
+            )
+        })
+    });
     if let Some(why) = problem {
-        return compose_again(&web, &user, &csrf, &view, &why);
+        return compose_again(&web, &user, &csrf, &view, &why).await;
     }
     let opt = |s: &str| Some(s.trim().to_owned()).filter(|t| !t.is_empty());
     let req = crate::outgoing::outbox::SendRequest {
@@ -1781,37 +2117,71 @@ async fn compose(
         doc_number: opt(&view.doc_number),
         doc_type: opt(&view.doc_type),
         urgency: opt(&view.urgency),
-        deadline: opt(&view.deadline),
+        deadline: opt(&view.deadline()),
         note: opt(&view.note),
         operator: opt(&view.operator).or_else(|| Some(user.display_name.clone())),
         phone: opt(&view.phone),
         reply: opt(&view.reply),
-        reply_by: opt(&view.reply_by),
+        reply_by: opt(&view.reply_by()),
         ..Default::default()
     };
     match web.parts.clerk().send(req, true).await {
         Ok(doc_id) => {
             info!(doc = %doc_id, "composed by {} in the console", user.name);
+            // Sent again after a return: the returned one is dealt with.
+            if let Ok(old) = DocId::parse(view.resend_of.trim())
+                && let Err(e) = web.parts.store().run(move |s| s.close_returns(old)).await
+            {
+                warn!("could not note that {old} was sent again as {doc_id}: {e}");
+            }
             Redirect::to(&format!("/sent/{doc_id}")).into_response()
         }
-        Err(why) => compose_again(&web, &user, &csrf, &view, &why),
+        Err(why) => compose_again(&web, &user, &csrf, &view, &why).await,
     }
 }
 
 /// What keeps a composed document from going, in plain words: no main
 /// recipient, no main text, or a recipient the hub does not know or that
 /// cannot receive.
-fn compose_problem(web: &Web, to: &[String], cc: &[String], has_main: bool) -> Option<String> {
+async fn compose_problem(
+    web: &Web,
+    to: &[String],
+    cc: &[String],
+    has_main: bool,
+) -> Option<String> {
     if to.is_empty() {
         return Some("请至少选一个主送单位。".to_owned());
     }
     if !has_main {
         return Some("请选择正文文件。".to_owned());
     }
+    recipients_problem(web, to, cc).await
+}
+
+/// A recipient the hub does not know or that cannot receive, in plain
+/// words; none when all can (or the directory is not known yet: the hub
+/// then decides).
+async fn recipients_problem(web: &Web, to: &[String], cc: &[String]) -> Option<String> {
+    if to.is_empty() {
+        return Some("请至少填一个主送单位。".to_owned());
+    }
+    // A unit that joined since the directory was read is not refused.
+    if let Some(dir) = web.parts.known().get()
+        && to.iter().chain(cc).any(|n| !dir.knows(n))
+        && web.parts.clerk().connected()
+    {
+        let _ = web
+            .parts
+            .known()
+            .refresh(web.parts.link(), web.parts.identity())
+            .await;
+    }
     let dir = web.parts.known().get()?;
     to.iter().chain(cc).find_map(|n| {
         if !dir.knows(n) {
-            Some(format!("交换中心不认识收文单位 {n}。请检查编号。"))
+            Some(format!(
+                "交换中心不认识收文单位 {n}。请检查单位编号（见“拟稿发文”中的单位列表）。"
+            ))
         } else if dir.is_revoked(n) {
             Some(format!(
                 "{}（{n}）的证书已被吊销，不能收文。请去掉这个单位。",
@@ -1823,7 +2193,7 @@ fn compose_problem(web: &Web, to: &[String], cc: &[String], has_main: bool) -> O
     })
 }
 
-fn compose_again(
+async fn compose_again(
     web: &Web,
     user: &User,
     csrf: &str,
@@ -1834,22 +2204,20 @@ fn compose_again(
     (
         StatusCode::UNPROCESSABLE_ENTITY,
         pages::compose(
-            &web.frame(user, csrf),
+            &web.frame(user, csrf).await,
             dir.as_deref(),
             web.parts.identity().node_id(),
             view,
             Some(why),
+            web.parts.identity().config().max_document_size,
         ),
     )
         .into_response()
 }
 
-/// What is in `failed/` (each file with its `.error.txt`) and in
-/// `quarantine/` (each folder with its `reason.txt`), newest first, at most
-/// 200 of each. Blocking.
-fn read_problems(
-    folders: &crate::unit::folders::Folders,
-) -> (Vec<pages::Problem>, Vec<pages::Problem>) {
+/// What is in `quarantine/` (each folder with its `reason.txt`), newest
+/// first, at most 200. Blocking.
+fn read_quarantined(folders: &crate::unit::folders::Folders) -> Vec<pages::Problem> {
     let modified_ms = |p: &std::path::Path| {
         std::fs::metadata(p)
             .and_then(|m| m.modified())
@@ -1857,20 +2225,6 @@ fn read_problems(
             .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
             .map(|d| d.as_millis() as i64)
     };
-    let mut failed = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(&folders.failed) {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let Some(drop) = name.strip_suffix(crate::outgoing::outbox::ERROR_SUFFIX) else {
-                continue;
-            };
-            failed.push(pages::Problem {
-                name: drop.to_owned(),
-                reason: std::fs::read_to_string(e.path()).unwrap_or_default(),
-                when_ms: modified_ms(&e.path()),
-            });
-        }
-    }
     let mut quarantined = Vec::new();
     if let Ok(entries) = std::fs::read_dir(&folders.quarantine) {
         for e in entries.flatten() {
@@ -1882,20 +2236,124 @@ fn read_problems(
             });
         }
     }
-    for list in [&mut failed, &mut quarantined] {
-        list.sort_by_key(|p| std::cmp::Reverse(p.when_ms));
-        list.truncate(200);
-    }
-    (failed, quarantined)
+    quarantined.sort_by_key(|p| std::cmp::Reverse(p.when_ms));
+    quarantined.truncate(200);
+    quarantined
 }
 
-async fn problems_page(State(web): State<Arc<Web>>, Page { user, csrf }: Page) -> Response {
+/// The 问题 page, with a refusal of the last act or what it did.
+async fn problems_view(
+    web: &Web,
+    user: &User,
+    csrf: &str,
+    message: Option<&str>,
+    done: Option<pages::Done>,
+) -> Response {
     let folders = web.parts.identity().folders().clone();
-    match tokio::task::spawn_blocking(move || read_problems(&folders)).await {
-        Ok((failed, quarantined)) => {
-            pages::problems(&web.frame(&user, &csrf), &failed, &quarantined).into_response()
+    let quarantined = tokio::task::spawn_blocking(move || read_quarantined(&folders))
+        .await
+        .unwrap_or_default();
+    match web.parts.clerk().failed(200).await {
+        Ok(failed) => {
+            let ids = failed
+                .iter()
+                .flat_map(|f| f.to.iter().chain(&f.cc).cloned())
+                .collect();
+            web.know_units(ids).await;
+            pages::problems(
+                &web.frame(user, csrf).await,
+                &failed,
+                &quarantined,
+                message,
+                done,
+            )
+            .into_response()
         }
         Err(e) => server_error(e),
+    }
+}
+
+async fn problems_page(
+    State(web): State<Arc<Web>>,
+    Page { user, csrf }: Page,
+    Query(q): Query<DoneQuery>,
+) -> Response {
+    problems_view(&web, &user, &csrf, None, q.done()).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct FailedForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    to: String,
+    #[serde(default)]
+    cc: String,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    deadline_at: String,
+}
+
+/// 重新发送 from 问题: the clerk's fixes checked as the compose form's are,
+/// then the files go out as a new document, whose page follows it.
+async fn resend_failed(
+    State(web): State<Arc<Web>>,
+    Signed {
+        user,
+        csrf,
+        form: Form(f),
+    }: Signed<Form<FailedForm>>,
+) -> Response {
+    let (to, cc) = (typed_names(&f.to), typed_names(&f.cc));
+    if let Some(why) = recipients_problem(&web, &to, &cc).await {
+        let mut r = problems_view(&web, &user, &csrf, Some(&why), None).await;
+        *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+        return r;
+    }
+    let fix = crate::actions::failed::Fix {
+        to,
+        cc,
+        title: f.title.trim().to_owned(),
+        deadline: pages::picked_time(&f.deadline_at),
+    };
+    match web.parts.clerk().resend_failed(f.name.clone(), fix).await {
+        Ok(doc) => {
+            info!(doc = %doc, "failed document sent again by {} through the console", user.name);
+            Redirect::to(&format!("/sent/{doc}")).into_response()
+        }
+        Err(why) => {
+            let mut r = problems_view(&web, &user, &csrf, Some(&why), None).await;
+            *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+            r
+        }
+    }
+}
+
+/// 删除 from 问题.
+async fn delete_failed(
+    State(web): State<Arc<Web>>,
+    Signed {
+        user,
+        csrf,
+        form: Form(f),
+    }: Signed<Form<FailedForm>>,
+) -> Response {
+    match web.parts.clerk().discard_failed(f.name.clone()).await {
+        Ok(()) => {
+            info!(
+                "failed document deleted by {} through the console",
+                user.name
+            );
+            Redirect::to("/problems?done=delete").into_response()
+        }
+        Err(why) => {
+            let mut r = problems_view(&web, &user, &csrf, Some(&why), None).await;
+            *r.status_mut() = StatusCode::CONFLICT;
+            r
+        }
     }
 }
 
@@ -1917,7 +2375,8 @@ impl Web {
             ),
             LinkState::Disconnected { error, retry_in } => (
                 format!(
-                    "未连接：{error}；{:.0} 秒后重试",
+                    "未连接：{}；{:.0} 秒后重试",
+                    error.chinese(),
                     retry_in.as_secs_f64().ceil()
                 ),
                 false,
@@ -1932,6 +2391,7 @@ impl Web {
             .crl_next_update()
             .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64);
         pages::StatusView {
+            unit: format!("{}（编号 {}）", self.facts.label, self.facts.id),
             link,
             connected,
             cert_not_after_ms: not_after_ms,
@@ -1944,7 +2404,7 @@ impl Web {
 }
 
 async fn status_page(State(web): State<Arc<Web>>, Page { user, csrf }: Page) -> Response {
-    pages::status(&web.frame(&user, &csrf), &web.status()).into_response()
+    pages::status(&web.frame(&user, &csrf).await, &web.status()).into_response()
 }
 
 async fn api_status(State(web): State<Arc<Web>>, _: Caller) -> Response {
@@ -2039,6 +2499,8 @@ struct SupervisionQuery {
     #[serde(default)]
     doc: String,
     page: Option<usize>,
+    #[serde(default)]
+    done: String,
 }
 
 async fn supervision_page(
@@ -2046,27 +2508,42 @@ async fn supervision_page(
     Page { user, csrf }: Page,
     Query(q): Query<SupervisionQuery>,
 ) -> Response {
-    if let Err(r) = need_supervisor(&web) {
+    supervision_view(&web, &user, &csrf, &q, None).await
+}
+
+async fn supervision_view(
+    web: &Web,
+    user: &User,
+    csrf: &str,
+    q: &SupervisionQuery,
+    refused: Option<&str>,
+) -> Response {
+    if let Err(r) = need_supervisor(web) {
         return r;
     }
     // One page of the overdue list, filtered and paged at the hub: the
     // list may hold thousands, the page never more than PAGE_SIZE.
     let page = q.page.unwrap_or(1).max(1);
+    // A unit is typed as part of its name or id (大庆, daqing): the units
+    // of the directory it matches.
+    let names = web.parts.known().names();
     let overdue: Result<OverduePage, String> = ask_hub(
-        &web,
+        web,
         &HubQuery::Overdue {
             filter: OverdueFilter {
-                unit: q.unit.trim().to_owned(),
-                sender: q.sender.trim().to_owned(),
+                units: names.matching(&q.unit),
+                senders: names.matching(&q.sender),
                 urgency: q.urgency.trim().to_owned(),
+                ..Default::default()
             },
             limit: Some(PAGE_SIZE),
             offset: (page - 1).saturating_mul(PAGE_SIZE),
         },
     )
     .await;
-    let report: Result<Report, String> = ask_hub(&web, &REPORT).await;
+    let report: Result<Report, String> = ask_hub(web, &REPORT).await;
     let message = match (&overdue, &report) {
+        _ if refused.is_some() => refused.map(str::to_owned),
         (Err(e), _) | (_, Err(e)) => Some(format!("交换中心没有回答：{e}")),
         _ => None,
     };
@@ -2075,7 +2552,13 @@ async fn supervision_page(
         Err(_) => (Vec::new(), 0),
     };
     let report = report.map(report_units).unwrap_or_default();
-    let found = find(&web, q.doc.trim()).await;
+    let found = find(web, q.doc.trim()).await;
+    let notices = web
+        .parts
+        .store()
+        .run(|s| s.supervision_notices(PAGE_SIZE))
+        .await
+        .unwrap_or_default();
     let filter = pages::SupervisionFilter {
         unit: q.unit.clone(),
         sender: q.sender.clone(),
@@ -2084,15 +2567,100 @@ async fn supervision_page(
         page,
     };
     pages::supervision(
-        &web.frame(&user, &csrf),
+        &web.frame(user, csrf).await,
         &filter,
         &overdue,
         overdue_total,
         &report,
         found.as_ref(),
         message.as_deref(),
+        pages::Done::parse(&q.done),
+        &notices,
     )
     .into_response()
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct PressForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    doc: String,
+    /// One unit; none: every unit overdue on the document.
+    #[serde(default)]
+    unit: String,
+    #[serde(default)]
+    words: String,
+}
+
+impl HasCsrf for PressForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// POST /supervision/press: a 督办单 to one overdue unit, or to every unit
+/// overdue on the document; back to the document with what was done.
+async fn press(
+    State(web): State<Arc<Web>>,
+    Signed {
+        user,
+        csrf,
+        form: Form(f),
+    }: Signed<Form<PressForm>>,
+) -> Response {
+    let back = SupervisionQuery {
+        doc: f.doc.clone(),
+        ..Default::default()
+    };
+    let refuse = |why: String| {
+        let (web, user, csrf, back) = (&web, &user, &csrf, &back);
+        async move {
+            let mut r = supervision_view(web, user, csrf, back, Some(&why)).await;
+            *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+            r
+        }
+    };
+    if let Err(r) = need_supervisor(&web) {
+        return r;
+    }
+    let Ok(doc) = DocId::parse(f.doc.trim()) else {
+        return refuse("没有这份公文。".into()).await;
+    };
+    let words = f.words.trim().to_owned();
+    if words.is_empty() {
+        return refuse("请填写督办意见。".into()).await;
+    }
+    let units = if f.unit.trim().is_empty() {
+        // Every unit overdue on it now, as the hub judges.
+        match ask_hub::<HubDocStatus>(&web, &HubQuery::Status { doc }).await {
+            Ok(st) => st
+                .recipients
+                .iter()
+                .filter(|r| r.overdue)
+                .filter_map(|r| gongwen_common::NodeId::parse_address(&r.recipient).ok())
+                .collect(),
+            Err(e) => return refuse(format!("交换中心没有回答：{e}")).await,
+        }
+    } else {
+        match gongwen_common::NodeId::parse_address(f.unit.trim()) {
+            Ok(u) => vec![u],
+            Err(_) => return refuse(format!("没有单位 {}。", f.unit.trim())).await,
+        }
+    };
+    if units.is_empty() {
+        return refuse("这份公文现在没有超期未签收的单位。".into()).await;
+    }
+    match web.parts.clerk().press(doc, units, words).await {
+        Ok(urged) if urged.is_empty() => {
+            refuse("所选单位都已签收或退回，没有发出督办单。".into()).await
+        }
+        Ok(urged) => {
+            info!(doc = %doc, units = urged.len(), "督办单 by {} through the console", user.name);
+            Redirect::to(&format!("/supervision?doc={doc}&done=press")).into_response()
+        }
+        Err(e) => refuse(format!("督办单没有发出：{e}")).await,
+    }
 }
 
 /// A supervisor's search: a document id shows its 签收情况, other text
@@ -2103,9 +2671,12 @@ async fn find(web: &Web, wanted: &str) -> Option<pages::Found> {
     } else if let Ok(doc) = DocId::parse(wanted) {
         Some(
             match ask_hub::<HubDocStatus>(web, &HubQuery::Status { doc }).await {
-                Ok(v) => {
-                    pages::Found::Document(v.title.clone(), v.doc_number.clone(), hub_sign_rows(&v))
-                }
+                Ok(v) => pages::Found::Document(
+                    v.doc_id.to_string(),
+                    v.title.clone(),
+                    v.doc_number.clone(),
+                    hub_sign_rows(&v, &web.parts.known().names()),
+                ),
                 Err(e) => pages::Found::Nothing(e),
             },
         )
@@ -2164,16 +2735,21 @@ async fn overdue_csv(State(web): State<Arc<Web>>, _: Page) -> Response {
     }
     match ask_hub::<Vec<OverdueRow>>(&web, &HubQuery::overdue()).await {
         Ok(v) => {
+            let names = web.parts.known().names();
             let rows = overdue_items(v).into_iter().map(|o| {
                 vec![
-                    o.recipient,
+                    names.show(&o.recipient).to_owned(),
                     o.missing.chinese().to_owned(),
-                    o.sender,
+                    names.show(&o.sender).to_owned(),
                     o.doc_number,
                     o.title,
-                    o.urgency,
+                    gongwen_common::envelope::Urgency::parse(&o.urgency)
+                        .map(pages::urgency_label)
+                        .unwrap_or(&o.urgency)
+                        .to_owned(),
                     o.deadline_ms.map(pages::beijing).unwrap_or_default(),
-                    (o.late_seconds / 3600).to_string(),
+                    // To the tenth of an hour: a few minutes late is not 0.
+                    format!("{:.1}", o.late_seconds as f64 / 3600.0),
                     o.urge_count.to_string(),
                     o.escalation_level.to_string(),
                     o.doc_id,
@@ -2187,7 +2763,7 @@ async fn overdue_csv(State(web): State<Arc<Web>>, _: Page) -> Response {
                 "标题",
                 "紧急程度",
                 "期限",
-                "超期小时",
+                "超期（小时）",
                 "催办次数",
                 "督办级别",
                 "文档编号",
@@ -2204,9 +2780,10 @@ async fn report_csv(State(web): State<Arc<Web>>, _: Page) -> Response {
     }
     match ask_hub::<Report>(&web, &REPORT).await {
         Ok(v) => {
+            let names = web.parts.known().names();
             let rows = report_units(v).into_iter().map(|u| {
                 vec![
-                    u.unit,
+                    names.show(&u.unit).to_owned(),
                     u.received.to_string(),
                     u.on_time.to_string(),
                     u.late.to_string(),
@@ -2420,6 +2997,12 @@ async fn api_inbox(
 }
 
 impl HasCsrf for CsrfForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl HasCsrf for FailedForm {
     fn csrf(&self) -> &str {
         &self.csrf
     }

@@ -8,6 +8,7 @@ use gongwen_common::links::{Asks, Decision, ReplyKind};
 use maud::{DOCTYPE, Markup, html};
 
 use crate::unit::accounts::User;
+use crate::unit::directory::UnitNames;
 use crate::unit::store::{ReceivedRecord, ReceivedState};
 
 /// What every page of a logged-in user shows in its header.
@@ -20,6 +21,97 @@ pub struct Frame<'a> {
     pub unit: &'a str,
     /// Whether this unit is a supervision office (its certificate's role).
     pub supervisor: bool,
+    /// Units by name, for every table that names one.
+    pub names: std::sync::Arc<UnitNames>,
+    /// Why this unit cannot reach the hub now, for the banner on every
+    /// page; none while connected.
+    pub cut_off: Option<String>,
+    pub counts: NavCounts,
+}
+
+impl Frame<'_> {
+    /// A unit as a clerk reads it: its 单位名称 (the id when none is known).
+    pub fn unit_name<'b>(&'b self, id: &'b str) -> &'b str {
+        self.names.show(id)
+    }
+}
+
+/// What waits on the clerk, shown in the navigation.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NavCounts {
+    /// 待签收.
+    pub pending: usize,
+    /// Sent documents returned and not yet dealt with.
+    pub returned: usize,
+    /// Documents in failed/.
+    pub problems: usize,
+}
+
+/// What a clerk's act did, said at the top of the page it leads back to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Done {
+    SignedFor,
+    Returned,
+    Recalled,
+    Urged,
+    Forwarded,
+    Resent,
+    Deleted,
+    PutAside,
+    Pressed,
+}
+
+impl Done {
+    /// From the `done` of a link (`?done=ack`).
+    pub fn parse(s: &str) -> Option<Done> {
+        Some(match s {
+            "ack" => Done::SignedFor,
+            "reject" => Done::Returned,
+            "recall" => Done::Recalled,
+            "urge" => Done::Urged,
+            "forward" => Done::Forwarded,
+            "resend" => Done::Resent,
+            "delete" => Done::Deleted,
+            "aside" => Done::PutAside,
+            "press" => Done::Pressed,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Done::SignedFor => "ack",
+            Done::Returned => "reject",
+            Done::Recalled => "recall",
+            Done::Urged => "urge",
+            Done::Forwarded => "forward",
+            Done::Resent => "resend",
+            Done::Deleted => "delete",
+            Done::PutAside => "aside",
+            Done::Pressed => "press",
+        }
+    }
+
+    /// What the page says, given whether the hub can be reached now.
+    pub fn words(self, connected: bool) -> &'static str {
+        match (self, connected) {
+            (Done::SignedFor, true) => "已签收，签收回执已发往交换中心。",
+            (Done::SignedFor, false) => {
+                "已签收。现在连不上交换中心：回执未送达交换中心，连上后自动送出。"
+            }
+            (Done::Returned, true) => "已退回，退文回执已发往交换中心。",
+            (Done::Returned, false) => {
+                "已退回。现在连不上交换中心：回执未送达交换中心，连上后自动送出。"
+            }
+            (Done::Recalled, _) => "已撤回：尚未签收的单位不会再收到这份公文。",
+            (Done::Urged, _) => "已催办：交换中心已向尚未签收的单位发出催办通知。",
+            (Done::Forwarded, _) => "已转发。",
+            (Done::Resent, _) => "已重新发送。",
+            (Done::Deleted, _) => "已删除。",
+            (Done::PutAside, _) => "已不再提示这份公文的退回。",
+            (Done::Pressed, _) => "已发出督办单：交换中心已送往所选单位，并计入催办次数。",
+        }
+    }
 }
 
 pub fn urgency_label(u: Urgency) -> &'static str {
@@ -46,12 +138,25 @@ pub fn beijing(ms: i64) -> String {
 }
 
 fn layout(title: &str, frame: Option<&Frame<'_>>, body: Markup) -> Markup {
+    page(title, frame, None, body)
+}
+
+/// A count in the navigation, shown only when there is something.
+fn count(n: usize) -> Markup {
+    html! { @if n > 0 { " " span.count { (n) } } }
+}
+
+/// Every page: the header with its counts, the banner when the unit is
+/// cut off, the body; `refresh` seconds makes the browser look again
+/// (a page that follows something, without script).
+fn page(title: &str, frame: Option<&Frame<'_>>, refresh: Option<u32>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="zh-CN" {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
+                @if let Some(secs) = refresh { meta http-equiv="refresh" content=(secs); }
                 title { (title) " — 公文交换" }
                 link rel="stylesheet" href="/assets/style.css";
             }
@@ -60,11 +165,14 @@ fn layout(title: &str, frame: Option<&Frame<'_>>, body: Markup) -> Markup {
                     header {
                         span.unit { (f.unit) }
                         nav {
-                            a href="/" { "待签收" }
+                            a href="/" { "待签收" (count(f.counts.pending)) }
                             a href="/inbox" { "收文" }
                             a href="/sent" { "发文" }
+                            @if f.counts.returned > 0 {
+                                a href="/sent" { "已退回" (count(f.counts.returned)) }
+                            }
                             a href="/compose" { "拟稿发文" }
-                            a href="/problems" { "问题" }
+                            a href="/problems" { "问题" (count(f.counts.problems)) }
                             a href="/status" { "状态" }
                             @if f.supervisor { a href="/supervision" { "督查" } }
                         }
@@ -74,10 +182,20 @@ fn layout(title: &str, frame: Option<&Frame<'_>>, body: Markup) -> Markup {
                             button type="submit" { "退出" }
                         }
                     }
+                    @if let Some(why) = &f.cut_off {
+                        p.banner role="status" { strong { "未连接交换中心。" } " " (why) " " a href="/status" { "查看状态" } }
+                    }
                 }
                 main { (body) }
             }
         }
+    }
+}
+
+/// The line at the top of a page saying what the last act did.
+fn done_line(done: Option<Done>, connected: bool) -> Markup {
+    html! {
+        @if let Some(d) = done { p.done role="status" { (d.words(connected)) } }
     }
 }
 
@@ -101,7 +219,20 @@ pub fn login(csrf: &str, username: &str, message: Option<&str>) -> Markup {
     )
 }
 
-fn received_table(rows: &[ReceivedRecord], now_ms: i64) -> Markup {
+/// A received document's state, and whether its answer is still on its
+/// way to the hub.
+fn state_text(r: &ReceivedRecord, unsent: &Unsent) -> String {
+    let mut text = state_label(r.state).to_owned();
+    if unsent.contains(&r.doc_id) {
+        text.push_str("（未送达交换中心）");
+    }
+    text
+}
+
+/// Received documents whose 签收 or 退回 has not reached the hub yet.
+pub type Unsent = std::collections::HashSet<DocId>;
+
+fn received_table(rows: &[ReceivedRecord], now_ms: i64, unsent: &Unsent) -> Markup {
     html! {
         table.docs {
             thead { tr {
@@ -123,7 +254,7 @@ fn received_table(rows: &[ReceivedRecord], now_ms: i64) -> Markup {
                         }
                         td.num { (r.urge_count) }
                         td { (beijing(r.received_ms)) }
-                        td { (state_label(r.state)) }
+                        td { (state_text(r, unsent)) }
                     }
                 }
             }
@@ -131,17 +262,60 @@ fn received_table(rows: &[ReceivedRecord], now_ms: i64) -> Markup {
     }
 }
 
-/// `/`: what is still to sign for or return.
-pub fn pending(frame: &Frame<'_>, rows: &[ReceivedRecord], more: bool, now_ms: i64) -> Markup {
+/// A sent document returned by some recipient, not yet dealt with.
+#[derive(Debug, Clone)]
+pub struct ReturnedRow {
+    pub doc_id: String,
+    pub title: String,
+    pub doc_number: String,
+    pub sent_ms: i64,
+    /// How many recipients returned it.
+    pub returned: u32,
+}
+
+/// The 被退回 table of the home page and of `/sent?returned=1`.
+fn returned_table(rows: &[ReturnedRow]) -> Markup {
+    html! {
+        table.docs.returned {
+            thead { tr { th { "文号" } th { "标题" } th { "发出时间" } th { "退回" } th { "" } } }
+            tbody {
+                @for r in rows {
+                    tr {
+                        td { (r.doc_number) }
+                        td { a href={ "/sent/" (r.doc_id) } { (r.title) } }
+                        td { (beijing(r.sent_ms)) }
+                        td.overdue { "已退回 " (r.returned) }
+                        td { a href={ "/sent/" (r.doc_id) } { "查看退回理由，修改后重新发送" } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `/`: what is still to sign for or return, and what this unit sent
+/// that came back.
+pub fn pending(
+    frame: &Frame<'_>,
+    rows: &[ReceivedRecord],
+    more: bool,
+    now_ms: i64,
+    returned: &[ReturnedRow],
+    unsent: &Unsent,
+) -> Markup {
     layout(
         "待签收",
         Some(frame),
         html! {
+            @if !returned.is_empty() {
+                h1 { "被退回的发文" }
+                (returned_table(returned))
+            }
             h1 { "待签收" }
             @if rows.is_empty() {
                 p.empty { "没有待签收的公文。" }
             } @else {
-                (received_table(rows, now_ms))
+                (received_table(rows, now_ms, unsent))
                 @if more { p { a href="/inbox?state=delivered&page=2" { "更多…" } } }
             }
         },
@@ -169,6 +343,7 @@ pub fn inbox(
     rows: &[ReceivedRecord],
     more: bool,
     now_ms: i64,
+    unsent: &Unsent,
 ) -> Markup {
     layout(
         "收文",
@@ -180,11 +355,11 @@ pub fn inbox(
                     select name="state" {
                         option value="" selected[view.state.is_empty()] { "全部" }
                         @for s in [ReceivedState::Delivered, ReceivedState::Acknowledged, ReceivedState::Rejected, ReceivedState::Recalled, ReceivedState::Quarantined] {
-                            option value=(s.as_str()) selected[view.state == s.as_str()] { (state_label(s)) " " (s.as_str()) }
+                            option value=(s.as_str()) selected[view.state == s.as_str()] { (state_label(s)) }
                         }
                     }
                 }
-                label { "来文单位" input type="text" name="sender" value=(view.sender) placeholder="harbin-gov"; }
+                label { "来文单位" input type="text" name="sender" value=(view.sender) placeholder="单位名称或编号，如 哈尔滨"; }
                 label { "标题或文号" input type="text" name="q" value=(view.q); }
                 label { "收到日期自" input type="date" name="from" value=(view.from); }
                 label { "至" input type="date" name="to" value=(view.to); }
@@ -193,7 +368,7 @@ pub fn inbox(
             @if rows.is_empty() {
                 p.empty { "没有符合条件的公文。" }
             } @else {
-                (received_table(rows, now_ms))
+                (received_table(rows, now_ms, unsent))
             }
             p.pages {
                 @if view.page > 1 {
@@ -302,15 +477,11 @@ fn forward_form(frame: &Frame<'_>, r: &ReceivedRecord, acts: &DocActs<'_>) -> Ma
 /// What the sender's signed header says beyond the record: 主送, 抄送,
 /// 经办人, the note, what it asks and answers, what it forwards.
 fn sender_facts(
+    frame: &Frame<'_>,
     m: &gongwen_common::envelope::DocMeta,
     original: Option<&gongwen_common::envelope::SealedHeader>,
 ) -> Markup {
-    let ids = |list: &[gongwen_common::NodeId]| {
-        list.iter()
-            .map(|n| n.as_str())
-            .collect::<Vec<_>>()
-            .join("、")
-    };
+    let ids = |list: &[gongwen_common::NodeId]| frame.names.list(list.iter().map(|n| n.as_str()));
     let asks = m.links.asks;
     html! {
         dt { "主送" } dd { (ids(&m.to)) }
@@ -332,7 +503,7 @@ fn sender_facts(
         @if let Some(a) = m.links.answers {
             dt { "答复" }
             dd {
-                "答复本单位发出的 " code { (a.doc_id) }
+                "答复本单位发出的公文 " a href={ "/sent/" (a.doc_id) } { "（查看原件）" }
                 @if let Some(d) = a.decision { " · 意见：" strong { (d.chinese()) } }
                 @if let Some(old) = a.supersedes { " · 更正 " code { (old) } }
             }
@@ -340,7 +511,7 @@ fn sender_facts(
         @if let Some(o) = original {
             dt { "转发自" }
             dd {
-                "原发文单位 " (o.meta().sender) " · "
+                "原发文单位 " (frame.unit_name(o.meta().sender.as_str())) " · "
                 @if !o.meta().doc_number.is_empty() { (o.meta().doc_number) " · " }
                 "《" (o.meta().title) "》 · 原件签名已核验"
             }
@@ -365,16 +536,28 @@ fn sign_for_forms(frame: &Frame<'_>, r: &ReceivedRecord) -> Markup {
                 h2 { "签收" }
                 input type="hidden" name="csrf" value=(frame.csrf);
                 label { "签收人" input type="text" name="by" value=(frame.user.display_name) required; }
+                label.confirm { input type="checkbox" name="confirm" value="yes" required; "已阅知，确认签收（签收后不能撤销）" }
                 button type="submit" { "签收" }
             }
             form.reject method="post" action={ "/inbox/" (r.doc_id) "/reject" } {
                 h2 { "退回" }
                 input type="hidden" name="csrf" value=(frame.csrf);
                 label { "退回理由" input type="text" name="reason" required; }
+                label.confirm { input type="checkbox" name="confirm" value="yes" required; "确认退回（退回后不能撤销）" }
                 button type="submit" { "退回" }
             }
         }
         }
+}
+
+/// What the document page says beyond the document: a refusal of the
+/// last act, or what it did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Said<'a> {
+    pub refused: Option<&'a str>,
+    pub done: Option<Done>,
+    /// Whether the hub can be reached now (how an answer is said).
+    pub connected: bool,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -384,8 +567,9 @@ pub fn received_doc(
     meta: Option<&gongwen_common::envelope::DocMeta>,
     files: &[FileLink],
     notices: &[String],
-    message: Option<&str>,
+    said: Said<'_>,
     acts: &DocActs<'_>,
+    unsent: &Unsent,
 ) -> Markup {
     let links = meta.map(|m| &m.links);
     let asks = links.and_then(|l| l.asks);
@@ -401,17 +585,18 @@ pub fn received_doc(
         &r.title,
         Some(frame),
         html! {
+            (done_line(said.done, said.connected))
             h1 { (r.title) }
-            @if let Some(m) = message { p.error role="alert" { (m) } }
+            @if let Some(m) = said.refused { p.error role="alert" { (m) } }
             dl.meta {
-                dt { "来文单位" } dd { (sender) " (" (r.sender) ")" }
+                dt { "来文单位" } dd { (sender) }
                 dt { "文号" } dd { (r.doc_number) }
                 dt { "文种" } dd { (r.doc_type) }
-                @if let Some(m) = meta { (sender_facts(m, original.as_ref())) }
+                @if let Some(m) = meta { (sender_facts(frame, m, original.as_ref())) }
                 dt { "紧急程度" } dd { (urgency_label(r.urgency)) }
                 dt { "期限" } dd { @if let Some(d) = r.deadline { (beijing(d.saturating_mul(1000))) } @else { "—" } }
                 dt { "收到时间" } dd { (beijing(r.received_ms)) }
-                dt { "状态" } dd { (state_label(r.state)) }
+                dt { "状态" } dd { (state_text(r, unsent)) }
                 dt { "催办次数" } dd { (r.urge_count) }
                 @if let Some(a) = &r.answer {
                     dt { @if r.state == ReceivedState::Rejected { "退回理由" } @else { "签收人" } }
@@ -420,6 +605,14 @@ pub fn received_doc(
                 @if let Some(why) = &r.reason { dt { "原因" } dd { (why) } }
                 @if let Some(why) = &r.recall_reason { dt { "撤回理由" } dd { (why) } }
                 dt { "文档编号" } dd { code { (r.doc_id) } }
+            }
+            p.noprint.prints {
+                a href={ "/inbox/" (r.doc_id) "/print/handling" } { "打印公文处理笺" }
+                @match r.state {
+                    ReceivedState::Acknowledged => { " · " a href={ "/inbox/" (r.doc_id) "/print/slip" } { "打印签收单" } }
+                    ReceivedState::Rejected => { " · " a href={ "/inbox/" (r.doc_id) "/print/slip" } { "打印退文单" } }
+                    _ => {}
+                }
             }
             h2 { "文件" }
             ul.files {
@@ -456,15 +649,29 @@ pub struct SentRow {
     pub doc_number: String,
     pub sent_ms: i64,
     pub signed: usize,
+    /// How many recipients returned it (退回).
+    pub returned: usize,
     pub total: usize,
 }
 
-/// `/sent`: what this unit sent, newest first.
-pub fn sent(frame: &Frame<'_>, rows: &[SentRow], page: usize, more: bool) -> Markup {
+/// `/sent`: what this unit sent, newest first, after what came back.
+pub fn sent(
+    frame: &Frame<'_>,
+    rows: &[SentRow],
+    page: usize,
+    more: bool,
+    returned: &[ReturnedRow],
+    done: Option<Done>,
+) -> Markup {
     layout(
         "发文",
         Some(frame),
         html! {
+            (done_line(done, frame.cut_off.is_none()))
+            @if !returned.is_empty() {
+                h1 { "被退回的发文" }
+                (returned_table(returned))
+            }
             h1 { "发文" }
             @if rows.is_empty() {
                 p.empty { "本单位还没有发出公文。" }
@@ -477,7 +684,10 @@ pub fn sent(frame: &Frame<'_>, rows: &[SentRow], page: usize, more: bool) -> Mar
                                 td { (r.doc_number) }
                                 td { a href={ "/sent/" (r.doc_id) } { (r.title) } }
                                 td { (beijing(r.sent_ms)) }
-                                td { "已签收 " (r.signed) " / 共 " (r.total) }
+                                td {
+                                    "已签收 " (r.signed) " / 共 " (r.total)
+                                    @if r.returned > 0 { " · " span.overdue { "已退回 " (r.returned) } }
+                                }
                             }
                         }
                     }
@@ -495,7 +705,9 @@ pub fn sent(frame: &Frame<'_>, rows: &[SentRow], page: usize, more: bool) -> Mar
 /// One recipient's row of a sent document's 签收情况.
 #[derive(Debug, Clone)]
 pub struct SignRow {
+    /// The unit's 单位名称 (its id when none is known).
     pub unit: String,
+    pub unit_id: String,
     /// 主送 / 抄送, when the hub said.
     pub copy: Option<&'static str>,
     pub state: crate::rules::copy_state::CopyState,
@@ -518,12 +730,15 @@ pub enum Source {
 }
 
 /// The 签收情况 table: one row per recipient.
-pub fn sign_table(rows: &[SignRow]) -> Markup {
+/// The 签收情况 table; `slips`: the sent document whose 签收单 and 退文单
+/// each row links to (none where the receipts are not this unit's).
+pub fn sign_table(rows: &[SignRow], slips: Option<&str>) -> Markup {
     html! {
             table.docs.signing {
                 thead { tr {
                     th { "收文单位" } th { "主送/抄送" } th { "状态" } th { "送达时间" }
                     th { "签收人" } th { "签收时间" } th { "退回理由" } th { "催办次数" } th { "期限" }
+                    @if slips.is_some() { th.noprint { "" } }
                 } }
                 tbody {
                     @for r in rows {
@@ -539,6 +754,15 @@ pub fn sign_table(rows: &[SignRow]) -> Markup {
                             td class=[r.overdue.then_some("overdue")] {
                                 @if let Some(t) = r.deadline_ms { (beijing(t)) }
                                 @if r.overdue { " 已超期" }
+                            }
+                            @if let Some(doc) = slips {
+                                td.noprint {
+                                    @if r.state.is_signed_for() || r.state.is_returned() {
+                                        a href={ "/sent/" (doc) "/slip/" (percent(&r.unit_id)) } {
+                                            @if r.state.is_returned() { "退文单" } @else { "签收单" }
+                                        }
+                                    }
+                                }
                             }
                         }
                     }
@@ -573,6 +797,7 @@ pub fn summary_table(doc_id: &str, s: &crate::actions::collect::Summary) -> Mark
 }
 
 /// `/sent/{doc_id}`: 签收情况, and 撤回 / 催办 while anyone has not signed.
+#[allow(clippy::too_many_arguments)]
 pub fn sent_doc(
     frame: &Frame<'_>,
     record: &crate::unit::store::SentRecord,
@@ -580,6 +805,8 @@ pub fn sent_doc(
     source: Source,
     summary: Option<&crate::actions::collect::Summary>,
     message: Option<&str>,
+    done: Option<Done>,
+    returns_open: u32,
 ) -> Markup {
     let open = rows.iter().any(|r| r.state.is_open());
     let signed = rows.iter().filter(|r| r.state.is_signed_for()).count();
@@ -590,6 +817,7 @@ pub fn sent_doc(
         title,
         Some(frame),
         html! {
+            (done_line(done, frame.cut_off.is_none()))
             h1 { (title) }
             @if let Some(m) = message { p.error role="alert" { (m) } }
             p {
@@ -602,7 +830,7 @@ pub fn sent_doc(
                     p { "以下单位没有收到这份公文（发给其余单位的已发出）：" }
                     ul {
                         @for l in &record.left_out {
-                            li { (l.unit) "：" (l.reason) }
+                            li { (frame.unit_name(l.unit.as_str())) "：" (l.reason) }
                         }
                     }
                 }
@@ -610,8 +838,23 @@ pub fn sent_doc(
             @if source == Source::Local {
                 p.error { "现在连不上交换中心：下表是本单位保存的回执，期限和催办次数暂缺。" }
             }
+            @let returned = rows.iter().filter(|r| r.state.is_returned()).count();
+            @if returned > 0 {
+                div.returns role="alert" {
+                    p { strong { "这份公文被 " (returned) " 个单位退回" } "，退回理由见下表。" }
+                    p.acts {
+                        a.button href={ "/compose?from=" (doc_id) } { "修改后重新发送" }
+                        @if returns_open > 0 {
+                            form.aside method="post" action={ "/sent/" (doc_id) "/aside" } {
+                                input type="hidden" name="csrf" value=(frame.csrf);
+                                button.plain type="submit" { "不再提示" }
+                            }
+                        }
+                    }
+                }
+            }
             h2 { "签收情况" }
-            (sign_table(rows))
+            (sign_table(rows, Some(doc_id)))
             @if let Some(s) = summary { (summary_table(doc_id, s)) }
             @if open {
                 div.acts {
@@ -625,6 +868,7 @@ pub fn sent_doc(
                         h2 { "撤回" }
                         input type="hidden" name="csrf" value=(frame.csrf);
                         label { "撤回理由" input type="text" name="reason"; }
+                        label.confirm { input type="checkbox" name="confirm" value="yes" required; "确认撤回（尚未签收的单位将收不到这份公文）" }
                         button type="submit" { "撤回" }
                     }
                 }
@@ -652,6 +896,100 @@ pub struct ComposeView {
     /// "", "decision" (请示 → 批复) or "report" (通知 → 上报).
     pub reply: String,
     pub reply_by: String,
+    /// 期限 picked in the browser (2027-03-01T17:00, Beijing time), or
+    /// a quick choice (3d).
+    pub deadline_at: String,
+    pub deadline_in: String,
+    pub reply_by_at: String,
+    pub reply_by_in: String,
+    /// The returned document this one sends again (修改后重新发送).
+    pub resend_of: String,
+}
+
+/// The 15 kinds of 公文 of the 党政机关公文处理工作条例 (第八条).
+pub const DOC_TYPES: [&str; 15] = [
+    "决议", "决定", "命令", "公报", "公告", "通告", "意见", "通知", "通报", "报告", "请示", "批复",
+    "议案", "函", "纪要",
+];
+
+/// Quick choices for a 期限, as spans the hub counts from acceptance.
+const QUICK_SPANS: [(&str, &str); 6] = [
+    ("", "不设"),
+    ("1d", "1 天内"),
+    ("3d", "3 天内"),
+    ("7d", "7 天内"),
+    ("15d", "15 天内"),
+    ("30d", "30 天内"),
+];
+
+/// A time picked in a `datetime-local` input (Beijing time) as the
+/// envelope's time with its offset; other text as it was typed.
+pub fn picked_time(t: &str) -> String {
+    let t = t.trim();
+    let shape = t.len() == 16 && t.as_bytes().get(10) == Some(&b'T');
+    if shape {
+        format!("{t}:00+08:00")
+    } else {
+        t.to_owned()
+    }
+}
+
+impl ComposeView {
+    /// The 期限 asked for: the picked time, else the quick choice, else
+    /// what was typed (an older form, the API).
+    pub fn deadline(&self) -> String {
+        first_given(&[
+            &picked_time(&self.deadline_at),
+            &self.deadline_in,
+            &self.deadline,
+        ])
+    }
+
+    pub fn reply_by(&self) -> String {
+        first_given(&[
+            &picked_time(&self.reply_by_at),
+            &self.reply_by_in,
+            &self.reply_by,
+        ])
+    }
+}
+
+fn first_given(options: &[&str]) -> String {
+    options
+        .iter()
+        .map(|s| s.trim())
+        .find(|s| !s.is_empty())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A 期限 as a picker and quick choices (the browser's own inputs).
+fn deadline_inputs(label: &str, at_name: &str, at: &str, in_name: &str, within: &str) -> Markup {
+    html! {
+        fieldset.deadline {
+            legend { (label) }
+            label { "选择日期和时间（北京时间）" input type="datetime-local" name=(at_name) value=(at); }
+            label { "或从发出时算起"
+                select name=(in_name) {
+                    @for (value, text) in QUICK_SPANS {
+                        option value=(value) selected[within == value] { (text) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A size as a clerk reads it.
+pub fn size_words(bytes: u64) -> String {
+    const MB: u64 = 1024 * 1024;
+    if bytes >= 1024 * MB {
+        format!("{:.1} GB", bytes as f64 / (1024 * MB) as f64)
+    } else if bytes >= MB {
+        format!("{} MB", bytes / MB)
+    } else {
+        format!("{} KB", bytes.div_ceil(1024))
+    }
 }
 
 impl ComposeView {
@@ -672,6 +1010,11 @@ impl ComposeView {
             "note" => self.note = value,
             "reply" => self.reply = value,
             "reply_by" => self.reply_by = value,
+            "deadline_at" => self.deadline_at = value,
+            "deadline_in" => self.deadline_in = value,
+            "reply_by_at" => self.reply_by_at = value,
+            "reply_by_in" => self.reply_by_in = value,
+            "resend_of" => self.resend_of = value,
             _ => {}
         }
     }
@@ -725,6 +1068,7 @@ pub fn compose(
     me: &gongwen_common::NodeId,
     v: &ComposeView,
     message: Option<&str>,
+    size_limit: u64,
 ) -> Markup {
     layout(
         "拟稿发文",
@@ -735,8 +1079,12 @@ pub fn compose(
                 p.error role="alert" { (m) }
                 p { small { "请重新选择要发送的文件（浏览器不会保留已选的文件）。" } }
             }
+            @if !v.resend_of.is_empty() {
+                p.done { "修改后重新发送被退回的公文：信息已按原件填好，请修改后重新选择文件。" }
+            }
             form.compose method="post" action="/compose" enctype="multipart/form-data" {
                 input type="hidden" name="csrf" value=(frame.csrf);
+                @if !v.resend_of.is_empty() { input type="hidden" name="resend_of" value=(v.resend_of); }
                 h2 { "收文单位" }
                 (recipient_picker(dir, me, &v.to, &v.cc))
                 label { "其他主送（编号，逗号分隔）" input type="text" name="to_more" value=(v.to_more); }
@@ -744,7 +1092,14 @@ pub fn compose(
                 h2 { "公文信息" }
                 label { "标题" input type="text" name="title" value=(v.title) maxlength="160"; }
                 label { "文号" input type="text" name="doc_number" value=(v.doc_number) placeholder="黑政发〔2026〕12号"; }
-                label { "文种" input type="text" name="doc_type" value=(v.doc_type) placeholder="通知"; }
+                label { "文种"
+                    select name="doc_type" {
+                        option value="" selected[v.doc_type.is_empty()] { "（不写）" }
+                        @for t in DOC_TYPES {
+                            option value=(t) selected[v.doc_type == t] { (t) }
+                        }
+                    }
+                }
                 label { "紧急程度"
                     select name="urgency" {
                         @for (value, label) in [("normal", "平件"), ("urgent", "加急"), ("extra-urgent", "特急")] {
@@ -752,7 +1107,7 @@ pub fn compose(
                         }
                     }
                 }
-                label { "期限" input type="text" name="deadline" value=(v.deadline) placeholder="3d 或 2027-03-01T17:00:00+08:00"; }
+                (deadline_inputs("签收期限", "deadline_at", &v.deadline_at, "deadline_in", &v.deadline_in))
                 label { "经办人" input type="text" name="operator" value=(v.operator); }
                 label { "电话" input type="text" name="phone" value=(v.phone); }
                 label { "备注" input type="text" name="note" value=(v.note); }
@@ -763,8 +1118,9 @@ pub fn compose(
                         }
                     }
                 }
-                label { "答复期限" input type="text" name="reply_by" value=(v.reply_by) placeholder="5d 或 2027-03-01T17:00:00+08:00"; }
+                (deadline_inputs("答复期限", "reply_by_at", &v.reply_by_at, "reply_by_in", &v.reply_by_in))
                 h2 { "文件" }
+                p { small { "正文和附件合计不超过 " (size_words(size_limit)) "。" } }
                 label { "正文（一个文件）" input type="file" name="main" required; }
                 label { "附件（可多选）" input type="file" name="attachments" multiple; }
                 button type="submit" { "发送" }
@@ -773,30 +1129,31 @@ pub fn compose(
     )
 }
 
-/// A document just handed to the outbox, not yet accepted by the hub (the
-/// page looks again every two seconds, without script).
-pub fn sending(frame: &Frame<'_>, doc_id: &str) -> Markup {
-    html! {
-        (DOCTYPE)
-        html lang="zh-CN" {
-            head {
-                meta charset="utf-8";
-                meta http-equiv="refresh" content="2";
-                title { "发送中 — 公文交换" }
-                link rel="stylesheet" href="/assets/style.css";
+/// A document just handed to the outbox, not yet accepted by the hub:
+/// the page looks again every two seconds (no script) until it is sent
+/// (签收情况) or has failed (问题).
+pub fn sending(frame: &Frame<'_>, title: &str, to: &str) -> Markup {
+    page(
+        "发送中",
+        Some(frame),
+        Some(2),
+        html! {
+            h1 { "发送中" }
+            dl.meta {
+                dt { "标题" } dd { (title) }
+                dt { "主送" } dd { (to) }
             }
-            body {
-                main {
-                    h1 { "发送中" }
-                    p { "公文 " code { (doc_id) } " 已交给发送队列；交换中心接收后，这里会显示签收情况。" }
-                    p { a href="/sent" { "返回发文列表" } " · " (frame.user.display_name) }
-                }
+            @if frame.cut_off.is_some() {
+                p { "现在连不上交换中心：公文已保存在发送队列中，连上后自动发出。" }
+            } @else {
+                p { "公文已交给发送队列，正在加密和上传；交换中心收下后，这里会显示签收情况。" }
             }
-        }
-    }
+            p { a href="/sent" { "返回发文列表" } }
+        },
+    )
 }
 
-/// One thing in `failed/` or `quarantine/`.
+/// One thing in `quarantine/`.
 #[derive(Debug, Clone)]
 pub struct Problem {
     pub name: String,
@@ -804,15 +1161,72 @@ pub struct Problem {
     pub when_ms: Option<i64>,
 }
 
-/// `/problems`: what could not be sent and what failed verification.
-pub fn problems(frame: &Frame<'_>, failed: &[Problem], quarantined: &[Problem]) -> Markup {
-    let list = |items: &[Problem], empty: &str| {
+/// One failed document's entry on `/problems`: what it was, for whom, why,
+/// and the forms that send it again or delete it.
+fn failed_entry(frame: &Frame<'_>, f: &crate::actions::failed::FailedItem) -> Markup {
+    let names = |ids: &[String]| frame.names.list(ids.iter().map(String::as_str));
+    html! {
+        li.failed {
+            h3 { (f.title) }
+            dl.meta {
+                dt { "文件" } dd { (f.name) @if f.is_folder { "（文件夹）" } }
+                dt { "主送" } dd { @if f.to.is_empty() { "（未知）" } @else { (names(&f.to)) } }
+                @if !f.cc.is_empty() { dt { "抄送" } dd { (names(&f.cc)) } }
+                dt { "没有发出的原因" } dd { pre { (f.reason) } }
+                @if let Some(t) = f.when_ms { dt { "时间" } dd { (beijing(t)) } }
+            }
+            div.acts {
+                form.resend method="post" action="/problems/resend" {
+                    h4 { "改正后重新发送" }
+                    input type="hidden" name="csrf" value=(frame.csrf);
+                    input type="hidden" name="name" value=(f.name);
+                    label { "主送（单位编号，逗号分隔）" input type="text" name="to" value=(f.to.join("，")) required; }
+                    label { "抄送（可不填）" input type="text" name="cc" value=(f.cc.join("，")); }
+                    label { "标题" input type="text" name="title" value=(f.title) maxlength="160"; }
+                    label { "期限（可不填：保持原样）" input type="datetime-local" name="deadline_at"; }
+                    button type="submit" { "重新发送" }
+                }
+                form.discard method="post" action="/problems/delete" {
+                    h4 { "删除" }
+                    input type="hidden" name="csrf" value=(frame.csrf);
+                    input type="hidden" name="name" value=(f.name);
+                    label.confirm { input type="checkbox" name="confirm" value="yes" required; "确认删除这份没有发出的公文及其文件" }
+                    button.plain type="submit" { "删除" }
+                }
+            }
+        }
+    }
+}
+
+/// `/problems`: what could not be sent, and what failed verification.
+pub fn problems(
+    frame: &Frame<'_>,
+    failed: &[crate::actions::failed::FailedItem],
+    quarantined: &[Problem],
+    message: Option<&str>,
+    done: Option<Done>,
+) -> Markup {
+    layout(
+        "问题",
+        Some(frame),
         html! {
-            @if items.is_empty() {
-                p.empty { (empty) }
+            (done_line(done, frame.cut_off.is_none()))
+            h1 { "问题" }
+            @if let Some(m) = message { p.error role="alert" { (m) } }
+            h2 { "没有发出的公文" }
+            @if failed.is_empty() {
+                p.empty { "没有。" }
             } @else {
+                p { small { "改正原因中所说的问题（例如收文单位填错）后点“重新发送”；不再需要的可以删除。" } }
+                ul.problems { @for f in failed { (failed_entry(frame, f)) } }
+            }
+            h2 { "未通过验证、已隔离的来文" }
+            @if quarantined.is_empty() {
+                p.empty { "没有。" }
+            } @else {
+                p { small { "这些来文的签名或内容没有通过验证，没有放进收文。请联系来文单位和本单位管理员。" } }
                 ul.problems {
-                    @for p in items {
+                    @for p in quarantined {
                         li {
                             strong { (p.name) }
                             @if let Some(t) = p.when_ms { " " small { (beijing(t)) } }
@@ -821,17 +1235,6 @@ pub fn problems(frame: &Frame<'_>, failed: &[Problem], quarantined: &[Problem]) 
                     }
                 }
             }
-        }
-    };
-    layout(
-        "问题",
-        Some(frame),
-        html! {
-            h1 { "问题" }
-            h2 { "没有发出的文件 (failed/)" }
-            (list(failed, "没有。"))
-            h2 { "未通过验证、已隔离的来文 (quarantine/)" }
-            (list(quarantined, "没有。"))
         },
     )
 }
@@ -839,6 +1242,8 @@ pub fn problems(frame: &Frame<'_>, failed: &[Problem], quarantined: &[Problem]) 
 /// What `/status` shows.
 #[derive(Debug, Clone)]
 pub struct StatusView {
+    /// This unit: its name and id.
+    pub unit: String,
     /// Connected (since when, to what), or why not.
     pub link: String,
     pub connected: bool,
@@ -858,6 +1263,7 @@ pub fn status(frame: &Frame<'_>, v: &StatusView) -> Markup {
         html! {
             h1 { "状态" }
             dl.meta {
+                dt { "本单位" } dd { (v.unit) }
                 dt { "与交换中心的连接" }
                 dd class=[(!v.connected).then_some("overdue")] { (v.link) }
                 dt { "本单位证书到期" }
@@ -960,8 +1366,8 @@ impl SupervisionFilter {
 pub enum Found {
     /// Documents whose 文号 matched.
     Matches(Vec<(String, String, String, String)>),
-    /// One document's 签收情况: title, number, rows.
-    Document(String, String, Vec<SignRow>),
+    /// One document's 签收情况: id, title, number, rows.
+    Document(String, String, String, Vec<SignRow>),
     Nothing(String),
 }
 
@@ -981,7 +1387,7 @@ type Segment = (u64, u64, &'static str, &'static str, u64);
 
 /// Horizontal stacked bars, one per unit: on time, late, returned,
 /// pending — drawn as inline SVG (no script, no inline style).
-pub fn report_chart(units: &[ReportUnit]) -> Markup {
+pub fn report_chart(units: &[ReportUnit], names: &UnitNames) -> Markup {
     let max = units.iter().map(|u| u.received).max().unwrap_or(0).max(1);
     let row_h = 22u64;
     let (label_w, bar_w) = (150u64, 480u64);
@@ -1017,10 +1423,10 @@ pub fn report_chart(units: &[ReportUnit]) -> Markup {
             viewBox={ "0 0 " (width) " " (height) } role="img" aria-label="各单位签收情况" {
             @for (i, (u, segments, end)) in bars.iter().enumerate() {
                 @let y = i as u64 * row_h;
-                text x="0" y=(y + 15) font-size="12" fill="#1d2329" { (u.unit) }
+                text x="0" y=(y + 15) font-size="12" fill="#1d2329" { (names.show(&u.unit)) }
                 @for (x, w, color, label, n) in segments {
                     rect x=(x) y=(y + 3) width=(w) height="15" fill=(color) {
-                        title { (u.unit) " " (label) " " (n) }
+                        title { (names.show(&u.unit)) " " (label) " " (n) }
                     }
                 }
                 text x=(end + 6) y=(y + 15) font-size="12" fill="#5f6b76" { (u.received) }
@@ -1034,20 +1440,25 @@ pub fn report_chart(units: &[ReportUnit]) -> Markup {
 }
 
 /// What a search on `/supervision` found.
-fn found_part(found: Option<&Found>) -> Markup {
+fn found_part(frame: &Frame<'_>, found: Option<&Found>) -> Markup {
+    let names = &frame.names;
     html! {
         @match found {
             Some(Found::Matches(list)) => {
                 table.docs {
                     thead { tr { th { "文号" } th { "标题" } th { "发文单位" } th { "文档编号" } } }
                     tbody { @for (id, number, title, sender) in list {
-                        tr { td { (number) } td { a href={ "/supervision?doc=" (id) } { (title) } } td { (sender) } td { code { (id) } } }
+                        tr { td { (number) } td { a href={ "/supervision?doc=" (id) } { (title) } } td { (names.show(sender)) } td { code { (id) } } }
                     } }
                 }
             }
-            Some(Found::Document(title, number, rows)) => {
+            Some(Found::Document(doc_id, title, number, rows)) => {
                 h3 { (title) " " small { (number) } }
-                (sign_table(rows))
+                (sign_table(rows, None))
+                @if rows.iter().any(|r| r.overdue) {
+                    h4 { "向本文所有超期未签收的单位发督办单" }
+                    (press_form(frame, doc_id, None, "发督办单"))
+                }
             }
             Some(Found::Nothing(why)) => { p.empty { (why) } }
             None => {}
@@ -1055,8 +1466,28 @@ fn found_part(found: Option<&Found>) -> Markup {
     }
 }
 
+/// The 督办单 form: to one unit (`unit`), or to every unit overdue on the
+/// document (none).
+fn press_form(frame: &Frame<'_>, doc_id: &str, unit: Option<&str>, label: &str) -> Markup {
+    html! {
+        form.press method="post" action="/supervision/press" {
+            input type="hidden" name="csrf" value=(frame.csrf);
+            input type="hidden" name="doc" value=(doc_id);
+            @if let Some(u) = unit { input type="hidden" name="unit" value=(u); }
+            input type="text" name="words" required maxlength="500" placeholder="督办意见，如：请于今日内签收";
+            button type="submit" { (label) }
+        }
+    }
+}
+
 /// One page of the overdue list, with its pager.
-fn overdue_table(f: &SupervisionFilter, overdue: &[OverdueItem], overdue_total: usize) -> Markup {
+fn overdue_table(
+    frame: &Frame<'_>,
+    f: &SupervisionFilter,
+    overdue: &[OverdueItem],
+    overdue_total: usize,
+) -> Markup {
+    let names = &frame.names;
     html! {
         @let pages = overdue_total.div_ceil(super::PAGE_SIZE).max(1);
         @if overdue.is_empty() {
@@ -1070,20 +1501,21 @@ fn overdue_table(f: &SupervisionFilter, overdue: &[OverdueItem], overdue_total: 
             table.docs.overdue {
                 thead { tr {
                     th { "收文单位" } th { "事项" } th { "发文单位" } th { "文号" } th { "标题" } th { "紧急程度" }
-                    th { "期限" } th { "超期" } th { "催办次数" } th { "督办级别" }
+                    th { "期限" } th { "超期" } th { "催办次数" } th { "督办级别" } th { "督办单" }
                 } }
                 tbody { @for o in overdue {
                     tr {
                         td {
-                            (o.recipient)
+                            (names.show(&o.recipient))
                             @if o.revoked { " （证书已吊销）" }
                         }
-                        td { (o.missing.chinese()) } td { (o.sender) } td { (o.doc_number) }
+                        td { (o.missing.chinese()) } td { (names.show(&o.sender)) } td { (o.doc_number) }
                         td { a href={ "/supervision?doc=" (o.doc_id) } { (o.title) } }
                         td { (Urgency::parse(&o.urgency).map(urgency_label).unwrap_or(&o.urgency)) }
                         td.overdue { @if let Some(t) = o.deadline_ms { (beijing(t)) } }
                         td.overdue { (duration_words(o.late_seconds)) }
                         td.num { (o.urge_count) } td.num { (o.escalation_level) }
+                        td { (press_form(frame, &o.doc_id, Some(&o.recipient), "督办")) }
                     }
                 } }
             }
@@ -1092,7 +1524,7 @@ fn overdue_table(f: &SupervisionFilter, overdue: &[OverdueItem], overdue_total: 
 }
 
 /// The 汇总 per unit.
-fn report_table(report: &[ReportUnit]) -> Markup {
+fn report_table(report: &[ReportUnit], names: &UnitNames) -> Markup {
     html! {
         table.docs.report {
             thead { tr {
@@ -1102,7 +1534,7 @@ fn report_table(report: &[ReportUnit]) -> Markup {
             } }
             tbody { @for u in report {
                 tr {
-                    td { (u.unit) @if u.revoked { " （证书已吊销）" } }
+                    td { (names.show(&u.unit)) @if u.revoked { " （证书已吊销）" } }
                     td.num { (u.received) } td.num { (u.on_time) } td.num { (u.late) }
                     td.num { (u.rejected) } td.num { (u.pending) } td.num { (u.overdue_now) }
                     td { @if let Some(s) = u.median_sign_seconds { (duration_words(s)) } @else { "—" } }
@@ -1116,6 +1548,38 @@ fn report_table(report: &[ReportUnit]) -> Markup {
 }
 
 /// `/supervision`: the province, for a supervision office (督查室).
+/// The 督办 notices this office received from the escalation ladder.
+fn received_notices(names: &UnitNames, notices: &[gongwen_common::notice::Notice]) -> Markup {
+    let when = |t: &str| {
+        gongwen_common::timefmt::parse_rfc3339(t)
+            .map(|t| beijing((t.unix_timestamp_nanos() / 1_000_000) as i64))
+            .unwrap_or_default()
+    };
+    html! {
+        h2 { "收到的督办通知" }
+        @if notices.is_empty() {
+            p.empty { "还没有收到督办通知。" }
+        } @else {
+            table.docs.notices {
+                thead { tr {
+                    th { "时间" } th { "级别" } th { "收文单位" } th { "文号" } th { "标题" }
+                    th { "来文单位" } th { "已逾期" } th { "已催办" }
+                } }
+                tbody { @for n in notices {
+                    tr {
+                        td { (when(&n.at)) } td.num { (n.escalation_level) }
+                        td { (names.show(n.recipient.as_str())) } td { (n.doc_number) }
+                        td { a href={ "/supervision?doc=" (n.doc_id) } { (n.title) } }
+                        td { (names.show(n.sender.as_str())) }
+                        td { (duration_words(n.late_seconds)) } td.num { (n.urge_count) }
+                    }
+                } }
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 pub fn supervision(
     frame: &Frame<'_>,
     f: &SupervisionFilter,
@@ -1124,11 +1588,14 @@ pub fn supervision(
     report: &[ReportUnit],
     found: Option<&Found>,
     message: Option<&str>,
+    done: Option<Done>,
+    notices: &[gongwen_common::notice::Notice],
 ) -> Markup {
     layout(
         "督查",
         Some(frame),
         html! {
+            (done_line(done, frame.cut_off.is_none()))
             h1 { "督查" }
             @if let Some(m) = message { p.error role="alert" { (m) } }
             h2 { "查公文" }
@@ -1136,11 +1603,11 @@ pub fn supervision(
                 label { "文档编号或文号" input type="text" name="doc" value=(f.doc); }
                 button type="submit" { "查询" }
             }
-            (found_part(found))
+            (found_part(frame, found))
             h2 { "全省超期未签收、未答复" }
             form.filter method="get" action="/supervision" {
-                label { "收文单位" input type="text" name="unit" value=(f.unit); }
-                label { "发文单位" input type="text" name="sender" value=(f.sender); }
+                label { "收文单位" input type="text" name="unit" value=(f.unit) placeholder="单位名称或编号，如 大庆"; }
+                label { "发文单位" input type="text" name="sender" value=(f.sender) placeholder="单位名称或编号"; }
                 label { "紧急程度"
                     select name="urgency" {
                         option value="" selected[f.urgency.is_empty()] { "全部" }
@@ -1152,11 +1619,12 @@ pub fn supervision(
                 button type="submit" { "筛选" }
                 a href="/supervision/overdue.csv" download { "导出 CSV" }
             }
-            (overdue_table(f, overdue, overdue_total))
+            (overdue_table(frame, f, overdue, overdue_total))
             h2 { "各单位签收与答复汇总" }
             p { a href="/supervision/report.csv" download { "导出 CSV" } }
-            (report_chart(report))
-            (report_table(report))
+            (report_chart(report, &frame.names))
+            (report_table(report, &frame.names))
+            (received_notices(&frame.names, notices))
         },
     )
 }
@@ -1184,6 +1652,118 @@ pub fn csv(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> Vec<u8> 
         out.push_str("\r\n");
     }
     out.into_bytes()
+}
+
+/// What a printed 签收单 or 退文单 says: the receipt's facts and its
+/// verification code.
+#[derive(Debug, Clone)]
+pub struct Slip {
+    /// True: 签收单; false: 退文单.
+    pub signed_for: bool,
+    pub sender: String,
+    pub recipient: String,
+    pub doc_number: String,
+    pub title: String,
+    pub received_ms: Option<i64>,
+    /// Who signed for it, or why it was returned.
+    pub answer: String,
+    pub answered_ms: i64,
+    pub code: String,
+    pub doc_id: String,
+}
+
+/// A page made to be printed on A4 (the browser's 打印): no navigation.
+fn print_page(title: &str, back: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="zh-CN" {
+            head {
+                meta charset="utf-8";
+                title { (title) " — 公文交换" }
+                link rel="stylesheet" href="/assets/style.css";
+            }
+            body.print {
+                p.noprint { a href=(back) { "返回" } " · 用浏览器的“打印”（Ctrl+P）打印本页，纸张 A4。" }
+                main.sheet { (body) }
+            }
+        }
+    }
+}
+
+/// The 签收单 or 退文单 of one recipient's answer.
+pub fn slip(s: &Slip, back: &str) -> Markup {
+    let title = if s.signed_for {
+        "签收单"
+    } else {
+        "退文单"
+    };
+    print_page(
+        title,
+        back,
+        html! {
+            h1.sheet-title { (title) }
+            table.sheet {
+                tr { th { "来文单位" } td { (s.sender) } }
+                tr { th { "收文单位" } td { (s.recipient) } }
+                tr { th { "文号" } td { (s.doc_number) } }
+                tr { th { "标题" } td { (s.title) } }
+                @if let Some(t) = s.received_ms { tr { th { "送达时间" } td { (beijing(t)) } } }
+                @if s.signed_for {
+                    tr { th { "签收人" } td { (s.answer) } }
+                    tr { th { "签收时间" } td { (beijing(s.answered_ms)) } }
+                } @else {
+                    tr { th { "退回理由" } td { (s.answer) } }
+                    tr { th { "退回时间" } td { (beijing(s.answered_ms)) } }
+                }
+                tr { th { "校验码" } td.code { (s.code) } }
+                tr { th { "文档编号" } td { (s.doc_id) } }
+            }
+            p.sheet-note {
+                "本单由公文交换系统根据收文单位签名的回执生成。校验码为该回执签名的 SHA-256 摘要前 16 位，"
+                "可在该文的证据包中核对。时间均为北京时间。"
+            }
+        },
+    )
+}
+
+/// The 公文处理笺 of a received document: its facts, how it was handled,
+/// and boxes for the written 拟办意见 and 领导批示.
+pub fn handling_slip(r: &ReceivedRecord, unit: &str, back: &str) -> Markup {
+    let sender = r.sender_name.as_deref().unwrap_or(r.sender.as_str());
+    print_page(
+        "公文处理笺",
+        back,
+        html! {
+            h1.sheet-title { "公文处理笺" }
+            p.sheet-unit { (unit) }
+            table.sheet {
+                tr { th { "来文单位" } td colspan="3" { (sender) } }
+                tr { th { "文号" } td { (r.doc_number) } th { "紧急程度" } td { (urgency_label(r.urgency)) } }
+                tr { th { "标题" } td colspan="3" { (r.title) } }
+                tr {
+                    th { "收文时间" } td { (beijing(r.received_ms)) }
+                    th { "办理期限" } td { @if let Some(d) = r.deadline { (beijing(d.saturating_mul(1000))) } }
+                }
+                tr {
+                    th { "签收人" }
+                    td { @if r.state == ReceivedState::Acknowledged { @if let Some(a) = &r.answer { (a) } } }
+                    th { "签收时间" }
+                    td { @if r.state == ReceivedState::Acknowledged { @if let Some(t) = r.answered_ms { (beijing(t)) } } }
+                }
+                tr {
+                    th { "办理情况" }
+                    td colspan="3" {
+                        (state_label(r.state))
+                        @if r.state == ReceivedState::Rejected { @if let Some(a) = &r.answer { "：" (a) } }
+                        @if r.urge_count > 0 { "；被催办 " (r.urge_count) " 次" }
+                    }
+                }
+                tr.write { th { "拟办意见" } td colspan="3" {} }
+                tr.write { th { "领导批示" } td colspan="3" {} }
+                tr.write { th { "办理结果" } td colspan="3" {} }
+            }
+        },
+    )
 }
 
 /// A plain page with a message (not found, refused …).
