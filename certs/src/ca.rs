@@ -468,6 +468,59 @@ impl Ca {
         })
     }
 
+    /// A certificate for a unit's web console (HTTPS on its LAN): server
+    /// authentication only, for the host names and addresses clerks type,
+    /// and none of the node's identity — it names no gongwen node or role,
+    /// so its key, which sits beside a web server, can never connect to a
+    /// hub as the unit. Browsers that trust this CA's ca.crt accept it.
+    pub fn issue_console(
+        &mut self,
+        unit: &NodeId,
+        name: Option<&str>,
+        hosts: &[String],
+        validity: Validity,
+    ) -> Result<Issued, CaError> {
+        if hosts.is_empty() {
+            return Err(CaError::InvalidRequest(
+                "a console certificate names the host names or addresses clerks use".into(),
+            ));
+        }
+        if validity.not_after <= validity.not_before {
+            return Err(CaError::InvalidRequest(
+                "the certificate would expire before it becomes valid".into(),
+            ));
+        }
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, format!("{unit} console"));
+        if let Some(name) = name {
+            dn.push(DnType::OrganizationName, name);
+        }
+        params.distinguished_name = dn;
+        for h in hosts {
+            let san = match h.parse::<std::net::IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName(ia5(h.clone())?),
+            };
+            params.subject_alt_names.push(san);
+        }
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.use_authority_key_identifier_extension = true;
+        let serial = random_serial()?;
+        params.serial_number = Some(serial.clone());
+        params.not_before = validity.not_before;
+        params.not_after = validity.not_after;
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let cert = params.signed_by(&key, &self.issuer()?)?;
+        Ok(Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            serial: serial_hex(&serial.to_bytes()),
+        })
+    }
+
     /// Sign a CSR made by `gongwen-agent keygen`. The id is the CSR's CN;
     /// everything else the CSR asks for is ignored — the CA decides.
     pub fn sign_csr(

@@ -38,6 +38,43 @@ pub struct UnitRow {
     /// Groups the unit belongs to (the optional `groups` column, names
     /// separated by `;`), e.g. `市级;油田`.
     pub groups: Vec<String>,
+    /// Where the unit's clerks reach its web console (the optional
+    /// `console` column: host names or addresses separated by `;`, e.g.
+    /// `gongwen.harbin.gov.cn;10.20.1.5`): the bundle then turns the
+    /// console on for the LAN, with HTTPS for these names. Without it, the
+    /// console listens on the agent's machine only.
+    pub console: Vec<String>,
+}
+
+/// Where a bundle's console listens: on the LAN with HTTPS, or on the
+/// machine itself.
+pub const CONSOLE_LAN: &str = "0.0.0.0:8443";
+pub const CONSOLE_LOCAL: &str = "127.0.0.1:8480";
+
+/// A host name or address clerks type to reach a console: an IP address,
+/// or a DNS name of letters, digits, hyphens and dots.
+fn console_host(h: &str) -> Result<String, String> {
+    if h.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(h.to_owned());
+    }
+    let fine = !h.is_empty()
+        && h.len() <= 253
+        && h.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if fine {
+        Ok(h.to_ascii_lowercase())
+    } else {
+        Err(format!(
+            "console {h:?}: give the host names or IP addresses clerks type, separated by ;"
+        ))
+    }
 }
 
 /// The fields of one CSV record (RFC 4180: commas, quotes doubled inside
@@ -112,6 +149,7 @@ pub fn parse_units(text: &str) -> Result<Vec<UnitRow>, CaError> {
     };
     let role_col = column("role");
     let groups_col = column("groups");
+    let console_col = column("console");
     let mut rows: Vec<UnitRow> = Vec::new();
     let mut line_of: std::collections::HashMap<NodeId, usize> = std::collections::HashMap::new();
     for (n, line) in lines {
@@ -155,6 +193,19 @@ pub fn parse_units(text: &str) -> Result<Vec<UnitRow>, CaError> {
                 groups.push(g.to_owned());
             }
         }
+        let mut console = Vec::new();
+        for h in console_col
+            .map(get)
+            .unwrap_or("")
+            .split([';', '；'])
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+        {
+            let h = console_host(h).map_err(|e| bad(n, e))?;
+            if !console.contains(&h) {
+                console.push(h);
+            }
+        }
         if let Some(first) = line_of.insert(id.clone(), n) {
             return Err(bad(n, format!("{id} is already on line {first}")));
         }
@@ -164,6 +215,7 @@ pub fn parse_units(text: &str) -> Result<Vec<UnitRow>, CaError> {
             name,
             role,
             groups,
+            console,
         });
     }
     if rows.is_empty() {
@@ -195,8 +247,10 @@ pub fn agent_toml(row: &UnitRow, hubs: &[String], hub_name: &str, suite: Suite) 
          cert = \"{ETC_DIR}/{id}.crt\"\n\
          key  = \"{ETC_DIR}/{id}.key\"\n\
          ca   = \"{ETC_DIR}/ca.crt\"\n\
-         {keys}",
+         {keys}\
+         {console}",
         name = row.name,
+        console = console_toml(row),
         keys = match suite {
             Suite::Standard => format!(
                 "# The unit's document encryption key, made at enrollment: the hub\n\
@@ -213,6 +267,68 @@ pub fn agent_toml(row: &UnitRow, hubs: &[String], hub_name: &str, suite: Suite) 
             ),
         }
     )
+}
+
+/// The `[console]` of a bundle: on the LAN with HTTPS when the unit's
+/// console hosts are known, else on this machine only.
+fn console_toml(row: &UnitRow) -> String {
+    let id = &row.id;
+    if row.console.is_empty() {
+        format!(
+            "# The web console, on this machine only (enroll with a console column\n\
+             # to serve it to the LAN with HTTPS).\n\
+             [console]\n\
+             listen = \"{CONSOLE_LOCAL}\"\n"
+        )
+    } else {
+        format!(
+            "# The web console for the unit's clerks, on the LAN with HTTPS:\n\
+             # https://{host}:8443/ (a certificate from the province's CA).\n\
+             [console]\n\
+             listen   = \"{CONSOLE_LAN}\"\n\
+             tls_cert = \"{ETC_DIR}/{id}.console.crt\"\n\
+             tls_key  = \"{ETC_DIR}/{id}.console.key\"\n",
+            host = row.console[0]
+        )
+    }
+}
+
+/// The steps that open the console to clerks, in Chinese.
+fn console_notes(row: &UnitRow) -> String {
+    let id = &row.id;
+    let first_account = format!(
+        "建立第一个控制台账户（管理员）：\n\
+            sudo -u gongwen gongwen-agent user add 用户名 --display-name 姓名 --role admin --config {ETC_DIR}/agent.toml\n\
+            （密码在提示后输入两次，不会显示；以后可在同一命令中用 --role clerk 为各位文书建立账户。）\n"
+    );
+    if row.console.is_empty() {
+        format!(
+            "5. 控制台（网页）：只在本机打开 http://{CONSOLE_LOCAL}/ 。\n\
+             6. {first_account}\
+             如要让本单位其他电脑用浏览器办理公文，请省级管理员在登记表的 console 一栏填写本机的地址后重新登记。\n"
+        )
+    } else {
+        let urls: Vec<String> = row
+            .console
+            .iter()
+            .map(|h| {
+                if h.contains(':') {
+                    format!("https://[{h}]:8443/")
+                } else {
+                    format!("https://{h}:8443/")
+                }
+            })
+            .collect();
+        format!(
+            "5. 控制台（网页）的证书和私钥：\n\
+                sudo install -m 0644 {id}.console.crt {ETC_DIR}/\n\
+                sudo install -m 0600 -o gongwen -g gongwen {id}.console.key {ETC_DIR}/\n\
+             6. {first_account}\
+             7. 在各办公电脑上把根证书 ca.crt 安装为“受信任的根证书颁发机构”，然后用浏览器打开：{}\n\
+                防火墙需允许本单位局域网访问本机 TCP 8443 端口。\n",
+            urls.join(" 或 ")
+        )
+    }
 }
 
 /// Install steps for the unit's administrator, in Chinese.
@@ -243,12 +359,14 @@ pub fn install_notes(row: &UnitRow, hubs: &[String], suite: Suite) -> String {
             sudo install -m 0600 -o gongwen -g gongwen {private} {ETC_DIR}/\n\
          3. 启动服务：sudo systemctl enable --now gongwen-agent\n\
          4. 查看状态：sudo systemctl status gongwen-agent；日志：journalctl -u gongwen-agent\n\
+         {console}\
          \n\
          交换中心地址：{hubs}\n\
          收发文件夹：{AGENT_DATA_DIR}/outbox/（发文）、{AGENT_DATA_DIR}/inbox/（收文）\n\
          如无法连接，请确认本机可以访问上述地址的 UDP 端口，并联系省级管理员。\n",
         name = row.name,
-        hubs = hubs.join("、")
+        hubs = hubs.join("、"),
+        console = console_notes(row),
     )
 }
 
@@ -351,6 +469,18 @@ fn enroll_each(
                 let keys = ca.make_sm2_keys(&row.id, &issued, now)?;
                 ca.write_sm2_keys(&dir, &row.id, &keys)?;
             }
+        }
+        if !row.console.is_empty() {
+            let console = ca.issue_console(
+                &row.id,
+                Some(&row.name),
+                &row.console,
+                Validity::days_from(now, plan.days),
+            )?;
+            let path = dir.join(format!("{}.console.crt", row.id));
+            ca.write_file(&path, console.cert_pem.as_bytes(), 0o644)?;
+            let path = dir.join(format!("{}.console.key", row.id));
+            ca.write_file(&path, console.key_pem.as_bytes(), 0o600)?;
         }
         let write = |name: &str, text: String| {
             let path = dir.join(name);
@@ -476,5 +606,40 @@ mod tests {
         assert_eq!(c.tls.key, Path::new("/etc/gongwen/harbin-gov.key"));
         let notes = install_notes(row, &hubs, Suite::Standard);
         assert!(notes.contains("哈尔滨市人民政府") && notes.contains("10.0.0.2:7443"));
+        // Without console hosts: the console on this machine only.
+        let console = c.console.unwrap();
+        assert_eq!(console.listen.to_string(), CONSOLE_LOCAL);
+        assert!(console.tls.is_none());
+        assert!(notes.contains("gongwen-agent user add"), "{notes}");
+
+        // With them: on the LAN, with HTTPS, and the notes say how.
+        let row = &parse_units(
+            "id,name,console\nharbin-gov,哈尔滨市人民政府,gongwen.harbin.gov.cn；10.20.1.5\n",
+        )
+        .unwrap()[0];
+        assert_eq!(row.console, ["gongwen.harbin.gov.cn", "10.20.1.5"]);
+        let text = agent_toml(row, &hubs, "hub", Suite::Standard);
+        let c = gongwen_common::config::AgentConfig::from_toml(
+            Path::new("/etc/gongwen/agent.toml"),
+            &text,
+        )
+        .unwrap();
+        let console = c.console.unwrap();
+        assert_eq!(console.listen.to_string(), CONSOLE_LAN);
+        let tls = console.tls.unwrap();
+        assert_eq!(tls.key, Path::new("/etc/gongwen/harbin-gov.console.key"));
+        let notes = install_notes(row, &hubs, Suite::Standard);
+        assert!(
+            notes.contains("https://gongwen.harbin.gov.cn:8443/")
+                && notes.contains("https://10.20.1.5:8443/")
+                && notes.contains("harbin-gov.console.key")
+                && notes.contains("ca.crt"),
+            "{notes}"
+        );
+        for bad in ["-bad.host", "a b", "x_y.cn", "host/path"] {
+            let e =
+                parse_units(&format!("id,name,console\nharbin-gov,哈尔滨,{bad}\n")).unwrap_err();
+            assert!(e.to_string().contains("console"), "{bad}: {e}");
+        }
     }
 }

@@ -41,9 +41,12 @@ fn bundle_config(bundle: &Path, root: &Path) -> AgentConfig {
 /// before the hub was started).
 fn bundle_config_for(bundle: &Path, root: &Path, hub: Option<(&str, SocketAddr)>) -> AgentConfig {
     let toml = std::fs::read_to_string(bundle.join("agent.toml")).unwrap();
+    // The console on a port of its own (several agents run here).
     let mut toml = toml
         .replace("/etc/gongwen", &bundle.display().to_string())
-        .replace("/var/lib/gongwen-agent", &root.display().to_string());
+        .replace("/var/lib/gongwen-agent", &root.display().to_string())
+        .replace(gongwen_certs::enroll::CONSOLE_LAN, "127.0.0.1:0")
+        .replace(gongwen_certs::enroll::CONSOLE_LOCAL, "127.0.0.1:0");
     if let Some((placeholder, addr)) = hub {
         toml = toml.replace(placeholder, &addr.to_string());
     }
@@ -132,6 +135,105 @@ async fn units_enrolled_from_a_csv_connect_with_their_bundles() {
     for a in agents {
         a.stop().await;
     }
+    hub.stop().await;
+}
+
+/// A unit enrolled with the `console` column gets its console on the LAN
+/// with HTTPS, from a certificate of the province's CA (which openssl
+/// accepts as a server's and which names no node), and the first account
+/// made as 安装说明.txt says opens it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enrolled_unit_opens_its_console_over_https_with_the_account_its_notes_say_to_make() {
+    if !gongwen_tests::tools::have_openssl(false) {
+        return;
+    }
+    let net = Net::new();
+    let hub = net.start_hub().await;
+    let csv = net.path().join("units.csv");
+    std::fs::write(
+        &csv,
+        "id,name,console\nharbin-gov,哈尔滨市人民政府,gongwen.harbin.gov.cn;127.0.0.1\n",
+    )
+    .unwrap();
+    let out = net.path().join("bundles");
+    let o = enroll(&net, &csv, &hub.addr.to_string(), &out);
+    assert!(o.status.success(), "{}", text(&o));
+    let b = out.join("harbin-gov");
+    let mode = std::fs::metadata(b.join("harbin-gov.console.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let verify = Command::new("openssl")
+        .args(["verify", "-purpose", "sslserver", "-CAfile"])
+        .arg(b.join("ca.crt"))
+        .arg(b.join("harbin-gov.console.crt"))
+        .output()
+        .unwrap();
+    assert!(verify.status.success(), "{}", text(&verify));
+    let shown = Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(b.join("harbin-gov.console.crt"))
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout).into_owned();
+    assert!(
+        shown.contains("DNS:gongwen.harbin.gov.cn") && shown.contains("IP Address:127.0.0.1"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("URI:"),
+        "the console's certificate names a node: {shown}"
+    );
+    assert!(!shown.contains("TLS Web Client Authentication"), "{shown}");
+
+    let notes = std::fs::read_to_string(b.join("安装说明.txt")).unwrap();
+    assert!(
+        notes.contains("https://gongwen.harbin.gov.cn:8443/") && notes.contains("user add"),
+        "{notes}"
+    );
+    let root = net.path().join("harbin-root");
+    let config = bundle_config(&b, &root);
+    let tls = config.console.as_ref().and_then(|c| c.tls.clone());
+    assert!(tls.is_some(), "the bundle's console is not HTTPS");
+    // The first account, the way the notes say (the password on stdin).
+    let mut add = Command::new(bin("gongwen-agent"))
+        .args([
+            "user",
+            "add",
+            "zhang.san",
+            "--display-name",
+            "张三",
+            "--role",
+            "admin",
+        ])
+        .arg("--config")
+        .arg(b.join("agent-test.toml"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = add.stdin.take().unwrap();
+        writeln!(stdin, "{}", gongwen_tests::web::PASSWORD).unwrap();
+    }
+    let added = add.wait_with_output().unwrap();
+    assert!(added.status.success(), "{}", text(&added));
+
+    let agent = RunningAgent::start(config);
+    hub.wait_ready(&["harbin-gov"]).await;
+    let ca = gongwen_common::pki::load_certs(&b.join("ca.crt")).unwrap();
+    let mut browser =
+        gongwen_tests::web::Browser::new_tls(agent.console.expect("a console"), &ca[0]);
+    browser
+        .log_in("zhang.san", gongwen_tests::web::PASSWORD)
+        .await;
+    let home = browser.get("/").await;
+    assert_eq!(home.status, 200, "{}", home.text());
+    assert!(home.text().contains("哈尔滨市人民政府"), "{}", home.text());
+    agent.stop().await;
     hub.stop().await;
 }
 
