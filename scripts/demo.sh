@@ -36,11 +36,19 @@ echo "==> creating a CA and certificates in $demo"
 certs init --name "gongwen demo CA" --suite "$suite"
 echo "    crypto suite: $suite"
 certs issue --role hub --id hub --ip 127.0.0.1 --out hub
-certs issue --role node --id prov-gov --name "黑龙江省人民政府" --out prov-gov
-certs issue --role node --id harbin-gov --name "哈尔滨市人民政府" --out harbin-gov
-certs issue --role node --id daqing-gov --name "大庆市人民政府" --out daqing-gov
-certs issue --role node --id hulan-gov --name "哈尔滨市呼兰区人民政府" --out hulan-gov
-certs issue --role supervisor --id prov-supervision --name "省政府督查室" --out prov-supervision
+# The units as a province enrolls them: one bundle each, with its console's
+# HTTPS certificate for the address clerks open (here this machine).
+cat > units.csv <<CSV
+id,name,role,groups,console
+prov-gov,黑龙江省人民政府,,,127.0.0.1
+harbin-gov,哈尔滨市人民政府,,,127.0.0.1
+daqing-gov,大庆市人民政府,,,127.0.0.1
+hulan-gov,哈尔滨市呼兰区人民政府,,,127.0.0.1
+prov-supervision,省政府督查室,supervisor,,127.0.0.1
+CSV
+# The bundles name the hub's address; the demo's hub takes a free port, so
+# the agent.toml files below are the demo's own, with the bundles' files.
+certs enroll --units units.csv --hub 127.0.0.1:7443 --out bundles
 "$bin/gongwen-certs" --ca-dir ca list
 
 cat > hub.toml <<TOML
@@ -96,17 +104,23 @@ agents="prov-gov harbin-gov daqing-gov hulan-gov prov-supervision"
 password="gongwen-demo-2026"
 declare -A clerk=([prov-gov]=王五 [harbin-gov]=李四 [daqing-gov]=赵六 [hulan-gov]=钱七 [prov-supervision]=孙督查)
 for id in $agents; do
+  b="bundles/$id"
+  enc=""
+  [[ $suite == standard ]] && enc="encryption_key = \"$b/$id.enc.key\""
   cat > "$id.toml" <<TOML
 node_id  = "$id"
 hub      = "$addr"
 hub_name = "hub"
 root     = "$id-data"
 [tls]
-cert = "$id/$id.crt"
-key  = "$id/$id.key"
-ca   = "$id/ca.crt"
+cert = "$b/$id.crt"
+key  = "$b/$id.key"
+ca   = "$b/ca.crt"
+$enc
 [console]
-listen = "127.0.0.1:0"
+listen   = "127.0.0.1:0"
+tls_cert = "$b/$id.console.crt"
+tls_key  = "$b/$id.console.key"
 TOML
   # The console's account (the password comes from standard input).
   echo "$password" | "$bin/gongwen-agent" user add clerk --display-name "${clerk[$id]}" \
@@ -120,18 +134,20 @@ done
 declare -A console
 for id in $agents; do
   for _ in $(seq 100); do
-    console[$id]=$(sed -n 's/.*console on \(http:[^ ]*\).*/\1/p' "$id.log" | head -n1)
+    console[$id]=$(sed -n 's/.*console on \(https:[^ ]*\).*/\1/p' "$id.log" | head -n1)
     [[ -n "${console[$id]}" ]] && break
     sleep 0.1
   done
   [[ -n "${console[$id]}" ]] || { cat "$id.log"; echo "the console of $id did not start" >&2; exit 1; }
   if command -v curl >/dev/null 2>&1; then
-    code=$(curl -s -o /dev/null -w '%{http_code}' "${console[$id]}login")
+    # HTTPS with the CA's certificate, as a clerk's PC that trusts ca.crt.
+    code=$(curl -s --cacert ca/ca.crt -o /dev/null -w '%{http_code}' "${console[$id]}login")
     [[ "$code" == 200 ]] || { echo "the console of $id answered $code" >&2; exit 1; }
   fi
 done
 consoles() {
-  echo "    open a console in your browser (user: clerk, password: $password):"
+  echo "    open a console in your browser (user: clerk, password: $password; the"
+  echo "    certificates come from demo/ca/ca.crt: trust it, or accept the warning):"
   for id in $agents; do
     printf '      %-18s %s   (%s)\n' "$id" "${console[$id]}" "${clerk[$id]}"
   done
