@@ -100,12 +100,12 @@ async fn levels(core: &Core) -> Levels {
     let mut overdue = 0;
     if let Ok(all) = core.store().all_deliveries().await {
         let now_ms = core.now_ms();
-        for (_, copies) in &all {
+        for (doc, copies) in &all {
             for (unit, d) in copies {
                 if d.state == DeliveryState::Queued {
                     *pending.entry(unit.to_string()).or_default() += 1;
                 }
-                if crate::rules::supervision::is_overdue(d, now_ms) {
+                if crate::rules::supervision::is_overdue(doc, unit, d, now_ms) {
                     overdue += 1;
                 }
             }

@@ -39,7 +39,7 @@ pub fn recipient_row(
             .then(|| d.reason.clone())
             .flatten(),
         deadline: time_ms(d.deadline_ms),
-        overdue: is_overdue(d, now_ms),
+        overdue: is_overdue(doc, r, d, now_ms),
         late: d.late,
         urge_count: d.urge_count,
         escalation_level: d.escalation_level,
@@ -52,9 +52,11 @@ pub fn recipient_row(
     }
 }
 
-/// Past its deadline and neither signed for, returned nor recalled.
-pub fn is_overdue(d: &DeliveryRecord, now_ms: i64) -> bool {
-    !d.state.is_closed() && now_ms > d.deadline_ms
+/// Late to be signed for: a 主送 copy past its deadline and neither signed
+/// for, returned nor recalled. A 抄送 copy is for information: never late
+/// (the ladder does not urge it either, see [`DocRecord::main_copies`]).
+pub fn is_overdue(doc: &DocRecord, r: &NodeId, d: &DeliveryRecord, now_ms: i64) -> bool {
+    doc.to.contains(r) && !d.state.is_closed() && now_ms > d.deadline_ms
 }
 
 /// A missing answer past its `reply_by`: the moment it was due.
@@ -91,8 +93,8 @@ pub fn overdue(
         .iter()
         .flat_map(|(doc, ds)| {
             ds.iter().flat_map(move |(r, d)| {
-                let sign =
-                    is_overdue(d, now_ms).then(|| row(doc, r, d, d.deadline_ms, Missing::SignFor));
+                let sign = is_overdue(doc, r, d, now_ms)
+                    .then(|| row(doc, r, d, d.deadline_ms, Missing::SignFor));
                 let answer =
                     answer_overdue(doc, d, now_ms).map(|by| row(doc, r, d, by, Missing::Answer));
                 sign.into_iter().chain(answer)
@@ -191,7 +193,7 @@ pub fn report(
                 DeliveryState::Rejected => row.rejected += 1,
                 _ => {
                     row.pending += 1;
-                    if is_overdue(d, now_ms) {
+                    if is_overdue(doc, r, d, now_ms) {
                         row.overdue_now += 1;
                     }
                 }
@@ -345,6 +347,25 @@ mod tests {
             overdue(&scenario(), 3 * H).is_empty(),
             "nothing is overdue before the deadline"
         );
+    }
+
+    #[test]
+    fn a_copy_for_information_is_never_overdue() {
+        let mut d = doc("prov-gov", &["a-gov"], 0);
+        d.cc = vec![id("cc-gov")];
+        let late = |r: &str| (id(r), rec(DeliveryState::Delivered, 4 * H, None, false));
+        let data = vec![(d.clone(), vec![late("a-gov"), late("cc-gov")])];
+        let rows = overdue(&data, 10 * H);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].recipient, "a-gov");
+        let report = report(&data, None, None, 10 * H);
+        let unit = |u: &str| report.units.iter().find(|x| x.unit == u).unwrap().clone();
+        assert_eq!(
+            (unit("a-gov").overdue_now, unit("cc-gov").overdue_now),
+            (1, 0)
+        );
+        let (cc, copy) = late("cc-gov");
+        assert!(!recipient_row(&d, &cc, &copy, vec![], 10 * H).overdue);
     }
 
     #[test]
