@@ -1582,7 +1582,8 @@ async fn sent_doc_page(
         if let Some((title, to)) = queued {
             let frame = web.frame(user, csrf).await;
             let to = frame.names.list(to.iter().map(String::as_str));
-            return pages::sending(&frame, &title, &to).into_response();
+            let progress = web.parts.outgoing().progress(doc);
+            return pages::sending(&frame, &title, &to, progress).into_response();
         }
     }
     match sent_view(web, doc_id).await {

@@ -1132,7 +1132,8 @@ pub fn compose(
 /// A document just handed to the outbox, not yet accepted by the hub:
 /// the page looks again every two seconds (no script) until it is sent
 /// (签收情况) or has failed (问题).
-pub fn sending(frame: &Frame<'_>, title: &str, to: &str) -> Markup {
+/// `progress`: bytes uploaded and in all, while the upload runs.
+pub fn sending(frame: &Frame<'_>, title: &str, to: &str, progress: Option<(u64, u64)>) -> Markup {
     page(
         "发送中",
         Some(frame),
@@ -1145,6 +1146,13 @@ pub fn sending(frame: &Frame<'_>, title: &str, to: &str) -> Markup {
             }
             @if frame.cut_off.is_some() {
                 p { "现在连不上交换中心：公文已保存在发送队列中，连上后自动发出。" }
+            } @else if let Some((sent, total)) = progress {
+                p {
+                    "正在上传：已上传 " (size_words(sent)) " / 共 " (size_words(total))
+                    " （" (sent.saturating_mul(100) / total.max(1)) "%）"
+                }
+                progress.upload max=(total.max(1)) value=(sent) {}
+                p { small { "交换中心收下后，这里会显示签收情况。" } }
             } @else {
                 p { "公文已交给发送队列，正在加密和上传；交换中心收下后，这里会显示签收情况。" }
             }
@@ -1819,6 +1827,81 @@ mod tests {
                 .unwrap()
                 .ends_with("单位,超期\r\n哈尔滨,3\r\n")
         );
+    }
+
+    #[test]
+    fn the_page_that_follows_a_document_shows_its_upload_and_the_banner() {
+        let mut accounts = crate::unit::accounts::Accounts::default();
+        accounts
+            .add_user(
+                "li.si",
+                "李四",
+                crate::unit::accounts::UserRole::Clerk,
+                "一个足够长的密码-2026",
+                0,
+            )
+            .unwrap();
+        let user = accounts.user("li.si").unwrap();
+        let mut frame = Frame {
+            user,
+            csrf: "c",
+            unit: "黑龙江省人民政府",
+            supervisor: false,
+            names: Default::default(),
+            cut_off: None,
+            counts: NavCounts {
+                pending: 2,
+                returned: 0,
+                problems: 1,
+            },
+        };
+        let mb = 1024 * 1024;
+        let page = sending(
+            &frame,
+            "关于防汛的通知",
+            "哈尔滨市人民政府",
+            Some((150 * mb, 300 * mb)),
+        )
+        .into_string();
+        assert!(page.contains("已上传 150 MB / 共 300 MB （50%）"), "{page}");
+        assert!(page.contains("<progress class=\"upload\""), "{page}");
+        assert!(
+            page.contains("http-equiv=\"refresh\""),
+            "it does not follow the document"
+        );
+        // The counts in the navigation, none where there is nothing.
+        assert!(
+            page.contains("待签收 <span class=\"count\">2</span>"),
+            "{page}"
+        );
+        assert!(!page.contains("已退回"), "{page}");
+        frame.cut_off = Some("交换中心没有应答".into());
+        let page = sending(&frame, "关于防汛的通知", "哈尔滨市人民政府", None).into_string();
+        assert!(
+            page.contains("未连接交换中心") && page.contains("连上后自动发出"),
+            "{page}"
+        );
+    }
+
+    #[test]
+    fn a_picked_time_is_beijing_time_and_quick_spans_pass_as_they_are() {
+        assert_eq!(picked_time("2027-03-01T17:00"), "2027-03-01T17:00:00+08:00");
+        assert_eq!(picked_time(" 3d "), "3d");
+        let v = ComposeView {
+            deadline_at: String::new(),
+            deadline_in: "7d".into(),
+            deadline: "ignored when a choice is made".into(),
+            ..Default::default()
+        };
+        assert_eq!(v.deadline(), "7d");
+        let v = ComposeView {
+            deadline_at: "2027-03-01T17:00".into(),
+            deadline_in: "7d".into(),
+            ..Default::default()
+        };
+        assert_eq!(v.deadline(), "2027-03-01T17:00:00+08:00");
+        assert_eq!(size_words(300 * 1024 * 1024), "300 MB");
+        assert_eq!(size_words(1536), "2 KB");
     }
 
     #[test]
