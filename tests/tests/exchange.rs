@@ -313,7 +313,7 @@ async fn a_tampered_spool_file_is_quarantined_at_the_recipient() {
         std::fs::read_to_string(dir.join("reason.txt")).ok()
     })
     .await;
-    assert!(reason.contains("NOT delivered"), "{reason}");
+    assert!(reason.contains("没有通过验证，没有放进收文"), "{reason}");
     assert!(reason.contains("altered"), "{reason}");
     // The evidence is the content as the hub sent it (one chunk, the one
     // that failed), not what decrypting it left in memory.

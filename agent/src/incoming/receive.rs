@@ -1016,18 +1016,19 @@ fn quarantine(
     let sender = parsed
         .as_ref()
         .map(|p| p.meta().sender.to_string())
-        .unwrap_or_else(|| "(unreadable)".into());
+        .unwrap_or_else(|| "（无法读出）".into());
     let title = parsed
         .as_ref()
         .map(|p| p.meta().title.clone())
         .unwrap_or_default();
+    // The clerk's words first; the check that failed, for the
+    // administrator, as the log says it.
     let reason = format!(
-        "This document was NOT delivered to the inbox: it failed verification.\n\n\
-         Document: {doc_id}\nSender (as claimed): {sender}\nTitle (as claimed): {title}\n\n\
-         Why: {why}\n\n\
-         What to do: tell the sender and your administrator. Do not open the content;\n\
-         header.bin is kept here as evidence, and content.bin if there is one: the content\n\
-         as received, from the first part that failed a check.\n"
+        "这份来文没有通过验证，没有放进收文。\n\n\
+         文档编号：{doc_id}\n来文单位（自称）：{sender}\n标题（自称）：{title}\n\n\
+         怎么办：请告知来文单位和本单位管理员，不要打开其内容。本文件夹中的 header.bin\n\
+         （及 content.bin，如有：收到的内容，从第一处未通过检查的部分起）留作证据。\n\n\
+         技术原因（供管理员参考）：{why}\n"
     );
     // The evidence first, the reason last: a quarantine folder that shows
     // its reason.txt holds everything it will hold.
