@@ -11,6 +11,9 @@
 //!   `state/accounts.json`, managed by `gongwen-agent user …` / `token …`.
 //! - [`session`] — sessions and the failed-login limit (pure).
 //! - [`pages`] — the HTML, built by maud (escaped by construction).
+//! - `answers` (回复, 转发, 汇总), `problems` (问题: 重新发送, 删除), `print`
+//!   (签收单, 退文单, 公文处理笺), `supervision` (督查, 督办单) — the
+//!   handlers of those pages; the rest are here.
 //!
 //! Every page but `/login` and the stylesheet needs a session (a cookie that
 //! is `HttpOnly` and `SameSite=Strict`); every form that changes anything
@@ -22,13 +25,15 @@
 mod answers;
 pub mod logins;
 pub mod pages;
+mod print;
+mod problems;
 pub mod serve;
 pub mod session;
+mod supervision;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use axum::Router;
 use axum::body::Body;
@@ -41,10 +46,6 @@ use axum::routing::{get, post};
 use gongwen_common::DocId;
 use gongwen_common::envelope::{FileKind, SealedHeader};
 use gongwen_common::receipt::ReceiptKind;
-use gongwen_common::supervision::{
-    DocStatus as HubDocStatus, Found as HubFound, OverdueFilter, OverduePage, OverdueRow,
-    Query as HubQuery, Report,
-};
 use serde::Deserialize;
 use tracing::{info, warn};
 
@@ -58,12 +59,6 @@ use session::same_secret;
 
 /// Rows on one page of a list.
 pub const PAGE_SIZE: usize = 50;
-
-/// The hub's 汇总 over all time.
-const REPORT: HubQuery = HubQuery::Report {
-    since: None,
-    until: None,
-};
 
 const SESSION_COOKIE: &str = "gongwen_session";
 const LOGIN_COOKIE: &str = "gongwen_login";
@@ -282,24 +277,30 @@ fn router(web: Arc<Web>) -> Router {
         .route("/inbox/{doc_id}/reject", post(reject))
         .route("/inbox/{doc_id}/files/{name}", get(download))
         .route("/inbox/{doc_id}/forward", post(answers::forward))
-        .route("/inbox/{doc_id}/print/handling", get(print_handling))
-        .route("/inbox/{doc_id}/print/slip", get(print_received_slip))
-        .route("/sent/{doc_id}/slip/{unit}", get(print_sent_slip))
+        .route("/inbox/{doc_id}/print/handling", get(print::print_handling))
+        .route(
+            "/inbox/{doc_id}/print/slip",
+            get(print::print_received_slip),
+        )
+        .route("/sent/{doc_id}/slip/{unit}", get(print::print_sent_slip))
         .route("/compose", get(compose_page))
         .route("/sent", get(sent_list))
         .route("/sent/{doc_id}", get(sent_doc))
         .route("/sent/{doc_id}/recall", post(recall))
         .route("/sent/{doc_id}/urge", post(urge))
         .route("/sent/{doc_id}/aside", post(put_aside))
-        .route("/problems/resend", post(resend_failed))
-        .route("/problems/delete", post(delete_failed))
+        .route("/problems/resend", post(problems::resend_failed))
+        .route("/problems/delete", post(problems::delete_failed))
         .route("/sent/{doc_id}/{file}", get(answers::summary_file))
-        .route("/supervision", get(supervision_page))
-        .route("/supervision/overdue.csv", get(overdue_csv))
-        .route("/supervision/press", post(press))
-        .route("/supervision/report.csv", get(report_csv))
-        .route("/api/v1/supervision/{query}", get(api_supervision))
-        .route("/problems", get(problems_page))
+        .route("/supervision", get(supervision::supervision_page))
+        .route("/supervision/overdue.csv", get(supervision::overdue_csv))
+        .route("/supervision/press", post(supervision::press))
+        .route("/supervision/report.csv", get(supervision::report_csv))
+        .route(
+            "/api/v1/supervision/{query}",
+            get(supervision::api_supervision),
+        )
+        .route("/problems", get(problems::problems_page))
         .route("/status", get(status_page))
         .route("/api/v1/status", get(api_status))
         .route("/assets/style.css", get(style))
@@ -1130,120 +1131,6 @@ async fn doc_page(
         &unsent,
     )
     .into_response()
-}
-
-/// GET /inbox/{doc}/print/handling: the 公文处理笺, to print.
-async fn print_handling(
-    State(web): State<Arc<Web>>,
-    _: Page,
-    Path(doc_id): Path<String>,
-) -> Response {
-    match received(&web, &doc_id).await {
-        Ok((rec, _)) => {
-            pages::handling_slip(&rec, &web.unit, &format!("/inbox/{}", rec.doc_id)).into_response()
-        }
-        Err(r) => r,
-    }
-}
-
-/// A slip that cannot be printed: not answered yet, or no receipt held.
-fn no_slip(text: &str) -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        pages::message(None, "没有可打印的签收单", text),
-    )
-        .into_response()
-}
-
-/// GET /inbox/{doc}/print/slip: this unit's 签收单 or 退文单, from the
-/// receipt it signed.
-async fn print_received_slip(
-    State(web): State<Arc<Web>>,
-    _: Page,
-    Path(doc_id): Path<String>,
-) -> Response {
-    let (rec, _) = match received(&web, &doc_id).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    let doc = rec.doc_id;
-    let receipt = web.parts.store().run(move |s| s.answer(doc)).await;
-    let Some((r, code)) = receipt
-        .ok()
-        .flatten()
-        .and_then(|b| crate::incoming::receipts::verification_code(&b))
-    else {
-        return no_slip("这份公文还没有签收或退回。");
-    };
-    let slip = pages::Slip {
-        signed_for: r.kind == ReceiptKind::Acknowledged,
-        sender: rec
-            .sender_name
-            .clone()
-            .unwrap_or_else(|| rec.sender.to_string()),
-        recipient: web.unit.clone(),
-        doc_number: rec.doc_number.clone(),
-        title: rec.title.clone(),
-        received_ms: Some(rec.received_ms),
-        answer: if r.kind == ReceiptKind::Acknowledged {
-            r.by
-        } else {
-            r.reason
-        },
-        answered_ms: r.time_ms,
-        code,
-        doc_id: doc.to_string(),
-    };
-    pages::slip(&slip, &format!("/inbox/{doc}")).into_response()
-}
-
-/// GET /sent/{doc}/slip/{unit}: a recipient's 签收单 or 退文单 of a
-/// document this unit sent, from the receipt that unit signed.
-async fn print_sent_slip(
-    State(web): State<Arc<Web>>,
-    _: Page,
-    Path((doc_id, unit)): Path<(String, String)>,
-) -> Response {
-    let Ok(doc) = DocId::parse(&doc_id) else {
-        return no_such_sent();
-    };
-    let held = web
-        .parts
-        .store()
-        .run(move |s| Ok((s.sent(doc)?, s.receipts(doc)?)))
-        .await;
-    let Ok((Some(record), receipts)) = held else {
-        return no_such_sent();
-    };
-    // The answer that unit gave (签收 or 退回), and when it was delivered.
-    let of = |kind: ReceiptKind| {
-        receipts
-            .iter()
-            .find(|(who, k, _)| who.as_str() == unit && *k == kind)
-            .and_then(|(_, _, b)| crate::incoming::receipts::verification_code(b))
-    };
-    let Some((r, code)) = of(ReceiptKind::Acknowledged).or_else(|| of(ReceiptKind::Rejected))
-    else {
-        return no_slip("这个单位还没有签收或退回这份公文。");
-    };
-    let names = web.parts.known().names();
-    let slip = pages::Slip {
-        signed_for: r.kind == ReceiptKind::Acknowledged,
-        sender: web.unit.clone(),
-        recipient: names.show(&unit).to_owned(),
-        doc_number: record.doc_number.clone(),
-        title: record.title.clone(),
-        received_ms: of(ReceiptKind::Delivered).map(|(d, _)| d.time_ms),
-        answer: if r.kind == ReceiptKind::Acknowledged {
-            r.by
-        } else {
-            r.reason
-        },
-        answered_ms: r.time_ms,
-        code,
-        doc_id: doc.to_string(),
-    };
-    pages::slip(&slip, &format!("/sent/{doc}")).into_response()
 }
 
 /// The urging and supervision notices filed beside a received document.
@@ -2216,148 +2103,6 @@ async fn compose_again(
         .into_response()
 }
 
-/// What is in `quarantine/` (each folder with its `reason.txt`), newest
-/// first, at most 200. Blocking.
-fn read_quarantined(folders: &crate::unit::folders::Folders) -> Vec<pages::Problem> {
-    let modified_ms = |p: &std::path::Path| {
-        std::fs::metadata(p)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-            .map(|d| d.as_millis() as i64)
-    };
-    let mut quarantined = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(&folders.quarantine) {
-        for e in entries.flatten() {
-            let reason = e.path().join("reason.txt");
-            quarantined.push(pages::Problem {
-                name: e.file_name().to_string_lossy().into_owned(),
-                reason: std::fs::read_to_string(&reason).unwrap_or_default(),
-                when_ms: modified_ms(&reason),
-            });
-        }
-    }
-    quarantined.sort_by_key(|p| std::cmp::Reverse(p.when_ms));
-    quarantined.truncate(200);
-    quarantined
-}
-
-/// The 问题 page, with a refusal of the last act or what it did.
-async fn problems_view(
-    web: &Web,
-    user: &User,
-    csrf: &str,
-    message: Option<&str>,
-    done: Option<pages::Done>,
-) -> Response {
-    let folders = web.parts.identity().folders().clone();
-    let quarantined = tokio::task::spawn_blocking(move || read_quarantined(&folders))
-        .await
-        .unwrap_or_default();
-    match web.parts.clerk().failed(200).await {
-        Ok(failed) => {
-            let ids = failed
-                .iter()
-                .flat_map(|f| f.to.iter().chain(&f.cc).cloned())
-                .collect();
-            web.know_units(ids).await;
-            pages::problems(
-                &web.frame(user, csrf).await,
-                &failed,
-                &quarantined,
-                message,
-                done,
-            )
-            .into_response()
-        }
-        Err(e) => server_error(e),
-    }
-}
-
-async fn problems_page(
-    State(web): State<Arc<Web>>,
-    Page { user, csrf }: Page,
-    Query(q): Query<DoneQuery>,
-) -> Response {
-    problems_view(&web, &user, &csrf, None, q.done()).await
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct FailedForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    to: String,
-    #[serde(default)]
-    cc: String,
-    #[serde(default)]
-    title: String,
-    #[serde(default)]
-    deadline_at: String,
-}
-
-/// 重新发送 from 问题: the clerk's fixes checked as the compose form's are,
-/// then the files go out as a new document, whose page follows it.
-async fn resend_failed(
-    State(web): State<Arc<Web>>,
-    Signed {
-        user,
-        csrf,
-        form: Form(f),
-    }: Signed<Form<FailedForm>>,
-) -> Response {
-    let (to, cc) = (typed_names(&f.to), typed_names(&f.cc));
-    if let Some(why) = recipients_problem(&web, &to, &cc).await {
-        let mut r = problems_view(&web, &user, &csrf, Some(&why), None).await;
-        *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-        return r;
-    }
-    let fix = crate::actions::failed::Fix {
-        to,
-        cc,
-        title: f.title.trim().to_owned(),
-        deadline: pages::picked_time(&f.deadline_at),
-    };
-    match web.parts.clerk().resend_failed(f.name.clone(), fix).await {
-        Ok(doc) => {
-            info!(doc = %doc, "failed document sent again by {} through the console", user.name);
-            Redirect::to(&format!("/sent/{doc}")).into_response()
-        }
-        Err(why) => {
-            let mut r = problems_view(&web, &user, &csrf, Some(&why), None).await;
-            *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-            r
-        }
-    }
-}
-
-/// 删除 from 问题.
-async fn delete_failed(
-    State(web): State<Arc<Web>>,
-    Signed {
-        user,
-        csrf,
-        form: Form(f),
-    }: Signed<Form<FailedForm>>,
-) -> Response {
-    match web.parts.clerk().discard_failed(f.name.clone()).await {
-        Ok(()) => {
-            info!(
-                "failed document deleted by {} through the console",
-                user.name
-            );
-            Redirect::to("/problems?done=delete").into_response()
-        }
-        Err(why) => {
-            let mut r = problems_view(&web, &user, &csrf, Some(&why), None).await;
-            *r.status_mut() = StatusCode::CONFLICT;
-            r
-        }
-    }
-}
-
 impl Web {
     fn status(&self) -> pages::StatusView {
         use crate::link::state::LinkState;
@@ -2427,294 +2172,6 @@ async fn api_status(State(web): State<Arc<Web>>, _: Caller) -> Response {
     .into_response()
 }
 
-/// Ask the hub a supervision question; its typed answer, or why not.
-async fn ask_hub<T: serde::de::DeserializeOwned>(
-    web: &Web,
-    question: &HubQuery,
-) -> Result<T, String> {
-    web.parts.link().query(question).await
-}
-
-/// Supervision pages are for supervisor units only (the hub checks the
-/// certificate too).
-fn need_supervisor(web: &Web) -> Result<(), Response> {
-    if web.facts.role == gongwen_common::Role::Supervisor {
-        Ok(())
-    } else {
-        Err(forbidden(
-            "本单位不是督查单位：督查页面只在督查室等督查单位的控制台上提供。",
-        ))
-    }
-}
-
-fn overdue_items(rows: Vec<OverdueRow>) -> Vec<pages::OverdueItem> {
-    rows.into_iter()
-        .map(|r| pages::OverdueItem {
-            deadline_ms: time_ms(&r.deadline),
-            doc_id: r.doc_id,
-            doc_number: r.doc_number,
-            title: r.title,
-            sender: r.sender,
-            recipient: r.recipient,
-            urgency: r.urgency.as_str().to_owned(),
-            late_seconds: r.late_seconds,
-            urge_count: r.urge_count.into(),
-            escalation_level: r.escalation_level.into(),
-            missing: r.missing,
-            revoked: r.recipient_revoked,
-        })
-        .collect()
-}
-
-fn report_units(report: Report) -> Vec<pages::ReportUnit> {
-    report
-        .units
-        .into_iter()
-        .map(|u| pages::ReportUnit {
-            unit: u.unit,
-            received: u.received.into(),
-            on_time: u.acknowledged_on_time.into(),
-            late: u.acknowledged_late.into(),
-            rejected: u.rejected.into(),
-            pending: u.pending.into(),
-            overdue_now: u.overdue_now.into(),
-            // The hub sends it as a float (a median of two is a half).
-            median_sign_seconds: u.median_sign_seconds.map(|s| s as i64),
-            answers_asked: u.answers_asked.into(),
-            answered_on_time: u.answered_on_time.into(),
-            answered_late: u.answered_late.into(),
-            answers_missing: u.answers_missing.into(),
-            revoked: u.revoked,
-        })
-        .collect()
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct SupervisionQuery {
-    #[serde(default)]
-    unit: String,
-    #[serde(default)]
-    sender: String,
-    #[serde(default)]
-    urgency: String,
-    #[serde(default)]
-    doc: String,
-    page: Option<usize>,
-    #[serde(default)]
-    done: String,
-}
-
-async fn supervision_page(
-    State(web): State<Arc<Web>>,
-    Page { user, csrf }: Page,
-    Query(q): Query<SupervisionQuery>,
-) -> Response {
-    supervision_view(&web, &user, &csrf, &q, None).await
-}
-
-async fn supervision_view(
-    web: &Web,
-    user: &User,
-    csrf: &str,
-    q: &SupervisionQuery,
-    refused: Option<&str>,
-) -> Response {
-    if let Err(r) = need_supervisor(web) {
-        return r;
-    }
-    // One page of the overdue list, filtered and paged at the hub: the
-    // list may hold thousands, the page never more than PAGE_SIZE.
-    let page = q.page.unwrap_or(1).max(1);
-    // A unit is typed as part of its name or id (大庆, daqing): the units
-    // of the directory it matches.
-    let names = web.parts.known().names();
-    let overdue: Result<OverduePage, String> = ask_hub(
-        web,
-        &HubQuery::Overdue {
-            filter: OverdueFilter {
-                units: names.matching(&q.unit),
-                senders: names.matching(&q.sender),
-                urgency: q.urgency.trim().to_owned(),
-                ..Default::default()
-            },
-            limit: Some(PAGE_SIZE),
-            offset: (page - 1).saturating_mul(PAGE_SIZE),
-        },
-    )
-    .await;
-    let report: Result<Report, String> = ask_hub(web, &REPORT).await;
-    let message = match (&overdue, &report) {
-        _ if refused.is_some() => refused.map(str::to_owned),
-        (Err(e), _) | (_, Err(e)) => Some(format!("交换中心没有回答：{e}")),
-        _ => None,
-    };
-    let (overdue, overdue_total) = match overdue {
-        Ok(p) => (overdue_items(p.items), p.total),
-        Err(_) => (Vec::new(), 0),
-    };
-    let report = report.map(report_units).unwrap_or_default();
-    let found = find(web, q.doc.trim()).await;
-    let notices = web
-        .parts
-        .store()
-        .run(|s| s.supervision_notices(PAGE_SIZE))
-        .await
-        .unwrap_or_default();
-    let filter = pages::SupervisionFilter {
-        unit: q.unit.clone(),
-        sender: q.sender.clone(),
-        urgency: q.urgency.clone(),
-        doc: q.doc.clone(),
-        page,
-    };
-    pages::supervision(
-        &web.frame(user, csrf).await,
-        &filter,
-        &overdue,
-        overdue_total,
-        &report,
-        found.as_ref(),
-        message.as_deref(),
-        pages::Done::parse(&q.done),
-        &notices,
-    )
-    .into_response()
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct PressForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    doc: String,
-    /// One unit; none: every unit overdue on the document.
-    #[serde(default)]
-    unit: String,
-    #[serde(default)]
-    words: String,
-}
-
-impl HasCsrf for PressForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
-
-/// POST /supervision/press: a 督办单 to one overdue unit, or to every unit
-/// overdue on the document; back to the document with what was done.
-async fn press(
-    State(web): State<Arc<Web>>,
-    Signed {
-        user,
-        csrf,
-        form: Form(f),
-    }: Signed<Form<PressForm>>,
-) -> Response {
-    let back = SupervisionQuery {
-        doc: f.doc.clone(),
-        ..Default::default()
-    };
-    let refuse = |why: String| {
-        let (web, user, csrf, back) = (&web, &user, &csrf, &back);
-        async move {
-            let mut r = supervision_view(web, user, csrf, back, Some(&why)).await;
-            *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-            r
-        }
-    };
-    if let Err(r) = need_supervisor(&web) {
-        return r;
-    }
-    let Ok(doc) = DocId::parse(f.doc.trim()) else {
-        return refuse("没有这份公文。".into()).await;
-    };
-    let words = f.words.trim().to_owned();
-    if words.is_empty() {
-        return refuse("请填写督办意见。".into()).await;
-    }
-    let units = if f.unit.trim().is_empty() {
-        // Every unit overdue on it now, as the hub judges.
-        match ask_hub::<HubDocStatus>(&web, &HubQuery::Status { doc }).await {
-            Ok(st) => st
-                .recipients
-                .iter()
-                .filter(|r| r.overdue)
-                .filter_map(|r| gongwen_common::NodeId::parse_address(&r.recipient).ok())
-                .collect(),
-            Err(e) => return refuse(format!("交换中心没有回答：{e}")).await,
-        }
-    } else {
-        match gongwen_common::NodeId::parse_address(f.unit.trim()) {
-            Ok(u) => vec![u],
-            Err(_) => return refuse(format!("没有单位 {}。", f.unit.trim())).await,
-        }
-    };
-    if units.is_empty() {
-        return refuse("这份公文现在没有超期未签收的单位。".into()).await;
-    }
-    match web.parts.clerk().press(doc, units, words).await {
-        Ok(urged) if urged.is_empty() => {
-            refuse("所选单位都已签收或退回，没有发出督办单。".into()).await
-        }
-        Ok(urged) => {
-            info!(doc = %doc, units = urged.len(), "督办单 by {} through the console", user.name);
-            Redirect::to(&format!("/supervision?doc={doc}&done=press")).into_response()
-        }
-        Err(e) => refuse(format!("督办单没有发出：{e}")).await,
-    }
-}
-
-/// A supervisor's search: a document id shows its 签收情况, other text
-/// finds documents by their 文号.
-async fn find(web: &Web, wanted: &str) -> Option<pages::Found> {
-    if wanted.is_empty() {
-        None
-    } else if let Ok(doc) = DocId::parse(wanted) {
-        Some(
-            match ask_hub::<HubDocStatus>(web, &HubQuery::Status { doc }).await {
-                Ok(v) => pages::Found::Document(
-                    v.doc_id.to_string(),
-                    v.title.clone(),
-                    v.doc_number.clone(),
-                    hub_sign_rows(&v, &web.parts.known().names()),
-                ),
-                Err(e) => pages::Found::Nothing(e),
-            },
-        )
-    } else {
-        Some(
-            match ask_hub::<Vec<HubFound>>(
-                web,
-                &HubQuery::Find {
-                    doc_number: wanted.to_owned(),
-                },
-            )
-            .await
-            {
-                Ok(v) => {
-                    let list: Vec<(String, String, String, String)> = v
-                        .into_iter()
-                        .map(|d| {
-                            (
-                                d.doc_id.to_string(),
-                                d.doc_number,
-                                d.title,
-                                d.sender.to_string(),
-                            )
-                        })
-                        .collect();
-                    if list.is_empty() {
-                        pages::Found::Nothing(format!("没有文号含“{wanted}”的公文。"))
-                    } else {
-                        pages::Found::Matches(list)
-                    }
-                }
-                Err(e) => pages::Found::Nothing(e),
-            },
-        )
-    }
-}
-
 fn csv_download(name: &str, body: Vec<u8>) -> Response {
     file_download(name, "text/csv; charset=utf-8", body)
 }
@@ -2728,117 +2185,6 @@ fn file_download(name: &str, content_type: &'static str, body: Vec<u8>) -> Respo
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     r
-}
-
-async fn overdue_csv(State(web): State<Arc<Web>>, _: Page) -> Response {
-    if let Err(r) = need_supervisor(&web) {
-        return r;
-    }
-    match ask_hub::<Vec<OverdueRow>>(&web, &HubQuery::overdue()).await {
-        Ok(v) => {
-            let names = web.parts.known().names();
-            let rows = overdue_items(v).into_iter().map(|o| {
-                vec![
-                    names.show(&o.recipient).to_owned(),
-                    o.missing.chinese().to_owned(),
-                    names.show(&o.sender).to_owned(),
-                    o.doc_number,
-                    o.title,
-                    gongwen_common::envelope::Urgency::parse(&o.urgency)
-                        .map(pages::urgency_label)
-                        .unwrap_or(&o.urgency)
-                        .to_owned(),
-                    o.deadline_ms.map(pages::beijing).unwrap_or_default(),
-                    // To the tenth of an hour: a few minutes late is not 0.
-                    format!("{:.1}", o.late_seconds as f64 / 3600.0),
-                    o.urge_count.to_string(),
-                    o.escalation_level.to_string(),
-                    o.doc_id,
-                ]
-            });
-            let header = [
-                "收文单位",
-                "事项",
-                "发文单位",
-                "文号",
-                "标题",
-                "紧急程度",
-                "期限",
-                "超期（小时）",
-                "催办次数",
-                "督办级别",
-                "文档编号",
-            ];
-            csv_download("超期未签收未答复.csv", pages::csv(&header, rows))
-        }
-        Err(e) => server_error(e),
-    }
-}
-
-async fn report_csv(State(web): State<Arc<Web>>, _: Page) -> Response {
-    if let Err(r) = need_supervisor(&web) {
-        return r;
-    }
-    match ask_hub::<Report>(&web, &REPORT).await {
-        Ok(v) => {
-            let names = web.parts.known().names();
-            let rows = report_units(v).into_iter().map(|u| {
-                vec![
-                    names.show(&u.unit).to_owned(),
-                    u.received.to_string(),
-                    u.on_time.to_string(),
-                    u.late.to_string(),
-                    u.rejected.to_string(),
-                    u.pending.to_string(),
-                    u.overdue_now.to_string(),
-                    u.median_sign_seconds
-                        .map(|s| (s / 60).to_string())
-                        .unwrap_or_default(),
-                    u.answers_asked.to_string(),
-                    u.answered_on_time.to_string(),
-                    u.answered_late.to_string(),
-                    u.answers_missing.to_string(),
-                ]
-            });
-            let header = [
-                "单位",
-                "收文",
-                "按时签收",
-                "逾期签收",
-                "退回",
-                "未签收",
-                "现超期",
-                "签收用时中位数（分钟）",
-                "要求答复",
-                "按时答复",
-                "逾期答复",
-                "超期未答复",
-            ];
-            csv_download("签收汇总.csv", pages::csv(&header, rows))
-        }
-        Err(e) => server_error(e),
-    }
-}
-
-/// `GET /api/v1/supervision/overdue|report`: the hub's JSON as it came.
-async fn api_supervision(
-    State(web): State<Arc<Web>>,
-    _: Caller,
-    Path(query): Path<String>,
-) -> Response {
-    if need_supervisor(&web).is_err() {
-        return api_error(StatusCode::FORBIDDEN, "this unit is not a supervisor unit");
-    }
-    let question = match query.as_str() {
-        "overdue" => HubQuery::overdue(),
-        "report" => REPORT,
-        _ => return api_error(StatusCode::NOT_FOUND, "ask overdue or report"),
-    };
-    // Passed on as it came.
-    match ask_hub::<serde_json::Value>(&web, &question).await {
-        Ok(v) => axum::Json(v).into_response(),
-        Err(e) => api_error(StatusCode::BAD_GATEWAY, &e),
-    }
 }
 
 /// `Content-Disposition` for a download: always an attachment, with the
@@ -2998,12 +2344,6 @@ async fn api_inbox(
 }
 
 impl HasCsrf for CsrfForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
-
-impl HasCsrf for FailedForm {
     fn csrf(&self) -> &str {
         &self.csrf
     }
