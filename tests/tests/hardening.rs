@@ -590,7 +590,7 @@ async fn a_file_that_changes_after_it_went_out_is_not_filed_as_sent() {
     );
     let note = std::fs::read_to_string(filed.join("报告.docx.已改动-未发出.txt")).unwrap();
     assert!(
-        note.contains("changed after it was sealed") && note.contains("改动"),
+        note.contains("在封装发出之后又被改动") && note.contains("改动前的内容"),
         "{note}"
     );
     let failed = net.root("prov-gov").join("failed");
@@ -599,7 +599,7 @@ async fn a_file_that_changes_after_it_went_out_is_not_filed_as_sent() {
         b"PK as sealed, and changed"
     );
     let why = std::fs::read_to_string(failed.join("报告.docx.error.txt")).unwrap();
-    assert!(why.contains(&doc) && why.contains("12 bytes"), "{why}");
+    assert!(why.contains(&doc) && why.contains("12 字节"), "{why}");
 }
 
 /// M5: one unit floods four offline units (a group) with documents; the

@@ -1392,20 +1392,13 @@ fn set_aside_changed(me: &Identity, c: &Checked) -> std::io::Result<()> {
         }
         let doc_id = c.record.doc_id;
         let happened = format!(
-            "{name} 在封装发出之后又被改动：{what}。发出的公文 {doc_id} 含的是改动前的内容（{} 字节，{} {}），收文单位收到的就是那一版；改动后的文件没有发出，放在这里。
-
-{name} changed after it was sealed and sent: {what}. Document {doc_id} went out with its earlier content ({} bytes, {} {}), which is what its recipients receive; the changed file was not sent and is kept here.",
-            entry.size,
-            suite.digest_name(),
-            serial_hex(&entry.sha256),
+            "{name} 在封装发出之后又被改动：{what}。发出的公文 {doc_id} 含的是改动前的内容（{} 字节，{} {}），收文单位收到的就是那一版；改动后的文件没有发出，放在这里。",
             entry.size,
             suite.digest_name(),
             serial_hex(&entry.sha256),
         );
         let todo = format!(
-            "如果收文单位应收到改动后的文件：撤回 {doc_id}（gongwen-agent recall {doc_id}），再把这个文件放回 outbox/ 重新发送。写入发件箱的文件请先用临时名（以 .part 结尾）写完再改名。
-
-If the recipients must have the changed file: recall {doc_id} and drop this file into the outbox again. Write files into the outbox under a temporary name ending in .part and rename them when complete."
+            "如果收文单位应收到改动后的文件：在控制台“发文”中撤回这份公文，再在“问题”中重新发送这个文件。放入发件箱的文件请写完后再放入（或先以临时文件名写完，再改成正式文件名）。"
         );
         if path.exists() {
             let dest = outbox::free_name(&me.folders().failed, std::ffi::OsStr::new(&name));

@@ -38,18 +38,14 @@ impl Stamp {
         std::fs::metadata(path).map(|m| Stamp::of(&m))
     }
 
-    /// What differs from `was`, in plain words (Chinese, then English),
-    /// if anything does.
+    /// What differs from `was`, in a clerk's words, if anything does.
     pub fn changed_from(&self, was: &Stamp) -> Option<String> {
         if self.dev != was.dev || self.ino != was.ino {
-            Some("文件被另一个文件替换 (the file was replaced by another)".into())
+            Some("文件被另一个文件替换".into())
         } else if self.size != was.size {
-            Some(format!(
-                "大小由 {} 字节变为 {} 字节 (its size went from {} to {} bytes)",
-                was.size, self.size, was.size, self.size
-            ))
+            Some(format!("大小由 {} 字节变为 {} 字节", was.size, self.size))
         } else if self.mtime_ns != was.mtime_ns || self.ctime_ns != was.ctime_ns {
-            Some("内容或属性被改动 (it was written to, or its attributes changed)".into())
+            Some("内容或属性被改动".into())
         } else {
             None
         }
@@ -69,7 +65,7 @@ pub fn changed_files(files_dir: &Path, stamps: &Stamps) -> Vec<(String, String)>
         .filter_map(|(name, was)| {
             let why = match Stamp::of_path(&files_dir.join(name)) {
                 Ok(now) => now.changed_from(was)?,
-                Err(e) => format!("文件不见了 (it is gone: {e})"),
+                Err(e) => format!("文件不见了（{e}）"),
             };
             Some((name.clone(), why))
         })
@@ -106,13 +102,24 @@ mod tests {
             .unwrap();
         let changed = changed_files(dir.path(), &stamps);
         assert_eq!(changed.len(), 1);
-        assert!(changed[0].1.contains("5 to 14 bytes"), "{changed:?}");
+        assert!(
+            changed[0].1.contains("大小由 5 字节变为 14 字节"),
+            "{changed:?}"
+        );
         // Replaced by another file of the same size.
         let other = dir.path().join("other");
         std::fs::write(&other, b"first").unwrap();
         std::fs::rename(&other, &path).unwrap();
-        assert!(changed_files(dir.path(), &stamps)[0].1.contains("replaced"));
+        assert!(
+            changed_files(dir.path(), &stamps)[0]
+                .1
+                .contains("被另一个文件替换")
+        );
         std::fs::remove_file(&path).unwrap();
-        assert!(changed_files(dir.path(), &stamps)[0].1.contains("gone"));
+        assert!(
+            changed_files(dir.path(), &stamps)[0]
+                .1
+                .contains("文件不见了")
+        );
     }
 }
