@@ -1397,13 +1397,11 @@ fn set_aside_changed(me: &Identity, c: &Checked) -> std::io::Result<()> {
             suite.digest_name(),
             serial_hex(&entry.sha256),
         );
-        let todo = format!(
-            "如果收文单位应收到改动后的文件：在控制台“发文”中撤回这份公文，再在“问题”中重新发送这个文件。放入发件箱的文件请写完后再放入（或先以临时文件名写完，再改成正式文件名）。"
-        );
+        let todo = "如果收文单位应收到改动后的文件：在控制台“发文”中撤回这份公文，再在“问题”中重新发送这个文件。放入发件箱的文件请写完后再放入（或先以临时文件名写完，再改成正式文件名）。";
         if path.exists() {
             let dest = outbox::free_name(&me.folders().failed, std::ffi::OsStr::new(&name));
             std::fs::rename(&path, &dest)?;
-            outbox::write_error(&dest, &happened, &todo)?;
+            outbox::write_error(&dest, &happened, todo)?;
             sync_dir(&me.folders().failed)?;
         }
         write_atomic(
