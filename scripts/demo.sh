@@ -263,7 +263,7 @@ echo
 echo "==> 请示 → 批复: harbin-gov asks prov-gov for a decision; prov-gov approves"
 req="关于申请冬季安全生产专项资金的请示"
 printf '省人民政府：\n\n为做好冬季安全生产工作，申请专项资金二百万元。妥否，请批示。\n\n哈尔滨市人民政府\n' > "$req.txt"
-"$bin/gongwen-agent" send "$req.txt" --to prov-gov --doc-type 请示 --reply decision --reply-by 5d \
+"$bin/gongwen-agent" send "$req.txt" --to prov-gov --doc-type 请示 --signer 张市长 --reply decision --reply-by 5d \
   --config harbin-gov.toml | sed 's/^/    /'
 qdoc=""
 for _ in $(seq 200); do

@@ -23,6 +23,59 @@ struct Cli {
     command: Command,
 }
 
+/// The GB/T 9704 elements `send` states (see gongwen_common::elements).
+#[derive(Debug, clap::Args)]
+struct ElementArgs {
+    /// 发文机关署名 (repeat it for a 联合行文).
+    #[arg(long = "issuer")]
+    issuers: Vec<String>,
+    /// 签发人 (repeat it for several); required for 请示 and 报告.
+    #[arg(long = "signer")]
+    signers: Vec<String>,
+    /// 成文日期, YYYY-MM-DD.
+    #[arg(long)]
+    written_on: Option<String>,
+    /// 份号: number each recipient's copy.
+    #[arg(long)]
+    copy_no: bool,
+    /// 附件说明: one per attachment, in file order (repeat it).
+    #[arg(long = "attachments-note")]
+    attachments_note: Vec<String>,
+    /// 印发机关.
+    #[arg(long)]
+    printed_by: Option<String>,
+    /// 印发日期, YYYY-MM-DD.
+    #[arg(long)]
+    printed_on: Option<String>,
+    /// 公开属性: 主动公开, 依申请公开 or 不予公开.
+    #[arg(long)]
+    publicity: Option<String>,
+}
+
+impl ElementArgs {
+    fn into_elements(self) -> Result<gongwen_common::elements::Elements, String> {
+        use gongwen_common::elements::{Elements, Publicity};
+        let publicity = self
+            .publicity
+            .map(|p| {
+                Publicity::parse(&p).ok_or_else(|| {
+                    format!("--publicity {p:?}: give 主动公开, 依申请公开 or 不予公开")
+                })
+            })
+            .transpose()?;
+        Ok(Elements {
+            issuers: self.issuers,
+            signers: self.signers,
+            written_on: self.written_on,
+            copy_numbers: self.copy_no,
+            attachments_note: self.attachments_note,
+            printed_by: self.printed_by.unwrap_or_default(),
+            printed_on: self.printed_on,
+            publicity,
+        })
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the agent until Ctrl-C or SIGTERM, reconnecting to the hub as needed.
@@ -78,6 +131,8 @@ enum Command {
         /// By when the answer is due: a time or a span such as "5d".
         #[arg(long, requires = "reply")]
         reply_by: Option<String>,
+        #[command(flatten)]
+        elements: Box<ElementArgs>,
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
         /// Return as soon as the document is queued, without waiting for the hub.
@@ -401,6 +456,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             note,
             reply,
             reply_by,
+            elements,
             config,
             no_wait,
         } => {
@@ -420,6 +476,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 note,
                 reply,
                 reply_by,
+                elements: elements.into_elements().map_err(anyhow::Error::msg)?,
                 ..Default::default()
             };
             let runtime = tokio::runtime::Runtime::new()?;

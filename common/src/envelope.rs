@@ -175,6 +175,9 @@ pub struct DocMeta {
     /// Asks for an answer, answers another, forwards another (after the
     /// rest of the header; none for most documents).
     pub links: crate::links::Links,
+    /// The GB/T 9704 elements it states (签发人, 成文日期 …; after the
+    /// links; none from older agents).
+    pub elements: crate::elements::Elements,
 }
 
 /// A recipient's content key, sealed to its encryption key: HPKE to its
@@ -616,6 +619,7 @@ impl DocMeta {
             files,
             // Read by [`Header::decode`]: they end the header.
             links: Default::default(),
+            elements: Default::default(),
         })
     }
 }
@@ -639,7 +643,7 @@ impl Header {
                 }
             }
         }
-        self.meta.links.encode(&mut w);
+        self.meta.links.encode_trailer(&self.meta.elements, &mut w);
         out
     }
 
@@ -653,7 +657,7 @@ impl Header {
         let n = r.u16()? as usize;
         if n == usize::from(tree::TREE_MARK) {
             let info = tree::TreeInfo::decode(&mut r)?;
-            meta.links = crate::links::Links::decode(&mut r)?;
+            (meta.links, meta.elements) = crate::links::Links::decode_trailer(&mut r)?;
             r.finish()?;
             info.check_meta(&meta)?;
             return Header::finish(
@@ -671,7 +675,7 @@ impl Header {
         let wrapped = (0..n)
             .map(|_| WrappedKey::decode(&mut r, suite))
             .collect::<Result<Vec<_>, _>>()?;
-        meta.links = crate::links::Links::decode(&mut r)?;
+        (meta.links, meta.elements) = crate::links::Links::decode_trailer(&mut r)?;
         r.finish()?;
         meta.validate()?;
         let recipients: BTreeSet<_> = meta.recipients().into_iter().collect();
@@ -1574,6 +1578,7 @@ pub(crate) mod tests {
                 })
                 .collect(),
             links: Default::default(),
+            elements: Default::default(),
         }
     }
 

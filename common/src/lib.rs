@@ -69,6 +69,7 @@ pub mod deadline;
 pub mod digest;
 pub mod directory;
 pub mod display;
+pub mod elements;
 pub mod envelope;
 pub mod error;
 pub mod failpoint;

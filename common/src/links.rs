@@ -8,6 +8,7 @@
 //! tag 2 answers   doc_id:16 digest:32 decision:u8 (0 none, 1 同意,
 //!                 2 不同意, 3 修改后再报)  supersedes:u8 [doc_id:16]
 //! tag 3 forwards  the original's signed header statement (bytes)
+//! tag 4 elements  the GB/T 9704 elements ([`crate::elements`])
 //! ```
 //!
 //! They follow the rest of the header, so a document without links is
@@ -23,6 +24,7 @@ use crate::id::DocId;
 const TAG_ASKS: u8 = 1;
 const TAG_ANSWERS: u8 = 2;
 const TAG_FORWARDS: u8 = 3;
+const TAG_ELEMENTS: u8 = 4;
 /// Largest forwarded original (a header statement).
 const MAX_FORWARDED: usize = 512 * 1024;
 
@@ -198,9 +200,24 @@ impl Links {
         }
     }
 
-    /// Read the links that end a header (the rest of `r`).
-    pub fn decode(r: &mut Reader<'_>) -> Result<Links, CodecError> {
+    /// Append the trailer that ends a header: the links, then the GB/T
+    /// 9704 elements when there are any (nothing at all for a document
+    /// with neither).
+    pub fn encode_trailer(&self, elements: &crate::elements::Elements, w: &mut Writer<'_>) {
+        self.encode(w);
+        if !elements.is_empty() {
+            w.u8(TAG_ELEMENTS);
+            w.bytes(&elements.to_bytes());
+        }
+    }
+
+    /// Read the trailer that ends a header (the rest of `r`): the links
+    /// and the elements.
+    pub fn decode_trailer(
+        r: &mut Reader<'_>,
+    ) -> Result<(Links, crate::elements::Elements), CodecError> {
         let mut links = Links::default();
+        let mut elements = crate::elements::Elements::default();
         let mut last = 0u8;
         while r.remaining() > 0 {
             let tag = r.u8()?;
@@ -272,6 +289,10 @@ impl Links {
                     links.forwards = Some(body.to_vec());
                     b = Reader::new(&[]);
                 }
+                TAG_ELEMENTS => {
+                    elements = crate::elements::Elements::from_bytes(body)?;
+                    b = Reader::new(&[]);
+                }
                 other => {
                     return Err(CodecError::BadCode {
                         what: "link (made by a newer gongwen?)",
@@ -281,7 +302,7 @@ impl Links {
             }
             b.finish()?;
         }
-        Ok(links)
+        Ok((links, elements))
     }
 }
 
@@ -294,8 +315,9 @@ mod tests {
         let mut out = Vec::new();
         l.encode(&mut Writer(&mut out));
         let mut r = Reader::new(&out);
-        let back = Links::decode(&mut r).unwrap();
+        let (back, elements) = Links::decode_trailer(&mut r).unwrap();
         r.finish().unwrap();
+        assert!(elements.is_empty());
         back
     }
 
@@ -339,7 +361,7 @@ mod tests {
             vec![1, 0, 0, 0, 2, 7, 0],                   // bad kind
         ] {
             let mut r = Reader::new(&bad);
-            assert!(Links::decode(&mut r).is_err(), "{bad:?}");
+            assert!(Links::decode_trailer(&mut r).is_err(), "{bad:?}");
         }
     }
 

@@ -194,6 +194,7 @@ impl RawAgent {
                 sha256: suite.digest(body),
             }],
             links: Default::default(),
+            elements: Default::default(),
         };
         let st = seal_header(meta, &key, &keys, suite.digest(&content), &self.signer).unwrap();
         SealedDoc {

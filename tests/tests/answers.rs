@@ -43,7 +43,9 @@ async fn ask(net: &Net, name: &str, kind: Option<&str>) -> PathBuf {
             "harbin-gov",
             "prov-gov",
             name,
-            &format!("doc_type = \"请示\"\nreply = \"{kind}\"\nreply_by = \"5d\"\n"),
+            &format!(
+                "doc_type = \"请示\"\nsigner = \"王一\"\nreply = \"{kind}\"\nreply_by = \"5d\"\n"
+            ),
         );
     }
     net.drop_file("harbin-gov", "prov-gov", name, "请示内容".as_bytes());
@@ -309,7 +311,7 @@ async fn an_answer_survives_a_hub_killed_between_its_upload_and_its_delivery() {
         "prov-gov",
         "harbin-gov",
         "请示.txt",
-        "doc_type = \"请示\"\nreply = \"decision\"\n",
+        "doc_type = \"请示\"\nsigner = \"王一\"\nreply = \"decision\"\n",
     );
     net.drop_file("prov-gov", "harbin-gov", "请示.txt", "请批示。".as_bytes());
     let asked = wait_inbox(&net.root("harbin-gov"), "prov-gov", 1).await;

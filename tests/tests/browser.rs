@@ -195,7 +195,7 @@ async fn a_request_is_approved_and_forwarded_in_the_browser() {
         "harbin-gov",
         "prov-gov",
         "请示.txt",
-        "title = \"关于申请防汛资金的请示\"\ndoc_type = \"请示\"\nreply = \"decision\"\n",
+        "title = \"关于申请防汛资金的请示\"\ndoc_type = \"请示\"\nsigner = \"王一\"\nreply = \"decision\"\n",
     );
     u.net.drop_file(
         "harbin-gov",

@@ -228,6 +228,10 @@ pub fn resend_request(folders: &Folders, name: &str, fix: &Fix) -> Result<SendRe
         decision: kept(|s| s.decision.clone()),
         supersedes: id(kept(|s| s.supersedes.clone())),
         forward_of: id(kept(|s| s.forward_of.clone())),
+        elements: match &sc {
+            Some(sc) => draft::elements_of(sc).map_err(|e| e.to_string())?,
+            None => Default::default(),
+        },
     })
 }
 

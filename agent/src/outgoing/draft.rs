@@ -22,11 +22,20 @@
 //! in_reply_to = "01a2…"                         # this answers a received document (its id)
 //! decision   = "approved"                       # the answer's decision: approved | not-approved | revise
 //! supersedes = "01a3…"                          # this answer corrects an earlier one
+//! issuer     = ["黑龙江省人民政府办公厅"]          # 发文机关署名; several = 联合行文
+//! signer     = "王一"                            # 签发人 (or a list); required for 请示, 报告
+//! written_on = "2026-12-01"                     # 成文日期
+//! copy_no    = true                             # 份号, numbered per recipient copy
+//! attachments_note = ["1. 工作方案"]              # 附件说明, one per attachment, in file order
+//! printed_by = "黑龙江省人民政府办公厅"            # 印发机关
+//! printed_on = "2026-12-02"                     # 印发日期
+//! publicity  = "主动公开"                        # 主动公开 | 依申请公开 | 不予公开
 //! ```
 
 use std::path::{Path, PathBuf};
 
 use gongwen_common::DocId;
+use gongwen_common::elements::{Elements, Publicity};
 use gongwen_common::envelope::{
     Deadline, FileKind, MAX_TITLE_CHARS, Operator, Urgency, check_file_name, check_secrecy,
 };
@@ -59,6 +68,18 @@ pub struct Sidecar {
     pub decision: Option<String>,
     pub supersedes: Option<String>,
     pub forward_of: Option<String>,
+    // The GB/T 9704 elements (see gongwen_common::elements).
+    #[serde(default)]
+    pub issuer: Names,
+    #[serde(default)]
+    pub signer: Names,
+    pub written_on: Option<toml::Value>,
+    pub copy_no: Option<bool>,
+    #[serde(default)]
+    pub attachments_note: Names,
+    pub printed_by: Option<String>,
+    pub printed_on: Option<toml::Value>,
+    pub publicity: Option<String>,
 }
 
 /// One name or a list of names.
@@ -119,6 +140,8 @@ pub enum DraftError {
     TooLarge { size: u64, limit: u64 },
     #[error("无法读取放入的文件：{0}")]
     Unreadable(String),
+    #[error("{0}")]
+    Elements(String),
 }
 
 /// One file of a draft.
@@ -152,6 +175,8 @@ pub struct Draft {
     /// This forwards (转发) a received document: its files, unchanged,
     /// with its first issuer's signed header.
     pub forward_of: Option<DocId>,
+    /// The GB/T 9704 elements it states.
+    pub elements: Elements,
 }
 
 /// What a draft says it answers.
@@ -208,6 +233,50 @@ pub fn default_title(name: &str) -> String {
     stem.chars().take(MAX_TITLE_CHARS).collect()
 }
 
+/// A date key (TOML date or string), as YYYY-MM-DD text.
+fn date_text(v: &Option<toml::Value>) -> Option<String> {
+    match v.as_ref()? {
+        toml::Value::String(s) => Some(s.trim().to_owned()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// The GB/T 9704 elements a sidecar states, read (not yet checked
+/// against the files: see [`Elements::check`]).
+pub fn elements_of(sc: &Sidecar) -> Result<Elements, DraftError> {
+    let publicity = match sc.publicity.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(p) => Some(Publicity::parse(p).ok_or_else(|| {
+            DraftError::Elements(format!(
+                "公开属性“{p}”不认识：请写 主动公开、依申请公开 或 不予公开。"
+            ))
+        })?),
+    };
+    let list = |n: &Names| -> Vec<String> {
+        n.clone()
+            .into_vec()
+            .into_iter()
+            .map(|s| s.trim().to_owned())
+            .collect()
+    };
+    Ok(Elements {
+        issuers: list(&sc.issuer),
+        signers: list(&sc.signer),
+        written_on: date_text(&sc.written_on),
+        copy_numbers: sc.copy_no.unwrap_or(false),
+        attachments_note: list(&sc.attachments_note),
+        printed_by: sc.printed_by.clone().unwrap_or_default().trim().to_owned(),
+        printed_on: date_text(&sc.printed_on),
+        publicity,
+    })
+}
+
+/// Whether the sidecar makes a new document (not an answer or a 转发,
+/// whose 文种 is the question's or the original's).
+fn new_document(sc: &Sidecar) -> bool {
+    sc.in_reply_to.is_none() && sc.forward_of.is_none()
+}
+
 /// Check what can be checked of a sidecar before anything is claimed
 /// (`gongwen-agent send`): the same rules [`build`] applies.
 pub fn check_sidecar(sc: &Sidecar, now: OffsetDateTime) -> Result<(), DraftError> {
@@ -221,6 +290,11 @@ pub fn check_sidecar(sc: &Sidecar, now: OffsetDateTime) -> Result<(), DraftError
         parse_deadline(d, now)?;
     }
     links(sc, now)?;
+    // The attachments are counted once the files are there (build).
+    let e = elements_of(sc)?;
+    let doc_type = sc.doc_type.as_deref().unwrap_or("");
+    e.check(doc_type, e.attachments_note.len(), new_document(sc))
+        .map_err(DraftError::Elements)?;
     Ok(())
 }
 
@@ -406,6 +480,18 @@ pub fn build(
     if size > limit {
         return Err(DraftError::TooLarge { size, limit });
     }
+    let elements = elements_of(&sc)?;
+    let attachments = files
+        .iter()
+        .filter(|f| f.kind == FileKind::Attachment)
+        .count();
+    elements
+        .check(
+            sc.doc_type.as_deref().unwrap_or(""),
+            attachments,
+            new_document(&sc),
+        )
+        .map_err(DraftError::Elements)?;
     let mut to_names = vec![to.to_owned()];
     to_names.extend(sc.to.into_vec());
     let title = sc
@@ -435,6 +521,7 @@ pub fn build(
         asks,
         answers,
         forward_of,
+        elements,
     })
 }
 

@@ -972,6 +972,9 @@ pub struct SendRequest {
     /// This forwards a received document (转发).
     #[serde(default)]
     pub forward_of: Option<DocId>,
+    /// The GB/T 9704 elements (签发人, 成文日期 …).
+    #[serde(default)]
+    pub elements: gongwen_common::elements::Elements,
 }
 
 /// The sidecar `send` writes for its claim.
@@ -1008,6 +1011,22 @@ struct SidecarOut<'a> {
     supersedes: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     forward_of: Option<String>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    issuer: &'a [String],
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    signer: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    written_on: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    copy_no: bool,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    attachments_note: &'a [String],
+    #[serde(skip_serializing_if = "str::is_empty")]
+    printed_by: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    printed_on: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    publicity: Option<&'static str>,
 }
 
 /// Claim copies of files named on the command line (the originals stay
@@ -1112,6 +1131,14 @@ fn sidecar_text(req: &SendRequest, main: &str) -> Result<String, String> {
         decision: req.decision.as_deref(),
         supersedes: req.supersedes.map(|d| d.to_string()),
         forward_of: req.forward_of.map(|d| d.to_string()),
+        issuer: &req.elements.issuers,
+        signer: &req.elements.signers,
+        written_on: req.elements.written_on.as_deref(),
+        copy_no: req.elements.copy_numbers,
+        attachments_note: &req.elements.attachments_note,
+        printed_by: &req.elements.printed_by,
+        printed_on: req.elements.printed_on.as_deref(),
+        publicity: req.elements.publicity.map(|p| p.chinese()),
     };
     let text = toml::to_string(&sidecar).map_err(|e| e.to_string())?;
     let sc = crate::outgoing::draft::parse_sidecar("send", &text).map_err(|e| e.to_string())?;

@@ -680,6 +680,7 @@ fn seal(
         note: draft.note,
         files: entries,
         links,
+        elements: draft.elements,
     };
     // Many recipients: each will get its own key and a proof, not all of
     // them (gongwen_common::envelope::tree).

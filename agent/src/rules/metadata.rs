@@ -56,6 +56,13 @@ pub struct MetadataJson {
     /// copy only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub left_out: Vec<crate::rules::addressing::LeftOut>,
+    /// The GB/T 9704 elements the sender stated (签发人, 成文日期 …; none
+    /// from older agents).
+    #[serde(skip_serializing_if = "gongwen_common::elements::Elements::is_empty")]
+    pub elements: gongwen_common::elements::Elements,
+    /// 份号 of this unit's copy, when the sender numbered the copies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copy_no: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -144,6 +151,20 @@ impl MetadataJson {
                     digest: serial_hex(&o.digest()),
                 }),
             left_out: Vec::new(),
+            elements: m.elements.clone(),
+            copy_no: None,
+        }
+    }
+
+    /// The 份号 of `recipient`'s copy, if the sender numbered the copies:
+    /// its place among the recipients the header lists, 主送 first.
+    pub fn number_copy_for(&mut self, recipient: &NodeId) {
+        if self.elements.copy_numbers {
+            let all = self.to.iter().chain(&self.cc);
+            self.copy_no = all
+                .enumerate()
+                .find(|(_, r)| *r == recipient)
+                .map(|(i, _)| gongwen_common::elements::copy_number(i));
         }
     }
 }

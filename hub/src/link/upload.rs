@@ -714,6 +714,7 @@ mod tests {
             note: String::new(),
             files: vec![],
             links: Default::default(),
+            elements: Default::default(),
         }
     }
 
@@ -849,6 +850,7 @@ mod answer_tests {
                 }),
                 ..Default::default()
             },
+            elements: Default::default(),
         };
         let asked = doc_record(&asked_meta, "ab".repeat(32), 0, 1_000);
         let answers = Answers {

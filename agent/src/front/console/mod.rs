@@ -1732,6 +1732,7 @@ async fn compose_from(web: &Web, doc_id: &str) -> pages::ComposeView {
         v.operator = m.operator.name.clone();
         v.phone = m.operator.phone.clone();
         v.note = m.note.clone();
+        v.set_elements(&m.elements);
         v.resend_of = doc.to_string();
     }
     v
@@ -1980,22 +1981,25 @@ async fn compose(
     to.extend(typed_names(&view.to_more));
     let mut cc = view.cc.clone();
     cc.extend(typed_names(&view.cc_more));
-    let doc_type = view.doc_type.trim();
     let problem = match problem {
         Some(p) => Some(p),
         None => compose_problem(&web, &to, &cc, staging.has_main).await,
     };
-    let problem = problem.or_else(|| {
-        (!doc_type.is_empty() && !pages::DOC_TYPES.contains(&doc_type)).then(|| {
-            format!(
-                "文种“{doc_type}”不是《党政机关公文处理工作条例》规定的 15 种之一：{}。",
-                pages::DOC_TYPES.join("、")
-            )
-        })
+    // The 公文要素 and the 文种, checked against the files chosen.
+    let attachments = staging
+        .files
+        .len()
+        .saturating_sub(usize::from(staging.has_main));
+    let elements = view.elements().and_then(|e| {
+        e.check(&view.doc_type, attachments, true)?;
+        Ok(e)
     });
-    if let Some(why) = problem {
-        return compose_again(&web, &user, &csrf, &view, &why).await;
-    }
+    let elements = match (problem, elements) {
+        (Some(why), _) | (None, Err(why)) => {
+            return compose_again(&web, &user, &csrf, &view, &why).await;
+        }
+        (None, Ok(e)) => e,
+    };
     let opt = |s: &str| Some(s.trim().to_owned()).filter(|t| !t.is_empty());
     let req = crate::outgoing::outbox::SendRequest {
         files: staging.files.clone(),
@@ -2011,6 +2015,7 @@ async fn compose(
         phone: opt(&view.phone),
         reply: opt(&view.reply),
         reply_by: opt(&view.reply_by()),
+        elements,
         ..Default::default()
     };
     match web.parts.clerk().send(req, true).await {

@@ -484,6 +484,37 @@ fn forward_form(frame: &Frame<'_>, r: &ReceivedRecord, acts: &DocActs<'_>) -> Ma
 
 /// What the sender's signed header says beyond the record: 主送, 抄送,
 /// 经办人, the note, what it asks and answers, what it forwards.
+/// The GB/T 9704 elements a document states, and `me`'s 份号 when the
+/// copies are numbered.
+fn element_facts(m: &gongwen_common::envelope::DocMeta, me: &gongwen_common::NodeId) -> Markup {
+    let e = &m.elements;
+    let copy_no = e
+        .copy_numbers
+        .then(|| m.to.iter().chain(&m.cc).position(|r| r == me))
+        .flatten()
+        .map(gongwen_common::elements::copy_number);
+    html! {
+        @if let Some(n) = copy_no { dt { "份号" } dd { (n) } }
+        @if !e.issuers.is_empty() {
+            dt { "发文机关" } dd { (e.issuers.join("、")) @if e.issuers.len() > 1 { "（联合行文）" } }
+        }
+        @if !e.signers.is_empty() { dt { "签发人" } dd { (e.signers.join("、")) } }
+        @if let Some(d) = &e.written_on { dt { "成文日期" } dd { (d) } }
+        @if !e.attachments_note.is_empty() {
+            dt { "附件说明" }
+            dd { ol.attachments { @for a in &e.attachments_note { li { (a) } } } }
+        }
+        @if !e.printed_by.is_empty() || e.printed_on.is_some() {
+            dt { "印发" }
+            dd {
+                (e.printed_by)
+                @if let Some(d) = &e.printed_on { " " (d) " 印发" }
+            }
+        }
+        @if let Some(p) = e.publicity { dt { "公开属性" } dd { (p.chinese()) } }
+    }
+}
+
 fn sender_facts(
     frame: &Frame<'_>,
     m: &gongwen_common::envelope::DocMeta,
@@ -600,7 +631,10 @@ pub fn received_doc(
                 dt { "来文单位" } dd { (sender) }
                 dt { "文号" } dd { (r.doc_number) }
                 dt { "文种" } dd { (r.doc_type) }
-                @if let Some(m) = meta { (sender_facts(frame, m, original.as_ref())) }
+                @if let Some(m) = meta {
+                    (sender_facts(frame, m, original.as_ref()))
+                    (element_facts(m, acts.me))
+                }
                 dt { "紧急程度" } dd { (urgency_label(r.urgency)) }
                 dt { "期限" } dd { @if let Some(d) = r.deadline { (beijing(d.saturating_mul(1000))) } @else { "—" } }
                 dt { "收到时间" } dd { (beijing(r.received_ms)) }
@@ -912,13 +946,19 @@ pub struct ComposeView {
     pub reply_by_in: String,
     /// The returned document this one sends again (修改后重新发送).
     pub resend_of: String,
+    /// The GB/T 9704 elements, as typed: lists separated by 、 or commas,
+    /// 附件说明 one per line.
+    pub issuer: String,
+    pub signer: String,
+    pub written_on: String,
+    pub copy_no: String,
+    pub attachments_note: String,
+    pub printed_by: String,
+    pub printed_on: String,
+    pub publicity: String,
 }
 
-/// The 15 kinds of 公文 of the 党政机关公文处理工作条例 (第八条).
-pub const DOC_TYPES: [&str; 15] = [
-    "决议", "决定", "命令", "公报", "公告", "通告", "意见", "通知", "通报", "报告", "请示", "批复",
-    "议案", "函", "纪要",
-];
+pub use gongwen_common::elements::DOC_TYPES;
 
 /// Quick choices for a 期限, as spans the hub counts from acceptance.
 const QUICK_SPANS: [(&str, &str); 6] = [
@@ -959,6 +999,58 @@ impl ComposeView {
             &self.reply_by_in,
             &self.reply_by,
         ])
+    }
+
+    /// The GB/T 9704 elements typed into the form (not yet checked).
+    pub fn elements(&self) -> Result<gongwen_common::elements::Elements, String> {
+        use gongwen_common::elements::{Elements, Publicity};
+        let list = |s: &str| -> Vec<String> {
+            s.split(['、', ',', '，'])
+                .map(str::trim)
+                .filter(|x| !x.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        let date = |s: &str| Some(s.trim().to_owned()).filter(|d| !d.is_empty());
+        let publicity = match self.publicity.trim() {
+            "" => None,
+            p => Some(Publicity::parse(p).ok_or_else(|| format!("公开属性“{p}”不认识。"))?),
+        };
+        Ok(Elements {
+            issuers: list(&self.issuer),
+            signers: list(&self.signer),
+            written_on: date(&self.written_on),
+            copy_numbers: self.copy_no == "yes",
+            attachments_note: self
+                .attachments_note
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            printed_by: self.printed_by.trim().to_owned(),
+            printed_on: date(&self.printed_on),
+            publicity,
+        })
+    }
+
+    /// The form filled from elements a document stated.
+    pub fn set_elements(&mut self, e: &gongwen_common::elements::Elements) {
+        self.issuer = e.issuers.join("、");
+        self.signer = e.signers.join("、");
+        self.written_on = e.written_on.clone().unwrap_or_default();
+        self.copy_no = if e.copy_numbers {
+            "yes".into()
+        } else {
+            String::new()
+        };
+        self.attachments_note = e.attachments_note.join("\n");
+        self.printed_by = e.printed_by.clone();
+        self.printed_on = e.printed_on.clone().unwrap_or_default();
+        self.publicity = e
+            .publicity
+            .map(|p| p.chinese().to_owned())
+            .unwrap_or_default();
     }
 }
 
@@ -1023,6 +1115,14 @@ impl ComposeView {
             "reply_by_at" => self.reply_by_at = value,
             "reply_by_in" => self.reply_by_in = value,
             "resend_of" => self.resend_of = value,
+            "issuer" => self.issuer = value,
+            "signer" => self.signer = value,
+            "written_on" => self.written_on = value,
+            "copy_no" => self.copy_no = value,
+            "attachments_note" => self.attachments_note = value,
+            "printed_by" => self.printed_by = value,
+            "printed_on" => self.printed_on = value,
+            "publicity" => self.publicity = value,
             _ => {}
         }
     }
@@ -1127,6 +1227,23 @@ pub fn compose(
                     }
                 }
                 (deadline_inputs("答复期限", "reply_by_at", &v.reply_by_at, "reply_by_in", &v.reply_by_in))
+                h2 { "公文要素" }
+                p { small { "按 GB/T 9704 填写；请示、报告须写签发人。多个发文机关或签发人用“、”分隔。" } }
+                label { "发文机关署名" input type="text" name="issuer" value=(v.issuer) placeholder="黑龙江省人民政府办公厅"; }
+                label { "签发人" input type="text" name="signer" value=(v.signer); }
+                label { "成文日期" input type="date" name="written_on" value=(v.written_on); }
+                label.confirm { input type="checkbox" name="copy_no" value="yes" checked[v.copy_no == "yes"]; "为每份编份号" }
+                label { "附件说明（每行一个附件的名称，按附件顺序）" textarea name="attachments_note" rows="3" { (v.attachments_note) } }
+                label { "印发机关" input type="text" name="printed_by" value=(v.printed_by); }
+                label { "印发日期" input type="date" name="printed_on" value=(v.printed_on); }
+                label { "公开属性"
+                    select name="publicity" {
+                        option value="" selected[v.publicity.is_empty()] { "（不写）" }
+                        @for p in ["主动公开", "依申请公开", "不予公开"] {
+                            option value=(p) selected[v.publicity == p] { (p) }
+                        }
+                    }
+                }
                 h2 { "文件" }
                 p { small { "正文和附件合计不超过 " (size_words(size_limit)) "。" } }
                 label { "正文（一个文件）" input type="file" name="main" required; }
