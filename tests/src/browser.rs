@@ -251,6 +251,17 @@ impl Chrome {
         }
     }
 
+    /// The computed value of a CSS property of the element `css` finds
+    /// (colours as `rgba(r, g, b, a)`).
+    pub async fn css_value(&mut self, css: &str, property: &str) -> String {
+        let el = self.find(css).await;
+        self.cmd("GET", &format!("/element/{el}/css/{property}"), None)
+            .await
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    }
+
     /// The page's HTML now.
     pub async fn source(&mut self) -> String {
         self.cmd("GET", "/source", None)

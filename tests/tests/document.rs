@@ -90,6 +90,44 @@ async fn the_elements_of_a_gongwen_reach_each_recipient_signed_and_numbered() {
     ] {
         assert!(page.contains(want), "{want} missing: {page}");
     }
+
+    // In a browser the page reads like the document: the 版头 with the
+    // organs' mark in red, the title, 主送, 附件说明, 署名 and 成文日期, and
+    // the 版记.
+    if !gongwen_tests::browser::available() {
+        return;
+    }
+    let mut chrome = gongwen_tests::browser::Chrome::start().await;
+    let base = gongwen_tests::web::base(&u.harbin);
+    chrome.log_in(&base, "li.si", PASSWORD).await;
+    chrome.goto(&format!("{base}/inbox/{doc}")).await;
+    let face = {
+        let el = "article.gongwen";
+        chrome.find(el).await;
+        chrome.text().await
+    };
+    for want in [
+        "000001",
+        "黑龙江省人民政府办公厅",
+        "黑龙江省应急管理厅",
+        "文件",
+        "签发人：王一",
+        "关于做好防汛工作的联合通知",
+        "哈尔滨市人民政府：",
+        "1. 防汛工作方案",
+        "2026年12月1日",
+        "抄送：大庆市人民政府。",
+        "2026年12月2日印发",
+    ] {
+        assert!(face.contains(want), "{want} missing from the face: {face}");
+    }
+    assert_eq!(
+        chrome.css_value("article.gongwen .gw-mark", "color").await,
+        "rgba(204, 0, 0, 1)",
+        "the 发文机关标志 is not red"
+    );
+    chrome.screenshot("doc-face").await;
+    chrome.quit().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -997,7 +997,9 @@ async fn a_forward_is_headed_by_its_originals_title_not_the_forwarders() {
     let mut b = browser(&u.prov);
     b.log_in("wang", PASSWORD).await;
     let page = b.get(&format!("/inbox/{fwd}")).await.text();
-    let h1 = &page[page.find("<h1>").unwrap()..page.find("</h1>").unwrap()];
+    // The document's heading (its face's title, <h1 class="gw-title">).
+    let at = page.find("<h1").unwrap();
+    let h1 = &page[at..at + page[at..].find("</h1>").unwrap()];
     assert!(h1.contains("关于做好冬季安全生产工作的通知"), "{h1}");
     assert!(!h1.contains("汇款"), "{h1}");
     assert!(

@@ -690,7 +690,9 @@ async fn overdue_and_report_give_the_right_figures_for_a_scripted_scenario() {
         "prov-gov",
         "harbin-gov",
         "全省通知.txt",
-        "urgency = \"urgent\"\ncc = [\"daqing-gov\", \"qiqihar-gov\", \"mudanjiang-gov\"]\n",
+        // All 主送: a 抄送 copy is for information and is never overdue
+        // (hub::rules::supervision, a_copy_for_information_is_never_overdue).
+        "urgency = \"urgent\"\nto = [\"daqing-gov\", \"qiqihar-gov\", \"mudanjiang-gov\"]\n",
     );
     w.net
         .drop_file("prov-gov", "harbin-gov", "全省通知.txt", b"body");

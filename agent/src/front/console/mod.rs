@@ -44,7 +44,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use gongwen_common::DocId;
-use gongwen_common::envelope::{FileKind, SealedHeader};
+use gongwen_common::envelope::SealedHeader;
 use gongwen_common::receipt::ReceiptKind;
 use serde::Deserialize;
 use tracing::{info, warn};
@@ -514,7 +514,7 @@ impl Web {
     /// Make sure the directory held names `ids`: one that is not in it
     /// (a unit that joined since it was last read) has it read again now,
     /// if the hub can be asked. What a page that names units calls first.
-    async fn know_units(&self, ids: Vec<String>) {
+    pub(super) async fn know_units(&self, ids: Vec<String>) {
         let missing = {
             let names = self.parts.known().names();
             ids.iter().any(|id| !id.contains('@') && !names.knows(id))
@@ -526,6 +526,29 @@ impl Web {
                 .refresh(self.parts.link(), self.parts.identity())
                 .await;
         }
+    }
+
+    /// The units whose name or id contains `typed` (see
+    /// [`UnitNames::matching`]); when none in the directory held does, it
+    /// is read again first (a unit that joined since).
+    async fn units_matching(&self, typed: &str) -> Vec<String> {
+        let found = {
+            let names = self.parts.known().names();
+            let found = names.matching(typed);
+            if typed.trim().is_empty() || found.iter().any(|id| names.knows(id)) {
+                return found;
+            }
+            found
+        };
+        if !self.parts.clerk().connected() {
+            return found;
+        }
+        let _ = self
+            .parts
+            .known()
+            .refresh(self.parts.link(), self.parts.identity())
+            .await;
+        self.parts.known().names().matching(typed)
     }
 
     /// Why this unit cannot reach the hub now, in a clerk's words; none
@@ -1078,21 +1101,7 @@ async fn doc_page(
     done: Option<pages::Done>,
 ) -> Response {
     let files: Vec<FileLink> = sealed
-        .map(|s| {
-            s.meta()
-                .files
-                .iter()
-                .map(|f| FileLink {
-                    name: f.name.clone(),
-                    kind: if f.kind == FileKind::Main {
-                        "正文"
-                    } else {
-                        "附件"
-                    },
-                    size: f.size,
-                })
-                .collect()
-        })
+        .map(|s| pages::file_links(s.meta()))
         .unwrap_or_default();
     let dir = crate::incoming::clerk::document_dir(web.parts.identity(), rec);
     let notices = tokio::task::spawn_blocking(move || read_notices(&dir))
@@ -1477,12 +1486,13 @@ async fn sent_doc_page(
         Ok(Some(v)) => {
             let summary = answers::summary(web, v.record.doc_id, v.hub.clone()).await;
             let doc = v.record.doc_id;
-            let returns_open = web
+            let (returns_open, header) = web
                 .parts
                 .store()
-                .run(move |s| s.returns_open(doc))
+                .run(move |s| Ok((s.returns_open(doc)?, s.header(doc)?)))
                 .await
-                .unwrap_or(0);
+                .unwrap_or_default();
+            let sealed = header.and_then(|h| SealedHeader::parse(&h).ok());
             pages::sent_doc(
                 &web.frame(user, csrf).await,
                 &v.record,
@@ -1492,6 +1502,7 @@ async fn sent_doc_page(
                 message,
                 done,
                 returns_open,
+                sealed.as_ref().map(SealedHeader::meta),
             )
             .into_response()
         }

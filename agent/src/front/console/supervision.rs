@@ -129,13 +129,16 @@ async fn supervision_view(
     let page = q.page.unwrap_or(1).max(1);
     // A unit is typed as part of its name or id (大庆, daqing): the units
     // of the directory it matches.
-    let names = web.parts.known().names();
+    let (units, senders) = (
+        web.units_matching(&q.unit).await,
+        web.units_matching(&q.sender).await,
+    );
     let overdue: Result<OverduePage, String> = ask_hub(
         web,
         &HubQuery::Overdue {
             filter: OverdueFilter {
-                units: names.matching(&q.unit),
-                senders: names.matching(&q.sender),
+                units,
+                senders,
                 urgency: q.urgency.trim().to_owned(),
                 ..Default::default()
             },
@@ -155,6 +158,13 @@ async fn supervision_view(
         Err(_) => (Vec::new(), 0),
     };
     let report = report.map(report_units).unwrap_or_default();
+    // Every unit the page names, by its name.
+    let shown = overdue
+        .iter()
+        .flat_map(|o| [o.recipient.clone(), o.sender.clone()])
+        .chain(report.iter().map(|u| u.unit.clone()))
+        .collect();
+    web.know_units(shown).await;
     let found = find(web, q.doc.trim()).await;
     let notices = web
         .parts

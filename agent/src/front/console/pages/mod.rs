@@ -11,9 +11,11 @@ use crate::unit::accounts::User;
 use crate::unit::directory::UnitNames;
 use crate::unit::store::{ReceivedRecord, ReceivedState};
 
+mod face;
 mod print;
 mod supervision;
 
+pub use face::document_face;
 pub use print::{Slip, handling_slip, slip};
 pub use supervision::{
     Found, Missing, OverdueItem, ReportUnit, SupervisionFilter, report_chart, supervision,
@@ -399,6 +401,22 @@ pub struct FileLink {
     pub size: u64,
 }
 
+/// A document's files as its page lists them.
+pub fn file_links(m: &gongwen_common::envelope::DocMeta) -> Vec<FileLink> {
+    m.files
+        .iter()
+        .map(|f| FileLink {
+            name: f.name.clone(),
+            kind: if f.kind == gongwen_common::envelope::FileKind::Main {
+                "正文"
+            } else {
+                "附件"
+            },
+            size: f.size,
+        })
+        .collect()
+}
+
 /// `/inbox/{doc_id}`: every field, the files, the notices, and the forms.
 /// What the document page offers beyond 签收 and 退回: answering it (回复),
 /// when it asks for an answer, and passing it on (转发).
@@ -625,8 +643,21 @@ pub fn received_doc(
         Some(frame),
         html! {
             (done_line(said.done, said.connected))
-            h1 { (r.title) }
             @if let Some(m) = said.refused { p.error role="alert" { (m) } }
+            @match meta {
+                Some(m) => {
+                    (document_face(
+                        frame,
+                        m,
+                        (&r.title, &r.doc_number),
+                        Some(acts.me),
+                        &format!("/inbox/{}/files/", r.doc_id),
+                        files,
+                    ))
+                }
+                None => { h1 { (r.title) } }
+            }
+            h2 { "办理情况" }
             dl.meta {
                 dt { "来文单位" } dd { (sender) }
                 dt { "文号" } dd { (r.doc_number) }
@@ -849,6 +880,7 @@ pub fn sent_doc(
     message: Option<&str>,
     done: Option<Done>,
     returns_open: u32,
+    meta: Option<&gongwen_common::envelope::DocMeta>,
 ) -> Markup {
     let open = rows.iter().any(|r| r.state.is_open());
     let signed = rows.iter().filter(|r| r.state.is_signed_for()).count();
@@ -897,6 +929,19 @@ pub fn sent_doc(
             }
             h2 { "签收情况" }
             (sign_table(rows, Some(doc_id)))
+            @if let Some(m) = meta {
+                details.face {
+                    summary { "公文原样（按 GB/T 9704 版式）" }
+                    (document_face(
+                        frame,
+                        m,
+                        (&record.title, &record.doc_number),
+                        None,
+                        "",
+                        &file_links(m),
+                    ))
+                }
+            }
             @if let Some(s) = summary { (summary_table(doc_id, s)) }
             @if open {
                 div.acts {
