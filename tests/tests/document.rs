@@ -202,3 +202,162 @@ async fn a_request_without_a_signer_and_other_broken_elements_are_refused_with_t
     assert_eq!(m["copy_no"], "000001");
     assert_eq!(m["doc_type"], "请示");
 }
+
+/// The distinct byte values of a PNG's image data (after inflating its
+/// IDAT chunks): a blank page has a handful, a page with text many.
+fn png_levels(png: &[u8]) -> usize {
+    use std::io::Read;
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    let mut at = 8;
+    let mut idat = Vec::new();
+    while at + 8 <= png.len() {
+        let len = u32::from_be_bytes(png[at..at + 4].try_into().unwrap()) as usize;
+        let kind = &png[at + 4..at + 8];
+        if kind == b"IDAT" {
+            idat.extend_from_slice(&png[at + 8..at + 8 + len]);
+        }
+        at += 12 + len;
+    }
+    let mut raw = Vec::new();
+    flate2::read::ZlibDecoder::new(&idat[..])
+        .read_to_end(&mut raw)
+        .unwrap();
+    let mut seen = [false; 256];
+    for b in raw {
+        seen[usize::from(b)] = true;
+    }
+    seen.iter().filter(|s| **s).count()
+}
+
+/// A minimal PDF, written by hand: one empty page `w` × `h` points.
+fn hand_made_pdf(w: u32, h: u32) -> Vec<u8> {
+    let objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_owned(),
+        format!("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {w} {h}] >>"),
+    ];
+    let mut out = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, o) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n{o}\nendobj\n", i + 1).as_bytes());
+    }
+    let xref = out.len();
+    out.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
+    for o in offsets {
+        out.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pdf_from_another_unit_is_read_in_the_console_and_a_broken_one_says_so() {
+    if !gongwen_tests::browser::available() || !gongwen_tests::tools::have_pdftotext() {
+        return;
+    }
+    let u = named_units().await;
+    // The 正文: a page with Chinese text, printed to PDF by Chromium (a
+    // tool this project did not write).
+    let mut chrome = gongwen_tests::browser::Chrome::start().await;
+    let prov = gongwen_tests::web::base(&u.prov);
+    chrome.goto(&format!("{prov}/login")).await;
+    let pdf = chrome.print_pdf().await;
+    chrome.quit().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("正文.pdf"), &pdf).unwrap();
+    let text = std::process::Command::new("pdftotext")
+        .args(["正文.pdf", "-"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains("登录"),
+        "the fixture has no Chinese text"
+    );
+    let send = |name: &str, bytes: &[u8]| {
+        u.net.sidecar(
+            "prov-gov",
+            "harbin-gov",
+            name,
+            &format!("title = \"{name}\"\ndoc_type = \"通知\"\n"),
+        );
+        u.net.drop_file("prov-gov", "harbin-gov", name, bytes);
+    };
+    send("正文.pdf", &pdf);
+    send("坏.pdf", b"%PDF-1.4 this is not a PDF at all");
+    send("巨大.pdf", &hand_made_pdf(200_000, 200_000));
+    let docs = wait_inbox(&u.net.root("harbin-gov"), "prov-gov", 3).await;
+    let find = |file: &str| {
+        docs.iter()
+            .find(|d| d.join(file).exists())
+            .map(|d| d.file_name().unwrap().to_string_lossy().into_owned())
+            .unwrap()
+    };
+    let mut b = Browser::new(u.harbin.console.unwrap());
+    b.log_in("li.si", PASSWORD).await;
+
+    // The document page offers 在线阅读; the reading page shows the pages.
+    let good = find("正文.pdf");
+    let name = gongwen_tests::web::form_encode("正文.pdf").replace('+', "%20");
+    let page = b.get(&format!("/inbox/{good}")).await.text();
+    assert!(page.contains("在线阅读"), "{page}");
+    let reading = b.get(&format!("/inbox/{good}/read/{name}")).await;
+    assert_eq!(reading.status, 200, "{}", reading.text());
+    assert!(
+        reading.text().contains("<img class=\"page\""),
+        "{}",
+        reading.text()
+    );
+    let first = b.get(&format!("/inbox/{good}/read/{name}/1")).await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_eq!(first.header("content-type").as_deref(), Some("image/png"));
+    assert!(
+        png_levels(&first.body) > 8,
+        "the rendered page is blank ({} levels)",
+        png_levels(&first.body)
+    );
+    // Cached: the same image again, from state/render/.
+    let again = b.get(&format!("/inbox/{good}/read/{name}/1")).await;
+    assert_eq!(again.body, first.body);
+    let cached = u.net.root("harbin-gov").join("state/render").join(&good);
+    assert!(cached.is_dir(), "nothing cached under {}", cached.display());
+    assert_eq!(
+        b.get(&format!("/inbox/{good}/read/{name}/999"))
+            .await
+            .status,
+        422
+    );
+
+    // A broken file says so, in Chinese; a huge page is scaled; the agent
+    // serves on.
+    let broken = find("坏.pdf");
+    let bad_name = gongwen_tests::web::form_encode("坏.pdf").replace('+', "%20");
+    let said = b.get(&format!("/inbox/{broken}/read/{bad_name}")).await;
+    assert_eq!(said.status, 200);
+    assert!(said.text().contains("正文无法显示"), "{}", said.text());
+    let huge = find("巨大.pdf");
+    let huge_name = gongwen_tests::web::form_encode("巨大.pdf").replace('+', "%20");
+    let img = b.get(&format!("/inbox/{huge}/read/{huge_name}/1")).await;
+    assert!(
+        (img.status == 200 && img.body.len() < 32 << 20) || img.status == 422,
+        "{}",
+        img.status
+    );
+    assert_eq!(b.get("/").await.status, 200, "the console stopped serving");
+    // Only PDFs are read: another file, or a name not in the document, is not.
+    assert_eq!(
+        b.get(&format!("/inbox/{good}/read/metadata.json"))
+            .await
+            .status,
+        404
+    );
+}

@@ -3,4 +3,5 @@ pub mod collect;
 pub mod evidence;
 pub mod failed;
 pub mod forward;
+pub mod render;
 pub mod reply;

@@ -276,6 +276,8 @@ fn router(web: Arc<Web>) -> Router {
         .route("/inbox/{doc_id}/ack", post(ack))
         .route("/inbox/{doc_id}/reject", post(reject))
         .route("/inbox/{doc_id}/files/{name}", get(download))
+        .route("/inbox/{doc_id}/read/{name}", get(read_page))
+        .route("/inbox/{doc_id}/read/{name}/{page}", get(read_image))
         .route("/inbox/{doc_id}/forward", post(answers::forward))
         .route("/inbox/{doc_id}/print/handling", get(print::print_handling))
         .route(
@@ -1140,6 +1142,84 @@ async fn doc_page(
         &unsent,
     )
     .into_response()
+}
+
+/// A received file that renders (a PDF), where it is, and where its pages
+/// are cached; a 404 for anything else.
+async fn readable(
+    web: &Web,
+    doc_id: &str,
+    name: &str,
+) -> Result<(ReceivedRecord, PathBuf, PathBuf), Response> {
+    let (rec, sealed) = received(web, doc_id).await?;
+    let entry = sealed.as_ref().and_then(|s| {
+        s.meta()
+            .files
+            .iter()
+            .find(|f| f.name == name && crate::actions::render::renders(&f.name))
+            .cloned()
+    });
+    let Some(entry) = entry else {
+        return Err((
+            StatusCode::NOT_FOUND,
+            pages::message(
+                None,
+                "没有这个文件 (404)",
+                "这份公文没有可以在线阅读的这个文件。",
+            ),
+        )
+            .into_response());
+    };
+    let me = web.parts.identity();
+    let file = crate::incoming::clerk::document_dir(me, &rec).join(&entry.name);
+    let cache = crate::actions::render::cache_dir(&me.folders().state, rec.doc_id, &entry.sha256);
+    Ok((rec, file, cache))
+}
+
+/// GET /inbox/{doc}/read/{name}: the file's pages.
+async fn read_page(
+    State(web): State<Arc<Web>>,
+    Page { user, csrf }: Page,
+    Path((doc_id, name)): Path<(String, String)>,
+) -> Response {
+    let (rec, file, _) = match readable(&web, &doc_id, &name).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let pages = crate::actions::render::page_count(&file).await;
+    pages::reading(&web.frame(&user, &csrf).await, &rec, &name, pages).into_response()
+}
+
+/// GET /inbox/{doc}/read/{name}/{page}: one page as a PNG, rendered once.
+async fn read_image(
+    State(web): State<Arc<Web>>,
+    _: Page,
+    Path((doc_id, name, page)): Path<(String, String, u32)>,
+) -> Response {
+    let (_, file, cache) = match readable(&web, &doc_id, &name).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    match crate::actions::render::page_png(&file, page, &cache).await {
+        Ok(png) => match tokio::fs::read(&png).await {
+            Ok(bytes) => {
+                let mut r = Response::new(Body::from(bytes));
+                r.headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("image/png"));
+                r.headers_mut().insert(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("private, max-age=86400"),
+                );
+                r
+            }
+            Err(e) => server_error(e),
+        },
+        Err(why) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            pages::message(None, "正文无法显示", &why),
+        )
+            .into_response(),
+    }
 }
 
 /// The urging and supervision notices filed beside a received document.

@@ -88,7 +88,12 @@ pub fn document_face(
             @if !m.to.is_empty() { p.gw-to { (names(&m.to)) "：" } }
             div.gw-body {
                 @if let Some(f) = main {
-                    p { "正文：" (file_link(base, f)) }
+                    p {
+                        "正文：" (file_link(base, f))
+                        @if !base.is_empty() && crate::actions::render::renders(&f.name) {
+                            " · " a.read href={ (base.replace("/files/", "/read/")) (percent(&f.name)) } { "在线阅读" }
+                        }
+                    }
                 }
             }
             @if !e.attachments_note.is_empty() || !attachments.is_empty() {

@@ -1493,6 +1493,39 @@ pub fn csv(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> Vec<u8> 
     out.into_bytes()
 }
 
+/// A received file's pages, as the agent rendered them (no script: one
+/// image per page, each fetched when the browser reaches it).
+pub fn reading(
+    frame: &Frame<'_>,
+    r: &ReceivedRecord,
+    name: &str,
+    pages: Result<u32, String>,
+) -> Markup {
+    let back = format!("/inbox/{}", r.doc_id);
+    layout(
+        &r.title,
+        Some(frame),
+        html! {
+            h1 { (r.title) }
+            p.noprint { a href=(back) { "返回公文" } " · " (name) }
+            @match pages {
+                Ok(n) => {
+                    div.pages {
+                        @for i in 1..=n.min(crate::actions::render::MAX_PAGES) {
+                            img.page src={ "/inbox/" (r.doc_id) "/read/" (percent(name)) "/" (i) }
+                                alt={ "第 " (i) " 页" } loading="lazy";
+                        }
+                    }
+                    @if n > crate::actions::render::MAX_PAGES {
+                        p { "只显示前 " (crate::actions::render::MAX_PAGES) " 页；全文请下载。" }
+                    }
+                }
+                Err(why) => { p.error role="alert" { (why) } }
+            }
+        },
+    )
+}
+
 /// A plain page with a message (not found, refused …).
 pub fn message(frame: Option<&Frame<'_>>, title: &str, text: &str) -> Markup {
     layout(

@@ -1,0 +1,140 @@
+//! The 正文 shown in the browser: a received PDF rendered to page images
+//! by poppler (Debian's poppler-utils), on demand, and cached.
+//!
+//! Content from another unit is hostile input. Every poppler run is a
+//! child process under `prlimit` (address space, CPU seconds, the size of
+//! any file it writes, open files) and a wall-clock limit; what it writes
+//! goes to a scratch name and becomes the cached page only once complete;
+//! a file that will not render says so, and the agent carries on.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The most pages shown of one file.
+pub const MAX_PAGES: u32 = 200;
+/// Memory one poppler run may map.
+const MEMORY_BYTES: u64 = 1024 * 1024 * 1024;
+/// CPU seconds one run may use, and how long it may take at all.
+const CPU_SECONDS: u64 = 30;
+const WALL: Duration = Duration::from_secs(40);
+/// Largest file a run may write (a page image).
+const OUTPUT_BYTES: u64 = 32 * 1024 * 1024;
+/// Page images are scaled to fit this many pixels on their long side.
+const PAGE_PIXELS: u32 = 1400;
+
+/// Whether a file is one the agent renders (by its name).
+pub fn renders(name: &str) -> bool {
+    name.rsplit_once('.')
+        .is_some_and(|(_, ext)| ext.eq_ignore_ascii_case("pdf"))
+}
+
+/// Run a poppler tool on hostile input, within the limits; its standard
+/// output, or why not in a clerk's words.
+async fn run_limited(tool: &str, args: &[&std::ffi::OsStr]) -> Result<Vec<u8>, String> {
+    let mut cmd = tokio::process::Command::new("prlimit");
+    cmd.arg(format!("--as={MEMORY_BYTES}"))
+        .arg(format!("--cpu={CPU_SECONDS}"))
+        .arg(format!("--fsize={OUTPUT_BYTES}"))
+        .arg("--nofile=64")
+        .arg("--")
+        .arg(tool)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("本机无法显示正文（{tool}：{e}；请安装 poppler-utils）"))?;
+    match tokio::time::timeout(WALL, child.wait_with_output()).await {
+        Err(_) => Err(format!(
+            "正文过于复杂，{} 秒内没能显示完（请下载后查看）",
+            WALL.as_secs()
+        )),
+        Ok(Err(e)) => Err(format!("正文无法显示（{e}）")),
+        Ok(Ok(out)) if out.status.success() => Ok(out.stdout),
+        Ok(Ok(_)) => Err("正文无法显示：文件已损坏，或不是能显示的 PDF（请下载后查看）".into()),
+    }
+}
+
+/// How many pages a PDF has.
+pub async fn page_count(pdf: &Path) -> Result<u32, String> {
+    let out = run_limited("pdfinfo", &[pdf.as_os_str()]).await?;
+    let text = String::from_utf8_lossy(&out);
+    text.lines()
+        .find_map(|l| l.strip_prefix("Pages:"))
+        .and_then(|n| n.trim().parse::<u32>().ok())
+        .filter(|n| *n > 0)
+        .ok_or_else(|| "正文无法显示：读不出页数".to_owned())
+}
+
+/// Page `page` (from 1) of `pdf` as a PNG, rendered once into `cache` and
+/// kept there.
+pub async fn page_png(pdf: &Path, page: u32, cache: &Path) -> Result<PathBuf, String> {
+    if page == 0 || page > MAX_PAGES {
+        return Err(format!("没有第 {page} 页"));
+    }
+    let done = cache.join(format!("{page}.png"));
+    if done.exists() {
+        return Ok(done);
+    }
+    tokio::fs::create_dir_all(cache)
+        .await
+        .map_err(|e| format!("无法保存页面图像：{e}"))?;
+    // Rendered under a scratch name: a run cut short leaves no page.
+    let scratch = cache.join(format!(".{page}-{}", std::process::id()));
+    let n = page.to_string();
+    let px = PAGE_PIXELS.to_string();
+    let args: Vec<&std::ffi::OsStr> = vec![
+        "-png".as_ref(),
+        "-f".as_ref(),
+        n.as_ref(),
+        "-l".as_ref(),
+        n.as_ref(),
+        "-scale-to".as_ref(),
+        px.as_ref(),
+        "-singlefile".as_ref(),
+        pdf.as_os_str(),
+        scratch.as_os_str(),
+    ];
+    let ran = run_limited("pdftoppm", &args).await;
+    let made = {
+        let mut p = scratch.clone().into_os_string();
+        p.push(".png");
+        PathBuf::from(p)
+    };
+    match ran {
+        Ok(_) if made.exists() => {
+            tokio::fs::rename(&made, &done)
+                .await
+                .map_err(|e| format!("无法保存页面图像：{e}"))?;
+            Ok(done)
+        }
+        Ok(_) => Err(format!("正文第 {page} 页无法显示")),
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&made).await;
+            Err(e)
+        }
+    }
+}
+
+/// Where the pages of a received document's file are cached: under
+/// `state/render/`, by document and by the file's digest (a file of the
+/// same name in another document is another file).
+pub fn cache_dir(state: &Path, doc: gongwen_common::DocId, sha256: &[u8; 32]) -> PathBuf {
+    state
+        .join("render")
+        .join(doc.to_string())
+        .join(gongwen_common::pki::serial_hex(sha256))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_pdf_files_are_rendered() {
+        assert!(renders("正文.pdf") && renders("A.PDF"));
+        assert!(!renders("正文.docx") && !renders("pdf") && !renders("x.pdf.exe"));
+    }
+}
