@@ -32,6 +32,10 @@ for p in gongwen-hub gongwen-agent; do
   [[ -n "$(unit_path $p)" ]] || fail "$p holds no $p.service"
   dpkg-deb --field "$(deb $p)" Depends | grep -q adduser || fail "$p does not depend on adduser"
   echo "$p: $(unit_path $p), Depends: $(dpkg-deb --field "$(deb $p)" Depends)"
+  if [[ $p == gongwen-agent ]]; then
+    dpkg-deb --field "$(deb $p)" Recommends | grep -q poppler-utils ||
+      fail "gongwen-agent does not recommend poppler-utils (the console's PDF pages)"
+  fi
 done
 
 echo "==> units"
