@@ -330,6 +330,20 @@ async fn a_pdf_from_another_unit_is_read_in_the_console_and_a_broken_one_says_so
     assert_eq!(again.body, first.body);
     let cached = u.net.root("harbin-gov").join("state/render").join(&good);
     assert!(cached.is_dir(), "nothing cached under {}", cached.display());
+    // Two views of a page not rendered (any more) at once: both get it.
+    std::fs::remove_dir_all(&cached).unwrap();
+    let (mut b1, mut b2) = (b.clone(), b.clone());
+    let path = format!("/inbox/{good}/read/{name}/1");
+    let (x, y) = tokio::join!(b1.get(&path), b2.get(&path));
+    assert_eq!(
+        (x.status, y.status),
+        (200, 200),
+        "{} {}",
+        x.text(),
+        y.text()
+    );
+    assert_eq!(x.body, first.body);
+    assert_eq!(y.body, first.body);
     assert_eq!(
         b.get(&format!("/inbox/{good}/read/{name}/999"))
             .await

@@ -81,8 +81,12 @@ pub async fn page_png(pdf: &Path, page: u32, cache: &Path) -> Result<PathBuf, St
     tokio::fs::create_dir_all(cache)
         .await
         .map_err(|e| format!("无法保存页面图像：{e}"))?;
-    // Rendered under a scratch name: a run cut short leaves no page.
-    let scratch = cache.join(format!(".{page}-{}", std::process::id()));
+    // Rendered under a scratch name of its own (two views of one page at
+    // once each render, and the first rename wins): a run cut short
+    // leaves no page.
+    static RUN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let run = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let scratch = cache.join(format!(".{page}-{}-{run}", std::process::id()));
     let n = page.to_string();
     let px = PAGE_PIXELS.to_string();
     let args: Vec<&std::ffi::OsStr> = vec![
@@ -105,6 +109,7 @@ pub async fn page_png(pdf: &Path, page: u32, cache: &Path) -> Result<PathBuf, St
     };
     match ran {
         Ok(_) if made.exists() => {
+            // Over one another's identical page, if two rendered it.
             tokio::fs::rename(&made, &done)
                 .await
                 .map_err(|e| format!("无法保存页面图像：{e}"))?;
