@@ -266,6 +266,43 @@ async fn a_failed_send_is_fixed_and_sent_again_from_the_problems_page() {
     assert_eq!(done.status, 303, "{}", done.text());
     assert_eq!(std::fs::read_dir(&failed).unwrap().count(), 0);
     assert!(u.net.root("prov-gov").join("state").exists());
+
+    // Two clerks press 重新发送 on one document at once: it goes once, and
+    // the second is told it is already gone.
+    u.net
+        .drop_file("prov-gov", "nowhere-gov", "两人同时.txt", b"once");
+    wait_until("the third drop in failed/", || {
+        failed.join("两人同时.txt.error.txt").exists().then_some(())
+    })
+    .await;
+    let mut other = browser(&u.prov);
+    other.log_in("wang", PASSWORD).await;
+    let other_csrf = other.get("/problems").await.csrf().unwrap();
+    let fa = [
+        ("csrf", csrf.as_str()),
+        ("name", "两人同时.txt"),
+        ("to", "harbin-gov"),
+    ];
+    let fb = [
+        ("csrf", other_csrf.as_str()),
+        ("name", "两人同时.txt"),
+        ("to", "harbin-gov"),
+    ];
+    let (one, two) = tokio::join!(
+        b.post_form("/problems/resend", &fa),
+        other.post_form("/problems/resend", &fb)
+    );
+    let mut statuses = [one.status, two.status];
+    statuses.sort();
+    assert_eq!(statuses, [303, 422], "{} / {}", one.text(), two.text());
+    let loser = if one.status == 422 {
+        one.text()
+    } else {
+        two.text()
+    };
+    assert!(loser.contains("可能已经重新发送或删除"), "{loser}");
+    let docs = wait_inbox(&u.net.root("harbin-gov"), "prov-gov", 2).await;
+    assert_eq!(docs.len(), 2, "sent twice");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -131,16 +131,24 @@ impl Clerk {
     pub async fn resend_failed(&self, name: String, fix: Fix) -> Result<DocId, String> {
         let (folders, outgoing) = (self.me.folders().clone(), self.outgoing.clone());
         let doc = blocking(move || {
-            let req = failed::resend_request(&folders, &name, &fix)?;
-            let doc = outgoing.claim(|f| crate::outgoing::outbox::claim_files(f, &req, true))?;
-            // The files are in the claim now; the reason, the sidecar and
-            // an emptied folder are what remain.
-            // Sent again whatever happens here: a reason left behind is
-            // only untidy.
-            if let Err(e) = failed::clear_beside(&folders, &name) {
-                tracing::warn!("sent {name} again as {doc}, but {e}");
-            }
-            Ok(doc)
+            // Looked at and taken under the claim lock: of two clerks
+            // pressing 重新发送 (or one 删除) at once, the second finds it
+            // gone and is told so, and nothing is sent twice.
+            outgoing.claim(|f| {
+                let req = failed::resend_request(&folders, &name, &fix)?;
+                let doc = crate::outgoing::outbox::claim_files(f, &req, true)?;
+                // The files are in the claim now; the reason, the sidecar
+                // and an emptied folder are what remain. Sent again
+                // whatever happens here: a reason left behind is untidy.
+                if let Err(e) = failed::clear_beside(&folders, &name) {
+                    tracing::warn!(
+                        "sent {} again as {doc}, but {}",
+                        gongwen_common::logsafe::Escaped(&name),
+                        gongwen_common::logsafe::Escaped(&e)
+                    );
+                }
+                Ok(doc)
+            })
         })
         .await?;
         self.outgoing.wake();
@@ -149,8 +157,8 @@ impl Clerk {
 
     /// 删除 a document from `failed/` (it was never sent).
     pub async fn discard_failed(&self, name: String) -> Result<(), String> {
-        let folders = self.me.folders().clone();
-        blocking(move || failed::remove(&folders, &name)).await
+        let (folders, outgoing) = (self.me.folders().clone(), self.outgoing.clone());
+        blocking(move || outgoing.claim(|_| failed::remove(&folders, &name))).await
     }
 
     /// Queue an answer (批复, 报送) to a received document; the answer's

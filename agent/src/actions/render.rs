@@ -21,6 +21,12 @@ const WALL: Duration = Duration::from_secs(40);
 const OUTPUT_BYTES: u64 = 32 * 1024 * 1024;
 /// Page images are scaled to fit this many pixels on their long side.
 const PAGE_PIXELS: u32 = 1400;
+/// poppler runs at once, whatever the browsers ask: a 200-page document
+/// opened in a few tabs would otherwise start hundreds of processes, each
+/// allowed a gigabyte (this machine has two cores).
+const RUNS_AT_ONCE: usize = 2;
+
+static RUNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(RUNS_AT_ONCE);
 
 /// Whether a file is one the agent renders (by its name).
 pub fn renders(name: &str) -> bool {
@@ -31,6 +37,10 @@ pub fn renders(name: &str) -> bool {
 /// Run a poppler tool on hostile input, within the limits; its standard
 /// output, or why not in a clerk's words.
 async fn run_limited(tool: &str, args: &[&std::ffi::OsStr]) -> Result<Vec<u8>, String> {
+    let _turn = RUNS
+        .acquire()
+        .await
+        .map_err(|_| "正文无法显示（显示服务已停止）".to_owned())?;
     let mut cmd = tokio::process::Command::new("prlimit");
     cmd.arg(format!("--as={MEMORY_BYTES}"))
         .arg(format!("--cpu={CPU_SECONDS}"))
@@ -57,15 +67,30 @@ async fn run_limited(tool: &str, args: &[&std::ffi::OsStr]) -> Result<Vec<u8>, S
     }
 }
 
-/// How many pages a PDF has.
-pub async fn page_count(pdf: &Path) -> Result<u32, String> {
+/// How many pages a PDF has, asked of poppler once and kept in `cache`.
+pub async fn page_count(pdf: &Path, cache: &Path) -> Result<u32, String> {
+    let kept = cache.join("pages");
+    if let Some(n) = tokio::fs::read_to_string(&kept)
+        .await
+        .ok()
+        .and_then(|t| t.trim().parse::<u32>().ok())
+    {
+        return Ok(n);
+    }
     let out = run_limited("pdfinfo", &[pdf.as_os_str()]).await?;
     let text = String::from_utf8_lossy(&out);
-    text.lines()
+    let n = text
+        .lines()
         .find_map(|l| l.strip_prefix("Pages:"))
         .and_then(|n| n.trim().parse::<u32>().ok())
         .filter(|n| *n > 0)
-        .ok_or_else(|| "正文无法显示：读不出页数".to_owned())
+        .ok_or_else(|| "正文无法显示：读不出页数".to_owned())?;
+    // Only a hint for next time: a failure to keep it costs a run.
+    if tokio::fs::create_dir_all(cache).await.is_ok() {
+        // A torn write reads as no number: poppler is asked again.
+        let _ = tokio::fs::write(&kept, n.to_string()).await;
+    }
+    Ok(n)
 }
 
 /// Page `page` (from 1) of `pdf` as a PNG, rendered once into `cache` and
@@ -75,7 +100,7 @@ pub async fn page_png(pdf: &Path, page: u32, cache: &Path) -> Result<PathBuf, St
         return Err(format!("没有第 {page} 页"));
     }
     let done = cache.join(format!("{page}.png"));
-    if done.exists() {
+    if tokio::fs::try_exists(&done).await.unwrap_or(false) {
         return Ok(done);
     }
     tokio::fs::create_dir_all(cache)

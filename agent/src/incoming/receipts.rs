@@ -20,8 +20,8 @@ use crate::unit::store::Store;
 /// of four — anyone holding the bundle checks it with `openssl dgst
 /// -sha256`. With the receipt it was printed from, so the slip shows
 /// exactly what was signed; none for bytes that are not a receipt.
-pub fn verification_code(receipt: &[u8]) -> Option<(Receipt, String)> {
-    let (r, st) = Receipt::verify(receipt, None, time::OffsetDateTime::now_utc()).ok()?;
+pub fn verification_code(receipt: &[u8], now: time::OffsetDateTime) -> Option<(Receipt, String)> {
+    let (r, st) = Receipt::verify(receipt, None, now).ok()?;
     let hex = gongwen_common::pki::serial_hex(&gongwen_common::digest::sha256(&st.signature));
     let code = hex
         .get(..16)?

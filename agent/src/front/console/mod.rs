@@ -1182,11 +1182,11 @@ async fn read_page(
     Page { user, csrf }: Page,
     Path((doc_id, name)): Path<(String, String)>,
 ) -> Response {
-    let (rec, file, _) = match readable(&web, &doc_id, &name).await {
+    let (rec, file, cache) = match readable(&web, &doc_id, &name).await {
         Ok(r) => r,
         Err(r) => return r,
     };
-    let pages = crate::actions::render::page_count(&file).await;
+    let pages = crate::actions::render::page_count(&file, &cache).await;
     pages::reading(&web.frame(&user, &csrf).await, &rec, &name, pages).into_response()
 }
 

@@ -34,6 +34,16 @@ fn no_slip(text: &str) -> Response {
         .into_response()
 }
 
+/// Whether a receipt signs for the document (a 签收单) or returns it (a
+/// 退文单), and what the slip says: who signed, or why it was returned.
+fn answered(kind: ReceiptKind, by: String, reason: String) -> (bool, String) {
+    if kind == ReceiptKind::Acknowledged {
+        (true, by)
+    } else {
+        (false, reason)
+    }
+}
+
 /// GET /inbox/{doc}/print/slip: this unit's 签收单 or 退文单, from the
 /// receipt it signed.
 pub(super) async fn print_received_slip(
@@ -46,16 +56,18 @@ pub(super) async fn print_received_slip(
         Err(r) => return r,
     };
     let doc = rec.doc_id;
+    let now = web.parts.identity().clock().now();
     let receipt = web.parts.store().run(move |s| s.answer(doc)).await;
     let Some((r, code)) = receipt
         .ok()
         .flatten()
-        .and_then(|b| crate::incoming::receipts::verification_code(&b))
+        .and_then(|b| crate::incoming::receipts::verification_code(&b, now))
     else {
         return no_slip("这份公文还没有签收或退回。");
     };
+    let (signed_for, answer) = answered(r.kind, r.by, r.reason);
     let slip = pages::Slip {
-        signed_for: r.kind == ReceiptKind::Acknowledged,
+        signed_for,
         sender: rec
             .sender_name
             .clone()
@@ -64,11 +76,7 @@ pub(super) async fn print_received_slip(
         doc_number: rec.doc_number.clone(),
         title: rec.title.clone(),
         received_ms: Some(rec.received_ms),
-        answer: if r.kind == ReceiptKind::Acknowledged {
-            r.by
-        } else {
-            r.reason
-        },
+        answer,
         answered_ms: r.time_ms,
         code,
         doc_id: doc.to_string(),
@@ -95,29 +103,27 @@ pub(super) async fn print_sent_slip(
         return no_such_sent();
     };
     // The answer that unit gave (签收 or 退回), and when it was delivered.
+    let now = web.parts.identity().clock().now();
     let of = |kind: ReceiptKind| {
         receipts
             .iter()
             .find(|(who, k, _)| who.as_str() == unit && *k == kind)
-            .and_then(|(_, _, b)| crate::incoming::receipts::verification_code(b))
+            .and_then(|(_, _, b)| crate::incoming::receipts::verification_code(b, now))
     };
     let Some((r, code)) = of(ReceiptKind::Acknowledged).or_else(|| of(ReceiptKind::Rejected))
     else {
         return no_slip("这个单位还没有签收或退回这份公文。");
     };
     let names = web.parts.known().names();
+    let (signed_for, answer) = answered(r.kind, r.by, r.reason);
     let slip = pages::Slip {
-        signed_for: r.kind == ReceiptKind::Acknowledged,
+        signed_for,
         sender: web.unit.clone(),
         recipient: names.show(&unit).to_owned(),
         doc_number: record.doc_number.clone(),
         title: record.title.clone(),
         received_ms: of(ReceiptKind::Delivered).map(|(d, _)| d.time_ms),
-        answer: if r.kind == ReceiptKind::Acknowledged {
-            r.by
-        } else {
-            r.reason
-        },
+        answer,
         answered_ms: r.time_ms,
         code,
         doc_id: doc.to_string(),

@@ -97,6 +97,13 @@ pub(super) struct FailedForm {
     deadline_at: String,
 }
 
+/// 问题 again with why the act was refused (nothing changed).
+async fn refused(web: &Web, user: &User, csrf: &str, why: &str, status: StatusCode) -> Response {
+    let mut r = problems_view(web, user, csrf, Some(why), None).await;
+    *r.status_mut() = status;
+    r
+}
+
 /// 重新发送 from 问题: the clerk's fixes checked as the compose form's are,
 /// then the files go out as a new document, whose page follows it.
 pub(super) async fn resend_failed(
@@ -109,9 +116,7 @@ pub(super) async fn resend_failed(
 ) -> Response {
     let (to, cc) = (typed_names(&f.to), typed_names(&f.cc));
     if let Some(why) = recipients_problem(&web, &to, &cc).await {
-        let mut r = problems_view(&web, &user, &csrf, Some(&why), None).await;
-        *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-        return r;
+        return refused(&web, &user, &csrf, &why, StatusCode::UNPROCESSABLE_ENTITY).await;
     }
     let fix = crate::actions::failed::Fix {
         to,
@@ -124,11 +129,7 @@ pub(super) async fn resend_failed(
             info!(doc = %doc, "failed document sent again by {} through the console", user.name);
             Redirect::to(&format!("/sent/{doc}")).into_response()
         }
-        Err(why) => {
-            let mut r = problems_view(&web, &user, &csrf, Some(&why), None).await;
-            *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-            r
-        }
+        Err(why) => refused(&web, &user, &csrf, &why, StatusCode::UNPROCESSABLE_ENTITY).await,
     }
 }
 
@@ -149,11 +150,7 @@ pub(super) async fn delete_failed(
             );
             Redirect::to("/problems?done=delete").into_response()
         }
-        Err(why) => {
-            let mut r = problems_view(&web, &user, &csrf, Some(&why), None).await;
-            *r.status_mut() = StatusCode::CONFLICT;
-            r
-        }
+        Err(why) => refused(&web, &user, &csrf, &why, StatusCode::CONFLICT).await,
     }
 }
 

@@ -283,7 +283,17 @@ pub struct ReturnedRow {
     pub returned: u32,
 }
 
-/// The 被退回 table of the home page and of `/sent?returned=1`.
+/// 被退回的发文, on the home page and atop 发文: nothing when none.
+fn returned_part(rows: &[ReturnedRow]) -> Markup {
+    html! {
+        @if !rows.is_empty() {
+            h1 { "被退回的发文" }
+            (returned_table(rows))
+        }
+    }
+}
+
+/// The 被退回 table.
 fn returned_table(rows: &[ReturnedRow]) -> Markup {
     html! {
         table.docs.returned {
@@ -317,10 +327,7 @@ pub fn pending(
         "待签收",
         Some(frame),
         html! {
-            @if !returned.is_empty() {
-                h1 { "被退回的发文" }
-                (returned_table(returned))
-            }
+            (returned_part(returned))
             h1 { "待签收" }
             @if rows.is_empty() {
                 p.empty { "没有待签收的公文。" }
@@ -741,10 +748,7 @@ pub fn sent(
         Some(frame),
         html! {
             (done_line(done, frame.cut_off.is_none()))
-            @if !returned.is_empty() {
-                h1 { "被退回的发文" }
-                (returned_table(returned))
-            }
+            (returned_part(returned))
             h1 { "发文" }
             @if rows.is_empty() {
                 p.empty { "本单位还没有发出公文。" }
