@@ -279,6 +279,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Electronic seals (验章, GB/T 38540): check every seal of an OFD.
+    Seal {
+        #[command(subcommand)]
+        action: SealAction,
+    },
     /// Console users: add, list, change a password, remove.
     User {
         #[command(subcommand)]
@@ -394,6 +399,28 @@ enum SuperviseQuery {
         until: Option<String>,
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SealAction {
+    /// Check each seal of an OFD file: the document unchanged since it was
+    /// sealed, the signer's and the seal maker's SM2 signatures, the seal's
+    /// validity and certificate list, and both certificates' chains to the
+    /// seal roots. Exit 0 only when the file has seals and all are valid.
+    Verify {
+        file: PathBuf,
+        /// Seal trust roots (PEM or DER), instead of or besides agent.toml's.
+        #[arg(long = "roots", value_name = "FILE")]
+        roots: Vec<PathBuf>,
+        /// Revocation lists of those roots (PEM or DER).
+        #[arg(long = "crls", value_name = "FILE")]
+        crls: Vec<PathBuf>,
+        /// Take `[seals]` roots and CRLs from this agent.toml.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -721,6 +748,51 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 } else {
                     gongwen_common::sayln!("urged (催办): {}", urged.join(", "));
                 }
+            }
+        }
+        Command::Seal {
+            action:
+                SealAction::Verify {
+                    file,
+                    roots,
+                    crls,
+                    config,
+                    json,
+                },
+        } => {
+            let mut seals = match &config {
+                Some(c) => AgentConfig::load(c)?.seals,
+                None => Default::default(),
+            };
+            seals.roots.extend(roots);
+            seals.crls.extend(crls);
+            let trust =
+                gongwen_agent::actions::seals::trust_from(&seals).map_err(anyhow::Error::msg)?;
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let (finding, _) = gongwen_agent::actions::seals::examine(
+                &file,
+                &name,
+                &trust,
+                time::OffsetDateTime::now_utc(),
+            );
+            if json {
+                gongwen_common::sayln!("{}", serde_json::to_string_pretty(&finding)?);
+            } else {
+                for p in &finding.problems {
+                    gongwen_common::sayln!("正文无法解析：{p}");
+                }
+                if finding.seals.is_empty() && finding.problems.is_empty() {
+                    gongwen_common::sayln!("没有电子印章");
+                }
+                for s in &finding.seals {
+                    gongwen_common::sayln!("{}", gongwen_agent::actions::seals::describe(s));
+                }
+            }
+            if !finding.all_seals_valid() {
+                std::process::exit(1);
             }
         }
         Command::User { action } => user_command(action)?,

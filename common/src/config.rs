@@ -329,6 +329,16 @@ struct RawAgent {
     tls: RawAgentTls,
     console: Option<RawConsole>,
     metrics: Option<RawMetrics>,
+    seals: Option<RawSeals>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSeals {
+    #[serde(default)]
+    roots: Vec<PathBuf>,
+    #[serde(default)]
+    crls: Vec<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -578,6 +588,18 @@ pub struct AgentConfig {
     pub log_format: LogFormat,
     /// `/metrics` and `/healthz`; off when the section is absent.
     pub metrics: Option<MetricsConfig>,
+    /// `[seals]`: what electronic seals (验章) are checked against.
+    pub seals: SealsConfig,
+}
+
+/// `[seals]` in `agent.toml`: the certificates of the authorities that
+/// issue seal makers' and signers' certificates (PEM or DER; roots and any
+/// intermediates), and their revocation lists. Without roots, every seal's
+/// verdict is 无法验证.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SealsConfig {
+    pub roots: Vec<PathBuf>,
+    pub crls: Vec<PathBuf>,
 }
 
 /// `[console]` in `agent.toml`.
@@ -974,9 +996,17 @@ impl AgentConfig {
                 "is a hub setting: an agent's /metrics speaks only of its own unit",
             ));
         }
+        let seals = raw
+            .seals
+            .map(|s| SealsConfig {
+                roots: s.roots.iter().map(|r| base.join(r)).collect(),
+                crls: s.crls.iter().map(|c| base.join(c)).collect(),
+            })
+            .unwrap_or_default();
         Ok(AgentConfig {
             log_format,
             metrics: metrics(path, raw.metrics)?,
+            seals,
             path: path.to_owned(),
             max_document_size,
             console,

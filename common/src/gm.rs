@@ -197,6 +197,27 @@ pub fn verify(
         .map_err(|_| GmError::BadSignature)
 }
 
+/// Check an SM2 signature that may be DER `r, s` or the bare 64 bytes
+/// `r ‖ s` some seal vendors write (GB/T 38540 leaves it to them).
+pub fn verify_der_or_raw(
+    public: &[u8],
+    distid: &str,
+    message: &[u8],
+    signature: &[u8],
+) -> Result<(), GmError> {
+    if signature.len() == 64 {
+        use sm2::dsa::signature::Verifier;
+        let key = sm2::dsa::VerifyingKey::new(distid, public_key(public)?)
+            .map_err(|e| GmError::DistId(e.to_string()))?;
+        if let Ok(raw) = sm2::dsa::Signature::from_slice(signature)
+            && key.verify(message, &raw).is_ok()
+        {
+            return Ok(());
+        }
+    }
+    verify(public, distid, message, signature)
+}
+
 /// Encrypt `plaintext` (a content key) to `public` (SEC1): GM/T 0009 DER,
 /// C1C3C2.
 pub fn encrypt(public: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, GmError> {

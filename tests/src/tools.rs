@@ -73,3 +73,25 @@ pub fn have_pdftotext() -> bool {
         present,
     )
 }
+
+/// The OFD test corpus (tests/fixtures/make_ofd_corpus.py): OFDs and seals
+/// made by OpenSSL and Python's standard library, not by gongwen, written
+/// into `out`; `None` (or a failure under `CI=true`) without OpenSSL 3.
+pub fn ofd_corpus(out: &std::path::Path) -> Option<serde_json::Value> {
+    if !have_openssl(true) {
+        return None;
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/make_ofd_corpus.py");
+    let made = std::process::Command::new("/usr/bin/python3")
+        .arg(script)
+        .arg(out)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        made.status.success(),
+        "make_ofd_corpus.py failed: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let listed = std::fs::read(out.join("corpus.json")).expect("corpus.json written");
+    Some(serde_json::from_slice(&listed).expect("corpus.json is JSON"))
+}

@@ -5,3 +5,4 @@ pub mod failed;
 pub mod forward;
 pub mod render;
 pub mod reply;
+pub mod seals;
