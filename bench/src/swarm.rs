@@ -581,6 +581,7 @@ impl Unit {
             time_ms: gongwen_common::clock::system().now_ms(),
             by: String::new(),
             reason: String::new(),
+            seals: Vec::new(),
         };
         Some(Message::Delivered {
             receipt: receipt.sign(&self.signer).ok()?.encode(),

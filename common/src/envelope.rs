@@ -1868,6 +1868,7 @@ pub(crate) mod tests {
             time_ms: 1_700_000_000_000,
             by: String::new(),
             reason: String::new(),
+            seals: Vec::new(),
         };
         let bytes = receipt.sign(&prov).unwrap().encode();
         assert!(crate::receipt::Receipt::verify(&bytes, Some(&checker), now).is_ok());

@@ -84,7 +84,67 @@ pub struct Receipt {
     pub by: String,
     /// Why (rejected, quarantined).
     pub reason: String,
+    /// What the recipient's clerk was shown of the document's electronic
+    /// seals when signing for it (签收): empty for other kinds, and for
+    /// documents without sealed OFD files.
+    pub seals: Vec<SealSeen>,
 }
+
+/// One electronic seal as the recipient verified it (验章).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealSeen {
+    /// The file the seal is in.
+    pub file: String,
+    pub outcome: SealOutcome,
+    pub reason: String,
+    pub seal_name: String,
+    pub signer: String,
+}
+
+/// 印章有效 / 印章无效 / 无法验证.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SealOutcome {
+    Valid,
+    Invalid,
+    Unverifiable,
+}
+
+impl SealOutcome {
+    pub fn chinese(self) -> &'static str {
+        match self {
+            SealOutcome::Valid => "印章有效",
+            SealOutcome::Invalid => "印章无效",
+            SealOutcome::Unverifiable => "无法验证",
+        }
+    }
+    fn code(self) -> u8 {
+        match self {
+            SealOutcome::Valid => 1,
+            SealOutcome::Invalid => 2,
+            SealOutcome::Unverifiable => 3,
+        }
+    }
+    fn from_code(c: u8) -> Result<Self, CodecError> {
+        Ok(match c {
+            1 => SealOutcome::Valid,
+            2 => SealOutcome::Invalid,
+            3 => SealOutcome::Unverifiable,
+            other => {
+                return Err(CodecError::BadCode {
+                    what: "seal outcome",
+                    code: other.into(),
+                });
+            }
+        })
+    }
+}
+
+/// The most seals one receipt reports.
+const MAX_SEALS: usize = 64;
+/// Trailer tag of the seals (after `reason`; absent when there are none,
+/// so receipts without seals encode as before).
+const TRAILER_SEALS: u8 = 1;
 
 /// Why a receipt cannot be trusted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -142,6 +202,17 @@ impl Receipt {
         w.i64(self.time_ms);
         w.str(&self.by);
         w.str(&self.reason);
+        if !self.seals.is_empty() {
+            w.u8(TRAILER_SEALS);
+            w.u16(self.seals.len().min(MAX_SEALS) as u16);
+            for seal in self.seals.iter().take(MAX_SEALS) {
+                w.str(&seal.file);
+                w.u8(seal.outcome.code());
+                w.str(&seal.reason);
+                w.str(&seal.seal_name);
+                w.str(&seal.signer);
+            }
+        }
         out
     }
 
@@ -156,7 +227,34 @@ impl Receipt {
             time_ms: r.i64()?,
             by: r.string()?,
             reason: r.string()?,
+            seals: Vec::new(),
         };
+        let mut receipt = receipt;
+        if r.remaining() > 0 {
+            let tag = r.u8()?;
+            if tag != TRAILER_SEALS {
+                return Err(CodecError::BadCode {
+                    what: "receipt trailer",
+                    code: tag.into(),
+                });
+            }
+            let n = r.u16()? as usize;
+            if n == 0 || n > MAX_SEALS {
+                return Err(CodecError::TooLong {
+                    len: n,
+                    max: MAX_SEALS,
+                });
+            }
+            for _ in 0..n {
+                receipt.seals.push(SealSeen {
+                    file: r.string()?,
+                    outcome: SealOutcome::from_code(r.u8()?)?,
+                    reason: r.string()?,
+                    seal_name: r.string()?,
+                    signer: r.string()?,
+                });
+            }
+        }
         r.finish()?;
         Ok(receipt)
     }
@@ -243,7 +341,44 @@ mod tests {
             time_ms: 1_700_000_000_000,
             by: String::new(),
             reason: String::new(),
+            seals: Vec::new(),
         }
+    }
+
+    #[test]
+    fn the_seals_a_clerk_saw_travel_in_the_signed_receipt() {
+        let pki = TestPki::new();
+        let harbin = pki.signer("harbin-gov", Role::Node);
+        let mut r = delivered("harbin-gov");
+        r.kind = ReceiptKind::Acknowledged;
+        r.by = "李四".into();
+        let plain_len = r.encode().len();
+        r.seals = vec![
+            SealSeen {
+                file: "正文.ofd".into(),
+                outcome: SealOutcome::Valid,
+                reason: String::new(),
+                seal_name: "黑龙江省人民政府".into(),
+                signer: "王一".into(),
+            },
+            SealSeen {
+                file: "附件.ofd".into(),
+                outcome: SealOutcome::Invalid,
+                reason: "Content.xml 在盖章后被改动".into(),
+                seal_name: "某局".into(),
+                signer: "张三".into(),
+            },
+        ];
+        assert!(r.encode().len() > plain_len);
+        let bytes = r.sign(&harbin).unwrap().encode();
+        let (back, _) =
+            Receipt::verify(&bytes, Some(&pki.checker()), OffsetDateTime::now_utc()).unwrap();
+        assert_eq!(back, r);
+        // An unknown trailer is refused, not skipped.
+        let mut body = r.encode();
+        let at = body.len() - r.encode()[plain_len..].len();
+        body[at] = 9;
+        assert!(Receipt::decode(&body).is_err());
     }
 
     #[test]

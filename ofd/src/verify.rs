@@ -68,13 +68,14 @@ pub struct SealVerdict {
 }
 
 /// What an evidence bundle needs to re-check one seal with openssl alone:
-/// the signed `TBS_Sign`, the signer's signature (DER) and public key, and
+/// the signed `TBS_Sign`, the signer's signature (DER) and certificate, and
 /// `Signature.xml` whose SM3 is the signed `dataHash`.
 #[derive(Debug, Clone)]
 pub struct SealInputs {
     pub tbs_sign: Vec<u8>,
     pub signature_der: Vec<u8>,
-    pub signer_public_pem: String,
+    /// The signer's certificate (DER), whose key made `signature_der`.
+    pub signer_cert: Vec<u8>,
     pub signature_xml: Vec<u8>,
     pub data_hash: Vec<u8>,
 }
@@ -255,11 +256,11 @@ fn check_one<R: Read + Seek>(
                 .ok()
         }),
     };
-    let inputs = signer.as_ref().and_then(|(public, _)| {
+    let inputs = signer.as_ref().and_then(|_| {
         Some(SealInputs {
             tbs_sign: stamp.tbs_sign.to_vec(),
             signature_der: signature_der(stamp.signature)?,
-            signer_public_pem: gm::public_pem(public).ok()?,
+            signer_cert: stamp.signer_cert.to_vec(),
             signature_xml: signature_xml.clone(),
             data_hash: stamp.data_hash.to_vec(),
         })

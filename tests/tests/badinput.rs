@@ -161,6 +161,7 @@ fn receipt(doc_id: DocId, kind: ReceiptKind, recipient: &str, digest: [u8; 32]) 
         time_ms: 0,
         by: "张三".into(),
         reason: String::new(),
+        seals: Vec::new(),
     }
 }
 

@@ -1148,6 +1148,7 @@ async fn a_receipt_signed_by_a_unit_revoked_in_its_domain_is_refused_once_the_li
         time_ms: 0,
         by: "李四".into(),
         reason: String::new(),
+        seals: Vec::new(),
     }
     .sign(&signer)
     .unwrap()

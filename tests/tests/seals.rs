@@ -44,7 +44,10 @@ fn every_seal_of_the_corpus_gets_its_verdict_and_reason() {
         crls.as_os_str(),
     ];
     let corpus = corpus.as_object().unwrap();
-    assert!(corpus.len() >= 12, "the corpus lists every case: {corpus:?}");
+    assert!(
+        corpus.len() >= 12,
+        "the corpus lists every case: {corpus:?}"
+    );
     for (name, expected) in corpus {
         let (ok, found) = verify(&dir.path().join(name), &trust);
         let seals = found["seals"].as_array().unwrap();
@@ -106,7 +109,11 @@ fn without_roots_a_sound_seal_cannot_be_verified_and_agent_toml_names_the_roots(
 
     // The roots from agent.toml's [seals], relative to the file.
     let net = gongwen_tests::Net::new();
-    std::fs::copy(dir.path().join("root.pem"), net.path().join("seal-root.pem")).unwrap();
+    std::fs::copy(
+        dir.path().join("root.pem"),
+        net.path().join("seal-root.pem"),
+    )
+    .unwrap();
     let config = net
         .agent_config_with(
             "harbin-gov",
@@ -128,4 +135,240 @@ fn without_roots_a_sound_seal_cannot_be_verified_and_agent_toml_names_the_roots(
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/seal-root.pem"));
+}
+
+/// Two units: prov-gov sends, harbin-gov receives with the seal roots and
+/// CRL configured; both with consoles.
+struct Pair {
+    net: gongwen_tests::Net,
+    _hub: gongwen_tests::RunningHub,
+    prov: gongwen_tests::RunningAgent,
+    harbin: gongwen_tests::RunningAgent,
+    corpus: tempfile::TempDir,
+}
+
+async fn pair() -> Option<Pair> {
+    use gongwen_agent::unit::accounts::{Accounts, UserRole};
+    let corpus = tempfile::tempdir().unwrap();
+    ofd_corpus(corpus.path())?;
+    let net = gongwen_tests::Net::new();
+    for (id, name) in gongwen_tests::web::UNIT_NAMES {
+        net.issue_named(id, gongwen_common::pki::Role::Node, name);
+    }
+    let hub = net.start_hub().await;
+    let console = "[console]\nlisten = \"127.0.0.1:0\"\n";
+    let seals = format!(
+        "[seals]\nroots = [{:?}]\ncrls = [{:?}]\n",
+        corpus.path().join("root.pem").display().to_string(),
+        corpus.path().join("crl.pem").display().to_string()
+    );
+    let mut agents = Vec::new();
+    for (id, clerk, name, extra) in [
+        ("prov-gov", "wang", "王五", String::new()),
+        ("harbin-gov", "li.si", "李四", seals),
+    ] {
+        let accounts = net.root(id).join("state").join("accounts.json");
+        Accounts::edit(&accounts, |a| {
+            a.add_user(
+                clerk,
+                name,
+                UserRole::Clerk,
+                gongwen_tests::web::PASSWORD,
+                0,
+            )
+        })
+        .unwrap();
+        agents.push(gongwen_tests::RunningAgent::start(net.agent_config_with(
+            id,
+            hub.addr,
+            &format!("{console}{extra}"),
+        )));
+    }
+    hub.wait_ready(&["prov-gov", "harbin-gov"]).await;
+    let harbin = agents.pop().unwrap();
+    let prov = agents.pop().unwrap();
+    Some(Pair {
+        net,
+        _hub: hub,
+        prov,
+        harbin,
+        corpus,
+    })
+}
+
+/// Send the corpus files `files` (the first the 正文) from prov-gov to
+/// harbin-gov as one document; its folder in harbin-gov's inbox.
+async fn send(p: &Pair, name: &str, files: &[&str]) -> std::path::PathBuf {
+    let staging = p.net.root("prov-gov").join(format!("staging-{name}"));
+    std::fs::create_dir_all(&staging).unwrap();
+    for (i, f) in files.iter().enumerate() {
+        let shown = if i == 0 {
+            "正文.ofd".to_owned()
+        } else {
+            format!("附件{i}-{f}")
+        };
+        std::fs::copy(p.corpus.path().join(f), staging.join(shown)).unwrap();
+    }
+    p.net.sidecar(
+        "prov-gov",
+        "harbin-gov",
+        name,
+        "title = \"关于做好冬季安全生产工作的通知\"\ndoc_type = \"通知\"\n",
+    );
+    let before = gongwen_tests::inbox_docs(&p.net.root("harbin-gov"), "prov-gov").len();
+    std::fs::rename(
+        &staging,
+        p.net
+            .root("prov-gov")
+            .join("outbox")
+            .join("harbin-gov")
+            .join(name),
+    )
+    .unwrap();
+    let docs = gongwen_tests::wait_inbox(&p.net.root("harbin-gov"), "prov-gov", before + 1).await;
+    // The newest: document ids begin with the time they were made.
+    docs.into_iter().max().unwrap()
+}
+
+fn metadata(doc: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(doc.join("metadata.json")).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_received_ofd_is_checked_on_arrival_and_the_clerks_verdict_travels_in_the_receipt() {
+    let Some(p) = pair().await else {
+        return;
+    };
+    // 正文 sealed and valid; an attachment changed after sealing; one
+    // that cannot be read at all (a page nested 100,000 deep).
+    let doc = send(&p, "冬季安全", &["sealed.ofd", "tampered.ofd", "deep.ofd"]).await;
+    let m = metadata(&doc);
+    let seals = m["seals"].as_array().unwrap_or_else(|| panic!("{m:#}"));
+    assert_eq!(seals.len(), 2, "{m:#}");
+    assert_eq!(seals[0]["file"], "正文.ofd");
+    assert_eq!(seals[0]["result"], "valid", "{m:#}");
+    assert_eq!(seals[0]["seal_name"], "黑龙江省人民政府");
+    assert_eq!(seals[1]["file"], "附件1-tampered.ofd");
+    assert_eq!(seals[1]["result"], "invalid");
+    assert!(
+        seals[1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("在盖章后被改动")
+    );
+    let problems = &m["ofd_problems"];
+    assert_eq!(problems[0]["file"], "附件2-deep.ofd", "{m:#}");
+    assert!(
+        problems[0]["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("嵌套")
+    );
+
+    // The document page says so, in Chinese.
+    let id = doc.file_name().unwrap().to_string_lossy().into_owned();
+    let mut b = gongwen_tests::web::Browser::new(p.harbin.console.unwrap());
+    b.log_in("li.si", gongwen_tests::web::PASSWORD).await;
+    let page = b.get(&format!("/inbox/{id}")).await.text();
+    for want in [
+        "验章",
+        "印章有效",
+        "签章人：王一",
+        "印章无效",
+        "在盖章后被改动",
+        "正文无法解析",
+        "嵌套",
+    ] {
+        assert!(page.contains(want), "{want} missing: {page}");
+    }
+
+    // 签收: the receipt carries what the clerk saw; the sender's status shows it.
+    let doc_id = gongwen_common::DocId::parse(&id).unwrap();
+    gongwen_tests::ask_agent(
+        &p.net.root("harbin-gov"),
+        &gongwen_agent::front::control::Request::Ack {
+            doc: doc_id,
+            by: "李四".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let seen = loop {
+        let v = gongwen_tests::ask_agent(
+            &p.net.root("prov-gov"),
+            &gongwen_agent::front::control::Request::Status { doc: Some(doc_id) },
+        )
+        .await
+        .unwrap();
+        let st: gongwen_agent::front::control::DocStatus = serde_json::from_value(v).unwrap();
+        if let Some(r) = st
+            .recipients
+            .into_iter()
+            .find(|r| r.recipient == "harbin-gov" && r.acknowledged_by.is_some())
+        {
+            break r.seals;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sender did not get the 签收 receipt within 60 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[0].outcome, gongwen_common::receipt::SealOutcome::Valid);
+    assert_eq!(
+        seen[1].outcome,
+        gongwen_common::receipt::SealOutcome::Invalid
+    );
+    let mut sender = gongwen_tests::web::Browser::new(p.prov.console.unwrap());
+    sender.log_in("wang", gongwen_tests::web::PASSWORD).await;
+    let sent = sender.get(&format!("/sent/{id}")).await.text();
+    assert!(
+        sent.contains("印章有效") && sent.contains("印章无效"),
+        "{sent}"
+    );
+
+    // The evidence re-checks each seal's SM2 signature and SM3 with openssl.
+    let out = tempfile::tempdir().unwrap();
+    gongwen_tests::ask_agent(
+        &p.net.root("harbin-gov"),
+        &gongwen_agent::front::control::Request::Evidence {
+            doc: doc_id,
+            out: out.path().to_owned(),
+        },
+    )
+    .await
+    .unwrap();
+    let run = Command::new("sh")
+        .arg("verify.sh")
+        .current_dir(out.path())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "verify.sh: {said}");
+    assert!(
+        said.contains("seal-1: SM2 signature over TBS_Sign"),
+        "{said}"
+    );
+    assert!(said.contains("dataHash is SM3 of Signature.xml"), "{said}");
+    let verdicts: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("seals/seals.json")).unwrap())
+            .unwrap();
+    assert_eq!(verdicts[0]["result"], "valid", "{verdicts}");
+    // A forged signature in the bundle is caught by openssl, not by us.
+    let tbs = out.path().join("seals/seal-1.tbs.der");
+    let mut bytes = std::fs::read(&tbs).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&tbs, bytes).unwrap();
+    let run = Command::new("sh")
+        .arg("verify.sh")
+        .current_dir(out.path())
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    assert!(
+        String::from_utf8_lossy(&run.stdout).contains("FAIL  seal         seal-1: SM2 signature")
+    );
 }

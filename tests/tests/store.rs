@@ -101,6 +101,7 @@ fn receipt(doc_id: DocId, kind: ReceiptKind, issuer: &str, recipient: &str) -> R
             String::new()
         },
         reason: String::new(),
+        seals: Vec::new(),
     }
 }
 

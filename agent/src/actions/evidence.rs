@@ -221,9 +221,66 @@ pub fn write_bundle(
     }
     put_receipts(&mut bundle, &receipts)?;
     let files = copy_files(me, &header, out)?;
+    let seals = put_seals(me, &sealed, out)?;
     let proof = proof.map(|p| (p.index, p.size));
-    finish(me, bundle, doc.suite(), files, proof)?;
+    finish(me, bundle, doc.suite(), files, proof, seals)?;
     Ok(out.to_owned())
+}
+
+/// 验章 again over the OFD files copied into `files/`, now: each seal's
+/// verdict in `seals/seals.json`, and for each readable seal what openssl
+/// needs to re-check it alone — the signed `TBS_Sign`, the signer's SM2
+/// signature and certificate, and `Signature.xml` with the `dataHash` it
+/// must digest to. Returns how many seals have those inputs.
+fn put_seals(
+    me: &Identity,
+    sealed: &gongwen_common::envelope::SealedHeader,
+    out: &Path,
+) -> Result<usize, String> {
+    use crate::actions::seals;
+    let trust =
+        seals::trust_from(&me.config().seals).unwrap_or_else(|_| gongwen_ofd::SealTrust::none());
+    let dir = out.join("seals");
+    let mut verdicts = Vec::new();
+    let mut n = 0;
+    for f in &sealed.meta().files {
+        let file = out.join("files").join(&f.name);
+        if !seals::is_ofd(&f.name) || !file.is_file() {
+            continue;
+        }
+        let (finding, inputs) = seals::examine(&file, &f.name, &trust, me.clock().now());
+        for (verdict, input) in finding.seals.iter().zip(inputs) {
+            verdicts.push(crate::rules::metadata::FileSeal {
+                file: f.name.clone(),
+                verdict: verdict.clone(),
+            });
+            let Some(i) = input else { continue };
+            n += 1;
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            let base = format!("seal-{n}");
+            write(&dir, &format!("{base}.tbs.der"), &i.tbs_sign)?;
+            write(&dir, &format!("{base}.sig.der"), &i.signature_der)?;
+            write(
+                &dir,
+                &format!("{base}.signer.pem"),
+                pem("CERTIFICATE", &i.signer_cert).as_bytes(),
+            )?;
+            write(&dir, &format!("{base}.Signature.xml"), &i.signature_xml)?;
+            write(
+                &dir,
+                &format!("{base}.datahash.hex"),
+                serial_hex(&i.data_hash).to_lowercase().as_bytes(),
+            )?;
+        }
+    }
+    if !verdicts.is_empty() {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let text = serde_json::to_vec_pretty(&verdicts).map_err(|e| e.to_string())?;
+        write(&dir, "seals.json", &text)?;
+    }
+    Ok(n)
 }
 
 /// The receipts, in the order things happened: by kind, then time.
@@ -257,6 +314,7 @@ fn finish(
     suite: gongwen_common::suite::Suite,
     files: usize,
     proof: Option<(u32, u64)>,
+    seals: usize,
 ) -> Result<(), String> {
     let out = bundle.out;
     write(
@@ -278,7 +336,11 @@ fn finish(
     if !domains.is_empty() {
         script = script.replace(TRUST_MARK, &domains_script(&domains));
     }
-    let script = script.replace(TRUST_MARK, "");
+    let mut script = script.replace(TRUST_MARK, "");
+    if seals > 0 {
+        script = script.replace(SEALS_MARK, SEALS_SCRIPT);
+    }
+    let script = script.replace(SEALS_MARK, "");
     write(out, "verify.sh", script.as_bytes())?;
     #[cfg(unix)]
     {
@@ -293,6 +355,31 @@ fn finish(
 
 /// Where the checks of the other domains' CAs go in `verify.sh`.
 const TRUST_MARK: &str = "TRUST_MARK";
+/// Where the seals' checks go.
+const SEALS_MARK: &str = "SEALS_MARK\n";
+/// Each electronic seal (GB/T 38540), with openssl alone: the signer's
+/// SM2 signature over `TBS_Sign` (by the key of the certificate the seal
+/// names), the `dataHash` it signed inside it, and that hash the SM3 of
+/// `Signature.xml` (which lists every sealed file's SM3).
+const SEALS_SCRIPT: &str = r#"for t in seals/seal-*.tbs.der; do
+  [ -e "$t" ] || continue
+  b=${t%.tbs.der}; n=${b#seals/}
+  openssl x509 -in "$b.signer.pem" -pubkey -noout > "$b.pub.pem" 2>/dev/null || { bad "seal         $n (unreadable signer certificate)"; continue; }
+  if openssl dgst -sm3 -verify "$b.pub.pem" -sigopt distid:1234567812345678 -signature "$b.sig.der" "$t" >/dev/null 2>&1; then
+    ok "seal         $n: SM2 signature over TBS_Sign"
+  else
+    bad "seal         $n: SM2 signature over TBS_Sign"
+  fi
+  h=$(cat "$b.datahash.hex")
+  case "$(od -An -v -tx1 "$t" | tr -d ' 
+')" in
+    *"$h"*) ok "seal         $n: signs dataHash $h" ;;
+    *) bad "seal         $n: TBS_Sign does not carry dataHash" ;;
+  esac
+  d=$(openssl dgst -sm3 -r "$b.Signature.xml" | cut -d' ' -f1)
+  [ "$d" = "$h" ] && ok "seal         $n: dataHash is SM3 of Signature.xml" || bad "seal         $n: Signature.xml does not digest to dataHash"
+done
+"#;
 
 /// The other domains this unit trusts: each one's CA (`ca-DOMAIN.crt`) and
 /// the chain of statements from our CA to it (`trust-DOMAIN-N.signed`,
@@ -582,6 +669,7 @@ done
 "#,
         );
     }
+    s.push_str(SEALS_MARK);
     s.push_str(
         r#"if [ $fail -eq 0 ]; then echo "evidence verified"; else echo "evidence DOES NOT verify"; fi
 exit $fail

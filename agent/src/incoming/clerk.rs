@@ -98,6 +98,28 @@ pub fn answered(
     rec
 }
 
+/// The seals arrival verified, as a receipt carries them.
+fn seals_seen(
+    found: &crate::rules::metadata::OfdFindings,
+) -> Vec<gongwen_common::receipt::SealSeen> {
+    use gongwen_common::receipt::{SealOutcome, SealSeen};
+    found
+        .seals
+        .iter()
+        .map(|s| SealSeen {
+            file: s.file.clone(),
+            outcome: match s.verdict.result {
+                gongwen_ofd::SealResult::Valid => SealOutcome::Valid,
+                gongwen_ofd::SealResult::Invalid => SealOutcome::Invalid,
+                gongwen_ofd::SealResult::Unverifiable => SealOutcome::Unverifiable,
+            },
+            reason: s.verdict.reason.clone(),
+            seal_name: s.verdict.seal_name.clone().unwrap_or_default(),
+            signer: s.verdict.signer.clone().unwrap_or_default(),
+        })
+        .collect()
+}
+
 /// Sign for (`Acknowledged`, `detail` = the person) or return
 /// (`Rejected`, `detail` = the reason) a received document. The check and
 /// the record are one step: of two answers at the same moment (two clerks,
@@ -124,6 +146,11 @@ pub fn answer(
         let rec = now_rec.ok_or(ActError::Unknown(doc_id))?;
         may_answer(rec)?;
         let digest = parse_digest(&rec.digest).ok_or(ActError::Unknown(doc_id))?;
+        // What the clerk was shown of the seals (验章 on arrival), so the
+        // sender and the hub know what this unit saw when it answered.
+        let seals = seals_seen(&crate::rules::metadata::OfdFindings::read(&document_dir(
+            me, rec,
+        )));
         let receipt = Receipt {
             doc_id,
             kind,
@@ -141,6 +168,7 @@ pub fn answer(
             } else {
                 String::new()
             },
+            seals,
         }
         .sign(&signer)?
         .encode();

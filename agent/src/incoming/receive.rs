@@ -783,6 +783,17 @@ fn file_in_inbox(
             from.sender = localize(&from.sender, &domain, me.trust().domain().as_ref());
         }
     }
+    // 验章 and the OFD check, once, on arrival: what the clerk is shown
+    // and what the 签收 receipt will carry.
+    let names: Vec<String> = sealed.meta().files.iter().map(|f| f.name.clone()).collect();
+    let found = crate::rules::metadata::OfdFindings::examine(
+        tmp,
+        &names,
+        &me.config().seals,
+        me.clock().now(),
+    );
+    metadata.seals = found.seals;
+    metadata.ofd_problems = found.ofd_problems;
     let meta_json = serde_json::to_vec_pretty(&metadata)
         .map_err(|e| Verdict::Local(LocalError::Io(std::io::Error::other(e))))?;
     // Also makes the folder's other entries durable (it syncs `tmp`).
@@ -995,6 +1006,7 @@ fn sign_receipt(
         time_ms: me.now_ms(),
         by: String::new(),
         reason: reason.to_owned(),
+        seals: Vec::new(),
     }
     .sign(&me.credentials().signer())?
     .encode())

@@ -29,6 +29,10 @@ pub struct RecipientStatus {
     pub acknowledged_by: Option<String>,
     #[serde(default)]
     pub acknowledged_at: Option<String>,
+    /// The electronic seals as the recipient verified them when it signed
+    /// for (or returned) the document: what its clerk saw.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seals: Vec<gongwen_common::receipt::SealSeen>,
 }
 
 /// One document in `status`.
@@ -91,6 +95,11 @@ pub fn doc_status(store: &Store, rec: &SentRecord) -> Result<DocStatus, StoreErr
                     .or(quarantined.map(|q| q.reason)),
                 acknowledged_by: acknowledged.as_ref().map(|a| a.by.clone()),
                 acknowledged_at: acknowledged.as_ref().map(|a| ms_time(a.time_ms)),
+                seals: acknowledged
+                    .as_ref()
+                    .or(rejected.as_ref())
+                    .map(|a| a.seals.clone())
+                    .unwrap_or_default(),
             }
         })
         .collect();
@@ -177,6 +186,7 @@ fn being_sent(spool: &Path, id: DocId) -> DocStatus {
                     receipts: vec![],
                     reason: None,
                     acknowledged_by: None,
+                    seals: Vec::new(),
                     acknowledged_at: None,
                 }]
             })
@@ -206,6 +216,7 @@ pub fn failed_status(f: &crate::unit::store::FailedRecord) -> DocStatus {
                 receipts: vec![],
                 reason: None,
                 acknowledged_by: None,
+                seals: Vec::new(),
                 acknowledged_at: None,
             })
             .collect(),

@@ -63,6 +63,98 @@ pub struct MetadataJson {
     /// 份号 of this unit's copy, when the sender numbered the copies.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub copy_no: Option<String>,
+    /// 验章 on arrival: each seal of each OFD file, with the file's name
+    /// (a received copy only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub seals: Vec<FileSeal>,
+    /// OFD files that cannot be read (正文无法解析), with why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ofd_problems: Vec<FileProblems>,
+}
+
+/// One seal's verdict, with the file it is in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct FileSeal {
+    pub file: String,
+    #[serde(flatten)]
+    pub verdict: gongwen_ofd::SealVerdict,
+}
+
+/// Why an OFD file cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct FileProblems {
+    pub file: String,
+    pub problems: Vec<String>,
+}
+
+/// What arrival found in a received document's OFD files, as
+/// `metadata.json` keeps it: read back for the document page and for the
+/// 签收 receipt (what the clerk saw).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct OfdFindings {
+    #[serde(default)]
+    pub seals: Vec<FileSeal>,
+    #[serde(default)]
+    pub ofd_problems: Vec<FileProblems>,
+}
+
+impl OfdFindings {
+    /// From a document folder's `metadata.json` (none if unreadable).
+    pub fn read(doc_dir: &std::path::Path) -> OfdFindings {
+        std::fs::read(doc_dir.join("metadata.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// Examine every OFD file of a document in `dir` (named as the header
+    /// names them).
+    pub fn examine(
+        dir: &std::path::Path,
+        names: &[String],
+        seals: &gongwen_common::config::SealsConfig,
+        now: OffsetDateTime,
+    ) -> OfdFindings {
+        use crate::actions::seals;
+        let mut found = OfdFindings::default();
+        let names: Vec<&String> = names.iter().filter(|n| seals::is_ofd(n)).collect();
+        if names.is_empty() {
+            return found;
+        }
+        let trust = seals::trust_from(seals);
+        for name in names {
+            let (finding, _) = match &trust {
+                Ok(t) => seals::examine(&dir.join(name), name, t, now),
+                Err(e) => {
+                    // The roots could not be read: the seals are still
+                    // checked, and the trust part says why it is missing.
+                    let (mut f, i) =
+                        seals::examine(&dir.join(name), name, &gongwen_ofd::SealTrust::none(), now);
+                    for s in &mut f.seals {
+                        if s.result == gongwen_ofd::SealResult::Unverifiable
+                            && s.reason.contains("[seals] roots")
+                        {
+                            s.reason = format!("印章信任根无法读取（{e}）");
+                        }
+                    }
+                    (f, i)
+                }
+            };
+            if !finding.problems.is_empty() {
+                found.ofd_problems.push(FileProblems {
+                    file: name.clone(),
+                    problems: finding.problems,
+                });
+            }
+            found
+                .seals
+                .extend(finding.seals.into_iter().map(|verdict| FileSeal {
+                    file: name.clone(),
+                    verdict,
+                }));
+        }
+        found
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -153,6 +245,8 @@ impl MetadataJson {
             left_out: Vec::new(),
             elements: m.elements.clone(),
             copy_no: None,
+            seals: Vec::new(),
+            ofd_problems: Vec::new(),
         }
     }
 

@@ -416,6 +416,7 @@ mod tests {
             time_ms: 1,
             by: String::new(),
             reason: String::new(),
+            seals: Vec::new(),
         }
     }
 

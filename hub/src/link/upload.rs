@@ -613,6 +613,7 @@ pub(crate) async fn receive(
         time_ms: now,
         by: String::new(),
         reason: String::new(),
+        seals: Vec::new(),
     };
     let receipt = core
         .sign(&accepted)

@@ -236,6 +236,7 @@ mod tests {
             time_ms: 1,
             by: String::new(),
             reason: String::new(),
+            seals: Vec::new(),
         }
     }
 

@@ -1106,9 +1106,14 @@ async fn doc_page(
         .map(|s| pages::file_links(s.meta()))
         .unwrap_or_default();
     let dir = crate::incoming::clerk::document_dir(web.parts.identity(), rec);
-    let notices = tokio::task::spawn_blocking(move || read_notices(&dir))
-        .await
-        .unwrap_or_default();
+    let (notices, ofd) = tokio::task::spawn_blocking(move || {
+        (
+            read_notices(&dir),
+            crate::rules::metadata::OfdFindings::read(&dir),
+        )
+    })
+    .await
+    .unwrap_or_default();
     let doc = rec.doc_id;
     let (answered, unsent) = web
         .parts
@@ -1138,6 +1143,7 @@ async fn doc_page(
             answered,
             dir: directory.as_deref(),
             me: web.parts.identity().node_id(),
+            ofd: &ofd,
         },
         &unsent,
     )
@@ -1429,6 +1435,7 @@ fn hub_sign_rows(
             urge_count: Some(r.urge_count),
             deadline_ms: time_ms(&r.deadline),
             overdue: r.overdue,
+            seals: Vec::new(),
         })
         .collect()
 }
@@ -1468,7 +1475,13 @@ async fn sent_view(web: &Web, doc_id: &str) -> Result<Option<SentView>, Response
         .await;
     let names = web.parts.known().names();
     if let Some(v) = web.parts.clerk().hub_status(doc).await {
-        let rows = hub_sign_rows(&v, &names);
+        let mut rows = hub_sign_rows(&v, &names);
+        // The seals each recipient saw are in its receipts, held here.
+        for row in &mut rows {
+            if let Some(l) = local.recipients.iter().find(|l| l.recipient == row.unit_id) {
+                row.seals = l.seals.clone();
+            }
+        }
         return Ok(Some(SentView {
             record,
             rows,
@@ -1491,6 +1504,7 @@ async fn sent_view(web: &Web, doc_id: &str) -> Result<Option<SentView>, Response
             urge_count: None,
             deadline_ms: None,
             overdue: false,
+            seals: r.seals.clone(),
         })
         .collect();
     Ok(Some(SentView {

@@ -434,6 +434,47 @@ pub struct DocActs<'a> {
     /// The hub's directory, for choosing whom to forward it to.
     pub dir: Option<&'a crate::unit::directory::AddressBook>,
     pub me: &'a gongwen_common::NodeId,
+    /// What arrival found in its OFD files (验章, 正文无法解析).
+    pub ofd: &'a crate::rules::metadata::OfdFindings,
+}
+
+/// 验章 and the OFD check as a clerk reads them: one line a seal, one a
+/// file that cannot be read (which the clerk may return with that reason).
+pub fn seal_lines(ofd: &crate::rules::metadata::OfdFindings) -> Markup {
+    use gongwen_ofd::SealResult;
+    html! {
+        @if !ofd.seals.is_empty() || !ofd.ofd_problems.is_empty() {
+            section.seals {
+                h2 { "验章" }
+                ul {
+                    @for s in &ofd.seals {
+                        @let class = match s.verdict.result {
+                            SealResult::Valid => "seal-valid",
+                            SealResult::Invalid => "seal-invalid",
+                            SealResult::Unverifiable => "seal-unknown",
+                        };
+                        li class=(class) {
+                            strong { (s.verdict.result.chinese()) }
+                            "　" (s.file)
+                            @if let Some(n) = &s.verdict.seal_name { " · 印章：" (n) }
+                            @if let Some(n) = &s.verdict.signer { " · 签章人：" (n) }
+                            @if let Some(at) = s.verdict.signed_at.as_deref().and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()) {
+                                " · 盖章时间：" (beijing(at.unix_timestamp().saturating_mul(1000)))
+                            }
+                            @if !s.verdict.reason.is_empty() { br; "原因：" (s.verdict.reason) }
+                        }
+                    }
+                    @for p in &ofd.ofd_problems {
+                        li.seal-invalid {
+                            strong { "正文无法解析" } "　" (p.file)
+                            @for why in &p.problems { br; (why) }
+                            br; small { "可以退回，退回理由写明“正文无法解析”。" }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A reply deadline as the page says it.
@@ -664,6 +705,7 @@ pub fn received_doc(
                 }
                 None => { h1 { (r.title) } }
             }
+            (seal_lines(acts.ofd))
             h2 { "办理情况" }
             dl.meta {
                 dt { "来文单位" } dd { (sender) }
@@ -795,6 +837,8 @@ pub struct SignRow {
     pub urge_count: Option<u32>,
     pub deadline_ms: Option<i64>,
     pub overdue: bool,
+    /// 验章 as the recipient's clerk saw it (from its signed receipt).
+    pub seals: Vec<gongwen_common::receipt::SealSeen>,
 }
 
 /// What the page says about where its figures come from.
@@ -824,7 +868,20 @@ pub fn sign_table(rows: &[SignRow], slips: Option<&str>) -> Markup {
                             td { (r.copy.unwrap_or("—")) }
                             td { (r.state.label()) }
                             td { @if let Some(t) = r.delivered_ms { (beijing(t)) } }
-                            td { @if let Some(b) = &r.signed_by { (b) } }
+                            td {
+                                @if let Some(b) = &r.signed_by { (b) }
+                                @for s in &r.seals {
+                                    br;
+                                    small class=(match s.outcome {
+                                        gongwen_common::receipt::SealOutcome::Valid => "seal-valid",
+                                        gongwen_common::receipt::SealOutcome::Invalid => "seal-invalid",
+                                        gongwen_common::receipt::SealOutcome::Unverifiable => "seal-unknown",
+                                    }) {
+                                        (s.outcome.chinese())
+                                        @if !s.reason.is_empty() { "：" (s.reason) }
+                                    }
+                                }
+                            }
                             td { @if let Some(t) = r.signed_ms { (beijing(t)) } }
                             td { @if let Some(why) = &r.returned_reason { (why) } }
                             td.num { @if let Some(n) = r.urge_count { (n) } @else { "—" } }
