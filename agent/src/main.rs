@@ -279,6 +279,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Draw one page of an OFD as a PNG (or, without --page, print how many
+    /// pages it has). The console runs this as a child under limits.
+    #[command(hide = true)]
+    RenderOfd {
+        file: PathBuf,
+        #[arg(long, conflicts_with = "pages", requires = "out")]
+        page: Option<u32>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        pages: bool,
+    },
     /// Electronic seals (验章, GB/T 38540): check every seal of an OFD.
     Seal {
         #[command(subcommand)]
@@ -750,6 +762,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
+        Command::RenderOfd {
+            file,
+            page,
+            out,
+            pages: _,
+        } => match (page, out) {
+            (Some(page), Some(out)) => {
+                gongwen_agent::actions::render::render_ofd_page(&file, page, &out)
+                    .map_err(anyhow::Error::msg)?
+            }
+            _ => {
+                let n = gongwen_agent::actions::render::ofd_page_count(&file)
+                    .map_err(anyhow::Error::msg)?;
+                gongwen_common::sayln!("{n}");
+            }
+        },
         Command::Seal {
             action:
                 SealAction::Verify {

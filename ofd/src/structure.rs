@@ -18,6 +18,8 @@ const MAX_TEXT: usize = 1024 * 1024;
 pub struct Structure {
     /// Pages of the first document, in order: their content files.
     pub pages: Vec<String>,
+    /// Their `ID`s (what a seal's `StampAnnot PageRef` names).
+    pub page_ids: Vec<String>,
     /// Each document's signature list (`Signatures.xml`), if any.
     pub signature_lists: Vec<String>,
     /// The text of the pages, for search.
@@ -160,6 +162,8 @@ fn check_document<R: Read + Seek>(
                 if first {
                     collect_text(&page_xml, &mut out.text);
                     out.pages.push(path);
+                    out.page_ids
+                        .push(page.attr("ID").unwrap_or_default().to_owned());
                 }
             }
             Err(e) => out.problems.push(format!("第 {} 页：{e}", i + 1)),

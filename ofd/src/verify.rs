@@ -506,3 +506,65 @@ fn signature_der(sig: &[u8]) -> Option<Vec<u8>> {
     body.extend(int(&sig[32..]));
     Some(der_tlv(0x30, &body))
 }
+
+/// A seal's picture as it is placed on a page: the page (from 0), its box
+/// in millimetres (x, y, width, height) and the picture (`kind`: "png",
+/// "jpg" …).
+#[derive(Debug, Clone)]
+pub struct PlacedSeal {
+    pub page: usize,
+    pub boundary: [f64; 4],
+    pub kind: String,
+    pub picture: Vec<u8>,
+}
+
+/// Where each seal's picture goes: its `StampAnnot`s, with the picture
+/// from the seal data. Unreadable seals are left out (the page shows no
+/// picture for them; the verdict says why).
+pub fn placed_seals<R: Read + Seek>(
+    pkg: &mut Package<R>,
+    structure: &Structure,
+) -> Vec<PlacedSeal> {
+    let Ok(listed) = listed_signatures(pkg, &structure.signature_lists) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for l in listed {
+        let Ok(xml) = read_xml(pkg, &l.signature_xml) else {
+            continue;
+        };
+        let Ok(info) = signed_info(pkg, &l.signature_xml) else {
+            continue;
+        };
+        let Ok(value) = pkg.read(&info.signed_value, MAX_SEAL_BYTES) else {
+            continue;
+        };
+        let Ok(stamp) = parse_stamp(&value) else {
+            continue;
+        };
+        let Some(signed) = xml.first("SignedInfo") else {
+            continue;
+        };
+        for annot in signed.all("StampAnnot") {
+            let page = annot
+                .attr("PageRef")
+                .and_then(|r| structure.page_ids.iter().position(|id| id == r.trim()));
+            let boundary: Vec<f64> = annot
+                .attr("Boundary")
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .filter(|n: &f64| n.is_finite())
+                .collect();
+            if let (Some(page), [x, y, w, h]) = (page, boundary.as_slice()) {
+                out.push(PlacedSeal {
+                    page,
+                    boundary: [*x, *y, *w, *h],
+                    kind: stamp.seal.picture.kind.to_ascii_lowercase(),
+                    picture: stamp.seal.picture.data.to_vec(),
+                });
+            }
+        }
+    }
+    out
+}

@@ -372,3 +372,107 @@ async fn a_received_ofd_is_checked_on_arrival_and_the_clerks_verdict_travels_in_
         String::from_utf8_lossy(&run.stdout).contains("FAIL  seal         seal-1: SM2 signature")
     );
 }
+
+/// Pixels of a PNG that are red (a seal's ink, the 发文机关标志) and that
+/// are not white (anything drawn).
+fn red_and_inked(png: &[u8]) -> (usize, usize) {
+    let img = image::load_from_memory(png).unwrap().to_rgba8();
+    let red = img
+        .pixels()
+        .filter(|p| p[0] > 170 && p[1] < 80 && p[2] < 80)
+        .count();
+    let inked = img
+        .pixels()
+        .filter(|p| p[0] < 250 || p[1] < 250 || p[2] < 250)
+        .count();
+    (red, inked)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clerk_reads_a_sealed_ofd_in_the_browser_signs_for_it_and_the_sender_sees_the_seal() {
+    if !gongwen_tests::browser::available() || !gongwen_tests::tools::have_pdftotext() {
+        return;
+    }
+    let Some(p) = pair().await else {
+        return;
+    };
+    // The page text, as our reader extracts it for search, is the text
+    // the corpus wrote (in Python).
+    let found = gongwen_ofd::examine(
+        &p.corpus.path().join("sealed.ofd"),
+        &gongwen_ofd::SealTrust::none(),
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    for want in [
+        "黑龙江省人民政府文件",
+        "关于做好冬季安全生产工作的通知",
+        "2026年12月1日",
+    ] {
+        assert!(
+            found.structure.text.contains(want),
+            "{want}: {}",
+            found.structure.text
+        );
+    }
+
+    let doc = send(&p, "冬季通知", &["sealed.ofd", "deep.ofd"]).await;
+    let id = doc.file_name().unwrap().to_string_lossy().into_owned();
+    let harbin = gongwen_tests::web::base(&p.harbin);
+    let mut chrome = gongwen_tests::browser::Chrome::start().await;
+    chrome
+        .log_in(&harbin, "li.si", gongwen_tests::web::PASSWORD)
+        .await;
+    let page = chrome
+        .wait_for_text(&format!("{harbin}/inbox/{id}"), "验章")
+        .await;
+    assert!(page.contains("印章有效"), "{page}");
+    assert!(page.contains("签章人：王一"), "{page}");
+    assert!(page.contains("正文无法解析"), "{page}");
+    let green = chrome.css_value("li.seal-valid", "color").await;
+    assert!(green.contains("21, 87, 36"), "印章有效 is green: {green}");
+
+    // 在线阅读: the pages, drawn by the agent, with the seal on page 2.
+    chrome.click("a.read").await;
+    chrome.find("img.page").await;
+    chrome.screenshot("ofd-reading").await;
+    let source = chrome.source().await;
+    assert_eq!(source.matches("<img class=\"page\"").count(), 2, "{source}");
+    let mut b = gongwen_tests::web::Browser::new(p.harbin.console.unwrap());
+    b.log_in("li.si", gongwen_tests::web::PASSWORD).await;
+    let name = gongwen_tests::web::form_encode("正文.ofd").replace('+', "%20");
+    let first = b.get(&format!("/inbox/{id}/read/{name}/1")).await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    let (red1, inked1) = red_and_inked(&first.body);
+    assert!(inked1 > 5_000, "page 1 is blank ({inked1} pixels drawn)");
+    assert!(red1 > 500, "page 1 lacks the red 发文机关标志 ({red1})");
+    let second = b.get(&format!("/inbox/{id}/read/{name}/2")).await;
+    let (red2, _) = red_and_inked(&second.body);
+    // The seal's ring (40 mm across) is far more red than page 2's rule.
+    assert!(
+        red2 > red1,
+        "no seal on page 2 ({red2} red pixels, page 1 {red1})"
+    );
+    // The unreadable attachment says why; the agent serves on.
+    let deep = gongwen_tests::web::form_encode("附件1-deep.ofd").replace('+', "%20");
+    let said = b.get(&format!("/inbox/{id}/read/{deep}")).await;
+    assert!(said.text().contains("正文无法解析"), "{}", said.text());
+    assert_eq!(b.get("/").await.status, 200, "the console stopped serving");
+
+    // 签收 in the browser; the sender's page shows what the clerk saw.
+    chrome.goto(&format!("{harbin}/inbox/{id}")).await;
+    chrome.click("form.ack input[name=confirm]").await;
+    chrome
+        .click_and_land("form.ack button[type=submit]", "done=ack")
+        .await;
+    let prov = gongwen_tests::web::base(&p.prov);
+    chrome
+        .log_in(&prov, "wang", gongwen_tests::web::PASSWORD)
+        .await;
+    let table = chrome
+        .wait_for_text(&format!("{prov}/sent/{id}"), "已签收 1 / 共 1")
+        .await;
+    assert!(table.contains("印章有效"), "{table}");
+    chrome.screenshot("ofd-sender-sees-seal").await;
+    chrome.quit().await;
+}

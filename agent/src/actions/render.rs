@@ -1,5 +1,7 @@
-//! The 正文 shown in the browser: a received PDF rendered to page images
-//! by poppler (Debian's poppler-utils), on demand, and cached.
+//! The 正文 shown in the browser: a received PDF or OFD rendered to page
+//! images on demand, and cached — PDF by poppler (Debian's poppler-utils),
+//! OFD by this agent's own binary (`gongwen-agent render-ofd`: our bounded
+//! reader first, then ofd-core's renderer, then the seals' pictures).
 //!
 //! Content from another unit is hostile input. Every poppler run is a
 //! child process under `prlimit` (address space, CPU seconds, the size of
@@ -28,15 +30,114 @@ const RUNS_AT_ONCE: usize = 2;
 
 static RUNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(RUNS_AT_ONCE);
 
-/// Whether a file is one the agent renders (by its name).
+/// Whether a file is one the agent renders (by its name): PDF and OFD.
 pub fn renders(name: &str) -> bool {
     name.rsplit_once('.')
-        .is_some_and(|(_, ext)| ext.eq_ignore_ascii_case("pdf"))
+        .is_some_and(|(_, ext)| ext.eq_ignore_ascii_case("pdf") || ext.eq_ignore_ascii_case("ofd"))
+}
+
+fn is_ofd(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("ofd"))
+}
+
+/// The program that renders an OFD: this agent's own binary, run as a
+/// child (`gongwen-agent render-ofd`) under the same limits as poppler.
+/// When the agent runs inside another program (the tests run agents in
+/// their own process), the `gongwen-agent` beside it, or one directory up
+/// (a test binary sits in `target/*/deps`).
+fn agent_exe() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("本机无法显示正文（{e}）"))?;
+    if exe.file_stem().is_some_and(|s| s == "gongwen-agent") {
+        return Ok(exe);
+    }
+    exe.parent()
+        .into_iter()
+        .flat_map(|d| [Some(d), d.parent()])
+        .flatten()
+        .map(|d| d.join("gongwen-agent"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| "本机无法显示 OFD 正文（找不到 gongwen-agent 程序）".to_owned())
+}
+
+/// The pixels per millimetre an OFD page is drawn at: an A4 page's long
+/// side (297 mm) at [`PAGE_PIXELS`], as PDF pages are.
+fn ofd_px_per_mm() -> f64 {
+    f64::from(PAGE_PIXELS) / 297.0
+}
+
+/// How many pages an OFD has, read by [`gongwen_ofd`]'s bounded reader
+/// (in the child).
+pub fn ofd_page_count(input: &Path) -> Result<usize, String> {
+    let file = std::fs::File::open(input).map_err(|e| format!("无法打开文件：{e}"))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut pkg = gongwen_ofd::package::Package::open(std::io::BufReader::new(file), size)?;
+    let structure = gongwen_ofd::structure::check(&mut pkg);
+    if let Some(p) = structure.problems.first() {
+        return Err(format!("正文无法解析：{p}"));
+    }
+    Ok(structure.pages.len())
+}
+
+/// Draw page `page` (from 1) of an OFD into `out` as a PNG, with each
+/// seal's picture where the seal was applied. Runs in the child process:
+/// the file was checked by our own reader first (size, depth and count
+/// limits), then drawn by ofd-core.
+pub fn render_ofd_page(input: &Path, page: u32, out: &Path) -> Result<(), String> {
+    let file = std::fs::File::open(input).map_err(|e| format!("无法打开文件：{e}"))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut pkg = gongwen_ofd::package::Package::open(std::io::BufReader::new(file), size)?;
+    let structure = gongwen_ofd::structure::check(&mut pkg);
+    if let Some(p) = structure.problems.first() {
+        return Err(format!("正文无法解析：{p}"));
+    }
+    let index = (page as usize)
+        .checked_sub(1)
+        .filter(|i| *i < structure.pages.len())
+        .ok_or_else(|| format!("没有第 {page} 页"))?;
+    let seals = gongwen_ofd::verify::placed_seals(&mut pkg, &structure);
+    let mut reader = ofd_core::OfdReader::open(input).map_err(|e| format!("正文无法解析：{e}"))?;
+    let body = reader
+        .ofd()
+        .doc_bodies
+        .first()
+        .cloned()
+        .ok_or_else(|| "正文无法解析：没有文档".to_owned())?;
+    let doc = reader
+        .load_document(&body)
+        .map_err(|e| format!("正文无法解析：{e}"))?;
+    let px = ofd_px_per_mm();
+    let options = ofd_core::RenderOptions::with_dpi(px * 25.4);
+    let mut image = reader
+        .render_page_to_image(&doc, index, &options)
+        .map_err(|e| format!("正文第 {page} 页无法显示：{e}"))?;
+    for seal in seals.iter().filter(|s| s.page == index) {
+        let Ok(picture) = image::load_from_memory(&seal.picture) else {
+            continue; // a picture format we do not draw: the verdict still stands
+        };
+        let [x, y, w, h] = seal.boundary;
+        let (w, h) = ((w * px).round(), (h * px).round());
+        if !(1.0..=4000.0).contains(&w) || !(1.0..=4000.0).contains(&h) {
+            continue;
+        }
+        let picture = picture
+            .resize_exact(w as u32, h as u32, image::imageops::FilterType::Triangle)
+            .to_rgba8();
+        image::imageops::overlay(
+            &mut image,
+            &picture,
+            (x * px).round() as i64,
+            (y * px).round() as i64,
+        );
+    }
+    image
+        .save_with_format(out, image::ImageFormat::Png)
+        .map_err(|e| format!("无法保存页面图像：{e}"))
 }
 
 /// Run a poppler tool on hostile input, within the limits; its standard
 /// output, or why not in a clerk's words.
-async fn run_limited(tool: &str, args: &[&std::ffi::OsStr]) -> Result<Vec<u8>, String> {
+async fn run_limited(tool: &Path, args: &[&std::ffi::OsStr]) -> Result<Vec<u8>, String> {
     let _turn = RUNS
         .acquire()
         .await
@@ -51,11 +152,14 @@ async fn run_limited(tool: &str, args: &[&std::ffi::OsStr]) -> Result<Vec<u8>, S
         .args(args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
-    let child = cmd
-        .spawn()
-        .map_err(|e| format!("本机无法显示正文（{tool}：{e}；请安装 poppler-utils）"))?;
+    let child = cmd.spawn().map_err(|e| {
+        format!(
+            "本机无法显示正文（{}：{e}；请安装 poppler-utils）",
+            tool.display()
+        )
+    })?;
     match tokio::time::timeout(WALL, child.wait_with_output()).await {
         Err(_) => Err(format!(
             "正文过于复杂，{} 秒内没能显示完（请下载后查看）",
@@ -63,7 +167,18 @@ async fn run_limited(tool: &str, args: &[&std::ffi::OsStr]) -> Result<Vec<u8>, S
         )),
         Ok(Err(e)) => Err(format!("正文无法显示（{e}）")),
         Ok(Ok(out)) if out.status.success() => Ok(out.stdout),
-        Ok(Ok(_)) => Err("正文无法显示：文件已损坏，或不是能显示的 PDF（请下载后查看）".into()),
+        Ok(Ok(out)) => {
+            // Our own OFD renderer says why in its last line.
+            let said = String::from_utf8_lossy(&out.stderr);
+            match said
+                .lines()
+                .rev()
+                .find_map(|l| l.strip_prefix("gongwen-agent: error: "))
+            {
+                Some(why) => Err(why.to_owned()),
+                None => Err("正文无法显示：文件已损坏，或不是能显示的文件（请下载后查看）".into()),
+            }
+        }
     }
 }
 
@@ -77,14 +192,23 @@ pub async fn page_count(pdf: &Path, cache: &Path) -> Result<u32, String> {
     {
         return Ok(n);
     }
-    let out = run_limited("pdfinfo", &[pdf.as_os_str()]).await?;
-    let text = String::from_utf8_lossy(&out);
-    let n = text
-        .lines()
-        .find_map(|l| l.strip_prefix("Pages:"))
-        .and_then(|n| n.trim().parse::<u32>().ok())
-        .filter(|n| *n > 0)
-        .ok_or_else(|| "正文无法显示：读不出页数".to_owned())?;
+    let n = if is_ofd(pdf) {
+        let exe = agent_exe()?;
+        let out = run_limited(
+            &exe,
+            &["render-ofd".as_ref(), "--pages".as_ref(), pdf.as_os_str()],
+        )
+        .await?;
+        String::from_utf8_lossy(&out).trim().parse::<u32>().ok()
+    } else {
+        let out = run_limited("pdfinfo".as_ref(), &[pdf.as_os_str()]).await?;
+        let text = String::from_utf8_lossy(&out);
+        text.lines()
+            .find_map(|l| l.strip_prefix("Pages:"))
+            .and_then(|n| n.trim().parse::<u32>().ok())
+    }
+    .filter(|n| *n > 0)
+    .ok_or_else(|| "正文无法显示：读不出页数".to_owned())?;
     // Only a hint for next time: a failure to keep it costs a run.
     if tokio::fs::create_dir_all(cache).await.is_ok() {
         // A torn write reads as no number: poppler is asked again.
@@ -126,11 +250,24 @@ pub async fn page_png(pdf: &Path, page: u32, cache: &Path) -> Result<PathBuf, St
         pdf.as_os_str(),
         scratch.as_os_str(),
     ];
-    let ran = run_limited("pdftoppm", &args).await;
     let made = {
         let mut p = scratch.clone().into_os_string();
         p.push(".png");
         PathBuf::from(p)
+    };
+    let ran = if is_ofd(pdf) {
+        let exe = agent_exe()?;
+        let ofd_args: Vec<&std::ffi::OsStr> = vec![
+            "render-ofd".as_ref(),
+            pdf.as_os_str(),
+            "--page".as_ref(),
+            n.as_ref(),
+            "--out".as_ref(),
+            made.as_os_str(),
+        ];
+        run_limited(&exe, &ofd_args).await
+    } else {
+        run_limited("pdftoppm".as_ref(), &args).await
     };
     match ran {
         Ok(_) if made.exists() => {
