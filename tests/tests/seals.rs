@@ -282,6 +282,18 @@ async fn a_received_ofd_is_checked_on_arrival_and_the_clerks_verdict_travels_in_
         assert!(page.contains(want), "{want} missing: {page}");
     }
 
+    // The inbox search finds it by words only its pages hold.
+    let found = b
+        .get("/inbox?q=%E5%80%BC%E7%8F%AD%E5%80%BC%E5%AE%88")
+        .await
+        .text();
+    assert!(
+        found.contains(&id),
+        "值班值守 (page 2's text) finds it: {found}"
+    );
+    let none = b.get("/inbox?q=%E9%98%B2%E6%B1%9B").await.text();
+    assert!(!none.contains(&id), "防汛 is not in it: {none}");
+
     // 签收: the receipt carries what the clerk saw; the sender's status shows it.
     let doc_id = gongwen_common::DocId::parse(&id).unwrap();
     gongwen_tests::ask_agent(

@@ -48,6 +48,9 @@ pub struct OfdFinding {
     /// Each seal's verdict, in the file's order.
     #[serde(default)]
     pub seals: Vec<SealVerdict>,
+    /// The pages' text (for search; not printed).
+    #[serde(skip)]
+    pub text: String,
 }
 
 impl OfdFinding {
@@ -84,6 +87,7 @@ pub fn examine(
                     problems: found.structure.problems,
                     pages: found.structure.pages.len(),
                     seals: found.seals.into_iter().map(|s| s.verdict).collect(),
+                    text: found.structure.text,
                 },
                 inputs,
             )
@@ -94,6 +98,7 @@ pub fn examine(
                 problems: vec![e],
                 pages: 0,
                 seals: Vec::new(),
+                text: String::new(),
             },
             Vec::new(),
         ),

@@ -289,6 +289,8 @@ struct InInbox {
     dir: PathBuf,
     sender_dir: PathBuf,
     new_sender: bool,
+    /// Its pages' text, for the inbox search.
+    text: String,
 }
 
 /// A document waiting for the next batch of records.
@@ -343,10 +345,11 @@ fn record_batch(me: &Identity, store: &Store, jobs: Vec<RecordJob>) {
                     &j.filed.rec,
                     j.filed.receipt.as_slice(),
                     j.filed.header.as_slice(),
+                    j.filed.text.as_str(),
                 )
             })
             .collect();
-        store.record_received_all(&items)?;
+        store.record_filed(&items)?;
         Ok(())
     })();
     for job in jobs {
@@ -548,6 +551,7 @@ fn accept(
                 dir: moved.dir,
                 sender_dir: moved.sender_dir,
                 new_sender: moved.new_sender,
+                text: moved.text,
             })))
         }
         Err(Verdict::Local(e)) => Err(e),
@@ -758,6 +762,7 @@ struct Moved {
     dir: PathBuf,
     sender_dir: PathBuf,
     new_sender: bool,
+    text: String,
 }
 
 /// Give a decrypted document its metadata and move its folder into the
@@ -794,6 +799,7 @@ fn file_in_inbox(
     );
     metadata.seals = found.seals;
     metadata.ofd_problems = found.ofd_problems;
+    let text = found.text;
     let meta_json = serde_json::to_vec_pretty(&metadata)
         .map_err(|e| Verdict::Local(LocalError::Io(std::io::Error::other(e))))?;
     // Also makes the folder's other entries durable (it syncs `tmp`).
@@ -814,6 +820,7 @@ fn file_in_inbox(
             dir: dest,
             sender_dir,
             new_sender,
+            text,
         },
     ))
 }

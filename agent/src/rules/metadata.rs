@@ -96,7 +96,14 @@ pub struct OfdFindings {
     pub seals: Vec<FileSeal>,
     #[serde(default)]
     pub ofd_problems: Vec<FileProblems>,
+    /// The pages' text (for the inbox search; kept in the store, not in
+    /// `metadata.json`).
+    #[serde(skip)]
+    pub text: String,
 }
+
+/// Most text kept for search of one document.
+const MAX_SEARCH_TEXT: usize = 256 * 1024;
 
 impl OfdFindings {
     /// From a document folder's `metadata.json` (none if unreadable).
@@ -140,6 +147,14 @@ impl OfdFindings {
                     (f, i)
                 }
             };
+            if found.text.len() < MAX_SEARCH_TEXT {
+                let room = MAX_SEARCH_TEXT - found.text.len();
+                let mut end = finding.text.len().min(room);
+                while !finding.text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                found.text.push_str(&finding.text[..end]);
+            }
             if !finding.problems.is_empty() {
                 found.ofd_problems.push(FileProblems {
                     file: name.clone(),

@@ -83,6 +83,8 @@ const PENDING: TableDefinition<&[u8], u8> = TableDefinition::new("pending");
 /// Sent documents returned (退回) by some recipient that the clerk has not
 /// yet sent again or put aside: doc id → how many returns.
 const RETURNED: TableDefinition<&[u8], u32> = TableDefinition::new("returned");
+/// The text of a received document's pages (OFD), for the inbox search.
+const TEXTS: TableDefinition<&[u8], &str> = TableDefinition::new("texts");
 /// Which version of the indexes above the store holds (built once from
 /// the records by a store written before them).
 const INDEX_VERSION: &[u8] = b"1";
@@ -283,15 +285,24 @@ impl ReceivedFilter {
     }
 
     pub fn matches(&self, r: &ReceivedRecord) -> bool {
+        self.matches_with(r, |_| false)
+    }
+
+    /// [`ReceivedFilter::matches`], where the text may also be found in
+    /// the document's pages (`in_pages` asks the store only when the title
+    /// and number do not have it).
+    pub fn matches_with(&self, r: &ReceivedRecord, in_pages: impl FnOnce(&str) -> bool) -> bool {
+        let text = self.text.as_deref();
+        let in_heading = |t: &str| r.title.contains(t) || r.doc_number.contains(t);
+        self.matches_but_text(r) && text.is_none_or(|t| in_heading(t) || in_pages(t))
+    }
+
+    fn matches_but_text(&self, r: &ReceivedRecord) -> bool {
         (self.states.is_empty() || self.states.contains(&r.state))
             && self.sender.as_deref().is_none_or(|s| {
                 r.sender.as_str().contains(s)
                     || r.sender_name.as_deref().is_some_and(|n| n.contains(s))
             })
-            && self
-                .text
-                .as_deref()
-                .is_none_or(|t| r.title.contains(t) || r.doc_number.contains(t))
             && self.since_ms.is_none_or(|t| r.received_ms >= t)
             && self.until_ms.is_none_or(|t| r.received_ms < t)
     }
@@ -337,6 +348,7 @@ impl Store {
             txn.open_table(SUPERVISION)?;
             txn.open_table(PENDING)?;
             txn.open_table(RETURNED)?;
+            txn.open_table(TEXTS)?;
             build_indexes(&txn)?;
         }
         txn.commit()?;
@@ -533,16 +545,31 @@ impl Store {
         &self,
         items: &[(&ReceivedRecord, &[u8], &[u8])],
     ) -> Result<(), StoreError> {
+        let items: Vec<_> = items.iter().map(|(r, m, h)| (*r, *m, *h, "")).collect();
+        self.record_filed(&items)
+    }
+
+    /// [`Store::record_received_all`], with the text of each document's
+    /// pages (what the inbox search looks in besides title and number;
+    /// empty when there is none).
+    pub fn record_filed(
+        &self,
+        items: &[(&ReceivedRecord, &[u8], &[u8], &str)],
+    ) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
         {
             let mut received = txn.open_table(RECEIVED)?;
             let mut headers = txn.open_table(HEADERS)?;
             let mut receipts = txn.open_table(MY_RECEIPTS)?;
-            for (rec, my_receipt, header) in items {
+            let mut texts = txn.open_table(TEXTS)?;
+            for (rec, my_receipt, header, text) in items {
                 let key = rec.doc_id.as_bytes().as_slice();
                 received.insert(key, json(rec)?.as_slice())?;
                 headers.insert(key, *header)?;
                 receipts.insert(key, *my_receipt)?;
+                if !text.is_empty() {
+                    texts.insert(key, *text)?;
+                }
                 index_pending(&txn, rec)?;
             }
         }
@@ -917,13 +944,21 @@ impl Store {
     ) -> Result<(Vec<ReceivedRecord>, bool), StoreError> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(RECEIVED)?;
+        let texts = txn.open_table(TEXTS)?;
         let mut page = Vec::with_capacity(limit);
         let mut skipped = 0;
         // Newest first: a record matching the filter is skipped while
         // `offset` are not, then kept; true once the page is full and more
         // match.
         let mut take = |r: ReceivedRecord, page: &mut Vec<ReceivedRecord>| {
-            if !filter.matches(&r) {
+            let in_pages = |t: &str| {
+                texts
+                    .get(r.doc_id.as_bytes().as_slice())
+                    .ok()
+                    .flatten()
+                    .is_some_and(|body| body.value().contains(t))
+            };
+            if !filter.matches_with(&r, in_pages) {
                 return false;
             }
             if skipped < offset {

@@ -377,7 +377,7 @@ pub fn inbox(
                     }
                 }
                 label { "来文单位" input type="text" name="sender" value=(view.sender) placeholder="单位名称或编号，如 哈尔滨"; }
-                label { "标题或文号" input type="text" name="q" value=(view.q); }
+                label { "标题、文号或正文" input type="text" name="q" value=(view.q) placeholder="OFD 正文中的文字也能查到"; }
                 label { "收到日期自" input type="date" name="from" value=(view.from); }
                 label { "至" input type="date" name="to" value=(view.to); }
                 button type="submit" { "筛选" }
