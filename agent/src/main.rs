@@ -1029,6 +1029,11 @@ async fn check(path: &std::path::Path) -> bool {
     if let Err(e) = material::check_data_dir(&config.path, "root", &config.root) {
         found.push(Finding::problem("root", e.to_string()));
     }
+    // 验章's trust: a root or CRL file that cannot be read would leave
+    // every seal 无法验证 without anyone noticing.
+    if let Err(e) = gongwen_agent::actions::seals::trust_from(&config.seals) {
+        found.push(Finding::problem("seals", e));
+    }
     if let Some(path) = &config.tls.encryption_key
         && let Err(e) = gongwen_agent::unit::folders::enrolled_encryption_key(path)
     {

@@ -125,6 +125,23 @@ fn without_roots_a_sound_seal_cannot_be_verified_and_agent_toml_names_the_roots(
     assert!(ok, "{found}");
     assert_eq!(found["seals"][0]["result"], "valid");
 
+    // `check` names a roots file that cannot be read.
+    let broken = net
+        .agent_config_with(
+            "daqing-gov",
+            "127.0.0.1:9".parse().unwrap(),
+            "[seals]\nroots = [\"missing-seal-root.pem\"]\n",
+        )
+        .path;
+    let checked = Command::new(bin("gongwen-agent"))
+        .args(["check", "--config"])
+        .arg(&broken)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&checked.stdout);
+    assert!(!checked.status.success());
+    assert!(said.contains("missing-seal-root.pem"), "{said}");
+
     // A roots file that is not there is an error naming it, not a
     // silent 无法验证.
     let out = Command::new(bin("gongwen-agent"))
