@@ -220,7 +220,7 @@ async fn send(p: &Pair, name: &str, files: &[&str]) -> std::path::PathBuf {
     std::fs::create_dir_all(&staging).unwrap();
     for (i, f) in files.iter().enumerate() {
         let shown = if i == 0 {
-            "正文.ofd".to_owned()
+            format!("正文.{}", f.rsplit_once('.').unwrap().1)
         } else {
             format!("附件{i}-{f}")
         };
@@ -487,6 +487,30 @@ async fn a_clerk_reads_a_sealed_ofd_in_the_browser_signs_for_it_and_the_sender_s
     let said = b.get(&format!("/inbox/{id}/read/{deep}")).await;
     assert!(said.text().contains("正文无法解析"), "{}", said.text());
     assert_eq!(b.get("/").await.status, 200, "the console stopped serving");
+
+    // A PDF bomb (an image that inflates to 900 MB) from another unit:
+    // poppler draws it, or fails, within its limits, and the console
+    // answers another request while that render runs (or once it is done).
+    let bomb = send(&p, "炸弹", &["bomb.pdf"]).await;
+    let bomb = bomb.file_name().unwrap().to_string_lossy().into_owned();
+    let pdf = gongwen_tests::web::form_encode("正文.pdf").replace('+', "%20");
+    let (mut b1, mut b2) = (b.clone(), b.clone());
+    let path = format!("/inbox/{bomb}/read/{pdf}/1");
+    let (drawn, home) = tokio::join!(b1.get(&path), async {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        b2.get("/").await
+    });
+    assert!(
+        drawn.status == 200 || drawn.status == 422,
+        "the bomb: {} {}",
+        drawn.status,
+        drawn.text()
+    );
+    assert!(drawn.body.len() < 32 << 20);
+    assert_eq!(
+        home.status, 200,
+        "the console did not serve while poppler ran"
+    );
 
     // 签收 in the browser; the sender's page shows what the clerk saw.
     chrome.goto(&format!("{harbin}/inbox/{id}")).await;
