@@ -129,8 +129,9 @@ fn enroll_counties(net: &Net, units: usize, in_group: usize) -> Vec<(NodeId, Vec
             ca.set_groups(&id, vec!["counties".into()]).unwrap();
         }
         let (enc, _) = ca.make_encryption_key(&id, &issued, now).unwrap();
-        // The first member runs a real agent: its files as a bundle has them.
-        if i == 0 {
+        // The second member runs a real agent (the second in id order, so
+        // its 份号 is not the first copy's): its files as a bundle has them.
+        if i == 1 {
             let dir = net.path().join(id.as_str());
             ca.write_issued(&dir, &id, &issued).unwrap();
             keys.push((id.clone(), enc.secret_bytes()));
@@ -166,7 +167,8 @@ async fn a_hub_with_a_20000_unit_directory_starts_and_a_group_of_5000_is_sent_to
         .await;
     assert!(rows.iter().any(|r| r.id == "county-19999" && r.can_receive));
 
-    // One member runs an agent, with the key it was enrolled with.
+    // One member runs an agent, with the key it was enrolled with; the
+    // copies are numbered (in the tree form by their leaf's place).
     let (member, secret) = &keys[0];
     let key_file = net.path().join(member.as_str()).join("enc.key");
     std::fs::write(&key_file, secret).unwrap();
@@ -179,6 +181,12 @@ async fn a_hub_with_a_20000_unit_directory_starts_and_a_group_of_5000_is_sent_to
 
     let mut prov = net.start_agent("prov-gov", hub.addr);
     prov.wait_connected().await;
+    net.sidecar(
+        "prov-gov",
+        "counties",
+        "关于全省县级单位的通知.txt",
+        "copy_no = true\n",
+    );
     net.drop_file(
         "prov-gov",
         "counties",
@@ -195,6 +203,9 @@ async fn a_hub_with_a_20000_unit_directory_starts_and_a_group_of_5000_is_sent_to
     assert!(st[0].left_out.is_empty(), "{:?}", st[0].left_out);
     let docs = wait_inbox(&net.root(member.as_str()), "prov-gov", 1).await;
     assert_eq!(docs.len(), 1);
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(docs[0].join("metadata.json")).unwrap()).unwrap();
+    assert_eq!(m["copy_no"], "000002", "{m:#}");
 
     // The notice went in the tree form: the member holds its own key and
     // a path of 13 hashes, not 5,000 keys; its evidence checks with

@@ -777,7 +777,7 @@ fn file_in_inbox(
     let sender_dir = me.folders().inbox.join(sealed.meta().sender.as_str());
     let dest = sender_dir.join(doc_id.to_string());
     let mut metadata = MetadataJson::from_sealed(&sealed, deadline);
-    metadata.number_copy_for(me.node_id());
+    metadata.number_copy_for(&sealed, me.node_id());
     // A forward's first issuer of another domain, as this unit names it.
     if let (Some(from), Some(original)) = (metadata.forwarded_from.as_mut(), sealed.original()) {
         let now = me.clock().now();

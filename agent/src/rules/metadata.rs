@@ -267,15 +267,28 @@ impl MetadataJson {
 
     /// The 份号 of `recipient`'s copy, if the sender numbered the copies:
     /// its place among the recipients the header lists, 主送 first.
-    pub fn number_copy_for(&mut self, recipient: &NodeId) {
-        if self.elements.copy_numbers {
-            let all = self.to.iter().chain(&self.cc);
-            self.copy_no = all
-                .enumerate()
-                .find(|(_, r)| *r == recipient)
-                .map(|(i, _)| gongwen_common::elements::copy_number(i));
-        }
+    pub fn number_copy_for(&mut self, sealed: &SealedHeader, recipient: &NodeId) {
+        self.copy_no = copy_no(sealed, recipient);
     }
+}
+
+/// The 份号 of `recipient`'s copy, if the sender numbered the copies: its
+/// place among the recipients the header lists, 主送 first; in the tree
+/// form (a header too large to list every key, where a copy carries only
+/// its own leaf), its leaf's place, in unit-id order — the same number
+/// every party computes, one per copy.
+pub fn copy_no(sealed: &SealedHeader, recipient: &NodeId) -> Option<String> {
+    let m = sealed.meta();
+    if !m.elements.copy_numbers {
+        return None;
+    }
+    if let Some(proof) = sealed.key_proof() {
+        return Some(gongwen_common::elements::copy_number(proof.index as usize));
+    }
+    m.to.iter()
+        .chain(&m.cc)
+        .position(|r| r == recipient)
+        .map(gongwen_common::elements::copy_number)
 }
 
 /// The title and document number a received document is listed and

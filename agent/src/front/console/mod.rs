@@ -1144,6 +1144,8 @@ async fn doc_page(
             dir: directory.as_deref(),
             me: web.parts.identity().node_id(),
             ofd: &ofd,
+            copy_no: sealed
+                .and_then(|s| crate::rules::metadata::copy_no(s, web.parts.identity().node_id())),
         },
         &unsent,
     )

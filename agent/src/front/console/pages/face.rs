@@ -5,7 +5,6 @@
 //! CSS, and prints on A4.
 
 use gongwen_common::NodeId;
-use gongwen_common::elements::copy_number;
 use gongwen_common::envelope::{DocMeta, Urgency};
 use maud::{Markup, html};
 
@@ -45,22 +44,19 @@ fn file_link(base: &str, f: &FileLink) -> Markup {
     }
 }
 
-/// The face of a document: `me` is this unit when it is a recipient (its
-/// 份号), `files` its files, linked under `base` (named only, when empty).
+/// The face of a document: `copy_no` this unit's 份号 when it is a
+/// recipient of numbered copies, `files` its files, linked under `base`
+/// (named only, when empty).
 pub fn document_face(
     frame: &Frame<'_>,
     m: &DocMeta,
     shown: (&str, &str),
-    me: Option<&NodeId>,
+    copy_no: Option<&str>,
     base: &str,
     files: &[FileLink],
 ) -> Markup {
     let (title, doc_number) = shown;
     let e = &m.elements;
-    let copy_no = me
-        .filter(|_| e.copy_numbers)
-        .and_then(|me| m.to.iter().chain(&m.cc).position(|r| r == me))
-        .map(copy_number);
     let names = |ids: &[NodeId]| frame.names.list(ids.iter().map(NodeId::as_str));
     let sender = frame.unit_name(m.sender.as_str());
     let issuers: Vec<String> = if e.issuers.is_empty() {
@@ -73,7 +69,7 @@ pub fn document_face(
     html! {
         article.gongwen {
             div.gw-top {
-                @if let Some(n) = &copy_no { div { (n) } }
+                @if let Some(n) = copy_no { div { (n) } }
                 @if m.urgency != Urgency::Normal { div { (urgency_label(m.urgency)) } }
             }
             (mark(&issuers))

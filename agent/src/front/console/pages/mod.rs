@@ -427,7 +427,7 @@ pub fn file_links(m: &gongwen_common::envelope::DocMeta) -> Vec<FileLink> {
 /// `/inbox/{doc_id}`: every field, the files, the notices, and the forms.
 /// What the document page offers beyond 签收 and 退回: answering it (回复),
 /// when it asks for an answer, and passing it on (转发).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct DocActs<'a> {
     /// Our latest answer to it, if any (a new one corrects it).
     pub answered: Option<DocId>,
@@ -436,6 +436,8 @@ pub struct DocActs<'a> {
     pub me: &'a gongwen_common::NodeId,
     /// What arrival found in its OFD files (验章, 正文无法解析).
     pub ofd: &'a crate::rules::metadata::OfdFindings,
+    /// This unit's 份号, when the copies are numbered.
+    pub copy_no: Option<String>,
 }
 
 /// 验章 and the OFD check as a clerk reads them: one line a seal, one a
@@ -552,13 +554,8 @@ fn forward_form(frame: &Frame<'_>, r: &ReceivedRecord, acts: &DocActs<'_>) -> Ma
 /// 经办人, the note, what it asks and answers, what it forwards.
 /// The GB/T 9704 elements a document states, and `me`'s 份号 when the
 /// copies are numbered.
-fn element_facts(m: &gongwen_common::envelope::DocMeta, me: &gongwen_common::NodeId) -> Markup {
+fn element_facts(m: &gongwen_common::envelope::DocMeta, copy_no: Option<&str>) -> Markup {
     let e = &m.elements;
-    let copy_no = e
-        .copy_numbers
-        .then(|| m.to.iter().chain(&m.cc).position(|r| r == me))
-        .flatten()
-        .map(gongwen_common::elements::copy_number);
     html! {
         @if let Some(n) = copy_no { dt { "份号" } dd { (n) } }
         @if !e.issuers.is_empty() {
@@ -698,7 +695,7 @@ pub fn received_doc(
                         frame,
                         m,
                         (&r.title, &r.doc_number),
-                        Some(acts.me),
+                        acts.copy_no.as_deref(),
                         &format!("/inbox/{}/files/", r.doc_id),
                         files,
                     ))
@@ -713,7 +710,7 @@ pub fn received_doc(
                 dt { "文种" } dd { (r.doc_type) }
                 @if let Some(m) = meta {
                     (sender_facts(frame, m, original.as_ref()))
-                    (element_facts(m, acts.me))
+                    (element_facts(m, acts.copy_no.as_deref()))
                 }
                 dt { "紧急程度" } dd { (urgency_label(r.urgency)) }
                 dt { "期限" } dd { @if let Some(d) = r.deadline { (beijing(d.saturating_mul(1000))) } @else { "—" } }
