@@ -230,7 +230,7 @@ async fn send(p: &Pair, name: &str, files: &[&str]) -> std::path::PathBuf {
         "prov-gov",
         "harbin-gov",
         name,
-        "title = \"关于做好冬季安全生产工作的通知\"\ndoc_type = \"通知\"\n",
+        "title = \"关于做好冬季安全生产工作的通知\"\ndoc_type = \"通知\"\nsigner = \"王一\"\n",
     );
     let before = gongwen_tests::inbox_docs(&p.net.root("harbin-gov"), "prov-gov").len();
     std::fs::rename(
@@ -381,6 +381,14 @@ async fn a_received_ofd_is_checked_on_arrival_and_the_clerks_verdict_travels_in_
         "{said}"
     );
     assert!(said.contains("dataHash is SM3 of Signature.xml"), "{said}");
+    // The manifest states the GB/T 9704 elements the header signed.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(
+        manifest["elements"]["signers"],
+        serde_json::json!(["王一"]),
+        "{manifest:#}"
+    );
     let verdicts: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.path().join("seals/seals.json")).unwrap())
             .unwrap();

@@ -57,6 +57,9 @@ struct ManifestEntry {
 #[derive(Debug, Serialize)]
 struct Manifest {
     doc_id: DocId,
+    /// The GB/T 9704 elements the signed header states (签发人, 成文日期 …).
+    #[serde(skip_serializing_if = "gongwen_common::elements::Elements::is_empty")]
+    elements: gongwen_common::elements::Elements,
     statements: Vec<ManifestEntry>,
 }
 
@@ -178,6 +181,7 @@ pub fn write_bundle(
         out,
         manifest: Manifest {
             doc_id,
+            elements: sealed.meta().elements.clone(),
             statements: Vec::new(),
         },
         names: Vec::new(),
