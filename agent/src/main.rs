@@ -291,6 +291,14 @@ enum Command {
         #[arg(long)]
         pages: bool,
     },
+    /// Redraw a raster image as a plain PNG (the console shows received
+    /// images this way, run as a child under limits).
+    #[command(hide = true)]
+    RenderImage {
+        file: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Electronic seals (验章, GB/T 38540): check every seal of an OFD.
     Seal {
         #[command(subcommand)]
@@ -778,6 +786,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 gongwen_common::sayln!("{n}");
             }
         },
+        Command::RenderImage { file, out } => {
+            gongwen_agent::actions::render::render_image(&file, &out).map_err(anyhow::Error::msg)?
+        }
         Command::Seal {
             action:
                 SealAction::Verify {

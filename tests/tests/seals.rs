@@ -258,7 +258,16 @@ async fn a_received_ofd_is_checked_on_arrival_and_the_clerks_verdict_travels_in_
     };
     // 正文 sealed and valid; an attachment changed after sealing; one
     // that cannot be read at all (a page nested 100,000 deep).
-    let doc = send(&p, "冬季安全", &["sealed.ofd", "tampered.ofd", "deep.ofd"]).await;
+    // And a photo (a raster image), which the page shows as the agent redrew it.
+    image::RgbImage::from_pixel(600, 200, image::Rgb([200, 0, 0]))
+        .save(p.corpus.path().join("photo.png"))
+        .unwrap();
+    let doc = send(
+        &p,
+        "冬季安全",
+        &["sealed.ofd", "tampered.ofd", "deep.ofd", "photo.png"],
+    )
+    .await;
     let m = metadata(&doc);
     let seals = m["seals"].as_array().unwrap_or_else(|| panic!("{m:#}"));
     assert_eq!(seals.len(), 2, "{m:#}");
@@ -298,6 +307,19 @@ async fn a_received_ofd_is_checked_on_arrival_and_the_clerks_verdict_travels_in_
     ] {
         assert!(page.contains(want), "{want} missing: {page}");
     }
+
+    // The photo stands on the page, redrawn by the agent as a PNG.
+    let photo = gongwen_tests::web::form_encode("附件3-photo.png").replace('+', "%20");
+    let src = format!("/inbox/{id}/read/{photo}/1");
+    assert!(
+        page.contains(&format!("<img class=\"inline\" src=\"{src}\"")),
+        "{page}"
+    );
+    let drawn = b.get(&src).await;
+    assert_eq!(drawn.status, 200, "{}", drawn.text());
+    assert_eq!(drawn.header("content-type").as_deref(), Some("image/png"));
+    let img = image::load_from_memory(&drawn.body).unwrap();
+    assert_eq!((img.width(), img.height()), (600, 200));
 
     // The inbox search finds it by words only its pages hold.
     let found = b

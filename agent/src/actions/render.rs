@@ -30,10 +30,56 @@ const RUNS_AT_ONCE: usize = 2;
 
 static RUNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(RUNS_AT_ONCE);
 
-/// Whether a file is one the agent renders (by its name): PDF and OFD.
+/// Whether a file is one the agent renders (by its name): PDF, OFD, and
+/// the raster images a 公文 carries (a scanned page, a photo).
 pub fn renders(name: &str) -> bool {
     name.rsplit_once('.')
         .is_some_and(|(_, ext)| ext.eq_ignore_ascii_case("pdf") || ext.eq_ignore_ascii_case("ofd"))
+        || is_image_name(name)
+}
+
+/// Raster images, shown on the document page itself: redrawn by the agent
+/// (decoded in a child under limits and written again as a plain PNG), so
+/// the browser never decodes a file another unit made. Never SVG (it can
+/// carry script).
+pub fn is_image_name(name: &str) -> bool {
+    name.rsplit_once('.').is_some_and(|(_, ext)| {
+        ["png", "jpg", "jpeg", "gif", "bmp"]
+            .iter()
+            .any(|e| ext.eq_ignore_ascii_case(e))
+    })
+}
+
+fn is_image(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| is_image_name(&n.to_string_lossy()))
+}
+
+/// Redraw a raster image as a PNG no larger than a page image. Runs in the
+/// child process.
+pub fn render_image(input: &Path, out: &Path) -> Result<(), String> {
+    let bytes = std::fs::read(input).map_err(|e| format!("无法打开文件：{e}"))?;
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| format!("图片无法显示：{e}"))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(20_000);
+    limits.max_image_height = Some(20_000);
+    limits.max_alloc = Some(512 * 1024 * 1024);
+    reader.limits(limits);
+    let picture = reader.decode().map_err(|e| format!("图片无法显示：{e}"))?;
+    let picture = if picture.width().max(picture.height()) > PAGE_PIXELS {
+        picture.resize(
+            PAGE_PIXELS,
+            PAGE_PIXELS,
+            image::imageops::FilterType::Triangle,
+        )
+    } else {
+        picture
+    };
+    picture
+        .save_with_format(out, image::ImageFormat::Png)
+        .map_err(|e| format!("无法保存图像：{e}"))
 }
 
 fn is_ofd(path: &Path) -> bool {
@@ -192,7 +238,9 @@ pub async fn page_count(pdf: &Path, cache: &Path) -> Result<u32, String> {
     {
         return Ok(n);
     }
-    let n = if is_ofd(pdf) {
+    let n = if is_image(pdf) {
+        Some(1)
+    } else if is_ofd(pdf) {
         let exe = agent_exe()?;
         let out = run_limited(
             &exe,
@@ -255,7 +303,16 @@ pub async fn page_png(pdf: &Path, page: u32, cache: &Path) -> Result<PathBuf, St
         p.push(".png");
         PathBuf::from(p)
     };
-    let ran = if is_ofd(pdf) {
+    let ran = if is_image(pdf) {
+        let exe = agent_exe()?;
+        let image_args: Vec<&std::ffi::OsStr> = vec![
+            "render-image".as_ref(),
+            pdf.as_os_str(),
+            "--out".as_ref(),
+            made.as_os_str(),
+        ];
+        run_limited(&exe, &image_args).await
+    } else if is_ofd(pdf) {
         let exe = agent_exe()?;
         let ofd_args: Vec<&std::ffi::OsStr> = vec![
             "render-ofd".as_ref(),

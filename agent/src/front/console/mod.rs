@@ -20,7 +20,9 @@
 //! carries the session's CSRF token in a field named `csrf`, and a POST
 //! without it is refused (403) before anything changes. Scripts use
 //! `/api/v1/` with a bearer token. Received files are only ever served as
-//! downloads (`Content-Disposition: attachment`), never rendered.
+//! downloads (`Content-Disposition: attachment`), never rendered by the
+//! browser: what it shows of a PDF, an OFD or an image is the PNG the
+//! agent drew of it in a child process under limits.
 
 mod answers;
 pub mod logins;

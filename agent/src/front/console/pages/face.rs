@@ -44,6 +44,17 @@ fn file_link(base: &str, f: &FileLink) -> Markup {
     }
 }
 
+/// A received image, shown where it stands in the document: as the agent
+/// redrew it (never the file itself).
+fn inline_image(base: &str, f: &FileLink) -> Markup {
+    html! {
+        @if !base.is_empty() && crate::actions::render::is_image_name(&f.name) {
+            br;
+            img.inline src={ (base.replace("/files/", "/read/")) (percent(&f.name)) "/1" } alt=(f.name);
+        }
+    }
+}
+
 /// The face of a document: `copy_no` this unit's 份号 when it is a
 /// recipient of numbered copies, `files` its files, linked under `base`
 /// (named only, when empty).
@@ -89,6 +100,7 @@ pub fn document_face(
                         @if !base.is_empty() && crate::actions::render::renders(&f.name) {
                             " · " a.read href={ (base.replace("/files/", "/read/")) (percent(&f.name)) } { "在线阅读" }
                         }
+                        (inline_image(base, f))
                     }
                 }
             }
@@ -103,6 +115,7 @@ pub fn document_face(
                                     None => {}
                                 }
                                 (file_link(base, f))
+                                (inline_image(base, f))
                             }
                         }
                     }
