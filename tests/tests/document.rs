@@ -307,6 +307,12 @@ async fn a_pdf_from_another_unit_is_read_in_the_console_and_a_broken_one_says_so
 
     // The document page offers 在线阅读; the reading page shows the pages.
     let good = find("正文.pdf");
+    // The 收文 search finds it by the words of its pages (pdftotext's).
+    let found = b.get("/inbox?q=%E7%99%BB%E5%BD%95").await.text();
+    assert!(
+        found.contains(&good),
+        "登录 (the PDF's text) finds it: {found}"
+    );
     let name = gongwen_tests::web::form_encode("正文.pdf").replace('+', "%20");
     let page = b.get(&format!("/inbox/{good}")).await.text();
     assert!(page.contains("在线阅读"), "{page}");

@@ -342,6 +342,54 @@ pub async fn page_png(pdf: &Path, page: u32, cache: &Path) -> Result<PathBuf, St
     }
 }
 
+/// The text of a PDF's first 50 pages (for the inbox search), read by
+/// poppler's `pdftotext` under the same limits as a page, with at most 20 s
+/// and 256 KiB of text; `None` when poppler is missing or the file will
+/// not give its text. Blocking (arrival runs off the async runtime).
+pub fn pdf_text(pdf: &Path) -> Option<String> {
+    use std::io::Read;
+    const TEXT_BYTES: u64 = 256 * 1024;
+    let mut child = std::process::Command::new("prlimit")
+        .arg(format!("--as={MEMORY_BYTES}"))
+        .arg(format!("--cpu={CPU_SECONDS}"))
+        .arg("--nofile=64")
+        .arg("--")
+        .arg("pdftotext")
+        .args(["-q", "-enc", "UTF-8", "-l", "50"])
+        .arg(pdf)
+        .arg("-")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let stdout = child.stdout.take()?;
+    let reader = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = stdout.take(TEXT_BYTES).read_to_end(&mut text);
+        text
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    let text = reader.join().ok()?;
+    status.filter(|s| s.success())?;
+    let mut text = String::from_utf8_lossy(&text).into_owned();
+    text.retain(|c| c != '\u{c}');
+    Some(text)
+}
+
 /// Where the pages of a received document's file are cached: under
 /// `state/render/`, by document and by the file's digest (a file of the
 /// same name in another document is another file).

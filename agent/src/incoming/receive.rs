@@ -799,7 +799,23 @@ fn file_in_inbox(
     );
     metadata.seals = found.seals;
     metadata.ofd_problems = found.ofd_problems;
-    let text = found.text;
+    let mut text = found.text;
+    // A PDF's text too, read by poppler in a child under limits.
+    for f in &sealed.meta().files {
+        if f.name.to_ascii_lowercase().ends_with(".pdf")
+            && let Some(t) = crate::actions::render::pdf_text(&tmp.join(&f.name))
+        {
+            text.push_str(&t);
+        }
+    }
+    const MAX_TEXT: usize = 512 * 1024;
+    if text.len() > MAX_TEXT {
+        let mut end = MAX_TEXT;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
     let meta_json = serde_json::to_vec_pretty(&metadata)
         .map_err(|e| Verdict::Local(LocalError::Io(std::io::Error::other(e))))?;
     // Also makes the folder's other entries durable (it syncs `tmp`).
