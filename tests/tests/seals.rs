@@ -497,6 +497,8 @@ async fn a_clerk_reads_a_sealed_ofd_in_the_browser_signs_for_it_and_the_sender_s
     chrome.screenshot("ofd-reading").await;
     let source = chrome.source().await;
     assert_eq!(source.matches("<img class=\"page\"").count(), 2, "{source}");
+    // The verdict stands above the pages (a seal's picture proves nothing).
+    assert!(chrome.text().await.contains("印章有效"), "{source}");
     let mut b = gongwen_tests::web::Browser::new(p.harbin.console.unwrap());
     b.log_in("li.si", gongwen_tests::web::PASSWORD).await;
     let name = gongwen_tests::web::form_encode("正文.ofd").replace('+', "%20");

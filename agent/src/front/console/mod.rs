@@ -1197,7 +1197,14 @@ async fn read_page(
         Err(r) => return r,
     };
     let pages = crate::actions::render::page_count(&file, &cache).await;
-    pages::reading(&web.frame(&user, &csrf).await, &rec, &name, pages).into_response()
+    let dir = crate::incoming::clerk::document_dir(web.parts.identity(), &rec);
+    let mut ofd =
+        tokio::task::spawn_blocking(move || crate::rules::metadata::OfdFindings::read(&dir))
+            .await
+            .unwrap_or_default();
+    ofd.seals.retain(|s| s.file == name);
+    ofd.ofd_problems.retain(|p| p.file == name);
+    pages::reading(&web.frame(&user, &csrf).await, &rec, &name, pages, &ofd).into_response()
 }
 
 /// GET /inbox/{doc}/read/{name}/{page}: one page as a PNG, rendered once.

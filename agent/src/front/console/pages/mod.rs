@@ -1558,6 +1558,7 @@ pub fn reading(
     r: &ReceivedRecord,
     name: &str,
     pages: Result<u32, String>,
+    ofd: &crate::rules::metadata::OfdFindings,
 ) -> Markup {
     let back = format!("/inbox/{}", r.doc_id);
     layout(
@@ -1566,6 +1567,9 @@ pub fn reading(
         html! {
             h1 { (r.title) }
             p.noprint { a href=(back) { "返回公文" } " · " (name) }
+            // The seals' verdicts above the pages, printed with them: a
+            // seal drawn on a page proves nothing by its picture.
+            (seal_lines(ofd))
             @match pages {
                 Ok(n) => {
                     div.pages {
