@@ -244,7 +244,26 @@ async fn send(p: &Pair, name: &str, files: &[&str]) -> std::path::PathBuf {
     .unwrap();
     let docs = gongwen_tests::wait_inbox(&p.net.root("harbin-gov"), "prov-gov", before + 1).await;
     // The newest: document ids begin with the time they were made.
-    docs.into_iter().max().unwrap()
+    let doc = docs.into_iter().max().unwrap();
+    // The folder is in the inbox before the store records it (and before
+    // the receipt goes): wait for the record, which the console reads.
+    let id = gongwen_common::DocId::parse(&doc.file_name().unwrap().to_string_lossy()).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !p
+        .harbin
+        .parts
+        .store()
+        .run(move |s| Ok(s.received(id)?.is_some()))
+        .await
+        .unwrap()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "harbin-gov did not record {id} within 60 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    doc
 }
 
 fn metadata(doc: &Path) -> serde_json::Value {
