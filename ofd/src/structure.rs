@@ -51,7 +51,30 @@ pub fn check<R: Read + Seek>(pkg: &mut Package<R>) -> Structure {
     if let Err(e) = check_into(pkg, &mut out) {
         out.problems.push(e);
     }
+    // What another unit's file makes us keep (in metadata.json) and show
+    // is bounded: the first problems, each cut short, and their count.
+    let all = out.problems.len();
+    out.problems.truncate(MAX_PROBLEMS);
+    for p in &mut out.problems {
+        *p = clip(p);
+    }
+    if all > MAX_PROBLEMS {
+        out.problems.push(format!("……共 {all} 处问题"));
+    }
     out
+}
+
+/// Most problems kept of one file, and most characters of each.
+const MAX_PROBLEMS: usize = 20;
+const MAX_PROBLEM_CHARS: usize = 300;
+
+/// `text` cut to [`MAX_PROBLEM_CHARS`] characters (with "…" when cut): a
+/// reason names paths and names from the file, which its maker chose.
+pub fn clip(text: &str) -> String {
+    match text.char_indices().nth(MAX_PROBLEM_CHARS) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
 }
 
 fn check_into<R: Read + Seek>(pkg: &mut Package<R>, out: &mut Structure) -> Result<(), String> {
@@ -219,4 +242,49 @@ fn collect_text(page: &Element, text: &mut String) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn container(files: &[(&str, String)]) -> Vec<u8> {
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        for (name, text) in files {
+            zip.start_file(*name, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            zip.write_all(text.as_bytes()).unwrap();
+        }
+        zip.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn a_file_with_many_problems_keeps_the_first_each_cut_short_and_their_count() {
+        let long = "页".repeat(2_000);
+        let pages: String = (0..30)
+            .map(|i| format!("<Page ID=\"{i}\" BaseLoc=\"{long}{i}.xml\"/>"))
+            .collect();
+        let bytes = container(&[
+            ("OFD.xml", "<OFD DocType=\"OFD\"><DocBody><DocRoot>Doc_0/Document.xml</DocRoot></DocBody></OFD>".into()),
+            ("Doc_0/Document.xml", format!("<Document><CommonData><PageArea><PhysicalBox>0 0 210 297</PhysicalBox></PageArea></CommonData><Pages>{pages}</Pages></Document>")),
+        ]);
+        let len = bytes.len() as u64;
+        let mut pkg = Package::open(std::io::Cursor::new(bytes), len).unwrap();
+        let found = check(&mut pkg);
+        assert_eq!(
+            found.problems.len(),
+            MAX_PROBLEMS + 1,
+            "{:?}",
+            found.problems
+        );
+        assert!(
+            found
+                .problems
+                .iter()
+                .all(|p| p.chars().count() <= MAX_PROBLEM_CHARS + 1)
+        );
+        assert_eq!(found.problems[MAX_PROBLEMS], "……共 30 处问题");
+        assert_eq!(clip("短"), "短");
+    }
 }

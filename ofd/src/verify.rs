@@ -219,7 +219,7 @@ fn unverifiable(reason: String) -> SealCheck {
     SealCheck {
         verdict: SealVerdict {
             result: SealResult::Unverifiable,
-            reason,
+            reason: crate::structure::clip(&reason),
             seal_name: None,
             signer: None,
             signed_at: None,
@@ -292,6 +292,10 @@ fn check_one<R: Read + Seek>(
             verdict.reason = why;
         }
     }
+    // Names and reasons come from the seal's maker and the file: bounded.
+    verdict.reason = crate::structure::clip(&verdict.reason);
+    verdict.seal_name = verdict.seal_name.map(|n| crate::structure::clip(&n));
+    verdict.signer = verdict.signer.map(|n| crate::structure::clip(&n));
     Ok(SealCheck { verdict, inputs })
 }
 
