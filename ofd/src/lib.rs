@@ -46,6 +46,24 @@ pub fn examine(
     examine_reader(std::io::BufReader::new(file), size, trust, now)
 }
 
+/// Open the OFD at `path` and check its structure: the container, ready
+/// for more reading, and what the check found.
+pub fn open(
+    path: &std::path::Path,
+) -> Result<
+    (
+        package::Package<std::io::BufReader<std::fs::File>>,
+        Structure,
+    ),
+    String,
+> {
+    let file = std::fs::File::open(path).map_err(|e| format!("无法打开文件：{e}"))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut pkg = package::Package::open(std::io::BufReader::new(file), size)?;
+    let structure = structure::check(&mut pkg);
+    Ok((pkg, structure))
+}
+
 /// As [`examine`], over any seekable reader of `size` bytes.
 pub fn examine_reader<R: std::io::Read + std::io::Seek>(
     reader: R,

@@ -261,34 +261,25 @@ fn seal_info<'a>(info: Tlv<'a>, v4: bool) -> Result<SealInfo<'a>, DerError> {
 fn seal_v4<'a>(seal: Tlv<'a>) -> Result<Seal<'a>, DerError> {
     let mut f = Reader::new(seal.body);
     let info = seal_info(f.sequence("印章信息")?.0, true)?;
-    let maker_cert = f.take(der::OCTET_STRING, "制章者证书")?.body;
-    let maker_algorithm = f.take(der::OID, "制章签名算法")?.oid("制章签名算法")?;
-    let maker_signature = f.take(der::BIT_STRING, "制章签名值")?.bits("制章签名值")?;
-    Ok(assemble(
-        seal.raw,
-        info,
-        maker_cert,
-        maker_algorithm,
-        maker_signature,
-    ))
+    let (cert, algorithm, signature) = maker_signature(&mut f)?;
+    Ok(assemble(seal.raw, info, cert, algorithm, signature))
 }
 
 fn seal_v1<'a>(seal: Tlv<'a>) -> Result<Seal<'a>, DerError> {
     let mut f = Reader::new(seal.body);
     let info = seal_info(f.sequence("印章信息")?.0, false)?;
+    // Version 1 wraps the same three fields in SES_SignInfo.
     let (_, mut sign) = f.sequence("制章签名信息")?;
-    let maker_cert = sign.take(der::OCTET_STRING, "制章者证书")?.body;
-    let maker_algorithm = sign.take(der::OID, "制章签名算法")?.oid("制章签名算法")?;
-    let maker_signature = sign
-        .take(der::BIT_STRING, "制章签名值")?
-        .bits("制章签名值")?;
-    Ok(assemble(
-        seal.raw,
-        info,
-        maker_cert,
-        maker_algorithm,
-        maker_signature,
-    ))
+    let (cert, algorithm, signature) = maker_signature(&mut sign)?;
+    Ok(assemble(seal.raw, info, cert, algorithm, signature))
+}
+
+/// The seal maker's certificate, signature algorithm and signature.
+fn maker_signature<'a>(f: &mut Reader<'a>) -> Result<(&'a [u8], String, &'a [u8]), DerError> {
+    let cert = f.take(der::OCTET_STRING, "制章者证书")?.body;
+    let algorithm = f.take(der::OID, "制章签名算法")?.oid("制章签名算法")?;
+    let signature = f.take(der::BIT_STRING, "制章签名值")?.bits("制章签名值")?;
+    Ok((cert, algorithm, signature))
 }
 
 fn assemble<'a>(

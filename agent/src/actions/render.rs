@@ -115,14 +115,25 @@ fn ofd_px_per_mm() -> f64 {
 /// How many pages an OFD has, read by [`gongwen_ofd`]'s bounded reader
 /// (in the child).
 pub fn ofd_page_count(input: &Path) -> Result<usize, String> {
-    let file = std::fs::File::open(input).map_err(|e| format!("无法打开文件：{e}"))?;
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut pkg = gongwen_ofd::package::Package::open(std::io::BufReader::new(file), size)?;
-    let structure = gongwen_ofd::structure::check(&mut pkg);
-    if let Some(p) = structure.problems.first() {
-        return Err(format!("正文无法解析：{p}"));
+    Ok(sound_ofd(input)?.1.pages.len())
+}
+
+/// An OFD opened and checked by our own reader; an error if it is not
+/// sound (it is then never handed to the renderer).
+fn sound_ofd(
+    input: &Path,
+) -> Result<
+    (
+        gongwen_ofd::package::Package<std::io::BufReader<std::fs::File>>,
+        gongwen_ofd::Structure,
+    ),
+    String,
+> {
+    let (pkg, structure) = gongwen_ofd::open(input)?;
+    match structure.problems.first() {
+        Some(p) => Err(format!("正文无法解析：{p}")),
+        None => Ok((pkg, structure)),
     }
-    Ok(structure.pages.len())
 }
 
 /// Draw page `page` (from 1) of an OFD into `out` as a PNG, with each
@@ -130,13 +141,7 @@ pub fn ofd_page_count(input: &Path) -> Result<usize, String> {
 /// the file was checked by our own reader first (size, depth and count
 /// limits), then drawn by ofd-core.
 pub fn render_ofd_page(input: &Path, page: u32, out: &Path) -> Result<(), String> {
-    let file = std::fs::File::open(input).map_err(|e| format!("无法打开文件：{e}"))?;
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut pkg = gongwen_ofd::package::Package::open(std::io::BufReader::new(file), size)?;
-    let structure = gongwen_ofd::structure::check(&mut pkg);
-    if let Some(p) = structure.problems.first() {
-        return Err(format!("正文无法解析：{p}"));
-    }
+    let (mut pkg, structure) = sound_ofd(input)?;
     let index = (page as usize)
         .checked_sub(1)
         .filter(|i| *i < structure.pages.len())
